@@ -1,0 +1,57 @@
+package cluster
+
+import "fmt"
+
+// NodeID names a node uniquely within its cluster. It is sent in every
+// handshake and, with TLS, bound to the node's certificate.
+type NodeID string
+
+// Member is one node of the cluster.
+type Member struct {
+	ID   NodeID
+	Addr string // the transport's listen address, "host:port"
+}
+
+// EventType says what happened to a member.
+type EventType uint8
+
+const (
+	// Join: a member appeared.
+	Join EventType = iota + 1
+	// Leave: a member left or was declared dead.
+	Leave
+	// Update: a member's address or metadata changed.
+	Update
+)
+
+func (t EventType) String() string {
+	switch t {
+	case Join:
+		return "join"
+	case Leave:
+		return "leave"
+	case Update:
+		return "update"
+	}
+	return fmt.Sprintf("event(%d)", uint8(t))
+}
+
+// Event is one change in membership.
+type Event struct {
+	Type   EventType
+	Member Member
+}
+
+// Membership tells the transport who exists and where.
+//
+// Implementations must be safe for concurrent use.
+type Membership interface {
+	// Members returns the current members, the local node included.
+	Members() []Member
+	// Lookup returns the member with the given ID.
+	Lookup(id NodeID) (Member, bool)
+	// Watch calls fn for every change from now on, in order, until the
+	// returned stop function is called. fn must not block for long and must
+	// not call stop itself; stop waits for a running fn to return.
+	Watch(fn func(Event)) (stop func())
+}

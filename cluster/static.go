@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"sort"
+	"sync"
+)
+
+// Static is a Membership whose members are set by hand. Add, Remove and
+// Update notify watchers synchronously, in call order.
+//
+// Static is safe for concurrent use.
+type Static struct {
+	mu       sync.Mutex // guards members and watchers
+	members  map[NodeID]Member
+	watchers map[int]func(Event)
+	nextID   int
+	notifyMu sync.Mutex // serialises notifications so watchers see changes in order
+}
+
+var _ Membership = (*Static)(nil)
+
+// NewStatic returns a membership holding the given members.
+func NewStatic(members ...Member) *Static {
+	s := &Static{members: make(map[NodeID]Member), watchers: make(map[int]func(Event))}
+	for _, m := range members {
+		s.members[m.ID] = m
+	}
+	return s
+}
+
+// Members implements Membership; the result is sorted by ID.
+func (s *Static) Members() []Member {
+	s.mu.Lock()
+	out := make([]Member, 0, len(s.members))
+	for _, m := range s.members {
+		out = append(out, m)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Lookup implements Membership.
+func (s *Static) Lookup(id NodeID) (Member, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.members[id]
+	return m, ok
+}
+
+// Add adds m, or updates it if a member with its ID exists, and notifies
+// watchers with Join or Update.
+func (s *Static) Add(m Member) {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	s.mu.Lock()
+	old, existed := s.members[m.ID]
+	s.members[m.ID] = m
+	s.mu.Unlock()
+	switch {
+	case !existed:
+		s.notify(Event{Type: Join, Member: m})
+	case old != m:
+		s.notify(Event{Type: Update, Member: m})
+	}
+}
+
+// Remove removes the member with the given ID and notifies watchers with
+// Leave. Removing an unknown ID does nothing.
+func (s *Static) Remove(id NodeID) {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	s.mu.Lock()
+	m, ok := s.members[id]
+	delete(s.members, id)
+	s.mu.Unlock()
+	if ok {
+		s.notify(Event{Type: Leave, Member: m})
+	}
+}
+
+// Watch implements Membership.
+func (s *Static) Watch(fn func(Event)) (stop func()) {
+	s.mu.Lock()
+	id := s.nextID
+	s.nextID++
+	s.watchers[id] = fn
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.notifyMu.Lock() // wait for a running notification
+			defer s.notifyMu.Unlock()
+			s.mu.Lock()
+			delete(s.watchers, id)
+			s.mu.Unlock()
+		})
+	}
+}
+
+// notify runs with notifyMu held.
+func (s *Static) notify(ev Event) {
+	s.mu.Lock()
+	fns := make([]func(Event), 0, len(s.watchers))
+	for _, fn := range s.watchers {
+		fns = append(fns, fn)
+	}
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
+}

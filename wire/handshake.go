@@ -1,0 +1,253 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// Magic opens every handshake: "INOD".
+const Magic uint32 = 0x494E4F44
+
+// Protocol versions this package speaks.
+const (
+	Version1   uint8 = 1
+	MinVersion       = Version1
+	MaxVersion       = Version1
+)
+
+// MaxHandshakeSize bounds an encoded Hello or Reply, in bytes.
+const MaxHandshakeSize = 1024
+
+// MaxNameLength bounds cluster names and node IDs, in bytes.
+const MaxNameLength = 255
+
+// handshakePrefix is magic u32 | body_len u16.
+const handshakePrefix = 6
+
+// Capabilities are optional features a node offers; the reply carries the
+// ones both sides have. None are defined in version 1; unknown bits are
+// ignored so that later versions can add them.
+type Capabilities uint32
+
+// Hello opens a connection: the initiator says who it is and what it wants.
+type Hello struct {
+	MinVersion   uint8
+	MaxVersion   uint8
+	Lane         uint8 // see package routing; the connection carries only this lane
+	Capabilities Capabilities
+	Cluster      string
+	Node         string
+}
+
+// RefuseReason says why an acceptor refused a Hello. It is part of the wire format.
+type RefuseReason uint8
+
+const (
+	Accepted           RefuseReason = 0
+	UnsupportedVersion RefuseReason = 1
+	WrongCluster       RefuseReason = 2
+	UnknownNode        RefuseReason = 3
+	IdentityMismatch   RefuseReason = 4
+	BadLane            RefuseReason = 5
+	Refused            RefuseReason = 6 // any other reason; see the message
+)
+
+func (r RefuseReason) String() string {
+	switch r {
+	case Accepted:
+		return "accepted"
+	case UnsupportedVersion:
+		return "unsupported version"
+	case WrongCluster:
+		return "wrong cluster"
+	case UnknownNode:
+		return "unknown node"
+	case IdentityMismatch:
+		return "identity mismatch"
+	case BadLane:
+		return "bad lane"
+	case Refused:
+		return "refused"
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Reply answers a Hello: the chosen version, or a reason for refusal.
+type Reply struct {
+	Version      uint8        // chosen version; 0 when refused
+	Reason       RefuseReason // Accepted, or why not
+	Capabilities Capabilities
+	Message      string // human-readable detail, at most MaxNameLength bytes
+}
+
+// AppendHello appends the encoding of h:
+// magic u32 | body_len u16 | min_version u8 | max_version u8 | lane u8 |
+// capabilities u32 | cluster_len u8 | cluster | node_len u8 | node | crc32c u32
+// where body_len counts the bytes after it, checksum included, and the
+// checksum covers everything before it.
+func AppendHello(dst []byte, h *Hello) ([]byte, error) {
+	if len(h.Cluster) > MaxNameLength || len(h.Node) > MaxNameLength {
+		return dst, fmt.Errorf("wire: cluster name and node ID must be at most %d bytes", MaxNameLength)
+	}
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint32(dst, Magic)
+	dst = binary.BigEndian.AppendUint16(dst, 0) // body length, set below
+	dst = append(dst, h.MinVersion, h.MaxVersion, h.Lane)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(h.Capabilities))
+	dst = append(dst, byte(len(h.Cluster)))
+	dst = append(dst, h.Cluster...)
+	dst = append(dst, byte(len(h.Node)))
+	dst = append(dst, h.Node...)
+	return sealHandshake(dst, start), nil
+}
+
+// AppendReply appends the encoding of r:
+// magic u32 | body_len u16 | version u8 | reason u8 | capabilities u32 |
+// message_len u8 | message | crc32c u32. A message longer than
+// MaxNameLength is cut.
+func AppendReply(dst []byte, r *Reply) []byte {
+	msg := r.Message
+	if len(msg) > MaxNameLength {
+		msg = msg[:MaxNameLength]
+	}
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint32(dst, Magic)
+	dst = binary.BigEndian.AppendUint16(dst, 0)
+	dst = append(dst, r.Version, byte(r.Reason))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.Capabilities))
+	dst = append(dst, byte(len(msg)))
+	dst = append(dst, msg...)
+	return sealHandshake(dst, start)
+}
+
+func sealHandshake(dst []byte, start int) []byte {
+	binary.BigEndian.PutUint16(dst[start+4:], uint16(len(dst)-start-handshakePrefix+4))
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+}
+
+// ReadHandshake reads one handshake message (Hello or Reply) from r into
+// buf, which must hold at least MaxHandshakeSize bytes, and returns the
+// bytes read. It checks the magic, bound and checksum before returning, and
+// never reads past the message.
+func ReadHandshake(r io.Reader, buf []byte) ([]byte, error) {
+	if len(buf) < MaxHandshakeSize {
+		return nil, errors.New("wire: handshake buffer too small")
+	}
+	if _, err := io.ReadFull(r, buf[:handshakePrefix]); err != nil {
+		return nil, truncated(err)
+	}
+	if binary.BigEndian.Uint32(buf) != Magic {
+		return nil, ErrBadMagic
+	}
+	total := handshakePrefix + int(binary.BigEndian.Uint16(buf[4:]))
+	if total > MaxHandshakeSize {
+		return nil, fmt.Errorf("%w: %d bytes", ErrHandshakeTooLarge, total)
+	}
+	if _, err := io.ReadFull(r, buf[handshakePrefix:total]); err != nil {
+		return nil, truncated(err)
+	}
+	return buf[:total], nil
+}
+
+func truncated(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return ErrTruncated
+	}
+	return err
+}
+
+// openHandshake checks the framing of one whole handshake message and
+// returns its body without the checksum.
+func openHandshake(b []byte) ([]byte, error) {
+	if len(b) < handshakePrefix+4 {
+		return nil, ErrTruncated
+	}
+	if binary.BigEndian.Uint32(b) != Magic {
+		return nil, ErrBadMagic
+	}
+	total := handshakePrefix + int(binary.BigEndian.Uint16(b[4:]))
+	if total > MaxHandshakeSize {
+		return nil, ErrHandshakeTooLarge
+	}
+	if len(b) != total {
+		return nil, ErrTruncated
+	}
+	end := total - 4
+	if crc32.Checksum(b[:end], castagnoli) != binary.BigEndian.Uint32(b[end:]) {
+		return nil, ErrChecksum
+	}
+	return b[handshakePrefix:end], nil
+}
+
+// DecodeHello decodes one whole Hello, as returned by ReadHandshake.
+func DecodeHello(b []byte) (Hello, error) {
+	body, err := openHandshake(b)
+	if err != nil {
+		return Hello{}, err
+	}
+	if len(body) < 7 {
+		return Hello{}, ErrTruncated
+	}
+	h := Hello{MinVersion: body[0], MaxVersion: body[1], Lane: body[2],
+		Capabilities: Capabilities(binary.BigEndian.Uint32(body[3:]))}
+	rest := body[7:]
+	if h.Cluster, rest, err = shortString(rest); err != nil {
+		return Hello{}, err
+	}
+	if h.Node, rest, err = shortString(rest); err != nil {
+		return Hello{}, err
+	}
+	if len(rest) != 0 {
+		return Hello{}, fmt.Errorf("%w: %d trailing bytes in hello", ErrMalformed, len(rest))
+	}
+	if h.MinVersion == 0 || h.MinVersion > h.MaxVersion {
+		return Hello{}, fmt.Errorf("%w: version range [%d, %d]", ErrMalformed, h.MinVersion, h.MaxVersion)
+	}
+	return h, nil
+}
+
+// DecodeReply decodes one whole Reply, as returned by ReadHandshake.
+func DecodeReply(b []byte) (Reply, error) {
+	body, err := openHandshake(b)
+	if err != nil {
+		return Reply{}, err
+	}
+	if len(body) < 6 {
+		return Reply{}, ErrTruncated
+	}
+	r := Reply{Version: body[0], Reason: RefuseReason(body[1]),
+		Capabilities: Capabilities(binary.BigEndian.Uint32(body[2:]))}
+	rest := body[6:]
+	if r.Message, rest, err = shortString(rest); err != nil {
+		return Reply{}, err
+	}
+	if len(rest) != 0 {
+		return Reply{}, fmt.Errorf("%w: %d trailing bytes in reply", ErrMalformed, len(rest))
+	}
+	if (r.Reason == Accepted) != (r.Version != 0) {
+		return Reply{}, fmt.Errorf("%w: reply with version %d and reason %d", ErrMalformed, r.Version, r.Reason)
+	}
+	return r, nil
+}
+
+func shortString(b []byte) (string, []byte, error) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return "", nil, ErrTruncated
+	}
+	n := int(b[0])
+	return string(b[1 : 1+n]), b[1+n:], nil
+}
+
+// Negotiate picks the highest version in both [min, max] and what this
+// package speaks. ok is false when the ranges do not overlap.
+func Negotiate(h *Hello) (version uint8, ok bool) {
+	hi := min(h.MaxVersion, MaxVersion)
+	lo := max(h.MinVersion, MinVersion)
+	if lo > hi {
+		return 0, false
+	}
+	return hi, true
+}

@@ -1,0 +1,99 @@
+package transport
+
+import (
+	"sync"
+
+	"github.com/internode/internode/cluster"
+)
+
+// call is one Request waiting for its response.
+type call struct {
+	peer cluster.NodeID
+	done chan callResult // one slot: completion never blocks
+}
+
+type callResult struct {
+	payload []byte
+	err     error
+}
+
+const callShards = 32
+
+// callTable holds the requests in flight, sharded by ID to keep the lock
+// cold under many concurrent requests.
+type callTable struct {
+	shards [callShards]struct {
+		mu    sync.Mutex
+		calls map[uint64]*call
+	}
+}
+
+func (t *callTable) shard(id uint64) *struct {
+	mu    sync.Mutex
+	calls map[uint64]*call
+} {
+	return &t.shards[id%callShards]
+}
+
+func (t *callTable) add(id uint64, c *call) {
+	s := t.shard(id)
+	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = make(map[uint64]*call)
+	}
+	s.calls[id] = c
+	s.mu.Unlock()
+}
+
+// remove takes the call out of the table; false if it was already finished.
+func (t *callTable) remove(id uint64) (*call, bool) {
+	s := t.shard(id)
+	s.mu.Lock()
+	c, ok := s.calls[id]
+	if ok {
+		delete(s.calls, id)
+	}
+	s.mu.Unlock()
+	return c, ok
+}
+
+// complete delivers a response from peer. A response from another peer
+// than the one asked, or for a call no longer waiting, is ignored and
+// reported false.
+func (t *callTable) complete(id uint64, from cluster.NodeID, r callResult) bool {
+	s := t.shard(id)
+	s.mu.Lock()
+	c, ok := s.calls[id]
+	if ok && c.peer != from {
+		ok = false
+	}
+	if ok {
+		delete(s.calls, id)
+	}
+	s.mu.Unlock()
+	if ok {
+		c.done <- r
+	}
+	return ok
+}
+
+func (t *callTable) fail(id uint64, err error) {
+	if c, ok := t.remove(id); ok {
+		c.done <- callResult{err: err}
+	}
+}
+
+// failPeer fails every call waiting on peer (nil peer: every call).
+func (t *callTable) failPeer(peer *cluster.NodeID, err error) {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for id, c := range s.calls {
+			if peer == nil || c.peer == *peer {
+				delete(s.calls, id)
+				c.done <- callResult{err: err}
+			}
+		}
+		s.mu.Unlock()
+	}
+}

@@ -1,0 +1,131 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// Sentinel errors. Test for them with errors.Is: the errors returned by
+// Send, Request and the other calls wrap them, usually in an *OpError.
+var (
+	// ErrClosed is returned by calls on a transport that is shutting down or
+	// closed, and fails messages still queued when it closed. It satisfies
+	// errors.Is(err, net.ErrClosed).
+	ErrClosed = fmt.Errorf("transport: closed: %w", net.ErrClosed)
+	// ErrOverloaded: no capacity for the message, on this node (Send,
+	// Request) or on the receiver (Request's failure response).
+	ErrOverloaded = errors.New("transport: overloaded")
+	// ErrExpired: the message's deadline passed before it was written or
+	// handled.
+	ErrExpired = errors.New("transport: message expired")
+	// ErrTooLarge: the message exceeds Config.MaxMessageSize.
+	ErrTooLarge = errors.New("transport: message too large")
+	// ErrUnknownVerb: the receiver has no handler for the request's verb.
+	ErrUnknownVerb = errors.New("transport: unknown verb")
+	// ErrHandler: the receiver's handler returned an error; the *RemoteError
+	// in the chain carries its message.
+	ErrHandler = errors.New("transport: handler failed")
+	// ErrUnknownPeer: the membership has no address for the peer.
+	ErrUnknownPeer = errors.New("transport: unknown peer")
+	// ErrPeerLeft: the peer left the membership while the message waited.
+	ErrPeerLeft = errors.New("transport: peer left")
+	// ErrConnectionReset: the connection broke while the message was being
+	// written; the peer may or may not have received it.
+	ErrConnectionReset = errors.New("transport: connection reset")
+	// ErrRefused: the peer refused the handshake (see the wrapped
+	// *HandshakeError for why).
+	ErrRefused = errors.New("transport: handshake refused")
+)
+
+// OpError describes a failed call or message: what was attempted, with which
+// peer, on which lane, and why.
+type OpError struct {
+	Op   string // "send", "request", "dial", "handshake", "write"
+	Peer cluster.NodeID
+	Lane routing.Lane
+	Err  error
+}
+
+func (e *OpError) Error() string {
+	return fmt.Sprintf("transport: %s to %s (%s lane): %v", e.Op, e.Peer, e.Lane, e.Err)
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the error is a timeout, so that *OpError satisfies
+// net.Error for callers that test for it that way.
+func (e *OpError) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(e.Err, &t) && t.Timeout()
+}
+
+// Temporary is part of net.Error; it reports the same as Timeout.
+func (e *OpError) Temporary() bool { return e.Timeout() }
+
+var _ net.Error = (*OpError)(nil)
+
+// RemoteError is a failure reported by the peer in answer to a request.
+// errors.Is matches it against ErrUnknownVerb, ErrHandler, ErrExpired,
+// ErrOverloaded or ErrTooLarge according to its code.
+type RemoteError struct {
+	Code    wire.FailureCode
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	if e.Message == "" {
+		return "remote: " + e.Code.String()
+	}
+	return "remote: " + e.Code.String() + ": " + e.Message
+}
+
+// Is maps failure codes onto the package's sentinels.
+func (e *RemoteError) Is(target error) bool {
+	switch e.Code {
+	case wire.FailureUnknownVerb:
+		return target == ErrUnknownVerb
+	case wire.FailureHandlerError:
+		return target == ErrHandler
+	case wire.FailureExpired:
+		return target == ErrExpired
+	case wire.FailureOverloaded:
+		return target == ErrOverloaded
+	case wire.FailureTooLarge:
+		return target == ErrTooLarge
+	}
+	return false
+}
+
+// HandshakeError is a refused handshake, from either side.
+type HandshakeError struct {
+	Reason  wire.RefuseReason
+	Message string
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("handshake refused: %s: %s", e.Reason, e.Message)
+}
+
+// Is makes a HandshakeError match ErrRefused.
+func (e *HandshakeError) Is(target error) bool { return target == ErrRefused }
+
+// failureCode maps an error that failed a request on the receiving side to
+// the code sent back.
+func failureCode(err error) wire.FailureCode {
+	switch {
+	case errors.Is(err, ErrOverloaded):
+		return wire.FailureOverloaded
+	case errors.Is(err, ErrExpired):
+		return wire.FailureExpired
+	case errors.Is(err, ErrTooLarge):
+		return wire.FailureTooLarge
+	case errors.Is(err, ErrUnknownVerb):
+		return wire.FailureUnknownVerb
+	}
+	return wire.FailureHandlerError
+}

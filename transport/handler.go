@@ -1,0 +1,50 @@
+package transport
+
+import (
+	"context"
+	"time"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+)
+
+// Verb says what a message means: mutation, read, gossip... The application
+// picks the numbers; both ends must agree on them.
+type Verb uint32
+
+// Message is a received message, as a Handler sees it.
+//
+// A Message and its Payload are valid only until the handler returns: the
+// transport reuses both. A handler that keeps the payload must copy it.
+type Message struct {
+	From      cluster.NodeID
+	Verb      Verb
+	ID        uint64       // unique per sender
+	Lane      routing.Lane // the lane it arrived on
+	CreatedAt time.Time    // sender's clock
+	ExpiresAt time.Time    // zero when the message never expires
+	Payload   []byte
+	// IsRequest reports whether the sender waits for a response: the
+	// handler's return values are sent back.
+	IsRequest bool
+}
+
+// Handler processes the messages of one verb.
+//
+// ServeMessage is called for each message of its verb; calls for the
+// messages of one connection (one sender, one lane) are made one at a time,
+// in the order the messages were sent, so a handler that blocks holds up
+// that lane from that sender only. The context is cancelled when the
+// message expires or the transport closes. For a request, the returned
+// bytes are the response and an error is sent to the requester as a failure
+// (ErrHandler); for a one-way message both are discarded. The returned
+// slice may be retained by the transport until it is written.
+type Handler interface {
+	ServeMessage(ctx context.Context, m *Message) ([]byte, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, m *Message) ([]byte, error)
+
+// ServeMessage calls f(ctx, m).
+func (f HandlerFunc) ServeMessage(ctx context.Context, m *Message) ([]byte, error) { return f(ctx, m) }

@@ -1,0 +1,491 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// inConn is one accepted connection: a reader goroutine that decodes
+// frames and a dispatcher goroutine that runs handlers in arrival order.
+type inConn struct {
+	t        *Transport
+	conn     net.Conn
+	from     cluster.NodeID
+	lane     routing.Lane
+	counters *inCounters
+	br       *bufio.Reader
+	frames   chan *inFrame // reader → dispatcher, bounded
+	streams  map[uint32]*largeIn
+	msg      Message // reused by the dispatcher for every handler call
+}
+
+// inFrame is a unit of work for the dispatcher: the messages of one batch
+// frame (aliasing its pooled buffer) or one whole large message.
+type inFrame struct {
+	buf  *bytebufferpool.ByteBuffer // owned by the frame until release; nil for a large message
+	msgs []inMsg
+}
+
+type inMsg struct {
+	header  wire.Header
+	payload []byte
+}
+
+var framePool = sync.Pool{New: func() any { return new(inFrame) }}
+
+func (f *inFrame) release() {
+	if f.buf != nil {
+		bytebufferpool.Put(f.buf)
+		f.buf = nil
+	}
+	clear(f.msgs)
+	f.msgs = f.msgs[:0]
+	framePool.Put(f)
+}
+
+// largeIn is a large message being received in parts.
+type largeIn struct {
+	header  wire.Header
+	payload []byte // nil while discarding an expired message
+	got     int
+}
+
+// dispatchQueue is how many decoded frames may wait for the dispatcher
+// before the reader stops reading that connection.
+const dispatchQueue = 16
+
+func (t *Transport) acceptLoop() {
+	var delay time.Duration
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			select {
+			case <-t.closed:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				t.log.Warn("internode: accept failed; retrying", "err", err, "delay", delay)
+				select {
+				case <-time.After(delay):
+				case <-t.closed:
+					return
+				}
+				continue
+			}
+			t.log.Error("internode: accept failed; no longer accepting", "err", err)
+			return
+		}
+		delay = 0
+		if !t.trackInbound(conn, true) {
+			conn.Close()
+			return
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			defer t.trackInbound(conn, false)
+			defer conn.Close()
+			t.serveConn(conn)
+		}()
+	}
+}
+
+// serveConn handshakes an accepted connection and reads it until it ends.
+func (t *Transport) serveConn(conn net.Conn) {
+	hello, err := t.acceptHandshake(conn)
+	if err != nil {
+		t.refused.Add(1)
+		t.log.Warn("internode: handshake refused", "remote", conn.RemoteAddr(), "err", err)
+		return
+	}
+	from := cluster.NodeID(hello.Node)
+	p, err := t.peerFor(from, false)
+	if err != nil {
+		return
+	}
+	ic := &inConn{
+		t:        t,
+		conn:     conn,
+		from:     from,
+		lane:     routing.Lane(hello.Lane),
+		counters: &p.inbound[hello.Lane],
+		br:       bufio.NewReaderSize(conn, 64<<10),
+		frames:   make(chan *inFrame, dispatchQueue),
+		streams:  make(map[uint32]*largeIn),
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		ic.dispatch()
+	}()
+	err = ic.read()
+	close(ic.frames)
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	default:
+		t.malformed.Add(1)
+		t.log.Warn("internode: closing connection on bad input", "remote", conn.RemoteAddr(),
+			"peer", from, "lane", ic.lane, "err", err)
+	}
+}
+
+// acceptHandshake reads the Hello, answers it and reports whether the
+// connection may proceed.
+func (t *Transport) acceptHandshake(conn net.Conn) (wire.Hello, error) {
+	if err := conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+		return wire.Hello{}, err
+	}
+	buf := make([]byte, wire.MaxHandshakeSize)
+	raw, err := wire.ReadHandshake(conn, buf)
+	if err != nil {
+		return wire.Hello{}, fmt.Errorf("reading hello: %w", err)
+	}
+	hello, err := wire.DecodeHello(raw)
+	if err != nil {
+		return wire.Hello{}, fmt.Errorf("decoding hello: %w", err)
+	}
+	reply := wire.Reply{Reason: wire.Accepted}
+	version, ok := wire.Negotiate(&hello)
+	switch {
+	case !ok:
+		reply.Reason = wire.UnsupportedVersion
+		reply.Message = fmt.Sprintf("peer speaks versions %d to %d, this node %d to %d",
+			hello.MinVersion, hello.MaxVersion, wire.MinVersion, wire.MaxVersion)
+	case hello.Cluster != t.cfg.ClusterName:
+		reply.Reason = wire.WrongCluster
+		reply.Message = fmt.Sprintf("this node is in cluster %q, not %q", t.cfg.ClusterName, hello.Cluster)
+	case !routing.Lane(hello.Lane).Valid():
+		reply.Reason = wire.BadLane
+		reply.Message = fmt.Sprintf("no lane %d", hello.Lane)
+	case hello.Node == "":
+		reply.Reason = wire.Refused
+		reply.Message = "empty node ID"
+	default:
+		reply.Version = version
+	}
+	if _, err := conn.Write(wire.AppendReply(buf[:0], &reply)); err != nil {
+		return hello, fmt.Errorf("writing reply: %w", err)
+	}
+	if reply.Reason != wire.Accepted {
+		return hello, &HandshakeError{Reason: reply.Reason, Message: reply.Message}
+	}
+	return hello, conn.SetDeadline(time.Time{})
+}
+
+// read decodes frames until the connection ends or carries bad input.
+func (ic *inConn) read() error {
+	defer func() {
+		ic.streams = nil // partial large messages die with the connection
+	}()
+	var hdr [wire.FrameHeaderSize]byte
+	for {
+		if _, err := io.ReadFull(ic.br, hdr[:]); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("frame header: %w", wire.ErrTruncated)
+			}
+			return err
+		}
+		fh, err := wire.ParseFrameHeader(hdr[:], uint32(ic.t.maxFrame))
+		if err != nil {
+			return err
+		}
+		isLargeLane := ic.lane == routing.Large
+		if (fh.Kind == wire.FrameBatch) == isLargeLane {
+			return fmt.Errorf("%w: frame kind %d on the %s lane", wire.ErrMalformed, fh.Kind, ic.lane)
+		}
+		switch fh.Kind {
+		case wire.FrameBatch:
+			err = ic.readBatch(fh)
+		case wire.FrameLargeBegin:
+			err = ic.readLargeBegin(fh)
+		case wire.FrameLargeMore:
+			err = ic.readLargeMore(fh)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readPayload reads and verifies a frame's payload into a pooled buffer.
+func (ic *inConn) readPayload(fh wire.FrameHeader) (*bytebufferpool.ByteBuffer, error) {
+	buf := bytebufferpool.Get()
+	buf.B = slices.Grow(buf.B[:0], int(fh.Length))[:fh.Length]
+	if err := ic.readVerified(fh, buf.B); err != nil {
+		bytebufferpool.Put(buf)
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (ic *inConn) readVerified(fh wire.FrameHeader, dst []byte) error {
+	if _, err := io.ReadFull(ic.br, dst); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
+		}
+		return err
+	}
+	return fh.Verify(dst)
+}
+
+func (ic *inConn) readBatch(fh wire.FrameHeader) error {
+	buf, err := ic.readPayload(fh)
+	if err != nil {
+		return err
+	}
+	f := framePool.Get().(*inFrame)
+	f.buf = buf
+	b := buf.B
+	now := time.Now().UnixNano()
+	for off := 0; off < len(b); {
+		h, n, err := wire.DecodeHeader(b[off:], uint32(ic.t.cfg.MaxMessageSize))
+		if err != nil {
+			f.release()
+			return err
+		}
+		end := off + n + int(h.PayloadLength)
+		if end > len(b) {
+			f.release()
+			return fmt.Errorf("%w: message overruns its frame", wire.ErrMalformed)
+		}
+		ic.arrived(f, h, b[off+n:end], now, true)
+		off = end
+	}
+	return ic.handOver(f)
+}
+
+// arrived routes one decoded message: a response completes its call, an
+// expired message is dropped, anything else goes to the dispatcher.
+func (ic *inConn) arrived(f *inFrame, h wire.Header, payload []byte, now int64, copyResponse bool) {
+	if h.Flags&wire.FlagResponse != 0 {
+		var r callResult
+		if h.Flags&wire.FlagFailure != 0 {
+			failure, err := wire.DecodeFailure(payload)
+			if err != nil {
+				failure = wire.Failure{Code: wire.FailureUnknown, Message: err.Error()}
+			}
+			r.err = &OpError{Op: "request", Peer: ic.from, Lane: ic.lane,
+				Err: &RemoteError{Code: failure.Code, Message: failure.Message}}
+		} else if copyResponse {
+			r.payload = append(make([]byte, 0, len(payload)), payload...)
+		} else {
+			r.payload = payload
+		}
+		if ic.t.calls.complete(h.ID, ic.from, r) {
+			ic.counters.received.Add(1)
+			ic.counters.receivedBytes.Add(uint64(len(payload)))
+		} else {
+			ic.counters.dropped[ReasonExpired].Add(1) // its caller stopped waiting
+		}
+		return
+	}
+	if h.Expired(now) {
+		ic.counters.dropped[ReasonExpired].Add(1)
+		return
+	}
+	f.msgs = append(f.msgs, inMsg{header: h, payload: payload})
+}
+
+// handOver gives a frame to the dispatcher, waiting while it is busy: that
+// wait is what stops reading a connection whose handlers fall behind.
+func (ic *inConn) handOver(f *inFrame) error {
+	if len(f.msgs) == 0 {
+		f.release()
+		return nil
+	}
+	select {
+	case ic.frames <- f:
+		return nil
+	case <-ic.t.closed:
+		ic.dropFrame(f, ReasonClosed)
+		return net.ErrClosed
+	}
+}
+
+func (ic *inConn) dropFrame(f *inFrame, reason Reason) {
+	ic.counters.dropped[reason].Add(uint64(len(f.msgs)))
+	f.release()
+}
+
+func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
+	if _, dup := ic.streams[fh.Stream]; dup {
+		return fmt.Errorf("%w: stream %d begun twice", wire.ErrMalformed, fh.Stream)
+	}
+	if len(ic.streams) >= maxInboundStreams {
+		return fmt.Errorf("%w: more than %d large messages in flight", wire.ErrMalformed, maxInboundStreams)
+	}
+	buf, err := ic.readPayload(fh)
+	if err != nil {
+		return err
+	}
+	defer bytebufferpool.Put(buf)
+	h, n, err := wire.DecodeHeader(buf.B, uint32(ic.t.cfg.MaxMessageSize))
+	if err != nil {
+		return err
+	}
+	first := buf.B[n:]
+	if len(first) > int(h.PayloadLength) {
+		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
+	}
+	h.Params = slices.Clone(h.Params)
+	m := &largeIn{header: h, got: len(first)}
+	if !h.Expired(time.Now().UnixNano()) || h.Flags&wire.FlagResponse != 0 {
+		m.payload = make([]byte, h.PayloadLength)
+		copy(m.payload, first)
+	}
+	ic.streams[fh.Stream] = m
+	return ic.largeProgress(fh.Stream, m)
+}
+
+func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
+	m := ic.streams[fh.Stream]
+	if m == nil {
+		return fmt.Errorf("%w: part of unknown stream %d", wire.ErrMalformed, fh.Stream)
+	}
+	if m.got+int(fh.Length) > int(m.header.PayloadLength) {
+		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
+	}
+	if m.payload == nil { // expired on arrival: verify and discard
+		buf, err := ic.readPayload(fh)
+		if err != nil {
+			return err
+		}
+		bytebufferpool.Put(buf)
+	} else if err := ic.readVerified(fh, m.payload[m.got:m.got+int(fh.Length)]); err != nil {
+		return err
+	}
+	m.got += int(fh.Length)
+	return ic.largeProgress(fh.Stream, m)
+}
+
+// largeProgress delivers a large message once its last byte is in.
+func (ic *inConn) largeProgress(stream uint32, m *largeIn) error {
+	if m.got < int(m.header.PayloadLength) {
+		return nil
+	}
+	delete(ic.streams, stream)
+	if m.payload == nil {
+		ic.counters.dropped[ReasonExpired].Add(1)
+		return nil
+	}
+	f := framePool.Get().(*inFrame)
+	ic.arrived(f, m.header, m.payload, time.Now().UnixNano(), false)
+	return ic.handOver(f)
+}
+
+// dispatch runs handlers for the connection's messages, in order.
+func (ic *inConn) dispatch() {
+	for f := range ic.frames {
+		for i := range f.msgs {
+			ic.handle(&f.msgs[i])
+		}
+		f.release()
+	}
+}
+
+func (ic *inConn) handle(im *inMsg) {
+	t := ic.t
+	h := &im.header
+	isRequest := h.Flags&wire.FlagExpectsResponse != 0
+	select {
+	case <-t.closed:
+		ic.counters.dropped[ReasonClosed].Add(1)
+		return
+	default:
+	}
+	if h.Expired(time.Now().UnixNano()) {
+		ic.counters.dropped[ReasonExpired].Add(1)
+		return
+	}
+	handler := (*t.handlers.Load())[Verb(h.Verb)]
+	if handler == nil {
+		ic.counters.dropped[ReasonUnknownVerb].Add(1)
+		if isRequest {
+			t.respond(ic.from, h, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
+		}
+		return
+	}
+	ic.counters.received.Add(1)
+	ic.counters.receivedBytes.Add(uint64(len(im.payload)))
+	ctx := t.ctx
+	if h.ExpiresAt != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, h.ExpiresAt))
+		defer cancel()
+	}
+	m := &ic.msg
+	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane,
+		CreatedAt: time.Unix(0, h.CreatedAt), Payload: im.payload, IsRequest: isRequest}
+	if h.ExpiresAt != 0 {
+		m.ExpiresAt = time.Unix(0, h.ExpiresAt)
+	}
+	resp, err := ic.serve(ctx, handler, m)
+	*m = Message{}
+	if err != nil && !isRequest {
+		ic.counters.dropped[ReasonHandlerError].Add(1)
+	}
+	if isRequest {
+		t.respond(ic.from, h, resp, err)
+	}
+}
+
+// serve calls the handler, turning a panic into a handler error so that one
+// bad message cannot take the node down.
+func (ic *inConn) serve(ctx context.Context, h Handler, m *Message) (resp []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ic.t.log.Error("internode: handler panicked", "peer", m.From, "verb", m.Verb, "panic", r)
+			resp, err = nil, fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h.ServeMessage(ctx, m)
+}
+
+// respond sends a request's response, or its failure, back to the requester
+// on this node's own connections to it. Failures travel on the urgent lane.
+func (t *Transport) respond(to cluster.NodeID, req *wire.Header, payload []byte, herr error) {
+	flags := wire.FlagResponse
+	if herr != nil {
+		flags |= wire.FlagFailure
+		payload = wire.AppendFailure(nil, wire.Failure{Code: failureCode(herr), Message: herr.Error()})
+	}
+	h := wire.Header{Flags: flags, ID: req.ID, Verb: req.Verb, CreatedAt: time.Now().UnixNano(),
+		ExpiresAt: req.ExpiresAt, PayloadLength: uint32(len(payload))}
+	lane := t.router.Route(req.Verb, len(payload)+headerOverhead)
+	if herr != nil {
+		lane = routing.Urgent
+	}
+	if len(payload) > t.cfg.MaxMessageSize {
+		t.respond(to, req, nil, fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(payload)))
+		return
+	}
+	p, err := t.peerFor(to, false)
+	if err != nil {
+		return
+	}
+	c := p.lane(lane)
+	if c == nil {
+		return
+	}
+	if err := c.enqueue(&h, payload, false, time.Now()); err != nil {
+		c.counters.dropped[reasonOf(err)].Add(1)
+		t.log.Debug("internode: response not sent", "peer", to, "err", err)
+	}
+}

@@ -1,0 +1,426 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/internode/internode/coalescing"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// outConn is one lane of one peer: a queue and the single goroutine that
+// writes it to a TCP connection, dialling lazily, reconnecting with backoff
+// while messages are pending and closing the socket when idle.
+type outConn struct {
+	t        *Transport
+	peer     *peer
+	lane     routing.Lane
+	queue    outQueue
+	wake     chan struct{} // one slot: "work arrived"
+	stop     chan struct{} // closed to make the writer exit
+	done     chan struct{} // closed when the writer has exited
+	counters connCounters
+
+	// strategyMu guards strategy: the writer calls it, Stats reads it and
+	// SetCoalescing replaces it.
+	strategyMu sync.Mutex
+	strategy   coalescing.Strategy
+
+	// Owned by the writer goroutine.
+	conn     *liveConn
+	backoff  time.Duration
+	vec      net.Buffers
+	headers  []byte
+	large    largeWriter
+}
+
+// liveConn is an established, handshaken connection. Its watcher marks it
+// dead as soon as the peer closes it, so the writer redials instead of
+// writing into a socket that would silently swallow the next batch.
+type liveConn struct {
+	net.Conn
+	dead atomic.Bool
+}
+
+func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
+	c := &outConn{
+		t:        t,
+		peer:     p,
+		lane:     lane,
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		strategy: t.cfg.Coalescing(lane),
+	}
+	c.queue.capacity = t.cfg.QueueCapacity
+	return c
+}
+
+// enqueue queues one message for the writer.
+func (c *outConn) enqueue(h *wire.Header, payload []byte, isRequest bool, now time.Time) error {
+	if err := c.queue.push(h, payload, c.lane != routing.Large, isRequest, now); err != nil {
+		return err
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// run is the writer goroutine.
+func (c *outConn) run() {
+	defer close(c.done)
+	defer c.teardown()
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+	lastWrite := time.Now()
+	for {
+		if n, _ := c.queue.pending(); n == 0 && c.large.idle() {
+			c.t.signalDrained()
+			idle.Reset(c.idleIn(lastWrite))
+			select {
+			case <-c.stop:
+				return
+			case <-c.wake:
+			case <-idle.C:
+				if c.conn != nil && c.t.cfg.IdleTimeout > 0 && time.Since(lastWrite) >= c.t.cfg.IdleTimeout {
+					c.closeConn("idle")
+				}
+			}
+			continue
+		}
+		if c.conn == nil || c.conn.dead.Load() {
+			if c.conn != nil {
+				c.closeConn("closed by peer")
+			}
+			if !c.connect() {
+				if !c.sleepBackoff() {
+					return
+				}
+				continue
+			}
+		}
+		if err := c.flush(); err != nil {
+			c.t.log.Warn("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
+			c.closeConn("write error")
+		}
+		lastWrite = time.Now()
+	}
+}
+
+func (c *outConn) idleIn(lastWrite time.Time) time.Duration {
+	if c.conn == nil || c.t.cfg.IdleTimeout <= 0 {
+		return time.Hour
+	}
+	return max(c.t.cfg.IdleTimeout-time.Since(lastWrite), time.Millisecond)
+}
+
+// flush writes what is queued: on small lanes after the coalescing wait, as
+// batch frames; on the large lane, interleaved parts of large messages.
+func (c *outConn) flush() error {
+	if c.lane == routing.Large {
+		return c.large.step(c)
+	}
+	requested := c.askWait()
+	var observed time.Duration
+	if requested > 0 {
+		observed = c.coalesceWait(requested)
+	}
+	b := c.queue.take()
+	defer c.queue.release(&b)
+	c.strategyMu.Lock()
+	for i := range b.items {
+		c.strategy.Observe(b.items[i].enqueuedAt, b.items[i].size())
+	}
+	c.strategyMu.Unlock()
+	sent, sentBytes, err := c.writeBatch(&b)
+	c.strategyMu.Lock()
+	c.strategy.Flushed(time.Now(), sent, sentBytes, requested, observed)
+	c.strategyMu.Unlock()
+	return err
+}
+
+// askWait asks the strategy how long to wait, given what is pending now.
+func (c *outConn) askWait() time.Duration {
+	messages, bytes := c.queue.pending()
+	c.strategyMu.Lock()
+	defer c.strategyMu.Unlock()
+	return c.strategy.Wait(time.Now(), messages, bytes)
+}
+
+// coalesceWait waits up to d for more messages, returning early when the
+// strategy says the batch is worth sending, and reports how long it waited.
+// Short waits spin (yielding the processor) because timers overshoot them.
+func (c *outConn) coalesceWait(d time.Duration) time.Duration {
+	start := time.Now()
+	deadline := start.Add(d)
+	const spinBelow = 20 * time.Microsecond
+	var timer *time.Timer
+	for {
+		now := time.Now()
+		left := deadline.Sub(now)
+		if left <= 0 {
+			break
+		}
+		if left < spinBelow {
+			for time.Now().Before(deadline) {
+				runtime.Gosched()
+			}
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(left - spinBelow/2)
+			defer timer.Stop()
+		}
+		select {
+		case <-c.stop:
+			return time.Since(start)
+		case <-timer.C:
+			timer.Reset(time.Hour)
+			continue
+		case <-c.wake:
+			if c.askWait() == 0 {
+				return time.Since(start)
+			}
+		}
+	}
+	return time.Since(start)
+}
+
+// writeBatch frames the batch's live messages (expired ones are dropped
+// and counted) and writes them with one vectored write.
+func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
+	now := time.Now().UnixNano()
+	maxFrame := c.t.maxFrame
+	buf := b.buf.B
+	if need := wire.FrameHeaderSize * (len(b.items) + len(buf)/maxFrame + 1); cap(c.headers) < need {
+		c.headers = make([]byte, 0, need) // never grows below: frames alias it
+	}
+	headers := c.headers[:0]
+	vec := c.vec[:0]
+	frameStart, frameEnd := -1, -1
+	closeFrame := func() {
+		if frameStart < 0 {
+			return
+		}
+		payload := buf[frameStart:frameEnd]
+		headers = wire.AppendFrameHeader(headers, wire.FrameBatch, 0, payload)
+		vec = append(vec, headers[len(headers)-wire.FrameHeaderSize:], payload)
+		frameStart = -1
+	}
+	for i := range b.items {
+		it := &b.items[i]
+		if it.expired(now) {
+			closeFrame()
+			c.fail(it, ErrExpired)
+			continue
+		}
+		if frameStart >= 0 && (it.start != frameEnd || it.end-frameStart > maxFrame) {
+			closeFrame()
+		}
+		if frameStart < 0 {
+			frameStart = it.start
+		}
+		frameEnd = it.end
+		messages++
+		bytes += it.end - it.start
+	}
+	closeFrame()
+	if len(vec) == 0 {
+		return 0, 0, nil
+	}
+	written := net.Buffers(vec)
+	_, err = written.WriteTo(c.conn)
+	clear(vec)
+	c.vec = vec[:0]
+	if err != nil {
+		for i := range b.items {
+			if !b.items[i].expired(now) {
+				c.fail(&b.items[i], ErrConnectionReset)
+			}
+		}
+		return 0, 0, err
+	}
+	c.counters.writes.Add(1)
+	c.counters.sent.Add(uint64(messages))
+	c.counters.sentBytes.Add(uint64(bytes))
+	return messages, bytes, nil
+}
+
+// fail records a message that will not be sent and fails its request.
+func (c *outConn) fail(it *outItem, err error) {
+	c.counters.dropped[reasonOf(err)].Add(1)
+	if it.isRequest {
+		c.t.calls.fail(it.id, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane, Err: err})
+	}
+}
+
+// failBatch fails every message of b with err and releases it.
+func (c *outConn) failBatch(b *batch, err error) {
+	for i := range b.items {
+		c.fail(&b.items[i], err)
+	}
+	c.queue.release(b)
+}
+
+// connect dials and handshakes. On failure it fails what cannot wait and
+// reports false.
+func (c *outConn) connect() bool {
+	conn, err := c.dial()
+	if err == nil {
+		c.conn = conn
+		c.backoff = 0
+		c.counters.connects.Add(1)
+		c.t.wg.Add(1)
+		go c.watch(conn)
+		return true
+	}
+	c.counters.connectFailures.Add(1)
+	c.t.log.Debug("internode: connect failed", "peer", c.peer.id, "lane", c.lane, "err", err)
+	switch {
+	case errors.Is(err, ErrRefused), errors.Is(err, ErrUnknownPeer):
+		// Waiting will not help: fail what is queued now.
+		b := c.queue.take()
+		c.failBatch(&b, err)
+		c.large.failAll(c, err)
+	default:
+		c.pruneExpired()
+	}
+	return false
+}
+
+func (c *outConn) dial() (*liveConn, error) {
+	member, ok := c.t.cfg.Membership.Lookup(c.peer.id)
+	if !ok {
+		return nil, ErrUnknownPeer
+	}
+	ctx, cancel := context.WithTimeout(c.t.ctx, c.t.cfg.DialTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	nc, err := d.DialContext(ctx, "tcp", member.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if tcp, ok := nc.(*net.TCPConn); ok {
+		if err := tcp.SetNoDelay(true); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	if err := c.handshake(nc); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &liveConn{Conn: nc}, nil
+}
+
+func (c *outConn) handshake(nc net.Conn) error {
+	if err := nc.SetDeadline(time.Now().Add(c.t.cfg.HandshakeTimeout)); err != nil {
+		return err
+	}
+	hello := wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion, Lane: uint8(c.lane),
+		Cluster: c.t.cfg.ClusterName, Node: string(c.t.cfg.NodeID)}
+	out, err := wire.AppendHello(make([]byte, 0, 64), &hello)
+	if err != nil {
+		return err
+	}
+	if _, err := nc.Write(out); err != nil {
+		return err
+	}
+	buf := make([]byte, wire.MaxHandshakeSize)
+	raw, err := wire.ReadHandshake(nc, buf)
+	if err != nil {
+		return fmt.Errorf("reading handshake reply: %w", err)
+	}
+	reply, err := wire.DecodeReply(raw)
+	if err != nil {
+		return fmt.Errorf("decoding handshake reply: %w", err)
+	}
+	if reply.Reason != wire.Accepted {
+		return &HandshakeError{Reason: reply.Reason, Message: reply.Message}
+	}
+	return nc.SetDeadline(time.Time{})
+}
+
+// watch reads the write-only connection: the peer never sends on it, so any
+// return from Read means the connection is gone.
+func (c *outConn) watch(conn *liveConn) {
+	defer c.t.wg.Done()
+	var b [1]byte
+	_, _ = conn.Read(b[:])
+	conn.dead.Store(true)
+	conn.Close()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *outConn) closeConn(why string) {
+	if c.conn == nil {
+		return
+	}
+	c.t.log.Debug("internode: connection closed", "peer", c.peer.id, "lane", c.lane, "why", why)
+	c.conn.dead.Store(true)
+	c.conn.Close()
+	c.conn = nil
+	c.large.reset(c)
+}
+
+// sleepBackoff waits before the next connection attempt: capped
+// exponential with full jitter. It reports false when the writer must stop.
+func (c *outConn) sleepBackoff() bool {
+	lo, hi := c.t.cfg.ReconnectMinBackoff, c.t.cfg.ReconnectMaxBackoff
+	c.backoff = min(max(c.backoff*2, lo), hi)
+	d := lo/2 + rand.N(c.backoff)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-c.stop:
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// pruneExpired fails queued messages whose deadline has passed, keeping the
+// rest in order. It runs while no connection can be had.
+func (c *outConn) pruneExpired() {
+	now := time.Now().UnixNano()
+	c.large.pruneExpired(c, now)
+	c.queue.mu.Lock()
+	defer c.queue.mu.Unlock()
+	kept := c.queue.items[:0]
+	freed := 0
+	for _, it := range c.queue.items {
+		if it.expired(now) {
+			c.fail(&it, ErrExpired)
+			freed += it.size()
+			continue
+		}
+		kept = append(kept, it)
+	}
+	clear(c.queue.items[len(kept):])
+	c.queue.items = kept
+	c.queue.queued -= freed
+	c.queue.reserved -= freed
+}
+
+// teardown runs when the writer exits: everything still queued fails with
+// the transport's reason for stopping.
+func (c *outConn) teardown() {
+	err := c.peer.stopErr()
+	b := c.queue.shut(err)
+	c.failBatch(&b, err)
+	c.large.failAll(c, err)
+	c.closeConn("stopped")
+}

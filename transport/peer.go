@@ -1,0 +1,77 @@
+package transport
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+)
+
+// peer holds everything this node keeps about one other node: its outbound
+// lanes (created on first use) and what arrived from it.
+type peer struct {
+	id      cluster.NodeID
+	t       *Transport
+	mu      sync.Mutex // guards creating lanes and stopping
+	lanes   [routing.NumLanes]atomic.Pointer[outConn]
+	stopped error // why the peer's writers stopped; nil while running
+	inbound [routing.NumLanes]inCounters
+}
+
+// lane returns the outbound connection for lane, starting its writer on
+// first use. It returns nil once the peer is stopped.
+func (p *peer) lane(lane routing.Lane) *outConn {
+	if c := p.lanes[lane].Load(); c != nil {
+		return c
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped != nil {
+		return nil
+	}
+	if c := p.lanes[lane].Load(); c != nil {
+		return c
+	}
+	c := newOutConn(p.t, p, lane)
+	p.lanes[lane].Store(c)
+	p.t.wg.Add(1)
+	go func() {
+		defer p.t.wg.Done()
+		c.run()
+	}()
+	return c
+}
+
+// stop makes every writer of the peer exit, failing what they hold with
+// err, and waits for them.
+func (p *peer) stop(err error) {
+	p.mu.Lock()
+	if p.stopped == nil {
+		p.stopped = err
+	}
+	var conns []*outConn
+	for i := range p.lanes {
+		if c := p.lanes[i].Load(); c != nil {
+			conns = append(conns, c)
+			select {
+			case <-c.stop:
+			default:
+				close(c.stop)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		<-c.done
+	}
+}
+
+func (p *peer) stopErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped == nil {
+		return ErrClosed
+	}
+	return p.stopped
+}

@@ -1,0 +1,146 @@
+package transport
+
+import (
+	"sync"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/internode/internode/wire"
+)
+
+// outItem is one message waiting in an outbound queue.
+type outItem struct {
+	id         uint64
+	expiresAt  int64 // Unix ns; 0 = never
+	enqueuedAt time.Time
+	start, end int    // the encoded header (and, on small lanes, payload) in the batch buffer
+	payload    []byte // large lane only: the caller's payload, written from where it is
+	isRequest  bool
+}
+
+func (it *outItem) size() int { return it.end - it.start + len(it.payload) }
+
+func (it *outItem) expired(now int64) bool { return it.expiresAt != 0 && now >= it.expiresAt }
+
+// batch is what the writer takes from a queue in one go. buf is a pooled
+// buffer owned by the writer until it calls release.
+type batch struct {
+	buf   *bytebufferpool.ByteBuffer
+	items []outItem
+	bytes int
+}
+
+// outQueue is a connection's bounded FIFO of encoded messages. Producers
+// encode straight into a pooled buffer under the lock, so a small message is
+// copied once and allocates nothing; the writer swaps the whole buffer out.
+//
+// capacity bounds queued plus in-flight bytes: the writer gives bytes back
+// with release after it has written them.
+type outQueue struct {
+	mu       sync.Mutex
+	buf      *bytebufferpool.ByteBuffer // nil while empty
+	items    []outItem
+	spare    []outItem // the writer's last item slice, reused
+	queued   int       // encoded bytes in buf and items
+	reserved int       // queued plus bytes the writer has taken and not released
+	capacity int
+	err      error // non-nil once the queue refuses messages
+}
+
+// push encodes h and payload into the queue. When copyPayload is false the
+// payload is kept by reference (large lane). It fails with ErrOverloaded
+// when the message does not fit, unless the queue holds nothing at all, so
+// that a message larger than the capacity can still be sent alone.
+func (q *outQueue) push(h *wire.Header, payload []byte, copyPayload bool, isRequest bool, now time.Time) error {
+	q.mu.Lock()
+	if q.err != nil {
+		q.mu.Unlock()
+		return q.err
+	}
+	if q.buf == nil {
+		q.buf = bytebufferpool.Get()
+	}
+	start := len(q.buf.B)
+	q.buf.B = wire.AppendHeader(q.buf.B, h)
+	it := outItem{id: h.ID, expiresAt: h.ExpiresAt, enqueuedAt: now, start: start, isRequest: isRequest}
+	if copyPayload {
+		q.buf.B = append(q.buf.B, payload...)
+	} else {
+		it.payload = payload
+	}
+	it.end = len(q.buf.B)
+	size := it.size()
+	if q.reserved > 0 && q.reserved+size > q.capacity {
+		q.buf.B = q.buf.B[:start]
+		q.mu.Unlock()
+		return ErrOverloaded
+	}
+	q.items = append(q.items, it)
+	q.queued += size
+	q.reserved += size
+	q.mu.Unlock()
+	return nil
+}
+
+// take hands everything queued to the writer.
+func (q *outQueue) take() batch {
+	q.mu.Lock()
+	b := batch{buf: q.buf, items: q.items, bytes: q.queued}
+	q.buf = nil
+	q.items = q.spare[:0]
+	q.spare = nil
+	q.queued = 0
+	q.mu.Unlock()
+	return b
+}
+
+// release gives back the capacity of a written (or failed) batch and
+// recycles its buffers.
+func (q *outQueue) release(b *batch) {
+	if b.buf != nil {
+		bytebufferpool.Put(b.buf)
+		b.buf = nil
+	}
+	clear(b.items) // drop references to large payloads
+	q.mu.Lock()
+	q.reserved -= b.bytes
+	if cap(b.items) <= 4096 {
+		q.spare = b.items[:0]
+	}
+	q.mu.Unlock()
+	b.items = nil
+}
+
+// pending returns how many messages and bytes wait to be taken.
+func (q *outQueue) pending() (messages, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items), q.queued
+}
+
+// shut makes the queue refuse messages with err from now on and returns
+// whatever was still queued, for the caller to fail.
+func (q *outQueue) shut(err error) batch {
+	q.mu.Lock()
+	if q.err == nil {
+		q.err = err
+	}
+	q.mu.Unlock()
+	return q.take()
+}
+
+// reopen lets a shut queue accept messages again.
+func (q *outQueue) reopen() {
+	q.mu.Lock()
+	q.err = nil
+	q.mu.Unlock()
+}
+
+// releaseBytes gives back n bytes of capacity taken by messages the writer
+// finished one by one (the large lane).
+func (q *outQueue) releaseBytes(n int) {
+	q.mu.Lock()
+	q.reserved -= n
+	q.mu.Unlock()
+}

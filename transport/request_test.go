@@ -1,0 +1,174 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/transport"
+)
+
+const (
+	verbEcho  transport.Verb = 10
+	verbFail  transport.Verb = 11
+	verbBlock transport.Verb = 12
+	verbPanic transport.Verb = 13
+)
+
+func TestRequestEcho(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return append([]byte(string(m.From)+":"), m.Payload...), nil
+	})
+	for _, size := range []int{0, 1, 1000, 64 << 10, 200 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			p := makePayload(0, uint64(size), size)
+			resp, err := c.nodes[0].Request(ctxTimeout(t, 10*time.Second), c.id(1), verbEcho, p)
+			require.NoError(t, err)
+			require.Equal(t, append([]byte("n1:"), p...), resp)
+		})
+	}
+}
+
+func TestRequestHandlerError(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.handleAll(verbFail, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, errors.New("disk on fire")
+	})
+	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbFail, []byte("x"))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, transport.ErrHandler)
+	var remote *transport.RemoteError
+	require.ErrorAs(t, err, &remote)
+	assert.Equal(t, "disk on fire", remote.Message)
+	var op *transport.OpError
+	require.ErrorAs(t, err, &op)
+	assert.Equal(t, c.id(1), op.Peer)
+}
+
+func TestRequestHandlerPanicIsAnError(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.handleAll(verbPanic, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		panic("boom")
+	})
+	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbPanic, nil)
+	assert.ErrorIs(t, err, transport.ErrHandler)
+	// The node keeps serving.
+	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("ok"))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", string(resp))
+}
+
+func TestRequestUnknownVerb(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), 999, []byte("x"))
+	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
+	waitFor(t, 5*time.Second, "unknown verb counted", func() bool {
+		return c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonUnknownVerb] == 1
+	})
+}
+
+func TestRequestTimeout(t *testing.T) {
+	release := make(chan struct{})
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.VerbTimeouts = map[transport.Verb]time.Duration{verbBlock: 50 * time.Millisecond}
+	})
+	defer close(release)
+	c.handleAll(verbBlock, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		select {
+		case <-release:
+		case <-ctx.Done(): // the message's expiry reaches the handler
+		}
+		return nil, ctx.Err()
+	})
+
+	// Deadline from the context.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err := c.nodes[0].Request(ctx, c.id(1), verbBlock, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout())
+
+	// Deadline from the verb's default timeout.
+	_, err = c.nodes[0].Request(context.Background(), c.id(1), verbBlock, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// Cancellation.
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	_, err = c.nodes[0].Request(ctx, c.id(1), verbBlock, nil)
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+func TestRequestUnknownPeer(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	_, err := c.nodes[0].Request(ctxTimeout(t, time.Second), "nobody", verbEcho, nil)
+	assert.ErrorIs(t, err, transport.ErrUnknownPeer)
+	err = c.nodes[0].Send(context.Background(), "nobody", verbEcho, nil)
+	assert.ErrorIs(t, err, transport.ErrUnknownPeer)
+}
+
+func TestNestedRequestDoesNotDeadlock(t *testing.T) {
+	// n2's handler asks n1 before answering: the answer to that inner
+	// request arrives on the same connection the outer request came on.
+	c := newCluster(t, 2, nil)
+	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	c.nodes[1].Handle(verbFail, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return c.nodes[1].Request(ctx, m.From, verbEcho, []byte("inner"))
+	}))
+	resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbFail, nil)
+	require.NoError(t, err)
+	assert.Equal(t, "inner", string(resp))
+}
+
+func TestExpiredMessagesAreDroppedAndCounted(t *testing.T) {
+	// A message that expires while its handler's connection is busy never
+	// reaches the handler.
+	release := make(chan struct{})
+	handled := make(chan string, 10)
+	c := newCluster(t, 2, nil)
+	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		handled <- string(m.Payload)
+		<-release
+		return nil, nil
+	}))
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, []byte("first")))
+	require.Equal(t, "first", <-handled)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	require.NoError(t, c.nodes[0].Send(ctx, c.id(1), verbBlock, []byte("short-lived")))
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, []byte("last")))
+	<-ctx.Done()
+	waitFor(t, 5*time.Second, "messages arrived", func() bool {
+		return c.nodes[1].Stats().Total().MessagesReceived == 1 && c.nodes[0].Stats().Total().MessagesSent == 3
+	})
+	close(release)
+	require.Equal(t, "last", <-handled)
+	waitFor(t, 5*time.Second, "expiry counted", func() bool {
+		return c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonExpired] == 1
+	})
+	assert.Empty(t, handled)
+}
+
+func TestSendAfterDeadlineFailsAtOnce(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := c.nodes[0].Send(ctx, c.id(1), verbData, nil)
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestSendTooLarge(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.MaxMessageSize = 1 << 20 })
+	err := c.nodes[0].Send(context.Background(), c.id(1), verbData, make([]byte, 1<<20+1))
+	assert.ErrorIs(t, err, transport.ErrTooLarge)
+}

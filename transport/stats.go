@@ -1,0 +1,136 @@
+package transport
+
+import (
+	"sort"
+	"sync/atomic"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/coalescing"
+	"github.com/internode/internode/routing"
+)
+
+// connCounters are one outbound lane's counters.
+type connCounters struct {
+	sent, sentBytes, writes   atomic.Uint64
+	connects, connectFailures atomic.Uint64
+	dropped                   [NumReasons]atomic.Uint64
+}
+
+// inCounters are what arrived from one peer on one lane.
+type inCounters struct {
+	received, receivedBytes atomic.Uint64
+	dropped                 [NumReasons]atomic.Uint64
+}
+
+// ConnStats describes one lane with one peer: the outbound half (messages
+// this node sent) and the inbound half (messages it received).
+type ConnStats struct {
+	Peer cluster.NodeID
+	Lane routing.Lane
+
+	// Outbound.
+	MessagesSent    uint64 // messages written to the socket
+	BytesSent       uint64 // their encoded bytes, frame headers excluded
+	Writes          uint64 // vectored write calls
+	PendingMessages uint64 // queued now
+	PendingBytes    uint64 // queued now, plus taken by the writer and not yet written
+	Connects        uint64 // connections established
+	ConnectFailures uint64 // dial or handshake failures
+	// Dropped counts outbound messages that failed, by reason.
+	Dropped [NumReasons]uint64
+	// Coalescing is the lane's strategy's own account.
+	Coalescing coalescing.Stats
+
+	// Inbound.
+	MessagesReceived uint64 // messages handed to a handler or a waiting request
+	BytesReceived    uint64
+	// DroppedInbound counts received messages that never reached a
+	// handler, by reason.
+	DroppedInbound [NumReasons]uint64
+}
+
+// Stats is a snapshot of the transport's counters.
+type Stats struct {
+	Conns []ConnStats // sorted by peer, then lane
+	// InboundRefused counts handshakes this node refused or that failed.
+	InboundRefused uint64
+	// InboundMalformed counts inbound connections closed because they
+	// carried bytes that are not valid wire format.
+	InboundMalformed uint64
+}
+
+// Total sums every connection's counters (Peer and Coalescing are left zero).
+func (s Stats) Total() ConnStats {
+	var t ConnStats
+	for _, c := range s.Conns {
+		t.MessagesSent += c.MessagesSent
+		t.BytesSent += c.BytesSent
+		t.Writes += c.Writes
+		t.PendingMessages += c.PendingMessages
+		t.PendingBytes += c.PendingBytes
+		t.Connects += c.Connects
+		t.ConnectFailures += c.ConnectFailures
+		t.MessagesReceived += c.MessagesReceived
+		t.BytesReceived += c.BytesReceived
+		for r := range NumReasons {
+			t.Dropped[r] += c.Dropped[r]
+			t.DroppedInbound[r] += c.DroppedInbound[r]
+		}
+	}
+	return t
+}
+
+// DroppedTotal sums Dropped over every reason.
+func (c ConnStats) DroppedTotal() uint64 {
+	var n uint64
+	for _, d := range c.Dropped {
+		n += d
+	}
+	return n
+}
+
+// Stats returns a snapshot of every lane's counters. Safe for concurrent
+// use; the coalescing figures are read without stopping the writers and
+// may be slightly stale.
+func (t *Transport) Stats() Stats {
+	t.peersMu.RLock()
+	peers := make([]*peer, 0, len(t.peers))
+	for _, p := range t.peers {
+		peers = append(peers, p)
+	}
+	t.peersMu.RUnlock()
+	sort.Slice(peers, func(i, j int) bool { return peers[i].id < peers[j].id })
+	s := Stats{InboundRefused: t.refused.Load(), InboundMalformed: t.malformed.Load()}
+	for _, p := range peers {
+		for _, lane := range routing.Lanes {
+			cs := ConnStats{Peer: p.id, Lane: lane}
+			in := &p.inbound[lane]
+			cs.MessagesReceived = in.received.Load()
+			cs.BytesReceived = in.receivedBytes.Load()
+			for r := range NumReasons {
+				cs.DroppedInbound[r] = in.dropped[r].Load()
+			}
+			if c := p.lanes[lane].Load(); c != nil {
+				cs.MessagesSent = c.counters.sent.Load()
+				cs.BytesSent = c.counters.sentBytes.Load()
+				cs.Writes = c.counters.writes.Load()
+				cs.Connects = c.counters.connects.Load()
+				cs.ConnectFailures = c.counters.connectFailures.Load()
+				for r := range NumReasons {
+					cs.Dropped[r] = c.counters.dropped[r].Load()
+				}
+				c.strategyMu.Lock()
+				cs.Coalescing = c.strategy.Stats()
+				c.strategyMu.Unlock()
+				c.queue.mu.Lock()
+				cs.PendingMessages = uint64(len(c.queue.items))
+				cs.PendingBytes = uint64(c.queue.reserved)
+				c.queue.mu.Unlock()
+			} else if cs.MessagesReceived == 0 && cs.DroppedInbound == ([NumReasons]uint64{}) {
+				continue
+			}
+			s.Conns = append(s.Conns, cs)
+		}
+	}
+	return s
+}

@@ -1,0 +1,359 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// Transport moves messages between this node and its peers.
+//
+// A Transport is safe for concurrent use. Create it with New, register
+// handlers with Handle, start accepting with Start or Serve, and stop it
+// with Shutdown (graceful) or Close.
+type Transport struct {
+	cfg      Config
+	log      *slog.Logger
+	router   *routing.Router
+	maxFrame int
+	ln       net.Listener
+
+	handlersMu sync.Mutex // serialises Handle; readers use handlers
+	handlers   atomic.Pointer[map[Verb]Handler]
+
+	peersMu sync.RWMutex
+	peers   map[cluster.NodeID]*peer
+
+	inboundMu sync.Mutex
+	inbound   map[net.Conn]struct{}
+
+	calls  callTable
+	nextID atomic.Uint64
+
+	refused   atomic.Uint64 // inbound handshakes refused
+	malformed atomic.Uint64 // inbound connections closed on bad input
+
+	ctx       context.Context // handlers' base context; cancelled by Close
+	cancel    context.CancelFunc
+	closing   atomic.Bool   // Shutdown or Close began: refuse new messages
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
+	startOnce sync.Once
+	drained   chan struct{} // one slot: a writer found its queue empty
+	stopWatch func()
+	wg        sync.WaitGroup // every goroutine the transport owns
+}
+
+// New checks cfg, binds the listener and returns a transport that can send
+// at once. It accepts connections once Start or Serve is called.
+func New(cfg Config) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen: %w", err)
+	}
+	overrides := make(map[uint32]routing.Lane, len(cfg.LaneOverrides))
+	for verb, lane := range cfg.LaneOverrides {
+		overrides[uint32(verb)] = lane
+	}
+	t := &Transport{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		router:   routing.NewRouter(cfg.LargeThreshold, overrides),
+		maxFrame: wire.DefaultMaxFramePayload,
+		ln:       ln,
+		peers:    make(map[cluster.NodeID]*peer),
+		inbound:  make(map[net.Conn]struct{}),
+		closed:   make(chan struct{}),
+		drained:  make(chan struct{}, 1),
+	}
+	t.handlers.Store(&map[Verb]Handler{})
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.stopWatch = cfg.Membership.Watch(t.membershipChanged)
+	return t, nil
+}
+
+// Addr returns the address the transport listens on.
+func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+
+// NodeID returns this node's ID.
+func (t *Transport) NodeID() cluster.NodeID { return t.cfg.NodeID }
+
+// Start accepts connections in a goroutine owned by the transport. Calling
+// it more than once has no further effect.
+func (t *Transport) Start() {
+	t.startOnce.Do(func() {
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.acceptLoop()
+		}()
+	})
+}
+
+// Serve starts accepting connections and blocks until the transport is
+// closed; it then returns ErrClosed.
+func (t *Transport) Serve() error {
+	t.Start()
+	<-t.closed
+	return ErrClosed
+}
+
+// Handle registers h for verb, replacing any previous handler. Safe to call
+// while serving.
+func (t *Transport) Handle(verb Verb, h Handler) {
+	t.handlersMu.Lock()
+	defer t.handlersMu.Unlock()
+	old := *t.handlers.Load()
+	next := make(map[Verb]Handler, len(old)+1)
+	for v, oh := range old {
+		next[v] = oh
+	}
+	if h == nil {
+		delete(next, verb)
+	} else {
+		next[verb] = h
+	}
+	t.handlers.Store(&next)
+}
+
+// Send queues a one-way message to peer and returns once it is queued: it
+// does not wait for the write. The context's deadline, if any, becomes the
+// message's expiry: a message still queued, or arriving, after it is
+// dropped and counted. The transport may keep payload until it is written,
+// so the caller must not modify it after Send returns.
+//
+// Errors: ErrOverloaded (the lane's queue is full), ErrTooLarge,
+// ErrUnknownPeer, ErrClosed, or the context's error; each wrapped in an
+// *OpError.
+func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) error {
+	var expiresAt int64
+	if d, ok := ctx.Deadline(); ok {
+		expiresAt = d.UnixNano()
+	}
+	_, err := t.enqueue(ctx, to, verb, payload, 0, t.nextID.Add(1), expiresAt, "send")
+	return err
+}
+
+// Request sends payload to peer and waits for the response. The deadline
+// is the context's, or else the verb's default timeout (Config.VerbTimeouts,
+// Config.RequestTimeout); it also becomes the message's expiry.
+//
+// Errors: those of Send; a *RemoteError matching ErrUnknownVerb,
+// ErrHandler, ErrExpired or ErrOverloaded when the peer failed the request;
+// ErrConnectionReset or ErrPeerLeft when the request was lost on the way;
+// and the context's error on timeout or cancellation (a timeout satisfies
+// net.Error with Timeout() true). Each is wrapped in an *OpError.
+func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.cfg.requestTimeout(verb))
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	id := t.nextID.Add(1)
+	c := &call{peer: to, done: make(chan callResult, 1)}
+	t.calls.add(id, c)
+	lane, err := t.enqueue(ctx, to, verb, payload, wire.FlagExpectsResponse, id, deadline.UnixNano(), "request")
+	if err != nil {
+		t.calls.remove(id)
+		return nil, err
+	}
+	select {
+	case r := <-c.done:
+		return r.payload, r.err
+	case <-ctx.Done():
+		if _, ok := t.calls.remove(id); !ok {
+			r := <-c.done // completed meanwhile
+			return r.payload, r.err
+		}
+		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: ctx.Err()}
+	}
+}
+
+// enqueue builds a message and queues it on the right lane of peer to.
+func (t *Transport) enqueue(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte,
+	flags wire.MessageFlags, id uint64, expiresAt int64, op string) (routing.Lane, error) {
+	now := time.Now()
+	h := wire.Header{Flags: flags, ID: id, Verb: uint32(verb), CreatedAt: now.UnixNano(),
+		ExpiresAt: expiresAt, PayloadLength: uint32(len(payload))}
+	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
+	fail := func(err error) (routing.Lane, error) {
+		return lane, &OpError{Op: op, Peer: to, Lane: lane, Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if t.closing.Load() {
+		return fail(ErrClosed)
+	}
+	if len(payload) > t.cfg.MaxMessageSize {
+		return fail(fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.MaxMessageSize))
+	}
+	p, err := t.peerFor(to, true)
+	if err != nil {
+		return fail(err)
+	}
+	c := p.lane(lane)
+	if c == nil {
+		return fail(p.stopErr())
+	}
+	if err := c.enqueue(&h, payload, flags&wire.FlagExpectsResponse != 0, now); err != nil {
+		c.counters.dropped[reasonOf(err)].Add(1)
+		return fail(err)
+	}
+	return lane, nil
+}
+
+// peerFor returns the peer's state, creating it. With mustExist it first
+// checks that the membership knows the peer.
+func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
+	t.peersMu.RLock()
+	p := t.peers[id]
+	t.peersMu.RUnlock()
+	if p != nil {
+		return p, nil
+	}
+	if mustExist {
+		if _, ok := t.cfg.Membership.Lookup(id); !ok {
+			return nil, ErrUnknownPeer
+		}
+	}
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if t.closing.Load() {
+		return nil, ErrClosed
+	}
+	if p = t.peers[id]; p == nil {
+		p = &peer{id: id, t: t}
+		t.peers[id] = p
+	}
+	return p, nil
+}
+
+// membershipChanged stops a departed peer's writers and fails what waits
+// for it.
+func (t *Transport) membershipChanged(ev cluster.Event) {
+	if ev.Type != cluster.Leave {
+		return
+	}
+	id := ev.Member.ID
+	t.peersMu.Lock()
+	p := t.peers[id]
+	delete(t.peers, id)
+	t.peersMu.Unlock()
+	if p != nil {
+		p.stop(ErrPeerLeft)
+	}
+	t.calls.failPeer(&id, &OpError{Op: "request", Peer: id, Err: ErrPeerLeft})
+}
+
+// signalDrained tells a waiting Shutdown that a writer ran out of work.
+func (t *Transport) signalDrained() {
+	if !t.closing.Load() {
+		return
+	}
+	select {
+	case t.drained <- struct{}{}:
+	default:
+	}
+}
+
+// Shutdown stops accepting new messages, waits until every queued message
+// has been written (or failed), then closes the transport. If ctx ends
+// first it closes at once, failing what is left, and returns ctx.Err().
+func (t *Transport) Shutdown(ctx context.Context) error {
+	t.closing.Store(true)
+	for !t.queuesEmpty() {
+		select {
+		case <-t.drained:
+		case <-ctx.Done():
+			t.Close()
+			return ctx.Err()
+		}
+	}
+	return t.Close()
+}
+
+func (t *Transport) queuesEmpty() bool {
+	t.peersMu.RLock()
+	defer t.peersMu.RUnlock()
+	for _, p := range t.peers {
+		for i := range p.lanes {
+			c := p.lanes[i].Load()
+			if c == nil {
+				continue
+			}
+			c.queue.mu.Lock()
+			busy := c.queue.reserved > 0
+			c.queue.mu.Unlock()
+			if busy {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Close closes the listener and every connection, fails every queued
+// message and waiting request with ErrClosed, and waits for all of the
+// transport's goroutines. Safe to call more than once.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.closing.Store(true)
+		t.stopWatch()
+		close(t.closed)
+		t.cancel()
+		t.ln.Close()
+		t.inboundMu.Lock()
+		for conn := range t.inbound {
+			conn.Close()
+		}
+		t.inboundMu.Unlock()
+		t.peersMu.Lock()
+		peers := make([]*peer, 0, len(t.peers))
+		for _, p := range t.peers {
+			peers = append(peers, p)
+		}
+		t.peersMu.Unlock()
+		for _, p := range peers {
+			p.stop(ErrClosed)
+		}
+		t.calls.failPeer(nil, ErrClosed)
+		t.wg.Wait()
+	})
+	return nil
+}
+
+// trackInbound registers an accepted connection so Close can close it; it
+// reports false when the transport is already closing.
+func (t *Transport) trackInbound(conn net.Conn, add bool) bool {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	if !add {
+		delete(t.inbound, conn)
+		return true
+	}
+	select {
+	case <-t.closed:
+		return false
+	default:
+	}
+	t.inbound[conn] = struct{}{}
+	return true
+}
+
+// headerOverhead bounds the encoded size of a message header without
+// parameters; routing counts it as part of the message's size.
+const headerOverhead = 40

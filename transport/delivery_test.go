@@ -171,12 +171,17 @@ func TestAllPairsDelivery(t *testing.T) {
 			}
 		}
 	}
-	total := transport.Stats{}
-	for _, n := range c.nodes {
-		total.Conns = append(total.Conns, n.Stats().Conns...)
+	sumStats := func() transport.ConnStats {
+		total := transport.Stats{}
+		for _, n := range c.nodes {
+			total.Conns = append(total.Conns, n.Stats().Conns...)
+		}
+		return total.Total()
 	}
-	sum := total.Total()
-	assert.Equal(t, uint64(want), sum.MessagesSent, "sent as counted by the writers")
+	// Writers count a batch after its write returns, possibly after the
+	// receiver handled it.
+	waitFor(t, 10*time.Second, "writes counted", func() bool { return sumStats().MessagesSent == uint64(want) })
+	sum := sumStats()
 	assert.Equal(t, uint64(want), sum.MessagesReceived)
 	// Send refused some attempts with ErrOverloaded (the sender retried
 	// them); nothing was dropped for any other reason.

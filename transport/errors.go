@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -41,6 +42,10 @@ var (
 	// *HandshakeError for why).
 	ErrRefused = errors.New("transport: handshake refused")
 )
+
+// errRequestExpired fails a request whose deadline passed before it was
+// written: its expiry is its context's deadline.
+var errRequestExpired = fmt.Errorf("%w: %w", ErrExpired, context.DeadlineExceeded)
 
 // OpError describes a failed call or message: what was attempted, with which
 // peer, on which lane, and why.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/internode/internode/coalescing"
+	"github.com/internode/internode/internal/backoff"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -28,6 +29,8 @@ type outConn struct {
 	stop     chan struct{} // closed to make the writer exit
 	done     chan struct{} // closed when the writer has exited
 	counters connCounters
+	// connected mirrors conn != nil for Stats.
+	connected atomic.Bool
 
 	// strategyMu guards strategy: the writer calls it, Stats reads it and
 	// SetCoalescing replaces it.
@@ -35,11 +38,12 @@ type outConn struct {
 	strategy   coalescing.Strategy
 
 	// Owned by the writer goroutine.
-	conn     *liveConn
-	backoff  time.Duration
-	vec      net.Buffers
-	headers  []byte
-	large    largeWriter
+	conn    *liveConn
+	backoff backoff.Backoff
+	random  *rand.Rand
+	vec     net.Buffers
+	headers []byte
+	large   largeWriter
 }
 
 // liveConn is an established, handshaken connection. Its watcher marks it
@@ -61,6 +65,8 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		strategy: t.cfg.Coalescing(lane),
 	}
 	c.queue.capacity = t.cfg.QueueCapacity
+	c.backoff = backoff.Backoff{Min: t.cfg.ReconnectMinBackoff, Max: t.cfg.ReconnectMaxBackoff}
+	c.random = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	return c
 }
 
@@ -91,6 +97,9 @@ func (c *outConn) run() {
 			case <-c.stop:
 				return
 			case <-c.wake:
+				if c.conn != nil && c.conn.dead.Load() {
+					c.closeConn("closed by peer")
+				}
 			case <-idle.C:
 				if c.conn != nil && c.t.cfg.IdleTimeout > 0 && time.Since(lastWrite) >= c.t.cfg.IdleTimeout {
 					c.closeConn("idle")
@@ -260,6 +269,10 @@ func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 func (c *outConn) fail(it *outItem, err error) {
 	c.counters.dropped[reasonOf(err)].Add(1)
 	if it.isRequest {
+		if err == ErrExpired {
+			// A request expires at its context's deadline.
+			err = errRequestExpired
+		}
 		c.t.calls.fail(it.id, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane, Err: err})
 	}
 }
@@ -278,7 +291,8 @@ func (c *outConn) connect() bool {
 	conn, err := c.dial()
 	if err == nil {
 		c.conn = conn
-		c.backoff = 0
+		c.connected.Store(true)
+		c.backoff.Reset()
 		c.counters.connects.Add(1)
 		c.t.wg.Add(1)
 		go c.watch(conn)
@@ -373,15 +387,14 @@ func (c *outConn) closeConn(why string) {
 	c.conn.dead.Store(true)
 	c.conn.Close()
 	c.conn = nil
+	c.connected.Store(false)
 	c.large.reset(c)
 }
 
 // sleepBackoff waits before the next connection attempt: capped
-// exponential with full jitter. It reports false when the writer must stop.
+// exponential with jitter. It reports false when the writer must stop.
 func (c *outConn) sleepBackoff() bool {
-	lo, hi := c.t.cfg.ReconnectMinBackoff, c.t.cfg.ReconnectMaxBackoff
-	c.backoff = min(max(c.backoff*2, lo), hi)
-	d := lo/2 + rand.N(c.backoff)
+	d := c.backoff.Next(c.random)
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

@@ -36,6 +36,7 @@ type ConnStats struct {
 	PendingBytes    uint64 // queued now, plus taken by the writer and not yet written
 	Connects        uint64 // connections established
 	ConnectFailures uint64 // dial or handshake failures
+	Connected       bool   // the lane has an established connection now
 	// Dropped counts outbound messages that failed, by reason.
 	Dropped [NumReasons]uint64
 	// Coalescing is the lane's strategy's own account.
@@ -57,6 +58,8 @@ type Stats struct {
 	// InboundMalformed counts inbound connections closed because they
 	// carried bytes that are not valid wire format.
 	InboundMalformed uint64
+	// InboundConnections is the number of accepted connections open now.
+	InboundConnections int
 }
 
 // Total sums every connection's counters (Peer and Coalescing are left zero).
@@ -101,6 +104,9 @@ func (t *Transport) Stats() Stats {
 	t.peersMu.RUnlock()
 	sort.Slice(peers, func(i, j int) bool { return peers[i].id < peers[j].id })
 	s := Stats{InboundRefused: t.refused.Load(), InboundMalformed: t.malformed.Load()}
+	t.inboundMu.Lock()
+	s.InboundConnections = len(t.inbound)
+	t.inboundMu.Unlock()
 	for _, p := range peers {
 		for _, lane := range routing.Lanes {
 			cs := ConnStats{Peer: p.id, Lane: lane}
@@ -115,6 +121,7 @@ func (t *Transport) Stats() Stats {
 				cs.BytesSent = c.counters.sentBytes.Load()
 				cs.Writes = c.counters.writes.Load()
 				cs.Connects = c.counters.connects.Load()
+				cs.Connected = c.connected.Load()
 				cs.ConnectFailures = c.counters.connectFailures.Load()
 				for r := range NumReasons {
 					cs.Dropped[r] = c.counters.dropped[r].Load()

@@ -1,0 +1,94 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/internode/internode/transport"
+)
+
+// sendPair is n1 sending to n2, which counts what it handles.
+func sendPair(tb testing.TB) (*testCluster, *atomic.Int64) {
+	c := newCluster(tb, 2, nil)
+	var got atomic.Int64
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	}))
+	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	return c, &got
+}
+
+// TestSendAllocations pins the steady-state allocations of a small Send:
+// the message is encoded straight into a pooled buffer.
+func TestSendAllocations(t *testing.T) {
+	c, got := sendPair(t)
+	payload := make([]byte, 128)
+	ctx := context.Background()
+	send := func() {
+		for {
+			err := c.nodes[0].Send(ctx, c.id(1), verbData, payload)
+			if !errors.Is(err, transport.ErrOverloaded) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	for range 10_000 { // warm up: connection, pools, slices at their working size
+		send()
+	}
+	allocs := testing.AllocsPerRun(20_000, send)
+	assert.LessOrEqual(t, allocs, 1.0, "allocations per small Send")
+	waitFor(t, 10*time.Second, "all delivered", func() bool { return got.Load() == 10_000+20_001 })
+}
+
+// BenchmarkSend measures one-way 128-byte messages over loopback, counted
+// when the receiving handler has run them.
+func BenchmarkSend(b *testing.B) {
+	c, got := sendPair(b)
+	payload := make([]byte, 128)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			sendRetrying(b, c.nodes[0], c.id(1), verbData, payload)
+		}
+	})
+	want := int64(b.N)
+	for got.Load() < want {
+		runtime.Gosched()
+	}
+	b.StopTimer()
+	st := c.nodes[0].Stats().Total()
+	if st.MessagesSent > 0 {
+		b.ReportMetric(float64(st.Writes)/float64(st.MessagesSent), "writes/msg")
+	}
+}
+
+// BenchmarkRequest measures 128-byte echo requests over loopback.
+func BenchmarkRequest(b *testing.B) {
+	c, _ := sendPair(b)
+	payload := make([]byte, 128)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.nodes[0].Request(ctx, c.id(1), verbEcho, payload); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -23,7 +23,10 @@ type Strategy interface {
 
 	// Wait returns how long the writer should wait for more messages before
 	// writing, given what is pending now. Zero means write at once. The
-	// result never exceeds the strategy's window.
+	// result never exceeds the strategy's window. The writer may ask again
+	// as messages arrive: every strategy in this package caps the answers
+	// until the next Flushed by the deadline of the first positive one, so
+	// one write never waits longer in total than the window.
 	Wait(now time.Time, pendingMessages, pendingBytes int) time.Duration
 
 	// Flushed reports one write: how many messages and bytes it carried, the
@@ -35,17 +38,23 @@ type Strategy interface {
 	Stats() Stats
 }
 
-// Stats describes one strategy's recent behaviour.
+// Stats describes one strategy's recent behaviour. It is a plain value:
+// Strategy.Stats returns a copy the caller may keep.
 type Stats struct {
-	Strategy       string        // strategy name, e.g. "adaptive"
+	Strategy       string        // strategy name as accepted by ByName, e.g. "adaptive"
 	Window         time.Duration // current maximum wait (adaptive strategies move it)
-	AverageGap     time.Duration // average gap between observed messages
+	AverageGap     time.Duration // average gap between observed messages (see each strategy)
 	Writes         uint64        // flushes reported
 	Messages       uint64        // messages in those flushes
 	Bytes          uint64        // bytes in those flushes
 	RequestedWait  time.Duration // total wait requested
 	ObservedWait   time.Duration // total wait observed by the writer
 	BatchHistogram [BatchBuckets]uint64
+
+	Waited        uint64 // flushes for which a wait was requested (requested > 0)
+	EarlyFlushes  uint64 // Wait calls answered with zero because the batch was already full
+	WindowGrowths uint64 // times the window was widened (Adaptive only)
+	WindowShrinks uint64 // times the window was narrowed (Adaptive only)
 }
 
 // BatchBuckets is the number of buckets in Stats.BatchHistogram. Bucket i

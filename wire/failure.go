@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 )
 
 // FailureCode says why a request failed. It is part of the wire format.
@@ -19,6 +20,8 @@ const (
 
 func (c FailureCode) String() string {
 	switch c {
+	case FailureUnknown:
+		return "unknown"
 	case FailureUnknownVerb:
 		return "unknown verb"
 	case FailureHandlerError:
@@ -34,7 +37,7 @@ func (c FailureCode) String() string {
 }
 
 // MaxFailureMessage is the longest failure message carried, in bytes; longer
-// ones are cut.
+// ones are cut. It is part of the wire format: DecodeFailure rejects longer.
 const MaxFailureMessage = 1024
 
 // Failure is the payload of a failure response.
@@ -43,18 +46,18 @@ type Failure struct {
 	Message string
 }
 
-// AppendFailure appends code u8 | message_len uvarint | message.
+// AppendFailure appends code u8 | message_len uvarint | message. A message
+// longer than MaxFailureMessage bytes is cut at a UTF-8 character boundary.
 func AppendFailure(dst []byte, f Failure) []byte {
-	msg := f.Message
-	if len(msg) > MaxFailureMessage {
-		msg = msg[:MaxFailureMessage]
-	}
+	msg := cutUTF8(f.Message, MaxFailureMessage)
 	dst = append(dst, byte(f.Code))
 	dst = binary.AppendUvarint(dst, uint64(len(msg)))
 	return append(dst, msg...)
 }
 
-// DecodeFailure decodes a failure payload.
+// DecodeFailure decodes a failure payload, which must fill b exactly. A code
+// this version does not define is returned as it is (read it as
+// FailureUnknown); the message is not checked to be UTF-8.
 func DecodeFailure(b []byte) (Failure, error) {
 	if len(b) < 1 {
 		return Failure{}, ErrTruncated
@@ -70,4 +73,21 @@ func DecodeFailure(b []byte) (Failure, error) {
 		return Failure{}, fmt.Errorf("%w: failure message length %d, %d bytes left", ErrMalformed, l, len(b)-n)
 	}
 	return Failure{Code: FailureCode(b[0]), Message: string(b[n:])}, nil
+}
+
+// cutUTF8 returns s cut to at most n bytes, without splitting a UTF-8
+// encoded character (bytes that are not UTF-8 are cut anywhere).
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	// Back off over at most three continuation bytes to a character start.
+	for i := 0; i < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(s[cut]); i++ {
+		cut--
+	}
+	if !utf8.RuneStart(s[cut]) {
+		cut = n
+	}
+	return s[:cut]
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 )
 
 // FrameHeaderSize is the size in bytes of a frame header.
@@ -49,21 +50,54 @@ type FrameHeader struct {
 // concatenation of parts, computing its checksum over them. The parts are
 // not appended: the caller writes them after the header (typically with one
 // vectored write), so a payload is never copied to be framed.
+//
+// kind must be a defined FrameKind, stream at most MaxStream (and 0 for
+// FrameBatch) and the parts at most 1<<32-1 bytes together: any other
+// header could not be read back, so AppendFrameHeader panics rather than
+// write it. Keeping frames within the reader's limit (DefaultMaxFramePayload
+// unless configured otherwise) is the caller's duty.
 func AppendFrameHeader(dst []byte, kind FrameKind, stream uint32, parts ...[]byte) []byte {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
+	if !kind.valid() {
+		panic(fmt.Sprintf("wire: AppendFrameHeader: unknown frame kind %d", kind))
 	}
-	var h [FrameHeaderSize]byte
-	binary.BigEndian.PutUint32(h[0:4], uint32(n))
-	h[4] = byte(kind)
-	h[5], h[6], h[7] = byte(stream>>16), byte(stream>>8), byte(stream)
-	crc := crc32.Update(0, castagnoli, h[:8])
+	if stream > MaxStream || (kind == FrameBatch && stream != 0) {
+		panic(fmt.Sprintf("wire: AppendFrameHeader: stream %d not allowed for frame kind %d", stream, kind))
+	}
+	var n uint64
+	for _, p := range parts {
+		n += uint64(len(p))
+	}
+	if n > math.MaxUint32 {
+		panic(fmt.Sprintf("wire: AppendFrameHeader: payload of %d bytes does not fit a frame", n))
+	}
+	h := frameHeaderStart(uint32(n), kind, stream)
+	crc := headerCRC(h)
 	for _, p := range parts {
 		crc = crc32.Update(crc, castagnoli, p)
 	}
-	binary.BigEndian.PutUint32(h[8:12], crc)
-	return append(dst, h[:]...)
+	dst = append(dst, h[:]...)
+	return binary.BigEndian.AppendUint32(dst, crc)
+}
+
+// frameHeaderStart returns header bytes 0..7: length, kind and stream.
+func frameHeaderStart(length uint32, kind FrameKind, stream uint32) [8]byte {
+	var h [8]byte
+	binary.BigEndian.PutUint32(h[0:4], length)
+	h[4] = byte(kind)
+	h[5], h[6], h[7] = byte(stream>>16), byte(stream>>8), byte(stream)
+	return h
+}
+
+// headerCRC returns the CRC32C of header bytes 0..7, to be continued over
+// the payload with crc32.Update. It runs the table by hand because a stack
+// array handed to hash/crc32 escapes to the heap (the update function is
+// chosen at run time), and framing must not allocate.
+func headerCRC(h [8]byte) uint32 {
+	crc := ^uint32(0)
+	for _, b := range h {
+		crc = castagnoli[byte(crc)^b] ^ crc>>8
+	}
+	return ^crc
 }
 
 // ParseFrameHeader decodes a frame header from the first FrameHeaderSize
@@ -91,16 +125,15 @@ func ParseFrameHeader(b []byte, maxPayload uint32) (FrameHeader, error) {
 	return h, nil
 }
 
-// Verify checks payload against the header's length and checksum.
+// Verify checks payload against the header's length and checksum. It
+// returns ErrTruncated when payload is not exactly Length bytes long and
+// ErrChecksum when the checksum does not match.
 func (h FrameHeader) Verify(payload []byte) error {
-	if uint32(len(payload)) != h.Length {
+	// Compared in 64 bits: a payload of 4 GiB + Length bytes must not pass.
+	if uint64(len(payload)) != uint64(h.Length) {
 		return ErrTruncated
 	}
-	var b [8]byte
-	binary.BigEndian.PutUint32(b[0:4], h.Length)
-	b[4] = byte(h.Kind)
-	b[5], b[6], b[7] = byte(h.Stream>>16), byte(h.Stream>>8), byte(h.Stream)
-	crc := crc32.Update(0, castagnoli, b[:])
+	crc := headerCRC(frameHeaderStart(h.Length, h.Kind, h.Stream))
 	if crc32.Update(crc, castagnoli, payload) != h.Checksum {
 		return ErrChecksum
 	}

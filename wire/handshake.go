@@ -87,10 +87,15 @@ type Reply struct {
 // magic u32 | body_len u16 | min_version u8 | max_version u8 | lane u8 |
 // capabilities u32 | cluster_len u8 | cluster | node_len u8 | node | crc32c u32
 // where body_len counts the bytes after it, checksum included, and the
-// checksum covers everything before it.
+// checksum covers everything before it. It returns an error, and dst
+// unchanged, when a name is longer than MaxNameLength or the version range
+// is one DecodeHello rejects (MinVersion 0 or above MaxVersion).
 func AppendHello(dst []byte, h *Hello) ([]byte, error) {
 	if len(h.Cluster) > MaxNameLength || len(h.Node) > MaxNameLength {
 		return dst, fmt.Errorf("wire: cluster name and node ID must be at most %d bytes", MaxNameLength)
+	}
+	if h.MinVersion == 0 || h.MinVersion > h.MaxVersion {
+		return dst, fmt.Errorf("wire: bad version range [%d, %d]", h.MinVersion, h.MaxVersion)
 	}
 	start := len(dst)
 	dst = binary.BigEndian.AppendUint32(dst, Magic)
@@ -107,16 +112,21 @@ func AppendHello(dst []byte, h *Hello) ([]byte, error) {
 // AppendReply appends the encoding of r:
 // magic u32 | body_len u16 | version u8 | reason u8 | capabilities u32 |
 // message_len u8 | message | crc32c u32. A message longer than
-// MaxNameLength is cut.
+// MaxNameLength is cut at a UTF-8 character boundary. A refusal is written
+// with version 0 whatever r.Version holds; an acceptance with version 0
+// could not be decoded, so AppendReply panics on it.
 func AppendReply(dst []byte, r *Reply) []byte {
-	msg := r.Message
-	if len(msg) > MaxNameLength {
-		msg = msg[:MaxNameLength]
+	version := r.Version
+	if r.Reason != Accepted {
+		version = 0
+	} else if version == 0 {
+		panic("wire: AppendReply: accepted reply without a version")
 	}
+	msg := cutUTF8(r.Message, MaxNameLength)
 	start := len(dst)
 	dst = binary.BigEndian.AppendUint32(dst, Magic)
 	dst = binary.BigEndian.AppendUint16(dst, 0)
-	dst = append(dst, r.Version, byte(r.Reason))
+	dst = append(dst, version, byte(r.Reason))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(r.Capabilities))
 	dst = append(dst, byte(len(msg)))
 	dst = append(dst, msg...)
@@ -131,49 +141,83 @@ func sealHandshake(dst []byte, start int) []byte {
 // ReadHandshake reads one handshake message (Hello or Reply) from r into
 // buf, which must hold at least MaxHandshakeSize bytes, and returns the
 // bytes read. It checks the magic, bound and checksum before returning, and
-// never reads past the message.
+// never reads past the message: a length above MaxHandshakeSize is refused
+// before any of the body is read.
+//
+// It returns io.EOF when r ends before the first byte, ErrTruncated when it
+// ends inside the message, ErrBadMagic, ErrHandshakeTooLarge, ErrMalformed
+// or ErrChecksum for bad bytes, and any other error of r as it is. The
+// caller bounds the time taken (a deadline on the connection).
 func ReadHandshake(r io.Reader, buf []byte) ([]byte, error) {
 	if len(buf) < MaxHandshakeSize {
 		return nil, errors.New("wire: handshake buffer too small")
 	}
 	if _, err := io.ReadFull(r, buf[:handshakePrefix]); err != nil {
-		return nil, truncated(err)
+		return nil, truncated(err, io.ErrUnexpectedEOF)
 	}
 	if binary.BigEndian.Uint32(buf) != Magic {
 		return nil, ErrBadMagic
 	}
-	total := handshakePrefix + int(binary.BigEndian.Uint16(buf[4:]))
-	if total > MaxHandshakeSize {
-		return nil, fmt.Errorf("%w: %d bytes", ErrHandshakeTooLarge, total)
+	total, err := handshakeTotal(buf)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := io.ReadFull(r, buf[handshakePrefix:total]); err != nil {
-		return nil, truncated(err)
+		// The prefix has arrived: an end here is a cut message.
+		return nil, truncated(err, io.EOF, io.ErrUnexpectedEOF)
+	}
+	if _, err := openHandshake(buf[:total]); err != nil {
+		return nil, err
 	}
 	return buf[:total], nil
 }
 
-func truncated(err error) error {
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return ErrTruncated
+// errCut is what ReadHandshake returns when r ends inside a message; it
+// satisfies errors.Is for both ErrTruncated and io.ErrUnexpectedEOF.
+var errCut = fmt.Errorf("%w: %w", ErrTruncated, io.ErrUnexpectedEOF)
+
+// truncated returns errCut when err is one of ends, else err.
+func truncated(err error, ends ...error) error {
+	for _, end := range ends {
+		if errors.Is(err, end) {
+			return errCut
+		}
 	}
 	return err
+}
+
+// handshakeTotal returns the whole length of the handshake message whose
+// prefix starts b, checked against MaxHandshakeSize and the checksum size.
+func handshakeTotal(b []byte) (int, error) {
+	bodyLen := int(binary.BigEndian.Uint16(b[4:]))
+	total := handshakePrefix + bodyLen
+	if total > MaxHandshakeSize {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrHandshakeTooLarge, total, MaxHandshakeSize)
+	}
+	if bodyLen < 4 {
+		return 0, fmt.Errorf("%w: handshake body of %d bytes cannot hold its checksum", ErrMalformed, bodyLen)
+	}
+	return total, nil
 }
 
 // openHandshake checks the framing of one whole handshake message and
 // returns its body without the checksum.
 func openHandshake(b []byte) ([]byte, error) {
-	if len(b) < handshakePrefix+4 {
+	if len(b) < handshakePrefix {
 		return nil, ErrTruncated
 	}
 	if binary.BigEndian.Uint32(b) != Magic {
 		return nil, ErrBadMagic
 	}
-	total := handshakePrefix + int(binary.BigEndian.Uint16(b[4:]))
-	if total > MaxHandshakeSize {
-		return nil, ErrHandshakeTooLarge
+	total, err := handshakeTotal(b)
+	if err != nil {
+		return nil, err
 	}
-	if len(b) != total {
+	if len(b) < total {
 		return nil, ErrTruncated
+	}
+	if len(b) > total {
+		return nil, fmt.Errorf("%w: %d bytes after the handshake message", ErrMalformed, len(b)-total)
 	}
 	end := total - 4
 	if crc32.Checksum(b[:end], castagnoli) != binary.BigEndian.Uint32(b[end:]) {
@@ -182,7 +226,9 @@ func openHandshake(b []byte) ([]byte, error) {
 	return b[handshakePrefix:end], nil
 }
 
-// DecodeHello decodes one whole Hello, as returned by ReadHandshake.
+// DecodeHello decodes one whole Hello, as returned by ReadHandshake; b must
+// hold exactly one message. Unknown capability bits are kept (the acceptor
+// answers with the bits both sides know); the lane is not checked here.
 func DecodeHello(b []byte) (Hello, error) {
 	body, err := openHandshake(b)
 	if err != nil {
@@ -209,7 +255,10 @@ func DecodeHello(b []byte) (Hello, error) {
 	return h, nil
 }
 
-// DecodeReply decodes one whole Reply, as returned by ReadHandshake.
+// DecodeReply decodes one whole Reply, as returned by ReadHandshake; b must
+// hold exactly one message. A reason this version does not define is
+// returned as it is and means refused. Whether an accepted version lies in
+// the range the Hello offered is for the caller to check.
 func DecodeReply(b []byte) (Reply, error) {
 	body, err := openHandshake(b)
 	if err != nil {

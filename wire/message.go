@@ -2,7 +2,9 @@ package wire
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 )
 
 // MessageFlags are the per-message flag bits. They are part of the wire format.
@@ -25,7 +27,14 @@ const (
 // MaxParamsSize is the largest parameter block, in bytes.
 const MaxParamsSize = 4 << 10
 
-// MaxHeaderSize bounds an encoded message header, parameters included.
+// maxTTL is the longest time to live a header can carry, in nanoseconds
+// (about 146 years). AppendHeader writes a longer one as maxTTL and
+// DecodeHeader rejects a longer one. It is part of the wire format.
+const maxTTL = 1 << 62
+
+// MaxHeaderSize bounds an encoded message header, parameters included. Every
+// header DecodeHeader accepts is at most this long (varints must be minimal,
+// so their lengths are bounded by their values).
 const MaxHeaderSize = 1 + 3*binary.MaxVarintLen64 + 8 + binary.MaxVarintLen32 + 2*binary.MaxVarintLen32 + MaxParamsSize
 
 // Header is a message header: everything about a message but its payload.
@@ -52,8 +61,19 @@ func (h *Header) Expired(now int64) bool { return h.ExpiresAt != 0 && now >= h.E
 //
 // Layout: flags u8 | id uvarint | verb uvarint | created_at i64 big-endian |
 // ttl uvarint (ns after created_at, 0 = never) | [params_len uvarint | params]
-// | payload_len uvarint. FlagParams is set from len(h.Params).
+// | payload_len uvarint. FlagParams is set from len(h.Params). An ExpiresAt
+// at or before CreatedAt is written as a ttl of 1 ns (already expired when
+// it arrives); one more than 2^62 ns after CreatedAt is written as 2^62 ns.
+//
+// h must be a header DecodeHeader would accept: only defined flags, not both
+// FlagExpectsResponse and FlagResponse, FlagFailure only with FlagResponse,
+// and Params a well-formed block (see AppendParam) of at most MaxParamsSize
+// bytes. Anything else would make the peer close the connection, so
+// AppendHeader panics rather than write it.
 func AppendHeader(dst []byte, h *Header) []byte {
+	if err := h.check(); err != nil {
+		panic(fmt.Sprintf("wire: AppendHeader of an invalid header (%v)", err))
+	}
 	flags := h.Flags &^ FlagParams
 	if len(h.Params) > 0 {
 		flags |= FlagParams
@@ -66,7 +86,8 @@ func AppendHeader(dst []byte, h *Header) []byte {
 	if h.ExpiresAt != 0 {
 		ttl = 1 // an expiry at or before creation is kept as already expired
 		if h.ExpiresAt > h.CreatedAt {
-			ttl = uint64(h.ExpiresAt - h.CreatedAt)
+			// The subtraction may wrap int64; as uint64 it is still exact.
+			ttl = min(uint64(h.ExpiresAt)-uint64(h.CreatedAt), maxTTL)
 		}
 	}
 	dst = binary.AppendUvarint(dst, ttl)
@@ -77,52 +98,84 @@ func AppendHeader(dst []byte, h *Header) []byte {
 	return binary.AppendUvarint(dst, uint64(h.PayloadLength))
 }
 
+// check reports why h cannot be encoded, or nil.
+func (h *Header) check() error {
+	flags := h.Flags &^ FlagParams
+	if len(h.Params) > 0 {
+		flags |= FlagParams
+	}
+	if err := checkFlags(flags); err != nil {
+		return err
+	}
+	if len(h.Params) > MaxParamsSize {
+		return fmt.Errorf("%w: parameter block of %d bytes, limit %d", ErrMalformed, len(h.Params), MaxParamsSize)
+	}
+	return checkParams(h.Params)
+}
+
+func checkFlags(f MessageFlags) error {
+	if f&^knownFlags != 0 {
+		return fmt.Errorf("%w: unknown message flags %#x", ErrMalformed, uint8(f))
+	}
+	if f&FlagResponse != 0 && f&FlagExpectsResponse != 0 {
+		return fmt.Errorf("%w: message is both request and response", ErrMalformed)
+	}
+	if f&FlagFailure != 0 && f&FlagResponse == 0 {
+		return fmt.Errorf("%w: failure flag on a non-response", ErrMalformed)
+	}
+	return nil
+}
+
 // DecodeHeader decodes a message header from the start of b and returns it
 // with the number of bytes it took. A payload length above maxPayload is
 // rejected with ErrMessageTooLarge before the caller allocates anything for
-// it; the payload itself is not checked (it need not be in b).
+// it; the payload itself is not checked (it need not be in b). Params, when
+// present, alias b. An ExpiresAt that would pass the largest int64 is
+// clamped to math.MaxInt64.
+//
+// It returns ErrTruncated when b ends inside the header, ErrMalformed (wrapped)
+// for anything not valid, and ErrMessageTooLarge (wrapped) for a payload
+// length above maxPayload.
 func DecodeHeader(b []byte, maxPayload uint32) (Header, int, error) {
 	var h Header
 	if len(b) < 1 {
-		return h, 0, ErrTruncated
+		return Header{}, 0, ErrTruncated
 	}
 	h.Flags = MessageFlags(b[0])
-	if h.Flags&^knownFlags != 0 {
-		return h, 0, fmt.Errorf("%w: unknown message flags %#x", ErrMalformed, uint8(h.Flags))
-	}
-	if h.Flags&FlagResponse != 0 && h.Flags&FlagExpectsResponse != 0 {
-		return h, 0, fmt.Errorf("%w: message is both request and response", ErrMalformed)
-	}
-	if h.Flags&FlagFailure != 0 && h.Flags&FlagResponse == 0 {
-		return h, 0, fmt.Errorf("%w: failure flag on a non-response", ErrMalformed)
+	if err := checkFlags(h.Flags); err != nil {
+		return Header{}, 0, err
 	}
 	n := 1
 	var err error
 	if h.ID, n, err = uvarint(b, n); err != nil {
-		return h, 0, err
+		return Header{}, 0, err
 	}
 	var verb uint64
 	if verb, n, err = uvarint(b, n); err != nil {
-		return h, 0, err
+		return Header{}, 0, err
 	}
 	if verb > 1<<32-1 {
-		return h, 0, fmt.Errorf("%w: verb %d out of range", ErrMalformed, verb)
+		return Header{}, 0, fmt.Errorf("%w: verb %d out of range", ErrMalformed, verb)
 	}
 	h.Verb = uint32(verb)
 	if len(b) < n+8 {
-		return h, 0, ErrTruncated
+		return Header{}, 0, ErrTruncated
 	}
 	h.CreatedAt = int64(binary.BigEndian.Uint64(b[n:]))
 	n += 8
 	var ttl uint64
 	if ttl, n, err = uvarint(b, n); err != nil {
-		return h, 0, err
+		return Header{}, 0, err
 	}
 	if ttl != 0 {
-		if ttl > 1<<62 {
-			return h, 0, fmt.Errorf("%w: expiry %d ns out of range", ErrMalformed, ttl)
+		if ttl > maxTTL {
+			return Header{}, 0, fmt.Errorf("%w: expiry %d ns out of range", ErrMalformed, ttl)
 		}
-		h.ExpiresAt = h.CreatedAt + int64(ttl)
+		if h.CreatedAt > math.MaxInt64-int64(ttl) {
+			h.ExpiresAt = math.MaxInt64 // saturate rather than wrap into the past
+		} else {
+			h.ExpiresAt = h.CreatedAt + int64(ttl)
+		}
 		if h.ExpiresAt == 0 {
 			h.ExpiresAt = 1 // zero means never: keep an expiry at the epoch an expiry
 		}
@@ -130,31 +183,35 @@ func DecodeHeader(b []byte, maxPayload uint32) (Header, int, error) {
 	if h.Flags&FlagParams != 0 {
 		var plen uint64
 		if plen, n, err = uvarint(b, n); err != nil {
-			return h, 0, err
+			return Header{}, 0, err
 		}
 		if plen == 0 || plen > MaxParamsSize {
-			return h, 0, fmt.Errorf("%w: parameter block of %d bytes", ErrMalformed, plen)
+			return Header{}, 0, fmt.Errorf("%w: parameter block of %d bytes", ErrMalformed, plen)
 		}
 		if uint64(len(b)-n) < plen {
-			return h, 0, ErrTruncated
+			return Header{}, 0, ErrTruncated
 		}
 		h.Params = b[n : n+int(plen) : n+int(plen)]
 		if err := checkParams(h.Params); err != nil {
-			return h, 0, err
+			return Header{}, 0, err
 		}
 		n += int(plen)
 	}
 	var plen uint64
 	if plen, n, err = uvarint(b, n); err != nil {
-		return h, 0, err
+		return Header{}, 0, err
 	}
 	if plen > uint64(maxPayload) {
-		return h, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, plen, maxPayload)
+		return Header{}, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, plen, maxPayload)
 	}
 	h.PayloadLength = uint32(plen)
 	return h, n, nil
 }
 
+// uvarint decodes the minimal-length uvarint at b[off:] and returns it with
+// the offset after it. A longer encoding than needed (a final byte of 0x00)
+// is malformed: it keeps every encoding unique and every header within
+// MaxHeaderSize.
 func uvarint(b []byte, off int) (uint64, int, error) {
 	v, k := binary.Uvarint(b[off:])
 	switch {
@@ -162,6 +219,8 @@ func uvarint(b []byte, off int) (uint64, int, error) {
 		return 0, off, ErrTruncated
 	case k < 0:
 		return 0, off, fmt.Errorf("%w: varint overflows 64 bits", ErrMalformed)
+	case k > 1 && b[off+k-1] == 0:
+		return 0, off, fmt.Errorf("%w: varint not minimally encoded", ErrMalformed)
 	}
 	return v, off + k, nil
 }
@@ -216,8 +275,13 @@ func checkParams(block []byte) error {
 
 func lengthPrefixed(b []byte, off int) ([]byte, int, error) {
 	l, n, err := uvarint(b, off)
+	if errors.Is(err, ErrTruncated) {
+		// The block's own length said where it ends: a cut length inside
+		// it is malformed, not truncated input.
+		return nil, off, fmt.Errorf("%w: parameter block ends inside a length", ErrMalformed)
+	}
 	if err != nil {
-		return nil, off, fmt.Errorf("%w: parameter block", ErrMalformed)
+		return nil, off, err
 	}
 	if uint64(len(b)-n) < l {
 		return nil, off, fmt.Errorf("%w: parameter overruns its block", ErrMalformed)

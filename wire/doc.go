@@ -1,0 +1,261 @@
+// Package wire encodes and decodes the bytes internode nodes exchange: the
+// handshake that opens a connection, the frames that carry messages after
+// it, the message header, its parameter block and the failure payload.
+//
+// The package does no I/O of its own apart from ReadHandshake, keeps no
+// state and starts no goroutines; every function is safe for concurrent use.
+// Encoders append to a caller's slice (the Append* functions) so that a
+// caller with a buffer of enough capacity encodes without allocating.
+// Decoders read from a caller's slice; where a decoded value holds bytes
+// (Header.Params, RangeParams) they alias the input, so the input must not
+// be reused while they are in use.
+//
+// # Byte order and integers
+//
+// Fixed-width integers are big-endian (network byte order). A "uvarint" is
+// an unsigned LEB128 varint as written by encoding/binary.AppendUvarint:
+// seven bits a byte, least significant group first, high bit set on every
+// byte but the last. Decoders accept only the shortest encoding of a value
+// (a final byte of 0x00 in a varint of two or more bytes is malformed), so
+// every value has exactly one encoding and every header has a known bound.
+//
+// # Connections
+//
+// A connection carries one direction of one lane. The side that dials (the
+// initiator) writes a Hello; the acceptor answers with a Reply; then only
+// the initiator writes, and what it writes is a sequence of frames:
+//
+//	initiator                          acceptor
+//	    | ---------- Hello ------------->  |
+//	    | <--------- Reply --------------  |   accepted: version chosen
+//	    | ---------- frame ------------->  |
+//	    | ---------- frame ------------->  |
+//	    ...
+//
+// # Handshake
+//
+// Both handshake messages start with the magic and a body length, and end
+// with a CRC32C (Castagnoli) of every byte before it. body_len counts the
+// bytes after it, checksum included. An encoded message is at most
+// MaxHandshakeSize (1024) bytes; a reader refuses a larger body_len before
+// reading the body.
+//
+// Hello, from the initiator (19 to 529 bytes):
+//
+//	+-----------+--------------+------------+------------+----------+------------------+
+//	| magic (4) | body_len (2) | min_ver(1) | max_ver(1) | lane (1) | capabilities (4) | ...
+//	+-----------+--------------+------------+------------+----------+------------------+
+//	     +-----------------+-------------+--------------+------------+------------+
+//	 ... | cluster_len (1) | cluster (n) | node_len (1) | node (m)   | crc32c (4) |
+//	     +-----------------+-------------+--------------+------------+------------+
+//
+//	magic         0x494E4F44, "INOD" in ASCII
+//	min_ver       lowest protocol version offered, at least 1
+//	max_ver       highest protocol version offered, at least min_ver
+//	lane          the lane this connection carries (see package routing)
+//	capabilities  bit set of optional features offered
+//	cluster       cluster name, 0..255 bytes
+//	node          sender's node ID, 0..255 bytes
+//
+// Reply, from the acceptor (17 to 272 bytes):
+//
+//	+-----------+--------------+-------------+------------+------------------+
+//	| magic (4) | body_len (2) | version (1) | reason (1) | capabilities (4) | ...
+//	+-----------+--------------+-------------+------------+------------------+
+//	     +-----------------+-------------+------------+
+//	 ... | message_len (1) | message (n) | crc32c (4) |
+//	     +-----------------+-------------+------------+
+//
+//	version       the version chosen, 0 if and only if reason is not Accepted
+//	reason        a RefuseReason: 0 Accepted, 1 UnsupportedVersion,
+//	              2 WrongCluster, 3 UnknownNode, 4 IdentityMismatch,
+//	              5 BadLane, 6 Refused
+//	capabilities  the offered bits the acceptor also has
+//	message       human-readable detail, 0..255 bytes
+//
+// For example, the Hello of node "n1" of cluster "c", offering version 1 on
+// lane 2 with no capabilities, is these 22 bytes:
+//
+//	49 4e 4f 44  00 10  01 01 02  00 00 00 00  01 63  02 6e 31  07 ab 57 76
+//	magic        len    min max lane  caps     "c"    "n1"      crc32c
+//
+// # Frames
+//
+// After the handshake the initiator writes frames. A frame is a 12-byte
+// header followed by its payload:
+//
+//	 0            4          5            8            12
+//	+------------+----------+------------+------------+------------------+
+//	| length (4) | kind (1) | stream (3) | crc32c (4) | payload (length) |
+//	+------------+----------+------------+------------+------------------+
+//
+//	length  payload length in bytes (not counting the header)
+//	kind    a FrameKind: 0 FrameBatch, 1 FrameLargeBegin, 2 FrameLargeMore
+//	stream  24-bit big-endian large-message stream number; 0 in a FrameBatch
+//	crc32c  CRC32C of header bytes 0..7 followed by the payload
+//
+// The checksum catches corruption, not forgery (TLS is for that). A reader
+// refuses a length above its limit (DefaultMaxFramePayload, 256 KiB, unless
+// configured otherwise) from the header alone, before it allocates or reads
+// the payload; writers never write larger frames than that default.
+//
+// A FrameBatch payload is one or more whole messages back to back, each a
+// message header immediately followed by payload_len bytes of payload:
+//
+//	+----------+-----------+----------+-----------+-----
+//	| header 1 | payload 1 | header 2 | payload 2 | ...
+//	+----------+-----------+----------+-----------+-----
+//
+// # Large messages
+//
+// A message too large for one frame is sent as parts. A FrameLargeBegin
+// carries the message's whole header followed by the first bytes of its
+// payload; each FrameLargeMore with the same stream number carries the next
+// bytes, until payload_len bytes have arrived, after which the stream
+// number is free again. The stream number names the message while it is in
+// flight, so a writer may interleave the parts of several large messages
+// (and batch frames) on one connection, and one large transfer need not
+// wait behind another:
+//
+//	FrameLargeBegin stream 7  | header A | A[0:n)      |
+//	FrameLargeBegin stream 9  | header B | B[0:m)      |
+//	FrameLargeMore  stream 7  | A[n:...)               |
+//	FrameBatch      stream 0  | small message | small message |
+//	FrameLargeMore  stream 9  | B[m:...)               |   ... until each is whole
+//
+// A reader (package transport; this package keeps no such state) closes the
+// connection on a FrameLargeBegin for a stream already in flight, a
+// FrameLargeMore for a stream not in flight, and a part that would carry
+// more bytes than payload_len. It applies its message size limit to the
+// header's payload_len (DecodeHeader's maxPayload) before it allocates
+// anything for the message.
+//
+// # Message header
+//
+//	+-----------+--------------+----------------+--------------------+---------------+
+//	| flags (1) | id (uvarint) | verb (uvarint) | created_at (8)     | ttl (uvarint) | ...
+//	+-----------+--------------+----------------+--------------------+---------------+
+//	     +----------------------+---------------+-----------------------+
+//	 ... | params_len (uvarint) | params (n)    | payload_len (uvarint) |
+//	     +----------------------+---------------+-----------------------+
+//	      \_______ only when flags has FlagParams ______/
+//
+//	flags        bit 0 FlagExpectsResponse: a request
+//	             bit 1 FlagResponse: the answer to the request with this id
+//	             bit 2 FlagFailure: a response whose payload is a failure
+//	             bit 3 FlagParams: a parameter block follows ttl
+//	             bits 4..7 reserved, must be 0; bits 0 and 1 never both set;
+//	             bit 2 only with bit 1
+//	id           sender-chosen message ID, 0..2^64-1; a response has its request's
+//	verb         what the message means, 0..2^32-1, chosen by the application
+//	created_at   sender's clock at creation, signed Unix nanoseconds
+//	ttl          nanoseconds after created_at at which the message expires,
+//	             1..2^62; 0 means it never expires
+//	params_len   1..4096 (MaxParamsSize)
+//	payload_len  payload bytes that follow the header, 0..2^32-1 and at most
+//	             the reader's message size limit
+//
+// A header is at most MaxHeaderSize bytes. Expiry travels as a ttl relative
+// to creation, which keeps it short; the receiver computes created_at + ttl
+// (on the sender's clock, saturating at the largest int64) and drops an
+// expired message before decoding its payload. A sender whose deadline is
+// at or before creation writes ttl 1: already expired on arrival.
+//
+// # Parameters
+//
+// The parameter block carries key/value pairs such as W3C trace context
+// ("traceparent", "tracestate"); AppendParam writes a pair, Param and
+// RangeParams read them. Keys are short ASCII names; a key may repeat and
+// the first one counts. The pairs must fill the block exactly:
+//
+//	+-------------------+-----+---------------------+-------+------
+//	| key_len (uvarint) | key | value_len (uvarint) | value | next pair ...
+//	+-------------------+-----+---------------------+-------+------
+//
+// # Failure payload
+//
+// A response with FlagFailure carries a Failure as its payload, filling it
+// exactly:
+//
+//	+----------+-----------------------+---------------+
+//	| code (1) | message_len (uvarint) | message (n)   |
+//	+----------+-----------------------+---------------+
+//
+//	code     a FailureCode: 0 FailureUnknown, 1 FailureUnknownVerb,
+//	         2 FailureHandlerError, 3 FailureExpired, 4 FailureOverloaded,
+//	         5 FailureTooLarge
+//	message  human-readable detail, 0..1024 bytes (MaxFailureMessage)
+//
+// # Versioning
+//
+// The initiator offers a range of versions [min_ver, max_ver]; the acceptor
+// picks the highest version in both that range and its own (Negotiate) or
+// refuses with UnsupportedVersion. Everything after the handshake is read
+// in the chosen version. Version 1 is the only one defined; version 0 is
+// reserved (it is how a Reply says "none").
+//
+// The Hello and Reply layouts are the same in every version, because a
+// node must read a Hello offering versions it does not speak in order to
+// refuse it. New handshake information travels as capability bits: a node
+// ignores bits it does not know, and the acceptor answers with the bits
+// both sides have. None are defined in version 1.
+//
+// Reserved values: frame kinds 3..255 and message flag bits 4..7 are
+// malformed in version 1 (a new one needs a new version); failure codes
+// 6..255 and refuse reasons 7..255 are passed up as they are and read as
+// FailureUnknown and as a refusal, so later versions can add reasons.
+//
+// Part of the wire format, and pinned by tests, are: Magic, Version1,
+// MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
+// DefaultMaxFramePayload (as the largest frame a writer sends), the values
+// of FrameKind, MessageFlags, FailureCode and RefuseReason, MaxParamsSize,
+// MaxFailureMessage and the ttl bound 2^62. MinVersion and MaxVersion say
+// what this build speaks; MaxHeaderSize is derived from the rest. Changing
+// any of them changes the format.
+//
+// # Hostile input
+//
+// Every decoder checks each length against its bound and against the bytes
+// present before it allocates or slices, and never panics, whatever the
+// input; each is fuzzed. Any decoder error (ErrTruncated in a complete
+// frame, ErrMalformed, ErrChecksum, ErrBadMagic, ErrFrameTooLarge,
+// ErrMessageTooLarge, ErrHandshakeTooLarge; test with errors.Is) means the
+// peer does not speak this format or the bytes were damaged: the reader
+// must close the connection, with the error as the logged reason, and must
+// not try to resynchronise. The encoders, in turn, refuse to write what the
+// decoders would reject: AppendHello returns an error, and AppendHeader,
+// AppendFrameHeader and AppendReply panic on such a programming error.
+//
+// # Using the package
+//
+// The initiator of a connection:
+//
+//  1. Sets a deadline on the connection, writes AppendHello, then reads the
+//     answer with ReadHandshake and DecodeReply.
+//  2. Checks that Reply.Reason is Accepted and Reply.Version lies in the
+//     range it offered; otherwise closes the connection.
+//  3. Encodes each message as AppendHeader followed by its payload and
+//     collects whole messages into a batch no larger than a frame, or splits
+//     a large one into FrameLargeBegin and FrameLargeMore parts.
+//  4. Frames each batch or part with AppendFrameHeader over the parts as
+//     they are, and writes header and parts in one vectored write
+//     (net.Buffers), so that payloads are not copied.
+//
+// The acceptor:
+//
+//  1. Sets a deadline, reads ReadHandshake and DecodeHello, picks a version
+//     with Negotiate, checks cluster, node and lane, and writes AppendReply
+//     (with the version, or a RefuseReason and version 0, then closes).
+//  2. Reads FrameHeaderSize bytes and calls ParseFrameHeader with its frame
+//     limit, then reads Length payload bytes into a buffer of that size and
+//     calls Verify.
+//  3. For a FrameBatch, calls DecodeHeader with its message size limit at
+//     the start of the payload, takes PayloadLength bytes after the header
+//     as the message payload, and repeats until the frame is used up; a
+//     message that runs past the frame's end is malformed. For a
+//     FrameLargeBegin it decodes the header the same way and gathers the
+//     parts by stream number.
+//  4. Closes the connection on any error from steps 1 to 3.
+//
+// The examples show a batch frame being written and read.
+package wire

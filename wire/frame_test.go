@@ -1,0 +1,309 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"hash/crc32"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// unhex decodes hex written with spaces between groups.
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
+	require.NoError(t, err)
+	return b
+}
+
+// crc32c is computed here independently of the package's table.
+func crc32c(parts ...[]byte) uint32 {
+	return crc32.Checksum(bytes.Join(parts, nil), crc32.MakeTable(crc32.Castagnoli))
+}
+
+func TestFrameConstantsArePinned(t *testing.T) {
+	// Changing any of these changes the wire format; see doc.go.
+	assert.Equal(t, 12, FrameHeaderSize)
+	assert.Equal(t, 1<<24-1, MaxStream)
+	assert.Equal(t, 256*1024, DefaultMaxFramePayload)
+	assert.Equal(t, FrameKind(0), FrameBatch)
+	assert.Equal(t, FrameKind(1), FrameLargeBegin)
+	assert.Equal(t, FrameKind(2), FrameLargeMore)
+	assert.Equal(t, uint32(0x82F63B78), uint32(crc32.Castagnoli))
+}
+
+func TestFrameHeaderGoldenBytes(t *testing.T) {
+	tests := []struct {
+		name   string
+		kind   FrameKind
+		stream uint32
+		parts  [][]byte
+		want   string
+	}{
+		{
+			name: "empty batch", kind: FrameBatch, stream: 0,
+			want: "00000000 00 000000 8c28b28a",
+		},
+		{
+			name: "large begin in two parts", kind: FrameLargeBegin, stream: 0x010203,
+			parts: [][]byte{[]byte("hel"), []byte("lo")},
+			want:  "00000005 01 010203 d2db5f9a",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := AppendFrameHeader(nil, tt.kind, tt.stream, tt.parts...)
+			want := unhex(t, tt.want)
+			require.Equal(t, want, got)
+			// The checksum is CRC32C over header bytes 0..7, then the payload.
+			assert.Equal(t, crc32c(append(want[:8:8], bytes.Join(tt.parts, nil)...)), binary.BigEndian.Uint32(got[8:]))
+		})
+	}
+}
+
+func TestFrameHeaderRoundTrip(t *testing.T) {
+	atLimit := make([]byte, DefaultMaxFramePayload)
+	for i := range atLimit {
+		atLimit[i] = byte(i * 7)
+	}
+	tests := []struct {
+		name   string
+		kind   FrameKind
+		stream uint32
+		parts  [][]byte
+	}{
+		{"batch, no payload", FrameBatch, 0, nil},
+		{"batch, empty parts", FrameBatch, 0, [][]byte{{}, nil, {}}},
+		{"batch, one part", FrameBatch, 0, [][]byte{[]byte("message")}},
+		{"batch, several parts", FrameBatch, 0, [][]byte{[]byte("a"), []byte("bc"), {}, []byte("def")}},
+		{"batch at the payload limit", FrameBatch, 0, [][]byte{atLimit}},
+		{"large begin, stream 0", FrameLargeBegin, 0, [][]byte{[]byte("header"), []byte("payload")}},
+		{"large begin, stream 1", FrameLargeBegin, 1, [][]byte{[]byte("x")}},
+		{"large more, max stream", FrameLargeMore, MaxStream, [][]byte{atLimit[:1000]}},
+		{"large more, stream bytes differ", FrameLargeMore, 0xABCDEF, [][]byte{[]byte("y")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := []byte("existing")
+			b := AppendFrameHeader(bytes.Clone(prefix), tt.kind, tt.stream, tt.parts...)
+			require.Equal(t, prefix, b[:len(prefix)], "AppendFrameHeader must keep dst")
+			require.Len(t, b, len(prefix)+FrameHeaderSize)
+
+			payload := bytes.Join(tt.parts, nil)
+			h, err := ParseFrameHeader(b[len(prefix):], DefaultMaxFramePayload)
+			require.NoError(t, err)
+			assert.Equal(t, uint32(len(payload)), h.Length)
+			assert.Equal(t, tt.kind, h.Kind)
+			assert.Equal(t, tt.stream, h.Stream)
+			require.NoError(t, h.Verify(payload))
+		})
+	}
+}
+
+func TestParseFrameHeaderLength(t *testing.T) {
+	header := func(length uint32) []byte {
+		var b [FrameHeaderSize]byte
+		binary.BigEndian.PutUint32(b[:], length)
+		return b[:]
+	}
+	tests := []struct {
+		name   string
+		length uint32
+		max    uint32
+		tooBig bool
+	}{
+		{"empty", 0, DefaultMaxFramePayload, false},
+		{"at the limit", DefaultMaxFramePayload, DefaultMaxFramePayload, false},
+		{"one above the limit", DefaultMaxFramePayload + 1, DefaultMaxFramePayload, true},
+		{"giant", 0xFFFFFFFF, DefaultMaxFramePayload, true},
+		{"limit 0 refuses 1", 1, 0, true},
+		{"limit 0 accepts 0", 0, 0, false},
+		{"largest length, largest limit", 0xFFFFFFFF, 0xFFFFFFFF, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := ParseFrameHeader(header(tt.length), tt.max)
+			if tt.tooBig {
+				require.ErrorIs(t, err, ErrFrameTooLarge)
+				assert.Equal(t, FrameHeader{}, h)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.length, h.Length)
+		})
+	}
+}
+
+func TestParseFrameHeaderErrors(t *testing.T) {
+	valid := AppendFrameHeader(nil, FrameLargeMore, 5, []byte("payload"))
+	t.Run("truncated at every length", func(t *testing.T) {
+		for n := range FrameHeaderSize {
+			_, err := ParseFrameHeader(valid[:n], DefaultMaxFramePayload)
+			require.ErrorIs(t, err, ErrTruncated, "prefix of %d bytes", n)
+		}
+	})
+	t.Run("unknown kinds", func(t *testing.T) {
+		for kind := 3; kind <= 255; kind++ {
+			b := bytes.Clone(valid)
+			b[4] = byte(kind)
+			_, err := ParseFrameHeader(b, DefaultMaxFramePayload)
+			require.ErrorIs(t, err, ErrMalformed, "kind %d", kind)
+		}
+	})
+	t.Run("batch with a stream", func(t *testing.T) {
+		for _, stream := range []string{"000001", "010000", "ffffff"} {
+			b := unhex(t, "00000000 00"+stream+"00000000")
+			_, err := ParseFrameHeader(b, DefaultMaxFramePayload)
+			require.ErrorIs(t, err, ErrMalformed, "stream %s", stream)
+		}
+	})
+	t.Run("extra bytes are the payload's", func(t *testing.T) {
+		h, err := ParseFrameHeader(append(bytes.Clone(valid), "payload"...), DefaultMaxFramePayload)
+		require.NoError(t, err)
+		require.NoError(t, h.Verify([]byte("payload")))
+	})
+}
+
+func TestVerifyDetectsDamage(t *testing.T) {
+	payload := []byte("a batch of messages, or part of a large one")
+	frame := append(AppendFrameHeader(nil, FrameLargeBegin, 0x00BEEF, payload), payload...)
+
+	// check reports whether a damaged frame is caught, by the header parser
+	// or by Verify.
+	caught := func(b []byte) bool {
+		h, err := ParseFrameHeader(b, DefaultMaxFramePayload)
+		if err != nil {
+			return true
+		}
+		return h.Verify(b[FrameHeaderSize:]) != nil
+	}
+	require.False(t, caught(frame))
+	for i := range frame {
+		b := bytes.Clone(frame)
+		b[i] ^= 0xFF
+		assert.True(t, caught(b), "byte %d flipped", i)
+		for bit := range 8 {
+			b := bytes.Clone(frame)
+			b[i] ^= 1 << bit
+			assert.True(t, caught(b), "bit %d of byte %d flipped", bit, i)
+		}
+	}
+}
+
+func TestVerifyErrors(t *testing.T) {
+	payload := []byte("payload")
+	h, err := ParseFrameHeader(AppendFrameHeader(nil, FrameBatch, 0, payload), DefaultMaxFramePayload)
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		payload []byte
+		h       FrameHeader
+		want    error
+	}{
+		{"short payload", payload[:6], h, ErrTruncated},
+		{"empty payload", nil, h, ErrTruncated},
+		{"long payload", append(bytes.Clone(payload), 0), h, ErrTruncated},
+		{"other payload", []byte("PAYLOAD"), h, ErrChecksum},
+		{"other kind", payload, FrameHeader{Length: h.Length, Kind: FrameLargeMore, Checksum: h.Checksum}, ErrChecksum},
+		{"other stream", payload, FrameHeader{Length: h.Length, Stream: 1, Checksum: h.Checksum}, ErrChecksum},
+		{"other checksum", payload, FrameHeader{Length: h.Length, Checksum: h.Checksum + 1}, ErrChecksum},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.ErrorIs(t, tt.h.Verify(tt.payload), tt.want)
+		})
+	}
+}
+
+func TestAppendFrameHeaderPanicsOnUnreadableHeaders(t *testing.T) {
+	// 4 GiB of parts without 4 GiB of memory: one slice, repeated.
+	mib := make([]byte, 1<<20)
+	over4GiB := make([][]byte, 4097)
+	for i := range over4GiB {
+		over4GiB[i] = mib
+	}
+	tests := []struct {
+		name   string
+		kind   FrameKind
+		stream uint32
+		parts  [][]byte
+	}{
+		{"unknown kind", FrameKind(3), 1, nil},
+		{"stream above MaxStream", FrameLargeBegin, MaxStream + 1, nil},
+		{"stream with high bits only", FrameLargeMore, 1 << 24, nil},
+		{"batch with a stream", FrameBatch, 1, nil},
+		{"payload over 4 GiB", FrameLargeMore, 1, over4GiB},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Panics(t, func() { AppendFrameHeader(nil, tt.kind, tt.stream, tt.parts...) })
+		})
+	}
+}
+
+func TestFrameCodecDoesNotAllocate(t *testing.T) {
+	payload := bytes.Repeat([]byte("x"), 1000)
+	other := []byte("more")
+	buf := make([]byte, 0, 64)
+	header := AppendFrameHeader(nil, FrameLargeMore, 9, payload, other)
+	whole := append(bytes.Clone(payload), other...)
+	var sink error
+
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		buf = AppendFrameHeader(buf[:0], FrameLargeMore, 9, payload, other)
+	}), "AppendFrameHeader")
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		_, sink = ParseFrameHeader(header, DefaultMaxFramePayload)
+	}), "ParseFrameHeader")
+	h, err := ParseFrameHeader(header, DefaultMaxFramePayload)
+	require.NoError(t, err)
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		sink = h.Verify(whole)
+	}), "Verify")
+	require.NoError(t, sink)
+}
+
+func FuzzFrameHeader(f *testing.F) {
+	f.Add(AppendFrameHeader(nil, FrameBatch, 0))
+	f.Add(append(AppendFrameHeader(nil, FrameBatch, 0, []byte("abc")), "abc"...))
+	f.Add(append(AppendFrameHeader(nil, FrameLargeBegin, 7, []byte("header+payload")), "header+payload"...))
+	f.Add(append(AppendFrameHeader(nil, FrameLargeMore, MaxStream, []byte{0}), 0))
+	f.Add(unhex(f, "ffffffff 02 ffffff 00000000"))
+	f.Add(unhex(f, "00000001 07 000000 00000000 00"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Whatever arrives: no panic, and what passes re-encodes exactly.
+		h, err := ParseFrameHeader(data, DefaultMaxFramePayload)
+		if err == nil {
+			require.LessOrEqual(t, h.Length, uint32(DefaultMaxFramePayload))
+			require.LessOrEqual(t, h.Stream, uint32(MaxStream))
+			if rest := data[FrameHeaderSize:]; uint64(len(rest)) >= uint64(h.Length) {
+				payload := rest[:h.Length]
+				if h.Verify(payload) == nil {
+					require.Equal(t, data[:FrameHeaderSize], AppendFrameHeader(nil, h.Kind, h.Stream, payload))
+				}
+			}
+		}
+
+		// A frame built from the input reads back as written.
+		if len(data) < 4 {
+			return
+		}
+		kind := FrameKind(data[0] % 3)
+		stream := uint32(data[1])<<16 | uint32(data[2])<<8 | uint32(data[3])
+		if kind == FrameBatch {
+			stream = 0
+		}
+		payload := data[4:]
+		half := len(payload) / 2
+		header := AppendFrameHeader(nil, kind, stream, payload[:half], payload[half:])
+		got, err := ParseFrameHeader(header, uint32(len(payload)))
+		require.NoError(t, err)
+		require.Equal(t, FrameHeader{Length: uint32(len(payload)), Kind: kind, Stream: stream, Checksum: got.Checksum}, got)
+		require.NoError(t, got.Verify(payload))
+	})
+}

@@ -38,17 +38,29 @@ type Config struct {
 	// LargeThreshold.
 	LaneOverrides map[Verb]routing.Lane
 	// Coalescing returns a new strategy for one connection of the given
-	// lane. Default: coalescing.NewDisabled for every lane.
+	// lane. Default: Disabled for the urgent lane (control traffic never
+	// waits) and Adaptive for the others.
 	Coalescing func(routing.Lane) coalescing.Strategy
 
 	// MaxMessageSize is the largest payload, in bytes, sent or accepted.
 	// Default 128 MiB; range 1 KiB to 1 GiB.
 	MaxMessageSize int
-	// QueueCapacity is the most bytes of encoded messages that may wait in
-	// one outbound connection's queue. A message that does not fit fails
-	// with ErrOverloaded. Default 4 MiB; at least MaxMessageSize is not
-	// required: large messages are admitted while the queue is empty.
-	QueueCapacity int
+	// Outbound bounds the bytes of messages queued or being written, per
+	// connection, per peer and node-wide. Default 4 MiB, 128 MiB, 512 MiB.
+	Outbound Limits
+	// Inbound bounds the bytes of received messages whose handlers have
+	// not yet returned, per connection, per peer and node-wide. Same
+	// defaults.
+	Inbound Limits
+	// WaitForCapacity makes Send and Request wait, until their context
+	// ends, for outbound capacity instead of failing at once with
+	// ErrOverloaded.
+	WaitForCapacity bool
+	// InboundOverload says what a receiver out of inbound capacity does:
+	// OverloadPause (default) stops reading the connection until handlers
+	// give capacity back, so TCP pushes back on the sender; OverloadReject
+	// skips the message and tells the sender it was overloaded.
+	InboundOverload OverloadPolicy
 
 	// RequestTimeout bounds a Request whose context has no deadline.
 	// Default 10 s.
@@ -73,10 +85,55 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Limits are byte limits in three tiers. A message takes what it can from
+// its connection's capacity and the rest from its peer's and the node's
+// reserves together, and gives back exactly what it took when done. So one
+// peer can use at most PerConnection per lane plus PerPeer, however much it
+// sends, and other peers keep the rest of the node's reserve.
+type Limits struct {
+	PerConnection int64 // bytes; default 4 MiB
+	PerPeer       int64 // bytes, shared by a peer's lanes; default 128 MiB
+	Node          int64 // bytes, shared by all peers; default 512 MiB
+}
+
+// DefaultLimits returns the default limits.
+func DefaultLimits() Limits {
+	return Limits{PerConnection: 4 << 20, PerPeer: 128 << 20, Node: 512 << 20}
+}
+
+func (l *Limits) setDefaults() {
+	d := DefaultLimits()
+	setDefault(&l.PerConnection, d.PerConnection)
+	setDefault(&l.PerPeer, d.PerPeer)
+	setDefault(&l.Node, d.Node)
+}
+
+func (l Limits) validate(side string, maxMessage int) error {
+	if l.PerConnection < 0 || l.PerPeer < 0 || l.Node < 0 {
+		return fmt.Errorf("transport: config: %s limits must not be negative", side)
+	}
+	if int64(maxMessage) > l.PerConnection+min(l.PerPeer, l.Node) {
+		return fmt.Errorf("transport: config: %s limits (%d per connection + %d reserve) cannot hold a message of MaxMessageSize %d",
+			side, l.PerConnection, min(l.PerPeer, l.Node), maxMessage)
+	}
+	return nil
+}
+
+// OverloadPolicy says what a receiver out of inbound capacity does.
+type OverloadPolicy uint8
+
+const (
+	// OverloadPause stops reading the connection until capacity is free.
+	OverloadPause OverloadPolicy = iota
+	// OverloadReject drops the message and answers ErrOverloaded: a
+	// request fails with it; a one-way sender counts it in
+	// ConnStats.RemoteDropped.
+	OverloadReject
+)
+
 // Defaults used by DefaultConfig.
 const (
 	DefaultMaxMessageSize      = 128 << 20
-	DefaultQueueCapacity       = 4 << 20
 	DefaultRequestTimeout      = 10 * time.Second
 	DefaultDialTimeout         = 5 * time.Second
 	DefaultHandshakeTimeout    = 5 * time.Second
@@ -90,7 +147,8 @@ func DefaultConfig() Config {
 	return Config{
 		LargeThreshold:      routing.DefaultThreshold,
 		MaxMessageSize:      DefaultMaxMessageSize,
-		QueueCapacity:       DefaultQueueCapacity,
+		Outbound:            DefaultLimits(),
+		Inbound:             DefaultLimits(),
 		RequestTimeout:      DefaultRequestTimeout,
 		DialTimeout:         DefaultDialTimeout,
 		HandshakeTimeout:    DefaultHandshakeTimeout,
@@ -105,7 +163,8 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	setDefault(&c.LargeThreshold, d.LargeThreshold)
 	setDefault(&c.MaxMessageSize, d.MaxMessageSize)
-	setDefault(&c.QueueCapacity, d.QueueCapacity)
+	c.Outbound.setDefaults()
+	c.Inbound.setDefaults()
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
 	setDefault(&c.DialTimeout, d.DialTimeout)
 	setDefault(&c.HandshakeTimeout, d.HandshakeTimeout)
@@ -113,7 +172,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ReconnectMinBackoff, d.ReconnectMinBackoff)
 	setDefault(&c.ReconnectMaxBackoff, d.ReconnectMaxBackoff)
 	if c.Coalescing == nil {
-		c.Coalescing = func(routing.Lane) coalescing.Strategy { return coalescing.NewDisabled() }
+		c.Coalescing = DefaultCoalescing
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -121,6 +180,15 @@ func (c Config) withDefaults() Config {
 	c.LaneOverrides = maps.Clone(c.LaneOverrides)
 	c.VerbTimeouts = maps.Clone(c.VerbTimeouts)
 	return c
+}
+
+// DefaultCoalescing is the default Config.Coalescing: Disabled on the
+// urgent lane, Adaptive elsewhere.
+func DefaultCoalescing(lane routing.Lane) coalescing.Strategy {
+	if lane == routing.Urgent {
+		return coalescing.NewDisabled()
+	}
+	return coalescing.NewAdaptive(coalescing.DefaultAdaptiveConfig())
 }
 
 func setDefault[T comparable](field *T, def T) {
@@ -147,7 +215,8 @@ func (c Config) Validate() error {
 	check(c.Membership != nil, "Membership is required")
 	check(c.LargeThreshold >= 1<<10 && c.LargeThreshold <= 1<<20, "LargeThreshold %d outside [1 KiB, 1 MiB]", c.LargeThreshold)
 	check(c.MaxMessageSize >= 1<<10 && c.MaxMessageSize <= 1<<30, "MaxMessageSize %d outside [1 KiB, 1 GiB]", c.MaxMessageSize)
-	check(c.QueueCapacity >= c.LargeThreshold, "QueueCapacity %d below LargeThreshold %d", c.QueueCapacity, c.LargeThreshold)
+	errs = append(errs, c.Outbound.validate("outbound", c.MaxMessageSize), c.Inbound.validate("inbound", c.MaxMessageSize))
+	check(c.InboundOverload <= OverloadReject, "unknown InboundOverload %d", c.InboundOverload)
 	check(c.RequestTimeout > 0, "RequestTimeout must be positive")
 	check(c.DialTimeout > 0, "DialTimeout must be positive")
 	check(c.HandshakeTimeout > 0, "HandshakeTimeout must be positive")

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -30,19 +31,22 @@ type inConn struct {
 	br       *bufio.Reader
 	frames   chan *inFrame // reader → dispatcher, bounded
 	streams  map[uint32]*largeIn
-	msg      Message // reused by the dispatcher for every handler call
+	tiers    limit.Tiered // this connection's capacity, then the peer's and node's inbound reserves
+	msg      Message      // reused by the dispatcher for every handler call
 }
 
 // inFrame is a unit of work for the dispatcher: the messages of one batch
 // frame (aliasing its pooled buffer) or one whole large message.
 type inFrame struct {
-	buf  *bytebufferpool.ByteBuffer // owned by the frame until release; nil for a large message
-	msgs []inMsg
+	buf   *bytebufferpool.ByteBuffer // owned by the frame until release; nil for a large message
+	msgs  []inMsg
+	grant limit.Grant // inbound capacity held until every handler returned
 }
 
 type inMsg struct {
 	header  wire.Header
 	payload []byte
+	size    int // encoded size, header included
 }
 
 var framePool = sync.Pool{New: func() any { return new(inFrame) }}
@@ -60,8 +64,10 @@ func (f *inFrame) release() {
 // largeIn is a large message being received in parts.
 type largeIn struct {
 	header  wire.Header
-	payload []byte // nil while discarding an expired message
+	payload []byte // nil while discarding an expired or rejected message
 	got     int
+	grant   limit.Grant
+	dropped Reason // why it is being discarded, when payload is nil
 }
 
 // dispatchQueue is how many decoded frames may wait for the dispatcher
@@ -129,7 +135,12 @@ func (t *Transport) serveConn(conn net.Conn) {
 		br:       bufio.NewReaderSize(conn, 64<<10),
 		frames:   make(chan *inFrame, dispatchQueue),
 		streams:  make(map[uint32]*largeIn),
+		tiers:    limit.Tiered{Own: limit.New(t.limitsIn.Load().PerConnection), Peer: p.inReserve, Node: t.inReserve},
 	}
+	if !t.trackInConn(ic, true) {
+		return
+	}
+	defer t.trackInConn(ic, false)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -192,7 +203,11 @@ func (t *Transport) acceptHandshake(conn net.Conn) (wire.Hello, error) {
 // read decodes frames until the connection ends or carries bad input.
 func (ic *inConn) read() error {
 	defer func() {
-		ic.streams = nil // partial large messages die with the connection
+		for _, m := range ic.streams { // partial large messages die with the connection
+			ic.tiers.Release(m.grant)
+			ic.counters.dropped[ReasonConnectionReset].Add(1)
+		}
+		ic.streams = nil
 	}()
 	var hdr [wire.FrameHeaderSize]byte
 	for {
@@ -265,15 +280,59 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 			f.release()
 			return fmt.Errorf("%w: message overruns its frame", wire.ErrMalformed)
 		}
-		ic.arrived(f, h, b[off+n:end], now, true)
+		ic.arrived(f, h, b[off+n:end], end-off, now, true)
 		off = end
+	}
+	if len(f.msgs) > 0 {
+		size := 0
+		for i := range f.msgs {
+			size += f.msgs[i].size
+		}
+		grant, err := ic.acquire(int64(size))
+		if err != nil {
+			return err
+		}
+		if grant == nil {
+			ic.reject(f.msgs)
+			f.release()
+			return nil
+		}
+		f.grant = *grant
 	}
 	return ic.handOver(f)
 }
 
+// acquire takes inbound capacity for size bytes. Out of capacity, it waits
+// (OverloadPause: the connection is not read meanwhile, so TCP pushes back
+// on the sender) or returns a nil grant (OverloadReject).
+func (ic *inConn) acquire(size int64) (*limit.Grant, error) {
+	if g, ok := ic.tiers.TryAllocate(size); ok {
+		return &g, nil
+	}
+	if ic.t.cfg.InboundOverload == OverloadReject {
+		return nil, nil
+	}
+	ic.counters.throttled.Add(1)
+	start := time.Now()
+	g, ok := ic.tiers.Wait(size, ic.t.closed, nil)
+	ic.counters.throttledNanos.Add(uint64(time.Since(start)))
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return &g, nil
+}
+
+// reject drops messages for want of capacity and tells their senders.
+func (ic *inConn) reject(msgs []inMsg) {
+	for i := range msgs {
+		ic.counters.dropped[ReasonOverloaded].Add(1)
+		ic.t.respond(ic.from, &msgs[i].header, nil, ErrOverloaded)
+	}
+}
+
 // arrived routes one decoded message: a response completes its call, an
 // expired message is dropped, anything else goes to the dispatcher.
-func (ic *inConn) arrived(f *inFrame, h wire.Header, payload []byte, now int64, copyResponse bool) {
+func (ic *inConn) arrived(f *inFrame, h wire.Header, payload []byte, size int, now int64, copyResponse bool) {
 	if h.Flags&wire.FlagResponse != 0 {
 		var r callResult
 		if h.Flags&wire.FlagFailure != 0 {
@@ -288,10 +347,15 @@ func (ic *inConn) arrived(f *inFrame, h wire.Header, payload []byte, now int64, 
 		} else {
 			r.payload = payload
 		}
-		if ic.t.calls.complete(h.ID, ic.from, r) {
+		switch {
+		case ic.t.calls.complete(h.ID, ic.from, r):
 			ic.counters.received.Add(1)
 			ic.counters.receivedBytes.Add(uint64(len(payload)))
-		} else {
+		case r.err != nil:
+			// The peer reports a message of ours it dropped: a one-way
+			// message it rejected, or a request whose caller gave up.
+			ic.counters.remoteDropped[reasonOf(r.err)].Add(1)
+		default:
 			ic.counters.dropped[ReasonExpired].Add(1) // its caller stopped waiting
 		}
 		return
@@ -300,14 +364,14 @@ func (ic *inConn) arrived(f *inFrame, h wire.Header, payload []byte, now int64, 
 		ic.counters.dropped[ReasonExpired].Add(1)
 		return
 	}
-	f.msgs = append(f.msgs, inMsg{header: h, payload: payload})
+	f.msgs = append(f.msgs, inMsg{header: h, payload: payload, size: size})
 }
 
 // handOver gives a frame to the dispatcher, waiting while it is busy: that
 // wait is what stops reading a connection whose handlers fall behind.
 func (ic *inConn) handOver(f *inFrame) error {
 	if len(f.msgs) == 0 {
-		f.release()
+		ic.releaseFrame(f)
 		return nil
 	}
 	select {
@@ -321,6 +385,13 @@ func (ic *inConn) handOver(f *inFrame) error {
 
 func (ic *inConn) dropFrame(f *inFrame, reason Reason) {
 	ic.counters.dropped[reason].Add(uint64(len(f.msgs)))
+	ic.releaseFrame(f)
+}
+
+// releaseFrame gives back a frame's capacity and buffers.
+func (ic *inConn) releaseFrame(f *inFrame) {
+	ic.tiers.Release(f.grant)
+	f.grant = limit.Grant{}
 	f.release()
 }
 
@@ -346,8 +417,27 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	}
 	h.Params = slices.Clone(h.Params)
 	m := &largeIn{header: h, got: len(first)}
-	if !h.Expired(time.Now().UnixNano()) || h.Flags&wire.FlagResponse != 0 {
+	switch {
+	case h.Flags&wire.FlagResponse != 0:
+		// Responses are not counted against inbound capacity: their
+		// caller is waiting for them and owns the bytes once delivered.
 		m.payload = make([]byte, h.PayloadLength)
+	case h.Expired(time.Now().UnixNano()):
+		m.dropped = ReasonExpired
+	default:
+		grant, err := ic.acquire(int64(n) + int64(h.PayloadLength))
+		if err != nil {
+			return err
+		}
+		if grant == nil {
+			m.dropped = ReasonOverloaded
+			ic.reject([]inMsg{{header: h}})
+			break
+		}
+		m.grant = *grant
+		m.payload = make([]byte, h.PayloadLength)
+	}
+	if m.payload != nil {
 		copy(m.payload, first)
 	}
 	ic.streams[fh.Stream] = m
@@ -382,11 +472,18 @@ func (ic *inConn) largeProgress(stream uint32, m *largeIn) error {
 	}
 	delete(ic.streams, stream)
 	if m.payload == nil {
-		ic.counters.dropped[ReasonExpired].Add(1)
+		if m.dropped == ReasonExpired { // a rejected one was counted when rejected
+			ic.counters.dropped[ReasonExpired].Add(1)
+		}
 		return nil
 	}
 	f := framePool.Get().(*inFrame)
-	ic.arrived(f, m.header, m.payload, time.Now().UnixNano(), false)
+	f.grant = m.grant
+	ic.arrived(f, m.header, m.payload, len(m.payload), time.Now().UnixNano(), false)
+	if len(f.msgs) == 0 { // a response, or expired while it arrived
+		ic.releaseFrame(f)
+		return nil
+	}
 	return ic.handOver(f)
 }
 
@@ -396,7 +493,7 @@ func (ic *inConn) dispatch() {
 		for i := range f.msgs {
 			ic.handle(&f.msgs[i])
 		}
-		f.release()
+		ic.releaseFrame(f)
 	}
 }
 
@@ -484,7 +581,7 @@ func (t *Transport) respond(to cluster.NodeID, req *wire.Header, payload []byte,
 	if c == nil {
 		return
 	}
-	if err := c.enqueue(&h, payload, false, time.Now()); err != nil {
+	if err := c.enqueue(t.ctx, &h, payload, false, false, time.Now()); err != nil {
 		c.counters.dropped[reasonOf(err)].Add(1)
 		t.log.Debug("internode: response not sent", "peer", to, "err", err)
 	}

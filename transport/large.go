@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/wire"
 )
 
@@ -26,7 +27,8 @@ type largeSend struct {
 	sent      int    // payload bytes written so far
 	begun     bool   // the FrameLargeBegin part is written
 	stream    uint32
-	size      int // capacity held
+	size      int         // bytes queued
+	grant     limit.Grant // capacity held
 }
 
 // largeWriter interleaves the parts of up to maxActiveLarge messages, one
@@ -49,7 +51,7 @@ func (w *largeWriter) admit(c *outConn) {
 		w.waiting = append(w.waiting, largeSend{
 			id: it.id, expiresAt: it.expiresAt, isRequest: it.isRequest,
 			header:  append([]byte(nil), b.buf.B[it.start:it.end]...),
-			payload: it.payload, size: it.size(),
+			payload: it.payload, size: it.size(), grant: it.grant,
 		})
 	}
 	if b.buf != nil {
@@ -141,6 +143,7 @@ func (w *largeWriter) finish(c *outConn, ls *largeSend, err error) {
 		c.fail(&it, err)
 	}
 	c.queue.releaseBytes(ls.size)
+	c.tiers.Release(ls.grant)
 }
 
 // failActive fails the messages whose parts were on a broken connection: a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/backoff"
+	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -25,6 +26,7 @@ type outConn struct {
 	peer     *peer
 	lane     routing.Lane
 	queue    outQueue
+	tiers    limit.Tiered  // this lane's capacity, then the peer's and node's outbound reserves
 	wake     chan struct{} // one slot: "work arrived"
 	stop     chan struct{} // closed to make the writer exit
 	done     chan struct{} // closed when the writer has exited
@@ -64,15 +66,34 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		done:     make(chan struct{}),
 		strategy: t.cfg.Coalescing(lane),
 	}
-	c.queue.capacity = t.cfg.QueueCapacity
+	c.tiers = limit.Tiered{Own: limit.New(t.cfg.Outbound.PerConnection), Peer: p.outReserve, Node: t.outReserve}
 	c.backoff = backoff.Backoff{Min: t.cfg.ReconnectMinBackoff, Max: t.cfg.ReconnectMaxBackoff}
 	c.random = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	return c
 }
 
-// enqueue queues one message for the writer.
-func (c *outConn) enqueue(h *wire.Header, payload []byte, isRequest bool, now time.Time) error {
-	if err := c.queue.push(h, payload, c.lane != routing.Large, isRequest, now); err != nil {
+// enqueue takes capacity for one message and queues it for the writer.
+// With wait it waits for capacity until ctx ends; otherwise it fails at once
+// with ErrOverloaded.
+func (c *outConn) enqueue(ctx context.Context, h *wire.Header, payload []byte, isRequest, wait bool, now time.Time) error {
+	var stack [64]byte
+	header := wire.AppendHeader(stack[:0], h)
+	size := int64(len(header) + len(payload))
+	grant, ok := c.tiers.TryAllocate(size)
+	if !ok {
+		if !wait {
+			return ErrOverloaded
+		}
+		if grant, ok = c.tiers.Wait(size, ctx.Done(), c.stop); !ok {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return c.peer.stopErr()
+		}
+	}
+	it := outItem{id: h.ID, expiresAt: h.ExpiresAt, enqueuedAt: now, isRequest: isRequest, grant: grant}
+	if err := c.queue.push(it, header, payload, c.lane != routing.Large); err != nil {
+		c.tiers.Release(grant)
 		return err
 	}
 	select {
@@ -81,6 +102,9 @@ func (c *outConn) enqueue(h *wire.Header, payload []byte, isRequest bool, now ti
 	}
 	return nil
 }
+
+// release recycles a batch and gives back its capacity.
+func (c *outConn) release(b *batch) { c.tiers.Release(c.queue.release(b)) }
 
 // run is the writer goroutine.
 func (c *outConn) run() {
@@ -145,7 +169,7 @@ func (c *outConn) flush() error {
 		observed = c.coalesceWait(requested)
 	}
 	b := c.queue.take()
-	defer c.queue.release(&b)
+	defer c.release(&b)
 	c.strategyMu.Lock()
 	for i := range b.items {
 		c.strategy.Observe(b.items[i].enqueuedAt, b.items[i].size())
@@ -282,7 +306,7 @@ func (c *outConn) failBatch(b *batch, err error) {
 	for i := range b.items {
 		c.fail(&b.items[i], err)
 	}
-	c.queue.release(b)
+	c.release(b)
 }
 
 // connect dials and handshakes. On failure it fails what cannot wait and
@@ -417,6 +441,7 @@ func (c *outConn) pruneExpired() {
 	for _, it := range c.queue.items {
 		if it.expired(now) {
 			c.fail(&it, ErrExpired)
+			c.tiers.Release(it.grant)
 			freed += it.size()
 			continue
 		}

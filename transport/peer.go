@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 )
 
@@ -17,6 +18,14 @@ type peer struct {
 	lanes   [routing.NumLanes]atomic.Pointer[outConn]
 	stopped error // why the peer's writers stopped; nil while running
 	inbound [routing.NumLanes]inCounters
+
+	outReserve, inReserve *limit.Limit // shared by the peer's lanes
+}
+
+func newPeer(t *Transport, id cluster.NodeID) *peer {
+	return &peer{id: id, t: t,
+		outReserve: limit.New(t.limitsOut.Load().PerPeer),
+		inReserve:  limit.New(t.limitsIn.Load().PerPeer)}
 }
 
 // lane returns the outbound connection for lane, starting its writer on

@@ -6,7 +6,7 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/internode/internode/wire"
+	"github.com/internode/internode/internal/limit"
 )
 
 // outItem is one message waiting in an outbound queue.
@@ -16,6 +16,7 @@ type outItem struct {
 	enqueuedAt time.Time
 	start, end int    // the encoded header (and, on small lanes, payload) in the batch buffer
 	payload    []byte // large lane only: the caller's payload, written from where it is
+	grant      limit.Grant
 	isRequest  bool
 }
 
@@ -31,12 +32,11 @@ type batch struct {
 	bytes int
 }
 
-// outQueue is a connection's bounded FIFO of encoded messages. Producers
-// encode straight into a pooled buffer under the lock, so a small message is
+// outQueue is a connection's FIFO of encoded messages. Producers encode
+// straight into a pooled buffer under the lock, so a small message is
 // copied once and allocates nothing; the writer swaps the whole buffer out.
-//
-// capacity bounds queued plus in-flight bytes: the writer gives bytes back
-// with release after it has written them.
+// Capacity is taken by the producer before it pushes (see outConn.enqueue)
+// and given back when the writer is done with the message.
 type outQueue struct {
 	mu       sync.Mutex
 	buf      *bytebufferpool.ByteBuffer // nil while empty
@@ -44,15 +44,12 @@ type outQueue struct {
 	spare    []outItem // the writer's last item slice, reused
 	queued   int       // encoded bytes in buf and items
 	reserved int       // queued plus bytes the writer has taken and not released
-	capacity int
-	err      error // non-nil once the queue refuses messages
+	err      error     // non-nil once the queue refuses messages
 }
 
-// push encodes h and payload into the queue. When copyPayload is false the
-// payload is kept by reference (large lane). It fails with ErrOverloaded
-// when the message does not fit, unless the queue holds nothing at all, so
-// that a message larger than the capacity can still be sent alone.
-func (q *outQueue) push(h *wire.Header, payload []byte, copyPayload bool, isRequest bool, now time.Time) error {
+// push appends a message whose header is already encoded. When
+// copyPayload is false the payload is kept by reference (large lane).
+func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) error {
 	q.mu.Lock()
 	if q.err != nil {
 		q.mu.Unlock()
@@ -61,9 +58,8 @@ func (q *outQueue) push(h *wire.Header, payload []byte, copyPayload bool, isRequ
 	if q.buf == nil {
 		q.buf = bytebufferpool.Get()
 	}
-	start := len(q.buf.B)
-	q.buf.B = wire.AppendHeader(q.buf.B, h)
-	it := outItem{id: h.ID, expiresAt: h.ExpiresAt, enqueuedAt: now, start: start, isRequest: isRequest}
+	it.start = len(q.buf.B)
+	q.buf.B = append(q.buf.B, header...)
 	if copyPayload {
 		q.buf.B = append(q.buf.B, payload...)
 	} else {
@@ -71,11 +67,6 @@ func (q *outQueue) push(h *wire.Header, payload []byte, copyPayload bool, isRequ
 	}
 	it.end = len(q.buf.B)
 	size := it.size()
-	if q.reserved > 0 && q.reserved+size > q.capacity {
-		q.buf.B = q.buf.B[:start]
-		q.mu.Unlock()
-		return ErrOverloaded
-	}
 	q.items = append(q.items, it)
 	q.queued += size
 	q.reserved += size
@@ -95,9 +86,13 @@ func (q *outQueue) take() batch {
 	return b
 }
 
-// release gives back the capacity of a written (or failed) batch and
-// recycles its buffers.
-func (q *outQueue) release(b *batch) {
+// release recycles a written (or failed) batch and returns the capacity
+// its messages held, for the caller to give back.
+func (q *outQueue) release(b *batch) limit.Grant {
+	var g limit.Grant
+	for i := range b.items {
+		g = g.Add(b.items[i].grant)
+	}
 	if b.buf != nil {
 		bytebufferpool.Put(b.buf)
 		b.buf = nil
@@ -110,6 +105,7 @@ func (q *outQueue) release(b *batch) {
 	}
 	q.mu.Unlock()
 	b.items = nil
+	return g
 }
 
 // pending returns how many messages and bytes wait to be taken.
@@ -137,8 +133,8 @@ func (q *outQueue) reopen() {
 	q.mu.Unlock()
 }
 
-// releaseBytes gives back n bytes of capacity taken by messages the writer
-// finished one by one (the large lane).
+// releaseBytes forgets n bytes of messages the writer finished one by one
+// (the large lane).
 func (q *outQueue) releaseBytes(n int) {
 	q.mu.Lock()
 	q.reserved -= n

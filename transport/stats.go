@@ -3,6 +3,7 @@ package transport
 import (
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
@@ -18,8 +19,10 @@ type connCounters struct {
 
 // inCounters are what arrived from one peer on one lane.
 type inCounters struct {
-	received, receivedBytes atomic.Uint64
-	dropped                 [NumReasons]atomic.Uint64
+	received, receivedBytes   atomic.Uint64
+	throttled, throttledNanos atomic.Uint64
+	dropped                   [NumReasons]atomic.Uint64
+	remoteDropped             [NumReasons]atomic.Uint64
 }
 
 // ConnStats describes one lane with one peer: the outbound half (messages
@@ -48,6 +51,14 @@ type ConnStats struct {
 	// DroppedInbound counts received messages that never reached a
 	// handler, by reason.
 	DroppedInbound [NumReasons]uint64
+	// Throttled counts the times reading stopped for want of inbound
+	// capacity (OverloadPause), and ThrottledTime how long in all.
+	Throttled     uint64
+	ThrottledTime time.Duration
+	// RemoteDropped counts failures the peer reported for messages no
+	// call was waiting for: one-way messages it rejected as overloaded, or
+	// requests whose caller had already given up.
+	RemoteDropped [NumReasons]uint64
 }
 
 // Stats is a snapshot of the transport's counters.
@@ -60,6 +71,14 @@ type Stats struct {
 	InboundMalformed uint64
 	// InboundConnections is the number of accepted connections open now.
 	InboundConnections int
+	// OutboundBytes and InboundBytes are the node-wide reserves in use
+	// now; with the per-connection capacities they bound the transport's
+	// message memory (see Config.Outbound and Config.Inbound).
+	OutboundBytes, InboundBytes int64
+	// InboundHeld is every byte of inbound capacity held now: connections'
+	// own capacity plus the node reserve in use. It never exceeds the
+	// sum of the inbound limits.
+	InboundHeld int64
 }
 
 // Total sums every connection's counters (Peer and Coalescing are left zero).
@@ -74,10 +93,13 @@ func (s Stats) Total() ConnStats {
 		t.Connects += c.Connects
 		t.ConnectFailures += c.ConnectFailures
 		t.MessagesReceived += c.MessagesReceived
+		t.Throttled += c.Throttled
+		t.ThrottledTime += c.ThrottledTime
 		t.BytesReceived += c.BytesReceived
 		for r := range NumReasons {
 			t.Dropped[r] += c.Dropped[r]
 			t.DroppedInbound[r] += c.DroppedInbound[r]
+			t.RemoteDropped[r] += c.RemoteDropped[r]
 		}
 	}
 	return t
@@ -104,8 +126,14 @@ func (t *Transport) Stats() Stats {
 	t.peersMu.RUnlock()
 	sort.Slice(peers, func(i, j int) bool { return peers[i].id < peers[j].id })
 	s := Stats{InboundRefused: t.refused.Load(), InboundMalformed: t.malformed.Load()}
+	s.OutboundBytes = t.outReserve.Using()
+	s.InboundBytes = t.inReserve.Using()
+	s.InboundHeld = s.InboundBytes
 	t.inboundMu.Lock()
 	s.InboundConnections = len(t.inbound)
+	for ic := range t.inConns {
+		s.InboundHeld += ic.tiers.Own.Using()
+	}
 	t.inboundMu.Unlock()
 	for _, p := range peers {
 		for _, lane := range routing.Lanes {
@@ -113,8 +141,11 @@ func (t *Transport) Stats() Stats {
 			in := &p.inbound[lane]
 			cs.MessagesReceived = in.received.Load()
 			cs.BytesReceived = in.receivedBytes.Load()
+			cs.Throttled = in.throttled.Load()
+			cs.ThrottledTime = time.Duration(in.throttledNanos.Load())
 			for r := range NumReasons {
 				cs.DroppedInbound[r] = in.dropped[r].Load()
+				cs.RemoteDropped[r] = in.remoteDropped[r].Load()
 			}
 			if c := p.lanes[lane].Load(); c != nil {
 				cs.MessagesSent = c.counters.sent.Load()
@@ -133,7 +164,7 @@ func (t *Transport) Stats() Stats {
 				cs.PendingMessages = uint64(len(c.queue.items))
 				cs.PendingBytes = uint64(c.queue.reserved)
 				c.queue.mu.Unlock()
-			} else if cs.MessagesReceived == 0 && cs.DroppedInbound == ([NumReasons]uint64{}) {
+			} else if cs.MessagesReceived == 0 && cs.DroppedInbound == ([NumReasons]uint64{}) && cs.Throttled == 0 {
 				continue
 			}
 			s.Conns = append(s.Conns, cs)

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -33,10 +35,15 @@ type Transport struct {
 	peers   map[cluster.NodeID]*peer
 
 	inboundMu sync.Mutex
-	inbound   map[net.Conn]struct{}
+	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
+	inConns   map[*inConn]struct{}  // handshaken inbound connections
 
 	calls  callTable
 	nextID atomic.Uint64
+
+	// Node-wide reserves, and the limits in force (SetLimits changes them).
+	outReserve, inReserve *limit.Limit
+	limitsOut, limitsIn   atomic.Pointer[Limits]
 
 	refused   atomic.Uint64 // inbound handshakes refused
 	malformed atomic.Uint64 // inbound connections closed on bad input
@@ -75,10 +82,15 @@ func New(cfg Config) (*Transport, error) {
 		ln:       ln,
 		peers:    make(map[cluster.NodeID]*peer),
 		inbound:  make(map[net.Conn]struct{}),
+		inConns:  make(map[*inConn]struct{}),
 		closed:   make(chan struct{}),
 		drained:  make(chan struct{}, 1),
 	}
 	t.handlers.Store(&map[Verb]Handler{})
+	t.limitsOut.Store(&cfg.Outbound)
+	t.limitsIn.Store(&cfg.Inbound)
+	t.outReserve = limit.New(cfg.Outbound.Node)
+	t.inReserve = limit.New(cfg.Inbound.Node)
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.stopWatch = cfg.Membership.Watch(t.membershipChanged)
 	return t, nil
@@ -209,7 +221,7 @@ func (t *Transport) enqueue(ctx context.Context, to cluster.NodeID, verb Verb, p
 	if c == nil {
 		return fail(p.stopErr())
 	}
-	if err := c.enqueue(&h, payload, flags&wire.FlagExpectsResponse != 0, now); err != nil {
+	if err := c.enqueue(ctx, &h, payload, flags&wire.FlagExpectsResponse != 0, t.cfg.WaitForCapacity, now); err != nil {
 		c.counters.dropped[reasonOf(err)].Add(1)
 		return fail(err)
 	}
@@ -236,7 +248,7 @@ func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
 		return nil, ErrClosed
 	}
 	if p = t.peers[id]; p == nil {
-		p = &peer{id: id, t: t}
+		p = newPeer(t, id)
 		t.peers[id] = p
 	}
 	return p, nil
@@ -352,6 +364,57 @@ func (t *Transport) trackInbound(conn net.Conn, add bool) bool {
 	}
 	t.inbound[conn] = struct{}{}
 	return true
+}
+
+// trackInConn registers a handshaken inbound connection so SetLimits and
+// Stats can reach it; it reports false when the transport is closing.
+func (t *Transport) trackInConn(ic *inConn, add bool) bool {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	if !add {
+		delete(t.inConns, ic)
+		return true
+	}
+	select {
+	case <-t.closed:
+		return false
+	default:
+	}
+	t.inConns[ic] = struct{}{}
+	return true
+}
+
+// SetLimits changes the outbound and inbound limits of every connection,
+// peer and the node, at once. Lowering a limit below what is in use frees
+// nothing: new messages wait or fail until enough is given back.
+func (t *Transport) SetLimits(outbound, inbound Limits) error {
+	outbound.setDefaults()
+	inbound.setDefaults()
+	if err := errors.Join(outbound.validate("outbound", t.cfg.MaxMessageSize),
+		inbound.validate("inbound", t.cfg.MaxMessageSize)); err != nil {
+		return err
+	}
+	t.limitsOut.Store(&outbound)
+	t.limitsIn.Store(&inbound)
+	t.outReserve.SetLimit(outbound.Node)
+	t.inReserve.SetLimit(inbound.Node)
+	t.peersMu.RLock()
+	for _, p := range t.peers {
+		p.outReserve.SetLimit(outbound.PerPeer)
+		p.inReserve.SetLimit(inbound.PerPeer)
+		for i := range p.lanes {
+			if c := p.lanes[i].Load(); c != nil {
+				c.tiers.Own.SetLimit(outbound.PerConnection)
+			}
+		}
+	}
+	t.peersMu.RUnlock()
+	t.inboundMu.Lock()
+	for ic := range t.inConns {
+		ic.tiers.Own.SetLimit(inbound.PerConnection)
+	}
+	t.inboundMu.Unlock()
+	return nil
 }
 
 // headerOverhead bounds the encoded size of a message header without

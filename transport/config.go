@@ -81,6 +81,15 @@ type Config struct {
 	ReconnectMinBackoff time.Duration
 	ReconnectMaxBackoff time.Duration
 
+	// OnDropped, if set, is called for every message this node accepted for
+	// sending (Send or Request returned nil, or a response) and then
+	// failed to write: expired, connection reset, peer left, closed,
+	// refused. With the payload it can, for example, store a hint to
+	// replay later. It runs on the lane's writer goroutine: it must be
+	// quick and must not call Send or Request to the same peer. The
+	// DroppedMessage and its Payload are valid only during the call.
+	OnDropped func(DroppedMessage)
+
 	// Logger receives connection events and refusals. Default slog.Default().
 	Logger *slog.Logger
 }

@@ -21,6 +21,13 @@ type Message struct {
 	Verb      Verb
 	ID        uint64       // unique per sender
 	Lane      routing.Lane // the lane it arrived on
+	// Conn identifies the connection it arrived on. On the urgent and
+	// small lanes the messages of one Conn reach their handlers in the
+	// order they were sent. On the large lane several messages are in
+	// flight at once, interleaved, and each is handled when its last byte
+	// arrives, so a small large message can overtake a huge one. Across
+	// connections (after a reconnect) there is no order.
+	Conn uint64
 	CreatedAt time.Time    // sender's clock
 	ExpiresAt time.Time    // zero when the message never expires
 	Payload   []byte

@@ -24,6 +24,7 @@ import (
 // frames and a dispatcher goroutine that runs handlers in arrival order.
 type inConn struct {
 	t        *Transport
+	id       uint64
 	conn     net.Conn
 	from     cluster.NodeID
 	lane     routing.Lane
@@ -128,6 +129,7 @@ func (t *Transport) serveConn(conn net.Conn) {
 	}
 	ic := &inConn{
 		t:        t,
+		id:       t.nextConnID.Add(1),
 		conn:     conn,
 		from:     from,
 		lane:     routing.Lane(hello.Lane),
@@ -528,7 +530,7 @@ func (ic *inConn) handle(im *inMsg) {
 		defer cancel()
 	}
 	m := &ic.msg
-	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane,
+	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane, Conn: ic.id,
 		CreatedAt: time.Unix(0, h.CreatedAt), Payload: im.payload, IsRequest: isRequest}
 	if h.ExpiresAt != 0 {
 		m.ExpiresAt = time.Unix(0, h.ExpiresAt)

@@ -45,7 +45,7 @@ func (w *largeWriter) idle() bool { return len(w.active) == 0 && len(w.waiting) 
 // admit moves newly queued messages in, copying their small headers out of
 // the pooled batch buffer so it can be recycled at once.
 func (w *largeWriter) admit(c *outConn) {
-	b := c.queue.take()
+	b, _ := c.queue.take()
 	for i := range b.items {
 		it := &b.items[i]
 		w.waiting = append(w.waiting, largeSend{
@@ -140,7 +140,7 @@ func (w *largeWriter) step(c *outConn) error {
 func (w *largeWriter) finish(c *outConn, ls *largeSend, err error) {
 	if err != nil {
 		it := outItem{id: ls.id, isRequest: ls.isRequest}
-		c.fail(&it, err)
+		c.fail(&it, ls.header, ls.payload, err)
 	}
 	c.queue.releaseBytes(ls.size)
 	c.tiers.Release(ls.grant)

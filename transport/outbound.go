@@ -64,7 +64,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
-		strategy: t.cfg.Coalescing(lane),
+		strategy: (*t.coalescing.Load())(lane),
 	}
 	c.tiers = limit.Tiered{Own: limit.New(t.cfg.Outbound.PerConnection), Peer: p.outReserve, Node: t.outReserve}
 	c.backoff = backoff.Backoff{Min: t.cfg.ReconnectMinBackoff, Max: t.cfg.ReconnectMaxBackoff}
@@ -164,30 +164,38 @@ func (c *outConn) flush() error {
 		return c.large.step(c)
 	}
 	requested := c.askWait()
-	var observed time.Duration
+	var waited time.Duration
 	if requested > 0 {
-		observed = c.coalesceWait(requested)
+		waited = c.coalesceWait(requested)
 	}
-	b := c.queue.take()
+	b, observed := c.queue.take()
 	defer c.release(&b)
 	c.strategyMu.Lock()
-	for i := range b.items {
+	for i := observed; i < len(b.items); i++ {
 		c.strategy.Observe(b.items[i].enqueuedAt, b.items[i].size())
 	}
 	c.strategyMu.Unlock()
 	sent, sentBytes, err := c.writeBatch(&b)
 	c.strategyMu.Lock()
-	c.strategy.Flushed(time.Now(), sent, sentBytes, requested, observed)
+	c.strategy.Flushed(time.Now(), sent, sentBytes, requested, waited)
 	c.strategyMu.Unlock()
 	return err
 }
 
-// askWait asks the strategy how long to wait, given what is pending now.
+// askWait shows the strategy the messages queued since it last looked,
+// then asks it how long to wait given what is pending now.
 func (c *outConn) askWait() time.Duration {
-	messages, bytes := c.queue.pending()
 	c.strategyMu.Lock()
 	defer c.strategyMu.Unlock()
+	messages, bytes := c.queue.observeNew(func(it *outItem) { c.strategy.Observe(it.enqueuedAt, it.size()) })
 	return c.strategy.Wait(time.Now(), messages, bytes)
+}
+
+// setStrategy replaces the lane's coalescing strategy.
+func (c *outConn) setStrategy(s coalescing.Strategy) {
+	c.strategyMu.Lock()
+	c.strategy = s
+	c.strategyMu.Unlock()
 }
 
 // coalesceWait waits up to d for more messages, returning early when the
@@ -254,7 +262,7 @@ func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 		it := &b.items[i]
 		if it.expired(now) {
 			closeFrame()
-			c.fail(it, ErrExpired)
+			c.fail(it, buf[it.start:it.end], nil, ErrExpired)
 			continue
 		}
 		if frameStart >= 0 && (it.start != frameEnd || it.end-frameStart > maxFrame) {
@@ -278,7 +286,7 @@ func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 	if err != nil {
 		for i := range b.items {
 			if !b.items[i].expired(now) {
-				c.fail(&b.items[i], ErrConnectionReset)
+				c.fail(&b.items[i], buf[b.items[i].start:b.items[i].end], nil, ErrConnectionReset)
 			}
 		}
 		return 0, 0, err
@@ -289,9 +297,12 @@ func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 	return messages, bytes, nil
 }
 
-// fail records a message that will not be sent and fails its request.
-func (c *outConn) fail(it *outItem, err error) {
-	c.counters.dropped[reasonOf(err)].Add(1)
+// fail records a message that will not be sent, fails its request and
+// tells Config.OnDropped. encoded is the message's encoding (header, then
+// payload unless payload is given apart).
+func (c *outConn) fail(it *outItem, encoded, payload []byte, err error) {
+	reason := reasonOf(err)
+	c.counters.dropped[reason].Add(1)
 	if it.isRequest {
 		if err == ErrExpired {
 			// A request expires at its context's deadline.
@@ -299,12 +310,24 @@ func (c *outConn) fail(it *outItem, err error) {
 		}
 		c.t.calls.fail(it.id, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane, Err: err})
 	}
+	if hook := c.t.cfg.OnDropped; hook != nil {
+		h, n, derr := wire.DecodeHeader(encoded, uint32(c.t.cfg.MaxMessageSize))
+		if derr != nil {
+			panic("transport: undecodable queued message: " + derr.Error()) // we encoded it
+		}
+		if payload == nil {
+			payload = encoded[n:]
+		}
+		hook(DroppedMessage{Peer: c.peer.id, Lane: c.lane, Verb: Verb(h.Verb), ID: h.ID,
+			Response: h.Flags&wire.FlagResponse != 0, Reason: reason, Payload: payload})
+	}
 }
 
 // failBatch fails every message of b with err and releases it.
 func (c *outConn) failBatch(b *batch, err error) {
 	for i := range b.items {
-		c.fail(&b.items[i], err)
+		it := &b.items[i]
+		c.fail(it, b.buf.B[it.start:it.end], it.payload, err)
 	}
 	c.release(b)
 }
@@ -327,7 +350,7 @@ func (c *outConn) connect() bool {
 	switch {
 	case errors.Is(err, ErrRefused), errors.Is(err, ErrUnknownPeer):
 		// Waiting will not help: fail what is queued now.
-		b := c.queue.take()
+		b, _ := c.queue.take()
 		c.failBatch(&b, err)
 		c.large.failAll(c, err)
 	default:
@@ -438,9 +461,16 @@ func (c *outConn) pruneExpired() {
 	defer c.queue.mu.Unlock()
 	kept := c.queue.items[:0]
 	freed := 0
-	for _, it := range c.queue.items {
+	observed := 0
+	for i, it := range c.queue.items {
+		if i < c.queue.observed {
+			observed++
+		}
 		if it.expired(now) {
-			c.fail(&it, ErrExpired)
+			if i < c.queue.observed {
+				observed--
+			}
+			c.fail(&it, c.queue.buf.B[it.start:it.end], it.payload, ErrExpired)
 			c.tiers.Release(it.grant)
 			freed += it.size()
 			continue
@@ -449,6 +479,7 @@ func (c *outConn) pruneExpired() {
 	}
 	clear(c.queue.items[len(kept):])
 	c.queue.items = kept
+	c.queue.observed = observed
 	c.queue.queued -= freed
 	c.queue.reserved -= freed
 }

@@ -42,6 +42,7 @@ type outQueue struct {
 	buf      *bytebufferpool.ByteBuffer // nil while empty
 	items    []outItem
 	spare    []outItem // the writer's last item slice, reused
+	observed int       // items at the head already shown to the coalescing strategy
 	queued   int       // encoded bytes in buf and items
 	reserved int       // queued plus bytes the writer has taken and not released
 	err      error     // non-nil once the queue refuses messages
@@ -74,16 +75,31 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 	return nil
 }
 
-// take hands everything queued to the writer.
-func (q *outQueue) take() batch {
+// observeNew calls fn for each queued message not yet observed, in order,
+// and returns how many messages and bytes are pending.
+func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := q.observed; i < len(q.items); i++ {
+		fn(&q.items[i])
+	}
+	q.observed = len(q.items)
+	return len(q.items), q.queued
+}
+
+// take hands everything queued to the writer, with how many of its items
+// were already observed.
+func (q *outQueue) take() (batch, int) {
 	q.mu.Lock()
 	b := batch{buf: q.buf, items: q.items, bytes: q.queued}
+	observed := q.observed
+	q.observed = 0
 	q.buf = nil
 	q.items = q.spare[:0]
 	q.spare = nil
 	q.queued = 0
 	q.mu.Unlock()
-	return b
+	return b, observed
 }
 
 // release recycles a written (or failed) batch and returns the capacity
@@ -123,7 +139,8 @@ func (q *outQueue) shut(err error) batch {
 		q.err = err
 	}
 	q.mu.Unlock()
-	return q.take()
+	b, _ := q.take()
+	return b
 }
 
 // reopen lets a shut queue accept messages again.

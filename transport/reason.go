@@ -1,6 +1,12 @@
 package transport
 
-import "errors"
+import (
+	"context"
+	"errors"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+)
 
 // Reason says why a message did not reach its handler. Every message that is
 // not delivered is counted under exactly one reason, on the side that gave
@@ -18,12 +24,13 @@ const (
 	ReasonUnknownPeer                   // no address for the peer
 	ReasonUnknownVerb                   // the receiver has no handler for it
 	ReasonHandlerError                  // the handler returned an error (or panicked)
+	ReasonCanceled                      // the sender's context was cancelled
 	NumReasons            = iota
 )
 
 var reasonNames = [NumReasons]string{
 	"overloaded", "expired", "too_large", "connection_reset", "peer_left",
-	"closed", "refused", "unknown_peer", "unknown_verb", "handler_error",
+	"closed", "refused", "unknown_peer", "unknown_verb", "handler_error", "canceled",
 }
 
 // String returns the reason's metric label, e.g. "expired".
@@ -34,13 +41,27 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
+// DroppedMessage describes a message that was queued and then not sent;
+// see Config.OnDropped.
+type DroppedMessage struct {
+	Peer     cluster.NodeID
+	Lane     routing.Lane
+	Verb     Verb
+	ID       uint64
+	Response bool // the message was a response to the peer's request
+	Reason   Reason
+	Payload  []byte // valid only during the call
+}
+
 // reasonOf classifies an error that failed a message.
 func reasonOf(err error) Reason {
 	switch {
 	case errors.Is(err, ErrOverloaded):
 		return ReasonOverloaded
-	case errors.Is(err, ErrExpired):
+	case errors.Is(err, ErrExpired), errors.Is(err, context.DeadlineExceeded):
 		return ReasonExpired
+	case errors.Is(err, context.Canceled):
+		return ReasonCanceled
 	case errors.Is(err, ErrTooLarge):
 		return ReasonTooLarge
 	case errors.Is(err, ErrPeerLeft):

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
@@ -40,6 +41,10 @@ type Transport struct {
 
 	calls  callTable
 	nextID atomic.Uint64
+	// nextConnID numbers inbound connections (Message.Conn).
+	nextConnID atomic.Uint64
+
+	coalescing atomic.Pointer[func(routing.Lane) coalescing.Strategy]
 
 	// Node-wide reserves, and the limits in force (SetLimits changes them).
 	outReserve, inReserve *limit.Limit
@@ -87,6 +92,7 @@ func New(cfg Config) (*Transport, error) {
 		drained:  make(chan struct{}, 1),
 	}
 	t.handlers.Store(&map[Verb]Handler{})
+	t.coalescing.Store(&cfg.Coalescing)
 	t.limitsOut.Store(&cfg.Outbound)
 	t.limitsIn.Store(&cfg.Inbound)
 	t.outReserve = limit.New(cfg.Outbound.Node)
@@ -204,14 +210,8 @@ func (t *Transport) enqueue(ctx context.Context, to cluster.NodeID, verb Verb, p
 	fail := func(err error) (routing.Lane, error) {
 		return lane, &OpError{Op: op, Peer: to, Lane: lane, Err: err}
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
 	if t.closing.Load() {
 		return fail(ErrClosed)
-	}
-	if len(payload) > t.cfg.MaxMessageSize {
-		return fail(fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.MaxMessageSize))
 	}
 	p, err := t.peerFor(to, true)
 	if err != nil {
@@ -221,7 +221,16 @@ func (t *Transport) enqueue(ctx context.Context, to cluster.NodeID, verb Verb, p
 	if c == nil {
 		return fail(p.stopErr())
 	}
-	if err := c.enqueue(ctx, &h, payload, flags&wire.FlagExpectsResponse != 0, t.cfg.WaitForCapacity, now); err != nil {
+	// From here on every failure is counted on the lane, so that every
+	// message handed to a lane ends in exactly one counted outcome.
+	err = ctx.Err()
+	if err == nil && len(payload) > t.cfg.MaxMessageSize {
+		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.MaxMessageSize)
+	}
+	if err == nil {
+		err = c.enqueue(ctx, &h, payload, flags&wire.FlagExpectsResponse != 0, t.cfg.WaitForCapacity, now)
+	}
+	if err != nil {
 		c.counters.dropped[reasonOf(err)].Add(1)
 		return fail(err)
 	}
@@ -382,6 +391,29 @@ func (t *Transport) trackInConn(ic *inConn, add bool) bool {
 	}
 	t.inConns[ic] = struct{}{}
 	return true
+}
+
+// SetCoalescing replaces every connection's coalescing strategy with a new
+// one from newStrategy, now and for connections opened later. nil restores
+// DefaultCoalescing. Each connection's statistics restart with its new
+// strategy.
+func (t *Transport) SetCoalescing(newStrategy func(routing.Lane) coalescing.Strategy) {
+	if newStrategy == nil {
+		newStrategy = DefaultCoalescing
+	}
+	t.peersMu.RLock()
+	defer t.peersMu.RUnlock()
+	// Stored under peersMu so that no lane created meanwhile misses it.
+	t.coalescing.Store(&newStrategy)
+	for _, p := range t.peers {
+		p.mu.Lock()
+		for i := range p.lanes {
+			if c := p.lanes[i].Load(); c != nil {
+				c.setStrategy(newStrategy(c.lane))
+			}
+		}
+		p.mu.Unlock()
+	}
 }
 
 // SetLimits changes the outbound and inbound limits of every connection,

@@ -1,0 +1,321 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+)
+
+// burnDuration is how long TestBurn sends: INTERNODE_BURN (e.g. "10m"), or
+// 20 s by default, 3 s with -short.
+func burnDuration(t *testing.T) time.Duration {
+	if v := os.Getenv("INTERNODE_BURN"); v != "" {
+		d, err := time.ParseDuration(v)
+		require.NoError(t, err, "INTERNODE_BURN")
+		return d
+	}
+	if testing.Short() {
+		return 3 * time.Second
+	}
+	return 20 * time.Second
+}
+
+// burnLedger is what the verifier knows of one ordered pair's messages.
+type burnLedger struct {
+	mu        sync.Mutex
+	accepted  []bool
+	delivered []uint8
+	dropped   []uint8
+	reason    []transport.Reason
+}
+
+func (l *burnLedger) grow(seq uint64) {
+	for uint64(len(l.accepted)) <= seq {
+		l.accepted = append(l.accepted, false)
+		l.delivered = append(l.delivered, 0)
+		l.dropped = append(l.dropped, 0)
+		l.reason = append(l.reason, 0)
+	}
+}
+
+// TestBurn runs four nodes, all pairs and all lanes, with random sizes
+// across the 64 KiB threshold, tight limits, handlers that stall and fail,
+// and connections killed at random; then checks every message's outcome.
+func TestBurn(t *testing.T) {
+	const nodes = 4
+	duration := burnDuration(t)
+	members := cluster.NewStatic()
+	var (
+		trs        []*transport.Transport
+		proxies    []*killProxy
+		ledgers    [nodes][nodes]burnLedger
+		lastSeq    sync.Map // [from,to,lane] → uint64 (+1)
+		violations atomic.Int64
+		firstBad   atomic.Value
+		asyncDrops [nodes]atomic.Int64
+		responses  [nodes]atomic.Int64 // requests whose handler ran: each sends one response
+		attempts   [nodes]atomic.Int64 // Send/Request calls that reached a lane
+	)
+	bad := func(format string, args ...any) {
+		violations.Add(1)
+		firstBad.CompareAndSwap(nil, fmt.Sprintf(format, args...))
+	}
+	index := func(id cluster.NodeID) int { return int(id[1] - '1') }
+
+	for i := range nodes {
+		cfg := transport.DefaultConfig()
+		cfg.NodeID = cluster.NodeID(fmt.Sprintf("n%d", i+1))
+		cfg.ClusterName = "burn"
+		cfg.ListenAddr = "127.0.0.1:0"
+		cfg.Membership = members
+		cfg.Logger = quietLogger
+		cfg.MaxMessageSize = 256 << 10
+		cfg.Outbound = transport.Limits{PerConnection: 512 << 10, PerPeer: 1 << 20, Node: 2 << 20}
+		cfg.Inbound = transport.Limits{PerConnection: 384 << 10, PerPeer: 768 << 10, Node: 1 << 20}
+		cfg.IdleTimeout = 300 * time.Millisecond
+		cfg.ReconnectMinBackoff = time.Millisecond
+		cfg.ReconnectMaxBackoff = 20 * time.Millisecond
+		// Both outbound policies and both inbound policies are exercised.
+		cfg.WaitForCapacity = i%2 == 0
+		if i == nodes-1 {
+			cfg.InboundOverload = transport.OverloadReject
+		}
+		cfg.OnDropped = func(d transport.DroppedMessage) {
+			asyncDrops[i].Add(1)
+			if d.Response || d.Verb != verbData {
+				return
+			}
+			sender, seq, ok := checkPayload(d.Payload)
+			if !ok || int(sender) != i {
+				bad("dropped message with a corrupt payload")
+				return
+			}
+			l := &ledgers[i][index(d.Peer)]
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if seq >= uint64(len(l.accepted)) || !l.accepted[seq] {
+				// Send may not have recorded it yet: it returned nil
+				// after queueing, and the drop raced it. Grow and record.
+				l.grow(seq)
+			}
+			l.dropped[seq]++
+			l.reason[seq] = d.Reason
+		}
+		tr, err := transport.New(cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { tr.Close() })
+		handler := func(ctx context.Context, m *transport.Message) ([]byte, error) {
+			if m.IsRequest {
+				responses[i].Add(1)
+			}
+			sender, seq, ok := checkPayload(m.Payload)
+			if !ok || int(sender) != index(m.From) {
+				bad("corrupt payload from %s", m.From)
+				return nil, errors.New("corrupt")
+			}
+			if m.Verb == verbData {
+				// FIFO within a connection's life on the urgent and small
+				// lanes; large messages complete in any order.
+				key := [4]uint64{uint64(sender), uint64(i), uint64(m.Lane), m.Conn}
+				if prev, loaded := lastSeq.Swap(key, seq+1); loaded && prev.(uint64) > seq && m.Lane != routing.Large {
+					bad("out of order on %v: %d after %d", key, seq, prev.(uint64)-1)
+				}
+				l := &ledgers[sender][i]
+				l.mu.Lock()
+				l.grow(seq)
+				l.delivered[seq]++
+				l.mu.Unlock()
+			}
+			r := rand.Uint32N(1000)
+			switch {
+			case r < 5: // stall: a slow disk, a long GC pause
+				select {
+				case <-time.After(time.Duration(rand.IntN(30)) * time.Millisecond):
+				case <-ctx.Done():
+				}
+			case r < 15:
+				return nil, errors.New("handler failed")
+			}
+			return m.Payload, nil
+		}
+		tr.Handle(verbData, transport.HandlerFunc(handler))
+		tr.Handle(verbEcho, transport.HandlerFunc(handler))
+		tr.Start()
+		trs = append(trs, tr)
+		proxies = append(proxies, newKillProxy(t, tr.Addr().String()))
+		members.Add(cluster.Member{ID: cfg.NodeID, Addr: proxies[i].addr()})
+	}
+
+	ctx, stop := context.WithTimeout(context.Background(), duration)
+	defer stop()
+	var wg sync.WaitGroup
+	var requestsOK, requestsFailed atomic.Int64
+	var reqErrs counter[string]
+	for from := range nodes {
+		for to := range nodes {
+			if from == to {
+				continue
+			}
+			wg.Add(1)
+			go func() { // one-way data, in order
+				defer wg.Done()
+				r := rand.New(rand.NewPCG(uint64(from), uint64(to)))
+				l := &ledgers[from][to]
+				for seq := uint64(0); ctx.Err() == nil; seq++ {
+					p := makePayload(uint32(from), seq, burnSize(r))
+					sendCtx, cancel := context.Background(), context.CancelFunc(func() {})
+					if r.IntN(10) == 0 { // some expire while queued or paused
+						sendCtx, cancel = context.WithTimeout(context.Background(), time.Duration(1+r.IntN(20))*time.Millisecond)
+					}
+					l.mu.Lock()
+					l.grow(seq)
+					l.accepted[seq] = true // recorded first: OnDropped may fire before Send returns
+					l.mu.Unlock()
+					err := trs[from].Send(sendCtx, trs[to].NodeID(), verbData, p)
+					cancel()
+					attempts[from].Add(1)
+					if err != nil {
+						l.mu.Lock()
+						l.accepted[seq] = false
+						l.mu.Unlock()
+						if !errors.Is(err, transport.ErrOverloaded) && !errors.Is(err, context.DeadlineExceeded) {
+							bad("send: %v", err)
+						}
+						time.Sleep(time.Duration(500+r.IntN(2000)) * time.Microsecond) // the caller backs off
+					}
+				}
+			}()
+			wg.Add(1)
+			go func() { // requests
+				defer wg.Done()
+				r := rand.New(rand.NewPCG(uint64(from), uint64(to)+100))
+				for seq := uint64(0); ctx.Err() == nil; seq++ {
+					p := makePayload(uint32(from), seq, burnSize(r))
+					reqCtx, cancel := context.WithTimeout(context.Background(), time.Duration(20+r.IntN(500))*time.Millisecond)
+					resp, err := trs[from].Request(reqCtx, trs[to].NodeID(), verbEcho, p)
+					cancel()
+					attempts[from].Add(1)
+					if err != nil {
+						requestsFailed.Add(1)
+						reqErrs.add(errors.Unwrap(err).Error())
+						continue
+					}
+					requestsOK.Add(1)
+					if string(resp) != string(p) {
+						bad("request %d: wrong response", seq)
+					}
+				}
+			}()
+		}
+	}
+	wg.Add(1)
+	killed := 0
+	go func() {
+		defer wg.Done()
+		r := rand.New(rand.NewPCG(42, 42))
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if proxies[r.IntN(nodes)].killRandom(r) {
+					killed++
+				}
+			}
+		}
+	}()
+	wg.Wait()
+
+	// Quiet: every reserved byte returns.
+	waitFor(t, time.Minute, "quiet: all capacity returned", func() bool {
+		for _, tr := range trs {
+			st := tr.Stats()
+			if st.OutboundBytes != 0 || st.InboundHeld != 0 || st.Total().PendingBytes != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	require.Zero(t, violations.Load(), "first violation: %v", firstBad.Load())
+
+	var delivered, dropped, both, accepted int
+	var throttled, overloaded, rejected uint64
+	for from := range nodes {
+		st := trs[from].Stats().Total()
+		throttled += st.Throttled
+		overloaded += st.Dropped[transport.ReasonOverloaded]
+		rejected += st.DroppedInbound[transport.ReasonOverloaded]
+		// Every message that reached a lane ended in exactly one
+		// send-side outcome: written, or dropped with a reason.
+		// Responses: one per request whose handler ran, and one failure
+		// per message rejected on arrival.
+		outcomes := int64(st.MessagesSent + st.DroppedTotal())
+		queued := attempts[from].Load() + responses[from].Load() + int64(st.DroppedInbound[transport.ReasonOverloaded])
+		assert.Equal(t, queued, outcomes, "n%d: messages and responses queued vs written+dropped", from+1)
+		for to := range nodes {
+			l := &ledgers[from][to]
+			for seq := range l.accepted {
+				switch {
+				case l.delivered[seq] > 1:
+					t.Errorf("n%d→n%d #%d delivered %d times", from+1, to+1, seq, l.delivered[seq])
+				case l.dropped[seq] > 1:
+					t.Errorf("n%d→n%d #%d dropped %d times", from+1, to+1, seq, l.dropped[seq])
+				case l.delivered[seq] == 1 && !l.accepted[seq]:
+					t.Errorf("n%d→n%d #%d delivered though Send failed", from+1, to+1, seq)
+				case l.dropped[seq] == 1 && !l.accepted[seq]:
+					t.Errorf("n%d→n%d #%d dropped after Send failed", from+1, to+1, seq)
+				case l.delivered[seq] == 1 && l.dropped[seq] == 1 && l.reason[seq] != transport.ReasonConnectionReset:
+					t.Errorf("n%d→n%d #%d delivered and dropped as %v", from+1, to+1, seq, l.reason[seq])
+				}
+				if l.accepted[seq] {
+					accepted++
+				}
+				if l.delivered[seq] == 1 {
+					delivered++
+				}
+				if l.dropped[seq] == 1 {
+					dropped++
+				}
+				if l.delivered[seq] == 1 && l.dropped[seq] == 1 {
+					both++
+				}
+			}
+		}
+	}
+	t.Logf("burn %v: one-way accepted=%d delivered=%d dropped=%d (reset but delivered %d, lost in killed connections %d); "+
+		"requests ok=%d failed=%d; connections killed=%d; throttled=%d; send overloads=%d; rejected on arrival=%d",
+		duration, accepted, delivered, dropped, both, accepted-delivered-dropped+both,
+		requestsOK.Load(), requestsFailed.Load(), killed, throttled, overloaded, rejected)
+	t.Logf("request errors: %v", reqErrs.m)
+	assert.NotZero(t, throttled, "limits were tight enough to pause readers")
+	assert.NotZero(t, overloaded, "limits were tight enough to refuse sends")
+	assert.NotZero(t, rejected, "the rejecting node rejected")
+	assert.NotZero(t, requestsOK.Load())
+}
+
+// burnSize: mostly small, some near the threshold, some large.
+func burnSize(r *rand.Rand) int {
+	switch x := r.IntN(100); {
+	case x < 80:
+		return 12 + r.IntN(4<<10)
+	case x < 90:
+		return 4<<10 + r.IntN(60<<10)
+	default:
+		return 64<<10 + r.IntN(192<<10)
+	}
+}

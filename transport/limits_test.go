@@ -1,0 +1,238 @@
+package transport_test
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/transport"
+)
+
+// tightInbound is small enough that a flood fills it at once.
+var tightInbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}
+
+// gate blocks handlers until opened.
+type gate struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newGate() *gate   { return &gate{ch: make(chan struct{})} }
+func (g *gate) open()  { g.once.Do(func() { close(g.ch) }) }
+func (g *gate) wait(ctx context.Context) error {
+	select {
+	case <-g.ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestStalledHandlerPausesReading: a flooding sender and a handler that
+// does not return. The receiver's inbound bytes stay within its limits at
+// every step, the sender's queue fills and Send reports overload, the heap
+// stays bounded, and once the handler resumes every message that was
+// accepted is delivered.
+func TestStalledHandlerPausesReading(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	var handled atomic.Int64
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Inbound = tightInbound
+		cfg.MaxMessageSize = 256 << 10
+		cfg.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 1 << 20, Node: 2 << 20}
+	})
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		if err := g.wait(ctx); err != nil {
+			return nil, err
+		}
+		handled.Add(1)
+		return nil, nil
+	}))
+	limit := tightInbound.PerConnection*3 + tightInbound.Node // own capacity per lane, plus the node reserve
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	payload := make([]byte, 1000)
+	accepted, overloaded := 0, 0
+	for range 50_000 {
+		err := c.nodes[0].Send(context.Background(), c.id(1), verbData, payload)
+		switch {
+		case err == nil:
+			accepted++
+		case assert.ErrorIs(t, err, transport.ErrOverloaded):
+			overloaded++
+		}
+		if held := c.nodes[1].Stats().InboundHeld; held > limit {
+			t.Fatalf("inbound bytes %d above the limit %d", held, limit)
+		}
+	}
+	require.NotZero(t, overloaded, "the sender felt the back-pressure")
+	waitFor(t, 10*time.Second, "reader paused", func() bool { return c.nodes[1].Stats().Total().Throttled > 0 })
+	var during runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&during)
+	assert.Less(t, during.HeapAlloc, before.HeapAlloc+32<<20, "heap bounded while flooded")
+
+	g.open()
+	waitFor(t, 30*time.Second, "every accepted message delivered", func() bool { return handled.Load() == int64(accepted) })
+	st := c.nodes[1].Stats()
+	assert.Zero(t, st.InboundHeld, "all inbound capacity returned")
+	assert.Positive(t, st.Total().ThrottledTime)
+	out := c.nodes[0].Stats()
+	waitFor(t, 5*time.Second, "sender capacity returned", func() bool {
+		return c.nodes[0].Stats().OutboundBytes == 0 && c.nodes[0].Stats().Total().PendingBytes == 0
+	})
+	assert.Equal(t, uint64(overloaded), out.Total().Dropped[transport.ReasonOverloaded])
+}
+
+// TestRejectModeAnswersOverloaded: with OverloadReject a receiver out of
+// capacity fails requests with ErrOverloaded and reports dropped one-way
+// messages to their sender.
+func TestRejectModeAnswersOverloaded(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	started := make(chan struct{}, 1)
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Inbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 64 << 10, Node: 64 << 10}
+		cfg.MaxMessageSize = 64 << 10
+		cfg.InboundOverload = transport.OverloadReject
+	})
+	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		return nil, g.wait(ctx)
+	}))
+	c.nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return m.Payload, nil
+	}))
+	// Fill the receiver: the first message stalls its handler, the rest
+	// wait behind it holding capacity.
+	big := make([]byte, 60<<10)
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
+	<-started
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
+
+	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, big)
+	require.ErrorIs(t, err, transport.ErrOverloaded)
+	waitFor(t, 5*time.Second, "rejections counted on both sides", func() bool {
+		in := c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonOverloaded]
+		remote := c.nodes[0].Stats().Total().RemoteDropped[transport.ReasonOverloaded]
+		return in >= 2 && remote >= 1
+	})
+	g.open()
+	resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("after"))
+	require.NoError(t, err)
+	assert.Equal(t, "after", string(resp))
+}
+
+// TestFloodingPeerDoesNotStarveOthers: n1 floods n3, whose handler for it
+// is slow; n2's requests to n3 still succeed within their deadline.
+func TestFloodingPeerDoesNotStarveOthers(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}
+		cfg.MaxMessageSize = 256 << 10
+	})
+	c.nodes[2].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, g.wait(ctx)
+	}))
+	c.nodes[2].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return m.Payload, nil
+	}))
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		payload := make([]byte, 4000)
+		for ctx.Err() == nil {
+			if err := c.nodes[0].Send(ctx, c.id(2), verbData, payload); err != nil {
+				runtime.Gosched()
+			}
+		}
+	}()
+	waitFor(t, 10*time.Second, "n3 throttles n1", func() bool { return c.nodes[2].Stats().Total().Throttled > 0 })
+	for i := range 50 {
+		resp, err := c.nodes[1].Request(ctxTimeout(t, 2*time.Second), c.id(2), verbEcho, []byte{byte(i)})
+		require.NoError(t, err, "request %d from the well-behaved peer", i)
+		assert.Equal(t, []byte{byte(i)}, resp)
+	}
+	stop()
+	wg.Wait()
+}
+
+// TestSetLimitsTakesEffectOnLiveConnections: lowering the outbound limit
+// makes the next Send overload; raising it lets sends through again.
+func TestSetLimitsTakesEffectOnLiveConnections(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.MaxMessageSize = 64 << 10 })
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, g.wait(ctx)
+	}))
+	n := c.nodes[0]
+	require.NoError(t, n.Send(context.Background(), c.id(1), verbData, []byte("warm up the connection")))
+
+	// Outbound: a sender whose peer is not reading fills what it may queue.
+	require.NoError(t, n.SetLimits(transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}, transport.Limits{}))
+	n2 := c.nodes[1]
+	require.NoError(t, n2.SetLimits(transport.Limits{}, transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}))
+	payload := make([]byte, 8<<10)
+	var err error
+	for range 10_000 {
+		if err = n.Send(context.Background(), c.id(1), verbData, payload); err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, transport.ErrOverloaded, "the lowered limits bind")
+
+	// Raising the limits lets the same sender through at once.
+	require.NoError(t, n.SetLimits(transport.Limits{PerConnection: 64 << 20}, transport.Limits{}))
+	assert.NoError(t, n.Send(context.Background(), c.id(1), verbData, payload))
+
+	// Validation applies.
+	assert.Error(t, n.SetLimits(transport.Limits{PerConnection: 1, PerPeer: 1, Node: 1}, transport.Limits{}))
+}
+
+// TestWaitForCapacity: with WaitForCapacity a Send blocks until capacity
+// frees, or fails with the context's error.
+func TestWaitForCapacity(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.MaxMessageSize = 64 << 10
+		cfg.WaitForCapacity = true
+		cfg.Outbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}
+		cfg.Inbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}
+	})
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, g.wait(ctx)
+	}))
+	payload := make([]byte, 8<<10)
+	var err error
+	for range 10_000 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		err = c.nodes[0].Send(ctx, c.id(1), verbData, payload)
+		cancel()
+		if err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a full sender waits until its context ends")
+	done := make(chan error)
+	go func() { done <- c.nodes[0].Send(context.Background(), c.id(1), verbData, payload) }()
+	g.open()
+	require.NoError(t, <-done, "the waiting Send goes through once capacity frees")
+}

@@ -53,5 +53,11 @@ type Membership interface {
 	// Watch calls fn for every change from now on, in order, until the
 	// returned stop function is called. fn must not block for long and must
 	// not call stop itself; stop waits for a running fn to return.
+	//
+	// An implementation that delivers events from its own goroutine may,
+	// while fn is behind, merge consecutive changes to one member into its
+	// latest state (cluster/memberlist does; Static never does). Callers that
+	// apply Join and Update as "set" and Leave as "delete" are correct
+	// either way; such callers should Watch before reading Members.
 	Watch(fn func(Event)) (stop func())
 }

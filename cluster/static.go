@@ -5,8 +5,10 @@ import (
 	"sync"
 )
 
-// Static is a Membership whose members are set by hand. Add, Remove and
-// Update notify watchers synchronously, in call order.
+// Static is a Membership whose members are set by hand. Add and Remove
+// notify watchers synchronously, in call order, before they return. A
+// watcher must therefore not call Add, Remove or any watcher's stop
+// function: they wait for the running notification, which waits for it.
 //
 // Static is safe for concurrent use.
 type Static struct {

@@ -17,19 +17,19 @@ type Verb uint32
 // A Message and its Payload are valid only until the handler returns: the
 // transport reuses both. A handler that keeps the payload must copy it.
 type Message struct {
-	From      cluster.NodeID
-	Verb      Verb
-	ID        uint64       // unique per sender
-	Lane      routing.Lane // the lane it arrived on
+	From cluster.NodeID
+	Verb Verb
+	ID   uint64       // unique per sender
+	Lane routing.Lane // the lane it arrived on
 	// Conn identifies the connection it arrived on. On the urgent and
 	// small lanes the messages of one Conn reach their handlers in the
 	// order they were sent. On the large lane several messages are in
 	// flight at once, interleaved, and each is handled when its last byte
 	// arrives, so a small large message can overtake a huge one. Across
 	// connections (after a reconnect) there is no order.
-	Conn uint64
-	CreatedAt time.Time    // sender's clock
-	ExpiresAt time.Time    // zero when the message never expires
+	Conn      uint64
+	CreatedAt time.Time // sender's clock
+	ExpiresAt time.Time // zero when the message never expires
 	Payload   []byte
 	// IsRequest reports whether the sender waits for a response: the
 	// handler's return values are sent back.

@@ -509,7 +509,7 @@ func (ic *inConn) handle(im *inMsg) {
 		return
 	default:
 	}
-	if h.Expired(time.Now().UnixNano()) {
+	if h.ExpiresAt != 0 && h.Expired(time.Now().UnixNano()) {
 		ic.counters.dropped[ReasonExpired].Add(1)
 		return
 	}

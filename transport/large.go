@@ -4,8 +4,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/valyala/bytebufferpool"
-
 	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/wire"
 )
@@ -45,22 +43,25 @@ func (w *largeWriter) idle() bool { return len(w.active) == 0 && len(w.waiting) 
 // admit moves newly queued messages in, copying their small headers out of
 // the pooled batch buffer so it can be recycled at once.
 func (w *largeWriter) admit(c *outConn) {
-	b, _ := c.queue.take()
-	for i := range b.items {
-		it := &b.items[i]
-		w.waiting = append(w.waiting, largeSend{
-			id: it.id, expiresAt: it.expiresAt, isRequest: it.isRequest,
-			header:  append([]byte(nil), b.buf.B[it.start:it.end]...),
-			payload: it.payload, size: it.size(), grant: it.grant,
-		})
+	for {
+		b, _ := c.queue.take()
+		if b == nil {
+			return
+		}
+		for i := range b.items {
+			it := &b.items[i]
+			w.waiting = append(w.waiting, largeSend{
+				id: it.id, expiresAt: it.expiresAt, isRequest: it.isRequest,
+				header:  append([]byte(nil), b.buf.B[it.start:it.end]...),
+				payload: it.payload, size: it.size(), grant: it.grant,
+			})
+		}
+		// Each message now holds its own capacity and is forgotten by the
+		// queue one by one (finish), not with the segment.
+		b.bytes = 0
+		clear(b.items)
+		c.queue.release(b)
 	}
-	if b.buf != nil {
-		bytebufferpool.Put(b.buf)
-	}
-	clear(b.items)
-	c.queue.mu.Lock()
-	c.queue.spare = b.items[:0]
-	c.queue.mu.Unlock()
 }
 
 // step writes one round: a frame of every active message.

@@ -22,12 +22,16 @@ import (
 // writes it to a TCP connection, dialling lazily, reconnecting with backoff
 // while messages are pending and closing the socket when idle.
 type outConn struct {
-	t        *Transport
-	peer     *peer
-	lane     routing.Lane
-	queue    outQueue
-	tiers    limit.Tiered  // this lane's capacity, then the peer's and node's outbound reserves
-	wake     chan struct{} // one slot: "work arrived"
+	t     *Transport
+	peer  *peer
+	lane  routing.Lane
+	queue outQueue
+	tiers limit.Tiered  // this lane's capacity, then the peer's and node's outbound reserves
+	wake  chan struct{} // one slot: "work arrived"
+	// signaled is set by the producer that puts a token in wake and
+	// cleared by the writer when it takes it, so producers skip the
+	// channel while the writer already knows there is work.
+	signaled atomic.Bool
 	stop     chan struct{} // closed to make the writer exit
 	done     chan struct{} // closed when the writer has exited
 	counters connCounters
@@ -96,15 +100,33 @@ func (c *outConn) enqueue(ctx context.Context, h *wire.Header, payload []byte, i
 		c.tiers.Release(grant)
 		return err
 	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if !c.signaled.Load() && c.signaled.CompareAndSwap(false, true) {
+		c.signal()
 	}
 	return nil
 }
 
+// signal puts a token in wake unless one is there.
+func (c *outConn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 // release recycles a batch and gives back its capacity.
 func (c *outConn) release(b *batch) { c.tiers.Release(c.queue.release(b)) }
+
+// failQueued fails every message still queued with err.
+func (c *outConn) failQueued(err error) {
+	for {
+		b, _ := c.queue.take()
+		if b == nil {
+			return
+		}
+		c.failBatch(b, err)
+	}
+}
 
 // run is the writer goroutine.
 func (c *outConn) run() {
@@ -121,6 +143,7 @@ func (c *outConn) run() {
 			case <-c.stop:
 				return
 			case <-c.wake:
+				c.signaled.Store(false) // then look at the queue again
 				if c.conn != nil && c.conn.dead.Load() {
 					c.closeConn("closed by peer")
 				}
@@ -169,13 +192,16 @@ func (c *outConn) flush() error {
 		waited = c.coalesceWait(requested)
 	}
 	b, observed := c.queue.take()
-	defer c.release(&b)
+	if b == nil {
+		return nil
+	}
+	defer c.release(b)
 	c.strategyMu.Lock()
 	for i := observed; i < len(b.items); i++ {
 		c.strategy.Observe(b.items[i].enqueuedAt, b.items[i].size())
 	}
 	c.strategyMu.Unlock()
-	sent, sentBytes, err := c.writeBatch(&b)
+	sent, sentBytes, err := c.writeBatch(b)
 	c.strategyMu.Lock()
 	c.strategy.Flushed(time.Now(), sent, sentBytes, requested, waited)
 	c.strategyMu.Unlock()
@@ -229,6 +255,7 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 			timer.Reset(time.Hour)
 			continue
 		case <-c.wake:
+			c.signaled.Store(false)
 			if c.askWait() == 0 {
 				return time.Since(start)
 			}
@@ -350,8 +377,7 @@ func (c *outConn) connect() bool {
 	switch {
 	case errors.Is(err, ErrRefused), errors.Is(err, ErrUnknownPeer):
 		// Waiting will not help: fail what is queued now.
-		b, _ := c.queue.take()
-		c.failBatch(&b, err)
+		c.failQueued(err)
 		c.large.failAll(c, err)
 	default:
 		c.pruneExpired()
@@ -420,10 +446,7 @@ func (c *outConn) watch(conn *liveConn) {
 	_, _ = conn.Read(b[:])
 	conn.dead.Store(true)
 	conn.Close()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.signal()
 }
 
 func (c *outConn) closeConn(why string) {
@@ -457,39 +480,23 @@ func (c *outConn) sleepBackoff() bool {
 func (c *outConn) pruneExpired() {
 	now := time.Now().UnixNano()
 	c.large.pruneExpired(c, now)
-	c.queue.mu.Lock()
-	defer c.queue.mu.Unlock()
-	kept := c.queue.items[:0]
-	freed := 0
-	observed := 0
-	for i, it := range c.queue.items {
-		if i < c.queue.observed {
-			observed++
+	c.queue.prune(func(it *outItem, encoded []byte) bool {
+		if !it.expired(now) {
+			return false
 		}
-		if it.expired(now) {
-			if i < c.queue.observed {
-				observed--
-			}
-			c.fail(&it, c.queue.buf.B[it.start:it.end], it.payload, ErrExpired)
-			c.tiers.Release(it.grant)
-			freed += it.size()
-			continue
-		}
-		kept = append(kept, it)
-	}
-	clear(c.queue.items[len(kept):])
-	c.queue.items = kept
-	c.queue.observed = observed
-	c.queue.queued -= freed
-	c.queue.reserved -= freed
+		c.fail(it, encoded, it.payload, ErrExpired)
+		c.tiers.Release(it.grant)
+		return true
+	})
 }
 
 // teardown runs when the writer exits: everything still queued fails with
 // the transport's reason for stopping.
 func (c *outConn) teardown() {
 	err := c.peer.stopErr()
-	b := c.queue.shut(err)
-	c.failBatch(&b, err)
+	for _, b := range c.queue.shut(err) {
+		c.failBatch(b, err)
+	}
 	c.large.failAll(c, err)
 	c.closeConn("stopped")
 }

@@ -14,7 +14,7 @@ type outItem struct {
 	id         uint64
 	expiresAt  int64 // Unix ns; 0 = never
 	enqueuedAt time.Time
-	start, end int    // the encoded header (and, on small lanes, payload) in the batch buffer
+	start, end int    // the encoded header (and, on small lanes, payload) in its segment's buffer
 	payload    []byte // large lane only: the caller's payload, written from where it is
 	grant      limit.Grant
 	isRequest  bool
@@ -24,130 +24,135 @@ func (it *outItem) size() int { return it.end - it.start + len(it.payload) }
 
 func (it *outItem) expired(now int64) bool { return it.expiresAt != 0 && now >= it.expiresAt }
 
-// batch is what the writer takes from a queue in one go. buf is a pooled
-// buffer owned by the writer until it calls release.
+// segmentBytes is the size at which a queue starts a new segment. The
+// writer takes one segment per write, so it also bounds one vectored write,
+// and a connection's buffers never grow past it however deep its queue.
+const segmentBytes = 1 << 20
+
+// batch is one segment of a queue: encoded messages back to back in a
+// pooled buffer, and what the writer needs to know of each. The writer
+// owns a batch it took until it gives it back with release.
 type batch struct {
 	buf   *bytebufferpool.ByteBuffer
 	items []outItem
-	bytes int
+	bytes int // encoded bytes of the items
 }
 
-// outQueue is a connection's FIFO of encoded messages. Producers encode
-// straight into a pooled buffer under the lock, so a small message is
-// copied once and allocates nothing; the writer swaps the whole buffer out.
-// Capacity is taken by the producer before it pushes (see outConn.enqueue)
-// and given back when the writer is done with the message.
+// outQueue is a connection's FIFO of encoded messages, in segments.
+// Producers encode straight into the last segment's buffer under the lock,
+// so a small message is copied once and allocates nothing; the writer takes
+// the first segment whole. Capacity is taken by the producer before it
+// pushes (see outConn.enqueue) and given back when the writer is done.
 type outQueue struct {
 	mu       sync.Mutex
-	buf      *bytebufferpool.ByteBuffer // nil while empty
-	items    []outItem
-	spare    []outItem // the writer's last item slice, reused
-	observed int       // items at the head already shown to the coalescing strategy
-	queued   int       // encoded bytes in buf and items
-	reserved int       // queued plus bytes the writer has taken and not released
-	err      error     // non-nil once the queue refuses messages
+	segments []*batch // FIFO; the last one takes new messages
+	messages int      // queued messages
+	queued   int      // queued encoded bytes
+	reserved int      // queued plus bytes the writer has taken and not released
+	observed int      // messages at the head already shown to the coalescing strategy
+	err      error    // non-nil once the queue refuses messages
 }
 
 // push appends a message whose header is already encoded. When
 // copyPayload is false the payload is kept by reference (large lane).
 func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) error {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.err != nil {
-		q.mu.Unlock()
 		return q.err
 	}
-	if q.buf == nil {
-		q.buf = bytebufferpool.Get()
+	size := len(header) + len(payload)
+	var seg *batch
+	if n := len(q.segments); n > 0 {
+		seg = q.segments[n-1]
 	}
-	it.start = len(q.buf.B)
-	q.buf.B = append(q.buf.B, header...)
+	if seg == nil || (len(seg.items) > 0 && len(seg.buf.B)+size > segmentBytes) {
+		seg = q.newSegment()
+		q.segments = append(q.segments, seg)
+	}
+	it.start = len(seg.buf.B)
+	seg.buf.B = append(seg.buf.B, header...)
 	if copyPayload {
-		q.buf.B = append(q.buf.B, payload...)
+		seg.buf.B = append(seg.buf.B, payload...)
 	} else {
 		it.payload = payload
 	}
-	it.end = len(q.buf.B)
-	size := it.size()
-	q.items = append(q.items, it)
+	it.end = len(seg.buf.B)
+	seg.items = append(seg.items, it)
+	seg.bytes += size
+	q.messages++
 	q.queued += size
 	q.reserved += size
-	q.mu.Unlock()
 	return nil
 }
+
+// segmentPool recycles segments with their grown buffers and item slices
+// across every connection, so a deep queue that drains and refills
+// allocates nothing; the garbage collector trims it when traffic stops.
+var segmentPool = sync.Pool{New: func() any { return &batch{buf: new(bytebufferpool.ByteBuffer)} }}
+
+// newSegment returns an empty segment. q.mu held.
+func (q *outQueue) newSegment() *batch { return segmentPool.Get().(*batch) }
 
 // observeNew calls fn for each queued message not yet observed, in order,
 // and returns how many messages and bytes are pending.
 func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for i := q.observed; i < len(q.items); i++ {
-		fn(&q.items[i])
+	skip := q.observed
+	for _, seg := range q.segments {
+		if skip >= len(seg.items) {
+			skip -= len(seg.items)
+			continue
+		}
+		for i := skip; i < len(seg.items); i++ {
+			fn(&seg.items[i])
+		}
+		skip = 0
 	}
-	q.observed = len(q.items)
-	return len(q.items), q.queued
+	q.observed = q.messages
+	return q.messages, q.queued
 }
 
-// take hands everything queued to the writer, with how many of its items
-// were already observed.
-func (q *outQueue) take() (batch, int) {
-	q.mu.Lock()
-	b := batch{buf: q.buf, items: q.items, bytes: q.queued}
-	observed := q.observed
-	q.observed = 0
-	q.buf = nil
-	q.items = q.spare[:0]
-	q.spare = nil
-	q.queued = 0
-	q.mu.Unlock()
-	return b, observed
-}
-
-// release recycles a written (or failed) batch and returns the capacity
-// its messages held, for the caller to give back.
-func (q *outQueue) release(b *batch) limit.Grant {
-	var g limit.Grant
-	for i := range b.items {
-		g = g.Add(b.items[i].grant)
-	}
-	if b.buf != nil {
-		bytebufferpool.Put(b.buf)
-		b.buf = nil
-	}
-	clear(b.items) // drop references to large payloads
-	q.mu.Lock()
-	q.reserved -= b.bytes
-	if cap(b.items) <= 4096 {
-		q.spare = b.items[:0]
-	}
-	q.mu.Unlock()
-	b.items = nil
-	return g
-}
-
-// pending returns how many messages and bytes wait to be taken.
-func (q *outQueue) pending() (messages, bytes int) {
+// take hands the oldest segment to the writer, with how many of its
+// messages were already observed. It returns nil when the queue is empty.
+func (q *outQueue) take() (*batch, int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items), q.queued
-}
-
-// shut makes the queue refuse messages with err from now on and returns
-// whatever was still queued, for the caller to fail.
-func (q *outQueue) shut(err error) batch {
-	q.mu.Lock()
-	if q.err == nil {
-		q.err = err
+	if len(q.segments) == 0 {
+		return nil, 0
 	}
-	q.mu.Unlock()
-	b, _ := q.take()
-	return b
+	seg := q.segments[0]
+	q.segments[0] = nil
+	q.segments = q.segments[1:]
+	if len(q.segments) == 0 {
+		q.segments = q.segments[:0:0] // let the backing array be reclaimed
+	}
+	observed := min(q.observed, len(seg.items))
+	q.observed -= observed
+	q.messages -= len(seg.items)
+	q.queued -= seg.bytes
+	return seg, observed
 }
 
-// reopen lets a shut queue accept messages again.
-func (q *outQueue) reopen() {
+// release recycles a segment the writer is done with and returns the
+// capacity its messages held, for the caller to give back.
+func (q *outQueue) release(seg *batch) limit.Grant {
+	var g limit.Grant
+	for i := range seg.items {
+		g = g.Add(seg.items[i].grant)
+	}
+	clear(seg.items) // drop references to large payloads
+	seg.items = seg.items[:0]
+	seg.buf.Reset()
 	q.mu.Lock()
-	q.err = nil
+	q.reserved -= seg.bytes
 	q.mu.Unlock()
+	seg.bytes = 0
+	if cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 1<<16 {
+		segmentPool.Put(seg)
+	}
+	return g
 }
 
 // releaseBytes forgets n bytes of messages the writer finished one by one
@@ -156,4 +161,68 @@ func (q *outQueue) releaseBytes(n int) {
 	q.mu.Lock()
 	q.reserved -= n
 	q.mu.Unlock()
+}
+
+// pending returns how many messages and bytes wait to be taken.
+func (q *outQueue) pending() (messages, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.messages, q.queued
+}
+
+// held returns how many bytes are queued or being written.
+func (q *outQueue) held() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.reserved
+}
+
+// prune removes the messages for which drop returns true, keeping the rest
+// in order, and returns the bytes removed. drop sees each message's
+// encoding (header, and payload unless kept apart).
+func (q *outQueue) prune(drop func(it *outItem, encoded []byte) bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	seen := 0
+	observed := q.observed
+	for _, seg := range q.segments {
+		kept := seg.items[:0]
+		for _, it := range seg.items {
+			wasObserved := seen < q.observed
+			seen++
+			if drop(&it, seg.buf.B[it.start:it.end]) {
+				size := it.size()
+				seg.bytes -= size
+				q.messages--
+				q.queued -= size
+				q.reserved -= size
+				if wasObserved {
+					observed--
+				}
+				continue
+			}
+			kept = append(kept, it)
+		}
+		clear(seg.items[len(kept):])
+		seg.items = kept
+	}
+	q.observed = observed
+}
+
+// shut makes the queue refuse messages with err from now on and returns
+// whatever was still queued, for the caller to fail.
+func (q *outQueue) shut(err error) []*batch {
+	q.mu.Lock()
+	if q.err == nil {
+		q.err = err
+	}
+	q.mu.Unlock()
+	var out []*batch
+	for {
+		seg, _ := q.take()
+		if seg == nil {
+			return out
+		}
+		out = append(out, seg)
+	}
 }

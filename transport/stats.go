@@ -160,10 +160,9 @@ func (t *Transport) Stats() Stats {
 				c.strategyMu.Lock()
 				cs.Coalescing = c.strategy.Stats()
 				c.strategyMu.Unlock()
-				c.queue.mu.Lock()
-				cs.PendingMessages = uint64(len(c.queue.items))
-				cs.PendingBytes = uint64(c.queue.reserved)
-				c.queue.mu.Unlock()
+				messages, _ := c.queue.pending()
+				cs.PendingMessages = uint64(messages)
+				cs.PendingBytes = uint64(c.queue.held())
 			} else if cs.MessagesReceived == 0 && cs.DroppedInbound == ([NumReasons]uint64{}) && cs.Throttled == 0 {
 				continue
 			}

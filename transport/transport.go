@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,9 @@ type Transport struct {
 
 	peersMu sync.RWMutex
 	peers   map[cluster.NodeID]*peer
+	// peersView is a read-only copy of peers for the send path, replaced
+	// (under peersMu) whenever peers changes, which is rare.
+	peersView atomic.Pointer[map[cluster.NodeID]*peer]
 
 	inboundMu sync.Mutex
 	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
@@ -92,6 +96,7 @@ func New(cfg Config) (*Transport, error) {
 		drained:  make(chan struct{}, 1),
 	}
 	t.handlers.Store(&map[Verb]Handler{})
+	t.publishPeers()
 	t.coalescing.Store(&cfg.Coalescing)
 	t.limitsOut.Store(&cfg.Outbound)
 	t.limitsIn.Store(&cfg.Inbound)
@@ -240,10 +245,7 @@ func (t *Transport) enqueue(ctx context.Context, to cluster.NodeID, verb Verb, p
 // peerFor returns the peer's state, creating it. With mustExist it first
 // checks that the membership knows the peer.
 func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
-	t.peersMu.RLock()
-	p := t.peers[id]
-	t.peersMu.RUnlock()
-	if p != nil {
+	if p := (*t.peersView.Load())[id]; p != nil {
 		return p, nil
 	}
 	if mustExist {
@@ -256,11 +258,19 @@ func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
 	if t.closing.Load() {
 		return nil, ErrClosed
 	}
-	if p = t.peers[id]; p == nil {
+	p := t.peers[id]
+	if p == nil {
 		p = newPeer(t, id)
 		t.peers[id] = p
+		t.publishPeers()
 	}
 	return p, nil
+}
+
+// publishPeers refreshes peersView; peersMu must be held for writing.
+func (t *Transport) publishPeers() {
+	view := maps.Clone(t.peers)
+	t.peersView.Store(&view)
 }
 
 // membershipChanged stops a departed peer's writers and fails what waits
@@ -273,6 +283,7 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	t.peersMu.Lock()
 	p := t.peers[id]
 	delete(t.peers, id)
+	t.publishPeers()
 	t.peersMu.Unlock()
 	if p != nil {
 		p.stop(ErrPeerLeft)
@@ -316,10 +327,7 @@ func (t *Transport) queuesEmpty() bool {
 			if c == nil {
 				continue
 			}
-			c.queue.mu.Lock()
-			busy := c.queue.reserved > 0
-			c.queue.mu.Unlock()
-			if busy {
+			if c.queue.held() > 0 {
 				return false
 			}
 		}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -67,7 +68,14 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 		seg = q.segments[n-1]
 	}
 	if seg == nil || (len(seg.items) > 0 && len(seg.buf.B)+size > segmentBytes) {
+		deep := seg != nil
 		seg = q.newSegment()
+		if deep {
+			// The queue is a segment deep already: size this one for a
+			// whole segment at once rather than growing it by doubling.
+			seg.buf.B = slices.Grow(seg.buf.B, segmentBytes+size)
+			seg.items = slices.Grow(seg.items, segmentBytes/256)
+		}
 		q.segments = append(q.segments, seg)
 	}
 	it.start = len(seg.buf.B)

@@ -16,14 +16,22 @@ type Static struct {
 	members  map[NodeID]Member
 	watchers map[int]func(Event)
 	nextID   int
-	notifyMu sync.Mutex // serialises notifications so watchers see changes in order
+	// notifying is a one-slot semaphore held while a change is applied and
+	// watchers are notified, so that they see changes in order and stop can
+	// wait for a running callback. A channel rather than a mutex, so that
+	// testing/synctest sees who waits for it.
+	notifying chan struct{}
 }
 
 var _ Membership = (*Static)(nil)
 
 // NewStatic returns a membership holding the given members.
 func NewStatic(members ...Member) *Static {
-	s := &Static{members: make(map[NodeID]Member), watchers: make(map[int]func(Event))}
+	s := &Static{
+		members:   make(map[NodeID]Member),
+		watchers:  make(map[int]func(Event)),
+		notifying: make(chan struct{}, 1),
+	}
 	for _, m := range members {
 		s.members[m.ID] = m
 	}
@@ -53,8 +61,8 @@ func (s *Static) Lookup(id NodeID) (Member, bool) {
 // Add adds m, or updates it if a member with its ID exists, and notifies
 // watchers with Join or Update.
 func (s *Static) Add(m Member) {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
+	s.notifying <- struct{}{}
+	defer func() { <-s.notifying }()
 	s.mu.Lock()
 	old, existed := s.members[m.ID]
 	s.members[m.ID] = m
@@ -70,8 +78,8 @@ func (s *Static) Add(m Member) {
 // Remove removes the member with the given ID and notifies watchers with
 // Leave. Removing an unknown ID does nothing.
 func (s *Static) Remove(id NodeID) {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
+	s.notifying <- struct{}{}
+	defer func() { <-s.notifying }()
 	s.mu.Lock()
 	m, ok := s.members[id]
 	delete(s.members, id)
@@ -91,8 +99,8 @@ func (s *Static) Watch(fn func(Event)) (stop func()) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			s.notifyMu.Lock() // wait for a running notification
-			defer s.notifyMu.Unlock()
+			s.notifying <- struct{}{} // wait for a running notification
+			defer func() { <-s.notifying }()
 			s.mu.Lock()
 			delete(s.watchers, id)
 			s.mu.Unlock()
@@ -100,7 +108,7 @@ func (s *Static) Watch(fn func(Event)) (stop func()) {
 	}
 }
 
-// notify runs with notifyMu held.
+// notify runs with the notifying semaphore held.
 func (s *Static) notify(ev Event) {
 	s.mu.Lock()
 	fns := make([]func(Event), 0, len(s.watchers))

@@ -1,0 +1,141 @@
+package memberlist
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"strconv"
+
+	ml "github.com/hashicorp/memberlist"
+
+	"github.com/internode/internode/cluster"
+)
+
+// DefaultBindAddr is where memberlist gossips when Config.BindAddr is empty:
+// all interfaces, memberlist's usual port 7946 (TCP and UDP).
+const DefaultBindAddr = "0.0.0.0:7946"
+
+var (
+	// ErrInvalidConfig is returned by Config.Validate and Join for a
+	// configuration that cannot work; the message names the field.
+	ErrInvalidConfig = errors.New("memberlist: invalid config")
+
+	// ErrInvalidAddr is returned by SetTransportAddr, and wrapped in
+	// ErrInvalidConfig by Validate, for an address that is not "host:port"
+	// with a usable port.
+	ErrInvalidAddr = errors.New("memberlist: invalid address")
+
+	// ErrLeft is returned by SetTransportAddr after Leave: a node that left
+	// no longer gossips its own state.
+	ErrLeft = errors.New("memberlist: node has left the cluster")
+
+	// ErrBroadcastTimeout is returned by Leave and SetTransportAddr when
+	// the change was not gossiped to any other member within the timeout.
+	// The change still applies locally and may still spread. It implements
+	// net.Error; Timeout reports true.
+	ErrBroadcastTimeout error = broadcastTimeoutError{}
+)
+
+type broadcastTimeoutError struct{}
+
+func (broadcastTimeoutError) Error() string   { return "memberlist: broadcast timed out" }
+func (broadcastTimeoutError) Timeout() bool   { return true }
+func (broadcastTimeoutError) Temporary() bool { return true }
+
+var _ net.Error = broadcastTimeoutError{}
+
+// Config configures Join. NodeID and TransportAddr are required; every
+// other field has a default. Join works on a copy; the caller's Config is
+// never modified. A Config is a plain value: do not change it while Join
+// reads it.
+type Config struct {
+	// NodeID names this node in the cluster; it becomes memberlist's node
+	// name and must be unique. Required.
+	NodeID cluster.NodeID
+
+	// TransportAddr is the internode listen address, "host:port", that
+	// other members dial. It travels in this node's gossip metadata.
+	// Required; at most MaxTransportAddrLen bytes; port 1-65535.
+	TransportAddr string
+
+	// BindAddr is the "ip:port" memberlist listens on for gossip, over both
+	// UDP and TCP. The IP must be a literal; an empty IP (":7946") means all
+	// interfaces. Port 0 picks a free port: read it from GossipAddr.
+	// Default DefaultBindAddr.
+	BindAddr string
+
+	// Seeds are gossip addresses ("host:port") of members to join through,
+	// usually other nodes' GossipAddr. Empty starts a new cluster. Join
+	// fails unless at least one seed answers. Default none.
+	Seeds []string
+
+	// Tune, if set, adjusts memberlist's configuration: it is called after
+	// ml.DefaultLANConfig() and BindAddr have been applied, so it may change
+	// timings (ProbeInterval, SuspicionMult, ...), encryption keys, labels
+	// or the advertised address. Join then sets Name, Delegate, Events,
+	// Logger and LogOutput itself; changes Tune makes to those are
+	// overwritten. Default nil.
+	Tune func(*ml.Config)
+
+	// Logger receives memberlist's log lines and this package's warnings
+	// (for example about members with malformed metadata). Default: they
+	// are discarded.
+	Logger *log.Logger
+}
+
+// DefaultConfig returns a Config with every optional field set to its
+// default. Set NodeID and TransportAddr before calling Join.
+func DefaultConfig() Config {
+	return Config{BindAddr: DefaultBindAddr}
+}
+
+// Validate reports whether Join could use c. Empty optional fields are valid
+// and mean their default. Errors wrap ErrInvalidConfig.
+func (c Config) Validate() error {
+	if c.NodeID == "" {
+		return fmt.Errorf("%w: NodeID is required", ErrInvalidConfig)
+	}
+	if err := checkTransportAddr(c.TransportAddr); err != nil {
+		return fmt.Errorf("%w: TransportAddr: %w", ErrInvalidConfig, err)
+	}
+	if c.BindAddr != "" {
+		if _, _, err := splitBindAddr(c.BindAddr); err != nil {
+			return fmt.Errorf("%w: BindAddr: %w", ErrInvalidConfig, err)
+		}
+	}
+	for i, seed := range c.Seeds {
+		if seed == "" {
+			return fmt.Errorf("%w: Seeds[%d] is empty", ErrInvalidConfig, i)
+		}
+	}
+	return nil
+}
+
+// withDefaults returns a copy of c with empty optional fields set.
+func (c Config) withDefaults() Config {
+	if c.BindAddr == "" {
+		c.BindAddr = DefaultBindAddr
+	}
+	c.Seeds = append([]string(nil), c.Seeds...)
+	return c
+}
+
+// splitBindAddr splits "ip:port" into memberlist's BindAddr and BindPort.
+func splitBindAddr(addr string) (ip string, port int, err error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %w", ErrInvalidAddr, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if net.ParseIP(host) == nil {
+		return "", 0, fmt.Errorf("%w: bind address %q: host must be an IP address", ErrInvalidAddr, addr)
+	}
+	p, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: bind address %q: port must be 0-65535", ErrInvalidAddr, addr)
+	}
+	return host, int(p), nil
+}

@@ -1,0 +1,42 @@
+// Package memberlist discovers the members of an internode cluster with
+// hashicorp/memberlist: SWIM-style gossip and failure detection, so that a
+// real cluster finds its nodes without a hand-written gossip protocol.
+//
+// Each node runs one Membership. It gossips on its own address (BindAddr,
+// UDP and TCP) and carries the node's internode transport address in its
+// memberlist metadata, so Members and Lookup return transport addresses,
+// ready for the transport to dial:
+//
+//	m, err := memberlist.Join(memberlist.Config{
+//		NodeID:        "n2",
+//		TransportAddr: "10.0.0.2:7000",   // where internode listens
+//		BindAddr:      "10.0.0.2:7946",   // where memberlist gossips
+//		Seeds:         []string{"10.0.0.1:7946"},
+//	})
+//	if err != nil { ... }
+//	defer m.Close()
+//	cfg.Membership = m // transport.Config
+//
+// The caller's duties:
+//
+//  1. Give every node a unique NodeID. A node that restarts under the same
+//     ID appears to the others as a Leave followed by a Join once the old
+//     incarnation has left or been declared dead.
+//  2. Pass the GossipAddr of one or more running nodes as Seeds; the first
+//     node starts with none. Join fails if no seed answers.
+//  3. Call Watch before Members, and apply events as "set" (Join, Update)
+//     and "delete" (Leave); see Watch for why duplicates can occur.
+//  4. On shutdown call Leave, so the others learn at once, then Close. A
+//     Close without Leave looks like a crash: the others report a Leave only
+//     after failure detection, a few seconds with memberlist's LAN defaults.
+//
+// Members whose metadata is missing or malformed (for example a process
+// that speaks memberlist but is not internode) are left out and logged.
+// Memberlist's defaults (DefaultLANConfig) suit a LAN; Config.Tune adjusts
+// timings, encryption and the rest.
+//
+// Memberlist calls its delegates synchronously and must not be blocked, so
+// events go through a queue to one goroutine that calls the watchers. The
+// queue is bounded by merging each member's pending changes (at most two
+// events per member), never by dropping one; see Membership.Watch.
+package memberlist

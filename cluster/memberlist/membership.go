@@ -1,0 +1,316 @@
+package memberlist
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ml "github.com/hashicorp/memberlist"
+
+	"github.com/internode/internode/cluster"
+)
+
+// Membership is a cluster.Membership kept up to date by memberlist's gossip
+// and failure detection. Create it with Join; end it with Leave (optional,
+// graceful) and Close.
+//
+// Members and Lookup reflect memberlist's current view of live members with
+// valid metadata, the local node included. Watchers are called from one
+// goroutine owned by the Membership, never from memberlist's own goroutines,
+// so a slow watcher delays other watchers but never gossip or failure
+// detection. Events wait in a queue bounded by coalescing: at most two per
+// member (see Watch).
+//
+// Membership is safe for concurrent use.
+type Membership struct {
+	list       *ml.Memberlist
+	logger     *log.Logger
+	gossipAddr string                 // set once in Join
+	meta       atomic.Pointer[[]byte] // this node's metadata, read by memberlist
+
+	mu       sync.Mutex // guards members, queue, watchers and closed
+	members  map[cluster.NodeID]cluster.Member
+	queue    eventQueue
+	watchers map[*watcher]struct{}
+	closed   bool // memberlist's late callbacks are ignored
+
+	wake         chan struct{} // one slot: "the queue has events"
+	closing      chan struct{} // closed by Close: the dispatcher must exit
+	dispatchDone chan struct{} // closed when the dispatcher has exited
+
+	lifecycleMu sync.Mutex // serialises Leave, SetTransportAddr and Close
+	shutdown    bool       // memberlist has been shut down; guarded by lifecycleMu
+	left        bool       // Leave has been called; guarded by lifecycleMu
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+var _ cluster.Membership = (*Membership)(nil)
+
+// watcher is one Watch registration.
+type watcher struct {
+	fn   func(cluster.Event)
+	from uint64 // the first event seq it receives
+
+	// running is a one-slot semaphore held while fn runs, so that stop can
+	// wait for it; a channel rather than a mutex so that testing/synctest
+	// sees who waits. It guards stopped.
+	running chan struct{}
+	stopped bool
+}
+
+// Join starts memberlist on cfg.BindAddr, advertising cfg.TransportAddr in
+// this node's metadata, and joins the cluster through cfg.Seeds, if any.
+// It returns once this node is known to at least one seed (or at once,
+// without seeds). On error nothing is left running.
+//
+// Errors wrap ErrInvalidConfig for a bad cfg; otherwise they come from
+// memberlist (a port in use, no seed reachable).
+func Join(cfg Config) (*Membership, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	bindIP, bindPort, _ := splitBindAddr(cfg.BindAddr) // validated above
+
+	logger := cfg.Logger
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	m := newMembership(logger, cfg.TransportAddr)
+
+	conf := ml.DefaultLANConfig()
+	conf.BindAddr = bindIP
+	conf.BindPort = bindPort // 0: memberlist picks a port and advertises it
+	conf.AdvertiseAddr = ""  // derived from the bound address
+	conf.AdvertisePort = bindPort
+	if cfg.Tune != nil {
+		cfg.Tune(conf)
+	}
+	conf.Name = string(cfg.NodeID)
+	conf.Delegate = (*delegate)(m)
+	conf.Events = (*delegate)(m)
+	conf.Logger = m.logger
+	conf.LogOutput = nil // memberlist refuses both Logger and LogOutput
+
+	go m.dispatch()
+	list, err := ml.Create(conf) // calls NotifyJoin for this node before returning
+	if err != nil {
+		close(m.closing)
+		<-m.dispatchDone
+		return nil, fmt.Errorf("memberlist: start on %s: %w", cfg.BindAddr, err)
+	}
+	m.list = list
+	m.gossipAddr = list.LocalNode().Address()
+
+	if len(cfg.Seeds) > 0 {
+		if _, err := list.Join(cfg.Seeds); err != nil {
+			_ = m.Close()
+			return nil, fmt.Errorf("memberlist: join through %v: %w", cfg.Seeds, err)
+		}
+	}
+	return m, nil
+}
+
+// newMembership returns a Membership without memberlist or dispatcher.
+func newMembership(logger *log.Logger, transportAddr string) *Membership {
+	m := &Membership{
+		logger:       logger,
+		members:      make(map[cluster.NodeID]cluster.Member),
+		watchers:     make(map[*watcher]struct{}),
+		wake:         make(chan struct{}, 1),
+		closing:      make(chan struct{}),
+		dispatchDone: make(chan struct{}),
+	}
+	meta := encodeMeta(transportAddr)
+	m.meta.Store(&meta)
+	return m
+}
+
+// Members implements cluster.Membership: the live members with valid
+// metadata, the local node included (until it leaves), sorted by ID.
+func (m *Membership) Members() []cluster.Member {
+	m.mu.Lock()
+	out := make([]cluster.Member, 0, len(m.members))
+	for _, member := range m.members {
+		out = append(out, member)
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Lookup implements cluster.Membership.
+func (m *Membership) Lookup(id cluster.NodeID) (cluster.Member, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	member, ok := m.members[id]
+	return member, ok
+}
+
+// Watch implements cluster.Membership. fn receives the changes made after
+// Watch was called, from a goroutine owned by m, one call at a time, each
+// member's changes in order. While fn or another watcher is slow, later
+// changes to the same member are merged (Join+Update is a Join with the new
+// address, Update+Leave is a Leave, a Leave followed by a Join stays two
+// events), so fn sees each member's latest state rather than every step.
+// fn should therefore treat Join and Update as "set" and Leave as "delete":
+// it may get a Join for a member it already knows, or a Leave for one it has
+// not seen. Call Watch before Members to miss nothing.
+//
+// fn must not block for long and must not call stop, Leave or Close. stop
+// waits for a running fn to return, after which fn is not called again; it
+// is safe to call more than once. After Close, fn is never called.
+func (m *Membership) Watch(fn func(cluster.Event)) (stop func()) {
+	if fn == nil {
+		panic("memberlist: Watch with nil fn")
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return func() {}
+	}
+	w := &watcher{fn: fn, from: m.queue.nextSeq, running: make(chan struct{}, 1)}
+	m.watchers[w] = struct{}{}
+	m.mu.Unlock()
+
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			delete(m.watchers, w)
+			m.mu.Unlock()
+			w.running <- struct{}{} // waits for a running fn
+			w.stopped = true
+			<-w.running
+		})
+	}
+}
+
+// GossipAddr returns the "ip:port" memberlist gossips on, as advertised to
+// other members: what they pass in Config.Seeds to join through this node.
+func (m *Membership) GossipAddr() string { return m.gossipAddr }
+
+// SetTransportAddr changes the transport address gossiped for this node.
+// Every member, this one included, sees an Update. It waits up to timeout
+// (no limit if timeout <= 0) for the change to be gossiped to another
+// member, if there is one; on timeout it returns ErrBroadcastTimeout and
+// the change still spreads.
+//
+// It returns an error wrapping ErrInvalidAddr for a bad addr, ErrLeft after
+// Leave, and an error satisfying errors.Is(err, net.ErrClosed) after Close.
+func (m *Membership) SetTransportAddr(addr string, timeout time.Duration) error {
+	if err := checkTransportAddr(addr); err != nil {
+		return err
+	}
+	m.lifecycleMu.Lock()
+	defer m.lifecycleMu.Unlock()
+	switch {
+	case m.shutdown:
+		return fmt.Errorf("memberlist: set transport address: %w", net.ErrClosed)
+	case m.left:
+		return ErrLeft
+	}
+	meta := encodeMeta(addr)
+	m.meta.Store(&meta)
+	if err := m.list.UpdateNode(timeout); err != nil {
+		return ErrBroadcastTimeout // UpdateNode's only failure
+	}
+	return nil
+}
+
+// Leave tells the cluster that this node is leaving, so that the other
+// members report a Leave promptly instead of waiting for failure detection.
+// Locally, this node's own Leave event follows. It waits up to timeout (no
+// limit if timeout <= 0) for the message to be gossiped to another member,
+// if there is one; on timeout it returns ErrBroadcastTimeout and the other
+// members will detect the departure by probing. Gossip continues until
+// Close, which should follow soon. Calling Leave again does nothing.
+//
+// After Close it returns an error satisfying errors.Is(err, net.ErrClosed).
+func (m *Membership) Leave(timeout time.Duration) error {
+	m.lifecycleMu.Lock()
+	defer m.lifecycleMu.Unlock()
+	if m.shutdown {
+		return fmt.Errorf("memberlist: leave: %w", net.ErrClosed)
+	}
+	m.left = true
+	if err := m.list.Leave(timeout); err != nil {
+		return ErrBroadcastTimeout // memberlist's Leave fails only on timeout
+	}
+	return nil
+}
+
+// Close stops gossiping without leaving: the other members notice through
+// failure detection, as if this node had crashed. Call Leave first for a
+// graceful exit. Close waits for a running Leave or SetTransportAddr, for a
+// running watcher to return, and for the goroutines it owns to exit; events
+// not yet delivered are dropped. Afterwards Members and Lookup keep
+// returning the last view and watchers are never called. It is safe to call
+// more than once; later calls wait for the first and return its result.
+func (m *Membership) Close() error {
+	m.closeOnce.Do(func() {
+		m.lifecycleMu.Lock()
+		m.shutdown = true // memberlist panics on Leave after Shutdown
+		m.lifecycleMu.Unlock()
+		m.closeErr = m.list.Shutdown()
+		// memberlist may still call back after Shutdown (a suspicion timer
+		// firing, a packet being handled); freeze the view.
+		m.mu.Lock()
+		m.closed = true
+		m.mu.Unlock()
+		close(m.closing)
+		<-m.dispatchDone
+	})
+	return m.closeErr
+}
+
+// dispatch delivers queued events to watchers until Close.
+func (m *Membership) dispatch() {
+	defer close(m.dispatchDone)
+	var targets []*watcher
+	for {
+		select {
+		case <-m.closing:
+			return
+		case <-m.wake:
+		}
+		for {
+			select {
+			case <-m.closing:
+				return
+			default:
+			}
+			m.mu.Lock()
+			ev, ok := m.queue.pop()
+			if !ok {
+				m.mu.Unlock()
+				break
+			}
+			targets = targets[:0]
+			for w := range m.watchers {
+				if ev.seq >= w.from { // registered before the change
+					targets = append(targets, w)
+				}
+			}
+			m.mu.Unlock()
+			for _, w := range targets {
+				w.deliver(ev.Event)
+			}
+		}
+		clear(targets[:cap(targets)]) // drop references to stopped watchers
+	}
+}
+
+func (w *watcher) deliver(ev cluster.Event) {
+	w.running <- struct{}{}
+	defer func() { <-w.running }()
+	if !w.stopped {
+		w.fn(ev)
+	}
+}

@@ -186,3 +186,31 @@ func TestPeerLeftFailsQueuedAndWaiting(t *testing.T) {
 	err := c.nodes[0].Send(context.Background(), c.id(1), verbData, nil)
 	assert.ErrorIs(t, err, transport.ErrUnknownPeer)
 }
+
+// TestCloseWithWriterBlockedInWrite: the peer stops reading, the sender's
+// writer blocks in a write with the socket buffers full; Close still
+// returns, failing what was queued.
+func TestCloseWithWriterBlockedInWrite(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Inbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}
+		cfg.MaxMessageSize = 64 << 10
+	})
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, g.wait(ctx)
+	}))
+	payload := make([]byte, 32<<10)
+	for {
+		if err := c.nodes[0].Send(context.Background(), c.id(1), verbData, payload); err != nil {
+			require.ErrorIs(t, err, transport.ErrOverloaded)
+			break
+		}
+	}
+	// The queue is full: the writer is blocked in a write to a peer that
+	// does not read.
+	require.NoError(t, c.nodes[0].Close())
+	st := c.nodes[0].Stats().Total()
+	assert.NotZero(t, st.Dropped[transport.ReasonClosed]+st.Dropped[transport.ReasonConnectionReset], "queued messages failed")
+	assert.Zero(t, c.nodes[0].Stats().OutboundBytes)
+}

@@ -35,8 +35,10 @@ type outConn struct {
 	stop     chan struct{} // closed to make the writer exit
 	done     chan struct{} // closed when the writer has exited
 	counters connCounters
-	// connected mirrors conn != nil for Stats.
-	connected atomic.Bool
+	// live mirrors conn for other goroutines: Stats reads whether it is
+	// set, and peer.stop closes it so that a writer blocked in a write to
+	// a peer that stopped reading is released.
+	live atomic.Pointer[liveConn]
 
 	// strategyMu guards strategy: the writer calls it, Stats reads it and
 	// SetCoalescing replaces it.
@@ -365,7 +367,12 @@ func (c *outConn) connect() bool {
 	conn, err := c.dial()
 	if err == nil {
 		c.conn = conn
-		c.connected.Store(true)
+		c.live.Store(conn)
+		select {
+		case <-c.stop: // stopped while dialling: peer.stop missed this one
+			conn.Close()
+		default:
+		}
 		c.backoff.Reset()
 		c.counters.connects.Add(1)
 		c.t.wg.Add(1)
@@ -457,7 +464,7 @@ func (c *outConn) closeConn(why string) {
 	c.conn.dead.Store(true)
 	c.conn.Close()
 	c.conn = nil
-	c.connected.Store(false)
+	c.live.Store(nil)
 	c.large.reset(c)
 }
 

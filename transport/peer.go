@@ -68,6 +68,9 @@ func (p *peer) stop(err error) {
 			default:
 				close(c.stop)
 			}
+			if conn := c.live.Load(); conn != nil {
+				conn.Close() // a writer blocked in a write returns
+			}
 		}
 	}
 	p.mu.Unlock()

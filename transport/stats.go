@@ -152,7 +152,7 @@ func (t *Transport) Stats() Stats {
 				cs.BytesSent = c.counters.sentBytes.Load()
 				cs.Writes = c.counters.writes.Load()
 				cs.Connects = c.counters.connects.Load()
-				cs.Connected = c.connected.Load()
+				cs.Connected = c.live.Load() != nil
 				cs.ConnectFailures = c.counters.connectFailures.Load()
 				for r := range NumReasons {
 					cs.Dropped[r] = c.counters.dropped[r].Load()

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"time"
 
+	"github.com/xtaci/smux"
+
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/routing"
@@ -80,6 +82,11 @@ type Config struct {
 	// messages are pending. Defaults 50 ms and 5 s.
 	ReconnectMinBackoff time.Duration
 	ReconnectMaxBackoff time.Duration
+
+	// Streams bounds OpenStream's byte streams.
+	Streams StreamConfig
+	// Files configures SendFile.
+	Files FileConfig
 
 	// OnDropped, if set, is called for every message this node accepted for
 	// sending (Send or Request returned nil, or a response) and then
@@ -158,6 +165,8 @@ func DefaultConfig() Config {
 		MaxMessageSize:      DefaultMaxMessageSize,
 		Outbound:            DefaultLimits(),
 		Inbound:             DefaultLimits(),
+		Streams:             DefaultStreamConfig(),
+		Files:               DefaultFileConfig(),
 		RequestTimeout:      DefaultRequestTimeout,
 		DialTimeout:         DefaultDialTimeout,
 		HandshakeTimeout:    DefaultHandshakeTimeout,
@@ -172,6 +181,8 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	setDefault(&c.LargeThreshold, d.LargeThreshold)
 	setDefault(&c.MaxMessageSize, d.MaxMessageSize)
+	c.Streams.setDefaults()
+	c.Files.setDefaults()
 	c.Outbound.setDefaults()
 	c.Inbound.setDefaults()
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
@@ -225,6 +236,10 @@ func (c Config) Validate() error {
 	check(c.LargeThreshold >= 1<<10 && c.LargeThreshold <= 1<<20, "LargeThreshold %d outside [1 KiB, 1 MiB]", c.LargeThreshold)
 	check(c.MaxMessageSize >= 1<<10 && c.MaxMessageSize <= 1<<30, "MaxMessageSize %d outside [1 KiB, 1 GiB]", c.MaxMessageSize)
 	errs = append(errs, c.Outbound.validate("outbound", c.MaxMessageSize), c.Inbound.validate("inbound", c.MaxMessageSize))
+	check(c.Streams.MaxPerPeer > 0 && c.Streams.StreamBuffer > 0 && c.Streams.SessionBuffer >= c.Streams.StreamBuffer,
+		"Streams: MaxPerPeer and StreamBuffer must be positive and SessionBuffer at least StreamBuffer")
+	check(smux.VerifyConfig(c.Streams.smux()) == nil, "Streams: %v", smux.VerifyConfig(c.Streams.smux()))
+	check(c.Files.RateLimit >= 0 && c.Files.MaxConcurrent > 0, "Files: RateLimit must not be negative, MaxConcurrent must be positive")
 	check(c.InboundOverload <= OverloadReject, "unknown InboundOverload %d", c.InboundOverload)
 	check(c.RequestTimeout > 0, "RequestTimeout must be positive")
 	check(c.DialTimeout > 0, "DialTimeout must be positive")

@@ -68,7 +68,11 @@ type largeIn struct {
 	payload []byte // nil while discarding an expired or rejected message
 	got     int
 	grant   limit.Grant
-	dropped Reason // why it is being discarded, when payload is nil
+	dropped Reason // why it is being discarded, when payload and pipe are nil
+	// streamed is set when a ReaderHandler takes the message as it
+	// arrives: parts go to pipe (nil once the handler stopped reading).
+	streamed bool
+	pipe     *io.PipeWriter
 }
 
 // dispatchQueue is how many decoded frames may wait for the dispatcher
@@ -125,6 +129,14 @@ func (t *Transport) serveConn(conn net.Conn) {
 	from := cluster.NodeID(hello.Node)
 	p, err := t.peerFor(from, false)
 	if err != nil {
+		return
+	}
+	switch hello.Lane {
+	case laneStreams:
+		t.serveStreams(conn, p)
+		return
+	case laneFile:
+		t.serveFile(conn, p)
 		return
 	}
 	ic := &inConn{
@@ -184,7 +196,7 @@ func (t *Transport) acceptHandshake(conn net.Conn) (wire.Hello, error) {
 	case hello.Cluster != t.cfg.ClusterName:
 		reply.Reason = wire.WrongCluster
 		reply.Message = fmt.Sprintf("this node is in cluster %q, not %q", t.cfg.ClusterName, hello.Cluster)
-	case !routing.Lane(hello.Lane).Valid():
+	case hello.Lane >= numKinds:
 		reply.Reason = wire.BadLane
 		reply.Message = fmt.Sprintf("no lane %d", hello.Lane)
 	case hello.Node == "":
@@ -206,6 +218,12 @@ func (t *Transport) acceptHandshake(conn net.Conn) (wire.Hello, error) {
 func (ic *inConn) read() error {
 	defer func() {
 		for _, m := range ic.streams { // partial large messages die with the connection
+			if m.streamed { // its handler has it, and the grant
+				if m.pipe != nil {
+					m.pipe.CloseWithError(ErrConnectionReset)
+				}
+				continue
+			}
 			ic.tiers.Release(m.grant)
 			ic.counters.dropped[ReasonConnectionReset].Add(1)
 		}
@@ -427,7 +445,13 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	case h.Expired(time.Now().UnixNano()):
 		m.dropped = ReasonExpired
 	default:
-		grant, err := ic.acquire(int64(n) + int64(h.PayloadLength))
+		rh, streaming := (*ic.t.handlers.Load())[Verb(h.Verb)].(readerAdapter)
+		// A streamed message holds one frame at a time, not its size.
+		need := int64(n) + int64(h.PayloadLength)
+		if streaming {
+			need = min(need, int64(ic.t.maxFrame))
+		}
+		grant, err := ic.acquire(need)
 		if err != nil {
 			return err
 		}
@@ -437,6 +461,13 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 			break
 		}
 		m.grant = *grant
+		if streaming {
+			m.streamed = true
+			ic.streams[fh.Stream] = m
+			m.pipe = ic.streamLarge(rh.h, m, fh.Stream)
+			m.feed(first)
+			return ic.largeProgress(fh.Stream, m)
+		}
 		m.payload = make([]byte, h.PayloadLength)
 	}
 	if m.payload != nil {
@@ -454,11 +485,12 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 	if m.got+int(fh.Length) > int(m.header.PayloadLength) {
 		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
 	}
-	if m.payload == nil { // expired on arrival: verify and discard
+	if m.payload == nil { // streamed, or discarded (expired, rejected): verify first
 		buf, err := ic.readPayload(fh)
 		if err != nil {
 			return err
 		}
+		m.feed(buf.B)
 		bytebufferpool.Put(buf)
 	} else if err := ic.readVerified(fh, m.payload[m.got:m.got+int(fh.Length)]); err != nil {
 		return err
@@ -473,6 +505,12 @@ func (ic *inConn) largeProgress(stream uint32, m *largeIn) error {
 		return nil
 	}
 	delete(ic.streams, stream)
+	if m.streamed {
+		if m.pipe != nil {
+			m.pipe.Close() // the handler reads io.EOF
+		}
+		return nil
+	}
 	if m.payload == nil {
 		if m.dropped == ReasonExpired { // a rejected one was counted when rejected
 			ic.counters.dropped[ReasonExpired].Add(1)

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -393,56 +392,11 @@ func (c *outConn) connect() bool {
 }
 
 func (c *outConn) dial() (*liveConn, error) {
-	member, ok := c.t.cfg.Membership.Lookup(c.peer.id)
-	if !ok {
-		return nil, ErrUnknownPeer
-	}
-	ctx, cancel := context.WithTimeout(c.t.ctx, c.t.cfg.DialTimeout)
-	defer cancel()
-	d := net.Dialer{}
-	nc, err := d.DialContext(ctx, "tcp", member.Addr)
+	nc, err := c.t.dial(c.t.ctx, c.peer.id, uint8(c.lane))
 	if err != nil {
-		return nil, err
-	}
-	if tcp, ok := nc.(*net.TCPConn); ok {
-		if err := tcp.SetNoDelay(true); err != nil {
-			nc.Close()
-			return nil, err
-		}
-	}
-	if err := c.handshake(nc); err != nil {
-		nc.Close()
 		return nil, err
 	}
 	return &liveConn{Conn: nc}, nil
-}
-
-func (c *outConn) handshake(nc net.Conn) error {
-	if err := nc.SetDeadline(time.Now().Add(c.t.cfg.HandshakeTimeout)); err != nil {
-		return err
-	}
-	hello := wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion, Lane: uint8(c.lane),
-		Cluster: c.t.cfg.ClusterName, Node: string(c.t.cfg.NodeID)}
-	out, err := wire.AppendHello(make([]byte, 0, 64), &hello)
-	if err != nil {
-		return err
-	}
-	if _, err := nc.Write(out); err != nil {
-		return err
-	}
-	buf := make([]byte, wire.MaxHandshakeSize)
-	raw, err := wire.ReadHandshake(nc, buf)
-	if err != nil {
-		return fmt.Errorf("reading handshake reply: %w", err)
-	}
-	reply, err := wire.DecodeReply(raw)
-	if err != nil {
-		return fmt.Errorf("decoding handshake reply: %w", err)
-	}
-	if reply.Reason != wire.Accepted {
-		return &HandshakeError{Reason: reply.Reason, Message: reply.Message}
-	}
-	return nc.SetDeadline(time.Time{})
 }
 
 // watch reads the write-only connection: the peer never sends on it, so any

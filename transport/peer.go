@@ -20,6 +20,7 @@ type peer struct {
 	inbound [routing.NumLanes]inCounters
 
 	outReserve, inReserve *limit.Limit // shared by the peer's lanes
+	streams               streamState
 }
 
 func newPeer(t *Transport, id cluster.NodeID) *peer {
@@ -74,9 +75,17 @@ func (p *peer) stop(err error) {
 		}
 	}
 	p.mu.Unlock()
+	p.closeStreams()
 	for _, c := range conns {
 		<-c.done
 	}
+}
+
+// stopErrIfStopped returns why the peer stopped, or nil while it runs.
+func (p *peer) stopErrIfStopped() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopped
 }
 
 func (p *peer) stopErr() error {

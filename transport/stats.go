@@ -79,6 +79,9 @@ type Stats struct {
 	// own capacity plus the node reserve in use. It never exceeds the
 	// sum of the inbound limits.
 	InboundHeld int64
+	// File transfers completed and verified, and their bytes.
+	FilesSent, FilesReceived         uint64
+	FileBytesSent, FileBytesReceived uint64
 }
 
 // Total sums every connection's counters (Peer and Coalescing are left zero).
@@ -126,6 +129,8 @@ func (t *Transport) Stats() Stats {
 	t.peersMu.RUnlock()
 	sort.Slice(peers, func(i, j int) bool { return peers[i].id < peers[j].id })
 	s := Stats{InboundRefused: t.refused.Load(), InboundMalformed: t.malformed.Load()}
+	s.FilesSent, s.FilesReceived = t.filesSent.Load(), t.filesReceived.Load()
+	s.FileBytesSent, s.FileBytesReceived = t.fileBytesSent.Load(), t.fileBytesReceived.Load()
 	s.OutboundBytes = t.outReserve.Using()
 	s.InboundBytes = t.inReserve.Using()
 	s.InboundHeld = s.InboundBytes

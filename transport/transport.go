@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/limit"
@@ -30,8 +32,10 @@ type Transport struct {
 	maxFrame int
 	ln       net.Listener
 
-	handlersMu sync.Mutex // serialises Handle; readers use handlers
-	handlers   atomic.Pointer[map[Verb]Handler]
+	handlersMu     sync.Mutex // serialises Handle; readers use handlers
+	handlers       atomic.Pointer[map[Verb]Handler]
+	streamHandlers atomic.Pointer[map[Verb]StreamHandler]
+	fileHandlers   atomic.Pointer[map[Verb]FileHandler]
 
 	peersMu sync.RWMutex
 	peers   map[cluster.NodeID]*peer
@@ -53,6 +57,12 @@ type Transport struct {
 	// Node-wide reserves, and the limits in force (SetLimits changes them).
 	outReserve, inReserve *limit.Limit
 	limitsOut, limitsIn   atomic.Pointer[Limits]
+
+	// File transfers.
+	fileLimiter                      *rate.Limiter // nil when unlimited
+	filesReceiving                   atomic.Int32
+	filesSent, filesReceived         atomic.Uint64
+	fileBytesSent, fileBytesReceived atomic.Uint64
 
 	refused   atomic.Uint64 // inbound handshakes refused
 	malformed atomic.Uint64 // inbound connections closed on bad input
@@ -95,7 +105,10 @@ func New(cfg Config) (*Transport, error) {
 		closed:   make(chan struct{}),
 		drained:  make(chan struct{}, 1),
 	}
+	t.fileLimiter = newFileLimiter(cfg.Files)
 	t.handlers.Store(&map[Verb]Handler{})
+	t.streamHandlers.Store(&map[Verb]StreamHandler{})
+	t.fileHandlers.Store(&map[Verb]FileHandler{})
 	t.publishPeers()
 	t.coalescing.Store(&cfg.Coalescing)
 	t.limitsOut.Store(&cfg.Outbound)

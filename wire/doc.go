@@ -32,6 +32,11 @@
 //	    | ---------- frame ------------->  |
 //	    ...
 //
+// The handshake's lane byte says what the connection carries: 0 urgent,
+// 1 small and 2 large message lanes (frames, as below); 3 a stream
+// session, after which both sides speak smux protocol v2; 4 one file
+// transfer (see File transfer).
+//
 // # Handshake
 //
 // Both handshake messages start with the magic and a body length, and end
@@ -52,7 +57,8 @@
 //	magic         0x494E4F44, "INOD" in ASCII
 //	min_ver       lowest protocol version offered, at least 1
 //	max_ver       highest protocol version offered, at least min_ver
-//	lane          the lane this connection carries (see package routing)
+//	lane          what this connection carries: 0-2 a lane of package
+//	              routing, 3 stream session, 4 file transfer
 //	capabilities  bit set of optional features offered
 //	cluster       cluster name, 0..255 bytes
 //	node          sender's node ID, 0..255 bytes
@@ -185,6 +191,28 @@
 //	         2 FailureHandlerError, 3 FailureExpired, 4 FailureOverloaded,
 //	         5 FailureTooLarge
 //	message  human-readable detail, 0..1024 bytes (MaxFailureMessage)
+//
+// # File transfer
+//
+// A file-transfer connection (lane 4) carries one file. After the
+// handshake the initiator sends a FileHeader; the acceptor answers with a
+// FileResult (empty: ready; else the failure); then the initiator sends
+// the file's Length raw bytes, unframed, so that the kernel can move them
+// with sendfile and splice; the acceptor ends with a second FileResult,
+// empty when it received and verified every byte against the checksum.
+//
+//	+----------------+-------------------+-----------------+------------------+
+//	| header_len (2) | verb (uvarint)    | id (uvarint)    | created_at (8)   | ...
+//	+----------------+-------------------+-----------------+------------------+
+//	     +---------------+------------------+--------------+
+//	 ... | ttl (uvarint) | length (uvarint) | checksum (4) |
+//	     +---------------+------------------+--------------+
+//
+//	checksum  CRC32C of the Length bytes that follow
+//
+// A FileResult is result_len (2) followed by that many bytes of Failure
+// payload; a zero result_len means success. Both are bounded
+// (MaxFileHeaderSize, MaxFailureMessage) before anything is allocated.
 //
 // # Versioning
 //

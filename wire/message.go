@@ -27,6 +27,19 @@ const (
 // MaxParamsSize is the largest parameter block, in bytes.
 const MaxParamsSize = 4 << 10
 
+// expiry returns created+ttl, saturating rather than wrapping into the past,
+// and never 0 (which means "never").
+func expiry(created int64, ttl uint64) int64 {
+	e := created + int64(ttl)
+	if created > math.MaxInt64-int64(ttl) {
+		e = math.MaxInt64
+	}
+	if e == 0 {
+		e = 1
+	}
+	return e
+}
+
 // maxTTL is the longest time to live a header can carry, in nanoseconds
 // (about 146 years). AppendHeader writes a longer one as maxTTL and
 // DecodeHeader rejects a longer one. It is part of the wire format.
@@ -171,14 +184,7 @@ func DecodeHeader(b []byte, maxPayload uint32) (Header, int, error) {
 		if ttl > maxTTL {
 			return Header{}, 0, fmt.Errorf("%w: expiry %d ns out of range", ErrMalformed, ttl)
 		}
-		if h.CreatedAt > math.MaxInt64-int64(ttl) {
-			h.ExpiresAt = math.MaxInt64 // saturate rather than wrap into the past
-		} else {
-			h.ExpiresAt = h.CreatedAt + int64(ttl)
-		}
-		if h.ExpiresAt == 0 {
-			h.ExpiresAt = 1 // zero means never: keep an expiry at the epoch an expiry
-		}
+		h.ExpiresAt = expiry(h.CreatedAt, ttl)
 	}
 	if h.Flags&FlagParams != 0 {
 		var plen uint64

@@ -1,0 +1,76 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// Connection kinds beyond the message lanes, sent in the handshake's lane
+// byte. They are part of the wire format.
+const (
+	laneStreams = routing.NumLanes     // 3: a stream session (smux)
+	laneFile    = routing.NumLanes + 1 // 4: one file transfer
+	numKinds    = routing.NumLanes + 2
+)
+
+// dial connects to peer id and handshakes for a connection of the given
+// kind (a routing.Lane, laneStreams or laneFile).
+func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (net.Conn, error) {
+	member, ok := t.cfg.Membership.Lookup(id)
+	if !ok {
+		return nil, ErrUnknownPeer
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	nc, err := d.DialContext(ctx, "tcp", member.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if tcp, ok := nc.(*net.TCPConn); ok {
+		if err := tcp.SetNoDelay(true); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	if err := t.handshake(nc, kind); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+// handshake sends the Hello and reads the Reply, within HandshakeTimeout.
+func (t *Transport) handshake(nc net.Conn, kind uint8) error {
+	if err := nc.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+		return err
+	}
+	hello := wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion, Lane: kind,
+		Cluster: t.cfg.ClusterName, Node: string(t.cfg.NodeID)}
+	out, err := wire.AppendHello(make([]byte, 0, 64), &hello)
+	if err != nil {
+		return err
+	}
+	if _, err := nc.Write(out); err != nil {
+		return err
+	}
+	buf := make([]byte, wire.MaxHandshakeSize)
+	raw, err := wire.ReadHandshake(nc, buf)
+	if err != nil {
+		return fmt.Errorf("reading handshake reply: %w", err)
+	}
+	reply, err := wire.DecodeReply(raw)
+	if err != nil {
+		return fmt.Errorf("decoding handshake reply: %w", err)
+	}
+	if reply.Reason != wire.Accepted {
+		return &HandshakeError{Reason: reply.Reason, Message: reply.Message}
+	}
+	return nc.SetDeadline(time.Time{})
+}

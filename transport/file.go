@@ -1,0 +1,368 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/wire"
+)
+
+// FileConfig configures SendFile.
+type FileConfig struct {
+	// RateLimit caps the bytes per second all of this node's SendFile
+	// transfers send together, like Cassandra's stream throughput limit.
+	// Default 0: unlimited.
+	RateLimit int64
+	// MaxConcurrent is how many transfers this node receives at once;
+	// beyond it a transfer is refused with ErrOverloaded. Default 16.
+	MaxConcurrent int
+	// Chunk is the most bytes handed to the kernel in one sendfile call;
+	// cancellation and the rate limit act between chunks. Default 4 MiB.
+	Chunk int
+}
+
+// DefaultFileConfig returns the default file-transfer settings.
+func DefaultFileConfig() FileConfig { return FileConfig{MaxConcurrent: 16, Chunk: 4 << 20} }
+
+func (c *FileConfig) setDefaults() {
+	d := DefaultFileConfig()
+	setDefault(&c.MaxConcurrent, d.MaxConcurrent)
+	setDefault(&c.Chunk, d.Chunk)
+}
+
+// Errors of file transfers.
+var (
+	// ErrIncomplete: a transfer ended before all its bytes were moved.
+	ErrIncomplete = errors.New("transport: transfer incomplete")
+	// ErrCorrupt: the bytes received do not match the sender's checksum.
+	ErrCorrupt = errors.New("transport: checksum mismatch")
+)
+
+// FileHandler receives the file transfers of one verb.
+type FileHandler interface {
+	// ServeFile must consume the transfer, with ReceiveTo or Reader; its
+	// error, or an incomplete or corrupt transfer, fails the sender's
+	// SendFile. ctx ends when the transfer expires or the transport closes.
+	ServeFile(ctx context.Context, ft *FileTransfer) error
+}
+
+// FileHandlerFunc adapts a function to FileHandler.
+type FileHandlerFunc func(ctx context.Context, ft *FileTransfer) error
+
+// ServeFile calls f(ctx, ft).
+func (f FileHandlerFunc) ServeFile(ctx context.Context, ft *FileTransfer) error { return f(ctx, ft) }
+
+// FileTransfer is an incoming file, as a FileHandler sees it. It is valid
+// only until the handler returns, and not safe for concurrent use.
+type FileTransfer struct {
+	From   cluster.NodeID
+	Verb   Verb
+	ID     uint64
+	Length int64 // bytes the sender sends
+
+	conn     net.Conn
+	checksum uint32 // the sender's CRC32C of the bytes
+	received int64
+	verified bool
+}
+
+// HandleFile registers h for the file transfers peers send with verb. Safe
+// to call while serving; nil removes the handler.
+func (t *Transport) HandleFile(verb Verb, h FileHandler) {
+	t.handlersMu.Lock()
+	defer t.handlersMu.Unlock()
+	next := make(map[Verb]FileHandler)
+	for v, oh := range *t.fileHandlers.Load() {
+		next[v] = oh
+	}
+	if h == nil {
+		delete(next, verb)
+	} else {
+		next[verb] = h
+	}
+	t.fileHandlers.Store(&next)
+}
+
+// SendFile sends length bytes of f, from offset, to peer, where the
+// handler registered with HandleFile for verb receives them, and returns
+// the bytes sent once the receiver has verified them.
+//
+// Each transfer has a connection of its own, so the kernel moves the bytes
+// with sendfile(2) here and splice(2) there: they never enter user space.
+// Integrity is checked end to end with a CRC32C of the range, computed on
+// both sides from the page cache (a memory mapping; see fileChecksum):
+// one extra read of the range from memory on each side, no copy.
+// SendFile moves f's file offset; do not share f with concurrent readers.
+//
+// Errors: ErrUnknownVerb, ErrOverloaded (the peer receives too many
+// transfers), ErrHandler, ErrCorrupt and ErrIncomplete as a *RemoteError
+// when the receiver failed the transfer; ErrIncomplete when the connection
+// ended early; the context's error on cancellation; ErrUnknownPeer,
+// ErrClosed; each in an *OpError.
+func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, f *os.File, offset, length int64) (int64, error) {
+	fail := func(sent int64, err error) (int64, error) {
+		return sent, &OpError{Op: "send file", Peer: to, Lane: laneFile, Err: err}
+	}
+	if t.closing.Load() {
+		return fail(0, ErrClosed)
+	}
+	if offset < 0 || length < 0 {
+		return fail(0, fmt.Errorf("transport: bad file range [%d, +%d)", offset, length))
+	}
+	sum, err := fileChecksum(f, offset, length)
+	if err != nil {
+		return fail(0, err)
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return fail(0, err)
+	}
+	conn, err := t.dial(ctx, to, uint8(laneFile))
+	if err != nil {
+		return fail(0, err)
+	}
+	if !t.trackInbound(conn, true) {
+		conn.Close()
+		return fail(0, ErrClosed)
+	}
+	defer t.trackInbound(conn, false)
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	now := time.Now()
+	h := wire.FileHeader{Verb: uint32(verb), ID: t.nextID.Add(1), CreatedAt: now.UnixNano(), Length: uint64(length), Checksum: sum}
+	if d, ok := ctx.Deadline(); ok {
+		h.ExpiresAt = d.UnixNano()
+	}
+	if _, err := conn.Write(wire.AppendFileHeader(nil, &h)); err != nil {
+		return fail(0, ctxErrOr(ctx, err))
+	}
+	// The receiver answers the header first: ready (an empty result), or
+	// why not, before any byte of the file is sent.
+	if failure, err := wire.ReadFileResult(conn); err != nil {
+		return fail(0, ctxErrOr(ctx, fmt.Errorf("%w: no answer from the receiver: %w", ErrIncomplete, err)))
+	} else if failure != nil {
+		return fail(0, &RemoteError{Code: failure.Code, Message: failure.Message})
+	}
+	sent, sendErr := t.sendFileBytes(ctx, conn, f, length)
+	if sendErr != nil && ctx.Err() != nil {
+		return fail(sent, ctx.Err())
+	}
+	// Read the verdict even after a failed send: a receiver that gave up
+	// says why before it closes.
+	failure, err := wire.ReadFileResult(conn)
+	switch {
+	case failure != nil:
+		return fail(sent, &RemoteError{Code: failure.Code, Message: failure.Message})
+	case sendErr != nil:
+		return fail(sent, sendErr)
+	case err != nil:
+		return fail(sent, ctxErrOr(ctx, fmt.Errorf("%w: no result from the receiver: %w", ErrIncomplete, err)))
+	}
+	t.filesSent.Add(1)
+	t.fileBytesSent.Add(uint64(sent))
+	return sent, nil
+}
+
+// sendFileBytes moves length bytes from f's offset to conn in chunks, under
+// the node's rate limit. On a plain TCP connection each chunk is one
+// sendfile(2); otherwise (TLS) it is a buffered copy.
+func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64) (int64, error) {
+	var sent int64
+	for sent < length {
+		n := min(int64(t.cfg.Files.Chunk), length-sent)
+		if t.fileLimiter != nil {
+			if err := t.fileLimiter.WaitN(ctx, int(n)); err != nil {
+				return sent, err
+			}
+		}
+		var m int64
+		var err error
+		if tcp, ok := conn.(*net.TCPConn); ok {
+			m, err = tcp.ReadFrom(io.LimitReader(f, n))
+		} else {
+			m, err = io.CopyN(conn, f, n)
+		}
+		sent += m
+		if err != nil {
+			return sent, err
+		}
+		if m < n {
+			return sent, fmt.Errorf("%w: the file ended after %d of %d bytes", ErrIncomplete, sent, length)
+		}
+	}
+	return sent, nil
+}
+
+// serveFile receives one transfer on an accepted file connection.
+func (t *Transport) serveFile(conn net.Conn, p *peer) {
+	result := func(err error) {
+		var f *wire.Failure
+		if err != nil {
+			code := failureCode(err)
+			switch {
+			case errors.Is(err, ErrCorrupt), errors.Is(err, ErrIncomplete):
+				code = wire.FailureHandlerError
+			}
+			f = &wire.Failure{Code: code, Message: err.Error()}
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+		_, _ = conn.Write(wire.AppendFileResult(nil, f))
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	h, err := wire.ReadFileHeader(conn, make([]byte, wire.MaxFileHeaderSize))
+	if err != nil {
+		t.malformed.Add(1)
+		t.log.Warn("internode: closing file connection on bad input", "remote", conn.RemoteAddr(), "peer", p.id, "err", err)
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if int(t.filesReceiving.Add(1)) > t.cfg.Files.MaxConcurrent {
+		t.filesReceiving.Add(-1)
+		result(fmt.Errorf("%w: %d transfers already", ErrOverloaded, t.cfg.Files.MaxConcurrent))
+		return
+	}
+	defer t.filesReceiving.Add(-1)
+	handler := (*t.fileHandlers.Load())[Verb(h.Verb)]
+	switch {
+	case handler == nil:
+		result(fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
+		return
+	case h.ExpiresAt != 0 && time.Now().UnixNano() >= h.ExpiresAt:
+		result(ErrExpired)
+		return
+	case h.Length > 1<<62:
+		result(fmt.Errorf("%w: %d bytes", ErrTooLarge, h.Length))
+		return
+	}
+	result(nil) // ready: send the bytes
+	ctx := t.ctx
+	if h.ExpiresAt != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, h.ExpiresAt))
+		defer cancel()
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	ft := &FileTransfer{From: p.id, Verb: Verb(h.Verb), ID: h.ID, Length: int64(h.Length), conn: conn, checksum: h.Checksum}
+	err = t.serveFileHandler(ctx, handler, ft)
+	if err == nil && !ft.verified {
+		err = fmt.Errorf("%w: the handler took %d of %d bytes", ErrIncomplete, ft.received, ft.Length)
+	}
+	if err == nil {
+		t.filesReceived.Add(1)
+		t.fileBytesReceived.Add(uint64(ft.received))
+	}
+	result(err)
+	if err != nil {
+		// Let the sender read the verdict rather than a reset: stop
+		// sending, and discard what is still in flight for a moment.
+		if tcp, ok := conn.(*net.TCPConn); ok {
+			_ = tcp.CloseWrite()
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(conn, 64<<20))
+	}
+}
+
+func (t *Transport) serveFileHandler(ctx context.Context, h FileHandler, ft *FileTransfer) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.log.Error("internode: file handler panicked", "peer", ft.From, "verb", ft.Verb, "panic", r)
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h.ServeFile(ctx, ft)
+}
+
+// ReceiveTo writes the transfer's bytes into f at its current offset and
+// verifies them. On a plain TCP connection the kernel splices them from
+// the socket into the file without a copy through user space. It returns
+// the bytes written; fewer than Length is an error (ErrIncomplete), and so
+// is a checksum mismatch (ErrCorrupt). f must be open for reading too, so
+// that the checksum can be read back from the page cache.
+func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
+	start, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	want := ft.Length - ft.received
+	var n int64
+	if tcp, ok := ft.conn.(*net.TCPConn); ok {
+		n, err = f.ReadFrom(io.LimitReader(tcp, want))
+	} else {
+		n, err = io.CopyN(f, ft.conn, want)
+	}
+	ft.received += n
+	if err == nil && n < want {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return n, fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, ft.received, ft.Length, err)
+	}
+	if ft.received != ft.Length || start < 0 {
+		return n, fmt.Errorf("%w: received in parts; use one ReceiveTo or Reader", ErrIncomplete)
+	}
+	sum, err := fileChecksum(f, start, n)
+	if err != nil {
+		return n, err
+	}
+	if sum != ft.checksum {
+		return n, fmt.Errorf("%w: CRC32C %08x, sender's %08x", ErrCorrupt, sum, ft.checksum)
+	}
+	ft.verified = true
+	return n, nil
+}
+
+// Reader returns the transfer's bytes as a reader, for a handler that does
+// not write them to a file. It computes the checksum as it goes and
+// returns ErrCorrupt instead of the final io.EOF when they do not match.
+func (ft *FileTransfer) Reader() io.Reader { return &transferReader{ft: ft} }
+
+type transferReader struct {
+	ft  *FileTransfer
+	crc uint32
+}
+
+func (r *transferReader) Read(b []byte) (int, error) {
+	ft := r.ft
+	left := ft.Length - ft.received
+	if left == 0 {
+		if !ft.verified {
+			if r.crc != ft.checksum {
+				return 0, fmt.Errorf("%w: CRC32C %08x, sender's %08x", ErrCorrupt, r.crc, ft.checksum)
+			}
+			ft.verified = true
+		}
+		return 0, io.EOF
+	}
+	if int64(len(b)) > left {
+		b = b[:left]
+	}
+	n, err := ft.conn.Read(b)
+	ft.received += int64(n)
+	r.crc = crc32.Update(r.crc, castagnoli, b[:n])
+	if errors.Is(err, io.EOF) && ft.received < ft.Length {
+		err = fmt.Errorf("%w: %d of %d bytes", ErrIncomplete, ft.received, ft.Length)
+	}
+	return n, err
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// newFileLimiter returns the node's file-transfer rate limiter, or nil.
+func newFileLimiter(c FileConfig) *rate.Limiter {
+	if c.RateLimit <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(c.RateLimit), max(c.Chunk, int(min(c.RateLimit, 1<<30))))
+}

@@ -1,0 +1,243 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/transport"
+)
+
+const verbBootstrap transport.Verb = 30
+
+// tempFile writes size bytes of test material to a new file.
+func tempFile(t testing.TB, size int) (*os.File, []byte) {
+	t.Helper()
+	data := make([]byte, size)
+	for off := 0; off < size; off += len(fill) {
+		copy(data[off:], fill)
+	}
+	if size > 8 {
+		copy(data, []byte("internode")) // not a multiple of fill at offset 0
+	}
+	path := filepath.Join(t.TempDir(), "src")
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return f, data
+}
+
+// receiveToFiles registers a handler on n that stores each transfer in a
+// new file and reports the file's path, or the handler's error.
+func receiveToFiles(t testing.TB, n *transport.Transport) chan string {
+	dir := t.TempDir()
+	got := make(chan string, 10)
+	n.HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		f, err := os.CreateTemp(dir, "dst")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if _, err := ft.ReceiveTo(f); err != nil {
+			got <- "error: " + err.Error()
+			return err
+		}
+		got <- f.Name()
+		return nil
+	}))
+	return got
+}
+
+func TestSendFileRoundTrip(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	got := receiveToFiles(t, c.nodes[1])
+	src, data := tempFile(t, 3<<20+123)
+	for _, r := range []struct{ off, n int64 }{{0, int64(len(data))}, {4097, 1 << 20}, {0, 0}, {int64(len(data)) - 5, 5}} {
+		n, err := c.nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.id(1), verbBootstrap, src, r.off, r.n)
+		require.NoError(t, err, "range %+v", r)
+		assert.Equal(t, r.n, n)
+		path := <-got
+		written, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(data[r.off:r.off+r.n], written), "range %+v arrives byte for byte", r)
+	}
+	st := c.nodes[1].Stats()
+	assert.Equal(t, uint64(4), st.FilesReceived)
+	assert.Equal(t, uint64(4), c.nodes[0].Stats().FilesSent)
+}
+
+func TestSendFileToReader(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	got := make(chan []byte, 1)
+	c.nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		b, err := io.ReadAll(ft.Reader())
+		got <- b
+		return err
+	}))
+	src, data := tempFile(t, 1<<20)
+	_, err := c.nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.id(1), verbBootstrap, src, 0, int64(len(data)))
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(data, <-got))
+}
+
+func TestSendFileErrors(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	src, data := tempFile(t, 1<<20)
+	ctx := ctxTimeout(t, 10*time.Second)
+
+	_, err := c.nodes[0].SendFile(ctx, c.id(1), verbBootstrap, src, 0, int64(len(data)))
+	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
+
+	c.nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		return errors.New("disk full")
+	}))
+	_, err = c.nodes[0].SendFile(ctx, c.id(1), verbBootstrap, src, 0, int64(len(data)))
+	assert.ErrorIs(t, err, transport.ErrHandler, "a handler that does not consume the transfer fails it")
+
+	_, err = c.nodes[0].SendFile(ctx, c.id(1), verbBootstrap, src, 0, int64(len(data))+1)
+	assert.Error(t, err, "a range past the end of the file")
+}
+
+// tamperProxy forwards to target, passing the client's bytes through fn.
+func tamperProxy(t testing.TB, target string, fn func(total int64, b []byte) ([]byte, bool)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			a, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				a.Close()
+				return
+			}
+			wg.Add(2)
+			go func() { // server → client untouched
+				defer wg.Done()
+				_, _ = io.Copy(a, b)
+				a.Close()
+			}()
+			go func() {
+				defer wg.Done()
+				defer b.Close()
+				buf := make([]byte, 32<<10)
+				var total int64
+				for {
+					n, err := a.Read(buf)
+					if n > 0 {
+						out, more := fn(total, buf[:n])
+						total += int64(n)
+						if _, werr := b.Write(out); werr != nil || !more {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestSendFileDetectsCorruptionAndTruncation(t *testing.T) {
+	const size = 2 << 20
+	tests := []struct {
+		name string
+		fn   func(total int64, b []byte) ([]byte, bool)
+	}{
+		{"one byte flipped", func(total int64, b []byte) ([]byte, bool) {
+			if total <= 1<<20 && 1<<20 < total+int64(len(b)) {
+				b[1<<20-total] ^= 0x40
+			}
+			return b, true
+		}},
+		{"cut short", func(total int64, b []byte) ([]byte, bool) {
+			if total+int64(len(b)) > size/2 {
+				return b[:size/2-total], false
+			}
+			return b, true
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			got := receiveToFiles(t, c.nodes[1])
+			// n1 reaches n2 through the tampering proxy.
+			c.members.Add(cluster.Member{ID: c.id(1), Addr: tamperProxy(t, c.nodes[1].Addr().String(), tt.fn)})
+			src, data := tempFile(t, size)
+			_, err := c.nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.id(1), verbBootstrap, src, 0, int64(len(data)))
+			require.Error(t, err, "the sender learns the transfer failed")
+			assert.Contains(t, <-got, "error: ", "the receiver's handler saw the failure")
+		})
+	}
+}
+
+func TestSendFileCancelled(t *testing.T) {
+	for _, side := range []string{"sender", "receiver"} {
+		t.Run(side, func(t *testing.T) {
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.Files.RateLimit = 4 << 20 // slow enough to cancel mid-way
+				cfg.Files.Chunk = 256 << 10
+			})
+			started := make(chan struct{})
+			receiverCtx, cancelReceiver := context.WithCancel(context.Background())
+			defer cancelReceiver()
+			result := make(chan error, 1)
+			c.nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+				close(started)
+				r := ft.Reader()
+				buf := make([]byte, 64<<10)
+				for {
+					if receiverCtx.Err() != nil {
+						result <- receiverCtx.Err()
+						return receiverCtx.Err()
+					}
+					if _, err := r.Read(buf); err != nil {
+						result <- err
+						return err
+					}
+				}
+			}))
+			src, data := tempFile(t, 16<<20)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			sent := make(chan error, 1)
+			go func() {
+				_, err := c.nodes[0].SendFile(ctx, c.id(1), verbBootstrap, src, 0, int64(len(data)))
+				sent <- err
+			}()
+			<-started
+			if side == "sender" {
+				cancel()
+			} else {
+				cancelReceiver()
+			}
+			err := <-sent
+			require.Error(t, err)
+			if side == "sender" {
+				assert.ErrorIs(t, err, context.Canceled)
+			}
+			assert.Error(t, <-result, "the receiver sees the transfer end early")
+		})
+	}
+}

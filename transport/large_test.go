@@ -1,0 +1,179 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/transport"
+)
+
+const (
+	verbLarge  transport.Verb = 40
+	verbStream transport.Verb = 41
+	verbSmall  transport.Verb = 42
+)
+
+// bigLimits lets messages of up to max bytes through.
+func bigLimits(max int) func(int, *transport.Config) {
+	return func(i int, cfg *transport.Config) {
+		cfg.MaxMessageSize = max
+		cfg.Outbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(max), Node: int64(2 * max)}
+		cfg.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(max), Node: int64(2 * max)}
+	}
+}
+
+func TestConcurrentLargeMessagesArriveIntact(t *testing.T) {
+	c := newCluster(t, 2, bigLimits(32<<20))
+	var mu sync.Mutex
+	sums := map[[32]byte]int{}
+	done := make(chan struct{}, 64)
+	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		mu.Lock()
+		sums[sha256.Sum256(m.Payload)]++
+		mu.Unlock()
+		done <- struct{}{}
+		return nil, nil
+	}))
+	sizes := []int{65<<10 + 1, 100 << 10, 1 << 20, 3<<20 + 7, 16 << 20, 300 << 10, 8 << 20, 70 << 10}
+	want := map[[32]byte]int{}
+	var wg sync.WaitGroup
+	for i, size := range sizes {
+		p := makePayload(0, uint64(i), size)
+		want[sha256.Sum256(p)]++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, p))
+		}()
+	}
+	wg.Wait()
+	for range sizes {
+		<-done
+	}
+	assert.Equal(t, want, sums)
+}
+
+func TestSmallLargeMessageOvertakesHugeOne(t *testing.T) {
+	c := newCluster(t, 2, bigLimits(64<<20))
+	order := make(chan int, 2)
+	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		order <- len(m.Payload)
+		return nil, nil
+	}))
+	huge, small := make([]byte, 64<<20), make([]byte, 1<<20)
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, huge))
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, small))
+	assert.Equal(t, len(small), <-order, "parts are interleaved: the 1 MiB message does not wait for the 64 MiB one")
+	assert.Equal(t, len(huge), <-order)
+}
+
+func TestLargeMessageDoesNotDelaySmallOnes(t *testing.T) {
+	c := newCluster(t, 2, bigLimits(64<<20))
+	smallDone := make(chan struct{})
+	var got sync.WaitGroup
+	got.Add(100)
+	c.nodes[1].Handle(verbSmall, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got.Done()
+		return nil, nil
+	}))
+	largeDone := make(chan error, 1)
+	c.nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+		// Hold the large message mid-transfer until every small message
+		// sent after it has arrived: if they queued behind it, this
+		// would never return.
+		if _, err := io.CopyN(io.Discard, body, 1); err != nil {
+			largeDone <- err
+			return nil, err
+		}
+		select {
+		case <-smallDone:
+		case <-ctx.Done():
+		}
+		_, err := io.Copy(io.Discard, body)
+		largeDone <- err
+		return nil, err
+	}))
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbStream, make([]byte, 48<<20)))
+	for i := range 100 {
+		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbSmall, []byte{byte(i)}))
+	}
+	got.Wait()
+	close(smallDone)
+	require.NoError(t, <-largeDone)
+}
+
+// TestStreamingHandlerHeapStaysSmall: a 256 MiB message read through a
+// ReaderHandler never has much of itself in the receiver's memory.
+func TestStreamingHandlerHeapStaysSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 256 MiB")
+	}
+	const size = 256 << 20
+	c := newCluster(t, 2, bigLimits(size))
+	payload := makePayload(0, 7, size)
+	wantSum := sha256.Sum256(payload)
+
+	var base runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&base)
+	var peak uint64
+	result := make(chan [32]byte, 1)
+	c.nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+		h := sha256.New()
+		buf := make([]byte, 1<<20)
+		var ms runtime.MemStats
+		for read := 0; ; {
+			n, err := body.Read(buf)
+			h.Write(buf[:n])
+			read += n
+			if read%(32<<20) < n { // every 32 MiB: the live heap
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapAlloc)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		result <- sum
+		return nil, nil
+	}))
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbStream, payload))
+	select {
+	case sum := <-result:
+		assert.Equal(t, wantSum, sum, "the streamed payload arrived intact")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the streamed message did not arrive")
+	}
+	grew := int64(peak) - int64(base.HeapAlloc)
+	t.Logf("heap grew by %d MiB while receiving %d MiB", grew>>20, size>>20)
+	assert.Less(t, grew, int64(size/4), "the receiver's heap stays far below the message size")
+}
+
+func TestReaderHandlerSmallMessagesAndRequests(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+		b, err := io.ReadAll(body)
+		return append([]byte("got:"), b...), err
+	}))
+	for _, size := range []int{10, 200 << 10} {
+		p := makePayload(0, 1, size)
+		resp, err := c.nodes[0].Request(ctxTimeout(t, 10*time.Second), c.id(1), verbStream, p)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(append([]byte("got:"), p...), resp), "size %d", size)
+	}
+}

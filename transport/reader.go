@@ -1,0 +1,119 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/internode/internode/wire"
+)
+
+// ReaderHandler processes the messages of one verb as a stream of bytes
+// while they arrive, so that a handler of huge payloads (snapshots, repair
+// data) holds one frame in memory, not the whole message.
+//
+// ServeReader reads the payload from body; body returns io.EOF after the
+// last byte, or ErrConnectionReset if the connection broke first. A large
+// message's handler runs as soon as its first part arrives, on its own
+// goroutine, so large messages reach their handlers in the order their
+// first parts arrived; the connection is read no faster than the handler
+// reads body. A small message's handler gets its payload as one read, from
+// the connection's dispatcher, in order like any other. Return values are
+// as for Handler. m.Payload is nil.
+type ReaderHandler interface {
+	ServeReader(ctx context.Context, m *Message, body io.Reader) ([]byte, error)
+}
+
+// ReaderHandlerFunc adapts a function to ReaderHandler.
+type ReaderHandlerFunc func(ctx context.Context, m *Message, body io.Reader) ([]byte, error)
+
+// ServeReader calls f(ctx, m, body).
+func (f ReaderHandlerFunc) ServeReader(ctx context.Context, m *Message, body io.Reader) ([]byte, error) {
+	return f(ctx, m, body)
+}
+
+// HandleReader registers h for verb, replacing any Handler or
+// ReaderHandler registered for it.
+func (t *Transport) HandleReader(verb Verb, h ReaderHandler) {
+	if h == nil {
+		t.Handle(verb, nil)
+		return
+	}
+	t.Handle(verb, readerAdapter{h})
+}
+
+// readerAdapter lets a ReaderHandler sit in the handler table; the
+// dispatcher calls it with the whole payload (small messages), and large
+// messages are streamed to it directly (see streamLarge).
+type readerAdapter struct{ h ReaderHandler }
+
+func (a readerAdapter) ServeMessage(ctx context.Context, m *Message) ([]byte, error) {
+	body := bytes.NewReader(m.Payload)
+	m.Payload = nil
+	return a.h.ServeReader(ctx, m, body)
+}
+
+// errHandlerReturned ends a streamed message whose handler returned before
+// reading it all; the rest of its parts are discarded.
+var errHandlerReturned = errors.New("transport: handler returned before the end of the message")
+
+// streamLarge starts the reader handler for a large message whose first
+// part just arrived and returns the pipe its parts go to.
+func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn, stream uint32) *io.PipeWriter {
+	t := ic.t
+	pr, pw := io.Pipe()
+	hdr := m.header
+	msg := &Message{From: ic.from, Verb: Verb(hdr.Verb), ID: hdr.ID, Lane: ic.lane, Conn: ic.id,
+		CreatedAt: time.Unix(0, hdr.CreatedAt), IsRequest: hdr.Flags&wire.FlagExpectsResponse != 0}
+	if hdr.ExpiresAt != 0 {
+		msg.ExpiresAt = time.Unix(0, hdr.ExpiresAt)
+	}
+	grant := m.grant
+	ic.counters.received.Add(1)
+	ic.counters.receivedBytes.Add(uint64(hdr.PayloadLength))
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer ic.tiers.Release(grant)
+		ctx := t.ctx
+		if hdr.ExpiresAt != 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, msg.ExpiresAt)
+			defer cancel()
+		}
+		resp, err := ic.serveReader(ctx, h, msg, pr)
+		pr.CloseWithError(errHandlerReturned)
+		if err != nil && !msg.IsRequest {
+			ic.counters.dropped[ReasonHandlerError].Add(1)
+		}
+		if msg.IsRequest {
+			t.respond(ic.from, &hdr, resp, err)
+		}
+	}()
+	return pw
+}
+
+func (ic *inConn) serveReader(ctx context.Context, h ReaderHandler, m *Message, body io.Reader) (resp []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ic.t.log.Error("internode: handler panicked", "peer", m.From, "verb", m.Verb, "panic", r)
+			resp, err = nil, fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h.ServeReader(ctx, m, body)
+}
+
+// feed hands a verified part of a streamed message to its handler,
+// waiting while the handler has not read the previous one. A handler that
+// returned early makes the rest of the message be discarded.
+func (m *largeIn) feed(part []byte) {
+	if m.pipe == nil || len(part) == 0 {
+		return
+	}
+	if _, err := m.pipe.Write(part); err != nil {
+		m.pipe = nil
+	}
+}

@@ -1,0 +1,397 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xtaci/smux"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/wire"
+)
+
+// StreamConfig bounds the byte streams of OpenStream and HandleStream.
+type StreamConfig struct {
+	// MaxPerPeer is how many streams may be open at once with one peer in
+	// each direction; OpenStream beyond it fails with ErrOverloaded, and
+	// the peer's beyond it are refused. Default 256.
+	MaxPerPeer int
+	// SessionBuffer is the bytes one peer's stream session may hold
+	// received and unread, over all its streams (smux MaxReceiveBuffer).
+	// An accepted session takes it from the peer's and the node's inbound
+	// reserves for as long as it lives. Default 4 MiB.
+	SessionBuffer int
+	// StreamBuffer is the per-stream flow-control window in bytes (smux
+	// v2 MaxStreamBuffer): a writer waits once this much is unread.
+	// Default 256 KiB.
+	StreamBuffer int
+}
+
+// DefaultStreamConfig returns the default stream limits.
+func DefaultStreamConfig() StreamConfig {
+	return StreamConfig{MaxPerPeer: 256, SessionBuffer: 4 << 20, StreamBuffer: 256 << 10}
+}
+
+func (c *StreamConfig) setDefaults() {
+	d := DefaultStreamConfig()
+	setDefault(&c.MaxPerPeer, d.MaxPerPeer)
+	setDefault(&c.SessionBuffer, d.SessionBuffer)
+	setDefault(&c.StreamBuffer, d.StreamBuffer)
+}
+
+func (c StreamConfig) smux() *smux.Config {
+	sc := smux.DefaultConfig()
+	sc.Version = 2
+	sc.MaxReceiveBuffer = c.SessionBuffer
+	sc.MaxStreamBuffer = c.StreamBuffer
+	return sc
+}
+
+// StreamHandler serves the streams a peer opens with one verb.
+type StreamHandler interface {
+	// ServeStream owns s until it returns; the transport then closes it.
+	// ctx is cancelled when the transport closes.
+	ServeStream(ctx context.Context, s *Stream)
+}
+
+// StreamHandlerFunc adapts a function to StreamHandler.
+type StreamHandlerFunc func(ctx context.Context, s *Stream)
+
+// ServeStream calls f(ctx, s).
+func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, s) }
+
+// Stream is a reliable, ordered, flow-controlled byte stream to a peer,
+// multiplexed with the peer's other streams on one connection (smux v2).
+// It is a net.Conn: Read, Write, Close and deadlines behave as on a TCP
+// connection, and CloseWrite half-closes it. Read and Write may be called
+// from different goroutines (one of each at a time).
+//
+// The bytes travel in chunks, each prefixed with its length, and a
+// zero-length chunk marks the end of the writer's data. smux's own
+// half-close is not used: in v1.5.56 a stream closed by both sides drops
+// data its reader had received but not yet read.
+type Stream struct {
+	s       *smux.Stream
+	peer    cluster.NodeID
+	verb    Verb
+	release func()
+	once    sync.Once
+
+	// Reading: bytes left in the current chunk, and whether the end
+	// marker was read.
+	left   int
+	eof    bool
+	header [4]byte
+
+	writeMu     sync.Mutex
+	writeClosed bool
+	scratch     []byte // header and a small payload, written as one frame
+}
+
+// maxChunk is the largest chunk a Stream writes.
+const maxChunk = 64 << 10
+
+var _ net.Conn = (*Stream)(nil)
+
+// Peer returns the node at the other end.
+func (s *Stream) Peer() cluster.NodeID { return s.peer }
+
+// Verb returns the verb the stream was opened with.
+func (s *Stream) Verb() Verb { return s.verb }
+
+// Read reads the peer's bytes; io.EOF once the peer called CloseWrite (or
+// Close) and everything before it was read.
+func (s *Stream) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for s.left == 0 {
+		if s.eof {
+			return 0, io.EOF
+		}
+		if _, err := io.ReadFull(s.s, s.header[:]); err != nil {
+			return 0, err
+		}
+		s.left = int(binary.BigEndian.Uint32(s.header[:]))
+		if s.left > maxChunk {
+			s.s.Close()
+			return 0, fmt.Errorf("%w: stream chunk of %d bytes", wire.ErrMalformed, s.left)
+		}
+		s.eof = s.left == 0
+	}
+	n, err := s.s.Read(b[:min(len(b), s.left)])
+	s.left -= n
+	return n, err
+}
+
+// Write writes b to the peer, waiting while the peer's window is full.
+func (s *Stream) Write(b []byte) (int, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.writeClosed {
+		return 0, io.ErrClosedPipe
+	}
+	written := 0
+	for written < len(b) {
+		chunk := b[written:min(len(b), written+maxChunk)]
+		if err := s.writeChunk(chunk); err != nil {
+			return written, err
+		}
+		written += len(chunk)
+	}
+	return written, nil
+}
+
+// writeChunk writes one length-prefixed chunk: small ones copied behind
+// their header into one frame, large ones as a header frame and the
+// caller's bytes. writeMu held.
+func (s *Stream) writeChunk(chunk []byte) error {
+	s.scratch = binary.BigEndian.AppendUint32(s.scratch[:0], uint32(len(chunk)))
+	if len(chunk) <= 4<<10 {
+		s.scratch = append(s.scratch, chunk...)
+		_, err := s.s.Write(s.scratch)
+		return err
+	}
+	if _, err := s.s.Write(s.scratch); err != nil {
+		return err
+	}
+	_, err := s.s.Write(chunk)
+	return err
+}
+
+// CloseWrite half-closes the stream: the peer reads io.EOF after the bytes
+// written so far, and can still write. Safe to call more than once.
+func (s *Stream) CloseWrite() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.writeClosed {
+		return nil
+	}
+	s.writeClosed = true
+	return s.writeChunk(nil)
+}
+
+// Close closes the stream both ways; the peer reads io.EOF after what was
+// written. Safe to call more than once.
+func (s *Stream) Close() error {
+	_ = s.CloseWrite() // the peer sees a clean end, not a reset
+	err := s.s.Close()
+	s.once.Do(s.release)
+	if errors.Is(err, io.ErrClosedPipe) {
+		return nil // already closed
+	}
+	return err
+}
+
+func (s *Stream) LocalAddr() net.Addr                { return s.s.LocalAddr() }
+func (s *Stream) RemoteAddr() net.Addr               { return s.s.RemoteAddr() }
+func (s *Stream) SetDeadline(t time.Time) error      { return s.s.SetDeadline(t) }
+func (s *Stream) SetReadDeadline(t time.Time) error  { return s.s.SetReadDeadline(t) }
+func (s *Stream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
+
+// streamState is a peer's stream session and stream counts.
+type streamState struct {
+	mu      sync.Mutex
+	session *smux.Session // outbound: this node's session to the peer
+	out, in atomic.Int32  // open streams each way
+}
+
+// HandleStream registers h for the streams peers open with verb. Safe to
+// call while serving; nil removes the handler.
+func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
+	t.handlersMu.Lock()
+	defer t.handlersMu.Unlock()
+	next := make(map[Verb]StreamHandler)
+	for v, oh := range *t.streamHandlers.Load() {
+		next[v] = oh
+	}
+	if h == nil {
+		delete(next, verb)
+	} else {
+		next[verb] = h
+	}
+	t.streamHandlers.Store(&next)
+}
+
+// OpenStream opens a byte stream to peer, served there by the handler
+// registered for verb with HandleStream. The first stream to a peer dials
+// its stream connection; later ones share it.
+//
+// Errors: ErrUnknownVerb (no handler there), ErrOverloaded (too many
+// streams, see StreamConfig.MaxPerPeer), ErrUnknownPeer, ErrClosed, or
+// the dial's or the context's error; each in an *OpError.
+func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb) (*Stream, error) {
+	fail := func(err error) (*Stream, error) {
+		return nil, &OpError{Op: "open stream", Peer: to, Lane: laneStreams, Err: err}
+	}
+	if t.closing.Load() {
+		return fail(ErrClosed)
+	}
+	p, err := t.peerFor(to, true)
+	if err != nil {
+		return fail(err)
+	}
+	if int(p.streams.out.Add(1)) > t.cfg.Streams.MaxPerPeer {
+		p.streams.out.Add(-1)
+		return fail(ErrOverloaded)
+	}
+	release := func() { p.streams.out.Add(-1) }
+	st, err := t.openStream(ctx, p, verb)
+	if err != nil {
+		release()
+		return fail(err)
+	}
+	return &Stream{s: st, peer: to, verb: verb, release: release}, nil
+}
+
+func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.Stream, error) {
+	session, err := t.streamSession(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	st, err := session.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(t.cfg.HandshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = st.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { st.Close() })
+	defer stop()
+	// Opening: the verb, answered by one status byte (0, or a FailureCode).
+	if _, err := st.Write(binary.AppendUvarint(nil, uint64(verb))); err != nil {
+		st.Close()
+		return nil, ctxErrOr(ctx, err)
+	}
+	var status [1]byte
+	if _, err := io.ReadFull(st, status[:]); err != nil {
+		st.Close()
+		return nil, ctxErrOr(ctx, fmt.Errorf("opening stream: %w", err))
+	}
+	if status[0] != 0 {
+		st.Close()
+		return nil, &RemoteError{Code: wire.FailureCode(status[0])}
+	}
+	_ = st.SetDeadline(time.Time{})
+	return st, nil
+}
+
+// streamSession returns the peer's outbound stream session, dialling it if
+// there is none or it died.
+func (t *Transport) streamSession(ctx context.Context, p *peer) (*smux.Session, error) {
+	p.streams.mu.Lock()
+	defer p.streams.mu.Unlock()
+	if s := p.streams.session; s != nil && !s.IsClosed() {
+		return s, nil
+	}
+	if err := p.stopErrIfStopped(); err != nil {
+		return nil, err
+	}
+	conn, err := t.dial(ctx, p.id, uint8(laneStreams))
+	if err != nil {
+		return nil, err
+	}
+	s, err := smux.Client(conn, t.cfg.Streams.smux())
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	p.streams.session = s
+	return s, nil
+}
+
+// closeStreams closes the peer's outbound stream session.
+func (p *peer) closeStreams() {
+	p.streams.mu.Lock()
+	defer p.streams.mu.Unlock()
+	if p.streams.session != nil {
+		p.streams.session.Close()
+		p.streams.session = nil
+	}
+}
+
+// serveStreams runs an accepted stream session until it ends.
+func (t *Transport) serveStreams(conn net.Conn, p *peer) {
+	reserve := limit.Tiered{Own: limit.New(0), Peer: p.inReserve, Node: t.inReserve}
+	grant, ok := reserve.TryAllocate(int64(t.cfg.Streams.SessionBuffer))
+	if !ok {
+		t.log.Warn("internode: refusing stream session: no inbound capacity", "peer", p.id)
+		return
+	}
+	defer reserve.Release(grant)
+	session, err := smux.Server(conn, t.cfg.Streams.smux())
+	if err != nil {
+		return
+	}
+	defer session.Close()
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
+	for {
+		st, err := session.AcceptStream()
+		if err != nil {
+			return
+		}
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			t.serveStream(p, st)
+		}()
+	}
+}
+
+// serveStream reads a new stream's verb, admits it and runs its handler.
+func (t *Transport) serveStream(p *peer, st *smux.Stream) {
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	verb, err := binary.ReadUvarint(byteReader{st})
+	if err != nil || verb > 1<<32-1 {
+		return
+	}
+	refuse := func(code wire.FailureCode) { _, _ = st.Write([]byte{byte(code)}) }
+	h := (*t.streamHandlers.Load())[Verb(verb)]
+	if h == nil {
+		refuse(wire.FailureUnknownVerb)
+		return
+	}
+	if int(p.streams.in.Add(1)) > t.cfg.Streams.MaxPerPeer {
+		p.streams.in.Add(-1)
+		refuse(wire.FailureOverloaded)
+		return
+	}
+	if _, err := st.Write([]byte{0}); err != nil {
+		p.streams.in.Add(-1)
+		return
+	}
+	_ = st.SetDeadline(time.Time{})
+	s := &Stream{s: st, peer: p.id, verb: Verb(verb), release: func() { p.streams.in.Add(-1) }}
+	defer s.Close()
+	h.ServeStream(t.ctx, s)
+}
+
+// byteReader reads one byte at a time, for binary.ReadUvarint.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) ReadByte() (byte, error) {
+	var one [1]byte
+	_, err := io.ReadFull(b.r, one[:])
+	return one[0], err
+}
+
+// ctxErrOr prefers the context's error: a cancelled context shows as a
+// closed stream otherwise.
+func ctxErrOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

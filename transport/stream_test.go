@@ -1,0 +1,142 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/transport"
+)
+
+const verbRepair transport.Verb = 20
+
+func echoStreams(c *testCluster) {
+	for _, n := range c.nodes {
+		n.HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+			_, _ = io.Copy(s, s) // echo until the opener half-closes
+			_ = s.CloseWrite()
+		}))
+	}
+}
+
+func TestStreamsBothWays(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	echoStreams(c)
+	var wg sync.WaitGroup
+	for i := range 8 { // concurrent streams share one session per direction
+		from, to := i%2, 1-i%2
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := c.nodes[from].OpenStream(ctxTimeout(t, 5*time.Second), c.id(to), verbRepair)
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer s.Close()
+			assert.Equal(t, c.id(to), s.Peer())
+			want := makePayload(uint32(from), uint64(i), 300<<10) // larger than a stream's window
+			go func() {
+				_, _ = s.Write(want)
+				_ = s.CloseWrite()
+			}()
+			got, err := io.ReadAll(s)
+			assert.NoError(t, err)
+			assert.Equal(t, len(want), len(got))
+			assert.True(t, bytes.Equal(want, got), "echoed bytes differ")
+		}()
+	}
+	wg.Wait()
+}
+
+func TestStreamUnknownVerb(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	_, err := c.nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.id(1), 999)
+	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
+}
+
+func TestStreamDeadlines(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	hold := newGate()
+	defer hold.open()
+	c.nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_ = hold.wait(ctx) // never writes
+	}))
+	s, err := c.nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.id(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+	_, err = s.Read(make([]byte, 1))
+	require.Error(t, err)
+	var timeout interface{ Timeout() bool }
+	require.ErrorAs(t, err, &timeout)
+	assert.True(t, timeout.Timeout())
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "Close twice")
+}
+
+func TestStreamLimitPerPeer(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Streams.MaxPerPeer = 2 })
+	ended := make(chan struct{}, 10)
+	c.nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = io.Copy(io.Discard, s) // until the opener closes
+		ended <- struct{}{}
+	}))
+	ctx := ctxTimeout(t, 5*time.Second)
+	a, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	require.NoError(t, err)
+	b, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	require.NoError(t, err)
+	_, err = c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "the opener's own limit")
+	require.NoError(t, a.Close())
+	<-ended // the handler returned: its place on the receiver is free too
+	d, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	require.NoError(t, err, "closing a stream frees its place")
+	d.Close()
+	b.Close()
+}
+
+func TestStreamLimitOnReceiver(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Streams.MaxPerPeer = 1
+	})
+	hold := newGate()
+	defer hold.open()
+	c.nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_ = hold.wait(ctx)
+	}))
+	ctx := ctxTimeout(t, 5*time.Second)
+	a, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	require.NoError(t, err)
+	a.Close() // the opener's place is free, the receiver's handler still runs
+	_, err = c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	require.ErrorIs(t, err, transport.ErrOverloaded, "refused by the receiver")
+	var remote *transport.RemoteError
+	assert.ErrorAs(t, err, &remote)
+}
+
+func TestStreamCancelledOpen(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	echoStreams(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestStreamsEndWhenTransportCloses(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	echoStreams(c)
+	s, err := c.nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.id(1), verbRepair)
+	require.NoError(t, err)
+	require.NoError(t, c.nodes[1].Close())
+	_, err = s.Read(make([]byte, 1))
+	assert.Error(t, err, "the peer's close ends the stream")
+	s.Close()
+}

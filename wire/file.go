@@ -1,0 +1,150 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// MaxFileHeaderSize bounds an encoded FileHeader, in bytes.
+const MaxFileHeaderSize = 64
+
+// FileHeader opens a file-transfer connection, right after the handshake.
+// The raw file bytes follow it, Length of them, then the receiver answers
+// with a FileResult.
+//
+// Layout: header_len u16 | verb uvarint | id uvarint | created_at i64 |
+// ttl uvarint (ns after created_at, 0 = never) | length uvarint |
+// checksum u32 (CRC32C of the Length bytes that follow), integers
+// big-endian.
+type FileHeader struct {
+	Verb      uint32
+	ID        uint64
+	CreatedAt int64 // Unix ns, sender's clock
+	ExpiresAt int64 // Unix ns; 0 = never
+	Length    uint64
+	Checksum  uint32
+}
+
+// AppendFileHeader appends the encoding of h.
+func AppendFileHeader(dst []byte, h *FileHeader) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0)
+	dst = binary.AppendUvarint(dst, uint64(h.Verb))
+	dst = binary.AppendUvarint(dst, h.ID)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(h.CreatedAt))
+	var ttl uint64
+	if h.ExpiresAt != 0 {
+		ttl = 1
+		if h.ExpiresAt > h.CreatedAt {
+			ttl = min(uint64(h.ExpiresAt-h.CreatedAt), maxTTL)
+		}
+	}
+	dst = binary.AppendUvarint(dst, ttl)
+	dst = binary.AppendUvarint(dst, h.Length)
+	dst = binary.BigEndian.AppendUint32(dst, h.Checksum)
+	binary.BigEndian.PutUint16(dst[start:], uint16(len(dst)-start-2))
+	return dst
+}
+
+// ReadFileHeader reads one FileHeader from r, never past its end, using
+// buf (at least MaxFileHeaderSize bytes).
+func ReadFileHeader(r io.Reader, buf []byte) (FileHeader, error) {
+	if len(buf) < MaxFileHeaderSize {
+		return FileHeader{}, fmt.Errorf("wire: file header buffer too small")
+	}
+	if _, err := io.ReadFull(r, buf[:2]); err != nil {
+		return FileHeader{}, truncated(err, io.ErrUnexpectedEOF)
+	}
+	n := int(binary.BigEndian.Uint16(buf))
+	if n+2 > MaxFileHeaderSize {
+		return FileHeader{}, fmt.Errorf("%w: file header of %d bytes", ErrMalformed, n)
+	}
+	if _, err := io.ReadFull(r, buf[2:2+n]); err != nil {
+		return FileHeader{}, truncated(err, io.EOF, io.ErrUnexpectedEOF)
+	}
+	return DecodeFileHeader(buf[:2+n])
+}
+
+// DecodeFileHeader decodes one whole FileHeader.
+func DecodeFileHeader(b []byte) (FileHeader, error) {
+	var h FileHeader
+	if len(b) < 2 {
+		return h, ErrTruncated
+	}
+	if int(binary.BigEndian.Uint16(b))+2 != len(b) {
+		return h, fmt.Errorf("%w: file header length", ErrMalformed)
+	}
+	off := 2
+	verb, off, err := uvarint(b, off)
+	if err != nil {
+		return FileHeader{}, err
+	}
+	if verb > 1<<32-1 {
+		return FileHeader{}, fmt.Errorf("%w: verb %d out of range", ErrMalformed, verb)
+	}
+	h.Verb = uint32(verb)
+	if h.ID, off, err = uvarint(b, off); err != nil {
+		return FileHeader{}, err
+	}
+	if len(b)-off < 8 {
+		return FileHeader{}, ErrTruncated
+	}
+	h.CreatedAt = int64(binary.BigEndian.Uint64(b[off:]))
+	off += 8
+	var ttl uint64
+	if ttl, off, err = uvarint(b, off); err != nil {
+		return FileHeader{}, err
+	}
+	if ttl > maxTTL {
+		return FileHeader{}, fmt.Errorf("%w: expiry %d ns out of range", ErrMalformed, ttl)
+	}
+	if ttl != 0 {
+		h.ExpiresAt = expiry(h.CreatedAt, ttl)
+	}
+	if h.Length, off, err = uvarint(b, off); err != nil {
+		return FileHeader{}, err
+	}
+	if len(b)-off != 4 {
+		return FileHeader{}, fmt.Errorf("%w: file header ends with %d bytes, want the 4-byte checksum", ErrMalformed, len(b)-off)
+	}
+	h.Checksum = binary.BigEndian.Uint32(b[off:])
+	return h, nil
+}
+
+// AppendFileResult appends the receiver's answer after the file bytes:
+// result_len u16 | failure payload (see AppendFailure), empty on success.
+func AppendFileResult(dst []byte, failure *Failure) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0)
+	if failure != nil {
+		dst = AppendFailure(dst, *failure)
+	}
+	binary.BigEndian.PutUint16(dst[start:], uint16(len(dst)-start-2))
+	return dst
+}
+
+// ReadFileResult reads a file result: nil on success, the failure
+// otherwise.
+func ReadFileResult(r io.Reader) (*Failure, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, truncated(err, io.ErrUnexpectedEOF)
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if n == 0 {
+		return nil, nil
+	}
+	if n > MaxFailureMessage+binary.MaxVarintLen16+1 {
+		return nil, fmt.Errorf("%w: file result of %d bytes", ErrMalformed, n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, truncated(err, io.EOF, io.ErrUnexpectedEOF)
+	}
+	f, err := DecodeFailure(b)
+	if err != nil {
+		return nil, err
+	}
+	return &f, nil
+}

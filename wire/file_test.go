@@ -1,0 +1,90 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestFileHeaderRoundTrip(t *testing.T) {
+	for _, h := range []FileHeader{
+		{},
+		{Verb: math.MaxUint32, ID: math.MaxUint64, CreatedAt: 5, ExpiresAt: 9, Length: math.MaxUint64, Checksum: 0xdeadbeef},
+		{Verb: 7, ID: 1, CreatedAt: 1_700_000_000_000_000_000, Length: 1 << 30},
+	} {
+		b := AppendFileHeader(nil, &h)
+		require.LessOrEqual(t, len(b), MaxFileHeaderSize)
+		got, err := ReadFileHeader(bytes.NewReader(append(b, "file bytes"...)), make([]byte, MaxFileHeaderSize))
+		require.NoError(t, err)
+		assert.Equal(t, h, got)
+	}
+}
+
+func TestFileHeaderGolden(t *testing.T) {
+	h := FileHeader{Verb: 3, ID: 2, CreatedAt: 1, ExpiresAt: 11, Length: 300, Checksum: 0x01020304}
+	assert.Equal(t, []byte{
+		0x00, 0x11, // header_len 17
+		0x03,                                           // verb
+		0x02,                                           // id
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // created_at
+		0x0a,       // ttl 10
+		0xac, 0x02, // length 300
+		0x01, 0x02, 0x03, 0x04, // checksum
+	}, AppendFileHeader(nil, &h))
+}
+
+func TestFileHeaderBadInput(t *testing.T) {
+	valid := AppendFileHeader(nil, &FileHeader{Verb: 1, Length: 10})
+	for cut := range len(valid) {
+		_, err := ReadFileHeader(bytes.NewReader(valid[:cut]), make([]byte, MaxFileHeaderSize))
+		require.Error(t, err, "cut at %d", cut)
+		if cut > 0 {
+			assert.ErrorIs(t, err, ErrTruncated, "cut at %d", cut)
+		}
+	}
+	_, err := ReadFileHeader(bytes.NewReader([]byte{0xff, 0xff}), make([]byte, MaxFileHeaderSize))
+	assert.ErrorIs(t, err, ErrMalformed, "a giant header length is refused before reading it")
+	trailing := append([]byte(nil), valid...)
+	trailing[1]++
+	trailing = append(trailing, 0)
+	_, err = DecodeFileHeader(trailing)
+	assert.ErrorIs(t, err, ErrMalformed)
+}
+
+func TestFileResult(t *testing.T) {
+	f, err := ReadFileResult(bytes.NewReader(AppendFileResult(nil, nil)))
+	require.NoError(t, err)
+	assert.Nil(t, f)
+	want := Failure{Code: FailureHandlerError, Message: "disk full"}
+	f, err = ReadFileResult(bytes.NewReader(AppendFileResult(nil, &want)))
+	require.NoError(t, err)
+	assert.Equal(t, &want, f)
+	_, err = ReadFileResult(bytes.NewReader([]byte{0xff, 0xff}))
+	assert.ErrorIs(t, err, ErrMalformed)
+	_, err = ReadFileResult(bytes.NewReader(nil))
+	assert.True(t, errors.Is(err, io.EOF), "a result that never came")
+}
+
+func FuzzFileHeader(f *testing.F) {
+	f.Add(AppendFileHeader(nil, &FileHeader{Verb: 1, ID: 2, CreatedAt: 3, ExpiresAt: 4, Length: 5, Checksum: 6}))
+	f.Add([]byte{0, 0})
+	f.Add([]byte{0xff, 0xff, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ReadFileHeader(bytes.NewReader(b), make([]byte, MaxFileHeaderSize))
+		if err != nil {
+			return
+		}
+		again, err := DecodeFileHeader(AppendFileHeader(nil, &h))
+		if err != nil {
+			t.Fatalf("re-encoding of an accepted header does not decode: %v", err)
+		}
+		if again != h {
+			t.Fatalf("round trip changed %+v into %+v", h, again)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,6 +89,19 @@ type Config struct {
 	// Files configures SendFile.
 	Files FileConfig
 
+	// TLS, when set, makes every connection mutual TLS bound to node
+	// identity (see TLSConfig); plain-text peers are then refused.
+	TLS *TLSConfig
+	// RequireKnownPeers refuses connections from nodes the Membership does
+	// not know.
+	RequireKnownPeers bool
+	// MaxPendingHandshakes bounds the accepted connections that have not
+	// finished their handshake, in total (default 256) and from one
+	// remote host (MaxPendingHandshakesPerHost, default 32); beyond them a
+	// new connection is closed at once and counted (RefusedTooMany).
+	MaxPendingHandshakes        int
+	MaxPendingHandshakesPerHost int
+
 	// OnDropped, if set, is called for every message this node accepted for
 	// sending (Send or Request returned nil, or a response) and then
 	// failed to write: expired, connection reset, peer left, closed,
@@ -149,30 +163,34 @@ const (
 
 // Defaults used by DefaultConfig.
 const (
-	DefaultMaxMessageSize      = 128 << 20
-	DefaultRequestTimeout      = 10 * time.Second
-	DefaultDialTimeout         = 5 * time.Second
-	DefaultHandshakeTimeout    = 5 * time.Second
-	DefaultIdleTimeout         = 60 * time.Second
-	DefaultReconnectMinBackoff = 50 * time.Millisecond
-	DefaultReconnectMaxBackoff = 5 * time.Second
+	DefaultMaxMessageSize              = 128 << 20
+	DefaultRequestTimeout              = 10 * time.Second
+	DefaultDialTimeout                 = 5 * time.Second
+	DefaultHandshakeTimeout            = 5 * time.Second
+	DefaultIdleTimeout                 = 60 * time.Second
+	DefaultReconnectMinBackoff         = 50 * time.Millisecond
+	DefaultReconnectMaxBackoff         = 5 * time.Second
+	DefaultMaxPendingHandshakes        = 256
+	DefaultMaxPendingHandshakesPerHost = 32
 )
 
 // DefaultConfig returns a Config with every tunable field at its default.
 func DefaultConfig() Config {
 	return Config{
-		LargeThreshold:      routing.DefaultThreshold,
-		MaxMessageSize:      DefaultMaxMessageSize,
-		Outbound:            DefaultLimits(),
-		Inbound:             DefaultLimits(),
-		Streams:             DefaultStreamConfig(),
-		Files:               DefaultFileConfig(),
-		RequestTimeout:      DefaultRequestTimeout,
-		DialTimeout:         DefaultDialTimeout,
-		HandshakeTimeout:    DefaultHandshakeTimeout,
-		IdleTimeout:         DefaultIdleTimeout,
-		ReconnectMinBackoff: DefaultReconnectMinBackoff,
-		ReconnectMaxBackoff: DefaultReconnectMaxBackoff,
+		LargeThreshold:              routing.DefaultThreshold,
+		MaxMessageSize:              DefaultMaxMessageSize,
+		Outbound:                    DefaultLimits(),
+		Inbound:                     DefaultLimits(),
+		Streams:                     DefaultStreamConfig(),
+		Files:                       DefaultFileConfig(),
+		RequestTimeout:              DefaultRequestTimeout,
+		DialTimeout:                 DefaultDialTimeout,
+		HandshakeTimeout:            DefaultHandshakeTimeout,
+		IdleTimeout:                 DefaultIdleTimeout,
+		ReconnectMinBackoff:         DefaultReconnectMinBackoff,
+		ReconnectMaxBackoff:         DefaultReconnectMaxBackoff,
+		MaxPendingHandshakes:        DefaultMaxPendingHandshakes,
+		MaxPendingHandshakesPerHost: DefaultMaxPendingHandshakesPerHost,
 	}
 }
 
@@ -191,6 +209,8 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.IdleTimeout, d.IdleTimeout)
 	setDefault(&c.ReconnectMinBackoff, d.ReconnectMinBackoff)
 	setDefault(&c.ReconnectMaxBackoff, d.ReconnectMaxBackoff)
+	setDefault(&c.MaxPendingHandshakes, d.MaxPendingHandshakes)
+	setDefault(&c.MaxPendingHandshakesPerHost, d.MaxPendingHandshakesPerHost)
 	if c.Coalescing == nil {
 		c.Coalescing = DefaultCoalescing
 	}
@@ -240,6 +260,12 @@ func (c Config) Validate() error {
 		"Streams: MaxPerPeer and StreamBuffer must be positive and SessionBuffer at least StreamBuffer")
 	check(smux.VerifyConfig(c.Streams.smux()) == nil, "Streams: %v", smux.VerifyConfig(c.Streams.smux()))
 	check(c.Files.RateLimit >= 0 && c.Files.MaxConcurrent > 0, "Files: RateLimit must not be negative, MaxConcurrent must be positive")
+	check(c.MaxPendingHandshakes > 0 && c.MaxPendingHandshakesPerHost > 0, "MaxPendingHandshakes and MaxPendingHandshakesPerHost must be positive")
+	if c.TLS != nil {
+		check(c.TLS.Server != nil && c.TLS.Client != nil, "TLS needs both Server and Client configs")
+		check(c.TLS.Server == nil || c.TLS.Server.ClientAuth == tls.RequireAndVerifyClientCert,
+			"TLS.Server must require and verify client certificates (tls.RequireAndVerifyClientCert)")
+	}
 	check(c.InboundOverload <= OverloadReject, "unknown InboundOverload %d", c.InboundOverload)
 	check(c.RequestTimeout > 0, "RequestTimeout must be positive")
 	check(c.DialTimeout > 0, "DialTimeout must be positive")

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -39,6 +41,22 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 			return nil, err
 		}
 	}
+	if t.cfg.TLS != nil {
+		tc := tls.Client(nc, t.cfg.TLS.Client)
+		hsCtx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
+		err := tc.HandshakeContext(hsCtx)
+		cancel()
+		if err == nil {
+			if verr := t.verifyPeer(tc.ConnectionState(), id); verr != nil {
+				err = &HandshakeError{Reason: wire.IdentityMismatch, Message: verr.Error()}
+			}
+		}
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("%w: TLS: %w", ErrRefused, err)
+		}
+		nc = tc
+	}
 	if err := t.handshake(nc, kind); err != nil {
 		nc.Close()
 		return nil, err
@@ -62,12 +80,17 @@ func (t *Transport) handshake(nc net.Conn, kind uint8) error {
 	}
 	buf := make([]byte, wire.MaxHandshakeSize)
 	raw, err := wire.ReadHandshake(nc, buf)
+	if errors.Is(err, wire.ErrBadMagic) || errors.Is(err, wire.ErrChecksum) || errors.Is(err, wire.ErrHandshakeTooLarge) {
+		// The peer speaks something else (a TLS alert, say): retrying
+		// will not help.
+		return fmt.Errorf("%w: the peer does not speak internode: %w", ErrRefused, err)
+	}
 	if err != nil {
 		return fmt.Errorf("reading handshake reply: %w", err)
 	}
 	reply, err := wire.DecodeReply(raw)
 	if err != nil {
-		return fmt.Errorf("decoding handshake reply: %w", err)
+		return fmt.Errorf("%w: decoding handshake reply: %w", ErrRefused, err)
 	}
 	if reply.Reason != wire.Accepted {
 		return &HandshakeError{Reason: reply.Reason, Message: reply.Message}

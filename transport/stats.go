@@ -66,6 +66,9 @@ type Stats struct {
 	Conns []ConnStats // sorted by peer, then lane
 	// InboundRefused counts handshakes this node refused or that failed.
 	InboundRefused uint64
+	// Refusals counts refused inbound connections by reason; their sum is
+	// InboundRefused.
+	Refusals [NumRefusals]uint64
 	// InboundMalformed counts inbound connections closed because they
 	// carried bytes that are not valid wire format.
 	InboundMalformed uint64
@@ -129,6 +132,9 @@ func (t *Transport) Stats() Stats {
 	t.peersMu.RUnlock()
 	sort.Slice(peers, func(i, j int) bool { return peers[i].id < peers[j].id })
 	s := Stats{InboundRefused: t.refused.Load(), InboundMalformed: t.malformed.Load()}
+	for r := range NumRefusals {
+		s.Refusals[r] = t.refusals[r].Load()
+	}
 	s.FilesSent, s.FilesReceived = t.filesSent.Load(), t.filesReceived.Load()
 	s.FileBytesSent, s.FileBytesReceived = t.fileBytesSent.Load(), t.fileBytesReceived.Load()
 	s.OutboundBytes = t.outReserve.Using()

@@ -46,6 +46,9 @@ type Transport struct {
 	inboundMu sync.Mutex
 	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
 	inConns   map[*inConn]struct{}  // handshaken inbound connections
+	// Unfinished inbound handshakes, in total and by remote host.
+	pendingHandshakes int
+	pendingByHost     map[string]int
 
 	calls  callTable
 	nextID atomic.Uint64
@@ -65,6 +68,7 @@ type Transport struct {
 	fileBytesSent, fileBytesReceived atomic.Uint64
 
 	refused   atomic.Uint64 // inbound handshakes refused
+	refusals  [NumRefusals]atomic.Uint64
 	malformed atomic.Uint64 // inbound connections closed on bad input
 
 	ctx       context.Context // handlers' base context; cancelled by Close
@@ -94,16 +98,17 @@ func New(cfg Config) (*Transport, error) {
 		overrides[uint32(verb)] = lane
 	}
 	t := &Transport{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		router:   routing.NewRouter(cfg.LargeThreshold, overrides),
-		maxFrame: wire.DefaultMaxFramePayload,
-		ln:       ln,
-		peers:    make(map[cluster.NodeID]*peer),
-		inbound:  make(map[net.Conn]struct{}),
-		inConns:  make(map[*inConn]struct{}),
-		closed:   make(chan struct{}),
-		drained:  make(chan struct{}, 1),
+		cfg:           cfg,
+		log:           cfg.Logger,
+		router:        routing.NewRouter(cfg.LargeThreshold, overrides),
+		maxFrame:      wire.DefaultMaxFramePayload,
+		ln:            ln,
+		peers:         make(map[cluster.NodeID]*peer),
+		inbound:       make(map[net.Conn]struct{}),
+		inConns:       make(map[*inConn]struct{}),
+		pendingByHost: make(map[string]int),
+		closed:        make(chan struct{}),
+		drained:       make(chan struct{}, 1),
 	}
 	t.fileLimiter = newFileLimiter(cfg.Files)
 	t.handlers.Store(&map[Verb]Handler{})

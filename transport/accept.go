@@ -1,0 +1,343 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/certs"
+	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// Refusal says why an inbound connection was turned away before it
+// carried anything; Stats.Refusals counts each.
+type Refusal uint8
+
+const (
+	RefusedVersion     Refusal = iota // no common protocol version
+	RefusedCluster                    // another cluster's node
+	RefusedUnknownNode                // not a member (Config.RequireKnownPeers)
+	RefusedIdentity                   // the certificate names another node
+	RefusedLane                       // an unknown connection kind
+	RefusedMalformed                  // not a valid Hello: bad magic, checksum, length...
+	RefusedTimeout                    // the handshake did not finish within HandshakeTimeout
+	RefusedTLS                        // the TLS handshake failed: plain text, bad certificate...
+	RefusedTooMany                    // too many unfinished handshakes (in total or from its host)
+	NumRefusals        = iota
+)
+
+var refusalNames = [NumRefusals]string{"version", "cluster", "unknown_node", "identity", "lane",
+	"malformed", "timeout", "tls", "too_many"}
+
+// String returns the refusal's metric label.
+func (r Refusal) String() string {
+	if int(r) < len(refusalNames) {
+		return refusalNames[r]
+	}
+	return "unknown"
+}
+
+// TLSConfig makes every connection of the transport mutual TLS: message
+// lanes, streams and file transfers (which then copy through user space:
+// the kernel cannot sendfile into an encrypted stream). A node with TLS
+// refuses plain-text peers.
+type TLSConfig struct {
+	// Server is used for accepted connections. It must require and verify
+	// client certificates (tls.RequireAndVerifyClientCert).
+	Server *tls.Config
+	// Client is used for dialled connections, with the node's own
+	// certificate.
+	Client *tls.Config
+	// VerifyPeer, if set, replaces the identity rule: by default the
+	// peer's certificate must carry the URI SAN internode://<cluster>/<node>
+	// naming this cluster and the node the peer claims to be (inbound) or
+	// was dialled as (outbound). It runs after the chain was verified.
+	VerifyPeer func(cs tls.ConnectionState, clusterName string, node cluster.NodeID) error
+}
+
+// verifyPeer applies the identity rule to an established TLS connection.
+func (t *Transport) verifyPeer(cs tls.ConnectionState, node cluster.NodeID) error {
+	if v := t.cfg.TLS.VerifyPeer; v != nil {
+		return v(cs, t.cfg.ClusterName, node)
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no peer certificate")
+	}
+	clusterName, id, ok := certs.NodeIdentity(cs.PeerCertificates[0])
+	if !ok {
+		return fmt.Errorf("certificate has no %s:// identity", certs.Scheme)
+	}
+	if clusterName != t.cfg.ClusterName || cluster.NodeID(id) != node {
+		return fmt.Errorf("certificate names node %q of cluster %q, not %q of %q", id, clusterName, node, t.cfg.ClusterName)
+	}
+	return nil
+}
+
+// refuse counts and logs a refused inbound connection.
+func (t *Transport) refuse(conn net.Conn, why Refusal, err error) {
+	t.refused.Add(1)
+	t.refusals[why].Add(1)
+	t.log.Warn("internode: connection refused", "remote", conn.RemoteAddr(), "reason", why.String(), "err", err)
+}
+
+func (t *Transport) acceptLoop() {
+	var delay time.Duration
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			select {
+			case <-t.closed:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				t.log.Warn("internode: accept failed; retrying", "err", err, "delay", delay)
+				select {
+				case <-time.After(delay):
+				case <-t.closed:
+					return
+				}
+				continue
+			}
+			t.log.Error("internode: accept failed; no longer accepting", "err", err)
+			return
+		}
+		delay = 0
+		host := remoteHost(conn)
+		if !t.startHandshake(host) {
+			t.refuse(conn, RefusedTooMany, nil)
+			conn.Close()
+			continue
+		}
+		if !t.trackInbound(conn, true) {
+			t.endHandshake(host)
+			conn.Close()
+			return
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			defer t.trackInbound(conn, false)
+			defer conn.Close()
+			t.serveConn(conn, host)
+		}()
+	}
+}
+
+func remoteHost(conn net.Conn) string {
+	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return conn.RemoteAddr().String()
+}
+
+// startHandshake admits one more unfinished handshake from host, within
+// Config.MaxPendingHandshakes and MaxPendingHandshakesPerHost, so that a
+// flood of idle sockets cannot exhaust the node.
+func (t *Transport) startHandshake(host string) bool {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	if t.pendingHandshakes >= t.cfg.MaxPendingHandshakes || t.pendingByHost[host] >= t.cfg.MaxPendingHandshakesPerHost {
+		return false
+	}
+	t.pendingHandshakes++
+	t.pendingByHost[host]++
+	return true
+}
+
+func (t *Transport) endHandshake(host string) {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	t.pendingHandshakes--
+	if t.pendingByHost[host]--; t.pendingByHost[host] == 0 {
+		delete(t.pendingByHost, host)
+	}
+}
+
+// serveConn handshakes an accepted connection and serves it until it ends.
+func (t *Transport) serveConn(raw net.Conn, host string) {
+	conn, hello, err := t.acceptHandshake(raw)
+	t.endHandshake(host)
+	if err != nil {
+		var r *refusalError
+		if errors.As(err, &r) {
+			t.refuse(raw, r.why, r.err)
+		} else {
+			t.refuse(raw, RefusedMalformed, err)
+		}
+		return
+	}
+	if conn != raw {
+		defer conn.Close() // the TLS layer: sends close_notify
+	}
+	from := cluster.NodeID(hello.Node)
+	p, err := t.peerFor(from, false)
+	if err != nil {
+		return
+	}
+	switch hello.Lane {
+	case laneStreams:
+		t.serveStreams(conn, p)
+		return
+	case laneFile:
+		t.serveFile(conn, p)
+		return
+	}
+	ic := &inConn{
+		t:        t,
+		id:       t.nextConnID.Add(1),
+		conn:     conn,
+		from:     from,
+		lane:     routing.Lane(hello.Lane),
+		counters: &p.inbound[hello.Lane],
+		br:       bufio.NewReaderSize(conn, 64<<10),
+		frames:   make(chan *inFrame, dispatchQueue),
+		streams:  make(map[uint32]*largeIn),
+		tiers:    limit.Tiered{Own: limit.New(t.limitsIn.Load().PerConnection), Peer: p.inReserve, Node: t.inReserve},
+	}
+	if !t.trackInConn(ic, true) {
+		return
+	}
+	defer t.trackInConn(ic, false)
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		ic.dispatch()
+	}()
+	err = ic.read()
+	close(ic.frames)
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	default:
+		t.malformed.Add(1)
+		t.log.Warn("internode: closing connection on bad input", "remote", raw.RemoteAddr(),
+			"peer", from, "lane", ic.lane, "err", err)
+	}
+}
+
+// refusalError is a refused handshake with its counted reason.
+type refusalError struct {
+	why Refusal
+	err error
+}
+
+func (e *refusalError) Error() string { return e.why.String() + ": " + e.err.Error() }
+func (e *refusalError) Unwrap() error { return e.err }
+
+// acceptHandshake runs the TLS handshake (when configured) and reads and
+// answers the Hello, all within HandshakeTimeout. It returns the
+// connection to use from then on.
+func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, error) {
+	deadline := time.Now().Add(t.cfg.HandshakeTimeout)
+	if err := raw.SetDeadline(deadline); err != nil {
+		return nil, wire.Hello{}, err
+	}
+	conn := raw
+	var tlsConn *tls.Conn
+	if t.cfg.TLS != nil {
+		// A plain-text internode peer gets a clear refusal, not a TLS
+		// alert it cannot read.
+		var magic [4]byte
+		if _, err := io.ReadFull(raw, magic[:]); err != nil {
+			return nil, wire.Hello{}, &refusalError{timeoutOr(err, RefusedTLS), err}
+		}
+		if binary.BigEndian.Uint32(magic[:]) == wire.Magic {
+			reply := wire.Reply{Reason: wire.Refused, Message: "this node requires TLS"}
+			_, _ = raw.Write(wire.AppendReply(nil, &reply))
+			return nil, wire.Hello{}, &refusalError{RefusedTLS, errors.New("plain-text peer")}
+		}
+		raw = &prefixConn{Conn: raw, prefix: magic[:]}
+		tlsConn = tls.Server(raw, t.cfg.TLS.Server)
+		ctx, cancel := context.WithDeadline(t.ctx, deadline)
+		err := tlsConn.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return nil, wire.Hello{}, &refusalError{timeoutOr(err, RefusedTLS), err}
+		}
+		conn = tlsConn
+	}
+	buf := make([]byte, wire.MaxHandshakeSize)
+	raw2, err := wire.ReadHandshake(conn, buf)
+	if err != nil {
+		return nil, wire.Hello{}, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("reading hello: %w", err)}
+	}
+	hello, err := wire.DecodeHello(raw2)
+	if err != nil {
+		return nil, wire.Hello{}, &refusalError{RefusedMalformed, fmt.Errorf("decoding hello: %w", err)}
+	}
+	reply := wire.Reply{Reason: wire.Accepted}
+	var why Refusal
+	version, ok := wire.Negotiate(&hello)
+	switch {
+	case !ok:
+		reply.Reason, why = wire.UnsupportedVersion, RefusedVersion
+		reply.Message = fmt.Sprintf("peer speaks versions %d to %d, this node %d to %d",
+			hello.MinVersion, hello.MaxVersion, wire.MinVersion, wire.MaxVersion)
+	case hello.Cluster != t.cfg.ClusterName:
+		reply.Reason, why = wire.WrongCluster, RefusedCluster
+		reply.Message = fmt.Sprintf("this node is in cluster %q, not %q", t.cfg.ClusterName, hello.Cluster)
+	case hello.Lane >= numKinds:
+		reply.Reason, why = wire.BadLane, RefusedLane
+		reply.Message = fmt.Sprintf("no lane %d", hello.Lane)
+	case hello.Node == "":
+		reply.Reason, why = wire.Refused, RefusedMalformed
+		reply.Message = "empty node ID"
+	case tlsConn != nil && t.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node)) != nil:
+		reply.Reason, why = wire.IdentityMismatch, RefusedIdentity
+		reply.Message = t.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node)).Error()
+	case t.cfg.RequireKnownPeers && !t.isMember(cluster.NodeID(hello.Node)):
+		reply.Reason, why = wire.UnknownNode, RefusedUnknownNode
+		reply.Message = fmt.Sprintf("node %q is not a member", hello.Node)
+	default:
+		reply.Version = version
+	}
+	if _, err := conn.Write(wire.AppendReply(buf[:0], &reply)); err != nil {
+		return nil, hello, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("writing reply: %w", err)}
+	}
+	if reply.Reason != wire.Accepted {
+		return nil, hello, &refusalError{why, &HandshakeError{Reason: reply.Reason, Message: reply.Message}}
+	}
+	return conn, hello, raw.SetDeadline(time.Time{})
+}
+
+// prefixConn gives back bytes already read from a connection before
+// reading on.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+func (t *Transport) isMember(id cluster.NodeID) bool {
+	_, ok := t.cfg.Membership.Lookup(id)
+	return ok
+}
+
+// timeoutOr classifies a handshake error: a deadline is RefusedTimeout.
+func timeoutOr(err error, otherwise Refusal) Refusal {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		return RefusedTimeout
+	}
+	return otherwise
+}

@@ -2,9 +2,9 @@ package transport
 
 import (
 	"bufio"
-	"encoding/binary"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -195,9 +195,16 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		t.serveFile(conn, p)
 		return
 	}
+	if tcp, ok := raw.(*net.TCPConn); ok {
+		if err := t.cfg.Sockets[hello.Lane].apply(tcp); err != nil {
+			t.log.Warn("internode: socket options", "peer", from, "lane", routing.Lane(hello.Lane), "err", err)
+		}
+	}
 	ic := &inConn{
 		t:        t,
 		id:       t.nextConnID.Add(1),
+		peer:     p,
+		probe:    t.probeFor(conn),
 		conn:     conn,
 		from:     from,
 		lane:     routing.Lane(hello.Lane),

@@ -2,8 +2,13 @@ package transport
 
 import (
 	"crypto/tls"
+	"net"
+
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"maps"
 	"time"
@@ -12,6 +17,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
+	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -89,6 +95,20 @@ type Config struct {
 	// Files configures SendFile.
 	Files FileConfig
 
+	// MeterProvider receives the transport's metrics (names prefixed
+	// "internode."). Default: otel.GetMeterProvider(), a no-op until the
+	// application sets one.
+	MeterProvider metric.MeterProvider
+	// TracerProvider receives Request's client spans and handlers' server
+	// spans; trace context travels in the message header. Default:
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// DisableSocketMeasurement turns off reading the socket queue depths
+	// (one ioctl per write and per frame read).
+	DisableSocketMeasurement bool
+	// Sockets sets socket options per lane (index: routing.Lane).
+	Sockets [routing.NumLanes]SocketConfig
+
 	// TLS, when set, makes every connection mutual TLS bound to node
 	// identity (see TLSConfig); plain-text peers are then refused.
 	TLS *TLSConfig
@@ -115,6 +135,43 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// SocketConfig holds socket options; zero fields leave the system's
+// defaults. Seed 004 explains the trade-off of buffer sizes: larger ones
+// absorb bursts, but a receive buffer the application does not drain
+// costs memory and, when full, makes the kernel collapse and prune queues.
+type SocketConfig struct {
+	SendBuffer    int           // SO_SNDBUF, bytes
+	ReceiveBuffer int           // SO_RCVBUF, bytes
+	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails
+	KeepAlive     time.Duration // TCP keep-alive idle time; negative disables keep-alive
+}
+
+// apply sets the options on conn.
+func (s SocketConfig) apply(conn *net.TCPConn) error {
+	if s.SendBuffer > 0 {
+		if err := conn.SetWriteBuffer(s.SendBuffer); err != nil {
+			return err
+		}
+	}
+	if s.ReceiveBuffer > 0 {
+		if err := conn.SetReadBuffer(s.ReceiveBuffer); err != nil {
+			return err
+		}
+	}
+	if s.UserTimeout > 0 {
+		if err := sockstat.SetUserTimeout(conn, s.UserTimeout); err != nil && !errors.Is(err, sockstat.ErrUnsupported) {
+			return err
+		}
+	}
+	switch {
+	case s.KeepAlive < 0:
+		return conn.SetKeepAlive(false)
+	case s.KeepAlive > 0:
+		return conn.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.KeepAlive})
+	}
+	return nil
+}
+
 // Limits are byte limits in three tiers. A message takes what it can from
 // its connection's capacity and the rest from its peer's and the node's
 // reserves together, and gives back exactly what it took when done. So one
@@ -138,13 +195,21 @@ func (l *Limits) setDefaults() {
 	setDefault(&l.Node, d.Node)
 }
 
+// validate checks that the limits can hold the largest unit one
+// connection must admit at once: a message of maxMessage bytes with its
+// header, and inbound also a whole frame (wire.DefaultMaxFramePayload), or
+// that connection would wait for room forever.
 func (l Limits) validate(side string, maxMessage int) error {
 	if l.PerConnection < 0 || l.PerPeer < 0 || l.Node < 0 {
 		return fmt.Errorf("transport: config: %s limits must not be negative", side)
 	}
-	if int64(maxMessage) > l.PerConnection+min(l.PerPeer, l.Node) {
-		return fmt.Errorf("transport: config: %s limits (%d per connection + %d reserve) cannot hold a message of MaxMessageSize %d",
-			side, l.PerConnection, min(l.PerPeer, l.Node), maxMessage)
+	unit := int64(maxMessage) + wire.MaxHeaderSize
+	if side == "inbound" {
+		unit = max(unit, wire.DefaultMaxFramePayload)
+	}
+	if unit > l.PerConnection+min(l.PerPeer, l.Node) {
+		return fmt.Errorf("transport: config: %s limits (%d per connection + %d reserve) cannot hold %d bytes: a message of MaxMessageSize with its header, or inbound a frame",
+			side, l.PerConnection, min(l.PerPeer, l.Node), unit)
 	}
 	return nil
 }
@@ -213,6 +278,12 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxPendingHandshakesPerHost, d.MaxPendingHandshakesPerHost)
 	if c.Coalescing == nil {
 		c.Coalescing = DefaultCoalescing
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -40,6 +40,12 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 			nc.Close()
 			return nil, err
 		}
+		if kind < routing.NumLanes {
+			if err := t.cfg.Sockets[kind].apply(tcp); err != nil {
+				nc.Close()
+				return nil, fmt.Errorf("socket options: %w", err)
+			}
+		}
 	}
 	if t.cfg.TLS != nil {
 		tc := tls.Client(nc, t.cfg.TLS.Client)

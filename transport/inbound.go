@@ -15,6 +15,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -24,6 +25,8 @@ import (
 type inConn struct {
 	t        *Transport
 	id       uint64
+	peer     *peer
+	probe    *sockstat.Probe // nil when socket measurement is off
 	conn     net.Conn
 	from     cluster.NodeID
 	lane     routing.Lane
@@ -149,6 +152,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	if err != nil {
 		return err
 	}
+	ic.measureRecvQueue()
 	f := framePool.Get().(*inFrame)
 	f.buf = buf
 	b := buf.B
@@ -200,6 +204,7 @@ func (ic *inConn) acquire(size int64) (*limit.Grant, error) {
 	start := time.Now()
 	g, ok := ic.tiers.Wait(size, ic.t.closed, nil)
 	ic.counters.throttledNanos.Add(uint64(time.Since(start)))
+	ic.measureRecvQueue() // what piled up in the kernel while reading paused
 	if !ok {
 		return nil, net.ErrClosed
 	}
@@ -211,6 +216,16 @@ func (ic *inConn) reject(msgs []inMsg) {
 	for i := range msgs {
 		ic.counters.dropped[ReasonOverloaded].Add(1)
 		ic.t.respond(ic.from, &msgs[i].header, nil, ErrOverloaded)
+	}
+}
+
+// measureRecvQueue records the socket's receive-queue depth after a read.
+func (ic *inConn) measureRecvQueue() {
+	if ic.probe == nil {
+		return
+	}
+	if n, err := ic.probe.RecvQueue(); err == nil {
+		ic.peer.recvPeak[ic.lane].Observe(int64(n))
 	}
 }
 
@@ -360,6 +375,7 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 		return err
 	}
 	m.got += int(fh.Length)
+	ic.measureRecvQueue()
 	return ic.largeProgress(fh.Stream, m)
 }
 
@@ -431,6 +447,7 @@ func (ic *inConn) handle(im *inMsg) {
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, h.ExpiresAt))
 		defer cancel()
 	}
+	ctx, span := t.tel.handlerSpan(ctx, h.Params, ic.from, Verb(h.Verb))
 	m := &ic.msg
 	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane, Conn: ic.id,
 		CreatedAt: time.Unix(0, h.CreatedAt), Payload: im.payload, IsRequest: isRequest}
@@ -438,6 +455,7 @@ func (ic *inConn) handle(im *inMsg) {
 		m.ExpiresAt = time.Unix(0, h.ExpiresAt)
 	}
 	resp, err := ic.serve(ctx, handler, m)
+	endSpan(span, err)
 	*m = Message{}
 	if err != nil && !isRequest {
 		ic.counters.dropped[ReasonHandlerError].Add(1)

@@ -121,6 +121,7 @@ func (w *largeWriter) step(c *outConn) error {
 		return err
 	}
 	c.counters.writes.Add(1)
+	c.measureSendQueue()
 	kept := w.active[:0]
 	for i := range w.active {
 		ls := &w.active[i]

@@ -101,8 +101,8 @@ func TestRejectModeAnswersOverloaded(t *testing.T) {
 	defer g.open()
 	started := make(chan struct{}, 1)
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Inbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 64 << 10, Node: 64 << 10}
-		cfg.MaxMessageSize = 64 << 10
+		cfg.Inbound = transport.Limits{PerConnection: 300 << 10, PerPeer: 1, Node: 1}
+		cfg.MaxMessageSize = 200 << 10
 		cfg.InboundOverload = transport.OverloadReject
 	})
 	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
@@ -115,12 +115,11 @@ func TestRejectModeAnswersOverloaded(t *testing.T) {
 	c.nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return m.Payload, nil
 	}))
-	// Fill the receiver: the first message stalls its handler, the rest
-	// wait behind it holding capacity.
-	big := make([]byte, 60<<10)
+	// Large messages take inbound capacity one by one: the first stalls
+	// its handler holding 200 of the connection's 300 KiB.
+	big := make([]byte, 200<<10)
 	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
 	<-started
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
 	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
 
 	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, big)
@@ -128,7 +127,7 @@ func TestRejectModeAnswersOverloaded(t *testing.T) {
 	waitFor(t, 5*time.Second, "rejections counted on both sides", func() bool {
 		in := c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonOverloaded]
 		remote := c.nodes[0].Stats().Total().RemoteDropped[transport.ReasonOverloaded]
-		return in >= 2 && remote >= 1
+		return in == 2 && remote == 1
 	})
 	g.open()
 	resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("after"))
@@ -186,9 +185,9 @@ func TestSetLimitsTakesEffectOnLiveConnections(t *testing.T) {
 	require.NoError(t, n.Send(context.Background(), c.id(1), verbData, []byte("warm up the connection")))
 
 	// Outbound: a sender whose peer is not reading fills what it may queue.
-	require.NoError(t, n.SetLimits(transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}, transport.Limits{}))
+	require.NoError(t, n.SetLimits(transport.Limits{PerConnection: 128 << 10, PerPeer: 1, Node: 1}, transport.Limits{}))
 	n2 := c.nodes[1]
-	require.NoError(t, n2.SetLimits(transport.Limits{}, transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}))
+	require.NoError(t, n2.SetLimits(transport.Limits{}, transport.Limits{PerConnection: 256 << 10, PerPeer: 1, Node: 1}))
 	payload := make([]byte, 8<<10)
 	var err error
 	for range 10_000 {
@@ -214,8 +213,8 @@ func TestWaitForCapacity(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.MaxMessageSize = 64 << 10
 		cfg.WaitForCapacity = true
-		cfg.Outbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}
-		cfg.Inbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1, Node: 1}
+		cfg.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 1, Node: 1}
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 1, Node: 1}
 	})
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/metric"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/backoff"
 	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -44,6 +46,8 @@ type outConn struct {
 	strategyMu sync.Mutex
 	strategy   coalescing.Strategy
 
+	attrs metric.MeasurementOption // this lane's metric attributes
+
 	// Owned by the writer goroutine.
 	conn    *liveConn
 	backoff backoff.Backoff
@@ -58,7 +62,8 @@ type outConn struct {
 // writing into a socket that would silently swallow the next batch.
 type liveConn struct {
 	net.Conn
-	dead atomic.Bool
+	dead  atomic.Bool
+	probe *sockstat.Probe // nil when socket measurement is off
 }
 
 func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
@@ -70,6 +75,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		strategy: (*t.coalescing.Load())(lane),
+		attrs:    connAttrs(p.id, lane),
 	}
 	c.tiers = limit.Tiered{Own: limit.New(t.cfg.Outbound.PerConnection), Peer: p.outReserve, Node: t.outReserve}
 	c.backoff = backoff.Backoff{Min: t.cfg.ReconnectMinBackoff, Max: t.cfg.ReconnectMaxBackoff}
@@ -203,6 +209,9 @@ func (c *outConn) flush() error {
 	}
 	c.strategyMu.Unlock()
 	sent, sentBytes, err := c.writeBatch(b)
+	if err == nil && sent > 0 {
+		c.t.tel.recordFlush(c.attrs, sent, waited)
+	}
 	c.strategyMu.Lock()
 	c.strategy.Flushed(time.Now(), sent, sentBytes, requested, waited)
 	c.strategyMu.Unlock()
@@ -320,9 +329,20 @@ func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 		return 0, 0, err
 	}
 	c.counters.writes.Add(1)
+	c.measureSendQueue()
 	c.counters.sent.Add(uint64(messages))
 	c.counters.sentBytes.Add(uint64(bytes))
 	return messages, bytes, nil
+}
+
+// measureSendQueue records the socket's send-queue depth after a write.
+func (c *outConn) measureSendQueue() {
+	if c.conn.probe == nil {
+		return
+	}
+	if n, err := c.conn.probe.SendQueue(); err == nil {
+		c.peer.sendPeak[c.lane].Observe(int64(n))
+	}
 }
 
 // fail records a message that will not be sent, fails its request and
@@ -396,7 +416,7 @@ func (c *outConn) dial() (*liveConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &liveConn{Conn: nc}, nil
+	return &liveConn{Conn: nc, probe: c.t.probeFor(nc)}, nil
 }
 
 // watch reads the write-only connection: the peer never sends on it, so any

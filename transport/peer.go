@@ -6,6 +6,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 )
 
@@ -20,7 +21,10 @@ type peer struct {
 	inbound [routing.NumLanes]inCounters
 
 	outReserve, inReserve *limit.Limit // shared by the peer's lanes
-	streams               streamState
+	// Socket queue peaks per lane since the last metrics collection,
+	// measured at every write and every read.
+	sendPeak, recvPeak [routing.NumLanes]sockstat.Peak
+	streams            streamState
 }
 
 func newPeer(t *Transport, id cluster.NodeID) *peer {

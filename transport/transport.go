@@ -50,6 +50,7 @@ type Transport struct {
 	pendingHandshakes int
 	pendingByHost     map[string]int
 
+	tel    *telemetry
 	calls  callTable
 	nextID atomic.Uint64
 	// nextConnID numbers inbound connections (Message.Conn).
@@ -121,6 +122,11 @@ func New(cfg Config) (*Transport, error) {
 	t.outReserve = limit.New(cfg.Outbound.Node)
 	t.inReserve = limit.New(cfg.Inbound.Node)
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	if t.tel, err = newTelemetry(t, cfg.MeterProvider, cfg.TracerProvider); err != nil {
+		ln.Close()
+		t.cancel()
+		return nil, fmt.Errorf("transport: metrics: %w", err)
+	}
 	t.stopWatch = cfg.Membership.Watch(t.membershipChanged)
 	return t, nil
 }
@@ -183,7 +189,7 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 	if d, ok := ctx.Deadline(); ok {
 		expiresAt = d.UnixNano()
 	}
-	_, err := t.enqueue(ctx, to, verb, payload, 0, t.nextID.Add(1), expiresAt, "send")
+	_, err := t.enqueue(ctx, to, verb, payload, 0, t.nextID.Add(1), expiresAt, t.tel.traceParams(ctx), "send")
 	return err
 }
 
@@ -202,11 +208,20 @@ func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, p
 		ctx, cancel = context.WithTimeout(ctx, t.cfg.requestTimeout(verb))
 		defer cancel()
 	}
+	start := time.Now()
+	ctx, span, params := t.tel.startRequestSpan(ctx, to, verb)
+	resp, err := t.request(ctx, to, verb, payload, params)
+	t.tel.recordRequest(verb, time.Since(start))
+	endSpan(span, err)
+	return resp, err
+}
+
+func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, payload, params []byte) ([]byte, error) {
 	deadline, _ := ctx.Deadline()
 	id := t.nextID.Add(1)
 	c := &call{peer: to, done: make(chan callResult, 1)}
 	t.calls.add(id, c)
-	lane, err := t.enqueue(ctx, to, verb, payload, wire.FlagExpectsResponse, id, deadline.UnixNano(), "request")
+	lane, err := t.enqueue(ctx, to, verb, payload, wire.FlagExpectsResponse, id, deadline.UnixNano(), params, "request")
 	if err != nil {
 		t.calls.remove(id)
 		return nil, err
@@ -225,10 +240,10 @@ func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, p
 
 // enqueue builds a message and queues it on the right lane of peer to.
 func (t *Transport) enqueue(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte,
-	flags wire.MessageFlags, id uint64, expiresAt int64, op string) (routing.Lane, error) {
+	flags wire.MessageFlags, id uint64, expiresAt int64, params []byte, op string) (routing.Lane, error) {
 	now := time.Now()
 	h := wire.Header{Flags: flags, ID: id, Verb: uint32(verb), CreatedAt: now.UnixNano(),
-		ExpiresAt: expiresAt, PayloadLength: uint32(len(payload))}
+		ExpiresAt: expiresAt, Params: params, PayloadLength: uint32(len(payload))}
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
 	fail := func(err error) (routing.Lane, error) {
 		return lane, &OpError{Op: op, Peer: to, Lane: lane, Err: err}
@@ -360,6 +375,9 @@ func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)
 		t.stopWatch()
+		if t.tel.registration != nil {
+			_ = t.tel.registration.Unregister()
+		}
 		close(t.closed)
 		t.cancel()
 		t.ln.Close()

@@ -1,0 +1,5 @@
+//go:build !race
+
+package sockstat_test
+
+const raceEnabled = false

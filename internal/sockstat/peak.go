@@ -1,0 +1,47 @@
+package sockstat
+
+import "sync/atomic"
+
+// Peak tracks the maximum of a gauge, such as a socket queue depth, over an
+// export interval: the code that changes the gauge calls Observe with each
+// reading, and the exporter calls TakeAndReset once per interval.
+//
+// An interval starts from the last value observed, not from 0: a queue that
+// stayed full without being measured again — a writer blocked on a peer that
+// stopped reading makes no more flushes — was still full during the
+// interval, and reporting 0 would hide exactly that.
+//
+// Readings are expected to be non-negative: the zero value reports 0 until
+// something larger is observed. The zero value is ready to use. Peak is safe for concurrent use and does
+// not allocate.
+type Peak struct {
+	peak atomic.Int64 // the maximum since the interval started
+	last atomic.Int64 // the most recent observation
+}
+
+// Observe records one reading of the gauge.
+func (p *Peak) Observe(v int64) {
+	p.last.Store(v)
+	p.raise(v)
+}
+
+// TakeAndReset returns the maximum observed since the previous call (or, on
+// the first call, since the Peak was made), and starts a new interval whose
+// maximum is the last value observed.
+func (p *Peak) TakeAndReset() int64 {
+	peak := p.peak.Swap(p.last.Load())
+	// An Observe between the Load and the Swap may have stored a newer last
+	// value whose raise the Swap overwrote; raise it again.
+	p.raise(p.last.Load())
+	return peak
+}
+
+// raise sets peak to v if v is larger.
+func (p *Peak) raise(v int64) {
+	for {
+		cur := p.peak.Load()
+		if v <= cur || p.peak.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}

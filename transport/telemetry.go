@@ -1,0 +1,284 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/kernelstat"
+	"github.com/internode/internode/internal/sockstat"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// instrumentationName names this library's meter and tracer.
+const instrumentationName = "github.com/internode/internode/transport"
+
+// telemetry holds the transport's OpenTelemetry instruments. Counters
+// and gauges are observed from the transport's own atomic counters when
+// the reader collects, so they cost nothing per message; only the
+// histograms are recorded as things happen, with attribute sets computed
+// once per connection or verb.
+type telemetry struct {
+	tracer          trace.Tracer
+	propagator      propagation.TextMapPropagator
+	batchMessages   metric.Int64Histogram
+	coalesceWait    metric.Float64Histogram
+	requestDuration metric.Float64Histogram
+	verbAttrs       sync.Map // Verb → metric.MeasurementOption
+	registration    metric.Registration
+}
+
+func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider) (*telemetry, error) {
+	m := mp.Meter(instrumentationName)
+	tel := &telemetry{
+		tracer:     tp.Tracer(instrumentationName),
+		propagator: propagation.TraceContext{},
+	}
+	var err error
+	if tel.batchMessages, err = m.Int64Histogram("internode.coalesce.batch_messages",
+		metric.WithDescription("Messages per write on a connection"), metric.WithUnit("{message}"),
+		metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)); err != nil {
+		return nil, err
+	}
+	if tel.coalesceWait, err = m.Float64Histogram("internode.coalesce.wait",
+		metric.WithDescription("Time a writer waited to coalesce before a write, as observed"), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0, 5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 1e-3)); err != nil {
+		return nil, err
+	}
+	if tel.requestDuration, err = m.Float64Histogram("internode.request.duration",
+		metric.WithDescription("Request round trips, from Request to its response or error"), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	tel.registration, err = registerObservables(m, t)
+	return tel, err
+}
+
+// observables are the instruments read from the transport's counters.
+type observables struct {
+	sent, received, bytesSent, bytesReceived, dropped      metric.Int64ObservableCounter
+	throttled, opened, failures, refused                   metric.Int64ObservableCounter
+	throttledTime                                          metric.Float64ObservableCounter
+	pendingMessages, pendingBytes, sendPeak, recvPeak      metric.Int64ObservableGauge
+	collapsed, pruned, ofoPruned, timeSqueeze, softDropped metric.Int64ObservableCounter
+}
+
+func registerObservables(m metric.Meter, t *Transport) (metric.Registration, error) {
+	var o observables
+	var errs []error
+	counter := func(name, desc, unit string) metric.Int64ObservableCounter {
+		c, err := m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit(unit))
+		errs = append(errs, err)
+		return c
+	}
+	gauge := func(name, desc, unit string) metric.Int64ObservableGauge {
+		g, err := m.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
+		errs = append(errs, err)
+		return g
+	}
+	o.sent = counter("internode.messages.sent", "Messages written to sockets", "{message}")
+	o.received = counter("internode.messages.received", "Messages handed to handlers or waiting requests", "{message}")
+	o.bytesSent = counter("internode.bytes.sent", "Encoded message bytes written", "By")
+	o.bytesReceived = counter("internode.bytes.received", "Payload bytes received", "By")
+	o.dropped = counter("internode.messages.dropped", "Messages that did not reach their handler, by reason and direction", "{message}")
+	o.throttled = counter("internode.inbound.throttled", "Times reading a connection paused for want of inbound capacity", "{pause}")
+	o.opened = counter("internode.connections.opened", "Outbound connections established", "{connection}")
+	o.failures = counter("internode.connection.failures", "Outbound dial or handshake failures", "{failure}")
+	o.refused = counter("internode.connections.refused", "Inbound connections refused, by reason", "{connection}")
+	tt, err := m.Float64ObservableCounter("internode.inbound.throttled_time", metric.WithDescription("Time connections spent paused"), metric.WithUnit("s"))
+	errs = append(errs, err)
+	o.throttledTime = tt
+	o.pendingMessages = gauge("internode.queue.pending_messages", "Messages queued for writing", "{message}")
+	o.pendingBytes = gauge("internode.queue.pending_bytes", "Bytes queued or being written", "By")
+	o.sendPeak = gauge("internode.socket.send_queue_peak_bytes", "Peak unsent bytes in the socket send queue since the last collection, measured at every write", "By")
+	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured at every read", "By")
+	o.collapsed = counter("internode.kernel.tcp_rcv_collapsed", "TcpExt TCPRcvCollapsed: receive buffers collapsed (/proc/net/netstat)", "{event}")
+	o.pruned = counter("internode.kernel.tcp_rcv_pruned", "TcpExt RcvPruned: packets dropped after receive-queue pruning", "{packet}")
+	o.ofoPruned = counter("internode.kernel.tcp_ofo_pruned", "TcpExt OfoPruned: out-of-order queue pruned", "{event}")
+	o.timeSqueeze = counter("internode.kernel.softnet_time_squeeze", "softnet_stat time_squeeze, all CPUs", "{event}")
+	o.softDropped = counter("internode.kernel.softnet_dropped", "softnet_stat dropped, all CPUs", "{packet}")
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		t.observe(obs, &o)
+		return nil
+	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.throttled, o.opened, o.failures,
+		o.refused, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
+		o.collapsed, o.pruned, o.ofoPruned, o.timeSqueeze, o.softDropped)
+}
+
+// observe reports every counter once per collection.
+func (t *Transport) observe(obs metric.Observer, o *observables) {
+	st := t.Stats()
+	for _, c := range st.Conns {
+		conn := metric.WithAttributes(attribute.String("peer", string(c.Peer)), attribute.String("lane", c.Lane.String()))
+		obs.ObserveInt64(o.sent, int64(c.MessagesSent), conn)
+		obs.ObserveInt64(o.received, int64(c.MessagesReceived), conn)
+		obs.ObserveInt64(o.bytesSent, int64(c.BytesSent), conn)
+		obs.ObserveInt64(o.bytesReceived, int64(c.BytesReceived), conn)
+		obs.ObserveInt64(o.throttled, int64(c.Throttled), conn)
+		obs.ObserveFloat64(o.throttledTime, c.ThrottledTime.Seconds(), conn)
+		obs.ObserveInt64(o.opened, int64(c.Connects), conn)
+		obs.ObserveInt64(o.failures, int64(c.ConnectFailures), conn)
+		obs.ObserveInt64(o.pendingMessages, int64(c.PendingMessages), conn)
+		obs.ObserveInt64(o.pendingBytes, int64(c.PendingBytes), conn)
+		if p := t.peerStats(c.Peer); p != nil {
+			obs.ObserveInt64(o.sendPeak, p.sendPeak[c.Lane].TakeAndReset(), conn)
+			obs.ObserveInt64(o.recvPeak, p.recvPeak[c.Lane].TakeAndReset(), conn)
+		}
+		for r := range NumReasons {
+			for _, d := range []struct {
+				dir string
+				n   uint64
+			}{{"out", c.Dropped[r]}, {"in", c.DroppedInbound[r]}} {
+				if d.n > 0 {
+					obs.ObserveInt64(o.dropped, int64(d.n), metric.WithAttributes(
+						attribute.String("peer", string(c.Peer)), attribute.String("lane", c.Lane.String()),
+						attribute.String("reason", Reason(r).String()), attribute.String("direction", d.dir)))
+				}
+			}
+		}
+	}
+	for r := range NumRefusals {
+		if n := st.Refusals[r]; n > 0 {
+			obs.ObserveInt64(o.refused, int64(n), metric.WithAttributes(attribute.String("reason", Refusal(r).String())))
+		}
+	}
+	if k, err := kernelstat.Read(); err == nil {
+		obs.ObserveInt64(o.collapsed, int64(k.RcvCollapsed))
+		obs.ObserveInt64(o.pruned, int64(k.RcvPruned))
+		obs.ObserveInt64(o.ofoPruned, int64(k.OfoPruned))
+		obs.ObserveInt64(o.timeSqueeze, int64(k.SoftnetTimeSqueeze))
+		obs.ObserveInt64(o.softDropped, int64(k.SoftnetDropped))
+	}
+}
+
+// probeFor returns a queue-depth probe for conn's TCP socket, or nil when
+// measuring is off or conn has no socket to ask.
+func (t *Transport) probeFor(conn net.Conn) *sockstat.Probe {
+	if t.cfg.DisableSocketMeasurement {
+		return nil
+	}
+	for {
+		switch c := conn.(type) {
+		case *tls.Conn:
+			conn = c.NetConn()
+			continue
+		case *prefixConn:
+			conn = c.Conn
+			continue
+		case syscall.Conn:
+			p, err := sockstat.NewProbe(c)
+			if err != nil {
+				return nil
+			}
+			return p
+		}
+		return nil
+	}
+}
+
+// peerStats returns the peer's state, if any, without creating it.
+func (t *Transport) peerStats(id cluster.NodeID) *peer { return (*t.peersView.Load())[id] }
+
+// connAttrs is the attribute set of one lane with one peer, computed once.
+func connAttrs(peer cluster.NodeID, lane routing.Lane) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("peer", string(peer)), attribute.String("lane", lane.String())))
+}
+
+// recordFlush records one write's batch size and coalescing wait.
+func (tel *telemetry) recordFlush(attrs metric.MeasurementOption, messages int, waited time.Duration) {
+	ctx := context.Background()
+	tel.batchMessages.Record(ctx, int64(messages), attrs)
+	tel.coalesceWait.Record(ctx, waited.Seconds(), attrs)
+}
+
+// recordRequest records a request's duration under its verb.
+func (tel *telemetry) recordRequest(verb Verb, d time.Duration) {
+	attrs, ok := tel.verbAttrs.Load(verb)
+	if !ok {
+		attrs, _ = tel.verbAttrs.LoadOrStore(verb, metric.WithAttributeSet(attribute.NewSet(attribute.String("verb", strconv.FormatUint(uint64(verb), 10)))))
+	}
+	tel.requestDuration.Record(context.Background(), d.Seconds(), attrs.(metric.MeasurementOption))
+}
+
+// startRequestSpan opens the client span of a request and returns the
+// parameter block that carries its context to the peer (nil when there is
+// no span to carry).
+func (tel *telemetry) startRequestSpan(ctx context.Context, to cluster.NodeID, verb Verb) (context.Context, trace.Span, []byte) {
+	ctx, span := tel.tracer.Start(ctx, "internode.request", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("internode.peer", string(to)), attribute.Int64("internode.verb", int64(verb))))
+	return ctx, span, tel.traceParams(ctx)
+}
+
+// traceParams encodes ctx's span context (W3C traceparent, tracestate) as
+// a message parameter block, or nil.
+func (tel *telemetry) traceParams(ctx context.Context) []byte {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	var carrier paramsCarrier
+	tel.propagator.Inject(ctx, &carrier)
+	return carrier.block
+}
+
+// handlerSpan continues a remote trace for a handler, when the message
+// carried one.
+func (tel *telemetry) handlerSpan(ctx context.Context, params []byte, from cluster.NodeID, verb Verb) (context.Context, trace.Span) {
+	if len(params) == 0 {
+		return ctx, nil
+	}
+	ctx = tel.propagator.Extract(ctx, &paramsCarrier{block: params})
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, nil
+	}
+	return tel.tracer.Start(ctx, "internode.handle", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("internode.peer", string(from)), attribute.Int64("internode.verb", int64(verb))))
+}
+
+// endSpan ends a span, recording err.
+func endSpan(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// paramsCarrier adapts a message parameter block to the propagation API.
+type paramsCarrier struct{ block []byte }
+
+func (c *paramsCarrier) Get(key string) string {
+	v, _ := wire.Param(c.block, key)
+	return string(v)
+}
+
+func (c *paramsCarrier) Set(key, value string) {
+	c.block = wire.AppendParam(c.block, key, []byte(value))
+}
+
+func (c *paramsCarrier) Keys() []string {
+	var keys []string
+	_ = wire.RangeParams(c.block, func(k, _ []byte) bool {
+		keys = append(keys, string(k))
+		return true
+	})
+	return keys
+}

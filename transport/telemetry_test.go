@@ -1,0 +1,210 @@
+package transport_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/internode/internode/transport"
+)
+
+// collect reads every metric of reader into name → data.
+func collect(t *testing.T, reader *metric.ManualReader) map[string]metricdata.Aggregation {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	out := map[string]metricdata.Aggregation{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			out[m.Name] = m.Data
+		}
+	}
+	return out
+}
+
+// sumWhere adds the data points of an int64 sum or gauge whose attributes
+// include every key=value given.
+func sumWhere(data metricdata.Aggregation, kv ...string) int64 {
+	var points []metricdata.DataPoint[int64]
+	switch d := data.(type) {
+	case metricdata.Sum[int64]:
+		points = d.DataPoints
+	case metricdata.Gauge[int64]:
+		points = d.DataPoints
+	}
+	var total int64
+	for _, p := range points {
+		match := true
+		for i := 0; i+1 < len(kv); i += 2 {
+			v, ok := p.Attributes.Value(attributeKey(kv[i]))
+			if !ok || v.Emit() != kv[i+1] {
+				match = false
+			}
+		}
+		if match {
+			total += p.Value
+		}
+	}
+	return total
+}
+
+func TestMetricsFollowTheMessages(t *testing.T) {
+	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
+	})
+	release := newGate()
+	defer release.open()
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, release.wait(ctx)
+	}))
+	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+
+	for range 50 {
+		_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("ping"))
+		require.NoError(t, err)
+	}
+	// One message that expires behind a stalled handler.
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbData, []byte("stall")))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	require.NoError(t, c.nodes[0].Send(ctx, c.id(1), verbData, []byte("expires")))
+	<-ctx.Done()
+	waitFor(t, 5*time.Second, "both arrived", func() bool { return c.nodes[0].Stats().Total().MessagesSent == 52 })
+	release.open()
+	waitFor(t, 5*time.Second, "expiry counted", func() bool {
+		return c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonExpired] == 1
+	})
+
+	sender, receiver := collect(t, readers[0]), collect(t, readers[1])
+	assert.Equal(t, int64(52), sumWhere(sender["internode.messages.sent"], "peer", "n2"))
+	assert.Equal(t, int64(50), sumWhere(sender["internode.messages.received"], "peer", "n2"), "the responses")
+	assert.Equal(t, int64(51), sumWhere(receiver["internode.messages.received"], "peer", "n1", "lane", "small"))
+	assert.Equal(t, int64(1), sumWhere(receiver["internode.messages.dropped"], "reason", "expired", "direction", "in"))
+	assert.Positive(t, sumWhere(sender["internode.connections.opened"], "peer", "n2"))
+	batches, ok := sender["internode.coalesce.batch_messages"].(metricdata.Histogram[int64])
+	require.True(t, ok)
+	var writes uint64
+	for _, p := range batches.DataPoints {
+		writes += p.Count
+	}
+	assert.Positive(t, writes)
+	durations, ok := sender["internode.request.duration"].(metricdata.Histogram[float64])
+	require.True(t, ok)
+	require.Len(t, durations.DataPoints, 1)
+	assert.Equal(t, uint64(50), durations.DataPoints[0].Count)
+	v, _ := durations.DataPoints[0].Attributes.Value("verb")
+	assert.Equal(t, "10", v.Emit())
+	for _, name := range []string{"internode.kernel.tcp_rcv_collapsed", "internode.kernel.softnet_time_squeeze"} {
+		assert.Contains(t, sender, name, "kernel counters are observed on Linux")
+	}
+}
+
+func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
+	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 1, Node: 1}
+		cfg.MaxMessageSize = 64 << 10
+	})
+	release := newGate()
+	defer release.open()
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, release.wait(ctx)
+	}))
+	payload := make([]byte, 16<<10)
+	for {
+		if err := c.nodes[0].Send(context.Background(), c.id(1), verbData, payload); err != nil {
+			break // the sender's queue is full: everything below it is too
+		}
+	}
+	waitFor(t, 5*time.Second, "the receiver paused", func() bool { return c.nodes[1].Stats().Total().Throttled > 0 })
+	sendPeak := sumWhere(collect(t, readers[0])["internode.socket.send_queue_peak_bytes"], "peer", "n2", "lane", "small")
+	// Reading resumes: the first read finds the bytes that piled up.
+	release.open()
+	waitFor(t, 10*time.Second, "the receiver resumed", func() bool {
+		return c.nodes[1].Stats().Total().MessagesReceived > 10
+	})
+	recvPeak := sumWhere(collect(t, readers[1])["internode.socket.recv_queue_peak_bytes"], "peer", "n1", "lane", "small")
+	t.Logf("send queue peak %d bytes, receive queue peak %d bytes", sendPeak, recvPeak)
+	assert.Greater(t, sendPeak, int64(64<<10), "unsent bytes pile up in the sender's socket")
+	assert.Positive(t, recvPeak, "unread bytes wait in the receiver's socket")
+}
+
+func TestTraceSpansBothNodes(t *testing.T) {
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	defer tp.Shutdown(context.Background())
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.TracerProvider = tp })
+	seen := make(chan trace.SpanContext, 1)
+	c.nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		seen <- trace.SpanContextFromContext(ctx)
+		return nil, nil
+	}))
+	ctx, root := tp.Tracer("test").Start(context.Background(), "write")
+	_, err := c.nodes[0].Request(ctx, c.id(1), verbEcho, nil)
+	require.NoError(t, err)
+	root.End()
+	remote := <-seen
+	assert.Equal(t, root.SpanContext().TraceID(), remote.TraceID(), "one trace across both nodes")
+
+	spans := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range recorder.Ended() {
+		spans[s.Name()] = s
+	}
+	require.Contains(t, spans, "internode.request")
+	require.Contains(t, spans, "internode.handle")
+	client, server := spans["internode.request"], spans["internode.handle"]
+	assert.Equal(t, trace.SpanKindClient, client.SpanKind())
+	assert.Equal(t, trace.SpanKindServer, server.SpanKind())
+	assert.Equal(t, client.SpanContext().SpanID(), server.Parent().SpanID(), "the handler's span is the request span's child")
+	assert.Equal(t, remote.SpanID(), server.SpanContext().SpanID())
+}
+
+func TestPrometheusEndpoint(t *testing.T) {
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	require.NoError(t, err)
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 {
+			cfg.MeterProvider = metric.NewMeterProvider(metric.WithReader(exporter))
+		}
+	})
+	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("x"))
+	require.NoError(t, err)
+	srv := httptest.NewServer(promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	text := string(body)
+	for _, name := range []string{
+		"internode_messages_sent", "internode_messages_received", "internode_bytes_sent",
+		"internode_bytes_received", "internode_queue_pending_messages", "internode_queue_pending_bytes",
+		"internode_coalesce_batch_messages", "internode_coalesce_wait", "internode_request_duration",
+		"internode_connections_opened", "internode_socket_send_queue_peak_bytes", "internode_kernel_tcp_rcv_collapsed",
+	} {
+		assert.True(t, strings.Contains(text, name), "scrape has %s", name)
+	}
+}
+
+func attributeKey(s string) attribute.Key { return attribute.Key(s) }

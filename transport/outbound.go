@@ -46,7 +46,8 @@ type outConn struct {
 	strategyMu sync.Mutex
 	strategy   coalescing.Strategy
 
-	attrs metric.MeasurementOption // this lane's metric attributes
+	attrs     metric.MeasurementOption // this lane's metric attributes
+	waitTimer *time.Timer              // coalescing waits; stopped when unused
 
 	// Owned by the writer goroutine.
 	conn    *liveConn
@@ -68,14 +69,15 @@ type liveConn struct {
 
 func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 	c := &outConn{
-		t:        t,
-		peer:     p,
-		lane:     lane,
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		strategy: (*t.coalescing.Load())(lane),
-		attrs:    connAttrs(p.id, lane),
+		t:         t,
+		peer:      p,
+		lane:      lane,
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		strategy:  (*t.coalescing.Load())(lane),
+		waitTimer: newStoppedTimer(),
+		attrs:     connAttrs(p.id, lane),
 	}
 	c.tiers = limit.Tiered{Own: limit.New(t.cfg.Outbound.PerConnection), Peer: p.outReserve, Node: t.outReserve}
 	c.backoff = backoff.Backoff{Min: t.cfg.ReconnectMinBackoff, Max: t.cfg.ReconnectMaxBackoff}
@@ -224,7 +226,11 @@ func (c *outConn) askWait() time.Duration {
 	c.strategyMu.Lock()
 	defer c.strategyMu.Unlock()
 	messages, bytes := c.queue.observeNew(func(it *outItem) { c.strategy.Observe(it.enqueuedAt, it.size()) })
-	return c.strategy.Wait(time.Now(), messages, bytes)
+	wait := c.strategy.Wait(time.Now(), messages, bytes)
+	if c.t.closing.Load() {
+		return 0 // draining for Shutdown: no more waiting to coalesce
+	}
+	return wait
 }
 
 // setStrategy replaces the lane's coalescing strategy.
@@ -255,12 +261,15 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 			break
 		}
 		if timer == nil {
-			timer = time.NewTimer(left - spinBelow/2)
-			defer timer.Stop()
+			timer = c.waitTimer
+			timer.Reset(left - spinBelow/2)
+			defer stopTimer(timer)
 		}
 		select {
 		case <-c.stop:
 			return time.Since(start)
+		case <-c.t.draining:
+			return time.Since(start) // Shutdown: flush at once
 		case <-timer.C:
 			timer.Reset(time.Hour)
 			continue
@@ -273,6 +282,16 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 	}
 	return time.Since(start)
 }
+
+func newStoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// stopTimer stops t so it can be Reset again (Go 1.23 timers need no
+// draining).
+func stopTimer(t *time.Timer) { t.Stop() }
 
 // writeBatch frames the batch's live messages (expired ones are dropped
 // and counted) and writes them with one vectored write.

@@ -76,6 +76,8 @@ type Transport struct {
 	cancel    context.CancelFunc
 	closing   atomic.Bool   // Shutdown or Close began: refuse new messages
 	closed    chan struct{} // closed by Close
+	draining  chan struct{} // closed by Shutdown: writers stop waiting to coalesce
+	drainOnce sync.Once
 	closeOnce sync.Once
 	startOnce sync.Once
 	drained   chan struct{} // one slot: a writer found its queue empty
@@ -109,6 +111,7 @@ func New(cfg Config) (*Transport, error) {
 		inConns:       make(map[*inConn]struct{}),
 		pendingByHost: make(map[string]int),
 		closed:        make(chan struct{}),
+		draining:      make(chan struct{}),
 		drained:       make(chan struct{}, 1),
 	}
 	t.fileLimiter = newFileLimiter(cfg.Files)
@@ -340,6 +343,7 @@ func (t *Transport) signalDrained() {
 // first it closes at once, failing what is left, and returns ctx.Err().
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.closing.Store(true)
+	t.drainOnce.Do(func() { close(t.draining) })
 	for !t.queuesEmpty() {
 		select {
 		case <-t.drained:

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"slices"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Result is the outcome of one (scenario, system): one run, or the median
+// of several (see median). It is also the JSON line the tool prints.
+type Result struct {
+	Scenario     string   `json:"scenario"`
+	System       string   `json:"system"`
+	PayloadBytes int      `json:"payload_bytes"`
+	MsgsPerSec   float64  `json:"msgs_per_sec"`
+	MBPerSec     float64  `json:"mb_per_sec"` // payload bytes delivered, 10^6 bytes per MB
+	P50us        *float64 `json:"p50_us"`     // null when the scenario measures no latency
+	P99us        *float64 `json:"p99_us"`
+	P999us       *float64 `json:"p999_us"`
+	// Service time: from the Request call to its response. It differs
+	// from the above only in open-loop scenarios, where the above also
+	// counts how late the scheduler was.
+	ServiceP50us  *float64 `json:"service_p50_us"`
+	ServiceP99us  *float64 `json:"service_p99_us"`
+	ServiceP999us *float64 `json:"service_p999_us"`
+	CPUusPerMsg   float64  `json:"cpu_us_per_msg"` // process user+sys CPU over the window / messages
+	WritesPerMsg  *float64 `json:"writes_per_msg"` // null for systems without a WriteCounter
+	// Lost is sent − delivered − failed after the drain, summed over
+	// repeats. Negative would mean duplicates.
+	Lost       int64    `json:"lost"`
+	Sent       uint64   `json:"sent"`
+	Delivered  uint64   `json:"delivered"`
+	Failed     uint64   `json:"failed"`
+	Rejected   uint64   `json:"rejected"`    // ErrBusy answers, retried; not sent
+	SendErrors uint64   `json:"send_errors"` // other refusals; not sent
+	Samples    int64    `json:"latency_samples"`
+	Seconds    float64  `json:"seconds"` // measured interval of one run
+	Repeats    int      `json:"repeats"`
+	LoadAvg    *float64 `json:"load_avg_1m"` // machine load at the end of the run(s); null if unknown
+	Drained    bool     `json:"drained"`     // every sent message reached an outcome before the drain timeout (all repeats)
+	Error      string   `json:"error,omitempty"`
+}
+
+func (r *Run) result(sc *Scenario, system string, begin, end snapshot) Result {
+	res := Result{
+		Scenario:     sc.Name,
+		System:       system,
+		PayloadBytes: sc.PayloadSize(r.Opts),
+		Repeats:      1,
+	}
+	elapsed := end.at.Sub(begin.at).Seconds()
+	msgs := float64(end.delivered - begin.delivered)
+	res.Seconds = elapsed
+	res.MsgsPerSec = msgs / elapsed
+	res.MBPerSec = float64(end.bytes-begin.bytes) / elapsed / 1e6
+	if msgs > 0 {
+		res.CPUusPerMsg = float64((end.cpu - begin.cpu).Microseconds()) / msgs
+		if _, ok := r.Sys.(WriteCounter); ok {
+			w := float64(end.writes-begin.writes) / msgs
+			res.WritesPerMsg = &w
+		}
+	}
+	if latency, service := r.latencies(); latency.TotalCount() > 0 {
+		res.Samples = latency.TotalCount()
+		res.P50us, res.P99us, res.P999us = quantiles(latency)
+		res.ServiceP50us, res.ServiceP99us, res.ServiceP999us = quantiles(service)
+	}
+	res.Sent, res.Delivered, res.Failed = r.accounting()
+	if load, ok := loadAverage(); ok {
+		res.LoadAvg = &load
+	}
+	res.Rejected = r.rejected.Load()
+	res.SendErrors = r.sendErrors.Load()
+	res.Lost = int64(res.Sent) - int64(res.Delivered) - int64(res.Failed)
+	return res
+}
+
+// quantiles returns p50, p99 and p99.9 of h in microseconds.
+func quantiles(h *hdrhistogram.Histogram) (p50, p99, p999 *float64) {
+	at := func(q float64) *float64 {
+		us := float64(h.ValueAtQuantile(q)) / 1e3
+		return &us
+	}
+	return at(50), at(99), at(99.9)
+}
+
+// median combines the repeats of one (scenario, system): each figure is the
+// median over repeats; counts (lost, sent...) are summed so that no loss is
+// averaged away.
+func median(runs []Result) Result {
+	if len(runs) == 0 {
+		return Result{}
+	}
+	out := runs[0]
+	out.Repeats = len(runs)
+	med := func(get func(Result) float64) float64 {
+		vals := make([]float64, len(runs))
+		for i, r := range runs {
+			vals[i] = get(r)
+		}
+		return medianOf(vals)
+	}
+	medPtr := func(get func(Result) *float64) *float64 {
+		var vals []float64
+		for _, r := range runs {
+			if p := get(r); p != nil {
+				vals = append(vals, *p)
+			}
+		}
+		if len(vals) == 0 {
+			return nil
+		}
+		m := medianOf(vals)
+		return &m
+	}
+	out.MsgsPerSec = med(func(r Result) float64 { return r.MsgsPerSec })
+	out.MBPerSec = med(func(r Result) float64 { return r.MBPerSec })
+	out.CPUusPerMsg = med(func(r Result) float64 { return r.CPUusPerMsg })
+	out.Seconds = med(func(r Result) float64 { return r.Seconds })
+	out.P50us = medPtr(func(r Result) *float64 { return r.P50us })
+	out.P99us = medPtr(func(r Result) *float64 { return r.P99us })
+	out.P999us = medPtr(func(r Result) *float64 { return r.P999us })
+	out.ServiceP50us = medPtr(func(r Result) *float64 { return r.ServiceP50us })
+	out.ServiceP99us = medPtr(func(r Result) *float64 { return r.ServiceP99us })
+	out.ServiceP999us = medPtr(func(r Result) *float64 { return r.ServiceP999us })
+	out.LoadAvg = medPtr(func(r Result) *float64 { return r.LoadAvg })
+	out.WritesPerMsg = medPtr(func(r Result) *float64 { return r.WritesPerMsg })
+	out.Lost, out.Sent, out.Delivered, out.Failed, out.Rejected, out.SendErrors, out.Samples = 0, 0, 0, 0, 0, 0, 0
+	out.Drained = true
+	for _, r := range runs {
+		if r.Error != "" {
+			out.Error = r.Error
+		}
+		out.Lost += r.Lost
+		out.Sent += r.Sent
+		out.Delivered += r.Delivered
+		out.Failed += r.Failed
+		out.Rejected += r.Rejected
+		out.SendErrors += r.SendErrors
+		out.Samples += r.Samples
+		out.Drained = out.Drained && r.Drained
+	}
+	return out
+}
+
+// medianOf sorts vals and returns their median.
+func medianOf(vals []float64) float64 {
+	slices.Sort(vals)
+	n := len(vals)
+	if n%2 == 0 {
+		return (vals[n/2-1] + vals[n/2]) / 2
+	}
+	return vals[n/2]
+}

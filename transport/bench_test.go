@@ -94,3 +94,26 @@ func BenchmarkRequest(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLarge measures 16 MiB one-way messages from 2 senders, in MB/s.
+func BenchmarkLarge(b *testing.B) {
+	c := newCluster(b, 2, func(i int, cfg *transport.Config) { cfg.WaitForCapacity = true })
+	var got atomic.Int64
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	}))
+	payload := make([]byte, 16<<20)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	b.SetParallelism(1)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			sendRetrying(b, c.nodes[0], c.id(1), verbData, payload)
+		}
+	})
+	for got.Load() < int64(b.N) {
+		runtime.Gosched()
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/bufpool"
 	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
@@ -42,6 +43,7 @@ type inConn struct {
 // frame (aliasing its pooled buffer) or one whole large message.
 type inFrame struct {
 	buf   *bytebufferpool.ByteBuffer // owned by the frame until release; nil for a large message
+	large []byte                     // a large message's payload from bufpool, owned likewise
 	msgs  []inMsg
 	grant limit.Grant // inbound capacity held until every handler returned
 }
@@ -58,6 +60,10 @@ func (f *inFrame) release() {
 	if f.buf != nil {
 		bytebufferpool.Put(f.buf)
 		f.buf = nil
+	}
+	if f.large != nil {
+		bufpool.Put(f.large) // its handler has returned: the payload was only lent
+		f.large = nil
 	}
 	clear(f.msgs)
 	f.msgs = f.msgs[:0]
@@ -93,6 +99,9 @@ func (ic *inConn) read() error {
 			}
 			ic.tiers.Release(m.grant)
 			ic.counters.dropped[ReasonConnectionReset].Add(1)
+			if m.payload != nil {
+				bufpool.Put(m.payload)
+			}
 		}
 		ic.streams = nil
 	}()
@@ -320,7 +329,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	case h.Flags&wire.FlagResponse != 0:
 		// Responses are not counted against inbound capacity: their
 		// caller is waiting for them and owns the bytes once delivered.
-		m.payload = make([]byte, h.PayloadLength)
+		m.payload = bufpool.Get(int(h.PayloadLength))
 	case h.Expired(time.Now().UnixNano()):
 		m.dropped = ReasonExpired
 	default:
@@ -347,7 +356,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 			m.feed(first)
 			return ic.largeProgress(fh.Stream, m)
 		}
-		m.payload = make([]byte, h.PayloadLength)
+		m.payload = bufpool.Get(int(h.PayloadLength)) // every byte is overwritten before use
 	}
 	if m.payload != nil {
 		copy(m.payload, first)
@@ -400,7 +409,15 @@ func (ic *inConn) largeProgress(stream uint32, m *largeIn) error {
 	f := framePool.Get().(*inFrame)
 	f.grant = m.grant
 	ic.arrived(f, m.header, m.payload, len(m.payload), time.Now().UnixNano(), false)
-	if len(f.msgs) == 0 { // a response, or expired while it arrived
+	switch {
+	case m.header.Flags&wire.FlagResponse != 0:
+		// The payload now belongs to the request's caller.
+	case len(f.msgs) == 0: // expired while it arrived
+		bufpool.Put(m.payload)
+	default:
+		f.large = m.payload // lent to the handler; back to the pool after it
+	}
+	if len(f.msgs) == 0 {
 		ic.releaseFrame(f)
 		return nil
 	}

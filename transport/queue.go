@@ -63,17 +63,21 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 		return q.err
 	}
 	size := len(header) + len(payload)
+	inBuffer := len(header) // what this message adds to the segment's buffer
+	if copyPayload {
+		inBuffer += len(payload)
+	}
 	var seg *batch
 	if n := len(q.segments); n > 0 {
 		seg = q.segments[n-1]
 	}
-	if seg == nil || (len(seg.items) > 0 && len(seg.buf.B)+size > segmentBytes) {
+	if seg == nil || (len(seg.items) > 0 && len(seg.buf.B)+inBuffer > segmentBytes) {
 		deep := seg != nil
 		seg = q.newSegment()
-		if deep {
+		if deep && copyPayload {
 			// The queue is a segment deep already: size this one for a
 			// whole segment at once rather than growing it by doubling.
-			seg.buf.B = slices.Grow(seg.buf.B, segmentBytes+size)
+			seg.buf.B = slices.Grow(seg.buf.B, segmentBytes+inBuffer)
 			seg.items = slices.Grow(seg.items, segmentBytes/256)
 		}
 		q.segments = append(q.segments, seg)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/bytebufferpool"
 
@@ -428,25 +429,42 @@ func (ic *inConn) largeProgress(stream uint32, m *largeIn) error {
 func (ic *inConn) dispatch() {
 	for f := range ic.frames {
 		for i := range f.msgs {
-			ic.handle(&f.msgs[i])
+			resp := ic.handle(&f.msgs[i])
+			if f.large != nil && aliases(resp, f.large) {
+				// The response is the lent payload (an echo): the writer
+				// sends it from there, so it must not go back to the pool.
+				f.large = nil
+			}
 		}
 		ic.releaseFrame(f)
 	}
 }
 
-func (ic *inConn) handle(im *inMsg) {
+// aliases reports whether a starts inside b's backing array.
+func aliases(a, b []byte) bool {
+	if len(a) == 0 || cap(b) == 0 {
+		return false
+	}
+	pa := uintptr(unsafe.Pointer(unsafe.SliceData(a)))
+	pb := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return pa >= pb && pa < pb+uintptr(cap(b))
+}
+
+// handle runs one message's handler and answers a request; it returns the
+// response it queued, if any.
+func (ic *inConn) handle(im *inMsg) []byte {
 	t := ic.t
 	h := &im.header
 	isRequest := h.Flags&wire.FlagExpectsResponse != 0
 	select {
 	case <-t.closed:
 		ic.counters.dropped[ReasonClosed].Add(1)
-		return
+		return nil
 	default:
 	}
 	if h.ExpiresAt != 0 && h.Expired(time.Now().UnixNano()) {
 		ic.counters.dropped[ReasonExpired].Add(1)
-		return
+		return nil
 	}
 	handler := (*t.handlers.Load())[Verb(h.Verb)]
 	if handler == nil {
@@ -454,7 +472,7 @@ func (ic *inConn) handle(im *inMsg) {
 		if isRequest {
 			t.respond(ic.from, h, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
 		}
-		return
+		return nil
 	}
 	ic.counters.received.Add(1)
 	ic.counters.receivedBytes.Add(uint64(len(im.payload)))
@@ -479,7 +497,9 @@ func (ic *inConn) handle(im *inMsg) {
 	}
 	if isRequest {
 		t.respond(ic.from, h, resp, err)
+		return resp
 	}
+	return nil
 }
 
 // serve calls the handler, turning a panic into a handler error so that one

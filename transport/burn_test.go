@@ -241,17 +241,42 @@ func TestBurn(t *testing.T) {
 	}()
 	wg.Wait()
 
-	// Quiet: every reserved byte returns.
-	waitFor(t, time.Minute, "quiet: all capacity returned", func() bool {
+	// Quiet: every reserved byte returns, and nothing still in flight in
+	// the kernel is delivered any more (the arrival counters stop moving).
+	arrivals := func() (n uint64) {
+		for _, tr := range trs {
+			st := tr.Stats().Total()
+			n += st.MessagesReceived + st.DroppedTotal()
+			for _, d := range st.DroppedInbound {
+				n += d
+			}
+		}
+		return n
+	}
+	var last uint64
+	stable := 0
+	waitFor(t, time.Minute, "quiet: all capacity returned, arrivals settled", func() bool {
 		for _, tr := range trs {
 			st := tr.Stats()
 			if st.OutboundBytes != 0 || st.InboundHeld != 0 || st.Total().PendingBytes != 0 {
+				stable = 0
 				return false
 			}
 		}
-		return true
+		if n := arrivals(); n != last {
+			last, stable = n, 0
+			return false
+		}
+		stable++
+		return stable >= 200 // about 200 ms without a change
 	})
 	require.Zero(t, violations.Load(), "first violation: %v", firstBad.Load())
+	for from := range nodes { // the verifier reads the ledgers under their locks
+		for to := range nodes {
+			ledgers[from][to].mu.Lock()
+			defer ledgers[from][to].mu.Unlock()
+		}
+	}
 
 	var delivered, dropped, both, accepted int
 	var throttled, overloaded, rejected uint64

@@ -24,7 +24,9 @@ type peer struct {
 	// Socket queue peaks per lane since the last metrics collection,
 	// measured at every write and every read.
 	sendPeak, recvPeak [routing.NumLanes]sockstat.Peak
-	streams            streamState
+	// The largest depths measured since the transport started, for Stats.
+	sendMax, recvMax [routing.NumLanes]sockstat.Peak
+	streams          streamState
 }
 
 func newPeer(t *Transport, id cluster.NodeID) *peer {

@@ -42,6 +42,10 @@ type ConnStats struct {
 	Connected       bool   // the lane has an established connection now
 	// Dropped counts outbound messages that failed, by reason.
 	Dropped [NumReasons]uint64
+	// SendQueueMax and RecvQueueMax are the deepest socket send and
+	// receive queues measured on this lane, in bytes, since the transport
+	// started (the metrics report the peak per collection instead).
+	SendQueueMax, RecvQueueMax int64
 	// Coalescing is the lane's strategy's own account.
 	Coalescing coalescing.Stats
 
@@ -100,6 +104,8 @@ func (s Stats) Total() ConnStats {
 		t.ConnectFailures += c.ConnectFailures
 		t.MessagesReceived += c.MessagesReceived
 		t.Throttled += c.Throttled
+		t.SendQueueMax = max(t.SendQueueMax, c.SendQueueMax)
+		t.RecvQueueMax = max(t.RecvQueueMax, c.RecvQueueMax)
 		t.ThrottledTime += c.ThrottledTime
 		t.BytesReceived += c.BytesReceived
 		for r := range NumReasons {
@@ -152,6 +158,8 @@ func (t *Transport) Stats() Stats {
 			in := &p.inbound[lane]
 			cs.MessagesReceived = in.received.Load()
 			cs.BytesReceived = in.receivedBytes.Load()
+			cs.SendQueueMax = p.sendMax[lane].Max()
+			cs.RecvQueueMax = p.recvMax[lane].Max()
 			cs.Throttled = in.throttled.Load()
 			cs.ThrottledTime = time.Duration(in.throttledNanos.Load())
 			for r := range NumReasons {

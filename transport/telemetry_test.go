@@ -145,6 +145,8 @@ func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 	t.Logf("send queue peak %d bytes, receive queue peak %d bytes", sendPeak, recvPeak)
 	assert.Greater(t, sendPeak, int64(64<<10), "unsent bytes pile up in the sender's socket")
 	assert.Positive(t, recvPeak, "unread bytes wait in the receiver's socket")
+	assert.GreaterOrEqual(t, c.nodes[0].Stats().Total().SendQueueMax, sendPeak, "Stats keeps the maximum")
+	assert.Positive(t, c.nodes[1].Stats().Total().RecvQueueMax)
 }
 
 func TestTraceSpansBothNodes(t *testing.T) {

@@ -12,8 +12,8 @@ import "sync/atomic"
 // interval, and reporting 0 would hide exactly that.
 //
 // Readings are expected to be non-negative: the zero value reports 0 until
-// something larger is observed. The zero value is ready to use. Peak is safe for concurrent use and does
-// not allocate.
+// something larger is observed. The zero value is ready to use. Peak is
+// safe for concurrent use and does not allocate.
 type Peak struct {
 	peak atomic.Int64 // the maximum since the interval started
 	last atomic.Int64 // the most recent observation
@@ -35,6 +35,10 @@ func (p *Peak) TakeAndReset() int64 {
 	p.raise(p.last.Load())
 	return peak
 }
+
+// Max returns the maximum of the current interval without ending it; a
+// Peak that is never reset therefore reports the maximum ever observed.
+func (p *Peak) Max() int64 { return p.peak.Load() }
 
 // raise sets peak to v if v is larger.
 func (p *Peak) raise(v int64) {

@@ -89,3 +89,12 @@ func BenchmarkPeakObserve(b *testing.B) {
 		}
 	})
 }
+
+func TestPeakMaxDoesNotReset(t *testing.T) {
+	var p sockstat.Peak
+	p.Observe(5)
+	p.Observe(3)
+	if p.Max() != 5 || p.Max() != 5 {
+		t.Fatalf("Max = %d, want 5 twice", p.Max())
+	}
+}

@@ -1,151 +1,114 @@
-// Command simulator runs several internode nodes in one process on
-// loopback and drives a mixed workload between them, then reports what
-// happened to every message.
+// Command simulator runs internode nodes under a database's workload —
+// gossip and quorum-replicated writes — with faults, shows its progress
+// every second and reports what happened to every message.
 //
-//	go run ./examples/simulator
+//	go run ./examples/simulator                  # 5 nodes in this process, 20 s
+//	go run ./examples/simulator -duration 10s -json
+//	go run ./examples/simulator -report run.html # charts, self-contained
+//	go run ./examples/simulator -tls -metrics-addr 127.0.0.1:9090
+//
+// Each node gossips heartbeats every 100 ms to 3 random peers on the urgent
+// lane (examples/gossip) and coordinates -rate writes per second, each
+// replicated to 3 nodes with a quorum of 2 through transport.Request
+// (examples/replication); 2% of the values are above 64 KiB and take the
+// large lane. On the way, n2's disk is slow and stalls for a while, and the
+// last node is stopped, loses its data, restarts and bootstraps from two
+// peers with SendFile (-slow 0 and -restart=false turn them off).
+//
+// The report ends with one line,
+//
+//	summary: nodes=N sent=S delivered=D failed=F lost=L
+//
+// counting the replica requests and gossip digests the nodes sent: delivered
+// are requests acknowledged and digests written to their socket, failed
+// those that ended in an error, and lost those with no outcome at all. lost
+// must be 0; the command exits 1 otherwise. Requests are counted by the
+// workload itself, before each call and after it returns; digests by the
+// transport's Stats (written) and Config.OnDropped (dropped after Send
+// accepted them).
+//
+// With -mode node it runs one node of the same workload, discovering the
+// others through cluster/memberlist, and prints that node's report:
+//
+//	simulator -mode node -id n1 -listen 127.0.0.1:7001 -gossip 127.0.0.1:7946
+//	simulator -mode node -id n2 -listen 127.0.0.1:7002 -gossip 127.0.0.1:7947 -join 127.0.0.1:7946
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"math/rand/v2"
 	"os"
-	"sync"
-	"sync/atomic"
-	"time"
-
-	"github.com/internode/internode/cluster"
-	"github.com/internode/internode/routing"
-	"github.com/internode/internode/transport"
-)
-
-const (
-	verbGossip transport.Verb = 1
-	verbWrite  transport.Verb = 2
-	verbRead   transport.Verb = 3
+	"os/signal"
 )
 
 func main() {
-	nodes := flag.Int("nodes", 3, "number of nodes")
-	duration := flag.Duration("duration", 5*time.Second, "how long to run the workload")
-	rate := flag.Int("rate", 2000, "writes per second per node")
-	flag.Parse()
-	if err := run(os.Stdout, *nodes, *duration, *rate); err != nil {
-		fmt.Fprintln(os.Stderr, "simulator:", err)
-		os.Exit(1)
-	}
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// tally counts one node's outcomes.
-type tally struct {
-	sent, failed, delivered atomic.Int64
+// realMain runs the command and returns its exit status: 0, 1 on failure
+// or lost messages, 2 for a bad command line.
+func realMain(args []string, stdout, stderr io.Writer) int {
+	o, err := parseOptions(args, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(stderr, "simulator:", err)
+		return 2
+	case err != nil:
+		return 2 // the flag package has printed the error and the usage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	r, err := run(ctx, o, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "simulator:", err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	if r.Summary.Lost != 0 {
+		fmt.Fprintf(stderr, "simulator: %d messages have no outcome\n", r.Summary.Lost)
+		return 1
+	}
+	return 0
 }
 
-func run(out io.Writer, n int, duration time.Duration, rate int) error {
-	members := cluster.NewStatic()
-	var nodes []*transport.Transport
-	defer func() {
-		for _, t := range nodes {
-			t.Close()
-		}
-	}()
-	received := make([]atomic.Int64, n)
-	for i := range n {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID = cluster.NodeID(fmt.Sprintf("n%d", i+1))
-		cfg.ClusterName = "simulator"
-		cfg.ListenAddr = "127.0.0.1:0"
-		cfg.Membership = members
-		cfg.LaneOverrides = map[transport.Verb]routing.Lane{verbGossip: routing.Urgent}
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		t, err := transport.New(cfg)
-		if err != nil {
-			return err
-		}
-		nodes = append(nodes, t)
-		count := func(ctx context.Context, m *transport.Message) ([]byte, error) {
-			received[i].Add(1)
-			return nil, nil
-		}
-		t.Handle(verbGossip, transport.HandlerFunc(count))
-		t.Handle(verbWrite, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-			received[i].Add(1)
-			return []byte("ack"), nil
-		}))
-		t.Start()
-		members.Add(cluster.Member{ID: cfg.NodeID, Addr: t.Addr().String()})
+// run runs the simulation o describes and writes its report.
+func run(ctx context.Context, o options, stdout, stderr io.Writer) (*report, error) {
+	progressOut := stdout
+	if o.json {
+		progressOut = stderr // stdout holds the JSON document only
 	}
-	fmt.Fprintf(out, "%d nodes on loopback, %v of gossip (urgent lane) and replicated writes of 100 B and 100 KiB (small and large lanes)\n", n, duration)
-
-	tallies := make([]tally, n)
-	ctx, cancel := context.WithTimeout(context.Background(), duration)
-	defer cancel()
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			drive(ctx, nodes, i, rate, &tallies[i])
-		}()
+	var r *report
+	var err error
+	if o.mode == "node" {
+		r, err = runNode(ctx, o, progressOut, stderr)
+	} else {
+		r, err = runCluster(ctx, o, progressOut, stderr)
 	}
-	wg.Wait()
-
-	var sent, failed, delivered int64
-	for i := range n {
-		s, f := tallies[i].sent.Load(), tallies[i].failed.Load()
-		st := nodes[i].Stats().Total()
-		fmt.Fprintf(out, "n%d: sent=%d failed=%d handled=%d writes=%d msgs/write=%.1f\n",
-			i+1, s, f, received[i].Load(), st.Writes, float64(st.MessagesSent)/float64(max(st.Writes, 1)))
-		sent += s
-		failed += f
-		delivered += tallies[i].delivered.Load()
+	if err != nil {
+		return nil, err
 	}
-	lost := sent - failed - delivered
-	fmt.Fprintf(out, "summary: nodes=%d sent=%d delivered=%d failed=%d lost=%d\n", n, sent, delivered, failed, lost)
-	if lost != 0 {
-		return errors.New("messages lost")
-	}
-	return nil
-}
-
-// drive sends gossip to a random peer and replicated writes (requests) to
-// two peers at the given rate until ctx ends. Every write ends acknowledged
-// or failed; nothing is left without an outcome.
-func drive(ctx context.Context, nodes []*transport.Transport, self, rate int, t *tally) {
-	r := rand.New(rand.NewPCG(uint64(self), 1))
-	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
-	defer tick.Stop()
-	var inflight sync.WaitGroup
-	defer inflight.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	if o.report != "" {
+		if err := writeHTMLFile(o.report, r); err != nil {
+			return r, err
 		}
-		peer := nodes[(self+1+r.IntN(len(nodes)-1))%len(nodes)].NodeID()
-		// One-way: its outcome is counted by the transports' stats.
-		_ = nodes[self].Send(ctx, peer, verbGossip, []byte("digest"))
-		size := 100
-		if r.IntN(50) == 0 {
-			size = 100 << 10 // above the 64 KiB threshold: the large lane
-		}
-		value := make([]byte, size)
-		inflight.Add(1)
-		go func() {
-			defer inflight.Done()
-			t.sent.Add(1)
-			reqCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			if _, err := nodes[self].Request(reqCtx, peer, verbWrite, value); err != nil {
-				t.failed.Add(1)
-				return
-			}
-			t.delivered.Add(1)
-		}()
 	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return r, err
+		}
+		fmt.Fprintln(stderr, r.SummaryLine)
+		return r, nil
+	}
+	r.writeText(stdout)
+	return r, nil
 }

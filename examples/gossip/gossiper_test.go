@@ -1,0 +1,281 @@
+package gossip_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/examples/gossip"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recordingSender remembers what a Gossiper sends, without a network.
+type recordingSender struct {
+	mu    sync.Mutex
+	sends []sent
+	fail  map[cluster.NodeID]error
+}
+
+type sent struct {
+	to       cluster.NodeID
+	verb     transport.Verb
+	deadline time.Time
+	digest   map[cluster.NodeID]gossip.Entry
+}
+
+func (s *recordingSender) Send(ctx context.Context, to cluster.NodeID, verb transport.Verb, payload []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fail[to]; err != nil {
+		return err
+	}
+	digest, err := gossip.DecodeDigest(payload)
+	if err != nil {
+		return err
+	}
+	deadline, _ := ctx.Deadline()
+	s.sends = append(s.sends, sent{to: to, verb: verb, deadline: deadline, digest: digest})
+	return nil
+}
+
+func peers(ids ...cluster.NodeID) func() []cluster.NodeID {
+	return func() []cluster.NodeID { return ids }
+}
+
+// Run's timing, on synctest's fake clock: one round per tick, Fanout
+// digests per round, each expiring one interval after it was sent.
+func TestRunSendsEveryInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sender := &recordingSender{}
+		g, err := gossip.New(gossip.Config{
+			Self: "n1", Sender: sender, Peers: peers("n1", "n2", "n3", "n4", "n5"),
+			Generation: 7, Rand: rand.New(rand.NewPCG(1, 1)),
+		})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		ticker := time.NewTicker(gossip.DefaultInterval)
+		defer ticker.Stop()
+		done := make(chan error, 1)
+		go func() { done <- g.Run(ctx, ticker.C) }()
+
+		start := time.Now()
+		time.Sleep(time.Second + gossip.DefaultInterval/2) // fake time: 10 ticks
+		synctest.Wait()
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+
+		require.Len(t, sender.sends, 10*gossip.DefaultFanout)
+		for i, s := range sender.sends {
+			round := i/gossip.DefaultFanout + 1
+			require.Equal(t, gossip.Verb, s.verb)
+			require.NotEqual(t, cluster.NodeID("n1"), s.to)
+			require.Equal(t, start.Add(time.Duration(round)*gossip.DefaultInterval+gossip.DefaultInterval), s.deadline,
+				"a digest expires one interval after its round")
+			require.Equal(t, gossip.Entry{Generation: 7, Heartbeat: uint64(round)}, s.digest["n1"])
+		}
+		require.Equal(t, gossip.Entry{Generation: 7, Heartbeat: 10}, must(g.Known("n1")))
+	})
+}
+
+func TestRoundReportsFailedSends(t *testing.T) {
+	down := errors.New("down")
+	sender := &recordingSender{fail: map[cluster.NodeID]error{"n3": down}}
+	var outcomes []string
+	g, err := gossip.New(gossip.Config{
+		Self: "n1", Sender: sender, Peers: peers("n2", "n3"), Generation: 1,
+		OnSend: func(to cluster.NodeID, err error) { outcomes = append(outcomes, fmt.Sprint(to, " ", err)) },
+	})
+	require.NoError(t, err)
+	queued, err := g.Round(t.Context())
+	require.Equal(t, 1, queued)
+	require.ErrorIs(t, err, down)
+	require.ElementsMatch(t, []string{"n2 <nil>", "n3 down"}, outcomes)
+}
+
+func must[T any](v T, ok bool) T {
+	if !ok {
+		panic("missing")
+	}
+	return v
+}
+
+// node is one gossiping transport on loopback.
+type node struct {
+	t *transport.Transport
+	g *gossip.Gossiper
+	// urgent counts digests that arrived on the urgent lane, other those
+	// that did not.
+	urgent, other atomic.Int64
+}
+
+// loopback runs gossiping nodes on 127.0.0.1 sharing a static membership
+// and one fake clock.
+type loopback struct {
+	t       *testing.T
+	members *cluster.Static
+	nodes   map[cluster.NodeID]*node
+	now     atomic.Int64 // unix nanoseconds of the fake clock
+}
+
+func newLoopback(t *testing.T, ids ...cluster.NodeID) *loopback {
+	l := &loopback{t: t, members: cluster.NewStatic(), nodes: map[cluster.NodeID]*node{}}
+	l.now.Store(t0.UnixNano())
+	for _, id := range ids {
+		l.start(id, "127.0.0.1:0", 1)
+	}
+	t.Cleanup(func() {
+		for _, n := range l.nodes {
+			n.t.Close()
+		}
+	})
+	return l
+}
+
+func (l *loopback) clock() time.Time { return time.Unix(0, l.now.Load()) }
+
+func (l *loopback) start(id cluster.NodeID, addr string, generation uint64) *node {
+	cfg := transport.DefaultConfig()
+	cfg.NodeID = id
+	cfg.ClusterName = "gossip-test"
+	cfg.ListenAddr = addr
+	cfg.Membership = l.members
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.ReconnectMinBackoff = 5 * time.Millisecond
+	cfg.ReconnectMaxBackoff = 20 * time.Millisecond
+	gossip.Register(&cfg)
+	tr, err := transport.New(cfg)
+	require.NoError(l.t, err)
+	n := &node{t: tr}
+	n.g, err = gossip.New(gossip.Config{
+		Self: id, Sender: tr, Generation: generation, Now: l.clock,
+		// Gossip with everyone else: Fanout 3 of the (at most 3) others.
+		Peers: func() []cluster.NodeID {
+			var ids []cluster.NodeID
+			for _, m := range l.members.Members() {
+				ids = append(ids, m.ID)
+			}
+			return ids
+		},
+		// A generous expiry: the test drives rounds faster than 100 ms.
+		Interval: 5 * time.Second,
+	})
+	require.NoError(l.t, err)
+	tr.Handle(gossip.Verb, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		if m.Lane == routing.Urgent {
+			n.urgent.Add(1)
+		} else {
+			n.other.Add(1)
+		}
+		return n.g.ServeMessage(ctx, m)
+	}))
+	tr.Start()
+	l.members.Add(cluster.Member{ID: id, Addr: tr.Addr().String()})
+	l.nodes[id] = n
+	return n
+}
+
+// converge runs rounds on the given nodes, advancing the fake clock by
+// 100 ms for each, until cond holds.
+func (l *loopback) converge(ids []cluster.NodeID, cond func() bool) {
+	l.t.Helper()
+	ok := assert.Eventually(l.t, func() bool {
+		l.now.Add(int64(gossip.DefaultInterval))
+		for _, id := range ids {
+			l.nodes[id].g.Round(l.t.Context())
+		}
+		return cond()
+	}, 10*time.Second, 10*time.Millisecond)
+	if !ok {
+		l.t.Fatalf("no convergence:\n%s", l.dump())
+	}
+}
+
+func (l *loopback) dump() string {
+	s := ""
+	for id, n := range l.nodes {
+		s += fmt.Sprintf("%s: %v %+v\n", id, n.g.Entries(), n.t.Stats().Conns)
+	}
+	return s
+}
+
+// knows reports whether every node of ids has at least heartbeat of every
+// other's generation gen[other].
+func (l *loopback) knows(ids []cluster.NodeID, gen map[cluster.NodeID]uint64) bool {
+	for _, a := range ids {
+		for _, b := range ids {
+			e, ok := l.nodes[a].g.Known(b)
+			if !ok || e.Generation != gen[b] || e.Heartbeat == 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func TestGossipOverLoopback(t *testing.T) {
+	ids := []cluster.NodeID{"n1", "n2", "n3", "n4"}
+	l := newLoopback(t, ids...)
+	gens := map[cluster.NodeID]uint64{"n1": 1, "n2": 1, "n3": 1, "n4": 1}
+	l.converge(ids, func() bool { return l.knows(ids, gens) })
+
+	for _, id := range ids {
+		n := l.nodes[id]
+		require.Positive(t, n.urgent.Load(), "%s received digests", id)
+		require.Zero(t, n.other.Load(), "%s received digests off the urgent lane", id)
+		total := n.t.Stats().Total()
+		require.Positive(t, total.MessagesSent)
+		for _, c := range n.t.Stats().Conns {
+			if c.Lane != routing.Urgent {
+				require.Zero(t, c.MessagesSent, "%s sent on %s", id, c.Lane)
+			}
+		}
+	}
+}
+
+// A node that restarts at the same address with a new generation is seen
+// again by all; while it is down, it is the one stale node.
+func TestGossipRestart(t *testing.T) {
+	ids := []cluster.NodeID{"n1", "n2", "n3"}
+	l := newLoopback(t, ids...)
+	gens := map[cluster.NodeID]uint64{"n1": 1, "n2": 1, "n3": 1}
+	l.converge(ids, func() bool { return l.knows(ids, gens) })
+
+	n3 := l.nodes["n3"]
+	addr := n3.t.Addr().String()
+	require.NoError(t, n3.t.Close())
+	// The survivors keep gossiping (to n3 too: those sends fail or expire)
+	// and see each other move on, but not n3.
+	survivors := []cluster.NodeID{"n1", "n2"}
+	l.converge(survivors, func() bool {
+		for _, a := range survivors {
+			stale := l.nodes[a].g.Stale(500 * time.Millisecond)
+			if len(stale) != 1 || stale[0] != "n3" {
+				return false
+			}
+		}
+		return true
+	})
+
+	l.start("n3", addr, 2)
+	gens["n3"] = 2
+	l.converge(ids, func() bool { return l.knows(ids, gens) })
+	for _, a := range ids {
+		require.Empty(t, l.nodes[a].g.Stale(500*time.Millisecond), "%s", a)
+	}
+}

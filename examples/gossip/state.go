@@ -1,0 +1,202 @@
+package gossip
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/internode/internode/cluster"
+)
+
+// Entry is what a node knows of one node's liveness: a version, compared
+// first by Generation, then by Heartbeat.
+type Entry struct {
+	// Generation identifies one run of the node: it changes, upwards, every
+	// time the node starts (its start time in nanoseconds is a good choice).
+	Generation uint64
+	// Heartbeat counts the node's gossip rounds within its generation.
+	Heartbeat uint64
+}
+
+// Newer reports whether e is a later version than other.
+func (e Entry) Newer(other Entry) bool {
+	if e.Generation != other.Generation {
+		return e.Generation > other.Generation
+	}
+	return e.Heartbeat > other.Heartbeat
+}
+
+// State is one node's table of heartbeats. It is pure: the caller passes
+// the time. It is not safe for concurrent use (Gossiper guards it).
+type State struct {
+	self    cluster.NodeID
+	entries map[cluster.NodeID]Entry
+	// changed is when each entry last moved forward, on the local clock:
+	// a node is suspect when its entry stops changing.
+	changed map[cluster.NodeID]time.Time
+}
+
+// NewState returns the table of node self, starting a new generation.
+func NewState(self cluster.NodeID, generation uint64, now time.Time) *State {
+	return &State{
+		self:    self,
+		entries: map[cluster.NodeID]Entry{self: {Generation: generation}},
+		changed: map[cluster.NodeID]time.Time{self: now},
+	}
+}
+
+// Beat increments this node's own heartbeat; call it once per round.
+func (s *State) Beat(now time.Time) {
+	e := s.entries[s.self]
+	e.Heartbeat++
+	s.entries[s.self] = e
+	s.changed[s.self] = now
+}
+
+// Merge takes every entry of a received digest that is newer than the one
+// known, and returns how many it took. An entry for this node itself is
+// ignored: only the node moves its own heartbeat.
+func (s *State) Merge(digest map[cluster.NodeID]Entry, now time.Time) (updated int) {
+	for id, e := range digest {
+		if id == s.self {
+			continue
+		}
+		if known, ok := s.entries[id]; ok && !e.Newer(known) {
+			continue
+		}
+		s.entries[id] = e
+		s.changed[id] = now
+		updated++
+	}
+	return updated
+}
+
+// Entries returns a copy of the table.
+func (s *State) Entries() map[cluster.NodeID]Entry {
+	out := make(map[cluster.NodeID]Entry, len(s.entries))
+	for id, e := range s.entries {
+		out[id] = e
+	}
+	return out
+}
+
+// Stale returns, sorted, the nodes whose entry has not changed for longer
+// than after: the ones a failure detector would suspect.
+func (s *State) Stale(now time.Time, after time.Duration) []cluster.NodeID {
+	var stale []cluster.NodeID
+	for id, at := range s.changed {
+		if id != s.self && now.Sub(at) > after {
+			stale = append(stale, id)
+		}
+	}
+	slices.Sort(stale)
+	return stale
+}
+
+// PickPeers returns up to n distinct peers drawn at random from candidates,
+// leaving out self. candidates is not modified.
+func PickPeers(r *rand.Rand, candidates []cluster.NodeID, self cluster.NodeID, n int) []cluster.NodeID {
+	peers := make([]cluster.NodeID, 0, len(candidates))
+	for _, id := range candidates {
+		if id != self && !slices.Contains(peers, id) {
+			peers = append(peers, id)
+		}
+	}
+	// A partial Fisher-Yates shuffle: the first n are a uniform sample.
+	n = min(n, len(peers))
+	for i := range n {
+		j := i + r.IntN(len(peers)-i)
+		peers[i], peers[j] = peers[j], peers[i]
+	}
+	return peers[:n]
+}
+
+// The digest encoding, all integers unsigned varints:
+//
+//	version (1) | count | count × ( len(id) | id bytes | generation | heartbeat )
+//
+// Entries are written sorted by node ID so equal tables encode equally.
+const (
+	digestVersion = 1
+	// MaxDigestEntries bounds the nodes in one digest, so that a malformed
+	// or hostile digest cannot make the receiver allocate without limit.
+	MaxDigestEntries = 4096
+	maxIDLen         = 255
+)
+
+// ErrMalformed is returned by DecodeDigest (and so by the Gossiper's
+// handler) for bytes that are not a digest.
+var ErrMalformed = errors.New("gossip: malformed digest")
+
+// AppendDigest appends the encoding of entries to dst.
+func AppendDigest(dst []byte, entries map[cluster.NodeID]Entry) []byte {
+	ids := make([]cluster.NodeID, 0, len(entries))
+	for id := range entries {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	dst = binary.AppendUvarint(dst, digestVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(ids)))
+	for _, id := range ids {
+		e := entries[id]
+		dst = binary.AppendUvarint(dst, uint64(len(id)))
+		dst = append(dst, id...)
+		dst = binary.AppendUvarint(dst, e.Generation)
+		dst = binary.AppendUvarint(dst, e.Heartbeat)
+	}
+	return dst
+}
+
+// DecodeDigest decodes a digest. It copies what it keeps: b may be reused
+// once it returns (a handler's payload is).
+func DecodeDigest(b []byte) (map[cluster.NodeID]Entry, error) {
+	next := func() (uint64, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, fmt.Errorf("%w: truncated", ErrMalformed)
+		}
+		b = b[n:]
+		return v, nil
+	}
+	version, err := next()
+	if err != nil {
+		return nil, err
+	}
+	if version != digestVersion {
+		return nil, fmt.Errorf("%w: version %d", ErrMalformed, version)
+	}
+	count, err := next()
+	if err != nil {
+		return nil, err
+	}
+	if count > MaxDigestEntries {
+		return nil, fmt.Errorf("%w: %d entries, limit %d", ErrMalformed, count, MaxDigestEntries)
+	}
+	entries := make(map[cluster.NodeID]Entry, count)
+	for range count {
+		idLen, err := next()
+		if err != nil {
+			return nil, err
+		}
+		if idLen == 0 || idLen > maxIDLen || idLen > uint64(len(b)) {
+			return nil, fmt.Errorf("%w: bad node ID length %d", ErrMalformed, idLen)
+		}
+		id := cluster.NodeID(b[:idLen]) // the conversion copies
+		b = b[idLen:]
+		var e Entry
+		if e.Generation, err = next(); err != nil {
+			return nil, err
+		}
+		if e.Heartbeat, err = next(); err != nil {
+			return nil, err
+		}
+		entries[id] = e
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b))
+	}
+	return entries, nil
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+
+	"github.com/internode/internode/examples/gossip"
+	"github.com/internode/internode/examples/replication"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+)
+
+// ledger is one node's own account of what its workload handed to the
+// transport, kept across restarts. Counters are atomic: the workload's
+// goroutines and the transport's callbacks update them.
+//
+// Requests are counted by the node's replication.Replicators (started
+// before each Request, acked or failed after it returns); the ledger adds
+// why they failed. Gossip digests are one-way: the ledger counts the Send
+// calls and their errors, and the digests dropped after Send accepted
+// them (Config.OnDropped); the transport's Stats count those written.
+type ledger struct {
+	writesStarted, writesOK, writesSkipped atomic.Uint64
+	writesFailed                           reasonCounts
+	writeLatency                           histogram
+
+	requestsFailed reasonCounts
+	// otherRequests are the requests made outside the replicators (a
+	// bootstrap's), and their outcomes.
+	otherRequests, otherAcked atomic.Uint64
+	otherFailed               reasonCounts
+	// failureResponses counts failure responses this node sent (seen by
+	// the requesters): they travel on the urgent lane beside gossip.
+	failureResponses atomic.Uint64
+
+	gossipSends    atomic.Uint64 // Send calls
+	gossipRejected reasonCounts  // Send returned an error
+	gossipDropped  reasonCounts  // accepted, then dropped by the transport
+
+	// latency is, for the small and large lanes, the round trip of the
+	// replica requests this node sent and, for the urgent lane, the one-way
+	// delay of the gossip digests it received (creation to handler).
+	latency [routing.NumLanes]histogram
+}
+
+// Failure reasons: the transport's, plus the workload's own.
+const (
+	reasonOther       = int(transport.NumReasons) + iota // an error of no known kind
+	reasonUnavailable                                    // too few replicas
+	reasonNoQuorum                                       // replicas failed
+	numReasonSlots
+)
+
+func reasonName(i int) string {
+	switch i {
+	case reasonOther:
+		return "other"
+	case reasonUnavailable:
+		return "unavailable"
+	case reasonNoQuorum:
+		return "no_quorum"
+	}
+	return transport.Reason(i).String()
+}
+
+// classify maps an error to the transport's reason for it, by errors.Is.
+func classify(err error) int {
+	var r transport.Reason
+	switch {
+	case errors.Is(err, transport.ErrOverloaded):
+		r = transport.ReasonOverloaded
+	case errors.Is(err, transport.ErrExpired), errors.Is(err, context.DeadlineExceeded):
+		r = transport.ReasonExpired
+	case errors.Is(err, context.Canceled):
+		r = transport.ReasonCanceled
+	case errors.Is(err, transport.ErrTooLarge):
+		r = transport.ReasonTooLarge
+	case errors.Is(err, transport.ErrConnectionReset):
+		r = transport.ReasonConnectionReset
+	case errors.Is(err, transport.ErrPeerLeft):
+		r = transport.ReasonPeerLeft
+	case errors.Is(err, transport.ErrClosed):
+		r = transport.ReasonClosed
+	case errors.Is(err, transport.ErrRefused):
+		r = transport.ReasonRefused
+	case errors.Is(err, transport.ErrUnknownPeer):
+		r = transport.ReasonUnknownPeer
+	case errors.Is(err, transport.ErrUnknownVerb):
+		r = transport.ReasonUnknownVerb
+	case errors.Is(err, transport.ErrHandler):
+		r = transport.ReasonHandlerError
+	default:
+		return reasonOther
+	}
+	return int(r)
+}
+
+// classifyWrite names why a database write failed.
+func classifyWrite(err error) int {
+	var qe *replication.QuorumError
+	switch {
+	case errors.Is(err, replication.ErrUnavailable):
+		return reasonUnavailable
+	case errors.As(err, &qe):
+		return reasonNoQuorum
+	}
+	return classify(err)
+}
+
+// reasonCounts counts failures by reason.
+type reasonCounts [numReasonSlots]atomic.Uint64
+
+func (c *reasonCounts) add(reason int) { c[reason].Add(1) }
+
+func (c *reasonCounts) total() uint64 {
+	var n uint64
+	for i := range c {
+		n += c[i].Load()
+	}
+	return n
+}
+
+// byName returns the non-zero counts keyed by reason name.
+func (c *reasonCounts) byName() map[string]uint64 {
+	m := map[string]uint64{}
+	for i := range c {
+		if v := c[i].Load(); v > 0 {
+			m[reasonName(i)] = v
+		}
+	}
+	return m
+}
+
+// onGossipSend is the Gossiper's OnSend hook.
+func (l *ledger) onGossipSend(err error) {
+	l.gossipSends.Add(1)
+	if err != nil {
+		l.gossipRejected.add(classify(err))
+	}
+}
+
+// onDropped is the transport's OnDropped hook: a message it accepted and
+// then failed to write.
+func (l *ledger) onDropped(m transport.DroppedMessage) {
+	if m.Verb == gossip.Verb && !m.Response {
+		l.gossipDropped.add(int(m.Reason))
+	}
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+)
+
+// sample is the cluster over one interval of the progress display (about
+// a second); the report keeps them all for its charts.
+type sample struct {
+	T float64 `json:"t_s"` // end of the interval, seconds since the start
+	// MsgsPerSec counts messages written to sockets, by lane (requests,
+	// responses and gossip).
+	MsgsPerSec [routing.NumLanes]float64 `json:"msgs_per_s"`
+	// P50 and P99 are latencies recorded in the interval, by lane (see
+	// ledger.latency); 0 when there were none.
+	P50 [routing.NumLanes]float64 `json:"p50_ms"`
+	P99 [routing.NumLanes]float64 `json:"p99_ms"`
+	// MsgsPerWrite is messages per socket write in the interval: what
+	// coalescing achieved.
+	MsgsPerWrite [routing.NumLanes]float64 `json:"msgs_per_write"`
+	WritesPerSec float64                   `json:"writes_per_s"` // database writes acknowledged by a quorum
+	WriteP99     float64                   `json:"write_p99_ms"`
+	FailedPerSec float64                   `json:"failed_per_s"` // messages failed: requests, and gossip rejected or dropped
+	PendingBytes uint64                    `json:"pending_bytes"`
+	Overloaded   uint64                    `json:"overloaded"` // messages failed as overloaded so far
+	Throttled    uint64                    `json:"throttled"`  // times a receiver paused reading so far
+	Up           int                       `json:"nodes_up"`
+}
+
+// snapshot is the cumulative state of every node at one moment.
+type snapshot struct {
+	at           time.Time
+	lanes        lanes
+	latency      [routing.NumLanes]histSnapshot
+	writeLatency histSnapshot
+	writesOK     uint64
+	failed       uint64
+	up           int
+}
+
+func takeSnapshot(nodes []*simNode) snapshot {
+	s := snapshot{at: time.Now()}
+	for _, n := range nodes {
+		all, up := n.stats()
+		if up {
+			s.up++
+		}
+		t := totalsOf(all, up)
+		for lane := range t {
+			s.lanes[lane].add(&t[lane])
+			h := n.ledger.latency[lane].snapshot()
+			s.latency[lane].add(&h)
+		}
+		wl := n.ledger.writeLatency.snapshot()
+		s.writeLatency.add(&wl)
+		s.writesOK += n.ledger.writesOK.Load()
+		s.failed += n.requestCounts().Failed + n.ledger.gossipRejected.total() + n.ledger.gossipDropped.total()
+	}
+	return s
+}
+
+// interval turns two snapshots into a sample.
+func interval(prev, cur *snapshot, start time.Time) sample {
+	dt := cur.at.Sub(prev.at).Seconds()
+	s := sample{T: cur.at.Sub(start).Seconds(), Up: cur.up}
+	for lane := range cur.lanes {
+		c, p := &cur.lanes[lane], &prev.lanes[lane]
+		s.MsgsPerSec[lane] = float64(c.sent-p.sent) / dt
+		if writes := c.writes - p.writes; writes > 0 {
+			s.MsgsPerWrite[lane] = float64(c.sent-p.sent) / float64(writes)
+		}
+		h := cur.latency[lane].minus(&prev.latency[lane])
+		s.P50[lane], s.P99[lane] = ms(h.quantile(0.5)), ms(h.quantile(0.99))
+		s.PendingBytes += c.pendingBytes
+		s.Overloaded += c.dropped[transport.ReasonOverloaded]
+		s.Throttled += c.throttled
+	}
+	w := cur.writeLatency.minus(&prev.writeLatency)
+	s.WriteP99 = ms(w.quantile(0.99))
+	s.WritesPerSec = float64(cur.writesOK-prev.writesOK) / dt
+	s.FailedPerSec = float64(cur.failed-prev.failed) / dt
+	return s
+}
+
+// progress prints a line a second and keeps the samples.
+type progress struct {
+	out   io.Writer
+	nodes []*simNode
+	start time.Time
+	total int // nodes expected up, for the display
+	// upText renders the nodes up (default: "up/total").
+	upText func(up int) string
+
+	mu      sync.Mutex // guards out (events print too), samples and events
+	samples []sample
+	events  []event
+	lines   int
+}
+
+func newProgress(out io.Writer, nodes []*simNode, start time.Time, total int) *progress {
+	p := &progress{out: out, nodes: nodes, start: start, total: total}
+	p.upText = func(up int) string { return fmt.Sprintf("%d/%d", up, p.total) }
+	return p
+}
+
+const progressHeader = "" +
+	"   time | msgs/s: urgent   small   large | p99 ms: urgent   small   large | writes/s  p99 ms | failed/s    pending  overloaded  paused | up\n"
+
+// run samples every second until ctx ends, then once more.
+func (p *progress) run(ctx context.Context) {
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	prev := takeSnapshot(p.nodes)
+	prev.at = p.start
+	for {
+		select {
+		case <-ctx.Done():
+			// The last, partial second, unless it is too short to mean much.
+			if cur := takeSnapshot(p.nodes); cur.at.Sub(prev.at) > 200*time.Millisecond {
+				p.add(interval(&prev, &cur, p.start))
+			}
+			return
+		case <-ticker.C:
+		}
+		cur := takeSnapshot(p.nodes)
+		p.add(interval(&prev, &cur, p.start))
+		prev = cur
+	}
+}
+
+func (p *progress) add(s sample) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lines%20 == 0 {
+		fmt.Fprint(p.out, progressHeader)
+	}
+	p.lines++
+	p.samples = append(p.samples, s)
+	fmt.Fprintf(p.out, "%6.1fs | %14s %7s %7s | %14s %7s %7s | %8s %7s | %8s %10s %11d %7d | %s\n",
+		s.T, rate(s.MsgsPerSec[routing.Urgent]), rate(s.MsgsPerSec[routing.Small]), rate(s.MsgsPerSec[routing.Large]),
+		millis(s.P99[routing.Urgent]), millis(s.P99[routing.Small]), millis(s.P99[routing.Large]),
+		rate(s.WritesPerSec), millis(s.WriteP99), rate(s.FailedPerSec), bytesIEC(s.PendingBytes),
+		s.Overloaded, s.Throttled, p.upText(s.Up))
+}
+
+// event records a fault or other event, and prints it between progress
+// lines.
+func (p *progress) event(node cluster.NodeID, format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := event{T: time.Since(p.start).Seconds(), Node: string(node), What: fmt.Sprintf(format, args...)}
+	p.events = append(p.events, e)
+	fmt.Fprintf(p.out, "%6.1fs * %s %s\n", e.T, e.Node, e.What)
+}
+
+func (p *progress) allEvents() []event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]event(nil), p.events...)
+}
+
+func (p *progress) allSamples() []sample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]sample(nil), p.samples...)
+}
+
+func rate(v float64) string {
+	switch {
+	case v >= 100_000:
+		return fmt.Sprintf("%.0fk", v/1000)
+	case v >= 10_000:
+		return fmt.Sprintf("%.1fk", v/1000)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func millis(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func bytesIEC(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/examples/replication"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+)
+
+// blockingRequester holds every request until released.
+type blockingRequester struct{ release chan struct{} }
+
+func (b blockingRequester) Request(ctx context.Context, to cluster.NodeID, verb transport.Verb, payload []byte) ([]byte, error) {
+	<-b.release
+	return nil, nil
+}
+
+// lost is computed from the counts, not assumed: a digest with no outcome
+// and a request that has not returned both show.
+func TestAccountingFindsLostMessages(t *testing.T) {
+	o, err := parseOptions(nil, io.Discard)
+	require.NoError(t, err)
+	n, err := newSimNode(&world{opts: o, clusterName: clusterName}, "n1", "")
+	require.NoError(t, err)
+
+	// 8 digests sent: 1 refused at once, 1 dropped later, 5 written (the
+	// urgent lane's 6 messages, less 1 failure response n1 sent there).
+	for range 8 {
+		n.ledger.gossipSends.Add(1)
+	}
+	n.ledger.gossipRejected.add(int(transport.ReasonOverloaded))
+	n.ledger.gossipDropped.add(int(transport.ReasonExpired))
+	n.ledger.failureResponses.Add(1)
+	n.past = []transport.Stats{{Conns: []transport.ConnStats{
+		{Peer: "n2", Lane: routing.Urgent, MessagesSent: 4, Dropped: [transport.NumReasons]uint64{transport.ReasonExpired: 1}},
+		{Peer: "n3", Lane: routing.Urgent, MessagesSent: 2},
+	}}}
+
+	// Two requests that have not returned.
+	requester := blockingRequester{release: make(chan struct{})}
+	r, err := replication.New(replication.Config{Self: "n1", Requester: requester})
+	require.NoError(t, err)
+	n.replicators = append(n.replicators, r)
+	done := make(chan error, 1)
+	go func() { done <- r.Write(context.Background(), []cluster.NodeID{"n2", "n3"}, "k", []byte("v")) }()
+	require.Eventually(t, func() bool { return r.Counts().Requests == 2 }, 5*time.Second, time.Millisecond)
+
+	rep := &report{}
+	accountNodes(rep, []*simNode{n}, false)
+	require.Equal(t, account{Sent: 8, Delivered: 5, Failed: 2, Lost: 1,
+		FailedBy: map[string]uint64{"overloaded": 1, "expired": 1}}, rep.PerNode[0].Gossip)
+	require.Equal(t, int64(2), rep.PerNode[0].Requests.Lost)
+	require.Equal(t, int64(3), rep.Summary.Lost)
+	require.Equal(t, "summary: nodes=1 sent=10 delivered=5 failed=2 lost=3", rep.SummaryLine)
+
+	close(requester.release)
+	require.NoError(t, <-done)
+	require.NoError(t, r.Drain(context.Background()))
+	rep = &report{}
+	accountNodes(rep, []*simNode{n}, false)
+	require.Equal(t, int64(1), rep.Summary.Lost, "the requests returned; the digest is still unaccounted for")
+}

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/routing"
+)
+
+// The in-process cluster, shortened to 3 s with its faults on: nothing is
+// lost, the JSON report parses, and the HTML report is self-contained.
+func TestRunInProcess(t *testing.T) {
+	htmlPath := filepath.Join(t.TempDir(), "report.html")
+	o, err := parseOptions([]string{"-duration", "3s", "-rate", "100", "-json", "-report", htmlPath}, io.Discard)
+	require.NoError(t, err)
+	var stdout, stderr bytes.Buffer
+	_, err = run(t.Context(), o, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+
+	var r report
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &r), "stdout holds the JSON report only")
+	require.Equal(t, 5, r.Summary.Nodes)
+	require.Zero(t, r.Summary.Lost, r.SummaryLine)
+	require.Positive(t, r.Summary.Sent)
+	require.Equal(t, r.Summary.Sent, r.Summary.Delivered+r.Summary.Failed)
+	require.Contains(t, stderr.String(), r.SummaryLine+"\n", "the summary line ends the progress output")
+	require.NotEmpty(t, r.Series, "a progress sample a second")
+
+	var large uint64
+	for _, n := range r.PerNode {
+		require.Zero(t, n.Requests.Lost, n.ID)
+		require.Zero(t, n.Gossip.Lost, n.ID)
+		require.Positive(t, n.Gossip.Delivered, n.ID)
+		large += n.Lanes[routing.Large].Written
+	}
+	require.Positive(t, large, "values above 64 KiB took the large lane")
+
+	// The faults happened: n5 restarted, and the report says how it came back.
+	require.Equal(t, 1, r.PerNode[4].Restarts)
+	require.True(t, r.PerNode[1].Slow)
+	require.NotNil(t, r.Recovery)
+	require.Equal(t, "n5", r.Recovery.Node)
+	require.NotNil(t, r.Recovery.Bootstrap, "n5 lost its data and bootstrapped")
+	require.Empty(t, r.Recovery.Bootstrap.Error)
+	require.Positive(t, r.Recovery.Bootstrap.FileBytes)
+
+	page, err := os.ReadFile(htmlPath)
+	require.NoError(t, err)
+	html := string(page)
+	require.Equal(t, 4, strings.Count(html, "<svg "), "four charts")
+	require.Contains(t, html, r.SummaryLine)
+	for _, fetch := range []string{"<script", "src=", "href=", "url(", "@import", "<link"} {
+		require.NotContains(t, html, fetch, "the page must fetch nothing")
+	}
+	require.Equal(t, strings.Count(html, "http"), strings.Count(html, `xmlns="http://www.w3.org/2000/svg"`),
+		"the only URL is SVG's namespace, which is never fetched")
+}
+
+func TestTextReportEndsWithSummary(t *testing.T) {
+	o, err := parseOptions([]string{"-nodes", "2", "-duration", "1500ms", "-rate", "50"}, io.Discard)
+	require.NoError(t, err)
+	var stdout bytes.Buffer
+	r, err := run(t.Context(), o, &stdout, io.Discard)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	require.Equal(t, r.SummaryLine, lines[len(lines)-1])
+	require.Regexp(t, `^summary: nodes=2 sent=\d+ delivered=\d+ failed=\d+ lost=0$`, lines[len(lines)-1])
+	require.Equal(t, 1, strings.Count(stdout.String(), "summary:"), "exactly one summary line")
+	require.Empty(t, r.Faults, "two nodes are too few for faults")
+}
+
+func TestCommandLine(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+		stderr string
+	}{
+		{[]string{"-nodes", "1"}, 2, "-nodes must be between 2 and 64"},
+		{[]string{"-strategy", "sometimes"}, 2, "unknown strategy"},
+		{[]string{"-mode", "node"}, 2, "node mode needs -id and -listen"},
+		{[]string{"-mode", "node", "-id", "n1", "-listen", "127.0.0.1:1", "-tls"}, 2, "needs -tls-dir"},
+		{[]string{"-no-such-flag"}, 2, "flag provided but not defined"},
+		{[]string{"extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"-h"}, 0, "Usage: simulator"},
+	} {
+		var stderr bytes.Buffer
+		require.Equal(t, tc.status, realMain(tc.args, io.Discard, &stderr), "%v", tc.args)
+		require.Contains(t, stderr.String(), tc.stderr, "%v", tc.args)
+	}
+}
+
+// -metrics-addr serves every node's transport metrics while the run lasts.
+func TestMetricsEndpoint(t *testing.T) {
+	addr := freeAddr(t)
+	o, err := parseOptions([]string{"-nodes", "3", "-duration", "2s", "-rate", "20", "-metrics-addr", addr}, io.Discard)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := run(t.Context(), o, io.Discard, io.Discard)
+		done <- err
+	}()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		text := string(body)
+		return strings.Contains(text, "internode_messages_sent") &&
+			strings.Contains(text, `node="n1"`) && strings.Contains(text, `node="n3"`)
+	}, 10*time.Second, 50*time.Millisecond)
+	require.NoError(t, <-done)
+}
+
+func TestValueSizes(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	large := 0
+	for range 100_000 {
+		size := valueSize(r, 1024)
+		require.Positive(t, size)
+		require.False(t, size > routing.DefaultThreshold-4<<10 && size <= routing.DefaultThreshold+4<<10,
+			"%d is too close to the lane threshold", size)
+		if size > routing.DefaultThreshold {
+			large++
+		}
+	}
+	require.InDelta(t, 2000, large, 300, "about 2%% of values take the large lane")
+	// A typical size near the threshold is moved out of its band too.
+	for range 1000 {
+		size := valueSize(r, 64<<10)
+		require.False(t, size > routing.DefaultThreshold-4<<10 && size <= routing.DefaultThreshold+4<<10, "%d", size)
+	}
+}
+
+// Three node processes on loopback, each joining the first through
+// memberlist, each ending with its own summary and nothing lost.
+func TestNodeProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the simulator and runs three processes for several seconds")
+	}
+	binary := filepath.Join(t.TempDir(), "simulator")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	seed := freeGossipAddr(t)
+	type result struct {
+		id     string
+		output string
+		err    error
+	}
+	results := make(chan result, 3)
+	var wg sync.WaitGroup
+	start := func(id string, join string) (ready <-chan struct{}) {
+		args := []string{"-mode", "node", "-id", id, "-listen", freeAddr(t), "-duration", "5s", "-rate", "50"}
+		if join == "" {
+			args = append(args, "-gossip", seed)
+		} else {
+			args = append(args, "-gossip", freeGossipAddr(t), "-join", join)
+		}
+		cmd := exec.CommandContext(ctx, binary, args...)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		require.NoError(t, cmd.Start())
+		started := make(chan struct{})
+		wg.Go(func() {
+			var all strings.Builder
+			scanner := bufio.NewScanner(stdout)
+			once := sync.OnceFunc(func() { close(started) })
+			for scanner.Scan() {
+				all.WriteString(scanner.Text() + "\n")
+				if strings.HasPrefix(scanner.Text(), "node "+id+":") {
+					once() // it has joined and listens
+				}
+			}
+			once()
+			err := cmd.Wait()
+			results <- result{id: id, output: all.String() + stderr.String(), err: err}
+		})
+		return started
+	}
+	<-start("n1", "")
+	start("n2", seed)
+	start("n3", seed)
+	wg.Wait()
+	close(results)
+
+	summary := regexp.MustCompile(`(?m)^summary: nodes=1 sent=(\d+) delivered=(\d+) failed=(\d+) lost=(-?\d+)$`)
+	for r := range results {
+		require.NoError(t, r.err, "%s:\n%s", r.id, r.output)
+		m := summary.FindStringSubmatch(r.output)
+		require.NotNil(t, m, "%s printed no summary:\n%s", r.id, r.output)
+		require.Equal(t, "0", m[4], "%s lost messages:\n%s", r.id, r.output)
+		sent, _ := strconv.Atoi(m[1])
+		require.Positive(t, sent, "%s sent nothing:\n%s", r.id, r.output)
+		require.Contains(t, r.output, "| 3 members", "%s never saw the three nodes:\n%s", r.id, r.output)
+	}
+}
+
+// freeAddr returns a loopback TCP address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// freeGossipAddr returns a loopback port free for both TCP and UDP, as
+// memberlist needs.
+func freeGossipAddr(t *testing.T) string {
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port for TCP and UDP")
+	return ""
+}
+
+// The HTML report opens in headless Chromium, when there is one, with no
+// console error, and its charts are in the rendered page.
+func TestHTMLReportInChromium(t *testing.T) {
+	var browser string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless_shell"} {
+		if path, err := exec.LookPath(name); err == nil {
+			browser = path
+			break
+		}
+	}
+	if browser == "" {
+		t.Skip("no Chromium on PATH (Debian: apt-get install chromium)")
+	}
+	htmlPath := filepath.Join(t.TempDir(), "report.html")
+	o, err := parseOptions([]string{"-nodes", "3", "-duration", "1500ms", "-rate", "50", "-report", htmlPath}, io.Discard)
+	require.NoError(t, err)
+	r, err := run(t.Context(), o, io.Discard, io.Discard)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu",
+		"--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0", "--dump-dom", "file://"+htmlPath)
+	var dom, logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &dom, &logs
+	require.NoError(t, cmd.Run(), logs.String())
+	require.Equal(t, 4, strings.Count(dom.String(), "<svg "), "the rendered page has the four charts")
+	require.Contains(t, dom.String(), r.SummaryLine)
+	for _, line := range strings.Split(logs.String(), "\n") {
+		require.NotContains(t, line, ":CONSOLE", "console message: %s", line)
+		require.NotContains(t, line, "Failed to load", line)
+	}
+}

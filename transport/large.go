@@ -17,16 +17,17 @@ const (
 
 // largeSend is one large message being written in parts.
 type largeSend struct {
-	id        uint64
-	expiresAt int64
-	isRequest bool
-	header    []byte // the encoded message header
-	payload   []byte // the caller's buffer, written in place
-	sent      int    // payload bytes written so far
-	begun     bool   // the FrameLargeBegin part is written
-	stream    uint32
-	size      int         // bytes queued
-	grant     limit.Grant // capacity held
+	id         uint64
+	expiresAt  int64
+	isRequest  bool
+	isResponse bool
+	header     []byte // the encoded message header
+	payload    []byte // the caller's buffer, written in place
+	sent       int    // payload bytes written so far
+	begun      bool   // the FrameLargeBegin part is written
+	stream     uint32
+	size       int         // bytes queued
+	grant      limit.Grant // capacity held
 }
 
 // largeWriter interleaves the parts of up to maxActiveLarge messages, one
@@ -51,7 +52,7 @@ func (w *largeWriter) admit(c *outConn) {
 		for i := range b.items {
 			it := &b.items[i]
 			w.waiting = append(w.waiting, largeSend{
-				id: it.id, expiresAt: it.expiresAt, isRequest: it.isRequest,
+				id: it.id, expiresAt: it.expiresAt, isRequest: it.isRequest, isResponse: it.isResponse,
 				header:  append([]byte(nil), b.buf.B[it.start:it.end]...),
 				payload: it.payload, size: it.size(), grant: it.grant,
 			})
@@ -130,6 +131,9 @@ func (w *largeWriter) step(c *outConn) error {
 			continue
 		}
 		c.counters.sent.Add(1)
+		if ls.isResponse {
+			c.counters.responses.Add(1)
+		}
 		c.counters.sentBytes.Add(uint64(len(ls.header) + len(ls.payload)))
 		w.finish(c, ls, nil)
 	}

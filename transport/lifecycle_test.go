@@ -185,6 +185,22 @@ func TestPeerLeftFailsQueuedAndWaiting(t *testing.T) {
 	assert.ErrorIs(t, <-errc, transport.ErrPeerLeft)
 	err := c.nodes[0].Send(context.Background(), c.id(1), verbData, nil)
 	assert.ErrorIs(t, err, transport.ErrUnknownPeer)
+	st := c.nodes[0].Stats().Total()
+	assert.Equal(t, uint64(1), st.MessagesSent, "a departed peer's counts stay in Stats")
+}
+
+func TestResponsesAreCountedApart(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	for _, size := range []int{10, 100 << 10} {
+		_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, make([]byte, size))
+		require.NoError(t, err)
+	}
+	waitFor(t, 5*time.Second, "responses counted", func() bool {
+		st := c.nodes[1].Stats().Total()
+		return st.MessagesSent == 2 && st.ResponsesSent == 2
+	})
+	assert.Zero(t, c.nodes[0].Stats().Total().ResponsesSent)
 }
 
 // TestCloseWithWriterBlockedInWrite: the peer stops reading, the sender's

@@ -89,6 +89,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 // With wait it waits for capacity until ctx ends; otherwise it fails at once
 // with ErrOverloaded.
 func (c *outConn) enqueue(ctx context.Context, h *wire.Header, payload []byte, isRequest, wait bool, now time.Time) error {
+	isResponse := h.Flags&wire.FlagResponse != 0
 	var stack [64]byte
 	header := wire.AppendHeader(stack[:0], h)
 	size := int64(len(header) + len(payload))
@@ -104,7 +105,7 @@ func (c *outConn) enqueue(ctx context.Context, h *wire.Header, payload []byte, i
 			return c.peer.stopErr()
 		}
 	}
-	it := outItem{id: h.ID, expiresAt: h.ExpiresAt, enqueuedAt: now, isRequest: isRequest, grant: grant}
+	it := outItem{id: h.ID, expiresAt: h.ExpiresAt, enqueuedAt: now, isRequest: isRequest, isResponse: isResponse, grant: grant}
 	if err := c.queue.push(it, header, payload, c.lane != routing.Large); err != nil {
 		c.tiers.Release(grant)
 		return err
@@ -297,6 +298,7 @@ func stopTimer(t *time.Timer) { t.Stop() }
 // and counted) and writes them with one vectored write.
 func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 	now := time.Now().UnixNano()
+	responses := 0
 	maxFrame := c.t.maxFrame
 	buf := b.buf.B
 	if need := wire.FrameHeaderSize * (len(b.items) + len(buf)/maxFrame + 1); cap(c.headers) < need {
@@ -328,6 +330,9 @@ func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 			frameStart = it.start
 		}
 		frameEnd = it.end
+		if it.isResponse {
+			responses++
+		}
 		messages++
 		bytes += it.end - it.start
 	}
@@ -350,6 +355,7 @@ func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 	c.counters.writes.Add(1)
 	c.measureSendQueue()
 	c.counters.sent.Add(uint64(messages))
+	c.counters.responses.Add(uint64(responses))
 	c.counters.sentBytes.Add(uint64(bytes))
 	return messages, bytes, nil
 }

@@ -19,6 +19,7 @@ type outItem struct {
 	payload    []byte // large lane only: the caller's payload, written from where it is
 	grant      limit.Grant
 	isRequest  bool
+	isResponse bool
 }
 
 func (it *outItem) size() int { return it.end - it.start + len(it.payload) }

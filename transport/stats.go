@@ -13,6 +13,7 @@ import (
 // connCounters are one outbound lane's counters.
 type connCounters struct {
 	sent, sentBytes, writes   atomic.Uint64
+	responses                 atomic.Uint64 // of sent: responses to the peer's requests
 	connects, connectFailures atomic.Uint64
 	dropped                   [NumReasons]atomic.Uint64
 }
@@ -32,7 +33,8 @@ type ConnStats struct {
 	Lane routing.Lane
 
 	// Outbound.
-	MessagesSent    uint64 // messages written to the socket
+	MessagesSent    uint64 // messages written to the socket, responses included
+	ResponsesSent   uint64 // of MessagesSent, responses to the peer's requests
 	BytesSent       uint64 // their encoded bytes, frame headers excluded
 	Writes          uint64 // vectored write calls
 	PendingMessages uint64 // queued now
@@ -91,30 +93,38 @@ type Stats struct {
 	FileBytesSent, FileBytesReceived uint64
 }
 
-// Total sums every connection's counters (Peer and Coalescing are left zero).
+// Total sums every connection's counters (Peer and Coalescing are left
+// zero; the queue maxima are the largest of any lane).
 func (s Stats) Total() ConnStats {
 	var t ConnStats
 	for _, c := range s.Conns {
-		t.MessagesSent += c.MessagesSent
-		t.BytesSent += c.BytesSent
-		t.Writes += c.Writes
-		t.PendingMessages += c.PendingMessages
-		t.PendingBytes += c.PendingBytes
-		t.Connects += c.Connects
-		t.ConnectFailures += c.ConnectFailures
-		t.MessagesReceived += c.MessagesReceived
-		t.Throttled += c.Throttled
-		t.SendQueueMax = max(t.SendQueueMax, c.SendQueueMax)
-		t.RecvQueueMax = max(t.RecvQueueMax, c.RecvQueueMax)
-		t.ThrottledTime += c.ThrottledTime
-		t.BytesReceived += c.BytesReceived
-		for r := range NumReasons {
-			t.Dropped[r] += c.Dropped[r]
-			t.DroppedInbound[r] += c.DroppedInbound[r]
-			t.RemoteDropped[r] += c.RemoteDropped[r]
-		}
+		t.add(&c)
 	}
 	return t
+}
+
+// add sums o's counters into c.
+func (c *ConnStats) add(o *ConnStats) {
+	c.MessagesSent += o.MessagesSent
+	c.ResponsesSent += o.ResponsesSent
+	c.BytesSent += o.BytesSent
+	c.Writes += o.Writes
+	c.PendingMessages += o.PendingMessages
+	c.PendingBytes += o.PendingBytes
+	c.Connects += o.Connects
+	c.ConnectFailures += o.ConnectFailures
+	c.Connected = c.Connected || o.Connected
+	c.MessagesReceived += o.MessagesReceived
+	c.BytesReceived += o.BytesReceived
+	c.Throttled += o.Throttled
+	c.ThrottledTime += o.ThrottledTime
+	c.SendQueueMax = max(c.SendQueueMax, o.SendQueueMax)
+	c.RecvQueueMax = max(c.RecvQueueMax, o.RecvQueueMax)
+	for r := range NumReasons {
+		c.Dropped[r] += o.Dropped[r]
+		c.DroppedInbound[r] += o.DroppedInbound[r]
+		c.RemoteDropped[r] += o.RemoteDropped[r]
+	}
 }
 
 // DroppedTotal sums Dropped over every reason.
@@ -131,12 +141,14 @@ func (c ConnStats) DroppedTotal() uint64 {
 // may be slightly stale.
 func (t *Transport) Stats() Stats {
 	t.peersMu.RLock()
-	peers := make([]*peer, 0, len(t.peers))
+	peers := make([]*peer, 0, len(t.peers)+len(t.departed))
 	for _, p := range t.peers {
 		peers = append(peers, p)
 	}
+	// Peers that left keep their counts: nothing they sent or received
+	// drops out of the accounts.
+	peers = append(peers, t.departed...)
 	t.peersMu.RUnlock()
-	sort.Slice(peers, func(i, j int) bool { return peers[i].id < peers[j].id })
 	s := Stats{InboundRefused: t.refused.Load(), InboundMalformed: t.malformed.Load()}
 	for r := range NumRefusals {
 		s.Refusals[r] = t.refusals[r].Load()
@@ -152,41 +164,67 @@ func (t *Transport) Stats() Stats {
 		s.InboundHeld += ic.tiers.Own.Using()
 	}
 	t.inboundMu.Unlock()
+	type key struct {
+		peer cluster.NodeID
+		lane routing.Lane
+	}
+	merged := map[key]int{} // index in s.Conns
 	for _, p := range peers {
 		for _, lane := range routing.Lanes {
-			cs := ConnStats{Peer: p.id, Lane: lane}
-			in := &p.inbound[lane]
-			cs.MessagesReceived = in.received.Load()
-			cs.BytesReceived = in.receivedBytes.Load()
-			cs.SendQueueMax = p.sendMax[lane].Max()
-			cs.RecvQueueMax = p.recvMax[lane].Max()
-			cs.Throttled = in.throttled.Load()
-			cs.ThrottledTime = time.Duration(in.throttledNanos.Load())
-			for r := range NumReasons {
-				cs.DroppedInbound[r] = in.dropped[r].Load()
-				cs.RemoteDropped[r] = in.remoteDropped[r].Load()
-			}
-			if c := p.lanes[lane].Load(); c != nil {
-				cs.MessagesSent = c.counters.sent.Load()
-				cs.BytesSent = c.counters.sentBytes.Load()
-				cs.Writes = c.counters.writes.Load()
-				cs.Connects = c.counters.connects.Load()
-				cs.Connected = c.live.Load() != nil
-				cs.ConnectFailures = c.counters.connectFailures.Load()
-				for r := range NumReasons {
-					cs.Dropped[r] = c.counters.dropped[r].Load()
-				}
-				c.strategyMu.Lock()
-				cs.Coalescing = c.strategy.Stats()
-				c.strategyMu.Unlock()
-				messages, _ := c.queue.pending()
-				cs.PendingMessages = uint64(messages)
-				cs.PendingBytes = uint64(c.queue.held())
-			} else if cs.MessagesReceived == 0 && cs.DroppedInbound == ([NumReasons]uint64{}) && cs.Throttled == 0 {
+			cs, ok := p.laneStats(lane)
+			if !ok {
 				continue
 			}
+			k := key{p.id, lane}
+			if i, seen := merged[k]; seen {
+				s.Conns[i].add(&cs)
+				continue
+			}
+			merged[k] = len(s.Conns)
 			s.Conns = append(s.Conns, cs)
 		}
 	}
+	sort.Slice(s.Conns, func(i, j int) bool {
+		a, b := s.Conns[i], s.Conns[j]
+		return a.Peer < b.Peer || a.Peer == b.Peer && a.Lane < b.Lane
+	})
 	return s
+}
+
+// laneStats reads one lane's counters; ok is false for a lane that has
+// seen no traffic either way.
+func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
+	cs = ConnStats{Peer: p.id, Lane: lane}
+	in := &p.inbound[lane]
+	cs.MessagesReceived = in.received.Load()
+	cs.BytesReceived = in.receivedBytes.Load()
+	cs.SendQueueMax = p.sendMax[lane].Max()
+	cs.RecvQueueMax = p.recvMax[lane].Max()
+	cs.Throttled = in.throttled.Load()
+	cs.ThrottledTime = time.Duration(in.throttledNanos.Load())
+	for r := range NumReasons {
+		cs.DroppedInbound[r] = in.dropped[r].Load()
+		cs.RemoteDropped[r] = in.remoteDropped[r].Load()
+	}
+	c := p.lanes[lane].Load()
+	if c == nil {
+		return cs, cs.MessagesReceived != 0 || cs.DroppedInbound != ([NumReasons]uint64{}) || cs.Throttled != 0
+	}
+	cs.MessagesSent = c.counters.sent.Load()
+	cs.ResponsesSent = c.counters.responses.Load()
+	cs.BytesSent = c.counters.sentBytes.Load()
+	cs.Writes = c.counters.writes.Load()
+	cs.Connects = c.counters.connects.Load()
+	cs.ConnectFailures = c.counters.connectFailures.Load()
+	cs.Connected = c.live.Load() != nil
+	for r := range NumReasons {
+		cs.Dropped[r] = c.counters.dropped[r].Load()
+	}
+	c.strategyMu.Lock()
+	cs.Coalescing = c.strategy.Stats()
+	c.strategyMu.Unlock()
+	messages, _ := c.queue.pending()
+	cs.PendingMessages = uint64(messages)
+	cs.PendingBytes = uint64(c.queue.held())
+	return cs, true
 }

@@ -42,6 +42,7 @@ type Transport struct {
 	// peersView is a read-only copy of peers for the send path, replaced
 	// (under peersMu) whenever peers changes, which is rare.
 	peersView atomic.Pointer[map[cluster.NodeID]*peer]
+	departed  []*peer // peers that left; Stats keeps their counts
 
 	inboundMu sync.Mutex
 	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
@@ -319,6 +320,9 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	t.peersMu.Lock()
 	p := t.peers[id]
 	delete(t.peers, id)
+	if p != nil {
+		t.departed = append(t.departed, p)
+	}
 	t.publishPeers()
 	t.peersMu.Unlock()
 	if p != nil {

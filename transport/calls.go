@@ -4,11 +4,13 @@ import (
 	"sync"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
 )
 
 // call is one Request waiting for its response.
 type call struct {
 	peer cluster.NodeID
+	lane routing.Lane    // the lane the request travels on, for errors
 	done chan callResult // one slot: completion never blocks
 }
 
@@ -83,7 +85,8 @@ func (t *callTable) fail(id uint64, err error) {
 	}
 }
 
-// failPeer fails every call waiting on peer (nil peer: every call).
+// failPeer fails every call waiting on peer (nil peer: every call) with
+// an *OpError wrapping err.
 func (t *callTable) failPeer(peer *cluster.NodeID, err error) {
 	for i := range t.shards {
 		s := &t.shards[i]
@@ -91,7 +94,7 @@ func (t *callTable) failPeer(peer *cluster.NodeID, err error) {
 		for id, c := range s.calls {
 			if peer == nil || c.peer == *peer {
 				delete(s.calls, id)
-				c.done <- callResult{err: err}
+				c.done <- callResult{err: &OpError{Op: "request", Peer: c.peer, Lane: c.lane, Err: err}}
 			}
 		}
 		s.mu.Unlock()

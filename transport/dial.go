@@ -47,6 +47,9 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 			}
 		}
 	}
+	// Cancelling ctx interrupts the handshakes too, not only the dial.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
 	if t.cfg.TLS != nil {
 		tc := tls.Client(nc, t.cfg.TLS.Client)
 		hsCtx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 )
 
@@ -229,4 +230,55 @@ func TestCloseWithWriterBlockedInWrite(t *testing.T) {
 	st := c.nodes[0].Stats().Total()
 	assert.NotZero(t, st.Dropped[transport.ReasonClosed]+st.Dropped[transport.ReasonConnectionReset], "queued messages failed")
 	assert.Zero(t, c.nodes[0].Stats().OutboundBytes)
+}
+
+// TestLeaveInterruptsADialInProgress: a peer that accepts connections and
+// never answers the handshake leaves the membership; the writer dialling it
+// gives up at once, so the Leave is handled and the waiting request fails
+// with ErrPeerLeft, long before the handshake timeout.
+func TestLeaveInterruptsADialInProgress(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- conn // held open, never answered
+		}
+	}()
+	defer func() {
+		silent.Close()
+		for conn := range accepted {
+			conn.Close()
+		}
+	}()
+	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.HandshakeTimeout = time.Minute })
+	c.members.Add(cluster.Member{ID: "mute", Addr: silent.Addr().String()})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.nodes[0].Request(ctxTimeout(t, time.Minute), "mute", verbEcho, []byte("x"))
+		errc <- err
+	}()
+	conn := <-accepted // the writer is now waiting for the handshake reply
+	_ = conn
+	left := make(chan struct{})
+	go func() {
+		c.members.Remove("mute")
+		close(left)
+	}()
+	select {
+	case <-left:
+	case <-time.After(30 * time.Second):
+		t.Fatal("handling the Leave waited for the dial in progress")
+	}
+	err = <-errc
+	require.ErrorIs(t, err, transport.ErrPeerLeft)
+	var op *transport.OpError
+	require.ErrorAs(t, err, &op)
+	assert.Equal(t, routing.Small, op.Lane, "the error names the request's lane")
 }

@@ -33,7 +33,9 @@ type outConn struct {
 	// cleared by the writer when it takes it, so producers skip the
 	// channel while the writer already knows there is work.
 	signaled atomic.Bool
-	stop     chan struct{} // closed to make the writer exit
+	stop     chan struct{}   // closed to make the writer exit
+	ctx      context.Context // cancelled with stop: ends a dial in progress
+	cancel   context.CancelFunc
 	done     chan struct{} // closed when the writer has exited
 	counters connCounters
 	// live mirrors conn for other goroutines: Stats reads whether it is
@@ -79,6 +81,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		waitTimer: newStoppedTimer(),
 		attrs:     connAttrs(p.id, lane),
 	}
+	c.ctx, c.cancel = context.WithCancel(t.ctx)
 	c.tiers = limit.Tiered{Own: limit.New(t.cfg.Outbound.PerConnection), Peer: p.outReserve, Node: t.outReserve}
 	c.backoff = backoff.Backoff{Min: t.cfg.ReconnectMinBackoff, Max: t.cfg.ReconnectMaxBackoff}
 	c.random = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -438,7 +441,7 @@ func (c *outConn) connect() bool {
 }
 
 func (c *outConn) dial() (*liveConn, error) {
-	nc, err := c.t.dial(c.t.ctx, c.peer.id, uint8(c.lane))
+	nc, err := c.t.dial(c.ctx, c.peer.id, uint8(c.lane))
 	if err != nil {
 		return nil, err
 	}

@@ -74,6 +74,7 @@ func (p *peer) stop(err error) {
 			case <-c.stop:
 			default:
 				close(c.stop)
+				c.cancel() // a dial in progress gives up at once
 			}
 			if conn := c.live.Load(); conn != nil {
 				conn.Close() // a writer blocked in a write returns

@@ -223,7 +223,7 @@ func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, p
 func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, payload, params []byte) ([]byte, error) {
 	deadline, _ := ctx.Deadline()
 	id := t.nextID.Add(1)
-	c := &call{peer: to, done: make(chan callResult, 1)}
+	c := &call{peer: to, lane: t.router.Route(uint32(verb), len(payload)+headerOverhead), done: make(chan callResult, 1)}
 	t.calls.add(id, c)
 	lane, err := t.enqueue(ctx, to, verb, payload, wire.FlagExpectsResponse, id, deadline.UnixNano(), params, "request")
 	if err != nil {
@@ -325,10 +325,11 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	}
 	t.publishPeers()
 	t.peersMu.Unlock()
+	// Waiting requests fail first: stopping the writers may take a moment.
+	t.calls.failPeer(&id, ErrPeerLeft)
 	if p != nil {
 		p.stop(ErrPeerLeft)
 	}
-	t.calls.failPeer(&id, &OpError{Op: "request", Peer: id, Err: ErrPeerLeft})
 }
 
 // signalDrained tells a waiting Shutdown that a writer ran out of work.

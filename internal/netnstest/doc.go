@@ -1,0 +1,75 @@
+// Package netnstest runs internode on several simulated hosts, one Linux
+// network namespace per node, to test what a single-process test on
+// loopback cannot: a real link going down and coming back between nodes
+// that discover each other through cluster/memberlist.
+//
+// The package holds only tests. TestNetnsThreeNodes builds this topology,
+// private to the test:
+//
+//	         switch namespace (bridge br0)
+//	       /             |              \
+//	veth v1          veth v2          veth v3
+//	   |                |                |
+//	eth0 10.213.X.1  eth0 10.213.X.2  eth0 10.213.X.3
+//	namespace n1     namespace n2     namespace n3
+//
+// X is random, the namespace names carry a random suffix, and the veth pairs
+// are created inside the switch namespace with their other end placed
+// directly in a node's namespace, so the root namespace gets no interface,
+// address or route. Every namespace is deleted when the test ends, passed or
+// failed.
+//
+// Each node is a separate process: the test binary re-executed with
+// "ip netns exec <ns> <test binary> -test.run=^TestHelperNode$", told by
+// environment variables (INTERNODE_NETNS_NODE and others) which node to be.
+// TestHelperNode returns at once when those are unset. A node runs a
+// transport.Transport on <its address>:7000 and a cluster/memberlist
+// Membership gossiping on <its address>:7946 with fast failure detection,
+// serves an echo verb (requests) and a counting verb (one-way messages), and
+// answers line commands on stdin (members, request, send, start, wait,
+// stats, received, events, quit) with one JSON line each on stdout, prefixed
+// so that nothing else printed there can be mistaken for an answer.
+//
+// The scenario, with n1 as the observer:
+//
+//  1. The three nodes find each other; n1's requests and one-way messages to
+//     n3 get through.
+//  2. n3's switch port goes down: a pulled cable, no connection is reset.
+//  3. n1 sends n3 one-way messages on its connected small lane, and large
+//     ones on a lane that never connected (its writer must dial a peer that
+//     cannot answer); every message must be refused at once or end in one
+//     counted outcome: written (ConnStats.MessagesSent) or dropped with a
+//     reason (ConnStats.Dropped and Config.OnDropped).
+//  4. n1's requests to n3 (1 s timeout) must each fail within about their
+//     timeout, and n1's membership must drop n3 within 15 s. A request
+//     still waiting at that moment must fail with ErrPeerLeft then, and the
+//     transport must handle the Leave promptly, since memberlist's event
+//     delivery waits for it. Afterwards calls to n3 must fail at once with
+//     ErrUnknownPeer or ErrPeerLeft.
+//  5. After an outage of -netns.cuthold (default 5 s) the port comes back
+//     up: n3 must rejoin everyone's membership, requests must succeed again
+//     and every one-way message sent after recovery must reach n3.
+//
+// The measured figures (detection time, how long each failing call took,
+// the counters) are logged as the test goes, so that a failure late in the
+// scenario keeps them.
+//
+// # Running
+//
+// The test needs root (ip netns add) and iproute2, and runs only when asked:
+//
+//	sudo INTERNODE_NETNS=1 go test ./internal/netnstest -run Netns -v
+//
+// If sudo resets PATH so that go is not found, use
+// sudo env "PATH=$PATH" INTERNODE_NETNS=1 go test ... instead. It also runs
+// when CI=true and the user is root, as in .ci/run. Otherwise, and when
+// "ip netns add" fails (a container without CAP_SYS_ADMIN, for instance),
+// it skips and says why. A run takes under 30 seconds.
+//
+// Flags (go test passes them on to the test binary): -netns.cuthold sets how long n3's link stays down
+// (0: only as long as the checks of the cut take, about a second);
+// -netns.large sets how many large messages are sent during the cut (0:
+// none); -netns.logs prints the nodes' logs (memberlist's and the
+// transport's, at debug level) even when the test passes. They are printed
+// anyway when it fails.
+package netnstest

@@ -52,6 +52,7 @@ type Transport struct {
 	pendingByHost     map[string]int
 
 	tel    *telemetry
+	clock  clock
 	calls  callTable
 	nextID atomic.Uint64
 	// nextConnID numbers inbound connections (Message.Conn).
@@ -245,7 +246,7 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 // enqueue builds a message and queues it on the right lane of peer to.
 func (t *Transport) enqueue(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte,
 	flags wire.MessageFlags, id uint64, expiresAt int64, params []byte, op string) (routing.Lane, error) {
-	now := time.Now()
+	now := t.clock.now()
 	h := wire.Header{Flags: flags, ID: id, Verb: uint32(verb), CreatedAt: now.UnixNano(),
 		ExpiresAt: expiresAt, Params: params, PayloadLength: uint32(len(payload))}
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)

@@ -1,0 +1,38 @@
+package transport
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// clock reads the time for the send path with one monotonic clock read
+// instead of time.Now's two (wall and monotonic): it adds the monotonic
+// time elapsed to a wall-clock anchor that it renews every second, so the
+// wall time it reports never strays from time.Now by more than the
+// clock's adjustment in that second. Safe for concurrent use.
+type clock struct {
+	anchor atomic.Pointer[clockAnchor]
+}
+
+type clockAnchor struct {
+	at   time.Time     // a time.Now reading, wall and monotonic
+	mono time.Duration // the same instant as processStart-relative monotonic time
+}
+
+// processStart is the monotonic origin of every clock.
+var processStart = time.Now()
+
+const clockRenewal = time.Second
+
+// now returns the current time, with both wall and monotonic readings.
+func (c *clock) now() time.Time {
+	mono := time.Since(processStart)
+	if a := c.anchor.Load(); a != nil {
+		if d := mono - a.mono; d >= 0 && d < clockRenewal {
+			return a.at.Add(d)
+		}
+	}
+	at := time.Now()
+	c.anchor.Store(&clockAnchor{at: at, mono: at.Sub(processStart)})
+	return at
+}

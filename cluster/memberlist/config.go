@@ -6,6 +6,7 @@ import (
 	"log"
 	"net"
 	"strconv"
+	"time"
 
 	ml "github.com/hashicorp/memberlist"
 
@@ -15,6 +16,21 @@ import (
 // DefaultBindAddr is where memberlist gossips when Config.BindAddr is empty:
 // all interfaces, memberlist's usual port 7946 (TCP and UDP).
 const DefaultBindAddr = "0.0.0.0:7946"
+
+const (
+	// DefaultReconnectInterval is how often a node tries to rejoin failed
+	// members when Config.ReconnectInterval is zero.
+	DefaultReconnectInterval = 5 * time.Second
+
+	// DefaultReconnectTimeout is how long a failed member is remembered for
+	// reconnection when Config.ReconnectTimeout is zero; as in hashicorp/serf.
+	DefaultReconnectTimeout = 24 * time.Hour
+
+	// minReconnectInterval is the shortest positive ReconnectInterval: a
+	// shorter one is almost certainly a unit mistake (ReconnectInterval: 5
+	// is 5 ns) and would dial in a tight loop.
+	minReconnectInterval = 10 * time.Millisecond
+)
 
 var (
 	// ErrInvalidConfig is returned by Config.Validate and Join for a
@@ -70,6 +86,27 @@ type Config struct {
 	// fails unless at least one seed answers. Default none.
 	Seeds []string
 
+	// ReconnectInterval is how often this node tries to rejoin members that
+	// failed, that is, were declared dead rather than left gracefully (see
+	// Membership.Leave). Memberlist itself only probes and gossips with
+	// members it believes alive, so without these attempts two groups that
+	// declared each other dead, after a network partition longer than
+	// failure detection, would never merge again. Each round tries one
+	// remembered member, chosen at random, and first the Seeds if this
+	// node's view holds no other live node; see Membership for details.
+	// Zero means DefaultReconnectInterval (5 s). A negative value disables
+	// reconnection: nothing is remembered and no goroutine runs. A positive
+	// value must be at least 10 ms.
+	ReconnectInterval time.Duration
+
+	// ReconnectTimeout is how long a failed member is remembered for
+	// reconnection attempts, counted from when it was declared failed; it is
+	// forgotten earlier if it rejoins. Zero means DefaultReconnectTimeout
+	// (24 h). It must not be negative and, unless reconnection is disabled,
+	// not shorter than the (effective) ReconnectInterval, or members would
+	// be forgotten before the first attempt.
+	ReconnectTimeout time.Duration
+
 	// Tune, if set, adjusts memberlist's configuration: it is called after
 	// ml.DefaultLANConfig() and BindAddr have been applied, so it may change
 	// timings (ProbeInterval, SuspicionMult, ...), encryption keys, labels
@@ -87,7 +124,11 @@ type Config struct {
 // DefaultConfig returns a Config with every optional field set to its
 // default. Set NodeID and TransportAddr before calling Join.
 func DefaultConfig() Config {
-	return Config{BindAddr: DefaultBindAddr}
+	return Config{
+		BindAddr:          DefaultBindAddr,
+		ReconnectInterval: DefaultReconnectInterval,
+		ReconnectTimeout:  DefaultReconnectTimeout,
+	}
 }
 
 // Validate reports whether Join could use c. Empty optional fields are valid
@@ -109,6 +150,17 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: Seeds[%d] is empty", ErrInvalidConfig, i)
 		}
 	}
+	if c.ReconnectInterval > 0 && c.ReconnectInterval < minReconnectInterval {
+		return fmt.Errorf("%w: ReconnectInterval %v is below %v (negative disables reconnection)",
+			ErrInvalidConfig, c.ReconnectInterval, minReconnectInterval)
+	}
+	if c.ReconnectTimeout < 0 {
+		return fmt.Errorf("%w: ReconnectTimeout %v is negative", ErrInvalidConfig, c.ReconnectTimeout)
+	}
+	if d := c.withDefaults(); d.ReconnectInterval > 0 && d.ReconnectTimeout < d.ReconnectInterval {
+		return fmt.Errorf("%w: ReconnectTimeout %v is shorter than ReconnectInterval %v",
+			ErrInvalidConfig, d.ReconnectTimeout, d.ReconnectInterval)
+	}
 	return nil
 }
 
@@ -116,6 +168,12 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.BindAddr == "" {
 		c.BindAddr = DefaultBindAddr
+	}
+	if c.ReconnectInterval == 0 {
+		c.ReconnectInterval = DefaultReconnectInterval
+	}
+	if c.ReconnectTimeout == 0 {
+		c.ReconnectTimeout = DefaultReconnectTimeout
 	}
 	c.Seeds = append([]string(nil), c.Seeds...)
 	return c

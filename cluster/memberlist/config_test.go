@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,6 +21,8 @@ func TestConfigValidate(t *testing.T) {
 		{"everything", func(c *Config) {
 			c.BindAddr = "127.0.0.1:0"
 			c.Seeds = []string{"127.0.0.1:7946"}
+			c.ReconnectInterval = time.Second
+			c.ReconnectTimeout = time.Hour
 		}, false},
 		{"all interfaces", func(c *Config) { c.BindAddr = ":7946" }, false},
 		{"IPv6 bind", func(c *Config) { c.BindAddr = "[::1]:0" }, false},
@@ -31,6 +34,20 @@ func TestConfigValidate(t *testing.T) {
 		{"BindAddr host name", func(c *Config) { c.BindAddr = "localhost:0" }, true},
 		{"BindAddr port too large", func(c *Config) { c.BindAddr = "127.0.0.1:70000" }, true},
 		{"empty seed", func(c *Config) { c.Seeds = []string{"127.0.0.1:7946", ""} }, true},
+		{"reconnection disabled", func(c *Config) { c.ReconnectInterval = -1 }, false},
+		{"shortest reconnect interval", func(c *Config) { c.ReconnectInterval = 10 * time.Millisecond }, false},
+		{"reconnect interval in nanoseconds by mistake", func(c *Config) { c.ReconnectInterval = 5 }, true},
+		{"negative reconnect timeout", func(c *Config) { c.ReconnectTimeout = -time.Second }, true},
+		{"reconnect timeout equal to the interval", func(c *Config) {
+			c.ReconnectInterval, c.ReconnectTimeout = time.Second, time.Second
+		}, false},
+		{"reconnect timeout shorter than the interval", func(c *Config) {
+			c.ReconnectInterval, c.ReconnectTimeout = time.Second, time.Second-1
+		}, true},
+		{"reconnect timeout shorter than the default interval", func(c *Config) { c.ReconnectTimeout = time.Second }, true},
+		{"short reconnect timeout while disabled", func(c *Config) {
+			c.ReconnectInterval, c.ReconnectTimeout = -1, time.Second
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,13 +64,21 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	assert.Equal(t, Config{BindAddr: DefaultBindAddr}, DefaultConfig())
+	assert.Equal(t, Config{
+		BindAddr:          DefaultBindAddr,
+		ReconnectInterval: 5 * time.Second,
+		ReconnectTimeout:  24 * time.Hour,
+	}, DefaultConfig())
 
 	seeds := []string{"127.0.0.1:1"}
 	c := Config{Seeds: seeds}
 	filled := c.withDefaults()
 	assert.Equal(t, DefaultBindAddr, filled.BindAddr)
+	assert.Equal(t, DefaultReconnectInterval, filled.ReconnectInterval)
+	assert.Equal(t, DefaultReconnectTimeout, filled.ReconnectTimeout)
 	assert.Empty(t, c.BindAddr, "the caller's config is not modified")
+	assert.Equal(t, time.Duration(-1), Config{ReconnectInterval: -1}.withDefaults().ReconnectInterval,
+		"negative disables and stays negative")
 	filled.Seeds[0] = "changed"
 	assert.Equal(t, "127.0.0.1:1", seeds[0], "seeds are copied")
 }

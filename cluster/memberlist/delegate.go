@@ -48,44 +48,56 @@ func (d *delegate) NotifyJoin(node *ml.Node) { d.observe(node, true) }
 func (d *delegate) NotifyUpdate(node *ml.Node) { d.observe(node, true) }
 
 // NotifyLeave implements ml.EventDelegate; memberlist calls it both for a
-// graceful leave and for a node declared dead.
+// graceful leave and for a node declared dead, and does not say which
+// (node.State is not set): the leaving flag in the node's metadata does.
 func (d *delegate) NotifyLeave(node *ml.Node) { d.observe(node, false) }
 
-// observe applies memberlist's news about node to the member map and queues
-// the resulting event, if any. A live node without valid metadata is treated
-// as absent: it is logged and, if it was a member, it leaves.
-func (d *delegate) observe(node *ml.Node, alive bool) {
+// observe applies memberlist's news about node, which memberlist reports up
+// (alive) or gone, to the member map and the reconnection bookkeeping, and
+// queues the resulting event, if any. A live node without valid metadata is
+// treated as absent: it is logged and, if it was a member, it leaves.
+func (d *delegate) observe(node *ml.Node, up bool) {
 	id := cluster.NodeID(node.Name)
-	var addr string
-	if alive {
-		var err error
-		addr, err = decodeMeta(node.Meta)
-		if err == nil && id == "" {
-			err = errEmptyName
-		}
-		if err != nil {
-			d.logger.Printf("[WARN] memberlist: ignoring node %q at %s: %v", node.Name, node.Address(), err)
-			alive = false
-		}
+	meta, metaErr := decodeMeta(node.Meta)
+	if metaErr == nil && id == "" {
+		metaErr = errEmptyName
 	}
-	member := cluster.Member{ID: id, Addr: addr}
+	member := up && metaErr == nil // a member as far as watchers know
+	if up && metaErr != nil {
+		d.logger.Printf("[WARN] memberlist: ignoring node %q at %s: %v", node.Name, node.Address(), metaErr)
+	}
+	// A node that goes away without its leaving flag failed, as far as this
+	// node can tell; only internode members other than this node are
+	// remembered for reconnection.
+	failed := !up && metaErr == nil && !meta.leaving && id != d.self
+
+	now := cluster.Member{ID: id}
+	if member {
+		now.Addr = meta.addr
+	}
 
 	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	if failed {
+		d.rc.rememberLocked(id, node.Address())
+	} else {
+		d.rc.forgetLocked(id) // alive again, or gone gracefully
+	}
 	old, known := d.members[id]
 	var ev cluster.Event
 	switch {
-	case d.closed:
-		d.mu.Unlock()
-		return
-	case !alive && known:
+	case !member && known:
 		delete(d.members, id)
 		ev = cluster.Event{Type: cluster.Leave, Member: old}
-	case alive && !known:
-		d.members[id] = member
-		ev = cluster.Event{Type: cluster.Join, Member: member}
-	case alive && old != member:
-		d.members[id] = member
-		ev = cluster.Event{Type: cluster.Update, Member: member}
+	case member && !known:
+		d.members[id] = now
+		ev = cluster.Event{Type: cluster.Join, Member: now}
+	case member && old != now:
+		d.members[id] = now
+		ev = cluster.Event{Type: cluster.Update, Member: now}
 	default: // nothing a watcher can see has changed
 		d.mu.Unlock()
 		return

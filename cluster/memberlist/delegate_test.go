@@ -72,6 +72,22 @@ func TestDelegateObserve(t *testing.T) {
 			wantMembers: []cluster.Member{},
 		},
 		{
+			name: "graceful leave",
+			calls: []call{join(node("x", x1.Addr)), leave(func() *ml.Node {
+				n := node("x", "")
+				n.Meta = encodeLeavingMeta(x1.Addr)
+				return n
+			}())},
+			wantEvents:  []cluster.Event{{Type: cluster.Leave, Member: x1}},
+			wantMembers: []cluster.Member{},
+		},
+		{
+			name:        "leaving flag gossiped before the leave is silent",
+			calls:       []call{join(node("x", x1.Addr)), upd(func() *ml.Node { n := node("x", ""); n.Meta = encodeLeavingMeta(x1.Addr); return n }())},
+			wantEvents:  []cluster.Event{{Type: cluster.Join, Member: x1}},
+			wantMembers: []cluster.Member{x1},
+		},
+		{
 			name:        "leave of an unknown node is silent",
 			calls:       []call{leave(node("y", x1.Addr))},
 			wantEvents:  nil,

@@ -28,7 +28,19 @@
 //     and "delete" (Leave); see Watch for why duplicates can occur.
 //  4. On shutdown call Leave, so the others learn at once, then Close. A
 //     Close without Leave looks like a crash: the others report a Leave only
-//     after failure detection, a few seconds with memberlist's LAN defaults.
+//     after failure detection, a few seconds with memberlist's LAN defaults,
+//     and keep trying to reconnect to it (see below).
+//
+// Memberlist alone never heals a partition that outlasts failure detection:
+// both sides declare each other dead, and memberlist only probes and
+// exchanges state with members it believes alive. So, as hashicorp/serf
+// does, each Membership remembers the members that failed (were declared
+// dead rather than left with Leave) for Config.ReconnectTimeout (24 h by
+// default) and, every Config.ReconnectInterval (5 s by default), tries to
+// join one of them again, and the Seeds when it knows no other live member.
+// A member that comes back is forgotten. To tell a graceful leave from a
+// failure (memberlist does not), Leave first gossips this node's metadata
+// with a leaving flag; see Membership.Leave.
 //
 // Members whose metadata is missing or malformed (for example a process
 // that speaks memberlist but is not internode) are left out and logged.

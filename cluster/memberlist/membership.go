@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,14 +27,27 @@ import (
 // detection. Events wait in a queue bounded by coalescing: at most two per
 // member (see Watch).
 //
+// Unless Config.ReconnectInterval is negative, a Membership also heals
+// partitions, as hashicorp/serf does: it remembers each member that failed
+// (was declared dead; a member that called Leave is not remembered) for
+// Config.ReconnectTimeout, and another goroutine it owns tries every
+// ReconnectInterval to join again through one of them, chosen at random,
+// preceded by the Seeds when this node's view holds no other live member. A
+// member is forgotten as soon as it is alive again. Each attempt is a
+// memberlist join, bounded by memberlist's TCPTimeout (ml.Config, see
+// Config.Tune) for the dial and again for the exchange. The goroutine stops
+// at Leave or Close.
+//
 // Membership is safe for concurrent use.
 type Membership struct {
 	list       *ml.Memberlist
 	logger     *log.Logger
+	self       cluster.NodeID         // set once in Join
 	gossipAddr string                 // set once in Join
 	meta       atomic.Pointer[[]byte] // this node's metadata, read by memberlist
 
-	mu       sync.Mutex // guards members, queue, watchers and closed
+	mu       sync.Mutex // guards members, queue, watchers, closed and rc.failed
+	rc       reconnector
 	members  map[cluster.NodeID]cluster.Member
 	queue    eventQueue
 	watchers map[*watcher]struct{}
@@ -43,11 +57,12 @@ type Membership struct {
 	closing      chan struct{} // closed by Close: the dispatcher must exit
 	dispatchDone chan struct{} // closed when the dispatcher has exited
 
-	lifecycleMu sync.Mutex // serialises Leave, SetTransportAddr and Close
-	shutdown    bool       // memberlist has been shut down; guarded by lifecycleMu
-	left        bool       // Leave has been called; guarded by lifecycleMu
-	closeOnce   sync.Once
-	closeErr    error
+	lifecycleMu   sync.Mutex // serialises Leave, SetTransportAddr and Close
+	shutdown      bool       // memberlist has been shut down; guarded by lifecycleMu
+	left          bool       // Leave has been called; guarded by lifecycleMu
+	transportAddr string     // the address in meta; guarded by lifecycleMu
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 var _ cluster.Membership = (*Membership)(nil)
@@ -83,6 +98,13 @@ func Join(cfg Config) (*Membership, error) {
 		logger = log.New(io.Discard, "", 0)
 	}
 	m := newMembership(logger, cfg.TransportAddr)
+	m.self = cfg.NodeID
+	m.rc = newReconnector(cfg)
+	m.rc.join = func(addr string) error { // bounded by conf.TCPTimeout, twice
+		_, err := m.list.Join([]string{addr})
+		return err
+	}
+	m.rc.alone = func() bool { return m.list.NumMembers() <= 1 }
 
 	conf := ml.DefaultLANConfig()
 	conf.BindAddr = bindIP
@@ -107,6 +129,8 @@ func Join(cfg Config) (*Membership, error) {
 	}
 	m.list = list
 	m.gossipAddr = list.LocalNode().Address()
+	// Joining oneself achieves nothing. The loop is not running yet.
+	m.rc.seeds = slices.DeleteFunc(m.rc.seeds, func(s string) bool { return s == m.gossipAddr })
 
 	if len(cfg.Seeds) > 0 {
 		if _, err := list.Join(cfg.Seeds); err != nil {
@@ -114,18 +138,21 @@ func Join(cfg Config) (*Membership, error) {
 			return nil, fmt.Errorf("memberlist: join through %v: %w", cfg.Seeds, err)
 		}
 	}
+	m.startReconnecting()
 	return m, nil
 }
 
 // newMembership returns a Membership without memberlist or dispatcher.
 func newMembership(logger *log.Logger, transportAddr string) *Membership {
 	m := &Membership{
-		logger:       logger,
-		members:      make(map[cluster.NodeID]cluster.Member),
-		watchers:     make(map[*watcher]struct{}),
-		wake:         make(chan struct{}, 1),
-		closing:      make(chan struct{}),
-		dispatchDone: make(chan struct{}),
+		logger:        logger,
+		transportAddr: transportAddr,
+		rc:            newReconnector(Config{}), // disabled
+		members:       make(map[cluster.NodeID]cluster.Member),
+		watchers:      make(map[*watcher]struct{}),
+		wake:          make(chan struct{}, 1),
+		closing:       make(chan struct{}),
+		dispatchDone:  make(chan struct{}),
 	}
 	meta := encodeMeta(transportAddr)
 	m.meta.Store(&meta)
@@ -218,6 +245,7 @@ func (m *Membership) SetTransportAddr(addr string, timeout time.Duration) error 
 	}
 	meta := encodeMeta(addr)
 	m.meta.Store(&meta)
+	m.transportAddr = addr
 	if err := m.list.UpdateNode(timeout); err != nil {
 		return ErrBroadcastTimeout // UpdateNode's only failure
 	}
@@ -225,11 +253,19 @@ func (m *Membership) SetTransportAddr(addr string, timeout time.Duration) error 
 }
 
 // Leave tells the cluster that this node is leaving, so that the other
-// members report a Leave promptly instead of waiting for failure detection.
-// Locally, this node's own Leave event follows. It waits up to timeout (no
-// limit if timeout <= 0) for the message to be gossiped to another member,
-// if there is one; on timeout it returns ErrBroadcastTimeout and the other
-// members will detect the departure by probing. Gossip continues until
+// members report a Leave promptly instead of waiting for failure detection,
+// and do not try to reconnect to it. Locally, this node's own Leave event
+// follows, and reconnection attempts stop.
+//
+// It gossips twice: first this node's metadata with a leaving flag (which
+// tells the others that the departure is graceful; memberlist does not),
+// then memberlist's leave message. If timeout > 0, it waits up to half of
+// it for the first to reach the other members and up to the rest of it for
+// the second to be gossiped to another member, if there is one; on timeout
+// it returns ErrBroadcastTimeout and the other members will detect the
+// departure by probing. Members that miss the flag treat this node as
+// failed and try to reconnect to it until their ReconnectTimeout, which
+// fails harmlessly once it has closed. With timeout <= 0 there is no limit. Gossip continues until
 // Close, which should follow soon. Calling Leave again does nothing.
 //
 // After Close it returns an error satisfying errors.Is(err, net.ErrClosed).
@@ -239,8 +275,28 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	if m.shutdown {
 		return fmt.Errorf("memberlist: leave: %w", net.ErrClosed)
 	}
+	if m.left {
+		return nil
+	}
 	m.left = true
-	if err := m.list.Leave(timeout); err != nil {
+	m.stopReconnecting() // Close waits for it
+
+	updateTimeout, leaveTimeout := timeout, timeout
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+		updateTimeout = max(timeout/2, 1) // memberlist waits forever on 0
+	}
+	meta := encodeLeavingMeta(m.transportAddr)
+	m.meta.Store(&meta)
+	if err := m.list.UpdateNode(updateTimeout); err != nil {
+		m.logger.Printf("[WARN] memberlist: leaving flag not gossiped within %v; "+
+			"members that miss it will treat this node as failed", updateTimeout)
+	}
+	if timeout > 0 {
+		leaveTimeout = max(time.Until(deadline), 1)
+	}
+	if err := m.list.Leave(leaveTimeout); err != nil {
 		return ErrBroadcastTimeout // memberlist's Leave fails only on timeout
 	}
 	return nil
@@ -249,15 +305,21 @@ func (m *Membership) Leave(timeout time.Duration) error {
 // Close stops gossiping without leaving: the other members notice through
 // failure detection, as if this node had crashed. Call Leave first for a
 // graceful exit. Close waits for a running Leave or SetTransportAddr, for a
-// running watcher to return, and for the goroutines it owns to exit; events
-// not yet delivered are dropped. Afterwards Members and Lookup keep
-// returning the last view and watchers are never called. It is safe to call
-// more than once; later calls wait for the first and return its result.
+// running watcher to return, and for the goroutines it owns to exit, which
+// includes a reconnection attempt in progress: up to memberlist's
+// TCPTimeout (10 s with the LAN defaults) for a peer that does not answer,
+// twice that at worst. Events not yet delivered are dropped. Afterwards
+// Members and Lookup keep returning the last view and watchers are never
+// called. It is safe to call more than once; later calls wait for the first
+// and return its result.
 func (m *Membership) Close() error {
 	m.closeOnce.Do(func() {
 		m.lifecycleMu.Lock()
 		m.shutdown = true // memberlist panics on Leave after Shutdown
 		m.lifecycleMu.Unlock()
+		// No join on a memberlist that is shut down.
+		m.stopReconnecting()
+		m.waitReconnecting()
 		m.closeErr = m.list.Shutdown()
 		// memberlist may still call back after Shutdown (a suspicion timer
 		// firing, a packet being handled); freeze the view.

@@ -218,6 +218,10 @@ func TestGracefulLeave(t *testing.T) {
 	waitMembers(t, n1, member("n1"), member("n2"))
 	waitMembers(t, n2, member("n1"), member("n2"))
 	assert.NotContains(t, n3.Members(), member("n3"))
+	// The leaving flag reached the others before memberlist's leave message:
+	// they will not try to reconnect to n3.
+	assert.Empty(t, remembered(n1))
+	assert.Empty(t, remembered(n2))
 	assert.NoError(t, n3.Leave(waitLimit), "second Leave")
 	assert.ErrorIs(t, n3.SetTransportAddr("127.0.0.1:8003", waitLimit), ErrLeft)
 }
@@ -240,6 +244,10 @@ func TestCrashDetected(t *testing.T) {
 
 	waitMembers(t, n1, member("n1"), member("n2"))
 	waitMembers(t, n2, member("n1"), member("n2"))
+	// A crash is a failure: both remember n3 for reconnection.
+	crashed := map[cluster.NodeID]string{"n3": n3.GossipAddr()}
+	assert.Equal(t, crashed, remembered(n1))
+	assert.Equal(t, crashed, remembered(n2))
 }
 
 func TestSetTransportAddr(t *testing.T) {

@@ -11,23 +11,40 @@ import (
 )
 
 // Node metadata, gossiped by memberlist with every alive message, carries the
-// node's transport address. Its layout is part of the gossip format that
-// nodes of different versions must understand:
+// node's transport address and, once it leaves, a flag saying so. Its layout
+// is part of the gossip format that nodes of different versions must
+// understand:
 //
-//	+---------+--------------------+----------------------+-----------------+
-//	| version | address length     | transport address    | reserved        |
-//	| 1 byte  | uvarint (1-2 bytes)| "host:port", UTF-8   | (later versions)|
-//	+---------+--------------------+----------------------+-----------------+
+//	+---------+---------------------+--------------------+--------+-----------------+
+//	| version | address length      | transport address  | flags  | reserved        |
+//	| 1 byte  | uvarint (1-2 bytes) | "host:port", UTF-8 | 1 byte | (later versions)|
+//	+---------+---------------------+--------------------+--------+-----------------+
 //
-// Version 1 is the only one written. Readers accept any version >= 1 and
-// ignore trailing bytes, so later versions may only append fields. Version 0
-// or a truncated record is malformed; such nodes are ignored.
+// The flags byte is present from version 2 on. Bit 0 (metaFlagLeaving) says
+// that the node is leaving the cluster gracefully; the other bits are
+// reserved and ignored. A member writes version 1 (no flags byte) and, in
+// Membership.Leave, version 2 with the leaving bit, gossiped just before
+// memberlist's leave message, so that the others can tell a graceful
+// departure from a failure and do not try to reconnect to it: memberlist
+// itself does not tell its EventDelegate which of the two it saw
+// (ml.Node.State is always StateAlive in NotifyLeave).
+//
+// Readers accept any version >= 1 and ignore trailing bytes, so later
+// versions may only append fields; a version 1 reader therefore reads a
+// version 2 record's address and ignores its flags. Version 0, a truncated
+// record, or a version >= 2 record without its flags byte is malformed; such
+// nodes are ignored.
 const (
-	metaVersion = 1
+	metaVersion      = 1 // a member's record
+	metaVersionFlags = 2 // the first version with the flags byte
+
+	// metaFlagLeaving marks the record a node gossips while leaving.
+	metaFlagLeaving = 1 << 0
 
 	// MaxTransportAddrLen is the longest transport address, in bytes, that
-	// fits in memberlist's node metadata (ml.MetaMaxSize, 512 bytes).
-	MaxTransportAddrLen = ml.MetaMaxSize - 1 - 2
+	// fits in memberlist's node metadata (ml.MetaMaxSize, 512 bytes) with
+	// the version, a two-byte length and the flags byte.
+	MaxTransportAddrLen = ml.MetaMaxSize - 1 - 2 - 1
 )
 
 var (
@@ -35,8 +52,14 @@ var (
 	errEmptyName     = errors.New("memberlist: empty node name")
 )
 
-// encodeMeta returns the metadata for a node whose transport listens on addr.
-// addr must have passed checkTransportAddr.
+// nodeMeta is the content of a node's metadata.
+type nodeMeta struct {
+	addr    string // transport address
+	leaving bool   // the node is leaving gracefully
+}
+
+// encodeMeta returns the metadata of a member whose transport listens on
+// addr. addr must have passed checkTransportAddr.
 func encodeMeta(addr string) []byte {
 	buf := make([]byte, 0, 1+binary.MaxVarintLen16+len(addr))
 	buf = append(buf, metaVersion)
@@ -44,23 +67,42 @@ func encodeMeta(addr string) []byte {
 	return append(buf, addr...)
 }
 
-// decodeMeta returns the transport address carried in a node's metadata.
-func decodeMeta(meta []byte) (string, error) {
+// encodeLeavingMeta returns the metadata of a node that is leaving
+// gracefully and whose transport listens on addr. addr must have passed
+// checkTransportAddr.
+func encodeLeavingMeta(addr string) []byte {
+	buf := make([]byte, 0, 1+binary.MaxVarintLen16+len(addr)+1)
+	buf = append(buf, metaVersionFlags)
+	buf = binary.AppendUvarint(buf, uint64(len(addr)))
+	buf = append(buf, addr...)
+	return append(buf, metaFlagLeaving)
+}
+
+// decodeMeta returns the content of a node's metadata.
+func decodeMeta(meta []byte) (nodeMeta, error) {
 	if len(meta) == 0 {
-		return "", fmt.Errorf("%w: missing", errMalformedMeta)
+		return nodeMeta{}, fmt.Errorf("%w: missing", errMalformedMeta)
 	}
-	if meta[0] < metaVersion {
-		return "", fmt.Errorf("%w: version %d", errMalformedMeta, meta[0])
+	version := meta[0]
+	if version < metaVersion {
+		return nodeMeta{}, fmt.Errorf("%w: version %d", errMalformedMeta, version)
 	}
 	n, size := binary.Uvarint(meta[1:])
 	if size <= 0 || n > uint64(len(meta)-1-size) {
-		return "", fmt.Errorf("%w: truncated", errMalformedMeta)
+		return nodeMeta{}, fmt.Errorf("%w: truncated", errMalformedMeta)
 	}
-	addr := string(meta[1+size : 1+size+int(n)])
-	if err := checkTransportAddr(addr); err != nil {
-		return "", fmt.Errorf("%w: %w", errMalformedMeta, err)
+	end := 1 + size + int(n)
+	m := nodeMeta{addr: string(meta[1+size : end])}
+	if err := checkTransportAddr(m.addr); err != nil {
+		return nodeMeta{}, fmt.Errorf("%w: %w", errMalformedMeta, err)
 	}
-	return addr, nil
+	if version >= metaVersionFlags {
+		if end >= len(meta) {
+			return nodeMeta{}, fmt.Errorf("%w: version %d without flags", errMalformedMeta, version)
+		}
+		m.leaving = meta[end]&metaFlagLeaving != 0
+	}
+	return m, nil
 }
 
 // checkTransportAddr accepts "host:port" with a non-empty host (a name or an

@@ -17,8 +17,12 @@ func TestMetaFormat(t *testing.T) {
 	long := strings.Repeat("h", 200) + ":7000" // 205 bytes: a two-byte uvarint length
 	assert.Equal(t, append([]byte{0x01, 0xcd, 0x01}, long...), encodeMeta(long))
 
-	longest := strings.Repeat("h", MaxTransportAddrLen-5) + ":7000"
-	assert.Len(t, encodeMeta(longest), ml.MetaMaxSize)
+	// A leaving node writes version 2 with the flags byte.
+	assert.Equal(t, []byte("\x02\x0e127.0.0.1:7000\x01"), encodeLeavingMeta("127.0.0.1:7000"))
+
+	longest := strings.Repeat("h", MaxTransportAddrLen-5) + ":7000" // a two-byte length
+	assert.Len(t, encodeLeavingMeta(longest), ml.MetaMaxSize)
+	assert.Len(t, encodeMeta(longest), ml.MetaMaxSize-1)
 }
 
 func TestMetaRoundTrip(t *testing.T) {
@@ -30,7 +34,11 @@ func TestMetaRoundTrip(t *testing.T) {
 	} {
 		got, err := decodeMeta(encodeMeta(addr))
 		require.NoError(t, err, addr)
-		assert.Equal(t, addr, got)
+		assert.Equal(t, nodeMeta{addr: addr}, got)
+
+		got, err = decodeMeta(encodeLeavingMeta(addr))
+		require.NoError(t, err, addr)
+		assert.Equal(t, nodeMeta{addr: addr, leaving: true}, got)
 	}
 }
 
@@ -38,22 +46,27 @@ func TestDecodeMeta(t *testing.T) {
 	tests := []struct {
 		name    string
 		meta    []byte
-		want    string
+		want    nodeMeta
 		wantErr bool
 	}{
-		{"valid", []byte("\x01\x0e127.0.0.1:7000"), "127.0.0.1:7000", false},
-		{"later version, trailing fields ignored", []byte("\x02\x0e127.0.0.1:7000\x07extra"), "127.0.0.1:7000", false},
-		{"missing", nil, "", true},
-		{"empty", []byte{}, "", true},
-		{"version 0", []byte("\x00\x0e127.0.0.1:7000"), "", true},
-		{"no length", []byte{1}, "", true},
-		{"truncated length", []byte{1, 0x80}, "", true},
-		{"truncated address", []byte("\x01\x0f127.0.0.1:7000"), "", true},
-		{"huge length", []byte("\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01x"), "", true},
-		{"empty address", []byte{1, 0}, "", true},
-		{"no port", []byte("\x01\x09127.0.0.1"), "", true},
-		{"port 0", []byte("\x01\x0b127.0.0.1:0"), "", true},
-		{"plain text from another application", []byte("role=cache"), "", true},
+		{"valid", []byte("\x01\x0e127.0.0.1:7000"), nodeMeta{addr: "127.0.0.1:7000"}, false},
+		{"version 1, trailing bytes are not flags", []byte("\x01\x0e127.0.0.1:7000\x01"), nodeMeta{addr: "127.0.0.1:7000"}, false},
+		{"leaving", []byte("\x02\x0e127.0.0.1:7000\x01"), nodeMeta{addr: "127.0.0.1:7000", leaving: true}, false},
+		{"version 2, not leaving", []byte("\x02\x0e127.0.0.1:7000\x00"), nodeMeta{addr: "127.0.0.1:7000"}, false},
+		{"reserved flags ignored", []byte("\x02\x0e127.0.0.1:7000\xfe"), nodeMeta{addr: "127.0.0.1:7000"}, false},
+		{"later version, trailing fields ignored", []byte("\x03\x0e127.0.0.1:7000\x07extra"), nodeMeta{addr: "127.0.0.1:7000", leaving: true}, false},
+		{"version 2 without flags", []byte("\x02\x0e127.0.0.1:7000"), nodeMeta{}, true},
+		{"missing", nil, nodeMeta{}, true},
+		{"empty", []byte{}, nodeMeta{}, true},
+		{"version 0", []byte("\x00\x0e127.0.0.1:7000"), nodeMeta{}, true},
+		{"no length", []byte{1}, nodeMeta{}, true},
+		{"truncated length", []byte{1, 0x80}, nodeMeta{}, true},
+		{"truncated address", []byte("\x01\x0f127.0.0.1:7000"), nodeMeta{}, true},
+		{"huge length", []byte("\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01x"), nodeMeta{}, true},
+		{"empty address", []byte{1, 0}, nodeMeta{}, true},
+		{"no port", []byte("\x01\x09127.0.0.1"), nodeMeta{}, true},
+		{"port 0", []byte("\x01\x0b127.0.0.1:0"), nodeMeta{}, true},
+		{"plain text from another application", []byte("role=cache"), nodeMeta{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,17 +111,22 @@ func TestCheckTransportAddr(t *testing.T) {
 func FuzzDecodeMeta(f *testing.F) {
 	f.Add([]byte("\x01\x0e127.0.0.1:7000"))
 	f.Add([]byte("\x02\x0e127.0.0.1:7000\x07extra"))
+	f.Add([]byte("\x02\x0e127.0.0.1:7000"))
 	f.Add([]byte{1, 0x80})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, meta []byte) {
-		addr, err := decodeMeta(meta)
+		got, err := decodeMeta(meta)
 		if err != nil {
 			return
 		}
 		// Anything accepted re-encodes to a record that decodes the same.
-		require.NoError(t, checkTransportAddr(addr))
-		again, err := decodeMeta(encodeMeta(addr))
+		require.NoError(t, checkTransportAddr(got.addr))
+		encode := encodeMeta
+		if got.leaving {
+			encode = encodeLeavingMeta
+		}
+		again, err := decodeMeta(encode(got.addr))
 		require.NoError(t, err)
-		require.Equal(t, addr, again)
+		require.Equal(t, got, again)
 	})
 }

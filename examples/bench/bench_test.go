@@ -3,34 +3,53 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// smokeOptions keep every run short: large messages of 1 MiB (large-mixed:
+// 64 KiB, 1 MiB and 4 MiB), files of 4 MiB, 2000 messages/s in the open-loop
+// scenarios (coalesce too: a slow system such as grpc-unary could not
+// catch up with 100000/s within 100 ms, and would have no sample).
 var smokeOptions = Options{
-	Warmup:   50 * time.Millisecond,
-	Duration: 200 * time.Millisecond,
-	Drain:    10 * time.Second,
-	Payload:  128,
-	Rate:     2000,
-	Repeat:   1,
+	Warmup:    30 * time.Millisecond,
+	Duration:  100 * time.Millisecond,
+	Drain:     10 * time.Second,
+	Payload:   128,
+	Rate:      2000,
+	LargeSize: 1 << 20,
+	FileSize:  4 << 20,
+	Repeat:    1,
 }
 
-// TestSmoke runs every scenario against every system briefly: each must
-// deliver something and lose nothing.
+// latencyScenarios measure latency (p50_us...); the others leave it null.
+var latencyScenarios = map[string]bool{"reqresp": true, "latency": true, "large-mixed": true, "coalesce": true, "hol": true}
+
+// TestSmoke runs every scenario against every system it supports, opt-in
+// ones included, briefly: each must deliver something and lose nothing.
 func TestSmoke(t *testing.T) {
+	t.Cleanup(closeSourceFiles)
 	for _, sc := range scenarioRegistry {
 		for _, sys := range systemRegistry {
+			if !sc.supports(sys) {
+				continue
+			}
 			t.Run(sc.Name+"/"+sys.Name, func(t *testing.T) {
 				res, err := execute(sc, sys, smokeOptions)
 				require.NoError(t, err)
@@ -38,25 +57,74 @@ func TestSmoke(t *testing.T) {
 				assert.Zero(t, res.Lost, "lost messages: %+v", res)
 				assert.Zero(t, res.Failed, "failed messages: %+v", res)
 				assert.Positive(t, res.Delivered)
-				if sc.Name != "large" { // a slow system may finish no 16 MiB message within 200 ms
+				switch sc.Name {
+				case "large", "large-mixed": // a slow system may finish no large message within 100 ms
+				case "hol": // nor, on one socket, any small one behind them (under -race)
+				case "overload": // the handler is held until the load stops
+				default:
 					assert.Positive(t, res.MsgsPerSec)
 					assert.Positive(t, res.MBPerSec)
 				}
 				assert.Equal(t, sc.PayloadSize(smokeOptions), res.PayloadBytes)
-				if _, counts := sys.New().(WriteCounter); res.MsgsPerSec > 0 {
-					assert.Equal(t, counts, res.WritesPerMsg != nil)
+				if _, counts := sys.New().(WriteCounter); res.MsgsPerSec > 0 && sc.Name != "file" {
+					assert.Equal(t, counts, res.VectoredWritesPerMsg != nil)
+					if _, ok := writeSyscalls(); ok {
+						require.NotNil(t, res.WritesPerMsg)
+						assert.Positive(t, *res.WritesPerMsg)
+					}
 				}
-				if sc.Name == "reqresp" || sc.Name == "latency" {
+				// large-mixed's probe, one message at a time among floods of
+				// larger ones, may have none delivered within 100 ms.
+				if latencyScenarios[sc.Name] && (sc.Name != "large-mixed" || res.Samples > 0) {
 					require.NotNil(t, res.P50us)
 					assert.Positive(t, *res.P50us)
 					assert.LessOrEqual(t, *res.P50us, *res.P99us)
 					assert.LessOrEqual(t, *res.P99us, *res.P999us)
-				} else {
+				} else if !latencyScenarios[sc.Name] {
 					assert.Nil(t, res.P50us)
+				}
+				if sc.Name == "hol" {
+					require.NotNil(t, res.P99IdleUs)
+					assert.Positive(t, *res.P99IdleUs)
+				} else {
+					assert.Nil(t, res.P99IdleUs)
+				}
+				if sc.Name == "overload" {
+					require.NotNil(t, res.PeakInboundBytes)
+					require.NotNil(t, res.InboundLimitBytes)
+					require.NotNil(t, res.PeakHeapBytes)
+					require.NotNil(t, res.Overloaded)
+					assert.Positive(t, *res.PeakInboundBytes)
+					assert.LessOrEqual(t, *res.PeakInboundBytes, *res.InboundLimitBytes)
+					assert.Positive(t, *res.PeakHeapBytes)
+				} else {
+					assert.Nil(t, res.PeakInboundBytes)
+				}
+				if sc.Name == "file" {
+					require.NotNil(t, res.CPUsPerGB)
+					assert.Positive(t, *res.CPUsPerGB)
 				}
 			})
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestCommandLine runs the tool as a user would, with -json and -chart.
@@ -64,9 +132,10 @@ func TestCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	for _, chart := range []string{"out.svg", "out.png"} {
 		var stdout, stderr bytes.Buffer
-		err := run([]string{"-scenario", "small,latency", "-systems", "raw-tcp-batched,grpc-unary",
+		err := run([]string{"-scenario", "small,latency,file", "-systems", "raw-tcp-batched,grpc-unary",
 			"-duration", "100ms", "-warmup", "20ms", "-repeat", "2", "-json", "-chart", filepath.Join(dir, chart)}, &stdout, &stderr)
 		require.NoError(t, err, stderr.String())
+		assert.Contains(t, stderr.String(), "file: skipping raw-tcp-batched, grpc-unary")
 
 		var lines []map[string]any
 		sc := bufio.NewScanner(&stdout)
@@ -75,13 +144,18 @@ func TestCommandLine(t *testing.T) {
 			require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
 			lines = append(lines, m)
 		}
-		require.Len(t, lines, 4) // 2 scenarios × 2 systems
+		require.Len(t, lines, 4) // 2 scenarios × 2 systems; file runs neither
 		for _, m := range lines {
 			for _, key := range []string{"scenario", "system", "payload_bytes", "msgs_per_sec", "mb_per_sec",
-				"p50_us", "p99_us", "p999_us", "cpu_us_per_msg", "writes_per_msg", "lost", "repeats"} {
+				"p50_us", "p99_us", "p999_us", "cpu_us_per_msg", "writes_per_msg", "vectored_writes_per_msg",
+				"p99_idle_us", "peak_inbound_bytes", "inbound_limit_bytes", "peak_heap_bytes", "overloaded",
+				"cpu_s_per_gb", "lost", "repeats"} {
 				assert.Contains(t, m, key)
 			}
-			assert.Nil(t, m["writes_per_msg"], "baselines have no write counters")
+			assert.Nil(t, m["vectored_writes_per_msg"], "baselines have no write counters of their own")
+			if _, ok := writeSyscalls(); ok {
+				assert.Positive(t, m["writes_per_msg"], "the kernel counts everyone's")
+			}
 			assert.EqualValues(t, 0, m["lost"])
 			assert.EqualValues(t, 2, m["repeats"])
 		}
@@ -91,28 +165,122 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
+// TestMetricsAddr scrapes -metrics-addr while an internode system runs.
+func TestMetricsAddr(t *testing.T) {
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run([]string{"-scenario", "small", "-systems", "internode", "-metrics-addr", "127.0.0.1:0",
+			"-duration", "1s", "-warmup", "100ms", "-repeat", "1"}, &stdout, &stderr)
+	}()
+	addr := regexp.MustCompile(`http://(\S+)/metrics`)
+	var url string
+	require.Eventually(t, func() bool {
+		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
+			url = m[0]
+		}
+		return url != ""
+	}, 10*time.Second, 10*time.Millisecond, stderr.String())
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // no idle goroutines left for goleak
+	var text string
+	require.Eventually(t, func() bool {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		text = string(b)
+		// The batch histogram appears with the first write.
+		return strings.Contains(text, "internode_coalesce_batch_messages")
+	}, 10*time.Second, 50*time.Millisecond, text)
+	for _, name := range []string{"internode_messages_sent_total", "internode_messages_received_total",
+		"internode_queue_pending_bytes", "internode_socket_send_queue_peak_bytes", `node="a"`, `node="b"`} {
+		assert.Contains(t, text, name)
+	}
+	require.NoError(t, <-done, stderr.String())
+	_, err := client.Get(url)
+	assert.Error(t, err, "the server stops with the run")
+}
+
+// TestInternodeMetrics: internode records into an SDK MeterProvider;
+// internode-nometrics has none.
+func TestInternodeMetrics(t *testing.T) {
+	sys := newInternode(nil)
+	var got int
+	require.NoError(t, sys.Start(context.Background(), Hooks{OnMessage: func([]byte) { got++ }}))
+	defer sys.Close()
+	require.NoError(t, sys.Send(context.Background(), []byte("hello")))
+	require.Eventually(t, func() bool { return sys.b.Stats().Total().MessagesReceived == 1 }, 5*time.Second, time.Millisecond)
+	require.Len(t, sys.meters.readers, 2)
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, sys.meters.readers[0].Collect(context.Background(), &rm))
+	var names []string
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			names = append(names, m.Name)
+		}
+	}
+	assert.Contains(t, names, "internode.messages.sent")
+
+	assert.Nil(t, newInternodeNoMetrics().meters)
+	assert.False(t, newInternodeNoMetrics().metrics)
+}
+
+func TestWriteSyscalls(t *testing.T) {
+	before, ok := writeSyscalls()
+	if !ok {
+		t.Skip("no /proc/self/io")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "w")
+	require.NoError(t, err)
+	defer f.Close()
+	for range 10 {
+		_, err := f.Write([]byte("x"))
+		require.NoError(t, err)
+	}
+	after, _ := writeSyscalls()
+	assert.GreaterOrEqual(t, after-before, uint64(10))
+}
+
 func TestTable(t *testing.T) {
-	p50 := func(v float64) *float64 { return &v }
+	v := func(f float64) *float64 { return &f }
 	results := []Result{
 		{Scenario: "small", System: "internode", MsgsPerSec: 1000, Drained: true},
 		{Scenario: "small", System: "grpc-stream", MsgsPerSec: 50, Drained: true},
-		{Scenario: "latency", System: "internode", P50us: p50(40), Drained: true},
-		{Scenario: "latency", System: "raw-tcp-naive", P50us: p50(20), Drained: true},
+		{Scenario: "small", System: "internode-nometrics", MsgsPerSec: 1100, Drained: true},
+		{Scenario: "latency", System: "internode", P50us: v(40), Drained: true},
+		{Scenario: "latency", System: "raw-tcp-naive", P50us: v(20), Drained: true},
+		{Scenario: "coalesce", System: "internode", P99us: v(1500), WritesPerMsg: v(0.1), Drained: true},
+		{Scenario: "coalesce", System: "internode-disabled", P99us: v(1000), WritesPerMsg: v(0.5), Drained: true},
+		{Scenario: "overload", System: "internode", PeakInboundBytes: v(10 << 20), InboundLimitBytes: v(20 << 20),
+			PeakHeapBytes: v(64 << 20), Overloaded: new(uint64), Lost: 1, Drained: true},
+		{Scenario: "hol", System: "internode", P99us: v(300), P99IdleUs: v(100), Drained: true},
 	}
 	var out bytes.Buffer
-	require.NoError(t, writeTable(&out, []*Scenario{scenarioSmall, scenarioLatency}, results))
+	require.NoError(t, writeTable(&out, []*Scenario{scenarioSmall, scenarioLatency, scenarioCoalesce, scenarioOverload, scenarioHOL}, results))
 	text := out.String()
 	assert.Regexp(t, `small +msgs/s +internode / grpc-stream +20\.000× +≥ 10× +pass`, text)
 	assert.Regexp(t, `small +msgs/s +internode / raw-tcp-batched +- +≥ 0\.3× +n/a`, text)
+	assert.Regexp(t, `small +msgs/s +internode / internode-nometrics +0\.909× +≥ 0\.95× +SHORT`, text)
 	assert.Regexp(t, `latency +p50 µs +internode / raw-tcp-naive +2\.000× +≤ 1\.3× +SHORT`, text)
+	assert.Regexp(t, `coalesce +writes/msg +internode / internode-disabled +0\.200× +≤ 0\.25× +pass`, text)
+	assert.Regexp(t, `coalesce +p99 µs +internode / internode-disabled +\+500\.0 +≤ baseline \+1000 +pass`, text)
+	assert.Regexp(t, `overload +peak inbound MiB / inbound limit MiB +internode / internode +0\.500× +≤ 1× +pass`, text)
+	assert.Regexp(t, `overload +lost +internode +1 +≤ 0 +SHORT`, text)
+	assert.Regexp(t, `hol +p99 µs / idle p99 µs +internode / internode +3\.000× +≤ 2× +SHORT`, text)
+	// The overload scenario's own columns, in MiB.
+	assert.Regexp(t, `overload +internode +10 +20 +64 +0`, text)
 }
 
 func TestMedian(t *testing.T) {
 	v := func(f float64) *float64 { return &f }
+	n := func(u uint64) *uint64 { return &u }
 	runs := []Result{
-		{MsgsPerSec: 3, P50us: v(30), Lost: 1, Sent: 10, Drained: true},
-		{MsgsPerSec: 1, P50us: v(10), Sent: 10, Drained: true},
-		{MsgsPerSec: 2, P50us: v(20), Sent: 10, Drained: false},
+		{MsgsPerSec: 3, P50us: v(30), Lost: 1, Sent: 10, Drained: true, PeakInboundBytes: v(5), Overloaded: n(2)},
+		{MsgsPerSec: 1, P50us: v(10), Sent: 10, Drained: true, PeakInboundBytes: v(7), Overloaded: n(3)},
+		{MsgsPerSec: 2, P50us: v(20), Sent: 10, Drained: false, PeakInboundBytes: v(6)},
 	}
 	m := median(runs)
 	assert.Equal(t, 2.0, m.MsgsPerSec)
@@ -122,24 +290,52 @@ func TestMedian(t *testing.T) {
 	assert.EqualValues(t, 30, m.Sent)
 	assert.False(t, m.Drained)
 	assert.Equal(t, 3, m.Repeats)
+	assert.Equal(t, 7.0, *m.PeakInboundBytes, "peaks are the highest")
+	assert.EqualValues(t, 5, *m.Overloaded, "refusals add up")
 }
 
 func TestSelect(t *testing.T) {
 	all, err := selectScenarios("all")
 	require.NoError(t, err)
 	assert.Len(t, all, len(scenarioRegistry))
-	defaults, err := selectSystems("all")
-	require.NoError(t, err)
-	for _, e := range defaults {
-		assert.False(t, e.OptIn, e.Name)
-	}
-	assert.Len(t, defaults, 5)
 	_, err = selectScenarios("nope")
 	assert.Error(t, err)
-	sys, err := selectSystems("grpc-unary,internode")
+
+	// Every scenario's default systems exist and are supported.
+	for _, sc := range scenarioRegistry {
+		sys, skipped, err := systemsFor(sc, "")
+		require.NoError(t, err)
+		assert.Empty(t, skipped, sc.Name)
+		assert.Len(t, sys, len(sc.Systems), sc.Name)
+	}
+	sys, _, err := systemsFor(scenarioSmall, "")
 	require.NoError(t, err)
-	require.Len(t, sys, 2)
 	assert.Equal(t, "internode", sys[0].Name, "registry order")
-	_, err = selectSystems("internode,nope")
+
+	sys, _, err = systemsFor(scenarioSmall, "all")
+	require.NoError(t, err)
+	for _, e := range sys {
+		assert.False(t, e.OptIn, e.Name)
+		assert.NotEqual(t, "raw-sendfile", e.Name, "file-only systems send no messages")
+	}
+	sys, _, err = systemsFor(scenarioFile, "all")
+	require.NoError(t, err)
+	assert.Contains(t, names(sys), "raw-sendfile")
+	assert.NotContains(t, names(sys), "grpc-stream")
+
+	sys, skipped, err := systemsFor(scenarioOverload, "grpc-unary,internode")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"internode"}, names(sys))
+	assert.Equal(t, []string{"grpc-unary"}, skipped)
+
+	_, _, err = systemsFor(scenarioSmall, "internode,nope")
 	assert.True(t, err != nil && strings.Contains(err.Error(), "nope"))
+}
+
+func names(entries []systemEntry) []string {
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name)
+	}
+	return out
 }

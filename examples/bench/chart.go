@@ -17,9 +17,10 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
-// writeChart draws one panel per scenario, side by side: a grouped bar chart
-// with one group per metric of sc.Chart and one bar per system. The format
-// follows the file's extension, .svg or .png.
+// writeChart draws panels side by side, one per scenario's Chart and one
+// per entry of its MoreCharts: a grouped bar chart with one group per
+// metric and one bar per system. The format follows the file's extension,
+// .svg or .png.
 func writeChart(path string, scenarios []*Scenario, results []Result) error {
 	ext := strings.ToLower(filepath.Ext(path))
 	if ext != ".svg" && ext != ".png" {
@@ -27,12 +28,17 @@ func writeChart(path string, scenarios []*Scenario, results []Result) error {
 	}
 	var row []*plot.Plot
 	for _, sc := range scenarios {
-		p, err := scenarioPlot(sc, results)
-		if err != nil {
-			return err
-		}
-		if p != nil {
-			row = append(row, p)
+		for i, metrics := range append([][]Metric{sc.Chart}, sc.MoreCharts...) {
+			p, err := scenarioPlot(sc, metrics, results)
+			if err != nil {
+				return err
+			}
+			if p != nil {
+				if i > 0 {
+					p.Title.Text += " (" + metricLabels(metrics) + ")"
+				}
+				row = append(row, p)
+			}
 		}
 	}
 	if len(row) == 0 {
@@ -65,32 +71,33 @@ func writeChart(path string, scenarios []*Scenario, results []Result) error {
 	return f.Close()
 }
 
-// scenarioPlot returns the panel of one scenario, or nil without results.
-func scenarioPlot(sc *Scenario, results []Result) (*plot.Plot, error) {
+// scenarioPlot returns a panel of one scenario with the given metrics, or
+// nil without results.
+func scenarioPlot(sc *Scenario, chart []Metric, results []Result) (*plot.Plot, error) {
 	var mine []Result
 	for _, r := range results {
 		if r.Scenario == sc.Name && r.Error == "" {
 			mine = append(mine, r)
 		}
 	}
-	if len(mine) == 0 || len(sc.Chart) == 0 {
+	if len(mine) == 0 || len(chart) == 0 {
 		return nil, nil
 	}
 	p := plot.New()
 	p.Title.Text = sc.Name
-	p.Y.Label.Text = metricUnits(sc.Chart)
+	p.Y.Label.Text = metricUnits(chart)
 	p.Y.Min = 0
 	p.Legend.Top = true
 	// Keep every group within the panel's ~80 mm of plotting width.
-	barWidth := min(8*vg.Millimeter, 70*vg.Millimeter/vg.Length(len(mine)*len(sc.Chart)))
-	labels := make([]string, len(sc.Chart))
-	for i, m := range sc.Chart {
+	barWidth := min(8*vg.Millimeter, 70*vg.Millimeter/vg.Length(len(mine)*len(chart)))
+	labels := make([]string, len(chart))
+	for i, m := range chart {
 		labels[i] = m.Label
 	}
 	highest, lowest := 0.0, math.Inf(1)
 	for i, r := range mine {
-		vals := make(plotter.Values, len(sc.Chart))
-		for j, m := range sc.Chart {
+		vals := make(plotter.Values, len(chart))
+		for j, m := range chart {
 			vals[j], _ = m.Value(r)
 			highest = max(highest, vals[j])
 			if vals[j] > 0 {
@@ -109,7 +116,7 @@ func scenarioPlot(sc *Scenario, results []Result) (*plot.Plot, error) {
 	}
 	p.NominalX(labels...)
 	p.Y.Max = highest * 1.35 // headroom for the legend
-	if lowerIsBetter(sc.Chart) && highest > 0 {
+	if isLatency(chart) && highest > 0 {
 		// Latencies span decades (p50 vs p99.9, one system vs another).
 		p.Y.Scale = clampedLog{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
@@ -119,15 +126,26 @@ func scenarioPlot(sc *Scenario, results []Result) (*plot.Plot, error) {
 	return p, nil
 }
 
-// lowerIsBetter reports whether a panel shows latencies.
-func lowerIsBetter(ms []Metric) bool { return strings.HasSuffix(ms[0].Label, "µs") }
+// isLatency reports whether a panel shows latencies.
+func isLatency(ms []Metric) bool { return strings.HasSuffix(ms[0].Label, " µs") }
 
 // metricUnits labels a panel's y axis from its metrics' labels.
 func metricUnits(ms []Metric) string {
-	if lowerIsBetter(ms) {
+	switch {
+	case isLatency(ms):
 		return "µs, log scale (lower is better)"
+	case ms[0].Lower:
+		return ms[0].Label + " (lower is better)"
 	}
 	return ms[0].Label + " (higher is better)"
+}
+
+func metricLabels(ms []Metric) string {
+	labels := make([]string, len(ms))
+	for i, m := range ms {
+		labels[i] = m.Label
+	}
+	return strings.Join(labels, ", ")
 }
 
 // clampedLog is a log scale on which values below the axis minimum (the

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"time"
 )
 
@@ -17,11 +20,13 @@ func main() {
 
 // config is the parsed command line.
 type config struct {
-	opts      Options
-	scenarios []*Scenario
-	systems   []systemEntry
-	json      bool
-	chart     string
+	opts        Options
+	scenarios   []*Scenario
+	systems     string // -systems, checked
+	json        bool
+	chart       string
+	metricsAddr string
+	cpuProfile  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -29,30 +34,36 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var c config
 	scenario := fs.String("scenario", "", "scenario to run: "+scenarioNames()+", a comma-separated list, or all")
-	systems := fs.String("systems", "all", "comma-separated systems to compare: "+systemNames())
+	fs.StringVar(&c.systems, "systems", "", "comma-separated systems to compare (a scenario skips those it cannot run), or all; "+
+		"default: each scenario's own list. Systems: "+systemNames())
 	fs.DurationVar(&c.opts.Duration, "duration", 5*time.Second, "measured interval per run")
-	fs.DurationVar(&c.opts.Warmup, "warmup", time.Second, "load before measuring, per run")
+	fs.DurationVar(&c.opts.Warmup, "warmup", time.Second, "load before measuring, per run (and before hol's idle measurement)")
 	fs.DurationVar(&c.opts.Drain, "drain", 10*time.Second, "longest wait, after stopping the load, for every message to reach an outcome")
-	fs.IntVar(&c.opts.Payload, "payload", 128, "payload bytes for small, reqresp and latency")
+	fs.IntVar(&c.opts.Payload, "payload", 128, "payload bytes for small, reqresp, latency, coalesce, overload and hol's small messages")
 	fs.IntVar(&c.opts.Repeat, "repeat", 3, "runs per (scenario, system); the report shows medians")
-	fs.IntVar(&c.opts.Rate, "rate", 2000, "requests per second for the open-loop latency scenario")
+	fs.IntVar(&c.opts.Rate, "rate", 0, "messages per second of the open-loop scenarios; 0: each scenario's default (latency 2000, hol 2000, coalesce 100000 in total)")
+	fs.IntVar(&c.opts.Senders, "senders", 0, "load goroutines; 0: each scenario's default (small 8, coalesce 64, overload 4)")
+	fs.IntVar(&c.opts.LargeSize, "large-size", defaultLargeSize, "bytes of a large message (large, hol; large-mixed sends 1/16×, 1× and 4×)")
+	fs.Int64Var(&c.opts.FileSize, "file-size", defaultFileSize, "bytes of the file the file scenario sends (a temp file in $TMPDIR)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per (scenario, system) instead of a table")
 	fs.StringVar(&c.chart, "chart", "", "also draw a bar chart to this .svg or .png file")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (both ends and the harness) to this file, for go tool pprof")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve the internode systems' OpenTelemetry metrics as Prometheus text at http://ADDR/metrics while the bench runs (e.g. 127.0.0.1:9464)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if *scenario == "" {
 		return c, fmt.Errorf("-scenario is required (%s, all)", scenarioNames())
 	}
-	if c.opts.Duration <= 0 || c.opts.Warmup < 0 || c.opts.Drain <= 0 || c.opts.Repeat < 1 || c.opts.Rate < 1 || c.opts.Payload < 0 {
-		return c, fmt.Errorf("need -duration > 0, -warmup ≥ 0, -drain > 0, -repeat ≥ 1, -rate ≥ 1, -payload ≥ 0")
+	if c.opts.Duration <= 0 || c.opts.Warmup < 0 || c.opts.Drain <= 0 || c.opts.Repeat < 1 || c.opts.Rate < 0 ||
+		c.opts.Senders < 0 || c.opts.Payload < 0 || c.opts.LargeSize < 16 || c.opts.FileSize < 1 {
+		return c, errors.New("need -duration > 0, -warmup ≥ 0, -drain > 0, -repeat ≥ 1, -rate ≥ 0, -senders ≥ 0, -payload ≥ 0, -large-size ≥ 16, -file-size ≥ 1")
 	}
 	var err error
 	if c.scenarios, err = selectScenarios(*scenario); err != nil {
 		return c, err
 	}
-	c.systems, err = selectSystems(*systems)
-	return c, err
+	return c, checkSystems(c.systems)
 }
 
 // run executes the command line: for each scenario, repeats alternate over
@@ -63,11 +74,42 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.metricsAddr != "" {
+		m, err := startMetrics(c.metricsAddr, stderr)
+		if err != nil {
+			return err
+		}
+		defer m.close()
+	}
+	defer closeSourceFiles()
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var all []Result
+	var ran []*Scenario
 	for _, sc := range c.scenarios {
+		systems, skipped, err := systemsFor(sc, c.systems)
+		if err != nil {
+			return err
+		}
+		if len(skipped) > 0 {
+			fmt.Fprintf(stderr, "%s: skipping %s (not supported by this scenario)\n", sc.Name, strings.Join(skipped, ", "))
+		}
+		if len(systems) == 0 {
+			continue
+		}
+		ran = append(ran, sc)
 		runs := make(map[string][]Result)
 		for rep := range c.opts.Repeat {
-			for _, sys := range c.systems {
+			for _, sys := range systems {
 				fmt.Fprintf(stderr, "%s / %s: repeat %d of %d\n", sc.Name, sys.Name, rep+1, c.opts.Repeat)
 				res, err := execute(sc, sys, c.opts)
 				if err != nil {
@@ -78,7 +120,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		var results []Result
-		for _, sys := range c.systems {
+		for _, sys := range systems {
 			results = append(results, median(runs[sys.Name]))
 		}
 		if c.json {
@@ -88,13 +130,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		all = append(all, results...)
 	}
+	if len(ran) == 0 {
+		return errors.New("no scenario supports the systems selected")
+	}
 	if !c.json {
-		if err := writeTable(stdout, c.scenarios, all); err != nil {
+		if err := writeTable(stdout, ran, all); err != nil {
 			return err
 		}
 	}
 	if c.chart != "" {
-		return writeChart(c.chart, c.scenarios, all)
+		return writeChart(c.chart, ran, all)
 	}
 	return nil
 }

@@ -12,27 +12,35 @@ import (
 // goroutines separate recorders to avoid contention.
 type Recorder struct {
 	run     *Run
+	window  *window                 // samples intended outside it are ignored
 	mu      sync.Mutex              // guards the histograms
 	latency *hdrhistogram.Histogram // from the intended start
 	service *hdrhistogram.Histogram // from the actual call
 }
 
-// NewRecorder returns a recorder whose samples join the run's result.
-func (r *Run) NewRecorder() *Recorder {
-	rec := &Recorder{run: r, latency: newHistogram(), service: newHistogram()}
-	r.recMu.Lock()
+// NewRecorder returns a recorder whose samples, those intended within the
+// measured interval, join the run's result.
+func (r *Run) NewRecorder() *Recorder { return r.newRecorder(&r.measure) }
+
+// NewIdleRecorder returns a recorder for the Idle phase of a scenario: its
+// samples, those intended within the idle interval, make the result's idle
+// figures (p50_idle_us, p99_idle_us).
+func (r *Run) NewIdleRecorder() *Recorder { return r.newRecorder(&r.idle) }
+
+func (r *Run) newRecorder(w *window) *Recorder {
+	rec := &Recorder{run: r, window: w, latency: newHistogram(), service: newHistogram()}
+	r.mu.Lock()
 	r.recorders = append(r.recorders, rec)
-	r.recMu.Unlock()
+	r.mu.Unlock()
 	return rec
 }
 
 func newHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(1, int64(60*time.Second), 3) }
 
-// Record adds one operation if intended falls inside the measurement
+// Record adds one operation if intended falls inside the recorder's
 // window: end−intended as latency, end−called as service time.
 func (rec *Recorder) Record(intended, called, end time.Time) {
-	at := intended.Sub(rec.run.base).Nanoseconds()
-	if at < rec.run.windowStart.Load() || at >= rec.run.windowEnd.Load() {
+	if !rec.window.contains(rec.run.since(intended)) {
 		return
 	}
 	rec.mu.Lock()
@@ -41,13 +49,16 @@ func (rec *Recorder) Record(intended, called, end time.Time) {
 	rec.mu.Unlock()
 }
 
-// latencies merges every recorder: latency from the intended start, and
-// service time.
-func (r *Run) latencies() (latency, service *hdrhistogram.Histogram) {
+// latencies merges the recorders of window w: latency from the intended
+// start, and service time.
+func (r *Run) latencies(w *window) (latency, service *hdrhistogram.Histogram) {
 	latency, service = newHistogram(), newHistogram()
-	r.recMu.Lock()
-	defer r.recMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, rec := range r.recorders {
+		if rec.window != w {
+			continue
+		}
 		rec.mu.Lock()
 		latency.Merge(rec.latency)
 		service.Merge(rec.service)

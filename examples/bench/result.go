@@ -17,14 +17,38 @@ type Result struct {
 	P50us        *float64 `json:"p50_us"`     // null when the scenario measures no latency
 	P99us        *float64 `json:"p99_us"`
 	P999us       *float64 `json:"p999_us"`
-	// Service time: from the Request call to its response. It differs
-	// from the above only in open-loop scenarios, where the above also
-	// counts how late the scheduler was.
+	// Service time: from the Request (or Send) call to its response (or
+	// the receiving handler). It differs from the above only in open-loop
+	// scenarios, where the above also counts how late the scheduler was.
 	ServiceP50us  *float64 `json:"service_p50_us"`
 	ServiceP99us  *float64 `json:"service_p99_us"`
 	ServiceP999us *float64 `json:"service_p999_us"`
-	CPUusPerMsg   float64  `json:"cpu_us_per_msg"` // process user+sys CPU over the window / messages
-	WritesPerMsg  *float64 `json:"writes_per_msg"` // null for systems without a WriteCounter
+	// Latency of a scenario's idle phase (hol: the small messages alone,
+	// before the large ones start); null for scenarios without one.
+	P50IdleUs   *float64 `json:"p50_idle_us"`
+	P99IdleUs   *float64 `json:"p99_idle_us"`
+	CPUusPerMsg float64  `json:"cpu_us_per_msg"` // process user+sys CPU over the window / messages
+	// WritesPerMsg is write system calls per message: the kernel's count
+	// of write(2)/writev(2) calls made by the whole process over the
+	// window (/proc/self/io syscw), so both ends' socket writes, for every
+	// system alike, plus the rare eventfd write with which the Go runtime
+	// wakes its network poller. Null where /proc/self/io is missing.
+	WritesPerMsg *float64 `json:"writes_per_msg"`
+	// VectoredWritesPerMsg is the system's own count of write calls per
+	// message (internode: ConnStats.Writes, one per net.Buffers.WriteTo,
+	// each of which may be several system calls: see doc.go); null for
+	// systems without a WriteCounter.
+	VectoredWritesPerMsg *float64 `json:"vectored_writes_per_msg"`
+	// CPUsPerGB is CPU seconds per 10^9 payload bytes (file transfers).
+	CPUsPerGB *float64 `json:"cpu_s_per_gb"`
+	// Overload scenario: the receiver's inbound capacity held at its peak
+	// (Stats.InboundHeld, polled every millisecond), the bound it must stay
+	// under, the process's peak heap (HeapAlloc), and the sends refused with
+	// ErrOverloaded. Peaks are the highest over repeats; null elsewhere.
+	PeakInboundBytes  *float64 `json:"peak_inbound_bytes"`
+	InboundLimitBytes *float64 `json:"inbound_limit_bytes"`
+	PeakHeapBytes     *float64 `json:"peak_heap_bytes"`
+	Overloaded        *uint64  `json:"overloaded"`
 	// Lost is sent − delivered − failed after the drain, summed over
 	// repeats. Negative would mean duplicates.
 	Lost       int64    `json:"lost"`
@@ -51,19 +75,28 @@ func (r *Run) result(sc *Scenario, system string, begin, end snapshot) Result {
 	elapsed := end.at.Sub(begin.at).Seconds()
 	msgs := float64(end.delivered - begin.delivered)
 	res.Seconds = elapsed
-	res.MsgsPerSec = msgs / elapsed
-	res.MBPerSec = float64(end.bytes-begin.bytes) / elapsed / 1e6
+	if elapsed > 0 {
+		res.MsgsPerSec = msgs / elapsed
+		res.MBPerSec = float64(end.bytes-begin.bytes) / elapsed / 1e6
+	}
 	if msgs > 0 {
 		res.CPUusPerMsg = float64((end.cpu - begin.cpu).Microseconds()) / msgs
 		if _, ok := r.Sys.(WriteCounter); ok {
 			w := float64(end.writes-begin.writes) / msgs
+			res.VectoredWritesPerMsg = &w
+		}
+		if begin.hasSyscw && end.hasSyscw {
+			w := float64(end.syscw-begin.syscw) / msgs
 			res.WritesPerMsg = &w
 		}
 	}
-	if latency, service := r.latencies(); latency.TotalCount() > 0 {
+	if latency, service := r.latencies(&r.measure); latency.TotalCount() > 0 {
 		res.Samples = latency.TotalCount()
 		res.P50us, res.P99us, res.P999us = quantiles(latency)
 		res.ServiceP50us, res.ServiceP99us, res.ServiceP999us = quantiles(service)
+	}
+	if idle, _ := r.latencies(&r.idle); idle.TotalCount() > 0 {
+		res.P50IdleUs, res.P99IdleUs, _ = quantiles(idle)
 	}
 	res.Sent, res.Delivered, res.Failed = r.accounting()
 	if load, ok := loadAverage(); ok {
@@ -72,6 +105,12 @@ func (r *Run) result(sc *Scenario, system string, begin, end snapshot) Result {
 	res.Rejected = r.rejected.Load()
 	res.SendErrors = r.sendErrors.Load()
 	res.Lost = int64(res.Sent) - int64(res.Delivered) - int64(res.Failed)
+	r.mu.Lock()
+	finishers := r.finishers
+	r.mu.Unlock()
+	for _, fn := range finishers {
+		fn(&res)
+	}
 	return res
 }
 
@@ -86,7 +125,7 @@ func quantiles(h *hdrhistogram.Histogram) (p50, p99, p999 *float64) {
 
 // median combines the repeats of one (scenario, system): each figure is the
 // median over repeats; counts (lost, sent...) are summed so that no loss is
-// averaged away.
+// averaged away, and peaks are the highest.
 func median(runs []Result) Result {
 	if len(runs) == 0 {
 		return Result{}
@@ -100,17 +139,29 @@ func median(runs []Result) Result {
 		}
 		return medianOf(vals)
 	}
-	medPtr := func(get func(Result) *float64) *float64 {
+	present := func(get func(Result) *float64) []float64 {
 		var vals []float64
 		for _, r := range runs {
 			if p := get(r); p != nil {
 				vals = append(vals, *p)
 			}
 		}
+		return vals
+	}
+	medPtr := func(get func(Result) *float64) *float64 {
+		vals := present(get)
 		if len(vals) == 0 {
 			return nil
 		}
 		m := medianOf(vals)
+		return &m
+	}
+	maxPtr := func(get func(Result) *float64) *float64 {
+		vals := present(get)
+		if len(vals) == 0 {
+			return nil
+		}
+		m := slices.Max(vals)
 		return &m
 	}
 	out.MsgsPerSec = med(func(r Result) float64 { return r.MsgsPerSec })
@@ -123,13 +174,28 @@ func median(runs []Result) Result {
 	out.ServiceP50us = medPtr(func(r Result) *float64 { return r.ServiceP50us })
 	out.ServiceP99us = medPtr(func(r Result) *float64 { return r.ServiceP99us })
 	out.ServiceP999us = medPtr(func(r Result) *float64 { return r.ServiceP999us })
+	out.P50IdleUs = medPtr(func(r Result) *float64 { return r.P50IdleUs })
+	out.P99IdleUs = medPtr(func(r Result) *float64 { return r.P99IdleUs })
 	out.LoadAvg = medPtr(func(r Result) *float64 { return r.LoadAvg })
 	out.WritesPerMsg = medPtr(func(r Result) *float64 { return r.WritesPerMsg })
+	out.VectoredWritesPerMsg = medPtr(func(r Result) *float64 { return r.VectoredWritesPerMsg })
+	out.CPUsPerGB = medPtr(func(r Result) *float64 { return r.CPUsPerGB })
+	out.PeakInboundBytes = maxPtr(func(r Result) *float64 { return r.PeakInboundBytes })
+	out.InboundLimitBytes = medPtr(func(r Result) *float64 { return r.InboundLimitBytes })
+	out.PeakHeapBytes = maxPtr(func(r Result) *float64 { return r.PeakHeapBytes })
+	out.Overloaded = nil
 	out.Lost, out.Sent, out.Delivered, out.Failed, out.Rejected, out.SendErrors, out.Samples = 0, 0, 0, 0, 0, 0, 0
 	out.Drained = true
 	for _, r := range runs {
 		if r.Error != "" {
 			out.Error = r.Error
+		}
+		if r.Overloaded != nil {
+			n := *r.Overloaded
+			if out.Overloaded != nil {
+				n += *out.Overloaded
+			}
+			out.Overloaded = &n
 		}
 		out.Lost += r.Lost
 		out.Sent += r.Sent

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/internode/internode/transport"
 )
 
 // Scenario is one workload. The harness (see execute) starts the system,
@@ -12,15 +14,40 @@ import (
 type Scenario struct {
 	Name string
 	Doc  string
+	// Systems are the systems the scenario runs by default (without
+	// -systems), in registry order.
+	Systems []string
+	// Supports reports whether the scenario can run sys; nil means every
+	// messaging system (not the file-only ones). -systems names a system
+	// a scenario does not support: it is skipped, with a note.
+	Supports func(sys System) bool
+	// Tune, if set, adjusts the transport config of internode systems
+	// before Start (after the system's own tuning): overload's small
+	// limits.
+	Tune func(*transport.Config)
 	// PayloadSize returns the payload of each message, in bytes.
 	PayloadSize func(Options) int
+	// NoPayload: Load gets a nil payload instead of one of PayloadSize
+	// bytes (the file scenario sends a file).
+	NoPayload bool
+	// Idle, if set, starts load that first runs alone: the harness warms
+	// it up and measures it for the configured duration (recorders from
+	// NewIdleRecorder), then calls Load, which adds more. Its load
+	// goroutines keep running until the run stops.
+	Idle func(r *Run, payload []byte)
 	// Load starts the scenario's load generators. payload is shared by all
 	// of them and never modified.
 	Load func(r *Run, payload []byte)
-	// Targets are the ratios the report checks (reported, not asserted).
+	// Targets are the comparisons the report checks (reported, not
+	// asserted).
 	Targets []Target
-	// Chart lists the metrics drawn for this scenario, one bar group each.
-	Chart []Metric
+	// Columns are figures of this scenario only, printed in a table of
+	// their own under the main one.
+	Columns []Metric
+	// Chart lists the metrics drawn for this scenario, one bar group each;
+	// MoreCharts adds panels (metrics in other units).
+	Chart      []Metric
+	MoreCharts [][]Metric
 }
 
 // Metric is one figure of a Result.
@@ -30,15 +57,33 @@ type Metric struct {
 	// Value returns the metric, or false when the result has none (say,
 	// latency in a one-way scenario).
 	Value func(Result) (float64, bool)
+	// Lower says lower is better (latency, cost).
+	Lower bool
 }
 
 var (
-	metricMsgsPerSec = Metric{"msgs_per_sec", "msgs/s", func(r Result) (float64, bool) { return r.MsgsPerSec, true }}
-	metricMBPerSec   = Metric{"mb_per_sec", "MB/s", func(r Result) (float64, bool) { return r.MBPerSec, true }}
-	metricP50        = Metric{"p50_us", "p50 µs", func(r Result) (float64, bool) { return deref(r.P50us) }}
-	metricP99        = Metric{"p99_us", "p99 µs", func(r Result) (float64, bool) { return deref(r.P99us) }}
-	metricP999       = Metric{"p999_us", "p99.9 µs", func(r Result) (float64, bool) { return deref(r.P999us) }}
-	metricServiceP50 = Metric{"service_p50_us", "svc p50 µs", func(r Result) (float64, bool) { return deref(r.ServiceP50us) }}
+	metricMsgsPerSec = Metric{Key: "msgs_per_sec", Label: "msgs/s", Value: func(r Result) (float64, bool) { return r.MsgsPerSec, true }}
+	metricMBPerSec   = Metric{Key: "mb_per_sec", Label: "MB/s", Value: func(r Result) (float64, bool) { return r.MBPerSec, true }}
+	metricP50        = Metric{Key: "p50_us", Label: "p50 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P50us) }}
+	metricP99        = Metric{Key: "p99_us", Label: "p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P99us) }}
+	metricP999       = Metric{Key: "p999_us", Label: "p99.9 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P999us) }}
+	metricServiceP50 = Metric{Key: "service_p50_us", Label: "svc p50 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.ServiceP50us) }}
+	metricP50Idle    = Metric{Key: "p50_idle_us", Label: "idle p50 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P50IdleUs) }}
+	metricP99Idle    = Metric{Key: "p99_idle_us", Label: "idle p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P99IdleUs) }}
+	metricCPUPerMsg  = Metric{Key: "cpu_us_per_msg", Label: "CPU µs/msg", Lower: true, Value: func(r Result) (float64, bool) { return r.CPUusPerMsg, r.CPUusPerMsg > 0 }}
+	metricWritesMsg  = Metric{Key: "writes_per_msg", Label: "writes/msg", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.WritesPerMsg) }}
+	metricVecWrites  = Metric{Key: "vectored_writes_per_msg", Label: "vectored writes/msg", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.VectoredWritesPerMsg) }}
+	metricCPUPerGB   = Metric{Key: "cpu_s_per_gb", Label: "CPU s/GB", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.CPUsPerGB) }}
+	metricPeakIn     = Metric{Key: "peak_inbound_bytes", Label: "peak inbound MiB", Lower: true, Value: func(r Result) (float64, bool) { return mib(r.PeakInboundBytes) }}
+	metricInLimit    = Metric{Key: "inbound_limit_bytes", Label: "inbound limit MiB", Lower: true, Value: func(r Result) (float64, bool) { return mib(r.InboundLimitBytes) }}
+	metricPeakHeap   = Metric{Key: "peak_heap_bytes", Label: "peak heap MiB", Lower: true, Value: func(r Result) (float64, bool) { return mib(r.PeakHeapBytes) }}
+	metricOverloaded = Metric{Key: "overloaded", Label: "overloaded", Value: func(r Result) (float64, bool) {
+		if r.Overloaded == nil {
+			return 0, false
+		}
+		return float64(*r.Overloaded), true
+	}}
+	metricLost = Metric{Key: "lost", Label: "lost", Lower: true, Value: func(r Result) (float64, bool) { return float64(r.Lost), true }}
 )
 
 func deref(p *float64) (float64, bool) {
@@ -48,13 +93,29 @@ func deref(p *float64) (float64, bool) {
 	return *p, true
 }
 
-// Target says that System's Metric divided by Baseline's must be at least
-// Min (when Min > 0) and at most Max (when Max > 0).
+// mib shows a byte count in MiB (the JSON field stays in bytes).
+func mib(p *float64) (float64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	return *p / (1 << 20), true
+}
+
+// Target is one comparison the report checks.
+//
+// By default it is a ratio: System's Metric divided by Baseline's
+// BaselineMetric (Metric when nil) must be at least Min (when Min > 0) and
+// at most Max (when Max > 0). With Plus > 0 it is a difference instead:
+// System's figure must be at most Baseline's plus Plus. With Absolute, there
+// is no baseline: System's figure must be at most Max (0 included).
 type Target struct {
-	Metric   Metric
-	System   string
-	Baseline string
-	Min, Max float64
+	Metric         Metric
+	System         string
+	Baseline       string
+	BaselineMetric *Metric
+	Min, Max       float64
+	Plus           float64
+	Absolute       bool
 }
 
 // scenarioRegistry lists every scenario in run order. To add one, write a
@@ -64,6 +125,28 @@ var scenarioRegistry = []*Scenario{
 	scenarioReqResp,
 	scenarioLatency,
 	scenarioLarge,
+	scenarioLargeMixed,
+	scenarioCoalesce,
+	scenarioOverload,
+	scenarioHOL,
+	scenarioFile,
+}
+
+// supports reports whether sc can run the system entry makes.
+func (sc *Scenario) supports(entry systemEntry) bool {
+	sys := entry.New() // constructors only allocate
+	if sc.Supports != nil {
+		return sc.Supports(sys)
+	}
+	_, fileOnly := sys.(fileOnlySystem)
+	return !fileOnly
+}
+
+// isInternode is Supports for scenarios that need internode's own
+// counters or config.
+func isInternode(sys System) bool {
+	_, ok := sys.(*internodeSystem)
+	return ok
 }
 
 // selectScenarios resolves -scenario: a name, a comma-separated list, or

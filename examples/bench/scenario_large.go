@@ -1,15 +1,13 @@
 package main
 
-// Shape of the large scenario.
-const (
-	largePayload = 16 << 20
-	largeSenders = 2
-)
+// largeSenders is the number of closed-loop senders in the large scenario.
+const largeSenders = 2
 
 var scenarioLarge = &Scenario{
 	Name:        "large",
-	Doc:         "one-way 16 MiB messages, 2 closed-loop senders; reports MB/s",
-	PayloadSize: func(Options) int { return largePayload },
+	Doc:         "one-way -large-size (16 MiB) messages, 2 closed-loop senders; reports MB/s",
+	Systems:     baseSystems,
+	PayloadSize: func(o Options) int { return o.largeSize() },
 	Load: func(r *Run, payload []byte) {
 		for range largeSenders {
 			r.Go(func() {

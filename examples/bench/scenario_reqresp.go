@@ -12,6 +12,7 @@ const reqRespRecorders = 8
 var scenarioReqResp = &Scenario{
 	Name:        "reqresp",
 	Doc:         "echo request/response, 128 in flight (closed loop), -payload bytes each way",
+	Systems:     baseSystems,
 	PayloadSize: func(o Options) int { return o.Payload },
 	Load: func(r *Run, payload []byte) {
 		recs := make([]*Recorder, reqRespRecorders)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/internode/internode/transport"
@@ -36,7 +37,8 @@ type System interface {
 type Hooks struct {
 	// OnMessage is called once per one-way message delivered to the
 	// receiver's handler; payload is valid only during the call. It is safe
-	// for concurrent use.
+	// for concurrent use. It may block (overload holds it): the system's
+	// handler then blocks with it.
 	OnMessage func(payload []byte)
 }
 
@@ -56,6 +58,25 @@ type FailureCounter interface {
 	Failures() uint64
 }
 
+// FileSender is implemented by systems that transfer files (the file
+// scenario). SendFile sends the first n bytes of f, from offset 0, to the
+// receiver, which writes them into a file of its own; it returns once the
+// receiver has them all, or an error. Calls are made one at a time; f's
+// offset is the system's to move.
+type FileSender interface {
+	SendFile(ctx context.Context, f *os.File, n int64) error
+}
+
+// fileOnlySystem marks systems that only transfer files: their Send and
+// Request fail, and message scenarios skip them.
+type fileOnlySystem interface {
+	FileSender
+	fileOnly()
+}
+
+// errFileOnly is what a file-only system's Send and Request return.
+var errFileOnly = errors.New("bench: this system only transfers files")
+
 // ErrBusy is wrapped by a System's Send or Request when the message was
 // refused for lack of capacity and may be retried; it is not counted as
 // sent.
@@ -66,52 +87,99 @@ type systemEntry struct {
 	Name string
 	Doc  string
 	New  func() System
-	// OptIn leaves the system out of the default selection: it runs only
-	// when named in -systems.
+	// OptIn leaves the system out of -systems all: it runs only when
+	// named in -systems (or in a scenario's default list).
 	OptIn bool
 }
 
 // systemRegistry lists every system in report order. To add one (say an
 // internode variant with another config), write a constructor and add a
-// line here.
+// line here, then name it in the Systems of the scenarios that should
+// run it by default.
 var systemRegistry = []systemEntry{
-	{Name: "internode", Doc: "internode transport, default config", New: func() System { return newInternode(nil) }},
+	{Name: "internode", Doc: "internode transport, default config (Adaptive coalescing), OpenTelemetry SDK metrics and socket measurement on", New: func() System { return newInternode(nil) }},
+	{Name: "internode-nometrics", Doc: "internode with the default no-op MeterProvider and DisableSocketMeasurement", New: func() System { return newInternodeNoMetrics() }},
+	{Name: "internode-disabled", Doc: "internode, coalescing Disabled on every lane (drain-only batching)", New: coalescingVariant("disabled")},
+	{Name: "internode-fixed", Doc: "internode, coalescing Fixed(200 µs) on the small and large lanes", New: coalescingVariant("fixed")},
+	{Name: "internode-movingavg", Doc: "internode, coalescing MovingAverage(200 µs) on the small and large lanes", New: coalescingVariant("movingavg")},
+	{Name: "internode-timehorizon", Doc: "internode, coalescing TimeHorizon(200 µs) on the small and large lanes", New: coalescingVariant("timehorizon")},
+	{Name: "internode-single-lane", Doc: "internode, LargeThreshold 256 KiB (the highest that works); bulk is sent as sub-256 KiB messages so all traffic shares the small lane's socket", New: func() System { return newInternodeSingleLane() }},
 	{Name: "raw-tcp-naive", Doc: "u32 length prefix, one Write per message under a mutex", New: func() System { return newRawTCP(false) }},
 	{Name: "raw-tcp-batched", Doc: "shared buffer, one writer, 64 KiB writes (the ceiling)", New: func() System { return newRawTCP(true) }},
 	{Name: "grpc-stream", Doc: "grpc-go streams, pass-through codec", New: func() System { return newGRPCStream() }},
 	{Name: "grpc-unary", Doc: "grpc-go unary calls, pass-through codec", New: func() System { return newGRPCUnary() }},
+	{Name: "raw-sendfile", Doc: "files only: a connection per file, (*net.TCPConn).ReadFrom(file) → (*os.File).ReadFrom(conn), sendfile(2) and splice(2)", New: func() System { return newRawFile(false) }},
+	{Name: "buffered-copy", Doc: "files only: a connection per file, io.CopyBuffer through 32 KiB buffers at both ends", New: func() System { return newRawFile(true) }},
 	{Name: "internode-wait", Doc: "internode, Send waits for capacity instead of failing with ErrOverloaded", OptIn: true,
 		New: func() System { return newInternode(func(c *transport.Config) { c.WaitForCapacity = true }) }},
 }
 
-// selectSystems returns the registry entries named in the comma-separated
-// list, in registry order; "" or "all" selects every system but the opt-in
-// ones.
-func selectSystems(list string) ([]systemEntry, error) {
-	if list == "" || list == "all" {
-		var out []systemEntry
-		for _, e := range systemRegistry {
-			if !e.OptIn {
-				out = append(out, e)
-			}
+// Default system lists of the scenarios.
+var (
+	baseSystems      = []string{"internode", "raw-tcp-naive", "raw-tcp-batched", "grpc-stream", "grpc-unary"}
+	coalescingRows   = []string{"internode-disabled", "internode-fixed", "internode-movingavg", "internode-timehorizon"}
+	coalescingVaries = append([]string{"internode"}, coalescingRows...)
+)
+
+func findSystem(name string) (systemEntry, bool) {
+	for _, e := range systemRegistry {
+		if e.Name == name {
+			return e, true
 		}
-		return out, nil
+	}
+	return systemEntry{}, false
+}
+
+// checkSystems validates -systems: "" (each scenario's defaults), "all",
+// or a comma-separated list of registered names.
+func checkSystems(list string) error {
+	if list == "" || list == "all" {
+		return nil
+	}
+	for _, name := range strings.Split(list, ",") {
+		if _, ok := findSystem(strings.TrimSpace(name)); !ok {
+			return fmt.Errorf("unknown system %q (have %s)", strings.TrimSpace(name), systemNames())
+		}
+	}
+	return nil
+}
+
+// systemsFor resolves -systems for one scenario, in registry order: ""
+// selects the scenario's default list; "all" every system it supports but
+// the opt-in ones; a list, the named systems it supports. skipped names
+// the systems of the list the scenario cannot run.
+func systemsFor(sc *Scenario, list string) (systems []systemEntry, skipped []string, err error) {
+	if err := checkSystems(list); err != nil {
+		return nil, nil, err
 	}
 	want := map[string]bool{}
-	for _, name := range strings.Split(list, ",") {
-		want[strings.TrimSpace(name)] = true
-	}
-	var out []systemEntry
-	for _, e := range systemRegistry {
-		if want[e.Name] {
-			out = append(out, e)
-			delete(want, e.Name)
+	switch list {
+	case "":
+		for _, name := range sc.Systems {
+			want[name] = true
+		}
+	case "all":
+		for _, e := range systemRegistry {
+			want[e.Name] = !e.OptIn
+		}
+	default:
+		for _, name := range strings.Split(list, ",") {
+			want[strings.TrimSpace(name)] = true
 		}
 	}
-	for name := range want {
-		return nil, fmt.Errorf("unknown system %q (have %s)", name, systemNames())
+	for _, e := range systemRegistry {
+		if !want[e.Name] {
+			continue
+		}
+		if !sc.supports(e) {
+			if list != "all" {
+				skipped = append(skipped, e.Name)
+			}
+			continue
+		}
+		systems = append(systems, e)
 	}
-	return out, nil
+	return systems, skipped, nil
 }
 
 func systemNames() string {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/internode/internode/cluster"
@@ -14,43 +17,74 @@ import (
 const (
 	verbOneway transport.Verb = 1
 	verbEcho   transport.Verb = 2
+	verbFile   transport.Verb = 3
 )
 
 // internodeSystem is two transports, "a" (sender) and "b" (receiver), in
 // this process. Replies from b travel on b's own connections to a, so both
 // are in one Static membership.
 type internodeSystem struct {
-	tune func(*transport.Config) // adjusts the default config; nil for defaults
-	a, b *transport.Transport
+	tunes   []func(*transport.Config) // adjust the default config, in order
+	metrics bool                      // give each transport an SDK MeterProvider
+	// bulkChunk, when positive, is the largest payload a scenario should
+	// send in one message (internode-single-lane: the rest is split).
+	bulkChunk int
+
+	a, b    *transport.Transport
+	meters  *systemMetrics
+	inbound transport.Limits // b's inbound limits, defaults filled in
 
 	// onewayDropped counts one-way messages a accepted and then failed
 	// to write (Config.OnDropped).
 	onewayDropped atomic.Uint64
+
+	fileMu   sync.Mutex // serializes received files into recvFile
+	recvFile *os.File   // the receiver's temp file, unlinked; nil until the first transfer
 }
 
 var (
 	_ System         = (*internodeSystem)(nil)
 	_ WriteCounter   = (*internodeSystem)(nil)
 	_ FailureCounter = (*internodeSystem)(nil)
+	_ FileSender     = (*internodeSystem)(nil)
 )
 
-// newInternode returns the internode system; tune, if not nil, changes the
-// default config of both transports (for variants such as a coalescing
-// strategy other than the default).
+// newInternode returns the internode system with metrics on (an SDK meter
+// provider and socket measurement); tune, if not nil, changes the default
+// config of both transports (for variants such as a coalescing strategy
+// other than the default).
 func newInternode(tune func(*transport.Config)) *internodeSystem {
-	return &internodeSystem{tune: tune}
+	s := &internodeSystem{metrics: true}
+	if tune != nil {
+		s.tunes = append(s.tunes, tune)
+	}
+	return s
 }
+
+// Tune adds a config adjustment, applied after the system's own; call it
+// before Start.
+func (s *internodeSystem) Tune(fn func(*transport.Config)) { s.tunes = append(s.tunes, fn) }
 
 func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 	members := cluster.NewStatic()
+	if s.metrics {
+		s.meters = newSystemMetrics()
+	}
 	newNode := func(id cluster.NodeID) (*transport.Transport, error) {
 		cfg := transport.DefaultConfig()
 		cfg.NodeID = id
 		cfg.ClusterName = "bench"
 		cfg.ListenAddr = "127.0.0.1:0"
 		cfg.Membership = members
-		if s.tune != nil {
-			s.tune(&cfg)
+		if s.meters != nil {
+			mp, err := s.meters.provider(id)
+			if err != nil {
+				return nil, err
+			}
+			cfg.MeterProvider = mp
+		}
+		for _, tune := range s.tunes {
+			tune(&cfg)
 		}
 		if id == "a" {
 			next := cfg.OnDropped
@@ -62,6 +96,12 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 					next(m)
 				}
 			}
+		} else {
+			s.inbound = cfg.Inbound
+			def := transport.DefaultLimits()
+			setIfZero(&s.inbound.PerConnection, def.PerConnection)
+			setIfZero(&s.inbound.PerPeer, def.PerPeer)
+			setIfZero(&s.inbound.Node, def.Node)
 		}
 		t, err := transport.New(cfg)
 		if err != nil {
@@ -72,10 +112,11 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 	}
 	var err error
 	if s.a, err = newNode("a"); err != nil {
+		s.Close()
 		return err
 	}
 	if s.b, err = newNode("b"); err != nil {
-		s.a.Close()
+		s.Close()
 		return err
 	}
 	nothing := transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) { return nil, nil })
@@ -87,9 +128,19 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 	s.b.Handle(verbEcho, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
 		return append([]byte(nil), m.Payload...), nil // m.Payload is reused once the handler returns
 	}))
+	s.b.HandleFile(verbFile, transport.FileHandlerFunc(s.receiveFile))
 	s.a.Start()
 	s.b.Start()
+	if s.meters != nil {
+		s.meters.serve()
+	}
 	return nil
+}
+
+func setIfZero(v *int64, def int64) {
+	if *v == 0 {
+		*v = def
+	}
 }
 
 func (s *internodeSystem) Send(ctx context.Context, payload []byte) error {
@@ -109,7 +160,38 @@ func (s *internodeSystem) Request(ctx context.Context, payload []byte) ([]byte, 
 	return resp, err
 }
 
-// Writes implements WriteCounter: vectored write calls of both transports.
+// SendFile implements FileSender with transport.SendFile: a connection of
+// its own, sendfile(2) from f, the receiver splices into its temp file and
+// both ends check a CRC32C of the range.
+func (s *internodeSystem) SendFile(ctx context.Context, f *os.File, n int64) error {
+	_, err := s.a.SendFile(ctx, "b", verbFile, f, 0, n)
+	return err
+}
+
+// receiveFile is b's FileHandler: it overwrites the receiver's temp file
+// from its start with each transfer (ReceiveTo: splice(2), then the
+// checksum read back from the page cache).
+func (s *internodeSystem) receiveFile(_ context.Context, ft *transport.FileTransfer) error {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if s.recvFile == nil {
+		f, err := createUnlinkedTemp("bench-internode-recv-")
+		if err != nil {
+			return err
+		}
+		s.recvFile = f
+	}
+	if _, err := s.recvFile.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := ft.ReceiveTo(s.recvFile)
+	return err
+}
+
+// Writes implements WriteCounter: vectored write calls of both transports
+// (ConnStats.Writes: one net.Buffers.WriteTo each, which is one writev(2)
+// unless it holds more than 1024 buffers or the socket accepts it in
+// parts).
 func (s *internodeSystem) Writes() uint64 {
 	return s.a.Stats().Total().Writes + s.b.Stats().Total().Writes
 }
@@ -126,12 +208,36 @@ func (s *internodeSystem) Failures() uint64 {
 }
 
 func (s *internodeSystem) Close() error {
-	var errA, errB error
+	var errA, errB, errM, errF error
 	if s.a != nil {
 		errA = s.a.Close()
 	}
 	if s.b != nil {
 		errB = s.b.Close()
 	}
-	return errors.Join(errA, errB)
+	if s.meters != nil {
+		errM = s.meters.close()
+	}
+	s.fileMu.Lock()
+	if s.recvFile != nil {
+		errF = s.recvFile.Close()
+		s.recvFile = nil
+	}
+	s.fileMu.Unlock()
+	return errors.Join(errA, errB, errM, errF)
+}
+
+// createUnlinkedTemp creates a file in os.TempDir and removes its name at
+// once: the open file keeps its data, and nothing is left behind even if
+// the bench is killed.
+func createUnlinkedTemp(prefix string) (*os.File, error) {
+	f, err := os.CreateTemp("", prefix+"*")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

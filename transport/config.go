@@ -40,7 +40,7 @@ type Config struct {
 
 	// LargeThreshold is the largest encoded message, in bytes, sent on the
 	// Small lane; larger ones go to Large. Default 64 KiB; range 1 KiB to
-	// 1 MiB.
+	// 252 KiB (a small-lane message must fit in one 256 KiB frame).
 	LargeThreshold int
 	// LaneOverrides sends a verb's messages on a given lane (typically
 	// Urgent for gossip and heartbeats) as long as they fit within
@@ -226,6 +226,10 @@ const (
 	OverloadReject
 )
 
+// MaxLargeThreshold is the largest Config.LargeThreshold: a small-lane
+// message, header included, must fit in one frame.
+const MaxLargeThreshold = wire.DefaultMaxFramePayload - wire.MaxHeaderSize
+
 // Defaults used by DefaultConfig.
 const (
 	DefaultMaxMessageSize              = 128 << 20
@@ -324,7 +328,8 @@ func (c Config) Validate() error {
 	check(len(c.ClusterName) <= wire.MaxNameLength, "ClusterName longer than %d bytes", wire.MaxNameLength)
 	check(c.ListenAddr != "", "ListenAddr is required")
 	check(c.Membership != nil, "Membership is required")
-	check(c.LargeThreshold >= 1<<10 && c.LargeThreshold <= 1<<20, "LargeThreshold %d outside [1 KiB, 1 MiB]", c.LargeThreshold)
+	check(c.LargeThreshold >= 1<<10 && c.LargeThreshold <= MaxLargeThreshold,
+		"LargeThreshold %d outside [1 KiB, %d]: a small-lane message must fit in one frame", c.LargeThreshold, MaxLargeThreshold)
 	check(c.MaxMessageSize >= 1<<10 && c.MaxMessageSize <= 1<<30, "MaxMessageSize %d outside [1 KiB, 1 GiB]", c.MaxMessageSize)
 	errs = append(errs, c.Outbound.validate("outbound", c.MaxMessageSize), c.Inbound.validate("inbound", c.MaxMessageSize))
 	check(c.Streams.MaxPerPeer > 0 && c.Streams.StreamBuffer > 0 && c.Streams.SessionBuffer >= c.Streams.StreamBuffer,

@@ -287,6 +287,16 @@ func (ic *inConn) handOver(f *inFrame) error {
 	select {
 	case ic.frames <- f:
 		return nil
+	default:
+	}
+	// The dispatcher is behind: reading this connection pauses here too.
+	ic.counters.throttled.Add(1)
+	start := time.Now()
+	defer func() { ic.counters.throttledNanos.Add(uint64(time.Since(start))) }()
+	select {
+	case ic.frames <- f:
+		ic.measureRecvQueue()
+		return nil
 	case <-ic.t.closed:
 		ic.dropFrame(f, ReasonClosed)
 		return net.ErrClosed

@@ -114,7 +114,7 @@ func (w *largeWriter) step(c *outConn) error {
 		ls.sent += n
 	}
 	written := net.Buffers(vec)
-	_, err := written.WriteTo(c.conn)
+	_, err := written.WriteTo(c.conn.Conn) // the bare connection: net.Buffers uses writev only on it
 	clear(vec)
 	c.vec = vec[:0]
 	if err != nil {

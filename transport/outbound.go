@@ -250,7 +250,10 @@ func (c *outConn) setStrategy(s coalescing.Strategy) {
 func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 	start := time.Now()
 	deadline := start.Add(d)
-	const spinBelow = 20 * time.Microsecond
+	// Timers on a quiet process wake up to a millisecond late, so waits
+	// shorter than this yield the processor in a loop instead; a longer
+	// wait sleeps on the timer and spins its last stretch.
+	const spinBelow = 250 * time.Microsecond
 	var timer *time.Timer
 	for {
 		now := time.Now()
@@ -259,8 +262,17 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 			break
 		}
 		if left < spinBelow {
+		spin:
 			for time.Now().Before(deadline) {
 				runtime.Gosched()
+				select {
+				case <-c.wake:
+					c.signaled.Store(false)
+					if c.askWait() == 0 { // enough arrived to write now
+						break spin
+					}
+				default:
+				}
 			}
 			break
 		}
@@ -344,7 +356,7 @@ func (c *outConn) writeBatch(b *batch) (messages, bytes int, err error) {
 		return 0, 0, nil
 	}
 	written := net.Buffers(vec)
-	_, err = written.WriteTo(c.conn)
+	_, err = written.WriteTo(c.conn.Conn) // the bare connection: net.Buffers uses writev only on it
 	clear(vec)
 	c.vec = vec[:0]
 	if err != nil {

@@ -1,30 +1,36 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
 )
 
-// readChecksum is fileChecksum by reading, where mapping is not possible.
-func readChecksum(f *os.File, offset, length int64) (uint32, error) {
-	buf := make([]byte, 1<<20)
-	var crc uint32
-	var total int64
-	r := io.NewSectionReader(f, offset, length)
-	for {
-		n, err := r.Read(buf)
-		crc = crc32.Update(crc, castagnoli, buf[:n])
-		total += int64(n)
-		if err == io.EOF {
-			if total != length {
-				return 0, fmt.Errorf("transport: checksum: file has %d of %d bytes: %w", total, length, io.ErrUnexpectedEOF)
-			}
-			return crc, nil
+// checksumBuffer is the read size of crcRange: large enough that the
+// system-call cost vanishes, small enough to stay in cache.
+const checksumBuffer = 1 << 20
+
+// crcRange continues crc over n bytes of f from offset, reading them with
+// ReadAt (the file's offset does not move), from the page cache when the
+// bytes were just written or are about to be sent. It stops early with
+// ctx's error.
+func crcRange(ctx context.Context, f *os.File, offset, n int64, crc uint32, buf []byte) (uint32, error) {
+	for done := int64(0); done < n; {
+		if err := ctx.Err(); err != nil {
+			return 0, err
 		}
-		if err != nil {
+		chunk := buf[:min(int64(len(buf)), n-done)]
+		m, err := f.ReadAt(chunk, offset+done)
+		crc = crc32.Update(crc, castagnoli, chunk[:m])
+		done += int64(m)
+		if err == io.EOF && done < n {
+			return 0, fmt.Errorf("transport: checksum: %s has %d of %d bytes from %d: %w", f.Name(), done, n, offset, io.ErrUnexpectedEOF)
+		}
+		if err != nil && err != io.EOF {
 			return 0, fmt.Errorf("transport: checksum: %w", err)
 		}
 	}
+	return crc, nil
 }

@@ -198,17 +198,19 @@
 // handshake the initiator sends a FileHeader; the acceptor answers with a
 // FileResult (empty: ready; else the failure); then the initiator sends
 // the file's Length raw bytes, unframed, so that the kernel can move them
-// with sendfile and splice; the acceptor ends with a second FileResult,
-// empty when it received and verified every byte against the checksum.
+// with sendfile and splice, and then a 4-byte trailer, the CRC32C of those
+// bytes (computed while they travel, so it comes after them); the acceptor
+// ends with a second FileResult, empty when it received every byte and
+// they match the trailer.
 //
 //	+----------------+-------------------+-----------------+------------------+
 //	| header_len (2) | verb (uvarint)    | id (uvarint)    | created_at (8)   | ...
 //	+----------------+-------------------+-----------------+------------------+
-//	     +---------------+------------------+--------------+
-//	 ... | ttl (uvarint) | length (uvarint) | checksum (4) |
-//	     +---------------+------------------+--------------+
+//	     +---------------+------------------+
+//	 ... | ttl (uvarint) | length (uvarint) |
+//	     +---------------+------------------+
 //
-//	checksum  CRC32C of the Length bytes that follow
+//	then: length raw bytes | crc32c (4)
 //
 // A FileResult is result_len (2) followed by that many bytes of Failure
 // payload; a zero result_len means success. Both are bounded

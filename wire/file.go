@@ -10,12 +10,14 @@ import (
 const MaxFileHeaderSize = 64
 
 // FileHeader opens a file-transfer connection, right after the handshake.
-// The raw file bytes follow it, Length of them, then the receiver answers
-// with a FileResult.
+// The receiver answers it with a FileResult (ready, or why not); then the
+// raw file bytes follow, Length of them, then a FileTrailerSize trailer
+// holding their CRC32C (big-endian), which the sender computes while the
+// bytes are on their way; then the receiver answers with a final
+// FileResult.
 //
 // Layout: header_len u16 | verb uvarint | id uvarint | created_at i64 |
-// ttl uvarint (ns after created_at, 0 = never) | length uvarint |
-// checksum u32 (CRC32C of the Length bytes that follow), integers
+// ttl uvarint (ns after created_at, 0 = never) | length uvarint, integers
 // big-endian.
 type FileHeader struct {
 	Verb      uint32
@@ -23,8 +25,10 @@ type FileHeader struct {
 	CreatedAt int64 // Unix ns, sender's clock
 	ExpiresAt int64 // Unix ns; 0 = never
 	Length    uint64
-	Checksum  uint32
 }
+
+// FileTrailerSize is the size of the checksum that follows a file's bytes.
+const FileTrailerSize = 4
 
 // AppendFileHeader appends the encoding of h.
 func AppendFileHeader(dst []byte, h *FileHeader) []byte {
@@ -42,7 +46,6 @@ func AppendFileHeader(dst []byte, h *FileHeader) []byte {
 	}
 	dst = binary.AppendUvarint(dst, ttl)
 	dst = binary.AppendUvarint(dst, h.Length)
-	dst = binary.BigEndian.AppendUint32(dst, h.Checksum)
 	binary.BigEndian.PutUint16(dst[start:], uint16(len(dst)-start-2))
 	return dst
 }
@@ -105,10 +108,9 @@ func DecodeFileHeader(b []byte) (FileHeader, error) {
 	if h.Length, off, err = uvarint(b, off); err != nil {
 		return FileHeader{}, err
 	}
-	if len(b)-off != 4 {
-		return FileHeader{}, fmt.Errorf("%w: file header ends with %d bytes, want the 4-byte checksum", ErrMalformed, len(b)-off)
+	if off != len(b) {
+		return FileHeader{}, fmt.Errorf("%w: %d trailing bytes in file header", ErrMalformed, len(b)-off)
 	}
-	h.Checksum = binary.BigEndian.Uint32(b[off:])
 	return h, nil
 }
 

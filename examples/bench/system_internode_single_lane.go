@@ -1,18 +1,11 @@
 package main
 
-import (
-	"github.com/internode/internode/transport"
-	"github.com/internode/internode/wire"
-)
+import "github.com/internode/internode/transport"
 
 // singleLaneThreshold is the LargeThreshold of internode-single-lane: the
-// highest that works. Config.Validate accepts up to 1 MiB, but the small
-// lane's writer puts each message in one frame and receivers refuse frames
-// above wire.DefaultMaxFramePayload (256 KiB) as malformed, closing the
-// connection ("frame too large: 1044442 bytes, limit 262144"): any
-// LargeThreshold above 256 KiB breaks the small lane (reported to the
-// transport's owner).
-const singleLaneThreshold = wire.DefaultMaxFramePayload
+// highest Config.Validate accepts, since a small-lane message must fit in
+// one 256 KiB frame.
+const singleLaneThreshold = transport.MaxLargeThreshold
 
 // newInternodeSingleLane returns internode with every message on one
 // socket, the baseline of the hol scenario: what a transport without a
@@ -24,6 +17,6 @@ const singleLaneThreshold = wire.DefaultMaxFramePayload
 // the same ordered queue.
 func newInternodeSingleLane() *internodeSystem {
 	s := newInternode(func(c *transport.Config) { c.LargeThreshold = singleLaneThreshold })
-	s.bulkChunk = singleLaneThreshold - wire.MaxHeaderSize
+	s.bulkChunk = singleLaneThreshold - 64 // room for the message header
 	return s
 }

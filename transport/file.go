@@ -93,18 +93,7 @@ func (ft *FileTransfer) verify(crc uint32) error {
 // HandleFile registers h for the file transfers peers send with verb. Safe
 // to call while serving; nil removes the handler.
 func (t *Transport) HandleFile(verb Verb, h FileHandler) {
-	t.handlersMu.Lock()
-	defer t.handlersMu.Unlock()
-	next := make(map[Verb]FileHandler)
-	for v, oh := range *t.fileHandlers.Load() {
-		next[v] = oh
-	}
-	if h == nil {
-		delete(next, verb)
-	} else {
-		next[verb] = h
-	}
-	t.fileHandlers.Store(&next)
+	setHandler(&t.handlersMu, &t.fileHandlers, verb, h)
 }
 
 // SendFile sends length bytes of f, from offset, to peer, where the

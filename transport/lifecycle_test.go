@@ -29,11 +29,13 @@ func TestCloseTwiceAndErrClosed(t *testing.T) {
 	assert.ErrorIs(t, n.Serve(), net.ErrClosed)
 }
 
-func TestCloseFailsWaitingRequests(t *testing.T) {
+// requestHeldByPeer starts a request from n1 that n2's handler holds until
+// the test ends, and returns once the handler has it; the channel gets the
+// request's error.
+func requestHeldByPeer(t *testing.T, c *testCluster) <-chan error {
 	release := make(chan struct{})
-	defer close(release)
+	t.Cleanup(func() { close(release) })
 	started := make(chan struct{}, 1)
-	c := newCluster(t, 2, nil)
 	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		started <- struct{}{}
 		<-release
@@ -45,6 +47,12 @@ func TestCloseFailsWaitingRequests(t *testing.T) {
 		errc <- err
 	}()
 	<-started
+	return errc
+}
+
+func TestCloseFailsWaitingRequests(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	errc := requestHeldByPeer(t, c)
 	require.NoError(t, c.nodes[0].Close())
 	assert.ErrorIs(t, <-errc, net.ErrClosed)
 }
@@ -167,21 +175,8 @@ func TestIdleConnectionClosesAndReopens(t *testing.T) {
 }
 
 func TestPeerLeftFailsQueuedAndWaiting(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	started := make(chan struct{}, 1)
 	c := newCluster(t, 2, nil)
-	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		started <- struct{}{}
-		<-release
-		return nil, nil
-	}))
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.nodes[0].Request(ctxTimeout(t, time.Minute), c.id(1), verbBlock, nil)
-		errc <- err
-	}()
-	<-started
+	errc := requestHeldByPeer(t, c)
 	c.members.Remove(c.id(1))
 	assert.ErrorIs(t, <-errc, transport.ErrPeerLeft)
 	err := c.nodes[0].Send(context.Background(), c.id(1), verbData, nil)

@@ -207,18 +207,7 @@ type streamState struct {
 // HandleStream registers h for the streams peers open with verb. Safe to
 // call while serving; nil removes the handler.
 func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
-	t.handlersMu.Lock()
-	defer t.handlersMu.Unlock()
-	next := make(map[Verb]StreamHandler)
-	for v, oh := range *t.streamHandlers.Load() {
-		next[v] = oh
-	}
-	if h == nil {
-		delete(next, verb)
-	} else {
-		next[verb] = h
-	}
-	t.streamHandlers.Store(&next)
+	setHandler(&t.handlersMu, &t.streamHandlers, verb, h)
 }
 
 // OpenStream opens a byte stream to peer, served there by the handler

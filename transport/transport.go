@@ -164,20 +164,20 @@ func (t *Transport) Serve() error {
 
 // Handle registers h for verb, replacing any previous handler. Safe to call
 // while serving.
-func (t *Transport) Handle(verb Verb, h Handler) {
-	t.handlersMu.Lock()
-	defer t.handlersMu.Unlock()
-	old := *t.handlers.Load()
-	next := make(map[Verb]Handler, len(old)+1)
-	for v, oh := range old {
-		next[v] = oh
-	}
-	if h == nil {
+func (t *Transport) Handle(verb Verb, h Handler) { setHandler(&t.handlersMu, &t.handlers, verb, h) }
+
+// setHandler replaces verb's entry of a copy-on-write handler table (nil
+// h removes it): readers load the table without a lock.
+func setHandler[H any](mu *sync.Mutex, table *atomic.Pointer[map[Verb]H], verb Verb, h H) {
+	mu.Lock()
+	defer mu.Unlock()
+	next := maps.Clone(*table.Load())
+	if any(h) == nil {
 		delete(next, verb)
 	} else {
 		next[verb] = h
 	}
-	t.handlers.Store(&next)
+	table.Store(&next)
 }
 
 // Send queues a one-way message to peer and returns once it is queued: it

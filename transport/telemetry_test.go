@@ -53,7 +53,7 @@ func sumWhere(data metricdata.Aggregation, kv ...string) int64 {
 		match := true
 		for i := 0; i+1 < len(kv); i += 2 {
 			v, ok := p.Attributes.Value(attributeKey(kv[i]))
-			if !ok || v.Emit() != kv[i+1] {
+			if !ok || v.String() != kv[i+1] {
 				match = false
 			}
 		}
@@ -110,7 +110,7 @@ func TestMetricsFollowTheMessages(t *testing.T) {
 	require.Len(t, durations.DataPoints, 1)
 	assert.Equal(t, uint64(50), durations.DataPoints[0].Count)
 	v, _ := durations.DataPoints[0].Attributes.Value("verb")
-	assert.Equal(t, "10", v.Emit())
+	assert.Equal(t, "10", v.String())
 	for _, name := range []string{"internode.kernel.tcp_rcv_collapsed", "internode.kernel.softnet_time_squeeze"} {
 		assert.Contains(t, sender, name, "kernel counters are observed on Linux")
 	}

@@ -94,7 +94,8 @@ func TestPeakMaxDoesNotReset(t *testing.T) {
 	var p sockstat.Peak
 	p.Observe(5)
 	p.Observe(3)
-	if p.Max() != 5 || p.Max() != 5 {
-		t.Fatalf("Max = %d, want 5 twice", p.Max())
+	first := p.Max()
+	if second := p.Max(); first != 5 || second != 5 {
+		t.Fatalf("Max = %d then %d, want 5 both times: reading does not reset", first, second)
 	}
 }

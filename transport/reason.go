@@ -53,7 +53,19 @@ type DroppedMessage struct {
 	Payload  []byte // valid only during the call
 }
 
-// reasonOf classifies an error that failed a message.
+// ReasonOf classifies an error returned by Send, Request, OpenStream or
+// SendFile: the Reason the transport counts for it, and false when err is
+// not one of the transport's failures.
+func ReasonOf(err error) (Reason, bool) {
+	if errors.Is(err, ErrConnectionReset) {
+		return ReasonConnectionReset, true
+	}
+	r := reasonOf(err)
+	return r, r != ReasonConnectionReset
+}
+
+// reasonOf classifies an error that failed a message; anything it does not
+// know (a write error from the socket, say) counts as a connection reset.
 func reasonOf(err error) Reason {
 	switch {
 	case errors.Is(err, ErrOverloaded):

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"sync/atomic"
 
@@ -64,36 +63,12 @@ func reasonName(i int) string {
 	return transport.Reason(i).String()
 }
 
-// classify maps an error to the transport's reason for it, by errors.Is.
+// classify maps an error to the transport's reason for it.
 func classify(err error) int {
-	var r transport.Reason
-	switch {
-	case errors.Is(err, transport.ErrOverloaded):
-		r = transport.ReasonOverloaded
-	case errors.Is(err, transport.ErrExpired), errors.Is(err, context.DeadlineExceeded):
-		r = transport.ReasonExpired
-	case errors.Is(err, context.Canceled):
-		r = transport.ReasonCanceled
-	case errors.Is(err, transport.ErrTooLarge):
-		r = transport.ReasonTooLarge
-	case errors.Is(err, transport.ErrConnectionReset):
-		r = transport.ReasonConnectionReset
-	case errors.Is(err, transport.ErrPeerLeft):
-		r = transport.ReasonPeerLeft
-	case errors.Is(err, transport.ErrClosed):
-		r = transport.ReasonClosed
-	case errors.Is(err, transport.ErrRefused):
-		r = transport.ReasonRefused
-	case errors.Is(err, transport.ErrUnknownPeer):
-		r = transport.ReasonUnknownPeer
-	case errors.Is(err, transport.ErrUnknownVerb):
-		r = transport.ReasonUnknownVerb
-	case errors.Is(err, transport.ErrHandler):
-		r = transport.ReasonHandlerError
-	default:
-		return reasonOther
+	if r, ok := transport.ReasonOf(err); ok {
+		return int(r)
 	}
-	return int(r)
+	return reasonOther
 }
 
 // classifyWrite names why a database write failed.

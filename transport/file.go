@@ -137,14 +137,12 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	if err != nil {
 		return fail(0, err)
 	}
-	if !t.trackInbound(conn, true) {
-		conn.Close()
-		return fail(0, ErrClosed)
-	}
-	defer t.trackInbound(conn, false)
 	defer conn.Close()
+	// Cancellation, or the transport closing, ends the transfer.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	stopOnClose := context.AfterFunc(t.ctx, func() { conn.Close() })
+	defer stopOnClose()
 
 	now := time.Now()
 	h := wire.FileHeader{Verb: uint32(verb), ID: t.nextID.Add(1), CreatedAt: now.UnixNano(), Length: uint64(length)}

@@ -59,6 +59,16 @@ func (t *callTable) remove(id uint64) (*call, bool) {
 	return c, ok
 }
 
+// waiting reports whether a call with this ID waits for a response from
+// peer.
+func (t *callTable) waiting(id uint64, from cluster.NodeID) bool {
+	s := t.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.calls[id]
+	return ok && c.peer == from
+}
+
 // complete delivers a response from peer. A response from another peer
 // than the one asked, or for a call no longer waiting, is ignored and
 // reported false.

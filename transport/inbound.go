@@ -338,9 +338,14 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	h.Params = slices.Clone(h.Params)
 	m := &largeIn{header: h, got: len(first)}
 	switch {
+	case h.Flags&wire.FlagResponse != 0 && !ic.t.calls.waiting(h.ID, ic.from):
+		// Nobody waits for it (its caller gave up, or the peer made it
+		// up): discard it without allocating its declared size.
+		m.dropped = ReasonExpired
 	case h.Flags&wire.FlagResponse != 0:
 		// Responses are not counted against inbound capacity: their
-		// caller is waiting for them and owns the bytes once delivered.
+		// caller is waiting for them and owns the bytes once delivered,
+		// so their memory is bounded by the requests this node made.
 		m.payload = bufpool.Get(int(h.PayloadLength))
 	case h.Expired(time.Now().UnixNano()):
 		m.dropped = ReasonExpired

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/internal/certs"
-	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -32,12 +30,13 @@ const (
 	RefusedMalformed                  // not a valid Hello: bad magic, checksum, length...
 	RefusedTimeout                    // the handshake did not finish within HandshakeTimeout
 	RefusedTLS                        // the TLS handshake failed: plain text, bad certificate...
-	RefusedTooMany                    // too many unfinished handshakes (in total or from its host)
+	RefusedTooMany                    // too many unfinished handshakes, or connections (Config.MaxConns...)
+	RefusedSelf                       // the peer claims this node's own ID
 	NumRefusals        = iota
 )
 
 var refusalNames = [NumRefusals]string{"version", "cluster", "unknown_node", "identity", "lane",
-	"malformed", "timeout", "tls", "too_many"}
+	"malformed", "timeout", "tls", "too_many", "self"}
 
 // String returns the refusal's metric label.
 func (r Refusal) String() string {
@@ -83,11 +82,12 @@ func (t *Transport) verifyPeer(cs tls.ConnectionState, node cluster.NodeID) erro
 	return nil
 }
 
-// refuse counts and logs a refused inbound connection.
+// refuse counts and logs a refused inbound connection; the log is rate
+// limited per reason, so a flood of bad handshakes cannot flood it.
 func (t *Transport) refuse(conn net.Conn, why Refusal, err error) {
 	t.refused.Add(1)
 	t.refusals[why].Add(1)
-	t.log.Warn("internode: connection refused", "remote", conn.RemoteAddr(), "reason", why.String(), "err", err)
+	t.logs.warn(logKey{refusal: why + 1}, "internode: connection refused", "remote", conn.RemoteAddr(), "reason", why.String(), "err", err)
 }
 
 func (t *Transport) acceptLoop() {
@@ -168,7 +168,7 @@ func (t *Transport) endHandshake(host string) {
 
 // serveConn handshakes an accepted connection and serves it until it ends.
 func (t *Transport) serveConn(raw net.Conn, host string) {
-	conn, hello, err := t.acceptHandshake(raw)
+	conn, hello, p, err := t.acceptHandshake(raw)
 	t.endHandshake(host)
 	if err != nil {
 		var r *refusalError
@@ -179,13 +179,9 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		}
 		return
 	}
+	defer t.releaseConn(p, hello.Lane)
 	if conn != raw {
 		defer conn.Close() // the TLS layer: sends close_notify
-	}
-	from := cluster.NodeID(hello.Node)
-	p, err := t.peerFor(from, false)
-	if err != nil {
-		return
 	}
 	switch hello.Lane {
 	case laneStreams:
@@ -195,43 +191,27 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		t.serveFile(conn, p)
 		return
 	}
+	lane := routing.Lane(hello.Lane)
 	if tcp, ok := raw.(*net.TCPConn); ok {
-		if err := t.cfg.Sockets[hello.Lane].apply(tcp); err != nil {
-			t.log.Warn("internode: socket options", "peer", from, "lane", routing.Lane(hello.Lane), "err", err)
+		sc := t.cfg.Sockets[lane]
+		if sc.UserTimeout == 0 && t.cfg.KeepaliveTimeout > 0 {
+			// This end only writes beats: unacknowledged for that long,
+			// the sender is gone.
+			sc.UserTimeout = t.cfg.KeepaliveTimeout
+		}
+		if err := sc.apply(tcp); err != nil {
+			t.log.Warn("internode: socket options", "peer", p.id, "lane", lane, "err", err)
 		}
 	}
-	ic := &inConn{
-		t:        t,
-		id:       t.nextConnID.Add(1),
-		peer:     p,
-		probe:    t.probeFor(conn),
-		conn:     conn,
-		from:     from,
-		lane:     routing.Lane(hello.Lane),
-		counters: &p.inbound[hello.Lane],
-		br:       bufio.NewReaderSize(conn, 64<<10),
-		frames:   make(chan *inFrame, dispatchQueue),
-		streams:  make(map[uint32]*largeIn),
-		tiers:    limit.Tiered{Own: limit.New(t.limitsIn.Load().PerConnection), Peer: p.inReserve, Node: t.inReserve},
-	}
+	// The peer is reachable: a writer of ours waiting to reconnect to it
+	// tries at once, and a silent connection to it is replaced.
+	p.reconnected()
+	ic := newInConn(t, p, lane, conn)
 	if !t.trackInConn(ic, true) {
 		return
 	}
 	defer t.trackInConn(ic, false)
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		ic.dispatch()
-	}()
-	err = ic.read()
-	close(ic.frames)
-	switch {
-	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-	default:
-		t.malformed.Add(1)
-		t.log.Warn("internode: closing connection on bad input", "remote", raw.RemoteAddr(),
-			"peer", from, "lane", ic.lane, "err", err)
-	}
+	ic.serve()
 }
 
 // refusalError is a refused handshake with its counted reason.
@@ -245,11 +225,21 @@ func (e *refusalError) Unwrap() error { return e.err }
 
 // acceptHandshake runs the TLS handshake (when configured) and reads and
 // answers the Hello, all within HandshakeTimeout. It returns the
-// connection to use from then on.
-func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, error) {
+// connection to use from then on and the peer, with one of its
+// connections of the Hello's kind claimed (see claimConn).
+func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, *peer, error) {
+	conn, hello, p, err := t.acceptHello(raw)
+	if err != nil && p != nil {
+		t.releaseConn(p, hello.Lane)
+		p = nil
+	}
+	return conn, hello, p, err
+}
+
+func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, error) {
 	deadline := time.Now().Add(t.cfg.HandshakeTimeout)
 	if err := raw.SetDeadline(deadline); err != nil {
-		return nil, wire.Hello{}, err
+		return nil, wire.Hello{}, nil, err
 	}
 	conn := raw
 	var tlsConn *tls.Conn
@@ -258,12 +248,12 @@ func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, error) 
 		// alert it cannot read.
 		var magic [4]byte
 		if _, err := io.ReadFull(raw, magic[:]); err != nil {
-			return nil, wire.Hello{}, &refusalError{timeoutOr(err, RefusedTLS), err}
+			return nil, wire.Hello{}, nil, &refusalError{timeoutOr(err, RefusedTLS), err}
 		}
 		if binary.BigEndian.Uint32(magic[:]) == wire.Magic {
 			reply := wire.Reply{Reason: wire.Refused, Message: "this node requires TLS"}
 			_, _ = raw.Write(wire.AppendReply(nil, &reply))
-			return nil, wire.Hello{}, &refusalError{RefusedTLS, errors.New("plain-text peer")}
+			return nil, wire.Hello{}, nil, &refusalError{RefusedTLS, errors.New("plain-text peer")}
 		}
 		raw = &prefixConn{Conn: raw, prefix: magic[:]}
 		tlsConn = tls.Server(raw, t.cfg.TLS.Server)
@@ -271,18 +261,18 @@ func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, error) 
 		err := tlsConn.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
-			return nil, wire.Hello{}, &refusalError{timeoutOr(err, RefusedTLS), err}
+			return nil, wire.Hello{}, nil, &refusalError{timeoutOr(err, RefusedTLS), err}
 		}
 		conn = tlsConn
 	}
 	buf := make([]byte, wire.MaxHandshakeSize)
 	raw2, err := wire.ReadHandshake(conn, buf)
 	if err != nil {
-		return nil, wire.Hello{}, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("reading hello: %w", err)}
+		return nil, wire.Hello{}, nil, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("reading hello: %w", err)}
 	}
 	hello, err := wire.DecodeHello(raw2)
 	if err != nil {
-		return nil, wire.Hello{}, &refusalError{RefusedMalformed, fmt.Errorf("decoding hello: %w", err)}
+		return nil, wire.Hello{}, nil, &refusalError{RefusedMalformed, fmt.Errorf("decoding hello: %w", err)}
 	}
 	reply := wire.Reply{Reason: wire.Accepted}
 	var why Refusal
@@ -301,22 +291,32 @@ func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, error) 
 	case hello.Node == "":
 		reply.Reason, why = wire.Refused, RefusedMalformed
 		reply.Message = "empty node ID"
+	case cluster.NodeID(hello.Node) == t.cfg.NodeID:
+		reply.Reason, why = wire.Refused, RefusedSelf
+		reply.Message = fmt.Sprintf("%q is this node's own ID", hello.Node)
 	case tlsConn != nil && t.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node)) != nil:
 		reply.Reason, why = wire.IdentityMismatch, RefusedIdentity
 		reply.Message = t.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node)).Error()
-	case t.cfg.RequireKnownPeers && !t.isMember(cluster.NodeID(hello.Node)):
+	case !t.cfg.AcceptUnknownPeers && !t.isMember(cluster.NodeID(hello.Node)):
 		reply.Reason, why = wire.UnknownNode, RefusedUnknownNode
 		reply.Message = fmt.Sprintf("node %q is not a member", hello.Node)
 	default:
 		reply.Version = version
 	}
+	var p *peer
+	if reply.Reason == wire.Accepted {
+		if p, err = t.claimConn(cluster.NodeID(hello.Node), hello.Lane); err != nil {
+			reply = wire.Reply{Reason: wire.Refused, Message: err.Error()}
+			why = RefusedTooMany
+		}
+	}
 	if _, err := conn.Write(wire.AppendReply(buf[:0], &reply)); err != nil {
-		return nil, hello, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("writing reply: %w", err)}
+		return nil, hello, p, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("writing reply: %w", err)}
 	}
 	if reply.Reason != wire.Accepted {
-		return nil, hello, &refusalError{why, &HandshakeError{Reason: reply.Reason, Message: reply.Message}}
+		return nil, hello, p, &refusalError{why, &HandshakeError{Reason: reply.Reason, Message: reply.Message}}
 	}
-	return conn, hello, raw.SetDeadline(time.Time{})
+	return conn, hello, p, raw.SetDeadline(time.Time{})
 }
 
 // prefixConn gives back bytes already read from a connection before

@@ -12,6 +12,9 @@ type call struct {
 	peer cluster.NodeID
 	lane routing.Lane    // the lane the request travels on, for errors
 	done chan callResult // one slot: completion never blocks
+	// sentOn is the serial of the connection the request was written
+	// on, 0 until it is written; guarded by its shard's lock.
+	sentOn uint64
 }
 
 type callResult struct {
@@ -92,6 +95,33 @@ func (t *callTable) complete(id uint64, from cluster.NodeID, r callResult) bool 
 func (t *callTable) fail(id uint64, err error) {
 	if c, ok := t.remove(id); ok {
 		c.done <- callResult{err: err}
+	}
+}
+
+// written records that request id went out on connection serial.
+func (t *callTable) written(id, serial uint64) {
+	s := t.shard(id)
+	s.mu.Lock()
+	if c, ok := s.calls[id]; ok {
+		c.sentOn = serial
+	}
+	s.mu.Unlock()
+}
+
+// failConn fails the calls whose request was written on connection
+// serial, which broke: their response will not come on it, and a request
+// cannot be resent blindly, so the caller hears at once.
+func (t *callTable) failConn(serial uint64, err error) {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for id, c := range s.calls {
+			if c.sentOn == serial {
+				delete(s.calls, id)
+				c.done <- callResult{err: &OpError{Op: "request", Peer: c.peer, Lane: c.lane, Err: err}}
+			}
+		}
+		s.mu.Unlock()
 	}
 }
 

@@ -51,15 +51,19 @@ type Config struct {
 	// waits) and Adaptive for the others.
 	Coalescing func(routing.Lane) coalescing.Strategy
 
-	// MaxMessageSize is the largest payload, in bytes, sent or accepted.
-	// Default 128 MiB; range 1 KiB to 1 GiB.
+	// MaxMessageSize is the largest payload, in bytes, sent or accepted
+	// (a receiver refuses a larger one with ErrTooLarge). Bulk data is
+	// better sent as a stream, with a ReaderHandler, or with SendFile.
+	// Default 32 MiB; range 1 KiB to 1 GiB; the limits' PerPeer and Node
+	// must hold one such message.
 	MaxMessageSize int
 	// Outbound bounds the bytes of messages queued or being written, per
-	// connection, per peer and node-wide. Default 4 MiB, 128 MiB, 512 MiB.
+	// connection, per peer and node-wide (see Limits). Default 4 MiB,
+	// 64 MiB, 256 MiB.
 	Outbound Limits
-	// Inbound bounds the bytes of received messages whose handlers have
-	// not yet returned, per connection, per peer and node-wide. Same
-	// defaults.
+	// Inbound bounds the bytes of received messages, from their arrival
+	// until their handlers have returned, per connection, per peer and
+	// node-wide. Same defaults.
 	Inbound Limits
 	// WaitForCapacity makes Send and Request wait, until their context
 	// ends, for outbound capacity instead of failing at once with
@@ -84,6 +88,22 @@ type Config struct {
 	// IdleTimeout closes an outbound connection that wrote nothing for this
 	// long. Default 60 s; negative means never.
 	IdleTimeout time.Duration
+	// KeepaliveTimeout is how long either end of a connection tolerates
+	// hearing nothing from the other before it judges the connection dead
+	// and closes it. Both ends speak at least every wire.KeepaliveInterval
+	// (1 s): the sender pings when it has nothing to write, the receiver
+	// beats whether or not it is reading. A dead connection's messages
+	// fail (or, if not begun, wait for the next one) and the lane redials
+	// at once. It also bounds how long one frame may take to arrive, so a
+	// peer that trickles bytes is cut off. Default 5 s; at least 2 s;
+	// negative turns the checks off (pings and beats are still sent).
+	KeepaliveTimeout time.Duration
+	// WriteTimeout bounds one write to a peer: a peer that stops reading
+	// (a receiver whose handlers are stuck, or a hostile one) is
+	// disconnected after this long, and the write's messages fail with
+	// ReasonConnectionReset. It is also the default TCP_USER_TIMEOUT of
+	// outbound sockets. Default 30 s; negative means never.
+	WriteTimeout time.Duration
 	// ReconnectMinBackoff and ReconnectMaxBackoff bound the capped
 	// exponential backoff, with jitter, between connection attempts while
 	// messages are pending. Defaults 50 ms and 5 s.
@@ -112,15 +132,27 @@ type Config struct {
 	// TLS, when set, makes every connection mutual TLS bound to node
 	// identity (see TLSConfig); plain-text peers are then refused.
 	TLS *TLSConfig
-	// RequireKnownPeers refuses connections from nodes the Membership does
-	// not know.
-	RequireKnownPeers bool
+	// AcceptUnknownPeers accepts connections from nodes the Membership does
+	// not know; by default they are refused (RefusedUnknownNode). Without
+	// TLS a node's ID is only claimed, not proven: see the README's
+	// security section. A peer that is not a member is answered but not
+	// remembered: once it is quiet its entry is forgotten, its counts join
+	// Stats' StrangersPeer entry, and its metrics carry that label.
+	AcceptUnknownPeers bool
 	// MaxPendingHandshakes bounds the accepted connections that have not
 	// finished their handshake, in total (default 256) and from one
 	// remote host (MaxPendingHandshakesPerHost, default 32); beyond them a
 	// new connection is closed at once and counted (RefusedTooMany).
 	MaxPendingHandshakes        int
 	MaxPendingHandshakesPerHost int
+	// MaxConnsPerPeer bounds the established inbound connections one peer
+	// may hold of each kind (each lane, stream sessions, and file
+	// transfers, which Files.MaxConcurrent also bounds); MaxConns bounds
+	// them in total. Beyond either a handshake is refused (RefusedTooMany).
+	// A peer needs one of each at a time, and a second while a broken
+	// one is noticed. Defaults 4 and 4096.
+	MaxConnsPerPeer int
+	MaxConns        int
 
 	// OnDropped, if set, is called for every message this node accepted for
 	// sending (Send or Request returned nil, or a response) and then
@@ -172,20 +204,42 @@ func (s SocketConfig) apply(conn *net.TCPConn) error {
 	return nil
 }
 
-// Limits are byte limits in three tiers. A message takes what it can from
-// its connection's capacity and the rest from its peer's and the node's
-// reserves together, and gives back exactly what it took when done. So one
-// peer can use at most PerConnection per lane plus PerPeer, however much it
-// sends, and other peers keep the rest of the node's reserve.
+// Limits bound the bytes a node holds for messages in one direction, in
+// three nested tiers: every byte a connection holds is also its peer's and
+// the node's. So the node never holds more than Node, one peer never more
+// than PerPeer however many connections it opens, and one urgent or small
+// lane never more than PerConnection. The large lane may hold what its
+// peer's other two lanes may not: PerPeer − 2×PerConnection (at least
+// PerConnection), so a peer's large messages never take the room of its
+// small ones. A connection holding nothing may take one message larger
+// than its limit (up to MaxMessageSize), so a large message always gets
+// through.
+//
+// Outbound, the bytes held are the encoded messages queued or being
+// written (a large message's payload is the caller's buffer, held until
+// written). Inbound, they are the buffers of frames and messages received,
+// from the moment they are allocated — capacity is taken first — until
+// every handler of their messages has returned, responses included. See
+// the package documentation for the one exception (OverloadReject).
 type Limits struct {
 	PerConnection int64 // bytes; default 4 MiB
-	PerPeer       int64 // bytes, shared by a peer's lanes; default 128 MiB
-	Node          int64 // bytes, shared by all peers; default 512 MiB
+	PerPeer       int64 // bytes, all of a peer's connections; default 64 MiB
+	Node          int64 // bytes, all peers; default 256 MiB
 }
 
-// DefaultLimits returns the default limits.
+// forLane returns the limit of one connection of lane.
+func (l Limits) forLane(lane routing.Lane) int64 {
+	if lane == routing.Large {
+		return max(l.PerConnection, l.PerPeer-2*l.PerConnection)
+	}
+	return l.PerConnection
+}
+
+// DefaultLimits returns the default limits. They bound queueing as well
+// as memory: a small lane holds at most 4 MiB each way — about 25,000
+// messages of 128 bytes, tens of milliseconds of work for a handler.
 func DefaultLimits() Limits {
-	return Limits{PerConnection: 4 << 20, PerPeer: 128 << 20, Node: 512 << 20}
+	return Limits{PerConnection: 4 << 20, PerPeer: 64 << 20, Node: 256 << 20}
 }
 
 func (l *Limits) setDefaults() {
@@ -196,20 +250,23 @@ func (l *Limits) setDefaults() {
 }
 
 // validate checks that the limits can hold the largest unit one
-// connection must admit at once: a message of maxMessage bytes with its
-// header, and inbound also a whole frame (wire.DefaultMaxFramePayload), or
-// that connection would wait for room forever.
+// connection must admit at once — outbound a message of maxMessage bytes
+// with its header, inbound its payload or a whole frame — or that
+// connection would wait for room forever.
 func (l Limits) validate(side string, maxMessage int) error {
-	if l.PerConnection < 0 || l.PerPeer < 0 || l.Node < 0 {
-		return fmt.Errorf("transport: config: %s limits must not be negative", side)
+	if l.PerConnection <= 0 || l.PerPeer <= 0 || l.Node <= 0 {
+		return fmt.Errorf("transport: config: %s limits must be positive", side)
 	}
-	unit := int64(maxMessage) + wire.MaxHeaderSize
+	unit := int64(maxMessage + wire.MaxHeaderSize)
 	if side == "inbound" {
-		unit = max(unit, wire.DefaultMaxFramePayload)
+		unit = int64(max(maxMessage, wire.DefaultMaxFramePayload))
 	}
-	if unit > l.PerConnection+min(l.PerPeer, l.Node) {
-		return fmt.Errorf("transport: config: %s limits (%d per connection + %d reserve) cannot hold %d bytes: a message of MaxMessageSize with its header, or inbound a frame",
-			side, l.PerConnection, min(l.PerPeer, l.Node), unit)
+	if unit > min(l.PerPeer, l.Node) {
+		return fmt.Errorf("transport: config: %s limits (%d per peer, %d per node) cannot hold %d bytes: a message of MaxMessageSize with its header, or a frame",
+			side, l.PerPeer, l.Node, unit)
+	}
+	if l.PerPeer > l.Node {
+		return fmt.Errorf("transport: config: %s PerPeer %d above Node %d", side, l.PerPeer, l.Node)
 	}
 	return nil
 }
@@ -232,11 +289,15 @@ const MaxLargeThreshold = wire.DefaultMaxFramePayload - wire.MaxHeaderSize
 
 // Defaults used by DefaultConfig.
 const (
-	DefaultMaxMessageSize              = 128 << 20
+	DefaultMaxMessageSize              = 32 << 20
 	DefaultRequestTimeout              = 10 * time.Second
 	DefaultDialTimeout                 = 5 * time.Second
 	DefaultHandshakeTimeout            = 5 * time.Second
 	DefaultIdleTimeout                 = 60 * time.Second
+	DefaultKeepaliveTimeout            = 5 * time.Second
+	DefaultWriteTimeout                = 30 * time.Second
+	DefaultMaxConnsPerPeer             = 4
+	DefaultMaxConns                    = 4096
 	DefaultReconnectMinBackoff         = 50 * time.Millisecond
 	DefaultReconnectMaxBackoff         = 5 * time.Second
 	DefaultMaxPendingHandshakes        = 256
@@ -256,6 +317,10 @@ func DefaultConfig() Config {
 		DialTimeout:                 DefaultDialTimeout,
 		HandshakeTimeout:            DefaultHandshakeTimeout,
 		IdleTimeout:                 DefaultIdleTimeout,
+		KeepaliveTimeout:            DefaultKeepaliveTimeout,
+		WriteTimeout:                DefaultWriteTimeout,
+		MaxConnsPerPeer:             DefaultMaxConnsPerPeer,
+		MaxConns:                    DefaultMaxConns,
 		ReconnectMinBackoff:         DefaultReconnectMinBackoff,
 		ReconnectMaxBackoff:         DefaultReconnectMaxBackoff,
 		MaxPendingHandshakes:        DefaultMaxPendingHandshakes,
@@ -276,6 +341,10 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.DialTimeout, d.DialTimeout)
 	setDefault(&c.HandshakeTimeout, d.HandshakeTimeout)
 	setDefault(&c.IdleTimeout, d.IdleTimeout)
+	setDefault(&c.KeepaliveTimeout, d.KeepaliveTimeout)
+	setDefault(&c.WriteTimeout, d.WriteTimeout)
+	setDefault(&c.MaxConnsPerPeer, d.MaxConnsPerPeer)
+	setDefault(&c.MaxConns, d.MaxConns)
 	setDefault(&c.ReconnectMinBackoff, d.ReconnectMinBackoff)
 	setDefault(&c.ReconnectMaxBackoff, d.ReconnectMaxBackoff)
 	setDefault(&c.MaxPendingHandshakes, d.MaxPendingHandshakes)
@@ -337,6 +406,9 @@ func (c Config) Validate() error {
 	check(smux.VerifyConfig(c.Streams.smux()) == nil, "Streams: %v", smux.VerifyConfig(c.Streams.smux()))
 	check(c.Files.RateLimit >= 0 && c.Files.MaxConcurrent > 0, "Files: RateLimit must not be negative, MaxConcurrent must be positive")
 	check(c.MaxPendingHandshakes > 0 && c.MaxPendingHandshakesPerHost > 0, "MaxPendingHandshakes and MaxPendingHandshakesPerHost must be positive")
+	check(c.MaxConnsPerPeer > 0 && c.MaxConns >= c.MaxConnsPerPeer, "MaxConnsPerPeer must be positive and MaxConns at least MaxConnsPerPeer")
+	check(c.KeepaliveTimeout < 0 || c.KeepaliveTimeout >= 2*wire.KeepaliveInterval,
+		"KeepaliveTimeout %v below %v: peers speak every %v", c.KeepaliveTimeout, 2*wire.KeepaliveInterval, wire.KeepaliveInterval)
 	if c.TLS != nil {
 		check(c.TLS.Server != nil && c.TLS.Client != nil, "TLS needs both Server and Client configs")
 		check(c.TLS.Server == nil || c.TLS.Server.ClientAuth == tls.RequireAndVerifyClientCert,

@@ -74,9 +74,10 @@ func (e *OpError) Temporary() bool { return e.Timeout() }
 
 var _ net.Error = (*OpError)(nil)
 
-// RemoteError is a failure reported by the peer in answer to a request.
-// errors.Is matches it against ErrUnknownVerb, ErrHandler, ErrExpired,
-// ErrOverloaded or ErrTooLarge according to its code.
+// RemoteError is a failure reported by the peer: the answer to a request,
+// or its refusal of a large message. errors.Is matches it against
+// ErrUnknownVerb, ErrHandler, ErrExpired, ErrOverloaded, ErrTooLarge or
+// context.Canceled according to its code.
 type RemoteError struct {
 	Code    wire.FailureCode
 	Message string
@@ -89,21 +90,10 @@ func (e *RemoteError) Error() string {
 	return "remote: " + e.Code.String() + ": " + e.Message
 }
 
-// Is maps failure codes onto the package's sentinels.
+// Is maps failure codes onto the package's sentinels (see Reason).
 func (e *RemoteError) Is(target error) bool {
-	switch e.Code {
-	case wire.FailureUnknownVerb:
-		return target == ErrUnknownVerb
-	case wire.FailureHandlerError:
-		return target == ErrHandler
-	case wire.FailureExpired:
-		return target == ErrExpired
-	case wire.FailureOverloaded:
-		return target == ErrOverloaded
-	case wire.FailureTooLarge:
-		return target == ErrTooLarge
-	}
-	return false
+	r, ok := reasonOfCode(e.Code)
+	return ok && target == reasons[r].err
 }
 
 // HandshakeError is a refused handshake, from either side.
@@ -118,19 +108,3 @@ func (e *HandshakeError) Error() string {
 
 // Is makes a HandshakeError match ErrRefused.
 func (e *HandshakeError) Is(target error) bool { return target == ErrRefused }
-
-// failureCode maps an error that failed a request on the receiving side to
-// the code sent back.
-func failureCode(err error) wire.FailureCode {
-	switch {
-	case errors.Is(err, ErrOverloaded):
-		return wire.FailureOverloaded
-	case errors.Is(err, ErrExpired):
-		return wire.FailureExpired
-	case errors.Is(err, ErrTooLarge):
-		return wire.FailureTooLarge
-	case errors.Is(err, ErrUnknownVerb):
-		return wire.FailureUnknownVerb
-	}
-	return wire.FailureHandlerError
-}

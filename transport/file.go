@@ -252,7 +252,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	_ = conn.SetReadDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
 	h, err := wire.ReadFileHeader(conn, make([]byte, wire.MaxFileHeaderSize))
 	if err != nil {
-		t.malformed.Add(1)
+		t.malformed[BadInputMalformed].Add(1)
 		t.log.Warn("internode: closing file connection on bad input", "remote", conn.RemoteAddr(), "peer", p.id, "err", err)
 		return
 	}

@@ -68,6 +68,8 @@ func TestHandshakeRefusals(t *testing.T) {
 		{"unsupported version", func(h *wire.Hello) { h.MinVersion, h.MaxVersion = 9, 12 }, wire.UnsupportedVersion},
 		{"bad lane", func(h *wire.Hello) { h.Lane = 7 }, wire.BadLane},
 		{"empty node", func(h *wire.Hello) { h.Node = "" }, wire.Refused},
+		{"not a member", func(h *wire.Hello) { h.Node = "stranger" }, wire.UnknownNode},
+		{"this node's own ID", func(h *wire.Hello) { h.Node = "n1" }, wire.Refused},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,8 +88,11 @@ func TestHandshakeRefusals(t *testing.T) {
 	}
 }
 
+// acceptStrangers lets the hand-written "raw" peer of these tests in.
+func acceptStrangers(i int, cfg *transport.Config) { cfg.AcceptUnknownPeers = true }
+
 func TestHandshakeAcceptsOverlappingVersions(t *testing.T) {
-	c := newCluster(t, 1, nil)
+	c := newCluster(t, 1, acceptStrangers)
 	h := validHello(routing.Small)
 	h.MaxVersion = 200 // a newer peer that also speaks ours
 	reply := handshake(t, rawConn(t, c.nodes[0]), h)
@@ -114,7 +119,7 @@ func TestWrongClusterRefusesSends(t *testing.T) {
 // TestBadInputClosesOnlyThatConnection sends every kind of bad input the
 // reader must survive; after each, a legitimate peer is still served.
 func TestBadInputClosesOnlyThatConnection(t *testing.T) {
-	c := newCluster(t, 2, nil)
+	c := newCluster(t, 2, acceptStrangers)
 	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	frame := func(kind wire.FrameKind, stream uint32, payload []byte) []byte {
 		return append(wire.AppendFrameHeader(nil, kind, stream, payload), payload...)
@@ -132,7 +137,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	_, _ = rand.Read(random)
 	overrun := msg(wire.Header{ID: 1, Verb: uint32(verbEcho)}, []byte("hi"))
 	overrun = overrun[:len(overrun)-1] // the header claims one byte more than the frame holds
-	hugeMessage := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: 1, PayloadLength: 1 << 30})
+	largeHeader := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: 1, PayloadLength: 100 << 10})
 
 	tests := []struct {
 		name      string
@@ -148,8 +153,11 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 		{"truncated frame", true, routing.Small, frame(wire.FrameBatch, 0, valid)[:10]},
 		{"truncated payload", true, routing.Small, frame(wire.FrameBatch, 0, valid)[:wire.FrameHeaderSize+3]},
 		{"message overruns frame", true, routing.Small, frame(wire.FrameBatch, 0, overrun)},
-		{"message above max size", true, routing.Large, frame(wire.FrameLargeBegin, 1, hugeMessage)},
+		{"large header followed by payload", true, routing.Large, frame(wire.FrameLargeBegin, 1, append(largeHeader, 'x'))},
 		{"large part of unknown stream", true, routing.Large, frame(wire.FrameLargeMore, 9, []byte("x"))},
+		{"large stream begun twice", true, routing.Large, append(frame(wire.FrameLargeBegin, 1, largeHeader), frame(wire.FrameLargeBegin, 1, largeHeader)...)},
+		{"a grant from the initiator", true, routing.Large, frame(wire.FrameGrant, 1, nil)},
+		{"a ping with a payload", true, routing.Small, append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, []byte("x"))[:4:4], append([]byte{byte(wire.FramePing), 0, 0, 0, 0, 0, 0, 0}, 'x')...)},
 		{"batch frame on the large lane", true, routing.Large, frame(wire.FrameBatch, 0, valid)},
 		{"random frame body", true, routing.Small, frame(wire.FrameBatch, 0, random)},
 	}

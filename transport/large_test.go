@@ -26,8 +26,8 @@ const (
 func bigLimits(max int) func(int, *transport.Config) {
 	return func(i int, cfg *transport.Config) {
 		cfg.MaxMessageSize = max
-		cfg.Outbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(max), Node: int64(2 * max)}
-		cfg.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(max), Node: int64(2 * max)}
+		cfg.Outbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(2 * max), Node: int64(4 * max)}
+		cfg.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(2 * max), Node: int64(4 * max)}
 	}
 }
 

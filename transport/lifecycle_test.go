@@ -206,7 +206,7 @@ func TestCloseWithWriterBlockedInWrite(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 1, Node: 1}
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
 		cfg.MaxMessageSize = 64 << 10
 	})
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {

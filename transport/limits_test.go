@@ -55,7 +55,7 @@ func TestStalledHandlerPausesReading(t *testing.T) {
 		handled.Add(1)
 		return nil, nil
 	}))
-	limit := tightInbound.PerConnection*3 + tightInbound.Node // own capacity per lane, plus the node reserve
+	limit := tightInbound.Node // whatever the lanes: the node's limit holds
 
 	var before runtime.MemStats
 	runtime.GC()
@@ -94,14 +94,15 @@ func TestStalledHandlerPausesReading(t *testing.T) {
 }
 
 // TestRejectModeAnswersOverloaded: with OverloadReject a receiver out of
-// capacity fails requests with ErrOverloaded and reports dropped one-way
-// messages to their sender.
+// capacity refuses large messages before they travel — a request fails
+// with ErrOverloaded, a one-way message is dropped by its sender with
+// ReasonOverloaded — and counts them.
 func TestRejectModeAnswersOverloaded(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	started := make(chan struct{}, 1)
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Inbound = transport.Limits{PerConnection: 300 << 10, PerPeer: 1, Node: 1}
+		cfg.Inbound = transport.Limits{PerConnection: 300 << 10, PerPeer: 300 << 10, Node: 300 << 10}
 		cfg.MaxMessageSize = 200 << 10
 		cfg.InboundOverload = transport.OverloadReject
 	})
@@ -116,7 +117,7 @@ func TestRejectModeAnswersOverloaded(t *testing.T) {
 		return m.Payload, nil
 	}))
 	// Large messages take inbound capacity one by one: the first stalls
-	// its handler holding 200 of the connection's 300 KiB.
+	// its handler holding 224 KiB (its buffer) of the connection's 300.
 	big := make([]byte, 200<<10)
 	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
 	<-started
@@ -124,10 +125,10 @@ func TestRejectModeAnswersOverloaded(t *testing.T) {
 
 	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, big)
 	require.ErrorIs(t, err, transport.ErrOverloaded)
-	waitFor(t, 5*time.Second, "rejections counted on both sides", func() bool {
+	waitFor(t, 5*time.Second, "refusals counted on both sides", func() bool {
 		in := c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonOverloaded]
-		remote := c.nodes[0].Stats().Total().RemoteDropped[transport.ReasonOverloaded]
-		return in == 2 && remote == 1
+		out := c.nodes[0].Stats().Total().Dropped[transport.ReasonOverloaded]
+		return in == 2 && out == 2
 	})
 	g.open()
 	resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("after"))
@@ -185,9 +186,9 @@ func TestSetLimitsTakesEffectOnLiveConnections(t *testing.T) {
 	require.NoError(t, n.Send(context.Background(), c.id(1), verbData, []byte("warm up the connection")))
 
 	// Outbound: a sender whose peer is not reading fills what it may queue.
-	require.NoError(t, n.SetLimits(transport.Limits{PerConnection: 128 << 10, PerPeer: 1, Node: 1}, transport.Limits{}))
+	require.NoError(t, n.SetLimits(transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}, transport.Limits{}))
 	n2 := c.nodes[1]
-	require.NoError(t, n2.SetLimits(transport.Limits{}, transport.Limits{PerConnection: 256 << 10, PerPeer: 1, Node: 1}))
+	require.NoError(t, n2.SetLimits(transport.Limits{}, transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}))
 	payload := make([]byte, 8<<10)
 	var err error
 	for range 10_000 {
@@ -213,8 +214,8 @@ func TestWaitForCapacity(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.MaxMessageSize = 64 << 10
 		cfg.WaitForCapacity = true
-		cfg.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 1, Node: 1}
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 1, Node: 1}
+		cfg.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}
 	})
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)

@@ -11,32 +11,41 @@ import (
 )
 
 // peer holds everything this node keeps about one other node: its outbound
-// lanes (created on first use) and what arrived from it.
+// lanes (created on first use), what arrived from it, and its share of the
+// node's outbound and inbound budgets.
 type peer struct {
 	id      cluster.NodeID
 	t       *Transport
-	mu      sync.Mutex // guards creating lanes and stopping
+	mu      sync.Mutex // guards creating lanes, starting writers and stopping
 	lanes   [routing.NumLanes]atomic.Pointer[outConn]
 	stopped error // why the peer's writers stopped; nil while running
 	inbound [routing.NumLanes]inCounters
+	// member: the membership knew the peer when this entry was made.
+	// Entries of peers it does not know are forgotten once they are
+	// quiet (see Transport.forgetQuietStrangers).
+	member bool
 
-	outReserve, inReserve *limit.Limit // shared by the peer's lanes
+	outAccount, inAccount *limit.Account // shared by the peer's connections
 	// Socket queue peaks per lane since the last metrics collection,
 	// measured at every write and every read.
 	sendPeak, recvPeak [routing.NumLanes]sockstat.Peak
 	// The largest depths measured since the transport started, for Stats.
 	sendMax, recvMax [routing.NumLanes]sockstat.Peak
 	streams          streamState
+	// inConns counts the peer's established inbound connections by kind
+	// (lanes, stream session, file transfers), for Config.MaxConnsPerPeer;
+	// guarded by Transport.inboundMu.
+	inConns [numKinds]int
 }
 
-func newPeer(t *Transport, id cluster.NodeID) *peer {
-	return &peer{id: id, t: t,
-		outReserve: limit.New(t.limitsOut.Load().PerPeer),
-		inReserve:  limit.New(t.limitsIn.Load().PerPeer)}
+func newPeer(t *Transport, id cluster.NodeID, member bool) *peer {
+	return &peer{id: id, t: t, member: member,
+		outAccount: t.outBudget.Root().Child(t.limitsOut.Load().PerPeer, false),
+		inAccount:  t.inBudget.Root().Child(t.limitsIn.Load().PerPeer, false)}
 }
 
-// lane returns the outbound connection for lane, starting its writer on
-// first use. It returns nil once the peer is stopped.
+// lane returns the outbound connection for lane, creating it on first
+// use. It returns nil once the peer is stopped.
 func (p *peer) lane(lane routing.Lane) *outConn {
 	if c := p.lanes[lane].Load(); c != nil {
 		return c
@@ -51,41 +60,133 @@ func (p *peer) lane(lane routing.Lane) *outConn {
 	}
 	c := newOutConn(p.t, p, lane)
 	p.lanes[lane].Store(c)
-	p.t.wg.Add(1)
-	go func() {
-		defer p.t.wg.Done()
-		c.run()
-	}()
 	return c
 }
 
-// stop makes every writer of the peer exit, failing what they hold with
-// err, and waits for them.
+// startWriter starts c's writer goroutine unless it runs or the peer is
+// stopped (whatever is queued then fails in stop).
+func (p *peer) startWriter(c *outConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.running.Load() || p.stopped != nil {
+		return
+	}
+	c.running.Store(true)
+	c.done = make(chan struct{})
+	p.t.wg.Add(1)
+	go c.run()
+}
+
+// writerMayExit lets c's writer exit when, with running cleared, its
+// queue is still empty: a producer that queued meanwhile either saw
+// running set (and the writer sees its message here) or starts a new
+// writer once this one has gone.
+func (p *peer) writerMayExit(c *outConn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.running.Store(false)
+	if n, _ := c.queue.pending(); n > 0 && p.stopped == nil {
+		c.running.Store(true)
+		return false
+	}
+	close(c.done)
+	return true
+}
+
+// writerExited marks c's writer gone after a stop.
+func (p *peer) writerExited(c *outConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.running.Store(false)
+	close(c.done)
+}
+
+// stop makes every writer of the peer exit, waits for them, and fails
+// whatever they held with err.
 func (p *peer) stop(err error) {
 	p.mu.Lock()
 	if p.stopped == nil {
 		p.stopped = err
 	}
 	var conns []*outConn
+	var running []chan struct{}
 	for i := range p.lanes {
-		if c := p.lanes[i].Load(); c != nil {
-			conns = append(conns, c)
-			select {
-			case <-c.stop:
-			default:
-				close(c.stop)
-				c.cancel() // a dial in progress gives up at once
-			}
-			if conn := c.live.Load(); conn != nil {
-				conn.Close() // a writer blocked in a write returns
-			}
+		c := p.lanes[i].Load()
+		if c == nil {
+			continue
+		}
+		conns = append(conns, c)
+		select {
+		case <-c.stop:
+		default:
+			close(c.stop)
+			c.cancel() // a dial in progress gives up at once
+		}
+		if conn := c.live.Load(); conn != nil {
+			conn.kill("stopped") // a writer blocked in a write returns
+		}
+		if c.running.Load() {
+			running = append(running, c.done)
 		}
 	}
 	p.mu.Unlock()
 	p.closeStreams()
-	for _, c := range conns {
-		<-c.done
+	for _, done := range running {
+		<-done
 	}
+	reason := reasonOf(p.stopped)
+	for _, c := range conns {
+		// No writer runs any more, and none can start: what is left is
+		// this goroutine's to fail.
+		for _, b := range c.queue.shut(p.stopped) {
+			c.failBatch(b, reason, p.stopped)
+		}
+		c.large.failAll(&c.queue, reason, p.stopped, c)
+		c.closeConn("stopped")
+	}
+}
+
+// redialNow makes the peer's writers that wait to reconnect try at once.
+func (p *peer) redialNow() {
+	for i := range p.lanes {
+		if c := p.lanes[i].Load(); c != nil {
+			c.redialNow()
+		}
+	}
+}
+
+// reconnected is called when the peer opens a connection to this node:
+// writers waiting to reconnect to it try at once, and connections to it
+// that have been silent are replaced.
+func (p *peer) reconnected() {
+	for i := range p.lanes {
+		if c := p.lanes[i].Load(); c != nil {
+			c.dropIfSilent()
+			c.redialNow()
+		}
+	}
+}
+
+// quiet reports whether the peer holds nothing: no queued or pending
+// message, no connection, no capacity, no open stream.
+func (p *peer) quiet() bool {
+	for i := range p.lanes {
+		if c := p.lanes[i].Load(); c != nil && (c.running.Load() || c.queue.held() > 0) {
+			return false
+		}
+	}
+	return p.outAccount.Used() == 0 && p.inAccount.Used() == 0 &&
+		p.streams.in.Load() == 0 && p.streams.out.Load() == 0 && p.inConnsTotal() == 0
+}
+
+func (p *peer) inConnsTotal() int {
+	p.t.inboundMu.Lock()
+	defer p.t.inboundMu.Unlock()
+	n := 0
+	for _, k := range p.inConns {
+		n += k
+	}
+	return n
 }
 
 // stopErrIfStopped returns why the peer stopped, or nil while it runs.

@@ -12,7 +12,8 @@ import (
 
 // killProxy forwards TCP connections to a target and can kill them at
 // random, abruptly (RST), to break a node's connections mid-stream without
-// any hook inside the transport.
+// any hook inside the transport; or freeze them: stop forwarding without
+// closing anything, as a partition or a frozen process does.
 type killProxy struct {
 	ln     net.Listener
 	target string
@@ -21,7 +22,11 @@ type killProxy struct {
 	wg     sync.WaitGroup
 }
 
-type proxyPair struct{ a, b net.Conn }
+type proxyPair struct {
+	a, b   net.Conn
+	frozen chan struct{} // closed: forward nothing more
+	once   sync.Once
+}
 
 func (p *proxyPair) kill() {
 	for _, c := range []net.Conn{p.a, p.b} {
@@ -56,14 +61,14 @@ func (p *killProxy) accept() {
 			a.Close()
 			continue
 		}
-		pair := &proxyPair{a: a, b: b}
+		pair := &proxyPair{a: a, b: b, frozen: make(chan struct{})}
 		p.mu.Lock()
 		p.pairs[pair] = struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
 		pipe := func(dst, src net.Conn) {
 			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
+			_, _ = io.Copy(dst, frozenReader{src, pair.frozen})
 			pair.kill()
 			p.mu.Lock()
 			delete(p.pairs, pair)
@@ -94,6 +99,37 @@ func (p *killProxy) killRandom(r *rand.Rand) bool {
 	}
 	victim.kill()
 	return true
+}
+
+// frozenReader reads from r until frozen is closed, then blocks reading
+// until r fails (its pair is killed): bytes stop flowing, nothing closes.
+type frozenReader struct {
+	r      io.Reader
+	frozen chan struct{}
+}
+
+func (f frozenReader) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	select {
+	case <-f.frozen:
+		for err == nil {
+			_, err = f.r.Read(b) // swallowed
+		}
+		return 0, err
+	default:
+	}
+	return n, err
+}
+
+// freezeAll stops forwarding on every connection open now; later ones
+// are forwarded as usual.
+func (p *killProxy) freezeAll() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pair := range p.pairs {
+		pair.once.Do(func() { close(pair.frozen) })
+	}
+	return len(p.pairs)
 }
 
 func (p *killProxy) close() {

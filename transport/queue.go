@@ -6,23 +6,32 @@ import (
 	"time"
 
 	"github.com/valyala/bytebufferpool"
-
-	"github.com/internode/internode/internal/limit"
 )
 
 // outItem is one message waiting in an outbound queue.
 type outItem struct {
 	id         uint64
+	verb       uint32
 	expiresAt  int64 // Unix ns; 0 = never
 	enqueuedAt time.Time
 	start, end int    // the encoded header (and, on small lanes, payload) in its segment's buffer
+	headerLen  int    // of the encoding at start
 	payload    []byte // large lane only: the caller's payload, written from where it is
-	grant      limit.Grant
 	isRequest  bool
 	isResponse bool
 }
 
+// size is the message's encoded size: what it holds of its connection's
+// capacity.
 func (it *outItem) size() int { return it.end - it.start + len(it.payload) }
+
+// payloadIn returns the message's payload, given its segment's buffer.
+func (it *outItem) payloadIn(buf []byte) []byte {
+	if it.payload != nil {
+		return it.payload
+	}
+	return buf[it.start+it.headerLen : it.end]
+}
 
 func (it *outItem) expired(now int64) bool { return it.expiresAt != 0 && now >= it.expiresAt }
 
@@ -84,6 +93,7 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 		q.segments = append(q.segments, seg)
 	}
 	it.start = len(seg.buf.B)
+	it.headerLen = len(header)
 	seg.buf.B = append(seg.buf.B, header...)
 	if copyPayload {
 		seg.buf.B = append(seg.buf.B, payload...)
@@ -150,11 +160,8 @@ func (q *outQueue) take() (*batch, int) {
 
 // release recycles a segment the writer is done with and returns the
 // capacity its messages held, for the caller to give back.
-func (q *outQueue) release(seg *batch) limit.Grant {
-	var g limit.Grant
-	for i := range seg.items {
-		g = g.Add(seg.items[i].grant)
-	}
+func (q *outQueue) release(seg *batch) int64 {
+	held := int64(seg.bytes)
 	clear(seg.items) // drop references to large payloads
 	seg.items = seg.items[:0]
 	seg.buf.Reset()
@@ -165,7 +172,7 @@ func (q *outQueue) release(seg *batch) limit.Grant {
 	if cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 1<<16 {
 		segmentPool.Put(seg)
 	}
-	return g
+	return held
 }
 
 // releaseBytes forgets n bytes of messages the writer finished one by one
@@ -191,9 +198,9 @@ func (q *outQueue) held() int {
 }
 
 // prune removes the messages for which drop returns true, keeping the rest
-// in order, and returns the bytes removed. drop sees each message's
-// encoding (header, and payload unless kept apart).
-func (q *outQueue) prune(drop func(it *outItem, encoded []byte) bool) {
+// in order, and returns the bytes removed, for the caller to give back.
+// drop sees each message and its segment's buffer.
+func (q *outQueue) prune(drop func(it *outItem, buf []byte) bool) (removed int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	seen := 0
@@ -203,8 +210,9 @@ func (q *outQueue) prune(drop func(it *outItem, encoded []byte) bool) {
 		for _, it := range seg.items {
 			wasObserved := seen < q.observed
 			seen++
-			if drop(&it, seg.buf.B[it.start:it.end]) {
+			if drop(&it, seg.buf.B) {
 				size := it.size()
+				removed += int64(size)
 				seg.bytes -= size
 				q.messages--
 				q.queued -= size
@@ -220,6 +228,7 @@ func (q *outQueue) prune(drop func(it *outItem, encoded []byte) bool) {
 		seg.items = kept
 	}
 	q.observed = observed
+	return removed
 }
 
 // shut makes the queue refuse messages with err from now on and returns

@@ -6,18 +6,19 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
 )
 
 // Reason says why a message did not reach its handler. Every message that is
-// not delivered is counted under exactly one reason, on the side that gave
-// up on it (see ConnStats.Dropped).
+// not delivered is counted under exactly one reason on each side that saw it
+// (see ConnStats.Dropped and ConnStats.DroppedInbound).
 type Reason uint8
 
 const (
 	ReasonOverloaded      Reason = iota // no capacity
 	ReasonExpired                       // deadline passed before it was written or handled
 	ReasonTooLarge                      // above MaxMessageSize
-	ReasonConnectionReset               // the connection broke while it was being written
+	ReasonConnectionReset               // the connection broke (or was judged dead) while it was being written
 	ReasonPeerLeft                      // the peer left the membership
 	ReasonClosed                        // the transport closed first
 	ReasonRefused                       // the peer refused the handshake
@@ -25,20 +26,45 @@ const (
 	ReasonUnknownVerb                   // the receiver has no handler for it
 	ReasonHandlerError                  // the handler returned an error (or panicked)
 	ReasonCanceled                      // the sender's context was cancelled
-	NumReasons            = iota
+	NumReasons                          // the number of reasons
 )
 
-var reasonNames = [NumReasons]string{
-	"overloaded", "expired", "too_large", "connection_reset", "peer_left",
-	"closed", "refused", "unknown_peer", "unknown_verb", "handler_error", "canceled",
+// reasons is the one table that ties a Reason to its metric label, the
+// sentinel error errors.Is matches and the code a peer is told (FrameRefuse,
+// FrameLargeCancel, failure responses). FailureUnknown: never sent.
+var reasons = [NumReasons]struct {
+	label string
+	err   error
+	code  wire.FailureCode
+}{
+	ReasonOverloaded:      {"overloaded", ErrOverloaded, wire.FailureOverloaded},
+	ReasonExpired:         {"expired", ErrExpired, wire.FailureExpired},
+	ReasonTooLarge:        {"too_large", ErrTooLarge, wire.FailureTooLarge},
+	ReasonConnectionReset: {"connection_reset", ErrConnectionReset, wire.FailureUnknown},
+	ReasonPeerLeft:        {"peer_left", ErrPeerLeft, wire.FailureUnknown},
+	ReasonClosed:          {"closed", ErrClosed, wire.FailureUnknown},
+	ReasonRefused:         {"refused", ErrRefused, wire.FailureUnknown},
+	ReasonUnknownPeer:     {"unknown_peer", ErrUnknownPeer, wire.FailureUnknown},
+	ReasonUnknownVerb:     {"unknown_verb", ErrUnknownVerb, wire.FailureUnknownVerb},
+	ReasonHandlerError:    {"handler_error", ErrHandler, wire.FailureHandlerError},
+	ReasonCanceled:        {"canceled", context.Canceled, wire.FailureCanceled},
 }
 
 // String returns the reason's metric label, e.g. "expired".
 func (r Reason) String() string {
-	if int(r) < len(reasonNames) {
-		return reasonNames[r]
+	if r < NumReasons {
+		return reasons[r].label
 	}
 	return "unknown"
+}
+
+// Err returns the sentinel error of the reason (context.Canceled for
+// ReasonCanceled).
+func (r Reason) Err() error {
+	if r < NumReasons {
+		return reasons[r].err
+	}
+	return ErrConnectionReset
 }
 
 // DroppedMessage describes a message that was queued and then not sent;
@@ -57,37 +83,45 @@ type DroppedMessage struct {
 // SendFile: the Reason the transport counts for it, and false when err is
 // not one of the transport's failures.
 func ReasonOf(err error) (Reason, bool) {
-	if errors.Is(err, ErrConnectionReset) {
-		return ReasonConnectionReset, true
+	if err == nil {
+		return 0, false
 	}
-	r := reasonOf(err)
-	return r, r != ReasonConnectionReset
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ReasonExpired, true
+	}
+	for r := range NumReasons {
+		if errors.Is(err, reasons[r].err) {
+			return r, true
+		}
+	}
+	return ReasonConnectionReset, false
 }
 
 // reasonOf classifies an error that failed a message; anything it does not
 // know (a write error from the socket, say) counts as a connection reset.
 func reasonOf(err error) Reason {
-	switch {
-	case errors.Is(err, ErrOverloaded):
-		return ReasonOverloaded
-	case errors.Is(err, ErrExpired), errors.Is(err, context.DeadlineExceeded):
-		return ReasonExpired
-	case errors.Is(err, context.Canceled):
-		return ReasonCanceled
-	case errors.Is(err, ErrTooLarge):
-		return ReasonTooLarge
-	case errors.Is(err, ErrPeerLeft):
-		return ReasonPeerLeft
-	case errors.Is(err, ErrClosed):
-		return ReasonClosed
-	case errors.Is(err, ErrRefused):
-		return ReasonRefused
-	case errors.Is(err, ErrUnknownPeer):
-		return ReasonUnknownPeer
-	case errors.Is(err, ErrUnknownVerb):
-		return ReasonUnknownVerb
-	case errors.Is(err, ErrHandler):
-		return ReasonHandlerError
+	r, _ := ReasonOf(err)
+	return r
+}
+
+// reasonOfCode is the reason a peer's failure code stands for.
+func reasonOfCode(code wire.FailureCode) (Reason, bool) {
+	if code == wire.FailureUnknown {
+		return 0, false
 	}
-	return ReasonConnectionReset
+	for r := range NumReasons {
+		if reasons[r].code == code {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// failureCode is the code a peer is told for err: the code of its reason,
+// or FailureHandlerError for an application error.
+func failureCode(err error) wire.FailureCode {
+	if r, ok := ReasonOf(err); ok && reasons[r].code != wire.FailureUnknown {
+		return reasons[r].code
+	}
+	return wire.FailureHandlerError
 }

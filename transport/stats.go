@@ -21,9 +21,36 @@ type connCounters struct {
 // inCounters are what arrived from one peer on one lane.
 type inCounters struct {
 	received, receivedBytes   atomic.Uint64
+	handlerErrors             atomic.Uint64 // of received one-way messages, those whose handler failed
 	throttled, throttledNanos atomic.Uint64
 	dropped                   [NumReasons]atomic.Uint64
 	remoteDropped             [NumReasons]atomic.Uint64
+}
+
+// addFrom adds o's counts to c (for forgotten strangers).
+func (c *connCounters) addFrom(o *connCounters) {
+	c.sent.Add(o.sent.Load())
+	c.sentBytes.Add(o.sentBytes.Load())
+	c.writes.Add(o.writes.Load())
+	c.responses.Add(o.responses.Load())
+	c.connects.Add(o.connects.Load())
+	c.connectFailures.Add(o.connectFailures.Load())
+	for r := range NumReasons {
+		c.dropped[r].Add(o.dropped[r].Load())
+	}
+}
+
+// addFrom adds o's counts to c (for forgotten strangers).
+func (c *inCounters) addFrom(o *inCounters) {
+	c.received.Add(o.received.Load())
+	c.receivedBytes.Add(o.receivedBytes.Load())
+	c.handlerErrors.Add(o.handlerErrors.Load())
+	c.throttled.Add(o.throttled.Load())
+	c.throttledNanos.Add(o.throttledNanos.Load())
+	for r := range NumReasons {
+		c.dropped[r].Add(o.dropped[r].Load())
+		c.remoteDropped[r].Add(o.remoteDropped[r].Load())
+	}
 }
 
 // ConnStats describes one lane with one peer: the outbound half (messages
@@ -54,8 +81,13 @@ type ConnStats struct {
 	// Inbound.
 	MessagesReceived uint64 // messages handed to a handler or a waiting request
 	BytesReceived    uint64
+	// HandlerErrors counts the one-way messages of MessagesReceived whose
+	// handler returned an error or panicked (a request's error goes back
+	// to its sender instead).
+	HandlerErrors uint64
 	// DroppedInbound counts received messages that never reached a
-	// handler, by reason.
+	// handler, by reason: each arriving message is counted once, in
+	// MessagesReceived or here.
 	DroppedInbound [NumReasons]uint64
 	// Throttled counts the times reading stopped for want of inbound
 	// capacity (OverloadPause), and ThrottledTime how long in all.
@@ -76,18 +108,22 @@ type Stats struct {
 	// InboundRefused.
 	Refusals [NumRefusals]uint64
 	// InboundMalformed counts inbound connections closed because they
-	// carried bytes that are not valid wire format.
+	// carried bad input (the sum of BadInput).
 	InboundMalformed uint64
-	// InboundConnections is the number of accepted connections open now.
+	// BadInput counts those connections by what was wrong.
+	BadInput [numBadInputs]uint64
+	// InboundConnections is the number of accepted connections open now,
+	// handshaken or not.
 	InboundConnections int
-	// OutboundBytes and InboundBytes are the node-wide reserves in use
-	// now; with the per-connection capacities they bound the transport's
-	// message memory (see Config.Outbound and Config.Inbound).
-	OutboundBytes, InboundBytes int64
-	// InboundHeld is every byte of inbound capacity held now: connections'
-	// own capacity plus the node reserve in use. It never exceeds the
-	// sum of the inbound limits.
-	InboundHeld int64
+	// OutboundBytes and InboundHeld are the bytes the node holds for
+	// messages now in each direction, buffers included; they never exceed
+	// the Node limits (Config.Outbound, Config.Inbound). InboundBytes is
+	// InboundHeld, under its former name.
+	OutboundBytes, InboundBytes, InboundHeld int64
+	// CapacityWaiters counts the allocations waiting for capacity now, in
+	// each direction: Sends with WaitForCapacity, paused readers, large
+	// messages waiting for a grant.
+	OutboundWaiters, InboundWaiters int
 	// File transfers completed and verified, and their bytes.
 	FilesSent, FilesReceived         uint64
 	FileBytesSent, FileBytesReceived uint64
@@ -116,6 +152,7 @@ func (c *ConnStats) add(o *ConnStats) {
 	c.Connected = c.Connected || o.Connected
 	c.MessagesReceived += o.MessagesReceived
 	c.BytesReceived += o.BytesReceived
+	c.HandlerErrors += o.HandlerErrors
 	c.Throttled += o.Throttled
 	c.ThrottledTime += o.ThrottledTime
 	c.SendQueueMax = max(c.SendQueueMax, o.SendQueueMax)
@@ -149,41 +186,51 @@ func (t *Transport) Stats() Stats {
 	// drops out of the accounts.
 	peers = append(peers, t.departed...)
 	t.peersMu.RUnlock()
-	s := Stats{InboundRefused: t.refused.Load(), InboundMalformed: t.malformed.Load()}
+	s := Stats{InboundRefused: t.refused.Load()}
 	for r := range NumRefusals {
 		s.Refusals[r] = t.refusals[r].Load()
 	}
+	for b := range numBadInputs {
+		s.BadInput[b] = t.malformed[b].Load()
+		s.InboundMalformed += s.BadInput[b]
+	}
 	s.FilesSent, s.FilesReceived = t.filesSent.Load(), t.filesReceived.Load()
 	s.FileBytesSent, s.FileBytesReceived = t.fileBytesSent.Load(), t.fileBytesReceived.Load()
-	s.OutboundBytes = t.outReserve.Using()
-	s.InboundBytes = t.inReserve.Using()
-	s.InboundHeld = s.InboundBytes
+	s.OutboundBytes = t.outBudget.Root().Used()
+	s.InboundHeld = t.inBudget.Root().Used()
+	s.InboundBytes = s.InboundHeld
+	s.OutboundWaiters, s.InboundWaiters = t.outBudget.Waiting(), t.inBudget.Waiting()
 	t.inboundMu.Lock()
 	s.InboundConnections = len(t.inbound)
-	for ic := range t.inConns {
-		s.InboundHeld += ic.tiers.Own.Using()
-	}
 	t.inboundMu.Unlock()
 	type key struct {
 		peer cluster.NodeID
 		lane routing.Lane
 	}
 	merged := map[key]int{} // index in s.Conns
+	add := func(cs ConnStats) {
+		k := key{cs.Peer, cs.Lane}
+		if i, seen := merged[k]; seen {
+			s.Conns[i].add(&cs)
+			return
+		}
+		merged[k] = len(s.Conns)
+		s.Conns = append(s.Conns, cs)
+	}
 	for _, p := range peers {
 		for _, lane := range routing.Lanes {
-			cs, ok := p.laneStats(lane)
-			if !ok {
-				continue
+			if cs, ok := p.laneStats(lane); ok {
+				add(cs)
 			}
-			k := key{p.id, lane}
-			if i, seen := merged[k]; seen {
-				s.Conns[i].add(&cs)
-				continue
-			}
-			merged[k] = len(s.Conns)
-			s.Conns = append(s.Conns, cs)
 		}
 	}
+	t.peersMu.RLock()
+	for _, lane := range routing.Lanes {
+		if cs, ok := t.strangersStats(lane); ok {
+			add(cs)
+		}
+	}
+	t.peersMu.RUnlock()
 	sort.Slice(s.Conns, func(i, j int) bool {
 		a, b := s.Conns[i], s.Conns[j]
 		return a.Peer < b.Peer || a.Peer == b.Peer && a.Lane < b.Lane
@@ -191,35 +238,62 @@ func (t *Transport) Stats() Stats {
 	return s
 }
 
-// laneStats reads one lane's counters; ok is false for a lane that has
-// seen no traffic either way.
-func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
-	cs = ConnStats{Peer: p.id, Lane: lane}
-	in := &p.inbound[lane]
+// readIn fills cs's inbound counters from in.
+func (cs *ConnStats) readIn(in *inCounters) {
 	cs.MessagesReceived = in.received.Load()
 	cs.BytesReceived = in.receivedBytes.Load()
-	cs.SendQueueMax = p.sendMax[lane].Max()
-	cs.RecvQueueMax = p.recvMax[lane].Max()
+	cs.HandlerErrors = in.handlerErrors.Load()
 	cs.Throttled = in.throttled.Load()
 	cs.ThrottledTime = time.Duration(in.throttledNanos.Load())
 	for r := range NumReasons {
 		cs.DroppedInbound[r] = in.dropped[r].Load()
 		cs.RemoteDropped[r] = in.remoteDropped[r].Load()
 	}
+}
+
+// readOut fills cs's outbound counters from out.
+func (cs *ConnStats) readOut(out *connCounters) {
+	cs.MessagesSent = out.sent.Load()
+	cs.ResponsesSent = out.responses.Load()
+	cs.BytesSent = out.sentBytes.Load()
+	cs.Writes = out.writes.Load()
+	cs.Connects = out.connects.Load()
+	cs.ConnectFailures = out.connectFailures.Load()
+	for r := range NumReasons {
+		cs.Dropped[r] = out.dropped[r].Load()
+	}
+}
+
+// seen reports whether cs counted anything at all.
+func (cs *ConnStats) seen() bool {
+	zero := ConnStats{Peer: cs.Peer, Lane: cs.Lane}
+	return *cs != zero
+}
+
+// strangersStats sums the forgotten strangers' lane; peersMu held.
+func (t *Transport) strangersStats(lane routing.Lane) (ConnStats, bool) {
+	cs := ConnStats{Peer: StrangersPeer, Lane: lane}
+	cs.readIn(&t.strangers[lane].in)
+	cs.readOut(&t.strangers[lane].out)
+	return cs, cs.seen()
+}
+
+// laneStats reads one lane's counters; ok is false for a lane that has
+// seen no traffic either way.
+func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
+	cs = ConnStats{Peer: p.id, Lane: lane}
+	if !p.member {
+		cs.Peer = StrangersPeer
+	}
+	cs.readIn(&p.inbound[lane])
+	cs.SendQueueMax = p.sendMax[lane].Max()
+	cs.RecvQueueMax = p.recvMax[lane].Max()
 	c := p.lanes[lane].Load()
 	if c == nil {
-		return cs, cs.MessagesReceived != 0 || cs.DroppedInbound != ([NumReasons]uint64{}) || cs.Throttled != 0
+		return cs, cs.seen()
 	}
-	cs.MessagesSent = c.counters.sent.Load()
-	cs.ResponsesSent = c.counters.responses.Load()
-	cs.BytesSent = c.counters.sentBytes.Load()
-	cs.Writes = c.counters.writes.Load()
-	cs.Connects = c.counters.connects.Load()
-	cs.ConnectFailures = c.counters.connectFailures.Load()
+	cs.readOut(&c.counters)
 	cs.Connected = c.live.Load() != nil
-	for r := range NumReasons {
-		cs.Dropped[r] = c.counters.dropped[r].Load()
-	}
 	c.strategyMu.Lock()
 	cs.Coalescing = c.strategy.Stats()
 	c.strategyMu.Unlock()

@@ -14,7 +14,6 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/internode/internode/cluster"
-	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/wire"
 )
 
@@ -311,13 +310,12 @@ func (p *peer) closeStreams() {
 
 // serveStreams runs an accepted stream session until it ends.
 func (t *Transport) serveStreams(conn net.Conn, p *peer) {
-	reserve := limit.Tiered{Own: limit.New(0), Peer: p.inReserve, Node: t.inReserve}
-	grant, ok := reserve.TryAllocate(int64(t.cfg.Streams.SessionBuffer))
-	if !ok {
+	size := int64(t.cfg.Streams.SessionBuffer)
+	if !p.inAccount.TryTake(size) {
 		t.log.Warn("internode: refusing stream session: no inbound capacity", "peer", p.id)
 		return
 	}
-	defer reserve.Release(grant)
+	defer p.inAccount.Release(size)
 	session, err := smux.Server(conn, t.cfg.Streams.smux())
 	if err != nil {
 		return

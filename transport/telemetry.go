@@ -68,7 +68,7 @@ func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider
 // observables are the instruments read from the transport's counters.
 type observables struct {
 	sent, received, bytesSent, bytesReceived, dropped      metric.Int64ObservableCounter
-	throttled, opened, failures, refused                   metric.Int64ObservableCounter
+	throttled, opened, failures, refused, badInput         metric.Int64ObservableCounter
 	throttledTime                                          metric.Float64ObservableCounter
 	pendingMessages, pendingBytes, sendPeak, recvPeak      metric.Int64ObservableGauge
 	collapsed, pruned, ofoPruned, timeSqueeze, softDropped metric.Int64ObservableCounter
@@ -96,6 +96,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.opened = counter("internode.connections.opened", "Outbound connections established", "{connection}")
 	o.failures = counter("internode.connection.failures", "Outbound dial or handshake failures", "{failure}")
 	o.refused = counter("internode.connections.refused", "Inbound connections refused, by reason", "{connection}")
+	o.badInput = counter("internode.connections.bad_input", "Inbound connections closed for what they sent, by reason", "{connection}")
 	tt, err := m.Float64ObservableCounter("internode.inbound.throttled_time", metric.WithDescription("Time connections spent paused"), metric.WithUnit("s"))
 	errs = append(errs, err)
 	o.throttledTime = tt
@@ -117,7 +118,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 		t.observe(obs, &o)
 		return nil
 	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.throttled, o.opened, o.failures,
-		o.refused, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
+		o.refused, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
 		o.collapsed, o.pruned, o.ofoPruned, o.timeSqueeze, o.softDropped)
 }
 
@@ -158,6 +159,11 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 			obs.ObserveInt64(o.refused, int64(n), metric.WithAttributes(attribute.String("reason", Refusal(r).String())))
 		}
 	}
+	for b := range numBadInputs {
+		if n := st.BadInput[b]; n > 0 {
+			obs.ObserveInt64(o.badInput, int64(n), metric.WithAttributes(attribute.String("reason", b.String())))
+		}
+	}
 	if k, err := kernelstat.Read(); err == nil {
 		obs.ObserveInt64(o.collapsed, int64(k.RcvCollapsed))
 		obs.ObserveInt64(o.pruned, int64(k.RcvPruned))
@@ -196,8 +202,14 @@ func (t *Transport) probeFor(conn net.Conn) *sockstat.Probe {
 func (t *Transport) peerStats(id cluster.NodeID) *peer { return (*t.peersView.Load())[id] }
 
 // connAttrs is the attribute set of one lane with one peer, computed once.
-func connAttrs(peer cluster.NodeID, lane routing.Lane) metric.MeasurementOption {
-	return metric.WithAttributeSet(attribute.NewSet(attribute.String("peer", string(peer)), attribute.String("lane", lane.String())))
+// Peers that are not members share one label, so made-up node IDs cannot
+// multiply the metric series.
+func (tel *telemetry) connAttrs(p *peer, lane routing.Lane) metric.MeasurementOption {
+	id := p.id
+	if !p.member {
+		id = StrangersPeer
+	}
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("peer", string(id)), attribute.String("lane", lane.String())))
 }
 
 // recordFlush records one write's batch size and coalescing wait.

@@ -120,7 +120,7 @@ func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 1, Node: 1}
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
 		cfg.MaxMessageSize = 64 << 10
 	})
 	release := newGate()

@@ -46,10 +46,12 @@ type Transport struct {
 
 	inboundMu sync.Mutex
 	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
-	inConns   map[*inConn]struct{}  // handshaken inbound connections
-	// Unfinished inbound handshakes, in total and by remote host.
+	inConns   map[*inConn]struct{}  // handshaken message connections
+	// Unfinished inbound handshakes, in total and by remote host, and
+	// established inbound connections of every kind.
 	pendingHandshakes int
 	pendingByHost     map[string]int
+	established       int
 
 	tel    *telemetry
 	clock  clock
@@ -60,9 +62,17 @@ type Transport struct {
 
 	coalescing atomic.Pointer[func(routing.Lane) coalescing.Strategy]
 
-	// Node-wide reserves, and the limits in force (SetLimits changes them).
-	outReserve, inReserve *limit.Limit
-	limitsOut, limitsIn   atomic.Pointer[Limits]
+	// The node's outbound and inbound budgets (peers' and connections'
+	// accounts are nested in them), and the limits in force (SetLimits
+	// changes them).
+	outBudget, inBudget *limit.Budget
+	limitsOut, limitsIn atomic.Pointer[Limits]
+	// strangers sums the counters of peers that were not members and were
+	// forgotten once quiet.
+	strangers [routing.NumLanes]struct {
+		out connCounters
+		in  inCounters
+	}
 
 	// File transfers.
 	fileLimiter                      *rate.Limiter // nil when unlimited
@@ -72,7 +82,8 @@ type Transport struct {
 
 	refused   atomic.Uint64 // inbound handshakes refused
 	refusals  [NumRefusals]atomic.Uint64
-	malformed atomic.Uint64 // inbound connections closed on bad input
+	malformed [numBadInputs]atomic.Uint64 // inbound connections closed on bad input, by kind
+	logs      rateLog
 
 	ctx       context.Context // handlers' base context; cancelled by Close
 	cancel    context.CancelFunc
@@ -124,8 +135,9 @@ func New(cfg Config) (*Transport, error) {
 	t.coalescing.Store(&cfg.Coalescing)
 	t.limitsOut.Store(&cfg.Outbound)
 	t.limitsIn.Store(&cfg.Inbound)
-	t.outReserve = limit.New(cfg.Outbound.Node)
-	t.inReserve = limit.New(cfg.Inbound.Node)
+	t.outBudget = limit.NewBudget(cfg.Outbound.Node)
+	t.inBudget = limit.NewBudget(cfg.Inbound.Node)
+	t.logs = rateLog{log: cfg.Logger, every: time.Second, burst: 5}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	if t.tel, err = newTelemetry(t, cfg.MeterProvider, cfg.TracerProvider); err != nil {
 		ln.Close()
@@ -146,10 +158,14 @@ func (t *Transport) NodeID() cluster.NodeID { return t.cfg.NodeID }
 // it more than once has no further effect.
 func (t *Transport) Start() {
 	t.startOnce.Do(func() {
-		t.wg.Add(1)
+		t.wg.Add(2)
 		go func() {
 			defer t.wg.Done()
 			t.acceptLoop()
+		}()
+		go func() {
+			defer t.wg.Done()
+			t.janitor()
 		}()
 	})
 }
@@ -190,12 +206,15 @@ func setHandler[H any](mu *sync.Mutex, table *atomic.Pointer[map[Verb]H], verb V
 // ErrUnknownPeer, ErrClosed, or the context's error; each wrapped in an
 // *OpError.
 func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) error {
-	var expiresAt int64
+	h := wire.Header{ID: t.nextID.Add(1), Verb: uint32(verb), Params: t.tel.traceParams(ctx)}
 	if d, ok := ctx.Deadline(); ok {
-		expiresAt = d.UnixNano()
+		h.ExpiresAt = d.UnixNano()
 	}
-	_, err := t.enqueue(ctx, to, verb, payload, 0, t.nextID.Add(1), expiresAt, t.tel.traceParams(ctx), "send")
-	return err
+	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
+	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.WaitForCapacity); err != nil {
+		return &OpError{Op: "send", Peer: to, Lane: lane, Err: err}
+	}
+	return nil
 }
 
 // Request sends payload to peer and waits for the response. The deadline
@@ -223,19 +242,20 @@ func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, p
 
 func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, payload, params []byte) ([]byte, error) {
 	deadline, _ := ctx.Deadline()
-	id := t.nextID.Add(1)
-	c := &call{peer: to, lane: t.router.Route(uint32(verb), len(payload)+headerOverhead), done: make(chan callResult, 1)}
-	t.calls.add(id, c)
-	lane, err := t.enqueue(ctx, to, verb, payload, wire.FlagExpectsResponse, id, deadline.UnixNano(), params, "request")
-	if err != nil {
-		t.calls.remove(id)
-		return nil, err
+	h := wire.Header{Flags: wire.FlagExpectsResponse, ID: t.nextID.Add(1), Verb: uint32(verb),
+		ExpiresAt: deadline.UnixNano(), Params: params}
+	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
+	c := &call{peer: to, lane: lane, done: make(chan callResult, 1)}
+	t.calls.add(h.ID, c)
+	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.WaitForCapacity); err != nil {
+		t.calls.remove(h.ID)
+		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
 	}
 	select {
 	case r := <-c.done:
 		return r.payload, r.err
 	case <-ctx.Done():
-		if _, ok := t.calls.remove(id); !ok {
+		if _, ok := t.calls.remove(h.ID); !ok {
 			r := <-c.done // completed meanwhile
 			return r.payload, r.err
 		}
@@ -243,41 +263,41 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 	}
 }
 
-// enqueue builds a message and queues it on the right lane of peer to.
-func (t *Transport) enqueue(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte,
-	flags wire.MessageFlags, id uint64, expiresAt int64, params []byte, op string) (routing.Lane, error) {
-	now := t.clock.now()
-	h := wire.Header{Flags: flags, ID: id, Verb: uint32(verb), CreatedAt: now.UnixNano(),
-		ExpiresAt: expiresAt, Params: params, PayloadLength: uint32(len(payload))}
-	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
-	fail := func(err error) (routing.Lane, error) {
-		return lane, &OpError{Op: op, Peer: to, Lane: lane, Err: err}
-	}
+// send queues one message — one-way, request or response — on lane of
+// peer to. It is the one send path: every message passes here, and from
+// the moment it reaches a lane every failure is counted on that lane, so
+// that each ends in exactly one outcome. h's CreatedAt and PayloadLength
+// are filled in here.
+func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bool, lane routing.Lane,
+	h *wire.Header, payload []byte, wait bool) error {
 	if t.closing.Load() {
-		return fail(ErrClosed)
+		return ErrClosed
 	}
-	p, err := t.peerFor(to, true)
+	p, err := t.peerFor(to, mustBeMember)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	c := p.lane(lane)
 	if c == nil {
-		return fail(p.stopErr())
+		return p.stopErr()
 	}
-	// From here on every failure is counted on the lane, so that every
-	// message handed to a lane ends in exactly one counted outcome.
+	now := t.clock.now()
+	h.CreatedAt, h.PayloadLength = now.UnixNano(), uint32(len(payload))
 	err = ctx.Err()
 	if err == nil && len(payload) > t.cfg.MaxMessageSize {
 		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.MaxMessageSize)
 	}
 	if err == nil {
-		err = c.enqueue(ctx, &h, payload, flags&wire.FlagExpectsResponse != 0, t.cfg.WaitForCapacity, now)
+		var stack [64]byte
+		header := wire.AppendHeader(stack[:0], h)
+		it := outItem{id: h.ID, verb: h.Verb, expiresAt: h.ExpiresAt, enqueuedAt: now,
+			isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
+		err = c.enqueue(ctx, it, header, payload, wait)
 	}
 	if err != nil {
 		c.counters.dropped[reasonOf(err)].Add(1)
-		return fail(err)
 	}
-	return lane, nil
+	return err
 }
 
 // peerFor returns the peer's state, creating it. With mustExist it first
@@ -291,6 +311,7 @@ func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
 			return nil, ErrUnknownPeer
 		}
 	}
+	member := mustExist || t.isMember(id)
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
 	if t.closing.Load() {
@@ -298,7 +319,7 @@ func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
 	}
 	p := t.peers[id]
 	if p == nil {
-		p = newPeer(t, id)
+		p = newPeer(t, id, member)
 		t.peers[id] = p
 		t.publishPeers()
 	}
@@ -315,6 +336,12 @@ func (t *Transport) publishPeers() {
 // for it.
 func (t *Transport) membershipChanged(ev cluster.Event) {
 	if ev.Type != cluster.Leave {
+		// A member that appears or changes may be one this node is
+		// waiting to reconnect to: try at once rather than after the
+		// backoff.
+		if p := t.peerStats(ev.Member.ID); p != nil {
+			p.redialNow()
+		}
 		return
 	}
 	id := ev.Member.ID
@@ -482,22 +509,22 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	}
 	t.limitsOut.Store(&outbound)
 	t.limitsIn.Store(&inbound)
-	t.outReserve.SetLimit(outbound.Node)
-	t.inReserve.SetLimit(inbound.Node)
+	t.outBudget.Root().SetLimit(outbound.Node)
+	t.inBudget.Root().SetLimit(inbound.Node)
 	t.peersMu.RLock()
 	for _, p := range t.peers {
-		p.outReserve.SetLimit(outbound.PerPeer)
-		p.inReserve.SetLimit(inbound.PerPeer)
+		p.outAccount.SetLimit(outbound.PerPeer)
+		p.inAccount.SetLimit(inbound.PerPeer)
 		for i := range p.lanes {
 			if c := p.lanes[i].Load(); c != nil {
-				c.tiers.Own.SetLimit(outbound.PerConnection)
+				c.account.SetLimit(outbound.forLane(c.lane))
 			}
 		}
 	}
 	t.peersMu.RUnlock()
 	t.inboundMu.Lock()
 	for ic := range t.inConns {
-		ic.tiers.Own.SetLimit(inbound.PerConnection)
+		ic.account.SetLimit(inbound.forLane(ic.lane))
 	}
 	t.inboundMu.Unlock()
 	return nil

@@ -117,7 +117,7 @@ func ExampleReadHandshake() {
 	fmt.Printf("initiator: %v, version %d\n", r.Reason, r.Version)
 	// Output:
 	// acceptor: n1 of orders-prod wants lane 1: accepted
-	// initiator: accepted, version 1
+	// initiator: accepted, version 2
 }
 
 // Trace context travels in the parameter block of a message header.

@@ -16,6 +16,7 @@ const (
 	FailureExpired      FailureCode = 3 // the request expired before it was handled
 	FailureOverloaded   FailureCode = 4 // the receiver had no capacity for it
 	FailureTooLarge     FailureCode = 5 // the request or its response exceeded a size limit
+	FailureCanceled     FailureCode = 6 // the sender withdrew the message (FrameLargeCancel)
 )
 
 func (c FailureCode) String() string {
@@ -30,6 +31,8 @@ func (c FailureCode) String() string {
 		return "expired"
 	case FailureOverloaded:
 		return "overloaded"
+	case FailureCanceled:
+		return "canceled"
 	case FailureTooLarge:
 		return "too large"
 	}

@@ -17,6 +17,7 @@ func TestFailureConstantsArePinned(t *testing.T) {
 	assert.Equal(t, FailureCode(3), FailureExpired)
 	assert.Equal(t, FailureCode(4), FailureOverloaded)
 	assert.Equal(t, FailureCode(5), FailureTooLarge)
+	assert.Equal(t, FailureCode(6), FailureCanceled)
 	assert.Equal(t, 1024, MaxFailureMessage)
 }
 
@@ -31,7 +32,8 @@ func TestFailureCodeString(t *testing.T) {
 		{FailureExpired, "expired"},
 		{FailureOverloaded, "overloaded"},
 		{FailureTooLarge, "too large"},
-		{FailureCode(6), "failure(6)"},
+		{FailureCanceled, "canceled"},
+		{FailureCode(7), "failure(7)"},
 		{FailureCode(255), "failure(255)"},
 	}
 	for _, tt := range tests {

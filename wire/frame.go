@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"time"
 )
 
 // FrameHeaderSize is the size in bytes of a frame header.
@@ -17,22 +18,80 @@ const DefaultMaxFramePayload = 256 << 10
 // MaxStream is the largest stream number a frame may carry (24 bits).
 const MaxStream = 1<<24 - 1
 
+// KeepaliveInterval is how often each side of an idle connection speaks:
+// an initiator that has written nothing for this long sends a FramePing,
+// and an acceptor sends a FrameBeat this often whatever it is doing. A
+// side that hears nothing for several intervals may judge the connection
+// dead. It is part of the wire format.
+const KeepaliveInterval = time.Second
+
 // FrameKind says what a frame's payload holds. It is part of the wire format.
+//
+// The initiator of a connection (the side that dialled) writes the data
+// kinds; the acceptor writes only the back-channel kinds (FrameGrant,
+// FrameRefuse, FrameBeat). A reader refuses a kind from the wrong side.
 type FrameKind uint8
 
 const (
-	// FrameBatch holds one or more whole encoded messages, back to back.
+	// FrameBatch holds one or more whole encoded messages, back to back
+	// (urgent and small lanes).
 	FrameBatch FrameKind = 0
-	// FrameLargeBegin holds the header of one large message followed by the
-	// first bytes of its payload. Its Stream names the message until its
-	// last byte has arrived.
+	// FrameLargeBegin holds the header of one large message and nothing
+	// else: it asks the acceptor for room for the message. Its Stream
+	// names the message until its last byte has arrived or it is refused
+	// or cancelled.
 	FrameLargeBegin FrameKind = 1
 	// FrameLargeMore holds further payload bytes of the large message
-	// named by its Stream.
+	// named by its Stream; it may be sent only once the acceptor granted
+	// that stream.
 	FrameLargeMore FrameKind = 2
+	// FrameLargeCancel withdraws a large message begun on its Stream
+	// before its last byte; the payload is a Failure saying why.
+	FrameLargeCancel FrameKind = 3
+	// FramePing is sent by an initiator with nothing else to write, so
+	// the acceptor knows it is alive; its payload is empty.
+	FramePing FrameKind = 4
+	// FrameGrant, from the acceptor, grants the large message begun on
+	// its Stream: room for all of it is reserved, its parts may follow.
+	// Its payload is empty.
+	FrameGrant FrameKind = 5
+	// FrameRefuse, from the acceptor, refuses the large message begun on
+	// its Stream; the payload is a Failure saying why. The stream number
+	// is free again.
+	FrameRefuse FrameKind = 6
+	// FrameBeat is sent by the acceptor at a steady interval, whether or
+	// not it is reading, so the initiator knows it is alive; its payload
+	// is empty.
+	FrameBeat FrameKind = 7
 )
 
-func (k FrameKind) valid() bool { return k <= FrameLargeMore }
+func (k FrameKind) valid() bool { return k <= FrameBeat }
+
+// FromAcceptor reports whether frames of kind k travel from the acceptor
+// to the initiator (the back channel).
+func (k FrameKind) FromAcceptor() bool { return k >= FrameGrant && k <= FrameBeat }
+
+// HasStream reports whether frames of kind k name a large-message stream
+// (a Stream from 1 to MaxStream); the other kinds carry stream 0.
+func (k FrameKind) HasStream() bool {
+	switch k {
+	case FrameLargeBegin, FrameLargeMore, FrameLargeCancel, FrameGrant, FrameRefuse:
+		return true
+	}
+	return false
+}
+
+// Empty reports whether frames of kind k always have an empty payload.
+func (k FrameKind) Empty() bool { return k == FramePing || k == FrameGrant || k == FrameBeat }
+
+var frameKindNames = [...]string{"batch", "large-begin", "large-more", "large-cancel", "ping", "grant", "refuse", "beat"}
+
+func (k FrameKind) String() string {
+	if k.valid() {
+		return frameKindNames[k]
+	}
+	return fmt.Sprintf("FrameKind(%d)", uint8(k))
+}
 
 // castagnoli is the CRC32C table; hash/crc32 uses the CPU's instruction
 // (SSE4.2 on amd64, CRC32 on arm64) for it.
@@ -42,7 +101,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type FrameHeader struct {
 	Length   uint32    // payload length in bytes
 	Kind     FrameKind // what the payload holds
-	Stream   uint32    // large-message stream (24 bits); 0 for FrameBatch
+	Stream   uint32    // large-message stream (24 bits, from 1); 0 unless Kind.HasStream
 	Checksum uint32    // CRC32C of header bytes 0..7 followed by the payload
 }
 
@@ -51,8 +110,9 @@ type FrameHeader struct {
 // not appended: the caller writes them after the header (typically with one
 // vectored write), so a payload is never copied to be framed.
 //
-// kind must be a defined FrameKind, stream at most MaxStream (and 0 for
-// FrameBatch) and the parts at most 1<<32-1 bytes together: any other
+// kind must be a defined FrameKind, stream from 1 to MaxStream for kinds
+// that name a stream and 0 for the others, the parts empty for kinds that
+// carry nothing, and at most 1<<32-1 bytes together: any other
 // header could not be read back, so AppendFrameHeader panics rather than
 // write it. Keeping frames within the reader's limit (DefaultMaxFramePayload
 // unless configured otherwise) is the caller's duty.
@@ -60,15 +120,15 @@ func AppendFrameHeader(dst []byte, kind FrameKind, stream uint32, parts ...[]byt
 	if !kind.valid() {
 		panic(fmt.Sprintf("wire: AppendFrameHeader: unknown frame kind %d", kind))
 	}
-	if stream > MaxStream || (kind == FrameBatch && stream != 0) {
-		panic(fmt.Sprintf("wire: AppendFrameHeader: stream %d not allowed for frame kind %d", stream, kind))
+	if stream > MaxStream || kind.HasStream() != (stream != 0) {
+		panic(fmt.Sprintf("wire: AppendFrameHeader: stream %d not allowed for frame kind %v", stream, kind))
 	}
 	var n uint64
 	for _, p := range parts {
 		n += uint64(len(p))
 	}
-	if n > math.MaxUint32 {
-		panic(fmt.Sprintf("wire: AppendFrameHeader: payload of %d bytes does not fit a frame", n))
+	if n > math.MaxUint32 || n > 0 && kind.Empty() {
+		panic(fmt.Sprintf("wire: AppendFrameHeader: payload of %d bytes does not fit a %v frame", n, kind))
 	}
 	h := frameHeaderStart(uint32(n), kind, stream)
 	crc := headerCRC(h)
@@ -102,7 +162,9 @@ func headerCRC(h [8]byte) uint32 {
 
 // ParseFrameHeader decodes a frame header from the first FrameHeaderSize
 // bytes of b. It rejects, before anything is allocated for the payload, a
-// payload longer than maxPayload and an unknown kind.
+// payload longer than maxPayload, an unknown kind, a stream number the
+// kind does not allow and a payload on a kind that carries none. Which
+// side may send the kind is the reader's to check (FromAcceptor).
 func ParseFrameHeader(b []byte, maxPayload uint32) (FrameHeader, error) {
 	if len(b) < FrameHeaderSize {
 		return FrameHeader{}, ErrTruncated
@@ -116,8 +178,11 @@ func ParseFrameHeader(b []byte, maxPayload uint32) (FrameHeader, error) {
 	if !h.Kind.valid() {
 		return FrameHeader{}, fmt.Errorf("%w: unknown frame kind %d", ErrMalformed, h.Kind)
 	}
-	if h.Kind == FrameBatch && h.Stream != 0 {
-		return FrameHeader{}, fmt.Errorf("%w: batch frame with stream %d", ErrMalformed, h.Stream)
+	if h.Kind.HasStream() != (h.Stream != 0) {
+		return FrameHeader{}, fmt.Errorf("%w: %v frame with stream %d", ErrMalformed, h.Kind, h.Stream)
+	}
+	if h.Kind.Empty() && h.Length != 0 {
+		return FrameHeader{}, fmt.Errorf("%w: %v frame with %d payload bytes", ErrMalformed, h.Kind, h.Length)
 	}
 	if h.Length > maxPayload {
 		return FrameHeader{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, h.Length, maxPayload)

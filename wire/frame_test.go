@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"hash/crc32"
 	"strings"
 	"testing"
@@ -33,6 +34,11 @@ func TestFrameConstantsArePinned(t *testing.T) {
 	assert.Equal(t, FrameKind(0), FrameBatch)
 	assert.Equal(t, FrameKind(1), FrameLargeBegin)
 	assert.Equal(t, FrameKind(2), FrameLargeMore)
+	assert.Equal(t, FrameKind(3), FrameLargeCancel)
+	assert.Equal(t, FrameKind(4), FramePing)
+	assert.Equal(t, FrameKind(5), FrameGrant)
+	assert.Equal(t, FrameKind(6), FrameRefuse)
+	assert.Equal(t, FrameKind(7), FrameBeat)
 	assert.Equal(t, uint32(0x82F63B78), uint32(crc32.Castagnoli))
 }
 
@@ -52,6 +58,14 @@ func TestFrameHeaderGoldenBytes(t *testing.T) {
 			name: "large begin in two parts", kind: FrameLargeBegin, stream: 0x010203,
 			parts: [][]byte{[]byte("hel"), []byte("lo")},
 			want:  "00000005 01 010203 d2db5f9a",
+		},
+		{
+			name: "grant", kind: FrameGrant, stream: 0x000102,
+			want: "00000000 05 000102 " + hex32(crc32c(unhex(t, "00000000 05 000102"))),
+		},
+		{
+			name: "ping", kind: FramePing, stream: 0,
+			want: "00000000 04 000000 " + hex32(crc32c(unhex(t, "00000000 04 000000"))),
 		},
 	}
 	for _, tt := range tests {
@@ -81,8 +95,12 @@ func TestFrameHeaderRoundTrip(t *testing.T) {
 		{"batch, one part", FrameBatch, 0, [][]byte{[]byte("message")}},
 		{"batch, several parts", FrameBatch, 0, [][]byte{[]byte("a"), []byte("bc"), {}, []byte("def")}},
 		{"batch at the payload limit", FrameBatch, 0, [][]byte{atLimit}},
-		{"large begin, stream 0", FrameLargeBegin, 0, [][]byte{[]byte("header"), []byte("payload")}},
-		{"large begin, stream 1", FrameLargeBegin, 1, [][]byte{[]byte("x")}},
+		{"large begin, stream 1", FrameLargeBegin, 1, [][]byte{[]byte("header")}},
+		{"large cancel", FrameLargeCancel, 77, [][]byte{{4, 0}}},
+		{"ping", FramePing, 0, nil},
+		{"grant", FrameGrant, 3, nil},
+		{"refuse", FrameRefuse, MaxStream, [][]byte{{4, 1}, []byte("x")}},
+		{"beat", FrameBeat, 0, [][]byte{{}}},
 		{"large more, max stream", FrameLargeMore, MaxStream, [][]byte{atLimit[:1000]}},
 		{"large more, stream bytes differ", FrameLargeMore, 0xABCDEF, [][]byte{[]byte("y")}},
 	}
@@ -147,18 +165,34 @@ func TestParseFrameHeaderErrors(t *testing.T) {
 		}
 	})
 	t.Run("unknown kinds", func(t *testing.T) {
-		for kind := 3; kind <= 255; kind++ {
+		for kind := 8; kind <= 255; kind++ {
 			b := bytes.Clone(valid)
 			b[4] = byte(kind)
 			_, err := ParseFrameHeader(b, DefaultMaxFramePayload)
 			require.ErrorIs(t, err, ErrMalformed, "kind %d", kind)
 		}
 	})
-	t.Run("batch with a stream", func(t *testing.T) {
-		for _, stream := range []string{"000001", "010000", "ffffff"} {
-			b := unhex(t, "00000000 00"+stream+"00000000")
+	t.Run("stream where the kind has none", func(t *testing.T) {
+		for _, kind := range []string{"00", "04", "07"} {
+			for _, stream := range []string{"000001", "010000", "ffffff"} {
+				b := unhex(t, "00000000 "+kind+stream+"00000000")
+				_, err := ParseFrameHeader(b, DefaultMaxFramePayload)
+				require.ErrorIs(t, err, ErrMalformed, "kind %s stream %s", kind, stream)
+			}
+		}
+	})
+	t.Run("no stream where the kind needs one", func(t *testing.T) {
+		for _, kind := range []string{"01", "02", "03", "05", "06"} {
+			b := unhex(t, "00000000 "+kind+"000000 00000000")
 			_, err := ParseFrameHeader(b, DefaultMaxFramePayload)
-			require.ErrorIs(t, err, ErrMalformed, "stream %s", stream)
+			require.ErrorIs(t, err, ErrMalformed, "kind %s", kind)
+		}
+	})
+	t.Run("payload where the kind has none", func(t *testing.T) {
+		for _, kind := range []string{"04000000", "05000001", "07000000"} {
+			b := unhex(t, "00000001 "+kind+"00000000")
+			_, err := ParseFrameHeader(b, DefaultMaxFramePayload)
+			require.ErrorIs(t, err, ErrMalformed, "kind %s", kind)
 		}
 	})
 	t.Run("extra bytes are the payload's", func(t *testing.T) {
@@ -232,7 +266,10 @@ func TestAppendFrameHeaderPanicsOnUnreadableHeaders(t *testing.T) {
 		stream uint32
 		parts  [][]byte
 	}{
-		{"unknown kind", FrameKind(3), 1, nil},
+		{"unknown kind", FrameKind(8), 1, nil},
+		{"large begin without a stream", FrameLargeBegin, 0, nil},
+		{"ping with a stream", FramePing, 1, nil},
+		{"grant with a payload", FrameGrant, 1, [][]byte{{1}}},
 		{"stream above MaxStream", FrameLargeBegin, MaxStream + 1, nil},
 		{"stream with high bits only", FrameLargeMore, 1 << 24, nil},
 		{"batch with a stream", FrameBatch, 1, nil},
@@ -270,7 +307,9 @@ func TestFrameCodecDoesNotAllocate(t *testing.T) {
 func FuzzFrameHeader(f *testing.F) {
 	f.Add(AppendFrameHeader(nil, FrameBatch, 0))
 	f.Add(append(AppendFrameHeader(nil, FrameBatch, 0, []byte("abc")), "abc"...))
-	f.Add(append(AppendFrameHeader(nil, FrameLargeBegin, 7, []byte("header+payload")), "header+payload"...))
+	f.Add(append(AppendFrameHeader(nil, FrameLargeBegin, 7, []byte("header")), "header"...))
+	f.Add(AppendFrameHeader(nil, FrameGrant, 7))
+	f.Add(append(AppendFrameHeader(nil, FrameRefuse, 9, []byte{4, 0}), 4, 0))
 	f.Add(append(AppendFrameHeader(nil, FrameLargeMore, MaxStream, []byte{0}), 0))
 	f.Add(unhex(f, "ffffffff 02 ffffff 00000000"))
 	f.Add(unhex(f, "00000001 07 000000 00000000 00"))
@@ -293,12 +332,18 @@ func FuzzFrameHeader(f *testing.F) {
 		if len(data) < 4 {
 			return
 		}
-		kind := FrameKind(data[0] % 3)
+		kind := FrameKind(data[0] % 8)
 		stream := uint32(data[1])<<16 | uint32(data[2])<<8 | uint32(data[3])
-		if kind == FrameBatch {
+		switch {
+		case !kind.HasStream():
 			stream = 0
+		case stream == 0:
+			stream = 1
 		}
 		payload := data[4:]
+		if kind.Empty() {
+			payload = nil
+		}
 		half := len(payload) / 2
 		header := AppendFrameHeader(nil, kind, stream, payload[:half], payload[half:])
 		got, err := ParseFrameHeader(header, uint32(len(payload)))
@@ -307,3 +352,5 @@ func FuzzFrameHeader(f *testing.F) {
 		require.NoError(t, got.Verify(payload))
 	})
 }
+
+func hex32(v uint32) string { return fmt.Sprintf("%08x", v) }

@@ -11,11 +11,13 @@ import (
 // Magic opens every handshake: "INOD".
 const Magic uint32 = 0x494E4F44
 
-// Protocol versions this package speaks.
+// Protocol versions. Version 1 had no back channel (no FrameGrant,
+// FrameBeat...); this package speaks only version 2.
 const (
 	Version1   uint8 = 1
-	MinVersion       = Version1
-	MaxVersion       = Version1
+	Version2   uint8 = 2
+	MinVersion       = Version2
+	MaxVersion       = Version2
 )
 
 // MaxHandshakeSize bounds an encoded Hello or Reply, in bytes.
@@ -28,7 +30,7 @@ const MaxNameLength = 255
 const handshakePrefix = 6
 
 // Capabilities are optional features a node offers; the reply carries the
-// ones both sides have. None are defined in version 1; unknown bits are
+// ones both sides have. None are defined in version 2; unknown bits are
 // ignored so that later versions can add them.
 type Capabilities uint32
 

@@ -1,6 +1,12 @@
-// Package bufpool recycles large byte slices by power-of-two size class,
-// so that receiving many large messages neither zeroes nor collects a
-// fresh buffer for each.
+// Package bufpool recycles byte slices by size class, so that receiving
+// many frames and large messages neither zeroes nor collects a fresh
+// buffer for each.
+//
+// Classes are powers of two from 1 KiB to 64 KiB, then four per power of
+// two (1, 1.25, 1.5 and 1.75 times it) up to 1 GiB, so a buffer is at most
+// twice its length up to 64 KiB and at most a quarter longer above. Cap
+// tells the capacity Get will return for a length, so a caller that counts
+// memory can count what it really holds.
 //
 // Buffer ownership is explicit: Get hands a buffer to the caller, which
 // either gives it back with Put once nothing refers to it any more, or
@@ -14,24 +20,58 @@ import (
 	"sync"
 )
 
-// Size classes: 64 KiB to 1 GiB.
 const (
-	minShift = 16
-	maxShift = 30
+	minShift   = 10 // 1 KiB
+	splitShift = 16 // 64 KiB: above it, four classes per power of two
+	maxShift   = 30 // 1 GiB
+	numClasses = splitShift - minShift + 1 + 4*(maxShift-splitShift)
 )
 
-var pools [maxShift - minShift + 1]sync.Pool
+var pools [numClasses]sync.Pool
 
-// class returns the pool index for a buffer of n bytes, or -1.
+// sizes[c] is the capacity of class c.
+var sizes = func() (s [numClasses]int) {
+	c := 0
+	for shift := minShift; shift <= splitShift; shift++ {
+		s[c] = 1 << shift
+		c++
+	}
+	for shift := splitShift; shift < maxShift; shift++ {
+		for q := 5; q <= 8; q++ {
+			s[c] = q << (shift - 2)
+			c++
+		}
+	}
+	return s
+}()
+
+// class returns the smallest class holding n bytes, or -1 when n is above
+// 1 GiB.
 func class(n int) int {
 	if n <= 1<<minShift {
 		return 0
 	}
-	shift := bits.Len(uint(n - 1))
-	if shift > maxShift {
+	if n > 1<<maxShift {
 		return -1
 	}
-	return shift - minShift
+	shift := bits.Len(uint(n - 1)) // 2^(shift-1) < n <= 2^shift
+	if shift <= splitShift {
+		return shift - minShift
+	}
+	// n is in (2^(shift-1), 2^shift]: quarters of 2^(shift-1).
+	base := splitShift - minShift + 1 + 4*(shift-1-splitShift)
+	quarter := 1 << (shift - 3)
+	q := (n - 1 - 1<<(shift-1)) / quarter // 0..3
+	return base + q
+}
+
+// Cap returns the capacity of the buffer Get(n) returns: what holding it
+// costs.
+func Cap(n int) int {
+	if c := class(n); c >= 0 {
+		return sizes[c]
+	}
+	return n
 }
 
 // Get returns a slice of length n whose contents are arbitrary: the
@@ -45,7 +85,7 @@ func Get(n int) []byte {
 	if p, ok := pools[c].Get().(*[]byte); ok {
 		return (*p)[:n]
 	}
-	return make([]byte, n, 1<<(c+minShift))
+	return make([]byte, n, sizes[c])
 }
 
 // Put gives b back for reuse. b must have come from Get and must not be
@@ -55,7 +95,7 @@ func Put(b []byte) {
 	if c < 0 {
 		return
 	}
-	if cap(b) != 1<<(c+minShift) {
+	if cap(b) != sizes[c] {
 		panic("bufpool: Put of a slice Get did not make")
 	}
 	b = b[:cap(b)]

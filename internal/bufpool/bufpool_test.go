@@ -4,16 +4,29 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestGetSizesAndClasses(t *testing.T) {
-	for _, n := range []int{0, 1, 64 << 10, 64<<10 + 1, 1 << 20, 3<<20 + 5, 1 << 30} {
+	for n := range 300 << 10 {
+		c := Cap(n)
+		require.GreaterOrEqual(t, c, max(n, 1<<10), "n=%d", n)
+		if n > 1<<10 && n <= 64<<10 {
+			require.Less(t, c, 2*n, "n=%d: under 64 KiB, less than twice", n)
+		}
+		if n > 64<<10 {
+			require.LessOrEqual(t, c*4, n*5+3, "n=%d: above 64 KiB, at most a quarter more", n)
+		}
+	}
+	for _, n := range []int{0, 1, 1000, 64 << 10, 64<<10 + 1, 1 << 20, 3<<20 + 5, 1 << 30} {
 		b := Get(n)
 		assert.Len(t, b, n)
-		assert.GreaterOrEqual(t, cap(b), max(n, 64<<10))
-		assert.Zero(t, cap(b)&(cap(b)-1), "capacity is a power of two")
+		assert.Equal(t, Cap(n), cap(b))
 		Put(b)
 	}
+	assert.Equal(t, 80<<10, Cap(64<<10+1))
+	assert.Equal(t, 7<<19, Cap(3<<20+5)) // 1.75 × 2 MiB
+	assert.Equal(t, 1<<30, Cap(1<<30))
 	huge := Get(1<<30 + 1)
 	assert.Len(t, huge, 1<<30+1)
 	Put(huge) // too large to pool: dropped
@@ -23,9 +36,9 @@ func TestPutReuses(t *testing.T) {
 	a := Get(100 << 10)
 	a[0] = 42
 	Put(a)
-	b := Get(120 << 10) // same class; the pool may give a back
-	assert.Len(t, b, 120<<10)
-	assert.Equal(t, 128<<10, cap(b))
+	b := Get(110 << 10) // same class; the pool may give a back
+	assert.Len(t, b, 110<<10)
+	assert.Equal(t, 112<<10, cap(b))
 	Put(b)
 }
 

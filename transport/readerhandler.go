@@ -60,9 +60,9 @@ func (a readerAdapter) ServeMessage(ctx context.Context, m *Message) ([]byte, er
 // reading it all; the rest of its parts are discarded.
 var errHandlerReturned = errors.New("transport: handler returned before the end of the message")
 
-// streamLarge starts the reader handler for a large message whose first
-// part just arrived and returns the pipe its parts go to.
-func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn, stream uint32) *io.PipeWriter {
+// streamLarge starts the reader handler of a large message that was just
+// granted room, and returns the pipe its parts go to. ic.mu held.
+func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	t := ic.t
 	pr, pw := io.Pipe()
 	hdr := m.header
@@ -71,13 +71,11 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn, stream uint32) *io.Pi
 	if hdr.ExpiresAt != 0 {
 		msg.ExpiresAt = time.Unix(0, hdr.ExpiresAt)
 	}
-	grant := m.grant
 	ic.counters.received.Add(1)
 	ic.counters.receivedBytes.Add(uint64(hdr.PayloadLength))
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		defer ic.tiers.Release(grant)
 		ctx := t.ctx
 		if hdr.ExpiresAt != 0 {
 			var cancel context.CancelFunc
@@ -87,7 +85,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn, stream uint32) *io.Pi
 		resp, err := ic.serveReader(ctx, h, msg, pr)
 		pr.CloseWithError(errHandlerReturned)
 		if err != nil && !msg.IsRequest {
-			ic.counters.dropped[ReasonHandlerError].Add(1)
+			ic.counters.handlerErrors.Add(1)
 		}
 		if msg.IsRequest {
 			t.respond(ic.from, &hdr, resp, err)

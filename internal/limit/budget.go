@@ -1,0 +1,310 @@
+package limit
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Budget bounds the bytes one side of a node holds, in nested accounts:
+// the node's own account at the root, a peer's under it, a connection's
+// under the peer's. Taking n bytes from an account takes them from it and
+// from every account above it, all or nothing, so the root never holds
+// more than its limit and a peer never more than its own, however many
+// connections it has: a child's capacity is carved out of its parent's,
+// not added to it.
+//
+// Waiting is first come, first served: once a waiter is blocked at an
+// account (its bytes do not fit there), later allocations that need that
+// account queue behind it, so a stream of small allocations cannot starve
+// a large one. A waiter costs nothing while it waits: it is granted by
+// whoever frees enough room, never woken to retry.
+//
+// A Budget and its accounts are safe for concurrent use.
+type Budget struct {
+	mu      sync.Mutex
+	root    Account
+	waiters []*Waiter // FIFO
+	// blocked lists the accounts marked blocked by the last scan of the
+	// waiters, so that the next scan can clear them.
+	blocked []*Account
+}
+
+// NewBudget returns a budget whose root account holds at most limit bytes.
+func NewBudget(limit int64) *Budget {
+	b := &Budget{}
+	b.root.budget = b
+	b.root.limit = limit
+	return b
+}
+
+// Root returns the budget's top account.
+func (b *Budget) Root() *Account { return &b.root }
+
+// Waiting returns how many allocations wait for room now.
+func (b *Budget) Waiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiters)
+}
+
+// Account is one level of a Budget.
+type Account struct {
+	budget *Budget
+	parent *Account
+	// limit and used are written under budget.mu; used is also read
+	// without it (Used).
+	limit int64
+	used  atomic.Int64
+	// soft lets an empty account take one allocation larger than its
+	// limit (its parents still bound it): a connection whose queue is
+	// empty can always take one message of any admissible size.
+	soft bool
+	// blockedBy counts the waiters that the last scan found blocked at
+	// this account; allocations through it queue behind them.
+	blockedBy int
+}
+
+// Child returns a new account under a, holding at most limit bytes. With
+// soft, an empty child may take one allocation above its limit.
+func (a *Account) Child(limit int64, soft bool) *Account {
+	return &Account{budget: a.budget, parent: a, limit: limit, soft: soft}
+}
+
+// Used returns the bytes the account holds now, its children's included.
+func (a *Account) Used() int64 { return a.used.Load() }
+
+// Limit returns the account's limit.
+func (a *Account) Limit() int64 {
+	a.budget.mu.Lock()
+	defer a.budget.mu.Unlock()
+	return a.limit
+}
+
+// SetLimit changes the account's limit at once. Lowering it below what is
+// held frees nothing: allocations wait or fail until enough is released.
+// Waiters that can never fit any more fail.
+func (a *Account) SetLimit(n int64) {
+	b := a.budget
+	b.mu.Lock()
+	a.limit = n
+	ready := b.scanLocked()
+	b.mu.Unlock()
+	signal(ready)
+}
+
+// room reports whether n more bytes fit in a alone.
+func (a *Account) room(n int64) bool {
+	used := a.used.Load()
+	return used+n <= a.limit || a.soft && used == 0
+}
+
+// possible reports whether n bytes could ever fit in a and its parents
+// under their current limits.
+func (a *Account) possible(n int64) bool {
+	for x := a; x != nil; x = x.parent {
+		if n > x.limit && !x.soft {
+			return false
+		}
+	}
+	return true
+}
+
+// fitsLocked reports whether n bytes fit now in a and every parent, with
+// no earlier waiter blocked at any of them.
+func (a *Account) fitsLocked(n int64) bool {
+	for x := a; x != nil; x = x.parent {
+		if x.blockedBy > 0 || !x.room(n) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Account) addLocked(n int64) {
+	for x := a; x != nil; x = x.parent {
+		x.used.Add(n)
+	}
+}
+
+// TryTake takes n bytes if they fit now and no earlier waiter is blocked
+// at a or a parent; it never waits.
+func (a *Account) TryTake(n int64) bool {
+	b := a.budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !a.fitsLocked(n) {
+		return false
+	}
+	a.addLocked(n)
+	return true
+}
+
+// Release gives back n bytes taken from a, and grants the waiters that
+// fit now, in order.
+func (a *Account) Release(n int64) {
+	if n == 0 {
+		return
+	}
+	b := a.budget
+	b.mu.Lock()
+	for x := a; x != nil; x = x.parent {
+		if x.used.Add(-n) < 0 {
+			b.mu.Unlock()
+			panic("limit: released more than was taken")
+		}
+	}
+	var ready []*Waiter
+	if len(b.waiters) > 0 {
+		ready = b.scanLocked()
+	}
+	b.mu.Unlock()
+	signal(ready)
+}
+
+// Waiter is an allocation waiting for room.
+type Waiter struct {
+	account *Account
+	n       int64
+	// ready is closed once the waiter is settled: granted, or impossible
+	// (it can never fit under the current limits).
+	ready   chan struct{}
+	onReady func(granted bool)
+	granted bool
+	settled bool
+}
+
+// Ready returns a channel closed once the waiter is settled; Granted then
+// tells whether it got its bytes.
+func (w *Waiter) Ready() <-chan struct{} { return w.ready }
+
+// Granted reports whether the bytes were taken; valid once Ready is
+// closed.
+func (w *Waiter) Granted() bool {
+	w.account.budget.mu.Lock()
+	defer w.account.budget.mu.Unlock()
+	return w.granted
+}
+
+// Cancel withdraws a waiter. It reports true when the waiter had not been
+// settled (and now never will be); false when it was already granted, in
+// which case the caller owns the bytes, or already failed.
+func (w *Waiter) Cancel() bool {
+	b := w.account.budget
+	b.mu.Lock()
+	if w.settled {
+		b.mu.Unlock()
+		return false
+	}
+	w.settled = true
+	for i, x := range b.waiters {
+		if x == w {
+			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			break
+		}
+	}
+	// Waiters behind it may fit now that it no longer blocks them.
+	ready := b.scanLocked()
+	b.mu.Unlock()
+	signal(ready)
+	return true
+}
+
+// Wait takes n bytes, waiting in turn for room; it gives up when done or
+// stop is closed (either may be nil) and reports false, as it does at once
+// when n can never fit under the current limits.
+func (a *Account) Wait(n int64, done, stop <-chan struct{}) bool {
+	w, ok := a.enqueue(n, nil)
+	if w == nil {
+		return ok
+	}
+	select {
+	case <-w.ready:
+	case <-done:
+	case <-stop:
+	}
+	if w.Cancel() {
+		return false
+	}
+	return w.Granted()
+}
+
+// WaitFunc takes n bytes now if it can and reports true; otherwise it
+// queues the allocation and returns its Waiter, whose onReady is called
+// (outside the budget's lock, on the goroutine that settled it) once it is
+// granted or found impossible. It reports false and no waiter when n can
+// never fit.
+func (a *Account) WaitFunc(n int64, onReady func(granted bool)) (*Waiter, bool) {
+	return a.enqueue(n, onReady)
+}
+
+// enqueue takes n bytes if they fit (nil, true), fails when they never
+// can (nil, false), or queues a waiter.
+func (a *Account) enqueue(n int64, onReady func(bool)) (*Waiter, bool) {
+	b := a.budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a.fitsLocked(n) {
+		a.addLocked(n)
+		return nil, true
+	}
+	if !a.possible(n) {
+		return nil, false
+	}
+	w := &Waiter{account: a, n: n, ready: make(chan struct{}), onReady: onReady}
+	b.waiters = append(b.waiters, w)
+	b.markBlockedLocked(w)
+	return w, false
+}
+
+// markBlockedLocked records the accounts where w does not fit, so that
+// later allocations through them queue behind it.
+func (b *Budget) markBlockedLocked(w *Waiter) {
+	for x := w.account; x != nil; x = x.parent {
+		if !x.room(w.n) {
+			if x.blockedBy == 0 {
+				b.blocked = append(b.blocked, x)
+			}
+			x.blockedBy++
+		}
+	}
+}
+
+// scanLocked grants, in order, the waiters that fit, fails those that can
+// never fit, and recomputes where the rest are blocked. It returns the
+// waiters it settled, for signal to tell outside the lock.
+func (b *Budget) scanLocked() []*Waiter {
+	for _, x := range b.blocked {
+		x.blockedBy = 0
+	}
+	clear(b.blocked)
+	b.blocked = b.blocked[:0]
+	var settled []*Waiter
+	kept := b.waiters[:0]
+	for _, w := range b.waiters {
+		switch {
+		case w.account.fitsLocked(w.n):
+			w.account.addLocked(w.n)
+			w.granted, w.settled = true, true
+			settled = append(settled, w)
+		case !w.account.possible(w.n):
+			w.settled = true
+			settled = append(settled, w)
+		default:
+			b.markBlockedLocked(w)
+			kept = append(kept, w)
+		}
+	}
+	clear(b.waiters[len(kept):])
+	b.waiters = kept
+	return settled
+}
+
+// signal tells settled waiters, outside the budget's lock.
+func signal(ws []*Waiter) {
+	for _, w := range ws {
+		close(w.ready)
+		if w.onReady != nil {
+			w.onReady(w.granted)
+		}
+	}
+}

@@ -1,0 +1,268 @@
+package limit
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBudgetNestedLimits(t *testing.T) {
+	b := NewBudget(100)
+	peer := b.Root().Child(60, false)
+	c1, c2 := peer.Child(40, false), peer.Child(40, false)
+	other := b.Root().Child(60, false).Child(40, false)
+
+	require.True(t, c1.TryTake(40))
+	assert.False(t, c1.TryTake(1), "the connection is full")
+	require.True(t, c2.TryTake(20))
+	assert.False(t, c2.TryTake(1), "the peer is full: its connections share its 60 bytes")
+	require.True(t, other.TryTake(40))
+	assert.False(t, other.TryTake(1), "the connection is full")
+	assert.Equal(t, int64(100), b.Root().Used(), "the node holds its limit and no more")
+	assert.Equal(t, int64(60), peer.Used())
+
+	c1.Release(40)
+	assert.True(t, c2.TryTake(20), "freed by a sibling connection")
+	assert.Panics(t, func() { c1.Release(1) }, "a double release is caught")
+}
+
+func TestBudgetSoftAccountTakesOneOversizeWhenEmpty(t *testing.T) {
+	b := NewBudget(1000)
+	conn := b.Root().Child(100, true).Child(10, true)
+	require.True(t, conn.TryTake(80), "an empty connection takes one message above its limit")
+	assert.False(t, conn.TryTake(1), "but nothing beside it")
+	conn.Release(80)
+	require.True(t, conn.TryTake(5))
+	assert.False(t, conn.TryTake(80), "not empty any more: the limit holds")
+	assert.False(t, b.Root().Child(100, false).TryTake(101), "a hard account never exceeds its limit")
+	ok := b.Root().Child(10, false).Wait(11, nil, nil)
+	assert.False(t, ok, "waiting for what can never fit fails at once")
+}
+
+// TestBudgetWaitersAreServedInOrder: a large waiter is not starved by a
+// stream of small allocations: once it waits, they queue behind it.
+func TestBudgetWaitersAreServedInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(100)
+		held := b.Root().Child(100, false)
+		require.True(t, held.TryTake(90))
+
+		big := b.Root().Child(100, false)
+		bigDone := make(chan bool)
+		go func() { bigDone <- big.Wait(50, nil, nil) }()
+		synctest.Wait()
+		assert.Equal(t, 1, b.Waiting())
+
+		small := b.Root().Child(100, false)
+		assert.False(t, small.TryTake(5), "5 bytes fit, but the large waiter came first")
+		smallDone := make(chan bool)
+		go func() { smallDone <- small.Wait(5, nil, nil) }()
+		synctest.Wait()
+
+		held.Release(40) // 50 free: exactly the large waiter's
+		require.True(t, <-bigDone)
+		synctest.Wait()
+		select {
+		case <-smallDone:
+			t.Fatal("the small waiter got room that was not there")
+		default:
+		}
+		held.Release(50)
+		require.True(t, <-smallDone)
+		assert.Equal(t, int64(55), b.Root().Used())
+	})
+}
+
+// TestBudgetWaiterBlockedOnItsConnectionDoesNotBlockOthers: waiting is in
+// order only at the account where a waiter is blocked.
+func TestBudgetWaiterBlockedOnItsConnectionDoesNotBlockOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(1000)
+		peer := b.Root().Child(500, false)
+		full := peer.Child(10, false)
+		require.True(t, full.TryTake(10))
+		go full.Wait(5, nil, nil) // blocked at its own connection
+		synctest.Wait()
+		assert.True(t, peer.Child(100, false).TryTake(100), "a sibling connection is not held up")
+		assert.True(t, b.Root().Child(100, false).TryTake(100), "nor another peer")
+		full.Release(10)
+		synctest.Wait()
+		assert.Zero(t, b.Waiting())
+		assert.Equal(t, int64(205), b.Root().Used())
+	})
+}
+
+// TestBudgetWaitCostsNothing: a hundred waiters stay parked while other
+// goroutines take and give back room that does not fit them — the pattern
+// that made the old tiered limit spin. Each waiter is woken once, when it
+// is granted.
+func TestBudgetWaitCostsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(1000)
+		peer := b.Root().Child(100, false)
+		conn := peer.Child(100, false)
+		require.True(t, conn.TryTake(95))
+		const waiters = 100
+		var wg sync.WaitGroup
+		for range waiters {
+			wg.Go(func() { assert.True(t, conn.Wait(10, nil, nil)) })
+		}
+		synctest.Wait()
+		require.Equal(t, waiters, b.Waiting())
+		// Churn elsewhere: allocations that fit and are given back, and
+		// attempts on the blocked connection that fail.
+		other := b.Root().Child(1000, false)
+		for range 1000 {
+			require.True(t, other.TryTake(50))
+			other.Release(50)
+			assert.False(t, conn.TryTake(1))
+		}
+		synctest.Wait() // every waiter is durably blocked: none was woken to retry
+		assert.Equal(t, waiters, b.Waiting())
+		for range waiters {
+			conn.Release(10)
+			synctest.Wait()
+		}
+		conn.Release(95)
+		wg.Wait()
+		assert.Zero(t, b.Waiting())
+		assert.Zero(t, conn.Used())
+	})
+}
+
+func TestBudgetWaitGivesUp(t *testing.T) {
+	b := NewBudget(10)
+	a := b.Root().Child(10, false)
+	require.True(t, a.TryTake(10))
+	done := make(chan struct{})
+	close(done)
+	assert.False(t, a.Wait(5, done, nil))
+	assert.Zero(t, b.Waiting(), "a waiter that gave up is gone")
+	a.Release(10)
+	assert.Zero(t, b.Root().Used(), "and took nothing")
+}
+
+func TestBudgetSetLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(20)
+		a := b.Root().Child(100, false)
+		require.True(t, a.TryTake(10))
+		got := make(chan bool)
+		go func() { got <- a.Wait(15, nil, nil) }()
+		synctest.Wait()
+		b.Root().SetLimit(30)
+		assert.True(t, <-got, "raising the limit grants the waiter")
+
+		go func() { got <- a.Wait(50, nil, nil) }()
+		synctest.Wait()
+		b.Root().SetLimit(40)
+		assert.False(t, <-got, "a waiter that can no longer ever fit fails")
+	})
+}
+
+func TestBudgetWaitFunc(t *testing.T) {
+	b := NewBudget(10)
+	a := b.Root().Child(10, false)
+	w, ok := a.WaitFunc(6, nil)
+	require.True(t, ok)
+	require.Nil(t, w)
+	var granted []bool
+	w, ok = a.WaitFunc(6, func(g bool) { granted = append(granted, g) })
+	require.False(t, ok)
+	require.NotNil(t, w)
+	a.Release(6)
+	assert.Equal(t, []bool{true}, granted, "called by the release that made room")
+	assert.False(t, w.Cancel(), "already granted")
+	a.Release(6)
+
+	w, ok = a.WaitFunc(11, nil)
+	assert.Nil(t, w)
+	assert.False(t, ok, "never fits")
+}
+
+// TestBudgetProperty runs random allocations, waits, cancellations,
+// releases and raised limits from several goroutines and checks after
+// each step that no account holds more than its limit (soft ones aside,
+// which may hold one oversize allocation) and that everything given back
+// returns the budget to zero.
+func TestBudgetProperty(t *testing.T) {
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		nodeLimit := int64(200 + r.IntN(300))
+		b := NewBudget(nodeLimit)
+		var accounts []*Account
+		var peers []*Account
+		for range 3 {
+			p := b.Root().Child(int64(100+r.IntN(200)), false)
+			peers = append(peers, p)
+			for range 3 {
+				accounts = append(accounts, p.Child(int64(20+r.IntN(100)), r.IntN(2) == 0))
+			}
+		}
+		check := func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			var sum int64
+			for _, p := range peers {
+				assert.LessOrEqual(t, p.Used(), p.limit, "seed %d: peer over its limit", seed)
+				sum += p.Used()
+			}
+			assert.LessOrEqual(t, b.Root().Used(), b.root.limit, "seed %d: node over its limit", seed)
+			assert.Equal(t, sum, b.Root().Used(), "seed %d: the node holds what its peers hold", seed)
+		}
+		var wg sync.WaitGroup
+		for g := range 4 {
+			r := rand.New(rand.NewPCG(seed, uint64(g)))
+			wg.Go(func() {
+				var held []struct {
+					a *Account
+					n int64
+				}
+				for range 300 {
+					a := accounts[r.IntN(len(accounts))]
+					n := int64(1 + r.IntN(60))
+					switch op := r.IntN(10); {
+					case op < 4:
+						if a.TryTake(n) {
+							held = append(held, struct {
+								a *Account
+								n int64
+							}{a, n})
+						}
+					case op < 6:
+						done := make(chan struct{})
+						timer := time.AfterFunc(time.Duration(r.IntN(200))*time.Microsecond, func() { close(done) })
+						if a.Wait(n, done, nil) {
+							held = append(held, struct {
+								a *Account
+								n int64
+							}{a, n})
+						}
+						timer.Stop()
+					case op < 9 && len(held) > 0:
+						i := r.IntN(len(held))
+						held[i].a.Release(held[i].n)
+						held = append(held[:i], held[i+1:]...)
+					default:
+						if r.IntN(20) == 0 { // raised only: lowering frees nothing (TestBudgetSetLimit)
+							p := peers[r.IntN(len(peers))]
+							p.SetLimit(p.Limit() + int64(r.IntN(20)))
+						}
+					}
+					check()
+				}
+				for _, h := range held {
+					h.a.Release(h.n)
+				}
+			})
+		}
+		wg.Wait()
+		assert.Zero(t, b.Root().Used(), "seed %d: everything came back", seed)
+		assert.Zero(t, b.Waiting(), "seed %d", seed)
+	}
+}

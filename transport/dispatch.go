@@ -1,0 +1,109 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// aliases reports whether a starts inside b's backing array.
+func aliases(a, b []byte) bool {
+	if len(a) == 0 || cap(b) == 0 {
+		return false
+	}
+	pa := uintptr(unsafe.Pointer(unsafe.SliceData(a)))
+	pb := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return pa >= pb && pa < pb+uintptr(cap(b))
+}
+
+// handle runs one message's handler and answers a request; it returns the
+// response it queued, if any. Every message that reaches it ends in one
+// inbound outcome: received (handed to its handler) or dropped with a
+// reason.
+func (ic *inConn) handle(im *inMsg) []byte {
+	t := ic.t
+	h := &im.header
+	isRequest := h.Flags&wire.FlagExpectsResponse != 0
+	select {
+	case <-t.closed:
+		ic.counters.dropped[ReasonClosed].Add(1)
+		return nil
+	default:
+	}
+	if h.ExpiresAt != 0 && h.Expired(time.Now().UnixNano()) {
+		ic.counters.dropped[ReasonExpired].Add(1)
+		return nil
+	}
+	handler := (*t.handlers.Load())[Verb(h.Verb)]
+	if handler == nil {
+		ic.counters.dropped[ReasonUnknownVerb].Add(1)
+		if isRequest {
+			t.respond(ic.from, h, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
+		}
+		return nil
+	}
+	ic.counters.received.Add(1)
+	ic.counters.receivedBytes.Add(uint64(len(im.payload)))
+	ctx := t.ctx
+	if h.ExpiresAt != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, h.ExpiresAt))
+		defer cancel()
+	}
+	ctx, span := t.tel.handlerSpan(ctx, h.Params, ic.from, Verb(h.Verb))
+	m := &ic.msg
+	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane, Conn: ic.id,
+		CreatedAt: time.Unix(0, h.CreatedAt), Payload: im.payload, IsRequest: isRequest}
+	if h.ExpiresAt != 0 {
+		m.ExpiresAt = time.Unix(0, h.ExpiresAt)
+	}
+	resp, err := ic.serveMessage(ctx, handler, m)
+	endSpan(span, err)
+	*m = Message{}
+	if isRequest {
+		t.respond(ic.from, h, resp, err)
+		return resp
+	}
+	if err != nil {
+		ic.counters.handlerErrors.Add(1) // received, and then failed: not a drop
+	}
+	return nil
+}
+
+// serveMessage calls the handler, turning a panic into a handler error so that one
+// bad message cannot take the node down.
+func (ic *inConn) serveMessage(ctx context.Context, h Handler, m *Message) (resp []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ic.t.log.Error("internode: handler panicked", "peer", m.From, "verb", m.Verb, "panic", r)
+			resp, err = nil, fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h.ServeMessage(ctx, m)
+}
+
+// respond sends a request's response, or its failure, back to the
+// requester on this node's own connections to it, through the one send
+// path. Failures travel on the urgent lane.
+func (t *Transport) respond(to cluster.NodeID, req *wire.Header, payload []byte, herr error) {
+	if herr == nil && len(payload) > t.cfg.MaxMessageSize {
+		herr = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(payload))
+	}
+	flags := wire.FlagResponse
+	lane := t.router.Route(req.Verb, len(payload)+headerOverhead)
+	if herr != nil {
+		flags |= wire.FlagFailure
+		payload = wire.AppendFailure(nil, wire.Failure{Code: failureCode(herr), Message: herr.Error()})
+		lane = routing.Urgent
+	}
+	h := wire.Header{Flags: flags, ID: req.ID, Verb: req.Verb, CreatedAt: time.Now().UnixNano(),
+		ExpiresAt: req.ExpiresAt, PayloadLength: uint32(len(payload))}
+	if err := t.send(t.ctx, to, false, lane, &h, payload, false); err != nil {
+		t.log.Debug("internode: response not sent", "peer", to, "err", err)
+	}
+}

@@ -1,0 +1,211 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// This file holds what keeps a node's resources bounded against peers that
+// misbehave: caps on established connections, forgetting peers that are
+// not members, classifying and rate-limiting reports of bad input.
+
+// StrangersPeer is the Peer of the Stats entries, and the "peer" label of
+// the metrics, that sum the traffic of peers that are not members
+// (Config.AcceptUnknownPeers): however many IDs such peers claim, they take
+// one entry per lane and one metric series.
+const StrangersPeer cluster.NodeID = "(not a member)"
+
+// strangerSweep is how often quiet non-members are forgotten.
+const strangerSweep = 2 * time.Second
+
+// claimConn admits one more established inbound connection of kind from
+// peer id, within Config.MaxConnsPerPeer and MaxConns, and returns the
+// peer. releaseConn gives the claim back when the connection ends. The
+// claim is made under peersMu, so a peer being forgotten (see
+// forgetQuietStrangers) is never claimed.
+func (t *Transport) claimConn(id cluster.NodeID, kind uint8) (*peer, error) {
+	member := t.isMember(id)
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if t.closing.Load() {
+		return nil, ErrClosed
+	}
+	p := t.peers[id]
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	switch {
+	case t.established >= t.cfg.MaxConns:
+		return nil, fmt.Errorf("this node has %d connections, its limit", t.established)
+	case p != nil && p.inConns[kind] >= t.cfg.MaxConnsPerPeer:
+		return nil, fmt.Errorf("%q has %d connections of kind %d, the limit", id, p.inConns[kind], kind)
+	}
+	if p == nil {
+		p = newPeer(t, id, member)
+		t.peers[id] = p
+		t.publishPeers()
+	}
+	p.inConns[kind]++
+	t.established++
+	return p, nil
+}
+
+// releaseConn gives back a claim of claimConn.
+func (t *Transport) releaseConn(p *peer, kind uint8) {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	p.inConns[kind]--
+	t.established--
+}
+
+// janitor forgets quiet strangers until the transport closes.
+func (t *Transport) janitor() {
+	tick := time.NewTicker(strangerSweep)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.closed:
+			return
+		case <-tick.C:
+			t.forgetQuietStrangers()
+		}
+	}
+}
+
+// errForgotten stops a forgotten stranger's writers; nothing can be queued
+// for it then (it is quiet), so no message ever fails with it.
+var errForgotten = fmt.Errorf("%w: forgotten", ErrUnknownPeer)
+
+// forgetQuietStrangers drops the entries of peers that are not members and
+// hold nothing, adding their counters to the strangers' totals, so that a
+// flood of made-up node IDs leaves no goroutine, entry or metric series
+// behind.
+func (t *Transport) forgetQuietStrangers() {
+	var gone []*peer
+	t.peersMu.Lock()
+	for id, p := range t.peers {
+		if !p.member && p.quiet() {
+			delete(t.peers, id)
+			gone = append(gone, p)
+		}
+	}
+	if len(gone) > 0 {
+		t.publishPeers()
+	}
+	t.peersMu.Unlock()
+	for _, p := range gone {
+		p.stop(errForgotten)
+		t.peersMu.Lock()
+		for lane := range routing.NumLanes {
+			s := &t.strangers[lane]
+			if c := p.lanes[lane].Load(); c != nil {
+				s.out.addFrom(&c.counters)
+			}
+			s.in.addFrom(&p.inbound[lane])
+		}
+		t.peersMu.Unlock()
+	}
+}
+
+// BadInput says why an inbound connection was closed for what it sent.
+type BadInput uint8
+
+const (
+	BadInputMalformed BadInput = iota // bytes that are not the wire format
+	BadInputChecksum                  // a frame whose checksum does not match
+	BadInputTooLarge                  // a frame above the frame limit
+	BadInputTruncated                 // a frame cut short by the connection's end
+	BadInputSilent                    // nothing, or a frame trickled, for longer than KeepaliveTimeout
+	numBadInputs
+)
+
+var badInputNames = [numBadInputs]string{"malformed", "checksum", "too_large", "truncated", "silent"}
+
+// String returns the metric label of the kind of bad input.
+func (b BadInput) String() string {
+	if b < numBadInputs {
+		return badInputNames[b]
+	}
+	return "unknown"
+}
+
+// badInputOf classifies the error that ended a connection for bad input.
+func badInputOf(err error) BadInput {
+	switch {
+	case errors.Is(err, wire.ErrChecksum):
+		return BadInputChecksum
+	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrMessageTooLarge):
+		return BadInputTooLarge
+	case errors.Is(err, wire.ErrTruncated):
+		return BadInputTruncated
+	case isTimeout(err):
+		return BadInputSilent
+	}
+	return BadInputMalformed
+}
+
+// logKey names one kind of report that rateLog limits.
+type logKey struct {
+	refusal  Refusal  // +1; 0 when not a refusal
+	badInput BadInput // +1; 0 when not bad input
+	other    uint8
+}
+
+const (
+	logBadBackChannel uint8 = iota + 1
+)
+
+// rateLog logs warnings of each key at most burst times per interval and
+// then says how many it left out, so that a hostile peer cannot flood the
+// log. Safe for concurrent use.
+type rateLog struct {
+	log   *slog.Logger
+	every time.Duration
+	burst int
+
+	mu      sync.Mutex
+	windows map[logKey]*logWindow
+}
+
+type logWindow struct {
+	start      time.Time
+	logged     int
+	suppressed int
+}
+
+// warn logs msg unless key has used its burst in this interval.
+func (r *rateLog) warn(key logKey, msg string, args ...any) {
+	now := time.Now()
+	r.mu.Lock()
+	if r.windows == nil {
+		r.windows = make(map[logKey]*logWindow)
+	}
+	w := r.windows[key]
+	if w == nil {
+		w = &logWindow{start: now}
+		r.windows[key] = w
+	}
+	var left int
+	if now.Sub(w.start) >= r.every {
+		left = w.suppressed
+		*w = logWindow{start: now}
+	}
+	w.logged++
+	ok := w.logged <= r.burst
+	if !ok {
+		w.suppressed++
+	}
+	r.mu.Unlock()
+	if left > 0 {
+		r.log.Warn("internode: similar warnings left out", "count", left, "last", msg)
+	}
+	if ok {
+		r.log.Warn(msg, args...)
+	}
+}

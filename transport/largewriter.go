@@ -1,0 +1,287 @@
+package transport
+
+import (
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/internode/internode/wire"
+)
+
+// maxBegunLarge is how many large messages one connection has begun at
+// once (asked for room, or being written); a receiver accepts up to
+// maxInboundStreams.
+const (
+	maxBegunLarge     = 8
+	maxInboundStreams = 64
+)
+
+// largeSend is one large message on its way.
+type largeSend struct {
+	outItem
+	header  []byte // the encoded message header (a copy: the queue's buffer is recycled)
+	stream  uint32
+	granted bool // the receiver reserved room: parts may follow
+	sent    int  // payload bytes written
+}
+
+// backFrame is a FrameGrant or FrameRefuse the connection's back-channel
+// reader passes to the writer.
+type backFrame struct {
+	stream  uint32
+	refused *wire.Failure // nil: granted
+}
+
+// largeWriter is the large lane's writer core. A message first asks the
+// receiver for room (FrameLargeBegin carries its header alone); once the
+// receiver grants it (FrameGrant on the back channel) its payload follows
+// in parts, one part of every granted message per write, so a huge message
+// never holds a smaller one behind it for its whole transfer. The receiver
+// therefore never reads bytes it has no room for, and a connection cannot
+// wedge on its own unread bytes. A message that expires while begun is
+// withdrawn with FrameLargeCancel.
+//
+// Owned by the connection's writer goroutine, except the inbox, which the
+// back-channel reader fills.
+type largeWriter struct {
+	waiting    []*largeSend // FIFO, not begun
+	begun      []*largeSend // asked or granted, in the order they began
+	nextStream uint32
+
+	mu    sync.Mutex
+	inbox []backFrame
+}
+
+// deliver hands the writer a grant or refusal; the caller then wakes it.
+func (w *largeWriter) deliver(f backFrame) {
+	w.mu.Lock()
+	w.inbox = append(w.inbox, f)
+	w.mu.Unlock()
+}
+
+// busy reports whether step has something to write at now: a message to
+// begin, a granted one with bytes left, one to withdraw, or grants to
+// apply. Messages that wait for a grant are not work: the grant wakes the
+// writer.
+func (w *largeWriter) busy(now int64) bool {
+	w.mu.Lock()
+	inbox := len(w.inbox) > 0
+	w.mu.Unlock()
+	if inbox || len(w.waiting) > 0 && len(w.begun) < maxBegunLarge {
+		return true
+	}
+	for _, ls := range w.begun {
+		if ls.granted || ls.expired(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// idle reports whether nothing at all is in flight.
+func (w *largeWriter) idle() bool { return len(w.waiting) == 0 && len(w.begun) == 0 }
+
+// admit moves newly queued messages in, copying their small headers out of
+// the pooled batch buffer so that it can be recycled at once; each message
+// now holds its own capacity.
+func (w *largeWriter) admit(q *outQueue) {
+	for {
+		b, _ := q.take()
+		if b == nil {
+			return
+		}
+		for i := range b.items {
+			it := b.items[i]
+			ls := &largeSend{outItem: it, header: slices.Clone(b.buf.B[it.start : it.start+it.headerLen])}
+			w.waiting = append(w.waiting, ls)
+		}
+		b.bytes = 0 // released message by message (finish), not with the segment
+		q.release(b)
+	}
+}
+
+// step writes one round: grants and refusals are applied, expired messages
+// withdrawn, new ones begun and a part of every granted one written, all in
+// one vectored write.
+func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame int, now int64, sink outSink) error {
+	w.admit(q)
+	w.applyInbox(q, sink)
+	w.begun = slices.DeleteFunc(w.begun, func(ls *largeSend) bool {
+		if !ls.granted || len(ls.payload) > 0 {
+			return false
+		}
+		// An empty payload (a verb pinned to this lane) is complete once
+		// granted: its FrameLargeBegin was all of it.
+		if ls.isRequest {
+			sink.requestWritten(ls.id)
+		}
+		sink.wrote(1, len(ls.header), btoi(ls.isResponse))
+		w.forget(q, ls, sink)
+		return true
+	})
+	fw.reserve(2*maxBegunLarge + 1)
+	var cancelled []*largeSend
+	kept := w.begun[:0]
+	for _, ls := range w.begun {
+		if ls.expired(now) {
+			fw.add(wire.FrameLargeCancel, ls.stream, cancelFailure(ReasonExpired))
+			cancelled = append(cancelled, ls)
+			continue
+		}
+		kept = append(kept, ls)
+	}
+	clear(w.begun[len(kept):])
+	w.begun = kept
+	for _, ls := range cancelled {
+		w.fail(q, ls, ReasonExpired, nil, sink)
+	}
+	w.pruneExpired(q, now, sink)
+	for len(w.begun) < maxBegunLarge && len(w.waiting) > 0 {
+		ls := w.waiting[0]
+		w.waiting[0] = nil
+		w.waiting = w.waiting[1:]
+		w.nextStream = w.nextStream%wire.MaxStream + 1
+		ls.stream = w.nextStream
+		fw.add(wire.FrameLargeBegin, ls.stream, ls.header)
+		w.begun = append(w.begun, ls)
+	}
+	if len(w.waiting) == 0 {
+		w.waiting = nil // let the backing array go
+	}
+	parts := 0
+	for _, ls := range w.begun {
+		if !ls.granted || ls.sent == len(ls.payload) {
+			continue
+		}
+		n := min(maxFrame, len(ls.payload)-ls.sent)
+		fw.add(wire.FrameLargeMore, ls.stream, ls.payload[ls.sent:ls.sent+n])
+		ls.sent += n
+		parts++
+	}
+	if fw.empty() {
+		return nil
+	}
+	if err := fw.flush(dst); err != nil {
+		w.reset(q, sink, err)
+		return err
+	}
+	done := 0
+	kept = w.begun[:0]
+	for _, ls := range w.begun {
+		if ls.granted && ls.sent == len(ls.payload) {
+			done++
+			if ls.isRequest {
+				sink.requestWritten(ls.id)
+			}
+			sink.wrote(1, len(ls.header)+len(ls.payload), btoi(ls.isResponse))
+			w.forget(q, ls, sink)
+			continue
+		}
+		kept = append(kept, ls)
+	}
+	clear(w.begun[len(kept):])
+	w.begun = kept
+	if done == 0 && parts > 0 {
+		sink.wrote(0, 0, 0) // a write of parts only
+	}
+	return nil
+}
+
+// applyInbox applies the grants and refusals the back channel delivered.
+// A grant or refusal for a stream not begun (withdrawn meanwhile) is
+// ignored.
+func (w *largeWriter) applyInbox(q *outQueue, sink outSink) {
+	w.mu.Lock()
+	inbox := w.inbox
+	w.inbox = nil
+	w.mu.Unlock()
+	for _, f := range inbox {
+		i := slices.IndexFunc(w.begun, func(ls *largeSend) bool { return ls.stream == f.stream })
+		if i < 0 || w.begun[i].granted {
+			continue
+		}
+		ls := w.begun[i]
+		if f.refused == nil {
+			ls.granted = true
+			continue
+		}
+		w.begun = slices.Delete(w.begun, i, i+1)
+		reason, ok := reasonOfCode(f.refused.Code)
+		if !ok {
+			reason = ReasonConnectionReset
+		}
+		w.fail(q, ls, reason, &RemoteError{Code: f.refused.Code, Message: f.refused.Message}, sink)
+	}
+}
+
+// fail records a message's failure and forgets it.
+func (w *largeWriter) fail(q *outQueue, ls *largeSend, reason Reason, err error, sink outSink) {
+	m := outMsg{id: ls.id, verb: ls.verb, isRequest: ls.isRequest, isResponse: ls.isResponse, payload: ls.payload}
+	sink.failed(&m, reason, err)
+	w.forget(q, ls, sink)
+}
+
+// forget gives back the capacity a finished message held.
+func (w *largeWriter) forget(q *outQueue, ls *largeSend, sink outSink) {
+	q.releaseBytes(ls.size())
+	sink.release(int64(ls.size()))
+}
+
+// pruneExpired fails waiting messages whose deadline passed.
+func (w *largeWriter) pruneExpired(q *outQueue, now int64, sink outSink) {
+	kept := w.waiting[:0]
+	for _, ls := range w.waiting {
+		if ls.expired(now) {
+			w.fail(q, ls, ReasonExpired, nil, sink)
+			continue
+		}
+		kept = append(kept, ls)
+	}
+	clear(w.waiting[len(kept):])
+	w.waiting = kept
+}
+
+// reset runs when the connection breaks or closes: messages of which no
+// payload byte was written wait for the next connection, in order; the
+// others are lost with it.
+func (w *largeWriter) reset(q *outQueue, sink outSink, err error) {
+	var again []*largeSend
+	for _, ls := range w.begun {
+		if ls.sent == 0 {
+			ls.granted, ls.stream = false, 0
+			again = append(again, ls)
+			continue
+		}
+		w.fail(q, ls, ReasonConnectionReset, err, sink)
+	}
+	clear(w.begun)
+	w.begun = w.begun[:0]
+	w.waiting = append(again, w.waiting...)
+	w.mu.Lock()
+	w.inbox = nil
+	w.mu.Unlock()
+}
+
+// failAll fails everything in flight with reason; the caller fails what is
+// still queued.
+func (w *largeWriter) failAll(q *outQueue, reason Reason, err error, sink outSink) {
+	for _, ls := range w.begun {
+		w.fail(q, ls, reason, err, sink)
+	}
+	for _, ls := range w.waiting {
+		w.fail(q, ls, reason, err, sink)
+	}
+	w.begun, w.waiting = nil, nil
+}
+
+// cancelFailure is the payload of a FrameLargeCancel.
+func cancelFailure(r Reason) []byte {
+	return wire.AppendFailure(nil, wire.Failure{Code: reasons[r].code})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,347 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+)
+
+// TestLargeLaneNeverWedges reproduces the large-lane capacity deadlock: the
+// receiver's limits hold one 900 KiB message at a time while its sender
+// interleaves two. A receiver that reserves a message's room when its first
+// part arrives waits, with the first message half read, for room only that
+// message's unread parts could free. Large messages are now granted room
+// before their payload travels, so both arrive.
+func TestLargeLaneNeverWedges(t *testing.T) {
+	const maxMessage = 1<<20 + 64<<10
+	var got atomic.Int64
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.MaxMessageSize = maxMessage
+		cfg.Outbound = transport.Limits{PerConnection: 2 << 20, PerPeer: 2 << 20, Node: 2 << 20}
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: maxMessage, Node: 8<<20 + 512<<10}
+	})
+	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	}))
+	for i := range 2 {
+		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, makePayload(0, uint64(i), 900<<10)))
+	}
+	waitFor(t, 10*time.Second, "both large messages delivered", func() bool { return got.Load() == 2 })
+}
+
+// TestNoLimitsWedgeALane sweeps sender and receiver limits, both overload
+// policies and message sizes across the large threshold, many messages in
+// flight at once: whatever the combination, every message ends in one
+// outcome and every lane still delivers a fresh message afterwards.
+func TestNoLimitsWedgeALane(t *testing.T) {
+	sizes := []int{100, 60 << 10, 70 << 10, 300 << 10, 900 << 10}
+	limits := []transport.Limits{
+		{PerConnection: 64 << 10, PerPeer: 1<<20 + 64<<10, Node: 2 << 20},
+		{PerConnection: 256 << 10, PerPeer: 1<<20 + 64<<10, Node: 8 << 20},
+		{PerConnection: 1 << 20, PerPeer: 2 << 20, Node: 2 << 20},
+		{PerConnection: 4 << 20, PerPeer: 16 << 20, Node: 16 << 20},
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for round := range 8 {
+		out, in := limits[r.IntN(len(limits))], limits[r.IntN(len(limits))]
+		policy := transport.OverloadPolicy(r.IntN(2))
+		t.Run(fmt.Sprintf("%d out=%d/%d in=%d/%d policy=%d", round, out.PerConnection>>10, out.PerPeer>>10, in.PerConnection>>10, in.PerPeer>>10, policy), func(t *testing.T) {
+			var handled atomic.Int64
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.MaxMessageSize = 1 << 20
+				cfg.Outbound, cfg.Inbound = out, in
+				cfg.InboundOverload = policy
+				cfg.WaitForCapacity = true
+			})
+			slow := func(ctx context.Context, m *transport.Message) ([]byte, error) {
+				n := handled.Add(1)
+				time.Sleep(time.Duration(n%3) * time.Millisecond) // a handler that takes its time
+				return nil, nil
+			}
+			c.nodes[1].Handle(verbData, transport.HandlerFunc(slow))
+			var wg sync.WaitGroup
+			var calls atomic.Int64
+			for g := range 6 {
+				wg.Go(func() {
+					for i := range 20 {
+						size := sizes[(g+i)%len(sizes)]
+						_ = c.nodes[0].Send(ctxTimeout(t, 20*time.Second), c.id(1), verbData, makePayload(0, uint64(i), size))
+						calls.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			waitFor(t, 30*time.Second, "everything drained, on both sides", func() bool {
+				return c.nodes[0].Stats().OutboundBytes == 0 && c.nodes[1].Stats().InboundHeld == 0
+			})
+			// Every Send has one outcome on the sender: written or
+			// dropped with a reason. Every message written on a batch
+			// lane has one on the receiver; on the large lane the
+			// receiver also counts those it refused before they travelled.
+			snd, rcv := c.nodes[0].Stats(), c.nodes[1].Stats()
+			total := snd.Total()
+			assert.Equal(t, uint64(calls.Load()), total.MessagesSent+total.DroppedTotal())
+			for _, lane := range []routing.Lane{routing.Small, routing.Large} {
+				var sent, arrived uint64
+				for _, cs := range snd.Conns {
+					if cs.Lane == lane {
+						sent += cs.MessagesSent
+					}
+				}
+				for _, cs := range rcv.Conns {
+					if cs.Lane == lane {
+						arrived += cs.MessagesReceived
+						for _, d := range cs.DroppedInbound {
+							arrived += d
+						}
+					}
+				}
+				if lane == routing.Small {
+					assert.Equal(t, sent, arrived, "small lane: written = arrived")
+				} else {
+					assert.GreaterOrEqual(t, arrived, sent, "large lane: every written message arrived")
+				}
+			}
+			// And every lane still moves.
+			for _, size := range []int{10, 100 << 10} {
+				before := handled.Load()
+				require.NoError(t, c.nodes[0].Send(ctxTimeout(t, 10*time.Second), c.id(1), verbData, make([]byte, size)))
+				waitFor(t, 10*time.Second, "a fresh message is delivered", func() bool { return handled.Load() > before })
+			}
+			assert.Zero(t, c.nodes[1].Stats().InboundWaiters, "no reader or grant left waiting")
+		})
+	}
+}
+
+// cpuTime is this process's user and system CPU time.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestWaitingForCapacityCostsNoCPU: a hundred Sends wait for outbound
+// capacity toward a peer that stopped reading, while the node keeps
+// sending to another peer, releasing capacity all the time. The waiters
+// must cost nothing: the old limiter woke every waiter on every release
+// (and on every partial allocation it rolled back), and they retried in a
+// loop that burned a core.
+func TestWaitingForCapacityCostsNoCPU(t *testing.T) {
+	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
+		cfg.MaxMessageSize = 64 << 10
+		cfg.WaitForCapacity = true
+		cfg.Outbound = transport.Limits{PerConnection: 100 << 10, PerPeer: 400 << 10, Node: 1 << 20}
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+	})
+	g := newGate()
+	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, g.wait(ctx)
+	}))
+	c.nodes[2].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, nil
+	}))
+	// Background: 200 small messages a second to the healthy peer.
+	stopBackground := make(chan struct{})
+	var background sync.WaitGroup
+	background.Go(func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopBackground:
+				return
+			case <-tick.C:
+				_ = c.nodes[0].Send(context.Background(), c.id(2), verbData, make([]byte, 100))
+			}
+		}
+	})
+	defer func() {
+		close(stopBackground)
+		background.Wait()
+	}()
+	measure := func() time.Duration {
+		before, start := cpuTime(t), time.Now()
+		time.Sleep(2 * time.Second) // measuring CPU over a fixed interval
+		return (cpuTime(t) - before) * 2 * time.Second / time.Since(start)
+	}
+	alone := measure()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_ = c.nodes[0].Send(ctx, c.id(1), verbData, make([]byte, 30<<10+i))
+			}
+		})
+	}
+	defer func() {
+		cancel()
+		wg.Wait()
+		g.open()
+	}()
+	waitFor(t, 20*time.Second, "a hundred Sends wait", func() bool { return c.nodes[0].Stats().OutboundWaiters >= 100 })
+	// The socket buffers toward n2 fill before its lane stops moving.
+	sentToN2 := func() uint64 {
+		for _, cs := range c.nodes[0].Stats().Conns {
+			if cs.Peer == c.id(1) && cs.Lane == routing.Small {
+				return cs.MessagesSent
+			}
+		}
+		return 0
+	}
+	last, still := sentToN2(), 0
+	waitFor(t, 30*time.Second, "n2's lane stopped", func() bool {
+		if n := sentToN2(); n != last {
+			last, still = n, 0
+			return false
+		}
+		still++
+		return still > 300 // about 300 ms without a write
+	})
+	with := measure()
+	t.Logf("CPU per 2 s: background alone %v, with %d waiters %v", alone, c.nodes[0].Stats().OutboundWaiters, with)
+	assert.Less(t, with-alone, 2*time.Second/50, "a hundred waiters cost under 2%% of a core")
+}
+
+// TestPausedReaderEndsWithItsConnection: a reader paused for want of
+// inbound capacity must notice that its connection died, give up its wait
+// and let the sender's next connection through.
+func TestPausedReaderEndsWithItsConnection(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	members := cluster.NewStatic()
+	var trs []*transport.Transport
+	var proxy *killProxy
+	for i := range 2 {
+		cfg := transport.DefaultConfig()
+		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Logger = cluster.NodeID(fmt.Sprintf("n%d", i+1)), "test", "127.0.0.1:0", members, quietLogger
+		cfg.MaxMessageSize = 64 << 10
+		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		cfg.ReconnectMinBackoff, cfg.ReconnectMaxBackoff = 5*time.Millisecond, 50*time.Millisecond
+		tr, err := transport.New(cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { tr.Close() })
+		tr.Start()
+		trs = append(trs, tr)
+		addr := tr.Addr().String()
+		if i == 1 {
+			proxy = newKillProxy(t, addr)
+			addr = proxy.addr()
+		}
+		members.Add(cluster.Member{ID: cfg.NodeID, Addr: addr})
+	}
+	var handled atomic.Int64
+	trs[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		if len(m.Payload) > 100 {
+			return nil, g.wait(ctx)
+		}
+		handled.Add(1)
+		return nil, nil
+	}))
+	for range 200 {
+		if err := trs[0].Send(context.Background(), "n2", verbData, make([]byte, 32<<10)); err != nil {
+			break
+		}
+	}
+	waitFor(t, 10*time.Second, "the receiver paused", func() bool { return trs[1].Stats().InboundWaiters == 1 })
+	proxy.killRandom(rand.New(rand.NewPCG(1, 1)))
+	waitFor(t, 10*time.Second, "the paused reader gave up with its connection", func() bool {
+		return trs[1].Stats().InboundWaiters == 0 && trs[1].Stats().InboundConnections == 0
+	})
+	g.open()
+	require.NoError(t, trs[0].Send(context.Background(), "n2", verbData, []byte("after")))
+	waitFor(t, 10*time.Second, "the next connection delivers", func() bool { return handled.Load() == 1 })
+}
+
+// TestWrittenLargePayloadIsNotRetained: once a large message is written,
+// nothing in the transport keeps its payload alive.
+func TestWrittenLargePayloadIsNotRetained(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	var got atomic.Int64
+	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	}))
+	var collected atomic.Bool
+	func() {
+		payload := new([200 << 10]byte)
+		runtime.SetFinalizer(payload, func(*[200 << 10]byte) { collected.Store(true) })
+		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, payload[:]))
+	}()
+	waitFor(t, 10*time.Second, "delivered", func() bool { return got.Load() == 1 })
+	waitFor(t, 10*time.Second, "the payload is collected", func() bool {
+		runtime.GC()
+		return collected.Load()
+	})
+}
+
+// TestSilentConnectionIsJudgedDeadAndRedialled: every connection between
+// two nodes goes silent at once — no FIN, no RST, as in a partition or a
+// frozen process. The sender hears no beat for KeepaliveTimeout and judges
+// its connections dead: a request written on one fails then with
+// ErrConnectionReset (its response cannot come), not at its deadline, and
+// the lane redials at once, so the next request is answered.
+func TestSilentConnectionIsJudgedDeadAndRedialled(t *testing.T) {
+	members := cluster.NewStatic()
+	var trs []*transport.Transport
+	var proxies []*killProxy
+	for i := range 2 {
+		cfg := transport.DefaultConfig()
+		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Logger = cluster.NodeID(fmt.Sprintf("n%d", i+1)), "test", "127.0.0.1:0", members, quietLogger
+		cfg.KeepaliveTimeout = 2 * time.Second
+		cfg.ReconnectMinBackoff, cfg.ReconnectMaxBackoff = 5*time.Millisecond, 5*time.Second
+		tr, err := transport.New(cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { tr.Close() })
+		tr.Start()
+		tr.Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil }))
+		trs = append(trs, tr)
+		proxies = append(proxies, newKillProxy(t, tr.Addr().String()))
+		members.Add(cluster.Member{ID: cfg.NodeID, Addr: proxies[i].addr()})
+	}
+	_, err := trs[0].Request(ctxTimeout(t, 5*time.Second), "n2", verbEcho, []byte("before"))
+	require.NoError(t, err)
+	require.Positive(t, proxies[1].freezeAll()+proxies[0].freezeAll())
+	start := time.Now()
+	_, err = trs[0].Request(ctxTimeout(t, 20*time.Second), "n2", verbEcho, []byte("lost"))
+	require.ErrorIs(t, err, transport.ErrConnectionReset, "the connection it went out on was judged dead")
+	failed := time.Since(start)
+	resp, err := trs[0].Request(ctxTimeout(t, 20*time.Second), "n2", verbEcho, []byte("after"))
+	require.NoError(t, err, "answered over new connections")
+	assert.Equal(t, "after", string(resp))
+	t.Logf("the request on the silent connection failed after %v; the next was answered %v later", failed, time.Since(start)-failed)
+	assert.Less(t, failed, 2*time.Second+2*time.Second, "within the keepalive timeout, not at the request's deadline")
+	assert.Less(t, time.Since(start)-failed, time.Second, "the lane redialled at once")
+	assert.Equal(t, uint64(2), trs[0].Stats().Conns[0].Connects, "one connection replaced")
+}
+
+// TestOneWayHandlerErrorIsOneOutcome: a one-way message whose handler
+// fails was received, once; it is not also dropped.
+func TestOneWayHandlerErrorIsOneOutcome(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.nodes[1].Handle(verbFail, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, errors.New("disk full")
+	}))
+	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbFail, []byte("x")))
+	waitFor(t, 5*time.Second, "handled", func() bool { return c.nodes[1].Stats().Total().HandlerErrors == 1 })
+	st := c.nodes[1].Stats().Total()
+	assert.Equal(t, uint64(1), st.MessagesReceived)
+	assert.Zero(t, st.DroppedInbound, "received, not dropped as well")
+	_ = routing.Small
+}

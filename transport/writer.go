@@ -1,0 +1,147 @@
+package transport
+
+import (
+	"io"
+	"net"
+
+	"github.com/internode/internode/wire"
+)
+
+// outSink is where a writer core reports what became of each message: one
+// write of several, a message that failed, capacity given back. The
+// outbound connection implements it; tests use a recorder.
+type outSink interface {
+	// wrote records one vectored write that completed these messages.
+	wrote(messages, bytes, responses int)
+	// failed records a message that will not be written: its one outcome.
+	failed(m *outMsg, reason Reason, err error)
+	// release gives back capacity the written or failed messages held.
+	release(n int64)
+	// requestWritten records that the request id was written.
+	requestWritten(id uint64)
+}
+
+// outMsg is what outSink.failed needs to know of a message.
+type outMsg struct {
+	id         uint64
+	verb       uint32
+	isRequest  bool
+	isResponse bool
+	payload    []byte // valid only during the call
+}
+
+func (it *outItem) msg(buf []byte) outMsg {
+	return outMsg{id: it.id, verb: it.verb, isRequest: it.isRequest, isResponse: it.isResponse, payload: it.payloadIn(buf)}
+}
+
+// frameWriter gathers frames of one connection for one vectored write. It
+// never allocates on the steady path: headers and the vector are reused.
+// Owned by the connection's writer goroutine.
+type frameWriter struct {
+	headers []byte
+	vec     net.Buffers
+}
+
+// reserve makes room for n frame headers: the vector aliases headers, so
+// it must not grow while a write is being gathered.
+func (fw *frameWriter) reserve(n int) {
+	if need := wire.FrameHeaderSize * n; cap(fw.headers) < need {
+		fw.headers = make([]byte, 0, need)
+	}
+	fw.headers = fw.headers[:0]
+	fw.vec = fw.vec[:0]
+}
+
+// add appends a frame of kind over parts (empty parts are left out of the
+// vector).
+func (fw *frameWriter) add(kind wire.FrameKind, stream uint32, parts ...[]byte) {
+	fw.headers = wire.AppendFrameHeader(fw.headers, kind, stream, parts...)
+	fw.vec = append(fw.vec, fw.headers[len(fw.headers)-wire.FrameHeaderSize:])
+	for _, p := range parts {
+		if len(p) > 0 {
+			fw.vec = append(fw.vec, p)
+		}
+	}
+}
+
+func (fw *frameWriter) empty() bool { return len(fw.vec) == 0 }
+
+// flush writes what was gathered with one vectored write (writev on a TCP
+// connection) and forgets it.
+func (fw *frameWriter) flush(dst io.Writer) error {
+	if len(fw.vec) == 0 {
+		return nil
+	}
+	vec := fw.vec
+	bufs := vec
+	_, err := bufs.WriteTo(dst)
+	clear(vec) // no reference to payloads survives the write
+	fw.vec = vec[:0]
+	return err
+}
+
+// writePing writes one FramePing.
+func (fw *frameWriter) writePing(dst io.Writer) error {
+	fw.reserve(1)
+	fw.add(wire.FramePing, 0)
+	return fw.flush(dst)
+}
+
+// writeBatch frames the live messages of b — a segment of a small lane's
+// queue — as batch frames of at most maxFrame bytes and writes them with
+// one vectored write. Messages expired at now fail (ReasonExpired); if the
+// write fails, the others fail with ReasonConnectionReset (the peer may or
+// may not have them). It returns what it wrote.
+func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int64, sink outSink) (messages, bytes int, err error) {
+	buf := b.buf.B
+	fw.reserve(len(b.items) + len(buf)/maxFrame + 1)
+	responses := 0
+	frameStart, frameEnd := -1, -1
+	closeFrame := func() {
+		if frameStart >= 0 {
+			fw.add(wire.FrameBatch, 0, buf[frameStart:frameEnd])
+			frameStart = -1
+		}
+	}
+	for i := range b.items {
+		it := &b.items[i]
+		if it.expired(now) {
+			closeFrame()
+			m := it.msg(buf)
+			sink.failed(&m, ReasonExpired, nil)
+			continue
+		}
+		if frameStart >= 0 && (it.start != frameEnd || it.end-frameStart > maxFrame) {
+			closeFrame()
+		}
+		if frameStart < 0 {
+			frameStart = it.start
+		}
+		frameEnd = it.end
+		if it.isResponse {
+			responses++
+		}
+		messages++
+		bytes += it.end - it.start
+	}
+	closeFrame()
+	if fw.empty() {
+		return 0, 0, nil
+	}
+	if err := fw.flush(dst); err != nil {
+		for i := range b.items {
+			if it := &b.items[i]; !it.expired(now) {
+				m := it.msg(buf)
+				sink.failed(&m, ReasonConnectionReset, err)
+			}
+		}
+		return 0, 0, err
+	}
+	for i := range b.items {
+		if it := &b.items[i]; it.isRequest && !it.expired(now) {
+			sink.requestWritten(it.id)
+		}
+	}
+	sink.wrote(messages, bytes, responses)
+	return messages, bytes, nil
+}

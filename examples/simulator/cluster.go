@@ -80,6 +80,10 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	fmt.Fprintf(out, "%d nodes on loopback for %v: gossip every %v to 3 peers (urgent lane), %d writes/s per node replicated to 3 with quorum 2 (small and large lanes)\n",
 		o.nodes, o.duration, 100*time.Millisecond, o.rate)
 	prog := newProgress(out, nodes, start, o.nodes)
+	prog.stuck = newStuckDetector(o.stuckAfter)
+	prog.pairs = func(now time.Time, states []nodeState) []pairSample {
+		return clusterPairSamples(states, now, startGrace)
+	}
 
 	workCtx, stopWork := context.WithTimeout(ctx, o.duration)
 	defer stopWork()
@@ -111,6 +115,7 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	if w.recovery != nil {
 		r.Recovery = w.recovery.report()
 	}
+	r.Stuck = prog.stuck.report(start, startGrace)
 	accountNodes(r, nodes, true)
 	return r, nil
 }

@@ -56,7 +56,8 @@ func charts(r *report) []chart {
 	trouble = append(trouble,
 		seriesOf("failed msgs/s", "#d62728", false, r.Series, func(s sample) float64 { return s.FailedPerSec }),
 		seriesOf("pending KiB", "#9467bd", false, r.Series, func(s sample) float64 { return float64(s.PendingBytes) / 1024 }),
-		seriesOf("paused reads (total)", "#ff7f0e", true, r.Series, func(s sample) float64 { return float64(s.Throttled) }))
+		seriesOf("paused reads (total)", "#ff7f0e", true, r.Series, func(s sample) float64 { return float64(s.Throttled) }),
+		seriesOf("stuck pair lanes", "#8c564b", false, r.Series, func(s sample) float64 { return float64(s.Stuck) }))
 	return []chart{
 		{lineChart("Throughput per lane", "messages/s (log)", true, throughput, marks),
 			"Messages written to sockets per second by all nodes, by lane: replica requests and their acknowledgements " +
@@ -70,8 +71,9 @@ func charts(r *report) []chart {
 			"Messages per socket write on the small and large lanes, what coalescing gathered. Large messages go out " +
 				"in 256 KiB parts interleaved with each other, so that lane makes more writes than messages."},
 		{lineChart("Failures and back-pressure", "count", false, trouble, marks),
-			"Messages failed per second (requests and gossip), bytes queued in the nodes' outbound queues, and " +
-				"how many times so far a receiver paused reading a connection for want of inbound capacity."},
+			"Messages failed per second (requests and gossip), bytes queued in the nodes' outbound queues, " +
+				"how many times so far a receiver paused reading a connection for want of inbound capacity, and " +
+				"how many pair lanes were stuck at each second (see Stuck pair lanes)."},
 	}
 }
 
@@ -253,9 +255,21 @@ svg .grid { stroke: #eee; } svg .mark { stroke: #999; stroke-dasharray: 3 3; } s
 <h1>internode simulator report</h1>
 <p>{{.R.Mode}} mode: {{.R.Nodes}} node(s) for {{f1 .R.ElapsedS}} s, {{.R.Rate}} writes/s per node, values around {{.R.ValueSize}} B
 (2% between 96 KiB and 1 MiB), coalescing <b>{{.R.Strategy}}</b>, replica request timeout {{.R.TimeoutMs}} ms.</p>
-<p class="summary{{if ne .R.Summary.Lost 0}} bad{{end}}">{{.R.SummaryLine}}</p>
+<p class="summary{{if or (ne .R.Summary.Lost 0) (ne .R.Summary.Stuck 0)}} bad{{end}}">{{.R.SummaryLine}}</p>
 <p>sent: replica requests and gossip digests the nodes handed to their transports; delivered: requests acknowledged and
-digests written to their socket; failed: ended with an error (reasons below); lost: no outcome at all — must be 0.</p>
+digests written to their socket; failed: ended with an error (reasons below); lost: no outcome at all — must be 0;
+stuck: pair lanes (sender, receiver, lane) that had messages waiting and none getting through, or every request
+failing, for longer than the bound, at any time during the run — must be 0.</p>
+{{with .R.Stuck}}<h2>Stuck pair lanes</h2>
+<p>Sampled every second: messages waiting on a pair lane (held by the sender, or written and not yet arrived) with
+none arriving at the receiver, or every replica request on it failing, for over {{f1 .AfterS}} s. A pair lane whose
+sender or receiver was down, or had (re)started less than {{f1 .GraceS}} s before, is not judged.
+Pair lanes judged: {{.Watched}}; stuck: {{len .Pairs}}.</p>
+{{if .Pairs}}<table><tr><th class="l">from</th><th class="l">to</th><th class="l">lane</th><th class="l">why</th><th>first stalled</th>
+<th>longest stall</th><th>stalls</th><th>stalled at the end</th></tr>
+{{range .Pairs}}<tr><td class="l">{{.From}}</td><td class="l">{{.To}}</td><td class="l">{{.Lane}}</td><td class="l">{{range $i, $w := .Why}}{{if $i}}, {{end}}{{$w}}{{end}}</td>
+<td>{{f1 .SinceS}} s</td><td>{{f1 .LongestS}} s</td><td>{{.Stalls}}</td><td>{{if .OngoingS}}{{f1 .OngoingS}} s{{else}}-{{end}}</td></tr>
+{{end}}</table>{{end}}{{end}}
 {{with .R.Faults}}<h2>Faults</h2><ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{with .R.Recovery}}<p>Recovery: {{.Node}} restarted at {{f1 .RestartedAt}} s; the first write it acknowledged came
 {{if lt .FirstAckAfter 0.0}}never{{else}}{{ms .FirstAckAfter}} ms{{end}} later; {{.SeenBy}} of {{.Peers}} peers gossiped its new generation

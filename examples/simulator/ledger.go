@@ -2,8 +2,11 @@ package main
 
 import (
 	"errors"
+	"maps"
+	"sync"
 	"sync/atomic"
 
+	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/examples/gossip"
 	"github.com/internode/internode/examples/replication"
 	"github.com/internode/internode/routing"
@@ -41,6 +44,43 @@ type ledger struct {
 	// replica requests this node sent and, for the urgent lane, the one-way
 	// delay of the gossip digests it received (creation to handler).
 	latency [routing.NumLanes]histogram
+
+	// requestsTo counts the outcomes of the replica requests this node
+	// sent, by peer and lane, for the stuck detector.
+	requestsMu sync.Mutex
+	requestsTo map[peerLane]requestOutcomes
+}
+
+// peerLane is one lane toward one peer.
+type peerLane struct {
+	peer cluster.NodeID
+	lane routing.Lane
+}
+
+// requestOutcomes count requests acknowledged and failed.
+type requestOutcomes struct{ acked, failed uint64 }
+
+// requestOutcome records the outcome of one replica request to peer.
+func (l *ledger) requestOutcome(peer cluster.NodeID, lane routing.Lane, acked bool) {
+	l.requestsMu.Lock()
+	defer l.requestsMu.Unlock()
+	if l.requestsTo == nil {
+		l.requestsTo = map[peerLane]requestOutcomes{}
+	}
+	o := l.requestsTo[peerLane{peer, lane}]
+	if acked {
+		o.acked++
+	} else {
+		o.failed++
+	}
+	l.requestsTo[peerLane{peer, lane}] = o
+}
+
+// requestOutcomesTo returns a copy of the counts by peer and lane.
+func (l *ledger) requestOutcomesTo() map[peerLane]requestOutcomes {
+	l.requestsMu.Lock()
+	defer l.requestsMu.Unlock()
+	return maps.Clone(l.requestsTo)
 }
 
 // Failure reasons: the transport's, plus the workload's own.

@@ -17,21 +17,54 @@
 //
 // The report ends with one line,
 //
-//	summary: nodes=N sent=S delivered=D failed=F lost=L
+//	summary: nodes=N sent=S delivered=D failed=F lost=L stuck=K
 //
 // counting the replica requests and gossip digests the nodes sent: delivered
 // are requests acknowledged and digests written to their socket, failed
-// those that ended in an error, and lost those with no outcome at all. lost
-// must be 0; the command exits 1 otherwise. Requests are counted by the
-// workload itself, before each call and after it returns; digests by the
-// transport's Stats (written) and Config.OnDropped (dropped after Send
-// accepted them).
+// those that ended in an error, and lost those with no outcome at all.
+// Requests are counted by the workload itself, before each call and after
+// it returns; digests by the transport's Stats (written) and
+// Config.OnDropped (dropped after Send accepted them).
+//
+// Nothing lost is not enough: a connection can hold its messages and move
+// none of them. stuck counts the pair lanes — a sender, a receiver and a
+// lane, urgent, small or large; 60 with 5 nodes — that were stuck at any
+// time during the run. Every second, for each pair lane:
+//
+//   - messages are waiting while the sender holds some for the receiver on
+//     that lane (Stats: PendingMessages or PendingBytes) or has written some
+//     (MessagesSent) that have not arrived; they get through when the
+//     receiver's count of messages arrived from the sender on that lane
+//     grows (MessagesReceived, DroppedInbound, RemoteDropped);
+//   - requests are failing while every replica request from the sender to
+//     the receiver on that lane fails (times out, overloaded, ...): for as
+//     long as from the first failure after an acknowledgement to the
+//     latest, until one is acknowledged or none fails for -stuck-after;
+//   - the pair lane is stuck while either has lasted longer than
+//     -stuck-after (default 8 s: twice the longest a live pair lane goes
+//     without progress under the faults, n2's disk stall of at most 3 s
+//     plus a second of sampling).
+//
+// A pair lane whose sender or receiver is down, or (re)started less than
+// 3 s ago, is not judged, and its clock starts again when it is: a node
+// being stopped is down, not stuck. The report lists the stuck pair lanes,
+// when each first stalled, its longest stall, and how long the stall still
+// going on at the end had lasted. lost and stuck must be 0; the command
+// exits 1 otherwise, naming the stuck pair lanes on stderr.
 //
 // With -mode node it runs one node of the same workload, discovering the
 // others through cluster/memberlist, and prints that node's report:
 //
 //	simulator -mode node -id n1 -listen 127.0.0.1:7001 -gossip 127.0.0.1:7946
 //	simulator -mode node -id n2 -listen 127.0.0.1:7002 -gossip 127.0.0.1:7947 -join 127.0.0.1:7946
+//
+// A node cannot see its peers' counters, so it judges its own outbound
+// pair lanes from its side: messages are waiting while it holds some for
+// the peer, and get through when it writes them (MessagesSent); requests
+// as above. It finds a lane whose writer does not write (a peer that stops
+// reading fills the socket, then the queue), but not messages written and
+// never read while its queue stays empty. A peer is down while memberlist
+// does not list it, and starting for 3 s after it does again.
 package main
 
 import (
@@ -49,8 +82,8 @@ func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// realMain runs the command and returns its exit status: 0, 1 on failure
-// or lost messages, 2 for a bad command line.
+// realMain runs the command and returns its exit status: 0, 1 on failure,
+// lost messages or stuck pair lanes, 2 for a bad command line.
 func realMain(args []string, stdout, stderr io.Writer) int {
 	o, err := parseOptions(args, stderr)
 	switch {
@@ -72,11 +105,23 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	return verdict(r, stderr)
+}
+
+// verdict returns the exit status of a run that reported r: 1, with why on
+// stderr, if messages were lost or pair lanes stuck, else 0.
+func verdict(r *report, stderr io.Writer) int {
+	status := 0
 	if r.Summary.Lost != 0 {
 		fmt.Fprintf(stderr, "simulator: %d messages have no outcome\n", r.Summary.Lost)
-		return 1
+		status = 1
 	}
-	return 0
+	if r.Summary.Stuck != 0 {
+		fmt.Fprintf(stderr, "simulator: %d pair lanes stuck for over %s: %s\n",
+			r.Summary.Stuck, seconds(r.Stuck.AfterS), r.Stuck.names())
+		status = 1
+	}
+	return status
 }
 
 // run runs the simulation o describes and writes its report.

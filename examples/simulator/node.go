@@ -77,6 +77,7 @@ type simNode struct {
 	past        []transport.Stats
 	replicators []*replication.Replicator // every incarnation's, for Drain and Counts
 	restarts    int
+	startedAt   time.Time // when the running incarnation started
 	// meters receives the transports' metrics, across restarts; nil
 	// without -metrics-addr.
 	meters metric.MeterProvider
@@ -181,6 +182,7 @@ func (n *simNode) start(generation uint64) error {
 	t.Start()
 	n.addr = t.Addr().String()
 	n.current = &incarnation{t: t, gossiper: g, replicator: r}
+	n.startedAt = time.Now()
 	n.replicators = append(n.replicators, r)
 	return nil
 }
@@ -221,6 +223,10 @@ func (n *simNode) onReply(r replication.Reply) {
 	if r.Local {
 		return // applied locally: not a message
 	}
+	// Value sizes stay clear of the 64 KiB threshold (see valueSizes), so
+	// the payload's size tells the lane despite the header's few bytes.
+	lane := n.w.router.Route(uint32(replication.Verb), r.Size)
+	n.ledger.requestOutcome(r.Replica, lane, r.Err == nil)
 	if r.Err != nil {
 		n.ledger.requestsFailed.add(classify(r.Err))
 		if n.w.failureResponse != nil && isRemoteError(r.Err) {
@@ -228,9 +234,6 @@ func (n *simNode) onReply(r replication.Reply) {
 		}
 		return
 	}
-	// Value sizes stay clear of the 64 KiB threshold (see valueSizes), so
-	// the payload's size tells the lane despite the header's few bytes.
-	lane := n.w.router.Route(uint32(replication.Verb), r.Size)
 	n.ledger.latency[lane].record(r.Latency)
 	if n.w.recovery != nil {
 		n.w.recovery.acked(r.Replica)
@@ -342,14 +345,31 @@ func (n *simNode) requestCounts() replication.Counts {
 	return sum
 }
 
+// nodeState is a node at one moment, as the progress samples see it.
+type nodeState struct {
+	id       cluster.NodeID
+	up       bool
+	upSince  time.Time         // when the running incarnation started
+	stats    []transport.Stats // every incarnation's, the running one's last
+	requests map[peerLane]requestOutcomes
+}
+
+// state returns the node's state now.
+func (n *simNode) state() nodeState {
+	n.mu.Lock()
+	s := nodeState{id: n.id, up: n.current != nil, upSince: n.startedAt,
+		stats: append([]transport.Stats(nil), n.past...)}
+	if n.current != nil {
+		s.stats = append(s.stats, n.current.t.Stats())
+	}
+	n.mu.Unlock()
+	s.requests = n.ledger.requestOutcomesTo()
+	return s
+}
+
 // stats returns every incarnation's Stats, the running one's last, and
 // whether the node is up.
 func (n *simNode) stats() ([]transport.Stats, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	all := append([]transport.Stats(nil), n.past...)
-	if n.current != nil {
-		all = append(all, n.current.t.Stats())
-	}
-	return all, n.current != nil
+	s := n.state()
+	return s.stats, s.up
 }

@@ -82,6 +82,13 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 		id, n.addr, ml.GossipAddr(), mlConfig.Seeds, o.rate, o.duration)
 	prog := newProgress(out, []*simNode{n}, start, 1)
 	prog.upText = func(int) string { return fmt.Sprintf("%d members", len(ml.Members())) }
+	// Only this node's side of its pair lanes is known here: see main.go.
+	alive := aliveSince{}
+	prog.stuck = newStuckDetector(o.stuckAfter)
+	prog.pairs = func(now time.Time, states []nodeState) []pairSample {
+		alive.update(now, memberIDs(ml.Members()))
+		return nodePairSamples(states[0], alive, now, startGrace)
+	}
 	stopWatch := ml.Watch(func(ev cluster.Event) {
 		if ev.Member.ID != id {
 			prog.event(ev.Member.ID, "%s (%s)", ev.Type, ev.Member.Addr)
@@ -110,10 +117,12 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 
 	r := &report{Mode: "node", Nodes: 1, DurationS: o.duration.Seconds(), Rate: o.rate,
 		ValueSize: o.valueSize, Strategy: o.strategy, TimeoutMs: ms(o.timeout), TLS: o.tls,
-		ElapsedS: time.Since(start).Seconds(), Series: prog.allSamples(), Events: prog.allEvents()}
+		ElapsedS: time.Since(start).Seconds(), Series: prog.allSamples(), Events: prog.allEvents(),
+		Stuck: prog.stuck.report(start, startGrace)}
 	accountNodes(r, []*simNode{n}, false)
 	r.Notes = append(r.Notes,
 		"node mode: delivered counts what this node can know: requests acknowledged and gossip digests written to their socket",
+		"node mode: stuck judges this node's outbound pair lanes from its own side: messages it holds for a peer that it does not write, or requests that all fail",
 		"node mode: the urgent lane's count assumes this node sent no failure response (its handlers never fail; the transport pauses rather than rejects)")
 	return r, nil
 }

@@ -24,13 +24,16 @@ type options struct {
 	timeout   time.Duration // per replica request
 	restart   bool
 	slow      time.Duration // the slow node's delay per write; 0: no slow node
-	seed      uint64
-	json      bool
-	report    string // HTML report file
-	metrics   string // -metrics-addr
-	tls       bool
-	tlsDir    string
-	verbose   bool
+	// stuckAfter is how long a pair lane may have work waiting with
+	// nothing getting through before it counts as stuck.
+	stuckAfter time.Duration
+	seed       uint64
+	json       bool
+	report     string // HTML report file
+	metrics    string // -metrics-addr
+	tls        bool
+	tlsDir     string
+	verbose    bool
 
 	// Node mode.
 	id     string
@@ -70,6 +73,7 @@ Flags:
 	fs.DurationVar(&o.timeout, "timeout", time.Second, "timeout of each replica request")
 	fs.BoolVar(&o.restart, "restart", true, "stop one node (the last) a third of the way through and restart it with its data lost: it bootstraps from two peers with SendFile (cluster mode, 3+ nodes)")
 	fs.DurationVar(&o.slow, "slow", time.Millisecond, "give one node (n2) a slow disk: each write it stores takes this long plus 1 ms per 64 KiB, one at a time, and the disk stalls once, so back-pressure shows; 0: no slow node (cluster mode, 3+ nodes)")
+	fs.DurationVar(&o.stuckAfter, "stuck-after", defaultStuckAfter, "count a pair lane (sender, receiver, lane) as stuck when messages wait on it and none gets through, or every request on it fails, for longer than this; at least 1s, the sampling interval")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload's random choices")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout (progress goes to stderr)")
 	fs.StringVar(&o.report, "report", "", "also write the report as a self-contained HTML page to this file")
@@ -89,6 +93,14 @@ Flags:
 	}
 	return o, o.validate()
 }
+
+// defaultStuckAfter is -stuck-after's default. The longest a live pair
+// lane goes without progress in a healthy run is the slow node's disk
+// stall, at most 3 s (planFaults), which sampling once a second can stretch
+// by up to 1 s; replica requests fail within -timeout (1 s). Twice that
+// worst case leaves room for a loaded machine, and a lane wedged for good
+// is still found within seconds of a 20 s run.
+const defaultStuckAfter = 8 * time.Second
 
 // errUsage marks errors in the command line: the exit status is 2.
 var errUsage = errors.New("usage")
@@ -111,6 +123,8 @@ func (o options) validate() error {
 		return usageError("-timeout must be positive")
 	case o.slow < 0:
 		return usageError("-slow must not be negative")
+	case o.stuckAfter < time.Second:
+		return usageError("-stuck-after must be at least 1s")
 	case o.mode == "node" && (o.id == "" || o.listen == ""):
 		return usageError("node mode needs -id and -listen")
 	case o.mode == "node" && o.tls && o.tlsDir == "":

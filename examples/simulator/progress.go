@@ -33,6 +33,10 @@ type sample struct {
 	Overloaded   uint64                    `json:"overloaded"` // messages failed as overloaded so far
 	Throttled    uint64                    `json:"throttled"`  // times a receiver paused reading so far
 	Up           int                       `json:"nodes_up"`
+	// Stuck counts the pair lanes stuck at the end of the interval, and
+	// StuckWorstS is the longest of their stalls, in seconds.
+	Stuck       int     `json:"stuck"`
+	StuckWorstS float64 `json:"stuck_worst_s"`
 }
 
 // snapshot is the cumulative state of every node at one moment.
@@ -44,16 +48,18 @@ type snapshot struct {
 	writesOK     uint64
 	failed       uint64
 	up           int
+	nodes        []nodeState
 }
 
 func takeSnapshot(nodes []*simNode) snapshot {
 	s := snapshot{at: time.Now()}
 	for _, n := range nodes {
-		all, up := n.stats()
-		if up {
+		state := n.state()
+		s.nodes = append(s.nodes, state)
+		if state.up {
 			s.up++
 		}
-		t := totalsOf(all, up)
+		t := totalsOf(state.stats, state.up)
 		for lane := range t {
 			s.lanes[lane].add(&t[lane])
 			h := n.ledger.latency[lane].snapshot()
@@ -98,6 +104,11 @@ type progress struct {
 	total int // nodes expected up, for the display
 	// upText renders the nodes up (default: "up/total").
 	upText func(up int) string
+	// stuck, if set, judges the pair lanes at every snapshot; pairs turns
+	// the snapshot's nodes into the samples it judges. The run loop owns
+	// stuck until it returns.
+	stuck *stuckDetector
+	pairs func(now time.Time, nodes []nodeState) []pairSample
 
 	mu      sync.Mutex // guards out (events print too), samples and events
 	samples []sample
@@ -112,7 +123,7 @@ func newProgress(out io.Writer, nodes []*simNode, start time.Time, total int) *p
 }
 
 const progressHeader = "" +
-	"   time | msgs/s: urgent   small   large | p99 ms: urgent   small   large | writes/s  p99 ms | failed/s    pending  overloaded  paused | up\n"
+	"   time | msgs/s: urgent   small   large | p99 ms: urgent   small   large | writes/s  p99 ms | failed/s    pending  overloaded  paused | stuck | up\n"
 
 // run samples every second until ctx ends, then once more.
 func (p *progress) run(ctx context.Context) {
@@ -125,15 +136,24 @@ func (p *progress) run(ctx context.Context) {
 		case <-ctx.Done():
 			// The last, partial second, unless it is too short to mean much.
 			if cur := takeSnapshot(p.nodes); cur.at.Sub(prev.at) > 200*time.Millisecond {
-				p.add(interval(&prev, &cur, p.start))
+				p.add(p.judge(&cur, interval(&prev, &cur, p.start)))
 			}
 			return
 		case <-ticker.C:
 		}
 		cur := takeSnapshot(p.nodes)
-		p.add(interval(&prev, &cur, p.start))
+		p.add(p.judge(&cur, interval(&prev, &cur, p.start)))
 		prev = cur
 	}
+}
+
+// judge adds to s what the stuck detector makes of cur.
+func (p *progress) judge(cur *snapshot, s sample) sample {
+	if p.stuck != nil {
+		stuck, worst := p.stuck.observe(cur.at, p.pairs(cur.at, cur.nodes))
+		s.Stuck, s.StuckWorstS = stuck, worst.Seconds()
+	}
+	return s
 }
 
 func (p *progress) add(s sample) {
@@ -144,11 +164,11 @@ func (p *progress) add(s sample) {
 	}
 	p.lines++
 	p.samples = append(p.samples, s)
-	fmt.Fprintf(p.out, "%6.1fs | %14s %7s %7s | %14s %7s %7s | %8s %7s | %8s %10s %11d %7d | %s\n",
+	fmt.Fprintf(p.out, "%6.1fs | %14s %7s %7s | %14s %7s %7s | %8s %7s | %8s %10s %11d %7d | %5d | %s\n",
 		s.T, rate(s.MsgsPerSec[routing.Urgent]), rate(s.MsgsPerSec[routing.Small]), rate(s.MsgsPerSec[routing.Large]),
 		millis(s.P99[routing.Urgent]), millis(s.P99[routing.Small]), millis(s.P99[routing.Large]),
 		rate(s.WritesPerSec), millis(s.WriteP99), rate(s.FailedPerSec), bytesIEC(s.PendingBytes),
-		s.Overloaded, s.Throttled, p.upText(s.Up))
+		s.Overloaded, s.Throttled, s.Stuck, p.upText(s.Up))
 }
 
 // event records a fault or other event, and prints it between progress

@@ -29,6 +29,7 @@ type report struct {
 	Recovery    *recoveryReport `json:"recovery,omitempty"`
 	PerNode     []nodeReport    `json:"per_node"`
 	Series      []sample        `json:"series"`
+	Stuck       *stuckReport    `json:"stuck"`
 	Notes       []string        `json:"notes,omitempty"`
 	Summary     summary         `json:"summary"`
 	SummaryLine string          `json:"summary_line"`
@@ -111,16 +112,21 @@ type summary struct {
 	Delivered uint64 `json:"delivered"`
 	Failed    uint64 `json:"failed"`
 	Lost      int64  `json:"lost"`
+	// Stuck counts the pair lanes (sender, receiver, lane) stuck at any
+	// time during the run (see stuckReport).
+	Stuck int `json:"stuck"`
 }
 
 func (s summary) line() string {
-	return fmt.Sprintf("summary: nodes=%d sent=%d delivered=%d failed=%d lost=%d", s.Nodes, s.Sent, s.Delivered, s.Failed, s.Lost)
+	return fmt.Sprintf("summary: nodes=%d sent=%d delivered=%d failed=%d lost=%d stuck=%d",
+		s.Nodes, s.Sent, s.Delivered, s.Failed, s.Lost, s.Stuck)
 }
 
 // accountNodes fills the per-node part of r, and its summary, from nodes,
-// which have all stopped. In cluster mode nodes are the whole cluster, so
-// the receiving side of each node's messages is counted too; in node mode
-// there is one node and only its own side is known.
+// which have all stopped (and the summary's stuck count from r.Stuck). In
+// cluster mode nodes are the whole cluster, so the receiving side of each
+// node's messages is counted too; in node mode there is one node and only
+// its own side is known.
 func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 	stats := map[cluster.NodeID][]transport.Stats{}
 	for _, n := range nodes {
@@ -223,6 +229,9 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 			r.Summary.Lost += a.Lost
 		}
 	}
+	if r.Stuck != nil {
+		r.Summary.Stuck = len(r.Stuck.Pairs)
+	}
 	r.SummaryLine = r.Summary.line()
 }
 
@@ -271,6 +280,7 @@ func (r *report) writeText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "; requests %s; gossip %s\n", n.Requests.text("acked"), n.Gossip.text("written"))
 	}
+	r.Stuck.writeText(w)
 	for _, note := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", note)
 	}

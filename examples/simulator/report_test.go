@@ -58,7 +58,7 @@ func TestAccountingFindsLostMessages(t *testing.T) {
 		FailedBy: map[string]uint64{"overloaded": 1, "expired": 1}}, rep.PerNode[0].Gossip)
 	require.Equal(t, int64(2), rep.PerNode[0].Requests.Lost)
 	require.Equal(t, int64(3), rep.Summary.Lost)
-	require.Equal(t, "summary: nodes=1 sent=10 delivered=5 failed=2 lost=3", rep.SummaryLine)
+	require.Equal(t, "summary: nodes=1 sent=10 delivered=5 failed=2 lost=3 stuck=0", rep.SummaryLine)
 
 	close(requester.release)
 	require.NoError(t, <-done)

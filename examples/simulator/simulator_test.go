@@ -24,11 +24,12 @@ import (
 	"github.com/internode/internode/routing"
 )
 
-// The in-process cluster, shortened to 3 s with its faults on: nothing is
-// lost, the JSON report parses, and the HTML report is self-contained.
+// The in-process cluster, shortened to 5 s with its faults on: nothing is
+// lost, no pair lane is stuck, the JSON report parses, and the HTML report
+// is self-contained.
 func TestRunInProcess(t *testing.T) {
 	htmlPath := filepath.Join(t.TempDir(), "report.html")
-	o, err := parseOptions([]string{"-duration", "3s", "-rate", "100", "-json", "-report", htmlPath}, io.Discard)
+	o, err := parseOptions([]string{"-duration", "5s", "-rate", "100", "-json", "-report", htmlPath}, io.Discard)
 	require.NoError(t, err)
 	var stdout, stderr bytes.Buffer
 	_, err = run(t.Context(), o, &stdout, &stderr)
@@ -38,6 +39,13 @@ func TestRunInProcess(t *testing.T) {
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &r), "stdout holds the JSON report only")
 	require.Equal(t, 5, r.Summary.Nodes)
 	require.Zero(t, r.Summary.Lost, r.SummaryLine)
+	require.Zero(t, r.Summary.Stuck, r.SummaryLine)
+	require.Regexp(t, ` lost=0 stuck=0$`, r.SummaryLine)
+	// Pairs are judged once their nodes have been up for startGrace (3 s):
+	// those of n1-n4 by the end, n5's not (it restarted at 1.7 s).
+	require.NotNil(t, r.Stuck)
+	require.GreaterOrEqual(t, r.Stuck.Watched, 4*3*3, "the pair lanes of n1-n4 were judged")
+	require.Empty(t, r.Stuck.Pairs)
 	require.Positive(t, r.Summary.Sent)
 	require.Equal(t, r.Summary.Sent, r.Summary.Delivered+r.Summary.Failed)
 	require.Contains(t, stderr.String(), r.SummaryLine+"\n", "the summary line ends the progress output")
@@ -66,6 +74,7 @@ func TestRunInProcess(t *testing.T) {
 	html := string(page)
 	require.Equal(t, 4, strings.Count(html, "<svg "), "four charts")
 	require.Contains(t, html, r.SummaryLine)
+	require.Contains(t, html, "<h2>Stuck pair lanes</h2>")
 	for _, fetch := range []string{"<script", "src=", "href=", "url(", "@import", "<link"} {
 		require.NotContains(t, html, fetch, "the page must fetch nothing")
 	}
@@ -81,7 +90,7 @@ func TestTextReportEndsWithSummary(t *testing.T) {
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	require.Equal(t, r.SummaryLine, lines[len(lines)-1])
-	require.Regexp(t, `^summary: nodes=2 sent=\d+ delivered=\d+ failed=\d+ lost=0$`, lines[len(lines)-1])
+	require.Regexp(t, `^summary: nodes=2 sent=\d+ delivered=\d+ failed=\d+ lost=0 stuck=0$`, lines[len(lines)-1])
 	require.Equal(t, 1, strings.Count(stdout.String(), "summary:"), "exactly one summary line")
 	require.Empty(t, r.Faults, "two nodes are too few for faults")
 }
@@ -93,6 +102,7 @@ func TestCommandLine(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"-nodes", "1"}, 2, "-nodes must be between 2 and 64"},
+		{[]string{"-stuck-after", "500ms"}, 2, "-stuck-after must be at least 1s"},
 		{[]string{"-strategy", "sometimes"}, 2, "unknown strategy"},
 		{[]string{"-mode", "node"}, 2, "node mode needs -id and -listen"},
 		{[]string{"-mode", "node", "-id", "n1", "-listen", "127.0.0.1:1", "-tls"}, 2, "needs -tls-dir"},
@@ -207,12 +217,13 @@ func TestNodeProcesses(t *testing.T) {
 	wg.Wait()
 	close(results)
 
-	summary := regexp.MustCompile(`(?m)^summary: nodes=1 sent=(\d+) delivered=(\d+) failed=(\d+) lost=(-?\d+)$`)
+	summary := regexp.MustCompile(`(?m)^summary: nodes=1 sent=(\d+) delivered=(\d+) failed=(\d+) lost=(-?\d+) stuck=(\d+)$`)
 	for r := range results {
 		require.NoError(t, r.err, "%s:\n%s", r.id, r.output)
 		m := summary.FindStringSubmatch(r.output)
 		require.NotNil(t, m, "%s printed no summary:\n%s", r.id, r.output)
 		require.Equal(t, "0", m[4], "%s lost messages:\n%s", r.id, r.output)
+		require.Equal(t, "0", m[5], "%s had stuck pair lanes:\n%s", r.id, r.output)
 		sent, _ := strconv.Atoi(m[1])
 		require.Positive(t, sent, "%s sent nothing:\n%s", r.id, r.output)
 		require.Contains(t, r.output, "| 3 members", "%s never saw the three nodes:\n%s", r.id, r.output)

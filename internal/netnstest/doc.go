@@ -3,8 +3,8 @@
 // loopback cannot: a real link going down and coming back between nodes
 // that discover each other through cluster/memberlist.
 //
-// The package holds only tests. TestNetnsThreeNodes builds this topology,
-// private to the test:
+// The package holds only tests. TestNetnsThreeNodes and
+// TestNetnsPartitionHeals each build this topology, private to the test:
 //
 //	         switch namespace (bridge br0)
 //	       /             |              \
@@ -26,11 +26,16 @@
 // transport.Transport on <its address>:7000 and a cluster/memberlist
 // Membership gossiping on <its address>:7946 with fast failure detection,
 // serves an echo verb (requests) and a counting verb (one-way messages), and
-// answers line commands on stdin (members, request, send, start, wait,
-// stats, received, events, quit) with one JSON line each on stdout, prefixed
-// so that nothing else printed there can be mistaken for an answer.
+// answers line commands on stdin (members, request, send, start, repeat,
+// wait, stats, received, arrivals, events, contacts, quit) with one JSON
+// line each on stdout, prefixed so that nothing else printed there can be
+// mistaken for an answer. Times a node reports are wall clock: the
+// namespaces share the machine's clock, so the test sets them against its
+// own.
 //
-// The scenario, with n1 as the observer:
+// # A link cut and restored
+//
+// TestNetnsThreeNodes, with n1 as the observer:
 //
 //  1. The three nodes find each other; n1's requests and one-way messages to
 //     n3 get through.
@@ -54,6 +59,47 @@
 // the counters) are logged as the test goes, so that a failure late in the
 // scenario keeps them.
 //
+// # A partition healed
+//
+// TestNetnsPartitionHeals measures how soon traffic resumes after a
+// partition heals, against a target: requests to the healed node succeed
+// again within 1.5 s of the heal.
+//
+//  1. n1 and n3 exchange traffic both ways for 1.5 s: echo requests every
+//     20 ms on the small lane, 256 KiB one-way messages every 50 ms on the
+//     large lane, so that every connection between them, in both
+//     directions, has data in flight when the partition starts.
+//  2. n3 is partitioned for -netns.partitionhold (default 10 s): nft drop
+//     rules in the switch's bridge forward hook discard every frame to or
+//     from its port. Every link stays up, nobody is told, no connection is
+//     reset; TCP retransmits into the void and backs off. (Without nft the
+//     test takes n3's switch port down instead, and says so.) Memberlist is
+//     set to suspect n3 for longer than the partition lasts, so that
+//     neither side declares the other dead and the transport keeps its
+//     connections: the case where nothing but the transport can notice
+//     that they are stuck. -netns.partitiondead keeps the lab's fast
+//     failure detection instead: the peers are declared dead, their
+//     connections closed, and rejoin after the heal.
+//  3. Throughout the partition n1 and n3 keep requesting from each other
+//     (every 100 ms, 500 ms timeout), so that writers have pending data;
+//     no request may succeed and each must fail within about its timeout.
+//  4. From 1 s before the heal, each side sends the other a request
+//     (300 ms timeout) and a one-way message every 50 ms, each on its own
+//     goroutine, so that what is measured is the transport, not the
+//     polling.
+//  5. From the heal instant the test reports when memberlist reached the
+//     other side again (its first probe answered or alive message heard,
+//     and the Join if it had declared the peer dead), when the first
+//     request succeeded each way, and when the first one-way message
+//     arrived each way. The target is checked on n1 → n3 requests; any
+//     time memberlist took beyond its 1 s share is not counted against
+//     the transport, and the figures say which part was slow. Traffic
+//     that never resumes within 8 s fails the test either way.
+//  6. Every one-way message either side accepted must have one counted
+//     outcome, written (MessagesSent of the large lane, which nothing else
+//     uses) or dropped with a reason (OnDropped), and none may arrive
+//     twice.
+//
 // # Running
 //
 // The test needs root (ip netns add) and iproute2, and runs only when asked:
@@ -61,15 +107,20 @@
 //	sudo INTERNODE_NETNS=1 go test ./internal/netnstest -run Netns -v
 //
 // If sudo resets PATH so that go is not found, use
-// sudo env "PATH=$PATH" INTERNODE_NETNS=1 go test ... instead. It also runs
-// when CI=true and the user is root, as in .ci/run. Otherwise, and when
+// sudo env "PATH=$PATH" INTERNODE_NETNS=1 go test ... instead. They also
+// run when CI=true and the user is root, as in .ci/run. Otherwise, and when
 // "ip netns add" fails (a container without CAP_SYS_ADMIN, for instance),
-// it skips and says why. A run takes under 30 seconds.
+// they skip and say why. TestNetnsPartitionHeals uses nft (Debian package
+// nftables) when it is installed. TestNetnsThreeNodes takes under 30
+// seconds, TestNetnsPartitionHeals under 30 with the default hold; run one
+// at a time (-run ThreeNodes, -run Partition) on a busy machine.
 //
 // Flags (go test passes them on to the test binary): -netns.cuthold sets how long n3's link stays down
 // (0: only as long as the checks of the cut take, about a second);
 // -netns.large sets how many large messages are sent during the cut (0:
-// none); -netns.logs prints the nodes' logs (memberlist's and the
-// transport's, at debug level) even when the test passes. They are printed
-// anyway when it fails.
+// none); -netns.partitionhold, -netns.partitionby ("nft" or "link") and
+// -netns.partitiondead shape TestNetnsPartitionHeals' partition;
+// -netns.logs prints the nodes' logs (memberlist's and the transport's, at
+// debug level) even when the test passes. They are printed anyway when it
+// fails.
 package netnstest

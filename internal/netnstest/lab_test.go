@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +96,74 @@ func (l *lab) setPort(i int, up bool) {
 		state = "up"
 	}
 	l.must("-n", l.sw, "link", "set", l.port(i), state)
+}
+
+// Ways to partition a node: nothing tells anyone, no connection is reset,
+// the node's packets just stop arriving.
+const (
+	// partitionByNft drops every frame to or from the node's port in the
+	// bridge's forward hook, with nft in the switch namespace: every link
+	// stays up, as when a switch or a firewall between hosts fails.
+	partitionByNft = "nft"
+	// partitionByLink takes the node's switch port down: its eth0 loses
+	// carrier as well, as with a pulled cable.
+	partitionByLink = "link"
+)
+
+// partitionTable is the nft table, in the switch namespace, that holds a
+// partition's drop rules; deleting it heals the partition.
+const partitionTable = "internode_partition"
+
+// partition isolates node i by the given method (partitionByNft or
+// partitionByLink); heal undoes it.
+func (l *lab) partition(i int, by string) {
+	l.t.Helper()
+	if by == partitionByLink {
+		l.setPort(i, false)
+		return
+	}
+	l.nft(fmt.Sprintf("add table bridge %[1]s\n"+
+		"add chain bridge %[1]s forward { type filter hook forward priority 0; policy accept; }\n"+
+		"add rule bridge %[1]s forward iifname %[2]q counter drop\n"+
+		"add rule bridge %[1]s forward oifname %[2]q counter drop\n", partitionTable, l.port(i)))
+}
+
+// heal ends the partition of node i made by partition(i, by).
+func (l *lab) heal(i int, by string) {
+	l.t.Helper()
+	if by == partitionByLink {
+		l.setPort(i, true)
+		return
+	}
+	l.nft(fmt.Sprintf("delete table bridge %s\n", partitionTable))
+}
+
+// partitionDrops reports what the nft partition dropped so far: the
+// frames from and to the node's port.
+func (l *lab) partitionDrops() (from, to uint64) {
+	l.t.Helper()
+	out := l.nft(fmt.Sprintf("list table bridge %s\n", partitionTable))
+	counts := regexp.MustCompile(`counter packets (\d+)`).FindAllStringSubmatch(out, -1)
+	if len(counts) != 2 {
+		l.t.Fatalf("nft: want two counters in the partition table, got: %s", out)
+	}
+	from, _ = strconv.ParseUint(counts[0][1], 10, 64)
+	to, _ = strconv.ParseUint(counts[1][1], 10, 64)
+	return from, to
+}
+
+// nft runs an nft script in the switch namespace and returns its output.
+func (l *lab) nft(script string) string {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.sw, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("nft in %s: %v: %s (script: %q)", l.sw, err, out, script)
+	}
+	return string(out)
 }
 
 func (l *lab) must(args ...string) {

@@ -27,7 +27,7 @@ import (
 	"github.com/internode/internode/transport"
 )
 
-// TestHelperNode is one node of TestNetnsThreeNodes, run in its own network
+// TestHelperNode is one node of a TestNetns test, run in its own network
 // namespace by re-executing the test binary. Without envNode it returns at
 // once: in an ordinary test run it is not a test.
 func TestHelperNode(t *testing.T) {
@@ -39,23 +39,40 @@ func TestHelperNode(t *testing.T) {
 	if seed := os.Getenv(envSeed); seed != "" {
 		cfg.Seeds = []string{seed}
 	}
+	if interval := os.Getenv(envReconnect); interval != "" {
+		var err error
+		if cfg.ReconnectInterval, err = time.ParseDuration(interval); err != nil {
+			t.Fatalf("%s: %v", envReconnect, err)
+		}
+	}
+	if mult := os.Getenv(envSuspicion); mult != "" {
+		var err error
+		if cfg.SuspicionMult, err = strconv.Atoi(mult); err != nil || cfg.SuspicionMult < 1 {
+			t.Fatalf("%s: bad multiplier %q", envSuspicion, mult)
+		}
+	}
 	if err := runNode(cfg, os.Stdin, os.Stdout); err != nil {
 		t.Fatalf("node %s: %v", id, err)
 	}
 }
 
 type nodeConfig struct {
-	ID    cluster.NodeID
-	IP    string
-	Seeds []string
+	ID                cluster.NodeID
+	IP                string
+	Seeds             []string
+	ReconnectInterval time.Duration // memberlist's; 0 keeps its default
+	SuspicionMult     int           // memberlist's; 0 keeps fastFailureDetection's
 }
+
+// gossipProbeInterval is how often memberlist probes a member, here.
+const gossipProbeInterval = 200 * time.Millisecond
 
 // fastFailureDetection declares a silent member dead in about a second:
 // probe every 200 ms with a 100 ms timeout, then a suspicion of
 // SuspicionMult x ProbeInterval = 400 ms (with three members memberlist
 // awaits no confirmation). Gossip every 50 ms spreads the news quickly.
 func fastFailureDetection(c *ml.Config) {
-	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeInterval = gossipProbeInterval
 	c.ProbeTimeout = 100 * time.Millisecond
 	c.SuspicionMult = 2
 	c.GossipInterval = 50 * time.Millisecond
@@ -69,13 +86,14 @@ type node struct {
 	members *memberlist.Membership
 	tr      *transport.Transport
 
-	background sync.WaitGroup // runs begun by start
+	background sync.WaitGroup // runs begun by start and repeat
 	mu         sync.Mutex
-	received   map[string]uint64 // one-way messages by tag
+	arrivals   map[string]arrival // one-way messages by tag
 	// hookDropped counts OnDropped calls by peer, lane name and reason.
 	hookDropped map[cluster.NodeID]map[string]*[transport.NumReasons]uint64
 	events      map[cluster.NodeID][]memberEvent
-	runs        map[string]chan callsResult // by start's name; one slot each
+	contacts    map[string][]contact        // what memberlist heard of each member, by its name
+	runs        map[string]chan callsResult // by run name; one slot each
 }
 
 // timedMembership hands the transport the real Membership, timing each
@@ -97,24 +115,63 @@ func (m timedMembership) Watch(fn func(cluster.Event)) (stop func()) {
 	})
 }
 
+// contactRecorder is memberlist's PingDelegate and AliveDelegate: it notes
+// when a probe of a member was answered and when an alive message about
+// it arrived, which tells when memberlist reaches a member again after a
+// partition even if it never declared it dead (a suspected member causes
+// no membership event). It filters nothing.
+type contactRecorder struct{ n *node }
+
+var (
+	_ ml.PingDelegate  = contactRecorder{}
+	_ ml.AliveDelegate = contactRecorder{}
+)
+
+func (contactRecorder) AckPayload() []byte { return nil }
+
+func (r contactRecorder) NotifyPingComplete(other *ml.Node, _ time.Duration, _ []byte) {
+	r.record(other.Name, contactAck)
+}
+
+func (r contactRecorder) NotifyAlive(peer *ml.Node) error {
+	r.record(peer.Name, contactAlive)
+	return nil
+}
+
+func (r contactRecorder) record(member, kind string) {
+	now := time.Now()
+	r.n.mu.Lock()
+	defer r.n.mu.Unlock()
+	r.n.contacts[member] = append(r.n.contacts[member], contact{At: now, Kind: kind})
+}
+
 // runNode starts the node, prints readyResult, serves commands from in
 // until quit, then shuts down.
 func runNode(cfg nodeConfig, in io.Reader, out io.Writer) (err error) {
 	n := &node{
 		id:          cfg.ID,
-		received:    make(map[string]uint64),
+		arrivals:    make(map[string]arrival),
 		hookDropped: make(map[cluster.NodeID]map[string]*[transport.NumReasons]uint64),
 		events:      make(map[cluster.NodeID][]memberEvent),
+		contacts:    make(map[string][]contact),
 		runs:        make(map[string]chan callsResult),
 	}
 	// Logs go to stderr, which the test keeps and prints if it fails.
 	n.members, err = memberlist.Join(memberlist.Config{
-		NodeID:        cfg.ID,
-		TransportAddr: net.JoinHostPort(cfg.IP, strconv.Itoa(transportPort)),
-		BindAddr:      net.JoinHostPort(cfg.IP, strconv.Itoa(gossipPort)),
-		Seeds:         cfg.Seeds,
-		Tune:          fastFailureDetection,
-		Logger:        log.New(os.Stderr, string(cfg.ID)+" memberlist: ", log.Lmicroseconds),
+		NodeID:            cfg.ID,
+		TransportAddr:     net.JoinHostPort(cfg.IP, strconv.Itoa(transportPort)),
+		BindAddr:          net.JoinHostPort(cfg.IP, strconv.Itoa(gossipPort)),
+		Seeds:             cfg.Seeds,
+		ReconnectInterval: cfg.ReconnectInterval,
+		Tune: func(c *ml.Config) {
+			fastFailureDetection(c)
+			if cfg.SuspicionMult != 0 {
+				c.SuspicionMult = cfg.SuspicionMult
+			}
+			c.Ping = contactRecorder{n}
+			c.Alive = contactRecorder{n}
+		},
+		Logger: log.New(os.Stderr, string(cfg.ID)+" memberlist: ", log.Lmicroseconds),
 	})
 	if err != nil {
 		return err
@@ -239,7 +296,14 @@ func (n *node) command(args []string) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return n.start(args[1], cluster.NodeID(args[3]), count, timeout)
+		done, err := n.newRun(args[1])
+		if err != nil {
+			return nil, err
+		}
+		n.background.Go(func() { done <- n.requests(cluster.NodeID(args[3]), count, timeout) })
+		return "started", nil
+	case "repeat":
+		return n.repeatCommand(args[1:])
 	case "wait":
 		if err := need(1); err != nil {
 			return nil, err
@@ -260,7 +324,22 @@ func (n *node) command(args []string) (any, error) {
 	case "received":
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		return maps.Clone(n.received), nil
+		counts := make(map[string]uint64, len(n.arrivals))
+		for tag, a := range n.arrivals {
+			counts[tag] = a.Count
+		}
+		return counts, nil
+	case "arrivals":
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return maps.Clone(n.arrivals), nil
+	case "contacts":
+		if err := need(1); err != nil {
+			return nil, err
+		}
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return slices.Clone(n.contacts[args[1]]), nil
 	case "events":
 		if err := need(1); err != nil {
 			return nil, err
@@ -289,54 +368,65 @@ func countAndTimeout(countArg, timeoutArg string) (int, time.Duration, error) {
 func (n *node) requests(peer cluster.NodeID, count int, timeout time.Duration) callsResult {
 	var r callsResult
 	for i := range count {
-		payload := fmt.Appendf(nil, "%s-%d", n.id, i)
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		start := time.Now()
-		resp, err := n.tr.Request(ctx, peer, verbEcho, payload)
-		took := time.Since(start)
-		cancel()
-		if err == nil && !bytes.Equal(resp, payload) {
-			err = fmt.Errorf("%w: sent %q, got %q", errWrongPayload, payload, resp)
-		}
-		r.record(start, took, err)
+		err := n.request(peer, timeout, fmt.Appendf(nil, "%s-%d", n.id, i))
+		r.record(start, time.Since(start), err)
 	}
 	return r
 }
 
-// start begins requests in the background; wait collects their result.
-func (n *node) start(name string, peer cluster.NodeID, count int, timeout time.Duration) (string, error) {
+// request makes one echo request to peer and checks the response.
+func (n *node) request(peer cluster.NodeID, timeout time.Duration, payload []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	resp, err := n.tr.Request(ctx, peer, verbEcho, payload)
+	if err == nil && !bytes.Equal(resp, payload) {
+		err = fmt.Errorf("%w: sent %q, got %q", errWrongPayload, payload, resp)
+	}
+	return err
+}
+
+// newRun registers a background run under name; its result goes to the
+// returned channel, where wait collects it.
+func (n *node) newRun(name string) (chan<- callsResult, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.runs[name] != nil {
-		return "", fmt.Errorf("a run named %q is already started", name)
+		return nil, fmt.Errorf("a run named %q is already started", name)
 	}
 	done := make(chan callsResult, 1)
 	n.runs[name] = done
-	n.background.Add(1)
-	go func() {
-		defer n.background.Done()
-		done <- n.requests(peer, count, timeout)
-	}()
-	return "started", nil
+	return done, nil
 }
 
-// sends queues count one-way messages to peer, payload "<tag>/<i>" padded
-// to size bytes, each expiring after timeout if it is still queued or
-// arrives later.
+// sends queues count one-way messages to peer, payload "<tag>/<i>/"
+// padded to size bytes, each expiring after timeout if it is still queued
+// or arrives later.
 func (n *node) sends(peer cluster.NodeID, count int, timeout time.Duration, tag string, size int) callsResult {
 	var r callsResult
 	for i := range count {
-		payload := fmt.Appendf(nil, "%s/%d/", tag, i) // not reused: the transport may keep it
-		if pad := size - len(payload); pad > 0 {
-			payload = append(payload, bytes.Repeat([]byte{'x'}, pad)...)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		start := time.Now()
-		err := n.tr.Send(ctx, peer, verbCount, payload)
+		err := n.send(peer, timeout, taggedPayload(tag, i, size))
 		r.record(start, time.Since(start), err)
-		cancel()
 	}
 	return r
+}
+
+// send queues one one-way message to peer, expiring after timeout.
+func (n *node) send(peer cluster.NodeID, timeout time.Duration, payload []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return n.tr.Send(ctx, peer, verbCount, payload)
+}
+
+// taggedPayload returns "<tag>/<i>/" padded with 'x' to size bytes, a new
+// slice each time: the transport may keep it until it is written.
+func taggedPayload(tag string, i, size int) []byte {
+	payload := fmt.Appendf(nil, "%s/%d/", tag, i)
+	if pad := size - len(payload); pad > 0 {
+		payload = append(payload, bytes.Repeat([]byte{'x'}, pad)...)
+	}
+	return payload
 }
 
 // quit leaves gracefully: drain the transport, tell the others, stop.
@@ -357,9 +447,16 @@ func echo(_ context.Context, m *transport.Message) ([]byte, error) {
 
 func (n *node) count(_ context.Context, m *transport.Message) ([]byte, error) {
 	tag, _, _ := bytes.Cut(m.Payload, []byte("/"))
+	now := time.Now()
 	n.mu.Lock()
-	n.received[string(tag)]++
-	n.mu.Unlock()
+	defer n.mu.Unlock()
+	a := n.arrivals[string(tag)]
+	if a.Count == 0 {
+		a.First = now
+	}
+	a.Count++
+	a.Last = now
+	n.arrivals[string(tag)] = a
 	return nil, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,10 +39,34 @@ type nodeProc struct {
 	waitErr error         // set before exited is closed
 }
 
+// nodeOptions tune a node beyond the lab's defaults; the zero value keeps
+// them.
+type nodeOptions struct {
+	// ReconnectInterval is cluster/memberlist's Config.ReconnectInterval:
+	// how often the node tries to rejoin members it declared dead. Zero
+	// keeps memberlist's default (5 s).
+	ReconnectInterval time.Duration
+	// SuspicionMult is memberlist's: how many probe intervals a member
+	// stays suspected before it is declared dead. Zero keeps the lab's
+	// fast failure detection.
+	SuspicionMult int
+}
+
+func (o nodeOptions) env() []string {
+	var env []string
+	if o.ReconnectInterval != 0 {
+		env = append(env, envReconnect+"="+o.ReconnectInterval.String())
+	}
+	if o.SuspicionMult != 0 {
+		env = append(env, envSuspicion+"="+strconv.Itoa(o.SuspicionMult))
+	}
+	return env
+}
+
 // startNode runs node i of the lab in its namespace, joining through seed
 // (empty for the first node), and waits until it serves. The process is
 // stopped, at the latest, when the test ends.
-func startNode(t *testing.T, l *lab, i int, seed string) *nodeProc {
+func startNode(t *testing.T, l *lab, i int, seed string, opts nodeOptions) *nodeProc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -60,6 +85,7 @@ func startNode(t *testing.T, l *lab, i int, seed string) *nodeProc {
 		envNode+"="+p.id,
 		envIP+"="+l.nodeIP(i),
 		envSeed+"="+seed)
+	p.cmd.Env = append(p.cmd.Env, opts.env()...)
 	p.cmd.Stderr = p.logs
 	p.cmd.WaitDelay = 5 * time.Second
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {

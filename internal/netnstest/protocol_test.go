@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/internode/internode/transport"
@@ -24,10 +25,20 @@ import (
 //	start <name> request <peer> <count> <timeout>
 //	                                      → "started": the requests run in
 //	                                        the background
-//	wait <name>                           → callsResult of a started run
+//	repeat <name> request <peer> <every> <for> <timeout> <size>
+//	repeat <name> send <peer> <every> <for> <timeout> <size> <tag>
+//	                                      → "started": one call begins
+//	                                        every <every> for <for>, each on
+//	                                        its own goroutine; wait returns
+//	                                        the callsResult with its Log
+//	wait <name>                           → callsResult of a started run,
+//	                                        once its last call returned
 //	stats <peer>                          → statsResult
 //	received                              → map[string]uint64, by tag
+//	arrivals                              → map[string]arrival, by tag
 //	events <peer>                         → []memberEvent
+//	contacts <peer>                       → []contact: what memberlist
+//	                                        heard of peer, oldest first
 //	quit                                  → "bye", then the process exits
 const answerPrefix = "netnstest-answer: "
 
@@ -36,6 +47,11 @@ const (
 	envNode = "INTERNODE_NETNS_NODE" // the node's ID
 	envIP   = "INTERNODE_NETNS_IP"   // the node's address in its namespace
 	envSeed = "INTERNODE_NETNS_SEED" // gossip address to join through; empty for the first node
+	// envReconnect is memberlist's ReconnectInterval, in
+	// time.ParseDuration syntax; unset keeps its default.
+	envReconnect = "INTERNODE_NETNS_RECONNECT"
+	// envSuspicion is memberlist's SuspicionMult; unset keeps the lab's.
+	envSuspicion = "INTERNODE_NETNS_SUSPICION"
 )
 
 // Fixed ports: each node has its namespace, so they never collide.
@@ -83,6 +99,28 @@ type callsResult struct {
 	// calls; Durations lists every call in order.
 	MaxOK, MaxFailed time.Duration
 	Durations        []time.Duration
+	// Log lists every call in the order they began; only repeat fills
+	// it. Its times are wall clock: all node processes share the
+	// machine's clock, so the test can set them against its own.
+	Log []callRecord `json:",omitempty"`
+}
+
+// callRecord is one call of a repeat run.
+type callRecord struct {
+	Start time.Time     `json:"s"`
+	Took  time.Duration `json:"d"`
+	Class string        `json:"c,omitempty"` // failureClass; empty if the call succeeded
+}
+
+// End is when the call returned.
+func (c callRecord) End() time.Time { return c.Start.Add(c.Took) }
+
+// sortLog puts Log in the order the calls began, and Started at the first.
+func (r *callsResult) sortLog() {
+	slices.SortFunc(r.Log, func(a, b callRecord) int { return a.Start.Compare(b.Start) })
+	if len(r.Log) > 0 {
+		r.Started = r.Log[0].Start
+	}
 }
 
 const maxErrors = 10
@@ -214,3 +252,24 @@ type memberEvent struct {
 	At   time.Time
 	Took time.Duration
 }
+
+// arrival is what a node received of one tag of one-way messages: how
+// many, and when the first and the last reached the handler (wall clock).
+type arrival struct {
+	Count       uint64
+	First, Last time.Time
+}
+
+// contact is one sign that memberlist reached a member: a probe of it
+// answered, or an alive message about it (its own, or relayed; alive
+// messages also arrive for members memberlist already knows alive, with
+// every push/pull).
+type contact struct {
+	At   time.Time // wall clock
+	Kind string    // contactAck or contactAlive
+}
+
+const (
+	contactAck   = "ack"
+	contactAlive = "alive"
+)

@@ -47,7 +47,7 @@ var (
 func TestNetnsThreeNodes(t *testing.T) {
 	requireNetns(t)
 	began := time.Now()
-	s := newScenario(t)
+	s := newScenario(t, nodeOptions{})
 	s.whole()
 	s.cut()
 	s.restore()
@@ -68,14 +68,14 @@ type scenario struct {
 	acceptedDuringCut map[string]int
 }
 
-// newScenario starts three nodes, n2 and n3 joining through n1, and waits
-// until each lists all three.
-func newScenario(t *testing.T) *scenario {
+// newScenario starts three nodes, n2 and n3 joining through n1, with opts,
+// and waits until each lists all three.
+func newScenario(t *testing.T, opts nodeOptions) *scenario {
 	s := &scenario{t: t, lab: newLab(t, 3), everyone: []string{"n1", "n2", "n3"}, acceptedDuringCut: make(map[string]int)}
 	seed := net.JoinHostPort(s.lab.nodeIP(1), strconv.Itoa(gossipPort))
-	s.n1 = startNode(t, s.lab, 1, "")
-	s.n2 = startNode(t, s.lab, 2, seed)
-	s.n3 = startNode(t, s.lab, 3, seed)
+	s.n1 = startNode(t, s.lab, 1, "", opts)
+	s.n2 = startNode(t, s.lab, 2, seed, opts)
+	s.n3 = startNode(t, s.lab, 3, seed, opts)
 	s.nodes = []*nodeProc{s.n1, s.n2, s.n3}
 	formed := waitMembers(t, s.nodes, s.everyone, formLimit)
 	t.Logf("formed: every node lists %v %v after the last node started", s.everyone, ms(formed))

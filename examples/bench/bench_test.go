@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,13 +16,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/transport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The saturate and idle scenarios re-execute this binary as a child
+	// process (child.go): be the child then, not the tests.
+	if len(os.Args) > 1 && os.Args[1] == childArg {
+		if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // smokeOptions keep every run short: large messages of 1 MiB (large-mixed:
 // 64 KiB, 1 MiB and 4 MiB), files of 4 MiB, 2000 messages/s in the open-loop
@@ -297,9 +311,14 @@ func TestMedian(t *testing.T) {
 func TestSelect(t *testing.T) {
 	all, err := selectScenarios("all")
 	require.NoError(t, err)
-	assert.Len(t, all, len(scenarioRegistry))
+	assert.Len(t, all, len(scenarioRegistry)-2)
+	assert.NotContains(t, all, scenarioSaturate, "opt-in")
+	assert.NotContains(t, all, scenarioIdle, "opt-in")
 	_, err = selectScenarios("nope")
 	assert.Error(t, err)
+	mine, err := selectScenarios("small,saturate")
+	require.NoError(t, err)
+	assert.Equal(t, []*Scenario{scenarioSmall, scenarioSaturate}, mine)
 
 	// Every scenario's default systems exist and are supported.
 	for _, sc := range scenarioRegistry {
@@ -330,6 +349,24 @@ func TestSelect(t *testing.T) {
 
 	_, _, err = systemsFor(scenarioSmall, "internode,nope")
 	assert.True(t, err != nil && strings.Contains(err.Error(), "nope"))
+
+	// Scenarios measured in a child process run meshes.
+	sys, skipped, err = systemsFor(scenarioSaturate, "all")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"internode", "raw-tcp-mesh"}, names(sys))
+	assert.Empty(t, skipped)
+	sys, skipped, err = systemsFor(scenarioSaturate, "raw-tcp-mesh,grpc-unary")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"raw-tcp-mesh"}, names(sys))
+	assert.Equal(t, []string{"grpc-unary"}, skipped)
+	sys, skipped, err = systemsFor(scenarioSmall, "internode,raw-tcp-mesh")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"internode"}, names(sys))
+	assert.Equal(t, []string{"raw-tcp-mesh"}, skipped)
+	sys, skipped, err = systemsFor(scenarioIdle, "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"internode"}, names(sys))
+	assert.Empty(t, skipped)
 }
 
 func names(entries []systemEntry) []string {
@@ -338,4 +375,122 @@ func names(entries []systemEntry) []string {
 		out = append(out, e.Name)
 	}
 	return out
+}
+
+// TestMeasuredInChild runs saturate and idle as a user would, each run in
+// a child process (this test binary, see TestMain), with tiny meshes:
+// the JSON is well formed, every figure of theirs is there and nothing is
+// lost. The 32 MiB Node limits make the resident-set bound apply.
+func TestMeasuredInChild(t *testing.T) {
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	err := run([]string{"-scenario", "saturate,idle", "-nodes", "3", "-duration", "300ms", "-warmup", "50ms",
+		"-repeat", "1", "-out-node", "32MiB", "-in-node", "32MiB", "-json"}, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+
+	got := map[string]map[string]any{}
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+		got[m["scenario"].(string)+"/"+m["system"].(string)] = m
+	}
+	require.Len(t, got, 3, stdout.String())
+	for name, m := range got {
+		assert.NotContains(t, m, "error", name)
+		assert.EqualValues(t, 0, m["lost"], name)
+		assert.Equal(t, true, m["drained"], name)
+		assert.Positive(t, m["delivered"], name)
+		assert.EqualValues(t, 3, m["nodes"], name)
+	}
+	for _, name := range []string{"saturate/internode", "saturate/raw-tcp-mesh"} {
+		m := got[name]
+		for _, key := range []string{"msgs_per_sec", "peak_heap_bytes", "p50_us", "p99_us"} {
+			assert.Positive(t, m[key], "%s %s", name, key)
+		}
+		assert.LessOrEqual(t, m["p50_us"], m["p99_us"], name)
+		if _, _, ok := procRSS(); ok {
+			assert.Greater(t, m["peak_rss_bytes"], m["peak_heap_bytes"], name)
+		}
+	}
+	in := got["saturate/internode"]
+	assert.EqualValues(t, 3*64<<20+64<<20, in["rss_bound_bytes"])
+	assert.EqualValues(t, 3*(32<<20+32<<20), in["node_limits_bytes"])
+	// Tiny queues may fit in connections' own capacity (OutboundBytes 0)
+	// and be sampled between inbound messages: present, maybe zero.
+	for _, key := range []string{"peak_counted_bytes", "counted_heap_ratio", "peak_held_bytes", "overloaded"} {
+		require.NotNil(t, in[key], key)
+		assert.GreaterOrEqual(t, in[key], 0.0, key)
+	}
+	assert.Contains(t, in, "counted_live_ratio") // null if no GC ran before the peak
+	raw := got["saturate/raw-tcp-mesh"]
+	for _, key := range []string{"rss_bound_bytes", "node_limits_bytes", "peak_counted_bytes", "counted_heap_ratio"} {
+		assert.Nil(t, raw[key], "raw-tcp-mesh counts nothing: %s", key)
+	}
+	idle := got["idle/internode"]
+	assert.EqualValues(t, 6, idle["pairs"])
+	assert.EqualValues(t, 6*idleMessages, idle["sent"])
+	for _, key := range []string{"open_bytes_per_pair", "open_stack_bytes_per_pair", "open_goroutines_per_pair"} {
+		assert.Positive(t, idle[key], key)
+	}
+	for _, key := range []string{"closed_bytes_per_pair", "closed_stack_bytes_per_pair", "closed_goroutines_per_pair"} {
+		assert.Contains(t, idle, key)
+		assert.NotNil(t, idle[key], key)
+	}
+	assert.Less(t, idle["closed_goroutines_per_pair"], idle["open_goroutines_per_pair"], "idle close ends the readers at least")
+}
+
+func TestMeshTable(t *testing.T) {
+	v := func(f float64) *float64 { return &f }
+	n := 4
+	results := []Result{
+		{Scenario: "saturate", System: "internode", MsgsPerSec: 500, Nodes: &n, PeakRSSBytes: v(256 << 20),
+			RSSBoundBytes: v(320 << 20), CountedHeapRatio: v(0.5), Drained: true},
+		{Scenario: "saturate", System: "raw-tcp-mesh", MsgsPerSec: 1000, Nodes: &n, PeakRSSBytes: v(32 << 20), Drained: true},
+		{Scenario: "idle", System: "internode", OpenBytesPerPair: v(128 << 10), ClosedBytesPerPair: v(4 << 10), Drained: true},
+	}
+	var out bytes.Buffer
+	require.NoError(t, writeTable(&out, []*Scenario{scenarioSaturate, scenarioIdle}, results))
+	text := out.String()
+	assert.Regexp(t, `saturate +peak RSS MiB / RSS bound MiB +internode / internode +0\.800× +≤ 1× +pass`, text)
+	assert.Regexp(t, `saturate +counted / heap +internode +0\.5 +≥ 0\.8 +SHORT`, text)
+	assert.Regexp(t, `saturate +msgs/s +internode / raw-tcp-mesh +0\.500× +≥ 0\.4× +pass`, text)
+	assert.Regexp(t, `idle +KiB/pair open +internode +128 +≤ 64 +SHORT`, text)
+	assert.Regexp(t, `idle +KiB/pair closed +internode +4 +≤ 8 +pass`, text)
+	assert.Regexp(t, `saturate +raw-tcp-mesh +4 +32 +- `, text)
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "4096": 4096, "32MiB": 32 << 20, "512 KiB": 512 << 10, "1GiB": 1 << 30} {
+		var b byteSize
+		require.NoError(t, b.Set(in), in)
+		assert.Equal(t, want, int64(b), in)
+	}
+	for _, in := range []string{"", "-1", "32MB", "1.5MiB", "MiB"} {
+		var b byteSize
+		assert.Error(t, b.Set(in), in)
+	}
+	b := byteSize(32 << 20)
+	assert.Equal(t, "32MiB", b.String())
+}
+
+// TestMeshLimits: limits too small for the default MaxMessageSize lower
+// it until the config is valid.
+func TestMeshLimits(t *testing.T) {
+	for _, l := range []meshLimits{{}, {OutNode: 32 << 20, InNode: 32 << 20}, {OutNode: 1 << 20, InNode: 1 << 20, PerPeer: 1 << 20, PerConn: 512 << 10}} {
+		cfg := transport.DefaultConfig()
+		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership = "a", "bench", "127.0.0.1:0", cluster.NewStatic()
+		l.apply(&cfg)
+		require.NoError(t, cfg.Validate(), "%+v", l)
+		if l.OutNode > 0 {
+			assert.Equal(t, l.OutNode, cfg.Outbound.Node)
+			assert.Equal(t, l.InNode, cfg.Inbound.Node)
+		} else {
+			assert.Equal(t, transport.DefaultConfig().MaxMessageSize, cfg.MaxMessageSize, "defaults fit")
+		}
+		if l.PerConn > 0 {
+			assert.Equal(t, l.PerConn, cfg.Inbound.PerConnection)
+			assert.Equal(t, l.PerPeer, cfg.Outbound.PerPeer)
+		}
+	}
 }

@@ -7,6 +7,8 @@
 //	go -C examples/bench run . -scenario latency -rate 5000 -chart latency.svg
 //	go -C examples/bench run . -scenario coalesce -senders 64 -rate 100000
 //	go -C examples/bench run . -scenario small -metrics-addr 127.0.0.1:9464   # curl http://127.0.0.1:9464/metrics
+//	go -C examples/bench run . -scenario saturate -nodes 16 -out-node 32MiB -in-node 32MiB -repeat 1
+//	go -C examples/bench run . -scenario idle -nodes 96 -repeat 1
 //
 // Each run starts a fresh system, runs the scenario's load for -warmup,
 // measures for -duration, stops the load and drains: it waits (at most
@@ -32,7 +34,8 @@
 // Each scenario runs its own list of systems unless -systems names others
 // ("all": every system it can run). -scenario all at -duration 3s -repeat 3
 // runs 46 (scenario, system) pairs three times: about 10 minutes on a
-// 2-core machine, the 1 GiB file included.
+// 2-core machine, the 1 GiB file included. saturate and idle are opt-in:
+// all leaves them out; name them.
 //
 //   - small: one-way closed loop, 8 senders. Rows for every coalescing
 //     strategy and internode-nometrics besides the base systems.
@@ -66,6 +69,53 @@
 //     transfer at a time, by internode (SendFile; the handler ReceiveTo's a
 //     temp file), raw-sendfile and buffered-copy. Temp files are created in
 //     os.TempDir ($TMPDIR) and unlinked at once, so nothing is left behind.
+//   - saturate (opt-in): -nodes (4) nodes all to all, each with -senders
+//     (4) unpaced senders that round-robin -payload (128 B) one-way
+//     messages over the other nodes, each message a new slice stamped with
+//     its send time and sender, for -warmup and then -duration (10 s
+//     unless given). A send refused with ErrOverloaded is counted
+//     (overloaded) and followed by a sleep of 10 µs, doubling to 250 µs
+//     while refusals last; other errors likewise (send_errors). Then the
+//     drain. Systems: internode at its default limits, or with those of
+//     -out-node, -in-node, -per-peer and -per-conn (bytes, or 32MiB...; 0
+//     keeps the default; -per-peer and -per-conn apply both ways; limits
+//     too small for the default MaxMessageSize lower it to half of what
+//     they hold); and raw-tcp-mesh, the batched plain-TCP mesh: one
+//     connection per ordered pair, raw-tcp-batched's writer (one writer
+//     goroutine writes whatever is pending whenever it is free; senders
+//     wait while 64 KiB are pending) and a 64 KiB bufio.Reader, no other
+//     limit. p50/p99 are the one-way delay from the send call (the stamp)
+//     to the receiving handler, for messages sent in the measured interval.
+//   - idle (opt-in): -nodes (16) internode nodes, IdleTimeout 1 s, or 2 ms
+//     per ordered pair when that is more (no lane may idle out before the
+//     last is open; a run checks that all were open when measured). The
+//     retained memory (heap objects plus goroutine stacks, read through
+//     runtime/metrics after two runtime.GC) and goroutines of the nodes
+//     started with no traffic are the baseline. Then every node, one peer
+//     at a time, sends each other node one urgent, one small and one
+//     128 KiB (large lane) message and waits for their delivery; the
+//     figures again, minus the baseline, per ordered pair: "open". Then,
+//     once Stats shows no lane connected and no inbound connection (at
+//     most IdleTimeout + 30 s), again: "closed". A run with N nodes holds 6·N·(N−1)
+//     sockets: the child raises its limit on open files when it may (96
+//     nodes: about 55000), or fails saying so.
+//
+// # Runs in a child process
+//
+// saturate and idle measure the whole process, and a process that ran one
+// system still holds its heap and its peak resident set, so each run of
+// theirs is a fresh child process: the bench re-executes its own binary
+// (os.Executable) with the hidden first argument -measure-in-child, the
+// scenario, the system and the options in JSON; the child runs that one
+// system and prints its result as one JSON line, which the parent reads
+// (its stderr is the parent's). In the child, the peak resident set is the
+// highest of /proc/self/status VmRSS, sampled every 50 ms, and VmHWM, which
+// is reset first by writing "5" to /proc/self/clear_refs (when that is
+// refused, VmHWM still covers only this child's life); the heap is
+// runtime/metrics' /memory/classes/heap/objects:bytes (HeapAlloc: live
+// objects and dead ones not yet swept), sampled at the same ticks. A
+// test binary runs the same way: TestMain hands -measure-in-child to run.
+// -cpuprofile and -metrics-addr see the parent only.
 //
 // # Figures
 //
@@ -95,10 +145,31 @@
 //     read through runtime/metrics without stopping the world; both ends),
 //     overloaded (sends refused with ErrOverloaded): overload only.
 //   - lost: sent − delivered − failed after the drain, summed over repeats.
+//     saturate: failed are internode's messages dropped with a reason
+//     (OnDropped at the sender, DroppedInbound at the receiver).
+//   - saturate: nodes; peak_rss_bytes and peak_heap_bytes (above);
+//     rss_bound_bytes, the bound N × 64 MiB + 64 MiB, set only for
+//     internode with Outbound.Node and Inbound.Node at most 32 MiB (else
+//     its target reads n/a); node_limits_bytes, N × (Outbound.Node +
+//     Inbound.Node); peak_counted_bytes, the highest sum over nodes of
+//     Stats().OutboundBytes + InboundHeld, sampled with the heap, and
+//     counted_heap_ratio, its ratio to the heap objects read in the same
+//     sample — the share of the heap the transport accounts for (the heap
+//     includes garbage awaiting the next GC, up to GOGC% of the live heap,
+//     so counted_live_ratio divides by the live heap the last GC found
+//     instead); peak_held_bytes, the highest sum of every connection's
+//     PendingBytes (which, unlike OutboundBytes, includes connections' own
+//     capacity) + InboundHeld; overloaded. raw-tcp-mesh counts nothing:
+//     its internode figures are null.
+//   - idle: nodes, pairs (N·(N−1)); open_bytes_per_pair,
+//     open_stack_bytes_per_pair (of it, goroutine stacks),
+//     open_goroutines_per_pair, and the same closed_...; medians over
+//     repeats.
 //
 // Each target is a ratio to a baseline system (or, for hol, to the same
 // system's idle figure), a difference (coalesce p99: at most Disabled's
-// + 1 ms) or an absolute bound (overload lost = 0); reported, not asserted.
+// + 1 ms) or an absolute bound (overload lost = 0; saturate counted / heap
+// ≥ 0.8; idle KiB per pair); reported, not asserted.
 //
 // # Metrics
 //
@@ -122,6 +193,10 @@
 //	{Name: "internode-wait", OptIn: true, New: func() System {
 //		return newInternode(func(c *transport.Config) { c.WaitForCapacity = true })
 //	}},
+//
+// A scenario that measures the whole process sets Measure instead of Load
+// (see saturate): it runs in a child process, against the meshes of
+// meshRegistry (mesh.go: N nodes all to all), and builds its own Result.
 //
 // A scenario is a *Scenario (scenario.go) whose Load starts goroutines with
 // Run.Go that loop until Run.Stopping, calling Run.Send, Run.Request,

@@ -65,26 +65,28 @@ func (w *naiveWriter) close() {}
 
 // Limits of batchedWriter.
 const (
-	batchedHighWater = 4 << 20  // senders wait while this many bytes are pending
+	batchedHighWater = 4 << 20  // raw-tcp-batched: senders wait while this many bytes are pending
 	batchedChunk     = 64 << 10 // bytes per Write call
 )
 
 // batchedWriter is the throughput ceiling: senders append frames to a
 // shared buffer; one goroutine swaps it out and writes it in 64 KiB chunks.
+// Senders wait while highWater bytes or more are pending.
 type batchedWriter struct {
-	conn    net.Conn
-	mu      sync.Mutex // guards pending, err, closed
-	room    *sync.Cond // signalled when pending is swapped out or on close
-	pending []byte
-	err     error
-	closed  bool
-	wake    chan struct{} // one slot: "pending has data"
-	stop    chan struct{}
-	done    chan struct{}
+	conn      net.Conn
+	highWater int
+	mu        sync.Mutex // guards pending, err, closed
+	room      *sync.Cond // signalled when pending is swapped out or on close
+	pending   []byte
+	err       error
+	closed    bool
+	wake      chan struct{} // one slot: "pending has data"
+	stop      chan struct{}
+	done      chan struct{}
 }
 
-func newBatchedWriter(conn net.Conn) *batchedWriter {
-	w := &batchedWriter{conn: conn, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newBatchedWriter(conn net.Conn, highWater int) *batchedWriter {
+	w := &batchedWriter{conn: conn, highWater: highWater, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	w.room = sync.NewCond(&w.mu)
 	go w.loop()
 	return w
@@ -92,7 +94,7 @@ func newBatchedWriter(conn net.Conn) *batchedWriter {
 
 func (w *batchedWriter) writeFrame(kind byte, id uint64, payload []byte) error {
 	w.mu.Lock()
-	for len(w.pending) >= batchedHighWater && w.err == nil && !w.closed {
+	for len(w.pending) >= w.highWater && w.err == nil && !w.closed {
 		w.room.Wait()
 	}
 	if w.err != nil || w.closed {

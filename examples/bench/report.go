@@ -128,6 +128,9 @@ func (t Target) evaluate(scenario string, results []Result) (shown string, met, 
 		return "", false, false
 	}
 	if t.Absolute {
+		if t.Min > 0 {
+			return formatFigure(a), a >= t.Min, true
+		}
 		return formatFigure(a), a <= t.Max, true
 	}
 	base := find(results, scenario, t.Baseline)
@@ -170,6 +173,8 @@ func (t Target) pair() string {
 
 func (t Target) wanted() string {
 	switch {
+	case t.Absolute && t.Min > 0:
+		return fmt.Sprintf("≥ %g", t.Min)
 	case t.Absolute:
 		return fmt.Sprintf("≤ %g", t.Max)
 	case t.Plus > 0:

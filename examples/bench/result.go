@@ -44,11 +44,46 @@ type Result struct {
 	// Overload scenario: the receiver's inbound capacity held at its peak
 	// (Stats.InboundHeld, polled every millisecond), the bound it must stay
 	// under, the process's peak heap (HeapAlloc), and the sends refused with
-	// ErrOverloaded. Peaks are the highest over repeats; null elsewhere.
+	// ErrOverloaded (saturate: the peak heap and the refusals too). Peaks
+	// are the highest over repeats; null elsewhere.
 	PeakInboundBytes  *float64 `json:"peak_inbound_bytes"`
 	InboundLimitBytes *float64 `json:"inbound_limit_bytes"`
 	PeakHeapBytes     *float64 `json:"peak_heap_bytes"`
 	Overloaded        *uint64  `json:"overloaded"`
+	// Nodes in the mesh of saturate and idle; null elsewhere.
+	Nodes *int `json:"nodes"`
+	// Saturate, sampled every 50 ms in a child process that runs this
+	// system alone: its peak resident set (VmRSS samples and VmHWM); the
+	// bound the issue sets for it, nodes × 64 MiB + 64 MiB, given for
+	// internode only when its Node limits are at most 32 MiB both ways; the
+	// sum over nodes of Outbound.Node + Inbound.Node; the peak of the bytes
+	// the nodes count (Stats.OutboundBytes + Stats.InboundHeld, summed over
+	// nodes) and its ratio to the heap in use read in the same sample (heap
+	// objects: live and not yet swept) and to the live heap of the last GC
+	// before it (/gc/heap/live:bytes: garbage aside; null before any GC); the
+	// peak of every byte Stats shows held (ConnStats.PendingBytes, which
+	// includes connections' own capacity, + InboundHeld). Peaks are the
+	// highest over repeats, the ratio the median; the internode figures are
+	// null for systems that count nothing.
+	PeakRSSBytes     *float64 `json:"peak_rss_bytes"`
+	RSSBoundBytes    *float64 `json:"rss_bound_bytes"`
+	NodeLimitsBytes  *float64 `json:"node_limits_bytes"`
+	PeakCountedBytes *float64 `json:"peak_counted_bytes"`
+	CountedHeapRatio *float64 `json:"counted_heap_ratio"`
+	CountedLiveRatio *float64 `json:"counted_live_ratio"`
+	PeakHeldBytes    *float64 `json:"peak_held_bytes"`
+	// Idle: ordered pairs of nodes, and per pair the bytes retained (heap
+	// objects plus goroutine stacks after two GCs, minus those of the same
+	// nodes before any traffic), of which goroutine stacks, and the
+	// goroutines: with every lane open ("open"), then once idle close has
+	// closed them all ("closed"). Medians over repeats; null elsewhere.
+	Pairs                   *int     `json:"pairs"`
+	OpenBytesPerPair        *float64 `json:"open_bytes_per_pair"`
+	OpenStackBytesPerPair   *float64 `json:"open_stack_bytes_per_pair"`
+	OpenGoroutinesPerPair   *float64 `json:"open_goroutines_per_pair"`
+	ClosedBytesPerPair      *float64 `json:"closed_bytes_per_pair"`
+	ClosedStackBytesPerPair *float64 `json:"closed_stack_bytes_per_pair"`
+	ClosedGoroutinesPerPair *float64 `json:"closed_goroutines_per_pair"`
 	// Lost is sent − delivered − failed after the drain, summed over
 	// repeats. Negative would mean duplicates.
 	Lost       int64    `json:"lost"`
@@ -183,6 +218,19 @@ func median(runs []Result) Result {
 	out.PeakInboundBytes = maxPtr(func(r Result) *float64 { return r.PeakInboundBytes })
 	out.InboundLimitBytes = medPtr(func(r Result) *float64 { return r.InboundLimitBytes })
 	out.PeakHeapBytes = maxPtr(func(r Result) *float64 { return r.PeakHeapBytes })
+	out.PeakRSSBytes = maxPtr(func(r Result) *float64 { return r.PeakRSSBytes })
+	out.RSSBoundBytes = medPtr(func(r Result) *float64 { return r.RSSBoundBytes })
+	out.NodeLimitsBytes = medPtr(func(r Result) *float64 { return r.NodeLimitsBytes })
+	out.PeakCountedBytes = maxPtr(func(r Result) *float64 { return r.PeakCountedBytes })
+	out.CountedHeapRatio = medPtr(func(r Result) *float64 { return r.CountedHeapRatio })
+	out.CountedLiveRatio = medPtr(func(r Result) *float64 { return r.CountedLiveRatio })
+	out.PeakHeldBytes = maxPtr(func(r Result) *float64 { return r.PeakHeldBytes })
+	out.OpenBytesPerPair = medPtr(func(r Result) *float64 { return r.OpenBytesPerPair })
+	out.OpenStackBytesPerPair = medPtr(func(r Result) *float64 { return r.OpenStackBytesPerPair })
+	out.OpenGoroutinesPerPair = medPtr(func(r Result) *float64 { return r.OpenGoroutinesPerPair })
+	out.ClosedBytesPerPair = medPtr(func(r Result) *float64 { return r.ClosedBytesPerPair })
+	out.ClosedStackBytesPerPair = medPtr(func(r Result) *float64 { return r.ClosedStackBytesPerPair })
+	out.ClosedGoroutinesPerPair = medPtr(func(r Result) *float64 { return r.ClosedGoroutinesPerPair })
 	out.Overloaded = nil
 	out.Lost, out.Sent, out.Delivered, out.Failed, out.Rejected, out.SendErrors, out.Samples = 0, 0, 0, 0, 0, 0, 0
 	out.Drained = true

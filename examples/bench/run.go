@@ -28,6 +28,11 @@ type Options struct {
 	LargeSize int   // bytes of a large message (large, large-mixed, hol)
 	FileSize  int64 // bytes of the file sent by the file scenario
 	Repeat    int   // runs per (scenario, system); figures are medians
+	// Nodes is the number of nodes of the saturate and idle scenarios; 0
+	// means each scenario's own default.
+	Nodes int
+	// Limits are the internode limits of the saturate and idle scenarios.
+	Limits meshLimits
 }
 
 // Defaults of the options that depend on the scenario.

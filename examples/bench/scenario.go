@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/internode/internode/transport"
 )
@@ -14,8 +15,15 @@ import (
 type Scenario struct {
 	Name string
 	Doc  string
+	// OptIn leaves the scenario out of -scenario all: it runs only when
+	// named.
+	OptIn bool
+	// Duration, if set, is the measured interval when -duration is not
+	// given.
+	Duration time.Duration
 	// Systems are the systems the scenario runs by default (without
-	// -systems), in registry order.
+	// -systems), in registry order (meshRegistry's for a scenario with
+	// Measure).
 	Systems []string
 	// Supports reports whether the scenario can run sys; nil means every
 	// messaging system (not the file-only ones). -systems names a system
@@ -38,6 +46,12 @@ type Scenario struct {
 	// Load starts the scenario's load generators. payload is shared by all
 	// of them and never modified.
 	Load func(r *Run, payload []byte)
+	// Measure, if set, replaces the harness and Load: each run is a fresh
+	// child process of this command (see child.go) in which Measure
+	// brings up system, a mesh of meshRegistry, loads and measures it and
+	// returns the result. For scenarios that measure the whole process
+	// (resident set, heap): saturate and idle.
+	Measure func(system string, opts Options) (Result, error)
 	// Targets are the comparisons the report checks (reported, not
 	// asserted).
 	Targets []Target
@@ -107,7 +121,8 @@ func mib(p *float64) (float64, bool) {
 // BaselineMetric (Metric when nil) must be at least Min (when Min > 0) and
 // at most Max (when Max > 0). With Plus > 0 it is a difference instead:
 // System's figure must be at most Baseline's plus Plus. With Absolute, there
-// is no baseline: System's figure must be at most Max (0 included).
+// is no baseline: System's figure must be at most Max (0 included), or, when
+// Min > 0, at least Min.
 type Target struct {
 	Metric         Metric
 	System         string
@@ -130,10 +145,16 @@ var scenarioRegistry = []*Scenario{
 	scenarioOverload,
 	scenarioHOL,
 	scenarioFile,
+	scenarioSaturate,
+	scenarioIdle,
 }
 
-// supports reports whether sc can run the system entry makes.
+// supports reports whether sc can run the system entry makes. A scenario
+// with Measure runs meshes (see meshSystems), no System.
 func (sc *Scenario) supports(entry systemEntry) bool {
+	if sc.Measure != nil {
+		return false
+	}
 	sys := entry.New() // constructors only allocate
 	if sc.Supports != nil {
 		return sc.Supports(sys)
@@ -150,10 +171,16 @@ func isInternode(sys System) bool {
 }
 
 // selectScenarios resolves -scenario: a name, a comma-separated list, or
-// "all".
+// "all" (every scenario but the opt-in ones).
 func selectScenarios(list string) ([]*Scenario, error) {
 	if list == "all" {
-		return scenarioRegistry, nil
+		var out []*Scenario
+		for _, sc := range scenarioRegistry {
+			if !sc.OptIn {
+				out = append(out, sc)
+			}
+		}
+		return out, nil
 	}
 	var out []*Scenario
 	for _, name := range strings.Split(list, ",") {
@@ -179,6 +206,9 @@ func scenarioNames() string {
 	names := make([]string, len(scenarioRegistry))
 	for i, sc := range scenarioRegistry {
 		names[i] = sc.Name
+		if sc.OptIn {
+			names[i] += " (opt-in)"
+		}
 	}
 	return strings.Join(names, ", ")
 }

@@ -137,7 +137,9 @@ func checkSystems(list string) error {
 		return nil
 	}
 	for _, name := range strings.Split(list, ",") {
-		if _, ok := findSystem(strings.TrimSpace(name)); !ok {
+		_, isSystem := findSystem(strings.TrimSpace(name))
+		_, isMesh := findMesh(strings.TrimSpace(name))
+		if !isSystem && !isMesh {
 			return fmt.Errorf("unknown system %q (have %s)", strings.TrimSpace(name), systemNames())
 		}
 	}
@@ -147,10 +149,15 @@ func checkSystems(list string) error {
 // systemsFor resolves -systems for one scenario, in registry order: ""
 // selects the scenario's default list; "all" every system it supports but
 // the opt-in ones; a list, the named systems it supports. skipped names
-// the systems of the list the scenario cannot run.
+// the systems of the list the scenario cannot run. For a scenario with
+// Measure the names are meshRegistry's (see meshSystems).
 func systemsFor(sc *Scenario, list string) (systems []systemEntry, skipped []string, err error) {
 	if err := checkSystems(list); err != nil {
 		return nil, nil, err
+	}
+	if sc.Measure != nil {
+		systems, skipped = sc.meshSystems(list)
+		return systems, skipped, nil
 	}
 	want := map[string]bool{}
 	switch list {
@@ -179,6 +186,11 @@ func systemsFor(sc *Scenario, list string) (systems []systemEntry, skipped []str
 		}
 		systems = append(systems, e)
 	}
+	for _, e := range meshRegistry { // names of meshes only (raw-tcp-mesh)
+		if _, ok := findSystem(e.Name); !ok && want[e.Name] && list != "all" {
+			skipped = append(skipped, e.Name)
+		}
+	}
 	return systems, skipped, nil
 }
 
@@ -188,6 +200,11 @@ func systemNames() string {
 		names[i] = e.Name
 		if e.OptIn {
 			names[i] += " (opt-in)"
+		}
+	}
+	for _, e := range meshRegistry {
+		if _, ok := findSystem(e.Name); !ok {
+			names = append(names, e.Name+" (saturate)")
 		}
 	}
 	return strings.Join(names, ", ")

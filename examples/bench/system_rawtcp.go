@@ -68,7 +68,7 @@ func (s *rawTCP) Start(ctx context.Context, h Hooks) error {
 	readSize := 4096 // bufio's default
 	if s.batched {
 		readSize = 256 << 10
-		s.clientW, s.serverW = newBatchedWriter(client), newBatchedWriter(server)
+		s.clientW, s.serverW = newBatchedWriter(client, batchedHighWater), newBatchedWriter(server, batchedHighWater)
 	} else {
 		s.clientW, s.serverW = &naiveWriter{conn: client}, &naiveWriter{conn: server}
 	}

@@ -104,5 +104,9 @@ func (t *Transport) handshake(nc net.Conn, kind uint8) error {
 	if reply.Reason != wire.Accepted {
 		return &HandshakeError{Reason: reply.Reason, Message: reply.Message}
 	}
+	if reply.Version < wire.MinVersion || reply.Version > wire.MaxVersion {
+		return fmt.Errorf("%w: the peer chose version %d, not one of %d to %d", ErrRefused,
+			reply.Version, wire.MinVersion, wire.MaxVersion)
+	}
 	return nc.SetDeadline(time.Time{})
 }

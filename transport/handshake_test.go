@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/wire"
@@ -183,4 +184,33 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	assert.Equal(t, uint64(3), st.InboundRefused, "the three bad handshakes")
 	assert.Equal(t, uint64(len(tests)-3), st.InboundMalformed, "every bad frame closed its connection")
 	assert.Equal(t, uint64(len(tests)), st.Total().MessagesReceived, "only the legitimate requests reached a handler")
+}
+
+// TestDialerRefusesAVersionItDidNotOffer: an acceptor that answers with a
+// version outside the range offered is not spoken to.
+func TestDialerRefusesAVersionItDidNotOffer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
+			return
+		}
+		_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion + 7}))
+		_, _ = io.Copy(io.Discard, conn)
+	}()
+	c := newCluster(t, 1, nil)
+	c.members.Add(cluster.Member{ID: "odd", Addr: ln.Addr().String()})
+	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), "odd", verbEcho, []byte("x"))
+	require.ErrorIs(t, err, transport.ErrRefused)
+	c.nodes[0].Close()
+	ln.Close()
+	<-done
 }

@@ -22,13 +22,16 @@
 // # Connections
 //
 // A connection carries one direction of one lane. The side that dials (the
-// initiator) writes a Hello; the acceptor answers with a Reply; then only
-// the initiator writes, and what it writes is a sequence of frames:
+// initiator) writes a Hello; the acceptor answers with a Reply; then the
+// initiator writes frames of data, and the acceptor writes frames back on
+// the same connection only to keep it alive and, on the large lane, to
+// grant or refuse room for large messages (the back channel):
 //
 //	initiator                          acceptor
 //	    | ---------- Hello ------------->  |
 //	    | <--------- Reply --------------  |   accepted: version chosen
-//	    | ---------- frame ------------->  |
+//	    | ---------- frame ------------->  |   data: batches, large parts, pings
+//	    | <--------- frame --------------  |   back channel: beats, grants, refusals
 //	    | ---------- frame ------------->  |
 //	    ...
 //
@@ -36,6 +39,12 @@
 // 1 small and 2 large message lanes (frames, as below); 3 a stream
 // session, after which both sides speak smux protocol v2; 4 one file
 // transfer (see File transfer).
+//
+// Messages travel one way per connection. A node answers a request on a
+// connection of its own to the requester (it dials it, if it has none):
+// the response's lane is chosen by its size like any message, except that
+// a failure response always takes the urgent lane. A request that expired
+// before it was handled gets no response; its sender's deadline ends it.
 //
 // # Handshake
 //
@@ -60,8 +69,10 @@
 //	lane          what this connection carries: 0-2 a lane of package
 //	              routing, 3 stream session, 4 file transfer
 //	capabilities  bit set of optional features offered
-//	cluster       cluster name, 0..255 bytes
-//	node          sender's node ID, 0..255 bytes
+//	cluster       cluster name, 0..255 bytes (an acceptor refuses any
+//	              other than its own)
+//	node          sender's node ID, 1..255 bytes (an acceptor refuses an
+//	              empty one, and its own)
 //
 // Reply, from the acceptor (17 to 272 bytes):
 //
@@ -87,7 +98,7 @@
 //
 // # Frames
 //
-// After the handshake the initiator writes frames. A frame is a 12-byte
+// After the handshake both sides write frames. A frame is a 12-byte
 // header followed by its payload:
 //
 //	 0            4          5            8            12
@@ -96,14 +107,30 @@
 //	+------------+----------+------------+------------+------------------+
 //
 //	length  payload length in bytes (not counting the header)
-//	kind    a FrameKind: 0 FrameBatch, 1 FrameLargeBegin, 2 FrameLargeMore
-//	stream  24-bit big-endian large-message stream number; 0 in a FrameBatch
+//	kind    a FrameKind (below)
+//	stream  24-bit big-endian large-message stream number, 1 to MaxStream,
+//	        for the kinds that name one; 0 for the others
 //	crc32c  CRC32C of header bytes 0..7 followed by the payload
 //
-// The checksum catches corruption, not forgery (TLS is for that). A reader
-// refuses a length above its limit (DefaultMaxFramePayload, 256 KiB, unless
-// configured otherwise) from the header alone, before it allocates or reads
-// the payload; writers never write larger frames than that default.
+// The kinds, who sends them and on which lanes:
+//
+//	kind                 from       lanes          stream  payload
+//	0 FrameBatch         initiator  urgent, small  0       whole messages
+//	1 FrameLargeBegin    initiator  large          yes     one message header
+//	2 FrameLargeMore     initiator  large          yes     the next payload bytes
+//	3 FrameLargeCancel   initiator  large          yes     a Failure: why
+//	4 FramePing          initiator  all three      0       empty
+//	5 FrameGrant         acceptor   large          yes     empty
+//	6 FrameRefuse        acceptor   large          yes     a Failure: why
+//	7 FrameBeat          acceptor   all three      0       empty
+//
+// A reader closes the connection on a kind from the wrong side or lane, a
+// stream number where the kind has none (or none where it needs one), and
+// a payload on a kind that carries none (ParseFrameHeader checks the last
+// two). The checksum catches corruption, not forgery (TLS is for that). A
+// reader refuses a length above its limit (DefaultMaxFramePayload, 256 KiB,
+// unless configured otherwise) from the header alone, before it allocates
+// or reads the payload; writers never write larger frames than that default.
 //
 // A FrameBatch payload is one or more whole messages back to back, each a
 // message header immediately followed by payload_len bytes of payload:
@@ -112,29 +139,66 @@
 //	| header 1 | payload 1 | header 2 | payload 2 | ...
 //	+----------+-----------+----------+-----------+-----
 //
+// # Keeping a connection alive
+//
+// Each side speaks at least every KeepaliveInterval (1 s): an initiator
+// that has written nothing for that long writes a FramePing, and an
+// acceptor writes a FrameBeat every interval whatever it is doing — also
+// while it has stopped reading the connection for want of memory, which is
+// how a sender tells a receiver that pushes back from one that is gone. A
+// side that hears nothing for a timeout of its own choosing (several
+// intervals; internode's default is 5 s) may judge the connection dead and
+// close it. A receiver may also close a connection whose frame takes
+// longer than that timeout to arrive.
+//
 // # Large messages
 //
-// A message too large for one frame is sent as parts. A FrameLargeBegin
-// carries the message's whole header followed by the first bytes of its
-// payload; each FrameLargeMore with the same stream number carries the next
-// bytes, until payload_len bytes have arrived, after which the stream
-// number is free again. The stream number names the message while it is in
-// flight, so a writer may interleave the parts of several large messages
-// (and batch frames) on one connection, and one large transfer need not
-// wait behind another:
+// The large lane carries messages too large for one frame, and the
+// initiator may not send a byte of a message's payload before the
+// acceptor has room for all of it:
 //
-//	FrameLargeBegin stream 7  | header A | A[0:n)      |
-//	FrameLargeBegin stream 9  | header B | B[0:m)      |
-//	FrameLargeMore  stream 7  | A[n:...)               |
-//	FrameBatch      stream 0  | small message | small message |
-//	FrameLargeMore  stream 9  | B[m:...)               |   ... until each is whole
+//  1. The initiator picks a stream number not in flight and writes a
+//     FrameLargeBegin holding the message's header, alone; payload_len
+//     says how many bytes will follow.
+//  2. The acceptor answers on the back channel with a FrameGrant for that
+//     stream once it has reserved room for the whole payload — at once, or
+//     later when room frees; it goes on reading the connection meanwhile —
+//     or with a FrameRefuse carrying a Failure (FailureOverloaded,
+//     FailureTooLarge for a payload_len above its message size limit,
+//     FailureExpired for a message already expired or a response nobody
+//     waits for). A refused stream number is free again.
+//  3. Once granted, the initiator writes the payload in FrameLargeMore
+//     parts with that stream number, until payload_len bytes have gone;
+//     the stream number is then free again. An empty payload is complete
+//     when it is granted.
+//  4. The initiator may withdraw a begun message (it expired, or was
+//     cancelled) with a FrameLargeCancel carrying a Failure; the acceptor
+//     forgets the stream and frees its room. A cancel for a stream the
+//     acceptor does not know is ignored: it may have refused it meanwhile.
+//
+// The initiator may have several messages begun at once and interleave
+// their parts, so that one large transfer need not wait behind another;
+// it uses stream numbers in turn (1, 2, ... MaxStream, 1, ...) and ignores
+// a grant or refusal for a stream it no longer has in flight. An acceptor
+// accepts at most 64 begun messages per connection.
+//
+//	initiator                                       acceptor
+//	FrameLargeBegin  stream 7  | header A |  ->
+//	FrameLargeBegin  stream 8  | header B |  ->
+//	                                         <-  FrameGrant  stream 7
+//	FrameLargeMore   stream 7  | A[0:n)   |  ->
+//	                                         <-  FrameGrant  stream 8
+//	FrameLargeMore   stream 7  | A[n:m)   |  ->
+//	FrameLargeMore   stream 8  | B[0:k)   |  ->   ... until each is whole
+//
+// Because every part that arrives already has its room, an acceptor never
+// waits, with a message half read, for room that only that message's
+// unread parts could free.
 //
 // A reader (package transport; this package keeps no such state) closes the
 // connection on a FrameLargeBegin for a stream already in flight, a
-// FrameLargeMore for a stream not in flight, and a part that would carry
-// more bytes than payload_len. It applies its message size limit to the
-// header's payload_len (DecodeHeader's maxPayload) before it allocates
-// anything for the message.
+// FrameLargeMore for a stream not in flight or not yet granted, and a part
+// that would carry more bytes than payload_len.
 //
 // # Message header
 //
@@ -152,7 +216,8 @@
 //	             bit 3 FlagParams: a parameter block follows ttl
 //	             bits 4..7 reserved, must be 0; bits 0 and 1 never both set;
 //	             bit 2 only with bit 1
-//	id           sender-chosen message ID, 0..2^64-1; a response has its request's
+//	id           sender-chosen message ID, 0..2^64-1; a response carries the
+//	             ID of its request
 //	verb         what the message means, 0..2^32-1, chosen by the application
 //	created_at   sender's clock at creation, signed Unix nanoseconds
 //	ttl          nanoseconds after created_at at which the message expires,
@@ -190,6 +255,7 @@
 //	code     a FailureCode: 0 FailureUnknown, 1 FailureUnknownVerb,
 //	         2 FailureHandlerError, 3 FailureExpired, 4 FailureOverloaded,
 //	         5 FailureTooLarge
+//	         6 FailureCanceled
 //	message  human-readable detail, 0..1024 bytes (MaxFailureMessage)
 //
 // # File transfer
@@ -220,9 +286,12 @@
 //
 // The initiator offers a range of versions [min_ver, max_ver]; the acceptor
 // picks the highest version in both that range and its own (Negotiate) or
-// refuses with UnsupportedVersion. Everything after the handshake is read
-// in the chosen version. Version 1 is the only one defined; version 0 is
-// reserved (it is how a Reply says "none").
+// refuses with UnsupportedVersion; the initiator checks that the Reply's
+// version lies in the range it offered. Everything after the handshake is
+// read in the chosen version. This package speaks version 2, the first
+// with a back channel; version 1 (no back channel, large payloads sent
+// without a grant) is retired and refused. Version 0 is reserved (it is
+// how a Reply says "none").
 //
 // The Hello and Reply layouts are the same in every version, because a
 // node must read a Hello offering versions it does not speak in order to
@@ -230,13 +299,14 @@
 // ignores bits it does not know, and the acceptor answers with the bits
 // both sides have. None are defined in version 1.
 //
-// Reserved values: frame kinds 3..255 and message flag bits 4..7 are
-// malformed in version 1 (a new one needs a new version); failure codes
-// 6..255 and refuse reasons 7..255 are passed up as they are and read as
+// Reserved values: frame kinds 8..255 and message flag bits 4..7 are
+// malformed in version 2 (a new one needs a new version); failure codes
+// 7..255 and refuse reasons 7..255 are passed up as they are and read as
 // FailureUnknown and as a refusal, so later versions can add reasons.
 //
-// Part of the wire format, and pinned by tests, are: Magic, Version1,
+// Part of the wire format, and pinned by tests, are: Magic, Version2,
 // MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
+// KeepaliveInterval,
 // DefaultMaxFramePayload (as the largest frame a writer sends), the values
 // of FrameKind, MessageFlags, FailureCode and RefuseReason, MaxParamsSize,
 // MaxFailureMessage and the ttl bound 2^62. MinVersion and MaxVersion say
@@ -264,28 +334,36 @@
 //     answer with ReadHandshake and DecodeReply.
 //  2. Checks that Reply.Reason is Accepted and Reply.Version lies in the
 //     range it offered; otherwise closes the connection.
-//  3. Encodes each message as AppendHeader followed by its payload and
-//     collects whole messages into a batch no larger than a frame, or splits
-//     a large one into FrameLargeBegin and FrameLargeMore parts.
+//  3. On the urgent and small lanes, encodes each message as AppendHeader
+//     followed by its payload and collects whole messages into a batch no
+//     larger than a frame. On the large lane, writes a FrameLargeBegin with
+//     the header alone and, once the back channel brings its FrameGrant,
+//     the payload in FrameLargeMore parts.
 //  4. Frames each batch or part with AppendFrameHeader over the parts as
 //     they are, and writes header and parts in one vectored write
-//     (net.Buffers), so that payloads are not copied.
+//     (net.Buffers), so that payloads are not copied; writes a FramePing
+//     after a KeepaliveInterval with nothing else to write.
+//  5. Reads the back channel all along: FrameBeat, and on the large lane
+//     FrameGrant and FrameRefuse.
 //
 // The acceptor:
 //
 //  1. Sets a deadline, reads ReadHandshake and DecodeHello, picks a version
 //     with Negotiate, checks cluster, node and lane, and writes AppendReply
 //     (with the version, or a RefuseReason and version 0, then closes).
-//  2. Reads FrameHeaderSize bytes and calls ParseFrameHeader with its frame
-//     limit, then reads Length payload bytes into a buffer of that size and
-//     calls Verify.
-//  3. For a FrameBatch, calls DecodeHeader with its message size limit at
+//  2. Writes a FrameBeat every KeepaliveInterval until the connection ends.
+//  3. Reads FrameHeaderSize bytes and calls ParseFrameHeader with its frame
+//     limit, checks the kind is one its lane's initiator may send, then
+//     reads Length payload bytes into a buffer of that size and calls
+//     Verify.
+//  4. For a FrameBatch, calls DecodeHeader with its message size limit at
 //     the start of the payload, takes PayloadLength bytes after the header
 //     as the message payload, and repeats until the frame is used up; a
 //     message that runs past the frame's end is malformed. For a
-//     FrameLargeBegin it decodes the header the same way and gathers the
-//     parts by stream number.
-//  4. Closes the connection on any error from steps 1 to 3.
+//     FrameLargeBegin it decodes the header (which must fill the payload),
+//     then grants or refuses the stream on the back channel, and gathers
+//     the granted stream's parts.
+//  5. Closes the connection on any error from steps 1 to 4.
 //
 // The examples show a batch frame being written and read.
 package wire

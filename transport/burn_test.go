@@ -51,9 +51,19 @@ func (l *burnLedger) grow(seq uint64) {
 	}
 }
 
+// Verbs of TestBurn's liveness check: one pinned to the urgent lane, one
+// routed by size.
+const (
+	verbFresh       transport.Verb = 60
+	verbFreshUrgent transport.Verb = 61
+)
+
 // TestBurn runs four nodes, all pairs and all lanes, with random sizes
-// across the 64 KiB threshold, tight limits, handlers that stall and fail,
-// and connections killed at random; then checks every message's outcome.
+// across the 64 KiB threshold, tight limits (each receiver's smaller than
+// its senders'), handlers that stall and fail, and connections killed at
+// random; then checks every message's outcome, and that once the faults
+// stop every ordered pair still delivers on every lane (nothing wedged)
+// and nothing waits for capacity (no reader or writer parked).
 func TestBurn(t *testing.T) {
 	const nodes = 4
 	duration := burnDuration(t)
@@ -68,6 +78,8 @@ func TestBurn(t *testing.T) {
 		asyncDrops [nodes]atomic.Int64
 		responses  [nodes]atomic.Int64 // requests whose handler ran: each sends one response
 		attempts   [nodes]atomic.Int64 // Send/Request calls that reached a lane
+		// freshArrived[from][to][lane] counts the liveness check's messages.
+		freshArrived [nodes][nodes][routing.NumLanes]atomic.Int64
 	)
 	bad := func(format string, args ...any) {
 		violations.Add(1)
@@ -86,6 +98,7 @@ func TestBurn(t *testing.T) {
 		cfg.Outbound = transport.Limits{PerConnection: 512 << 10, PerPeer: 1 << 20, Node: 2 << 20}
 		cfg.Inbound = transport.Limits{PerConnection: 384 << 10, PerPeer: 768 << 10, Node: 1 << 20}
 		cfg.IdleTimeout = 300 * time.Millisecond
+		cfg.LaneOverrides = map[transport.Verb]routing.Lane{verbFreshUrgent: routing.Urgent}
 		cfg.ReconnectMinBackoff = time.Millisecond
 		cfg.ReconnectMaxBackoff = 20 * time.Millisecond
 		// Both outbound policies and both inbound policies are exercised.
@@ -153,6 +166,12 @@ func TestBurn(t *testing.T) {
 		}
 		tr.Handle(verbData, transport.HandlerFunc(handler))
 		tr.Handle(verbEcho, transport.HandlerFunc(handler))
+		fresh := func(ctx context.Context, m *transport.Message) ([]byte, error) {
+			freshArrived[index(m.From)][i][m.Lane].Add(1)
+			return nil, nil
+		}
+		tr.Handle(verbFresh, transport.HandlerFunc(fresh))
+		tr.Handle(verbFreshUrgent, transport.HandlerFunc(fresh))
 		tr.Start()
 		trs = append(trs, tr)
 		proxies = append(proxies, newKillProxy(t, tr.Addr().String()))
@@ -271,6 +290,7 @@ func TestBurn(t *testing.T) {
 		return stable >= 200 // about 200 ms without a change
 	})
 	require.Zero(t, violations.Load(), "first violation: %v", firstBad.Load())
+
 	for from := range nodes { // the verifier reads the ledgers under their locks
 		for to := range nodes {
 			ledgers[from][to].mu.Lock()
@@ -340,6 +360,42 @@ func TestBurn(t *testing.T) {
 	assert.NotZero(t, overloaded, "limits were tight enough to refuse sends")
 	assert.NotZero(t, rejected, "the rejecting node rejected")
 	assert.NotZero(t, requestsOK.Load())
+
+	// Liveness: with the faults over, every ordered pair delivers a fresh
+	// message on every lane within a few seconds, and nothing is left
+	// waiting for capacity.
+	for _, tr := range trs {
+		st := tr.Stats()
+		assert.Zero(t, st.OutboundWaiters, "%s: a Send is parked waiting for capacity", tr.NodeID())
+		assert.Zero(t, st.InboundWaiters, "%s: a reader or a large message is parked waiting for capacity", tr.NodeID())
+	}
+	stuck := 0
+	for from := range nodes {
+		for to := range nodes {
+			if from == to {
+				continue
+			}
+			for _, lane := range routing.Lanes {
+				verb, size := verbFresh, 100
+				switch lane {
+				case routing.Urgent:
+					verb = verbFreshUrgent
+				case routing.Large:
+					size = 100 << 10
+				}
+				sendCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := trs[from].Send(sendCtx, trs[to].NodeID(), verb, make([]byte, size))
+				cancel()
+				delivered := err == nil && assert.Eventually(t, func() bool { return freshArrived[from][to][lane].Load() > 0 },
+					5*time.Second, time.Millisecond, "n%d→n%d %s lane delivers a fresh message", from+1, to+1, lane)
+				if !delivered {
+					stuck++
+					t.Errorf("n%d→n%d %s lane is stuck: %v", from+1, to+1, lane, err)
+				}
+			}
+		}
+	}
+	t.Logf("liveness after the faults: %d of %d pair lanes stuck", stuck, nodes*(nodes-1)*routing.NumLanes)
 }
 
 // burnSize: mostly small, some near the threshold, some large.

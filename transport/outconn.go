@@ -427,11 +427,13 @@ func (c *outConn) requestWritten(id uint64) { c.t.calls.written(id, c.conn.seria
 func (c *outConn) failed(m *outMsg, reason Reason, err error) {
 	c.counters.dropped[reason].Add(1)
 	if m.isRequest {
-		if err == nil {
+		switch {
+		case err == nil && reason == ReasonExpired:
+			err = errRequestExpired // a request expires at its context's deadline
+		case err == nil:
 			err = reason.Err()
-			if reason == ReasonExpired {
-				err = errRequestExpired // a request expires at its context's deadline
-			}
+		case !errors.Is(err, reason.Err()):
+			err = fmt.Errorf("%w: %w", reason.Err(), err) // a socket's error, say
 		}
 		c.t.calls.fail(m.id, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane, Err: err})
 	}

@@ -25,9 +25,8 @@ func aliases(a, b []byte) bool {
 // response it queued, if any. Every message that reaches it ends in one
 // inbound outcome: received (handed to its handler) or dropped with a
 // reason.
-func (ic *inConn) handle(im *inMsg) []byte {
+func (ic *inConn) handle(h *wire.Header, payload []byte) []byte {
 	t := ic.t
-	h := &im.header
 	isRequest := h.Flags&wire.FlagExpectsResponse != 0
 	select {
 	case <-t.closed:
@@ -48,7 +47,7 @@ func (ic *inConn) handle(im *inMsg) []byte {
 		return nil
 	}
 	ic.counters.received.Add(1)
-	ic.counters.receivedBytes.Add(uint64(len(im.payload)))
+	ic.counters.receivedBytes.Add(uint64(len(payload)))
 	ctx := t.ctx
 	if h.ExpiresAt != 0 {
 		var cancel context.CancelFunc
@@ -58,7 +57,7 @@ func (ic *inConn) handle(im *inMsg) []byte {
 	ctx, span := t.tel.handlerSpan(ctx, h.Params, ic.from, Verb(h.Verb))
 	m := &ic.msg
 	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane, Conn: ic.id,
-		CreatedAt: time.Unix(0, h.CreatedAt), Payload: im.payload, IsRequest: isRequest}
+		CreatedAt: time.Unix(0, h.CreatedAt), Payload: payload, IsRequest: isRequest}
 	if h.ExpiresAt != 0 {
 		m.ExpiresAt = time.Unix(0, h.ExpiresAt)
 	}

@@ -59,19 +59,14 @@ type inConn struct {
 	msg      Message // reused by the dispatcher for every handler call
 }
 
-// inFrame is a unit of work for the dispatcher: the messages of one batch
-// frame (aliasing its pooled buffer) or one whole large message.
+// inFrame is a unit of work for the dispatcher: one batch frame, whose
+// messages it decodes again as it goes (so a frame costs its buffer and
+// nothing per message), or one whole large message.
 type inFrame struct {
-	buf    []byte // the buffer the messages alias, owned by the frame until release
+	buf    []byte // the frame, or the large message's payload; owned until release
 	pooled bool   // buf came from bufpool and goes back there
-	large  bool   // buf is a large message's payload, lent to its handler
-	msgs   []inMsg
+	large  *wire.Header
 	held   int64 // inbound capacity held until every handler returned
-}
-
-type inMsg struct {
-	header  wire.Header
-	payload []byte
 }
 
 var framePool = sync.Pool{New: func() any { return new(inFrame) }}
@@ -289,27 +284,45 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	ic.measureRecvQueue()
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held = buf, true, held
-	now := time.Now().UnixNano()
-	for off := 0; off < len(buf); {
-		h, n, err := wire.DecodeHeader(buf[off:], uint32(ic.t.cfg.MaxMessageSize))
+	// Check every message now, and complete responses: their callers
+	// wait, and a paused handler must not hold them. The dispatcher gets
+	// the frame if anything else is in it.
+	others := 0
+	err = forEachMessage(buf, uint32(ic.t.cfg.MaxMessageSize), func(h *wire.Header, payload []byte) {
+		if h.Flags&wire.FlagResponse != 0 {
+			ic.completeCall(*h, payload, true)
+			return
+		}
+		if rejecting {
+			ic.counters.dropped[ReasonOverloaded].Add(1)
+			ic.t.respond(ic.from, h, nil, ErrOverloaded)
+			return
+		}
+		others++
+	})
+	if err != nil || others == 0 {
+		ic.releaseFrame(f)
+		return err
+	}
+	ic.handOver(f)
+	return nil
+}
+
+// forEachMessage decodes the messages of a batch frame, in order. A
+// message that runs past the frame's end is malformed.
+func forEachMessage(frame []byte, maxPayload uint32, fn func(h *wire.Header, payload []byte)) error {
+	for off := 0; off < len(frame); {
+		h, n, err := wire.DecodeHeader(frame[off:], maxPayload)
 		if err != nil {
-			ic.releaseFrame(f)
 			return err
 		}
 		end := off + n + int(h.PayloadLength)
-		if end > len(buf) {
-			ic.releaseFrame(f)
+		if end > len(frame) {
 			return fmt.Errorf("%w: message overruns its frame", wire.ErrMalformed)
 		}
-		ic.arrived(f, h, buf[off+n:end], now)
+		fn(&h, frame[off+n:end])
 		off = end
 	}
-	if rejecting {
-		ic.reject(f.msgs)
-		ic.releaseFrame(f)
-		return nil
-	}
-	ic.handOver(f)
 	return nil
 }
 
@@ -335,14 +348,6 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	return false, nil
 }
 
-// reject drops messages for want of capacity and tells their senders.
-func (ic *inConn) reject(msgs []inMsg) {
-	for i := range msgs {
-		ic.counters.dropped[ReasonOverloaded].Add(1)
-		ic.t.respond(ic.from, &msgs[i].header, nil, ErrOverloaded)
-	}
-}
-
 // measureRecvQueue records the socket's receive-queue depth after a read.
 func (ic *inConn) measureRecvQueue() {
 	if ic.probe == nil {
@@ -352,21 +357,6 @@ func (ic *inConn) measureRecvQueue() {
 		ic.peer.recvPeak[ic.lane].Observe(int64(n))
 		ic.peer.recvMax[ic.lane].Observe(int64(n))
 	}
-}
-
-// arrived routes one decoded message of a batch: a response completes its
-// call (with a copy of its payload: the frame's buffer is recycled), an
-// expired message is dropped, anything else joins f for the dispatcher.
-func (ic *inConn) arrived(f *inFrame, h wire.Header, payload []byte, now int64) {
-	if h.Flags&wire.FlagResponse != 0 {
-		ic.completeCall(h, payload, true)
-		return
-	}
-	if h.Expired(now) {
-		ic.counters.dropped[ReasonExpired].Add(1)
-		return
-	}
-	f.msgs = append(f.msgs, inMsg{header: h, payload: payload})
 }
 
 // completeCall hands a response to the request waiting for it.
@@ -403,8 +393,7 @@ func (ic *inConn) releaseFrame(f *inFrame) {
 	if f.pooled && f.buf != nil {
 		bufpool.Put(f.buf)
 	}
-	clear(f.msgs)
-	*f = inFrame{msgs: f.msgs[:0]}
+	*f = inFrame{}
 	framePool.Put(f)
 }
 
@@ -667,8 +656,7 @@ func (ic *inConn) deliverLarge(m *largeIn) {
 		return
 	}
 	f := framePool.Get().(*inFrame)
-	f.buf, f.pooled, f.large, f.held = m.payload, !m.exact, true, m.need
-	f.msgs = append(f.msgs, inMsg{header: h, payload: m.payload})
+	f.buf, f.pooled, f.large, f.held = m.payload, !m.exact, &m.header, m.need
 	ic.handOver(f)
 }
 
@@ -734,10 +722,6 @@ type dispatchQueue struct {
 // handOver gives a frame to the dispatcher, starting it if it is not
 // running. It never blocks the reader.
 func (ic *inConn) handOver(f *inFrame) {
-	if len(f.msgs) == 0 {
-		ic.releaseFrame(f)
-		return
-	}
 	q := &ic.dispatch
 	q.mu.Lock()
 	q.frames = append(q.frames, f)
@@ -766,13 +750,19 @@ func (ic *inConn) dispatchFrames() {
 		q.frames[0] = nil
 		q.frames = q.frames[1:]
 		q.mu.Unlock()
-		for i := range f.msgs {
-			resp := ic.handle(&f.msgs[i])
-			if f.large && aliases(resp, f.buf) {
+		if f.large != nil {
+			if resp := ic.handle(f.large, f.buf); aliases(resp, f.buf) {
 				// The response is the lent payload (an echo): the writer
 				// sends it from there, so it must not go back to the pool.
 				f.buf = nil
 			}
+		} else {
+			// Checked when read: it decodes.
+			_ = forEachMessage(f.buf, uint32(ic.t.cfg.MaxMessageSize), func(h *wire.Header, payload []byte) {
+				if h.Flags&wire.FlagResponse == 0 {
+					ic.handle(h, payload)
+				}
+			})
 		}
 		ic.releaseFrame(f)
 	}

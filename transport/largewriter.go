@@ -92,10 +92,10 @@ func (w *largeWriter) admit(q *outQueue) {
 		}
 		for i := range b.items {
 			it := b.items[i]
-			ls := &largeSend{outItem: it, header: slices.Clone(b.buf.B[it.start : it.start+it.headerLen])}
+			ls := &largeSend{outItem: it, header: slices.Clone(b.buf.B[it.start : it.start+int32(it.headerLen)])}
 			w.waiting = append(w.waiting, ls)
 		}
-		b.bytes = 0 // released message by message (finish), not with the segment
+		b.bytes = 0 // released message by message (forget), not with the segment
 		q.release(b)
 	}
 }
@@ -223,8 +223,8 @@ func (w *largeWriter) fail(q *outQueue, ls *largeSend, reason Reason, err error,
 
 // forget gives back the capacity a finished message held.
 func (w *largeWriter) forget(q *outQueue, ls *largeSend, sink outSink) {
-	q.releaseBytes(ls.size())
-	sink.release(int64(ls.size()))
+	q.releaseBytes(ls.held())
+	sink.release(int64(ls.held()))
 }
 
 // pruneExpired fails waiting messages whose deadline passed.

@@ -119,7 +119,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 // With wait it waits for capacity until ctx ends; otherwise it fails at
 // once with ErrOverloaded.
 func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byte, wait bool) error {
-	size := int64(len(header) + len(payload))
+	size := int64(len(header) + len(payload) + outItemCost)
 	if !c.account.TryTake(size) {
 		if !wait {
 			return ErrOverloaded
@@ -306,7 +306,7 @@ func (c *outConn) flush() error {
 	defer func() { c.release(c.queue.release(b)) }()
 	c.strategyMu.Lock()
 	for i := observed; i < len(b.items); i++ {
-		c.strategy.Observe(b.items[i].enqueuedAt, b.items[i].size())
+		c.strategy.Observe(b.items[i].enqueued(), b.items[i].size())
 	}
 	c.strategyMu.Unlock()
 	sent, sentBytes, err := c.frames.writeBatch(c.conn.Conn, b, c.t.maxFrame, time.Now().UnixNano(), c)
@@ -324,7 +324,7 @@ func (c *outConn) flush() error {
 func (c *outConn) askWait() time.Duration {
 	c.strategyMu.Lock()
 	defer c.strategyMu.Unlock()
-	messages, bytes := c.queue.observeNew(func(it *outItem) { c.strategy.Observe(it.enqueuedAt, it.size()) })
+	messages, bytes := c.queue.observeNew(func(it *outItem) { c.strategy.Observe(it.enqueued(), it.size()) })
 	wait := c.strategy.Wait(time.Now(), messages, bytes)
 	if c.t.closing.Load() {
 		return 0 // draining for Shutdown: no more waiting to coalesce

@@ -4,33 +4,44 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/bytebufferpool"
 )
 
-// outItem is one message waiting in an outbound queue.
+// outItem is one message waiting in an outbound queue. It is kept small:
+// its own size counts against the connection's capacity (outItemCost).
 type outItem struct {
 	id         uint64
-	verb       uint32
-	expiresAt  int64 // Unix ns; 0 = never
-	enqueuedAt time.Time
-	start, end int    // the encoded header (and, on small lanes, payload) in its segment's buffer
-	headerLen  int    // of the encoding at start
+	expiresAt  int64  // Unix ns; 0 = never
+	enqueuedAt int64  // Unix ns
 	payload    []byte // large lane only: the caller's payload, written from where it is
+	start, end int32  // the encoded header (and, on small lanes, payload) in its segment's buffer
+	verb       uint32
+	headerLen  uint16 // of the encoding at start
 	isRequest  bool
 	isResponse bool
 }
 
-// size is the message's encoded size: what it holds of its connection's
-// capacity.
-func (it *outItem) size() int { return it.end - it.start + len(it.payload) }
+// outItemCost is what queueing a message costs beside its encoding: the
+// capacity a message holds is its encoded size plus this.
+const outItemCost = int(unsafe.Sizeof(outItem{}))
+
+// size is the message's encoded size.
+func (it *outItem) size() int { return int(it.end-it.start) + len(it.payload) }
+
+// held is the capacity the message holds: its encoding and its item.
+func (it *outItem) held() int { return it.size() + outItemCost }
+
+// enqueued returns when the message was queued.
+func (it *outItem) enqueued() time.Time { return time.Unix(0, it.enqueuedAt) }
 
 // payloadIn returns the message's payload, given its segment's buffer.
 func (it *outItem) payloadIn(buf []byte) []byte {
 	if it.payload != nil {
 		return it.payload
 	}
-	return buf[it.start+it.headerLen : it.end]
+	return buf[it.start+int32(it.headerLen) : it.end]
 }
 
 func (it *outItem) expired(now int64) bool { return it.expiresAt != 0 && now >= it.expiresAt }
@@ -44,9 +55,10 @@ const segmentBytes = 1 << 20
 // pooled buffer, and what the writer needs to know of each. The writer
 // owns a batch it took until it gives it back with release.
 type batch struct {
-	buf   *bytebufferpool.ByteBuffer
-	items []outItem
-	bytes int // encoded bytes of the items
+	buf     *bytebufferpool.ByteBuffer
+	items   []outItem
+	encoded int // encoded bytes of the items
+	bytes   int // capacity the items hold (see outItem.held)
 }
 
 // outQueue is a connection's FIFO of encoded messages, in segments.
@@ -72,7 +84,8 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 	if q.err != nil {
 		return q.err
 	}
-	size := len(header) + len(payload)
+	encoded := len(header) + len(payload)
+	held := encoded + outItemCost
 	inBuffer := len(header) // what this message adds to the segment's buffer
 	if copyPayload {
 		inBuffer += len(payload)
@@ -92,20 +105,21 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 		}
 		q.segments = append(q.segments, seg)
 	}
-	it.start = len(seg.buf.B)
-	it.headerLen = len(header)
+	it.start = int32(len(seg.buf.B))
+	it.headerLen = uint16(len(header))
 	seg.buf.B = append(seg.buf.B, header...)
 	if copyPayload {
 		seg.buf.B = append(seg.buf.B, payload...)
 	} else {
 		it.payload = payload
 	}
-	it.end = len(seg.buf.B)
+	it.end = int32(len(seg.buf.B))
 	seg.items = append(seg.items, it)
-	seg.bytes += size
+	seg.encoded += encoded
+	seg.bytes += held
 	q.messages++
-	q.queued += size
-	q.reserved += size
+	q.queued += encoded
+	q.reserved += held
 	return nil
 }
 
@@ -154,7 +168,7 @@ func (q *outQueue) take() (*batch, int) {
 	observed := min(q.observed, len(seg.items))
 	q.observed -= observed
 	q.messages -= len(seg.items)
-	q.queued -= seg.bytes
+	q.queued -= seg.encoded
 	return seg, observed
 }
 
@@ -168,7 +182,7 @@ func (q *outQueue) release(seg *batch) int64 {
 	q.mu.Lock()
 	q.reserved -= seg.bytes
 	q.mu.Unlock()
-	seg.bytes = 0
+	seg.bytes, seg.encoded = 0, 0
 	if cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 1<<16 {
 		segmentPool.Put(seg)
 	}
@@ -211,12 +225,13 @@ func (q *outQueue) prune(drop func(it *outItem, buf []byte) bool) (removed int64
 			wasObserved := seen < q.observed
 			seen++
 			if drop(&it, seg.buf.B) {
-				size := it.size()
-				removed += int64(size)
-				seg.bytes -= size
+				size, held := it.size(), it.held()
+				removed += int64(held)
+				seg.bytes -= held
+				seg.encoded -= size
 				q.messages--
 				q.queued -= size
-				q.reserved -= size
+				q.reserved -= held
 				if wasObserved {
 					observed--
 				}

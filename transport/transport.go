@@ -290,7 +290,7 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 	if err == nil {
 		var stack [64]byte
 		header := wire.AppendHeader(stack[:0], h)
-		it := outItem{id: h.ID, verb: h.Verb, expiresAt: h.ExpiresAt, enqueuedAt: now,
+		it := outItem{id: h.ID, verb: h.Verb, expiresAt: h.ExpiresAt, enqueuedAt: now.UnixNano(),
 			isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
 		err = c.enqueue(ctx, it, header, payload, wait)
 	}

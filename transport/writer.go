@@ -111,18 +111,19 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 			sink.failed(&m, ReasonExpired, nil)
 			continue
 		}
-		if frameStart >= 0 && (it.start != frameEnd || it.end-frameStart > maxFrame) {
+		start, end := int(it.start), int(it.end)
+		if frameStart >= 0 && (start != frameEnd || end-frameStart > maxFrame) {
 			closeFrame()
 		}
 		if frameStart < 0 {
-			frameStart = it.start
+			frameStart = start
 		}
-		frameEnd = it.end
+		frameEnd = end
 		if it.isResponse {
 			responses++
 		}
 		messages++
-		bytes += it.end - it.start
+		bytes += end - start
 	}
 	closeFrame()
 	if fw.empty() {

@@ -89,6 +89,7 @@ func (p *peer) writerMayExit(c *outConn) bool {
 		c.running.Store(true)
 		return false
 	}
+	c.queue.dropSpare() // an idle lane keeps no buffer
 	close(c.done)
 	return true
 }
@@ -142,6 +143,7 @@ func (p *peer) stop(err error) {
 			c.failBatch(b, reason, p.stopped)
 		}
 		c.large.failAll(&c.queue, reason, p.stopped, c)
+		c.queue.dropSpare()
 		c.closeConn("stopped")
 	}
 }

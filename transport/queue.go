@@ -49,7 +49,7 @@ func (it *outItem) expired(now int64) bool { return it.expiresAt != 0 && now >= 
 // segmentBytes is the size at which a queue starts a new segment. The
 // writer takes one segment per write, so it also bounds one vectored write,
 // and a connection's buffers never grow past it however deep its queue.
-const segmentBytes = 1 << 20
+const segmentBytes = 256 << 10
 
 // batch is one segment of a queue: encoded messages back to back in a
 // pooled buffer, and what the writer needs to know of each. The writer
@@ -74,6 +74,12 @@ type outQueue struct {
 	reserved int      // queued plus bytes the writer has taken and not released
 	observed int      // messages at the head already shown to the coalescing strategy
 	err      error    // non-nil once the queue refuses messages
+	// spare is the last segment the writer finished with, emptied, kept
+	// for the next one the queue needs: a queue that drains and refills
+	// allocates nothing. It is the one buffer of a lane outside its
+	// capacity (at most 2×segmentBytes and its items), and goes when the
+	// lane's writer exits.
+	spare *batch
 }
 
 // push appends a message whose header is already encoded. When
@@ -123,13 +129,22 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 	return nil
 }
 
-// segmentPool recycles segments with their grown buffers and item slices
-// across every connection, so a deep queue that drains and refills
-// allocates nothing; the garbage collector trims it when traffic stops.
-var segmentPool = sync.Pool{New: func() any { return &batch{buf: new(bytebufferpool.ByteBuffer)} }}
+// newSegment returns an empty segment, the spare if there is one. q.mu
+// held.
+func (q *outQueue) newSegment() *batch {
+	if seg := q.spare; seg != nil {
+		q.spare = nil
+		return seg
+	}
+	return &batch{buf: new(bytebufferpool.ByteBuffer)}
+}
 
-// newSegment returns an empty segment. q.mu held.
-func (q *outQueue) newSegment() *batch { return segmentPool.Get().(*batch) }
+// dropSpare lets the spare segment go.
+func (q *outQueue) dropSpare() {
+	q.mu.Lock()
+	q.spare = nil
+	q.mu.Unlock()
+}
 
 // observeNew calls fn for each queued message not yet observed, in order,
 // and returns how many messages and bytes are pending.
@@ -181,11 +196,11 @@ func (q *outQueue) release(seg *batch) int64 {
 	seg.buf.Reset()
 	q.mu.Lock()
 	q.reserved -= seg.bytes
-	q.mu.Unlock()
 	seg.bytes, seg.encoded = 0, 0
-	if cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 1<<16 {
-		segmentPool.Put(seg)
+	if q.spare == nil && cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 1<<14 {
+		q.spare = seg
 	}
+	q.mu.Unlock()
 	return held
 }
 

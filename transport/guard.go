@@ -90,9 +90,18 @@ func (t *Transport) forgetQuietStrangers() {
 	var gone []*peer
 	t.peersMu.Lock()
 	for id, p := range t.peers {
-		if !p.member && p.quiet() {
-			delete(t.peers, id)
-			gone = append(gone, p)
+		if p.member || !p.quiet() {
+			continue
+		}
+		delete(t.peers, id)
+		gone = append(gone, p)
+		// Folded in the same step, so that Stats never misses them.
+		for lane := range routing.NumLanes {
+			s := &t.strangers[lane]
+			if c := p.lanes[lane].Load(); c != nil {
+				s.out.addFrom(&c.counters)
+			}
+			s.in.addFrom(&p.inbound[lane])
 		}
 	}
 	if len(gone) > 0 {
@@ -101,15 +110,6 @@ func (t *Transport) forgetQuietStrangers() {
 	t.peersMu.Unlock()
 	for _, p := range gone {
 		p.stop(errForgotten)
-		t.peersMu.Lock()
-		for lane := range routing.NumLanes {
-			s := &t.strangers[lane]
-			if c := p.lanes[lane].Load(); c != nil {
-				s.out.addFrom(&c.counters)
-			}
-			s.in.addFrom(&p.inbound[lane])
-		}
-		t.peersMu.Unlock()
 	}
 }
 

@@ -1,11 +1,19 @@
 package transport_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,44 +21,193 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/wire"
 )
 
-// TestHostileInput throws every kind of hostile input at a node at once
-// while a legitimate peer keeps sending requests: every request is
-// answered, the heap stays bounded, and once the attack ends the node's
-// goroutines return to their baseline.
+// rss returns this process's resident set size in bytes.
+func rss(t testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			require.NoError(t, err)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// metricSeries counts the data points of every internode.* instrument.
+func metricSeries(t testing.TB, reader *metric.ManualReader) int {
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	n := 0
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if !strings.HasPrefix(m.Name, "internode.") {
+				continue
+			}
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				n += len(d.DataPoints)
+			case metricdata.Sum[float64]:
+				n += len(d.DataPoints)
+			case metricdata.Gauge[int64]:
+				n += len(d.DataPoints)
+			case metricdata.Histogram[int64]:
+				n += len(d.DataPoints)
+			case metricdata.Histogram[float64]:
+				n += len(d.DataPoints)
+			}
+		}
+	}
+	return n
+}
+
+// dialAs connects to addr and handshakes as node id for lane; it returns
+// nil when the node refuses.
+func dialAs(addr string, id string, lane routing.Lane) net.Conn {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil
+	}
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	b, _ := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
+		Lane: uint8(lane), Cluster: "test", Node: id})
+	if _, err := conn.Write(b); err != nil {
+		conn.Close()
+		return nil
+	}
+	raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+	if err != nil {
+		conn.Close()
+		return nil
+	}
+	if reply, err := wire.DecodeReply(raw); err != nil || reply.Reason != wire.Accepted {
+		conn.Close()
+		return nil
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn
+}
+
+// awaitBack reads the back channel until a frame of kind for stream.
+func awaitBack(conn net.Conn, kind wire.FrameKind, stream uint32) bool {
+	r := bufio.NewReader(conn)
+	var hdr [wire.FrameHeaderSize]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return false
+		}
+		fh, err := wire.ParseFrameHeader(hdr[:], wire.DefaultMaxFramePayload)
+		if err != nil {
+			return false
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(fh.Length)); err != nil {
+			return false
+		}
+		if fh.Kind == kind && fh.Stream == stream {
+			return true
+		}
+	}
+}
+
+// holdOpen keeps conn open, draining what the node sends, until stop.
+func holdOpen(conn net.Conn, stop <-chan struct{}) {
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, conn)
+		close(done)
+	}()
+	select {
+	case <-stop:
+	case <-done:
+	}
+	conn.Close()
+}
+
+// TestHostileInput throws every kind of hostile input at a node that
+// answers anyone (AcceptUnknownPeers), at once, while a legitimate peer
+// keeps sending requests. At every step the node holds no more than its
+// inbound limits (the node's, and one peer's however many connections it
+// opens); its RSS stays within a bound; every legitimate request is
+// answered; and once the attack ends its goroutines, Stats entries and
+// metric series come back down.
 func TestHostileInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a hostile crowd of connections for several seconds")
+	}
+	inbound := transport.Limits{PerConnection: 4 << 20, PerPeer: 32 << 20, Node: 64 << 20}
+	reader := metric.NewManualReader()
+	meters := metric.NewMeterProvider(metric.WithReader(reader))
+	defer meters.Shutdown(context.Background())
+	var logged atomic.Int64
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.AcceptUnknownPeers = true // the attackers' frames are read
+		cfg.AcceptUnknownPeers = true // the worst case: anyone is answered
 		cfg.HandshakeTimeout = 500 * time.Millisecond
+		cfg.KeepaliveTimeout = 2 * time.Second
 		cfg.MaxPendingHandshakesPerHost = 64
+		cfg.MaxMessageSize = 8 << 20
+		cfg.Inbound = inbound
+		if i == 1 {
+			cfg.MeterProvider = meters
+			cfg.Logger = slog.New(countingHandler{&logged})
+		}
 	})
+	victim := c.nodes[1]
+	target := victim.Addr().String()
 	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
-	target := c.nodes[1].Addr().String()
-	// Warm up the legitimate connections, then take the baselines.
-	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("warm"))
+	c.handleAll(verbData, func(ctx context.Context, m *transport.Message) ([]byte, error) { return nil, nil })
+	// mallory is a member, so that its own Stats entry shows what one
+	// peer holds; sink accepts connections and never reads them.
+	c.members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer sink.Close()
+	c.members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
+
+	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("warm"))
 	require.NoError(t, err)
 	baseGoroutines := runtime.NumGoroutine()
-	var before runtime.MemStats
 	runtime.GC()
-	runtime.GC() // pooled buffers of earlier tests go with the second
-	runtime.ReadMemStats(&before)
+	debug.FreeOSMemory()
+	baseRSS := rss(t)
 
-	attacks := map[string]func() []byte{
+	stop := make(chan struct{})
+	var attackers sync.WaitGroup
+	attack := func(n int, fn func(i int)) {
+		for i := range n {
+			attackers.Go(func() { fn(i) })
+		}
+	}
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	// Bad bytes, in a loop: noise, a frame claiming 4 GiB, a bad
+	// checksum, a handshake that never finishes, silence.
+	noise := map[string]func() []byte{
 		"random bytes": func() []byte {
 			b := make([]byte, 4096)
 			_, _ = rand.Read(b)
 			return b
 		},
 		"frame claiming 4 GiB": func() []byte {
-			h := hello(routing.Small)
 			frame := make([]byte, wire.FrameHeaderSize)
 			binary.BigEndian.PutUint32(frame, 1<<32-1)
-			return append(h, frame...)
+			return append(hello(routing.Small), frame...)
 		},
 		"bad checksum": func() []byte {
 			msg := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: uint32(verbEcho), PayloadLength: 2})
@@ -62,73 +219,207 @@ func TestHostileInput(t *testing.T) {
 		"handshake that never finishes": func() []byte { return hello(routing.Small)[:7] },
 		"silence":                       func() []byte { return nil },
 	}
-	stop := make(chan struct{})
-	var attackers sync.WaitGroup
-	var attempts atomic.Int64
-	for name, payload := range attacks {
-		for range 4 {
-			attackers.Add(1)
-			go func() {
-				defer attackers.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					conn, err := net.Dial("tcp", target)
-					if err != nil {
-						continue
-					}
-					attempts.Add(1)
-					if b := payload(); len(b) > 0 {
-						_, _ = conn.Write(b)
-					}
-					if name == "silence" || name == "handshake that never finishes" {
-						// Hold the connection open until the node gives up on it.
-						_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-						_, _ = conn.Read(make([]byte, 1))
-					}
-					conn.Close()
+	for name, payload := range noise {
+		attack(4, func(int) {
+			for !stopped() {
+				conn, err := net.Dial("tcp", target)
+				if err != nil {
+					continue
 				}
-			}()
-		}
+				if b := payload(); len(b) > 0 {
+					_, _ = conn.Write(b)
+				}
+				if name == "silence" || name == "handshake that never finishes" {
+					_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+					_, _ = conn.Read(make([]byte, 1))
+				}
+				conn.Close()
+			}
+		})
 	}
-	// 1,000 idle sockets on top.
+	// One peer, a hundred large-lane connections, each holding a 4 MiB
+	// message one byte short: the node admits MaxConnsPerPeer of them and
+	// holds at most PerPeer for them all.
+	var malloryAccepted atomic.Int64
+	attack(100, func(i int) {
+		conn := dialAs(target, "mallory", routing.Large)
+		if conn == nil {
+			return
+		}
+		malloryAccepted.Add(1)
+		h := wire.AppendHeader(nil, &wire.Header{ID: uint64(i), Verb: uint32(verbData), PayloadLength: 4 << 20})
+		_, _ = conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 1, h), h...))
+		if awaitBack(conn, wire.FrameGrant, 1) {
+			part := make([]byte, wire.DefaultMaxFramePayload)
+			for left := 4<<20 - 1; left > 0 && !stopped(); left -= len(part) {
+				p := part[:min(len(part), left)]
+				if _, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeMore, 1, p), p...)); err != nil {
+					break
+				}
+			}
+		}
+		holdOpen(conn, stop)
+	})
+	// Three hundred peers, each holding a partial 256 KiB frame: capacity
+	// is taken before a buffer is allocated, so the node's limit bounds
+	// them all; the rest wait, holding nothing, until the trickle cut-off.
+	attack(300, func(i int) {
+		conn := dialAs(target, fmt.Sprintf("partial-%d", i), routing.Small)
+		if conn == nil {
+			return
+		}
+		header := make([]byte, wire.FrameHeaderSize)
+		binary.BigEndian.PutUint32(header, wire.DefaultMaxFramePayload)
+		_, _ = conn.Write(append(header, make([]byte, 1024)...))
+		holdOpen(conn, stop)
+	})
+	// Trickle: a frame one byte at a time.
+	attack(10, func(i int) {
+		conn := dialAs(target, fmt.Sprintf("trickle-%d", i), routing.Small)
+		if conn == nil {
+			return
+		}
+		defer conn.Close()
+		msg := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: uint32(verbData), PayloadLength: 1000})
+		msg = append(msg, make([]byte, 1000)...)
+		frame := append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...)
+		for _, b := range frame {
+			if stopped() {
+				return
+			}
+			if _, err := conn.Write([]byte{b}); err != nil {
+				return // cut off
+			}
+			time.Sleep(100 * time.Millisecond) // the attack is slowness itself
+		}
+	})
+	// Made-up node IDs by the thousand, a request each.
+	var madeUp atomic.Int64
+	attack(4, func(g int) {
+		for i := range 500 {
+			conn := dialAs(target, fmt.Sprintf("ghost-%d-%d", g, i), routing.Small)
+			if conn == nil {
+				continue
+			}
+			madeUp.Add(1)
+			msg := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: 1, Verb: uint32(verbEcho), PayloadLength: 2})
+			msg = append(msg, "hi"...)
+			_, _ = conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...))
+			conn.Close()
+		}
+	})
+	// A peer that accepts the node's connections and never reads them.
+	attackers.Go(func() {
+		for {
+			conn, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			attackers.Go(func() {
+				defer conn.Close()
+				raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+				if err != nil {
+					return
+				}
+				if _, err := wire.DecodeHello(raw); err != nil {
+					return
+				}
+				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
+				<-stop // and then nothing: no reads, no beats
+			})
+		}
+	})
+	attackers.Go(func() {
+		for !stopped() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = victim.Send(ctx, "sink", verbData, make([]byte, 32<<10))
+			cancel()
+			time.Sleep(time.Millisecond)
+		}
+	})
+	// A thousand idle sockets on top.
 	var idle []net.Conn
 	for range 1000 {
 		if conn, err := net.Dial("tcp", target); err == nil {
 			idle = append(idle, conn)
 		}
 	}
-	var peak uint64
-	for i := range 200 {
+
+	// Watch the node while the legitimate peer keeps asking.
+	var peakRSS int64
+	var violations []string
+	watch := func() {
+		st := victim.Stats()
+		if st.InboundHeld > inbound.Node {
+			violations = append(violations, fmt.Sprintf("node holds %d inbound bytes, limit %d", st.InboundHeld, inbound.Node))
+		}
+		for _, p := range st.Peers {
+			if p.InboundHeld > inbound.PerPeer {
+				violations = append(violations, fmt.Sprintf("%s holds %d inbound bytes, limit %d", p.Peer, p.InboundHeld, inbound.PerPeer))
+			}
+		}
+		peakRSS = max(peakRSS, rss(t))
+	}
+	deadline := time.Now().Add(4 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
 		resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte{byte(i)})
 		require.NoError(t, err, "request %d during the attack", i)
 		require.Equal(t, []byte{byte(i)}, resp)
-		if i%20 == 0 { // the live heap, not garbage awaiting collection
-			var ms runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapAlloc)
-		}
+		watch()
 	}
 	close(stop)
-	attackers.Wait()
 	for _, conn := range idle {
 		conn.Close()
 	}
-	st := c.nodes[1].Stats()
-	t.Logf("attack connections %d; refused %d (%v); malformed %d; heap peak %d MiB over a %d MiB baseline",
-		attempts.Load(), st.InboundRefused, st.Refusals, st.InboundMalformed, (peak-min(peak, before.HeapAlloc))>>20, before.HeapAlloc>>20)
-	assert.Positive(t, st.InboundMalformed, "bad frames closed their connections")
+	sink.Close()
+	attackers.Wait()
+	watch()
+	require.Empty(t, violations)
+
+	st := victim.Stats()
+	grew := peakRSS - baseRSS
+	t.Logf("RSS grew by %d MiB (peak %d MiB); mallory's connections accepted %d of 100; made-up IDs answered %d; refused %d %v; bad input %v; warnings logged %d",
+		grew>>20, peakRSS>>20, malloryAccepted.Load(), madeUp.Load(), st.InboundRefused, st.Refusals, st.BadInput, logged.Load())
+	if !raceEnabled {
+		assert.LessOrEqual(t, grew, int64(96<<20), "RSS grows by at most 96 MiB with a 64 MiB inbound limit")
+	}
+	assert.LessOrEqual(t, malloryAccepted.Load(), int64(transport.DefaultMaxConnsPerPeer), "connections per peer are capped")
+	assert.Positive(t, st.Refusals[transport.RefusedTooMany], "mallory's extra connections and the idle sockets were refused")
+	assert.Positive(t, st.BadInput[transport.BadInputChecksum])
+	assert.Positive(t, st.BadInput[transport.BadInputTooLarge])
+	assert.Positive(t, st.BadInput[transport.BadInputSilent], "partial frames and trickles were cut off")
 	assert.Positive(t, st.Refusals[transport.RefusedMalformed])
-	assert.Positive(t, st.Refusals[transport.RefusedTooMany], "idle sockets hit the cap")
-	assert.Less(t, peak, before.HeapAlloc+64<<20, "the heap stays bounded")
+	assert.Less(t, logged.Load(), int64(500), "warnings are rate limited")
+
+	// Afterwards: the goroutines, the strangers' entries and the metric
+	// series come back down, and nothing stays held.
 	waitFor(t, 10*time.Second, "goroutines return to their baseline", func() bool {
-		return runtime.NumGoroutine() <= baseGoroutines+2
+		return runtime.NumGoroutine() <= baseGoroutines+5
 	})
+	waitFor(t, 10*time.Second, "made-up peers forgotten, nothing held", func() bool {
+		st := victim.Stats()
+		return len(st.Peers) <= 3 && st.InboundHeld == 0 && st.OutboundBytes == 0
+	})
+	st = victim.Stats()
+	assert.LessOrEqual(t, len(st.Conns), 4*routing.NumLanes, "n1, mallory, sink and the strangers' one entry per lane")
+	assert.Less(t, metricSeries(t, reader), 300, "metric series stay bounded")
+	for _, cs := range st.Conns {
+		if cs.Peer == transport.StrangersPeer {
+			assert.Positive(t, cs.MessagesReceived+cs.DroppedTotal()+cs.DroppedInbound[transport.ReasonExpired], "strangers' traffic is counted under one entry")
+		}
+	}
 }
+
+// countingHandler counts the log records at warning level and above.
+type countingHandler struct{ n *atomic.Int64 }
+
+func (h countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h countingHandler) Handle(context.Context, slog.Record) error {
+	h.n.Add(1)
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 
 func hello(lane routing.Lane) []byte {
 	b, err := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
@@ -137,4 +428,64 @@ func hello(lane routing.Lane) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestMadeUpNodeIDsLeaveNothingBehind: two thousand connections, each with
+// a node ID the membership does not know, each asking one request of a
+// node that answers strangers. Answering them (a writer each, whose dial
+// fails: a stranger has no address) must leave no goroutine, Stats entry
+// or metric series behind once they go quiet.
+func TestMadeUpNodeIDsLeaveNothingBehind(t *testing.T) {
+	reader := metric.NewManualReader()
+	meters := metric.NewMeterProvider(metric.WithReader(reader))
+	defer meters.Shutdown(context.Background())
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.AcceptUnknownPeers = true
+		if i == 1 {
+			cfg.MeterProvider = meters
+		}
+	})
+	var handled atomic.Int64
+	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		handled.Add(1)
+		return m.Payload, nil
+	})
+	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("warm"))
+	require.NoError(t, err)
+	baseGoroutines := runtime.NumGoroutine()
+	baseSeries := metricSeries(t, reader)
+
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 500 {
+				conn := dialAs(c.nodes[1].Addr().String(), fmt.Sprintf("ghost-%d-%d", g, i), routing.Small)
+				if !assert.NotNil(t, conn, "ghost %d-%d refused", g, i) {
+					return
+				}
+				msg := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: 1, Verb: uint32(verbEcho), PayloadLength: 2})
+				msg = append(msg, "hi"...)
+				_, _ = conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...))
+				conn.Close()
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, 10*time.Second, "every ghost's request handled", func() bool { return handled.Load() == 2001 })
+	waitFor(t, 10*time.Second, "goroutines return to their baseline", func() bool {
+		return runtime.NumGoroutine() <= baseGoroutines+2
+	})
+	waitFor(t, 10*time.Second, "ghosts forgotten", func() bool { return len(c.nodes[1].Stats().Peers) == 1 })
+	st := c.nodes[1].Stats()
+	assert.LessOrEqual(t, len(st.Conns), 2*routing.NumLanes, "n1's entries and the strangers' one entry per lane")
+	var strangers transport.ConnStats
+	for _, cs := range st.Conns {
+		if cs.Peer == transport.StrangersPeer {
+			strangers.MessagesReceived += cs.MessagesReceived
+			strangers.Dropped[transport.ReasonUnknownPeer] += cs.Dropped[transport.ReasonUnknownPeer]
+		}
+	}
+	assert.Equal(t, uint64(2000), strangers.MessagesReceived, "the ghosts' requests, counted under one peer")
+	assert.Equal(t, uint64(2000), strangers.Dropped[transport.ReasonUnknownPeer], "their responses had nowhere to go")
+	assert.LessOrEqual(t, metricSeries(t, reader), baseSeries+20, "one label for all strangers")
 }

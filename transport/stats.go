@@ -99,9 +99,23 @@ type ConnStats struct {
 	RemoteDropped [NumReasons]uint64
 }
 
+// PeerStats is what the node holds for one peer now.
+type PeerStats struct {
+	Peer cluster.NodeID
+	// Member says whether the membership knew the peer when the node
+	// first saw it; a peer that is not a member is forgotten once quiet.
+	Member bool
+	// OutboundHeld and InboundHeld are the bytes held for the peer's
+	// messages in each direction, all its connections together: never
+	// above the PerPeer limits.
+	OutboundHeld, InboundHeld int64
+}
+
 // Stats is a snapshot of the transport's counters.
 type Stats struct {
 	Conns []ConnStats // sorted by peer, then lane
+	// Peers lists the peers the node knows now, sorted by ID.
+	Peers []PeerStats
 	// InboundRefused counts handshakes this node refused or that failed.
 	InboundRefused uint64
 	// Refusals counts refused inbound connections by reason; their sum is
@@ -177,15 +191,18 @@ func (c ConnStats) DroppedTotal() uint64 {
 // use; the coalescing figures are read without stopping the writers and
 // may be slightly stale.
 func (t *Transport) Stats() Stats {
+	// Held throughout, so that a stranger being forgotten is counted once:
+	// as a peer, or in the strangers' totals.
 	t.peersMu.RLock()
+	defer t.peersMu.RUnlock()
 	peers := make([]*peer, 0, len(t.peers)+len(t.departed))
 	for _, p := range t.peers {
 		peers = append(peers, p)
 	}
 	// Peers that left keep their counts: nothing they sent or received
 	// drops out of the accounts.
-	peers = append(peers, t.departed...)
-	t.peersMu.RUnlock()
+	departed := t.departed
+	peers = append(peers, departed...)
 	s := Stats{InboundRefused: t.refused.Load()}
 	for r := range NumRefusals {
 		s.Refusals[r] = t.refusals[r].Load()
@@ -224,13 +241,16 @@ func (t *Transport) Stats() Stats {
 			}
 		}
 	}
-	t.peersMu.RLock()
+	for _, p := range peers[:len(peers)-len(departed)] {
+		s.Peers = append(s.Peers, PeerStats{Peer: p.id, Member: p.member,
+			OutboundHeld: p.outAccount.Used(), InboundHeld: p.inAccount.Used()})
+	}
+	sort.Slice(s.Peers, func(i, j int) bool { return s.Peers[i].Peer < s.Peers[j].Peer })
 	for _, lane := range routing.Lanes {
 		if cs, ok := t.strangersStats(lane); ok {
 			add(cs)
 		}
 	}
-	t.peersMu.RUnlock()
 	sort.Slice(s.Conns, func(i, j int) bool {
 		a, b := s.Conns[i], s.Conns[j]
 		return a.Peer < b.Peer || a.Peer == b.Peer && a.Lane < b.Lane

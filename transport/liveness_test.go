@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
 )
 
 // TestLargeLaneNeverWedges reproduces the large-lane capacity deadlock: the
@@ -334,4 +336,66 @@ func TestOneWayHandlerErrorIsOneOutcome(t *testing.T) {
 	assert.Equal(t, uint64(1), st.MessagesReceived)
 	assert.Zero(t, st.DroppedInbound, "received, not dropped as well")
 	_ = routing.Small
+}
+
+// TestPeerThatStopsReadingIsCutOff: a peer that beats on the back channel
+// (it is alive) but never reads what it is sent. The sender's writer blocks
+// once the socket buffers are full; after WriteTimeout the connection is
+// cut and the messages written into it fail with ReasonConnectionReset;
+// queued ones that expire fail as expired. Nothing stays pinned.
+func TestPeerThatStopsReadingIsCutOff(t *testing.T) {
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer sink.Close()
+	var accepted atomic.Int64
+	var peers sync.WaitGroup
+	defer peers.Wait()
+	go func() {
+		for {
+			conn, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			peers.Go(func() {
+				defer conn.Close()
+				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
+					return
+				}
+				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
+				beat := wire.AppendFrameHeader(nil, wire.FrameBeat, 0)
+				for { // alive, and never reading
+					if _, err := conn.Write(beat); err != nil {
+						return
+					}
+					time.Sleep(500 * time.Millisecond) // the peer's own beat interval
+				}
+			})
+		}
+	}()
+	c := newCluster(t, 1, func(i int, cfg *transport.Config) {
+		cfg.WriteTimeout = 2 * time.Second
+		cfg.Outbound = transport.Limits{PerConnection: 8 << 20, PerPeer: 64 << 20, Node: 64 << 20}
+	})
+	c.members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
+	defer c.close()
+	start := time.Now()
+	for range 1000 { // far more than the socket buffers take
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := c.nodes[0].Send(ctx, "sink", verbData, make([]byte, 32<<10))
+		cancel()
+		if err != nil {
+			require.ErrorIs(t, err, transport.ErrOverloaded)
+			break
+		}
+	}
+	lane := func() transport.ConnStats { return c.nodes[0].Stats().Conns[0] }
+	waitFor(t, 10*time.Second, "the stalled connection is cut", func() bool {
+		return lane().Dropped[transport.ReasonConnectionReset] > 0
+	})
+	t.Logf("cut after %v", time.Since(start))
+	waitFor(t, 15*time.Second, "nothing stays pinned", func() bool { return c.nodes[0].Stats().OutboundBytes == 0 })
+	st := lane()
+	t.Logf("written %d, failed %v, connects %d", st.MessagesSent, st.Dropped, st.Connects)
+	assert.Positive(t, st.Dropped[transport.ReasonExpired], "queued messages expired rather than waited forever")
 }

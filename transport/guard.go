@@ -98,9 +98,7 @@ func (t *Transport) forgetQuietStrangers() {
 		// Folded in the same step, so that Stats never misses them.
 		for lane := range routing.NumLanes {
 			s := &t.strangers[lane]
-			if c := p.lanes[lane].Load(); c != nil {
-				s.out.addFrom(&c.counters)
-			}
+			s.out.addFrom(&p.outbound[lane])
 			s.in.addFrom(&p.inbound[lane])
 		}
 	}

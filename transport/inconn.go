@@ -90,7 +90,7 @@ type largeIn struct {
 // readBufferSize is the read buffer of an accepted connection: enough for
 // a frame header and small messages in one read; larger payloads are read
 // straight into their own buffers.
-const readBufferSize = 4 << 10
+const readBufferSize = 1 << 10
 
 func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn) *inConn {
 	return &inConn{

@@ -43,7 +43,7 @@ type outConn struct {
 	stop     chan struct{}   // closed to make the writer exit
 	ctx      context.Context // cancelled with stop: ends a dial in progress
 	cancel   context.CancelFunc
-	counters connCounters
+	counters *connCounters // the peer's for this lane: they outlive the connection
 	// running says a writer goroutine exists; started and stopped under
 	// peer.mu, with done closed when it exits.
 	running atomic.Bool
@@ -66,12 +66,13 @@ type outConn struct {
 	waitTimer *time.Timer              // coalescing waits; stopped when unused
 
 	// Owned by the writer goroutine.
-	conn      *liveConn
-	backoff   backoff.Backoff
-	random    *rand.Rand
-	frames    frameWriter
-	large     largeWriter
-	lastWrite time.Time
+	conn       *liveConn
+	idleClosed bool // the last connection was closed for being idle
+	backoff    backoff.Backoff
+	random     *rand.Rand
+	frames     frameWriter
+	large      largeWriter
+	lastWrite  time.Time
 }
 
 // liveConn is an established, handshaken connection. Its back-channel
@@ -84,8 +85,10 @@ type liveConn struct {
 	dead   atomic.Bool
 	// heard is when the back channel last carried a frame (Unix ns).
 	heard atomic.Int64
-	why   atomic.Pointer[string]
-	probe *sockstat.Probe // nil when socket measurement is off
+	// backHeader is the back-channel reader's buffer.
+	backHeader [wire.FrameHeaderSize]byte
+	why        atomic.Pointer[string]
+	probe      *sockstat.Probe // nil when socket measurement is off
 }
 
 // kill marks the connection dead, with why, and closes it.
@@ -108,6 +111,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		waitTimer: newStoppedTimer(),
 		attrs:     t.tel.connAttrs(p, lane),
 	}
+	c.counters = &p.outbound[lane]
 	c.ctx, c.cancel = context.WithCancel(t.ctx)
 	c.account = p.outAccount.Child(t.limitsOut.Load().forLane(lane), true)
 	c.backoff = backoff.Backoff{Min: t.cfg.ReconnectMinBackoff, Max: t.cfg.ReconnectMaxBackoff}
@@ -268,6 +272,7 @@ func (c *outConn) idle() {
 	switch since := time.Since(c.lastWrite); {
 	case cfg.IdleTimeout > 0 && since >= cfg.IdleTimeout && c.large.idle():
 		c.closeConn("idle")
+		c.idleClosed = true
 	case cfg.KeepaliveTimeout > 0 && since >= wire.KeepaliveInterval:
 		c.setWriteDeadline()
 		if err := c.frames.writePing(c.conn.Conn); err != nil {
@@ -479,6 +484,7 @@ func (c *outConn) measureSendQueue() {
 // reports false.
 func (c *outConn) connect() bool {
 	conn, err := c.dial()
+	c.idleClosed = false
 	if err == nil {
 		c.conn = conn
 		c.live.Store(conn)
@@ -539,27 +545,29 @@ func (c *outConn) readBack(conn *liveConn) {
 
 func (c *outConn) readBackFrames(conn *liveConn) string {
 	timeout := c.t.cfg.KeepaliveTimeout
-	var hdr [wire.FrameHeaderSize]byte
-	var body [wire.MaxFailureMessage + 16]byte
+	hdr := conn.backHeader[:]
+	const maxBody = wire.MaxFailureMessage + 16 // a refusal's Failure
 	for {
 		if timeout > 0 {
 			_ = conn.SetReadDeadline(time.Now().Add(timeout))
 		}
-		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		if _, err := io.ReadFull(conn, hdr); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				return fmt.Sprintf("peer silent for %v", timeout)
 			}
 			return "closed by peer"
 		}
-		fh, err := wire.ParseFrameHeader(hdr[:], uint32(len(body)))
+		fh, err := wire.ParseFrameHeader(hdr, maxBody)
 		if err == nil && (!fh.Kind.FromAcceptor() || fh.Kind != wire.FrameBeat && c.lane != routing.Large) {
 			err = fmt.Errorf("%w: %v frame from the acceptor of a %s lane", wire.ErrMalformed, fh.Kind, c.lane)
 		}
+		var body []byte // only refusals have one: allocated for them
 		if err == nil {
-			_, err = io.ReadFull(conn, body[:fh.Length])
+			body = make([]byte, fh.Length)
+			_, err = io.ReadFull(conn, body)
 			if err == nil {
-				err = fh.Verify(body[:fh.Length])
+				err = fh.Verify(body)
 			}
 		}
 		if err != nil {
@@ -572,7 +580,7 @@ func (c *outConn) readBackFrames(conn *liveConn) string {
 		case wire.FrameGrant:
 			c.large.deliver(backFrame{stream: fh.Stream})
 		case wire.FrameRefuse:
-			f, err := wire.DecodeFailure(body[:fh.Length])
+			f, err := wire.DecodeFailure(body)
 			if err != nil {
 				return "bad refusal"
 			}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -19,7 +20,10 @@ type peer struct {
 	mu      sync.Mutex // guards creating lanes, starting writers and stopping
 	lanes   [routing.NumLanes]atomic.Pointer[outConn]
 	stopped error // why the peer's writers stopped; nil while running
-	inbound [routing.NumLanes]inCounters
+	// What the peer's lanes sent and received: kept here, not in the
+	// lanes, which are dropped while idle.
+	outbound [routing.NumLanes]connCounters
+	inbound  [routing.NumLanes]inCounters
 	// member: the membership knew the peer when this entry was made.
 	// Entries of peers it does not know are forgotten once they are
 	// quiet (see Transport.forgetQuietStrangers).
@@ -80,7 +84,9 @@ func (p *peer) startWriter(c *outConn) {
 // writerMayExit lets c's writer exit when, with running cleared, its
 // queue is still empty: a producer that queued meanwhile either saw
 // running set (and the writer sees its message here) or starts a new
-// writer once this one has gone.
+// writer once this one has gone. A lane whose connection was closed for
+// being idle is dropped altogether — its counters live in the peer — and
+// a message that comes later builds a new one.
 func (p *peer) writerMayExit(c *outConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -90,9 +96,17 @@ func (p *peer) writerMayExit(c *outConn) bool {
 		return false
 	}
 	c.queue.dropSpare() // an idle lane keeps no buffer
+	if c.idleClosed && p.stopped == nil && c.queue.retireIfEmpty(errRetired) {
+		p.lanes[c.lane].CompareAndSwap(c, nil)
+		c.cancel()
+	}
 	close(c.done)
 	return true
 }
+
+// errRetired refuses a message to a lane dropped for being idle: its
+// sender tries again on the lane's successor.
+var errRetired = errors.New("transport: lane retired")
 
 // writerExited marks c's writer gone after a stop.
 func (p *peer) writerExited(c *outConn) {

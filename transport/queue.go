@@ -261,6 +261,19 @@ func (q *outQueue) prune(drop func(it *outItem, buf []byte) bool) (removed int64
 	return removed
 }
 
+// retireIfEmpty makes the queue refuse messages with err, and reports
+// true, when it holds nothing: no message queued or being written.
+func (q *outQueue) retireIfEmpty(err error) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.messages > 0 || q.reserved > 0 || q.err != nil {
+		return false
+	}
+	q.err = err
+	q.spare = nil
+	return true
+}
+
 // shut makes the queue refuse messages with err from now on and returns
 // whatever was still queued, for the caller to fail.
 func (q *outQueue) shut(err error) []*batch {

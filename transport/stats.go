@@ -306,13 +306,13 @@ func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 		cs.Peer = StrangersPeer
 	}
 	cs.readIn(&p.inbound[lane])
+	cs.readOut(&p.outbound[lane])
 	cs.SendQueueMax = p.sendMax[lane].Max()
 	cs.RecvQueueMax = p.recvMax[lane].Max()
 	c := p.lanes[lane].Load()
 	if c == nil {
 		return cs, cs.seen()
 	}
-	cs.readOut(&c.counters)
 	cs.Connected = c.live.Load() != nil
 	c.strategyMu.Lock()
 	cs.Coalescing = c.strategy.Stats()

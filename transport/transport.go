@@ -277,27 +277,33 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 	if err != nil {
 		return err
 	}
-	c := p.lane(lane)
-	if c == nil {
-		return p.stopErr()
-	}
 	now := t.clock.now()
 	h.CreatedAt, h.PayloadLength = now.UnixNano(), uint32(len(payload))
 	err = ctx.Err()
 	if err == nil && len(payload) > t.cfg.MaxMessageSize {
 		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.MaxMessageSize)
 	}
-	if err == nil {
-		var stack [64]byte
-		header := wire.AppendHeader(stack[:0], h)
-		it := outItem{id: h.ID, verb: h.Verb, expiresAt: h.ExpiresAt, enqueuedAt: now.UnixNano(),
-			isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
-		err = c.enqueue(ctx, it, header, payload, wait)
+	var stack [64]byte
+	header := wire.AppendHeader(stack[:0], h)
+	it := outItem{id: h.ID, verb: h.Verb, expiresAt: h.ExpiresAt, enqueuedAt: now.UnixNano(),
+		isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
+	for {
+		c := p.lane(lane)
+		if c == nil {
+			return p.stopErr()
+		}
+		if err == nil {
+			err = c.enqueue(ctx, it, header, payload, wait)
+			if err == errRetired {
+				err = nil
+				continue // the lane was dropped for being idle: its successor takes it
+			}
+		}
+		if err != nil {
+			c.counters.dropped[reasonOf(err)].Add(1)
+		}
+		return err
 	}
-	if err != nil {
-		c.counters.dropped[reasonOf(err)].Add(1)
-	}
-	return err
 }
 
 // peerFor returns the peer's state, creating it. With mustExist it first

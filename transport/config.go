@@ -265,9 +265,6 @@ func (l Limits) validate(side string, maxMessage int) error {
 		return fmt.Errorf("transport: config: %s limits (%d per peer, %d per node) cannot hold %d bytes: a message of MaxMessageSize with its header, or a frame",
 			side, l.PerPeer, l.Node, unit)
 	}
-	if l.PerPeer > l.Node {
-		return fmt.Errorf("transport: config: %s PerPeer %d above Node %d", side, l.PerPeer, l.Node)
-	}
 	return nil
 }
 

@@ -95,7 +95,6 @@ func (p *peer) writerMayExit(c *outConn) bool {
 		c.running.Store(true)
 		return false
 	}
-	c.queue.dropSpare() // an idle lane keeps no buffer
 	if c.idleClosed && p.stopped == nil && c.queue.retireIfEmpty(errRetired) {
 		p.lanes[c.lane].CompareAndSwap(c, nil)
 		c.cancel()
@@ -157,7 +156,6 @@ func (p *peer) stop(err error) {
 			c.failBatch(b, reason, p.stopped)
 		}
 		c.large.failAll(&c.queue, reason, p.stopped, c)
-		c.queue.dropSpare()
 		c.closeConn("stopped")
 	}
 }

@@ -74,12 +74,6 @@ type outQueue struct {
 	reserved int      // queued plus bytes the writer has taken and not released
 	observed int      // messages at the head already shown to the coalescing strategy
 	err      error    // non-nil once the queue refuses messages
-	// spare is the last segment the writer finished with, emptied, kept
-	// for the next one the queue needs: a queue that drains and refills
-	// allocates nothing. It is the one buffer of a lane outside its
-	// capacity (at most 2×segmentBytes and its items), and goes when the
-	// lane's writer exits.
-	spare *batch
 }
 
 // push appends a message whose header is already encoded. When
@@ -129,21 +123,23 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 	return nil
 }
 
-// newSegment returns an empty segment, the spare if there is one. q.mu
-// held.
-func (q *outQueue) newSegment() *batch {
-	if seg := q.spare; seg != nil {
-		q.spare = nil
-		return seg
-	}
-	return &batch{buf: new(bytebufferpool.ByteBuffer)}
-}
+// spareSegments keeps a few emptied segments for the queues of every
+// connection to reuse, so that queues that drain and refill allocate
+// almost nothing. It is bounded — at most spareSegmentCount segments of at
+// most 2×segmentBytes and their items, a few MiB for the whole process —
+// because it is memory outside every limit.
+var spareSegments = make(chan *batch, spareSegmentCount)
 
-// dropSpare lets the spare segment go.
-func (q *outQueue) dropSpare() {
-	q.mu.Lock()
-	q.spare = nil
-	q.mu.Unlock()
+const spareSegmentCount = 16
+
+// newSegment returns an empty segment, a spare one if there is one.
+func (q *outQueue) newSegment() *batch {
+	select {
+	case seg := <-spareSegments:
+		return seg
+	default:
+		return &batch{buf: new(bytebufferpool.ByteBuffer)}
+	}
 }
 
 // observeNew calls fn for each queued message not yet observed, in order,
@@ -196,11 +192,14 @@ func (q *outQueue) release(seg *batch) int64 {
 	seg.buf.Reset()
 	q.mu.Lock()
 	q.reserved -= seg.bytes
-	seg.bytes, seg.encoded = 0, 0
-	if q.spare == nil && cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 1<<14 {
-		q.spare = seg
-	}
 	q.mu.Unlock()
+	seg.bytes, seg.encoded = 0, 0
+	if cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 2*segmentBytes/64 {
+		select {
+		case spareSegments <- seg:
+		default:
+		}
+	}
 	return held
 }
 
@@ -270,7 +269,6 @@ func (q *outQueue) retireIfEmpty(err error) bool {
 		return false
 	}
 	q.err = err
-	q.spare = nil
 	return true
 }
 

@@ -152,14 +152,15 @@
 //     internode with Outbound.Node and Inbound.Node at most 32 MiB (else
 //     its target reads n/a); node_limits_bytes, N × (Outbound.Node +
 //     Inbound.Node); peak_counted_bytes, the highest sum over nodes of
-//     Stats().OutboundBytes + InboundHeld, sampled with the heap, and
-//     counted_heap_ratio, its ratio to the heap objects read in the same
-//     sample — the share of the heap the transport accounts for (the heap
-//     includes garbage awaiting the next GC, up to GOGC% of the live heap,
-//     so counted_live_ratio divides by the live heap the last GC found
-//     instead); peak_held_bytes, the highest sum of every connection's
-//     PendingBytes (which, unlike OutboundBytes, includes connections' own
-//     capacity) + InboundHeld; overloaded. raw-tcp-mesh counts nothing:
+//     Stats().OutboundBytes + InboundHeld, sampled with the heap every
+//     50 ms, and counted_heap_ratio, the sum of those samples over the sum
+//     of the heap objects read with them (from the first GC on) — the
+//     share of the heap the transport accounts for, averaged over the run
+//     (the heap includes garbage awaiting the next GC, up to GOGC% of the
+//     live heap, so counted_live_ratio divides by the live heap the last
+//     GC found instead); peak_held_bytes, the highest sum of every
+//     connection's PendingBytes + InboundHeld (the same bytes, seen per
+//     lane); overloaded. raw-tcp-mesh counts nothing:
 //     its internode figures are null.
 //   - idle: nodes, pairs (N·(N−1)); open_bytes_per_pair,
 //     open_stack_bytes_per_pair (of it, goroutine stacks),

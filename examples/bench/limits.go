@@ -31,7 +31,8 @@ func (l meshLimits) apply(c *transport.Config) {
 		set(&lim.PerPeer, l.PerPeer)
 		set(&lim.PerConnection, l.PerConn)
 	}
-	room := func(lim transport.Limits) int64 { return lim.PerConnection + min(lim.PerPeer, lim.Node) }
+	// A message must fit in its peer's and the node's limits.
+	room := func(lim transport.Limits) int64 { return min(lim.PerPeer, lim.Node) }
 	fits := min(room(c.Outbound), room(c.Inbound))
 	if fits < int64(c.MaxMessageSize)+1<<20 {
 		c.MaxMessageSize = int(max(fits/2, 1<<10))

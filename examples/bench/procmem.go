@@ -74,14 +74,15 @@ func resetPeakRSS() bool {
 type memPeaks struct {
 	rss  int64 // bytes resident, 0 where unknown
 	heap int64 // heap objects (heapInUse)
-	// counted is the highest meshAccounts.counted, heapAtCounted the heap
-	// objects read in the same sample and liveAtCounted the live heap the
-	// last GC before it found (0 before the first GC); held the highest
-	// meshAccounts.held. Zero without accounts.
-	counted       int64
-	heapAtCounted int64
-	liveAtCounted int64
-	held          int64
+	// counted is the highest meshAccounts.counted and held the highest
+	// meshAccounts.held. countedSum, heapSum and liveSum add up, over every
+	// sample taken after the first GC, the bytes counted, the heap objects
+	// and the live heap the last GC found: their ratios say how much of
+	// the heap the accounts explain, averaged over the run rather than
+	// read at one instant. Zero without accounts.
+	counted                      int64
+	held                         int64
+	countedSum, heapSum, liveSum int64
 }
 
 // memSampler samples, from startMemSampler until stop, every memPoll: the
@@ -121,10 +122,13 @@ func (s *memSampler) sample() {
 		return
 	}
 	a := s.accounts()
-	if a.counted > s.peaks.counted || s.peaks.heapAtCounted == 0 {
-		s.peaks.counted, s.peaks.heapAtCounted, s.peaks.liveAtCounted = a.counted, heap[0], heap[1]
-	}
+	s.peaks.counted = max(s.peaks.counted, a.counted)
 	s.peaks.held = max(s.peaks.held, a.held)
+	if heap[1] > 0 { // after the first GC
+		s.peaks.countedSum += a.counted
+		s.peaks.heapSum += heap[0]
+		s.peaks.liveSum += heap[1]
+	}
 }
 
 // stop takes a last sample and returns the peaks. The resident set's is

@@ -205,10 +205,10 @@ func measureSaturate(system string, opts Options) (Result, error) {
 			if of <= 0 {
 				return nil // no GC yet
 			}
-			r := float64(peaks.counted) / float64(of)
+			r := float64(peaks.countedSum) / float64(of)
 			return &r
 		}
-		res.CountedHeapRatio, res.CountedLiveRatio = ratio(peaks.heapAtCounted), ratio(peaks.liveAtCounted)
+		res.CountedHeapRatio, res.CountedLiveRatio = ratio(peaks.heapSum), ratio(peaks.liveSum)
 	}
 
 	cancel()

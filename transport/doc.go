@@ -20,38 +20,78 @@
 // # Lanes and connections
 //
 // For every ordered pair of nodes (A→B) there is one outbound TCP
-// connection per lane, opened on first use, used in one direction only: A
-// writes, B reads. B's replies travel on B's own connections to A. A message
-// whose encoded size is above Config.LargeThreshold (64 KiB) goes to the
-// Large lane, the rest to Small, and verbs can be pinned to Urgent (gossip,
-// heartbeats) so control traffic never queues behind bulk. TCP_NODELAY is
-// set on every connection.
+// connection per lane, opened on first use: A writes messages, B writes
+// back only what keeps the connection alive and, on the large lane, room
+// granted for large messages. B's replies travel on B's own connections to
+// A. A message whose encoded size is above Config.LargeThreshold (64 KiB)
+// goes to the Large lane, the rest to Small, and verbs can be pinned to
+// Urgent (gossip, heartbeats) so control traffic never queues behind bulk.
+// TCP_NODELAY is set on every connection.
 //
 // Each connection has one writer goroutine. Send encodes a small message
-// straight into the connection's pooled queue buffer (one copy, no
-// allocation) and returns; the writer takes everything queued, asks the
-// lane's coalescing strategy whether to wait for more, drops messages that
-// expired while queued, frames the rest (CRC32C) and writes them with one
-// vectored write. Large messages are written from the caller's buffer in
-// 256 KiB parts, interleaved with other large messages in flight so one
-// huge message does not hold a smaller one behind it for its whole transfer.
+// straight into the connection's queue (one copy, no allocation) and
+// returns; the writer takes everything queued, asks the lane's coalescing
+// strategy whether to wait for more, drops messages that expired while
+// queued, frames the rest (CRC32C) and writes them with one vectored
+// write. A large message first asks the receiver for room for all of it;
+// once granted, it is written from the caller's buffer in 256 KiB parts,
+// interleaved with other granted messages so one huge message does not
+// hold a smaller one behind it.
 //
 // A lost connection is redialled with capped exponential backoff and
-// jitter while messages are pending; a connection idle for
-// Config.IdleTimeout is closed.
+// jitter while messages are pending — at once when it was judged dead, or
+// when the peer connects to this node or rejoins the membership. A
+// connection idle for Config.IdleTimeout is closed, and the lane's writer
+// goroutine exits with it.
+//
+// # Dead connections
+//
+// Both ends speak at least once a second: the sender pings when it has
+// nothing to write, the receiver beats whether or not it is reading. A
+// side that hears nothing for Config.KeepaliveTimeout (5 s) closes the
+// connection, so a partition or a frozen process is found in seconds, not
+// after TCP's retransmission timeouts; requests written on it fail at once
+// with ErrConnectionReset. A peer that stops reading is cut off after
+// Config.WriteTimeout (30 s); one that sends a frame slower than
+// KeepaliveTimeout, after that.
 //
 // # Receiving
 //
 // The reader of an accepted connection checks the handshake (version,
-// cluster name, lane), verifies each frame's checksum and decodes its
-// messages. Responses complete their Request directly; expired messages are
-// dropped before their handler sees them; everything else goes to the
-// connection's dispatcher, which calls handlers one at a time in arrival
-// order. A handler that blocks holds up only its sender's lane, and once
-// the dispatcher's queue is full the reader stops reading that connection,
-// so TCP pushes back on the sender. Bytes that are not valid wire format
-// close that one connection, with the reason logged and counted
-// (Stats.InboundMalformed); the node keeps serving everyone else.
+// cluster name, lane, that the peer is a member and is not this node),
+// verifies each frame's checksum and decodes its messages. Responses
+// complete their Request at once; everything else goes to the connection's
+// dispatcher, a goroutine that runs while there is work and calls handlers
+// one at a time in arrival order (expired messages are dropped before
+// their handler sees them). A handler that blocks holds up only its
+// sender's lane. Bytes that are not valid wire format close that one
+// connection, with the reason counted (Stats.BadInput) and logged at a
+// bounded rate; the node keeps serving everyone else.
+//
+// # Bounded memory
+//
+// The bytes the node holds for messages — queued, being written, received,
+// waiting for or inside a handler, responses included, frame and message
+// buffers included — never exceed Config.Outbound.Node in one direction and
+// Config.Inbound.Node in the other, and one peer never holds more than
+// PerPeer however many connections it opens. Every byte a connection holds
+// is its peer's and the node's too (see Limits). Capacity is taken before a
+// buffer is allocated: a frame's header says its length, and a reader
+// waits for room before it reads the payload; a large message is granted
+// room before its sender may send it.
+//
+// Out of capacity, Send fails with ErrOverloaded, or waits for room
+// (WaitForCapacity); a receiver stops reading the connection (OverloadPause:
+// TCP pushes back on the sender) or refuses what it cannot hold
+// (OverloadReject). Waiting is first come, first served and costs no CPU.
+// A reader never waits for room that only its own unread bytes could
+// free, so no combination of limits wedges a connection.
+//
+// Outside the limits, and bounded otherwise: per connection a 1 KiB read
+// buffer and the goroutines' stacks (Config.MaxConns and MaxConnsPerPeer
+// bound the connections); per process at most 16 spare queue segments of
+// 256 KiB; with OverloadReject, a frame read only to be rejected, freed at
+// once; pooled receive buffers, which the garbage collector trims.
 //
 // # Outcomes
 //

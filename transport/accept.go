@@ -24,13 +24,13 @@ type Refusal uint8
 const (
 	RefusedVersion     Refusal = iota // no common protocol version
 	RefusedCluster                    // another cluster's node
-	RefusedUnknownNode                // not a member (Config.RequireKnownPeers)
+	RefusedUnknownNode                // not a member (unless Config.Security.AcceptUnknownPeers)
 	RefusedIdentity                   // the certificate names another node
 	RefusedLane                       // an unknown connection kind
 	RefusedMalformed                  // not a valid Hello: bad magic, checksum, length...
 	RefusedTimeout                    // the handshake did not finish within HandshakeTimeout
 	RefusedTLS                        // the TLS handshake failed: plain text, bad certificate...
-	RefusedTooMany                    // too many unfinished handshakes, or connections (Config.MaxConns...)
+	RefusedTooMany                    // too many unfinished handshakes, or connections (Config.Security.MaxConns...)
 	RefusedSelf                       // the peer claims this node's own ID
 	NumRefusals        = iota
 )
@@ -46,27 +46,9 @@ func (r Refusal) String() string {
 	return "unknown"
 }
 
-// TLSConfig makes every connection of the transport mutual TLS: message
-// lanes, streams and file transfers (which then copy through user space:
-// the kernel cannot sendfile into an encrypted stream). A node with TLS
-// refuses plain-text peers.
-type TLSConfig struct {
-	// Server is used for accepted connections. It must require and verify
-	// client certificates (tls.RequireAndVerifyClientCert).
-	Server *tls.Config
-	// Client is used for dialled connections, with the node's own
-	// certificate.
-	Client *tls.Config
-	// VerifyPeer, if set, replaces the identity rule: by default the
-	// peer's certificate must carry the URI SAN internode://<cluster>/<node>
-	// naming this cluster and the node the peer claims to be (inbound) or
-	// was dialled as (outbound). It runs after the chain was verified.
-	VerifyPeer func(cs tls.ConnectionState, clusterName string, node cluster.NodeID) error
-}
-
 // verifyPeer applies the identity rule to an established TLS connection.
 func (t *Transport) verifyPeer(cs tls.ConnectionState, node cluster.NodeID) error {
-	if v := t.cfg.TLS.VerifyPeer; v != nil {
+	if v := t.cfg.Security.TLS.VerifyPeer; v != nil {
 		return v(cs, t.cfg.ClusterName, node)
 	}
 	if len(cs.PeerCertificates) == 0 {
@@ -144,12 +126,12 @@ func remoteHost(conn net.Conn) string {
 }
 
 // startHandshake admits one more unfinished handshake from host, within
-// Config.MaxPendingHandshakes and MaxPendingHandshakesPerHost, so that a
+// Config.Security.MaxPendingHandshakes and MaxPendingHandshakesPerHost, so that a
 // flood of idle sockets cannot exhaust the node.
 func (t *Transport) startHandshake(host string) bool {
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
-	if t.pendingHandshakes >= t.cfg.MaxPendingHandshakes || t.pendingByHost[host] >= t.cfg.MaxPendingHandshakesPerHost {
+	if t.pendingHandshakes >= t.cfg.Security.MaxPendingHandshakes || t.pendingByHost[host] >= t.cfg.Security.MaxPendingHandshakesPerHost {
 		return false
 	}
 	t.pendingHandshakes++
@@ -193,11 +175,11 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 	}
 	lane := routing.Lane(hello.Lane)
 	if tcp, ok := raw.(*net.TCPConn); ok {
-		sc := t.cfg.Sockets[lane]
-		if sc.UserTimeout == 0 && t.cfg.KeepaliveTimeout > 0 {
+		sc := t.cfg.Lanes.Sockets[lane]
+		if sc.UserTimeout == 0 && t.cfg.Timeouts.Keepalive > 0 {
 			// This end only writes beats: unacknowledged for that long,
 			// the sender is gone.
-			sc.UserTimeout = t.cfg.KeepaliveTimeout
+			sc.UserTimeout = t.cfg.Timeouts.Keepalive
 		}
 		if err := sc.apply(tcp); err != nil {
 			t.log.Warn("internode: socket options", "peer", p.id, "lane", lane, "err", err)
@@ -237,13 +219,13 @@ func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, *peer, 
 }
 
 func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, error) {
-	deadline := time.Now().Add(t.cfg.HandshakeTimeout)
+	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)
 	if err := raw.SetDeadline(deadline); err != nil {
 		return nil, wire.Hello{}, nil, err
 	}
 	conn := raw
 	var tlsConn *tls.Conn
-	if t.cfg.TLS != nil {
+	if t.cfg.Security.TLS != nil {
 		// A plain-text internode peer gets a clear refusal, not a TLS
 		// alert it cannot read.
 		var magic [4]byte
@@ -256,7 +238,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 			return nil, wire.Hello{}, nil, &refusalError{RefusedTLS, errors.New("plain-text peer")}
 		}
 		raw = &prefixConn{Conn: raw, prefix: magic[:]}
-		tlsConn = tls.Server(raw, t.cfg.TLS.Server)
+		tlsConn = tls.Server(raw, t.cfg.Security.TLS.Server)
 		ctx, cancel := context.WithDeadline(t.ctx, deadline)
 		err := tlsConn.HandshakeContext(ctx)
 		cancel()
@@ -297,7 +279,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	case tlsConn != nil && t.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node)) != nil:
 		reply.Reason, why = wire.IdentityMismatch, RefusedIdentity
 		reply.Message = t.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node)).Error()
-	case !t.cfg.AcceptUnknownPeers && !t.isMember(cluster.NodeID(hello.Node)):
+	case !t.cfg.Security.AcceptUnknownPeers && !t.isMember(cluster.NodeID(hello.Node)):
 		reply.Reason, why = wire.UnknownNode, RefusedUnknownNode
 		reply.Message = fmt.Sprintf("node %q is not a member", hello.Node)
 	default:

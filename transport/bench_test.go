@@ -97,7 +97,7 @@ func BenchmarkRequest(b *testing.B) {
 
 // BenchmarkLarge measures 16 MiB one-way messages from 2 senders, in MB/s.
 func BenchmarkLarge(b *testing.B) {
-	c := newCluster(b, 2, func(i int, cfg *transport.Config) { cfg.WaitForCapacity = true })
+	c := newCluster(b, 2, func(i int, cfg *transport.Config) { cfg.Memory.WaitForCapacity = true })
 	var got atomic.Int64
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)

@@ -93,18 +93,18 @@ func TestBurn(t *testing.T) {
 		cfg.ClusterName = "burn"
 		cfg.ListenAddr = "127.0.0.1:0"
 		cfg.Membership = members
-		cfg.Logger = quietLogger
-		cfg.MaxMessageSize = 256 << 10
-		cfg.Outbound = transport.Limits{PerConnection: 512 << 10, PerPeer: 1 << 20, Node: 2 << 20}
-		cfg.Inbound = transport.Limits{PerConnection: 384 << 10, PerPeer: 768 << 10, Node: 1 << 20}
-		cfg.IdleTimeout = 300 * time.Millisecond
-		cfg.LaneOverrides = map[transport.Verb]routing.Lane{verbFreshUrgent: routing.Urgent}
-		cfg.ReconnectMinBackoff = time.Millisecond
-		cfg.ReconnectMaxBackoff = 20 * time.Millisecond
+		cfg.Telemetry.Logger = quietLogger
+		cfg.Memory.MaxMessageSize = 256 << 10
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 512 << 10, PerPeer: 1 << 20, Node: 2 << 20}
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 384 << 10, PerPeer: 768 << 10, Node: 1 << 20}
+		cfg.Timeouts.Idle = 300 * time.Millisecond
+		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbFreshUrgent: routing.Urgent}
+		cfg.Reconnect.MinBackoff = time.Millisecond
+		cfg.Reconnect.MaxBackoff = 20 * time.Millisecond
 		// Both outbound policies and both inbound policies are exercised.
-		cfg.WaitForCapacity = i%2 == 0
+		cfg.Memory.WaitForCapacity = i%2 == 0
 		if i == nodes-1 {
-			cfg.InboundOverload = transport.OverloadReject
+			cfg.Memory.InboundOverload = transport.OverloadReject
 		}
 		cfg.OnDropped = func(d transport.DroppedMessage) {
 			asyncDrops[i].Add(1)

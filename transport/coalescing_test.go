@@ -28,7 +28,7 @@ func laneStats(t *testing.T, n *transport.Transport, peer string, lane routing.L
 
 func TestCoalescingPerLaneAndAtRunTime(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.LaneOverrides = map[transport.Verb]routing.Lane{verbBlock: routing.Urgent}
+		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbBlock: routing.Urgent}
 	})
 	var got atomic.Int64
 	count := func(ctx context.Context, m *transport.Message) ([]byte, error) { got.Add(1); return nil, nil }
@@ -61,7 +61,7 @@ func TestCoalescingPerLaneAndAtRunTime(t *testing.T) {
 // does not hold Shutdown: queued messages go out at once.
 func TestShutdownFlushesAtOnce(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Coalescing = func(routing.Lane) coalescing.Strategy { return coalescing.NewFixed(time.Second) }
+		cfg.Lanes.Coalescing = func(routing.Lane) coalescing.Strategy { return coalescing.NewFixed(time.Second) }
 	})
 	var got atomic.Int64
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {

@@ -2,31 +2,30 @@ package transport
 
 import (
 	"crypto/tls"
-	"net"
-
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"maps"
 	"time"
 
 	"github.com/xtaci/smux"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
-	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
 
 // Config configures a Transport. Start from DefaultConfig and set at least
 // NodeID, ClusterName, ListenAddr and Membership. New fills zero fields with
-// defaults in its own copy; the caller's struct is never modified.
+// defaults in its own copy; the caller's struct is never modified. The
+// settings come in groups, each with its own defaults and checks.
 type Config struct {
-	// NodeID names this node; it is sent in every handshake. Required.
+	// NodeID names this node; it is sent in every handshake. Required, at
+	// most 255 bytes.
 	NodeID cluster.NodeID
 	// ClusterName must match on both ends of a connection. Required, at
 	// most 255 bytes.
@@ -38,19 +37,46 @@ type Config struct {
 	// Required.
 	Membership cluster.Membership
 
+	Lanes     LaneConfig      // how messages are routed and batched
+	Memory    MemoryConfig    // how much may be held, and what happens when it is full
+	Timeouts  TimeoutConfig   // how long each wait may last
+	Reconnect ReconnectConfig // how a lost connection is redialled
+	Security  SecurityConfig  // who may connect, and how
+	Streams   StreamConfig    // OpenStream's byte streams
+	Files     FileConfig      // SendFile's transfers
+	Telemetry TelemetryConfig // metrics, traces, logs
+
+	// OnDropped, if set, is called for every message this node accepted for
+	// sending (Send or Request returned nil, or a response) and then
+	// failed to write: expired, connection reset, peer left, closed,
+	// refused. With the payload it can, for example, store a hint to
+	// replay later. It runs on the lane's writer goroutine: it must be
+	// quick and must not call Send or Request to the same peer. The
+	// DroppedMessage and its Payload are valid only during the call.
+	OnDropped func(DroppedMessage)
+}
+
+// LaneConfig says how messages are routed to lanes and batched on them.
+type LaneConfig struct {
 	// LargeThreshold is the largest encoded message, in bytes, sent on the
 	// Small lane; larger ones go to Large. Default 64 KiB; range 1 KiB to
-	// 252 KiB (a small-lane message must fit in one 256 KiB frame).
+	// MaxLargeThreshold (a small-lane message must fit in one frame).
 	LargeThreshold int
-	// LaneOverrides sends a verb's messages on a given lane (typically
-	// Urgent for gossip and heartbeats) as long as they fit within
+	// Overrides sends a verb's messages on a given lane (typically Urgent
+	// for gossip and heartbeats) as long as they fit within
 	// LargeThreshold.
-	LaneOverrides map[Verb]routing.Lane
+	Overrides map[Verb]routing.Lane
 	// Coalescing returns a new strategy for one connection of the given
-	// lane. Default: Disabled for the urgent lane (control traffic never
-	// waits) and Adaptive for the others.
+	// lane. Default DefaultCoalescing: Disabled for the urgent lane
+	// (control traffic never waits) and Adaptive for the others.
 	Coalescing func(routing.Lane) coalescing.Strategy
+	// Sockets sets socket options per lane (index: routing.Lane).
+	Sockets [routing.NumLanes]SocketConfig
+}
 
+// MemoryConfig bounds what the transport holds and says what happens when
+// it is full (see Limits and the package documentation).
+type MemoryConfig struct {
 	// MaxMessageSize is the largest payload, in bytes, sent or accepted
 	// (a receiver refuses a larger one with ErrTooLarge). Bulk data is
 	// better sent as a stream, with a ReaderHandler, or with SendFile.
@@ -58,8 +84,7 @@ type Config struct {
 	// must hold one such message.
 	MaxMessageSize int
 	// Outbound bounds the bytes of messages queued or being written, per
-	// connection, per peer and node-wide (see Limits). Default 4 MiB,
-	// 64 MiB, 256 MiB.
+	// connection, per peer and node-wide. Default 4 MiB, 64 MiB, 256 MiB.
 	Outbound Limits
 	// Inbound bounds the bytes of received messages, from their arrival
 	// until their handlers have returned, per connection, per peer and
@@ -72,63 +97,51 @@ type Config struct {
 	// InboundOverload says what a receiver out of inbound capacity does:
 	// OverloadPause (default) stops reading the connection until handlers
 	// give capacity back, so TCP pushes back on the sender; OverloadReject
-	// skips the message and tells the sender it was overloaded.
+	// refuses the message and tells the sender it was overloaded.
 	InboundOverload OverloadPolicy
+}
 
-	// RequestTimeout bounds a Request whose context has no deadline.
-	// Default 10 s.
-	RequestTimeout time.Duration
-	// VerbTimeouts overrides RequestTimeout per verb.
-	VerbTimeouts map[Verb]time.Duration
-
-	// DialTimeout bounds one TCP connect. Default 5 s.
-	DialTimeout time.Duration
-	// HandshakeTimeout bounds a handshake, on either side. Default 5 s.
-	HandshakeTimeout time.Duration
-	// IdleTimeout closes an outbound connection that wrote nothing for this
-	// long. Default 60 s; negative means never.
-	IdleTimeout time.Duration
-	// KeepaliveTimeout is how long either end of a connection tolerates
-	// hearing nothing from the other before it judges the connection dead
-	// and closes it. Both ends speak at least every wire.KeepaliveInterval
+// TimeoutConfig bounds the transport's waits.
+type TimeoutConfig struct {
+	// Request bounds a Request whose context has no deadline. Default 10 s.
+	Request time.Duration
+	// PerVerb overrides Request per verb.
+	PerVerb map[Verb]time.Duration
+	// Dial bounds one TCP connect. Default 5 s.
+	Dial time.Duration
+	// Handshake bounds a handshake, on either side. Default 5 s.
+	Handshake time.Duration
+	// Idle closes an outbound connection that wrote nothing for this long.
+	// Default 60 s; negative means never.
+	Idle time.Duration
+	// Keepalive is how long either end of a connection tolerates hearing
+	// nothing from the other before it judges the connection dead and
+	// closes it. Both ends speak at least every wire.KeepaliveInterval
 	// (1 s): the sender pings when it has nothing to write, the receiver
-	// beats whether or not it is reading. A dead connection's messages
-	// fail (or, if not begun, wait for the next one) and the lane redials
-	// at once. It also bounds how long one frame may take to arrive, so a
+	// beats whether or not it is reading. A dead connection's requests
+	// fail at once (ErrConnectionReset) and the lane redials without
+	// backoff. It also bounds how long one frame may take to arrive, so a
 	// peer that trickles bytes is cut off. Default 5 s; at least 2 s;
 	// negative turns the checks off (pings and beats are still sent).
-	KeepaliveTimeout time.Duration
-	// WriteTimeout bounds one write to a peer: a peer that stops reading
-	// (a receiver whose handlers are stuck, or a hostile one) is
-	// disconnected after this long, and the write's messages fail with
+	Keepalive time.Duration
+	// Write bounds one write to a peer: a peer that stops reading (a
+	// receiver whose handlers are stuck, or a hostile one) is disconnected
+	// after this long, and the write's messages fail with
 	// ReasonConnectionReset. It is also the default TCP_USER_TIMEOUT of
 	// outbound sockets. Default 30 s; negative means never.
-	WriteTimeout time.Duration
-	// ReconnectMinBackoff and ReconnectMaxBackoff bound the capped
-	// exponential backoff, with jitter, between connection attempts while
-	// messages are pending. Defaults 50 ms and 5 s.
-	ReconnectMinBackoff time.Duration
-	ReconnectMaxBackoff time.Duration
+	Write time.Duration
+}
 
-	// Streams bounds OpenStream's byte streams.
-	Streams StreamConfig
-	// Files configures SendFile.
-	Files FileConfig
+// ReconnectConfig bounds the capped exponential backoff, with jitter,
+// between connection attempts while messages are pending. A connection
+// judged dead, or a peer seen again, is redialled at once.
+type ReconnectConfig struct {
+	MinBackoff time.Duration // default 50 ms
+	MaxBackoff time.Duration // default 5 s
+}
 
-	// MeterProvider receives the transport's metrics (names prefixed
-	// "internode."). Default: otel.GetMeterProvider(), a no-op until the
-	// application sets one.
-	MeterProvider metric.MeterProvider
-	// TracerProvider receives Request's client spans and handlers' server
-	// spans; trace context travels in the message header. Default:
-	// otel.GetTracerProvider().
-	TracerProvider trace.TracerProvider
-	// DisableSocketMeasurement turns off reading the socket queue depths
-	// (one ioctl per write and per frame read).
-	DisableSocketMeasurement bool
-	// Sockets sets socket options per lane (index: routing.Lane).
-	Sockets [routing.NumLanes]SocketConfig
-
+// SecurityConfig says who may connect to this node, and how.
+type SecurityConfig struct {
 	// TLS, when set, makes every connection mutual TLS bound to node
 	// identity (see TLSConfig); plain-text peers are then refused.
 	TLS *TLSConfig
@@ -153,134 +166,105 @@ type Config struct {
 	// one is noticed. Defaults 4 and 4096.
 	MaxConnsPerPeer int
 	MaxConns        int
+}
 
-	// OnDropped, if set, is called for every message this node accepted for
-	// sending (Send or Request returned nil, or a response) and then
-	// failed to write: expired, connection reset, peer left, closed,
-	// refused. With the payload it can, for example, store a hint to
-	// replay later. It runs on the lane's writer goroutine: it must be
-	// quick and must not call Send or Request to the same peer. The
-	// DroppedMessage and its Payload are valid only during the call.
-	OnDropped func(DroppedMessage)
-
-	// Logger receives connection events and refusals. Default slog.Default().
+// TelemetryConfig says where the transport's metrics, traces and logs go.
+type TelemetryConfig struct {
+	// MeterProvider receives the transport's metrics (names prefixed
+	// "internode."). Default: otel.GetMeterProvider(), a no-op until the
+	// application sets one.
+	MeterProvider metric.MeterProvider
+	// TracerProvider receives Request's client spans and handlers' server
+	// spans; trace context travels in the message header. Default:
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// DisableSocketMeasurement turns off reading the socket queue depths
+	// (one ioctl per write and per frame read).
+	DisableSocketMeasurement bool
+	// Logger receives connection events and refusals (those rate
+	// limited). Default slog.Default().
 	Logger *slog.Logger
 }
 
-// SocketConfig holds socket options; zero fields leave the system's
-// defaults. Seed 004 explains the trade-off of buffer sizes: larger ones
-// absorb bursts, but a receive buffer the application does not drain
-// costs memory and, when full, makes the kernel collapse and prune queues.
-type SocketConfig struct {
-	SendBuffer    int           // SO_SNDBUF, bytes
-	ReceiveBuffer int           // SO_RCVBUF, bytes
-	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails
-	KeepAlive     time.Duration // TCP keep-alive idle time; negative disables keep-alive
+// TLSConfig makes every connection of the transport mutual TLS: message
+// lanes, streams and file transfers (which then copy through user space:
+// the kernel cannot sendfile into an encrypted stream). A node with TLS
+// refuses plain-text peers.
+type TLSConfig struct {
+	// Server is used for accepted connections. It must require and verify
+	// client certificates (tls.RequireAndVerifyClientCert).
+	Server *tls.Config
+	// Client is used for dialled connections, with the node's own
+	// certificate.
+	Client *tls.Config
+	// VerifyPeer, if set, replaces the identity rule: by default the
+	// peer's certificate must carry the URI SAN internode://<cluster>/<node>
+	// naming this cluster and the node the peer claims to be (inbound) or
+	// was dialled as (outbound). It runs after the chain was verified.
+	VerifyPeer func(cs tls.ConnectionState, clusterName string, node cluster.NodeID) error
 }
 
-// apply sets the options on conn.
-func (s SocketConfig) apply(conn *net.TCPConn) error {
-	if s.SendBuffer > 0 {
-		if err := conn.SetWriteBuffer(s.SendBuffer); err != nil {
-			return err
-		}
-	}
-	if s.ReceiveBuffer > 0 {
-		if err := conn.SetReadBuffer(s.ReceiveBuffer); err != nil {
-			return err
-		}
-	}
-	if s.UserTimeout > 0 {
-		if err := sockstat.SetUserTimeout(conn, s.UserTimeout); err != nil && !errors.Is(err, sockstat.ErrUnsupported) {
-			return err
-		}
-	}
-	switch {
-	case s.KeepAlive < 0:
-		return conn.SetKeepAlive(false)
-	case s.KeepAlive > 0:
-		return conn.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.KeepAlive})
-	}
-	return nil
+// StreamConfig bounds the byte streams of OpenStream and HandleStream.
+type StreamConfig struct {
+	// MaxPerPeer is how many streams may be open at once with one peer in
+	// each direction; OpenStream beyond it fails with ErrOverloaded, and
+	// the peer's beyond it are refused. Default 256.
+	MaxPerPeer int
+	// SessionBuffer is the bytes one peer's stream session may hold
+	// received and unread, over all its streams (smux MaxReceiveBuffer).
+	// An accepted session takes it from the peer's and the node's inbound
+	// reserves for as long as it lives. Default 4 MiB.
+	SessionBuffer int
+	// StreamBuffer is the per-stream flow-control window in bytes (smux
+	// v2 MaxStreamBuffer): a writer waits once this much is unread.
+	// Default 256 KiB.
+	StreamBuffer int
 }
 
-// Limits bound the bytes a node holds for messages in one direction, in
-// three nested tiers: every byte a connection holds is also its peer's and
-// the node's. So the node never holds more than Node, one peer never more
-// than PerPeer however many connections it opens, and one urgent or small
-// lane never more than PerConnection. The large lane may hold what its
-// peer's other two lanes may not: PerPeer − 2×PerConnection (at least
-// PerConnection), so a peer's large messages never take the room of its
-// small ones. A connection holding nothing may take one message larger
-// than its limit (up to MaxMessageSize), so a large message always gets
-// through.
-//
-// Outbound, the bytes held are the encoded messages queued or being
-// written (a large message's payload is the caller's buffer, held until
-// written). Inbound, they are the buffers of frames and messages received,
-// from the moment they are allocated — capacity is taken first — until
-// every handler of their messages has returned, responses included. See
-// the package documentation for the one exception (OverloadReject).
-type Limits struct {
-	PerConnection int64 // bytes; default 4 MiB
-	PerPeer       int64 // bytes, all of a peer's connections; default 64 MiB
-	Node          int64 // bytes, all peers; default 256 MiB
+// DefaultStreamConfig returns the default stream limits.
+func DefaultStreamConfig() StreamConfig {
+	return StreamConfig{MaxPerPeer: 256, SessionBuffer: 4 << 20, StreamBuffer: 256 << 10}
 }
 
-// forLane returns the limit of one connection of lane.
-func (l Limits) forLane(lane routing.Lane) int64 {
-	if lane == routing.Large {
-		return max(l.PerConnection, l.PerPeer-2*l.PerConnection)
-	}
-	return l.PerConnection
+func (c *StreamConfig) setDefaults() {
+	d := DefaultStreamConfig()
+	setDefault(&c.MaxPerPeer, d.MaxPerPeer)
+	setDefault(&c.SessionBuffer, d.SessionBuffer)
+	setDefault(&c.StreamBuffer, d.StreamBuffer)
 }
 
-// DefaultLimits returns the default limits. They bound queueing as well
-// as memory: a small lane holds at most 4 MiB each way — about 25,000
-// messages of 128 bytes, tens of milliseconds of work for a handler.
-func DefaultLimits() Limits {
-	return Limits{PerConnection: 4 << 20, PerPeer: 64 << 20, Node: 256 << 20}
+func (c StreamConfig) smux() *smux.Config {
+	sc := smux.DefaultConfig()
+	sc.Version = 2
+	sc.MaxReceiveBuffer = c.SessionBuffer
+	sc.MaxStreamBuffer = c.StreamBuffer
+	return sc
 }
 
-func (l *Limits) setDefaults() {
-	d := DefaultLimits()
-	setDefault(&l.PerConnection, d.PerConnection)
-	setDefault(&l.PerPeer, d.PerPeer)
-	setDefault(&l.Node, d.Node)
+// FileConfig configures SendFile.
+type FileConfig struct {
+	// RateLimit caps the bytes per second all of this node's SendFile
+	// transfers send together, like Cassandra's stream throughput limit.
+	// Default 0: unlimited.
+	RateLimit int64
+	// MaxConcurrent is how many transfers this node receives at once;
+	// beyond it a transfer is refused with ErrOverloaded. Default 16.
+	MaxConcurrent int
+	// Chunk is the most bytes handed to the kernel in one sendfile call;
+	// cancellation and the rate limit act between chunks. Default 4 MiB.
+	Chunk int
 }
 
-// validate checks that the limits can hold the largest unit one
-// connection must admit at once — outbound a message of maxMessage bytes
-// with its header, inbound its payload or a whole frame — or that
-// connection would wait for room forever.
-func (l Limits) validate(side string, maxMessage int) error {
-	if l.PerConnection <= 0 || l.PerPeer <= 0 || l.Node <= 0 {
-		return fmt.Errorf("transport: config: %s limits must be positive", side)
-	}
-	unit := int64(maxMessage + wire.MaxHeaderSize)
-	if side == "inbound" {
-		unit = int64(max(maxMessage, wire.DefaultMaxFramePayload))
-	}
-	if unit > min(l.PerPeer, l.Node) {
-		return fmt.Errorf("transport: config: %s limits (%d per peer, %d per node) cannot hold %d bytes: a message of MaxMessageSize with its header, or a frame",
-			side, l.PerPeer, l.Node, unit)
-	}
-	return nil
+// DefaultFileConfig returns the default file-transfer settings.
+func DefaultFileConfig() FileConfig { return FileConfig{MaxConcurrent: 16, Chunk: 4 << 20} }
+
+func (c *FileConfig) setDefaults() {
+	d := DefaultFileConfig()
+	setDefault(&c.MaxConcurrent, d.MaxConcurrent)
+	setDefault(&c.Chunk, d.Chunk)
 }
 
-// OverloadPolicy says what a receiver out of inbound capacity does.
-type OverloadPolicy uint8
-
-const (
-	// OverloadPause stops reading the connection until capacity is free.
-	OverloadPause OverloadPolicy = iota
-	// OverloadReject drops the message and answers ErrOverloaded: a
-	// request fails with it; a one-way sender counts it in
-	// ConnStats.RemoteDropped.
-	OverloadReject
-)
-
-// MaxLargeThreshold is the largest Config.LargeThreshold: a small-lane
+// MaxLargeThreshold is the largest LaneConfig.LargeThreshold: a small-lane
 // message, header included, must fit in one frame.
 const MaxLargeThreshold = wire.DefaultMaxFramePayload - wire.MaxHeaderSize
 
@@ -293,77 +277,91 @@ const (
 	DefaultIdleTimeout                 = 60 * time.Second
 	DefaultKeepaliveTimeout            = 5 * time.Second
 	DefaultWriteTimeout                = 30 * time.Second
-	DefaultMaxConnsPerPeer             = 4
-	DefaultMaxConns                    = 4096
 	DefaultReconnectMinBackoff         = 50 * time.Millisecond
 	DefaultReconnectMaxBackoff         = 5 * time.Second
 	DefaultMaxPendingHandshakes        = 256
 	DefaultMaxPendingHandshakesPerHost = 32
+	DefaultMaxConnsPerPeer             = 4
+	DefaultMaxConns                    = 4096
 )
 
 // DefaultConfig returns a Config with every tunable field at its default.
 func DefaultConfig() Config {
 	return Config{
-		LargeThreshold:              routing.DefaultThreshold,
-		MaxMessageSize:              DefaultMaxMessageSize,
-		Outbound:                    DefaultLimits(),
-		Inbound:                     DefaultLimits(),
-		Streams:                     DefaultStreamConfig(),
-		Files:                       DefaultFileConfig(),
-		RequestTimeout:              DefaultRequestTimeout,
-		DialTimeout:                 DefaultDialTimeout,
-		HandshakeTimeout:            DefaultHandshakeTimeout,
-		IdleTimeout:                 DefaultIdleTimeout,
-		KeepaliveTimeout:            DefaultKeepaliveTimeout,
-		WriteTimeout:                DefaultWriteTimeout,
-		MaxConnsPerPeer:             DefaultMaxConnsPerPeer,
-		MaxConns:                    DefaultMaxConns,
-		ReconnectMinBackoff:         DefaultReconnectMinBackoff,
-		ReconnectMaxBackoff:         DefaultReconnectMaxBackoff,
-		MaxPendingHandshakes:        DefaultMaxPendingHandshakes,
-		MaxPendingHandshakesPerHost: DefaultMaxPendingHandshakesPerHost,
+		Lanes: LaneConfig{LargeThreshold: routing.DefaultThreshold, Coalescing: DefaultCoalescing},
+		Memory: MemoryConfig{MaxMessageSize: DefaultMaxMessageSize,
+			Outbound: DefaultLimits(), Inbound: DefaultLimits()},
+		Timeouts: TimeoutConfig{Request: DefaultRequestTimeout, Dial: DefaultDialTimeout,
+			Handshake: DefaultHandshakeTimeout, Idle: DefaultIdleTimeout,
+			Keepalive: DefaultKeepaliveTimeout, Write: DefaultWriteTimeout},
+		Reconnect: ReconnectConfig{MinBackoff: DefaultReconnectMinBackoff, MaxBackoff: DefaultReconnectMaxBackoff},
+		Security: SecurityConfig{MaxPendingHandshakes: DefaultMaxPendingHandshakes,
+			MaxPendingHandshakesPerHost: DefaultMaxPendingHandshakesPerHost,
+			MaxConnsPerPeer:             DefaultMaxConnsPerPeer, MaxConns: DefaultMaxConns},
+		Streams: DefaultStreamConfig(),
+		Files:   DefaultFileConfig(),
 	}
 }
 
 // withDefaults returns a copy of c with zero fields filled in.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	setDefault(&c.LargeThreshold, d.LargeThreshold)
-	setDefault(&c.MaxMessageSize, d.MaxMessageSize)
+	c.Lanes.setDefaults(d.Lanes)
+	c.Memory.setDefaults(d.Memory)
+	c.Timeouts.setDefaults(d.Timeouts)
+	setDefault(&c.Reconnect.MinBackoff, d.Reconnect.MinBackoff)
+	setDefault(&c.Reconnect.MaxBackoff, d.Reconnect.MaxBackoff)
+	c.Security.setDefaults(d.Security)
 	c.Streams.setDefaults()
 	c.Files.setDefaults()
-	c.Outbound.setDefaults()
-	c.Inbound.setDefaults()
-	setDefault(&c.RequestTimeout, d.RequestTimeout)
-	setDefault(&c.DialTimeout, d.DialTimeout)
-	setDefault(&c.HandshakeTimeout, d.HandshakeTimeout)
-	setDefault(&c.IdleTimeout, d.IdleTimeout)
-	setDefault(&c.KeepaliveTimeout, d.KeepaliveTimeout)
-	setDefault(&c.WriteTimeout, d.WriteTimeout)
-	setDefault(&c.MaxConnsPerPeer, d.MaxConnsPerPeer)
-	setDefault(&c.MaxConns, d.MaxConns)
-	setDefault(&c.ReconnectMinBackoff, d.ReconnectMinBackoff)
-	setDefault(&c.ReconnectMaxBackoff, d.ReconnectMaxBackoff)
-	setDefault(&c.MaxPendingHandshakes, d.MaxPendingHandshakes)
-	setDefault(&c.MaxPendingHandshakesPerHost, d.MaxPendingHandshakesPerHost)
-	if c.Coalescing == nil {
-		c.Coalescing = DefaultCoalescing
-	}
-	if c.MeterProvider == nil {
-		c.MeterProvider = otel.GetMeterProvider()
-	}
-	if c.TracerProvider == nil {
-		c.TracerProvider = otel.GetTracerProvider()
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	c.LaneOverrides = maps.Clone(c.LaneOverrides)
-	c.VerbTimeouts = maps.Clone(c.VerbTimeouts)
+	c.Telemetry.setDefaults()
 	return c
 }
 
-// DefaultCoalescing is the default Config.Coalescing: Disabled on the
+func (l *LaneConfig) setDefaults(d LaneConfig) {
+	setDefault(&l.LargeThreshold, d.LargeThreshold)
+	if l.Coalescing == nil {
+		l.Coalescing = d.Coalescing
+	}
+	l.Overrides = maps.Clone(l.Overrides)
+}
+
+func (m *MemoryConfig) setDefaults(d MemoryConfig) {
+	setDefault(&m.MaxMessageSize, d.MaxMessageSize)
+	m.Outbound.setDefaults()
+	m.Inbound.setDefaults()
+}
+
+func (t *TimeoutConfig) setDefaults(d TimeoutConfig) {
+	setDefault(&t.Request, d.Request)
+	setDefault(&t.Dial, d.Dial)
+	setDefault(&t.Handshake, d.Handshake)
+	setDefault(&t.Idle, d.Idle)
+	setDefault(&t.Keepalive, d.Keepalive)
+	setDefault(&t.Write, d.Write)
+	t.PerVerb = maps.Clone(t.PerVerb)
+}
+
+func (s *SecurityConfig) setDefaults(d SecurityConfig) {
+	setDefault(&s.MaxPendingHandshakes, d.MaxPendingHandshakes)
+	setDefault(&s.MaxPendingHandshakesPerHost, d.MaxPendingHandshakesPerHost)
+	setDefault(&s.MaxConnsPerPeer, d.MaxConnsPerPeer)
+	setDefault(&s.MaxConns, d.MaxConns)
+}
+
+func (t *TelemetryConfig) setDefaults() {
+	if t.MeterProvider == nil {
+		t.MeterProvider = otel.GetMeterProvider()
+	}
+	if t.TracerProvider == nil {
+		t.TracerProvider = otel.GetTracerProvider()
+	}
+	if t.Logger == nil {
+		t.Logger = slog.Default()
+	}
+}
+
+// DefaultCoalescing is the default LaneConfig.Coalescing: Disabled on the
 // urgent lane, Adaptive elsewhere.
 func DefaultCoalescing(lane routing.Lane) coalescing.Strategy {
 	if lane == routing.Urgent {
@@ -379,57 +377,94 @@ func setDefault[T comparable](field *T, def T) {
 	}
 }
 
-// Validate reports the first problem with c, after defaults are applied.
+// checker gathers the problems a validation finds.
+type checker struct{ errs []error }
+
+func (c *checker) check(ok bool, format string, args ...any) {
+	if !ok {
+		c.errs = append(c.errs, fmt.Errorf("transport: config: "+format, args...))
+	}
+}
+
+// Validate reports every problem with c, after defaults are applied.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf("transport: config: "+format, args...))
-		}
+	var k checker
+	k.check(c.NodeID != "", "NodeID is required")
+	k.check(len(c.NodeID) <= wire.MaxNameLength, "NodeID longer than %d bytes", wire.MaxNameLength)
+	k.check(c.ClusterName != "", "ClusterName is required")
+	k.check(len(c.ClusterName) <= wire.MaxNameLength, "ClusterName longer than %d bytes", wire.MaxNameLength)
+	k.check(c.ListenAddr != "", "ListenAddr is required")
+	k.check(c.Membership != nil, "Membership is required")
+	c.Lanes.validate(&k)
+	c.Memory.validate(&k)
+	c.Timeouts.validate(&k)
+	k.check(c.Reconnect.MinBackoff > 0 && c.Reconnect.MinBackoff <= c.Reconnect.MaxBackoff,
+		"Reconnect.MinBackoff %v must be positive and at most MaxBackoff %v", c.Reconnect.MinBackoff, c.Reconnect.MaxBackoff)
+	c.Security.validate(&k)
+	c.Streams.validate(&k)
+	c.Files.validate(&k)
+	return errors.Join(k.errs...)
+}
+
+func (l LaneConfig) validate(k *checker) {
+	k.check(l.LargeThreshold >= 1<<10 && l.LargeThreshold <= MaxLargeThreshold,
+		"Lanes.LargeThreshold %d outside [1 KiB, %d]: a small-lane message must fit in one frame", l.LargeThreshold, MaxLargeThreshold)
+	for verb, lane := range l.Overrides {
+		k.check(lane.Valid(), "Lanes.Overrides[%d]: invalid lane %d", verb, lane)
 	}
-	check(c.NodeID != "", "NodeID is required")
-	check(len(c.NodeID) <= wire.MaxNameLength, "NodeID longer than %d bytes", wire.MaxNameLength)
-	check(c.ClusterName != "", "ClusterName is required")
-	check(len(c.ClusterName) <= wire.MaxNameLength, "ClusterName longer than %d bytes", wire.MaxNameLength)
-	check(c.ListenAddr != "", "ListenAddr is required")
-	check(c.Membership != nil, "Membership is required")
-	check(c.LargeThreshold >= 1<<10 && c.LargeThreshold <= MaxLargeThreshold,
-		"LargeThreshold %d outside [1 KiB, %d]: a small-lane message must fit in one frame", c.LargeThreshold, MaxLargeThreshold)
-	check(c.MaxMessageSize >= 1<<10 && c.MaxMessageSize <= 1<<30, "MaxMessageSize %d outside [1 KiB, 1 GiB]", c.MaxMessageSize)
-	errs = append(errs, c.Outbound.validate("outbound", c.MaxMessageSize), c.Inbound.validate("inbound", c.MaxMessageSize))
-	check(c.Streams.MaxPerPeer > 0 && c.Streams.StreamBuffer > 0 && c.Streams.SessionBuffer >= c.Streams.StreamBuffer,
+}
+
+func (m MemoryConfig) validate(k *checker) {
+	k.check(m.MaxMessageSize >= 1<<10 && m.MaxMessageSize <= 1<<30, "Memory.MaxMessageSize %d outside [1 KiB, 1 GiB]", m.MaxMessageSize)
+	if err := m.Outbound.validate("outbound", m.MaxMessageSize); err != nil {
+		k.errs = append(k.errs, err)
+	}
+	if err := m.Inbound.validate("inbound", m.MaxMessageSize); err != nil {
+		k.errs = append(k.errs, err)
+	}
+	k.check(m.InboundOverload <= OverloadReject, "unknown Memory.InboundOverload %d", m.InboundOverload)
+}
+
+func (t TimeoutConfig) validate(k *checker) {
+	k.check(t.Request > 0, "Timeouts.Request must be positive")
+	k.check(t.Dial > 0, "Timeouts.Dial must be positive")
+	k.check(t.Handshake > 0, "Timeouts.Handshake must be positive")
+	k.check(t.Keepalive < 0 || t.Keepalive >= 2*wire.KeepaliveInterval,
+		"Timeouts.Keepalive %v below %v: peers speak every %v", t.Keepalive, 2*wire.KeepaliveInterval, wire.KeepaliveInterval)
+	for verb, d := range t.PerVerb {
+		k.check(d > 0, "Timeouts.PerVerb[%d] must be positive", verb)
+	}
+}
+
+func (s SecurityConfig) validate(k *checker) {
+	k.check(s.MaxPendingHandshakes > 0 && s.MaxPendingHandshakesPerHost > 0,
+		"Security.MaxPendingHandshakes and MaxPendingHandshakesPerHost must be positive")
+	k.check(s.MaxConnsPerPeer > 0 && s.MaxConns >= s.MaxConnsPerPeer,
+		"Security.MaxConnsPerPeer must be positive and MaxConns at least MaxConnsPerPeer")
+	if s.TLS != nil {
+		k.check(s.TLS.Server != nil && s.TLS.Client != nil, "Security.TLS needs both Server and Client configs")
+		k.check(s.TLS.Server == nil || s.TLS.Server.ClientAuth == tls.RequireAndVerifyClientCert,
+			"Security.TLS.Server must require and verify client certificates (tls.RequireAndVerifyClientCert)")
+	}
+}
+
+func (c StreamConfig) validate(k *checker) {
+	k.check(c.MaxPerPeer > 0 && c.StreamBuffer > 0 && c.SessionBuffer >= c.StreamBuffer,
 		"Streams: MaxPerPeer and StreamBuffer must be positive and SessionBuffer at least StreamBuffer")
-	check(smux.VerifyConfig(c.Streams.smux()) == nil, "Streams: %v", smux.VerifyConfig(c.Streams.smux()))
-	check(c.Files.RateLimit >= 0 && c.Files.MaxConcurrent > 0, "Files: RateLimit must not be negative, MaxConcurrent must be positive")
-	check(c.MaxPendingHandshakes > 0 && c.MaxPendingHandshakesPerHost > 0, "MaxPendingHandshakes and MaxPendingHandshakesPerHost must be positive")
-	check(c.MaxConnsPerPeer > 0 && c.MaxConns >= c.MaxConnsPerPeer, "MaxConnsPerPeer must be positive and MaxConns at least MaxConnsPerPeer")
-	check(c.KeepaliveTimeout < 0 || c.KeepaliveTimeout >= 2*wire.KeepaliveInterval,
-		"KeepaliveTimeout %v below %v: peers speak every %v", c.KeepaliveTimeout, 2*wire.KeepaliveInterval, wire.KeepaliveInterval)
-	if c.TLS != nil {
-		check(c.TLS.Server != nil && c.TLS.Client != nil, "TLS needs both Server and Client configs")
-		check(c.TLS.Server == nil || c.TLS.Server.ClientAuth == tls.RequireAndVerifyClientCert,
-			"TLS.Server must require and verify client certificates (tls.RequireAndVerifyClientCert)")
+	if err := smux.VerifyConfig(c.smux()); err != nil {
+		k.check(false, "Streams: %v", err)
 	}
-	check(c.InboundOverload <= OverloadReject, "unknown InboundOverload %d", c.InboundOverload)
-	check(c.RequestTimeout > 0, "RequestTimeout must be positive")
-	check(c.DialTimeout > 0, "DialTimeout must be positive")
-	check(c.HandshakeTimeout > 0, "HandshakeTimeout must be positive")
-	check(c.ReconnectMinBackoff > 0 && c.ReconnectMinBackoff <= c.ReconnectMaxBackoff,
-		"ReconnectMinBackoff %v must be positive and at most ReconnectMaxBackoff %v", c.ReconnectMinBackoff, c.ReconnectMaxBackoff)
-	for verb, lane := range c.LaneOverrides {
-		check(lane.Valid(), "LaneOverrides[%d]: invalid lane %d", verb, lane)
-	}
-	for verb, d := range c.VerbTimeouts {
-		check(d > 0, "VerbTimeouts[%d] must be positive", verb)
-	}
-	return errors.Join(errs...)
+}
+
+func (c FileConfig) validate(k *checker) {
+	k.check(c.RateLimit >= 0 && c.MaxConcurrent > 0, "Files: RateLimit must not be negative, MaxConcurrent must be positive")
 }
 
 // requestTimeout returns the default timeout for a request of verb.
 func (c *Config) requestTimeout(verb Verb) time.Duration {
-	if d, ok := c.VerbTimeouts[verb]; ok {
+	if d, ok := c.Timeouts.PerVerb[verb]; ok {
 		return d
 	}
-	return c.RequestTimeout
+	return c.Timeouts.Request
 }

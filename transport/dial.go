@@ -28,7 +28,7 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 	if !ok {
 		return nil, ErrUnknownPeer
 	}
-	ctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Dial)
 	defer cancel()
 	d := net.Dialer{}
 	nc, err := d.DialContext(ctx, "tcp", member.Addr)
@@ -41,7 +41,7 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 			return nil, err
 		}
 		if kind < routing.NumLanes {
-			if err := t.cfg.Sockets[kind].apply(tcp); err != nil {
+			if err := t.cfg.Lanes.Sockets[kind].apply(tcp); err != nil {
 				nc.Close()
 				return nil, fmt.Errorf("socket options: %w", err)
 			}
@@ -50,9 +50,9 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 	// Cancelling ctx interrupts the handshakes too, not only the dial.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	if t.cfg.TLS != nil {
-		tc := tls.Client(nc, t.cfg.TLS.Client)
-		hsCtx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
+	if t.cfg.Security.TLS != nil {
+		tc := tls.Client(nc, t.cfg.Security.TLS.Client)
+		hsCtx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Handshake)
 		err := tc.HandshakeContext(hsCtx)
 		cancel()
 		if err == nil {
@@ -75,7 +75,7 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 
 // handshake sends the Hello and reads the Reply, within HandshakeTimeout.
 func (t *Transport) handshake(nc net.Conn, kind uint8) error {
-	if err := nc.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+	if err := nc.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake)); err != nil {
 		return err
 	}
 	hello := wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion, Lane: kind,

@@ -90,7 +90,7 @@ func (ic *inConn) serveMessage(ctx context.Context, h Handler, m *Message) (resp
 // requester on this node's own connections to it, through the one send
 // path. Failures travel on the urgent lane.
 func (t *Transport) respond(to cluster.NodeID, req *wire.Header, payload []byte, herr error) {
-	if herr == nil && len(payload) > t.cfg.MaxMessageSize {
+	if herr == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
 		herr = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(payload))
 	}
 	flags := wire.FlagResponse

@@ -23,7 +23,7 @@
 // connection per lane, opened on first use: A writes messages, B writes
 // back only what keeps the connection alive and, on the large lane, room
 // granted for large messages. B's replies travel on B's own connections to
-// A. A message whose encoded size is above Config.LargeThreshold (64 KiB)
+// A. A message whose encoded size is above Config.Lanes.LargeThreshold (64 KiB)
 // goes to the Large lane, the rest to Small, and verbs can be pinned to
 // Urgent (gossip, heartbeats) so control traffic never queues behind bulk.
 // TCP_NODELAY is set on every connection.
@@ -41,18 +41,18 @@
 // A lost connection is redialled with capped exponential backoff and
 // jitter while messages are pending — at once when it was judged dead, or
 // when the peer connects to this node or rejoins the membership. A
-// connection idle for Config.IdleTimeout is closed, and the lane's writer
+// connection idle for Config.Timeouts.Idle is closed, and the lane's writer
 // goroutine exits with it.
 //
 // # Dead connections
 //
 // Both ends speak at least once a second: the sender pings when it has
 // nothing to write, the receiver beats whether or not it is reading. A
-// side that hears nothing for Config.KeepaliveTimeout (5 s) closes the
+// side that hears nothing for Config.Timeouts.Keepalive (5 s) closes the
 // connection, so a partition or a frozen process is found in seconds, not
 // after TCP's retransmission timeouts; requests written on it fail at once
 // with ErrConnectionReset. A peer that stops reading is cut off after
-// Config.WriteTimeout (30 s); one that sends a frame slower than
+// Config.Timeouts.Write (30 s); one that sends a frame slower than
 // KeepaliveTimeout, after that.
 //
 // # Receiving
@@ -72,8 +72,8 @@
 //
 // The bytes the node holds for messages — queued, being written, received,
 // waiting for or inside a handler, responses included, frame and message
-// buffers included — never exceed Config.Outbound.Node in one direction and
-// Config.Inbound.Node in the other, and one peer never holds more than
+// buffers included — never exceed Config.Memory.Outbound.Node in one direction and
+// Config.Memory.Inbound.Node in the other, and one peer never holds more than
 // PerPeer however many connections it opens. Every byte a connection holds
 // is its peer's and the node's too (see Limits). Capacity is taken before a
 // buffer is allocated: a frame's header says its length, and a reader
@@ -88,7 +88,7 @@
 // free, so no combination of limits wedges a connection.
 //
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
-// buffer and the goroutines' stacks (Config.MaxConns and MaxConnsPerPeer
+// buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
 // bound the connections); per process at most 16 spare queue segments of
 // 256 KiB; with OverloadReject, a frame read only to be rejected, freed at
 // once; pooled receive buffers, which the garbage collector trims.

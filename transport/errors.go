@@ -24,7 +24,7 @@ var (
 	// ErrExpired: the message's deadline passed before it was written or
 	// handled.
 	ErrExpired = errors.New("transport: message expired")
-	// ErrTooLarge: the message exceeds Config.MaxMessageSize.
+	// ErrTooLarge: the message exceeds Config.Memory.MaxMessageSize.
 	ErrTooLarge = errors.New("transport: message too large")
 	// ErrUnknownVerb: the receiver has no handler for the request's verb.
 	ErrUnknownVerb = errors.New("transport: unknown verb")

@@ -17,29 +17,6 @@ import (
 	"github.com/internode/internode/wire"
 )
 
-// FileConfig configures SendFile.
-type FileConfig struct {
-	// RateLimit caps the bytes per second all of this node's SendFile
-	// transfers send together, like Cassandra's stream throughput limit.
-	// Default 0: unlimited.
-	RateLimit int64
-	// MaxConcurrent is how many transfers this node receives at once;
-	// beyond it a transfer is refused with ErrOverloaded. Default 16.
-	MaxConcurrent int
-	// Chunk is the most bytes handed to the kernel in one sendfile call;
-	// cancellation and the rate limit act between chunks. Default 4 MiB.
-	Chunk int
-}
-
-// DefaultFileConfig returns the default file-transfer settings.
-func DefaultFileConfig() FileConfig { return FileConfig{MaxConcurrent: 16, Chunk: 4 << 20} }
-
-func (c *FileConfig) setDefaults() {
-	d := DefaultFileConfig()
-	setDefault(&c.MaxConcurrent, d.MaxConcurrent)
-	setDefault(&c.Chunk, d.Chunk)
-}
-
 // Errors of file transfers.
 var (
 	// ErrIncomplete: a transfer ended before all its bytes were moved.
@@ -246,10 +223,10 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 			}
 			f = &wire.Failure{Code: code, Message: err.Error()}
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 		_, _ = conn.Write(wire.AppendFileResult(nil, f))
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	_ = conn.SetReadDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	h, err := wire.ReadFileHeader(conn, make([]byte, wire.MaxFileHeaderSize))
 	if err != nil {
 		t.malformed[BadInputMalformed].Add(1)

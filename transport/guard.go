@@ -18,7 +18,7 @@ import (
 
 // StrangersPeer is the Peer of the Stats entries, and the "peer" label of
 // the metrics, that sum the traffic of peers that are not members
-// (Config.AcceptUnknownPeers): however many IDs such peers claim, they take
+// (Config.Security.AcceptUnknownPeers): however many IDs such peers claim, they take
 // one entry per lane and one metric series.
 const StrangersPeer cluster.NodeID = "(not a member)"
 
@@ -26,7 +26,7 @@ const StrangersPeer cluster.NodeID = "(not a member)"
 const strangerSweep = 2 * time.Second
 
 // claimConn admits one more established inbound connection of kind from
-// peer id, within Config.MaxConnsPerPeer and MaxConns, and returns the
+// peer id, within Config.Security.MaxConnsPerPeer and MaxConns, and returns the
 // peer. releaseConn gives the claim back when the connection ends. The
 // claim is made under peersMu, so a peer being forgotten (see
 // forgetQuietStrangers) is never claimed.
@@ -41,9 +41,9 @@ func (t *Transport) claimConn(id cluster.NodeID, kind uint8) (*peer, error) {
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
 	switch {
-	case t.established >= t.cfg.MaxConns:
+	case t.established >= t.cfg.Security.MaxConns:
 		return nil, fmt.Errorf("this node has %d connections, its limit", t.established)
-	case p != nil && p.inConns[kind] >= t.cfg.MaxConnsPerPeer:
+	case p != nil && p.inConns[kind] >= t.cfg.Security.MaxConnsPerPeer:
 		return nil, fmt.Errorf("%q has %d connections of kind %d, the limit", id, p.inConns[kind], kind)
 	}
 	if p == nil {

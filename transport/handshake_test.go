@@ -90,7 +90,7 @@ func TestHandshakeRefusals(t *testing.T) {
 }
 
 // acceptStrangers lets the hand-written "raw" peer of these tests in.
-func acceptStrangers(i int, cfg *transport.Config) { cfg.AcceptUnknownPeers = true }
+func acceptStrangers(i int, cfg *transport.Config) { cfg.Security.AcceptUnknownPeers = true }
 
 func TestHandshakeAcceptsOverlappingVersions(t *testing.T) {
 	c := newCluster(t, 1, acceptStrangers)

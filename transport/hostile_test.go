@@ -151,15 +151,15 @@ func TestHostileInput(t *testing.T) {
 	defer meters.Shutdown(context.Background())
 	var logged atomic.Int64
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.AcceptUnknownPeers = true // the worst case: anyone is answered
-		cfg.HandshakeTimeout = 500 * time.Millisecond
-		cfg.KeepaliveTimeout = 2 * time.Second
-		cfg.MaxPendingHandshakesPerHost = 64
-		cfg.MaxMessageSize = 8 << 20
-		cfg.Inbound = inbound
+		cfg.Security.AcceptUnknownPeers = true // the worst case: anyone is answered
+		cfg.Timeouts.Handshake = 500 * time.Millisecond
+		cfg.Timeouts.Keepalive = 2 * time.Second
+		cfg.Security.MaxPendingHandshakesPerHost = 64
+		cfg.Memory.MaxMessageSize = 8 << 20
+		cfg.Memory.Inbound = inbound
 		if i == 1 {
-			cfg.MeterProvider = meters
-			cfg.Logger = slog.New(countingHandler{&logged})
+			cfg.Telemetry.MeterProvider = meters
+			cfg.Telemetry.Logger = slog.New(countingHandler{&logged})
 		}
 	})
 	victim := c.nodes[1]
@@ -440,9 +440,9 @@ func TestMadeUpNodeIDsLeaveNothingBehind(t *testing.T) {
 	meters := metric.NewMeterProvider(metric.WithReader(reader))
 	defer meters.Shutdown(context.Background())
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.AcceptUnknownPeers = true
+		cfg.Security.AcceptUnknownPeers = true
 		if i == 1 {
-			cfg.MeterProvider = meters
+			cfg.Telemetry.MeterProvider = meters
 		}
 	})
 	var handled atomic.Int64

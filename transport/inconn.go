@@ -180,7 +180,7 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 	defer ic.backMu.Unlock()
 	ic.backBuf = wire.AppendFrameHeader(ic.backBuf[:0], kind, stream, payload)
 	ic.backBuf = append(ic.backBuf, payload...)
-	if d := ic.t.cfg.KeepaliveTimeout; d > 0 {
+	if d := ic.t.cfg.Timeouts.Keepalive; d > 0 {
 		_ = ic.conn.SetWriteDeadline(time.Now().Add(d))
 	}
 	_, err := ic.conn.Write(ic.backBuf)
@@ -192,7 +192,7 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 // and a frame trickled slower than that is cut off. The deadline is moved
 // only when a quarter of it has passed, to keep timer work off the path.
 func (ic *inConn) renewReadDeadline() {
-	d := ic.t.cfg.KeepaliveTimeout
+	d := ic.t.cfg.Timeouts.Keepalive
 	if d <= 0 {
 		return
 	}
@@ -288,7 +288,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	// wait, and a paused handler must not hold them. The dispatcher gets
 	// the frame if anything else is in it.
 	others := 0
-	err = forEachMessage(buf, uint32(ic.t.cfg.MaxMessageSize), func(h *wire.Header, payload []byte) {
+	err = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 		if h.Flags&wire.FlagResponse != 0 {
 			ic.completeCall(*h, payload, true)
 			return
@@ -333,7 +333,7 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	if ic.account.TryTake(n) {
 		return false, nil
 	}
-	if ic.t.cfg.InboundOverload == OverloadReject {
+	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		return true, nil
 	}
 	ic.counters.throttled.Add(1)
@@ -428,8 +428,8 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	}
 	isResponse := h.Flags&wire.FlagResponse != 0
 	switch {
-	case h.PayloadLength > uint32(ic.t.cfg.MaxMessageSize):
-		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.MaxMessageSize))
+	case h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize):
+		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
 	case isResponse && !ic.t.calls.waiting(h.ID, ic.from):
 		// Nobody waits for it (its caller gave up, or the peer made it
 		// up): refused before a byte of it travels.
@@ -455,7 +455,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	ic.mu.Lock()
 	ic.streams[fh.Stream] = m
 	ic.mu.Unlock()
-	if ic.t.cfg.InboundOverload == OverloadReject {
+	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		if !ic.account.TryTake(m.need) {
 			ic.forget(fh.Stream)
 			ic.abandon(m, 0)
@@ -758,7 +758,7 @@ func (ic *inConn) dispatchFrames() {
 			}
 		} else {
 			// Checked when read: it decodes.
-			_ = forEachMessage(f.buf, uint32(ic.t.cfg.MaxMessageSize), func(h *wire.Header, payload []byte) {
+			_ = forEachMessage(f.buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 				if h.Flags&wire.FlagResponse == 0 {
 					ic.handle(h, payload)
 				}

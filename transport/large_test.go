@@ -25,9 +25,9 @@ const (
 // bigLimits lets messages of up to max bytes through.
 func bigLimits(max int) func(int, *transport.Config) {
 	return func(i int, cfg *transport.Config) {
-		cfg.MaxMessageSize = max
-		cfg.Outbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(2 * max), Node: int64(4 * max)}
-		cfg.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(2 * max), Node: int64(4 * max)}
+		cfg.Memory.MaxMessageSize = max
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(2 * max), Node: int64(4 * max)}
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: int64(2 * max), Node: int64(4 * max)}
 	}
 }
 

@@ -79,7 +79,7 @@ func TestShutdownGivesUpWithContext(t *testing.T) {
 	// the context's error and the queued message fails as closed.
 	members := cluster.NewStatic(cluster.Member{ID: "ghost", Addr: "127.0.0.1:1"})
 	cfg := transport.DefaultConfig()
-	cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Logger = "n1", "test", "127.0.0.1:0", members, quietLogger
+	cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Telemetry.Logger = "n1", "test", "127.0.0.1:0", members, quietLogger
 	tr, err := transport.New(cfg)
 	require.NoError(t, err)
 	require.NoError(t, tr.Send(context.Background(), "ghost", verbData, []byte("x")))
@@ -159,7 +159,7 @@ func TestPeerRestart(t *testing.T) {
 }
 
 func TestIdleConnectionClosesAndReopens(t *testing.T) {
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.IdleTimeout = 20 * time.Millisecond })
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Timeouts.Idle = 20 * time.Millisecond })
 	var got atomic.Int64
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
@@ -206,8 +206,8 @@ func TestCloseWithWriterBlockedInWrite(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-		cfg.MaxMessageSize = 64 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		cfg.Memory.MaxMessageSize = 64 << 10
 	})
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
@@ -252,7 +252,7 @@ func TestLeaveInterruptsADialInProgress(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.HandshakeTimeout = time.Minute })
+	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.Timeouts.Handshake = time.Minute })
 	c.members.Add(cluster.Member{ID: "mute", Addr: silent.Addr().String()})
 	errc := make(chan error, 1)
 	go func() {

@@ -44,9 +44,9 @@ func TestStalledHandlerPausesReading(t *testing.T) {
 	defer g.open()
 	var handled atomic.Int64
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Inbound = tightInbound
-		cfg.MaxMessageSize = 256 << 10
-		cfg.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 1 << 20, Node: 2 << 20}
+		cfg.Memory.Inbound = tightInbound
+		cfg.Memory.MaxMessageSize = 256 << 10
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 1 << 20, Node: 2 << 20}
 	})
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		if err := g.wait(ctx); err != nil {
@@ -102,9 +102,9 @@ func TestRejectModeAnswersOverloaded(t *testing.T) {
 	defer g.open()
 	started := make(chan struct{}, 1)
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Inbound = transport.Limits{PerConnection: 300 << 10, PerPeer: 300 << 10, Node: 300 << 10}
-		cfg.MaxMessageSize = 200 << 10
-		cfg.InboundOverload = transport.OverloadReject
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 300 << 10, PerPeer: 300 << 10, Node: 300 << 10}
+		cfg.Memory.MaxMessageSize = 200 << 10
+		cfg.Memory.InboundOverload = transport.OverloadReject
 	})
 	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		select {
@@ -142,8 +142,8 @@ func TestFloodingPeerDoesNotStarveOthers(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}
-		cfg.MaxMessageSize = 256 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}
+		cfg.Memory.MaxMessageSize = 256 << 10
 	})
 	c.nodes[2].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
@@ -178,7 +178,7 @@ func TestFloodingPeerDoesNotStarveOthers(t *testing.T) {
 func TestSetLimitsTakesEffectOnLiveConnections(t *testing.T) {
 	g := newGate()
 	defer g.open()
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.MaxMessageSize = 64 << 10 })
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Memory.MaxMessageSize = 64 << 10 })
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
 	}))
@@ -212,10 +212,10 @@ func TestWaitForCapacity(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.MaxMessageSize = 64 << 10
-		cfg.WaitForCapacity = true
-		cfg.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}
+		cfg.Memory.MaxMessageSize = 64 << 10
+		cfg.Memory.WaitForCapacity = true
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}
 	})
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)

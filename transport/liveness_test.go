@@ -32,9 +32,9 @@ func TestLargeLaneNeverWedges(t *testing.T) {
 	const maxMessage = 1<<20 + 64<<10
 	var got atomic.Int64
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.MaxMessageSize = maxMessage
-		cfg.Outbound = transport.Limits{PerConnection: 6 << 20, PerPeer: 8 << 20, Node: 8 << 20}
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: maxMessage, Node: 8<<20 + 512<<10}
+		cfg.Memory.MaxMessageSize = maxMessage
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 6 << 20, PerPeer: 8 << 20, Node: 8 << 20}
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: maxMessage, Node: 8<<20 + 512<<10}
 	})
 	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
@@ -68,10 +68,10 @@ func TestNoLimitsWedgeALane(t *testing.T) {
 		t.Run(fmt.Sprintf("%d out=%d/%d in=%d/%d policy=%d", round, out.PerConnection>>10, out.PerPeer>>10, in.PerConnection>>10, in.PerPeer>>10, policy), func(t *testing.T) {
 			var handled atomic.Int64
 			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-				cfg.MaxMessageSize = 1 << 20
-				cfg.Outbound, cfg.Inbound = out, in
-				cfg.InboundOverload = policy
-				cfg.WaitForCapacity = true
+				cfg.Memory.MaxMessageSize = 1 << 20
+				cfg.Memory.Outbound, cfg.Memory.Inbound = out, in
+				cfg.Memory.InboundOverload = policy
+				cfg.Memory.WaitForCapacity = true
 			})
 			slow := func(ctx context.Context, m *transport.Message) ([]byte, error) {
 				n := handled.Add(1)
@@ -149,10 +149,10 @@ func cpuTime(t *testing.T) time.Duration {
 // back, and they retried in a loop that burned a core.
 func TestWaitingForCapacityCostsNoCPU(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.MaxMessageSize = 64 << 10
-		cfg.WaitForCapacity = true
-		cfg.Outbound = transport.Limits{PerConnection: 100 << 10, PerPeer: 300 << 10, Node: 300 << 10}
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		cfg.Memory.MaxMessageSize = 64 << 10
+		cfg.Memory.WaitForCapacity = true
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 100 << 10, PerPeer: 300 << 10, Node: 300 << 10}
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
 	})
 	drain := make(chan struct{})
 	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
@@ -218,10 +218,10 @@ func TestPausedReaderEndsWithItsConnection(t *testing.T) {
 	members := cluster.NewStatic()
 	newNode := func(id cluster.NodeID, listen string) *transport.Transport {
 		cfg := transport.DefaultConfig()
-		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Logger = id, "test", listen, members, quietLogger
-		cfg.MaxMessageSize = 64 << 10
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-		cfg.ReconnectMinBackoff, cfg.ReconnectMaxBackoff = 5*time.Millisecond, 50*time.Millisecond
+		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Telemetry.Logger = id, "test", listen, members, quietLogger
+		cfg.Memory.MaxMessageSize = 64 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
 		tr, err := transport.New(cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { tr.Close() })
@@ -295,9 +295,9 @@ func TestSilentConnectionIsJudgedDeadAndRedialled(t *testing.T) {
 	var proxies []*killProxy
 	for i := range 2 {
 		cfg := transport.DefaultConfig()
-		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Logger = cluster.NodeID(fmt.Sprintf("n%d", i+1)), "test", "127.0.0.1:0", members, quietLogger
-		cfg.KeepaliveTimeout = 2 * time.Second
-		cfg.ReconnectMinBackoff, cfg.ReconnectMaxBackoff = 5*time.Millisecond, 5*time.Second
+		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Telemetry.Logger = cluster.NodeID(fmt.Sprintf("n%d", i+1)), "test", "127.0.0.1:0", members, quietLogger
+		cfg.Timeouts.Keepalive = 2 * time.Second
+		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 5*time.Millisecond, 5*time.Second
 		tr, err := transport.New(cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { tr.Close() })
@@ -374,8 +374,8 @@ func TestPeerThatStopsReadingIsCutOff(t *testing.T) {
 		}
 	}()
 	c := newCluster(t, 1, func(i int, cfg *transport.Config) {
-		cfg.WriteTimeout = 2 * time.Second
-		cfg.Outbound = transport.Limits{PerConnection: 8 << 20, PerPeer: 64 << 20, Node: 64 << 20}
+		cfg.Timeouts.Write = 2 * time.Second
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 8 << 20, PerPeer: 64 << 20, Node: 64 << 20}
 	})
 	c.members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
 	defer c.close()

@@ -40,9 +40,9 @@ func newCluster(t testing.TB, n int, tweak func(i int, cfg *transport.Config)) *
 		cfg.ClusterName = "test"
 		cfg.ListenAddr = "127.0.0.1:0"
 		cfg.Membership = c.members
-		cfg.Logger = quietLogger
-		cfg.ReconnectMinBackoff = 5 * time.Millisecond
-		cfg.ReconnectMaxBackoff = 50 * time.Millisecond
+		cfg.Telemetry.Logger = quietLogger
+		cfg.Reconnect.MinBackoff = 5 * time.Millisecond
+		cfg.Reconnect.MaxBackoff = 50 * time.Millisecond
 		if tweak != nil {
 			tweak(i, &cfg)
 		}

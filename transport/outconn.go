@@ -114,7 +114,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 	c.counters = &p.outbound[lane]
 	c.ctx, c.cancel = context.WithCancel(t.ctx)
 	c.account = p.outAccount.Child(t.limitsOut.Load().forLane(lane), true)
-	c.backoff = backoff.Backoff{Min: t.cfg.ReconnectMinBackoff, Max: t.cfg.ReconnectMaxBackoff}
+	c.backoff = backoff.Backoff{Min: t.cfg.Reconnect.MinBackoff, Max: t.cfg.Reconnect.MaxBackoff}
 	c.random = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	return c
 }
@@ -242,11 +242,11 @@ func (c *outConn) idle() {
 	cfg := &c.t.cfg
 	wait := time.Hour
 	if c.conn != nil {
-		if cfg.KeepaliveTimeout > 0 {
+		if cfg.Timeouts.Keepalive > 0 {
 			wait = max(wire.KeepaliveInterval-time.Since(c.lastWrite), 0)
 		}
-		if cfg.IdleTimeout > 0 && c.large.idle() {
-			wait = min(wait, max(cfg.IdleTimeout-time.Since(c.lastWrite), 0))
+		if cfg.Timeouts.Idle > 0 && c.large.idle() {
+			wait = min(wait, max(cfg.Timeouts.Idle-time.Since(c.lastWrite), 0))
 		}
 	}
 	if c.lane == routing.Large && !c.large.idle() {
@@ -270,10 +270,10 @@ func (c *outConn) idle() {
 		return
 	}
 	switch since := time.Since(c.lastWrite); {
-	case cfg.IdleTimeout > 0 && since >= cfg.IdleTimeout && c.large.idle():
+	case cfg.Timeouts.Idle > 0 && since >= cfg.Timeouts.Idle && c.large.idle():
 		c.closeConn("idle")
 		c.idleClosed = true
-	case cfg.KeepaliveTimeout > 0 && since >= wire.KeepaliveInterval:
+	case cfg.Timeouts.Keepalive > 0 && since >= wire.KeepaliveInterval:
 		c.setWriteDeadline()
 		if err := c.frames.writePing(c.conn.Conn); err != nil {
 			c.conn.kill("ping failed")
@@ -286,7 +286,7 @@ func (c *outConn) idle() {
 // setWriteDeadline bounds the next write: a peer that stops reading for
 // WriteTimeout is disconnected, and what was being written fails.
 func (c *outConn) setWriteDeadline() {
-	if d := c.t.cfg.WriteTimeout; d > 0 {
+	if d := c.t.cfg.Timeouts.Write; d > 0 {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(d))
 	}
 }
@@ -544,7 +544,7 @@ func (c *outConn) readBack(conn *liveConn) {
 }
 
 func (c *outConn) readBackFrames(conn *liveConn) string {
-	timeout := c.t.cfg.KeepaliveTimeout
+	timeout := c.t.cfg.Timeouts.Keepalive
 	hdr := conn.backHeader[:]
 	const maxBody = wire.MaxFailureMessage + 16 // a refusal's Failure
 	for {

@@ -37,7 +37,7 @@ type peer struct {
 	sendMax, recvMax [routing.NumLanes]sockstat.Peak
 	streams          streamState
 	// inConns counts the peer's established inbound connections by kind
-	// (lanes, stream session, file transfers), for Config.MaxConnsPerPeer;
+	// (lanes, stream session, file transfers), for Config.Security.MaxConnsPerPeer;
 	// guarded by Transport.inboundMu.
 	inConns [numKinds]int
 }

@@ -78,7 +78,7 @@ func TestRequestUnknownVerb(t *testing.T) {
 func TestRequestTimeout(t *testing.T) {
 	release := make(chan struct{})
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.VerbTimeouts = map[transport.Verb]time.Duration{verbBlock: 50 * time.Millisecond}
+		cfg.Timeouts.PerVerb = map[transport.Verb]time.Duration{verbBlock: 50 * time.Millisecond}
 	})
 	defer close(release)
 	c.handleAll(verbBlock, func(ctx context.Context, m *transport.Message) ([]byte, error) {
@@ -168,7 +168,7 @@ func TestSendAfterDeadlineFailsAtOnce(t *testing.T) {
 }
 
 func TestSendTooLarge(t *testing.T) {
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.MaxMessageSize = 1 << 20 })
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Memory.MaxMessageSize = 1 << 20 })
 	err := c.nodes[0].Send(context.Background(), c.id(1), verbData, make([]byte, 1<<20+1))
 	assert.ErrorIs(t, err, transport.ErrTooLarge)
 }

@@ -131,7 +131,7 @@ type Stats struct {
 	InboundConnections int
 	// OutboundBytes and InboundHeld are the bytes the node holds for
 	// messages now in each direction, buffers included; they never exceed
-	// the Node limits (Config.Outbound, Config.Inbound). InboundBytes is
+	// the Node limits (Config.Memory.Outbound, Config.Memory.Inbound). InboundBytes is
 	// InboundHeld, under its former name.
 	OutboundBytes, InboundBytes, InboundHeld int64
 	// CapacityWaiters counts the allocations waiting for capacity now, in

@@ -17,43 +17,6 @@ import (
 	"github.com/internode/internode/wire"
 )
 
-// StreamConfig bounds the byte streams of OpenStream and HandleStream.
-type StreamConfig struct {
-	// MaxPerPeer is how many streams may be open at once with one peer in
-	// each direction; OpenStream beyond it fails with ErrOverloaded, and
-	// the peer's beyond it are refused. Default 256.
-	MaxPerPeer int
-	// SessionBuffer is the bytes one peer's stream session may hold
-	// received and unread, over all its streams (smux MaxReceiveBuffer).
-	// An accepted session takes it from the peer's and the node's inbound
-	// reserves for as long as it lives. Default 4 MiB.
-	SessionBuffer int
-	// StreamBuffer is the per-stream flow-control window in bytes (smux
-	// v2 MaxStreamBuffer): a writer waits once this much is unread.
-	// Default 256 KiB.
-	StreamBuffer int
-}
-
-// DefaultStreamConfig returns the default stream limits.
-func DefaultStreamConfig() StreamConfig {
-	return StreamConfig{MaxPerPeer: 256, SessionBuffer: 4 << 20, StreamBuffer: 256 << 10}
-}
-
-func (c *StreamConfig) setDefaults() {
-	d := DefaultStreamConfig()
-	setDefault(&c.MaxPerPeer, d.MaxPerPeer)
-	setDefault(&c.SessionBuffer, d.SessionBuffer)
-	setDefault(&c.StreamBuffer, d.StreamBuffer)
-}
-
-func (c StreamConfig) smux() *smux.Config {
-	sc := smux.DefaultConfig()
-	sc.Version = 2
-	sc.MaxReceiveBuffer = c.SessionBuffer
-	sc.MaxStreamBuffer = c.StreamBuffer
-	return sc
-}
-
 // StreamHandler serves the streams a peer opens with one verb.
 type StreamHandler interface {
 	// ServeStream owns s until it returns; the transport then closes it.
@@ -249,7 +212,7 @@ func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.S
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(t.cfg.HandshakeTimeout)
+	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -339,7 +302,7 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 // serveStream reads a new stream's verb, admits it and runs its handler.
 func (t *Transport) serveStream(p *peer, st *smux.Stream) {
 	defer st.Close()
-	_ = st.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	_ = st.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	verb, err := binary.ReadUvarint(byteReader{st})
 	if err != nil || verb > 1<<32-1 {
 		return

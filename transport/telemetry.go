@@ -176,7 +176,7 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 // probeFor returns a queue-depth probe for conn's TCP socket, or nil when
 // measuring is off or conn has no socket to ask.
 func (t *Transport) probeFor(conn net.Conn) *sockstat.Probe {
-	if t.cfg.DisableSocketMeasurement {
+	if t.cfg.Telemetry.DisableSocketMeasurement {
 		return nil
 	}
 	for {

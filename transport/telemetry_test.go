@@ -67,7 +67,7 @@ func sumWhere(data metricdata.Aggregation, kv ...string) int64 {
 func TestMetricsFollowTheMessages(t *testing.T) {
 	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
+		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
 	})
 	release := newGate()
 	defer release.open()
@@ -119,9 +119,9 @@ func TestMetricsFollowTheMessages(t *testing.T) {
 func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
-		cfg.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-		cfg.MaxMessageSize = 64 << 10
+		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		cfg.Memory.MaxMessageSize = 64 << 10
 	})
 	release := newGate()
 	defer release.open()
@@ -153,7 +153,7 @@ func TestTraceSpansBothNodes(t *testing.T) {
 	recorder := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
 	defer tp.Shutdown(context.Background())
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.TracerProvider = tp })
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.TracerProvider = tp })
 	seen := make(chan trace.SpanContext, 1)
 	c.nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		seen <- trace.SpanContextFromContext(ctx)
@@ -185,7 +185,7 @@ func TestPrometheusEndpoint(t *testing.T) {
 	require.NoError(t, err)
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		if i == 0 {
-			cfg.MeterProvider = metric.NewMeterProvider(metric.WithReader(exporter))
+			cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(exporter))
 		}
 	})
 	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })

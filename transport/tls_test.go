@@ -26,8 +26,8 @@ func tlsFor(t testing.TB, ca *certs.CA, node string) *transport.TLSConfig {
 
 func tlsCluster(t *testing.T, n int, certFor func(i int) *transport.TLSConfig) *testCluster {
 	c := newCluster(t, n, func(i int, cfg *transport.Config) {
-		cfg.TLS = certFor(i)
-		cfg.HandshakeTimeout = 2 * time.Second
+		cfg.Security.TLS = certFor(i)
+		cfg.Timeouts.Handshake = 2 * time.Second
 	})
 	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	return c
@@ -125,8 +125,8 @@ func TestTLSVerifyPeerHook(t *testing.T) {
 // a legitimate peer keeps being served.
 func TestIdleConnectionsAreCappedAndTimedOut(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.HandshakeTimeout = 300 * time.Millisecond
-		cfg.MaxPendingHandshakesPerHost = 50
+		cfg.Timeouts.Handshake = 300 * time.Millisecond
+		cfg.Security.MaxPendingHandshakesPerHost = 50
 	})
 	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	var idle []net.Conn

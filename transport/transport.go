@@ -109,14 +109,14 @@ func New(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen: %w", err)
 	}
-	overrides := make(map[uint32]routing.Lane, len(cfg.LaneOverrides))
-	for verb, lane := range cfg.LaneOverrides {
+	overrides := make(map[uint32]routing.Lane, len(cfg.Lanes.Overrides))
+	for verb, lane := range cfg.Lanes.Overrides {
 		overrides[uint32(verb)] = lane
 	}
 	t := &Transport{
 		cfg:           cfg,
-		log:           cfg.Logger,
-		router:        routing.NewRouter(cfg.LargeThreshold, overrides),
+		log:           cfg.Telemetry.Logger,
+		router:        routing.NewRouter(cfg.Lanes.LargeThreshold, overrides),
 		maxFrame:      wire.DefaultMaxFramePayload,
 		ln:            ln,
 		peers:         make(map[cluster.NodeID]*peer),
@@ -132,14 +132,14 @@ func New(cfg Config) (*Transport, error) {
 	t.streamHandlers.Store(&map[Verb]StreamHandler{})
 	t.fileHandlers.Store(&map[Verb]FileHandler{})
 	t.publishPeers()
-	t.coalescing.Store(&cfg.Coalescing)
-	t.limitsOut.Store(&cfg.Outbound)
-	t.limitsIn.Store(&cfg.Inbound)
-	t.outBudget = limit.NewBudget(cfg.Outbound.Node)
-	t.inBudget = limit.NewBudget(cfg.Inbound.Node)
-	t.logs = rateLog{log: cfg.Logger, every: time.Second, burst: 5}
+	t.coalescing.Store(&cfg.Lanes.Coalescing)
+	t.limitsOut.Store(&cfg.Memory.Outbound)
+	t.limitsIn.Store(&cfg.Memory.Inbound)
+	t.outBudget = limit.NewBudget(cfg.Memory.Outbound.Node)
+	t.inBudget = limit.NewBudget(cfg.Memory.Inbound.Node)
+	t.logs = rateLog{log: cfg.Telemetry.Logger, every: time.Second, burst: 5}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	if t.tel, err = newTelemetry(t, cfg.MeterProvider, cfg.TracerProvider); err != nil {
+	if t.tel, err = newTelemetry(t, cfg.Telemetry.MeterProvider, cfg.Telemetry.TracerProvider); err != nil {
 		ln.Close()
 		t.cancel()
 		return nil, fmt.Errorf("transport: metrics: %w", err)
@@ -211,15 +211,15 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 		h.ExpiresAt = d.UnixNano()
 	}
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
-	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.WaitForCapacity); err != nil {
+	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.Memory.WaitForCapacity); err != nil {
 		return &OpError{Op: "send", Peer: to, Lane: lane, Err: err}
 	}
 	return nil
 }
 
 // Request sends payload to peer and waits for the response. The deadline
-// is the context's, or else the verb's default timeout (Config.VerbTimeouts,
-// Config.RequestTimeout); it also becomes the message's expiry.
+// is the context's, or else the verb's default timeout (Config.Timeouts.PerVerb,
+// Config.Timeouts.Request); it also becomes the message's expiry.
 //
 // Errors: those of Send; a *RemoteError matching ErrUnknownVerb,
 // ErrHandler, ErrExpired or ErrOverloaded when the peer failed the request;
@@ -247,7 +247,7 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
 	c := &call{peer: to, lane: lane, done: make(chan callResult, 1)}
 	t.calls.add(h.ID, c)
-	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.WaitForCapacity); err != nil {
+	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.Memory.WaitForCapacity); err != nil {
 		t.calls.remove(h.ID)
 		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
 	}
@@ -280,8 +280,8 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 	now := t.clock.now()
 	h.CreatedAt, h.PayloadLength = now.UnixNano(), uint32(len(payload))
 	err = ctx.Err()
-	if err == nil && len(payload) > t.cfg.MaxMessageSize {
-		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.MaxMessageSize)
+	if err == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
+		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.Memory.MaxMessageSize)
 	}
 	var stack [64]byte
 	header := wire.AppendHeader(stack[:0], h)
@@ -509,8 +509,8 @@ func (t *Transport) SetCoalescing(newStrategy func(routing.Lane) coalescing.Stra
 func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	outbound.setDefaults()
 	inbound.setDefaults()
-	if err := errors.Join(outbound.validate("outbound", t.cfg.MaxMessageSize),
-		inbound.validate("inbound", t.cfg.MaxMessageSize)); err != nil {
+	if err := errors.Join(outbound.validate("outbound", t.cfg.Memory.MaxMessageSize),
+		inbound.validate("inbound", t.cfg.Memory.MaxMessageSize)); err != nil {
 		return err
 	}
 	t.limitsOut.Store(&outbound)

@@ -483,14 +483,14 @@ func TestMeshLimits(t *testing.T) {
 		l.apply(&cfg)
 		require.NoError(t, cfg.Validate(), "%+v", l)
 		if l.OutNode > 0 {
-			assert.Equal(t, l.OutNode, cfg.Outbound.Node)
-			assert.Equal(t, l.InNode, cfg.Inbound.Node)
+			assert.Equal(t, l.OutNode, cfg.Memory.Outbound.Node)
+			assert.Equal(t, l.InNode, cfg.Memory.Inbound.Node)
 		} else {
-			assert.Equal(t, transport.DefaultConfig().MaxMessageSize, cfg.MaxMessageSize, "defaults fit")
+			assert.Equal(t, transport.DefaultConfig().Memory.MaxMessageSize, cfg.Memory.MaxMessageSize, "defaults fit")
 		}
 		if l.PerConn > 0 {
-			assert.Equal(t, l.PerConn, cfg.Inbound.PerConnection)
-			assert.Equal(t, l.PerPeer, cfg.Outbound.PerPeer)
+			assert.Equal(t, l.PerConn, cfg.Memory.Inbound.PerConnection)
+			assert.Equal(t, l.PerPeer, cfg.Memory.Outbound.PerPeer)
 		}
 	}
 }

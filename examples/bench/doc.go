@@ -192,7 +192,7 @@
 // with -systems internode,internode-wait) is
 //
 //	{Name: "internode-wait", OptIn: true, New: func() System {
-//		return newInternode(func(c *transport.Config) { c.WaitForCapacity = true })
+//		return newInternode(func(c *transport.Config) { c.Memory.WaitForCapacity = true })
 //	}},
 //
 // A scenario that measures the whole process sets Measure instead of Load

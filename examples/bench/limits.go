@@ -25,17 +25,17 @@ func (l meshLimits) apply(c *transport.Config) {
 			*dst = v
 		}
 	}
-	set(&c.Outbound.Node, l.OutNode)
-	set(&c.Inbound.Node, l.InNode)
-	for _, lim := range []*transport.Limits{&c.Outbound, &c.Inbound} {
+	set(&c.Memory.Outbound.Node, l.OutNode)
+	set(&c.Memory.Inbound.Node, l.InNode)
+	for _, lim := range []*transport.Limits{&c.Memory.Outbound, &c.Memory.Inbound} {
 		set(&lim.PerPeer, l.PerPeer)
 		set(&lim.PerConnection, l.PerConn)
 	}
 	// A message must fit in its peer's and the node's limits.
 	room := func(lim transport.Limits) int64 { return min(lim.PerPeer, lim.Node) }
-	fits := min(room(c.Outbound), room(c.Inbound))
-	if fits < int64(c.MaxMessageSize)+1<<20 {
-		c.MaxMessageSize = int(max(fits/2, 1<<10))
+	fits := min(room(c.Memory.Outbound), room(c.Memory.Inbound))
+	if fits < int64(c.Memory.MaxMessageSize)+1<<20 {
+		c.Memory.MaxMessageSize = int(max(fits/2, 1<<10))
 	}
 }
 

@@ -51,7 +51,7 @@ func (m *internodeMesh) start(n int, deliver func(to int, payload []byte)) error
 		if m.tune != nil {
 			m.tune(&cfg)
 		}
-		m.out, m.in = cfg.Outbound, cfg.Inbound
+		m.out, m.in = cfg.Memory.Outbound, cfg.Memory.Inbound
 		t, err := transport.New(cfg)
 		if err != nil {
 			m.close()

@@ -84,8 +84,8 @@ func measureIdle(system string, opts Options) (Result, error) {
 	pairs := n * (n - 1)
 	idleTimeout := max(idleTimeoutMin, time.Duration(pairs)*idleTimeoutPerPair)
 	m := newInternodeMesh(opts.Limits, func(c *transport.Config) {
-		c.IdleTimeout = idleTimeout
-		c.LaneOverrides = map[transport.Verb]routing.Lane{verbUrgent: routing.Urgent}
+		c.Timeouts.Idle = idleTimeout
+		c.Lanes.Overrides = map[transport.Verb]routing.Lane{verbUrgent: routing.Urgent}
 	})
 	// arrived[from*n+to] gets a token per message delivered from from to to.
 	arrived := make([]chan struct{}, n*n)

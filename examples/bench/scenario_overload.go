@@ -31,9 +31,9 @@ var scenarioOverload = &Scenario{
 	Systems:  []string{"internode"},
 	Supports: isInternode,
 	Tune: func(c *transport.Config) {
-		c.MaxMessageSize = overloadMaxMessage
-		c.Inbound = overloadLimits
-		c.Outbound = overloadLimits
+		c.Memory.MaxMessageSize = overloadMaxMessage
+		c.Memory.Inbound = overloadLimits
+		c.Memory.Outbound = overloadLimits
 	},
 	PayloadSize: func(o Options) int { return o.Payload },
 	Load:        loadOverload,

@@ -111,7 +111,7 @@ var systemRegistry = []systemEntry{
 	{Name: "raw-sendfile", Doc: "files only: a connection per file, (*net.TCPConn).ReadFrom(file) → (*os.File).ReadFrom(conn), sendfile(2) and splice(2)", New: func() System { return newRawFile(false) }},
 	{Name: "buffered-copy", Doc: "files only: a connection per file, io.CopyBuffer through 32 KiB buffers at both ends", New: func() System { return newRawFile(true) }},
 	{Name: "internode-wait", Doc: "internode, Send waits for capacity instead of failing with ErrOverloaded", OptIn: true,
-		New: func() System { return newInternode(func(c *transport.Config) { c.WaitForCapacity = true }) }},
+		New: func() System { return newInternode(func(c *transport.Config) { c.Memory.WaitForCapacity = true }) }},
 }
 
 // Default system lists of the scenarios.

@@ -81,7 +81,7 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 			if err != nil {
 				return nil, err
 			}
-			cfg.MeterProvider = mp
+			cfg.Telemetry.MeterProvider = mp
 		}
 		for _, tune := range s.tunes {
 			tune(&cfg)
@@ -97,7 +97,7 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 				}
 			}
 		} else {
-			s.inbound = cfg.Inbound
+			s.inbound = cfg.Memory.Inbound
 			def := transport.DefaultLimits()
 			setIfZero(&s.inbound.PerConnection, def.PerConnection)
 			setIfZero(&s.inbound.PerPeer, def.PerPeer)

@@ -21,7 +21,7 @@ func coalescingVariant(name string) func() System {
 	}
 	return func() System {
 		return newInternode(func(c *transport.Config) {
-			c.Coalescing = func(lane routing.Lane) coalescing.Strategy {
+			c.Lanes.Coalescing = func(lane routing.Lane) coalescing.Strategy {
 				if lane == routing.Urgent {
 					return coalescing.NewDisabled()
 				}

@@ -9,7 +9,7 @@ import "github.com/internode/internode/transport"
 // measurement on, is compared with it (issue 7: instrumentation costs at
 // most 5% of throughput).
 func newInternodeNoMetrics() *internodeSystem {
-	s := newInternode(func(c *transport.Config) { c.DisableSocketMeasurement = true })
+	s := newInternode(func(c *transport.Config) { c.Telemetry.DisableSocketMeasurement = true })
 	s.metrics = false
 	return s
 }

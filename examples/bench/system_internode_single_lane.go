@@ -16,7 +16,7 @@ const singleLaneThreshold = transport.MaxLargeThreshold
 // an application moves bulk data over such a transport: in pieces through
 // the same ordered queue.
 func newInternodeSingleLane() *internodeSystem {
-	s := newInternode(func(c *transport.Config) { c.LargeThreshold = singleLaneThreshold })
+	s := newInternode(func(c *transport.Config) { c.Lanes.LargeThreshold = singleLaneThreshold })
 	s.bulkChunk = singleLaneThreshold - 64 // room for the message header
 	return s
 }

@@ -27,15 +27,15 @@ const (
 
 // Register pins Verb to the urgent lane in cfg, so that digests never wait
 // behind replication or other bulk traffic to the same peer. Call it before
-// transport.New. It copies cfg.LaneOverrides rather than writing into a map
+// transport.New. It copies cfg.Lanes.Overrides rather than writing into a map
 // the caller may share.
 func Register(cfg *transport.Config) {
-	overrides := maps.Clone(cfg.LaneOverrides)
+	overrides := maps.Clone(cfg.Lanes.Overrides)
 	if overrides == nil {
 		overrides = make(map[transport.Verb]routing.Lane)
 	}
 	overrides[Verb] = routing.Urgent
-	cfg.LaneOverrides = overrides
+	cfg.Lanes.Overrides = overrides
 }
 
 // Sender is the part of *transport.Transport a Gossiper uses.

@@ -155,9 +155,9 @@ func (l *loopback) start(id cluster.NodeID, addr string, generation uint64) *nod
 	cfg.ClusterName = "gossip-test"
 	cfg.ListenAddr = addr
 	cfg.Membership = l.members
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.ReconnectMinBackoff = 5 * time.Millisecond
-	cfg.ReconnectMaxBackoff = 20 * time.Millisecond
+	cfg.Telemetry.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Reconnect.MinBackoff = 5 * time.Millisecond
+	cfg.Reconnect.MaxBackoff = 20 * time.Millisecond
 	gossip.Register(&cfg)
 	tr, err := transport.New(cfg)
 	require.NoError(l.t, err)

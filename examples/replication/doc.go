@@ -11,7 +11,7 @@
 // Quorum returns as soon as that happens, or fails with every replica's
 // error as soon as it can no longer happen.
 //
-// Values may be of any size up to the transport's Config.MaxMessageSize.
+// Values may be of any size up to the transport's Config.Memory.MaxMessageSize.
 // The transport routes each request by its encoded size: up to 64 KiB on
 // the small lane, where it is coalesced with others, above that on the
 // large lane, written from the value's own buffer in parts, so a 1 MiB

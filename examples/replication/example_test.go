@@ -27,7 +27,7 @@ func Example() {
 		cfg.ClusterName = "example"
 		cfg.ListenAddr = "127.0.0.1:0"
 		cfg.Membership = members
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Telemetry.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		t, err := transport.New(cfg)
 		if err != nil {
 			log.Fatal(err)

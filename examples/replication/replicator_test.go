@@ -46,7 +46,7 @@ func newTestCluster(t *testing.T, n int, timeout time.Duration) *testCluster {
 		cfg.ClusterName = "replication-test"
 		cfg.ListenAddr = "127.0.0.1:0"
 		cfg.Membership = c.members
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Telemetry.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		tr, err := transport.New(cfg)
 		require.NoError(t, err)
 		store := replication.NewStore()

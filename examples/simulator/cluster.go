@@ -40,7 +40,6 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 		recovery: plan.recovery(start),
 	}
 	var nodes []*simNode
-	byID := map[cluster.NodeID]*simNode{}
 	stopAll := func() {
 		var wg sync.WaitGroup
 		for _, n := range nodes {
@@ -63,16 +62,8 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 		}
 		members.Add(cluster.Member{ID: n.id, Addr: n.addr})
 		nodes = append(nodes, n)
-		byID[n.id] = n
 	}
 	metrics.serve()
-	// A failure response travels on its sender's urgent lane beside gossip;
-	// the requester sees it, and tells the sender's ledger.
-	w.failureResponse = func(from cluster.NodeID) {
-		if n := byID[from]; n != nil {
-			n.ledger.failureResponses.Add(1)
-		}
-	}
 
 	r := &report{Mode: "cluster", Nodes: o.nodes, DurationS: o.duration.Seconds(), Rate: o.rate,
 		ValueSize: o.valueSize, Strategy: o.strategy, TimeoutMs: ms(o.timeout), TLS: o.tls,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"time"
 
 	"github.com/internode/internode/cluster"
@@ -13,6 +12,7 @@ import (
 // over a node's incarnations, or over nodes).
 type laneTotals struct {
 	sent, bytes, writes   uint64 // outbound: written
+	responses             uint64 // of sent, responses to peers' requests
 	dropped               [transport.NumReasons]uint64
 	pendingBytes          uint64 // now
 	connects, connectFail uint64
@@ -25,6 +25,7 @@ type laneTotals struct {
 
 func (l *laneTotals) addConn(c *transport.ConnStats) {
 	l.sent += c.MessagesSent
+	l.responses += c.ResponsesSent
 	l.bytes += c.BytesSent
 	l.writes += c.Writes
 	l.pendingBytes += c.PendingBytes
@@ -42,6 +43,7 @@ func (l *laneTotals) addConn(c *transport.ConnStats) {
 
 func (l *laneTotals) add(o *laneTotals) {
 	l.sent += o.sent
+	l.responses += o.responses
 	l.bytes += o.bytes
 	l.writes += o.writes
 	l.pendingBytes += o.pendingBytes
@@ -102,23 +104,4 @@ func inboundFrom(all []transport.Stats) map[cluster.NodeID]*lanes {
 		}
 	}
 	return by
-}
-
-// remoteDroppedBy sums the failure reports a node received from each peer
-// for calls no longer waiting (ConnStats.RemoteDropped).
-func remoteDroppedBy(all []transport.Stats) map[cluster.NodeID]uint64 {
-	by := map[cluster.NodeID]uint64{}
-	for _, s := range all {
-		for _, c := range s.Conns {
-			for _, n := range c.RemoteDropped {
-				by[c.Peer] += n
-			}
-		}
-	}
-	return by
-}
-
-func isRemoteError(err error) bool {
-	var re *transport.RemoteError
-	return errors.As(err, &re)
 }

@@ -32,9 +32,6 @@ type ledger struct {
 	// bootstrap's), and their outcomes.
 	otherRequests, otherAcked atomic.Uint64
 	otherFailed               reasonCounts
-	// failureResponses counts failure responses this node sent (seen by
-	// the requesters): they travel on the urgent lane beside gossip.
-	failureResponses atomic.Uint64
 
 	gossipSends    atomic.Uint64 // Send calls
 	gossipRejected reasonCounts  // Send returned an error

@@ -36,9 +36,6 @@ type world struct {
 	ca *clusterCA
 	// metrics, if set, serves the transports' metrics.
 	metrics *metricsServer
-	// failureResponse, if set, is told that a node sent a failure response
-	// (cluster mode: all nodes are known).
-	failureResponse func(from cluster.NodeID)
 }
 
 // incarnation is one run of a node: a transport and the workload's parts
@@ -107,18 +104,18 @@ func (n *simNode) transportConfig() transport.Config {
 	cfg.ClusterName = n.w.clusterName
 	cfg.ListenAddr = n.addr
 	cfg.Membership = n.w.members
-	cfg.Coalescing = n.w.opts.coalescingFor()
-	cfg.Logger = n.w.logger
+	cfg.Lanes.Coalescing = n.w.opts.coalescingFor()
+	cfg.Telemetry.Logger = n.w.logger
 	// Come back quickly after a peer restarts: it is down for seconds only.
-	cfg.ReconnectMinBackoff = 20 * time.Millisecond
-	cfg.ReconnectMaxBackoff = 500 * time.Millisecond
+	cfg.Reconnect.MinBackoff = 20 * time.Millisecond
+	cfg.Reconnect.MaxBackoff = 500 * time.Millisecond
 	cfg.OnDropped = n.ledger.onDropped
 	if n.meters != nil {
-		cfg.MeterProvider = n.meters
+		cfg.Telemetry.MeterProvider = n.meters
 	}
-	cfg.TLS = n.tls
-	cfg.MaxMessageSize = maxMessageSize(n.w.opts.valueSize)
-	cfg.Outbound, cfg.Inbound = simulatorLimits(cfg.MaxMessageSize)
+	cfg.Security.TLS = n.tls
+	cfg.Memory.MaxMessageSize = maxMessageSize(n.w.opts.valueSize)
+	cfg.Memory.Outbound, cfg.Memory.Inbound = simulatorLimits(cfg.Memory.MaxMessageSize)
 	gossip.Register(&cfg)
 	return cfg
 }
@@ -229,9 +226,6 @@ func (n *simNode) onReply(r replication.Reply) {
 	n.ledger.requestOutcome(r.Replica, lane, r.Err == nil)
 	if r.Err != nil {
 		n.ledger.requestsFailed.add(classify(r.Err))
-		if n.w.failureResponse != nil && isRemoteError(r.Err) {
-			n.w.failureResponse(r.Replica)
-		}
 		return
 	}
 	n.ledger.latency[lane].record(r.Latency)

@@ -136,7 +136,7 @@ func (o options) validate() error {
 	return nil
 }
 
-// coalescingFor returns the Config.Coalescing of -strategy: the named
+// coalescingFor returns the Config.Lanes.Coalescing of -strategy: the named
 // strategy on the small and large lanes, Disabled on the urgent lane
 // (control traffic never waits, as in the transport's default).
 func (o options) coalescingFor() func(routing.Lane) coalescing.Strategy {

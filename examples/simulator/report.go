@@ -143,7 +143,6 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 		// that they saw (they share the urgent lane with gossip).
 		var delivered, peerDropped [routing.NumLanes]uint64
 		var peerDroppedBy [routing.NumLanes][transport.NumReasons]uint64
-		failureResponses := n.ledger.failureResponses.Load()
 		if clusterMode {
 			for _, peer := range nodes {
 				if peer == n {
@@ -158,7 +157,6 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 						}
 					}
 				}
-				failureResponses += remoteDroppedBy(stats[peer.id])[n.id]
 			}
 		}
 
@@ -209,9 +207,10 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 
 		// Gossip: every Send call either failed at once, or was accepted;
 		// an accepted digest is then written (the urgent lane's
-		// MessagesSent, less the failure responses that travelled there
-		// too) or dropped (OnDropped). Lost is what is neither.
-		written := totals[routing.Urgent].sent - failureResponses
+		// MessagesSent, less the responses — failure responses — that
+		// travelled there too) or dropped (OnDropped). Lost is what is
+		// neither.
+		written := totals[routing.Urgent].sent - totals[routing.Urgent].responses
 		nr.Gossip = account{Sent: n.ledger.gossipSends.Load(), Delivered: written,
 			Failed:   n.ledger.gossipRejected.total() + n.ledger.gossipDropped.total(),
 			FailedBy: n.ledger.gossipRejected.byName()}

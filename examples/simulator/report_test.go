@@ -37,9 +37,8 @@ func TestAccountingFindsLostMessages(t *testing.T) {
 	}
 	n.ledger.gossipRejected.add(int(transport.ReasonOverloaded))
 	n.ledger.gossipDropped.add(int(transport.ReasonExpired))
-	n.ledger.failureResponses.Add(1)
 	n.past = []transport.Stats{{Conns: []transport.ConnStats{
-		{Peer: "n2", Lane: routing.Urgent, MessagesSent: 4, Dropped: [transport.NumReasons]uint64{transport.ReasonExpired: 1}},
+		{Peer: "n2", Lane: routing.Urgent, MessagesSent: 4, ResponsesSent: 1, Dropped: [transport.NumReasons]uint64{transport.ReasonExpired: 1}},
 		{Peer: "n3", Lane: routing.Urgent, MessagesSent: 2},
 	}}}
 

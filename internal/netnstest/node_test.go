@@ -184,7 +184,7 @@ func runNode(cfg nodeConfig, in io.Reader, out io.Writer) (err error) {
 	tcfg.ListenAddr = net.JoinHostPort(cfg.IP, strconv.Itoa(transportPort))
 	tcfg.Membership = timedMembership{Membership: n.members, n: n}
 	tcfg.OnDropped = n.recordDropped
-	tcfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).
+	tcfg.Telemetry.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).
 		With("node", string(cfg.ID))
 	if n.tr, err = transport.New(tcfg); err != nil {
 		return err

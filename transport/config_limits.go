@@ -1,0 +1,125 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/internode/internode/internal/sockstat"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// SocketConfig holds socket options; zero fields leave the system's
+// defaults. Seed 004 explains the trade-off of buffer sizes: larger ones
+// absorb bursts, but a receive buffer the application does not drain
+// costs memory and, when full, makes the kernel collapse and prune queues.
+type SocketConfig struct {
+	SendBuffer    int           // SO_SNDBUF, bytes
+	ReceiveBuffer int           // SO_RCVBUF, bytes
+	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails
+	KeepAlive     time.Duration // TCP keep-alive idle time; negative disables keep-alive
+}
+
+// apply sets the options on conn.
+func (s SocketConfig) apply(conn *net.TCPConn) error {
+	if s.SendBuffer > 0 {
+		if err := conn.SetWriteBuffer(s.SendBuffer); err != nil {
+			return err
+		}
+	}
+	if s.ReceiveBuffer > 0 {
+		if err := conn.SetReadBuffer(s.ReceiveBuffer); err != nil {
+			return err
+		}
+	}
+	if s.UserTimeout > 0 {
+		if err := sockstat.SetUserTimeout(conn, s.UserTimeout); err != nil && !errors.Is(err, sockstat.ErrUnsupported) {
+			return err
+		}
+	}
+	switch {
+	case s.KeepAlive < 0:
+		return conn.SetKeepAlive(false)
+	case s.KeepAlive > 0:
+		return conn.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.KeepAlive})
+	}
+	return nil
+}
+
+// Limits bound the bytes a node holds for messages in one direction, in
+// three nested tiers: every byte a connection holds is also its peer's and
+// the node's. So the node never holds more than Node, one peer never more
+// than PerPeer however many connections it opens, and one urgent or small
+// lane never more than PerConnection. The large lane may hold what its
+// peer's other two lanes may not: PerPeer − 2×PerConnection (at least
+// PerConnection), so a peer's large messages never take the room of its
+// small ones. A connection holding nothing may take one message larger
+// than its limit (up to MaxMessageSize), so a large message always gets
+// through.
+//
+// Outbound, the bytes held are the encoded messages queued or being
+// written (a large message's payload is the caller's buffer, held until
+// written). Inbound, they are the buffers of frames and messages received,
+// from the moment they are allocated — capacity is taken first — until
+// every handler of their messages has returned, responses included. See
+// the package documentation for the one exception (OverloadReject).
+type Limits struct {
+	PerConnection int64 // bytes; default 4 MiB
+	PerPeer       int64 // bytes, all of a peer's connections; default 64 MiB
+	Node          int64 // bytes, all peers; default 256 MiB
+}
+
+// forLane returns the limit of one connection of lane.
+func (l Limits) forLane(lane routing.Lane) int64 {
+	if lane == routing.Large {
+		return max(l.PerConnection, l.PerPeer-2*l.PerConnection)
+	}
+	return l.PerConnection
+}
+
+// DefaultLimits returns the default limits. They bound queueing as well
+// as memory: a small lane holds at most 4 MiB each way — about 25,000
+// messages of 128 bytes, tens of milliseconds of work for a handler.
+func DefaultLimits() Limits {
+	return Limits{PerConnection: 4 << 20, PerPeer: 64 << 20, Node: 256 << 20}
+}
+
+func (l *Limits) setDefaults() {
+	d := DefaultLimits()
+	setDefault(&l.PerConnection, d.PerConnection)
+	setDefault(&l.PerPeer, d.PerPeer)
+	setDefault(&l.Node, d.Node)
+}
+
+// validate checks that the limits can hold the largest unit one
+// connection must admit at once — outbound a message of maxMessage bytes
+// with its header, inbound its payload or a whole frame — or that
+// connection would wait for room forever.
+func (l Limits) validate(side string, maxMessage int) error {
+	if l.PerConnection <= 0 || l.PerPeer <= 0 || l.Node <= 0 {
+		return fmt.Errorf("transport: config: %s limits must be positive", side)
+	}
+	unit := int64(maxMessage + wire.MaxHeaderSize)
+	if side == "inbound" {
+		unit = int64(max(maxMessage, wire.DefaultMaxFramePayload))
+	}
+	if unit > min(l.PerPeer, l.Node) {
+		return fmt.Errorf("transport: config: %s limits (%d per peer, %d per node) cannot hold %d bytes: a message of MaxMessageSize with its header, or a frame",
+			side, l.PerPeer, l.Node, unit)
+	}
+	return nil
+}
+
+// OverloadPolicy says what a receiver out of inbound capacity does.
+type OverloadPolicy uint8
+
+const (
+	// OverloadPause stops reading the connection until capacity is free.
+	OverloadPause OverloadPolicy = iota
+	// OverloadReject drops the message and answers ErrOverloaded: a
+	// request fails with it; a one-way sender counts it in
+	// ConnStats.RemoteDropped.
+	OverloadReject
+)

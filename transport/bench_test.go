@@ -11,17 +11,18 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // sendPair is n1 sending to n2, which counts what it handles.
-func sendPair(tb testing.TB) (*testCluster, *atomic.Int64) {
+func sendPair(tb testing.TB) (*transporttest.Cluster, *atomic.Int64) {
 	c := newCluster(tb, 2, nil)
 	var got atomic.Int64
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
 		return nil, nil
 	}))
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	return c, &got
 }
 
@@ -33,7 +34,7 @@ func TestSendAllocations(t *testing.T) {
 	ctx := context.Background()
 	send := func() {
 		for {
-			err := c.nodes[0].Send(ctx, c.id(1), verbData, payload)
+			err := c.Nodes[0].Send(ctx, c.ID(1), verbData, payload)
 			if !errors.Is(err, transport.ErrOverloaded) {
 				if err != nil {
 					t.Fatal(err)
@@ -63,7 +64,7 @@ func BenchmarkSend(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			sendRetrying(b, c.nodes[0], c.id(1), verbData, payload)
+			sendRetrying(b, c.Nodes[0], c.ID(1), verbData, payload)
 		}
 	})
 	want := int64(b.N)
@@ -71,7 +72,7 @@ func BenchmarkSend(b *testing.B) {
 		runtime.Gosched()
 	}
 	b.StopTimer()
-	st := c.nodes[0].Stats().Total()
+	st := c.Nodes[0].Stats().Total()
 	if st.MessagesSent > 0 {
 		b.ReportMetric(float64(st.Writes)/float64(st.MessagesSent), "writes/msg")
 	}
@@ -87,7 +88,7 @@ func BenchmarkRequest(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := c.nodes[0].Request(ctx, c.id(1), verbEcho, payload); err != nil {
+			if _, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, payload); err != nil {
 				b.Error(err)
 				return
 			}
@@ -99,7 +100,7 @@ func BenchmarkRequest(b *testing.B) {
 func BenchmarkLarge(b *testing.B) {
 	c := newCluster(b, 2, func(i int, cfg *transport.Config) { cfg.Memory.WaitForCapacity = true })
 	var got atomic.Int64
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
 		return nil, nil
 	}))
@@ -110,7 +111,7 @@ func BenchmarkLarge(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			sendRetrying(b, c.nodes[0], c.id(1), verbData, payload)
+			sendRetrying(b, c.Nodes[0], c.ID(1), verbData, payload)
 		}
 	})
 	for got.Load() < int64(b.N) {

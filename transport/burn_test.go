@@ -17,6 +17,7 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // burnDuration is how long TestBurn sends: INTERNODE_BURN (e.g. "10m"), or
@@ -67,10 +68,7 @@ const (
 func TestBurn(t *testing.T) {
 	const nodes = 4
 	duration := burnDuration(t)
-	members := cluster.NewStatic()
 	var (
-		trs        []*transport.Transport
-		proxies    []*killProxy
 		ledgers    [nodes][nodes]burnLedger
 		lastSeq    sync.Map // [from,to,lane] → uint64 (+1)
 		violations atomic.Int64
@@ -87,13 +85,7 @@ func TestBurn(t *testing.T) {
 	}
 	index := func(id cluster.NodeID) int { return int(id[1] - '1') }
 
-	for i := range nodes {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID = cluster.NodeID(fmt.Sprintf("n%d", i+1))
-		cfg.ClusterName = "burn"
-		cfg.ListenAddr = "127.0.0.1:0"
-		cfg.Membership = members
-		cfg.Telemetry.Logger = quietLogger
+	c := transporttest.New(t, nodes, transporttest.Options{Proxied: true, ClusterName: "burn", Tweak: func(i int, cfg *transport.Config) {
 		cfg.Memory.MaxMessageSize = 256 << 10
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 512 << 10, PerPeer: 1 << 20, Node: 2 << 20}
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 384 << 10, PerPeer: 768 << 10, Node: 1 << 20}
@@ -127,9 +119,9 @@ func TestBurn(t *testing.T) {
 			l.dropped[seq]++
 			l.reason[seq] = d.Reason
 		}
-		tr, err := transport.New(cfg)
-		require.NoError(t, err)
-		t.Cleanup(func() { tr.Close() })
+	}})
+	trs := c.Nodes
+	for i, tr := range trs {
 		handler := func(ctx context.Context, m *transport.Message) ([]byte, error) {
 			if m.IsRequest {
 				responses[i].Add(1)
@@ -172,10 +164,6 @@ func TestBurn(t *testing.T) {
 		}
 		tr.Handle(verbFresh, transport.HandlerFunc(fresh))
 		tr.Handle(verbFreshUrgent, transport.HandlerFunc(fresh))
-		tr.Start()
-		trs = append(trs, tr)
-		proxies = append(proxies, newKillProxy(t, tr.Addr().String()))
-		members.Add(cluster.Member{ID: cfg.NodeID, Addr: proxies[i].addr()})
 	}
 
 	ctx, stop := context.WithTimeout(context.Background(), duration)
@@ -252,7 +240,7 @@ func TestBurn(t *testing.T) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if proxies[r.IntN(nodes)].killRandom(r) {
+				if c.Proxies[r.IntN(nodes)].KillOne(r.IntN) {
 					killed++
 				}
 			}

@@ -32,25 +32,25 @@ func TestCoalescingPerLaneAndAtRunTime(t *testing.T) {
 	})
 	var got atomic.Int64
 	count := func(ctx context.Context, m *transport.Message) ([]byte, error) { got.Add(1); return nil, nil }
-	c.handleAll(verbData, count)
-	c.handleAll(verbBlock, count)
+	handleAll(c, verbData, count)
+	handleAll(c, verbBlock, count)
 	send := func(verb transport.Verb) {
-		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verb, []byte("x")))
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verb, []byte("x")))
 	}
 	send(verbData)
 	send(verbBlock)
 	waitFor(t, 5*time.Second, "delivered", func() bool { return got.Load() == 2 })
-	assert.Equal(t, coalescing.NameAdaptive, laneStats(t, c.nodes[0], "n2", routing.Small).Coalescing.Strategy, "the default for small")
-	assert.Equal(t, coalescing.NameDisabled, laneStats(t, c.nodes[0], "n2", routing.Urgent).Coalescing.Strategy, "urgent never waits")
+	assert.Equal(t, coalescing.NameAdaptive, laneStats(t, c.Nodes[0], "n2", routing.Small).Coalescing.Strategy, "the default for small")
+	assert.Equal(t, coalescing.NameDisabled, laneStats(t, c.Nodes[0], "n2", routing.Urgent).Coalescing.Strategy, "urgent never waits")
 
 	fixed, err := coalescing.ByName("fixed", 100*time.Microsecond)
 	require.NoError(t, err)
-	c.nodes[0].SetCoalescing(func(routing.Lane) coalescing.Strategy { return fixed() })
+	c.Nodes[0].SetCoalescing(func(routing.Lane) coalescing.Strategy { return fixed() })
 	for range 100 {
 		send(verbData)
 	}
 	waitFor(t, 5*time.Second, "delivered", func() bool { return got.Load() == 102 })
-	small := laneStats(t, c.nodes[0], "n2", routing.Small).Coalescing
+	small := laneStats(t, c.Nodes[0], "n2", routing.Small).Coalescing
 	assert.Equal(t, coalescing.NameFixed, small.Strategy, "changed on a live connection")
 	assert.Positive(t, small.Writes)
 	assert.LessOrEqual(t, small.RequestedWait, time.Duration(small.Writes)*100*time.Microsecond,
@@ -64,16 +64,16 @@ func TestShutdownFlushesAtOnce(t *testing.T) {
 		cfg.Lanes.Coalescing = func(routing.Lane) coalescing.Strategy { return coalescing.NewFixed(time.Second) }
 	})
 	var got atomic.Int64
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
 		return nil, nil
 	}))
 	for range 3 { // fewer than Fixed's "enough messages": it waits its window
-		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbData, []byte("x")))
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
 	}
 	// Far less than the one-second window the writer is waiting out.
 	ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
 	defer cancel()
-	require.NoError(t, c.nodes[0].Shutdown(ctx))
+	require.NoError(t, c.Nodes[0].Shutdown(ctx))
 	waitFor(t, 5*time.Second, "all delivered", func() bool { return got.Load() == 3 })
 }

@@ -113,7 +113,7 @@ func TestAllPairsDelivery(t *testing.T) {
 		problems.Add(1)
 		firstFail.CompareAndSwap(nil, msg)
 	}
-	for i, n := range c.nodes {
+	for i, n := range c.Nodes {
 		n.Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 			sender, seq, ok := checkPayload(m.Payload)
 			if !ok || int(sender) >= nodes || seq >= uint64(perPair) {
@@ -149,7 +149,7 @@ func TestAllPairsDelivery(t *testing.T) {
 				r := rand.New(rand.NewPCG(uint64(from), uint64(to)))
 				for seq := range perPair {
 					p := makePayload(uint32(from), uint64(seq), sizeFor(r))
-					sendRetrying(t, c.nodes[from], c.id(to), verbData, p)
+					sendRetrying(t, c.Nodes[from], c.ID(to), verbData, p)
 				}
 			}()
 		}
@@ -173,7 +173,7 @@ func TestAllPairsDelivery(t *testing.T) {
 	}
 	sumStats := func() transport.ConnStats {
 		total := transport.Stats{}
-		for _, n := range c.nodes {
+		for _, n := range c.Nodes {
 			total.Conns = append(total.Conns, n.Stats().Conns...)
 		}
 		return total.Total()

@@ -62,10 +62,10 @@ func receiveToFiles(t testing.TB, n *transport.Transport) chan string {
 
 func TestSendFileRoundTrip(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	got := receiveToFiles(t, c.nodes[1])
+	got := receiveToFiles(t, c.Nodes[1])
 	src, data := tempFile(t, 3<<20+123)
 	for _, r := range []struct{ off, n int64 }{{0, int64(len(data))}, {4097, 1 << 20}, {0, 0}, {int64(len(data)) - 5, 5}} {
-		n, err := c.nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.id(1), verbBootstrap, src, r.off, r.n)
+		n, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, r.off, r.n)
 		require.NoError(t, err, "range %+v", r)
 		assert.Equal(t, r.n, n)
 		path := <-got
@@ -73,21 +73,21 @@ func TestSendFileRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, bytes.Equal(data[r.off:r.off+r.n], written), "range %+v arrives byte for byte", r)
 	}
-	st := c.nodes[1].Stats()
+	st := c.Nodes[1].Stats()
 	assert.Equal(t, uint64(4), st.FilesReceived)
-	assert.Equal(t, uint64(4), c.nodes[0].Stats().FilesSent)
+	assert.Equal(t, uint64(4), c.Nodes[0].Stats().FilesSent)
 }
 
 func TestSendFileToReader(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	got := make(chan []byte, 1)
-	c.nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
 		b, err := io.ReadAll(ft.Reader())
 		got <- b
 		return err
 	}))
 	src, data := tempFile(t, 1<<20)
-	_, err := c.nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.id(1), verbBootstrap, src, 0, int64(len(data)))
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(data, <-got))
 }
@@ -97,16 +97,16 @@ func TestSendFileErrors(t *testing.T) {
 	src, data := tempFile(t, 1<<20)
 	ctx := ctxTimeout(t, 10*time.Second)
 
-	_, err := c.nodes[0].SendFile(ctx, c.id(1), verbBootstrap, src, 0, int64(len(data)))
+	_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data)))
 	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
 
-	c.nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
 		return errors.New("disk full")
 	}))
-	_, err = c.nodes[0].SendFile(ctx, c.id(1), verbBootstrap, src, 0, int64(len(data)))
+	_, err = c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data)))
 	assert.ErrorIs(t, err, transport.ErrHandler, "a handler that does not consume the transfer fails it")
 
-	_, err = c.nodes[0].SendFile(ctx, c.id(1), verbBootstrap, src, 0, int64(len(data))+1)
+	_, err = c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data))+1)
 	assert.Error(t, err, "a range past the end of the file")
 }
 
@@ -181,11 +181,11 @@ func TestSendFileDetectsCorruptionAndTruncation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCluster(t, 2, nil)
-			got := receiveToFiles(t, c.nodes[1])
+			got := receiveToFiles(t, c.Nodes[1])
 			// n1 reaches n2 through the tampering proxy.
-			c.members.Add(cluster.Member{ID: c.id(1), Addr: tamperProxy(t, c.nodes[1].Addr().String(), tt.fn)})
+			c.Members.Add(cluster.Member{ID: c.ID(1), Addr: tamperProxy(t, c.Nodes[1].Addr().String(), tt.fn)})
 			src, data := tempFile(t, size)
-			_, err := c.nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.id(1), verbBootstrap, src, 0, int64(len(data)))
+			_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
 			require.Error(t, err, "the sender learns the transfer failed")
 			assert.Contains(t, <-got, "error: ", "the receiver's handler saw the failure")
 		})
@@ -203,7 +203,7 @@ func TestSendFileCancelled(t *testing.T) {
 			receiverCtx, cancelReceiver := context.WithCancel(context.Background())
 			defer cancelReceiver()
 			result := make(chan error, 1)
-			c.nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+			c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
 				close(started)
 				r := ft.Reader()
 				buf := make([]byte, 64<<10)
@@ -223,7 +223,7 @@ func TestSendFileCancelled(t *testing.T) {
 			defer cancel()
 			sent := make(chan error, 1)
 			go func() {
-				_, err := c.nodes[0].SendFile(ctx, c.id(1), verbBootstrap, src, 0, int64(len(data)))
+				_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data)))
 				sent <- err
 			}()
 			<-started

@@ -74,7 +74,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn := rawConn(t, c.nodes[0])
+			conn := rawConn(t, c.Nodes[0])
 			h := validHello(routing.Small)
 			tt.hello(&h)
 			reply := handshake(t, conn, h)
@@ -83,7 +83,7 @@ func TestHandshakeRefusals(t *testing.T) {
 			assert.NotEmpty(t, reply.Message)
 			closedByPeer(t, conn)
 			waitFor(t, 5*time.Second, "refusal counted", func() bool {
-				return c.nodes[0].Stats().InboundRefused == uint64(i+1)
+				return c.Nodes[0].Stats().InboundRefused == uint64(i+1)
 			})
 		})
 	}
@@ -96,7 +96,7 @@ func TestHandshakeAcceptsOverlappingVersions(t *testing.T) {
 	c := newCluster(t, 1, acceptStrangers)
 	h := validHello(routing.Small)
 	h.MaxVersion = 200 // a newer peer that also speaks ours
-	reply := handshake(t, rawConn(t, c.nodes[0]), h)
+	reply := handshake(t, rawConn(t, c.Nodes[0]), h)
 	assert.Equal(t, wire.Accepted, reply.Reason)
 	assert.Equal(t, wire.MaxVersion, reply.Version)
 }
@@ -107,13 +107,13 @@ func TestWrongClusterRefusesSends(t *testing.T) {
 			cfg.ClusterName = "other"
 		}
 	})
-	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, nil)
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
 	require.ErrorIs(t, err, transport.ErrRefused)
 	var he *transport.HandshakeError
 	require.ErrorAs(t, err, &he)
 	assert.Equal(t, wire.WrongCluster, he.Reason)
 	waitFor(t, 5*time.Second, "refused message counted", func() bool {
-		return c.nodes[0].Stats().Total().Dropped[transport.ReasonRefused] == 1
+		return c.Nodes[0].Stats().Total().Dropped[transport.ReasonRefused] == 1
 	})
 }
 
@@ -121,7 +121,7 @@ func TestWrongClusterRefusesSends(t *testing.T) {
 // reader must survive; after each, a legitimate peer is still served.
 func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	c := newCluster(t, 2, acceptStrangers)
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	frame := func(kind wire.FrameKind, stream uint32, payload []byte) []byte {
 		return append(wire.AppendFrameHeader(nil, kind, stream, payload), payload...)
 	}
@@ -164,7 +164,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn := rawConn(t, c.nodes[1])
+			conn := rawConn(t, c.Nodes[1])
 			if tt.handshake {
 				require.Equal(t, wire.Accepted, handshake(t, conn, validHello(tt.lane)).Reason)
 			}
@@ -175,12 +175,12 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 			}
 			closedByPeer(t, conn)
 
-			resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("still here"))
+			resp, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("still here"))
 			require.NoError(t, err)
 			assert.Equal(t, "still here", string(resp))
 		})
 	}
-	st := c.nodes[1].Stats()
+	st := c.Nodes[1].Stats()
 	assert.Equal(t, uint64(3), st.InboundRefused, "the three bad handshakes")
 	assert.Equal(t, uint64(len(tests)-3), st.InboundMalformed, "every bad frame closed its connection")
 	assert.Equal(t, uint64(len(tests)), st.Total().MessagesReceived, "only the legitimate requests reached a handler")
@@ -207,10 +207,10 @@ func TestDialerRefusesAVersionItDidNotOffer(t *testing.T) {
 		_, _ = io.Copy(io.Discard, conn)
 	}()
 	c := newCluster(t, 1, nil)
-	c.members.Add(cluster.Member{ID: "odd", Addr: ln.Addr().String()})
-	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), "odd", verbEcho, []byte("x"))
+	c.Members.Add(cluster.Member{ID: "odd", Addr: ln.Addr().String()})
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), "odd", verbEcho, []byte("x"))
 	require.ErrorIs(t, err, transport.ErrRefused)
-	c.nodes[0].Close()
+	c.Nodes[0].Close()
 	ln.Close()
 	<-done
 }

@@ -162,19 +162,19 @@ func TestHostileInput(t *testing.T) {
 			cfg.Telemetry.Logger = slog.New(countingHandler{&logged})
 		}
 	})
-	victim := c.nodes[1]
+	victim := c.Nodes[1]
 	target := victim.Addr().String()
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
-	c.handleAll(verbData, func(ctx context.Context, m *transport.Message) ([]byte, error) { return nil, nil })
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	handleAll(c, verbData, func(ctx context.Context, m *transport.Message) ([]byte, error) { return nil, nil })
 	// mallory is a member, so that its own Stats entry shows what one
 	// peer holds; sink accepts connections and never reads them.
-	c.members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
+	c.Members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
 	sink, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer sink.Close()
-	c.members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
+	c.Members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
 
-	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("warm"))
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("warm"))
 	require.NoError(t, err)
 	baseGoroutines := runtime.NumGoroutine()
 	runtime.GC()
@@ -362,7 +362,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	deadline := time.Now().Add(4 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
-		resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte{byte(i)})
+		resp, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte{byte(i)})
 		require.NoError(t, err, "request %d during the attack", i)
 		require.Equal(t, []byte{byte(i)}, resp)
 		watch()
@@ -446,11 +446,11 @@ func TestMadeUpNodeIDsLeaveNothingBehind(t *testing.T) {
 		}
 	})
 	var handled atomic.Int64
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		handled.Add(1)
 		return m.Payload, nil
 	})
-	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("warm"))
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("warm"))
 	require.NoError(t, err)
 	baseGoroutines := runtime.NumGoroutine()
 	baseSeries := metricSeries(t, reader)
@@ -459,7 +459,7 @@ func TestMadeUpNodeIDsLeaveNothingBehind(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range 500 {
-				conn := dialAs(c.nodes[1].Addr().String(), fmt.Sprintf("ghost-%d-%d", g, i), routing.Small)
+				conn := dialAs(c.Nodes[1].Addr().String(), fmt.Sprintf("ghost-%d-%d", g, i), routing.Small)
 				if !assert.NotNil(t, conn, "ghost %d-%d refused", g, i) {
 					return
 				}
@@ -475,8 +475,8 @@ func TestMadeUpNodeIDsLeaveNothingBehind(t *testing.T) {
 	waitFor(t, 10*time.Second, "goroutines return to their baseline", func() bool {
 		return runtime.NumGoroutine() <= baseGoroutines+2
 	})
-	waitFor(t, 10*time.Second, "ghosts forgotten", func() bool { return len(c.nodes[1].Stats().Peers) == 1 })
-	st := c.nodes[1].Stats()
+	waitFor(t, 10*time.Second, "ghosts forgotten", func() bool { return len(c.Nodes[1].Stats().Peers) == 1 })
+	st := c.Nodes[1].Stats()
 	assert.LessOrEqual(t, len(st.Conns), 2*routing.NumLanes, "n1's entries and the strangers' one entry per lane")
 	var strangers transport.ConnStats
 	for _, cs := range st.Conns {

@@ -36,7 +36,7 @@ func TestConcurrentLargeMessagesArriveIntact(t *testing.T) {
 	var mu sync.Mutex
 	sums := map[[32]byte]int{}
 	done := make(chan struct{}, 64)
-	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		mu.Lock()
 		sums[sha256.Sum256(m.Payload)]++
 		mu.Unlock()
@@ -52,7 +52,7 @@ func TestConcurrentLargeMessagesArriveIntact(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			assert.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, p))
+			assert.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbLarge, p))
 		}()
 	}
 	wg.Wait()
@@ -65,13 +65,13 @@ func TestConcurrentLargeMessagesArriveIntact(t *testing.T) {
 func TestSmallLargeMessageOvertakesHugeOne(t *testing.T) {
 	c := newCluster(t, 2, bigLimits(64<<20))
 	order := make(chan int, 2)
-	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		order <- len(m.Payload)
 		return nil, nil
 	}))
 	huge, small := make([]byte, 64<<20), make([]byte, 1<<20)
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, huge))
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, small))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbLarge, huge))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbLarge, small))
 	assert.Equal(t, len(small), <-order, "parts are interleaved: the 1 MiB message does not wait for the 64 MiB one")
 	assert.Equal(t, len(huge), <-order)
 }
@@ -81,12 +81,12 @@ func TestLargeMessageDoesNotDelaySmallOnes(t *testing.T) {
 	smallDone := make(chan struct{})
 	var got sync.WaitGroup
 	got.Add(100)
-	c.nodes[1].Handle(verbSmall, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbSmall, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Done()
 		return nil, nil
 	}))
 	largeDone := make(chan error, 1)
-	c.nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+	c.Nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
 		// Hold the large message mid-transfer until every small message
 		// sent after it has arrived: if they queued behind it, this
 		// would never return.
@@ -102,9 +102,9 @@ func TestLargeMessageDoesNotDelaySmallOnes(t *testing.T) {
 		largeDone <- err
 		return nil, err
 	}))
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbStream, make([]byte, 48<<20)))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbStream, make([]byte, 48<<20)))
 	for i := range 100 {
-		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbSmall, []byte{byte(i)}))
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbSmall, []byte{byte(i)}))
 	}
 	got.Wait()
 	close(smallDone)
@@ -127,7 +127,7 @@ func TestStreamingHandlerHeapStaysSmall(t *testing.T) {
 	runtime.ReadMemStats(&base)
 	var peak uint64
 	result := make(chan [32]byte, 1)
-	c.nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+	c.Nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
 		h := sha256.New()
 		buf := make([]byte, 1<<20)
 		var ms runtime.MemStats
@@ -152,7 +152,7 @@ func TestStreamingHandlerHeapStaysSmall(t *testing.T) {
 		result <- sum
 		return nil, nil
 	}))
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbStream, payload))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbStream, payload))
 	select {
 	case sum := <-result:
 		assert.Equal(t, wantSum, sum, "the streamed payload arrived intact")
@@ -166,13 +166,13 @@ func TestStreamingHandlerHeapStaysSmall(t *testing.T) {
 
 func TestReaderHandlerSmallMessagesAndRequests(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	c.nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+	c.Nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
 		b, err := io.ReadAll(body)
 		return append([]byte("got:"), b...), err
 	}))
 	for _, size := range []int{10, 200 << 10} {
 		p := makePayload(0, 1, size)
-		resp, err := c.nodes[0].Request(ctxTimeout(t, 10*time.Second), c.id(1), verbStream, p)
+		resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbStream, p)
 		require.NoError(t, err)
 		assert.True(t, bytes.Equal(append([]byte("got:"), p...), resp), "size %d", size)
 	}
@@ -183,7 +183,7 @@ func TestReaderHandlerSmallMessagesAndRequests(t *testing.T) {
 // payloads are otherwise recycled as soon as their handler returns.
 func TestLargeEchoOfLentPayload(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return m.Payload, nil
 	}))
 	var wg sync.WaitGroup
@@ -193,7 +193,7 @@ func TestLargeEchoOfLentPayload(t *testing.T) {
 			defer wg.Done()
 			for i := range 20 {
 				p := makePayload(uint32(g), uint64(i*4+g), 1<<20)
-				resp, err := c.nodes[0].Request(ctxTimeout(t, 10*time.Second), c.id(1), verbLarge, p)
+				resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbLarge, p)
 				if !assert.NoError(t, err) {
 					return
 				}

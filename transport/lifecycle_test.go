@@ -14,17 +14,18 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 func TestCloseTwiceAndErrClosed(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	n := c.nodes[0]
+	n := c.Nodes[0]
 	require.NoError(t, n.Close())
 	require.NoError(t, n.Close())
-	err := n.Send(context.Background(), c.id(1), verbData, []byte("x"))
+	err := n.Send(context.Background(), c.ID(1), verbData, []byte("x"))
 	assert.ErrorIs(t, err, transport.ErrClosed)
 	assert.ErrorIs(t, err, net.ErrClosed)
-	_, err = n.Request(ctxTimeout(t, time.Second), c.id(1), verbEcho, nil)
+	_, err = n.Request(ctxTimeout(t, time.Second), c.ID(1), verbEcho, nil)
 	assert.ErrorIs(t, err, net.ErrClosed)
 	assert.ErrorIs(t, n.Serve(), net.ErrClosed)
 }
@@ -32,18 +33,18 @@ func TestCloseTwiceAndErrClosed(t *testing.T) {
 // requestHeldByPeer starts a request from n1 that n2's handler holds until
 // the test ends, and returns once the handler has it; the channel gets the
 // request's error.
-func requestHeldByPeer(t *testing.T, c *testCluster) <-chan error {
+func requestHeldByPeer(t *testing.T, c *transporttest.Cluster) <-chan error {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	started := make(chan struct{}, 1)
-	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		started <- struct{}{}
 		<-release
 		return nil, nil
 	}))
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.nodes[0].Request(ctxTimeout(t, time.Minute), c.id(1), verbBlock, nil)
+		_, err := c.Nodes[0].Request(ctxTimeout(t, time.Minute), c.ID(1), verbBlock, nil)
 		errc <- err
 	}()
 	<-started
@@ -53,23 +54,23 @@ func requestHeldByPeer(t *testing.T, c *testCluster) <-chan error {
 func TestCloseFailsWaitingRequests(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	errc := requestHeldByPeer(t, c)
-	require.NoError(t, c.nodes[0].Close())
+	require.NoError(t, c.Nodes[0].Close())
 	assert.ErrorIs(t, <-errc, net.ErrClosed)
 }
 
 func TestShutdownDrainsQueuedMessages(t *testing.T) {
 	var got atomic.Int64
 	c := newCluster(t, 2, nil)
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
 		return nil, nil
 	}))
 	const n = 5000
 	for i := range n {
-		sendRetrying(t, c.nodes[0], c.id(1), verbData, makePayload(0, uint64(i), 100))
+		sendRetrying(t, c.Nodes[0], c.ID(1), verbData, makePayload(0, uint64(i), 100))
 	}
-	require.NoError(t, c.nodes[0].Shutdown(ctxTimeout(t, 10*time.Second)))
-	st := c.nodes[0].Stats().Total()
+	require.NoError(t, c.Nodes[0].Shutdown(ctxTimeout(t, 10*time.Second)))
+	st := c.Nodes[0].Stats().Total()
 	assert.Equal(t, uint64(n), st.MessagesSent, "every queued message was written before close")
 	waitFor(t, 10*time.Second, "all delivered", func() bool { return got.Load() == n })
 }
@@ -105,40 +106,40 @@ func TestPeerRestart(t *testing.T) {
 		seqs <- seq
 		return nil, nil
 	})
-	c.nodes[1].Handle(verbData, handler)
+	c.Nodes[1].Handle(verbData, handler)
 	for i := range 100 {
-		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbData, makePayload(0, uint64(i), 100)))
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, makePayload(0, uint64(i), 100)))
 	}
 	for i := range 100 {
 		require.Equal(t, uint64(i), <-seqs)
 	}
 
 	// Take n2 down; n1 notices its connection closed.
-	addr := c.nodes[1].Addr().String()
-	require.NoError(t, c.nodes[1].Close())
-	lane := func() transport.ConnStats { return c.nodes[0].Stats().Conns[0] }
+	addr := c.Nodes[1].Addr().String()
+	require.NoError(t, c.Nodes[1].Close())
+	lane := func() transport.ConnStats { return c.Nodes[0].Stats().Conns[0] }
 	// A message written after n2 died and before n1 noticed would be lost
 	// with its outcome "sent", as with any one-way message over TCP; wait
 	// until n1 has noticed so that this test is about the queue.
 	waitFor(t, 5*time.Second, "n1 sees the connection closed", func() bool { return !lane().Connected })
 
 	for i := 100; i < 200; i++ {
-		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbData, makePayload(0, uint64(i), 100)))
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, makePayload(0, uint64(i), 100)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	_, err := c.nodes[0].Request(ctx, c.id(1), verbEcho, nil)
+	_, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	waitFor(t, 5*time.Second, "reconnects attempted", func() bool { return lane().ConnectFailures > 0 })
 
 	// Bring n2 back on the same address.
-	cfg := c.configs[1]
+	cfg := c.Configs[1]
 	cfg.ListenAddr = addr
 	restarted, err := transport.New(cfg)
 	require.NoError(t, err)
 	restarted.Handle(verbData, handler)
 	restarted.Start()
-	c.nodes[1] = restarted
+	c.Nodes[1] = restarted
 
 	for i := 100; i < 200; i++ {
 		select {
@@ -155,48 +156,48 @@ func TestPeerRestart(t *testing.T) {
 	assert.Equal(t, uint64(2), st.Connects)
 	assert.Zero(t, st.PendingMessages)
 	// The request expired unwritten: counted, on the urgent-or-small lane it used.
-	assert.Equal(t, uint64(1), c.nodes[0].Stats().Total().Dropped[transport.ReasonExpired])
+	assert.Equal(t, uint64(1), c.Nodes[0].Stats().Total().Dropped[transport.ReasonExpired])
 }
 
 func TestIdleConnectionClosesAndReopens(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Timeouts.Idle = 20 * time.Millisecond })
 	var got atomic.Int64
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
 		return nil, nil
 	}))
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbData, []byte("a")))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("a")))
 	waitFor(t, 5*time.Second, "first delivered", func() bool { return got.Load() == 1 })
 	// The idle close shows on the receiver: its inbound connection ends.
-	waitFor(t, 5*time.Second, "idle connection closed", func() bool { return c.nodes[1].Stats().InboundConnections == 0 })
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbData, []byte("b")))
+	waitFor(t, 5*time.Second, "idle connection closed", func() bool { return c.Nodes[1].Stats().InboundConnections == 0 })
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("b")))
 	waitFor(t, 5*time.Second, "second delivered", func() bool { return got.Load() == 2 })
-	assert.Equal(t, uint64(2), c.nodes[0].Stats().Conns[0].Connects)
+	assert.Equal(t, uint64(2), c.Nodes[0].Stats().Conns[0].Connects)
 }
 
 func TestPeerLeftFailsQueuedAndWaiting(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	errc := requestHeldByPeer(t, c)
-	c.members.Remove(c.id(1))
+	c.Members.Remove(c.ID(1))
 	assert.ErrorIs(t, <-errc, transport.ErrPeerLeft)
-	err := c.nodes[0].Send(context.Background(), c.id(1), verbData, nil)
+	err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, nil)
 	assert.ErrorIs(t, err, transport.ErrUnknownPeer)
-	st := c.nodes[0].Stats().Total()
+	st := c.Nodes[0].Stats().Total()
 	assert.Equal(t, uint64(1), st.MessagesSent, "a departed peer's counts stay in Stats")
 }
 
 func TestResponsesAreCountedApart(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	for _, size := range []int{10, 100 << 10} {
-		_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, make([]byte, size))
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, make([]byte, size))
 		require.NoError(t, err)
 	}
 	waitFor(t, 5*time.Second, "responses counted", func() bool {
-		st := c.nodes[1].Stats().Total()
+		st := c.Nodes[1].Stats().Total()
 		return st.MessagesSent == 2 && st.ResponsesSent == 2
 	})
-	assert.Zero(t, c.nodes[0].Stats().Total().ResponsesSent)
+	assert.Zero(t, c.Nodes[0].Stats().Total().ResponsesSent)
 }
 
 // TestCloseWithWriterBlockedInWrite: the peer stops reading, the sender's
@@ -209,22 +210,22 @@ func TestCloseWithWriterBlockedInWrite(t *testing.T) {
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
 		cfg.Memory.MaxMessageSize = 64 << 10
 	})
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
 	}))
 	payload := make([]byte, 32<<10)
 	for {
-		if err := c.nodes[0].Send(context.Background(), c.id(1), verbData, payload); err != nil {
+		if err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload); err != nil {
 			require.ErrorIs(t, err, transport.ErrOverloaded)
 			break
 		}
 	}
 	// The queue is full: the writer is blocked in a write to a peer that
 	// does not read.
-	require.NoError(t, c.nodes[0].Close())
-	st := c.nodes[0].Stats().Total()
+	require.NoError(t, c.Nodes[0].Close())
+	st := c.Nodes[0].Stats().Total()
 	assert.NotZero(t, st.Dropped[transport.ReasonClosed]+st.Dropped[transport.ReasonConnectionReset], "queued messages failed")
-	assert.Zero(t, c.nodes[0].Stats().OutboundBytes)
+	assert.Zero(t, c.Nodes[0].Stats().OutboundBytes)
 }
 
 // TestLeaveInterruptsADialInProgress: a peer that accepts connections and
@@ -253,17 +254,17 @@ func TestLeaveInterruptsADialInProgress(t *testing.T) {
 		}
 	}()
 	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.Timeouts.Handshake = time.Minute })
-	c.members.Add(cluster.Member{ID: "mute", Addr: silent.Addr().String()})
+	c.Members.Add(cluster.Member{ID: "mute", Addr: silent.Addr().String()})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.nodes[0].Request(ctxTimeout(t, time.Minute), "mute", verbEcho, []byte("x"))
+		_, err := c.Nodes[0].Request(ctxTimeout(t, time.Minute), "mute", verbEcho, []byte("x"))
 		errc <- err
 	}()
 	conn := <-accepted // the writer is now waiting for the handshake reply
 	_ = conn
 	left := make(chan struct{})
 	go func() {
-		c.members.Remove("mute")
+		c.Members.Remove("mute")
 		close(left)
 	}()
 	select {

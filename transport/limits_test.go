@@ -48,7 +48,7 @@ func TestStalledHandlerPausesReading(t *testing.T) {
 		cfg.Memory.MaxMessageSize = 256 << 10
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 1 << 20, Node: 2 << 20}
 	})
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		if err := g.wait(ctx); err != nil {
 			return nil, err
 		}
@@ -63,19 +63,19 @@ func TestStalledHandlerPausesReading(t *testing.T) {
 	payload := make([]byte, 1000)
 	accepted, overloaded := 0, 0
 	for range 50_000 {
-		err := c.nodes[0].Send(context.Background(), c.id(1), verbData, payload)
+		err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload)
 		switch {
 		case err == nil:
 			accepted++
 		case assert.ErrorIs(t, err, transport.ErrOverloaded):
 			overloaded++
 		}
-		if held := c.nodes[1].Stats().InboundHeld; held > limit {
+		if held := c.Nodes[1].Stats().InboundHeld; held > limit {
 			t.Fatalf("inbound bytes %d above the limit %d", held, limit)
 		}
 	}
 	require.NotZero(t, overloaded, "the sender felt the back-pressure")
-	waitFor(t, 10*time.Second, "reader paused", func() bool { return c.nodes[1].Stats().Total().Throttled > 0 })
+	waitFor(t, 10*time.Second, "reader paused", func() bool { return c.Nodes[1].Stats().Total().Throttled > 0 })
 	var during runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&during)
@@ -83,12 +83,12 @@ func TestStalledHandlerPausesReading(t *testing.T) {
 
 	g.open()
 	waitFor(t, 30*time.Second, "every accepted message delivered", func() bool { return handled.Load() == int64(accepted) })
-	st := c.nodes[1].Stats()
+	st := c.Nodes[1].Stats()
 	assert.Zero(t, st.InboundHeld, "all inbound capacity returned")
 	assert.Positive(t, st.Total().ThrottledTime)
-	out := c.nodes[0].Stats()
+	out := c.Nodes[0].Stats()
 	waitFor(t, 5*time.Second, "sender capacity returned", func() bool {
-		return c.nodes[0].Stats().OutboundBytes == 0 && c.nodes[0].Stats().Total().PendingBytes == 0
+		return c.Nodes[0].Stats().OutboundBytes == 0 && c.Nodes[0].Stats().Total().PendingBytes == 0
 	})
 	assert.Equal(t, uint64(overloaded), out.Total().Dropped[transport.ReasonOverloaded])
 }
@@ -106,32 +106,32 @@ func TestRejectModeAnswersOverloaded(t *testing.T) {
 		cfg.Memory.MaxMessageSize = 200 << 10
 		cfg.Memory.InboundOverload = transport.OverloadReject
 	})
-	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		select {
 		case started <- struct{}{}:
 		default:
 		}
 		return nil, g.wait(ctx)
 	}))
-	c.nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return m.Payload, nil
 	}))
 	// Large messages take inbound capacity one by one: the first stalls
 	// its handler holding 224 KiB (its buffer) of the connection's 300.
 	big := make([]byte, 200<<10)
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbBlock, big))
 	<-started
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, big))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbBlock, big))
 
-	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, big)
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, big)
 	require.ErrorIs(t, err, transport.ErrOverloaded)
 	waitFor(t, 5*time.Second, "refusals counted on both sides", func() bool {
-		in := c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonOverloaded]
-		out := c.nodes[0].Stats().Total().Dropped[transport.ReasonOverloaded]
+		in := c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonOverloaded]
+		out := c.Nodes[0].Stats().Total().Dropped[transport.ReasonOverloaded]
 		return in == 2 && out == 2
 	})
 	g.open()
-	resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("after"))
+	resp, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("after"))
 	require.NoError(t, err)
 	assert.Equal(t, "after", string(resp))
 }
@@ -145,10 +145,10 @@ func TestFloodingPeerDoesNotStarveOthers(t *testing.T) {
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}
 		cfg.Memory.MaxMessageSize = 256 << 10
 	})
-	c.nodes[2].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[2].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
 	}))
-	c.nodes[2].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[2].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return m.Payload, nil
 	}))
 	ctx, stop := context.WithCancel(context.Background())
@@ -158,14 +158,14 @@ func TestFloodingPeerDoesNotStarveOthers(t *testing.T) {
 		defer wg.Done()
 		payload := make([]byte, 4000)
 		for ctx.Err() == nil {
-			if err := c.nodes[0].Send(ctx, c.id(2), verbData, payload); err != nil {
+			if err := c.Nodes[0].Send(ctx, c.ID(2), verbData, payload); err != nil {
 				runtime.Gosched()
 			}
 		}
 	}()
-	waitFor(t, 10*time.Second, "n3 throttles n1", func() bool { return c.nodes[2].Stats().Total().Throttled > 0 })
+	waitFor(t, 10*time.Second, "n3 throttles n1", func() bool { return c.Nodes[2].Stats().Total().Throttled > 0 })
 	for i := range 50 {
-		resp, err := c.nodes[1].Request(ctxTimeout(t, 2*time.Second), c.id(2), verbEcho, []byte{byte(i)})
+		resp, err := c.Nodes[1].Request(ctxTimeout(t, 2*time.Second), c.ID(2), verbEcho, []byte{byte(i)})
 		require.NoError(t, err, "request %d from the well-behaved peer", i)
 		assert.Equal(t, []byte{byte(i)}, resp)
 	}
@@ -179,20 +179,20 @@ func TestSetLimitsTakesEffectOnLiveConnections(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Memory.MaxMessageSize = 64 << 10 })
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
 	}))
-	n := c.nodes[0]
-	require.NoError(t, n.Send(context.Background(), c.id(1), verbData, []byte("warm up the connection")))
+	n := c.Nodes[0]
+	require.NoError(t, n.Send(context.Background(), c.ID(1), verbData, []byte("warm up the connection")))
 
 	// Outbound: a sender whose peer is not reading fills what it may queue.
 	require.NoError(t, n.SetLimits(transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}, transport.Limits{}))
-	n2 := c.nodes[1]
+	n2 := c.Nodes[1]
 	require.NoError(t, n2.SetLimits(transport.Limits{}, transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}))
 	payload := make([]byte, 8<<10)
 	var err error
 	for range 10_000 {
-		if err = n.Send(context.Background(), c.id(1), verbData, payload); err != nil {
+		if err = n.Send(context.Background(), c.ID(1), verbData, payload); err != nil {
 			break
 		}
 	}
@@ -200,7 +200,7 @@ func TestSetLimitsTakesEffectOnLiveConnections(t *testing.T) {
 
 	// Raising the limits lets the same sender through at once.
 	require.NoError(t, n.SetLimits(transport.Limits{PerConnection: 64 << 20}, transport.Limits{}))
-	assert.NoError(t, n.Send(context.Background(), c.id(1), verbData, payload))
+	assert.NoError(t, n.Send(context.Background(), c.ID(1), verbData, payload))
 
 	// Validation applies.
 	assert.Error(t, n.SetLimits(transport.Limits{PerConnection: 1, PerPeer: 1, Node: 1}, transport.Limits{}))
@@ -217,7 +217,7 @@ func TestWaitForCapacity(t *testing.T) {
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}
 	})
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
 	}))
 	payload := make([]byte, 8<<10)
@@ -227,7 +227,7 @@ func TestWaitForCapacity(t *testing.T) {
 		// messages drain at once): a cancellation ends the wait instead.
 		ctx, cancel := context.WithCancel(context.Background())
 		stop := time.AfterFunc(50*time.Millisecond, cancel)
-		err = c.nodes[0].Send(ctx, c.id(1), verbData, payload)
+		err = c.Nodes[0].Send(ctx, c.ID(1), verbData, payload)
 		stop.Stop()
 		cancel()
 		if err != nil {
@@ -236,7 +236,7 @@ func TestWaitForCapacity(t *testing.T) {
 	}
 	require.ErrorIs(t, err, context.Canceled, "a full sender waits until its context ends")
 	done := make(chan error)
-	go func() { done <- c.nodes[0].Send(context.Background(), c.id(1), verbData, payload) }()
+	go func() { done <- c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload) }()
 	g.open()
 	require.NoError(t, <-done, "the waiting Send goes through once capacity frees")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -36,7 +37,7 @@ func TestLargeLaneNeverWedges(t *testing.T) {
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 6 << 20, PerPeer: 8 << 20, Node: 8 << 20}
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: maxMessage, Node: 8<<20 + 512<<10}
 	})
-	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
 		return nil, nil
 	}))
@@ -44,7 +45,7 @@ func TestLargeLaneNeverWedges(t *testing.T) {
 	// time whatever the scheduling.
 	const messages = 6
 	for i := range messages {
-		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, makePayload(0, uint64(i), 900<<10)))
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbLarge, makePayload(0, uint64(i), 900<<10)))
 	}
 	waitFor(t, 10*time.Second, "every large message delivered", func() bool { return got.Load() == messages })
 }
@@ -78,27 +79,27 @@ func TestNoLimitsWedgeALane(t *testing.T) {
 				time.Sleep(time.Duration(n%3) * time.Millisecond) // a handler that takes its time
 				return nil, nil
 			}
-			c.nodes[1].Handle(verbData, transport.HandlerFunc(slow))
+			c.Nodes[1].Handle(verbData, transport.HandlerFunc(slow))
 			var wg sync.WaitGroup
 			var calls atomic.Int64
 			for g := range 6 {
 				wg.Go(func() {
 					for i := range 20 {
 						size := sizes[(g+i)%len(sizes)]
-						_ = c.nodes[0].Send(ctxTimeout(t, 20*time.Second), c.id(1), verbData, makePayload(0, uint64(i), size))
+						_ = c.Nodes[0].Send(ctxTimeout(t, 20*time.Second), c.ID(1), verbData, makePayload(0, uint64(i), size))
 						calls.Add(1)
 					}
 				})
 			}
 			wg.Wait()
 			waitFor(t, 30*time.Second, "everything drained, on both sides", func() bool {
-				return c.nodes[0].Stats().OutboundBytes == 0 && c.nodes[1].Stats().InboundHeld == 0
+				return c.Nodes[0].Stats().OutboundBytes == 0 && c.Nodes[1].Stats().InboundHeld == 0
 			})
 			// Every Send has one outcome on the sender: written or
 			// dropped with a reason. Every message written on a batch
 			// lane has one on the receiver; on the large lane the
 			// receiver also counts those it refused before they travelled.
-			snd, rcv := c.nodes[0].Stats(), c.nodes[1].Stats()
+			snd, rcv := c.Nodes[0].Stats(), c.Nodes[1].Stats()
 			total := snd.Total()
 			assert.Equal(t, uint64(calls.Load()), total.MessagesSent+total.DroppedTotal())
 			for _, lane := range []routing.Lane{routing.Small, routing.Large} {
@@ -125,10 +126,10 @@ func TestNoLimitsWedgeALane(t *testing.T) {
 			// And every lane still moves.
 			for _, size := range []int{10, 100 << 10} {
 				before := handled.Load()
-				require.NoError(t, c.nodes[0].Send(ctxTimeout(t, 10*time.Second), c.id(1), verbData, make([]byte, size)))
+				require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 10*time.Second), c.ID(1), verbData, make([]byte, size)))
 				waitFor(t, 10*time.Second, "a fresh message is delivered", func() bool { return handled.Load() > before })
 			}
-			assert.Zero(t, c.nodes[1].Stats().InboundWaiters, "no reader or grant left waiting")
+			assert.Zero(t, c.Nodes[1].Stats().InboundWaiters, "no reader or grant left waiting")
 		})
 	}
 }
@@ -155,7 +156,7 @@ func TestWaitingForCapacityCostsNoCPU(t *testing.T) {
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
 	})
 	drain := make(chan struct{})
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		select {
 		case <-drain:
 		case <-ctx.Done():
@@ -174,7 +175,7 @@ func TestWaitingForCapacityCostsNoCPU(t *testing.T) {
 			select {
 			case drain <- struct{}{}:
 			default:
-				if ctx.Err() != nil && c.nodes[0].Stats().OutboundBytes == 0 {
+				if ctx.Err() != nil && c.Nodes[0].Stats().OutboundBytes == 0 {
 					return
 				}
 			}
@@ -189,13 +190,13 @@ func TestWaitingForCapacityCostsNoCPU(t *testing.T) {
 		for i := range n {
 			senders.Go(func() {
 				for ctx.Err() == nil {
-					_ = c.nodes[0].Send(ctx, c.id(1), verbData, make([]byte, 30<<10+i))
+					_ = c.Nodes[0].Send(ctx, c.ID(1), verbData, make([]byte, 30<<10+i))
 				}
 			})
 		}
 	}
 	measure := func(waiters int) time.Duration {
-		waitFor(t, 30*time.Second, "senders wait", func() bool { return c.nodes[0].Stats().OutboundWaiters >= waiters })
+		waitFor(t, 30*time.Second, "senders wait", func() bool { return c.Nodes[0].Stats().OutboundWaiters >= waiters })
 		before, start := cpuTime(t), time.Now()
 		time.Sleep(2 * time.Second) // measuring CPU over a fixed interval
 		return (cpuTime(t) - before) * 2 * time.Second / time.Since(start)
@@ -215,24 +216,11 @@ func TestWaitingForCapacityCostsNoCPU(t *testing.T) {
 func TestPausedReaderEndsWithItsConnection(t *testing.T) {
 	g := newGate()
 	defer g.open()
-	members := cluster.NewStatic()
-	newNode := func(id cluster.NodeID, listen string) *transport.Transport {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Telemetry.Logger = id, "test", listen, members, quietLogger
+	c := transporttest.New(t, 2, transporttest.Options{Proxied: true, Tweak: func(i int, cfg *transport.Config) {
 		cfg.Memory.MaxMessageSize = 64 << 10
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
-		tr, err := transport.New(cfg)
-		require.NoError(t, err)
-		t.Cleanup(func() { tr.Close() })
-		tr.Start()
-		return tr
-	}
-	sender := newNode("n1", "127.0.0.1:0")
-	receiver := newNode("n2", "127.0.0.1:0")
-	proxy := newKillProxy(t, receiver.Addr().String())
-	members.Add(cluster.Member{ID: "n1", Addr: sender.Addr().String()})
-	members.Add(cluster.Member{ID: "n2", Addr: proxy.addr()})
+	}})
+	sender, receiver := c.Nodes[0], c.Nodes[1]
 	var handled atomic.Int64
 	receiver.Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		if len(m.Payload) > 100 {
@@ -242,22 +230,23 @@ func TestPausedReaderEndsWithItsConnection(t *testing.T) {
 		return nil, nil
 	}))
 	for range 200 {
-		if err := sender.Send(context.Background(), "n2", verbData, make([]byte, 32<<10)); err != nil {
+		if err := sender.Send(context.Background(), c.ID(1), verbData, make([]byte, 32<<10)); err != nil {
 			break
 		}
 	}
 	waitFor(t, 10*time.Second, "the receiver paused", func() bool { return receiver.Stats().InboundWaiters == 1 })
 	require.NoError(t, sender.Close()) // it will not redial
-	require.True(t, proxy.killRandom(rand.New(rand.NewPCG(1, 1))))
+	require.Positive(t, c.Proxies[1].Kill())
 	waitFor(t, 10*time.Second, "the paused reader gave up with its connection", func() bool {
 		st := receiver.Stats()
 		return st.InboundWaiters == 0 && st.InboundConnections == 0
 	})
 	// The sender restarts; once the handler resumes its messages go
 	// through, none refused for capacity a dead connection still held.
-	restarted := newNode("n1", "127.0.0.1:0")
+	restarted, err := c.Restart(0)
+	require.NoError(t, err)
 	g.open()
-	require.NoError(t, restarted.Send(context.Background(), "n2", verbData, []byte("after")))
+	require.NoError(t, restarted.Send(context.Background(), c.ID(1), verbData, []byte("after")))
 	waitFor(t, 10*time.Second, "the next connection delivers", func() bool { return handled.Load() == 1 })
 }
 
@@ -266,7 +255,7 @@ func TestPausedReaderEndsWithItsConnection(t *testing.T) {
 func TestWrittenLargePayloadIsNotRetained(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	var got atomic.Int64
-	c.nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
 		return nil, nil
 	}))
@@ -274,7 +263,7 @@ func TestWrittenLargePayloadIsNotRetained(t *testing.T) {
 	func() {
 		payload := new([200 << 10]byte)
 		runtime.SetFinalizer(payload, func(*[200 << 10]byte) { collected.Store(true) })
-		require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbLarge, payload[:]))
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbLarge, payload[:]))
 	}()
 	waitFor(t, 10*time.Second, "delivered", func() bool { return got.Load() == 1 })
 	waitFor(t, 10*time.Second, "the payload is collected", func() bool {
@@ -290,49 +279,37 @@ func TestWrittenLargePayloadIsNotRetained(t *testing.T) {
 // ErrConnectionReset (its response cannot come), not at its deadline, and
 // the lane redials at once, so the next request is answered.
 func TestSilentConnectionIsJudgedDeadAndRedialled(t *testing.T) {
-	members := cluster.NewStatic()
-	var trs []*transport.Transport
-	var proxies []*killProxy
-	for i := range 2 {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Telemetry.Logger = cluster.NodeID(fmt.Sprintf("n%d", i+1)), "test", "127.0.0.1:0", members, quietLogger
+	c := transporttest.New(t, 2, transporttest.Options{Proxied: true, Tweak: func(i int, cfg *transport.Config) {
 		cfg.Timeouts.Keepalive = 2 * time.Second
-		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 5*time.Millisecond, 5*time.Second
-		tr, err := transport.New(cfg)
-		require.NoError(t, err)
-		t.Cleanup(func() { tr.Close() })
-		tr.Start()
-		tr.Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil }))
-		trs = append(trs, tr)
-		proxies = append(proxies, newKillProxy(t, tr.Addr().String()))
-		members.Add(cluster.Member{ID: cfg.NodeID, Addr: proxies[i].addr()})
-	}
-	_, err := trs[0].Request(ctxTimeout(t, 5*time.Second), "n2", verbEcho, []byte("before"))
+		cfg.Reconnect.MaxBackoff = 5 * time.Second
+	}})
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("before"))
 	require.NoError(t, err)
-	require.Positive(t, proxies[1].freezeAll()+proxies[0].freezeAll())
+	require.Positive(t, c.Proxies[1].Freeze()+c.Proxies[0].Freeze())
 	start := time.Now()
-	_, err = trs[0].Request(ctxTimeout(t, 20*time.Second), "n2", verbEcho, []byte("lost"))
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 20*time.Second), c.ID(1), verbEcho, []byte("lost"))
 	require.ErrorIs(t, err, transport.ErrConnectionReset, "the connection it went out on was judged dead")
 	failed := time.Since(start)
-	resp, err := trs[0].Request(ctxTimeout(t, 20*time.Second), "n2", verbEcho, []byte("after"))
+	resp, err := c.Nodes[0].Request(ctxTimeout(t, 20*time.Second), c.ID(1), verbEcho, []byte("after"))
 	require.NoError(t, err, "answered over new connections")
 	assert.Equal(t, "after", string(resp))
 	t.Logf("the request on the silent connection failed after %v; the next was answered %v later", failed, time.Since(start)-failed)
 	assert.Less(t, failed, 2*time.Second+2*time.Second, "within the keepalive timeout, not at the request's deadline")
 	assert.Less(t, time.Since(start)-failed, time.Second, "the lane redialled at once")
-	assert.Equal(t, uint64(2), trs[0].Stats().Conns[0].Connects, "one connection replaced")
+	assert.Equal(t, uint64(2), c.Nodes[0].Stats().Conns[0].Connects, "one connection replaced")
 }
 
 // TestOneWayHandlerErrorIsOneOutcome: a one-way message whose handler
 // fails was received, once; it is not also dropped.
 func TestOneWayHandlerErrorIsOneOutcome(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	c.nodes[1].Handle(verbFail, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbFail, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, errors.New("disk full")
 	}))
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbFail, []byte("x")))
-	waitFor(t, 5*time.Second, "handled", func() bool { return c.nodes[1].Stats().Total().HandlerErrors == 1 })
-	st := c.nodes[1].Stats().Total()
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbFail, []byte("x")))
+	waitFor(t, 5*time.Second, "handled", func() bool { return c.Nodes[1].Stats().Total().HandlerErrors == 1 })
+	st := c.Nodes[1].Stats().Total()
 	assert.Equal(t, uint64(1), st.MessagesReceived)
 	assert.Zero(t, st.DroppedInbound, "received, not dropped as well")
 	_ = routing.Small
@@ -377,24 +354,24 @@ func TestPeerThatStopsReadingIsCutOff(t *testing.T) {
 		cfg.Timeouts.Write = 2 * time.Second
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 8 << 20, PerPeer: 64 << 20, Node: 64 << 20}
 	})
-	c.members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
-	defer c.close()
+	c.Members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
+	defer c.Close()
 	start := time.Now()
 	for range 1000 { // far more than the socket buffers take
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		err := c.nodes[0].Send(ctx, "sink", verbData, make([]byte, 32<<10))
+		err := c.Nodes[0].Send(ctx, "sink", verbData, make([]byte, 32<<10))
 		cancel()
 		if err != nil {
 			require.ErrorIs(t, err, transport.ErrOverloaded)
 			break
 		}
 	}
-	lane := func() transport.ConnStats { return c.nodes[0].Stats().Conns[0] }
+	lane := func() transport.ConnStats { return c.Nodes[0].Stats().Conns[0] }
 	waitFor(t, 10*time.Second, "the stalled connection is cut", func() bool {
 		return lane().Dropped[transport.ReasonConnectionReset] > 0
 	})
 	t.Logf("cut after %v", time.Since(start))
-	waitFor(t, 15*time.Second, "nothing stays pinned", func() bool { return c.nodes[0].Stats().OutboundBytes == 0 })
+	waitFor(t, 15*time.Second, "nothing stays pinned", func() bool { return c.Nodes[0].Stats().OutboundBytes == 0 })
 	st := lane()
 	t.Logf("written %d, failed %v, connects %d", st.MessagesSent, st.Dropped, st.Connects)
 	assert.Positive(t, st.Dropped[transport.ReasonExpired], "queued messages expired rather than waited forever")

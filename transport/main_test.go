@@ -2,7 +2,6 @@ package transport_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -12,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -21,60 +20,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // quietLogger discards the transport's logs; tests assert on counters.
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// testCluster is n transports on loopback sharing one static membership.
-type testCluster struct {
-	t       testing.TB
-	members *cluster.Static
-	nodes   []*transport.Transport
-	configs []transport.Config
-}
-
-// newCluster starts n nodes named n1..nN; tweak, when set, adjusts each
-// node's config before it starts.
-func newCluster(t testing.TB, n int, tweak func(i int, cfg *transport.Config)) *testCluster {
+// newCluster starts n nodes named n1..nN on loopback (see
+// transporttest); tweak, when set, adjusts each node's config before it
+// starts.
+func newCluster(t testing.TB, n int, tweak func(i int, cfg *transport.Config)) *transporttest.Cluster {
 	t.Helper()
-	c := &testCluster{t: t, members: cluster.NewStatic()}
-	for i := range n {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID = cluster.NodeID(fmt.Sprintf("n%d", i+1))
-		cfg.ClusterName = "test"
-		cfg.ListenAddr = "127.0.0.1:0"
-		cfg.Membership = c.members
-		cfg.Telemetry.Logger = quietLogger
-		cfg.Reconnect.MinBackoff = 5 * time.Millisecond
-		cfg.Reconnect.MaxBackoff = 50 * time.Millisecond
-		if tweak != nil {
-			tweak(i, &cfg)
-		}
-		c.configs = append(c.configs, cfg)
-		c.nodes = append(c.nodes, c.start(cfg))
-	}
-	t.Cleanup(c.close)
-	return c
+	return transporttest.New(t, n, transporttest.Options{Tweak: tweak})
 }
 
-func (c *testCluster) start(cfg transport.Config) *transport.Transport {
-	c.t.Helper()
-	tr, err := transport.New(cfg)
-	require.NoError(c.t, err)
-	tr.Start()
-	c.members.Add(cluster.Member{ID: cfg.NodeID, Addr: tr.Addr().String()})
-	return tr
-}
-
-func (c *testCluster) close() {
-	for _, n := range c.nodes {
-		n.Close()
-	}
-}
-
-func (c *testCluster) id(i int) cluster.NodeID { return c.configs[i].NodeID }
-
-// handleAll registers h for verb on every node.
-func (c *testCluster) handleAll(verb transport.Verb, h transport.HandlerFunc) {
-	for _, n := range c.nodes {
-		n.Handle(verb, h)
-	}
+// handleAll registers h for verb on every node of c.
+func handleAll(c *transporttest.Cluster, verb transport.Verb, h transport.HandlerFunc) {
+	c.HandleAll(verb, h)
 }
 
 // waitFor waits until cond holds, failing the test after timeout. It polls

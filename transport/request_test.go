@@ -23,13 +23,13 @@ const (
 
 func TestRequestEcho(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return append([]byte(string(m.From)+":"), m.Payload...), nil
 	})
 	for _, size := range []int{0, 1, 1000, 64 << 10, 200 << 10} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			p := makePayload(0, uint64(size), size)
-			resp, err := c.nodes[0].Request(ctxTimeout(t, 10*time.Second), c.id(1), verbEcho, p)
+			resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, p)
 			require.NoError(t, err)
 			require.Equal(t, append([]byte("n1:"), p...), resp)
 		})
@@ -38,10 +38,10 @@ func TestRequestEcho(t *testing.T) {
 
 func TestRequestHandlerError(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	c.handleAll(verbFail, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	handleAll(c, verbFail, func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, errors.New("disk on fire")
 	})
-	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbFail, []byte("x"))
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbFail, []byte("x"))
 	require.Error(t, err)
 	assert.ErrorIs(t, err, transport.ErrHandler)
 	var remote *transport.RemoteError
@@ -49,29 +49,29 @@ func TestRequestHandlerError(t *testing.T) {
 	assert.Equal(t, "disk on fire", remote.Message)
 	var op *transport.OpError
 	require.ErrorAs(t, err, &op)
-	assert.Equal(t, c.id(1), op.Peer)
+	assert.Equal(t, c.ID(1), op.Peer)
 }
 
 func TestRequestHandlerPanicIsAnError(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	c.handleAll(verbPanic, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	handleAll(c, verbPanic, func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		panic("boom")
 	})
-	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbPanic, nil)
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbPanic, nil)
 	assert.ErrorIs(t, err, transport.ErrHandler)
 	// The node keeps serving.
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
-	resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("ok"))
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	resp, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("ok"))
 	require.NoError(t, err)
 	assert.Equal(t, "ok", string(resp))
 }
 
 func TestRequestUnknownVerb(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), 999, []byte("x"))
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), 999, []byte("x"))
 	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
 	waitFor(t, 5*time.Second, "unknown verb counted", func() bool {
-		return c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonUnknownVerb] == 1
+		return c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonUnknownVerb] == 1
 	})
 }
 
@@ -81,7 +81,7 @@ func TestRequestTimeout(t *testing.T) {
 		cfg.Timeouts.PerVerb = map[transport.Verb]time.Duration{verbBlock: 50 * time.Millisecond}
 	})
 	defer close(release)
-	c.handleAll(verbBlock, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	handleAll(c, verbBlock, func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		select {
 		case <-release:
 		case <-ctx.Done(): // the message's expiry reaches the handler
@@ -92,28 +92,28 @@ func TestRequestTimeout(t *testing.T) {
 	// Deadline from the context.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	_, err := c.nodes[0].Request(ctx, c.id(1), verbBlock, nil)
+	_, err := c.Nodes[0].Request(ctx, c.ID(1), verbBlock, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	var ne net.Error
 	require.ErrorAs(t, err, &ne)
 	assert.True(t, ne.Timeout())
 
 	// Deadline from the verb's default timeout.
-	_, err = c.nodes[0].Request(context.Background(), c.id(1), verbBlock, nil)
+	_, err = c.Nodes[0].Request(context.Background(), c.ID(1), verbBlock, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	// Cancellation.
 	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
-	_, err = c.nodes[0].Request(ctx, c.id(1), verbBlock, nil)
+	_, err = c.Nodes[0].Request(ctx, c.ID(1), verbBlock, nil)
 	require.ErrorIs(t, err, context.Canceled)
 }
 
 func TestRequestUnknownPeer(t *testing.T) {
 	c := newCluster(t, 1, nil)
-	_, err := c.nodes[0].Request(ctxTimeout(t, time.Second), "nobody", verbEcho, nil)
+	_, err := c.Nodes[0].Request(ctxTimeout(t, time.Second), "nobody", verbEcho, nil)
 	assert.ErrorIs(t, err, transport.ErrUnknownPeer)
-	err = c.nodes[0].Send(context.Background(), "nobody", verbEcho, nil)
+	err = c.Nodes[0].Send(context.Background(), "nobody", verbEcho, nil)
 	assert.ErrorIs(t, err, transport.ErrUnknownPeer)
 }
 
@@ -121,11 +121,11 @@ func TestNestedRequestDoesNotDeadlock(t *testing.T) {
 	// n2's handler asks n1 before answering: the answer to that inner
 	// request arrives on the same connection the outer request came on.
 	c := newCluster(t, 2, nil)
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
-	c.nodes[1].Handle(verbFail, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		return c.nodes[1].Request(ctx, m.From, verbEcho, []byte("inner"))
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	c.Nodes[1].Handle(verbFail, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return c.Nodes[1].Request(ctx, m.From, verbEcho, []byte("inner"))
 	}))
-	resp, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbFail, nil)
+	resp, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbFail, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "inner", string(resp))
 }
@@ -136,25 +136,25 @@ func TestExpiredMessagesAreDroppedAndCounted(t *testing.T) {
 	release := make(chan struct{})
 	handled := make(chan string, 10)
 	c := newCluster(t, 2, nil)
-	c.nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		handled <- string(m.Payload)
 		<-release
 		return nil, nil
 	}))
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, []byte("first")))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbBlock, []byte("first")))
 	require.Equal(t, "first", <-handled)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	require.NoError(t, c.nodes[0].Send(ctx, c.id(1), verbBlock, []byte("short-lived")))
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbBlock, []byte("last")))
+	require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbBlock, []byte("short-lived")))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbBlock, []byte("last")))
 	<-ctx.Done()
 	waitFor(t, 5*time.Second, "messages arrived", func() bool {
-		return c.nodes[1].Stats().Total().MessagesReceived == 1 && c.nodes[0].Stats().Total().MessagesSent == 3
+		return c.Nodes[1].Stats().Total().MessagesReceived == 1 && c.Nodes[0].Stats().Total().MessagesSent == 3
 	})
 	close(release)
 	require.Equal(t, "last", <-handled)
 	waitFor(t, 5*time.Second, "expiry counted", func() bool {
-		return c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonExpired] == 1
+		return c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonExpired] == 1
 	})
 	assert.Empty(t, handled)
 }
@@ -163,12 +163,12 @@ func TestSendAfterDeadlineFailsAtOnce(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := c.nodes[0].Send(ctx, c.id(1), verbData, nil)
+	err := c.Nodes[0].Send(ctx, c.ID(1), verbData, nil)
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
 func TestSendTooLarge(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Memory.MaxMessageSize = 1 << 20 })
-	err := c.nodes[0].Send(context.Background(), c.id(1), verbData, make([]byte, 1<<20+1))
+	err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, make([]byte, 1<<20+1))
 	assert.ErrorIs(t, err, transport.ErrTooLarge)
 }

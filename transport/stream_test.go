@@ -12,12 +12,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 const verbRepair transport.Verb = 20
 
-func echoStreams(c *testCluster) {
-	for _, n := range c.nodes {
+func echoStreams(c *transporttest.Cluster) {
+	for _, n := range c.Nodes {
 		n.HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
 			_, _ = io.Copy(s, s) // echo until the opener half-closes
 			_ = s.CloseWrite()
@@ -34,12 +35,12 @@ func TestStreamsBothWays(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := c.nodes[from].OpenStream(ctxTimeout(t, 5*time.Second), c.id(to), verbRepair)
+			s, err := c.Nodes[from].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(to), verbRepair)
 			if !assert.NoError(t, err) {
 				return
 			}
 			defer s.Close()
-			assert.Equal(t, c.id(to), s.Peer())
+			assert.Equal(t, c.ID(to), s.Peer())
 			want := makePayload(uint32(from), uint64(i), 300<<10) // larger than a stream's window
 			go func() {
 				_, _ = s.Write(want)
@@ -56,7 +57,7 @@ func TestStreamsBothWays(t *testing.T) {
 
 func TestStreamUnknownVerb(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	_, err := c.nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.id(1), 999)
+	_, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), 999)
 	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
 }
 
@@ -64,10 +65,10 @@ func TestStreamDeadlines(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	hold := newGate()
 	defer hold.open()
-	c.nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
 		_ = hold.wait(ctx) // never writes
 	}))
-	s, err := c.nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.id(1), verbRepair)
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	require.NoError(t, err)
 	defer s.Close()
 	require.NoError(t, s.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
@@ -83,22 +84,22 @@ func TestStreamDeadlines(t *testing.T) {
 func TestStreamLimitPerPeer(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Streams.MaxPerPeer = 2 })
 	ended := make(chan struct{}, 10)
-	c.nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
 		_, _ = io.Copy(io.Discard, s) // until the opener closes
 		ended <- struct{}{}
 	}))
 	ctx := ctxTimeout(t, 5*time.Second)
-	a, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	a, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	require.NoError(t, err)
-	b, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	b, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	require.NoError(t, err)
-	_, err = c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	_, err = c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	assert.ErrorIs(t, err, transport.ErrOverloaded, "the opener's own limit")
 	require.NoError(t, a.Close())
 	<-ended // the handler is returning: its place on the receiver frees as it does
 	var d *transport.Stream
 	waitFor(t, 5*time.Second, "closing a stream frees its place", func() bool {
-		d, err = c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+		d, err = c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 		return err == nil
 	})
 	d.Close()
@@ -111,14 +112,14 @@ func TestStreamLimitOnReceiver(t *testing.T) {
 	})
 	hold := newGate()
 	defer hold.open()
-	c.nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
 		_ = hold.wait(ctx)
 	}))
 	ctx := ctxTimeout(t, 5*time.Second)
-	a, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	a, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	require.NoError(t, err)
 	a.Close() // the opener's place is free, the receiver's handler still runs
-	_, err = c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	_, err = c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	require.ErrorIs(t, err, transport.ErrOverloaded, "refused by the receiver")
 	var remote *transport.RemoteError
 	assert.ErrorAs(t, err, &remote)
@@ -129,16 +130,16 @@ func TestStreamCancelledOpen(t *testing.T) {
 	echoStreams(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := c.nodes[0].OpenStream(ctx, c.id(1), verbRepair)
+	_, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
 func TestStreamsEndWhenTransportCloses(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	echoStreams(c)
-	s, err := c.nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.id(1), verbRepair)
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	require.NoError(t, err)
-	require.NoError(t, c.nodes[1].Close())
+	require.NoError(t, c.Nodes[1].Close())
 	_, err = s.Read(make([]byte, 1))
 	assert.Error(t, err, "the peer's close ends the stream")
 	s.Close()

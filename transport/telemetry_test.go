@@ -71,25 +71,25 @@ func TestMetricsFollowTheMessages(t *testing.T) {
 	})
 	release := newGate()
 	defer release.open()
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, release.wait(ctx)
 	}))
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 
 	for range 50 {
-		_, err := c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("ping"))
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("ping"))
 		require.NoError(t, err)
 	}
 	// One message that expires behind a stalled handler.
-	require.NoError(t, c.nodes[0].Send(context.Background(), c.id(1), verbData, []byte("stall")))
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("stall")))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	require.NoError(t, c.nodes[0].Send(ctx, c.id(1), verbData, []byte("expires")))
+	require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbData, []byte("expires")))
 	<-ctx.Done()
-	waitFor(t, 5*time.Second, "both arrived", func() bool { return c.nodes[0].Stats().Total().MessagesSent == 52 })
+	waitFor(t, 5*time.Second, "both arrived", func() bool { return c.Nodes[0].Stats().Total().MessagesSent == 52 })
 	release.open()
 	waitFor(t, 5*time.Second, "expiry counted", func() bool {
-		return c.nodes[1].Stats().Total().DroppedInbound[transport.ReasonExpired] == 1
+		return c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonExpired] == 1
 	})
 
 	sender, receiver := collect(t, readers[0]), collect(t, readers[1])
@@ -125,28 +125,28 @@ func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 	})
 	release := newGate()
 	defer release.open()
-	c.nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, release.wait(ctx)
 	}))
 	payload := make([]byte, 16<<10)
 	for {
-		if err := c.nodes[0].Send(context.Background(), c.id(1), verbData, payload); err != nil {
+		if err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload); err != nil {
 			break // the sender's queue is full: everything below it is too
 		}
 	}
-	waitFor(t, 5*time.Second, "the receiver paused", func() bool { return c.nodes[1].Stats().Total().Throttled > 0 })
+	waitFor(t, 5*time.Second, "the receiver paused", func() bool { return c.Nodes[1].Stats().Total().Throttled > 0 })
 	sendPeak := sumWhere(collect(t, readers[0])["internode.socket.send_queue_peak_bytes"], "peer", "n2", "lane", "small")
 	// Reading resumes: the first read finds the bytes that piled up.
 	release.open()
 	waitFor(t, 10*time.Second, "the receiver resumed", func() bool {
-		return c.nodes[1].Stats().Total().MessagesReceived > 10
+		return c.Nodes[1].Stats().Total().MessagesReceived > 10
 	})
 	recvPeak := sumWhere(collect(t, readers[1])["internode.socket.recv_queue_peak_bytes"], "peer", "n1", "lane", "small")
 	t.Logf("send queue peak %d bytes, receive queue peak %d bytes", sendPeak, recvPeak)
 	assert.Greater(t, sendPeak, int64(64<<10), "unsent bytes pile up in the sender's socket")
 	assert.Positive(t, recvPeak, "unread bytes wait in the receiver's socket")
-	assert.GreaterOrEqual(t, c.nodes[0].Stats().Total().SendQueueMax, sendPeak, "Stats keeps the maximum")
-	assert.Positive(t, c.nodes[1].Stats().Total().RecvQueueMax)
+	assert.GreaterOrEqual(t, c.Nodes[0].Stats().Total().SendQueueMax, sendPeak, "Stats keeps the maximum")
+	assert.Positive(t, c.Nodes[1].Stats().Total().RecvQueueMax)
 }
 
 func TestTraceSpansBothNodes(t *testing.T) {
@@ -155,12 +155,12 @@ func TestTraceSpansBothNodes(t *testing.T) {
 	defer tp.Shutdown(context.Background())
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.TracerProvider = tp })
 	seen := make(chan trace.SpanContext, 1)
-	c.nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		seen <- trace.SpanContextFromContext(ctx)
 		return nil, nil
 	}))
 	ctx, root := tp.Tracer("test").Start(context.Background(), "write")
-	_, err := c.nodes[0].Request(ctx, c.id(1), verbEcho, nil)
+	_, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, nil)
 	require.NoError(t, err)
 	root.End()
 	remote := <-seen
@@ -188,8 +188,8 @@ func TestPrometheusEndpoint(t *testing.T) {
 			cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(exporter))
 		}
 	})
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
-	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("x"))
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
 	require.NoError(t, err)
 	srv := httptest.NewServer(promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	defer srv.Close()

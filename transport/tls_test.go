@@ -14,6 +14,7 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/internal/certs"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // tlsFor returns a TLS config for node of ca's cluster.
@@ -24,12 +25,12 @@ func tlsFor(t testing.TB, ca *certs.CA, node string) *transport.TLSConfig {
 	return &transport.TLSConfig{Server: ca.ServerConfig(cert), Client: ca.ClientConfig(cert)}
 }
 
-func tlsCluster(t *testing.T, n int, certFor func(i int) *transport.TLSConfig) *testCluster {
+func tlsCluster(t *testing.T, n int, certFor func(i int) *transport.TLSConfig) *transporttest.Cluster {
 	c := newCluster(t, n, func(i int, cfg *transport.Config) {
 		cfg.Security.TLS = certFor(i)
 		cfg.Timeouts.Handshake = 2 * time.Second
 	})
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	return c
 }
 
@@ -39,13 +40,13 @@ func TestMutualTLSOnEveryLane(t *testing.T) {
 	c := tlsCluster(t, 2, func(i int) *transport.TLSConfig { return tlsFor(t, ca, []string{"n1", "n2"}[i]) })
 	for _, size := range []int{10, 200 << 10} { // small and large lanes
 		p := makePayload(0, 1, size)
-		resp, err := c.nodes[0].Request(ctxTimeout(t, 10*time.Second), c.id(1), verbEcho, p)
+		resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, p)
 		require.NoError(t, err)
 		assert.Equal(t, len(p), len(resp))
 	}
 	// Streams and files too.
 	echoStreams(c)
-	s, err := c.nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.id(1), verbRepair)
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	require.NoError(t, err)
 	_, err = s.Write([]byte("over TLS"))
 	require.NoError(t, err)
@@ -55,9 +56,9 @@ func TestMutualTLSOnEveryLane(t *testing.T) {
 	assert.Equal(t, "over TLS", string(got))
 	s.Close()
 
-	files := receiveToFiles(t, c.nodes[1])
+	files := receiveToFiles(t, c.Nodes[1])
 	src, data := tempFile(t, 1<<20)
-	n, err := c.nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.id(1), verbBootstrap, src, 0, int64(len(data)))
+	n, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
 	require.NoError(t, err, "file transfer falls back to a buffered copy under TLS")
 	assert.Equal(t, int64(len(data)), n)
 	assert.NotContains(t, <-files, "error")
@@ -68,10 +69,10 @@ func TestTLSRefusesAnotherNodesCertificate(t *testing.T) {
 	require.NoError(t, err)
 	// n1 presents a valid certificate of this cluster, but for node n3.
 	c := tlsCluster(t, 2, func(i int) *transport.TLSConfig { return tlsFor(t, ca, []string{"n3", "n2"}[i]) })
-	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, nil)
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
 	require.ErrorIs(t, err, transport.ErrRefused)
 	waitFor(t, 5*time.Second, "identity refusal counted", func() bool {
-		return c.nodes[1].Stats().Refusals[transport.RefusedIdentity] > 0
+		return c.Nodes[1].Stats().Refusals[transport.RefusedIdentity] > 0
 	})
 }
 
@@ -83,10 +84,10 @@ func TestTLSRefusesAnotherCA(t *testing.T) {
 	c := tlsCluster(t, 2, func(i int) *transport.TLSConfig {
 		return tlsFor(t, []*certs.CA{rogue, ca}[i], []string{"n1", "n2"}[i])
 	})
-	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, nil)
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
 	require.ErrorIs(t, err, transport.ErrRefused)
 	waitFor(t, 5*time.Second, "TLS refusal counted", func() bool {
-		return c.nodes[1].Stats().Refusals[transport.RefusedTLS] > 0
+		return c.Nodes[1].Stats().Refusals[transport.RefusedTLS] > 0
 	})
 }
 
@@ -99,10 +100,10 @@ func TestTLSRefusesPlainText(t *testing.T) {
 		}
 		return tlsFor(t, ca, "n2")
 	})
-	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, nil)
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
 	require.ErrorIs(t, err, transport.ErrRefused, "the plain-text node learns at once it is refused")
 	waitFor(t, 5*time.Second, "plain text refused", func() bool {
-		return c.nodes[1].Stats().Refusals[transport.RefusedTLS] > 0
+		return c.Nodes[1].Stats().Refusals[transport.RefusedTLS] > 0
 	})
 }
 
@@ -116,7 +117,7 @@ func TestTLSVerifyPeerHook(t *testing.T) {
 		}
 		return cfg
 	})
-	_, err = c.nodes[0].Request(ctxTimeout(t, 5*time.Second), c.id(1), verbEcho, []byte("x"))
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
 	require.NoError(t, err)
 }
 
@@ -128,7 +129,7 @@ func TestIdleConnectionsAreCappedAndTimedOut(t *testing.T) {
 		cfg.Timeouts.Handshake = 300 * time.Millisecond
 		cfg.Security.MaxPendingHandshakesPerHost = 50
 	})
-	c.handleAll(verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	var idle []net.Conn
 	defer func() {
 		for _, conn := range idle {
@@ -136,19 +137,19 @@ func TestIdleConnectionsAreCappedAndTimedOut(t *testing.T) {
 		}
 	}()
 	for range 1000 {
-		conn, err := net.Dial("tcp", c.nodes[1].Addr().String())
+		conn, err := net.Dial("tcp", c.Nodes[1].Addr().String())
 		require.NoError(t, err)
 		idle = append(idle, conn)
 	}
 	waitFor(t, 10*time.Second, "the flood is capped", func() bool {
-		return c.nodes[1].Stats().Refusals[transport.RefusedTooMany] >= 900
+		return c.Nodes[1].Stats().Refusals[transport.RefusedTooMany] >= 900
 	})
 	// The peer keeps being served. Its own connections are already open,
 	// or wait for the idle ones to time out.
-	resp, err := c.nodes[0].Request(ctxTimeout(t, 10*time.Second), c.id(1), verbEcho, []byte("hi"))
+	resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("hi"))
 	require.NoError(t, err)
 	assert.Equal(t, "hi", string(resp))
 	waitFor(t, 10*time.Second, "unfinished handshakes time out", func() bool {
-		return c.nodes[1].Stats().Refusals[transport.RefusedTimeout] >= 40
+		return c.Nodes[1].Stats().Refusals[transport.RefusedTimeout] >= 40
 	})
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -478,8 +479,7 @@ func TestByteSize(t *testing.T) {
 // it until the config is valid.
 func TestMeshLimits(t *testing.T) {
 	for _, l := range []meshLimits{{}, {OutNode: 32 << 20, InNode: 32 << 20}, {OutNode: 1 << 20, InNode: 1 << 20, PerPeer: 1 << 20, PerConn: 512 << 10}} {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership = "a", "bench", "127.0.0.1:0", cluster.NewStatic()
+		cfg := transporttest.Config("a", "bench", cluster.NewStatic())
 		l.apply(&cfg)
 		require.NoError(t, cfg.Validate(), "%+v", l)
 		if l.OutNode > 0 {

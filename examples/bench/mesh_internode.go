@@ -8,6 +8,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // verbUrgent is the idle scenario's verb on the urgent lane (a
@@ -21,7 +22,8 @@ type internodeMesh struct {
 	limits meshLimits
 	tune   func(*transport.Config) // nil: none
 
-	nodes   []*transport.Transport
+	cluster *transporttest.Cluster
+	nodes   []*transport.Transport // cluster's
 	ids     []cluster.NodeID
 	out, in transport.Limits // of every node, defaults filled in
 	dropped atomic.Uint64    // messages accepted and then dropped (OnDropped), responses aside
@@ -34,29 +36,23 @@ func newInternodeMesh(limits meshLimits, tune func(*transport.Config)) *internod
 }
 
 func (m *internodeMesh) start(n int, deliver func(to int, payload []byte)) error {
-	members := cluster.NewStatic()
-	for i := range n {
-		id := cluster.NodeID(fmt.Sprintf("n%d", i))
-		cfg := transport.DefaultConfig()
-		cfg.NodeID = id
-		cfg.ClusterName = "bench"
-		cfg.ListenAddr = "127.0.0.1:0"
-		cfg.Membership = members
-		m.limits.apply(&cfg)
+	nodes, err := transporttest.Start(n, transporttest.Options{ClusterName: "bench", Tweak: func(i int, cfg *transport.Config) {
+		m.limits.apply(cfg)
 		cfg.OnDropped = func(d transport.DroppedMessage) {
 			if !d.Response {
 				m.dropped.Add(1)
 			}
 		}
 		if m.tune != nil {
-			m.tune(&cfg)
+			m.tune(cfg)
 		}
 		m.out, m.in = cfg.Memory.Outbound, cfg.Memory.Inbound
-		t, err := transport.New(cfg)
-		if err != nil {
-			m.close()
-			return fmt.Errorf("internode %s: %w", id, err)
-		}
+	}})
+	if err != nil {
+		return fmt.Errorf("internode: %w", err)
+	}
+	m.cluster = nodes
+	for i, t := range nodes.Nodes {
 		handler := transport.HandlerFunc(func(_ context.Context, msg *transport.Message) ([]byte, error) {
 			deliver(i, msg.Payload)
 			return nil, nil
@@ -64,11 +60,7 @@ func (m *internodeMesh) start(n int, deliver func(to int, payload []byte)) error
 		t.Handle(verbOneway, handler)
 		t.Handle(verbUrgent, handler)
 		m.nodes = append(m.nodes, t)
-		m.ids = append(m.ids, id)
-		members.Add(cluster.Member{ID: id, Addr: t.Addr().String()})
-	}
-	for _, t := range m.nodes {
-		t.Start()
+		m.ids = append(m.ids, nodes.ID(i))
 	}
 	return nil
 }
@@ -129,10 +121,9 @@ func (m *internodeMesh) open() (lanes, inbound int) {
 }
 
 func (m *internodeMesh) close() error {
-	var err error
-	for _, t := range m.nodes {
-		err = errors.Join(err, t.Close())
+	if m.cluster != nil {
+		m.cluster.Close()
 	}
-	m.nodes = nil
-	return err
+	m.cluster, m.nodes = nil, nil
+	return nil
 }

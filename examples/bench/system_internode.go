@@ -11,6 +11,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // Verbs of the bench's internode systems.
@@ -30,7 +31,8 @@ type internodeSystem struct {
 	// send in one message (internode-single-lane: the rest is split).
 	bulkChunk int
 
-	a, b    *transport.Transport
+	nodes   *transporttest.Cluster
+	a, b    *transport.Transport // nodes' two
 	meters  *systemMetrics
 	inbound transport.Limits // b's inbound limits, defaults filled in
 
@@ -66,27 +68,21 @@ func newInternode(tune func(*transport.Config)) *internodeSystem {
 func (s *internodeSystem) Tune(fn func(*transport.Config)) { s.tunes = append(s.tunes, fn) }
 
 func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
-	members := cluster.NewStatic()
 	if s.metrics {
 		s.meters = newSystemMetrics()
 	}
-	newNode := func(id cluster.NodeID) (*transport.Transport, error) {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID = id
-		cfg.ClusterName = "bench"
-		cfg.ListenAddr = "127.0.0.1:0"
-		cfg.Membership = members
+	var setupErr error
+	nodes, err := transporttest.Start(2, transporttest.Options{ClusterName: "bench", Tweak: func(i int, cfg *transport.Config) {
+		cfg.NodeID = []cluster.NodeID{"a", "b"}[i] // a sends, b receives
 		if s.meters != nil {
-			mp, err := s.meters.provider(id)
-			if err != nil {
-				return nil, err
-			}
+			mp, err := s.meters.provider(cfg.NodeID)
+			setupErr = errors.Join(setupErr, err)
 			cfg.Telemetry.MeterProvider = mp
 		}
 		for _, tune := range s.tunes {
-			tune(&cfg)
+			tune(cfg)
 		}
-		if id == "a" {
+		if i == 0 {
 			next := cfg.OnDropped
 			cfg.OnDropped = func(m transport.DroppedMessage) {
 				if m.Verb == verbOneway && !m.Response {
@@ -96,29 +92,23 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 					next(m)
 				}
 			}
-		} else {
-			s.inbound = cfg.Memory.Inbound
-			def := transport.DefaultLimits()
-			setIfZero(&s.inbound.PerConnection, def.PerConnection)
-			setIfZero(&s.inbound.PerPeer, def.PerPeer)
-			setIfZero(&s.inbound.Node, def.Node)
+			return
 		}
-		t, err := transport.New(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("internode %s: %w", id, err)
-		}
-		members.Add(cluster.Member{ID: id, Addr: t.Addr().String()})
-		return t, nil
+		s.inbound = cfg.Memory.Inbound
+		def := transport.DefaultLimits()
+		setIfZero(&s.inbound.PerConnection, def.PerConnection)
+		setIfZero(&s.inbound.PerPeer, def.PerPeer)
+		setIfZero(&s.inbound.Node, def.Node)
+	}})
+	if err == nil && setupErr != nil {
+		nodes.Close()
+		err = setupErr
 	}
-	var err error
-	if s.a, err = newNode("a"); err != nil {
-		s.Close()
-		return err
+	if err != nil {
+		return fmt.Errorf("internode: %w", err)
 	}
-	if s.b, err = newNode("b"); err != nil {
-		s.Close()
-		return err
-	}
+	s.nodes = nodes
+	s.a, s.b = nodes.Nodes[0], nodes.Nodes[1]
 	nothing := transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) { return nil, nil })
 	s.a.Handle(verbOneway, nothing)
 	s.b.Handle(verbOneway, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
@@ -129,8 +119,6 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 		return append([]byte(nil), m.Payload...), nil // m.Payload is reused once the handler returns
 	}))
 	s.b.HandleFile(verbFile, transport.FileHandlerFunc(s.receiveFile))
-	s.a.Start()
-	s.b.Start()
 	if s.meters != nil {
 		s.meters.serve()
 	}
@@ -208,12 +196,9 @@ func (s *internodeSystem) Failures() uint64 {
 }
 
 func (s *internodeSystem) Close() error {
-	var errA, errB, errM, errF error
-	if s.a != nil {
-		errA = s.a.Close()
-	}
-	if s.b != nil {
-		errB = s.b.Close()
+	var errM, errF error
+	if s.nodes != nil {
+		s.nodes.Close()
 	}
 	if s.meters != nil {
 		errM = s.meters.close()
@@ -224,7 +209,7 @@ func (s *internodeSystem) Close() error {
 		s.recvFile = nil
 	}
 	s.fileMu.Unlock()
-	return errors.Join(errA, errB, errM, errF)
+	return errors.Join(errM, errF)
 }
 
 // createUnlinkedTemp creates a file in os.TempDir and removes its name at

@@ -3,46 +3,40 @@ package gossip_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log"
-	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/examples/gossip"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // Three nodes on loopback gossip their heartbeats every 100 ms until each
 // has heard from the other two.
 func Example() {
-	members := cluster.NewStatic()
-	ids := []cluster.NodeID{"n1", "n2", "n3"}
+	nodes, err := transporttest.Start(3, transporttest.Options{ClusterName: "example", Tweak: func(i int, cfg *transport.Config) {
+		gossip.Register(cfg) // digests travel on the urgent lane
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nodes.Close()
+	var ids []cluster.NodeID
 	gossipers := map[cluster.NodeID]*gossip.Gossiper{}
 	ctx, stopGossip := context.WithCancel(context.Background())
 	var running sync.WaitGroup
 
-	for _, id := range ids {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID = id
-		cfg.ClusterName = "example"
-		cfg.ListenAddr = "127.0.0.1:0"
-		cfg.Membership = members
-		cfg.Telemetry.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		gossip.Register(&cfg) // digests travel on the urgent lane
-		t, err := transport.New(cfg)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer t.Close()
-
+	for i, t := range nodes.Nodes {
+		id := nodes.ID(i)
+		ids = append(ids, id)
 		g, err := gossip.New(gossip.Config{
 			Self:   id,
 			Sender: t,
 			Peers: func() []cluster.NodeID {
 				var peers []cluster.NodeID
-				for _, m := range members.Members() {
+				for _, m := range nodes.Members.Members() {
 					peers = append(peers, m.ID)
 				}
 				return peers
@@ -52,8 +46,6 @@ func Example() {
 			log.Fatal(err)
 		}
 		t.Handle(gossip.Verb, g)
-		t.Start()
-		members.Add(cluster.Member{ID: id, Addr: t.Addr().String()})
 		gossipers[id] = g
 
 		ticker := time.NewTicker(gossip.DefaultInterval)

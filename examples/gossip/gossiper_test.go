@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -21,6 +19,7 @@ import (
 	"github.com/internode/internode/examples/gossip"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -124,50 +123,40 @@ type node struct {
 	urgent, other atomic.Int64
 }
 
-// loopback runs gossiping nodes on 127.0.0.1 sharing a static membership
-// and one fake clock.
+// loopback runs n gossiping nodes, n1..nN, on 127.0.0.1 (see
+// transporttest) with one fake clock.
 type loopback struct {
 	t       *testing.T
-	members *cluster.Static
+	cluster *transporttest.Cluster
 	nodes   map[cluster.NodeID]*node
 	now     atomic.Int64 // unix nanoseconds of the fake clock
 }
 
-func newLoopback(t *testing.T, ids ...cluster.NodeID) *loopback {
-	l := &loopback{t: t, members: cluster.NewStatic(), nodes: map[cluster.NodeID]*node{}}
+func newLoopback(t *testing.T, n int) *loopback {
+	l := &loopback{t: t, nodes: map[cluster.NodeID]*node{}}
+	l.cluster = transporttest.New(t, n, transporttest.Options{ClusterName: "gossip-test", Tweak: func(i int, cfg *transport.Config) {
+		gossip.Register(cfg)
+	}})
 	l.now.Store(t0.UnixNano())
-	for _, id := range ids {
-		l.start(id, "127.0.0.1:0", 1)
+	for i := range n {
+		l.attach(i, 1)
 	}
-	t.Cleanup(func() {
-		for _, n := range l.nodes {
-			n.t.Close()
-		}
-	})
 	return l
 }
 
 func (l *loopback) clock() time.Time { return time.Unix(0, l.now.Load()) }
 
-func (l *loopback) start(id cluster.NodeID, addr string, generation uint64) *node {
-	cfg := transport.DefaultConfig()
-	cfg.NodeID = id
-	cfg.ClusterName = "gossip-test"
-	cfg.ListenAddr = addr
-	cfg.Membership = l.members
-	cfg.Telemetry.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.Reconnect.MinBackoff = 5 * time.Millisecond
-	cfg.Reconnect.MaxBackoff = 20 * time.Millisecond
-	gossip.Register(&cfg)
-	tr, err := transport.New(cfg)
-	require.NoError(l.t, err)
+// attach runs a gossiper of the given generation on node i.
+func (l *loopback) attach(i int, generation uint64) *node {
+	id, tr := l.cluster.ID(i), l.cluster.Nodes[i]
 	n := &node{t: tr}
+	var err error
 	n.g, err = gossip.New(gossip.Config{
 		Self: id, Sender: tr, Generation: generation, Now: l.clock,
 		// Gossip with everyone else: Fanout 3 of the (at most 3) others.
 		Peers: func() []cluster.NodeID {
 			var ids []cluster.NodeID
-			for _, m := range l.members.Members() {
+			for _, m := range l.cluster.Members.Members() {
 				ids = append(ids, m.ID)
 			}
 			return ids
@@ -184,8 +173,6 @@ func (l *loopback) start(id cluster.NodeID, addr string, generation uint64) *nod
 		}
 		return n.g.ServeMessage(ctx, m)
 	}))
-	tr.Start()
-	l.members.Add(cluster.Member{ID: id, Addr: tr.Addr().String()})
 	l.nodes[id] = n
 	return n
 }
@@ -230,7 +217,7 @@ func (l *loopback) knows(ids []cluster.NodeID, gen map[cluster.NodeID]uint64) bo
 
 func TestGossipOverLoopback(t *testing.T) {
 	ids := []cluster.NodeID{"n1", "n2", "n3", "n4"}
-	l := newLoopback(t, ids...)
+	l := newLoopback(t, len(ids))
 	gens := map[cluster.NodeID]uint64{"n1": 1, "n2": 1, "n3": 1, "n4": 1}
 	l.converge(ids, func() bool { return l.knows(ids, gens) })
 
@@ -252,13 +239,11 @@ func TestGossipOverLoopback(t *testing.T) {
 // again by all; while it is down, it is the one stale node.
 func TestGossipRestart(t *testing.T) {
 	ids := []cluster.NodeID{"n1", "n2", "n3"}
-	l := newLoopback(t, ids...)
+	l := newLoopback(t, len(ids))
 	gens := map[cluster.NodeID]uint64{"n1": 1, "n2": 1, "n3": 1}
 	l.converge(ids, func() bool { return l.knows(ids, gens) })
 
-	n3 := l.nodes["n3"]
-	addr := n3.t.Addr().String()
-	require.NoError(t, n3.t.Close())
+	require.NoError(t, l.nodes["n3"].t.Close())
 	// The survivors keep gossiping (to n3 too: those sends fail or expire)
 	// and see each other move on, but not n3.
 	survivors := []cluster.NodeID{"n1", "n2"}
@@ -272,7 +257,9 @@ func TestGossipRestart(t *testing.T) {
 		return true
 	})
 
-	l.start("n3", addr, 2)
+	_, err := l.cluster.Restart(2) // n3, on its address
+	require.NoError(t, err)
+	l.attach(2, 2)
 	gens["n3"] = 2
 	l.converge(ids, func() bool { return l.knows(ids, gens) })
 	for _, a := range ids {

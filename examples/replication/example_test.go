@@ -4,39 +4,31 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log"
-	"log/slog"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/examples/replication"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // Three nodes on loopback, each a replica; n1 coordinates two writes, one
 // small (small lane) and one of 200 KiB (large lane), each acknowledged by a
 // quorum of 2 of the 3 replicas.
 func Example() {
-	members := cluster.NewStatic()
-	ids := []cluster.NodeID{"n1", "n2", "n3"}
+	nodes, err := transporttest.Start(3, transporttest.Options{ClusterName: "example"}) // n1, n2, n3
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nodes.Close()
+	var ids []cluster.NodeID
 	transports := map[cluster.NodeID]*transport.Transport{}
 	stores := map[cluster.NodeID]*replication.Store{}
-	for _, id := range ids {
-		cfg := transport.DefaultConfig()
-		cfg.NodeID = id
-		cfg.ClusterName = "example"
-		cfg.ListenAddr = "127.0.0.1:0"
-		cfg.Membership = members
-		cfg.Telemetry.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		t, err := transport.New(cfg)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer t.Close()
+	for i, t := range nodes.Nodes {
+		id := nodes.ID(i)
+		ids = append(ids, id)
 		stores[id] = replication.NewStore()
 		t.Handle(replication.Verb, stores[id]) // every node is a replica
-		t.Start()
-		members.Add(cluster.Member{ID: id, Addr: t.Addr().String()})
 		transports[id] = t
 	}
 

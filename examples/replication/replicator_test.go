@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -19,6 +17,7 @@ import (
 	"github.com/internode/internode/examples/replication"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -37,22 +36,13 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T, n int, timeout time.Duration) *testCluster {
-	c := &testCluster{members: cluster.NewStatic(),
+	nodes := transporttest.New(t, n, transporttest.Options{ClusterName: "replication-test"})
+	c := &testCluster{members: nodes.Members,
 		transports: map[cluster.NodeID]*transport.Transport{}, stores: map[cluster.NodeID]*replication.Store{}}
-	for i := range n {
-		id := cluster.NodeID(fmt.Sprintf("n%d", i+1))
-		cfg := transport.DefaultConfig()
-		cfg.NodeID = id
-		cfg.ClusterName = "replication-test"
-		cfg.ListenAddr = "127.0.0.1:0"
-		cfg.Membership = c.members
-		cfg.Telemetry.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		tr, err := transport.New(cfg)
-		require.NoError(t, err)
+	for i, tr := range nodes.Nodes {
+		id := nodes.ID(i)
 		store := replication.NewStore()
 		tr.Handle(replication.Verb, store)
-		tr.Start()
-		c.members.Add(cluster.Member{ID: id, Addr: tr.Addr().String()})
 		c.ids = append(c.ids, id)
 		c.transports[id] = tr
 		c.stores[id] = store
@@ -67,11 +57,8 @@ func newTestCluster(t *testing.T, n int, timeout time.Duration) *testCluster {
 		},
 	})
 	require.NoError(t, err)
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before the nodes close: cleanups run last first
 		require.NoError(t, c.coord.Drain(context.Background()))
-		for _, tr := range c.transports {
-			tr.Close()
-		}
 	})
 	return c
 }

@@ -1,0 +1,77 @@
+package transporttest_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const verbEcho transport.Verb = 1
+
+func echo(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil }
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestClusterRequestsAndRestart(t *testing.T) {
+	c := transporttest.New(t, 3, transporttest.Options{Tweak: func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Idle = time.Minute
+	}})
+	require.Len(t, c.Nodes, 3)
+	assert.Equal(t, time.Minute, c.Configs[2].Timeouts.Idle, "Tweak applied")
+	c.HandleAll(verbEcho, transport.HandlerFunc(echo))
+	resp, err := c.Nodes[0].Request(ctxFor(t), c.ID(2), verbEcho, []byte("hi"))
+	require.NoError(t, err)
+	assert.Equal(t, "hi", string(resp))
+	require.NoError(t, c.WaitConnected(ctxFor(t), 0, 2))
+	require.NoError(t, c.WaitQuiet(ctxFor(t)))
+	assert.Equal(t, uint64(1), c.Total().ResponsesSent)
+
+	n3, err := c.Restart(2)
+	require.NoError(t, err)
+	n3.Handle(verbEcho, transport.HandlerFunc(echo))
+	resp, err = c.Nodes[0].Request(ctxFor(t), c.ID(2), verbEcho, []byte("again"))
+	require.NoError(t, err, "the restarted node is reached at its old address")
+	assert.Equal(t, "again", string(resp))
+}
+
+func TestProxyKillAndFreeze(t *testing.T) {
+	c := transporttest.New(t, 2, transporttest.Options{Proxied: true, Tweak: func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = 2 * time.Second
+	}})
+	c.HandleAll(verbEcho, transport.HandlerFunc(echo))
+	_, err := c.Nodes[0].Request(ctxFor(t), c.ID(1), verbEcho, []byte("x"))
+	require.NoError(t, err)
+	require.Positive(t, c.Proxies[1].Conns(), "n1's connection to n2 crosses n2's proxy")
+
+	require.Positive(t, c.Proxies[1].Kill())
+	_, err = c.Nodes[0].Request(ctxFor(t), c.ID(1), verbEcho, []byte("after a reset"))
+	require.NoError(t, err, "redialled")
+
+	require.Positive(t, c.Proxies[1].Freeze()+c.Proxies[0].Freeze())
+	_, err = c.Nodes[0].Request(ctxFor(t), c.ID(1), verbEcho, []byte("into the silence"))
+	require.ErrorIs(t, err, transport.ErrConnectionReset, "judged dead after the keepalive timeout")
+	_, err = c.Nodes[0].Request(ctxFor(t), c.ID(1), verbEcho, []byte("after"))
+	require.NoError(t, err)
+}
+
+func TestStartWithoutATest(t *testing.T) {
+	c, err := transporttest.Start(2, transporttest.Options{ClusterName: "example"})
+	require.NoError(t, err)
+	defer c.Close()
+	assert.Equal(t, "example", c.Configs[0].ClusterName)
+	_, err = transporttest.Start(1, transporttest.Options{Tweak: func(i int, cfg *transport.Config) { cfg.NodeID = "" }})
+	assert.Error(t, err, "a bad config fails Start")
+}

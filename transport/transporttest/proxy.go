@@ -1,0 +1,169 @@
+package transporttest
+
+import (
+	"io"
+	"net"
+	"sync"
+)
+
+// Proxy forwards TCP connections to a target and can break them, as a
+// network or a peer's failure would, without any hook inside the
+// transport: Kill resets them (RST), Freeze silences them (nothing flows,
+// nothing closes: a partition, or a frozen process). Connections opened
+// after either are forwarded as usual. Safe for concurrent use.
+type Proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	pairs  map[*pair]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type pair struct {
+	a, b   net.Conn
+	frozen chan struct{} // closed: forward nothing more
+	once   sync.Once
+}
+
+// NewProxy listens on 127.0.0.1 and forwards every connection to target.
+func NewProxy(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{ln: ln, target: target, pairs: make(map[*pair]struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+// Addr returns the address to dial instead of the target's.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		a, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		b, err := net.Dial("tcp", p.target)
+		if err != nil {
+			a.Close()
+			continue
+		}
+		pr := &pair{a: a, b: b, frozen: make(chan struct{})}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			pr.kill()
+			continue
+		}
+		p.pairs[pr] = struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		pipe := func(dst, src net.Conn) {
+			defer p.wg.Done()
+			_, _ = io.Copy(dst, frozenReader{src, pr.frozen})
+			pr.kill()
+			p.mu.Lock()
+			delete(p.pairs, pr)
+			p.mu.Unlock()
+		}
+		go pipe(a, b)
+		go pipe(b, a)
+	}
+}
+
+// kill closes both sides with a reset.
+func (pr *pair) kill() {
+	for _, c := range []net.Conn{pr.a, pr.b} {
+		if tcp, ok := c.(*net.TCPConn); ok {
+			_ = tcp.SetLinger(0)
+		}
+		c.Close()
+	}
+}
+
+// frozenReader reads from r until frozen is closed, then swallows what r
+// gives until it fails: bytes stop flowing, nothing closes.
+type frozenReader struct {
+	r      io.Reader
+	frozen chan struct{}
+}
+
+func (f frozenReader) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	select {
+	case <-f.frozen:
+		for err == nil {
+			_, err = f.r.Read(b)
+		}
+		return 0, err
+	default:
+	}
+	return n, err
+}
+
+// Kill resets every connection open now and returns how many it reset.
+func (p *Proxy) Kill() int { return p.each(func(pr *pair) { pr.kill() }) }
+
+// KillOne resets one connection open now, chosen by pick among n (pick
+// gets n and returns an index), and reports whether there was one.
+func (p *Proxy) KillOne(pick func(n int) int) bool {
+	p.mu.Lock()
+	var victim *pair
+	if n := len(p.pairs); n > 0 {
+		i := pick(n)
+		for pr := range p.pairs {
+			if i == 0 {
+				victim = pr
+				break
+			}
+			i--
+		}
+	}
+	p.mu.Unlock()
+	if victim == nil {
+		return false
+	}
+	victim.kill()
+	return true
+}
+
+// Freeze silences every connection open now and returns how many.
+func (p *Proxy) Freeze() int {
+	return p.each(func(pr *pair) { pr.once.Do(func() { close(pr.frozen) }) })
+}
+
+// Conns returns how many connections cross the proxy now.
+func (p *Proxy) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pairs)
+}
+
+func (p *Proxy) each(fn func(*pair)) int {
+	p.mu.Lock()
+	prs := make([]*pair, 0, len(p.pairs))
+	for pr := range p.pairs {
+		prs = append(prs, pr)
+	}
+	p.mu.Unlock()
+	for _, pr := range prs {
+		fn(pr)
+	}
+	return len(prs)
+}
+
+// Close stops accepting, resets every connection and waits for the
+// proxy's goroutines.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.ln.Close()
+	p.Kill()
+	p.wg.Wait()
+}

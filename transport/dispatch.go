@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -30,24 +31,23 @@ func (ic *inConn) handle(h *wire.Header, payload []byte) []byte {
 	isRequest := h.Flags&wire.FlagExpectsResponse != 0
 	select {
 	case <-t.closed:
-		ic.counters.dropped[ReasonClosed].Add(1)
+		ic.counters.drop(ReasonClosed)
 		return nil
 	default:
 	}
 	if h.ExpiresAt != 0 && h.Expired(time.Now().UnixNano()) {
-		ic.counters.dropped[ReasonExpired].Add(1)
+		ic.counters.drop(ReasonExpired)
 		return nil
 	}
 	handler := (*t.handlers.Load())[Verb(h.Verb)]
 	if handler == nil {
-		ic.counters.dropped[ReasonUnknownVerb].Add(1)
+		ic.counters.drop(ReasonUnknownVerb)
 		if isRequest {
 			t.respond(ic.from, h, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
 		}
 		return nil
 	}
-	ic.counters.received.Add(1)
-	ic.counters.receivedBytes.Add(uint64(len(payload)))
+	ic.counters.receive(int(len(payload)))
 	ctx := t.ctx
 	if h.ExpiresAt != 0 {
 		var cancel context.CancelFunc
@@ -69,7 +69,7 @@ func (ic *inConn) handle(h *wire.Header, payload []byte) []byte {
 		return resp
 	}
 	if err != nil {
-		ic.counters.handlerErrors.Add(1) // received, and then failed: not a drop
+		ic.counters.handlerFailed() // received, and then failed: not a drop
 	}
 	return nil
 }
@@ -104,5 +104,64 @@ func (t *Transport) respond(to cluster.NodeID, req *wire.Header, payload []byte,
 		ExpiresAt: req.ExpiresAt, PayloadLength: uint32(len(payload))}
 	if err := t.send(t.ctx, to, false, lane, &h, payload, false); err != nil {
 		t.log.Debug("internode: response not sent", "peer", to, "err", err)
+	}
+}
+
+// dispatchQueue holds an inbound connection's frames for its dispatcher,
+// a goroutine that runs while there are frames and calls their handlers
+// one at a time, in arrival order. Frames hold their capacity, so the
+// queue is bounded in bytes by the inbound limits.
+type dispatchQueue struct {
+	mu      sync.Mutex
+	frames  []*inFrame
+	running bool
+}
+
+// handOver gives a frame to the dispatcher, starting it if it is not
+// running. It never blocks the reader.
+func (ic *inConn) handOver(f *inFrame) {
+	q := &ic.dispatch
+	q.mu.Lock()
+	q.frames = append(q.frames, f)
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		ic.t.wg.Add(1)
+		go ic.dispatchFrames()
+	}
+}
+
+// dispatchFrames runs handlers until the queue is empty.
+func (ic *inConn) dispatchFrames() {
+	defer ic.t.wg.Done()
+	q := &ic.dispatch
+	for {
+		q.mu.Lock()
+		if len(q.frames) == 0 {
+			q.running = false
+			q.frames = nil
+			q.mu.Unlock()
+			return
+		}
+		f := q.frames[0]
+		q.frames[0] = nil
+		q.frames = q.frames[1:]
+		q.mu.Unlock()
+		if f.large != nil {
+			if resp := ic.handle(f.large, f.buf); aliases(resp, f.buf) {
+				// The response is the lent payload (an echo): the writer
+				// sends it from there, so it must not go back to the pool.
+				f.buf = nil
+			}
+		} else {
+			// Checked when read: it decodes.
+			_ = forEachMessage(f.buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+				if h.Flags&wire.FlagResponse == 0 {
+					ic.handle(h, payload)
+				}
+			})
+		}
+		ic.releaseFrame(f)
 	}
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -217,4 +218,64 @@ func (p *peer) stopErr() error {
 		return ErrClosed
 	}
 	return p.stopped
+}
+
+// peerFor returns the peer's state, creating it. With mustExist it first
+// checks that the membership knows the peer.
+func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
+	if p := (*t.peersView.Load())[id]; p != nil {
+		return p, nil
+	}
+	if mustExist {
+		if _, ok := t.cfg.Membership.Lookup(id); !ok {
+			return nil, ErrUnknownPeer
+		}
+	}
+	member := mustExist || t.isMember(id)
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if t.closing.Load() {
+		return nil, ErrClosed
+	}
+	p := t.peers[id]
+	if p == nil {
+		p = newPeer(t, id, member)
+		t.peers[id] = p
+		t.publishPeers()
+	}
+	return p, nil
+}
+
+// publishPeers refreshes peersView; peersMu must be held for writing.
+func (t *Transport) publishPeers() {
+	view := maps.Clone(t.peers)
+	t.peersView.Store(&view)
+}
+
+// membershipChanged stops a departed peer's writers and fails what waits
+// for it.
+func (t *Transport) membershipChanged(ev cluster.Event) {
+	if ev.Type != cluster.Leave {
+		// A member that appears or changes may be one this node is
+		// waiting to reconnect to: try at once rather than after the
+		// backoff.
+		if p := t.peerStats(ev.Member.ID); p != nil {
+			p.redialNow()
+		}
+		return
+	}
+	id := ev.Member.ID
+	t.peersMu.Lock()
+	p := t.peers[id]
+	delete(t.peers, id)
+	if p != nil {
+		t.departed = append(t.departed, p)
+	}
+	t.publishPeers()
+	t.peersMu.Unlock()
+	// Waiting requests fail first: stopping the writers may take a moment.
+	t.calls.failPeer(&id, ErrPeerLeft)
+	if p != nil {
+		p.stop(ErrPeerLeft)
+	}
 }

@@ -71,8 +71,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	if hdr.ExpiresAt != 0 {
 		msg.ExpiresAt = time.Unix(0, hdr.ExpiresAt)
 	}
-	ic.counters.received.Add(1)
-	ic.counters.receivedBytes.Add(uint64(hdr.PayloadLength))
+	ic.counters.receive(int(hdr.PayloadLength))
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -85,7 +84,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 		resp, err := ic.serveReader(ctx, h, msg, pr)
 		pr.CloseWithError(errHandlerReturned)
 		if err != nil && !msg.IsRequest {
-			ic.counters.handlerErrors.Add(1)
+			ic.counters.handlerFailed()
 		}
 		if msg.IsRequest {
 			t.respond(ic.from, &hdr, resp, err)

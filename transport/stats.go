@@ -2,56 +2,12 @@ package transport
 
 import (
 	"sort"
-	"sync/atomic"
 	"time"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/routing"
 )
-
-// connCounters are one outbound lane's counters.
-type connCounters struct {
-	sent, sentBytes, writes   atomic.Uint64
-	responses                 atomic.Uint64 // of sent: responses to the peer's requests
-	connects, connectFailures atomic.Uint64
-	dropped                   [NumReasons]atomic.Uint64
-}
-
-// inCounters are what arrived from one peer on one lane.
-type inCounters struct {
-	received, receivedBytes   atomic.Uint64
-	handlerErrors             atomic.Uint64 // of received one-way messages, those whose handler failed
-	throttled, throttledNanos atomic.Uint64
-	dropped                   [NumReasons]atomic.Uint64
-	remoteDropped             [NumReasons]atomic.Uint64
-}
-
-// addFrom adds o's counts to c (for forgotten strangers).
-func (c *connCounters) addFrom(o *connCounters) {
-	c.sent.Add(o.sent.Load())
-	c.sentBytes.Add(o.sentBytes.Load())
-	c.writes.Add(o.writes.Load())
-	c.responses.Add(o.responses.Load())
-	c.connects.Add(o.connects.Load())
-	c.connectFailures.Add(o.connectFailures.Load())
-	for r := range NumReasons {
-		c.dropped[r].Add(o.dropped[r].Load())
-	}
-}
-
-// addFrom adds o's counts to c (for forgotten strangers).
-func (c *inCounters) addFrom(o *inCounters) {
-	c.received.Add(o.received.Load())
-	c.receivedBytes.Add(o.receivedBytes.Load())
-	c.handlerErrors.Add(o.handlerErrors.Load())
-	c.throttled.Add(o.throttled.Load())
-	c.throttledNanos.Add(o.throttledNanos.Load())
-	for r := range NumReasons {
-		c.dropped[r].Add(o.dropped[r].Load())
-		c.remoteDropped[r].Add(o.remoteDropped[r].Load())
-	}
-}
 
 // ConnStats describes one lane with one peer: the outbound half (messages
 // this node sent) and the inbound half (messages it received).
@@ -89,8 +45,10 @@ type ConnStats struct {
 	// handler, by reason: each arriving message is counted once, in
 	// MessagesReceived or here.
 	DroppedInbound [NumReasons]uint64
-	// Throttled counts the times reading stopped for want of inbound
-	// capacity (OverloadPause), and ThrottledTime how long in all.
+	// Throttled counts the waits for inbound capacity (OverloadPause): a
+	// reader that stopped reading, or a large message whose grant waited
+	// while its connection read on; ThrottledTime is how long readers
+	// stopped, in all.
 	Throttled     uint64
 	ThrottledTime time.Duration
 	// RemoteDropped counts failures the peer reported for messages no

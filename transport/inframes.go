@@ -1,0 +1,209 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/internode/internode/internal/bufpool"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// inFrame is a unit of work for the dispatcher: one batch frame, whose
+// messages it decodes again as it goes (so a frame costs its buffer and
+// nothing per message), or one whole large message.
+type inFrame struct {
+	buf    []byte // the frame, or the large message's payload; owned until release
+	pooled bool   // buf came from bufpool and goes back there
+	large  *wire.Header
+	held   int64 // inbound capacity held until every handler returned
+}
+
+var framePool = sync.Pool{New: func() any { return new(inFrame) }}
+
+// read decodes frames until the connection ends or carries bad input.
+func (ic *inConn) read() error {
+	var hdr [wire.FrameHeaderSize]byte
+	for {
+		ic.renewReadDeadline()
+		if _, err := io.ReadFull(ic.src, hdr[:]); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("frame header: %w", wire.ErrTruncated)
+			}
+			return err
+		}
+		fh, err := wire.ParseFrameHeader(hdr[:], uint32(ic.t.maxFrame))
+		if err != nil {
+			return err
+		}
+		if !ic.allowed(fh.Kind) {
+			return fmt.Errorf("%w: %v frame on the %s lane", wire.ErrMalformed, fh.Kind, ic.lane)
+		}
+		switch fh.Kind {
+		case wire.FrameBatch:
+			err = ic.readBatch(fh)
+		case wire.FrameLargeBegin:
+			err = ic.readLargeBegin(fh)
+		case wire.FrameLargeMore:
+			err = ic.readLargeMore(fh)
+		case wire.FrameLargeCancel:
+			err = ic.readLargeCancel(fh)
+		case wire.FramePing:
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// allowed reports whether the initiator of this lane may send kind.
+func (ic *inConn) allowed(kind wire.FrameKind) bool {
+	switch kind {
+	case wire.FramePing:
+		return true
+	case wire.FrameBatch:
+		return ic.lane != routing.Large
+	case wire.FrameLargeBegin, wire.FrameLargeMore, wire.FrameLargeCancel:
+		return ic.lane == routing.Large
+	}
+	return false
+}
+
+// readPayload reads and verifies a frame's payload into dst.
+func (ic *inConn) readPayload(fh wire.FrameHeader, dst []byte) error {
+	ic.renewReadDeadline()
+	if _, err := io.ReadFull(ic.src, dst); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
+		}
+		return err
+	}
+	return fh.Verify(dst)
+}
+
+// readBatch reads a batch frame once capacity for its buffer is taken.
+// Out of capacity, OverloadPause waits (reading stops, so TCP pushes back
+// on the sender) and OverloadReject reads the frame into a buffer held
+// only while its messages are answered, then rejects them.
+func (ic *inConn) readBatch(fh wire.FrameHeader) error {
+	held := int64(bufpool.Cap(int(fh.Length)))
+	rejecting, err := ic.admit(held)
+	if err != nil {
+		return err
+	}
+	if rejecting {
+		held = 0
+	}
+	buf := bufpool.Get(int(fh.Length))
+	if err := ic.readPayload(fh, buf); err != nil {
+		bufpool.Put(buf)
+		ic.account.Release(held)
+		return err
+	}
+	ic.measureRecvQueue()
+	f := framePool.Get().(*inFrame)
+	f.buf, f.pooled, f.held = buf, true, held
+	// Check every message now, and complete responses: their callers
+	// wait, and a paused handler must not hold them. The dispatcher gets
+	// the frame if anything else is in it.
+	others := 0
+	err = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+		if h.Flags&wire.FlagResponse != 0 {
+			ic.completeCall(*h, payload, true)
+			return
+		}
+		if rejecting {
+			ic.counters.drop(ReasonOverloaded)
+			ic.t.respond(ic.from, h, nil, ErrOverloaded)
+			return
+		}
+		others++
+	})
+	if err != nil || others == 0 {
+		ic.releaseFrame(f)
+		return err
+	}
+	ic.handOver(f)
+	return nil
+}
+
+// forEachMessage decodes the messages of a batch frame, in order. A
+// message that runs past the frame's end is malformed.
+func forEachMessage(frame []byte, maxPayload uint32, fn func(h *wire.Header, payload []byte)) error {
+	for off := 0; off < len(frame); {
+		h, n, err := wire.DecodeHeader(frame[off:], maxPayload)
+		if err != nil {
+			return err
+		}
+		end := off + n + int(h.PayloadLength)
+		if end > len(frame) {
+			return fmt.Errorf("%w: message overruns its frame", wire.ErrMalformed)
+		}
+		fn(&h, frame[off+n:end])
+		off = end
+	}
+	return nil
+}
+
+// admit takes n bytes of inbound capacity. Out of capacity it waits
+// (OverloadPause) until it has them or the connection or the transport
+// ends; with OverloadReject it reports rejecting instead.
+func (ic *inConn) admit(n int64) (rejecting bool, err error) {
+	if ic.account.TryTake(n) {
+		return false, nil
+	}
+	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
+		return true, nil
+	}
+	ic.counters.pause()
+	start := time.Now()
+	ok := ic.account.Wait(n, ic.done, ic.t.closed)
+	ic.counters.paused(time.Since(start))
+	ic.measureRecvQueue() // what piled up in the kernel while reading paused
+	if !ok {
+		return false, net.ErrClosed
+	}
+	ic.lastRenew = time.Time{} // the pause may have outlasted the deadline
+	return false, nil
+}
+
+// completeCall hands a response to the request waiting for it.
+func (ic *inConn) completeCall(h wire.Header, payload []byte, copyPayload bool) {
+	var r callResult
+	if h.Flags&wire.FlagFailure != 0 {
+		failure, err := wire.DecodeFailure(payload)
+		if err != nil {
+			failure = wire.Failure{Code: wire.FailureUnknown, Message: err.Error()}
+		}
+		r.err = &OpError{Op: "request", Peer: ic.from, Lane: ic.lane,
+			Err: &RemoteError{Code: failure.Code, Message: failure.Message}}
+	} else if copyPayload {
+		r.payload = append(make([]byte, 0, len(payload)), payload...)
+	} else {
+		r.payload = payload
+	}
+	switch {
+	case ic.t.calls.complete(h.ID, ic.from, r):
+		ic.counters.receive(int(len(payload)))
+	case r.err != nil:
+		// The peer reports a message of ours it dropped: a one-way
+		// message it rejected, or a request whose caller gave up.
+		ic.counters.remoteDrop(reasonOf(r.err))
+	default:
+		ic.counters.drop(ReasonExpired) // its caller stopped waiting
+	}
+}
+
+// releaseFrame gives back a frame's capacity and buffer.
+func (ic *inConn) releaseFrame(f *inFrame) {
+	ic.account.Release(f.held)
+	if f.pooled && f.buf != nil {
+		bufpool.Put(f.buf)
+	}
+	*f = inFrame{}
+	framePool.Put(f)
+}

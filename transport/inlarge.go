@@ -1,0 +1,339 @@
+package transport
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/internode/internode/internal/bufpool"
+	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/wire"
+)
+
+// largeIn is a large message being received in parts.
+type largeIn struct {
+	header  wire.Header
+	need    int64         // capacity it takes once granted: its buffer's size
+	exact   bool          // its buffer is allocated at its length, not from bufpool
+	granted bool          // room is reserved and the sender was told
+	waiter  *limit.Waiter // while it waits for room
+	payload []byte        // from bufpool, allocated at its first part
+	got     int
+	// streamed is set when a ReaderHandler takes the message as it
+	// arrives: parts go to pipe (nil once the handler stopped reading).
+	streamed bool
+	reader   ReaderHandler
+	pipe     *io.PipeWriter
+}
+
+// readLargeBegin reads the header of a large message and grants it room,
+// refuses it, or queues it to be granted once room frees; the reader goes
+// on reading meanwhile.
+func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
+	if fh.Length > wire.MaxHeaderSize {
+		return fmt.Errorf("%w: large message header of %d bytes", wire.ErrMalformed, fh.Length)
+	}
+	var buf [wire.MaxHeaderSize]byte
+	if err := ic.readPayload(fh, buf[:fh.Length]); err != nil {
+		return err
+	}
+	h, n, err := wire.DecodeHeader(buf[:fh.Length], 1<<32-1)
+	if err != nil {
+		return err
+	}
+	if n != int(fh.Length) {
+		return fmt.Errorf("%w: large message header followed by %d bytes", wire.ErrMalformed, int(fh.Length)-n)
+	}
+	h.Params = append([]byte(nil), h.Params...)
+	ic.mu.Lock()
+	_, dup := ic.streams[fh.Stream]
+	count := len(ic.streams)
+	ic.mu.Unlock()
+	switch {
+	case dup:
+		return fmt.Errorf("%w: stream %d begun twice", wire.ErrMalformed, fh.Stream)
+	case count >= maxInboundStreams:
+		return fmt.Errorf("%w: more than %d large messages in flight", wire.ErrMalformed, maxInboundStreams)
+	}
+	isResponse := h.Flags&wire.FlagResponse != 0
+	switch {
+	case h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize):
+		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
+	case isResponse && !ic.t.calls.waiting(h.ID, ic.from):
+		// Nobody waits for it (its caller gave up, or the peer made it
+		// up): refused before a byte of it travels.
+		return ic.refuse(fh.Stream, ReasonExpired, "nobody waits for this response")
+	case !isResponse && h.Expired(time.Now().UnixNano()):
+		return ic.refuse(fh.Stream, ReasonExpired, "")
+	}
+	m := &largeIn{header: h, need: int64(bufpool.Cap(int(h.PayloadLength)))}
+	if in := ic.t.limitsIn.Load(); m.need > min(in.PerPeer, in.Node) {
+		// Its pool class would not fit where the message itself does:
+		// allocate it at its length instead.
+		m.need, m.exact = int64(h.PayloadLength), true
+	}
+	if rh, ok := (*ic.t.handlers.Load())[Verb(h.Verb)].(readerAdapter); ok && !isResponse {
+		// A streamed message holds one frame at a time, not its size; its
+		// handler starts once it is granted.
+		m.streamed, m.reader = true, rh.h
+		m.need = int64(bufpool.Cap(min(ic.t.maxFrame, int(h.PayloadLength))))
+	}
+	if h.PayloadLength == 0 {
+		m.need = 0
+	}
+	ic.mu.Lock()
+	ic.streams[fh.Stream] = m
+	ic.mu.Unlock()
+	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
+		if !ic.account.TryTake(m.need) {
+			ic.forget(fh.Stream)
+			ic.abandon(m, 0)
+			return ic.refuse(fh.Stream, ReasonOverloaded, "")
+		}
+		return ic.granted(fh.Stream, m)
+	}
+	w, ok := ic.account.WaitFunc(m.need, func(ok bool) { ic.grantLater(fh.Stream, m, ok) })
+	switch {
+	case w == nil && ok:
+		return ic.granted(fh.Stream, m)
+	case w == nil:
+		ic.forget(fh.Stream)
+		ic.abandon(m, 0)
+		return ic.refuse(fh.Stream, ReasonOverloaded, "larger than this node's inbound limits")
+	}
+	ic.counters.pause() // the connection reads on; the message waits
+	ic.mu.Lock()
+	if !m.granted { // not granted meanwhile
+		m.waiter = w
+	}
+	ic.mu.Unlock()
+	return nil
+}
+
+// granted tells the sender that m, on stream, has room; an empty message
+// is complete at once.
+func (ic *inConn) granted(stream uint32, m *largeIn) error {
+	ic.mu.Lock()
+	ic.markGranted(m)
+	ic.mu.Unlock()
+	if err := ic.sendBack(wire.FrameGrant, stream, nil); err != nil {
+		return err
+	}
+	if m.header.PayloadLength == 0 {
+		return ic.largeDone(stream, m)
+	}
+	return nil
+}
+
+// grantLater is called by the budget once room for m was granted (or
+// found impossible), on the goroutine that freed it.
+func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
+	ic.mu.Lock()
+	if ic.closed || ic.streams[stream] != m {
+		// Withdrawn or the connection ended while it waited.
+		ic.mu.Unlock()
+		if ok {
+			ic.account.Release(m.need)
+		}
+		return
+	}
+	m.waiter = nil
+	if !ok {
+		delete(ic.streams, stream)
+		ic.mu.Unlock()
+		ic.abandon(m, 0)
+		if ic.refuse(stream, ReasonOverloaded, "larger than this node's inbound limits") != nil {
+			ic.kill()
+		}
+		return
+	}
+	ic.markGranted(m)
+	empty := m.header.PayloadLength == 0
+	ic.mu.Unlock()
+	if ic.sendBack(wire.FrameGrant, stream, nil) != nil {
+		ic.kill()
+	}
+	if empty {
+		// Nothing follows: the reader would never see it complete.
+		ic.mu.Lock()
+		if ic.streams[stream] == m {
+			delete(ic.streams, stream)
+			ic.mu.Unlock()
+			ic.deliverLarge(m)
+			return
+		}
+		ic.mu.Unlock()
+	}
+}
+
+// markGranted records that m has its room, starting its handler if it is
+// streamed. ic.mu held.
+func (ic *inConn) markGranted(m *largeIn) {
+	if m.streamed {
+		m.pipe = ic.streamLarge(m.reader, m)
+	}
+	m.granted = true
+}
+
+// refuse tells the sender it will not get room for the message begun on
+// stream, and counts it.
+func (ic *inConn) refuse(stream uint32, reason Reason, detail string) error {
+	ic.counters.drop(reason)
+	return ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[reason].code, Message: detail}))
+}
+
+// forget removes stream's entry.
+func (ic *inConn) forget(stream uint32) {
+	ic.mu.Lock()
+	delete(ic.streams, stream)
+	ic.mu.Unlock()
+}
+
+// abandon gives back what an unfinished large message holds; a non-zero
+// reason counts it as dropped with that reason.
+func (ic *inConn) abandon(m *largeIn, reason Reason) {
+	ic.mu.Lock()
+	granted, w := m.granted, m.waiter
+	m.waiter = nil
+	ic.mu.Unlock()
+	if w != nil && !w.Cancel() {
+		// Settled meanwhile: grantLater finds the message gone and gives
+		// back what it was granted.
+		granted = false
+	}
+	if m.pipe != nil {
+		m.pipe.CloseWithError(ErrConnectionReset) // its handler reads the error
+		m.pipe = nil
+	}
+	if granted {
+		ic.account.Release(m.need)
+	}
+	m.putPayload()
+	if reason != 0 {
+		ic.counters.drop(reason)
+	}
+}
+
+func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
+	ic.mu.Lock()
+	m := ic.streams[fh.Stream]
+	granted := m != nil && m.granted
+	ic.mu.Unlock()
+	switch {
+	case m == nil:
+		return fmt.Errorf("%w: part of unknown stream %d", wire.ErrMalformed, fh.Stream)
+	case !granted:
+		return fmt.Errorf("%w: part of stream %d before it was granted", wire.ErrMalformed, fh.Stream)
+	case m.got+int(fh.Length) > int(m.header.PayloadLength):
+		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
+	}
+	if m.streamed {
+		buf := bufpool.Get(int(fh.Length))
+		err := ic.readPayload(fh, buf)
+		if err == nil {
+			m.feed(buf)
+		}
+		bufpool.Put(buf)
+		if err != nil {
+			return err
+		}
+	} else {
+		if m.payload == nil {
+			m.getPayload()
+		}
+		if err := ic.readPayload(fh, m.payload[m.got:m.got+int(fh.Length)]); err != nil {
+			return err
+		}
+	}
+	m.got += int(fh.Length)
+	ic.measureRecvQueue()
+	if m.got < int(m.header.PayloadLength) {
+		return nil
+	}
+	return ic.largeDone(fh.Stream, m)
+}
+
+// largeDone delivers a large message whose last byte is in.
+func (ic *inConn) largeDone(stream uint32, m *largeIn) error {
+	ic.forget(stream)
+	ic.deliverLarge(m)
+	return nil
+}
+
+// deliverLarge hands a complete large message on: to its streaming
+// handler (end of body), its waiting request, or the dispatcher.
+func (ic *inConn) deliverLarge(m *largeIn) {
+	if m.streamed {
+		if m.pipe != nil {
+			m.pipe.Close() // the handler reads io.EOF
+		}
+		ic.account.Release(m.need)
+		return
+	}
+	h := m.header
+	if h.Flags&wire.FlagResponse != 0 {
+		// The payload now belongs to the request's caller: it no longer
+		// counts against this node's capacity.
+		ic.account.Release(m.need)
+		ic.completeCall(h, m.payload, false)
+		return
+	}
+	if h.Expired(time.Now().UnixNano()) {
+		ic.counters.drop(ReasonExpired)
+		ic.account.Release(m.need)
+		m.putPayload()
+		return
+	}
+	f := framePool.Get().(*inFrame)
+	f.buf, f.pooled, f.large, f.held = m.payload, !m.exact, &m.header, m.need
+	ic.handOver(f)
+}
+
+// getPayload allocates m's buffer, at its first part.
+func (m *largeIn) getPayload() {
+	if m.exact {
+		m.payload = make([]byte, m.header.PayloadLength)
+		return
+	}
+	m.payload = bufpool.Get(int(m.header.PayloadLength)) // every byte is overwritten before use
+}
+
+// putPayload recycles m's buffer, if it has one.
+func (m *largeIn) putPayload() {
+	if m.payload != nil && !m.exact {
+		bufpool.Put(m.payload)
+	}
+	m.payload = nil
+}
+
+// readLargeCancel withdraws a large message its sender gave up on.
+func (ic *inConn) readLargeCancel(fh wire.FrameHeader) error {
+	var buf [wire.MaxFailureMessage + 16]byte
+	if fh.Length > uint32(len(buf)) {
+		return fmt.Errorf("%w: cancel of %d bytes", wire.ErrMalformed, fh.Length)
+	}
+	if err := ic.readPayload(fh, buf[:fh.Length]); err != nil {
+		return err
+	}
+	f, err := wire.DecodeFailure(buf[:fh.Length])
+	if err != nil {
+		return err
+	}
+	ic.mu.Lock()
+	m := ic.streams[fh.Stream]
+	delete(ic.streams, fh.Stream)
+	ic.mu.Unlock()
+	if m == nil {
+		return nil // refused meanwhile: the sender had not seen it yet
+	}
+	reason, ok := reasonOfCode(f.Code)
+	if !ok {
+		reason = ReasonCanceled
+	}
+	if m.streamed && m.pipe != nil {
+		m.pipe.CloseWithError(fmt.Errorf("transport: the sender withdrew the message: %w", reason.Err()))
+		m.pipe = nil
+	}
+	ic.abandon(m, reason)
+	return nil
+}

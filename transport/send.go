@@ -1,0 +1,125 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// Send queues a one-way message to peer and returns once it is queued: it
+// does not wait for the write. The context's deadline, if any, becomes the
+// message's expiry: a message still queued, or arriving, after it is
+// dropped and counted. The transport may keep payload until it is written,
+// so the caller must not modify it after Send returns.
+//
+// Errors: ErrOverloaded (the lane's queue is full), ErrTooLarge,
+// ErrUnknownPeer, ErrClosed, or the context's error; each wrapped in an
+// *OpError.
+func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) error {
+	h := wire.Header{ID: t.nextID.Add(1), Verb: uint32(verb), Params: t.tel.traceParams(ctx)}
+	if d, ok := ctx.Deadline(); ok {
+		h.ExpiresAt = d.UnixNano()
+	}
+	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
+	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.Memory.WaitForCapacity); err != nil {
+		return &OpError{Op: "send", Peer: to, Lane: lane, Err: err}
+	}
+	return nil
+}
+
+// Request sends payload to peer and waits for the response. The deadline
+// is the context's, or else the verb's default timeout (Config.Timeouts.PerVerb,
+// Config.Timeouts.Request); it also becomes the message's expiry.
+//
+// Errors: those of Send; a *RemoteError matching ErrUnknownVerb,
+// ErrHandler, ErrExpired or ErrOverloaded when the peer failed the request;
+// ErrConnectionReset or ErrPeerLeft when the request was lost on the way;
+// and the context's error on timeout or cancellation (a timeout satisfies
+// net.Error with Timeout() true). Each is wrapped in an *OpError.
+func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.cfg.requestTimeout(verb))
+		defer cancel()
+	}
+	start := time.Now()
+	ctx, span, params := t.tel.startRequestSpan(ctx, to, verb)
+	resp, err := t.request(ctx, to, verb, payload, params)
+	t.tel.recordRequest(verb, time.Since(start))
+	endSpan(span, err)
+	return resp, err
+}
+
+func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, payload, params []byte) ([]byte, error) {
+	deadline, _ := ctx.Deadline()
+	h := wire.Header{Flags: wire.FlagExpectsResponse, ID: t.nextID.Add(1), Verb: uint32(verb),
+		ExpiresAt: deadline.UnixNano(), Params: params}
+	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
+	c := &call{peer: to, lane: lane, done: make(chan callResult, 1)}
+	t.calls.add(h.ID, c)
+	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.Memory.WaitForCapacity); err != nil {
+		t.calls.remove(h.ID)
+		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
+	}
+	select {
+	case r := <-c.done:
+		return r.payload, r.err
+	case <-ctx.Done():
+		if _, ok := t.calls.remove(h.ID); !ok {
+			r := <-c.done // completed meanwhile
+			return r.payload, r.err
+		}
+		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: ctx.Err()}
+	}
+}
+
+// send queues one message — one-way, request or response — on lane of
+// peer to. It is the one send path: every message passes here, and from
+// the moment it reaches a lane every failure is counted on that lane, so
+// that each ends in exactly one outcome. h's CreatedAt and PayloadLength
+// are filled in here.
+func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bool, lane routing.Lane,
+	h *wire.Header, payload []byte, wait bool) error {
+	if t.closing.Load() {
+		return ErrClosed
+	}
+	p, err := t.peerFor(to, mustBeMember)
+	if err != nil {
+		return err
+	}
+	now := t.clock.now()
+	h.CreatedAt, h.PayloadLength = now.UnixNano(), uint32(len(payload))
+	err = ctx.Err()
+	if err == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
+		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.Memory.MaxMessageSize)
+	}
+	var stack [64]byte
+	header := wire.AppendHeader(stack[:0], h)
+	it := outItem{id: h.ID, verb: h.Verb, expiresAt: h.ExpiresAt, enqueuedAt: now.UnixNano(),
+		isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
+	for {
+		c := p.lane(lane)
+		if c == nil {
+			return p.stopErr()
+		}
+		if err == nil {
+			err = c.enqueue(ctx, it, header, payload, wait)
+			if err == errRetired {
+				err = nil
+				continue // the lane was dropped for being idle: its successor takes it
+			}
+		}
+		if err != nil {
+			c.counters.drop(reasonOf(err))
+		}
+		return err
+	}
+}
+
+// headerOverhead bounds the encoded size of a message header without
+// parameters; routing counts it as part of the message's size.
+const headerOverhead = 40

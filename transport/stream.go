@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -37,9 +36,10 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 // from different goroutines (one of each at a time).
 //
 // The bytes travel in chunks, each prefixed with its length, and a
-// zero-length chunk marks the end of the writer's data. smux's own
-// half-close is not used: in v1.5.56 a stream closed by both sides drops
-// data its reader had received but not yet read.
+// zero-length chunk marks the end of the writer's data (see "Streams" in
+// package wire). smux's own half-close is not used: in v1.5.56 a stream
+// closed by both sides drops data its reader had received but not yet
+// read.
 type Stream struct {
 	s       *smux.Stream
 	peer    cluster.NodeID
@@ -51,15 +51,12 @@ type Stream struct {
 	// marker was read.
 	left   int
 	eof    bool
-	header [4]byte
+	header [wire.StreamChunkHeaderSize]byte
 
 	writeMu     sync.Mutex
 	writeClosed bool
 	scratch     []byte // header and a small payload, written as one frame
 }
-
-// maxChunk is the largest chunk a Stream writes.
-const maxChunk = 64 << 10
 
 var _ net.Conn = (*Stream)(nil)
 
@@ -82,12 +79,13 @@ func (s *Stream) Read(b []byte) (int, error) {
 		if _, err := io.ReadFull(s.s, s.header[:]); err != nil {
 			return 0, err
 		}
-		s.left = int(binary.BigEndian.Uint32(s.header[:]))
-		if s.left > maxChunk {
+		n, err := wire.ParseStreamChunkHeader(s.header[:])
+		if err != nil { // a length over the limit: ErrMalformed
 			s.s.Close()
-			return 0, fmt.Errorf("%w: stream chunk of %d bytes", wire.ErrMalformed, s.left)
+			return 0, err
 		}
-		s.eof = s.left == 0
+		s.left = n
+		s.eof = n == 0
 	}
 	n, err := s.s.Read(b[:min(len(b), s.left)])
 	s.left -= n
@@ -103,7 +101,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 	}
 	written := 0
 	for written < len(b) {
-		chunk := b[written:min(len(b), written+maxChunk)]
+		chunk := b[written:min(len(b), written+wire.MaxStreamChunk)]
 		if err := s.writeChunk(chunk); err != nil {
 			return written, err
 		}
@@ -116,7 +114,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 // their header into one frame, large ones as a header frame and the
 // caller's bytes. writeMu held.
 func (s *Stream) writeChunk(chunk []byte) error {
-	s.scratch = binary.BigEndian.AppendUint32(s.scratch[:0], uint32(len(chunk)))
+	s.scratch = wire.AppendStreamChunkHeader(s.scratch[:0], len(chunk))
 	if len(chunk) <= 4<<10 {
 		s.scratch = append(s.scratch, chunk...)
 		_, err := s.s.Write(s.scratch)
@@ -219,8 +217,8 @@ func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.S
 	_ = st.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { st.Close() })
 	defer stop()
-	// Opening: the verb, answered by one status byte (0, or a FailureCode).
-	if _, err := st.Write(binary.AppendUvarint(nil, uint64(verb))); err != nil {
+	// Opening: the verb, answered by one status byte.
+	if _, err := st.Write(wire.AppendStreamOpen(nil, uint32(verb))); err != nil {
 		st.Close()
 		return nil, ctxErrOr(ctx, err)
 	}
@@ -229,9 +227,9 @@ func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.S
 		st.Close()
 		return nil, ctxErrOr(ctx, fmt.Errorf("opening stream: %w", err))
 	}
-	if status[0] != 0 {
+	if code, refused := wire.ParseStreamStatus(status[0]); refused {
 		st.Close()
-		return nil, &RemoteError{Code: wire.FailureCode(status[0])}
+		return nil, &RemoteError{Code: code}
 	}
 	_ = st.SetDeadline(time.Time{})
 	return st, nil
@@ -303,11 +301,11 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 func (t *Transport) serveStream(p *peer, st *smux.Stream) {
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
-	verb, err := binary.ReadUvarint(byteReader{st})
-	if err != nil || verb > 1<<32-1 {
+	verb, err := wire.ReadStreamOpen(byteReader{st})
+	if err != nil {
 		return
 	}
-	refuse := func(code wire.FailureCode) { _, _ = st.Write([]byte{byte(code)}) }
+	refuse := func(code wire.FailureCode) { _, _ = st.Write(wire.AppendStreamRefuse(nil, code)) }
 	h := (*t.streamHandlers.Load())[Verb(verb)]
 	if h == nil {
 		refuse(wire.FailureUnknownVerb)
@@ -318,7 +316,7 @@ func (t *Transport) serveStream(p *peer, st *smux.Stream) {
 		refuse(wire.FailureOverloaded)
 		return
 	}
-	if _, err := st.Write([]byte{0}); err != nil {
+	if _, err := st.Write(wire.AppendStreamAccept(nil)); err != nil {
 		p.streams.in.Add(-1)
 		return
 	}
@@ -328,7 +326,8 @@ func (t *Transport) serveStream(p *peer, st *smux.Stream) {
 	h.ServeStream(t.ctx, s)
 }
 
-// byteReader reads one byte at a time, for binary.ReadUvarint.
+// byteReader reads one byte at a time, for wire.ReadStreamOpen: the verb
+// is read without reading past it.
 type byteReader struct{ r io.Reader }
 
 func (b byteReader) ReadByte() (byte, error) {

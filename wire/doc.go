@@ -1,9 +1,13 @@
 // Package wire encodes and decodes the bytes internode nodes exchange: the
 // handshake that opens a connection, the frames that carry messages after
-// it, the message header, its parameter block and the failure payload.
+// it, the message header, its parameter block and the failure payload, and
+// what travels inside each stream of a stream session and on a
+// file-transfer connection.
 //
-// The package does no I/O of its own apart from ReadHandshake, keeps no
-// state and starts no goroutines; every function is safe for concurrent use.
+// The package does no I/O of its own apart from the Read* functions
+// (ReadHandshake, ReadFileHeader, ReadFileResult, ReadStreamOpen), each of
+// which reads one item from a caller's reader and nothing past it; it keeps
+// no state and starts no goroutines; every function is safe for concurrent use.
 // Encoders append to a caller's slice (the Append* functions) so that a
 // caller with a buffer of enough capacity encodes without allocating.
 // Decoders read from a caller's slice; where a decoded value holds bytes
@@ -37,8 +41,8 @@
 //
 // The handshake's lane byte says what the connection carries: 0 urgent,
 // 1 small and 2 large message lanes (frames, as below); 3 a stream
-// session, after which both sides speak smux protocol v2; 4 one file
-// transfer (see File transfer).
+// session, after which both sides speak smux protocol v2 (see Streams);
+// 4 one file transfer (see File transfer).
 //
 // Messages travel one way per connection. A node answers a request on a
 // connection of its own to the requester (it dials it, if it has none):
@@ -258,6 +262,79 @@
 //	         6 FailureCanceled
 //	message  human-readable detail, 0..1024 bytes (MaxFailureMessage)
 //
+// # Streams
+//
+// A stream connection (lane 3) carries a session of byte streams. After
+// the handshake both sides speak smux protocol version 2
+// (https://github.com/xtaci/smux#specification): smux's own 8-byte frame
+// headers, whose integers are little-endian unlike the rest of this
+// format, carry any number of streams, each with its own flow-control
+// window. The initiator of the connection is the smux client and the only
+// side that opens streams; a node that wants to open streams to a peer
+// dials a stream connection of its own. internode keeps smux's default
+// keep-alive: a NOP every 10 s, and a session that hears nothing for 30 s
+// is closed.
+//
+// Inside each smux stream the opener writes the verb and writes nothing
+// more until the acceptor has answered with one status byte:
+//
+//	opener                                 acceptor
+//	+----------------+
+//	| verb (uvarint) |  ------------->
+//	+----------------+
+//	                    <-------------     +------------+
+//	                                       | status (1) |
+//	                                       +------------+
+//
+//	verb    what the stream is for, 0..2^32-1, chosen by the application;
+//	        at most MaxStreamOpenSize (5) bytes
+//	status  0 StreamAccepted, or the FailureCode refusing the stream:
+//	        1 FailureUnknownVerb (no handler for the verb), 4
+//	        FailureOverloaded (too many streams open with that peer); codes
+//	        this version does not define are passed up as they are
+//
+// A refusing acceptor closes the stream after the status byte, and so does
+// an acceptor that reads a malformed verb (without a status byte). Both
+// sides bound the opening with their handshake timeout.
+//
+// Once the stream is accepted, each side writes its data as chunks, each a
+// 4-byte big-endian length (StreamChunkHeaderSize) followed by that many
+// bytes, 1 to MaxStreamChunk (65536). A chunk of length 0 is the end
+// marker: its writer has no more data for that direction (a half-close)
+// and writes nothing after it; the other direction goes on until its own
+// end marker. The two directions are independent: either side may write
+// while the other does.
+//
+//	+------------+------------+------------+------------+-----+-------------+
+//	| length (4) | data (len) | length (4) | data (len) | ... | 00 00 00 00 |
+//	+------------+------------+------------+------------+-----+-------------+
+//	 \_________ chunk _______/                                  end marker
+//
+// Chunk boundaries mean nothing: a writer cuts its data where it likes
+// (internode writes each Write as chunks of at most MaxStreamChunk) and a
+// reader must not depend on where. A reader refuses a length above
+// MaxStreamChunk from the header alone (ParseStreamChunkHeader) and closes
+// the stream, not the session. A side closes the smux stream once it has
+// written its end marker and needs nothing more from the other; smux's own
+// half-close (its FIN) is not used to end a direction's data, because
+// smux v1.5.56 drops data a reader had received but not yet read once
+// both sides have closed a stream.
+//
+// The opener writes AppendStreamOpen and the acceptor reads it with
+// ReadStreamOpen; the acceptor answers with AppendStreamAccept or
+// AppendStreamRefuse, which the opener reads with ParseStreamStatus; each
+// side frames its data with AppendStreamChunkHeader and reads the other's
+// with ParseStreamChunkHeader.
+//
+// For example, a stream opened with verb 20 on which the opener sends
+// "hello" and the acceptor "ok" carries these bytes:
+//
+//	opener     14    00 00 00 05  68 65 6c 6c 6f  00 00 00 00
+//	           verb  length 5     "hello"         end marker
+//
+//	acceptor   00      00 00 00 02  6f 6b  00 00 00 00
+//	           status  length 2     "ok"   end marker
+//
 // # File transfer
 //
 // A file-transfer connection (lane 4) carries one file. After the
@@ -301,17 +378,19 @@
 //
 // Reserved values: frame kinds 8..255 and message flag bits 4..7 are
 // malformed in version 2 (a new one needs a new version); failure codes
-// 7..255 and refuse reasons 7..255 are passed up as they are and read as
-// FailureUnknown and as a refusal, so later versions can add reasons.
+// 7..255 (in a Failure or a stream's status byte) and refuse reasons
+// 7..255 are passed up as they are and read as FailureUnknown and as a
+// refusal, so later versions can add reasons.
 //
 // Part of the wire format, and pinned by tests, are: Magic, Version2,
 // MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
 // KeepaliveInterval,
 // DefaultMaxFramePayload (as the largest frame a writer sends), the values
 // of FrameKind, MessageFlags, FailureCode and RefuseReason, MaxParamsSize,
-// MaxFailureMessage and the ttl bound 2^62. MinVersion and MaxVersion say
-// what this build speaks; MaxHeaderSize is derived from the rest. Changing
-// any of them changes the format.
+// MaxFailureMessage, the ttl bound 2^62, and for streams StreamAccepted,
+// StreamChunkHeaderSize and MaxStreamChunk. MinVersion and MaxVersion say
+// what this build speaks; MaxHeaderSize and MaxStreamOpenSize are derived
+// from the rest. Changing any of them changes the format.
 //
 // # Hostile input
 //
@@ -321,10 +400,12 @@
 // frame, ErrMalformed, ErrChecksum, ErrBadMagic, ErrFrameTooLarge,
 // ErrMessageTooLarge, ErrHandshakeTooLarge; test with errors.Is) means the
 // peer does not speak this format or the bytes were damaged: the reader
-// must close the connection, with the error as the logged reason, and must
-// not try to resynchronise. The encoders, in turn, refuse to write what the
-// decoders would reject: AppendHello returns an error, and AppendHeader,
-// AppendFrameHeader and AppendReply panic on such a programming error.
+// must close the connection (inside a stream session, the stream), with
+// the error as the logged reason, and must not try to resynchronise. The
+// encoders, in turn, refuse to write what the decoders would reject:
+// AppendHello returns an error, and AppendHeader, AppendFrameHeader,
+// AppendReply, AppendStreamChunkHeader and AppendStreamRefuse panic on
+// such a programming error.
 //
 // # Using the package
 //

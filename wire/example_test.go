@@ -3,6 +3,7 @@ package wire_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 
 	"github.com/internode/internode/wire"
@@ -145,4 +146,42 @@ func ExampleDecodeFailure() {
 	fmt.Printf("%v: %s\n", f.Code, f.Message)
 	// Output:
 	// overloaded: peer reserve exhausted
+}
+
+// Inside a smux stream: the opener's verb and data, and how the acceptor
+// reads them. A bytes.Buffer stands in for the smux stream.
+func ExampleReadStreamOpen() {
+	var stream bytes.Buffer
+
+	// Opener: the verb, then (once accepted) its data in chunks and the
+	// end marker.
+	stream.Write(wire.AppendStreamOpen(nil, 20))
+	stream.Write(append(wire.AppendStreamChunkHeader(nil, 5), "hello"...))
+	stream.Write(wire.AppendStreamChunkHeader(nil, 0))
+
+	// Acceptor: the verb, then chunks until the end marker.
+	verb, err := wire.ReadStreamOpen(&stream)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("verb %d, answer % x\n", verb, wire.AppendStreamAccept(nil))
+	header := make([]byte, wire.StreamChunkHeaderSize)
+	for {
+		if _, err := io.ReadFull(&stream, header); err != nil {
+			panic(err)
+		}
+		n, err := wire.ParseStreamChunkHeader(header)
+		if err != nil {
+			panic(err) // in real use: close the stream
+		}
+		if n == 0 {
+			fmt.Println("end of the opener's data")
+			break
+		}
+		fmt.Printf("chunk %q\n", stream.Next(n))
+	}
+	// Output:
+	// verb 20, answer 00
+	// chunk "hello"
+	// end of the opener's data
 }

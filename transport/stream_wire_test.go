@@ -1,0 +1,164 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/xtaci/smux"
+
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
+)
+
+// These tests speak to a node's stream session as a second implementation
+// would, from wire's description alone: a handshake for lane 3, smux v2,
+// and inside each smux stream the opening, the status byte and chunks.
+
+const laneStreamSession = 3 // see "Connections" in package wire
+
+// rawStreamSession handshakes with addr as node id for a stream session
+// and returns the smux client over it, closed when the test ends.
+func rawStreamSession(t *testing.T, addr, id string) *smux.Session {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	hello, err := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
+		Lane: laneStreamSession, Cluster: "test", Node: id})
+	require.NoError(t, err)
+	_, err = conn.Write(hello)
+	require.NoError(t, err)
+	raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+	require.NoError(t, err)
+	reply, err := wire.DecodeReply(raw)
+	require.NoError(t, err)
+	require.Equal(t, wire.Accepted, reply.Reason)
+	_ = conn.SetDeadline(time.Time{})
+	cfg := smux.DefaultConfig()
+	cfg.Version = 2
+	session, err := smux.Client(conn, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { session.Close() })
+	return session
+}
+
+// rawOpen opens a smux stream, writes opening and reads the status byte.
+func rawOpen(t *testing.T, session *smux.Session, opening []byte) (*smux.Stream, byte) {
+	t.Helper()
+	st, err := session.OpenStream()
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	_ = st.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = st.Write(opening)
+	require.NoError(t, err)
+	var status [1]byte
+	_, err = io.ReadFull(st, status[:])
+	require.NoError(t, err)
+	return st, status[0]
+}
+
+// chunks encodes data as the given chunks and an end marker.
+func chunks(parts ...string) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = append(wire.AppendStreamChunkHeader(b, len(p)), p...)
+	}
+	return wire.AppendStreamChunkHeader(b, 0)
+}
+
+func TestStreamSpeaksTheWireFormat(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	const big = wire.MaxStreamChunk + 1000
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		got, err := io.ReadAll(s) // up to the opener's end marker
+		if err != nil {
+			return
+		}
+		_, _ = s.Write(append([]byte("got:"), got...))
+		_, _ = s.Write(bytes.Repeat([]byte("x"), big)) // cut at MaxStreamChunk
+	}))
+	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
+
+	st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
+	require.Equal(t, byte(wire.StreamAccepted), status)
+	_, err := st.Write(chunks("hel", "lo")) // boundaries carry no meaning
+	require.NoError(t, err)
+
+	got, err := io.ReadAll(st)
+	require.NoError(t, err)
+	want := chunks("got:hello", string(bytes.Repeat([]byte("x"), wire.MaxStreamChunk)), string(bytes.Repeat([]byte("x"), big-wire.MaxStreamChunk)))
+	assert.Equal(t, want, got, "each direction's data in chunks, then the end marker")
+}
+
+func TestStreamOpeningRefusals(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	echoStreams(c)
+	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
+
+	t.Run("unknown verb", func(t *testing.T) {
+		st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, 99))
+		code, refused := wire.ParseStreamStatus(status)
+		assert.True(t, refused)
+		assert.Equal(t, wire.FailureUnknownVerb, code)
+		rest, err := io.ReadAll(st)
+		require.NoError(t, err)
+		assert.Empty(t, rest, "the acceptor closes the stream after refusing")
+	})
+	for name, opening := range map[string][]byte{
+		"verb not in its shortest encoding": {byte(verbRepair) | 0x80, 0x00},
+		"verb above 2^32-1":                 {0x80, 0x80, 0x80, 0x80, 0x10},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st, err := session.OpenStream()
+			require.NoError(t, err)
+			defer st.Close()
+			_ = st.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = st.Write(opening)
+			require.NoError(t, err)
+			rest, err := io.ReadAll(st)
+			require.NoError(t, err)
+			assert.Empty(t, rest, "closed without a status byte")
+		})
+	}
+	t.Run("the session survives", func(t *testing.T) {
+		st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
+		require.Equal(t, byte(wire.StreamAccepted), status)
+		_, err := st.Write(chunks("still here"))
+		require.NoError(t, err)
+		got, err := io.ReadAll(st)
+		require.NoError(t, err)
+		assert.Equal(t, chunks("still here"), got)
+	})
+}
+
+func TestStreamChunkOverTheLimitClosesTheStream(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	readErr := make(chan error, 1)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, err := io.ReadAll(s)
+		readErr <- err
+	}))
+	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
+	st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
+	require.Equal(t, byte(wire.StreamAccepted), status)
+
+	over := []byte{0x00, 0x01, 0x00, 0x01} // MaxStreamChunk + 1
+	_, err := st.Write(append(over, bytes.Repeat([]byte("x"), 16)...))
+	require.NoError(t, err)
+
+	select {
+	case err := <-readErr:
+		assert.ErrorIs(t, err, wire.ErrMalformed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's Read did not fail")
+	}
+	_, err = io.ReadAll(st)
+	assert.True(t, err == nil || errors.Is(err, io.EOF), "the stream is closed: %v", err)
+}

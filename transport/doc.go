@@ -44,6 +44,43 @@
 // connection idle for Config.Timeouts.Idle is closed, and the lane's writer
 // goroutine exits with it.
 //
+// # The walk of a message
+//
+// One Send, from caller to socket (file: function):
+//
+//	send.go      Send: the header (ID, verb, deadline) and the lane, by size
+//	send.go      send: the one send path, for requests and responses too
+//	peer.go      peerFor, peer.lane: the peer, and its outConn for the lane
+//	outconn.go   outConn.enqueue: takes outbound capacity, then
+//	queue.go     outQueue.push: copies header and payload into a segment
+//	peer.go      peer.startWriter: starts the writer goroutine if none runs
+//	outconn.go   outConn.run: the writer's loop; dial.go connect if unconnected
+//	outconn.go   outConn.flush: one round of writing
+//	coalesce.go  askWait, coalesceWait: how long to wait for more messages
+//	queue.go     outQueue.take: the queued segment, whole
+//	writer.go    frameWriter.writeBatch: expiry, framing, one vectored write
+//	ledger.go    outConn.wrote or outConn.failed: the message's one outcome
+//
+// Large messages part at flush: largewriter.go largeWriter.step begins
+// them, waits for their grants and writes their parts.
+//
+// One frame, from socket to handler and back:
+//
+//	accept.go    serveConn: the handshake; then inconn.go newInConn, serve
+//	inframes.go  inConn.read: a frame header, checked (kind, lane, length)
+//	inframes.go  inConn.readBatch: admit takes capacity, then the payload
+//	inframes.go  forEachMessage: responses go to completeCall at once
+//	dispatch.go  inConn.handOver: the frame, to the connection's dispatcher
+//	dispatch.go  inConn.dispatchFrames: the dispatcher's loop, in order
+//	dispatch.go  inConn.handle: expiry, the handler, the outcome (ledger.go)
+//	dispatch.go  Transport.respond: a request's response, or its failure
+//	send.go      send: the response's way back, on this node's connection
+//	inframes.go  inConn.releaseFrame: the frame's capacity, given back
+//
+// Large messages: inlarge.go readLargeBegin grants room (or refuses, or
+// queues the grant), readLargeMore fills the buffer, deliverLarge hands
+// it to handOver; a ReaderHandler gets it as it arrives (readerhandler.go).
+//
 // # Dead connections
 //
 // Both ends speak at least once a second: the sender pings when it has

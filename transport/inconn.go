@@ -83,7 +83,7 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn) *inConn 
 // input — or for silence longer than KeepaliveTimeout — is counted and
 // logged (rate limited) before it is closed.
 func (ic *inConn) serve() {
-	ic.beatTimer = time.AfterFunc(wire.KeepaliveInterval, ic.beat)
+	ic.startBeats()
 	defer ic.end()
 	err := ic.read()
 	var ne net.Error
@@ -126,6 +126,14 @@ func (ic *inConn) kill() {
 		close(ic.done)
 		ic.conn.Close()
 	})
+}
+
+// startBeats schedules the first beat. The timer is armed only once it is
+// stored: beat reads ic.beatTimer, and the timer's Reset is what orders
+// that read after this write.
+func (ic *inConn) startBeats() {
+	ic.beatTimer = time.AfterFunc(time.Hour, ic.beat)
+	ic.beatTimer.Reset(wire.KeepaliveInterval)
 }
 
 // beat sends a FrameBeat and schedules the next: the sender learns this

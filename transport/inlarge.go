@@ -190,12 +190,17 @@ func (ic *inConn) forget(stream uint32) {
 }
 
 // abandon gives back what an unfinished large message holds; a non-zero
-// reason counts it as dropped with that reason.
+// reason counts it as dropped with that reason, unless it is streamed and
+// its handler started: it was received then, and its handler reads the
+// error instead.
 func (ic *inConn) abandon(m *largeIn, reason Reason) {
 	ic.mu.Lock()
 	granted, w := m.granted, m.waiter
 	m.waiter = nil
 	ic.mu.Unlock()
+	if m.streamed && granted {
+		reason = 0
+	}
 	if w != nil && !w.Cancel() {
 		// Settled meanwhile: grantLater finds the message gone and gives
 		// back what it was granted.

@@ -236,7 +236,10 @@ func TestPausedReaderEndsWithItsConnection(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the receiver paused", func() bool { return receiver.Stats().InboundWaiters == 1 })
 	require.NoError(t, sender.Close()) // it will not redial
-	require.Positive(t, c.Proxies[1].Kill())
+	// The proxy may already have passed the sender's close on; if not,
+	// the connection dies here. The paused reader learns it only from
+	// its beats failing.
+	c.Proxies[1].Kill()
 	waitFor(t, 10*time.Second, "the paused reader gave up with its connection", func() bool {
 		st := receiver.Stats()
 		return st.InboundWaiters == 0 && st.InboundConnections == 0

@@ -104,11 +104,21 @@ func New(cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen: %w", err)
 	}
+	t, err := newTransport(cfg, ln)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// newTransport builds a transport on ln from a valid cfg.
+func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
+	cfg = cfg.withDefaults()
 	overrides := make(map[uint32]routing.Lane, len(cfg.Lanes.Overrides))
 	for verb, lane := range cfg.Lanes.Overrides {
 		overrides[uint32(verb)] = lane
@@ -139,8 +149,8 @@ func New(cfg Config) (*Transport, error) {
 	t.inBudget = limit.NewBudget(cfg.Memory.Inbound.Node)
 	t.logs = rateLog{log: cfg.Telemetry.Logger, every: time.Second, burst: 5}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	var err error
 	if t.tel, err = newTelemetry(t, cfg.Telemetry.MeterProvider, cfg.Telemetry.TracerProvider); err != nil {
-		ln.Close()
 		t.cancel()
 		return nil, fmt.Errorf("transport: metrics: %w", err)
 	}

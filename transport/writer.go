@@ -40,6 +40,9 @@ func (it *outItem) msg(buf []byte) outMsg {
 type frameWriter struct {
 	headers []byte
 	vec     net.Buffers
+	// writing is what WriteTo consumes: a field, so that handing its
+	// address to the connection allocates nothing.
+	writing net.Buffers
 }
 
 // reserve makes room for n frame headers: the vector aliases headers, so
@@ -73,10 +76,10 @@ func (fw *frameWriter) flush(dst io.Writer) error {
 		return nil
 	}
 	vec := fw.vec
-	bufs := vec
-	_, err := bufs.WriteTo(dst)
+	fw.writing = vec
+	_, err := fw.writing.WriteTo(dst)
 	clear(vec) // no reference to payloads survives the write
-	fw.vec = vec[:0]
+	fw.vec, fw.writing = vec[:0], nil
 	return err
 }
 

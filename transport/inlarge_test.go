@@ -1,0 +1,376 @@
+package transport
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// largeBegin frames the header of a large message on stream.
+func largeBegin(stream uint32, h wire.Header, length int) []byte {
+	h.PayloadLength = uint32(length)
+	if h.CreatedAt == 0 {
+		h.CreatedAt = time.Now().UnixNano()
+	}
+	return anyFrame(wire.FrameLargeBegin, stream, wire.AppendHeader(nil, &h))
+}
+
+// TestReaderLargeMessage: a large message is granted room at its header,
+// read in parts into one buffer, handed to its handler, and its capacity
+// given back when the handler returns.
+func TestReaderLargeMessage(t *testing.T) {
+	r := newReaderRig(t, routing.Large, nil)
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	payload := make([]byte, 200<<10)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	r.write(largeBegin(3, wire.Header{ID: 40, Verb: 1}, len(payload)))
+	grant := within(t, r.back, 5*time.Second, "a grant")
+	assert.Equal(t, frame{wire.FrameGrant, 3, []byte{}}, grant)
+	assert.Positive(t, r.used(), "room is taken at the grant")
+	r.write(anyFrame(wire.FrameLargeMore, 3, payload[:128<<10]))
+	r.write(anyFrame(wire.FrameLargeMore, 3, payload[128<<10:]))
+	within(t, h.got, 5*time.Second, "the message")
+	assert.Equal(t, payload, h.payloads[0])
+	close(h.gate)
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+	assert.EqualValues(t, 1, r.in.received.Load())
+}
+
+// TestReaderLargeMessageWaitsForRoom: a large message that does not fit
+// is not refused and does not stop the reader: its grant comes once the
+// handler holding the room returns, and other messages' parts are read
+// meanwhile.
+func TestReaderLargeMessageWaitsForRoom(t *testing.T) {
+	r := newReaderRig(t, routing.Large, func(c *Config) {
+		c.Memory.MaxMessageSize = 256 << 10
+		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+	})
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 200<<10))
+	within(t, r.back, 5*time.Second, "the first grant")
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 200<<10))
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 200<<10)))
+	within(t, h.got, 5*time.Second, "the first message")
+	select {
+	case f := <-r.back:
+		t.Fatalf("%v before there was room", f.kind)
+	case <-time.After(20 * time.Millisecond):
+	}
+	assert.EqualValues(t, 1, r.in.throttled.Load(), "the wait is counted")
+	close(h.gate)
+	grant := within(t, r.back, 5*time.Second, "the second grant")
+	assert.Equal(t, frame{wire.FrameGrant, 2, []byte{}}, grant)
+	r.write(anyFrame(wire.FrameLargeMore, 2, make([]byte, 200<<10)))
+	within(t, h.got, 5*time.Second, "the second message")
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+}
+
+// TestReaderRefusesWhatCannotFit: a large message above MaxMessageSize is
+// refused as too large; with OverloadReject one that does not fit now is
+// refused as overloaded, with OverloadPause it waits; the reader reads on, and the refused streams may be reused.
+func TestReaderRefusesWhatCannotFit(t *testing.T) {
+	for _, policy := range []OverloadPolicy{OverloadPause, OverloadReject} {
+		r := newReaderRig(t, routing.Large, func(c *Config) {
+			c.Memory.MaxMessageSize = 1 << 20
+			c.Memory.Inbound = Limits{PerConnection: 1 << 20, PerPeer: 1 << 20, Node: 1 << 20}
+			c.Memory.InboundOverload = policy
+		})
+		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 2<<20))
+		refusal := within(t, r.back, 5*time.Second, "a refusal")
+		require.Equal(t, wire.FrameRefuse, refusal.kind)
+		f, err := wire.DecodeFailure(refusal.payload)
+		require.NoError(t, err)
+		assert.Equal(t, wire.FailureTooLarge, f.Code)
+		assert.EqualValues(t, 1, r.in.dropped[ReasonTooLarge].Load())
+
+		r.write(largeBegin(1, wire.Header{ID: 2, Verb: 1}, 900<<10))
+		assert.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "a grant").kind)
+		r.write(largeBegin(2, wire.Header{ID: 3, Verb: 1}, 900<<10))
+		if policy == OverloadReject {
+			refusal = within(t, r.back, 5*time.Second, "a refusal")
+			require.Equal(t, wire.FrameRefuse, refusal.kind)
+			f, err = wire.DecodeFailure(refusal.payload)
+			require.NoError(t, err)
+			assert.Equal(t, wire.FailureOverloaded, f.Code)
+			assert.EqualValues(t, 1, r.in.dropped[ReasonOverloaded].Load())
+		}
+		r.write(anyFrame(wire.FrameLargeCancel, 1, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureCanceled})))
+		if policy == OverloadPause {
+			// The cancelled message's room goes to the waiting one.
+			assert.Equal(t, frame{wire.FrameGrant, 2, []byte{}}, within(t, r.back, 5*time.Second, "the waiting grant"))
+			r.write(anyFrame(wire.FrameLargeCancel, 2, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureCanceled})))
+		}
+		eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+	}
+}
+
+// TestReaderLargeCancelGivesBack: a message withdrawn after some of its
+// parts arrived is dropped with the sender's reason and its room and
+// buffer are given back; a cancel for a stream not in flight is ignored.
+func TestReaderLargeCancelGivesBack(t *testing.T) {
+	r := newReaderRig(t, routing.Large, nil)
+	r.tr.Handle(1, newRecorder(false))
+	r.write(largeBegin(4, wire.Header{ID: 1, Verb: 1}, 300<<10))
+	within(t, r.back, 5*time.Second, "the grant")
+	r.write(anyFrame(wire.FrameLargeMore, 4, make([]byte, 100<<10)))
+	r.write(anyFrame(wire.FrameLargeCancel, 4, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureExpired})))
+	r.write(anyFrame(wire.FrameLargeCancel, 5, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureCanceled})))
+	eventually(t, func() bool { return r.in.dropped[ReasonExpired].Load() == 1 }, "the drop")
+	assert.Zero(t, r.used())
+	r.write(largeBegin(4, wire.Header{ID: 2, Verb: 1}, 0)) // the stream is free again; empty is complete at once
+	assert.Equal(t, frame{wire.FrameGrant, 4, []byte{}}, within(t, r.back, 5*time.Second, "the grant"))
+	eventually(t, func() bool { return r.in.received.Load() == 1 }, "the empty message")
+}
+
+// TestReaderStreamedLargeMessage: a ReaderHandler gets a large message's
+// body as it arrives, holding one frame's room, not the message's.
+func TestReaderStreamedLargeMessage(t *testing.T) {
+	r := newReaderRig(t, routing.Large, nil)
+	got := make(chan []byte, 1)
+	r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+		b, err := io.ReadAll(body)
+		if err == nil {
+			got <- b
+		}
+		return nil, err
+	}))
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 3<<20))
+	within(t, r.back, 5*time.Second, "the grant")
+	assert.LessOrEqual(t, r.used(), int64(r.tr.maxFrame), "one frame's room")
+	part := make([]byte, r.tr.maxFrame)
+	for range (3 << 20) / len(part) {
+		r.write(anyFrame(wire.FrameLargeMore, 1, part))
+	}
+	assert.Len(t, within(t, got, 5*time.Second, "the body"), 3<<20)
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+}
+
+// TestReaderTruncatedPart: a connection that ends inside a large
+// message's part is truncated input, and the message's room and buffer
+// are given back.
+func TestReaderTruncatedPart(t *testing.T) {
+	for _, streamed := range []bool{false, true} {
+		r := newReaderRig(t, routing.Large, nil)
+		if streamed {
+			r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+				_, err := io.Copy(io.Discard, body)
+				return nil, err
+			}))
+		}
+		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 100<<10))
+		within(t, r.back, 5*time.Second, "the grant")
+		r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100))[:50])
+		r.far.Close()
+		require.ErrorIs(t, r.end(), wire.ErrTruncated)
+		eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+		// One outcome: a streamed message was received when its handler
+		// started (and the handler read the error); a buffered one is
+		// dropped.
+		if streamed {
+			assert.EqualValues(t, 1, r.in.received.Load())
+			assert.Zero(t, r.in.dropped[ReasonConnectionReset].Load())
+		} else {
+			assert.Zero(t, r.in.received.Load())
+			assert.EqualValues(t, 1, r.in.dropped[ReasonConnectionReset].Load())
+		}
+	}
+}
+
+// TestReaderPartBeforeItsGrant: a part of a message that waits for room
+// is a protocol breach: the sender may not send before its grant.
+func TestReaderPartBeforeItsGrant(t *testing.T) {
+	r := newReaderRig(t, routing.Large, func(c *Config) {
+		c.Memory.MaxMessageSize = 256 << 10
+		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+	})
+	h := newRecorder(true)
+	defer close(h.gate)
+	r.tr.Handle(1, h)
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 200<<10))
+	within(t, r.back, 5*time.Second, "the grant")
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 200<<10)))
+	within(t, h.got, 5*time.Second, "the message")
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 200<<10))
+	go func() { _, _ = r.far.Write(anyFrame(wire.FrameLargeMore, 2, []byte("early"))) }()
+	err := r.end()
+	require.ErrorIs(t, err, wire.ErrMalformed)
+	assert.ErrorContains(t, err, "before it was granted")
+}
+
+// refusalOf decodes a refusal frame's failure.
+func refusalOf(t *testing.T, f frame) wire.FailureCode {
+	t.Helper()
+	require.Equal(t, wire.FrameRefuse, f.kind)
+	failure, err := wire.DecodeFailure(f.payload)
+	require.NoError(t, err)
+	return failure.Code
+}
+
+// TestReaderLargeResponse: a large response goes to its waiting call,
+// without holding this node's capacity once complete; one no call waits
+// for is refused before a byte of it travels, as is an expired message.
+func TestReaderLargeResponse(t *testing.T) {
+	r := newReaderRig(t, routing.Large, nil)
+	done := make(chan callResult, 1)
+	r.tr.calls.add(50, &call{peer: "n2", done: done})
+	r.write(largeBegin(1, wire.Header{ID: 50, Verb: 1, Flags: wire.FlagResponse}, 100<<10))
+	assert.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "the grant").kind)
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
+	res := within(t, done, 5*time.Second, "the response")
+	assert.Len(t, res.payload, 100<<10)
+	assert.Zero(t, r.used())
+
+	r.write(largeBegin(2, wire.Header{ID: 51, Verb: 1, Flags: wire.FlagResponse}, 100<<10))
+	assert.Equal(t, wire.FailureExpired, refusalOf(t, within(t, r.back, 5*time.Second, "the refusal")))
+	past := time.Now().Add(-time.Second).UnixNano()
+	r.write(largeBegin(3, wire.Header{ID: 52, Verb: 1, CreatedAt: past, ExpiresAt: past + 1}, 100<<10))
+	assert.Equal(t, wire.FailureExpired, refusalOf(t, within(t, r.back, 5*time.Second, "the refusal")))
+	assert.EqualValues(t, 2, r.in.dropped[ReasonExpired].Load())
+	assert.EqualValues(t, 1, r.in.received.Load())
+}
+
+// TestReaderLargeMessageExpiresInTransit: a message whose deadline passes
+// while its parts arrive is dropped as expired when complete, not handed
+// to its handler, and its room is given back.
+func TestReaderLargeMessageExpiresInTransit(t *testing.T) {
+	r := newReaderRig(t, routing.Large, nil)
+	h := newRecorder(false)
+	r.tr.Handle(1, h)
+	now := time.Now()
+	expires := now.Add(50 * time.Millisecond)
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1, CreatedAt: now.UnixNano(), ExpiresAt: expires.UnixNano()}, 100<<10))
+	within(t, r.back, 5*time.Second, "the grant")
+	time.Sleep(time.Until(expires)) // the clock is past the deadline after this, whatever the scheduler does
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
+	eventually(t, func() bool { return r.in.dropped[ReasonExpired].Load() == 1 }, "the drop")
+	assert.Zero(t, r.used())
+	assert.Empty(t, h.seen())
+}
+
+// TestReaderLargeMessageAboveItsPoolClass: a message whose pooled buffer
+// would not fit the limits, though the message does, gets a buffer of its
+// exact length.
+func TestReaderLargeMessageAboveItsPoolClass(t *testing.T) {
+	const limit = 1000 << 10
+	r := newReaderRig(t, routing.Large, func(c *Config) {
+		c.Memory.MaxMessageSize = 900 << 10
+		c.Memory.Inbound = Limits{PerConnection: limit, PerPeer: limit, Node: limit}
+	})
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 900<<10))
+	within(t, r.back, 5*time.Second, "the grant")
+	assert.Equal(t, int64(900<<10), r.used(), "held at its length")
+	for range 4 {
+		r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 225<<10)))
+	}
+	within(t, h.got, 5*time.Second, "the message")
+	close(h.gate)
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+}
+
+// TestReaderGrantsInOrderOfArrival: messages waiting for room are granted
+// in the order they began, an empty one included, once room frees.
+func TestReaderGrantsInOrderOfArrival(t *testing.T) {
+	r := newReaderRig(t, routing.Large, func(c *Config) {
+		c.Memory.MaxMessageSize = 256 << 10
+		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+	})
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 200<<10))
+	within(t, r.back, 5*time.Second, "the first grant")
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 200<<10)))
+	within(t, h.got, 5*time.Second, "the first message")
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 100<<10))
+	r.write(largeBegin(3, wire.Header{ID: 3, Verb: 1}, 0))
+	eventually(t, func() bool { return r.in.throttled.Load() == 2 }, "both to wait")
+	close(h.gate)
+	assert.Equal(t, uint32(2), within(t, r.back, 5*time.Second, "a grant").stream)
+	assert.Equal(t, uint32(3), within(t, r.back, 5*time.Second, "a grant").stream)
+	within(t, h.got, 5*time.Second, "the empty message")
+	assert.Equal(t, []uint64{1, 3}, h.seen())
+	r.write(anyFrame(wire.FrameLargeCancel, 2, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureCode(200)})))
+	eventually(t, func() bool { return r.in.dropped[ReasonCanceled].Load() == 1 }, "an unknown code counts as cancelled")
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+}
+
+// TestReaderWaitEndsWithTheConnection: a large message waiting for room
+// when its connection ends is given up; the room freed later is not
+// granted to it and is not lost.
+func TestReaderWaitEndsWithTheConnection(t *testing.T) {
+	r := newReaderRig(t, routing.Large, func(c *Config) {
+		c.Memory.MaxMessageSize = 256 << 10
+		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+	})
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 200<<10))
+	within(t, r.back, 5*time.Second, "the grant")
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 200<<10)))
+	within(t, h.got, 5*time.Second, "the message")
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 200<<10))
+	r.far.Close()
+	r.end()
+	assert.EqualValues(t, 1, r.in.dropped[ReasonConnectionReset].Load())
+	close(h.gate)
+	eventually(t, func() bool { return r.ic.account.Used() == 0 && r.ic.peer.inAccount.Used() == 0 }, "capacity given back")
+}
+
+// TestReaderRefusesWhatLimitsNoLongerHold: a large message waiting for
+// room is refused once the limits are lowered below the room it needs.
+func TestReaderRefusesWhatLimitsNoLongerHold(t *testing.T) {
+	r := newReaderRig(t, routing.Large, func(c *Config) {
+		c.Memory.MaxMessageSize = 300 << 10 // a 320 KiB buffer
+		c.Memory.Inbound = Limits{PerConnection: 640 << 10, PerPeer: 640 << 10, Node: 640 << 10}
+	})
+	h := newRecorder(true)
+	defer close(h.gate)
+	r.tr.Handle(1, h)
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 300<<10))
+	within(t, r.back, 5*time.Second, "the grant")
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 150<<10)))
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 150<<10)))
+	within(t, h.got, 5*time.Second, "the message")
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 300<<10))
+	r.write(largeBegin(3, wire.Header{ID: 3, Verb: 1}, 300<<10))
+	assert.Equal(t, uint32(2), within(t, r.back, 5*time.Second, "a grant").stream)
+	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "the third to wait")
+	small := Limits{PerConnection: 310 << 10, PerPeer: 310 << 10, Node: 310 << 10}
+	require.NoError(t, r.tr.SetLimits(Limits{}, small))
+	refusal := within(t, r.back, 5*time.Second, "the refusal")
+	assert.Equal(t, uint32(3), refusal.stream)
+	assert.Equal(t, wire.FailureOverloaded, refusalOf(t, refusal))
+}
+
+// TestReaderStreamedMessageWithdrawn: the handler of a streamed message
+// its sender withdraws reads an error, not a short body.
+func TestReaderStreamedMessageWithdrawn(t *testing.T) {
+	r := newReaderRig(t, routing.Large, nil)
+	readErr := make(chan error, 1)
+	r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+		_, err := io.ReadAll(body)
+		readErr <- err
+		return nil, err
+	}))
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 1<<20))
+	within(t, r.back, 5*time.Second, "the grant")
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
+	r.write(anyFrame(wire.FrameLargeCancel, 1, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureCanceled})))
+	assert.ErrorIs(t, within(t, readErr, 5*time.Second, "the handler"), ReasonCanceled.Err())
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+	assert.EqualValues(t, 1, r.in.received.Load(), "received when its handler started: its one outcome")
+	assert.Zero(t, r.in.dropped[ReasonCanceled].Load())
+	eventually(t, func() bool { return r.in.handlerErrors.Load() == 1 }, "the handler's error noted")
+}

@@ -1,0 +1,199 @@
+package transport
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/wire"
+)
+
+// largeRig is a large writer, its queue and sink, and what it wrote.
+type largeRig struct {
+	t    *testing.T
+	w    largeWriter
+	q    outQueue
+	fw   frameWriter
+	sink *recordingSink
+	out  bytes.Buffer
+}
+
+func newLargeRig(t *testing.T) *largeRig {
+	return &largeRig{t: t, sink: newRecordingSink(1 << 30)}
+}
+
+// queue pushes large messages (payloads kept by reference) with the
+// capacity taken as a producer would.
+func (r *largeRig) queue(sizes []int, expires map[int]int64) []uint64 {
+	ids := queueMessages(r.t, &r.q, sizes, expires, false)
+	r.sink.account.Release(0)
+	for i, size := range sizes {
+		h := wire.Header{ID: ids[i], Verb: 7, ExpiresAt: expires[i], PayloadLength: uint32(size)}
+		require.True(r.t, r.sink.account.TryTake(int64(len(wire.AppendHeader(nil, &h))+size+outItemCost)))
+	}
+	return ids
+}
+
+// step runs one round at now and returns the frames it wrote.
+func (r *largeRig) step(now int64, maxFrame int) []frame {
+	r.t.Helper()
+	r.out.Reset()
+	require.NoError(r.t, r.w.step(&r.out, &r.fw, &r.q, maxFrame, now, r.sink))
+	return readFrames(r.t, r.out.Bytes())
+}
+
+func kinds(frames []frame) []wire.FrameKind {
+	var k []wire.FrameKind
+	for _, f := range frames {
+		k = append(k, f.kind)
+	}
+	return k
+}
+
+// TestLargeWriterWaitsForItsGrant: a large message's header goes first,
+// alone; no payload byte goes before the receiver grants it; once granted
+// its parts go out, interleaved with another granted message's.
+func TestLargeWriterWaitsForItsGrant(t *testing.T) {
+	r := newLargeRig(t)
+	r.queue([]int{300 << 10, 100 << 10}, nil)
+	frames := r.step(0, 128<<10)
+	require.Equal(t, []wire.FrameKind{wire.FrameLargeBegin, wire.FrameLargeBegin}, kinds(frames))
+	h, n, err := wire.DecodeHeader(frames[0].payload, 1<<30)
+	require.NoError(t, err)
+	assert.Equal(t, len(frames[0].payload), n, "the header alone")
+	assert.Equal(t, uint32(300<<10), h.PayloadLength)
+	first, second := frames[0].stream, frames[1].stream
+	assert.NotEqual(t, first, second)
+	assert.False(t, r.w.busy(0), "nothing to write until a grant")
+	assert.Empty(t, r.step(0, 128<<10), "still nothing")
+
+	r.w.deliver(backFrame{stream: second})
+	r.w.deliver(backFrame{stream: first})
+	assert.True(t, r.w.busy(0))
+	frames = r.step(0, 128<<10)
+	assert.Equal(t, []wire.FrameKind{wire.FrameLargeMore, wire.FrameLargeMore}, kinds(frames), "one part of each")
+	frames = r.step(0, 128<<10)
+	assert.Equal(t, []wire.FrameKind{wire.FrameLargeMore}, kinds(frames), "the second is done")
+	assert.Equal(t, 1, r.sink.messages)
+	r.step(0, 128<<10)
+	assert.Equal(t, 2, r.sink.messages)
+	assert.True(t, r.w.idle())
+	assert.Zero(t, r.sink.account.Used(), "all capacity given back")
+	assert.Zero(t, r.q.held())
+}
+
+// TestLargeWriterRefusalFailsTheMessage: a refusal fails its message with
+// the reason the receiver gave, and the stream is free.
+func TestLargeWriterRefusalFailsTheMessage(t *testing.T) {
+	r := newLargeRig(t)
+	ids := r.queue([]int{200 << 10}, nil)
+	frames := r.step(0, 64<<10)
+	require.Len(t, frames, 1)
+	r.w.deliver(backFrame{stream: frames[0].stream, refused: &wire.Failure{Code: wire.FailureOverloaded, Message: "full"}})
+	r.w.deliver(backFrame{stream: 9999}) // a grant for nothing in flight: ignored
+	assert.Empty(t, r.step(0, 64<<10))
+	assert.Equal(t, ReasonOverloaded, r.sink.fails[ids[0]])
+	var remote *RemoteError
+	require.ErrorAs(t, r.sink.failErrs[ids[0]], &remote)
+	assert.ErrorIs(t, r.sink.failErrs[ids[0]], ErrOverloaded)
+	assert.True(t, r.w.idle())
+	assert.Zero(t, r.sink.account.Used())
+}
+
+// TestLargeWriterWithdrawsExpiredMessages: a message that expires while it
+// waits for its grant, or while its parts go out, is withdrawn with a
+// FrameLargeCancel and fails as expired; one that expired before it began
+// fails without a frame.
+func TestLargeWriterWithdrawsExpiredMessages(t *testing.T) {
+	r := newLargeRig(t)
+	ids := r.queue([]int{200 << 10, 200 << 10, 200 << 10}, map[int]int64{0: 100, 1: 200, 2: 50})
+	frames := r.step(60, 64<<10) // message 3 expired already
+	require.Equal(t, []wire.FrameKind{wire.FrameLargeBegin, wire.FrameLargeBegin}, kinds(frames))
+	assert.Equal(t, ReasonExpired, r.sink.fails[ids[2]])
+	r.w.deliver(backFrame{stream: frames[1].stream}) // the second is granted
+	frames = r.step(150, 64<<10)                     // the first expired waiting for its grant
+	require.Equal(t, []wire.FrameKind{wire.FrameLargeCancel, wire.FrameLargeMore}, kinds(frames))
+	f, err := wire.DecodeFailure(frames[0].payload)
+	require.NoError(t, err)
+	assert.Equal(t, wire.FailureExpired, f.Code)
+	assert.Equal(t, ReasonExpired, r.sink.fails[ids[0]])
+	frames = r.step(250, 64<<10) // the second expired mid-transfer
+	require.Equal(t, []wire.FrameKind{wire.FrameLargeCancel}, kinds(frames))
+	assert.Equal(t, ReasonExpired, r.sink.fails[ids[1]])
+	assert.True(t, r.w.idle())
+	assert.Zero(t, r.sink.account.Used())
+}
+
+// TestLargeWriterResetKeepsWhatDidNotStart: when the connection breaks,
+// messages of which no payload byte was written wait for the next
+// connection, in order; those partly written fail.
+func TestLargeWriterResetKeepsWhatDidNotStart(t *testing.T) {
+	r := newLargeRig(t)
+	ids := r.queue([]int{200 << 10, 200 << 10, 200 << 10}, nil)
+	frames := r.step(0, 64<<10)
+	r.w.deliver(backFrame{stream: frames[0].stream})
+	r.step(0, 64<<10) // a part of the first
+	r.w.reset(&r.q, r.sink, ErrConnectionReset)
+	assert.Equal(t, map[uint64]Reason{ids[0]: ReasonConnectionReset}, r.sink.fails)
+	frames = r.step(0, 64<<10) // on the next connection
+	require.Equal(t, []wire.FrameKind{wire.FrameLargeBegin, wire.FrameLargeBegin}, kinds(frames))
+	for i, f := range frames {
+		h, _, err := wire.DecodeHeader(f.payload, 1<<30)
+		require.NoError(t, err)
+		assert.Equal(t, ids[i+1], h.ID, "in order")
+	}
+	r.w.failAll(&r.q, ReasonClosed, ErrClosed, r.sink)
+	assert.Equal(t, ReasonClosed, r.sink.fails[ids[1]])
+	assert.Equal(t, ReasonClosed, r.sink.fails[ids[2]])
+	assert.Zero(t, r.sink.account.Used())
+}
+
+// TestLargeWriterBeginsAtMostItsShare: no more than maxBegunLarge messages
+// are begun at once; the rest wait their turn.
+func TestLargeWriterBeginsAtMostItsShare(t *testing.T) {
+	r := newLargeRig(t)
+	sizes := make([]int, maxBegunLarge+3)
+	for i := range sizes {
+		sizes[i] = 70 << 10
+	}
+	r.queue(sizes, nil)
+	frames := r.step(0, 256<<10)
+	assert.Len(t, frames, maxBegunLarge)
+	for _, f := range frames {
+		r.w.deliver(backFrame{stream: f.stream})
+	}
+	frames = r.step(0, 256<<10) // all of each granted one
+	assert.Equal(t, maxBegunLarge, r.sink.messages)
+	for _, k := range kinds(frames) {
+		assert.Equal(t, wire.FrameLargeMore, k)
+	}
+	assert.Len(t, frames, maxBegunLarge)
+	frames = r.step(0, 256<<10) // their slots are free: the rest begin
+	assert.Equal(t, []wire.FrameKind{wire.FrameLargeBegin, wire.FrameLargeBegin, wire.FrameLargeBegin}, kinds(frames))
+}
+
+// TestLargeWriterEmptyPayload: a message pinned to the large lane with no
+// payload is complete once granted.
+func TestLargeWriterEmptyPayload(t *testing.T) {
+	r := newLargeRig(t)
+	r.queue([]int{0}, nil)
+	frames := r.step(0, 64<<10)
+	require.Len(t, frames, 1)
+	r.w.deliver(backFrame{stream: frames[0].stream})
+	assert.Empty(t, r.step(0, 64<<10))
+	assert.Equal(t, 1, r.sink.messages)
+	assert.True(t, r.w.idle())
+}
+
+// TestLargeWriterWriteError: a failed write loses the parts in flight.
+func TestLargeWriterWriteError(t *testing.T) {
+	r := newLargeRig(t)
+	ids := r.queue([]int{200 << 10}, nil)
+	frames := r.step(0, 64<<10)
+	r.w.deliver(backFrame{stream: frames[0].stream})
+	require.Error(t, r.w.step(failingWriter{}, &r.fw, &r.q, 64<<10, 0, r.sink))
+	assert.Equal(t, ReasonConnectionReset, r.sink.fails[ids[0]])
+	assert.Zero(t, r.sink.account.Used())
+}

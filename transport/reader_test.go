@@ -1,0 +1,386 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// The reader core's tests: an inConn reads frames from one end of an
+// in-memory pipe the test writes into, and its back channel (beats,
+// grants, refusals) comes back out of it. No socket, no dialling peer.
+
+// TestReaderDeliversABatchInOrder: a batch's messages reach their handler
+// in order, each counted received once, and the frame's capacity is given
+// back when the last handler returns.
+func TestReaderDeliversABatchInOrder(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	h := newRecorder(false)
+	r.tr.Handle(1, h)
+	r.write(batchFrame(oneWay(1, []byte("a")), oneWay(2, []byte("bb")), oneWay(3, nil)))
+	r.write(batchFrame(oneWay(4, []byte("dddd"))))
+	for range 4 {
+		within(t, h.got, 5*time.Second, "a message")
+	}
+	assert.Equal(t, []uint64{1, 2, 3, 4}, h.seen())
+	assert.Equal(t, [][]byte{[]byte("a"), []byte("bb"), nil, []byte("dddd")}, h.payloads)
+	assert.EqualValues(t, 4, r.in.received.Load())
+	assert.EqualValues(t, 7, r.in.receivedBytes.Load())
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+}
+
+// TestReaderUnknownVerbAndExpiredAreDropped: a message for a verb with no
+// handler and one already expired are each counted dropped, once.
+func TestReaderUnknownVerbAndExpiredAreDropped(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	h := newRecorder(false)
+	r.tr.Handle(1, h)
+	past := time.Now().Add(-time.Hour).UnixNano()
+	r.write(batchFrame(
+		message(wire.Header{ID: 1, Verb: 99}, []byte("x")),
+		message(wire.Header{ID: 2, Verb: 1, CreatedAt: past, ExpiresAt: past + 1}, []byte("y")),
+		oneWay(3, []byte("z"))))
+	within(t, h.got, 5*time.Second, "the live message")
+	eventually(t, func() bool {
+		return r.in.dropped[ReasonUnknownVerb].Load() == 1 && r.in.dropped[ReasonExpired].Load() == 1
+	}, "both drops counted")
+	assert.Equal(t, []uint64{3}, h.seen())
+	assert.EqualValues(t, 1, r.in.received.Load())
+}
+
+// TestReaderPausesWhenFull: with OverloadPause, a reader out of capacity
+// stops reading — the sender's write does not complete — and reads on
+// once a handler gives capacity back; nothing is lost.
+func TestReaderPausesWhenFull(t *testing.T) {
+	r := newReaderRig(t, routing.Small, func(c *Config) {
+		c.Memory.MaxMessageSize = 128 << 10
+		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+	})
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	payload := make([]byte, 100<<10) // 112 KiB buffers: two fit
+	r.write(batchFrame(oneWay(1, payload)))
+	within(t, h.got, 5*time.Second, "the first message")
+	r.write(batchFrame(oneWay(2, payload)))
+	sent := r.writeAsync(batchFrame(oneWay(3, payload)))
+	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "the reader to pause")
+	select {
+	case <-sent:
+		// The frame's header went through before the pause; its
+		// payload must not have.
+		t.Fatal("the paused reader read a whole frame")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(h.gate)
+	require.NoError(t, within(t, sent, 5*time.Second, "the write to complete"))
+	for range 2 {
+		within(t, h.got, 5*time.Second, "a message")
+	}
+	assert.Equal(t, []uint64{1, 2, 3}, h.seen())
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+	assert.Positive(t, r.in.throttledNanos.Load())
+}
+
+// TestReaderRejectsWhenFull: with OverloadReject a reader out of capacity
+// reads on, drops what does not fit as overloaded and answers each with
+// a failure; responses still reach their callers.
+func TestReaderRejectsWhenFull(t *testing.T) {
+	r := newReaderRig(t, routing.Small, func(c *Config) {
+		c.Memory.MaxMessageSize = 250 << 10
+		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		c.Memory.InboundOverload = OverloadReject
+	})
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	r.write(batchFrame(oneWay(1, make([]byte, 250<<10)))) // a 256 KiB buffer: full
+	within(t, h.got, 5*time.Second, "the first message")
+	done := make(chan callResult, 1)
+	r.tr.calls.add(77, &call{peer: "n2", done: done})
+	r.write(batchFrame(oneWay(2, make([]byte, 100)),
+		message(wire.Header{ID: 77, Verb: 1, Flags: wire.FlagResponse}, []byte("answer")),
+		oneWay(3, nil)))
+	res := within(t, done, 5*time.Second, "the response")
+	assert.Equal(t, "answer", string(res.payload))
+	assert.EqualValues(t, 2, r.in.dropped[ReasonOverloaded].Load())
+	assert.Equal(t, []uint64{1}, h.seen())
+	assert.Equal(t, int64(256<<10), r.used(), "only the admitted frame holds capacity")
+
+	// Each rejection was answered with a failure: the peer is not
+	// reachable here, so the answers fail when the transport closes.
+	close(h.gate)
+	r.tr.Close()
+	var answered []uint64
+	for len(r.drops) > 0 {
+		d := <-r.drops
+		require.True(t, d.Response)
+		f, err := wire.DecodeFailure(d.Payload)
+		require.NoError(t, err)
+		assert.Equal(t, wire.FailureOverloaded, f.Code)
+		answered = append(answered, d.ID)
+	}
+	assert.ElementsMatch(t, []uint64{2, 3}, answered)
+}
+
+// TestReaderResponsesAreNotHeldBehindAPausedHandler: a response reaches
+// its caller while the handler of an earlier message of the same
+// connection is still running.
+func TestReaderResponsesAreNotHeldBehindAPausedHandler(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	h := newRecorder(true)
+	defer close(h.gate)
+	r.tr.Handle(1, h)
+	done := make(chan callResult, 1)
+	r.tr.calls.add(5, &call{peer: "n2", done: done})
+	r.write(batchFrame(oneWay(1, nil)))
+	within(t, h.got, 5*time.Second, "the handler to start")
+	r.write(batchFrame(message(wire.Header{ID: 5, Verb: 1, Flags: wire.FlagResponse}, []byte("ok"))))
+	res := within(t, done, 5*time.Second, "the response")
+	assert.Equal(t, "ok", string(res.payload))
+}
+
+// TestReaderResponseForNobody: a response no call waits for is dropped as
+// expired; a failure response for nobody is counted as the peer's drop
+// of a message of ours; a response from another peer than the one asked
+// does not complete the call.
+func TestReaderResponseForNobody(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	done := make(chan callResult, 1)
+	r.tr.calls.add(9, &call{peer: "n3", done: done})
+	failure := wire.AppendFailure(nil, wire.Failure{Code: wire.FailureOverloaded})
+	r.write(batchFrame(
+		message(wire.Header{ID: 8, Verb: 1, Flags: wire.FlagResponse}, []byte("late")),
+		message(wire.Header{ID: 8, Verb: 1, Flags: wire.FlagResponse | wire.FlagFailure}, failure),
+		message(wire.Header{ID: 9, Verb: 1, Flags: wire.FlagResponse}, []byte("not yours"))))
+	eventually(t, func() bool {
+		return r.in.dropped[ReasonExpired].Load() == 2 && r.in.remoteDropped[ReasonOverloaded].Load() == 1
+	}, "the drops counted")
+	assert.True(t, r.tr.calls.waiting(9, "n3"), "n3's call still waits")
+	assert.Zero(t, r.in.received.Load())
+}
+
+// TestReaderEndsOnBadInput: each breach of the protocol ends the
+// connection with an error naming it, and leaves nothing held.
+func TestReaderEndsOnBadInput(t *testing.T) {
+	good := batchFrame(oneWay(1, []byte("x")))
+	corrupt := append([]byte(nil), good...)
+	corrupt[len(corrupt)-1] ^= 1
+	begin := largeBegin(1, wire.Header{ID: 1, Verb: 1}, 100<<10)
+	var tooMany []byte
+	for s := range maxInboundStreams + 1 {
+		tooMany = append(tooMany, largeBegin(uint32(s+1), wire.Header{ID: uint64(s + 1), Verb: 1}, 100<<10)...)
+	}
+	giant := wire.AppendFrameHeader(nil, wire.FrameBatch, 0)
+	binary.BigEndian.PutUint32(giant, 1<<31)
+	headerOnly := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: 1, PayloadLength: 10})
+	overrun := append(wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: 1, PayloadLength: 10}), 'x')
+	for _, c := range []struct {
+		name  string
+		lane  routing.Lane
+		input []byte
+		want  error
+		cut   bool // the connection ends after the input
+	}{
+		{"bad checksum", routing.Small, corrupt, wire.ErrChecksum, false},
+		{"truncated header", routing.Small, good[:5], wire.ErrTruncated, true},
+		{"truncated payload", routing.Small, good[:len(good)-1], wire.ErrTruncated, true},
+		{"giant frame", routing.Small, giant, wire.ErrFrameTooLarge, false},
+		{"batch on the large lane", routing.Large, good, wire.ErrMalformed, false},
+		{"large part on a small lane", routing.Small, begin, wire.ErrMalformed, false},
+		{"an acceptor's frame", routing.Small, anyFrame(wire.FrameGrant, 1, nil), wire.ErrMalformed, false},
+		{"message header cut short", routing.Small, batchFrame(oneWay(1, []byte("x"))[:3]), wire.ErrTruncated, false},
+		{"message overruns its frame", routing.Small, batchFrame(overrun), wire.ErrMalformed, false},
+		{"oversized large header", routing.Large, anyFrame(wire.FrameLargeBegin, 1, make([]byte, wire.MaxHeaderSize+1)), wire.ErrMalformed, false},
+		{"undecodable large header", routing.Large, anyFrame(wire.FrameLargeBegin, 1, []byte{0xff}), wire.ErrMalformed, false},
+		{"large header with trailing bytes", routing.Large, anyFrame(wire.FrameLargeBegin, 1, append(headerOnly, 0)), wire.ErrMalformed, false},
+		{"truncated large header", routing.Large, begin[:len(begin)-2], wire.ErrTruncated, true},
+		{"oversized cancel", routing.Large, anyFrame(wire.FrameLargeCancel, 1, make([]byte, wire.MaxFailureMessage+17)), wire.ErrMalformed, false},
+		{"undecodable cancel", routing.Large, anyFrame(wire.FrameLargeCancel, 1, nil), wire.ErrTruncated, false},
+		{"part of no stream", routing.Large, anyFrame(wire.FrameLargeMore, 9, []byte("x")), wire.ErrMalformed, false},
+		{"stream begun twice", routing.Large, append(append([]byte(nil), begin...), begin...), wire.ErrMalformed, false},
+		{"too many streams", routing.Large, tooMany, wire.ErrMalformed, false},
+		{"part overruns its message", routing.Large, append(append([]byte(nil), begin...),
+			anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10+1))...), wire.ErrMalformed, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newReaderRig(t, c.lane, nil)
+			r.tr.Handle(1, newRecorder(false))
+			go func() {
+				go func() {
+					for range r.back {
+					}
+				}()
+				_, _ = r.far.Write(c.input)
+				if c.cut {
+					r.far.Close()
+				}
+			}()
+			err := r.end()
+			require.ErrorIs(t, err, c.want)
+			assert.Zero(t, r.used(), "nothing held")
+		})
+	}
+}
+
+// TestReaderEndsWithAWaitingPause: a reader paused for capacity returns
+// when its connection is closed, and gives back what it held.
+func TestReaderEndsWithAWaitingPause(t *testing.T) {
+	r := newReaderRig(t, routing.Small, func(c *Config) {
+		c.Memory.MaxMessageSize = 250 << 10
+		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+	})
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	r.write(batchFrame(oneWay(1, make([]byte, 250<<10))))
+	within(t, h.got, 5*time.Second, "the first message")
+	r.writeAsync(batchFrame(oneWay(2, make([]byte, 10))))
+	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "the pause")
+	r.ic.kill()
+	require.ErrorIs(t, r.end(), net.ErrClosed)
+	close(h.gate)
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+	assert.Equal(t, []uint64{1}, h.seen())
+}
+
+// TestReaderBeatsAndJudgesSilence: the acceptor beats every
+// KeepaliveInterval, and a sender silent for the keepalive timeout is
+// judged gone and counted as such.
+func TestReaderBeatsAndJudgesSilence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := coreTransport(t, func(c *Config) { c.Timeouts.Keepalive = 2500 * time.Millisecond })
+		p, err := tr.claimConn("n2", uint8(routing.Small))
+		require.NoError(t, err)
+		pc := newPipeConn()
+		ic := newInConn(tr, p, routing.Small, pc.Conn)
+		ended := make(chan struct{})
+		go func() { ic.serve(); close(ended) }()
+		beats := make(chan time.Time, 16)
+		go func() {
+			var hdr [wire.FrameHeaderSize]byte
+			for {
+				if _, err := io.ReadFull(pc.peer, hdr[:]); err != nil {
+					close(beats)
+					return
+				}
+				fh, err := wire.ParseFrameHeader(hdr[:], 0)
+				if err == nil && fh.Kind == wire.FrameBeat {
+					beats <- time.Now()
+				}
+			}
+		}()
+		start := time.Now()
+		var got []time.Duration
+		for b := range beats {
+			got = append(got, b.Sub(start))
+		}
+		<-ended
+		// Beats at 1 s and 2 s; at 2.5 s of silence the reader gives up.
+		assert.Equal(t, []time.Duration{time.Second, 2 * time.Second}, got)
+		assert.EqualValues(t, 1, tr.malformed[BadInputSilent].Load())
+		pc.peer.Close()
+	})
+}
+
+// FuzzReader feeds arbitrary bytes to a reader, as a peer past its
+// handshake could send them: whatever they are, the reader ends once the
+// connection does, and everything it took — capacity, buffers, handler
+// goroutines — is given back.
+func FuzzReader(f *testing.F) {
+	begin := largeBegin(1, wire.Header{ID: 1, Verb: 1}, 1000)
+	f.Add(uint8(routing.Small), batchFrame(oneWay(1, []byte("x")), oneWay(2, nil)))
+	f.Add(uint8(routing.Small), batchFrame(message(wire.Header{ID: 3, Verb: 1, Flags: wire.FlagExpectsResponse}, []byte("q"))))
+	f.Add(uint8(routing.Urgent), append(anyFrame(wire.FramePing, 0, nil), batchFrame(oneWay(1, make([]byte, 300)))...))
+	f.Add(uint8(routing.Large), append(append([]byte(nil), begin...), anyFrame(wire.FrameLargeMore, 1, make([]byte, 1000))...))
+	f.Add(uint8(routing.Large), append(append([]byte(nil), begin...), anyFrame(wire.FrameLargeMore, 1, make([]byte, 10))...))
+	f.Add(uint8(routing.Large), append(largeBegin(2, wire.Header{ID: 1, Verb: 2}, 100), anyFrame(wire.FrameLargeMore, 2, make([]byte, 100))...))
+	f.Add(uint8(routing.Large), append(append([]byte(nil), begin...),
+		anyFrame(wire.FrameLargeCancel, 1, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureCanceled}))...))
+	f.Add(uint8(routing.Small), []byte{0, 0, 0, 5, 0, 0, 0, 0, 1, 2, 3, 4, 5})
+
+	tr := coreTransport(f, func(c *Config) {
+		c.Memory.MaxMessageSize = 256 << 10
+		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}
+	})
+	tr.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) { return nil, nil }))
+	tr.HandleReader(2, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+		_, err := io.Copy(io.Discard, body)
+		return nil, err
+	}))
+	f.Fuzz(func(t *testing.T, lane uint8, input []byte) {
+		l := routing.Lane(lane % uint8(routing.NumLanes))
+		p, err := tr.claimConn("n2", uint8(l))
+		require.NoError(t, err)
+		defer tr.releaseConn(p, uint8(l))
+		pc := newPipeConn()
+		ic := newInConn(tr, p, l, pc.Conn)
+		ended := make(chan struct{})
+		go func() { ic.serve(); close(ended) }()
+		go func() { _, _ = io.Copy(io.Discard, pc.peer) }() // the back channel
+		_ = pc.peer.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := pc.peer.Write(input); isTimeout(err) {
+			t.Fatal("the reader stopped reading")
+		}
+		pc.peer.Close()
+		within(t, ended, 5*time.Second, "the reader to end")
+		eventually(t, func() bool {
+			ic.dispatch.mu.Lock()
+			defer ic.dispatch.mu.Unlock()
+			return !ic.dispatch.running && ic.account.Used() == 0 && p.inAccount.Used() == 0
+		}, "everything given back")
+	})
+}
+
+// TestReaderAnswersRequests: a request's handler result goes back as its
+// response; a request for an unknown verb and one whose handler panics
+// are answered with failures; a one-way handler's error is noted, not
+// answered; a handler sees the message's deadline.
+func TestReaderAnswersRequests(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	deadline := make(chan time.Time, 1)
+	r.tr.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) {
+		if d, ok := ctx.Deadline(); ok {
+			deadline <- d
+		}
+		return append([]byte("re:"), m.Payload...), nil
+	}))
+	r.tr.Handle(2, HandlerFunc(func(context.Context, *Message) ([]byte, error) { panic("boom") }))
+	r.tr.Handle(3, HandlerFunc(func(context.Context, *Message) ([]byte, error) { return nil, errors.New("no") }))
+	now := time.Now()
+	expires := now.Add(time.Hour)
+	req := wire.FlagExpectsResponse
+	r.write(batchFrame(
+		message(wire.Header{ID: 1, Verb: 1, Flags: req, CreatedAt: now.UnixNano(), ExpiresAt: expires.UnixNano()}, []byte("q")),
+		message(wire.Header{ID: 2, Verb: 9, Flags: req}, nil),
+		message(wire.Header{ID: 3, Verb: 2, Flags: req}, nil),
+		message(wire.Header{ID: 4, Verb: 3}, nil)))
+	assert.Equal(t, expires.UnixNano(), within(t, deadline, 5*time.Second, "the handler").UnixNano())
+	eventually(t, func() bool { return r.in.handlerErrors.Load() == 1 }, "the one-way failure noted")
+	assert.EqualValues(t, 3, r.in.received.Load())
+	assert.EqualValues(t, 1, r.in.dropped[ReasonUnknownVerb].Load())
+
+	// The responses are queued to n2, which is not reachable here: they
+	// fail when the transport closes, with what they carried.
+	r.tr.Close()
+	answers := map[uint64]string{}
+	for len(r.drops) > 0 {
+		d := <-r.drops
+		require.True(t, d.Response)
+		answers[d.ID] = string(d.Payload)
+		if d.ID != 1 {
+			f, err := wire.DecodeFailure(d.Payload)
+			require.NoError(t, err)
+			answers[d.ID] = f.Code.String()
+		}
+	}
+	assert.Equal(t, map[uint64]string{1: "re:q", 2: wire.FailureUnknownVerb.String(), 3: wire.FailureHandlerError.String()}, answers)
+}

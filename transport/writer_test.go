@@ -1,0 +1,153 @@
+package transport
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/wire"
+)
+
+// queueMessages pushes messages with the given payload sizes and returns
+// their IDs; expires[i], when set, is message i's expiry.
+func queueMessages(t testing.TB, q *outQueue, sizes []int, expires map[int]int64, copyPayload bool) []uint64 {
+	t.Helper()
+	var ids []uint64
+	for i, size := range sizes {
+		id := uint64(i + 1)
+		h := wire.Header{ID: id, Verb: 7, ExpiresAt: expires[i], PayloadLength: uint32(size)}
+		it := outItem{id: id, verb: 7, expiresAt: expires[i], isRequest: i%3 == 1, isResponse: i%3 == 2}
+		payload := bytes.Repeat([]byte{byte(i)}, size)
+		require.NoError(t, q.push(it, wire.AppendHeader(nil, &h), payload, copyPayload))
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// TestWriteBatchFramesLiveMessages: a segment's messages go out as batch
+// frames of at most maxFrame bytes, in order; expired ones fail, are left
+// out, and split the frames around them.
+func TestWriteBatchFramesLiveMessages(t *testing.T) {
+	tests := []struct {
+		name     string
+		sizes    []int
+		expired  []int
+		maxFrame int
+		frames   int
+	}{
+		{"one message", []int{10}, nil, 1 << 10, 1},
+		{"several in one frame", []int{10, 20, 30}, nil, 1 << 10, 1},
+		{"split at the frame limit", []int{300, 300, 300, 300}, nil, 700, 2},
+		{"an expired message splits the frame", []int{10, 10, 10}, []int{1}, 1 << 10, 2},
+		{"all expired", []int{10, 10}, []int{0, 1}, 1 << 10, 0},
+		{"empty payloads", []int{0, 0, 0}, nil, 1 << 10, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var q outQueue
+			expires := map[int]int64{}
+			for _, i := range tt.expired {
+				expires[i] = 1 // long past
+			}
+			ids := queueMessages(t, &q, tt.sizes, expires, true)
+			b, observed := q.take()
+			require.NotNil(t, b)
+			assert.Zero(t, observed)
+			sink := newRecordingSink(1 << 20)
+			var out bytes.Buffer
+			var fw frameWriter
+			messages, _, err := fw.writeBatch(&out, b, tt.maxFrame, 2, sink)
+			require.NoError(t, err)
+			frames := readFrames(t, out.Bytes())
+			require.Len(t, frames, tt.frames)
+			var got []uint64
+			for i, f := range frames {
+				fids, payloads := messagesIn(t, f)
+				assert.LessOrEqual(t, len(f.payload), tt.maxFrame, "frame %d", i)
+				for j, id := range fids {
+					assert.Equal(t, tt.sizes[id-1], len(payloads[j]))
+				}
+				got = append(got, fids...)
+			}
+			var want []uint64
+			for i, id := range ids {
+				if _, gone := expires[i]; !gone {
+					want = append(want, id)
+				}
+			}
+			assert.Equal(t, want, got, "live messages, in order")
+			assert.Equal(t, len(want), messages)
+			assert.Len(t, sink.fails, len(tt.expired))
+			for _, i := range tt.expired {
+				assert.Equal(t, ReasonExpired, sink.fails[ids[i]])
+				assert.Len(t, sink.payloads[ids[i]], tt.sizes[i], "OnDropped gets the payload")
+			}
+			if len(want) > 0 {
+				assert.Equal(t, 1, sink.writes, "one vectored write")
+			}
+		})
+	}
+}
+
+// TestWriteBatchFailsEverythingOnAWriteError: a write that fails fails
+// every message it carried with ReasonConnectionReset, and the sink hears
+// no write.
+func TestWriteBatchFailsEverythingOnAWriteError(t *testing.T) {
+	var q outQueue
+	ids := queueMessages(t, &q, []int{5, 6, 7}, nil, true)
+	b, _ := q.take()
+	sink := newRecordingSink(1 << 20)
+	var fw frameWriter
+	_, _, err := fw.writeBatch(failingWriter{}, b, 1<<10, 0, sink)
+	require.Error(t, err)
+	for _, id := range ids {
+		assert.Equal(t, ReasonConnectionReset, sink.fails[id])
+	}
+	assert.Zero(t, sink.writes)
+	assert.Empty(t, sink.requests, "no request counts as written")
+}
+
+// TestWriteBatchRecordsRequests: written requests are reported, so that a
+// connection that dies can fail them.
+func TestWriteBatchRecordsRequests(t *testing.T) {
+	var q outQueue
+	queueMessages(t, &q, []int{1, 2, 3, 4, 5}, nil, true)
+	b, _ := q.take()
+	sink := newRecordingSink(1 << 20)
+	var fw frameWriter
+	_, _, err := fw.writeBatch(&bytes.Buffer{}, b, 1<<10, 0, sink)
+	require.NoError(t, err)
+	assert.Equal(t, []uint64{2, 5}, sink.requests)
+	assert.Equal(t, 1, sink.responses)
+}
+
+func TestWritePing(t *testing.T) {
+	var out bytes.Buffer
+	var fw frameWriter
+	require.NoError(t, fw.writePing(&out))
+	assert.Equal(t, []frame{{kind: wire.FramePing, payload: []byte{}}}, readFrames(t, out.Bytes()))
+	assert.Error(t, fw.writePing(failingWriter{}))
+}
+
+// TestFrameWriterDoesNotAllocate: framing a batch reuses the writer's
+// buffers.
+func TestFrameWriterDoesNotAllocate(t *testing.T) {
+	var q outQueue
+	for range 100 {
+		queueMessages(t, &q, []int{100}, nil, true)
+	}
+	b, _ := q.take()
+	sink := newRecordingSink(1 << 20)
+	var fw frameWriter
+	var out bytes.Buffer
+	out.Grow(1 << 20)
+	_, _, _ = fw.writeBatch(&out, b, 1<<10, 0, sink)
+	allocs := testing.AllocsPerRun(50, func() {
+		out.Reset()
+		_, _, _ = fw.writeBatch(&out, b, 1<<10, 0, sink)
+	})
+	assert.Zero(t, allocs, fmt.Sprintf("%v allocations per batch", allocs))
+}

@@ -353,3 +353,23 @@ func eventually(t testing.TB, cond func() bool, what string) {
 	t.Helper()
 	require.Eventually(t, cond, 5*time.Second, time.Millisecond, what)
 }
+
+// limitedTo sets MaxMessageSize and every inbound limit.
+func limitedTo(maxMessage int, limit int64) func(*Config) {
+	return func(c *Config) {
+		c.Memory.MaxMessageSize = maxMessage
+		c.Memory.Inbound = Limits{PerConnection: limit, PerPeer: limit, Node: limit}
+	}
+}
+
+// holdLarge sends a whole large message of size bytes on stream and waits
+// until h, a gated handler, holds it — and with it, its room.
+func (r *readerRig) holdLarge(h *recorder, stream uint32, id uint64, size int) {
+	r.t.Helper()
+	r.write(largeBegin(stream, wire.Header{ID: id, Verb: 1}, size))
+	require.Equal(r.t, wire.FrameGrant, within(r.t, r.back, 5*time.Second, "the grant").kind)
+	for off := 0; off < size; off += r.tr.maxFrame {
+		r.write(anyFrame(wire.FrameLargeMore, stream, make([]byte, min(r.tr.maxFrame, size-off))))
+	}
+	within(r.t, h.got, 5*time.Second, "the handler to hold the message")
+}

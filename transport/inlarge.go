@@ -284,9 +284,9 @@ func (ic *inConn) deliverLarge(m *largeIn) {
 		return
 	}
 	if h.Expired(time.Now().UnixNano()) {
-		ic.counters.drop(ReasonExpired)
 		ic.account.Release(m.need)
 		m.putPayload()
+		ic.counters.drop(ReasonExpired)
 		return
 	}
 	f := framePool.Get().(*inFrame)

@@ -51,10 +51,7 @@ func TestReaderLargeMessage(t *testing.T) {
 // handler holding the room returns, and other messages' parts are read
 // meanwhile.
 func TestReaderLargeMessageWaitsForRoom(t *testing.T) {
-	r := newReaderRig(t, routing.Large, func(c *Config) {
-		c.Memory.MaxMessageSize = 256 << 10
-		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-	})
+	r := newReaderRig(t, routing.Large, limitedTo(256<<10, 256<<10))
 	h := newRecorder(true)
 	r.tr.Handle(1, h)
 	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 200<<10))
@@ -78,7 +75,8 @@ func TestReaderLargeMessageWaitsForRoom(t *testing.T) {
 
 // TestReaderRefusesWhatCannotFit: a large message above MaxMessageSize is
 // refused as too large; with OverloadReject one that does not fit now is
-// refused as overloaded, with OverloadPause it waits; the reader reads on, and the refused streams may be reused.
+// refused as overloaded, with OverloadPause it waits. The reader reads on,
+// and a refused stream may be reused.
 func TestReaderRefusesWhatCannotFit(t *testing.T) {
 	for _, policy := range []OverloadPolicy{OverloadPause, OverloadReject} {
 		r := newReaderRig(t, routing.Large, func(c *Config) {
@@ -190,17 +188,11 @@ func TestReaderTruncatedPart(t *testing.T) {
 // TestReaderPartBeforeItsGrant: a part of a message that waits for room
 // is a protocol breach: the sender may not send before its grant.
 func TestReaderPartBeforeItsGrant(t *testing.T) {
-	r := newReaderRig(t, routing.Large, func(c *Config) {
-		c.Memory.MaxMessageSize = 256 << 10
-		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-	})
+	r := newReaderRig(t, routing.Large, limitedTo(256<<10, 256<<10))
 	h := newRecorder(true)
 	defer close(h.gate)
 	r.tr.Handle(1, h)
-	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 200<<10))
-	within(t, r.back, 5*time.Second, "the grant")
-	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 200<<10)))
-	within(t, h.got, 5*time.Second, "the message")
+	r.holdLarge(h, 1, 1, 200<<10)
 	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 200<<10))
 	go func() { _, _ = r.far.Write(anyFrame(wire.FrameLargeMore, 2, []byte("early"))) }()
 	err := r.end()
@@ -248,9 +240,9 @@ func TestReaderLargeMessageExpiresInTransit(t *testing.T) {
 	h := newRecorder(false)
 	r.tr.Handle(1, h)
 	now := time.Now()
-	expires := now.Add(50 * time.Millisecond)
+	expires := now.Add(200 * time.Millisecond)
 	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1, CreatedAt: now.UnixNano(), ExpiresAt: expires.UnixNano()}, 100<<10))
-	within(t, r.back, 5*time.Second, "the grant")
+	require.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "the grant").kind)
 	time.Sleep(time.Until(expires)) // the clock is past the deadline after this, whatever the scheduler does
 	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
 	eventually(t, func() bool { return r.in.dropped[ReasonExpired].Load() == 1 }, "the drop")
@@ -262,11 +254,7 @@ func TestReaderLargeMessageExpiresInTransit(t *testing.T) {
 // would not fit the limits, though the message does, gets a buffer of its
 // exact length.
 func TestReaderLargeMessageAboveItsPoolClass(t *testing.T) {
-	const limit = 1000 << 10
-	r := newReaderRig(t, routing.Large, func(c *Config) {
-		c.Memory.MaxMessageSize = 900 << 10
-		c.Memory.Inbound = Limits{PerConnection: limit, PerPeer: limit, Node: limit}
-	})
+	r := newReaderRig(t, routing.Large, limitedTo(900<<10, 1000<<10))
 	h := newRecorder(true)
 	r.tr.Handle(1, h)
 	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 900<<10))
@@ -283,16 +271,10 @@ func TestReaderLargeMessageAboveItsPoolClass(t *testing.T) {
 // TestReaderGrantsInOrderOfArrival: messages waiting for room are granted
 // in the order they began, an empty one included, once room frees.
 func TestReaderGrantsInOrderOfArrival(t *testing.T) {
-	r := newReaderRig(t, routing.Large, func(c *Config) {
-		c.Memory.MaxMessageSize = 256 << 10
-		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-	})
+	r := newReaderRig(t, routing.Large, limitedTo(256<<10, 256<<10))
 	h := newRecorder(true)
 	r.tr.Handle(1, h)
-	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 200<<10))
-	within(t, r.back, 5*time.Second, "the first grant")
-	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 200<<10)))
-	within(t, h.got, 5*time.Second, "the first message")
+	r.holdLarge(h, 1, 1, 200<<10)
 	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 100<<10))
 	r.write(largeBegin(3, wire.Header{ID: 3, Verb: 1}, 0))
 	eventually(t, func() bool { return r.in.throttled.Load() == 2 }, "both to wait")
@@ -310,16 +292,10 @@ func TestReaderGrantsInOrderOfArrival(t *testing.T) {
 // when its connection ends is given up; the room freed later is not
 // granted to it and is not lost.
 func TestReaderWaitEndsWithTheConnection(t *testing.T) {
-	r := newReaderRig(t, routing.Large, func(c *Config) {
-		c.Memory.MaxMessageSize = 256 << 10
-		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-	})
+	r := newReaderRig(t, routing.Large, limitedTo(256<<10, 256<<10))
 	h := newRecorder(true)
 	r.tr.Handle(1, h)
-	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 200<<10))
-	within(t, r.back, 5*time.Second, "the grant")
-	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 200<<10)))
-	within(t, h.got, 5*time.Second, "the message")
+	r.holdLarge(h, 1, 1, 200<<10)
 	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 200<<10))
 	r.far.Close()
 	r.end()
@@ -331,10 +307,7 @@ func TestReaderWaitEndsWithTheConnection(t *testing.T) {
 // TestReaderRefusesWhatLimitsNoLongerHold: a large message waiting for
 // room is refused once the limits are lowered below the room it needs.
 func TestReaderRefusesWhatLimitsNoLongerHold(t *testing.T) {
-	r := newReaderRig(t, routing.Large, func(c *Config) {
-		c.Memory.MaxMessageSize = 300 << 10 // a 320 KiB buffer
-		c.Memory.Inbound = Limits{PerConnection: 640 << 10, PerPeer: 640 << 10, Node: 640 << 10}
-	})
+	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 640<<10))
 	h := newRecorder(true)
 	defer close(h.gate)
 	r.tr.Handle(1, h)

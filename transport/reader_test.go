@@ -63,10 +63,7 @@ func TestReaderUnknownVerbAndExpiredAreDropped(t *testing.T) {
 // stops reading — the sender's write does not complete — and reads on
 // once a handler gives capacity back; nothing is lost.
 func TestReaderPausesWhenFull(t *testing.T) {
-	r := newReaderRig(t, routing.Small, func(c *Config) {
-		c.Memory.MaxMessageSize = 128 << 10
-		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-	})
+	r := newReaderRig(t, routing.Small, limitedTo(128<<10, 256<<10))
 	h := newRecorder(true)
 	r.tr.Handle(1, h)
 	payload := make([]byte, 100<<10) // 112 KiB buffers: two fit
@@ -235,10 +232,7 @@ func TestReaderEndsOnBadInput(t *testing.T) {
 // TestReaderEndsWithAWaitingPause: a reader paused for capacity returns
 // when its connection is closed, and gives back what it held.
 func TestReaderEndsWithAWaitingPause(t *testing.T) {
-	r := newReaderRig(t, routing.Small, func(c *Config) {
-		c.Memory.MaxMessageSize = 250 << 10
-		c.Memory.Inbound = Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-	})
+	r := newReaderRig(t, routing.Small, limitedTo(250<<10, 256<<10))
 	h := newRecorder(true)
 	r.tr.Handle(1, h)
 	r.write(batchFrame(oneWay(1, make([]byte, 250<<10))))

@@ -12,6 +12,10 @@ import (
 // clock's adjustment in that second. Safe for concurrent use.
 type clock struct {
 	anchor atomic.Pointer[clockAnchor]
+	// skew is added to the wall time this node tells its peers (a
+	// message's CreatedAt): tests set it to play a node whose clock is
+	// wrong. Deadlines travel as durations, so it must not move them.
+	skew time.Duration
 }
 
 type clockAnchor struct {

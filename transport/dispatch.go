@@ -23,10 +23,10 @@ func aliases(a, b []byte) bool {
 }
 
 // handle runs one message's handler and answers a request; it returns the
-// response it queued, if any. Every message that reaches it ends in one
-// inbound outcome: received (handed to its handler) or dropped with a
-// reason.
-func (ic *inConn) handle(h *wire.Header, payload []byte) []byte {
+// response it queued, if any. deadline is the message's, on this node's
+// clock (0: none). Every message that reaches it ends in one inbound
+// outcome: received (handed to its handler) or dropped with a reason.
+func (ic *inConn) handle(h *wire.Header, deadline int64, payload []byte) []byte {
 	t := ic.t
 	isRequest := h.Flags&wire.FlagExpectsResponse != 0
 	select {
@@ -35,7 +35,7 @@ func (ic *inConn) handle(h *wire.Header, payload []byte) []byte {
 		return nil
 	default:
 	}
-	if h.ExpiresAt != 0 && h.Expired(time.Now().UnixNano()) {
+	if deadline != 0 && time.Now().UnixNano() >= deadline {
 		ic.counters.drop(ReasonExpired)
 		return nil
 	}
@@ -43,29 +43,29 @@ func (ic *inConn) handle(h *wire.Header, payload []byte) []byte {
 	if handler == nil {
 		ic.counters.drop(ReasonUnknownVerb)
 		if isRequest {
-			t.respond(ic.from, h, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
+			t.respond(ic.from, h, deadline, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
 		}
 		return nil
 	}
 	ic.counters.receive(int(len(payload)))
 	ctx := t.ctx
-	if h.ExpiresAt != 0 {
+	if deadline != 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, h.ExpiresAt))
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, deadline))
 		defer cancel()
 	}
 	ctx, span := t.tel.handlerSpan(ctx, h.Params, ic.from, Verb(h.Verb))
 	m := &ic.msg
 	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane, Conn: ic.id,
 		CreatedAt: time.Unix(0, h.CreatedAt), Payload: payload, IsRequest: isRequest}
-	if h.ExpiresAt != 0 {
-		m.ExpiresAt = time.Unix(0, h.ExpiresAt)
+	if deadline != 0 {
+		m.ExpiresAt = time.Unix(0, deadline)
 	}
 	resp, err := ic.serveMessage(ctx, handler, m)
 	endSpan(span, err)
 	*m = Message{}
 	if isRequest {
-		t.respond(ic.from, h, resp, err)
+		t.respond(ic.from, h, deadline, resp, err)
 		return resp
 	}
 	if err != nil {
@@ -88,8 +88,9 @@ func (ic *inConn) serveMessage(ctx context.Context, h Handler, m *Message) (resp
 
 // respond sends a request's response, or its failure, back to the
 // requester on this node's own connections to it, through the one send
-// path. Failures travel on the urgent lane.
-func (t *Transport) respond(to cluster.NodeID, req *wire.Header, payload []byte, herr error) {
+// path. Failures travel on the urgent lane. deadline is the request's,
+// on this node's clock: the response keeps what is left of it.
+func (t *Transport) respond(to cluster.NodeID, req *wire.Header, deadline int64, payload []byte, herr error) {
 	if herr == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
 		herr = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(payload))
 	}
@@ -100,9 +101,8 @@ func (t *Transport) respond(to cluster.NodeID, req *wire.Header, payload []byte,
 		payload = wire.AppendFailure(nil, wire.Failure{Code: failureCode(herr), Message: herr.Error()})
 		lane = routing.Urgent
 	}
-	h := wire.Header{Flags: flags, ID: req.ID, Verb: req.Verb, CreatedAt: time.Now().UnixNano(),
-		ExpiresAt: req.ExpiresAt, PayloadLength: uint32(len(payload))}
-	if err := t.send(t.ctx, to, false, lane, &h, payload, false); err != nil {
+	h := wire.Header{Flags: flags, ID: req.ID, Verb: req.Verb}
+	if err := t.send(t.ctx, to, false, lane, &h, deadline, payload, false); err != nil {
 		t.log.Debug("internode: response not sent", "peer", to, "err", err)
 	}
 }
@@ -149,7 +149,7 @@ func (ic *inConn) dispatchFrames() {
 		q.frames = q.frames[1:]
 		q.mu.Unlock()
 		if f.large != nil {
-			if resp := ic.handle(f.large, f.buf); aliases(resp, f.buf) {
+			if resp := ic.handle(f.large, f.deadline, f.buf); aliases(resp, f.buf) {
 				// The response is the lent payload (an echo): the writer
 				// sends it from there, so it must not go back to the pool.
 				f.buf = nil
@@ -158,7 +158,7 @@ func (ic *inConn) dispatchFrames() {
 			// Checked when read: it decodes.
 			_ = forEachMessage(f.buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 				if h.Flags&wire.FlagResponse == 0 {
-					ic.handle(h, payload)
+					ic.handle(h, h.Deadline(f.arrived), payload)
 				}
 			})
 		}

@@ -124,7 +124,7 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	now := time.Now()
 	h := wire.FileHeader{Verb: uint32(verb), ID: t.nextID.Add(1), CreatedAt: now.UnixNano(), Length: uint64(length)}
 	if d, ok := ctx.Deadline(); ok {
-		h.ExpiresAt = d.UnixNano()
+		h.TTL = max(d.Sub(time.Now()).Nanoseconds(), 1)
 	}
 	if _, err := conn.Write(wire.AppendFileHeader(nil, &h)); err != nil {
 		return fail(0, ctxErrOr(ctx, err))
@@ -228,6 +228,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	h, err := wire.ReadFileHeader(conn, make([]byte, wire.MaxFileHeaderSize))
+	deadline := h.Deadline(time.Now().UnixNano())
 	if err != nil {
 		t.malformed[BadInputMalformed].Add(1)
 		t.log.Warn("internode: closing file connection on bad input", "remote", conn.RemoteAddr(), "peer", p.id, "err", err)
@@ -245,7 +246,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	case handler == nil:
 		result(fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
 		return
-	case h.ExpiresAt != 0 && time.Now().UnixNano() >= h.ExpiresAt:
+	case deadline != 0 && time.Now().UnixNano() >= deadline:
 		result(ErrExpired)
 		return
 	case h.Length > 1<<62:
@@ -254,9 +255,9 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	}
 	result(nil) // ready: send the bytes
 	ctx := t.ctx
-	if h.ExpiresAt != 0 {
+	if deadline != 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, h.ExpiresAt))
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, deadline))
 		defer cancel()
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

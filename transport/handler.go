@@ -27,9 +27,17 @@ type Message struct {
 	// flight at once, interleaved, and each is handled when its last byte
 	// arrives, so a small large message can overtake a huge one. Across
 	// connections (after a reconnect) there is no order.
-	Conn      uint64
-	CreatedAt time.Time // sender's clock
-	ExpiresAt time.Time // zero when the message never expires
+	Conn uint64
+	// CreatedAt is when the sender created the message, on the sender's
+	// clock: for tracing and latency figures; it may be off by however
+	// much the two clocks disagree.
+	CreatedAt time.Time
+	// ExpiresAt is when the message stops being worth handling, on this
+	// node's clock: its arrival plus the time its sender had left when it
+	// wrote it. The deadline travels as a duration, so the two clocks
+	// need not agree; it ends late by the message's time on the wire, no
+	// more. The handler's context has the same deadline. Zero: never.
+	ExpiresAt time.Time
 	Payload   []byte
 	// IsRequest reports whether the sender waits for a response: the
 	// handler's return values are sent back.

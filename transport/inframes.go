@@ -20,7 +20,11 @@ type inFrame struct {
 	buf    []byte // the frame, or the large message's payload; owned until release
 	pooled bool   // buf came from bufpool and goes back there
 	large  *wire.Header
-	held   int64 // inbound capacity held until every handler returned
+	// arrived is when a batch frame was read, and deadline a large
+	// message's; each on this node's clock, Unix ns. A message's deadline
+	// is its arrival plus its TTL (wire.Header.Deadline).
+	arrived, deadline int64
+	held              int64 // inbound capacity held until every handler returned
 }
 
 var framePool = sync.Pool{New: func() any { return new(inFrame) }}
@@ -106,7 +110,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	}
 	ic.measureRecvQueue()
 	f := framePool.Get().(*inFrame)
-	f.buf, f.pooled, f.held = buf, true, held
+	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
 	// Check every message now, and complete responses: their callers
 	// wait, and a paused handler must not hold them. The dispatcher gets
 	// the frame if anything else is in it.
@@ -118,7 +122,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 		}
 		if rejecting {
 			ic.counters.drop(ReasonOverloaded)
-			ic.t.respond(ic.from, h, nil, ErrOverloaded)
+			ic.t.respond(ic.from, h, h.Deadline(f.arrived), nil, ErrOverloaded)
 			return
 		}
 		others++

@@ -12,13 +12,14 @@ import (
 
 // largeIn is a large message being received in parts.
 type largeIn struct {
-	header  wire.Header
-	need    int64         // capacity it takes once granted: its buffer's size
-	exact   bool          // its buffer is allocated at its length, not from bufpool
-	granted bool          // room is reserved and the sender was told
-	waiter  *limit.Waiter // while it waits for room
-	payload []byte        // from bufpool, allocated at its first part
-	got     int
+	header   wire.Header
+	deadline int64         // on this node's clock, Unix ns; 0: none
+	need     int64         // capacity it takes once granted: its buffer's size
+	exact    bool          // its buffer is allocated at its length, not from bufpool
+	granted  bool          // room is reserved and the sender was told
+	waiter   *limit.Waiter // while it waits for room
+	payload  []byte        // from bufpool, allocated at its first part
+	got      int
 	// streamed is set when a ReaderHandler takes the message as it
 	// arrives: parts go to pipe (nil once the handler stopped reading).
 	streamed bool
@@ -63,10 +64,11 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 		// Nobody waits for it (its caller gave up, or the peer made it
 		// up): refused before a byte of it travels.
 		return ic.refuse(fh.Stream, ReasonExpired, "nobody waits for this response")
-	case !isResponse && h.Expired(time.Now().UnixNano()):
+	}
+	m := &largeIn{header: h, deadline: h.Deadline(time.Now().UnixNano()), need: int64(bufpool.Cap(int(h.PayloadLength)))}
+	if !isResponse && m.expired() {
 		return ic.refuse(fh.Stream, ReasonExpired, "")
 	}
-	m := &largeIn{header: h, need: int64(bufpool.Cap(int(h.PayloadLength)))}
 	if in := ic.t.limitsIn.Load(); m.need > min(in.PerPeer, in.Node) {
 		// Its pool class would not fit where the message itself does:
 		// allocate it at its length instead.
@@ -283,16 +285,19 @@ func (ic *inConn) deliverLarge(m *largeIn) {
 		ic.completeCall(h, m.payload, false)
 		return
 	}
-	if h.Expired(time.Now().UnixNano()) {
+	if m.expired() {
 		ic.account.Release(m.need)
 		m.putPayload()
 		ic.counters.drop(ReasonExpired)
 		return
 	}
 	f := framePool.Get().(*inFrame)
-	f.buf, f.pooled, f.large, f.held = m.payload, !m.exact, &m.header, m.need
+	f.buf, f.pooled, f.large, f.held, f.deadline = m.payload, !m.exact, &m.header, m.need, m.deadline
 	ic.handOver(f)
 }
+
+// expired reports whether m's deadline has passed.
+func (m *largeIn) expired() bool { return m.deadline != 0 && time.Now().UnixNano() >= m.deadline }
 
 // getPayload allocates m's buffer, at its first part.
 func (m *largeIn) getPayload() {

@@ -142,6 +142,9 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 		w.waiting = w.waiting[1:]
 		w.nextStream = w.nextStream%wire.MaxStream + 1
 		ls.stream = w.nextStream
+		if ls.expiresAt != 0 {
+			_ = wire.SetTTL(ls.header, ls.expiresAt-now)
+		}
 		fw.add(wire.FrameLargeBegin, ls.stream, ls.header)
 		w.begun = append(w.begun, ls)
 	}

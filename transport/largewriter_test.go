@@ -30,7 +30,7 @@ func (r *largeRig) queue(sizes []int, expires map[int]int64) []uint64 {
 	ids := queueMessages(r.t, &r.q, sizes, expires, false)
 	r.sink.account.Release(0)
 	for i, size := range sizes {
-		h := wire.Header{ID: ids[i], Verb: 7, ExpiresAt: expires[i], PayloadLength: uint32(size)}
+		h := wire.Header{ID: ids[i], Verb: 7, TTL: expires[i], PayloadLength: uint32(size)}
 		require.True(r.t, r.sink.account.TryTake(int64(len(wire.AppendHeader(nil, &h))+size+outItemCost)))
 	}
 	return ids

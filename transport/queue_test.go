@@ -110,11 +110,11 @@ func TestQueueBytesMatchTheCapacityTaken(t *testing.T) {
 			case op < 5:
 				id++
 				size := r.IntN(3000)
-				h := wire.Header{ID: id, Verb: 1, ExpiresAt: int64(r.IntN(3)), PayloadLength: uint32(size)}
+				h := wire.Header{ID: id, Verb: 1, TTL: int64(r.IntN(3)), PayloadLength: uint32(size)}
 				header := wire.AppendHeader(nil, &h)
 				held := int64(len(header) + size + outItemCost)
 				require.True(t, sink.account.TryTake(held))
-				require.NoError(t, q.push(outItem{id: id, expiresAt: h.ExpiresAt}, header, make([]byte, size), true))
+				require.NoError(t, q.push(outItem{id: id, expiresAt: h.TTL}, header, make([]byte, size), true))
 			case op < 7:
 				if b, _ := q.take(); b != nil {
 					taken = append(taken, b)

@@ -68,15 +68,15 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	hdr := m.header
 	msg := &Message{From: ic.from, Verb: Verb(hdr.Verb), ID: hdr.ID, Lane: ic.lane, Conn: ic.id,
 		CreatedAt: time.Unix(0, hdr.CreatedAt), IsRequest: hdr.Flags&wire.FlagExpectsResponse != 0}
-	if hdr.ExpiresAt != 0 {
-		msg.ExpiresAt = time.Unix(0, hdr.ExpiresAt)
+	if m.deadline != 0 {
+		msg.ExpiresAt = time.Unix(0, m.deadline)
 	}
 	ic.counters.receive(int(hdr.PayloadLength))
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		ctx := t.ctx
-		if hdr.ExpiresAt != 0 {
+		if !msg.ExpiresAt.IsZero() {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, msg.ExpiresAt)
 			defer cancel()
@@ -87,7 +87,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 			ic.counters.handlerFailed()
 		}
 		if msg.IsRequest {
-			t.respond(ic.from, &hdr, resp, err)
+			t.respond(ic.from, &hdr, m.deadline, resp, err)
 		}
 	}()
 	return pw

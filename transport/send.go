@@ -21,11 +21,12 @@ import (
 // *OpError.
 func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) error {
 	h := wire.Header{ID: t.nextID.Add(1), Verb: uint32(verb), Params: t.tel.traceParams(ctx)}
+	var expiresAt int64
 	if d, ok := ctx.Deadline(); ok {
-		h.ExpiresAt = d.UnixNano()
+		expiresAt = d.UnixNano()
 	}
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
-	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.Memory.WaitForCapacity); err != nil {
+	if err := t.send(ctx, to, true, lane, &h, expiresAt, payload, t.cfg.Memory.WaitForCapacity); err != nil {
 		return &OpError{Op: "send", Peer: to, Lane: lane, Err: err}
 	}
 	return nil
@@ -56,12 +57,11 @@ func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, p
 
 func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, payload, params []byte) ([]byte, error) {
 	deadline, _ := ctx.Deadline()
-	h := wire.Header{Flags: wire.FlagExpectsResponse, ID: t.nextID.Add(1), Verb: uint32(verb),
-		ExpiresAt: deadline.UnixNano(), Params: params}
+	h := wire.Header{Flags: wire.FlagExpectsResponse, ID: t.nextID.Add(1), Verb: uint32(verb), Params: params}
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
 	c := &call{peer: to, lane: lane, done: make(chan callResult, 1)}
 	t.calls.add(h.ID, c)
-	if err := t.send(ctx, to, true, lane, &h, payload, t.cfg.Memory.WaitForCapacity); err != nil {
+	if err := t.send(ctx, to, true, lane, &h, deadline.UnixNano(), payload, t.cfg.Memory.WaitForCapacity); err != nil {
 		t.calls.remove(h.ID)
 		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
 	}
@@ -80,10 +80,12 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 // send queues one message — one-way, request or response — on lane of
 // peer to. It is the one send path: every message passes here, and from
 // the moment it reaches a lane every failure is counted on that lane, so
-// that each ends in exactly one outcome. h's CreatedAt and PayloadLength
-// are filled in here.
+// that each ends in exactly one outcome. expiresAt is the message's
+// deadline on this node's clock (Unix ns, 0 = never); h's CreatedAt, TTL
+// and PayloadLength are filled in here, and the writer sets the TTL again
+// as it writes the message.
 func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bool, lane routing.Lane,
-	h *wire.Header, payload []byte, wait bool) error {
+	h *wire.Header, expiresAt int64, payload []byte, wait bool) error {
 	if t.closing.Load() {
 		return ErrClosed
 	}
@@ -92,14 +94,17 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 		return err
 	}
 	now := t.clock.now()
-	h.CreatedAt, h.PayloadLength = now.UnixNano(), uint32(len(payload))
+	h.CreatedAt, h.PayloadLength = now.UnixNano()+int64(t.clock.skew), uint32(len(payload))
+	if expiresAt != 0 {
+		h.TTL = max(expiresAt-now.UnixNano(), 1)
+	}
 	err = ctx.Err()
 	if err == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
 		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.Memory.MaxMessageSize)
 	}
 	var stack [64]byte
 	header := wire.AppendHeader(stack[:0], h)
-	it := outItem{id: h.ID, verb: h.Verb, expiresAt: h.ExpiresAt, enqueuedAt: now.UnixNano(),
+	it := outItem{id: h.ID, verb: h.Verb, expiresAt: expiresAt, enqueuedAt: now.UnixNano(),
 		isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
 	for {
 		c := p.lane(lane)

@@ -122,6 +122,10 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 			frameStart = start
 		}
 		frameEnd = end
+		if it.expiresAt != 0 {
+			// The time it waited here is not given to it again there.
+			_ = wire.SetTTL(buf[start:end], it.expiresAt-now)
+		}
 		if it.isResponse {
 			responses++
 		}

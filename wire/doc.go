@@ -94,10 +94,10 @@
 //	capabilities  the offered bits the acceptor also has
 //	message       human-readable detail, 0..255 bytes
 //
-// For example, the Hello of node "n1" of cluster "c", offering version 1 on
+// For example, the Hello of node "n1" of cluster "c", offering version 3 on
 // lane 2 with no capabilities, is these 22 bytes:
 //
-//	49 4e 4f 44  00 10  01 01 02  00 00 00 00  01 63  02 6e 31  07 ab 57 76
+//	49 4e 4f 44  00 10  03 03 02  00 00 00 00  01 63  02 6e 31  4e 47 66 65
 //	magic        len    min max lane  caps     "c"    "n1"      crc32c
 //
 // # Frames
@@ -206,9 +206,10 @@
 //
 // # Message header
 //
-//	+-----------+--------------+----------------+--------------------+---------------+
-//	| flags (1) | id (uvarint) | verb (uvarint) | created_at (8)     | ttl (uvarint) | ...
-//	+-----------+--------------+----------------+--------------------+---------------+
+//	+-----------+--------------+----------------+----------------+---------+
+//	| flags (1) | id (uvarint) | verb (uvarint) | created_at (8) | ttl (8) | ...
+//	+-----------+--------------+----------------+----------------+---------+
+//	                                                 only with FlagTTL ^
 //	     +----------------------+---------------+-----------------------+
 //	 ... | params_len (uvarint) | params (n)    | payload_len (uvarint) |
 //	     +----------------------+---------------+-----------------------+
@@ -217,24 +218,36 @@
 //	flags        bit 0 FlagExpectsResponse: a request
 //	             bit 1 FlagResponse: the answer to the request with this id
 //	             bit 2 FlagFailure: a response whose payload is a failure
-//	             bit 3 FlagParams: a parameter block follows ttl
-//	             bits 4..7 reserved, must be 0; bits 0 and 1 never both set;
-//	             bit 2 only with bit 1
-//	id           sender-chosen message ID, 0..2^64-1; a response carries the
-//	             ID of its request
+//	             bit 3 FlagParams: a parameter block follows
+//	             bit 4 FlagTTL: a ttl follows created_at
+//	             bit 5 FlagCancel: a cancel (below)
+//	             bits 6 and 7 reserved, must be 0; at most one of bits 0,
+//	             1 and 5; bit 2 only with bit 1
+//	id           sender-chosen message ID, 0..2^64-1; a response or a
+//	             cancel carries the ID of its request
 //	verb         what the message means, 0..2^32-1, chosen by the application
-//	created_at   sender's clock at creation, signed Unix nanoseconds
-//	ttl          nanoseconds after created_at at which the message expires,
-//	             1..2^62; 0 means it never expires
+//	created_at   sender's clock at creation, signed Unix nanoseconds: for
+//	             tracing and latency figures only, never for expiry
+//	ttl          big-endian u64, 1..2^62 (MaxTTL): nanoseconds the message
+//	             stays worth delivering, counted from when its frame is
+//	             written; absent means it never expires
 //	params_len   1..4096 (MaxParamsSize)
 //	payload_len  payload bytes that follow the header, 0..2^32-1 and at most
-//	             the reader's message size limit
+//	             the reader's message size limit; 0 on a cancel
 //
-// A header is at most MaxHeaderSize bytes. Expiry travels as a ttl relative
-// to creation, which keeps it short; the receiver computes created_at + ttl
-// (on the sender's clock, saturating at the largest int64) and drops an
-// expired message before decoding its payload. A sender whose deadline is
-// at or before creation writes ttl 1: already expired on arrival.
+// A header is at most MaxHeaderSize (4135) bytes.
+//
+// Expiry survives clock skew: it travels as the time left, not as a
+// moment. A writer sets ttl as it writes the frame (SetTTL rewrites it in
+// place), to its deadline minus its clock then, and does not write a
+// message whose deadline has passed; a large message's ttl is set as its
+// FrameLargeBegin is written. The receiver's deadline is its own clock
+// when the frame arrived plus ttl (Header.Deadline): later than the
+// sender's by the time the frame spent on the wire, whatever either
+// clock says. A receiver drops a message whose deadline passed before its
+// handler started, and a request that expired gets no response; its
+// sender's own deadline ends it. A response carries what is left of its
+// request's deadline.
 //
 // # Parameters
 //
@@ -365,10 +378,11 @@
 // picks the highest version in both that range and its own (Negotiate) or
 // refuses with UnsupportedVersion; the initiator checks that the Reply's
 // version lies in the range it offered. Everything after the handshake is
-// read in the chosen version. This package speaks version 2, the first
-// with a back channel; version 1 (no back channel, large payloads sent
-// without a grant) is retired and refused. Version 0 is reserved (it is
-// how a Reply says "none").
+// read in the chosen version. This package speaks version 3. Version 2
+// carried a message's expiry as a moment on the sender's clock (created_at
+// plus a ttl), which a skewed clock moved; version 1 had no back channel
+// and sent large payloads without a grant. Both are retired and refused.
+// Version 0 is reserved (it is how a Reply says "none").
 //
 // The Hello and Reply layouts are the same in every version, because a
 // node must read a Hello offering versions it does not speak in order to
@@ -376,18 +390,18 @@
 // ignores bits it does not know, and the acceptor answers with the bits
 // both sides have. None are defined in version 1.
 //
-// Reserved values: frame kinds 8..255 and message flag bits 4..7 are
-// malformed in version 2 (a new one needs a new version); failure codes
+// Reserved values: frame kinds 8..255 and message flag bits 6 and 7 are
+// malformed in version 3 (a new one needs a new version); failure codes
 // 7..255 (in a Failure or a stream's status byte) and refuse reasons
 // 7..255 are passed up as they are and read as FailureUnknown and as a
 // refusal, so later versions can add reasons.
 //
-// Part of the wire format, and pinned by tests, are: Magic, Version2,
+// Part of the wire format, and pinned by tests, are: Magic, Version3,
 // MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
 // KeepaliveInterval,
 // DefaultMaxFramePayload (as the largest frame a writer sends), the values
 // of FrameKind, MessageFlags, FailureCode and RefuseReason, MaxParamsSize,
-// MaxFailureMessage, the ttl bound 2^62, and for streams StreamAccepted,
+// MaxFailureMessage, MaxTTL (2^62), and for streams StreamAccepted,
 // StreamChunkHeaderSize and MaxStreamChunk. MinVersion and MaxVersion say
 // what this build speaks; MaxHeaderSize and MaxStreamOpenSize are derived
 // from the rest. Changing any of them changes the format.

@@ -30,7 +30,7 @@ func Example() {
 			ID:            uint64(i + 1),
 			Verb:          m.verb,
 			CreatedAt:     1_700_000_000_000_000_000,
-			ExpiresAt:     1_700_000_002_000_000_000, // 2 s later
+			TTL:           2_000_000_000, // 2 s, counted from when the frame is written
 			PayloadLength: uint32(len(m.payload)),
 		}
 		start := len(scratch)
@@ -65,12 +65,12 @@ func Example() {
 		}
 		body := payload[:h.PayloadLength]
 		payload = payload[h.PayloadLength:]
-		fmt.Printf("id %d, verb %d, ttl %v ns, expired at creation+1s: %v, payload %q\n",
-			h.ID, h.Verb, h.ExpiresAt-h.CreatedAt, h.Expired(h.CreatedAt+1e9), body)
+		arrived := int64(5_000_000_000) // the reader's clock as the frame came in
+		fmt.Printf("id %d, verb %d, deadline %d, payload %q\n", h.ID, h.Verb, h.Deadline(arrived), body)
 	}
 	// Output:
-	// id 1, verb 7, ttl 2000000000 ns, expired at creation+1s: false, payload "hello"
-	// id 2, verb 9, ttl 2000000000 ns, expired at creation+1s: false, payload "world!"
+	// id 1, verb 7, deadline 7000000000, payload "hello"
+	// id 2, verb 9, deadline 7000000000, payload "world!"
 }
 
 // The initiator and the acceptor of a connection agree on a version.
@@ -118,7 +118,7 @@ func ExampleReadHandshake() {
 	fmt.Printf("initiator: %v, version %d\n", r.Reason, r.Version)
 	// Output:
 	// acceptor: n1 of orders-prod wants lane 1: accepted
-	// initiator: accepted, version 2
+	// initiator: accepted, version 3
 }
 
 // Trace context travels in the parameter block of a message header.

@@ -17,14 +17,23 @@ const MaxFileHeaderSize = 64
 // FileResult.
 //
 // Layout: header_len u16 | verb uvarint | id uvarint | created_at i64 |
-// ttl uvarint (ns after created_at, 0 = never) | length uvarint, integers
-// big-endian.
+// ttl uvarint (ns from when the header is written, 0 = never) | length
+// uvarint, integers big-endian.
 type FileHeader struct {
 	Verb      uint32
 	ID        uint64
 	CreatedAt int64 // Unix ns, sender's clock
-	ExpiresAt int64 // Unix ns; 0 = never
-	Length    uint64
+	// TTL is how long the transfer stays worth finishing, in ns from when
+	// the header is written, as Header.TTL; 0 = never.
+	TTL    int64
+	Length uint64
+}
+
+// Deadline returns when the transfer expires on the receiver's clock,
+// given when its header arrived; 0 when it never does. See
+// Header.Deadline.
+func (h *FileHeader) Deadline(arrived int64) int64 {
+	return (&Header{TTL: h.TTL}).Deadline(arrived)
 }
 
 // FileTrailerSize is the size of the checksum that follows a file's bytes.
@@ -38,11 +47,8 @@ func AppendFileHeader(dst []byte, h *FileHeader) []byte {
 	dst = binary.AppendUvarint(dst, h.ID)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(h.CreatedAt))
 	var ttl uint64
-	if h.ExpiresAt != 0 {
-		ttl = 1
-		if h.ExpiresAt > h.CreatedAt {
-			ttl = min(uint64(h.ExpiresAt-h.CreatedAt), maxTTL)
-		}
+	if h.TTL != 0 {
+		ttl = clampTTL(h.TTL)
 	}
 	dst = binary.AppendUvarint(dst, ttl)
 	dst = binary.AppendUvarint(dst, h.Length)
@@ -99,12 +105,10 @@ func DecodeFileHeader(b []byte) (FileHeader, error) {
 	if ttl, off, err = uvarint(b, off); err != nil {
 		return FileHeader{}, err
 	}
-	if ttl > maxTTL {
-		return FileHeader{}, fmt.Errorf("%w: expiry %d ns out of range", ErrMalformed, ttl)
+	if ttl > MaxTTL {
+		return FileHeader{}, fmt.Errorf("%w: time to live %d ns out of range", ErrMalformed, ttl)
 	}
-	if ttl != 0 {
-		h.ExpiresAt = expiry(h.CreatedAt, ttl)
-	}
+	h.TTL = int64(ttl)
 	if h.Length, off, err = uvarint(b, off); err != nil {
 		return FileHeader{}, err
 	}

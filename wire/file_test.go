@@ -14,7 +14,7 @@ import (
 func TestFileHeaderRoundTrip(t *testing.T) {
 	for _, h := range []FileHeader{
 		{},
-		{Verb: math.MaxUint32, ID: math.MaxUint64, CreatedAt: 5, ExpiresAt: 9, Length: math.MaxUint64},
+		{Verb: math.MaxUint32, ID: math.MaxUint64, CreatedAt: 5, TTL: 4, Length: math.MaxUint64},
 		{Verb: 7, ID: 1, CreatedAt: 1_700_000_000_000_000_000, Length: 1 << 30},
 	} {
 		b := AppendFileHeader(nil, &h)
@@ -26,7 +26,7 @@ func TestFileHeaderRoundTrip(t *testing.T) {
 }
 
 func TestFileHeaderGolden(t *testing.T) {
-	h := FileHeader{Verb: 3, ID: 2, CreatedAt: 1, ExpiresAt: 11, Length: 300}
+	h := FileHeader{Verb: 3, ID: 2, CreatedAt: 1, TTL: 10, Length: 300}
 	assert.Equal(t, []byte{
 		0x00, 0x0d, // header_len 13
 		0x03,                                           // verb
@@ -70,7 +70,7 @@ func TestFileResult(t *testing.T) {
 }
 
 func FuzzFileHeader(f *testing.F) {
-	f.Add(AppendFileHeader(nil, &FileHeader{Verb: 1, ID: 2, CreatedAt: 3, ExpiresAt: 4, Length: 5}))
+	f.Add(AppendFileHeader(nil, &FileHeader{Verb: 1, ID: 2, CreatedAt: 3, TTL: 4, Length: 5}))
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0xff, 0xff, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {

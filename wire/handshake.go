@@ -12,12 +12,15 @@ import (
 const Magic uint32 = 0x494E4F44
 
 // Protocol versions. Version 1 had no back channel (no FrameGrant,
-// FrameBeat...); this package speaks only version 2.
+// FrameBeat...); version 2 carried a message's expiry relative to its
+// creation on the sender's clock; this package speaks only version 3,
+// whose expiry is the time left when the message is written.
 const (
 	Version1   uint8 = 1
 	Version2   uint8 = 2
-	MinVersion       = Version2
-	MaxVersion       = Version2
+	Version3   uint8 = 3
+	MinVersion       = Version3
+	MaxVersion       = Version3
 )
 
 // MaxHandshakeSize bounds an encoded Hello or Reply, in bytes.

@@ -35,8 +35,9 @@ func TestHandshakeConstantsArePinned(t *testing.T) {
 	assert.Equal(t, "INOD", string(binary.BigEndian.AppendUint32(nil, Magic)))
 	assert.Equal(t, uint8(1), Version1)
 	assert.Equal(t, uint8(2), Version2)
-	assert.Equal(t, Version2, MinVersion)
-	assert.Equal(t, Version2, MaxVersion)
+	assert.Equal(t, uint8(3), Version3)
+	assert.Equal(t, Version3, MinVersion)
+	assert.Equal(t, Version3, MaxVersion)
 	assert.Equal(t, 1024, MaxHandshakeSize)
 	assert.Equal(t, 255, MaxNameLength)
 	for i, r := range []RefuseReason{Accepted, UnsupportedVersion, WrongCluster, UnknownNode, IdentityMismatch, BadLane, Refused} {
@@ -439,8 +440,9 @@ func TestNegotiate(t *testing.T) {
 		want     uint8
 		ok       bool
 	}{
-		{"exactly ours", 2, 2, 2, true},
+		{"exactly ours", 3, 3, 3, true},
 		{"only the retired version 1", 1, 1, 0, false},
+		{"only the retired version 2", 2, 2, 0, false},
 		{"wider than ours", 1, 9, MaxVersion, true},
 		{"only newer", MaxVersion + 1, MaxVersion + 3, 0, false},
 		{"nothing", 0, 0, 0, false},

@@ -18,37 +18,35 @@ const (
 	FlagResponse MessageFlags = 1 << 1
 	// FlagFailure marks a response whose payload is an encoded Failure.
 	FlagFailure MessageFlags = 1 << 2
-	// FlagParams says a parameter block follows the expiry.
+	// FlagParams says a parameter block follows created_at (and the ttl,
+	// when there is one).
 	FlagParams MessageFlags = 1 << 3
+	// FlagTTL says an 8-byte time to live follows created_at.
+	FlagTTL MessageFlags = 1 << 4
+	// FlagCancel marks a cancel: its sender no longer waits for the
+	// response to its request with the same ID and verb, so the receiver
+	// may stop or skip the handler. It has no payload.
+	FlagCancel MessageFlags = 1 << 5
 
-	knownFlags = FlagExpectsResponse | FlagResponse | FlagFailure | FlagParams
+	knownFlags = FlagExpectsResponse | FlagResponse | FlagFailure | FlagParams | FlagTTL | FlagCancel
 )
 
 // MaxParamsSize is the largest parameter block, in bytes.
 const MaxParamsSize = 4 << 10
 
-// expiry returns created+ttl, saturating rather than wrapping into the past,
-// and never 0 (which means "never").
-func expiry(created int64, ttl uint64) int64 {
-	e := created + int64(ttl)
-	if created > math.MaxInt64-int64(ttl) {
-		e = math.MaxInt64
-	}
-	if e == 0 {
-		e = 1
-	}
-	return e
-}
-
-// maxTTL is the longest time to live a header can carry, in nanoseconds
-// (about 146 years). AppendHeader writes a longer one as maxTTL and
+// MaxTTL is the longest time to live a header can carry, in nanoseconds
+// (about 146 years). AppendHeader writes a longer one as MaxTTL and
 // DecodeHeader rejects a longer one. It is part of the wire format.
-const maxTTL = 1 << 62
+const MaxTTL = 1 << 62
 
 // MaxHeaderSize bounds an encoded message header, parameters included. Every
 // header DecodeHeader accepts is at most this long (varints must be minimal,
 // so their lengths are bounded by their values).
-const MaxHeaderSize = 1 + 3*binary.MaxVarintLen64 + 8 + binary.MaxVarintLen32 + 2*binary.MaxVarintLen32 + MaxParamsSize
+const MaxHeaderSize = 1 + // flags
+	binary.MaxVarintLen64 + binary.MaxVarintLen32 + // id, verb
+	8 + 8 + // created_at, ttl
+	2 + MaxParamsSize + // params_len (at most 4096: two bytes), params
+	binary.MaxVarintLen32 // payload_len
 
 // Header is a message header: everything about a message but its payload.
 type Header struct {
@@ -56,54 +54,72 @@ type Header struct {
 	ID    uint64 // sender-unique; a response carries its request's ID
 	Verb  uint32 // what the message means; chosen by the application
 	// CreatedAt is when the sender created the message, in Unix nanoseconds
-	// of the sender's clock.
+	// of the sender's clock: for tracing and latency figures, never for
+	// expiry, since the two clocks may disagree.
 	CreatedAt int64
-	// ExpiresAt is when the message stops being worth delivering, in Unix
-	// nanoseconds; 0 means never. It is encoded relative to CreatedAt.
-	ExpiresAt int64
+	// TTL is how much longer the message is worth delivering, in
+	// nanoseconds, counted from the moment its frame is written; 0 means
+	// it never expires. A receiver's deadline is its own clock at arrival
+	// plus TTL (see Deadline), so a skewed clock on either side does not
+	// move it. A writer sets it as late as it can (SetTTL).
+	TTL int64
 	// Params is the raw parameter block (see AppendParam), nil when absent.
 	// After DecodeHeader it aliases the input.
 	Params        []byte
 	PayloadLength uint32
 }
 
-// Expired reports whether the message has expired at now (Unix nanoseconds).
-func (h *Header) Expired(now int64) bool { return h.ExpiresAt != 0 && now >= h.ExpiresAt }
+// Deadline returns the moment the message expires on the receiver's
+// clock, given when it arrived (both Unix nanoseconds): arrived + TTL,
+// saturating at the largest int64; 0 when it never expires.
+func (h *Header) Deadline(arrived int64) int64 {
+	if h.TTL == 0 {
+		return 0
+	}
+	if arrived > math.MaxInt64-h.TTL {
+		return math.MaxInt64
+	}
+	return arrived + h.TTL
+}
+
+// clampTTL is the ttl AppendHeader writes for t: 1 for an expiry already
+// past, MaxTTL at most.
+func clampTTL(t int64) uint64 {
+	switch {
+	case t < 1:
+		return 1
+	case t > MaxTTL:
+		return MaxTTL
+	}
+	return uint64(t)
+}
 
 // AppendHeader appends the encoding of h to dst.
 //
 // Layout: flags u8 | id uvarint | verb uvarint | created_at i64 big-endian |
-// ttl uvarint (ns after created_at, 0 = never) | [params_len uvarint | params]
-// | payload_len uvarint. FlagParams is set from len(h.Params). An ExpiresAt
-// at or before CreatedAt is written as a ttl of 1 ns (already expired when
-// it arrives); one more than 2^62 ns after CreatedAt is written as 2^62 ns.
+// [ttl u64 big-endian] | [params_len uvarint | params] | payload_len
+// uvarint. FlagParams is set from len(h.Params) and FlagTTL from h.TTL; a
+// negative TTL is written as 1 ns (already expired when it arrives), one
+// above MaxTTL as MaxTTL.
 //
-// h must be a header DecodeHeader would accept: only defined flags, not both
-// FlagExpectsResponse and FlagResponse, FlagFailure only with FlagResponse,
-// and Params a well-formed block (see AppendParam) of at most MaxParamsSize
+// h must be a header DecodeHeader would accept: only defined flags; at
+// most one of FlagExpectsResponse, FlagResponse and FlagCancel;
+// FlagFailure only with FlagResponse; no payload with FlagCancel; and
+// Params a well-formed block (see AppendParam) of at most MaxParamsSize
 // bytes. Anything else would make the peer close the connection, so
 // AppendHeader panics rather than write it.
 func AppendHeader(dst []byte, h *Header) []byte {
 	if err := h.check(); err != nil {
 		panic(fmt.Sprintf("wire: AppendHeader of an invalid header (%v)", err))
 	}
-	flags := h.Flags &^ FlagParams
-	if len(h.Params) > 0 {
-		flags |= FlagParams
-	}
+	flags := h.flags()
 	dst = append(dst, byte(flags))
 	dst = binary.AppendUvarint(dst, h.ID)
 	dst = binary.AppendUvarint(dst, uint64(h.Verb))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(h.CreatedAt))
-	var ttl uint64
-	if h.ExpiresAt != 0 {
-		ttl = 1 // an expiry at or before creation is kept as already expired
-		if h.ExpiresAt > h.CreatedAt {
-			// The subtraction may wrap int64; as uint64 it is still exact.
-			ttl = min(uint64(h.ExpiresAt)-uint64(h.CreatedAt), maxTTL)
-		}
+	if flags&FlagTTL != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, clampTTL(h.TTL))
 	}
-	dst = binary.AppendUvarint(dst, ttl)
 	if flags&FlagParams != 0 {
 		dst = binary.AppendUvarint(dst, uint64(len(h.Params)))
 		dst = append(dst, h.Params...)
@@ -113,12 +129,12 @@ func AppendHeader(dst []byte, h *Header) []byte {
 
 // check reports why h cannot be encoded, or nil.
 func (h *Header) check() error {
-	flags := h.Flags &^ FlagParams
-	if len(h.Params) > 0 {
-		flags |= FlagParams
-	}
+	flags := h.flags()
 	if err := checkFlags(flags); err != nil {
 		return err
+	}
+	if flags&FlagCancel != 0 && h.PayloadLength != 0 {
+		return fmt.Errorf("%w: a cancel with a payload", ErrMalformed)
 	}
 	if len(h.Params) > MaxParamsSize {
 		return fmt.Errorf("%w: parameter block of %d bytes, limit %d", ErrMalformed, len(h.Params), MaxParamsSize)
@@ -126,12 +142,24 @@ func (h *Header) check() error {
 	return checkParams(h.Params)
 }
 
+// flags returns h.Flags with FlagParams and FlagTTL set from the fields.
+func (h *Header) flags() MessageFlags {
+	flags := h.Flags &^ (FlagParams | FlagTTL)
+	if len(h.Params) > 0 {
+		flags |= FlagParams
+	}
+	if h.TTL != 0 {
+		flags |= FlagTTL
+	}
+	return flags
+}
+
 func checkFlags(f MessageFlags) error {
 	if f&^knownFlags != 0 {
 		return fmt.Errorf("%w: unknown message flags %#x", ErrMalformed, uint8(f))
 	}
-	if f&FlagResponse != 0 && f&FlagExpectsResponse != 0 {
-		return fmt.Errorf("%w: message is both request and response", ErrMalformed)
+	if kinds := f & (FlagExpectsResponse | FlagResponse | FlagCancel); kinds&(kinds-1) != 0 {
+		return fmt.Errorf("%w: message is more than one of request, response and cancel", ErrMalformed)
 	}
 	if f&FlagFailure != 0 && f&FlagResponse == 0 {
 		return fmt.Errorf("%w: failure flag on a non-response", ErrMalformed)
@@ -143,8 +171,7 @@ func checkFlags(f MessageFlags) error {
 // with the number of bytes it took. A payload length above maxPayload is
 // rejected with ErrMessageTooLarge before the caller allocates anything for
 // it; the payload itself is not checked (it need not be in b). Params, when
-// present, alias b. An ExpiresAt that would pass the largest int64 is
-// clamped to math.MaxInt64.
+// present, alias b.
 //
 // It returns ErrTruncated when b ends inside the header, ErrMalformed (wrapped)
 // for anything not valid, and ErrMessageTooLarge (wrapped) for a payload
@@ -176,15 +203,16 @@ func DecodeHeader(b []byte, maxPayload uint32) (Header, int, error) {
 	}
 	h.CreatedAt = int64(binary.BigEndian.Uint64(b[n:]))
 	n += 8
-	var ttl uint64
-	if ttl, n, err = uvarint(b, n); err != nil {
-		return Header{}, 0, err
-	}
-	if ttl != 0 {
-		if ttl > maxTTL {
-			return Header{}, 0, fmt.Errorf("%w: expiry %d ns out of range", ErrMalformed, ttl)
+	if h.Flags&FlagTTL != 0 {
+		if len(b) < n+8 {
+			return Header{}, 0, ErrTruncated
 		}
-		h.ExpiresAt = expiry(h.CreatedAt, ttl)
+		ttl := binary.BigEndian.Uint64(b[n:])
+		if ttl == 0 || ttl > MaxTTL {
+			return Header{}, 0, fmt.Errorf("%w: time to live %d ns out of range", ErrMalformed, ttl)
+		}
+		h.TTL = int64(ttl)
+		n += 8
 	}
 	if h.Flags&FlagParams != 0 {
 		var plen uint64
@@ -210,8 +238,38 @@ func DecodeHeader(b []byte, maxPayload uint32) (Header, int, error) {
 	if plen > uint64(maxPayload) {
 		return Header{}, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, plen, maxPayload)
 	}
+	if plen != 0 && h.Flags&FlagCancel != 0 {
+		return Header{}, 0, fmt.Errorf("%w: a cancel with a payload", ErrMalformed)
+	}
 	h.PayloadLength = uint32(plen)
 	return h, n, nil
+}
+
+// SetTTL rewrites, in place, the time to live of the encoded header at the
+// start of b, which must have one (FlagTTL): a writer calls it as the
+// frame goes out, so that the time a message waited in its sender's queue
+// is not given to it again at the receiver. A ttl below 1 is written as 1,
+// one above MaxTTL as MaxTTL.
+func SetTTL(b []byte, ttl int64) error {
+	if len(b) < 1 {
+		return ErrTruncated
+	}
+	if MessageFlags(b[0])&FlagTTL == 0 {
+		return fmt.Errorf("%w: no time to live to set", ErrMalformed)
+	}
+	_, n, err := uvarint(b, 1)
+	if err != nil {
+		return err
+	}
+	if _, n, err = uvarint(b, n); err != nil {
+		return err
+	}
+	n += 8 // created_at
+	if len(b) < n+8 {
+		return ErrTruncated
+	}
+	binary.BigEndian.PutUint64(b[n:], clampTTL(ttl))
+	return nil
 }
 
 // uvarint decodes the minimal-length uvarint at b[off:] and returns it with

@@ -98,6 +98,23 @@ func (t *callTable) fail(id uint64, err error) {
 	}
 }
 
+// pendingOn reports whether a request written on connection serial still
+// waits for its response (which comes back on that connection).
+func (t *callTable) pendingOn(serial uint64) bool {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for _, c := range s.calls {
+			if c.sentOn == serial {
+				s.mu.Unlock()
+				return true
+			}
+		}
+		s.mu.Unlock()
+	}
+	return false
+}
+
 // written records that request id went out on connection serial.
 func (t *callTable) written(id, serial uint64) {
 	s := t.shard(id)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync/atomic"
 	"time"
@@ -141,8 +140,8 @@ func (lc *liveConn) kill(why string) {
 // dropIfSilent kills the lane's connection when its peer has not been
 // heard on it for two keepalive intervals: the peer just opened a new
 // connection to this node, which it does when it judged its own dead, so
-// this one has likely died the same way and must not carry a response
-// into the void.
+// this one has likely died the same way, and requests written on it would
+// wait for responses that cannot come back.
 func (c *outConn) dropIfSilent() {
 	if lc := c.live.Load(); lc != nil && time.Since(time.Unix(0, lc.heard.Load())) > 2*wire.KeepaliveInterval {
 		lc.kill("peer silent and back on a new connection")
@@ -219,66 +218,6 @@ func (c *outConn) dial() (*liveConn, error) {
 	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), probe: c.t.probeFor(nc)}
 	lc.heard.Store(time.Now().UnixNano())
 	return lc, nil
-}
-
-// readBack reads the connection's back channel: the acceptor's beats,
-// and on the large lane its grants and refusals. Silence longer than
-// KeepaliveTimeout, a frame it may not send, or the connection ending
-// marks the connection dead and wakes the writer.
-func (c *outConn) readBack(conn *liveConn) {
-	defer c.t.wg.Done()
-	why := c.readBackFrames(conn)
-	conn.kill(why)
-	c.signal()
-}
-
-func (c *outConn) readBackFrames(conn *liveConn) string {
-	timeout := c.t.cfg.Timeouts.Keepalive
-	hdr := conn.backHeader[:]
-	const maxBody = wire.MaxFailureMessage + 16 // a refusal's Failure
-	for {
-		if timeout > 0 {
-			_ = conn.SetReadDeadline(time.Now().Add(timeout))
-		}
-		if _, err := io.ReadFull(conn, hdr); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return fmt.Sprintf("peer silent for %v", timeout)
-			}
-			return "closed by peer"
-		}
-		fh, err := wire.ParseFrameHeader(hdr, maxBody)
-		if err == nil && (!fh.Kind.FromAcceptor() || fh.Kind != wire.FrameBeat && c.lane != routing.Large) {
-			err = fmt.Errorf("%w: %v frame from the acceptor of a %s lane", wire.ErrMalformed, fh.Kind, c.lane)
-		}
-		var body []byte // only refusals have one: allocated for them
-		if err == nil {
-			body = make([]byte, fh.Length)
-			_, err = io.ReadFull(conn, body)
-			if err == nil {
-				err = fh.Verify(body)
-			}
-		}
-		if err != nil {
-			c.t.logs.warn(logKey{other: logBadBackChannel}, "internode: closing connection on bad input from its acceptor",
-				"peer", c.peer.id, "lane", c.lane, "err", err)
-			return "bad back-channel input"
-		}
-		conn.heard.Store(time.Now().UnixNano())
-		switch fh.Kind {
-		case wire.FrameGrant:
-			c.large.deliver(backFrame{stream: fh.Stream})
-		case wire.FrameRefuse:
-			f, err := wire.DecodeFailure(body)
-			if err != nil {
-				return "bad refusal"
-			}
-			c.large.deliver(backFrame{stream: fh.Stream, refused: &f})
-		default:
-			continue // a beat
-		}
-		c.signal()
-	}
 }
 
 // closeConn closes the connection, if any; begun large messages without a

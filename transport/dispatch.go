@@ -7,8 +7,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/internode/internode/cluster"
-	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
 
@@ -43,7 +41,7 @@ func (ic *inConn) handle(h *wire.Header, deadline int64, payload []byte) []byte 
 	if handler == nil {
 		ic.counters.drop(ReasonUnknownVerb)
 		if isRequest {
-			t.respond(ic.from, h, deadline, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
+			t.respond(ic, h, deadline, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
 		}
 		return nil
 	}
@@ -65,7 +63,7 @@ func (ic *inConn) handle(h *wire.Header, deadline int64, payload []byte) []byte 
 	endSpan(span, err)
 	*m = Message{}
 	if isRequest {
-		t.respond(ic.from, h, deadline, resp, err)
+		t.respond(ic, h, deadline, resp, err)
 		return resp
 	}
 	if err != nil {
@@ -86,24 +84,22 @@ func (ic *inConn) serveMessage(ctx context.Context, h Handler, m *Message) (resp
 	return h.ServeMessage(ctx, m)
 }
 
-// respond sends a request's response, or its failure, back to the
-// requester on this node's own connections to it, through the one send
-// path. Failures travel on the urgent lane. deadline is the request's,
-// on this node's clock: the response keeps what is left of it.
-func (t *Transport) respond(to cluster.NodeID, req *wire.Header, deadline int64, payload []byte, herr error) {
+// respond sends a request's response, or its failure, back on the
+// connection the request came on, ic, the other way, through the one send
+// path (sendOn). deadline is the request's, on this node's clock: the
+// response keeps what is left of it.
+func (t *Transport) respond(ic *inConn, req *wire.Header, deadline int64, payload []byte, herr error) {
 	if herr == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
 		herr = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(payload))
 	}
 	flags := wire.FlagResponse
-	lane := t.router.Route(req.Verb, len(payload)+headerOverhead)
 	if herr != nil {
 		flags |= wire.FlagFailure
 		payload = wire.AppendFailure(nil, wire.Failure{Code: failureCode(herr), Message: herr.Error()})
-		lane = routing.Urgent
 	}
 	h := wire.Header{Flags: flags, ID: req.ID, Verb: req.Verb}
-	if err := t.send(t.ctx, to, false, lane, &h, deadline, payload, false); err != nil {
-		t.log.Debug("internode: response not sent", "peer", to, "err", err)
+	if err := t.sendOn(t.ctx, ic.replies, &h, deadline, payload, false); err != nil {
+		t.log.Debug("internode: response not sent", "peer", ic.from, "err", err)
 	}
 }
 

@@ -49,7 +49,7 @@
 // One Send, from caller to socket (file: function):
 //
 //	send.go      Send: the header (ID, verb, deadline) and the lane, by size
-//	send.go      send: the one send path, for requests and responses too
+//	send.go      send, sendOn: the one send path, for responses too
 //	peer.go      peerFor, peer.lane: the peer, and its outConn for the lane
 //	outconn.go   outConn.enqueue: takes outbound capacity, then
 //	queue.go     outQueue.push: copies header and payload into a segment
@@ -69,17 +69,23 @@
 //	accept.go    serveConn: the handshake; then inconn.go newInConn, serve
 //	inframes.go  inConn.read: a frame header, checked (kind, lane, length)
 //	inframes.go  inConn.readBatch: admit takes capacity, then the payload
-//	inframes.go  forEachMessage: responses go to completeCall at once
+//	inframes.go  forEachMessage: each message checked
 //	dispatch.go  inConn.handOver: the frame, to the connection's dispatcher
 //	dispatch.go  inConn.dispatchFrames: the dispatcher's loop, in order
 //	dispatch.go  inConn.handle: expiry, the handler, the outcome (ledger.go)
 //	dispatch.go  Transport.respond: a request's response, or its failure
-//	send.go      send: the response's way back, on this node's connection
+//	send.go      sendOn: the response, to the connection's replyWriter
+//	reply.go     replyWriter.run: writes it back on the request's connection
 //	inframes.go  inConn.releaseFrame: the frame's capacity, given back
 //
 // Large messages: inlarge.go readLargeBegin grants room (or refuses, or
 // queues the grant), readLargeMore fills the buffer, deliverLarge hands
 // it to handOver; a ReaderHandler gets it as it arrives (readerhandler.go).
+//
+// The response, at the requester: backchannel.go responseReader.read reads
+// its own connection's back channel; readBatch hands each response to
+// inframes.go completeCall, and a large response is granted room at once
+// (begin) or refused, never waited for.
 //
 // # Dead connections
 //
@@ -96,12 +102,15 @@
 //
 // The reader of an accepted connection checks the handshake (version,
 // cluster name, lane, that the peer is a member and is not this node),
-// verifies each frame's checksum and decodes its messages. Responses
-// complete their Request at once; everything else goes to the connection's
-// dispatcher, a goroutine that runs while there is work and calls handlers
-// one at a time in arrival order (expired messages are dropped before
-// their handler sees them). A handler that blocks holds up only its
-// sender's lane. Bytes that are not valid wire format close that one
+// verifies each frame's checksum and decodes its messages, which go to the
+// connection's dispatcher, a goroutine that runs while there is work and
+// calls handlers one at a time in arrival order (expired messages are
+// dropped before their handler sees them). A handler that blocks holds up
+// only its sender's lane. A request's response goes back on the
+// connection it came on, written by a goroutine of its own between the
+// reader's beats; the requester reads it on its own connection's back
+// channel, which it never pauses, so a node whose handlers hold all its
+// inbound capacity still gets the responses to its own requests. Bytes that are not valid wire format close that one
 // connection, with the reason counted (Stats.BadInput) and logged at a
 // bounded rate; the node keeps serving everyone else.
 //
@@ -123,6 +132,15 @@
 // (OverloadReject). Waiting is first come, first served and costs no CPU.
 // A reader never waits for room that only its own unread bytes could
 // free, so no combination of limits wedges a connection.
+//
+// Responses read on a connection's back channel do not wait for inbound
+// capacity, so that no one's requests hold up anyone's responses: a batch
+// of them is counted while it is read, and may take the peer beyond its
+// limit by that one frame per outbound connection; a large response is
+// granted room within the peer's limit or, that full, within one
+// connection's inbound limit (PerConnection) beyond it, per outbound
+// connection, and is refused (its request failing with ErrOverloaded)
+// when neither has room.
 //
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer

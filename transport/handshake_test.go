@@ -157,7 +157,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 		{"large header followed by payload", true, routing.Large, frame(wire.FrameLargeBegin, 1, append(largeHeader, 'x'))},
 		{"large part of unknown stream", true, routing.Large, frame(wire.FrameLargeMore, 9, []byte("x"))},
 		{"large stream begun twice", true, routing.Large, append(frame(wire.FrameLargeBegin, 1, largeHeader), frame(wire.FrameLargeBegin, 1, largeHeader)...)},
-		{"a grant from the initiator", true, routing.Large, frame(wire.FrameGrant, 1, nil)},
+		{"a beat from the initiator", true, routing.Large, frame(wire.FrameBeat, 0, nil)},
 		{"a ping with a payload", true, routing.Small, append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, []byte("x"))[:4:4], append([]byte{byte(wire.FramePing), 0, 0, 0, 0, 0, 0, 0}, 'x')...)},
 		{"batch frame on the large lane", true, routing.Large, frame(wire.FrameBatch, 0, valid)},
 		{"random frame body", true, routing.Small, frame(wire.FrameBatch, 0, random)},

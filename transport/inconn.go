@@ -54,7 +54,8 @@ type inConn struct {
 	closed  bool
 
 	dispatch dispatchQueue
-	msg      Message // reused by the dispatcher for every handler call
+	msg      Message      // reused by the dispatcher for every handler call
+	replies  *replyWriter // the responses to its requests, written back on it
 }
 
 // readBufferSize is the read buffer of an accepted connection: enough for
@@ -63,7 +64,7 @@ type inConn struct {
 const readBufferSize = 1 << 10
 
 func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn) *inConn {
-	return &inConn{
+	ic := &inConn{
 		t:        t,
 		id:       t.nextConnID.Add(1),
 		peer:     p,
@@ -77,6 +78,8 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn) *inConn 
 		done:     make(chan struct{}),
 		streams:  make(map[uint32]*largeIn),
 	}
+	ic.replies = newReplyWriter(ic)
+	return ic
 }
 
 // serve runs the connection until it ends. A connection closed for bad
@@ -117,6 +120,7 @@ func (ic *inConn) end() {
 	for _, m := range streams {
 		ic.abandon(m, ReasonConnectionReset)
 	}
+	ic.replies.close()
 }
 
 // kill ends the connection: the reader returns, a wait for capacity gives

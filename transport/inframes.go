@@ -56,6 +56,10 @@ func (ic *inConn) read() error {
 			err = ic.readLargeMore(fh)
 		case wire.FrameLargeCancel:
 			err = ic.readLargeCancel(fh)
+		case wire.FrameGrant:
+			ic.replies.grant(backFrame{stream: fh.Stream})
+		case wire.FrameRefuse:
+			err = ic.readRefusal(fh)
 		case wire.FramePing:
 		}
 		if err != nil {
@@ -64,10 +68,13 @@ func (ic *inConn) read() error {
 	}
 }
 
-// allowed reports whether the initiator of this lane may send kind.
+// allowed reports whether the initiator of this lane may send kind: its
+// messages (batches on the urgent and small lanes, large ones in parts on
+// the large lane), pings, and the grants and refusals of this node's
+// large responses, on any lane.
 func (ic *inConn) allowed(kind wire.FrameKind) bool {
 	switch kind {
-	case wire.FramePing:
+	case wire.FramePing, wire.FrameGrant, wire.FrameRefuse:
 		return true
 	case wire.FrameBatch:
 		return ic.lane != routing.Large
@@ -111,22 +118,27 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	ic.measureRecvQueue()
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
-	// Check every message now, and complete responses: their callers
-	// wait, and a paused handler must not hold them. The dispatcher gets
-	// the frame if anything else is in it.
+	// Check every message now; the dispatcher gets the frame if anything
+	// in it is to be handled.
 	others := 0
+	var response error
 	err = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 		if h.Flags&wire.FlagResponse != 0 {
-			ic.completeCall(*h, payload, true)
+			// Responses travel back on the connection their request came
+			// on, never this way.
+			response = fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
 			return
 		}
 		if rejecting {
 			ic.counters.drop(ReasonOverloaded)
-			ic.t.respond(ic.from, h, h.Deadline(f.arrived), nil, ErrOverloaded)
+			ic.t.respond(ic, h, h.Deadline(f.arrived), nil, ErrOverloaded)
 			return
 		}
 		others++
 	})
+	if err == nil {
+		err = response
+	}
 	if err != nil || others == 0 {
 		ic.releaseFrame(f)
 		return err
@@ -175,30 +187,33 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	return false, nil
 }
 
-// completeCall hands a response to the request waiting for it.
-func (ic *inConn) completeCall(h wire.Header, payload []byte, copyPayload bool) {
+// completeCall hands a response from p, read on lane, to the request
+// waiting for it, and counts it in p's inbound counters: received when a
+// call took it, else dropped.
+func (t *Transport) completeCall(p *peer, lane routing.Lane, h wire.Header, payload []byte, copyPayload bool) {
 	var r callResult
 	if h.Flags&wire.FlagFailure != 0 {
 		failure, err := wire.DecodeFailure(payload)
 		if err != nil {
 			failure = wire.Failure{Code: wire.FailureUnknown, Message: err.Error()}
 		}
-		r.err = &OpError{Op: "request", Peer: ic.from, Lane: ic.lane,
+		r.err = &OpError{Op: "request", Peer: p.id, Lane: lane,
 			Err: &RemoteError{Code: failure.Code, Message: failure.Message}}
 	} else if copyPayload {
 		r.payload = append(make([]byte, 0, len(payload)), payload...)
 	} else {
 		r.payload = payload
 	}
+	in := &p.inbound[lane]
 	switch {
-	case ic.t.calls.complete(h.ID, ic.from, r):
-		ic.counters.receive(int(len(payload)))
+	case t.calls.complete(h.ID, p.id, r):
+		in.receive(len(payload))
 	case r.err != nil:
 		// The peer reports a message of ours it dropped: a one-way
 		// message it rejected, or a request whose caller gave up.
-		ic.counters.remoteDrop(reasonOf(r.err))
+		in.remoteDrop(reasonOf(r.err))
 	default:
-		ic.counters.drop(ReasonExpired) // its caller stopped waiting
+		in.drop(ReasonExpired) // its caller stopped waiting
 	}
 }
 

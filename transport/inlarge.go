@@ -56,17 +56,14 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	case count >= maxInboundStreams:
 		return fmt.Errorf("%w: more than %d large messages in flight", wire.ErrMalformed, maxInboundStreams)
 	}
-	isResponse := h.Flags&wire.FlagResponse != 0
-	switch {
-	case h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize):
+	if h.Flags&wire.FlagResponse != 0 {
+		return fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
+	}
+	if h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize) {
 		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
-	case isResponse && !ic.t.calls.waiting(h.ID, ic.from):
-		// Nobody waits for it (its caller gave up, or the peer made it
-		// up): refused before a byte of it travels.
-		return ic.refuse(fh.Stream, ReasonExpired, "nobody waits for this response")
 	}
 	m := &largeIn{header: h, deadline: h.Deadline(time.Now().UnixNano()), need: int64(bufpool.Cap(int(h.PayloadLength)))}
-	if !isResponse && m.expired() {
+	if m.expired() {
 		return ic.refuse(fh.Stream, ReasonExpired, "")
 	}
 	if in := ic.t.limitsIn.Load(); m.need > min(in.PerPeer, in.Node) {
@@ -74,7 +71,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 		// allocate it at its length instead.
 		m.need, m.exact = int64(h.PayloadLength), true
 	}
-	if rh, ok := (*ic.t.handlers.Load())[Verb(h.Verb)].(readerAdapter); ok && !isResponse {
+	if rh, ok := (*ic.t.handlers.Load())[Verb(h.Verb)].(readerAdapter); ok {
 		// A streamed message holds one frame at a time, not its size; its
 		// handler starts once it is granted.
 		m.streamed, m.reader = true, rh.h
@@ -277,14 +274,6 @@ func (ic *inConn) deliverLarge(m *largeIn) {
 		ic.account.Release(m.need)
 		return
 	}
-	h := m.header
-	if h.Flags&wire.FlagResponse != 0 {
-		// The payload now belongs to the request's caller: it no longer
-		// counts against this node's capacity.
-		ic.account.Release(m.need)
-		ic.completeCall(h, m.payload, false)
-		return
-	}
 	if m.expired() {
 		ic.account.Release(m.need)
 		m.putPayload()
@@ -316,16 +305,31 @@ func (m *largeIn) putPayload() {
 	m.payload = nil
 }
 
-// readLargeCancel withdraws a large message its sender gave up on.
-func (ic *inConn) readLargeCancel(fh wire.FrameHeader) error {
-	var buf [wire.MaxFailureMessage + 16]byte
-	if fh.Length > uint32(len(buf)) {
-		return fmt.Errorf("%w: cancel of %d bytes", wire.ErrMalformed, fh.Length)
-	}
-	if err := ic.readPayload(fh, buf[:fh.Length]); err != nil {
+// readRefusal reads the requester's refusal of a large response.
+func (ic *inConn) readRefusal(fh wire.FrameHeader) error {
+	f, err := ic.readFailure(fh)
+	if err != nil {
 		return err
 	}
-	f, err := wire.DecodeFailure(buf[:fh.Length])
+	ic.replies.grant(backFrame{stream: fh.Stream, refused: &f})
+	return nil
+}
+
+// readFailure reads a frame whose payload is a Failure.
+func (ic *inConn) readFailure(fh wire.FrameHeader) (wire.Failure, error) {
+	var buf [wire.MaxFailureMessage + 16]byte
+	if fh.Length > uint32(len(buf)) {
+		return wire.Failure{}, fmt.Errorf("%w: failure of %d bytes", wire.ErrMalformed, fh.Length)
+	}
+	if err := ic.readPayload(fh, buf[:fh.Length]); err != nil {
+		return wire.Failure{}, err
+	}
+	return wire.DecodeFailure(buf[:fh.Length])
+}
+
+// readLargeCancel withdraws a large message its sender gave up on.
+func (ic *inConn) readLargeCancel(fh wire.FrameHeader) error {
+	f, err := ic.readFailure(fh)
 	if err != nil {
 		return err
 	}

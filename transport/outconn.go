@@ -56,6 +56,12 @@ type outConn struct {
 	strategyMu sync.Mutex
 	strategy   coalescing.Strategy
 
+	// ctrl holds the grants and refusals of large responses that the
+	// back-channel reader asks the writer to send.
+	ctrlMu      sync.Mutex
+	ctrl        []ctrlFrame
+	ctrlPending atomic.Bool // ctrl is not empty: the writer's loop checks it without the lock
+
 	attrs     metric.MeasurementOption // this lane's metric attributes
 	waitTimer *time.Timer              // coalescing waits; stopped when unused
 
@@ -121,6 +127,56 @@ func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byt
 	return nil
 }
 
+// drop counts a message refused before it was queued (outLane).
+func (c *outConn) drop(r Reason) { c.counters.drop(r) }
+
+// ctrlFrame is a grant or refusal the writer sends for the back-channel
+// reader of connection serial.
+type ctrlFrame struct {
+	kind    wire.FrameKind
+	stream  uint32
+	payload []byte
+	serial  uint64
+}
+
+// control asks the writer to send a grant or refusal of a large response
+// on connection serial (and on no later one).
+func (c *outConn) control(kind wire.FrameKind, stream uint32, payload []byte, serial uint64) {
+	c.ctrlMu.Lock()
+	c.ctrl = append(c.ctrl, ctrlFrame{kind, stream, payload, serial})
+	c.ctrlPending.Store(true)
+	c.ctrlMu.Unlock()
+	c.signal()
+}
+
+// writeControl writes the pending grants and refusals meant for the
+// current connection, and forgets those for an earlier one.
+func (c *outConn) writeControl() error {
+	if !c.ctrlPending.Load() {
+		return nil
+	}
+	c.ctrlMu.Lock()
+	frames := c.ctrl
+	c.ctrl = nil
+	c.ctrlPending.Store(false)
+	c.ctrlMu.Unlock()
+	if c.conn == nil || len(frames) == 0 {
+		return nil
+	}
+	c.frames.reserve(2 * len(frames))
+	for _, f := range frames {
+		if f.serial == c.conn.serial {
+			if len(f.payload) > 0 {
+				c.frames.add(f.kind, f.stream, f.payload)
+			} else {
+				c.frames.add(f.kind, f.stream)
+			}
+		}
+	}
+	c.setWriteDeadline()
+	return c.frames.flush(c.conn.Conn)
+}
+
 // signal puts a token in wake unless one is there.
 func (c *outConn) signal() {
 	select {
@@ -151,6 +207,12 @@ func (c *outConn) run() {
 		}
 		if c.conn != nil && c.conn.dead.Load() {
 			c.connDied()
+		}
+		// A grant or refusal asked for after this signals wake, so the
+		// idle wait below cannot sleep on it.
+		if err := c.writeControl(); err != nil {
+			c.conn.kill("write error")
+			continue
 		}
 		if !c.hasWork() {
 			if c.conn == nil && c.large.idle() && c.peer.writerMayExit(c) {
@@ -209,7 +271,7 @@ func (c *outConn) idle() {
 		return
 	}
 	switch since := time.Since(c.lastWrite); {
-	case cfg.Timeouts.Idle > 0 && since >= cfg.Timeouts.Idle && c.large.idle():
+	case cfg.Timeouts.Idle > 0 && since >= cfg.Timeouts.Idle && c.large.idle() && !c.t.calls.pendingOn(c.conn.serial):
 		c.closeConn("idle")
 		c.idleClosed = true
 	case cfg.Timeouts.Keepalive > 0 && since >= wire.KeepaliveInterval:

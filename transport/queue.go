@@ -272,6 +272,12 @@ func (q *outQueue) retireIfEmpty(err error) bool {
 	return true
 }
 
+// has reports whether a message is queued.
+func (q *outQueue) has() bool {
+	n, _ := q.pending()
+	return n > 0
+}
+
 // shut makes the queue refuse messages with err from now on and returns
 // whatever was still queued, for the caller to fail.
 func (q *outQueue) shut(err error) []*batch {
@@ -280,6 +286,11 @@ func (q *outQueue) shut(err error) []*batch {
 		q.err = err
 	}
 	q.mu.Unlock()
+	return q.drain()
+}
+
+// drain takes every queued segment, for the caller to fail.
+func (q *outQueue) drain() []*batch {
 	var out []*batch
 	for {
 		seg, _ := q.take()

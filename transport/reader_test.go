@@ -98,71 +98,60 @@ func TestReaderRejectsWhenFull(t *testing.T) {
 		c.Memory.InboundOverload = OverloadReject
 	})
 	h := newRecorder(true)
+	defer close(h.gate)
 	r.tr.Handle(1, h)
 	r.write(batchFrame(oneWay(1, make([]byte, 250<<10)))) // a 256 KiB buffer: full
 	within(t, h.got, 5*time.Second, "the first message")
-	done := make(chan callResult, 1)
-	r.tr.calls.add(77, &call{peer: "n2", done: done})
-	r.write(batchFrame(oneWay(2, make([]byte, 100)),
-		message(wire.Header{ID: 77, Verb: 1, Flags: wire.FlagResponse}, []byte("answer")),
-		oneWay(3, nil)))
-	res := within(t, done, 5*time.Second, "the response")
-	assert.Equal(t, "answer", string(res.payload))
-	assert.EqualValues(t, 2, r.in.dropped[ReasonOverloaded].Load())
+	r.write(batchFrame(oneWay(2, make([]byte, 100)), oneWay(3, nil)))
+	eventually(t, func() bool { return r.in.dropped[ReasonOverloaded].Load() == 2 }, "the rejections")
 	assert.Equal(t, []uint64{1}, h.seen())
 	assert.Equal(t, int64(256<<10), r.used(), "only the admitted frame holds capacity")
 
-	// Each rejection was answered with a failure: the peer is not
-	// reachable here, so the answers fail when the transport closes.
-	close(h.gate)
-	r.tr.Close()
-	var answered []uint64
-	for len(r.drops) > 0 {
-		d := <-r.drops
-		require.True(t, d.Response)
-		f, err := wire.DecodeFailure(d.Payload)
-		require.NoError(t, err)
-		assert.Equal(t, wire.FailureOverloaded, f.Code)
-		answered = append(answered, d.ID)
+	// Each rejection is answered with a failure, back on the connection.
+	answers := r.responses(2)
+	for _, id := range []uint64{2, 3} {
+		require.Contains(t, answers, id)
+		assert.Equal(t, wire.FailureOverloaded.String(), answers[id])
 	}
-	assert.ElementsMatch(t, []uint64{2, 3}, answered)
 }
 
-// TestReaderResponsesAreNotHeldBehindAPausedHandler: a response reaches
-// its caller while the handler of an earlier message of the same
-// connection is still running.
-func TestReaderResponsesAreNotHeldBehindAPausedHandler(t *testing.T) {
-	r := newReaderRig(t, routing.Small, nil)
-	h := newRecorder(true)
-	defer close(h.gate)
-	r.tr.Handle(1, h)
-	done := make(chan callResult, 1)
-	r.tr.calls.add(5, &call{peer: "n2", done: done})
-	r.write(batchFrame(oneWay(1, nil)))
-	within(t, h.got, 5*time.Second, "the handler to start")
-	r.write(batchFrame(message(wire.Header{ID: 5, Verb: 1, Flags: wire.FlagResponse}, []byte("ok"))))
-	res := within(t, done, 5*time.Second, "the response")
-	assert.Equal(t, "ok", string(res.payload))
+// responses reads n responses from the back channel: the payload of
+// each by its ID, or for a failure its code.
+func (r *readerRig) responses(n int) map[uint64]string {
+	r.t.Helper()
+	got := map[uint64]string{}
+	for len(got) < n {
+		f := within(r.t, r.back, 5*time.Second, "a response")
+		require.Equal(r.t, wire.FrameBatch, f.kind)
+		require.NoError(r.t, forEachMessage(f.payload, 1<<30, func(h *wire.Header, p []byte) {
+			require.NotZero(r.t, h.Flags&wire.FlagResponse)
+			got[h.ID] = string(p)
+			if h.Flags&wire.FlagFailure != 0 {
+				f, err := wire.DecodeFailure(p)
+				require.NoError(r.t, err)
+				got[h.ID] = f.Code.String()
+			}
+		}))
+	}
+	return got
 }
 
-// TestReaderResponseForNobody: a response no call waits for is dropped as
-// expired; a failure response for nobody is counted as the peer's drop
-// of a message of ours; a response from another peer than the one asked
-// does not complete the call.
-func TestReaderResponseForNobody(t *testing.T) {
-	r := newReaderRig(t, routing.Small, nil)
-	done := make(chan callResult, 1)
-	r.tr.calls.add(9, &call{peer: "n3", done: done})
-	failure := wire.AppendFailure(nil, wire.Failure{Code: wire.FailureOverloaded})
-	r.write(batchFrame(
-		message(wire.Header{ID: 8, Verb: 1, Flags: wire.FlagResponse}, []byte("late")),
-		message(wire.Header{ID: 8, Verb: 1, Flags: wire.FlagResponse | wire.FlagFailure}, failure),
-		message(wire.Header{ID: 9, Verb: 1, Flags: wire.FlagResponse}, []byte("not yours"))))
-	eventually(t, func() bool {
-		return r.in.dropped[ReasonExpired].Load() == 2 && r.in.remoteDropped[ReasonOverloaded].Load() == 1
-	}, "the drops counted")
-	assert.True(t, r.tr.calls.waiting(9, "n3"), "n3's call still waits")
-	assert.Zero(t, r.in.received.Load())
+// TestReaderRefusesResponses: an acceptor sends responses back on the
+// connection; a response from the connection's initiator breaks the
+// protocol and ends it.
+func TestReaderRefusesResponses(t *testing.T) {
+	for _, lane := range []routing.Lane{routing.Small, routing.Large} {
+		t.Run(lane.String(), func(t *testing.T) {
+			r := newReaderRig(t, lane, nil)
+			resp := wire.Header{ID: 8, Verb: 1, Flags: wire.FlagResponse}
+			if lane == routing.Large {
+				r.write(largeBegin(1, resp, 100))
+			} else {
+				r.write(batchFrame(message(resp, []byte("late"))))
+			}
+			assert.ErrorIs(t, r.end(), wire.ErrMalformed)
+		})
+	}
 }
 
 // TestReaderEndsOnBadInput: each breach of the protocol ends the
@@ -193,7 +182,7 @@ func TestReaderEndsOnBadInput(t *testing.T) {
 		{"giant frame", routing.Small, giant, wire.ErrFrameTooLarge, false},
 		{"batch on the large lane", routing.Large, good, wire.ErrMalformed, false},
 		{"large part on a small lane", routing.Small, begin, wire.ErrMalformed, false},
-		{"an acceptor's frame", routing.Small, anyFrame(wire.FrameGrant, 1, nil), wire.ErrMalformed, false},
+		{"an acceptor's frame", routing.Small, anyFrame(wire.FrameBeat, 0, nil), wire.ErrMalformed, false},
 		{"message header cut short", routing.Small, batchFrame(oneWay(1, []byte("x"))[:3]), wire.ErrTruncated, false},
 		{"message overruns its frame", routing.Small, batchFrame(overrun), wire.ErrMalformed, false},
 		{"oversized large header", routing.Large, anyFrame(wire.FrameLargeBegin, 1, make([]byte, wire.MaxHeaderSize+1)), wire.ErrMalformed, false},
@@ -292,6 +281,8 @@ func FuzzReader(f *testing.F) {
 	begin := largeBegin(1, wire.Header{ID: 1, Verb: 1}, 1000)
 	f.Add(uint8(routing.Small), batchFrame(oneWay(1, []byte("x")), oneWay(2, nil)))
 	f.Add(uint8(routing.Small), batchFrame(message(wire.Header{ID: 3, Verb: 1, Flags: wire.FlagExpectsResponse}, []byte("q"))))
+	f.Add(uint8(routing.Large), append(largeBegin(1, wire.Header{ID: 4, Verb: 1, Flags: wire.FlagExpectsResponse}, 10), anyFrame(wire.FrameLargeMore, 1, make([]byte, 10))...))
+	f.Add(uint8(routing.Small), anyFrame(wire.FrameGrant, 1, nil))
 	f.Add(uint8(routing.Urgent), append(anyFrame(wire.FramePing, 0, nil), batchFrame(oneWay(1, make([]byte, 300)))...))
 	f.Add(uint8(routing.Large), append(append([]byte(nil), begin...), anyFrame(wire.FrameLargeMore, 1, make([]byte, 1000))...))
 	f.Add(uint8(routing.Large), append(append([]byte(nil), begin...), anyFrame(wire.FrameLargeMore, 1, make([]byte, 10))...))
@@ -361,19 +352,6 @@ func TestReaderAnswersRequests(t *testing.T) {
 	assert.EqualValues(t, 3, r.in.received.Load())
 	assert.EqualValues(t, 1, r.in.dropped[ReasonUnknownVerb].Load())
 
-	// The responses are queued to n2, which is not reachable here: they
-	// fail when the transport closes, with what they carried.
-	r.tr.Close()
-	answers := map[uint64]string{}
-	for len(r.drops) > 0 {
-		d := <-r.drops
-		require.True(t, d.Response)
-		answers[d.ID] = string(d.Payload)
-		if d.ID != 1 {
-			f, err := wire.DecodeFailure(d.Payload)
-			require.NoError(t, err)
-			answers[d.ID] = f.Code.String()
-		}
-	}
-	assert.Equal(t, map[uint64]string{1: "re:q", 2: wire.FailureUnknownVerb.String(), 3: wire.FailureHandlerError.String()}, answers)
+	// The answers go back on the connection.
+	assert.Equal(t, map[uint64]string{1: "re:q", 2: wire.FailureUnknownVerb.String(), 3: wire.FailureHandlerError.String()}, r.responses(3))
 }

@@ -87,7 +87,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 			ic.counters.handlerFailed()
 		}
 		if msg.IsRequest {
-			t.respond(ic.from, &hdr, m.deadline, resp, err)
+			t.respond(ic, &hdr, m.deadline, resp, err)
 		}
 	}()
 	return pw

@@ -77,13 +77,15 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 	}
 }
 
-// send queues one message — one-way, request or response — on lane of
-// peer to. It is the one send path: every message passes here, and from
-// the moment it reaches a lane every failure is counted on that lane, so
-// that each ends in exactly one outcome. expiresAt is the message's
-// deadline on this node's clock (Unix ns, 0 = never); h's CreatedAt, TTL
-// and PayloadLength are filled in here, and the writer sets the TTL again
-// as it writes the message.
+// outLane is where sendOn queues a message: a lane to a peer (outConn),
+// or the way back on an accepted connection (replyWriter).
+type outLane interface {
+	enqueue(ctx context.Context, it outItem, header, payload []byte, wait bool) error
+	drop(r Reason) // counts a message refused before it was queued
+}
+
+// send queues one message — one-way or request — on lane of peer to,
+// through sendOn.
 func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bool, lane routing.Lane,
 	h *wire.Header, expiresAt int64, payload []byte, wait bool) error {
 	if t.closing.Load() {
@@ -93,12 +95,32 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 	if err != nil {
 		return err
 	}
+	for {
+		c := p.lane(lane)
+		if c == nil {
+			return p.stopErr()
+		}
+		if err := t.sendOn(ctx, c, h, expiresAt, payload, wait); err != errRetired {
+			return err
+		}
+		// The lane was dropped for being idle: its successor takes it.
+	}
+}
+
+// sendOn encodes one message — one-way, request or response — and queues
+// it on dst. It is the one send path: every message passes here, and from
+// the moment it reaches a lane every failure is counted on that lane, so
+// that each ends in exactly one outcome. expiresAt is the message's
+// deadline on this node's clock (Unix ns, 0 = never); h's CreatedAt, TTL
+// and PayloadLength are filled in here, and the writer sets the TTL again
+// as it writes the message.
+func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, expiresAt int64, payload []byte, wait bool) error {
 	now := t.clock.now()
 	h.CreatedAt, h.PayloadLength = now.UnixNano()+int64(t.clock.skew), uint32(len(payload))
 	if expiresAt != 0 {
 		h.TTL = max(expiresAt-now.UnixNano(), 1)
 	}
-	err = ctx.Err()
+	err := ctx.Err()
 	if err == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
 		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.Memory.MaxMessageSize)
 	}
@@ -106,23 +128,23 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 	header := wire.AppendHeader(stack[:0], h)
 	it := outItem{id: h.ID, verb: h.Verb, expiresAt: expiresAt, enqueuedAt: now.UnixNano(),
 		isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
-	for {
-		c := p.lane(lane)
-		if c == nil {
-			return p.stopErr()
+	if err == nil {
+		// A call through the interface would make header escape, and
+		// cost every message an allocation.
+		switch d := dst.(type) {
+		case *outConn:
+			err = d.enqueue(ctx, it, header, payload, wait)
+		case *replyWriter:
+			err = d.enqueue(ctx, it, header, payload, wait)
 		}
-		if err == nil {
-			err = c.enqueue(ctx, it, header, payload, wait)
-			if err == errRetired {
-				err = nil
-				continue // the lane was dropped for being idle: its successor takes it
-			}
+		if err == errRetired {
+			return err
 		}
-		if err != nil {
-			c.counters.drop(reasonOf(err))
-		}
-		return err
 	}
+	if err != nil {
+		dst.drop(reasonOf(err))
+	}
+	return err
 }
 
 // headerOverhead bounds the encoded size of a message header without

@@ -371,6 +371,7 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	t.inboundMu.Lock()
 	for ic := range t.inConns {
 		ic.account.SetLimit(inbound.forLane(ic.lane))
+		ic.replies.account.SetLimit(outbound.forLane(ic.lane))
 	}
 	t.inboundMu.Unlock()
 	return nil

@@ -25,17 +25,18 @@
 //
 // # Connections
 //
-// A connection carries one direction of one lane. The side that dials (the
-// initiator) writes a Hello; the acceptor answers with a Reply; then the
-// initiator writes frames of data, and the acceptor writes frames back on
-// the same connection only to keep it alive and, on the large lane, to
-// grant or refuse room for large messages (the back channel):
+// A connection carries one lane from one node to another. The side that
+// dials (the initiator) writes a Hello; the acceptor answers with a Reply;
+// then the initiator writes its messages — one-way messages and requests —
+// and the acceptor writes back on the same connection (the back channel)
+// the responses to those requests, beats that keep it alive, and on the
+// large lane the grants and refusals of the initiator's large messages:
 //
 //	initiator                          acceptor
 //	    | ---------- Hello ------------->  |
 //	    | <--------- Reply --------------  |   accepted: version chosen
-//	    | ---------- frame ------------->  |   data: batches, large parts, pings
-//	    | <--------- frame --------------  |   back channel: beats, grants, refusals
+//	    | ---------- frame ------------->  |   messages, pings, grants of large responses
+//	    | <--------- frame --------------  |   back channel: responses, beats, grants
 //	    | ---------- frame ------------->  |
 //	    ...
 //
@@ -44,11 +45,18 @@
 // session, after which both sides speak smux protocol v2 (see Streams);
 // 4 one file transfer (see File transfer).
 //
-// Messages travel one way per connection. A node answers a request on a
-// connection of its own to the requester (it dials it, if it has none):
-// the response's lane is chosen by its size like any message, except that
-// a failure response always takes the urgent lane. A request that expired
-// before it was handled gets no response; its sender's deadline ends it.
+// A node answers a request on the connection the request came on, the
+// other way: as a FrameBatch when it fits in a frame, on any lane, and
+// above that in large-message parts (FrameLargeBegin, FrameLargeMore)
+// that the requester first grants room for, also on any lane (see Large
+// messages). So a responder needs no connection of its own to the
+// requester, which may be a node it does not know or a client that listens
+// nowhere; the requester reads its responses on a connection it never
+// stops reading for want of memory, so they never wait behind the
+// responder's own requests to it; and each direction's TCP
+// acknowledgements ride on the other's data. A response never travels from
+// initiator to acceptor: that is malformed. A request that expired before
+// it was handled gets no response; its sender's deadline ends it.
 //
 // # Handshake
 //
@@ -119,14 +127,21 @@
 // The kinds, who sends them and on which lanes:
 //
 //	kind                 from       lanes          stream  payload
-//	0 FrameBatch         initiator  urgent, small  0       whole messages
-//	1 FrameLargeBegin    initiator  large          yes     one message header
-//	2 FrameLargeMore     initiator  large          yes     the next payload bytes
-//	3 FrameLargeCancel   initiator  large          yes     a Failure: why
+//	0 FrameBatch         initiator  urgent, small  0       whole messages, no responses
+//	                     acceptor   all three      0       whole responses
+//	1 FrameLargeBegin    initiator  large          yes     one message header, not a response's
+//	                     acceptor   all three      yes     one response's header
+//	2 FrameLargeMore     as FrameLargeBegin         yes     the next payload bytes
+//	3 FrameLargeCancel   as FrameLargeBegin         yes     a Failure: why
 //	4 FramePing          initiator  all three      0       empty
 //	5 FrameGrant         acceptor   large          yes     empty
+//	                     initiator  all three      yes     empty
 //	6 FrameRefuse        acceptor   large          yes     a Failure: why
+//	                     initiator  all three      yes     a Failure: why
 //	7 FrameBeat          acceptor   all three      0       empty
+//
+// Each side numbers the large messages it sends in its own stream-number
+// space; a FrameGrant or FrameRefuse names a stream of the other side's.
 //
 // A reader closes the connection on a kind from the wrong side or lane, a
 // stream number where the kind has none (or none where it needs one), and
@@ -169,8 +184,8 @@
 //     later when room frees; it goes on reading the connection meanwhile —
 //     or with a FrameRefuse carrying a Failure (FailureOverloaded,
 //     FailureTooLarge for a payload_len above its message size limit,
-//     FailureExpired for a message already expired or a response nobody
-//     waits for). A refused stream number is free again.
+//     FailureExpired for a message already expired). A refused stream
+//     number is free again.
 //  3. Once granted, the initiator writes the payload in FrameLargeMore
 //     parts with that stream number, until payload_len bytes have gone;
 //     the stream number is then free again. An empty payload is complete
@@ -198,6 +213,15 @@
 // Because every part that arrives already has its room, an acceptor never
 // waits, with a message half read, for room that only that message's
 // unread parts could free.
+//
+// A large response takes the same steps the other way, on whichever lane
+// its request came: the acceptor writes the FrameLargeBegin (a header with
+// FlagResponse), FrameLargeMore and FrameLargeCancel frames on the back
+// channel, and the initiator writes the FrameGrant or FrameRefuse
+// (FailureExpired when nobody waits for the response any more,
+// FailureTooLarge, FailureOverloaded). A requester does not make a large
+// response wait for room: it grants it at once or refuses it, failing the
+// request, so that a response never waits behind another.
 //
 // A reader (package transport; this package keeps no such state) closes the
 // connection on a FrameLargeBegin for a stream already in flight, a
@@ -380,8 +404,9 @@
 // version lies in the range it offered. Everything after the handshake is
 // read in the chosen version. This package speaks version 3. Version 2
 // carried a message's expiry as a moment on the sender's clock (created_at
-// plus a ttl), which a skewed clock moved; version 1 had no back channel
-// and sent large payloads without a grant. Both are retired and refused.
+// plus a ttl), which a skewed clock moved, and sent each response on the
+// responder's own connection to the requester; version 1 had no back
+// channel and sent large payloads without a grant. Both are retired and refused.
 // Version 0 is reserved (it is how a Reply says "none").
 //
 // The Hello and Reply layouts are the same in every version, because a
@@ -438,8 +463,11 @@
 //     they are, and writes header and parts in one vectored write
 //     (net.Buffers), so that payloads are not copied; writes a FramePing
 //     after a KeepaliveInterval with nothing else to write.
-//  5. Reads the back channel all along: FrameBeat, and on the large lane
-//     FrameGrant and FrameRefuse.
+//  5. Reads the back channel all along: FrameBeat; responses, in
+//     FrameBatch frames and as large messages, for which it writes a
+//     FrameGrant or FrameRefuse on the connection as soon as the
+//     FrameLargeBegin arrives; and on the large lane the FrameGrant and
+//     FrameRefuse of its own large messages.
 //
 // The acceptor:
 //
@@ -458,7 +486,10 @@
 //     FrameLargeBegin it decodes the header (which must fill the payload),
 //     then grants or refuses the stream on the back channel, and gathers
 //     the granted stream's parts.
-//  5. Closes the connection on any error from steps 1 to 4.
+//  5. Writes each request's response back on the connection, and the
+//     parts of a large response once the initiator's FrameGrant for it
+//     arrives.
+//  6. Closes the connection on any error from steps 1 to 5.
 //
 // The examples show a batch frame being written and read.
 package wire

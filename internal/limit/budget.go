@@ -139,6 +139,16 @@ func (a *Account) TryTake(n int64) bool {
 	return true
 }
 
+// Overdraw takes n bytes whether or not they fit: for memory that must not
+// wait, and is bounded elsewhere. It is counted like any other, so others
+// wait until it is given back.
+func (a *Account) Overdraw(n int64) {
+	b := a.budget
+	b.mu.Lock()
+	a.addLocked(n)
+	b.mu.Unlock()
+}
+
 // Release gives back n bytes taken from a, and grants the waiters that
 // fit now, in order.
 func (a *Account) Release(n int64) {

@@ -266,3 +266,21 @@ func TestBudgetProperty(t *testing.T) {
 		assert.Zero(t, b.Waiting(), "seed %d", seed)
 	}
 }
+
+// TestBudgetOverdraw: an overdraft is taken whatever the limits, counted
+// at every level, and holds back others until it is given back.
+func TestBudgetOverdraw(t *testing.T) {
+	b := NewBudget(100)
+	peer := b.Root().Child(50, false)
+	conn := peer.Child(10, false)
+	conn.Overdraw(80)
+	assert.Equal(t, int64(80), conn.Used())
+	assert.Equal(t, int64(80), peer.Used())
+	assert.Equal(t, int64(80), b.Root().Used())
+	other := b.Root().Child(100, false)
+	assert.False(t, other.TryTake(30), "the node has 20 left")
+	assert.True(t, other.TryTake(20))
+	conn.Release(80)
+	assert.True(t, other.TryTake(30))
+	assert.Zero(t, peer.Used())
+}

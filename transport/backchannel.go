@@ -1,0 +1,328 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/internode/internode/internal/bufpool"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// readBack reads the connection's back channel: the acceptor's beats, the
+// responses to the requests written on the connection, and on the large
+// lane its grants and refusals. Silence longer than KeepaliveTimeout, a
+// frame it may not send, or the connection ending marks the connection
+// dead and wakes the writer.
+func (c *outConn) readBack(conn *liveConn) {
+	defer c.t.wg.Done()
+	rx := &responseReader{c: c, conn: conn, large: make(map[uint32]*largeResponse)}
+	why := rx.read()
+	rx.abandonAll()
+	conn.kill(why)
+	c.signal()
+}
+
+// responseReader reads one outbound connection's back channel. It never
+// waits for inbound capacity — responses are what this node's own callers
+// wait for, and must not queue behind the peer's requests to it — so a
+// batch of responses is read whatever the limits say and counted while it
+// is (at most one frame per connection at a time), and a large response
+// is granted room only if it fits at once, within the peer's inbound
+// capacity or within one connection's limit beyond it (take): otherwise it
+// is refused and its call fails with ErrOverloaded.
+type responseReader struct {
+	c     *outConn
+	conn  *liveConn
+	large map[uint32]*largeResponse // large responses begun, by stream
+	// overdrawn is what the large responses in large hold beyond the
+	// peer's inbound capacity.
+	overdrawn int64
+}
+
+// largeResponse is a large response arriving in parts, its room granted.
+type largeResponse struct {
+	header wire.Header
+	buf    []byte // from bufpool
+	got    int
+	held   int64
+	// overdrawn: held is beyond the peer's inbound capacity (take).
+	overdrawn bool
+}
+
+func (rx *responseReader) read() string {
+	c, conn := rx.c, rx.conn
+	timeout := c.t.cfg.Timeouts.Keepalive
+	hdr := conn.backHeader[:]
+	for {
+		if timeout > 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(timeout))
+		}
+		if _, err := io.ReadFull(conn, hdr); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return fmt.Sprintf("peer silent for %v", timeout)
+			}
+			return "closed by peer"
+		}
+		fh, err := wire.ParseFrameHeader(hdr, uint32(c.t.maxFrame))
+		if err == nil && !rx.allowed(fh.Kind) {
+			err = fmt.Errorf("%w: %v frame from the acceptor of a %s lane", wire.ErrMalformed, fh.Kind, c.lane)
+		}
+		if err == nil {
+			err = rx.frame(fh)
+		}
+		if err != nil {
+			if isTimeout(err) {
+				return fmt.Sprintf("peer silent for %v", timeout)
+			}
+			var ne net.Error
+			if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return "closed by peer"
+			}
+			c.t.logs.warn(logKey{other: logBadBackChannel}, "internode: closing connection on bad input from its acceptor",
+				"peer", c.peer.id, "lane", c.lane, "err", err)
+			return "bad back-channel input"
+		}
+		conn.heard.Store(time.Now().UnixNano())
+	}
+}
+
+// allowed reports whether the acceptor may send kind on this lane:
+// beats, responses whole or in parts, and on the large lane the grants
+// and refusals of this node's own large messages.
+func (rx *responseReader) allowed(kind wire.FrameKind) bool {
+	switch kind {
+	case wire.FrameBeat, wire.FrameBatch, wire.FrameLargeBegin, wire.FrameLargeMore, wire.FrameLargeCancel:
+		return true
+	case wire.FrameGrant, wire.FrameRefuse:
+		return rx.c.lane == routing.Large
+	}
+	return false
+}
+
+// frame reads one frame's payload and acts on it.
+func (rx *responseReader) frame(fh wire.FrameHeader) error {
+	c := rx.c
+	switch fh.Kind {
+	case wire.FrameBeat:
+		return nil
+	case wire.FrameGrant:
+		c.large.deliver(backFrame{stream: fh.Stream})
+	case wire.FrameRefuse:
+		f, err := rx.readFailure(fh)
+		if err != nil {
+			return err
+		}
+		c.large.deliver(backFrame{stream: fh.Stream, refused: &f})
+	case wire.FrameBatch:
+		return rx.readBatch(fh)
+	case wire.FrameLargeBegin:
+		return rx.begin(fh)
+	case wire.FrameLargeMore:
+		return rx.more(fh)
+	case wire.FrameLargeCancel:
+		return rx.cancel(fh)
+	}
+	c.signal()
+	return nil
+}
+
+// readPayload reads and verifies a frame's payload into dst.
+func (rx *responseReader) readPayload(fh wire.FrameHeader, dst []byte) error {
+	if _, err := io.ReadFull(rx.conn, dst); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
+		}
+		return err
+	}
+	return fh.Verify(dst)
+}
+
+// readFailure reads a frame whose payload is a Failure.
+func (rx *responseReader) readFailure(fh wire.FrameHeader) (wire.Failure, error) {
+	var buf [wire.MaxFailureMessage + 16]byte
+	if fh.Length > uint32(len(buf)) {
+		return wire.Failure{}, fmt.Errorf("%w: failure of %d bytes", wire.ErrMalformed, fh.Length)
+	}
+	if err := rx.readPayload(fh, buf[:fh.Length]); err != nil {
+		return wire.Failure{}, err
+	}
+	return wire.DecodeFailure(buf[:fh.Length])
+}
+
+// readBatch reads a frame of whole responses and completes their calls.
+func (rx *responseReader) readBatch(fh wire.FrameHeader) error {
+	c := rx.c
+	held := int64(bufpool.Cap(int(fh.Length)))
+	c.peer.inAccount.Overdraw(held)
+	defer c.peer.inAccount.Release(held)
+	buf := bufpool.Get(int(fh.Length))
+	defer bufpool.Put(buf)
+	if err := rx.readPayload(fh, buf); err != nil {
+		return err
+	}
+	var notResponse error
+	err := forEachMessage(buf, uint32(c.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+		if h.Flags&wire.FlagResponse == 0 {
+			notResponse = fmt.Errorf("%w: a message that is not a response from the acceptor", wire.ErrMalformed)
+			return
+		}
+		c.t.completeCall(c.peer, c.lane, *h, payload, true)
+	})
+	if err == nil {
+		err = notResponse
+	}
+	return err
+}
+
+// begin reads the header of a large response and grants it room, or
+// refuses it.
+func (rx *responseReader) begin(fh wire.FrameHeader) error {
+	c := rx.c
+	if fh.Length > wire.MaxHeaderSize {
+		return fmt.Errorf("%w: large message header of %d bytes", wire.ErrMalformed, fh.Length)
+	}
+	var buf [wire.MaxHeaderSize]byte
+	if err := rx.readPayload(fh, buf[:fh.Length]); err != nil {
+		return err
+	}
+	h, n, err := wire.DecodeHeader(buf[:fh.Length], 1<<32-1)
+	switch {
+	case err != nil:
+		return err
+	case n != int(fh.Length):
+		return fmt.Errorf("%w: large message header followed by %d bytes", wire.ErrMalformed, int(fh.Length)-n)
+	case h.Flags&wire.FlagResponse == 0:
+		return fmt.Errorf("%w: a large message that is not a response from the acceptor", wire.ErrMalformed)
+	case rx.large[fh.Stream] != nil:
+		return fmt.Errorf("%w: stream %d begun twice", wire.ErrMalformed, fh.Stream)
+	case len(rx.large) >= maxInboundStreams:
+		return fmt.Errorf("%w: more than %d large messages in flight", wire.ErrMalformed, maxInboundStreams)
+	}
+	h.Params = nil // not kept: a response's parameters are not used
+	in := &c.peer.inbound[c.lane]
+	refuse := func(reason Reason, detail string) error {
+		in.drop(reason)
+		c.control(wire.FrameRefuse, fh.Stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[reason].code, Message: detail}), rx.conn.serial)
+		return nil
+	}
+	switch {
+	case h.PayloadLength > uint32(c.t.cfg.Memory.MaxMessageSize):
+		detail := fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, c.t.cfg.Memory.MaxMessageSize)
+		c.t.calls.fail(h.ID, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane,
+			Err: fmt.Errorf("%w: a response of %s", ErrTooLarge, detail)})
+		return refuse(ReasonTooLarge, detail)
+	case !c.t.calls.waiting(h.ID, c.peer.id):
+		return refuse(ReasonExpired, "nobody waits for this response")
+	}
+	m := &largeResponse{header: h, held: int64(bufpool.Cap(int(h.PayloadLength)))}
+	if !rx.take(m) {
+		c.t.calls.fail(h.ID, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane,
+			Err: fmt.Errorf("%w: no room for a response of %d bytes", ErrOverloaded, h.PayloadLength)})
+		return refuse(ReasonOverloaded, "")
+	}
+	c.control(wire.FrameGrant, fh.Stream, nil, rx.conn.serial)
+	if h.PayloadLength == 0 {
+		rx.complete(m)
+		return nil
+	}
+	m.buf = bufpool.Get(int(h.PayloadLength)) // every byte is overwritten before use
+	rx.large[fh.Stream] = m
+	return nil
+}
+
+// more reads a part of a large response.
+func (rx *responseReader) more(fh wire.FrameHeader) error {
+	m := rx.large[fh.Stream]
+	switch {
+	case m == nil:
+		return fmt.Errorf("%w: part of unknown stream %d", wire.ErrMalformed, fh.Stream)
+	case m.got+int(fh.Length) > int(m.header.PayloadLength):
+		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
+	}
+	if err := rx.readPayload(fh, m.buf[m.got:m.got+int(fh.Length)]); err != nil {
+		return err
+	}
+	m.got += int(fh.Length)
+	if m.got == int(m.header.PayloadLength) {
+		delete(rx.large, fh.Stream)
+		rx.complete(m)
+	}
+	return nil
+}
+
+// take finds room for a large response: within the peer's inbound
+// capacity, or, when that is full (the peer's requests to this node
+// paused, say), beyond it by at most one connection's inbound limit for
+// the large responses this connection carries at once.
+func (rx *responseReader) take(m *largeResponse) bool {
+	if rx.c.peer.inAccount.TryTake(m.held) {
+		return true
+	}
+	if rx.overdrawn+m.held > rx.c.t.limitsIn.Load().PerConnection {
+		return false
+	}
+	rx.c.peer.inAccount.Overdraw(m.held)
+	rx.overdrawn += m.held
+	m.overdrawn = true
+	return true
+}
+
+// give gives back the room m holds.
+func (rx *responseReader) give(m *largeResponse) {
+	rx.c.peer.inAccount.Release(m.held)
+	if m.overdrawn {
+		rx.overdrawn -= m.held
+	}
+}
+
+// complete hands a whole large response to its call; the buffer now
+// belongs to the caller and no longer counts against this node's limits.
+func (rx *responseReader) complete(m *largeResponse) {
+	c := rx.c
+	rx.give(m)
+	c.t.completeCall(c.peer, c.lane, m.header, m.buf[:m.header.PayloadLength:m.header.PayloadLength], false)
+}
+
+// cancel forgets a large response its sender withdrew.
+func (rx *responseReader) cancel(fh wire.FrameHeader) error {
+	f, err := rx.readFailure(fh)
+	if err != nil {
+		return err
+	}
+	m := rx.large[fh.Stream]
+	if m == nil {
+		return nil // refused meanwhile
+	}
+	delete(rx.large, fh.Stream)
+	rx.abandon(m)
+	reason, ok := reasonOfCode(f.Code)
+	if !ok {
+		reason = ReasonCanceled
+	}
+	rx.c.peer.inbound[rx.c.lane].drop(reason)
+	rx.c.t.calls.fail(m.header.ID, &OpError{Op: "request", Peer: rx.c.peer.id, Lane: rx.c.lane,
+		Err: &RemoteError{Code: f.Code, Message: f.Message}})
+	return nil
+}
+
+// abandon gives back what a partial large response holds.
+func (rx *responseReader) abandon(m *largeResponse) {
+	rx.give(m)
+	bufpool.Put(m.buf)
+	m.buf = nil
+}
+
+// abandonAll gives back what the partial large responses hold once the
+// connection has ended; their calls fail with it (calls.failConn).
+func (rx *responseReader) abandonAll() {
+	for stream, m := range rx.large {
+		delete(rx.large, stream)
+		rx.abandon(m)
+		rx.c.peer.inbound[rx.c.lane].drop(ReasonConnectionReset)
+	}
+}

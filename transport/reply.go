@@ -1,0 +1,232 @@
+package transport
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/wire"
+)
+
+// replyWriter sends the responses to the requests an accepted connection
+// carried back on that same connection, the other way: small ones as
+// batch frames, large ones in parts once the requester has granted them
+// room. The requester reads them on its own connection's back channel, so
+// they never wait behind that peer's requests to it, and this node needs
+// no connection of its own to the requester.
+//
+// It is an outbound lane's writer core — an outQueue, a frameWriter and a
+// largeWriter — with a goroutine that runs while there is something to
+// write; it writes under the connection's backMu, between beats.
+type replyWriter struct {
+	ic       *inConn
+	small    outQueue // whole responses, for batch frames
+	large    outQueue // responses above the large threshold
+	account  *limit.Account
+	counters *connCounters // the peer's outbound counters for this lane
+	frames   frameWriter   // owned by the goroutine
+	parts    largeWriter   // owned by the goroutine but for its inbox
+
+	mu      sync.Mutex // guards running
+	running bool
+	wake    chan struct{} // one slot
+	timer   *time.Timer   // wakes a writer waiting for grants to withdraw what expired
+}
+
+func newReplyWriter(ic *inConn) *replyWriter {
+	return &replyWriter{
+		ic:       ic,
+		account:  ic.peer.outAccount.Child(ic.t.limitsOut.Load().forLane(ic.lane), true),
+		counters: &ic.peer.outbound[ic.lane],
+		wake:     make(chan struct{}, 1),
+	}
+}
+
+// enqueue queues one response. It never waits: out of capacity, or once
+// the connection has ended, the response is refused.
+func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []byte, _ bool) error {
+	size := int64(len(header) + len(payload) + outItemCost)
+	if !w.account.TryTake(size) {
+		return ErrOverloaded
+	}
+	q, copyPayload := &w.small, true
+	if len(header)+len(payload) > w.ic.t.cfg.Lanes.LargeThreshold {
+		q, copyPayload = &w.large, false
+	}
+	if err := q.push(it, header, payload, copyPayload); err != nil {
+		w.account.Release(size)
+		return err
+	}
+	w.mu.Lock()
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		w.ic.t.wg.Add(1)
+		go w.run()
+	} else {
+		w.signal()
+	}
+	return nil
+}
+
+// drop counts a response refused before it was queued (outLane).
+func (w *replyWriter) drop(r Reason) { w.counters.drop(r) }
+
+func (w *replyWriter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes until nothing is left, or the connection ends.
+func (w *replyWriter) run() {
+	defer w.ic.t.wg.Done()
+	for {
+		select {
+		case <-w.ic.done:
+			w.exit()
+			return
+		default:
+		}
+		now := time.Now().UnixNano()
+		switch {
+		case w.small.has():
+			if err := w.writeSmall(now); err != nil {
+				w.ic.kill()
+			}
+		case w.parts.busy(now) || w.large.has():
+			if err := w.writeLarge(now); err != nil {
+				w.ic.kill()
+			}
+		case w.parts.idle():
+			if w.mayExit() {
+				return
+			}
+		default:
+			w.waitForGrants()
+		}
+	}
+}
+
+// writeSmall writes one segment of small responses as batch frames.
+func (w *replyWriter) writeSmall(now int64) error {
+	b, _ := w.small.take()
+	if b == nil {
+		return nil
+	}
+	defer func() { w.release(w.small.release(b)) }()
+	w.ic.backMu.Lock()
+	defer w.ic.backMu.Unlock()
+	w.setWriteDeadline()
+	_, _, err := w.frames.writeBatch(w.ic.conn, b, w.ic.t.maxFrame, now, w)
+	return err
+}
+
+// writeLarge writes one round of large responses.
+func (w *replyWriter) writeLarge(now int64) error {
+	w.ic.backMu.Lock()
+	defer w.ic.backMu.Unlock()
+	w.setWriteDeadline()
+	return w.parts.step(w.ic.conn, &w.frames, &w.large, w.ic.t.maxFrame, now, w)
+}
+
+// waitForGrants waits for a grant, or for a begun response to expire.
+func (w *replyWriter) waitForGrants() {
+	if w.timer == nil {
+		w.timer = time.NewTimer(wire.KeepaliveInterval)
+	} else {
+		w.timer.Reset(wire.KeepaliveInterval)
+	}
+	select {
+	case <-w.wake:
+	case <-w.timer.C:
+	case <-w.ic.done:
+	}
+	w.timer.Stop()
+}
+
+// mayExit lets the goroutine go when, under mu, nothing is queued: a
+// response queued meanwhile either saw running set (and is seen here) or
+// starts a new goroutine.
+func (w *replyWriter) mayExit() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.small.has() || w.large.has() {
+		return false
+	}
+	w.running = false
+	return true
+}
+
+// exit fails what is left once the connection has ended: the
+// requester's calls on it fail there with ErrConnectionReset.
+func (w *replyWriter) exit() {
+	w.parts.failAll(&w.large, ReasonConnectionReset, ErrConnectionReset, w)
+	w.failQueued()
+	w.mu.Lock()
+	w.running = false
+	w.mu.Unlock()
+	// A response queued after that, before running was cleared, saw
+	// running set: fail it too. (Once close has run, none can be.)
+	w.failQueued()
+}
+
+// failQueued fails what the queues hold.
+func (w *replyWriter) failQueued() {
+	w.failBatches(&w.small, w.small.drain())
+	w.failBatches(&w.large, w.large.drain())
+}
+
+// failBatches fails every message of bs, taken from q, with
+// ReasonConnectionReset.
+func (w *replyWriter) failBatches(q *outQueue, bs []*batch) {
+	for _, b := range bs {
+		for i := range b.items {
+			m := b.items[i].msg(b.buf.B)
+			w.failed(&m, ReasonConnectionReset, ErrConnectionReset)
+		}
+		w.release(q.release(b))
+	}
+}
+
+// close refuses further responses and fails what is queued; a running
+// goroutine fails what it holds on its way out. Called once the
+// connection has ended.
+func (w *replyWriter) close() {
+	w.failBatches(&w.small, w.small.shut(ErrConnectionReset))
+	w.failBatches(&w.large, w.large.shut(ErrConnectionReset))
+}
+
+func (w *replyWriter) setWriteDeadline() {
+	if d := w.ic.t.cfg.Timeouts.Write; d > 0 {
+		_ = w.ic.conn.SetWriteDeadline(time.Now().Add(d))
+	}
+}
+
+// grant hands the writer the requester's grant or refusal of a large
+// response.
+func (w *replyWriter) grant(f backFrame) {
+	w.parts.deliver(f)
+	w.signal()
+}
+
+// The outSink the writer cores report to.
+
+func (w *replyWriter) wrote(messages, bytes, responses int) {
+	w.counters.wrote(messages, bytes, responses)
+}
+
+func (w *replyWriter) failed(m *outMsg, reason Reason, _ error) {
+	w.counters.dropped[reason].Add(1)
+	if hook := w.ic.t.cfg.OnDropped; hook != nil {
+		hook(DroppedMessage{Peer: w.ic.from, Lane: w.ic.lane, Verb: Verb(m.verb), ID: m.id,
+			Response: true, Reason: reason, Payload: m.payload})
+	}
+}
+
+func (w *replyWriter) release(n int64) { w.account.Release(n) }
+
+func (w *replyWriter) requestWritten(uint64) {}

@@ -1,0 +1,85 @@
+package transport
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// TestReplyLargeResponseWaitsForItsGrant: a response above the large
+// threshold goes back on the request's connection in parts, none before
+// the requester grants it room; a refused one ends as the requester's
+// reason, handed to OnDropped.
+func TestReplyLargeResponseWaitsForItsGrant(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	r.tr.Handle(1, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
+		return make([]byte, 100<<10), nil
+	}))
+	req := wire.FlagExpectsResponse
+	r.write(batchFrame(message(wire.Header{ID: 1, Verb: 1, Flags: req}, nil)))
+	begin := within(t, r.back, 5*time.Second, "the response's first frame")
+	require.Equal(t, wire.FrameLargeBegin, begin.kind)
+	h, _, err := wire.DecodeHeader(begin.payload, 1<<30)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), h.ID)
+	assert.NotZero(t, h.Flags&wire.FlagResponse)
+	select {
+	case f := <-r.back:
+		t.Fatalf("a %v frame before the grant", f.kind)
+	case <-time.After(50 * time.Millisecond):
+	}
+	r.write(anyFrame(wire.FrameGrant, begin.stream, nil))
+	got := 0
+	for got < 100<<10 {
+		f := within(t, r.back, 5*time.Second, "a part")
+		require.Equal(t, wire.FrameLargeMore, f.kind)
+		require.Equal(t, begin.stream, f.stream)
+		got += len(f.payload)
+	}
+	assert.Equal(t, 100<<10, got)
+	out := &r.ic.peer.outbound[routing.Small]
+	eventually(t, func() bool { return out.sent.Load() == 1 }, "the response counted as sent")
+
+	r.write(batchFrame(message(wire.Header{ID: 2, Verb: 1, Flags: req}, nil)))
+	begin = within(t, r.back, 5*time.Second, "the second response's first frame")
+	r.write(anyFrame(wire.FrameRefuse, begin.stream, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureOverloaded})))
+	d := within(t, r.drops, 5*time.Second, "the refused response")
+	assert.True(t, d.Response)
+	assert.Equal(t, uint64(2), d.ID)
+	assert.Equal(t, ReasonOverloaded, d.Reason)
+	assert.EqualValues(t, 1, out.dropped[ReasonOverloaded].Load())
+	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
+}
+
+// TestReplyResponsesFailWithTheirConnection: responses still queued when
+// the connection ends fail with it, each once, and give back their room;
+// a response after that is refused at once.
+func TestReplyResponsesFailWithTheirConnection(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	gate := make(chan struct{})
+	r.tr.Handle(1, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
+		<-gate
+		return make([]byte, 100<<10), nil // large: it waits for a grant that never comes
+	}))
+	req := wire.FlagExpectsResponse
+	r.write(batchFrame(message(wire.Header{ID: 1, Verb: 1, Flags: req}, nil)))
+	close(gate)
+	require.Equal(t, wire.FrameLargeBegin, within(t, r.back, 5*time.Second, "the response begun").kind)
+	r.far.Close()
+	require.Error(t, r.end())
+	d := within(t, r.drops, 5*time.Second, "the response failed")
+	assert.Equal(t, ReasonConnectionReset, d.Reason)
+	assert.Equal(t, uint64(1), d.ID)
+	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
+
+	h := wire.Header{ID: 3, Flags: wire.FlagResponse}
+	err := r.tr.sendOn(context.Background(), r.ic.replies, &h, 0, []byte("late"), false)
+	assert.ErrorIs(t, err, ErrConnectionReset)
+	assert.Empty(t, r.drops, "one outcome each")
+}

@@ -19,6 +19,10 @@ const runHint = "sudo INTERNODE_NETNS=1 go test ./internal/netnstest -run Netns 
 // ipTimeout bounds one ip command; they take milliseconds.
 const ipTimeout = 10 * time.Second
 
+// nodeLink is a node's interface in its namespace, the node's end of its
+// veth pair.
+const nodeLink = "eth0"
+
 // requireNetns skips the test unless it was asked for (INTERNODE_NETNS=1 or
 // CI=true), runs as root and finds iproute2's ip.
 func requireNetns(t *testing.T) {
@@ -68,11 +72,11 @@ func newLab(t *testing.T, count int) *lab {
 		l.nodes = append(l.nodes, ns)
 		// Both ends are born outside the root namespace: the port in the
 		// switch, its peer directly in the node's namespace.
-		l.must("-n", l.sw, "link", "add", l.port(i), "type", "veth", "peer", "name", "eth0", "netns", ns)
+		l.must("-n", l.sw, "link", "add", l.port(i), "type", "veth", "peer", "name", nodeLink, "netns", ns)
 		l.must("-n", l.sw, "link", "set", l.port(i), "master", "br0")
 		l.must("-n", l.sw, "link", "set", l.port(i), "up")
-		l.must("-n", ns, "addr", "add", l.nodeIP(i)+"/24", "dev", "eth0")
-		l.must("-n", ns, "link", "set", "eth0", "up")
+		l.must("-n", ns, "addr", "add", l.nodeIP(i)+"/24", "dev", nodeLink)
+		l.must("-n", ns, "link", "set", nodeLink, "up")
 		l.must("-n", ns, "link", "set", "lo", "up")
 	}
 	return l

@@ -83,6 +83,7 @@ func fastFailureDetection(c *ml.Config) {
 // node is the state of one node process.
 type node struct {
 	id      cluster.NodeID
+	ip      string
 	members *memberlist.Membership
 	tr      *transport.Transport
 
@@ -94,6 +95,7 @@ type node struct {
 	events      map[cluster.NodeID][]memberEvent
 	contacts    map[string][]contact        // what memberlist heard of each member, by its name
 	runs        map[string]chan callsResult // by run name; one slot each
+	rawEcho     *rawEchoServer              // started by rawserve; closed as the node exits
 }
 
 // timedMembership hands the transport the real Membership, timing each
@@ -150,6 +152,7 @@ func (r contactRecorder) record(member, kind string) {
 func runNode(cfg nodeConfig, in io.Reader, out io.Writer) (err error) {
 	n := &node{
 		id:          cfg.ID,
+		ip:          cfg.IP,
 		arrivals:    make(map[string]arrival),
 		hookDropped: make(map[cluster.NodeID]map[string]*[transport.NumReasons]uint64),
 		events:      make(map[cluster.NodeID][]memberEvent),
@@ -190,6 +193,7 @@ func runNode(cfg nodeConfig, in io.Reader, out io.Writer) (err error) {
 		return err
 	}
 	defer n.tr.Close()
+	defer n.closeRawEcho()
 	defer n.background.Wait() // before Close: runs are bounded by their timeouts
 	n.tr.Handle(verbEcho, transport.HandlerFunc(echo))
 	n.tr.Handle(verbCount, transport.HandlerFunc(n.count))
@@ -340,6 +344,18 @@ func (n *node) command(args []string) (any, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		return slices.Clone(n.contacts[args[1]]), nil
+	case "counters":
+		if err := need(0); err != nil {
+			return nil, err
+		}
+		return readLinkCounters(nodeLink)
+	case "exchange", "rawecho":
+		return n.exchangeCommand(args)
+	case "rawserve":
+		if err := need(0); err != nil {
+			return nil, err
+		}
+		return n.startRawEcho(n.ip)
 	case "events":
 		if err := need(1); err != nil {
 			return nil, err

@@ -39,6 +39,18 @@ import (
 //	events <peer>                         → []memberEvent
 //	contacts <peer>                       → []contact: what memberlist
 //	                                        heard of peer, oldest first
+//	counters                              → linkCounters of the node's
+//	                                        interface, now
+//	exchange <peer> <count> <inflight> <size> <timeout>
+//	                                      → exchangeResult: count echo
+//	                                        requests of size bytes, at most
+//	                                        inflight at a time
+//	rawserve                              → string: the address of a plain
+//	                                        TCP echo server, started once
+//	rawecho <addr> <count> <inflight> <size> <timeout>
+//	                                      → exchangeResult: the same over
+//	                                        plain TCP, one connection per
+//	                                        exchange in flight
 //	quit                                  → "bye", then the process exits
 const answerPrefix = "netnstest-answer: "
 
@@ -273,3 +285,20 @@ const (
 	contactAck   = "ack"
 	contactAlive = "alive"
 )
+
+// linkCounters are the kernel's counters of a node's interface
+// (/sys/class/net/<link>/statistics) at one moment, wall clock.
+type linkCounters struct {
+	At                   time.Time
+	TxPackets, RxPackets uint64
+	TxBytes, RxBytes     uint64
+}
+
+// exchangeResult reports a run of request/response exchanges with the
+// node's interface counters read just before the first exchange began and
+// just after the last one ended, so that the counters cover the run and
+// little else.
+type exchangeResult struct {
+	Calls         callsResult
+	Before, After linkCounters
+}

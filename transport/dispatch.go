@@ -21,11 +21,12 @@ func aliases(a, b []byte) bool {
 }
 
 // handle runs one message's handler and answers a request; it returns the
-// response it queued, if any. deadline is the message's, on this node's
-// clock (0: none). Every message that reaches it ends in one inbound
-// outcome: received (handed to its handler) or dropped with a reason.
-func (ic *inConn) handle(h *wire.Header, deadline int64, payload []byte) []byte {
+// response it queued, if any. Every message that reaches it ends in one
+// inbound outcome: received (handed to its handler) or dropped with a
+// reason.
+func (ic *inConn) handle(w *work) []byte {
 	t := ic.t
+	h, deadline := &w.h, w.deadline
 	isRequest := h.Flags&wire.FlagExpectsResponse != 0
 	select {
 	case <-t.closed:
@@ -37,32 +38,34 @@ func (ic *inConn) handle(h *wire.Header, deadline int64, payload []byte) []byte 
 		ic.counters.drop(ReasonExpired)
 		return nil
 	}
-	handler := (*t.handlers.Load())[Verb(h.Verb)]
-	if handler == nil {
-		ic.counters.drop(ReasonUnknownVerb)
-		if isRequest {
-			t.respond(ic, h, deadline, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
-		}
-		return nil
-	}
-	ic.counters.receive(int(len(payload)))
-	ctx := t.ctx
+	ctx, cancel := t.ctx, context.CancelFunc(nil)
 	if deadline != 0 {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, deadline))
+	} else if isRequest {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	if cancel != nil {
 		defer cancel()
 	}
-	ctx, span := t.tel.handlerSpan(ctx, h.Params, ic.from, Verb(h.Verb))
-	m := &ic.msg
+	if isRequest && !ic.peer.cancels.start(w, cancel) {
+		ic.counters.drop(ReasonCanceled) // its caller gave up before it started
+		return nil
+	}
+	ic.counters.receive(len(w.payload))
+	ctx, span := t.tel.handlerSpan(ctx, h.Params, ic.from, w.verb.name)
+	m := &w.msg
 	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane, Conn: ic.id,
-		CreatedAt: time.Unix(0, h.CreatedAt), Payload: payload, IsRequest: isRequest}
+		CreatedAt: time.Unix(0, h.CreatedAt), Payload: w.payload, IsRequest: isRequest}
 	if deadline != 0 {
 		m.ExpiresAt = time.Unix(0, deadline)
 	}
-	resp, err := ic.serveMessage(ctx, handler, m)
+	resp, err := ic.serveMessage(ctx, w.handler, m)
 	endSpan(span, err)
 	*m = Message{}
 	if isRequest {
+		if ic.peer.cancels.finish(w) {
+			return nil // its caller no longer waits for an answer
+		}
 		t.respond(ic, h, deadline, resp, err)
 		return resp
 	}
@@ -77,7 +80,7 @@ func (ic *inConn) handle(h *wire.Header, deadline int64, payload []byte) []byte 
 func (ic *inConn) serveMessage(ctx context.Context, h Handler, m *Message) (resp []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			ic.t.log.Error("internode: handler panicked", "peer", m.From, "verb", m.Verb, "panic", r)
+			ic.t.log.Error("internode: handler panicked", "peer", m.From, "verb", ic.t.verbName(m.Verb), "panic", r)
 			resp, err = nil, fmt.Errorf("handler panicked: %v", r)
 		}
 	}()
@@ -103,61 +106,177 @@ func (t *Transport) respond(ic *inConn, req *wire.Header, deadline int64, payloa
 	}
 }
 
-// dispatchQueue holds an inbound connection's frames for its dispatcher,
-// a goroutine that runs while there are frames and calls their handlers
-// one at a time, in arrival order. Frames hold their capacity, so the
-// queue is bounded in bytes by the inbound limits.
-type dispatchQueue struct {
-	mu      sync.Mutex
-	frames  []*inFrame
-	running bool
+// work is one message on its way to its handler: waiting in its verb's
+// stage or its connection's ordered queue, or running. It holds its
+// frame, whose capacity is given back when the frame's last message is
+// done.
+type work struct {
+	ic       *inConn
+	f        *inFrame
+	h        wire.Header
+	payload  []byte
+	deadline int64 // on this node's clock, Unix ns; 0: none
+	queuedAt int64 // when it was handed over, Unix ns
+	verb     *verbInfo
+	handler  Handler
+	msg      Message // what the handler is given
+	// The requester's cancel (cancels): set while it runs, under the
+	// peer's cancels lock.
+	cancel   context.CancelFunc
+	canceled bool
 }
 
-// handOver gives a frame to the dispatcher, starting it if it is not
-// running. It never blocks the reader.
-func (ic *inConn) handOver(f *inFrame) {
-	q := &ic.dispatch
-	q.mu.Lock()
-	q.frames = append(q.frames, f)
-	start := !q.running
-	q.running = true
-	q.mu.Unlock()
-	if start {
-		ic.t.wg.Add(1)
-		go ic.dispatchFrames()
+// workCost is the inbound capacity a message's work takes while it waits
+// and runs, beyond its frame's bytes: a frame of many tiny messages holds
+// its weight.
+const workCost = int64(unsafe.Sizeof(work{}))
+
+var workPool = sync.Pool{New: func() any { return new(work) }}
+
+// route hands one message of frame f to its handler's way of running: its
+// connection's ordered queue for the verb, or the verb's stage. It never
+// blocks the reader. A message for no handler is dropped here (and a
+// request answered with ErrUnknownVerb), and a request its caller already
+// cancelled is dropped as cancelled.
+func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []byte) {
+	t := ic.t
+	isRequest := h.Flags&wire.FlagExpectsResponse != 0
+	handler, v := t.handlerFor(Verb(h.Verb))
+	if handler == nil {
+		ic.counters.drop(ReasonUnknownVerb)
+		if isRequest {
+			t.respond(ic, h, deadline, nil, fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
+		}
+		return
+	}
+	w := workPool.Get().(*work)
+	*w = work{ic: ic, f: f, h: *h, payload: payload, deadline: deadline, queuedAt: time.Now().UnixNano(),
+		verb: v, handler: handler}
+	if isRequest && !ic.peer.cancels.add(w) {
+		ic.counters.drop(ReasonCanceled)
+		workPool.Put(w)
+		return
+	}
+	f.refs.Add(1)
+	ic.account.Overdraw(workCost)
+	f.held += workCost
+	switch {
+	case v.runsOrdered(isRequest):
+		ic.runOrdered(w)
+	case v.stage.submit(w):
+		t.wg.Add(1)
+		go t.runStage(w)
 	}
 }
 
-// dispatchFrames runs handlers until the queue is empty.
-func (ic *inConn) dispatchFrames() {
+// runWork runs w's handler and lets go of w.
+func (t *Transport) runWork(w *work) {
+	ic, f := w.ic, w.f
+	if resp := ic.handle(w); f.large != nil && aliases(resp, f.buf) {
+		// The response is the lent payload (an echo): the writer sends it
+		// from there, so it must not go back to the pool.
+		f.buf = nil
+	}
+	if w.h.Flags&wire.FlagExpectsResponse != 0 {
+		ic.peer.cancels.forget(w)
+	}
+	*w = work{}
+	workPool.Put(w)
+	ic.doneWith(f)
+}
+
+// runStage runs w, then the stage's queued work while there is any it may
+// start.
+func (t *Transport) runStage(w *work) {
+	defer t.wg.Done()
+	s := w.verb.stage
+	for w != nil {
+		p := w.ic.peer
+		t.runWork(w)
+		w = s.done(p, time.Now())
+	}
+}
+
+// orderedQueue is one verb's messages on one connection, run one at a
+// time in arrival order by a goroutine that runs while there are any.
+type orderedQueue struct {
+	queue   []*work
+	running bool
+}
+
+// dispatchQueue holds an inbound connection's ordered queues, one per
+// verb; a slow verb holds up only its own. Work holds its frame's
+// capacity, so the queues are bounded in bytes by the inbound limits.
+type dispatchQueue struct {
+	mu     sync.Mutex
+	byVerb map[uint32]*orderedQueue
+}
+
+// runOrdered queues w on its verb's ordered queue, starting its goroutine
+// if it is not running.
+func (ic *inConn) runOrdered(w *work) {
+	d := &ic.dispatch
+	d.mu.Lock()
+	q := d.byVerb[w.h.Verb]
+	if q == nil {
+		if d.byVerb == nil {
+			d.byVerb = make(map[uint32]*orderedQueue)
+		}
+		q = &orderedQueue{}
+		d.byVerb[w.h.Verb] = q
+	}
+	q.queue = append(q.queue, w)
+	start := !q.running
+	q.running = true
+	d.mu.Unlock()
+	if start {
+		ic.t.wg.Add(1)
+		go ic.runQueue(q)
+	}
+}
+
+// runQueue runs q's work until it is empty.
+func (ic *inConn) runQueue(q *orderedQueue) {
 	defer ic.t.wg.Done()
-	q := &ic.dispatch
+	d := &ic.dispatch
 	for {
-		q.mu.Lock()
-		if len(q.frames) == 0 {
-			q.running = false
-			q.frames = nil
-			q.mu.Unlock()
+		d.mu.Lock()
+		if len(q.queue) == 0 {
+			q.running, q.queue = false, nil
+			d.mu.Unlock()
 			return
 		}
-		f := q.frames[0]
-		q.frames[0] = nil
-		q.frames = q.frames[1:]
-		q.mu.Unlock()
-		if f.large != nil {
-			if resp := ic.handle(f.large, f.deadline, f.buf); aliases(resp, f.buf) {
-				// The response is the lent payload (an echo): the writer
-				// sends it from there, so it must not go back to the pool.
-				f.buf = nil
-			}
-		} else {
-			// Checked when read: it decodes.
-			_ = forEachMessage(f.buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
-				if h.Flags&wire.FlagResponse == 0 {
-					ic.handle(h, h.Deadline(f.arrived), payload)
-				}
-			})
+		w := q.queue[0]
+		q.queue[0] = nil
+		q.queue = q.queue[1:]
+		d.mu.Unlock()
+		ic.t.runWork(w)
+	}
+}
+
+// busy reports whether any of the connection's ordered queues has work.
+func (d *dispatchQueue) busy() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, q := range d.byVerb {
+		if q.running {
+			return true
 		}
+	}
+	return false
+}
+
+// handOver routes a large message's frame, whole.
+func (ic *inConn) handOver(f *inFrame) {
+	f.refs.Store(1)
+	ic.route(f, f.large, f.deadline, f.buf)
+	ic.doneWith(f)
+}
+
+// doneWith lets go of one reference to f — the reader's, or one message's
+// — and gives back its capacity with the last.
+func (ic *inConn) doneWith(f *inFrame) {
+	if f.refs.Add(-1) == 0 {
 		ic.releaseFrame(f)
 	}
 }

@@ -69,10 +69,11 @@
 //	accept.go    serveConn: the handshake; then inconn.go newInConn, serve
 //	inframes.go  inConn.read: a frame header, checked (kind, lane, length)
 //	inframes.go  inConn.readBatch: admit takes capacity, then the payload
-//	inframes.go  forEachMessage: each message checked
-//	dispatch.go  inConn.handOver: the frame, to the connection's dispatcher
-//	dispatch.go  inConn.dispatchFrames: the dispatcher's loop, in order
-//	dispatch.go  inConn.handle: expiry, the handler, the outcome (ledger.go)
+//	inframes.go  forEachMessage: each message checked, cancels acted on
+//	dispatch.go  inConn.route: each message to its verb's stage or queue
+//	stage.go     stage.submit, done: a slot now, or a turn in the queue
+//	dispatch.go  runStage or inConn.runQueue: the goroutine that runs it
+//	dispatch.go  inConn.handle: expiry, cancel, the handler, the outcome
 //	dispatch.go  Transport.respond: a request's response, or its failure
 //	send.go      sendOn: the response, to the connection's replyWriter
 //	reply.go     replyWriter.run: writes it back on the request's connection
@@ -102,11 +103,21 @@
 //
 // The reader of an accepted connection checks the handshake (version,
 // cluster name, lane, that the peer is a member and is not this node),
-// verifies each frame's checksum and decodes its messages, which go to the
-// connection's dispatcher, a goroutine that runs while there is work and
-// calls handlers one at a time in arrival order (expired messages are
-// dropped before their handler sees them). A handler that blocks holds up
-// only its sender's lane. A request's response goes back on the
+// verifies each frame's checksum and decodes its messages, and hands each
+// to its verb's way of running (Handle's options): a stage, a bounded pool
+// of concurrent handlers shared by all peers (Concurrent, PerPeer; a
+// verb's requests by default), or a queue per connection and verb run one
+// at a time in arrival order (Ordered; a verb's one-way messages by
+// default). Expired messages are dropped before their handler sees them.
+// The reader never waits for a handler: a slow verb delays no other verb's
+// messages, and what waits for a handler holds its bytes (and a little for
+// its bookkeeping) against the inbound limits, so a backlog pauses or
+// rejects reading as any other would. Stats.Stages shows each stage's
+// active handlers, queue and waits. A requester that cancels a Request's
+// context sends a cancel on the urgent lane: the handler's context is
+// cancelled if it runs, and if it waits it never starts (counted as
+// dropped, ReasonCanceled); one whose deadline passes needs none, as the
+// handler's context carries that deadline. A request's response goes back on the
 // connection it came on, written by a goroutine of its own between the
 // reader's beats; the requester reads it on its own connection's back
 // channel, which it never pauses, so a node whose handlers hold all its

@@ -53,10 +53,14 @@ type OpError struct {
 	Op   string // "send", "request", "dial", "handshake", "write"
 	Peer cluster.NodeID
 	Lane routing.Lane
+	Verb string // a request's verb: its name (Named, NameVerb) or number
 	Err  error
 }
 
 func (e *OpError) Error() string {
+	if e.Verb != "" {
+		return fmt.Sprintf("transport: %s %s to %s (%s lane): %v", e.Op, e.Verb, e.Peer, e.Lane, e.Err)
+	}
 	return fmt.Sprintf("transport: %s to %s (%s lane): %v", e.Op, e.Peer, e.Lane, e.Err)
 }
 

@@ -22,11 +22,14 @@ type Message struct {
 	ID   uint64       // unique per sender
 	Lane routing.Lane // the lane it arrived on
 	// Conn identifies the connection it arrived on. On the urgent and
-	// small lanes the messages of one Conn reach their handlers in the
-	// order they were sent. On the large lane several messages are in
-	// flight at once, interleaved, and each is handled when its last byte
-	// arrives, so a small large message can overtake a huge one. Across
-	// connections (after a reconnect) there is no order.
+	// small lanes the messages of one Conn that run in order (an Ordered
+	// verb's, and by default one-way messages) reach their verb's handler
+	// in the order they were sent. On the large lane several messages are
+	// in flight at once, interleaved, and each is handled when its last
+	// byte arrives, so a small large message can overtake a huge one.
+	// Across connections (after a reconnect), across verbs, and for
+	// messages that run in a stage (Concurrent; requests by default)
+	// there is no order.
 	Conn uint64
 	// CreatedAt is when the sender created the message, on the sender's
 	// clock: for tracing and latency figures; it may be off by however
@@ -46,11 +49,15 @@ type Message struct {
 
 // Handler processes the messages of one verb.
 //
-// ServeMessage is called for each message of its verb; calls for the
-// messages of one connection (one sender, one lane) are made one at a time,
-// in the order the messages were sent, so a handler that blocks holds up
-// that lane from that sender only. The context is cancelled when the
-// message expires or the transport closes. For a request, the returned
+// ServeMessage is called for each message of its verb, as Handle's options
+// say: in a stage of concurrent calls (Concurrent; by default a verb's
+// requests), or one at a time per connection in the order the messages
+// were sent (Ordered; by default a verb's one-way messages), so that an
+// ordered handler that blocks holds up that verb from that sender on that
+// lane only. The context's deadline is the message's ExpiresAt; the
+// context is cancelled then, when the requester cancels its Request (its
+// cancel travels on the urgent lane; the answer is then not sent), or when
+// the transport closes. For a request, the returned
 // bytes are the response and an error is sent to the requester as a failure
 // (ErrHandler); for a one-way message both are discarded. The returned
 // slice may be retained by the transport until it is written.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/internode/internode/internal/bufpool"
@@ -25,6 +26,9 @@ type inFrame struct {
 	// is its arrival plus its TTL (wire.Header.Deadline).
 	arrived, deadline int64
 	held              int64 // inbound capacity held until every handler returned
+	// refs counts the frame's messages not yet done, and the reader's
+	// hold while it routes them; the last gives the frame back.
+	refs atomic.Int32
 }
 
 var framePool = sync.Pool{New: func() any { return new(inFrame) }}
@@ -118,32 +122,40 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	ic.measureRecvQueue()
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
-	// Check every message now; the dispatcher gets the frame if anything
-	// in it is to be handled.
-	others := 0
+	// Check every message first: a frame with a bad one is handled not at
+	// all. Cancels act at once.
+	handled := 0
 	var response error
 	err = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
-		if h.Flags&wire.FlagResponse != 0 {
+		switch {
+		case h.Flags&wire.FlagResponse != 0:
 			// Responses travel back on the connection their request came
 			// on, never this way.
 			response = fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
-			return
-		}
-		if rejecting {
+		case h.Flags&wire.FlagCancel != 0:
+			ic.counters.receive(0)
+			ic.peer.cancels.cancel(h.ID)
+		case rejecting:
 			ic.counters.drop(ReasonOverloaded)
 			ic.t.respond(ic, h, h.Deadline(f.arrived), nil, ErrOverloaded)
-			return
+		default:
+			handled++
 		}
-		others++
 	})
 	if err == nil {
 		err = response
 	}
-	if err != nil || others == 0 {
+	if err != nil || handled == 0 {
 		ic.releaseFrame(f)
 		return err
 	}
-	ic.handOver(f)
+	f.refs.Store(1)
+	_ = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+		if h.Flags&wire.FlagCancel == 0 {
+			ic.route(f, h, h.Deadline(f.arrived), payload)
+		}
+	})
+	ic.doneWith(f)
 	return nil
 }
 

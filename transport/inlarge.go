@@ -71,7 +71,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 		// allocate it at its length instead.
 		m.need, m.exact = int64(h.PayloadLength), true
 	}
-	if rh, ok := (*ic.t.handlers.Load())[Verb(h.Verb)].(readerAdapter); ok {
+	if rh, ok := (*ic.t.handlers.Load())[Verb(h.Verb)].h.(readerAdapter); ok {
 		// A streamed message holds one frame at a time, not its size; its
 		// handler starts once it is granted.
 		m.streamed, m.reader = true, rh.h

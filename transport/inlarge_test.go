@@ -295,7 +295,7 @@ func TestReaderWaitEndsWithTheConnection(t *testing.T) {
 // TestReaderRefusesWhatLimitsNoLongerHold: a large message waiting for
 // room is refused once the limits are lowered below the room it needs.
 func TestReaderRefusesWhatLimitsNoLongerHold(t *testing.T) {
-	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 640<<10))
+	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 640<<10+workCost)) // two, and a handler's work
 	h := newRecorder(true)
 	defer close(h.gate)
 	r.tr.Handle(1, h)

@@ -41,6 +41,9 @@ type peer struct {
 	// (lanes, stream session, file transfers), for Config.Security.MaxConnsPerPeer;
 	// guarded by Transport.inboundMu.
 	inConns [numKinds]int
+
+	// cancels is the peer's requests to this node waiting or running.
+	cancels cancels
 }
 
 func newPeer(t *Transport, id cluster.NodeID, member bool) *peer {

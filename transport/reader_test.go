@@ -105,7 +105,7 @@ func TestReaderRejectsWhenFull(t *testing.T) {
 	r.write(batchFrame(oneWay(2, make([]byte, 100)), oneWay(3, nil)))
 	eventually(t, func() bool { return r.in.dropped[ReasonOverloaded].Load() == 2 }, "the rejections")
 	assert.Equal(t, []uint64{1}, h.seen())
-	assert.Equal(t, int64(256<<10), r.used(), "only the admitted frame holds capacity")
+	assert.Equal(t, int64(256<<10)+workCost, r.used(), "only the admitted frame, and its one message's work, hold capacity")
 
 	// Each rejection is answered with a failure, back on the connection.
 	answers := r.responses(2)
@@ -317,9 +317,7 @@ func FuzzReader(f *testing.F) {
 		pc.peer.Close()
 		within(t, ended, 5*time.Second, "the reader to end")
 		eventually(t, func() bool {
-			ic.dispatch.mu.Lock()
-			defer ic.dispatch.mu.Unlock()
-			return !ic.dispatch.running && ic.account.Used() == 0 && p.inAccount.Used() == 0
+			return !ic.dispatch.busy() && ic.account.Used() == 0 && p.inAccount.Used() == 0
 		}, "everything given back")
 	})
 }

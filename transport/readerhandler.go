@@ -36,13 +36,14 @@ func (f ReaderHandlerFunc) ServeReader(ctx context.Context, m *Message, body io.
 }
 
 // HandleReader registers h for verb, replacing any Handler or
-// ReaderHandler registered for it.
-func (t *Transport) HandleReader(verb Verb, h ReaderHandler) {
+// ReaderHandler registered for it; opts apply to the messages small
+// enough to arrive whole (see Handle).
+func (t *Transport) HandleReader(verb Verb, h ReaderHandler, opts ...HandleOption) {
 	if h == nil {
 		t.Handle(verb, nil)
 		return
 	}
-	t.Handle(verb, readerAdapter{h})
+	t.Handle(verb, readerAdapter{h}, opts...)
 }
 
 // readerAdapter lets a ReaderHandler sit in the handler table; the

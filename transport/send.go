@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,10 +49,17 @@ func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, p
 		defer cancel()
 	}
 	start := time.Now()
-	ctx, span, params := t.tel.startRequestSpan(ctx, to, verb)
+	name := t.verbName(verb)
+	ctx, span, params := t.tel.startRequestSpan(ctx, to, name)
 	resp, err := t.request(ctx, to, verb, payload, params)
-	t.tel.recordRequest(verb, time.Since(start))
+	t.tel.recordRequest(name, time.Since(start))
 	endSpan(span, err)
+	var oe *OpError
+	if errors.As(err, &oe) && oe.Verb == "" {
+		named := *oe // it may be shared by every call its connection took down
+		named.Verb = name
+		err = &named
+	}
 	return resp, err
 }
 
@@ -72,6 +80,10 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 		if _, ok := t.calls.remove(h.ID); !ok {
 			r := <-c.done // completed meanwhile
 			return r.payload, r.err
+		}
+		if ctx.Err() == context.Canceled {
+			// A deadline the handler has already; a cancel it is told.
+			t.sendCancel(to, verb, h.ID)
 		}
 		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: ctx.Err()}
 	}

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 	"time"
 
@@ -99,6 +101,9 @@ type Stats struct {
 	// File transfers completed and verified, and their bytes.
 	FilesSent, FilesReceived         uint64
 	FileBytesSent, FileBytesReceived uint64
+	// Stages describes the stage of each handled verb that has one (all
+	// but Ordered verbs), sorted by verb.
+	Stages []StageStats
 }
 
 // Total sums every connection's counters (Peer and Coalescing are left
@@ -161,7 +166,7 @@ func (t *Transport) Stats() Stats {
 	// drops out of the accounts.
 	departed := t.departed
 	peers = append(peers, departed...)
-	s := Stats{InboundRefused: t.refused.Load()}
+	s := Stats{InboundRefused: t.refused.Load(), Stages: t.stageStats()}
 	for r := range NumRefusals {
 		s.Refusals[r] = t.refusals[r].Load()
 	}
@@ -279,4 +284,16 @@ func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 	cs.PendingMessages = uint64(messages)
 	cs.PendingBytes = uint64(c.queue.held())
 	return cs, true
+}
+
+// stageStats describes the stages of the handled verbs, sorted by verb.
+func (t *Transport) stageStats() []StageStats {
+	var out []StageStats
+	for verb, e := range *t.handlers.Load() {
+		if e.info.stage != nil {
+			out = append(out, e.info.stage.stats(verb))
+		}
+	}
+	slices.SortFunc(out, func(a, b StageStats) int { return cmp.Compare(a.Verb, b.Verb) })
+	return out
 }

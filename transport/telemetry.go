@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -36,7 +35,7 @@ type telemetry struct {
 	batchMessages   metric.Int64Histogram
 	coalesceWait    metric.Float64Histogram
 	requestDuration metric.Float64Histogram
-	verbAttrs       sync.Map // Verb → metric.MeasurementOption
+	verbAttrs       sync.Map // verb name → metric.MeasurementOption
 	registration    metric.Registration
 }
 
@@ -219,11 +218,11 @@ func (tel *telemetry) recordFlush(attrs metric.MeasurementOption, messages int, 
 	tel.coalesceWait.Record(ctx, waited.Seconds(), attrs)
 }
 
-// recordRequest records a request's duration under its verb.
-func (tel *telemetry) recordRequest(verb Verb, d time.Duration) {
+// recordRequest records a request's duration under its verb's name.
+func (tel *telemetry) recordRequest(verb string, d time.Duration) {
 	attrs, ok := tel.verbAttrs.Load(verb)
 	if !ok {
-		attrs, _ = tel.verbAttrs.LoadOrStore(verb, metric.WithAttributeSet(attribute.NewSet(attribute.String("verb", strconv.FormatUint(uint64(verb), 10)))))
+		attrs, _ = tel.verbAttrs.LoadOrStore(verb, metric.WithAttributeSet(attribute.NewSet(attribute.String("verb", verb))))
 	}
 	tel.requestDuration.Record(context.Background(), d.Seconds(), attrs.(metric.MeasurementOption))
 }
@@ -231,9 +230,9 @@ func (tel *telemetry) recordRequest(verb Verb, d time.Duration) {
 // startRequestSpan opens the client span of a request and returns the
 // parameter block that carries its context to the peer (nil when there is
 // no span to carry).
-func (tel *telemetry) startRequestSpan(ctx context.Context, to cluster.NodeID, verb Verb) (context.Context, trace.Span, []byte) {
+func (tel *telemetry) startRequestSpan(ctx context.Context, to cluster.NodeID, verb string) (context.Context, trace.Span, []byte) {
 	ctx, span := tel.tracer.Start(ctx, "internode.request", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("internode.peer", string(to)), attribute.Int64("internode.verb", int64(verb))))
+		trace.WithAttributes(attribute.String("internode.peer", string(to)), attribute.String("internode.verb", verb)))
 	return ctx, span, tel.traceParams(ctx)
 }
 
@@ -250,7 +249,7 @@ func (tel *telemetry) traceParams(ctx context.Context) []byte {
 
 // handlerSpan continues a remote trace for a handler, when the message
 // carried one.
-func (tel *telemetry) handlerSpan(ctx context.Context, params []byte, from cluster.NodeID, verb Verb) (context.Context, trace.Span) {
+func (tel *telemetry) handlerSpan(ctx context.Context, params []byte, from cluster.NodeID, verb string) (context.Context, trace.Span) {
 	if len(params) == 0 {
 		return ctx, nil
 	}
@@ -259,7 +258,7 @@ func (tel *telemetry) handlerSpan(ctx context.Context, params []byte, from clust
 		return ctx, nil
 	}
 	return tel.tracer.Start(ctx, "internode.handle", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("internode.peer", string(from)), attribute.Int64("internode.verb", int64(verb))))
+		trace.WithAttributes(attribute.String("internode.peer", string(from)), attribute.String("internode.verb", verb)))
 }
 
 // endSpan ends a span, recording err.

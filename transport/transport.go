@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,9 @@ type Transport struct {
 	ln       net.Listener
 
 	handlersMu     sync.Mutex // serialises Handle; readers use handlers
-	handlers       atomic.Pointer[map[Verb]Handler]
+	handlers       atomic.Pointer[map[Verb]handlerEntry]
+	verbNames      atomic.Pointer[map[Verb]string] // guarded by handlersMu for writing
+	verbNumbers    sync.Map                        // Verb → its number as a string, for unnamed verbs
 	streamHandlers atomic.Pointer[map[Verb]StreamHandler]
 	fileHandlers   atomic.Pointer[map[Verb]FileHandler]
 
@@ -138,7 +141,8 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 		drained:       make(chan struct{}, 1),
 	}
 	t.fileLimiter = newFileLimiter(cfg.Files)
-	t.handlers.Store(&map[Verb]Handler{})
+	t.handlers.Store(&map[Verb]handlerEntry{})
+	t.verbNames.Store(&map[Verb]string{})
 	t.streamHandlers.Store(&map[Verb]StreamHandler{})
 	t.fileHandlers.Store(&map[Verb]FileHandler{})
 	t.publishPeers()
@@ -188,9 +192,66 @@ func (t *Transport) Serve() error {
 	return ErrClosed
 }
 
-// Handle registers h for verb, replacing any previous handler. Safe to call
-// while serving.
-func (t *Transport) Handle(verb Verb, h Handler) { setHandler(&t.handlersMu, &t.handlers, verb, h) }
+// Handle registers h for verb, replacing any previous handler, with
+// options saying how it runs (Ordered, Concurrent, PerPeer) and its name
+// (Named). By default the verb's requests run concurrently, at most
+// DefaultConcurrency at once, and its one-way messages one at a time per
+// connection in arrival order. Safe to call while serving; messages
+// already handed over finish as they were registered.
+func (t *Transport) Handle(verb Verb, h Handler, opts ...HandleOption) {
+	t.handlersMu.Lock()
+	defer t.handlersMu.Unlock()
+	next := maps.Clone(*t.handlers.Load())
+	if h == nil {
+		delete(next, verb)
+	} else {
+		info := newVerbInfo(verb, opts)
+		next[verb] = handlerEntry{h, info}
+		if info.named {
+			t.nameVerbLocked(verb, info.name)
+		}
+	}
+	t.handlers.Store(&next)
+}
+
+// NameVerb names verb for this node's metrics, logs, traces and errors —
+// for the verbs it sends requests with, say, which it has no handler for
+// (Named names a handled verb).
+func (t *Transport) NameVerb(verb Verb, name string) {
+	t.handlersMu.Lock()
+	defer t.handlersMu.Unlock()
+	t.nameVerbLocked(verb, name)
+}
+
+func (t *Transport) nameVerbLocked(verb Verb, name string) {
+	next := maps.Clone(*t.verbNames.Load())
+	next[verb] = name
+	t.verbNames.Store(&next)
+}
+
+// handlerEntry is a verb's handler and how it runs.
+type handlerEntry struct {
+	h    Handler
+	info *verbInfo
+}
+
+// handlerFor returns verb's handler and how it runs; nil if none.
+func (t *Transport) handlerFor(verb Verb) (Handler, *verbInfo) {
+	e := (*t.handlers.Load())[verb]
+	return e.h, e.info
+}
+
+// verbName is verb's name (Named, NameVerb), or its number.
+func (t *Transport) verbName(verb Verb) string {
+	if name, ok := (*t.verbNames.Load())[verb]; ok {
+		return name
+	}
+	if name, ok := t.verbNumbers.Load(verb); ok {
+		return name.(string)
+	}
+	name, _ := t.verbNumbers.LoadOrStore(verb, strconv.FormatUint(uint64(verb), 10))
+	return name.(string)
+}
 
 // setHandler replaces verb's entry of a copy-on-write handler table (nil
 // h removes it): readers load the table without a lock.

@@ -1,0 +1,106 @@
+package transport
+
+import (
+	"context"
+	"sync"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// maxTombstones is how many cancels of requests not seen yet a node
+// remembers per peer: a cancel travels on the urgent lane and may overtake
+// its request. Beyond it the oldest are forgotten, and a request whose
+// cancel was forgotten runs, its answer unread.
+const maxTombstones = 1024
+
+// cancels is one peer's requests to this node that are waiting or
+// running, so that its cancel (a message with wire.FlagCancel and the
+// request's ID) can stop them: a waiting one never starts, a running
+// one's context is cancelled.
+type cancels struct {
+	mu    sync.Mutex
+	live  map[uint64]*work
+	tombs map[uint64]struct{} // cancels that came before their request
+	ring  []uint64            // tombs in arrival order, to forget the oldest
+	next  int
+}
+
+// add registers a request as it is handed over; false if its cancel came
+// first.
+func (c *cancels) add(w *work) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.tombs[w.h.ID]; ok {
+		delete(c.tombs, w.h.ID)
+		return false
+	}
+	if c.live == nil {
+		c.live = make(map[uint64]*work)
+	}
+	c.live[w.h.ID] = w
+	return true
+}
+
+// start records the cancel of a request whose handler is about to run;
+// false if the request was cancelled while it waited.
+func (c *cancels) start(w *work, cancel context.CancelFunc) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w.cancel = cancel
+	return !w.canceled
+}
+
+// finish reports whether the request was cancelled while its handler ran,
+// and stops the cancel from reaching it.
+func (c *cancels) finish(w *work) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w.cancel = nil
+	return w.canceled
+}
+
+// forget drops a request that is done.
+func (c *cancels) forget(w *work) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live[w.h.ID] == w {
+		delete(c.live, w.h.ID)
+	}
+}
+
+// cancel stops request id: marks it if it waits, cancels its context if it
+// runs, or remembers the cancel for when it comes.
+func (c *cancels) cancel(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w := c.live[id]; w != nil {
+		w.canceled = true
+		if w.cancel != nil {
+			w.cancel()
+		}
+		return
+	}
+	if c.tombs == nil {
+		c.tombs = make(map[uint64]struct{})
+		c.ring = make([]uint64, maxTombstones)
+	}
+	if old := c.ring[c.next]; old != 0 {
+		delete(c.tombs, old)
+	}
+	c.ring[c.next] = id
+	c.next = (c.next + 1) % maxTombstones
+	c.tombs[id] = struct{}{}
+}
+
+// sendCancel tells peer to that the caller of request id gave up: its
+// handler's context is cancelled, or if it has not started it never does.
+// The cancel travels on the urgent lane, so that it does not wait behind
+// the traffic it is meant to spare.
+func (t *Transport) sendCancel(to cluster.NodeID, verb Verb, id uint64) {
+	h := wire.Header{Flags: wire.FlagCancel, ID: id, Verb: uint32(verb)}
+	if err := t.send(t.ctx, to, false, routing.Urgent, &h, 0, nil, false); err != nil {
+		t.log.Debug("internode: cancel not sent", "peer", to, "verb", t.verbName(verb), "err", err)
+	}
+}

@@ -1,0 +1,207 @@
+package transport
+
+import (
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DefaultConcurrency is how many of a verb's requests run at once, node
+// wide, when Handle is given no option saying otherwise.
+const DefaultConcurrency = 256
+
+// A HandleOption says how a verb's handler runs: Ordered, Concurrent,
+// PerPeer, Named.
+type HandleOption func(*verbInfo)
+
+// Ordered runs the verb's messages one at a time per connection, in the
+// order they arrived: for a replication stream, a log's appends, anything
+// whose next message depends on the last. A slow ordered verb holds up
+// only its own messages on that connection: other verbs' messages on it
+// go on.
+func Ordered() HandleOption {
+	return func(v *verbInfo) { v.ordered, v.limit = true, 0 }
+}
+
+// Concurrent runs the verb's messages — requests and one-way alike — in a
+// stage of at most n handlers at once, node wide, in arrival order of
+// starting; those beyond wait in the stage's queue, holding their bytes
+// against the inbound limits (so a full queue pauses or rejects reading,
+// as Config.Memory.InboundOverload says). n < 1 means 1.
+func Concurrent(n int) HandleOption {
+	return func(v *verbInfo) { v.ordered, v.limit, v.oneWayOrdered = false, max(n, 1), false }
+}
+
+// PerPeer bounds a concurrent verb's handlers for any one peer to n, so
+// that one peer cannot take the whole stage; the stage serves the peers
+// with waiting messages in turn. It has no effect on an Ordered verb.
+func PerPeer(n int) HandleOption {
+	return func(v *verbInfo) { v.perPeer = max(n, 1) }
+}
+
+// Named gives the verb a name for metrics, logs, traces and errors
+// (verb="read" rather than verb="200").
+func Named(name string) HandleOption {
+	return func(v *verbInfo) { v.name, v.named = name, true }
+}
+
+// verbInfo is how a verb's handler runs, and its name.
+//
+// By default a verb's requests run concurrently, in a stage of
+// DefaultConcurrency, and its one-way messages in order per connection:
+// requests are independent calls whose caller waits (a read must not wait
+// behind another's disk access), while one-way messages are most often a
+// stream whose order the sender relies on (mutations, gossip rounds,
+// hints). Ordered and Concurrent set both.
+type verbInfo struct {
+	name          string
+	named         bool // by Named, not its number
+	ordered       bool // every message in order per connection
+	oneWayOrdered bool // one-way messages in order per connection (the default)
+	limit         int  // the stage's bound for concurrent messages
+	perPeer       int  // 0: no bound per peer
+	stage         *stage
+}
+
+func newVerbInfo(verb Verb, opts []HandleOption) *verbInfo {
+	v := &verbInfo{oneWayOrdered: true, limit: DefaultConcurrency}
+	for _, o := range opts {
+		o(v)
+	}
+	if v.name == "" {
+		v.name = strconv.FormatUint(uint64(verb), 10)
+	}
+	if !v.ordered {
+		v.stage = &stage{name: v.name, limit: v.limit, perPeer: v.perPeer}
+	}
+	return v
+}
+
+// runsOrdered reports whether a message of this verb runs in order on its
+// connection rather than in the stage.
+func (v *verbInfo) runsOrdered(isRequest bool) bool {
+	return v.ordered || (!isRequest && v.oneWayOrdered)
+}
+
+// stage is a verb's pool of concurrent handlers: at most limit at once,
+// node wide, and perPeer for one peer. Work beyond waits in FIFO queues,
+// one per peer when perPeer bounds them, served in turn. Goroutines are
+// started for work as slots allow and run queued work until none is left
+// that they may start.
+type stage struct {
+	name    string
+	limit   int
+	perPeer int
+
+	mu      sync.Mutex
+	active  int
+	queued  int
+	byPeer  map[*peer]*peerWork // active and queued work per peer
+	turn    []*peer             // peers with queued work, in turn order
+	waited  int64               // work that had to wait
+	waitSum time.Duration       // and how long, in total
+	maxWait time.Duration
+}
+
+// peerWork is a peer's share of a stage.
+type peerWork struct {
+	active int
+	queue  []*work
+}
+
+// submit takes a slot for w, reporting true — the caller then runs it on
+// a goroutine of its own (runStage) — or queues it.
+func (s *stage) submit(w *work) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pw := s.peerWork(w.ic.peer)
+	if s.active < s.limit && (s.perPeer == 0 || pw.active < s.perPeer) {
+		s.active++
+		pw.active++
+		return true
+	}
+	if len(pw.queue) == 0 {
+		s.turn = append(s.turn, w.ic.peer)
+	}
+	pw.queue = append(pw.queue, w)
+	s.queued++
+	return false
+}
+
+func (s *stage) peerWork(p *peer) *peerWork {
+	if s.byPeer == nil {
+		s.byPeer = make(map[*peer]*peerWork)
+	}
+	pw := s.byPeer[p]
+	if pw == nil {
+		pw = &peerWork{}
+		s.byPeer[p] = pw
+	}
+	return pw
+}
+
+// done ends the slot of a handler of p's that returned, and returns the
+// next work the caller's goroutine is to run in the slot it frees, or nil.
+func (s *stage) done(p *peer, now time.Time) *work {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pw := s.byPeer[p]
+	pw.active--
+	s.active--
+	next := s.next()
+	if pw.active == 0 && len(pw.queue) == 0 {
+		delete(s.byPeer, p)
+	}
+	if next == nil {
+		return nil
+	}
+	s.active++
+	wait := now.Sub(time.Unix(0, next.queuedAt))
+	s.waited++
+	s.waitSum += wait
+	s.maxWait = max(s.maxWait, wait)
+	return next
+}
+
+// next takes the first work of the first peer in turn that may start one,
+// and moves that peer to the back of the turn; nil if none may.
+func (s *stage) next() *work {
+	for i, p := range s.turn {
+		pw := s.byPeer[p]
+		if s.perPeer > 0 && pw.active >= s.perPeer {
+			continue
+		}
+		w := pw.queue[0]
+		pw.queue[0] = nil
+		pw.queue = pw.queue[1:]
+		pw.active++
+		s.queued--
+		s.turn = append(s.turn[:i], s.turn[i+1:]...)
+		if len(pw.queue) > 0 {
+			s.turn = append(s.turn, p)
+		} else {
+			pw.queue = nil
+		}
+		return w
+	}
+	return nil
+}
+
+// StageStats describes one verb's stage (see Concurrent).
+type StageStats struct {
+	Verb    Verb
+	Name    string
+	Limit   int // handlers at once, node wide
+	Active  int // handlers running now
+	Queued  int // messages waiting for a handler now
+	Waited  int64
+	WaitSum time.Duration // the time the Waited messages waited, in total
+	MaxWait time.Duration
+}
+
+func (s *stage) stats(verb Verb) StageStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return StageStats{Verb: verb, Name: s.name, Limit: s.limit, Active: s.active, Queued: s.queued,
+		Waited: s.waited, WaitSum: s.waitSum, MaxWait: s.maxWait}
+}

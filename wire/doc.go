@@ -273,6 +273,18 @@
 // sender's own deadline ends it. A response carries what is left of its
 // request's deadline.
 //
+// A cancel (FlagCancel, no payload, the ID and verb of a request its
+// sender wrote earlier) says the requester no longer waits for that
+// request's answer. It is a message like any other, in a FrameBatch from
+// the initiator of any urgent or small lane (internode sends it on the
+// urgent lane, so it may overtake its request, which travelled on
+// another). The receiver stops the request: if its handler runs, its
+// context is cancelled and no answer is sent; if it has not started, it
+// never does; if it has not arrived, the receiver may remember the cancel
+// for a while (internode: the last 1024 per peer) and drop the request
+// when it comes. A cancel for a request the receiver has answered, or
+// never sees, is ignored. It gets no response.
+//
 // # Parameters
 //
 // The parameter block carries key/value pairs such as W3C trace context

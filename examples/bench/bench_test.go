@@ -54,7 +54,7 @@ var smokeOptions = Options{
 }
 
 // latencyScenarios measure latency (p50_us...); the others leave it null.
-var latencyScenarios = map[string]bool{"reqresp": true, "latency": true, "large-mixed": true, "coalesce": true, "hol": true}
+var latencyScenarios = map[string]bool{"reqresp": true, "reqresp-slow": true, "latency": true, "large-mixed": true, "coalesce": true, "hol": true}
 
 // TestSmoke runs every scenario against every system it supports, opt-in
 // ones included, briefly: each must deliver something and lose nothing.

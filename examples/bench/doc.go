@@ -33,13 +33,16 @@
 //
 // Each scenario runs its own list of systems unless -systems names others
 // ("all": every system it can run). -scenario all at -duration 3s -repeat 3
-// runs 46 (scenario, system) pairs three times: about 10 minutes on a
+// runs 48 (scenario, system) pairs three times: about 10 minutes on a
 // 2-core machine, the 1 GiB file included. saturate and idle are opt-in:
 // all leaves them out; name them.
 //
 //   - small: one-way closed loop, 8 senders. Rows for every coalescing
 //     strategy and internode-nometrics besides the base systems.
 //   - reqresp: echo, 128 in flight.
+//   - reqresp-slow: echo from a handler that takes 1 ms (a disk read), 256
+//     in flight; internode runs the handler in a Concurrent(256) stage,
+//     gRPC each call in its own goroutine. internode and grpc-unary only.
 //   - latency: echo, open loop at -rate (2000)/s; every coalescing strategy.
 //   - large: one-way -large-size (16 MiB), 2 senders.
 //   - large-mixed: sizes at once — a 16 MiB and a 64 MiB sender flood while

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -62,6 +63,7 @@ const (
 // benchServer is the handler type checked by grpc.Server.RegisterService.
 type benchServer interface {
 	onMessage(payload []byte)
+	echoDelay() time.Duration
 }
 
 var benchServiceDesc = grpc.ServiceDesc{
@@ -80,6 +82,9 @@ var benchServiceDesc = grpc.ServiceDesc{
 			var in []byte
 			if err := dec(&in); err != nil {
 				return nil, err
+			}
+			if d := srv.(benchServer).echoDelay(); d > 0 {
+				time.Sleep(d)
 			}
 			return in, nil
 		}},
@@ -117,6 +122,7 @@ type grpcPair struct {
 }
 
 func (p *grpcPair) onMessage(payload []byte) { p.hooks.OnMessage(payload) }
+func (p *grpcPair) echoDelay() time.Duration { return p.hooks.EchoDelay }
 
 func (p *grpcPair) start(h Hooks) error {
 	p.hooks = h

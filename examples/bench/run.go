@@ -393,7 +393,7 @@ func execute(sc *Scenario, entry systemEntry, opts Options) (Result, error) {
 	}
 	r := newRun(sys, opts)
 	defer r.cancel()
-	if err := sys.Start(r.ctx, Hooks{OnMessage: r.onMessage}); err != nil {
+	if err := sys.Start(r.ctx, Hooks{OnMessage: r.onMessage, EchoDelay: sc.EchoDelay}); err != nil {
 		sys.Close()
 		return Result{}, err
 	}

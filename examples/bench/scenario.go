@@ -38,6 +38,9 @@ type Scenario struct {
 	// NoPayload: Load gets a nil payload instead of one of PayloadSize
 	// bytes (the file scenario sends a file).
 	NoPayload bool
+	// EchoDelay is how long the receiver's handler takes per request
+	// (Hooks.EchoDelay).
+	EchoDelay time.Duration
 	// Idle, if set, starts load that first runs alone: the harness warms
 	// it up and measures it for the configured duration (recorders from
 	// NewIdleRecorder), then calls Load, which adds more. Its load
@@ -138,6 +141,7 @@ type Target struct {
 var scenarioRegistry = []*Scenario{
 	scenarioSmall,
 	scenarioReqResp,
+	scenarioReqRespSlow,
 	scenarioLatency,
 	scenarioLarge,
 	scenarioLargeMixed,

@@ -1,5 +1,7 @@
 package main
 
+import "time"
+
 // reqRespInFlight is the number of requests in flight in the reqresp
 // scenario: like the "max pending 128" of the Cassandra load test in seed
 // 000, the client never has more outstanding.
@@ -8,6 +10,48 @@ const reqRespInFlight = 128
 // reqRespRecorders spreads latency recording over a few histograms so that
 // 128 goroutines do not contend on one lock.
 const reqRespRecorders = 8
+
+// echoConcurrency is how many echo handlers internode runs at once: as
+// many as requests in flight in reqresp-slow, as gRPC runs each call in
+// a goroutine of its own.
+const echoConcurrency = reqRespSlowInFlight
+
+// reqRespSlowInFlight is the number of requests in flight in reqresp-slow.
+const reqRespSlowInFlight = 256
+
+var scenarioReqRespSlow = &Scenario{
+	Name:        "reqresp-slow",
+	Doc:         "echo request/response to a handler that takes 1 ms, 256 in flight (closed loop), -payload bytes each way",
+	Systems:     []string{"internode", "grpc-unary"},
+	PayloadSize: func(o Options) int { return o.Payload },
+	EchoDelay:   time.Millisecond,
+	Supports: func(sys System) bool {
+		switch sys.(type) {
+		case *internodeSystem, *grpcUnary:
+			return true
+		}
+		return false
+	},
+	Load: func(r *Run, payload []byte) {
+		recs := make([]*Recorder, reqRespRecorders)
+		for i := range recs {
+			recs[i] = r.NewRecorder()
+		}
+		for i := range reqRespSlowInFlight {
+			rec := recs[i%len(recs)]
+			r.Go(func() {
+				for !r.Stopping() {
+					r.Request(payload, rec)
+				}
+			})
+		}
+	},
+	Targets: []Target{
+		{Metric: metricMsgsPerSec, System: "internode", Baseline: "grpc-unary", Min: 1.5},
+		{Metric: metricP99, System: "internode", Baseline: "grpc-unary", Max: 1},
+	},
+	Chart: []Metric{metricMsgsPerSec, metricP99},
+}
 
 var scenarioReqResp = &Scenario{
 	Name:        "reqresp",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/internode/internode/transport"
 )
@@ -40,6 +41,10 @@ type Hooks struct {
 	// for concurrent use. It may block (overload holds it): the system's
 	// handler then blocks with it.
 	OnMessage func(payload []byte)
+	// EchoDelay is how long the receiver's handler takes before it
+	// echoes a request (a disk read, say); the system runs its handlers
+	// as it would for such work.
+	EchoDelay time.Duration
 }
 
 // WriteCounter is implemented by systems that count their own socket write

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
@@ -116,8 +117,11 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 		return nil, nil
 	}))
 	s.b.Handle(verbEcho, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		if h.EchoDelay > 0 {
+			time.Sleep(h.EchoDelay)
+		}
 		return append([]byte(nil), m.Payload...), nil // m.Payload is reused once the handler returns
-	}))
+	}), transport.Concurrent(echoConcurrency))
 	s.b.HandleFile(verbFile, transport.FileHandlerFunc(s.receiveFile))
 	if s.meters != nil {
 		s.meters.serve()

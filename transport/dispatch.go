@@ -193,7 +193,10 @@ func (t *Transport) runStage(w *work) {
 	for w != nil {
 		p := w.ic.peer
 		t.runWork(w)
-		w = s.done(p, time.Now())
+		now := time.Now()
+		if w = s.done(p, now); w != nil {
+			t.tel.stages.recordWait(w.verb.name, now.Sub(time.Unix(0, w.queuedAt)))
+		}
 	}
 }
 

@@ -1,9 +1,13 @@
 package transport
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // DefaultConcurrency is how many of a verb's requests run at once, node
@@ -204,4 +208,50 @@ func (s *stage) stats(verb Verb) StageStats {
 	defer s.mu.Unlock()
 	return StageStats{Verb: verb, Name: s.name, Limit: s.limit, Active: s.active, Queued: s.queued,
 		Waited: s.waited, WaitSum: s.waitSum, MaxWait: s.maxWait}
+}
+
+// stageInstruments are the stages' metrics: active handlers and queued
+// messages observed at collection, and the waits of messages that found
+// their stage full recorded as they start, each by verb.
+type stageInstruments struct {
+	wait         metric.Float64Histogram
+	active       metric.Int64ObservableGauge
+	queued       metric.Int64ObservableGauge
+	registration metric.Registration
+	attrs        sync.Map // verb name → metric.MeasurementOption
+}
+
+func (si *stageInstruments) register(m metric.Meter, t *Transport) error {
+	var err error
+	if si.wait, err = m.Float64Histogram("internode.stage.wait",
+		metric.WithDescription("Time a message waited for a handler of its verb's stage, when the stage was full"),
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(
+			50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10)); err != nil {
+		return err
+	}
+	if si.active, err = m.Int64ObservableGauge("internode.stage.active",
+		metric.WithDescription("Handlers of a verb's stage running now"), metric.WithUnit("{handler}")); err != nil {
+		return err
+	}
+	if si.queued, err = m.Int64ObservableGauge("internode.stage.queued",
+		metric.WithDescription("Messages waiting for a handler of a verb's stage now"), metric.WithUnit("{message}")); err != nil {
+		return err
+	}
+	si.registration, err = m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		for _, s := range t.stageStats() {
+			verb := metric.WithAttributes(attribute.String("verb", s.Name))
+			obs.ObserveInt64(si.active, int64(s.Active), verb)
+			obs.ObserveInt64(si.queued, int64(s.Queued), verb)
+		}
+		return nil
+	}, si.active, si.queued)
+	return err
+}
+
+func (si *stageInstruments) recordWait(verb string, d time.Duration) {
+	attrs, ok := si.attrs.Load(verb)
+	if !ok {
+		attrs, _ = si.attrs.LoadOrStore(verb, metric.WithAttributeSet(attribute.NewSet(attribute.String("verb", verb))))
+	}
+	si.wait.Record(context.Background(), d.Seconds(), attrs.(metric.MeasurementOption))
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
@@ -241,4 +243,39 @@ func TestVerbNamesInErrors(t *testing.T) {
 	require.ErrorAs(t, err, &oe)
 	assert.Equal(t, "read", oe.Verb)
 	assert.Contains(t, err.Error(), "request read to n2")
+}
+
+// TestStageMetrics: a stage's active handlers and queue are observed by
+// verb name, and the waits of the messages that found it full recorded.
+func TestStageMetrics(t *testing.T) {
+	reader := metric.NewManualReader()
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 {
+			cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(reader))
+		}
+	})
+	g := newGate()
+	defer g.open()
+	c.Nodes[1].Handle(verbRead, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, g.wait(ctx)
+	}), transport.Concurrent(1), transport.Named("read"))
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbRead, nil)
+			assert.NoError(t, err)
+		})
+	}
+	waitFor(t, 5*time.Second, "two waiting", func() bool { return stage(c.Nodes[1], verbRead).Queued == 2 })
+	data := collect(t, reader)
+	assert.EqualValues(t, 1, sumWhere(data["internode.stage.active"], "verb", "read"))
+	assert.EqualValues(t, 2, sumWhere(data["internode.stage.queued"], "verb", "read"))
+	g.open()
+	wg.Wait()
+	hist, ok := collect(t, reader)["internode.stage.wait"].(metricdata.Histogram[float64])
+	require.True(t, ok)
+	require.Len(t, hist.DataPoints, 1)
+	v, _ := hist.DataPoints[0].Attributes.Value("verb")
+	assert.Equal(t, "read", v.AsString())
+	assert.EqualValues(t, 2, hist.DataPoints[0].Count, "the two that waited")
 }

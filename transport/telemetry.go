@@ -37,6 +37,7 @@ type telemetry struct {
 	requestDuration metric.Float64Histogram
 	verbAttrs       sync.Map // verb name → metric.MeasurementOption
 	registration    metric.Registration
+	stages          stageInstruments
 }
 
 func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider) (*telemetry, error) {
@@ -60,8 +61,10 @@ func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider
 		metric.WithDescription("Request round trips, from Request to its response or error"), metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
-	tel.registration, err = registerObservables(m, t)
-	return tel, err
+	if tel.registration, err = registerObservables(m, t); err != nil {
+		return nil, err
+	}
+	return tel, tel.stages.register(m, t)
 }
 
 // observables are the instruments read from the transport's counters.

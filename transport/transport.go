@@ -322,6 +322,9 @@ func (t *Transport) Close() error {
 		if t.tel.registration != nil {
 			_ = t.tel.registration.Unregister()
 		}
+		if t.tel.stages.registration != nil {
+			_ = t.tel.stages.registration.Unregister()
+		}
 		close(t.closed)
 		t.cancel()
 		t.ln.Close()

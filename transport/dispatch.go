@@ -158,14 +158,12 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 		return
 	}
 	f.refs.Add(1)
-	ic.account.Overdraw(workCost)
-	f.held += workCost
 	switch {
 	case v.runsOrdered(isRequest):
 		ic.runOrdered(w)
 	case v.stage.submit(w):
 		t.wg.Add(1)
-		go t.runStage(w)
+		go t.runStage(v.stage)
 	}
 }
 
@@ -185,17 +183,48 @@ func (t *Transport) runWork(w *work) {
 	ic.doneWith(f)
 }
 
-// runStage runs w, then the stage's queued work while there is any it may
-// start.
-func (t *Transport) runStage(w *work) {
+// runStage is a stage's worker (see stage): it takes its turns until
+// none is left, then waits idle to be woken, and exits when it is not.
+func (t *Transport) runStage(s *stage) {
 	defer t.wg.Done()
-	s := w.verb.stage
-	for w != nil {
-		p := w.ic.peer
-		t.runWork(w)
-		now := time.Now()
-		if w = s.done(p, now); w != nil {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	woken := true
+	for {
+		var done *peer
+		for {
+			now := time.Now()
+			w, start := s.take(woken, done, now)
+			woken = false
+			if start {
+				t.wg.Add(1)
+				go t.runStage(s)
+			}
+			if w == nil {
+				break
+			}
 			t.tel.stages.recordWait(w.verb.name, now.Sub(time.Unix(0, w.queuedAt)))
+			done = w.ic.peer
+			t.runWork(w)
+		}
+		if timer == nil {
+			timer = time.NewTimer(stageIdle)
+		} else {
+			timer.Reset(stageIdle)
+		}
+		select {
+		case <-s.wake:
+			woken = true
+			continue
+		case <-timer.C:
+		case <-t.closed:
+		}
+		if woken = s.retire(); !woken {
+			return
 		}
 	}
 }
@@ -271,9 +300,18 @@ func (d *dispatchQueue) busy() bool {
 
 // handOver routes a large message's frame, whole.
 func (ic *inConn) handOver(f *inFrame) {
+	ic.holdWork(f, 1)
 	f.refs.Store(1)
 	ic.route(f, f.large, f.deadline, f.buf)
 	ic.doneWith(f)
+}
+
+// holdWork takes the weight of n messages' work for frame f, held with
+// its bytes: beyond the limits, as the frame was read already, by at most
+// one frame's messages.
+func (ic *inConn) holdWork(f *inFrame, n int) {
+	ic.account.Overdraw(int64(n) * workCost)
+	f.held += int64(n) * workCost
 }
 
 // doneWith lets go of one reference to f — the reader's, or one message's

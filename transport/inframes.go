@@ -149,6 +149,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 		ic.releaseFrame(f)
 		return err
 	}
+	ic.holdWork(f, handled)
 	f.refs.Store(1)
 	_ = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 		if h.Flags&wire.FlagCancel == 0 {

@@ -76,7 +76,7 @@ func newVerbInfo(verb Verb, opts []HandleOption) *verbInfo {
 		v.name = strconv.FormatUint(uint64(verb), 10)
 	}
 	if !v.ordered {
-		v.stage = &stage{name: v.name, limit: v.limit, perPeer: v.perPeer}
+		v.stage = newStage(v.name, v.limit, v.perPeer)
 	}
 	return v
 }
@@ -88,48 +88,74 @@ func (v *verbInfo) runsOrdered(isRequest bool) bool {
 }
 
 // stage is a verb's pool of concurrent handlers: at most limit at once,
-// node wide, and perPeer for one peer. Work beyond waits in FIFO queues,
-// one per peer when perPeer bounds them, served in turn. Goroutines are
-// started for work as slots allow and run queued work until none is left
-// that they may start.
+// node wide, and perPeer for one peer. Messages wait in FIFO queues, one
+// per peer, served in turn, for a worker goroutine to take them. Workers
+// are woken one at a time: a worker that takes a message and sees more
+// waiting wakes the next, so a burst of quick messages is run by a few
+// workers in turn rather than a goroutine each, while slow ones soon have
+// as many workers as the bound allows. A worker with nothing it may take
+// waits idle for up to stageIdle to be woken again, then exits.
 type stage struct {
 	name    string
 	limit   int
 	perPeer int
+	wake    chan struct{} // wakes idle workers; never more tokens than idle
 
 	mu      sync.Mutex
-	active  int
+	running int  // workers running a handler
+	idle    int  // workers waiting on wake
+	waking  bool // a worker was woken or started and has not yet taken work
 	queued  int
-	byPeer  map[*peer]*peerWork // active and queued work per peer
+	byPeer  map[*peer]*peerWork // running and queued work per peer
 	turn    []*peer             // peers with queued work, in turn order
-	waited  int64               // work that had to wait
-	waitSum time.Duration       // and how long, in total
+	started int64               // handlers started
+	waitSum time.Duration       // the time their messages waited, in total
 	maxWait time.Duration
 }
 
 // peerWork is a peer's share of a stage.
 type peerWork struct {
-	active int
-	queue  []*work
+	running int
+	queue   []*work
 }
 
-// submit takes a slot for w, reporting true — the caller then runs it on
-// a goroutine of its own (runStage) — or queues it.
-func (s *stage) submit(w *work) bool {
+// stageIdle is how long a stage's idle worker waits to be woken before it
+// exits.
+const stageIdle = time.Second
+
+func newStage(name string, limit, perPeer int) *stage {
+	return &stage{name: name, limit: limit, perPeer: perPeer, wake: make(chan struct{}, limit)}
+}
+
+// submit queues w and reports whether the caller must start a worker
+// (runStage) for it; otherwise an idle one was woken, or one is on its
+// way, or all that may run are running and one takes it when done.
+func (s *stage) submit(w *work) (start bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pw := s.peerWork(w.ic.peer)
-	if s.active < s.limit && (s.perPeer == 0 || pw.active < s.perPeer) {
-		s.active++
-		pw.active++
-		return true
-	}
 	if len(pw.queue) == 0 {
 		s.turn = append(s.turn, w.ic.peer)
 	}
 	pw.queue = append(pw.queue, w)
 	s.queued++
-	return false
+	return s.wakeOneLocked()
+}
+
+// wakeOneLocked wakes an idle worker, or reports that one must be
+// started, when work waits, a handler may start, and no worker is on its
+// way already.
+func (s *stage) wakeOneLocked() (start bool) {
+	if s.waking || s.queued == 0 || s.running >= s.limit {
+		return false
+	}
+	s.waking = true
+	if s.idle > 0 {
+		s.idle--
+		s.wake <- struct{}{} // buffered: at most one token per idle worker
+		return false
+	}
+	return true
 }
 
 func (s *stage) peerWork(p *peer) *peerWork {
@@ -144,41 +170,66 @@ func (s *stage) peerWork(p *peer) *peerWork {
 	return pw
 }
 
-// done ends the slot of a handler of p's that returned, and returns the
-// next work the caller's goroutine is to run in the slot it frees, or nil.
-func (s *stage) done(p *peer, now time.Time) *work {
+// take is a worker's turn: woken says it was woken or started (and so
+// clears waking), done the peer of the handler it just ran, if any. It
+// returns the work to run next, waking another worker if more waits, and
+// whether a worker must be started for that; nil work means the worker is
+// now idle, to wait on wake.
+func (s *stage) take(woken bool, done *peer, now time.Time) (next *work, start bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pw := s.byPeer[p]
-	pw.active--
-	s.active--
-	next := s.next()
-	if pw.active == 0 && len(pw.queue) == 0 {
-		delete(s.byPeer, p)
+	if woken {
+		s.waking = false
 	}
-	if next == nil {
-		return nil
+	if done != nil {
+		s.running--
+		pw := s.byPeer[done]
+		pw.running--
+		if pw.running == 0 && len(pw.queue) == 0 {
+			delete(s.byPeer, done)
+		}
 	}
-	s.active++
+	if next = s.next(); next == nil {
+		s.idle++
+		return nil, false
+	}
+	s.running++
 	wait := now.Sub(time.Unix(0, next.queuedAt))
-	s.waited++
+	s.started++
 	s.waitSum += wait
 	s.maxWait = max(s.maxWait, wait)
-	return next
+	return next, s.wakeOneLocked()
+}
+
+// retire lets an idle worker go, unless it was woken meanwhile: then it
+// reports true and takes its turn.
+func (s *stage) retire() (woken bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.wake:
+		return true
+	default:
+		s.idle--
+		return false
+	}
 }
 
 // next takes the first work of the first peer in turn that may start one,
 // and moves that peer to the back of the turn; nil if none may.
 func (s *stage) next() *work {
+	if s.running >= s.limit {
+		return nil
+	}
 	for i, p := range s.turn {
 		pw := s.byPeer[p]
-		if s.perPeer > 0 && pw.active >= s.perPeer {
+		if s.perPeer > 0 && pw.running >= s.perPeer {
 			continue
 		}
 		w := pw.queue[0]
 		pw.queue[0] = nil
 		pw.queue = pw.queue[1:]
-		pw.active++
+		pw.running++
 		s.queued--
 		s.turn = append(s.turn[:i], s.turn[i+1:]...)
 		if len(pw.queue) > 0 {
@@ -195,24 +246,24 @@ func (s *stage) next() *work {
 type StageStats struct {
 	Verb    Verb
 	Name    string
-	Limit   int // handlers at once, node wide
-	Active  int // handlers running now
-	Queued  int // messages waiting for a handler now
-	Waited  int64
-	WaitSum time.Duration // the time the Waited messages waited, in total
+	Limit   int           // handlers at once, node wide
+	Active  int           // handlers running now
+	Queued  int           // messages waiting for a handler now
+	Started int64         // handlers started
+	WaitSum time.Duration // the time their messages waited for them, in total
 	MaxWait time.Duration
 }
 
 func (s *stage) stats(verb Verb) StageStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return StageStats{Verb: verb, Name: s.name, Limit: s.limit, Active: s.active, Queued: s.queued,
-		Waited: s.waited, WaitSum: s.waitSum, MaxWait: s.maxWait}
+	return StageStats{Verb: verb, Name: s.name, Limit: s.limit, Active: s.running, Queued: s.queued,
+		Started: s.started, WaitSum: s.waitSum, MaxWait: s.maxWait}
 }
 
 // stageInstruments are the stages' metrics: active handlers and queued
-// messages observed at collection, and the waits of messages that found
-// their stage full recorded as they start, each by verb.
+// messages observed at collection, and each message's wait for its
+// handler recorded as it starts, each by verb.
 type stageInstruments struct {
 	wait         metric.Float64Histogram
 	active       metric.Int64ObservableGauge
@@ -224,7 +275,7 @@ type stageInstruments struct {
 func (si *stageInstruments) register(m metric.Meter, t *Transport) error {
 	var err error
 	if si.wait, err = m.Float64Histogram("internode.stage.wait",
-		metric.WithDescription("Time a message waited for a handler of its verb's stage, when the stage was full"),
+		metric.WithDescription("Time a message waited for a handler of its verb's stage"),
 		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(
 			50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10)); err != nil {
 		return err

@@ -11,47 +11,63 @@ import (
 	"github.com/internode/internode/wire"
 )
 
-// TestStageBoundsAndTurns: a stage starts work while it has slots, node
-// wide and per peer, queues the rest, and as slots free serves the peers
-// with waiting work in turn, each peer's in arrival order.
+// TestStageBoundsAndTurns: a stage wakes one worker at a time, a worker
+// that takes work wakes the next while more waits and a slot is free,
+// and handlers never exceed the stage's bound, node wide or per peer.
 func TestStageBoundsAndTurns(t *testing.T) {
-	s := &stage{limit: 3, perPeer: 2}
+	s := newStage("read", 3, 2)
 	a, b := &peer{id: "a"}, &peer{id: "b"}
 	item := func(p *peer, id uint64) *work {
 		return &work{ic: &inConn{peer: p}, h: wire.Header{ID: id}, queuedAt: time.Now().UnixNano()}
 	}
-	assert.True(t, s.submit(item(a, 1)))
-	assert.True(t, s.submit(item(a, 2)))
-	assert.False(t, s.submit(item(a, 3)), "a is at its bound")
-	assert.False(t, s.submit(item(a, 4)))
-	assert.True(t, s.submit(item(b, 5)), "the stage has a slot for b")
-	assert.False(t, s.submit(item(b, 6)), "the stage is full")
-	st := s.stats(9)
-	assert.Equal(t, 3, st.Active)
-	assert.Equal(t, 3, st.Queued)
+	assert.True(t, s.submit(item(a, 1)), "no worker: start one")
+	assert.False(t, s.submit(item(a, 2)), "one is on its way")
+	s.submit(item(a, 3))
+	s.submit(item(b, 4))
+	now := time.Now()
+	w, start := s.take(true, nil, now) // the first worker
+	assert.Equal(t, uint64(1), w.h.ID)
+	assert.True(t, start, "more waits: a second worker")
+	w, start = s.take(true, nil, now) // the second
+	assert.Equal(t, uint64(4), w.h.ID, "b's turn")
+	assert.True(t, start)
+	w, start = s.take(true, nil, now) // the third
+	assert.Equal(t, uint64(2), w.h.ID)
+	assert.False(t, start, "the stage is full")
+	assert.Equal(t, 3, s.stats(9).Active)
+	assert.Equal(t, 1, s.stats(9).Queued)
 
-	// b's handler returns: b's next may start (a is at its bound).
-	assert.Equal(t, uint64(6), s.done(b, time.Now()).h.ID)
-	// a's returns: a's next, in order.
-	assert.Equal(t, uint64(3), s.done(a, time.Now()).h.ID)
-	assert.Equal(t, uint64(4), s.done(a, time.Now()).h.ID)
-	assert.Nil(t, s.done(b, time.Now()), "nothing left")
-	st = s.stats(9)
-	assert.Equal(t, 2, st.Active)
-	assert.Zero(t, st.Queued)
-	assert.EqualValues(t, 3, st.Waited)
-	assert.Nil(t, s.done(a, time.Now()))
-	assert.Nil(t, s.done(a, time.Now()))
+	// b's handler returns: a is at its bound, so 3 waits; the worker idles.
+	w, _ = s.take(false, b, now)
+	assert.Nil(t, w, "a at its bound of 2")
+	// a's returns: its worker takes 3.
+	w, _ = s.take(false, a, now)
+	assert.Equal(t, uint64(3), w.h.ID)
+	assert.Zero(t, s.stats(9).Queued)
+	assert.EqualValues(t, 4, s.stats(9).Started)
+
+	// A new message wakes the idle worker rather than starting one.
+	assert.False(t, s.submit(item(b, 5)))
+	require.Len(t, s.wake, 1)
+	<-s.wake
+	w, _ = s.take(true, nil, now)
+	assert.Equal(t, uint64(5), w.h.ID)
+	for _, p := range []*peer{a, a, b} {
+		w, _ = s.take(false, p, now)
+		assert.Nil(t, w)
+	}
+	assert.Zero(t, s.stats(9).Active)
 	assert.Empty(t, s.byPeer, "nothing kept for peers with no work")
+	assert.Equal(t, 3, s.idle)
+	assert.False(t, s.retire(), "an idle worker may go")
 }
 
-// TestStageServesPeersInTurn: with one slot, waiting peers take turns
-// rather than the first to queue taking all.
+// TestStageServesPeersInTurn: waiting peers take turns rather than the
+// first to queue taking all.
 func TestStageServesPeersInTurn(t *testing.T) {
-	s := &stage{limit: 1}
+	s := newStage("read", 1, 0)
 	a, b := &peer{id: "a"}, &peer{id: "b"}
 	item := func(p *peer, id uint64) *work { return &work{ic: &inConn{peer: p}, h: wire.Header{ID: id}} }
-	require.True(t, s.submit(item(a, 0)))
 	for i := uint64(1); i <= 3; i++ {
 		s.submit(item(a, i))
 	}
@@ -59,10 +75,10 @@ func TestStageServesPeersInTurn(t *testing.T) {
 		s.submit(item(b, i))
 	}
 	var order []uint64
-	from := a
-	for w := s.done(from, time.Now()); w != nil; w = s.done(from, time.Now()) {
+	w, _ := s.take(true, nil, time.Now())
+	for w != nil {
 		order = append(order, w.h.ID)
-		from = w.ic.peer
+		w, _ = s.take(false, w.ic.peer, time.Now())
 	}
 	assert.Equal(t, []uint64{1, 11, 2, 12, 3, 13}, order)
 }

@@ -36,6 +36,15 @@ func (g *gauge) enter() {
 
 func (g *gauge) leave() { g.now.Add(-1) }
 
+// slack is a time bound as stated, or tripled under the race detector,
+// which slows every step several-fold.
+func slack(d time.Duration) time.Duration {
+	if raceEnabled {
+		return 3 * d
+	}
+	return d
+}
+
 // TestConcurrentStageServesSlowRequests: 200 requests at once to a
 // handler that takes 5 ms (a disk read), in a Concurrent(64) stage, finish
 // within 4 × (200/64) × 5 ms; at most 64 run at once, and 64 do; a ping to
@@ -69,17 +78,17 @@ func TestConcurrentStageServesSlowRequests(t *testing.T) {
 	wg.Wait()
 	took := time.Since(start)
 
-	bound := 4 * 200 * 5 * time.Millisecond / 64
-	t.Logf("200 requests in %v (bound %v); a ping meanwhile in %v; at most %d at once", took, bound, pinged, running.peak.Load())
+	bound, pingBound := slack(4*200*5*time.Millisecond/64), slack(10*time.Millisecond)
+	t.Logf("200 requests in %v (bound %v); a ping meanwhile in %v (bound %v); at most %d at once", took, bound, pinged, pingBound, running.peak.Load())
 	assert.LessOrEqual(t, took, bound)
-	assert.LessOrEqual(t, pinged, 10*time.Millisecond, "the ping does not wait behind the reads")
+	assert.LessOrEqual(t, pinged, pingBound, "the ping does not wait behind the reads")
 	assert.EqualValues(t, 64, running.peak.Load(), "the stage's bound, reached")
 	stages := c.Nodes[1].Stats().Stages
 	i := slices.IndexFunc(stages, func(s transport.StageStats) bool { return s.Verb == verbRead })
 	require.GreaterOrEqual(t, i, 0)
 	assert.Equal(t, "read", stages[i].Name)
 	assert.Equal(t, 64, stages[i].Limit)
-	assert.Positive(t, stages[i].Waited, "requests waited for a handler")
+	assert.Positive(t, stages[i].MaxWait, "requests waited for a handler")
 }
 
 // TestStageBoundHoldsAcrossPeers: a stage's bound holds node wide and its
@@ -187,7 +196,7 @@ func TestCancelReachesTheRemoteHandler(t *testing.T) {
 	}
 	slices.Sort(lags)
 	t.Logf("cancel to handler stopped: %v", lags)
-	assert.LessOrEqual(t, lags[2], 5*time.Millisecond, "the median")
+	assert.LessOrEqual(t, lags[2], slack(5*time.Millisecond), "the median")
 
 	// One slot, held: the next request waits, is cancelled, never starts.
 	g := newGate()
@@ -277,5 +286,5 @@ func TestStageMetrics(t *testing.T) {
 	require.Len(t, hist.DataPoints, 1)
 	v, _ := hist.DataPoints[0].Attributes.Value("verb")
 	assert.Equal(t, "read", v.AsString())
-	assert.EqualValues(t, 2, hist.DataPoints[0].Count, "the two that waited")
+	assert.EqualValues(t, 3, hist.DataPoints[0].Count, "each one's wait")
 }

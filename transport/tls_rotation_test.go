@@ -107,9 +107,15 @@ func TestTLSRotationUnderTraffic(t *testing.T) {
 		received.Add(1)
 		return nil, nil
 	}))
-	traffic := startTraffic(t, c)
-	traffic.waitRounds(t, 3)
+	for from := range n { // every lane, a stream session and a file, every way
+		for to := range n {
+			if from != to {
+				requireEveryKind(t, c, from, to, false)
+			}
+		}
+	}
 	connectsBefore := laneConnects(c)
+	traffic := startTraffic(t, c)
 
 	reload := func(nodes ...int) {
 		for _, i := range nodes {
@@ -175,8 +181,8 @@ func laneConnects(c *transporttest.Cluster) uint64 {
 }
 
 // traffic runs one goroutine per ordered pair of nodes: each round sends
-// a one-way message, a request, a file (a new connection each) and, every
-// fourth round, a stream.
+// a one-way message, a request and a file (a new connection each) and,
+// every fourth round, an urgent request, a large one and a stream.
 type traffic struct {
 	stopped chan struct{}
 	wg      sync.WaitGroup
@@ -193,14 +199,9 @@ func startTraffic(t *testing.T, c *transporttest.Cluster) *traffic {
 			if from == to {
 				continue
 			}
-			var stream, file connKind // each with its own file to send
+			kinds := map[string]connKind{} // with a file of its own to send
 			for _, k := range connKinds(t) {
-				switch k.name {
-				case "stream":
-					stream = k
-				case "file":
-					file = k
-				}
+				kinds[k.name] = k
 			}
 			tr.wg.Add(1)
 			go func() {
@@ -219,11 +220,16 @@ func startTraffic(t *testing.T, c *transporttest.Cluster) *traffic {
 						tr.sent.Add(1)
 						_, err = c.Nodes[from].Request(ctx, c.ID(to), verbEcho, []byte("read"))
 					}
-					if err == nil {
-						err = file.try(ctx, c.Nodes[from], c.ID(to))
+					try := func(kind string) {
+						if err == nil {
+							err = kinds[kind].try(ctx, c.Nodes[from], c.ID(to))
+						}
 					}
-					if err == nil && round%4 == 0 {
-						err = stream.try(ctx, c.Nodes[from], c.ID(to))
+					try("file")
+					if round%4 == 0 {
+						try("urgent lane")
+						try("large lane")
+						try("stream")
 					}
 					cancel()
 					if err != nil {

@@ -177,13 +177,15 @@ func TestMutualTLSOnEveryConnectionKind(t *testing.T) {
 }
 
 // TestTLSRefusesOnEveryConnectionKind: a peer whose certificate is from
-// an untrusted CA, names another node, or has expired is refused in both
+// an untrusted CA, names another node or cluster, or has expired is refused in both
 // directions on every kind of connection, though the good node's own
 // tls.Config skips verification and asks for no client certificate; and
 // neither side's handlers see anything.
 func TestTLSRefusesOnEveryConnectionKind(t *testing.T) {
 	ca, rogueCA := newCA(t, "test"), newCA(t, "test") // same cluster, other key
-	good := ordinaryTLS(issue(t, ca, "n1", time.Hour, time.Hour), ca.Pool())
+	// n1 also trusts the CA of another cluster, as if one CA served both.
+	stagingCA := newCA(t, "staging")
+	good := ordinaryTLS(issue(t, ca, "n1", time.Hour, time.Hour), poolOf(ca, stagingCA))
 	for _, tt := range []struct {
 		name string
 		bad  *transport.TLSConfig // n2's
@@ -194,6 +196,7 @@ func TestTLSRefusesOnEveryConnectionKind(t *testing.T) {
 		{"untrusted CA", mutualTLS(t, issue(t, rogueCA, "n2", time.Hour, time.Hour), poolOf(ca, rogueCA)), transport.RefusedTLS},
 		{"another node's certificate", mutualTLS(t, issue(t, ca, "n3", time.Hour, time.Hour), ca.Pool()), transport.RefusedIdentity},
 		{"expired", mutualTLS(t, issue(t, ca, "n2", 2*time.Hour, -time.Hour), ca.Pool()), transport.RefusedTLS},
+		{"another cluster's certificate", mutualTLS(t, issue(t, stagingCA, "n2", time.Hour, time.Hour), ca.Pool()), transport.RefusedIdentity},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, handled := tlsNodes(t, good, tt.bad)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/internode/internode/cluster"
-	"github.com/internode/internode/internal/certs"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -44,24 +43,6 @@ func (r Refusal) String() string {
 		return refusalNames[r]
 	}
 	return "unknown"
-}
-
-// verifyPeer applies the identity rule to an established TLS connection.
-func (t *Transport) verifyPeer(cs tls.ConnectionState, node cluster.NodeID) error {
-	if v := t.cfg.Security.TLS.VerifyPeer; v != nil {
-		return v(cs, t.cfg.ClusterName, node)
-	}
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("no peer certificate")
-	}
-	clusterName, id, ok := certs.NodeIdentity(cs.PeerCertificates[0])
-	if !ok {
-		return fmt.Errorf("certificate has no %s:// identity", certs.Scheme)
-	}
-	if clusterName != t.cfg.ClusterName || cluster.NodeID(id) != node {
-		return fmt.Errorf("certificate names node %q of cluster %q, not %q of %q", id, clusterName, node, t.cfg.ClusterName)
-	}
-	return nil
 }
 
 // refuse counts and logs a refused inbound connection; the log is rate
@@ -225,7 +206,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	}
 	conn := raw
 	var tlsConn *tls.Conn
-	if t.cfg.Security.TLS != nil {
+	if t.tls != nil {
 		// A plain-text internode peer gets a clear refusal, not a TLS
 		// alert it cannot read.
 		var magic [4]byte
@@ -238,7 +219,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 			return nil, wire.Hello{}, nil, &refusalError{RefusedTLS, errors.New("plain-text peer")}
 		}
 		raw = &prefixConn{Conn: raw, prefix: magic[:]}
-		tlsConn = tls.Server(raw, t.cfg.Security.TLS.Server)
+		tlsConn = tls.Server(raw, t.tls.server) // verifies the chain
 		ctx, cancel := context.WithDeadline(t.ctx, deadline)
 		err := tlsConn.HandshakeContext(ctx)
 		cancel()
@@ -258,6 +239,10 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	}
 	reply := wire.Reply{Reason: wire.Accepted}
 	var why Refusal
+	var identityErr error // the certificate against the node claimed
+	if tlsConn != nil {
+		identityErr = t.tls.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node))
+	}
 	version, ok := wire.Negotiate(&hello)
 	switch {
 	case !ok:
@@ -276,9 +261,9 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	case cluster.NodeID(hello.Node) == t.cfg.NodeID:
 		reply.Reason, why = wire.Refused, RefusedSelf
 		reply.Message = fmt.Sprintf("%q is this node's own ID", hello.Node)
-	case tlsConn != nil && t.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node)) != nil:
+	case identityErr != nil:
 		reply.Reason, why = wire.IdentityMismatch, RefusedIdentity
-		reply.Message = t.verifyPeer(tlsConn.ConnectionState(), cluster.NodeID(hello.Node)).Error()
+		reply.Message = identityErr.Error()
 	case !t.cfg.Security.AcceptUnknownPeers && !t.isMember(cluster.NodeID(hello.Node)):
 		reply.Reason, why = wire.UnknownNode, RefusedUnknownNode
 		reply.Message = fmt.Sprintf("node %q is not a member", hello.Node)

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,7 +142,9 @@ type ReconnectConfig struct {
 // SecurityConfig says who may connect to this node, and how.
 type SecurityConfig struct {
 	// TLS, when set, makes every connection mutual TLS bound to node
-	// identity (see TLSConfig); plain-text peers are then refused.
+	// identity (see TLSConfig and MutualTLS); plain-text peers are then
+	// refused. Without it a node's ID is only claimed: run plain text only
+	// on a network you trust (see the README's security section).
 	TLS *TLSConfig
 	// AcceptUnknownPeers accepts connections from nodes the Membership does
 	// not know; by default they are refused (RefusedUnknownNode). Without
@@ -184,24 +185,6 @@ type TelemetryConfig struct {
 	// Logger receives connection events and refusals (those rate
 	// limited). Default slog.Default().
 	Logger *slog.Logger
-}
-
-// TLSConfig makes every connection of the transport mutual TLS: message
-// lanes, streams and file transfers (which then copy through user space:
-// the kernel cannot sendfile into an encrypted stream). A node with TLS
-// refuses plain-text peers.
-type TLSConfig struct {
-	// Server is used for accepted connections. It must require and verify
-	// client certificates (tls.RequireAndVerifyClientCert).
-	Server *tls.Config
-	// Client is used for dialled connections, with the node's own
-	// certificate.
-	Client *tls.Config
-	// VerifyPeer, if set, replaces the identity rule: by default the
-	// peer's certificate must carry the URI SAN internode://<cluster>/<node>
-	// naming this cluster and the node the peer claims to be (inbound) or
-	// was dialled as (outbound). It runs after the chain was verified.
-	VerifyPeer func(cs tls.ConnectionState, clusterName string, node cluster.NodeID) error
 }
 
 // StreamConfig bounds the byte streams of OpenStream and HandleStream.
@@ -401,7 +384,7 @@ func (c Config) Validate() error {
 	c.Timeouts.validate(&k)
 	k.check(c.Reconnect.MinBackoff > 0 && c.Reconnect.MinBackoff <= c.Reconnect.MaxBackoff,
 		"Reconnect.MinBackoff %v must be positive and at most MaxBackoff %v", c.Reconnect.MinBackoff, c.Reconnect.MaxBackoff)
-	c.Security.validate(&k)
+	c.Security.validate(&k, c.ClusterName)
 	c.Streams.validate(&k)
 	c.Files.validate(&k)
 	return errors.Join(k.errs...)
@@ -437,15 +420,13 @@ func (t TimeoutConfig) validate(k *checker) {
 	}
 }
 
-func (s SecurityConfig) validate(k *checker) {
+func (s SecurityConfig) validate(k *checker, clusterName string) {
 	k.check(s.MaxPendingHandshakes > 0 && s.MaxPendingHandshakesPerHost > 0,
 		"Security.MaxPendingHandshakes and MaxPendingHandshakesPerHost must be positive")
 	k.check(s.MaxConnsPerPeer > 0 && s.MaxConns >= s.MaxConnsPerPeer,
 		"Security.MaxConnsPerPeer must be positive and MaxConns at least MaxConnsPerPeer")
 	if s.TLS != nil {
-		k.check(s.TLS.Server != nil && s.TLS.Client != nil, "Security.TLS needs both Server and Client configs")
-		k.check(s.TLS.Server == nil || s.TLS.Server.ClientAuth == tls.RequireAndVerifyClientCert,
-			"Security.TLS.Server must require and verify client certificates (tls.RequireAndVerifyClientCert)")
+		s.TLS.validate(k, clusterName)
 	}
 }
 

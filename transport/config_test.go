@@ -56,12 +56,13 @@ func TestConfigValidate(t *testing.T) {
 		}, "Reconnect.MinBackoff"},
 		{"no pending handshakes", func(c *transport.Config) { c.Security.MaxPendingHandshakes = -1 }, "Security.MaxPendingHandshakes"},
 		{"fewer connections than per peer", func(c *transport.Config) { c.Security.MaxConns = 2; c.Security.MaxConnsPerPeer = 3 }, "Security.MaxConnsPerPeer"},
-		{"TLS without a client config", func(c *transport.Config) {
-			c.Security.TLS = &transport.TLSConfig{Server: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert}}
-		}, "Security.TLS needs both"},
-		{"TLS server that does not verify clients", func(c *transport.Config) {
-			c.Security.TLS = &transport.TLSConfig{Server: &tls.Config{}, Client: &tls.Config{}}
-		}, "Security.TLS.Server must require"},
+		{"TLS that trusts nothing", func(c *transport.Config) {
+			c.Security.TLS = &transport.TLSConfig{Client: &tls.Config{InsecureSkipVerify: true}}
+		}, "Security.TLS has no trusted roots"},
+		{"TLS with a cluster name no certificate can hold", func(c *transport.Config) {
+			c.ClusterName = "orders prod"
+			c.Security.TLS = &transport.TLSConfig{Credentials: &transport.Credentials{}}
+		}, "ClusterName is a certificate's URI host"},
 		{"stream window above the session's", func(c *transport.Config) { c.Streams.StreamBuffer = c.Streams.SessionBuffer * 2 }, "Streams"},
 		{"negative file rate", func(c *transport.Config) { c.Files.RateLimit = -1 }, "Files"},
 	}

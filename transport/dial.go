@@ -52,16 +52,12 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 	// Cancelling ctx interrupts the handshakes too, not only the dial.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	if t.cfg.Security.TLS != nil {
-		tc := tls.Client(nc, t.cfg.Security.TLS.Client)
+	if t.tls != nil {
+		// Verifies the chain, the identity and VerifyPeer (clientFor).
+		tc := tls.Client(nc, t.tls.clientFor(id))
 		hsCtx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Handshake)
 		err := tc.HandshakeContext(hsCtx)
 		cancel()
-		if err == nil {
-			if verr := t.verifyPeer(tc.ConnectionState(), id); verr != nil {
-				err = &HandshakeError{Reason: wire.IdentityMismatch, Message: verr.Error()}
-			}
-		}
 		if err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("%w: TLS: %w", ErrRefused, err)
@@ -70,6 +66,11 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 	}
 	if err := t.handshake(nc, kind); err != nil {
 		nc.Close()
+		if t.tls != nil && isRemoteAlert(err) {
+			// TLS 1.3 tells a client that its certificate was refused
+			// only when it reads: waiting will not help.
+			return nil, fmt.Errorf("%w: TLS: the peer refused this node's certificate: %w", ErrRefused, err)
+		}
 		return nil, err
 	}
 	return nc, nil

@@ -170,6 +170,19 @@
 // connection, as with any protocol without acknowledgements; use Request
 // when the sender must know.
 //
+// # Security
+//
+// Without Config.Security.TLS a node's ID is only claimed in the
+// handshake: run plain text only on a network you trust. With it, every
+// connection is mutual TLS 1.3 and the transport itself verifies both
+// ends: the chain against the configured roots alone, then the identity
+// (the certificate's URI SAN, internode://<cluster>/<node>, must name the
+// node claimed or dialled), then TLSConfig.VerifyPeer. MutualTLS makes the
+// configuration from PEM files; certificates and roots rotate without a
+// restart through its Credentials (Reload, or the files polled every
+// TLSConfig.ReloadInterval). The README's security section gives the
+// procedures.
+//
 // # Errors
 //
 // Calls return *OpError values wrapping the sentinels of this package

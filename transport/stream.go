@@ -208,6 +208,9 @@ func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.S
 	}
 	st, err := session.OpenStream()
 	if err != nil {
+		// smux leaves open a session whose socket failed: close it, so
+		// that the next call dials a new one.
+		session.Close()
 		return nil, err
 	}
 	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)

@@ -74,6 +74,7 @@ type observables struct {
 	throttledTime                                          metric.Float64ObservableCounter
 	pendingMessages, pendingBytes, sendPeak, recvPeak      metric.Int64ObservableGauge
 	collapsed, pruned, ofoPruned, timeSqueeze, softDropped metric.Int64ObservableCounter
+	certificateExpiry                                      metric.Int64ObservableGauge
 }
 
 func registerObservables(m metric.Meter, t *Transport) (metric.Registration, error) {
@@ -111,6 +112,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.ofoPruned = counter("internode.kernel.tcp_ofo_pruned", "TcpExt OfoPruned: out-of-order queue pruned", "{event}")
 	o.timeSqueeze = counter("internode.kernel.softnet_time_squeeze", "softnet_stat time_squeeze, all CPUs", "{event}")
 	o.softDropped = counter("internode.kernel.softnet_dropped", "softnet_stat dropped, all CPUs", "{packet}")
+	o.certificateExpiry = gauge("internode.tls.certificate.expiry", "Seconds until this node's own TLS certificate expires, negative once it has (TLS only)", "s")
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -121,7 +123,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 		return nil
 	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.throttled, o.opened, o.failures,
 		o.refused, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
-		o.collapsed, o.pruned, o.ofoPruned, o.timeSqueeze, o.softDropped)
+		o.collapsed, o.pruned, o.ofoPruned, o.timeSqueeze, o.softDropped, o.certificateExpiry)
 }
 
 // observe reports every counter once per collection.
@@ -165,6 +167,9 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 		if n := st.BadInput[b]; n > 0 {
 			obs.ObserveInt64(o.badInput, int64(n), metric.WithAttributes(attribute.String("reason", b.String())))
 		}
+	}
+	if left, ok := t.certificateExpiry(); ok {
+		obs.ObserveInt64(o.certificateExpiry, int64(left/time.Second))
 	}
 	if k, err := kernelstat.Read(); err == nil {
 		obs.ObserveInt64(o.collapsed, int64(k.RcvCollapsed))

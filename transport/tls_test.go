@@ -1,10 +1,16 @@
 package transport_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
-	"net"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,144 +18,360 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/cluster"
-	"github.com/internode/internode/internal/certs"
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/transport/transporttest"
 )
 
-// tlsFor returns a TLS config for node of ca's cluster.
-func tlsFor(t testing.TB, ca *certs.CA, node string) *transport.TLSConfig {
+// verbUrgentEcho is pinned to the urgent lane by tlsNodes.
+const verbUrgentEcho transport.Verb = 50
+
+// tlsFor returns a TLS config for node of ca's cluster, trusting ca only.
+func tlsFor(t testing.TB, ca *transporttest.CA, node cluster.NodeID) *transport.TLSConfig {
 	t.Helper()
-	cert, err := ca.Issue(node)
+	cfg, err := ca.TLSConfig(node)
 	require.NoError(t, err)
-	return &transport.TLSConfig{Server: ca.ServerConfig(cert), Client: ca.ClientConfig(cert)}
+	return cfg
 }
 
-func tlsCluster(t *testing.T, n int, certFor func(i int) *transport.TLSConfig) *transporttest.Cluster {
-	c := newCluster(t, n, func(i int, cfg *transport.Config) {
-		cfg.Security.TLS = certFor(i)
-		cfg.Timeouts.Handshake = 2 * time.Second
-	})
-	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
-	return c
+// issue makes a certificate for node, valid from validFrom ago until
+// validFor from now.
+func issue(t testing.TB, ca *transporttest.CA, node cluster.NodeID, validFrom, validFor time.Duration) tls.Certificate {
+	t.Helper()
+	cert, err := ca.IssueValid(node, time.Now().Add(-validFrom), time.Now().Add(validFor))
+	require.NoError(t, err)
+	return cert
 }
 
-func TestMutualTLSOnEveryLane(t *testing.T) {
-	ca, err := certs.NewCA("test")
-	require.NoError(t, err)
-	c := tlsCluster(t, 2, func(i int) *transport.TLSConfig { return tlsFor(t, ca, []string{"n1", "n2"}[i]) })
-	for _, size := range []int{10, 200 << 10} { // small and large lanes
-		p := makePayload(0, 1, size)
-		resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, p)
-		require.NoError(t, err)
-		assert.Equal(t, len(p), len(resp))
+// poolOf trusts the given CAs.
+func poolOf(cas ...*transporttest.CA) *x509.CertPool {
+	pool := x509.NewCertPool()
+	for _, ca := range cas {
+		pool.AddCert(ca.Certificate())
 	}
-	// Streams and files too.
-	echoStreams(c)
-	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
-	require.NoError(t, err)
-	_, err = s.Write([]byte("over TLS"))
-	require.NoError(t, err)
-	require.NoError(t, s.CloseWrite())
-	got, err := io.ReadAll(s)
-	require.NoError(t, err)
-	assert.Equal(t, "over TLS", string(got))
-	s.Close()
-
-	files := receiveToFiles(t, c.Nodes[1])
-	src, data := tempFile(t, 1<<20)
-	n, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
-	require.NoError(t, err, "file transfer falls back to a buffered copy under TLS")
-	assert.Equal(t, int64(len(data)), n)
-	assert.NotContains(t, <-files, "error")
+	return pool
 }
 
-func TestTLSRefusesAnotherNodesCertificate(t *testing.T) {
-	ca, err := certs.NewCA("test")
-	require.NoError(t, err)
-	// n1 presents a valid certificate of this cluster, but for node n3.
-	c := tlsCluster(t, 2, func(i int) *transport.TLSConfig { return tlsFor(t, ca, []string{"n3", "n2"}[i]) })
-	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
-	require.ErrorIs(t, err, transport.ErrRefused)
-	waitFor(t, 5*time.Second, "identity refusal counted", func() bool {
-		return c.Nodes[1].Stats().Refusals[transport.RefusedIdentity] > 0
-	})
+// ordinaryTLS is what a newcomer writes: ordinary crypto/tls configs, the
+// client skipping verification ("either ServerName or InsecureSkipVerify
+// must be specified") and the server not asking for client certificates.
+// The transport must still verify everything.
+func ordinaryTLS(cert tls.Certificate, roots *x509.CertPool) *transport.TLSConfig {
+	return &transport.TLSConfig{
+		Server: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: roots, ClientAuth: tls.NoClientCert},
+		Client: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, InsecureSkipVerify: true},
+	}
 }
 
-func TestTLSRefusesAnotherCA(t *testing.T) {
-	ca, err := certs.NewCA("test")
-	require.NoError(t, err)
-	rogue, err := certs.NewCA("test")
-	require.NoError(t, err)
-	c := tlsCluster(t, 2, func(i int) *transport.TLSConfig {
-		return tlsFor(t, []*certs.CA{rogue, ca}[i], []string{"n1", "n2"}[i])
+// tlsNodes starts one node per config (nil: plain text), n1, n2..., each
+// answering on every connection kind and counting in handled every
+// message, stream and file its handlers saw.
+func tlsNodes(t *testing.T, configs ...*transport.TLSConfig) (c *transporttest.Cluster, handled *atomic.Int64) {
+	t.Helper()
+	return tlsNodesWith(t, transporttest.Options{}, configs...)
+}
+
+func tlsNodesWith(t *testing.T, o transporttest.Options, configs ...*transport.TLSConfig) (*transporttest.Cluster, *atomic.Int64) {
+	t.Helper()
+	o.Tweak = func(i int, cfg *transport.Config) {
+		cfg.Security.TLS = configs[i]
+		cfg.Timeouts.Handshake = 2 * time.Second
+		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbUrgentEcho: routing.Urgent}
+	}
+	c := transporttest.New(t, len(configs), o)
+	handled := new(atomic.Int64)
+	echo := transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		handled.Add(1)
+		return m.Payload, nil
 	})
-	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
-	require.ErrorIs(t, err, transport.ErrRefused)
-	waitFor(t, 5*time.Second, "TLS refusal counted", func() bool {
-		return c.Nodes[1].Stats().Refusals[transport.RefusedTLS] > 0
-	})
+	c.HandleAll(verbEcho, echo)
+	c.HandleAll(verbUrgentEcho, echo)
+	for _, n := range c.Nodes {
+		n.HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+			handled.Add(1)
+			_, _ = io.Copy(s, s)
+			_ = s.CloseWrite()
+		}))
+		n.HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+			handled.Add(1)
+			_, err := io.Copy(io.Discard, ft.Reader())
+			return err
+		}))
+	}
+	return c, handled
+}
+
+// connKind is one kind of connection a node opens to a peer, each with
+// its own TLS handshake: the three message lanes, a stream session, a file
+// transfer. try opens one (if none is open) and uses it.
+type connKind struct {
+	name string
+	try  func(ctx context.Context, from *transport.Transport, to cluster.NodeID) error
+}
+
+func connKinds(t *testing.T) []connKind {
+	src, data := tempFile(t, 64<<10)
+	request := func(verb transport.Verb, size int) func(context.Context, *transport.Transport, cluster.NodeID) error {
+		return func(ctx context.Context, from *transport.Transport, to cluster.NodeID) error {
+			p := makePayload(0, 1, size)
+			resp, err := from.Request(ctx, to, verb, p)
+			if err == nil && len(resp) != len(p) {
+				err = errors.New("short echo")
+			}
+			return err
+		}
+	}
+	return []connKind{
+		{"urgent lane", request(verbUrgentEcho, 100)},
+		{"small lane", request(verbEcho, 1000)},
+		{"large lane", request(verbEcho, 200<<10)},
+		{"stream", func(ctx context.Context, from *transport.Transport, to cluster.NodeID) error {
+			s, err := from.OpenStream(ctx, to, verbRepair)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if _, err := s.Write([]byte("over TLS")); err != nil {
+				return err
+			}
+			if err := s.CloseWrite(); err != nil {
+				return err
+			}
+			got, err := io.ReadAll(s)
+			if err == nil && string(got) != "over TLS" {
+				err = errors.New("bad echo")
+			}
+			return err
+		}},
+		{"file", func(ctx context.Context, from *transport.Transport, to cluster.NodeID) error {
+			n, err := from.SendFile(ctx, to, verbBootstrap, src, 0, int64(len(data)))
+			if err == nil && n != int64(len(data)) {
+				err = errors.New("short transfer")
+			}
+			return err
+		}},
+	}
+}
+
+// requireEveryKind checks that from reaches to on every kind of
+// connection, or that each is refused.
+func requireEveryKind(t *testing.T, c *transporttest.Cluster, from, to int, refused bool) {
+	t.Helper()
+	for _, kind := range connKinds(t) {
+		err := kind.try(ctxTimeout(t, 10*time.Second), c.Nodes[from], c.ID(to))
+		if refused {
+			require.ErrorIs(t, err, transport.ErrRefused, "%s from %s to %s", kind.name, c.ID(from), c.ID(to))
+		} else {
+			require.NoError(t, err, "%s from %s to %s", kind.name, c.ID(from), c.ID(to))
+		}
+	}
+}
+
+func TestMutualTLSOnEveryConnectionKind(t *testing.T) {
+	ca := newCA(t, "test")
+	c, handled := tlsNodes(t, tlsFor(t, ca, "n1"), tlsFor(t, ca, "n2"))
+	requireEveryKind(t, c, 0, 1, false)
+	requireEveryKind(t, c, 1, 0, false)
+	assert.EqualValues(t, 10, handled.Load())
+	assert.Zero(t, c.Nodes[0].Stats().InboundRefused+c.Nodes[1].Stats().InboundRefused)
+}
+
+// TestTLSRefusesOnEveryConnectionKind: a peer whose certificate is from
+// an untrusted CA, names another node or cluster, or has expired is refused in both
+// directions on every kind of connection, though the good node's own
+// tls.Config skips verification and asks for no client certificate; and
+// neither side's handlers see anything.
+func TestTLSRefusesOnEveryConnectionKind(t *testing.T) {
+	ca, rogueCA := newCA(t, "test"), newCA(t, "test") // same cluster, other key
+	// n1 also trusts the CA of another cluster, as if one CA served both.
+	stagingCA := newCA(t, "staging")
+	good := ordinaryTLS(issue(t, ca, "n1", time.Hour, time.Hour), poolOf(ca, stagingCA))
+	for _, tt := range []struct {
+		name string
+		bad  *transport.TLSConfig // n2's
+		why  transport.Refusal    // what n1 counts when n2 dials it
+	}{
+		// The rogue trusts both CAs, so that only n1's checks stand in the
+		// way; its URI SAN is the right one.
+		{"untrusted CA", mutualTLS(t, issue(t, rogueCA, "n2", time.Hour, time.Hour), poolOf(ca, rogueCA)), transport.RefusedTLS},
+		{"another node's certificate", mutualTLS(t, issue(t, ca, "n3", time.Hour, time.Hour), ca.Pool()), transport.RefusedIdentity},
+		{"expired", mutualTLS(t, issue(t, ca, "n2", 2*time.Hour, -time.Hour), ca.Pool()), transport.RefusedTLS},
+		{"another cluster's certificate", mutualTLS(t, issue(t, stagingCA, "n2", time.Hour, time.Hour), ca.Pool()), transport.RefusedIdentity},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, handled := tlsNodes(t, good, tt.bad)
+			requireEveryKind(t, c, 0, 1, true) // n1 checks the server
+			requireEveryKind(t, c, 1, 0, true) // n1 checks the client
+			assert.Zero(t, handled.Load(), "no handler saw anything")
+			waitFor(t, 5*time.Second, "n1 counts a refusal per kind", func() bool {
+				return c.Nodes[0].Stats().Refusals[tt.why] == 5
+			})
+		})
+	}
+}
+
+// mutualTLS is NewMutualTLS, for a test.
+func mutualTLS(t testing.TB, cert tls.Certificate, roots *x509.CertPool) *transport.TLSConfig {
+	t.Helper()
+	cfg, err := transport.NewMutualTLS(cert, roots)
+	require.NoError(t, err)
+	return cfg
 }
 
 func TestTLSRefusesPlainText(t *testing.T) {
-	ca, err := certs.NewCA("test")
-	require.NoError(t, err)
-	c := tlsCluster(t, 2, func(i int) *transport.TLSConfig {
-		if i == 0 {
-			return nil // n1 speaks plain text
-		}
-		return tlsFor(t, ca, "n2")
-	})
-	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
+	ca := newCA(t, "test")
+	c, _ := tlsNodes(t, nil, tlsFor(t, ca, "n2")) // n1 speaks plain text
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
 	require.ErrorIs(t, err, transport.ErrRefused, "the plain-text node learns at once it is refused")
 	waitFor(t, 5*time.Second, "plain text refused", func() bool {
 		return c.Nodes[1].Stats().Refusals[transport.RefusedTLS] > 0
 	})
 }
 
-func TestTLSVerifyPeerHook(t *testing.T) {
-	ca, err := certs.NewCA("test")
-	require.NoError(t, err)
-	c := tlsCluster(t, 2, func(i int) *transport.TLSConfig {
-		cfg := tlsFor(t, ca, []string{"n1", "n2"}[i])
+// TestTLSVerifyPeerOnlyAddsChecks: VerifyPeer runs after the identity
+// rule, with the node it was checked against; it can refuse a peer, never
+// admit one the identity rule refused.
+func TestTLSVerifyPeerOnlyAddsChecks(t *testing.T) {
+	ca := newCA(t, "test")
+	var seen atomic.Pointer[cluster.NodeID]
+	admitAll := func(cfg *transport.TLSConfig) *transport.TLSConfig {
 		cfg.VerifyPeer = func(cs tls.ConnectionState, clusterName string, node cluster.NodeID) error {
+			seen.Store(&node)
 			return nil
 		}
 		return cfg
-	})
+	}
+	c, _ := tlsNodes(t, admitAll(tlsFor(t, ca, "n1")), admitAll(tlsFor(t, ca, "n3")))
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
+	require.ErrorIs(t, err, transport.ErrRefused, "n2 holds n3's certificate")
+	require.Nil(t, seen.Load(), "VerifyPeer never saw the impostor")
+
+	errNo := errors.New("not today")
+	refuseAll := tlsFor(t, ca, "n2")
+	refuseAll.VerifyPeer = func(tls.ConnectionState, string, cluster.NodeID) error { return errNo }
+	c, _ = tlsNodes(t, admitAll(tlsFor(t, ca, "n1")), refuseAll)
+	_, err = c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbEcho, []byte("x"))
+	require.ErrorIs(t, err, transport.ErrRefused, "n2's hook refuses n1 as a server")
+	require.ErrorIs(t, err, errNo)
 	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
+	require.ErrorIs(t, err, transport.ErrRefused, "n2's hook refuses n1 as a client")
+	require.Equal(t, cluster.NodeID("n2"), *seen.Load(), "n1's hook ran, for n2")
+	waitFor(t, 5*time.Second, "n2 counts its refusal", func() bool {
+		return c.Nodes[1].Stats().Refusals[transport.RefusedIdentity] == 1
+	})
+}
+
+// TestTLSConfigRefusedWhenInsecure: a configuration that would not verify
+// peers is refused by Validate, with a clear error, instead of running.
+func TestTLSConfigRefusedWhenInsecure(t *testing.T) {
+	ca := newCA(t, "test")
+	cert := issue(t, ca, "n1", time.Hour, time.Hour)
+	for _, tt := range []struct {
+		name string
+		tls  *transport.TLSConfig
+		want string
+	}{
+		{"skip verification, no roots", &transport.TLSConfig{
+			Client: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}}, "no trusted roots"},
+		{"empty roots", ordinaryTLS(cert, x509.NewCertPool()), "no trusted roots"},
+		{"no certificate", &transport.TLSConfig{Client: &tls.Config{RootCAs: ca.Pool()}}, "no certificate"},
+		{"nothing", &transport.TLSConfig{}, "no trusted roots"},
+		{"its own verification", &transport.TLSConfig{Credentials: tlsFor(t, ca, "n1").Credentials,
+			Server: &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return nil, nil }}},
+			"GetConfigForClient"},
+		{"credentials not made by a constructor", &transport.TLSConfig{Credentials: &transport.Credentials{}}, "LoadCredentials"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := validConfig()
+			cfg.Security.TLS = tt.tls
+			err := cfg.Validate()
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.want)
+		})
+	}
+	_, err := transport.NewMutualTLS(cert, nil)
+	require.ErrorContains(t, err, "no trusted roots", "nil would mean the system's roots")
+	_, err = transport.NewMutualTLS(cert, x509.NewCertPool())
+	require.ErrorContains(t, err, "no trusted roots")
+}
+
+// TestTLSSideTakesTheOthersMaterial: a Client config alone, with its
+// certificate and roots, serves both ends of every connection.
+func TestTLSSideTakesTheOthersMaterial(t *testing.T) {
+	ca := newCA(t, "test")
+	clientOnly := func(node cluster.NodeID) *transport.TLSConfig {
+		cert := issue(t, ca, node, time.Hour, time.Hour)
+		return &transport.TLSConfig{Client: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool()}}
+	}
+	c, _ := tlsNodes(t, clientOnly("n1"), clientOnly("n2"))
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
 	require.NoError(t, err)
 }
 
-// TestHandshakeThatNeverFinishes and idle sockets: a connection that says
-// nothing is cut at HandshakeTimeout, and a flood of them is capped, while
-// a legitimate peer keeps being served.
-func TestIdleConnectionsAreCappedAndTimedOut(t *testing.T) {
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Timeouts.Handshake = 300 * time.Millisecond
-		cfg.Security.MaxPendingHandshakesPerHost = 50
-	})
-	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
-	var idle []net.Conn
-	defer func() {
-		for _, conn := range idle {
-			conn.Close()
-		}
-	}()
-	for range 1000 {
-		conn, err := net.Dial("tcp", c.Nodes[1].Addr().String())
-		require.NoError(t, err)
-		idle = append(idle, conn)
-	}
-	waitFor(t, 10*time.Second, "the flood is capped", func() bool {
-		return c.Nodes[1].Stats().Refusals[transport.RefusedTooMany] >= 900
-	})
-	// The peer keeps being served. Its own connections are already open,
-	// or wait for the idle ones to time out.
-	resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("hi"))
+// TestTLSWarnsAboutItsOwnCertificate: a node whose certificate names
+// another node starts, says so, and is refused by its peers.
+func TestTLSWarnsAboutItsOwnCertificate(t *testing.T) {
+	ca := newCA(t, "test")
+	logs := &capturedLogs{}
+	cfg := validConfig()
+	cfg.Telemetry.Logger = logs.logger()
+	cfg.Security.TLS = tlsFor(t, ca, "n9")
+	tr, err := transport.New(cfg)
 	require.NoError(t, err)
-	assert.Equal(t, "hi", string(resp))
-	waitFor(t, 10*time.Second, "unfinished handshakes time out", func() bool {
-		return c.Nodes[1].Stats().Refusals[transport.RefusedTimeout] >= 40
-	})
+	tr.Close()
+	require.Contains(t, logs.String(), "does not name it")
 }
+
+// tlsFiles writes a node's certificate, key and roots where MutualTLS
+// reads them, replacing what was there.
+type tlsFiles struct{ cert, key, ca string }
+
+func newTLSFiles(t testing.TB) tlsFiles {
+	dir := t.TempDir()
+	return tlsFiles{cert: dir + "/node.pem", key: dir + "/node-key.pem", ca: dir + "/ca.pem"}
+}
+
+func (f tlsFiles) write(t testing.TB, cert *tls.Certificate, roots ...*transporttest.CA) {
+	t.Helper()
+	if cert != nil {
+		certPEM, keyPEM, err := transporttest.EncodePEM(*cert)
+		require.NoError(t, err)
+		writeAtomically(t, f.cert, certPEM)
+		writeAtomically(t, f.key, keyPEM)
+	}
+	if len(roots) > 0 {
+		var caPEM []byte
+		for _, ca := range roots {
+			caPEM = append(caPEM, ca.PEM()...)
+		}
+		writeAtomically(t, f.ca, caPEM)
+	}
+}
+
+// writeAtomically replaces path as a careful deployment does: a reader
+// sees the old file or the new, never a part.
+func writeAtomically(t testing.TB, path string, data []byte) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path+".tmp", data, 0o600))
+	require.NoError(t, os.Rename(path+".tmp", path))
+}
+
+// capturedLogs keeps what a transport logs, for tests of its warnings.
+type capturedLogs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *capturedLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *capturedLogs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *capturedLogs) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }

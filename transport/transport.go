@@ -57,6 +57,7 @@ type Transport struct {
 	established       int
 
 	tel    *telemetry
+	tls    *tlsState // nil without TLS
 	clock  clock
 	calls  callTable
 	nextID atomic.Uint64
@@ -153,6 +154,11 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 	t.inBudget = limit.NewBudget(cfg.Memory.Inbound.Node)
 	t.logs = rateLog{log: cfg.Telemetry.Logger, every: time.Second, burst: 5}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	if cfg.Security.TLS != nil {
+		t.tls = newTLSState(cfg.Security.TLS, cfg.ClusterName)
+		t.checkOwnIdentity()
+		t.checkTLS(false)
+	}
 	var err error
 	if t.tel, err = newTelemetry(t, cfg.Telemetry.MeterProvider, cfg.Telemetry.TracerProvider); err != nil {
 		t.cancel()
@@ -181,6 +187,13 @@ func (t *Transport) Start() {
 			defer t.wg.Done()
 			t.janitor()
 		}()
+		if t.tls != nil && t.tls.cfg.ReloadInterval > 0 {
+			t.wg.Add(1)
+			go func() {
+				defer t.wg.Done()
+				t.tlsLoop()
+			}()
+		}
 	})
 }
 

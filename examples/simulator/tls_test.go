@@ -42,8 +42,7 @@ func TestLoadOrCreateCAOnce(t *testing.T) {
 	// A certificate from one verifies with another's pool.
 	cfg, err := cas[0].tlsConfig(clusterName, "n1")
 	require.NoError(t, err)
-	leaf, err := x509.ParseCertificate(cfg.Server.Certificates[0].Certificate[0])
-	require.NoError(t, err)
+	leaf := cfg.Credentials.Certificate()
 	_, err = leaf.Verify(x509.VerifyOptions{Roots: cas[3].pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	require.NoError(t, err)
 	require.Equal(t, "internode://simulator/n1", leaf.URIs[0].String())

@@ -22,6 +22,9 @@ type Options struct {
 	Proxied bool
 	// ClusterName defaults to "test".
 	ClusterName string
+	// CA, when set, makes every node mutual TLS with a certificate from it
+	// (CA.TLSConfig), before Tweak runs.
+	CA *CA
 }
 
 // Cluster is N transports on loopback, named n1..nN, sharing one static
@@ -56,6 +59,13 @@ func Start(n int, o Options) (*Cluster, error) {
 	c := &Cluster{Members: cluster.NewStatic()}
 	for i := range n {
 		cfg := Config(cluster.NodeID(fmt.Sprintf("n%d", i+1)), o.ClusterName, c.Members)
+		if o.CA != nil {
+			var err error
+			if cfg.Security.TLS, err = o.CA.TLSConfig(cfg.NodeID); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
 		if o.Tweak != nil {
 			o.Tweak(i, &cfg)
 		}

@@ -1,0 +1,184 @@
+package transport
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// Credentials are a node's TLS material: its certificate and the roots
+// that verify its peers' certificates. Every new handshake reads the
+// material in force at that moment, so replacing it (Reload, Update)
+// rotates certificates and trust roots without a restart; connections
+// already established continue with what they were verified with.
+//
+// Make Credentials with LoadCredentials (files, re-read by Reload),
+// ParseCredentials (PEM bytes) or NewCredentials; the zero value is not
+// usable. Credentials are safe for concurrent use and may be shared by
+// several transports.
+type Credentials struct {
+	files *credentialFiles // nil unless loaded from files
+
+	mu     sync.Mutex // serialises Reload and Update
+	loaded [3][]byte  // the files' bytes last parsed, to tell a change
+	cur    atomic.Pointer[credentialSet]
+}
+
+type credentialFiles struct{ cert, key, ca string }
+
+// credentialSet is one immutable generation of material.
+type credentialSet struct {
+	cert  *tls.Certificate // Leaf is set
+	roots *x509.CertPool   // never nil, never empty
+}
+
+// LoadCredentials reads a node's certificate (PEM, the leaf first, then any
+// intermediates), its private key (PEM) and the roots it trusts (PEM, one
+// or more CA certificates: during a CA rollover, the old and the new).
+// Reload, and the transport every TLSConfig.ReloadInterval, read the same
+// files again.
+func LoadCredentials(certFile, keyFile, caFile string) (*Credentials, error) {
+	c := &Credentials{files: &credentialFiles{cert: certFile, key: keyFile, ca: caFile}}
+	if _, err := c.reloadFiles(true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ParseCredentials makes Credentials from PEM bytes: the certificate (leaf
+// first, then any intermediates), its private key and the trusted roots.
+// Replace them later with Update.
+func ParseCredentials(certPEM, keyPEM, caPEM []byte) (*Credentials, error) {
+	set, err := parseCredentials(certPEM, keyPEM, caPEM)
+	if err != nil {
+		return nil, err
+	}
+	c := &Credentials{}
+	c.cur.Store(set)
+	return c, nil
+}
+
+// NewCredentials makes Credentials from a certificate with its private
+// key and the pool of trusted roots. The pool must not be changed
+// afterwards: give Update a new one instead.
+func NewCredentials(cert tls.Certificate, roots *x509.CertPool) (*Credentials, error) {
+	set, err := newCredentialSet(cert, roots)
+	if err != nil {
+		return nil, err
+	}
+	c := &Credentials{}
+	c.cur.Store(set)
+	return c, nil
+}
+
+// Reload reads the files given to LoadCredentials again and, if they parse
+// and the key matches the certificate, puts them in force for every new
+// handshake. On error the material in force stays, so a half-written file
+// is harmless: Reload again once it is complete. For Credentials not made
+// from files it does nothing and returns nil.
+func (c *Credentials) Reload() error {
+	_, err := c.reloadFiles(true)
+	return err
+}
+
+// reloadIfChanged reloads the files if their bytes changed since they were
+// last parsed, and reports whether it did.
+func (c *Credentials) reloadIfChanged() (bool, error) { return c.reloadFiles(false) }
+
+func (c *Credentials) reloadFiles(force bool) (bool, error) {
+	if c.files == nil {
+		return false, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var read [3][]byte
+	for i, name := range []string{c.files.cert, c.files.key, c.files.ca} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return false, fmt.Errorf("transport: credentials: %w", err)
+		}
+		read[i] = b
+	}
+	if !force && bytes.Equal(read[0], c.loaded[0]) && bytes.Equal(read[1], c.loaded[1]) && bytes.Equal(read[2], c.loaded[2]) {
+		return false, nil
+	}
+	set, err := parseCredentials(read[0], read[1], read[2])
+	if err != nil {
+		return false, fmt.Errorf("%w (from %s, %s, %s)", err, c.files.cert, c.files.key, c.files.ca)
+	}
+	c.loaded = read
+	c.cur.Store(set)
+	return true, nil
+}
+
+// Update puts a new certificate and roots in force for every new
+// handshake, as Reload does for files. On error the material in force
+// stays. The pool must not be changed afterwards.
+func (c *Credentials) Update(cert tls.Certificate, roots *x509.CertPool) error {
+	set, err := newCredentialSet(cert, roots)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cur.Store(set)
+	return nil
+}
+
+// Certificate returns the leaf of the node's certificate in force.
+func (c *Credentials) Certificate() *x509.Certificate { return c.cur.Load().cert.Leaf }
+
+func (c *Credentials) current() *credentialSet { return c.cur.Load() }
+
+func parseCredentials(certPEM, keyPEM, caPEM []byte) (*credentialSet, error) {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("transport: credentials: %w", err)
+	}
+	roots, found := x509.NewCertPool(), false
+	for block, rest := pem.Decode(caPEM); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		ca, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("transport: credentials: roots: %w", err)
+		}
+		roots.AddCert(ca)
+		found = true
+	}
+	if !found {
+		return nil, errors.New("transport: credentials: no CA certificate in the roots' PEM")
+	}
+	return newCredentialSet(cert, roots)
+}
+
+func newCredentialSet(cert tls.Certificate, roots *x509.CertPool) (*credentialSet, error) {
+	if len(cert.Certificate) == 0 || cert.PrivateKey == nil {
+		return nil, errors.New("transport: credentials: a certificate and its private key are required")
+	}
+	if emptyPool(roots) {
+		return nil, errors.New("transport: credentials: no trusted roots: the transport never falls back to the system's")
+	}
+	if cert.Leaf == nil {
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return nil, fmt.Errorf("transport: credentials: %w", err)
+		}
+		cert.Leaf = leaf
+	}
+	if _, _, ok := NodeIdentity(cert.Leaf); !ok {
+		return nil, fmt.Errorf("transport: credentials: %w", errNoIdentity)
+	}
+	return &credentialSet{cert: &cert, roots: roots}, nil
+}
+
+// emptyPool reports whether pool trusts nothing. A nil pool would make
+// x509 verify against the system's roots: it counts as empty.
+func emptyPool(pool *x509.CertPool) bool { return pool == nil || pool.Equal(x509.NewCertPool()) }

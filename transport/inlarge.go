@@ -56,8 +56,11 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	case count >= maxInboundStreams:
 		return fmt.Errorf("%w: more than %d large messages in flight", wire.ErrMalformed, maxInboundStreams)
 	}
-	if h.Flags&wire.FlagResponse != 0 {
+	switch {
+	case h.Flags&wire.FlagResponse != 0:
 		return fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
+	case h.Flags&wire.FlagCancel != 0:
+		return fmt.Errorf("%w: a cancel on the large lane", wire.ErrMalformed)
 	}
 	if h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize) {
 		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))

@@ -185,6 +185,7 @@ func TestReaderEndsOnBadInput(t *testing.T) {
 		{"an acceptor's frame", routing.Small, anyFrame(wire.FrameBeat, 0, nil), wire.ErrMalformed, false},
 		{"message header cut short", routing.Small, batchFrame(oneWay(1, []byte("x"))[:3]), wire.ErrTruncated, false},
 		{"message overruns its frame", routing.Small, batchFrame(overrun), wire.ErrMalformed, false},
+		{"a cancel on the large lane", routing.Large, largeBegin(1, wire.Header{ID: 1, Verb: 1, Flags: wire.FlagCancel}, 0), wire.ErrMalformed, false},
 		{"oversized large header", routing.Large, anyFrame(wire.FrameLargeBegin, 1, make([]byte, wire.MaxHeaderSize+1)), wire.ErrMalformed, false},
 		{"undecodable large header", routing.Large, anyFrame(wire.FrameLargeBegin, 1, []byte{0xff}), wire.ErrMalformed, false},
 		{"large header with trailing bytes", routing.Large, anyFrame(wire.FrameLargeBegin, 1, append(headerOnly, 0)), wire.ErrMalformed, false},

@@ -275,10 +275,10 @@
 //
 // A cancel (FlagCancel, no payload, the ID and verb of a request its
 // sender wrote earlier) says the requester no longer waits for that
-// request's answer. It is a message like any other, in a FrameBatch from
-// the initiator of any urgent or small lane (internode sends it on the
-// urgent lane, so it may overtake its request, which travelled on
-// another). The receiver stops the request: if its handler runs, its
+// request's answer. It travels in a FrameBatch from the initiator of an
+// urgent or small lane, never as a large message (malformed), and
+// internode sends it on the urgent lane, so it may overtake its request,
+// which travelled on another. The receiver stops the request: if its handler runs, its
 // context is cancelled and no answer is sent; if it has not started, it
 // never does; if it has not arrived, the receiver may remember the cancel
 // for a while (internode: the last 1024 per peer) and drop the request

@@ -61,6 +61,7 @@ func TestStreamUnknownVerb(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	_, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), 999)
 	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
+	assert.Contains(t, err.Error(), "(stream session)", "the error names the connection kind")
 }
 
 func TestStreamDeadlines(t *testing.T) {

@@ -146,6 +146,10 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 	if conn != raw {
 		defer conn.Close() // the TLS layer: sends close_notify
 	}
+	// The peer is reachable: a writer of ours waiting to reconnect to it
+	// tries at once, and a silent connection to it is replaced — whatever
+	// kind of connection the peer opened.
+	p.reconnected()
 	switch hello.Lane {
 	case laneStreams:
 		t.serveStreams(conn, p)
@@ -166,9 +170,6 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 			t.log.Warn("internode: socket options", "peer", p.id, "lane", lane, "err", err)
 		}
 	}
-	// The peer is reachable: a writer of ours waiting to reconnect to it
-	// tries at once, and a silent connection to it is replaced.
-	p.reconnected()
 	ic := newInConn(t, p, lane, conn)
 	if !t.trackInConn(ic, true) {
 		return

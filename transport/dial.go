@@ -196,7 +196,12 @@ func (c *outConn) connect() bool {
 		// Waiting will not help: fail what is queued now.
 		c.failQueued(reasonOf(err), err)
 	default:
+		// The peer may come back: one-way messages wait for it until
+		// they expire. Requests fail now — none was written, and their
+		// callers (a database deciding whom to ask next) are better
+		// served by the dial's error than by their deadline.
 		c.pruneExpired()
+		c.failRequests(fmt.Errorf("cannot connect: %w", err))
 	}
 	return false
 }

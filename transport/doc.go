@@ -88,6 +88,33 @@
 // inframes.go completeCall, and a large response is granted room at once
 // (begin) or refused, never waited for.
 //
+// # Requests and responses
+//
+// A Request names its responder by node ID, and that ID is the
+// responder's own internode node ID (its Config.NodeID, the ID of its
+// membership entry), not an address or an application's name for it: an
+// application with IDs of its own (raft's server IDs and addresses, say)
+// maps them to node IDs before calling. The request goes to the address
+// the membership gives for that ID, and its response is matched to it by
+// the connection it comes back on — the one the request went out on — and
+// by its request ID. With TLS the dial checks that the node at that
+// address holds the ID's certificate (ErrRefused otherwise); without TLS
+// nothing does, so a membership entry with another node's address gets
+// that node's answer. A response for a request whose caller stopped
+// waiting is dropped and counted (DroppedInbound, ReasonExpired), as is
+// one whose request ID belongs to a call made to another node.
+//
+// A request fails as soon as it cannot be answered: when the connection
+// it was written on breaks (ErrConnectionReset), and when the peer cannot
+// be dialled, at the first failed attempt after it was queued
+// (ErrConnectionReset wrapping the dial's error) — it was never written,
+// so the caller may try elsewhere. One-way messages wait for the peer
+// until they expire. A lane backing off between dials (up to
+// Config.Reconnect.MaxBackoff) dials again at once when the peer is seen
+// to be back: when it opens a connection to this node, or when the
+// membership reports it joining or changing address. Streams opened to a
+// peer that restarted go on a new session at once.
+//
 // # Dead connections
 //
 // Both ends speak at least once a second: the sender pings when it has

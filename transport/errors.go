@@ -52,6 +52,10 @@ var errRequestExpired = fmt.Errorf("%w: %w", ErrExpired, context.DeadlineExceede
 type OpError struct {
 	Op   string // "send", "request", "dial", "handshake", "write"
 	Peer cluster.NodeID
+	// Lane is the message lane, or for OpenStream and SendFile the kind of
+	// connection they use, numbered after the lanes as in the handshake:
+	// routing.NumLanes (the stream session) and routing.NumLanes+1 (a
+	// file transfer). Error names it.
 	Lane routing.Lane
 	Verb string // a request's verb: its name (Named, NameVerb) or number
 	Err  error
@@ -59,9 +63,21 @@ type OpError struct {
 
 func (e *OpError) Error() string {
 	if e.Verb != "" {
-		return fmt.Sprintf("transport: %s %s to %s (%s lane): %v", e.Op, e.Verb, e.Peer, e.Lane, e.Err)
+		return fmt.Sprintf("transport: %s %s to %s (%s): %v", e.Op, e.Verb, e.Peer, kindName(e.Lane), e.Err)
 	}
-	return fmt.Sprintf("transport: %s to %s (%s lane): %v", e.Op, e.Peer, e.Lane, e.Err)
+	return fmt.Sprintf("transport: %s to %s (%s): %v", e.Op, e.Peer, kindName(e.Lane), e.Err)
+}
+
+// kindName names a connection kind: "small lane", "stream session",
+// "file transfer".
+func kindName(kind routing.Lane) string {
+	switch kind {
+	case laneStreams:
+		return "stream session"
+	case laneFile:
+		return "file transfer"
+	}
+	return kind.String() + " lane"
 }
 
 func (e *OpError) Unwrap() error { return e.Err }

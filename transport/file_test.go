@@ -99,6 +99,7 @@ func TestSendFileErrors(t *testing.T) {
 
 	_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data)))
 	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
+	assert.Contains(t, err.Error(), "(file transfer)", "the error names the connection kind")
 
 	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
 		return errors.New("disk full")

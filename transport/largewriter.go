@@ -244,6 +244,20 @@ func (w *largeWriter) pruneExpired(q *outQueue, now int64, sink outSink) {
 	w.waiting = kept
 }
 
+// failWaitingRequests fails the requests not yet begun (a dial failed).
+func (w *largeWriter) failWaitingRequests(q *outQueue, reason Reason, err error, sink outSink) {
+	kept := w.waiting[:0]
+	for _, ls := range w.waiting {
+		if ls.isRequest {
+			w.fail(q, ls, reason, err, sink)
+			continue
+		}
+		kept = append(kept, ls)
+	}
+	clear(w.waiting[len(kept):])
+	w.waiting = kept
+}
+
 // reset runs when the connection breaks or closes: messages of which no
 // payload byte was written wait for the next connection, in order; the
 // others are lost with it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,10 +127,11 @@ func TestPeerRestart(t *testing.T) {
 	for i := 100; i < 200; i++ {
 		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, makePayload(0, uint64(i), 100)))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	_, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, nil)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// A request fails at the first dial that fails, well before its
+	// deadline: it was never written.
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, nil)
+	require.ErrorIs(t, err, transport.ErrConnectionReset)
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
 	waitFor(t, 5*time.Second, "reconnects attempted", func() bool { return lane().ConnectFailures > 0 })
 
 	// Bring n2 back on the same address.
@@ -155,8 +157,10 @@ func TestPeerRestart(t *testing.T) {
 	st := lane()
 	assert.Equal(t, uint64(2), st.Connects)
 	assert.Zero(t, st.PendingMessages)
-	// The request expired unwritten: counted, on the urgent-or-small lane it used.
-	assert.Equal(t, uint64(1), c.Nodes[0].Stats().Total().Dropped[transport.ReasonExpired])
+	// The request failed unwritten: counted, on the urgent-or-small lane it used.
+	total := c.Nodes[0].Stats().Total()
+	assert.Equal(t, uint64(1), total.Dropped[transport.ReasonConnectionReset])
+	assert.Zero(t, total.Dropped[transport.ReasonExpired])
 }
 
 func TestIdleConnectionClosesAndReopens(t *testing.T) {

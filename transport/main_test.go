@@ -61,3 +61,12 @@ func (c *counter[K]) add(k K) int {
 	c.m[k]++
 	return c.m[k]
 }
+
+// promptly is how soon a peer's death or return must show: the
+// requirement, or three times it under the race detector.
+func promptly(d time.Duration) time.Duration {
+	if raceEnabled {
+		return 3 * d
+	}
+	return d
+}

@@ -325,6 +325,25 @@ func (c *outConn) flush() error {
 	return err
 }
 
+// failRequests fails the queued requests, which were never written, with
+// ReasonConnectionReset and err; one-way messages and responses stay.
+// It runs when a dial failed.
+func (c *outConn) failRequests(err error) {
+	if c.lane == routing.Large {
+		c.large.admit(&c.queue)
+		c.large.failWaitingRequests(&c.queue, ReasonConnectionReset, err, c)
+	}
+	removed := c.queue.prune(func(it *outItem, buf []byte) bool {
+		if !it.isRequest {
+			return false
+		}
+		m := it.msg(buf)
+		c.failed(&m, ReasonConnectionReset, err)
+		return true
+	})
+	c.release(removed)
+}
+
 // measureSendQueue records the socket's send-queue depth after a write.
 func (c *outConn) measureSendQueue() {
 	if c.conn == nil || c.conn.probe == nil {

@@ -37,11 +37,19 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 // is the context's, or else the verb's default timeout (Config.Timeouts.PerVerb,
 // Config.Timeouts.Request); it also becomes the message's expiry.
 //
+// to is the responder's node ID, the one its membership entry and its
+// own Config.NodeID carry: the request goes to that entry's address and
+// its response comes back on the same connection (see "Requests and
+// responses" in the package doc).
+//
 // Errors: those of Send; a *RemoteError matching ErrUnknownVerb,
 // ErrHandler, ErrExpired or ErrOverloaded when the peer failed the request;
-// ErrConnectionReset or ErrPeerLeft when the request was lost on the way;
-// and the context's error on timeout or cancellation (a timeout satisfies
-// net.Error with Timeout() true). Each is wrapped in an *OpError.
+// ErrConnectionReset or ErrPeerLeft when the request was lost on the way —
+// at once when the connection it was written on breaks, and, when the peer
+// cannot be dialled, at the first failed attempt after the request was
+// queued, wrapping the dial's error; and the context's error on timeout or
+// cancellation (a timeout satisfies net.Error with Timeout() true). Each
+// is wrapped in an *OpError.
 func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) ([]byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

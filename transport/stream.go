@@ -202,15 +202,46 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 }
 
 func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.Stream, error) {
-	session, err := t.streamSession(ctx, p)
+	session, fresh, err := t.streamSession(ctx, p)
 	if err != nil {
 		return nil, err
 	}
+	st, err := t.openOn(ctx, session, verb)
+	if err == nil || fresh || !sessionBroke(ctx, err) {
+		return st, err
+	}
+	// The session was an old one and its connection broke — the peer
+	// restarted, say, and its close had not been read yet: the stream
+	// was never handed out, so open it again on a new session.
+	session, _, err = t.streamSession(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return t.openOn(ctx, session, verb)
+}
+
+// sessionBroke reports whether err, from opening a stream, says its
+// session's connection broke rather than that the peer refused the
+// stream, the context ended or the peer was slow to answer.
+func sessionBroke(ctx context.Context, err error) bool {
+	var re *RemoteError
+	return ctx.Err() == nil && !errors.As(err, &re) && !isTimeout(err)
+}
+
+// openOn opens a stream for verb on session. Any failure but a refusal
+// closes the session, so that the next stream dials a new one: smux
+// leaves open a session whose socket failed.
+func (t *Transport) openOn(ctx context.Context, session *smux.Session, verb Verb) (*smux.Stream, error) {
+	st, err := t.openStreamOn(ctx, session, verb)
+	if err != nil && sessionBroke(ctx, err) {
+		session.Close()
+	}
+	return st, err
+}
+
+func (t *Transport) openStreamOn(ctx context.Context, session *smux.Session, verb Verb) (*smux.Stream, error) {
 	st, err := session.OpenStream()
 	if err != nil {
-		// smux leaves open a session whose socket failed: close it, so
-		// that the next call dials a new one.
-		session.Close()
 		return nil, err
 	}
 	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)
@@ -239,27 +270,27 @@ func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.S
 }
 
 // streamSession returns the peer's outbound stream session, dialling it if
-// there is none or it died.
-func (t *Transport) streamSession(ctx context.Context, p *peer) (*smux.Session, error) {
+// there is none or it died; fresh says it was dialled for this call.
+func (t *Transport) streamSession(ctx context.Context, p *peer) (s *smux.Session, fresh bool, err error) {
 	p.streams.mu.Lock()
 	defer p.streams.mu.Unlock()
 	if s := p.streams.session; s != nil && !s.IsClosed() {
-		return s, nil
+		return s, false, nil
 	}
 	if err := p.stopErrIfStopped(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	conn, err := t.dial(ctx, p.id, uint8(laneStreams))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	s, err := smux.Client(conn, t.cfg.Streams.smux())
+	s, err = smux.Client(conn, t.cfg.Streams.smux())
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, false, err
 	}
 	p.streams.session = s
-	return s, nil
+	return s, true, nil
 }
 
 // closeStreams closes the peer's outbound stream session.

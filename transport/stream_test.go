@@ -3,6 +3,7 @@ package transport_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/transport/transporttest"
 )
@@ -59,6 +61,7 @@ func TestStreamUnknownVerb(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	_, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), 999)
 	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
+	assert.Contains(t, err.Error(), "(stream session)", "the error names the connection kind")
 }
 
 func TestStreamDeadlines(t *testing.T) {
@@ -143,4 +146,52 @@ func TestStreamsEndWhenTransportCloses(t *testing.T) {
 	_, err = s.Read(make([]byte, 1))
 	assert.Error(t, err, "the peer's close ends the stream")
 	s.Close()
+}
+
+// echoStreamsOn registers the stream echo handler of echoStreams on n.
+func echoStreamsOn(n *transport.Transport) {
+	n.HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = io.Copy(s, s)
+		_ = s.CloseWrite()
+	}))
+}
+
+// streamEcho opens a stream from n to peer within ctx and checks that it
+// echoes.
+func streamEcho(ctx context.Context, n *transport.Transport, peer cluster.NodeID) error {
+	s, err := n.OpenStream(ctx, peer, verbRepair)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := s.Write([]byte("ping")); err != nil {
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return err
+	}
+	got, err := io.ReadAll(s)
+	if err != nil {
+		return err
+	}
+	if string(got) != "ping" {
+		return errors.New("stream echoed " + string(got))
+	}
+	return nil
+}
+
+// A peer that restarts on the same address takes streams again at once:
+// the first OpenStream after its restart works, on a new session, rather
+// than failing on the dead one.
+func TestStreamToRestartedPeer(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	echoStreams(c)
+	require.NoError(t, streamEcho(ctxTimeout(t, 5*time.Second), c.Nodes[0], c.ID(1)))
+	for range 3 {
+		n2, err := c.Restart(1)
+		require.NoError(t, err)
+		echoStreamsOn(n2)
+		ctx := ctxTimeout(t, promptly(time.Second))
+		require.NoError(t, streamEcho(ctx, c.Nodes[0], c.ID(1)), "first stream after the restart")
+	}
 }

@@ -147,7 +147,9 @@ func TestQuorumErrorWithTwoReplicasDown(t *testing.T) {
 	var qe *replication.QuorumError
 	require.ErrorAs(t, err, &qe)
 	require.Equal(t, 2, qe.Need)
-	require.Equal(t, 1, qe.Acked)
+	// The requests to the closed replicas fail at their first dial, so
+	// the quorum may be ruled out before the live replica's ack arrives.
+	require.LessOrEqual(t, qe.Acked, 1)
 	require.Len(t, qe.Failures, 2)
 	var op *transport.OpError
 	require.ErrorAs(t, err, &op, "the transport's errors are in the chain")

@@ -1,0 +1,120 @@
+package transport_test
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/transport"
+)
+
+// echoRequests registers an echo handler for verbEcho on n.
+func echoRequests(n *transport.Transport) {
+	n.Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return m.Payload, nil
+	}))
+}
+
+// A request whose peer closes (a process that exits) fails at once with
+// ErrConnectionReset, not when its deadline passes.
+func TestRequestFailsWhenPeerCloses(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	var entered atomic.Int32
+	handleAll(c, verbBlock, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		entered.Add(1)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbBlock, nil)
+		errc <- err
+	}()
+	waitFor(t, 5*time.Second, "the handler runs", func() bool { return entered.Load() == 1 })
+	closed := time.Now()
+	require.NoError(t, c.Nodes[1].Close())
+	select {
+	case err := <-errc:
+		require.ErrorIs(t, err, transport.ErrConnectionReset)
+		require.Less(t, time.Since(closed), promptly(time.Second))
+	case <-time.After(promptly(time.Second)):
+		t.Fatal("the request did not fail when its peer closed")
+	}
+	// A request sent just after fails as promptly: on the connection that
+	// is breaking, or when the dial is refused.
+	start := time.Now()
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbBlock, nil)
+	require.ErrorIs(t, err, transport.ErrConnectionReset)
+	require.Less(t, time.Since(start), promptly(time.Second))
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// A request to a peer that cannot be dialled fails with the dial's error
+// after the first failed attempt, not when its deadline passes: it was
+// never written, and the caller can do better than wait.
+func TestRequestToUnreachablePeerFailsFast(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.Members.Add(cluster.Member{ID: "gone", Addr: closedAddr(t)})
+	for range 3 { // the first attempt, then while the lane backs off
+		start := time.Now()
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), "gone", verbEcho, nil)
+		require.ErrorIs(t, err, transport.ErrConnectionReset)
+		require.ErrorIs(t, err, syscall.ECONNREFUSED)
+		require.Less(t, time.Since(start), promptly(time.Second))
+	}
+	// One-way messages still wait for a connection until they expire.
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, time.Second), "gone", verbEcho, nil))
+}
+
+// When a peer that was down returns, the next request reaches it at once,
+// however long the lane had been backing off: the peer's own connection
+// to this node, or the membership announcing it, ends the backoff.
+func TestRequestAfterPeerReturnsSkipsBackoff(t *testing.T) {
+	for _, how := range []string{"inbound connection", "membership"} {
+		t.Run(how, func(t *testing.T) {
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.Reconnect.MaxBackoff = 5 * time.Second
+			})
+			handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+				return m.Payload, nil
+			})
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
+			require.NoError(t, err)
+			require.NoError(t, c.Nodes[1].Close())
+			// Keep calling until the backoff has grown past a second.
+			failures := func() uint64 { return c.Nodes[0].Stats().Total().ConnectFailures }
+			for failures() < 10 {
+				_, err := c.Nodes[0].Request(ctxTimeout(t, 3*time.Second), c.ID(1), verbEcho, nil)
+				require.Error(t, err)
+			}
+			n2, err := c.Restart(1)
+			require.NoError(t, err)
+			echoRequests(n2)
+			restarted := time.Now()
+			switch how {
+			case "inbound connection":
+				require.NoError(t, n2.Send(context.Background(), c.ID(0), verbEcho, nil))
+			case "membership": // declared dead, then alive again
+				c.Members.Remove(c.ID(1))
+				c.Members.Add(cluster.Member{ID: c.ID(1), Addr: n2.Addr().String()})
+			}
+			_, err = c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("x"))
+			require.NoError(t, err)
+			require.Less(t, time.Since(restarted), promptly(500*time.Millisecond))
+		})
+	}
+}

@@ -158,6 +158,9 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 		return
 	}
 	f.refs.Add(1)
+	if isRequest {
+		ic.answering.Add(1)
+	}
 	switch {
 	case v.runsOrdered(isRequest):
 		ic.runOrdered(w)
@@ -177,6 +180,7 @@ func (t *Transport) runWork(w *work) {
 	}
 	if w.h.Flags&wire.FlagExpectsResponse != 0 {
 		ic.peer.cancels.forget(w)
+		ic.answering.Add(-1)
 	}
 	*w = work{}
 	workPool.Put(w)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/internode/internode/cluster"
@@ -56,6 +57,9 @@ type inConn struct {
 	dispatch dispatchQueue
 	msg      Message      // reused by the dispatcher for every handler call
 	replies  *replyWriter // the responses to its requests, written back on it
+	// answering counts its requests handed to their handlers and not yet
+	// answered (or dropped), for replies.gather.
+	answering atomic.Int32
 }
 
 // readBufferSize is the read buffer of an accepted connection: enough for

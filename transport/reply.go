@@ -113,19 +113,15 @@ func (w *replyWriter) run() {
 	}
 }
 
-// gather yields while answers keep coming: the connection's handlers that
-// run now are likely to answer in a moment, and their answers are better
-// written together. It stops at the first yield that brings none, so a
-// lone answer waits only for one turn of the scheduler.
+// gather yields, a few turns of the scheduler at most, while requests of
+// the connection are still being handled: their answers are likely a
+// moment away, and better written together.
 func (w *replyWriter) gather() {
-	n, _ := w.small.pending()
 	for range maxGatherYields {
-		runtime.Gosched()
-		m, _ := w.small.pending()
-		if m == n {
+		if w.ic.answering.Load() == 0 {
 			return
 		}
-		n = m
+		runtime.Gosched()
 	}
 }
 

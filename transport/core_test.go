@@ -322,7 +322,7 @@ type recorder struct {
 }
 
 func newRecorder(gated bool) *recorder {
-	r := &recorder{got: make(chan uint64, 1024)}
+	r := &recorder{got: make(chan uint64, 2048)}
 	if gated {
 		r.gate = make(chan struct{})
 	}

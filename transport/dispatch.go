@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -65,6 +66,12 @@ func (ic *inConn) handle(w *work) []byte {
 	if isRequest {
 		if ic.peer.cancels.finish(w) {
 			return nil // its caller no longer waits for an answer
+		}
+		if w.f.large == nil && aliases(resp, w.f.buf) {
+			// The response lies in a batch frame, which goes back to the
+			// pool when its last message is done: the writer may still
+			// need it then (a large response is sent from where it is).
+			resp = bytes.Clone(resp)
 		}
 		t.respond(ic, h, deadline, resp, err)
 		return resp
@@ -237,8 +244,12 @@ func (t *Transport) runStage(s *stage) {
 // time in arrival order by a goroutine that runs while there are any.
 type orderedQueue struct {
 	queue   []*work
+	next    int // queue[next:] waits
 	running bool
 }
+
+// maxKeptQueue is the largest ordered queue kept for reuse once empty.
+const maxKeptQueue = 1024
 
 // dispatchQueue holds an inbound connection's ordered queues, one per
 // verb; a slow verb holds up only its own. Work holds its frame's
@@ -277,14 +288,21 @@ func (ic *inConn) runQueue(q *orderedQueue) {
 	d := &ic.dispatch
 	for {
 		d.mu.Lock()
-		if len(q.queue) == 0 {
-			q.running, q.queue = false, nil
+		if q.next == len(q.queue) {
+			// Emptied: the slice is kept for the next burst unless a big
+			// one grew it.
+			q.running, q.next = false, 0
+			if cap(q.queue) > maxKeptQueue {
+				q.queue = nil
+			} else {
+				q.queue = q.queue[:0]
+			}
 			d.mu.Unlock()
 			return
 		}
-		w := q.queue[0]
-		q.queue[0] = nil
-		q.queue = q.queue[1:]
+		w := q.queue[q.next]
+		q.queue[q.next] = nil
+		q.next++
 		d.mu.Unlock()
 		ic.t.runWork(w)
 	}

@@ -180,6 +180,11 @@
 // connection, and is refused (its request failing with ErrOverloaded)
 // when neither has room.
 //
+// A message read and waiting for its handler also holds a few hundred
+// bytes of bookkeeping; the reader takes it for a whole frame once the
+// frame is read, beyond the limits if need be, so by at most
+// wire.MaxBatchMessages messages' worth (about 300 KiB) per connection.
+//
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
 // bound the connections); per process at most 16 spare queue segments of

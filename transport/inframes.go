@@ -124,14 +124,18 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
 	// Check every message first: a frame with a bad one is handled not at
 	// all. Cancels act at once.
-	handled := 0
-	var response error
+	handled, count := 0, 0
+	var bad error
 	err = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+		if count++; count > wire.MaxBatchMessages {
+			bad = fmt.Errorf("%w: more than %d messages in a frame", wire.ErrMalformed, wire.MaxBatchMessages)
+			return
+		}
 		switch {
 		case h.Flags&wire.FlagResponse != 0:
 			// Responses travel back on the connection their request came
 			// on, never this way.
-			response = fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
+			bad = fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
 		case h.Flags&wire.FlagCancel != 0:
 			ic.counters.receive(0)
 			ic.peer.cancels.cancel(h.ID)
@@ -143,7 +147,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 		}
 	})
 	if err == nil {
-		err = response
+		err = bad
 	}
 	if err != nil || handled == 0 {
 		ic.releaseFrame(f)
@@ -163,8 +167,13 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 // forEachMessage decodes the messages of a batch frame, in order. A
 // message that runs past the frame's end is malformed.
 func forEachMessage(frame []byte, maxPayload uint32, fn func(h *wire.Header, payload []byte)) error {
+	// One header for the whole frame: fn gets &h, so h lives on the heap,
+	// and this way it costs one allocation a frame, not one a message.
+	var h wire.Header
 	for off := 0; off < len(frame); {
-		h, n, err := wire.DecodeHeader(frame[off:], maxPayload)
+		var n int
+		var err error
+		h, n, err = wire.DecodeHeader(frame[off:], maxPayload)
 		if err != nil {
 			return err
 		}
@@ -172,7 +181,7 @@ func forEachMessage(frame []byte, maxPayload uint32, fn func(h *wire.Header, pay
 		if end > len(frame) {
 			return fmt.Errorf("%w: message overruns its frame", wire.ErrMalformed)
 		}
-		fn(&h, frame[off+n:end])
+		fn(&h, frame[off+n:end:end]) // capped: a handler's append must not reach the next message
 		off = end
 	}
 	return nil

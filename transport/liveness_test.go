@@ -210,7 +210,10 @@ func TestWaitingForCapacityCostsNoCPU(t *testing.T) {
 	startSenders(99)
 	hundred := measure(100)
 	t.Logf("CPU per 2 s with the same messages flowing: one waiter %v, a hundred %v", one, hundred)
-	assert.Less(t, hundred-one, 2*time.Second/50, "99 more waiters cost under 2%% of a core")
+	// A waiter that spins costs a core (2 s here); the bound leaves room
+	// for a machine shared with other tests, which moves these figures
+	// by tens of milliseconds.
+	assert.Less(t, hundred-one, 2*time.Second/10, "99 more waiters cost under 10%% of a core")
 }
 
 // TestPausedReaderEndsWithItsConnection: a reader paused for want of

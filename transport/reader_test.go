@@ -195,6 +195,7 @@ func TestReaderEndsOnBadInput(t *testing.T) {
 		{"part of no stream", routing.Large, anyFrame(wire.FrameLargeMore, 9, []byte("x")), wire.ErrMalformed, false},
 		{"stream begun twice", routing.Large, append(append([]byte(nil), begin...), begin...), wire.ErrMalformed, false},
 		{"too many streams", routing.Large, tooMany, wire.ErrMalformed, false},
+		{"too many messages in a frame", routing.Small, batchFrame(manyMessages(wire.MaxBatchMessages + 1)...), wire.ErrMalformed, false},
 		{"part overruns its message", routing.Large, append(append([]byte(nil), begin...),
 			anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10+1))...), wire.ErrMalformed, false},
 	} {
@@ -216,6 +217,33 @@ func TestReaderEndsOnBadInput(t *testing.T) {
 			assert.Zero(t, r.used(), "nothing held")
 		})
 	}
+}
+
+// manyMessages is n empty one-way messages.
+func manyMessages(n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = oneWay(uint64(i+1), nil)
+	}
+	return out
+}
+
+// TestReaderTakesAFramesBookkeeping: a frame of the most messages it may
+// carry is read whole, and what its messages' bookkeeping holds beyond
+// the limit is one frame's worth, given back as they are done.
+func TestReaderTakesAFramesBookkeeping(t *testing.T) {
+	r := newReaderRig(t, routing.Small, limitedTo(250<<10, 256<<10))
+	h := newRecorder(true)
+	r.tr.Handle(1, h, Ordered())
+	r.write(batchFrame(oneWay(1, make([]byte, 250<<10)))) // a 256 KiB buffer: full
+	within(t, h.got, 5*time.Second, "the first message")
+	r.writeAsync(batchFrame(manyMessages(wire.MaxBatchMessages)...))
+	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "the second frame to wait for room")
+	close(h.gate)
+	eventually(t, func() bool { return len(h.seen()) > 1 }, "the second frame read")
+	assert.LessOrEqual(t, r.used(), int64(256<<10)+wire.MaxBatchMessages*workCost, "its bookkeeping beyond the limit: one frame's, no more")
+	eventually(t, func() bool { return r.used() == 0 }, "all given back")
+	assert.Len(t, h.seen(), 1+wire.MaxBatchMessages)
 }
 
 // TestReaderEndsWithAWaitingPause: a reader paused for capacity returns

@@ -44,12 +44,16 @@ func newReplyWriter(ic *inConn) *replyWriter {
 	}
 }
 
-// enqueue queues one response. It never waits: out of capacity, or once
-// the connection has ended, the response is refused.
+// enqueue queues one response. It never waits. Out of capacity, a small
+// failure (ErrOverloaded) takes the response's place, beyond the limit if
+// need be, so that its caller learns at once rather than at its deadline;
+// once the connection has ended, every response is refused.
 func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []byte, _ bool) error {
 	size := int64(len(header) + len(payload) + outItemCost)
 	if !w.account.TryTake(size) {
-		return ErrOverloaded
+		header, payload = noRoomFor(it, header, payload)
+		size = int64(len(header) + len(payload) + outItemCost)
+		w.account.Overdraw(size)
 	}
 	q, copyPayload := &w.small, true
 	if len(header)+len(payload) > w.ic.t.cfg.Lanes.LargeThreshold {
@@ -70,6 +74,21 @@ func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []b
 		w.signal()
 	}
 	return nil
+}
+
+// noRoomFor returns the failure that stands for response it (header and
+// payload) when there is no room for it; a failure stands for itself.
+func noRoomFor(it outItem, header, payload []byte) ([]byte, []byte) {
+	if wire.MessageFlags(header[0])&wire.FlagFailure != 0 {
+		return header, payload
+	}
+	failure := wire.AppendFailure(nil, wire.Failure{Code: wire.FailureOverloaded, Message: "no room to send the response"})
+	h := wire.Header{Flags: wire.FlagResponse | wire.FlagFailure, ID: it.id, Verb: it.verb,
+		CreatedAt: time.Now().UnixNano(), PayloadLength: uint32(len(failure))}
+	if it.expiresAt != 0 {
+		h.TTL = 1 // set as it is written, from it.expiresAt
+	}
+	return wire.AppendHeader(nil, &h), failure
 }
 
 // drop counts a response refused before it was queued (outLane).

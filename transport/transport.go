@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -56,10 +57,13 @@ type Transport struct {
 	pendingByHost     map[string]int
 	established       int
 
-	tel    *telemetry
-	tls    *tlsState // nil without TLS
-	clock  clock
-	calls  callTable
+	tel   *telemetry
+	tls   *tlsState // nil without TLS
+	clock clock
+	calls callTable
+	// nextID numbers this node's messages. It starts at random, so that a
+	// restarted node's IDs do not meet what its peers remember of the
+	// last incarnation's (cancels that came after their request).
 	nextID atomic.Uint64
 	// nextConnID numbers inbound connections (Message.Conn).
 	nextConnID atomic.Uint64
@@ -141,6 +145,7 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 		draining:      make(chan struct{}),
 		drained:       make(chan struct{}, 1),
 	}
+	t.nextID.Store(rand.Uint64() >> 1) // room to count up from it for ever
 	t.fileLimiter = newFileLimiter(cfg.Files)
 	t.handlers.Store(&map[Verb]handlerEntry{})
 	t.verbNames.Store(&map[Verb]string{})

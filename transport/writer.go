@@ -98,12 +98,12 @@ func (fw *frameWriter) writePing(dst io.Writer) error {
 func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int64, sink outSink) (messages, bytes int, err error) {
 	buf := b.buf.B
 	fw.reserve(len(b.items) + len(buf)/maxFrame + 1)
-	responses := 0
+	responses, inFrame := 0, 0
 	frameStart, frameEnd := -1, -1
 	closeFrame := func() {
 		if frameStart >= 0 {
 			fw.add(wire.FrameBatch, 0, buf[frameStart:frameEnd])
-			frameStart = -1
+			frameStart, inFrame = -1, 0
 		}
 	}
 	for i := range b.items {
@@ -115,9 +115,10 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 			continue
 		}
 		start, end := int(it.start), int(it.end)
-		if frameStart >= 0 && (start != frameEnd || end-frameStart > maxFrame) {
+		if frameStart >= 0 && (start != frameEnd || end-frameStart > maxFrame || inFrame == wire.MaxBatchMessages) {
 			closeFrame()
 		}
+		inFrame++
 		if frameStart < 0 {
 			frameStart = start
 		}

@@ -44,6 +44,7 @@ func TestWriteBatchFramesLiveMessages(t *testing.T) {
 		{"an expired message splits the frame", []int{10, 10, 10}, []int{1}, 1 << 10, 2},
 		{"all expired", []int{10, 10}, []int{0, 1}, 1 << 10, 0},
 		{"empty payloads", []int{0, 0, 0}, nil, 1 << 10, 1},
+		{"split at the message limit", make([]int, wire.MaxBatchMessages+1), nil, 256 << 10, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

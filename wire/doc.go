@@ -151,8 +151,9 @@
 // unless configured otherwise) from the header alone, before it allocates
 // or reads the payload; writers never write larger frames than that default.
 //
-// A FrameBatch payload is one or more whole messages back to back, each a
-// message header immediately followed by payload_len bytes of payload:
+// A FrameBatch payload is one or more whole messages back to back, at most
+// MaxBatchMessages (1024) of them, each a message header immediately
+// followed by payload_len bytes of payload:
 //
 //	+----------+-----------+----------+-----------+-----
 //	| header 1 | payload 1 | header 2 | payload 2 | ...
@@ -435,6 +436,7 @@
 //
 // Part of the wire format, and pinned by tests, are: Magic, Version3,
 // MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
+// MaxBatchMessages,
 // KeepaliveInterval,
 // DefaultMaxFramePayload (as the largest frame a writer sends), the values
 // of FrameKind, MessageFlags, FailureCode and RefuseReason, MaxParamsSize,

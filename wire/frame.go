@@ -18,6 +18,11 @@ const DefaultMaxFramePayload = 256 << 10
 // MaxStream is the largest stream number a frame may carry (24 bits).
 const MaxStream = 1<<24 - 1
 
+// MaxBatchMessages is the most messages a FrameBatch may carry: a reader
+// keeps some state per message it has read and not yet handled, and this
+// bounds it per frame whatever the messages' sizes.
+const MaxBatchMessages = 1024
+
 // KeepaliveInterval is how often each side of an idle connection speaks:
 // an initiator that has written nothing for this long sends a FramePing,
 // and an acceptor sends a FrameBeat this often whatever it is doing. A

@@ -30,6 +30,7 @@ func TestFrameConstantsArePinned(t *testing.T) {
 	// Changing any of these changes the wire format; see doc.go.
 	assert.Equal(t, 12, FrameHeaderSize)
 	assert.Equal(t, 1<<24-1, MaxStream)
+	assert.Equal(t, 1024, MaxBatchMessages)
 	assert.Equal(t, 256*1024, DefaultMaxFramePayload)
 	assert.Equal(t, FrameKind(0), FrameBatch)
 	assert.Equal(t, FrameKind(1), FrameLargeBegin)

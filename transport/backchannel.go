@@ -133,25 +133,12 @@ func (rx *responseReader) frame(fh wire.FrameHeader) error {
 
 // readPayload reads and verifies a frame's payload into dst.
 func (rx *responseReader) readPayload(fh wire.FrameHeader, dst []byte) error {
-	if _, err := io.ReadFull(rx.conn, dst); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
-		}
-		return err
-	}
-	return fh.Verify(dst)
+	return readFramePayload(rx.conn, fh, dst)
 }
 
 // readFailure reads a frame whose payload is a Failure.
 func (rx *responseReader) readFailure(fh wire.FrameHeader) (wire.Failure, error) {
-	var buf [wire.MaxFailureMessage + 16]byte
-	if fh.Length > uint32(len(buf)) {
-		return wire.Failure{}, fmt.Errorf("%w: failure of %d bytes", wire.ErrMalformed, fh.Length)
-	}
-	if err := rx.readPayload(fh, buf[:fh.Length]); err != nil {
-		return wire.Failure{}, err
-	}
-	return wire.DecodeFailure(buf[:fh.Length])
+	return readFailureFrame(fh, rx.readPayload)
 }
 
 // readBatch reads a frame of whole responses and completes their calls.

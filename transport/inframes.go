@@ -91,13 +91,32 @@ func (ic *inConn) allowed(kind wire.FrameKind) bool {
 // readPayload reads and verifies a frame's payload into dst.
 func (ic *inConn) readPayload(fh wire.FrameHeader, dst []byte) error {
 	ic.renewReadDeadline()
-	if _, err := io.ReadFull(ic.src, dst); err != nil {
+	return readFramePayload(ic.src, fh, dst)
+}
+
+// readFramePayload reads and verifies the payload of the frame fh heads
+// from r into dst.
+func readFramePayload(r io.Reader, fh wire.FrameHeader, dst []byte) error {
+	if _, err := io.ReadFull(r, dst); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
 		}
 		return err
 	}
 	return fh.Verify(dst)
+}
+
+// readFailureFrame reads the payload of a frame that carries a Failure
+// with read (a connection's readPayload).
+func readFailureFrame(fh wire.FrameHeader, read func(wire.FrameHeader, []byte) error) (wire.Failure, error) {
+	var buf [wire.MaxFailureMessage + 16]byte
+	if fh.Length > uint32(len(buf)) {
+		return wire.Failure{}, fmt.Errorf("%w: failure of %d bytes", wire.ErrMalformed, fh.Length)
+	}
+	if err := read(fh, buf[:fh.Length]); err != nil {
+		return wire.Failure{}, err
+	}
+	return wire.DecodeFailure(buf[:fh.Length])
 }
 
 // readBatch reads a batch frame once capacity for its buffer is taken.

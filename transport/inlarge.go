@@ -320,14 +320,7 @@ func (ic *inConn) readRefusal(fh wire.FrameHeader) error {
 
 // readFailure reads a frame whose payload is a Failure.
 func (ic *inConn) readFailure(fh wire.FrameHeader) (wire.Failure, error) {
-	var buf [wire.MaxFailureMessage + 16]byte
-	if fh.Length > uint32(len(buf)) {
-		return wire.Failure{}, fmt.Errorf("%w: failure of %d bytes", wire.ErrMalformed, fh.Length)
-	}
-	if err := ic.readPayload(fh, buf[:fh.Length]); err != nil {
-		return wire.Failure{}, err
-	}
-	return wire.DecodeFailure(buf[:fh.Length])
+	return readFailureFrame(fh, ic.readPayload)
 }
 
 // readLargeCancel withdraws a large message its sender gave up on.

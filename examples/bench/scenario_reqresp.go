@@ -32,20 +32,7 @@ var scenarioReqRespSlow = &Scenario{
 		}
 		return false
 	},
-	Load: func(r *Run, payload []byte) {
-		recs := make([]*Recorder, reqRespRecorders)
-		for i := range recs {
-			recs[i] = r.NewRecorder()
-		}
-		for i := range reqRespSlowInFlight {
-			rec := recs[i%len(recs)]
-			r.Go(func() {
-				for !r.Stopping() {
-					r.Request(payload, rec)
-				}
-			})
-		}
-	},
+	Load: closedLoopRequests(reqRespSlowInFlight),
 	Targets: []Target{
 		{Metric: metricMsgsPerSec, System: "internode", Baseline: "grpc-unary", Min: 1.5},
 		{Metric: metricP99, System: "internode", Baseline: "grpc-unary", Max: 1},
@@ -58,12 +45,22 @@ var scenarioReqResp = &Scenario{
 	Doc:         "echo request/response, 128 in flight (closed loop), -payload bytes each way",
 	Systems:     baseSystems,
 	PayloadSize: func(o Options) int { return o.Payload },
-	Load: func(r *Run, payload []byte) {
+	Load:        closedLoopRequests(reqRespInFlight),
+	Targets: []Target{
+		{Metric: metricMsgsPerSec, System: "internode", Baseline: "grpc-unary", Min: 3},
+	},
+	Chart: []Metric{metricMsgsPerSec},
+}
+
+// closedLoopRequests is a Load that keeps inFlight requests outstanding,
+// each goroutine sending its next as soon as its last is answered.
+func closedLoopRequests(inFlight int) func(r *Run, payload []byte) {
+	return func(r *Run, payload []byte) {
 		recs := make([]*Recorder, reqRespRecorders)
 		for i := range recs {
 			recs[i] = r.NewRecorder()
 		}
-		for i := range reqRespInFlight {
+		for i := range inFlight {
 			rec := recs[i%len(recs)]
 			r.Go(func() {
 				for !r.Stopping() {
@@ -71,9 +68,5 @@ var scenarioReqResp = &Scenario{
 				}
 			})
 		}
-	},
-	Targets: []Target{
-		{Metric: metricMsgsPerSec, System: "internode", Baseline: "grpc-unary", Min: 3},
-	},
-	Chart: []Metric{metricMsgsPerSec},
+	}
 }

@@ -43,7 +43,7 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 		slots:    make(chan struct{}, t.opts.MaxInFlight),
 		inflight: make(chan *appendFuture, t.opts.MaxInFlight),
 		answered: make(chan struct{}, 1),
-		done:     make(chan raft.AppendFuture),
+		done:     make(chan raft.AppendFuture, t.opts.MaxInFlight),
 		shutdown: make(chan struct{}),
 	}
 	t.mu.Lock()
@@ -78,7 +78,8 @@ type pipeline struct {
 	done     chan raft.AppendFuture
 
 	mu       sync.Mutex
-	ready    []*appendFuture // answered, not yet taken by raft
+	ready    []*appendFuture // answered, waiting for room in done
+	queued   int             // answered and not yet in done: ready and deliver's batch
 	answered chan struct{}   // one slot: ready has grown
 
 	shutdown  chan struct{}
@@ -151,13 +152,27 @@ func (p *pipeline) readResponses() {
 		}
 		f.respond(err)
 		<-p.slots
-		p.mu.Lock()
-		p.ready = append(p.ready, f)
-		p.mu.Unlock()
+		p.hand(f)
+	}
+}
+
+// hand gives raft an answered request: straight into done when nothing
+// waits before it and there is room, else through deliver.
+func (p *pipeline) hand(f *appendFuture) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.queued == 0 {
 		select {
-		case p.answered <- struct{}{}:
+		case p.done <- f:
+			return
 		default:
 		}
+	}
+	p.ready = append(p.ready, f)
+	p.queued++
+	select {
+	case p.answered <- struct{}{}:
+	default:
 	}
 }
 
@@ -180,6 +195,9 @@ func (p *pipeline) deliver() {
 			case <-p.shutdown:
 				return
 			}
+			p.mu.Lock()
+			p.queued--
+			p.mu.Unlock()
 		}
 	}
 }

@@ -3,6 +3,7 @@ package raftinternode_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"sync"
@@ -93,6 +94,7 @@ type testFSM struct {
 	count    uint64
 	hash     uint64
 	restores int
+	pad      int // bytes of filler each snapshot carries after the state
 }
 
 type fsmState struct{ Count, Hash uint64 }
@@ -116,12 +118,19 @@ func (f *testFSM) state() fsmState {
 	return fsmState{f.count, f.hash}
 }
 
-func (f *testFSM) Snapshot() (raft.FSMSnapshot, error) { return snapshot(f.state()), nil }
+func (f *testFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return snapshot{fsmState{f.count, f.hash}, f.pad}, nil
+}
 
 func (f *testFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var b [16]byte
 	if _, err := io.ReadFull(rc, b[:]); err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil { // the filler
 		return err
 	}
 	f.mu.Lock()
@@ -137,13 +146,21 @@ func (f *testFSM) restoreCount() int {
 	return f.restores
 }
 
-type snapshot fsmState
+type snapshot struct {
+	state fsmState
+	pad   int
+}
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
 	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], s.Count)
-	binary.BigEndian.PutUint64(b[8:], s.Hash)
-	if _, err := sink.Write(b[:]); err != nil {
+	binary.BigEndian.PutUint64(b[:8], s.state.Count)
+	binary.BigEndian.PutUint64(b[8:], s.state.Hash)
+	_, err := sink.Write(b[:])
+	filler := make([]byte, 64<<10)
+	for left := s.pad; err == nil && left > 0; left -= len(filler) {
+		_, err = sink.Write(filler[:min(left, len(filler))])
+	}
+	if err != nil {
 		_ = sink.Cancel()
 		return err
 	}
@@ -171,15 +188,22 @@ type raftCluster struct {
 	nodes []*node
 }
 
+// testConfig is raft's default config with timeouts short enough for quick
+// elections and long enough that a loaded machine running the race
+// detector does not depose leaders mid-test.
 func testConfig() *raft.Config {
 	c := raft.DefaultConfig()
-	c.HeartbeatTimeout = 100 * time.Millisecond
-	c.ElectionTimeout = 100 * time.Millisecond
-	c.LeaderLeaseTimeout = 100 * time.Millisecond
+	setTimeouts(c, 250*time.Millisecond)
 	c.CommitTimeout = 5 * time.Millisecond
 	c.SnapshotInterval = time.Hour // snapshots only when a test asks
 	c.Logger = hclog.NewNullLogger()
 	return c
+}
+
+func setTimeouts(c *raft.Config, d time.Duration) {
+	c.HeartbeatTimeout = d
+	c.ElectionTimeout = d
+	c.LeaderLeaseTimeout = d
 }
 
 // newRaftCluster starts n bootstrapped servers; conf adjusts the config.
@@ -313,11 +337,18 @@ func contains(s []int, v int) bool {
 // their futures in flight at once, and waits for them.
 func (c *raftCluster) apply(i int, first, n uint64) {
 	c.tb.Helper()
+	c.applySized(i, first, n, func(uint64) int { return 8 })
+}
+
+// applySized is apply with commands of size(k) bytes (at least 8): the
+// number, then filler.
+func (c *raftCluster) applySized(i int, first, n uint64, size func(k uint64) int) {
+	c.tb.Helper()
 	futures := make([]raft.ApplyFuture, 0, n)
 	for k := first; k < first+n; k++ {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], k)
-		futures = append(futures, c.nodes[i].raft.Apply(b[:], 5*time.Second))
+		b := make([]byte, max(8, size(k)))
+		binary.BigEndian.PutUint64(b, k)
+		futures = append(futures, c.nodes[i].raft.Apply(b, 10*time.Second))
 	}
 	for _, f := range futures {
 		if err := f.Error(); err != nil {
@@ -486,3 +517,5 @@ func (p *faultPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raf
 	}
 	return p.AppendPipeline.AppendEntries(args, resp)
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -37,6 +37,43 @@ func TestReplicate(t *testing.T) {
 	})
 }
 
+// TestMixedSizes: commands of 100 B and 200 KiB, so batches below and
+// above internode's 64 KiB large-message threshold, replicate to every
+// server. (raft itself refuses an AppendEntries out of turn; that the
+// pipeline keeps the order is TestPipelineOrder's job.)
+func TestMixedSizes(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, kind networkKind) {
+		c := newRaftCluster(t, kind, 3, func(cfg *raft.Config) {
+			setTimeouts(cfg, time.Second) // 200 KiB commands under -race
+		})
+		l := c.leader()
+		c.applySized(l, 0, 300, func(k uint64) int {
+			if k%7 == 0 {
+				return 200 << 10
+			}
+			return 100
+		})
+		c.converge(300)
+	})
+}
+
+// TestFiveServers: five servers replicate, and go on committing with two
+// followers down.
+func TestFiveServers(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, kind networkKind) {
+		c := newRaftCluster(t, kind, 5, nil)
+		l := c.leader()
+		c.apply(l, 0, 1000)
+		c.converge(1000)
+		down := []int{(l + 1) % 5, (l + 2) % 5}
+		for _, i := range down {
+			c.stop(i)
+		}
+		c.apply(l, 1000, 1000)
+		c.converge(2000, down...)
+	})
+}
+
 // TestLeaderFailover: with the leader shut down, the two others elect a
 // new one; the committed entries survive it and new ones commit.
 func TestLeaderFailover(t *testing.T) {
@@ -56,14 +93,18 @@ func TestLeaderFailover(t *testing.T) {
 }
 
 // TestSnapshotCatchUp: a follower replaced by one with empty stores gets
-// the leader's snapshot through InstallSnapshot (the log before it is
-// gone), then the entries after it.
+// the leader's snapshot of 8 MiB through InstallSnapshot (the log before
+// it is gone), then the entries after it.
 func TestSnapshotCatchUp(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, kind networkKind) {
 		c := newRaftCluster(t, kind, 3, func(cfg *raft.Config) {
+			setTimeouts(cfg, time.Second) // 8 MiB snapshots under -race
 			cfg.SnapshotThreshold = 100
 			cfg.TrailingLogs = 10
 		})
+		for _, nd := range c.nodes {
+			nd.fsm.pad = 8 << 20 // far beyond a stream's window and session buffer
+		}
 		l := c.leader()
 		follower := (l + 1) % 3
 		c.apply(l, 0, 1000)

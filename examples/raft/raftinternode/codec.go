@@ -9,15 +9,16 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
 )
 
-// The RPC structs travel in msgpack, through the same codec raft's
-// NetworkTransport uses (hashicorp/go-msgpack). Its encoders are reused
-// from a pool, so a message costs one reflection walk and no codec set-up;
-// the bytes are those NetworkTransport writes, so a field raft adds to its
-// structs travels without a change here. encoding/gob was not chosen: each
-// Request is an independent message, and gob sends its type descriptors
-// with the first value of every encoder.
+// AppendEntries travels in a codec of its own (appendcodec.go); the other
+// RPC structs in msgpack, through the same codec raft's NetworkTransport
+// uses (hashicorp/go-msgpack), so a field raft adds to them travels without
+// a change here. Its encoders are reused from a pool, so a message costs
+// one reflection walk and no codec set-up. encoding/gob was not chosen:
+// each Request is an independent message, and gob sends its type
+// descriptors with the first value of every encoder.
 var msgpackHandle = &codec.MsgpackHandle{}
 
 // encoder is a pooled msgpack encoder with the scratch buffer it encodes
@@ -37,8 +38,14 @@ var decoders = sync.Pool{New: func() any {
 	return codec.NewDecoderBytes(nil, msgpackHandle)
 }}
 
-// encodeAppend appends v's msgpack encoding to dst and returns the result.
+// encodeAppend appends v's encoding to dst and returns the result.
 func encodeAppend(dst []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case *raft.AppendEntriesRequest:
+		return appendAppendRequest(dst, v)
+	case *raft.AppendEntriesResponse:
+		return appendAppendResponse(dst, v), nil
+	}
 	e := encoders.Get().(*encoder)
 	defer encoders.Put(e)
 	e.enc.ResetBytes(&e.scratch)
@@ -48,9 +55,19 @@ func encodeAppend(dst []byte, v any) ([]byte, error) {
 	return append(dst, e.scratch...), nil
 }
 
-// decode decodes msgpack bytes into v. Byte slices in v are copies: buf may
-// be reused once decode returns.
+// decode decodes buf into v. Byte slices in v do not alias buf: it may be
+// reused once decode returns.
 func decode(buf []byte, v any) error {
+	switch v := v.(type) {
+	case *raft.AppendEntriesRequest:
+		return decodeAppendRequest(buf, v)
+	case *raft.AppendEntriesResponse:
+		return decodeAppendResponse(buf, v)
+	}
+	return decodeMsgpack(buf, v)
+}
+
+func decodeMsgpack(buf []byte, v any) error {
 	d := decoders.Get().(*codec.Decoder)
 	defer decoders.Put(d)
 	d.ResetBytes(buf)

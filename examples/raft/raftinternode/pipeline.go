@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -54,9 +55,11 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	}
 	t.pipelines[p] = struct{}{}
 	t.mu.Unlock()
-	p.wg.Add(2)
+	p.progress.Store(time.Now().UnixNano())
+	p.wg.Add(3)
 	go p.readResponses()
 	go p.deliver()
+	go p.watch()
 	return p, nil
 }
 
@@ -76,6 +79,12 @@ type pipeline struct {
 	slots    chan struct{}      // one per request written and not yet answered
 	inflight chan *appendFuture // written, in order, for the reader
 	done     chan raft.AppendFuture
+
+	// progress is when (UnixNano) a request was last written or a
+	// response read; watch closes the stream when requests wait and
+	// there has been none for Options.Timeout.
+	progress atomic.Int64
+	writing  atomic.Bool
 
 	mu       sync.Mutex
 	ready    []*appendFuture // answered, waiting for room in done
@@ -102,11 +111,15 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		<-p.slots
 		return nil, err
 	}
-	_ = p.s.SetWriteDeadline(time.Now().Add(p.t.opts.Timeout))
-	if _, err := p.s.Write(p.wbuf); err != nil {
+	p.progress.Store(time.Now().UnixNano()) // an idle pipeline waited for nothing
+	p.writing.Store(true)
+	_, err = p.s.Write(p.wbuf)
+	p.writing.Store(false)
+	if err != nil {
 		<-p.slots
 		return nil, err
 	}
+	p.progress.Store(time.Now().UnixNano())
 	if cap(p.wbuf) > 1<<20 {
 		p.wbuf = nil // a large batch's buffer is not kept for the small ones
 	}
@@ -144,9 +157,9 @@ func (p *pipeline) readResponses() {
 		case <-p.shutdown:
 			return
 		}
-		_ = p.s.SetReadDeadline(time.Now().Add(p.t.opts.Timeout))
 		status, body, b, err := readFrame(r, buf)
 		buf = b
+		p.progress.Store(time.Now().UnixNano())
 		if err == nil {
 			err = decodeFrame(status, body, f.resp)
 		}
@@ -173,6 +186,29 @@ func (p *pipeline) hand(f *appendFuture) {
 	select {
 	case p.answered <- struct{}{}:
 	default:
+	}
+}
+
+// watch is the pipeline's timeout. Deadlines on the stream would cost a
+// timer for every read and write; instead, every quarter of
+// Options.Timeout, watch closes the stream if requests are written or
+// unanswered and nothing has moved for a whole Timeout, failing them as
+// NetworkTransport's deadlines would.
+func (p *pipeline) watch() {
+	defer p.wg.Done()
+	tick := time.NewTicker(p.t.opts.Timeout / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-p.shutdown:
+			return
+		}
+		busy := p.writing.Load() || len(p.slots) > 0
+		idle := time.Duration(time.Now().UnixNano() - p.progress.Load())
+		if busy && idle > p.t.opts.Timeout {
+			_ = p.s.Close()
+		}
 	}
 }
 

@@ -115,3 +115,36 @@ func TestHeartbeatFastPath(t *testing.T) {
 	default:
 	}
 }
+
+// TestPipelineTimeout: a follower that never answers fails the pipeline's
+// request after about Options.Timeout, as NetworkTransport's deadline
+// would, rather than holding raft's replication for ever.
+func TestPipelineTimeout(t *testing.T) {
+	leader, follower, _ := pair(t, raftinternode.Options{Timeout: 200 * time.Millisecond})
+	taken := make(chan struct{})
+	go func() {
+		<-follower.Consumer() // and never respond
+		close(taken)
+	}()
+	p, err := leader.AppendEntriesPipeline("n2", "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	start := time.Now()
+	if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1}, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-p.Consumer():
+		if f.Error() == nil {
+			t.Fatal("an unanswered request succeeded")
+		}
+		if d := time.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
+			t.Fatalf("failed after %v, want about 200ms", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the unanswered request never failed")
+	}
+	<-taken
+}

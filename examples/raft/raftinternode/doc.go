@@ -55,8 +55,15 @@
 // copies the snapshot from raft's reader; the follower hands raft a reader
 // over the stream, so a snapshot is never held in memory on either side.
 //
-// The RPC structs are encoded in msgpack with hashicorp/go-msgpack, as
-// NetworkTransport encodes them (see codec.go for the stream framing).
+// AppendEntries, request and response, has a codec of its own, field by
+// field without reflection (appendcodec.go, about 4× faster than msgpack
+// for a batch of 64 entries); the other RPC structs are msgpack, with
+// hashicorp/go-msgpack, as NetworkTransport encodes them. codec.go draws
+// the stream framing.
+//
+// A pipeline has no deadline on its stream, which would cost a timer per
+// read and write: it closes the stream when requests have waited
+// Options.Timeout with nothing written or read.
 //
 // A Transport is safe for concurrent use.
 package raftinternode

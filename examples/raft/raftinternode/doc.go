@@ -40,8 +40,10 @@
 // Requests on verbs that Options.Configure pins to the urgent lane, so
 // they never queue behind log replication; on the follower, heartbeats go
 // to raft's heartbeat handler, not through the consumer channel.
-// An AppendEntries outside a pipeline is a Request, on the small or large
-// lane by size.
+// An AppendEntries outside a pipeline (raft sends those until a follower
+// has caught up) is a Request, on the small or large lane by size, unless
+// it is above Options.MaxRequestSize: then it goes on a stream, so that a
+// batch of large entries never meets the transport's MaxMessageSize.
 //
 // AppendEntriesPipeline opens one internode stream per pipeline: requests
 // and responses must stay in order, and Requests do not keep it — their

@@ -2,9 +2,11 @@ package raftinternode
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"sync"
 	"time"
 
@@ -31,8 +33,9 @@ const DefaultVerbBase transport.Verb = 0x52414654 // "RAFT"
 
 // Defaults of Options.
 const (
-	DefaultTimeout     = 10 * time.Second
-	DefaultMaxInFlight = raft.DefaultMaxRPCsInFlight
+	DefaultTimeout        = 10 * time.Second
+	DefaultMaxInFlight    = raft.DefaultMaxRPCsInFlight
+	DefaultMaxRequestSize = 4 << 20
 )
 
 // Options configures a Transport. The zero value means the defaults.
@@ -50,6 +53,12 @@ type Options struct {
 	// pipelining is off and raft replicates one request at a time.
 	// Default 2, NetworkTransport's default.
 	MaxInFlight int
+	// MaxRequestSize is the largest encoded AppendEntries, in bytes, sent
+	// outside a pipeline as a Request; a larger one (raft batches up to
+	// MaxAppendEntries entries of any size) goes on a stream of its own,
+	// so that it never meets the transport's Memory.MaxMessageSize.
+	// Default 4 MiB; keep it at most that MaxMessageSize.
+	MaxRequestSize int
 }
 
 func (o Options) withDefaults() Options {
@@ -61,6 +70,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxRequestSize <= 0 {
+		o.MaxRequestSize = DefaultMaxRequestSize
 	}
 	return o
 }
@@ -176,13 +188,47 @@ func (t *Transport) Close() error {
 }
 
 // AppendEntries implements raft.Transport. An AppendEntries without entries
-// or commit index — raft's heartbeat — goes on the urgent lane.
+// or commit index — raft's heartbeat — goes on the urgent lane; one above
+// Options.MaxRequestSize on a stream.
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	verb := offsetAppendEntries
 	if isHeartbeat(args) {
 		verb = offsetHeartbeat
 	}
-	return t.call(target, t.opts.verb(transport.Verb(verb)), args, resp)
+	payload, err := encodeAppend(nil, args)
+	if err != nil {
+		return err
+	}
+	if len(payload) > t.opts.MaxRequestSize {
+		return t.appendOnStream(target, payload, resp)
+	}
+	return t.request(target, t.opts.verb(transport.Verb(verb)), payload, resp)
+}
+
+// appendOnStream sends one encoded AppendEntries on a stream of the
+// pipeline's verb, whose follower end answers it like any pipelined one.
+func (t *Transport) appendOnStream(target raft.ServerAddress, payload []byte, resp *raft.AppendEntriesResponse) error {
+	if err := t.closedErr(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.Timeout)
+	defer cancel()
+	s, err := t.node.OpenStream(ctx, cluster.NodeID(target), t.opts.verb(offsetPipeline))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(t.opts.Timeout))
+	frame := binary.BigEndian.AppendUint32(make([]byte, 0, frameHeaderLen), uint32(1+len(payload)))
+	frame = append(frame, statusOK)
+	if _, err := (&net.Buffers{frame, payload}).WriteTo(s); err != nil {
+		return err
+	}
+	status, body, _, err := readFrame(newReader(s), nil)
+	if err != nil {
+		return err
+	}
+	return decodeFrame(status, body, resp)
 }
 
 // RequestVote implements raft.Transport.
@@ -209,13 +255,16 @@ func isHeartbeat(a *raft.AppendEntriesRequest) bool {
 
 // call is one RPC as an internode Request: msgpack both ways.
 func (t *Transport) call(target raft.ServerAddress, verb transport.Verb, args, resp any) error {
-	select {
-	case <-t.shutdown:
-		return raft.ErrTransportShutdown
-	default:
-	}
 	payload, err := encodeAppend(nil, args)
 	if err != nil {
+		return err
+	}
+	return t.request(target, verb, payload, resp)
+}
+
+// request sends an encoded RPC and decodes its response into resp.
+func (t *Transport) request(target raft.ServerAddress, verb transport.Verb, payload []byte, resp any) error {
+	if err := t.closedErr(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.Timeout)
@@ -282,14 +331,22 @@ func rpcHandler(t *Transport, newReq func() any, heartbeat bool) transport.Handl
 	})
 }
 
-// InstallSnapshot implements raft.Transport: the request, then data, on a
-// stream of their own, so that a snapshot of any size passes through
-// without being held in memory.
-func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+// closedErr is raft.ErrTransportShutdown once Close was called.
+func (t *Transport) closedErr() error {
 	select {
 	case <-t.shutdown:
 		return raft.ErrTransportShutdown
 	default:
+		return nil
+	}
+}
+
+// InstallSnapshot implements raft.Transport: the request, then data, on a
+// stream of their own, so that a snapshot of any size passes through
+// without being held in memory.
+func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	if err := t.closedErr(); err != nil {
+		return err
 	}
 	timeout := t.opts.Timeout * time.Duration(args.Size/raft.DefaultTimeoutScale)
 	timeout = max(timeout, t.opts.Timeout)

@@ -18,9 +18,10 @@ import (
 
 // inConn is one accepted message connection. Its reader goroutine decodes
 // frames, takes inbound capacity for each before it allocates anything for
-// it, and hands whole messages to the connection's dispatcher; its back
-// channel carries the acceptor's beats and, on the large lane, grants and
-// refusals of large messages.
+// it, and hands each whole message to its verb's stage or ordered queue
+// (route); its back channel carries the acceptor's beats, the responses to
+// its requests (replies), and on the large lane the grants and refusals of
+// large messages.
 //
 // A reader waits for capacity only where nothing of its own connection can
 // be holding the capacity it waits for: on the urgent and small lanes a
@@ -55,7 +56,6 @@ type inConn struct {
 	closed  bool
 
 	dispatch dispatchQueue
-	msg      Message      // reused by the dispatcher for every handler call
 	replies  *replyWriter // the responses to its requests, written back on it
 	// answering counts its requests handed to their handlers and not yet
 	// answered (or dropped), for replies.gather.

@@ -14,9 +14,9 @@ import (
 	"github.com/internode/internode/wire"
 )
 
-// inFrame is a unit of work for the dispatcher: one batch frame, whose
-// messages it decodes again as it goes (so a frame costs its buffer and
-// nothing per message), or one whole large message.
+// inFrame is what a connection's messages are read into: one batch frame,
+// or one whole large message. It holds its capacity until the last of its
+// messages is done (refs).
 type inFrame struct {
 	buf    []byte // the frame, or the large message's payload; owned until release
 	pooled bool   // buf came from bufpool and goes back there

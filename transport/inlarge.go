@@ -268,7 +268,7 @@ func (ic *inConn) largeDone(stream uint32, m *largeIn) error {
 }
 
 // deliverLarge hands a complete large message on: to its streaming
-// handler (end of body), its waiting request, or the dispatcher.
+// handler (end of body), or its verb's stage or ordered queue (handOver).
 func (ic *inConn) deliverLarge(m *largeIn) {
 	if m.streamed {
 		if m.pipe != nil {

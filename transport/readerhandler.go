@@ -20,8 +20,8 @@ import (
 // message's handler runs as soon as its first part arrives, on its own
 // goroutine, so large messages reach their handlers in the order their
 // first parts arrived; the connection is read no faster than the handler
-// reads body. A small message's handler gets its payload as one read, from
-// the connection's dispatcher, in order like any other. Return values are
+// reads body. A small message's handler gets its payload as one read, run
+// as Handle's options say like any other. Return values are
 // as for Handler. m.Payload is nil.
 type ReaderHandler interface {
 	ServeReader(ctx context.Context, m *Message, body io.Reader) ([]byte, error)
@@ -46,8 +46,8 @@ func (t *Transport) HandleReader(verb Verb, h ReaderHandler, opts ...HandleOptio
 	t.Handle(verb, readerAdapter{h}, opts...)
 }
 
-// readerAdapter lets a ReaderHandler sit in the handler table; the
-// dispatcher calls it with the whole payload (small messages), and large
+// readerAdapter lets a ReaderHandler sit in the handler table; it is
+// called with the whole payload of small messages, and large
 // messages are streamed to it directly (see streamLarge).
 type readerAdapter struct{ h ReaderHandler }
 

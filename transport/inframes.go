@@ -143,7 +143,8 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
 	// Check every message first: a frame with a bad one is handled not at
 	// all. Cancels act at once.
-	handled, count := 0, 0
+	handled, count, requests := 0, 0, 0
+	verb, oneVerb := uint32(0), true // the verb of the messages to handle, if they share one
 	var bad error
 	err = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 		if count++; count > wire.MaxBatchMessages {
@@ -162,6 +163,13 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 			ic.counters.drop(ReasonOverloaded)
 			ic.t.respond(ic, h, h.Deadline(f.arrived), nil, ErrOverloaded)
 		default:
+			if handled == 0 {
+				verb = h.Verb
+			}
+			oneVerb = oneVerb && h.Verb == verb
+			if h.Flags&wire.FlagExpectsResponse != 0 {
+				requests++
+			}
 			handled++
 		}
 	})
@@ -171,6 +179,9 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	if err != nil || handled == 0 {
 		ic.releaseFrame(f)
 		return err
+	}
+	if handled == count && oneVerb && requests == 0 && ic.queueWhole(f, verb) {
+		return nil
 	}
 	ic.holdWork(f, handled)
 	f.refs.Store(1)

@@ -2,9 +2,11 @@
 // connection's writer waits to gather small messages into one write.
 //
 // Coalescing trades a little latency for fewer writes: fewer syscalls and
-// packets per message, which seed 001 ("Performance doubling with message
-// coalescing") found can double throughput where packet processing, not CPU,
-// is the bottleneck. It can also just add latency: Cassandra 2.2's default,
+// packets per message, which Ariel Weisberg's article "Performance doubling
+// with message coalescing" (DataStax developer blog, 4 May 2015; the work of
+// CASSANDRA-8692) found can double throughput where packet processing, not
+// CPU, is the bottleneck. Where this package says "the article", it means
+// that one. It can also just add latency: Cassandra 2.2's default,
 // TimeHorizon, was reverted as a regression (CASSANDRA-12676) and Cassandra
 // 4.0 ships coalescing disabled. So every strategy here reports what it did
 // (Stats), and the project's default, Adaptive, has to earn its waits.
@@ -31,7 +33,7 @@
 // # Strategies
 //
 // The first four are Cassandra's otc_coalescing_strategy values, with the
-// seed's algorithms; window is otc_coalescing_window_us, default 200 µs.
+// article's algorithms; window is otc_coalescing_window_us, default 200 µs.
 //
 //   - Disabled never waits; messages that queue during a write go out
 //     together in the next. The baseline.
@@ -73,7 +75,7 @@
 //     (what the arrival rate predicted for the time really spent).
 //  6. Every 8 such writes the window moves. The waits paid if, summed over
 //     the 8, gained ≥ MinGrowth × pending-at-start (batches grew materially;
-//     by default they doubled, the seed's rule) and gained ≥ promised/2 (the
+//     by default they doubled, the article's rule) and gained ≥ promised/2 (the
 //     time was not spent idle, as it is when the next messages wait on the
 //     answers to these). If they paid the window grows by a quarter, up to
 //     MaxWindow (200 µs); if not it halves, and below MaxWindow/32 it drops
@@ -90,7 +92,7 @@
 // # Proof
 //
 // That Adaptive is better than Disabled is the project's claim, not the
-// seed's, and the tests here cannot prove it: they prove the policy does what
+// article's, and the tests here cannot prove it: they prove the policy does what
 // this page says. The proof is the coalesce scenario of the bench
 // (examples/bench), which runs Adaptive against Disabled and reports write
 // syscalls per message, CPU per message, throughput and tail latency.

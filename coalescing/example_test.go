@@ -24,7 +24,7 @@ func ExampleByName() {
 	// coalescing: unknown strategy "nagle" (known: adaptive, disabled, fixed, movingavg, timehorizon)
 }
 
-// The seed's doubling rule: with messages 10µs apart, one pending message is
+// The article's doubling rule: with messages 10µs apart, one pending message is
 // expected to double in 10µs; the wait doubles while twice it still fits in
 // the 200µs window: 10, 20, 40, 80, 160µs.
 func ExampleNewMovingAverage() {

@@ -3,7 +3,7 @@ package coalescing
 import "time"
 
 // Fixed waits its whole window before every write that is not already full.
-// The seed calls it "mostly useful for testing and experimentation": it does
+// The article calls it "mostly useful for testing and experimentation": it does
 // not adapt to load, so on a quiet connection every message pays the full
 // window in latency.
 //

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// gapSamples is how many gaps gapAverage keeps: the seed's MovingAverage
+// gapSamples is how many gaps gapAverage keeps: the article's MovingAverage
 // "maintains a moving average of the last 16 gaps between messages".
 const gapSamples = 16
 

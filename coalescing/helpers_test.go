@@ -5,7 +5,7 @@ import "time"
 // t0 is the start of every hand-written trace.
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// us is a number of microseconds, for traces that read like the seed.
+// us is a number of microseconds, for traces that read like the article (see doc.go).
 func us(n float64) time.Duration { return time.Duration(n * float64(time.Microsecond)) }
 
 // repeat returns n copies of gap.

@@ -2,7 +2,7 @@ package coalescing
 
 import "time"
 
-// MovingAverage is the seed's "relatively simple coalescing strategy that
+// MovingAverage is the article's "relatively simple coalescing strategy that
 // maintains a moving average of the last 16 gaps between messages" and then
 // waits by the doubling rule (see doublingWait): only when waiting would
 // roughly double the batch, for up to the window.

@@ -7,7 +7,7 @@ import (
 )
 
 // Strategy names, as accepted by ByName and reported in Stats.Strategy. The
-// first four are Cassandra's otc_coalescing_strategy values (seed 001).
+// first four are Cassandra's otc_coalescing_strategy values (CASSANDRA-8692).
 const (
 	NameDisabled      = "disabled"
 	NameFixed         = "fixed"

@@ -3,13 +3,13 @@ package coalescing
 import "time"
 
 // EnoughMessages is the batch size at which Fixed, MovingAverage and
-// TimeHorizon stop waiting and write at once. The seed's strategies drained
+// TimeHorizon stop waiting and write at once. The article's strategies drained
 // at most maxItems messages per write; Cassandra later added the early exit
-// otc_coalescing_enough_coalesced_messages with this default, 8. (The seed
+// otc_coalescing_enough_coalesced_messages with this default, 8. (The article
 // notes that its strategies never flush early on bytes: these three do not.)
 const EnoughMessages = 8
 
-// doublingWait is the seed's rule, shared by MovingAverage and TimeHorizon:
+// doublingWait is the article's rule, shared by MovingAverage and TimeHorizon:
 // "Messages are coalesced by doubling the amount of time waited, up to
 // otc_coalescing_window_us if that would potentially double the number of
 // messages coalesced based on the average gap."

@@ -2,7 +2,7 @@ package coalescing
 
 import "time"
 
-// Time horizon geometry, from the seed: "Time horizon tracks the number of
+// Time horizon geometry, from the article: "Time horizon tracks the number of
 // messages sent in the last sixteen 64 millisecond periods." Like Cassandra,
 // a period is 2^26 ns (about 67.1 ms) so that a bucket is a shift away.
 const (
@@ -14,7 +14,7 @@ const (
 	horizonMeasured = (horizonBuckets - 1) * horizonBucketWidth
 )
 
-// TimeHorizon is the seed's TIMEHORIZON strategy, Cassandra 2.2's default
+// TimeHorizon is the article's TIMEHORIZON strategy, Cassandra 2.2's default
 // (later reverted as a regression, CASSANDRA-12676). It counts messages in 16
 // periods of about 64 ms; "the moving average is calculated by dividing the
 // length of 15 periods divided by the count of messages sent in the last 15

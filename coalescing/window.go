@@ -4,7 +4,7 @@ import "time"
 
 // DefaultWindow is the default coalescing window: the longest a strategy waits
 // for more messages before a write. 200 µs is the default of Cassandra's
-// otc_coalescing_window_us (seed 001).
+// otc_coalescing_window_us (CASSANDRA-8692).
 const DefaultWindow = 200 * time.Microsecond
 
 // WindowLimit is the largest window a strategy accepts. Constructors clamp
@@ -21,7 +21,7 @@ func clampWindow(window time.Duration) time.Duration {
 // messages arrive; every answer until the next Flushed is capped by the
 // deadline of the first positive answer, so the total wait for one write
 // never exceeds what the strategy first asked for, and so never exceeds its
-// window. The seed warns that Cassandra's waits overshot the window; this is
+// window. The article warns that Cassandra's waits overshot the window; this is
 // the part of that overshoot a strategy can prevent.
 type waitRound struct {
 	deadline time.Time

@@ -71,11 +71,13 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	fmt.Fprintf(out, "%d nodes on loopback for %v: gossip every %v to 3 peers (urgent lane), %d writes/s per node replicated to 3 with quorum 2 (small and large lanes)\n",
 		o.nodes, o.duration, 100*time.Millisecond, o.rate)
 	prog := newProgress(out, nodes, start, o.nodes)
+	prog.wide = o.wide
 	prog.stuck = newStuckDetector(o.stuckAfter)
 	prog.pairs = func(now time.Time, states []nodeState) []pairSample {
 		return clusterPairSamples(states, now, startGrace)
 	}
 
+	workStart := time.Now()
 	workCtx, stopWork := context.WithTimeout(ctx, o.duration)
 	defer stopWork()
 	var loops, writes sync.WaitGroup
@@ -86,6 +88,7 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	loops.Go(func() { prog.run(workCtx) })
 	plan.run(workCtx, &loops, w.recovery, prog, nodes)
 	loops.Wait()
+	workEnd := time.Now()
 
 	// Let every write started reach its outcome, then every replica
 	// request (bounded by -timeout), then close the transports gracefully:
@@ -101,6 +104,7 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	stopAll()
 
 	r.ElapsedS = time.Since(start).Seconds()
+	r.WorkloadS, r.DrainS = workEnd.Sub(workStart).Seconds(), time.Since(workEnd).Seconds()
 	r.Series = prog.allSamples()
 	r.Events = prog.allEvents()
 	if w.recovery != nil {

@@ -126,9 +126,18 @@ func verdict(r *report, stderr io.Writer) int {
 
 // run runs the simulation o describes and writes its report.
 func run(ctx context.Context, o options, stdout, stderr io.Writer) (*report, error) {
-	progressOut := stdout
+	// What is printed for people fits consoleWidth, unless -wide; the JSON
+	// document is printed as it is.
+	text := io.Writer(stdout)
+	if !o.wide {
+		text = newWrapWriter(stdout, consoleWidth)
+	}
+	progressOut := text
 	if o.json {
 		progressOut = stderr // stdout holds the JSON document only
+		if !o.wide {
+			progressOut = newWrapWriter(stderr, consoleWidth)
+		}
 	}
 	var r *report
 	var err error
@@ -154,6 +163,6 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*report, err
 		fmt.Fprintln(stderr, r.SummaryLine)
 		return r, nil
 	}
-	r.writeText(stdout)
+	r.writeText(text, o.wide)
 	return r, nil
 }

@@ -81,7 +81,11 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 	fmt.Fprintf(out, "node %s: transport on %s, gossip on %s, seeds %v; %d writes/s for %v\n",
 		id, n.addr, ml.GossipAddr(), mlConfig.Seeds, o.rate, o.duration)
 	prog := newProgress(out, []*simNode{n}, start, 1)
+	prog.wide = o.wide
 	prog.upText = func(int) string { return fmt.Sprintf("%d members", len(ml.Members())) }
+	if !o.wide {
+		prog.upText, prog.upLabel = func(int) string { return fmt.Sprint(len(ml.Members())) }, "members"
+	}
 	// Only this node's side of its pair lanes is known here: see main.go.
 	alive := aliveSince{}
 	prog.stuck = newStuckDetector(o.stuckAfter)
@@ -95,12 +99,14 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 		}
 	})
 
+	workStart := time.Now()
 	workCtx, stopWork := context.WithTimeout(ctx, o.duration)
 	defer stopWork()
 	var loops, writes sync.WaitGroup
 	loops.Go(func() { n.runWorkload(workCtx, o.seed^hashID(id), valuePool(o.seed, o.valueSize), &writes) })
 	loops.Go(func() { prog.run(workCtx) })
 	loops.Wait()
+	workEnd := time.Now()
 
 	prog.event(id, "workload stopped; waiting for writes in flight, then leaving")
 	writes.Wait()
@@ -117,7 +123,8 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 
 	r := &report{Mode: "node", Nodes: 1, DurationS: o.duration.Seconds(), Rate: o.rate,
 		ValueSize: o.valueSize, Strategy: o.strategy, TimeoutMs: ms(o.timeout), TLS: o.tls,
-		ElapsedS: time.Since(start).Seconds(), Series: prog.allSamples(), Events: prog.allEvents(),
+		ElapsedS: time.Since(start).Seconds(), WorkloadS: workEnd.Sub(workStart).Seconds(),
+		DrainS: time.Since(workEnd).Seconds(), Series: prog.allSamples(), Events: prog.allEvents(),
 		Stuck: prog.stuck.report(start, startGrace)}
 	accountNodes(r, []*simNode{n}, false)
 	r.Notes = append(r.Notes,

@@ -80,6 +80,10 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	workStart := time.Now()
 	workCtx, stopWork := context.WithTimeout(ctx, o.duration)
 	defer stopWork()
+	// The workload ends when workCtx does; the faults and the writes
+	// still in flight may take a while longer.
+	workStopped := make(chan time.Time, 1)
+	context.AfterFunc(workCtx, func() { workStopped <- time.Now() })
 	var loops, writes sync.WaitGroup
 	pool := valuePool(o.seed, o.valueSize)
 	for i, n := range nodes {
@@ -88,8 +92,7 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	loops.Go(func() { prog.run(workCtx) })
 	plan.run(workCtx, &loops, w.recovery, prog, nodes)
 	loops.Wait()
-	workEnd := time.Now()
-
+	workEnd := <-workStopped
 	// Let every write started reach its outcome, then every replica
 	// request (bounded by -timeout), then close the transports gracefully:
 	// queued gossip is written or fails, and the counters are final.
@@ -103,8 +106,8 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	quiesce(nodes, 3*time.Second)
 	stopAll()
 
-	r.ElapsedS = time.Since(start).Seconds()
-	r.WorkloadS, r.DrainS = workEnd.Sub(workStart).Seconds(), time.Since(workEnd).Seconds()
+	end := time.Now()
+	r.ElapsedS, r.WorkloadS, r.DrainS = end.Sub(start).Seconds(), workEnd.Sub(workStart).Seconds(), end.Sub(workEnd).Seconds()
 	r.Series = prog.allSamples()
 	r.Events = prog.allEvents()
 	if w.recovery != nil {

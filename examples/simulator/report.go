@@ -18,10 +18,9 @@ type report struct {
 	Mode  string `json:"mode"`
 	Nodes int    `json:"nodes"`
 	// DurationS is -duration; WorkloadS how long the workload ran (from
-	// the start of the writes to their stop, -duration unless
-	// interrupted); DrainS how long the nodes then took to finish the
-	// writes in flight, drain and close; ElapsedS the whole run, setup
-	// included.
+	// its start to its stop: -duration unless interrupted); DrainS how long
+	// the nodes then took to finish what was in flight (writes, a restart
+	// under way), drain and close; ElapsedS the whole run, setup included.
 	DurationS   float64         `json:"duration_s"`
 	WorkloadS   float64         `json:"workload_s"`
 	DrainS      float64         `json:"drain_s"`
@@ -254,7 +253,7 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 // text is wrapped by the caller's wrapWriter, the tables are laid out for
 // it), or wide, every table row on one line.
 func (r *report) writeText(w io.Writer, wide bool) {
-	fmt.Fprintf(w, "\n%s: %d node(s), workload %.1f s then %.1f s finishing the writes in flight and closing, "+
+	fmt.Fprintf(w, "\n%s: %d node(s), workload %.1f s, then %.1f s finishing what was in flight and closing; "+
 		"%d writes/s per node, values ~%d B (2%% of 96 KiB-1 MiB), coalescing %s%s\n",
 		r.Mode, r.Nodes, r.WorkloadS, r.DrainS, r.Rate, r.ValueSize, r.Strategy, map[bool]string{true: ", mutual TLS"}[r.TLS])
 	if wide && len(r.Faults) > 0 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -71,4 +72,26 @@ func TestConsoleFitsWidth(t *testing.T) {
 		longest = max(longest, len(line))
 	}
 	require.Greater(t, longest, consoleWidth, "-wide prints the long form")
+}
+
+// The narrow progress line fits consoleWidth at the widest values it can
+// show: 64 nodes, 10 s latencies, millions of messages, a full node queue.
+func TestProgressLineWidestValues(t *testing.T) {
+	var out bytes.Buffer
+	p := newProgress(&out, nil, time.Now(), 64)
+	widest := sample{T: 9999.9, WritesPerSec: 6_400_000, WriteP99: 99_999, FailedPerSec: 9_999_999,
+		PendingBytes: 999 << 30, Overloaded: 99_999_999, Throttled: 99_999_999, Stuck: 12_096, Up: 64}
+	for lane := range widest.MsgsPerSec {
+		widest.MsgsPerSec[lane], widest.P99[lane] = 9_999_999, 99_999
+	}
+	p.add(widest)
+	p.upText, p.upLabel = func(int) string { return "64" }, "members" // node mode
+	p.lines = 0
+	p.add(widest)
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	require.Len(t, lines, 6, "two headers of two lines, two rows")
+	for _, line := range lines {
+		require.LessOrEqual(t, len(line), consoleWidth, line)
+	}
+	require.True(t, strings.HasSuffix(lines[2], "| 64/64"), lines[2])
 }

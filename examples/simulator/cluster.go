@@ -93,6 +93,7 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	plan.run(workCtx, &loops, w.recovery, prog, nodes)
 	loops.Wait()
 	workEnd := <-workStopped
+
 	// Let every write started reach its outcome, then every replica
 	// request (bounded by -timeout), then close the transports gracefully:
 	// queued gossip is written or fails, and the counters are final.

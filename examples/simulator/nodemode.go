@@ -111,6 +111,7 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 	loops.Go(func() { prog.run(workCtx) })
 	loops.Wait()
 	workEnd := <-workStopped
+
 	prog.event(id, "workload stopped; waiting for writes in flight, then leaving")
 	writes.Wait()
 	drainCtx, cancel := context.WithTimeout(context.Background(), 2*o.timeout+5*time.Second)

@@ -205,7 +205,7 @@ func (p *progress) add(s sample) {
 		s.T, rate(s.MsgsPerSec[routing.Urgent]), rate(s.MsgsPerSec[routing.Small]), rate(s.MsgsPerSec[routing.Large]),
 		millis(s.P99[routing.Urgent]), millis(s.P99[routing.Small]), millis(s.P99[routing.Large]),
 		rate(s.WritesPerSec), millis(s.WriteP99), rate(s.FailedPerSec), bytesShort(s.PendingBytes),
-		count(s.Overloaded), count(s.Throttled), count(uint64(s.Stuck)), p.upText(s.Up))
+		countShort(s.Overloaded), countShort(s.Throttled), countShort(uint64(s.Stuck)), p.upText(s.Up))
 }
 
 // event records a fault or other event, and prints it between progress
@@ -240,8 +240,8 @@ func rate(v float64) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
-// count renders a count in at most 6 columns.
-func count(n uint64) string {
+// countShort renders a count in at most 6 columns.
+func countShort(n uint64) string {
 	switch {
 	case n >= 10_000_000:
 		return fmt.Sprintf("%dM", n/1_000_000)

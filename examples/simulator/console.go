@@ -49,26 +49,32 @@ func (w *wrapWriter) Write(p []byte) (int, error) {
 }
 
 // wrap breaks line at spaces into lines of at most width columns (bytes:
-// the simulator prints ASCII), joined by newlines; see wrapWriter.
+// the simulator prints ASCII), joined by newlines; see wrapWriter. Runs of
+// spaces inside a line (a table's alignment) are kept, except where the
+// line breaks.
 func wrap(line string, width int) string {
 	if width <= 0 || len(line) <= width || strings.HasPrefix(line, "summary: ") {
 		return line
 	}
-	lead := line[:len(line)-len(strings.TrimLeft(line, " "))]
+	body := strings.TrimLeft(line, " ")
+	lead := line[:len(line)-len(body)]
 	indent := lead + "    "
 	var b strings.Builder
 	current := lead
-	words := strings.Fields(line)
-	for i, word := range words {
+	fresh := true // nothing on the current line yet but its indentation
+	for _, word := range strings.Split(body, " ") {
 		switch {
-		case i == 0:
+		case fresh && word == "":
+			// spaces where the line broke
+		case fresh:
 			current += word
+			fresh = false
 		case len(current)+1+len(word) <= width:
 			current += " " + word
 		default:
-			b.WriteString(current)
+			b.WriteString(strings.TrimRight(current, " "))
 			b.WriteByte('\n')
-			current = indent + word
+			current, fresh = indent+word, word == ""
 		}
 	}
 	b.WriteString(current)

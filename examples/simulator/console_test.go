@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -22,6 +23,8 @@ func TestWrap(t *testing.T) {
 		{"  12.0s * n5 bootstrap failed: dial tcp", 20, "  12.0s * n5\n      bootstrap\n      failed: dial\n      tcp"},
 		{"a 0123456789abcdef b", 8, "a\n    0123456789abcdef\n    b"}, // a long word stays whole
 		{"no wrapping at all", 0, "no wrapping at all"},
+		{"  n1->n2 small    waiting   from 3.1 s", 30, "  n1->n2 small    waiting\n      from 3.1 s"}, // alignment kept
+		{"a    b c", 3, "a\n    b\n    c"},
 		{"summary: nodes=1 writes=0 writes_failed=0", 10, "summary: nodes=1 writes=0 writes_failed=0"},
 	} {
 		require.Equal(t, tc.want, wrap(tc.line, tc.width), "%q at %d", tc.line, tc.width)
@@ -94,4 +97,13 @@ func TestProgressLineWidestValues(t *testing.T) {
 		require.LessOrEqual(t, len(line), consoleWidth, line)
 	}
 	require.True(t, strings.HasSuffix(lines[2], "| 64/64"), lines[2])
+}
+
+// An event is one line, even when it carries a joined error's lines.
+func TestEventIsOneLine(t *testing.T) {
+	var out bytes.Buffer
+	p := newProgress(&out, nil, time.Now(), 3)
+	p.event("n3", "bootstrap failed: %v", errors.Join(errors.New("from n1: reset"), errors.New("from n2: reset")))
+	require.Regexp(t, `^ +\d+\.\ds \* n3 bootstrap failed: from n1: reset; from n2: reset\n$`, out.String())
+	require.Equal(t, "bootstrap failed: from n1: reset; from n2: reset", p.allEvents()[0].What)
 }

@@ -213,7 +213,9 @@ func (p *progress) add(s sample) {
 func (p *progress) event(node cluster.NodeID, format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e := event{T: time.Since(p.start).Seconds(), Node: string(node), What: fmt.Sprintf(format, args...)}
+	// One line per event: a joined error's lines are joined with "; ".
+	what := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")
+	e := event{T: time.Since(p.start).Seconds(), Node: string(node), What: what}
 	p.events = append(p.events, e)
 	fmt.Fprintf(p.out, "%6.1fs * %s\n", e.T, strings.TrimSpace(e.Node+" "+e.What))
 }

@@ -270,7 +270,7 @@ func (r *report) writeText(w io.Writer, wide bool) {
 			fmt.Fprintf(w, "bootstrap: %s pulled %s of data files from %s with SendFile and applied %d writes of its keys in %s ms\n",
 				rec.Node, bytesIEC(uint64(b.FileBytes)), strings.Join(b.From, " and "), b.Applied, millis(b.TookMs))
 		} else if b != nil {
-			fmt.Fprintf(w, "bootstrap: %s failed: %s\n", rec.Node, b.Error)
+			fmt.Fprintf(w, "bootstrap: %s failed: %s\n", rec.Node, strings.ReplaceAll(b.Error, "\n", "; "))
 		}
 	}
 	// The table is 96 columns wide; its last column, the failure reasons,

@@ -369,6 +369,7 @@ table { border-collapse: collapse; margin: 8px 0; font-size: 13px; font-variant-
 th, td { padding: 3px 6px; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; } td.l, th.l { text-align: left; } th.group { text-align: center; border-left: 1px solid #ddd; }
 td.n, th.n { white-space: nowrap; } .tok { white-space: nowrap; }
+.scroll { overflow-x: auto; } /* the widest tables fit 1000 px; in a narrower window they scroll, not the page */
 .summary { font: 14px monospace; padding: 10px; background: #f4f9f4; border: 1px solid #bcd8bc; overflow-wrap: anywhere; }
 .bad { background: #fbeaea; border-color: #e0a0a0; }
 figure { margin: 18px 0; } figcaption { color: #555; }
@@ -414,15 +415,15 @@ from {{range $i, $p := .From}}{{if $i}} and {{end}}{{$p}}{{end}} with SendFile a
 <p>Outbound messages of each node, by lane (requests, responses and gossip), from the transport's counters. Latency: round trip of
 replica requests (small, large), one-way delay of gossip received (urgent). Paused: times the node stopped reading a peer for want
 of capacity. Failed by reason: why messages failed at this node; after "peer:", why the peers dropped messages they received.</p>
-<table>
+<div class="scroll"><table>
 <tr><th class="l">node</th><th class="l">lane</th><th>sent</th><th>written</th><th>delivered</th><th>peer dropped</th><th>failed</th><th>msgs per write</th><th>MiB</th>
 <th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>paused</th><th class="l">failed by reason</th></tr>
 {{range .R.PerNode}}{{$id := .ID}}{{range .Lanes}}<tr><td class="l">{{$id}}</td><td class="l">{{.Lane}}</td><td>{{.Sent}}</td><td>{{.Written}}</td>
 <td>{{deref .Delivered}}</td><td>{{deref .PeerDropped}}</td><td>{{.Failed}}</td><td>{{f1 .MsgsPerWrite}}</td><td>{{mib .Bytes}}</td><td>{{ms .Latency.P50}}</td>
 <td>{{ms .Latency.P99}}</td><td>{{ms .Latency.P999}}</td><td>{{.Paused}}</td><td class="l">{{tokens .FailedBy .PeerDroppedBy}}</td></tr>
-{{end}}{{end}}</table>
+{{end}}{{end}}</table></div>
 <h2>Workload per node</h2>
-<table>
+<div class="scroll"><table>
 <tr><th></th><th class="group" colspan="5">database writes</th><th class="group" colspan="4">replica requests</th><th class="group" colspan="4">gossip digests</th><th></th></tr>
 <tr><th class="l">node</th><th>started</th><th>ok</th><th>failed</th><th>p50 ms</th><th>p99 ms</th><th>sent</th><th>acked</th><th>failed</th><th>lost</th>
 <th>sent</th><th>written</th><th>failed</th><th>lost</th><th class="l">failed by reason</th></tr>
@@ -431,7 +432,7 @@ of capacity. Failed by reason: why messages failed at this node; after "peer:", 
 <td>{{.Requests.Sent}}</td><td>{{.Requests.Delivered}}</td><td>{{.Requests.Failed}}</td><td>{{.Requests.Lost}}</td>
 <td>{{.Gossip.Sent}}</td><td>{{.Gossip.Delivered}}</td><td>{{.Gossip.Failed}}</td><td>{{.Gossip.Lost}}</td>
 <td class="l">{{with .Writes.FailedBy}}writes: {{tokens . nil}}<br>{{end}}{{with .Requests.FailedBy}}requests: {{tokens . nil}}<br>{{end}}{{with .Gossip.FailedBy}}gossip: {{tokens . nil}}{{end}}</td></tr>
-{{end}}</table>
+{{end}}</table></div>
 {{with .R.Events}}<h2>Events</h2><p>Numbered as on the charts' dotted verticals; those after the workload are not on the charts.</p><table><tr><th>#</th><th>time</th><th class="l">node</th><th class="l">what</th></tr>
 {{range $i, $e := .}}<tr><td>{{inc $i}}</td><td class="n">{{f1 $e.T}} s</td><td class="l">{{$e.Node}}</td><td class="l">{{$e.What}}</td></tr>{{end}}</table>{{end}}
 {{with .R.Notes}}<h2>Notes</h2><ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}

@@ -71,13 +71,19 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	fmt.Fprintf(out, "%d nodes on loopback for %v: gossip every %v to 3 peers (urgent lane), %d writes/s per node replicated to 3 with quorum 2 (small and large lanes)\n",
 		o.nodes, o.duration, 100*time.Millisecond, o.rate)
 	prog := newProgress(out, nodes, start, o.nodes)
+	prog.wide = o.wide
 	prog.stuck = newStuckDetector(o.stuckAfter)
 	prog.pairs = func(now time.Time, states []nodeState) []pairSample {
 		return clusterPairSamples(states, now, startGrace)
 	}
 
+	workStart := time.Now()
 	workCtx, stopWork := context.WithTimeout(ctx, o.duration)
 	defer stopWork()
+	// The workload ends when workCtx does; the faults and the writes
+	// still in flight may take a while longer.
+	workStopped := make(chan time.Time, 1)
+	context.AfterFunc(workCtx, func() { workStopped <- time.Now() })
 	var loops, writes sync.WaitGroup
 	pool := valuePool(o.seed, o.valueSize)
 	for i, n := range nodes {
@@ -86,6 +92,7 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	loops.Go(func() { prog.run(workCtx) })
 	plan.run(workCtx, &loops, w.recovery, prog, nodes)
 	loops.Wait()
+	workEnd := <-workStopped
 
 	// Let every write started reach its outcome, then every replica
 	// request (bounded by -timeout), then close the transports gracefully:
@@ -100,7 +107,8 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	quiesce(nodes, 3*time.Second)
 	stopAll()
 
-	r.ElapsedS = time.Since(start).Seconds()
+	end := time.Now()
+	r.ElapsedS, r.WorkloadS, r.DrainS = end.Sub(start).Seconds(), workEnd.Sub(workStart).Seconds(), end.Sub(workEnd).Seconds()
 	r.Series = prog.allSamples()
 	r.Events = prog.allEvents()
 	if w.recovery != nil {

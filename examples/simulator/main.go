@@ -5,6 +5,7 @@
 //	go run ./examples/simulator                  # 5 nodes in this process, 20 s
 //	go run ./examples/simulator -duration 10s -json
 //	go run ./examples/simulator -report run.html # charts, self-contained
+//	go run ./examples/simulator -wide            # progress and report unwrapped
 //	go run ./examples/simulator -tls -metrics-addr 127.0.0.1:9090
 //
 // Each node gossips heartbeats every 100 ms to 3 random peers on the urgent
@@ -15,13 +16,19 @@
 // last node is stopped, loses its data, restarts and bootstraps from two
 // peers with SendFile (-slow 0 and -restart=false turn them off).
 //
-// The report ends with one line,
+// What it prints for people (a progress line a second, the events, the
+// report) fits 120 columns; -wide prints the wide form, every column of
+// the progress line spelt out and no line wrapped. The report ends with one
+// line, never wrapped,
 //
-//	summary: nodes=N sent=S delivered=D failed=F lost=L stuck=K
+//	summary: nodes=N writes=W writes_failed=X sent=S delivered=D failed=F lost=L stuck=K
 //
-// counting the replica requests and gossip digests the nodes sent: delivered
-// are requests acknowledged and digests written to their socket, failed
-// those that ended in an error, and lost those with no outcome at all.
+// writes counts the database writes the nodes coordinated, writes_failed
+// those that failed (one that failed for want of replicas, unavailable,
+// sent no message). The rest counts the replica requests and gossip
+// digests the nodes sent: delivered are requests acknowledged and digests
+// written to their socket, failed those that ended in an error, and lost
+// those with no outcome at all.
 // Requests are counted by the workload itself, before each call and after
 // it returns; digests by the transport's Stats (written) and
 // Config.OnDropped (dropped after Send accepted them).
@@ -126,9 +133,18 @@ func verdict(r *report, stderr io.Writer) int {
 
 // run runs the simulation o describes and writes its report.
 func run(ctx context.Context, o options, stdout, stderr io.Writer) (*report, error) {
-	progressOut := stdout
+	// What is printed for people fits consoleWidth, unless -wide; the JSON
+	// document is printed as it is.
+	text := io.Writer(stdout)
+	if !o.wide {
+		text = newWrapWriter(stdout, consoleWidth)
+	}
+	progressOut := text
 	if o.json {
 		progressOut = stderr // stdout holds the JSON document only
+		if !o.wide {
+			progressOut = newWrapWriter(stderr, consoleWidth)
+		}
 	}
 	var r *report
 	var err error
@@ -154,6 +170,6 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*report, err
 		fmt.Fprintln(stderr, r.SummaryLine)
 		return r, nil
 	}
-	r.writeText(stdout)
+	r.writeText(text, o.wide)
 	return r, nil
 }

@@ -81,7 +81,11 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 	fmt.Fprintf(out, "node %s: transport on %s, gossip on %s, seeds %v; %d writes/s for %v\n",
 		id, n.addr, ml.GossipAddr(), mlConfig.Seeds, o.rate, o.duration)
 	prog := newProgress(out, []*simNode{n}, start, 1)
+	prog.wide = o.wide
 	prog.upText = func(int) string { return fmt.Sprintf("%d members", len(ml.Members())) }
+	if !o.wide {
+		prog.upText, prog.upLabel = func(int) string { return fmt.Sprint(len(ml.Members())) }, "members"
+	}
 	// Only this node's side of its pair lanes is known here: see main.go.
 	alive := aliveSince{}
 	prog.stuck = newStuckDetector(o.stuckAfter)
@@ -95,12 +99,18 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 		}
 	})
 
+	workStart := time.Now()
 	workCtx, stopWork := context.WithTimeout(ctx, o.duration)
 	defer stopWork()
+	// The workload ends when workCtx does; the faults and the writes
+	// still in flight may take a while longer.
+	workStopped := make(chan time.Time, 1)
+	context.AfterFunc(workCtx, func() { workStopped <- time.Now() })
 	var loops, writes sync.WaitGroup
 	loops.Go(func() { n.runWorkload(workCtx, o.seed^hashID(id), valuePool(o.seed, o.valueSize), &writes) })
 	loops.Go(func() { prog.run(workCtx) })
 	loops.Wait()
+	workEnd := <-workStopped
 
 	prog.event(id, "workload stopped; waiting for writes in flight, then leaving")
 	writes.Wait()
@@ -114,10 +124,12 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 	}
 	n.stop(true)
 	stopWatch()
+	end := time.Now()
 
 	r := &report{Mode: "node", Nodes: 1, DurationS: o.duration.Seconds(), Rate: o.rate,
 		ValueSize: o.valueSize, Strategy: o.strategy, TimeoutMs: ms(o.timeout), TLS: o.tls,
-		ElapsedS: time.Since(start).Seconds(), Series: prog.allSamples(), Events: prog.allEvents(),
+		ElapsedS: end.Sub(start).Seconds(), WorkloadS: workEnd.Sub(workStart).Seconds(),
+		DrainS: end.Sub(workEnd).Seconds(), Series: prog.allSamples(), Events: prog.allEvents(),
 		Stuck: prog.stuck.report(start, startGrace)}
 	accountNodes(r, []*simNode{n}, false)
 	r.Notes = append(r.Notes,

@@ -30,6 +30,7 @@ type options struct {
 	seed       uint64
 	json       bool
 	report     string // HTML report file
+	wide       bool   // print progress and the text report in their wide form
 	metrics    string // -metrics-addr
 	tls        bool
 	tlsDir     string
@@ -76,6 +77,7 @@ Flags:
 	fs.DurationVar(&o.stuckAfter, "stuck-after", defaultStuckAfter, "count a pair lane (sender, receiver, lane) as stuck when messages wait on it and none gets through, or every request on it fails, for longer than this; at least 1s, the sampling interval")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload's random choices")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout (progress goes to stderr)")
+	fs.BoolVar(&o.wide, "wide", false, "print the progress lines and the text report in their wide form, every column spelt out and no line wrapped (default: fit 120 columns)")
 	fs.StringVar(&o.report, "report", "", "also write the report as a self-contained HTML page to this file")
 	fs.StringVar(&o.metrics, "metrics-addr", "", "serve the transports' OpenTelemetry metrics for Prometheus at http://ADDR/metrics while running, each series labelled with its node")
 	fs.BoolVar(&o.tls, "tls", false, "run every connection over mutual TLS 1.3, with certificates from a CA made for the run")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,8 +103,12 @@ type progress struct {
 	nodes []*simNode
 	start time.Time
 	total int // nodes expected up, for the display
-	// upText renders the nodes up (default: "up/total").
-	upText func(up int) string
+	// upText renders the nodes up (default: "up/total"), under the
+	// heading upLabel.
+	upText  func(up int) string
+	upLabel string
+	// wide selects the wide form of the display (-wide).
+	wide bool
 	// stuck, if set, judges the pair lanes at every snapshot; pairs turns
 	// the snapshot's nodes into the samples it judges. The run loop owns
 	// stuck until it returns.
@@ -119,11 +124,31 @@ type progress struct {
 func newProgress(out io.Writer, nodes []*simNode, start time.Time, total int) *progress {
 	p := &progress{out: out, nodes: nodes, start: start, total: total}
 	p.upText = func(up int) string { return fmt.Sprintf("%d/%d", up, p.total) }
+	p.upLabel = "up"
 	return p
 }
 
-const progressHeader = "" +
-	"   time | msgs/s: urgent   small   large | p99 ms: urgent   small   large | writes/s  p99 ms | failed/s    pending  overloaded  paused | stuck | up\n"
+// The progress display has two forms: the narrow one (default) fits
+// consoleWidth with up to 64 nodes; the wide one (-wide) spells every
+// column out.
+const (
+	progressHeaderWide = "" +
+		"   time | msgs/s: urgent   small   large | p99 ms: urgent   small   large | writes/s  p99 ms | failed/s    pending  overloaded  paused | stuck | up\n"
+	progressRowWide = "%6.1fs | %14s %7s %7s | %14s %7s %7s | %8s %7s | %8s %10s %11d %7d | %5d | %s\n"
+
+	progressRow = "%6.1fs | %6s %6s %6s | %6s %6s %6s | %6s %6s | %6s %6s %6s %6s | %5s | %s\n"
+)
+
+// progressHeader is the narrow form's header: a line naming the groups of
+// columns, then the columns. upLabel names the last column.
+func progressHeader(upLabel string) string {
+	groups := fmt.Sprintf("%7s | %-20s | %-20s | %-13s | %-27s |\n", "",
+		"messages/s written", "p99 latency, ms", "writes acked", "failed/s, queued, so far")
+	columns := fmt.Sprintf(strings.Replace(progressRow, "%6.1fs", "%7s", 1), "time",
+		"urgent", "small", "large", "urgent", "small", "large", "per s", "p99 ms",
+		"failed", "queued", "ovrld", "paused", "stuck", upLabel)
+	return groups + columns
+}
 
 // run samples every second until ctx ends, then once more.
 func (p *progress) run(ctx context.Context) {
@@ -160,15 +185,27 @@ func (p *progress) add(s sample) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.lines%20 == 0 {
-		fmt.Fprint(p.out, progressHeader)
+		if p.wide {
+			fmt.Fprint(p.out, progressHeaderWide)
+		} else {
+			fmt.Fprint(p.out, progressHeader(p.upLabel))
+		}
 	}
 	p.lines++
 	p.samples = append(p.samples, s)
-	fmt.Fprintf(p.out, "%6.1fs | %14s %7s %7s | %14s %7s %7s | %8s %7s | %8s %10s %11d %7d | %5d | %s\n",
+	if p.wide {
+		fmt.Fprintf(p.out, progressRowWide,
+			s.T, rate(s.MsgsPerSec[routing.Urgent]), rate(s.MsgsPerSec[routing.Small]), rate(s.MsgsPerSec[routing.Large]),
+			millis(s.P99[routing.Urgent]), millis(s.P99[routing.Small]), millis(s.P99[routing.Large]),
+			rate(s.WritesPerSec), millis(s.WriteP99), rate(s.FailedPerSec), bytesIEC(s.PendingBytes),
+			s.Overloaded, s.Throttled, s.Stuck, p.upText(s.Up))
+		return
+	}
+	fmt.Fprintf(p.out, progressRow,
 		s.T, rate(s.MsgsPerSec[routing.Urgent]), rate(s.MsgsPerSec[routing.Small]), rate(s.MsgsPerSec[routing.Large]),
 		millis(s.P99[routing.Urgent]), millis(s.P99[routing.Small]), millis(s.P99[routing.Large]),
-		rate(s.WritesPerSec), millis(s.WriteP99), rate(s.FailedPerSec), bytesIEC(s.PendingBytes),
-		s.Overloaded, s.Throttled, s.Stuck, p.upText(s.Up))
+		rate(s.WritesPerSec), millis(s.WriteP99), rate(s.FailedPerSec), bytesShort(s.PendingBytes),
+		countShort(s.Overloaded), countShort(s.Throttled), countShort(uint64(s.Stuck)), p.upText(s.Up))
 }
 
 // event records a fault or other event, and prints it between progress
@@ -176,9 +213,11 @@ func (p *progress) add(s sample) {
 func (p *progress) event(node cluster.NodeID, format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e := event{T: time.Since(p.start).Seconds(), Node: string(node), What: fmt.Sprintf(format, args...)}
+	// One line per event: a joined error's lines are joined with "; ".
+	what := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")
+	e := event{T: time.Since(p.start).Seconds(), Node: string(node), What: what}
 	p.events = append(p.events, e)
-	fmt.Fprintf(p.out, "%6.1fs * %s %s\n", e.T, e.Node, e.What)
+	fmt.Fprintf(p.out, "%6.1fs * %s\n", e.T, strings.TrimSpace(e.Node+" "+e.What))
 }
 
 func (p *progress) allEvents() []event {
@@ -201,6 +240,32 @@ func rate(v float64) string {
 		return fmt.Sprintf("%.1fk", v/1000)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// countShort renders a count in at most 6 columns.
+func countShort(n uint64) string {
+	switch {
+	case n >= 10_000_000:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1_000_000:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	}
+	return fmt.Sprint(n)
+}
+
+// bytesShort renders a byte count in at most 6 columns: 512B, 984K, 5.1M.
+func bytesShort(b uint64) string {
+	v, unit := float64(b), "B"
+	for _, u := range []string{"K", "M", "G", "T"} {
+		if v < 1000 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	if unit != "B" && v < 10 {
+		return fmt.Sprintf("%.1f%s", v, unit)
+	}
+	return fmt.Sprintf("%.0f%s", v, unit)
 }
 
 func millis(v float64) string {

@@ -15,9 +15,15 @@ import (
 // report is what a run found; printed as text, JSON (-json) or HTML
 // (-report).
 type report struct {
-	Mode        string          `json:"mode"`
-	Nodes       int             `json:"nodes"`
+	Mode  string `json:"mode"`
+	Nodes int    `json:"nodes"`
+	// DurationS is -duration; WorkloadS how long the workload ran (from
+	// its start to its stop: -duration unless interrupted); DrainS how long
+	// the nodes then took to finish what was in flight (writes, a restart
+	// under way), drain and close; ElapsedS the whole run, setup included.
 	DurationS   float64         `json:"duration_s"`
+	WorkloadS   float64         `json:"workload_s"`
+	DrainS      float64         `json:"drain_s"`
 	ElapsedS    float64         `json:"elapsed_s"`
 	Rate        int             `json:"rate_per_node"`
 	ValueSize   int             `json:"value_size"`
@@ -106,20 +112,27 @@ type account struct {
 	Lost      int64             `json:"lost"`
 }
 
+// summary is the run in one line. Writes and WritesFailed are database
+// writes the nodes coordinated, and those that failed; a write that failed
+// for want of replicas (unavailable) sent no message at all. Sent,
+// Delivered, Failed and Lost count messages: replica requests and gossip
+// digests.
 type summary struct {
-	Nodes     int    `json:"nodes"`
-	Sent      uint64 `json:"sent"`
-	Delivered uint64 `json:"delivered"`
-	Failed    uint64 `json:"failed"`
-	Lost      int64  `json:"lost"`
+	Nodes        int    `json:"nodes"`
+	Writes       uint64 `json:"writes"`
+	WritesFailed uint64 `json:"writes_failed"`
+	Sent         uint64 `json:"sent"`
+	Delivered    uint64 `json:"delivered"`
+	Failed       uint64 `json:"failed"`
+	Lost         int64  `json:"lost"`
 	// Stuck counts the pair lanes (sender, receiver, lane) stuck at any
 	// time during the run (see stuckReport).
 	Stuck int `json:"stuck"`
 }
 
 func (s summary) line() string {
-	return fmt.Sprintf("summary: nodes=%d sent=%d delivered=%d failed=%d lost=%d stuck=%d",
-		s.Nodes, s.Sent, s.Delivered, s.Failed, s.Lost, s.Stuck)
+	return fmt.Sprintf("summary: nodes=%d writes=%d writes_failed=%d sent=%d delivered=%d failed=%d lost=%d stuck=%d",
+		s.Nodes, s.Writes, s.WritesFailed, s.Sent, s.Delivered, s.Failed, s.Lost, s.Stuck)
 }
 
 // accountNodes fills the per-node part of r, and its summary, from nodes,
@@ -221,6 +234,8 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 
 		r.PerNode = append(r.PerNode, nr)
 		r.Summary.Nodes++
+		r.Summary.Writes += nr.Writes.Started
+		r.Summary.WritesFailed += nr.Writes.Failed
 		for _, a := range []account{nr.Requests, nr.Gossip} {
 			r.Summary.Sent += a.Sent
 			r.Summary.Delivered += a.Delivered
@@ -234,12 +249,19 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 	r.SummaryLine = r.Summary.line()
 }
 
-// writeText prints the report for people.
-func (r *report) writeText(w io.Writer) {
-	fmt.Fprintf(w, "\n%s: %d node(s), %.1f s, %d writes/s per node, values ~%d B (2%% of 96 KiB-1 MiB), coalescing %s%s\n",
-		r.Mode, r.Nodes, r.ElapsedS, r.Rate, r.ValueSize, r.Strategy, map[bool]string{true: ", mutual TLS"}[r.TLS])
-	if len(r.Faults) > 0 {
+// writeText prints the report for people: to fit consoleWidth (the free
+// text is wrapped by the caller's wrapWriter, the tables are laid out for
+// it), or wide, every table row on one line.
+func (r *report) writeText(w io.Writer, wide bool) {
+	fmt.Fprintf(w, "\n%s: %d node(s), workload %.1f s, then %.1f s finishing what was in flight and closing; "+
+		"%d writes/s per node, values ~%d B (2%% of 96 KiB-1 MiB), coalescing %s%s\n",
+		r.Mode, r.Nodes, r.WorkloadS, r.DrainS, r.Rate, r.ValueSize, r.Strategy, map[bool]string{true: ", mutual TLS"}[r.TLS])
+	if wide && len(r.Faults) > 0 {
 		fmt.Fprintf(w, "faults: %s\n", strings.Join(r.Faults, "; "))
+	} else {
+		for _, fault := range r.Faults {
+			fmt.Fprintf(w, "fault: %s\n", fault)
+		}
 	}
 	if rec := r.Recovery; rec != nil && rec.RestartedAt > 0 {
 		fmt.Fprintf(w, "recovery: %s restarted at %.1f s; first write acked by it %s later; its new generation gossiped to %d/%d peers %s\n",
@@ -248,26 +270,45 @@ func (r *report) writeText(w io.Writer) {
 			fmt.Fprintf(w, "bootstrap: %s pulled %s of data files from %s with SendFile and applied %d writes of its keys in %s ms\n",
 				rec.Node, bytesIEC(uint64(b.FileBytes)), strings.Join(b.From, " and "), b.Applied, millis(b.TookMs))
 		} else if b != nil {
-			fmt.Fprintf(w, "bootstrap: %s failed: %s\n", rec.Node, b.Error)
+			fmt.Fprintf(w, "bootstrap: %s failed: %s\n", rec.Node, strings.ReplaceAll(b.Error, "\n", "; "))
 		}
 	}
-	const row = "%-5s %-6s %7v %7v %9v %9v %6v %10v %7v %7v %7v %6v  %s\n"
+	// The table is 96 columns wide; its last column, the failure reasons,
+	// follows it on the wide form's rows and comes under it otherwise.
+	const row = "%-5s %-6s %7v %7v %9v %9v %6v %10v %7v %7v %7v %6v"
 	fmt.Fprintf(w, row, "node", "lane", "sent", "written", "delivered", "peer-drop", "failed", "msgs/write", "MiB",
-		"p50 ms", "p99 ms", "paused", "failed by reason")
+		"p50 ms", "p99 ms", "paused")
+	if wide {
+		fmt.Fprint(w, "  failed by reason")
+	}
+	fmt.Fprintln(w)
+	var why []string
 	for _, n := range r.PerNode {
 		name := n.ID
 		for _, l := range n.Lanes {
-			delivered, peerDropped, why := "-", "-", reasons(l.FailedBy)
+			delivered, peerDropped, reasonsText := "-", "-", reasons(l.FailedBy)
 			if l.Delivered != nil {
 				delivered, peerDropped = fmt.Sprint(*l.Delivered), fmt.Sprint(*l.PeerDropped)
 			}
 			if len(l.PeerDroppedBy) > 0 {
-				why = strings.TrimSpace(why + " peer: " + reasons(l.PeerDroppedBy))
+				reasonsText = strings.TrimSpace(reasonsText + " peer: " + reasons(l.PeerDroppedBy))
 			}
 			fmt.Fprintf(w, row, name, l.Lane, l.Sent, l.Written, delivered, peerDropped, l.Failed,
 				fmt.Sprintf("%.1f", l.MsgsPerWrite), fmt.Sprintf("%.1f", float64(l.Bytes)/(1<<20)),
-				millis(l.Latency.P50), millis(l.Latency.P99), l.Paused, why)
+				millis(l.Latency.P50), millis(l.Latency.P99), l.Paused)
+			if wide {
+				fmt.Fprintf(w, "  %s", reasonsText)
+			} else if reasonsText != "" {
+				why = append(why, fmt.Sprintf("  %-5s %-6s %s", n.ID, l.Lane, reasonsText))
+			}
+			fmt.Fprintln(w)
 			name = ""
+		}
+	}
+	if len(why) > 0 {
+		fmt.Fprintln(w, "failed by reason (peer: received, then dropped by the peer):")
+		for _, line := range why {
+			fmt.Fprintln(w, line)
 		}
 	}
 	fmt.Fprintln(w)
@@ -277,7 +318,11 @@ func (r *report) writeText(w io.Writer) {
 		if n.Writes.Skipped > 0 {
 			fmt.Fprintf(w, ", skipped %d", n.Writes.Skipped)
 		}
-		fmt.Fprintf(w, "; requests %s; gossip %s\n", n.Requests.text("acked"), n.Gossip.text("written"))
+		if wide {
+			fmt.Fprintf(w, "; requests %s; gossip %s\n", n.Requests.text("acked"), n.Gossip.text("written"))
+			continue
+		}
+		fmt.Fprintf(w, "\n     requests %s\n     gossip %s\n", n.Requests.text("acked"), n.Gossip.text("written"))
 	}
 	r.Stuck.writeText(w)
 	for _, note := range r.Notes {

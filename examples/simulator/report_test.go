@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -57,7 +59,7 @@ func TestAccountingFindsLostMessages(t *testing.T) {
 		FailedBy: map[string]uint64{"overloaded": 1, "expired": 1}}, rep.PerNode[0].Gossip)
 	require.Equal(t, int64(2), rep.PerNode[0].Requests.Lost)
 	require.Equal(t, int64(3), rep.Summary.Lost)
-	require.Equal(t, "summary: nodes=1 sent=10 delivered=5 failed=2 lost=3 stuck=0", rep.SummaryLine)
+	require.Equal(t, "summary: nodes=1 writes=0 writes_failed=0 sent=10 delivered=5 failed=2 lost=3 stuck=0", rep.SummaryLine)
 
 	close(requester.release)
 	require.NoError(t, <-done)
@@ -65,4 +67,29 @@ func TestAccountingFindsLostMessages(t *testing.T) {
 	rep = &report{}
 	accountNodes(rep, []*simNode{n}, false)
 	require.Equal(t, int64(1), rep.Summary.Lost, "the requests returned; the digest is still unaccounted for")
+}
+
+// A node on its own fails its writes as unavailable without sending a
+// replica request: the summary line counts those writes (writes_failed)
+// apart from the messages (failed), and agrees with the node's writes line.
+func TestNodeSummaryCountsFailedWrites(t *testing.T) {
+	o, err := parseOptions([]string{"-mode", "node", "-id", "n1", "-listen", freeAddr(t), "-gossip", freeGossipAddr(t),
+		"-duration", "1500ms", "-rate", "20"}, io.Discard)
+	require.NoError(t, err)
+	var stdout bytes.Buffer
+	r, err := run(t.Context(), o, &stdout, io.Discard)
+	require.NoError(t, err)
+
+	writes := r.PerNode[0].Writes
+	require.Positive(t, writes.Failed)
+	require.Equal(t, map[string]uint64{"unavailable": writes.Failed}, writes.FailedBy, "alone, every write lacks replicas")
+	require.Zero(t, r.PerNode[0].Requests.Sent, "and sends no replica request")
+	require.Equal(t, writes.Started, r.Summary.Writes)
+	require.Equal(t, writes.Failed, r.Summary.WritesFailed)
+	require.Zero(t, r.Summary.Failed, "no message failed")
+
+	text := stdout.String()
+	require.Contains(t, text, fmt.Sprintf("n1   writes %d: ok 0 (p50 - ms, p99 - ms), failed %d (unavailable=%d)\n",
+		writes.Started, writes.Failed, writes.Failed))
+	require.Contains(t, text, fmt.Sprintf("summary: nodes=1 writes=%d writes_failed=%d sent=", writes.Started, writes.Failed))
 }

@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"image/color"
+	"image/png"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -72,7 +76,15 @@ func TestRunInProcess(t *testing.T) {
 	page, err := os.ReadFile(htmlPath)
 	require.NoError(t, err)
 	html := string(page)
-	require.Equal(t, 4, strings.Count(html, "<svg "), "four charts")
+	require.Equal(t, 7, strings.Count(html, "<svg "), "seven charts")
+	// The stated duration is the workload's; finishing and closing is
+	// stated apart (it was once added to it: "-duration 12s ... for 15.9 s").
+	require.GreaterOrEqual(t, r.WorkloadS, 5.0)
+	require.Less(t, r.WorkloadS, 6.0, "the workload stops at -duration")
+	require.Positive(t, r.DrainS)
+	require.LessOrEqual(t, r.WorkloadS+r.DrainS, r.ElapsedS+1e-9)
+	require.Contains(t, html, fmt.Sprintf("The workload ran for %.1f s (-duration 5.0 s)", r.WorkloadS))
+	require.Contains(t, html, fmt.Sprintf("Then the nodes took %.1f s to finish", r.DrainS))
 	require.Contains(t, html, r.SummaryLine)
 	require.Contains(t, html, "<h2>Stuck pair lanes</h2>")
 	for _, fetch := range []string{"<script", "src=", "href=", "url(", "@import", "<link"} {
@@ -90,7 +102,7 @@ func TestTextReportEndsWithSummary(t *testing.T) {
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	require.Equal(t, r.SummaryLine, lines[len(lines)-1])
-	require.Regexp(t, `^summary: nodes=2 sent=\d+ delivered=\d+ failed=\d+ lost=0 stuck=0$`, lines[len(lines)-1])
+	require.Regexp(t, `^summary: nodes=2 writes=\d+ writes_failed=\d+ sent=\d+ delivered=\d+ failed=\d+ lost=0 stuck=0$`, lines[len(lines)-1])
 	require.Equal(t, 1, strings.Count(stdout.String(), "summary:"), "exactly one summary line")
 	require.Empty(t, r.Faults, "two nodes are too few for faults")
 }
@@ -217,7 +229,7 @@ func TestNodeProcesses(t *testing.T) {
 	wg.Wait()
 	close(results)
 
-	summary := regexp.MustCompile(`(?m)^summary: nodes=1 sent=(\d+) delivered=(\d+) failed=(\d+) lost=(-?\d+) stuck=(\d+)$`)
+	summary := regexp.MustCompile(`(?m)^summary: nodes=1 writes=\d+ writes_failed=\d+ sent=(\d+) delivered=(\d+) failed=(\d+) lost=(-?\d+) stuck=(\d+)$`)
 	for r := range results {
 		require.NoError(t, r.err, "%s:\n%s", r.id, r.output)
 		m := summary.FindStringSubmatch(r.output)
@@ -226,7 +238,7 @@ func TestNodeProcesses(t *testing.T) {
 		require.Equal(t, "0", m[5], "%s had stuck pair lanes:\n%s", r.id, r.output)
 		sent, _ := strconv.Atoi(m[1])
 		require.Positive(t, sent, "%s sent nothing:\n%s", r.id, r.output)
-		require.Contains(t, r.output, "| 3 members", "%s never saw the three nodes:\n%s", r.id, r.output)
+		require.Regexp(t, `(?m)\| 3$`, r.output, "%s never saw the three nodes:\n%s", r.id, r.output)
 	}
 }
 
@@ -257,7 +269,12 @@ func freeGossipAddr(t *testing.T) string {
 }
 
 // The HTML report opens in headless Chromium, when there is one, with no
-// console error, and its charts are in the rendered page.
+// console error; measured there after layout, at a 1100 px window: each
+// chart has one unit per axis (its data-y-unit, the unit of every series
+// and of its one y label), nothing is wider than the page's 1000 px
+// column, no failure reason breaks across lines, and the event labels of
+// a chart do not overlap. A screenshot of the page is taken too; set
+// INTERNODE_REPORT_SCREENSHOT to a file name to keep it.
 func TestHTMLReportInChromium(t *testing.T) {
 	var browser string
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless_shell"} {
@@ -269,23 +286,154 @@ func TestHTMLReportInChromium(t *testing.T) {
 	if browser == "" {
 		t.Skip("no Chromium on PATH (Debian: apt-get install chromium)")
 	}
-	htmlPath := filepath.Join(t.TempDir(), "report.html")
-	o, err := parseOptions([]string{"-nodes", "3", "-duration", "1500ms", "-rate", "50", "-report", htmlPath}, io.Discard)
+	dir := t.TempDir()
+	htmlPath := filepath.Join(dir, "report.html")
+	o, err := parseOptions([]string{"-duration", "3s", "-rate", "50", "-report", htmlPath}, io.Discard)
 	require.NoError(t, err)
 	r, err := run(t.Context(), o, io.Discard, io.Discard)
 	require.NoError(t, err)
 
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu",
-		"--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0", "--dump-dom", "file://"+htmlPath)
-	var dom, logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &dom, &logs
-	require.NoError(t, cmd.Run(), logs.String())
-	require.Equal(t, 4, strings.Count(dom.String(), "<svg "), "the rendered page has the four charts")
-	require.Contains(t, dom.String(), r.SummaryLine)
-	for _, line := range strings.Split(logs.String(), "\n") {
-		require.NotContains(t, line, ":CONSOLE", "console message: %s", line)
-		require.NotContains(t, line, "Failed to load", line)
+	const width = 1100
+	chrome := func(args ...string) (stdout string) {
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, browser, append([]string{"--headless", "--no-sandbox", "--disable-gpu",
+			"--hide-scrollbars", "--user-data-dir=" + t.TempDir(), "--enable-logging=stderr", "--v=0"}, args...)...)
+		var out, logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &logs
+		require.NoError(t, cmd.Run(), logs.String())
+		for _, line := range strings.Split(logs.String(), "\n") {
+			require.NotContains(t, line, ":CONSOLE", "console message: %s", line)
+			require.NotContains(t, line, "Failed to load", line)
+		}
+		return out.String()
+	}
+
+	// The page itself has no script: a copy of it gets the one that measures.
+	page, err := os.ReadFile(htmlPath)
+	require.NoError(t, err)
+	measured := filepath.Join(dir, "measured.html")
+	require.NoError(t, os.WriteFile(measured,
+		[]byte(strings.Replace(string(page), "</body>", "<script>"+layoutCheck+"</script></body>", 1)), 0o644))
+	dom := chrome(fmt.Sprintf("--window-size=%d,900", width), "--dump-dom", "file://"+measured)
+	require.Equal(t, 7, strings.Count(dom, "<svg "), "the rendered page has the seven charts")
+	require.Contains(t, dom, r.SummaryLine)
+	m := regexp.MustCompile(`data-layout="([A-Za-z0-9+/=]+)"`).FindStringSubmatch(dom)
+	require.NotNil(t, m, "the layout check ran")
+	raw, err := base64.StdEncoding.DecodeString(m[1])
+	require.NoError(t, err)
+	var layout struct {
+		ContentWidth, Viewport, ScrollWidth, Height float64
+		Charts                                      []struct {
+			Title, X, Y         string
+			SeriesUnits, YLabel []string
+			Series, Marks       int
+		}
+		Overflow, Split, Overlaps []string
+	}
+	require.NoError(t, json.Unmarshal(raw, &layout), string(raw))
+
+	require.Equal(t, 1000.0, layout.ContentWidth, "the page's column")
+	require.LessOrEqual(t, layout.ScrollWidth, layout.Viewport, "the page does not scroll sideways")
+	require.Empty(t, layout.Overflow, "elements wider than the page's column, or text outside its chart")
+	require.Empty(t, layout.Split, "failure reasons broken across lines")
+	require.Empty(t, layout.Overlaps, "event labels overlapping")
+	require.Len(t, layout.Charts, 7)
+	marked := 0
+	for _, e := range r.Events {
+		if e.T <= chartEnd(r)+1e-6 {
+			marked++
+		}
+	}
+	require.GreaterOrEqual(t, marked, 3, "the faults happened during the workload, close together: %v", r.Events)
+	units := map[string]bool{}
+	for _, c := range layout.Charts {
+		require.Equal(t, "s", c.X, c.Title)
+		require.NotEmpty(t, c.Y, c.Title)
+		require.Equal(t, []string{c.Y}, c.SeriesUnits, "%s: every series in the axis's unit", c.Title)
+		require.Len(t, c.YLabel, 1, c.Title)
+		require.True(t, strings.HasPrefix(c.YLabel[0], c.Y), "%s: the axis is labelled %q", c.Title, c.YLabel[0])
+		require.Positive(t, c.Series, c.Title)
+		require.Equal(t, marked, c.Marks, "%s: every event of the workload is marked", c.Title)
+		units[c.Title] = true
+	}
+	byTitle := map[string]string{}
+	for _, c := range layout.Charts {
+		byTitle[c.Title] = c.Y
+	}
+	require.Equal(t, unitMsgsPerSec, byTitle["Failed messages"])
+	require.Contains(t, []string{unitKiB, unitMiB}, byTitle["Queued outbound"])
+	require.Equal(t, unitPausesPerS, byTitle["Reads paused"])
+	require.Equal(t, unitPairLanes, byTitle["Stuck pair lanes"])
+
+	// The screenshot: the whole page, at the width measured.
+	shot := filepath.Join(dir, "report.png")
+	chrome(fmt.Sprintf("--window-size=%d,%d", width, int(layout.Height)), "--screenshot="+shot, "file://"+htmlPath)
+	f, err := os.Open(shot)
+	require.NoError(t, err)
+	defer f.Close()
+	img, err := png.Decode(f)
+	require.NoError(t, err)
+	require.Equal(t, width, img.Bounds().Dx())
+	colors := map[color.RGBA]bool{}
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y += 7 {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x += 7 {
+			colors[color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)] = true
+		}
+	}
+	require.Greater(t, len(colors), 20, "the screenshot shows a page, not a blank")
+	if keep := os.Getenv("INTERNODE_REPORT_SCREENSHOT"); keep != "" {
+		png, err := os.ReadFile(shot)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(keep, png, 0o644))
+		t.Logf("screenshot: %s (%dx%d)", keep, img.Bounds().Dx(), img.Bounds().Dy())
 	}
 }
+
+// layoutCheck runs in the browser at the end of a copy of the report and
+// leaves what it measured, as base64 JSON, in the body's data-layout.
+const layoutCheck = `(function () {
+  const out = {Charts: [], Overflow: [], Split: [], Overlaps: []};
+  const body = document.body, style = getComputedStyle(body), box = body.getBoundingClientRect();
+  const left = box.left + parseFloat(style.paddingLeft), right = box.right - parseFloat(style.paddingRight);
+  out.ContentWidth = right - left;
+  out.Viewport = document.documentElement.clientWidth;
+  out.ScrollWidth = document.documentElement.scrollWidth;
+  const name = (el) => el.tagName.toLowerCase() + (el.getAttribute('class') ? '.' + el.getAttribute('class') : '');
+  for (const el of body.querySelectorAll('*')) {
+    if (el.tagName.toLowerCase() !== 'svg' && el.closest('svg')) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if (r.left < left - 0.5 || r.right > right + 0.5) {
+      out.Overflow.push(name(el) + ' spans ' + Math.round(r.left) + '-' + Math.round(r.right) + ' px');
+    }
+  }
+  const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  for (const svg of document.querySelectorAll('svg')) {
+    const title = svg.getAttribute('aria-label'), frame = svg.getBoundingClientRect();
+    const paths = [...svg.querySelectorAll('path[data-unit]')];
+    out.Charts.push({Title: title, X: svg.dataset.xUnit || '', Y: svg.dataset.yUnit || '',
+      SeriesUnits: [...new Set(paths.map((p) => p.dataset.unit))],
+      YLabel: [...svg.querySelectorAll('.y-label')].map((t) => t.textContent),
+      Series: paths.length, Marks: svg.querySelectorAll('.mark').length});
+    for (const text of svg.querySelectorAll('text')) {
+      const r = text.getBoundingClientRect();
+      if (r.left < frame.left - 0.5 || r.right > frame.right + 0.5 || r.top < frame.top - 0.5 || r.bottom > frame.bottom + 0.5) {
+        out.Overflow.push(title + ': text "' + text.textContent + '" outside the chart');
+      }
+    }
+    const labels = [...svg.querySelectorAll('.mark-label')];
+    for (let i = 0; i < labels.length; i++) {
+      for (let j = i + 1; j < labels.length; j++) {
+        if (overlap(labels[i].getBoundingClientRect(), labels[j].getBoundingClientRect())) {
+          out.Overlaps.push(title + ': ' + labels[i].textContent + ' and ' + labels[j].textContent);
+        }
+      }
+    }
+  }
+  for (const tok of document.querySelectorAll('.tok')) {
+    if (tok.getClientRects().length !== 1) out.Split.push(tok.textContent);
+  }
+  out.Height = document.documentElement.scrollHeight;
+  body.setAttribute('data-layout', btoa(JSON.stringify(out)));
+})();`

@@ -236,14 +236,14 @@ func TestVerdict(t *testing.T) {
 	}
 	r := &report{Stuck: d.report(start, startGrace)}
 	accountNodes(r, nil, true)
-	require.Equal(t, "summary: nodes=0 sent=0 delivered=0 failed=0 lost=0 stuck=1", r.SummaryLine)
+	require.Equal(t, "summary: nodes=0 writes=0 writes_failed=0 sent=0 delivered=0 failed=0 lost=0 stuck=1", r.SummaryLine)
 
 	var stderr bytes.Buffer
 	require.Equal(t, 1, verdict(r, &stderr))
 	require.Equal(t, "simulator: 1 pair lanes stuck for over 8.0 s: n1->n3 large (30 s)\n", stderr.String())
 
 	var text bytes.Buffer
-	r.writeText(&text)
+	r.writeText(&text, false)
 	require.Contains(t, text.String(), "stuck: 1 of 1 pair lanes went over 8.0 s")
 	require.Contains(t, text.String(), "n1->n3 large")
 	require.Contains(t, text.String(), "still stuck at the end, for 30.0 s")

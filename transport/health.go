@@ -159,7 +159,8 @@ type Health struct {
 	At   time.Time      `json:"at"`
 	// Closed says the transport was closed: it is never ready.
 	Closed bool `json:"closed"`
-	// Members counts the membership's members, this node included.
+	// Members counts the membership's members and this node (whether or
+	// not the membership lists it): len(Peers) + 1.
 	Members int `json:"members"`
 	// Up, Down and Unknown count Peers by status.
 	Up      int `json:"up"`
@@ -201,7 +202,7 @@ func (h *Health) Ready(rule ReadyRule) bool {
 	case ReadyAll:
 		return h.Down == 0 && h.Unknown == 0
 	case ReadyQuorum:
-		return 2*(h.Up+1) > max(h.Members, 1)
+		return 2*(h.Up+1) > h.Members
 	}
 	return false
 }
@@ -223,9 +224,8 @@ func (h *Health) Peer(id cluster.NodeID) (PeerHealth, bool) {
 // atomic stores, so it is cheap enough to call on every probe of a load
 // balancer. Safe for concurrent use.
 func (t *Transport) Health() Health {
-	h := Health{Node: t.cfg.NodeID, At: time.Now(), Closed: t.closing.Load()}
+	h := Health{Node: t.cfg.NodeID, At: time.Now(), Closed: t.closing.Load(), Members: 1}
 	for _, m := range t.cfg.Membership.Members() {
-		h.Members++
 		if m.ID == t.cfg.NodeID {
 			continue
 		}
@@ -247,6 +247,7 @@ func (t *Transport) Health() Health {
 			h.Unknown++
 		}
 		h.Peers = append(h.Peers, ph)
+		h.Members++
 	}
 	slices.SortFunc(h.Peers, func(a, b PeerHealth) int { return strings.Compare(string(a.Peer), string(b.Peer)) })
 	return h

@@ -46,7 +46,6 @@ func TestReadyRules(t *testing.T) {
 		wantAll, wantQuor bool
 	}{
 		{"alone", Health{Members: 1}, true, true},
-		{"not even a member", Health{}, true, true},
 		{"all up", Health{Members: 3, Up: 2}, true, true},
 		{"one down of three", Health{Members: 3, Up: 1, Down: 1}, false, true},
 		{"one unknown of three", Health{Members: 3, Up: 1, Unknown: 1}, false, true},

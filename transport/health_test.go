@@ -280,3 +280,21 @@ func TestHealthOfAClosedTransport(t *testing.T) {
 	assert.False(t, h.Ready(transport.ReadyAll))
 	assert.False(t, h.Ready(transport.ReadyQuorum))
 }
+
+// BenchmarkHealth measures one Health call on a node with two connected
+// peers: what a readiness probe or a metrics collection costs.
+func BenchmarkHealth(b *testing.B) {
+	c := newCluster(b, 3, nil)
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return nil, nil })
+	for i := 1; i < 3; i++ {
+		if _, err := c.Nodes[0].Request(ctxTimeout(b, 5*time.Second), c.ID(i), verbEcho, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if h := c.Nodes[0].Health(); h.Up != 2 {
+			b.Fatalf("%d up", h.Up)
+		}
+	}
+}

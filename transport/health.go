@@ -365,6 +365,12 @@ type healthInstruments struct {
 }
 
 func (hi *healthInstruments) register(m metric.Meter, t *Transport) error {
+	return hi.registerFrom(m, t.Health)
+}
+
+// registerFrom registers the instruments, observed from what health
+// returns at each collection.
+func (hi *healthInstruments) registerFrom(m metric.Meter, health func() Health) error {
 	var errs []error
 	gauge := func(name, desc, unit string) metric.Int64ObservableGauge {
 		g, err := m.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
@@ -390,7 +396,7 @@ func (hi *healthInstruments) register(m metric.Meter, t *Transport) error {
 	}
 	var err error
 	hi.registration, err = m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
-		h := t.Health()
+		h := health()
 		hi.observe(obs, &h)
 		return nil
 	}, hi.connected, hi.failures, hi.peerStatus, hi.ready, hi.sinceWrite, hi.sinceRead, hi.retryIn)

@@ -1,12 +1,16 @@
 package transport
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/internode/internode/routing"
 )
@@ -111,4 +115,75 @@ func TestHealthJSON(t *testing.T) {
 	assert.Contains(t, s, `"status":"down"`)
 	assert.Contains(t, s, `"state":"backoff"`)
 	assert.Contains(t, s, `"lane":"urgent"`)
+}
+
+// The metrics are the view: ages counted from the snapshot's At, a retry
+// time only while backing off, one status series set per peer.
+func TestHealthMetricsFromAView(t *testing.T) {
+	at := time.Unix(5000, 0)
+	view := Health{Node: "n1", At: at, Members: 3, Up: 1, Down: 1, Peers: []PeerHealth{
+		{Peer: "n2", Status: PeerUp, Lanes: [routing.NumLanes]LaneHealth{
+			{Lane: routing.Urgent},
+			{Lane: routing.Small, State: LaneConnected, Since: at.Add(-time.Minute),
+				LastWrite: at.Add(-2 * time.Second), LastRead: at.Add(-250 * time.Millisecond)},
+			{Lane: routing.Large}}},
+		{Peer: "n3", Status: PeerDown, Lanes: [routing.NumLanes]LaneHealth{
+			{Lane: routing.Urgent, State: LaneBackoff, Since: at.Add(-time.Second),
+				RetryAt: at.Add(1500 * time.Millisecond), ConsecutiveFailures: 4},
+			{Lane: routing.Small}, {Lane: routing.Large}}},
+	}}
+	reader := sdkmetric.NewManualReader()
+	var hi healthInstruments
+	require.NoError(t, hi.registerFrom(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test"),
+		func() Health { return view }))
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	points := map[string]float64{} // "name peer lane status rule" → value
+	for _, m := range rm.ScopeMetrics[0].Metrics {
+		key := func(set attribute.Set) string {
+			k := m.Name
+			for _, a := range []attribute.Key{"peer", "lane", "status", "rule"} {
+				if v, ok := set.Value(a); ok {
+					k += " " + v.AsString()
+				}
+			}
+			return k
+		}
+		switch d := m.Data.(type) {
+		case metricdata.Gauge[int64]:
+			for _, p := range d.DataPoints {
+				points[key(p.Attributes)] = float64(p.Value)
+			}
+		case metricdata.Gauge[float64]:
+			for _, p := range d.DataPoints {
+				points[key(p.Attributes)] = p.Value
+			}
+		}
+	}
+	want := map[string]float64{
+		"internode.peer.connected n2 small":             1,
+		"internode.peer.connected n2 urgent":            0,
+		"internode.peer.connected n3 urgent":            0,
+		"internode.peer.consecutive_failures n3 urgent": 4,
+		"internode.peer.since_last_write n2 small":      2,
+		"internode.peer.since_last_read n2 small":       0.25,
+		"internode.peer.retry_in n3 urgent":             1.5,
+		"internode.peer.status n2 up":                   1,
+		"internode.peer.status n2 down":                 0,
+		"internode.peer.status n3 down":                 1,
+		"internode.peer.status n3 unknown":              0,
+		"internode.node.ready all":                      0,
+		"internode.node.ready quorum":                   1,
+	}
+	for k, v := range want {
+		got, ok := points[k]
+		if assert.True(t, ok, k) {
+			assert.InDelta(t, v, got, 1e-9, k)
+		}
+	}
+	_, ok := points["internode.peer.since_last_write n3 urgent"]
+	assert.False(t, ok, "never written: no point")
+	_, ok = points["internode.peer.retry_in n2 small"]
+	assert.False(t, ok, "not backing off: no point")
+	assert.Len(t, points, 3*2*2+2+1+2*3+2, "connected and failures per lane, 2 ages, 1 retry, 3 statuses per peer, 2 rules")
 }

@@ -382,10 +382,10 @@ func (hi *healthInstruments) registerFrom(m metric.Meter, health func() Health) 
 		errs = append(errs, err)
 		return g
 	}
-	hi.connected = gauge("internode.peer.connected", "1 when the lane to the peer has an established connection, else 0", "1")
+	hi.connected = gauge("internode.peer.connected", "1 when the lane to the peer has an established connection, else 0", "")
 	hi.failures = gauge("internode.peer.consecutive_failures", "Failed dials and lost connections on the lane since it last connected", "{failure}")
-	hi.peerStatus = gauge("internode.peer.status", "1 for the peer's current status (up, down, unknown), 0 for the others", "1")
-	hi.ready = gauge("internode.node.ready", "1 when the node is ready by the rule (all: every peer up; quorum: a majority up), else 0", "1")
+	hi.peerStatus = gauge("internode.peer.status", "1 for the peer's current status (up, down, unknown), 0 for the others", "")
+	hi.ready = gauge("internode.node.ready", "1 when the node is ready by the rule (all: every peer up; quorum: a majority up), else 0", "")
 	hi.sinceWrite = seconds("internode.peer.since_last_write", "Seconds since the last completed write on the lane (absent if none)")
 	hi.sinceRead = seconds("internode.peer.since_last_read", "Seconds since the last frame read from the peer on the lane (absent if none)")
 	hi.retryIn = seconds("internode.peer.retry_in", "Seconds until the lane's next connection attempt, while it backs off")

@@ -87,7 +87,9 @@ func (rx *responseReader) read() string {
 				"peer", c.peer.id, "lane", c.lane, "err", err)
 			return "bad back-channel input"
 		}
-		conn.heard.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		conn.heard.Store(now)
+		c.hl.read(now)
 	}
 }
 

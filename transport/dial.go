@@ -185,11 +185,13 @@ func (c *outConn) connect() bool {
 		c.backoff.Reset()
 		c.counters.connects.Add(1)
 		c.lastWrite = time.Now()
+		c.hl.connected(c.lastWrite)
 		c.t.wg.Add(1)
 		go c.readBack(conn)
 		return true
 	}
 	c.counters.connectFailures.Add(1)
+	c.hl.failed(err.Error(), time.Now())
 	c.t.log.Debug("internode: connect failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 	switch {
 	case errors.Is(err, ErrRefused), errors.Is(err, ErrUnknownPeer):
@@ -211,6 +213,7 @@ func (c *outConn) dial() (*liveConn, error) {
 	c.dialMu.Lock()
 	c.dialCancel, c.dialStart = cancel, time.Now()
 	c.dialMu.Unlock()
+	c.hl.dialing(c.dialStart)
 	defer func() {
 		c.dialMu.Lock()
 		c.dialCancel = nil
@@ -241,6 +244,7 @@ func (c *outConn) closeConn(why string) {
 	c.conn.kill(why)
 	c.conn = nil
 	c.live.Store(nil)
+	c.hl.idle(time.Now())
 	c.large.reset(&c.queue, c, ErrConnectionReset)
 }
 
@@ -253,6 +257,7 @@ func (c *outConn) connDied() {
 		why = *w
 	}
 	c.closeConn(why)
+	c.hl.failed("connection lost: "+why, time.Now())
 	c.t.calls.failConn(serial, fmt.Errorf("%w: %s", ErrConnectionReset, why))
 	c.backoff.Reset()
 }
@@ -261,6 +266,7 @@ func (c *outConn) connDied() {
 // exponential with jitter, cut short when the peer is seen again.
 func (c *outConn) sleepBackoff() {
 	d := c.backoff.Next(c.random)
+	c.hl.backoff(time.Now(), d)
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

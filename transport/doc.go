@@ -126,6 +126,12 @@
 // Config.Timeouts.Write (30 s); one that sends a frame slower than
 // KeepaliveTimeout, after that.
 //
+// Transport.Health shows what the lanes know of each member: connected or
+// not, dialling, or backing off until when; the last write and read; the
+// failed dials and lost connections since the last connect. Health.Ready
+// turns it into a readiness answer by a rule the caller picks (ReadyAll,
+// ReadyQuorum) — what a load balancer's probe asks.
+//
 // # Receiving
 //
 // The reader of an accepted connection checks the handshake (version,

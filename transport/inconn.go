@@ -178,11 +178,13 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 // and a frame trickled slower than that is cut off. The deadline is moved
 // only when a quarter of it has passed, to keep timer work off the path.
 func (ic *inConn) renewReadDeadline() {
+	now := time.Now()
+	ic.peer.health[ic.lane].read(now.UnixNano()) // the frame before this read, or the handshake
 	d := ic.t.cfg.Timeouts.Keepalive
 	if d <= 0 {
 		return
 	}
-	if now := time.Now(); now.Sub(ic.lastRenew) > d/4 {
+	if now.Sub(ic.lastRenew) > d/4 {
 		ic.lastRenew = now
 		_ = ic.conn.SetReadDeadline(now.Add(d))
 	}

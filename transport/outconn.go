@@ -38,6 +38,7 @@ type outConn struct {
 	ctx      context.Context // cancelled with stop: ends a dial in progress
 	cancel   context.CancelFunc
 	counters *connCounters // the peer's for this lane: they outlive the connection
+	hl       *laneHealth   // the peer's for this lane, for Health
 	// running says a writer goroutine exists; started and stopped under
 	// peer.mu, with done closed when it exits.
 	running atomic.Bool
@@ -88,6 +89,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		attrs:     t.tel.connAttrs(p, lane),
 	}
 	c.counters = &p.outbound[lane]
+	c.hl = &p.health[lane]
 	c.ctx, c.cancel = context.WithCancel(t.ctx)
 	c.account = p.outAccount.Child(t.limitsOut.Load().forLane(lane), true)
 	c.backoff = backoff.Backoff{Min: t.cfg.Reconnect.MinBackoff, Max: t.cfg.Reconnect.MaxBackoff}
@@ -215,8 +217,11 @@ func (c *outConn) run() {
 			continue
 		}
 		if !c.hasWork() {
-			if c.conn == nil && c.large.idle() && c.peer.writerMayExit(c) {
-				return
+			if c.conn == nil && c.large.idle() {
+				c.hl.idle(time.Now())
+				if c.peer.writerMayExit(c) {
+					return
+				}
 			}
 			c.t.signalDrained()
 			c.idle()
@@ -231,6 +236,8 @@ func (c *outConn) run() {
 		if err := c.flush(); err != nil {
 			c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 			c.conn.kill("write error")
+		} else {
+			c.hl.wrote(c.lastWrite)
 		}
 	}
 }
@@ -281,6 +288,7 @@ func (c *outConn) idle() {
 			return
 		}
 		c.lastWrite = time.Now()
+		c.hl.wrote(c.lastWrite)
 	}
 }
 

@@ -25,6 +25,7 @@ type peer struct {
 	// lanes, which are dropped while idle.
 	outbound [routing.NumLanes]connCounters
 	inbound  [routing.NumLanes]inCounters
+	health   [routing.NumLanes]laneHealth // for Health
 	// member: the membership knew the peer when this entry was made.
 	// Entries of peers it does not know are forgotten once they are
 	// quiet (see Transport.forgetQuietStrangers).

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -38,6 +39,7 @@ type telemetry struct {
 	verbAttrs       sync.Map // verb name → metric.MeasurementOption
 	registration    metric.Registration
 	stages          stageInstruments
+	health          healthInstruments
 }
 
 func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider) (*telemetry, error) {
@@ -64,7 +66,7 @@ func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider
 	if tel.registration, err = registerObservables(m, t); err != nil {
 		return nil, err
 	}
-	return tel, tel.stages.register(m, t)
+	return tel, errors.Join(tel.stages.register(m, t), tel.health.register(m, t))
 }
 
 // observables are the instruments read from the transport's counters.

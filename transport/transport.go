@@ -343,6 +343,9 @@ func (t *Transport) Close() error {
 		if t.tel.stages.registration != nil {
 			_ = t.tel.stages.registration.Unregister()
 		}
+		if t.tel.health.registration != nil {
+			_ = t.tel.health.registration.Unregister()
+		}
 		close(t.closed)
 		t.cancel()
 		t.ln.Close()

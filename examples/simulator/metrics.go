@@ -25,6 +25,7 @@ type metricsServer struct {
 	registry  *prometheus.Registry
 	providers []*sdkmetric.MeterProvider
 	ln        net.Listener
+	mux       *http.ServeMux
 	srv       *http.Server
 	done      chan struct{} // closed when Serve returns; nil until serve
 }
@@ -43,6 +44,7 @@ func startMetrics(addr string, out io.Writer) (*metricsServer, error) {
 	m := &metricsServer{registry: prometheus.NewRegistry(), ln: ln}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	m.mux = mux
 	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(out, "metrics: http://%s/metrics\n", ln.Addr())
 	return m, nil

@@ -77,6 +77,7 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 	if err := n.start(0); err != nil {
 		return nil, err
 	}
+	metrics.serveHealth(n.transportNow, out)
 	metrics.serve()
 	fmt.Fprintf(out, "node %s: transport on %s, gossip on %s, seeds %v; %d writes/s for %v\n",
 		id, n.addr, ml.GossipAddr(), mlConfig.Seeds, o.rate, o.duration)

@@ -193,8 +193,9 @@ func TestNodeProcesses(t *testing.T) {
 	}
 	results := make(chan result, 3)
 	var wg sync.WaitGroup
-	start := func(id string, join string) (ready <-chan struct{}) {
+	start := func(id string, join string, extra ...string) (ready <-chan struct{}) {
 		args := []string{"-mode", "node", "-id", id, "-listen", freeAddr(t), "-duration", "5s", "-rate", "50"}
+		args = append(args, extra...)
 		if join == "" {
 			args = append(args, "-gossip", seed)
 		} else {
@@ -223,9 +224,30 @@ func TestNodeProcesses(t *testing.T) {
 		})
 		return started
 	}
-	<-start("n1", "")
+	ops := freeAddr(t) // n1's metrics, health and readiness
+	<-start("n1", "", "-metrics-addr", ops)
 	start("n2", seed)
 	start("n3", seed)
+	// While the workload runs, n1 reaches both peers and is ready.
+	type healthView struct {
+		Up    int             `json:"up"`
+		Ready map[string]bool `json:"ready"`
+	}
+	var health healthView
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + ops + "/health")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		health = healthView{}
+		return json.NewDecoder(resp.Body).Decode(&health) == nil && health.Up == 2
+	}, 4*time.Second, 10*time.Millisecond, "n1 never reached both peers")
+	require.Equal(t, map[string]bool{"all": true, "quorum": true}, health.Ready)
+	resp, err := http.Get("http://" + ops + "/ready")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 	wg.Wait()
 	close(results)
 

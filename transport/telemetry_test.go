@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/internode/internode/internal/kernelstat"
 	"github.com/internode/internode/transport"
 )
 
@@ -210,3 +211,68 @@ func TestPrometheusEndpoint(t *testing.T) {
 }
 
 func attributeKey(s string) attribute.Key { return attribute.Key(s) }
+
+// kernelCounters are the host-wide counters every transport's
+// MeterProvider carries once.
+var kernelCounters = []string{
+	"internode.kernel.tcp_rcv_collapsed", "internode.kernel.tcp_rcv_pruned", "internode.kernel.tcp_ofo_pruned",
+	"internode.kernel.softnet_time_squeeze", "internode.kernel.softnet_dropped",
+}
+
+// kernelSeries returns each kernel counter's data points' values.
+func kernelSeries(t *testing.T, reader *metric.ManualReader) map[string][]int64 {
+	t.Helper()
+	got := collect(t, reader)
+	out := map[string][]int64{}
+	for _, name := range kernelCounters {
+		out[name] = []int64{}
+		if sum, ok := got[name].(metricdata.Sum[int64]); ok {
+			assert.True(t, sum.IsMonotonic, name)
+			for _, p := range sum.DataPoints {
+				assert.Zero(t, p.Attributes.Len(), "%s is the host's, not a peer's or a lane's", name)
+				out[name] = append(out[name], p.Value)
+			}
+		}
+	}
+	return out
+}
+
+func TestKernelCountersOncePerMeterProvider(t *testing.T) {
+	defer transport.SetKernelCounters(kernelstat.Counters{
+		RcvCollapsed: 1, RcvPruned: 2, OfoPruned: 3, SoftnetTimeSqueeze: 4, SoftnetDropped: 5,
+	})()
+	once := map[string][]int64{
+		"internode.kernel.tcp_rcv_collapsed": {1}, "internode.kernel.tcp_rcv_pruned": {2},
+		"internode.kernel.tcp_ofo_pruned": {3}, "internode.kernel.softnet_time_squeeze": {4},
+		"internode.kernel.softnet_dropped": {5},
+	}
+	none := map[string][]int64{}
+	for _, name := range kernelCounters {
+		none[name] = []int64{}
+	}
+	shared := metric.NewManualReader()
+	provider := metric.NewMeterProvider(metric.WithReader(shared))
+	own := metric.NewManualReader()
+	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
+		cfg.Telemetry.MeterProvider = provider
+		if i == 2 {
+			cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(own))
+		}
+	})
+	assert.Equal(t, once, kernelSeries(t, shared), "two transports, one provider: each counter once, not added twice")
+	assert.Equal(t, once, kernelSeries(t, own), "a transport with a provider of its own has its own")
+
+	require.NoError(t, c.Nodes[0].Close())
+	assert.Equal(t, once, kernelSeries(t, shared), "the other transport keeps them")
+	require.NoError(t, c.Nodes[0].Close(), "closing twice gives up one share, once")
+	assert.Equal(t, once, kernelSeries(t, shared))
+
+	require.NoError(t, c.Nodes[1].Close())
+	assert.Equal(t, none, kernelSeries(t, shared), "the last transport on the provider unregisters them")
+	assert.Equal(t, once, kernelSeries(t, own))
+
+	// A transport that starts on the provider again registers them again.
+	_, err := c.Restart(0)
+	require.NoError(t, err)
+	assert.Equal(t, once, kernelSeries(t, shared))
+}

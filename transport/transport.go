@@ -343,6 +343,7 @@ func (t *Transport) Close() error {
 		if t.tel.stages.registration != nil {
 			_ = t.tel.stages.registration.Unregister()
 		}
+		t.tel.leaveKernel()
 		close(t.closed)
 		t.cancel()
 		t.ln.Close()

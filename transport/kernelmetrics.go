@@ -34,7 +34,7 @@ type kernelExport struct {
 // the function that gives up this transport's share; the last one to
 // leave unregisters them. leave is safe to call more than once.
 func joinKernelExport(mp metric.MeterProvider) (leave func(), err error) {
-	if !reflect.TypeOf(mp).Comparable() {
+	if !reflect.ValueOf(mp).Comparable() {
 		// A provider that cannot be a map key cannot be shared: this
 		// transport registers the counters for itself.
 		reg, err := registerKernelCounters(mp.Meter(instrumentationName))

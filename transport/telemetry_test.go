@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	otelmetric "go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -275,4 +276,25 @@ func TestKernelCountersOncePerMeterProvider(t *testing.T) {
 	_, err := c.Restart(0)
 	require.NoError(t, err)
 	assert.Equal(t, once, kernelSeries(t, shared))
+}
+
+// unhashableProvider is a MeterProvider that cannot be a map key.
+type unhashableProvider struct {
+	otelmetric.MeterProvider
+	_ []int
+}
+
+// wrappedProvider is a comparable type, whose value may not be.
+type wrappedProvider struct{ otelmetric.MeterProvider }
+
+// A provider that cannot be compared cannot be shared: each transport
+// registers the kernel counters for itself, and none panics.
+func TestKernelCountersUnhashableProvider(t *testing.T) {
+	defer transport.SetKernelCounters(kernelstat.Counters{SoftnetTimeSqueeze: 4})()
+	reader := metric.NewManualReader()
+	provider := wrappedProvider{unhashableProvider{MeterProvider: metric.NewMeterProvider(metric.WithReader(reader))}}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.MeterProvider = provider })
+	assert.Equal(t, []int64{8}, kernelSeries(t, reader)["internode.kernel.softnet_time_squeeze"], "one registration each")
+	require.NoError(t, c.Nodes[0].Close())
+	assert.Equal(t, []int64{4}, kernelSeries(t, reader)["internode.kernel.softnet_time_squeeze"])
 }

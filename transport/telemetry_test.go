@@ -195,12 +195,23 @@ func TestPrometheusEndpoint(t *testing.T) {
 	require.NoError(t, err)
 	srv := httptest.NewServer(promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	require.NoError(t, err)
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.NoError(t, err)
-	text := string(body)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // no idle goroutines for goleak
+	var text string
+	// The writer records a write's batch after the write returns, which
+	// can be after the response has arrived.
+	waitFor(t, 5*time.Second, "the request's write recorded", func() bool {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			return false
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text = string(body)
+		if err != nil {
+			return false
+		}
+		return strings.Contains(text, "internode_coalesce_batch_messages")
+	})
 	for _, name := range []string{
 		"internode_messages_sent", "internode_messages_received", "internode_bytes_sent",
 		"internode_bytes_received", "internode_queue_pending_messages", "internode_queue_pending_bytes",
@@ -208,6 +219,11 @@ func TestPrometheusEndpoint(t *testing.T) {
 		"internode_connections_opened", "internode_socket_send_queue_peak_bytes", "internode_kernel_tcp_rcv_collapsed",
 	} {
 		assert.True(t, strings.Contains(text, name), "scrape has %s", name)
+	}
+	// The request took more than 50 µs and less than 10 s: the buckets
+	// that say so exist.
+	for _, bucket := range []string{`internode_request_duration_seconds_bucket{`, `le="5e-05"`, `le="0.00015"`, `le="10"`} {
+		assert.Contains(t, text, bucket)
 	}
 }
 

@@ -83,7 +83,7 @@ func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider
 // a quantile interpolated linearly inside a bucket, as Prometheus'
 // histogram_quantile does, stays close to the exact value (within 20% for
 // the log-normal spreads TestHistogramQuantiles records); each histogram
-// series carries 25 to 45 buckets.
+// series carries 24 to 46 bounds.
 var (
 	// requestDurationBounds: 50 µs (a loopback round trip) to 10 s.
 	requestDurationBounds = decadeBounds(50e-6, 10)

@@ -138,7 +138,7 @@ func TestHistogramQuantiles(t *testing.T) {
 			transport.RecordFlush(tr, series, int(v), 0)
 		},
 	}}
-	const samples = 10000
+	const samples = 5000
 	rng := rand.New(rand.NewPCG(19, 2026))
 	exact := map[string]map[string][]float64{} // histogram → series → sorted values
 	for _, hc := range cases {

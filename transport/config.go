@@ -173,7 +173,9 @@ type SecurityConfig struct {
 type TelemetryConfig struct {
 	// MeterProvider receives the transport's metrics (names prefixed
 	// "internode."). Default: otel.GetMeterProvider(), a no-op until the
-	// application sets one.
+	// application sets one. Transports that share a provider share one
+	// registration of the host-wide internode.kernel.* counters, which
+	// lasts until the last of them closes.
 	MeterProvider metric.MeterProvider
 	// TracerProvider receives Request's client spans and handlers' server
 	// spans; trace context travels in the message header. Default:

@@ -1,7 +1,38 @@
 package transport
 
-import "time"
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/internode/internode/internal/kernelstat"
+)
 
 // SetClockSkew makes t tell its peers a wall time off by d, as a node
 // whose clock is wrong would (for tests in package transport_test).
 func SetClockSkew(t *Transport, d time.Duration) { t.clock.skew = d }
+
+// RecordRequestDuration, RecordFlush and RecordStageWait record one value
+// in t's histograms as the transport does (request durations and stage
+// waits under verb, flushes under peer), so that tests can check the
+// buckets with distributions they know.
+func RecordRequestDuration(t *Transport, verb string, d time.Duration) {
+	t.tel.recordRequest(verb, d)
+}
+
+func RecordFlush(t *Transport, peer string, messages int, waited time.Duration) {
+	t.tel.recordFlush(metric.WithAttributes(attribute.String("peer", peer)), messages, waited)
+}
+
+func RecordStageWait(t *Transport, verb string, d time.Duration) {
+	t.tel.stages.recordWait(verb, d)
+}
+
+// SetKernelCounters makes the transports' metrics report c as the
+// kernel's counters until restore is called.
+func SetKernelCounters(c kernelstat.Counters) (restore func()) {
+	saved := readKernelCounters
+	readKernelCounters = func() (kernelstat.Counters, error) { return c, nil }
+	return func() { readKernelCounters = saved }
+}

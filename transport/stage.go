@@ -276,8 +276,7 @@ func (si *stageInstruments) register(m metric.Meter, t *Transport) error {
 	var err error
 	if si.wait, err = m.Float64Histogram("internode.stage.wait",
 		metric.WithDescription("Time a message waited for a handler of its verb's stage"),
-		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(
-			50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10)); err != nil {
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(stageWaitBounds...)); err != nil {
 		return err
 	}
 	if si.active, err = m.Int64ObservableGauge("internode.stage.active",

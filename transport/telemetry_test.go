@@ -15,12 +15,14 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	otelmetric "go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/internode/internode/internal/kernelstat"
 	"github.com/internode/internode/transport"
 )
 
@@ -193,12 +195,23 @@ func TestPrometheusEndpoint(t *testing.T) {
 	require.NoError(t, err)
 	srv := httptest.NewServer(promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	require.NoError(t, err)
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.NoError(t, err)
-	text := string(body)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // no idle goroutines for goleak
+	var text string
+	// The writer records a write's batch after the write returns, which
+	// can be after the response has arrived.
+	waitFor(t, 5*time.Second, "the request's write recorded", func() bool {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			return false
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text = string(body)
+		if err != nil {
+			return false
+		}
+		return strings.Contains(text, "internode_coalesce_batch_messages")
+	})
 	for _, name := range []string{
 		"internode_messages_sent", "internode_messages_received", "internode_bytes_sent",
 		"internode_bytes_received", "internode_queue_pending_messages", "internode_queue_pending_bytes",
@@ -207,6 +220,97 @@ func TestPrometheusEndpoint(t *testing.T) {
 	} {
 		assert.True(t, strings.Contains(text, name), "scrape has %s", name)
 	}
+	// The request took more than 50 µs and less than 10 s: the buckets
+	// that say so exist.
+	for _, bucket := range []string{`internode_request_duration_seconds_bucket{`, `le="5e-05"`, `le="0.00015"`, `le="10"`} {
+		assert.Contains(t, text, bucket)
+	}
 }
 
 func attributeKey(s string) attribute.Key { return attribute.Key(s) }
+
+// kernelCounters are the host-wide counters every transport's
+// MeterProvider carries once.
+var kernelCounters = []string{
+	"internode.kernel.tcp_rcv_collapsed", "internode.kernel.tcp_rcv_pruned", "internode.kernel.tcp_ofo_pruned",
+	"internode.kernel.softnet_time_squeeze", "internode.kernel.softnet_dropped",
+}
+
+// kernelSeries returns each kernel counter's data points' values.
+func kernelSeries(t *testing.T, reader *metric.ManualReader) map[string][]int64 {
+	t.Helper()
+	got := collect(t, reader)
+	out := map[string][]int64{}
+	for _, name := range kernelCounters {
+		out[name] = []int64{}
+		if sum, ok := got[name].(metricdata.Sum[int64]); ok {
+			assert.True(t, sum.IsMonotonic, name)
+			for _, p := range sum.DataPoints {
+				assert.Zero(t, p.Attributes.Len(), "%s is the host's, not a peer's or a lane's", name)
+				out[name] = append(out[name], p.Value)
+			}
+		}
+	}
+	return out
+}
+
+func TestKernelCountersOncePerMeterProvider(t *testing.T) {
+	defer transport.SetKernelCounters(kernelstat.Counters{
+		RcvCollapsed: 1, RcvPruned: 2, OfoPruned: 3, SoftnetTimeSqueeze: 4, SoftnetDropped: 5,
+	})()
+	once := map[string][]int64{
+		"internode.kernel.tcp_rcv_collapsed": {1}, "internode.kernel.tcp_rcv_pruned": {2},
+		"internode.kernel.tcp_ofo_pruned": {3}, "internode.kernel.softnet_time_squeeze": {4},
+		"internode.kernel.softnet_dropped": {5},
+	}
+	none := map[string][]int64{}
+	for _, name := range kernelCounters {
+		none[name] = []int64{}
+	}
+	shared := metric.NewManualReader()
+	provider := metric.NewMeterProvider(metric.WithReader(shared))
+	own := metric.NewManualReader()
+	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
+		cfg.Telemetry.MeterProvider = provider
+		if i == 2 {
+			cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(own))
+		}
+	})
+	assert.Equal(t, once, kernelSeries(t, shared), "two transports, one provider: each counter once, not added twice")
+	assert.Equal(t, once, kernelSeries(t, own), "a transport with a provider of its own has its own")
+
+	require.NoError(t, c.Nodes[0].Close())
+	assert.Equal(t, once, kernelSeries(t, shared), "the other transport keeps them")
+	require.NoError(t, c.Nodes[0].Close(), "closing twice gives up one share, once")
+	assert.Equal(t, once, kernelSeries(t, shared))
+
+	require.NoError(t, c.Nodes[1].Close())
+	assert.Equal(t, none, kernelSeries(t, shared), "the last transport on the provider unregisters them")
+	assert.Equal(t, once, kernelSeries(t, own))
+
+	// A transport that starts on the provider again registers them again.
+	_, err := c.Restart(0)
+	require.NoError(t, err)
+	assert.Equal(t, once, kernelSeries(t, shared))
+}
+
+// unhashableProvider is a MeterProvider that cannot be a map key.
+type unhashableProvider struct {
+	otelmetric.MeterProvider
+	_ []int
+}
+
+// wrappedProvider is a comparable type, whose value may not be.
+type wrappedProvider struct{ otelmetric.MeterProvider }
+
+// A provider that cannot be compared cannot be shared: each transport
+// registers the kernel counters for itself, and none panics.
+func TestKernelCountersUnhashableProvider(t *testing.T) {
+	defer transport.SetKernelCounters(kernelstat.Counters{SoftnetTimeSqueeze: 4})()
+	reader := metric.NewManualReader()
+	provider := wrappedProvider{unhashableProvider{MeterProvider: metric.NewMeterProvider(metric.WithReader(reader))}}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.MeterProvider = provider })
+	assert.Equal(t, []int64{8}, kernelSeries(t, reader)["internode.kernel.softnet_time_squeeze"], "one registration each")
+	require.NoError(t, c.Nodes[0].Close())
+	assert.Equal(t, []int64{4}, kernelSeries(t, reader)["internode.kernel.softnet_time_squeeze"])
+}

@@ -346,6 +346,7 @@ func (t *Transport) Close() error {
 		if t.tel.health.registration != nil {
 			_ = t.tel.health.registration.Unregister()
 		}
+		t.tel.leaveKernel()
 		close(t.closed)
 		t.cancel()
 		t.ln.Close()

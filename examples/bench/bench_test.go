@@ -211,9 +211,13 @@ func TestMetricsAddr(t *testing.T) {
 		return strings.Contains(text, "internode_coalesce_batch_messages")
 	}, 10*time.Second, 50*time.Millisecond, text)
 	for _, name := range []string{"internode_messages_sent_total", "internode_messages_received_total",
-		"internode_queue_pending_bytes", "internode_socket_send_queue_peak_bytes", `node="a"`, `node="b"`} {
+		"internode_queue_pending_bytes", "internode_socket_send_queue_peak_bytes", `node="a"`, `node="b"`,
+		"go_goroutine_count", "go_memory_used_bytes"} {
 		assert.Contains(t, text, name)
 	}
+	kernel := regexp.MustCompile(`(?m)^internode_kernel_softnet_time_squeeze_total\{.*\}`).FindAllString(text, -1)
+	require.Len(t, kernel, 1, "the host's counter once, not once per node")
+	assert.Contains(t, kernel[0], `node="a"`)
 	require.NoError(t, <-done, stderr.String())
 	_, err := client.Get(url)
 	assert.Error(t, err, "the server stops with the run")

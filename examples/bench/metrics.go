@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/runtime"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
@@ -30,8 +31,16 @@ import (
 // transports' exporters, labelled node="a" and node="b", in a registry of
 // its own, which the server swaps in for the run's duration (between runs
 // it serves an empty registry).
+//
+// The process's own metrics are served throughout, without a node label:
+// the Go runtime's (go_goroutine_count, go_memory_used_bytes …, from the
+// OpenTelemetry runtime instrumentation), from a provider of their own, and
+// the host's internode_kernel_* counters, which both transports would
+// report alike, from node "a" only.
 type metricsServer struct {
 	current atomic.Pointer[prometheus.Registry]
+	process *prometheus.Registry
+	runtime *sdkmetric.MeterProvider // the Go runtime's metrics
 	addr    net.Addr
 	srv     *http.Server
 	done    chan struct{}
@@ -47,11 +56,21 @@ func startMetrics(addr string, out io.Writer) (*metricsServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-metrics-addr: %w", err)
 	}
-	m := &metricsServer{addr: ln.Addr(), done: make(chan struct{})}
+	m := &metricsServer{addr: ln.Addr(), done: make(chan struct{}), process: prometheus.NewRegistry()}
 	m.current.Store(prometheus.NewRegistry())
+	exporter, err := otelprom.New(otelprom.WithRegisterer(m.process), otelprom.WithoutTargetInfo())
+	if err == nil {
+		m.runtime = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+		err = runtime.Start(runtime.WithMeterProvider(m.runtime))
+	}
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("runtime metrics: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, req *http.Request) {
-		promhttp.HandlerFor(m.current.Load(), promhttp.HandlerOpts{}).ServeHTTP(w, req)
+		gatherers := prometheus.Gatherers{m.process, m.current.Load()}
+		promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}).ServeHTTP(w, req)
 	})
 	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -67,7 +86,7 @@ func (m *metricsServer) close() error {
 	activeMetrics.CompareAndSwap(m, nil)
 	err := m.srv.Close()
 	<-m.done
-	return err
+	return errors.Join(err, m.runtime.Shutdown(context.Background()))
 }
 
 // systemMetrics are the meter providers of one internode system.
@@ -101,10 +120,19 @@ func (sm *systemMetrics) provider(node cluster.NodeID) (*sdkmetric.MeterProvider
 		sm.readers = append(sm.readers, mr)
 		reader = mr
 	}
-	p := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	options := []sdkmetric.Option{sdkmetric.WithReader(reader)}
+	if len(sm.providers) > 0 {
+		options = append(options, sdkmetric.WithView(dropKernelCounters))
+	}
+	p := sdkmetric.NewMeterProvider(options...)
 	sm.providers = append(sm.providers, p)
 	return p, nil
 }
+
+// dropKernelCounters keeps a provider from exporting the host-wide
+// internode.kernel.* counters, which the first node's provider exports.
+var dropKernelCounters = sdkmetric.NewView(sdkmetric.Instrument{Name: "internode.kernel.*"},
+	sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}})
 
 // serve makes the server, if any, serve this system's metrics.
 func (sm *systemMetrics) serve() {

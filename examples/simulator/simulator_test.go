@@ -128,7 +128,8 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// -metrics-addr serves every node's transport metrics while the run lasts.
+// -metrics-addr serves every node's transport metrics while the run
+// lasts, the Go runtime's once, and the host's kernel counters once.
 func TestMetricsEndpoint(t *testing.T) {
 	addr := freeAddr(t)
 	o, err := parseOptions([]string{"-nodes", "3", "-duration", "2s", "-rate", "20", "-metrics-addr", addr}, io.Discard)
@@ -138,6 +139,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		_, err := run(t.Context(), o, io.Discard, io.Discard)
 		done <- err
 	}()
+	var text string
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
@@ -145,11 +147,29 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		text := string(body)
+		text = string(body)
 		return strings.Contains(text, "internode_messages_sent") &&
 			strings.Contains(text, `node="n1"`) && strings.Contains(text, `node="n3"`)
 	}, 10*time.Second, 50*time.Millisecond)
 	require.NoError(t, <-done)
+	samples := func(name string) []string {
+		var lines []string
+		for line := range strings.Lines(text) {
+			if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
+				lines = append(lines, strings.TrimSpace(line))
+			}
+		}
+		return lines
+	}
+	goroutines := samples("go_goroutine_count")
+	require.Len(t, goroutines, 1, "the process's goroutines, once")
+	require.NotContains(t, goroutines[0], "node=")
+	require.NotEmpty(t, samples("go_memory_used_bytes"), "the heap")
+	for _, name := range []string{"internode_kernel_softnet_time_squeeze_total", "internode_kernel_tcp_rcv_collapsed_total"} {
+		kernel := samples(name)
+		require.Len(t, kernel, 1, "%s once, not once per node", name)
+		require.Contains(t, kernel[0], `node="n1"`)
+	}
 }
 
 func TestValueSizes(t *testing.T) {

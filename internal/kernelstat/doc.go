@@ -15,10 +15,10 @@
 // as rates: what matters is whether they grow while the transport is busy.
 //
 // How to use it: call Read from a metrics callback, once per export
-// interval; it opens and parses two small files (see BenchmarkRead for the
-// cost). ParseNetstat and ParseSoftnet parse the same formats from any
-// reader, for tests and for other counters. Read is implemented for Linux
-// only; elsewhere it returns an error wrapping ErrUnsupported.
+// interval; it reads two small files with github.com/prometheus/procfs
+// (BenchmarkRead: reading the files, which the kernel generates on each
+// read, is about two thirds of the cost). Read is implemented for Linux only; elsewhere it returns an
+// error wrapping ErrUnsupported.
 //
 // softnet_stat counters are 32-bit per CPU and wrap; a sum that goes down
 // has wrapped on some CPU, which a monotonic-counter exporter reports as a

@@ -7,8 +7,9 @@ import (
 )
 
 var (
-	// ErrMalformed is wrapped by every parse error, and by Read when a
-	// counter it needs is missing.
+	// ErrMalformed is wrapped by Read's error when the files parse but a
+	// counter it needs is missing. (Files that do not parse give procfs'
+	// errors, wrapped with the file's name.)
 	ErrMalformed = errors.New("kernelstat: malformed input")
 	// ErrUnsupported is returned (wrapped) by Read on systems other than
 	// Linux. It satisfies errors.Is(err, errors.ErrUnsupported).

@@ -220,8 +220,9 @@
 // as medians of -repeat runs interleaved (for r in repeats: for w in
 // workloads: for s in systems): msgs/s (answered requests, or one-way
 // messages delivered, in the window), the ratio to Disabled and to the
-// best other system, packets the sender's veth sent per message (its
-// tx_packets counter), p50 and p99 (request round trips; one-way: from the
+// best other coalescing strategy (the raw sockets are the bar beyond),
+// packets the sender's veth sent per message (its tx_packets counter),
+// p50 and p99 (request round trips; one-way: from the
 // intended send time to the receiving handler, both processes reading one
 // clock), and for internode the small lane's mean requested and observed
 // coalescing wait.

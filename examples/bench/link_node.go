@@ -64,7 +64,12 @@ type linkResult struct {
 	Waited       uint64
 	RequestedAvg float64 // µs per waited write
 	ObservedAvg  float64 // µs per waited write
-	Error        string  `json:",omitempty"`
+	Messages     uint64  // messages written (MsgsPerWrite = Messages/Writes)
+	WindowUs     float64 // the window at the end (Adaptive's tuned one)
+	EarlyFlushes uint64
+	Growths      uint64 // window moves (Adaptive)
+	Shrinks      uint64
+	Error        string `json:",omitempty"`
 }
 
 // linkReceiverReport is what the receiver prints when its stdin closes:
@@ -420,7 +425,9 @@ func runLinkSender(cell linkCell) (linkResult, error) {
 		for _, c := range node.Stats().Conns {
 			if c.Lane == routing.Small {
 				s := c.Coalescing
-				res.Writes, res.Waited = s.Writes, s.Waited
+				res.Writes, res.Waited, res.Messages = s.Writes, s.Waited, s.Messages
+				res.WindowUs = float64(s.Window.Microseconds())
+				res.EarlyFlushes, res.Growths, res.Shrinks = s.EarlyFlushes, s.WindowGrowths, s.WindowShrinks
 				if s.Waited > 0 {
 					res.RequestedAvg = float64(s.RequestedWait.Microseconds()) / float64(s.Waited)
 					res.ObservedAvg = float64(s.ObservedWait.Microseconds()) / float64(s.Waited)

@@ -16,21 +16,54 @@ const (
 	// a few microseconds cost a timer and gather next to nothing.
 	adaptiveFloorDivisor = 32
 	// While the window is zero, Adaptive probes after this many writes on a
-	// connection busy enough to gain from the probe window, doubling the
-	// interval after each failed probe up to the maximum.
+	// connection that is not sparse (average gap at most MaxWindow), doubling
+	// the interval after each failed probe up to the maximum.
 	adaptiveMinProbeInterval = 64
 	adaptiveMaxProbeInterval = 4096
+	// A wait ends once no message has arrived for adaptiveIdleGaps times the
+	// average gap between the messages that arrived during waits: waiting
+	// has stopped bringing messages (a closed loop whose messages in flight
+	// have all arrived).
+	adaptiveIdleGaps = 8
+
+	// Throughput trials. Every adaptiveMinTrialInterval writes (doubling,
+	// up to the maximum, each time a trial confirms the current state),
+	// Adaptive measures the messages it writes per second over
+	// adaptiveRateWrites writes, switches to the opposite window (zero or
+	// MaxWindow), lets adaptiveRateWrites writes pass for the traffic to
+	// settle, and measures again. A rate adaptiveTrialMargin higher or
+	// lower decides.
+	adaptiveRateWrites       = 32
+	adaptiveMinTrialInterval = 256
+	adaptiveMaxTrialInterval = 16384
+	adaptiveTrialMargin      = 1.15
 )
 
-// Adaptive is the project's default strategy. It goes beyond the seed in
-// three ways:
+// adaptivePin says whether a throughput trial has fixed the window.
+type adaptivePin uint8
+
+const (
+	pinNone   adaptivePin = iota // the gains rule tunes the window
+	pinWait                      // waiting raised throughput: window held at MaxWindow
+	pinNoWait                    // waiting lowered throughput: window held at zero
+)
+
+// Adaptive is the project's default strategy. It goes beyond the article in
+// four ways:
 //
 //  1. It writes at once when FlushBytes or FlushMessages are pending: a full
-//     frame gains nothing from waiting. (The seed: "coalescing strategies
+//     frame gains nothing from waiting. (The article: "coalescing strategies
 //     don't track how many messages or message bytes have arrived".)
 //  2. It tunes its own window within [0, MaxWindow] from what waiting
-//     actually gained, which the seed cites as CASSANDRA-9030, never done.
-//  3. It never waits when traffic is sparse, so at low load it is Disabled.
+//     actually gained, which the article cites as CASSANDRA-9030, never done.
+//     A window that fell to zero is probed again on any connection that is
+//     not sparse, so no state is final.
+//  3. A wait ends as soon as waiting stops bringing messages: once no
+//     message arrived for eight times the usual gap between messages that
+//     arrive during waits. A closed-loop sender (a fixed number of requests
+//     in flight) thus writes once its messages have all come, without a
+//     message count it can never reach; an open-loop one waits the window.
+//  4. It never waits when traffic is sparse, so at low load it is Disabled.
 //
 // See the package documentation for the algorithm step by step.
 //
@@ -43,11 +76,24 @@ type Adaptive struct {
 	round       waitRound
 
 	// The wait for the write in progress.
-	waiting  bool
-	waitBase int           // messages pending when it began: the write it would have been
-	waitGap  time.Duration // average gap when it began
+	waiting   bool
+	waitBase  int           // messages pending when it began: the write it would have been
+	waitStart time.Time     // when it began
+	waitGap   time.Duration // average gap when it began
+
+	// Arrivals during waits: the newest enqueue time seen, and an
+	// exponential moving average of the gaps between messages that arrived
+	// while a wait was in progress (zero until one is seen).
+	lastArrival time.Time
+	waitGapAvg  time.Duration
 
 	period        adaptivePeriod
+	pin           adaptivePin
+	rate          rateMeter
+	baseRate      float64 // messages/s in the last period before a trial
+	trial         adaptiveTrial
+	trialInterval int  // writes between trials
+	sinceTrial    int  // writes since the last trial
 	probing       bool // the window is on trial after being zero
 	probeInterval int  // writes at window zero before the next probe
 	writesAtZero  int  // busy writes at window zero since the last probe
@@ -63,6 +109,39 @@ type adaptivePeriod struct {
 	promised float64 // messages the average gap predicted for the observed waits
 }
 
+// adaptiveTrial is a throughput trial in progress.
+type adaptiveTrial struct {
+	active  bool
+	settled bool          // the settling period is over; the rate now counts
+	saved   time.Duration // the window before the trial
+}
+
+// rateMeter measures messages written per second over adaptiveRateWrites
+// writes: those after the first, over the time since the first.
+type rateMeter struct {
+	writes   int
+	messages int
+	first    time.Time
+}
+
+// add records one write and, once the period is complete, returns its rate
+// and starts a new one.
+func (m *rateMeter) add(now time.Time, messages int) (float64, bool) {
+	if m.writes == 0 {
+		m.first = now
+	} else {
+		m.messages += messages
+	}
+	m.writes++
+	if m.writes < adaptiveRateWrites {
+		return 0, false
+	}
+	elapsed := now.Sub(m.first)
+	rate := float64(m.messages) / max(elapsed.Seconds(), 1e-9)
+	*m = rateMeter{}
+	return rate, true
+}
+
 var _ Strategy = (*Adaptive)(nil)
 
 // NewAdaptive returns an Adaptive strategy. Zero fields of cfg take their
@@ -71,7 +150,7 @@ var _ Strategy = (*Adaptive)(nil)
 // window, MaxWindow/4, on trial.
 func NewAdaptive(cfg AdaptiveConfig) *Adaptive {
 	cfg = cfg.withDefaults()
-	a := &Adaptive{cfg: cfg, probeInterval: adaptiveMinProbeInterval}
+	a := &Adaptive{cfg: cfg, probeInterval: adaptiveMinProbeInterval, trialInterval: adaptiveMinTrialInterval}
 	a.window, a.probing = a.probeWindow(), true
 	return a
 }
@@ -84,6 +163,13 @@ func (a *Adaptive) probeWindow() time.Duration { return a.cfg.MaxWindow / adapti
 // Observe implements Strategy.
 func (a *Adaptive) Observe(enqueuedAt time.Time, size int) {
 	a.gaps.observe(enqueuedAt)
+	if a.waiting && enqueuedAt.After(a.lastArrival) {
+		// Gaps that straddle the start of the wait count from its start.
+		a.observeWaitGap(enqueuedAt.Sub(later(a.lastArrival, a.waitStart)))
+	}
+	if enqueuedAt.After(a.lastArrival) {
+		a.lastArrival = enqueuedAt
+	}
 	size = max(size, 0)
 	// An exponential moving average over about the last 16 messages, the
 	// span the gaps are averaged over.
@@ -95,11 +181,13 @@ func (a *Adaptive) Observe(enqueuedAt time.Time, size int) {
 }
 
 // Wait implements Strategy. It returns zero when nothing is pending, when
-// the batch is full (FlushBytes or FlushMessages), or when the average gap
-// exceeds the current window (less than one more message expected while
-// waiting). Otherwise it returns the current window, or less if the batch
-// should be full sooner (see timeToFill). Calls before the next Flushed
-// share the first positive answer's deadline.
+// the batch is full (FlushBytes or FlushMessages), when the window is zero,
+// or when traffic is sparse (the average gap exceeds MaxWindow: not one more
+// message expected even in the longest wait). Otherwise it returns the
+// current window, or less if the batch should be full sooner (see
+// timeToFill) or if waiting has stopped bringing messages (see idleBound).
+// Calls before the next Flushed share the first positive answer's
+// deadline.
 func (a *Adaptive) Wait(now time.Time, pendingMessages, pendingBytes int) time.Duration {
 	if pendingMessages <= 0 {
 		return 0
@@ -108,15 +196,60 @@ func (a *Adaptive) Wait(now time.Time, pendingMessages, pendingBytes int) time.D
 		a.stats.EarlyFlushes++
 		return 0
 	}
-	gap := a.gaps.average()
-	if gap > a.window {
+	if a.pin == pinWait && pendingBytes+a.averageSize > a.cfg.PacketBytes {
+		// The packet rate binds and the next message would not fit in
+		// this packet: a full packet goes now.
+		a.stats.EarlyFlushes++
 		return 0
 	}
+	gap := a.gaps.average()
+	if a.window == 0 || gap > a.cfg.MaxWindow {
+		return 0
+	}
+	if !a.waiting {
+		a.waitStart = now
+	}
+	// The round's deadline is set by the window; the idle bound only cuts
+	// this answer short, so that each arrival can extend the wait again.
 	wait := a.round.bound(now, min(a.window, a.timeToFill(pendingMessages, pendingBytes, gap)))
-	if wait > 0 && !a.waiting {
+	if wait <= 0 {
+		return 0
+	}
+	if !a.waiting {
 		a.waiting, a.waitBase, a.waitGap = true, pendingMessages, gap
 	}
-	return wait
+	return max(min(wait, a.idleBound(now)), 0) // zero: waiting stopped bringing messages
+}
+
+// observeWaitGap adds a gap seen during a wait to its exponential moving
+// average, over about 16 gaps.
+func (a *Adaptive) observeWaitGap(gap time.Duration) {
+	switch {
+	case gap <= 0:
+	case a.waitGapAvg == 0:
+		a.waitGapAvg = gap
+	default:
+		a.waitGapAvg += (gap - a.waitGapAvg) / gapSamples
+	}
+}
+
+// idleBound is how long the wait may go on: until adaptiveIdleGaps times
+// the usual gap between arrivals during waits has passed since the last
+// arrival or since the wait began, whichever is later. Before any such gap
+// is known it does not bound the wait.
+func (a *Adaptive) idleBound(now time.Time) time.Duration {
+	if a.waitGapAvg == 0 {
+		return a.window
+	}
+	idle := max(adaptiveIdleGaps*a.waitGapAvg, a.cfg.MaxWindow/adaptiveFloorDivisor)
+	return later(a.lastArrival, a.waitStart).Add(idle).Sub(now)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // timeToFill bounds the wait by when the batch should be full: twice the
@@ -134,19 +267,32 @@ func (a *Adaptive) timeToFill(pendingMessages, pendingBytes int, gap time.Durati
 	return 2 * time.Duration(missing) * gap // ≤ 2^21 × 1 s: no overflow
 }
 
-// Flushed implements Strategy. A write that followed a wait is added to the
-// evaluation period, and every adaptivePeriodWrites such writes the window
-// moves. A write at window zero on a busy connection counts towards the
-// next probe.
-func (a *Adaptive) Flushed(_ time.Time, messages, bytes int, requested, observed time.Duration) {
+// Flushed implements Strategy. Every write counts towards the throughput
+// measurement and the next trial (see trialStep). Unless a trial runs or
+// has pinned the window, a write that followed a wait is added to the
+// evaluation period of the gains rule, and every adaptivePeriodWrites such
+// writes the window moves; a write at window zero on a connection that is
+// not sparse counts towards the next probe.
+func (a *Adaptive) Flushed(now time.Time, messages, bytes int, requested, observed time.Duration) {
 	a.round.end()
 	a.stats.record(messages, bytes, requested, observed)
-	if a.waiting {
-		a.waiting = false
+	waited := a.waiting
+	a.waiting = false
+	if waited {
+		// The silence that ended the wait is a gap too, one at least this
+		// long. Without it the average would only ever see gaps shorter
+		// than the bound it sets, and could never grow: a loop that slowed
+		// down (each message a packet of its own) would stay cut short.
+		a.observeWaitGap(now.Sub(later(a.lastArrival, a.waitStart)))
+	}
+	if a.trialStep(now, messages) || a.pin == pinNoWait {
+		return
+	}
+	if waited {
 		a.learn(messages, observed)
 		return
 	}
-	if a.window == 0 && a.gaps.average() <= a.probeWindow() {
+	if a.window == 0 && a.gaps.average() <= a.cfg.MaxWindow {
 		a.writesAtZero++
 		if a.writesAtZero >= a.probeInterval {
 			a.writesAtZero = 0
@@ -155,10 +301,95 @@ func (a *Adaptive) Flushed(_ time.Time, messages, bytes int, requested, observed
 	}
 }
 
+// trialStep measures throughput and runs trials. It reports whether a
+// trial is in progress, during which the gains rule is suspended.
+//
+// Whether waiting pays in throughput cannot be told from the batches alone.
+// A closed-loop sender gathers more messages the longer it waits whatever
+// the network, but only where the packet rate binds does a fuller packet
+// make the round trip, and so the sender, faster; elsewhere the wait is
+// pure delay. And the gain can only show after a long wait: at window zero
+// every message takes a packet of its own, the loop runs at the packet
+// rate, and a short wait gathers next to nothing. So a trial compares the
+// rate at the current window with the rate at the opposite extreme.
+func (a *Adaptive) trialStep(now time.Time, messages int) bool {
+	rate, complete := a.rate.add(now, messages)
+	if !a.trial.active {
+		if !complete {
+			return false
+		}
+		a.baseRate = rate
+		a.sinceTrial += adaptiveRateWrites
+		if a.pin == pinWait || a.sinceTrial < a.trialInterval || a.gaps.average() > a.cfg.MaxWindow {
+			return false
+		}
+		a.sinceTrial = 0
+		a.trial = adaptiveTrial{active: true, saved: a.window}
+		a.window = a.cfg.MaxWindow
+		if a.trial.saved > 0 {
+			a.window = 0
+		}
+		return true
+	}
+	if !complete {
+		return true
+	}
+	if !a.trial.settled {
+		a.trial.settled = true
+		return true
+	}
+	longer := a.window > a.trial.saved
+	better := rate > adaptiveTrialMargin*a.baseRate
+	worse := rate*adaptiveTrialMargin < a.baseRate
+	pin := pinNone
+	switch {
+	case longer && better, !longer && worse:
+		pin = pinWait
+	case longer && worse, !longer && better:
+		pin = pinNoWait
+	}
+	if pin == a.pin {
+		a.trialInterval = min(2*a.trialInterval, adaptiveMaxTrialInterval)
+	} else {
+		a.trialInterval = adaptiveMinTrialInterval
+	}
+	a.pin = pin
+	switch pin {
+	case pinWait:
+		a.setWindow(a.cfg.MaxWindow)
+	case pinNoWait:
+		a.setWindow(0)
+	default:
+		a.window = a.trial.saved
+	}
+	a.trial = adaptiveTrial{}
+	a.period = adaptivePeriod{}
+	a.probing = false
+	return false
+}
+
+// setWindow sets the window after a trial, counting the move.
+func (a *Adaptive) setWindow(w time.Duration) {
+	switch {
+	case w > a.trial.saved:
+		a.stats.WindowGrowths++
+	case w < a.trial.saved:
+		a.stats.WindowShrinks++
+	}
+	a.window = w
+}
+
 // learn adds one waited write to the period and, when the period is
-// complete, judges it: the waits paid if they grew batches by MinGrowth and
-// gathered at least half the messages the arrival rate promised for the time
-// spent (using the observed wait, since sleeps overshoot).
+// complete, judges it. The waits paid if they brought at least MinGrowth
+// messages each on average and at least half the messages the arrival rate
+// promised for the time they took (the observed time: sleeps overshoot).
+//
+// The judgement counts messages gained per wait, not growth relative to
+// the batch: a closed-loop sender (a fixed number of requests in flight)
+// whose next messages wait for the answers to these cannot double a batch
+// that already holds most of them, yet when the packet rate binds each
+// message gathered saves a packet. One whose messages are all in the queue
+// gains nothing, its waits end at the idle bound, and the window falls.
 func (a *Adaptive) learn(messages int, observed time.Duration) {
 	p := &a.period
 	p.writes++
@@ -168,10 +399,13 @@ func (a *Adaptive) learn(messages int, observed time.Duration) {
 	if p.writes < adaptivePeriodWrites {
 		return
 	}
-	grew := float64(p.gained) >= a.cfg.MinGrowth*float64(p.base)
+	grew := float64(p.gained) >= a.cfg.MinGrowth*float64(p.writes)
 	busy := 2*float64(p.gained) >= p.promised
 	a.period = adaptivePeriod{}
-	if grew && busy {
+	// Pinned by a trial, the window is released only when waits stop
+	// bringing messages at all: when packets bind, a wait that ends at a
+	// full packet gathers less than the arrival rate promises, by design.
+	if grew && (busy || a.pin == pinWait) {
 		a.widen()
 	} else {
 		a.narrow()
@@ -190,9 +424,12 @@ func (a *Adaptive) widen() {
 }
 
 // narrow halves the window, down to zero below the floor. A failed probe
-// drops straight to zero and waits twice as long before the next.
+// drops straight to zero and waits twice as long before the next. A window
+// a trial pinned at MaxWindow is released to the gains rule: the load
+// changed, and waiting stopped bringing messages.
 func (a *Adaptive) narrow() {
 	a.stats.WindowShrinks++
+	a.pin = pinNone
 	if a.probing {
 		a.probing = false
 		a.window = 0

@@ -14,8 +14,12 @@ const (
 	// DefaultFlushMessages is the batch size at which waiting stops paying
 	// for itself in syscalls saved: 128 messages share one write.
 	DefaultFlushMessages = 128
-	// DefaultMinGrowth asks waits to double batches, the seed's rule.
+	// DefaultMinGrowth asks each wait to bring at least one more message.
 	DefaultMinGrowth = 1.0
+	// DefaultPacketBytes is the TCP payload of one Ethernet packet: a
+	// 1500-byte MTU less 20 bytes of IPv4 header and 32 of TCP header with
+	// timestamps.
+	DefaultPacketBytes = 1448
 
 	maxFlushBytes    = 1 << 30
 	maxFlushMessages = 1 << 20
@@ -27,7 +31,7 @@ const (
 type AdaptiveConfig struct {
 	// MaxWindow is the longest Adaptive waits before one write and the
 	// ceiling of the window it tunes. Default DefaultWindow (200 µs, the
-	// seed's otc_coalescing_window_us); range (0, WindowLimit].
+	// article's otc_coalescing_window_us); range (0, WindowLimit].
 	MaxWindow time.Duration
 
 	// FlushBytes: once this many bytes are pending, Wait returns zero, since
@@ -41,10 +45,19 @@ type AdaptiveConfig struct {
 
 	// MinGrowth is how much waiting must grow batches to count as paying:
 	// over an evaluation period, the messages that arrived during waits must
-	// be at least MinGrowth times the messages pending when the waits began.
-	// 1 means waits at least doubled the batches. Default DefaultMinGrowth
-	// (1); range (0, 64].
+	// be at least MinGrowth times the number of waits (and at least half
+	// what the arrival rate promised for the time waited). 1 means each
+	// wait brought one more message. Default DefaultMinGrowth (1); range
+	// (0, 64].
 	MinGrowth float64
+
+	// PacketBytes is the payload of one packet on the network. Once a
+	// throughput trial found that waiting raises throughput (the packet
+	// rate binds), Wait returns zero when one more message of the average
+	// size would take the pending bytes past PacketBytes: a full packet
+	// gains nothing from waiting. Default DefaultPacketBytes
+	// (1448); range [1, FlushBytes].
+	PacketBytes int
 }
 
 // DefaultAdaptiveConfig returns the default configuration, every field set.
@@ -54,12 +67,17 @@ func DefaultAdaptiveConfig() AdaptiveConfig {
 		FlushBytes:    DefaultFlushBytes,
 		FlushMessages: DefaultFlushMessages,
 		MinGrowth:     DefaultMinGrowth,
+		PacketBytes:   DefaultPacketBytes,
 	}
 }
 
 // Validate reports the first field out of range, wrapping ErrInvalidConfig.
 // Zero fields are valid: they mean the default.
 func (c AdaptiveConfig) Validate() error {
+	flushBytes := c.FlushBytes
+	if flushBytes == 0 {
+		flushBytes = DefaultFlushBytes
+	}
 	switch {
 	case c.MaxWindow < 0 || c.MaxWindow > WindowLimit:
 		return fmt.Errorf("%w: MaxWindow %v is negative or above %v", ErrInvalidConfig, c.MaxWindow, WindowLimit)
@@ -69,6 +87,8 @@ func (c AdaptiveConfig) Validate() error {
 		return fmt.Errorf("%w: FlushMessages %d is negative or above %d", ErrInvalidConfig, c.FlushMessages, maxFlushMessages)
 	case math.IsNaN(c.MinGrowth) || c.MinGrowth < 0 || c.MinGrowth > maxMinGrowth:
 		return fmt.Errorf("%w: MinGrowth %v is negative, NaN or above %d", ErrInvalidConfig, c.MinGrowth, maxMinGrowth)
+	case c.PacketBytes < 0 || c.PacketBytes > flushBytes:
+		return fmt.Errorf("%w: PacketBytes %d is negative or above FlushBytes", ErrInvalidConfig, c.PacketBytes)
 	}
 	return nil
 }
@@ -94,5 +114,9 @@ func (c AdaptiveConfig) withDefaults() AdaptiveConfig {
 		c.MinGrowth = d.MinGrowth
 	}
 	c.MinGrowth = min(c.MinGrowth, maxMinGrowth)
+	if c.PacketBytes <= 0 {
+		c.PacketBytes = d.PacketBytes
+	}
+	c.PacketBytes = min(c.PacketBytes, c.FlushBytes)
 	return c
 }

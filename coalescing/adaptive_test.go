@@ -23,7 +23,8 @@ func TestAdaptiveWait(t *testing.T) {
 		{"new connection: sparse", repeat(15, us(10)), 100, 1, 100, 0},
 		{"dense: the window (fill would take 2×127×10µs)", repeat(16, us(10)), 100, 1, 100, us(50)},
 		{"gap equal to the window: one message expected, waits", repeat(16, us(50)), 100, 1, 100, us(50)},
-		{"gap above the window: sparse, never waits", repeat(16, us(51)), 100, 1, 100, 0},
+		{"gap above the window, within MaxWindow: waits the window", repeat(16, us(51)), 100, 1, 100, us(50)},
+		{"gap above MaxWindow: sparse, never waits", repeat(16, us(201)), 100, 1, 100, 0},
 		{"a frame's worth of bytes pending: write now", repeat(16, us(10)), 100, 1, 64 << 10, 0},
 		{"FlushMessages pending: write now", repeat(16, us(10)), 100, 128, 12800, 0},
 		{"one 4 KiB message from a full frame: twice one gap", repeat(16, us(10)), 4096, 15, 15 * 4096, us(20)},
@@ -49,8 +50,11 @@ type adaptiveDriver struct {
 	now      time.Time // the writer's clock
 }
 
+// Throughput trials are off: the driver tests the gains rule and the
+// probes alone (see TestAdaptiveTrials for the trials).
 func newAdaptiveDriver(cfg AdaptiveConfig) *adaptiveDriver {
 	d := &adaptiveDriver{a: NewAdaptive(cfg)}
+	d.a.trialInterval = math.MaxInt
 	d.enqueued = observeGaps(d.a, repeat(16, us(1)), 100)
 	d.now = d.enqueued
 	return d
@@ -79,8 +83,8 @@ func (d *adaptiveDriver) period(pending, messages int, observed time.Duration) {
 
 func TestAdaptiveTuning(t *testing.T) {
 	// Every write waits 10µs at a 1µs gap, so the arrival rate promises 10
-	// messages a write; the waits pay when they gain ≥ MinGrowth×pending and
-	// ≥ 5 (half the promise). Windows in ns, computed by hand: +¼ or ÷2.
+	// messages a write; the waits pay when they gain ≥ MinGrowth (1) a wait
+	// and ≥ 5 (half the promise). Windows in ns, computed by hand: +¼ or ÷2.
 	steps := []struct {
 		name       string
 		pending    int
@@ -92,9 +96,9 @@ func TestAdaptiveTuning(t *testing.T) {
 		{"grew, but gathered 4 of 10 promised: idle, halve", 1, 5, 39062},
 		{"gained nothing: halve", 1, 1, 19531},
 		{"pays: + 4882", 1, 11, 24413},
-		{"eight pending, seven gained: under MinGrowth, halve", 8, 15, 12206},
-		{"eight pending, eight gained: doubled, pays", 8, 16, 15257},
-		{"gained nothing: halve", 1, 1, 7628},
+		{"eight pending, seven gained: not doubled, but pays (closed loop)", 8, 15, 30516},
+		{"sixteen pending, none gained: halve", 16, 16, 15258},
+		{"gained nothing: halve", 1, 1, 7629},
 		{"gained nothing: below MaxWindow/32 = 6250, zero", 1, 1, 0},
 	}
 	d := newAdaptiveDriver(AdaptiveConfig{})
@@ -178,7 +182,7 @@ func TestAdaptiveIgnoresWritesItDidNotWaitFor(t *testing.T) {
 
 func TestAdaptiveConfig(t *testing.T) {
 	def := DefaultAdaptiveConfig()
-	assert.Equal(t, AdaptiveConfig{MaxWindow: us(200), FlushBytes: 64 << 10, FlushMessages: 128, MinGrowth: 1}, def)
+	assert.Equal(t, AdaptiveConfig{MaxWindow: us(200), FlushBytes: 64 << 10, FlushMessages: 128, MinGrowth: 1, PacketBytes: 1448}, def)
 	require.NoError(t, def.Validate())
 	require.NoError(t, AdaptiveConfig{}.Validate(), "zero fields mean defaults")
 	assert.Equal(t, def, NewAdaptive(AdaptiveConfig{}).Config())
@@ -193,6 +197,9 @@ func TestAdaptiveConfig(t *testing.T) {
 		{MinGrowth: -0.5},
 		{MinGrowth: math.NaN()},
 		{MinGrowth: 65},
+		{PacketBytes: -1},
+		{PacketBytes: 64<<10 + 1},
+		{FlushBytes: 1000, PacketBytes: 1448},
 	}
 	for _, c := range invalid {
 		err := c.Validate()

@@ -46,8 +46,10 @@
 //     counts in 16 periods of about 64 ms, so it reacts within seconds, not
 //     messages.
 //   - Adaptive (the default) flushes early when a frame's worth is pending,
-//     never waits on sparse traffic, and tunes its window from what waiting
-//     actually gained.
+//     never waits on sparse traffic, ends a wait once waiting stops bringing
+//     messages, tunes its window from what waiting actually gained, and
+//     tries, now and then, whether waiting raises throughput (a link whose
+//     packet rate binds) or lowers it (a closed loop that only waits).
 //
 // Use Adaptive unless measurements say otherwise. Use Disabled when every
 // microsecond of latency counts, or as the baseline in a benchmark. Use
@@ -58,33 +60,57 @@
 // # The Adaptive algorithm
 //
 //  1. Observe keeps the mean of the last 16 gaps between messages (gaps not
-//     yet seen count as about 2 s, so a new connection is sparse) and a
-//     moving average of message sizes.
+//     yet seen count as about 2 s, so a new connection is sparse), a moving
+//     average of message sizes, and a moving average of the gaps between
+//     messages that arrive while a wait is in progress.
 //  2. Wait returns zero when FlushBytes (64 KiB) or FlushMessages (128) are
 //     pending: a full frame gains nothing from waiting.
-//  3. Wait returns zero when the average gap exceeds the current window:
-//     fewer than one more message is expected while waiting, so at low load
-//     Adaptive is Disabled, latency included.
+//  3. Wait returns zero when the window is zero or the average gap exceeds
+//     MaxWindow: not one more message is expected even in the longest wait,
+//     so at low load Adaptive is Disabled, latency included.
 //  4. Otherwise Wait returns the current window, or, if sooner, twice the
 //     time the batch needs to fill at the current rate (twice, because
 //     arrivals are irregular; a writer that asks again stops at the
-//     threshold anyway).
-//  5. Flushed judges each write that followed a wait: gained is the messages
+//     threshold anyway). That sets the write's deadline.
+//  5. Each answer is also cut at the idle bound: eight usual gaps between
+//     arrivals during waits (at least MaxWindow/32) after the last arrival.
+//     When no message comes for that long, waiting has stopped bringing
+//     messages: a closed-loop sender (a fixed number of requests in flight)
+//     whose messages are all pending writes them then, instead of waiting
+//     for a count it can never reach. The silence that ended a wait counts
+//     as a gap too, so the bound can grow when the traffic slows.
+//  6. Flushed judges each write that followed a wait: gained is the messages
 //     written minus those pending when the wait began (the write it would
 //     have been), promised is the observed wait divided by the average gap
 //     (what the arrival rate predicted for the time really spent).
-//  6. Every 8 such writes the window moves. The waits paid if, summed over
-//     the 8, gained ≥ MinGrowth × pending-at-start (batches grew materially;
-//     by default they doubled, the article's rule) and gained ≥ promised/2 (the
-//     time was not spent idle, as it is when the next messages wait on the
-//     answers to these). If they paid the window grows by a quarter, up to
-//     MaxWindow (200 µs); if not it halves, and below MaxWindow/32 it drops
-//     to zero. Increase gently, decrease fast: latency is what waiting spends.
-//  7. At window zero Adaptive cannot learn by waiting, so it probes: after 64
-//     writes at zero on a connection whose gap is under MaxWindow/4, it tries
+//  7. Every 8 such writes the window moves. The waits paid if, summed over
+//     the 8, gained ≥ MinGrowth × waits (each brought a message more, by
+//     default) and gained ≥ promised/2 (the time was not spent idle). If
+//     they paid the window grows by a quarter, up to MaxWindow (200 µs); if
+//     not it halves, and below MaxWindow/32 it drops to zero. Increase
+//     gently, decrease fast: latency is what waiting spends.
+//  8. At window zero Adaptive cannot learn by waiting, so it probes: after 64
+//     writes at zero on a connection that is not sparse, it tries
 //     MaxWindow/4 for one period. A failed probe returns to zero and doubles
 //     the interval before the next (up to 4096 writes); a probe that pays
 //     grows from there. A new Adaptive starts on such a probe.
+//  9. Batches alone cannot tell whether waiting pays: a closed loop gathers
+//     more the longer it waits whatever the network, but only where the
+//     packet rate binds does a fuller packet make the round trip faster,
+//     and that only shows after a long wait (at window zero every message
+//     takes a packet of its own and the loop runs at the packet rate). So
+//     every 256 writes (doubling while trials confirm the current state, up
+//     to 16384) Adaptive measures its messages per second over 32 writes,
+//     switches to the opposite extreme (zero, or MaxWindow from zero), lets
+//     32 writes pass and measures again. A rate 15% higher or lower pins the
+//     window: at MaxWindow if waiting raised throughput, at zero if it
+//     lowered it. Otherwise the window goes back and steps 6–8 go on.
+//  10. Pinned at MaxWindow (the packet rate binds), Wait also returns zero
+//     once one more message of the average size would overflow PacketBytes
+//     (1448): a full packet goes at once. The pin is released when a period
+//     of waits brings fewer than MinGrowth messages each; trials no longer
+//     run from there, since a trial at zero would collapse the loop it
+//     measures. Pinned at zero, only trials run, so no state is final.
 //
 // Stats.Window shows the tuned window; WindowGrowths and WindowShrinks count
 // its moves.
@@ -93,7 +119,10 @@
 //
 // That Adaptive is better than Disabled is the project's claim, not the
 // article's, and the tests here cannot prove it: they prove the policy does what
-// this page says. The proof is the coalesce scenario of the bench
-// (examples/bench), which runs Adaptive against Disabled and reports write
-// syscalls per message, CPU per message, throughput and tail latency.
+// this page says, on recorded open-loop traces and on simulated closed loops
+// over a packet-capped link (adaptive_sim_test.go). The proof is the bench
+// (examples/bench): the coalesce scenario reports write syscalls, CPU and
+// tail latency per message against Disabled, and the link command runs every
+// strategy, a Nagle socket and a NODELAY socket over a packet-capped link in
+// network namespaces.
 package coalescing

@@ -2,6 +2,7 @@ package coalescing
 
 import (
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -115,4 +116,108 @@ func mixedTrace(rng *rand.Rand, n int) []arrival {
 		}
 	}
 	return arrivals
+}
+
+// closedLoop describes a closed-loop sender for simulateClosedLoop: inFlight
+// requests, each sent again as soon as its answer is back, over a link that
+// passes one packet of at most mss bytes every packetTime (zero: no cap),
+// with returnDelay from the moment a message's packet leaves the link to the
+// moment its answer is enqueued again. The receiver answers the messages of
+// one packet one after another, serviceTime apart, and each answer is
+// delayed a further exponential jitter of mean jitter (scheduling).
+type closedLoop struct {
+	inFlight    int
+	size        int
+	mss         int
+	packetTime  time.Duration
+	returnDelay time.Duration
+	writeCost   time.Duration
+	serviceTime time.Duration
+	jitter      time.Duration
+	span        time.Duration // simulated time
+	seed        uint64
+}
+
+// closedLoopResult is what simulateClosedLoop measured.
+type closedLoopResult struct {
+	messages  int           // messages written in the second half of the span (after warm-up)
+	packets   int           // packets they took
+	roundTrip time.Duration // mean time from enqueue to write, of those messages
+	stats     Stats
+}
+
+func (r closedLoopResult) perSecond(span time.Duration) float64 {
+	return float64(r.messages) / (span / 2).Seconds()
+}
+
+// simulateClosedLoop drives s the way the transport's writer does (see
+// simulateWriter) with arrivals that depend on the writes: each message
+// written comes back as a new message once its packet has crossed the link
+// and its answer has returned. A write of b bytes is ceil(b/mss) packets;
+// the link serves packets in order, one per packetTime.
+func simulateClosedLoop(s Strategy, l closedLoop) closedLoopResult {
+	rng := rand.New(rand.NewPCG(l.seed, 1))
+	future := make([]time.Time, 0, l.inFlight) // sorted enqueue times to come
+	for i := range l.inFlight {
+		future = append(future, t0.Add(time.Duration(i)*time.Microsecond))
+	}
+	insert := func(at time.Time) {
+		i, _ := slices.BinarySearchFunc(future, at, func(a, b time.Time) int { return a.Compare(b) })
+		future = slices.Insert(future, i, at)
+	}
+	end := t0.Add(l.span)
+	var res closedLoopResult
+	var roundTrips time.Duration
+	var linkFree, now time.Time
+	now, linkFree = t0, t0
+	for now.Before(end) {
+		if now.Before(future[0]) {
+			now = future[0]
+		}
+		var batch []time.Time
+		take := func() {
+			for len(future) > 0 && !future[0].After(now) {
+				s.Observe(future[0], l.size)
+				batch = append(batch, future[0])
+				future = future[1:]
+			}
+		}
+		take()
+		start := now
+		requested := s.Wait(now, len(batch), len(batch)*l.size)
+		for wait := requested; wait > 0; {
+			deadline := now.Add(wait)
+			if len(future) == 0 || future[0].After(deadline) {
+				now = deadline
+				break
+			}
+			now = future[0]
+			take()
+			wait = s.Wait(now, len(batch), len(batch)*l.size)
+		}
+		observed := now.Sub(start)
+		now = now.Add(l.writeCost)
+		bytes := len(batch) * l.size
+		packets := 1
+		if l.mss > 0 {
+			packets = (bytes + l.mss - 1) / l.mss
+		}
+		linkFree = later(linkFree, now).Add(time.Duration(packets) * l.packetTime)
+		back := linkFree.Add(l.returnDelay)
+		for i := range batch {
+			at := back.Add(time.Duration(i)*l.serviceTime + time.Duration(rng.ExpFloat64()*float64(l.jitter)))
+			insert(at)
+		}
+		s.Flushed(now, len(batch), bytes, requested, observed)
+		if now.Sub(t0) >= l.span/2 {
+			res.messages += len(batch)
+			res.packets += packets
+			for _, enqueued := range batch {
+				roundTrips += now.Sub(enqueued)
+			}
+		}
+	}
+	res.roundTrip = roundTrips / time.Duration(max(res.messages, 1))
+	res.stats = s.Stats()
+	return res
 }

@@ -26,9 +26,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The saturate and idle scenarios re-execute this binary as a child
-	// process (child.go): be the child then, not the tests.
-	if len(os.Args) > 1 && os.Args[1] == childArg {
+	// The saturate and idle scenarios, and the link command, re-execute
+	// this binary as a child process (child.go, link_node.go): be the
+	// child then, not the tests.
+	if len(os.Args) > 1 && (os.Args[1] == childArg || os.Args[1] == linkNodeArg) {
 		if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)

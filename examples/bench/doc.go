@@ -186,6 +186,47 @@
 // duration of the command, series labelled node="a" or "b"; it shows the
 // system running at the time.
 //
+// # A packet-capped link (the link command)
+//
+// Coalescing pays most where the packet rate, not the CPU, binds (the seed's
+// case: a hypervisor's NIC). "bench link" emulates such a link with network
+// namespaces, veth pairs and a tbf qdisc; it needs root, iproute2 and
+// ethtool (apt-get install iproute2 ethtool) and fails with a message
+// otherwise:
+//
+//	sudo go run . link                      # everything, 3 repeats: ~10 min
+//	sudo go run . link -topology router -workloads rr16,rr64 -systems adaptive,disabled,fixed,raw-nagle
+//
+// Two topologies (link_netns.go draws them): "router", three namespaces in
+// a line (sender, router with IP forwarding, receiver) with the cap on the
+// router's egress toward the receiver, so the queue builds where the
+// sender cannot see it; and "veth", one pair with the cap on the sender's
+// own side, where TCP's small-queue logic and autocorking see it. The cap
+// (-pps, default 10000 packets/s) is tbf with mpu 2000 bytes and rate
+// pps × 2000 bytes/s: every packet is billed 2000 bytes, more than a full
+// frame, so the qdisc passes at most pps packets a second whatever their
+// size. TSO, GSO and GRO are off on every veth (this kernel has no netem).
+// Namespaces carry a random suffix and are deleted at the end, on failure
+// and on an interrupt.
+//
+// Each cell (topology, workload, system) runs two fresh processes of this
+// command, the receiver in its namespace and the sender in its own (ip
+// netns exec), so every byte crosses the link. Workloads (-workloads):
+// rrN is 128-byte request/response with N in flight; owR one-way at R
+// messages/s (owRx: R × pps) from 4 paced senders; @B sets the payload.
+// Systems (-systems): each coalescing strategy (internode with it on both
+// ends' small and large lanes), raw-nagle and raw-nodelay (one TCP
+// connection, one Write per message, Nagle on or off). The table shows,
+// as medians of -repeat runs interleaved (for r in repeats: for w in
+// workloads: for s in systems): msgs/s (answered requests, or one-way
+// messages delivered, in the window), the ratio to Disabled and to the
+// best other coalescing strategy (the raw sockets are the bar beyond),
+// packets the sender's veth sent per message (its tx_packets counter),
+// p50 and p99 (request round trips; one-way: from the
+// intended send time to the receiving handler, both processes reading one
+// clock), and for internode the small lane's mean requested and observed
+// coalescing wait.
+//
 // # Extending
 //
 // A system implements System (system.go) — Start with Hooks, Send, Request,

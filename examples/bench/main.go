@@ -85,6 +85,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == childArg {
 		return runChild(args[1:], stdout)
 	}
+	if len(args) > 0 && args[0] == linkNodeArg {
+		return runLinkNode(args[1:], os.Stdin, stdout)
+	}
+	if len(args) > 0 && args[0] == linkCommand {
+		return runLink(args[1:], stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err

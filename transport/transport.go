@@ -112,9 +112,16 @@ func New(cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	listen := cfg.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen: %w", err)
+	}
+	if ln == nil {
+		return nil, errors.New("transport: listen: Config.Listen returned neither a listener nor an error")
 	}
 	t, err := newTransport(cfg, ln)
 	if err != nil {

@@ -277,3 +277,33 @@ func TestInMemoryAndProxiedExclude(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, context.Canceled))
 }
+
+// TestInMemoryTLSAndRestart: TLS wraps the in-memory connections (a node
+// without a certificate is refused), and a restarted node is reached at
+// its old in-memory address.
+func TestInMemoryTLSAndRestart(t *testing.T) {
+	ca, err := transporttest.NewCA("test")
+	require.NoError(t, err)
+	c := transporttest.New(t, 2, transporttest.Options{InMemory: true, CA: ca})
+	c.HandleAll(verbEcho, transport.HandlerFunc(echo))
+	resp, err := c.Nodes[0].Request(ctxFor(t), c.ID(1), verbEcho, []byte("sealed"))
+	require.NoError(t, err)
+	assert.Equal(t, "sealed", string(resp))
+
+	plain := transporttest.Config("n3", "test", nil)
+	c.Network.Host("n3").Configure(&plain)
+	n3, err := c.Add(plain)
+	require.NoError(t, err)
+	_, err = n3.Request(ctxFor(t), c.ID(0), verbEcho, []byte("in clear"))
+	require.ErrorIs(t, err, transport.ErrRefused, "a plain-text node is refused by a TLS one")
+
+	addr := c.Nodes[1].Addr().String()
+	_, err = c.Restart(1)
+	require.NoError(t, err)
+	assert.Equal(t, addr, c.Nodes[1].Addr().String())
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(echo))
+	require.Eventually(t, func() bool {
+		_, err := c.Nodes[0].Request(ctxFor(t), c.ID(1), verbEcho, []byte("again"))
+		return err == nil
+	}, 10*time.Second, time.Millisecond, "the restarted node is reached")
+}

@@ -32,7 +32,7 @@ type Config struct {
 	// most 255 bytes.
 	ClusterName string
 	// ListenAddr is the TCP address to listen on, "host:port"; port 0 picks
-	// one (see Transport.Addr). Required.
+	// one (see Transport.Addr). Listen binds it. Required.
 	ListenAddr string
 	// Membership resolves peers' addresses and says when they leave.
 	// Required.

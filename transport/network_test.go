@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"golang.org/x/sys/unix"
 
 	"github.com/internode/internode/cluster"
@@ -264,4 +266,37 @@ func TestDialerErrorSurfacesAndBacksOff(t *testing.T) {
 		assert.Equal(t, uint64(len(times)), st.ConnectFailures)
 		cancel()
 	})
+}
+
+// TestUnmeasuredQueuesExportNoSeries: a lane whose connections have no
+// kernel socket exports no socket-queue series (rather than a misleading
+// zero), while its message counts are exported as usual; over TCP both are.
+func TestUnmeasuredQueuesExportNoSeries(t *testing.T) {
+	for _, inMemory := range []bool{true, false} {
+		reader := metric.NewManualReader()
+		c := transporttest.New(t, 2, transporttest.Options{InMemory: inMemory, Tweak: func(i int, cfg *transport.Config) {
+			if i == 0 {
+				cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(reader))
+			}
+		}})
+		c.HandleAll(verbEcho, transport.HandlerFunc(payloadEcho))
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("x"))
+		require.NoError(t, err)
+		got := collect(t, reader)
+		assert.Equal(t, int64(1), sumWhere(got["internode.messages.sent"], "peer", "n2", "lane", "small"), "in memory: %v", inMemory)
+		peaks, ok := got["internode.socket.send_queue_peak_bytes"].(metricdata.Gauge[int64])
+		points := 0
+		if ok {
+			for _, p := range peaks.DataPoints {
+				if v, _ := p.Attributes.Value("peer"); v.AsString() == "n2" {
+					points++
+				}
+			}
+		}
+		if inMemory {
+			assert.Zero(t, points, "no send-queue series without a socket")
+		} else {
+			assert.Positive(t, points, "a TCP lane's send queue is exported")
+		}
+	}
 }

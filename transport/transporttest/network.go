@@ -216,6 +216,20 @@ func (n *Network) Close() {
 	}
 }
 
+// release drops the unread end of a blackholed connection whose dialer
+// closed it.
+func (n *Network) release(server *memConn) {
+	n.mu.Lock()
+	for i, c := range n.held {
+		if c == server {
+			n.held = append(n.held[:i], n.held[i+1:]...)
+			break
+		}
+	}
+	n.mu.Unlock()
+	server.Close()
+}
+
 // forget drops a closed connection end; it is the memConn's onClose.
 func (n *Network) forget(c *memConn) {
 	n.mu.Lock()
@@ -336,8 +350,13 @@ func (h *Host) connect(to memAddr) (*memConn, <-chan struct{}, error) {
 	}
 	n.nextPort++
 	client, server := newPipe(memAddr{h.name, n.nextPort}, to, lk)
+	client.onClose = n.forget
 	if blackholed {
 		n.held = append(n.held, server)
+		client.onClose = func(c *memConn) {
+			n.forget(c)
+			n.release(server)
+		}
 	} else {
 		select {
 		case l.backlog <- server:
@@ -347,7 +366,6 @@ func (h *Host) connect(to memAddr) (*memConn, <-chan struct{}, error) {
 		server.onClose = n.forget
 		n.conns[server] = struct{}{}
 	}
-	client.onClose = n.forget
 	n.conns[client] = struct{}{}
 	return client, nil, nil
 }

@@ -157,7 +157,8 @@ func (s *stream) read(b []byte, dl *deadline) (int, error) {
 			return 0, nil
 		}
 		var wait time.Duration
-		if len(s.chunks) > 0 && !s.link.partitioned.Load() {
+		partitioned := s.link.partitioned.Load() // nothing arrives, not even the end
+		if len(s.chunks) > 0 && !partitioned {
 			now := time.Now()
 			n := 0
 			for n < len(b) && len(s.chunks) > 0 {
@@ -180,7 +181,7 @@ func (s *stream) read(b []byte, dl *deadline) (int, error) {
 				s.mu.Unlock()
 				return n, nil
 			}
-		} else if len(s.chunks) == 0 && s.writerClosed {
+		} else if len(s.chunks) == 0 && s.writerClosed && !partitioned {
 			s.mu.Unlock()
 			return 0, io.EOF
 		}

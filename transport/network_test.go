@@ -300,3 +300,26 @@ func TestUnmeasuredQueuesExportNoSeries(t *testing.T) {
 		}
 	}
 }
+
+// nothingDialer returns neither a connection nor an error.
+type nothingDialer struct{}
+
+func (nothingDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return nil, nil
+}
+
+// TestDialerReturningNothingIsAnError: a Dialer that returns no conn and
+// no error fails the dial with an error that names it, not a nil
+// dereference.
+func TestDialerReturningNothingIsAnError(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 {
+			cfg.Dialer = nothingDialer{}
+		}
+	})
+	c.HandleAll(verbEcho, transport.HandlerFunc(payloadEcho))
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("x"))
+	require.ErrorContains(t, err, "Config.Dialer returned neither a connection nor an error")
+	var opErr *transport.OpError
+	assert.ErrorAs(t, err, &opErr)
+}

@@ -175,7 +175,9 @@ func TestCustomListenerWithReusePort(t *testing.T) {
 	resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("over the custom listener"))
 	require.NoError(t, err)
 	assert.Equal(t, "over the custom listener", string(resp))
-	assert.True(t, c.Nodes[1].Stats().Total().QueuesMeasured, "a TCP listener's connections are measured")
+	waitFor(t, 10*time.Second, "a TCP listener's connections are measured", func() bool {
+		return c.Nodes[1].Stats().Total().QueuesMeasured
+	})
 }
 
 // TestListenErrorIsReturnedByNew: New returns Config.Listen's error, and a
@@ -282,6 +284,12 @@ func TestUnmeasuredQueuesExportNoSeries(t *testing.T) {
 		c.HandleAll(verbEcho, transport.HandlerFunc(payloadEcho))
 		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("x"))
 		require.NoError(t, err)
+		// The writer counts (and measures) after its write returns,
+		// which may be after the response is back.
+		waitFor(t, 10*time.Second, "the request counted", func() bool {
+			st := c.Nodes[0].Stats().Total()
+			return st.MessagesSent == 1 && st.QueuesMeasured == !inMemory
+		})
 		got := collect(t, reader)
 		assert.Equal(t, int64(1), sumWhere(got["internode.messages.sent"], "peer", "n2", "lane", "small"), "in memory: %v", inMemory)
 		peaks, ok := got["internode.socket.send_queue_peak_bytes"].(metricdata.Gauge[int64])

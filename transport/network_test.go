@@ -331,3 +331,32 @@ func TestDialerReturningNothingIsAnError(t *testing.T) {
 	var opErr *transport.OpError
 	assert.ErrorAs(t, err, &opErr)
 }
+
+// BenchmarkRequestOverNetwork compares 128-byte echo requests, 64 in
+// flight, over loopback TCP and over transporttest's in-memory network,
+// so that tests moved onto the in-memory network know what they gain:
+//
+//	go test -run XXX -bench RequestOverNetwork -count 3 ./transport
+func BenchmarkRequestOverNetwork(b *testing.B) {
+	for _, inMemory := range []bool{false, true} {
+		name := map[bool]string{false: "loopback", true: "memory"}[inMemory]
+		b.Run(name, func(b *testing.B) {
+			c := transporttest.New(b, 2, transporttest.Options{InMemory: inMemory})
+			c.HandleAll(verbEcho, transport.HandlerFunc(payloadEcho))
+			payload := make([]byte, 128)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(payload)))
+			b.SetParallelism(32) // 64 requests in flight on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, payload); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -54,8 +54,8 @@ type Config struct {
 	// or an in-memory network (transporttest.Network). TLS, when
 	// configured, wraps what it accepts.
 	//
-	// A connection that is not a *net.TCPConn (or a TLS connection over
-	// one) works as well, without what needs a TCP socket: TCP_NODELAY,
+	// A connection that is not a *net.TCPConn, from Dialer or Listen,
+	// works as well, without what needs a TCP socket: TCP_NODELAY,
 	// Lanes.Sockets, and the copy-free sendfile and splice of SendFile
 	// (a buffered copy instead) are skipped; the socket queue depths are
 	// measured only on a syscall.Conn (ConnStats.QueuesMeasured says

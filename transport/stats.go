@@ -138,8 +138,8 @@ func (c *ConnStats) add(o *ConnStats) {
 	c.Throttled += o.Throttled
 	c.ThrottledTime += o.ThrottledTime
 	c.SendQueueMax = max(c.SendQueueMax, o.SendQueueMax)
-	c.QueuesMeasured = c.QueuesMeasured || o.QueuesMeasured
 	c.RecvQueueMax = max(c.RecvQueueMax, o.RecvQueueMax)
+	c.QueuesMeasured = c.QueuesMeasured || o.QueuesMeasured
 	for r := range NumReasons {
 		c.Dropped[r] += o.Dropped[r]
 		c.DroppedInbound[r] += o.DroppedInbound[r]

@@ -112,11 +112,7 @@ func New(cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	listen := cfg.Listen
-	if listen == nil {
-		listen = net.Listen
-	}
-	ln, err := listen("tcp", cfg.ListenAddr)
+	ln, err := cfg.withDefaults().Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen: %w", err)
 	}

@@ -241,6 +241,9 @@ func (s *stream) write(b []byte, dl *deadline) (int, error) {
 			b = b[n:]
 			s.wake()
 			s.mu.Unlock()
+			if len(b) == 0 {
+				return written, nil // whatever the reader does next
+			}
 			continue
 		}
 		changed := s.changed

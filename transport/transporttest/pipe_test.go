@@ -204,3 +204,24 @@ func TestBadAddressesAreRefused(t *testing.T) {
 	_, err = h.DialContext(t.Context(), "tcp", "a:7000")
 	assert.ErrorIs(t, err, net.ErrClosed)
 }
+
+// TestWriteThatFitsSucceedsWhateverTheReaderDoesNext: a write whose bytes
+// all fit the buffer succeeds, even if the reader closes right after
+// taking them, as a write into a socket buffer does.
+func TestWriteThatFitsSucceedsWhateverTheReaderDoesNext(t *testing.T) {
+	for range 200 {
+		n := NewNetwork()
+		client, server := connPair(t, n, "a", "b")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 4)
+			_, _ = io.ReadFull(server, buf)
+			server.Close()
+		}()
+		_, err := client.Write([]byte("hello, then refused"))
+		require.NoError(t, err)
+		<-done
+		n.Close()
+	}
+}

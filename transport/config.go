@@ -1,10 +1,12 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"time"
 
 	"github.com/xtaci/smux"
@@ -30,11 +32,35 @@ type Config struct {
 	// most 255 bytes.
 	ClusterName string
 	// ListenAddr is the TCP address to listen on, "host:port"; port 0 picks
-	// one (see Transport.Addr). Required.
+	// one (see Transport.Addr). Listen binds it. Required.
 	ListenAddr string
 	// Membership resolves peers' addresses and says when they leave.
 	// Required.
 	Membership cluster.Membership
+
+	// Dialer opens every outbound connection, to a member's Addr with
+	// network "tcp", within Timeouts.Dial. Default &net.Dialer{}. Set it to
+	// dial through a proxy or a VPN interface, to set socket options in
+	// net.Dialer.Control, or to test over an in-memory network
+	// (transporttest.Network). TLS, when configured, wraps what it returns.
+	Dialer Dialer
+	// Listen binds ListenAddr, with network "tcp", once, in New; the
+	// transport owns the listener it returns and closes it in Close.
+	// Default net.Listen. It is a function rather than a net.Listener so
+	// that one Config can start a transport again (a restart binds anew)
+	// and ListenAddr stays the one place that names the address;
+	// Transport.Addr reports the bound listener's address. Use it for
+	// SO_REUSEPORT (a net.ListenConfig with Control), an inherited socket,
+	// or an in-memory network (transporttest.Network). TLS, when
+	// configured, wraps what it accepts.
+	//
+	// A connection that is not a *net.TCPConn, from Dialer or Listen,
+	// works as well, without what needs a TCP socket: TCP_NODELAY,
+	// Lanes.Sockets, and the copy-free sendfile and splice of SendFile
+	// (a buffered copy instead) are skipped; the socket queue depths are
+	// measured only on a syscall.Conn (ConnStats.QueuesMeasured says
+	// whether they were).
+	Listen func(network, address string) (net.Listener, error)
 
 	Lanes     LaneConfig      // how messages are routed and batched
 	Memory    MemoryConfig    // how much may be held, and what happens when it is full
@@ -54,6 +80,15 @@ type Config struct {
 	// DroppedMessage and its Payload are valid only during the call.
 	OnDropped func(DroppedMessage)
 }
+
+// Dialer opens a connection (Config.Dialer); *net.Dialer satisfies it.
+// DialContext is called from many goroutines at once and must return once
+// ctx ends.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+var _ Dialer = (*net.Dialer)(nil)
 
 // LaneConfig says how messages are routed to lanes and batched on them.
 type LaneConfig struct {
@@ -300,6 +335,12 @@ func (c Config) withDefaults() Config {
 	c.Streams.setDefaults()
 	c.Files.setDefaults()
 	c.Telemetry.setDefaults()
+	if c.Dialer == nil {
+		c.Dialer = &net.Dialer{}
+	}
+	if c.Listen == nil {
+		c.Listen = net.Listen
+	}
 	return c
 }
 

@@ -32,11 +32,15 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Dial)
 	defer cancel()
-	d := net.Dialer{}
-	nc, err := d.DialContext(ctx, "tcp", member.Addr)
+	nc, err := t.cfg.Dialer.DialContext(ctx, "tcp", member.Addr)
 	if err != nil {
 		return nil, err
 	}
+	if nc == nil {
+		return nil, errors.New("transport: Config.Dialer returned neither a connection nor an error")
+	}
+	// Options that need a TCP socket are skipped on other conns (a
+	// Config.Dialer's in-memory pipe, say): see Config.Listen.
 	if tcp, ok := nc.(*net.TCPConn); ok {
 		if err := tcp.SetNoDelay(true); err != nil {
 			nc.Close()

@@ -26,7 +26,11 @@
 // A. A message whose encoded size is above Config.Lanes.LargeThreshold (64 KiB)
 // goes to the Large lane, the rest to Small, and verbs can be pinned to
 // Urgent (gossip, heartbeats) so control traffic never queues behind bulk.
-// TCP_NODELAY is set on every connection.
+// TCP_NODELAY is set on every connection. Config.Dialer and Config.Listen
+// say where connections come from (default: TCP through net.Dialer and
+// net.Listen); a conn that is not a *net.TCPConn, such as
+// transporttest.Network's in-memory ones, works without the socket
+// options, sendfile and socket measurement.
 //
 // Each connection has one writer goroutine. Send encodes a small message
 // straight into the connection's queue (one copy, no allocation) and

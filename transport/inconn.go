@@ -198,6 +198,7 @@ func (ic *inConn) measureRecvQueue() {
 	if n, err := ic.probe.RecvQueue(); err == nil {
 		ic.peer.recvPeak[ic.lane].Observe(int64(n))
 		ic.peer.recvMax[ic.lane].Observe(int64(n))
+		ic.peer.measured(ic.lane)
 	}
 }
 

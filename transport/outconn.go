@@ -360,6 +360,7 @@ func (c *outConn) measureSendQueue() {
 	if n, err := c.conn.probe.SendQueue(); err == nil {
 		c.peer.sendPeak[c.lane].Observe(int64(n))
 		c.peer.sendMax[c.lane].Observe(int64(n))
+		c.peer.measured(c.lane)
 	}
 }
 

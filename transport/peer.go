@@ -37,7 +37,10 @@ type peer struct {
 	sendPeak, recvPeak [routing.NumLanes]sockstat.Peak
 	// The largest depths measured since the transport started, for Stats.
 	sendMax, recvMax [routing.NumLanes]sockstat.Peak
-	streams          streamState
+	// queuesMeasured: a socket queue depth was read on the lane (a conn
+	// without a kernel socket cannot be asked).
+	queuesMeasured [routing.NumLanes]atomic.Bool
+	streams        streamState
 	// inConns counts the peer's established inbound connections by kind
 	// (lanes, stream session, file transfers), for Config.Security.MaxConnsPerPeer;
 	// guarded by Transport.inboundMu.
@@ -281,5 +284,12 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	t.calls.failPeer(&id, ErrPeerLeft)
 	if p != nil {
 		p.stop(ErrPeerLeft)
+	}
+}
+
+// measured records that a socket queue depth was read on lane.
+func (p *peer) measured(lane routing.Lane) {
+	if !p.queuesMeasured[lane].Load() {
+		p.queuesMeasured[lane].Store(true)
 	}
 }

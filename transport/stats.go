@@ -33,6 +33,11 @@ type ConnStats struct {
 	// receive queues measured on this lane, in bytes, since the transport
 	// started (the metrics report the peak per collection instead).
 	SendQueueMax, RecvQueueMax int64
+	// QueuesMeasured says whether SendQueueMax and RecvQueueMax hold
+	// readings: false while none was taken, because measuring is off
+	// (Telemetry.DisableSocketMeasurement) or the lane's connections have
+	// no kernel socket to ask (an in-memory Config.Dialer or Listen).
+	QueuesMeasured bool
 	// Coalescing is the lane's strategy's own account.
 	Coalescing coalescing.Stats
 
@@ -134,6 +139,7 @@ func (c *ConnStats) add(o *ConnStats) {
 	c.ThrottledTime += o.ThrottledTime
 	c.SendQueueMax = max(c.SendQueueMax, o.SendQueueMax)
 	c.RecvQueueMax = max(c.RecvQueueMax, o.RecvQueueMax)
+	c.QueuesMeasured = c.QueuesMeasured || o.QueuesMeasured
 	for r := range NumReasons {
 		c.Dropped[r] += o.Dropped[r]
 		c.DroppedInbound[r] += o.DroppedInbound[r]
@@ -272,6 +278,7 @@ func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 	cs.readOut(&p.outbound[lane])
 	cs.SendQueueMax = p.sendMax[lane].Max()
 	cs.RecvQueueMax = p.recvMax[lane].Max()
+	cs.QueuesMeasured = p.queuesMeasured[lane].Load()
 	c := p.lanes[lane].Load()
 	if c == nil {
 		return cs, cs.seen()

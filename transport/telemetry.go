@@ -206,7 +206,7 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 		obs.ObserveInt64(o.failures, int64(c.ConnectFailures), conn)
 		obs.ObserveInt64(o.pendingMessages, int64(c.PendingMessages), conn)
 		obs.ObserveInt64(o.pendingBytes, int64(c.PendingBytes), conn)
-		if p := t.peerStats(c.Peer); p != nil {
+		if p := t.peerStats(c.Peer); p != nil && c.QueuesMeasured { // no series for what was never measured
 			obs.ObserveInt64(o.sendPeak, p.sendPeak[c.Lane].TakeAndReset(), conn)
 			obs.ObserveInt64(o.recvPeak, p.recvPeak[c.Lane].TakeAndReset(), conn)
 		}

@@ -112,9 +112,12 @@ func New(cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	ln, err := cfg.withDefaults().Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen: %w", err)
+	}
+	if ln == nil {
+		return nil, errors.New("transport: listen: Config.Listen returned neither a listener nor an error")
 	}
 	t, err := newTransport(cfg, ln)
 	if err != nil {

@@ -25,16 +25,24 @@ type Options struct {
 	// CA, when set, makes every node mutual TLS with a certificate from it
 	// (CA.TLSConfig), before Tweak runs.
 	CA *CA
+	// InMemory runs the nodes over a Network of their own (Cluster.Network)
+	// instead of loopback TCP: node n1 is host "n1", and so on. Its
+	// faults (Partition, Blackhole, Delay, Cut) need no root and no
+	// proxy. It cannot be combined with Proxied.
+	InMemory bool
 }
 
-// Cluster is N transports on loopback, named n1..nN, sharing one static
-// membership. Its fields are for reading; use the methods to change it. A
+// Cluster is N transports on loopback, or on an in-memory Network, named
+// n1..nN, sharing one static membership. Its fields are for reading; use the methods to change it. A
 // Cluster is not safe for concurrent use, but its nodes are.
 type Cluster struct {
 	Members *cluster.Static
 	Nodes   []*transport.Transport
 	Configs []transport.Config
 	Proxies []*Proxy // nil unless Options.Proxied
+	// Network carries the nodes' connections if Options.InMemory; the
+	// cluster closes it in Close. Its hosts are named by node ID.
+	Network *Network
 }
 
 // Config returns the config of a test node: listening on 127.0.0.1 at a
@@ -56,9 +64,18 @@ func Start(n int, o Options) (*Cluster, error) {
 	if o.ClusterName == "" {
 		o.ClusterName = "test"
 	}
+	if o.InMemory && o.Proxied {
+		return nil, errors.New("transporttest: Options.InMemory and Proxied cannot be combined: the Network has its own faults")
+	}
 	c := &Cluster{Members: cluster.NewStatic()}
+	if o.InMemory {
+		c.Network = NewNetwork()
+	}
 	for i := range n {
 		cfg := Config(cluster.NodeID(fmt.Sprintf("n%d", i+1)), o.ClusterName, c.Members)
+		if c.Network != nil {
+			c.Network.Host(string(cfg.NodeID)).Configure(&cfg)
+		}
 		if o.CA != nil {
 			var err error
 			if cfg.Security.TLS, err = o.CA.TLSConfig(cfg.NodeID); err != nil {
@@ -90,7 +107,8 @@ func New(tb testing.TB, n int, o Options) *Cluster {
 }
 
 // Add starts one more node with cfg (its Membership is replaced by the
-// cluster's) and makes it a member.
+// cluster's) and makes it a member. On an in-memory cluster, configure cfg
+// with c.Network.Host(name).Configure first.
 func (c *Cluster) Add(cfg transport.Config) (*transport.Transport, error) {
 	return c.add(cfg, false)
 }
@@ -218,5 +236,8 @@ func (c *Cluster) Close() {
 		if p != nil {
 			p.Close()
 		}
+	}
+	if c.Network != nil {
+		c.Network.Close()
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
 
@@ -41,7 +42,7 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 // closed by both sides drops data its reader had received but not yet
 // read.
 type Stream struct {
-	s       *smux.Stream
+	s       net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
 	peer    cluster.NodeID
 	verb    Verb
 	release func()
@@ -112,13 +113,17 @@ func (s *Stream) Write(b []byte) (int, error) {
 
 // writeChunk writes one length-prefixed chunk: small ones copied behind
 // their header into one frame, large ones as a header frame and the
-// caller's bytes. writeMu held.
+// caller's bytes (on a connection of its own, one vectored write).
+// writeMu held.
 func (s *Stream) writeChunk(chunk []byte) error {
 	s.scratch = wire.AppendStreamChunkHeader(s.scratch[:0], len(chunk))
 	if len(chunk) <= 4<<10 {
 		s.scratch = append(s.scratch, chunk...)
 		_, err := s.s.Write(s.scratch)
 		return err
+	}
+	if oc, ok := s.s.(*ownConn); ok {
+		return oc.writeVectors(s.scratch, chunk)
 	}
 	if _, err := s.s.Write(s.scratch); err != nil {
 		return err
@@ -172,14 +177,23 @@ func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
 
 // OpenStream opens a byte stream to peer, served there by the handler
 // registered for verb with HandleStream. The first stream to a peer dials
-// its stream connection; later ones share it.
+// its stream connection; later ones share it. With OwnConnection, the
+// stream has a connection of its own instead.
 //
 // Errors: ErrUnknownVerb (no handler there), ErrOverloaded (too many
 // streams, see StreamConfig.MaxPerPeer), ErrUnknownPeer, ErrClosed, or
 // the dial's or the context's error; each in an *OpError.
-func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb) (*Stream, error) {
+func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb, opts ...StreamOption) (*Stream, error) {
+	var o streamOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	kind := routing.Lane(laneStreams)
+	if o.ownConnection {
+		kind = laneOwnStream
+	}
 	fail := func(err error) (*Stream, error) {
-		return nil, &OpError{Op: "open stream", Peer: to, Lane: laneStreams, Err: err}
+		return nil, &OpError{Op: "open stream", Peer: to, Lane: kind, Err: err}
 	}
 	if t.closing.Load() {
 		return fail(ErrClosed)
@@ -193,7 +207,12 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 		return fail(ErrOverloaded)
 	}
 	release := func() { p.streams.out.Add(-1) }
-	st, err := t.openStream(ctx, p, verb)
+	var st net.Conn
+	if o.ownConnection {
+		st, err = t.openOwnStream(ctx, p, verb)
+	} else {
+		st, err = t.openStream(ctx, p, verb)
+	}
 	if err != nil {
 		release()
 		return fail(err)
@@ -244,6 +263,16 @@ func (t *Transport) openStreamOn(ctx context.Context, session *smux.Session, ver
 	if err != nil {
 		return nil, err
 	}
+	if err := t.greet(ctx, st, verb); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// greet opens the stream st for verb: it writes the verb and reads the
+// acceptor's status byte, within the handshake timeout. It closes st when
+// the stream is refused or fails.
+func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb) error {
 	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -254,19 +283,19 @@ func (t *Transport) openStreamOn(ctx context.Context, session *smux.Session, ver
 	// Opening: the verb, answered by one status byte.
 	if _, err := st.Write(wire.AppendStreamOpen(nil, uint32(verb))); err != nil {
 		st.Close()
-		return nil, ctxErrOr(ctx, err)
+		return ctxErrOr(ctx, err)
 	}
 	var status [1]byte
 	if _, err := io.ReadFull(st, status[:]); err != nil {
 		st.Close()
-		return nil, ctxErrOr(ctx, fmt.Errorf("opening stream: %w", err))
+		return ctxErrOr(ctx, fmt.Errorf("opening stream: %w", err))
 	}
 	if code, refused := wire.ParseStreamStatus(status[0]); refused {
 		st.Close()
-		return nil, &RemoteError{Code: code}
+		return &RemoteError{Code: code}
 	}
 	_ = st.SetDeadline(time.Time{})
-	return st, nil
+	return nil
 }
 
 // streamSession returns the peer's outbound stream session, dialling it if
@@ -332,7 +361,7 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 }
 
 // serveStream reads a new stream's verb, admits it and runs its handler.
-func (t *Transport) serveStream(p *peer, st *smux.Stream) {
+func (t *Transport) serveStream(p *peer, st net.Conn) {
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	verb, err := wire.ReadStreamOpen(byteReader{st})

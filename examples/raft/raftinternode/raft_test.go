@@ -138,7 +138,9 @@ func TestPartitionHeals(t *testing.T) {
 		c.converge(500, old)
 		c.nodes[old].trans.isolated.Store(false)
 		c.converge(500)
-		waitFor(t, 10*time.Second, func() bool { return c.nodes[old].raft.State() == raft.Follower })
+		if !c.waitUntil(10*time.Second, func() bool { return c.nodes[old].raft.State() == raft.Follower }) {
+			t.Fatal("the old leader did not become a follower within 10s")
+		}
 		c.apply(c.leader(), 500, 100)
 		c.converge(600)
 	})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,10 +46,14 @@ const lingerTimeout = time.Second
 // straight to the socket. It is a net.Conn.
 type ownConn struct {
 	net.Conn
-	r         *bufio.Reader
-	t         *Transport
-	stop      func() bool   // stops closing it when the transport closes
-	lingered  chan struct{} // closed once the connection is closed
+	t        *Transport
+	stop     func() bool   // stops closing it when the transport closes
+	lingered chan struct{} // closed once the socket is closed
+
+	readMu sync.Mutex // held by Read; Close's lingering takes it from readers
+	r      *bufio.Reader
+	closed atomic.Bool
+
 	closeOnce sync.Once
 }
 
@@ -58,7 +63,20 @@ func newOwnConn(t *Transport, conn net.Conn) *ownConn {
 	return oc
 }
 
-func (c *ownConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+// Read reads through the buffer; once Close was called it fails with
+// net.ErrClosed, a Read under way included.
+func (c *ownConn) Read(b []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.r.Read(b)
+	if err != nil && c.closed.Load() {
+		err = net.ErrClosed
+	}
+	return n, err
+}
 
 // writeVectors writes a chunk header and its data in one vectored write
 // (writev on a plain TCP connection).
@@ -70,27 +88,42 @@ func (c *ownConn) writeVectors(header, data []byte) error {
 
 // Close ends the connection without losing what the peer has yet to read.
 // Closing a TCP socket with bytes unread in it resets the connection, and
-// a reset can discard the peer's unread data — a response written just
-// before, say. So Close half-closes (TCP FIN), then reads and discards
-// until the peer closes too or lingerTimeout passes, in a goroutine of
-// the transport's (which the transport's Close ends at once), and only
-// then closes the socket. Safe to call more than once; it does not wait.
+// the reset discards what is still in this side's socket buffer — the end
+// of a response written just before, say. So Close half-closes (TCP FIN),
+// ends any Read under way, then reads and discards until the peer closes
+// too or lingerTimeout passes, in a goroutine of the transport's (which
+// the transport's Close ends at once), and only then closes the socket.
+// No Write may be under way (Stream.Close calls abort then). Safe to call
+// more than once; it does not wait.
 func (c *ownConn) Close() error {
 	c.closeOnce.Do(func() {
+		c.closed.Store(true)
 		cw, ok := c.Conn.(interface{ CloseWrite() error })
 		if !ok || c.t.closing.Load() || cw.CloseWrite() != nil {
 			c.closeNow()
 			return
 		}
+		_ = c.Conn.SetReadDeadline(time.Unix(1, 0)) // a Read under way returns
 		c.t.wg.Add(1)
 		go func() {
 			defer c.t.wg.Done()
+			c.readMu.Lock()
+			defer c.readMu.Unlock()
 			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-			_, _ = io.Copy(io.Discard, c.r)
+			_, _ = io.Copy(io.Discard, c.Conn)
 			c.closeNow()
 		}()
 	})
 	return nil
+}
+
+// abort closes the socket at once, without a lingering end: a Write under
+// way fails.
+func (c *ownConn) abort() {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.closeNow()
+	})
 }
 
 func (c *ownConn) closeNow() {

@@ -136,3 +136,46 @@ func isTimeout(err error) bool {
 	var te interface{ Timeout() bool }
 	return errors.As(err, &te) && te.Timeout()
 }
+
+// Close unblocks a Write that waits for a peer that does not read, on
+// either kind of stream, rather than waiting for it to finish first: a
+// caller's watchdog closes a stuck stream that way.
+func TestStreamCloseUnblocksWrite(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []transport.StreamOption
+	}{{"session", nil}, {"own connection", []transport.StreamOption{transport.OwnConnection()}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			started := make(chan struct{})
+			hold := newGate()
+			defer hold.open()
+			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				_, _ = io.ReadFull(s, make([]byte, 1))
+				close(started)
+				_ = hold.wait(ctx) // reads nothing more
+			}))
+			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, tt.opts...)
+			require.NoError(t, err)
+			written := make(chan error, 1)
+			go func() {
+				_, err := s.Write(make([]byte, 32<<20)) // more than windows and socket buffers hold
+				written <- err
+			}()
+			<-started
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close() }()
+			select {
+			case <-closed:
+			case <-time.After(promptly(time.Second)):
+				t.Fatal("Close waits for the blocked Write")
+			}
+			select {
+			case err := <-written:
+				assert.Error(t, err, "the blocked Write fails")
+			case <-time.After(promptly(time.Second)):
+				t.Fatal("the Write is still blocked after Close")
+			}
+		})
+	}
+}

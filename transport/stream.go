@@ -145,10 +145,24 @@ func (s *Stream) CloseWrite() error {
 }
 
 // Close closes the stream both ways; the peer reads io.EOF after what was
-// written. Safe to call more than once.
+// written. A Read or Write under way in another goroutine fails: Close
+// does not wait for it, not even for a Write waiting for a peer that does
+// not read (the peer then sees the stream end without its end marker).
+// Safe to call more than once.
 func (s *Stream) Close() error {
-	_ = s.CloseWrite() // the peer sees a clean end, not a reset
-	err := s.s.Close()
+	var err error
+	if s.writeMu.TryLock() {
+		if !s.writeClosed {
+			s.writeClosed = true
+			_ = s.writeChunk(nil) // the peer sees a clean end, not a reset
+		}
+		s.writeMu.Unlock()
+		err = s.s.Close()
+	} else if oc, ok := s.s.(*ownConn); ok {
+		oc.abort() // the Write under way holds the socket: no graceful end
+	} else {
+		err = s.s.Close()
+	}
 	s.once.Do(s.release)
 	if errors.Is(err, io.ErrClosedPipe) {
 		return nil // already closed

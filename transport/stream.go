@@ -68,7 +68,9 @@ func (s *Stream) Peer() cluster.NodeID { return s.peer }
 func (s *Stream) Verb() Verb { return s.verb }
 
 // Read reads the peer's bytes; io.EOF once the peer called CloseWrite (or
-// Close) and everything before it was read.
+// Close) and everything before it was read. A stream that ends without
+// the peer's end marker — the peer's Close cut a Write short, or the
+// connection failed — was cut short: Read returns io.ErrUnexpectedEOF.
 func (s *Stream) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
@@ -78,7 +80,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if _, err := io.ReadFull(s.s, s.header[:]); err != nil {
-			return 0, err
+			return 0, cutShort(err)
 		}
 		n, err := wire.ParseStreamChunkHeader(s.header[:])
 		if err != nil { // a length over the limit: ErrMalformed
@@ -90,7 +92,16 @@ func (s *Stream) Read(b []byte) (int, error) {
 	}
 	n, err := s.s.Read(b[:min(len(b), s.left)])
 	s.left -= n
-	return n, err
+	return n, cutShort(err)
+}
+
+// cutShort turns the end of the underlying stream before the end marker
+// into io.ErrUnexpectedEOF.
+func cutShort(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Write writes b to the peer, waiting while the peer's window is full.

@@ -363,7 +363,9 @@
 // bytes, 1 to MaxStreamChunk (65536). A chunk of length 0 is the end
 // marker: its writer has no more data for that direction (a half-close)
 // and writes nothing after it; the other direction goes on until its own
-// end marker. The two directions are independent: either side may write
+// end marker. A direction whose stream ends before its end marker (closed
+// or reset) was cut short, and its reader reports an error, not a clean
+// end. The two directions are independent: either side may write
 // while the other does.
 //
 //	+------------+------------+------------+------------+-----+-------------+

@@ -157,6 +157,9 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 	case laneFile:
 		t.serveFile(conn, p)
 		return
+	case laneOwnStream:
+		t.serveOwnStream(conn, p)
+		return
 	}
 	lane := routing.Lane(hello.Lane)
 	if tcp, ok := raw.(*net.TCPConn); ok {

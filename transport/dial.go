@@ -18,13 +18,14 @@ import (
 // Connection kinds beyond the message lanes, sent in the handshake's lane
 // byte. They are part of the wire format.
 const (
-	laneStreams = routing.NumLanes     // 3: a stream session (smux)
-	laneFile    = routing.NumLanes + 1 // 4: one file transfer
-	numKinds    = routing.NumLanes + 2
+	laneStreams   = routing.NumLanes     // 3: a stream session (smux)
+	laneFile      = routing.NumLanes + 1 // 4: one file transfer
+	laneOwnStream = routing.NumLanes + 2 // 5: one stream on a connection of its own
+	numKinds      = routing.NumLanes + 3
 )
 
 // dial connects to peer id and handshakes for a connection of the given
-// kind (a routing.Lane, laneStreams or laneFile).
+// kind (a routing.Lane, laneStreams, laneFile or laneOwnStream).
 func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (net.Conn, error) {
 	member, ok := t.cfg.Membership.Lookup(id)
 	if !ok {

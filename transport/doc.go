@@ -42,6 +42,10 @@
 // interleaved with other granted messages so one huge message does not
 // hold a smaller one behind it.
 //
+// Byte streams (OpenStream) share one more connection per peer, a smux
+// session, unless opened with OwnConnection: then each has a connection
+// of its own, as each SendFile transfer does.
+//
 // A lost connection is redialled with capped exponential backoff and
 // jitter while messages are pending — at once when it was judged dead, or
 // when the peer connects to this node or rejoins the membership. A

@@ -69,13 +69,15 @@ func (e *OpError) Error() string {
 }
 
 // kindName names a connection kind: "small lane", "stream session",
-// "file transfer".
+// "file transfer", "stream connection".
 func kindName(kind routing.Lane) string {
 	switch kind {
 	case laneStreams:
 		return "stream session"
 	case laneFile:
 		return "file transfer"
+	case laneOwnStream:
+		return "stream connection"
 	}
 	return kind.String() + " lane"
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
 
@@ -41,7 +42,7 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 // closed by both sides drops data its reader had received but not yet
 // read.
 type Stream struct {
-	s       *smux.Stream
+	s       net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
 	peer    cluster.NodeID
 	verb    Verb
 	release func()
@@ -67,7 +68,9 @@ func (s *Stream) Peer() cluster.NodeID { return s.peer }
 func (s *Stream) Verb() Verb { return s.verb }
 
 // Read reads the peer's bytes; io.EOF once the peer called CloseWrite (or
-// Close) and everything before it was read.
+// Close) and everything before it was read. A stream that ends without
+// the peer's end marker — the peer's Close cut a Write short, or the
+// connection failed — was cut short: Read returns io.ErrUnexpectedEOF.
 func (s *Stream) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
@@ -77,7 +80,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if _, err := io.ReadFull(s.s, s.header[:]); err != nil {
-			return 0, err
+			return 0, cutShort(err)
 		}
 		n, err := wire.ParseStreamChunkHeader(s.header[:])
 		if err != nil { // a length over the limit: ErrMalformed
@@ -89,7 +92,16 @@ func (s *Stream) Read(b []byte) (int, error) {
 	}
 	n, err := s.s.Read(b[:min(len(b), s.left)])
 	s.left -= n
-	return n, err
+	return n, cutShort(err)
+}
+
+// cutShort turns the end of the underlying stream before the end marker
+// into io.ErrUnexpectedEOF.
+func cutShort(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Write writes b to the peer, waiting while the peer's window is full.
@@ -112,13 +124,17 @@ func (s *Stream) Write(b []byte) (int, error) {
 
 // writeChunk writes one length-prefixed chunk: small ones copied behind
 // their header into one frame, large ones as a header frame and the
-// caller's bytes. writeMu held.
+// caller's bytes (on a connection of its own, one vectored write).
+// writeMu held.
 func (s *Stream) writeChunk(chunk []byte) error {
 	s.scratch = wire.AppendStreamChunkHeader(s.scratch[:0], len(chunk))
 	if len(chunk) <= 4<<10 {
 		s.scratch = append(s.scratch, chunk...)
 		_, err := s.s.Write(s.scratch)
 		return err
+	}
+	if oc, ok := s.s.(*ownConn); ok {
+		return oc.writeVectors(s.scratch, chunk)
 	}
 	if _, err := s.s.Write(s.scratch); err != nil {
 		return err
@@ -140,10 +156,24 @@ func (s *Stream) CloseWrite() error {
 }
 
 // Close closes the stream both ways; the peer reads io.EOF after what was
-// written. Safe to call more than once.
+// written. A Read or Write under way in another goroutine fails: Close
+// does not wait for it, not even for a Write waiting for a peer that does
+// not read (the peer then sees the stream end without its end marker).
+// Safe to call more than once.
 func (s *Stream) Close() error {
-	_ = s.CloseWrite() // the peer sees a clean end, not a reset
-	err := s.s.Close()
+	var err error
+	if s.writeMu.TryLock() {
+		if !s.writeClosed {
+			s.writeClosed = true
+			_ = s.writeChunk(nil) // the peer sees a clean end, not a reset
+		}
+		s.writeMu.Unlock()
+		err = s.s.Close()
+	} else if oc, ok := s.s.(*ownConn); ok {
+		oc.abort() // the Write under way holds the socket: no graceful end
+	} else {
+		err = s.s.Close()
+	}
 	s.once.Do(s.release)
 	if errors.Is(err, io.ErrClosedPipe) {
 		return nil // already closed
@@ -172,14 +202,23 @@ func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
 
 // OpenStream opens a byte stream to peer, served there by the handler
 // registered for verb with HandleStream. The first stream to a peer dials
-// its stream connection; later ones share it.
+// its stream connection; later ones share it. With OwnConnection, the
+// stream has a connection of its own instead.
 //
 // Errors: ErrUnknownVerb (no handler there), ErrOverloaded (too many
 // streams, see StreamConfig.MaxPerPeer), ErrUnknownPeer, ErrClosed, or
 // the dial's or the context's error; each in an *OpError.
-func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb) (*Stream, error) {
+func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb, opts ...StreamOption) (*Stream, error) {
+	var o streamOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	kind := routing.Lane(laneStreams)
+	if o.ownConnection {
+		kind = laneOwnStream
+	}
 	fail := func(err error) (*Stream, error) {
-		return nil, &OpError{Op: "open stream", Peer: to, Lane: laneStreams, Err: err}
+		return nil, &OpError{Op: "open stream", Peer: to, Lane: kind, Err: err}
 	}
 	if t.closing.Load() {
 		return fail(ErrClosed)
@@ -193,7 +232,12 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 		return fail(ErrOverloaded)
 	}
 	release := func() { p.streams.out.Add(-1) }
-	st, err := t.openStream(ctx, p, verb)
+	var st net.Conn
+	if o.ownConnection {
+		st, err = t.openOwnStream(ctx, p, verb)
+	} else {
+		st, err = t.openStream(ctx, p, verb)
+	}
 	if err != nil {
 		release()
 		return fail(err)
@@ -244,6 +288,16 @@ func (t *Transport) openStreamOn(ctx context.Context, session *smux.Session, ver
 	if err != nil {
 		return nil, err
 	}
+	if err := t.greet(ctx, st, verb); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// greet opens the stream st for verb: it writes the verb and reads the
+// acceptor's status byte, within the handshake timeout. It closes st when
+// the stream is refused or fails.
+func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb) error {
 	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -254,19 +308,19 @@ func (t *Transport) openStreamOn(ctx context.Context, session *smux.Session, ver
 	// Opening: the verb, answered by one status byte.
 	if _, err := st.Write(wire.AppendStreamOpen(nil, uint32(verb))); err != nil {
 		st.Close()
-		return nil, ctxErrOr(ctx, err)
+		return ctxErrOr(ctx, err)
 	}
 	var status [1]byte
 	if _, err := io.ReadFull(st, status[:]); err != nil {
 		st.Close()
-		return nil, ctxErrOr(ctx, fmt.Errorf("opening stream: %w", err))
+		return ctxErrOr(ctx, fmt.Errorf("opening stream: %w", err))
 	}
 	if code, refused := wire.ParseStreamStatus(status[0]); refused {
 		st.Close()
-		return nil, &RemoteError{Code: code}
+		return &RemoteError{Code: code}
 	}
 	_ = st.SetDeadline(time.Time{})
-	return st, nil
+	return nil
 }
 
 // streamSession returns the peer's outbound stream session, dialling it if
@@ -332,7 +386,7 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 }
 
 // serveStream reads a new stream's verb, admits it and runs its handler.
-func (t *Transport) serveStream(p *peer, st *smux.Stream) {
+func (t *Transport) serveStream(p *peer, st net.Conn) {
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	verb, err := wire.ReadStreamOpen(byteReader{st})

@@ -162,3 +162,34 @@ func TestStreamChunkOverTheLimitClosesTheStream(t *testing.T) {
 	_, err = io.ReadAll(st)
 	assert.True(t, err == nil || errors.Is(err, io.EOF), "the stream is closed: %v", err)
 }
+
+// A stream whose opener closes it without the end marker was cut short:
+// the acceptor's Read says so (io.ErrUnexpectedEOF) rather than io.EOF,
+// which would pass a truncated stream off as a whole one.
+func TestStreamClosedWithoutEndMarker(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	type readResult struct {
+		got []byte
+		err error
+	}
+	read := make(chan readResult, 1)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		got, err := io.ReadAll(s)
+		read <- readResult{got, err}
+	}))
+	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
+	st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
+	require.Equal(t, byte(wire.StreamAccepted), status)
+	payload := wire.AppendStreamChunkHeader(nil, 5)
+	_, err := st.Write(append(payload, "hello"...)) // a whole chunk, then no end marker
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	select {
+	case r := <-read:
+		assert.Equal(t, "hello", string(r.got))
+		assert.ErrorIs(t, r.err, io.ErrUnexpectedEOF)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's Read did not end")
+	}
+}

@@ -1,8 +1,8 @@
 // Package wire encodes and decodes the bytes internode nodes exchange: the
 // handshake that opens a connection, the frames that carry messages after
 // it, the message header, its parameter block and the failure payload, and
-// what travels inside each stream of a stream session and on a
-// file-transfer connection.
+// what travels inside each stream of a stream session (or on a stream
+// connection of its own) and on a file-transfer connection.
 //
 // The package does no I/O of its own apart from the Read* functions
 // (ReadHandshake, ReadFileHeader, ReadFileResult, ReadStreamOpen), each of
@@ -43,7 +43,8 @@
 // The handshake's lane byte says what the connection carries: 0 urgent,
 // 1 small and 2 large message lanes (frames, as below); 3 a stream
 // session, after which both sides speak smux protocol v2 (see Streams);
-// 4 one file transfer (see File transfer).
+// 4 one file transfer (see File transfer); 5 one stream on a connection
+// of its own (see Streams).
 //
 // A node answers a request on the connection the request came on, the
 // other way: as a FrameBatch when it fits in a frame, on any lane, and
@@ -79,7 +80,8 @@
 //	min_ver       lowest protocol version offered, at least 1
 //	max_ver       highest protocol version offered, at least min_ver
 //	lane          what this connection carries: 0-2 a lane of package
-//	              routing, 3 stream session, 4 file transfer
+//	              routing, 3 stream session, 4 file transfer, 5 stream
+//	              connection of its own
 //	capabilities  bit set of optional features offered
 //	cluster       cluster name, 0..255 bytes (an acceptor refuses any
 //	              other than its own)
@@ -325,6 +327,15 @@
 // keep-alive: a NOP every 10 s, and a session that hears nothing for 30 s
 // is closed.
 //
+// A stream connection of its own (lane 5) carries exactly one stream,
+// with no smux framing: after the handshake its bytes are those of one
+// smux stream's below — the opening, then chunks each way — and TCP's
+// FIN follows each side's end marker. A side that closes such a
+// connection before it has read the other's end marker first sends its
+// FIN and reads until the other's (or a second passes), so that closing
+// with bytes unread does not reset the connection and discard what it
+// had written.
+//
 // Inside each smux stream the opener writes the verb and writes nothing
 // more until the acceptor has answered with one status byte:
 //
@@ -352,7 +363,9 @@
 // bytes, 1 to MaxStreamChunk (65536). A chunk of length 0 is the end
 // marker: its writer has no more data for that direction (a half-close)
 // and writes nothing after it; the other direction goes on until its own
-// end marker. The two directions are independent: either side may write
+// end marker. A direction whose stream ends before its end marker (closed
+// or reset) was cut short, and its reader reports an error, not a clean
+// end. The two directions are independent: either side may write
 // while the other does.
 //
 //	+------------+------------+------------+------------+-----+-------------+

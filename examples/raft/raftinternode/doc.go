@@ -48,13 +48,17 @@
 // AppendEntriesPipeline opens one internode stream per pipeline: requests
 // and responses must stay in order, and Requests do not keep it — their
 // handlers run concurrently, and a large batch takes another lane than a
-// small one. On the stream the leader writes framed requests and matches
+// small one. The stream has a TCP connection of its own
+// (transport.OwnConnection), as NetworkTransport's pipeline has: a
+// pipeline is a chain of round trips, and on the shared stream session
+// each would pass through smux's writer and reader goroutines on both
+// sides. On the stream the leader writes framed requests and matches
 // each response to the oldest unanswered request; the follower hands
 // requests to raft one by one and writes the responses in the same order.
 // Options.MaxInFlight bounds the requests unanswered.
 //
-// InstallSnapshot opens a stream of its own, writes the request and then
-// copies the snapshot from raft's reader; the follower hands raft a reader
+// InstallSnapshot opens a stream on a connection of its own, writes the
+// request and then copies the snapshot from raft's reader; the follower hands raft a reader
 // over the stream, so a snapshot is never held in memory on either side.
 //
 // AppendEntries, request and response, has a codec of its own, field by

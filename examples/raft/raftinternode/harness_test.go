@@ -94,7 +94,8 @@ type testFSM struct {
 	count    uint64
 	hash     uint64
 	restores int
-	pad      int // bytes of filler each snapshot carries after the state
+	pad      int    // bytes of filler each snapshot carries after the state
+	notify   func() // called after each Apply and Restore
 }
 
 type fsmState struct{ Count, Hash uint64 }
@@ -109,7 +110,16 @@ func (f *testFSM) Apply(l *raft.Log) any {
 	h.Write(l.Data)
 	f.hash = h.Sum64()
 	f.count++
+	if f.notify != nil {
+		f.notify()
+	}
 	return f.count
+}
+
+func (f *testFSM) setNotify(fn func()) {
+	f.mu.Lock()
+	f.notify = fn
+	f.mu.Unlock()
 }
 
 func (f *testFSM) state() fsmState {
@@ -136,7 +146,11 @@ func (f *testFSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.count, f.hash = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
 	f.restores++
+	notify := f.notify
 	f.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 	return nil
 }
 
@@ -186,14 +200,41 @@ type raftCluster struct {
 	net   network
 	conf  func() *raft.Config
 	nodes []*node
+	// changed wakes waitUntil: an FSM applied or restored, or a raft
+	// observed a change of state or leader.
+	changed chan raft.Observation
 }
 
-// testConfig is raft's default config with timeouts short enough for quick
-// elections and long enough that a loaded machine running the race
-// detector does not depose leaders mid-test.
+// poke wakes waitUntil; a wake-up already pending will do.
+func (c *raftCluster) poke() {
+	select {
+	case c.changed <- raft.Observation{}:
+	default:
+	}
+}
+
+// waitUntil waits until cond holds, re-checking it whenever an FSM
+// applies or a raft changes state or leader, and reports whether it held
+// within d.
+func (c *raftCluster) waitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for !cond() {
+		select {
+		case <-c.changed:
+		case <-deadline.C:
+			return cond()
+		}
+	}
+	return true
+}
+
+// testConfig is raft's default config (1 s timeouts: at 250 ms a 2-core
+// machine loaded by other work and the race detector deposed leaders
+// mid-test, over either transport), with snapshots only when asked.
 func testConfig() *raft.Config {
 	c := raft.DefaultConfig()
-	setTimeouts(c, 250*time.Millisecond)
+	setTimeouts(c, time.Second)
 	c.CommitTimeout = 5 * time.Millisecond
 	c.SnapshotInterval = time.Hour // snapshots only when a test asks
 	c.Logger = hclog.NewNullLogger()
@@ -209,7 +250,7 @@ func setTimeouts(c *raft.Config, d time.Duration) {
 // newRaftCluster starts n bootstrapped servers; conf adjusts the config.
 func newRaftCluster(tb testing.TB, kind networkKind, n int, conf func(*raft.Config)) *raftCluster {
 	tb.Helper()
-	c := &raftCluster{tb: tb, net: kind.start(tb, n)}
+	c := &raftCluster{tb: tb, net: kind.start(tb, n), changed: make(chan raft.Observation, 1)}
 	c.conf = func() *raft.Config {
 		cfg := testConfig()
 		if conf != nil {
@@ -246,10 +287,18 @@ func (c *raftCluster) confFor(nd *node) *raft.Config {
 func (c *raftCluster) start(i int) {
 	nd := c.nodes[i]
 	nd.trans = newFaultTransport(c.net.open(i))
+	nd.fsm.setNotify(c.poke)
 	r, err := raft.NewRaft(c.confFor(nd), nd.fsm, nd.logs, nd.logs, nd.snaps, nd.trans)
 	if err != nil {
 		c.tb.Fatal(err)
 	}
+	r.RegisterObserver(raft.NewObserver(c.changed, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	}))
 	nd.raft, nd.closed = r, false
 }
 
@@ -285,15 +334,15 @@ func (c *raftCluster) close() {
 // returns its index once every one of them agrees.
 func (c *raftCluster) leader(except ...int) int {
 	c.tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if i, ok := c.agreedLeader(except); ok {
-			return i
-		}
-		time.Sleep(10 * time.Millisecond)
+	leader := -1
+	if !c.waitUntil(10*time.Second, func() bool {
+		i, ok := c.agreedLeader(except)
+		leader = i
+		return ok
+	}) {
+		c.tb.Fatalf("no leader agreed within 10s")
 	}
-	c.tb.Fatalf("no leader agreed within 10s")
-	return -1
+	return leader
 }
 
 func (c *raftCluster) agreedLeader(except []int) (int, bool) {
@@ -361,9 +410,9 @@ func (c *raftCluster) applySized(i int, first, n uint64, size func(k uint64) int
 // commands, and checks that they all hold the same state.
 func (c *raftCluster) converge(count uint64, except ...int) fsmState {
 	c.tb.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		states := map[fsmState][]int{}
+	var states map[fsmState][]int
+	if !c.waitUntil(15*time.Second, func() bool {
+		states = map[fsmState][]int{}
 		done := true
 		for i, nd := range c.nodes {
 			if nd.closed || contains(except, i) {
@@ -373,19 +422,17 @@ func (c *raftCluster) converge(count uint64, except ...int) fsmState {
 			done = done && s.Count == count
 			states[s] = append(states[s], i)
 		}
-		if done {
-			if len(states) != 1 {
-				c.tb.Fatalf("nodes applied %d commands but disagree: %v", count, states)
-			}
-			for s := range states {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			c.tb.Fatalf("nodes did not converge on %d commands: %v", count, states)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return done
+	}) {
+		c.tb.Fatalf("nodes did not converge on %d commands: %v", count, states)
 	}
+	if len(states) != 1 {
+		c.tb.Fatalf("nodes applied %d commands but disagree: %v", count, states)
+	}
+	for s := range states {
+		return s
+	}
+	return fsmState{}
 }
 
 // faultTransport wraps a raft transport so that a test can cut its node

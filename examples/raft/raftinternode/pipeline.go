@@ -34,7 +34,7 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.Timeout)
 	defer cancel()
-	s, err := t.node.OpenStream(ctx, cluster.NodeID(target), t.opts.verb(offsetPipeline))
+	s, err := t.node.OpenStream(ctx, cluster.NodeID(target), t.opts.verb(offsetPipeline), transport.OwnConnection())
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,9 @@ func TestElection(t *testing.T) {
 // reach every server's FSM in the same order.
 func TestReplicate(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, kind networkKind) {
-		c := newRaftCluster(t, kind, 3, nil)
+		c := newRaftCluster(t, kind, 3, func(cfg *raft.Config) {
+			setTimeouts(cfg, time.Second) // 5,000 futures at once under -race
+		})
 		l := c.leader()
 		c.apply(l, 0, 5000)
 		c.converge(5000)
@@ -98,7 +100,7 @@ func TestLeaderFailover(t *testing.T) {
 func TestSnapshotCatchUp(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, kind networkKind) {
 		c := newRaftCluster(t, kind, 3, func(cfg *raft.Config) {
-			setTimeouts(cfg, time.Second) // 8 MiB snapshots under -race
+			setTimeouts(cfg, 2*time.Second) // 8 MiB snapshots every 100 entries under -race
 			cfg.SnapshotThreshold = 100
 			cfg.TrailingLogs = 10
 		})
@@ -138,7 +140,9 @@ func TestPartitionHeals(t *testing.T) {
 		c.converge(500, old)
 		c.nodes[old].trans.isolated.Store(false)
 		c.converge(500)
-		waitFor(t, 10*time.Second, func() bool { return c.nodes[old].raft.State() == raft.Follower })
+		if !c.waitUntil(10*time.Second, func() bool { return c.nodes[old].raft.State() == raft.Follower }) {
+			t.Fatal("the old leader did not become a follower within 10s")
+		}
 		c.apply(c.leader(), 500, 100)
 		c.converge(600)
 	})

@@ -352,7 +352,7 @@ func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, 
 	timeout = max(timeout, t.opts.Timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	s, err := t.node.OpenStream(ctx, cluster.NodeID(target), t.opts.verb(offsetSnapshot))
+	s, err := t.node.OpenStream(ctx, cluster.NodeID(target), t.opts.verb(offsetSnapshot), transport.OwnConnection())
 	if err != nil {
 		return err
 	}

@@ -13,13 +13,23 @@
 //
 //	go run ./cmd/raftbench                       # 1, 16, 256 in flight, 3 rounds
 //	go run ./cmd/raftbench -inflight 256 -duration 5s
+//	go run ./cmd/raftbench -catchup 20000        # a follower's catch-up by snapshot
+//
+// With -catchup N it measures instead how long a follower restarted on an
+// empty store takes to catch up: the leader applies N commands, takes a
+// snapshot (keeping -trailing entries of its log), one follower restarts
+// at the same address with empty stores, and the time is from its start
+// until its applied index reaches the leader's last index (polled every
+// millisecond).
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -46,6 +56,8 @@ func main() {
 	flag.BoolVar(&socketMeasurement, "socket-measurement", true, "internode reads its sockets' queue depths (Telemetry.DisableSocketMeasurement off)")
 	only := flag.String("only", "", "measure only this transport: internode or tcp")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	catchUpEntries := flag.Int("catchup", 0, "instead of throughput: the catch-up of a follower restarted on an empty store, after this many commands")
+	trailing := flag.Uint64("trailing", 1024, "with -catchup: raft's TrailingLogs, the entries the leader keeps after its snapshot")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -56,6 +68,11 @@ func main() {
 			log.Fatal(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	if *catchUpEntries > 0 {
+		runCatchUp(*catchUpEntries, *size, *maxInFlight, *trailing, *rounds, *only)
+		return
 	}
 
 	var inflights []int
@@ -78,7 +95,7 @@ func main() {
 	for round := range *rounds {
 		for _, n := range inflights {
 			for _, net := range nets {
-				r, err := measure(net, n, *size, *maxInFlight, *duration)
+				r, err := retry(func() (result, error) { return measure(net, n, *size, *maxInFlight, *duration) })
 				if err != nil {
 					log.Fatalf("%s, %d in flight: %v", net, n, err)
 				}
@@ -107,6 +124,48 @@ func main() {
 
 var socketMeasurement bool
 
+// retry runs a measurement again, up to twice, when its cluster lost its
+// leader: on a machine too loaded for raft's timeouts that is noise, not
+// a result of either transport.
+func retry[T any](f func() (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := f()
+		lost := errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader)
+		if !lost || attempt == 3 {
+			return v, err
+		}
+		fmt.Fprintf(os.Stderr, "leader lost (%v); measuring again\n", err)
+	}
+}
+
+// runCatchUp measures catchUp over both transports, alternating, and
+// reports the median of rounds.
+func runCatchUp(entries, size, maxInFlight int, trailing uint64, rounds int, only string) {
+	nets := []string{"internode", "tcp"}
+	if only != "" {
+		nets = []string{only}
+	}
+	times := map[string][]time.Duration{}
+	for round := range rounds {
+		for _, net := range nets {
+			d, err := retry(func() (time.Duration, error) { return catchUp(net, entries, size, maxInFlight, trailing) })
+			if err != nil {
+				log.Fatalf("%s catch-up: %v", net, err)
+			}
+			fmt.Fprintf(os.Stderr, "round %d  %-9s  catch-up %v\n", round+1, net, d)
+			times[net] = append(times[net], d)
+		}
+	}
+	base := nets[len(nets)-1]
+	mid := func(ds []time.Duration) time.Duration { ds = slices.Clone(ds); slices.Sort(ds); return ds[len(ds)/2] }
+	for _, net := range nets {
+		fmt.Printf("%-9s  catch-up %v (median of %d: %v)  %.2fx of %s\n", net, mid(times[net]).Round(time.Microsecond),
+			rounds, times[net], float64(mid(times[net]))/float64(mid(times[base])), base)
+	}
+	fmt.Printf("(a follower restarted on an empty store, after %d commands of %d B: a %d KiB snapshot and %d trailing entries; 3 servers, in-memory stores)\n",
+		entries, size, entries*size>>10, trailing)
+}
+
 type result struct {
 	perSecond float64
 	p50, p99  time.Duration
@@ -129,8 +188,16 @@ func median(rs []result) result {
 
 // cluster is three raft servers and what closes them.
 type cluster struct {
-	rafts  []*raft.Raft
-	closes []func()
+	rafts   []*raft.Raft
+	servers []raft.Server
+	closes  []func()
+	// restart closes server i's transport and opens a new one at the
+	// same address, with the same ID.
+	restart func(i int) (raft.Transport, error)
+	// closeTransport closes server i's transport (raftinternode's; the
+	// node's own internode transport is the cluster's to close).
+	closeTransport []func()
+	maxInFlight    int
 }
 
 func (c *cluster) close() {
@@ -142,8 +209,29 @@ func (c *cluster) close() {
 	}
 }
 
+// raftConfig is both transports' raft configuration: raft's defaults,
+// with snapshots taken only when asked and TrailingLogs as given.
+func raftConfig(id raft.ServerID, trailingLogs uint64) *raft.Config {
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = id
+	cfg.Logger = hclog.NewNullLogger()
+	if trailingLogs > 0 {
+		cfg.TrailingLogs = trailingLogs
+		cfg.SnapshotThreshold = math.MaxUint64 // only raft.Snapshot takes one
+		cfg.SnapshotInterval = time.Hour
+	}
+	return cfg
+}
+
 func startCluster(net string, maxInFlight int) (*cluster, error) {
-	c := &cluster{}
+	return startClusterWith(net, maxInFlight, 0, func() raft.FSM { return discardFSM{} })
+}
+
+// startClusterWith starts three servers, each with the FSM newFSM
+// returns; trailingLogs > 0 sets raft's TrailingLogs and leaves snapshots
+// to raft.Snapshot.
+func startClusterWith(net string, maxInFlight int, trailingLogs uint64, newFSM func() raft.FSM) (*cluster, error) {
+	c := &cluster{maxInFlight: maxInFlight}
 	var transports []raft.Transport
 	switch net {
 	case "internode":
@@ -160,37 +248,61 @@ func startCluster(net string, maxInFlight int) (*cluster, error) {
 		c.closes = append(c.closes, tc.Close)
 		for _, node := range tc.Nodes {
 			tr := raftinternode.New(node, opts)
-			c.closes = append(c.closes, func() { _ = tr.Close() })
+			c.closeTransport = append(c.closeTransport, func() { _ = tr.Close() })
 			transports = append(transports, tr)
 		}
+		c.restart = func(i int) (raft.Transport, error) {
+			c.closeTransport[i]()
+			node, err := tc.Restart(i)
+			if err != nil {
+				return nil, err
+			}
+			tr := raftinternode.New(node, opts)
+			c.closeTransport[i] = func() { _ = tr.Close() }
+			return tr, nil
+		}
 	case "tcp":
-		for range 3 {
-			tr, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{
+		newTCP := func(addr string) (*raft.NetworkTransport, error) {
+			return raft.NewTCPTransportWithConfig(addr, nil, &raft.NetworkTransportConfig{
 				MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: maxInFlight,
 				Logger: hclog.NewNullLogger(),
 			})
+		}
+		for range 3 {
+			tr, err := newTCP("127.0.0.1:0")
 			if err != nil {
 				c.close()
 				return nil, err
 			}
-			c.closes = append(c.closes, func() { _ = tr.Close() })
+			c.closeTransport = append(c.closeTransport, func() { _ = tr.Close() })
 			transports = append(transports, tr)
 		}
+		c.restart = func(i int) (raft.Transport, error) {
+			c.closeTransport[i]()
+			tr, err := newTCP(string(c.servers[i].Address))
+			if err != nil {
+				return nil, err
+			}
+			c.closeTransport[i] = func() { _ = tr.Close() }
+			return tr, nil
+		}
 	}
-	var servers []raft.Server
+	c.closes = append(c.closes, func() {
+		for _, f := range c.closeTransport {
+			f()
+		}
+	})
 	for _, tr := range transports {
-		servers = append(servers, raft.Server{ID: raft.ServerID(tr.LocalAddr()), Address: tr.LocalAddr()})
+		c.servers = append(c.servers, raft.Server{ID: raft.ServerID(tr.LocalAddr()), Address: tr.LocalAddr()})
 	}
 	for i, tr := range transports {
-		cfg := raft.DefaultConfig()
-		cfg.LocalID = servers[i].ID
-		cfg.Logger = hclog.NewNullLogger()
+		cfg := raftConfig(c.servers[i].ID, trailingLogs)
 		logs, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()
-		if err := raft.BootstrapCluster(cfg, logs, logs, snaps, tr, raft.Configuration{Servers: servers}); err != nil {
+		if err := raft.BootstrapCluster(cfg, logs, logs, snaps, tr, raft.Configuration{Servers: c.servers}); err != nil {
 			c.close()
 			return nil, err
 		}
-		r, err := raft.NewRaft(cfg, discardFSM{}, logs, logs, snaps, tr)
+		r, err := raft.NewRaft(cfg, newFSM(), logs, logs, snaps, tr)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -275,6 +387,112 @@ func run(r *raft.Raft, cmd []byte, n int, until time.Time, lat [][]time.Duration
 	}
 	return nil
 }
+
+// catchUp measures a follower restarted on an empty store catching up
+// through InstallSnapshot: the leader applies entries commands, takes a
+// snapshot (which compacts its log to trailing entries), a follower is
+// shut down and started again at the same address with empty stores, and
+// the time is from its start until its applied index reaches the
+// leader's last index.
+func catchUp(net string, entries, size, maxInFlight int, trailing uint64) (time.Duration, error) {
+	c, err := startClusterWith(net, maxInFlight, trailing, func() raft.FSM { return &stateFSM{} })
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	leader, err := c.leader()
+	if err != nil {
+		return 0, err
+	}
+	cmd := make([]byte, size)
+	const appliers = 64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for a := range appliers {
+		wg.Go(func() {
+			for i := a; i < entries; i += appliers {
+				if err := leader.Apply(cmd, 10*time.Second).Error(); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		return 0, err
+	}
+	if err := leader.Snapshot().Error(); err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	last := leader.LastIndex()
+	f := slices.IndexFunc(c.rafts, func(r *raft.Raft) bool { return r != leader })
+	if err := c.rafts[f].Shutdown().Error(); err != nil {
+		return 0, err
+	}
+	tr, err := c.restart(f)
+	if err != nil {
+		return 0, err
+	}
+	logs := raft.NewInmemStore()
+	start := time.Now()
+	r, err := raft.NewRaft(raftConfig(c.servers[f].ID, trailing), &stateFSM{}, logs, logs, raft.NewInmemSnapshotStore(), tr)
+	if err != nil {
+		return 0, err
+	}
+	c.rafts[f] = r
+	for r.AppliedIndex() < last {
+		if time.Since(start) > time.Minute {
+			return 0, fmt.Errorf("follower at %d of %d after a minute", r.AppliedIndex(), last)
+		}
+		time.Sleep(time.Millisecond) // a measurement's poll, 1 ms resolution
+	}
+	return time.Since(start), nil
+}
+
+// stateFSM keeps every command, so that its snapshot is as large as the
+// commands applied.
+type stateFSM struct {
+	mu    sync.Mutex
+	state []byte
+}
+
+func (f *stateFSM) Apply(l *raft.Log) any {
+	f.mu.Lock()
+	f.state = append(f.state, l.Data...)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *stateFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return stateSnapshot(slices.Clone(f.state)), nil
+}
+
+func (f *stateFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	state, err := io.ReadAll(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.state = state
+	f.mu.Unlock()
+	return nil
+}
+
+type stateSnapshot []byte
+
+func (s stateSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (stateSnapshot) Release() {}
 
 // discardFSM applies nothing: the benchmark measures replication.
 type discardFSM struct{}

@@ -1,0 +1,164 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A StreamOption says how OpenStream opens a stream.
+type StreamOption func(*streamOptions)
+
+type streamOptions struct {
+	ownConnection bool
+}
+
+// OwnConnection opens the stream on a TCP connection of its own, dialled
+// for it and closed with it, instead of on the peer's shared stream
+// session. A Write goes from the caller's goroutine straight to the
+// socket, and a Read from the socket to the caller, with none of the
+// session's goroutines between them: for a long-lived stream whose
+// messages' latency counts, such as a replication pipeline, where the
+// session's hand-offs cost several goroutine wake-ups per round trip. It
+// costs a dial and handshake per stream, a socket per open stream (within
+// the peer's Config.Security.MaxConnsPerPeer) and a read buffer on each
+// side (ownStreamBuffer, taken from the acceptor's inbound limits); flow
+// control is TCP's, liveness TCP keep-alive's. The bytes on it are those
+// of a stream in a session (see "Streams" in package wire).
+func OwnConnection() StreamOption {
+	return func(o *streamOptions) { o.ownConnection = true }
+}
+
+// ownStreamBuffer is the read buffer of a stream on a connection of its
+// own: the chunk headers and small chunks are read from it, not with a
+// system call each.
+const ownStreamBuffer = 32 << 10
+
+// lingerTimeout bounds how long a closed stream connection waits for its
+// peer's end after sending its own; see ownConn.Close.
+const lingerTimeout = time.Second
+
+// ownConn is a stream's connection of its own: reads buffered, writes
+// straight to the socket. It is a net.Conn.
+type ownConn struct {
+	net.Conn
+	t        *Transport
+	stop     func() bool   // stops closing it when the transport closes
+	lingered chan struct{} // closed once the socket is closed
+
+	readMu sync.Mutex // held by Read; Close's lingering takes it from readers
+	r      *bufio.Reader
+	closed atomic.Bool
+
+	closeOnce sync.Once
+}
+
+func newOwnConn(t *Transport, conn net.Conn) *ownConn {
+	oc := &ownConn{Conn: conn, r: bufio.NewReaderSize(conn, ownStreamBuffer), t: t, lingered: make(chan struct{})}
+	oc.stop = context.AfterFunc(t.ctx, func() { conn.Close() })
+	return oc
+}
+
+// Read reads through the buffer; once Close was called it fails with
+// net.ErrClosed, a Read under way included.
+func (c *ownConn) Read(b []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.r.Read(b)
+	if err != nil && c.closed.Load() {
+		err = net.ErrClosed
+	}
+	return n, err
+}
+
+// writeVectors writes a chunk header and its data in one vectored write
+// (writev on a plain TCP connection).
+func (c *ownConn) writeVectors(header, data []byte) error {
+	bufs := net.Buffers{header, data}
+	_, err := bufs.WriteTo(c.Conn)
+	return err
+}
+
+// Close ends the connection without losing what the peer has yet to read.
+// Closing a TCP socket with bytes unread in it resets the connection, and
+// the reset discards what is still in this side's socket buffer — the end
+// of a response written just before, say. So Close half-closes (TCP FIN),
+// ends any Read under way, then reads and discards until the peer closes
+// too or lingerTimeout passes, in a goroutine of the transport's (which
+// the transport's Close ends at once), and only then closes the socket.
+// No Write may be under way (Stream.Close calls abort then). Safe to call
+// more than once; it does not wait.
+func (c *ownConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		cw, ok := c.Conn.(interface{ CloseWrite() error })
+		if !ok || c.t.closing.Load() || cw.CloseWrite() != nil {
+			c.closeNow()
+			return
+		}
+		_ = c.Conn.SetReadDeadline(time.Unix(1, 0)) // a Read under way returns
+		c.t.wg.Add(1)
+		go func() {
+			defer c.t.wg.Done()
+			c.readMu.Lock()
+			defer c.readMu.Unlock()
+			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+			_, _ = io.Copy(io.Discard, c.Conn)
+			c.closeNow()
+		}()
+	})
+	return nil
+}
+
+// abort closes the socket at once, without a lingering end: a Write under
+// way fails.
+func (c *ownConn) abort() {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.closeNow()
+	})
+}
+
+func (c *ownConn) closeNow() {
+	c.stop()
+	c.Conn.Close()
+	close(c.lingered)
+}
+
+// openOwnStream dials a connection of its own to p and opens a stream for
+// verb on it.
+func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.Conn, error) {
+	if err := p.stopErrIfStopped(); err != nil {
+		return nil, err
+	}
+	conn, err := t.dial(ctx, p.id, uint8(laneOwnStream))
+	if err != nil {
+		return nil, err
+	}
+	oc := newOwnConn(t, conn)
+	if err := t.greet(ctx, oc, verb); err != nil {
+		return nil, err
+	}
+	return oc, nil
+}
+
+// serveOwnStream serves an accepted stream connection of its own: one
+// stream, whose read buffer is taken from the peer's inbound limits. It
+// returns once the connection is closed.
+func (t *Transport) serveOwnStream(conn net.Conn, p *peer) {
+	if !p.inAccount.TryTake(ownStreamBuffer) {
+		t.log.Warn("internode: refusing stream connection: no inbound capacity", "peer", p.id)
+		return
+	}
+	defer p.inAccount.Release(ownStreamBuffer)
+	oc := newOwnConn(t, conn)
+	t.serveStream(p, oc) // closes oc
+	<-oc.lingered
+}

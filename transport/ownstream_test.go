@@ -1,0 +1,191 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/transport"
+)
+
+func TestOwnConnectionStreamsBothWays(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	echoStreams(c)
+	var wg sync.WaitGroup
+	for i := range 6 { // three each way, within MaxConnsPerPeer (4)
+		from, to := i%2, 1-i%2
+		wg.Go(func() {
+			s, err := c.Nodes[from].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(to), verbRepair, transport.OwnConnection())
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer s.Close()
+			assert.Equal(t, c.ID(to), s.Peer())
+			want := makePayload(uint32(from), uint64(i), 300<<10) // chunks of 64 KiB, vectored
+			go func() {
+				_, _ = s.Write(want[:100]) // a small chunk, copied behind its header
+				_, _ = s.Write(want[100:])
+				_ = s.CloseWrite()
+			}()
+			got, err := io.ReadAll(s)
+			assert.NoError(t, err)
+			assert.Equal(t, len(want), len(got))
+			assert.True(t, bytes.Equal(want, got), "echoed bytes differ")
+		})
+	}
+	wg.Wait()
+	// Every stream connection's read buffer went back to the peer's
+	// inbound account once it closed.
+	for _, n := range c.Nodes {
+		assert.Eventually(t, func() bool { return n.Stats().InboundHeld == 0 }, 5*time.Second, time.Millisecond,
+			"%s still holds inbound bytes", n.NodeID())
+	}
+}
+
+func TestOwnConnectionUnknownVerb(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	_, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), 999, transport.OwnConnection())
+	assert.ErrorIs(t, err, transport.ErrUnknownVerb)
+	assert.Contains(t, err.Error(), "(stream connection)", "the error names the connection kind")
+}
+
+func TestOwnConnectionCountsAgainstMaxPerPeer(t *testing.T) {
+	c := newCluster(t, 2, func(_ int, cfg *transport.Config) { cfg.Streams.MaxPerPeer = 1 })
+	echoStreams(c)
+	ctx := ctxTimeout(t, 5*time.Second)
+	s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair, transport.OwnConnection())
+	require.NoError(t, err)
+	_, err = c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "a stream on its own connection is one of the peer's streams")
+	require.NoError(t, s.Close())
+	// Closing the stream gives its place back here at once, and at the
+	// peer once its handler has returned.
+	assert.Eventually(t, func() bool {
+		s, err = c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair, transport.OwnConnection())
+		if err != nil {
+			require.ErrorIs(t, err, transport.ErrOverloaded)
+			return false
+		}
+		return true
+	}, 5*time.Second, time.Millisecond, "closing the stream gave its place back")
+	if s != nil {
+		require.NoError(t, s.Close())
+	}
+}
+
+// An acceptor that answers before it has read all the opener sent, and
+// returns, must not lose its answer: closing a socket with unread bytes
+// resets the connection, and the reset discards the part of the answer
+// still in the acceptor's socket buffer. Its stream closes with a
+// half-close and waits for the opener's end instead.
+func TestOwnConnectionAnswerBeforeReadingAll(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	answer := bytes.Repeat([]byte("answer"), 1<<19)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		head := make([]byte, 16)
+		if _, err := io.ReadFull(s, head); err != nil {
+			return
+		}
+		_, _ = s.Write(answer) // more than the socket buffers hold
+		_ = s.CloseWrite()
+		// Returns with most of the opener's bytes unread.
+	}))
+	for i := range 3 {
+		s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, transport.OwnConnection())
+		require.NoError(t, err)
+		written := make(chan struct{})
+		go func() {
+			defer close(written)
+			_, _ = s.Write(make([]byte, 256<<10))
+		}()
+		got, err := io.ReadAll(s)
+		require.NoError(t, err, "attempt %d", i)
+		require.Equal(t, len(answer), len(got), "attempt %d", i)
+		require.NoError(t, s.Close())
+		<-written
+	}
+}
+
+// A stream on its own connection ends when either transport closes: the
+// other side's Read fails rather than waiting.
+func TestOwnConnectionEndsWithTransport(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	hold := newGate()
+	defer hold.open()
+	for _, n := range c.Nodes {
+		n.HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+			_ = hold.wait(ctx) // never writes
+		}))
+	}
+	toClosing, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, transport.OwnConnection())
+	require.NoError(t, err)
+	defer toClosing.Close()
+	fromClosing, err := c.Nodes[1].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(2), verbRepair, transport.OwnConnection())
+	require.NoError(t, err)
+	defer fromClosing.Close()
+
+	require.NoError(t, c.Nodes[1].Close())
+	_ = toClosing.SetReadDeadline(time.Now().Add(promptly(time.Second)))
+	_, err = toClosing.Read(make([]byte, 1))
+	require.Error(t, err)
+	assert.False(t, isTimeout(err), "the acceptor's close ended the stream: %v", err)
+	_ = fromClosing.SetReadDeadline(time.Now().Add(promptly(time.Second)))
+	_, err = fromClosing.Read(make([]byte, 1))
+	require.Error(t, err)
+	assert.False(t, isTimeout(err), "the opener's close ended the stream: %v", err)
+}
+
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}
+
+// Close unblocks a Write that waits for a peer that does not read, on
+// either kind of stream, rather than waiting for it to finish first: a
+// caller's watchdog closes a stuck stream that way.
+func TestStreamCloseUnblocksWrite(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []transport.StreamOption
+	}{{"session", nil}, {"own connection", []transport.StreamOption{transport.OwnConnection()}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			started := make(chan struct{})
+			hold := newGate()
+			defer hold.open()
+			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				_, _ = io.ReadFull(s, make([]byte, 1))
+				close(started)
+				_ = hold.wait(ctx) // reads nothing more
+			}))
+			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, tt.opts...)
+			require.NoError(t, err)
+			written := make(chan error, 1)
+			go func() {
+				_, err := s.Write(make([]byte, 32<<20)) // more than windows and socket buffers hold
+				written <- err
+			}()
+			<-started
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close() }()
+			select {
+			case <-closed:
+			case <-time.After(promptly(time.Second)):
+				t.Fatal("Close waits for the blocked Write")
+			}
+			select {
+			case err := <-written:
+				assert.Error(t, err, "the blocked Write fails")
+			case <-time.After(promptly(time.Second)):
+				t.Fatal("the Write is still blocked after Close")
+			}
+		})
+	}
+}

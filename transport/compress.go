@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/valyala/bytebufferpool"
+
 	"github.com/internode/internode/internal/bufpool"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
@@ -104,7 +106,7 @@ type compressor struct {
 	counters *connCounters
 	// held are the pooled buffers of the compressed frames gathered for
 	// the next write; the frameWriter gives them back once it is written.
-	held [][]byte
+	held []*bytebufferpool.ByteBuffer
 }
 
 // newCompressor returns the compressor for a connection of lane whose
@@ -171,11 +173,12 @@ func (c *compressor) compress(body []byte) []byte {
 	if !c.policy.try(len(body)) {
 		return nil
 	}
-	buf := bufpool.Get(wire.MaxBatchS2Len(len(body)))
-	block := wire.AppendBatchS2(buf[:0], body)
+	buf := bytebufferpool.Get()
+	buf.B = wire.AppendBatchS2(buf.B[:0], body)
+	block := buf.B
 	if !c.policy.result(len(body), len(block)) {
 		c.counters.compressMisses.Add(1)
-		bufpool.Put(buf)
+		bytebufferpool.Put(buf)
 		return nil
 	}
 	c.held = append(c.held, buf)
@@ -188,7 +191,7 @@ func (c *compressor) compress(body []byte) []byte {
 // releaseHeld gives back the buffers of the frames just written.
 func (c *compressor) releaseHeld() {
 	for i, buf := range c.held {
-		bufpool.Put(buf)
+		bytebufferpool.Put(buf)
 		c.held[i] = nil
 	}
 	c.held = c.held[:0]

@@ -75,6 +75,7 @@ type observables struct {
 	pendingMessages, pendingBytes, sendPeak, recvPeak      metric.Int64ObservableGauge
 	collapsed, pruned, ofoPruned, timeSqueeze, softDropped metric.Int64ObservableCounter
 	certificateExpiry                                      metric.Int64ObservableGauge
+	compressionBytes                                       metric.Int64ObservableCounter
 }
 
 func registerObservables(m metric.Meter, t *Transport) (metric.Registration, error) {
@@ -112,6 +113,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.ofoPruned = counter("internode.kernel.tcp_ofo_pruned", "TcpExt OfoPruned: out-of-order queue pruned", "{event}")
 	o.timeSqueeze = counter("internode.kernel.softnet_time_squeeze", "softnet_stat time_squeeze, all CPUs", "{event}")
 	o.softDropped = counter("internode.kernel.softnet_dropped", "softnet_stat dropped, all CPUs", "{packet}")
+	o.compressionBytes = counter("internode.compression.bytes", "Payload bytes of the batch frames sent compressed, before (stage=uncompressed) and after (stage=compressed) compression", "By")
 	o.certificateExpiry = gauge("internode.tls.certificate.expiry", "Seconds until this node's own TLS certificate expires, negative once it has (TLS only)", "s")
 	for _, err := range errs {
 		if err != nil {
@@ -123,7 +125,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 		return nil
 	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.throttled, o.opened, o.failures,
 		o.refused, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
-		o.collapsed, o.pruned, o.ofoPruned, o.timeSqueeze, o.softDropped, o.certificateExpiry)
+		o.collapsed, o.pruned, o.ofoPruned, o.timeSqueeze, o.softDropped, o.certificateExpiry, o.compressionBytes)
 }
 
 // observe reports every counter once per collection.
@@ -141,6 +143,15 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 		obs.ObserveInt64(o.failures, int64(c.ConnectFailures), conn)
 		obs.ObserveInt64(o.pendingMessages, int64(c.PendingMessages), conn)
 		obs.ObserveInt64(o.pendingBytes, int64(c.PendingBytes), conn)
+		if c.CompressedFrames > 0 {
+			for _, stage := range []struct {
+				name  string
+				bytes uint64
+			}{{"uncompressed", c.CompressionIn}, {"compressed", c.CompressionOut}} {
+				obs.ObserveInt64(o.compressionBytes, int64(stage.bytes), metric.WithAttributes(attribute.String("peer", string(c.Peer)),
+					attribute.String("lane", c.Lane.String()), attribute.String("stage", stage.name)))
+			}
+		}
 		if p := t.peerStats(c.Peer); p != nil {
 			obs.ObserveInt64(o.sendPeak, p.sendPeak[c.Lane].TakeAndReset(), conn)
 			obs.ObserveInt64(o.recvPeak, p.recvPeak[c.Lane].TakeAndReset(), conn)

@@ -312,7 +312,8 @@ func TestMedian(t *testing.T) {
 func TestSelect(t *testing.T) {
 	all, err := selectScenarios("all")
 	require.NoError(t, err)
-	assert.Len(t, all, len(scenarioRegistry)-2)
+	assert.Len(t, all, len(scenarioRegistry)-3)
+	assert.NotContains(t, all, scenarioCompress, "opt-in")
 	assert.NotContains(t, all, scenarioSaturate, "opt-in")
 	assert.NotContains(t, all, scenarioIdle, "opt-in")
 	_, err = selectScenarios("nope")

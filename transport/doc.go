@@ -38,6 +38,16 @@
 // interleaved with other granted messages so one huge message does not
 // hold a smaller one behind it.
 //
+// Batch frames may be compressed (S2, Config.Lanes.Compression), a whole
+// frame at a time, when both ends offer it in the handshake. By default
+// (CompressionAuto) a connection compresses unless its peer is on a
+// loopback address, and after a frame that did not shrink by a tenth it
+// sends frames as they are for a while before it tries again, so
+// incompressible payloads cost almost nothing. Large messages' parts,
+// streams and files are not compressed. ConnStats.CompressedFrames,
+// CompressionIn and CompressionOut, and the internode.compression.bytes
+// metric, show what it saved.
+//
 // A lost connection is redialled with capped exponential backoff and
 // jitter while messages are pending — at once when it was judged dead, or
 // when the peer connects to this node or rejoins the membership. A

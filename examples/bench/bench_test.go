@@ -26,9 +26,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The saturate and idle scenarios re-execute this binary as a child
-	// process (child.go): be the child then, not the tests.
-	if len(os.Args) > 1 && os.Args[1] == childArg {
+	// The saturate, idle and compress scenarios re-execute this binary as
+	// a child process (child.go, scenario_compress.go): be the child
+	// then, not the tests.
+	if len(os.Args) > 1 && (os.Args[1] == childArg || os.Args[1] == compressPeerArg) {
 		if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)

@@ -25,6 +25,13 @@ import (
 // handshake unless its mode for the lane is CompressionOff, and each
 // compresses what it writes by its own mode. A peer that does not offer it
 // (an older build, or CompressionOff) gets uncompressed frames.
+//
+// S2 (github.com/klauspost/compress/s2), not LZ4: the module was already
+// in internode's module graph; an S2 block starts with its decoded
+// length, so a reader bounds a block before it allocates; every Snappy
+// block is an S2 block, so a peer in another language can write frames
+// with any Snappy library; and it has assembly for amd64 and arm64, with
+// a fast path that gives up early on incompressible input.
 type Compression uint8
 
 const (

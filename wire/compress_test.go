@@ -152,3 +152,33 @@ func FuzzDecodeBatchS2(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkBatchS2 measures compressing and decompressing a 64 KiB batch
+// of JSON-like text and of random bytes (b.SetBytes: the plain bytes).
+func BenchmarkBatchS2(b *testing.B) {
+	for _, in := range []struct {
+		name  string
+		batch []byte
+	}{{"json", jsonLike(64 << 10)}, {"random", randomBytes(64 << 10)}} {
+		block := AppendBatchS2(nil, in.batch)
+		b.Run(in.name+"/compress", func(b *testing.B) {
+			dst := make([]byte, 0, MaxBatchS2Len(len(in.batch)))
+			b.SetBytes(int64(len(in.batch)))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = AppendBatchS2(dst, in.batch)
+			}
+			b.ReportMetric(float64(len(block))/float64(len(in.batch)), "ratio")
+		})
+		b.Run(in.name+"/decompress", func(b *testing.B) {
+			dst := make([]byte, len(in.batch))
+			b.SetBytes(int64(len(in.batch)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := DecodeBatchS2(dst, block); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -213,11 +213,13 @@ func errCompressedBatch(err error) error {
 	return err
 }
 
-// readBatchS2 reads a compressed batch frame. Its capacity is taken for
-// the compressed and the decompressed buffers before either is allocated
-// — the decompressed length is read from the block's first bytes and
-// checked against the frame limit — and the compressed one is given back
-// once decoded, so the limits charge the bytes actually held.
+// readBatchS2 reads a compressed batch frame. Capacity for the
+// decompressed batch is taken (or waited for) before anything is
+// allocated — its length is read from the block's first bytes and checked
+// against the frame limit — as for a plain frame of that size. The
+// compressed block, held only while it is decoded, is counted beyond the
+// limits (at most one frame per connection) rather than waited for: a
+// batch that fills the limit could otherwise never be read.
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	ic.renewReadDeadline()
 	prefix, err := ic.src.Peek(min(int(fh.Length), wire.MaxBatchS2Prefix))
@@ -229,13 +231,14 @@ func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 		return errCompressedBatch(err)
 	}
 	held, blockHeld := int64(bufpool.Cap(n)), int64(bufpool.Cap(int(fh.Length)))
-	rejecting, err := ic.admit(held + blockHeld)
+	rejecting, err := ic.admit(held)
 	if err != nil {
 		return err
 	}
 	if rejecting {
 		held, blockHeld = 0, 0
 	}
+	ic.account.Overdraw(blockHeld)
 	block := bufpool.Get(int(fh.Length))
 	err = ic.readPayload(fh, block)
 	var buf []byte

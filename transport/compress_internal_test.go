@@ -345,3 +345,19 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
+
+// TestReaderReadsACompressedFrameAtTheLimit: a compressed frame whose
+// decoded batch takes all the inbound capacity there is is still read —
+// its compressed bytes, held only while it is decoded, are counted
+// beyond the limit rather than waited for, which could never come.
+func TestReaderReadsACompressedFrameAtTheLimit(t *testing.T) {
+	r := newReaderRig(t, routing.Small, limitedTo(250<<10, 256<<10))
+	h := newRecorder(false)
+	r.tr.Handle(1, h)
+	payload := randomPayload(1, 100<<10) // keeps the block large
+	payload = append(payload, jsonPayload(1, 150<<10)...)
+	r.write(batchS2Frame(oneWay(1, payload)))
+	within(t, h.got, 5*time.Second, "the message")
+	assert.Equal(t, payload, h.payloads[0])
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+}

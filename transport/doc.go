@@ -195,6 +195,11 @@
 // frame is read, beyond the limits if need be, so by at most
 // wire.MaxBatchMessages messages' worth (about 300 KiB) per connection.
 //
+// A compressed batch frame waits for room for its decompressed batch, the
+// bytes its messages hold; its compressed bytes, held only while they are
+// decoded, are counted beyond the limits, by at most one frame per
+// connection.
+//
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
 // bound the connections); per process at most 16 spare queue segments of

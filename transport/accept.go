@@ -173,7 +173,7 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 			t.log.Warn("internode: socket options", "peer", p.id, "lane", lane, "err", err)
 		}
 	}
-	ic := newInConn(t, p, lane, conn)
+	ic := newInConn(t, p, lane, conn, hello.Capabilities&t.offers(hello.Lane))
 	if !t.trackInConn(ic, true) {
 		return
 	}
@@ -273,6 +273,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		reply.Message = fmt.Sprintf("node %q is not a member", hello.Node)
 	default:
 		reply.Version = version
+		reply.Capabilities = hello.Capabilities & t.offers(hello.Lane)
 	}
 	var p *peer
 	if reply.Reason == wire.Accepted {

@@ -94,7 +94,8 @@ func (rx *responseReader) read() string {
 }
 
 // allowed reports whether the acceptor may send kind on this lane:
-// beats, responses whole or in parts, and on the large lane the grants
+// beats, responses whole or in parts (whole ones compressed only if the
+// handshake agreed wire.CapBatchS2), and on the large lane the grants
 // and refusals of this node's own large messages.
 func (rx *responseReader) allowed(kind wire.FrameKind) bool {
 	switch kind {
@@ -102,6 +103,8 @@ func (rx *responseReader) allowed(kind wire.FrameKind) bool {
 		return true
 	case wire.FrameGrant, wire.FrameRefuse:
 		return rx.c.lane == routing.Large
+	case wire.FrameBatchS2:
+		return rx.conn.caps&wire.CapBatchS2 != 0
 	}
 	return false
 }
@@ -122,6 +125,8 @@ func (rx *responseReader) frame(fh wire.FrameHeader) error {
 		c.large.deliver(backFrame{stream: fh.Stream, refused: &f})
 	case wire.FrameBatch:
 		return rx.readBatch(fh)
+	case wire.FrameBatchS2:
+		return rx.readBatchS2(fh)
 	case wire.FrameLargeBegin:
 		return rx.begin(fh)
 	case wire.FrameLargeMore:
@@ -154,6 +159,12 @@ func (rx *responseReader) readBatch(fh wire.FrameHeader) error {
 	if err := rx.readPayload(fh, buf); err != nil {
 		return err
 	}
+	return rx.handleBatch(buf)
+}
+
+// handleBatch completes the calls of the responses in a batch frame.
+func (rx *responseReader) handleBatch(buf []byte) error {
+	c := rx.c
 	var notResponse error
 	err := forEachMessage(buf, uint32(c.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 		if h.Flags&wire.FlagResponse == 0 {

@@ -106,6 +106,13 @@ type LaneConfig struct {
 	Coalescing func(routing.Lane) coalescing.Strategy
 	// Sockets sets socket options per lane (index: routing.Lane).
 	Sockets [routing.NumLanes]SocketConfig
+	// Compression says per lane (index: routing.Lane) whether batch
+	// frames are compressed: CompressionAuto (the zero value and
+	// default: on unless the peer is on a loopback address, and off for
+	// a while after frames that do not shrink), CompressionOff or
+	// CompressionOn. It applies to whole messages — on the large lane,
+	// only to responses that fit in a frame.
+	Compression [routing.NumLanes]Compression
 }
 
 // MemoryConfig bounds what the transport holds and says what happens when
@@ -438,6 +445,9 @@ func (l LaneConfig) validate(k *checker) {
 		"Lanes.LargeThreshold %d outside [1 KiB, %d]: a small-lane message must fit in one frame", l.LargeThreshold, MaxLargeThreshold)
 	for verb, lane := range l.Overrides {
 		k.check(lane.Valid(), "Lanes.Overrides[%d]: invalid lane %d", verb, lane)
+	}
+	for lane, c := range l.Compression {
+		k.check(c <= CompressionOn, "Lanes.Compression[%d]: unknown mode %d", lane, c)
 	}
 }
 

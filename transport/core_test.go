@@ -234,7 +234,7 @@ func newReaderRig(t *testing.T, lane routing.Lane, tweak func(*Config)) *readerR
 	require.NoError(t, err)
 	pc := newPipeConn()
 	r.far = pc.peer
-	r.ic = newInConn(r.tr, p, lane, pc.Conn)
+	r.ic = newInConn(r.tr, p, lane, pc.Conn, r.tr.offers(uint8(lane)))
 	r.in = r.ic.counters
 	require.True(t, r.tr.trackInConn(r.ic, true))
 	go backFrames(pc.peer, r.back)

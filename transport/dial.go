@@ -27,30 +27,37 @@ const (
 // dial connects to peer id and handshakes for a connection of the given
 // kind (a routing.Lane, laneStreams, laneFile or laneOwnStream).
 func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (net.Conn, error) {
+	nc, _, err := t.dialAgreeing(ctx, id, kind)
+	return nc, err
+}
+
+// dialAgreeing is dial, and returns the capabilities the handshake
+// agreed.
+func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind uint8) (net.Conn, wire.Capabilities, error) {
 	member, ok := t.cfg.Membership.Lookup(id)
 	if !ok {
-		return nil, ErrUnknownPeer
+		return nil, 0, ErrUnknownPeer
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Dial)
 	defer cancel()
 	nc, err := t.cfg.Dialer.DialContext(ctx, "tcp", member.Addr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if nc == nil {
-		return nil, errors.New("transport: Config.Dialer returned neither a connection nor an error")
+		return nil, 0, errors.New("transport: Config.Dialer returned neither a connection nor an error")
 	}
 	// Options that need a TCP socket are skipped on other conns (a
 	// Config.Dialer's in-memory pipe, say): see Config.Listen.
 	if tcp, ok := nc.(*net.TCPConn); ok {
 		if err := tcp.SetNoDelay(true); err != nil {
 			nc.Close()
-			return nil, err
+			return nil, 0, err
 		}
 		if kind < routing.NumLanes {
 			if err := t.cfg.Lanes.Sockets[kind].apply(tcp); err != nil {
 				nc.Close()
-				return nil, fmt.Errorf("socket options: %w", err)
+				return nil, 0, fmt.Errorf("socket options: %w", err)
 			}
 		}
 	}
@@ -65,58 +72,62 @@ func (t *Transport) dial(ctx context.Context, id cluster.NodeID, kind uint8) (ne
 		cancel()
 		if err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("%w: TLS: %w", ErrRefused, err)
+			return nil, 0, fmt.Errorf("%w: TLS: %w", ErrRefused, err)
 		}
 		nc = tc
 	}
-	if err := t.handshake(nc, kind); err != nil {
+	caps, err := t.handshake(nc, kind)
+	if err != nil {
 		nc.Close()
 		if t.tls != nil && isRemoteAlert(err) {
 			// TLS 1.3 tells a client that its certificate was refused
 			// only when it reads: waiting will not help.
-			return nil, fmt.Errorf("%w: TLS: the peer refused this node's certificate: %w", ErrRefused, err)
+			return nil, 0, fmt.Errorf("%w: TLS: the peer refused this node's certificate: %w", ErrRefused, err)
 		}
-		return nil, err
+		return nil, 0, err
 	}
-	return nc, nil
+	return nc, caps, nil
 }
 
-// handshake sends the Hello and reads the Reply, within HandshakeTimeout.
-func (t *Transport) handshake(nc net.Conn, kind uint8) error {
+// handshake sends the Hello and reads the Reply, within HandshakeTimeout,
+// and returns the capabilities both sides have.
+func (t *Transport) handshake(nc net.Conn, kind uint8) (wire.Capabilities, error) {
 	if err := nc.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake)); err != nil {
-		return err
+		return 0, err
 	}
 	hello := wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion, Lane: kind,
-		Cluster: t.cfg.ClusterName, Node: string(t.cfg.NodeID)}
+		Capabilities: t.offers(kind), Cluster: t.cfg.ClusterName, Node: string(t.cfg.NodeID)}
 	out, err := wire.AppendHello(make([]byte, 0, 64), &hello)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := nc.Write(out); err != nil {
-		return err
+		return 0, err
 	}
 	buf := make([]byte, wire.MaxHandshakeSize)
 	raw, err := wire.ReadHandshake(nc, buf)
 	if errors.Is(err, wire.ErrBadMagic) || errors.Is(err, wire.ErrChecksum) || errors.Is(err, wire.ErrHandshakeTooLarge) {
 		// The peer speaks something else (a TLS alert, say): retrying
 		// will not help.
-		return fmt.Errorf("%w: the peer does not speak internode: %w", ErrRefused, err)
+		return 0, fmt.Errorf("%w: the peer does not speak internode: %w", ErrRefused, err)
 	}
 	if err != nil {
-		return fmt.Errorf("reading handshake reply: %w", err)
+		return 0, fmt.Errorf("reading handshake reply: %w", err)
 	}
 	reply, err := wire.DecodeReply(raw)
 	if err != nil {
-		return fmt.Errorf("%w: decoding handshake reply: %w", ErrRefused, err)
+		return 0, fmt.Errorf("%w: decoding handshake reply: %w", ErrRefused, err)
 	}
 	if reply.Reason != wire.Accepted {
-		return &HandshakeError{Reason: reply.Reason, Message: reply.Message}
+		return 0, &HandshakeError{Reason: reply.Reason, Message: reply.Message}
 	}
 	if reply.Version < wire.MinVersion || reply.Version > wire.MaxVersion {
-		return fmt.Errorf("%w: the peer chose version %d, not one of %d to %d", ErrRefused,
+		return 0, fmt.Errorf("%w: the peer chose version %d, not one of %d to %d", ErrRefused,
 			reply.Version, wire.MinVersion, wire.MaxVersion)
 	}
-	return nc.SetDeadline(time.Time{})
+	// An acceptor answers with the offered bits it has: one that claims
+	// more gets only what was offered.
+	return reply.Capabilities & hello.Capabilities, nc.SetDeadline(time.Time{})
 }
 
 // liveConn is an established, handshaken connection. Its back-channel
@@ -125,7 +136,8 @@ func (t *Transport) handshake(nc net.Conn, kind uint8) error {
 // the next batch.
 type liveConn struct {
 	net.Conn
-	serial uint64 // unique among the transport's connections
+	serial uint64            // unique among the transport's connections
+	caps   wire.Capabilities // what the handshake agreed
 	dead   atomic.Bool
 	// heard is when the back channel last carried a frame (Unix ns).
 	heard atomic.Int64
@@ -182,6 +194,7 @@ func (c *outConn) connect() bool {
 	if err == nil {
 		c.conn = conn
 		c.live.Store(conn)
+		c.frames.comp = c.t.newCompressor(c.lane, conn.caps, conn.RemoteAddr(), c.counters)
 		select {
 		case <-c.stop: // stopped while dialling: peer.stop missed this one
 			conn.kill("stopped")
@@ -225,11 +238,11 @@ func (c *outConn) dial() (*liveConn, error) {
 		c.dialMu.Unlock()
 		cancel()
 	}()
-	nc, err := c.t.dial(ctx, c.peer.id, uint8(c.lane))
+	nc, caps, err := c.t.dialAgreeing(ctx, c.peer.id, uint8(c.lane))
 	if err != nil {
 		return nil, err
 	}
-	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), probe: c.t.probeFor(nc)}
+	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, probe: c.t.probeFor(nc)}
 	lc.heard.Store(time.Now().UnixNano())
 	return lc, nil
 }

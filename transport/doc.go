@@ -46,6 +46,16 @@
 // session, unless opened with OwnConnection: then each has a connection
 // of its own, as each SendFile transfer does.
 //
+// Batch frames may be compressed (S2, Config.Lanes.Compression), a whole
+// frame at a time, when both ends offer it in the handshake. By default
+// (CompressionAuto) a connection compresses unless its peer is on a
+// loopback address, and after a frame that did not shrink by a tenth it
+// sends frames as they are for a while before it tries again, so
+// incompressible payloads cost almost nothing. Large messages' parts,
+// streams and files are not compressed. ConnStats.CompressedFrames,
+// CompressionIn and CompressionOut, and the internode.compression.bytes
+// metric, show what it saved.
+//
 // A lost connection is redialled with capped exponential backoff and
 // jitter while messages are pending — at once when it was judged dead, or
 // when the peer connects to this node or rejoins the membership. A
@@ -198,6 +208,11 @@
 // bytes of bookkeeping; the reader takes it for a whole frame once the
 // frame is read, beyond the limits if need be, so by at most
 // wire.MaxBatchMessages messages' worth (about 300 KiB) per connection.
+//
+// A compressed batch frame waits for room for its decompressed batch, the
+// bytes its messages hold; its compressed bytes, held only while they are
+// decoded, are counted beyond the limits, by at most one frame per
+// connection.
 //
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer

@@ -38,8 +38,9 @@ type inConn struct {
 	counters *inCounters
 	conn     net.Conn
 	src      *bufio.Reader
-	probe    *sockstat.Probe // nil when socket measurement is off
-	account  *limit.Account  // this connection's share of the peer's inbound budget
+	probe    *sockstat.Probe   // nil when socket measurement is off
+	account  *limit.Account    // this connection's share of the peer's inbound budget
+	caps     wire.Capabilities // what the handshake agreed
 
 	done      chan struct{} // closed when the connection ends
 	closeOnce sync.Once
@@ -67,7 +68,7 @@ type inConn struct {
 // straight into their own buffers.
 const readBufferSize = 1 << 10
 
-func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn) *inConn {
+func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wire.Capabilities) *inConn {
 	ic := &inConn{
 		t:        t,
 		id:       t.nextConnID.Add(1),
@@ -81,6 +82,7 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn) *inConn 
 		account:  p.inAccount.Child(t.limitsIn.Load().forLane(lane), true),
 		done:     make(chan struct{}),
 		streams:  make(map[uint32]*largeIn),
+		caps:     caps,
 	}
 	ic.replies = newReplyWriter(ic)
 	return ic

@@ -54,6 +54,8 @@ func (ic *inConn) read() error {
 		switch fh.Kind {
 		case wire.FrameBatch:
 			err = ic.readBatch(fh)
+		case wire.FrameBatchS2:
+			err = ic.readBatchS2(fh)
 		case wire.FrameLargeBegin:
 			err = ic.readLargeBegin(fh)
 		case wire.FrameLargeMore:
@@ -73,8 +75,9 @@ func (ic *inConn) read() error {
 }
 
 // allowed reports whether the initiator of this lane may send kind: its
-// messages (batches on the urgent and small lanes, large ones in parts on
-// the large lane), pings, and the grants and refusals of this node's
+// messages (batches on the urgent and small lanes, compressed ones only
+// if the handshake agreed wire.CapBatchS2, large ones in parts on the
+// large lane), pings, and the grants and refusals of this node's
 // large responses, on any lane.
 func (ic *inConn) allowed(kind wire.FrameKind) bool {
 	switch kind {
@@ -82,6 +85,8 @@ func (ic *inConn) allowed(kind wire.FrameKind) bool {
 		return true
 	case wire.FrameBatch:
 		return ic.lane != routing.Large
+	case wire.FrameBatchS2:
+		return ic.lane != routing.Large && ic.caps&wire.CapBatchS2 != 0
 	case wire.FrameLargeBegin, wire.FrameLargeMore, wire.FrameLargeCancel:
 		return ic.lane == routing.Large
 	}
@@ -138,6 +143,13 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 		ic.account.Release(held)
 		return err
 	}
+	return ic.handleBatch(buf, held, rejecting)
+}
+
+// handleBatch routes the messages of a batch frame read into buf, a
+// pooled buffer it takes over with held bytes of capacity; rejecting, it
+// answers them overloaded instead.
+func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 	ic.measureRecvQueue()
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
@@ -146,7 +158,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 	handled, count, requests := 0, 0, 0
 	verb, oneVerb := uint32(0), true // the verb of the messages to handle, if they share one
 	var bad error
-	err = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+	err := forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 		if count++; count > wire.MaxBatchMessages {
 			bad = fmt.Errorf("%w: more than %d messages in a frame", wire.ErrMalformed, wire.MaxBatchMessages)
 			return

@@ -78,11 +78,17 @@ type connCounters struct {
 	responses                 atomic.Uint64 // of sent: responses to the peer's requests
 	connects, connectFailures atomic.Uint64
 	dropped                   [NumReasons]atomic.Uint64
+	// Batch frames compressed, and their bytes before and after; frames
+	// sent as they were on a connection that compresses, and of those the
+	// ones tried that did not shrink enough.
+	compressedFrames, compressIn, compressOut atomic.Uint64
+	compressSkipped, compressMisses           atomic.Uint64
 }
 
 // inCounters are what arrived from one peer on one lane.
 type inCounters struct {
 	received, receivedBytes   atomic.Uint64
+	compressedFrames          atomic.Uint64 // batch frames that arrived compressed
 	handlerErrors             atomic.Uint64 // of received one-way messages, those whose handler failed
 	throttled, throttledNanos atomic.Uint64
 	dropped                   [NumReasons]atomic.Uint64
@@ -97,6 +103,11 @@ func (c *connCounters) addFrom(o *connCounters) {
 	c.responses.Add(o.responses.Load())
 	c.connects.Add(o.connects.Load())
 	c.connectFailures.Add(o.connectFailures.Load())
+	c.compressedFrames.Add(o.compressedFrames.Load())
+	c.compressIn.Add(o.compressIn.Load())
+	c.compressOut.Add(o.compressOut.Load())
+	c.compressSkipped.Add(o.compressSkipped.Load())
+	c.compressMisses.Add(o.compressMisses.Load())
 	for r := range NumReasons {
 		c.dropped[r].Add(o.dropped[r].Load())
 	}
@@ -106,6 +117,7 @@ func (c *connCounters) addFrom(o *connCounters) {
 func (c *inCounters) addFrom(o *inCounters) {
 	c.received.Add(o.received.Load())
 	c.receivedBytes.Add(o.receivedBytes.Load())
+	c.compressedFrames.Add(o.compressedFrames.Load())
 	c.handlerErrors.Add(o.handlerErrors.Load())
 	c.throttled.Add(o.throttled.Load())
 	c.throttledNanos.Add(o.throttledNanos.Load())

@@ -272,7 +272,7 @@ func TestReaderBeatsAndJudgesSilence(t *testing.T) {
 		p, err := tr.claimConn("n2", uint8(routing.Small))
 		require.NoError(t, err)
 		pc := newPipeConn()
-		ic := newInConn(tr, p, routing.Small, pc.Conn)
+		ic := newInConn(tr, p, routing.Small, pc.Conn, 0)
 		ended := make(chan struct{})
 		go func() { ic.serve(); close(ended) }()
 		beats := make(chan time.Time, 16)
@@ -335,7 +335,7 @@ func FuzzReader(f *testing.F) {
 		require.NoError(t, err)
 		defer tr.releaseConn(p, uint8(l))
 		pc := newPipeConn()
-		ic := newInConn(tr, p, l, pc.Conn)
+		ic := newInConn(tr, p, l, pc.Conn, 0)
 		ended := make(chan struct{})
 		go func() { ic.serve(); close(ended) }()
 		go func() { _, _ = io.Copy(io.Discard, pc.peer) }() // the back channel

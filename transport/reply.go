@@ -36,12 +36,14 @@ type replyWriter struct {
 }
 
 func newReplyWriter(ic *inConn) *replyWriter {
-	return &replyWriter{
+	w := &replyWriter{
 		ic:       ic,
 		account:  ic.peer.outAccount.Child(ic.t.limitsOut.Load().forLane(ic.lane), true),
 		counters: &ic.peer.outbound[ic.lane],
 		wake:     make(chan struct{}, 1),
 	}
+	w.frames.comp = ic.t.newCompressor(ic.lane, ic.caps, ic.conn.RemoteAddr(), w.counters)
+	return w
 }
 
 // enqueue queues one response. It never waits. Out of capacity, a small

@@ -40,10 +40,21 @@ type ConnStats struct {
 	QueuesMeasured bool
 	// Coalescing is the lane's strategy's own account.
 	Coalescing coalescing.Stats
+	// Compression of the batch frames this node wrote (see
+	// LaneConfig.Compression): frames sent compressed, and their payload
+	// bytes before and after; frames sent uncompressed on connections
+	// that compress (too small, skipped by CompressionAuto, or did not
+	// shrink), and of those the ones tried in vain.
+	CompressedFrames                      uint64
+	CompressionIn, CompressionOut         uint64
+	CompressionSkipped, CompressionMisses uint64
 
 	// Inbound.
 	MessagesReceived uint64 // messages handed to a handler or a waiting request
 	BytesReceived    uint64
+	// CompressedFramesReceived counts the batch frames that arrived
+	// compressed.
+	CompressedFramesReceived uint64
 	// HandlerErrors counts the one-way messages of MessagesReceived whose
 	// handler returned an error or panicked (a request's error goes back
 	// to its sender instead).
@@ -134,6 +145,12 @@ func (c *ConnStats) add(o *ConnStats) {
 	c.Connected = c.Connected || o.Connected
 	c.MessagesReceived += o.MessagesReceived
 	c.BytesReceived += o.BytesReceived
+	c.CompressedFrames += o.CompressedFrames
+	c.CompressionIn += o.CompressionIn
+	c.CompressionOut += o.CompressionOut
+	c.CompressionSkipped += o.CompressionSkipped
+	c.CompressionMisses += o.CompressionMisses
+	c.CompressedFramesReceived += o.CompressedFramesReceived
 	c.HandlerErrors += o.HandlerErrors
 	c.Throttled += o.Throttled
 	c.ThrottledTime += o.ThrottledTime
@@ -231,6 +248,7 @@ func (t *Transport) Stats() Stats {
 func (cs *ConnStats) readIn(in *inCounters) {
 	cs.MessagesReceived = in.received.Load()
 	cs.BytesReceived = in.receivedBytes.Load()
+	cs.CompressedFramesReceived = in.compressedFrames.Load()
 	cs.HandlerErrors = in.handlerErrors.Load()
 	cs.Throttled = in.throttled.Load()
 	cs.ThrottledTime = time.Duration(in.throttledNanos.Load())
@@ -248,6 +266,9 @@ func (cs *ConnStats) readOut(out *connCounters) {
 	cs.Writes = out.writes.Load()
 	cs.Connects = out.connects.Load()
 	cs.ConnectFailures = out.connectFailures.Load()
+	cs.CompressedFrames = out.compressedFrames.Load()
+	cs.CompressionIn, cs.CompressionOut = out.compressIn.Load(), out.compressOut.Load()
+	cs.CompressionSkipped, cs.CompressionMisses = out.compressSkipped.Load(), out.compressMisses.Load()
 	for r := range NumReasons {
 		cs.Dropped[r] = out.dropped[r].Load()
 	}

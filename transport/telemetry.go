@@ -145,6 +145,7 @@ type observables struct {
 	throttledTime                                     metric.Float64ObservableCounter
 	pendingMessages, pendingBytes, sendPeak, recvPeak metric.Int64ObservableGauge
 	certificateExpiry                                 metric.Int64ObservableGauge
+	compressionBytes                                  metric.Int64ObservableCounter
 }
 
 func registerObservables(m metric.Meter, t *Transport) (metric.Registration, error) {
@@ -177,6 +178,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.pendingBytes = gauge("internode.queue.pending_bytes", "Bytes queued or being written", "By")
 	o.sendPeak = gauge("internode.socket.send_queue_peak_bytes", "Peak unsent bytes in the socket send queue since the last collection, measured at every write", "By")
 	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured at every read", "By")
+	o.compressionBytes = counter("internode.compression.bytes", "Payload bytes of the batch frames sent compressed, before (stage=uncompressed) and after (stage=compressed) compression", "By")
 	o.certificateExpiry = gauge("internode.tls.certificate.expiry", "Seconds until this node's own TLS certificate expires, negative once it has (TLS only)", "s")
 	for _, err := range errs {
 		if err != nil {
@@ -188,7 +190,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 		return nil
 	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.throttled, o.opened, o.failures,
 		o.refused, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
-		o.certificateExpiry)
+		o.certificateExpiry, o.compressionBytes)
 }
 
 // observe reports every counter once per collection.
@@ -206,6 +208,15 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 		obs.ObserveInt64(o.failures, int64(c.ConnectFailures), conn)
 		obs.ObserveInt64(o.pendingMessages, int64(c.PendingMessages), conn)
 		obs.ObserveInt64(o.pendingBytes, int64(c.PendingBytes), conn)
+		if c.CompressedFrames > 0 {
+			for _, stage := range []struct {
+				name  string
+				bytes uint64
+			}{{"uncompressed", c.CompressionIn}, {"compressed", c.CompressionOut}} {
+				obs.ObserveInt64(o.compressionBytes, int64(stage.bytes), metric.WithAttributes(attribute.String("peer", string(c.Peer)),
+					attribute.String("lane", c.Lane.String()), attribute.String("stage", stage.name)))
+			}
+		}
 		if p := t.peerStats(c.Peer); p != nil && c.QueuesMeasured { // no series for what was never measured
 			obs.ObserveInt64(o.sendPeak, p.sendPeak[c.Lane].TakeAndReset(), conn)
 			obs.ObserveInt64(o.recvPeak, p.recvPeak[c.Lane].TakeAndReset(), conn)

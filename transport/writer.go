@@ -43,6 +43,8 @@ type frameWriter struct {
 	// writing is what WriteTo consumes: a field, so that handing its
 	// address to the connection allocates nothing.
 	writing net.Buffers
+	// comp compresses batch frames (addBatch); nil when they go as they are.
+	comp *compressor
 }
 
 // reserve makes room for n frame headers: the vector aliases headers, so
@@ -80,6 +82,9 @@ func (fw *frameWriter) flush(dst io.Writer) error {
 	_, err := fw.writing.WriteTo(dst)
 	clear(vec) // no reference to payloads survives the write
 	fw.vec, fw.writing = vec[:0], nil
+	if fw.comp != nil {
+		fw.comp.releaseHeld()
+	}
 	return err
 }
 
@@ -102,7 +107,7 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 	frameStart, frameEnd := -1, -1
 	closeFrame := func() {
 		if frameStart >= 0 {
-			fw.add(wire.FrameBatch, 0, buf[frameStart:frameEnd])
+			fw.addBatch(buf[frameStart:frameEnd])
 			frameStart, inFrame = -1, 0
 		}
 	}

@@ -82,7 +82,8 @@
 //	lane          what this connection carries: 0-2 a lane of package
 //	              routing, 3 stream session, 4 file transfer, 5 stream
 //	              connection of its own
-//	capabilities  bit set of optional features offered
+//	capabilities  bit set of optional features offered (see Versioning):
+//	              bit 0 CapBatchS2, compressed batch frames
 //	cluster       cluster name, 0..255 bytes (an acceptor refuses any
 //	              other than its own)
 //	node          sender's node ID, 1..255 bytes (an acceptor refuses an
@@ -141,6 +142,8 @@
 //	6 FrameRefuse        acceptor   large          yes     a Failure: why
 //	                     initiator  all three      yes     a Failure: why
 //	7 FrameBeat          acceptor   all three      0       empty
+//	8 FrameBatchS2       as FrameBatch, and only    0       a FrameBatch payload,
+//	                     with CapBatchS2 agreed             compressed (below)
 //
 // Each side numbers the large messages it sends in its own stream-number
 // space; a FrameGrant or FrameRefuse names a stream of the other side's.
@@ -160,6 +163,49 @@
 //	+----------+-----------+----------+-----------+-----
 //	| header 1 | payload 1 | header 2 | payload 2 | ...
 //	+----------+-----------+----------+-----------+-----
+//
+// # Compressed batches
+//
+// When the Reply's capabilities carry CapBatchS2 (bit 0: both sides
+// offered it), either side may send any batch frame as a FrameBatchS2
+// instead, wherever a FrameBatch may go; without it a FrameBatchS2 is
+// malformed. Each writer chooses frame by frame (internode sends a frame
+// as it is when compressing it would not save enough), and each direction
+// on its own. The payload is one S2 block
+// (https://github.com/klauspost/compress/tree/master/s2#format-extensions),
+// which is Snappy's block format
+// (https://github.com/google/snappy/blob/main/format_description.txt) with
+// S2's extensions; any Snappy block is a valid S2 block, so a writer may
+// use a Snappy encoder, while a reader needs an S2 decoder:
+//
+//	+---------------------+-----------------------------------------+
+//	| plain_len (uvarint) | literals and copies (S2 tagged elements) |
+//	+---------------------+-----------------------------------------+
+//
+//	plain_len  bytes of the FrameBatch payload the block decodes to,
+//	           1 to the reader's frame limit, minimally encoded
+//
+// The decoded bytes are a FrameBatch payload and are read as one, with
+// the same rules (whole messages, at most MaxBatchMessages). A writer
+// compresses only batches that it could have sent as a FrameBatch: at
+// most DefaultMaxFramePayload bytes decoded. The frame's crc32c covers
+// the header and the payload as sent — the compressed bytes — so damage
+// is caught before anything is decoded; the decoded batch has no checksum
+// of its own. A reader reads plain_len from the payload's first bytes
+// (at most MaxBatchS2Prefix, 5) and refuses, before it allocates
+// anything for the batch, a plain_len of 0 or above its frame limit
+// (ErrFrameTooLarge): a small frame cannot make a reader hold more than a
+// frame. A block that does not decode to exactly plain_len bytes is
+// malformed. AppendBatchS2, BatchS2Len and DecodeBatchS2 do each step.
+//
+// For example, a block whose batch is "abcabcabcabc" (12 bytes) — a
+// 3-byte literal, then a copy of 9 bytes from 3 back:
+//
+//	0c         08 61 62 63             15 03
+//	plain_len  literal, len 3: "abc"   copy, len 9, offset 3
+//
+// Large messages' parts (FrameLargeBegin, FrameLargeMore), streams and
+// file transfers are never compressed.
 //
 // # Keeping a connection alive
 //
@@ -439,15 +485,22 @@
 // node must read a Hello offering versions it does not speak in order to
 // refuse it. New handshake information travels as capability bits: a node
 // ignores bits it does not know, and the acceptor answers with the bits
-// both sides have. None are defined in version 1.
+// both sides have (an initiator takes only those it offered). A
+// capability adds to a version what both sides may use once they agreed
+// it, so a node of the same version without it interoperates as before:
+// compressed batches are such an addition to version 3, not a new
+// version. Version 3 defines bit 0, CapBatchS2 (see Compressed batches);
+// bits 1 to 31 are reserved and offered as 0.
 //
-// Reserved values: frame kinds 8..255 and message flag bits 6 and 7 are
-// malformed in version 3 (a new one needs a new version); failure codes
+// Reserved values: frame kinds 9..255 and message flag bits 6 and 7 are
+// malformed in version 3 (a new one needs a new version or a
+// capability), and kind 8 unless CapBatchS2 was agreed; failure codes
 // 7..255 (in a Failure or a stream's status byte) and refuse reasons
 // 7..255 are passed up as they are and read as FailureUnknown and as a
 // refusal, so later versions can add reasons.
 //
 // Part of the wire format, and pinned by tests, are: Magic, Version3,
+// CapBatchS2, MaxBatchS2Prefix,
 // MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
 // MaxBatchMessages,
 // KeepaliveInterval,
@@ -489,7 +542,9 @@
 //  4. Frames each batch or part with AppendFrameHeader over the parts as
 //     they are, and writes header and parts in one vectored write
 //     (net.Buffers), so that payloads are not copied; writes a FramePing
-//     after a KeepaliveInterval with nothing else to write.
+//     after a KeepaliveInterval with nothing else to write. If it offered
+//     CapBatchS2 and the Reply carries it, it may compress a batch with
+//     AppendBatchS2 and frame the block as a FrameBatchS2.
 //  5. Reads the back channel all along: FrameBeat; responses, in
 //     FrameBatch frames and as large messages, for which it writes a
 //     FrameGrant or FrameRefuse on the connection as soon as the
@@ -505,7 +560,10 @@
 //  3. Reads FrameHeaderSize bytes and calls ParseFrameHeader with its frame
 //     limit, checks the kind is one its lane's initiator may send, then
 //     reads Length payload bytes into a buffer of that size and calls
-//     Verify.
+//     Verify. For a FrameBatchS2 (only if the handshake agreed
+//     CapBatchS2) it takes the batch's length from BatchS2Len, allocates
+//     that, and decodes it with DecodeBatchS2; the batch is then read as a
+//     FrameBatch's payload.
 //  4. For a FrameBatch, calls DecodeHeader with its message size limit at
 //     the start of the payload, takes PayloadLength bytes after the header
 //     as the message payload, and repeats until the frame is used up; a

@@ -68,9 +68,13 @@ const (
 	// not it is reading, so the initiator knows it is alive; its payload
 	// is empty.
 	FrameBeat FrameKind = 7
+	// FrameBatchS2 holds a FrameBatch payload compressed as one S2 block
+	// (see AppendBatchS2). It goes wherever a FrameBatch may, and only on
+	// a connection whose handshake agreed CapBatchS2.
+	FrameBatchS2 FrameKind = 8
 )
 
-func (k FrameKind) valid() bool { return k <= FrameBeat }
+func (k FrameKind) valid() bool { return k <= FrameBatchS2 }
 
 // FromAcceptor reports whether frames of kind k travel from the acceptor
 // to the initiator (the back channel).
@@ -89,7 +93,7 @@ func (k FrameKind) HasStream() bool {
 // Empty reports whether frames of kind k always have an empty payload.
 func (k FrameKind) Empty() bool { return k == FramePing || k == FrameGrant || k == FrameBeat }
 
-var frameKindNames = [...]string{"batch", "large-begin", "large-more", "large-cancel", "ping", "grant", "refuse", "beat"}
+var frameKindNames = [...]string{"batch", "large-begin", "large-more", "large-cancel", "ping", "grant", "refuse", "beat", "batch-s2"}
 
 func (k FrameKind) String() string {
 	if k.valid() {

@@ -40,6 +40,9 @@ func TestFrameConstantsArePinned(t *testing.T) {
 	assert.Equal(t, FrameKind(5), FrameGrant)
 	assert.Equal(t, FrameKind(6), FrameRefuse)
 	assert.Equal(t, FrameKind(7), FrameBeat)
+	assert.Equal(t, FrameKind(8), FrameBatchS2)
+	assert.Equal(t, Capabilities(1), CapBatchS2)
+	assert.Equal(t, 5, MaxBatchS2Prefix)
 	assert.Equal(t, uint32(0x82F63B78), uint32(crc32.Castagnoli))
 }
 
@@ -267,7 +270,7 @@ func TestAppendFrameHeaderPanicsOnUnreadableHeaders(t *testing.T) {
 		stream uint32
 		parts  [][]byte
 	}{
-		{"unknown kind", FrameKind(8), 1, nil},
+		{"unknown kind", FrameKind(9), 1, nil},
 		{"large begin without a stream", FrameLargeBegin, 0, nil},
 		{"ping with a stream", FramePing, 1, nil},
 		{"grant with a payload", FrameGrant, 1, [][]byte{{1}}},

@@ -33,8 +33,8 @@ const MaxNameLength = 255
 const handshakePrefix = 6
 
 // Capabilities are optional features a node offers; the reply carries the
-// ones both sides have. None are defined in version 2; unknown bits are
-// ignored so that later versions can add them.
+// ones both sides have. Version 3 defines CapBatchS2; unknown bits are
+// ignored so that later builds can add them.
 type Capabilities uint32
 
 // Hello opens a connection: the initiator says who it is and what it wants.

@@ -26,10 +26,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The saturate and idle scenarios, and the link command, re-execute
-	// this binary as a child process (child.go, link_node.go): be the
-	// child then, not the tests.
-	if len(os.Args) > 1 && (os.Args[1] == childArg || os.Args[1] == linkNodeArg) {
+	// The saturate, idle and compress scenarios, and the link command,
+	// re-execute this binary as a child process (child.go, link_node.go,
+	// scenario_compress.go): be the child then, not the tests.
+	if len(os.Args) > 1 && (os.Args[1] == childArg || os.Args[1] == linkNodeArg || os.Args[1] == compressPeerArg) {
 		if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
@@ -317,7 +317,8 @@ func TestMedian(t *testing.T) {
 func TestSelect(t *testing.T) {
 	all, err := selectScenarios("all")
 	require.NoError(t, err)
-	assert.Len(t, all, len(scenarioRegistry)-2)
+	assert.Len(t, all, len(scenarioRegistry)-3)
+	assert.NotContains(t, all, scenarioCompress, "opt-in")
 	assert.NotContains(t, all, scenarioSaturate, "opt-in")
 	assert.NotContains(t, all, scenarioIdle, "opt-in")
 	_, err = selectScenarios("nope")

@@ -9,6 +9,7 @@
 //	go -C examples/bench run . -scenario small -metrics-addr 127.0.0.1:9464   # curl http://127.0.0.1:9464/metrics
 //	go -C examples/bench run . -scenario saturate -nodes 16 -out-node 32MiB -in-node 32MiB -repeat 1
 //	go -C examples/bench run . -scenario idle -nodes 96 -repeat 1
+//	go build -o /tmp/bench . && sudo /tmp/bench -scenario compress -repeat 3   # from examples/bench
 //
 // Each run starts a fresh system, runs the scenario's load for -warmup,
 // measures for -duration, stops the load and drains: it waits (at most
@@ -34,8 +35,8 @@
 // Each scenario runs its own list of systems unless -systems names others
 // ("all": every system it can run). -scenario all at -duration 3s -repeat 3
 // runs 48 (scenario, system) pairs three times: about 10 minutes on a
-// 2-core machine, the 1 GiB file included. saturate and idle are opt-in:
-// all leaves them out; name them.
+// 2-core machine, the 1 GiB file included. saturate, idle and compress are
+// opt-in: all leaves them out; name them.
 //
 //   - small: one-way closed loop, 8 senders. Rows for every coalescing
 //     strategy and internode-nometrics besides the base systems.
@@ -102,6 +103,23 @@
 //     most IdleTimeout + 30 s), again: "closed". A run with N nodes holds 6·N·(N−1)
 //     sockets: the child raises its limit on open files when it may (96
 //     nodes: about 55000), or fails saying so.
+//   - compress (opt-in, root only; skipped with a message otherwise): two
+//     network namespaces joined by a veth pair whose ends are shaped with
+//     tc tbf to 200 Mbit/s (burst 128 KiB, 20 ms of queue), so the link,
+//     not the CPU, bounds a plain run, as between hosts. The receiver and
+//     then the sender run as processes of this binary in them (ip netns
+//     exec, hidden first argument -compress-peer), spoken to over their
+//     stdin and stdout. The sender's -senders (8) goroutines send 1 KiB
+//     one-way messages unpaced (Memory.WaitForCapacity), cycling through
+//     4096 payloads: JSON documents such as a database replicates
+//     (repeated field names, small vocabularies, random IDs and numbers)
+//     or random bytes. Systems: json-off, json-auto, random-off,
+//     random-auto (Lanes.Compression Off or Auto on every lane). msgs/s is
+//     counted at the receiver; CPU per message adds both processes'
+//     getrusage; wire/plain is the sender's compressed frame bytes per
+//     byte they held (1 when none was compressed). After the measurement
+//     the sender stops and the run waits (-drain) for every message sent
+//     to arrive; the rest is lost. The namespaces are deleted at the end.
 //
 // # Runs in a child process
 //

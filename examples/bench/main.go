@@ -85,6 +85,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == childArg {
 		return runChild(args[1:], stdout)
 	}
+	if len(args) > 0 && args[0] == compressPeerArg {
+		return runCompressPeer(args[1:], os.Stdin, stdout)
+	}
 	if len(args) > 0 && args[0] == linkNodeArg {
 		return runLinkNode(args[1:], os.Stdin, stdout)
 	}
@@ -117,6 +120,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var all []Result
 	var ran []*Scenario
 	for _, sc := range c.scenarios {
+		if sc.Unavailable != nil {
+			if err := sc.Unavailable(); err != nil {
+				fmt.Fprintf(stderr, "%s: skipped: %v\n", sc.Name, err)
+				continue
+			}
+		}
 		systems, skipped, err := systemsFor(sc, c.systems)
 		if err != nil {
 			return err

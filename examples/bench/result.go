@@ -84,6 +84,10 @@ type Result struct {
 	ClosedBytesPerPair      *float64 `json:"closed_bytes_per_pair"`
 	ClosedStackBytesPerPair *float64 `json:"closed_stack_bytes_per_pair"`
 	ClosedGoroutinesPerPair *float64 `json:"closed_goroutines_per_pair"`
+	// CompressionRatio (compress) is the bytes of the sender's batch
+	// frames on the wire per byte they held (1: sent as they were); null
+	// elsewhere.
+	CompressionRatio *float64 `json:"compression_ratio"`
 	// Lost is sent − delivered − failed after the drain, summed over
 	// repeats. Negative would mean duplicates.
 	Lost       int64    `json:"lost"`
@@ -231,6 +235,7 @@ func median(runs []Result) Result {
 	out.ClosedBytesPerPair = medPtr(func(r Result) *float64 { return r.ClosedBytesPerPair })
 	out.ClosedStackBytesPerPair = medPtr(func(r Result) *float64 { return r.ClosedStackBytesPerPair })
 	out.ClosedGoroutinesPerPair = medPtr(func(r Result) *float64 { return r.ClosedGoroutinesPerPair })
+	out.CompressionRatio = medPtr(func(r Result) *float64 { return r.CompressionRatio })
 	out.Overloaded = nil
 	out.Lost, out.Sent, out.Delivered, out.Failed, out.Rejected, out.SendErrors, out.Samples = 0, 0, 0, 0, 0, 0, 0
 	out.Drained = true

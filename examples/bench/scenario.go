@@ -18,6 +18,9 @@ type Scenario struct {
 	// OptIn leaves the scenario out of -scenario all: it runs only when
 	// named.
 	OptIn bool
+	// Unavailable, if set, says why the scenario cannot run on this
+	// machine (compress: not root); it is then skipped with that message.
+	Unavailable func() error
 	// Duration, if set, is the measured interval when -duration is not
 	// given.
 	Duration time.Duration
@@ -151,6 +154,7 @@ var scenarioRegistry = []*Scenario{
 	scenarioFile,
 	scenarioSaturate,
 	scenarioIdle,
+	scenarioCompress,
 }
 
 // supports reports whether sc can run the system entry makes. A scenario

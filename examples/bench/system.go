@@ -209,7 +209,7 @@ func systemNames() string {
 	}
 	for _, e := range meshRegistry {
 		if _, ok := findSystem(e.Name); !ok {
-			names = append(names, e.Name+" (saturate)")
+			names = append(names, e.Name+" (saturate, idle, compress)")
 		}
 	}
 	return strings.Join(names, ", ")

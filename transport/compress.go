@@ -1,0 +1,292 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/internode/internode/internal/bufpool"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
+)
+
+// Compression says whether a lane's batch frames are compressed (S2, see
+// wire.FrameBatchS2). Compression is frame-level: a whole batch frame, its
+// messages' headers and payloads together, is compressed as one block,
+// so small messages that repeat field names across a batch compress well.
+// Large messages (above LaneConfig.LargeThreshold, sent in parts),
+// streams and SendFile are never compressed: bulk data is usually
+// compressed already (SSTables, snapshots), and files go by sendfile,
+// which compression would stop.
+//
+// Both ends of a connection must allow it: each offers it in the
+// handshake unless its mode for the lane is CompressionOff, and each
+// compresses what it writes by its own mode. A peer that does not offer it
+// (an older build, or CompressionOff) gets uncompressed frames.
+//
+// S2 (github.com/klauspost/compress/s2), not LZ4: the module was already
+// in internode's module graph; an S2 block starts with its decoded
+// length, so a reader bounds a block before it allocates; every Snappy
+// block is an S2 block, so a peer in another language can write frames
+// with any Snappy library; and it has assembly for amd64 and arm64, with
+// a fast path that gives up early on incompressible input.
+type Compression uint8
+
+const (
+	// CompressionAuto (the default) compresses on connections whose peer
+	// is not on a loopback address (a peer on the same host is reached at
+	// memory speed, where compressing only costs CPU), and sends frames
+	// uncompressed for a while after one that did not shrink by at least
+	// a tenth (incompressible payloads: encrypted, already compressed),
+	// trying again after 16, 32, ... up to 1024 frames.
+	CompressionAuto Compression = iota
+	// CompressionOff neither compresses nor offers to read compressed
+	// frames: the lane's connections carry plain frames both ways.
+	CompressionOff
+	// CompressionOn compresses every batch frame of at least 256 bytes
+	// that shrinks, whatever the peer's address.
+	CompressionOn
+)
+
+func (c Compression) String() string {
+	switch c {
+	case CompressionAuto:
+		return "auto"
+	case CompressionOff:
+		return "off"
+	case CompressionOn:
+		return "on"
+	}
+	return fmt.Sprintf("Compression(%d)", uint8(c))
+}
+
+// compressPolicy decides, frame by frame, whether a writer compresses.
+// It is pure: the writer tells it each frame's size and what compressing
+// it gave.
+type compressPolicy struct {
+	auto bool // back off after frames that do not shrink
+	// skip is how many frames to send as they are before trying again,
+	// and backoff what skip becomes after the next miss.
+	skip, backoff int
+}
+
+const (
+	minCompressFrame  = 256  // bytes: smaller frames are sent as they are
+	firstCompressSkip = 16   // frames skipped after a first miss
+	maxCompressSkip   = 1024 // frames skipped at most between tries
+)
+
+// try reports whether to compress a frame of n bytes.
+func (p *compressPolicy) try(n int) bool {
+	if n < minCompressFrame {
+		return false
+	}
+	if p.skip > 0 {
+		p.skip--
+		return false
+	}
+	return true
+}
+
+// result records that a frame of in bytes compressed to out, and reports
+// whether to send it compressed: when it shrank by a tenth in auto mode,
+// at all otherwise.
+func (p *compressPolicy) result(in, out int) bool {
+	if !p.auto {
+		return out < in
+	}
+	if out <= in-in/10 {
+		p.backoff = 0
+		return true
+	}
+	p.backoff = min(max(2*p.backoff, firstCompressSkip), maxCompressSkip)
+	p.skip = p.backoff
+	return false
+}
+
+// compressor compresses the batch frames of one connection's writer.
+// Owned by the writer goroutine.
+type compressor struct {
+	policy   compressPolicy
+	counters *connCounters
+	// held are the pooled buffers of the compressed frames gathered for
+	// the next write; the frameWriter gives them back once it is written.
+	held []*bytebufferpool.ByteBuffer
+}
+
+// newCompressor returns the compressor for a connection of lane whose
+// handshake agreed caps, to remote, or nil when its frames go as they
+// are.
+func (t *Transport) newCompressor(lane routing.Lane, caps wire.Capabilities, remote net.Addr, counters *connCounters) *compressor {
+	if caps&wire.CapBatchS2 == 0 || !lane.Valid() {
+		return nil
+	}
+	switch t.cfg.Lanes.Compression[lane] {
+	case CompressionOn:
+		return &compressor{counters: counters}
+	case CompressionAuto:
+		if !isLoopback(remote) {
+			return &compressor{policy: compressPolicy{auto: true}, counters: counters}
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether addr is a loopback IP address, or not an IP
+// address at all (an in-process pipe).
+func isLoopback(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case nil:
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || ip.IsLoopback()
+}
+
+// offers returns the capabilities this node offers, and accepts, on a
+// connection of kind (a lane, laneStreams or laneFile).
+func (t *Transport) offers(kind uint8) wire.Capabilities {
+	if kind < routing.NumLanes && t.cfg.Lanes.Compression[kind] != CompressionOff {
+		return wire.CapBatchS2
+	}
+	return 0
+}
+
+// addBatch appends a batch frame over body: compressed (FrameBatchS2)
+// when the connection's compressor says so, else as it is (FrameBatch).
+// A compressed body lives in a pooled buffer that flush gives back.
+func (fw *frameWriter) addBatch(body []byte) {
+	if c := fw.comp; c != nil {
+		if block := c.compress(body); block != nil {
+			fw.add(wire.FrameBatchS2, 0, block)
+			return
+		}
+		c.counters.compressSkipped.Add(1)
+	}
+	fw.add(wire.FrameBatch, 0, body)
+}
+
+// compress returns body as one S2 block in a pooled buffer it holds, or
+// nil when the policy says to send body as it is.
+func (c *compressor) compress(body []byte) []byte {
+	if !c.policy.try(len(body)) {
+		return nil
+	}
+	buf := bytebufferpool.Get()
+	buf.B = wire.AppendBatchS2(buf.B[:0], body)
+	block := buf.B
+	if !c.policy.result(len(body), len(block)) {
+		c.counters.compressMisses.Add(1)
+		bytebufferpool.Put(buf)
+		return nil
+	}
+	c.held = append(c.held, buf)
+	c.counters.compressedFrames.Add(1)
+	c.counters.compressIn.Add(uint64(len(body)))
+	c.counters.compressOut.Add(uint64(len(block)))
+	return block
+}
+
+// releaseHeld gives back the buffers of the frames just written.
+func (c *compressor) releaseHeld() {
+	for i, buf := range c.held {
+		bytebufferpool.Put(buf)
+		c.held[i] = nil
+	}
+	c.held = c.held[:0]
+}
+
+// errCompressedBatch wraps what is wrong with a compressed batch frame.
+func errCompressedBatch(err error) error {
+	if errors.Is(err, wire.ErrTruncated) {
+		// Within a frame whose length is known: the block is cut.
+		return fmt.Errorf("%w: compressed batch: %w", wire.ErrMalformed, err)
+	}
+	return err
+}
+
+// readBatchS2 reads a compressed batch frame. Capacity for the
+// decompressed batch is taken (or waited for) before anything is
+// allocated — its length is read from the block's first bytes and checked
+// against the frame limit — as for a plain frame of that size. The
+// compressed block, held only while it is decoded, is counted beyond the
+// limits (at most one frame per connection) rather than waited for: a
+// batch that fills the limit could otherwise never be read.
+func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
+	ic.renewReadDeadline()
+	prefix, err := ic.src.Peek(min(int(fh.Length), wire.MaxBatchS2Prefix))
+	if err != nil {
+		return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
+	}
+	n, err := wire.BatchS2Len(prefix, uint32(ic.t.maxFrame))
+	if err != nil {
+		return errCompressedBatch(err)
+	}
+	held, blockHeld := int64(bufpool.Cap(n)), int64(bufpool.Cap(int(fh.Length)))
+	rejecting, err := ic.admit(held)
+	if err != nil {
+		return err
+	}
+	if rejecting {
+		held, blockHeld = 0, 0
+	}
+	ic.account.Overdraw(blockHeld)
+	block := bufpool.Get(int(fh.Length))
+	err = ic.readPayload(fh, block)
+	var buf []byte
+	if err == nil {
+		buf = bufpool.Get(n)
+		if err = wire.DecodeBatchS2(buf, block); err != nil {
+			bufpool.Put(buf)
+		}
+	}
+	bufpool.Put(block)
+	ic.account.Release(blockHeld)
+	if err != nil {
+		ic.account.Release(held)
+		return err
+	}
+	ic.counters.compressedFrames.Add(1)
+	return ic.handleBatch(buf, held, rejecting)
+}
+
+// readBatchS2 reads a compressed batch of responses; like readBatch, it
+// counts what it holds without waiting for capacity.
+func (rx *responseReader) readBatchS2(fh wire.FrameHeader) error {
+	c := rx.c
+	blockHeld := int64(bufpool.Cap(int(fh.Length)))
+	c.peer.inAccount.Overdraw(blockHeld)
+	block := bufpool.Get(int(fh.Length))
+	err := rx.readPayload(fh, block)
+	var n int
+	if err == nil {
+		n, err = wire.BatchS2Len(block, uint32(c.t.maxFrame))
+		err = errCompressedBatch(err)
+	}
+	if err != nil {
+		bufpool.Put(block)
+		c.peer.inAccount.Release(blockHeld)
+		return err
+	}
+	held := int64(bufpool.Cap(n))
+	c.peer.inAccount.Overdraw(held)
+	defer c.peer.inAccount.Release(held)
+	buf := bufpool.Get(n)
+	defer bufpool.Put(buf)
+	err = wire.DecodeBatchS2(buf, block)
+	bufpool.Put(block)
+	c.peer.inAccount.Release(blockHeld)
+	if err != nil {
+		return err
+	}
+	c.peer.inbound[c.lane].compressedFrames.Add(1)
+	return rx.handleBatch(buf)
+}

@@ -1,0 +1,79 @@
+package wire
+
+import (
+	"fmt"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// CapBatchS2 is the capability bit that says a node reads FrameBatchS2
+// frames. When the Reply carries it (both sides offered it), either side
+// may send its batch frames as FrameBatchS2 instead of FrameBatch; without
+// it, a FrameBatchS2 is malformed. It is part of the wire format.
+const CapBatchS2 Capabilities = 1 << 0
+
+// AppendBatchS2 appends to dst the FrameBatchS2 payload that carries
+// batch (a FrameBatch payload): one S2 block. It allocates only when dst
+// has less room than MaxBatchS2Len(len(batch)). The result may be longer
+// than batch when batch does not compress; whether to send it then is the
+// caller's choice.
+func AppendBatchS2(dst, batch []byte) []byte {
+	n := len(dst)
+	if free := cap(dst) - n; free < s2.MaxEncodedLen(len(batch)) {
+		grown := make([]byte, n, n+s2.MaxEncodedLen(len(batch)))
+		copy(grown, dst)
+		dst = grown
+	}
+	block := s2.Encode(dst[n:cap(dst)], batch)
+	return dst[:n+len(block)]
+}
+
+// MaxBatchS2Len returns the longest FrameBatchS2 payload AppendBatchS2 can
+// produce for a batch of n bytes.
+func MaxBatchS2Len(n int) int { return s2.MaxEncodedLen(n) }
+
+// BatchS2Len returns the length of the batch a FrameBatchS2 payload
+// decodes to, read from the block's first bytes (at most
+// MaxBatchS2Prefix of them), without decoding anything. It returns
+// ErrTruncated when b ends inside the length, ErrMalformed for a length
+// that is 0 or not minimally encoded, and ErrFrameTooLarge for one above
+// maxLen (the reader's frame limit), so that a reader allocates nothing
+// for a decompression bomb.
+func BatchS2Len(b []byte, maxLen uint32) (int, error) {
+	v, _, err := uvarint(b, 0)
+	switch {
+	case err != nil:
+		return 0, err
+	case v == 0:
+		return 0, fmt.Errorf("%w: empty compressed batch", ErrMalformed)
+	case v > uint64(maxLen):
+		return 0, fmt.Errorf("%w: compressed batch of %d bytes, limit %d", ErrFrameTooLarge, v, maxLen)
+	}
+	return int(v), nil
+}
+
+// MaxBatchS2Prefix is the most bytes BatchS2Len reads: the uvarint of a
+// length up to 2^32-1.
+const MaxBatchS2Prefix = 5
+
+// DecodeBatchS2 decodes the FrameBatchS2 payload b into dst, whose length
+// must be what BatchS2Len returned for b; dst and b must not overlap. It
+// returns ErrMalformed when b is not an S2 block that decodes to exactly
+// len(dst) bytes, and writes nothing beyond dst, whatever b holds.
+func DecodeBatchS2(dst, b []byte) error {
+	n, err := BatchS2Len(b, 1<<32-1)
+	if err != nil {
+		return err
+	}
+	if n != len(dst) {
+		return fmt.Errorf("%w: compressed batch of %d bytes into %d", ErrMalformed, n, len(dst))
+	}
+	out, err := s2.Decode(dst, b)
+	if err != nil {
+		return fmt.Errorf("%w: compressed batch: %w", ErrMalformed, err)
+	}
+	if len(out) != len(dst) || len(out) > 0 && &out[0] != &dst[0] {
+		return fmt.Errorf("%w: compressed batch decoded to %d bytes, not %d", ErrMalformed, len(out), len(dst))
+	}
+	return nil
+}

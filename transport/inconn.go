@@ -38,8 +38,9 @@ type inConn struct {
 	counters *inCounters
 	conn     net.Conn
 	src      *bufio.Reader
-	probe    *sockstat.Probe // nil when socket measurement is off
-	account  *limit.Account  // this connection's share of the peer's inbound budget
+	probe    *sockstat.Probe  // nil when socket measurement is off
+	sampler  sockstat.Sampler // picks the reads after which probe is read; the reader's
+	account  *limit.Account   // this connection's share of the peer's inbound budget
 
 	done      chan struct{} // closed when the connection ends
 	closeOnce sync.Once
@@ -188,14 +189,18 @@ func (ic *inConn) renewReadDeadline() {
 	}
 }
 
-// measureRecvQueue records the socket's receive-queue depth after a read.
-func (ic *inConn) measureRecvQueue() {
-	if ic.probe == nil {
+// measureRecvQueue records the socket's receive-queue depth after a read
+// of n bytes, when the reader's sampler says it is worth an ioctl (see
+// sockstat.Sampler); paused says reading had stopped, so the queue may be
+// at a peak.
+func (ic *inConn) measureRecvQueue(n int, paused bool) {
+	if ic.probe == nil || !ic.sampler.Due(n, paused) {
 		return
 	}
-	if n, err := ic.probe.RecvQueue(); err == nil {
-		ic.peer.recvPeak[ic.lane].Observe(int64(n))
-		ic.peer.recvMax[ic.lane].Observe(int64(n))
+	if depth, err := ic.probe.RecvQueue(); err == nil {
+		ic.sampler.Record(depth, 0)
+		ic.peer.recvPeak[ic.lane].Observe(int64(depth))
+		ic.peer.recvMax[ic.lane].Observe(int64(depth))
 	}
 }
 

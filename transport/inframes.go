@@ -138,7 +138,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 		ic.account.Release(held)
 		return err
 	}
-	ic.measureRecvQueue()
+	ic.measureRecvQueue(int(fh.Length), false)
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
 	// Check every message first: a frame with a bad one is handled not at
@@ -231,7 +231,7 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	start := time.Now()
 	ok := ic.account.Wait(n, ic.done, ic.t.closed)
 	ic.counters.paused(time.Since(start))
-	ic.measureRecvQueue() // what piled up in the kernel while reading paused
+	ic.measureRecvQueue(0, true) // what piled up in the kernel while reading paused
 	if !ok {
 		return false, net.ErrClosed
 	}

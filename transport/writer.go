@@ -3,6 +3,7 @@ package transport
 import (
 	"io"
 	"net"
+	"time"
 
 	"github.com/internode/internode/wire"
 )
@@ -43,7 +44,16 @@ type frameWriter struct {
 	// writing is what WriteTo consumes: a field, so that handing its
 	// address to the connection allocates nothing.
 	writing net.Buffers
+	// Of the last write, for the send-queue sampler: its bytes, and
+	// whether it took slowWrite or longer (it likely waited for room in
+	// the socket's send buffer, so the queue may be at a peak).
+	lastBytes int
+	lastSlow  bool
 }
+
+// slowWrite is how long a write must take to be measured whatever the
+// sampler says: longer than copying a segment into the kernel takes.
+const slowWrite = time.Millisecond
 
 // reserve makes room for n frame headers: the vector aliases headers, so
 // it must not grow while a write is being gathered.
@@ -77,7 +87,9 @@ func (fw *frameWriter) flush(dst io.Writer) error {
 	}
 	vec := fw.vec
 	fw.writing = vec
-	_, err := fw.writing.WriteTo(dst)
+	start := time.Now()
+	n, err := fw.writing.WriteTo(dst)
+	fw.lastBytes, fw.lastSlow = int(n), time.Since(start) >= slowWrite
 	clear(vec) // no reference to payloads survives the write
 	fw.vec, fw.writing = vec[:0], nil
 	return err

@@ -118,3 +118,17 @@ func BenchmarkLarge(b *testing.B) {
 		runtime.Gosched()
 	}
 }
+
+// BenchmarkRequestAlone measures one caller's round trips, one in flight
+// (the latency scenario's "call alone").
+func BenchmarkRequestAlone(b *testing.B) {
+	c, _ := sendPair(b)
+	payload := make([]byte, 128)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -224,7 +224,9 @@ type TelemetryConfig struct {
 	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
 	// DisableSocketMeasurement turns off reading the socket queue depths
-	// (one ioctl per write and per frame read).
+	// (an ioctl after a sampled write or frame read: every one while a
+	// queue builds up or a write is slow, otherwise one in 16 or per 16 KiB;
+	// see internal/sockstat.Sampler).
 	DisableSocketMeasurement bool
 	// Logger receives connection events and refusals (those rate
 	// limited). Default slog.Default().

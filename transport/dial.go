@@ -145,6 +145,9 @@ type liveConn struct {
 	backHeader [wire.FrameHeaderSize]byte
 	why        atomic.Pointer[string]
 	probe      *sockstat.Probe // nil when socket measurement is off
+	// sendSampler picks the writes after which probe is read; the
+	// writer's.
+	sendSampler sockstat.Sampler
 }
 
 // kill marks the connection dead, with why, and closes it.

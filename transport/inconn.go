@@ -39,6 +39,7 @@ type inConn struct {
 	conn     net.Conn
 	src      *bufio.Reader
 	probe    *sockstat.Probe   // nil when socket measurement is off
+	sampler  sockstat.Sampler  // picks the reads after which probe is read; the reader's
 	account  *limit.Account    // this connection's share of the peer's inbound budget
 	caps     wire.Capabilities // what the handshake agreed
 
@@ -192,14 +193,18 @@ func (ic *inConn) renewReadDeadline() {
 	}
 }
 
-// measureRecvQueue records the socket's receive-queue depth after a read.
-func (ic *inConn) measureRecvQueue() {
-	if ic.probe == nil {
+// measureRecvQueue records the socket's receive-queue depth after a read
+// of n bytes, when the reader's sampler says it is worth an ioctl (see
+// sockstat.Sampler); paused says reading had stopped, so the queue may be
+// at a peak.
+func (ic *inConn) measureRecvQueue(n int, paused bool) {
+	if ic.probe == nil || !ic.sampler.Due(n, paused) {
 		return
 	}
-	if n, err := ic.probe.RecvQueue(); err == nil {
-		ic.peer.recvPeak[ic.lane].Observe(int64(n))
-		ic.peer.recvMax[ic.lane].Observe(int64(n))
+	if depth, err := ic.probe.RecvQueue(); err == nil {
+		ic.sampler.Record(depth, 0)
+		ic.peer.recvPeak[ic.lane].Observe(int64(depth))
+		ic.peer.recvMax[ic.lane].Observe(int64(depth))
 		ic.peer.measured(ic.lane)
 	}
 }

@@ -143,6 +143,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 		ic.account.Release(held)
 		return err
 	}
+	ic.measureRecvQueue(int(fh.Length), false)
 	return ic.handleBatch(buf, held, rejecting)
 }
 
@@ -150,7 +151,6 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 // pooled buffer it takes over with held bytes of capacity; rejecting, it
 // answers them overloaded instead.
 func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
-	ic.measureRecvQueue()
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
 	// Check every message first: a frame with a bad one is handled not at
@@ -243,7 +243,7 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	start := time.Now()
 	ok := ic.account.Wait(n, ic.done, ic.t.closed)
 	ic.counters.paused(time.Since(start))
-	ic.measureRecvQueue() // what piled up in the kernel while reading paused
+	ic.measureRecvQueue(0, true) // what piled up in the kernel while reading paused
 	if !ok {
 		return false, net.ErrClosed
 	}

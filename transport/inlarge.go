@@ -253,7 +253,7 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 		}
 	}
 	m.got += int(fh.Length)
-	ic.measureRecvQueue()
+	ic.measureRecvQueue(int(fh.Length), false)
 	if m.got < int(m.header.PayloadLength) {
 		return nil
 	}

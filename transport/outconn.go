@@ -352,12 +352,20 @@ func (c *outConn) failRequests(err error) {
 	c.release(removed)
 }
 
-// measureSendQueue records the socket's send-queue depth after a write.
+// measureSendQueue records the socket's send-queue depth after a write,
+// when the connection's sampler says the write is worth an ioctl (see
+// sockstat.Sampler: a slow write, a queue that showed a backlog, and one
+// write in 16 or per 16 KiB otherwise).
 func (c *outConn) measureSendQueue() {
 	if c.conn == nil || c.conn.probe == nil {
 		return
 	}
+	s := &c.conn.sendSampler
+	if !s.Due(c.frames.lastBytes, c.frames.lastSlow) {
+		return
+	}
 	if n, err := c.conn.probe.SendQueue(); err == nil {
+		s.Record(n, c.frames.lastBytes)
 		c.peer.sendPeak[c.lane].Observe(int64(n))
 		c.peer.sendMax[c.lane].Observe(int64(n))
 		c.peer.measured(c.lane)

@@ -33,7 +33,7 @@ type peer struct {
 
 	outAccount, inAccount *limit.Account // shared by the peer's connections
 	// Socket queue peaks per lane since the last metrics collection,
-	// measured at every write and every read.
+	// measured after the writes and reads a sockstat.Sampler picks.
 	sendPeak, recvPeak [routing.NumLanes]sockstat.Peak
 	// The largest depths measured since the transport started, for Stats.
 	sendMax, recvMax [routing.NumLanes]sockstat.Peak

@@ -3,6 +3,7 @@ package transport
 import (
 	"io"
 	"net"
+	"time"
 
 	"github.com/internode/internode/wire"
 )
@@ -45,7 +46,16 @@ type frameWriter struct {
 	writing net.Buffers
 	// comp compresses batch frames (addBatch); nil when they go as they are.
 	comp *compressor
+	// Of the last write, for the send-queue sampler: its bytes, and
+	// whether it took slowWrite or longer (it likely waited for room in
+	// the socket's send buffer, so the queue may be at a peak).
+	lastBytes int
+	lastSlow  bool
 }
+
+// slowWrite is how long a write must take to be measured whatever the
+// sampler says: longer than copying a segment into the kernel takes.
+const slowWrite = time.Millisecond
 
 // reserve makes room for n frame headers: the vector aliases headers, so
 // it must not grow while a write is being gathered.
@@ -79,7 +89,9 @@ func (fw *frameWriter) flush(dst io.Writer) error {
 	}
 	vec := fw.vec
 	fw.writing = vec
-	_, err := fw.writing.WriteTo(dst)
+	start := time.Now()
+	n, err := fw.writing.WriteTo(dst)
+	fw.lastBytes, fw.lastSlow = int(n), time.Since(start) >= slowWrite
 	clear(vec) // no reference to payloads survives the write
 	fw.vec, fw.writing = vec[:0], nil
 	if fw.comp != nil {

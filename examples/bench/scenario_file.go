@@ -21,9 +21,12 @@ var scenarioFile = &Scenario{
 	PayloadSize: func(o Options) int { return int(o.fileSize()) },
 	NoPayload:   true,
 	Load:        loadFile,
+	// Both against raw sendfile, the floor SendFile builds on: on loopback
+	// a buffered copy costs about as much CPU as sendfile does, so a bound
+	// against it says nothing about zero copy.
 	Targets: []Target{
-		{Metric: metricMBPerSec, System: "internode", Baseline: "raw-sendfile", Min: 0.9},
-		{Metric: metricCPUPerGB, System: "internode", Baseline: "buffered-copy", Max: 0.5},
+		{Metric: metricMBPerSec, System: "internode", Baseline: "raw-sendfile", Min: 0.95},
+		{Metric: metricCPUPerGB, System: "internode", Baseline: "raw-sendfile", Max: 1.15},
 	},
 	Columns:    []Metric{metricCPUPerGB},
 	Chart:      []Metric{metricMBPerSec},

@@ -3,9 +3,13 @@
 //
 // "Measuring is better than sampling": a queue depth polled once per export
 // interval misses the spikes that rise and fall between polls. The transport
-// instead reads the depth where data is queued and dequeued — after every
-// flush (SendQueue) and every read (RecvQueue) — and feeds each reading to a
-// Peak, which the metrics exporter drains once per interval.
+// instead reads the depth where data is queued and dequeued — after a flush
+// (SendQueue) and after a read (RecvQueue) — and feeds each reading to a
+// Peak, which the metrics exporter drains once per interval. A Sampler
+// picks which flushes and reads are measured: all of them while a queue
+// builds up or a write is slow, one in 16 while the socket is quiet, so
+// that sparse traffic does not pay an ioctl per message and a peak is
+// still caught.
 //
 // How to use it:
 //
@@ -13,9 +17,10 @@
 //     NewProbe. A *net.TCPConn is a syscall.Conn; for a *tls.Conn pass
 //     tlsConn.NetConn().(syscall.Conn). Keep the Probe with the connection:
 //     building it allocates, calling it does not.
-//  2. After each flush call Probe.SendQueue and Observe the result on the
-//     peer's send Peak; after each read call Probe.RecvQueue and Observe it on
-//     the receive Peak. Each call is one ioctl(2).
+//  2. After each flush that the connection's Sampler says is Due, call
+//     Probe.SendQueue, Record the result on the Sampler and Observe it on the
+//     peer's send Peak; likewise after reads with Probe.RecvQueue and the
+//     receive Peak. Each call is one ioctl(2).
 //  3. The exporter calls Peak.TakeAndReset once per interval, and Probe.Info
 //     when it wants round-trip time, congestion window and retransmissions.
 //  4. Once the connection is closed, the Probe's methods return an error that

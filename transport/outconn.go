@@ -65,6 +65,10 @@ type outConn struct {
 
 	attrs     metric.MeasurementOption // this lane's metric attributes
 	waitTimer *time.Timer              // coalescing waits; stopped when unused
+	// Of coalesceWait, owned by the writer: how late its timers fire (a
+	// moving average), and the precise waits since it last tried a timer.
+	timerLate  time.Duration
+	timerProbe int
 
 	// Owned by the writer goroutine.
 	conn       *liveConn

@@ -158,6 +158,7 @@ type logKey struct {
 const (
 	logBadBackChannel uint8 = iota + 1
 	logTLSReload
+	logNoStreamCapacity
 )
 
 // rateLog logs warnings of each key at most burst times per interval and

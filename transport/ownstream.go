@@ -154,7 +154,7 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 // returns once the connection is closed.
 func (t *Transport) serveOwnStream(conn net.Conn, p *peer) {
 	if !p.inAccount.TryTake(ownStreamBuffer) {
-		t.log.Warn("internode: refusing stream connection: no inbound capacity", "peer", p.id)
+		t.logs.warn(logKey{other: logNoStreamCapacity}, "internode: refusing stream connection: no inbound capacity", "peer", p.id)
 		return
 	}
 	defer p.inAccount.Release(ownStreamBuffer)

@@ -361,7 +361,7 @@ func (p *peer) closeStreams() {
 func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 	size := int64(t.cfg.Streams.SessionBuffer)
 	if !p.inAccount.TryTake(size) {
-		t.log.Warn("internode: refusing stream session: no inbound capacity", "peer", p.id)
+		t.logs.warn(logKey{other: logNoStreamCapacity}, "internode: refusing stream session: no inbound capacity", "peer", p.id)
 		return
 	}
 	defer p.inAccount.Release(size)

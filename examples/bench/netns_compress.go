@@ -60,9 +60,9 @@ func newShapedLink(rate, burst string) (*shapedLink, error) {
 		{"tc", "-n", l.recvNS, "qdisc", "add", "dev", l.recvDev, "root", "tbf", "rate", rate, "burst", burst, "latency", "20ms"},
 	}
 	for _, step := range steps {
-		if out, err := exec.Command(step[0], step[1:]...).CombinedOutput(); err != nil {
+		if err := command(step[0], step[1:]...); err != nil {
 			l.close()
-			return nil, fmt.Errorf("%s: %w: %s", strings.Join(step, " "), err, strings.TrimSpace(string(out)))
+			return nil, err
 		}
 	}
 	return l, nil
@@ -77,9 +77,8 @@ func (l *shapedLink) command(ns, name string, args ...string) *exec.Cmd {
 func (l *shapedLink) close() error {
 	var errs []error
 	for _, ns := range []string{l.sendNS, l.recvNS} {
-		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil &&
-			!strings.Contains(string(out), "No such file") {
-			errs = append(errs, fmt.Errorf("ip netns delete %s: %w: %s", ns, err, strings.TrimSpace(string(out))))
+		if err := command("ip", "netns", "delete", ns); err != nil && !strings.Contains(err.Error(), "No such file") {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -188,7 +188,7 @@ func TestMetricsAddr(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run([]string{"-scenario", "small", "-systems", "internode", "-metrics-addr", "127.0.0.1:0",
-			"-duration", "1s", "-warmup", "100ms", "-repeat", "1"}, &stdout, &stderr)
+			"-duration", "3s", "-warmup", "100ms", "-repeat", "1"}, &stdout, &stderr)
 	}()
 	addr := regexp.MustCompile(`http://(\S+)/metrics`)
 	var url string

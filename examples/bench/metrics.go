@@ -141,11 +141,17 @@ func (sm *systemMetrics) serve() {
 	}
 }
 
-// close stops serving this system's metrics and shuts its providers down.
-func (sm *systemMetrics) close() error {
+// unserve stops serving this system's metrics; the server serves an
+// empty registry until the next system's serve.
+func (sm *systemMetrics) unserve() {
 	if sm.server != nil {
 		sm.server.current.CompareAndSwap(sm.registry, prometheus.NewRegistry())
 	}
+}
+
+// close stops serving this system's metrics and shuts its providers down.
+func (sm *systemMetrics) close() error {
+	sm.unserve()
 	var err error
 	for _, p := range sm.providers {
 		err = errors.Join(err, p.Shutdown(context.Background()))

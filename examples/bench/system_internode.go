@@ -201,6 +201,11 @@ func (s *internodeSystem) Failures() uint64 {
 
 func (s *internodeSystem) Close() error {
 	var errM, errF error
+	if s.meters != nil {
+		// Stop serving before the nodes close, so that a scrape sees the
+		// whole system or none of it, never half-closed transports.
+		s.meters.unserve()
+	}
 	if s.nodes != nil {
 		s.nodes.Close()
 	}

@@ -33,7 +33,7 @@ const (
 	compressPort      = "7946"
 	compressSenders   = 8
 	compressVerb      = transport.Verb(1)
-	compressPayloads  = 4096 // distinct payloads each sender cycles through
+	compressPayloads  = 4096 // distinct payloads, shared out among the senders
 	compressPeerArg   = "-compress-peer"
 	compressSenderID  = cluster.NodeID("sender")
 	compressRecvID    = cluster.NodeID("receiver")
@@ -307,10 +307,16 @@ func runCompressPeer(args []string, stdin io.Reader, stdout io.Writer) error {
 	var sent atomic.Uint64
 	if args[0] == "send" {
 		payloads := compressPayloadSet(pc.Random)
+		// Each sender cycles through a share of the payloads of its own: a
+		// frame then never holds the same random payload twice (senders that
+		// shared the set moved through it in step, and their frames of
+		// "random" payloads compressed).
+		share := max(len(payloads)/pc.Senders, 1)
 		for k := range pc.Senders {
+			own := payloads[k*share%len(payloads):][:share]
 			senders.Go(func() {
-				for i := k; ctx.Err() == nil; i++ {
-					if tr.Send(ctx, compressRecvID, compressVerb, payloads[i%len(payloads)]) == nil {
+				for i := 0; ctx.Err() == nil; i++ {
+					if tr.Send(ctx, compressRecvID, compressVerb, own[i%len(own)]) == nil {
 						sent.Add(1)
 					}
 				}

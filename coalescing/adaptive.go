@@ -37,6 +37,19 @@ const (
 	adaptiveMinTrialInterval = 256
 	adaptiveMaxTrialInterval = 16384
 	adaptiveTrialMargin      = 1.15
+	// Once pinned at MaxWindow, a second trial measures the rate with the
+	// early exits (a full packet, the idle bound) and without them, in
+	// turn, over adaptiveExitPhases periods (alternating, so that traffic
+	// that drifts during the trial weighs on both sides alike); the exits
+	// stay unless the rate without them is more than adaptiveExitMargin
+	// higher. Ties keep them: they spend less latency.
+	adaptiveExitPhases = 4
+	// A phase's rate period (and its settling period) also lasts at least
+	// adaptiveExitSpan: a closed loop that writes often would otherwise
+	// be judged on a millisecond or two, shorter than its own swings.
+	// Both sides of this trial wait, so a long one costs little.
+	adaptiveExitSpan   = 10 * time.Millisecond
+	adaptiveExitMargin = 1.05
 )
 
 // adaptivePin says whether a throughput trial has fixed the window.
@@ -44,7 +57,7 @@ type adaptivePin uint8
 
 const (
 	pinNone   adaptivePin = iota // the gains rule tunes the window
-	pinWait                      // waiting raised throughput: window held at MaxWindow
+	pinWait                      // waiting raised throughput: window held at MaxWindow (see earlyExits)
 	pinNoWait                    // waiting lowered throughput: window held at zero
 )
 
@@ -89,6 +102,7 @@ type Adaptive struct {
 
 	period        adaptivePeriod
 	pin           adaptivePin
+	earlyExits    bool // pinned at MaxWindow, waits still end at a full packet and at the idle bound
 	rate          rateMeter
 	baseRate      float64 // messages/s in the last period before a trial
 	trial         adaptiveTrial
@@ -114,10 +128,17 @@ type adaptiveTrial struct {
 	active  bool
 	settled bool          // the settling period is over; the rate now counts
 	saved   time.Duration // the window before the trial
+
+	// An early-exit trial (pinned at MaxWindow): the rate is measured
+	// with the exit and without it, in turn, adaptiveExitPhases times.
+	exit      bool
+	exitPhase int        // phases measured so far; even phases have the exit
+	exitRates [2]float64 // summed messages/s with the exit [0] and without [1]
 }
 
 // rateMeter measures messages written per second over adaptiveRateWrites
-// writes: those after the first, over the time since the first.
+// writes, or over a given span if that ends later: the messages of the
+// writes after the first, over the time since the first.
 type rateMeter struct {
 	writes   int
 	messages int
@@ -126,17 +147,17 @@ type rateMeter struct {
 
 // add records one write and, once the period is complete, returns its rate
 // and starts a new one.
-func (m *rateMeter) add(now time.Time, messages int) (float64, bool) {
+func (m *rateMeter) add(now time.Time, messages int, minSpan time.Duration) (float64, bool) {
 	if m.writes == 0 {
 		m.first = now
 	} else {
 		m.messages += messages
 	}
 	m.writes++
-	if m.writes < adaptiveRateWrites {
+	elapsed := now.Sub(m.first)
+	if m.writes < adaptiveRateWrites || elapsed < minSpan {
 		return 0, false
 	}
-	elapsed := now.Sub(m.first)
 	rate := float64(m.messages) / max(elapsed.Seconds(), 1e-9)
 	*m = rateMeter{}
 	return rate, true
@@ -196,7 +217,7 @@ func (a *Adaptive) Wait(now time.Time, pendingMessages, pendingBytes int) time.D
 		a.stats.EarlyFlushes++
 		return 0
 	}
-	if a.pin == pinWait && pendingBytes+a.averageSize > a.cfg.PacketBytes {
+	if a.pin == pinWait && a.earlyExits && pendingBytes+a.averageSize > a.cfg.PacketBytes {
 		// The packet rate binds and the next message would not fit in
 		// this packet: a full packet goes now.
 		a.stats.EarlyFlushes++
@@ -217,6 +238,9 @@ func (a *Adaptive) Wait(now time.Time, pendingMessages, pendingBytes int) time.D
 	}
 	if !a.waiting {
 		a.waiting, a.waitBase, a.waitGap = true, pendingMessages, gap
+	}
+	if a.pin == pinWait && !a.earlyExits {
+		return wait // pinned without early exits: the window, or a full frame
 	}
 	return max(min(wait, a.idleBound(now)), 0) // zero: waiting stopped bringing messages
 }
@@ -313,7 +337,11 @@ func (a *Adaptive) Flushed(now time.Time, messages, bytes int, requested, observ
 // rate, and a short wait gathers next to nothing. So a trial compares the
 // rate at the current window with the rate at the opposite extreme.
 func (a *Adaptive) trialStep(now time.Time, messages int) bool {
-	rate, complete := a.rate.add(now, messages)
+	var span time.Duration
+	if a.trial.exit {
+		span = adaptiveExitSpan
+	}
+	rate, complete := a.rate.add(now, messages, span)
 	if !a.trial.active {
 		if !complete {
 			return false
@@ -337,6 +365,9 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 	if !a.trial.settled {
 		a.trial.settled = true
 		return true
+	}
+	if a.trial.exit {
+		return a.exitTrialStep(rate)
 	}
 	longer := a.window > a.trial.saved
 	better := rate > adaptiveTrialMargin*a.baseRate
@@ -365,6 +396,37 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 	a.trial = adaptiveTrial{}
 	a.period = adaptivePeriod{}
 	a.probing = false
+	if pin == pinWait {
+		// Waiting pays; whether ending waits early (at a full packet,
+		// or once arrivals stop) pays too is the next trial's question.
+		a.trial = adaptiveTrial{active: true, exit: true}
+		a.earlyExits = true
+		return true
+	}
+	return false
+}
+
+// exitTrialStep takes one settled rate of an early-exit trial, switches
+// the exits for the next phase, and after the last decides.
+//
+// Where packets bind, a packet written as soon as it is full leaves the
+// link busy with full packets instead of idle during the wait for a
+// batch that would take several, and a closed loop whose messages have
+// all arrived has nothing to wait for. Where they do not (loopback:
+// waiting pays in system calls and wake-ups, not packets), ending batches
+// at a packet's worth of bytes or at a pause in arrivals only multiplies
+// the writes, and the rate without the exits is the higher.
+func (a *Adaptive) exitTrialStep(rate float64) bool {
+	t := &a.trial
+	t.exitRates[t.exitPhase%2] += rate
+	t.exitPhase++
+	if t.exitPhase < adaptiveExitPhases {
+		t.settled = false
+		a.earlyExits = t.exitPhase%2 == 0
+		return true
+	}
+	a.earlyExits = t.exitRates[0]*adaptiveExitMargin >= t.exitRates[1]
+	a.trial = adaptiveTrial{}
 	return false
 }
 

@@ -105,10 +105,20 @@
 //     32 writes pass and measures again. A rate 15% higher or lower pins the
 //     window: at MaxWindow if waiting raised throughput, at zero if it
 //     lowered it. Otherwise the window goes back and steps 6–8 go on.
-//  10. Pinned at MaxWindow (the packet rate binds), Wait also returns zero
-//     once one more message of the average size would overflow PacketBytes
-//     (1448): a full packet goes at once. The pin is released when a period
-//     of waits brings fewer than MinGrowth messages each; trials no longer
+//  10. Pinned at MaxWindow, Wait may also return zero once one more message
+//     of the average size would overflow PacketBytes (1448), and its idle
+//     bound (step 3) may end a wait: where the packet rate binds, a full
+//     packet should go at once, and a closed loop whose messages have all
+//     come has nothing to wait for. Whether they pay is the question of a
+//     second trial, run as soon as the window is pinned there: the rate
+//     with these early exits and without them (waits then last the window
+//     unless a frame fills), twice each in turn, each over 32 writes and
+//     at least 10 ms after as many to settle. The exits stay unless the
+//     rate without them is more than 5% higher, as on loopback, where
+//     waiting pays in system calls and wake-ups and neither a packet's
+//     worth of bytes nor a pause is a reason to end a batch. The pin is
+//     released when a period of waits brings fewer than MinGrowth messages
+//     each; trials no longer
 //     run from there, since a trial at zero would collapse the loop it
 //     measures. Pinned at zero, only trials run, so no state is final.
 //

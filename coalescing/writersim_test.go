@@ -124,18 +124,22 @@ func mixedTrace(rng *rand.Rand, n int) []arrival {
 // with returnDelay from the moment a message's packet leaves the link to the
 // moment its answer is enqueued again. The receiver answers the messages of
 // one packet one after another, serviceTime apart, and each answer is
-// delayed a further exponential jitter of mean jitter (scheduling).
+// delayed a further exponential jitter of mean jitter (scheduling). A
+// receiver with a recvWriteCost takes the writes one at a time, each for
+// that long (the system calls and wake-ups a write costs the other side,
+// where a batch saves those rather than packets), before it answers.
 type closedLoop struct {
-	inFlight    int
-	size        int
-	mss         int
-	packetTime  time.Duration
-	returnDelay time.Duration
-	writeCost   time.Duration
-	serviceTime time.Duration
-	jitter      time.Duration
-	span        time.Duration // simulated time
-	seed        uint64
+	inFlight      int
+	size          int
+	mss           int
+	packetTime    time.Duration
+	returnDelay   time.Duration
+	writeCost     time.Duration
+	recvWriteCost time.Duration
+	serviceTime   time.Duration
+	jitter        time.Duration
+	span          time.Duration // simulated time
+	seed          uint64
 }
 
 // closedLoopResult is what simulateClosedLoop measured.
@@ -168,8 +172,8 @@ func simulateClosedLoop(s Strategy, l closedLoop) closedLoopResult {
 	end := t0.Add(l.span)
 	var res closedLoopResult
 	var roundTrips time.Duration
-	var linkFree, now time.Time
-	now, linkFree = t0, t0
+	var linkFree, recvFree, now time.Time
+	now, linkFree, recvFree = t0, t0, t0
 	for now.Before(end) {
 		if now.Before(future[0]) {
 			now = future[0]
@@ -203,7 +207,12 @@ func simulateClosedLoop(s Strategy, l closedLoop) closedLoopResult {
 			packets = (bytes + l.mss - 1) / l.mss
 		}
 		linkFree = later(linkFree, now).Add(time.Duration(packets) * l.packetTime)
-		back := linkFree.Add(l.returnDelay)
+		received := linkFree
+		if l.recvWriteCost > 0 {
+			recvFree = later(recvFree, linkFree).Add(l.recvWriteCost)
+			received = recvFree
+		}
+		back := received.Add(l.returnDelay)
 		for i := range batch {
 			at := back.Add(time.Duration(i)*l.serviceTime + time.Duration(rng.ExpFloat64()*float64(l.jitter)))
 			insert(at)

@@ -12,6 +12,7 @@ import (
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/backoff"
 	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/internal/precisetimer"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -65,10 +66,14 @@ type outConn struct {
 
 	attrs     metric.MeasurementOption // this lane's metric attributes
 	waitTimer *time.Timer              // coalescing waits; stopped when unused
-	// Of coalesceWait, owned by the writer: how late its timers fire (a
-	// moving average), and the precise waits since it last tried a timer.
-	timerLate  time.Duration
-	timerProbe int
+	// Of coalesceWait, owned by the writer: how many of its runtime
+	// timers in a row fired late, the precise waits since it last tried a
+	// runtime timer, and the precise timer (made on first use, closed as
+	// the writer exits).
+	timersLate    int
+	timerProbe    int
+	precise       *precisetimer.Timer
+	preciseFailed bool
 
 	// Owned by the writer goroutine.
 	conn       *liveConn
@@ -202,6 +207,7 @@ func (c *outConn) hasWork() bool {
 // run is the writer goroutine.
 func (c *outConn) run() {
 	defer c.t.wg.Done()
+	defer c.closePreciseTimer()
 	c.lastWrite = time.Now()
 	for {
 		select {

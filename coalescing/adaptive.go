@@ -92,6 +92,7 @@ type Adaptive struct {
 	waiting   bool
 	waitBase  int           // messages pending when it began: the write it would have been
 	waitStart time.Time     // when it began
+	waitCame  int           // messages that arrived during it
 	waitGap   time.Duration // average gap when it began
 
 	// Arrivals during waits: the newest enqueue time seen, and an
@@ -187,6 +188,7 @@ func (a *Adaptive) Observe(enqueuedAt time.Time, size int) {
 	if a.waiting && enqueuedAt.After(a.lastArrival) {
 		// Gaps that straddle the start of the wait count from its start.
 		a.observeWaitGap(enqueuedAt.Sub(later(a.lastArrival, a.waitStart)))
+		a.waitCame++
 	}
 	if enqueuedAt.After(a.lastArrival) {
 		a.lastArrival = enqueuedAt
@@ -237,7 +239,7 @@ func (a *Adaptive) Wait(now time.Time, pendingMessages, pendingBytes int) time.D
 		return 0
 	}
 	if !a.waiting {
-		a.waiting, a.waitBase, a.waitGap = true, pendingMessages, gap
+		a.waiting, a.waitBase, a.waitGap, a.waitCame = true, pendingMessages, gap, 0
 	}
 	if a.pin == pinWait && !a.earlyExits {
 		return wait // pinned without early exits: the window, or a full frame
@@ -265,7 +267,17 @@ func (a *Adaptive) idleBound(now time.Time) time.Duration {
 	if a.waitGapAvg == 0 {
 		return a.window
 	}
-	idle := max(adaptiveIdleGaps*a.waitGapAvg, a.cfg.MaxWindow/adaptiveFloorDivisor)
+	gap := a.waitGapAvg
+	if a.pin == pinWait && a.earlyExits && a.waitCame >= 2 {
+		// Where packets bind, the answers to a closed loop's messages
+		// come a packet at a time: a burst, then a pause of a packet's
+		// time. The usual gap holds those pauses too, so the bound would
+		// wait out the next packet's time for messages the loop holds
+		// back until its answers come. This wait's own pace (its
+		// arrivals over its time) ends it once its burst has come.
+		gap = min(gap, a.lastArrival.Sub(a.waitStart)/time.Duration(a.waitCame))
+	}
+	idle := max(adaptiveIdleGaps*gap, a.cfg.MaxWindow/adaptiveFloorDivisor)
 	return later(a.lastArrival, a.waitStart).Add(idle).Sub(now)
 }
 

@@ -109,7 +109,10 @@
 //     of the average size would overflow PacketBytes (1448), and its idle
 //     bound (step 3) may end a wait: where the packet rate binds, a full
 //     packet should go at once, and a closed loop whose messages have all
-//     come has nothing to wait for. Whether they pay is the question of a
+//     come has nothing to wait for. (There the bound counts eight of this
+//     wait's own gaps once two messages came during it: answers arrive a
+//     packet at a time, and the usual gap, which holds the pauses between
+//     packets, would wait out the next.) Whether they pay is the question of a
 //     second trial, run as soon as the window is pinned there: the rate
 //     with these early exits and without them (waits then last the window
 //     unless a frame fills), twice each in turn, each over 32 writes and

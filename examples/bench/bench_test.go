@@ -199,7 +199,15 @@ func TestMetricsAddr(t *testing.T) {
 		return url != ""
 	}, 10*time.Second, 10*time.Millisecond, stderr.String())
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // no idle goroutines left for goleak
+	want := []string{"internode_messages_sent_total", "internode_messages_received_total",
+		"internode_coalesce_batch_messages", "internode_queue_pending_bytes",
+		"internode_socket_send_queue_peak_bytes", `node="a"`, `node="b"`,
+		"go_goroutine_count", "go_memory_used_bytes"}
 	var text string
+	var missing []string
+	// Each series appears with its first event: the batch histogram with
+	// the first write, the socket queue peak with the first sampled
+	// measurement (not every write is measured).
 	require.Eventually(t, func() bool {
 		resp, err := client.Get(url)
 		if err != nil {
@@ -208,14 +216,14 @@ func TestMetricsAddr(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		text = string(b)
-		// The batch histogram appears with the first write.
-		return strings.Contains(text, "internode_coalesce_batch_messages")
-	}, 10*time.Second, 50*time.Millisecond, text)
-	for _, name := range []string{"internode_messages_sent_total", "internode_messages_received_total",
-		"internode_queue_pending_bytes", "internode_socket_send_queue_peak_bytes", `node="a"`, `node="b"`,
-		"go_goroutine_count", "go_memory_used_bytes"} {
-		assert.Contains(t, text, name)
-	}
+		missing = missing[:0]
+		for _, name := range want {
+			if !strings.Contains(text, name) {
+				missing = append(missing, name)
+			}
+		}
+		return len(missing) == 0
+	}, 10*time.Second, 50*time.Millisecond, "missing %v", &missing)
 	kernel := regexp.MustCompile(`(?m)^internode_kernel_softnet_time_squeeze_total\{.*\}`).FindAllString(text, -1)
 	require.Len(t, kernel, 1, "the host's counter once, not once per node")
 	assert.Contains(t, kernel[0], `node="a"`)

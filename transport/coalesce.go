@@ -158,7 +158,8 @@ func (c *outConn) waitMore(deadline *time.Time) bool {
 
 // preciseTimer returns the writer's precise timer, made on first use, or
 // nil if it cannot be made (no timerfd: the runtime timer serves alone).
-// The writer closes it when it exits.
+// The writer closes it before it may exit: the next writer of the lane
+// owns the field once the peer has recorded the exit.
 func (c *outConn) preciseTimer() *precisetimer.Timer {
 	if c.precise == nil && !c.preciseFailed {
 		pt, err := precisetimer.New()
@@ -172,7 +173,7 @@ func (c *outConn) preciseTimer() *precisetimer.Timer {
 	return c.precise
 }
 
-// closePreciseTimer releases the precise timer, if any, as the writer exits.
+// closePreciseTimer releases the precise timer, if any.
 func (c *outConn) closePreciseTimer() {
 	if c.precise != nil {
 		_ = c.precise.Close()

@@ -207,12 +207,14 @@ func (c *outConn) hasWork() bool {
 // run is the writer goroutine.
 func (c *outConn) run() {
 	defer c.t.wg.Done()
-	defer c.closePreciseTimer()
 	c.lastWrite = time.Now()
 	for {
 		select {
 		case <-c.stop:
 			c.closeConn("stopped")
+			// Before the writer says it is gone: a writer started after
+			// that owns the timer field.
+			c.closePreciseTimer()
 			c.peer.writerExited(c)
 			return
 		default:
@@ -229,6 +231,7 @@ func (c *outConn) run() {
 		if !c.hasWork() {
 			if c.conn == nil && c.large.idle() {
 				c.hl.idle(time.Now())
+				c.closePreciseTimer() // made again if this writer goes on
 				if c.peer.writerMayExit(c) {
 					return
 				}

@@ -23,10 +23,11 @@ type Strategy interface {
 
 	// Wait returns how long the writer should wait for more messages before
 	// writing, given what is pending now. Zero means write at once. The
-	// result never exceeds the strategy's window. The writer may ask again
-	// as messages arrive: every strategy in this package caps the answers
-	// until the next Flushed by the deadline of the first positive one, so
-	// one write never waits longer in total than the window.
+	// result never exceeds the strategy's window. The writer asks again
+	// as messages arrive, and each answer replaces what is left of the
+	// wait: every strategy in this package caps the answers until the
+	// next Flushed by the deadline of the first positive one, so one
+	// write never waits longer in total than the window.
 	Wait(now time.Time, pendingMessages, pendingBytes int) time.Duration
 
 	// Flushed reports one write: how many messages and bytes it carried, the

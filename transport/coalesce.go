@@ -65,7 +65,8 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 		// A precise timer's expiry reaches the writer about 80 µs after
 		// its deadline (the poller's wake-up and one goroutine's hand-off
 		// to another), so it is set up to preciseLead early (half a short
-		// wait at most).
+		// wait at most), and a precise wait with no more than that left
+		// ends.
 		preciseLead = 50 * time.Microsecond
 	)
 	precise := c.timersLate >= timerLateRuns && c.timerProbe < timerProbeEvery && c.preciseTimer() != nil
@@ -92,8 +93,8 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 	var armed time.Time
 	for {
 		left := time.Until(deadline)
-		if left <= 0 {
-			break
+		if left <= 0 || precise && left <= early {
+			break // a precise timer set now would fire past the deadline
 		}
 		if left < spinBelow {
 			runtime.Gosched()

@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,4 +77,73 @@ func TestShutdownFlushesAtOnce(t *testing.T) {
 	defer cancel()
 	require.NoError(t, c.Nodes[0].Shutdown(ctx))
 	waitFor(t, 5*time.Second, "all delivered", func() bool { return got.Load() == 3 })
+}
+
+// answerByPending is a strategy whose answer depends only on what is
+// pending: long while one message is, short once two are. It says when
+// it first answered for one message, and records the waits the writer
+// observed.
+type answerByPending struct {
+	one, more time.Duration
+	askedOne  chan struct{} // closed at the first answer for one message
+	once      sync.Once
+	observed  chan time.Duration
+}
+
+func (s *answerByPending) Observe(time.Time, int) {}
+func (s *answerByPending) Wait(_ time.Time, pending, _ int) time.Duration {
+	switch {
+	case pending <= 0:
+		return 0
+	case pending == 1:
+		s.once.Do(func() { close(s.askedOne) })
+		return s.one
+	}
+	return s.more
+}
+
+func (s *answerByPending) Flushed(_ time.Time, _, _ int, _, observed time.Duration) {
+	select {
+	case s.observed <- observed:
+	default:
+	}
+}
+func (s *answerByPending) Stats() coalescing.Stats { return coalescing.Stats{Strategy: "by-pending"} }
+
+// TestWaitFollowsTheStrategysLatestAnswer: the writer asks again after each
+// arrival, and the answer replaces what is left of the wait. A first
+// message makes the strategy ask for 2 s; a second, sent once the writer
+// is waiting, makes it ask for 1 ms, so both go out well before the first
+// answer's deadline. (The writer once kept the first deadline and answered only
+// to a zero: an idle bound set when a wait began capped the whole wait.)
+func TestWaitFollowsTheStrategysLatestAnswer(t *testing.T) {
+	s := &answerByPending{one: 2 * time.Second, more: time.Millisecond,
+		askedOne: make(chan struct{}), observed: make(chan time.Duration, 1)}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 {
+			cfg.Lanes.Coalescing = func(lane routing.Lane) coalescing.Strategy {
+				if lane == routing.Small {
+					return s
+				}
+				return coalescing.NewDisabled()
+			}
+		}
+	})
+	var got atomic.Int64
+	handleAll(c, verbData, func(context.Context, *transport.Message) ([]byte, error) { got.Add(1); return nil, nil })
+	send := func() { require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x"))) }
+	send()
+	select {
+	case <-s.askedOne: // the writer is waiting for more
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer never asked")
+	}
+	send()
+	select {
+	case observed := <-s.observed:
+		assert.Less(t, observed, time.Second, "the wait ended at the later, shorter answer")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write")
+	}
+	waitFor(t, 5*time.Second, "both delivered", func() bool { return got.Load() == 2 })
 }

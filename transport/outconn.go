@@ -68,8 +68,8 @@ type outConn struct {
 	waitTimer *time.Timer              // coalescing waits; stopped when unused
 	// Of coalesceWait, owned by the writer: how many of its runtime
 	// timers in a row fired late, the precise waits since it last tried a
-	// runtime timer, and the precise timer (made on first use, closed as
-	// the writer exits).
+	// runtime timer, and the precise timer (made on first use, closed
+	// before the writer may exit).
 	timersLate    int
 	timerProbe    int
 	precise       *precisetimer.Timer

@@ -247,19 +247,10 @@ func TestCompressionWithAPeerOfAnOlderWire(t *testing.T) {
 	compressHandlers(c, make(chan []byte, 1))
 	for _, offer := range []wire.Capabilities{0, wire.CapBatchS2, 0xFFFF} {
 		t.Run(fmt.Sprintf("offers %#x", uint32(offer)), func(t *testing.T) {
-			conn, err := net.Dial("tcp", c.Nodes[0].Addr().String())
-			require.NoError(t, err)
-			defer conn.Close()
-			require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-			hello, err := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
-				Lane: uint8(routing.Small), Capabilities: offer, Cluster: "test", Node: "old"})
-			require.NoError(t, err)
-			_, err = conn.Write(hello)
-			require.NoError(t, err)
-			raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
-			require.NoError(t, err)
-			reply, err := wire.DecodeReply(raw)
-			require.NoError(t, err)
+			conn := rawConn(t, c.Nodes[0])
+			hello := validHello(routing.Small)
+			hello.Capabilities, hello.Node = offer, "old"
+			reply := handshake(t, conn, hello)
 			require.Equal(t, wire.Accepted, reply.Reason)
 			assert.Equal(t, offer&wire.CapBatchS2, reply.Capabilities, "only the offered bits it has")
 
@@ -271,7 +262,7 @@ func TestCompressionWithAPeerOfAnOlderWire(t *testing.T) {
 			if reply.Capabilities&wire.CapBatchS2 != 0 {
 				kind, body = wire.FrameBatchS2, wire.AppendBatchS2(nil, body)
 			}
-			_, err = conn.Write(append(wire.AppendFrameHeader(nil, kind, 0, body), body...))
+			_, err := conn.Write(append(wire.AppendFrameHeader(nil, kind, 0, body), body...))
 			require.NoError(t, err)
 			for {
 				var hdr [wire.FrameHeaderSize]byte

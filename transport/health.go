@@ -371,17 +371,8 @@ func (hi *healthInstruments) register(m metric.Meter, t *Transport) error {
 // registerFrom registers the instruments, observed from what health
 // returns at each collection.
 func (hi *healthInstruments) registerFrom(m metric.Meter, health func() Health) error {
-	var errs []error
-	gauge := func(name, desc, unit string) metric.Int64ObservableGauge {
-		g, err := m.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
-		errs = append(errs, err)
-		return g
-	}
-	seconds := func(name, desc string) metric.Float64ObservableGauge {
-		g, err := m.Float64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit("s"))
-		errs = append(errs, err)
-		return g
-	}
+	set := observableSet{m: m}
+	gauge, seconds := set.gauge, set.seconds
 	hi.connected = gauge("internode.peer.connected", "1 when the lane to the peer has an established connection, else 0", "")
 	hi.failures = gauge("internode.peer.consecutive_failures", "Failed dials and lost connections on the lane since it last connected", "{failure}")
 	hi.peerStatus = gauge("internode.peer.status", "1 for the peer's current status (up, down, unknown), 0 for the others", "")
@@ -389,10 +380,8 @@ func (hi *healthInstruments) registerFrom(m metric.Meter, health func() Health) 
 	hi.sinceWrite = seconds("internode.peer.since_last_write", "Seconds since the last completed write on the lane (absent if none)")
 	hi.sinceRead = seconds("internode.peer.since_last_read", "Seconds since the last frame read from the peer on the lane (absent if none)")
 	hi.retryIn = seconds("internode.peer.retry_in", "Seconds until the lane's next connection attempt, while it backs off")
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
+	if err := set.err(); err != nil {
+		return err
 	}
 	var err error
 	hi.registration, err = m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {

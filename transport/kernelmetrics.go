@@ -68,21 +68,15 @@ func joinKernelExport(mp metric.MeterProvider) (leave func(), err error) {
 // registerKernelCounters registers the kernel counters on m, read from
 // /proc once per collection.
 func registerKernelCounters(m metric.Meter) (metric.Registration, error) {
-	var errs []error
-	counter := func(name, desc, unit string) metric.Int64ObservableCounter {
-		c, err := m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit(unit))
-		errs = append(errs, err)
-		return c
-	}
+	set := observableSet{m: m}
+	counter := set.counter
 	collapsed := counter("internode.kernel.tcp_rcv_collapsed", "TcpExt TCPRcvCollapsed: receive buffers collapsed (/proc/net/netstat), host-wide", "{event}")
 	pruned := counter("internode.kernel.tcp_rcv_pruned", "TcpExt RcvPruned: packets dropped after receive-queue pruning, host-wide", "{packet}")
 	ofoPruned := counter("internode.kernel.tcp_ofo_pruned", "TcpExt OfoPruned: out-of-order queue pruned, host-wide", "{event}")
 	timeSqueeze := counter("internode.kernel.softnet_time_squeeze", "softnet_stat time_squeeze, all CPUs", "{event}")
 	softDropped := counter("internode.kernel.softnet_dropped", "softnet_stat dropped, all CPUs", "{packet}")
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := set.err(); err != nil {
+		return nil, err
 	}
 	return m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
 		k, err := readKernelCounters()

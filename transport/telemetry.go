@@ -148,19 +148,46 @@ type observables struct {
 	compressionBytes                                  metric.Int64ObservableCounter
 }
 
+// observableSet makes observable instruments on a meter and keeps their
+// errors, to be checked once all are made.
+type observableSet struct {
+	m    metric.Meter
+	errs []error
+}
+
+func (s *observableSet) counter(name, desc, unit string) metric.Int64ObservableCounter {
+	c, err := s.m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit(unit))
+	s.errs = append(s.errs, err)
+	return c
+}
+
+func (s *observableSet) gauge(name, desc, unit string) metric.Int64ObservableGauge {
+	g, err := s.m.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
+	s.errs = append(s.errs, err)
+	return g
+}
+
+// seconds is a gauge of seconds.
+func (s *observableSet) seconds(name, desc string) metric.Float64ObservableGauge {
+	g, err := s.m.Float64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit("s"))
+	s.errs = append(s.errs, err)
+	return g
+}
+
+// err is the first error of the instruments made so far.
+func (s *observableSet) err() error {
+	for _, err := range s.errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func registerObservables(m metric.Meter, t *Transport) (metric.Registration, error) {
 	var o observables
-	var errs []error
-	counter := func(name, desc, unit string) metric.Int64ObservableCounter {
-		c, err := m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit(unit))
-		errs = append(errs, err)
-		return c
-	}
-	gauge := func(name, desc, unit string) metric.Int64ObservableGauge {
-		g, err := m.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
-		errs = append(errs, err)
-		return g
-	}
+	set := observableSet{m: m}
+	counter, gauge := set.counter, set.gauge
 	o.sent = counter("internode.messages.sent", "Messages written to sockets", "{message}")
 	o.received = counter("internode.messages.received", "Messages handed to handlers or waiting requests", "{message}")
 	o.bytesSent = counter("internode.bytes.sent", "Encoded message bytes written", "By")
@@ -172,7 +199,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.refused = counter("internode.connections.refused", "Inbound connections refused, by reason", "{connection}")
 	o.badInput = counter("internode.connections.bad_input", "Inbound connections closed for what they sent, by reason", "{connection}")
 	tt, err := m.Float64ObservableCounter("internode.inbound.throttled_time", metric.WithDescription("Time connections spent paused"), metric.WithUnit("s"))
-	errs = append(errs, err)
+	set.errs = append(set.errs, err)
 	o.throttledTime = tt
 	o.pendingMessages = gauge("internode.queue.pending_messages", "Messages queued for writing", "{message}")
 	o.pendingBytes = gauge("internode.queue.pending_bytes", "Bytes queued or being written", "By")
@@ -180,10 +207,8 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured after every read while data waits and after sampled reads otherwise", "By")
 	o.compressionBytes = counter("internode.compression.bytes", "Payload bytes of the batch frames sent compressed, before (stage=uncompressed) and after (stage=compressed) compression", "By")
 	o.certificateExpiry = gauge("internode.tls.certificate.expiry", "Seconds until this node's own TLS certificate expires, negative once it has (TLS only)", "s")
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := set.err(); err != nil {
+		return nil, err
 	}
 	return m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
 		t.observe(obs, &o)

@@ -34,14 +34,7 @@ func gaugeWhere(data metricdata.Aggregation, kv ...string) (float64, bool) {
 		return 0, false
 	}
 	for _, p := range g.DataPoints {
-		match := true
-		for i := 0; i+1 < len(kv); i += 2 {
-			v, ok := p.Attributes.Value(attributeKey(kv[i]))
-			if !ok || v.String() != kv[i+1] {
-				match = false
-			}
-		}
-		if match {
+		if hasAttributes(p.Attributes, kv...) {
 			return p.Value, true
 		}
 	}

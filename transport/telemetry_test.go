@@ -52,18 +52,21 @@ func sumWhere(data metricdata.Aggregation, kv ...string) int64 {
 	}
 	var total int64
 	for _, p := range points {
-		match := true
-		for i := 0; i+1 < len(kv); i += 2 {
-			v, ok := p.Attributes.Value(attributeKey(kv[i]))
-			if !ok || v.String() != kv[i+1] {
-				match = false
-			}
-		}
-		if match {
+		if hasAttributes(p.Attributes, kv...) {
 			total += p.Value
 		}
 	}
 	return total
+}
+
+// hasAttributes reports whether set holds every key=value given.
+func hasAttributes(set attribute.Set, kv ...string) bool {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if v, ok := set.Value(attributeKey(kv[i])); !ok || v.String() != kv[i+1] {
+			return false
+		}
+	}
+	return true
 }
 
 func TestMetricsFollowTheMessages(t *testing.T) {

@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
@@ -272,6 +274,26 @@ func TestWriteSyscalls(t *testing.T) {
 	assert.GreaterOrEqual(t, after-before, uint64(10))
 }
 
+// TestRunCountersOnOwnCacheLines: the senders' counts and the receiving
+// handlers' counts are updated on different cores; sharing a cache line
+// made each count a miss on the other core (0.17 µs a message in the
+// small scenario, for every system).
+func TestRunCountersOnOwnCacheLines(t *testing.T) {
+	r := newRun(nil, Options{})
+	defer r.cancel()
+	counters := []*counter{&r.oneway.sent, &r.oneway.delivered, &r.oneway.failed,
+		&r.requests.sent, &r.requests.delivered, &r.requests.failed,
+		&r.deliveredBytes, &r.rejected, &r.sendErrors}
+	addrs := make([]uintptr, len(counters))
+	for i, c := range counters {
+		addrs[i] = uintptr(unsafe.Pointer(&c.Uint64))
+	}
+	slices.Sort(addrs)
+	for i := 1; i < len(addrs); i++ {
+		assert.GreaterOrEqual(t, addrs[i]-addrs[i-1], uintptr(128), "counters %d bytes apart", addrs[i]-addrs[i-1])
+	}
+}
+
 func TestTable(t *testing.T) {
 	v := func(f float64) *float64 { return &f }
 	results := []Result{
@@ -290,7 +312,7 @@ func TestTable(t *testing.T) {
 	require.NoError(t, writeTable(&out, []*Scenario{scenarioSmall, scenarioLatency, scenarioCoalesce, scenarioOverload, scenarioHOL}, results))
 	text := out.String()
 	assert.Regexp(t, `small +msgs/s +internode / grpc-stream +20\.000× +≥ 10× +pass`, text)
-	assert.Regexp(t, `small +msgs/s +internode / raw-tcp-batched +- +≥ 0\.3× +n/a`, text)
+	assert.Regexp(t, `small +msgs/s +internode / raw-tcp-batched +- +≥ 0\.5× +n/a`, text)
 	assert.Regexp(t, `small +msgs/s +internode / internode-nometrics +0\.909× +≥ 0\.95× +SHORT`, text)
 	assert.Regexp(t, `latency +p50 µs +internode / raw-tcp-naive +2\.000× +≤ 1\.3× +SHORT`, text)
 	assert.Regexp(t, `coalesce +writes/msg +internode / internode-disabled +0\.200× +≤ 0\.25× +pass`, text)

@@ -16,10 +16,10 @@ var scenarioLatency = &Scenario{
 	},
 	Targets: []Target{
 		{Metric: metricP50, System: "internode", Baseline: "raw-tcp-naive", Max: 1.3},
-		// Not in the brief: the same bound on service time, which the
-		// scheduler's own lateness (counted in p50 above, for every system
-		// alike) cannot dilute.
-		{Metric: metricServiceP50, System: "internode", Baseline: "raw-tcp-naive", Max: 1.3},
+		// The call alone (service time), which the scheduler's own
+		// lateness (counted in p50 above, for every system alike) cannot
+		// dilute: issue 18's bound.
+		{Metric: metricServiceP50, System: "internode", Baseline: "raw-tcp-naive", Max: 1.15},
 		// Issue 4: at low load Adaptive coalescing costs no latency
 		// against drain-only batching.
 		{Metric: metricP50, System: "internode", Baseline: "internode-disabled", Max: 1.1},

@@ -21,7 +21,8 @@ var scenarioSmall = &Scenario{
 	},
 	Targets: []Target{
 		{Metric: metricMsgsPerSec, System: "internode", Baseline: "grpc-stream", Min: 10},
-		{Metric: metricMsgsPerSec, System: "internode", Baseline: "raw-tcp-batched", Min: 0.3},
+		// Issue 18 raised this from 0.3×.
+		{Metric: metricMsgsPerSec, System: "internode", Baseline: "raw-tcp-batched", Min: 0.5},
 		// Issue 7: metrics (SDK MeterProvider) and socket measurement cost
 		// at most 5% of throughput.
 		{Metric: metricMsgsPerSec, System: "internode", Baseline: "internode-nometrics", Min: 0.95},

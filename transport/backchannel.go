@@ -68,6 +68,11 @@ func (rx *responseReader) read() string {
 			}
 			return "closed by peer"
 		}
+		// Heard before the frame is acted on: a caller its response
+		// completes may look at Health at once.
+		now := time.Now().UnixNano()
+		conn.heard.Store(now)
+		c.hl.read(now)
 		fh, err := wire.ParseFrameHeader(hdr, uint32(c.t.maxFrame))
 		if err == nil && !rx.allowed(fh.Kind) {
 			err = fmt.Errorf("%w: %v frame from the acceptor of a %s lane", wire.ErrMalformed, fh.Kind, c.lane)
@@ -87,9 +92,6 @@ func (rx *responseReader) read() string {
 				"peer", c.peer.id, "lane", c.lane, "err", err)
 			return "bad back-channel input"
 		}
-		now := time.Now().UnixNano()
-		conn.heard.Store(now)
-		c.hl.read(now)
 	}
 }
 

@@ -132,3 +132,22 @@ func BenchmarkRequestAlone(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRequestSparse measures one caller's round trips with the
+// connection idle between them (a request every 500 µs or so, the time
+// between them not counted): the latency scenario's "call alone", where
+// every hand-off between goroutines wakes a sleeping thread.
+func BenchmarkRequestSparse(b *testing.B) {
+	c, _ := sendPair(b)
+	payload := make([]byte, 128)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		time.Sleep(500 * time.Microsecond)
+		b.StartTimer()
+		if _, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

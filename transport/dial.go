@@ -144,7 +144,7 @@ type liveConn struct {
 	// backHeader is the back-channel reader's buffer.
 	backHeader [wire.FrameHeaderSize]byte
 	why        atomic.Pointer[string]
-	probe      *sockstat.Probe // nil when socket measurement is off
+	probe      *sockstat.Probe // nil when the connection has no kernel socket
 	// sendSampler picks the writes after which probe is read; the
 	// writer's.
 	sendSampler sockstat.Sampler

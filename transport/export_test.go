@@ -36,3 +36,7 @@ func SetKernelCounters(c kernelstat.Counters) (restore func()) {
 	readKernelCounters = func() (kernelstat.Counters, error) { return c, nil }
 	return func() { readKernelCounters = saved }
 }
+
+// CallerWriteIdle is how long a lane must be idle before a producer writes
+// its own message.
+const CallerWriteIdle = callerWriteIdle

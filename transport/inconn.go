@@ -38,7 +38,7 @@ type inConn struct {
 	counters *inCounters
 	conn     net.Conn
 	src      *bufio.Reader
-	probe    *sockstat.Probe   // nil when socket measurement is off
+	probe    *sockstat.Probe   // nil when the connection has no kernel socket
 	sampler  sockstat.Sampler  // picks the reads after which probe is read; the reader's
 	account  *limit.Account    // this connection's share of the peer's inbound budget
 	caps     wire.Capabilities // what the handshake agreed
@@ -198,7 +198,7 @@ func (ic *inConn) renewReadDeadline() {
 // sockstat.Sampler); paused says reading had stopped, so the queue may be
 // at a peak.
 func (ic *inConn) measureRecvQueue(n int, paused bool) {
-	if ic.probe == nil || !ic.sampler.Due(n, paused) {
+	if ic.probe == nil || !ic.t.measuring() || !ic.sampler.Due(n, paused) {
 		return
 	}
 	if depth, err := ic.probe.RecvQueue(); err == nil {

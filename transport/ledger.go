@@ -75,6 +75,7 @@ func (c *outConn) failBatch(b *batch, reason Reason, err error) {
 // connCounters are one outbound lane's counters, kept by its peer.
 type connCounters struct {
 	sent, sentBytes, writes   atomic.Uint64
+	callerWrites              atomic.Uint64 // of writes, those made by a producer (writeFromCaller)
 	responses                 atomic.Uint64 // of sent: responses to the peer's requests
 	connects, connectFailures atomic.Uint64
 	dropped                   [NumReasons]atomic.Uint64
@@ -100,6 +101,7 @@ func (c *connCounters) addFrom(o *connCounters) {
 	c.sent.Add(o.sent.Load())
 	c.sentBytes.Add(o.sentBytes.Load())
 	c.writes.Add(o.writes.Load())
+	c.callerWrites.Add(o.callerWrites.Load())
 	c.responses.Add(o.responses.Load())
 	c.connects.Add(o.connects.Load())
 	c.connectFailures.Add(o.connectFailures.Load())

@@ -13,6 +13,7 @@ import (
 	"github.com/internode/internode/internal/backoff"
 	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/internal/precisetimer"
+	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -23,6 +24,12 @@ import (
 // socket after IdleTimeout. The writer runs while the lane has work or a
 // connection, and exits once the connection is closed and nothing is
 // queued; the next message starts it again.
+//
+// Writing is a role, writeMu, that the writer goroutine holds except while
+// it waits idle. A producer that finds the role free takes it and writes
+// what is queued itself (writeFromCaller): a message to an idle lane then
+// costs no hand-off to the writer, whose wake-up is most of a sparse
+// request's time on an otherwise idle machine.
 type outConn struct {
 	t       *Transport
 	peer    *peer
@@ -48,6 +55,9 @@ type outConn struct {
 	// set, and peer.stop closes it so that a writer blocked in a write to
 	// a peer that stopped reading is released.
 	live atomic.Pointer[liveConn]
+	// writeMu is the writer's role: whoever holds it owns the fields
+	// marked as the writer's below.
+	writeMu sync.Mutex
 	// dialCancel ends the dial in progress, for a kick.
 	dialMu     sync.Mutex
 	dialCancel context.CancelFunc
@@ -66,7 +76,7 @@ type outConn struct {
 
 	attrs     metric.MeasurementOption // this lane's metric attributes
 	waitTimer *time.Timer              // coalescing waits; stopped when unused
-	// Of coalesceWait, owned by the writer: how many of its runtime
+	// Of coalesceWait, owned by the writer goroutine: how many of its runtime
 	// timers in a row fired late, the precise waits since it last tried a
 	// runtime timer, and the precise timer (made on first use, closed
 	// before the writer may exit).
@@ -75,7 +85,7 @@ type outConn struct {
 	precise       *precisetimer.Timer
 	preciseFailed bool
 
-	// Owned by the writer goroutine.
+	// The writer's: owned by the holder of writeMu.
 	conn       *liveConn
 	idleClosed bool // the last connection was closed for being idle
 	backoff    backoff.Backoff
@@ -128,6 +138,16 @@ func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byt
 	if err := c.queue.push(it, header, payload, c.lane != routing.Large); err != nil {
 		c.account.Release(size)
 		return err
+	}
+	if c.lane != routing.Large && c.writeMu.TryLock() {
+		wrote := c.writeFromCaller(it.enqueuedAt)
+		c.writeMu.Unlock()
+		if wrote {
+			// Messages queued meanwhile by producers that found the
+			// role taken woke the writer themselves.
+			c.t.signalDrained()
+			return nil
+		}
 	}
 	if !c.signaled.Load() && c.signaled.CompareAndSwap(false, true) {
 		c.signal()
@@ -207,6 +227,7 @@ func (c *outConn) hasWork() bool {
 // run is the writer goroutine.
 func (c *outConn) run() {
 	defer c.t.wg.Done()
+	c.writeMu.Lock()
 	c.lastWrite = time.Now()
 	for {
 		select {
@@ -215,6 +236,7 @@ func (c *outConn) run() {
 			// Before the writer says it is gone: a writer started after
 			// that owns the timer field.
 			c.closePreciseTimer()
+			c.writeMu.Unlock()
 			c.peer.writerExited(c)
 			return
 		default:
@@ -232,9 +254,11 @@ func (c *outConn) run() {
 			if c.conn == nil && c.large.idle() {
 				c.hl.idle(time.Now())
 				c.closePreciseTimer() // made again if this writer goes on
+				c.writeMu.Unlock()
 				if c.peer.writerMayExit(c) {
 					return
 				}
+				c.writeMu.Lock()
 			}
 			c.t.signalDrained()
 			c.idle()
@@ -276,14 +300,18 @@ func (c *outConn) idle() {
 	timer := c.waitTimer
 	timer.Reset(wait)
 	defer stopTimer(timer)
+	c.writeMu.Unlock() // producers may write meanwhile (writeFromCaller)
 	select {
 	case <-c.stop:
+		c.writeMu.Lock()
 		return
 	case <-c.wake:
 		c.signaled.Store(false)
+		c.writeMu.Lock()
 		return
 	case <-timer.C:
 	}
+	c.writeMu.Lock()
 	if c.lane == routing.Large && !c.large.idle() {
 		c.large.pruneExpired(&c.queue, time.Now().UnixNano(), c) // begun ones: by the next step
 	}
@@ -313,6 +341,84 @@ func (c *outConn) setWriteDeadline() {
 	}
 }
 
+// writeFromCaller writes a small lane's queue from a producer's goroutine,
+// which holds the writer's role while the writer goroutine waits idle;
+// now is when the producer queued its message. It writes only to an
+// established connection that has been idle for callerWriteIdle, when the
+// coalescing strategy would not wait, and when the write cannot block: the
+// queue and the socket's unacknowledged bytes are both within
+// callerWriteMax, so a peer that stopped reading never holds a producer.
+// Otherwise, or when the write failed, it reports false, and the producer
+// wakes the writer, which waits, writes, or deals with the broken
+// connection.
+func (c *outConn) writeFromCaller(now int64) bool {
+	if c.conn == nil || c.conn.dead.Load() || c.ctrlPending.Load() || c.t.closing.Load() {
+		return false
+	}
+	if now-c.lastWrite.UnixNano() < int64(callerWriteIdle) {
+		return false
+	}
+	limit := c.t.callerWriteLimit(c.lane)
+	if _, bytes := c.queue.pending(); bytes > limit || !sendQueueLow(c.conn.probe, limit) {
+		return false
+	}
+	if c.askWait() > 0 {
+		return false
+	}
+	c.setWriteDeadline()
+	err := c.writeQueued(0, 0, true)
+	c.lastWrite = time.Now()
+	if err != nil {
+		c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
+		c.conn.kill("write error")
+		return false
+	}
+	c.hl.wrote(c.lastWrite)
+	return true
+}
+
+// callerWriteIdle is how long a lane must have gone without a write
+// before a producer writes its own message. Handing a message to the
+// writer goroutine costs waking it, and the thread it runs on: little
+// while the lane is busy, when the writer has just run (and the hand-off
+// lets the producer go on while the writer writes), much once the lane
+// has been idle and that thread sleeps. Measured on loopback (2 cores,
+// BenchmarkRequestAlone and BenchmarkRequestSparse): a producer that
+// always writes its own message takes half the time for a request made
+// after 500 µs of quiet, but 15% more for back-to-back requests (a round
+// trip every 80 µs); with this bound, back-to-back requests are as fast
+// as without it.
+const callerWriteIdle = 200 * time.Microsecond
+
+// callerWriteMax bounds what a producer writes itself, and the socket's
+// send queue it writes behind: together they fit with room to spare in a
+// TCP socket's send buffer (Linux starts one at tcp_wmem's default,
+// 16 KiB), so the write does not wait for the peer. (Under memory
+// pressure the kernel may shrink the buffer to tcp_wmem's minimum, 4 KiB;
+// a write may then wait, bounded by Timeouts.Write like any other.)
+const callerWriteMax = 4 << 10
+
+// callerWriteLimit is callerWriteMax for lane's sockets, less when its
+// send buffer was set smaller than the kernel's default (Linux doubles
+// what SO_SNDBUF is given, so a quarter of it, twice, still fits).
+func (t *Transport) callerWriteLimit(lane routing.Lane) int {
+	if sb := t.cfg.Lanes.Sockets[lane].SendBuffer; sb > 0 {
+		return min(callerWriteMax, sb/4)
+	}
+	return callerWriteMax
+}
+
+// sendQueueLow reports whether the socket behind p has at most limit
+// bytes unacknowledged; false when it cannot tell (p is nil for a
+// connection without a kernel socket).
+func sendQueueLow(p *sockstat.Probe, limit int) bool {
+	if p == nil {
+		return false
+	}
+	n, err := p.SendQueue()
+	return err == nil && n <= limit
+}
+
 // flush writes what is queued: on small lanes after the coalescing wait,
 // as batch frames; on the large lane, a round of the large writer.
 func (c *outConn) flush() error {
@@ -326,6 +432,13 @@ func (c *outConn) flush() error {
 	if requested > 0 {
 		waited = c.coalesceWait(requested)
 	}
+	return c.writeQueued(requested, waited, false)
+}
+
+// writeQueued writes the head segment of a small lane's queue as batch
+// frames, after a coalescing wait of waited for requested; byCaller says
+// a producer writes it (writeFromCaller).
+func (c *outConn) writeQueued(requested, waited time.Duration, byCaller bool) error {
 	b, observed := c.queue.take()
 	if b == nil {
 		return nil
@@ -339,6 +452,9 @@ func (c *outConn) flush() error {
 	sent, sentBytes, err := c.frames.writeBatch(c.conn.Conn, b, c.t.maxFrame, time.Now().UnixNano(), c)
 	if err == nil && sent > 0 {
 		c.t.tel.recordFlush(c.attrs, sent, waited)
+		if byCaller {
+			c.counters.callerWrites.Add(1)
+		}
 	}
 	c.strategyMu.Lock()
 	c.strategy.Flushed(time.Now(), sent, sentBytes, requested, waited)
@@ -370,7 +486,7 @@ func (c *outConn) failRequests(err error) {
 // sockstat.Sampler: a slow write, a queue that showed a backlog, and one
 // write in 16 or per 16 KiB otherwise).
 func (c *outConn) measureSendQueue() {
-	if c.conn == nil || c.conn.probe == nil {
+	if c.conn == nil || c.conn.probe == nil || !c.t.measuring() {
 		return
 	}
 	s := &c.conn.sendSampler

@@ -28,6 +28,9 @@ type replyWriter struct {
 	counters *connCounters // the peer's outbound counters for this lane
 	frames   frameWriter   // owned by the goroutine
 	parts    largeWriter   // owned by the goroutine but for its inbox
+	// lastWrite is when small responses were last written (Unix ns);
+	// owned by the goroutine, or by a caller writing in its place.
+	lastWrite int64
 
 	mu      sync.Mutex // guards running
 	running bool
@@ -69,13 +72,64 @@ func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []b
 	start := !w.running
 	w.running = true
 	w.mu.Unlock()
-	if start {
+	switch {
+	case start && q == &w.small && w.mayWriteFromCaller(it.enqueuedAt):
+		w.writeFromCaller()
+	case start:
 		w.ic.t.wg.Add(1)
 		go w.run()
-	} else {
+	default:
 		w.signal()
 	}
 	return nil
+}
+
+// mayWriteFromCaller reports whether the response just queued at now,
+// small, may be written by the goroutine that queued it — its handler's,
+// usually — rather than by a goroutine started for it: when no response
+// was written for callerWriteIdle (as for outbound lanes, a hand-off is
+// cheap while responses flow), no other request of the connection is
+// being handled (whose answer the goroutine would gather with it), and
+// what is queued is within callerWriteLimit.
+func (w *replyWriter) mayWriteFromCaller(now int64) bool {
+	if now-w.lastWrite < int64(callerWriteIdle) || w.ic.answering.Load() > 1 {
+		return false
+	}
+	_, bytes := w.small.pending()
+	return bytes <= w.ic.t.callerWriteLimit(w.ic.lane)
+}
+
+// writeFromCaller writes the small responses queued from the caller's
+// goroutine, which started no writer goroutine and so holds the writer's
+// role (running), then lets the role go as run does. It writes only when
+// the write cannot block, so that a requester that stopped reading never
+// holds a handler: the back channel is free (a beat is not being written
+// into a full socket) and the socket's unacknowledged bytes are within
+// callerWriteLimit. Otherwise, and for whatever was queued meanwhile, a
+// goroutine takes over.
+func (w *replyWriter) writeFromCaller() {
+	select {
+	case <-w.ic.done:
+	default:
+		if !w.ic.backMu.TryLock() {
+			break
+		}
+		wrote := sendQueueLow(w.ic.probe, w.ic.t.callerWriteLimit(w.ic.lane))
+		if wrote {
+			switch sent, err := w.writeSmallLocked(time.Now().UnixNano()); {
+			case err != nil:
+				w.ic.kill()
+			case sent > 0:
+				w.counters.callerWrites.Add(1)
+			}
+		}
+		w.ic.backMu.Unlock()
+		if wrote && w.mayExit() {
+			return
+		}
+	}
+	w.ic.t.wg.Add(1)
+	go w.run() // it fails what is queued if the connection has ended
 }
 
 // noRoomFor returns the failure that stands for response it (header and
@@ -117,7 +171,7 @@ func (w *replyWriter) run() {
 		switch {
 		case w.small.has():
 			w.gather()
-			if err := w.writeSmall(now); err != nil {
+			if _, err := w.writeSmall(now); err != nil {
 				w.ic.kill()
 			}
 		case w.parts.busy(now) || w.large.has():
@@ -149,18 +203,25 @@ func (w *replyWriter) gather() {
 // maxGatherYields bounds gather.
 const maxGatherYields = 8
 
-// writeSmall writes one segment of small responses as batch frames.
-func (w *replyWriter) writeSmall(now int64) error {
-	b, _ := w.small.take()
-	if b == nil {
-		return nil
-	}
-	defer func() { w.release(w.small.release(b)) }()
+// writeSmall writes one segment of small responses as batch frames, and
+// reports how many it wrote.
+func (w *replyWriter) writeSmall(now int64) (int, error) {
 	w.ic.backMu.Lock()
 	defer w.ic.backMu.Unlock()
+	return w.writeSmallLocked(now)
+}
+
+// writeSmallLocked is writeSmall for a caller that holds backMu.
+func (w *replyWriter) writeSmallLocked(now int64) (int, error) {
+	b, _ := w.small.take()
+	if b == nil {
+		return 0, nil
+	}
+	defer func() { w.release(w.small.release(b)) }()
 	w.setWriteDeadline()
-	_, _, err := w.frames.writeBatch(w.ic.conn, b, w.ic.t.maxFrame, now, w)
-	return err
+	sent, _, err := w.frames.writeBatch(w.ic.conn, b, w.ic.t.maxFrame, now, w)
+	w.lastWrite = time.Now().UnixNano()
+	return sent, err
 }
 
 // writeLarge writes one round of large responses.

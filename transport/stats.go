@@ -22,6 +22,7 @@ type ConnStats struct {
 	ResponsesSent   uint64 // of MessagesSent, responses to the peer's requests
 	BytesSent       uint64 // their encoded bytes, frame headers excluded
 	Writes          uint64 // vectored write calls
+	CallerWrites    uint64 // of Writes, those made by the message's own goroutine on an idle lane (no hand-off to the writer)
 	PendingMessages uint64 // queued now
 	PendingBytes    uint64 // queued now, plus taken by the writer and not yet written
 	Connects        uint64 // connections established
@@ -138,6 +139,7 @@ func (c *ConnStats) add(o *ConnStats) {
 	c.ResponsesSent += o.ResponsesSent
 	c.BytesSent += o.BytesSent
 	c.Writes += o.Writes
+	c.CallerWrites += o.CallerWrites
 	c.PendingMessages += o.PendingMessages
 	c.PendingBytes += o.PendingBytes
 	c.Connects += o.Connects
@@ -264,6 +266,7 @@ func (cs *ConnStats) readOut(out *connCounters) {
 	cs.ResponsesSent = out.responses.Load()
 	cs.BytesSent = out.sentBytes.Load()
 	cs.Writes = out.writes.Load()
+	cs.CallerWrites = out.callerWrites.Load()
 	cs.Connects = out.connects.Load()
 	cs.ConnectFailures = out.connectFailures.Load()
 	cs.CompressedFrames = out.compressedFrames.Load()

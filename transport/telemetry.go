@@ -275,11 +275,10 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 }
 
 // probeFor returns a queue-depth probe for conn's TCP socket, or nil when
-// measuring is off or conn has no socket to ask.
+// conn has no socket to ask. It serves the socket measurement, unless
+// that is off (Telemetry.DisableSocketMeasurement, see measuring), and
+// the writes from the caller's goroutine (sendQueueLow) either way.
 func (t *Transport) probeFor(conn net.Conn) *sockstat.Probe {
-	if t.cfg.Telemetry.DisableSocketMeasurement {
-		return nil
-	}
 	for {
 		switch c := conn.(type) {
 		case *tls.Conn:
@@ -298,6 +297,9 @@ func (t *Transport) probeFor(conn net.Conn) *sockstat.Probe {
 		return nil
 	}
 }
+
+// measuring reports whether socket queue depths are measured.
+func (t *Transport) measuring() bool { return !t.cfg.Telemetry.DisableSocketMeasurement }
 
 // peerStats returns the peer's state, if any, without creating it.
 func (t *Transport) peerStats(id cluster.NodeID) *peer { return (*t.peersView.Load())[id] }

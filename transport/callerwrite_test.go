@@ -1,0 +1,191 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/coalescing"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
+)
+
+// neverWaits makes every lane's coalescing Disabled, so that whether a
+// message's producer writes it depends on the lane alone.
+func neverWaits(cfg *transport.Config) {
+	cfg.Lanes.Coalescing = func(routing.Lane) coalescing.Strategy { return coalescing.NewDisabled() }
+}
+
+// TestCallerWritesToAnIdleLane: one request at a time, and one one-way
+// message at a time, each after the lane has been idle for
+// CallerWriteIdle. The caller writes its own message and the handler its
+// own response, with no hand-off to a writer goroutine; each arrives
+// whole.
+func TestCallerWritesToAnIdleLane(t *testing.T) {
+	c := newCluster(t, 2, func(_ int, cfg *transport.Config) { neverWaits(cfg) })
+	defer c.Close()
+	handleAll(c, verbEcho, func(_ context.Context, m *transport.Message) ([]byte, error) {
+		return bytes.Clone(m.Payload), nil
+	})
+	var got atomic.Int64
+	handleAll(c, verbData, func(_ context.Context, m *transport.Message) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	})
+	ctx := ctxTimeout(t, 10*time.Second)
+	_, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, []byte("dial")) // the writer dials and writes this one
+	require.NoError(t, err)
+	const n = 200
+	idle := func() { time.Sleep(transport.CallerWriteIdle + 100*time.Microsecond) } // the workload's pace
+	for i := range n {
+		idle()
+		p := bytes.Repeat([]byte{byte(i)}, 100+i)
+		resp, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, p)
+		require.NoError(t, err)
+		require.Equal(t, p, resp)
+	}
+	for i := range n {
+		idle()
+		require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbData, []byte{byte(i)}))
+		waitFor(t, 5*time.Second, "the one-way message handled", func() bool { return got.Load() == int64(i+1) })
+	}
+	out := laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Small)
+	back := laneStats(t, c.Nodes[1], string(c.ID(0)), routing.Small)
+	t.Logf("requester: %d of %d writes by callers; responder: %d of %d", out.CallerWrites, out.Writes, back.CallerWrites, back.Writes)
+	// Most, not all: a message that comes while the writer goroutine is
+	// still on its way to its idle wait is left to it.
+	assert.Greater(t, out.CallerWrites, uint64(n), "requests and one-way messages written by their callers")
+	assert.LessOrEqual(t, back.CallerWrites, back.Writes)
+	assert.Greater(t, back.CallerWrites, uint64(n/2), "responses written by their handlers")
+	assert.LessOrEqual(t, out.CallerWrites, out.Writes)
+	assert.Equal(t, uint64(2*n+1), out.MessagesSent)
+	assert.Zero(t, out.DroppedTotal())
+}
+
+// TestCallersNeverWaitOnAPeerThatStopsReading: a peer beats on the back
+// channel (it is alive) but never reads. Senders, one message each
+// CallerWriteIdle, write their own messages while the lane is idle; once the socket's send queue builds up they only
+// queue, and the writer goroutine is the one that waits in a write. So no
+// Send waits for the write timeout, here a minute.
+func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer sink.Close()
+	var peers sync.WaitGroup
+	defer peers.Wait()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			conn, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			peers.Go(func() {
+				defer conn.Close()
+				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
+					return
+				}
+				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
+				beat := wire.AppendFrameHeader(nil, wire.FrameBeat, 0)
+				for { // alive, and never reading
+					if _, err := conn.Write(beat); err != nil {
+						return
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(500 * time.Millisecond):
+					}
+				}
+			})
+		}
+	}()
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		neverWaits(cfg)
+		cfg.Timeouts.Write = time.Minute
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 64 << 20, Node: 64 << 20}
+	})
+	defer c.Close()
+	c.Members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
+	// The writer dials for the first message; the rest find the lane idle.
+	require.NoError(t, c.Nodes[0].Send(context.Background(), "sink", verbData, []byte("dial")))
+	waitFor(t, 5*time.Second, "the first message written", func() bool {
+		return laneStats(t, c.Nodes[0], "sink", routing.Small).MessagesSent == 1
+	})
+	sent := make(chan int)
+	go func() {
+		n := 0
+		for ; n < 16<<10; n++ { // 64 MB: more than the socket buffers and the limits take
+			time.Sleep(transport.CallerWriteIdle) // each may be its caller's to write
+			if err := c.Nodes[0].Send(context.Background(), "sink", verbData, make([]byte, 4000)); err != nil {
+				assert.ErrorIs(t, err, transport.ErrOverloaded)
+				break
+			}
+		}
+		sent <- n
+	}()
+	select {
+	case n := <-sent:
+		st := laneStats(t, c.Nodes[0], "sink", routing.Small)
+		t.Logf("%d sent before the limit; %d written, %d by callers", n, st.MessagesSent, st.CallerWrites)
+		assert.Positive(t, st.CallerWrites, "callers wrote while the socket took their messages")
+		assert.Greater(t, st.PendingMessages, uint64(0), "the rest waits in the queue, not in a caller")
+	case <-time.After(30 * time.Second):
+		t.Fatal("a Send waited on the peer that stopped reading")
+	}
+}
+
+// TestHandlersNeverWaitOnARequesterThatStopsReading: a requester sends one
+// request at a time, each after the connection has been idle for
+// CallerWriteIdle, and never reads the answers. The handler's goroutine
+// writes each answer itself while the socket takes them, and only queues
+// them once its send queue builds up or a beat is stuck in the full
+// socket; so the verb's one worker (Concurrent(1)) goes on handling
+// requests, rather than waiting in a write for the write timeout.
+func TestHandlersNeverWaitOnARequesterThatStopsReading(t *testing.T) {
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		neverWaits(cfg)
+		cfg.Security.AcceptUnknownPeers = true
+		cfg.Timeouts.Write = time.Minute
+		// The node's beats, stuck in the full socket, would cut the
+		// requester off after this; not within the test.
+		cfg.Timeouts.Keepalive = time.Minute
+	})
+	defer c.Close()
+	const n = 3000 // 9 MiB of answers: far more than the socket buffers take
+	handled := make(chan struct{}, n)
+	answer := make([]byte, 3<<10)
+	c.Nodes[0].Handle(verbEcho, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		handled <- struct{}{}
+		return answer, nil
+	}), transport.Concurrent(1))
+	conn := dialAs(c.Nodes[0].Addr().String(), "deaf", routing.Small)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	for i := range n {
+		time.Sleep(transport.CallerWriteIdle) // each answer may be its handler's to write
+		msg := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: uint64(i + 1), Verb: uint32(verbEcho), PayloadLength: 2})
+		msg = append(msg, "hi"...)
+		_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...))
+		require.NoError(t, err)
+		select {
+		case <-handled:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("request %d not handled: the verb's worker waits", i)
+		}
+	}
+	st := laneStats(t, c.Nodes[0], string(transport.StrangersPeer), routing.Small)
+	t.Logf("%d handled; %d answers written, %d by their handlers", n, st.MessagesSent, st.CallerWrites)
+	assert.Positive(t, st.CallerWrites, "handlers wrote while the socket took their answers")
+	assert.Less(t, st.MessagesSent, uint64(n), "the rest wait for the socket, not in a handler")
+}

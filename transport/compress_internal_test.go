@@ -100,7 +100,8 @@ func queuePayloads(t *testing.T, q *outQueue, payloads [][]byte) {
 	for i, p := range payloads {
 		id := uint64(i + 1)
 		h := wire.Header{ID: id, Verb: 7, PayloadLength: uint32(len(p))}
-		require.NoError(t, q.push(outItem{id: id, verb: 7}, wire.AppendHeader(nil, &h), p, true))
+		_, err := q.push(outItem{id: id, verb: 7}, wire.AppendHeader(nil, &h), p, true)
+		require.NoError(t, err)
 	}
 }
 

@@ -58,6 +58,10 @@ type outConn struct {
 	// writeMu is the writer's role: whoever holds it owns the fields
 	// marked as the writer's below.
 	writeMu sync.Mutex
+	// quietSince is when the lane went quiet (Unix ns): when the writer
+	// goroutine began to wait idle, or a producer last wrote since; zero
+	// while the writer works. Producers read it before they try the role.
+	quietSince atomic.Int64
 	// dialCancel ends the dial in progress, for a kick.
 	dialMu     sync.Mutex
 	dialCancel context.CancelFunc
@@ -135,12 +139,13 @@ func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byt
 			return ErrOverloaded // can never fit under the current limits
 		}
 	}
-	if err := c.queue.push(it, header, payload, c.lane != routing.Large); err != nil {
+	queued, err := c.queue.push(it, header, payload, c.lane != routing.Large)
+	if err != nil {
 		c.account.Release(size)
 		return err
 	}
-	if c.lane != routing.Large && c.writeMu.TryLock() {
-		wrote := c.writeFromCaller(it.enqueuedAt)
+	if c.lane != routing.Large && queued == 1 && c.quiet(it.enqueuedAt) && c.writeMu.TryLock() {
+		wrote := c.writeFromCaller()
 		c.writeMu.Unlock()
 		if wrote {
 			// Messages queued meanwhile by producers that found the
@@ -300,18 +305,22 @@ func (c *outConn) idle() {
 	timer := c.waitTimer
 	timer.Reset(wait)
 	defer stopTimer(timer)
-	c.writeMu.Unlock() // producers may write meanwhile (writeFromCaller)
+	// Producers may write meanwhile (writeFromCaller).
+	c.quietSince.Store(time.Now().UnixNano())
+	c.writeMu.Unlock()
+	fired := false
 	select {
 	case <-c.stop:
-		c.writeMu.Lock()
-		return
 	case <-c.wake:
 		c.signaled.Store(false)
-		c.writeMu.Lock()
-		return
 	case <-timer.C:
+		fired = true
 	}
 	c.writeMu.Lock()
+	c.quietSince.Store(0)
+	if !fired {
+		return
+	}
 	if c.lane == routing.Large && !c.large.idle() {
 		c.large.pruneExpired(&c.queue, time.Now().UnixNano(), c) // begun ones: by the next step
 	}
@@ -341,21 +350,25 @@ func (c *outConn) setWriteDeadline() {
 	}
 }
 
+// quiet reports whether, at now, the writer has waited idle, and no
+// producer has written, for callerWriteIdle.
+func (c *outConn) quiet(now int64) bool {
+	q := c.quietSince.Load()
+	return q != 0 && now-q >= int64(callerWriteIdle)
+}
+
 // writeFromCaller writes a small lane's queue from a producer's goroutine,
-// which holds the writer's role while the writer goroutine waits idle;
-// now is when the producer queued its message. It writes only to an
-// established connection that has been idle for callerWriteIdle, when the
-// coalescing strategy would not wait, and when the write cannot block: the
-// queue and the socket's unacknowledged bytes are both within
-// callerWriteMax, so a peer that stopped reading never holds a producer.
-// Otherwise, or when the write failed, it reports false, and the producer
-// wakes the writer, which waits, writes, or deals with the broken
-// connection.
-func (c *outConn) writeFromCaller(now int64) bool {
+// which holds the writer's role while the writer goroutine waits idle,
+// when its message is the only one queued on a lane quiet for
+// callerWriteIdle (enqueue checks). It
+// writes only to an established connection, when the coalescing strategy
+// would not wait, and when the write cannot block: the queue and the
+// socket's unacknowledged bytes are both within callerWriteMax, so a peer
+// that stopped reading never holds a producer. Otherwise, or when the
+// write failed, it reports false, and the producer wakes the writer, which
+// waits, writes, or deals with the broken connection.
+func (c *outConn) writeFromCaller() bool {
 	if c.conn == nil || c.conn.dead.Load() || c.ctrlPending.Load() || c.t.closing.Load() {
-		return false
-	}
-	if now-c.lastWrite.UnixNano() < int64(callerWriteIdle) {
 		return false
 	}
 	limit := c.t.callerWriteLimit(c.lane)
@@ -368,6 +381,7 @@ func (c *outConn) writeFromCaller(now int64) bool {
 	c.setWriteDeadline()
 	err := c.writeQueued(0, 0, true)
 	c.lastWrite = time.Now()
+	c.quietSince.Store(c.lastWrite.UnixNano())
 	if err != nil {
 		c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 		c.conn.kill("write error")

@@ -76,13 +76,14 @@ type outQueue struct {
 	err      error    // non-nil once the queue refuses messages
 }
 
-// push appends a message whose header is already encoded. When
-// copyPayload is false the payload is kept by reference (large lane).
-func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) error {
+// push appends a message whose header is already encoded, and returns how
+// many messages are queued with it. When copyPayload is false the payload
+// is kept by reference (large lane).
+func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.err != nil {
-		return q.err
+		return 0, q.err
 	}
 	encoded := len(header) + len(payload)
 	held := encoded + outItemCost
@@ -120,7 +121,7 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) er
 	q.messages++
 	q.queued += encoded
 	q.reserved += held
-	return nil
+	return q.messages, nil
 }
 
 // spareSegments keeps a few emptied segments for the queues of every

@@ -87,11 +87,13 @@ func TestQueueShutAndRetire(t *testing.T) {
 	batches := q.shut(boom)
 	require.Len(t, batches, 1)
 	h := wire.Header{ID: 9, PayloadLength: 0}
-	assert.ErrorIs(t, q.push(outItem{id: 9}, wire.AppendHeader(nil, &h), nil, true), boom, "a shut queue refuses")
+	_, err := q.push(outItem{id: 9}, wire.AppendHeader(nil, &h), nil, true)
+	assert.ErrorIs(t, err, boom, "a shut queue refuses")
 
 	var r outQueue
 	assert.True(t, r.retireIfEmpty(errRetired))
-	assert.ErrorIs(t, r.push(outItem{id: 9}, wire.AppendHeader(nil, &h), nil, true), errRetired)
+	_, err = r.push(outItem{id: 9}, wire.AppendHeader(nil, &h), nil, true)
+	assert.ErrorIs(t, err, errRetired)
 }
 
 // TestQueueBytesMatchTheCapacityTaken is the property the writer relies
@@ -114,7 +116,8 @@ func TestQueueBytesMatchTheCapacityTaken(t *testing.T) {
 				header := wire.AppendHeader(nil, &h)
 				held := int64(len(header) + size + outItemCost)
 				require.True(t, sink.account.TryTake(held))
-				require.NoError(t, q.push(outItem{id: id, expiresAt: h.TTL}, header, make([]byte, size), true))
+				_, err := q.push(outItem{id: id, expiresAt: h.TTL}, header, make([]byte, size), true)
+				require.NoError(t, err)
 			case op < 7:
 				if b, _ := q.take(); b != nil {
 					taken = append(taken, b)

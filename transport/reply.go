@@ -64,7 +64,7 @@ func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []b
 	if len(header)+len(payload) > w.ic.t.cfg.Lanes.LargeThreshold {
 		q, copyPayload = &w.large, false
 	}
-	if err := q.push(it, header, payload, copyPayload); err != nil {
+	if _, err := q.push(it, header, payload, copyPayload); err != nil {
 		w.account.Release(size)
 		return err
 	}

@@ -21,7 +21,8 @@ func queueMessages(t testing.TB, q *outQueue, sizes []int, expires map[int]int64
 		h := wire.Header{ID: id, Verb: 7, TTL: expires[i], PayloadLength: uint32(size)}
 		it := outItem{id: id, verb: 7, expiresAt: expires[i], isRequest: i%3 == 1, isResponse: i%3 == 2}
 		payload := bytes.Repeat([]byte{byte(i)}, size)
-		require.NoError(t, q.push(it, wire.AppendHeader(nil, &h), payload, copyPayload))
+		_, err := q.push(it, wire.AppendHeader(nil, &h), payload, copyPayload)
+		require.NoError(t, err)
 		ids = append(ids, id)
 	}
 	return ids

@@ -114,8 +114,8 @@ func (w *replyWriter) writeFromCaller() {
 		if !w.ic.backMu.TryLock() {
 			break
 		}
-		wrote := sendQueueLow(w.ic.probe, w.ic.t.callerWriteLimit(w.ic.lane))
-		if wrote {
+		low := sendQueueLow(w.ic.probe, w.ic.t.callerWriteLimit(w.ic.lane))
+		if low {
 			switch sent, err := w.writeSmallLocked(time.Now().UnixNano()); {
 			case err != nil:
 				w.ic.kill()
@@ -124,7 +124,7 @@ func (w *replyWriter) writeFromCaller() {
 			}
 		}
 		w.ic.backMu.Unlock()
-		if wrote && w.mayExit() {
+		if low && w.mayExit() {
 			return
 		}
 	}

@@ -3,8 +3,6 @@ package transport_test
 import (
 	"bytes"
 	"context"
-	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,46 +75,14 @@ func TestCallerWritesToAnIdleLane(t *testing.T) {
 // queue, and the writer goroutine is the one that waits in a write. So no
 // Send waits for the write timeout, here a minute.
 func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
-	sink, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer sink.Close()
-	var peers sync.WaitGroup
-	defer peers.Wait()
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			conn, err := sink.Accept()
-			if err != nil {
-				return
-			}
-			peers.Go(func() {
-				defer conn.Close()
-				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
-					return
-				}
-				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
-				beat := wire.AppendFrameHeader(nil, wire.FrameBeat, 0)
-				for { // alive, and never reading
-					if _, err := conn.Write(beat); err != nil {
-						return
-					}
-					select {
-					case <-stop:
-						return
-					case <-time.After(500 * time.Millisecond):
-					}
-				}
-			})
-		}
-	}()
+	sink := deafPeer(t)
 	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
 		neverWaits(cfg)
 		cfg.Timeouts.Write = time.Minute
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 64 << 20, Node: 64 << 20}
 	})
 	defer c.Close()
-	c.Members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
+	c.Members.Add(cluster.Member{ID: "sink", Addr: sink})
 	// The writer dials for the first message; the rest find the lane idle.
 	require.NoError(t, c.Nodes[0].Send(context.Background(), "sink", verbData, []byte("dial")))
 	waitFor(t, 5*time.Second, "the first message written", func() bool {

@@ -331,40 +331,12 @@ func TestOneWayHandlerErrorIsOneOutcome(t *testing.T) {
 // cut and the messages written into it fail with ReasonConnectionReset;
 // queued ones that expire fail as expired. Nothing stays pinned.
 func TestPeerThatStopsReadingIsCutOff(t *testing.T) {
-	sink, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer sink.Close()
-	var accepted atomic.Int64
-	var peers sync.WaitGroup
-	defer peers.Wait()
-	go func() {
-		for {
-			conn, err := sink.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			peers.Go(func() {
-				defer conn.Close()
-				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
-					return
-				}
-				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
-				beat := wire.AppendFrameHeader(nil, wire.FrameBeat, 0)
-				for { // alive, and never reading
-					if _, err := conn.Write(beat); err != nil {
-						return
-					}
-					time.Sleep(500 * time.Millisecond) // the peer's own beat interval
-				}
-			})
-		}
-	}()
+	sink := deafPeer(t)
 	c := newCluster(t, 1, func(i int, cfg *transport.Config) {
 		cfg.Timeouts.Write = 2 * time.Second
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 8 << 20, PerPeer: 64 << 20, Node: 64 << 20}
 	})
-	c.Members.Add(cluster.Member{ID: "sink", Addr: sink.Addr().String()})
+	c.Members.Add(cluster.Member{ID: "sink", Addr: sink})
 	defer c.Close()
 	start := time.Now()
 	for range 1000 { // far more than the socket buffers take
@@ -385,4 +357,46 @@ func TestPeerThatStopsReadingIsCutOff(t *testing.T) {
 	st := lane()
 	t.Logf("written %d, failed %v, connects %d", st.MessagesSent, st.Dropped, st.Connects)
 	assert.Positive(t, st.Dropped[transport.ReasonExpired], "queued messages expired rather than waited forever")
+}
+
+// deafPeer listens as a peer that answers every handshake, beats on each
+// connection (it is alive) and never reads what it is sent. It returns
+// its address; it stops when the test ends.
+func deafPeer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	var peers sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		close(stop)
+		peers.Wait()
+	})
+	peers.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			peers.Go(func() {
+				defer conn.Close()
+				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
+					return
+				}
+				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
+				beat := wire.AppendFrameHeader(nil, wire.FrameBeat, 0)
+				for { // alive, and never reading
+					if _, err := conn.Write(beat); err != nil {
+						return
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(500 * time.Millisecond): // the peer's own beat interval
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
 }

@@ -71,9 +71,10 @@ func TestCallerWritesToAnIdleLane(t *testing.T) {
 
 // TestCallersNeverWaitOnAPeerThatStopsReading: a peer beats on the back
 // channel (it is alive) but never reads. Senders, one message each
-// CallerWriteIdle, write their own messages while the lane is idle; once the socket's send queue builds up they only
-// queue, and the writer goroutine is the one that waits in a write. So no
-// Send waits for the write timeout, here a minute.
+// CallerWriteIdle, write their own messages while the lane is idle; once
+// the socket's send queue builds up they only queue, and the writer
+// goroutine is the one that waits in a write. So no Send waits for the
+// write timeout, here a minute.
 func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
 	sink := deafPeer(t)
 	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {

@@ -226,7 +226,9 @@ type TelemetryConfig struct {
 	// DisableSocketMeasurement turns off reading the socket queue depths
 	// (an ioctl after a sampled write or frame read: every one while a
 	// queue builds up or a write is slow, otherwise one in 16 or per 16 KiB;
-	// see internal/sockstat.Sampler).
+	// see internal/sockstat.Sampler). A message written by its own
+	// goroutine to a quiet lane (ConnStats.CallerWrites) still asks the
+	// socket's send queue first, measuring or not.
 	DisableSocketMeasurement bool
 	// Logger receives connection events and refusals (those rate
 	// limited). Default slog.Default().

@@ -14,6 +14,7 @@ import (
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -23,14 +24,23 @@ func neverWaits(cfg *transport.Config) {
 	cfg.Lanes.Coalescing = func(routing.Lane) coalescing.Strategy { return coalescing.NewDisabled() }
 }
 
+// quietAtOnce lets every node's producers write their own messages as soon
+// as the lane's writer waits idle, rather than after CallerWriteIdle, so
+// that the tests need not wait for lanes to go quiet.
+func quietAtOnce(c *transporttest.Cluster) {
+	for _, n := range c.Nodes {
+		transport.SetCallerWriteIdle(n, 0)
+	}
+}
+
 // TestCallerWritesToAnIdleLane: one request at a time, and one one-way
-// message at a time, each after the lane has been idle for
-// CallerWriteIdle. The caller writes its own message and the handler its
-// own response, with no hand-off to a writer goroutine; each arrives
-// whole.
+// message at a time, each to a lane whose writer waits idle. The caller
+// writes its own message and the handler its own response, with no
+// hand-off to a writer goroutine; each arrives whole.
 func TestCallerWritesToAnIdleLane(t *testing.T) {
 	c := newCluster(t, 2, func(_ int, cfg *transport.Config) { neverWaits(cfg) })
 	defer c.Close()
+	quietAtOnce(c)
 	handleAll(c, verbEcho, func(_ context.Context, m *transport.Message) ([]byte, error) {
 		return bytes.Clone(m.Payload), nil
 	})
@@ -43,16 +53,13 @@ func TestCallerWritesToAnIdleLane(t *testing.T) {
 	_, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, []byte("dial")) // the writer dials and writes this one
 	require.NoError(t, err)
 	const n = 200
-	idle := func() { time.Sleep(transport.CallerWriteIdle + 100*time.Microsecond) } // the workload's pace
 	for i := range n {
-		idle()
 		p := bytes.Repeat([]byte{byte(i)}, 100+i)
 		resp, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, p)
 		require.NoError(t, err)
 		require.Equal(t, p, resp)
 	}
 	for i := range n {
-		idle()
 		require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbData, []byte{byte(i)}))
 		waitFor(t, 5*time.Second, "the one-way message handled", func() bool { return got.Load() == int64(i+1) })
 	}
@@ -70,11 +77,10 @@ func TestCallerWritesToAnIdleLane(t *testing.T) {
 }
 
 // TestCallersNeverWaitOnAPeerThatStopsReading: a peer beats on the back
-// channel (it is alive) but never reads. Senders, one message each
-// CallerWriteIdle, write their own messages while the lane is idle; once
-// the socket's send queue builds up they only queue, and the writer
-// goroutine is the one that waits in a write. So no Send waits for the
-// write timeout, here a minute.
+// channel (it is alive) but never reads. Senders write their own messages
+// while the lane's writer waits idle; once the socket's send queue builds
+// up they only queue, and the writer goroutine is the one that waits in a
+// write. So no Send waits for the write timeout, here a minute.
 func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
 	sink := deafPeer(t)
 	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
@@ -83,6 +89,7 @@ func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 64 << 20, Node: 64 << 20}
 	})
 	defer c.Close()
+	quietAtOnce(c)
 	c.Members.Add(cluster.Member{ID: "sink", Addr: sink})
 	// The writer dials for the first message; the rest find the lane idle.
 	require.NoError(t, c.Nodes[0].Send(context.Background(), "sink", verbData, []byte("dial")))
@@ -93,7 +100,6 @@ func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
 	go func() {
 		n := 0
 		for ; n < 16<<10; n++ { // 64 MB: more than the socket buffers and the limits take
-			time.Sleep(transport.CallerWriteIdle) // each may be its caller's to write
 			if err := c.Nodes[0].Send(context.Background(), "sink", verbData, make([]byte, 4000)); err != nil {
 				assert.ErrorIs(t, err, transport.ErrOverloaded)
 				break
@@ -113,8 +119,7 @@ func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
 }
 
 // TestHandlersNeverWaitOnARequesterThatStopsReading: a requester sends one
-// request at a time, each after the connection has been idle for
-// CallerWriteIdle, and never reads the answers. The handler's goroutine
+// request at a time and never reads the answers. The handler's goroutine
 // writes each answer itself while the socket takes them, and only queues
 // them once its send queue builds up or a beat is stuck in the full
 // socket; so the verb's one worker (Concurrent(1)) goes on handling
@@ -129,6 +134,7 @@ func TestHandlersNeverWaitOnARequesterThatStopsReading(t *testing.T) {
 		cfg.Timeouts.Keepalive = time.Minute
 	})
 	defer c.Close()
+	quietAtOnce(c)
 	const n = 3000 // 9 MiB of answers: far more than the socket buffers take
 	handled := make(chan struct{}, n)
 	answer := make([]byte, 3<<10)
@@ -140,7 +146,6 @@ func TestHandlersNeverWaitOnARequesterThatStopsReading(t *testing.T) {
 	require.NotNil(t, conn)
 	defer conn.Close()
 	for i := range n {
-		time.Sleep(transport.CallerWriteIdle) // each answer may be its handler's to write
 		msg := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: uint64(i + 1), Verb: uint32(verbEcho), PayloadLength: 2})
 		msg = append(msg, "hi"...)
 		_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...))

@@ -37,6 +37,7 @@ func SetKernelCounters(c kernelstat.Counters) (restore func()) {
 	return func() { readKernelCounters = saved }
 }
 
-// CallerWriteIdle is how long a lane must be idle before a producer writes
-// its own message.
-const CallerWriteIdle = callerWriteIdle
+// SetCallerWriteIdle sets how long a lane must be quiet before a producer
+// writes its own message (callerWriteIdle); zero lets tests exercise those
+// writes without waiting. Call it before t carries any message.
+func SetCallerWriteIdle(t *Transport, d time.Duration) { t.quietFor = d }

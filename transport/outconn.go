@@ -354,7 +354,7 @@ func (c *outConn) setWriteDeadline() {
 // producer has written, for callerWriteIdle.
 func (c *outConn) quiet(now int64) bool {
 	q := c.quietSince.Load()
-	return q != 0 && now-q >= int64(callerWriteIdle)
+	return q != 0 && now-q >= int64(c.t.quietFor)
 }
 
 // writeFromCaller writes a small lane's queue from a producer's goroutine,

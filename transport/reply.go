@@ -92,7 +92,7 @@ func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []b
 // being handled (whose answer the goroutine would gather with it), and
 // what is queued is within callerWriteLimit.
 func (w *replyWriter) mayWriteFromCaller(now int64) bool {
-	if now-w.lastWrite < int64(callerWriteIdle) || w.ic.answering.Load() > 1 {
+	if now-w.lastWrite < int64(w.ic.t.quietFor) || w.ic.answering.Load() > 1 {
 		return false
 	}
 	_, bytes := w.small.pending()

@@ -33,6 +33,9 @@ type Transport struct {
 	router   *routing.Router
 	maxFrame int
 	ln       net.Listener
+	// quietFor is callerWriteIdle; tests set it to zero (SetCallerWriteIdle)
+	// so that they need not wait for a lane to go quiet.
+	quietFor time.Duration
 
 	handlersMu     sync.Mutex // serialises Handle; readers use handlers
 	handlers       atomic.Pointer[map[Verb]handlerEntry]
@@ -139,6 +142,7 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 		log:           cfg.Telemetry.Logger,
 		router:        routing.NewRouter(cfg.Lanes.LargeThreshold, overrides),
 		maxFrame:      wire.DefaultMaxFramePayload,
+		quietFor:      callerWriteIdle,
 		ln:            ln,
 		peers:         make(map[cluster.NodeID]*peer),
 		inbound:       make(map[net.Conn]struct{}),

@@ -15,7 +15,6 @@ import (
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/transport/transporttest"
-	"github.com/internode/internode/wire"
 )
 
 // neverWaits makes every lane's coalescing Disabled, so that whether a
@@ -146,9 +145,7 @@ func TestHandlersNeverWaitOnARequesterThatStopsReading(t *testing.T) {
 	require.NotNil(t, conn)
 	defer conn.Close()
 	for i := range n {
-		msg := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: uint64(i + 1), Verb: uint32(verbEcho), PayloadLength: 2})
-		msg = append(msg, "hi"...)
-		_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...))
+		_, err := conn.Write(requestFrame(uint64(i+1), verbEcho, []byte("hi")))
 		require.NoError(t, err)
 		select {
 		case <-handled:

@@ -99,6 +99,14 @@ func dialAs(addr string, id string, lane routing.Lane) net.Conn {
 	return conn
 }
 
+// requestFrame is a batch frame that carries one request, id, of verb
+// with payload, as a peer writes it.
+func requestFrame(id uint64, verb transport.Verb, payload []byte) []byte {
+	msg := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: id, Verb: uint32(verb), PayloadLength: uint32(len(payload))})
+	msg = append(msg, payload...)
+	return append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...)
+}
+
 // awaitBack reads the back channel until a frame of kind for stream.
 func awaitBack(conn net.Conn, kind wire.FrameKind, stream uint32) bool {
 	r := bufio.NewReader(conn)
@@ -302,9 +310,7 @@ func TestHostileInput(t *testing.T) {
 				continue
 			}
 			madeUp.Add(1)
-			msg := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: 1, Verb: uint32(verbEcho), PayloadLength: 2})
-			msg = append(msg, "hi"...)
-			_, _ = conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...))
+			_, _ = conn.Write(requestFrame(1, verbEcho, []byte("hi")))
 			conn.Close()
 		}
 	})
@@ -505,9 +511,7 @@ func TestMadeUpNodeIDsLeaveNothingBehind(t *testing.T) {
 				if !assert.NotNil(t, conn, "ghost %d-%d refused", g, i) {
 					return
 				}
-				msg := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: 1, Verb: uint32(verbEcho), PayloadLength: 2})
-				msg = append(msg, "hi"...)
-				_, _ = conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...))
+				_, _ = conn.Write(requestFrame(1, verbEcho, []byte("hi")))
 				conn.Close()
 			}
 		})

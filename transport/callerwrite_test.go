@@ -85,6 +85,9 @@ func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
 	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
 		neverWaits(cfg)
 		cfg.Timeouts.Write = time.Minute
+		// Socket buffers far smaller than the lane's limit: once Send is
+		// refused, most of what it holds waits in the queue.
+		cfg.Lanes.Sockets[routing.Small].SendBuffer = 64 << 10
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 64 << 20, Node: 64 << 20}
 	})
 	defer c.Close()

@@ -360,8 +360,9 @@ func TestPeerThatStopsReadingIsCutOff(t *testing.T) {
 }
 
 // deafPeer listens as a peer that answers every handshake, beats on each
-// connection (it is alive) and never reads what it is sent. It returns
-// its address; it stops when the test ends.
+// connection (it is alive) and never reads what it is sent, into a
+// receive buffer of 64 KiB. It returns its address; it stops when the test
+// ends.
 func deafPeer(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -378,6 +379,7 @@ func deafPeer(t *testing.T) string {
 			if err != nil {
 				return
 			}
+			_ = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
 			peers.Go(func() {
 				defer conn.Close()
 				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {

@@ -47,9 +47,14 @@ type inConn struct {
 	closeOnce sync.Once
 	lastRenew time.Time // when the read deadline was last pushed back
 
-	backMu    sync.Mutex // serialises back-channel writes
-	backBuf   []byte
-	beatTimer *time.Timer
+	backMu  sync.Mutex // serialises back-channel writes
+	backBuf []byte
+	// Under backMu: the bytes sendBack wrote, and the back channel's send
+	// queue as last read and the bytes written by then (see backQueueLow).
+	backDirect int64
+	backSeen   int
+	backSeenAt int64
+	beatTimer  *time.Timer
 
 	// mu guards streams and closed, shared by the reader and the grant
 	// callbacks of large messages that waited for room.
@@ -84,6 +89,7 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wir
 		done:     make(chan struct{}),
 		streams:  make(map[uint32]*largeIn),
 		caps:     caps,
+		backSeen: -1,
 	}
 	ic.replies = newReplyWriter(ic)
 	return ic
@@ -172,8 +178,32 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 	if d := ic.t.cfg.Timeouts.Keepalive; d > 0 {
 		_ = ic.conn.SetWriteDeadline(time.Now().Add(d))
 	}
-	_, err := ic.conn.Write(ic.backBuf)
+	n, err := ic.conn.Write(ic.backBuf)
+	ic.backDirect += int64(n)
 	return err
+}
+
+// backQueueLow reports whether the back channel's socket has at most
+// limit bytes unacknowledged, as outConn.sendQueueLow does for the
+// forward direction: from a bound (the depth last read plus the bytes
+// written since, by sendBack and the reply writer) while it is within
+// limit, from the socket otherwise. The caller holds backMu.
+func (ic *inConn) backQueueLow(limit int) bool {
+	written := ic.backDirect + ic.replies.frames.written
+	if ic.backSeen >= 0 && int64(ic.backSeen)+written-ic.backSeenAt <= int64(limit) {
+		return true
+	}
+	if ic.probe == nil {
+		return false
+	}
+	n, err := ic.probe.SendQueue()
+	if err != nil {
+		return false
+	}
+	if plainTCP(ic.conn) {
+		ic.backSeen, ic.backSeenAt = n, written
+	}
+	return n <= limit
 }
 
 // renewReadDeadline gives the next read KeepaliveTimeout: an idle sender

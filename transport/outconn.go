@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"github.com/internode/internode/internal/backoff"
 	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/internal/precisetimer"
-	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -372,7 +372,7 @@ func (c *outConn) writeFromCaller() bool {
 		return false
 	}
 	limit := c.t.callerWriteLimit(c.lane)
-	if _, bytes := c.queue.pending(); bytes > limit || !sendQueueLow(c.conn.probe, limit) {
+	if _, bytes := c.queue.pending(); bytes > limit || !c.sendQueueLow(limit) {
 		return false
 	}
 	if c.askWait() > 0 {
@@ -422,15 +422,44 @@ func (t *Transport) callerWriteLimit(lane routing.Lane) int {
 	return callerWriteMax
 }
 
-// sendQueueLow reports whether the socket behind p has at most limit
-// bytes unacknowledged; false when it cannot tell (p is nil for a
-// connection without a kernel socket).
-func sendQueueLow(p *sockstat.Probe, limit int) bool {
-	if p == nil {
+// sendQueueLow reports whether the connection's socket has at most limit
+// bytes unacknowledged. It asks the socket (an ioctl) only when the bound
+// kept since it last asked — what it said then plus what was written
+// since — exceeds limit: a request every few hundred microseconds then
+// costs an ioctl every 20 or so instead of one each.
+func (c *outConn) sendQueueLow(limit int) bool {
+	lc := c.conn
+	if lc.queueSeen >= 0 && int64(lc.queueSeen)+c.frames.written-lc.queueSeenAt <= int64(limit) {
+		return true
+	}
+	if lc.probe == nil {
 		return false
 	}
-	n, err := p.SendQueue()
-	return err == nil && n <= limit
+	n, err := lc.probe.SendQueue()
+	if err != nil {
+		return false
+	}
+	lc.sawQueue(n, c.frames.written)
+	return n <= limit
+}
+
+// sawQueue records that the send queue held n bytes once written bytes
+// had been written; the bound is kept only where the bytes written are
+// the bytes queued (plainTCP).
+func (lc *liveConn) sawQueue(n int, written int64) {
+	if plainTCP(lc.Conn) {
+		lc.queueSeen, lc.queueSeenAt = n, written
+	}
+}
+
+// plainTCP reports whether the bytes written to conn are the bytes its
+// socket queues: a TCP connection, not TLS (which adds record headers).
+func plainTCP(conn net.Conn) bool {
+	if pc, ok := conn.(*prefixConn); ok {
+		conn = pc.Conn
+	}
+	_, ok := conn.(*net.TCPConn)
+	return ok
 }
 
 // flush writes what is queued: on small lanes after the coalescing wait,
@@ -508,6 +537,7 @@ func (c *outConn) measureSendQueue() {
 		return
 	}
 	if n, err := c.conn.probe.SendQueue(); err == nil {
+		c.conn.sawQueue(n, c.frames.written)
 		s.Record(n, c.frames.lastBytes)
 		c.peer.sendPeak[c.lane].Observe(int64(n))
 		c.peer.sendMax[c.lane].Observe(int64(n))

@@ -114,7 +114,7 @@ func (w *replyWriter) writeFromCaller() {
 		if !w.ic.backMu.TryLock() {
 			break
 		}
-		low := sendQueueLow(w.ic.probe, w.ic.t.callerWriteLimit(w.ic.lane))
+		low := w.ic.backQueueLow(w.ic.t.callerWriteLimit(w.ic.lane))
 		if low {
 			switch sent, err := w.writeSmallLocked(time.Now().UnixNano()); {
 			case err != nil:

@@ -277,7 +277,8 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 // probeFor returns a queue-depth probe for conn's TCP socket, or nil when
 // conn has no socket to ask. It serves the socket measurement, unless
 // that is off (Telemetry.DisableSocketMeasurement, see measuring), and
-// the writes from the caller's goroutine (sendQueueLow) either way.
+// the writes from the caller's goroutine (outConn.sendQueueLow,
+// inConn.backQueueLow) either way.
 func (t *Transport) probeFor(conn net.Conn) *sockstat.Probe {
 	for {
 		switch c := conn.(type) {

@@ -51,6 +51,9 @@ type frameWriter struct {
 	// the socket's send buffer, so the queue may be at a peak).
 	lastBytes int
 	lastSlow  bool
+	// written counts every byte written, for bounds on the socket's send
+	// queue (outConn.sendQueueLow).
+	written int64
 }
 
 // slowWrite is how long a write must take to be measured whatever the
@@ -92,6 +95,7 @@ func (fw *frameWriter) flush(dst io.Writer) error {
 	start := time.Now()
 	n, err := fw.writing.WriteTo(dst)
 	fw.lastBytes, fw.lastSlow = int(n), time.Since(start) >= slowWrite
+	fw.written += n
 	clear(vec) // no reference to payloads survives the write
 	fw.vec, fw.writing = vec[:0], nil
 	if fw.comp != nil {

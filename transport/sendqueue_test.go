@@ -1,0 +1,79 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/internal/sockstat"
+	"github.com/internode/internode/wire"
+)
+
+// TestSendQueueBoundCountsWhatWasWritten: a caller may write its own
+// message only while the socket's send queue is low, and the writer keeps
+// a bound on that queue — the depth last read plus what was written since
+// — so that it need not ask the socket every time. After a megabyte
+// written to a peer that does not read, the bound must send it back to
+// the socket, which holds that megabyte, not let the caller write into
+// the full socket.
+func TestSendQueueBoundCountsWhatWasWritten(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { // accepted sockets inherit it: a small, fixed window
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err == nil {
+			accepted <- conn // never read
+		}
+		close(accepted)
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	if far, ok := <-accepted; ok {
+		defer far.Close()
+	}
+	require.NoError(t, client.(*net.TCPConn).SetWriteBuffer(4<<20)) // the megabyte fits: the write does not wait
+	probe, err := sockstat.NewProbe(client.(*net.TCPConn))
+	require.NoError(t, err)
+
+	c := &outConn{}
+	c.conn = &liveConn{Conn: client, probe: probe, queueSeen: -1}
+	const limit = 4 << 10
+	assert.True(t, c.sendQueueLow(limit), "a new connection's queue is empty")
+
+	c.frames.reserve(1)
+	c.frames.add(wire.FrameBatch, 0, make([]byte, 1<<20))
+	require.NoError(t, c.frames.flush(client))
+	queued, err := probe.SendQueue()
+	require.NoError(t, err)
+	require.Greater(t, queued, limit, "the peer's window took at most 64 KiB of the megabyte")
+	assert.False(t, c.sendQueueLow(limit), "the bound counts the megabyte written since the queue was read")
+}
+
+// TestSendQueueBoundOnlyForPlainTCP: under TLS the socket queues more
+// bytes than were written (record headers and MACs), so no bound is kept
+// and every check asks the socket.
+func TestSendQueueBoundOnlyForPlainTCP(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	lc := &liveConn{Conn: a, queueSeen: -1}
+	lc.sawQueue(0, 0)
+	assert.Equal(t, -1, lc.queueSeen, "no bound kept for a connection that is not plain TCP")
+}

@@ -50,6 +50,15 @@ const (
 	// Both sides of this trial wait, so a long one costs little.
 	adaptiveExitSpan   = 10 * time.Millisecond
 	adaptiveExitMargin = 1.05
+	// Pinned, the early-exit trial runs again adaptiveMinRecheck after it
+	// decided (doubling, up to adaptiveMaxRecheck, each time it decides
+	// the same): one trial's rates, over a few tens of milliseconds, may
+	// mislead, and a wrong "without" would otherwise have every wait run
+	// out the window for the connection's life. A trial lasts about 80 ms
+	// of a closed loop; after a second, one in thirteen of the time at
+	// most is spent on trials, half of it in the setting not chosen.
+	adaptiveMinRecheck = time.Second
+	adaptiveMaxRecheck = 16 * time.Second
 )
 
 // adaptivePin says whether a throughput trial has fixed the window.
@@ -107,8 +116,12 @@ type Adaptive struct {
 	rate          rateMeter
 	baseRate      float64 // messages/s in the last period before a trial
 	trial         adaptiveTrial
-	trialInterval int  // writes between trials
-	sinceTrial    int  // writes since the last trial
+	trialInterval int // writes between trials
+	sinceTrial    int // writes since the last trial
+	// Pinned at MaxWindow: when the early-exit trial last decided, and
+	// how long after that it runs again.
+	exitsDecided  time.Time
+	exitsRecheck  time.Duration
 	probing       bool // the window is on trial after being zero
 	probeInterval int  // writes at window zero before the next probe
 	writesAtZero  int  // busy writes at window zero since the last probe
@@ -135,6 +148,10 @@ type adaptiveTrial struct {
 	exit      bool
 	exitPhase int        // phases measured so far; even phases have the exit
 	exitRates [2]float64 // summed messages/s with the exit [0] and without [1]
+	// recheck: an exit trial run again while pinned, whose last decision
+	// was exitsBefore.
+	recheck     bool
+	exitsBefore bool
 }
 
 // rateMeter measures messages written per second over adaptiveRateWrites
@@ -360,7 +377,15 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 		}
 		a.baseRate = rate
 		a.sinceTrial += adaptiveRateWrites
-		if a.pin == pinWait || a.sinceTrial < a.trialInterval || a.gaps.average() > a.cfg.MaxWindow {
+		if a.pin == pinWait {
+			if now.Sub(a.exitsDecided) < a.exitsRecheck || a.gaps.average() > a.cfg.MaxWindow {
+				return false
+			}
+			a.trial = adaptiveTrial{active: true, exit: true, recheck: true, exitsBefore: a.earlyExits}
+			a.earlyExits = true
+			return true
+		}
+		if a.sinceTrial < a.trialInterval || a.gaps.average() > a.cfg.MaxWindow {
 			return false
 		}
 		a.sinceTrial = 0
@@ -379,7 +404,7 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 		return true
 	}
 	if a.trial.exit {
-		return a.exitTrialStep(rate)
+		return a.exitTrialStep(now, rate)
 	}
 	longer := a.window > a.trial.saved
 	better := rate > adaptiveTrialMargin*a.baseRate
@@ -428,7 +453,7 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 // waiting pays in system calls and wake-ups, not packets), ending batches
 // at a packet's worth of bytes or at a pause in arrivals only multiplies
 // the writes, and the rate without the exits is the higher.
-func (a *Adaptive) exitTrialStep(rate float64) bool {
+func (a *Adaptive) exitTrialStep(now time.Time, rate float64) bool {
 	t := &a.trial
 	t.exitRates[t.exitPhase%2] += rate
 	t.exitPhase++
@@ -438,6 +463,12 @@ func (a *Adaptive) exitTrialStep(rate float64) bool {
 		return true
 	}
 	a.earlyExits = t.exitRates[0]*adaptiveExitMargin >= t.exitRates[1]
+	if t.recheck && a.earlyExits == t.exitsBefore {
+		a.exitsRecheck = min(2*a.exitsRecheck, adaptiveMaxRecheck)
+	} else {
+		a.exitsRecheck = adaptiveMinRecheck
+	}
+	a.exitsDecided = now
 	a.trial = adaptiveTrial{}
 	return false
 }

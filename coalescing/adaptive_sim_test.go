@@ -185,6 +185,25 @@ func TestAdaptiveLeavesZeroWhenPacketsBind(t *testing.T) {
 	assert.Greater(t, res.perSecond(l.span), 5*simulateClosedLoop(NewDisabled(), l).perSecond(l.span))
 }
 
+// Pinned at MaxWindow without its early exits where packets bind — a state
+// a misleading early-exit trial once left it in for good, every wait
+// running out the window (the veth link at 16 in flight: 0.66× Fixed) —
+// Adaptive tries the exits again a second after deciding, takes them
+// back, and in the last two of four simulated seconds writes as fast as
+// an Adaptive that kept them from the start.
+func TestAdaptiveRetriesItsEarlyExits(t *testing.T) {
+	l := closedLoopCases()["capped/16"]
+	l.span = 4 * time.Second
+	a := NewAdaptive(AdaptiveConfig{})
+	a.pin, a.earlyExits, a.window, a.probing = pinWait, false, DefaultWindow, false
+	a.exitsDecided, a.exitsRecheck = t0, adaptiveMinRecheck
+	stuck := simulateClosedLoop(a, l)
+	kept := simulateClosedLoop(NewAdaptive(AdaptiveConfig{}), l)
+	t.Logf("from the stuck state %.0f/s, from scratch %.0f/s", stuck.perSecond(l.span), kept.perSecond(l.span))
+	assert.True(t, a.earlyExits, "the exits are back")
+	assert.GreaterOrEqual(t, stuck.perSecond(l.span), 0.95*kept.perSecond(l.span))
+}
+
 // A wait ends once waiting stops bringing messages: after a burst of
 // arrivals 1 µs apart, the writer may wait 8 µs past the last one (eight
 // usual gaps), not the whole window.

@@ -119,9 +119,12 @@
 //     at least 10 ms after as many to settle. The exits stay unless the
 //     rate without them is more than 5% higher, as on loopback, where
 //     waiting pays in system calls and wake-ups and neither a packet's
-//     worth of bytes nor a pause is a reason to end a batch. The pin is
+//     worth of bytes nor a pause is a reason to end a batch. Rates over a
+//     few tens of milliseconds may mislead, so the exit trial runs again
+//     1 s after it decided, then 2, 4, up to 16 s while it keeps deciding
+//     the same (back to 1 s when it changes its mind). The pin is
 //     released when a period of waits brings fewer than MinGrowth messages
-//     each; trials no longer
+//     each; window trials no longer
 //     run from there, since a trial at zero would collapse the loop it
 //     measures. Pinned at zero, only trials run, so no state is final.
 //

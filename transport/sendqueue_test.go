@@ -21,6 +21,51 @@ import (
 // the socket, which holds that megabyte, not let the caller write into
 // the full socket.
 func TestSendQueueBoundCountsWhatWasWritten(t *testing.T) {
+	client, probe := deafSocket(t)
+	c := &outConn{}
+	c.conn = &liveConn{Conn: client, probe: probe, queueSeen: -1}
+	const limit = 4 << 10
+	assert.True(t, c.sendQueueLow(limit), "a new connection's queue is empty")
+
+	c.frames.reserve(1)
+	c.frames.add(wire.FrameBatch, 0, make([]byte, 1<<20))
+	require.NoError(t, c.frames.flush(client))
+	requireQueued(t, probe, limit)
+	assert.False(t, c.sendQueueLow(limit), "the bound counts the megabyte written since the queue was read")
+}
+
+// TestBackQueueBoundCountsWhatWasWritten is the same for a back channel,
+// where a handler may write its own answer: both its writers — the reply
+// writer's frames and sendBack's beats and grants — count.
+func TestBackQueueBoundCountsWhatWasWritten(t *testing.T) {
+	const limit = 4 << 10
+	for name, write := range map[string]func(ic *inConn) error{
+		"reply writer": func(ic *inConn) error {
+			ic.replies.frames.reserve(1)
+			ic.replies.frames.add(wire.FrameBatch, 0, make([]byte, 1<<20))
+			return ic.replies.frames.flush(ic.conn)
+		},
+		"sendBack": func(ic *inConn) error { return ic.sendBack(wire.FrameRefuse, 1, make([]byte, 1<<20)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			client, probe := deafSocket(t)
+			ic := &inConn{t: &Transport{}, conn: client, probe: probe, backSeen: -1, replies: &replyWriter{}}
+			ic.backMu.Lock()
+			defer ic.backMu.Unlock()
+			assert.True(t, ic.backQueueLow(limit), "a new connection's queue is empty")
+			ic.backMu.Unlock()
+			require.NoError(t, write(ic))
+			ic.backMu.Lock()
+			requireQueued(t, probe, limit)
+			assert.False(t, ic.backQueueLow(limit), "the bound counts the megabyte written since the queue was read")
+		})
+	}
+}
+
+// deafSocket returns the client end of a loopback TCP connection whose
+// peer never reads and keeps a 64 KiB window, with a send buffer that
+// takes a megabyte without waiting, and a probe of its socket.
+func deafSocket(t *testing.T) (net.Conn, *sockstat.Probe) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) { // accepted sockets inherit it: a small, fixed window
@@ -44,26 +89,22 @@ func TestSendQueueBoundCountsWhatWasWritten(t *testing.T) {
 	}()
 	client, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
-	defer client.Close()
+	t.Cleanup(func() { client.Close() })
 	if far, ok := <-accepted; ok {
-		defer far.Close()
+		t.Cleanup(func() { far.Close() })
 	}
-	require.NoError(t, client.(*net.TCPConn).SetWriteBuffer(4<<20)) // the megabyte fits: the write does not wait
+	require.NoError(t, client.(*net.TCPConn).SetWriteBuffer(4<<20))
 	probe, err := sockstat.NewProbe(client.(*net.TCPConn))
 	require.NoError(t, err)
+	return client, probe
+}
 
-	c := &outConn{}
-	c.conn = &liveConn{Conn: client, probe: probe, queueSeen: -1}
-	const limit = 4 << 10
-	assert.True(t, c.sendQueueLow(limit), "a new connection's queue is empty")
-
-	c.frames.reserve(1)
-	c.frames.add(wire.FrameBatch, 0, make([]byte, 1<<20))
-	require.NoError(t, c.frames.flush(client))
+// requireQueued checks that the socket holds more than limit bytes.
+func requireQueued(t *testing.T, probe *sockstat.Probe, limit int) {
+	t.Helper()
 	queued, err := probe.SendQueue()
 	require.NoError(t, err)
 	require.Greater(t, queued, limit, "the peer's window took at most 64 KiB of the megabyte")
-	assert.False(t, c.sendQueueLow(limit), "the bound counts the megabyte written since the queue was read")
 }
 
 // TestSendQueueBoundOnlyForPlainTCP: under TLS the socket queues more

@@ -148,13 +148,9 @@ type liveConn struct {
 	// sendSampler picks the writes after which probe is read; the
 	// writer's.
 	sendSampler sockstat.Sampler
-	// The writer's: the send queue SIOCOUTQ last reported (-1: none yet,
-	// or the connection's bytes on the wire are not those written, as
-	// under TLS) and the writer's frames.written then. The queue now is
-	// at most that plus what was written since: acknowledgements only
-	// shrink it.
-	queueSeen   int
-	queueSeenAt int64
+	// sendBound bounds the socket's send queue, against the writer's
+	// frames.written; the writer's.
+	sendBound queueBound
 }
 
 // kill marks the connection dead, with why, and closes it.
@@ -252,7 +248,7 @@ func (c *outConn) dial() (*liveConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, probe: c.t.probeFor(nc), queueSeen: -1}
+	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, probe: c.t.probeFor(nc), sendBound: newQueueBound()}
 	lc.heard.Store(time.Now().UnixNano())
 	return lc, nil
 }

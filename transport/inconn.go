@@ -49,11 +49,10 @@ type inConn struct {
 
 	backMu  sync.Mutex // serialises back-channel writes
 	backBuf []byte
-	// Under backMu: the bytes sendBack wrote, and the back channel's send
-	// queue as last read and the bytes written by then (see backQueueLow).
+	// Under backMu: the bytes sendBack wrote, and a bound on the back
+	// channel's send queue (see backQueueLow).
 	backDirect int64
-	backSeen   int
-	backSeenAt int64
+	backBound  queueBound
 	beatTimer  *time.Timer
 
 	// mu guards streams and closed, shared by the reader and the grant
@@ -76,20 +75,20 @@ const readBufferSize = 1 << 10
 
 func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wire.Capabilities) *inConn {
 	ic := &inConn{
-		t:        t,
-		id:       t.nextConnID.Add(1),
-		peer:     p,
-		from:     p.id,
-		lane:     lane,
-		counters: &p.inbound[lane],
-		conn:     conn,
-		src:      bufio.NewReaderSize(conn, readBufferSize),
-		probe:    t.probeFor(conn),
-		account:  p.inAccount.Child(t.limitsIn.Load().forLane(lane), true),
-		done:     make(chan struct{}),
-		streams:  make(map[uint32]*largeIn),
-		caps:     caps,
-		backSeen: -1,
+		t:         t,
+		id:        t.nextConnID.Add(1),
+		peer:      p,
+		from:      p.id,
+		lane:      lane,
+		counters:  &p.inbound[lane],
+		conn:      conn,
+		src:       bufio.NewReaderSize(conn, readBufferSize),
+		probe:     t.probeFor(conn),
+		account:   p.inAccount.Child(t.limitsIn.Load().forLane(lane), true),
+		done:      make(chan struct{}),
+		streams:   make(map[uint32]*largeIn),
+		caps:      caps,
+		backBound: newQueueBound(),
 	}
 	ic.replies = newReplyWriter(ic)
 	return ic
@@ -184,26 +183,10 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 }
 
 // backQueueLow reports whether the back channel's socket has at most
-// limit bytes unacknowledged, as outConn.sendQueueLow does for the
-// forward direction: from a bound (the depth last read plus the bytes
-// written since, by sendBack and the reply writer) while it is within
-// limit, from the socket otherwise. The caller holds backMu.
+// limit bytes unacknowledged (see queueBound), counting what both its
+// writers wrote: sendBack and the reply writer. The caller holds backMu.
 func (ic *inConn) backQueueLow(limit int) bool {
-	written := ic.backDirect + ic.replies.frames.written
-	if ic.backSeen >= 0 && int64(ic.backSeen)+written-ic.backSeenAt <= int64(limit) {
-		return true
-	}
-	if ic.probe == nil {
-		return false
-	}
-	n, err := ic.probe.SendQueue()
-	if err != nil {
-		return false
-	}
-	if plainTCP(ic.conn) {
-		ic.backSeen, ic.backSeenAt = n, written
-	}
-	return n <= limit
+	return ic.backBound.low(limit, ic.backDirect+ic.replies.frames.written, ic.probe, ic.conn)
 }
 
 // renewReadDeadline gives the next read KeepaliveTimeout: an idle sender

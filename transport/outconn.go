@@ -14,6 +14,7 @@ import (
 	"github.com/internode/internode/internal/backoff"
 	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/internal/precisetimer"
+	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -423,32 +424,47 @@ func (t *Transport) callerWriteLimit(lane routing.Lane) int {
 }
 
 // sendQueueLow reports whether the connection's socket has at most limit
-// bytes unacknowledged. It asks the socket (an ioctl) only when the bound
-// kept since it last asked — what it said then plus what was written
-// since — exceeds limit: a request every few hundred microseconds then
-// costs an ioctl every 20 or so instead of one each.
+// bytes unacknowledged (see queueBound).
 func (c *outConn) sendQueueLow(limit int) bool {
-	lc := c.conn
-	if lc.queueSeen >= 0 && int64(lc.queueSeen)+c.frames.written-lc.queueSeenAt <= int64(limit) {
+	return c.conn.sendBound.low(limit, c.frames.written, c.conn.probe, c.conn.Conn)
+}
+
+// queueBound keeps a bound on a socket's send queue, so that a caller
+// about to write need not ask the socket (an ioctl) every time: the depth
+// SIOCOUTQ last reported plus the bytes written since, as acknowledgements
+// only shrink the queue. It is kept only where the bytes written are the
+// bytes queued (plainTCP). A request every few hundred microseconds then
+// costs an ioctl every 20 or so instead of one each.
+type queueBound struct {
+	seen   int   // the depth last read; -1: none yet
+	seenAt int64 // the bytes written by then
+}
+
+func newQueueBound() queueBound { return queueBound{seen: -1} }
+
+// low reports whether the queue holds at most limit bytes, written bytes
+// having been written to conn in all: from the bound while it is within
+// limit, from probe otherwise (false when there is none to ask).
+func (b *queueBound) low(limit int, written int64, probe *sockstat.Probe, conn net.Conn) bool {
+	if b.seen >= 0 && int64(b.seen)+written-b.seenAt <= int64(limit) {
 		return true
 	}
-	if lc.probe == nil {
+	if probe == nil {
 		return false
 	}
-	n, err := lc.probe.SendQueue()
+	n, err := probe.SendQueue()
 	if err != nil {
 		return false
 	}
-	lc.sawQueue(n, c.frames.written)
+	b.saw(n, written, conn)
 	return n <= limit
 }
 
-// sawQueue records that the send queue held n bytes once written bytes
-// had been written; the bound is kept only where the bytes written are
-// the bytes queued (plainTCP).
-func (lc *liveConn) sawQueue(n int, written int64) {
-	if plainTCP(lc.Conn) {
-		lc.queueSeen, lc.queueSeenAt = n, written
+// saw records that the queue held n bytes once written bytes had been
+// written to conn.
+func (b *queueBound) saw(n int, written int64, conn net.Conn) {
+	if plainTCP(conn) {
+		b.seen, b.seenAt = n, written
 	}
 }
 
@@ -537,7 +553,7 @@ func (c *outConn) measureSendQueue() {
 		return
 	}
 	if n, err := c.conn.probe.SendQueue(); err == nil {
-		c.conn.sawQueue(n, c.frames.written)
+		c.conn.sendBound.saw(n, c.frames.written, c.conn.Conn)
 		s.Record(n, c.frames.lastBytes)
 		c.peer.sendPeak[c.lane].Observe(int64(n))
 		c.peer.sendMax[c.lane].Observe(int64(n))

@@ -25,7 +25,7 @@ import (
 func TestSendQueueBoundCountsWhatWasWritten(t *testing.T) {
 	client, probe := deafSocket(t)
 	c := &outConn{}
-	c.conn = &liveConn{Conn: client, probe: probe, queueSeen: -1}
+	c.conn = &liveConn{Conn: client, probe: probe, sendBound: newQueueBound()}
 	const limit = 4 << 10
 	assert.True(t, c.sendQueueLow(limit), "a new connection's queue is empty")
 
@@ -51,7 +51,7 @@ func TestBackQueueBoundCountsWhatWasWritten(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			client, probe := deafSocket(t)
-			ic := &inConn{t: &Transport{}, conn: client, probe: probe, backSeen: -1, replies: &replyWriter{}}
+			ic := &inConn{t: &Transport{}, conn: client, probe: probe, backBound: newQueueBound(), replies: &replyWriter{}}
 			ic.backMu.Lock()
 			defer ic.backMu.Unlock()
 			assert.True(t, ic.backQueueLow(limit), "a new connection's queue is empty")
@@ -113,10 +113,10 @@ func requireQueued(t *testing.T, probe *sockstat.Probe, limit int) {
 // bytes than were written (record headers and MACs), so no bound is kept
 // and every check asks the socket.
 func TestSendQueueBoundOnlyForPlainTCP(t *testing.T) {
-	a, b := net.Pipe()
+	a, z := net.Pipe()
 	defer a.Close()
-	defer b.Close()
-	lc := &liveConn{Conn: a, queueSeen: -1}
-	lc.sawQueue(0, 0)
-	assert.Equal(t, -1, lc.queueSeen, "no bound kept for a connection that is not plain TCP")
+	defer z.Close()
+	b := newQueueBound()
+	b.saw(0, 0, a)
+	assert.Equal(t, -1, b.seen, "no bound kept for a connection that is not plain TCP")
 }

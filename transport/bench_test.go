@@ -144,7 +144,7 @@ func BenchmarkRequestSparse(b *testing.B) {
 	payload := make([]byte, 128)
 	ctx := context.Background()
 	b.ReportAllocs()
-	var took []time.Duration
+	took := make([]time.Duration, 0, 1<<14) // before the loop: its growth is not the benchmark's
 	for b.Loop() {
 		time.Sleep(500 * time.Microsecond)
 		start := time.Now()

@@ -227,8 +227,9 @@ type TelemetryConfig struct {
 	// (an ioctl after a sampled write or frame read: every one while a
 	// queue builds up or a write is slow, otherwise one in 16 or per 16 KiB;
 	// see internal/sockstat.Sampler). A message written by its own
-	// goroutine to a quiet lane (ConnStats.CallerWrites) still asks the
-	// socket's send queue first, measuring or not.
+	// goroutine to a quiet lane (ConnStats.CallerWrites) still reads the
+	// socket's send queue first, measuring or not, whenever a bound kept
+	// from the last reading and the bytes written since does not settle it.
 	DisableSocketMeasurement bool
 	// Logger receives connection events and refusals (those rate
 	// limited). Default slog.Default().

@@ -8,16 +8,13 @@ import (
 func TestClockFollowsTimeNow(t *testing.T) {
 	var c clock
 	for range 1000 {
-		before := time.Now()
-		got := c.now()
-		after := time.Now()
-		// Wall readings may differ from time.Now's by the clock's
-		// adjustment within a second; the monotonic ones must be ordered.
-		if got.Before(before) || got.After(after) {
-			t.Fatalf("clock %v outside [%v, %v]", got, before, after)
-		}
-		if d := got.UnixNano() - before.UnixNano(); d < -int64(time.Millisecond) || d > int64(time.Second) {
-			t.Fatalf("wall time off by %v", time.Duration(d))
+		before := time.Now().UnixNano()
+		got := c.unixNano()
+		after := time.Now().UnixNano()
+		// Readings may differ from time.Now's by the clock's adjustment
+		// within a second, far less than a millisecond.
+		if slack := int64(time.Millisecond); got < before-slack || got > after+slack {
+			t.Fatalf("clock %d outside [%d, %d]", got, before, after)
 		}
 	}
 }
@@ -25,6 +22,6 @@ func TestClockFollowsTimeNow(t *testing.T) {
 func BenchmarkClock(b *testing.B) {
 	var c clock
 	for b.Loop() {
-		_ = c.now()
+		_ = c.unixNano()
 	}
 }

@@ -213,9 +213,7 @@ func forEachMessage(frame []byte, maxPayload uint32, fn func(h *wire.Header, pay
 	// and this way it costs one allocation a frame, not one a message.
 	var h wire.Header
 	for off := 0; off < len(frame); {
-		var n int
-		var err error
-		h, n, err = wire.DecodeHeader(frame[off:], maxPayload)
+		n, err := h.Decode(frame[off:], maxPayload)
 		if err != nil {
 			return err
 		}

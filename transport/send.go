@@ -135,10 +135,10 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 // and PayloadLength are filled in here, and the writer sets the TTL again
 // as it writes the message.
 func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, expiresAt int64, payload []byte, wait bool) error {
-	now := t.clock.now()
-	h.CreatedAt, h.PayloadLength = now.UnixNano()+int64(t.clock.skew), uint32(len(payload))
+	now := t.clock.unixNano()
+	h.CreatedAt, h.PayloadLength = now+int64(t.clock.skew), uint32(len(payload))
 	if expiresAt != 0 {
-		h.TTL = max(expiresAt-now.UnixNano(), 1)
+		h.TTL = max(expiresAt-now, 1)
 	}
 	err := ctx.Err()
 	if err == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
@@ -146,7 +146,7 @@ func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, exp
 	}
 	var stack [64]byte
 	header := wire.AppendHeader(stack[:0], h)
-	it := outItem{id: h.ID, verb: h.Verb, expiresAt: expiresAt, enqueuedAt: now.UnixNano(),
+	it := outItem{id: h.ID, verb: h.Verb, expiresAt: expiresAt, enqueuedAt: now,
 		isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
 	if err == nil {
 		// A call through the interface would make header escape, and

@@ -155,6 +155,14 @@ func (h *Header) flags() MessageFlags {
 }
 
 func checkFlags(f MessageFlags) error {
+	kinds := f & (FlagExpectsResponse | FlagResponse | FlagCancel)
+	if f&^knownFlags == 0 && kinds&(kinds-1) == 0 && (f&FlagFailure == 0 || f&FlagResponse != 0) {
+		return nil
+	}
+	return flagsError(f)
+}
+
+func flagsError(f MessageFlags) error {
 	if f&^knownFlags != 0 {
 		return fmt.Errorf("%w: unknown message flags %#x", ErrMalformed, uint8(f))
 	}
@@ -178,71 +186,90 @@ func checkFlags(f MessageFlags) error {
 // length above maxPayload.
 func DecodeHeader(b []byte, maxPayload uint32) (Header, int, error) {
 	var h Header
+	n, err := h.Decode(b, maxPayload)
+	return h, n, err
+}
+
+// Decode is DecodeHeader into h, which a reader can keep for every message
+// of a batch: it returns the number of bytes the header took, and leaves h
+// zero on an error.
+func (h *Header) Decode(b []byte, maxPayload uint32) (int, error) {
+	n, err := h.decode(b, maxPayload)
+	if err != nil {
+		*h = Header{}
+		return 0, err
+	}
+	return n, nil
+}
+
+func (h *Header) decode(b []byte, maxPayload uint32) (int, error) {
 	if len(b) < 1 {
-		return Header{}, 0, ErrTruncated
+		return 0, ErrTruncated
 	}
 	h.Flags = MessageFlags(b[0])
 	if err := checkFlags(h.Flags); err != nil {
-		return Header{}, 0, err
+		return 0, err
 	}
 	n := 1
 	var err error
 	if h.ID, n, err = uvarint(b, n); err != nil {
-		return Header{}, 0, err
+		return 0, err
 	}
 	var verb uint64
 	if verb, n, err = uvarint(b, n); err != nil {
-		return Header{}, 0, err
+		return 0, err
 	}
 	if verb > 1<<32-1 {
-		return Header{}, 0, fmt.Errorf("%w: verb %d out of range", ErrMalformed, verb)
+		return 0, fmt.Errorf("%w: verb %d out of range", ErrMalformed, verb)
 	}
 	h.Verb = uint32(verb)
 	if len(b) < n+8 {
-		return Header{}, 0, ErrTruncated
+		return 0, ErrTruncated
 	}
 	h.CreatedAt = int64(binary.BigEndian.Uint64(b[n:]))
 	n += 8
+	h.TTL = 0
 	if h.Flags&FlagTTL != 0 {
 		if len(b) < n+8 {
-			return Header{}, 0, ErrTruncated
+			return 0, ErrTruncated
 		}
 		ttl := binary.BigEndian.Uint64(b[n:])
 		if ttl == 0 || ttl > MaxTTL {
-			return Header{}, 0, fmt.Errorf("%w: time to live %d ns out of range", ErrMalformed, ttl)
+			return 0, fmt.Errorf("%w: time to live %d ns out of range", ErrMalformed, ttl)
 		}
 		h.TTL = int64(ttl)
 		n += 8
 	}
+	h.Params = nil
 	if h.Flags&FlagParams != 0 {
 		var plen uint64
 		if plen, n, err = uvarint(b, n); err != nil {
-			return Header{}, 0, err
+			return 0, err
 		}
 		if plen == 0 || plen > MaxParamsSize {
-			return Header{}, 0, fmt.Errorf("%w: parameter block of %d bytes", ErrMalformed, plen)
+			return 0, fmt.Errorf("%w: parameter block of %d bytes", ErrMalformed, plen)
 		}
 		if uint64(len(b)-n) < plen {
-			return Header{}, 0, ErrTruncated
+			return 0, ErrTruncated
 		}
 		h.Params = b[n : n+int(plen) : n+int(plen)]
 		if err := checkParams(h.Params); err != nil {
-			return Header{}, 0, err
+			return 0, err
 		}
 		n += int(plen)
 	}
 	var plen uint64
 	if plen, n, err = uvarint(b, n); err != nil {
-		return Header{}, 0, err
+		return 0, err
 	}
 	if plen > uint64(maxPayload) {
-		return Header{}, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, plen, maxPayload)
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, plen, maxPayload)
 	}
 	if plen != 0 && h.Flags&FlagCancel != 0 {
-		return Header{}, 0, fmt.Errorf("%w: a cancel with a payload", ErrMalformed)
+		return 0, fmt.Errorf("%w: a cancel with a payload", ErrMalformed)
 	}
 	h.PayloadLength = uint32(plen)
-	return h, n, nil
+	return n, nil
 }
 
 // SetTTL rewrites, in place, the time to live of the encoded header at the
@@ -276,7 +303,14 @@ func SetTTL(b []byte, ttl int64) error {
 // the offset after it. A longer encoding than needed (a final byte of 0x00)
 // is malformed: it keeps every encoding unique and every header within
 // MaxHeaderSize.
-func uvarint(b []byte, off int) (uint64, int, error) {
+func uvarint(b []byte, off int) (v uint64, next int, err error) {
+	if uint(off) < uint(len(b)) && b[off] < 0x80 { // one byte: most verbs and lengths
+		return uint64(b[off]), off + 1, nil
+	}
+	return uvarintLong(b, off)
+}
+
+func uvarintLong(b []byte, off int) (uint64, int, error) {
 	v, k := binary.Uvarint(b[off:])
 	switch {
 	case k == 0:

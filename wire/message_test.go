@@ -75,6 +75,31 @@ func TestHeaderGoldenBytes(t *testing.T) {
 	}
 }
 
+// TestHeaderDecodeReusesItsHeader decodes headers one after another into
+// one Header, as a reader does for a batch: nothing of a header with a time
+// to live and parameters may stay behind in the next one, and an error
+// leaves the Header zero.
+func TestHeaderDecodeReusesItsHeader(t *testing.T) {
+	headers := []Header{
+		{Flags: FlagExpectsResponse | FlagParams | FlagTTL, ID: 300, Verb: 7, CreatedAt: 9, TTL: 1000,
+			Params: AppendParam(nil, "k", []byte("v")), PayloadLength: 5},
+		{ID: 1, Verb: 2, CreatedAt: 3, PayloadLength: 4},
+		{Flags: FlagResponse | FlagFailure, ID: math.MaxUint64, Verb: math.MaxUint32, CreatedAt: -1, PayloadLength: 200},
+		{Flags: FlagCancel, ID: 5, Verb: 2, CreatedAt: 8},
+	}
+	var h Header
+	for _, want := range headers {
+		enc := AppendHeader(nil, &want)
+		n, err := h.Decode(enc, math.MaxUint32)
+		require.NoError(t, err)
+		assert.Equal(t, len(enc), n)
+		assert.Equal(t, want, h)
+	}
+	_, err := h.Decode(unhex(t, "40"), math.MaxUint32) // an unknown flag
+	require.ErrorIs(t, err, ErrMalformed)
+	assert.Equal(t, Header{}, h)
+}
+
 func TestHeaderRoundTrip(t *testing.T) {
 	params := AppendParam(AppendParam(nil, "traceparent", []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")), "tracestate", []byte("congo=t61rcWkgMzE"))
 	fullParams := bytes.Repeat([]byte{0}, MaxParamsSize) // 2048 pairs of empty key and value
@@ -507,4 +532,16 @@ func FuzzParams(f *testing.F) {
 			require.Equal(t, b, dec.Params)
 		}
 	})
+}
+
+// BenchmarkDecodeHeader decodes the header of a small one-way message, as
+// a reader does for every message of a batch.
+func BenchmarkDecodeHeader(b *testing.B) {
+	enc := AppendHeader(nil, &Header{ID: 1 << 20, Verb: 7, CreatedAt: 1_700_000_000_000_000_000, PayloadLength: 128})
+	for b.Loop() {
+		h, n, err := DecodeHeader(enc, 1<<20)
+		if err != nil || n != len(enc) || h.PayloadLength != 128 {
+			b.Fatal(h, n, err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,7 @@ import (
 // dead and wakes the writer.
 func (c *outConn) readBack(conn *liveConn) {
 	defer c.t.wg.Done()
-	rx := &responseReader{c: c, conn: conn, large: make(map[uint32]*largeResponse)}
+	rx := newResponseReader(c, conn)
 	why := rx.read()
 	rx.abandonAll()
 	conn.kill(why)
@@ -35,12 +36,19 @@ func (c *outConn) readBack(conn *liveConn) {
 // capacity or within one connection's limit beyond it (take): otherwise it
 // is refused and its call fails with ErrOverloaded.
 type responseReader struct {
-	c     *outConn
-	conn  *liveConn
+	c    *outConn
+	conn *liveConn
+	// src reads conn: a frame's header and a small payload come in one
+	// read.
+	src   *bufio.Reader
 	large map[uint32]*largeResponse // large responses begun, by stream
 	// overdrawn is what the large responses in large hold beyond the
 	// peer's inbound capacity.
 	overdrawn int64
+}
+
+func newResponseReader(c *outConn, conn *liveConn) *responseReader {
+	return &responseReader{c: c, conn: conn, src: bufio.NewReaderSize(conn, readBufferSize), large: make(map[uint32]*largeResponse)}
 }
 
 // largeResponse is a large response arriving in parts, its room granted.
@@ -61,7 +69,7 @@ func (rx *responseReader) read() string {
 		if timeout > 0 {
 			_ = conn.SetReadDeadline(time.Now().Add(timeout))
 		}
-		if _, err := io.ReadFull(conn, hdr); err != nil {
+		if _, err := io.ReadFull(rx.src, hdr); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				return fmt.Sprintf("peer silent for %v", timeout)
@@ -142,7 +150,7 @@ func (rx *responseReader) frame(fh wire.FrameHeader) error {
 
 // readPayload reads and verifies a frame's payload into dst.
 func (rx *responseReader) readPayload(fh wire.FrameHeader, dst []byte) error {
-	return readFramePayload(rx.conn, fh, dst)
+	return readFramePayload(rx.src, fh, dst)
 }
 
 // readFailure reads a frame whose payload is a Failure.

@@ -36,7 +36,7 @@ func newBackRig(t *testing.T, lane routing.Lane, tweak func(*Config)) *backRig {
 	conn := &liveConn{Conn: pc.Conn, serial: backSerial}
 	r.tr.wg.Add(1)
 	go func() {
-		rx := &responseReader{c: r.c, conn: conn, large: make(map[uint32]*largeResponse)}
+		rx := newResponseReader(r.c, conn)
 		why := rx.read()
 		rx.abandonAll()
 		conn.Close()

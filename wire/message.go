@@ -155,14 +155,6 @@ func (h *Header) flags() MessageFlags {
 }
 
 func checkFlags(f MessageFlags) error {
-	kinds := f & (FlagExpectsResponse | FlagResponse | FlagCancel)
-	if f&^knownFlags == 0 && kinds&(kinds-1) == 0 && (f&FlagFailure == 0 || f&FlagResponse != 0) {
-		return nil
-	}
-	return flagsError(f)
-}
-
-func flagsError(f MessageFlags) error {
 	if f&^knownFlags != 0 {
 		return fmt.Errorf("%w: unknown message flags %#x", ErrMalformed, uint8(f))
 	}
@@ -303,7 +295,7 @@ func SetTTL(b []byte, ttl int64) error {
 // the offset after it. A longer encoding than needed (a final byte of 0x00)
 // is malformed: it keeps every encoding unique and every header within
 // MaxHeaderSize.
-func uvarint(b []byte, off int) (v uint64, next int, err error) {
+func uvarint(b []byte, off int) (uint64, int, error) {
 	if uint(off) < uint(len(b)) && b[off] < 0x80 { // one byte: most verbs and lengths
 		return uint64(b[off]), off + 1, nil
 	}

@@ -534,8 +534,8 @@ func FuzzParams(f *testing.F) {
 	})
 }
 
-// BenchmarkDecodeHeader decodes the header of a small one-way message, as
-// a reader does for every message of a batch.
+// BenchmarkDecodeHeader decodes the header of a small one-way message (a
+// reader decodes one for every message of a batch, with Header.Decode).
 func BenchmarkDecodeHeader(b *testing.B) {
 	enc := AppendHeader(nil, &Header{ID: 1 << 20, Verb: 7, CreatedAt: 1_700_000_000_000_000_000, PayloadLength: 128})
 	for b.Loop() {

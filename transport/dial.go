@@ -248,7 +248,7 @@ func (c *outConn) dial() (*liveConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, probe: c.t.probeFor(nc), sendBound: newQueueBound()}
+	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, probe: c.t.probeFor(nc), sendBound: newQueueBound(nc)}
 	lc.heard.Store(time.Now().UnixNano())
 	return lc, nil
 }

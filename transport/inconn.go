@@ -88,7 +88,7 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wir
 		done:      make(chan struct{}),
 		streams:   make(map[uint32]*largeIn),
 		caps:      caps,
-		backBound: newQueueBound(),
+		backBound: newQueueBound(conn),
 	}
 	ic.replies = newReplyWriter(ic)
 	return ic
@@ -186,7 +186,7 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 // limit bytes unacknowledged (see queueBound), counting what both its
 // writers wrote: sendBack and the reply writer. The caller holds backMu.
 func (ic *inConn) backQueueLow(limit int) bool {
-	return ic.backBound.low(limit, ic.backDirect+ic.replies.frames.written, ic.probe, ic.conn)
+	return ic.backBound.low(limit, ic.backDirect+ic.replies.frames.written, ic.probe)
 }
 
 // renewReadDeadline gives the next read KeepaliveTimeout: an idle sender

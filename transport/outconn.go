@@ -426,7 +426,7 @@ func (t *Transport) callerWriteLimit(lane routing.Lane) int {
 // sendQueueLow reports whether the connection's socket has at most limit
 // bytes unacknowledged (see queueBound).
 func (c *outConn) sendQueueLow(limit int) bool {
-	return c.conn.sendBound.low(limit, c.frames.written, c.conn.probe, c.conn.Conn)
+	return c.conn.sendBound.low(limit, c.frames.written, c.conn.probe)
 }
 
 // queueBound keeps a bound on a socket's send queue, so that a caller
@@ -438,14 +438,16 @@ func (c *outConn) sendQueueLow(limit int) bool {
 type queueBound struct {
 	seen   int   // the depth last read; -1: none yet
 	seenAt int64 // the bytes written by then
+	plain  bool  // the socket queues the bytes written (plainTCP)
 }
 
-func newQueueBound() queueBound { return queueBound{seen: -1} }
+// newQueueBound returns the bound of conn's send queue.
+func newQueueBound(conn net.Conn) queueBound { return queueBound{seen: -1, plain: plainTCP(conn)} }
 
 // low reports whether the queue holds at most limit bytes, written bytes
-// having been written to conn in all: from the bound while it is within
-// limit, from probe otherwise (false when there is none to ask).
-func (b *queueBound) low(limit int, written int64, probe *sockstat.Probe, conn net.Conn) bool {
+// having been written in all: from the bound while it is within limit,
+// from probe otherwise (false when there is none to ask).
+func (b *queueBound) low(limit int, written int64, probe *sockstat.Probe) bool {
 	if b.seen >= 0 && int64(b.seen)+written-b.seenAt <= int64(limit) {
 		return true
 	}
@@ -456,14 +458,14 @@ func (b *queueBound) low(limit int, written int64, probe *sockstat.Probe, conn n
 	if err != nil {
 		return false
 	}
-	b.saw(n, written, conn)
+	b.saw(n, written)
 	return n <= limit
 }
 
 // saw records that the queue held n bytes once written bytes had been
-// written to conn.
-func (b *queueBound) saw(n int, written int64, conn net.Conn) {
-	if plainTCP(conn) {
+// written.
+func (b *queueBound) saw(n int, written int64) {
+	if b.plain {
 		b.seen, b.seenAt = n, written
 	}
 }
@@ -553,7 +555,7 @@ func (c *outConn) measureSendQueue() {
 		return
 	}
 	if n, err := c.conn.probe.SendQueue(); err == nil {
-		c.conn.sendBound.saw(n, c.frames.written, c.conn.Conn)
+		c.conn.sendBound.saw(n, c.frames.written)
 		s.Record(n, c.frames.lastBytes)
 		c.peer.sendPeak[c.lane].Observe(int64(n))
 		c.peer.sendMax[c.lane].Observe(int64(n))

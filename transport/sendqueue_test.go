@@ -25,7 +25,7 @@ import (
 func TestSendQueueBoundCountsWhatWasWritten(t *testing.T) {
 	client, probe := deafSocket(t)
 	c := &outConn{}
-	c.conn = &liveConn{Conn: client, probe: probe, sendBound: newQueueBound()}
+	c.conn = &liveConn{Conn: client, probe: probe, sendBound: newQueueBound(client)}
 	const limit = 4 << 10
 	assert.True(t, c.sendQueueLow(limit), "a new connection's queue is empty")
 
@@ -51,7 +51,7 @@ func TestBackQueueBoundCountsWhatWasWritten(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			client, probe := deafSocket(t)
-			ic := &inConn{t: &Transport{}, conn: client, probe: probe, backBound: newQueueBound(), replies: &replyWriter{}}
+			ic := &inConn{t: &Transport{}, conn: client, probe: probe, backBound: newQueueBound(client), replies: &replyWriter{}}
 			ic.backMu.Lock()
 			defer ic.backMu.Unlock()
 			assert.True(t, ic.backQueueLow(limit), "a new connection's queue is empty")
@@ -116,7 +116,7 @@ func TestSendQueueBoundOnlyForPlainTCP(t *testing.T) {
 	a, z := net.Pipe()
 	defer a.Close()
 	defer z.Close()
-	b := newQueueBound()
-	b.saw(0, 0, a)
+	b := newQueueBound(a)
+	b.saw(0, 0)
 	assert.Equal(t, -1, b.seen, "no bound kept for a connection that is not plain TCP")
 }

@@ -65,6 +65,7 @@ type linkResult struct {
 	RequestedAvg float64 // µs per waited write
 	ObservedAvg  float64 // µs per waited write
 	Messages     uint64  // messages written (MsgsPerWrite = Messages/Writes)
+	Bytes        uint64  // their encoded bytes, frame headers not counted
 	WindowUs     float64 // the window at the end (Adaptive's tuned one)
 	EarlyFlushes uint64
 	Growths      uint64 // window moves (Adaptive)
@@ -425,7 +426,7 @@ func runLinkSender(cell linkCell) (linkResult, error) {
 		for _, c := range node.Stats().Conns {
 			if c.Lane == routing.Small {
 				s := c.Coalescing
-				res.Writes, res.Waited, res.Messages = s.Writes, s.Waited, s.Messages
+				res.Writes, res.Waited, res.Messages, res.Bytes = s.Writes, s.Waited, s.Messages, s.Bytes
 				res.WindowUs = float64(s.Window.Microseconds())
 				res.EarlyFlushes, res.Growths, res.Shrinks = s.EarlyFlushes, s.WindowGrowths, s.WindowShrinks
 				if s.Waited > 0 {

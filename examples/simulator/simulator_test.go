@@ -455,8 +455,6 @@ func TestHTMLReportInChromium(t *testing.T) {
 	}
 }
 
-// layoutCheck runs in the browser at the end of a copy of the report and
-// leaves what it measured, as base64 JSON, in the body's data-layout.
 // A browser killed by a signal of its own counts as crashed; one that
 // fails, or that the test's timeout kills, does not.
 func TestCrashedTellsACrashFromAFailure(t *testing.T) {
@@ -487,6 +485,8 @@ func crashed(err error) bool {
 	return ok && ws.Signaled() && ws.Signal() != syscall.SIGKILL
 }
 
+// layoutCheck runs in the browser at the end of a copy of the report and
+// leaves what it measured, as base64 JSON, in the body's data-layout.
 const layoutCheck = `(function () {
   const out = {Charts: [], Overflow: [], Split: [], Overlaps: []};
   const body = document.body, style = getComputedStyle(body), box = body.getBoundingClientRect();

@@ -20,6 +20,9 @@ type largeIn struct {
 	waiter   *limit.Waiter // while it waits for room
 	payload  []byte        // from bufpool, allocated at its first part
 	got      int
+	// parted is set once a part of it began to arrive: its sender wrote
+	// some of its payload, so the sender no longer sends it again.
+	parted bool
 	// streamed is set when a ReaderHandler takes the message as it
 	// arrives: parts go to pipe (nil once the handler stopped reading).
 	streamed bool
@@ -200,7 +203,15 @@ func (ic *inConn) abandon(m *largeIn, reason Reason) {
 	granted, w := m.granted, m.waiter
 	m.waiter = nil
 	ic.mu.Unlock()
-	if m.streamed && granted {
+	switch {
+	case m.streamed && granted:
+		reason = 0 // received when its handler took it; the handler reads the error
+	case reason == ReasonConnectionReset && !m.parted:
+		// Its connection ended before any part of it came: it is its
+		// sender's to count. A sender that wrote none of its payload sends
+		// it again on its next connection (a message waiting for its grant
+		// never has); one that did counts it lost. Counted here too, it
+		// would end twice: dropped here, delivered later.
 		reason = 0
 	}
 	if w != nil && !w.Cancel() {
@@ -234,6 +245,7 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 	case m.got+int(fh.Length) > int(m.header.PayloadLength):
 		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
 	}
+	m.parted = true
 	if m.streamed {
 		buf := bufpool.Get(int(fh.Length))
 		err := ic.readPayload(fh, buf)

@@ -62,7 +62,9 @@ type ConnStats struct {
 	HandlerErrors uint64
 	// DroppedInbound counts received messages that never reached a
 	// handler, by reason: each arriving message is counted once, in
-	// MessagesReceived or here.
+	// MessagesReceived or here. A large message whose connection ended
+	// before any part of it came is not counted: its sender sends it
+	// again on its next connection, or counts it in Dropped.
 	DroppedInbound [NumReasons]uint64
 	// Throttled counts the waits for inbound capacity (OverloadPause): a
 	// reader that stopped reading, or a large message whose grant waited

@@ -196,8 +196,9 @@ func (ic *inConn) forget(stream uint32) {
 
 // abandon gives back what an unfinished large message holds; a non-zero
 // reason counts it as dropped with that reason, unless it is streamed and
-// its handler started: it was received then, and its handler reads the
-// error instead.
+// its handler started (it was received then, and its handler reads the
+// error instead) or its connection ended before any part of it came (its
+// sender counts it, or sends it again).
 func (ic *inConn) abandon(m *largeIn, reason Reason) {
 	ic.mu.Lock()
 	granted, w := m.granted, m.waiter

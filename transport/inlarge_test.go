@@ -161,10 +161,7 @@ func TestReaderTruncatedPart(t *testing.T) {
 	for _, streamed := range []bool{false, true} {
 		r := newReaderRig(t, routing.Large, nil)
 		if streamed {
-			r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
-				_, err := io.Copy(io.Discard, body)
-				return nil, err
-			}))
+			handleStreamed(r)
 		}
 		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 100<<10))
 		within(t, r.back, 5*time.Second, "the grant")
@@ -185,6 +182,15 @@ func TestReaderTruncatedPart(t *testing.T) {
 	}
 }
 
+// handleStreamed has verb 1 taken by a ReaderHandler that reads each body
+// to its end.
+func handleStreamed(r *readerRig) {
+	r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+		_, err := io.Copy(io.Discard, body)
+		return nil, err
+	}))
+}
+
 // TestReaderConnectionEndsBeforeAnyPart: a large message granted room
 // whose connection ends before any part of it came is given up and its
 // room given back, but not counted dropped: its sender either wrote none
@@ -196,10 +202,7 @@ func TestReaderConnectionEndsBeforeAnyPart(t *testing.T) {
 	for _, streamed := range []bool{false, true} {
 		r := newReaderRig(t, routing.Large, nil)
 		if streamed {
-			r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
-				_, err := io.Copy(io.Discard, body)
-				return nil, err
-			}))
+			handleStreamed(r)
 		} else {
 			r.tr.Handle(1, newRecorder(false))
 		}

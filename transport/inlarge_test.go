@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -254,21 +255,23 @@ func TestReaderRefusesAnExpiredLargeMessage(t *testing.T) {
 
 // TestReaderLargeMessageExpiresInTransit: a message whose deadline passes
 // while its parts arrive is dropped as expired when complete, not handed
-// to its handler, and its room is given back.
+// to its handler, and its room is given back. In a synctest bubble: the
+// deadline passes on the bubble's clock, not the machine's.
 func TestReaderLargeMessageExpiresInTransit(t *testing.T) {
-	r := newReaderRig(t, routing.Large, nil)
-	h := newRecorder(false)
-	r.tr.Handle(1, h)
-	const ttl = 200 * time.Millisecond
-	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1, TTL: int64(ttl)}, 100<<10))
-	require.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "the grant").kind)
-	// It arrived before its grant came back: once this much has passed
-	// since, its deadline has too, whatever the scheduler does.
-	time.Sleep(ttl)
-	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
-	eventually(t, func() bool { return r.in.dropped[ReasonExpired].Load() == 1 }, "the drop")
-	assert.Zero(t, r.used())
-	assert.Empty(t, h.seen())
+	synctest.Test(t, func(t *testing.T) {
+		r := newReaderRig(t, routing.Large, nil)
+		h := newRecorder(false)
+		r.tr.Handle(1, h)
+		const ttl = 200 * time.Millisecond
+		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1, TTL: int64(ttl)}, 100<<10))
+		require.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "the grant").kind)
+		time.Sleep(ttl) // the bubble's clock: the deadline has passed
+		r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
+		synctest.Wait()
+		assert.EqualValues(t, 1, r.in.dropped[ReasonExpired].Load())
+		assert.Zero(t, r.used())
+		assert.Empty(t, h.seen())
+	})
 }
 
 // TestReaderLargeMessageAboveItsPoolClass: a message whose pooled buffer

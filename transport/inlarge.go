@@ -25,7 +25,11 @@ type largeIn struct {
 	parted bool
 	// streamed is set when a ReaderHandler takes the message as it
 	// arrives: parts go to pipe (nil once the handler stopped reading).
+	// Its handler starts with the first part (started), not at the grant:
+	// a message whose connection ends before any part came is sent again
+	// by its sender, and would reach its handler twice.
 	streamed bool
+	started  bool
 	reader   ReaderHandler
 	pipe     *io.PipeWriter
 }
@@ -79,7 +83,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	}
 	if rh, ok := (*ic.t.handlers.Load())[Verb(h.Verb)].h.(readerAdapter); ok {
 		// A streamed message holds one frame at a time, not its size; its
-		// handler starts once it is granted.
+		// handler starts with its first part.
 		m.streamed, m.reader = true, rh.h
 		m.need = int64(bufpool.Cap(min(ic.t.maxFrame, int(h.PayloadLength))))
 	}
@@ -119,7 +123,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 // is complete at once.
 func (ic *inConn) granted(stream uint32, m *largeIn) error {
 	ic.mu.Lock()
-	ic.markGranted(m)
+	m.granted = true
 	ic.mu.Unlock()
 	if err := ic.sendBack(wire.FrameGrant, stream, nil); err != nil {
 		return err
@@ -152,7 +156,7 @@ func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 		}
 		return
 	}
-	ic.markGranted(m)
+	m.granted = true
 	empty := m.header.PayloadLength == 0
 	ic.mu.Unlock()
 	if ic.sendBack(wire.FrameGrant, stream, nil) != nil {
@@ -171,13 +175,13 @@ func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 	}
 }
 
-// markGranted records that m has its room, starting its handler if it is
-// streamed. ic.mu held.
-func (ic *inConn) markGranted(m *largeIn) {
-	if m.streamed {
-		m.pipe = ic.streamLarge(m.reader, m)
-	}
-	m.granted = true
+// startStreamed starts the handler of streamed message m, at its first
+// part (or, if it is empty, once it is complete).
+func (ic *inConn) startStreamed(m *largeIn) {
+	pipe := ic.streamLarge(m.reader, m)
+	ic.mu.Lock()
+	m.pipe, m.started = pipe, true
+	ic.mu.Unlock()
 }
 
 // refuse tells the sender it will not get room for the message begun on
@@ -201,11 +205,11 @@ func (ic *inConn) forget(stream uint32) {
 // sender counts it, or sends it again).
 func (ic *inConn) abandon(m *largeIn, reason Reason) {
 	ic.mu.Lock()
-	granted, w := m.granted, m.waiter
+	granted, started, w := m.granted, m.started, m.waiter
 	m.waiter = nil
 	ic.mu.Unlock()
 	switch {
-	case m.streamed && granted:
+	case started:
 		reason = 0 // received when its handler took it; the handler reads the error
 	case reason == ReasonConnectionReset && !m.parted:
 		// Its connection ended before any part of it came: it is its
@@ -250,6 +254,9 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 	if m.streamed {
 		buf := bufpool.Get(int(fh.Length))
 		err := ic.readPayload(fh, buf)
+		if err == nil && !m.started {
+			ic.startStreamed(m)
+		}
 		if err == nil {
 			m.feed(buf)
 		}
@@ -284,6 +291,9 @@ func (ic *inConn) largeDone(stream uint32, m *largeIn) error {
 // handler (end of body), or its verb's stage or ordered queue (handOver).
 func (ic *inConn) deliverLarge(m *largeIn) {
 	if m.streamed {
+		if !m.started { // empty: no part came to start it
+			ic.startStreamed(m)
+		}
 		if m.pipe != nil {
 			m.pipe.Close() // the handler reads io.EOF
 		}

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"io"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -132,6 +133,26 @@ func TestReaderLargeCancelGivesBack(t *testing.T) {
 	eventually(t, func() bool { return r.in.received.Load() == 1 }, "the empty message")
 }
 
+// TestReaderStreamedWithdrawnBeforeAnyPart: a streamed message its sender
+// withdraws before any part of it came never reaches its handler and is
+// dropped with the sender's reason.
+func TestReaderStreamedWithdrawnBeforeAnyPart(t *testing.T) {
+	r := newReaderRig(t, routing.Large, nil)
+	var calls atomic.Int32
+	r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+		calls.Add(1)
+		_, err := io.Copy(io.Discard, body)
+		return nil, err
+	}))
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 300<<10))
+	within(t, r.back, 5*time.Second, "the grant")
+	r.write(anyFrame(wire.FrameLargeCancel, 1, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureExpired})))
+	eventually(t, func() bool { return r.in.dropped[ReasonExpired].Load() == 1 }, "the drop")
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+	assert.Zero(t, r.in.received.Load())
+	assert.Zero(t, calls.Load(), "handler calls")
+}
+
 // TestReaderStreamedLargeMessage: a ReaderHandler gets a large message's
 // body as it arrives, holding one frame's room, not the message's.
 func TestReaderStreamedLargeMessage(t *testing.T) {
@@ -157,28 +178,33 @@ func TestReaderStreamedLargeMessage(t *testing.T) {
 
 // TestReaderTruncatedPart: a connection that ends inside a large
 // message's part is truncated input, and the message's room and buffer
-// are given back.
+// are given back. The message has one outcome: dropped, unless it is
+// streamed and a whole part of it came before, which started its handler
+// (received; the handler reads the error).
 func TestReaderTruncatedPart(t *testing.T) {
-	for _, streamed := range []bool{false, true} {
+	for _, tc := range []struct {
+		streamed   bool
+		wholeParts int
+	}{{false, 0}, {false, 1}, {true, 0}, {true, 1}} {
 		r := newReaderRig(t, routing.Large, nil)
-		if streamed {
+		if tc.streamed {
 			handleStreamed(r)
 		}
 		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 100<<10))
 		within(t, r.back, 5*time.Second, "the grant")
+		for range tc.wholeParts {
+			r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 1000)))
+		}
 		r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100))[:50])
 		r.far.Close()
 		require.ErrorIs(t, r.end(), wire.ErrTruncated)
 		eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
-		// One outcome: a streamed message was received when its handler
-		// started (and the handler read the error); a buffered one is
-		// dropped.
-		if streamed {
-			assert.EqualValues(t, 1, r.in.received.Load())
-			assert.Zero(t, r.in.dropped[ReasonConnectionReset].Load())
+		if tc.streamed && tc.wholeParts > 0 {
+			assert.EqualValues(t, 1, r.in.received.Load(), "%+v", tc)
+			assert.Zero(t, r.in.dropped[ReasonConnectionReset].Load(), "%+v", tc)
 		} else {
-			assert.Zero(t, r.in.received.Load())
-			assert.EqualValues(t, 1, r.in.dropped[ReasonConnectionReset].Load())
+			assert.Zero(t, r.in.received.Load(), "%+v", tc)
+			assert.EqualValues(t, 1, r.in.dropped[ReasonConnectionReset].Load(), "%+v", tc)
 		}
 	}
 }
@@ -194,28 +220,38 @@ func handleStreamed(r *readerRig) {
 
 // TestReaderConnectionEndsBeforeAnyPart: a large message granted room
 // whose connection ends before any part of it came is given up and its
-// room given back, but not counted dropped: its sender either wrote none
-// of it and sends it again on its next connection, or counts it lost.
-// Counting it here too gave one message two outcomes, a drop here and a
-// delivery later (TestAllPairsDelivery saw "dropped on arrival" with
-// every message delivered).
+// room given back, but not counted dropped and not handed to a handler:
+// its sender either wrote none of it and sends it again on its next
+// connection, or counts it lost. Counting it here too gave one message two
+// outcomes, a drop here and a delivery later (TestAllPairsDelivery saw
+// "dropped on arrival" with every message delivered); a streamed handler
+// started at the grant ran twice for one message, the first time reading
+// ErrConnectionReset.
 func TestReaderConnectionEndsBeforeAnyPart(t *testing.T) {
 	for _, streamed := range []bool{false, true} {
 		r := newReaderRig(t, routing.Large, nil)
+		var calls atomic.Int32
 		if streamed {
-			handleStreamed(r)
+			r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+				calls.Add(1)
+				_, err := io.Copy(io.Discard, body)
+				return nil, err
+			}))
 		} else {
-			r.tr.Handle(1, newRecorder(false))
+			r.tr.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
+				calls.Add(1)
+				return nil, nil
+			}))
 		}
 		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 100<<10))
 		within(t, r.back, 5*time.Second, "the grant")
 		r.far.Close()
 		r.end()
 		eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+		r.tr.wg.Wait() // a handler started would have returned
 		assert.Zero(t, r.in.dropped[ReasonConnectionReset].Load(), "streamed %v", streamed)
-		if !streamed {
-			assert.Zero(t, r.in.received.Load())
-		}
+		assert.Zero(t, r.in.received.Load(), "streamed %v", streamed)
+		assert.Zero(t, calls.Load(), "handler calls, streamed %v", streamed)
 	}
 }
 

@@ -61,8 +61,9 @@ func (a readerAdapter) ServeMessage(ctx context.Context, m *Message) ([]byte, er
 // reading it all; the rest of its parts are discarded.
 var errHandlerReturned = errors.New("transport: handler returned before the end of the message")
 
-// streamLarge starts the reader handler of a large message that was just
-// granted room, and returns the pipe its parts go to. ic.mu held.
+// streamLarge starts the reader handler of a large message whose first
+// part arrived (or that is complete and empty), and returns the pipe its
+// parts go to.
 func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	t := ic.t
 	pr, pw := io.Pipe()

@@ -136,7 +136,7 @@
 // runtime/metrics' /memory/classes/heap/objects:bytes (HeapAlloc: live
 // objects and dead ones not yet swept), sampled at the same ticks. A
 // test binary runs the same way: TestMain hands -measure-in-child to run.
-// -cpuprofile and -metrics-addr see the parent only.
+// -cpuprofile, -trace and -metrics-addr see the parent only.
 //
 // # Figures
 //
@@ -244,6 +244,18 @@
 // intended send time to the receiving handler, both processes reading one
 // clock), and for internode the small lane's mean requested and observed
 // coalescing wait.
+//
+// # Profiles and traces
+//
+// -cpuprofile FILE writes a CPU profile of the whole run (go tool pprof),
+// -trace FILE a runtime execution trace (go tool trace; about 1 MB for
+// a second of small messages). The tracestat command sums a trace by
+// goroutine role — the function each goroutine was started with: time
+// running, runnable (ready but waiting for a processor), in system calls
+// and blocked, and how long a goroutine made runnable waited to run:
+//
+//	go -C examples/bench run . -scenario small -systems internode -repeat 1 -duration 1s -warmup 300ms -trace /tmp/small.trace
+//	go -C examples/bench run ./tracestat /tmp/small.trace
 //
 // # Extending
 //

@@ -1,0 +1,191 @@
+// Command tracestat sums a runtime execution trace by goroutine role: for
+// each function goroutines were started with, how many there were and how
+// long they spent running, runnable (ready, waiting for a processor), in
+// system calls and blocked, and how long a goroutine made runnable waited
+// before it ran (the median and 90th percentile of those waits).
+//
+//	go -C examples/bench run . -scenario small -systems internode -repeat 1 -duration 1s -warmup 300ms -trace /tmp/small.trace
+//	go -C examples/bench run ./tracestat /tmp/small.trace
+//
+// A role that is runnable for much of its life is short of processors: in
+// a pipeline, the stage that limits the rest. It reads traces of Go 1.22
+// and later (golang.org/x/exp/trace).
+package main
+
+import (
+	"cmp"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/exp/trace"
+)
+
+func main() {
+	top := flag.Int("top", 12, "roles to print, most running time first")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: tracestat [-top N] trace.out")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	f, err := os.Open(flag.Arg(0))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	s, err := summarize(f)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s.print(os.Stdout, *top)
+}
+
+// role is what the goroutines started with one function did.
+type role struct {
+	name       string
+	goroutines int
+	time       [numStates]time.Duration
+	waits      []time.Duration // runnable to running
+}
+
+// The states time is summed over.
+const (
+	running = iota
+	runnable
+	syscall
+	blocked
+	numStates
+)
+
+func stateOf(s trace.GoState) int {
+	switch s {
+	case trace.GoRunning:
+		return running
+	case trace.GoRunnable:
+		return runnable
+	case trace.GoSyscall:
+		return syscall
+	case trace.GoWaiting:
+		return blocked
+	}
+	return -1
+}
+
+type goroutine struct {
+	role  *role
+	state trace.GoState
+	since trace.Time
+}
+
+type summary struct {
+	span  time.Duration
+	roles map[string]*role
+}
+
+// summarize reads a trace and sums it by role.
+func summarize(r io.Reader) (*summary, error) {
+	tr, err := trace.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	s := &summary{roles: map[string]*role{}}
+	gs := map[trace.GoID]*goroutine{}
+	var first, last trace.Time
+	for {
+		ev, err := tr.ReadEvent()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if first == 0 {
+			first = ev.Time()
+		}
+		last = ev.Time()
+		if ev.Kind() != trace.EventStateTransition {
+			continue
+		}
+		st := ev.StateTransition()
+		if st.Resource.Kind != trace.ResourceGoroutine {
+			continue
+		}
+		id := st.Resource.Goroutine()
+		from, to := st.Goroutine()
+		g := gs[id]
+		if g == nil || from == trace.GoNotExist {
+			// A goroutine seen first mid-life (it existed when the trace
+			// began) has no creation stack: "(started before the trace)".
+			name := "(started before the trace)"
+			if from == trace.GoNotExist {
+				for fr := range st.Stack.Frames() {
+					name = fr.Func
+					break
+				}
+			}
+			rl := s.roles[name]
+			if rl == nil {
+				rl = &role{name: name}
+				s.roles[name] = rl
+			}
+			rl.goroutines++
+			g = &goroutine{role: rl, state: from, since: ev.Time()}
+			gs[id] = g
+		}
+		d := time.Duration(ev.Time() - g.since)
+		if i := stateOf(g.state); i >= 0 {
+			g.role.time[i] += d
+		}
+		if g.state == trace.GoRunnable && to == trace.GoRunning {
+			g.role.waits = append(g.role.waits, d)
+		}
+		g.state, g.since = to, ev.Time()
+		if to == trace.GoNotExist {
+			delete(gs, id)
+		}
+	}
+	s.span = time.Duration(last - first)
+	return s, nil
+}
+
+func (s *summary) print(w io.Writer, top int) {
+	roles := make([]*role, 0, len(s.roles))
+	for _, r := range s.roles {
+		roles = append(roles, r)
+	}
+	slices.SortFunc(roles, func(a, b *role) int { return cmp.Compare(b.time[running], a.time[running]) })
+	fmt.Fprintf(w, "trace of %v; times are summed over each role's goroutines\n", s.span.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "goroutines\trunning\trunnable\tsyscall\tblocked\trunnable share\twait p50\twait p90\t role\t")
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", d.Seconds()*1000) }
+	for _, r := range roles[:min(top, len(roles))] {
+		alive := r.time[running] + r.time[runnable] + r.time[syscall] + r.time[blocked]
+		share := 0.0
+		if alive > 0 {
+			share = float64(r.time[runnable]) / float64(alive)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.0f%%\t%v\t%v\t %s\t\n", r.goroutines,
+			ms(r.time[running]), ms(r.time[runnable]), ms(r.time[syscall]), ms(r.time[blocked]),
+			100*share, percentile(r.waits, 0.5), percentile(r.waits, 0.9), r.name)
+	}
+	tw.Flush()
+}
+
+// percentile returns the p-th percentile of ds (sorting it), to 100 ns.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[int(float64(len(ds)-1)*p)].Round(100 * time.Nanosecond)
+}

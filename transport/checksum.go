@@ -9,8 +9,11 @@ import (
 )
 
 // checksumBuffer is the read size of crcRange: large enough that the
-// system-call cost vanishes, small enough to stay in cache.
-const checksumBuffer = 1 << 20
+// system-call cost vanishes, small enough that the buffer stays in the
+// core's cache between the copy into it and the CRC over it. Here (1 MiB
+// of L2) 256 KiB reads checksum a cached file at 1.14× the rate of 1 MiB
+// reads (go test ./transport -run '^$' -bench CRCRange).
+const checksumBuffer = 256 << 10
 
 // crcRange continues crc over n bytes of f from offset, reading them with
 // ReadAt (the file's offset does not move), from the page cache when the

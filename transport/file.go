@@ -80,7 +80,7 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // Each transfer has a connection of its own, so the kernel moves the bytes
 // with sendfile(2) here and splice(2) there: they never enter user space.
 // Integrity is checked end to end with a CRC32C of the range: each side
-// reads the range once more from the page cache (1 MiB reads), the sender
+// reads the range once more from the page cache (256 KiB reads), the sender
 // while the bytes travel (the checksum follows them), the receiver a chunk
 // behind the bytes it is writing; that costs CPU, about 0.1 s per GiB on
 // each side here, but little time. SendFile moves f's file offset; do not

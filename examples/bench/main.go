@@ -109,27 +109,26 @@ func run(args []string, stdout, stderr io.Writer) error {
 		defer m.close()
 	}
 	defer closeSourceFiles()
-	if c.cpuProfile != "" {
-		f, err := os.Create(c.cpuProfile)
+	for _, rec := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{
+		{c.cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{c.execTrace, trace.Start, trace.Stop},
+	} {
+		if rec.path == "" {
+			continue
+		}
+		f, err := os.Create(rec.path)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := rec.start(f); err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
-	}
-	if c.execTrace != "" {
-		f, err := os.Create(c.execTrace)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return err
-		}
-		defer trace.Stop()
+		defer rec.stop()
 	}
 	var all []Result
 	var ran []*Scenario

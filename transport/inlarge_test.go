@@ -174,6 +174,14 @@ func TestReaderStreamedLargeMessage(t *testing.T) {
 	}
 	assert.Len(t, within(t, got, 5*time.Second, "the body"), 3<<20)
 	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+
+	// An empty one has no part to start its handler: it starts once the
+	// message is complete, at its grant, and reads an empty body.
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 0))
+	assert.Equal(t, frame{wire.FrameGrant, 2, []byte{}}, within(t, r.back, 5*time.Second, "the grant"))
+	assert.Empty(t, within(t, got, 5*time.Second, "the empty body"))
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+	assert.EqualValues(t, 2, r.in.received.Load())
 }
 
 // TestReaderTruncatedPart: a connection that ends inside a large

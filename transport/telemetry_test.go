@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/internode/internode/internal/kernelstat"
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 )
 
@@ -127,6 +128,10 @@ func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
 		cfg.Memory.MaxMessageSize = 64 << 10
+		// A fixed receive buffer: grown by autotuning while the receiver
+		// still read, it could take the whole backlog and leave the
+		// sender's socket none.
+		cfg.Lanes.Sockets[routing.Small].ReceiveBuffer = 64 << 10
 	})
 	release := newGate()
 	defer release.open()
@@ -136,15 +141,28 @@ func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 	payload := make([]byte, 16<<10)
 	for {
 		if err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload); err != nil {
-			break // the sender's queue is full: everything below it is too
+			require.ErrorIs(t, err, transport.ErrOverloaded)
+			break // the sender's queue is full
 		}
 	}
 	waitFor(t, 5*time.Second, "the receiver paused", func() bool { return c.Nodes[1].Stats().Total().Throttled > 0 })
+	// The writer goes on writing the queue into the socket until the
+	// receiver's window closes: then both sockets hold what piled up.
+	// The writer goes on writing the queue into the socket: once it wrote
+	// far more than the receiver holds (256 KiB, and a frame it reads
+	// into), the rest waits in the two sockets' queues.
+	waitFor(t, 5*time.Second, "the sender wrote 1 MiB", func() bool {
+		return c.Nodes[0].Stats().Total().BytesSent >= 1<<20
+	})
 	sendPeak := sumWhere(collect(t, readers[0])["internode.socket.send_queue_peak_bytes"], "peer", "n2", "lane", "small")
-	// Reading resumes: the first read finds the bytes that piled up.
+	// Reading resumes: the first read finds the bytes that piled up. The
+	// receiver read about 16 messages (its 256 KiB) before it paused, and
+	// hands them to the handler first, so the wait is for 32 more than
+	// were handed over before the release: some read after it.
+	before := c.Nodes[1].Stats().Total().MessagesReceived
 	release.open()
 	waitFor(t, 10*time.Second, "the receiver resumed", func() bool {
-		return c.Nodes[1].Stats().Total().MessagesReceived > 10
+		return c.Nodes[1].Stats().Total().MessagesReceived > before+32
 	})
 	recvPeak := sumWhere(collect(t, readers[1])["internode.socket.recv_queue_peak_bytes"], "peer", "n1", "lane", "small")
 	t.Logf("send queue peak %d bytes, receive queue peak %d bytes", sendPeak, recvPeak)

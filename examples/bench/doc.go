@@ -245,6 +245,13 @@
 // clock), and for internode the small lane's mean requested and observed
 // coalescing wait.
 //
+// With -record DIR the sender of each internode cell also writes the
+// arrivals its small lane's strategy was shown — each message's enqueue
+// time and encoded size, the first 50 000 of each connection — to
+// DIR/repeatN/TOPOLOGY-WORKLOAD-SYSTEM-K.arrivals, as text: comment
+// lines, then "gap_ns size" a line (link_record.go). Gzipped, such traces
+// are coalescing/testdata, which TestAdaptiveRecordedTraces replays.
+//
 // # Profiles and traces
 //
 // -cpuprofile FILE writes a CPU profile of the whole run (go tool pprof),

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +101,7 @@ func runLink(args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Duration("warmup", time.Second, "load before measuring, per cell")
 	repeat := fs.Int("repeat", 3, "runs per cell; the table shows medians")
 	jsonOut := fs.Bool("json", false, "print one JSON object per run instead of the tables")
+	record := fs.String("record", "", "write the sender's small-lane arrivals (enqueue time and size of each message, the first 50 000 of each connection) to files in this directory, one per cell and repeat: traces for coalescing's tests")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -155,6 +157,12 @@ func runLink(args []string, stdout, stderr io.Writer) error {
 						cell := linkCell{Topology: t.name, System: sys, Workload: w.kind, Payload: w.payload, Rate: w.rate,
 							InFlight: w.inFlight, Warmup: *warmup, Duration: *duration,
 							SendAddr: t.sendAddr, RecvAddr: t.recvAddr, SendDev: t.sendDev}
+						if *record != "" {
+							cell.Record = filepath.Join(*record, fmt.Sprintf("repeat%d", rep+1))
+							if err := os.MkdirAll(cell.Record, 0o755); err != nil {
+								return err
+							}
+						}
 						fmt.Fprintf(stderr, "link %s / %s / %s: repeat %d of %d\n", t.name, w.spec, sys, rep+1, *repeat)
 						res, err := runLinkCell(t, cell)
 						if err != nil {

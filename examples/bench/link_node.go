@@ -49,6 +49,7 @@ type linkCell struct {
 	SendAddr string
 	RecvAddr string
 	SendDev  string
+	Record   string // a directory for the sender's small-lane arrival traces (-record); "" for none
 }
 
 // linkResult is the sender's account of one cell, completed by the parent
@@ -146,8 +147,11 @@ func startLinkTransport(cell linkCell, id cluster.NodeID, addr string) (*transpo
 	cfg.ListenAddr = net.JoinHostPort(addr, linkInternodePort)
 	cfg.Membership = linkMembers(cell)
 	cfg.Lanes.Coalescing = func(lane routing.Lane) coalescing.Strategy {
-		if lane == routing.Urgent {
+		switch {
+		case lane == routing.Urgent:
 			return coalescing.NewDisabled()
+		case lane == routing.Small && cell.Record != "" && id == "a":
+			return recordArrivals(factory(), cell.Record, cell)
 		}
 		return factory()
 	}
@@ -437,6 +441,9 @@ func runLinkSender(cell linkCell) (linkResult, error) {
 		}
 	}
 	client.close()
+	if err := writeLinkRecords(); err != nil && res.Error == "" {
+		res.Error = err.Error()
+	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return res, nil
 	}

@@ -39,9 +39,10 @@ func (r *arrivalRecorder) Observe(enqueuedAt time.Time, size int) {
 	r.Strategy.Observe(enqueuedAt, size)
 }
 
-// write writes the trace to its file as text: comment lines, then one line per
-// arrival, "gap_ns size", the gap from the arrival before (0 for the
-// first). A connection that saw no message writes nothing.
+// write writes the trace to its file as text: comment lines, then one
+// line per arrival, "gap_ns size", the gap from the arrival before (0 for
+// the first; negative when a producer stamped its message before the one
+// queued ahead of it). A connection that saw no message writes nothing.
 func (r *arrivalRecorder) write() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

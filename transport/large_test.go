@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
+	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
 )
 
 const (
@@ -202,4 +207,91 @@ func TestLargeEchoOfLentPayload(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// cutBeforeFirstPart dials with a net.Dialer and makes the first write of
+// a large message part's frame header, on any connection, fail: the
+// connection is closed instead, after the receiver granted the message
+// and before a byte of its payload left. Later writes pass.
+type cutBeforeFirstPart struct {
+	net.Dialer
+	cut atomic.Bool
+}
+
+func (d *cutBeforeFirstPart) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	conn, err := d.Dialer.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &cuttingConn{Conn: conn, d: d}, nil
+}
+
+var errCut = errors.New("test: connection cut before the first part")
+
+type cuttingConn struct {
+	net.Conn
+	d *cutBeforeFirstPart
+}
+
+func (c *cuttingConn) Write(b []byte) (int, error) {
+	if len(b) == wire.FrameHeaderSize {
+		if h, err := wire.ParseFrameHeader(b, 1<<30); err == nil && h.Kind == wire.FrameLargeMore && c.d.cut.CompareAndSwap(false, true) {
+			c.Conn.Close()
+			return 0, errCut
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// TestStreamedMessageCutBeforeItsFirstPartIsHandledOnce: a large message
+// whose connection ends after its grant and before any of its payload was
+// written is sent again on the next connection, and its ReaderHandler runs
+// once, reading all of it. It ran twice when the handler started at the
+// grant, the first time reading ErrConnectionReset.
+func TestStreamedMessageCutBeforeItsFirstPartIsHandledOnce(t *testing.T) {
+	dialer := &cutBeforeFirstPart{}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 {
+			cfg.Dialer = dialer
+		}
+	})
+	type call struct {
+		n   int64
+		err error
+	}
+	calls := make(chan call, 4)
+	c.Nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(_ context.Context, _ *transport.Message, body io.Reader) ([]byte, error) {
+		n, err := io.Copy(io.Discard, body)
+		calls <- call{n, err}
+		return nil, err
+	}))
+	const size = 1 << 20
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbStream, make([]byte, size)))
+	var first call
+	select {
+	case first = <-calls:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the message never reached its handler; sender %+v", c.Nodes[0].Stats().Total())
+	}
+	require.NoError(t, first.err)
+	assert.EqualValues(t, size, first.n)
+	require.True(t, dialer.cut.Load(), "the connection was cut before the first part")
+	waitFor(t, 5*time.Second, "both ends' accounts", func() bool {
+		return c.Nodes[1].Stats().Total().MessagesReceived == 1 && c.Nodes[0].Stats().Total().MessagesSent == 1
+	})
+	select {
+	case again := <-calls:
+		t.Fatalf("the handler ran a second time: %d bytes, %v", again.n, again.err)
+	default:
+	}
+	in, out := c.Nodes[1].Stats().Total(), c.Nodes[0].Stats().Total()
+	for r, n := range in.DroppedInbound {
+		assert.Zero(t, n, "dropped on arrival: %v", transport.Reason(r))
+	}
+	assert.Zero(t, out.DroppedTotal(), "dropped by the sender")
+	for _, cs := range c.Nodes[0].Stats().Conns {
+		if cs.Lane == routing.Large {
+			assert.EqualValues(t, 2, cs.Connects, "the large lane connected again")
+		}
+	}
 }

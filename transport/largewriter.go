@@ -22,7 +22,14 @@ type largeSend struct {
 	header  []byte // the encoded message header (a copy: the queue's buffer is recycled)
 	stream  uint32
 	granted bool // the receiver reserved room: parts may follow
-	sent    int  // payload bytes written
+	sent    int  // payload bytes written, or gathered for the write under way
+}
+
+// partWrite is a part gathered for a write: where its frame starts in the
+// write, and how much of its message was sent before it.
+type partWrite struct {
+	ls           *largeSend
+	start, prior int
 }
 
 // backFrame is a FrameGrant or FrameRefuse the connection's back-channel
@@ -47,6 +54,7 @@ type largeWriter struct {
 	waiting    []*largeSend // FIFO, not begun
 	begun      []*largeSend // asked or granted, in the order they began
 	nextStream uint32
+	parts      []partWrite // the parts of the write under way
 
 	mu    sync.Mutex
 	inbox []backFrame
@@ -151,23 +159,35 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 	if len(w.waiting) == 0 {
 		w.waiting = nil // let the backing array go
 	}
-	parts := 0
+	w.parts = w.parts[:0]
 	for _, ls := range w.begun {
 		if !ls.granted || ls.sent == len(ls.payload) {
 			continue
 		}
 		n := min(maxFrame, len(ls.payload)-ls.sent)
+		w.parts = append(w.parts, partWrite{ls: ls, start: fw.buffered(), prior: ls.sent})
 		fw.add(wire.FrameLargeMore, ls.stream, ls.payload[ls.sent:ls.sent+n])
 		ls.sent += n
-		parts++
 	}
+	parts := len(w.parts)
 	if fw.empty() {
 		return nil
 	}
 	if err := fw.flush(dst); err != nil {
+		// A part of which not one byte went out was not sent: a message
+		// none of whose payload left is sent again on the next
+		// connection (reset). Once any byte of a part's frame went, its
+		// receiver may have counted the message, so it fails.
+		for _, p := range w.parts {
+			if fw.lastBytes <= p.start {
+				p.ls.sent = p.prior
+			}
+		}
+		clear(w.parts)
 		w.reset(q, sink, err)
 		return err
 	}
+	clear(w.parts) // no reference to a sent message stays
 	done := 0
 	kept = w.begun[:0]
 	for _, ls := range w.begun {

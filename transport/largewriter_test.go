@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -150,6 +151,71 @@ func TestLargeWriterResetKeepsWhatDidNotStart(t *testing.T) {
 	assert.Zero(t, r.sink.account.Used())
 }
 
+// cutWriter takes the first limit bytes written to it, then fails.
+type cutWriter struct {
+	limit int
+	got   bytes.Buffer
+}
+
+var errCutWrite = errors.New("test: the connection broke")
+
+func (c *cutWriter) Write(b []byte) (int, error) {
+	n := min(len(b), c.limit-c.got.Len())
+	c.got.Write(b[:n])
+	if n < len(b) {
+		return n, errCutWrite
+	}
+	return n, nil
+}
+
+// TestLargeWriterFailedPartWrite: a granted message whose first part's
+// write fails is sent again on the next connection when not one byte of
+// that part's frame was written, and fails (ReasonConnectionReset) once
+// any was: its receiver may have counted it. The writer counted it as
+// partly sent before its write, so a write that failed outright lost it.
+func TestLargeWriterFailedPartWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		limit   int // bytes of the part's write that get through
+		resends bool
+	}{
+		{"nothing written", 0, true},
+		{"part of the frame header", 5, false},
+		{"the frame header, no payload", wire.FrameHeaderSize, false},
+		{"some payload", wire.FrameHeaderSize + 100, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newLargeRig(t)
+			ids := r.queue([]int{200 << 10}, nil)
+			frames := r.step(0, 64<<10)
+			r.w.deliver(backFrame{stream: frames[0].stream})
+			dst := &cutWriter{limit: tc.limit}
+			require.ErrorIs(t, r.w.step(dst, &r.fw, &r.q, 64<<10, 0, r.sink), errCutWrite)
+			if !tc.resends {
+				assert.Equal(t, map[uint64]Reason{ids[0]: ReasonConnectionReset}, r.sink.fails)
+				assert.Empty(t, r.step(0, 64<<10), "nothing left to send")
+				return
+			}
+			assert.Empty(t, r.sink.fails)
+			frames = r.step(0, 64<<10) // on the next connection
+			require.Equal(t, []wire.FrameKind{wire.FrameLargeBegin}, kinds(frames))
+			h, _, err := wire.DecodeHeader(frames[0].payload, 1<<30)
+			require.NoError(t, err)
+			assert.Equal(t, ids[0], h.ID)
+			r.w.deliver(backFrame{stream: frames[0].stream})
+			var sent int
+			for range 4 {
+				for _, f := range r.step(0, 64<<10) {
+					require.Equal(t, wire.FrameLargeMore, f.kind)
+					sent += len(f.payload)
+				}
+			}
+			assert.Equal(t, 200<<10, sent, "the whole payload, once")
+			assert.Equal(t, 1, r.sink.messages)
+		})
+	}
+}
+
 // TestLargeWriterBeginsAtMostItsShare: no more than maxBegunLarge messages
 // are begun at once; the rest wait their turn.
 func TestLargeWriterBeginsAtMostItsShare(t *testing.T) {
@@ -187,13 +253,14 @@ func TestLargeWriterEmptyPayload(t *testing.T) {
 	assert.True(t, r.w.idle())
 }
 
-// TestLargeWriterWriteError: a failed write loses the parts in flight.
+// TestLargeWriterWriteError: a write that failed after some of a part
+// went loses the message, and gives back what it held.
 func TestLargeWriterWriteError(t *testing.T) {
 	r := newLargeRig(t)
 	ids := r.queue([]int{200 << 10}, nil)
 	frames := r.step(0, 64<<10)
 	r.w.deliver(backFrame{stream: frames[0].stream})
-	require.Error(t, r.w.step(failingWriter{}, &r.fw, &r.q, 64<<10, 0, r.sink))
+	require.Error(t, r.w.step(&cutWriter{limit: wire.FrameHeaderSize + 100}, &r.fw, &r.q, 64<<10, 0, r.sink))
 	assert.Equal(t, ReasonConnectionReset, r.sink.fails[ids[0]])
 	assert.Zero(t, r.sink.account.Used())
 }

@@ -84,6 +84,15 @@ func (fw *frameWriter) add(kind wire.FrameKind, stream uint32, parts ...[]byte) 
 
 func (fw *frameWriter) empty() bool { return len(fw.vec) == 0 }
 
+// buffered returns the bytes gathered for the next flush.
+func (fw *frameWriter) buffered() int {
+	n := 0
+	for _, b := range fw.vec {
+		n += len(b)
+	}
+	return n
+}
+
 // flush writes what was gathered with one vectored write (writev on a TCP
 // connection) and forgets it.
 func (fw *frameWriter) flush(dst io.Writer) error {

@@ -234,7 +234,10 @@
 // caller always gets the response or an error. Delivery is at most once: a
 // one-way message written just before its peer died is lost with the
 // connection, as with any protocol without acknowledgements; use Request
-// when the sender must know.
+// when the sender must know. A large message whose connection broke before
+// a byte of its payload left is sent again on the next connection: its
+// receiver had not handed it to a handler (a ReaderHandler starts with the
+// first part), so it still reaches one once.
 //
 // # Security
 //

@@ -15,7 +15,9 @@ import (
 
 // readArrivals reads a recorded arrival trace (testdata/*.arrivals.gz, as
 // examples/bench's link -record writes them, gzipped): comment lines, then
-// one arrival a line, "gap_ns size", the gap from the arrival before.
+// one arrival a line, "gap_ns size", the gap from the arrival before (in
+// queue order: negative when a producer stamped its message before the one
+// queued ahead of it).
 func readArrivals(tb testing.TB, path string) []arrival {
 	tb.Helper()
 	f, err := os.Open(path)

@@ -53,7 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per (scenario, system) instead of a table")
 	fs.StringVar(&c.chart, "chart", "", "also draw a bar chart to this .svg or .png file")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (both ends and the harness) to this file, for go tool pprof")
-	fs.StringVar(&c.execTrace, "trace", "", "write a runtime execution trace of the whole run to this file, for go tool trace and tracestat (about 1 MB a second of load)")
+	fs.StringVar(&c.execTrace, "trace", "", "write a runtime execution trace of the whole run to this file, for go tool trace and tracestat (about 1 MB a second of the small scenario; busier runs write more)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve the internode systems' OpenTelemetry metrics as Prometheus text at http://ADDR/metrics while the bench runs (e.g. 127.0.0.1:9464)")
 	fs.IntVar(&c.opts.Nodes, "nodes", 0, "nodes of the saturate and idle scenarios; 0: each scenario's default (saturate 4, idle 16)")
 	limit := func(v *int64, name, what string) {

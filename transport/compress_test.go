@@ -39,16 +39,6 @@ func jsonLike(seed uint64, n int) []byte {
 	return []byte(b.String()[:n])
 }
 
-// noise returns n incompressible bytes.
-func noise(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 13))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 func compressHandlers(c *transporttest.Cluster, sunk chan<- []byte) {
 	echo := transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
 		return m.Payload, nil
@@ -219,7 +209,7 @@ func TestCompressionAutoOverTheNetwork(t *testing.T) {
 		resp, err := n1.Request(ctx, c.ID(1), verbCompressEcho, p)
 		require.NoError(t, err)
 		require.Equal(t, p, resp)
-		p = noise(uint64(i), 1<<10)
+		p = transport.RandomPayload(uint64(i), 1<<10)
 		resp, err = n1.Request(ctx, c.ID(1), verbCompressUrgent, p)
 		require.NoError(t, err)
 		require.Equal(t, p, resp)

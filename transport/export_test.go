@@ -9,6 +9,10 @@ import (
 	"github.com/internode/internode/internal/kernelstat"
 )
 
+// RandomPayload returns n incompressible bytes, the same for the same
+// seed.
+var RandomPayload = randomPayload
+
 // SetClockSkew makes t tell its peers a wall time off by d, as a node
 // whose clock is wrong would (for tests in package transport_test).
 func SetClockSkew(t *Transport, d time.Duration) { t.clock.skew = d }

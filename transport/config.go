@@ -152,8 +152,9 @@ type TimeoutConfig struct {
 	Dial time.Duration
 	// Handshake bounds a handshake, on either side. Default 5 s.
 	Handshake time.Duration
-	// Idle closes an outbound connection that wrote nothing for this long.
-	// Default 60 s; negative means never.
+	// Idle closes an outbound connection that wrote no message for this
+	// long (its pings do not count) once no request written on it awaits
+	// its response. Default 60 s; negative means never.
 	Idle time.Duration
 	// Keepalive is how long either end of a connection tolerates hearing
 	// nothing from the other before it judges the connection dead and

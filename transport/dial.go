@@ -209,6 +209,7 @@ func (c *outConn) connect() bool {
 		c.backoff.Reset()
 		c.counters.connects.Add(1)
 		c.lastWrite = time.Now()
+		c.lastSent = c.lastWrite
 		c.hl.connected(c.lastWrite)
 		c.t.wg.Add(1)
 		go c.readBack(conn)

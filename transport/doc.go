@@ -64,8 +64,9 @@
 // A lost connection is redialled with capped exponential backoff and
 // jitter while messages are pending — at once when it was judged dead, or
 // when the peer connects to this node or rejoins the membership. A
-// connection idle for Config.Timeouts.Idle is closed, and the lane's writer
-// goroutine exits with it.
+// connection that wrote no message for Config.Timeouts.Idle (pings do not
+// count) and awaits no response is closed, and the lane's writer goroutine
+// exits with it.
 //
 // # The walk of a message
 //

@@ -402,3 +402,62 @@ func deafPeer(t *testing.T) string {
 	})
 	return ln.Addr().String()
 }
+
+// TestIdleConnectionClosesDespitePings: an idle connection is pinged every
+// wire.KeepaliveInterval (1 s), and Timeouts.Idle counts from its last
+// message, not its last ping. The idle close counted from the last write
+// of any kind, so with Idle above the interval (the default 60 s among
+// such values) it never came: connections to every peer ever sent to
+// stayed open, pinging, and their writers never exited.
+func TestIdleConnectionClosesDespitePings(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Timeouts.Idle = 1200 * time.Millisecond })
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbData, []byte("a")))
+	waitFor(t, 5*time.Second, "connected", func() bool { return c.Nodes[1].Stats().InboundConnections == 1 })
+	waitFor(t, 10*time.Second, "idle connection closed", func() bool { return c.Nodes[1].Stats().InboundConnections == 0 })
+}
+
+// TestRequestPendingPastIdleCostsNoCPU: past Timeouts.Idle a connection
+// stays open while a request written on it awaits its response. Its
+// writer used to look again at once, find the request still pending, and
+// loop, a core spinning until the response came; now it looks again when
+// the next ping is due. The handler takes 500 ms, all of it past Idle.
+func TestRequestPendingPastIdleCostsNoCPU(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Timeouts.Idle = 20 * time.Millisecond })
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return m.Payload, nil
+	}))
+	before, start := cpuTime(t), time.Now()
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("q"))
+	require.NoError(t, err)
+	used, elapsed := cpuTime(t)-before, time.Since(start)
+	t.Logf("CPU %v in %v", used, elapsed)
+	assert.Less(t, used, elapsed/4, "the idle writer spins while a request is pending")
+}
+
+// TestPingsWithKeepaliveChecksOff: a node whose Keepalive is negative
+// (its own checks off) still pings, as the option's doc says, so a peer
+// whose checks are on (during a rolling change of the setting) does not
+// judge its connection dead while it waits for a slow response. It did
+// not ping: the receiver cut it off after its 2 s Keepalive and the
+// request failed with ErrConnectionReset.
+func TestPingsWithKeepaliveChecksOff(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = 2 * time.Second
+		if i == 0 {
+			cfg.Timeouts.Keepalive = -1
+		}
+	})
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		select {
+		case <-time.After(3 * time.Second): // slower than the receiver's Keepalive
+		case <-ctx.Done():
+		}
+		return m.Payload, nil
+	}))
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("q"))
+	assert.NoError(t, err)
+}

@@ -97,7 +97,8 @@ type outConn struct {
 	random     *rand.Rand
 	frames     frameWriter
 	large      largeWriter
-	lastWrite  time.Time
+	lastWrite  time.Time // anything written, pings too: when the next ping is due
+	lastSent   time.Time // messages or a large round written: Timeouts.Idle counts from it
 }
 
 func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
@@ -235,6 +236,7 @@ func (c *outConn) run() {
 	defer c.t.wg.Done()
 	c.writeMu.Lock()
 	c.lastWrite = time.Now()
+	c.lastSent = c.lastWrite
 	for {
 		select {
 		case <-c.stop:
@@ -287,17 +289,18 @@ func (c *outConn) run() {
 
 // idle waits for work while the lane has none: it pings the peer when
 // nothing was written for a keepalive interval, closes the connection
-// after IdleTimeout, and wakes at least every interval to withdraw large
-// messages that expired while waiting for a grant.
+// once no message was written for Timeouts.Idle and no request written
+// on it awaits its response, and wakes at least every interval to
+// withdraw large messages that expired while waiting for a grant.
 func (c *outConn) idle() {
 	cfg := &c.t.cfg
 	wait := time.Hour
 	if c.conn != nil {
-		if cfg.Timeouts.Keepalive > 0 {
-			wait = max(wire.KeepaliveInterval-time.Since(c.lastWrite), 0)
-		}
-		if cfg.Timeouts.Idle > 0 && c.large.idle() {
-			wait = min(wait, max(cfg.Timeouts.Idle-time.Since(c.lastWrite), 0))
+		wait = max(wire.KeepaliveInterval-time.Since(c.lastWrite), 0)
+		// Past Idle, a connection kept open for its pending requests is
+		// looked at again when the next ping is due, not at once.
+		if left := cfg.Timeouts.Idle - time.Since(c.lastSent); cfg.Timeouts.Idle > 0 && c.large.idle() && left > 0 {
+			wait = min(wait, left)
 		}
 	}
 	if c.lane == routing.Large && !c.large.idle() {
@@ -328,11 +331,12 @@ func (c *outConn) idle() {
 	if c.conn == nil {
 		return
 	}
-	switch since := time.Since(c.lastWrite); {
-	case cfg.Timeouts.Idle > 0 && since >= cfg.Timeouts.Idle && c.large.idle() && !c.t.calls.pendingOn(c.conn.serial):
+	switch {
+	case cfg.Timeouts.Idle > 0 && time.Since(c.lastSent) >= cfg.Timeouts.Idle && c.large.idle() && !c.t.calls.pendingOn(c.conn.serial):
 		c.closeConn("idle")
 		c.idleClosed = true
-	case cfg.Timeouts.Keepalive > 0 && since >= wire.KeepaliveInterval:
+	case time.Since(c.lastWrite) >= wire.KeepaliveInterval:
+		// Whatever Timeouts.Keepalive says here: the peer's may be on.
 		c.setWriteDeadline()
 		if err := c.frames.writePing(c.conn.Conn); err != nil {
 			c.conn.kill("ping failed")
@@ -382,6 +386,7 @@ func (c *outConn) writeFromCaller() bool {
 	c.setWriteDeadline()
 	err := c.writeQueued(0, 0, true)
 	c.lastWrite = time.Now()
+	c.lastSent = c.lastWrite
 	c.quietSince.Store(c.lastWrite.UnixNano())
 	if err != nil {
 		c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
@@ -484,7 +489,7 @@ func plainTCP(conn net.Conn) bool {
 // as batch frames; on the large lane, a round of the large writer.
 func (c *outConn) flush() error {
 	c.setWriteDeadline()
-	defer func() { c.lastWrite = time.Now() }()
+	defer func() { c.lastWrite = time.Now(); c.lastSent = c.lastWrite }()
 	if c.lane == routing.Large {
 		return c.large.step(c.conn.Conn, &c.frames, &c.queue, c.t.maxFrame, time.Now().UnixNano(), c)
 	}

@@ -537,3 +537,119 @@ func TestMadeUpNodeIDsLeaveNothingBehind(t *testing.T) {
 		"each response written back, or failed with its connection")
 	assert.LessOrEqual(t, metricSeries(t, reader), baseSeries+20, "one label for all strangers")
 }
+
+// Verbs of TestGrantDoesNotWaitForAPeerThatStopsReading.
+const (
+	verbHeldFirst transport.Verb = 110 // one-way, ordered: the first call waits for a gate
+	verbAskLarge  transport.Verb = 111 // request answered with 60 KiB once a gate opens
+	verbNeverRun  transport.Verb = 112 // one-way, never reached
+)
+
+// TestGrantDoesNotWaitForAPeerThatStopsReading: a large message that waits
+// for inbound room is granted it by whichever goroutine frees the room —
+// here the handler of an honest peer's message. That goroutine used to
+// write the grant itself, into the waiting connection's back channel:
+// when that belonged to a peer that stops reading (mallory, its back
+// channel full of answers, the reply writer blocked in a write holding the
+// channel), the honest peer's handler blocked with it, and so did every
+// grant after it in the same release: the honest peer's next message,
+// granted room, was not told so until the write timed out.
+func TestGrantDoesNotWaitForAPeerThatStopsReading(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = 20 * time.Second // the back channel's write deadline
+		cfg.Lanes.Sockets[routing.Large].SendBuffer = 32 << 10
+		cfg.Memory.MaxMessageSize = 900 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1 << 20, Node: 1 << 20}
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 64 << 20, PerPeer: 64 << 20, Node: 128 << 20}
+	})
+	victim := c.Nodes[1]
+	gateA, gateAsk := newGate(), newGate()
+	defer gateA.open()
+	defer gateAsk.open()
+	got := make(chan int, 16)
+	first := true
+	victim.Handle(verbHeldFirst, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got <- len(m.Payload)
+		if first { // ordered: one call at a time
+			first = false
+			return nil, gateA.wait(ctx)
+		}
+		return nil, nil
+	}))
+	var asked atomic.Int64
+	victim.Handle(verbAskLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		asked.Add(1)
+		if err := gateAsk.wait(ctx); err != nil {
+			return nil, err
+		}
+		return make([]byte, 60<<10), nil
+	}))
+	victim.Handle(verbNeverRun, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) { return nil, nil }))
+
+	// n1's message A (200 KiB) holds most of the victim's inbound room.
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbHeldFirst, make([]byte, 200<<10)))
+	require.Equal(t, 200<<10, <-got)
+
+	// mallory, on the large lane, asks 400 requests (empty, so granted at
+	// once) and never reads its back channel; it pings so that it is not
+	// judged silent.
+	c.Members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
+	conn := dialAs(victim.Addr().String(), "mallory", routing.Large)
+	require.NotNil(t, conn)
+	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(16<<10))
+	defer conn.Close()
+	const asks = 400
+	var out []byte
+	for i := range asks {
+		hb := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: uint64(i + 1), Verb: uint32(verbAskLarge)})
+		out = append(append(out, wire.AppendFrameHeader(nil, wire.FrameLargeBegin, uint32(i+1), hb)...), hb...)
+	}
+	_, err := conn.Write(out)
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "mallory's requests handed to their handlers", func() bool {
+		return asked.Load() == transport.DefaultConcurrency
+	})
+	// mallory begins W (850 KiB): no room, it waits.
+	w := wire.AppendHeader(nil, &wire.Header{ID: 9999, Verb: uint32(verbNeverRun), PayloadLength: 850 << 10})
+	_, err = conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 9999, w), w...))
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "W waits for room", func() bool { return victim.Stats().InboundWaiters == 1 })
+	stopPings, pinging := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(pinging)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopPings:
+				return
+			case <-tick.C:
+				_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = conn.Write(wire.AppendFrameHeader(nil, wire.FramePing, 0, nil))
+			}
+		}
+	}()
+	defer func() { close(stopPings); <-pinging }()
+	// The answers fill mallory's back channel, which it does not read.
+	gateAsk.open()
+	waitFor(t, 20*time.Second, "mallory's requests answered", func() bool {
+		for _, s := range victim.Stats().Stages {
+			if s.Verb == verbAskLarge {
+				return s.Active == 0 && s.Queued == 0 && s.Started == asks
+			}
+		}
+		return false
+	})
+	require.Greater(t, victim.Stats().OutboundBytes, int64(8<<20), "answers held for mallory")
+	// n1's next message B (70 KiB) waits behind W.
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbHeldFirst, make([]byte, 70<<10)))
+	waitFor(t, 10*time.Second, "B waits for room", func() bool { return victim.Stats().InboundWaiters == 2 })
+	// A's handler returns: its room grants W and B. B arrives.
+	gateA.open()
+	select {
+	case n := <-got:
+		require.Equal(t, 70<<10, n)
+	case <-time.After(10 * time.Second):
+		t.Fatal("B, granted room, not delivered: its grant waited behind mallory's")
+	}
+}

@@ -60,6 +60,11 @@ type inConn struct {
 	mu      sync.Mutex
 	streams map[uint32]*largeIn
 	closed  bool
+	// Under mu: the answers to large messages that waited for room, in
+	// the order they were decided, and whether a goroutine writes them
+	// (see grantLater).
+	later   []laterAnswer
+	writing bool
 
 	dispatch dispatchQueue
 	replies  *replyWriter // the responses to its requests, written back on it

@@ -135,7 +135,11 @@ func (ic *inConn) granted(stream uint32, m *largeIn) error {
 }
 
 // grantLater is called by the budget once room for m was granted (or
-// found impossible), on the goroutine that freed it.
+// found impossible), on the goroutine that freed it: a handler's, or
+// another connection's reader, perhaps another peer's. That goroutine must
+// not wait for this connection's back channel, which a peer that stops
+// reading fills, so the grant or refusal is queued, in the order decided,
+// for a goroutine that runs while there are some to write.
 func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 	ic.mu.Lock()
 	if ic.closed || ic.streams[stream] != m {
@@ -147,31 +151,63 @@ func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 		return
 	}
 	m.waiter = nil
-	if !ok {
+	if ok {
+		m.granted = true
+	} else {
 		delete(ic.streams, stream)
-		ic.mu.Unlock()
-		ic.abandon(m, 0)
-		if ic.refuse(stream, ReasonOverloaded, "larger than this node's inbound limits") != nil {
-			ic.kill()
-		}
-		return
 	}
-	m.granted = true
-	empty := m.header.PayloadLength == 0
+	ic.later = append(ic.later, laterAnswer{stream: stream, m: m, granted: ok})
+	start := !ic.writing
+	ic.writing = true
 	ic.mu.Unlock()
-	if ic.sendBack(wire.FrameGrant, stream, nil) != nil {
-		ic.kill()
+	if !ok {
+		ic.abandon(m, 0)
 	}
-	if empty {
-		// Nothing follows: the reader would never see it complete.
+	if start {
+		ic.t.wg.Go(ic.answerLater)
+	}
+}
+
+// laterAnswer is a grant or refusal decided after its message waited.
+type laterAnswer struct {
+	stream  uint32
+	m       *largeIn
+	granted bool
+}
+
+// answerLater writes the queued grants and refusals, then exits.
+func (ic *inConn) answerLater() {
+	for {
 		ic.mu.Lock()
-		if ic.streams[stream] == m {
-			delete(ic.streams, stream)
+		if len(ic.later) == 0 {
+			ic.writing = false
 			ic.mu.Unlock()
-			ic.deliverLarge(m)
 			return
 		}
+		a := ic.later[0]
+		ic.later[0] = laterAnswer{}
+		ic.later = ic.later[1:]
 		ic.mu.Unlock()
+		if !a.granted {
+			if ic.refuse(a.stream, ReasonOverloaded, "larger than this node's inbound limits") != nil {
+				ic.kill()
+			}
+			continue
+		}
+		if ic.sendBack(wire.FrameGrant, a.stream, nil) != nil {
+			ic.kill()
+		}
+		if a.m.header.PayloadLength == 0 {
+			// Nothing follows: the reader would never see it complete.
+			ic.mu.Lock()
+			if ic.streams[a.stream] == a.m {
+				delete(ic.streams, a.stream)
+				ic.mu.Unlock()
+				ic.deliverLarge(a.m)
+				continue
+			}
+			ic.mu.Unlock()
+		}
 	}
 }
 

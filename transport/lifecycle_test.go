@@ -282,3 +282,31 @@ func TestLeaveInterruptsADialInProgress(t *testing.T) {
 	require.ErrorAs(t, err, &op)
 	assert.Equal(t, routing.Small, op.Lane, "the error names the request's lane")
 }
+
+// TestOnDroppedMayReadStats: a request to a peer that refuses connections
+// fails when its dial does, and Config.OnDropped hears of it. The hook ran
+// while the lane's queue was locked, so a hook that read Stats (which
+// reads that queue) deadlocked the lane's writer, and with it every later
+// Send to the peer and Close. The hook here reads Stats on a goroutine of
+// its own and gives up after a while, so that the test ends either way.
+func TestOnDroppedMayReadStats(t *testing.T) {
+	var node *transport.Transport
+	statsRead := make(chan bool, 16)
+	c := newCluster(t, 1, func(i int, cfg *transport.Config) {
+		cfg.OnDropped = func(transport.DroppedMessage) {
+			done := make(chan struct{})
+			go func() { _ = node.Stats(); close(done) }()
+			select {
+			case <-done:
+				statsRead <- true
+			case <-time.After(5 * time.Second):
+				statsRead <- false
+			}
+		}
+	})
+	node = c.Nodes[0]
+	c.Members.Add(cluster.Member{ID: "down", Addr: "127.0.0.1:1"})
+	_, err := node.Request(ctxTimeout(t, 10*time.Second), "down", verbEcho, []byte("q"))
+	require.ErrorIs(t, err, transport.ErrConnectionReset)
+	assert.True(t, <-statsRead, "Stats, called from OnDropped, waited for the lock held around the hook")
+}

@@ -536,14 +536,10 @@ func (c *outConn) failRequests(err error) {
 		c.large.admit(&c.queue)
 		c.large.failWaitingRequests(&c.queue, ReasonConnectionReset, err, c)
 	}
-	removed := c.queue.prune(func(it *outItem, buf []byte) bool {
-		if !it.isRequest {
-			return false
-		}
-		m := it.msg(buf)
-		c.failed(&m, ReasonConnectionReset, err)
-		return true
-	})
+	dropped, removed := c.queue.prune(func(it *outItem) bool { return it.isRequest })
+	for i := range dropped {
+		c.failed(&dropped[i], ReasonConnectionReset, err)
+	}
 	c.release(removed)
 }
 
@@ -576,13 +572,9 @@ func (c *outConn) pruneExpired() {
 		c.large.admit(&c.queue)
 		c.large.pruneExpired(&c.queue, now, c)
 	}
-	removed := c.queue.prune(func(it *outItem, buf []byte) bool {
-		if !it.expired(now) {
-			return false
-		}
-		m := it.msg(buf)
-		c.failed(&m, ReasonExpired, nil)
-		return true
-	})
+	dropped, removed := c.queue.prune(func(it *outItem) bool { return it.expired(now) })
+	for i := range dropped {
+		c.failed(&dropped[i], ReasonExpired, nil)
+	}
 	c.release(removed)
 }

@@ -227,9 +227,12 @@ func (q *outQueue) held() int {
 }
 
 // prune removes the messages for which drop returns true, keeping the rest
-// in order, and returns the bytes removed, for the caller to give back.
-// drop sees each message and its segment's buffer.
-func (q *outQueue) prune(drop func(it *outItem, buf []byte) bool) (removed int64) {
+// in order, and returns them and the bytes they held, for the caller to
+// fail and give back once the queue's lock is let go (failing a message
+// calls Config.OnDropped, which may read the queue through Stats). Their
+// payloads stay valid until the writer next takes a segment: the writer
+// alone empties segments, and prune leaves their bytes where they are.
+func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	seen := 0
@@ -239,7 +242,8 @@ func (q *outQueue) prune(drop func(it *outItem, buf []byte) bool) (removed int64
 		for _, it := range seg.items {
 			wasObserved := seen < q.observed
 			seen++
-			if drop(&it, seg.buf.B) {
+			if drop(&it) {
+				dropped = append(dropped, it.msg(seg.buf.B))
 				size, held := it.size(), it.held()
 				removed += int64(held)
 				seg.bytes -= held
@@ -258,7 +262,7 @@ func (q *outQueue) prune(drop func(it *outItem, buf []byte) bool) (removed int64
 		seg.items = kept
 	}
 	q.observed = observed
-	return removed
+	return dropped, removed
 }
 
 // retireIfEmpty makes the queue refuse messages with err, and reports

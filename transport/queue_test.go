@@ -47,15 +47,12 @@ func TestQueuePruneKeepsOrderAndCounts(t *testing.T) {
 	var q outQueue
 	queueMessages(t, &q, []int{1, 2, 3, 4, 5, 6}, map[int]int64{1: 10, 3: 10, 5: 10}, true)
 	before := q.held()
+	msgs, removed := q.prune(func(it *outItem) bool { return it.expired(100) })
 	var dropped []uint64
-	removed := q.prune(func(it *outItem, buf []byte) bool {
-		if it.expired(100) {
-			dropped = append(dropped, it.id)
-			assert.Len(t, it.payloadIn(buf), int(it.id), "the payload is at hand")
-			return true
-		}
-		return false
-	})
+	for _, m := range msgs {
+		dropped = append(dropped, m.id)
+		assert.Len(t, m.payload, int(m.id), "the payload is at hand")
+	}
 	assert.Equal(t, []uint64{2, 4, 6}, dropped)
 	assert.Equal(t, int64(before-q.held()), removed)
 	b, _ := q.take()
@@ -127,7 +124,7 @@ func TestQueueBytesMatchTheCapacityTaken(t *testing.T) {
 				sink.account.Release(q.release(taken[i]))
 				taken = append(taken[:i], taken[i+1:]...)
 			default:
-				removed := q.prune(func(it *outItem, _ []byte) bool { return it.expiresAt == 1 })
+				_, removed := q.prune(func(it *outItem) bool { return it.expiresAt == 1 })
 				sink.account.Release(removed)
 			}
 			require.Equal(t, int64(q.held()), sink.account.Used(), "seed %d", seed)

@@ -277,8 +277,9 @@ func (c StreamConfig) smux() *smux.Config {
 // FileConfig configures SendFile.
 type FileConfig struct {
 	// RateLimit caps the bytes per second all of this node's SendFile
-	// transfers send together, like Cassandra's stream throughput limit.
-	// Default 0: unlimited.
+	// transfers send together, like Cassandra's stream throughput limit;
+	// under it a transfer sends a second's worth (at least 64 KiB, at most
+	// Chunk) at a time. Default 0: unlimited.
 	RateLimit int64
 	// MaxConcurrent is how many transfers this node receives at once;
 	// beyond it a transfer is refused with ErrOverloaded. Default 16.

@@ -30,6 +30,8 @@ type FileHandler interface {
 	// ServeFile must consume the transfer, with ReceiveTo or Reader; its
 	// error, or an incomplete or corrupt transfer, fails the sender's
 	// SendFile. ctx ends when the transfer expires or the transport closes.
+	// A sender that sends nothing for Timeouts.Keepalive is cut off: the
+	// read fails with ErrIncomplete.
 	ServeFile(ctx context.Context, ft *FileTransfer) error
 }
 
@@ -48,15 +50,35 @@ type FileTransfer struct {
 	Length int64 // bytes the sender sends
 
 	conn     net.Conn
-	chunk    int64 // bytes spliced per call, and checksummed behind
+	chunk    int64         // the bytes spliced in the next call, and checksummed behind
+	maxChunk int64         // the most in one call
+	silence  time.Duration // Timeouts.Keepalive: how long the sender may send nothing; 0: forever
 	received int64
 	verified bool
+}
+
+// Receiving reads minReceiveRead bytes in its first call, each call within
+// the sender's allowed silence, and doubles that, up to receiveRead (or
+// Files.Chunk), after a read that took less than a quarter of it, or
+// halves it: a sender that goes silent is cut off, one that is slow
+// (rate-limited, sending a second's worth at a time) is not.
+const (
+	receiveRead    = 1 << 20
+	minReceiveRead = 64 << 10
+)
+
+// readDeadline bounds the next read by the sender's allowed silence.
+func (ft *FileTransfer) readDeadline() {
+	if ft.silence > 0 {
+		_ = ft.conn.SetReadDeadline(time.Now().Add(ft.silence))
+	}
 }
 
 // verify reads the sender's checksum, which follows the bytes, and
 // compares it with crc.
 func (ft *FileTransfer) verify(crc uint32) error {
 	var trailer [wire.FileTrailerSize]byte
+	ft.readDeadline()
 	if _, err := io.ReadFull(ft.conn, trailer[:]); err != nil {
 		return fmt.Errorf("%w: no checksum after the bytes: %w", ErrIncomplete, err)
 	}
@@ -130,8 +152,11 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		return fail(0, ctxErrOr(ctx, err))
 	}
 	// The receiver answers the header first: ready (an empty result), or
-	// why not, before any byte of the file is sent.
-	if failure, err := wire.ReadFileResult(conn); err != nil {
+	// why not, before any byte of the file is sent; it does so at once.
+	_ = conn.SetReadDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
+	failure, err := wire.ReadFileResult(conn)
+	_ = conn.SetReadDeadline(time.Time{})
+	if err != nil {
 		return fail(0, ctxErrOr(ctx, fmt.Errorf("%w: no answer from the receiver: %w", ErrIncomplete, err)))
 	} else if failure != nil {
 		return fail(0, &RemoteError{Code: failure.Code, Message: failure.Message})
@@ -160,9 +185,16 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	if sendErr != nil && ctx.Err() != nil {
 		return fail(sent, ctx.Err())
 	}
+	if sendErr != nil {
+		// The receiver still waits for the bytes: end this side so that
+		// it sees the end and answers, rather than both sides waiting.
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}
 	// Read the verdict even after a failed send: a receiver that gave up
 	// says why before it closes.
-	failure, err := wire.ReadFileResult(conn)
+	failure, err = wire.ReadFileResult(conn)
 	switch {
 	case failure != nil:
 		return fail(sent, &RemoteError{Code: failure.Code, Message: failure.Message})
@@ -185,9 +217,13 @@ type checksumResult struct {
 // the node's rate limit. On a plain TCP connection each chunk is one
 // sendfile(2); otherwise (TLS) it is a buffered copy.
 func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64) (int64, error) {
+	chunk := int64(t.cfg.Files.Chunk)
+	if t.fileLimiter != nil {
+		chunk = rateLimitedChunk(t.cfg.Files)
+	}
 	var sent int64
 	for sent < length {
-		n := min(int64(t.cfg.Files.Chunk), length-sent)
+		n := min(chunk, length-sent)
 		if t.fileLimiter != nil {
 			if err := t.fileLimiter.WaitN(ctx, int(n)); err != nil {
 				return sent, err
@@ -230,8 +266,13 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	h, err := wire.ReadFileHeader(conn, make([]byte, wire.MaxFileHeaderSize))
 	deadline := h.Deadline(time.Now().UnixNano())
 	if err != nil {
-		t.malformed[BadInputMalformed].Add(1)
-		t.log.Warn("internode: closing file connection on bad input", "remote", conn.RemoteAddr(), "peer", p.id, "err", err)
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && !ne.Timeout() {
+			return // the peer went away, or the connection broke
+		}
+		kind := badInputOf(err)
+		t.malformed[kind].Add(1)
+		t.logs.warn(logKey{badInput: kind + 1}, "internode: closing file connection on bad input", "remote", conn.RemoteAddr(), "peer", p.id, "err", err)
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
@@ -262,7 +303,9 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	ft := &FileTransfer{From: p.id, Verb: Verb(h.Verb), ID: h.ID, Length: int64(h.Length), conn: conn, chunk: int64(t.cfg.Files.Chunk)}
+	ft := &FileTransfer{From: p.id, Verb: Verb(h.Verb), ID: h.ID, Length: int64(h.Length), conn: conn,
+		chunk: minReceiveRead, maxChunk: int64(max(min(t.cfg.Files.Chunk, receiveRead), minReceiveRead)),
+		silence: max(t.cfg.Timeouts.Keepalive, 0)}
 	err = t.serveFileHandler(ctx, handler, ft)
 	if err == nil && !ft.verified {
 		err = fmt.Errorf("%w: the handler took %d of %d bytes", ErrIncomplete, ft.received, ft.Length)
@@ -326,10 +369,17 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 	for n < ft.Length && err == nil {
 		want := min(ft.chunk, ft.Length-n)
 		var m int64
+		ft.readDeadline()
+		began := time.Now()
 		if tcp, ok := ft.conn.(*net.TCPConn); ok {
 			m, err = f.ReadFrom(io.LimitReader(tcp, want))
 		} else {
 			m, err = io.CopyN(f, ft.conn, want)
+		}
+		if ft.silence > 0 && time.Since(began) > ft.silence/4 {
+			ft.chunk = max(ft.chunk/2, minReceiveRead)
+		} else {
+			ft.chunk = min(2*ft.chunk, ft.maxChunk)
 		}
 		if m > 0 {
 			chunks <- [2]int64{start + n, m}
@@ -375,11 +425,12 @@ func (r *transferReader) Read(b []byte) (int, error) {
 	if int64(len(b)) > left {
 		b = b[:left]
 	}
+	ft.readDeadline()
 	n, err := ft.conn.Read(b)
 	ft.received += int64(n)
 	r.crc = crc32.Update(r.crc, castagnoli, b[:n])
-	if errors.Is(err, io.EOF) && ft.received < ft.Length {
-		err = fmt.Errorf("%w: %d of %d bytes", ErrIncomplete, ft.received, ft.Length)
+	if err != nil && ft.received < ft.Length {
+		err = fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, ft.received, ft.Length, err)
 	}
 	return n, err
 }
@@ -391,5 +442,12 @@ func newFileLimiter(c FileConfig) *rate.Limiter {
 	if c.RateLimit <= 0 {
 		return nil
 	}
-	return rate.NewLimiter(rate.Limit(c.RateLimit), max(c.Chunk, int(min(c.RateLimit, 1<<30))))
+	return rate.NewLimiter(rate.Limit(c.RateLimit), int(rateLimitedChunk(c)))
+}
+
+// rateLimitedChunk is the most bytes SendFile sends at once under c's rate
+// limit: a second's worth, so that a receiver hears from a transfer well
+// within its Keepalive, and no more than Chunk.
+func rateLimitedChunk(c FileConfig) int64 {
+	return min(int64(c.Chunk), max(c.RateLimit, minReceiveRead))
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
 )
 
 const verbBootstrap transport.Verb = 30
@@ -241,4 +242,107 @@ func TestSendFileCancelled(t *testing.T) {
 			assert.Error(t, <-result, "the receiver sees the transfer end early")
 		})
 	}
+}
+
+// TestSendFileOfAFileThatShrank: the file shrinks while it is sent, so the
+// sender's bytes stop short of the length its header announced. SendFile
+// went on to wait for the receiver's verdict without ending its side of
+// the connection, while the receiver waited for the missing bytes: each
+// waited for the other, for ever with a context without deadline. It now
+// ends its side, and both ends fail.
+func TestSendFileOfAFileThatShrank(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	const size = 64 << 20
+	src, _ := tempFile(t, size)
+	received := make(chan error, 1)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		// Sender and receiver share the process: the file shrinks before
+		// the receiver reads a byte, after the sender checked its size.
+		if err := os.Truncate(src.Name(), 1<<20); err != nil {
+			return err
+		}
+		f, err := os.CreateTemp(t.TempDir(), "dst")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = ft.ReceiveTo(f)
+		received <- err
+		return err
+	}))
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].SendFile(context.Background(), c.ID(1), verbBootstrap, src, 0, size)
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		var remote *transport.RemoteError
+		assert.ErrorAs(t, err, &remote, "the receiver's verdict: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("SendFile of a file that shrank has not returned: sender and receiver wait for each other")
+	}
+	assert.ErrorIs(t, <-received, transport.ErrIncomplete)
+}
+
+// TestSendFileToAReceiverThatNeverAnswers: a receiver that completes the
+// handshake and then never answers the file header. SendFile waited for
+// its answer for ever (with no deadline in its context); it now waits
+// Timeouts.Handshake, as for the handshake just before.
+func TestSendFileToAReceiverThatNeverAnswers(t *testing.T) {
+	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.Timeouts.Handshake = 200 * time.Millisecond })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
+			return
+		}
+		_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Version: wire.MaxVersion, Reason: wire.Accepted}))
+		<-done // then silence
+	}()
+	c.Members.Add(cluster.Member{ID: "mute", Addr: ln.Addr().String()})
+	src, data := tempFile(t, 4096)
+	sent := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_, err := c.Nodes[0].SendFile(ctx, "mute", verbBootstrap, src, 0, int64(len(data)))
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		assert.ErrorIs(t, err, transport.ErrIncomplete)
+	case <-time.After(5 * time.Second):
+		cancel()
+		<-sent
+		t.Fatal("SendFile still waits for an answer to its header")
+	}
+}
+
+// TestRateLimitedSendFileIsNotCutOff: a transfer rate-limited to 256 KiB/s
+// takes longer (3 s) than the receiver's Keepalive, which bounds how long
+// a sender may send nothing; it goes through, sent a second's worth at a
+// time and received in reads sized to match.
+func TestRateLimitedSendFileIsNotCutOff(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Files.RateLimit = 256 << 10
+		cfg.Timeouts.Keepalive = 2 * time.Second
+	})
+	got := receiveToFiles(t, c.Nodes[1])
+	src, data := tempFile(t, 1<<20)
+	n, err := c.Nodes[0].SendFile(ctxTimeout(t, 20*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(data)), n)
+	path := <-got
+	b, err := os.ReadFile(path)
+	require.NoError(t, err, path)
+	assert.True(t, bytes.Equal(data, b))
 }

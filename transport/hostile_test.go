@@ -21,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/xtaci/smux"
 	"go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -651,5 +652,141 @@ func TestGrantDoesNotWaitForAPeerThatStopsReading(t *testing.T) {
 		require.Equal(t, 70<<10, n)
 	case <-time.After(10 * time.Second):
 		t.Fatal("B, granted room, not delivered: its grant waited behind mallory's")
+	}
+}
+
+// rawFileSender handshakes on the file lane as node id, sends a header
+// announcing length bytes and reads the receiver's "ready".
+func rawFileSender(t *testing.T, addr, id string, verb transport.Verb, length uint64) net.Conn {
+	t.Helper()
+	conn := dialAs(addr, id, routing.Lane(4))
+	require.NotNil(t, conn, "file-lane handshake accepted")
+	t.Cleanup(func() { conn.Close() })
+	_, err := conn.Write(wire.AppendFileHeader(nil, &wire.FileHeader{Verb: uint32(verb), ID: 1,
+		CreatedAt: time.Now().UnixNano(), Length: length}))
+	require.NoError(t, err)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	failure, err := wire.ReadFileResult(conn)
+	require.NoError(t, err)
+	require.Nil(t, failure, "the receiver is ready for the bytes")
+	_ = conn.SetReadDeadline(time.Time{})
+	return conn
+}
+
+// TestSilentFileSenderIsCutOff: a peer sends a file header and then
+// nothing. Nothing bounded that silence, so it held its handler and one of
+// the node's Files.MaxConcurrent slots for ever, and with all of them
+// taken every other peer's SendFile was refused. A transfer whose sender
+// sends nothing for Timeouts.Keepalive now fails (ErrIncomplete).
+func TestSilentFileSenderIsCutOff(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Files.MaxConcurrent = 1
+		cfg.Timeouts.Keepalive = 2 * time.Second // the least allowed
+	})
+	handled := make(chan error, 2)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		_, err := io.Copy(io.Discard, ft.Reader())
+		handled <- err
+		return err
+	}))
+	rawFileSender(t, c.Nodes[1].Addr().String(), string(c.ID(0)), verbBootstrap, 1<<20)
+	src, data := tempFile(t, 4096)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 5*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	require.ErrorIs(t, err, transport.ErrOverloaded, "the silent transfer holds the only slot")
+	select {
+	case err := <-handled:
+		assert.ErrorIs(t, err, transport.ErrIncomplete)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a sender silent since its header still holds its handler and the only file slot")
+	}
+	// The receiver lets the cut-off sender read its verdict for a moment
+	// before the slot is free.
+	waitFor(t, 10*time.Second, "the slot free again", func() bool {
+		_, err := c.Nodes[0].SendFile(ctxTimeout(t, 5*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+		return err == nil
+	})
+}
+
+// warnCounter counts log records at warning level and above.
+type warnCounter struct{ n *atomic.Int64 }
+
+func (h warnCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h warnCounter) Handle(context.Context, slog.Record) error {
+	h.n.Add(1)
+	return nil
+}
+func (h warnCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h warnCounter) WithGroup(string) slog.Handler      { return h }
+
+// TestBadFileHeadersAreCountedLikeOtherBadInput: a file connection closed
+// before its header is not bad input, a silent one is BadInputSilent, and
+// a flood of malformed headers is logged at the rate every other report
+// of bad input is. All three were counted as malformed, and each logged.
+func TestBadFileHeadersAreCountedLikeOtherBadInput(t *testing.T) {
+	var warns atomic.Int64
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Handshake = 200 * time.Millisecond
+		if i == 1 {
+			cfg.Telemetry.Logger = slog.New(warnCounter{&warns})
+		}
+	})
+	addr := c.Nodes[1].Addr().String()
+	// The node counts before it closes its end, so reading to the end
+	// orders the test after it.
+	conn := dialAs(addr, string(c.ID(0)), routing.Lane(4))
+	require.NotNil(t, conn)
+	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+	_, _ = io.Copy(io.Discard, conn)
+	conn.Close()
+	assert.Zero(t, c.Nodes[1].Stats().BadInput[transport.BadInputMalformed], "a clean close is not malformed input")
+
+	conn = dialAs(addr, string(c.ID(0)), routing.Lane(4))
+	require.NotNil(t, conn)
+	_, _ = io.Copy(io.Discard, conn) // the node closes after its handshake timeout
+	conn.Close()
+	assert.Equal(t, uint64(1), c.Nodes[1].Stats().BadInput[transport.BadInputSilent], "a silent file peer")
+
+	before := warns.Load()
+	for range 50 {
+		conn := dialAs(addr, string(c.ID(0)), routing.Lane(4))
+		require.NotNil(t, conn)
+		_, _ = conn.Write([]byte{0xff, 0xff}) // a header of 65535 bytes: malformed
+		_, _ = io.Copy(io.Discard, conn)
+		conn.Close()
+	}
+	assert.Equal(t, uint64(50), c.Nodes[1].Stats().BadInput[transport.BadInputMalformed])
+	assert.LessOrEqual(t, warns.Load()-before, int64(10), "50 bad headers in well under a second, logged at the limited rate")
+}
+
+// TestStreamsThatNeverSayTheirVerbAreBounded: a peer opens 3000 streams on
+// its stream session and never sends their verbs. Each held a goroutine
+// on the receiver until the handshake timeout, with no bound: now at most
+// Streams.MaxPerPeer may be opening at once, and the receiver closes the
+// rest at once.
+func TestStreamsThatNeverSayTheirVerbAreBounded(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Streams.MaxPerPeer = 4
+		cfg.Timeouts.Handshake = 30 * time.Second
+	})
+	c.Nodes[1].HandleStream(verbBootstrap, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {}))
+	conn := dialAs(c.Nodes[1].Addr().String(), string(c.ID(0)), routing.Lane(3))
+	require.NotNil(t, conn)
+	defer conn.Close()
+	sc := smux.DefaultConfig()
+	sc.Version = 2
+	session, err := smux.Client(conn, sc)
+	require.NoError(t, err)
+	defer session.Close()
+	streams := make([]*smux.Stream, 3000)
+	for i := range streams {
+		streams[i], err = session.OpenStream() // a SYN, and never a verb
+		require.NoError(t, err)
+	}
+	// The last ones are closed by the receiver, long before its
+	// handshake timeout.
+	for _, st := range streams[len(streams)-10:] {
+		require.NoError(t, st.SetReadDeadline(time.Now().Add(10*time.Second)))
+		_, err := st.Read(make([]byte, 1))
+		assert.ErrorIs(t, err, io.EOF, "a stream beyond the bound is closed at once")
 	}
 }

@@ -159,6 +159,6 @@ func (t *Transport) serveOwnStream(conn net.Conn, p *peer) {
 	}
 	defer p.inAccount.Release(ownStreamBuffer)
 	oc := newOwnConn(t, conn)
-	t.serveStream(p, oc) // closes oc
+	t.serveStream(p, oc, func() {}) // closes oc
 	<-oc.lingered
 }

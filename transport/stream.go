@@ -372,24 +372,34 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 	defer session.Close()
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
+	// Streams that have not said their verb yet are bounded too, or a peer
+	// could open any number, each holding a goroutine.
+	opening := make(chan struct{}, t.cfg.Streams.MaxPerPeer)
 	for {
 		st, err := session.AcceptStream()
 		if err != nil {
 			return
 		}
+		select {
+		case opening <- struct{}{}:
+		default:
+			st.Close()
+			continue
+		}
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
-			t.serveStream(p, st)
+			t.serveStream(p, st, func() { <-opening })
 		}()
 	}
 }
 
 // serveStream reads a new stream's verb, admits it and runs its handler.
-func (t *Transport) serveStream(p *peer, st net.Conn) {
+func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	verb, err := wire.ReadStreamOpen(byteReader{st})
+	opened()
 	if err != nil {
 		return
 	}

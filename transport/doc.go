@@ -210,6 +210,12 @@
 // connection, and is refused (its request failing with ErrOverloaded)
 // when neither has room.
 //
+// A response with no outbound room is replaced by a small failure
+// (ErrOverloaded), so that its caller learns at once; those failures may
+// go 64 KiB beyond the outbound limits (per connection, per peer and
+// node-wide), and past that the response is dropped, counted
+// (Dropped[overloaded]), and its caller waits for its deadline.
+//
 // A message read and waiting for its handler also holds a few hundred
 // bytes of bookkeeping; the reader takes it for a whole frame once the
 // frame is read, beyond the limits if need be, so by at most

@@ -790,3 +790,57 @@ func TestStreamsThatNeverSayTheirVerbAreBounded(t *testing.T) {
 		assert.ErrorIs(t, err, io.EOF, "a stream beyond the bound is closed at once")
 	}
 }
+
+// TestUnreadResponsesStayWithinTheOutboundLimit: a peer sends tiny requests
+// and never reads its back channel. Each answer that finds no outbound
+// room is replaced by a small failure beyond the limits, and since
+// handling a request frees its inbound bytes at once, the reader reads on:
+// the failures grew without bound (10.6 MB against a 1 MiB Node limit
+// after 100 000 requests) for as long as the blocked write lasted. They
+// now stay within 64 KiB beyond the limits (here the connection's 256
+// KiB), past which responses are dropped, counted.
+func TestUnreadResponsesStayWithinTheOutboundLimit(t *testing.T) {
+	outbound := transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Memory.Outbound = outbound
+		cfg.Memory.MaxMessageSize = 256 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}
+		cfg.Lanes.Sockets[routing.Small].SendBuffer = 64 << 10
+	})
+	victim := c.Nodes[1]
+	victim.Handle(verbAskLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return make([]byte, 64), nil
+	}))
+	c.Members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
+	conn := dialAs(victim.Addr().String(), "mallory", routing.Small)
+	require.NotNil(t, conn)
+	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(16<<10))
+	defer conn.Close()
+	var body []byte
+	id := uint64(0)
+	peak := int64(0)
+	for range 100 { // frames of 1000 requests; mallory never reads what comes back
+		body = body[:0]
+		for range 1000 {
+			id++
+			body = wire.AppendHeader(body, &wire.Header{Flags: wire.FlagExpectsResponse, ID: id, Verb: uint32(verbAskLarge)})
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, body), body...))
+		require.NoError(t, err)
+		peak = max(peak, victim.Stats().OutboundBytes)
+	}
+	waitFor(t, 20*time.Second, "every request handled", func() bool {
+		for _, s := range victim.Stats().Stages {
+			if s.Verb == verbAskLarge {
+				return s.Active == 0 && s.Queued == 0 && s.Started == int64(id)
+			}
+		}
+		return false
+	})
+	peak = max(peak, victim.Stats().OutboundBytes)
+	t.Logf("requests %d, outbound bytes peak %d (Node limit %d)", id, peak, outbound.Node)
+	assert.LessOrEqual(t, peak, outbound.Node+64<<10)
+	st := victim.Stats().Total()
+	assert.NotZero(t, st.Dropped[transport.ReasonOverloaded], "the responses past the reserve are counted")
+}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -50,15 +51,20 @@ func newReplyWriter(ic *inConn) *replyWriter {
 }
 
 // enqueue queues one response. It never waits. Out of capacity, a small
-// failure (ErrOverloaded) takes the response's place, beyond the limit if
-// need be, so that its caller learns at once rather than at its deadline;
-// once the connection has ended, every response is refused.
+// failure (ErrOverloaded) takes the response's place, beyond the limits by
+// at most failureReserve, so that its caller learns at once rather than at
+// its deadline; past that (a requester that does not read its answers
+// while it sends more requests) the response is refused and its caller
+// waits for its deadline. Once the connection has ended, every response is
+// refused.
 func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []byte, _ bool) error {
 	size := int64(len(header) + len(payload) + outItemCost)
 	if !w.account.TryTake(size) {
 		header, payload = noRoomFor(it, header, payload)
 		size = int64(len(header) + len(payload) + outItemCost)
-		w.account.Overdraw(size)
+		if !w.account.TryOverdraw(size, failureReserve) {
+			return fmt.Errorf("%w: no room for the response, nor for a failure in its place", ErrOverloaded)
+		}
 	}
 	q, copyPayload := &w.small, true
 	if len(header)+len(payload) > w.ic.t.cfg.Lanes.LargeThreshold {
@@ -131,6 +137,11 @@ func (w *replyWriter) writeFromCaller() {
 	w.ic.t.wg.Add(1)
 	go w.run() // it fails what is queued if the connection has ended
 }
+
+// failureReserve is how far beyond the outbound limits (per connection, per
+// peer and node-wide) the failures that take the place of responses with
+// no room may go: a few hundred of them.
+const failureReserve = 64 << 10
 
 // noRoomFor returns the failure that stands for response it (header and
 // payload) when there is no room for it; a failure stands for itself.

@@ -149,6 +149,22 @@ func (a *Account) Overdraw(n int64) {
 	b.mu.Unlock()
 }
 
+// TryOverdraw takes n bytes beyond the limits, as Overdraw does, if that
+// leaves no account from a up holding more than its limit plus over; it
+// never waits. For memory that must not wait but may be refused.
+func (a *Account) TryOverdraw(n, over int64) bool {
+	b := a.budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for x := a; x != nil; x = x.parent {
+		if x.used.Load()+n > x.limit+over {
+			return false
+		}
+	}
+	a.addLocked(n)
+	return true
+}
+
 // Release gives back n bytes taken from a, and grants the waiters that
 // fit now, in order.
 func (a *Account) Release(n int64) {

@@ -284,3 +284,24 @@ func TestBudgetOverdraw(t *testing.T) {
 	assert.True(t, other.TryTake(30))
 	assert.Zero(t, peer.Used())
 }
+
+// TestBudgetTryOverdraw: an overdraft within a margin is taken beyond the
+// limits, up to limit plus margin at every level, and refused past it.
+func TestBudgetTryOverdraw(t *testing.T) {
+	b := NewBudget(100)
+	peer := b.Root().Child(50, false)
+	conn := peer.Child(10, false)
+	assert.True(t, conn.TryOverdraw(15, 5), "conn at 15 of 10+5")
+	assert.False(t, conn.TryOverdraw(1, 5), "conn past its limit plus margin")
+	other := peer.Child(100, false)
+	assert.True(t, other.TryOverdraw(40, 5), "peer at 55 of 50+5")
+	assert.False(t, other.TryOverdraw(1, 5), "peer past its limit plus margin")
+	node := b.Root().Child(200, false)
+	assert.True(t, node.TryOverdraw(50, 5), "node at 105 of 100+5")
+	assert.False(t, node.TryOverdraw(1, 5), "node past its limit plus margin")
+	assert.Equal(t, int64(105), b.Root().Used())
+	conn.Release(15)
+	other.Release(40)
+	node.Release(50)
+	assert.Zero(t, b.Root().Used())
+}

@@ -211,6 +211,7 @@ func (c *outConn) connect() bool {
 		c.lastWrite = time.Now()
 		c.lastSent = c.lastWrite
 		c.hl.connected(c.lastWrite)
+		c.large.open()
 		c.t.wg.Add(1)
 		go c.readBack(conn)
 		return true

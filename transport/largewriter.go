@@ -58,12 +58,25 @@ type largeWriter struct {
 
 	mu    sync.Mutex
 	inbox []backFrame
+	// shut: the connection was reset and the next has not begun; what a
+	// back-channel reader of the old one still delivers is dropped, or a
+	// stale grant would count as work and the lane would dial for it.
+	shut bool
 }
 
 // deliver hands the writer a grant or refusal; the caller then wakes it.
 func (w *largeWriter) deliver(f backFrame) {
 	w.mu.Lock()
-	w.inbox = append(w.inbox, f)
+	if !w.shut {
+		w.inbox = append(w.inbox, f)
+	}
+	w.mu.Unlock()
+}
+
+// open takes grants and refusals again: a new connection begins.
+func (w *largeWriter) open() {
+	w.mu.Lock()
+	w.shut = false
 	w.mu.Unlock()
 }
 
@@ -295,7 +308,7 @@ func (w *largeWriter) reset(q *outQueue, sink outSink, err error) {
 	w.begun = w.begun[:0]
 	w.waiting = append(again, w.waiting...)
 	w.mu.Lock()
-	w.inbox = nil
+	w.inbox, w.shut = nil, true
 	w.mu.Unlock()
 }
 

@@ -151,6 +151,25 @@ func TestLargeWriterResetKeepsWhatDidNotStart(t *testing.T) {
 	assert.Zero(t, r.sink.account.Used())
 }
 
+// TestLargeWriterDropsGrantsOfAConnectionReset: nothing waits for a
+// connection's back-channel reader when the connection closes, so a grant
+// it had read may reach the writer after reset. It was kept and counted
+// as work: with the peer down and nothing to send, the lane dialled again
+// and again. Until the next connection begins, such frames are dropped.
+func TestLargeWriterDropsGrantsOfAConnectionReset(t *testing.T) {
+	r := newLargeRig(t)
+	r.queue([]int{200 << 10}, nil)
+	frames := r.step(0, 64<<10)
+	r.w.reset(&r.q, r.sink, ErrConnectionReset)
+	r.w.deliver(backFrame{stream: frames[0].stream}) // from the old connection's reader
+	r.w.admit(&r.q)
+	r.w.failAll(&r.q, ReasonClosed, ErrClosed, r.sink) // nothing left to send
+	assert.False(t, r.w.busy(0), "a stale grant is not work")
+	r.w.open()
+	r.w.deliver(backFrame{stream: 99})
+	assert.True(t, r.w.busy(0), "a grant on the new connection is")
+}
+
 // cutWriter takes the first limit bytes written to it, then fails.
 type cutWriter struct {
 	limit int
@@ -197,7 +216,8 @@ func TestLargeWriterFailedPartWrite(t *testing.T) {
 				return
 			}
 			assert.Empty(t, r.sink.fails)
-			frames = r.step(0, 64<<10) // on the next connection
+			r.w.open() // the next connection
+			frames = r.step(0, 64<<10)
 			require.Equal(t, []wire.FrameKind{wire.FrameLargeBegin}, kinds(frames))
 			h, _, err := wire.DecodeHeader(frames[0].payload, 1<<30)
 			require.NoError(t, err)

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -8,6 +10,10 @@ import (
 
 	"github.com/internode/internode/internal/kernelstat"
 )
+
+// WarnCounter returns a log handler that counts the records at warning
+// level and above in n.
+func WarnCounter(n *atomic.Int64) slog.Handler { return countLevel{n} }
 
 // RandomPayload returns n incompressible bytes, the same for the same
 // seed.

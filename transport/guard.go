@@ -87,10 +87,24 @@ var errForgotten = fmt.Errorf("%w: forgotten", ErrUnknownPeer)
 // flood of made-up node IDs leaves no goroutine, entry or metric series
 // behind.
 func (t *Transport) forgetQuietStrangers() {
+	// An entry made for a stranger that has joined since is a member's
+	// (a Send to it may be waiting for capacity, holding nothing yet).
+	// The membership is asked without peersMu held.
+	var strangers []*peer
+	for _, p := range *t.peersView.Load() {
+		if !p.member.Load() {
+			strangers = append(strangers, p)
+		}
+	}
+	for _, p := range strangers {
+		if t.isMember(p.id) {
+			p.member.Store(true)
+		}
+	}
 	var gone []*peer
 	t.peersMu.Lock()
 	for id, p := range t.peers {
-		if p.member || !p.quiet() {
+		if p.member.Load() || !p.quiet() {
 			continue
 		}
 		delete(t.peers, id)

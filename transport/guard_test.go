@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
 )
 
 // countLevel counts records at warning level and above.
@@ -52,4 +55,35 @@ func TestBadInputOf(t *testing.T) {
 	} {
 		assert.Equal(t, tt.want, badInputOf(tt.err), "%v", tt.err)
 	}
+}
+
+// TestForgetStrangersSparesOneThatJoined: a peer entry made while the node
+// was not a member (a cancel sent after it left, or its connection with
+// AcceptUnknownPeers) stayed a stranger's after the node joined. Quiet —
+// a Send to it waiting for outbound capacity holds nothing yet — it was
+// forgotten under that Send, which failed with ErrUnknownPeer to a
+// member, its drop counted where Stats no longer looked.
+func TestForgetStrangersSparesOneThatJoined(t *testing.T) {
+	members := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "127.0.0.1:1"})
+	tr := coreTransport(t, func(c *Config) {
+		c.Membership = members
+		c.Memory.MaxMessageSize = 64 << 10
+		c.Memory.Outbound = Limits{PerConnection: 128 << 10, PerPeer: 128 << 10, Node: 128 << 10}
+		c.Memory.WaitForCapacity = true
+	})
+	// Two one-way messages to n2, which cannot be dialled, hold most of
+	// the node's outbound capacity while they wait for it.
+	for range 2 {
+		require.NoError(t, tr.Send(context.Background(), "n2", 1, make([]byte, 60<<10)))
+	}
+	_, err := tr.peerFor("n3", false) // made while n3 is not a member
+	require.NoError(t, err)
+	members.Add(cluster.Member{ID: "n3", Addr: "127.0.0.1:1"})
+	sent := make(chan error, 1)
+	go func() { sent <- tr.Send(context.Background(), "n3", 1, make([]byte, 60<<10)) }()
+	require.Eventually(t, func() bool { return tr.outBudget.Waiting() == 1 }, 5*time.Second, time.Millisecond)
+	tr.forgetQuietStrangers() // what the janitor does every strangerSweep
+	assert.NotNil(t, tr.peerStats("n3"), "a member's entry is kept")
+	tr.Close()
+	assert.ErrorIs(t, <-sent, ErrClosed, "the Send ends with the transport, not as to an unknown peer")
 }

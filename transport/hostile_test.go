@@ -707,17 +707,6 @@ func TestSilentFileSenderIsCutOff(t *testing.T) {
 	})
 }
 
-// warnCounter counts log records at warning level and above.
-type warnCounter struct{ n *atomic.Int64 }
-
-func (h warnCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (h warnCounter) Handle(context.Context, slog.Record) error {
-	h.n.Add(1)
-	return nil
-}
-func (h warnCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h warnCounter) WithGroup(string) slog.Handler      { return h }
-
 // TestBadFileHeadersAreCountedLikeOtherBadInput: a file connection closed
 // before its header is not bad input, a silent one is BadInputSilent, and
 // a flood of malformed headers is logged at the rate every other report
@@ -727,7 +716,7 @@ func TestBadFileHeadersAreCountedLikeOtherBadInput(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Timeouts.Handshake = 200 * time.Millisecond
 		if i == 1 {
-			cfg.Telemetry.Logger = slog.New(warnCounter{&warns})
+			cfg.Telemetry.Logger = slog.New(transport.WarnCounter(&warns))
 		}
 	})
 	addr := c.Nodes[1].Addr().String()

@@ -26,10 +26,11 @@ type peer struct {
 	outbound [routing.NumLanes]connCounters
 	inbound  [routing.NumLanes]inCounters
 	health   [routing.NumLanes]laneHealth // for Health
-	// member: the membership knew the peer when this entry was made.
-	// Entries of peers it does not know are forgotten once they are
-	// quiet (see Transport.forgetQuietStrangers).
-	member bool
+	// member: the membership knew the peer when this entry was made, or
+	// has since (an entry made for a stranger that then joined). Entries
+	// of peers it does not know are forgotten once they are quiet (see
+	// Transport.forgetQuietStrangers).
+	member atomic.Bool
 
 	outAccount, inAccount *limit.Account // shared by the peer's connections
 	// Socket queue peaks per lane since the last metrics collection,
@@ -51,9 +52,11 @@ type peer struct {
 }
 
 func newPeer(t *Transport, id cluster.NodeID, member bool) *peer {
-	return &peer{id: id, t: t, member: member,
+	p := &peer{id: id, t: t,
 		outAccount: t.outBudget.Root().Child(t.limitsOut.Load().PerPeer, false),
 		inAccount:  t.inBudget.Root().Child(t.limitsIn.Load().PerPeer, false)}
+	p.member.Store(member)
+	return p
 }
 
 // lane returns the outbound connection for lane, creating it on first
@@ -267,6 +270,7 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 		// waiting to reconnect to: try at once rather than after the
 		// backoff.
 		if p := t.peerStats(ev.Member.ID); p != nil {
+			p.member.Store(true) // an entry made before it joined
 			p.redialNow()
 		}
 		return

@@ -232,7 +232,7 @@ func (t *Transport) Stats() Stats {
 		}
 	}
 	for _, p := range peers[:len(peers)-len(departed)] {
-		s.Peers = append(s.Peers, PeerStats{Peer: p.id, Member: p.member,
+		s.Peers = append(s.Peers, PeerStats{Peer: p.id, Member: p.member.Load(),
 			OutboundHeld: p.outAccount.Used(), InboundHeld: p.inAccount.Used()})
 	}
 	sort.Slice(s.Peers, func(i, j int) bool { return s.Peers[i].Peer < s.Peers[j].Peer })
@@ -297,7 +297,7 @@ func (t *Transport) strangersStats(lane routing.Lane) (ConnStats, bool) {
 // seen no traffic either way.
 func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 	cs = ConnStats{Peer: p.id, Lane: lane}
-	if !p.member {
+	if !p.member.Load() {
 		cs.Peer = StrangersPeer
 	}
 	cs.readIn(&p.inbound[lane])

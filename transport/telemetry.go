@@ -310,7 +310,7 @@ func (t *Transport) peerStats(id cluster.NodeID) *peer { return (*t.peersView.Lo
 // multiply the metric series.
 func (tel *telemetry) connAttrs(p *peer, lane routing.Lane) metric.MeasurementOption {
 	id := p.id
-	if !p.member {
+	if !p.member.Load() {
 		id = StrangersPeer
 	}
 	return metric.WithAttributeSet(attribute.NewSet(attribute.String("peer", string(id)), attribute.String("lane", lane.String())))

@@ -295,3 +295,48 @@ func TestStreamedMessageCutBeforeItsFirstPartIsHandledOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelReachesAStreamedRequest: a Request whose caller gives up sends
+// a cancel, and the handler's context is then cancelled, a ReaderHandler's
+// as a Handler's. A large request streamed to a ReaderHandler was never
+// registered for its cancel: its handler ran on.
+func TestCancelReachesAStreamedRequest(t *testing.T) {
+	for _, streamed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Handler", true: "ReaderHandler"}[streamed], func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			started := make(chan struct{}, 1)
+			cancelled := make(chan bool, 1)
+			wait := func(ctx context.Context) {
+				started <- struct{}{}
+				select {
+				case <-ctx.Done():
+					cancelled <- true
+				case <-time.After(5 * time.Second):
+					cancelled <- false
+				}
+			}
+			if streamed {
+				c.Nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+					_, _ = io.Copy(io.Discard, body)
+					wait(ctx)
+					return nil, nil
+				}))
+			} else {
+				c.Nodes[1].Handle(verbStream, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+					wait(ctx)
+					return nil, nil
+				}))
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.Nodes[0].Request(ctx, c.ID(1), verbStream, make([]byte, 200<<10))
+				errc <- err
+			}()
+			<-started
+			cancel()
+			require.ErrorIs(t, <-errc, context.Canceled)
+			assert.True(t, <-cancelled, "the handler's context is cancelled by its requester's cancel")
+		})
+	}
+}

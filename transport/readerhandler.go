@@ -63,35 +63,63 @@ var errHandlerReturned = errors.New("transport: handler returned before the end 
 
 // streamLarge starts the reader handler of a large message whose first
 // part arrived (or that is complete and empty), and returns the pipe its
-// parts go to.
+// parts go to, or nil when the message is dropped (expired, or a request
+// its requester already cancelled), its parts then discarded. A request
+// is registered for its requester's cancel, as a Handler's is.
 func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	t := ic.t
-	pr, pw := io.Pipe()
 	hdr := m.header
+	isRequest := hdr.Flags&wire.FlagExpectsResponse != 0
+	if m.expired() {
+		ic.counters.drop(ReasonExpired)
+		return nil
+	}
+	var w *work
+	if isRequest {
+		w = &work{h: hdr}
+		if !ic.peer.cancels.add(w) {
+			ic.counters.drop(ReasonCanceled) // its cancel came first
+			return nil
+		}
+		ic.answering.Add(1)
+	}
+	pr, pw := io.Pipe()
 	msg := &Message{From: ic.from, Verb: Verb(hdr.Verb), ID: hdr.ID, Lane: ic.lane, Conn: ic.id,
-		CreatedAt: time.Unix(0, hdr.CreatedAt), IsRequest: hdr.Flags&wire.FlagExpectsResponse != 0}
+		CreatedAt: time.Unix(0, hdr.CreatedAt), IsRequest: isRequest}
 	if m.deadline != 0 {
 		msg.ExpiresAt = time.Unix(0, m.deadline)
 	}
-	ic.counters.receive(int(hdr.PayloadLength))
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		ctx := t.ctx
+	t.wg.Go(func() {
+		ctx, cancel := t.ctx, context.CancelFunc(nil)
 		if !msg.ExpiresAt.IsZero() {
-			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, msg.ExpiresAt)
+		} else if isRequest {
+			ctx, cancel = context.WithCancel(ctx)
+		}
+		if cancel != nil {
 			defer cancel()
 		}
+		if isRequest {
+			defer func() {
+				ic.peer.cancels.forget(w)
+				ic.answering.Add(-1)
+			}()
+			if !ic.peer.cancels.start(w, cancel) {
+				ic.counters.drop(ReasonCanceled) // cancelled between its grant and its first part
+				pr.CloseWithError(errHandlerReturned)
+				return
+			}
+		}
+		ic.counters.receive(int(hdr.PayloadLength))
 		resp, err := ic.serveReader(ctx, h, msg, pr)
 		pr.CloseWithError(errHandlerReturned)
-		if err != nil && !msg.IsRequest {
+		if err != nil && !isRequest {
 			ic.counters.handlerFailed()
 		}
-		if msg.IsRequest {
+		if isRequest && !ic.peer.cancels.finish(w) { // else its caller no longer waits
 			t.respond(ic, &hdr, m.deadline, resp, err)
 		}
-	}()
+	})
 	return pw
 }
 

@@ -79,11 +79,11 @@ func (c *ownConn) Read(b []byte) (int, error) {
 }
 
 // writeVectors writes a chunk header and its data in one vectored write
-// (writev on a plain TCP connection).
-func (c *ownConn) writeVectors(header, data []byte) error {
+// (writev on a plain TCP connection), and returns the bytes written.
+func (c *ownConn) writeVectors(header, data []byte) (int, error) {
 	bufs := net.Buffers{header, data}
-	_, err := bufs.WriteTo(c.Conn)
-	return err
+	n, err := bufs.WriteTo(c.Conn)
+	return int(n), err
 }
 
 // Close ends the connection without losing what the peer has yet to read.

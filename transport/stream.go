@@ -57,6 +57,12 @@ type Stream struct {
 	writeMu     sync.Mutex
 	writeClosed bool
 	scratch     []byte // header and a small payload, written as one frame
+	// A Write that failed part-way through a chunk (its deadline passed)
+	// left the chunk unfinished: the rest of its header, and how many of
+	// its bytes, are owed, and the next Write finishes it before a new
+	// chunk begins, so that the peer reads the bytes in their frames.
+	owedHeader []byte
+	owed       int
 }
 
 var _ net.Conn = (*Stream)(nil)
@@ -105,41 +111,82 @@ func cutShort(err error) error {
 }
 
 // Write writes b to the peer, waiting while the peer's window is full.
+// Like a TCP connection's, a Write whose deadline passes returns how much
+// of b was written, and a later Write may go on from there.
 func (s *Stream) Write(b []byte) (int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.writeClosed {
 		return 0, io.ErrClosedPipe
 	}
-	written := 0
-	for written < len(b) {
+	written, err := s.writeOwed(b)
+	for err == nil && written < len(b) {
 		chunk := b[written:min(len(b), written+wire.MaxStreamChunk)]
-		if err := s.writeChunk(chunk); err != nil {
-			return written, err
-		}
-		written += len(chunk)
+		var n int
+		n, err = s.writeChunk(chunk)
+		written += n
 	}
-	return written, nil
+	return written, err
 }
 
-// writeChunk writes one length-prefixed chunk: small ones copied behind
+// writeOwed finishes the chunk an earlier Write left unfinished, with the
+// first of b's bytes, and returns how many of them it wrote. writeMu held.
+func (s *Stream) writeOwed(b []byte) (int, error) {
+	if len(s.owedHeader) > 0 {
+		n, err := s.s.Write(s.owedHeader)
+		s.owedHeader = s.owedHeader[n:]
+		if err != nil {
+			return 0, err
+		}
+	}
+	if s.owed == 0 {
+		return 0, nil
+	}
+	n, err := s.s.Write(b[:min(s.owed, len(b))])
+	s.owed -= n
+	return n, err
+}
+
+// writeChunk writes one length-prefixed chunk — small ones copied behind
 // their header into one frame, large ones as a header frame and the
-// caller's bytes (on a connection of its own, one vectored write).
-// writeMu held.
-func (s *Stream) writeChunk(chunk []byte) error {
+// caller's bytes (on a connection of its own, one vectored write) — and
+// returns how many of its bytes were written. One cut short leaves the
+// rest owed (see Stream.owed). writeMu held.
+func (s *Stream) writeChunk(chunk []byte) (int, error) {
 	s.scratch = wire.AppendStreamChunkHeader(s.scratch[:0], len(chunk))
-	if len(chunk) <= 4<<10 {
+	header := len(s.scratch)
+	var n int
+	var err error
+	switch oc, own := s.s.(*ownConn); {
+	case len(chunk) <= 4<<10:
 		s.scratch = append(s.scratch, chunk...)
-		_, err := s.s.Write(s.scratch)
-		return err
+		n, err = s.s.Write(s.scratch)
+	case own:
+		n, err = oc.writeVectors(s.scratch, chunk)
+	default:
+		n, err = s.s.Write(s.scratch)
+		if err == nil {
+			var m int
+			m, err = s.s.Write(chunk)
+			n += m
+		}
 	}
-	if oc, ok := s.s.(*ownConn); ok {
-		return oc.writeVectors(s.scratch, chunk)
+	if err != nil {
+		if n < header {
+			s.owedHeader = append(s.owedHeader[:0], s.scratch[n:header]...)
+		}
+		s.owed = len(chunk) - max(n-header, 0)
 	}
-	if _, err := s.s.Write(s.scratch); err != nil {
-		return err
+	return max(n-header, 0), err
+}
+
+// endMarker writes the end of the writer's data, unless a chunk is left
+// unfinished (the peer then sees the stream cut short). writeMu held.
+func (s *Stream) endMarker() error {
+	if s.owed > 0 || len(s.owedHeader) > 0 {
+		return fmt.Errorf("transport: stream ended inside a chunk cut short by a failed Write: %w", io.ErrShortWrite)
 	}
-	_, err := s.s.Write(chunk)
+	_, err := s.writeChunk(nil)
 	return err
 }
 
@@ -152,20 +199,24 @@ func (s *Stream) CloseWrite() error {
 		return nil
 	}
 	s.writeClosed = true
-	return s.writeChunk(nil)
+	return s.endMarker()
 }
 
 // Close closes the stream both ways; the peer reads io.EOF after what was
 // written. A Read or Write under way in another goroutine fails: Close
 // does not wait for it, not even for a Write waiting for a peer that does
-// not read (the peer then sees the stream end without its end marker).
-// Safe to call more than once.
+// not read (the peer then sees the stream end without its end marker),
+// and it waits at most a second to write the end marker itself. Safe to
+// call more than once.
 func (s *Stream) Close() error {
 	var err error
 	if s.writeMu.TryLock() {
 		if !s.writeClosed {
 			s.writeClosed = true
-			_ = s.writeChunk(nil) // the peer sees a clean end, not a reset
+			// The peer sees a clean end, not a reset; a peer that stops
+			// reading with its window full does not hold Close.
+			_ = s.s.SetWriteDeadline(time.Now().Add(lingerTimeout))
+			_ = s.endMarker()
 		}
 		s.writeMu.Unlock()
 		err = s.s.Close()

@@ -199,3 +199,102 @@ func TestStreamToRestartedPeer(t *testing.T) {
 	}
 	t.Logf("first stream echoed at most %v after the peer was back", slowest)
 }
+
+// streamKinds are the two ways a stream travels: in the peer's session,
+// or on a connection of its own.
+var streamKinds = []struct {
+	name string
+	opts []transport.StreamOption
+}{{"session", nil}, {"own connection", []transport.StreamOption{transport.OwnConnection()}}}
+
+// TestStreamWriteGoesOnAfterItsDeadline: a Write whose deadline passes
+// part-way through a chunk returns how much it wrote, and a later Write
+// goes on from there; the peer reads every byte once, in order. The
+// unfinished chunk's rest was forgotten, and the next Write began a new
+// chunk header inside it: the peer misread the stream (a chunk of 1.4 GB).
+func TestStreamWriteGoesOnAfterItsDeadline(t *testing.T) {
+	for _, kind := range streamKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			startReading := make(chan struct{})
+			type result struct {
+				data []byte
+				err  error
+			}
+			got := make(chan result, 1)
+			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				select {
+				case <-startReading:
+				case <-ctx.Done():
+					return
+				}
+				b, err := io.ReadAll(s)
+				got <- result{b, err}
+			}))
+			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, kind.opts...)
+			require.NoError(t, err)
+			defer s.Close()
+			data := make([]byte, 16<<20)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			require.NoError(t, s.SetWriteDeadline(time.Now().Add(300*time.Millisecond)))
+			n, err := s.Write(data)
+			require.Error(t, err, "the peer does not read yet: the Write times out")
+			require.Less(t, n, len(data))
+			require.NoError(t, s.SetWriteDeadline(time.Time{}))
+			close(startReading)
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := s.Write(data[n:])
+				if err == nil {
+					err = s.CloseWrite()
+				}
+				wrote <- err
+			}()
+			r := <-got
+			require.NoError(t, r.err)
+			require.NoError(t, <-wrote)
+			assert.Equal(t, len(data), len(r.data), "every byte, once")
+			assert.True(t, bytes.Equal(data, r.data), "in order")
+		})
+	}
+}
+
+// TestStreamCloseDoesNotWaitForAPeerThatDoesNotRead: Close writes the end
+// marker itself when no Write is under way, and did so without a
+// deadline: with the peer not reading and its window full, Close hung.
+func TestStreamCloseDoesNotWaitForAPeerThatDoesNotRead(t *testing.T) {
+	for _, kind := range streamKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			started, release := make(chan struct{}), make(chan struct{})
+			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				_, _ = io.ReadFull(s, make([]byte, 1))
+				close(started)
+				select { // reads nothing more
+				case <-release:
+				case <-ctx.Done():
+				}
+			}))
+			defer close(release)
+			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, kind.opts...)
+			require.NoError(t, err)
+			_, err = s.Write([]byte{1})
+			require.NoError(t, err)
+			<-started
+			// Fill the window: write until a Write times out.
+			require.NoError(t, s.SetWriteDeadline(time.Now().Add(300*time.Millisecond)))
+			_, err = s.Write(make([]byte, 64<<20))
+			require.Error(t, err, "the window fills")
+			require.NoError(t, s.SetWriteDeadline(time.Time{}))
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close() }()
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Stream.Close waits to write its end marker to a peer that does not read")
+			}
+		})
+	}
+}

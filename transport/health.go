@@ -269,9 +269,8 @@ func (p *peer) healthInto(ph *PeerHealth) {
 		ph.Lanes[i] = p.health[i].snapshot(routing.Lane(i))
 		ph.Lanes[i].Inbound = inbound[i] > 0
 	}
-	p.streams.mu.Lock()
-	ph.StreamSession = p.streams.session != nil && !p.streams.session.IsClosed()
-	p.streams.mu.Unlock()
+	s := p.streams.session.Load()
+	ph.StreamSession = s != nil && !s.IsClosed()
 	ph.StreamsOut, ph.StreamsIn = p.streams.out.Load(), p.streams.in.Load()
 }
 

@@ -241,8 +241,9 @@ func (s *Stream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadli
 // streamState is a peer's stream session and stream counts.
 type streamState struct {
 	mu      sync.Mutex
-	session *smux.Session // outbound: this node's session to the peer
-	out, in atomic.Int32  // open streams each way
+	session atomic.Pointer[smux.Session] // outbound: this node's session to the peer; set under mu
+	dialing chan struct{}                // under mu: closed when the dial under way ends
+	out, in atomic.Int32                 // open streams each way
 }
 
 // HandleStream registers h for the streams peers open with verb. Safe to
@@ -375,36 +376,70 @@ func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb) error {
 }
 
 // streamSession returns the peer's outbound stream session, dialling it if
-// there is none or it died; fresh says it was dialled for this call.
+// there is none or it died; fresh says it was dialled for this call. One
+// call dials at a time; the others wait for it, or for their contexts, and
+// the lock is not held while it dials (Health reads the session too).
 func (t *Transport) streamSession(ctx context.Context, p *peer) (s *smux.Session, fresh bool, err error) {
+	for {
+		p.streams.mu.Lock()
+		if s := p.streams.session.Load(); s != nil && !s.IsClosed() {
+			p.streams.mu.Unlock()
+			return s, false, nil
+		}
+		if err := p.stopErrIfStopped(); err != nil {
+			p.streams.mu.Unlock()
+			return nil, false, err
+		}
+		wait := p.streams.dialing
+		if wait == nil {
+			break // this call dials
+		}
+		p.streams.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+	done := make(chan struct{})
+	p.streams.dialing = done
+	p.streams.mu.Unlock()
+	s, err = t.dialStreamSession(ctx, p)
 	p.streams.mu.Lock()
 	defer p.streams.mu.Unlock()
-	if s := p.streams.session; s != nil && !s.IsClosed() {
-		return s, false, nil
+	p.streams.dialing = nil
+	close(done)
+	if err != nil {
+		return nil, false, err
 	}
 	if err := p.stopErrIfStopped(); err != nil {
+		s.Close() // the peer stopped while it dialled
 		return nil, false, err
 	}
+	p.streams.session.Store(s)
+	return s, true, nil
+}
+
+// dialStreamSession dials a stream session to p.
+func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Session, error) {
 	conn, err := t.dial(ctx, p.id, uint8(laneStreams))
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	s, err = smux.Client(conn, t.cfg.Streams.smux())
+	s, err := smux.Client(conn, t.cfg.Streams.smux())
 	if err != nil {
 		conn.Close()
-		return nil, false, err
+		return nil, err
 	}
-	p.streams.session = s
-	return s, true, nil
+	return s, nil
 }
 
 // closeStreams closes the peer's outbound stream session.
 func (p *peer) closeStreams() {
 	p.streams.mu.Lock()
 	defer p.streams.mu.Unlock()
-	if p.streams.session != nil {
-		p.streams.session.Close()
-		p.streams.session = nil
+	if s := p.streams.session.Swap(nil); s != nil {
+		s.Close()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -297,4 +298,42 @@ func TestStreamCloseDoesNotWaitForAPeerThatDoesNotRead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStreamDialHoldsUpNeitherHealthNorOtherOpens: the first stream to a
+// peer dials its session, here to a peer that accepts the connection and
+// never answers the handshake. The dial held the peer's stream lock
+// throughout, and Health (cheap enough for every load-balancer probe)
+// and every other OpenStream to the peer, whatever its context, waited
+// for it. Both now return while the dial is still under way.
+func TestStreamDialHoldsUpNeitherHealthNorOtherOpens(t *testing.T) {
+	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.Timeouts.Handshake = 30 * time.Second })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if conn, err := ln.Accept(); err == nil { // and never answers
+			accepted <- conn
+		}
+	}()
+	c.Members.Add(cluster.Member{ID: "mute", Addr: ln.Addr().String()})
+	opened := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].OpenStream(context.Background(), "mute", verbRepair)
+		opened <- err
+	}()
+	conn := <-accepted // the dial is under way, in its handshake
+	_ = c.Nodes[0].Health()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = c.Nodes[0].OpenStream(ctx, "mute", verbRepair)
+	assert.ErrorIs(t, err, context.Canceled)
+	select {
+	case err := <-opened:
+		t.Fatalf("the dial ended first: %v", err)
+	default: // Health and the second open returned while the dial went on
+	}
+	conn.Close()
+	assert.Error(t, <-opened)
 }

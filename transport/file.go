@@ -125,7 +125,7 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	}
 	if info, err := f.Stat(); err != nil {
 		return fail(0, err)
-	} else if offset+length > info.Size() {
+	} else if length > info.Size()-offset { // offset+length could overflow
 		return fail(0, fmt.Errorf("transport: range [%d, %d) past the end of %s (%d bytes): %w",
 			offset, offset+length, f.Name(), info.Size(), io.ErrUnexpectedEOF))
 	}

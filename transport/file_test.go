@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -109,7 +110,11 @@ func TestSendFileErrors(t *testing.T) {
 	assert.ErrorIs(t, err, transport.ErrHandler, "a handler that does not consume the transfer fails it")
 
 	_, err = c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data))+1)
-	assert.Error(t, err, "a range past the end of the file")
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "a range past the end of the file")
+	// A range whose end overflows an int64 passed the check, and failed
+	// only once its bytes ran out, over the network.
+	_, err = c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 1, math.MaxInt64)
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "a range whose end overflows")
 }
 
 // tamperProxy forwards to target, passing the client's bytes through fn.

@@ -20,7 +20,8 @@ import (
 // StreamHandler serves the streams a peer opens with one verb.
 type StreamHandler interface {
 	// ServeStream owns s until it returns; the transport then closes it.
-	// ctx is cancelled when the transport closes.
+	// ctx is cancelled when the transport closes. A panic is recovered
+	// and logged, and the stream ends cut short.
 	ServeStream(ctx context.Context, s *Stream)
 }
 
@@ -507,6 +508,15 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 	_ = st.SetDeadline(time.Time{})
 	s := &Stream{s: st, peer: p.id, verb: Verb(verb), release: func() { p.streams.in.Add(-1) }}
 	defer s.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			t.log.Error("internode: stream handler panicked", "peer", p.id, "verb", verb, "panic", r)
+			// No end marker: the opener reads the stream cut short.
+			s.writeMu.Lock()
+			s.writeClosed = true
+			s.writeMu.Unlock()
+		}
+	}()
 	h.ServeStream(t.ctx, s)
 }
 

@@ -337,3 +337,33 @@ func TestStreamDialHoldsUpNeitherHealthNorOtherOpens(t *testing.T) {
 	conn.Close()
 	assert.Error(t, <-opened)
 }
+
+// TestStreamHandlerPanicIsContained: a stream handler that panics is
+// recovered, as message and file handlers are, and its stream ends cut
+// short (the opener reads io.ErrUnexpectedEOF, not a clean end); the next
+// stream is served. The panic took the process down.
+func TestStreamHandlerPanicIsContained(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		var b [1]byte
+		if _, err := io.ReadFull(s, b[:]); err == nil && b[0] == 'p' {
+			panic("a bug in the handler")
+		}
+		_, _ = s.Write(b[:])
+		_ = s.CloseWrite()
+	}))
+	for _, first := range []byte{'p', 'x'} {
+		s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+		require.NoError(t, err)
+		_, err = s.Write([]byte{first})
+		require.NoError(t, err)
+		got, err := io.ReadAll(s)
+		if first == 'p' {
+			assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the stream of a handler that panicked is cut short")
+		} else {
+			assert.NoError(t, err)
+			assert.Equal(t, []byte{'x'}, got)
+		}
+		s.Close()
+	}
+}

@@ -115,6 +115,9 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // ErrClosed; each in an *OpError.
 func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, f *os.File, offset, length int64) (int64, error) {
 	fail := func(sent int64, err error) (int64, error) {
+		if t.closing.Load() && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", ErrClosed, err) // the close cut the transfer off
+		}
 		return sent, &OpError{Op: "send file", Peer: to, Lane: laneFile, Err: err}
 	}
 	if t.closing.Load() {

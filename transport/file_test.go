@@ -351,3 +351,25 @@ func TestRateLimitedSendFileIsNotCutOff(t *testing.T) {
 	require.NoError(t, err, path)
 	assert.True(t, bytes.Equal(data, b))
 }
+
+// TestSendFileEndsWithErrClosed: a transfer under way when its sender's
+// transport closes fails with ErrClosed, as SendFile's doc says; it
+// failed with the socket's error.
+func TestSendFileEndsWithErrClosed(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	started := make(chan struct{})
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		close(started)
+		<-ctx.Done() // reads nothing
+		return ctx.Err()
+	}))
+	src, data := tempFile(t, 64<<20)
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].SendFile(context.Background(), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+		sent <- err
+	}()
+	<-started
+	require.NoError(t, c.Nodes[0].Close())
+	assert.ErrorIs(t, <-sent, transport.ErrClosed)
+}

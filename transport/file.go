@@ -57,15 +57,12 @@ type FileTransfer struct {
 	verified bool
 }
 
-// Receiving reads minReceiveRead bytes in its first call, each call within
-// the sender's allowed silence, and doubles that, up to receiveRead (or
-// Files.Chunk), after a read that took less than a quarter of it, or
-// halves it: a sender that goes silent is cut off, one that is slow
-// (rate-limited, sending a second's worth at a time) is not.
-const (
-	receiveRead    = 1 << 20
-	minReceiveRead = 64 << 10
-)
+// ReceiveTo reads minReceiveRead bytes in its first call, each call within
+// the sender's allowed silence, and doubles that, up to Files.Chunk, after
+// a read that took less than a quarter of it, or halves it: a sender that
+// goes silent is cut off, one that is slow (rate-limited, sending a
+// second's worth at a time) is not.
+const minReceiveRead = 64 << 10
 
 // readDeadline bounds the next read by the sender's allowed silence.
 func (ft *FileTransfer) readDeadline() {
@@ -307,7 +304,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	ft := &FileTransfer{From: p.id, Verb: Verb(h.Verb), ID: h.ID, Length: int64(h.Length), conn: conn,
-		chunk: minReceiveRead, maxChunk: int64(max(min(t.cfg.Files.Chunk, receiveRead), minReceiveRead)),
+		chunk: minReceiveRead, maxChunk: int64(max(t.cfg.Files.Chunk, minReceiveRead)),
 		silence: max(t.cfg.Timeouts.Keepalive, 0)}
 	err = t.serveFileHandler(ctx, handler, ft)
 	if err == nil && !ft.verified {

@@ -296,24 +296,8 @@ func TestSendFileOfAFileThatShrank(t *testing.T) {
 // Timeouts.Handshake, as for the handshake just before.
 func TestSendFileToAReceiverThatNeverAnswers(t *testing.T) {
 	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.Timeouts.Handshake = 200 * time.Millisecond })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
-			return
-		}
-		_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Version: wire.MaxVersion, Reason: wire.Accepted}))
-		<-done // then silence
-	}()
-	c.Members.Add(cluster.Member{ID: "mute", Addr: ln.Addr().String()})
+	addr := fakeAcceptor(t, wire.Reply{Version: wire.MaxVersion, Reason: wire.Accepted}) // and then no answer
+	c.Members.Add(cluster.Member{ID: "mute", Addr: addr})
 	src, data := tempFile(t, 4096)
 	sent := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -189,10 +189,24 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 // TestDialerRefusesAVersionItDidNotOffer: an acceptor that answers with a
 // version outside the range offered is not spoken to.
 func TestDialerRefusesAVersionItDidNotOffer(t *testing.T) {
+	addr := fakeAcceptor(t, wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion + 7})
+	c := newCluster(t, 1, nil)
+	c.Members.Add(cluster.Member{ID: "odd", Addr: addr})
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), "odd", verbEcho, []byte("x"))
+	require.ErrorIs(t, err, transport.ErrRefused)
+}
+
+// fakeAcceptor listens on loopback, answers the first connection's
+// handshake with reply, then reads what comes until its dialer closes; it
+// returns its address.
+func fakeAcceptor(t *testing.T, reply wire.Reply) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer ln.Close()
 	done := make(chan struct{})
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
 	go func() {
 		defer close(done)
 		conn, err := ln.Accept()
@@ -203,14 +217,8 @@ func TestDialerRefusesAVersionItDidNotOffer(t *testing.T) {
 		if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
 			return
 		}
-		_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion + 7}))
+		_, _ = conn.Write(wire.AppendReply(nil, &reply))
 		_, _ = io.Copy(io.Discard, conn)
 	}()
-	c := newCluster(t, 1, nil)
-	c.Members.Add(cluster.Member{ID: "odd", Addr: ln.Addr().String()})
-	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), "odd", verbEcho, []byte("x"))
-	require.ErrorIs(t, err, transport.ErrRefused)
-	c.Nodes[0].Close()
-	ln.Close()
-	<-done
+	return ln.Addr().String()
 }

@@ -153,34 +153,6 @@ func TestReaderStreamedWithdrawnBeforeAnyPart(t *testing.T) {
 	assert.Zero(t, calls.Load(), "handler calls")
 }
 
-// TestReaderStreamedMessageExpiredBeforeItsFirstPart: a streamed message
-// whose deadline passes before its first part arrives is dropped as
-// expired, its parts discarded, and its handler never runs, as a buffered
-// one's would not. It was handed to its handler with an expired context,
-// and counted received. In a synctest bubble: the deadline passes on the
-// bubble's clock.
-func TestReaderStreamedMessageExpiredBeforeItsFirstPart(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		r := newReaderRig(t, routing.Large, nil)
-		var calls atomic.Int32
-		r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
-			calls.Add(1)
-			_, err := io.Copy(io.Discard, body)
-			return nil, err
-		}))
-		const ttl = 200 * time.Millisecond
-		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1, TTL: int64(ttl)}, 100<<10))
-		require.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "the grant").kind)
-		time.Sleep(ttl) // the bubble's clock: the deadline has passed
-		r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
-		synctest.Wait()
-		assert.EqualValues(t, 1, r.in.dropped[ReasonExpired].Load())
-		assert.Zero(t, r.in.received.Load())
-		assert.Zero(t, calls.Load(), "handler calls")
-		assert.Zero(t, r.used())
-	})
-}
-
 // TestReaderStreamedLargeMessage: a ReaderHandler gets a large message's
 // body as it arrives, holding one frame's room, not the message's.
 func TestReaderStreamedLargeMessage(t *testing.T) {
@@ -326,24 +298,42 @@ func TestReaderRefusesAnExpiredLargeMessage(t *testing.T) {
 }
 
 // TestReaderLargeMessageExpiresInTransit: a message whose deadline passes
-// while its parts arrive is dropped as expired when complete, not handed
-// to its handler, and its room is given back. In a synctest bubble: the
-// deadline passes on the bubble's clock, not the machine's.
+// while its parts arrive is dropped as expired, not handed to its
+// handler, and its room is given back. A streamed one is dropped at its
+// first part: it was handed to its handler with an expired context, and
+// counted received. In a synctest bubble: the deadline passes on the
+// bubble's clock, not the machine's.
 func TestReaderLargeMessageExpiresInTransit(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		r := newReaderRig(t, routing.Large, nil)
-		h := newRecorder(false)
-		r.tr.Handle(1, h)
-		const ttl = 200 * time.Millisecond
-		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1, TTL: int64(ttl)}, 100<<10))
-		require.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "the grant").kind)
-		time.Sleep(ttl) // the bubble's clock: the deadline has passed
-		r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
-		synctest.Wait()
-		assert.EqualValues(t, 1, r.in.dropped[ReasonExpired].Load())
-		assert.Zero(t, r.used())
-		assert.Empty(t, h.seen())
-	})
+	for _, streamed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "buffered", true: "streamed"}[streamed], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newReaderRig(t, routing.Large, nil)
+				var calls atomic.Int32
+				if streamed {
+					r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+						calls.Add(1)
+						_, err := io.Copy(io.Discard, body)
+						return nil, err
+					}))
+				} else {
+					r.tr.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
+						calls.Add(1)
+						return nil, nil
+					}))
+				}
+				const ttl = 200 * time.Millisecond
+				r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1, TTL: int64(ttl)}, 100<<10))
+				require.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "the grant").kind)
+				time.Sleep(ttl) // the bubble's clock: the deadline has passed
+				r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
+				synctest.Wait()
+				assert.EqualValues(t, 1, r.in.dropped[ReasonExpired].Load())
+				assert.Zero(t, r.in.received.Load())
+				assert.Zero(t, calls.Load(), "handler calls")
+				assert.Zero(t, r.used())
+			})
+		})
+	}
 }
 
 // TestReaderLargeMessageAboveItsPoolClass: a message whose pooled buffer

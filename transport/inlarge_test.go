@@ -226,6 +226,25 @@ func handleStreamed(r *readerRig) {
 	}))
 }
 
+// countCalls registers a handler for verb 1 that reads its whole message —
+// a ReaderHandler when streamed — and counts its calls.
+func (r *readerRig) countCalls(streamed bool) *atomic.Int32 {
+	var calls atomic.Int32
+	if streamed {
+		r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
+			calls.Add(1)
+			_, err := io.Copy(io.Discard, body)
+			return nil, err
+		}))
+	} else {
+		r.tr.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
+			calls.Add(1)
+			return nil, nil
+		}))
+	}
+	return &calls
+}
+
 // TestReaderConnectionEndsBeforeAnyPart: a large message granted room
 // whose connection ends before any part of it came is given up and its
 // room given back, but not counted dropped and not handed to a handler:
@@ -238,19 +257,7 @@ func handleStreamed(r *readerRig) {
 func TestReaderConnectionEndsBeforeAnyPart(t *testing.T) {
 	for _, streamed := range []bool{false, true} {
 		r := newReaderRig(t, routing.Large, nil)
-		var calls atomic.Int32
-		if streamed {
-			r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
-				calls.Add(1)
-				_, err := io.Copy(io.Discard, body)
-				return nil, err
-			}))
-		} else {
-			r.tr.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
-				calls.Add(1)
-				return nil, nil
-			}))
-		}
+		calls := r.countCalls(streamed)
 		r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 100<<10))
 		within(t, r.back, 5*time.Second, "the grant")
 		r.far.Close()
@@ -308,19 +315,7 @@ func TestReaderLargeMessageExpiresInTransit(t *testing.T) {
 		t.Run(map[bool]string{false: "buffered", true: "streamed"}[streamed], func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				r := newReaderRig(t, routing.Large, nil)
-				var calls atomic.Int32
-				if streamed {
-					r.tr.HandleReader(1, ReaderHandlerFunc(func(_ context.Context, _ *Message, body io.Reader) ([]byte, error) {
-						calls.Add(1)
-						_, err := io.Copy(io.Discard, body)
-						return nil, err
-					}))
-				} else {
-					r.tr.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
-						calls.Add(1)
-						return nil, nil
-					}))
-				}
+				calls := r.countCalls(streamed)
 				const ttl = 200 * time.Millisecond
 				r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1, TTL: int64(ttl)}, 100<<10))
 				require.Equal(t, wire.FrameGrant, within(t, r.back, 5*time.Second, "the grant").kind)

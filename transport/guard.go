@@ -88,17 +88,14 @@ var errForgotten = fmt.Errorf("%w: forgotten", ErrUnknownPeer)
 // behind.
 func (t *Transport) forgetQuietStrangers() {
 	// An entry made for a stranger that has joined since is a member's
-	// (a Send to it may be waiting for capacity, holding nothing yet).
-	// The membership is asked without peersMu held.
-	var strangers []*peer
+	// (a Send to it may be waiting for capacity, holding nothing yet); one
+	// made for a member that left meanwhile (its Leave came between the
+	// Lookup and the entry's making, and found nothing to delete) is a
+	// stranger's, which nothing else would ever forget. The membership is
+	// asked without peersMu held.
 	for _, p := range *t.peersView.Load() {
-		if !p.member.Load() {
-			strangers = append(strangers, p)
-		}
-	}
-	for _, p := range strangers {
-		if t.isMember(p.id) {
-			p.member.Store(true)
+		if member := t.isMember(p.id); member != p.member.Load() {
+			p.member.Store(member)
 		}
 	}
 	var gone []*peer

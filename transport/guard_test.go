@@ -84,6 +84,8 @@ func TestForgetStrangersSparesOneThatJoined(t *testing.T) {
 	require.Eventually(t, func() bool { return tr.outBudget.Waiting() == 1 }, 5*time.Second, time.Millisecond)
 	tr.forgetQuietStrangers() // what the janitor does every strangerSweep
 	assert.NotNil(t, tr.peerStats("n3"), "a member's entry is kept")
+	// Close may free the capacity the Send waits for before it stops n3's
+	// lane: the Send then succeeds, or fails as closed.
 	tr.Close()
-	assert.ErrorIs(t, <-sent, ErrClosed, "the Send ends with the transport, not as to an unknown peer")
+	assert.NotErrorIs(t, <-sent, ErrUnknownPeer, "the Send to a member does not fail as to an unknown peer")
 }

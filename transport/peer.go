@@ -280,7 +280,7 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	p := t.peers[id]
 	delete(t.peers, id)
 	if p != nil {
-		t.departed = append(t.departed, p)
+		t.addDeparted(p)
 	}
 	t.publishPeers()
 	t.peersMu.Unlock()
@@ -289,6 +289,49 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	if p != nil {
 		p.stop(ErrPeerLeft)
 	}
+	t.closeInboundFrom(id)
+}
+
+// closeInboundFrom closes the message connections id opened to this node:
+// a node that left is not served. (With AcceptUnknownPeers it may connect
+// again, as a stranger.) Its stream and file connections end with their
+// handlers.
+func (t *Transport) closeInboundFrom(id cluster.NodeID) {
+	var from []*inConn
+	t.inboundMu.Lock()
+	for ic := range t.inConns {
+		if ic.from == id {
+			from = append(from, ic)
+		}
+	}
+	t.inboundMu.Unlock()
+	for _, ic := range from {
+		ic.kill()
+	}
+}
+
+// addDeparted keeps p's counts for Stats. A node that left before keeps
+// one entry: the earlier one's counts fold into p, so that a node leaving
+// and rejoining again and again holds one entry, not one a Leave.
+// peersMu must be held for writing.
+func (t *Transport) addDeparted(p *peer) {
+	for i, old := range t.departed {
+		if old.id != p.id {
+			continue
+		}
+		for lane := range routing.NumLanes {
+			p.outbound[lane].addFrom(&old.outbound[lane])
+			p.inbound[lane].addFrom(&old.inbound[lane])
+			p.sendMax[lane].Observe(old.sendMax[lane].Max())
+			p.recvMax[lane].Observe(old.recvMax[lane].Max())
+			if old.queuesMeasured[lane].Load() {
+				p.queuesMeasured[lane].Store(true)
+			}
+		}
+		t.departed[i] = p
+		return
+	}
+	t.departed = append(t.departed, p)
 }
 
 // measured records that a socket queue depth was read on lane.

@@ -118,12 +118,18 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 	for {
 		c := p.lane(lane)
 		if c == nil {
-			return p.stopErr()
+			err = p.stopErr()
+		} else if err = t.sendOn(ctx, c, h, expiresAt, payload, wait); err == errRetired {
+			continue // the lane was dropped for being idle: its successor takes it
 		}
-		if err := t.sendOn(ctx, c, h, expiresAt, payload, wait); err != errRetired {
+		if err != errForgotten {
 			return err
 		}
-		// The lane was dropped for being idle: its successor takes it.
+		// The janitor forgot the entry under this send (a stranger's, quiet,
+		// perhaps one that has just joined): look the peer up again.
+		if p, err = t.peerFor(to, mustBeMember); err != nil {
+			return err
+		}
 	}
 }
 
@@ -157,8 +163,8 @@ func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, exp
 		case *replyWriter:
 			err = d.enqueue(ctx, it, header, payload, wait)
 		}
-		if err == errRetired {
-			return err
+		if err == errRetired || err == errForgotten {
+			return err // send tries again: not a drop
 		}
 	}
 	if err != nil {

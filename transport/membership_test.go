@@ -1,0 +1,231 @@
+package transport
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+)
+
+// hookedMembership is a Static whose Lookup of one ID runs a hook once,
+// after answering: the moment between a caller's Lookup and what it does
+// with the answer.
+type hookedMembership struct {
+	*cluster.Static
+	mu   sync.Mutex
+	id   cluster.NodeID
+	hook func()
+}
+
+func (m *hookedMembership) arm(id cluster.NodeID, hook func()) {
+	m.mu.Lock()
+	m.id, m.hook = id, hook
+	m.mu.Unlock()
+}
+
+func (m *hookedMembership) Lookup(id cluster.NodeID) (cluster.Member, bool) {
+	member, ok := m.Static.Lookup(id)
+	m.mu.Lock()
+	hook := m.hook
+	if id != m.id {
+		hook = nil
+	}
+	if hook != nil {
+		m.hook = nil
+	}
+	m.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return member, ok
+}
+
+// TestAMemberThatLeftDuringASendIsForgotten: a Send to n2 looks n2 up (a
+// member), then n2 leaves (its Leave finds no entry to delete), then
+// peerFor makes the entry as a member's. That entry of a node no longer a
+// member was kept for ever, listed in Stats: the janitor forgot only
+// strangers' entries. It now asks the membership about every entry.
+func TestAMemberThatLeftDuringASendIsForgotten(t *testing.T) {
+	static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "127.0.0.1:1"})
+	members := &hookedMembership{Static: static}
+	tr := coreTransport(t, func(c *Config) { c.Membership = members })
+
+	members.arm("n2", func() { static.Remove("n2") }) // n2 leaves right after the Send's Lookup
+	_ = tr.Send(context.Background(), "n2", 1, []byte("x"))
+
+	_, stillMember := static.Lookup("n2")
+	require.False(t, stillMember)
+	// Wait for the writer to give up (its dial finds n2 unknown) and the
+	// entry to be quiet, then sweep as the janitor does.
+	require.Eventually(t, func() bool {
+		p := tr.peerStats("n2")
+		return p == nil || p.quiet()
+	}, 5*time.Second, time.Millisecond)
+	tr.forgetQuietStrangers()
+	tr.forgetQuietStrangers()
+
+	p := tr.peerStats("n2")
+	var listed []PeerStats
+	for _, ps := range tr.Stats().Peers {
+		if ps.Peer == "n2" {
+			listed = append(listed, ps)
+		}
+	}
+	assert.True(t, p == nil, "the entry of a node that left is kept (member=%v)", p != nil && p.member.Load())
+	assert.Empty(t, listed, "Stats lists a departed node as a peer")
+}
+
+// TestALeavingAndRejoiningPeerKeepsOneDepartedEntry: every Leave of a peer
+// that carried traffic kept its whole peer entry (lanes, queues, buffers)
+// for Stats, for the life of the transport: a node that leaves and rejoins
+// again and again (restarts, membership flapping) grew the heap without
+// bound, about 5 KB a cycle. The entries of one node now fold into one.
+func TestALeavingAndRejoiningPeerKeepsOneDepartedEntry(t *testing.T) {
+	static := cluster.NewStatic()
+	// A real peer so that the lanes connect and allocate what they use.
+	cfg2 := DefaultConfig()
+	cfg2.NodeID, cfg2.ClusterName, cfg2.ListenAddr = "n2", "test", "127.0.0.1:0"
+	cfg2.Membership = cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"})
+	cfg2.Telemetry.Logger = discardLogger
+	cfg2.Security.AcceptUnknownPeers = true
+	n2, err := New(cfg2)
+	require.NoError(t, err)
+	n2.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) { return m.Payload, nil }))
+	n2.Start()
+	t.Cleanup(func() { n2.Close() })
+
+	cfg1 := DefaultConfig()
+	cfg1.NodeID, cfg1.ClusterName, cfg1.ListenAddr = "n1", "test", "127.0.0.1:0"
+	cfg1.Membership = static
+	cfg1.Telemetry.Logger = discardLogger
+	n1, err := New(cfg1)
+	require.NoError(t, err)
+	n1.Start()
+	t.Cleanup(func() { n1.Close() })
+
+	cycle := func() {
+		static.Add(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := n1.Request(ctx, "n2", 1, make([]byte, 1000))
+		require.NoError(t, err)
+		static.Remove("n2")
+	}
+	for range 5 { // warm up
+		cycle()
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	const cycles = 50
+	for range cycles {
+		cycle()
+	}
+	after := heap()
+	n1.peersMu.RLock()
+	departed := len(n1.departed)
+	n1.peersMu.RUnlock()
+	t.Logf("departed entries: %d; heap grew %d bytes over %d leave/rejoin cycles (%d bytes a cycle)",
+		departed, int64(after)-int64(before), cycles, (int64(after)-int64(before))/cycles)
+	assert.LessOrEqual(t, departed, 1, "every Leave keeps a whole peer entry")
+}
+
+// deferredWatch is a hookedMembership whose events reach the transport
+// only when the test says so, as cluster/memberlist's dispatcher delivers
+// them from its own goroutine some time after Lookup already answers.
+type deferredWatch struct {
+	*hookedMembership
+}
+
+func (m deferredWatch) Watch(fn func(cluster.Event)) func() { return func() {} }
+
+// TestJanitorSparesAMemberThatJoinsDuringItsSweep: the janitor asks the
+// membership about a stranger (no), then the node joins (Lookup says yes
+// at once; the event is still on its way), and a Send to it finds the
+// stranger's entry and waits for capacity, holding nothing; the janitor
+// then forgets the entry under the Send. The Send failed with
+// ErrUnknownPeer though the node is a member; it now looks the peer up
+// again and goes on.
+func TestJanitorSparesAMemberThatJoinsDuringItsSweep(t *testing.T) {
+	static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "127.0.0.1:1"})
+	members := deferredWatch{&hookedMembership{Static: static}}
+	tr := coreTransport(t, func(c *Config) {
+		c.Membership = members
+		c.Memory.MaxMessageSize = 64 << 10
+		c.Memory.Outbound = Limits{PerConnection: 128 << 10, PerPeer: 128 << 10, Node: 128 << 10}
+		c.Memory.WaitForCapacity = true
+	})
+	for range 2 { // fill the node's outbound capacity
+		require.NoError(t, tr.Send(context.Background(), "n2", 1, make([]byte, 60<<10)))
+	}
+	_, err := tr.peerFor("n3", false) // a stranger's entry
+	require.NoError(t, err)
+
+	sent := make(chan error, 1)
+	members.arm("n3", func() { // the janitor's Lookup has just said "not a member"
+		static.Add(cluster.Member{ID: "n3", Addr: "127.0.0.1:1"})
+		go func() { sent <- tr.Send(context.Background(), "n3", 1, make([]byte, 60<<10)) }()
+		require.Eventually(t, func() bool { return tr.outBudget.Waiting() == 1 }, 5*time.Second, time.Millisecond)
+	})
+	tr.forgetQuietStrangers()
+	tr.Close()
+	assert.NotErrorIs(t, <-sent, ErrUnknownPeer, "a Send to a member failed as to an unknown peer")
+}
+
+// TestALeavingPeersConnectionsClose: a member that leaves has its
+// connections closed both ways, as the README says. Only this node's
+// connections to it were; those it had opened to this node were still
+// served.
+func TestALeavingPeersConnectionsClose(t *testing.T) {
+	m1 := cluster.NewStatic()
+	cfg1 := DefaultConfig()
+	cfg1.NodeID, cfg1.ClusterName, cfg1.ListenAddr = "n1", "test", "127.0.0.1:0"
+	cfg1.Membership = m1
+	cfg1.Telemetry.Logger = discardLogger
+	n1, err := New(cfg1)
+	require.NoError(t, err)
+	n1.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) { return m.Payload, nil }))
+	n1.Start()
+	t.Cleanup(func() { n1.Close() })
+
+	cfg2 := DefaultConfig()
+	cfg2.NodeID, cfg2.ClusterName, cfg2.ListenAddr = "n2", "test", "127.0.0.1:0"
+	cfg2.Membership = cluster.NewStatic(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+	cfg2.Telemetry.Logger = discardLogger
+	n2, err := New(cfg2)
+	require.NoError(t, err)
+	n2.Start()
+	t.Cleanup(func() { n2.Close() })
+	m1.Add(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = n2.Request(ctx, "n1", 1, []byte("x"))
+	require.NoError(t, err)
+	fromN2 := func() int {
+		n1.inboundMu.Lock()
+		defer n1.inboundMu.Unlock()
+		n := 0
+		for ic := range n1.inConns {
+			if ic.from == "n2" {
+				n++
+			}
+		}
+		return n
+	}
+	require.Equal(t, 1, fromN2())
+	m1.Remove("n2")
+	assert.Eventually(t, func() bool { return fromN2() == 0 }, 5*time.Second, time.Millisecond,
+		"n2 left n1's membership; its connection to n1 stays open and served")
+}

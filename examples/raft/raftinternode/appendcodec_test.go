@@ -1,8 +1,12 @@
 package raftinternode
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -174,4 +178,27 @@ func BenchmarkAppendCodec(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestReadFrameTakesAnySizeAllocatingAsBytesArrive: raft bounds a batch by
+// its count of entries, not by bytes, so an AppendEntries of large entries
+// may pass 256 MiB; readFrame refused any frame above that, and the
+// follower never caught up (the leader's call timed out, raft sent the
+// same batch again). It now takes any length the field can carry, and
+// allocates as the bytes arrive: a frame that claims 3 GiB and brings 2
+// MiB ends (io.ErrUnexpectedEOF) having grown its buffer to a few MiB.
+func TestReadFrameTakesAnySizeAllocatingAsBytesArrive(t *testing.T) {
+	for _, claimed := range []uint32{257 << 20, 3 << 30} {
+		var frame bytes.Buffer
+		frame.Write(binary.BigEndian.AppendUint32(nil, claimed))
+		frame.WriteByte(statusOK)
+		frame.Write(make([]byte, 2<<20))
+		_, _, buf, err := readFrame(bufio.NewReader(&frame), nil)
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("a frame of %d MiB cut at 2 MiB: %v, want io.ErrUnexpectedEOF", claimed>>20, err)
+		}
+		if len(buf) != 2<<20 || cap(buf) > 8<<20 {
+			t.Fatalf("a frame of %d MiB cut at 2 MiB: read %d bytes into a buffer of %d", claimed>>20, len(buf), cap(buf))
+		}
+	}
 }

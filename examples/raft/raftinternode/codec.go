@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -91,12 +93,17 @@ const (
 	statusError byte = 1
 
 	frameHeaderLen = 5
-	// maxFrame bounds a frame a reader accepts: a batch of raft entries
-	// is at most MaxAppendEntries logs, far below it.
-	maxFrame = 256 << 20
+	// maxFrame is the largest frame, all its length field (a uint32) can
+	// carry: raft bounds a batch by its count of entries
+	// (MaxAppendEntries), not by bytes, so a batch of large entries may
+	// be hundreds of MiB, and a follower that refused it would never catch
+	// up. A reader allocates as the bytes arrive (readChunk at a time),
+	// not as the length claims.
+	maxFrame  int64 = math.MaxUint32
+	readChunk       = 1 << 20
 )
 
-var errFrameTooLarge = errors.New("raftinternode: frame too large")
+var errFrameTooLarge = errors.New("raftinternode: frame above 4 GiB")
 
 // appendFrame appends a frame carrying v to dst.
 func appendFrame(dst []byte, v any) ([]byte, error) {
@@ -105,6 +112,9 @@ func appendFrame(dst []byte, v any) ([]byte, error) {
 	dst, err := encodeAppend(dst, v)
 	if err != nil {
 		return dst[:start], err
+	}
+	if int64(len(dst)-start-4) > maxFrame {
+		return dst[:start], errFrameTooLarge
 	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
 	return dst, nil
@@ -118,24 +128,31 @@ func appendErrorFrame(dst []byte, err error) []byte {
 	return append(dst, msg...)
 }
 
-// readFrame reads one frame into buf (grown as needed) and returns its
+// readFrame reads one frame into buf (grown as its bytes arrive, so a
+// length that lies costs no more than the bytes that came) and returns its
 // status, its body and the buffer for reuse.
 func readFrame(r *bufio.Reader, buf []byte) (status byte, body, newBuf []byte, err error) {
 	var hdr [frameHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, buf, err
 	}
-	n := int(binary.BigEndian.Uint32(hdr[:4]))
-	if n < 1 || n > maxFrame {
-		return 0, nil, buf, errFrameTooLarge
+	n := int64(binary.BigEndian.Uint32(hdr[:4]))
+	if n < 1 {
+		return 0, nil, buf, errors.New("raftinternode: frame without its status byte")
 	}
 	n--
-	if cap(buf) < n {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return 0, nil, buf, err
+	buf = buf[:0]
+	for int64(len(buf)) < n {
+		more := int(min(n-int64(len(buf)), readChunk))
+		buf = slices.Grow(buf, more)
+		m, err := io.ReadFull(r, buf[len(buf):len(buf)+more])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // inside the frame
+		}
+		if err != nil {
+			return 0, nil, buf, err
+		}
 	}
 	return hdr[4], buf, buf, nil
 }

@@ -101,15 +101,19 @@ type pipeline struct {
 // requests are unanswered.
 func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
 	f := &appendFuture{start: time.Now(), args: args, resp: resp, done: make(chan struct{})}
+	var err error
+	if p.wbuf, err = appendFrame(p.wbuf[:0], args); err != nil {
+		return nil, err
+	}
+	if len(p.slots) == 0 {
+		// Idle: nothing was waiting, so the watch's clock starts now, before
+		// the slot makes the pipeline busy. (Only this goroutine adds slots.)
+		p.progress.Store(time.Now().UnixNano())
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-p.shutdown:
 		return nil, raft.ErrPipelineShutdown
-	}
-	var err error
-	if p.wbuf, err = appendFrame(p.wbuf[:0], args); err != nil {
-		<-p.slots
-		return nil, err
 	}
 	p.progress.Store(time.Now().UnixNano()) // an idle pipeline waited for nothing
 	p.writing.Store(true)
@@ -290,6 +294,9 @@ func (t *Transport) servePipeline(ctx context.Context, s *transport.Stream) {
 		req := new(raft.AppendEntriesRequest)
 		if err := decode(body, req); err != nil {
 			return
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // decode copied it; a large batch's buffer is not kept for the small ones
 		}
 		respCh := make(chan raft.RPCResponse, 1)
 		select {

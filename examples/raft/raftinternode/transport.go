@@ -211,6 +211,9 @@ func (t *Transport) appendOnStream(target raft.ServerAddress, payload []byte, re
 	if err := t.closedErr(); err != nil {
 		return err
 	}
+	if int64(1+len(payload)) > maxFrame {
+		return errFrameTooLarge
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.Timeout)
 	defer cancel()
 	s, err := t.node.OpenStream(ctx, cluster.NodeID(target), t.opts.verb(offsetPipeline))
@@ -266,6 +269,9 @@ func (t *Transport) call(target raft.ServerAddress, verb transport.Verb, args, r
 func (t *Transport) request(target raft.ServerAddress, verb transport.Verb, payload []byte, resp any) error {
 	if err := t.closedErr(); err != nil {
 		return err
+	}
+	if int64(1+len(payload)) > maxFrame {
+		return errFrameTooLarge
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.Timeout)
 	defer cancel()

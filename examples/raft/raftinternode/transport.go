@@ -270,9 +270,6 @@ func (t *Transport) request(target raft.ServerAddress, verb transport.Verb, payl
 	if err := t.closedErr(); err != nil {
 		return err
 	}
-	if int64(1+len(payload)) > maxFrame {
-		return errFrameTooLarge
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.Timeout)
 	defer cancel()
 	out, err := t.node.Request(ctx, cluster.NodeID(target), verb, payload)

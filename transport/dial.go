@@ -219,19 +219,31 @@ func (c *outConn) connect() bool {
 	c.counters.connectFailures.Add(1)
 	c.hl.failed(err.Error(), time.Now())
 	c.t.log.Debug("internode: connect failed", "peer", c.peer.id, "lane", c.lane, "err", err)
-	switch {
-	case errors.Is(err, ErrRefused), errors.Is(err, ErrUnknownPeer):
+	if refusedForGood(err) {
 		// Waiting will not help: fail what is queued now.
 		c.failQueued(reasonOf(err), err)
-	default:
-		// The peer may come back: one-way messages wait for it until
-		// they expire. Requests fail now — none was written, and their
-		// callers (a database deciding whom to ask next) are better
-		// served by the dial's error than by their deadline.
+	} else {
+		// The peer may come back, or come to know this node: one-way
+		// messages wait for it until they expire. Requests fail now —
+		// none was written, and their callers (a database deciding whom
+		// to ask next) are better served by the dial's error than by
+		// their deadline.
 		c.pruneExpired()
 		c.failRequests(fmt.Errorf("cannot connect: %w", err))
 	}
 	return false
+}
+
+// refusedForGood reports whether waiting will not change a dial's error:
+// the peer refused the handshake, or this node does not know the peer.
+// A peer whose membership does not know this node yet (its gossip has not
+// caught up) is not refusing for good.
+func refusedForGood(err error) bool {
+	var he *HandshakeError
+	if errors.As(err, &he) && he.Reason == wire.UnknownNode {
+		return false
+	}
+	return errors.Is(err, ErrRefused) || errors.Is(err, ErrUnknownPeer)
 }
 
 func (c *outConn) dial() (*liveConn, error) {

@@ -229,3 +229,46 @@ func TestALeavingPeersConnectionsClose(t *testing.T) {
 	assert.Eventually(t, func() bool { return fromN2() == 0 }, 5*time.Second, time.Millisecond,
 		"n2 left n1's membership; its connection to n1 stays open and served")
 }
+
+// TestOneWayMessagesWaitForAPeerThatDoesNotKnowThisNodeYet: a peer whose
+// membership has not heard of this node yet (gossip converging) refuses
+// its handshake as UnknownNode. That refusal was taken as final and every
+// queued message failed; one-way messages now wait, as for a peer that is
+// down, and are delivered once the peer knows this node.
+func TestOneWayMessagesWaitForAPeerThatDoesNotKnowThisNodeYet(t *testing.T) {
+	m2 := cluster.NewStatic() // n2 knows no one yet
+	cfg2 := DefaultConfig()
+	cfg2.NodeID, cfg2.ClusterName, cfg2.ListenAddr = "n2", "test", "127.0.0.1:0"
+	cfg2.Membership = m2
+	cfg2.Telemetry.Logger = discardLogger
+	n2, err := New(cfg2)
+	require.NoError(t, err)
+	got := make(chan string, 1)
+	n2.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) {
+		got <- string(m.Payload)
+		return nil, nil
+	}))
+	n2.Start()
+	t.Cleanup(func() { n2.Close() })
+
+	cfg1 := DefaultConfig()
+	cfg1.NodeID, cfg1.ClusterName, cfg1.ListenAddr = "n1", "test", "127.0.0.1:0"
+	cfg1.Membership = cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+	cfg1.Telemetry.Logger = discardLogger
+	cfg1.Reconnect.MinBackoff, cfg1.Reconnect.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+	n1, err := New(cfg1)
+	require.NoError(t, err)
+	n1.Start()
+	t.Cleanup(func() { n1.Close() })
+
+	require.NoError(t, n1.Send(context.Background(), "n2", 1, []byte("hello")))
+	require.Eventually(t, func() bool { return n1.Stats().Total().ConnectFailures > 0 }, 5*time.Second, time.Millisecond,
+		"n2 refuses n1")
+	m2.Add(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+	select {
+	case p := <-got:
+		assert.Equal(t, "hello", p)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the message was not delivered once n2 knew n1: dropped %v", n1.Stats().Total().Dropped)
+	}
+}

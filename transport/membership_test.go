@@ -89,25 +89,12 @@ func TestAMemberThatLeftDuringASendIsForgotten(t *testing.T) {
 func TestALeavingAndRejoiningPeerKeepsOneDepartedEntry(t *testing.T) {
 	static := cluster.NewStatic()
 	// A real peer so that the lanes connect and allocate what they use.
-	cfg2 := DefaultConfig()
-	cfg2.NodeID, cfg2.ClusterName, cfg2.ListenAddr = "n2", "test", "127.0.0.1:0"
-	cfg2.Membership = cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"})
-	cfg2.Telemetry.Logger = discardLogger
-	cfg2.Security.AcceptUnknownPeers = true
-	n2, err := New(cfg2)
-	require.NoError(t, err)
+	n2 := startNode(t, "n2", cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"}), func(c *Config) {
+		c.Security.AcceptUnknownPeers = true
+	})
 	n2.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) { return m.Payload, nil }))
-	n2.Start()
-	t.Cleanup(func() { n2.Close() })
 
-	cfg1 := DefaultConfig()
-	cfg1.NodeID, cfg1.ClusterName, cfg1.ListenAddr = "n1", "test", "127.0.0.1:0"
-	cfg1.Membership = static
-	cfg1.Telemetry.Logger = discardLogger
-	n1, err := New(cfg1)
-	require.NoError(t, err)
-	n1.Start()
-	t.Cleanup(func() { n1.Close() })
+	n1 := startNode(t, "n1", static, nil)
 
 	cycle := func() {
 		static.Add(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
@@ -189,29 +176,15 @@ func TestJanitorSparesAMemberThatJoinsDuringItsSweep(t *testing.T) {
 // served.
 func TestALeavingPeersConnectionsClose(t *testing.T) {
 	m1 := cluster.NewStatic()
-	cfg1 := DefaultConfig()
-	cfg1.NodeID, cfg1.ClusterName, cfg1.ListenAddr = "n1", "test", "127.0.0.1:0"
-	cfg1.Membership = m1
-	cfg1.Telemetry.Logger = discardLogger
-	n1, err := New(cfg1)
-	require.NoError(t, err)
+	n1 := startNode(t, "n1", m1, nil)
 	n1.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) { return m.Payload, nil }))
-	n1.Start()
-	t.Cleanup(func() { n1.Close() })
 
-	cfg2 := DefaultConfig()
-	cfg2.NodeID, cfg2.ClusterName, cfg2.ListenAddr = "n2", "test", "127.0.0.1:0"
-	cfg2.Membership = cluster.NewStatic(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
-	cfg2.Telemetry.Logger = discardLogger
-	n2, err := New(cfg2)
-	require.NoError(t, err)
-	n2.Start()
-	t.Cleanup(func() { n2.Close() })
+	n2 := startNode(t, "n2", cluster.NewStatic(cluster.Member{ID: "n1", Addr: n1.Addr().String()}), nil)
 	m1.Add(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = n2.Request(ctx, "n1", 1, []byte("x"))
+	_, err := n2.Request(ctx, "n1", 1, []byte("x"))
 	require.NoError(t, err)
 	fromN2 := func() int {
 		n1.inboundMu.Lock()
@@ -237,29 +210,16 @@ func TestALeavingPeersConnectionsClose(t *testing.T) {
 // down, and are delivered once the peer knows this node.
 func TestOneWayMessagesWaitForAPeerThatDoesNotKnowThisNodeYet(t *testing.T) {
 	m2 := cluster.NewStatic() // n2 knows no one yet
-	cfg2 := DefaultConfig()
-	cfg2.NodeID, cfg2.ClusterName, cfg2.ListenAddr = "n2", "test", "127.0.0.1:0"
-	cfg2.Membership = m2
-	cfg2.Telemetry.Logger = discardLogger
-	n2, err := New(cfg2)
-	require.NoError(t, err)
+	n2 := startNode(t, "n2", m2, nil)
 	got := make(chan string, 1)
 	n2.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) {
 		got <- string(m.Payload)
 		return nil, nil
 	}))
-	n2.Start()
-	t.Cleanup(func() { n2.Close() })
 
-	cfg1 := DefaultConfig()
-	cfg1.NodeID, cfg1.ClusterName, cfg1.ListenAddr = "n1", "test", "127.0.0.1:0"
-	cfg1.Membership = cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
-	cfg1.Telemetry.Logger = discardLogger
-	cfg1.Reconnect.MinBackoff, cfg1.Reconnect.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
-	n1, err := New(cfg1)
-	require.NoError(t, err)
-	n1.Start()
-	t.Cleanup(func() { n1.Close() })
+	n1 := startNode(t, "n1", cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()}), func(c *Config) {
+		c.Reconnect.MinBackoff, c.Reconnect.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+	})
 
 	require.NoError(t, n1.Send(context.Background(), "n2", 1, []byte("hello")))
 	require.Eventually(t, func() bool { return n1.Stats().Total().ConnectFailures > 0 }, 5*time.Second, time.Millisecond,
@@ -271,4 +231,22 @@ func TestOneWayMessagesWaitForAPeerThatDoesNotKnowThisNodeYet(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the message was not delivered once n2 knew n1: dropped %v", n1.Stats().Total().Dropped)
 	}
+}
+
+// startNode starts a transport for node id on loopback with members as its
+// membership; tweak, if any, adjusts its config first.
+func startNode(t *testing.T, id cluster.NodeID, members cluster.Membership, tweak func(*Config)) *Transport {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.ClusterName, cfg.ListenAddr = id, "test", "127.0.0.1:0"
+	cfg.Membership = members
+	cfg.Telemetry.Logger = discardLogger
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	tr, err := New(cfg)
+	require.NoError(t, err)
+	tr.Start()
+	t.Cleanup(func() { tr.Close() })
+	return tr
 }

@@ -55,6 +55,7 @@ type FileTransfer struct {
 	silence  time.Duration // Timeouts.Keepalive: how long the sender may send nothing; 0: forever
 	received int64
 	verified bool
+	corrupt  bool // the bytes did not match the sender's checksum
 }
 
 // ReceiveTo reads minReceiveRead bytes in its first call, each call within
@@ -80,6 +81,7 @@ func (ft *FileTransfer) verify(crc uint32) error {
 		return fmt.Errorf("%w: no checksum after the bytes: %w", ErrIncomplete, err)
 	}
 	if want := binary.BigEndian.Uint32(trailer[:]); crc != want {
+		ft.corrupt = true
 		return fmt.Errorf("%w: CRC32C %08x, sender's %08x", ErrCorrupt, crc, want)
 	}
 	ft.verified = true
@@ -313,6 +315,10 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	if err == nil {
 		t.filesReceived.Add(1)
 		t.fileBytesReceived.Add(uint64(ft.received))
+	}
+	if ft.corrupt {
+		t.malformed[BadInputChecksum].Add(1)
+		t.logs.warn(logKey{badInput: BadInputChecksum + 1}, "internode: file bytes do not match their checksum", "remote", conn.RemoteAddr(), "peer", p.id, "verb", ft.Verb)
 	}
 	result(err)
 	if err != nil {

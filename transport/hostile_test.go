@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"net"
@@ -745,6 +746,30 @@ func TestBadFileHeadersAreCountedLikeOtherBadInput(t *testing.T) {
 	}
 	assert.Equal(t, uint64(50), c.Nodes[1].Stats().BadInput[transport.BadInputMalformed])
 	assert.LessOrEqual(t, warns.Load()-before, int64(10), "50 bad headers in well under a second, logged at the limited rate")
+}
+
+// TestCorruptFileBytesAreCountedAsBadInput: a file whose bytes do not
+// match the sender's checksum failed its transfer (ErrCorrupt) but was
+// not counted: every other checksum mismatch is BadInputChecksum.
+func TestCorruptFileBytesAreCountedAsBadInput(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	handled := make(chan error, 1)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		_, err := io.Copy(io.Discard, ft.Reader())
+		handled <- err
+		return err
+	}))
+	data := transport.RandomPayload(1, 4096)
+	conn := rawFileSender(t, c.Nodes[1].Addr().String(), string(c.ID(0)), verbBootstrap, uint64(len(data)))
+	sum := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
+	_, err := conn.Write(binary.BigEndian.AppendUint32(data, sum^1))
+	require.NoError(t, err)
+	require.ErrorIs(t, <-handled, transport.ErrCorrupt)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	failure, err := wire.ReadFileResult(conn) // the node counts before it answers
+	require.NoError(t, err)
+	require.NotNil(t, failure, "the transfer failed")
+	assert.Equal(t, uint64(1), c.Nodes[1].Stats().BadInput[transport.BadInputChecksum])
 }
 
 // TestStreamsThatNeverSayTheirVerbAreBounded: a peer opens 3000 streams on

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"syscall"
 	"time"
 
@@ -99,11 +100,26 @@ func (t *Transport) acceptLoop() {
 	}
 }
 
-func remoteHost(conn net.Conn) string {
-	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+func remoteHost(conn net.Conn) string { return remoteHostOf(conn.RemoteAddr()) }
+
+// remoteHostOf names the host a connection came from, for the per-host
+// bound on unfinished handshakes: an IPv4 address, or an IPv6 address's
+// /64, since a single host is commonly given a whole /64.
+func remoteHostOf(addr net.Addr) string {
+	a, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	ip, ok := netip.AddrFromSlice(a.IP)
+	if !ok {
 		return a.IP.String()
 	}
-	return conn.RemoteAddr().String()
+	ip = ip.Unmap()
+	if ip.Is6() {
+		prefix, _ := ip.Prefix(64)
+		return prefix.String()
+	}
+	return ip.String()
 }
 
 // startHandshake admits one more unfinished handshake from host, within

@@ -198,8 +198,9 @@ type SecurityConfig struct {
 	AcceptUnknownPeers bool
 	// MaxPendingHandshakes bounds the accepted connections that have not
 	// finished their handshake, in total (default 256) and from one
-	// remote host (MaxPendingHandshakesPerHost, default 32); beyond them a
-	// new connection is closed at once and counted (RefusedTooMany).
+	// remote host (MaxPendingHandshakesPerHost, default 32), a host being
+	// an IPv4 address or an IPv6 /64; beyond them a new connection is
+	// closed at once and counted (RefusedTooMany).
 	MaxPendingHandshakes        int
 	MaxPendingHandshakesPerHost int
 	// MaxConnsPerPeer bounds the established inbound connections one peer

@@ -99,6 +99,13 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wir
 	return ic
 }
 
+// setLimits sets the connection's limits, inbound and for its responses,
+// to those in force.
+func (ic *inConn) setLimits() {
+	ic.account.SetLimit(ic.t.limitsIn.Load().forLane(ic.lane))
+	ic.replies.account.SetLimit(ic.t.limitsOut.Load().forLane(ic.lane))
+}
+
 // serve runs the connection until it ends. A connection closed for bad
 // input — or for silence longer than KeepaliveTimeout — is counted and
 // logged (rate limited) before it is closed.

@@ -78,6 +78,7 @@ type Transport struct {
 	// changes them).
 	outBudget, inBudget *limit.Budget
 	limitsOut, limitsIn atomic.Pointer[Limits]
+	limitsMu            sync.Mutex // one SetLimits at a time
 	// strangers sums the counters of peers that were not members and were
 	// forgotten once quiet.
 	strangers [routing.NumLanes]struct {
@@ -410,6 +411,7 @@ func (t *Transport) trackInConn(ic *inConn, add bool) bool {
 	default:
 	}
 	t.inConns[ic] = struct{}{}
+	ic.setLimits() // made before a SetLimits that has looked at inConns
 	return true
 }
 
@@ -446,6 +448,12 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 		inbound.validate("inbound", t.cfg.Memory.MaxMessageSize)); err != nil {
 		return err
 	}
+	t.limitsMu.Lock()
+	defer t.limitsMu.Unlock()
+	// Stored before the scans, each under the lock that what it scans is
+	// made or published under, so that nothing made meanwhile misses them:
+	// peers under peersMu, lanes under their peer's mu, inbound
+	// connections under inboundMu (trackInConn sets their limits).
 	t.limitsOut.Store(&outbound)
 	t.limitsIn.Store(&inbound)
 	t.outBudget.Root().SetLimit(outbound.Node)
@@ -454,17 +462,18 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	for _, p := range t.peers {
 		p.outAccount.SetLimit(outbound.PerPeer)
 		p.inAccount.SetLimit(inbound.PerPeer)
+		p.mu.Lock()
 		for i := range p.lanes {
 			if c := p.lanes[i].Load(); c != nil {
 				c.account.SetLimit(outbound.forLane(c.lane))
 			}
 		}
+		p.mu.Unlock()
 	}
 	t.peersMu.RUnlock()
 	t.inboundMu.Lock()
 	for ic := range t.inConns {
-		ic.account.SetLimit(inbound.forLane(ic.lane))
-		ic.replies.account.SetLimit(outbound.forLane(ic.lane))
+		ic.setLimits()
 	}
 	t.inboundMu.Unlock()
 	return nil

@@ -294,7 +294,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	var p *peer
 	if reply.Reason == wire.Accepted {
 		if p, err = t.claimConn(cluster.NodeID(hello.Node), hello.Lane); err != nil {
-			reply = wire.Reply{Reason: wire.Refused, Message: err.Error()}
+			reply = wire.Reply{Reason: wire.Busy, Message: err.Error()}
 			why = RefusedTooMany
 		}
 	}

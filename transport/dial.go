@@ -237,10 +237,11 @@ func (c *outConn) connect() bool {
 // refusedForGood reports whether waiting will not change a dial's error:
 // the peer refused the handshake, or this node does not know the peer.
 // A peer whose membership does not know this node yet (its gossip has not
-// caught up) is not refusing for good.
+// caught up), or that has no room for the connection now, is not refusing
+// for good.
 func refusedForGood(err error) bool {
 	var he *HandshakeError
-	if errors.As(err, &he) && he.Reason == wire.UnknownNode {
+	if errors.As(err, &he) && (he.Reason == wire.UnknownNode || he.Reason == wire.Busy) {
 		return false
 	}
 	return errors.Is(err, ErrRefused) || errors.Is(err, ErrUnknownPeer)

@@ -656,6 +656,35 @@ func TestGrantDoesNotWaitForAPeerThatStopsReading(t *testing.T) {
 	}
 }
 
+// TestOneWayMessagesWaitForAPeerOutOfConnections: a peer that holds
+// Security.MaxConnsPerPeer connections of a lane from this node (one of
+// them broken, say, and not yet noticed) refused the next one as it
+// refuses a wrong cluster, and every queued message failed at once. It
+// now answers Busy, and one-way messages wait for room as for a peer that
+// is down.
+func TestOneWayMessagesWaitForAPeerOutOfConnections(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Security.MaxConnsPerPeer = 1
+		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+	})
+	got := make(chan string, 1)
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got <- string(m.Payload)
+		return nil, nil
+	}))
+	stale := dialAs(c.Nodes[1].Addr().String(), string(c.ID(0)), routing.Small) // holds n1's only small-lane slot
+	require.NotNil(t, stale)
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("hello")))
+	waitFor(t, 5*time.Second, "n2 refuses n1", func() bool { return c.Nodes[0].Stats().Total().ConnectFailures > 0 })
+	stale.Close()
+	select {
+	case p := <-got:
+		assert.Equal(t, "hello", p)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the message was not delivered once n2 had room: dropped %v", c.Nodes[0].Stats().Total().Dropped)
+	}
+}
+
 // rawFileSender handshakes on the file lane as node id, sends a header
 // announcing length bytes and reads the receiver's "ready".
 func rawFileSender(t *testing.T, addr, id string, verb transport.Verb, length uint64) net.Conn {

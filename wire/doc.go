@@ -101,7 +101,9 @@
 //	version       the version chosen, 0 if and only if reason is not Accepted
 //	reason        a RefuseReason: 0 Accepted, 1 UnsupportedVersion,
 //	              2 WrongCluster, 3 UnknownNode, 4 IdentityMismatch,
-//	              5 BadLane, 6 Refused
+//	              5 BadLane, 6 Refused, 7 Busy (no room now: try
+//	              again later); an initiator takes a reason it does
+//	              not know as Refused
 //	capabilities  the offered bits the acceptor also has
 //	message       human-readable detail, 0..255 bytes
 //

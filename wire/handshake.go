@@ -58,6 +58,10 @@ const (
 	IdentityMismatch   RefuseReason = 4
 	BadLane            RefuseReason = 5
 	Refused            RefuseReason = 6 // any other reason; see the message
+	// Busy: the acceptor has no room for the connection now (it holds as
+	// many from the initiator as it allows, or it is shutting down); a
+	// later attempt may be accepted.
+	Busy RefuseReason = 7
 )
 
 func (r RefuseReason) String() string {
@@ -76,6 +80,8 @@ func (r RefuseReason) String() string {
 		return "bad lane"
 	case Refused:
 		return "refused"
+	case Busy:
+		return "busy"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

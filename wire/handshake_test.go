@@ -468,7 +468,8 @@ func TestRefuseReasonString(t *testing.T) {
 		{IdentityMismatch, "identity mismatch"},
 		{BadLane, "bad lane"},
 		{Refused, "refused"},
-		{RefuseReason(7), "reason(7)"},
+		{Busy, "busy"},
+		{RefuseReason(8), "reason(8)"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, tt.r.String())

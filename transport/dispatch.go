@@ -21,6 +21,21 @@ func aliases(a, b []byte) bool {
 	return pa >= pb && pa < pb+uintptr(cap(b))
 }
 
+// ownResponse returns a handler's response, copied if it lies in buf,
+// the buffer its request was read into, and the writer may not send it
+// from there. A batch frame (lent false) goes back to the pool when its
+// last message is done, while the writer may still need the response (a
+// large response is sent from where it is). A large message's own buffer
+// (lent) is kept for the writer instead of going back to the pool, but
+// only a response of at least half of it: a smaller one would hold the
+// whole buffer while its queue counts only the response's bytes.
+func ownResponse(resp, buf []byte, lent bool) []byte {
+	if !aliases(resp, buf) || lent && 2*len(resp) >= cap(buf) {
+		return resp
+	}
+	return bytes.Clone(resp)
+}
+
 // handle runs one message's handler and answers a request; it returns the
 // response it queued, if any. Every message that reaches it ends in one
 // inbound outcome: received (handed to its handler) or dropped with a
@@ -67,12 +82,7 @@ func (ic *inConn) handle(w *work) []byte {
 		if ic.peer.cancels.finish(w) {
 			return nil // its caller no longer waits for an answer
 		}
-		if w.f.large == nil && aliases(resp, w.f.buf) {
-			// The response lies in a batch frame, which goes back to the
-			// pool when its last message is done: the writer may still
-			// need it then (a large response is sent from where it is).
-			resp = bytes.Clone(resp)
-		}
+		resp = ownResponse(resp, w.f.buf, w.f.large != nil)
 		t.respond(ic, h, deadline, resp, err)
 		return resp
 	}

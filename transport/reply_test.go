@@ -83,3 +83,33 @@ func TestReplyResponsesFailWithTheirConnection(t *testing.T) {
 	assert.ErrorIs(t, err, ErrConnectionReset)
 	assert.Empty(t, r.drops, "one outcome each")
 }
+
+// TestOwnResponse: which responses are copied out of their request's
+// buffer. A large request's lent buffer was kept for any response in it,
+// so a handler answering with a few bytes of a 1 MiB request held the
+// whole MiB while the response's queue counted those few bytes: unread
+// answers held many times their limit.
+func TestOwnResponse(t *testing.T) {
+	buf := make([]byte, 1<<20)
+	other := make([]byte, 16)
+	tests := []struct {
+		name   string
+		resp   []byte
+		lent   bool
+		copied bool
+	}{
+		{"not in the buffer", other, false, false},
+		{"not in the buffer, large request", other, true, false},
+		{"in a batch frame", buf[100:200], false, true},
+		{"the whole large request (an echo)", buf, true, false},
+		{"half of the large request", buf[:len(buf)/2], true, false},
+		{"a few bytes of the large request", buf[:8], true, true},
+		{"a few bytes at its end", buf[len(buf)-8:], true, true},
+		{"empty", buf[:0], true, false},
+	}
+	for _, tt := range tests {
+		got := ownResponse(tt.resp, buf, tt.lent)
+		assert.Equal(t, tt.resp, got, tt.name)
+		assert.Equal(t, tt.copied, len(got) > 0 && !aliases(got, tt.resp), tt.name)
+	}
+}

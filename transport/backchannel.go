@@ -35,6 +35,11 @@ func (c *outConn) readBack(conn *liveConn) {
 // is granted room only if it fits at once, within the peer's inbound
 // capacity or within one connection's limit beyond it (take): otherwise it
 // is refused and its call fails with ErrOverloaded.
+//
+// With wire.CapEagerResponses agreed, a large response's parts follow its
+// FrameLargeBegin without a grant — a grant would go out behind this
+// connection's own frames, which the peer may have stopped reading — and
+// those of a refused one are read and discarded.
 type responseReader struct {
 	c    *outConn
 	conn *liveConn
@@ -42,13 +47,18 @@ type responseReader struct {
 	// read.
 	src   *bufio.Reader
 	large map[uint32]*largeResponse // large responses begun, by stream
+	eager bool                      // wire.CapEagerResponses: no grants
+	// discard is the refused large responses whose parts still come
+	// (eager): the payload bytes left of each, by stream.
+	discard map[uint32]uint32
 	// overdrawn is what the large responses in large hold beyond the
 	// peer's inbound capacity.
 	overdrawn int64
 }
 
 func newResponseReader(c *outConn, conn *liveConn) *responseReader {
-	return &responseReader{c: c, conn: conn, src: bufio.NewReaderSize(conn, readBufferSize), large: make(map[uint32]*largeResponse)}
+	return &responseReader{c: c, conn: conn, src: bufio.NewReaderSize(conn, readBufferSize), large: make(map[uint32]*largeResponse),
+		eager: conn.caps&wire.CapEagerResponses != 0, discard: make(map[uint32]uint32)}
 }
 
 // largeResponse is a large response arriving in parts, its room granted.
@@ -190,7 +200,7 @@ func (rx *responseReader) handleBatch(buf []byte) error {
 }
 
 // begin reads the header of a large response and grants it room, or
-// refuses it.
+// refuses it (and, eager, discards its parts).
 func (rx *responseReader) begin(fh wire.FrameHeader) error {
 	c := rx.c
 	if fh.Length > wire.MaxHeaderSize {
@@ -208,9 +218,9 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 		return fmt.Errorf("%w: large message header followed by %d bytes", wire.ErrMalformed, int(fh.Length)-n)
 	case h.Flags&wire.FlagResponse == 0:
 		return fmt.Errorf("%w: a large message that is not a response from the acceptor", wire.ErrMalformed)
-	case rx.large[fh.Stream] != nil:
+	case rx.large[fh.Stream] != nil || rx.discarding(fh.Stream):
 		return fmt.Errorf("%w: stream %d begun twice", wire.ErrMalformed, fh.Stream)
-	case len(rx.large) >= maxInboundStreams:
+	case len(rx.large)+len(rx.discard) >= maxInboundStreams:
 		return fmt.Errorf("%w: more than %d large messages in flight", wire.ErrMalformed, maxInboundStreams)
 	}
 	h.Params = nil // not kept: a response's parameters are not used
@@ -218,6 +228,9 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 	refuse := func(reason Reason, detail string) error {
 		in.drop(reason)
 		c.control(wire.FrameRefuse, fh.Stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[reason].code, Message: detail}), rx.conn.serial)
+		if rx.eager && h.PayloadLength > 0 {
+			rx.discard[fh.Stream] = h.PayloadLength
+		}
 		return nil
 	}
 	switch {
@@ -235,7 +248,9 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 			Err: fmt.Errorf("%w: no room for a response of %d bytes", ErrOverloaded, h.PayloadLength)})
 		return refuse(ReasonOverloaded, "")
 	}
-	c.control(wire.FrameGrant, fh.Stream, nil, rx.conn.serial)
+	if !rx.eager {
+		c.control(wire.FrameGrant, fh.Stream, nil, rx.conn.serial)
+	}
 	if h.PayloadLength == 0 {
 		rx.complete(m)
 		return nil
@@ -245,10 +260,19 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 	return nil
 }
 
+// discarding reports whether stream is a refused response whose parts
+// are being discarded.
+func (rx *responseReader) discarding(stream uint32) bool {
+	_, ok := rx.discard[stream]
+	return ok
+}
+
 // more reads a part of a large response.
 func (rx *responseReader) more(fh wire.FrameHeader) error {
 	m := rx.large[fh.Stream]
 	switch {
+	case m == nil && rx.discarding(fh.Stream):
+		return rx.discardPart(fh)
 	case m == nil:
 		return fmt.Errorf("%w: part of unknown stream %d", wire.ErrMalformed, fh.Stream)
 	case m.got+int(fh.Length) > int(m.header.PayloadLength):
@@ -261,6 +285,28 @@ func (rx *responseReader) more(fh wire.FrameHeader) error {
 	if m.got == int(m.header.PayloadLength) {
 		delete(rx.large, fh.Stream)
 		rx.complete(m)
+	}
+	return nil
+}
+
+// discardPart reads and drops a part of a refused response.
+func (rx *responseReader) discardPart(fh wire.FrameHeader) error {
+	left := rx.discard[fh.Stream]
+	if fh.Length > left {
+		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
+	}
+	held := int64(bufpool.Cap(int(fh.Length)))
+	rx.c.peer.inAccount.Overdraw(held) // as a batch of responses is
+	defer rx.c.peer.inAccount.Release(held)
+	buf := bufpool.Get(int(fh.Length))
+	defer bufpool.Put(buf)
+	if err := rx.readPayload(fh, buf); err != nil {
+		return err
+	}
+	if left -= fh.Length; left == 0 {
+		delete(rx.discard, fh.Stream)
+	} else {
+		rx.discard[fh.Stream] = left
 	}
 	return nil
 }
@@ -306,7 +352,8 @@ func (rx *responseReader) cancel(fh wire.FrameHeader) error {
 	}
 	m := rx.large[fh.Stream]
 	if m == nil {
-		return nil // refused meanwhile
+		delete(rx.discard, fh.Stream) // refused: no more parts come
+		return nil
 	}
 	delete(rx.large, fh.Stream)
 	rx.abandon(m)

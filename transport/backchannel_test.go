@@ -26,6 +26,12 @@ type backRig struct {
 const backSerial = 7 // the rig's connection
 
 func newBackRig(t *testing.T, lane routing.Lane, tweak func(*Config)) *backRig {
+	return newBackRigAgreeing(t, lane, 0, tweak)
+}
+
+// newBackRigAgreeing is newBackRig on a connection whose handshake agreed
+// caps.
+func newBackRigAgreeing(t *testing.T, lane routing.Lane, caps wire.Capabilities, tweak func(*Config)) *backRig {
 	r := &backRig{t: t, ended: make(chan string, 1)}
 	r.tr = coreTransport(t, tweak)
 	p, err := r.tr.peerFor("n2", true)
@@ -33,7 +39,7 @@ func newBackRig(t *testing.T, lane routing.Lane, tweak func(*Config)) *backRig {
 	r.p, r.c = p, p.lane(lane)
 	pc := newPipeConn()
 	r.far = pc.peer
-	conn := &liveConn{Conn: pc.Conn, serial: backSerial}
+	conn := &liveConn{Conn: pc.Conn, serial: backSerial, caps: caps}
 	r.tr.wg.Add(1)
 	go func() {
 		rx := newResponseReader(r.c, conn)
@@ -158,6 +164,49 @@ func TestBackChannelLargeResponse(t *testing.T) {
 	assert.Len(t, within(t, overdrawn, 5*time.Second, "the overdrawn call").payload, 200<<10)
 	eventually(t, func() bool { return r.p.inAccount.Used() == full }, "the overdraft given back")
 	r.p.inAccount.Release(full)
+}
+
+// TestBackChannelEagerResponses: with CapEagerResponses agreed, a large
+// response's parts follow its FrameLargeBegin and no grant is written
+// (one would go out behind the connection's own frames); a refused
+// response's parts are read and dropped until they end or the acceptor
+// withdraws it, and the connection goes on.
+func TestBackChannelEagerResponses(t *testing.T) {
+	r := newBackRigAgreeing(t, routing.Small, wire.CapEagerResponses, limitedTo(200<<10, 256<<10))
+	done := r.call(50)
+	r.write(largeBegin(1, wire.Header{ID: 50, Verb: 1, Flags: wire.FlagResponse}, 100<<10))
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 60<<10)))
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 40<<10)))
+	assert.Len(t, within(t, done, 5*time.Second, "the response").payload, 100<<10)
+	assert.Empty(t, r.control(), "no grant")
+
+	// Nobody waits for 51: refused, and its parts, all of them, dropped.
+	r.write(largeBegin(2, wire.Header{ID: 51, Verb: 1, Flags: wire.FlagResponse}, 100<<10))
+	r.write(anyFrame(wire.FrameLargeMore, 2, make([]byte, 60<<10)))
+	r.write(anyFrame(wire.FrameLargeMore, 2, make([]byte, 40<<10)))
+	// Nor for 52: refused, and withdrawn after a part; its stream is free
+	// again.
+	r.write(largeBegin(3, wire.Header{ID: 52, Verb: 1, Flags: wire.FlagResponse}, 100<<10))
+	r.write(anyFrame(wire.FrameLargeMore, 3, make([]byte, 10<<10)))
+	r.write(anyFrame(wire.FrameLargeCancel, 3, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureExpired})))
+	done = r.call(53)
+	r.write(largeBegin(3, wire.Header{ID: 53, Verb: 1, Flags: wire.FlagResponse}, 50<<10))
+	r.write(anyFrame(wire.FrameLargeMore, 3, make([]byte, 50<<10)))
+	assert.Len(t, within(t, done, 5*time.Second, "the response on the reused stream").payload, 50<<10)
+	ctrl := r.control()
+	require.Len(t, ctrl, 2, "the refusals of 51 and 52, and nothing else")
+	for i, stream := range []uint32{2, 3} {
+		assert.Equal(t, wire.FrameRefuse, ctrl[i].kind)
+		assert.Equal(t, stream, ctrl[i].stream)
+	}
+	assert.Zero(t, r.p.inAccount.Used())
+	assert.EqualValues(t, 2, r.p.inbound[routing.Small].dropped[ReasonExpired].Load())
+
+	// A part beyond what a refused response announced is bad input.
+	r.write(largeBegin(4, wire.Header{ID: 54, Verb: 1, Flags: wire.FlagResponse}, 100<<10))
+	_, _ = r.far.Write(anyFrame(wire.FrameLargeMore, 4, make([]byte, 101<<10))) // cut off at its header
+	assert.Equal(t, "bad back-channel input", within(t, r.ended, 5*time.Second, "the reader to end"))
+	r.ended <- "" // for the cleanup
 }
 
 // TestBackChannelWithdrawnAndCutResponses: a large response its sender

@@ -152,12 +152,18 @@ func isLoopback(addr net.Addr) bool {
 }
 
 // offers returns the capabilities this node offers, and accepts, on a
-// connection of kind (a lane, laneStreams or laneFile).
+// connection of kind (a lane, laneStreams or laneFile): on a lane, large
+// responses without grants, and compressed batches unless the lane's
+// compression is off.
 func (t *Transport) offers(kind uint8) wire.Capabilities {
-	if kind < routing.NumLanes && t.cfg.Lanes.Compression[kind] != CompressionOff {
-		return wire.CapBatchS2
+	if kind >= routing.NumLanes {
+		return 0
 	}
-	return 0
+	caps := wire.CapEagerResponses
+	if t.cfg.Lanes.Compression[kind] != CompressionOff {
+		caps |= wire.CapBatchS2
+	}
+	return caps
 }
 
 // addBatch appends a batch frame over body: compressed (FrameBatchS2)

@@ -298,9 +298,10 @@ func TestNewCompressor(t *testing.T) {
 	tr := coreTransport(t, func(c *Config) {
 		c.Lanes.Compression = [routing.NumLanes]Compression{CompressionAuto, CompressionOn, CompressionOff}
 	})
-	assert.Equal(t, wire.CapBatchS2, tr.offers(uint8(routing.Urgent)))
-	assert.Equal(t, wire.CapBatchS2, tr.offers(uint8(routing.Small)))
-	assert.Zero(t, tr.offers(uint8(routing.Large)), "off: not offered")
+	eager := wire.CapEagerResponses
+	assert.Equal(t, wire.CapBatchS2|eager, tr.offers(uint8(routing.Urgent)))
+	assert.Equal(t, wire.CapBatchS2|eager, tr.offers(uint8(routing.Small)))
+	assert.Equal(t, eager, tr.offers(uint8(routing.Large)), "off: not offered")
 	assert.Zero(t, tr.offers(uint8(laneStreams)))
 	assert.Zero(t, tr.offers(uint8(laneFile)))
 	var cc connCounters

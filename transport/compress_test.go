@@ -242,7 +242,7 @@ func TestCompressionWithAPeerOfAnOlderWire(t *testing.T) {
 			hello.Capabilities, hello.Node = offer, "old"
 			reply := handshake(t, conn, hello)
 			require.Equal(t, wire.Accepted, reply.Reason)
-			assert.Equal(t, offer&wire.CapBatchS2, reply.Capabilities, "only the offered bits it has")
+			assert.Equal(t, offer&(wire.CapBatchS2|wire.CapEagerResponses), reply.Capabilities, "only the offered bits it has")
 
 			payload := jsonLike(7, 4<<10)
 			h := wire.Header{Flags: wire.FlagExpectsResponse, ID: 1, Verb: uint32(verbCompressEcho),

@@ -223,6 +223,12 @@ type readerRig struct {
 }
 
 func newReaderRig(t *testing.T, lane routing.Lane, tweak func(*Config)) *readerRig {
+	return newReaderRigAgreeing(t, lane, ^wire.Capabilities(0), tweak)
+}
+
+// newReaderRigAgreeing is newReaderRig on a connection whose handshake
+// agreed what the transport offers of caps.
+func newReaderRigAgreeing(t *testing.T, lane routing.Lane, caps wire.Capabilities, tweak func(*Config)) *readerRig {
 	r := &readerRig{t: t, back: make(chan frame, 256), ended: make(chan error, 1), drops: make(chan DroppedMessage, 1024)}
 	r.tr = coreTransport(t, func(c *Config) {
 		c.OnDropped = func(d DroppedMessage) { r.drops <- d }
@@ -234,7 +240,7 @@ func newReaderRig(t *testing.T, lane routing.Lane, tweak func(*Config)) *readerR
 	require.NoError(t, err)
 	pc := newPipeConn()
 	r.far = pc.peer
-	r.ic = newInConn(r.tr, p, lane, pc.Conn, r.tr.offers(uint8(lane)))
+	r.ic = newInConn(r.tr, p, lane, pc.Conn, caps&r.tr.offers(uint8(lane)))
 	r.in = r.ic.counters
 	require.True(t, r.tr.trackInConn(r.ic, true))
 	go backFrames(pc.peer, r.back)

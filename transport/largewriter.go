@@ -55,6 +55,11 @@ type largeWriter struct {
 	begun      []*largeSend // asked or granted, in the order they began
 	nextStream uint32
 	parts      []partWrite // the parts of the write under way
+	// eager: the receiver takes every message without granting it
+	// (responses to a requester that agreed wire.CapEagerResponses), so
+	// parts follow each FrameLargeBegin at once; a refusal withdraws the
+	// rest with a FrameLargeCancel.
+	eager bool
 
 	mu    sync.Mutex
 	inbox []backFrame
@@ -126,7 +131,7 @@ func (w *largeWriter) admit(q *outQueue) {
 // one vectored write.
 func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame int, now int64, sink outSink) error {
 	w.admit(q)
-	w.applyInbox(q, sink)
+	withdrawn := w.applyInbox(q, sink)
 	w.begun = slices.DeleteFunc(w.begun, func(ls *largeSend) bool {
 		if !ls.granted || len(ls.payload) > 0 {
 			return false
@@ -140,7 +145,10 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 		w.forget(q, ls, sink)
 		return true
 	})
-	fw.reserve(2*maxBegunLarge + 1)
+	fw.reserve(3*maxBegunLarge + 1)
+	for _, wd := range withdrawn {
+		fw.add(wire.FrameLargeCancel, wd.stream, cancelFailure(wd.reason))
+	}
 	var cancelled []*largeSend
 	kept := w.begun[:0]
 	for _, ls := range w.begun {
@@ -163,6 +171,7 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 		w.waiting = w.waiting[1:]
 		w.nextStream = w.nextStream%wire.MaxStream + 1
 		ls.stream = w.nextStream
+		ls.granted = w.eager
 		if ls.expiresAt != 0 {
 			_ = wire.SetTTL(ls.header, ls.expiresAt-now)
 		}
@@ -223,17 +232,27 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 	return nil
 }
 
-// applyInbox applies the grants and refusals the back channel delivered.
-// A grant or refusal for a stream not begun (withdrawn meanwhile) is
-// ignored.
-func (w *largeWriter) applyInbox(q *outQueue, sink outSink) {
+// withdrawal is a refused message whose parts were under way: a
+// FrameLargeCancel tells the receiver, which discards them, that no more
+// follow.
+type withdrawal struct {
+	stream uint32
+	reason Reason
+}
+
+// applyInbox applies the grants and refusals the back channel delivered,
+// and returns the refused messages whose parts were under way (eager). A
+// grant or refusal for a stream not begun (done, or withdrawn meanwhile)
+// is ignored, and so is a grant of one granted already.
+func (w *largeWriter) applyInbox(q *outQueue, sink outSink) []withdrawal {
 	w.mu.Lock()
 	inbox := w.inbox
 	w.inbox = nil
 	w.mu.Unlock()
+	var withdrawn []withdrawal
 	for _, f := range inbox {
 		i := slices.IndexFunc(w.begun, func(ls *largeSend) bool { return ls.stream == f.stream })
-		if i < 0 || w.begun[i].granted {
+		if i < 0 {
 			continue
 		}
 		ls := w.begun[i]
@@ -246,8 +265,12 @@ func (w *largeWriter) applyInbox(q *outQueue, sink outSink) {
 		if !ok {
 			reason = ReasonConnectionReset
 		}
+		if ls.granted {
+			withdrawn = append(withdrawn, withdrawal{ls.stream, reason})
+		}
 		w.fail(q, ls, reason, &RemoteError{Code: f.refused.Code, Message: f.refused.Message}, sink)
 	}
+	return withdrawn
 }
 
 // fail records a message's failure and forgets it.

@@ -13,8 +13,8 @@ import (
 
 // replyWriter sends the responses to the requests an accepted connection
 // carried back on that same connection, the other way: small ones as
-// batch frames, large ones in parts once the requester has granted them
-// room. The requester reads them on its own connection's back channel, so
+// batch frames, large ones in parts at once (wire.CapEagerResponses), or
+// once the requester has granted them room. The requester reads them on its own connection's back channel, so
 // they never wait behind that peer's requests to it, and this node needs
 // no connection of its own to the requester.
 //
@@ -47,6 +47,7 @@ func newReplyWriter(ic *inConn) *replyWriter {
 		wake:     make(chan struct{}, 1),
 	}
 	w.frames.comp = ic.t.newCompressor(ic.lane, ic.caps, ic.conn.RemoteAddr(), w.counters)
+	w.parts.eager = ic.caps&wire.CapEagerResponses != 0
 	return w
 }
 

@@ -12,12 +12,16 @@ import (
 	"github.com/internode/internode/wire"
 )
 
+// grantingRequester is the capabilities of a requester that grants large
+// responses (it did not offer CapEagerResponses).
+const grantingRequester = ^wire.CapEagerResponses
+
 // TestReplyLargeResponseWaitsForItsGrant: a response above the large
 // threshold goes back on the request's connection in parts, none before
-// the requester grants it room; a refused one ends as the requester's
-// reason, handed to OnDropped.
+// the requester grants it room (CapEagerResponses not agreed); a refused
+// one ends as the requester's reason, handed to OnDropped.
 func TestReplyLargeResponseWaitsForItsGrant(t *testing.T) {
-	r := newReaderRig(t, routing.Small, nil)
+	r := newReaderRigAgreeing(t, routing.Small, grantingRequester, nil)
 	r.tr.Handle(1, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
 		return make([]byte, 100<<10), nil
 	}))
@@ -57,11 +61,53 @@ func TestReplyLargeResponseWaitsForItsGrant(t *testing.T) {
 	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
 }
 
+// TestReplyEagerLargeResponse: with CapEagerResponses agreed, a large
+// response's parts follow its FrameLargeBegin with no grant; a refusal
+// that comes while parts are still to be written withdraws the rest with
+// a FrameLargeCancel, and the response ends as the requester's reason.
+func TestReplyEagerLargeResponse(t *testing.T) {
+	r := newReaderRig(t, routing.Small, func(c *Config) { c.Memory.MaxMessageSize = 8 << 20 })
+	r.tr.maxFrame = 4 << 10 // a part per frame: 1024 of them
+	r.tr.Handle(1, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
+		return make([]byte, 4<<20), nil
+	}))
+	r.write(batchFrame(message(wire.Header{ID: 1, Verb: 1, Flags: wire.FlagExpectsResponse}, nil)))
+	begin := within(t, r.back, 5*time.Second, "the response's first frame")
+	require.Equal(t, wire.FrameLargeBegin, begin.kind)
+	part := within(t, r.back, 5*time.Second, "a part, ungranted")
+	require.Equal(t, frame{wire.FrameLargeMore, begin.stream, part.payload}, part)
+
+	// The writer is held by the unread frames until the refusal has
+	// reached it.
+	eventually(t, func() bool { return len(r.back) == cap(r.back) }, "the writer held")
+	r.write(anyFrame(wire.FrameRefuse, begin.stream, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureExpired})))
+	eventually(t, func() bool {
+		r.ic.replies.parts.mu.Lock()
+		defer r.ic.replies.parts.mu.Unlock()
+		return len(r.ic.replies.parts.inbox) == 1
+	}, "the refusal delivered")
+	got := len(part.payload)
+	for {
+		f := within(t, r.back, 5*time.Second, "the rest")
+		require.Equal(t, begin.stream, f.stream)
+		if f.kind == wire.FrameLargeCancel {
+			break
+		}
+		require.Equal(t, wire.FrameLargeMore, f.kind)
+		got += len(f.payload)
+	}
+	assert.Less(t, got, 4<<20, "withdrawn before its end")
+	d := within(t, r.drops, 5*time.Second, "the refused response")
+	assert.Equal(t, ReasonExpired, d.Reason)
+	assert.Equal(t, uint64(1), d.ID)
+	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
+}
+
 // TestReplyResponsesFailWithTheirConnection: responses still queued when
 // the connection ends fail with it, each once, and give back their room;
 // a response after that is refused at once.
 func TestReplyResponsesFailWithTheirConnection(t *testing.T) {
-	r := newReaderRig(t, routing.Small, nil)
+	r := newReaderRigAgreeing(t, routing.Small, grantingRequester, nil)
 	gate := make(chan struct{})
 	r.tr.Handle(1, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
 		<-gate

@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -57,6 +58,79 @@ func TestResponsesReachAPausedNode(t *testing.T) {
 		assert.Len(t, resp, size)
 	}
 	assert.True(t, paused(routing.Small) && paused(routing.Large))
+}
+
+// TestLargeResponseToAPausedRequester: a node's request is answered with
+// a large response while the responder has stopped reading that node's
+// connection (its handlers stalled on the node's one-way flood). The
+// response's parts waited for the requester's grant, and the grant went
+// out on the paused connection, behind the flood: the response was held
+// until the responder read on. Now the requester takes large responses
+// without granting them (wire.CapEagerResponses) and the parts follow at
+// once.
+func TestLargeResponseToAPausedRequester(t *testing.T) {
+	stalled, answer := newGate(), newGate()
+	defer stalled.open()
+	defer answer.open()
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Memory.Inbound = tightInbound
+		cfg.Memory.MaxMessageSize = 256 << 10
+	})
+	responder := c.Nodes[1]
+	responder.Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, stalled.wait(ctx)
+	}))
+	asked := make(chan struct{})
+	responder.Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		close(asked)
+		if err := answer.wait(ctx); err != nil {
+			return nil, err
+		}
+		return make([]byte, 200<<10), nil
+	}))
+	type result struct {
+		resp []byte
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := c.Nodes[0].Request(ctxTimeout(t, 20*time.Second), c.ID(1), verbEcho, []byte("ask"))
+		got <- result{resp, err}
+	}()
+	<-asked
+	paused := func() bool {
+		for _, cs := range responder.Stats().Conns {
+			if cs.Peer == c.ID(0) && cs.Lane == routing.Small && cs.Throttled > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	// The requester floods the responder's small lane until the responder
+	// stops reading it.
+	ctx := ctxTimeout(t, 20*time.Second)
+	for i := 0; i < 4000 && (i%100 != 0 || !paused()); i++ {
+		// No deadline, which the message would carry: a Send that waits
+		// for room is given up after a moment.
+		send, cancel := context.WithCancel(ctx)
+		stop := time.AfterFunc(5*time.Millisecond, cancel)
+		err := c.Nodes[0].Send(send, c.ID(1), verbData, make([]byte, 1000))
+		stop.Stop()
+		cancel()
+		if err != nil {
+			require.True(t, errors.Is(err, transport.ErrOverloaded) || errors.Is(err, context.Canceled), "%v", err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the responder paused on the requester's small lane", paused)
+	answer.open()
+	select {
+	case r := <-got:
+		require.NoError(t, r.err)
+		assert.Len(t, r.resp, 200<<10)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the large response is held until the responder reads the requester's flood")
+	}
+	assert.True(t, paused(), "the responder still paused")
 }
 
 // TestStrangerGetsItsResponse: a node the responder's membership does not

@@ -84,6 +84,7 @@
 //	              connection of its own
 //	capabilities  bit set of optional features offered (see Versioning):
 //	              bit 0 CapBatchS2, compressed batch frames
+//	              bit 1 CapEagerResponses, large responses ungranted
 //	cluster       cluster name, 0..255 bytes (an acceptor refuses any
 //	              other than its own)
 //	node          sender's node ID, 1..255 bytes (an acceptor refuses an
@@ -273,6 +274,17 @@
 // FailureTooLarge, FailureOverloaded). A requester does not make a large
 // response wait for room: it grants it at once or refuses it, failing the
 // request, so that a response never waits behind another.
+//
+// Its grant, though, travels on the connection behind the requester's own
+// frames, which the acceptor may have stopped reading (paused for room),
+// so with CapEagerResponses agreed a large response takes no grant: the
+// acceptor writes its FrameLargeMore parts right after its
+// FrameLargeBegin, and the initiator writes no FrameGrant. The initiator
+// takes the response, or refuses it with a FrameRefuse and reads and
+// discards its parts until payload_len bytes have come or a
+// FrameLargeCancel for it arrives; the acceptor, once it reads the
+// refusal, withdraws the response with a FrameLargeCancel if parts of it
+// are still to be written, and otherwise ignores it.
 //
 // A reader (package transport; this package keeps no such state) closes the
 // connection on a FrameLargeBegin for a stream already in flight, a
@@ -496,18 +508,19 @@
 // capability adds to a version what both sides may use once they agreed
 // it, so a node of the same version without it interoperates as before:
 // compressed batches are such an addition to version 3, not a new
-// version. Version 3 defines bit 0, CapBatchS2 (see Compressed batches);
-// bits 1 to 31 are reserved and offered as 0.
+// version. Version 3 defines bit 0, CapBatchS2 (see Compressed batches),
+// and bit 1, CapEagerResponses (see Large messages); bits 2 to 31 are
+// reserved and offered as 0.
 //
 // Reserved values: frame kinds 9..255 and message flag bits 6 and 7 are
 // malformed in version 3 (a new one needs a new version or a
 // capability), and kind 8 unless CapBatchS2 was agreed; failure codes
 // 7..255 (in a Failure or a stream's status byte) and refuse reasons
-// 7..255 are passed up as they are and read as FailureUnknown and as a
-// refusal, so later versions can add reasons.
+// 8..255 are passed up as they are and read as FailureUnknown and as a
+// refusal (Refused), so later versions can add reasons.
 //
 // Part of the wire format, and pinned by tests, are: Magic, Version3,
-// CapBatchS2, MaxBatchS2Prefix,
+// CapBatchS2, CapEagerResponses, MaxBatchS2Prefix,
 // MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
 // MaxBatchMessages,
 // KeepaliveInterval,
@@ -555,8 +568,9 @@
 //  5. Reads the back channel all along: FrameBeat; responses, in
 //     FrameBatch frames and as large messages, for which it writes a
 //     FrameGrant or FrameRefuse on the connection as soon as the
-//     FrameLargeBegin arrives; and on the large lane the FrameGrant and
-//     FrameRefuse of its own large messages.
+//     FrameLargeBegin arrives (with CapEagerResponses agreed, no grant,
+//     and the parts of a refused one are read and discarded); and on the
+//     large lane the FrameGrant and FrameRefuse of its own large messages.
 //
 // The acceptor:
 //
@@ -580,7 +594,8 @@
 //     the granted stream's parts.
 //  5. Writes each request's response back on the connection, and the
 //     parts of a large response once the initiator's FrameGrant for it
-//     arrives.
+//     arrives, or right after its FrameLargeBegin if the handshake agreed
+//     CapEagerResponses.
 //  6. Closes the connection on any error from steps 1 to 5.
 //
 // The examples show a batch frame being written and read.

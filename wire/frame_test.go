@@ -42,6 +42,7 @@ func TestFrameConstantsArePinned(t *testing.T) {
 	assert.Equal(t, FrameKind(7), FrameBeat)
 	assert.Equal(t, FrameKind(8), FrameBatchS2)
 	assert.Equal(t, Capabilities(1), CapBatchS2)
+	assert.Equal(t, Capabilities(2), CapEagerResponses)
 	assert.Equal(t, 5, MaxBatchS2Prefix)
 	assert.Equal(t, uint32(0x82F63B78), uint32(crc32.Castagnoli))
 }

@@ -33,7 +33,8 @@ const MaxNameLength = 255
 const handshakePrefix = 6
 
 // Capabilities are optional features a node offers; the reply carries the
-// ones both sides have. Version 3 defines CapBatchS2; unknown bits are
+// ones both sides have. Version 3 defines CapBatchS2 and
+// CapEagerResponses; unknown bits are
 // ignored so that later builds can add them.
 type Capabilities uint32
 

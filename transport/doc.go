@@ -21,9 +21,11 @@
 //
 // For every ordered pair of nodes (A→B) there is one outbound TCP
 // connection per lane, opened on first use: A writes messages, B writes
-// back only what keeps the connection alive and, on the large lane, room
-// granted for large messages. B's replies travel on B's own connections to
-// A. A message whose encoded size is above Config.Lanes.LargeThreshold (64 KiB)
+// back what keeps the connection alive, the responses to A's requests on
+// it, and on the large lane room granted for A's large messages. A large
+// response needs no grant: B writes its parts at once, so a response is
+// never held behind A's own messages, which B may have stopped reading. A
+// message whose encoded size is above Config.Lanes.LargeThreshold (64 KiB)
 // goes to the Large lane, the rest to Small, and verbs can be pinned to
 // Urgent (gossip, heartbeats) so control traffic never queues behind bulk.
 // TCP_NODELAY is set on every connection. Config.Dialer and Config.Listen
@@ -109,8 +111,10 @@
 //
 // The response, at the requester: backchannel.go responseReader.read reads
 // its own connection's back channel; readBatch hands each response to
-// inframes.go completeCall, and a large response is granted room at once
-// (begin) or refused, never waited for.
+// inframes.go completeCall, and a large response is taken at once (begin:
+// room within the limits, no grant written when the handshake agreed
+// wire.CapEagerResponses) or refused and its parts discarded, never
+// waited for.
 //
 // # Requests and responses
 //

@@ -134,6 +134,26 @@ func BenchmarkRequestAlone(b *testing.B) {
 	}
 }
 
+// BenchmarkRequestLargeResponse measures one caller's round trips, one in
+// flight, of a 128-byte request answered with 1 MiB: the response goes
+// back on the request's connection in parts.
+func BenchmarkRequestLargeResponse(b *testing.B) {
+	c := newCluster(b, 2, nil)
+	answer := make([]byte, 1<<20)
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return answer, nil
+	}))
+	payload := make([]byte, 128)
+	ctx := context.Background()
+	b.SetBytes(int64(len(answer)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkRequestSparse measures one caller's round trips with the
 // connection idle between them (a request every 500 µs or so): the
 // latency scenario's "call alone", where every hand-off between

@@ -237,11 +237,11 @@
 //     or with a FrameRefuse carrying a Failure (FailureOverloaded,
 //     FailureTooLarge for a payload_len above its message size limit,
 //     FailureExpired for a message already expired). A refused stream
-//     number is free again.
+//     number is free again (but see eager responses below).
 //  3. Once granted, the initiator writes the payload in FrameLargeMore
 //     parts with that stream number, until payload_len bytes have gone;
 //     the stream number is then free again. An empty payload is complete
-//     when it is granted.
+//     when it is granted (an eager response's, at its FrameLargeBegin).
 //  4. The initiator may withdraw a begun message (it expired, or was
 //     cancelled) with a FrameLargeCancel carrying a Failure; the acceptor
 //     forgets the stream and frees its room. A cancel for a stream the
@@ -251,7 +251,9 @@
 // their parts, so that one large transfer need not wait behind another;
 // it uses stream numbers in turn (1, 2, ... MaxStream, 1, ...) and ignores
 // a grant or refusal for a stream it no longer has in flight. An acceptor
-// accepts at most 64 begun messages per connection.
+// accepts at most 64 begun messages per connection, and a requester at
+// most 64 large responses in flight on one, counting refused ones whose
+// parts it is still discarding.
 //
 //	initiator                                       acceptor
 //	FrameLargeBegin  stream 7  | header A |  ->
@@ -282,14 +284,20 @@
 // FrameLargeBegin, and the initiator writes no FrameGrant. The initiator
 // takes the response, or refuses it with a FrameRefuse and reads and
 // discards its parts until payload_len bytes have come or a
-// FrameLargeCancel for it arrives; the acceptor, once it reads the
+// FrameLargeCancel for it arrives: until then the refused stream is still
+// in flight on the initiator's side. The acceptor, once it reads the
 // refusal, withdraws the response with a FrameLargeCancel if parts of it
-// are still to be written, and otherwise ignores it.
+// are still to be written, and otherwise ignores it. Since a refusal may
+// come after the response it refused was whole, the acceptor uses stream
+// numbers in turn, as an initiator does, and ignores a refusal for a
+// stream it is not sending.
 //
 // A reader (package transport; this package keeps no such state) closes the
 // connection on a FrameLargeBegin for a stream already in flight, a
-// FrameLargeMore for a stream not in flight or not yet granted, and a part
-// that would carry more bytes than payload_len.
+// FrameLargeMore for a stream not in flight or not yet granted (with
+// CapEagerResponses agreed, a requester takes a response's parts without
+// a grant, and discards a refused one's), and a part that would carry
+// more bytes than payload_len.
 //
 // # Message header
 //

@@ -136,13 +136,17 @@ func (rx *responseReader) frame(fh wire.FrameHeader) error {
 	case wire.FrameBeat:
 		return nil
 	case wire.FrameGrant:
-		c.large.deliver(backFrame{stream: fh.Stream})
+		if !c.large.deliver(backFrame{stream: fh.Stream}) {
+			return errTooManyGrants
+		}
 	case wire.FrameRefuse:
 		f, err := rx.readFailure(fh)
 		if err != nil {
 			return err
 		}
-		c.large.deliver(backFrame{stream: fh.Stream, refused: &f})
+		if !c.large.deliver(backFrame{stream: fh.Stream, refused: &f}) {
+			return errTooManyGrants
+		}
 	case wire.FrameBatch:
 		return rx.readBatch(fh)
 	case wire.FrameBatchS2:

@@ -63,7 +63,9 @@ func (ic *inConn) read() error {
 		case wire.FrameLargeCancel:
 			err = ic.readLargeCancel(fh)
 		case wire.FrameGrant:
-			ic.replies.grant(backFrame{stream: fh.Stream})
+			if !ic.replies.grant(backFrame{stream: fh.Stream}) {
+				err = errTooManyGrants
+			}
 		case wire.FrameRefuse:
 			err = ic.readRefusal(fh)
 		case wire.FramePing:

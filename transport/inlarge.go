@@ -373,9 +373,15 @@ func (ic *inConn) readRefusal(fh wire.FrameHeader) error {
 	if err != nil {
 		return err
 	}
-	ic.replies.grant(backFrame{stream: fh.Stream, refused: &f})
+	if !ic.replies.grant(backFrame{stream: fh.Stream, refused: &f}) {
+		return errTooManyGrants
+	}
 	return nil
 }
+
+// errTooManyGrants: a peer sends grants or refusals for far more large
+// messages than were begun.
+var errTooManyGrants = fmt.Errorf("%w: grants or refusals for more large messages than were begun", wire.ErrMalformed)
 
 // readFailure reads a frame whose payload is a Failure.
 func (ic *inConn) readFailure(fh wire.FrameHeader) (wire.Failure, error) {

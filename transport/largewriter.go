@@ -67,14 +67,38 @@ type largeWriter struct {
 	// back-channel reader of the old one still delivers is dropped, or a
 	// stale grant would count as work and the lane would dial for it.
 	shut bool
+	// inFlight is how many messages the writer had begun and not ended
+	// when it last looked, published before their FrameLargeBegin is
+	// written: with none, a grant or refusal applies to nothing.
+	inFlight int
 }
 
+// maxInbox bounds the grants and refusals waiting for the writer: a
+// receiver sends at most one for each message begun, and the writer
+// begins at most maxBegunLarge at once.
+const maxInbox = 4 * maxInboundStreams
+
 // deliver hands the writer a grant or refusal; the caller then wakes it.
-func (w *largeWriter) deliver(f backFrame) {
+// One that can apply to nothing (no message in flight) is dropped. It reports
+// false when the inbox is full: the receiver sends grants or refusals it
+// was never asked for.
+func (w *largeWriter) deliver(f backFrame) bool {
 	w.mu.Lock()
-	if !w.shut {
-		w.inbox = append(w.inbox, f)
+	defer w.mu.Unlock()
+	switch {
+	case w.shut || w.inFlight == 0:
+		return true
+	case len(w.inbox) >= maxInbox:
+		return false
 	}
+	w.inbox = append(w.inbox, f)
+	return true
+}
+
+// publishInFlight records how many messages are begun and not ended.
+func (w *largeWriter) publishInFlight() {
+	w.mu.Lock()
+	w.inFlight = len(w.begun)
 	w.mu.Unlock()
 }
 
@@ -192,6 +216,7 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 		ls.sent += n
 	}
 	parts := len(w.parts)
+	w.publishInFlight() // before the begins go out: their grants may come at once
 	if fw.empty() {
 		return nil
 	}
@@ -226,6 +251,7 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 	}
 	clear(w.begun[len(kept):])
 	w.begun = kept
+	w.publishInFlight()
 	if done == 0 && parts > 0 {
 		sink.wrote(0, 0, 0) // a write of parts only
 	}
@@ -331,7 +357,7 @@ func (w *largeWriter) reset(q *outQueue, sink outSink, err error) {
 	w.begun = w.begun[:0]
 	w.waiting = append(again, w.waiting...)
 	w.mu.Lock()
-	w.inbox, w.shut = nil, true
+	w.inbox, w.shut, w.inFlight = nil, true, 0
 	w.mu.Unlock()
 }
 
@@ -345,6 +371,7 @@ func (w *largeWriter) failAll(q *outQueue, reason Reason, err error, sink outSin
 		w.fail(q, ls, reason, err, sink)
 	}
 	w.begun, w.waiting = nil, nil
+	w.publishInFlight()
 }
 
 // cancelFailure is the payload of a FrameLargeCancel.

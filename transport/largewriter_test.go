@@ -166,8 +166,29 @@ func TestLargeWriterDropsGrantsOfAConnectionReset(t *testing.T) {
 	r.w.failAll(&r.q, ReasonClosed, ErrClosed, r.sink) // nothing left to send
 	assert.False(t, r.w.busy(0), "a stale grant is not work")
 	r.w.open()
-	r.w.deliver(backFrame{stream: 99})
+	r.queue([]int{200 << 10}, nil)
+	frames = r.step(0, 64<<10)
+	require.Equal(t, []wire.FrameKind{wire.FrameLargeBegin}, kinds(frames))
+	require.True(t, r.w.deliver(backFrame{stream: frames[0].stream}))
 	assert.True(t, r.w.busy(0), "a grant on the new connection is")
+}
+
+// TestLargeWriterKeepsNoGrantsForNothing: a grant or refusal that comes
+// while no message is in flight applies to nothing and is dropped, not
+// kept for a writer that may not run again; with messages in flight, a
+// receiver that sends far more than it was asked for is reported.
+func TestLargeWriterKeepsNoGrantsForNothing(t *testing.T) {
+	r := newLargeRig(t)
+	for i := range 10 * maxInbox {
+		require.True(t, r.w.deliver(backFrame{stream: uint32(i + 1)}))
+	}
+	assert.False(t, r.w.busy(0), "nothing kept")
+	r.queue([]int{200 << 10}, nil)
+	r.step(0, 64<<10)
+	for i := range maxInbox {
+		require.True(t, r.w.deliver(backFrame{stream: uint32(i + 1000)}))
+	}
+	assert.False(t, r.w.deliver(backFrame{stream: 7}), "one more than the inbox holds")
 }
 
 // cutWriter takes the first limit bytes written to it, then fails.

@@ -318,10 +318,13 @@ func (w *replyWriter) setWriteDeadline() {
 }
 
 // grant hands the writer the requester's grant or refusal of a large
-// response.
-func (w *replyWriter) grant(f backFrame) {
-	w.parts.deliver(f)
+// response; false: the requester sends more than it was asked for.
+func (w *replyWriter) grant(f backFrame) bool {
+	if !w.parts.deliver(f) {
+		return false
+	}
 	w.signal()
+	return true
 }
 
 // The outSink the writer cores report to.

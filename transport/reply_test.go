@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -101,6 +102,42 @@ func TestReplyEagerLargeResponse(t *testing.T) {
 	assert.Equal(t, ReasonExpired, d.Reason)
 	assert.Equal(t, uint64(1), d.ID)
 	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
+}
+
+// TestReplyGrantsForNothingAreNotKept: grants and refusals the requester
+// sends for responses this node is not sending were kept in the reply
+// writer's inbox, which only a running writer empties: 10,000 of them,
+// sent while no response was in flight, were all held for the
+// connection's life. Those that can apply to nothing are dropped, and a
+// peer that floods them while responses are in flight is cut off.
+func TestReplyGrantsForNothingAreNotKept(t *testing.T) {
+	r := newReaderRig(t, routing.Small, func(c *Config) { c.Memory.MaxMessageSize = 8 << 20 })
+	r.tr.maxFrame = 4 << 10 // a response's part per frame
+	refusal := anyFrame(wire.FrameRefuse, 7, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureExpired}))
+	grant := anyFrame(wire.FrameGrant, 8, nil)
+	for range 5000 {
+		r.write(refusal)
+		r.write(grant)
+	}
+	r.write(batchFrame(message(wire.Header{ID: 1, Verb: 99}, nil))) // read after them all
+	eventually(t, func() bool { return r.in.dropped[ReasonUnknownVerb].Load() == 1 }, "the frames read")
+	r.ic.replies.parts.mu.Lock()
+	held := len(r.ic.replies.parts.inbox)
+	r.ic.replies.parts.mu.Unlock()
+	assert.Zero(t, held, "grants and refusals kept with no response in flight")
+
+	// With a response in flight (its writer held by unread frames), a
+	// flood of them ends the connection as bad input.
+	r.tr.Handle(1, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
+		return make([]byte, 4<<20), nil
+	}))
+	r.write(batchFrame(message(wire.Header{ID: 2, Verb: 1, Flags: wire.FlagExpectsResponse}, nil)))
+	eventually(t, func() bool { return len(r.back) == cap(r.back) }, "the writer held")
+	flood := bytes.Repeat(grant, maxInbox+1)
+	_, _ = r.far.Write(flood)
+	assert.ErrorIs(t, r.end(), wire.ErrMalformed)
+	for range r.back { // what the writer wrote before the connection ended
+	}
 }
 
 // TestReplyResponsesFailWithTheirConnection: responses still queued when

@@ -338,6 +338,13 @@ func (ic *inConn) runQueue(q *orderedQueue) {
 		w := q.queue[q.next]
 		q.queue[q.next] = nil
 		q.next++
+		if q.next >= 64 && 2*q.next >= len(q.queue) {
+			// The slots already run are half the slice: drop them, or a
+			// queue that never empties keeps one for every message.
+			n := copy(q.queue, q.queue[q.next:])
+			clear(q.queue[n:])
+			q.queue, q.next = q.queue[:n], 0
+		}
 		d.mu.Unlock()
 		ic.t.runWork(w)
 	}

@@ -240,16 +240,14 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 	switch {
 	case h.PayloadLength > uint32(c.t.cfg.Memory.MaxMessageSize):
 		detail := fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, c.t.cfg.Memory.MaxMessageSize)
-		c.t.calls.fail(h.ID, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane,
-			Err: fmt.Errorf("%w: a response of %s", ErrTooLarge, detail)})
+		rx.failCall(h.ID, fmt.Errorf("%w: a response of %s", ErrTooLarge, detail))
 		return refuse(ReasonTooLarge, detail)
 	case !c.t.calls.waiting(h.ID, c.peer.id):
 		return refuse(ReasonExpired, "nobody waits for this response")
 	}
 	m := &largeResponse{header: h, held: int64(bufpool.Cap(int(h.PayloadLength)))}
 	if !rx.take(m) {
-		c.t.calls.fail(h.ID, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane,
-			Err: fmt.Errorf("%w: no room for a response of %d bytes", ErrOverloaded, h.PayloadLength)})
+		rx.failCall(h.ID, fmt.Errorf("%w: no room for a response of %d bytes", ErrOverloaded, h.PayloadLength))
 		return refuse(ReasonOverloaded, "")
 	}
 	if !rx.eager {
@@ -262,6 +260,13 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 	m.buf = bufpool.Get(int(h.PayloadLength)) // every byte is overwritten before use
 	rx.large[fh.Stream] = m
 	return nil
+}
+
+// failCall fails the call id with err if it waits for this peer's
+// response: another peer cannot fail it by naming its ID.
+func (rx *responseReader) failCall(id uint64, err error) {
+	c := rx.c
+	c.t.calls.complete(id, c.peer.id, callResult{err: &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane, Err: err}})
 }
 
 // discarding reports whether stream is a refused response whose parts
@@ -366,8 +371,7 @@ func (rx *responseReader) cancel(fh wire.FrameHeader) error {
 		reason = ReasonCanceled
 	}
 	rx.c.peer.inbound[rx.c.lane].drop(reason)
-	rx.c.t.calls.fail(m.header.ID, &OpError{Op: "request", Peer: rx.c.peer.id, Lane: rx.c.lane,
-		Err: &RemoteError{Code: f.Code, Message: f.Message}})
+	rx.failCall(m.header.ID, &RemoteError{Code: f.Code, Message: f.Message})
 	return nil
 }
 

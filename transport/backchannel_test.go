@@ -209,6 +209,30 @@ func TestBackChannelEagerResponses(t *testing.T) {
 	r.ended <- "" // for the cleanup
 }
 
+// TestBackChannelFailsOnlyItsPeersCalls: a large response that is too
+// large, or finds no room, failed the call with its ID whoever the call
+// had asked, so a peer could fail another node's call by naming its ID.
+// It now fails only a call to that peer, as a response completes one.
+func TestBackChannelFailsOnlyItsPeersCalls(t *testing.T) {
+	r := newBackRig(t, routing.Small, limitedTo(200<<10, 256<<10))
+	other := make(chan callResult, 2)
+	r.tr.calls.add(70, &call{peer: "n3", done: other})
+	r.tr.calls.add(71, &call{peer: "n3", done: other})
+	r.write(largeBegin(1, wire.Header{ID: 70, Verb: 1, Flags: wire.FlagResponse}, 300<<10)) // too large
+	full := r.p.inAccount.Limit()
+	require.True(t, r.p.inAccount.TryTake(full))
+	defer r.p.inAccount.Release(full)
+	r.write(largeBegin(2, wire.Header{ID: 71, Verb: 1, Flags: wire.FlagResponse}, 250<<10)) // no room
+	eventually(t, func() bool { return len(r.control()) == 2 }, "both refused")
+	select {
+	case res := <-other:
+		t.Fatalf("n2's response failed n3's call: %v", res.err)
+	default:
+	}
+	assert.True(t, r.tr.calls.waiting(70, "n3"))
+	assert.True(t, r.tr.calls.waiting(71, "n3"))
+}
+
 // TestBackChannelWithdrawnAndCutResponses: a large response its sender
 // withdraws fails its call with the sender's reason; one cut short by the
 // connection ending gives back its room (its call fails with the

@@ -283,6 +283,7 @@ func (c *outConn) closeConn(why string) {
 	c.conn.kill(why)
 	c.conn = nil
 	c.live.Store(nil)
+	c.peer.sendPeak[c.lane].Observe(0) // no socket, no queue: not the dead one's backlog
 	c.hl.idle(time.Now())
 	c.large.reset(&c.queue, c, ErrConnectionReset)
 }

@@ -335,3 +335,49 @@ func TestKernelCountersUnhashableProvider(t *testing.T) {
 	require.NoError(t, c.Nodes[0].Close())
 	assert.Equal(t, []int64{4}, kernelSeries(t, reader)["internode.kernel.softnet_time_squeeze"])
 }
+
+// TestSendQueuePeakAfterTheConnectionDied: a send queue's peak starts
+// each collection interval from its last reading, so that a writer
+// blocked on a full queue still shows it; but when the connection died
+// with a full queue, every later collection kept reporting the dead
+// socket's backlog. A closed connection's queue now reads empty.
+func TestSendQueuePeakAfterTheConnectionDied(t *testing.T) {
+	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		cfg.Memory.MaxMessageSize = 64 << 10
+		cfg.Lanes.Sockets[routing.Small].ReceiveBuffer = 64 << 10
+	})
+	release := newGate()
+	defer release.open()
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, release.wait(ctx)
+	}))
+	payload := make([]byte, 16<<10)
+	for {
+		if err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload); err != nil {
+			require.ErrorIs(t, err, transport.ErrOverloaded)
+			break
+		}
+	}
+	waitFor(t, 5*time.Second, "the receiver paused", func() bool { return c.Nodes[1].Stats().Total().Throttled > 0 })
+	waitFor(t, 5*time.Second, "the sender wrote 1 MiB", func() bool { return c.Nodes[0].Stats().Total().BytesSent >= 1<<20 })
+	peak := func() int64 {
+		return sumWhere(collect(t, readers[0])["internode.socket.send_queue_peak_bytes"], "peer", "n2", "lane", "small")
+	}
+	require.Greater(t, peak(), int64(64<<10))
+
+	release.open()
+	require.NoError(t, c.Nodes[1].Close()) // the peer dies
+	waitFor(t, 10*time.Second, "the connection is gone", func() bool {
+		for _, cs := range c.Nodes[0].Stats().Conns {
+			if cs.Peer == c.ID(1) && cs.Lane == routing.Small {
+				return !cs.Connected
+			}
+		}
+		return false
+	})
+	_ = peak() // the interval in which the socket died may report its backlog
+	assert.Zero(t, peak(), "no socket, yet the send queue's peak reads its backlog")
+}

@@ -94,8 +94,11 @@ func (t *Transport) forgetQuietStrangers() {
 	// stranger's, which nothing else would ever forget. The membership is
 	// asked without peersMu held.
 	for _, p := range *t.peersView.Load() {
-		if member := t.isMember(p.id); member != p.member.Load() {
-			p.member.Store(member)
+		switch member := t.isMember(p.id); {
+		case member && !p.member.Load():
+			t.promote(p)
+		case !member && p.member.Load():
+			p.member.Store(false) // its counts join the strangers'
 		}
 	}
 	var gone []*peer
@@ -109,8 +112,8 @@ func (t *Transport) forgetQuietStrangers() {
 		// Folded in the same step, so that Stats never misses them.
 		for lane := range routing.NumLanes {
 			s := &t.strangers[lane]
-			s.out.addFrom(&p.outbound[lane])
-			s.in.addFrom(&p.inbound[lane])
+			s.out.addFrom(&p.outbound[lane], false)
+			s.in.addFrom(&p.inbound[lane], false)
 		}
 	}
 	if len(gone) > 0 {
@@ -120,6 +123,24 @@ func (t *Transport) forgetQuietStrangers() {
 	for _, p := range gone {
 		p.stop(errForgotten)
 	}
+}
+
+// promote makes a stranger's entry a member's, for a node that joined.
+// What it counted as a stranger stays with the strangers (Stats reports
+// those under StrangersPeer, as monotonic counters): moved there in one
+// step, under peersMu, which Stats reads under.
+func (t *Transport) promote(p *peer) {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if p.member.Load() || t.peers[p.id] != p {
+		return // a member's already, or forgotten, its counts folded in
+	}
+	for lane := range routing.NumLanes {
+		s := &t.strangers[lane]
+		s.out.addFrom(&p.outbound[lane], true)
+		s.in.addFrom(&p.inbound[lane], true)
+	}
+	p.member.Store(true)
 }
 
 // BadInput says why an inbound connection was closed for what it sent.

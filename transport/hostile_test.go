@@ -29,6 +29,7 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -683,6 +684,54 @@ func TestOneWayMessagesWaitForAPeerOutOfConnections(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the message was not delivered once n2 had room: dropped %v", c.Nodes[0].Stats().Total().Dropped)
 	}
+}
+
+// TestStrangersCountersNeverGoBackwards: a node that talks to this one
+// before this node's membership knows it (gossip catching up) is counted
+// under StrangersPeer. When it joined, its whole history moved to its own
+// ID, and the strangers' counters — exported as monotonic OpenTelemetry
+// counters — went backwards, read as a counter reset. Its counts so far
+// now stay with the strangers; the member's start from its join.
+func TestStrangersCountersNeverGoBackwards(t *testing.T) {
+	m1 := cluster.NewStatic()
+	cfg1 := transporttest.Config("n1", "test", m1)
+	cfg1.Security.AcceptUnknownPeers = true
+	n1, err := transport.New(cfg1)
+	require.NoError(t, err)
+	n1.Start()
+	t.Cleanup(func() { n1.Close() })
+	got := make(chan struct{}, 16)
+	n1.Handle(1, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got <- struct{}{}
+		return nil, nil
+	}))
+	m2 := cluster.NewStatic(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+	n2, err := transport.New(transporttest.Config("n2", "test", m2))
+	require.NoError(t, err)
+	n2.Start()
+	t.Cleanup(func() { n2.Close() })
+
+	received := func(peer cluster.NodeID) uint64 {
+		for _, c := range n1.Stats().Conns {
+			if c.Peer == peer && c.Lane == routing.Small {
+				return c.MessagesReceived
+			}
+		}
+		return 0
+	}
+	const sent = 5
+	for range sent {
+		require.NoError(t, n2.Send(ctxTimeout(t, 5*time.Second), "n1", 1, []byte("hello")))
+		<-got
+	}
+	require.Equal(t, uint64(sent), received(transport.StrangersPeer))
+
+	m1.Add(cluster.Member{ID: "n2", Addr: n2.Addr().String()}) // gossip catches up: n2 joins
+	assert.Equal(t, uint64(sent), received(transport.StrangersPeer), "the strangers' count went backwards")
+	require.NoError(t, n2.Send(ctxTimeout(t, 5*time.Second), "n1", 1, []byte("hello")))
+	<-got
+	assert.Equal(t, uint64(1), received("n2"), "n2's own count starts at its join")
+	assert.Equal(t, uint64(sent+1), n1.Stats().Total().MessagesReceived)
 }
 
 // rawFileSender handshakes on the file lane as node id, sends a header

@@ -96,37 +96,49 @@ type inCounters struct {
 	remoteDropped             [NumReasons]atomic.Uint64
 }
 
-// addFrom adds o's counts to c (for forgotten strangers).
-func (c *connCounters) addFrom(o *connCounters) {
-	c.sent.Add(o.sent.Load())
-	c.sentBytes.Add(o.sentBytes.Load())
-	c.writes.Add(o.writes.Load())
-	c.callerWrites.Add(o.callerWrites.Load())
-	c.responses.Add(o.responses.Load())
-	c.connects.Add(o.connects.Load())
-	c.connectFailures.Add(o.connectFailures.Load())
-	c.compressedFrames.Add(o.compressedFrames.Load())
-	c.compressIn.Add(o.compressIn.Load())
-	c.compressOut.Add(o.compressOut.Load())
-	c.compressSkipped.Add(o.compressSkipped.Load())
-	c.compressMisses.Add(o.compressMisses.Load())
+// addFrom adds o's counts to c (for forgotten strangers); with take, it
+// moves them, leaving o's at zero, so that a count is never in both.
+func (c *connCounters) addFrom(o *connCounters, take bool) {
+	add := func(dst, src *atomic.Uint64) { dst.Add(counted(src, take)) }
+	add(&c.sent, &o.sent)
+	add(&c.sentBytes, &o.sentBytes)
+	add(&c.writes, &o.writes)
+	add(&c.callerWrites, &o.callerWrites)
+	add(&c.responses, &o.responses)
+	add(&c.connects, &o.connects)
+	add(&c.connectFailures, &o.connectFailures)
+	add(&c.compressedFrames, &o.compressedFrames)
+	add(&c.compressIn, &o.compressIn)
+	add(&c.compressOut, &o.compressOut)
+	add(&c.compressSkipped, &o.compressSkipped)
+	add(&c.compressMisses, &o.compressMisses)
 	for r := range NumReasons {
-		c.dropped[r].Add(o.dropped[r].Load())
+		add(&c.dropped[r], &o.dropped[r])
 	}
 }
 
-// addFrom adds o's counts to c (for forgotten strangers).
-func (c *inCounters) addFrom(o *inCounters) {
-	c.received.Add(o.received.Load())
-	c.receivedBytes.Add(o.receivedBytes.Load())
-	c.compressedFrames.Add(o.compressedFrames.Load())
-	c.handlerErrors.Add(o.handlerErrors.Load())
-	c.throttled.Add(o.throttled.Load())
-	c.throttledNanos.Add(o.throttledNanos.Load())
+// addFrom adds o's counts to c, or with take moves them (connCounters'
+// addFrom).
+func (c *inCounters) addFrom(o *inCounters, take bool) {
+	add := func(dst, src *atomic.Uint64) { dst.Add(counted(src, take)) }
+	add(&c.received, &o.received)
+	add(&c.receivedBytes, &o.receivedBytes)
+	add(&c.compressedFrames, &o.compressedFrames)
+	add(&c.handlerErrors, &o.handlerErrors)
+	add(&c.throttled, &o.throttled)
+	add(&c.throttledNanos, &o.throttledNanos)
 	for r := range NumReasons {
-		c.dropped[r].Add(o.dropped[r].Load())
-		c.remoteDropped[r].Add(o.remoteDropped[r].Load())
+		add(&c.dropped[r], &o.dropped[r])
+		add(&c.remoteDropped[r], &o.remoteDropped[r])
 	}
+}
+
+// counted reads a counter, or with take empties it.
+func counted(a *atomic.Uint64, take bool) uint64 {
+	if take {
+		return a.Swap(0)
+	}
+	return a.Load()
 }
 
 // wrote counts one write that completed messages (responses among them)

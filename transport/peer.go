@@ -270,7 +270,7 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 		// waiting to reconnect to: try at once rather than after the
 		// backoff.
 		if p := t.peerStats(ev.Member.ID); p != nil {
-			p.member.Store(true) // an entry made before it joined
+			t.promote(p) // an entry made before it joined
 			p.redialNow()
 		}
 		return
@@ -320,8 +320,8 @@ func (t *Transport) addDeparted(p *peer) {
 			continue
 		}
 		for lane := range routing.NumLanes {
-			p.outbound[lane].addFrom(&old.outbound[lane])
-			p.inbound[lane].addFrom(&old.inbound[lane])
+			p.outbound[lane].addFrom(&old.outbound[lane], false)
+			p.inbound[lane].addFrom(&old.inbound[lane], false)
 			p.sendMax[lane].Observe(old.sendMax[lane].Max())
 			p.recvMax[lane].Observe(old.recvMax[lane].Max())
 			if old.queuesMeasured[lane].Load() {

@@ -33,13 +33,30 @@ const clockRenewal = time.Second
 // every message, and a time.Time's Add and UnixNano cost as much again as
 // the clock read itself.
 func (c *clock) unixNano() int64 {
-	mono := time.Since(processStart)
+	wall, _ := c.now()
+	return wall
+}
+
+// now returns the wall time, as unixNano does, and the monotonic time
+// (monoNanos) of the same reading. Durations between events on this node
+// are measured on the monotonic one, which a step of the wall clock (an
+// NTP step, a VM resumed) does not move.
+func (c *clock) now() (wall, mono int64) {
+	m := time.Since(processStart)
 	if a := c.anchor.Load(); a != nil {
-		if d := mono - a.mono; d >= 0 && d < clockRenewal {
-			return a.wall + int64(d)
+		if d := m - a.mono; d >= 0 && d < clockRenewal {
+			return a.wall + int64(d), int64(m)
 		}
 	}
 	at := time.Now()
-	c.anchor.Store(&clockAnchor{wall: at.UnixNano(), mono: at.Sub(processStart)})
-	return at.UnixNano()
+	m = at.Sub(processStart)
+	c.anchor.Store(&clockAnchor{wall: at.UnixNano(), mono: m})
+	return at.UnixNano(), int64(m)
 }
+
+// monoNanos is the monotonic time: nanoseconds since processStart.
+func monoNanos() int64 { return int64(time.Since(processStart)) }
+
+// monoTime is a monotonic reading as a time.Time that carries it, so that
+// its Sub with time.Now() is measured on the monotonic clock.
+func monoTime(mono int64) time.Time { return processStart.Add(time.Duration(mono)) }

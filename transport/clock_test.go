@@ -1,8 +1,17 @@
 package transport
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/coalescing"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/wire"
 )
 
 func TestClockFollowsTimeNow(t *testing.T) {
@@ -24,4 +33,50 @@ func BenchmarkClock(b *testing.B) {
 	for b.Loop() {
 		_ = c.unixNano()
 	}
+}
+
+// observedTimes is a coalescing strategy that records the enqueue times
+// the writer shows it, and never waits.
+type observedTimes struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (o *observedTimes) Observe(at time.Time, _ int) {
+	o.mu.Lock()
+	o.times = append(o.times, at)
+	o.mu.Unlock()
+}
+func (o *observedTimes) Wait(time.Time, int, int) time.Duration                    { return 0 }
+func (o *observedTimes) Flushed(time.Time, int, int, time.Duration, time.Duration) {}
+func (o *observedTimes) Stats() coalescing.Stats                                   { return coalescing.Stats{} }
+
+// TestCoalescingSeesNoWallClockStep: the coalescing strategies were shown
+// wall-clock enqueue times, and the transport's clock follows a step of
+// the wall clock within a second: after a step back of an hour (an NTP
+// step, a VM resumed) every gap between messages read as negative, and
+// the strategies coalesced wrongly for that hour. They are shown
+// monotonic times now.
+func TestCoalescingSeesNoWallClockStep(t *testing.T) {
+	tr := coreTransport(t, nil)
+	p, err := tr.peerFor("n2", true)
+	require.NoError(t, err)
+	c := p.lane(routing.Small)
+	rec := &observedTimes{}
+	c.setStrategy(rec)
+	send := func() {
+		require.NoError(t, tr.sendOn(context.Background(), c, &wire.Header{Verb: 1}, 0, []byte("x"), false))
+	}
+	send()
+	a := tr.clock.anchor.Load()
+	require.NotNil(t, a)
+	// The clock renews its anchor from a wall clock that stepped back.
+	tr.clock.anchor.Store(&clockAnchor{wall: a.wall - int64(time.Hour), mono: a.mono})
+	send()
+	c.askWait()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Len(t, rec.times, 2)
+	gap := rec.times[1].Sub(rec.times[0])
+	assert.True(t, gap >= 0 && gap < time.Second, "the gap between two messages sent a moment apart reads %v", gap)
 }

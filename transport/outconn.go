@@ -59,7 +59,7 @@ type outConn struct {
 	// writeMu is the writer's role: whoever holds it owns the fields
 	// marked as the writer's below.
 	writeMu sync.Mutex
-	// quietSince is when the lane went quiet (Unix ns): when the writer
+	// quietSince is when the lane went quiet (monoNanos): when the writer
 	// goroutine began to wait idle, or a producer last wrote since; zero
 	// while the writer works. Producers read it before they try the role.
 	quietSince atomic.Int64
@@ -310,7 +310,7 @@ func (c *outConn) idle() {
 	timer.Reset(wait)
 	defer stopTimer(timer)
 	// Producers may write meanwhile (writeFromCaller).
-	c.quietSince.Store(time.Now().UnixNano())
+	c.quietSince.Store(max(monoNanos(), 1))
 	c.writeMu.Unlock()
 	fired := false
 	select {
@@ -387,7 +387,7 @@ func (c *outConn) writeFromCaller() bool {
 	err := c.writeQueued(0, 0, true)
 	c.lastWrite = time.Now()
 	c.lastSent = c.lastWrite
-	c.quietSince.Store(c.lastWrite.UnixNano())
+	c.quietSince.Store(max(monoNanos(), 1))
 	if err != nil {
 		c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 		c.conn.kill("write error")

@@ -14,7 +14,7 @@ import (
 type outItem struct {
 	id         uint64
 	expiresAt  int64  // Unix ns; 0 = never
-	enqueuedAt int64  // Unix ns
+	enqueuedAt int64  // monotonic (monoNanos), not moved by a step of the wall clock
 	payload    []byte // large lane only: the caller's payload, written from where it is
 	start, end int32  // the encoded header (and, on small lanes, payload) in its segment's buffer
 	verb       uint32
@@ -34,7 +34,7 @@ func (it *outItem) size() int { return int(it.end-it.start) + len(it.payload) }
 func (it *outItem) held() int { return it.size() + outItemCost }
 
 // enqueued returns when the message was queued.
-func (it *outItem) enqueued() time.Time { return time.Unix(0, it.enqueuedAt) }
+func (it *outItem) enqueued() time.Time { return monoTime(it.enqueuedAt) }
 
 // payloadIn returns the message's payload, given its segment's buffer.
 func (it *outItem) payloadIn(buf []byte) []byte {

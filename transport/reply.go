@@ -29,7 +29,7 @@ type replyWriter struct {
 	counters *connCounters // the peer's outbound counters for this lane
 	frames   frameWriter   // owned by the goroutine
 	parts    largeWriter   // owned by the goroutine but for its inbox
-	// lastWrite is when small responses were last written (Unix ns);
+	// lastWrite is when small responses were last written (monoNanos);
 	// owned by the goroutine, or by a caller writing in its place.
 	lastWrite int64
 
@@ -232,7 +232,7 @@ func (w *replyWriter) writeSmallLocked(now int64) (int, error) {
 	defer func() { w.release(w.small.release(b)) }()
 	w.setWriteDeadline()
 	sent, _, err := w.frames.writeBatch(w.ic.conn, b, w.ic.t.maxFrame, now, w)
-	w.lastWrite = time.Now().UnixNano()
+	w.lastWrite = monoNanos()
 	return sent, err
 }
 

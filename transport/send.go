@@ -141,7 +141,7 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 // and PayloadLength are filled in here, and the writer sets the TTL again
 // as it writes the message.
 func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, expiresAt int64, payload []byte, wait bool) error {
-	now := t.clock.unixNano()
+	now, mono := t.clock.now()
 	h.CreatedAt, h.PayloadLength = now+int64(t.clock.skew), uint32(len(payload))
 	if expiresAt != 0 {
 		h.TTL = max(expiresAt-now, 1)
@@ -152,7 +152,7 @@ func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, exp
 	}
 	var stack [64]byte
 	header := wire.AppendHeader(stack[:0], h)
-	it := outItem{id: h.ID, verb: h.Verb, expiresAt: expiresAt, enqueuedAt: now,
+	it := outItem{id: h.ID, verb: h.Verb, expiresAt: expiresAt, enqueuedAt: mono,
 		isRequest: h.Flags&wire.FlagExpectsResponse != 0, isResponse: h.Flags&wire.FlagResponse != 0}
 	if err == nil {
 		// A call through the interface would make header escape, and

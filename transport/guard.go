@@ -62,11 +62,6 @@ func (t *Transport) releaseConn(p *peer, kind uint8) {
 	defer t.inboundMu.Unlock()
 	p.inConns[kind]--
 	t.established--
-	if kind < routing.NumLanes && p.inConns[kind] == 0 {
-		// No connection of the lane left to measure: not the last one's
-		// backlog, carried into every interval after it.
-		p.recvPeak[kind].Observe(0)
-	}
 }
 
 // janitor forgets quiet strangers until the transport closes.

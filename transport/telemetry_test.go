@@ -381,39 +381,3 @@ func TestSendQueuePeakAfterTheConnectionDied(t *testing.T) {
 	_ = peak() // the interval in which the socket died may report its backlog
 	assert.Zero(t, peak(), "no socket, yet the send queue's peak reads its backlog")
 }
-
-// TestRecvQueuePeakAfterTheConnectionEnded: as for the send queue, a
-// receive queue's peak carries its last reading into each interval, and
-// an inbound connection that ended with a full receive queue had its
-// backlog reported at every collection after it. Once the peer has no
-// connection of that lane left, the queue reads empty.
-func TestRecvQueuePeakAfterTheConnectionEnded(t *testing.T) {
-	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-		cfg.Memory.MaxMessageSize = 64 << 10
-	})
-	release := newGate()
-	defer release.open()
-	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		return nil, release.wait(ctx)
-	}))
-	payload := make([]byte, 16<<10)
-	for {
-		if err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload); err != nil {
-			require.ErrorIs(t, err, transport.ErrOverloaded)
-			break
-		}
-	}
-	peak := func() int64 {
-		return sumWhere(collect(t, readers[1])["internode.socket.recv_queue_peak_bytes"], "peer", "n1", "lane", "small")
-	}
-	waitFor(t, 5*time.Second, "a backlog in the receive queue", func() bool { return peak() > 0 })
-
-	require.NoError(t, c.Nodes[0].Close()) // the peer goes
-	release.open()
-	waitFor(t, 10*time.Second, "the connection gone", func() bool { return c.Nodes[1].Stats().InboundConnections == 0 })
-	_ = peak() // the interval in which it ended may report its backlog
-	assert.Zero(t, peak(), "no connection, yet the receive queue's peak reads its backlog")
-}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -88,27 +89,34 @@ var errForgotten = fmt.Errorf("%w: forgotten", ErrUnknownPeer)
 // behind.
 func (t *Transport) forgetQuietStrangers() {
 	// An entry made for a stranger that has joined since is a member's
-	// (a Send to it may be waiting for capacity, holding nothing yet); one
-	// made for a member that left meanwhile (its Leave came between the
-	// Lookup and the entry's making, and found nothing to delete) is a
-	// stranger's, which nothing else would ever forget. The membership is
-	// asked without peersMu held.
+	// (a Send to it may be waiting for capacity, holding nothing yet). A
+	// member's entry the membership no longer has is one whose Leave is
+	// on its way (cluster/memberlist delivers events from its own
+	// goroutine), or came between a Send's Lookup and the entry's making
+	// and found nothing to delete; once quiet it departs, as a Leave
+	// would, keeping its name and counts, since nothing else may. The
+	// membership is asked without peersMu held.
+	var left []*peer
 	for _, p := range *t.peersView.Load() {
 		switch member := t.isMember(p.id); {
 		case member && !p.member.Load():
 			t.promote(p)
 		case !member && p.member.Load():
-			p.member.Store(false) // its counts join the strangers'
+			left = append(left, p)
 		}
 	}
 	var gone []*peer
 	t.peersMu.Lock()
 	for id, p := range t.peers {
-		if p.member.Load() || !p.quiet() {
+		if !p.quiet() || p.member.Load() && !slices.Contains(left, p) {
 			continue
 		}
 		delete(t.peers, id)
 		gone = append(gone, p)
+		if p.member.Load() {
+			t.addDeparted(p)
+			continue
+		}
 		// Folded in the same step, so that Stats never misses them.
 		for lane := range routing.NumLanes {
 			s := &t.strangers[lane]

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
 )
 
 // hookedMembership is a Static whose Lookup of one ID runs a hook once,
@@ -249,4 +250,53 @@ func startNode(t *testing.T, id cluster.NodeID, members cluster.Membership, twea
 	tr.Start()
 	t.Cleanup(func() { tr.Close() })
 	return tr
+}
+
+// TestAMemberWhoseLeaveIsOnItsWayKeepsItsName: the membership already
+// says n2 is gone, its Leave event not yet delivered (cluster/memberlist
+// delivers from its own goroutine), when the janitor sweeps. It marked
+// n2's entry a stranger's: forgotten if quiet, its counts folded into the
+// strangers', or, when the Leave came, kept as a departed entry labelled
+// StrangersPeer. Either way a member's counts moved to the strangers'. It
+// now keeps the entry as n2's until the Leave, or, once quiet, departs it
+// as the Leave would.
+func TestAMemberWhoseLeaveIsOnItsWayKeepsItsName(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		t.Run(map[bool]string{false: "busy", true: "quiet"}[quiet], func(t *testing.T) {
+			static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "127.0.0.1:1"})
+			members := deferredWatch{&hookedMembership{Static: static}}
+			tr := coreTransport(t, func(c *Config) {
+				c.Membership = members
+				c.Reconnect.MinBackoff, c.Reconnect.MaxBackoff = time.Millisecond, 2*time.Millisecond
+			})
+			ctx := context.Background()
+			if quiet { // the message expires, and the writer goes
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+				defer cancel()
+			}
+			require.NoError(t, tr.Send(ctx, "n2", 1, []byte("x")))
+			p := tr.peerStats("n2")
+			require.NotNil(t, p)
+			require.Eventually(t, func() bool { return p.outbound[routing.Small].connectFailures.Load() > 0 }, 5*time.Second, time.Millisecond)
+			if quiet {
+				require.Eventually(t, p.quiet, 5*time.Second, time.Millisecond)
+			}
+			static.Remove("n2") // Lookup says no; the Leave is on its way
+			tr.forgetQuietStrangers()
+			tr.membershipChanged(cluster.Event{Type: cluster.Leave, Member: cluster.Member{ID: "n2"}})
+
+			var n2, strangers uint64
+			for _, cs := range tr.Stats().Conns {
+				switch cs.Peer {
+				case "n2":
+					n2 += cs.ConnectFailures
+				case StrangersPeer:
+					strangers += cs.ConnectFailures
+				}
+			}
+			assert.Positive(t, n2, "n2's counts kept under its name")
+			assert.Zero(t, strangers, "a member's counts moved to the strangers'")
+		})
+	}
 }

@@ -157,7 +157,9 @@ func (a *Account) TryOverdraw(n, over int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for x := a; x != nil; x = x.parent {
-		if x.used.Load()+n > x.limit+over {
+		// used+n-limit > over, written so that a limit near MaxInt64
+		// does not overflow.
+		if used := x.used.Load(); used+n > x.limit && used+n-x.limit > over {
 			return false
 		}
 	}
@@ -174,11 +176,12 @@ func (a *Account) Release(n int64) {
 	b := a.budget
 	b.mu.Lock()
 	for x := a; x != nil; x = x.parent {
-		if x.used.Add(-n) < 0 {
+		if x.used.Load() < n { // checked first: a refused release changes nothing
 			b.mu.Unlock()
 			panic("limit: released more than was taken")
 		}
 	}
+	a.addLocked(-n)
 	var ready []*Waiter
 	if len(b.waiters) > 0 {
 		ready = b.scanLocked()

@@ -1,6 +1,7 @@
 package limit
 
 import (
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -304,4 +305,31 @@ func TestBudgetTryOverdraw(t *testing.T) {
 	other.Release(40)
 	node.Release(50)
 	assert.Zero(t, b.Root().Used())
+}
+
+// TestBudgetRefusedReleaseChangesNothing: a release of more than was taken
+// panicked only after it had subtracted, leaving the account negative
+// and its parents no longer holding the sum of their children.
+func TestBudgetRefusedReleaseChangesNothing(t *testing.T) {
+	b := NewBudget(100)
+	peer := b.Root().Child(100, false)
+	conn := peer.Child(100, false)
+	require.True(t, conn.TryTake(10))
+	require.Panics(t, func() { conn.Release(11) })
+	assert.Equal(t, int64(10), conn.Used(), "the refused release changed the account")
+	assert.Equal(t, conn.Used(), peer.Used(), "the peer holds what its connection holds")
+	assert.Equal(t, conn.Used(), b.Root().Used())
+}
+
+// TestBudgetTryOverdrawWithAnUnboundedLimit: with a limit near
+// math.MaxInt64 (a node limit meant as "none"), limit+over overflowed and
+// TryOverdraw refused everything, though every account was far below its
+// limit plus the margin.
+func TestBudgetTryOverdrawWithAnUnboundedLimit(t *testing.T) {
+	b := NewBudget(math.MaxInt64)
+	peer := b.Root().Child(math.MaxInt64, false)
+	conn := peer.Child(10, true)
+	require.True(t, conn.TryTake(10))
+	assert.True(t, conn.TryOverdraw(5, 64<<10), "conn at 15 of 10+64Ki; peer and node nearly empty")
+	assert.False(t, conn.TryOverdraw(64<<10, 64<<10), "conn beyond 10+64Ki")
 }

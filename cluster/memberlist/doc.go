@@ -20,8 +20,9 @@
 // The caller's duties:
 //
 //  1. Give every node a unique NodeID. A node that restarts under the same
-//     ID appears to the others as a Leave followed by a Join once the old
-//     incarnation has left or been declared dead.
+//     ID, at the same address or a new one, appears to the others as a
+//     Leave followed by a Join once the old incarnation has left or been
+//     declared dead.
 //  2. Pass the GossipAddr of one or more running nodes as Seeds; the first
 //     node starts with none. Join fails if no seed answers.
 //  3. Call Watch before Members, and apply events as "set" (Join, Update)

@@ -111,6 +111,11 @@ func Join(cfg Config) (*Membership, error) {
 	conf.BindPort = bindPort // 0: memberlist picks a port and advertises it
 	conf.AdvertiseAddr = ""  // derived from the bound address
 	conf.AdvertisePort = bindPort
+	// A node declared dead (it crashed) may come back under its ID at a
+	// new address (a new pod IP, a new port): memberlist refuses a known
+	// node's new address until it has been dead this long, and 0 means
+	// never. A live or suspect node's address still cannot be taken.
+	conf.DeadNodeReclaimTime = time.Nanosecond
 	if cfg.Tune != nil {
 		cfg.Tune(conf)
 	}

@@ -314,6 +314,39 @@ func TestRestartUnderSameID(t *testing.T) {
 	}
 }
 
+// TestRestartAfterACrashOnANewAddress: a node that crashed (Close
+// without Leave) and restarts under the same ID on a new gossip address
+// (a new pod IP, or BindAddr port 0) was never taken back: memberlist
+// refuses a known node's new address unless it left, or has been dead
+// longer than DeadNodeReclaimTime, which was 0 (never). The restarted node
+// listed the seed while the seed kept it unknown for good. It is now a
+// Leave followed by a Join, as the package doc says.
+func TestRestartAfterACrashOnANewAddress(t *testing.T) {
+	n1 := startNodeTuned(t, fastFailureDetection, "n1")
+	seen := watch(t, n1)
+	old, err := Join(Config{
+		NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: "127.0.0.1:0",
+		Seeds: []string{n1.GossipAddr()}, Tune: fastFailureDetection, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	seen.waitEvent(t, cluster.Event{Type: cluster.Join, Member: member("n2")})
+	require.NoError(t, old.Close()) // a crash: no Leave
+	seen.waitEvent(t, cluster.Event{Type: cluster.Leave, Member: member("n2")})
+
+	restarted, err := Join(Config{
+		NodeID: "n2", TransportAddr: "127.0.0.1:8002", BindAddr: "127.0.0.1:0",
+		Seeds: []string{n1.GossipAddr()}, Tune: fastFailureDetection, Logger: testLogger(),
+	})
+	require.NoError(t, err, "the seed answers the restarted node")
+	defer func() { assert.NoError(t, restarted.Close()) }()
+	back := cluster.Member{ID: "n2", Addr: "127.0.0.1:8002"}
+	waitMembers(t, restarted, member("n1"), back)
+	require.Eventually(t, func() bool {
+		got, ok := n1.Lookup("n2")
+		return ok && got == back
+	}, waitLimit, 10*time.Millisecond, "n1 never takes the restarted n2 back; n1 has %v", n1.Members())
+}
+
 // lockedBuffer is a log destination that tests can read while memberlist
 // writes to it.
 type lockedBuffer struct {

@@ -14,9 +14,10 @@ import (
 // replyWriter sends the responses to the requests an accepted connection
 // carried back on that same connection, the other way: small ones as
 // batch frames, large ones in parts at once (wire.CapEagerResponses), or
-// once the requester has granted them room. The requester reads them on its own connection's back channel, so
-// they never wait behind that peer's requests to it, and this node needs
-// no connection of its own to the requester.
+// once the requester has granted them room. The requester reads them on
+// its own connection's back channel, so they never wait behind that
+// peer's requests to it, and this node needs no connection of its own to
+// the requester.
 //
 // It is an outbound lane's writer core — an outQueue, a frameWriter and a
 // largeWriter — with a goroutine that runs while there is something to

@@ -12,19 +12,6 @@ import (
 // it, a FrameBatchS2 is malformed. It is part of the wire format.
 const CapBatchS2 Capabilities = 1 << 0
 
-// CapEagerResponses is the capability bit that says an initiator takes
-// every large response without granting it. When the Reply carries it,
-// the acceptor writes a large response's FrameLargeMore parts right
-// after its FrameLargeBegin, without waiting for a FrameGrant, and the
-// initiator writes no FrameGrant for it: a grant would travel on the
-// connection behind the initiator's own bytes, which the acceptor may
-// have stopped reading. The initiator still refuses a response it cannot
-// take (FrameRefuse), and reads and discards its parts until they end or
-// the acceptor withdraws it; an acceptor that reads the refusal withdraws
-// the response (FrameLargeCancel) if parts of it are still to come. It is
-// part of the wire format.
-const CapEagerResponses Capabilities = 1 << 1
-
 // AppendBatchS2 appends to dst the FrameBatchS2 payload that carries
 // batch (a FrameBatch payload): one S2 block. It allocates only when dst
 // has less room than MaxBatchS2Len(len(batch)). The result may be longer

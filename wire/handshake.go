@@ -34,9 +34,22 @@ const handshakePrefix = 6
 
 // Capabilities are optional features a node offers; the reply carries the
 // ones both sides have. Version 3 defines CapBatchS2 and
-// CapEagerResponses; unknown bits are
-// ignored so that later builds can add them.
+// CapEagerResponses; unknown bits are ignored so that later builds can
+// add them.
 type Capabilities uint32
+
+// CapEagerResponses is the capability bit that says an initiator takes
+// every large response without granting it. When the Reply carries it,
+// the acceptor writes a large response's FrameLargeMore parts right
+// after its FrameLargeBegin, without waiting for a FrameGrant, and the
+// initiator writes no FrameGrant for it: a grant would travel on the
+// connection behind the initiator's own bytes, which the acceptor may
+// have stopped reading. The initiator still refuses a response it cannot
+// take (FrameRefuse), and reads and discards its parts until they end or
+// the acceptor withdraws it; an acceptor that reads the refusal withdraws
+// the response (FrameLargeCancel) if parts of it are still to come. It is
+// part of the wire format.
+const CapEagerResponses Capabilities = 1 << 1
 
 // Hello opens a connection: the initiator says who it is and what it wants.
 type Hello struct {

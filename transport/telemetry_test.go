@@ -25,6 +25,7 @@ import (
 	"github.com/internode/internode/internal/kernelstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // collect reads every metric of reader into name → data.
@@ -122,9 +123,13 @@ func TestMetricsFollowTheMessages(t *testing.T) {
 	}
 }
 
-func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
-	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+// stalledReceiver is n1 flooding n2, whose handler waits for release and
+// whose reader has stopped (256 KiB of inbound capacity): it returns once
+// n1 has written 1 MiB, the rest waiting in the two sockets' queues. Each
+// node's metrics are read through its reader.
+func stalledReceiver(t *testing.T) (c *transporttest.Cluster, readers []*metric.ManualReader, release *gate) {
+	readers = []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
+	c = newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
 		cfg.Memory.MaxMessageSize = 64 << 10
@@ -133,8 +138,8 @@ func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 		// sender's socket none.
 		cfg.Lanes.Sockets[routing.Small].ReceiveBuffer = 64 << 10
 	})
-	release := newGate()
-	defer release.open()
+	release = newGate()
+	t.Cleanup(release.open)
 	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, release.wait(ctx)
 	}))
@@ -146,14 +151,17 @@ func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Second, "the receiver paused", func() bool { return c.Nodes[1].Stats().Total().Throttled > 0 })
-	// The writer goes on writing the queue into the socket until the
-	// receiver's window closes: then both sockets hold what piled up.
 	// The writer goes on writing the queue into the socket: once it wrote
 	// far more than the receiver holds (256 KiB, and a frame it reads
 	// into), the rest waits in the two sockets' queues.
 	waitFor(t, 5*time.Second, "the sender wrote 1 MiB", func() bool {
 		return c.Nodes[0].Stats().Total().BytesSent >= 1<<20
 	})
+	return c, readers, release
+}
+
+func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
+	c, readers, release := stalledReceiver(t)
 	sendPeak := sumWhere(collect(t, readers[0])["internode.socket.send_queue_peak_bytes"], "peer", "n2", "lane", "small")
 	// Reading resumes: the first read finds the bytes that piled up. The
 	// receiver read about 16 messages (its 256 KiB) before it paused, and
@@ -342,27 +350,7 @@ func TestKernelCountersUnhashableProvider(t *testing.T) {
 // with a full queue, every later collection kept reporting the dead
 // socket's backlog. A closed connection's queue now reads empty.
 func TestSendQueuePeakAfterTheConnectionDied(t *testing.T) {
-	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
-		cfg.Memory.MaxMessageSize = 64 << 10
-		cfg.Lanes.Sockets[routing.Small].ReceiveBuffer = 64 << 10
-	})
-	release := newGate()
-	defer release.open()
-	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		return nil, release.wait(ctx)
-	}))
-	payload := make([]byte, 16<<10)
-	for {
-		if err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload); err != nil {
-			require.ErrorIs(t, err, transport.ErrOverloaded)
-			break
-		}
-	}
-	waitFor(t, 5*time.Second, "the receiver paused", func() bool { return c.Nodes[1].Stats().Total().Throttled > 0 })
-	waitFor(t, 5*time.Second, "the sender wrote 1 MiB", func() bool { return c.Nodes[0].Stats().Total().BytesSent >= 1<<20 })
+	c, readers, release := stalledReceiver(t)
 	peak := func() int64 {
 		return sumWhere(collect(t, readers[0])["internode.socket.send_queue_peak_bytes"], "peer", "n2", "lane", "small")
 	}

@@ -125,39 +125,45 @@ func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
 // writes each answer itself while the socket takes them, and only queues
 // them once its send queue builds up or a beat is stuck in the full
 // socket; so the verb's one worker (Concurrent(1)) goes on handling
-// requests, rather than waiting in a write for the write timeout.
+// requests, rather than waiting in a write for the write timeout. An
+// Inline handler runs on the connection's reader, which writes the
+// answers by the same rule, and so goes on reading.
 func TestHandlersNeverWaitOnARequesterThatStopsReading(t *testing.T) {
-	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
-		neverWaits(cfg)
-		cfg.Security.AcceptUnknownPeers = true
-		cfg.Timeouts.Write = time.Minute
-		// The node's beats, stuck in the full socket, would cut the
-		// requester off after this; not within the test.
-		cfg.Timeouts.Keepalive = time.Minute
-	})
-	defer c.Close()
-	quietAtOnce(c)
-	const n = 3000 // 9 MiB of answers: far more than the socket buffers take
-	handled := make(chan struct{}, n)
-	answer := make([]byte, 3<<10)
-	c.Nodes[0].Handle(verbEcho, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
-		handled <- struct{}{}
-		return answer, nil
-	}), transport.Concurrent(1))
-	conn := dialAs(c.Nodes[0].Addr().String(), "deaf", routing.Small)
-	require.NotNil(t, conn)
-	defer conn.Close()
-	for i := range n {
-		_, err := conn.Write(requestFrame(uint64(i+1), verbEcho, []byte("hi")))
-		require.NoError(t, err)
-		select {
-		case <-handled:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("request %d not handled: the verb's worker waits", i)
-		}
+	for name, runs := range map[string]transport.HandleOption{"Concurrent": transport.Concurrent(1), "Inline": transport.Inline()} {
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+				neverWaits(cfg)
+				cfg.Security.AcceptUnknownPeers = true
+				cfg.Timeouts.Write = time.Minute
+				// The node's beats, stuck in the full socket, would cut
+				// the requester off after this; not within the test.
+				cfg.Timeouts.Keepalive = time.Minute
+			})
+			defer c.Close()
+			quietAtOnce(c)
+			const n = 3000 // 9 MiB of answers: far more than the socket buffers take
+			handled := make(chan struct{}, n)
+			answer := make([]byte, 3<<10)
+			c.Nodes[0].Handle(verbEcho, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+				handled <- struct{}{}
+				return answer, nil
+			}), runs)
+			conn := dialAs(c.Nodes[0].Addr().String(), "deaf", routing.Small)
+			require.NotNil(t, conn)
+			defer conn.Close()
+			for i := range n {
+				_, err := conn.Write(requestFrame(uint64(i+1), verbEcho, []byte("hi")))
+				require.NoError(t, err)
+				select {
+				case <-handled:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("request %d not handled: the handler waits", i)
+				}
+			}
+			st := laneStats(t, c.Nodes[0], string(transport.StrangersPeer), routing.Small)
+			t.Logf("%d handled; %d answers written, %d by their handlers", n, st.MessagesSent, st.CallerWrites)
+			assert.Positive(t, st.CallerWrites, "handlers wrote while the socket took their answers")
+			assert.Less(t, st.MessagesSent, uint64(n), "the rest wait for the socket, not in a handler")
+		})
 	}
-	st := laneStats(t, c.Nodes[0], string(transport.StrangersPeer), routing.Small)
-	t.Logf("%d handled; %d answers written, %d by their handlers", n, st.MessagesSent, st.CallerWrites)
-	assert.Positive(t, st.CallerWrites, "handlers wrote while the socket took their answers")
-	assert.Less(t, st.MessagesSent, uint64(n), "the rest wait for the socket, not in a handler")
 }

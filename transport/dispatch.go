@@ -180,11 +180,29 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 		ic.answering.Add(1)
 	}
 	switch {
+	case v.inline:
+		if !ic.holdsReplies {
+			ic.holdsReplies = ic.replies.hold()
+		}
+		t.runWork(w)
 	case v.runsOrdered(isRequest):
 		ic.runOrdered(w)
 	case v.stage.submit(w):
 		t.wg.Add(1)
 		go t.runStage(v.stage)
+	}
+}
+
+// writeReplies writes the responses of the Inline handlers the reader
+// has just run, all together, if it holds the replies' writer role (see
+// route): from its own goroutine when the write cannot block, as a
+// handler's goroutine writes a lone response; otherwise, or for whatever
+// else is queued, a writer goroutine takes over. A frame of requests is
+// then answered in one write, with no hand-off, however many it held.
+func (ic *inConn) writeReplies() {
+	if ic.holdsReplies {
+		ic.holdsReplies = false
+		ic.replies.writeFromCaller()
 	}
 }
 
@@ -367,6 +385,7 @@ func (ic *inConn) handOver(f *inFrame) {
 	ic.holdWork(f, 1)
 	f.refs.Store(1)
 	ic.route(f, f.large, f.deadline, f.buf)
+	ic.writeReplies()
 	ic.doneWith(f)
 }
 

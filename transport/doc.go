@@ -169,11 +169,14 @@
 // of concurrent handlers shared by all peers (Concurrent, PerPeer; a
 // verb's requests by default), or a queue per connection and verb run one
 // at a time in arrival order (Ordered; a verb's one-way messages by
-// default). Expired messages are dropped before their handler sees them.
-// The reader never waits for a handler: a slow verb delays no other verb's
-// messages, and what waits for a handler holds its bytes (and a little for
-// its bookkeeping) against the inbound limits, so a backlog pauses or
-// rejects reading as any other would. Stats.Stages shows each stage's
+// default), or the reader itself (Inline), for handlers that answer at
+// once: no hand-off, and the reader writes the answers to a frame's
+// requests together once it has run them, when the write cannot block.
+// Expired messages are dropped before their handler sees them. But for
+// Inline handlers, the reader never waits for a handler: a slow verb
+// delays no other verb's messages, and what waits for a handler holds its
+// bytes (and a little for its bookkeeping) against the inbound limits, so
+// a backlog pauses or rejects reading as any other would. Stats.Stages shows each stage's
 // active handlers, queue and waits. A requester that cancels a Request's
 // context sends a cancel on the urgent lane: the handler's context is
 // cancelled if it runs, and if it waits it never starts (counted as

@@ -71,6 +71,10 @@ type inConn struct {
 	// answering counts its requests handed to their handlers and not yet
 	// answered (or dropped), for replies.gather.
 	answering atomic.Int32
+	// holdsReplies says the reader holds the replies' writer role while
+	// it runs Inline handlers (see route), and so writes their responses
+	// itself once it has routed the frame. Owned by the reader goroutine.
+	holdsReplies bool
 }
 
 // readBufferSize is the read buffer of an accepted connection: enough for

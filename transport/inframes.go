@@ -204,6 +204,7 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 			ic.route(f, h, h.Deadline(f.arrived), payload)
 		}
 	})
+	ic.writeReplies()
 	ic.doneWith(f)
 	return nil
 }

@@ -260,6 +260,21 @@ func (w *replyWriter) waitForGrants() {
 	w.timer.Stop()
 }
 
+// hold takes the writer's role for the connection's reader, which then
+// runs Inline handlers and writes their responses together after them
+// (inConn.writeReplies), and reports whether it did: not while a writer
+// goroutine, or another caller, has it. Responses queued meanwhile, by
+// any goroutine, see the role taken and leave them to the holder.
+func (w *replyWriter) hold() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running {
+		return false
+	}
+	w.running = true
+	return true
+}
+
 // mayExit lets the goroutine go when, under mu, nothing is queued: a
 // response queued meanwhile either saw running set (and is seen here) or
 // starts a new goroutine.

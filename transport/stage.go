@@ -15,7 +15,7 @@ import (
 const DefaultConcurrency = 256
 
 // A HandleOption says how a verb's handler runs: Ordered, Concurrent,
-// PerPeer, Named.
+// Inline, PerPeer, Named.
 type HandleOption func(*verbInfo)
 
 // Ordered runs the verb's messages one at a time per connection, in the
@@ -24,7 +24,7 @@ type HandleOption func(*verbInfo)
 // only its own messages on that connection: other verbs' messages on it
 // go on.
 func Ordered() HandleOption {
-	return func(v *verbInfo) { v.ordered, v.limit = true, 0 }
+	return func(v *verbInfo) { v.ordered, v.inline, v.limit = true, false, 0 }
 }
 
 // Concurrent runs the verb's messages — requests and one-way alike — in a
@@ -33,7 +33,23 @@ func Ordered() HandleOption {
 // against the inbound limits (so a full queue pauses or rejects reading,
 // as Config.Memory.InboundOverload says). n < 1 means 1.
 func Concurrent(n int) HandleOption {
-	return func(v *verbInfo) { v.ordered, v.limit, v.oneWayOrdered = false, max(n, 1), false }
+	return func(v *verbInfo) { v.ordered, v.inline, v.limit, v.oneWayOrdered = false, false, max(n, 1), false }
+}
+
+// Inline runs the verb's messages on the goroutine that reads their
+// connection, in the order they arrived, with no hand-off to another
+// goroutine: a request's whole round trip then crosses one goroutine
+// fewer on the responder. It is for handlers that return at once — an
+// echo, a heartbeat, a lookup in memory — and do not block: while one
+// runs, nothing more is read from its connection, so a handler that waits
+// on I/O or a lock, or for another message on the same connection,
+// stalls every message behind it, or deadlocks. The reader writes the
+// answers to a frame's requests together once it has run them, and only
+// when the write cannot block (the socket's send queue nearly empty), so
+// a requester that stops reading its answers does not stop the reader;
+// otherwise the connection's reply writer takes them, as any other.
+func Inline() HandleOption {
+	return func(v *verbInfo) { v.ordered, v.inline, v.oneWayOrdered, v.limit = false, true, false, 0 }
 }
 
 // PerPeer bounds a concurrent verb's handlers for any one peer to n, so
@@ -61,6 +77,7 @@ type verbInfo struct {
 	name          string
 	named         bool // by Named, not its number
 	ordered       bool // every message in order per connection
+	inline        bool // every message on its connection's reader goroutine
 	oneWayOrdered bool // one-way messages in order per connection (the default)
 	limit         int  // the stage's bound for concurrent messages
 	perPeer       int  // 0: no bound per peer
@@ -75,7 +92,7 @@ func newVerbInfo(verb Verb, opts []HandleOption) *verbInfo {
 	if v.name == "" {
 		v.name = strconv.FormatUint(uint64(verb), 10)
 	}
-	if !v.ordered {
+	if !v.ordered && !v.inline {
 		v.stage = newStage(v.name, v.limit, v.perPeer)
 	}
 	return v

@@ -121,7 +121,7 @@ type Stats struct {
 	FilesSent, FilesReceived         uint64
 	FileBytesSent, FileBytesReceived uint64
 	// Stages describes the stage of each handled verb that has one (all
-	// but Ordered verbs), sorted by verb.
+	// but Ordered and Inline verbs), sorted by verb.
 	Stages []StageStats
 }
 

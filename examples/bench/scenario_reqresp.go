@@ -1,6 +1,10 @@
 package main
 
-import "time"
+import (
+	"time"
+
+	"github.com/internode/internode/transport"
+)
 
 // reqRespInFlight is the number of requests in flight in the reqresp
 // scenario: like the "max pending 128" of the Cassandra load test in seed
@@ -69,4 +73,14 @@ func closedLoopRequests(inFlight int) func(r *Run, payload []byte) {
 			})
 		}
 	}
+}
+
+// echoRunsOn says how internode runs its echo handler: on the reader's
+// goroutine (transport.Inline) when it answers at once, as it then
+// never blocks; in a stage of echoConcurrency when it takes EchoDelay.
+func echoRunsOn(h Hooks) transport.HandleOption {
+	if h.EchoDelay > 0 {
+		return transport.Concurrent(echoConcurrency)
+	}
+	return transport.Inline()
 }

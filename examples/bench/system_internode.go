@@ -121,7 +121,7 @@ func (s *internodeSystem) Start(ctx context.Context, h Hooks) error {
 			time.Sleep(h.EchoDelay)
 		}
 		return append([]byte(nil), m.Payload...), nil // m.Payload is reused once the handler returns
-	}), transport.Concurrent(echoConcurrency))
+	}), echoRunsOn(h))
 	s.b.HandleFile(verbFile, transport.FileHandlerFunc(s.receiveFile))
 	if s.meters != nil {
 		s.meters.serve()

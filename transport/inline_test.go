@@ -1,0 +1,109 @@
+package transport_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
+)
+
+// TestInlineHandlersRunInArrivalOrder: a frame of one-way messages and
+// requests to an Inline verb, in turn, runs in the order the frame holds
+// them, and its requests are answered together, in one batch frame, in
+// that order: the reader runs the handlers itself and writes what they
+// answered once it has run them all. (A verb of the default kind runs its
+// requests in a stage and its one-way messages in a queue, each on a
+// goroutine of its own, in no order between them.) An Inline verb has no
+// stage to show in Stats.
+func TestInlineHandlersRunInArrivalOrder(t *testing.T) {
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) { cfg.Security.AcceptUnknownPeers = true })
+	defer c.Close()
+	var mu sync.Mutex
+	var seen []string
+	c.Nodes[0].Handle(verbEcho, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		mu.Lock()
+		seen = append(seen, string(m.Payload))
+		mu.Unlock()
+		return m.Payload, nil
+	}), transport.Inline())
+	conn := dialAs(c.Nodes[0].Addr().String(), "asker", routing.Small)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	const n = 100
+	var msgs [][]byte
+	var sent []string
+	for i := range n {
+		payload := []byte(fmt.Sprint(i))
+		h := wire.Header{ID: uint64(i + 1), Verb: uint32(verbEcho), PayloadLength: uint32(len(payload))}
+		if i%2 == 1 {
+			h.Flags = wire.FlagExpectsResponse
+		}
+		msgs = append(msgs, append(wire.AppendHeader(nil, &h), payload...))
+		sent = append(sent, string(payload))
+	}
+	_, err := conn.Write(batchOf(msgs...))
+	require.NoError(t, err)
+
+	ids, payloads := firstBatch(t, conn)
+	require.Len(t, ids, n/2, "every answer in the first frame")
+	for i, id := range ids {
+		assert.Equal(t, uint64(2*i+2), id)
+		assert.Equal(t, fmt.Sprint(2*i+1), string(payloads[i]))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, sent, seen, "run in the order sent")
+	for _, s := range c.Nodes[0].Stats().Stages {
+		assert.NotEqual(t, verbEcho, s.Verb, "an Inline verb has no stage")
+	}
+}
+
+// firstBatch reads conn's back channel up to its first batch frame and
+// returns the IDs and payloads of its messages.
+func firstBatch(t *testing.T, conn net.Conn) (ids []uint64, payloads [][]byte) {
+	t.Helper()
+	r := bufio.NewReader(conn)
+	var hdr [wire.FrameHeaderSize]byte
+	for {
+		_, err := io.ReadFull(r, hdr[:])
+		require.NoError(t, err)
+		fh, err := wire.ParseFrameHeader(hdr[:], wire.DefaultMaxFramePayload)
+		require.NoError(t, err)
+		body := make([]byte, fh.Length)
+		_, err = io.ReadFull(r, body)
+		require.NoError(t, err)
+		require.NoError(t, fh.Verify(body))
+		if fh.Kind != wire.FrameBatch {
+			continue // a beat
+		}
+		for off := 0; off < len(body); {
+			var h wire.Header
+			k, err := h.Decode(body[off:], 1<<20)
+			require.NoError(t, err)
+			end := off + k + int(h.PayloadLength)
+			ids, payloads = append(ids, h.ID), append(payloads, body[off+k:end])
+			off = end
+		}
+		return ids, payloads
+	}
+}
+
+// batchOf frames messages, each an encoded header and its payload, as one
+// batch frame.
+func batchOf(messages ...[]byte) []byte {
+	var body []byte
+	for _, m := range messages {
+		body = append(body, m...)
+	}
+	return append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, body), body...)
+}

@@ -19,11 +19,21 @@ import (
 // a large one. A waiter costs nothing while it waits: it is granted by
 // whoever frees enough room, never woken to retry.
 //
+// An allocation that fits while no one waits takes its bytes with atomic
+// operations alone, account by account from the bottom up, undoing what it
+// took if a parent is full; the budget's lock orders only the waiters.
+//
 // A Budget and its accounts are safe for concurrent use.
 type Budget struct {
 	mu      sync.Mutex
 	root    Account
 	waiters []*Waiter // FIFO
+	// queued is how many allocations are queued or about to be: raised
+	// before an allocation looks for room under mu. TryTake takes without
+	// the lock only while it is zero, and one that gave bytes back looks
+	// at it again: either the waiter saw the bytes back, or the taker sees
+	// the waiter and grants it.
+	queued atomic.Int64
 	// blocked lists the accounts marked blocked by the last scan of the
 	// waiters, so that the next scan can clear them.
 	blocked []*Account
@@ -33,7 +43,7 @@ type Budget struct {
 func NewBudget(limit int64) *Budget {
 	b := &Budget{}
 	b.root.budget = b
-	b.root.limit = limit
+	b.root.limit.Store(limit)
 	return b
 }
 
@@ -51,9 +61,10 @@ func (b *Budget) Waiting() int {
 type Account struct {
 	budget *Budget
 	parent *Account
-	// limit and used are written under budget.mu; used is also read
-	// without it (Used).
-	limit int64
+	// limit is written under budget.mu and read without it. used changes
+	// by compare-and-swap in take, with the lock or without it, and by
+	// adds under it (Overdraw, Release); it is read without it.
+	limit atomic.Int64
 	used  atomic.Int64
 	// soft lets an empty account take one allocation larger than its
 	// limit (its parents still bound it): a connection whose queue is
@@ -67,18 +78,16 @@ type Account struct {
 // Child returns a new account under a, holding at most limit bytes. With
 // soft, an empty child may take one allocation above its limit.
 func (a *Account) Child(limit int64, soft bool) *Account {
-	return &Account{budget: a.budget, parent: a, limit: limit, soft: soft}
+	c := &Account{budget: a.budget, parent: a, soft: soft}
+	c.limit.Store(limit)
+	return c
 }
 
 // Used returns the bytes the account holds now, its children's included.
 func (a *Account) Used() int64 { return a.used.Load() }
 
 // Limit returns the account's limit.
-func (a *Account) Limit() int64 {
-	a.budget.mu.Lock()
-	defer a.budget.mu.Unlock()
-	return a.limit
-}
+func (a *Account) Limit() int64 { return a.limit.Load() }
 
 // SetLimit changes the account's limit at once. Lowering it below what is
 // held frees nothing: allocations wait or fail until enough is released.
@@ -86,38 +95,64 @@ func (a *Account) Limit() int64 {
 func (a *Account) SetLimit(n int64) {
 	b := a.budget
 	b.mu.Lock()
-	a.limit = n
+	a.limit.Store(n)
 	ready := b.scanLocked()
 	b.mu.Unlock()
 	signal(ready)
 }
 
 // room reports whether n more bytes fit in a alone.
-func (a *Account) room(n int64) bool {
-	used := a.used.Load()
-	return used+n <= a.limit || a.soft && used == 0
+func (a *Account) room(n int64) bool { return a.fits(a.used.Load(), n) }
+
+// fits reports whether n more bytes fit in a alone when it holds used.
+func (a *Account) fits(used, n int64) bool {
+	return used+n <= a.limit.Load() || a.soft && used == 0
+}
+
+// take takes n bytes from a and every parent if they fit in each, all or
+// nothing, with atomic operations alone, and reports whether it did.
+// Failing at a parent, it gives back what it took below; it reports in
+// undone whether it did, as bytes given back without the lock may let a
+// waiter in (see TryTake).
+func (a *Account) take(n int64) (ok, undone bool) {
+	for x := a; x != nil; x = x.parent {
+		for {
+			used := x.used.Load()
+			if !x.fits(used, n) {
+				for y := a; y != x; y = y.parent {
+					y.used.Add(-n)
+				}
+				return false, x != a
+			}
+			if x.used.CompareAndSwap(used, used+n) {
+				break
+			}
+		}
+	}
+	return true, false
 }
 
 // possible reports whether n bytes could ever fit in a and its parents
 // under their current limits.
 func (a *Account) possible(n int64) bool {
 	for x := a; x != nil; x = x.parent {
-		if n > x.limit && !x.soft {
+		if n > x.limit.Load() && !x.soft {
 			return false
 		}
 	}
 	return true
 }
 
-// fitsLocked reports whether n bytes fit now in a and every parent, with
-// no earlier waiter blocked at any of them.
-func (a *Account) fitsLocked(n int64) bool {
+// takeLocked takes n bytes if they fit now in a and every parent, with no
+// earlier waiter blocked at any of them, and reports whether it did.
+func (a *Account) takeLocked(n int64) bool {
 	for x := a; x != nil; x = x.parent {
-		if x.blockedBy > 0 || !x.room(n) {
+		if x.blockedBy > 0 {
 			return false
 		}
 	}
-	return true
+	ok, _ := a.take(n)
+	return ok
 }
 
 func (a *Account) addLocked(n int64) {
@@ -130,13 +165,22 @@ func (a *Account) addLocked(n int64) {
 // at a or a parent; it never waits.
 func (a *Account) TryTake(n int64) bool {
 	b := a.budget
+	if b.queued.Load() == 0 {
+		ok, undone := a.take(n)
+		// Bytes given back may be what a waiter queued meanwhile needs;
+		// it raised queued before it looked, so one of the two sees the
+		// other.
+		if undone && b.queued.Load() > 0 {
+			b.mu.Lock()
+			ready := b.scanLocked()
+			b.mu.Unlock()
+			signal(ready)
+		}
+		return ok
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !a.fitsLocked(n) {
-		return false
-	}
-	a.addLocked(n)
-	return true
+	return a.takeLocked(n)
 }
 
 // Overdraw takes n bytes whether or not they fit: for memory that must not
@@ -159,7 +203,7 @@ func (a *Account) TryOverdraw(n, over int64) bool {
 	for x := a; x != nil; x = x.parent {
 		// used+n-limit > over, written so that a limit near MaxInt64
 		// does not overflow.
-		if used := x.used.Load(); used+n > x.limit && used+n-x.limit > over {
+		if used, limit := x.used.Load(), x.limit.Load(); used+n > limit && used+n-limit > over {
 			return false
 		}
 	}
@@ -228,6 +272,7 @@ func (w *Waiter) Cancel() bool {
 	for i, x := range b.waiters {
 		if x == w {
 			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			b.queued.Add(-1)
 			break
 		}
 	}
@@ -272,11 +317,13 @@ func (a *Account) enqueue(n int64, onReady func(bool)) (*Waiter, bool) {
 	b := a.budget
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if a.fitsLocked(n) {
-		a.addLocked(n)
+	b.queued.Add(1) // before it looks: see TryTake
+	if a.takeLocked(n) {
+		b.queued.Add(-1)
 		return nil, true
 	}
 	if !a.possible(n) {
+		b.queued.Add(-1)
 		return nil, false
 	}
 	w := &Waiter{account: a, n: n, ready: make(chan struct{}), onReady: onReady}
@@ -311,8 +358,7 @@ func (b *Budget) scanLocked() []*Waiter {
 	kept := b.waiters[:0]
 	for _, w := range b.waiters {
 		switch {
-		case w.account.fitsLocked(w.n):
-			w.account.addLocked(w.n)
+		case w.account.takeLocked(w.n):
 			w.granted, w.settled = true, true
 			settled = append(settled, w)
 		case !w.account.possible(w.n):
@@ -325,6 +371,7 @@ func (b *Budget) scanLocked() []*Waiter {
 	}
 	clear(b.waiters[len(kept):])
 	b.waiters = kept
+	b.queued.Add(-int64(len(settled)))
 	return settled
 }
 

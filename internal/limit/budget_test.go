@@ -206,17 +206,23 @@ func TestBudgetProperty(t *testing.T) {
 			}
 		}
 		check := func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
+			for _, p := range peers {
+				assert.LessOrEqual(t, p.Used(), p.Limit(), "seed %d: peer over its limit", seed)
+			}
+			assert.LessOrEqual(t, b.Root().Used(), b.Root().Limit(), "seed %d: node over its limit", seed)
+		}
+		// The node holds what its peers hold once no take is half done
+		// (a take without the lock goes account by account).
+		checkSums := func() {
 			var sum int64
 			for _, p := range peers {
-				assert.LessOrEqual(t, p.Used(), p.limit, "seed %d: peer over its limit", seed)
 				sum += p.Used()
 			}
-			assert.LessOrEqual(t, b.Root().Used(), b.root.limit, "seed %d: node over its limit", seed)
 			assert.Equal(t, sum, b.Root().Used(), "seed %d: the node holds what its peers hold", seed)
 		}
-		var wg sync.WaitGroup
+		var wg, ran sync.WaitGroup
+		ran.Add(4)
+		checked := make(chan struct{})
 		for g := range 4 {
 			r := rand.New(rand.NewPCG(seed, uint64(g)))
 			wg.Go(func() {
@@ -257,12 +263,20 @@ func TestBudgetProperty(t *testing.T) {
 					}
 					check()
 				}
+				ran.Done()
+				<-checked
 				for _, h := range held {
 					h.a.Release(h.n)
 				}
 			})
 		}
+		ran.Wait()
+		checkSums()
+		close(checked)
 		wg.Wait()
+		for _, a := range append(accounts, peers...) {
+			assert.Zero(t, a.Used(), "seed %d: everything came back", seed)
+		}
 		assert.Zero(t, b.Root().Used(), "seed %d: everything came back", seed)
 		assert.Zero(t, b.Waiting(), "seed %d", seed)
 	}
@@ -332,4 +346,50 @@ func TestBudgetTryOverdrawWithAnUnboundedLimit(t *testing.T) {
 	require.True(t, conn.TryTake(10))
 	assert.True(t, conn.TryOverdraw(5, 64<<10), "conn at 15 of 10+64Ki; peer and node nearly empty")
 	assert.False(t, conn.TryOverdraw(64<<10, 64<<10), "conn beyond 10+64Ki")
+}
+
+// TestBudgetTakeGivenBackLetsAWaiterIn: a take without the lock that fits
+// its account but not the parent holds the account's bytes for a moment
+// before giving them back. A waiter that found the account full in that
+// moment must be granted once they are back; nothing else would wake it,
+// as no bytes are released while the peer holds the parent full.
+func TestBudgetTakeGivenBackLetsAWaiterIn(t *testing.T) {
+	b := NewBudget(1000)
+	peer := b.Root().Child(100, false)
+	lane, other := peer.Child(50, false), peer.Child(100, false)
+	require.True(t, other.TryTake(70)) // the peer has 30 left
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// 45 fits the lane, never the peer: taken and given back.
+				if !assert.False(t, lane.TryTake(45)) {
+					lane.Release(45)
+				}
+			}
+		})
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	for i := range 2000 {
+		w, ok := lane.WaitFunc(30, nil) // fits the lane and the peer
+		if w != nil {
+			select {
+			case <-w.Ready():
+				ok = w.Granted()
+			case <-time.After(5 * time.Second):
+				t.Fatalf("wait %d: the waiter was never let in", i)
+			}
+		}
+		require.True(t, ok)
+		lane.Release(30)
+	}
 }

@@ -9,4 +9,8 @@
 // another waiter giving up), never woken to retry. A waiter can be a
 // goroutine (Wait) or a callback (WaitFunc), for a reader that must keep
 // reading while a large message waits for its room.
+//
+// While nothing waits, taking bytes is lock-free: a compare-and-swap on
+// each account from the bottom up, undone if a parent is full. The lock
+// orders the waiters alone.
 package limit

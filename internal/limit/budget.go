@@ -109,16 +109,37 @@ func (a *Account) fits(used, n int64) bool {
 	return used+n <= a.limit.Load() || a.soft && used == 0
 }
 
-// take takes n bytes from a and every parent if they fit in each, all or
-// nothing, with atomic operations alone, and reports whether it did.
-// Failing at a parent, it gives back what it took below; it reports in
-// undone whether it did, as bytes given back without the lock may let a
-// waiter in (see TryTake).
-func (a *Account) take(n int64) (ok, undone bool) {
+// fitsOver reports whether n more bytes leave a, holding used, at most
+// over bytes beyond its limit (TryOverdraw; no soft rule).
+func (a *Account) fitsOver(used, n, over int64) bool {
+	limit := a.limit.Load()
+	// used+n-limit <= over, written so that a limit near MaxInt64 does not
+	// overflow.
+	return used+n <= limit || used+n-limit <= over
+}
+
+// take takes n bytes from a and every parent if they fit in each (by
+// fits; by fitsOver with over if overdraw), all or nothing, with atomic
+// operations alone, and reports whether it did. Failing at a parent, it
+// gives back what it took below; it reports in undone whether it did, as
+// bytes given back without the lock may let a waiter in (see TryTake).
+//
+// It looks at every parent before it takes from any account: a take that
+// a parent refuses would otherwise hold bytes below it for a moment, and a
+// take that looked there then would be refused bytes that were never
+// held. (Two takes may still pass the look together and one lose the
+// parent's last bytes to a third; the loser's bytes below are then held
+// for that moment.)
+func (a *Account) take(n, over int64, overdraw bool) (ok, undone bool) {
+	for x := a.parent; x != nil; x = x.parent { // a itself: by its CAS below
+		if !x.admits(x.used.Load(), n, over, overdraw) {
+			return false, false
+		}
+	}
 	for x := a; x != nil; x = x.parent {
 		for {
 			used := x.used.Load()
-			if !x.fits(used, n) {
+			if !x.admits(used, n, over, overdraw) {
 				for y := a; y != x; y = y.parent {
 					y.used.Add(-n)
 				}
@@ -130,6 +151,15 @@ func (a *Account) take(n int64) (ok, undone bool) {
 		}
 	}
 	return true, false
+}
+
+// admits reports whether a, holding used, admits n more bytes: by fits,
+// or by fitsOver with over if overdraw.
+func (a *Account) admits(used, n, over int64, overdraw bool) bool {
+	if overdraw {
+		return a.fitsOver(used, n, over)
+	}
+	return a.fits(used, n)
 }
 
 // possible reports whether n bytes could ever fit in a and its parents
@@ -151,7 +181,7 @@ func (a *Account) takeLocked(n int64) bool {
 			return false
 		}
 	}
-	ok, _ := a.take(n)
+	ok, _ := a.take(n, 0, false)
 	return ok
 }
 
@@ -166,16 +196,8 @@ func (a *Account) addLocked(n int64) {
 func (a *Account) TryTake(n int64) bool {
 	b := a.budget
 	if b.queued.Load() == 0 {
-		ok, undone := a.take(n)
-		// Bytes given back may be what a waiter queued meanwhile needs;
-		// it raised queued before it looked, so one of the two sees the
-		// other.
-		if undone && b.queued.Load() > 0 {
-			b.mu.Lock()
-			ready := b.scanLocked()
-			b.mu.Unlock()
-			signal(ready)
-		}
+		ok, undone := a.take(n, 0, false)
+		b.gaveBack(undone)
 		return ok
 	}
 	b.mu.Lock()
@@ -197,18 +219,23 @@ func (a *Account) Overdraw(n int64) {
 // leaves no account from a up holding more than its limit plus over; it
 // never waits. For memory that must not wait but may be refused.
 func (a *Account) TryOverdraw(n, over int64) bool {
-	b := a.budget
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for x := a; x != nil; x = x.parent {
-		// used+n-limit > over, written so that a limit near MaxInt64
-		// does not overflow.
-		if used, limit := x.used.Load(), x.limit.Load(); used+n > limit && used+n-limit > over {
-			return false
-		}
+	ok, undone := a.take(n, over, true)
+	a.budget.gaveBack(undone)
+	return ok
+}
+
+// gaveBack grants the waiters that fit, if a take without the lock gave
+// bytes back (undone) while one may wait: such bytes may be what a waiter
+// queued meanwhile needs. It raised queued before it looked, so either it
+// saw the bytes back or this sees it.
+func (b *Budget) gaveBack(undone bool) {
+	if !undone || b.queued.Load() == 0 {
+		return
 	}
-	a.addLocked(n)
-	return true
+	b.mu.Lock()
+	ready := b.scanLocked()
+	b.mu.Unlock()
+	signal(ready)
 }
 
 // Release gives back n bytes taken from a, and grants the waiters that

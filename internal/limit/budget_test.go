@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -392,4 +393,107 @@ func TestBudgetTakeGivenBackLetsAWaiterIn(t *testing.T) {
 		require.True(t, ok)
 		lane.Release(30)
 	}
+}
+
+// hammer runs fn in n goroutines until the returned stop is called.
+func hammer(n int, fn func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				fn()
+			}
+		})
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// TestBudgetTakeThatFitsIsNeverRefused: a take that fits every account
+// — and whose concurrent takes all fail, so they change nothing — must
+// succeed, as under a lock. A take of another allocation that fits the
+// lane but not the peer must not hold the lane's bytes even for a moment,
+// or a TryTake that looks then is refused bytes that were never held (the
+// transport's reply writer would send ErrOverloaded in place of an answer
+// that had room; a stream session would be refused).
+func TestBudgetTakeThatFitsIsNeverRefused(t *testing.T) {
+	b := NewBudget(1000)
+	peer := b.Root().Child(100, false)
+	lane, other := peer.Child(50, false), peer.Child(100, false)
+	require.True(t, other.TryTake(70)) // the peer has 30 left
+	stop := hammer(1, func() {
+		if lane.TryTake(45) { // fits the lane, never the peer
+			panic("took 45 with 30 left")
+		}
+	})
+	refused := 0
+	const n = 200000
+	for range n {
+		if lane.TryTake(30) { // fits the lane (50) and the peer (30 left)
+			lane.Release(30)
+		} else {
+			refused++
+		}
+	}
+	stop()
+	assert.Zero(t, refused, "of %d takes that fit, %d were refused", n, refused)
+}
+
+// TestBudgetEmptySoftAccountTakesItsOversizeBesideARefusedTake: an empty
+// soft account takes one allocation above its limit. A concurrent
+// oversize take that the parent refuses must not leave the account
+// looking non-empty for a moment, or the allocation that fits is refused.
+func TestBudgetEmptySoftAccountTakesItsOversizeBesideARefusedTake(t *testing.T) {
+	b := NewBudget(1000)
+	peer := b.Root().Child(100, false)
+	require.True(t, peer.Child(100, false).TryTake(75)) // the peer has 25 left
+	conn := peer.Child(10, true)
+	stop := hammer(1, func() {
+		if conn.TryTake(30) { // the soft rule lets it into conn; the peer refuses it
+			panic("took 30 with 25 left")
+		}
+	})
+	refused := 0
+	const n = 200000
+	for range n {
+		if conn.TryTake(20) { // conn is empty: its one oversize; the peer has room
+			conn.Release(20)
+		} else {
+			refused++
+		}
+	}
+	stop()
+	assert.Zero(t, refused, "of %d oversize takes by an empty soft account, %d were refused", n, refused)
+}
+
+// TestBudgetTryOverdrawStaysWithinItsMarginBesideTakes: a take without the
+// lock between TryOverdraw's look and its add would leave the node beyond
+// its limit plus the overdraft's margin.
+func TestBudgetTryOverdrawStaysWithinItsMarginBesideTakes(t *testing.T) {
+	b := NewBudget(100)
+	require.True(t, b.Root().Child(100, false).TryTake(90))
+	taker, drawer := b.Root().Child(100, false), b.Root().Child(100, false)
+	stop := hammer(1, func() {
+		if taker.TryTake(10) {
+			taker.Release(10)
+		}
+	})
+	var worst atomic.Int64
+	const n = 200000
+	for range n {
+		if drawer.TryOverdraw(20, 10) { // only with the node at 90: 110 = 100+10
+			worst.Store(max(worst.Load(), b.Root().Used()))
+			drawer.Release(20)
+		}
+	}
+	stop()
+	assert.LessOrEqual(t, worst.Load(), int64(110), "the node beyond its limit plus the overdraft's margin")
 }

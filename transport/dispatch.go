@@ -152,11 +152,12 @@ const workCost = int64(unsafe.Sizeof(work{}))
 var workPool = sync.Pool{New: func() any { return new(work) }}
 
 // route hands one message of frame f to its handler's way of running: its
-// connection's ordered queue for the verb, or the verb's stage. It never
-// blocks the reader. A message for no handler is dropped here (and a
-// request answered with ErrUnknownVerb), and a request its caller already
-// cancelled is dropped as cancelled.
-func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []byte) {
+// connection's ordered queue for the verb, or the verb's stage; or it
+// runs an Inline verb's handler itself. Else it never blocks the reader.
+// A message for no handler is dropped here (and a request answered with
+// ErrUnknownVerb), and a request its caller already cancelled is dropped
+// as cancelled. onReader says the connection's reader calls it.
+func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []byte, onReader bool) {
 	t := ic.t
 	isRequest := h.Flags&wire.FlagExpectsResponse != 0
 	handler, v := t.handlerFor(Verb(h.Verb))
@@ -181,16 +182,28 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 	}
 	switch {
 	case v.inline:
-		if !ic.holdsReplies {
-			ic.holdsReplies = ic.replies.hold()
-		}
-		t.runWork(w)
+		ic.runInline(w, onReader)
 	case v.runsOrdered(isRequest):
 		ic.runOrdered(w)
 	case v.stage.submit(w):
 		t.wg.Add(1)
 		go t.runStage(v.stage)
 	}
+}
+
+// runInline runs an Inline verb's work at once, on the goroutine that
+// routes it: the reader, or, for an empty large message granted late,
+// the goroutine that granted it. The connection's Inline handlers run one
+// at a time whichever runs them. The reader takes the replies' writer
+// role first, if it can, to write the answers of the frame's Inline
+// handlers together once it has routed the frame (writeReplies).
+func (ic *inConn) runInline(w *work, onReader bool) {
+	if onReader && !ic.holdsReplies {
+		ic.holdsReplies = ic.replies.hold()
+	}
+	ic.inlineMu.Lock()
+	defer ic.inlineMu.Unlock()
+	ic.t.runWork(w)
 }
 
 // writeReplies writes the responses of the Inline handlers the reader
@@ -380,12 +393,15 @@ func (d *dispatchQueue) busy() bool {
 	return false
 }
 
-// handOver routes a large message's frame, whole.
-func (ic *inConn) handOver(f *inFrame) {
+// handOver routes a large message's frame, whole; onReader says the
+// connection's reader calls it.
+func (ic *inConn) handOver(f *inFrame, onReader bool) {
 	ic.holdWork(f, 1)
 	f.refs.Store(1)
-	ic.route(f, f.large, f.deadline, f.buf)
-	ic.writeReplies()
+	ic.route(f, f.large, f.deadline, f.buf, onReader)
+	if onReader {
+		ic.writeReplies()
+	}
 	ic.doneWith(f)
 }
 

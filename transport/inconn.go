@@ -75,6 +75,10 @@ type inConn struct {
 	// it runs Inline handlers (see route), and so writes their responses
 	// itself once it has routed the frame. Owned by the reader goroutine.
 	holdsReplies bool
+	// inlineMu runs the connection's Inline handlers one at a time: the
+	// reader runs them, but for an empty large message granted late, run
+	// by the goroutine that granted it (see runInline).
+	inlineMu sync.Mutex
 }
 
 // readBufferSize is the read buffer of an accepted connection: enough for

@@ -201,7 +201,7 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 	f.refs.Store(1)
 	_ = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
 		if h.Flags&wire.FlagCancel == 0 {
-			ic.route(f, h, h.Deadline(f.arrived), payload)
+			ic.route(f, h, h.Deadline(f.arrived), payload, true)
 		}
 	})
 	ic.writeReplies()

@@ -203,7 +203,7 @@ func (ic *inConn) answerLater() {
 			if ic.streams[a.stream] == a.m {
 				delete(ic.streams, a.stream)
 				ic.mu.Unlock()
-				ic.deliverLarge(a.m)
+				ic.deliverLarge(a.m, false)
 				continue
 			}
 			ic.mu.Unlock()
@@ -319,13 +319,14 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 // largeDone delivers a large message whose last byte is in.
 func (ic *inConn) largeDone(stream uint32, m *largeIn) error {
 	ic.forget(stream)
-	ic.deliverLarge(m)
+	ic.deliverLarge(m, true)
 	return nil
 }
 
 // deliverLarge hands a complete large message on: to its streaming
-// handler (end of body), or its verb's stage or ordered queue (handOver).
-func (ic *inConn) deliverLarge(m *largeIn) {
+// handler (end of body), or its verb's stage or ordered queue (handOver);
+// onReader says the connection's reader calls it.
+func (ic *inConn) deliverLarge(m *largeIn, onReader bool) {
 	if m.streamed {
 		if !m.started { // empty: no part came to start it
 			ic.startStreamed(m)
@@ -344,7 +345,7 @@ func (ic *inConn) deliverLarge(m *largeIn) {
 	}
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.large, f.held, f.deadline = m.payload, !m.exact, &m.header, m.need, m.deadline
-	ic.handOver(f)
+	ic.handOver(f, onReader)
 }
 
 // expired reports whether m's deadline has passed.

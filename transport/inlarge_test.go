@@ -3,6 +3,8 @@ package transport
 import (
 	"context"
 	"io"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -430,4 +432,64 @@ func TestReaderStreamedMessageWithdrawn(t *testing.T) {
 	assert.EqualValues(t, 1, r.in.received.Load(), "received when its handler started: its one outcome")
 	assert.Zero(t, r.in.dropped[ReasonCanceled].Load())
 	eventually(t, func() bool { return r.in.handlerErrors.Load() == 1 }, "the handler's error noted")
+}
+
+// TestInlineEmptyLargeMessageGrantedLater: an empty large message to an
+// Inline verb that had to wait for its grant is delivered by the goroutine
+// that grants it (answerLater), not the reader. Its handler must still
+// not run while the reader runs another Inline handler of the same
+// connection, and it must leave the reader's hold on the replies' writer
+// role alone (-race saw both goroutines write ic.holdsReplies).
+func TestInlineEmptyLargeMessageGrantedLater(t *testing.T) {
+	r := newReaderRig(t, routing.Large, limitedTo(256<<10, 256<<10))
+	holder := newRecorder(true)
+	r.tr.Handle(1, holder)
+	var running atomic.Int32
+	var overlapped atomic.Bool
+	started4 := make(chan struct{})
+	ran3 := make(chan bool, 1) // whether it ran on the reader
+	r.tr.Handle(2, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
+		if running.Add(1) > 1 {
+			overlapped.Store(true)
+		}
+		defer running.Add(-1)
+		switch m.ID {
+		case 3:
+			buf := make([]byte, 64<<10)
+			onReader := strings.Contains(string(buf[:runtime.Stack(buf, false)]), "(*inConn).read(")
+			// Give 4 the chance to start meanwhile: yield a while, rather
+			// than sleep, unless it has.
+			for i := 0; i < 20000 && !isClosed(started4); i++ {
+				runtime.Gosched()
+			}
+			ran3 <- onReader
+		case 4:
+			close(started4)
+		}
+		return nil, nil
+	}), Inline())
+
+	r.holdLarge(holder, 1, 1, 256<<10) // the connection's room, and a little more (its work)
+	require.Greater(t, r.used(), r.ic.account.Limit())
+	r.write(largeBegin(4, wire.Header{ID: 4, Verb: 2}, 1000))
+	r.write(largeBegin(3, wire.Header{ID: 3, Verb: 2}, 0)) // waits behind 4
+	eventually(t, func() bool { return r.in.throttled.Load() == 2 }, "both to wait")
+	close(holder.gate)
+	grants := []uint32{within(t, r.back, 5*time.Second, "a grant").stream, within(t, r.back, 5*time.Second, "a grant").stream}
+	require.ElementsMatch(t, []uint32{3, 4}, grants)
+	r.write(anyFrame(wire.FrameLargeMore, 4, make([]byte, 1000)))
+	onReader := within(t, ran3, 10*time.Second, "the empty message's handler")
+	within(t, started4, 10*time.Second, "the other message's handler")
+	t.Logf("the empty message's Inline handler ran on the reader: %v", onReader)
+	assert.False(t, overlapped.Load(), "two Inline handlers of one connection ran at once")
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

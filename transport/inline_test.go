@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -106,4 +107,57 @@ func batchOf(messages ...[]byte) []byte {
 		body = append(body, m...)
 	}
 	return append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, body), body...)
+}
+
+// TestInlineReaderNeverWaitsOnADeafRequestersFrames: as
+// TestHandlersNeverWaitOnARequesterThatStopsReading/Inline, but the deaf
+// requester puts 128 requests in each frame. The reader runs the 128
+// Inline handlers, then must not write their answers itself (a segment of
+// 256 KiB, more than the send buffer and the requester's receive window
+// take) just because the socket's send queue is low: it would read
+// nothing more until Timeouts.Write. It writes only when what is queued
+// is within callerWriteLimit too, as a handler's goroutine does.
+func TestInlineReaderNeverWaitsOnADeafRequestersFrames(t *testing.T) {
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		neverWaits(cfg)
+		cfg.Security.AcceptUnknownPeers = true
+		cfg.Timeouts.Write = time.Minute
+		cfg.Timeouts.Keepalive = time.Minute
+		// A fixed send buffer (no autotuning): a write of more than it
+		// takes waits for the requester.
+		cfg.Lanes.Sockets[routing.Small].SendBuffer = 16 << 10
+	})
+	defer c.Close()
+	quietAtOnce(c)
+	const perFrame, frames = 128, 20 // 7.5 MiB of answers, 384 KiB a frame
+	handled := make(chan struct{}, perFrame*frames)
+	answer := make([]byte, 3<<10)
+	c.Nodes[0].Handle(verbEcho, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		handled <- struct{}{}
+		return answer, nil
+	}), transport.Inline())
+	conn := dialAs(c.Nodes[0].Addr().String(), "deaf", routing.Small)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	id := uint64(0)
+	for i := range frames {
+		var msgs [][]byte
+		for range perFrame {
+			id++
+			h := wire.Header{Flags: wire.FlagExpectsResponse, ID: id, Verb: uint32(verbEcho), PayloadLength: 2}
+			msgs = append(msgs, append(wire.AppendHeader(nil, &h), "hi"...))
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := conn.Write(batchOf(msgs...))
+		require.NoError(t, err, "frame %d not taken: the reader waits", i)
+		for j := range perFrame {
+			select {
+			case <-handled:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("frame %d, request %d not handled: the reader waits in a write", i, j)
+			}
+		}
+	}
+	st := laneStats(t, c.Nodes[0], string(transport.StrangersPeer), routing.Small)
+	t.Logf("%d handled; %d answers written, %d caller writes", perFrame*frames, st.MessagesSent, st.CallerWrites)
 }

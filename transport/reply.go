@@ -111,18 +111,20 @@ func (w *replyWriter) mayWriteFromCaller(now int64) bool {
 // goroutine, which started no writer goroutine and so holds the writer's
 // role (running), then lets the role go as run does. It writes only when
 // the write cannot block, so that a requester that stopped reading never
-// holds a handler: the back channel is free (a beat is not being written
-// into a full socket) and the socket's unacknowledged bytes are within
+// holds a handler, nor a reader that ran Inline handlers: the back
+// channel is free (a beat is not being written into a full socket), and
+// both what is queued and the socket's unacknowledged bytes are within
 // callerWriteLimit. Otherwise, and for whatever was queued meanwhile, a
 // goroutine takes over.
 func (w *replyWriter) writeFromCaller() {
+	limit := w.ic.t.callerWriteLimit(w.ic.lane)
 	select {
 	case <-w.ic.done:
 	default:
-		if !w.ic.backMu.TryLock() {
+		if _, bytes := w.small.pending(); bytes > limit || !w.ic.backMu.TryLock() {
 			break
 		}
-		low := w.ic.backQueueLow(w.ic.t.callerWriteLimit(w.ic.lane))
+		low := w.ic.backQueueLow(limit)
 		if low {
 			switch sent, err := w.writeSmallLocked(time.Now().UnixNano()); {
 			case err != nil:

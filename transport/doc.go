@@ -176,8 +176,8 @@
 // Inline handlers, the reader never waits for a handler: a slow verb
 // delays no other verb's messages, and what waits for a handler holds its
 // bytes (and a little for its bookkeeping) against the inbound limits, so
-// a backlog pauses or rejects reading as any other would. Stats.Stages shows each stage's
-// active handlers, queue and waits. A requester that cancels a Request's
+// a backlog pauses or rejects reading as any other would. Stats.Stages
+// shows each stage's active handlers, queue and waits. A requester that cancels a Request's
 // context sends a cancel on the urgent lane: the handler's context is
 // cancelled if it runs, and if it waits it never starts (counted as
 // dropped, ReasonCanceled); one whose deadline passes needs none, as the

@@ -39,15 +39,18 @@ func Concurrent(n int) HandleOption {
 // Inline runs the verb's messages on the goroutine that reads their
 // connection, in the order they arrived, with no hand-off to another
 // goroutine: a request's whole round trip then crosses one goroutine
-// fewer on the responder. It is for handlers that return at once — an
-// echo, a heartbeat, a lookup in memory — and do not block: while one
-// runs, nothing more is read from its connection, so a handler that waits
-// on I/O or a lock, or for another message on the same connection,
-// stalls every message behind it, or deadlocks. The reader writes the
-// answers to a frame's requests together once it has run them, and only
-// when the write cannot block (the socket's send queue nearly empty), so
-// a requester that stops reading its answers does not stop the reader;
-// otherwise the connection's reply writer takes them, as any other.
+// fewer on the responder. A connection's Inline handlers run one at a
+// time. It is for handlers that return at once — an echo, a heartbeat, a
+// lookup in memory — and do not block: while one runs, nothing more is
+// read from its connection, so a handler that waits on I/O or a lock, or
+// for another message on the same connection, stalls every message
+// behind it, or deadlocks. The reader writes the answers to a frame's
+// requests together once it has run them, and only when the write cannot
+// block (a few KiB queued at most, and the socket's send queue nearly
+// empty), so a requester that stops reading its answers does not stop the
+// reader; otherwise the connection's reply writer takes them, as any
+// other. (An empty large message that waited for room to be granted is
+// run by the goroutine that grants it, after the messages read since.)
 func Inline() HandleOption {
 	return func(v *verbInfo) { v.ordered, v.inline, v.oneWayOrdered, v.limit = false, true, false, 0 }
 }

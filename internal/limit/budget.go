@@ -20,8 +20,9 @@ import (
 // whoever frees enough room, never woken to retry.
 //
 // An allocation that fits while no one waits takes its bytes with atomic
-// operations alone, account by account from the bottom up, undoing what it
-// took if a parent is full; the budget's lock orders only the waiters.
+// operations alone: it looks at the parents, then takes account by account
+// from the bottom up, undoing what it took if a parent filled meanwhile.
+// The budget's lock orders only the waiters.
 //
 // A Budget and its accounts are safe for concurrent use.
 type Budget struct {

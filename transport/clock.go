@@ -28,19 +28,13 @@ var processStart = time.Now()
 
 const clockRenewal = time.Second
 
-// unixNano returns the current wall time in Unix nanoseconds. It is plain
+// now returns the current wall time in Unix nanoseconds and the
+// monotonic time (monoNanos) of the same reading. The wall time is plain
 // integer arithmetic on the monotonic reading: the send path reads it for
 // every message, and a time.Time's Add and UnixNano cost as much again as
-// the clock read itself.
-func (c *clock) unixNano() int64 {
-	wall, _ := c.now()
-	return wall
-}
-
-// now returns the wall time, as unixNano does, and the monotonic time
-// (monoNanos) of the same reading. Durations between events on this node
-// are measured on the monotonic one, which a step of the wall clock (an
-// NTP step, a VM resumed) does not move.
+// the clock read itself. Durations between events on this node are
+// measured on the monotonic one, which a step of the wall clock (an NTP
+// step, a VM resumed) does not move.
 func (c *clock) now() (wall, mono int64) {
 	m := time.Since(processStart)
 	if a := c.anchor.Load(); a != nil {

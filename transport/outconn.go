@@ -387,7 +387,7 @@ func (c *outConn) writeFromCaller() bool {
 	err := c.writeQueued(0, 0, true)
 	c.lastWrite = time.Now()
 	c.lastSent = c.lastWrite
-	c.quietSince.Store(max(monoNanos(), 1))
+	c.quietSince.Store(max(int64(c.lastWrite.Sub(processStart)), 1)) // monotonic, as monoNanos
 	if err != nil {
 		c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 		c.conn.kill("write error")

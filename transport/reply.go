@@ -96,15 +96,11 @@ func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []b
 // small, may be written by the goroutine that queued it — its handler's,
 // usually — rather than by a goroutine started for it: when no response
 // was written for callerWriteIdle (as for outbound lanes, a hand-off is
-// cheap while responses flow), no other request of the connection is
-// being handled (whose answer the goroutine would gather with it), and
-// what is queued is within callerWriteLimit.
+// cheap while responses flow), and no other request of the connection is
+// being handled (whose answer the goroutine would gather with it).
+// writeFromCaller then writes only what cannot block.
 func (w *replyWriter) mayWriteFromCaller(now int64) bool {
-	if now-w.lastWrite < int64(w.ic.t.quietFor) || w.ic.answering.Load() > 1 {
-		return false
-	}
-	_, bytes := w.small.pending()
-	return bytes <= w.ic.t.callerWriteLimit(w.ic.lane)
+	return now-w.lastWrite >= int64(w.ic.t.quietFor) && w.ic.answering.Load() <= 1
 }
 
 // writeFromCaller writes the small responses queued from the caller's

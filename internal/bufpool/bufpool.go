@@ -83,7 +83,10 @@ func Get(n int) []byte {
 		return make([]byte, n)
 	}
 	if p, ok := pools[c].Get().(*[]byte); ok {
-		return (*p)[:n]
+		b := (*p)[:n]
+		*p = nil
+		holders.Put(p)
+		return b
 	}
 	return make([]byte, n, sizes[c])
 }
@@ -98,6 +101,12 @@ func Put(b []byte) {
 	if cap(b) != sizes[c] {
 		panic("bufpool: Put of a slice Get did not make")
 	}
-	b = b[:cap(b)]
-	pools[c].Put(&b)
+	p := holders.Get().(*[]byte)
+	*p = b[:cap(b)]
+	pools[c].Put(p)
 }
+
+// holders keeps the boxes pools keep slices in (a sync.Pool holds
+// pointers: a slice put there as it is would be boxed, an allocation per
+// Put), emptied, for the next Put.
+var holders = sync.Pool{New: func() any { return new([]byte) }}

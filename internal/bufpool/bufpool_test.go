@@ -47,7 +47,10 @@ func TestPutRejectsForeignSlices(t *testing.T) {
 }
 
 func TestReuseAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops what it is given at random")
+	}
 	Put(Get(1 << 20))
 	allocs := testing.AllocsPerRun(100, func() { Put(Get(1 << 20)) })
-	assert.LessOrEqual(t, allocs, 1.0) // the pool's boxed pointer, at most
+	assert.Zero(t, allocs, "not even the box the pool keeps a slice in")
 }

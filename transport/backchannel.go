@@ -54,6 +54,7 @@ type responseReader struct {
 	// overdrawn is what the large responses in large hold beyond the
 	// peer's inbound capacity.
 	overdrawn int64
+	header    wire.Header // the message being decoded (forEachMessage)
 }
 
 func newResponseReader(c *outConn, conn *liveConn) *responseReader {
@@ -190,7 +191,7 @@ func (rx *responseReader) readBatch(fh wire.FrameHeader) error {
 func (rx *responseReader) handleBatch(buf []byte) error {
 	c := rx.c
 	var notResponse error
-	err := forEachMessage(buf, uint32(c.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+	err := forEachMessage(buf, uint32(c.t.cfg.Memory.MaxMessageSize), &rx.header, func(h *wire.Header, payload []byte) {
 		if h.Flags&wire.FlagResponse == 0 {
 			notResponse = fmt.Errorf("%w: a message that is not a response from the acceptor", wire.ErrMalformed)
 			return

@@ -1,15 +1,21 @@
 package transport_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/transport/transporttest"
@@ -51,6 +57,24 @@ func TestSendAllocations(t *testing.T) {
 	allocs := testing.AllocsPerRun(20_000, send)
 	assert.LessOrEqual(t, allocs, 1.0, "allocations per small Send")
 	waitFor(t, 10*time.Second, "all delivered", func() bool { return got.Load() == 10_000+20_001 })
+}
+
+// TestRequestAllocations pins the steady-state allocations of a request
+// and its response, both ends counted (the echo handler runs Inline, on
+// the reader). Neither end makes a context or arms a timer for a call
+// that does not wait on it: the caller's default timeout is a pooled
+// timer, the handler's context is made lazily (handlerContext).
+func TestRequestAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops what it is given at random")
+	}
+	request := inlineEcho(t)
+	for range 2_000 { // warm up: connection, pools, slices at their working size
+		request()
+	}
+	allocs := testing.AllocsPerRun(5_000, request)
+	t.Logf("%.2f allocations per round trip", allocs)
+	assert.LessOrEqual(t, allocs, 12.0, "allocations per round trip (32 with a context and a timer at each end)")
 }
 
 // BenchmarkSend measures one-way 128-byte messages over loopback from 8
@@ -121,16 +145,17 @@ func BenchmarkLarge(b *testing.B) {
 }
 
 // BenchmarkRequestAlone measures one caller's round trips, one in flight
-// (the latency scenario's "call alone").
+// (the latency scenario's "call alone"), to each kind of echo handler
+// and, as the floor, to a hand-rolled TCP echo (rawEcho).
 func BenchmarkRequestAlone(b *testing.B) {
-	c, _ := sendPair(b)
-	payload := make([]byte, 128)
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, payload); err != nil {
-			b.Fatal(err)
-		}
+	for _, e := range echoes {
+		b.Run(e.name, func(b *testing.B) {
+			call := e.start(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				call()
+			}
+		})
 	}
 }
 
@@ -160,23 +185,155 @@ func BenchmarkRequestLargeResponse(b *testing.B) {
 // goroutines wakes a sleeping thread. Its figure is p50-µs, the median
 // round trip; ns/op counts the quiet time too.
 func BenchmarkRequestSparse(b *testing.B) {
-	c, _ := sendPair(b)
+	for _, e := range echoes {
+		b.Run(e.name, func(b *testing.B) {
+			call := e.start(b)
+			b.ReportAllocs()
+			took := make([]time.Duration, 0, 1<<14) // before the loop: its growth is not the benchmark's
+			for b.Loop() {
+				time.Sleep(500 * time.Microsecond)
+				start := time.Now()
+				call()
+				took = append(took, time.Since(start))
+			}
+			// ns/op counts the quiet 500 µs too: StopTimer and StartTimer
+			// would keep it out, but each reads the runtime's memory
+			// statistics, stopping the world, which slows the request after
+			// it by half. The median request alone is this.
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+		})
+	}
+}
+
+// echoes are the round trips BenchmarkRequestAlone and
+// BenchmarkRequestSparse time: a Request of 128 bytes to an echo handler
+// run by a stage, or Inline, and the same over rawEcho.
+var echoes = []struct {
+	name  string
+	start func(tb testing.TB) (call func())
+}{
+	{"stage", func(tb testing.TB) func() {
+		c, _ := sendPair(tb)
+		return requester(tb, c)
+	}},
+	{"inline", inlineEcho},
+	{"raw-tcp", func(tb testing.TB) func() {
+		e := newRawEcho(tb)
+		payload := make([]byte, 128)
+		return func() { e.request(tb, payload) }
+	}},
+}
+
+// inlineEcho starts two nodes, the second answering verbEcho Inline, and
+// returns a Request to it.
+func inlineEcho(tb testing.TB) func() {
+	c := newCluster(tb, 2, nil)
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return m.Payload, nil
+	}), transport.Inline())
+	return requester(tb, c)
+}
+
+func requester(tb testing.TB, c *transporttest.Cluster) func() {
 	payload := make([]byte, 128)
 	ctx := context.Background()
-	b.ReportAllocs()
-	took := make([]time.Duration, 0, 1<<14) // before the loop: its growth is not the benchmark's
-	for b.Loop() {
-		time.Sleep(500 * time.Microsecond)
-		start := time.Now()
+	return func() {
 		if _, err := c.Nodes[0].Request(ctx, c.ID(1), verbEcho, payload); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		took = append(took, time.Since(start))
 	}
-	// ns/op counts the quiet 500 µs too: StopTimer and StartTimer would
-	// keep it out, but each reads the runtime's memory statistics,
-	// stopping the world, which slows the request after it by half. The
-	// median request alone is this.
-	slices.Sort(took)
-	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+}
+
+// rawEcho is the floor a Request's round trip is measured against: a
+// hand-rolled request/response over one loopback TCP connection with the
+// goroutines of the bench's raw-tcp-naive system — the caller writes its
+// frame under a mutex, the server's reader answers from its own
+// goroutine, the client's reader hands the answer to the caller over a
+// channel — and nothing else: no limits, no checksums, no metrics.
+type rawEcho struct {
+	conn    net.Conn
+	mu      sync.Mutex // guards pending and next
+	wmu     sync.Mutex // one writer at a time
+	pending map[uint64]chan []byte
+	next    uint64
+}
+
+func newRawEcho(tb testing.TB) *rawEcho {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	var wg sync.WaitGroup
+	tb.Cleanup(wg.Wait)
+	wg.Go(func() {
+		defer ln.Close()
+		s, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		r := bufio.NewReader(s)
+		for {
+			id, p, err := readRawFrame(r)
+			if err != nil {
+				return
+			}
+			if _, err := s.Write(rawFrame(id, p)); err != nil {
+				return
+			}
+		}
+	})
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(tb, err)
+	tb.Cleanup(func() { conn.Close() })
+	e := &rawEcho{conn: conn, pending: map[uint64]chan []byte{}}
+	wg.Go(func() {
+		r := bufio.NewReader(conn)
+		for {
+			id, p, err := readRawFrame(r)
+			if err != nil {
+				return
+			}
+			e.mu.Lock()
+			ch := e.pending[id]
+			delete(e.pending, id)
+			e.mu.Unlock()
+			ch <- p
+		}
+	})
+	return e
+}
+
+func (e *rawEcho) request(tb testing.TB, payload []byte) {
+	ch := make(chan []byte, 1)
+	e.mu.Lock()
+	e.next++
+	id := e.next
+	e.pending[id] = ch
+	e.mu.Unlock()
+	e.wmu.Lock()
+	_, err := e.conn.Write(rawFrame(id, payload))
+	e.wmu.Unlock()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	<-ch
+}
+
+// rawFrame is u32 length | u64 id | payload.
+func rawFrame(id uint64, payload []byte) []byte {
+	f := make([]byte, 12+len(payload))
+	binary.BigEndian.PutUint32(f, uint32(8+len(payload)))
+	binary.BigEndian.PutUint64(f[4:], id)
+	copy(f[12:], payload)
+	return f
+}
+
+func readRawFrame(r *bufio.Reader) (uint64, []byte, error) {
+	var h [12]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	p := make([]byte, binary.BigEndian.Uint32(h[:])-8)
+	_, err := io.ReadFull(r, p)
+	return binary.BigEndian.Uint64(h[4:]), p, err
 }

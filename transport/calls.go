@@ -2,6 +2,7 @@ package transport
 
 import (
 	"sync"
+	"time"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
@@ -15,6 +16,40 @@ type call struct {
 	// sentOn is the serial of the connection the request was written
 	// on, 0 until it is written; guarded by its shard's lock.
 	sentOn uint64
+	timer  *time.Timer // the caller's, for a default timeout (startTimer)
+}
+
+// newCall returns a call from the table's pool: a call, its channel and
+// its timer are allocations a request would make otherwise. The pool is
+// the table's, not the process's: a channel or timer made inside a
+// testing/synctest bubble must not be used outside it, and a transport's
+// calls are all made in the same place as the transport.
+func (t *callTable) newCall(peer cluster.NodeID, lane routing.Lane) *call {
+	c, _ := t.pool.Get().(*call)
+	if c == nil {
+		c = &call{done: make(chan callResult, 1)}
+	}
+	c.peer, c.lane, c.sentOn = peer, lane, 0
+	return c
+}
+
+// free gives back c, finished: its request has returned, so it is out of
+// the table, its one result, if one was sent, received, and its timer
+// stopped.
+func (t *callTable) free(c *call) {
+	c.peer = ""
+	t.pool.Put(c)
+}
+
+// startTimer arms c's timer, made on first use, to fire after d.
+// (Since Go 1.23 a stopped timer delivers nothing stale after Reset.)
+func (c *call) startTimer(d time.Duration) <-chan time.Time {
+	if c.timer == nil {
+		c.timer = time.NewTimer(d)
+	} else {
+		c.timer.Reset(d)
+	}
+	return c.timer.C
 }
 
 type callResult struct {
@@ -31,6 +66,7 @@ type callTable struct {
 		mu    sync.Mutex
 		calls map[uint64]*call
 	}
+	pool sync.Pool // finished calls (newCall)
 }
 
 func (t *callTable) shard(id uint64) *struct {

@@ -109,7 +109,7 @@ func readFrames(t testing.TB, b []byte) []frame {
 func messagesIn(t testing.TB, f frame) (ids []uint64, payloads [][]byte) {
 	t.Helper()
 	require.Equal(t, wire.FrameBatch, f.kind)
-	require.NoError(t, forEachMessage(f.payload, 1<<30, func(h *wire.Header, p []byte) {
+	require.NoError(t, forEachMessage(f.payload, 1<<30, new(wire.Header), func(h *wire.Header, p []byte) {
 		ids = append(ids, h.ID)
 		payloads = append(payloads, bytes.Clone(p))
 	}))

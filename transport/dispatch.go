@@ -56,9 +56,9 @@ func (ic *inConn) handle(w *work) []byte {
 	}
 	ctx, cancel := t.ctx, context.CancelFunc(nil)
 	if deadline != 0 {
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, deadline))
+		ctx, cancel = newHandlerContext(t.ctx, time.Unix(0, deadline))
 	} else if isRequest {
-		ctx, cancel = context.WithCancel(ctx)
+		ctx, cancel = newHandlerContext(t.ctx, time.Time{})
 	}
 	if cancel != nil {
 		defer cancel()
@@ -242,8 +242,8 @@ func (ic *inConn) queueWhole(f *inFrame, verb uint32) bool {
 func (t *Transport) runWork(w *work) {
 	ic, f := w.ic, w.f
 	if w.whole {
-		_ = forEachMessage(f.buf, uint32(t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
-			w.h, w.payload, w.deadline = *h, payload, h.Deadline(f.arrived) // checked when read: it decodes
+		_ = forEachMessage(f.buf, uint32(t.cfg.Memory.MaxMessageSize), &w.h, func(h *wire.Header, payload []byte) {
+			w.payload, w.deadline = payload, h.Deadline(f.arrived) // checked when read: it decodes
 			ic.handle(w)
 		})
 	} else if resp := ic.handle(w); f.large != nil && aliases(resp, f.buf) {

@@ -32,7 +32,7 @@ func RecordRequestDuration(t *Transport, verb string, d time.Duration) {
 }
 
 func RecordFlush(t *Transport, peer string, messages int, waited time.Duration) {
-	t.tel.recordFlush(metric.WithAttributes(attribute.String("peer", peer)), messages, waited)
+	t.tel.recordFlush([]metric.RecordOption{metric.WithAttributes(attribute.String("peer", peer))}, messages, waited)
 }
 
 func RecordStageWait(t *Transport, verb string, d time.Duration) {

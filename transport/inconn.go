@@ -42,6 +42,7 @@ type inConn struct {
 	sampler  sockstat.Sampler  // picks the reads after which probe is read; the reader's
 	account  *limit.Account    // this connection's share of the peer's inbound budget
 	caps     wire.Capabilities // what the handshake agreed
+	header   wire.Header       // the message being decoded; the reader's (forEachMessage)
 
 	done      chan struct{} // closed when the connection ends
 	closeOnce sync.Once

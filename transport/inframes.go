@@ -160,7 +160,7 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 	handled, count, requests := 0, 0, 0
 	verb, oneVerb := uint32(0), true // the verb of the messages to handle, if they share one
 	var bad error
-	err := forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+	err := forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), &ic.header, func(h *wire.Header, payload []byte) {
 		if count++; count > wire.MaxBatchMessages {
 			bad = fmt.Errorf("%w: more than %d messages in a frame", wire.ErrMalformed, wire.MaxBatchMessages)
 			return
@@ -199,7 +199,7 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 	}
 	ic.holdWork(f, handled)
 	f.refs.Store(1)
-	_ = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), func(h *wire.Header, payload []byte) {
+	_ = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), &ic.header, func(h *wire.Header, payload []byte) {
 		if h.Flags&wire.FlagCancel == 0 {
 			ic.route(f, h, h.Deadline(f.arrived), payload, true)
 		}
@@ -209,12 +209,11 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 	return nil
 }
 
-// forEachMessage decodes the messages of a batch frame, in order. A
+// forEachMessage decodes the messages of a batch frame, in order, each
+// into h, which the caller owns (a reader's own: a header made here would
+// live on the heap, since fn gets its address, an allocation a frame). A
 // message that runs past the frame's end is malformed.
-func forEachMessage(frame []byte, maxPayload uint32, fn func(h *wire.Header, payload []byte)) error {
-	// One header for the whole frame: fn gets &h, so h lives on the heap,
-	// and this way it costs one allocation a frame, not one a message.
-	var h wire.Header
+func forEachMessage(frame []byte, maxPayload uint32, h *wire.Header, fn func(h *wire.Header, payload []byte)) error {
 	for off := 0; off < len(frame); {
 		n, err := h.Decode(frame[off:], maxPayload)
 		if err != nil {
@@ -224,7 +223,7 @@ func forEachMessage(frame []byte, maxPayload uint32, fn func(h *wire.Header, pay
 		if end > len(frame) {
 			return fmt.Errorf("%w: message overruns its frame", wire.ErrMalformed)
 		}
-		fn(&h, frame[off+n:end:end]) // capped: a handler's append must not reach the next message
+		fn(h, frame[off+n:end:end]) // capped: a handler's append must not reach the next message
 		off = end
 	}
 	return nil

@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -239,4 +240,50 @@ func TestWaitForCapacity(t *testing.T) {
 	go func() { done <- c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload) }()
 	g.open()
 	require.NoError(t, <-done, "the waiting Send goes through once capacity frees")
+}
+
+// TestRequestWaitingForCapacityEndsAtItsTimeout: a Request without a
+// deadline of its own that waits for outbound capacity (WaitForCapacity)
+// ends at its verb's default timeout, which its context does not carry.
+func TestRequestWaitingForCapacityEndsAtItsTimeout(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 64 << 10
+		cfg.Memory.WaitForCapacity = true
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}
+		cfg.Timeouts.PerVerb = map[transport.Verb]time.Duration{verbEcho: 100 * time.Millisecond}
+	})
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, g.wait(ctx)
+	}))
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	payload := make([]byte, 8<<10)
+	for range 10_000 { // fill the small lane until a Send must wait
+		ctx, cancel := context.WithCancel(context.Background())
+		stop := time.AfterFunc(50*time.Millisecond, cancel)
+		err := c.Nodes[0].Send(ctx, c.ID(1), verbData, payload)
+		stop.Stop()
+		cancel()
+		if err != nil {
+			require.ErrorIs(t, err, context.Canceled)
+			break
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(context.Background(), c.ID(1), verbEcho, payload)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		var ne net.Error
+		require.ErrorAs(t, err, &ne)
+		assert.True(t, ne.Timeout())
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Request waiting for capacity outlived its 100 ms timeout")
+	}
+	assert.EqualValues(t, 1, c.Nodes[0].Stats().Total().Dropped[transport.ReasonExpired], "its message counted once, as expired")
 }

@@ -79,8 +79,8 @@ type outConn struct {
 	ctrl        []ctrlFrame
 	ctrlPending atomic.Bool // ctrl is not empty: the writer's loop checks it without the lock
 
-	attrs     metric.MeasurementOption // this lane's metric attributes
-	waitTimer *time.Timer              // coalescing waits; stopped when unused
+	attrs     []metric.RecordOption // this lane's metric attributes (connAttrs)
+	waitTimer *time.Timer           // coalescing waits; stopped when unused
 	// Of coalesceWait, owned by the writer goroutine: how many of its runtime
 	// timers in a row fired late, the precise waits since it last tried a
 	// runtime timer, and the precise timer (made on first use, closed
@@ -123,13 +123,20 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 }
 
 // enqueue takes capacity for one message and queues it for the writer.
-// With wait it waits for capacity until ctx ends; otherwise it fails at
-// once with ErrOverloaded.
+// With wait it waits for capacity until ctx ends or the message expires;
+// otherwise it fails at once with ErrOverloaded.
 func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byte, wait bool) error {
 	size := int64(len(header) + len(payload) + outItemCost)
 	if !c.account.TryTake(size) {
 		if !wait {
 			return ErrOverloaded
+		}
+		if _, ok := ctx.Deadline(); !ok && it.expiresAt != 0 {
+			// A request's default timeout, which its context does not
+			// carry (Request).
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, it.expiresAt))
+			defer cancel()
 		}
 		if !c.account.Wait(size, ctx.Done(), c.stop) {
 			if err := ctx.Err(); err != nil {

@@ -165,6 +165,10 @@ func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int) {
 
 // take hands the oldest segment to the writer, with how many of its
 // messages were already observed. It returns nil when the queue is empty.
+// keptSegmentSlots is the most slots of its segment list an emptied queue
+// keeps for the next push.
+const keptSegmentSlots = 16
+
 func (q *outQueue) take() (*batch, int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -173,9 +177,15 @@ func (q *outQueue) take() (*batch, int) {
 	}
 	seg := q.segments[0]
 	q.segments[0] = nil
-	q.segments = q.segments[1:]
-	if len(q.segments) == 0 {
-		q.segments = q.segments[:0:0] // let the backing array be reclaimed
+	switch {
+	case len(q.segments) > 1:
+		q.segments = q.segments[1:]
+	case cap(q.segments) <= keptSegmentSlots:
+		// Emptied: the next push reuses the slot rather than allocate
+		// a new array, as it would for every message of a quiet lane.
+		q.segments = q.segments[:0]
+	default:
+		q.segments = nil // let a deep queue's array be reclaimed
 	}
 	observed := min(q.observed, len(seg.items))
 	q.observed -= observed

@@ -123,7 +123,7 @@ func (r *readerRig) responses(n int) map[uint64]string {
 	for len(got) < n {
 		f := within(r.t, r.back, 5*time.Second, "a response")
 		require.Equal(r.t, wire.FrameBatch, f.kind)
-		require.NoError(r.t, forEachMessage(f.payload, 1<<30, func(h *wire.Header, p []byte) {
+		require.NoError(r.t, forEachMessage(f.payload, 1<<30, new(wire.Header), func(h *wire.Header, p []byte) {
 			require.NotZero(r.t, h.Flags&wire.FlagResponse)
 			got[h.ID] = string(p)
 			if h.Flags&wire.FlagFailure != 0 {

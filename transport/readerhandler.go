@@ -91,10 +91,8 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	}
 	t.wg.Go(func() {
 		ctx, cancel := t.ctx, context.CancelFunc(nil)
-		if !msg.ExpiresAt.IsZero() {
-			ctx, cancel = context.WithDeadline(ctx, msg.ExpiresAt)
-		} else if isRequest {
-			ctx, cancel = context.WithCancel(ctx)
+		if !msg.ExpiresAt.IsZero() || isRequest {
+			ctx, cancel = newHandlerContext(t.ctx, msg.ExpiresAt)
 		}
 		if cancel != nil {
 			defer cancel()

@@ -51,50 +51,82 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 // cancellation (a timeout satisfies net.Error with Timeout() true). Each
 // is wrapped in an *OpError.
 func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) ([]byte, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t.cfg.requestTimeout(verb))
-		defer cancel()
-	}
 	start := time.Now()
+	// Without a deadline in ctx, the verb's timeout is kept beside it
+	// rather than in a context.WithTimeout, which costs a context, a
+	// timer and their allocations on every call: the wait for the
+	// response uses the call's own timer, reused with the call, and a
+	// wait for outbound capacity, the one other wait, ends at the
+	// message's expiry (outConn.enqueue).
+	deadline, hasDeadline := ctx.Deadline()
+	var timeout time.Duration
+	if !hasDeadline {
+		timeout = t.cfg.requestTimeout(verb)
+		deadline = start.Add(timeout)
+	}
 	name := t.verbName(verb)
 	ctx, span, params := t.tel.startRequestSpan(ctx, to, name)
-	resp, err := t.request(ctx, to, verb, payload, params)
+	resp, err := t.request(ctx, to, verb, payload, params, deadline, timeout)
 	t.tel.recordRequest(name, time.Since(start))
 	endSpan(span, err)
-	var oe *OpError
-	if errors.As(err, &oe) && oe.Verb == "" {
-		named := *oe // it may be shared by every call its connection took down
-		named.Verb = name
-		err = &named
+	if err != nil {
+		err = withVerb(err, name)
 	}
 	return resp, err
 }
 
-func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, payload, params []byte) ([]byte, error) {
-	deadline, _ := ctx.Deadline()
+// withVerb names the verb in err's *OpError, if it has one that does not.
+// (Apart from Request: oe would live on the heap, an allocation for every
+// call, the successful ones too.)
+func withVerb(err error, verb string) error {
+	var oe *OpError
+	if errors.As(err, &oe) && oe.Verb == "" {
+		named := *oe // it may be shared by every call its connection took down
+		named.Verb = verb
+		return &named
+	}
+	return err
+}
+
+// request sends a request and waits for its response until deadline:
+// ctx's own, or, when timeout is positive, start+timeout, which ctx does
+// not carry.
+func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, payload, params []byte,
+	deadline time.Time, timeout time.Duration) ([]byte, error) {
 	h := wire.Header{Flags: wire.FlagExpectsResponse, ID: t.nextID.Add(1), Verb: uint32(verb), Params: params}
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
-	c := &call{peer: to, lane: lane, done: make(chan callResult, 1)}
+	c := t.calls.newCall(to, lane)
+	defer t.calls.free(c)
 	t.calls.add(h.ID, c)
 	if err := t.send(ctx, to, true, lane, &h, deadline.UnixNano(), payload, t.cfg.Memory.WaitForCapacity); err != nil {
-		t.calls.remove(h.ID)
+		if _, ok := t.calls.remove(h.ID); !ok {
+			<-c.done // failed meanwhile: its channel is emptied for reuse
+		}
 		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
 	}
+	var expired <-chan time.Time
+	if timeout > 0 {
+		expired = c.startTimer(time.Until(deadline))
+		defer c.timer.Stop()
+	}
+	var err error
 	select {
 	case r := <-c.done:
 		return r.payload, r.err
 	case <-ctx.Done():
-		if _, ok := t.calls.remove(h.ID); !ok {
-			r := <-c.done // completed meanwhile
-			return r.payload, r.err
-		}
-		if ctx.Err() == context.Canceled {
-			// A deadline the handler has already; a cancel it is told.
-			t.sendCancel(to, verb, h.ID)
-		}
-		return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: ctx.Err()}
+		err = ctx.Err()
+	case <-expired:
+		err = context.DeadlineExceeded
 	}
+	if _, ok := t.calls.remove(h.ID); !ok {
+		r := <-c.done // completed meanwhile
+		return r.payload, r.err
+	}
+	if err == context.Canceled {
+		// A deadline the handler has already; a cancel it is told.
+		t.sendCancel(to, verb, h.ID)
+	}
+	return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
 }
 
 // outLane is where sendOn queues a message: a lane to a peer (outConn),

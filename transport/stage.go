@@ -289,7 +289,7 @@ type stageInstruments struct {
 	active       metric.Int64ObservableGauge
 	queued       metric.Int64ObservableGauge
 	registration metric.Registration
-	attrs        sync.Map // verb name → metric.MeasurementOption
+	attrs        sync.Map // verb name → []metric.RecordOption (see connAttrs)
 }
 
 func (si *stageInstruments) register(m metric.Meter, t *Transport) error {
@@ -319,9 +319,5 @@ func (si *stageInstruments) register(m metric.Meter, t *Transport) error {
 }
 
 func (si *stageInstruments) recordWait(verb string, d time.Duration) {
-	attrs, ok := si.attrs.Load(verb)
-	if !ok {
-		attrs, _ = si.attrs.LoadOrStore(verb, metric.WithAttributeSet(attribute.NewSet(attribute.String("verb", verb))))
-	}
-	si.wait.Record(context.Background(), d.Seconds(), attrs.(metric.MeasurementOption))
+	si.wait.Record(context.Background(), d.Seconds(), verbOptions(&si.attrs, verb)...)
 }

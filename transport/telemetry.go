@@ -37,7 +37,7 @@ type telemetry struct {
 	batchMessages   metric.Int64Histogram
 	coalesceWait    metric.Float64Histogram
 	requestDuration metric.Float64Histogram
-	verbAttrs       sync.Map // verb name → metric.MeasurementOption
+	verbAttrs       sync.Map // verb name → []metric.RecordOption (see connAttrs)
 	registration    metric.Registration
 	leaveKernel     func() // ends this transport's share of the kernel counters' export
 	stages          stageInstruments
@@ -308,38 +308,53 @@ func (t *Transport) peerStats(id cluster.NodeID) *peer { return (*t.peersView.Lo
 // connAttrs is the attribute set of one lane with one peer, computed once.
 // Peers that are not members share one label, so made-up node IDs cannot
 // multiply the metric series.
-func (tel *telemetry) connAttrs(p *peer, lane routing.Lane) metric.MeasurementOption {
+//
+// It is a slice of one, made once: passed on as it is, it costs a Record
+// no allocation, where a lone option would be put in a new slice each time.
+func (tel *telemetry) connAttrs(p *peer, lane routing.Lane) []metric.RecordOption {
 	id := p.id
 	if !p.member.Load() {
 		id = StrangersPeer
 	}
-	return metric.WithAttributeSet(attribute.NewSet(attribute.String("peer", string(id)), attribute.String("lane", lane.String())))
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("peer", string(id)), attribute.String("lane", lane.String())))}
 }
 
 // recordFlush records one write's batch size and coalescing wait.
-func (tel *telemetry) recordFlush(attrs metric.MeasurementOption, messages int, waited time.Duration) {
+func (tel *telemetry) recordFlush(attrs []metric.RecordOption, messages int, waited time.Duration) {
 	ctx := context.Background()
-	tel.batchMessages.Record(ctx, int64(messages), attrs)
-	tel.coalesceWait.Record(ctx, waited.Seconds(), attrs)
+	tel.batchMessages.Record(ctx, int64(messages), attrs...)
+	tel.coalesceWait.Record(ctx, waited.Seconds(), attrs...)
 }
 
 // recordRequest records a request's duration under its verb's name.
 func (tel *telemetry) recordRequest(verb string, d time.Duration) {
-	attrs, ok := tel.verbAttrs.Load(verb)
-	if !ok {
-		attrs, _ = tel.verbAttrs.LoadOrStore(verb, metric.WithAttributeSet(attribute.NewSet(attribute.String("verb", verb))))
+	tel.requestDuration.Record(context.Background(), d.Seconds(), verbOptions(&tel.verbAttrs, verb)...)
+}
+
+// verbOptions returns the record options of verb's metrics from cache,
+// made once per verb (see connAttrs).
+func verbOptions(cache *sync.Map, verb string) []metric.RecordOption {
+	if o, ok := cache.Load(verb); ok {
+		return o.([]metric.RecordOption)
 	}
-	tel.requestDuration.Record(context.Background(), d.Seconds(), attrs.(metric.MeasurementOption))
+	o, _ := cache.LoadOrStore(verb, []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("verb", verb)))})
+	return o.([]metric.RecordOption)
 }
 
 // startRequestSpan opens the client span of a request and returns the
 // parameter block that carries its context to the peer (nil when there is
 // no span to carry).
 func (tel *telemetry) startRequestSpan(ctx context.Context, to cluster.NodeID, verb string) (context.Context, trace.Span, []byte) {
-	ctx, span := tel.tracer.Start(ctx, "internode.request", trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := tel.tracer.Start(ctx, "internode.request", clientSpan,
 		trace.WithAttributes(attribute.String("internode.peer", string(to)), attribute.String("internode.verb", verb)))
 	return ctx, span, tel.traceParams(ctx)
 }
+
+// The span kinds, made once: an option made per call is an allocation.
+var (
+	clientSpan = trace.WithSpanKind(trace.SpanKindClient)
+	serverSpan = trace.WithSpanKind(trace.SpanKindServer)
+)
 
 // traceParams encodes ctx's span context (W3C traceparent, tracestate) as
 // a message parameter block, or nil.
@@ -362,7 +377,7 @@ func (tel *telemetry) handlerSpan(ctx context.Context, params []byte, from clust
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, nil
 	}
-	return tel.tracer.Start(ctx, "internode.handle", trace.WithSpanKind(trace.SpanKindServer),
+	return tel.tracer.Start(ctx, "internode.handle", serverSpan,
 		trace.WithAttributes(attribute.String("internode.peer", string(from)), attribute.String("internode.verb", verb)))
 }
 

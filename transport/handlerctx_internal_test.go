@@ -11,16 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// isDone reports whether ch is closed.
-func isDone(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // TestHandlerContextEndsAtItsDeadline: watched or not, a handler's
 // context ends at its deadline as context.WithDeadline's would, with
 // DeadlineExceeded as its error and its cause.
@@ -36,22 +26,22 @@ func TestHandlerContextEndsAtItsDeadline(t *testing.T) {
 			var done <-chan struct{}
 			if watched {
 				done = c.Done()
-				assert.False(t, isDone(done))
+				assert.False(t, isClosed(done))
 			}
 			assert.NoError(t, c.Err())
 			time.Sleep(999 * time.Millisecond)
 			synctest.Wait()
 			if watched {
-				assert.False(t, isDone(done), "a millisecond early")
+				assert.False(t, isClosed(done), "a millisecond early")
 			}
 			assert.NoError(t, c.Err(), "a millisecond early")
 			time.Sleep(time.Millisecond)
 			synctest.Wait()
 			if watched {
-				assert.True(t, isDone(done), "its timer closed Done")
+				assert.True(t, isClosed(done), "its timer closed Done")
 			}
 			assert.ErrorIs(t, c.Err(), context.DeadlineExceeded)
-			assert.True(t, isDone(c.Done()), "Done is closed once Err is set, even when first asked after")
+			assert.True(t, isClosed(c.Done()), "Done is closed once Err is set, even when first asked after")
 			assert.ErrorIs(t, context.Cause(c), context.DeadlineExceeded)
 			cancel()
 			assert.ErrorIs(t, c.Err(), context.DeadlineExceeded, "a later cancel changes nothing")
@@ -76,10 +66,10 @@ func TestHandlerContextFollowsItsParent(t *testing.T) {
 			closeParent()
 			synctest.Wait()
 			if watched {
-				assert.True(t, isDone(done))
+				assert.True(t, isClosed(done))
 			}
 			assert.ErrorIs(t, c.Err(), context.Canceled)
-			assert.True(t, isDone(c.Done()))
+			assert.True(t, isClosed(c.Done()))
 		})
 	}
 }
@@ -92,14 +82,14 @@ func TestHandlerContextCancel(t *testing.T) {
 		c, cancel := newHandlerContext(context.Background(), time.Now().Add(time.Hour))
 		cancel()
 		assert.ErrorIs(t, c.Err(), context.Canceled)
-		assert.True(t, isDone(c.Done()))
+		assert.True(t, isClosed(c.Done()))
 
 		c, cancel = newHandlerContext(context.Background(), time.Now().Add(time.Hour))
 		done := c.Done()
 		require.NotNil(t, c.timer)
 		require.NotNil(t, c.stop)
 		cancel()
-		assert.True(t, isDone(done))
+		assert.True(t, isClosed(done))
 		assert.ErrorIs(t, c.Err(), context.Canceled)
 		assert.Nil(t, c.timer, "its timer is stopped and dropped")
 		assert.Nil(t, c.stop, "its hook on the parent is removed")
@@ -136,7 +126,7 @@ func TestHandlerContextDerivedContexts(t *testing.T) {
 		ran := make(chan struct{})
 		stop := context.AfterFunc(c, func() { close(ran) })
 		synctest.Wait()
-		assert.True(t, isDone(ran), "AfterFunc on an ended context runs at once")
+		assert.True(t, isClosed(ran), "AfterFunc on an ended context runs at once")
 		assert.False(t, stop())
 	})
 }
@@ -187,7 +177,7 @@ func TestHandlerContextConcurrentUse(t *testing.T) {
 		}
 		wg.Wait()
 		ran.Wait()
-		require.True(t, isDone(c.Done()))
+		require.True(t, isClosed(c.Done()))
 		err := c.Err()
 		require.Error(t, err)
 		require.Contains(t, []error{context.Canceled, context.DeadlineExceeded}, err)

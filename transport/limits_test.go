@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // tightInbound is small enough that a flood fills it at once.
@@ -207,35 +208,52 @@ func TestSetLimitsTakesEffectOnLiveConnections(t *testing.T) {
 	assert.Error(t, n.SetLimits(transport.Limits{PerConnection: 1, PerPeer: 1, Node: 1}, transport.Limits{}))
 }
 
-// TestWaitForCapacity: with WaitForCapacity a Send blocks until capacity
-// frees, or fails with the context's error.
-func TestWaitForCapacity(t *testing.T) {
-	g := newGate()
-	defer g.open()
+// waitingPair returns two nodes with small limits and WaitForCapacity,
+// the second holding its verbData handlers at g; tweak, if any, adjusts
+// both configs.
+func waitingPair(t *testing.T, g *gate, tweak func(*transport.Config)) *transporttest.Cluster {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Memory.MaxMessageSize = 64 << 10
 		cfg.Memory.WaitForCapacity = true
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}
+		if tweak != nil {
+			tweak(cfg)
+		}
 	})
 	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
 	}))
-	payload := make([]byte, 8<<10)
-	var err error
+	return c
+}
+
+// fillUntilWaiting sends payloads from the first node to the second
+// until a Send waits for capacity, and returns that Send's error (the
+// cancellation that ended its wait), or nil if none waited.
+func fillUntilWaiting(c *transporttest.Cluster, payload []byte) error {
 	for range 10_000 {
 		// No deadline (it would become the messages' expiry, and expired
 		// messages drain at once): a cancellation ends the wait instead.
 		ctx, cancel := context.WithCancel(context.Background())
 		stop := time.AfterFunc(50*time.Millisecond, cancel)
-		err = c.Nodes[0].Send(ctx, c.ID(1), verbData, payload)
+		err := c.Nodes[0].Send(ctx, c.ID(1), verbData, payload)
 		stop.Stop()
 		cancel()
 		if err != nil {
-			break
+			return err
 		}
 	}
-	require.ErrorIs(t, err, context.Canceled, "a full sender waits until its context ends")
+	return nil
+}
+
+// TestWaitForCapacity: with WaitForCapacity a Send blocks until capacity
+// frees, or fails with the context's error.
+func TestWaitForCapacity(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	c := waitingPair(t, g, nil)
+	payload := make([]byte, 8<<10)
+	require.ErrorIs(t, fillUntilWaiting(c, payload), context.Canceled, "a full sender waits until its context ends")
 	done := make(chan error)
 	go func() { done <- c.Nodes[0].Send(context.Background(), c.ID(1), verbData, payload) }()
 	g.open()
@@ -248,29 +266,12 @@ func TestWaitForCapacity(t *testing.T) {
 func TestRequestWaitingForCapacityEndsAtItsTimeout(t *testing.T) {
 	g := newGate()
 	defer g.open()
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Memory.MaxMessageSize = 64 << 10
-		cfg.Memory.WaitForCapacity = true
-		cfg.Memory.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 512 << 10, Node: 512 << 10}
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 512 << 10}
+	c := waitingPair(t, g, func(cfg *transport.Config) {
 		cfg.Timeouts.PerVerb = map[transport.Verb]time.Duration{verbEcho: 100 * time.Millisecond}
 	})
-	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		return nil, g.wait(ctx)
-	}))
 	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	payload := make([]byte, 8<<10)
-	for range 10_000 { // fill the small lane until a Send must wait
-		ctx, cancel := context.WithCancel(context.Background())
-		stop := time.AfterFunc(50*time.Millisecond, cancel)
-		err := c.Nodes[0].Send(ctx, c.ID(1), verbData, payload)
-		stop.Stop()
-		cancel()
-		if err != nil {
-			require.ErrorIs(t, err, context.Canceled)
-			break
-		}
-	}
+	require.ErrorIs(t, fillUntilWaiting(c, payload), context.Canceled)
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Nodes[0].Request(context.Background(), c.ID(1), verbEcho, payload)

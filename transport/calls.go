@@ -42,7 +42,6 @@ func (t *callTable) free(c *call) {
 }
 
 // startTimer arms c's timer, made on first use, to fire after d.
-// (Since Go 1.23 a stopped timer delivers nothing stale after Reset.)
 func (c *call) startTimer(d time.Duration) <-chan time.Time {
 	if c.timer == nil {
 		c.timer = time.NewTimer(d)
@@ -50,6 +49,17 @@ func (c *call) startTimer(d time.Duration) <-chan time.Time {
 		c.timer.Reset(d)
 	}
 	return c.timer.C
+}
+
+// stopTimer stops c's timer when its request returns. A timer that fired
+// is dropped, not kept for the call's next request: with GODEBUG
+// asynctimerchan=1 (the timers of Go before 1.23) its tick may be in its
+// channel, or on its way there, where Reset would not discard it, and the
+// next request would take it for its own timeout.
+func (c *call) stopTimer() {
+	if !c.timer.Stop() {
+		c.timer = nil
+	}
 }
 
 type callResult struct {

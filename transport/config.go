@@ -223,7 +223,11 @@ type TelemetryConfig struct {
 	MeterProvider metric.MeterProvider
 	// TracerProvider receives Request's client spans and handlers' server
 	// spans; trace context travels in the message header. Default:
-	// otel.GetTracerProvider().
+	// otel.GetTracerProvider(). While it has nothing behind it (no SDK:
+	// the global provider before otel.SetTracerProvider, or a no-op one),
+	// its spans record nothing, and requests whose context carries no
+	// trace skip theirs, trying again once a second; a trace in the
+	// context is always passed on.
 	TracerProvider trace.TracerProvider
 	// DisableSocketMeasurement turns off reading the socket queue depths
 	// (an ioctl after a sampled write or frame read: every one while a

@@ -50,15 +50,16 @@ func (ic *inConn) handle(w *work) []byte {
 		return nil
 	default:
 	}
-	if deadline != 0 && time.Now().UnixNano() >= deadline {
+	now := time.Now()
+	if deadline != 0 && now.UnixNano() >= deadline {
 		ic.counters.drop(ReasonExpired)
 		return nil
 	}
 	ctx, cancel := t.ctx, context.CancelFunc(nil)
 	if deadline != 0 {
-		ctx, cancel = newHandlerContext(t.ctx, time.Unix(0, deadline))
+		ctx, cancel = newHandlerContext(t.ctx, time.Unix(0, deadline), now)
 	} else if isRequest {
-		ctx, cancel = newHandlerContext(t.ctx, time.Time{})
+		ctx, cancel = newHandlerContext(t.ctx, time.Time{}, now)
 	}
 	if cancel != nil {
 		defer cancel()

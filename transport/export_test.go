@@ -51,3 +51,7 @@ func SetKernelCounters(c kernelstat.Counters) (restore func()) {
 // writes its own message (callerWriteIdle); zero lets tests exercise those
 // writes without waiting. Call it before t carries any message.
 func SetCallerWriteIdle(t *Transport, d time.Duration) { t.quietFor = d }
+
+// SetSpanlessRecheck sets how long t's requests skip their spans once its
+// tracer made one with nothing behind it (startRequestSpan).
+func SetSpanlessRecheck(t *Transport, d time.Duration) { t.tel.spanlessRecheck = d }

@@ -8,114 +8,98 @@ import (
 
 // handlerContext is a handler's context: it ends at the message's
 // deadline, when the transport closes (parent, the transport's own
-// context, which carries no values), or when cancel is called (the
+// context, which carries no values), or when its cancel is called (the
 // handler returned, or its requester sent a cancel).
 //
-// It does what context.WithDeadline(parent, deadline) does, lazily: that
-// makes a context, registers it with its parent under the parent's lock
-// (one lock for the whole transport), and arms a timer, for every message,
+// It is context.WithDeadline(parent, deadline), made lazily. Made for
+// every message, that context registers with its parent under the
+// parent's lock (one lock for the whole transport) and arms a timer,
 // while most handlers return without ever waiting on their context. Here
-// nothing is made or armed until something asks for Done (a select, a
-// context derived from this one, context.AfterFunc); until then Err looks
-// at the clock and the parent itself.
+// nothing is made until something asks for Done or a Value (a select, a
+// context derived from this one, context.AfterFunc, context.Cause);
+// until then Err looks at the clock and the parent itself. Once made, the
+// inner context does the rest, so contexts derived from this one are
+// registered with it as with any other, and end when it does, before its
+// cancel returns.
 type handlerContext struct {
 	parent   context.Context
-	deadline time.Time // zero: none
+	deadline time.Time // as the message has it (wall clock); zero: none
+	expires  time.Time // the same moment on the monotonic clock
 
-	mu    sync.Mutex
-	err   error         // set once, by endLocked
-	done  chan struct{} // made by the first Done (watch); closed by end
-	timer *time.Timer   // armed by watch when there is a deadline
-	stop  func() bool   // stops watch's hook on the parent
-	// after are the functions AfterFunc was given, not yet called or
-	// stopped, by registration.
-	after map[uint64]func()
-	next  uint64
+	mu     sync.Mutex
+	err    error           // how it ended, seen before anything watched
+	inner  context.Context // made by watchLocked
+	cancel context.CancelFunc
 }
 
-// newHandlerContext returns a handler's context, with its cancel.
-func newHandlerContext(parent context.Context, deadline time.Time) (*handlerContext, context.CancelFunc) {
+// newHandlerContext returns a handler's context ending at deadline (zero:
+// none), read against now, and its cancel. As context.WithDeadline does,
+// it measures the time left from now on the monotonic clock, which a
+// step of the wall clock does not move.
+func newHandlerContext(parent context.Context, deadline, now time.Time) (*handlerContext, context.CancelFunc) {
 	c := &handlerContext{parent: parent, deadline: deadline}
-	return c, func() { c.end(context.Canceled) }
+	if !deadline.IsZero() {
+		c.expires = now.Add(deadline.Sub(now))
+	}
+	return c, c.end
 }
 
 func (c *handlerContext) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
 
-// Value returns nil: the parent, the transport's context, carries no
-// values. (Asking it would also answer context.Cause for it, not for c.)
-func (c *handlerContext) Value(key any) any { return nil }
-
 func (c *handlerContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.watchLocked()
-	return c.done
+	return c.watchLocked().Done()
 }
 
 func (c *handlerContext) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.inner != nil {
+		return c.inner.Err()
+	}
 	if c.err == nil {
-		// Nothing may watch the deadline or the parent: look.
-		if err := c.endedLocked(); err != nil {
-			c.endLocked(err)
-		}
+		c.err = c.endedLocked() // nothing watches the deadline or the parent: look
 	}
 	return c.err
 }
 
-// AfterFunc arranges for f to run in its own goroutine once c ends, as
-// context.AfterFunc does. Contexts derived from c find it there
-// (context.WithCancel and the like), so that they need no goroutine of
-// their own to follow c.
-func (c *handlerContext) AfterFunc(f func()) (stop func() bool) {
+// Value returns the inner context's values once it is made: the context
+// package finds its own bookkeeping there. Before that there are none:
+// the parent carries no values.
+func (c *handlerContext) Value(key any) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.watchLocked()
-	if c.err != nil {
-		go f()
-		return func() bool { return false }
+	if c.inner == nil {
+		return nil
 	}
-	if c.after == nil {
-		c.after = make(map[uint64]func())
-	}
-	c.next++
-	id := c.next
-	c.after[id] = f
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		_, ok := c.after[id]
-		delete(c.after, id)
-		return ok
-	}
+	return c.inner.Value(key)
 }
 
-// watchLocked makes the done channel, and has the deadline and the
-// parent end c from then on. c.mu is held.
-func (c *handlerContext) watchLocked() {
-	if c.done != nil {
-		return
+// watchLocked makes the inner context, unless made, and returns it. One
+// made after c ended ends as c did. c.mu is held.
+func (c *handlerContext) watchLocked() context.Context {
+	if c.inner != nil {
+		return c.inner
 	}
-	c.done = make(chan struct{})
-	if c.err != nil {
-		close(c.done) // ended while nothing watched
-		return
+	if c.err == nil {
+		c.err = c.endedLocked()
 	}
-	if err := c.endedLocked(); err != nil {
-		c.endLocked(err)
-		return
+	switch {
+	case c.err != nil:
+		c.inner, c.cancel = endedContext{c.err}, func() {}
+	case c.expires.IsZero():
+		c.inner, c.cancel = context.WithCancel(c.parent)
+	default:
+		c.inner, c.cancel = context.WithDeadline(c.parent, c.expires)
 	}
-	if !c.deadline.IsZero() {
-		c.timer = time.AfterFunc(time.Until(c.deadline), func() { c.end(context.DeadlineExceeded) })
-	}
-	c.stop = context.AfterFunc(c.parent, func() { c.end(context.Canceled) })
+	return c.inner
 }
 
 // endedLocked reports why c has ended without anyone telling it: its
-// deadline passed, or its parent ended.
+// deadline passed, or its parent ended; nil if neither.
 func (c *handlerContext) endedLocked() error {
-	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+	if !c.expires.IsZero() && !time.Now().Before(c.expires) {
 		return context.DeadlineExceeded
 	}
 	if c.parent.Err() != nil {
@@ -124,40 +108,35 @@ func (c *handlerContext) endedLocked() error {
 	return nil
 }
 
-// end ends c with err, unless it has ended already; a deadline that
-// passed before goes first, as its timer would have fired.
-func (c *handlerContext) end(err error) {
+// end is c's cancel.
+func (c *handlerContext) end() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil {
-		if ended := c.endedLocked(); ended != nil {
-			err = ended
+	if c.inner == nil {
+		if c.err == nil {
+			if c.err = c.endedLocked(); c.err == nil {
+				c.err = context.Canceled
+			}
 		}
-	}
-	c.endLocked(err)
-}
-
-// endLocked ends c with err, unless it has ended already: it closes done
-// if it was made, lets go of the timer and the parent's hook, and starts
-// the functions AfterFunc was given. c.mu is held.
-func (c *handlerContext) endLocked(err error) {
-	if c.err != nil {
+		c.mu.Unlock()
 		return
 	}
-	c.err = err
-	if c.done != nil {
-		close(c.done)
-	}
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
-	if c.stop != nil {
-		c.stop()
-		c.stop = nil
-	}
-	for id, f := range c.after {
-		delete(c.after, id)
-		go f()
-	}
+	cancel := c.cancel
+	c.mu.Unlock()
+	cancel() // outside c.mu: it ends the contexts derived from the inner one
 }
+
+// endedContext is the inner context of a handlerContext that ended before
+// anything watched it.
+type endedContext struct{ err error }
+
+func (endedContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (endedContext) Done() <-chan struct{}       { return closedChan }
+func (e endedContext) Err() error                { return e.err }
+func (endedContext) Value(any) any               { return nil }
+
+// closedChan is closed from the start.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()

@@ -92,7 +92,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	t.wg.Go(func() {
 		ctx, cancel := t.ctx, context.CancelFunc(nil)
 		if !msg.ExpiresAt.IsZero() || isRequest {
-			ctx, cancel = newHandlerContext(t.ctx, msg.ExpiresAt)
+			ctx, cancel = newHandlerContext(t.ctx, msg.ExpiresAt, time.Now())
 		}
 		if cancel != nil {
 			defer cancel()

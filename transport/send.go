@@ -65,7 +65,7 @@ func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, p
 		deadline = start.Add(timeout)
 	}
 	name := t.verbName(verb)
-	ctx, span, params := t.tel.startRequestSpan(ctx, to, name)
+	ctx, span, params := t.tel.startRequestSpan(ctx, to, name, int64(start.Sub(processStart)))
 	resp, err := t.request(ctx, to, verb, payload, params, deadline, timeout)
 	t.tel.recordRequest(name, time.Since(start))
 	endSpan(span, err)
@@ -107,7 +107,7 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 	var expired <-chan time.Time
 	if timeout > 0 {
 		expired = c.startTimer(time.Until(deadline))
-		defer c.timer.Stop()
+		defer c.stopTimer()
 	}
 	var err error
 	select {

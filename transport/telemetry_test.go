@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/internode/internode/internal/kernelstat"
 	"github.com/internode/internode/routing"
@@ -208,6 +211,84 @@ func TestTraceSpansBothNodes(t *testing.T) {
 	assert.Equal(t, trace.SpanKindServer, server.SpanKind())
 	assert.Equal(t, client.SpanContext().SpanID(), server.Parent().SpanID(), "the handler's span is the request span's child")
 	assert.Equal(t, remote.SpanID(), server.SpanContext().SpanID())
+}
+
+// TestRequestPassesItsTraceOnWithoutATracer: with no tracer behind the
+// provider, requests skip their spans (TestRequestAllocations counts
+// it), except those whose context carries a trace: that trace still
+// reaches the peer's handler.
+func TestRequestPassesItsTraceOnWithoutATracer(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.TracerProvider = tracenoop.NewTracerProvider() })
+	seen := make(chan trace.SpanContext, 1)
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		seen <- trace.SpanContextFromContext(ctx)
+		return nil, nil
+	}))
+	// A request without a trace: the tracer makes a span with nothing
+	// behind it, so the requests after it skip theirs.
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
+	require.NoError(t, err)
+	assert.False(t, (<-seen).IsValid())
+
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, TraceFlags: trace.FlagsSampled, Remote: true})
+	ctx := trace.ContextWithRemoteSpanContext(ctxTimeout(t, 5*time.Second), sc)
+	_, err = c.Nodes[0].Request(ctx, c.ID(1), verbEcho, nil)
+	require.NoError(t, err)
+	assert.Equal(t, sc.TraceID(), (<-seen).TraceID(), "the caller's trace reached the handler")
+}
+
+// TestRequestSpansFollowALateTracerProvider: requests that skip their
+// spans while the provider has nothing behind it try again, and record
+// spans once an SDK is behind it (as otel's global provider delegates to
+// one set after the transport started).
+func TestRequestSpansFollowALateTracerProvider(t *testing.T) {
+	tp := &switchingProvider{}
+	tp.set(tracenoop.NewTracerProvider())
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.TracerProvider = tp })
+	transport.SetSpanlessRecheck(c.Nodes[0], 20*time.Millisecond)
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return nil, nil })
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
+	require.NoError(t, err)
+
+	recorder := tracetest.NewSpanRecorder()
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	defer sdk.Shutdown(context.Background())
+	tp.set(sdk)
+	waitFor(t, 10*time.Second, "a request span once the SDK is behind the provider", func() bool {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)
+		require.NoError(t, err)
+		for _, s := range recorder.Ended() {
+			if s.Name() == "internode.request" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// switchingProvider hands out tracers that start their spans with the
+// provider it holds at the time, as otel's global one does once it
+// delegates.
+type switchingProvider struct {
+	embedded.TracerProvider
+	to atomic.Pointer[trace.TracerProvider]
+}
+
+func (p *switchingProvider) set(tp trace.TracerProvider) { p.to.Store(&tp) }
+
+func (p *switchingProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return switchingTracer{p: p, name: name}
+}
+
+type switchingTracer struct {
+	embedded.Tracer
+	p    *switchingProvider
+	name string
+}
+
+func (t switchingTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	return (*t.p.to.Load()).Tracer(t.name).Start(ctx, name, opts...)
 }
 
 func TestPrometheusEndpoint(t *testing.T) {

@@ -163,12 +163,12 @@ func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int) {
 	return q.messages, q.queued
 }
 
-// take hands the oldest segment to the writer, with how many of its
-// messages were already observed. It returns nil when the queue is empty.
 // keptSegmentSlots is the most slots of its segment list an emptied queue
 // keeps for the next push.
 const keptSegmentSlots = 16
 
+// take hands the oldest segment to the writer, with how many of its
+// messages were already observed. It returns nil when the queue is empty.
 func (q *outQueue) take() (*batch, int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

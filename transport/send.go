@@ -76,8 +76,8 @@ func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, p
 }
 
 // withVerb names the verb in err's *OpError, if it has one that does not.
-// (Apart from Request: oe would live on the heap, an allocation for every
-// call, the successful ones too.)
+// It is a function of its own so that oe, whose address errors.As takes,
+// is made on the heap only for a failed call, not for every call.
 func withVerb(err error, verb string) error {
 	var oe *OpError
 	if errors.As(err, &oe) && oe.Verb == "" {

@@ -100,6 +100,7 @@
 //	stage.go     stage.submit, done: a slot now, or a turn in the queue
 //	dispatch.go  runStage or inConn.runQueue: the goroutine that runs it
 //	dispatch.go  inConn.handle: expiry, cancel, the handler, the outcome
+//	handlerctx.go  handlerContext: the handler's context, made as it is used
 //	dispatch.go  Transport.respond: a request's response, or its failure
 //	send.go      sendOn: the response, to the connection's replyWriter
 //	reply.go     replyWriter.run: writes it back on the request's connection

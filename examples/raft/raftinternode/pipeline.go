@@ -80,7 +80,7 @@ type pipeline struct {
 	inflight chan *appendFuture // written, in order, for the reader
 	done     chan raft.AppendFuture
 
-	// progress is when (UnixNano) a request was last written or a
+	// progress is when (UnixNano) a request, or a part of one, was last written or a
 	// response read; watch closes the stream when requests wait and
 	// there has been none for Options.Timeout.
 	progress atomic.Int64
@@ -117,7 +117,14 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	}
 	p.progress.Store(time.Now().UnixNano()) // an idle pipeline waited for nothing
 	p.writing.Store(true)
-	_, err = p.s.Write(p.wbuf)
+	// In parts, each one progress: a large batch that goes out steadily
+	// is not one that has not moved for a Timeout.
+	for b := p.wbuf; len(b) > 0 && err == nil; {
+		n := min(len(b), pipelineWritePart)
+		_, err = p.s.Write(b[:n])
+		b = b[n:]
+		p.progress.Store(time.Now().UnixNano())
+	}
 	p.writing.Store(false)
 	if err != nil {
 		<-p.slots
@@ -193,11 +200,16 @@ func (p *pipeline) hand(f *appendFuture) {
 	}
 }
 
+// pipelineWritePart is how much of a request AppendEntries writes between
+// two marks of progress for watch.
+const pipelineWritePart = 256 << 10
+
 // watch is the pipeline's timeout. Deadlines on the stream would cost a
 // timer for every read and write; instead, every quarter of
 // Options.Timeout, watch closes the stream if requests are written or
-// unanswered and nothing has moved for a whole Timeout, failing them as
-// NetworkTransport's deadlines would.
+// unanswered and nothing has moved for a whole Timeout (a part of a
+// request written, a response read), failing them as NetworkTransport's
+// deadlines would.
 func (p *pipeline) watch() {
 	defer p.wg.Done()
 	tick := time.NewTicker(p.t.opts.Timeout / 4)

@@ -61,9 +61,11 @@ func TestSendAllocations(t *testing.T) {
 
 // TestRequestAllocations pins the steady-state allocations of a request
 // and its response, both ends counted (the echo handler runs Inline, on
-// the reader). Neither end makes a context or arms a timer for a call
-// that does not wait on it: the caller's default timeout is a pooled
-// timer, the handler's context is made lazily (handlerContext).
+// the reader). Neither end makes a context or arms a new timer for a call
+// that does not wait on it (the caller's default timeout is a timer kept
+// with its pooled call; the handler's context is made lazily,
+// handlerContext), and a tracer with nothing behind it costs nothing
+// (startRequestSpan).
 func TestRequestAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's sync.Pool drops what it is given at random")

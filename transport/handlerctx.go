@@ -15,9 +15,9 @@ import (
 // every message, that context registers with its parent under the
 // parent's lock (one lock for the whole transport) and arms a timer,
 // while most handlers return without ever waiting on their context. Here
-// nothing is made until something asks for Done or a Value (a select, a
-// context derived from this one, context.AfterFunc, context.Cause);
-// until then Err looks at the clock and the parent itself. Once made, the
+// nothing is made until something asks for Done (a select, a context
+// derived from this one, context.AfterFunc); until then Err looks at the
+// clock and the parent itself, and Value finds nothing. Once made, the
 // inner context does the rest, so contexts derived from this one are
 // registered with it as with any other, and end when it does, before its
 // cancel returns.

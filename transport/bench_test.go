@@ -67,16 +67,17 @@ func TestSendAllocations(t *testing.T) {
 // handlerContext), and a tracer with nothing behind it costs nothing
 // (startRequestSpan).
 func TestRequestAllocations(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector's sync.Pool drops what it is given at random")
-	}
 	request := inlineEcho(t)
 	for range 2_000 { // warm up: connection, pools, slices at their working size
 		request()
 	}
 	allocs := testing.AllocsPerRun(5_000, request)
 	t.Logf("%.2f allocations per round trip", allocs)
-	assert.LessOrEqual(t, allocs, 5.0, "allocations per round trip (32 with a context and a timer at each end, and a span with nothing behind it)")
+	bound := 5.0 // 4 measured
+	if raceEnabled {
+		bound = 10 // 7 measured: the race detector's sync.Pool drops a share of what it is given
+	}
+	assert.LessOrEqual(t, allocs, bound, "allocations per round trip (32 with a context and a timer at each end, and a span with nothing behind it)")
 }
 
 // BenchmarkSend measures one-way 128-byte messages over loopback from 8

@@ -127,6 +127,7 @@ type stage struct {
 	waking  bool // a worker was woken or started and has not yet taken work
 	queued  int
 	byPeer  map[*peer]*peerWork // running and queued work per peer
+	spare   *peerWork           // the last peer's, emptied, for the next (peerWork)
 	turn    []*peer             // peers with queued work, in turn order
 	started int64               // handlers started
 	waitSum time.Duration       // the time their messages waited, in total
@@ -136,8 +137,16 @@ type stage struct {
 // peerWork is a peer's share of a stage.
 type peerWork struct {
 	running int
-	queue   []*work
+	queue   []*work // queue[head:] waits
+	head    int
 }
+
+// waiting is how much of pw's work waits for a worker.
+func (pw *peerWork) waiting() int { return len(pw.queue) - pw.head }
+
+// keptStageSlots is the most slots an emptied peer's queue keeps for its
+// next work: a request at a time would otherwise allocate them each time.
+const keptStageSlots = 64
 
 // stageIdle is how long a stage's idle worker waits to be woken before it
 // exits.
@@ -154,7 +163,7 @@ func (s *stage) submit(w *work) (start bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pw := s.peerWork(w.ic.peer)
-	if len(pw.queue) == 0 {
+	if pw.waiting() == 0 {
 		s.turn = append(s.turn, w.ic.peer)
 	}
 	pw.queue = append(pw.queue, w)
@@ -184,7 +193,9 @@ func (s *stage) peerWork(p *peer) *peerWork {
 	}
 	pw := s.byPeer[p]
 	if pw == nil {
-		pw = &peerWork{}
+		if pw, s.spare = s.spare, nil; pw == nil {
+			pw = &peerWork{}
+		}
 		s.byPeer[p] = pw
 	}
 	return pw
@@ -205,8 +216,9 @@ func (s *stage) take(woken bool, done *peer, now time.Time) (next *work, start b
 		s.running--
 		pw := s.byPeer[done]
 		pw.running--
-		if pw.running == 0 && len(pw.queue) == 0 {
+		if pw.running == 0 && pw.waiting() == 0 {
 			delete(s.byPeer, done)
+			s.spare = pw
 		}
 	}
 	if next = s.next(); next == nil {
@@ -246,16 +258,19 @@ func (s *stage) next() *work {
 		if s.perPeer > 0 && pw.running >= s.perPeer {
 			continue
 		}
-		w := pw.queue[0]
-		pw.queue[0] = nil
-		pw.queue = pw.queue[1:]
+		w := pw.queue[pw.head]
+		pw.queue[pw.head] = nil
+		pw.head++
 		pw.running++
 		s.queued--
 		s.turn = append(s.turn[:i], s.turn[i+1:]...)
-		if len(pw.queue) > 0 {
+		switch {
+		case pw.waiting() > 0:
 			s.turn = append(s.turn, p)
-		} else {
-			pw.queue = nil
+		case cap(pw.queue) <= keptStageSlots:
+			pw.queue, pw.head = pw.queue[:0], 0
+		default:
+			pw.queue, pw.head = nil, 0 // let a deep queue's array be reclaimed
 		}
 		return w
 	}

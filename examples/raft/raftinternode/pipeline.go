@@ -80,9 +80,9 @@ type pipeline struct {
 	inflight chan *appendFuture // written, in order, for the reader
 	done     chan raft.AppendFuture
 
-	// progress is when (UnixNano) a request, or a part of one, was last written or a
-	// response read; watch closes the stream when requests wait and
-	// there has been none for Options.Timeout.
+	// progress is when (UnixNano) a request, or a part of one, was last
+	// written or a response read; watch closes the stream when requests
+	// wait and there has been none for Options.Timeout.
 	progress atomic.Int64
 	writing  atomic.Bool
 

@@ -434,17 +434,24 @@ func TestBudgetTakeThatFitsIsNeverRefused(t *testing.T) {
 			panic("took 45 with 30 left")
 		}
 	})
-	refused := 0
 	const n = 200000
+	refused := refusals(lane, 30, n) // fits the lane (50) and the peer (30 left)
+	stop()
+	assert.Zero(t, refused, "of %d takes that fit, %d were refused", n, refused)
+}
+
+// refusals takes and gives back size from a, n times, and counts the
+// takes refused.
+func refusals(a *Account, size int64, n int) int {
+	refused := 0
 	for range n {
-		if lane.TryTake(30) { // fits the lane (50) and the peer (30 left)
-			lane.Release(30)
+		if a.TryTake(size) {
+			a.Release(size)
 		} else {
 			refused++
 		}
 	}
-	stop()
-	assert.Zero(t, refused, "of %d takes that fit, %d were refused", n, refused)
+	return refused
 }
 
 // TestBudgetEmptySoftAccountTakesItsOversizeBesideARefusedTake: an empty
@@ -461,15 +468,8 @@ func TestBudgetEmptySoftAccountTakesItsOversizeBesideARefusedTake(t *testing.T) 
 			panic("took 30 with 25 left")
 		}
 	})
-	refused := 0
 	const n = 200000
-	for range n {
-		if conn.TryTake(20) { // conn is empty: its one oversize; the peer has room
-			conn.Release(20)
-		} else {
-			refused++
-		}
-	}
+	refused := refusals(conn, 20, n) // conn is empty: its one oversize; the peer has room
 	stop()
 	assert.Zero(t, refused, "of %d oversize takes by an empty soft account, %d were refused", n, refused)
 }

@@ -122,10 +122,21 @@ func TestAdaptiveGrowsToMaxWindow(t *testing.T) {
 	assert.Equal(t, uint64(7), d.a.Stats().WindowGrowths, "no growth counted at the ceiling")
 }
 
+// emptyWaits plays the adaptiveEmptyWaits writes whose waits gather
+// nothing that end a probe.
+func (d *adaptiveDriver) emptyWaits() {
+	for range adaptiveEmptyWaits {
+		d.write(1, 1, us(10))
+	}
+}
+
 func TestAdaptiveProbes(t *testing.T) {
 	d := newAdaptiveDriver(AdaptiveConfig{})
-	d.period(1, 1, us(10))
-	require.Zero(t, d.a.Stats().Window, "the starting probe fails: straight to zero")
+	for range adaptiveEmptyWaits - 1 {
+		require.Equal(t, us(50), d.write(1, 1, us(10)))
+	}
+	d.write(1, 1, us(10))
+	require.Zero(t, d.a.Stats().Window, "the starting probe fails after four waits that gathered nothing: straight to zero")
 
 	// At zero it never waits. Each failed probe doubles the writes before
 	// the next: 64 → 128 → 256.
@@ -135,13 +146,21 @@ func TestAdaptiveProbes(t *testing.T) {
 		}
 		d.write(1, 1, us(10))
 		require.Equal(t, us(50), d.a.Stats().Window, "probe after %d writes", interval)
-		d.period(1, 1, us(10))
+		d.emptyWaits()
 		require.Zero(t, d.a.Stats().Window, "probe after %d writes fails", interval)
 	}
 	for range 512 {
 		d.write(1, 1, us(10))
 	}
 	require.Equal(t, us(50), d.a.Stats().Window, "probe after 512 writes")
+	// A probe whose waits gather a little runs its whole period: the
+	// gains rule judges it.
+	d.period(1, 2, us(10))
+	require.Zero(t, d.a.Stats().Window, "a probe that gathers too little fails")
+	for range 1024 {
+		d.write(1, 1, us(10))
+	}
+	require.Equal(t, us(50), d.a.Stats().Window, "probe after 1024 writes")
 	d.period(1, 11, us(10))
 	assert.Equal(t, time.Duration(62500), d.a.Stats().Window, "a probe that pays grows")
 	assert.Equal(t, adaptiveMinProbeInterval, d.a.probeInterval, "and resets the interval")
@@ -150,7 +169,7 @@ func TestAdaptiveProbes(t *testing.T) {
 func TestAdaptiveProbeIntervalIsCapped(t *testing.T) {
 	d := newAdaptiveDriver(AdaptiveConfig{})
 	for range 12 { // 64·2^12 would be far past the cap
-		d.period(1, 1, us(10))
+		d.emptyWaits()
 		for d.a.Stats().Window == 0 {
 			d.write(1, 1, us(10))
 		}

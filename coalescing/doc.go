@@ -93,7 +93,8 @@
 //     writes at zero on a connection that is not sparse, it tries
 //     MaxWindow/4 for one period. A failed probe returns to zero and doubles
 //     the interval before the next (up to 4096 writes); a probe that pays
-//     grows from there. A new Adaptive starts on such a probe.
+//     grows from there. A new Adaptive starts on such a probe. A probe
+//     whose first four waits all gathered nothing fails then (see step 9).
 //  9. Batches alone cannot tell whether waiting pays: a closed loop gathers
 //     more the longer it waits whatever the network, but only where the
 //     packet rate binds does a fuller packet make the round trip faster,
@@ -105,6 +106,10 @@
 //     32 writes pass and measures again. A rate 15% higher or lower pins the
 //     window: at MaxWindow if waiting raised throughput, at zero if it
 //     lowered it. Otherwise the window goes back and steps 6–8 go on.
+//     A trial at MaxWindow whose first four waits all gathered nothing
+//     pins zero then: a wait that gathers no message writes the same
+//     batch later, so the loop can only have slowed (one request in
+//     flight: the one message that could come is the one being written).
 //  10. Pinned at MaxWindow, Wait may also return zero once one more message
 //     of the average size would overflow PacketBytes (1448), and its idle
 //     bound (step 3) may end a wait: where the packet rate binds, a full

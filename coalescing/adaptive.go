@@ -59,14 +59,17 @@ const (
 	// most is spent on trials, half of it in the setting not chosen.
 	adaptiveMinRecheck = time.Second
 	adaptiveMaxRecheck = 16 * time.Second
-	// A rise of the window from zero (a probe, or a throughput trial at
-	// MaxWindow) ends as soon as its first adaptiveEmptyWaits waits have
+	// A rise of the window from zero (a probe, or a throughput trial that
+	// raised it from zero to MaxWindow) ends as soon as its first adaptiveEmptyWaits waits have
 	// all gathered nothing: a wait that gathers no message writes the
 	// same batch later, on any link, so a loop with nothing left to
 	// send until it is answered (one request in flight) only pays for
 	// it. Open-loop traffic dense enough to be tried (average gap at most
-	// MaxWindow) brings nothing in a MaxWindow wait about one time in e,
-	// so four such waits in a row end a trial once in some 55.
+	// MaxWindow) brings nothing in a MaxWindow wait at most one time in e
+	// (Poisson arrivals at that boundary), so four such waits in a row end
+	// a trial once in some 55 at most. There a probe's MaxWindow/4 waits
+	// end it early about one time in e, but such a probe gathers at most
+	// half a message a wait and fails the gains rule anyway.
 	adaptiveEmptyWaits = 4
 )
 
@@ -355,11 +358,9 @@ func (a *Adaptive) Flushed(now time.Time, messages, bytes int, requested, observ
 		// than the bound it sets, and could never grow: a loop that slowed
 		// down (each message a packet of its own) would stay cut short.
 		a.observeWaitGap(now.Sub(later(a.lastArrival, a.waitStart)))
-		if a.endEmptyRise(messages) {
-			return
-		}
 	}
-	if a.trialStep(now, messages) || a.pin == pinNoWait {
+	ended := waited && a.endEmptyRise(messages)
+	if a.trialStep(now, messages) || a.pin == pinNoWait || ended {
 		return
 	}
 	if waited {
@@ -473,18 +474,18 @@ func (a *Adaptive) decideTrial(pin adaptivePin) bool {
 }
 
 // endEmptyRise takes a wait that just ended with a write of messages,
-// and ends a rise of the
-// window from zero whose waits have gathered nothing: a probe fails, and a
-// throughput trial at MaxWindow finds that waiting lowered throughput,
-// after adaptiveEmptyWaits such waits in a row from its start rather than
-// a full trial. It reports whether it ended one.
+// and ends a rise of the window from zero whose waits have gathered
+// nothing: a probe fails, and a throughput trial that raised the window
+// from zero to MaxWindow finds that waiting lowered throughput, after
+// adaptiveEmptyWaits such waits in a row from its start rather than a
+// full trial. It reports whether it ended one.
 //
 // A wait that gathered no message wrote the batch it began with, only
 // later. A closed loop with one request in flight can never gather one,
-// and its probes and trials otherwise waited out the window some 70 times
-// each; the first trial and probes cost such a loop a sixth of its rate
-// over its first few thousand round trips. Any loop with a message to
-// come fills the first waits, and the rise runs as before.
+// and its probes otherwise waited out their window 8 times each and its
+// trials up to 64; they cost such a loop a sixth of its rate over its
+// first few thousand round trips. Any loop with a message to come fills
+// the first waits, and the rise runs as before.
 func (a *Adaptive) endEmptyRise(messages int) bool {
 	rising := a.trial.active && !a.trial.exit && a.window > a.trial.saved ||
 		!a.trial.active && a.probing

@@ -234,3 +234,48 @@ func TestAdaptiveConfig(t *testing.T) {
 	assert.Equal(t, us(100), a.Stats().Window, "probe window is MaxWindow/4")
 	assert.Equal(t, AdaptiveConfig{MaxWindow: us(400)}, c, "the caller's config is not modified")
 }
+
+// Only the first waits of a rise count: a probe whose third wait gathered
+// a message runs its whole period, however many of its other waits
+// gathered nothing, and the gains rule then judges it.
+func TestAdaptiveEmptyWaitsMustComeFirst(t *testing.T) {
+	d := newAdaptiveDriver(AdaptiveConfig{})
+	d.write(1, 1, us(10))
+	d.write(1, 1, us(10))
+	d.write(1, 2, us(10)) // gathered one
+	for i := 3; i < adaptivePeriodWrites-1; i++ {
+		d.write(1, 1, us(10))
+		require.Equal(t, us(50), d.a.Stats().Window, "write %d: the probe runs on", i)
+	}
+	d.write(1, 1, us(10))
+	assert.Zero(t, d.a.Stats().Window, "the gains rule fails it at the end of its period")
+}
+
+// A throughput trial from window zero whose first four waits gathered
+// nothing pins the window at zero — it does not merely return to an
+// unpinned zero — so no probe follows, only the next trial.
+func TestAdaptiveEmptyTrialPinsZero(t *testing.T) {
+	d := newAdaptiveDriver(AdaptiveConfig{})
+	d.a.window, d.a.probing = 0, false
+	d.a.trialInterval = adaptiveMinTrialInterval
+	writes := 0
+	for !d.a.trial.active { // probes on the way fail, each after four waits
+		d.write(1, 1, us(10))
+		writes++
+		require.Less(t, writes, 2*adaptiveMinTrialInterval)
+	}
+	require.Equal(t, DefaultWindow, d.a.Stats().Window, "the trial tries MaxWindow")
+	for i := range adaptiveEmptyWaits {
+		require.Equal(t, DefaultWindow, d.a.Stats().Window, "wait %d", i)
+		d.write(1, 1, us(200))
+	}
+	assert.Zero(t, d.a.Stats().Window)
+	assert.Equal(t, pinNoWait, d.a.pin)
+	// Pinned at zero: no probe, however many writes, until the next trial
+	// (an unpinned zero would probe after adaptiveMinProbeInterval).
+	d.a.probeInterval, d.a.writesAtZero = adaptiveMinProbeInterval, 0
+	for i := range adaptiveMinTrialInterval - adaptiveRateWrites {
+		d.write(1, 1, us(10))
+		require.Zero(t, d.a.Stats().Window, "write %d after the trial", i)
+	}
+}

@@ -106,10 +106,12 @@
 //     32 writes pass and measures again. A rate 15% higher or lower pins the
 //     window: at MaxWindow if waiting raised throughput, at zero if it
 //     lowered it. Otherwise the window goes back and steps 6–8 go on.
-//     A trial at MaxWindow whose first four waits all gathered nothing
-//     pins zero then: a wait that gathers no message writes the same
-//     batch later, so the loop can only have slowed (one request in
-//     flight: the one message that could come is the one being written).
+//     A trial that raised the window from zero to MaxWindow and whose
+//     first four waits all gathered nothing pins zero then: those waits
+//     only delayed their writes, and a loop that no wait can help (one
+//     request in flight: the one message that could come is the one
+//     being written) only slows. Open-loop traffic at the sparse
+//     boundary ends about one trial in 55 this way.
 //  10. Pinned at MaxWindow, Wait may also return zero once one more message
 //     of the average size would overflow PacketBytes (1448), and its idle
 //     bound (step 3) may end a wait: where the packet rate binds, a full

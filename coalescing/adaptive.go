@@ -60,11 +60,11 @@ const (
 	adaptiveMinRecheck = time.Second
 	adaptiveMaxRecheck = 16 * time.Second
 	// A rise of the window from zero (a probe, or a throughput trial that
-	// raised it from zero to MaxWindow) ends as soon as its first adaptiveEmptyWaits waits have
-	// all gathered nothing: a wait that gathers no message writes the
-	// same batch later, on any link, so a loop with nothing left to
-	// send until it is answered (one request in flight) only pays for
-	// it. Open-loop traffic dense enough to be tried (average gap at most
+	// raised it from zero to MaxWindow) ends as soon as its first
+	// adaptiveEmptyWaits waits have all gathered nothing: a wait that
+	// gathers no message writes the same batch later, on any link, so a
+	// loop with nothing left to send until it is answered (one request in
+	// flight) only pays for it. Open-loop traffic dense enough to be tried (average gap at most
 	// MaxWindow) brings nothing in a MaxWindow wait at most one time in e
 	// (Poisson arrivals at that boundary), so four such waits in a row end
 	// a trial once in some 55 at most. There a probe's MaxWindow/4 waits
@@ -137,9 +137,9 @@ type Adaptive struct {
 	probing       bool // the window is on trial after being zero
 	probeInterval int  // writes at window zero before the next probe
 	writesAtZero  int  // busy writes at window zero since the last probe
-	// Waits since the window last rose from zero (a probe, or a trial at
-	// MaxWindow) that all gathered nothing; -1 once one gathered a
-	// message (see endEmptyRise).
+	// Waits since the window last rose from zero (a probe, or a trial
+	// that raised it to MaxWindow) that all gathered nothing; -1 once one
+	// gathered a message (see endEmptyRise).
 	emptyWaits int
 
 	stats Stats

@@ -289,7 +289,7 @@ func TestAdaptiveIdleBoundFollowsTheBurstWherePacketsBind(t *testing.T) {
 }
 
 // One request in flight (a loop that sends its next request once the last
-// is answered, as a consensus follower's leader or a client does), on a
+// is answered, as a client that waits for each answer does), on a
 // link without a cap: a wait can never gather a message, since the only
 // one that could come is the one being written. Adaptive's probes and
 // throughput trials still wait, and each such wait delays the one round

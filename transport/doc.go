@@ -236,8 +236,8 @@
 //
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
-// bound the connections); per process at most 16 spare queue segments of
-// 256 KiB; with OverloadReject, a frame read only to be rejected, freed at
+// bound the connections); per process at most 8 spare queue segments of
+// 512 KiB; with OverloadReject, a frame read only to be rejected, freed at
 // once; pooled receive buffers, which the garbage collector trims.
 //
 // # Outcomes

@@ -49,7 +49,14 @@ func (it *outItem) expired(now int64) bool { return it.expiresAt != 0 && now >= 
 // segmentBytes is the size at which a queue starts a new segment. The
 // writer takes one segment per write, so it also bounds one vectored write,
 // and a connection's buffers never grow past it however deep its queue.
-const segmentBytes = 256 << 10
+// A writer that keeps up with its producers writes less than a segment at
+// a time; one that falls behind (producers that outnumber the cores, as
+// the bench's small scenario's 8 senders on 2) writes whole ones, and each
+// write costs it a wait for a processor once the system call is over: 512
+// KiB wrote 1.09× the messages a second of 256 KiB there (5 of 5
+// alternated runs), with the same peak RSS in the saturate scenario; 1 MiB
+// wrote 1.10× (3 of 3), at 1.28× the peak RSS.
+const segmentBytes = 512 << 10
 
 // batch is one segment of a queue: encoded messages back to back in a
 // pooled buffer, and what the writer needs to know of each. The writer
@@ -131,7 +138,7 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) (i
 // because it is memory outside every limit.
 var spareSegments = make(chan *batch, spareSegmentCount)
 
-const spareSegmentCount = 16
+const spareSegmentCount = 8
 
 // newSegment returns an empty segment, a spare one if there is one.
 func (q *outQueue) newSegment() *batch {

@@ -55,3 +55,13 @@ func SetCallerWriteIdle(t *Transport, d time.Duration) { t.quietFor = d }
 // SetSpanlessRecheck sets how long t's requests skip their spans once its
 // tracer made one with nothing behind it (startRequestSpan).
 func SetSpanlessRecheck(t *Transport, d time.Duration) { t.tel.spanlessRecheck = d }
+
+// StreamReadAhead returns how many of the peer's bytes s holds read
+// ahead of Read (Stream.peek), or -1 while a Read is under way.
+func StreamReadAhead(s *Stream) int {
+	if !s.readMu.TryLock() {
+		return -1
+	}
+	defer s.readMu.Unlock()
+	return s.ahead.Len()
+}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xtaci/smux"
@@ -44,16 +46,29 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 // read.
 type Stream struct {
 	s       net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
+	session bool     // s is a *smux.Stream
 	peer    cluster.NodeID
 	verb    Verb
 	release func()
 	once    sync.Once
 
-	// Reading: bytes left in the current chunk, and whether the end
-	// marker was read.
+	// Reading, under readMu: bytes left in the current chunk, whether the
+	// end marker was read, and the bytes a waiting Write read ahead
+	// (peek), which Read returns first.
+	readMu sync.Mutex
 	left   int
 	eof    bool
 	header [wire.StreamChunkHeaderSize]byte
+	ahead  bytes.Buffer
+
+	// Session streams: the caller's read deadline, which a peek replaces
+	// for its own and then restores; whether the peer closed the stream;
+	// and the timer that has a waiting Write look for that (watchPeer).
+	deadlineMu   sync.Mutex
+	readDeadline time.Time
+	peerClosed   atomic.Bool
+	writing      atomic.Bool
+	watch        *time.Timer
 
 	writeMu     sync.Mutex
 	writeClosed bool
@@ -64,9 +79,38 @@ type Stream struct {
 	// chunk begins, so that the peer reads the bytes in their frames.
 	owedHeader []byte
 	owed       int
+	// On a session stream, the Write that failed, which ends the stream's
+	// writing: smux reports a frame that its deadline overtook in the
+	// session's queue as unwritten, and writes it later, so what the
+	// peer will read is not known.
+	writeFailed error
 }
 
 var _ net.Conn = (*Stream)(nil)
+
+func newStream(st net.Conn, peer cluster.NodeID, verb Verb, release func()) *Stream {
+	s := &Stream{s: st, peer: peer, verb: verb, release: release}
+	if _, ok := st.(*smux.Stream); ok {
+		s.session = true
+		s.watch = time.AfterFunc(time.Hour, s.checkPeer)
+		s.watch.Stop()
+	}
+	return s
+}
+
+// errPeerClosed is a Write's error on a session stream its peer closed,
+// the error a TCP connection gives (see watchPeer).
+var errPeerClosed = fmt.Errorf("transport: the peer closed the stream: %w", syscall.ECONNRESET)
+
+// peerCheckInterval is how often a Write waiting for a session stream's
+// window looks for the peer's close, peekWait how long each look may wait
+// for the peer's bytes, and streamReadAhead how many it reads ahead of
+// Read at most. See watchPeer.
+const (
+	peerCheckInterval = 200 * time.Millisecond
+	peekWait          = 50 * time.Millisecond
+	streamReadAhead   = 16 << 10
+)
 
 // Peer returns the node at the other end.
 func (s *Stream) Peer() cluster.NodeID { return s.peer }
@@ -82,11 +126,13 @@ func (s *Stream) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	for s.left == 0 {
 		if s.eof {
 			return 0, io.EOF
 		}
-		if _, err := io.ReadFull(s.s, s.header[:]); err != nil {
+		if _, err := io.ReadFull(rawReader{s}, s.header[:]); err != nil {
 			return 0, cutShort(err)
 		}
 		n, err := wire.ParseStreamChunkHeader(s.header[:])
@@ -97,9 +143,94 @@ func (s *Stream) Read(b []byte) (int, error) {
 		s.left = n
 		s.eof = n == 0
 	}
-	n, err := s.s.Read(b[:min(len(b), s.left)])
+	n, err := s.readRaw(b[:min(len(b), s.left)])
 	s.left -= n
 	return n, cutShort(err)
+}
+
+// readRaw reads the stream's bytes as the peer wrote them: those read
+// ahead first. The end of a session stream is the peer's close (smux FIN;
+// the end marker is a chunk): readRaw then closes this side too, which
+// ends a Write waiting for a window the peer will never open. readMu held.
+func (s *Stream) readRaw(b []byte) (int, error) {
+	if s.ahead.Len() > 0 {
+		n, _ := s.ahead.Read(b)
+		if s.ahead.Len() == 0 {
+			s.ahead = bytes.Buffer{} // its memory too
+		}
+		return n, nil
+	}
+	n, err := s.s.Read(b)
+	if err == io.EOF && s.session {
+		s.peerClosed.Store(true)
+		s.s.Close()
+	}
+	return n, err
+}
+
+// rawReader reads with readRaw.
+type rawReader struct{ s *Stream }
+
+func (r rawReader) Read(b []byte) (int, error) { return r.s.readRaw(b) }
+
+// watchPeer has a Write on a session stream look for the peer's close
+// every peerCheckInterval while it waits, until unwatch. A stream whose
+// peer closed it sends no more window updates, and smux's Write, waiting
+// for one, does not see the close, which only its reader does: without
+// this, a Write of more than the window to a peer whose handler returned
+// would wait for ever, or for its deadline. writeMu held.
+func (s *Stream) watchPeer() {
+	s.writing.Store(true)
+	s.watch.Reset(peerCheckInterval)
+}
+
+// unwatch ends watchPeer. writeMu held.
+func (s *Stream) unwatch() {
+	s.writing.Store(false)
+	s.watch.Stop()
+}
+
+// checkPeer runs on watchPeer's timer: it peeks, and looks again later
+// while the Write still waits.
+func (s *Stream) checkPeer() {
+	if !s.writing.Load() || s.peek() {
+		return
+	}
+	if s.writing.Load() {
+		s.watch.Reset(peerCheckInterval)
+	}
+}
+
+// peek reads what the peer sent ahead of Read, when no Read is under way
+// (that Read sees the peer's close itself), up to streamReadAhead bytes
+// buffered, waiting at most peekWait for more, and reports whether it
+// reached the peer's close (readRaw then closed this side). The wait is a
+// read deadline of its own, with the caller's restored after it: smux
+// sends a window update within the read deadline of the Read that
+// consumed the bytes, so the deadline cannot be one already past.
+func (s *Stream) peek() bool {
+	if !s.readMu.TryLock() {
+		return false
+	}
+	defer s.readMu.Unlock()
+	s.deadlineMu.Lock()
+	defer s.deadlineMu.Unlock()
+	_ = s.s.SetReadDeadline(time.Now().Add(peekWait))
+	defer func() { _ = s.s.SetReadDeadline(s.readDeadline) }()
+	for s.ahead.Len() < streamReadAhead {
+		buf := make([]byte, streamReadAhead-s.ahead.Len())
+		n, err := s.s.Read(buf)
+		s.ahead.Write(buf[:n])
+		if err == io.EOF {
+			s.peerClosed.Store(true)
+			s.s.Close()
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // cutShort turns the end of the underlying stream before the end marker
@@ -112,13 +243,37 @@ func cutShort(err error) error {
 }
 
 // Write writes b to the peer, waiting while the peer's window is full.
-// Like a TCP connection's, a Write whose deadline passes returns how much
-// of b was written, and a later Write may go on from there.
+//
+// On a stream with a connection of its own (OwnConnection), like a TCP
+// connection's, a Write whose deadline passes returns how much of b was
+// written, and a later Write may go on from there. On a stream in the
+// peer's session, a failed Write, its deadline's included, ends the
+// stream's writing: its last bytes may or may not reach the peer (smux
+// reports bytes that waited for the session's socket past the deadline
+// as unwritten, and still writes them), so later Writes fail, and Close
+// ends the stream without its end marker: the peer reads it cut short,
+// never bytes twice.
+//
+// A Write to a stream the peer has closed fails with an error wrapping
+// syscall.ECONNRESET, as on a TCP connection: on a session stream, a Write
+// waiting for the peer's window looks for the peer's close every 200 ms
+// while no Read is under way, reading up to 16 KiB of what the peer sent
+// ahead for the next Read.
 func (s *Stream) Write(b []byte) (int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.writeClosed {
 		return 0, io.ErrClosedPipe
+	}
+	if s.peerClosed.Load() {
+		return 0, errPeerClosed
+	}
+	if s.writeFailed != nil {
+		return 0, s.failedBefore()
+	}
+	if s.session {
+		s.watchPeer()
+		defer s.unwatch()
 	}
 	written, err := s.writeOwed(b)
 	for err == nil && written < len(b) {
@@ -127,7 +282,20 @@ func (s *Stream) Write(b []byte) (int, error) {
 		n, err = s.writeChunk(chunk)
 		written += n
 	}
+	if err != nil && s.peerClosed.Load() {
+		err = errPeerClosed
+	}
+	if err != nil && s.session {
+		s.writeFailed = err
+	}
 	return written, err
+}
+
+// failedBefore is the error of a Write, CloseWrite or end marker on a
+// session stream after a Write failed (Stream.writeFailed).
+func (s *Stream) failedBefore() error {
+	return fmt.Errorf("transport: a Write failed (%v), and a stream in a session cannot go on from a failed Write: its last bytes may yet reach the peer: %w",
+		s.writeFailed, io.ErrClosedPipe)
 }
 
 // writeOwed finishes the chunk an earlier Write left unfinished, with the
@@ -182,8 +350,12 @@ func (s *Stream) writeChunk(chunk []byte) (int, error) {
 }
 
 // endMarker writes the end of the writer's data, unless a chunk is left
-// unfinished (the peer then sees the stream cut short). writeMu held.
+// unfinished or a session stream's Write failed (the peer then sees the
+// stream cut short). writeMu held.
 func (s *Stream) endMarker() error {
+	if s.writeFailed != nil {
+		return s.failedBefore()
+	}
 	if s.owed > 0 || len(s.owedHeader) > 0 {
 		return fmt.Errorf("transport: stream ended inside a chunk cut short by a failed Write: %w", io.ErrShortWrite)
 	}
@@ -226,6 +398,10 @@ func (s *Stream) Close() error {
 	} else {
 		err = s.s.Close()
 	}
+	if s.session {
+		s.writing.Store(false)
+		s.watch.Stop()
+	}
 	s.once.Do(s.release)
 	if errors.Is(err, io.ErrClosedPipe) {
 		return nil // already closed
@@ -235,9 +411,21 @@ func (s *Stream) Close() error {
 
 func (s *Stream) LocalAddr() net.Addr                { return s.s.LocalAddr() }
 func (s *Stream) RemoteAddr() net.Addr               { return s.s.RemoteAddr() }
-func (s *Stream) SetDeadline(t time.Time) error      { return s.s.SetDeadline(t) }
-func (s *Stream) SetReadDeadline(t time.Time) error  { return s.s.SetReadDeadline(t) }
 func (s *Stream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
+
+func (s *Stream) SetReadDeadline(t time.Time) error {
+	s.deadlineMu.Lock()
+	defer s.deadlineMu.Unlock()
+	s.readDeadline = t
+	return s.s.SetReadDeadline(t)
+}
+
+func (s *Stream) SetDeadline(t time.Time) error {
+	if err := s.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return s.SetWriteDeadline(t)
+}
 
 // streamState is a peer's stream session and stream counts.
 type streamState struct {
@@ -295,7 +483,7 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 		release()
 		return fail(err)
 	}
-	return &Stream{s: st, peer: to, verb: verb, release: release}, nil
+	return newStream(st, to, verb, release), nil
 }
 
 func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.Stream, error) {
@@ -506,7 +694,7 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
-	s := &Stream{s: st, peer: p.id, verb: Verb(verb), release: func() { p.streams.in.Add(-1) }}
+	s := newStream(st, p.id, Verb(verb), func() { p.streams.in.Add(-1) })
 	defer s.Close()
 	defer func() {
 		if r := recover(); r != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,11 +209,14 @@ var streamKinds = []struct {
 	opts []transport.StreamOption
 }{{"session", nil}, {"own connection", []transport.StreamOption{transport.OwnConnection()}}}
 
-// TestStreamWriteGoesOnAfterItsDeadline: a Write whose deadline passes
-// part-way through a chunk returns how much it wrote, and a later Write
-// goes on from there; the peer reads every byte once, in order. The
-// unfinished chunk's rest was forgotten, and the next Write began a new
-// chunk header inside it: the peer misread the stream (a chunk of 1.4 GB).
+// TestStreamWriteGoesOnAfterItsDeadline: on a connection of its own, a
+// Write whose deadline passes part-way through a chunk returns how much
+// it wrote, and a later Write goes on from there; the peer reads every
+// byte once, in order. The unfinished chunk's rest was forgotten, and the
+// next Write began a new chunk header inside it: the peer misread the
+// stream (a chunk of 1.4 GB). On a session stream a failed Write ends the
+// writing (TestStreamTimedOutWriteBehindACongestedSession says why): the
+// later Write fails, and the peer reads what was written cut short.
 func TestStreamWriteGoesOnAfterItsDeadline(t *testing.T) {
 	for _, kind := range streamKinds {
 		t.Run(kind.name, func(t *testing.T) {
@@ -245,6 +249,16 @@ func TestStreamWriteGoesOnAfterItsDeadline(t *testing.T) {
 			require.Less(t, n, len(data))
 			require.NoError(t, s.SetWriteDeadline(time.Time{}))
 			close(startReading)
+			if kind.opts == nil {
+				_, err := s.Write(data[n:])
+				require.ErrorIs(t, err, io.ErrClosedPipe, "a session stream cannot go on")
+				require.ErrorIs(t, s.CloseWrite(), io.ErrClosedPipe)
+				require.NoError(t, s.Close())
+				r := <-got
+				require.ErrorIs(t, r.err, io.ErrUnexpectedEOF, "cut short")
+				require.True(t, bytes.HasPrefix(data, r.data), "what was written, once, in order")
+				return
+			}
 			wrote := make(chan error, 1)
 			go func() {
 				_, err := s.Write(data[n:])
@@ -365,5 +379,205 @@ func TestStreamHandlerPanicIsContained(t *testing.T) {
 			assert.Equal(t, []byte{'x'}, got)
 		}
 		s.Close()
+	}
+}
+
+// TestStreamWriteEndsWhenThePeerCloses: a handler that refuses what the
+// opener streams says why and returns, closing its stream. The opener's
+// Write, larger than the stream's window and without a deadline, waited
+// for a window update that a closed stream never sends: it blocked for
+// ever on a session stream. It now fails, as later Writes do, and the
+// opener still reads what the handler said before it closed. (On a
+// connection of its own the handler's side discards what arrives for a
+// while before it closes the socket, so the Write may end without an
+// error; it ends.)
+func TestStreamWriteEndsWhenThePeerCloses(t *testing.T) {
+	for _, kind := range streamKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				_, _ = s.Write([]byte("no"))
+			}))
+			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, kind.opts...)
+			require.NoError(t, err)
+			defer s.Close()
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := s.Write(make([]byte, 64<<20)) // far more than the window
+				wrote <- err
+			}()
+			select {
+			case err := <-wrote:
+				if kind.opts == nil {
+					require.ErrorIs(t, err, syscall.ECONNRESET, "the peer closed the stream")
+				}
+			case <-time.After(20 * time.Second):
+				s.Close() // ends the Write, so that the test ends
+				<-wrote
+				t.Fatal("a Write to a stream its peer closed blocks for ever")
+			}
+			got, err := io.ReadAll(s)
+			assert.NoError(t, err, "the handler's Close ended its writing cleanly")
+			assert.Equal(t, "no", string(got), "what the handler wrote before it closed")
+			if kind.opts == nil {
+				_, err = s.Write([]byte{1})
+				assert.ErrorIs(t, err, syscall.ECONNRESET, "later Writes fail too")
+			}
+		})
+	}
+}
+
+// TestStreamWaitingWriteReadsAheadWithoutLoss: a Write waiting for a
+// session stream's window reads the peer's bytes ahead of Read, looking
+// for its close (TestStreamWriteEndsWhenThePeerCloses). Those bytes come
+// first, in order, to the next Read, and the caller's read deadline
+// (none) is back in force afterwards: a Read waits for the peer's next
+// bytes rather than failing on the look's own deadline.
+func TestStreamWaitingWriteReadsAheadWithoutLoss(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	pattern := makePayload(7, 7, 8<<10)
+	readNow, sendMore := make(chan struct{}), make(chan struct{})
+	handlerDone := make(chan error, 1)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		if _, err := s.Write(pattern); err != nil {
+			handlerDone <- err
+			return
+		}
+		select { // reads nothing till then: the opener's Write waits
+		case <-readNow:
+		case <-ctx.Done():
+			return
+		}
+		drained := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.Discard, s)
+			drained <- err
+		}()
+		select {
+		case <-sendMore:
+		case <-ctx.Done():
+			return
+		}
+		_, err := s.Write([]byte("more"))
+		if err == nil {
+			err = <-drained
+		}
+		handlerDone <- err
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := s.Write(make([]byte, 1<<20)) // more than the window
+		wrote <- err
+	}()
+	require.Eventually(t, func() bool { return transport.StreamReadAhead(s) > len(pattern) }, // with its chunk header
+		10*time.Second, 10*time.Millisecond, "the waiting Write read the handler's bytes ahead")
+	close(readNow)
+	require.NoError(t, <-wrote)
+	got := make([]byte, len(pattern))
+	_, err = io.ReadFull(s, got)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(pattern, got), "the bytes read ahead, in order")
+	more := make(chan string, 1)
+	go func() {
+		b := make([]byte, 4)
+		n, err := io.ReadFull(s, b)
+		assert.NoError(t, err, "no deadline of the look's own")
+		more <- string(b[:n])
+	}()
+	close(sendMore)
+	assert.Equal(t, "more", <-more)
+	require.NoError(t, s.CloseWrite())
+	require.NoError(t, <-handlerDone)
+}
+
+// TestStreamTimedOutWriteBehindACongestedSession: streams the peer does
+// not read fill its session's buffer, then the kernel's socket buffers,
+// so a frame handed to the session waits for its socket. A Write whose
+// deadline passes then has its frame still queued: smux reports it not
+// written, and writes it later. Whatever follows, the peer must read the
+// stream's bytes once and in order, or see the stream cut short; never
+// bytes written twice.
+func TestStreamTimedOutWriteBehindACongestedSession(t *testing.T) {
+	const window = 1 << 20
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Streams.StreamBuffer = window
+		cfg.Streams.SessionBuffer = window
+	})
+	const verbHold transport.Verb = 21
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) })
+	c.Nodes[1].HandleStream(verbHold, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return
+		}
+		_, _ = io.Copy(io.Discard, s)
+	}))
+	type result struct {
+		data []byte
+		err  error
+	}
+	got := make(chan result, 1)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		b, err := io.ReadAll(s)
+		got <- result{b, err}
+	}))
+	ctx := ctxTimeout(t, 30*time.Second)
+	x, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer x.Close()
+	// Fill the session's buffer, then the sockets' buffers.
+	holders := make([]*transport.Stream, 24)
+	for i := range holders {
+		holders[i], err = c.Nodes[0].OpenStream(ctx, c.ID(1), verbHold)
+		require.NoError(t, err)
+		defer holders[i].Close()
+	}
+	var writing sync.WaitGroup
+	for _, s := range holders {
+		writing.Add(1)
+		go func() {
+			defer writing.Done()
+			_, _ = s.Write(make([]byte, window))
+			_ = s.CloseWrite()
+		}()
+	}
+	defer writing.Wait()
+	// Each Write that succeeds sends a numbered record; the first that
+	// times out waited for the socket.
+	record := func(seq int) []byte { return makePayload(9, uint64(seq), 1000) }
+	var sent [][]byte
+	var n int
+	for attempt := 0; ; attempt++ {
+		require.Less(t, attempt, 100, "the session's socket never filled")
+		require.NoError(t, x.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+		sent = append(sent, record(attempt))
+		if n, err = x.Write(sent[attempt]); err != nil {
+			break
+		}
+	}
+	require.NoError(t, x.SetWriteDeadline(time.Time{}))
+	releaseOnce.Do(func() { close(release) })
+	last := sent[len(sent)-1]
+	_, err2 := x.Write(last[n:])
+	if err2 == nil {
+		err2 = x.CloseWrite()
+	} else {
+		x.Close()
+	}
+	r := <-got
+	t.Logf("%d Writes; the last timed out at %d of %d bytes; its rest: %v; the peer read %d bytes: %v",
+		len(sent), n, len(last), err2, len(r.data), r.err)
+	want := bytes.Join(sent, nil)
+	if r.err == nil {
+		assert.True(t, bytes.Equal(want, r.data), "every record once, in order: %d bytes sent, %d read", len(want), len(r.data))
+	} else {
+		assert.ErrorIs(t, r.err, io.ErrUnexpectedEOF, "cut short, not misread")
+		assert.True(t, bytes.HasPrefix(want, r.data), "what was read was sent once, in order")
 	}
 }

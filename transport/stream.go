@@ -162,10 +162,18 @@ func (s *Stream) readRaw(b []byte) (int, error) {
 	}
 	n, err := s.s.Read(b)
 	if err == io.EOF && s.session {
-		s.peerClosed.Store(true)
-		s.s.Close()
+		s.closeForPeer()
 	}
 	return n, err
+}
+
+// closeForPeer closes a session stream whose peer closed it, which ends a
+// Write waiting on it at once. smux's Close then waits for its own close
+// to be written, up to 30 s behind a congested session: not with Read's
+// lock held.
+func (s *Stream) closeForPeer() {
+	s.peerClosed.Store(true)
+	go s.s.Close()
 }
 
 // rawReader reads with readRaw.
@@ -222,8 +230,7 @@ func (s *Stream) peek() bool {
 		n, err := s.s.Read(buf)
 		s.ahead.Write(buf[:n])
 		if err == io.EOF {
-			s.peerClosed.Store(true)
-			s.s.Close()
+			s.closeForPeer()
 			return true
 		}
 		if err != nil {

@@ -344,3 +344,49 @@ func readRawFrame(r *bufio.Reader) (uint64, []byte, error) {
 	_, err := io.ReadFull(r, p)
 	return binary.BigEndian.Uint64(h[4:]), p, err
 }
+
+// BenchmarkStream measures streams each way they travel: one-way 64 KiB
+// Writes to a handler that discards them (throughput, window waits
+// included), and 128-byte round trips to one that echoes (what a Write
+// and a Read cost).
+func BenchmarkStream(b *testing.B) {
+	for _, kind := range streamKinds {
+		b.Run(kind.name, func(b *testing.B) {
+			c := newCluster(b, 2, nil)
+			const verbDiscard transport.Verb = 22
+			c.Nodes[1].HandleStream(verbDiscard, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				_, _ = io.Copy(io.Discard, s)
+			}))
+			echoStreams(c)
+			open := func(b *testing.B, verb transport.Verb) *transport.Stream {
+				s, err := c.Nodes[0].OpenStream(ctxTimeout(b, 10*time.Second), c.ID(1), verb, kind.opts...)
+				require.NoError(b, err)
+				return s
+			}
+			b.Run("write64K", func(b *testing.B) {
+				s := open(b, verbDiscard)
+				defer s.Close()
+				buf := make([]byte, 64<<10)
+				b.SetBytes(int64(len(buf)))
+				for b.Loop() {
+					if _, err := s.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("echo128", func(b *testing.B) {
+				s := open(b, verbRepair)
+				defer s.Close()
+				buf := make([]byte, 128)
+				for b.Loop() {
+					if _, err := s.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.ReadFull(s, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -254,7 +254,10 @@ type StreamConfig struct {
 	// reserves for as long as it lives. Default 4 MiB.
 	SessionBuffer int
 	// StreamBuffer is the per-stream flow-control window in bytes (smux
-	// v2 MaxStreamBuffer): a writer waits once this much is unread.
+	// v2 MaxStreamBuffer): a writer waits once this much is unread. A
+	// stream whose Write has waited 200 ms with no Read under way is read
+	// ahead into a buffer of this size, taken from the peer's inbound
+	// limits for the stream's life, to see the peer's close (Stream.Write).
 	// Default 256 KiB.
 	StreamBuffer int
 }

@@ -238,9 +238,7 @@
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
 // bound the connections); per process at most 8 spare queue segments of
 // 512 KiB; with OverloadReject, a frame read only to be rejected, freed at
-// once; per session stream whose Write waits for the peer's window, at most
-// 16 KiB read ahead (Stream.Write); pooled receive buffers, which the
-// garbage collector trims.
+// once; pooled receive buffers, which the garbage collector trims.
 //
 // # Outcomes
 //

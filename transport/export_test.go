@@ -57,11 +57,15 @@ func SetCallerWriteIdle(t *Transport, d time.Duration) { t.quietFor = d }
 func SetSpanlessRecheck(t *Transport, d time.Duration) { t.tel.spanlessRecheck = d }
 
 // StreamReadAhead returns how many of the peer's bytes s holds read
-// ahead of Read (Stream.peek), or -1 while a Read is under way.
+// ahead of Read, or -1 while nothing reads ahead (see readAhead).
 func StreamReadAhead(s *Stream) int {
-	if !s.readMu.TryLock() {
+	s.deadlineMu.Lock()
+	ra := s.ahead
+	s.deadlineMu.Unlock()
+	if ra == nil {
 		return -1
 	}
-	defer s.readMu.Unlock()
-	return s.ahead.Len()
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	return ra.end - ra.start
 }

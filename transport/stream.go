@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +8,12 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/xtaci/smux"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -46,29 +45,35 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 // read.
 type Stream struct {
 	s       net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
-	session bool     // s is a *smux.Stream
 	peer    cluster.NodeID
 	verb    Verb
 	release func()
 	once    sync.Once
 
-	// Reading, under readMu: bytes left in the current chunk, whether the
-	// end marker was read, and the bytes a waiting Write read ahead
-	// (peek), which Read returns first.
+	// Reading, under readMu: bytes left in the current chunk, and
+	// whether the end marker was read.
 	readMu sync.Mutex
 	left   int
 	eof    bool
 	header [wire.StreamChunkHeaderSize]byte
-	ahead  bytes.Buffer
 
-	// Session streams: the caller's read deadline, which a peek replaces
-	// for its own and then restores; whether the peer closed the stream;
-	// and the timer that has a waiting Write look for that (watchPeer).
+	// Session streams (see streamahead.go): the caller's read deadline;
+	// the bytes read ahead once a Write waited (set under readMu and
+	// deadlineMu), the inbound account their buffer is taken from and its
+	// size; the timer after which a waiting Write starts the read-ahead
+	// (nil on a connection of its own), and whether one waits; whether
+	// the peer closed the stream.
 	deadlineMu   sync.Mutex
 	readDeadline time.Time
-	peerClosed   atomic.Bool
-	writing      atomic.Bool
+	ahead        *readAhead
+	account      *limit.Account
+	window       int // StreamConfig.StreamBuffer
 	watch        *time.Timer
+	writing      atomic.Bool
+	peerClosed   atomic.Bool
+
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 
 	writeMu     sync.Mutex
 	writeClosed bool
@@ -88,29 +93,20 @@ type Stream struct {
 
 var _ net.Conn = (*Stream)(nil)
 
-func newStream(st net.Conn, peer cluster.NodeID, verb Verb, release func()) *Stream {
-	s := &Stream{s: st, peer: peer, verb: verb, release: release}
+// newStream wraps st, a stream to p. A session stream's read-ahead takes
+// its buffer, the stream's window, from p's inbound account.
+func (t *Transport) newStream(st net.Conn, p *peer, verb Verb, release func()) *Stream {
+	s := &Stream{s: st, peer: p.id, verb: verb, release: release, closed: make(chan struct{})}
 	if _, ok := st.(*smux.Stream); ok {
-		s.session = true
+		s.account, s.window = p.inAccount, t.cfg.Streams.StreamBuffer
 		s.watch = time.AfterFunc(time.Hour, s.checkPeer)
 		s.watch.Stop()
 	}
 	return s
 }
 
-// errPeerClosed is a Write's error on a session stream its peer closed,
-// the error a TCP connection gives (see watchPeer).
-var errPeerClosed = fmt.Errorf("transport: the peer closed the stream: %w", syscall.ECONNRESET)
-
-// peerCheckInterval is how often a Write waiting for a session stream's
-// window looks for the peer's close, peekWait how long each look may wait
-// for the peer's bytes, and streamReadAhead how many it reads ahead of
-// Read at most. See watchPeer.
-const (
-	peerCheckInterval = 200 * time.Millisecond
-	peekWait          = 50 * time.Millisecond
-	streamReadAhead   = 16 << 10
-)
+// session reports whether s travels in the peer's stream session.
+func (s *Stream) session() bool { return s.watch != nil }
 
 // Peer returns the node at the other end.
 func (s *Stream) Peer() cluster.NodeID { return s.peer }
@@ -148,97 +144,23 @@ func (s *Stream) Read(b []byte) (int, error) {
 	return n, cutShort(err)
 }
 
-// readRaw reads the stream's bytes as the peer wrote them: those read
-// ahead first. The end of a session stream is the peer's close (smux FIN;
-// the end marker is a chunk): readRaw then closes this side too, which
-// ends a Write waiting for a window the peer will never open. readMu held.
+// readRaw reads the stream's bytes as the peer wrote them: from the
+// read-ahead once there is one. readMu held.
 func (s *Stream) readRaw(b []byte) (int, error) {
-	if s.ahead.Len() > 0 {
-		n, _ := s.ahead.Read(b)
-		if s.ahead.Len() == 0 {
-			s.ahead = bytes.Buffer{} // its memory too
-		}
-		return n, nil
+	if s.ahead != nil {
+		return s.ahead.read(b)
 	}
 	n, err := s.s.Read(b)
-	if err == io.EOF && s.session {
+	if err == io.EOF && s.session() {
 		s.closeForPeer()
 	}
 	return n, err
-}
-
-// closeForPeer closes a session stream whose peer closed it, which ends a
-// Write waiting on it at once. smux's Close then waits for its own close
-// to be written, up to 30 s behind a congested session: not with Read's
-// lock held.
-func (s *Stream) closeForPeer() {
-	s.peerClosed.Store(true)
-	go s.s.Close()
 }
 
 // rawReader reads with readRaw.
 type rawReader struct{ s *Stream }
 
 func (r rawReader) Read(b []byte) (int, error) { return r.s.readRaw(b) }
-
-// watchPeer has a Write on a session stream look for the peer's close
-// every peerCheckInterval while it waits, until unwatch. A stream whose
-// peer closed it sends no more window updates, and smux's Write, waiting
-// for one, does not see the close, which only its reader does: without
-// this, a Write of more than the window to a peer whose handler returned
-// would wait for ever, or for its deadline. writeMu held.
-func (s *Stream) watchPeer() {
-	s.writing.Store(true)
-	s.watch.Reset(peerCheckInterval)
-}
-
-// unwatch ends watchPeer. writeMu held.
-func (s *Stream) unwatch() {
-	s.writing.Store(false)
-	s.watch.Stop()
-}
-
-// checkPeer runs on watchPeer's timer: it peeks, and looks again later
-// while the Write still waits.
-func (s *Stream) checkPeer() {
-	if !s.writing.Load() || s.peek() {
-		return
-	}
-	if s.writing.Load() {
-		s.watch.Reset(peerCheckInterval)
-	}
-}
-
-// peek reads what the peer sent ahead of Read, when no Read is under way
-// (that Read sees the peer's close itself), up to streamReadAhead bytes
-// buffered, waiting at most peekWait for more, and reports whether it
-// reached the peer's close (readRaw then closed this side). The wait is a
-// read deadline of its own, with the caller's restored after it: smux
-// sends a window update within the read deadline of the Read that
-// consumed the bytes, so the deadline cannot be one already past.
-func (s *Stream) peek() bool {
-	if !s.readMu.TryLock() {
-		return false
-	}
-	defer s.readMu.Unlock()
-	s.deadlineMu.Lock()
-	defer s.deadlineMu.Unlock()
-	_ = s.s.SetReadDeadline(time.Now().Add(peekWait))
-	defer func() { _ = s.s.SetReadDeadline(s.readDeadline) }()
-	for s.ahead.Len() < streamReadAhead {
-		buf := make([]byte, streamReadAhead-s.ahead.Len())
-		n, err := s.s.Read(buf)
-		s.ahead.Write(buf[:n])
-		if err == io.EOF {
-			s.closeForPeer()
-			return true
-		}
-		if err != nil {
-			return false
-		}
-	}
-	return false
-}
 
 // cutShort turns the end of the underlying stream before the end marker
 // into io.ErrUnexpectedEOF.
@@ -261,11 +183,14 @@ func cutShort(err error) error {
 // ends the stream without its end marker: the peer reads it cut short,
 // never bytes twice.
 //
-// A Write to a stream the peer has closed fails with an error wrapping
-// syscall.ECONNRESET, as on a TCP connection: on a session stream, a Write
-// waiting for the peer's window looks for the peer's close every 200 ms
-// while no Read is under way, reading up to 16 KiB of what the peer sent
-// ahead for the next Read.
+// A Write to a stream the peer has closed fails: with an error wrapping
+// syscall.ECONNRESET on a session stream, with the socket's (EPIPE or
+// ECONNRESET) on a connection of its own. A session stream learns of the
+// close by reading: once a Write (or CloseWrite) has waited 200 ms with no
+// Read under way, the stream is read ahead of Read into a buffer of its
+// window taken from the peer's inbound limits, up to the close
+// (streamahead.go). A peer that wrote more than the window and closed
+// without reading is seen only once Read takes bytes.
 func (s *Stream) Write(b []byte) (int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -278,7 +203,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 	if s.writeFailed != nil {
 		return 0, s.failedBefore()
 	}
-	if s.session {
+	if s.session() {
 		s.watchPeer()
 		defer s.unwatch()
 	}
@@ -292,7 +217,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 	if err != nil && s.peerClosed.Load() {
 		err = errPeerClosed
 	}
-	if err != nil && s.session {
+	if err != nil && s.session() {
 		s.writeFailed = err
 	}
 	return written, err
@@ -379,7 +304,15 @@ func (s *Stream) CloseWrite() error {
 		return nil
 	}
 	s.writeClosed = true
-	return s.endMarker()
+	if s.session() {
+		s.watchPeer()
+		defer s.unwatch()
+	}
+	err := s.endMarker()
+	if err != nil && s.peerClosed.Load() {
+		err = errPeerClosed
+	}
+	return err
 }
 
 // Close closes the stream both ways; the peer reads io.EOF after what was
@@ -389,6 +322,7 @@ func (s *Stream) CloseWrite() error {
 // and it waits at most a second to write the end marker itself. Safe to
 // call more than once.
 func (s *Stream) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
 	var err error
 	if s.writeMu.TryLock() {
 		if !s.writeClosed {
@@ -405,7 +339,7 @@ func (s *Stream) Close() error {
 	} else {
 		err = s.s.Close()
 	}
-	if s.session {
+	if s.session() {
 		s.writing.Store(false)
 		s.watch.Stop()
 	}
@@ -424,6 +358,10 @@ func (s *Stream) SetReadDeadline(t time.Time) error {
 	s.deadlineMu.Lock()
 	defer s.deadlineMu.Unlock()
 	s.readDeadline = t
+	if s.ahead != nil {
+		s.ahead.setDeadline(t)
+		return nil
+	}
 	return s.s.SetReadDeadline(t)
 }
 
@@ -490,7 +428,7 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 		release()
 		return fail(err)
 	}
-	return newStream(st, to, verb, release), nil
+	return t.newStream(st, p, verb, release), nil
 }
 
 func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.Stream, error) {
@@ -701,7 +639,7 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
-	s := newStream(st, p.id, Verb(verb), func() { p.streams.in.Add(-1) })
+	s := t.newStream(st, p, Verb(verb), func() { p.streams.in.Add(-1) })
 	defer s.Close()
 	defer func() {
 		if r := recover(); r != nil {

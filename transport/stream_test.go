@@ -428,11 +428,11 @@ func TestStreamWriteEndsWhenThePeerCloses(t *testing.T) {
 }
 
 // TestStreamWaitingWriteReadsAheadWithoutLoss: a Write waiting for a
-// session stream's window reads the peer's bytes ahead of Read, looking
-// for its close (TestStreamWriteEndsWhenThePeerCloses). Those bytes come
-// first, in order, to the next Read, and the caller's read deadline
-// (none) is back in force afterwards: a Read waits for the peer's next
-// bytes rather than failing on the look's own deadline.
+// session stream's window has the stream read ahead of Read, to see the
+// peer's close (TestStreamWriteEndsWhenThePeerCloses). Those bytes come
+// to Read in order, and the caller's read deadline still holds: none, a
+// Read waits for the peer's next bytes; one that passes, a Read fails
+// with a timeout.
 func TestStreamWaitingWriteReadsAheadWithoutLoss(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	pattern := makePayload(7, 7, 8<<10)
@@ -489,6 +489,11 @@ func TestStreamWaitingWriteReadsAheadWithoutLoss(t *testing.T) {
 	}()
 	close(sendMore)
 	assert.Equal(t, "more", <-more)
+	require.NoError(t, s.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err = s.Read(make([]byte, 1))
+	var timeout interface{ Timeout() bool }
+	require.ErrorAs(t, err, &timeout, "the caller's read deadline applies to bytes read ahead")
+	assert.True(t, timeout.Timeout())
 	require.NoError(t, s.CloseWrite())
 	require.NoError(t, <-handlerDone)
 }
@@ -579,5 +584,84 @@ func TestStreamTimedOutWriteBehindACongestedSession(t *testing.T) {
 	} else {
 		assert.ErrorIs(t, r.err, io.ErrUnexpectedEOF, "cut short, not misread")
 		assert.True(t, bytes.HasPrefix(want, r.data), "what was read was sent once, in order")
+	}
+}
+
+// inboundHeld returns the bytes n holds for peer's inbound traffic.
+func inboundHeld(t *testing.T, n *transport.Transport, peer cluster.NodeID) int64 {
+	t.Helper()
+	for _, p := range n.Stats().Peers {
+		if p.Peer == peer {
+			return p.InboundHeld
+		}
+	}
+	return 0
+}
+
+// TestStreamWriteEndsWhenThePeerClosesAfterSayingMuch (found in review):
+// as TestStreamWriteEndsWhenThePeerCloses, but the handler writes 64 KiB
+// before it returns. A look for the peer's close that read at most 16 KiB
+// ahead never reached the close behind them, and the Write waited for
+// ever. The read-ahead holds the stream's window, and its buffer goes back
+// to the peer's inbound account once the stream is closed.
+func TestStreamWriteEndsWhenThePeerClosesAfterSayingMuch(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	reply := makePayload(3, 3, 64<<10) // within the window: the handler's Write returns
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = s.Write(reply)
+	}))
+	held := inboundHeld(t, c.Nodes[0], c.ID(1))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := s.Write(make([]byte, 64<<20)) // far more than the window
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		require.ErrorIs(t, err, syscall.ECONNRESET)
+	case <-time.After(20 * time.Second):
+		s.Close()
+		<-wrote
+		t.Fatal("a Write to a stream its peer closed blocks for ever when the peer wrote more than a little first")
+	}
+	got, err := io.ReadAll(s)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(reply, got), "what the handler wrote, once, in order")
+	require.NoError(t, s.Close())
+	waitFor(t, 5*time.Second, "the read-ahead's buffer returned to the inbound account", func() bool {
+		return inboundHeld(t, c.Nodes[0], c.ID(1)) == held
+	})
+}
+
+// TestStreamCloseWriteEndsWhenThePeerCloses (found in review): the
+// handler returns at once; the opener's Write fills the stream's window
+// exactly (the verb's bytes were read: 4 chunks of data and their 4-byte
+// headers), and returns. CloseWrite's end marker then waited for ever for
+// a window update that a closed stream never sends.
+func TestStreamCloseWriteEndsWhenThePeerCloses(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	returned := make(chan struct{})
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		close(returned)
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	<-returned
+	window := transport.DefaultStreamConfig().StreamBuffer
+	_, err = s.Write(make([]byte, window-4*4))
+	require.NoError(t, err, "fits the window")
+	closed := make(chan error, 1)
+	go func() { closed <- s.CloseWrite() }()
+	select {
+	case err := <-closed:
+		require.ErrorIs(t, err, syscall.ECONNRESET, "the peer closed the stream")
+	case <-time.After(20 * time.Second):
+		s.Close()
+		<-closed
+		t.Fatal("CloseWrite on a stream its peer closed blocks for ever")
 	}
 }

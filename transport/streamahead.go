@@ -1,0 +1,210 @@
+package transport
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/xtaci/smux"
+)
+
+// A stream in the peer's session learns that the peer closed it only by
+// reading: smux's Write, waiting for a window update that a closed stream
+// never sends, does not watch for the peer's close (its FIN), which only
+// its Read sees, after every byte before it. A Write of more than the
+// window to a peer whose handler had returned waited for ever.
+//
+// So a Write (or CloseWrite) on a session stream that has waited
+// peerCheckInterval, with no Read under way, starts a goroutine that reads
+// the stream ahead of Read into a buffer of the stream's window
+// (StreamConfig.StreamBuffer), taken from the peer's inbound account, and
+// from then on Read takes the bytes from that buffer. The goroutine sees
+// the peer's close once the bytes before it are read — all of them when
+// the peer wrote no more than the window without reading and returned —
+// and closes this side, which ends the waiting Write at once. It reads
+// until the stream ends, as its only reader, and without a read deadline
+// of its own: smux sends the window update for bytes read within the
+// deadline of the Read that took them, and drops it once that passed, so
+// a reader that woke on a deadline could leave the peer's writer waiting
+// for good. The caller's read deadline applies to Read's wait for the
+// buffer instead.
+
+// errPeerClosed is a Write's error on a session stream its peer closed,
+// the error a TCP connection gives.
+var errPeerClosed = fmt.Errorf("transport: the peer closed the stream: %w", syscall.ECONNRESET)
+
+// peerCheckInterval is how long a session stream's Write waits before it
+// has the stream read ahead, and then how often it tries again while it
+// cannot (a Read is under way, or the inbound account is full).
+const peerCheckInterval = 200 * time.Millisecond
+
+// watchPeer starts the wait after which a Write or CloseWrite on a session
+// stream has the stream read ahead, until unwatch. writeMu held.
+func (s *Stream) watchPeer() {
+	s.writing.Store(true)
+	s.watch.Reset(peerCheckInterval)
+}
+
+// unwatch ends watchPeer. writeMu held.
+func (s *Stream) unwatch() {
+	s.writing.Store(false)
+	s.watch.Stop()
+}
+
+// checkPeer runs on watchPeer's timer: it starts the read-ahead, or tries
+// again later while the Write still waits.
+func (s *Stream) checkPeer() {
+	if !s.writing.Load() || s.startReadAhead() {
+		return
+	}
+	if s.writing.Load() {
+		s.watch.Reset(peerCheckInterval)
+	}
+}
+
+// startReadAhead starts the goroutine reading s ahead, unless it runs
+// already, and reports whether it runs. It does not while a Read is under
+// way (that Read sees the peer's close itself), nor while the peer's
+// inbound account has no room for its buffer.
+func (s *Stream) startReadAhead() bool {
+	if !s.readMu.TryLock() {
+		return false
+	}
+	defer s.readMu.Unlock()
+	if s.ahead != nil {
+		return true
+	}
+	size := s.window
+	if !s.account.TryTake(int64(size)) {
+		return false
+	}
+	s.deadlineMu.Lock()
+	defer s.deadlineMu.Unlock()
+	ra := &readAhead{buf: make([]byte, size), deadline: s.readDeadline, changed: make(chan struct{}), room: make(chan struct{}, 1)}
+	_ = s.s.SetReadDeadline(time.Time{})
+	s.ahead = ra
+	go s.readAheadLoop(ra)
+	return true
+}
+
+// readAheadLoop reads s into ra until the stream ends, then returns the
+// buffer's size to the peer's inbound account.
+func (s *Stream) readAheadLoop(ra *readAhead) {
+	defer s.account.Release(int64(len(ra.buf)))
+	for {
+		ra.mu.Lock()
+		if ra.start > 0 { // move what is left to the front
+			ra.end = copy(ra.buf, ra.buf[ra.start:ra.end])
+			ra.start = 0
+		}
+		free := ra.buf[ra.end:]
+		ra.mu.Unlock()
+		if len(free) == 0 {
+			select {
+			case <-ra.room:
+				continue
+			case <-s.closed:
+				return
+			}
+		}
+		// Read alone writes free, past ra.end; the lock guards the indexes.
+		n, err := s.s.Read(free)
+		ra.mu.Lock()
+		ra.end += n
+		if err != nil {
+			ra.err = err
+		}
+		ra.signal()
+		ra.mu.Unlock()
+		if err == io.EOF {
+			s.closeForPeer()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// closeForPeer closes a session stream whose end was read: the peer closed
+// it, unless this side did. That ends a Write waiting on it at once.
+// smux's Close then waits for its own close to be written, up to 30 s
+// behind a congested session: not with Read's lock held.
+func (s *Stream) closeForPeer() {
+	select {
+	case <-s.closed:
+		return
+	default:
+	}
+	s.peerClosed.Store(true)
+	go s.s.Close()
+}
+
+// readAhead holds the bytes a session stream's read-ahead goroutine read,
+// for Read.
+type readAhead struct {
+	mu         sync.Mutex
+	buf        []byte // the stream's window; bytes [start, end) are unread
+	start, end int
+	err        error         // how the stream ended: io.EOF, its close
+	deadline   time.Time     // the caller's read deadline
+	changed    chan struct{} // closed, and replaced, when any of the above change
+	room       chan struct{} // a Read took bytes
+}
+
+// signal wakes a Read waiting for a change. mu held.
+func (ra *readAhead) signal() {
+	close(ra.changed)
+	ra.changed = make(chan struct{})
+}
+
+// setDeadline sets the caller's read deadline; a Read waiting sees it.
+func (ra *readAhead) setDeadline(t time.Time) {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	ra.deadline = t
+	ra.signal()
+}
+
+// read takes bytes read ahead into b, waiting for some within the
+// caller's read deadline (smux.ErrTimeout once it passed, as a session
+// stream's Read gives); once none are left, it returns how the stream
+// ended.
+func (ra *readAhead) read(b []byte) (int, error) {
+	for {
+		ra.mu.Lock()
+		if ra.start < ra.end {
+			n := copy(b, ra.buf[ra.start:ra.end])
+			ra.start += n
+			ra.mu.Unlock()
+			select {
+			case ra.room <- struct{}{}:
+			default:
+			}
+			return n, nil
+		}
+		if ra.err != nil {
+			err := ra.err
+			ra.mu.Unlock()
+			return 0, err
+		}
+		deadline, changed := ra.deadline, ra.changed
+		ra.mu.Unlock()
+		if deadline.IsZero() {
+			<-changed
+			continue
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return 0, smux.ErrTimeout
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-changed:
+			timer.Stop()
+		case <-timer.C:
+			return 0, smux.ErrTimeout
+		}
+	}
+}

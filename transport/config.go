@@ -256,8 +256,8 @@ type StreamConfig struct {
 	// StreamBuffer is the per-stream flow-control window in bytes (smux
 	// v2 MaxStreamBuffer): a writer waits once this much is unread. A
 	// stream whose Write has waited 200 ms with no Read under way is read
-	// ahead into a buffer of this size, taken from the peer's inbound
-	// limits for the stream's life, to see the peer's close (Stream.Write).
+	// ahead, to see the peer's close (Stream.Write), into a buffer of this
+	// size whose bytes are taken from the peer's inbound limits.
 	// Default 256 KiB.
 	StreamBuffer int
 }

@@ -50,12 +50,14 @@ type Stream struct {
 	release func()
 	once    sync.Once
 
-	// Reading, under readMu: bytes left in the current chunk, and
-	// whether the end marker was read.
+	// Reading, under readMu: bytes left in the current chunk, whether the
+	// end marker was read, and the next chunk's header, of which have
+	// bytes were read.
 	readMu sync.Mutex
 	left   int
 	eof    bool
 	header [wire.StreamChunkHeaderSize]byte
+	have   int
 
 	// Session streams (see streamahead.go): the caller's read deadline;
 	// the bytes read ahead once a Write waited (set under readMu and
@@ -128,9 +130,14 @@ func (s *Stream) Read(b []byte) (int, error) {
 		if s.eof {
 			return 0, io.EOF
 		}
-		if _, err := io.ReadFull(rawReader{s}, s.header[:]); err != nil {
-			return 0, cutShort(err)
+		for s.have < len(s.header) { // a Read cut short by its deadline goes on
+			n, err := s.readRaw(s.header[s.have:])
+			s.have += n
+			if err != nil {
+				return 0, cutShort(err)
+			}
 		}
+		s.have = 0
 		n, err := wire.ParseStreamChunkHeader(s.header[:])
 		if err != nil { // a length over the limit: ErrMalformed
 			s.s.Close()
@@ -157,11 +164,6 @@ func (s *Stream) readRaw(b []byte) (int, error) {
 	return n, err
 }
 
-// rawReader reads with readRaw.
-type rawReader struct{ s *Stream }
-
-func (r rawReader) Read(b []byte) (int, error) { return r.s.readRaw(b) }
-
 // cutShort turns the end of the underlying stream before the end marker
 // into io.ErrUnexpectedEOF.
 func cutShort(err error) error {
@@ -187,10 +189,11 @@ func cutShort(err error) error {
 // syscall.ECONNRESET on a session stream, with the socket's (EPIPE or
 // ECONNRESET) on a connection of its own. A session stream learns of the
 // close by reading: once a Write (or CloseWrite) has waited 200 ms with no
-// Read under way, the stream is read ahead of Read into a buffer of its
-// window taken from the peer's inbound limits, up to the close
-// (streamahead.go). A peer that wrote more than the window and closed
-// without reading is seen only once Read takes bytes.
+// Read under way, the stream is read ahead of Read, up to the close, into
+// a buffer of at most its window whose bytes are taken from the peer's
+// inbound limits (streamahead.go). The close is seen later when the peer
+// wrote more than the window before it, or the inbound limits are full:
+// once Read takes bytes, or they have room.
 func (s *Stream) Write(b []byte) (int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -663,5 +665,112 @@ func TestStreamCloseWriteEndsWhenThePeerCloses(t *testing.T) {
 		s.Close()
 		<-closed
 		t.Fatal("CloseWrite on a stream its peer closed blocks for ever")
+	}
+}
+
+// readAheadLoops counts the goroutines reading a session stream ahead.
+func readAheadLoops() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "transport.(*Stream).readAheadLoop")
+}
+
+// TestStreamReadAheadEndsWithTheTransport (found in review): a stream
+// whose read-ahead filled its buffer, left open by its caller, kept its
+// goroutine after Transport.Close: it waited for a Read to make room, or
+// for the stream's Close.
+func TestStreamReadAheadEndsWithTheTransport(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = s.Write(make([]byte, 300<<10)) // more than the read-ahead holds
+		<-ctx.Done()
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := s.Write(make([]byte, 4<<20))
+		wrote <- err
+	}()
+	window := transport.DefaultStreamConfig().StreamBuffer
+	waitFor(t, 10*time.Second, "the read-ahead fills its buffer", func() bool { return transport.StreamReadAhead(s) == window })
+	c.Close()
+	require.Error(t, <-wrote, "the transport's close ends the Write")
+	defer s.Close() // after the check
+	waitFor(t, 5*time.Second, "the read-ahead ends with the transport", func() bool { return readAheadLoops() == 0 })
+}
+
+// TestStreamLocalCloseIsNotThePeers (found in review): after this node's
+// transport closed, a Read reached the end of a session stream that smux
+// gives for a closed session as for the peer's close, and the stream's
+// Write then said the peer had reset it.
+func TestStreamLocalCloseIsNotThePeers(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		<-ctx.Done()
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, c.Nodes[0].Close()) // this node closes, not the peer
+	_, err = s.Read(make([]byte, 1))
+	require.Error(t, err)
+	_, err = s.Write([]byte{1})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, syscall.ECONNRESET, "the peer reset nothing")
+}
+
+// TestStreamReadAheadTakesOnlyWhatItHolds (found in review): each
+// read-ahead took its whole window from the peer's inbound account for
+// the stream's life, bytes or none, and with the account taken by other
+// streams' read-aheads a Write to a stream its peer closed waited for
+// ever. A read-ahead now takes what it holds and the read under way:
+// streams waiting to write to a peer that writes nothing back take 32 KiB
+// each.
+func TestStreamReadAheadTakesOnlyWhatItHolds(t *testing.T) {
+	const window = 4 << 20
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Streams.StreamBuffer = window
+		cfg.Streams.SessionBuffer = 64 << 20
+		cfg.Memory.MaxMessageSize = 1 << 20
+		cfg.Memory.Inbound.PerConnection = 1 << 20
+		cfg.Memory.Inbound.PerPeer = 128 << 20
+		if i == 0 { // the opener: room for 4 windows
+			cfg.Memory.Inbound.PerPeer = 4 * window
+		}
+	})
+	const verbHold transport.Verb = 21
+	c.Nodes[1].HandleStream(verbHold, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		<-ctx.Done() // reads nothing, writes nothing
+	}))
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = s.Write([]byte("no")) // refuses, returns
+	}))
+	ctx := ctxTimeout(t, 10*time.Second)
+	held := inboundHeld(t, c.Nodes[0], c.ID(1))
+	for range 4 {
+		h, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbHold)
+		require.NoError(t, err)
+		defer h.Close()
+		go func() { _, _ = h.Write(make([]byte, 2*window)) }()
+		waitFor(t, 10*time.Second, "the waiting Write reads ahead", func() bool { return transport.StreamReadAhead(h) >= 0 })
+	}
+	assert.Less(t, inboundHeld(t, c.Nodes[0], c.ID(1))-held, int64(window),
+		"read-aheads holding nothing take one read's worth each, not their windows")
+	s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := s.Write(make([]byte, 64<<20))
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		require.ErrorIs(t, err, syscall.ECONNRESET)
+	case <-time.After(20 * time.Second):
+		s.Close()
+		<-wrote
+		t.Fatal("a Write to a stream its peer closed waits while other streams' read-aheads hold the inbound account")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/xtaci/smux"
+
+	"github.com/internode/internode/internal/limit"
 )
 
 // A stream in the peer's session learns that the peer closed it only by
@@ -18,9 +20,10 @@ import (
 //
 // So a Write (or CloseWrite) on a session stream that has waited
 // peerCheckInterval, with no Read under way, starts a goroutine that reads
-// the stream ahead of Read into a buffer of the stream's window
-// (StreamConfig.StreamBuffer), taken from the peer's inbound account, and
-// from then on Read takes the bytes from that buffer. The goroutine sees
+// the stream ahead of Read, into a buffer as large as the stream's window
+// (StreamConfig.StreamBuffer), and from then on Read takes the bytes from
+// that buffer. The bytes it holds, and the read under way, are taken from
+// the peer's inbound account; while that has no room it waits. It sees
 // the peer's close once the bytes before it are read — all of them when
 // the peer wrote no more than the window without reading and returned —
 // and closes this side, which ends the waiting Write at once. It reads
@@ -66,8 +69,7 @@ func (s *Stream) checkPeer() {
 
 // startReadAhead starts the goroutine reading s ahead, unless it runs
 // already, and reports whether it runs. It does not while a Read is under
-// way (that Read sees the peer's close itself), nor while the peer's
-// inbound account has no room for its buffer.
+// way: that Read sees the peer's close itself.
 func (s *Stream) startReadAhead() bool {
 	if !s.readMu.TryLock() {
 		return false
@@ -76,23 +78,25 @@ func (s *Stream) startReadAhead() bool {
 	if s.ahead != nil {
 		return true
 	}
-	size := s.window
-	if !s.account.TryTake(int64(size)) {
-		return false
-	}
 	s.deadlineMu.Lock()
 	defer s.deadlineMu.Unlock()
-	ra := &readAhead{buf: make([]byte, size), deadline: s.readDeadline, changed: make(chan struct{}), room: make(chan struct{}, 1)}
+	ra := &readAhead{
+		buf: make([]byte, s.window), account: s.account, deadline: s.readDeadline,
+		changed: make(chan struct{}), room: make(chan struct{}, 1),
+	}
 	_ = s.s.SetReadDeadline(time.Time{})
 	s.ahead = ra
 	go s.readAheadLoop(ra)
 	return true
 }
 
-// readAheadLoop reads s into ra until the stream ends, then returns the
-// buffer's size to the peer's inbound account.
+// readAheadLoop reads s into ra until the stream ends. The bytes it holds
+// are taken from the peer's inbound account, each read's worth before the
+// read, and given back as Read takes them; while the account has no room
+// it tries again every peerCheckInterval.
 func (s *Stream) readAheadLoop(ra *readAhead) {
-	defer s.account.Release(int64(len(ra.buf)))
+	defer ra.stop()
+	die := s.s.(*smux.Stream).GetDieCh() // closed with the stream, and with its session
 	for {
 		ra.mu.Lock()
 		if ra.start > 0 { // move what is left to the front
@@ -101,16 +105,25 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 		}
 		free := ra.buf[ra.end:]
 		ra.mu.Unlock()
-		if len(free) == 0 {
+		want := min(len(free), aheadRead)
+		if want == 0 || !s.account.TryTake(int64(want)) {
+			var retry <-chan time.Time
+			if want > 0 { // no room in the account
+				retry = time.After(peerCheckInterval)
+			}
 			select {
 			case <-ra.room:
-				continue
+			case <-retry:
+			case <-die:
+				return
 			case <-s.closed:
 				return
 			}
+			continue
 		}
 		// Read alone writes free, past ra.end; the lock guards the indexes.
-		n, err := s.s.Read(free)
+		n, err := s.s.Read(free[:want])
+		s.account.Release(int64(want - n))
 		ra.mu.Lock()
 		ra.end += n
 		if err != nil {
@@ -127,13 +140,20 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 	}
 }
 
+// aheadRead is the most a read-ahead reads, and takes from the inbound
+// account, at a time.
+const aheadRead = 32 << 10
+
 // closeForPeer closes a session stream whose end was read: the peer closed
-// it, unless this side did. That ends a Write waiting on it at once.
-// smux's Close then waits for its own close to be written, up to 30 s
-// behind a congested session: not with Read's lock held.
+// it (smux's FIN), unless this side or its session did, which smux reads
+// as an end too. That ends a Write waiting on it at once. smux's Close
+// then waits for its own close to be written, up to 30 s behind a
+// congested session: not with Read's lock held.
 func (s *Stream) closeForPeer() {
 	select {
 	case <-s.closed:
+		return
+	case <-s.s.(*smux.Stream).GetDieCh():
 		return
 	default:
 	}
@@ -144,13 +164,27 @@ func (s *Stream) closeForPeer() {
 // readAhead holds the bytes a session stream's read-ahead goroutine read,
 // for Read.
 type readAhead struct {
+	account *limit.Account // holds the unread bytes while counted
+
 	mu         sync.Mutex
 	buf        []byte // the stream's window; bytes [start, end) are unread
 	start, end int
+	uncounted  bool          // the loop ended and gave the unread bytes back
 	err        error         // how the stream ended: io.EOF, its close
 	deadline   time.Time     // the caller's read deadline
 	changed    chan struct{} // closed, and replaced, when any of the above change
 	room       chan struct{} // a Read took bytes
+}
+
+// stop gives the unread bytes back to the account when the loop ends;
+// Read may still take them.
+func (ra *readAhead) stop() {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if !ra.uncounted {
+		ra.account.Release(int64(ra.end - ra.start))
+		ra.uncounted = true
+	}
 }
 
 // signal wakes a Read waiting for a change. mu held.
@@ -177,6 +211,9 @@ func (ra *readAhead) read(b []byte) (int, error) {
 		if ra.start < ra.end {
 			n := copy(b, ra.buf[ra.start:ra.end])
 			ra.start += n
+			if !ra.uncounted {
+				ra.account.Release(int64(n))
+			}
 			ra.mu.Unlock()
 			select {
 			case ra.room <- struct{}{}:

@@ -774,3 +774,52 @@ func TestStreamReadAheadTakesOnlyWhatItHolds(t *testing.T) {
 		t.Fatal("a Write to a stream its peer closed waits while other streams' read-aheads hold the inbound account")
 	}
 }
+
+// TestStreamCloseEndsAReadWaitingOnTheReadAhead: with no room left in
+// the inbound account — another stream's read-ahead holds it — a
+// read-ahead waits, reading nothing, and a Read waits on it; the stream's
+// Close ends both. The read-ahead's loop returned on the Close without
+// telling the Read, which waited for ever.
+func TestStreamCloseEndsAReadWaitingOnTheReadAhead(t *testing.T) {
+	window := transport.DefaultStreamConfig().StreamBuffer
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 { // the opener: room for one window and a little
+			cfg.Memory.MaxMessageSize = 64 << 10
+			cfg.Memory.Inbound.PerConnection = 128 << 10
+			cfg.Memory.Inbound.PerPeer = int64(window + 16<<10)
+		}
+	})
+	const verbHold transport.Verb = 21
+	c.Nodes[1].HandleStream(verbHold, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = s.Write(make([]byte, window)) // fills the opener's read-ahead
+		<-ctx.Done()
+	}))
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		<-ctx.Done() // reads nothing, writes nothing
+	}))
+	ctx := ctxTimeout(t, 10*time.Second)
+	h, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbHold)
+	require.NoError(t, err)
+	defer h.Close()
+	go func() { _, _ = h.Write(make([]byte, 4<<20)) }()
+	waitFor(t, 10*time.Second, "the first read-ahead holds the inbound account", func() bool {
+		return transport.StreamReadAhead(h) >= window-16<<10
+	})
+	s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	go func() { _, _ = s.Write(make([]byte, 4<<20)) }()
+	waitFor(t, 10*time.Second, "the waiting Write reads ahead", func() bool { return transport.StreamReadAhead(s) >= 0 })
+	read := make(chan error, 1)
+	go func() {
+		_, err := s.Read(make([]byte, 1))
+		read <- err
+	}()
+	require.NoError(t, s.Close())
+	select {
+	case err := <-read:
+		require.Error(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a Read waiting on the read-ahead outlives the stream's Close")
+	}
+}

@@ -39,8 +39,9 @@ import (
 var errPeerClosed = fmt.Errorf("transport: the peer closed the stream: %w", syscall.ECONNRESET)
 
 // peerCheckInterval is how long a session stream's Write waits before it
-// has the stream read ahead, and then how often it tries again while it
-// cannot (a Read is under way, or the inbound account is full).
+// has the stream read ahead, and then how often it tries again while a
+// Read is under way; and how often the read-ahead asks the inbound account
+// again while that has no room.
 const peerCheckInterval = 200 * time.Millisecond
 
 // watchPeer starts the wait after which a Write or CloseWrite on a session
@@ -176,14 +177,18 @@ type readAhead struct {
 	room       chan struct{} // a Read took bytes
 }
 
-// stop gives the unread bytes back to the account when the loop ends;
-// Read may still take them.
+// stop ends the read-ahead when its loop ends: it gives the unread bytes
+// back to the account (Read may still take them), and a loop that ended
+// without reading the stream's end, because the stream or its session was
+// closed while it waited for room, ends Read's wait too.
 func (ra *readAhead) stop() {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	if !ra.uncounted {
-		ra.account.Release(int64(ra.end - ra.start))
-		ra.uncounted = true
+	ra.account.Release(int64(ra.end - ra.start))
+	ra.uncounted = true
+	if ra.err == nil {
+		ra.err = io.ErrClosedPipe
+		ra.signal()
 	}
 }
 

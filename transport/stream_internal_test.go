@@ -28,3 +28,30 @@ func TestStreamReadDeadlineInsideAChunkHeader(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(buf[:n]))
 }
+
+// TestReadAheadBufferFollowsItsBytes: the read-ahead's buffer grows by
+// doubling while it is full, up to the window, and an emptied one that
+// grew is let go, so that the memory it holds follows the bytes the
+// inbound account counts.
+func TestReadAheadBufferFollowsItsBytes(t *testing.T) {
+	const window = 256 << 10
+	ra := &readAhead{buf: make([]byte, aheadRead)}
+	ra.end = aheadRead // full
+	ra.arrange(window)
+	require.Len(t, ra.buf, 2*aheadRead, "a full buffer doubles")
+	ra.start, ra.end = 10, 2*aheadRead-5
+	ra.arrange(window)
+	require.Equal(t, 0, ra.start, "what is left moves to the front")
+	require.Equal(t, 2*aheadRead-15, ra.end)
+	require.Len(t, ra.buf, 2*aheadRead, "and the buffer keeps its size")
+	for ra.end = len(ra.buf); len(ra.buf) < window; ra.end = len(ra.buf) {
+		ra.arrange(window)
+	}
+	ra.end = len(ra.buf)
+	ra.arrange(window)
+	require.Len(t, ra.buf, window, "never past the window")
+	ra.start = ra.end
+	ra.arrange(window)
+	require.Len(t, ra.buf, aheadRead, "an emptied buffer is let go")
+	require.Zero(t, ra.start+ra.end)
+}

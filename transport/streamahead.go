@@ -20,7 +20,7 @@ import (
 //
 // So a Write (or CloseWrite) on a session stream that has waited
 // peerCheckInterval, with no Read under way, starts a goroutine that reads
-// the stream ahead of Read, into a buffer as large as the stream's window
+// the stream ahead of Read, into a buffer of at most the stream's window
 // (StreamConfig.StreamBuffer), and from then on Read takes the bytes from
 // that buffer. The bytes it holds, and the read under way, are taken from
 // the peer's inbound account; while that has no room it waits. It sees
@@ -82,7 +82,7 @@ func (s *Stream) startReadAhead() bool {
 	s.deadlineMu.Lock()
 	defer s.deadlineMu.Unlock()
 	ra := &readAhead{
-		buf: make([]byte, s.window), account: s.account, deadline: s.readDeadline,
+		buf: make([]byte, min(aheadRead, s.window)), account: s.account, deadline: s.readDeadline,
 		changed: make(chan struct{}), room: make(chan struct{}, 1),
 	}
 	_ = s.s.SetReadDeadline(time.Time{})
@@ -100,10 +100,7 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 	die := s.s.(*smux.Stream).GetDieCh() // closed with the stream, and with its session
 	for {
 		ra.mu.Lock()
-		if ra.start > 0 { // move what is left to the front
-			ra.end = copy(ra.buf, ra.buf[ra.start:ra.end])
-			ra.start = 0
-		}
+		ra.arrange(s.window)
 		free := ra.buf[ra.end:]
 		ra.mu.Unlock()
 		want := min(len(free), aheadRead)
@@ -142,8 +139,30 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 }
 
 // aheadRead is the most a read-ahead reads, and takes from the inbound
-// account, at a time.
+// account, at a time, and the size its buffer starts at.
 const aheadRead = 32 << 10
+
+// arrange makes room in the buffer for the next read: it moves what is
+// left to the front, doubles a full buffer up to most, and lets an emptied
+// one that grew go for one of aheadRead, so that the memory held follows
+// the bytes the inbound account counts. mu held.
+func (ra *readAhead) arrange(most int) {
+	switch {
+	case ra.start == ra.end:
+		ra.start, ra.end = 0, 0
+		if len(ra.buf) > aheadRead {
+			ra.buf = make([]byte, aheadRead)
+		}
+	case ra.start > 0:
+		ra.end = copy(ra.buf, ra.buf[ra.start:ra.end])
+		ra.start = 0
+	}
+	if ra.end == len(ra.buf) && len(ra.buf) < most {
+		grown := make([]byte, min(2*len(ra.buf), most))
+		copy(grown, ra.buf[:ra.end])
+		ra.buf = grown
+	}
+}
 
 // closeForPeer closes a session stream whose end was read: the peer closed
 // it (smux's FIN), unless this side or its session did, which smux reads
@@ -168,7 +187,7 @@ type readAhead struct {
 	account *limit.Account // holds the unread bytes while counted
 
 	mu         sync.Mutex
-	buf        []byte // the stream's window; bytes [start, end) are unread
+	buf        []byte // at most the stream's window; bytes [start, end) are unread
 	start, end int
 	uncounted  bool          // the loop ended and gave the unread bytes back
 	err        error         // how the stream ended: io.EOF, its close

@@ -261,14 +261,7 @@ func TestStreamWriteGoesOnAfterItsDeadline(t *testing.T) {
 				require.True(t, bytes.HasPrefix(data, r.data), "what was written, once, in order")
 				return
 			}
-			wrote := make(chan error, 1)
-			go func() {
-				_, err := s.Write(data[n:])
-				if err == nil {
-					err = s.CloseWrite()
-				}
-				wrote <- err
-			}()
+			wrote := writeAndClose(s, data[n:])
 			r := <-got
 			require.NoError(t, r.err)
 			require.NoError(t, <-wrote)
@@ -384,6 +377,33 @@ func TestStreamHandlerPanicIsContained(t *testing.T) {
 	}
 }
 
+// writeInBackground writes n bytes to s in a goroutine, and sends the
+// Write's error.
+func writeInBackground(s *transport.Stream, n int) <-chan error {
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := s.Write(make([]byte, n))
+		wrote <- err
+	}()
+	return wrote
+}
+
+// writeEnds returns the error of the Write under way on s, failing the
+// test with what if it has not ended within 20 s (after closing s, which
+// ends it).
+func writeEnds(t *testing.T, s *transport.Stream, wrote <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-wrote:
+		return err
+	case <-time.After(20 * time.Second):
+		s.Close()
+		<-wrote
+		t.Fatal(what)
+		return nil
+	}
+}
+
 // TestStreamWriteEndsWhenThePeerCloses: a handler that refuses what the
 // opener streams says why and returns, closing its stream. The opener's
 // Write, larger than the stream's window and without a deadline, waited
@@ -403,20 +423,10 @@ func TestStreamWriteEndsWhenThePeerCloses(t *testing.T) {
 			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, kind.opts...)
 			require.NoError(t, err)
 			defer s.Close()
-			wrote := make(chan error, 1)
-			go func() {
-				_, err := s.Write(make([]byte, 64<<20)) // far more than the window
-				wrote <- err
-			}()
-			select {
-			case err := <-wrote:
-				if kind.opts == nil {
-					require.ErrorIs(t, err, syscall.ECONNRESET, "the peer closed the stream")
-				}
-			case <-time.After(20 * time.Second):
-				s.Close() // ends the Write, so that the test ends
-				<-wrote
-				t.Fatal("a Write to a stream its peer closed blocks for ever")
+			wrote := writeInBackground(s, 64<<20) // far more than the window
+			err = writeEnds(t, s, wrote, "a Write to a stream its peer closed blocks for ever")
+			if kind.opts == nil {
+				require.ErrorIs(t, err, syscall.ECONNRESET, "the peer closed the stream")
 			}
 			got, err := io.ReadAll(s)
 			assert.NoError(t, err, "the handler's Close ended its writing cleanly")
@@ -469,11 +479,7 @@ func TestStreamWaitingWriteReadsAheadWithoutLoss(t *testing.T) {
 	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	require.NoError(t, err)
 	defer s.Close()
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := s.Write(make([]byte, 1<<20)) // more than the window
-		wrote <- err
-	}()
+	wrote := writeInBackground(s, 1<<20) // more than the window
 	require.Eventually(t, func() bool { return transport.StreamReadAhead(s) > len(pattern) }, // with its chunk header
 		10*time.Second, 10*time.Millisecond, "the waiting Write read the handler's bytes ahead")
 	close(readNow)
@@ -616,19 +622,9 @@ func TestStreamWriteEndsWhenThePeerClosesAfterSayingMuch(t *testing.T) {
 	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	require.NoError(t, err)
 	defer s.Close()
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := s.Write(make([]byte, 64<<20)) // far more than the window
-		wrote <- err
-	}()
-	select {
-	case err := <-wrote:
-		require.ErrorIs(t, err, syscall.ECONNRESET)
-	case <-time.After(20 * time.Second):
-		s.Close()
-		<-wrote
-		t.Fatal("a Write to a stream its peer closed blocks for ever when the peer wrote more than a little first")
-	}
+	wrote := writeInBackground(s, 64<<20) // far more than the window
+	err = writeEnds(t, s, wrote, "a Write to a stream its peer closed blocks for ever when the peer wrote more than a little first")
+	require.ErrorIs(t, err, syscall.ECONNRESET)
 	got, err := io.ReadAll(s)
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(reply, got), "what the handler wrote, once, in order")
@@ -687,11 +683,7 @@ func TestStreamReadAheadEndsWithTheTransport(t *testing.T) {
 	}))
 	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	require.NoError(t, err)
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := s.Write(make([]byte, 4<<20))
-		wrote <- err
-	}()
+	wrote := writeInBackground(s, 4<<20)
 	window := transport.DefaultStreamConfig().StreamBuffer
 	waitFor(t, 10*time.Second, "the read-ahead fills its buffer", func() bool { return transport.StreamReadAhead(s) == window })
 	c.Close()
@@ -760,19 +752,9 @@ func TestStreamReadAheadTakesOnlyWhatItHolds(t *testing.T) {
 	s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	require.NoError(t, err)
 	defer s.Close()
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := s.Write(make([]byte, 64<<20))
-		wrote <- err
-	}()
-	select {
-	case err := <-wrote:
-		require.ErrorIs(t, err, syscall.ECONNRESET)
-	case <-time.After(20 * time.Second):
-		s.Close()
-		<-wrote
-		t.Fatal("a Write to a stream its peer closed waits while other streams' read-aheads hold the inbound account")
-	}
+	wrote := writeInBackground(s, 64<<20)
+	err = writeEnds(t, s, wrote, "a Write to a stream its peer closed waits while other streams' read-aheads hold the inbound account")
+	require.ErrorIs(t, err, syscall.ECONNRESET)
 }
 
 // TestStreamCloseEndsAReadWaitingOnTheReadAhead: with no room left in

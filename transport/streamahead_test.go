@@ -3,6 +3,7 @@ package transport_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math/rand"
 	"testing"
@@ -13,35 +14,9 @@ import (
 	"github.com/internode/internode/transport"
 )
 
-// TestStreamReadAheadInOrderBothWays: both sides' Writes wait, both read ahead;
-// then both read with random sizes; every byte arrives once, in order.
-func TestStreamReadAheadInOrderBothWays(t *testing.T) {
-	c := newCluster(t, 2, nil)
-	const size = 3 << 20
-	data := makePayload(5, 5, size)
-	hdone := make(chan error, 1)
-	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
-		wrote := make(chan error, 1)
-		go func() {
-			_, err := s.Write(data)
-			if err == nil {
-				err = s.CloseWrite()
-			}
-			wrote <- err
-		}()
-		time.Sleep(500 * time.Millisecond)
-		got, err := io.ReadAll(s)
-		if err == nil && !bytes.Equal(got, data) {
-			err = io.ErrShortBuffer
-		}
-		if werr := <-wrote; err == nil {
-			err = werr
-		}
-		hdone <- err
-	}))
-	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
-	require.NoError(t, err)
-	defer s.Close()
+// writeAndClose writes data to s and half-closes it in a goroutine, and
+// sends the first error.
+func writeAndClose(s *transport.Stream, data []byte) <-chan error {
 	wrote := make(chan error, 1)
 	go func() {
 		_, err := s.Write(data)
@@ -50,8 +25,46 @@ func TestStreamReadAheadInOrderBothWays(t *testing.T) {
 		}
 		wrote <- err
 	}()
-	time.Sleep(700 * time.Millisecond)
-	require.GreaterOrEqual(t, transport.StreamReadAhead(s), 0, "reads ahead")
+	return wrote
+}
+
+// readsAhead waits until s reads ahead, for at most d.
+func readsAhead(s *transport.Stream, d time.Duration) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if transport.StreamReadAhead(s) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// TestStreamReadAheadInOrderBothWays (from review): both sides write more
+// than the window before either reads, so both read ahead; then both read
+// with random sizes, and every byte arrives once, in order.
+func TestStreamReadAheadInOrderBothWays(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	data := makePayload(5, 5, 3<<20)
+	handled := make(chan error, 1)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		wrote := writeAndClose(s, data)
+		if !readsAhead(s, 10*time.Second) {
+			handled <- errors.New("the handler's stream never read ahead")
+			return
+		}
+		got, err := io.ReadAll(s)
+		if err == nil && !bytes.Equal(got, data) {
+			err = errors.New("the handler read other bytes than were written")
+		}
+		if werr := <-wrote; err == nil {
+			err = werr
+		}
+		handled <- err
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	wrote := writeAndClose(s, data)
+	require.True(t, readsAhead(s, 10*time.Second), "the opener's stream reads ahead")
 	rng := rand.New(rand.NewSource(1))
 	var got []byte
 	for {
@@ -65,5 +78,5 @@ func TestStreamReadAheadInOrderBothWays(t *testing.T) {
 	}
 	require.True(t, bytes.Equal(got, data), "in order, once: %d of %d", len(got), len(data))
 	require.NoError(t, <-wrote)
-	require.NoError(t, <-hdone)
+	require.NoError(t, <-handled)
 }

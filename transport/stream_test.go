@@ -479,8 +479,9 @@ func TestStreamWaitingWriteReadsAheadWithoutLoss(t *testing.T) {
 	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	require.NoError(t, err)
 	defer s.Close()
-	wrote := writeInBackground(s, 1<<20)                                                      // more than the window
-	require.Eventually(t, func() bool { return transport.StreamReadAhead(s) > len(pattern) }, // with its chunk header
+	wrote := writeInBackground(s, 1<<20) // more than the window
+	// The handler's bytes, with their chunk header.
+	require.Eventually(t, func() bool { return transport.StreamReadAhead(s) > len(pattern) },
 		10*time.Second, 10*time.Millisecond, "the waiting Write read the handler's bytes ahead")
 	close(readNow)
 	require.NoError(t, <-wrote)

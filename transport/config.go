@@ -254,11 +254,11 @@ type StreamConfig struct {
 	// reserves for as long as it lives. Default 4 MiB.
 	SessionBuffer int
 	// StreamBuffer is the per-stream flow-control window in bytes (smux
-	// v2 MaxStreamBuffer): a writer waits once this much is unread. A
-	// stream whose Write has waited 200 ms with no Read under way is read
-	// ahead, to see the peer's close (Stream.Write), into a buffer of this
-	// size whose bytes are taken from the peer's inbound limits.
-	// Default 256 KiB.
+	// v2 MaxStreamBuffer): a writer waits once this much is unread. Each
+	// stream is also read ahead of Read, to see the peer's close and to
+	// keep read deadlines from smux (Stream.Write), into a buffer of
+	// 32 KiB that grows while full up to this size; a peer's streams grow
+	// theirs by SessionBuffer at most together. Default 256 KiB.
 	StreamBuffer int
 }
 

@@ -238,7 +238,9 @@
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
 // bound the connections); per process at most 8 spare queue segments of
 // 512 KiB; with OverloadReject, a frame read only to be rejected, freed at
-// once; pooled receive buffers, which the garbage collector trims.
+// once; per session stream a read-ahead buffer of 32 KiB, and per peer at
+// most StreamConfig.SessionBuffer more as they grow (Stream.Write); pooled
+// receive buffers, which the garbage collector trims.
 //
 // # Outcomes
 //

@@ -57,11 +57,10 @@ func SetCallerWriteIdle(t *Transport, d time.Duration) { t.quietFor = d }
 func SetSpanlessRecheck(t *Transport, d time.Duration) { t.tel.spanlessRecheck = d }
 
 // StreamReadAhead returns how many of the peer's bytes s holds read
-// ahead of Read, or -1 while nothing reads ahead (see readAhead).
+// ahead of Read, or -1 on a stream that is not read ahead (on a
+// connection of its own).
 func StreamReadAhead(s *Stream) int {
-	s.deadlineMu.Lock()
 	ra := s.ahead
-	s.deadlineMu.Unlock()
 	if ra == nil {
 		return -1
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/internode/internode/cluster"
-	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -59,20 +58,11 @@ type Stream struct {
 	header [wire.StreamChunkHeaderSize]byte
 	have   int
 
-	// Session streams (see streamahead.go): the caller's read deadline;
-	// the bytes read ahead once a Write waited (set under readMu and
-	// deadlineMu), the inbound account their buffer is taken from and its
-	// size; the timer after which a waiting Write starts the read-ahead
-	// (nil on a connection of its own), and whether one waits; whether
-	// the peer closed the stream.
-	deadlineMu   sync.Mutex
-	readDeadline time.Time
-	ahead        *readAhead
-	account      *limit.Account
-	window       int // StreamConfig.StreamBuffer
-	watch        *time.Timer
-	writing      atomic.Bool
-	peerClosed   atomic.Bool
+	// Session streams: the read-ahead Read takes the bytes from (see
+	// streamahead.go), and the error that ended the stream from the
+	// peer's side.
+	ahead   *readAhead
+	peerErr atomic.Pointer[error]
 
 	closed    chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -95,20 +85,18 @@ type Stream struct {
 
 var _ net.Conn = (*Stream)(nil)
 
-// newStream wraps st, a stream to p. A session stream's read-ahead takes
-// its buffer, the stream's window, from p's inbound account.
+// newStream wraps st, a stream to p, and starts a session stream's
+// read-ahead.
 func (t *Transport) newStream(st net.Conn, p *peer, verb Verb, release func()) *Stream {
 	s := &Stream{s: st, peer: p.id, verb: verb, release: release, closed: make(chan struct{})}
 	if _, ok := st.(*smux.Stream); ok {
-		s.account, s.window = p.inAccount, t.cfg.Streams.StreamBuffer
-		s.watch = time.AfterFunc(time.Hour, s.checkPeer)
-		s.watch.Stop()
+		s.startReadAhead(&p.streams.ahead, int64(t.cfg.Streams.SessionBuffer), t.cfg.Streams.StreamBuffer)
 	}
 	return s
 }
 
 // session reports whether s travels in the peer's stream session.
-func (s *Stream) session() bool { return s.watch != nil }
+func (s *Stream) session() bool { return s.ahead != nil }
 
 // Peer returns the node at the other end.
 func (s *Stream) Peer() cluster.NodeID { return s.peer }
@@ -151,17 +139,13 @@ func (s *Stream) Read(b []byte) (int, error) {
 	return n, cutShort(err)
 }
 
-// readRaw reads the stream's bytes as the peer wrote them: from the
-// read-ahead once there is one. readMu held.
+// readRaw reads the stream's bytes as the peer wrote them: a session
+// stream's from its read-ahead. readMu held.
 func (s *Stream) readRaw(b []byte) (int, error) {
 	if s.ahead != nil {
 		return s.ahead.read(b)
 	}
-	n, err := s.s.Read(b)
-	if err == io.EOF && s.session() {
-		s.closeForPeer()
-	}
-	return n, err
+	return s.s.Read(b)
 }
 
 // cutShort turns the end of the underlying stream before the end marker
@@ -188,27 +172,21 @@ func cutShort(err error) error {
 // A Write to a stream the peer has closed fails: with an error wrapping
 // syscall.ECONNRESET on a session stream, with the socket's (EPIPE or
 // ECONNRESET) on a connection of its own. A session stream learns of the
-// close by reading: once a Write (or CloseWrite) has waited 200 ms with no
-// Read under way, the stream is read ahead of Read, up to the close, into
-// a buffer of at most its window whose bytes are taken from the peer's
-// inbound limits (streamahead.go). The close is seen later when the peer
-// wrote more than the window before it, or the inbound limits are full:
-// once Read takes bytes, or they have room.
+// close by reading: a goroutine of its own reads it ahead of Read, up to
+// the close, into a buffer of 32 KiB that grows up to the stream's window
+// (streamahead.go). A close behind more unread bytes than the buffer
+// holds is seen once Read takes some.
 func (s *Stream) Write(b []byte) (int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.writeClosed {
 		return 0, io.ErrClosedPipe
 	}
-	if s.peerClosed.Load() {
-		return 0, errPeerClosed
+	if err := s.peerError(); err != nil {
+		return 0, err
 	}
 	if s.writeFailed != nil {
 		return 0, s.failedBefore()
-	}
-	if s.session() {
-		s.watchPeer()
-		defer s.unwatch()
 	}
 	written, err := s.writeOwed(b)
 	for err == nil && written < len(b) {
@@ -217,8 +195,8 @@ func (s *Stream) Write(b []byte) (int, error) {
 		n, err = s.writeChunk(chunk)
 		written += n
 	}
-	if err != nil && s.peerClosed.Load() {
-		err = errPeerClosed
+	if peerErr := s.peerError(); err != nil && peerErr != nil {
+		err = peerErr
 	}
 	if err != nil && s.session() {
 		s.writeFailed = err
@@ -307,13 +285,9 @@ func (s *Stream) CloseWrite() error {
 		return nil
 	}
 	s.writeClosed = true
-	if s.session() {
-		s.watchPeer()
-		defer s.unwatch()
-	}
 	err := s.endMarker()
-	if err != nil && s.peerClosed.Load() {
-		err = errPeerClosed
+	if peerErr := s.peerError(); err != nil && peerErr != nil {
+		err = peerErr
 	}
 	return err
 }
@@ -342,10 +316,6 @@ func (s *Stream) Close() error {
 	} else {
 		err = s.s.Close()
 	}
-	if s.session() {
-		s.writing.Store(false)
-		s.watch.Stop()
-	}
 	s.once.Do(s.release)
 	if errors.Is(err, io.ErrClosedPipe) {
 		return nil // already closed
@@ -357,10 +327,9 @@ func (s *Stream) LocalAddr() net.Addr                { return s.s.LocalAddr() }
 func (s *Stream) RemoteAddr() net.Addr               { return s.s.RemoteAddr() }
 func (s *Stream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
 
+// SetReadDeadline sets the deadline of Read; on a session stream it is
+// kept from smux (see streamahead.go).
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	s.deadlineMu.Lock()
-	defer s.deadlineMu.Unlock()
-	s.readDeadline = t
 	if s.ahead != nil {
 		s.ahead.setDeadline(t)
 		return nil
@@ -381,6 +350,7 @@ type streamState struct {
 	session atomic.Pointer[smux.Session] // outbound: this node's session to the peer; set under mu
 	dialing chan struct{}                // under mu: closed when the dial under way ends
 	out, in atomic.Int32                 // open streams each way
+	ahead   aheadAllowance               // the streams' read-ahead buffers, both ways
 }
 
 // HandleStream registers h for the streams peers open with verb. Safe to

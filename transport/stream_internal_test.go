@@ -30,28 +30,37 @@ func TestStreamReadDeadlineInsideAChunkHeader(t *testing.T) {
 }
 
 // TestReadAheadBufferFollowsItsBytes: the read-ahead's buffer grows by
-// doubling while it is full, up to the window, and an emptied one that
-// grew is let go, so that the memory it holds follows the bytes the
-// inbound account counts.
+// doubling while it is full, up to the window and within the peer's
+// allowance, and an emptied one that grew is let go, giving its part of
+// the allowance back.
 func TestReadAheadBufferFollowsItsBytes(t *testing.T) {
 	const window = 256 << 10
-	ra := &readAhead{buf: make([]byte, aheadRead)}
-	ra.end = aheadRead // full
-	ra.arrange(window)
-	require.Len(t, ra.buf, 2*aheadRead, "a full buffer doubles")
-	ra.start, ra.end = 10, 2*aheadRead-5
-	ra.arrange(window)
+	var allowance aheadAllowance
+	ra := &readAhead{buf: make([]byte, aheadBase), allowance: &allowance, limit: 1 << 20, window: window}
+	ra.end = aheadBase // full
+	ra.arrange()
+	require.Len(t, ra.buf, 2*aheadBase, "a full buffer doubles")
+	require.EqualValues(t, aheadBase, allowance.used.Load(), "taking the growth from the allowance")
+	ra.start, ra.end = 10, 2*aheadBase-5
+	ra.arrange()
 	require.Equal(t, 0, ra.start, "what is left moves to the front")
-	require.Equal(t, 2*aheadRead-15, ra.end)
-	require.Len(t, ra.buf, 2*aheadRead, "and the buffer keeps its size")
+	require.Equal(t, 2*aheadBase-15, ra.end)
+	require.Len(t, ra.buf, 2*aheadBase, "and the buffer keeps its size")
 	for ra.end = len(ra.buf); len(ra.buf) < window; ra.end = len(ra.buf) {
-		ra.arrange(window)
+		ra.arrange()
 	}
-	ra.end = len(ra.buf)
-	ra.arrange(window)
+	ra.arrange()
 	require.Len(t, ra.buf, window, "never past the window")
+	require.EqualValues(t, window-aheadBase, allowance.used.Load())
 	ra.start = ra.end
-	ra.arrange(window)
-	require.Len(t, ra.buf, aheadRead, "an emptied buffer is let go")
+	ra.arrange()
+	require.Len(t, ra.buf, aheadBase, "an emptied buffer is let go")
 	require.Zero(t, ra.start+ra.end)
+	require.Zero(t, allowance.used.Load(), "and its growth given back")
+
+	ra.limit = aheadBase / 2 // an allowance others hold
+	ra.end = aheadBase
+	ra.arrange()
+	require.Len(t, ra.buf, aheadBase, "no growth past the allowance")
+	require.Zero(t, allowance.used.Load())
 }

@@ -4,124 +4,99 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/xtaci/smux"
-
-	"github.com/internode/internode/internal/limit"
 )
 
-// A stream in the peer's session learns that the peer closed it only by
-// reading: smux's Write, waiting for a window update that a closed stream
-// never sends, does not watch for the peer's close (its FIN), which only
-// its Read sees, after every byte before it. A Write of more than the
-// window to a peer whose handler had returned waited for ever.
+// A stream in the peer's session is read by a goroutine of its own, its
+// read-ahead, and Read takes the bytes from the read-ahead's buffer. Two
+// things about smux v1.5.56 make that so:
 //
-// So a Write (or CloseWrite) on a session stream that has waited
-// peerCheckInterval, with no Read under way, starts a goroutine that reads
-// the stream ahead of Read, into a buffer of at most the stream's window
-// (StreamConfig.StreamBuffer), and from then on Read takes the bytes from
-// that buffer. The bytes it holds, and the read under way, are taken from
-// the peer's inbound account; while that has no room it waits. It sees
-// the peer's close once the bytes before it are read — all of them when
-// the peer wrote no more than the window without reading and returned —
-// and closes this side, which ends the waiting Write at once. It reads
-// until the stream ends, as its only reader, and without a read deadline
-// of its own: smux sends the window update for bytes read within the
-// deadline of the Read that took them, and drops it once that passed, so
-// a reader that woke on a deadline could leave the peer's writer waiting
-// for good. The caller's read deadline applies to Read's wait for the
-// buffer instead.
+//   - smux's Write, waiting for a window update that a closed stream never
+//     sends, does not watch for the peer's close (its FIN), which only a
+//     reader sees, after every byte before it. A Write of more than the
+//     window to a peer whose handler had returned waited for ever. The
+//     read-ahead reads up to the close and then closes this side, which
+//     ends the waiting Write at once; a broken session's error ends it
+//     too, rather than smux's keepalive 10 s later.
+//   - smux sends the window update for bytes read within the read deadline
+//     of the Read that took them, and drops it once that deadline passed:
+//     a Read whose deadline had passed (a caller polling for what has
+//     arrived) left the peer's writer waiting for good. The read-ahead
+//     reads without a deadline, and the caller's deadline applies to
+//     Read's wait for the buffer instead.
+//
+// The buffer starts at aheadBase and, while full, doubles up to the
+// stream's window (StreamConfig.StreamBuffer) as far as the peer's
+// read-ahead allowance (aheadAllowance) goes; an emptied buffer that grew
+// shrinks back. So every stream can always read aheadBase bytes, whatever
+// the others hold, and the peer's close behind more unread bytes than the
+// buffer holds is seen once Read takes some.
+
+// aheadBase is a read-ahead buffer's size to begin with, and the most it
+// holds without the peer's allowance.
+const aheadBase = 32 << 10
+
+// aheadAllowance is how far a peer's session streams' read-ahead buffers,
+// both ways, have grown past aheadBase together: at most a session's
+// buffer (StreamConfig.SessionBuffer).
+type aheadAllowance struct{ used atomic.Int64 }
+
+// take reserves n bytes of limit and reports whether it could.
+func (a *aheadAllowance) take(n int, limit int64) bool {
+	for {
+		used := a.used.Load()
+		if used+int64(n) > limit {
+			return false
+		}
+		if a.used.CompareAndSwap(used, used+int64(n)) {
+			return true
+		}
+	}
+}
+
+func (a *aheadAllowance) release(n int) { a.used.Add(-int64(n)) }
 
 // errPeerClosed is a Write's error on a session stream its peer closed,
 // the error a TCP connection gives.
 var errPeerClosed = fmt.Errorf("transport: the peer closed the stream: %w", syscall.ECONNRESET)
 
-// peerCheckInterval is how long a session stream's Write waits before it
-// has the stream read ahead, and then how often it tries again while a
-// Read is under way; and how often the read-ahead asks the inbound account
-// again while that has no room.
-const peerCheckInterval = 200 * time.Millisecond
-
-// watchPeer starts the wait after which a Write or CloseWrite on a session
-// stream has the stream read ahead, until unwatch. writeMu held.
-func (s *Stream) watchPeer() {
-	s.writing.Store(true)
-	s.watch.Reset(peerCheckInterval)
-}
-
-// unwatch ends watchPeer. writeMu held.
-func (s *Stream) unwatch() {
-	s.writing.Store(false)
-	s.watch.Stop()
-}
-
-// checkPeer runs on watchPeer's timer: it starts the read-ahead, or tries
-// again later while the Write still waits.
-func (s *Stream) checkPeer() {
-	if !s.writing.Load() || s.startReadAhead() {
-		return
-	}
-	if s.writing.Load() {
-		s.watch.Reset(peerCheckInterval)
-	}
-}
-
-// startReadAhead starts the goroutine reading s ahead, unless it runs
-// already, and reports whether it runs. It does not while a Read is under
-// way: that Read sees the peer's close itself.
-func (s *Stream) startReadAhead() bool {
-	if !s.readMu.TryLock() {
-		return false
-	}
-	defer s.readMu.Unlock()
-	if s.ahead != nil {
-		return true
-	}
-	s.deadlineMu.Lock()
-	defer s.deadlineMu.Unlock()
-	ra := &readAhead{
-		buf: make([]byte, min(aheadRead, s.window)), account: s.account, deadline: s.readDeadline,
+// startReadAhead starts reading session stream s ahead of Read, into a
+// buffer of at most window bytes, grown past aheadBase within limit bytes
+// of allowance.
+func (s *Stream) startReadAhead(allowance *aheadAllowance, limit int64, window int) {
+	s.ahead = &readAhead{
+		buf: make([]byte, min(aheadBase, window)), allowance: allowance, limit: limit, window: window,
 		changed: make(chan struct{}), room: make(chan struct{}, 1),
 	}
-	_ = s.s.SetReadDeadline(time.Time{})
-	s.ahead = ra
-	go s.readAheadLoop(ra)
-	return true
+	go s.readAheadLoop(s.ahead)
 }
 
-// readAheadLoop reads s into ra until the stream ends. The bytes it holds
-// are taken from the peer's inbound account, each read's worth before the
-// read, and given back as Read takes them; while the account has no room
-// it tries again every peerCheckInterval.
+// readAheadLoop reads s into ra until the stream ends, or is closed while
+// its buffer is full.
 func (s *Stream) readAheadLoop(ra *readAhead) {
 	defer ra.stop()
 	die := s.s.(*smux.Stream).GetDieCh() // closed with the stream, and with its session
 	for {
 		ra.mu.Lock()
-		ra.arrange(s.window)
+		ra.arrange()
 		free := ra.buf[ra.end:]
 		ra.mu.Unlock()
-		want := min(len(free), aheadRead)
-		if want == 0 || !s.account.TryTake(int64(want)) {
-			var retry <-chan time.Time
-			if want > 0 { // no room in the account
-				retry = time.After(peerCheckInterval)
-			}
+		if len(free) == 0 {
 			select {
 			case <-ra.room:
-			case <-retry:
+				continue
 			case <-die:
 				return
 			case <-s.closed:
 				return
 			}
-			continue
 		}
 		// Read alone writes free, past ra.end; the lock guards the indexes.
-		n, err := s.s.Read(free[:want])
-		s.account.Release(int64(want - n))
+		n, err := s.s.Read(free)
 		ra.mu.Lock()
 		ra.end += n
 		if err != nil {
@@ -129,47 +104,20 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 		}
 		ra.signal()
 		ra.mu.Unlock()
-		if err == io.EOF {
-			s.closeForPeer()
-		}
 		if err != nil {
+			s.ended(err)
 			return
 		}
 	}
 }
 
-// aheadRead is the most a read-ahead reads, and takes from the inbound
-// account, at a time, and the size its buffer starts at.
-const aheadRead = 32 << 10
-
-// arrange makes room in the buffer for the next read: it moves what is
-// left to the front, doubles a full buffer up to most, and lets an emptied
-// one that grew go for one of aheadRead, so that the memory held follows
-// the bytes the inbound account counts. mu held.
-func (ra *readAhead) arrange(most int) {
-	switch {
-	case ra.start == ra.end:
-		ra.start, ra.end = 0, 0
-		if len(ra.buf) > aheadRead {
-			ra.buf = make([]byte, aheadRead)
-		}
-	case ra.start > 0:
-		ra.end = copy(ra.buf, ra.buf[ra.start:ra.end])
-		ra.start = 0
-	}
-	if ra.end == len(ra.buf) && len(ra.buf) < most {
-		grown := make([]byte, min(2*len(ra.buf), most))
-		copy(grown, ra.buf[:ra.end])
-		ra.buf = grown
-	}
-}
-
-// closeForPeer closes a session stream whose end was read: the peer closed
-// it (smux's FIN), unless this side or its session did, which smux reads
-// as an end too. That ends a Write waiting on it at once. smux's Close
-// then waits for its own close to be written, up to 30 s behind a
-// congested session: not with Read's lock held.
-func (s *Stream) closeForPeer() {
+// ended closes a session stream whose read-ahead read its end: the peer's
+// close (io.EOF), or its session's error, unless this side closed it or
+// its session, which smux reads as an end too. That ends a Write waiting
+// on it at once, and later Writes fail with peerErr. smux's Close then
+// waits for its own close to be written, up to 30 s behind a congested
+// session: in a goroutine of its own.
+func (s *Stream) ended(err error) {
 	select {
 	case <-s.closed:
 		return
@@ -177,34 +125,76 @@ func (s *Stream) closeForPeer() {
 		return
 	default:
 	}
-	s.peerClosed.Store(true)
+	if err == io.EOF {
+		err = errPeerClosed
+	} else {
+		err = fmt.Errorf("transport: the stream's session failed: %w", err)
+	}
+	s.peerErr.Store(&err)
 	go s.s.Close()
 }
 
-// readAhead holds the bytes a session stream's read-ahead goroutine read,
-// for Read.
+// peerError is the error that ended s from the peer's side (ended), or
+// nil.
+func (s *Stream) peerError() error {
+	if p := s.peerErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// readAhead holds the bytes a session stream's read-ahead read, for Read.
 type readAhead struct {
-	account *limit.Account // holds the unread bytes while counted
+	allowance *aheadAllowance
+	limit     int64 // the allowance's
+	window    int
 
 	mu         sync.Mutex
-	buf        []byte // at most the stream's window; bytes [start, end) are unread
-	start, end int
-	uncounted  bool          // the loop ended and gave the unread bytes back
-	err        error         // how the stream ended: io.EOF, its close
+	buf        []byte        // at most window; bytes [start, end) are unread
+	start, end int           //
+	err        error         // how the stream ended: io.EOF, the peer's close
 	deadline   time.Time     // the caller's read deadline
 	changed    chan struct{} // closed, and replaced, when any of the above change
 	room       chan struct{} // a Read took bytes
 }
 
-// stop ends the read-ahead when its loop ends: it gives the unread bytes
-// back to the account (Read may still take them), and a loop that ended
-// without reading the stream's end, because the stream or its session was
-// closed while it waited for room, ends Read's wait too.
+// arrange makes room in the buffer for the next read: it moves what is
+// left to the front, doubles a full buffer up to the window as far as the
+// allowance goes, and lets an emptied one that grew go for one of
+// aheadBase, returning what it had of the allowance. mu held.
+func (ra *readAhead) arrange() {
+	switch {
+	case ra.start == ra.end:
+		ra.start, ra.end = 0, 0
+		if len(ra.buf) > aheadBase {
+			ra.allowance.release(len(ra.buf) - aheadBase)
+			ra.buf = make([]byte, aheadBase)
+		}
+	case ra.start > 0:
+		ra.end = copy(ra.buf, ra.buf[ra.start:ra.end])
+		ra.start = 0
+	}
+	if ra.end < len(ra.buf) || len(ra.buf) >= ra.window {
+		return
+	}
+	size := min(2*len(ra.buf), ra.window)
+	if ra.allowance.take(size-len(ra.buf), ra.limit) {
+		grown := make([]byte, size)
+		copy(grown, ra.buf[:ra.end])
+		ra.buf = grown
+	}
+}
+
+// stop ends the read-ahead when its loop ends: it returns what the buffer
+// had of the allowance, and when the loop ended without reading the
+// stream's end (the stream or its session was closed while the buffer was
+// full), Read, once it took the bytes left, finds the stream closed.
 func (ra *readAhead) stop() {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	ra.account.Release(int64(ra.end - ra.start))
-	ra.uncounted = true
+	if len(ra.buf) > aheadBase {
+		ra.allowance.release(len(ra.buf) - aheadBase)
+	}
 	if ra.err == nil {
 		ra.err = io.ErrClosedPipe
 		ra.signal()
@@ -226,18 +216,14 @@ func (ra *readAhead) setDeadline(t time.Time) {
 }
 
 // read takes bytes read ahead into b, waiting for some within the
-// caller's read deadline (smux.ErrTimeout once it passed, as a session
-// stream's Read gives); once none are left, it returns how the stream
-// ended.
+// caller's read deadline (smux.ErrTimeout once it passed, as smux's own
+// Read gives); once none are left, it returns how the stream ended.
 func (ra *readAhead) read(b []byte) (int, error) {
 	for {
 		ra.mu.Lock()
 		if ra.start < ra.end {
 			n := copy(b, ra.buf[ra.start:ra.end])
 			ra.start += n
-			if !ra.uncounted {
-				ra.account.Release(int64(n))
-			}
 			ra.mu.Unlock()
 			select {
 			case ra.room <- struct{}{}:

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // writeAndClose writes data to s and half-closes it in a goroutine, and
@@ -79,4 +80,156 @@ func TestStreamReadAheadInOrderBothWays(t *testing.T) {
 	require.True(t, bytes.Equal(got, data), "in order, once: %d of %d", len(got), len(data))
 	require.NoError(t, <-wrote)
 	require.NoError(t, <-handled)
+}
+
+// TestStreamWriteEndsWhenTheSessionBreaks (found in review): a session
+// stream's Write waits for the peer's window; the session's connection is
+// reset. The read-ahead's Read failed at once with the socket's error, but
+// the Write went on waiting until smux's keepalive failed, 10 s later.
+func TestStreamWriteEndsWhenTheSessionBreaks(t *testing.T) {
+	c := transporttest.New(t, 2, transporttest.Options{Proxied: true})
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		<-ctx.Done() // reads nothing
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	wrote := writeInBackground(s, 4<<20)
+	waitFor(t, 5*time.Second, "the waiting Write reads ahead", func() bool { return transport.StreamReadAhead(s) >= 0 })
+	require.Positive(t, c.Proxies[1].Kill())
+	start := time.Now()
+	select {
+	case err := <-wrote:
+		t.Logf("Write ended after %v: %v", time.Since(start), err)
+	case <-time.After(3 * time.Second):
+		s.Close()
+		<-wrote
+		t.Fatalf("the Write still waits %v after its session's connection was reset", time.Since(start))
+	}
+}
+
+// TestStreamReadOfArrivedBytesWaitsForNoOtherStream (found in review):
+// stream B's peer wrote "hello" and reads nothing. When read-aheads took
+// their bytes from the peer's inbound account, another stream's
+// read-ahead holding it made a Read of B wait for room although "hello"
+// had arrived; with the caller reading A only after B, for good. Every
+// read-ahead can now always hold aheadBase bytes.
+func TestStreamReadOfArrivedBytesWaitsForNoOtherStream(t *testing.T) {
+	window := transport.DefaultStreamConfig().StreamBuffer
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 { // the opener: room for one window and a little
+			cfg.Memory.MaxMessageSize = 64 << 10
+			cfg.Memory.Inbound.PerConnection = 128 << 10
+			cfg.Memory.Inbound.PerPeer = int64(window + 16<<10)
+		}
+	})
+	const verbHold transport.Verb = 21
+	c.Nodes[1].HandleStream(verbHold, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = s.Write(make([]byte, window)) // fills the opener's read-ahead of A
+		<-ctx.Done()
+	}))
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = s.Write([]byte("hello"))
+		<-ctx.Done() // reads nothing
+	}))
+	ctx := ctxTimeout(t, 10*time.Second)
+	a, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbHold)
+	require.NoError(t, err)
+	defer a.Close()
+	go func() { _, _ = a.Write(make([]byte, 4<<20)) }()
+	waitFor(t, 10*time.Second, "A's read-ahead holds the inbound account", func() bool {
+		return transport.StreamReadAhead(a) >= window-16<<10
+	})
+	b, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer b.Close()
+	go func() { _, _ = b.Write(make([]byte, 4<<20)) }()
+	waitFor(t, 10*time.Second, "B's waiting Write reads ahead", func() bool { return transport.StreamReadAhead(b) >= 0 })
+	require.NoError(t, b.SetReadDeadline(time.Now().Add(3*time.Second)))
+	got := make([]byte, 5)
+	n, err := b.Read(got)
+	require.NoError(t, err, "B's peer wrote 5 bytes that arrived; the Read waited for room in the inbound account that A holds")
+	require.Equal(t, "hello", string(got[:n]))
+}
+
+// TestStreamReadAheadStallsNotThePeersMessages (found in review): bytes
+// read ahead were taken from the peer's inbound account, the one its
+// messages are read into, and a stream whose caller did not read them
+// stopped the peer's requests to this node. They are not now.
+func TestStreamReadAheadStallsNotThePeersMessages(t *testing.T) {
+	window := transport.DefaultStreamConfig().StreamBuffer
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 {
+			cfg.Memory.MaxMessageSize = 64 << 10
+			cfg.Memory.Inbound.PerConnection = 128 << 10
+			cfg.Memory.Inbound.PerPeer = int64(window + 16<<10)
+		}
+	})
+	const verbMsg transport.Verb = 22
+	c.Nodes[0].Handle(verbMsg, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return []byte("ok"), nil
+	}))
+	payload := make([]byte, 32<<10)
+	_, err := c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbMsg, payload)
+	require.NoError(t, err, "before the read-ahead")
+	const verbHold transport.Verb = 21
+	c.Nodes[1].HandleStream(verbHold, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = s.Write(make([]byte, window))
+		<-ctx.Done()
+	}))
+	a, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbHold)
+	require.NoError(t, err)
+	defer a.Close()
+	go func() { _, _ = a.Write(make([]byte, 4<<20)) }()
+	waitFor(t, 10*time.Second, "A's read-ahead holds the inbound account", func() bool {
+		return transport.StreamReadAhead(a) >= window-16<<10
+	})
+	_, err = c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbMsg, payload)
+	require.NoError(t, err, "a stream's read-ahead stalls the peer's requests")
+}
+
+// TestStreamReadDeadlineLosesNoWindowUpdate (found in review; older than
+// the read-ahead): a session stream read with a deadline that had passed
+// (a poll for what has arrived) took bytes from smux, whose window update
+// for them then raced the passed deadline and was dropped. Once the
+// update for the last bytes the peer's window allowed was dropped, the
+// peer's Write waited for ever, and so did the reader, after 262 128 of
+// 8 MiB here, every time. smux is no longer given a read deadline.
+func TestStreamReadDeadlineLosesNoWindowUpdate(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	data := makePayload(5, 5, 8<<20)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		if _, err := s.Write(data); err == nil {
+			_ = s.CloseWrite()
+		}
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	var got []byte
+	b := make([]byte, 64<<10)
+	for {
+		// Take what has arrived without waiting...
+		require.NoError(t, s.SetReadDeadline(time.Now()))
+		n, err := s.Read(b)
+		got = append(got, b[:n]...)
+		if err == nil {
+			continue
+		}
+		if err == io.EOF {
+			break
+		}
+		require.True(t, isTimeout(err), "%v", err)
+		// ...then wait for more, for a while.
+		require.NoError(t, s.SetReadDeadline(time.Now().Add(5*time.Second)))
+		n, err = s.Read(b)
+		got = append(got, b[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if isTimeout(err) && n == 0 {
+			t.Fatalf("the stream stalled after %d of %d bytes: the peer's Write waits for a window update dropped on a passed read deadline", len(got), len(data))
+		}
+	}
+	require.True(t, bytes.Equal(data, got))
 }

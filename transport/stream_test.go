@@ -377,6 +377,23 @@ func TestStreamHandlerPanicIsContained(t *testing.T) {
 	}
 }
 
+// readResult is what a stream's reader read, and how its reading ended.
+type readResult struct {
+	data []byte
+	err  error
+}
+
+// handleReadAll has n's handler for verb read each stream to its end, and
+// send what it read.
+func handleReadAll(n *transport.Transport, verb transport.Verb) <-chan readResult {
+	got := make(chan readResult, 1)
+	n.HandleStream(verb, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		b, err := io.ReadAll(s)
+		got <- readResult{b, err}
+	}))
+	return got
+}
+
 // writeInBackground writes n bytes to s in a goroutine, and sends the
 // Write's error.
 func writeInBackground(s *transport.Stream, n int) <-chan error {
@@ -532,15 +549,7 @@ func TestStreamTimedOutWriteBehindACongestedSession(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, s)
 	}))
-	type result struct {
-		data []byte
-		err  error
-	}
-	got := make(chan result, 1)
-	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
-		b, err := io.ReadAll(s)
-		got <- result{b, err}
-	}))
+	got := handleReadAll(c.Nodes[1], verbRepair)
 	ctx := ctxTimeout(t, 30*time.Second)
 	x, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	require.NoError(t, err)

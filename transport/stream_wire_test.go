@@ -168,15 +168,7 @@ func TestStreamChunkOverTheLimitClosesTheStream(t *testing.T) {
 // which would pass a truncated stream off as a whole one.
 func TestStreamClosedWithoutEndMarker(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	type readResult struct {
-		got []byte
-		err error
-	}
-	read := make(chan readResult, 1)
-	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
-		got, err := io.ReadAll(s)
-		read <- readResult{got, err}
-	}))
+	read := handleReadAll(c.Nodes[1], verbRepair)
 	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
 	st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
 	require.Equal(t, byte(wire.StreamAccepted), status)
@@ -187,7 +179,7 @@ func TestStreamClosedWithoutEndMarker(t *testing.T) {
 
 	select {
 	case r := <-read:
-		assert.Equal(t, "hello", string(r.got))
+		assert.Equal(t, "hello", string(r.data))
 		assert.ErrorIs(t, r.err, io.ErrUnexpectedEOF)
 	case <-time.After(5 * time.Second):
 		t.Fatal("the handler's Read did not end")

@@ -29,27 +29,20 @@ func writeAndClose(s *transport.Stream, data []byte) <-chan error {
 	return wrote
 }
 
-// readsAhead waits until s reads ahead, for at most d.
-func readsAhead(s *transport.Stream, d time.Duration) bool {
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		if transport.StreamReadAhead(s) >= 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // TestStreamReadAheadInOrderBothWays (from review): both sides write more
-// than the window before either reads, so both read ahead; then both read
-// with random sizes, and every byte arrives once, in order.
+// than the window before either reads, so both read-aheads hold bytes;
+// then both read with random sizes, and every byte arrives once, in order.
 func TestStreamReadAheadInOrderBothWays(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	data := makePayload(5, 5, 3<<20)
+	startReading := make(chan struct{})
 	handled := make(chan error, 1)
 	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
 		wrote := writeAndClose(s, data)
-		if !readsAhead(s, 10*time.Second) {
-			handled <- errors.New("the handler's stream never read ahead")
+		select {
+		case <-startReading:
+		case <-ctx.Done():
+			handled <- ctx.Err()
 			return
 		}
 		got, err := io.ReadAll(s)
@@ -65,7 +58,9 @@ func TestStreamReadAheadInOrderBothWays(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	wrote := writeAndClose(s, data)
-	require.True(t, readsAhead(s, 10*time.Second), "the opener's stream reads ahead")
+	window := transport.DefaultStreamConfig().StreamBuffer
+	waitFor(t, 10*time.Second, "the opener's read-ahead fills", func() bool { return transport.StreamReadAhead(s) == window })
+	close(startReading)
 	rng := rand.New(rand.NewSource(1))
 	var got []byte
 	for {
@@ -88,14 +83,20 @@ func TestStreamReadAheadInOrderBothWays(t *testing.T) {
 // the Write went on waiting until smux's keepalive failed, 10 s later.
 func TestStreamWriteEndsWhenTheSessionBreaks(t *testing.T) {
 	c := transporttest.New(t, 2, transporttest.Options{Proxied: true})
+	accepted := make(chan *transport.Stream, 1)
 	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		accepted <- s
 		<-ctx.Done() // reads nothing
 	}))
 	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	require.NoError(t, err)
 	defer s.Close()
 	wrote := writeInBackground(s, 4<<20)
-	waitFor(t, 5*time.Second, "the waiting Write reads ahead", func() bool { return transport.StreamReadAhead(s) >= 0 })
+	peerSide := <-accepted
+	window := transport.DefaultStreamConfig().StreamBuffer
+	waitFor(t, 10*time.Second, "the peer's read-ahead fills: the Write waits for the window", func() bool {
+		return transport.StreamReadAhead(peerSide) == window
+	})
 	require.Positive(t, c.Proxies[1].Kill())
 	start := time.Now()
 	select {
@@ -136,15 +137,12 @@ func TestStreamReadOfArrivedBytesWaitsForNoOtherStream(t *testing.T) {
 	a, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbHold)
 	require.NoError(t, err)
 	defer a.Close()
-	go func() { _, _ = a.Write(make([]byte, 4<<20)) }()
-	waitFor(t, 10*time.Second, "A's read-ahead holds the inbound account", func() bool {
+	waitFor(t, 10*time.Second, "A's read-ahead fills", func() bool {
 		return transport.StreamReadAhead(a) >= window-16<<10
 	})
 	b, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	require.NoError(t, err)
 	defer b.Close()
-	go func() { _, _ = b.Write(make([]byte, 4<<20)) }()
-	waitFor(t, 10*time.Second, "B's waiting Write reads ahead", func() bool { return transport.StreamReadAhead(b) >= 0 })
 	require.NoError(t, b.SetReadDeadline(time.Now().Add(3*time.Second)))
 	got := make([]byte, 5)
 	n, err := b.Read(got)
@@ -180,8 +178,7 @@ func TestStreamReadAheadStallsNotThePeersMessages(t *testing.T) {
 	a, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbHold)
 	require.NoError(t, err)
 	defer a.Close()
-	go func() { _, _ = a.Write(make([]byte, 4<<20)) }()
-	waitFor(t, 10*time.Second, "A's read-ahead holds the inbound account", func() bool {
+	waitFor(t, 10*time.Second, "A's read-ahead fills", func() bool {
 		return transport.StreamReadAhead(a) >= window-16<<10
 	})
 	_, err = c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbMsg, payload)

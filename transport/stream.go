@@ -49,10 +49,9 @@ type Stream struct {
 	release func()
 	once    sync.Once
 
-	// Reading, under readMu: bytes left in the current chunk, whether the
-	// end marker was read, and the next chunk's header, of which have
-	// bytes were read.
-	readMu sync.Mutex
+	// Reading: bytes left in the current chunk, whether the end marker
+	// was read, and the next chunk's header, of which have bytes were
+	// read.
 	left   int
 	eof    bool
 	header [wire.StreamChunkHeaderSize]byte
@@ -112,8 +111,6 @@ func (s *Stream) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	s.readMu.Lock()
-	defer s.readMu.Unlock()
 	for s.left == 0 {
 		if s.eof {
 			return 0, io.EOF
@@ -140,7 +137,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 }
 
 // readRaw reads the stream's bytes as the peer wrote them: a session
-// stream's from its read-ahead. readMu held.
+// stream's from its read-ahead.
 func (s *Stream) readRaw(b []byte) (int, error) {
 	if s.ahead != nil {
 		return s.ahead.read(b)

@@ -143,7 +143,8 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 		return nil, err
 	}
 	oc := newOwnConn(t, conn)
-	if err := t.greet(ctx, oc, verb); err != nil {
+	if err := t.greet(ctx, oc, verb, t.openDeadline(ctx)); err != nil {
+		oc.abort()
 		return nil, err
 	}
 	return oc, nil

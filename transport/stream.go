@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,32 +293,65 @@ func (s *Stream) CloseWrite() error {
 // Close closes the stream both ways; the peer reads io.EOF after what was
 // written. A Read or Write under way in another goroutine fails: Close
 // does not wait for it, not even for a Write waiting for a peer that does
-// not read (the peer then sees the stream end without its end marker),
-// and it waits at most a second to write the end marker itself. Safe to
-// call more than once.
+// not read (the peer then sees the stream end without its end marker).
+// Close returns within about a second: the stream's end that is still
+// waiting then, behind a congested session, goes out in the background
+// once the session moves (for up to smux's 30 s). Safe to call more than
+// once.
 func (s *Stream) Close() error {
 	s.closeOnce.Do(func() { close(s.closed) })
+	deadline := time.Now().Add(lingerTimeout)
 	var err error
 	if s.writeMu.TryLock() {
 		if !s.writeClosed {
 			s.writeClosed = true
 			// The peer sees a clean end, not a reset; a peer that stops
 			// reading with its window full does not hold Close.
-			_ = s.s.SetWriteDeadline(time.Now().Add(lingerTimeout))
+			_ = s.s.SetWriteDeadline(deadline)
 			_ = s.endMarker()
 		}
 		s.writeMu.Unlock()
-		err = s.s.Close()
+		err = s.closeConn(deadline)
 	} else if oc, ok := s.s.(*ownConn); ok {
 		oc.abort() // the Write under way holds the socket: no graceful end
+		s.once.Do(s.release)
 	} else {
-		err = s.s.Close()
+		err = s.closeConn(deadline)
 	}
-	s.once.Do(s.release)
 	if errors.Is(err, io.ErrClosedPipe) {
 		return nil // already closed
 	}
 	return err
+}
+
+// closeConn closes the stream's connection, waiting until deadline at
+// most, and then lets go of its place among the peer's streams. A
+// connection of its own does not wait (ownConn.Close). A session stream's
+// close queues its FIN behind the session's frames, and smux waits up to
+// 30 s for the session's socket to take it; past deadline the close goes
+// on in its goroutine, which the session's end also ends, and the stream
+// keeps its place until then, so that a congested session holds no more
+// closes than StreamConfig.MaxPerPeer.
+func (s *Stream) closeConn(deadline time.Time) error {
+	if !s.session() {
+		err := s.s.Close()
+		s.once.Do(s.release)
+		return err
+	}
+	closed := make(chan error, 1)
+	go func() {
+		err := s.s.Close()
+		s.once.Do(s.release)
+		closed <- err
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case err := <-closed:
+		return err
+	case <-timer.C:
+		return nil
+	}
 }
 
 func (s *Stream) LocalAddr() net.Addr                { return s.s.LocalAddr() }
@@ -406,7 +440,7 @@ func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.S
 	if err != nil {
 		return nil, err
 	}
-	st, err := t.openOn(ctx, session, verb)
+	st, err := t.openOn(ctx, p, session, verb)
 	if err == nil || fresh || !sessionBroke(ctx, err) {
 		return st, err
 	}
@@ -417,7 +451,7 @@ func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.S
 	if err != nil {
 		return nil, err
 	}
-	return t.openOn(ctx, session, verb)
+	return t.openOn(ctx, p, session, verb)
 }
 
 // sessionBroke reports whether err, from opening a stream, says its
@@ -428,54 +462,130 @@ func sessionBroke(ctx context.Context, err error) bool {
 	return ctx.Err() == nil && !errors.As(err, &re) && !isTimeout(err)
 }
 
-// openOn opens a stream for verb on session. Any failure but a refusal
-// closes the session, so that the next stream dials a new one: smux
-// leaves open a session whose socket failed.
-func (t *Transport) openOn(ctx context.Context, session *smux.Session, verb Verb) (*smux.Stream, error) {
-	st, err := t.openStreamOn(ctx, session, verb)
+// openOn opens a stream for verb on p's session. Any failure but a
+// refusal closes the session, so that the next stream dials a new one:
+// smux leaves open a session whose socket failed.
+func (t *Transport) openOn(ctx context.Context, p *peer, session *smux.Session, verb Verb) (*smux.Stream, error) {
+	st, err := t.openStreamOn(ctx, p, session, verb)
 	if err != nil && sessionBroke(ctx, err) {
 		session.Close()
 	}
 	return st, err
 }
 
-func (t *Transport) openStreamOn(ctx context.Context, session *smux.Session, verb Verb) (*smux.Stream, error) {
-	st, err := session.OpenStream()
+// openStreamOn opens a stream for verb on p's session, within the
+// handshake timeout and ctx.
+func (t *Transport) openStreamOn(ctx context.Context, p *peer, session *smux.Session, verb Verb) (*smux.Stream, error) {
+	deadline := t.openDeadline(ctx)
+	st, err := openSessionStream(ctx, p, session, deadline)
 	if err != nil {
 		return nil, err
 	}
-	if err := t.greet(ctx, st, verb); err != nil {
+	if err := t.greet(ctx, st, verb, deadline); err != nil {
+		p.dropStream(st)
 		return nil, err
 	}
 	return st, nil
 }
 
-// greet opens the stream st for verb: it writes the verb and reads the
-// acceptor's status byte, within the handshake timeout. It closes st when
-// the stream is refused or fails.
-func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb) error {
+// openDeadline is when opening a stream gives up: the handshake timeout
+// from now, or ctx's deadline if sooner.
+func (t *Transport) openDeadline(ctx context.Context) time.Time {
 	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	_ = st.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { st.Close() })
-	defer stop()
-	// Opening: the verb, answered by one status byte.
-	if _, err := st.Write(wire.AppendStreamOpen(nil, uint32(verb))); err != nil {
+	return deadline
+}
+
+// openSessionStream opens a stream on p's session by deadline, or fails
+// when ctx ends first. smux waits up to 30 s for a congested session's
+// socket to take the new stream's SYN, whatever its caller; a stream that
+// opens after its caller gave up is dropped (peer.dropStream).
+func openSessionStream(ctx context.Context, p *peer, session *smux.Session, deadline time.Time) (*smux.Stream, error) {
+	type opened struct {
+		st  *smux.Stream
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		st, err := session.OpenStream()
+		done <- opened{st, err}
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var err error
+	select {
+	case o := <-done:
+		return o.st, o.err
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = passed(ctx, deadline, fmt.Errorf("opening stream: %w", os.ErrDeadlineExceeded))
+	}
+	p.streams.out.Add(1) // the stream counts until it is dropped
+	go func() {
+		defer p.streams.out.Add(-1)
+		if o := <-done; o.err == nil {
+			o.st.Close()
+		}
+	}()
+	return nil, err
+}
+
+// dropStream closes st, a session stream to p that was never handed out,
+// without waiting for its close to reach the session's socket (see
+// Stream.closeConn). It counts as one of p's outbound streams until then,
+// so a congested session holds no more closes than StreamConfig.MaxPerPeer.
+func (p *peer) dropStream(st *smux.Stream) {
+	p.streams.out.Add(1)
+	go func() {
+		defer p.streams.out.Add(-1)
 		st.Close()
-		return ctxErrOr(ctx, err)
+	}()
+}
+
+// greet opens the stream st for verb: it writes the verb and reads the
+// acceptor's status byte, by deadline, or until ctx ends. The caller
+// closes st when it fails.
+func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb, deadline time.Time) error {
+	_ = st.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Unix(1, 0)) })
+	err := greeting(st, verb)
+	if !stop() {
+		return ctx.Err() // its end may have cut the greeting short
+	}
+	if isTimeout(err) {
+		return passed(ctx, deadline, err)
+	}
+	if err != nil {
+		return err
+	}
+	_ = st.SetDeadline(time.Time{})
+	return nil
+}
+
+// passed is the error of an open whose deadline passed: ctx's, when the
+// deadline was ctx's (its timer may not have fired yet), or else err.
+func passed(ctx context.Context, deadline time.Time, err error) error {
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// greeting writes the verb and reads the acceptor's status byte.
+func greeting(st net.Conn, verb Verb) error {
+	if _, err := st.Write(wire.AppendStreamOpen(nil, uint32(verb))); err != nil {
+		return err
 	}
 	var status [1]byte
 	if _, err := io.ReadFull(st, status[:]); err != nil {
-		st.Close()
-		return ctxErrOr(ctx, fmt.Errorf("opening stream: %w", err))
+		return fmt.Errorf("opening stream: %w", err)
 	}
 	if code, refused := wire.ParseStreamStatus(status[0]); refused {
-		st.Close()
 		return &RemoteError{Code: code}
 	}
-	_ = st.SetDeadline(time.Time{})
 	return nil
 }
 

@@ -532,60 +532,15 @@ func TestStreamWaitingWriteReadsAheadWithoutLoss(t *testing.T) {
 // stream's bytes once and in order, or see the stream cut short; never
 // bytes written twice.
 func TestStreamTimedOutWriteBehindACongestedSession(t *testing.T) {
-	const window = 1 << 20
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Streams.StreamBuffer = window
-		cfg.Streams.SessionBuffer = window
-	})
-	const verbHold transport.Verb = 21
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	defer releaseOnce.Do(func() { close(release) })
-	c.Nodes[1].HandleStream(verbHold, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
-		select {
-		case <-release:
-		case <-ctx.Done():
-			return
-		}
-		_, _ = io.Copy(io.Discard, s)
-	}))
+	c := newCluster(t, 2, congestible)
 	got := handleReadAll(c.Nodes[1], verbRepair)
 	ctx := ctxTimeout(t, 30*time.Second)
 	x, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
 	require.NoError(t, err)
 	defer x.Close()
-	// Fill the session's buffer, then the sockets' buffers.
-	holders := make([]*transport.Stream, 24)
-	for i := range holders {
-		holders[i], err = c.Nodes[0].OpenStream(ctx, c.ID(1), verbHold)
-		require.NoError(t, err)
-		defer holders[i].Close()
-	}
-	var writing sync.WaitGroup
-	for _, s := range holders {
-		writing.Add(1)
-		go func() {
-			defer writing.Done()
-			_, _ = s.Write(make([]byte, window))
-			_ = s.CloseWrite()
-		}()
-	}
-	defer writing.Wait()
-	// Each Write that succeeds sends a numbered record; the first that
-	// times out waited for the socket.
-	record := func(seq int) []byte { return makePayload(9, uint64(seq), 1000) }
-	var sent [][]byte
-	var n int
-	for attempt := 0; ; attempt++ {
-		require.Less(t, attempt, 100, "the session's socket never filled")
-		require.NoError(t, x.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
-		sent = append(sent, record(attempt))
-		if n, err = x.Write(sent[attempt]); err != nil {
-			break
-		}
-	}
-	require.NoError(t, x.SetWriteDeadline(time.Time{}))
-	releaseOnce.Do(func() { close(release) })
+	release := congest(t, c)
+	sent, n := writeUntilTimedOut(t, x)
+	release()
 	last := sent[len(sent)-1]
 	_, err2 := x.Write(last[n:])
 	if err2 == nil {
@@ -602,6 +557,164 @@ func TestStreamTimedOutWriteBehindACongestedSession(t *testing.T) {
 	} else {
 		assert.ErrorIs(t, r.err, io.ErrUnexpectedEOF, "cut short, not misread")
 		assert.True(t, bytes.HasPrefix(want, r.data), "what was read was sent once, in order")
+	}
+}
+
+// TestStreamCloseReturnsBehindACongestedSession: Close waits about a
+// second at most for the stream's end to go out, as its doc says. Behind
+// a session whose socket was full, smux's Close waited up to 30 s to
+// queue its FIN, after Close's second for the end marker: a repair that
+// gave up on a slow peer sat 31 s in Close. The ends still reach the
+// peer once the session moves again.
+func TestStreamCloseReturnsBehindACongestedSession(t *testing.T) {
+	c := newCluster(t, 2, congestible)
+	const verbOther transport.Verb = 23
+	gotX := handleReadAll(c.Nodes[1], verbRepair)
+	gotY := handleReadAll(c.Nodes[1], verbOther)
+	ctx := ctxTimeout(t, 30*time.Second)
+	x, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer x.Close()
+	y, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbOther)
+	require.NoError(t, err)
+	defer y.Close()
+	_, err = y.Write([]byte("said before the congestion"))
+	require.NoError(t, err)
+	release := congest(t, c)
+	sent, _ := writeUntilTimedOut(t, x) // the session's socket is full
+	for _, s := range []struct {
+		name   string
+		stream *transport.Stream
+	}{{"a stream with its end marker to write", y}, {"a stream whose Write timed out", x}} {
+		start := time.Now()
+		err := s.stream.Close()
+		took := time.Since(start)
+		t.Logf("%s: Close took %v: %v", s.name, took, err)
+		assert.Less(t, took, 5*time.Second, "%s: Close waited for the congested session", s.name)
+		assert.NoError(t, err, "%s: the end goes out once the session moves", s.name)
+	}
+	// A close still waiting for the session keeps its stream's place, so
+	// a congested session holds no more of them than MaxPerPeer.
+	assert.EqualValues(t, 24+2, streamsOut(t, c.Nodes[0], c.ID(1)), "the 24 holders, and 2 closes waiting")
+	release()
+	for _, r := range []struct {
+		name string
+		got  <-chan readResult
+		sent []byte
+	}{{"y", gotY, []byte("said before the congestion")}, {"x", gotX, bytes.Join(sent, nil)}} {
+		select {
+		case res := <-r.got:
+			if res.err != nil {
+				assert.ErrorIs(t, res.err, io.ErrUnexpectedEOF, "%s: cut short, not misread", r.name)
+			}
+			assert.True(t, bytes.HasPrefix(r.sent, res.data), "%s: what was read was sent once, in order", r.name)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the peer's handler never saw the stream end", r.name)
+		}
+	}
+	require.Eventually(t, func() bool { return streamsOut(t, c.Nodes[0], c.ID(1)) == 24 }, 20*time.Second, 10*time.Millisecond,
+		"the closes went out and let go of their places")
+}
+
+// streamsOut returns how many streams n has open to peer.
+func streamsOut(t *testing.T, n *transport.Transport, peer cluster.NodeID) int32 {
+	t.Helper()
+	for _, p := range n.Health().Peers {
+		if p.Peer == peer {
+			return p.StreamsOut
+		}
+	}
+	t.Fatalf("no health for %v", peer)
+	return 0
+}
+
+// TestStreamOpenEndsWithItsContextBehindACongestedSession: OpenStream
+// ends when its context does. Behind a session whose socket was full,
+// smux's open waited up to 30 s to queue the new stream's SYN, and a
+// failed greeting's close 30 s more, whatever the caller's context said.
+func TestStreamOpenEndsWithItsContextBehindACongestedSession(t *testing.T) {
+	c := newCluster(t, 2, congestible)
+	handleReadAll(c.Nodes[1], verbRepair)
+	x, err := c.Nodes[0].OpenStream(ctxTimeout(t, 30*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer x.Close()
+	release := congest(t, c)
+	writeUntilTimedOut(t, x) // the session's socket is full
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	took := time.Since(start)
+	t.Logf("OpenStream took %v: %v", took, err)
+	if err == nil {
+		s.Close()
+	}
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, took, 5*time.Second, "OpenStream outlived its context")
+	release()
+}
+
+// congestible gives each stream, and a session, a window of 1 MiB.
+func congestible(i int, cfg *transport.Config) {
+	cfg.Streams.StreamBuffer = 1 << 20
+	cfg.Streams.SessionBuffer = 1 << 20
+}
+
+// congest fills the session from c's node 0 to node 1 (configured by
+// congestible) with streams, each writing a window's bytes to a handler
+// that reads nothing until release is called (or the test ends): the
+// session's buffer fills, then the sockets' buffers.
+func congest(t *testing.T, c *transporttest.Cluster) (release func()) {
+	t.Helper()
+	const window = 1 << 20
+	const verbHold transport.Verb = 21
+	held := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	c.Nodes[1].HandleStream(verbHold, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return
+		}
+		_, _ = io.Copy(io.Discard, s)
+	}))
+	ctx := ctxTimeout(t, 30*time.Second)
+	holders := make([]*transport.Stream, 24)
+	for i := range holders {
+		s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbHold)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		holders[i] = s
+	}
+	var writing sync.WaitGroup
+	for _, s := range holders {
+		writing.Add(1)
+		go func() {
+			defer writing.Done()
+			_, _ = s.Write(make([]byte, window))
+			_ = s.CloseWrite()
+		}()
+	}
+	t.Cleanup(writing.Wait)
+	t.Cleanup(release)
+	return release
+}
+
+// writeUntilTimedOut writes numbered 1000-byte records to x, each with a
+// deadline of 100 ms, until one times out, waiting for a full socket; it
+// returns the records and how much of the last was written.
+func writeUntilTimedOut(t *testing.T, x *transport.Stream) (sent [][]byte, n int) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		require.Less(t, attempt, 100, "the session's socket never filled")
+		require.NoError(t, x.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+		sent = append(sent, makePayload(9, uint64(attempt), 1000))
+		var err error
+		if n, err = x.Write(sent[attempt]); err != nil {
+			require.NoError(t, x.SetWriteDeadline(time.Time{}))
+			return sent, n
+		}
 	}
 }
 

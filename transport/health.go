@@ -127,8 +127,8 @@ type PeerHealth struct {
 	Lanes [routing.NumLanes]LaneHealth `json:"lanes"`
 	// StreamSession says this node's stream session (OpenStream) to the
 	// peer is open; StreamsOut and StreamsIn count the streams open each
-	// way (a closed one counts until its close has gone out of a
-	// congested session). Streams and file transfers dial on demand and report their
+	// way, and closed ones whose close still waits for a congested
+	// session. Streams and file transfers dial on demand and report their
 	// failures to their caller (OpenStream, SendFile): they do not count
 	// in Status.
 	StreamSession bool  `json:"stream_session"`

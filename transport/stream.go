@@ -66,6 +66,10 @@ type Stream struct {
 
 	closed    chan struct{} // closed by Close
 	closeOnce sync.Once
+	// The connection's one Close (startClose), and when it returned.
+	closing    sync.Once
+	connClosed chan struct{}
+	connErr    error
 
 	writeMu     sync.Mutex
 	writeClosed bool
@@ -126,7 +130,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 		s.have = 0
 		n, err := wire.ParseStreamChunkHeader(s.header[:])
 		if err != nil { // a length over the limit: ErrMalformed
-			s.s.Close()
+			s.startClose()
 			return 0, err
 		}
 		s.left = n
@@ -297,9 +301,16 @@ func (s *Stream) CloseWrite() error {
 // Close returns within about a second: the stream's end that is still
 // waiting then, behind a congested session, goes out in the background
 // once the session moves (for up to smux's 30 s). Safe to call more than
-// once.
+// once; a later call returns at once.
 func (s *Stream) Close() error {
-	s.closeOnce.Do(func() { close(s.closed) })
+	first := false
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		first = true
+	})
+	if !first {
+		return nil
+	}
 	deadline := time.Now().Add(lingerTimeout)
 	var err error
 	if s.writeMu.TryLock() {
@@ -324,34 +335,48 @@ func (s *Stream) Close() error {
 	return err
 }
 
-// closeConn closes the stream's connection, waiting until deadline at
-// most, and then lets go of its place among the peer's streams. A
-// connection of its own does not wait (ownConn.Close). A session stream's
-// close queues its FIN behind the session's frames, and smux waits up to
-// 30 s for the session's socket to take it; past deadline the close goes
-// on in its goroutine, which the session's end also ends, and the stream
-// keeps its place until then, so that a congested session holds no more
-// closes than StreamConfig.MaxPerPeer.
+// closeConn closes the stream's connection (startClose), waiting until
+// deadline at most, and lets go of the stream's place among the peer's
+// streams once the close is done, so that a congested session holds no
+// more closes than StreamConfig.MaxPerPeer.
 func (s *Stream) closeConn(deadline time.Time) error {
-	if !s.session() {
-		err := s.s.Close()
-		s.once.Do(s.release)
-		return err
-	}
-	closed := make(chan error, 1)
-	go func() {
-		err := s.s.Close()
-		s.once.Do(s.release)
-		closed <- err
-	}()
+	closed := s.startClose()
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
-	case err := <-closed:
-		return err
+	case <-closed:
+		s.once.Do(s.release)
+		return s.connErr
 	case <-timer.C:
+		go func() {
+			<-closed
+			s.once.Do(s.release)
+		}()
 		return nil
 	}
+}
+
+// startClose closes the stream's connection, once, and returns a channel
+// closed when that is done. A connection of its own closes at once
+// (ownConn.Close lingers in the background). A session stream's close
+// queues its FIN behind the session's frames, and smux waits up to 30 s
+// for the session's socket to take it (or for the session's end): in a
+// goroutine of its own, whoever starts it — Close, Read finding the
+// stream malformed, or the read-ahead reading the peer's end (ended).
+func (s *Stream) startClose() <-chan struct{} {
+	s.closing.Do(func() {
+		s.connClosed = make(chan struct{})
+		if !s.session() {
+			s.connErr = s.s.Close()
+			close(s.connClosed)
+			return
+		}
+		go func() {
+			s.connErr = s.s.Close()
+			close(s.connClosed)
+		}()
+	})
+	return s.connClosed
 }
 
 func (s *Stream) LocalAddr() net.Addr                { return s.s.LocalAddr() }
@@ -547,13 +572,18 @@ func (p *peer) dropStream(st *smux.Stream) {
 
 // greet opens the stream st for verb: it writes the verb and reads the
 // acceptor's status byte, by deadline, or until ctx ends. The caller
-// closes st when it fails.
+// closes st when it fails, which ends a greeting ctx left under way: on a
+// session stream the verb may wait in the session's queue, which neither
+// a deadline set later nor a close wakes, until deadline.
 func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb, deadline time.Time) error {
 	_ = st.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Unix(1, 0)) })
-	err := greeting(st, verb)
-	if !stop() {
-		return ctx.Err() // its end may have cut the greeting short
+	greeted := make(chan error, 1)
+	go func() { greeted <- greeting(st, verb) }()
+	var err error
+	select {
+	case err = <-greeted:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	if isTimeout(err) {
 		return passed(ctx, deadline, err)
@@ -696,7 +726,12 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 
 // serveStream reads a new stream's verb, admits it and runs its handler.
 func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
-	defer st.Close()
+	admitted := false
+	defer func() {
+		if !admitted {
+			st.Close()
+		}
+	}()
 	_ = st.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	verb, err := wire.ReadStreamOpen(byteReader{st})
 	opened()
@@ -719,6 +754,7 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
+	admitted = true // Stream.Close closes st, once
 	s := t.newStream(st, p, Verb(verb), func() { p.streams.in.Add(-1) })
 	defer s.Close()
 	defer func() {

@@ -1,11 +1,15 @@
 package transport
 
 import (
+	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/xtaci/smux"
 )
 
 // TestStreamReadDeadlineInsideAChunkHeader (found in review): a Read
@@ -63,4 +67,97 @@ func TestReadAheadBufferFollowsItsBytes(t *testing.T) {
 	ra.arrange()
 	require.Len(t, ra.buf, aheadBase, "no growth past the allowance")
 	require.Zero(t, allowance.used.Load())
+}
+
+// gatedConn passes writes until shut, then holds each until opened again:
+// a session's socket that stopped taking bytes.
+type gatedConn struct {
+	net.Conn
+	mu      sync.Mutex
+	gate    chan struct{} // nil: open
+	blocked chan struct{} // gets a value when a write is held
+}
+
+func (g *gatedConn) shut() {
+	g.mu.Lock()
+	g.gate = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gatedConn) open() {
+	g.mu.Lock()
+	if g.gate != nil {
+		close(g.gate)
+		g.gate = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gatedConn) Write(b []byte) (int, error) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		select {
+		case g.blocked <- struct{}{}:
+		default:
+		}
+		<-gate
+	}
+	return g.Conn.Write(b)
+}
+
+// TestGreetEndsWithItsCancelledContextBehindASession: greet ends
+// when its context does, "by deadline, or until ctx ends". In a session
+// whose socket stopped taking bytes after the new stream's SYN went out
+// (smux sends a SYN, a control frame, ahead of the data frames queued
+// before it; the verb is a data frame, behind them), the greeting's Write
+// waits in smux's writeFrameInternal on a timer made from the deadline
+// when it began: a past deadline set then does not wake it (smux wakes
+// only a Write waiting for window), nor does a close, and greet returned
+// only at the handshake deadline. It now waits for the greeting beside
+// its context.
+func TestGreetEndsWithItsCancelledContextBehindASession(t *testing.T) {
+	a, b := net.Pipe()
+	g := &gatedConn{Conn: a, blocked: make(chan struct{}, 1)}
+	cfg := StreamConfig{SessionBuffer: 1 << 20, StreamBuffer: 256 << 10}
+	client, err := smux.Client(g, cfg.smux())
+	require.NoError(t, err)
+	server, err := smux.Server(b, cfg.smux())
+	require.NoError(t, err)
+	defer server.Close()
+	defer client.Close()
+	defer g.open()
+	go func() { // accept, and never answer
+		for {
+			if _, err := server.AcceptStream(); err != nil {
+				return
+			}
+		}
+	}()
+	st, err := client.OpenStream() // the SYN goes out
+	require.NoError(t, err)
+	g.shut()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const handshake = 5 * time.Second
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- (*Transport)(nil).greet(ctx, st, 1, time.Now().Add(handshake)) }()
+	select {
+	case <-g.blocked: // the verb waits for the socket
+	case <-time.After(handshake):
+		t.Fatal("the greeting's Write never reached the socket")
+	}
+	cancel()
+	cancelled := time.Now()
+	select {
+	case err := <-done:
+		t.Logf("greet returned %v after %v (%v after its cancel)", err, time.Since(start), time.Since(cancelled))
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Less(t, time.Since(cancelled), time.Second, "greet outlived its cancelled context")
+	case <-time.After(2 * handshake):
+		t.Fatal("greet never returned")
+	}
 }

@@ -628,6 +628,77 @@ func streamsOut(t *testing.T, n *transport.Transport, peer cluster.NodeID) int32
 	return 0
 }
 
+// TestStreamSecondCloseKeepsAPendingClosesPlace: Close is "safe to call
+// more than once", and a session stream whose close still waits behind a
+// congested session keeps its place among the peer's streams until that
+// close is done. A second Close (a deferred Close after an explicit one)
+// started another smux Close, which returned io.ErrClosedPipe at once
+// since the first held the stream's dieOnce, and let go of the place: the
+// count dropped while the first close still waited. Now the stream's
+// connection is closed once (startClose), and a second Close returns at
+// once.
+func TestStreamSecondCloseKeepsAPendingClosesPlace(t *testing.T) {
+	c := newCluster(t, 2, congestible)
+	const verbOther transport.Verb = 23
+	handleReadAll(c.Nodes[1], verbRepair)
+	handleReadAll(c.Nodes[1], verbOther)
+	ctx := ctxTimeout(t, 30*time.Second)
+	x, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer x.Close()
+	y, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbOther)
+	require.NoError(t, err)
+	_, err = y.Write([]byte("said before the congestion"))
+	require.NoError(t, err)
+	release := congest(t, c)
+	writeUntilTimedOut(t, x) // the session's socket is full
+	require.NoError(t, y.Close())
+	require.EqualValues(t, 24+2, streamsOut(t, c.Nodes[0], c.ID(1)), "the 24 holders, x, and y's close waiting")
+	start := time.Now()
+	require.NoError(t, y.Close()) // safe to call more than once
+	took := time.Since(start)
+	t.Logf("second Close took %v", took)
+	assert.Less(t, took, 500*time.Millisecond, "a second Close returns at once")
+	assert.EqualValues(t, 24+2, streamsOut(t, c.Nodes[0], c.ID(1)),
+		"y's close still waits for the session, yet a second Close let go of its place")
+	release()
+}
+
+// TestStreamCloseAfterThePeerClosedKeepsItsPlace: when the peer closes a
+// session stream first (its handler returned), the read-ahead reads the
+// close and starts smux's Close in a goroutine of its own (Stream.ended);
+// behind a congested session that close waits for its FIN to go out.
+// Stream.Close's own smux Close returned io.ErrClosedPipe at once and let
+// go of the stream's place while it waited. Now Close waits for that one
+// close, as for its own.
+func TestStreamCloseAfterThePeerClosedKeepsItsPlace(t *testing.T) {
+	c := newCluster(t, 2, congestible)
+	const verbShort transport.Verb = 24
+	handleReadAll(c.Nodes[1], verbRepair)
+	finish := make(chan struct{})
+	c.Nodes[1].HandleStream(verbShort, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		select { // returns: the transport closes the stream
+		case <-finish:
+		case <-ctx.Done():
+		}
+	}))
+	ctx := ctxTimeout(t, 30*time.Second)
+	x, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer x.Close()
+	z, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbShort)
+	require.NoError(t, err)
+	release := congest(t, c)
+	writeUntilTimedOut(t, x) // the session's socket is full, this way
+	close(finish)            // the peer closes z; that way is free
+	require.Eventually(t, func() bool { _, err := z.Write(nil); return err != nil }, 10*time.Second, time.Millisecond,
+		"z's read-ahead reads the peer's close")
+	require.NoError(t, z.Close())
+	assert.EqualValues(t, 24+2, streamsOut(t, c.Nodes[0], c.ID(1)),
+		"the 24 holders, x, and z's close waiting for the session")
+	release()
+}
+
 // TestStreamOpenEndsWithItsContextBehindACongestedSession: OpenStream
 // ends when its context does. Behind a session whose socket was full,
 // smux's open waited up to 30 s to queue the new stream's SYN, and a

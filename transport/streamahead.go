@@ -116,7 +116,7 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 // its session, which smux reads as an end too. That ends a Write waiting
 // on it at once, and later Writes fail with peerErr. smux's Close then
 // waits for its own close to be written, up to 30 s behind a congested
-// session: in a goroutine of its own.
+// session: in a goroutine of its own (startClose).
 func (s *Stream) ended(err error) {
 	select {
 	case <-s.closed:
@@ -131,7 +131,7 @@ func (s *Stream) ended(err error) {
 		err = fmt.Errorf("transport: the stream's session failed: %w", err)
 	}
 	s.peerErr.Store(&err)
-	go s.s.Close()
+	s.startClose()
 }
 
 // peerError is the error that ended s from the peer's side (ended), or

@@ -347,8 +347,9 @@ func readRawFrame(r *bufio.Reader) (uint64, []byte, error) {
 
 // BenchmarkStream measures streams each way they travel: one-way 64 KiB
 // Writes to a handler that discards them (throughput, window waits
-// included), and 128-byte round trips to one that echoes (what a Write
-// and a Read cost).
+// included), 128-byte round trips to one that echoes (what a Write and a
+// Read cost), and whole streams, each opened, 128 bytes echoed to its end,
+// and closed (what a stream's life costs).
 func BenchmarkStream(b *testing.B) {
 	for _, kind := range streamKinds {
 		b.Run(kind.name, func(b *testing.B) {
@@ -383,6 +384,24 @@ func BenchmarkStream(b *testing.B) {
 						b.Fatal(err)
 					}
 					if _, err := io.ReadFull(s, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("open-echo-close", func(b *testing.B) {
+				buf := make([]byte, 128)
+				for b.Loop() {
+					s := open(b, verbRepair)
+					if _, err := s.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+					if err := s.CloseWrite(); err != nil {
+						b.Fatal(err)
+					}
+					if got, err := io.ReadAll(s); err != nil || len(got) != len(buf) {
+						b.Fatalf("echoed %d bytes: %v", len(got), err)
+					}
+					if err := s.Close(); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
@@ -59,7 +60,7 @@ type ownConn struct {
 
 func newOwnConn(t *Transport, conn net.Conn) *ownConn {
 	oc := &ownConn{Conn: conn, r: bufio.NewReaderSize(conn, ownStreamBuffer), t: t, lingered: make(chan struct{})}
-	oc.stop = context.AfterFunc(t.ctx, func() { conn.Close() })
+	oc.stop = context.AfterFunc(t.ctx, func() { closeSocket(conn) })
 	return oc
 }
 
@@ -89,17 +90,18 @@ func (c *ownConn) writeVectors(header, data []byte) (int, error) {
 // Close ends the connection without losing what the peer has yet to read.
 // Closing a TCP socket with bytes unread in it resets the connection, and
 // the reset discards what is still in this side's socket buffer — the end
-// of a response written just before, say. So Close half-closes (TCP FIN),
-// ends any Read under way, then reads and discards until the peer closes
-// too or lingerTimeout passes, in a goroutine of the transport's (which
-// the transport's Close ends at once), and only then closes the socket.
-// No Write may be under way (Stream.Close calls abort then). Safe to call
-// more than once; it does not wait.
+// of a response written just before, say. So Close ends any Read under
+// way, and in a goroutine of the transport's (which the transport's Close
+// ends at once) half-closes (TCP FIN; over TLS a close_notify alert
+// first, which waits up to 5 s for a peer that does not read), then reads
+// and discards until the peer closes too or lingerTimeout passes, and
+// only then closes the socket. No Write may be under way (Stream.Close
+// calls abort then). Safe to call more than once; it does not wait.
 func (c *ownConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		cw, ok := c.Conn.(interface{ CloseWrite() error })
-		if !ok || c.t.closing.Load() || cw.CloseWrite() != nil {
+		if !ok || c.t.closing.Load() {
 			c.closeNow()
 			return
 		}
@@ -107,6 +109,10 @@ func (c *ownConn) Close() error {
 		c.t.wg.Add(1)
 		go func() {
 			defer c.t.wg.Done()
+			if cw.CloseWrite() != nil {
+				c.closeNow()
+				return
+			}
 			c.readMu.Lock()
 			defer c.readMu.Unlock()
 			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
@@ -128,8 +134,18 @@ func (c *ownConn) abort() {
 
 func (c *ownConn) closeNow() {
 	c.stop()
-	c.Conn.Close()
+	closeSocket(c.Conn)
 	close(c.lingered)
+}
+
+// closeSocket closes conn at once: over TLS the socket under it, as
+// tls.Conn's Close first writes a close_notify alert, and waits up to 5 s
+// for a peer that does not read.
+func closeSocket(conn net.Conn) error {
+	if tc, ok := conn.(*tls.Conn); ok {
+		return tc.NetConn().Close()
+	}
+	return conn.Close()
 }
 
 // openOwnStream dials a connection of its own to p and opens a stream for

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 func TestOwnConnectionStreamsBothWays(t *testing.T) {
@@ -188,4 +189,41 @@ func TestStreamCloseUnblocksWrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOwnConnectionCloseOverTLSReturnsWithinASecond: Close "returns
+// within about a second". On a stream with a connection of its own over
+// TLS whose peer stopped reading (its socket full), ownConn.Close's
+// CloseWrite, tls.Conn's, wrote a close_notify alert with a write
+// deadline of 5 s of its own, and Close took 5 s (found in review). The
+// half-close now happens in Close's lingering goroutine.
+func TestOwnConnectionCloseOverTLSReturnsWithinASecond(t *testing.T) {
+	ca, err := transporttest.NewCA("test")
+	require.NoError(t, err)
+	c := transporttest.New(t, 2, transporttest.Options{CA: ca})
+	started := make(chan struct{})
+	hold := newGate()
+	defer hold.open()
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = io.ReadFull(s, make([]byte, 1))
+		close(started)
+		_ = hold.wait(ctx) // reads nothing more
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, transport.OwnConnection())
+	require.NoError(t, err)
+	_, err = s.Write([]byte{1})
+	require.NoError(t, err)
+	<-started
+	for attempt := 0; ; attempt++ { // fill the sockets
+		require.Less(t, attempt, 200, "the socket never filled")
+		require.NoError(t, s.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+		if _, err := s.Write(make([]byte, 1<<20)); err != nil {
+			break
+		}
+	}
+	start := time.Now()
+	err = s.Close()
+	took := time.Since(start)
+	t.Logf("Close took %v: %v", took, err)
+	assert.Less(t, took, 2*time.Second, "Close outlived its second")
 }

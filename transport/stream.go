@@ -507,7 +507,15 @@ func (t *Transport) openStreamOn(ctx context.Context, p *peer, session *smux.Ses
 		return nil, err
 	}
 	if err := t.greet(ctx, st, verb, deadline); err != nil {
-		p.dropStream(st)
+		// A greeting that ended (a refusal, say) leaves the close to go
+		// out at once, and the caller's next stream should not find its
+		// place taken; one ctx or the deadline cut short may be behind a
+		// congested session.
+		wait := lingerTimeout
+		if ctx.Err() != nil || isTimeout(err) {
+			wait = 0
+		}
+		p.dropStream(st, wait)
 		return nil, err
 	}
 	return st, nil
@@ -559,15 +567,27 @@ func openSessionStream(ctx context.Context, p *peer, session *smux.Session, dead
 }
 
 // dropStream closes st, a session stream to p that was never handed out,
-// without waiting for its close to reach the session's socket (see
-// Stream.closeConn). It counts as one of p's outbound streams until then,
-// so a congested session holds no more closes than StreamConfig.MaxPerPeer.
-func (p *peer) dropStream(st *smux.Stream) {
+// waiting for the close up to wait; past it the close goes on in the
+// background, where smux waits up to 30 s for the session's socket. It
+// counts as one of p's outbound streams until then, so a congested session
+// holds no more closes than StreamConfig.MaxPerPeer.
+func (p *peer) dropStream(st *smux.Stream, wait time.Duration) {
 	p.streams.out.Add(1)
+	closed := make(chan struct{})
 	go func() {
-		defer p.streams.out.Add(-1)
 		st.Close()
+		p.streams.out.Add(-1)
+		close(closed)
 	}()
+	if wait <= 0 {
+		return
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-closed:
+	case <-timer.C:
+	}
 }
 
 // greet opens the stream st for verb: it writes the verb and reads the

@@ -699,6 +699,34 @@ func TestStreamCloseAfterThePeerClosedKeepsItsPlace(t *testing.T) {
 	release()
 }
 
+// TestStreamRefusedOpenLeavesNoPlaceTaken: an OpenStream the peer refused
+// (an unknown verb: a newer verb a peer of an older version lacks, say)
+// has returned; the caller falls back at once to a verb the peer knows.
+// Nothing is congested, yet the refused stream's close, in a goroutine
+// (dropStream), still held a place, and the fallback failed with the
+// opener's own ErrOverloaded (found in review). A greeting that ended now
+// waits for its close, up to a second.
+func TestStreamRefusedOpenLeavesNoPlaceTaken(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 {
+			cfg.Streams.MaxPerPeer = 1 // the opener's limit; the receiver's is the default
+		}
+	})
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = io.Copy(io.Discard, s)
+	}))
+	for i := range 20 {
+		ctx := ctxTimeout(t, 5*time.Second)
+		_, err := c.Nodes[0].OpenStream(ctx, c.ID(1), 999)
+		require.ErrorIs(t, err, transport.ErrUnknownVerb)
+		held := streamsOut(t, c.Nodes[0], c.ID(1))
+		s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+		t.Logf("attempt %d: StreamsOut after the refusal: %d; fallback: %v", i, held, err)
+		require.NoError(t, err, "attempt %d: the fallback after a refusal", i)
+		require.NoError(t, s.Close())
+	}
+}
+
 // TestStreamOpenEndsWithItsContextBehindACongestedSession: OpenStream
 // ends when its context does. Behind a session whose socket was full,
 // smux's open waited up to 30 s to queue the new stream's SYN, and a

@@ -501,24 +501,7 @@ func (t *Transport) openOn(ctx context.Context, p *peer, session *smux.Session, 
 // openStreamOn opens a stream for verb on p's session, within the
 // handshake timeout and ctx.
 func (t *Transport) openStreamOn(ctx context.Context, p *peer, session *smux.Session, verb Verb) (*smux.Stream, error) {
-	deadline := t.openDeadline(ctx)
-	st, err := openSessionStream(ctx, p, session, deadline)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.greet(ctx, st, verb, deadline); err != nil {
-		// A greeting that ended (a refusal, say) leaves the close to go
-		// out at once, and the caller's next stream should not find its
-		// place taken; one ctx or the deadline cut short may be behind a
-		// congested session.
-		wait := lingerTimeout
-		if ctx.Err() != nil || isTimeout(err) {
-			wait = 0
-		}
-		p.dropStream(st, wait)
-		return nil, err
-	}
-	return st, nil
+	return openSessionStream(ctx, &p.streams.out, session, verb, t.openDeadline(ctx))
 }
 
 // openDeadline is when opening a stream gives up: the handshake timeout
@@ -531,18 +514,29 @@ func (t *Transport) openDeadline(ctx context.Context) time.Time {
 	return deadline
 }
 
-// openSessionStream opens a stream on p's session by deadline, or fails
-// when ctx ends first. smux waits up to 30 s for a congested session's
-// socket to take the new stream's SYN, whatever its caller; a stream that
-// opens after its caller gave up is dropped (peer.dropStream).
-func openSessionStream(ctx context.Context, p *peer, session *smux.Session, deadline time.Time) (*smux.Stream, error) {
+// openSessionStream opens a stream for verb on session — a SYN, then the
+// greeting (the verb, answered by the acceptor's status byte) — by
+// deadline, or until ctx ends. Behind a congested session smux waits up to
+// 30 s for the socket to take the SYN, and a frame that waits in the
+// session's queue wakes for neither a deadline set later nor a close, so
+// the open runs in a goroutine of its own, and the caller waits for it
+// beside ctx. A stream the caller no longer waits for, or one refused, is
+// closed, and counts in out (the peer's outbound streams) until its close
+// has gone out, so that a congested session holds no more closes than
+// StreamConfig.MaxPerPeer.
+func openSessionStream(ctx context.Context, out *atomic.Int32, session *smux.Session, verb Verb, deadline time.Time) (*smux.Stream, error) {
 	type opened struct {
 		st  *smux.Stream
 		err error
 	}
 	done := make(chan opened, 1)
+	var gaveUp atomic.Bool
 	go func() {
 		st, err := session.OpenStream()
+		if err == nil && !gaveUp.Load() { // no verb for a stream no one waits for
+			_ = st.SetDeadline(deadline)
+			err = greeting(st, verb)
+		}
 		done <- opened{st, err}
 	}()
 	timer := time.NewTimer(time.Until(deadline))
@@ -550,33 +544,48 @@ func openSessionStream(ctx context.Context, p *peer, session *smux.Session, dead
 	var err error
 	select {
 	case o := <-done:
-		return o.st, o.err
+		switch {
+		case o.err == nil:
+			_ = o.st.SetDeadline(time.Time{})
+			return o.st, nil
+		case o.st == nil:
+			return nil, o.err
+		case isTimeout(o.err):
+			dropStream(out, o.st, 0)
+			return nil, passed(ctx, deadline, o.err)
+		default:
+			// The greeting ended (a refusal, say): the close goes out at
+			// once, and the caller's next stream should not find its
+			// place taken.
+			dropStream(out, o.st, lingerTimeout)
+			return nil, o.err
+		}
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-timer.C:
 		err = passed(ctx, deadline, fmt.Errorf("opening stream: %w", os.ErrDeadlineExceeded))
 	}
-	p.streams.out.Add(1) // the stream counts until it is dropped
+	gaveUp.Store(true)
+	out.Add(1) // the stream counts until it is closed
 	go func() {
-		defer p.streams.out.Add(-1)
-		if o := <-done; o.err == nil {
+		if o := <-done; o.st != nil {
 			o.st.Close()
 		}
+		out.Add(-1)
 	}()
 	return nil, err
 }
 
-// dropStream closes st, a session stream to p that was never handed out,
+// dropStream closes st, a session stream that was never handed out,
 // waiting for the close up to wait; past it the close goes on in the
 // background, where smux waits up to 30 s for the session's socket. It
-// counts as one of p's outbound streams until then, so a congested session
-// holds no more closes than StreamConfig.MaxPerPeer.
-func (p *peer) dropStream(st *smux.Stream, wait time.Duration) {
-	p.streams.out.Add(1)
+// counts in out until then (see openSessionStream).
+func dropStream(out *atomic.Int32, st *smux.Stream, wait time.Duration) {
+	out.Add(1)
 	closed := make(chan struct{})
 	go func() {
 		st.Close()
-		p.streams.out.Add(-1)
+		out.Add(-1)
 		close(closed)
 	}()
 	if wait <= 0 {
@@ -590,20 +599,16 @@ func (p *peer) dropStream(st *smux.Stream, wait time.Duration) {
 	}
 }
 
-// greet opens the stream st for verb: it writes the verb and reads the
-// acceptor's status byte, by deadline, or until ctx ends. The caller
-// closes st when it fails, which ends a greeting ctx left under way: on a
-// session stream the verb may wait in the session's queue, which neither
-// a deadline set later nor a close wakes, until deadline.
+// greet opens st, a stream on a connection of its own, for verb: the
+// greeting, by deadline, or until ctx ends (which sets a deadline passed,
+// and so ends a Read or Write under way). The caller closes st when it
+// fails.
 func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb, deadline time.Time) error {
 	_ = st.SetDeadline(deadline)
-	greeted := make(chan error, 1)
-	go func() { greeted <- greeting(st, verb) }()
-	var err error
-	select {
-	case err = <-greeted:
-	case <-ctx.Done():
-		return ctx.Err()
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Unix(1, 0)) })
+	err := greeting(st, verb)
+	if !stop() {
+		return ctx.Err() // its end may have cut the greeting short
 	}
 	if isTimeout(err) {
 		return passed(ctx, deadline, err)
@@ -613,15 +618,6 @@ func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb, deadline 
 	}
 	_ = st.SetDeadline(time.Time{})
 	return nil
-}
-
-// passed is the error of an open whose deadline passed: ctx's, when the
-// deadline was ctx's (its timer may not have fired yet), or else err.
-func passed(ctx context.Context, deadline time.Time, err error) error {
-	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
-		return context.DeadlineExceeded
-	}
-	return err
 }
 
 // greeting writes the verb and reads the acceptor's status byte.
@@ -637,6 +633,15 @@ func greeting(st net.Conn, verb Verb) error {
 		return &RemoteError{Code: code}
 	}
 	return nil
+}
+
+// passed is the error of an open whose deadline passed: ctx's, when the
+// deadline was ctx's (its timer may not have fired yet), or else err.
+func passed(ctx context.Context, deadline time.Time, err error) error {
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		return context.DeadlineExceeded
+	}
+	return err
 }
 
 // streamSession returns the peer's outbound stream session, dialling it if

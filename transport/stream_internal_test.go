@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,8 +70,9 @@ func TestReadAheadBufferFollowsItsBytes(t *testing.T) {
 	require.Zero(t, allowance.used.Load())
 }
 
-// gatedConn passes writes until shut, then holds each until opened again:
-// a session's socket that stopped taking bytes.
+// gatedConn passes writes until shut, then holds each but frame headers
+// alone (a SYN) until opened again: a session's socket that stopped taking
+// data.
 type gatedConn struct {
 	net.Conn
 	mu      sync.Mutex
@@ -97,7 +99,7 @@ func (g *gatedConn) Write(b []byte) (int, error) {
 	g.mu.Lock()
 	gate := g.gate
 	g.mu.Unlock()
-	if gate != nil {
+	if gate != nil && len(b) > smuxFrameHeader {
 		select {
 		case g.blocked <- struct{}{}:
 		default:
@@ -107,16 +109,17 @@ func (g *gatedConn) Write(b []byte) (int, error) {
 	return g.Conn.Write(b)
 }
 
-// TestGreetEndsWithItsCancelledContextBehindASession: greet ends
-// when its context does, "by deadline, or until ctx ends". In a session
-// whose socket stopped taking bytes after the new stream's SYN went out
-// (smux sends a SYN, a control frame, ahead of the data frames queued
-// before it; the verb is a data frame, behind them), the greeting's Write
-// waits in smux's writeFrameInternal on a timer made from the deadline
-// when it began: a past deadline set then does not wake it (smux wakes
-// only a Write waiting for window), nor does a close, and greet returned
-// only at the handshake deadline. It now waits for the greeting beside
-// its context.
+// smuxFrameHeader is the size of an smux frame's header: a SYN is one.
+const smuxFrameHeader = 8
+
+// TestGreetEndsWithItsCancelledContextBehindASession (found in review):
+// OpenStream ends when its context does. In a session whose socket stopped
+// taking data after the new stream's SYN went out, the greeting's Write
+// (the verb) waits in smux's writeFrameInternal on a timer made from the
+// deadline when it began: a past deadline set then does not wake it (smux
+// wakes only a Write waiting for window), nor does a close, and the open
+// returned only at the handshake deadline. The open now runs in a
+// goroutine of its own, waited for beside the context.
 func TestGreetEndsWithItsCancelledContextBehindASession(t *testing.T) {
 	a, b := net.Pipe()
 	g := &gatedConn{Conn: a, blocked: make(chan struct{}, 1)}
@@ -135,16 +138,21 @@ func TestGreetEndsWithItsCancelledContextBehindASession(t *testing.T) {
 			}
 		}
 	}()
-	st, err := client.OpenStream() // the SYN goes out
-	require.NoError(t, err)
-	g.shut()
+	g.shut() // the SYN goes out, the verb does not
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	const handshake = 5 * time.Second
+	const handshake = 2 * time.Second // the unanswered greeting's bound
+	var out atomic.Int32
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- (*Transport)(nil).greet(ctx, st, 1, time.Now().Add(handshake)) }()
+	go func() {
+		st, err := openSessionStream(ctx, &out, client, 1, time.Now().Add(handshake))
+		if st != nil {
+			st.Close()
+		}
+		done <- err
+	}()
 	select {
 	case <-g.blocked: // the verb waits for the socket
 	case <-time.After(handshake):
@@ -154,10 +162,14 @@ func TestGreetEndsWithItsCancelledContextBehindASession(t *testing.T) {
 	cancelled := time.Now()
 	select {
 	case err := <-done:
-		t.Logf("greet returned %v after %v (%v after its cancel)", err, time.Since(start), time.Since(cancelled))
+		t.Logf("the open returned %v after %v (%v after its cancel)", err, time.Since(start), time.Since(cancelled))
 		assert.ErrorIs(t, err, context.Canceled)
-		assert.Less(t, time.Since(cancelled), time.Second, "greet outlived its cancelled context")
+		assert.Less(t, time.Since(cancelled), time.Second, "the open outlived its cancelled context")
+		assert.EqualValues(t, 1, out.Load(), "the stream counts while its close waits")
 	case <-time.After(2 * handshake):
-		t.Fatal("greet never returned")
+		t.Fatal("the open never returned")
 	}
+	g.open()
+	require.Eventually(t, func() bool { return out.Load() == 0 }, 10*time.Second, time.Millisecond,
+		"the close went out and let go of its place")
 }

@@ -739,10 +739,15 @@ func TestStreamOpenEndsWithItsContextBehindACongestedSession(t *testing.T) {
 	defer x.Close()
 	release := congest(t, c)
 	writeUntilTimedOut(t, x) // the session's socket is full
+	// Another verb: the stream may yet open once the session moves.
+	const verbLate transport.Verb = 23
+	c.Nodes[1].HandleStream(verbLate, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = io.Copy(io.Discard, s)
+	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbLate)
 	took := time.Since(start)
 	t.Logf("OpenStream took %v: %v", took, err)
 	if err == nil {

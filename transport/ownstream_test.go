@@ -158,14 +158,7 @@ func TestStreamCloseUnblocksWrite(t *testing.T) {
 	}{{"session", nil}, {"own connection", []transport.StreamOption{transport.OwnConnection()}}} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCluster(t, 2, nil)
-			started := make(chan struct{})
-			hold := newGate()
-			defer hold.open()
-			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
-				_, _ = io.ReadFull(s, make([]byte, 1))
-				close(started)
-				_ = hold.wait(ctx) // reads nothing more
-			}))
+			started := stopReadingAfterOneByte(t, c.Nodes[1])
 			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, tt.opts...)
 			require.NoError(t, err)
 			written := make(chan error, 1)
@@ -201,14 +194,7 @@ func TestOwnConnectionCloseOverTLSReturnsWithinASecond(t *testing.T) {
 	ca, err := transporttest.NewCA("test")
 	require.NoError(t, err)
 	c := transporttest.New(t, 2, transporttest.Options{CA: ca})
-	started := make(chan struct{})
-	hold := newGate()
-	defer hold.open()
-	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
-		_, _ = io.ReadFull(s, make([]byte, 1))
-		close(started)
-		_ = hold.wait(ctx) // reads nothing more
-	}))
+	started := stopReadingAfterOneByte(t, c.Nodes[1])
 	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, transport.OwnConnection())
 	require.NoError(t, err)
 	_, err = s.Write([]byte{1})
@@ -226,4 +212,19 @@ func TestOwnConnectionCloseOverTLSReturnsWithinASecond(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("Close took %v: %v", took, err)
 	assert.Less(t, took, 2*time.Second, "Close outlived its second")
+}
+
+// stopReadingAfterOneByte has n's handler for verbRepair read a stream's
+// first byte, say so on the channel returned, and read nothing more until
+// the test ends: a peer that stopped reading.
+func stopReadingAfterOneByte(t *testing.T, n *transport.Transport) <-chan struct{} {
+	started := make(chan struct{})
+	hold := newGate()
+	t.Cleanup(hold.open)
+	n.HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = io.ReadFull(s, make([]byte, 1))
+		close(started)
+		_ = hold.wait(ctx)
+	}))
+	return started
 }

@@ -567,21 +567,8 @@ func TestStreamTimedOutWriteBehindACongestedSession(t *testing.T) {
 // gave up on a slow peer sat 31 s in Close. The ends still reach the
 // peer once the session moves again.
 func TestStreamCloseReturnsBehindACongestedSession(t *testing.T) {
-	c := newCluster(t, 2, congestible)
-	const verbOther transport.Verb = 23
-	gotX := handleReadAll(c.Nodes[1], verbRepair)
-	gotY := handleReadAll(c.Nodes[1], verbOther)
-	ctx := ctxTimeout(t, 30*time.Second)
-	x, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
-	require.NoError(t, err)
-	defer x.Close()
-	y, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbOther)
-	require.NoError(t, err)
-	defer y.Close()
-	_, err = y.Write([]byte("said before the congestion"))
-	require.NoError(t, err)
-	release := congest(t, c)
-	sent, _ := writeUntilTimedOut(t, x) // the session's socket is full
+	cs := congestedStreams(t)
+	c, x, y := cs.c, cs.x, cs.y
 	for _, s := range []struct {
 		name   string
 		stream *transport.Stream
@@ -596,12 +583,12 @@ func TestStreamCloseReturnsBehindACongestedSession(t *testing.T) {
 	// A close still waiting for the session keeps its stream's place, so
 	// a congested session holds no more of them than MaxPerPeer.
 	assert.EqualValues(t, 24+2, streamsOut(t, c.Nodes[0], c.ID(1)), "the 24 holders, and 2 closes waiting")
-	release()
+	cs.release()
 	for _, r := range []struct {
 		name string
 		got  <-chan readResult
 		sent []byte
-	}{{"y", gotY, []byte("said before the congestion")}, {"x", gotX, bytes.Join(sent, nil)}} {
+	}{{"y", cs.gotY, []byte(saidBeforeTheCongestion)}, {"x", cs.gotX, bytes.Join(cs.sentX, nil)}} {
 		select {
 		case res := <-r.got:
 			if res.err != nil {
@@ -638,20 +625,8 @@ func streamsOut(t *testing.T, n *transport.Transport, peer cluster.NodeID) int32
 // connection is closed once (startClose), and a second Close returns at
 // once.
 func TestStreamSecondCloseKeepsAPendingClosesPlace(t *testing.T) {
-	c := newCluster(t, 2, congestible)
-	const verbOther transport.Verb = 23
-	handleReadAll(c.Nodes[1], verbRepair)
-	handleReadAll(c.Nodes[1], verbOther)
-	ctx := ctxTimeout(t, 30*time.Second)
-	x, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
-	require.NoError(t, err)
-	defer x.Close()
-	y, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbOther)
-	require.NoError(t, err)
-	_, err = y.Write([]byte("said before the congestion"))
-	require.NoError(t, err)
-	release := congest(t, c)
-	writeUntilTimedOut(t, x) // the session's socket is full
+	cs := congestedStreams(t)
+	c, y := cs.c, cs.y
 	require.NoError(t, y.Close())
 	require.EqualValues(t, 24+2, streamsOut(t, c.Nodes[0], c.ID(1)), "the 24 holders, x, and y's close waiting")
 	start := time.Now()
@@ -661,7 +636,41 @@ func TestStreamSecondCloseKeepsAPendingClosesPlace(t *testing.T) {
 	assert.Less(t, took, 500*time.Millisecond, "a second Close returns at once")
 	assert.EqualValues(t, 24+2, streamsOut(t, c.Nodes[0], c.ID(1)),
 		"y's close still waits for the session, yet a second Close let go of its place")
-	release()
+}
+
+// saidBeforeTheCongestion is what congestedStreams writes to y.
+const saidBeforeTheCongestion = "said before the congestion"
+
+// congested is a congested session (congest) and two streams in it: x,
+// whose last Write timed out, and y, which wrote saidBeforeTheCongestion;
+// node 1's handlers read each to its end and send what they read.
+type congested struct {
+	c          *transporttest.Cluster
+	x, y       *transport.Stream
+	sentX      [][]byte // x's records, the last of which timed out
+	gotX, gotY <-chan readResult
+	release    func() // lets the session move
+}
+
+func congestedStreams(t *testing.T) congested {
+	t.Helper()
+	cs := congested{c: newCluster(t, 2, congestible)}
+	const verbOther transport.Verb = 23
+	cs.gotX = handleReadAll(cs.c.Nodes[1], verbRepair)
+	cs.gotY = handleReadAll(cs.c.Nodes[1], verbOther)
+	ctx := ctxTimeout(t, 30*time.Second)
+	var err error
+	cs.x, err = cs.c.Nodes[0].OpenStream(ctx, cs.c.ID(1), verbRepair)
+	require.NoError(t, err)
+	t.Cleanup(func() { cs.x.Close() })
+	cs.y, err = cs.c.Nodes[0].OpenStream(ctx, cs.c.ID(1), verbOther)
+	require.NoError(t, err)
+	t.Cleanup(func() { cs.y.Close() })
+	_, err = cs.y.Write([]byte(saidBeforeTheCongestion))
+	require.NoError(t, err)
+	cs.release = congest(t, cs.c)
+	cs.sentX, _ = writeUntilTimedOut(t, cs.x) // the session's socket is full
+	return cs
 }
 
 // TestStreamCloseAfterThePeerClosedKeepsItsPlace: when the peer closes a

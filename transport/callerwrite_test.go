@@ -66,10 +66,14 @@ func TestCallerWritesToAnIdleLane(t *testing.T) {
 	back := laneStats(t, c.Nodes[1], string(c.ID(0)), routing.Small)
 	t.Logf("requester: %d of %d writes by callers; responder: %d of %d", out.CallerWrites, out.Writes, back.CallerWrites, back.Writes)
 	// Most, not all: a message that comes while the writer goroutine is
-	// still on its way to its idle wait is left to it.
+	// still on its way to its idle wait is left to it. On a loaded
+	// machine that is more often so for responses (87 of 201 were
+	// written by their handlers in one run of the whole race suite, 110
+	// to 196 in ten runs of this test alone); without the handlers'
+	// writes none would be.
 	assert.Greater(t, out.CallerWrites, uint64(n), "requests and one-way messages written by their callers")
 	assert.LessOrEqual(t, back.CallerWrites, back.Writes)
-	assert.Greater(t, back.CallerWrites, uint64(n/2), "responses written by their handlers")
+	assert.Greater(t, back.CallerWrites, uint64(n/4), "responses written by their handlers")
 	assert.LessOrEqual(t, out.CallerWrites, out.Writes)
 	assert.Equal(t, uint64(2*n+1), out.MessagesSent)
 	assert.Zero(t, out.DroppedTotal())

@@ -551,13 +551,13 @@ func openSessionStream(ctx context.Context, out *atomic.Int32, session *smux.Ses
 		case o.st == nil:
 			return nil, o.err
 		case isTimeout(o.err):
-			dropStream(out, o.st, 0)
+			dropStream(ctx, out, o.st, time.Time{})
 			return nil, passed(ctx, deadline, o.err)
 		default:
 			// The greeting ended (a refusal, say): the close goes out at
 			// once, and the caller's next stream should not find its
 			// place taken.
-			dropStream(out, o.st, lingerTimeout)
+			dropStream(ctx, out, o.st, time.Now().Add(lingerTimeout))
 			return nil, o.err
 		}
 	case <-ctx.Done():
@@ -577,10 +577,11 @@ func openSessionStream(ctx context.Context, out *atomic.Int32, session *smux.Ses
 }
 
 // dropStream closes st, a session stream that was never handed out,
-// waiting for the close up to wait; past it the close goes on in the
-// background, where smux waits up to 30 s for the session's socket. It
-// counts in out until then (see openSessionStream).
-func dropStream(out *atomic.Int32, st *smux.Stream, wait time.Duration) {
+// waiting for the close until until at most, or until ctx ends; then the
+// close goes on in the background, where smux waits up to 30 s for the
+// session's socket. It counts in out until it is done (see
+// openSessionStream).
+func dropStream(ctx context.Context, out *atomic.Int32, st *smux.Stream, until time.Time) {
 	out.Add(1)
 	closed := make(chan struct{})
 	go func() {
@@ -588,6 +589,7 @@ func dropStream(out *atomic.Int32, st *smux.Stream, wait time.Duration) {
 		out.Add(-1)
 		close(closed)
 	}()
+	wait := time.Until(until)
 	if wait <= 0 {
 		return
 	}
@@ -596,6 +598,7 @@ func dropStream(out *atomic.Int32, st *smux.Stream, wait time.Duration) {
 	select {
 	case <-closed:
 	case <-timer.C:
+	case <-ctx.Done():
 	}
 }
 

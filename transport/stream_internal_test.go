@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/xtaci/smux"
+
+	"github.com/internode/internode/wire"
 )
 
 // TestStreamReadDeadlineInsideAChunkHeader (found in review): a Read
@@ -172,4 +175,97 @@ func TestGreetEndsWithItsCancelledContextBehindASession(t *testing.T) {
 	g.open()
 	require.Eventually(t, func() bool { return out.Load() == 0 }, 10*time.Second, time.Millisecond,
 		"the close went out and let go of its place")
+}
+
+// afterDataConn passes writes until one carrying data (the verb) went
+// out, then holds every later FIN (the refused stream's) until released:
+// a session whose socket filled up just after the greeting.
+type afterDataConn struct {
+	net.Conn
+	mu      sync.Mutex
+	armed   bool
+	gate    chan struct{}
+	blocked chan struct{}
+}
+
+func (c *afterDataConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	hold := c.armed && len(b) >= smuxFrameHeader && b[1] == 1 // cmdFIN
+	if len(b) > smuxFrameHeader {
+		c.armed = true
+	}
+	c.mu.Unlock()
+	if hold {
+		select {
+		case c.blocked <- struct{}{}:
+		default:
+		}
+		<-c.gate
+	}
+	return c.Conn.Write(b)
+}
+
+// TestRefusedOpenEndsWithItsContext (found in review): openSessionStream
+// opens "by deadline, or until ctx ends". A refused stream's close waited
+// up to lingerTimeout (dropStream) without watching ctx: with the
+// session's socket congested right after the refusal, the open outlived
+// its cancelled context by a second.
+func TestRefusedOpenEndsWithItsContext(t *testing.T) {
+	a, b := net.Pipe()
+	g := &afterDataConn{Conn: a, gate: make(chan struct{}), blocked: make(chan struct{}, 1)}
+	cfg := StreamConfig{SessionBuffer: 1 << 20, StreamBuffer: 256 << 10}
+	client, err := smux.Client(g, cfg.smux())
+	require.NoError(t, err)
+	server, err := smux.Server(b, cfg.smux())
+	require.NoError(t, err)
+	var release sync.Once
+	open := func() { release.Do(func() { close(g.gate) }) }
+	defer server.Close()
+	defer client.Close()
+	defer open()
+	go func() { // refuse every stream
+		for {
+			st, err := server.AcceptStream()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 16)
+				_, _ = st.Read(buf)
+				_, _ = st.Write(wire.AppendStreamRefuse(nil, wire.FailureUnknownVerb))
+				st.Close()
+			}()
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out atomic.Int32
+	done := make(chan error, 1)
+	go func() {
+		st, err := openSessionStream(ctx, &out, client, 1, time.Now().Add(5*time.Second))
+		if st != nil {
+			st.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-g.blocked: // the refused stream's FIN waits for the socket
+	case <-time.After(5 * time.Second):
+		t.Fatal("the FIN was never held")
+	}
+	cancel()
+	cancelled := time.Now()
+	select {
+	case err := <-done:
+		took := time.Since(cancelled)
+		t.Logf("the open returned %v, %v after its cancel", err, took)
+		var re *RemoteError
+		assert.True(t, errors.As(err, &re) || errors.Is(err, context.Canceled), "%v", err)
+		assert.Less(t, took, 300*time.Millisecond, "the open outlived its cancelled context")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the open never returned")
+	}
+	open()
+	require.Eventually(t, func() bool { return out.Load() == 0 }, 5*time.Second, time.Millisecond)
 }

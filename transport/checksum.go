@@ -37,3 +37,50 @@ func crcRange(ctx context.Context, f *os.File, offset, n int64, crc uint32, buf 
 	}
 	return crc, nil
 }
+
+// crcBehind checksums ranges of a file in a goroutine of its own, in the
+// order they are added: a chunk behind the bytes the kernel moves, so that
+// it reads them while they are still in the CPU's cache. A sender that
+// checksummed its whole range at once, ahead of the bytes, took a core of
+// its own while the transfer needed both: in 4 alternated runs of
+// `bench -scenario file -file-size 268435456`, medians of 0.87× raw
+// sendfile's MB/s and 1.11× its CPU per GB, against 0.93× and 1.05×
+// checksumming behind.
+type crcBehind struct {
+	ranges chan [2]int64 // offset, length
+	sum    chan checksumResult
+}
+
+type checksumResult struct {
+	crc uint32
+	err error
+}
+
+// checksumBehind starts the checksum of f's ranges; ctx ends it early,
+// with ctx's error.
+func checksumBehind(ctx context.Context, f *os.File) *crcBehind {
+	c := &crcBehind{ranges: make(chan [2]int64, 4), sum: make(chan checksumResult, 1)}
+	go func() {
+		var crc uint32
+		var err error
+		buf := make([]byte, checksumBuffer)
+		for r := range c.ranges {
+			if err == nil {
+				crc, err = crcRange(ctx, f, r[0], r[1], crc, buf)
+			}
+		}
+		c.sum <- checksumResult{crc, err}
+	}()
+	return c
+}
+
+// add continues the checksum over n bytes from offset. It waits while four
+// ranges are still to be read; the reads end on their own, or with ctx.
+func (c *crcBehind) add(offset, n int64) { c.ranges <- [2]int64{offset, n} }
+
+// result ends the ranges, and returns the checksum once every range added
+// is read.
+func (c *crcBehind) result() checksumResult {
+	close(c.ranges)
+	return <-c.sum
+}

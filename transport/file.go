@@ -101,10 +101,10 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // Each transfer has a connection of its own, so the kernel moves the bytes
 // with sendfile(2) here and splice(2) there: they never enter user space.
 // Integrity is checked end to end with a CRC32C of the range: each side
-// reads the range once more from the page cache (256 KiB reads), the sender
-// while the bytes travel (the checksum follows them), the receiver a chunk
-// behind the bytes it is writing; that costs CPU, about 0.1 s per GiB on
-// each side here, but little time. SendFile moves f's file offset; do not
+// reads the range once more from the page cache (256 KiB reads), a chunk
+// behind the bytes the kernel moves, while they are still in the CPU's
+// cache (the checksum follows the bytes); that costs CPU, about 0.1 s per
+// GiB on each side here, but little time. SendFile moves f's file offset; do not
 // share f with concurrent readers.
 //
 // Errors: ErrUnknownVerb, ErrOverloaded (the peer receives too many
@@ -163,18 +163,14 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	} else if failure != nil {
 		return fail(0, &RemoteError{Code: failure.Code, Message: failure.Message})
 	}
-	// The checksum is computed while the kernel sends the bytes.
+	// The checksum is computed a chunk behind the bytes the kernel sends.
 	sumCtx, cancelSum := context.WithCancel(ctx)
-	sums := make(chan checksumResult, 1)
-	go func() {
-		sum, err := crcRange(sumCtx, f, offset, length, 0, make([]byte, checksumBuffer))
-		sums <- checksumResult{sum, err}
-	}()
-	sent, sendErr := t.sendFileBytes(ctx, conn, f, length)
+	crc := checksumBehind(sumCtx, f)
+	sent, sendErr := t.sendFileBytes(ctx, conn, f, length, func(at, n int64) { crc.add(offset+at, n) })
 	if sendErr != nil {
 		cancelSum()
 	}
-	sum := <-sums
+	sum := crc.result()
 	cancelSum()
 	if sendErr == nil && sum.err != nil {
 		return fail(sent, sum.err)
@@ -210,15 +206,11 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	return sent, nil
 }
 
-type checksumResult struct {
-	crc uint32
-	err error
-}
-
 // sendFileBytes moves length bytes from f's offset to conn in chunks, under
-// the node's rate limit. On a plain TCP connection each chunk is one
-// sendfile(2); otherwise (TLS) it is a buffered copy.
-func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64) (int64, error) {
+// the node's rate limit, and calls moved with each chunk's place (bytes
+// from the start) and size once it is sent. On a plain TCP connection each
+// chunk is one sendfile(2); otherwise (TLS) it is a buffered copy.
+func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64, moved func(at, n int64)) (int64, error) {
 	chunk := int64(t.cfg.Files.Chunk)
 	if t.fileLimiter != nil {
 		chunk = rateLimitedChunk(t.cfg.Files)
@@ -237,6 +229,9 @@ func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File
 			m, err = tcp.ReadFrom(io.LimitReader(f, n))
 		} else {
 			m, err = io.CopyN(conn, f, n)
+		}
+		if m > 0 {
+			moved(sent, m)
 		}
 		sent += m
 		if err != nil {
@@ -357,20 +352,7 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 	if ft.received != 0 {
 		return 0, fmt.Errorf("%w: received in parts; use one ReceiveTo or Reader", ErrIncomplete)
 	}
-	// Checksum a chunk behind the splice.
-	chunks := make(chan [2]int64, 4)
-	sums := make(chan checksumResult, 1)
-	go func() {
-		var crc uint32
-		var err error
-		buf := make([]byte, checksumBuffer)
-		for c := range chunks {
-			if err == nil {
-				crc, err = crcRange(context.Background(), f, c[0], c[1], crc, buf)
-			}
-		}
-		sums <- checksumResult{crc, err}
-	}()
+	crc := checksumBehind(context.Background(), f)
 	var n int64
 	for n < ft.Length && err == nil {
 		want := min(ft.chunk, ft.Length-n)
@@ -388,15 +370,14 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 			ft.chunk = min(2*ft.chunk, ft.maxChunk)
 		}
 		if m > 0 {
-			chunks <- [2]int64{start + n, m}
+			crc.add(start+n, m)
 		}
 		n += m
 		if err == nil && m < want {
 			err = io.ErrUnexpectedEOF
 		}
 	}
-	close(chunks)
-	sum := <-sums
+	sum := crc.result()
 	ft.received = n
 	if err != nil {
 		return n, fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, n, ft.Length, err)

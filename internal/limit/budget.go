@@ -14,9 +14,12 @@ import (
 // not added to it.
 //
 // Waiting is first come, first served: once a waiter is blocked at an
-// account (its bytes do not fit there), later allocations that need that
-// account queue behind it, so a stream of small allocations cannot starve
-// a large one. A waiter costs nothing while it waits: it is granted by
+// account (its bytes do not fit there, the lowest such on its way up),
+// later allocations that need that account queue behind it, so a stream
+// of small allocations cannot starve a large one. The accounts above it
+// stay open to others until the waiter fits below them: a connection
+// waiting for its own room does not hold back its siblings' room at its
+// peer. A waiter costs nothing while it waits: it is granted by
 // whoever frees enough room, never woken to retry.
 //
 // An allocation that fits while no one waits takes its bytes with atomic
@@ -360,8 +363,11 @@ func (a *Account) enqueue(n int64, onReady func(bool)) (*Waiter, bool) {
 	return w, false
 }
 
-// markBlockedLocked records the accounts where w does not fit, so that
-// later allocations through them queue behind it.
+// markBlockedLocked records the lowest account where w does not fit, so
+// that later allocations through it queue behind w. The accounts above
+// it are left alone: w can take nothing there before that account has
+// room, and when it has, the scan that finds it so marks the next account
+// up where w does not fit, if any.
 func (b *Budget) markBlockedLocked(w *Waiter) {
 	for x := w.account; x != nil; x = x.parent {
 		if !x.room(w.n) {
@@ -369,6 +375,7 @@ func (b *Budget) markBlockedLocked(w *Waiter) {
 				b.blocked = append(b.blocked, x)
 			}
 			x.blockedBy++
+			return
 		}
 	}
 }

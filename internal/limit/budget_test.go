@@ -99,6 +99,41 @@ func TestBudgetWaiterBlockedOnItsConnectionDoesNotBlockOthers(t *testing.T) {
 	})
 }
 
+// TestBudgetWaiterBlockedOnItsConnectionLeavesItsPeerToOthers: a waiter
+// that does not fit at its own connection cannot use its peer's room
+// before its connection has some, so it does not hold that room back from
+// its sibling connections either — even when the peer too is full for
+// it. (A large lane waiting for its own room left its peer's small lanes
+// waiting behind it, though their room is set apart from its own.)
+func TestBudgetWaiterBlockedOnItsConnectionLeavesItsPeerToOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(1000)
+		peer := b.Root().Child(64, false)
+		large, small := peer.Child(56, true), peer.Child(4, true)
+		require.True(t, large.TryTake(48))
+		require.True(t, small.TryTake(1))
+		granted := make(chan bool)
+		go func() { granted <- large.Wait(16, nil, nil) }() // fits neither its connection nor its peer
+		synctest.Wait()
+		require.Equal(t, 1, b.Waiting())
+
+		assert.True(t, small.TryTake(2), "the small connection's room is its own")
+		done := make(chan bool)
+		go func() { done <- small.Wait(1, nil, nil) }()
+		synctest.Wait()
+		select {
+		case ok := <-done:
+			assert.True(t, ok)
+		default:
+			t.Fatal("a small allocation that fits waits behind the large one")
+		}
+
+		large.Release(16) // room at its connection; the peer holds 36 of 64
+		require.True(t, <-granted)
+		assert.Equal(t, int64(52), peer.Used())
+	})
+}
+
 // TestBudgetWaitCostsNothing: a hundred waiters stay parked while other
 // goroutines take and give back room that does not fit them — the pattern
 // that made the old tiered limit spin. Each waiter is woken once, when it

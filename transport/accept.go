@@ -178,6 +178,13 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		return
 	}
 	lane := routing.Lane(hello.Lane)
+	if watched(lane) {
+		if conn == raw {
+			conn = t.wrapForWaking(conn)
+			defer conn.Close() // and out of the waker's set
+		}
+		t.watchForWaking(conn)
+	}
 	if tcp, ok := raw.(*net.TCPConn); ok {
 		sc := t.cfg.Lanes.Sockets[lane]
 		if sc.UserTimeout == 0 && t.cfg.Timeouts.Keepalive > 0 {
@@ -238,7 +245,9 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 			_, _ = raw.Write(wire.AppendReply(nil, &reply))
 			return nil, wire.Hello{}, nil, &refusalError{RefusedTLS, errors.New("plain-text peer")}
 		}
-		raw = &prefixConn{Conn: raw, prefix: magic[:]}
+		// Under TLS before the lane is known: the wakeConn does nothing
+		// until watched (see wake.go).
+		raw = &prefixConn{Conn: t.wrapForWaking(raw), prefix: magic[:]}
 		tlsConn = tls.Server(raw, t.tls.server) // verifies the chain
 		ctx, cancel := context.WithDeadline(t.ctx, deadline)
 		err := tlsConn.HandshakeContext(ctx)

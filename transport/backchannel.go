@@ -155,7 +155,7 @@ func (rx *responseReader) frame(fh wire.FrameHeader) error {
 	case wire.FrameLargeBegin:
 		return rx.begin(fh)
 	case wire.FrameLargeMore:
-		defer yieldAfterPart()
+		defer rx.c.t.waker.yieldAfterPart()
 		return rx.more(fh)
 	case wire.FrameLargeCancel:
 		return rx.cancel(fh)

@@ -61,6 +61,9 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 			}
 		}
 	}
+	if kind < routing.NumLanes && watched(routing.Lane(kind)) {
+		nc = t.wrapForWaking(nc) // under TLS
+	}
 	// Cancelling ctx interrupts the handshakes too, not only the dial.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
@@ -86,6 +89,7 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 		}
 		return nil, 0, err
 	}
+	t.watchForWaking(nc)
 	return nc, caps, nil
 }
 

@@ -60,7 +60,7 @@ func (ic *inConn) read() error {
 			err = ic.readLargeBegin(fh)
 		case wire.FrameLargeMore:
 			err = ic.readLargeMore(fh)
-			yieldAfterPart()
+			ic.t.waker.yieldAfterPart()
 		case wire.FrameLargeCancel:
 			err = ic.readLargeCancel(fh)
 		case wire.FrameGrant:

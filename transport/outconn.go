@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -489,8 +488,11 @@ func plainTCP(conn net.Conn) bool {
 	if pc, ok := conn.(*prefixConn); ok {
 		conn = pc.Conn
 	}
-	_, ok := conn.(*net.TCPConn)
-	return ok
+	switch conn.(type) {
+	case *net.TCPConn, *wakeConn:
+		return true
+	}
+	return false
 }
 
 // flush writes what is queued: on small lanes after the coalescing wait,
@@ -499,7 +501,7 @@ func (c *outConn) flush() error {
 	c.setWriteDeadline()
 	defer func() { c.lastWrite = time.Now(); c.lastSent = c.lastWrite }()
 	if c.lane == routing.Large {
-		defer yieldAfterPart()
+		defer c.t.waker.yieldAfterPart()
 		return c.large.step(c.conn.Conn, &c.frames, &c.queue, c.t.maxFrame, time.Now().UnixNano(), c)
 	}
 	requested := c.askWait()
@@ -509,16 +511,6 @@ func (c *outConn) flush() error {
 	}
 	return c.writeQueued(requested, waited, false)
 }
-
-// yieldAfterPart lets other goroutines run after a large message's part
-// was written or read. A lane's writer and reader run until they block,
-// and a bulk transfer hardly blocks: with the peer in the same process,
-// or a few cores, the goroutines of the urgent and small lanes — a reader
-// woken by a request, a handler, a writer — then wait for a processor,
-// for up to the runtime's 10 ms time slice. A yield per part (256 KiB,
-// around 100 µs of copying here) shortens that wait: the README's "A
-// yield after each large part" has the measurements.
-func yieldAfterPart() { runtime.Gosched() }
 
 // writeQueued writes the head segment of a small lane's queue as batch
 // frames, after a coalescing wait of waited for requested; byCaller says

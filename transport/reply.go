@@ -189,7 +189,7 @@ func (w *replyWriter) run() {
 			if err := w.writeLarge(now); err != nil {
 				w.ic.kill()
 			}
-			yieldAfterPart()
+			w.ic.t.waker.yieldAfterPart()
 		case w.parts.idle():
 			if w.mayExit() {
 				return

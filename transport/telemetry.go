@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"math"
 	"net"
@@ -287,23 +286,15 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 // the writes from the caller's goroutine (outConn.sendQueueLow,
 // inConn.backQueueLow) either way.
 func (t *Transport) probeFor(conn net.Conn) *sockstat.Probe {
-	for {
-		switch c := conn.(type) {
-		case *tls.Conn:
-			conn = c.NetConn()
-			continue
-		case *prefixConn:
-			conn = c.Conn
-			continue
-		case syscall.Conn:
-			p, err := sockstat.NewProbe(c)
-			if err != nil {
-				return nil
-			}
-			return p
-		}
+	c, ok := socketOf(conn).(syscall.Conn)
+	if !ok {
 		return nil
 	}
+	p, err := sockstat.NewProbe(c)
+	if err != nil {
+		return nil
+	}
+	return p
 }
 
 // measuring reports whether socket queue depths are measured.

@@ -32,6 +32,7 @@ type Transport struct {
 	log      *slog.Logger
 	router   *routing.Router
 	maxFrame int
+	waker    *readWaker // nil where readers are not woken (see wake.go)
 	ln       net.Listener
 	// quietFor is callerWriteIdle; tests set it to zero (SetCallerWriteIdle)
 	// so that they need not wait for a lane to go quiet.
@@ -139,6 +140,7 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 		overrides[uint32(verb)] = lane
 	}
 	t := &Transport{
+		waker:         theReadWaker(),
 		cfg:           cfg,
 		log:           cfg.Telemetry.Logger,
 		router:        routing.NewRouter(cfg.Lanes.LargeThreshold, overrides),

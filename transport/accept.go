@@ -228,6 +228,11 @@ func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, *peer, 
 
 func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, error) {
 	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)
+	if t.tls != nil {
+		// Under TLS before the lane is known: it is watched only if the
+		// lane is an urgent or small one (see wake.go).
+		raw = t.wrapForWaking(raw)
+	}
 	if err := raw.SetDeadline(deadline); err != nil {
 		return nil, wire.Hello{}, nil, err
 	}
@@ -245,9 +250,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 			_, _ = raw.Write(wire.AppendReply(nil, &reply))
 			return nil, wire.Hello{}, nil, &refusalError{RefusedTLS, errors.New("plain-text peer")}
 		}
-		// Under TLS before the lane is known: the wakeConn does nothing
-		// until watched (see wake.go).
-		raw = &prefixConn{Conn: t.wrapForWaking(raw), prefix: magic[:]}
+		raw = &prefixConn{Conn: raw, prefix: magic[:]}
 		tlsConn = tls.Server(raw, t.tls.server) // verifies the chain
 		ctx, cancel := context.WithDeadline(t.ctx, deadline)
 		err := tlsConn.HandshakeContext(ctx)

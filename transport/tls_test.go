@@ -381,3 +381,27 @@ func (l *capturedLogs) String() string {
 }
 
 func (l *capturedLogs) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// TestTLSHelloStillBoundByHandshakeTimeout: a TLS peer that finishes the
+// TLS handshake and then sends no Hello is cut off at Timeouts.Handshake.
+// (The socket's wrapper for waking readers took the handshake's deadline
+// for a wake-up, and the acceptor waited for the Hello for ever.)
+func TestTLSHelloStillBoundByHandshakeTimeout(t *testing.T) {
+	ca := newCA(t, "test")
+	c, _ := tlsNodes(t, tlsFor(t, ca, "n1"), tlsFor(t, ca, "n2"))
+	cert, err := ca.Issue("n1")
+	require.NoError(t, err)
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}
+	conn, err2 := tls.Dial("tcp", c.Nodes[1].Addr().String(), cfg)
+	require.NoError(t, err2)
+	defer conn.Close()
+	require.NoError(t, conn.Handshake())
+	// Timeouts.Handshake is 2 s in tlsNodes: the acceptor must give up by then.
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(6*time.Second)))
+	start := time.Now()
+	_, err = io.ReadAll(conn)
+	require.Less(t, time.Since(start), 5*time.Second, "the acceptor waited for the Hello past its handshake timeout (err %v)", err)
+	waitFor(t, 5*time.Second, "a timeout refusal", func() bool {
+		return c.Nodes[1].Stats().Refusals[transport.RefusedTimeout] > 0
+	})
+}

@@ -34,18 +34,23 @@ import (
 // before the deadline its reader asked for is a wake-up, not an error.
 
 // wakeConn is the TCP socket of an urgent or small lane, as its reader
-// reads it: a timeout that comes before the read deadline last set through
-// it (or with none set) is a wake-up by readWaker, and the read goes on.
+// reads it: a timeout after a wake-up by readWaker, and before the read
+// deadline last set through it (or with none set), is that wake-up, and
+// the read goes on. Until watched it reads as the socket does.
 type wakeConn struct {
 	*net.TCPConn
 	waker *readWaker
-	id    uint64 // in waker; 0 until watched
+	id    uint64 // in waker, under its lock; 0 until watched, unwatched once closed
 	// reading is set while the reader is in a read, which is when a
 	// wake-up can help.
 	reading atomic.Bool
 
-	mu       sync.Mutex // orders the reader's deadlines with their restoring
-	deadline time.Time  // the read deadline asked for; zero: none
+	mu sync.Mutex // orders wake-ups, the reader's deadlines and their restoring
+	// deadline is the read deadline asked for; zero: none.
+	deadline time.Time
+	// woken is set with the past deadline of a wake-up, and cleared once
+	// a timeout took it or another deadline replaced it.
+	woken bool
 }
 
 // watched reports whether lane's readers are woken after large parts.
@@ -96,11 +101,15 @@ func (c *wakeConn) Read(b []byte) (int, error) {
 	}
 }
 
-// restoreDeadline reports whether a timeout was a wake-up, the reader's
-// own deadline not yet passed, and if so sets that deadline again.
+// restoreDeadline reports whether a timeout was a wake-up, before the
+// reader's own deadline, and if so sets that deadline again.
 func (c *wakeConn) restoreDeadline() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.woken {
+		return false
+	}
+	c.woken = false
 	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
 		return false
 	}
@@ -111,7 +120,10 @@ func (c *wakeConn) restoreDeadline() bool {
 // wake makes a reader parked in a read of c return to it at once.
 func (c *wakeConn) wake() {
 	if c.reading.Load() {
+		c.mu.Lock()
+		c.woken = true
 		_ = c.TCPConn.SetReadDeadline(aLongTimeAgo)
+		c.mu.Unlock()
 	}
 }
 
@@ -121,7 +133,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (c *wakeConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.deadline = t
+	c.deadline, c.woken = t, false
 	return c.TCPConn.SetReadDeadline(t)
 }
 

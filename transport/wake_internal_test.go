@@ -150,3 +150,20 @@ func TestYieldAfterPartWakesAParkedReader(t *testing.T) {
 	<-done
 	assert.LessOrEqual(t, parts, 4, "the bytes were read only after %d parts", parts)
 }
+
+// TestWakeConnClosingIsNeverWatched: a watch that comes after a close
+// began (a dial's cancellation closes the socket while the dial goes on
+// to watch it) does not add it to the set, where it would stay.
+func TestWakeConnClosingIsNeverWatched(t *testing.T) {
+	c, _ := tcpPair(t)
+	if c.waker == nil {
+		t.Skip("readers are woken on Linux only")
+	}
+	c.waker.unwatch(c) // Close's first step; the socket is still open
+	c.waker.watch(c)
+	c.waker.mu.Lock()
+	defer c.waker.mu.Unlock()
+	for _, w := range c.waker.conns {
+		assert.NotSame(t, c, w, "a closing socket was watched")
+	}
+}

@@ -69,19 +69,24 @@ func (w *readWaker) watch(c *wakeConn) {
 	w.count.Store(int32(len(w.conns)))
 }
 
-// unwatch forgets c; the kernel drops its socket from the set when it is
-// closed.
+// unwatch forgets c, which is closing, for good: a watch racing with its
+// close does not add it back. The kernel drops its socket from the set
+// when it is closed.
 func (w *readWaker) unwatch(c *wakeConn) {
 	if w == nil {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if c.id != 0 {
+	if c.id != 0 && c.id != unwatched {
 		delete(w.conns, c.id)
 		w.count.Store(int32(len(w.conns)))
 	}
+	c.id = unwatched
 }
+
+// unwatched is the id of a closed wakeConn.
+const unwatched = ^uint64(0)
 
 // poll wakes the readers of the sockets that received bytes since the
 // last poll; it never waits.

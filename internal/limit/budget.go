@@ -364,12 +364,16 @@ func (a *Account) enqueue(n int64, onReady func(bool)) (*Waiter, bool) {
 }
 
 // markBlockedLocked records the lowest account where w does not fit, so
-// that later allocations through it queue behind w. The accounts above
-// it are left alone: w can take nothing there before that account has
-// room, and when it has, the scan that finds it so marks the next account
-// up where w does not fit, if any.
+// that later allocations through it queue behind w — unless an earlier
+// waiter is blocked at an account on the way, behind which w waits
+// already. The accounts above it are left alone: w can take nothing there
+// before that account lets it through, and when it does, the scan that
+// finds it so marks the next account up where w does not fit, if any.
 func (b *Budget) markBlockedLocked(w *Waiter) {
 	for x := w.account; x != nil; x = x.parent {
+		if x.blockedBy > 0 {
+			return
+		}
 		if !x.room(w.n) {
 			if x.blockedBy == 0 {
 				b.blocked = append(b.blocked, x)

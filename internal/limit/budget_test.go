@@ -134,6 +134,30 @@ func TestBudgetWaiterBlockedOnItsConnectionLeavesItsPeerToOthers(t *testing.T) {
 	})
 }
 
+// TestBudgetSecondWaiterBehindItsConnectionLeavesItsPeerToOthers: a
+// waiter queued behind another at its own connection cannot take anything
+// before that one does, so it does not hold back its peer's room either,
+// though its bytes alone would fit its connection.
+func TestBudgetSecondWaiterBehindItsConnectionLeavesItsPeerToOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(1000)
+		peer := b.Root().Child(64, false)
+		large, small := peer.Child(56, true), peer.Child(16, true)
+		require.True(t, large.TryTake(48))
+		require.True(t, small.TryTake(10)) // the peer holds 58 of 64
+		go large.Wait(16, nil, nil) // does not fit its connection (48+16 > 56)
+		synctest.Wait()
+		go large.Wait(8, nil, nil) // fits its connection (56), not the peer (66)
+		synctest.Wait()
+		require.Equal(t, 2, b.Waiting())
+		// The second waiter fits the large connection but is behind the
+		// first there; it can use no peer room before the first does.
+		assert.True(t, small.TryTake(4), "the small connection's room at the peer is held back by a waiter that cannot use it")
+		large.Release(48)
+		synctest.Wait()
+	})
+}
+
 // TestBudgetWaitCostsNothing: a hundred waiters stay parked while other
 // goroutines take and give back room that does not fit them — the pattern
 // that made the old tiered limit spin. Each waiter is woken once, when it

@@ -145,7 +145,7 @@ func TestBudgetSecondWaiterBehindItsConnectionLeavesItsPeerToOthers(t *testing.T
 		large, small := peer.Child(56, true), peer.Child(16, true)
 		require.True(t, large.TryTake(48))
 		require.True(t, small.TryTake(10)) // the peer holds 58 of 64
-		go large.Wait(16, nil, nil) // does not fit its connection (48+16 > 56)
+		go large.Wait(16, nil, nil)        // does not fit its connection (48+16 > 56)
 		synctest.Wait()
 		go large.Wait(8, nil, nil) // fits its connection (56), not the peer (66)
 		synctest.Wait()

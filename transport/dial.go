@@ -64,8 +64,10 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 	if kind < routing.NumLanes && watched(routing.Lane(kind)) {
 		nc = t.wrapForWaking(nc) // under TLS
 	}
-	// Cancelling ctx interrupts the handshakes too, not only the dial.
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	// Cancelling ctx interrupts the handshakes too, not only the dial;
+	// closing the socket ends the TLS layer above it.
+	sock := nc
+	stop := context.AfterFunc(ctx, func() { sock.Close() })
 	defer stop()
 	if t.tls != nil {
 		// Verifies the chain, the identity and VerifyPeer (clientFor).

@@ -49,7 +49,7 @@ type wakeConn struct {
 	// deadline is the read deadline asked for; zero: none.
 	deadline time.Time
 	// woken is set with the past deadline of a wake-up, and cleared once
-	// a timeout took it or another deadline replaced it.
+	// a timeout took it.
 	woken bool
 }
 
@@ -133,7 +133,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (c *wakeConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.deadline, c.woken = t, false
+	// woken stays: a wake-up's timeout may be on its way to the reader
+	// (restoreDeadline still holds it to this deadline).
+	c.deadline = t
 	return c.TCPConn.SetReadDeadline(t)
 }
 

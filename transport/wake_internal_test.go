@@ -3,7 +3,6 @@ package transport
 import (
 	"net"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +80,26 @@ func TestWakeConnTurnsAWakeUpIntoARead(t *testing.T) {
 	require.NoError(t, <-done, "without a deadline too")
 }
 
+// TestWakeConnKeepsAWakeUpWhenAnotherGoroutineMovesTheDeadline: a
+// deadline set from another goroutine while a wake-up's timeout is on its
+// way to the reader does not turn that wake-up into an error.
+func TestWakeConnKeepsAWakeUpWhenAnotherGoroutineMovesTheDeadline(t *testing.T) {
+	c, _ := tcpPair(t)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(time.Hour)))
+	done := readInBackground(t, c)
+	for i := range 2000 {
+		c.wake()
+		runtime.Gosched()
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(time.Hour)))
+		select {
+		case err := <-done:
+			t.Fatalf("after %d wake-ups the read ended with %v, its deadline an hour away", i+1, err)
+		default:
+		}
+		eventually(t, func() bool { return c.reading.Load() || len(done) > 0 }, "the read to go on")
+	}
+}
+
 // TestWakeConnKeepsItsReadersDeadlines: the reader's own deadline still
 // ends its read, wake-ups or not, and so does a deadline in the past set
 // by another goroutine to interrupt it.
@@ -113,57 +132,4 @@ func TestWakeConnKeepsItsReadersDeadlines(t *testing.T) {
 	err = <-done
 	require.Error(t, err)
 	assert.True(t, isTimeout(err), "%v", err)
-}
-
-// TestYieldAfterPartWakesAParkedReader: with every processor busy moving
-// large parts, a small lane's reader whose bytes have arrived reads them
-// after the next part. Without the wake-up it waited for the runtime to
-// poll the network, which it does when a processor runs out of work or
-// every 10 ms: about 200 parts of 50 µs here.
-func TestYieldAfterPartWakesAParkedReader(t *testing.T) {
-	c, peer := tcpPair(t)
-	if c.waker == nil {
-		t.Skip("readers are woken on Linux only")
-	}
-	c.waker.watch(c)
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one processor, which the parts keep busy
-	var read atomic.Bool
-	done := make(chan error, 1)
-	go func() {
-		var b [1]byte
-		_, err := c.Read(b[:])
-		read.Store(true)
-		done <- err
-	}()
-	eventually(t, c.reading.Load, "the read to start")
-	parts := 0
-	go func() {
-		_, _ = peer.Write([]byte{1})
-		for ; parts < 4000 && !read.Load(); parts++ {
-			for began := time.Now(); time.Since(began) < 50*time.Microsecond; {
-			}
-			c.waker.yieldAfterPart()
-		}
-		done <- nil
-	}()
-	require.NoError(t, <-done)
-	<-done
-	assert.LessOrEqual(t, parts, 4, "the bytes were read only after %d parts", parts)
-}
-
-// TestWakeConnClosingIsNeverWatched: a watch that comes after a close
-// began (a dial's cancellation closes the socket while the dial goes on
-// to watch it) does not add it to the set, where it would stay.
-func TestWakeConnClosingIsNeverWatched(t *testing.T) {
-	c, _ := tcpPair(t)
-	if c.waker == nil {
-		t.Skip("readers are woken on Linux only")
-	}
-	c.waker.unwatch(c) // Close's first step; the socket is still open
-	c.waker.watch(c)
-	c.waker.mu.Lock()
-	defer c.waker.mu.Unlock()
-	for _, w := range c.waker.conns {
-		assert.NotSame(t, c, w, "a closing socket was watched")
-	}
 }

@@ -814,19 +814,29 @@ func congest(t *testing.T, c *transporttest.Cluster) (release func()) {
 	return release
 }
 
-// writeUntilTimedOut writes numbered 1000-byte records to x, each with a
-// deadline of 100 ms, until one times out, waiting for a full socket; it
-// returns the records and how much of the last was written.
+// writeUntilTimedOut writes numbered 1000-byte records to x until one
+// moves no further for half a second, waiting for a full socket; it
+// returns the records and how much of the last was written. Each record
+// has 100 ms first: one that times out may have met a session still busy
+// draining, not yet full (on a loaded machine the closes that followed
+// then went out at once), so the rest of it gets 500 ms more.
 func writeUntilTimedOut(t *testing.T, x *transport.Stream) (sent [][]byte, n int) {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		require.Less(t, attempt, 100, "the session's socket never filled")
-		require.NoError(t, x.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+		require.Less(t, attempt, 1000, "the session's socket never filled")
 		sent = append(sent, makePayload(9, uint64(attempt), 1000))
-		var err error
-		if n, err = x.Write(sent[attempt]); err != nil {
-			require.NoError(t, x.SetWriteDeadline(time.Time{}))
-			return sent, n
+		n = 0
+		for _, wait := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond} {
+			require.NoError(t, x.SetWriteDeadline(time.Now().Add(wait)))
+			m, err := x.Write(sent[attempt][n:])
+			n += m
+			if err == nil {
+				break
+			}
+			if wait == 500*time.Millisecond {
+				require.NoError(t, x.SetWriteDeadline(time.Time{}))
+				return sent, n
+			}
 		}
 	}
 }

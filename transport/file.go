@@ -104,8 +104,8 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // reads the range once more from the page cache (256 KiB reads), a chunk
 // behind the bytes the kernel moves, while they are still in the CPU's
 // cache (the checksum follows the bytes); that costs CPU, about 0.1 s per
-// GiB on each side here, but little time. SendFile moves f's file offset; do not
-// share f with concurrent readers.
+// GiB on each side here, but little time. SendFile moves f's file offset;
+// do not share f with concurrent readers.
 //
 // Errors: ErrUnknownVerb, ErrOverloaded (the peer receives too many
 // transfers), ErrHandler, ErrCorrupt and ErrIncomplete as a *RemoteError

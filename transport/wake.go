@@ -26,12 +26,13 @@ import (
 //
 // So the process keeps an epoll set of its own (readWaker, Linux only)
 // holding the sockets of every transport's urgent and small lanes, both
-// directions, edge-triggered. After each large part the goroutine that moved it asks
-// that set, without waiting, which of them have received bytes, and wakes
-// their readers: a read deadline in the past makes the runtime ready a
-// parked reader at once, without a poll of the network. wakeConn, under
-// the lane's TLS if any, turns that deadline back into a read: a timeout
-// before the deadline its reader asked for is a wake-up, not an error.
+// directions, edge-triggered. After each large part the goroutine that
+// moved it asks that set, without waiting, which of them have received
+// bytes, and wakes their readers: a read deadline in the past makes the
+// runtime ready a parked reader at once, without a poll of the network.
+// wakeConn, under the lane's TLS if any, turns that deadline back into a
+// read: a timeout that a wake-up caused, before the deadline its reader
+// asked for, is not an error.
 
 // wakeConn is the TCP socket of an urgent or small lane, as its reader
 // reads it: a timeout after a wake-up by readWaker, and before the read

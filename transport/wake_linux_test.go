@@ -23,26 +23,27 @@ func TestYieldAfterPartWakesAParkedReader(t *testing.T) {
 	c.waker.watch(c)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one processor, which the parts keep busy
 	var read atomic.Bool
-	done := make(chan error, 1)
+	readErr := make(chan error, 1)
 	go func() {
 		var b [1]byte
 		_, err := c.Read(b[:])
 		read.Store(true)
-		done <- err
+		readErr <- err
 	}()
 	eventually(t, c.reading.Load, "the read to start")
 	parts := 0
+	spun := make(chan struct{})
 	go func() {
+		defer close(spun)
 		_, _ = peer.Write([]byte{1})
 		for ; parts < 4000 && !read.Load(); parts++ {
 			for began := time.Now(); time.Since(began) < 50*time.Microsecond; {
 			}
 			c.waker.yieldAfterPart()
 		}
-		done <- nil
 	}()
-	require.NoError(t, <-done)
-	<-done
+	require.NoError(t, <-readErr)
+	<-spun
 	assert.LessOrEqual(t, parts, 4, "the bytes were read only after %d parts", parts)
 }
 

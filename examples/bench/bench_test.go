@@ -166,7 +166,7 @@ func TestCommandLine(t *testing.T) {
 		for _, m := range lines {
 			for _, key := range []string{"scenario", "system", "payload_bytes", "msgs_per_sec", "mb_per_sec",
 				"p50_us", "p99_us", "p999_us", "cpu_us_per_msg", "writes_per_msg", "vectored_writes_per_msg",
-				"p99_idle_us", "peak_inbound_bytes", "inbound_limit_bytes", "peak_heap_bytes", "overloaded",
+				"p99_idle_us", "start_p99_us", "peak_inbound_bytes", "inbound_limit_bytes", "peak_heap_bytes", "overloaded",
 				"cpu_s_per_gb", "lost", "repeats"} {
 				assert.Contains(t, m, key)
 			}

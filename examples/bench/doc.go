@@ -150,7 +150,9 @@
 //     (a window holds few 1 GiB transfers): bytes over their summed
 //     durations, and cpu_s_per_gb, CPU seconds over their bytes.
 //   - p50_us, p99_us, p999_us: latency, null for scenarios that measure
-//     none; p50_idle_us, p99_idle_us: hol's idle phase.
+//     none; p50_idle_us, p99_idle_us: hol's idle phase. start_p50_us,
+//     start_p99_us (start_p99_idle_us in the idle phase): the part of the
+//     latency before the call, how late the open-loop pacer's timer fired.
 //   - writes_per_msg: write system calls per message, as the kernel counts
 //     them for the whole process (/proc/self/io syscw: write(2), writev(2);
 //     both ends' socket writes and the Go runtime's rare eventfd wake-ups),

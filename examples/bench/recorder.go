@@ -16,6 +16,7 @@ type Recorder struct {
 	mu      sync.Mutex              // guards the histograms
 	latency *hdrhistogram.Histogram // from the intended start
 	service *hdrhistogram.Histogram // from the actual call
+	start   *hdrhistogram.Histogram // from the intended start to the call
 }
 
 // NewRecorder returns a recorder whose samples, those intended within the
@@ -28,7 +29,7 @@ func (r *Run) NewRecorder() *Recorder { return r.newRecorder(&r.measure) }
 func (r *Run) NewIdleRecorder() *Recorder { return r.newRecorder(&r.idle) }
 
 func (r *Run) newRecorder(w *window) *Recorder {
-	rec := &Recorder{run: r, window: w, latency: newHistogram(), service: newHistogram()}
+	rec := &Recorder{run: r, window: w, latency: newHistogram(), service: newHistogram(), start: newHistogram()}
 	r.mu.Lock()
 	r.recorders = append(r.recorders, rec)
 	r.mu.Unlock()
@@ -38,7 +39,8 @@ func (r *Run) newRecorder(w *window) *Recorder {
 func newHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(1, int64(60*time.Second), 3) }
 
 // Record adds one operation if intended falls inside the recorder's
-// window: end−intended as latency, end−called as service time.
+// window: end−intended as latency, end−called as service time, and
+// called−intended as the start delay.
 func (rec *Recorder) Record(intended, called, end time.Time) {
 	if !rec.window.contains(rec.run.since(intended)) {
 		return
@@ -46,13 +48,14 @@ func (rec *Recorder) Record(intended, called, end time.Time) {
 	rec.mu.Lock()
 	_ = rec.latency.RecordValue(end.Sub(intended).Nanoseconds()) // beyond 60 s: dropped
 	_ = rec.service.RecordValue(end.Sub(called).Nanoseconds())
+	_ = rec.start.RecordValue(called.Sub(intended).Nanoseconds())
 	rec.mu.Unlock()
 }
 
 // latencies merges the recorders of window w: latency from the intended
-// start, and service time.
-func (r *Run) latencies(w *window) (latency, service *hdrhistogram.Histogram) {
-	latency, service = newHistogram(), newHistogram()
+// start, service time, and start delay.
+func (r *Run) latencies(w *window) (latency, service, start *hdrhistogram.Histogram) {
+	latency, service, start = newHistogram(), newHistogram(), newHistogram()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range r.recorders {
@@ -62,7 +65,8 @@ func (r *Run) latencies(w *window) (latency, service *hdrhistogram.Histogram) {
 		rec.mu.Lock()
 		latency.Merge(rec.latency)
 		service.Merge(rec.service)
+		start.Merge(rec.start)
 		rec.mu.Unlock()
 	}
-	return latency, service
+	return latency, service, start
 }

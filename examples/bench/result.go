@@ -25,9 +25,15 @@ type Result struct {
 	ServiceP999us *float64 `json:"service_p999_us"`
 	// Latency of a scenario's idle phase (hol: the small messages alone,
 	// before the large ones start); null for scenarios without one.
-	P50IdleUs   *float64 `json:"p50_idle_us"`
-	P99IdleUs   *float64 `json:"p99_idle_us"`
-	CPUusPerMsg float64  `json:"cpu_us_per_msg"` // process user+sys CPU over the window / messages
+	P50IdleUs *float64 `json:"p50_idle_us"`
+	P99IdleUs *float64 `json:"p99_idle_us"`
+	// Start delay: from an operation's intended start to its call, which
+	// the above latency includes — how late an open-loop scenario's pacer
+	// (a timer) fired; null for scenarios without latency.
+	StartP50us     *float64 `json:"start_p50_us"`
+	StartP99us     *float64 `json:"start_p99_us"`
+	StartP99IdleUs *float64 `json:"start_p99_idle_us"`
+	CPUusPerMsg    float64  `json:"cpu_us_per_msg"` // process user+sys CPU over the window / messages
 	// WritesPerMsg is write system calls per message: the kernel's count
 	// of write(2)/writev(2) calls made by the whole process over the
 	// window (/proc/self/io syscw), so both ends' socket writes, for every
@@ -129,13 +135,15 @@ func (r *Run) result(sc *Scenario, system string, begin, end snapshot) Result {
 			res.WritesPerMsg = &w
 		}
 	}
-	if latency, service := r.latencies(&r.measure); latency.TotalCount() > 0 {
+	if latency, service, start := r.latencies(&r.measure); latency.TotalCount() > 0 {
 		res.Samples = latency.TotalCount()
 		res.P50us, res.P99us, res.P999us = quantiles(latency)
 		res.ServiceP50us, res.ServiceP99us, res.ServiceP999us = quantiles(service)
+		res.StartP50us, res.StartP99us, _ = quantiles(start)
 	}
-	if idle, _ := r.latencies(&r.idle); idle.TotalCount() > 0 {
+	if idle, _, start := r.latencies(&r.idle); idle.TotalCount() > 0 {
 		res.P50IdleUs, res.P99IdleUs, _ = quantiles(idle)
+		_, res.StartP99IdleUs, _ = quantiles(start)
 	}
 	res.Sent, res.Delivered, res.Failed = r.accounting()
 	if load, ok := loadAverage(); ok {
@@ -215,6 +223,9 @@ func median(runs []Result) Result {
 	out.ServiceP999us = medPtr(func(r Result) *float64 { return r.ServiceP999us })
 	out.P50IdleUs = medPtr(func(r Result) *float64 { return r.P50IdleUs })
 	out.P99IdleUs = medPtr(func(r Result) *float64 { return r.P99IdleUs })
+	out.StartP50us = medPtr(func(r Result) *float64 { return r.StartP50us })
+	out.StartP99us = medPtr(func(r Result) *float64 { return r.StartP99us })
+	out.StartP99IdleUs = medPtr(func(r Result) *float64 { return r.StartP99IdleUs })
 	out.LoadAvg = medPtr(func(r Result) *float64 { return r.LoadAvg })
 	out.WritesPerMsg = medPtr(func(r Result) *float64 { return r.WritesPerMsg })
 	out.VectoredWritesPerMsg = medPtr(func(r Result) *float64 { return r.VectoredWritesPerMsg })

@@ -90,6 +90,9 @@ var (
 	metricServiceP50 = Metric{Key: "service_p50_us", Label: "svc p50 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.ServiceP50us) }}
 	metricP50Idle    = Metric{Key: "p50_idle_us", Label: "idle p50 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P50IdleUs) }}
 	metricP99Idle    = Metric{Key: "p99_idle_us", Label: "idle p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P99IdleUs) }}
+	metricServiceP99 = Metric{Key: "service_p99_us", Label: "svc p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.ServiceP99us) }}
+	metricStartP99   = Metric{Key: "start_p99_us", Label: "start p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.StartP99us) }}
+	metricStartIdle  = Metric{Key: "start_p99_idle_us", Label: "idle start p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.StartP99IdleUs) }}
 	metricCPUPerMsg  = Metric{Key: "cpu_us_per_msg", Label: "CPU µs/msg", Lower: true, Value: func(r Result) (float64, bool) { return r.CPUusPerMsg, r.CPUusPerMsg > 0 }}
 	metricWritesMsg  = Metric{Key: "writes_per_msg", Label: "writes/msg", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.WritesPerMsg) }}
 	metricVecWrites  = Metric{Key: "vectored_writes_per_msg", Label: "vectored writes/msg", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.VectoredWritesPerMsg) }}

@@ -105,7 +105,7 @@ func (c *ownConn) Close() error {
 			c.closeNow()
 			return
 		}
-		_ = c.Conn.SetReadDeadline(time.Unix(1, 0)) // a Read under way returns
+		_ = c.Conn.SetReadDeadline(aLongTimeAgo) // a Read under way returns
 		c.t.wg.Add(1)
 		go func() {
 			defer c.t.wg.Done()

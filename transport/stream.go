@@ -608,7 +608,7 @@ func dropStream(ctx context.Context, out *atomic.Int32, st *smux.Stream, until t
 // fails.
 func (t *Transport) greet(ctx context.Context, st net.Conn, verb Verb, deadline time.Time) error {
 	_ = st.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(aLongTimeAgo) })
 	err := greeting(st, verb)
 	if !stop() {
 		return ctx.Err() // its end may have cut the greeting short

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -136,13 +135,6 @@ func TestNoLimitsWedgeALane(t *testing.T) {
 			assert.Zero(t, c.Nodes[1].Stats().InboundWaiters, "no reader or grant left waiting")
 		})
 	}
-}
-
-// cpuTime is this process's user and system CPU time.
-func cpuTime(t *testing.T) time.Duration {
-	var ru syscall.Rusage
-	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestWaitingForCapacityCostsNoCPU: Sends wait for outbound capacity

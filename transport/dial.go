@@ -91,6 +91,12 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 		}
 		return nil, 0, err
 	}
+	if !stop() {
+		// ctx ended after the handshakes, and its AfterFunc closes the
+		// socket: no connection to hand out.
+		nc.Close()
+		return nil, 0, ctx.Err()
+	}
 	t.watchForWaking(nc)
 	return nc, caps, nil
 }

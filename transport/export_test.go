@@ -1,14 +1,18 @@
 package transport
 
 import (
+	"context"
 	"log/slog"
+	"net"
 	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/internal/kernelstat"
+	"github.com/internode/internode/routing"
 )
 
 // WarnCounter returns a log handler that counts the records at warning
@@ -67,4 +71,10 @@ func StreamReadAhead(s *Stream) int {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
 	return ra.end - ra.start
+}
+
+// DialLane dials t's connection of lane to id, as its writer would, and
+// returns it after the handshakes.
+func DialLane(ctx context.Context, t *Transport, id cluster.NodeID, lane routing.Lane) (net.Conn, error) {
+	return t.dial(ctx, id, uint8(lane))
 }

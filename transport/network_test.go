@@ -92,6 +92,56 @@ func TestInMemoryNetworkCarriesEveryKind(t *testing.T) {
 	assert.Equal(t, uint64(1), c.Nodes[1].Stats().FilesReceived)
 }
 
+// TestDialEndedAfterItsHandshakeReturnsNoConnection: a dial whose context
+// ends after the handshakes, before it returns, has its socket closed by
+// the cancellation. It handed that closed connection out as dialled, with
+// no error, and the writer learned otherwise only from its first write.
+func TestDialEndedAfterItsHandshakeReturnsNoConnection(t *testing.T) {
+	var cancelOnRead atomic.Pointer[context.CancelFunc]
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 0 {
+			cfg.Dialer = dialerFunc(func(ctx context.Context, network, address string) (net.Conn, error) {
+				nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+				if err != nil {
+					return nil, err
+				}
+				return &cancelOnFirstRead{Conn: nc, cancel: cancelOnRead.Swap(nil)}, nil
+			})
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cancelOnRead.Store(&cancel) // the peer's Reply is the dial's first read: cancel as it arrives
+	nc, err := transport.DialLane(ctx, c.Nodes[0], c.ID(1), routing.Small)
+	if err == nil {
+		nc.Close()
+	}
+	require.ErrorIs(t, err, context.Canceled, "a dial whose context ended is no connection")
+}
+
+// dialerFunc is a Config.Dialer made of a function.
+type dialerFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+func (f dialerFunc) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return f(ctx, network, address)
+}
+
+// cancelOnFirstRead calls cancel, if set, once its first read has
+// returned bytes.
+type cancelOnFirstRead struct {
+	net.Conn
+	cancel *context.CancelFunc
+	once   sync.Once
+}
+
+func (c *cancelOnFirstRead) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.cancel != nil {
+		c.once.Do(*c.cancel)
+	}
+	return n, err
+}
+
 // countingDialer dials with a net.Dialer and counts the dials by address.
 type countingDialer struct {
 	net.Dialer

@@ -192,12 +192,18 @@ func (rx *responseReader) readBatch(fh wire.FrameHeader) error {
 func (rx *responseReader) handleBatch(buf []byte) error {
 	c := rx.c
 	var notResponse error
-	err := forEachMessage(buf, uint32(c.t.cfg.Memory.MaxMessageSize), &rx.header, func(h *wire.Header, payload []byte) {
-		if h.Flags&wire.FlagResponse == 0 {
+	err := forEachMessage(buf, uint32(c.t.maxFrame), &rx.header, func(h *wire.Header, payload []byte) {
+		switch {
+		case h.Flags&wire.FlagResponse == 0:
 			notResponse = fmt.Errorf("%w: a message that is not a response from the acceptor", wire.ErrMalformed)
-			return
+		case tooLarge(h, c.t.cfg.Memory.MaxMessageSize):
+			// As begin refuses a large one: its call fails, and the
+			// connection's other responses are read on.
+			c.peer.inbound[c.lane].drop(ReasonTooLarge)
+			rx.failCall(h.ID, fmt.Errorf("%w: a response of %d bytes, limit %d", ErrTooLarge, h.PayloadLength, c.t.cfg.Memory.MaxMessageSize))
+		default:
+			c.t.completeCall(c.peer, c.lane, *h, payload, true)
 		}
-		c.t.completeCall(c.peer, c.lane, *h, payload, true)
 	})
 	if err == nil {
 		err = notResponse

@@ -243,7 +243,7 @@ func (ic *inConn) queueWhole(f *inFrame, verb uint32) bool {
 func (t *Transport) runWork(w *work) {
 	ic, f := w.ic, w.f
 	if w.whole {
-		_ = forEachMessage(f.buf, uint32(t.cfg.Memory.MaxMessageSize), &w.h, func(h *wire.Header, payload []byte) {
+		_ = forEachMessage(f.buf, uint32(t.maxFrame), &w.h, func(h *wire.Header, payload []byte) {
 			w.payload, w.deadline = payload, h.Deadline(f.arrived) // checked when read: it decodes
 			ic.handle(w)
 		})

@@ -161,7 +161,7 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 	handled, count, requests := 0, 0, 0
 	verb, oneVerb := uint32(0), true // the verb of the messages to handle, if they share one
 	var bad error
-	err := forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), &ic.header, func(h *wire.Header, payload []byte) {
+	err := forEachMessage(buf, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, payload []byte) {
 		if count++; count > wire.MaxBatchMessages {
 			bad = fmt.Errorf("%w: more than %d messages in a frame", wire.ErrMalformed, wire.MaxBatchMessages)
 			return
@@ -174,6 +174,13 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 		case h.Flags&wire.FlagCancel != 0:
 			ic.counters.receive(0)
 			ic.peer.cancels.cancel(h.ID)
+		case tooLarge(h, ic.t.cfg.Memory.MaxMessageSize):
+			// A peer whose MaxMessageSize is larger (a rolling change of
+			// it) sent it: refused, as a large one is, not bad input.
+			ic.counters.drop(ReasonTooLarge)
+			if h.Flags&wire.FlagExpectsResponse != 0 {
+				ic.t.respond(ic, h, h.Deadline(f.arrived), nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
+			}
 		case rejecting:
 			ic.counters.drop(ReasonOverloaded)
 			ic.t.respond(ic, h, h.Deadline(f.arrived), nil, ErrOverloaded)
@@ -200,14 +207,22 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 	}
 	ic.holdWork(f, handled)
 	f.refs.Store(1)
-	_ = forEachMessage(buf, uint32(ic.t.cfg.Memory.MaxMessageSize), &ic.header, func(h *wire.Header, payload []byte) {
-		if h.Flags&wire.FlagCancel == 0 {
+	_ = forEachMessage(buf, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, payload []byte) {
+		if h.Flags&wire.FlagCancel == 0 && !tooLarge(h, ic.t.cfg.Memory.MaxMessageSize) {
 			ic.route(f, h, h.Deadline(f.arrived), payload, true)
 		}
 	})
 	ic.writeReplies()
 	ic.doneWith(f)
 	return nil
+}
+
+// tooLarge reports whether a message read in a batch frame is above this
+// node's MaxMessageSize. Batch frames are decoded against the frame's own
+// bound, so that one such message is refused alone rather than failing
+// its whole frame and connection as malformed.
+func tooLarge(h *wire.Header, maxMessageSize int) bool {
+	return int64(h.PayloadLength) > int64(maxMessageSize)
 }
 
 // forEachMessage decodes the messages of a batch frame, in order, each

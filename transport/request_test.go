@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,4 +172,90 @@ func TestSendTooLarge(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Memory.MaxMessageSize = 1 << 20 })
 	err := c.Nodes[0].Send(context.Background(), c.ID(1), verbData, make([]byte, 1<<20+1))
 	assert.ErrorIs(t, err, transport.ErrTooLarge)
+}
+
+// TestMessageAboveTheReceiversLimitIsRefusedAlone: nodes whose
+// MaxMessageSize differ (a rolling change of it). A 30 KiB message, small
+// enough to travel in a batch frame, reaches a node whose limit is 16 KiB.
+// The receiver decoded batch frames against its own limit, so the message
+// made its whole frame malformed: the connection was closed as bad input,
+// the request beside it failed with it, and a one-way message in the frame
+// had no outcome. Now the message alone is refused, as a large one is: the
+// request fails with ErrTooLarge, a one-way message is dropped as too
+// large, and the connection carries on. Both directions: a request to the
+// smaller node, and a response to it.
+func TestMessageAboveTheReceiversLimitIsRefusedAlone(t *testing.T) {
+	const (
+		verbHeld   transport.Verb = 170
+		verbAnswer transport.Verb = 171
+		limit                     = 16 << 10
+		over                      = 30 << 10 // under LargeThreshold: a batch frame's
+	)
+	for _, tc := range []struct {
+		name            string
+		smaller         int // the node with the smaller limit
+		request, answer int
+		droppedAt       int // the node that drops the message
+	}{
+		{name: "request", smaller: 1, request: over, answer: 2, droppedAt: 1},
+		{name: "response", smaller: 0, request: 2, answer: over, droppedAt: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				if i == tc.smaller {
+					cfg.Memory.MaxMessageSize = limit
+				}
+			})
+			gate := make(chan struct{})
+			c.Nodes[1].Handle(verbHeld, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+				<-gate
+				return []byte("held"), nil
+			}))
+			c.Nodes[1].Handle(verbAnswer, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+				return make([]byte, tc.answer), nil
+			}))
+			held := make(chan error, 1)
+			go func() {
+				_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbHeld, []byte("x"))
+				held <- err
+			}()
+			waitFor(t, 5*time.Second, "the held request running", func() bool {
+				for _, s := range c.Nodes[1].Stats().Stages {
+					if s.Verb == verbHeld && s.Active == 1 {
+						return true
+					}
+				}
+				return false
+			})
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbAnswer, make([]byte, tc.request))
+			assert.ErrorIs(t, err, transport.ErrTooLarge)
+			close(gate)
+			assert.NoError(t, <-held, "the request in flight beside it")
+
+			at := c.Nodes[tc.droppedAt].Stats()
+			assert.Equal(t, uint64(1), at.Total().DroppedInbound[transport.ReasonTooLarge])
+			assert.Zero(t, at.InboundMalformed, "a peer's larger message is not bad input")
+			assert.Equal(t, uint64(1), c.Nodes[0].Stats().Total().Connects, "the connection carried on")
+		})
+	}
+	t.Run("one-way", func(t *testing.T) {
+		c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+			if i == 1 {
+				cfg.Memory.MaxMessageSize = limit
+			}
+		})
+		var got atomic.Int64
+		c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+			got.Add(int64(len(m.Payload)))
+			return nil, nil
+		}))
+		ctx := ctxTimeout(t, 10*time.Second)
+		require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbData, make([]byte, over)))
+		require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbData, make([]byte, 100)))
+		waitFor(t, 10*time.Second, "the message after it delivered", func() bool { return got.Load() == 100 })
+		at := c.Nodes[1].Stats()
+		assert.Equal(t, uint64(1), at.Total().DroppedInbound[transport.ReasonTooLarge])
+		assert.Zero(t, at.InboundMalformed)
+		assert.Equal(t, uint64(1), c.Nodes[0].Stats().Total().Connects, "the connection carried on")
+	})
 }

@@ -328,7 +328,12 @@
 //	             written; absent means it never expires
 //	params_len   1..4096 (MaxParamsSize)
 //	payload_len  payload bytes that follow the header, 0..2^32-1 and at most
-//	             the reader's message size limit; 0 on a cancel
+//	             the reader's message size limit; 0 on a cancel. In a batch
+//	             frame a message above that limit (its sender's limit is
+//	             larger) is refused alone: the reader drops it, answers a
+//	             request with a FailureTooLarge response, fails the call a
+//	             response answers as too large, and reads the rest of the
+//	             frame; a payload that overruns its frame is malformed
 //
 // A header is at most MaxHeaderSize (4135) bytes.
 //

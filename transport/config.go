@@ -286,8 +286,10 @@ func (c StreamConfig) smux() *smux.Config {
 type FileConfig struct {
 	// RateLimit caps the bytes per second all of this node's SendFile
 	// transfers send together, like Cassandra's stream throughput limit;
-	// under it a transfer sends a second's worth (at least 64 KiB, at most
-	// Chunk) at a time. Default 0: unlimited.
+	// under it each of the n transfers sending at once sends 1/n of a
+	// quarter of Timeouts.Keepalive's worth (of a second's, if less; at
+	// least 4 KiB, at most Chunk) at a time, so that its receiver hears
+	// from it well within its Keepalive. Default 0: unlimited.
 	RateLimit int64
 	// MaxConcurrent is how many transfers this node receives at once;
 	// beyond it a transfer is refused with ErrOverloaded. Default 16.

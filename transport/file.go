@@ -107,11 +107,18 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // GiB on each side here, but little time. SendFile moves f's file offset;
 // do not share f with concurrent readers.
 //
+// A receiver that takes none of the bytes for Timeouts.Write fails the
+// send (ErrIncomplete); once every byte is sent, SendFile waits for the
+// receiver's handler to return, which may take long (a snapshot applied,
+// say), for as long as ctx allows.
+//
 // Errors: ErrUnknownVerb, ErrOverloaded (the peer receives too many
-// transfers), ErrHandler, ErrCorrupt and ErrIncomplete as a *RemoteError
-// when the receiver failed the transfer; ErrIncomplete when the connection
-// ended early; the context's error on cancellation; ErrUnknownPeer,
-// ErrClosed; each in an *OpError.
+// transfers), ErrHandler as a *RemoteError when the receiver failed the
+// transfer, its message saying why (the handler's error, or the
+// receiver's ErrCorrupt or ErrIncomplete, which the wire carries as a
+// handler error); ErrIncomplete when the connection ended early or the
+// receiver stopped taking the bytes; the context's error on cancellation;
+// ErrUnknownPeer, ErrClosed; each in an *OpError.
 func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, f *os.File, offset, length int64) (int64, error) {
 	fail := func(sent int64, err error) (int64, error) {
 		if t.closing.Load() && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
@@ -166,7 +173,9 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	// The checksum is computed a chunk behind the bytes the kernel sends.
 	sumCtx, cancelSum := context.WithCancel(ctx)
 	crc := checksumBehind(sumCtx, f)
+	t.filesSending.Add(1)
 	sent, sendErr := t.sendFileBytes(ctx, conn, f, length, func(at, n int64) { crc.add(offset+at, n) })
+	t.filesSending.Add(-1)
 	if sendErr != nil {
 		cancelSum()
 	}
@@ -178,17 +187,21 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	if sendErr == nil {
 		var trailer [wire.FileTrailerSize]byte
 		binary.BigEndian.PutUint32(trailer[:], sum.crc)
+		t.setFileWriteDeadline(conn)
 		_, sendErr = conn.Write(trailer[:])
+		_ = conn.SetWriteDeadline(time.Time{})
 	}
 	if sendErr != nil && ctx.Err() != nil {
 		return fail(sent, ctx.Err())
 	}
 	if sendErr != nil {
 		// The receiver still waits for the bytes: end this side so that
-		// it sees the end and answers, rather than both sides waiting.
+		// it sees the end and answers, rather than both sides waiting;
+		// but a receiver whose handler is stuck answers never.
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
+		_ = conn.SetReadDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	}
 	// Read the verdict even after a failed send: a receiver that gave up
 	// says why before it closes.
@@ -196,6 +209,8 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	switch {
 	case failure != nil:
 		return fail(sent, &RemoteError{Code: failure.Code, Message: failure.Message})
+	case sendErr != nil && !errors.Is(sendErr, ErrIncomplete):
+		return fail(sent, fmt.Errorf("%w: %d of %d bytes sent: %w", ErrIncomplete, sent, length, sendErr))
 	case sendErr != nil:
 		return fail(sent, sendErr)
 	case err != nil:
@@ -209,23 +224,24 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 // sendFileBytes moves length bytes from f's offset to conn in chunks, under
 // the node's rate limit, and calls moved with each chunk's place (bytes
 // from the start) and size once it is sent. On a plain TCP connection each
-// chunk is one sendfile(2); otherwise (TLS) it is a buffered copy.
+// chunk is one sendfile(2); otherwise (TLS) it is a buffered copy. A
+// receiver that takes nothing for Timeouts.Write ends it with
+// ErrIncomplete; on plain TCP one that is slow, but takes some, does not.
 func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64, moved func(at, n int64)) (int64, error) {
-	chunk := int64(t.cfg.Files.Chunk)
-	if t.fileLimiter != nil {
-		chunk = rateLimitedChunk(t.cfg.Files)
-	}
+	defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
 	var sent int64
 	for sent < length {
-		n := min(chunk, length-sent)
+		n := min(t.fileChunk(), length-sent)
 		if t.fileLimiter != nil {
 			if err := t.fileLimiter.WaitN(ctx, int(n)); err != nil {
 				return sent, err
 			}
 		}
+		t.setFileWriteDeadline(conn)
 		var m int64
 		var err error
-		if tcp, ok := conn.(*net.TCPConn); ok {
+		tcp, plain := conn.(*net.TCPConn)
+		if plain {
 			m, err = tcp.ReadFrom(io.LimitReader(f, n))
 		} else {
 			m, err = io.CopyN(conn, f, n)
@@ -234,6 +250,12 @@ func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File
 			moved(sent, m)
 		}
 		sent += m
+		if err != nil && isTimeout(err) && ctx.Err() == nil {
+			if plain && m > 0 {
+				continue // slow, not stopped: the rest of the chunk goes next
+			}
+			return sent, fmt.Errorf("%w: the receiver took nothing for %v, after %d of %d bytes", ErrIncomplete, t.cfg.Timeouts.Write, sent, length)
+		}
 		if err != nil {
 			return sent, err
 		}
@@ -243,6 +265,37 @@ func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File
 	}
 	return sent, nil
 }
+
+// setFileWriteDeadline bounds SendFile's next write by Timeouts.Write.
+func (t *Transport) setFileWriteDeadline(conn net.Conn) {
+	if d := t.cfg.Timeouts.Write; d > 0 {
+		_ = conn.SetWriteDeadline(time.Now().Add(d))
+	}
+}
+
+// fileChunk is the most bytes SendFile sends at once: Files.Chunk, or under
+// the node's rate limit a share of it small enough that each transfer's
+// receiver hears from it well within its Keepalive, however many send at
+// once. The limiter serves the transfers' chunks in turn, so each waits
+// for the others' between its own: with n sending, one transfer's chunks
+// go n chunks' time apart. This node's Keepalive stands for the
+// receiver's.
+func (t *Transport) fileChunk() int64 {
+	c := t.cfg.Files
+	if t.fileLimiter == nil {
+		return int64(c.Chunk)
+	}
+	apart := time.Second
+	if k := t.cfg.Timeouts.Keepalive; k > 0 {
+		apart = min(apart, k/4)
+	}
+	sending := int64(max(t.filesSending.Load(), 1))
+	share := int64(float64(c.RateLimit)*apart.Seconds()) / sending
+	return min(rateLimitedChunk(c), max(share, minRateLimitedChunk))
+}
+
+// minRateLimitedChunk is the least fileChunk sends at once.
+const minRateLimitedChunk = 4 << 10
 
 // serveFile receives one transfer on an accepted file connection.
 func (t *Transport) serveFile(conn net.Conn, p *peer) {
@@ -364,7 +417,13 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 		} else {
 			m, err = io.CopyN(f, ft.conn, want)
 		}
-		if ft.silence > 0 && time.Since(began) > ft.silence/4 {
+		timedOut := err != nil && isTimeout(err)
+		if timedOut && m > 0 {
+			// A sender slower than this read's worth in the silence it is
+			// allowed, but not silent: read on, in smaller reads.
+			err = nil
+		}
+		if ft.silence > 0 && (timedOut || time.Since(began) > ft.silence/4) {
 			ft.chunk = max(ft.chunk/2, minReceiveRead)
 		} else {
 			ft.chunk = min(2*ft.chunk, ft.maxChunk)
@@ -373,7 +432,9 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 			crc.add(start+n, m)
 		}
 		n += m
-		if err == nil && m < want {
+		if timedOut && err != nil {
+			err = fmt.Errorf("the sender sent nothing for %v: %w", ft.silence, err)
+		} else if err == nil && m < want && !timedOut {
 			err = io.ErrUnexpectedEOF
 		}
 	}
@@ -419,6 +480,14 @@ func (r *transferReader) Read(b []byte) (int, error) {
 	if err != nil && ft.received < ft.Length {
 		err = fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, ft.received, ft.Length, err)
 	}
+	if ft.received == ft.Length && !ft.verified && (err == nil || err == io.EOF) {
+		// The last byte: checked now, so that a handler that reads
+		// exactly Length (io.ReadFull, io.CopyN) has verified the
+		// transfer without reading on to io.EOF.
+		if verr := ft.verify(r.crc); verr != nil {
+			err = verr
+		}
+	}
 	return n, err
 }
 
@@ -432,9 +501,9 @@ func newFileLimiter(c FileConfig) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(c.RateLimit), int(rateLimitedChunk(c)))
 }
 
-// rateLimitedChunk is the most bytes SendFile sends at once under c's rate
-// limit: a second's worth, so that a receiver hears from a transfer well
-// within its Keepalive, and no more than Chunk.
+// rateLimitedChunk is the burst of the node's file-transfer rate limiter,
+// the most one chunk asks of it (fileChunk): a second's worth, at least 64
+// KiB, and no more than Chunk.
 func rateLimitedChunk(c FileConfig) int64 {
 	return min(int64(c.Chunk), max(c.RateLimit, minReceiveRead))
 }

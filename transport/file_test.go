@@ -318,8 +318,8 @@ func TestSendFileToAReceiverThatNeverAnswers(t *testing.T) {
 
 // TestRateLimitedSendFileIsNotCutOff: a transfer rate-limited to 256 KiB/s
 // takes longer (3 s) than the receiver's Keepalive, which bounds how long
-// a sender may send nothing; it goes through, sent a second's worth at a
-// time and received in reads sized to match.
+// a sender may send nothing; it goes through, sent a quarter of the
+// Keepalive's worth at a time and received in reads sized to match.
 func TestRateLimitedSendFileIsNotCutOff(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Files.RateLimit = 256 << 10
@@ -356,4 +356,181 @@ func TestSendFileEndsWithErrClosed(t *testing.T) {
 	<-started
 	require.NoError(t, c.Nodes[0].Close())
 	assert.ErrorIs(t, <-sent, transport.ErrClosed)
+}
+
+// TestRateLimitedSendFilesAreNotCutOff: the rate limit is the node's,
+// shared by its transfers, and each sent a second's worth at a time (at
+// least 64 KiB): with 4 sending at once each waited behind the others'
+// chunks and sent nothing for 3 s, longer than the receiver's 2 s
+// Keepalive, and 3 of 4 were cut off; alone under 16 KiB/s one sent its
+// last 48 KiB 3 s after the first 64 KiB, and was cut off too. Each
+// transfer now sends its share of a quarter of the Keepalive's worth.
+func TestRateLimitedSendFilesAreNotCutOff(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		rate      int64
+		transfers int
+		size      int
+	}{
+		{"four sharing 256 KiB/s", 256 << 10, 4, 256 << 10},
+		{"one at 16 KiB/s", 16 << 10, 1, 112 << 10}, // 64 KiB at once (the limiter's burst), then 48 KiB
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.Files.RateLimit = tc.rate
+				cfg.Timeouts.Keepalive = 2 * time.Second
+			})
+			got := receiveToFiles(t, c.Nodes[1])
+			src, data := tempFile(t, tc.size)
+			errs := make(chan error, tc.transfers)
+			for range tc.transfers {
+				f, err := os.Open(src.Name()) // a file offset of its own
+				require.NoError(t, err)
+				t.Cleanup(func() { f.Close() })
+				go func() {
+					_, err := c.Nodes[0].SendFile(ctxTimeout(t, 30*time.Second), c.ID(1), verbBootstrap, f, 0, int64(len(data)))
+					errs <- err
+				}()
+			}
+			for range tc.transfers {
+				assert.NoError(t, <-errs)
+				path := <-got
+				b, err := os.ReadFile(path)
+				require.NoError(t, err, path)
+				assert.True(t, bytes.Equal(data, b))
+			}
+		})
+	}
+}
+
+// TestReceiverReadsOnWhenTheSenderSlows: the receiver's reads grow while
+// the bytes come fast (to Files.Chunk, 1 MiB here), and each had to end
+// within the Keepalive, 2 s. When the link then slowed to 128 KiB/s, a
+// read of the last 512 KiB could not, although bytes came every 125 ms,
+// and the transfer failed as incomplete ("write ...: i/o timeout"). A
+// read that moved bytes before its deadline is now progress: only a
+// sender that sends nothing for the Keepalive is cut off.
+func TestReceiverReadsOnWhenTheSenderSlows(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Files.Chunk = 1 << 20
+		cfg.Timeouts.Keepalive = 2 * time.Second
+	})
+	got := receiveToFiles(t, c.Nodes[1])
+	const fast, slow = 4 << 20, 512 << 10
+	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: slowingProxy(t, c.Nodes[1].Addr().String(), fast, 128<<10)})
+	src, data := tempFile(t, fast+slow)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 30*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	require.NoError(t, err, "a sender that sends every 125 ms was cut off")
+	path := <-got
+	b, err := os.ReadFile(path)
+	require.NoError(t, err, path)
+	assert.True(t, bytes.Equal(data, b))
+}
+
+// slowingProxy relays connections to target, the bytes toward it at full
+// speed for the first fast bytes of each, then at rate bytes a second in
+// 16 KiB writes; the bytes back unthrottled.
+func slowingProxy(t testing.TB, target string, fast int64, rate int) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
+	const piece = 16 << 10
+	wg.Go(func() {
+		for {
+			a, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				a.Close()
+				return
+			}
+			wg.Go(func() {
+				_, _ = io.Copy(a, b)
+				a.Close()
+			})
+			wg.Go(func() {
+				defer b.Close()
+				tick := time.NewTicker(time.Second * piece / time.Duration(rate))
+				defer tick.Stop()
+				buf := make([]byte, piece)
+				var total int64
+				for {
+					n, err := a.Read(buf)
+					if n > 0 && total >= fast {
+						select {
+						case <-tick.C:
+						case <-done:
+							return
+						}
+					}
+					total += int64(n)
+					if _, werr := b.Write(buf[:n]); werr != nil || err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestSendFileToAReceiverThatStopsReading: a receiver whose handler stops
+// taking the bytes (its disk stalled, say) held SendFile for ever: its
+// sendfile had no deadline, and the kernel keeps a connection whose peer
+// advertises a zero window. Timeouts.Write now bounds each write, as it
+// does a lane's, and the wait for a verdict after a failed send.
+func TestSendFileToAReceiverThatStopsReading(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Write = 2 * time.Second
+	})
+	release := make(chan struct{})
+	defer close(release)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		_, _ = io.CopyN(io.Discard, ft.Reader(), 1<<20)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return errors.New("stalled")
+	}))
+	src, data := tempFile(t, 64<<20) // far more than the sockets' buffers hold
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		assert.ErrorIs(t, err, transport.ErrIncomplete)
+	case <-time.After(20 * time.Second): // the bound is 2 s, and 5 s for the verdict
+		cancel()
+		<-sent
+		t.Fatal("SendFile still blocked 20 s after its receiver stopped reading, with Timeouts.Write 2 s")
+	}
+}
+
+// TestFileReaderOfExactlyLengthVerifies: a handler that reads exactly
+// Length bytes from Reader (io.CopyN, io.ReadFull), every one intact, had
+// the transfer failed ("the handler took 1048576 of 1048576 bytes"): the
+// checksum was read only by a Read after the last byte. It is now read
+// with the last byte.
+func TestFileReaderOfExactlyLengthVerifies(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	got := make(chan []byte, 1)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		var buf bytes.Buffer
+		_, err := io.CopyN(&buf, ft.Reader(), ft.Length)
+		got <- buf.Bytes()
+		return err
+	}))
+	src, data := tempFile(t, 1<<20)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	assert.NoError(t, err)
+	assert.True(t, bytes.Equal(data, <-got))
 }

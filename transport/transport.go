@@ -90,6 +90,7 @@ type Transport struct {
 	// File transfers.
 	fileLimiter                      *rate.Limiter // nil when unlimited
 	filesReceiving                   atomic.Int32
+	filesSending                     atomic.Int32 // SendFile calls moving bytes now
 	filesSent, filesReceived         atomic.Uint64
 	fileBytesSent, fileBytesReceived atomic.Uint64
 

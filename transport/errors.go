@@ -112,8 +112,15 @@ func (e *RemoteError) Error() string {
 	return "remote: " + e.Code.String() + ": " + e.Message
 }
 
-// Is maps failure codes onto the package's sentinels (see Reason).
+// Is maps failure codes onto the package's sentinels (see Reason, and
+// ErrCorrupt and ErrIncomplete for a file transfer's).
 func (e *RemoteError) Is(target error) bool {
+	switch e.Code {
+	case wire.FailureCorrupt:
+		return target == ErrCorrupt
+	case wire.FailureIncomplete:
+		return target == ErrIncomplete
+	}
 	r, ok := reasonOfCode(e.Code)
 	return ok && target == reasons[r].err
 }

@@ -113,12 +113,10 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // say), for as long as ctx allows.
 //
 // Errors: ErrUnknownVerb, ErrOverloaded (the peer receives too many
-// transfers), ErrHandler as a *RemoteError when the receiver failed the
-// transfer, its message saying why (the handler's error, or the
-// receiver's ErrCorrupt or ErrIncomplete, which the wire carries as a
-// handler error); ErrIncomplete when the connection ended early or the
-// receiver stopped taking the bytes; the context's error on cancellation;
-// ErrUnknownPeer, ErrClosed; each in an *OpError.
+// transfers), ErrHandler, ErrCorrupt and ErrIncomplete as a *RemoteError
+// when the receiver failed the transfer; ErrIncomplete when the connection
+// ended early or the receiver stopped taking the bytes; the context's
+// error on cancellation; ErrUnknownPeer, ErrClosed; each in an *OpError.
 func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, f *os.File, offset, length int64) (int64, error) {
 	fail := func(sent int64, err error) (int64, error) {
 		if t.closing.Load() && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
@@ -304,8 +302,10 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 		if err != nil {
 			code := failureCode(err)
 			switch {
-			case errors.Is(err, ErrCorrupt), errors.Is(err, ErrIncomplete):
-				code = wire.FailureHandlerError
+			case errors.Is(err, ErrCorrupt):
+				code = wire.FailureCorrupt
+			case errors.Is(err, ErrIncomplete):
+				code = wire.FailureIncomplete
 			}
 			f = &wire.Failure{Code: code, Message: err.Error()}
 		}

@@ -170,15 +170,16 @@ func TestSendFileDetectsCorruptionAndTruncation(t *testing.T) {
 	const size = 2 << 20
 	tests := []struct {
 		name string
+		want error // at the sender too: the receiver's ErrCorrupt reached it as ErrHandler
 		fn   func(total int64, b []byte) ([]byte, bool)
 	}{
-		{"one byte flipped", func(total int64, b []byte) ([]byte, bool) {
+		{"one byte flipped", transport.ErrCorrupt, func(total int64, b []byte) ([]byte, bool) {
 			if total <= 1<<20 && 1<<20 < total+int64(len(b)) {
 				b[1<<20-total] ^= 0x40
 			}
 			return b, true
 		}},
-		{"cut short", func(total int64, b []byte) ([]byte, bool) {
+		{"cut short", transport.ErrIncomplete, func(total int64, b []byte) ([]byte, bool) {
 			if total+int64(len(b)) > size/2 {
 				return b[:size/2-total], false
 			}
@@ -193,7 +194,7 @@ func TestSendFileDetectsCorruptionAndTruncation(t *testing.T) {
 			c.Members.Add(cluster.Member{ID: c.ID(1), Addr: tamperProxy(t, c.Nodes[1].Addr().String(), tt.fn)})
 			src, data := tempFile(t, size)
 			_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
-			require.Error(t, err, "the sender learns the transfer failed")
+			require.ErrorIs(t, err, tt.want, "the sender learns the transfer failed, and why")
 			assert.Contains(t, <-got, "error: ", "the receiver's handler saw the failure")
 		})
 	}

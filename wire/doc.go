@@ -383,8 +383,11 @@
 //
 //	code     a FailureCode: 0 FailureUnknown, 1 FailureUnknownVerb,
 //	         2 FailureHandlerError, 3 FailureExpired, 4 FailureOverloaded,
-//	         5 FailureTooLarge
-//	         6 FailureCanceled
+//	         5 FailureTooLarge, 6 FailureCanceled, and in a file
+//	         transfer's result 7 FailureCorrupt (the bytes did not match
+//	         the checksum) and 8 FailureIncomplete (fewer bytes arrived,
+//	         or the sender went silent); a reader takes a code it does
+//	         not know as FailureUnknown
 //	message  human-readable detail, 0..1024 bytes (MaxFailureMessage)
 //
 // # Streams

@@ -17,6 +17,8 @@ const (
 	FailureOverloaded   FailureCode = 4 // the receiver had no capacity for it
 	FailureTooLarge     FailureCode = 5 // the request or its response exceeded a size limit
 	FailureCanceled     FailureCode = 6 // the sender withdrew the message (FrameLargeCancel)
+	FailureCorrupt      FailureCode = 7 // a file transfer's bytes did not match their checksum
+	FailureIncomplete   FailureCode = 8 // a file transfer ended before all its bytes arrived
 )
 
 func (c FailureCode) String() string {
@@ -35,6 +37,10 @@ func (c FailureCode) String() string {
 		return "canceled"
 	case FailureTooLarge:
 		return "too large"
+	case FailureCorrupt:
+		return "corrupt"
+	case FailureIncomplete:
+		return "incomplete"
 	}
 	return fmt.Sprintf("failure(%d)", uint8(c))
 }

@@ -33,7 +33,9 @@ func TestFailureCodeString(t *testing.T) {
 		{FailureOverloaded, "overloaded"},
 		{FailureTooLarge, "too large"},
 		{FailureCanceled, "canceled"},
-		{FailureCode(7), "failure(7)"},
+		{FailureCorrupt, "corrupt"},
+		{FailureIncomplete, "incomplete"},
+		{FailureCode(9), "failure(9)"},
 		{FailureCode(255), "failure(255)"},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
@@ -428,55 +429,20 @@ func TestReceiverReadsOnWhenTheSenderSlows(t *testing.T) {
 	assert.True(t, bytes.Equal(data, b))
 }
 
-// slowingProxy relays connections to target, the bytes toward it at full
-// speed for the first fast bytes of each, then at rate bytes a second in
-// 16 KiB writes; the bytes back unthrottled.
-func slowingProxy(t testing.TB, target string, fast int64, rate int) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
-	const piece = 16 << 10
-	wg.Go(func() {
-		for {
-			a, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", target)
-			if err != nil {
-				a.Close()
-				return
-			}
-			wg.Go(func() {
-				_, _ = io.Copy(a, b)
-				a.Close()
-			})
-			wg.Go(func() {
-				defer b.Close()
-				tick := time.NewTicker(time.Second * piece / time.Duration(rate))
-				defer tick.Stop()
-				buf := make([]byte, piece)
-				var total int64
-				for {
-					n, err := a.Read(buf)
-					if n > 0 && total >= fast {
-						select {
-						case <-tick.C:
-						case <-done:
-							return
-						}
-					}
-					total += int64(n)
-					if _, werr := b.Write(buf[:n]); werr != nil || err != nil {
-						return
-					}
-				}
-			})
+// slowingProxy relays connections to target (tamperProxy), the bytes
+// toward it at full speed for the first fast bytes, then at rate bytes a
+// second.
+func slowingProxy(t testing.TB, target string, fast int64, bytesPerSecond int) string {
+	ctx, cancel := context.WithCancel(context.Background())
+	lim := rate.NewLimiter(rate.Limit(bytesPerSecond), 32<<10) // tamperProxy's reads are at most 32 KiB
+	addr := tamperProxy(t, target, func(total int64, b []byte) ([]byte, bool) {
+		if total >= fast && lim.WaitN(ctx, len(b)) != nil {
+			return nil, false
 		}
+		return b, true
 	})
-	return ln.Addr().String()
+	t.Cleanup(cancel) // before tamperProxy's cleanup, which waits for its relays
+	return addr
 }
 
 // TestSendFileToAReceiverThatStopsReading: a receiver whose handler stops

@@ -157,11 +157,22 @@ func (ic *inConn) end() {
 }
 
 // kill ends the connection: the reader returns, a wait for capacity gives
-// up.
+// up. The reader may be blocked handing a part to a ReaderHandler that
+// does not read: the handler's pipe ends too (it reads
+// ErrConnectionReset), or the reader would stay blocked, and its
+// connection's partial messages keep their room, for as long as the
+// handler does not read.
 func (ic *inConn) kill() {
 	ic.closeOnce.Do(func() {
 		close(ic.done)
 		ic.conn.Close()
+		ic.mu.Lock()
+		for _, m := range ic.streams {
+			if m.fed != nil {
+				m.fed.CloseWithError(ErrConnectionReset)
+			}
+		}
+		ic.mu.Unlock()
 	})
 }
 

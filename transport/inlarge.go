@@ -32,6 +32,9 @@ type largeIn struct {
 	started  bool
 	reader   ReaderHandler
 	pipe     *io.PipeWriter
+	// fed is pipe as the handler started with it, under ic.mu, for kill:
+	// pipe belongs to the reader, which may be blocked writing to it.
+	fed *io.PipeWriter
 }
 
 // readLargeBegin reads the header of a large message and grants it room,
@@ -216,7 +219,7 @@ func (ic *inConn) answerLater() {
 func (ic *inConn) startStreamed(m *largeIn) {
 	pipe := ic.streamLarge(m.reader, m)
 	ic.mu.Lock()
-	m.pipe, m.started = pipe, true
+	m.pipe, m.fed, m.started = pipe, pipe, true
 	ic.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -482,6 +483,51 @@ func TestInlineEmptyLargeMessageGrantedLater(t *testing.T) {
 	within(t, started4, 10*time.Second, "the other message's handler")
 	t.Logf("the empty message's Inline handler ran on the reader: %v", onReader)
 	assert.False(t, overlapped.Load(), "two Inline handlers of one connection ran at once")
+}
+
+// TestReaderKilledWhileFeedingAStalledReaderHandler: a ReaderHandler
+// that does not read holds its connection's reader, blocked handing it a
+// part: by design, a connection is read no faster than its handler. When
+// the connection was killed (here its peer went away, so its next beat
+// failed), nothing ended that wait: the reader stayed blocked, and the
+// connection's partial messages kept their room for as long as the
+// handler did not read, for ever for one that waits on its context, which
+// ends only with the transport. Killing a connection now ends its
+// handlers' pipes too, and the handler reads ErrConnectionReset.
+func TestReaderKilledWhileFeedingAStalledReaderHandler(t *testing.T) {
+	r := newReaderRig(t, routing.Large, nil)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	letRead := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(letRead) // before the rig's cleanup, which waits for the reader
+	started := make(chan struct{})
+	readErr := make(chan error, 1)
+	r.tr.HandleReader(1, ReaderHandlerFunc(func(ctx context.Context, _ *Message, body io.Reader) ([]byte, error) {
+		close(started)
+		select { // not reading yet
+		case <-ctx.Done():
+		case <-release:
+		}
+		_, err := io.Copy(io.Discard, body)
+		readErr <- err
+		return nil, err
+	}))
+	r.tr.Handle(2, newRecorder(false))
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 2}, 1<<20)) // a buffered message, part of it come
+	within(t, r.back, 5*time.Second, "grant 2")
+	r.write(anyFrame(wire.FrameLargeMore, 2, make([]byte, 100<<10)))
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 1<<20))
+	within(t, r.back, 5*time.Second, "grant 1")
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 100<<10)))
+	within(t, started, 5*time.Second, "the handler to start")
+	require.Positive(t, r.used())
+
+	r.far.Close() // the peer is gone
+	err := within(t, r.ended, 10*time.Second, "the reader of a killed connection to end")
+	r.ended <- err // for the rig's cleanup
+	eventually(t, func() bool { return r.used() == 0 }, "the partial messages' room given back")
+	letRead()
+	assert.ErrorIs(t, within(t, readErr, 5*time.Second, "the handler's read"), ErrConnectionReset)
 }
 
 // isClosed reports whether ch is closed.

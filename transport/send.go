@@ -37,6 +37,10 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 // is the context's, or else the verb's default timeout (Config.Timeouts.PerVerb,
 // Config.Timeouts.Request); it also becomes the message's expiry.
 //
+// As with Send, the transport may keep payload until it is written, which
+// for a large one can be after Request returned (an early response, a
+// cancelled context): the caller must not modify it after the call.
+//
 // to is the responder's node ID, the one its membership entry and its
 // own Config.NodeID carry: the request goes to that entry's address and
 // its response comes back on the same connection (see "Requests and

@@ -218,8 +218,8 @@ func (c *outConn) connect() bool {
 			conn.kill("stopped")
 		default:
 		}
-		c.backoff.Reset()
 		c.counters.connects.Add(1)
+		c.connectedAt = time.Now()
 		c.lastWrite = time.Now()
 		c.lastSent = c.lastWrite
 		c.hl.connected(c.lastWrite)
@@ -292,6 +292,9 @@ func (c *outConn) closeConn(why string) {
 		}
 	}
 	c.t.log.Debug("internode: connection closed", "peer", c.peer.id, "lane", c.lane, "why", why)
+	if time.Since(c.connectedAt) >= provedAfter {
+		c.backoff.Reset() // the connection worked: the next failure starts afresh
+	}
 	c.conn.kill(why)
 	c.conn = nil
 	c.live.Store(nil)
@@ -302,7 +305,11 @@ func (c *outConn) closeConn(why string) {
 
 // connDied closes a connection that broke or was judged dead. Requests
 // written on it fail at once — their response may never come, and a
-// request cannot be resent blindly — and the lane redials at once.
+// request cannot be resent blindly — and the lane redials at once if the
+// connection had lived for provedAfter, or else after its backoff, which
+// a successful dial does not reset: a peer that takes the handshake and
+// then hangs up, again and again, would otherwise be redialled thousands
+// of times a second, for as long as a message waits for it.
 func (c *outConn) connDied() {
 	serial, why := c.conn.serial, "closed"
 	if w := c.conn.why.Load(); w != nil {
@@ -311,8 +318,13 @@ func (c *outConn) connDied() {
 	c.closeConn(why)
 	c.hl.failed("connection lost: "+why, time.Now())
 	c.t.calls.failConn(serial, fmt.Errorf("%w: %s", ErrConnectionReset, why))
-	c.backoff.Reset()
+	c.backoffFirst = time.Since(c.connectedAt) < provedAfter
 }
+
+// provedAfter is how long a connection must have lived for its death to
+// be redialled at once: a keepalive interval, in which a live peer
+// answers at least a beat.
+const provedAfter = wire.KeepaliveInterval
 
 // sleepBackoff waits before the next connection attempt: capped
 // exponential with jitter, cut short when the peer is seen again.

@@ -94,11 +94,16 @@ type outConn struct {
 	conn       *liveConn
 	idleClosed bool // the last connection was closed for being idle
 	backoff    backoff.Backoff
-	random     *rand.Rand
-	frames     frameWriter
-	large      largeWriter
-	lastWrite  time.Time // anything written, pings too: when the next ping is due
-	lastSent   time.Time // messages or a large round written: Timeouts.Idle counts from it
+	// connectedAt is when conn was established; backoffFirst says the
+	// last connection died younger than provedAfter, so the next dial
+	// waits its backoff first (connDied).
+	connectedAt  time.Time
+	backoffFirst bool
+	random       *rand.Rand
+	frames       frameWriter
+	large        largeWriter
+	lastWrite    time.Time // anything written, pings too: when the next ping is due
+	lastSent     time.Time // messages or a large round written: Timeouts.Idle counts from it
 }
 
 func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
@@ -280,6 +285,11 @@ func (c *outConn) run() {
 			continue
 		}
 		if c.conn == nil {
+			if c.backoffFirst {
+				c.backoffFirst = false
+				c.sleepBackoff()
+				continue // stopped meanwhile, perhaps
+			}
 			if !c.connect() {
 				c.sleepBackoff()
 				continue

@@ -3,15 +3,18 @@ package transport_test
 import (
 	"context"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
 )
 
 // echoRequests registers an echo handler for verbEcho on n.
@@ -117,4 +120,60 @@ func TestRequestAfterPeerReturnsSkipsBackoff(t *testing.T) {
 			require.Less(t, time.Since(restarted), promptly(500*time.Millisecond))
 		})
 	}
+}
+
+// TestPeerThatHangsUpAfterTheHandshakeIsRedialledWithBackoff: a peer that
+// takes the handshake and then closes the connection, again and again,
+// was redialled at once each time, with no backoff: a successful dial
+// reset it, and a connection's death redialled at once. With a large
+// message waiting (it goes out again on the next connection while none of
+// its payload was sent) that was thousands of connections a second and a
+// core, for as long as the message lived. A connection that dies younger
+// than a keepalive interval now waits its backoff before the next dial.
+func TestPeerThatHangsUpAfterTheHandshakeIsRedialledWithBackoff(t *testing.T) {
+	const minBackoff = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	accepts := make(chan time.Time, 64)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepts <- time.Now():
+			default:
+			}
+			if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err == nil {
+				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
+			}
+			conn.Close()
+		}
+	})
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = minBackoff, 5*time.Second
+	})
+	c.Members.Add(cluster.Member{ID: "flaky", Addr: ln.Addr().String()})
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, time.Minute), "flaky", verbData, make([]byte, 200<<10)))
+	next := func() time.Time {
+		select {
+		case at := <-accepts:
+			return at
+		case <-time.After(10 * time.Second):
+			t.Fatal("no connection within 10 s: the lane stopped redialling")
+			return time.Time{}
+		}
+	}
+	last := next()
+	for i := range 3 {
+		at := next()
+		// The backoff is jittered within [ceiling/2, ceiling], the
+		// ceiling starting at MinBackoff and doubling.
+		assert.GreaterOrEqual(t, at.Sub(last), minBackoff/2, "connection %d came after %v", i+2, at.Sub(last))
+		last = at
+	}
+	require.NoError(t, c.Nodes[0].Close())
 }

@@ -300,3 +300,44 @@ func TestAMemberWhoseLeaveIsOnItsWayKeepsItsName(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaveEndsASendWaitingOnARetiredLane: a Send to n2 waits for the
+// node's outbound room, held by messages for n3, which cannot be reached.
+// Meanwhile n2's small lane is closed for being idle and retired, and then
+// n2 leaves. The Send waited on the retired lane's stop channel, which
+// nothing closes once the lane is gone, and so it waited until room freed
+// or its context ended: for ever here. Retiring a lane now sends its
+// waiting Sends to its successor, which the peer's leaving reaches.
+func TestLeaveEndsASendWaitingOnARetiredLane(t *testing.T) {
+	n2 := startNode(t, "n2", cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"}), nil)
+	n2.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) { return nil, nil }))
+	members := cluster.NewStatic(
+		cluster.Member{ID: "n2", Addr: n2.Addr().String()},
+		cluster.Member{ID: "n3", Addr: "127.0.0.1:1"}) // nothing listens
+	n1 := startNode(t, "n1", members, func(c *Config) {
+		c.Memory.MaxMessageSize = 4 << 10
+		c.Memory.Outbound = Limits{PerConnection: 16 << 10, PerPeer: 16 << 10, Node: 16 << 10}
+		c.Memory.WaitForCapacity = true
+		c.Timeouts.Idle = 50 * time.Millisecond
+	})
+	require.NoError(t, n1.Send(context.Background(), "n2", 1, []byte("hello"))) // n2's small lane, soon idle
+	p := n1.peerStats("n2")
+	require.NotNil(t, p)
+	first := p.lanes[routing.Small].Load()
+	require.NotNil(t, first)
+	for range 3 { // three quarters of the node's room, for as long as n3 is away
+		require.NoError(t, n1.Send(context.Background(), "n3", 1, make([]byte, 4<<10)))
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- n1.Send(context.Background(), "n2", 1, make([]byte, 4<<10)) }()
+	require.Eventually(t, func() bool { return n1.outBudget.Waiting() == 1 }, 5*time.Second, time.Millisecond, "the Send waits for room")
+	require.Eventually(t, func() bool { return p.lanes[routing.Small].Load() != first }, 5*time.Second, time.Millisecond, "n2's first small lane retired")
+
+	members.Remove("n2")
+	select {
+	case err := <-sent:
+		require.ErrorIs(t, err, ErrPeerLeft)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("a Send to n2, waiting for room, still waits 10 s after n2 left (waiters %d)", n1.outBudget.Waiting())
+	}
+}

@@ -150,6 +150,9 @@ func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byt
 			if err := c.peer.stopErrIfStopped(); err != nil {
 				return err
 			}
+			if c.queue.refusing() == errRetired {
+				return errRetired // send tries the lane's successor
+			}
 			return ErrOverloaded // can never fit under the current limits
 		}
 	}

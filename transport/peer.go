@@ -109,6 +109,14 @@ func (p *peer) writerMayExit(c *outConn) bool {
 	if c.idleClosed && p.stopped == nil && c.queue.retireIfEmpty(errRetired) {
 		p.lanes[c.lane].CompareAndSwap(c, nil)
 		c.cancel()
+		// A Send waiting for room on this lane (enqueue) waits on stop:
+		// it goes on to the lane's successor, which stop reaches when
+		// the peer leaves. Nothing else closes it once the lane is gone.
+		select {
+		case <-c.stop:
+		default:
+			close(c.stop)
+		}
 	}
 	close(c.done)
 	return true

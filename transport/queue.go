@@ -294,6 +294,13 @@ func (q *outQueue) retireIfEmpty(err error) bool {
 	return true
 }
 
+// refusing returns the error the queue refuses messages with, or nil.
+func (q *outQueue) refusing() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err
+}
+
 // has reports whether a message is queued.
 func (q *outQueue) has() bool {
 	n, _ := q.pending()

@@ -80,7 +80,8 @@ func (t *Transport) janitor() {
 }
 
 // errForgotten stops a forgotten stranger's writers; nothing can be queued
-// for it then (it is quiet), so no message ever fails with it.
+// for it then (retireIfQuiet), so no message ever fails with it: a Send
+// that meets it tries again on a new entry.
 var errForgotten = fmt.Errorf("%w: forgotten", ErrUnknownPeer)
 
 // forgetQuietStrangers drops the entries of peers that are not members and
@@ -108,7 +109,7 @@ func (t *Transport) forgetQuietStrangers() {
 	var gone []*peer
 	t.peersMu.Lock()
 	for id, p := range t.peers {
-		if !p.quiet() || p.member.Load() && !slices.Contains(left, p) {
+		if p.member.Load() && !slices.Contains(left, p) || !p.retireIfQuiet(errForgotten) {
 			continue
 		}
 		delete(t.peers, id)

@@ -200,6 +200,37 @@ func (p *peer) reconnected() {
 	}
 }
 
+// retireIfQuiet makes p refuse messages with err if it holds nothing (see
+// quiet), in one step under p.mu, and reports whether it did. Checked
+// apart, a Send that already held p's entry could queue a message between
+// the check and the stop, which would then fail it, on counters that the
+// janitor had already folded into the strangers' totals. Now such a Send
+// either queued first, and p is not quiet, or is refused with err (its
+// lanes' queues retired, p.lane returning none) and tries again.
+func (p *peer) retireIfQuiet(err error) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped != nil || !p.quiet() {
+		return false
+	}
+	var retired []*outConn
+	for i := range p.lanes {
+		c := p.lanes[i].Load()
+		if c == nil {
+			continue
+		}
+		if !c.queue.retireIfEmpty(err) { // a message queued since quiet looked
+			for _, r := range retired {
+				r.queue.unretire(err)
+			}
+			return false
+		}
+		retired = append(retired, c)
+	}
+	p.stopped = err
+	return true
+}
+
 // quiet reports whether the peer holds nothing: no queued or pending
 // message, no connection, no capacity, no open stream.
 func (p *peer) quiet() bool {

@@ -294,6 +294,15 @@ func (q *outQueue) retireIfEmpty(err error) bool {
 	return true
 }
 
+// unretire undoes retireIfEmpty(err).
+func (q *outQueue) unretire(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err == err {
+		q.err = nil
+	}
+}
+
 // refusing returns the error the queue refuses messages with, or nil.
 func (q *outQueue) refusing() error {
 	q.mu.Lock()

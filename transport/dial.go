@@ -77,6 +77,9 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 		cancel()
 		if err != nil {
 			nc.Close()
+			if ctx.Err() != nil { // cancelled, or Timeouts.Dial passed: not a refusal
+				return nil, 0, fmt.Errorf("TLS: %w: %w", ctx.Err(), err)
+			}
 			return nil, 0, fmt.Errorf("%w: TLS: %w", ErrRefused, err)
 		}
 		nc = tc
@@ -84,6 +87,11 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 	caps, err := t.handshake(nc, kind)
 	if err != nil {
 		nc.Close()
+		if ctx.Err() != nil {
+			// Its AfterFunc closed the socket under the handshake, whose
+			// error ("use of closed network connection") says less.
+			return nil, 0, fmt.Errorf("handshake: %w: %w", ctx.Err(), err)
+		}
 		if t.tls != nil && isRemoteAlert(err) {
 			// TLS 1.3 tells a client that its certificate was refused
 			// only when it reads: waiting will not help.

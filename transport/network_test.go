@@ -93,9 +93,12 @@ func TestInMemoryNetworkCarriesEveryKind(t *testing.T) {
 }
 
 // TestDialEndedAfterItsHandshakeReturnsNoConnection: a dial whose context
-// ends after the handshakes, before it returns, has its socket closed by
-// the cancellation. It handed that closed connection out as dialled, with
-// no error, and the writer learned otherwise only from its first write.
+// ends as the handshake's Reply arrives has its socket closed by the
+// cancellation. If that was after the handshake, the dial handed the
+// closed connection out as dialled, with no error, and the writer learned
+// otherwise only from its first write; if during it, the dial failed with
+// the socket's "use of closed network connection". Either way it now
+// returns the context's error.
 func TestDialEndedAfterItsHandshakeReturnsNoConnection(t *testing.T) {
 	var cancelOnRead atomic.Pointer[context.CancelFunc]
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {

@@ -386,3 +386,22 @@ func TestJanitorLosesNoMessageToAMemberThatJustJoined(t *testing.T) {
 	t.Logf("Sends accepted %d; messages to members dropped %d (Stats shows %d)", accepted, dropped.Load(), inStats)
 	require.Zero(t, dropped.Load(), "a one-way message to a member, accepted by Send, was dropped")
 }
+
+// TestSendToAStrangersEntryIsRefused: a node that connected to this one
+// without being a member (AcceptUnknownPeers) has an entry here. A Send to
+// its ID found that entry, skipped the membership check, and returned nil;
+// the message then failed when its dial found the peer unknown. It is
+// refused at once with ErrUnknownPeer, as for an ID without an entry.
+func TestSendToAStrangersEntryIsRefused(t *testing.T) {
+	tr := coreTransport(t, nil)
+	p, err := tr.claimConn("stranger", uint8(routing.Small)) // it connected, and left
+	require.NoError(t, err)
+	tr.releaseConn(p, uint8(routing.Small))
+	require.NotNil(t, tr.peerStats("stranger"), "the stranger has an entry")
+	err = tr.Send(context.Background(), "stranger", 1, []byte("x"))
+	require.ErrorIs(t, err, ErrUnknownPeer)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = tr.Request(ctx, "stranger", 1, []byte("x"))
+	require.ErrorIs(t, err, ErrUnknownPeer)
+}

@@ -273,6 +273,11 @@ func (p *peer) stopErr() error {
 // checks that the membership knows the peer.
 func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
 	if p := (*t.peersView.Load())[id]; p != nil {
+		if mustExist && !p.member.Load() && !t.isMember(id) {
+			// A stranger's entry (it connected to this node): no more a
+			// peer to send to than one without an entry.
+			return nil, ErrUnknownPeer
+		}
 		return p, nil
 	}
 	if mustExist {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -230,11 +231,7 @@ func TestSendFileCancelled(t *testing.T) {
 			src, data := tempFile(t, 16<<20)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			sent := make(chan error, 1)
-			go func() {
-				_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data)))
-				sent <- err
-			}()
+			sent := sendFileAsync(ctx, c, src, len(data))
 			<-started
 			if side == "sender" {
 				cancel()
@@ -384,17 +381,14 @@ func TestRateLimitedSendFilesAreNotCutOff(t *testing.T) {
 			})
 			got := receiveToFiles(t, c.Nodes[1])
 			src, data := tempFile(t, tc.size)
-			errs := make(chan error, tc.transfers)
+			var sent []<-chan error
 			for range tc.transfers {
 				f, err := os.Open(src.Name()) // a file offset of its own
 				require.NoError(t, err)
 				t.Cleanup(func() { f.Close() })
-				go func() {
-					_, err := c.Nodes[0].SendFile(ctxTimeout(t, 30*time.Second), c.ID(1), verbBootstrap, f, 0, int64(len(data)))
-					errs <- err
-				}()
+				sent = append(sent, sendFileAsync(ctxTimeout(t, 30*time.Second), c, f, len(data)))
 			}
-			for range tc.transfers {
+			for _, errs := range sent {
 				assert.NoError(t, <-errs)
 				path := <-got
 				b, err := os.ReadFile(path)
@@ -467,11 +461,7 @@ func TestSendFileToAReceiverThatStopsReading(t *testing.T) {
 	src, data := tempFile(t, 64<<20) // far more than the sockets' buffers hold
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sent := make(chan error, 1)
-	go func() {
-		_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data)))
-		sent <- err
-	}()
+	sent := sendFileAsync(ctx, c, src, len(data))
 	select {
 	case err := <-sent:
 		assert.ErrorIs(t, err, transport.ErrIncomplete)
@@ -500,4 +490,15 @@ func TestFileReaderOfExactlyLengthVerifies(t *testing.T) {
 	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
 	assert.NoError(t, err)
 	assert.True(t, bytes.Equal(data, <-got))
+}
+
+// sendFileAsync sends the first n bytes of src from c's first node to its
+// second, and returns a channel that gets SendFile's error.
+func sendFileAsync(ctx context.Context, c *transporttest.Cluster, src *os.File, n int) <-chan error {
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(n))
+		sent <- err
+	}()
+	return sent
 }

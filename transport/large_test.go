@@ -18,6 +18,7 @@ import (
 
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -339,4 +340,97 @@ func TestCancelReachesAStreamedRequest(t *testing.T) {
 			assert.True(t, <-cancelled, "the handler's context is cancelled by its requester's cancel")
 		})
 	}
+}
+
+// TestCancelledLargeRequestIsWithdrawn: a large request whose caller gave
+// up is withdrawn at once, whether its receiver had no room for it yet or
+// its parts were under way: it ends counted as cancelled, gives back the
+// capacity it held on both sides, and the rest of it is never written.
+// It was written in full all the same — after the receiver made room, for
+// one that waited — and held its capacity and a place among the
+// connection's begun messages until then.
+func TestCancelledLargeRequestIsWithdrawn(t *testing.T) {
+	large := func(c *transporttest.Cluster) transport.ConnStats {
+		return laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Large)
+	}
+	t.Run("waiting for room", func(t *testing.T) {
+		// The receiver has room for one 3 MiB message at a time.
+		c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+			if i == 1 {
+				cfg.Memory.MaxMessageSize = 4 << 20
+				cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 4 << 20, Node: 4 << 20}
+			}
+		})
+		release := make(chan struct{})
+		var releaseOnce sync.Once
+		t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+		started := make(chan struct{}, 4)
+		var handled atomic.Int32
+		c.Nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+			handled.Add(1)
+			started <- struct{}{}
+			<-release
+			return nil, nil
+		}))
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 20*time.Second), c.ID(1), verbLarge, make([]byte, 3<<20))
+			first <- err
+		}()
+		within(t, started, 10*time.Second, "the first request's handler")
+
+		ctx, cancel := context.WithCancel(context.Background())
+		second := make(chan error, 1)
+		go func() {
+			_, err := c.Nodes[0].Request(ctx, c.ID(1), verbLarge, make([]byte, 3<<20))
+			second <- err
+		}()
+		waitFor(t, 10*time.Second, "the second request queued", func() bool { return large(c).PendingBytes >= 3<<20 })
+		cancel()
+		require.ErrorIs(t, within(t, second, 10*time.Second, "the cancelled request"), context.Canceled)
+		waitFor(t, 10*time.Second, "the cancelled request withdrawn while the first holds the room", func() bool {
+			st := large(c)
+			return st.Dropped[transport.ReasonCanceled] == 1 && st.PendingBytes == 0
+		})
+
+		releaseOnce.Do(func() { close(release) })
+		require.NoError(t, within(t, first, 10*time.Second, "the first request"))
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbLarge, make([]byte, 3<<20))
+		require.NoError(t, err, "the lane and the receiver's room are free again")
+		assert.Equal(t, int32(2), handled.Load(), "the withdrawn request's handler never ran")
+		assert.Equal(t, uint64(2), large(c).MessagesSent)
+	})
+	t.Run("under way", func(t *testing.T) {
+		c := newCluster(t, 2, nil)
+		reading := make(chan struct{})
+		rest := make(chan error, 1)
+		c.Nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+			_, err := io.CopyN(io.Discard, body, 64<<10)
+			close(reading)
+			<-ctx.Done() // the requester's cancel
+			if err == nil {
+				_, err = io.Copy(io.Discard, body)
+			}
+			rest <- err
+			return nil, ctx.Err()
+		}))
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Nodes[0].Request(ctx, c.ID(1), verbStream, make([]byte, 32<<20))
+			errc <- err
+		}()
+		within(t, reading, 10*time.Second, "the handler reading")
+		cancel()
+		require.ErrorIs(t, within(t, errc, 10*time.Second, "the cancelled request"), context.Canceled)
+		waitFor(t, 10*time.Second, "the request's outcome", func() bool {
+			st := large(c)
+			return st.Dropped[transport.ReasonCanceled]+st.MessagesSent == 1 && st.PendingBytes == 0
+		})
+		st := large(c)
+		assert.Equal(t, uint64(1), st.Dropped[transport.ReasonCanceled], "withdrawn")
+		assert.Zero(t, st.MessagesSent, "not written in full")
+		assert.ErrorIs(t, within(t, rest, 10*time.Second, "the handler's read of the rest"), context.Canceled,
+			"the handler reads that the sender withdrew the message")
+	})
 }

@@ -71,7 +71,21 @@ type largeWriter struct {
 	// when it last looked, published before their FrameLargeBegin is
 	// written: with none, a grant or refusal applies to nothing.
 	inFlight int
+	// withdrawals are requests whose callers gave up (withdraw), for the
+	// writer to withdraw at its next step.
+	withdrawals []withdrawRequest
 }
+
+// withdrawRequest asks the writer to withdraw message id, for reason.
+type withdrawRequest struct {
+	id     uint64
+	reason Reason
+}
+
+// maxWithdrawals bounds the withdrawals waiting for the writer. A caller
+// gives up on each request once, so more wait only while the writer is
+// stuck in a write; past it a request is written as if its caller waited.
+const maxWithdrawals = 1024
 
 // maxInbox bounds the grants and refusals waiting for the writer: a
 // receiver sends at most one for each message begun, and the writer
@@ -92,6 +106,19 @@ func (w *largeWriter) deliver(f backFrame) bool {
 		return false
 	}
 	w.inbox = append(w.inbox, f)
+	return true
+}
+
+// withdraw asks the writer to withdraw message id, a request whose caller
+// gave up, and reports whether the writer should be woken for it. One the
+// writer finished already is left alone.
+func (w *largeWriter) withdraw(id uint64, reason Reason) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.withdrawals) >= maxWithdrawals {
+		return false
+	}
+	w.withdrawals = append(w.withdrawals, withdrawRequest{id, reason})
 	return true
 }
 
@@ -116,8 +143,9 @@ func (w *largeWriter) open() {
 func (w *largeWriter) busy(now int64) bool {
 	w.mu.Lock()
 	inbox := len(w.inbox) > 0
+	withdrawals := len(w.withdrawals) > 0
 	w.mu.Unlock()
-	if inbox || len(w.waiting) > 0 && len(w.begun) < maxBegunLarge {
+	if inbox || withdrawals && !w.idle() || len(w.waiting) > 0 && len(w.begun) < maxBegunLarge {
 		return true
 	}
 	for _, ls := range w.begun {
@@ -150,12 +178,13 @@ func (w *largeWriter) admit(q *outQueue) {
 	}
 }
 
-// step writes one round: grants and refusals are applied, expired messages
-// withdrawn, new ones begun and a part of every granted one written, all in
-// one vectored write.
+// step writes one round: grants and refusals are applied, expired and
+// given-up messages withdrawn, new ones begun and a part of every granted
+// one written, all in one vectored write.
 func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame int, now int64, sink outSink) error {
 	w.admit(q)
 	withdrawn := w.applyInbox(q, sink)
+	withdrawn = append(withdrawn, w.applyWithdrawals(q, sink)...)
 	w.begun = slices.DeleteFunc(w.begun, func(ls *largeSend) bool {
 		if !ls.granted || len(ls.payload) > 0 {
 			return false
@@ -258,9 +287,9 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 	return nil
 }
 
-// withdrawal is a refused message whose parts were under way: a
-// FrameLargeCancel tells the receiver, which discards them, that no more
-// follow.
+// withdrawal is a message withdrawn after it began: refused with its
+// parts under way, or given up by its caller. A FrameLargeCancel tells the
+// receiver, which discards what it has of it, that no more follow.
 type withdrawal struct {
 	stream uint32
 	reason Reason
@@ -295,6 +324,33 @@ func (w *largeWriter) applyInbox(q *outQueue, sink outSink) []withdrawal {
 			withdrawn = append(withdrawn, withdrawal{ls.stream, reason})
 		}
 		w.fail(q, ls, reason, &RemoteError{Code: f.refused.Code, Message: f.refused.Message}, sink)
+	}
+	return withdrawn
+}
+
+// applyWithdrawals withdraws the requests whose callers gave up: one not
+// begun fails at once; a begun one fails too, and is returned for a
+// FrameLargeCancel, which frees the room its receiver reserved and tells
+// it that no more parts follow. A withdrawal of a message the writer is
+// done with applies to nothing and is forgotten.
+func (w *largeWriter) applyWithdrawals(q *outQueue, sink outSink) []withdrawal {
+	w.mu.Lock()
+	asked := w.withdrawals
+	w.withdrawals = nil
+	w.mu.Unlock()
+	var withdrawn []withdrawal
+	for _, wr := range asked {
+		is := func(ls *largeSend) bool { return ls.id == wr.id && ls.isRequest }
+		if i := slices.IndexFunc(w.waiting, is); i >= 0 {
+			ls := w.waiting[i]
+			w.waiting = slices.Delete(w.waiting, i, i+1)
+			w.fail(q, ls, wr.reason, nil, sink)
+		} else if i := slices.IndexFunc(w.begun, is); i >= 0 {
+			ls := w.begun[i]
+			w.begun = slices.Delete(w.begun, i, i+1)
+			withdrawn = append(withdrawn, withdrawal{ls.stream, wr.reason})
+			w.fail(q, ls, wr.reason, nil, sink)
+		}
 	}
 	return withdrawn
 }

@@ -70,3 +70,17 @@ func promptly(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// within waits for a value from ch, or fails after d (as the package's
+// internal tests' within does).
+func within[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}

@@ -180,6 +180,15 @@ func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byt
 	return nil
 }
 
+// withdraw withdraws large request id, whose caller gave up: not yet
+// written, it is not, and its capacity is given back at once (see
+// largeWriter.withdraw).
+func (c *outConn) withdraw(id uint64, reason Reason) {
+	if c.lane == routing.Large && c.large.withdraw(id, reason) {
+		c.signal()
+	}
+}
+
 // drop counts a message refused before it was queued (outLane).
 func (c *outConn) drop(r Reason) { c.counters.drop(r) }
 

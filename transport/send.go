@@ -126,11 +126,28 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 		r := <-c.done // completed meanwhile
 		return r.payload, r.err
 	}
+	if lane == routing.Large {
+		// Before the cancel goes: it may end the handler, and with it
+		// the wait for what is still to be written.
+		t.withdraw(to, h.ID, reasonOf(err))
+	}
 	if err == context.Canceled {
 		// A deadline the handler has already; a cancel it is told.
 		t.sendCancel(to, verb, h.ID)
 	}
 	return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
+}
+
+// withdraw asks the large lane to peer to to withdraw request id, whose
+// caller gave up: what is not written of it yet never is, and the capacity
+// it holds, on both sides, is given back at once rather than when it has
+// been written in full for no one.
+func (t *Transport) withdraw(to cluster.NodeID, id uint64, reason Reason) {
+	if p := (*t.peersView.Load())[to]; p != nil {
+		if c := p.lanes[routing.Large].Load(); c != nil {
+			c.withdraw(id, reason)
+		}
+	}
 }
 
 // outLane is where sendOn queues a message: a lane to a peer (outConn),

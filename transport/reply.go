@@ -61,7 +61,9 @@ func newReplyWriter(ic *inConn) *replyWriter {
 // refused.
 func (w *replyWriter) enqueue(_ context.Context, it outItem, header, payload []byte, _ bool) error {
 	size := int64(len(header) + len(payload) + outItemCost)
-	if !w.account.TryTake(size) {
+	// Ahead of Sends waiting for outbound room: a response cannot wait,
+	// and is not refused while there is room for it.
+	if !w.account.TryTakeAhead(size) {
 		header, payload = noRoomFor(it, header, payload)
 		size = int64(len(header) + len(payload) + outItemCost)
 		if !w.account.TryOverdraw(size, failureReserve) {

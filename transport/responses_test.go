@@ -153,3 +153,45 @@ func TestStrangerGetsItsResponse(t *testing.T) {
 		stranger.Close()
 	}
 }
+
+// TestResponseIsNotRefusedWhileASendWaitsForRoom: one-way messages to a
+// peer that is down fill most of n1's node-wide outbound limit, and one
+// more Send (WaitForCapacity) waits for room it does not fit in. A 1 KiB
+// response of n1's fits in what is left; it was replaced by ErrOverloaded
+// all the same, as every response of n1's to every peer was while the Send
+// waited: responses took room in order behind the waiter, although they
+// cannot wait.
+func TestResponseIsNotRefusedWhileASendWaitsForRoom(t *testing.T) {
+	const (
+		verbHint transport.Verb = 210
+		verbGet  transport.Verb = 211
+	)
+	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 256 << 10
+		if i == 0 {
+			cfg.Memory.Outbound = transport.Limits{PerConnection: 512 << 10, PerPeer: 8 << 20, Node: 1 << 20}
+			cfg.Memory.WaitForCapacity = true
+		}
+	})
+	c.Nodes[0].Handle(verbGet, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		return m.Payload, nil
+	}))
+	require.NoError(t, c.Nodes[2].Close()) // n3 is down: messages to it stay queued
+
+	hint := make([]byte, 200<<10)
+	for range 5 { // 1000 KiB of the 1 MiB
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(2), verbHint, hint))
+	}
+	_, err := c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbGet, make([]byte, 1<<10))
+	require.NoError(t, err, "the response fits while nothing waits")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	waiting := make(chan error, 1)
+	go func() { waiting <- c.Nodes[0].Send(ctx, c.ID(2), verbHint, hint) }()
+	defer func() { cancel(); <-waiting }()
+	waitFor(t, 5*time.Second, "the sixth Send waiting for room", func() bool { return c.Nodes[0].Stats().OutboundWaiters == 1 })
+
+	resp, err := c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbGet, make([]byte, 1<<10))
+	require.NoError(t, err, "the response fits in the room the waiting Send does not")
+	assert.Len(t, resp, 1<<10)
+}

@@ -209,6 +209,16 @@ func (a *Account) TryTake(n int64) bool {
 	return a.takeLocked(n)
 }
 
+// TryTakeAhead takes n bytes if they fit now, even ahead of earlier
+// waiters: for memory that cannot wait (a response, written or refused at
+// once), which a waiter blocked on bytes that do not fit must not refuse
+// while there is room. It never waits.
+func (a *Account) TryTakeAhead(n int64) bool {
+	ok, undone := a.take(n, 0, false)
+	a.budget.gaveBack(undone)
+	return ok
+}
+
 // Overdraw takes n bytes whether or not they fit: for memory that must not
 // wait, and is bounded elsewhere. It is counted like any other, so others
 // wait until it is given back.

@@ -80,6 +80,32 @@ func TestBudgetWaitersAreServedInOrder(t *testing.T) {
 	})
 }
 
+// TestBudgetTryTakeAhead: a take that cannot wait gets room that fits
+// ahead of an earlier waiter, which TryTake leaves it, and nothing beyond
+// the limits.
+func TestBudgetTryTakeAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(100)
+		held := b.Root().Child(100, false)
+		require.True(t, held.TryTake(90))
+		big := b.Root().Child(100, false)
+		bigDone := make(chan bool)
+		go func() { bigDone <- big.Wait(50, nil, nil) }()
+		synctest.Wait()
+
+		now := b.Root().Child(100, false)
+		assert.False(t, now.TryTake(5), "in order behind the waiter")
+		assert.True(t, now.TryTakeAhead(5), "5 bytes fit")
+		assert.False(t, now.TryTakeAhead(6), "6 more do not")
+		assert.Equal(t, int64(95), b.Root().Used())
+
+		now.Release(5)
+		held.Release(40)
+		require.True(t, <-bigDone, "the waiter is served once its bytes are back")
+		assert.Equal(t, int64(100), b.Root().Used())
+	})
+}
+
 // TestBudgetWaiterBlockedOnItsConnectionDoesNotBlockOthers: waiting is in
 // order only at the account where a waiter is blocked.
 func TestBudgetWaiterBlockedOnItsConnectionDoesNotBlockOthers(t *testing.T) {

@@ -236,32 +236,24 @@ func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	if err != nil {
 		return errCompressedBatch(err)
 	}
-	held, blockHeld := int64(bufpool.Cap(n)), int64(bufpool.Cap(int(fh.Length)))
-	rejecting, err := ic.admit(held)
-	if err != nil {
-		return err
-	}
-	if rejecting {
-		held, blockHeld = 0, 0
-	}
-	ic.account.Overdraw(blockHeld)
-	block := bufpool.Get(int(fh.Length))
-	err = ic.readPayload(fh, block)
-	var buf []byte
-	if err == nil {
-		buf = bufpool.Get(n)
-		if err = wire.DecodeBatchS2(buf, block); err != nil {
-			bufpool.Put(buf)
+	return ic.readAdmitted(n, func(buf []byte, counted bool) error {
+		blockHeld := int64(bufpool.Cap(int(fh.Length)))
+		if !counted {
+			blockHeld = 0
 		}
-	}
-	bufpool.Put(block)
-	ic.account.Release(blockHeld)
-	if err != nil {
-		ic.account.Release(held)
+		ic.account.Overdraw(blockHeld)
+		block := bufpool.Get(int(fh.Length))
+		err := ic.readPayload(fh, block)
+		if err == nil {
+			err = wire.DecodeBatchS2(buf, block)
+		}
+		bufpool.Put(block)
+		ic.account.Release(blockHeld)
+		if err == nil {
+			ic.counters.compressedFrames.Add(1)
+		}
 		return err
-	}
-	ic.counters.compressedFrames.Add(1)
-	return ic.handleBatch(buf, held, rejecting)
+	})
 }
 
 // readBatchS2 reads a compressed batch of responses; like readBatch, it

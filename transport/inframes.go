@@ -127,27 +127,78 @@ func readFailureFrame(fh wire.FrameHeader, read func(wire.FrameHeader, []byte) e
 	return wire.DecodeFailure(buf[:fh.Length])
 }
 
-// readBatch reads a batch frame once capacity for its buffer is taken.
-// Out of capacity, OverloadPause waits (reading stops, so TCP pushes back
-// on the sender) and OverloadReject reads the frame into a buffer held
-// only while its messages are answered, then rejects them.
+// readBatch reads a batch frame and hands its messages on (readAdmitted).
 func (ic *inConn) readBatch(fh wire.FrameHeader) error {
-	held := int64(bufpool.Cap(int(fh.Length)))
-	rejecting, err := ic.admit(held)
-	if err != nil {
-		return err
+	return ic.readAdmitted(int(fh.Length), func(buf []byte, _ bool) error {
+		if err := ic.readPayload(fh, buf); err != nil {
+			return err
+		}
+		ic.measureRecvQueue(int(fh.Length), false)
+		return nil
+	})
+}
+
+// readAdmitted reads a batch frame of n bytes with read, into a pooled
+// buffer, once capacity for the buffer is taken, and hands its messages
+// on. read counts what else it holds meanwhile only if told to. Out of
+// capacity, OverloadPause waits (reading stops, so TCP pushes back on the
+// sender) and OverloadReject reads the frame into a buffer held only
+// while its messages are answered, then rejects them.
+//
+// A small frame (maxUnadmittedFrame) that does not fit at once is read
+// first: one that holds only cancels needs no capacity, and must not wait
+// for the capacity held by the very handlers it would stop. Any other
+// then waits for its capacity, holding its bytes meanwhile (one such
+// frame a connection).
+func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error) error {
+	held := int64(bufpool.Cap(n))
+	took := ic.account.TryTake(held)
+	if !took && n <= maxUnadmittedFrame && ic.t.cfg.Memory.InboundOverload == OverloadPause {
+		buf := bufpool.Get(n)
+		if err := read(buf, true); err != nil {
+			bufpool.Put(buf)
+			return err
+		}
+		if needsNoRoom(buf, ic.t.maxFrame, &ic.header) {
+			return ic.handleBatch(buf, 0, false)
+		}
+		if _, err := ic.admit(held); err != nil {
+			bufpool.Put(buf)
+			return err
+		}
+		return ic.handleBatch(buf, held, false)
 	}
-	if rejecting {
-		held = 0
+	rejecting := false
+	if !took {
+		var err error
+		if rejecting, err = ic.admit(held); err != nil {
+			return err
+		}
+		if rejecting {
+			held = 0
+		}
 	}
-	buf := bufpool.Get(int(fh.Length))
-	if err := ic.readPayload(fh, buf); err != nil {
+	buf := bufpool.Get(n)
+	if err := read(buf, !rejecting); err != nil {
 		bufpool.Put(buf)
 		ic.account.Release(held)
 		return err
 	}
-	ic.measureRecvQueue(int(fh.Length), false)
 	return ic.handleBatch(buf, held, rejecting)
+}
+
+// maxUnadmittedFrame is the largest batch frame read before its capacity
+// is taken (readAdmitted): room for a hundred cancels.
+const maxUnadmittedFrame = 4 << 10
+
+// needsNoRoom reports whether a batch frame needs no inbound capacity:
+// it holds only cancels, or it is bad input, which handleBatch refuses.
+func needsNoRoom(frame []byte, maxFrame int, h *wire.Header) bool {
+	cancels := true
+	err := forEachMessage(frame, uint32(maxFrame), h, func(h *wire.Header, _ []byte) {
+		cancels = cancels && h.Flags&wire.FlagCancel != 0
+	})
+	return err != nil || cancels
 }
 
 // handleBatch routes the messages of a batch frame read into buf, a

@@ -230,6 +230,62 @@ func TestCancelReachesTheRemoteHandler(t *testing.T) {
 	assert.EqualValues(t, 1, ran.Load(), "the cancelled request never ran")
 }
 
+// TestCancelReachesTheHandlersOfAFullNode: n1's and n3's requests run on
+// n2 in handlers that wait for their context (a scan that runs until its
+// caller gives up, a lock wait), and together hold n2's node-wide inbound
+// limit; n3's next request waits for room. n1 then cancels its requests.
+// Their cancels' frame needed inbound capacity before it could be read,
+// and the only capacity was held by the handlers it would stop: the
+// cancels waited, behind n3's paused reader, until the requests' deadlines
+// ended the handlers. A small frame is now read first when it does not
+// fit, and one of cancels only needs no capacity.
+func TestCancelReachesTheHandlersOfAFullNode(t *testing.T) {
+	const verbScan transport.Verb = 203
+	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 256 << 10
+		if i == 1 {
+			cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 4 << 20, Node: 1 << 20}
+		}
+	})
+	var started, stopped atomic.Int64
+	c.Nodes[1].Handle(verbScan, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started.Add(1)
+		<-ctx.Done()
+		if m.From == c.ID(0) {
+			stopped.Add(1)
+		}
+		return nil, ctx.Err()
+	}))
+	var wg sync.WaitGroup
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+		wg.Wait()
+	}()
+	request := func(from int) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cancels = append(cancels, cancel)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = c.Nodes[from].Request(ctx, c.ID(1), verbScan, make([]byte, 60<<10)) // a 64 KiB buffer each
+		}()
+	}
+	for i := range 15 { // n1's 8, then n3's 7: n2's 1 MiB but for a few KiB
+		request(map[bool]int{true: 0, false: 2}[i < 8])
+		waitFor(t, 5*time.Second, "the request running", func() bool { return started.Load() == int64(i+1) })
+	}
+	request(2) // does not fit: n3's reader waits for room
+	waitFor(t, 5*time.Second, "n3's reader waiting", func() bool { return c.Nodes[1].Stats().InboundWaiters == 1 })
+	for _, cancel := range cancels[:8] {
+		cancel()
+	}
+	waitFor(t, 10*time.Second, "n1's 8 cancelled handlers stopped", func() bool { return stopped.Load() == 8 })
+	waitFor(t, 10*time.Second, "n3's request let in by the room they gave back", func() bool { return started.Load() == 16 })
+}
+
 // stage returns tr's stage of verb.
 func stage(tr *transport.Transport, verb transport.Verb) transport.StageStats {
 	for _, s := range tr.Stats().Stages {

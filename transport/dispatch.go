@@ -169,6 +169,9 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 		}
 		return
 	}
+	if isRequest && ic.refuseDraining(h, deadline) {
+		return
+	}
 	w := workPool.Get().(*work)
 	*w = work{ic: ic, f: f, h: *h, payload: payload, deadline: deadline, queuedAt: time.Now().UnixNano(),
 		verb: v, handler: handler}
@@ -189,6 +192,29 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 	case v.stage.submit(w):
 		t.wg.Add(1)
 		go t.runStage(v.stage)
+	}
+}
+
+// refuseDraining answers a request that arrived after Shutdown began with
+// ErrOverloaded — the node is going away, its caller had better ask
+// another — and reports whether it did. Shutdown waits for the requests
+// being handled when it began, not for ones that keep coming.
+func (ic *inConn) refuseDraining(h *wire.Header, deadline int64) bool {
+	if !ic.t.closing.Load() {
+		return false
+	}
+	ic.counters.drop(ReasonClosed)
+	ic.t.respond(ic, h, deadline, nil, errShuttingDown)
+	return true
+}
+
+var errShuttingDown = fmt.Errorf("%w: the node is shutting down", ErrOverloaded)
+
+// answered counts a request whose handler returned, its answer queued;
+// the last one tells a waiting Shutdown to look again.
+func (ic *inConn) answered() {
+	if ic.answering.Add(-1) == 0 {
+		ic.t.signalDrained()
 	}
 }
 
@@ -254,7 +280,7 @@ func (t *Transport) runWork(w *work) {
 	}
 	if w.h.Flags&wire.FlagExpectsResponse != 0 {
 		ic.peer.cancels.forget(w)
-		ic.answering.Add(-1)
+		ic.answered()
 	}
 	*w = work{}
 	workPool.Put(w)

@@ -6,16 +6,13 @@ import (
 	"errors"
 	"io"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
@@ -117,55 +114,6 @@ func TestSendFileErrors(t *testing.T) {
 	// only once its bytes ran out, over the network.
 	_, err = c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 1, math.MaxInt64)
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "a range whose end overflows")
-}
-
-// tamperProxy forwards to target, passing the client's bytes through fn.
-func tamperProxy(t testing.TB, target string, fn func(total int64, b []byte) ([]byte, bool)) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			a, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", target)
-			if err != nil {
-				a.Close()
-				return
-			}
-			wg.Add(2)
-			go func() { // server → client untouched
-				defer wg.Done()
-				_, _ = io.Copy(a, b)
-				a.Close()
-			}()
-			go func() {
-				defer wg.Done()
-				defer b.Close()
-				buf := make([]byte, 32<<10)
-				var total int64
-				for {
-					n, err := a.Read(buf)
-					if n > 0 {
-						out, more := fn(total, buf[:n])
-						total += int64(n)
-						if _, werr := b.Write(out); werr != nil || !more {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func TestSendFileDetectsCorruptionAndTruncation(t *testing.T) {
@@ -421,22 +369,6 @@ func TestReceiverReadsOnWhenTheSenderSlows(t *testing.T) {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err, path)
 	assert.True(t, bytes.Equal(data, b))
-}
-
-// slowingProxy relays connections to target (tamperProxy), the bytes
-// toward it at full speed for the first fast bytes, then at rate bytes a
-// second.
-func slowingProxy(t testing.TB, target string, fast int64, bytesPerSecond int) string {
-	ctx, cancel := context.WithCancel(context.Background())
-	lim := rate.NewLimiter(rate.Limit(bytesPerSecond), 32<<10) // tamperProxy's reads are at most 32 KiB
-	addr := tamperProxy(t, target, func(total int64, b []byte) ([]byte, bool) {
-		if total >= fast && lim.WaitN(ctx, len(b)) != nil {
-			return nil, false
-		}
-		return b, true
-	})
-	t.Cleanup(cancel) // before tamperProxy's cleanup, which waits for its relays
-	return addr
 }
 
 // TestSendFileToAReceiverThatStopsReading: a receiver whose handler stops

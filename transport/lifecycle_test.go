@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -74,6 +75,93 @@ func TestShutdownDrainsQueuedMessages(t *testing.T) {
 	st := c.Nodes[0].Stats().Total()
 	assert.Equal(t, uint64(n), st.MessagesSent, "every queued message was written before close")
 	waitFor(t, 10*time.Second, "all delivered", func() bool { return got.Load() == n })
+}
+
+// TestShutdownDrainsResponses: a response n2 has queued for n1 (its
+// handler returned, the reply writer is writing it slowly, n1's side of
+// the link being congested) is a queued message: Shutdown lets it go out.
+// It closed the connection under it instead, and n1's request failed with
+// ErrConnectionReset although its answer was ready.
+func TestShutdownDrainsResponses(t *testing.T) {
+	const (
+		verbGet transport.Verb = 212
+		size                   = 24 << 20
+	)
+	c := newCluster(t, 2, nil)
+	answered := make(chan struct{})
+	c.Nodes[1].Handle(verbGet, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		close(answered)
+		return make([]byte, size), nil
+	}))
+	proxy := newPausableProxy(t, c.Nodes[1].Addr().String())
+	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: proxy.addr}) // n1 reaches n2 through the proxy
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbData, []byte("hi")))
+	require.NoError(t, c.WaitConnected(ctxTimeout(t, 5*time.Second), 0, 1))
+
+	proxy.pause()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbGet, []byte("get"))
+		if err == nil && len(resp) != size {
+			err = errors.New("a short response")
+		}
+		done <- err
+	}()
+	<-answered
+	waitFor(t, 5*time.Second, "the response being written", func() bool { return proxy.held.Load() > 0 })
+	shut := make(chan error, 1)
+	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
+	waitFor(t, 5*time.Second, "n2 shutting down", func() bool {
+		return errors.Is(c.Nodes[1].Send(context.Background(), c.ID(0), verbData, nil), transport.ErrClosed)
+	})
+	proxy.resume()
+	require.NoError(t, within(t, done, 30*time.Second, "the response"), "queued before Shutdown began")
+	require.NoError(t, within(t, shut, 30*time.Second, "Shutdown"))
+}
+
+// TestShutdownWaitsForRequestsBeingHandled: Shutdown waits for the
+// handler of a request it found running and writes its answer; a request
+// that arrives meanwhile is answered at once with ErrOverloaded, so its
+// caller can ask another node, and does not keep Shutdown waiting. The
+// running request's answer was cut off by the close.
+func TestShutdownWaitsForRequestsBeingHandled(t *testing.T) {
+	const verbGet transport.Verb = 213
+	c := newCluster(t, 2, nil)
+	started := make(chan struct{}, 2)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll) // before the cluster closes, which waits for handlers
+	c.Nodes[1].Handle(verbGet, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		started <- struct{}{}
+		<-release
+		return []byte("answer"), nil
+	}))
+	first := make(chan error, 1)
+	go func() {
+		resp, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbGet, nil)
+		if err == nil && string(resp) != "answer" {
+			err = errors.New("a wrong answer")
+		}
+		first <- err
+	}()
+	within(t, started, 10*time.Second, "the first request's handler")
+	shut := make(chan error, 1)
+	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
+	waitFor(t, 5*time.Second, "n2 shutting down", func() bool {
+		return errors.Is(c.Nodes[1].Send(context.Background(), c.ID(0), verbData, nil), transport.ErrClosed)
+	})
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbGet, nil)
+	require.ErrorIs(t, err, transport.ErrOverloaded, "a request that came after Shutdown began")
+	assert.ErrorContains(t, err, "shutting down")
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a request was being handled", err)
+	default:
+	}
+	releaseAll()
+	require.NoError(t, within(t, first, 10*time.Second, "the first request"), "handled when Shutdown began")
+	require.NoError(t, within(t, shut, 10*time.Second, "Shutdown"))
 }
 
 func TestShutdownGivesUpWithContext(t *testing.T) {

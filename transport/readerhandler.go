@@ -76,6 +76,9 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	}
 	var w *work
 	if isRequest {
+		if ic.refuseDraining(&hdr, m.deadline) {
+			return nil
+		}
 		w = &work{h: hdr}
 		if !ic.peer.cancels.add(w) {
 			ic.counters.drop(ReasonCanceled) // its cancel came first
@@ -100,7 +103,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 		if isRequest {
 			defer func() {
 				ic.peer.cancels.forget(w)
-				ic.answering.Add(-1)
+				ic.answered()
 			}()
 			if !ic.peer.cancels.start(w, cancel) {
 				ic.counters.drop(ReasonCanceled) // cancelled between its grant and its first part

@@ -286,6 +286,7 @@ func (w *replyWriter) mayExit() bool {
 		return false
 	}
 	w.running = false
+	w.ic.t.signalDrained()
 	return true
 }
 

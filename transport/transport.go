@@ -308,8 +308,11 @@ func (t *Transport) signalDrained() {
 }
 
 // Shutdown stops accepting new messages, waits until every queued message
-// has been written (or failed), then closes the transport. If ctx ends
-// first it closes at once, failing what is left, and returns ctx.Err().
+// has been written (or failed) — responses included, and those of the
+// requests being handled — then closes the transport. Requests that
+// arrive meanwhile are answered with ErrOverloaded ("shutting down"), so
+// their callers can ask another node at once. If ctx ends first it closes
+// at once, failing what is left, and returns ctx.Err().
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.closing.Store(true)
 	t.drainOnce.Do(func() { close(t.draining) })
@@ -324,18 +327,31 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 	return t.Close()
 }
 
-func (t *Transport) queuesEmpty() bool {
+// queuesEmpty reports whether nothing is left for Shutdown to wait for.
+func (t *Transport) queuesEmpty() bool { return t.outboundEmpty() && t.inboundAnswered() }
+
+// outboundEmpty reports whether no lane holds a message.
+func (t *Transport) outboundEmpty() bool {
 	t.peersMu.RLock()
 	defer t.peersMu.RUnlock()
 	for _, p := range t.peers {
 		for i := range p.lanes {
-			c := p.lanes[i].Load()
-			if c == nil {
-				continue
-			}
-			if c.queue.held() > 0 {
+			if c := p.lanes[i].Load(); c != nil && c.queue.held() > 0 {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// inboundAnswered reports whether no inbound connection has a request
+// being handled or a response to write.
+func (t *Transport) inboundAnswered() bool {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	for ic := range t.inConns {
+		if ic.answering.Load() > 0 || ic.replies.small.held() > 0 || ic.replies.large.held() > 0 {
+			return false
 		}
 	}
 	return true

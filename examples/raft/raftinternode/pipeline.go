@@ -283,16 +283,27 @@ const maxPendingResponses = 64
 
 // servePipeline is the follower's end: one goroutine reads and hands
 // requests to raft in order, a second writes raft's responses in the same
-// order.
+// order. Close ends it: a third closes the stream when the transport
+// shuts down, which ends the reader's wait for the leader's next request.
 func (t *Transport) servePipeline(ctx context.Context, s *transport.Stream) {
 	pending := make(chan chan raft.RPCResponse, maxPendingResponses)
+	served := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		t.writeResponses(ctx, s, pending)
 	}()
+	go func() {
+		defer wg.Done()
+		select {
+		case <-t.shutdown:
+			_ = s.Close()
+		case <-served:
+		}
+	}()
 	defer wg.Wait()
+	defer close(served)
 	defer close(pending)
 
 	r := newReader(s)

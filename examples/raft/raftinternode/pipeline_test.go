@@ -2,6 +2,8 @@ package raftinternode_test
 
 import (
 	"bytes"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,5 +178,59 @@ func TestLargeAppendEntries(t *testing.T) {
 	}
 	if !resp.Success {
 		t.Fatal("the follower got the entry altered")
+	}
+}
+
+// servedPipelines counts the goroutines running a follower's end of an
+// append pipeline (Transport.servePipeline).
+func servedPipelines() int {
+	buf := make([]byte, 1<<22)
+	n := runtime.Stack(buf, true)
+	return strings.Count(string(buf[:n]), "raftinternode.(*Transport).servePipeline(")
+}
+
+// TestCloseEndsPipelinesServedToALeader: Close is documented to stop
+// serving raft, pipelines included, but it only closed the pipelines this
+// transport had opened. A pipeline a leader had opened to it kept its
+// handler goroutines, its TCP connection of its own and its read buffer,
+// blocked reading the next request, for as long as the leader left it
+// idle: servePipeline watched for Close only while handing a request to
+// raft. Before the fix this failed with "follower transport closed 5s
+// ago; the pipeline it serves still runs".
+func TestCloseEndsPipelinesServedToALeader(t *testing.T) {
+	leader, follower, _ := pair(t, raftinternode.Options{})
+	stop := make(chan struct{})
+	defer close(stop)
+	serveN(follower, 1, stop)
+	p, err := leader.AppendEntriesPipeline("n2", "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	req := &raft.AppendEntriesRequest{Term: 1, PrevLogEntry: 1, Entries: []*raft.Log{{Index: 2, Term: 1}}}
+	if _, err := p.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-p.Consumer():
+		if err := f.Error(); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no response")
+	}
+	// Answered: the follower's end now waits for the next request.
+	if n := servedPipelines(); n != 1 {
+		t.Fatalf("%d served pipelines before Close, want 1", n)
+	}
+	if err := follower.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for servedPipelines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("follower transport closed 5s ago; the pipeline it serves still runs (%d servePipeline goroutines)", servedPipelines())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -165,9 +165,10 @@ func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 	t.heartbeatMu.Unlock()
 }
 
-// Close stops serving raft: RPCs waiting for raft fail, pipelines close and
-// the stream handlers are removed. The internode transport stays open.
-// Safe to call more than once.
+// Close stops serving raft: RPCs waiting for raft fail, pipelines close
+// (those this transport opened and those leaders opened to it) and the
+// stream handlers are removed. The internode transport stays open. Safe
+// to call more than once.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.shutdown)

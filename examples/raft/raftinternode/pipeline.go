@@ -55,7 +55,7 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	}
 	t.pipelines[p] = struct{}{}
 	t.mu.Unlock()
-	p.progress.Store(time.Now().UnixNano())
+	p.progress.Store(p.t.now().UnixNano())
 	p.wg.Add(3)
 	go p.readResponses()
 	go p.deliver()
@@ -108,14 +108,14 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if len(p.slots) == 0 {
 		// Idle: nothing was waiting, so the watch's clock starts now, before
 		// the slot makes the pipeline busy. (Only this goroutine adds slots.)
-		p.progress.Store(time.Now().UnixNano())
+		p.progress.Store(p.t.now().UnixNano())
 	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-p.shutdown:
 		return nil, raft.ErrPipelineShutdown
 	}
-	p.progress.Store(time.Now().UnixNano()) // an idle pipeline waited for nothing
+	p.progress.Store(p.t.now().UnixNano()) // an idle pipeline waited for nothing
 	p.writing.Store(true)
 	// In parts, each one progress: a large batch that goes out steadily
 	// is not one that has not moved for a Timeout.
@@ -123,14 +123,14 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		n := min(len(b), pipelineWritePart)
 		_, err = p.s.Write(b[:n])
 		b = b[n:]
-		p.progress.Store(time.Now().UnixNano())
+		p.progress.Store(p.t.now().UnixNano())
 	}
 	p.writing.Store(false)
 	if err != nil {
 		<-p.slots
 		return nil, err
 	}
-	p.progress.Store(time.Now().UnixNano())
+	p.progress.Store(p.t.now().UnixNano())
 	if cap(p.wbuf) > 1<<20 {
 		p.wbuf = nil // a large batch's buffer is not kept for the small ones
 	}
@@ -170,7 +170,7 @@ func (p *pipeline) readResponses() {
 		}
 		status, body, b, err := readFrame(r, buf)
 		buf = b
-		p.progress.Store(time.Now().UnixNano())
+		p.progress.Store(p.t.now().UnixNano())
 		if err == nil {
 			err = decodeFrame(status, body, f.resp)
 		}
@@ -221,7 +221,7 @@ func (p *pipeline) watch() {
 			return
 		}
 		busy := p.writing.Load() || len(p.slots) > 0
-		idle := time.Duration(time.Now().UnixNano() - p.progress.Load())
+		idle := time.Duration(p.t.now().UnixNano() - p.progress.Load())
 		if busy && idle > p.t.opts.Timeout {
 			_ = p.s.Close()
 		}

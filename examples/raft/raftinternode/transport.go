@@ -112,6 +112,8 @@ type Transport struct {
 
 	shutdown  chan struct{} // closed by Close
 	closeOnce sync.Once
+
+	now func() time.Time // the pipelines' clock: time.Now, or a test's
 }
 
 var (
@@ -133,6 +135,7 @@ func New(node *transport.Transport, opts Options) *Transport {
 		consumeCh: make(chan raft.RPC),
 		pipelines: make(map[*pipeline]struct{}),
 		shutdown:  make(chan struct{}),
+		now:       time.Now,
 	}
 	node.Handle(opts.verb(offsetAppendEntries), rpcHandler(t, func() any { return new(raft.AppendEntriesRequest) }, false), transport.Named("raft-append"))
 	node.Handle(opts.verb(offsetHeartbeat), rpcHandler(t, func() any { return new(raft.AppendEntriesRequest) }, true), transport.Named("raft-heartbeat"))

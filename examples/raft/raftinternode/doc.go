@@ -69,7 +69,8 @@
 //
 // A pipeline has no deadline on its stream, which would cost a timer per
 // read and write: it closes the stream when requests have waited
-// Options.Timeout with nothing written or read.
+// Options.Timeout, measured on the monotonic clock, with nothing written
+// or read.
 //
 // A Transport is safe for concurrent use.
 package raftinternode

@@ -41,6 +41,7 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	p := &pipeline{
 		t:        t,
 		s:        s,
+		epoch:    t.now(),
 		slots:    make(chan struct{}, t.opts.MaxInFlight),
 		inflight: make(chan *appendFuture, t.opts.MaxInFlight),
 		answered: make(chan struct{}, 1),
@@ -55,7 +56,7 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	}
 	t.pipelines[p] = struct{}{}
 	t.mu.Unlock()
-	p.progress.Store(p.t.now().UnixNano())
+	p.progress.Store(p.mark())
 	p.wg.Add(3)
 	go p.readResponses()
 	go p.deliver()
@@ -80,10 +81,11 @@ type pipeline struct {
 	inflight chan *appendFuture // written, in order, for the reader
 	done     chan raft.AppendFuture
 
-	// progress is when (UnixNano) a request, or a part of one, was last
+	// progress is when (a mark) a request, or a part of one, was last
 	// written or a response read; watch closes the stream when requests
 	// wait and there has been none for Options.Timeout.
 	progress atomic.Int64
+	epoch    time.Time // the origin of marks, with its monotonic reading
 	writing  atomic.Bool
 
 	mu       sync.Mutex
@@ -108,14 +110,14 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if len(p.slots) == 0 {
 		// Idle: nothing was waiting, so the watch's clock starts now, before
 		// the slot makes the pipeline busy. (Only this goroutine adds slots.)
-		p.progress.Store(p.t.now().UnixNano())
+		p.progress.Store(p.mark())
 	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-p.shutdown:
 		return nil, raft.ErrPipelineShutdown
 	}
-	p.progress.Store(p.t.now().UnixNano()) // an idle pipeline waited for nothing
+	p.progress.Store(p.mark()) // an idle pipeline waited for nothing
 	p.writing.Store(true)
 	// In parts, each one progress: a large batch that goes out steadily
 	// is not one that has not moved for a Timeout.
@@ -123,14 +125,14 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		n := min(len(b), pipelineWritePart)
 		_, err = p.s.Write(b[:n])
 		b = b[n:]
-		p.progress.Store(p.t.now().UnixNano())
+		p.progress.Store(p.mark())
 	}
 	p.writing.Store(false)
 	if err != nil {
 		<-p.slots
 		return nil, err
 	}
-	p.progress.Store(p.t.now().UnixNano())
+	p.progress.Store(p.mark())
 	if cap(p.wbuf) > 1<<20 {
 		p.wbuf = nil // a large batch's buffer is not kept for the small ones
 	}
@@ -170,7 +172,7 @@ func (p *pipeline) readResponses() {
 		}
 		status, body, b, err := readFrame(r, buf)
 		buf = b
-		p.progress.Store(p.t.now().UnixNano())
+		p.progress.Store(p.mark())
 		if err == nil {
 			err = decodeFrame(status, body, f.resp)
 		}
@@ -200,6 +202,12 @@ func (p *pipeline) hand(f *appendFuture) {
 	}
 }
 
+// mark is the time since the pipeline opened, in nanoseconds, on the
+// monotonic clock (time.Time.Sub uses it when both readings have it):
+// unlike a wall-clock reading, a step of the system clock does not move
+// it, so it neither hides a silent follower nor times out a healthy one.
+func (p *pipeline) mark() int64 { return int64(p.t.now().Sub(p.epoch)) }
+
 // pipelineWritePart is how much of a request AppendEntries writes between
 // two marks of progress for watch.
 const pipelineWritePart = 256 << 10
@@ -221,7 +229,7 @@ func (p *pipeline) watch() {
 			return
 		}
 		busy := p.writing.Load() || len(p.slots) > 0
-		idle := time.Duration(p.t.now().UnixNano() - p.progress.Load())
+		idle := time.Duration(p.mark() - p.progress.Load())
 		if busy && idle > p.t.opts.Timeout {
 			_ = p.s.Close()
 		}

@@ -1,0 +1,127 @@
+package raftinternode
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/hashicorp/raft"
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
+)
+
+// wallStepped is t as time.Now would have read it had the system clock
+// been stepped by d (whole seconds): its wall reading moved by d, its
+// monotonic reading untouched, which is what an NTP or chrony step, a VM
+// resume or an operator's date -s do to the two clocks. Go has no API
+// for such a reading, so this edits the seconds in time.Time's first
+// word (hasMonotonic in bit 63, seconds since 1885 from bit 30);
+// TestPipelineWatchIgnoresWallClockSteps checks that the result is what
+// it should be before relying on it.
+func wallStepped(t time.Time, d time.Duration) time.Time {
+	const hasMonotonic, nsecShift = 1 << 63, 30
+	wall := (*uint64)(unsafe.Pointer(&t))
+	if *wall&hasMonotonic != 0 {
+		*wall += uint64(int64(d/time.Second)) << nsecShift
+	}
+	return t
+}
+
+// steppedClock is the real clock, its wall reading stepped by step once
+// step is set. read2 closes at the second reading after the step.
+type steppedClock struct {
+	step  atomic.Int64 // a time.Duration
+	reads atomic.Int64
+	read2 chan struct{}
+}
+
+func (c *steppedClock) now() time.Time {
+	d := time.Duration(c.step.Load())
+	if d == 0 {
+		return time.Now()
+	}
+	if c.reads.Add(1) == 2 {
+		close(c.read2)
+	}
+	return wallStepped(time.Now(), d)
+}
+
+// TestPipelineWatchIgnoresWallClockSteps: the pipeline's watch kept its
+// progress marks as wall-clock readings (time.Now().UnixNano(), which
+// drops Go's monotonic reading) and compared them with later ones, so a
+// step of the system clock moved its idea of how long the pipeline had
+// been idle. Stepped back an hour after a request was written, a
+// follower that never answers was not detected for an hour and Timeout,
+// and raft's replication to it hung as long; before the fix "back" failed
+// with "a follower silent for 4s (Timeout 200ms) is still not detected
+// after the wall clock stepped back an hour". Stepped forward an hour,
+// the next tick closed a healthy pipeline; "forward" failed with "a
+// healthy pipeline failed after the wall clock stepped forward an hour:
+// use of closed network connection". The marks are offsets on the
+// monotonic clock now.
+func TestPipelineWatchIgnoresWallClockSteps(t *testing.T) {
+	now := time.Now()
+	if s := wallStepped(now, -time.Hour); s.Sub(now) != 0 || now.Round(0).Sub(s.Round(0)) != time.Hour {
+		t.Fatalf("wallStepped does not step the wall reading alone: %v → %v", now, s)
+	}
+	// start opens a pipeline on clock to a follower that takes a request
+	// and hands it to the test, unanswered.
+	start := func(t *testing.T, timeout time.Duration, clock *steppedClock) (*pipeline, <-chan raft.RPC) {
+		opts := Options{Timeout: timeout}
+		c := transporttest.New(t, 2, transporttest.Options{
+			Tweak: func(_ int, cfg *transport.Config) { opts.Configure(cfg) },
+		})
+		leader, follower := New(c.Nodes[0], opts), New(c.Nodes[1], opts)
+		t.Cleanup(func() { _ = leader.Close(); _ = follower.Close() })
+		leader.now = clock.now
+		taken := make(chan raft.RPC, 1)
+		go func() { taken <- <-follower.Consumer() }()
+		ap, err := leader.AppendEntriesPipeline("n2", "n2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ap.Close() })
+		if _, err := ap.AppendEntries(&raft.AppendEntriesRequest{Term: 1}, new(raft.AppendEntriesResponse)); err != nil {
+			t.Fatal(err)
+		}
+		return ap.(*pipeline), taken
+	}
+
+	t.Run("back", func(t *testing.T) {
+		const timeout = 200 * time.Millisecond
+		clock := &steppedClock{read2: make(chan struct{})}
+		p, taken := start(t, timeout, clock)
+		<-taken // and never answered: a stuck follower
+		clock.step.Store(int64(-time.Hour))
+		select {
+		case f := <-p.Consumer():
+			if f.Error() == nil {
+				t.Fatal("an unanswered request succeeded")
+			}
+		case <-time.After(20 * timeout):
+			t.Fatalf("a follower silent for %v (Timeout %v) is still not detected after the wall clock stepped back an hour", 20*timeout, timeout)
+		}
+	})
+
+	t.Run("forward", func(t *testing.T) {
+		const timeout = 2 * time.Second
+		clock := &steppedClock{read2: make(chan struct{})}
+		p, taken := start(t, timeout, clock)
+		rpc := <-taken
+		clock.step.Store(int64(time.Hour))
+		// The watch reads the clock every Timeout/4 and nothing else does
+		// while the request waits: two readings are two of its ticks, well
+		// within Timeout of the request.
+		<-clock.read2
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+		select {
+		case f := <-p.Consumer():
+			if err := f.Error(); err != nil {
+				t.Fatalf("a healthy pipeline failed after the wall clock stepped forward an hour: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no response")
+		}
+	})
+}

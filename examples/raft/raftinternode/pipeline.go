@@ -176,6 +176,12 @@ func (p *pipeline) readResponses() {
 		if err == nil {
 			err = decodeFrame(status, body, f.resp)
 		}
+		if err != nil {
+			// raft reads a pipelined Response without calling Error: a
+			// failed one must say no Success, nor a Term misread from a
+			// response that decoded halfway.
+			*f.resp = raft.AppendEntriesResponse{}
+		}
 		f.respond(err)
 		<-p.slots
 		p.hand(f)

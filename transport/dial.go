@@ -55,7 +55,14 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 			return nil, 0, err
 		}
 		if kind < routing.NumLanes {
-			if err := t.cfg.Lanes.Sockets[kind].apply(tcp); err != nil {
+			sc := t.cfg.Lanes.Sockets[kind]
+			if sc.UserTimeout == 0 && t.cfg.Timeouts.Write > 0 {
+				// Data unacknowledged for as long as a write may take:
+				// the peer is gone, even while no write blocks (a light
+				// lane across a partition).
+				sc.UserTimeout = t.cfg.Timeouts.Write
+			}
+			if err := sc.apply(tcp); err != nil {
 				nc.Close()
 				return nil, 0, fmt.Errorf("socket options: %w", err)
 			}
@@ -182,12 +189,19 @@ func (lc *liveConn) kill(why string) {
 }
 
 // dropIfSilent kills the lane's connection when its peer has not been
-// heard on it for two keepalive intervals: the peer just opened a new
-// connection to this node, which it does when it judged its own dead, so
-// this one has likely died the same way, and requests written on it would
-// wait for responses that cannot come back.
+// heard on it for half of Timeouts.Keepalive (two keepalive intervals at
+// least): the peer just opened a new connection to this node, which it
+// does when it judged its own dead or restarted, so this one has likely
+// died the same way, and requests written on it would wait for responses
+// that cannot come back. The new connection is the evidence that halves
+// the silence tolerated; with the checks off (negative Keepalive), any
+// silence is.
 func (c *outConn) dropIfSilent() {
-	if lc := c.live.Load(); lc != nil && time.Since(time.Unix(0, lc.heard.Load())) > 2*wire.KeepaliveInterval {
+	k := c.t.cfg.Timeouts.Keepalive
+	if k < 0 {
+		return
+	}
+	if lc := c.live.Load(); lc != nil && time.Since(time.Unix(0, lc.heard.Load())) > max(2*wire.KeepaliveInterval, k/2) {
 		lc.kill("peer silent and back on a new connection")
 		c.signal()
 	}

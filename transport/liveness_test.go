@@ -302,6 +302,52 @@ func TestSilentConnectionIsJudgedDeadAndRedialled(t *testing.T) {
 	assert.Equal(t, uint64(2), c.Nodes[0].Stats().Conns[0].Connects, "one connection replaced")
 }
 
+// TestPeersNewConnectionSparesALaneSilentWithinKeepalive: when a peer
+// opens a connection to this node, this node's lanes to it that have not
+// heard from it for a while are replaced, as the peer likely judged its
+// own dead or restarted. "A while" was two keepalive intervals (2 s)
+// whatever Timeouts.Keepalive said: with Keepalive at 10 s, a back channel
+// held up for 3 s (late bytes, none lost), and the peer's first message to
+// this node meanwhile, the request in flight failed with
+// ErrConnectionReset. The silence tolerated is now half of Keepalive.
+func TestPeersNewConnectionSparesALaneSilentWithinKeepalive(t *testing.T) {
+	const verbGet transport.Verb = 214
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Timeouts.Keepalive = 10 * time.Second })
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll)
+	c.Nodes[1].Handle(verbGet, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started <- struct{}{}
+		<-release
+		return m.Payload, nil
+	}))
+	var got atomic.Int64
+	c.Nodes[0].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	}))
+	proxy := newPausableProxy(t, c.Nodes[1].Addr().String())
+	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: proxy.addr}) // n1 reaches n2 through the proxy
+
+	result := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbGet, []byte("q"))
+		result <- err
+	}()
+	within(t, started, 10*time.Second, "the handler")
+	lastRead := func() time.Time { return peerHealth(t, c.Nodes[0], c.ID(1)).Lanes[routing.Small].LastRead }
+	waitFor(t, 5*time.Second, "n2's first beat", func() bool { return !lastRead().IsZero() })
+	proxy.pause() // n2's beats to n1 are held back
+	waitFor(t, 10*time.Second, "n1's lane silent for 3 s", func() bool { return time.Since(lastRead()) > 3*time.Second })
+	require.NoError(t, c.Nodes[1].Send(ctxTimeout(t, 5*time.Second), c.ID(0), verbData, []byte("hello")))
+	waitFor(t, 5*time.Second, "n2's message, on its new connection", func() bool { return got.Load() == 1 })
+	proxy.resume()
+	releaseAll()
+	require.NoError(t, within(t, result, 10*time.Second, "the request"), "silent for 3 s of a 10 s Keepalive")
+}
+
 // TestOneWayHandlerErrorIsOneOutcome: a one-way message whose handler
 // fails was received, once; it is not also dropped.
 func TestOneWayHandlerErrorIsOneOutcome(t *testing.T) {

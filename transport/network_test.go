@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/transport/transporttest"
@@ -366,6 +367,62 @@ func BenchmarkRequestOverNetwork(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// recordingDialer dials TCP and keeps the sockets it returned.
+type recordingDialer struct {
+	d     net.Dialer
+	mu    sync.Mutex
+	conns []*net.TCPConn
+}
+
+func (r *recordingDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := r.d.DialContext(ctx, network, address)
+	if err == nil {
+		r.mu.Lock()
+		r.conns = append(r.conns, c.(*net.TCPConn))
+		r.mu.Unlock()
+	}
+	return c, err
+}
+
+func (r *recordingDialer) last() *net.TCPConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conns[len(r.conns)-1]
+}
+
+// TestOutboundSocketsTakeWriteAsUserTimeout: Timeouts.Write is the
+// default TCP_USER_TIMEOUT of a lane's outbound sockets, as documented;
+// they had none, the system's (about 15 minutes of retransmissions), which
+// with Keepalive checks off is the only bound on a partitioned connection
+// whose light traffic never blocks a write. A lane's own setting wins.
+func TestOutboundSocketsTakeWriteAsUserTimeout(t *testing.T) {
+	const write = 7 * time.Second
+	for _, tt := range []struct {
+		name string
+		set  time.Duration // Lanes.Sockets[Small].UserTimeout
+		want time.Duration
+	}{{"default", 0, write}, {"the lane's own", 3 * time.Second, 3 * time.Second}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dialer := &recordingDialer{}
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.Timeouts.Write = write
+				cfg.Lanes.Sockets[routing.Small].UserTimeout = tt.set
+				if i == 0 {
+					cfg.Dialer = dialer
+				}
+			})
+			require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbData, []byte("x")))
+			require.NoError(t, c.WaitConnected(ctxTimeout(t, 5*time.Second), 0, 1))
+			got, err := sockstat.UserTimeout(dialer.last())
+			if errors.Is(err, sockstat.ErrUnsupported) {
+				t.Skip(err)
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
 		})
 	}
 }

@@ -227,7 +227,6 @@ func errCompressedBatch(err error) error {
 // limits (at most one frame per connection) rather than waited for: a
 // batch that fills the limit could otherwise never be read.
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
-	ic.renewReadDeadline()
 	prefix, err := ic.src.Peek(min(int(fh.Length), wire.MaxBatchS2Prefix))
 	if err != nil {
 		return fmt.Errorf("frame payload: %w", wire.ErrTruncated)

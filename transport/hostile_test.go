@@ -481,6 +481,49 @@ func hello(lane routing.Lane) []byte {
 	return b
 }
 
+// TestTrickledFrameIsCutOffWithinKeepalive: Keepalive bounds how long
+// one frame may take to arrive. The reader gave the frame's header a
+// deadline and then its payload a fresh one, so a frame whose header and
+// payload each took just under Keepalive — nearly twice Keepalive in all
+// — was read in full, and the peer never cut off for it.
+func TestTrickledFrameIsCutOffWithinKeepalive(t *testing.T) {
+	const keepalive = 2 * time.Second
+	c := newCluster(t, 1, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = keepalive
+		cfg.Security.AcceptUnknownPeers = true
+	})
+	conn := dialAs(c.Nodes[0].Addr().String(), "mallory", routing.Small)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	start := time.Now()
+	var cut time.Duration
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, conn)
+		cut = time.Since(start)
+		close(closed)
+	}()
+	frame := requestFrame(1, verbEcho, make([]byte, 32))
+	trickle := func(b []byte, over time.Duration) {
+		every := over / time.Duration(len(b))
+		for i := range b {
+			select {
+			case <-closed:
+				return
+			case <-time.After(every):
+			}
+			if _, err := conn.Write(b[i : i+1]); err != nil {
+				return
+			}
+		}
+	}
+	trickle(frame[:wire.FrameHeaderSize], keepalive*9/10)
+	trickle(frame[wire.FrameHeaderSize:], keepalive*9/10)
+	within(t, closed, 3*keepalive, "the cut-off")
+	assert.Less(t, cut, keepalive+500*time.Millisecond, "a frame slower than Keepalive is cut off after Keepalive")
+	assert.Equal(t, uint64(1), c.Nodes[0].Stats().BadInput[transport.BadInputSilent])
+}
+
 // TestMadeUpNodeIDsLeaveNothingBehind: two thousand connections, each with
 // a node ID the membership does not know, each asking one request of a
 // node that answers strangers. Answering them (back on each connection,

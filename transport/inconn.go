@@ -221,10 +221,11 @@ func (ic *inConn) backQueueLow(limit int) bool {
 	return ic.backBound.low(limit, ic.backDirect+ic.replies.frames.written, ic.probe)
 }
 
-// renewReadDeadline gives the next read KeepaliveTimeout: an idle sender
-// pings every KeepaliveInterval, so silence that long means it is gone,
-// and a frame trickled slower than that is cut off. The deadline is moved
-// only when a quarter of it has passed, to keep timer work off the path.
+// renewReadDeadline gives the next frame KeepaliveTimeout, header and
+// payload: an idle sender pings every KeepaliveInterval, so silence that
+// long means it is gone, and a frame trickled slower than that is cut
+// off. The deadline is moved only when a quarter of it has passed, to keep
+// timer work off the path.
 func (ic *inConn) renewReadDeadline() {
 	now := time.Now()
 	ic.peer.health[ic.lane].read(now.UnixNano()) // the frame before this read, or the handshake

@@ -92,6 +92,9 @@ func (rx *responseReader) read() string {
 		now := time.Now().UnixNano()
 		conn.heard.Store(now)
 		c.hl.read(now)
+		if !conn.answered.Load() && conn.answered.CompareAndSwap(false, true) {
+			c.hl.answered(now) // the lane is connected: its peer is alive
+		}
 		fh, err := wire.ParseFrameHeader(hdr, uint32(c.t.maxFrame))
 		if err == nil && !rx.allowed(fh.Kind) {
 			err = fmt.Errorf("%w: %v frame from the acceptor of a %s lane", wire.ErrMalformed, fh.Kind, c.lane)

@@ -168,6 +168,9 @@ type liveConn struct {
 	dead   atomic.Bool
 	// heard is when the back channel last carried a frame (Unix ns).
 	heard atomic.Int64
+	// answered says the back channel carried a frame: the peer is alive
+	// past its handshake (it beats at once), not merely accepting.
+	answered atomic.Bool
 	// backHeader is the back-channel reader's buffer.
 	backHeader [wire.FrameHeaderSize]byte
 	why        atomic.Pointer[string]
@@ -241,10 +244,9 @@ func (c *outConn) connect() bool {
 		default:
 		}
 		c.counters.connects.Add(1)
-		c.connectedAt = time.Now()
 		c.lastWrite = time.Now()
 		c.lastSent = c.lastWrite
-		c.hl.connected(c.lastWrite)
+		c.hl.handshaken(c.lastWrite) // connected once the peer is heard (readBack)
 		c.large.open()
 		c.t.wg.Add(1)
 		go c.readBack(conn)
@@ -314,7 +316,7 @@ func (c *outConn) closeConn(why string) {
 		}
 	}
 	c.t.log.Debug("internode: connection closed", "peer", c.peer.id, "lane", c.lane, "why", why)
-	if time.Since(c.connectedAt) >= provedAfter {
+	if c.conn.answered.Load() {
 		c.backoff.Reset() // the connection worked: the next failure starts afresh
 	}
 	c.conn.kill(why)
@@ -328,25 +330,20 @@ func (c *outConn) closeConn(why string) {
 // connDied closes a connection that broke or was judged dead. Requests
 // written on it fail at once — their response may never come, and a
 // request cannot be resent blindly — and the lane redials at once if the
-// connection had lived for provedAfter, or else after its backoff, which
-// a successful dial does not reset: a peer that takes the handshake and
-// then hangs up, again and again, would otherwise be redialled thousands
-// of times a second, for as long as a message waits for it.
+// peer was heard on the connection, or else after its backoff, which a
+// successful dial does not reset: a peer that takes the handshake and then
+// hangs up, or says nothing, again and again, would otherwise be
+// redialled at once, for as long as a message waits for it.
 func (c *outConn) connDied() {
-	serial, why := c.conn.serial, "closed"
+	serial, why, answered := c.conn.serial, "closed", c.conn.answered.Load()
 	if w := c.conn.why.Load(); w != nil {
 		why = *w
 	}
 	c.closeConn(why)
 	c.hl.failed("connection lost: "+why, time.Now())
 	c.t.calls.failConn(serial, fmt.Errorf("%w: %s", ErrConnectionReset, why))
-	c.backoffFirst = time.Since(c.connectedAt) < provedAfter
+	c.backoffFirst = !answered
 }
-
-// provedAfter is how long a connection must have lived for its death to
-// be redialled at once: a keepalive interval, in which a live peer
-// answers at least a beat.
-const provedAfter = wire.KeepaliveInterval
 
 // sleepBackoff waits before the next connection attempt: capped
 // exponential with jitter, cut short when the peer is seen again.

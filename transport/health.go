@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +25,12 @@ const (
 	// dialled, or its connection was closed (idle for IdleTimeout, lost
 	// or failed with nothing left to send). A message to send dials it.
 	LaneIdle LaneState = iota
-	// LaneDialing: a dial or handshake is in progress.
+	// LaneDialing: a dial or handshake is in progress, or the connection
+	// is established and its peer not heard on it yet (the acceptor beats
+	// at once: a live peer is heard within a round trip).
 	LaneDialing
-	// LaneConnected: the lane has an established connection.
+	// LaneConnected: the lane has an established connection, on which
+	// its peer was heard.
 	LaneConnected
 	// LaneBackoff: the last attempt failed and messages wait; the next
 	// attempt starts at LaneHealth.RetryAt, or sooner when the peer is
@@ -91,7 +95,9 @@ type LaneHealth struct {
 	// the peer's own connection of the same lane to this node.
 	LastRead time.Time `json:"last_read,omitzero"`
 	// ConsecutiveFailures counts the failed dials and lost connections
-	// since the lane last connected; a successful connect resets it.
+	// since the lane last connected; a connection on which the peer is
+	// heard resets it (a peer that takes the handshake and says nothing
+	// does not).
 	ConsecutiveFailures uint32 `json:"consecutive_failures"`
 	// LastError describes the last failure and LastErrorAt says when; both
 	// are kept after the lane recovers.
@@ -281,6 +287,9 @@ func (p *peer) healthInto(ph *PeerHealth) {
 // outlive the lane's connections. The writer is the only one to change
 // the state, the failures and the error.
 type laneHealth struct {
+	// mu orders the changes of state and failures: the writer's, and
+	// the back-channel reader's answered.
+	mu        sync.Mutex
 	state     atomic.Uint32 // LaneState
 	since     atomic.Int64  // Unix ns
 	retryAt   atomic.Int64
@@ -296,6 +305,12 @@ type healthError struct {
 }
 
 func (h *laneHealth) set(s LaneState, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.setLocked(s, now)
+}
+
+func (h *laneHealth) setLocked(s LaneState, now time.Time) {
 	h.since.Store(now.UnixNano())
 	h.state.Store(uint32(s))
 }
@@ -303,14 +318,27 @@ func (h *laneHealth) set(s LaneState, now time.Time) {
 // dialing records a dial begun at now.
 func (h *laneHealth) dialing(now time.Time) { h.set(LaneDialing, now) }
 
-// connected records an established connection: the failures are over.
-func (h *laneHealth) connected(now time.Time) {
-	h.failures.Store(0)
-	h.set(LaneConnected, now)
+// handshaken records a connection established at now, whose peer is yet
+// to be heard: the lane stays dialing, and its failures count on, until
+// answered. (A peer that takes the handshake and says nothing is not up.)
+func (h *laneHealth) handshaken(now time.Time) { h.set(LaneDialing, now) }
+
+// answered records that the peer was heard, at now (Unix ns), on the
+// connection handshaken last: the lane is connected and its failures
+// are over. A connection lost meanwhile moved the state on; it stays.
+func (h *laneHealth) answered(now int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if LaneState(h.state.Load()) == LaneDialing {
+		h.failures.Store(0)
+		h.setLocked(LaneConnected, time.Unix(0, now))
+	}
 }
 
 // failed records a failed dial or a lost connection, and why.
 func (h *laneHealth) failed(why string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.failures.Add(1)
 	h.lastError.Store(&healthError{text: why, at: now.UnixNano()})
 }
@@ -323,8 +351,10 @@ func (h *laneHealth) backoff(now time.Time, wait time.Duration) {
 
 // idle records that the lane holds no connection and wants none.
 func (h *laneHealth) idle(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if LaneState(h.state.Load()) != LaneIdle {
-		h.set(LaneIdle, now)
+		h.setLocked(LaneIdle, now)
 	}
 }
 

@@ -84,7 +84,12 @@ func TestLaneHealthRecords(t *testing.T) {
 	assert.Equal(t, at(1), l.LastErrorAt)
 
 	h.dialing(at(4))
-	h.connected(at(5))
+	h.handshaken(at(5))
+	l = h.snapshot(routing.Small)
+	assert.Equal(t, LaneDialing, l.State, "not heard yet")
+	assert.Equal(t, uint32(1), l.ConsecutiveFailures, "not over until the peer is heard")
+	assert.True(t, l.failing())
+	h.answered(at(5).UnixNano())
 	h.wrote(at(6))
 	h.read(at(7).UnixNano())
 	l = h.snapshot(routing.Small)
@@ -104,6 +109,8 @@ func TestLaneHealthRecords(t *testing.T) {
 	assert.Equal(t, at(8), l.Since)
 	assert.Equal(t, uint32(1), l.ConsecutiveFailures)
 	assert.True(t, l.failing())
+	h.answered(at(10).UnixNano()) // a late frame of the lost connection
+	assert.Equal(t, LaneIdle, h.snapshot(routing.Small).State, "the loss stands")
 }
 
 func TestHealthJSON(t *testing.T) {

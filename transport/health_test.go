@@ -83,7 +83,7 @@ func TestHealthFollowsAPeerThatStopsAndReturns(t *testing.T) {
 	assert.Equal(t, transport.LaneConnected, small.State)
 	assert.Equal(t, uint32(0), small.ConsecutiveFailures)
 	assert.False(t, small.Since.Before(before))
-	assert.False(t, small.LastWrite.Before(small.Since), "the request was written after the connect")
+	assert.False(t, small.LastWrite.Before(before), "the request's write is noted")
 	assert.False(t, small.LastRead.Before(before), "the response came back on the lane's connection")
 	assert.Equal(t, transport.LaneIdle, p.Lanes[routing.Large].State, "never dialled")
 	assert.True(t, p.Lanes[routing.Large].Since.IsZero())

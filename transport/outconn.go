@@ -94,10 +94,8 @@ type outConn struct {
 	conn       *liveConn
 	idleClosed bool // the last connection was closed for being idle
 	backoff    backoff.Backoff
-	// connectedAt is when conn was established; backoffFirst says the
-	// last connection died younger than provedAfter, so the next dial
-	// waits its backoff first (connDied).
-	connectedAt  time.Time
+	// backoffFirst says the last connection died before its peer was
+	// heard on it, so the next dial waits its backoff first (connDied).
 	backoffFirst bool
 	random       *rand.Rand
 	frames       frameWriter

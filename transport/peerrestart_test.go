@@ -2,6 +2,8 @@ package transport_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/wire"
 )
@@ -176,4 +179,80 @@ func TestPeerThatHangsUpAfterTheHandshakeIsRedialledWithBackoff(t *testing.T) {
 		last = at
 	}
 	require.NoError(t, c.Nodes[0].Close())
+}
+
+// TestMutePeerIsNotReportedUp: a peer that takes every handshake and then
+// never says a word (no beat, no response) while it reads what it is
+// sent. Every request written to it failed (ErrConnectionReset, after
+// Keepalive), yet Health reported it up, and ReadyAll true, nearly all the
+// time: each redial's handshake made the lane connected and reset its
+// failures, and a connection that lived a keepalive interval reset the
+// backoff, so the lane redialled at once. A lane is now connected, and its
+// failures over, only once the peer is heard on it; until then a lost
+// connection is redialled after the backoff.
+func TestMutePeerIsNotReportedUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
+					return
+				}
+				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
+				_, _ = io.Copy(io.Discard, conn) // and never a word back
+			})
+		}
+	})
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = 2 * time.Second
+		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 200*time.Millisecond, time.Second
+	})
+	c.Members.Add(cluster.Member{ID: "mute", Addr: ln.Addr().String()})
+
+	stop := make(chan struct{})
+	var failures atomic.Int64
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 20*time.Second), "mute", verbEcho, []byte("q"))
+			if errors.Is(err, transport.ErrConnectionReset) {
+				failures.Add(1)
+			}
+		}
+	})
+	defer close(stop)
+	waitFor(t, 10*time.Second, "the first connection judged dead", func() bool { return failures.Load() >= 1 })
+
+	// Sample for two more connections' lives.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var up, samples int
+	states := map[transport.LaneState]int{}
+	for until := time.Now().Add(2*2*time.Second + time.Second); time.Now().Before(until); <-tick.C {
+		h := c.Nodes[0].Health()
+		p, ok := h.Peer("mute")
+		require.True(t, ok)
+		samples++
+		if p.Status == transport.PeerUp {
+			up++
+		}
+		assert.False(t, h.Ready(transport.ReadyAll), "ready with a mute member")
+		states[p.Lanes[routing.Small].State]++
+	}
+	t.Logf("health samples: %d, up %d; small lane states %v; requests failed %d", samples, up, states, failures.Load())
+	assert.Zero(t, up, "a peer never heard from after its handshakes is not up")
+	assert.Zero(t, states[transport.LaneConnected], "nor its lane connected")
+	assert.NotZero(t, states[transport.LaneBackoff], "a connection lost before its peer was heard is redialled after the backoff")
 }

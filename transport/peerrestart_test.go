@@ -131,8 +131,8 @@ func TestRequestAfterPeerReturnsSkipsBackoff(t *testing.T) {
 // reset it, and a connection's death redialled at once. With a large
 // message waiting (it goes out again on the next connection while none of
 // its payload was sent) that was thousands of connections a second and a
-// core, for as long as the message lived. A connection that dies younger
-// than a keepalive interval now waits its backoff before the next dial.
+// core, for as long as the message lived. A connection that dies before
+// its peer was heard on it now waits its backoff before the next dial.
 func TestPeerThatHangsUpAfterTheHandshakeIsRedialledWithBackoff(t *testing.T) {
 	const minBackoff = 200 * time.Millisecond
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

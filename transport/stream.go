@@ -73,7 +73,10 @@ type Stream struct {
 
 	writeMu     sync.Mutex
 	writeClosed bool
-	scratch     []byte // header and a small payload, written as one frame
+	// cut says the stream's handler panicked: Close writes no end
+	// marker, so the opener reads the stream cut short.
+	cut     atomic.Bool
+	scratch []byte // header and a small payload, written as one frame
 	// A Write that failed part-way through a chunk (its deadline passed)
 	// left the chunk unfinished: the rest of its header, and how many of
 	// its bytes, are owed, and the next Write finishes it before a new
@@ -200,10 +203,21 @@ func (s *Stream) Write(b []byte) (int, error) {
 	if peerErr := s.peerError(); err != nil && peerErr != nil {
 		err = peerErr
 	}
+	err = deadlineError(err)
 	if err != nil && s.session() {
 		s.writeFailed = err
 	}
 	return written, err
+}
+
+// deadlineError turns smux's timeout into the one a net.Conn returns
+// when its deadline passed (os.ErrDeadlineExceeded, which errors.Is
+// finds), as a stream of its own connection returns.
+func deadlineError(err error) error {
+	if errors.Is(err, smux.ErrTimeout) {
+		return os.ErrDeadlineExceeded
+	}
+	return err
 }
 
 // failedBefore is the error of a Write, CloseWrite or end marker on a
@@ -287,7 +301,7 @@ func (s *Stream) CloseWrite() error {
 		return nil
 	}
 	s.writeClosed = true
-	err := s.endMarker()
+	err := deadlineError(s.endMarker())
 	if peerErr := s.peerError(); err != nil && peerErr != nil {
 		err = peerErr
 	}
@@ -316,10 +330,12 @@ func (s *Stream) Close() error {
 	if s.writeMu.TryLock() {
 		if !s.writeClosed {
 			s.writeClosed = true
-			// The peer sees a clean end, not a reset; a peer that stops
-			// reading with its window full does not hold Close.
-			_ = s.s.SetWriteDeadline(deadline)
-			_ = s.endMarker()
+			if !s.cut.Load() {
+				// The peer sees a clean end, not a reset; a peer that
+				// stops reading with its window full does not hold Close.
+				_ = s.s.SetWriteDeadline(deadline)
+				_ = s.endMarker()
+			}
 		}
 		s.writeMu.Unlock()
 		err = s.closeConn(deadline)
@@ -788,10 +804,11 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 	defer func() {
 		if r := recover(); r != nil {
 			t.log.Error("internode: stream handler panicked", "peer", p.id, "verb", verb, "panic", r)
-			// No end marker: the opener reads the stream cut short.
-			s.writeMu.Lock()
-			s.writeClosed = true
-			s.writeMu.Unlock()
+			// No end marker: the opener reads the stream cut short. Not a
+			// wait for the write lock either: a Write of the handler's
+			// under way may wait for the opener's window until the
+			// stream closes, which is Close's to do, next.
+			s.cut.Store(true)
 		}
 	}()
 	h.ServeStream(t.ctx, s)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -1026,5 +1027,75 @@ func TestStreamReadAfterCloseEnds(t *testing.T) {
 		require.Error(t, err, "closed")
 	case <-time.After(20 * time.Second):
 		t.Fatal("a Read after Close waits for ever once the bytes read ahead are taken")
+	}
+}
+
+// TestStreamHandlerThatPanicsWhileItWritesEnds: a handler streams its
+// answer from a goroutine of its own while it reads the opener's
+// requests, and panics while its Write waits for the opener's window. The
+// recover waited for the stream's write lock, held by that Write, which
+// waited for the stream's close, which came only after the recover: the
+// stream never ended, and kept its place among the peer's streams (and a
+// session stream its session's handlers), until the opener closed it.
+func TestStreamHandlerThatPanicsWhileItWritesEnds(t *testing.T) {
+	for _, kind := range streamKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			panicNow := make(chan struct{})
+			writing := make(chan struct{}, 1)
+			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				go func() {
+					writing <- struct{}{}
+					_, _ = s.Write(make([]byte, 64<<20)) // one Write, holding the write lock throughout
+				}()
+				select {
+				case <-panicNow:
+				case <-ctx.Done():
+					return
+				}
+				panic("a bug in the handler's reading half")
+			}))
+			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, kind.opts...)
+			require.NoError(t, err)
+			defer s.Close()
+			<-writing
+			_, err = io.ReadFull(s, make([]byte, 1)) // the handler's Write is under way
+			require.NoError(t, err)
+			close(panicNow)
+			streamsIn := func() int32 {
+				h := c.Nodes[1].Health()
+				p, _ := h.Peer(c.ID(0))
+				return p.StreamsIn
+			}
+			waitFor(t, 10*time.Second, "the stream of the panicked handler ended", func() bool { return streamsIn() == 0 })
+			_, err = io.Copy(io.Discard, s)
+			assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "cut short, not a clean end")
+		})
+	}
+}
+
+// TestStreamDeadlineErrorIsDeadlineExceeded: a Read or Write past its
+// deadline returns an error wrapping os.ErrDeadlineExceeded, as a
+// net.Conn's does. A session stream returned smux's own timeout error,
+// which only said Timeout().
+func TestStreamDeadlineErrorIsDeadlineExceeded(t *testing.T) {
+	for _, kind := range streamKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				<-ctx.Done() // neither reads nor writes
+			}))
+			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, kind.opts...)
+			require.NoError(t, err)
+			defer s.Close()
+			require.NoError(t, s.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+			_, err = s.Read(make([]byte, 1))
+			assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "Read: %v (%T)", err, err)
+			require.NoError(t, s.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
+			_, err = s.Write(make([]byte, 64<<20)) // more than the window and the sockets hold
+			assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "Write: %v (%T)", err, err)
+			var ne net.Error
+			assert.True(t, errors.As(err, &ne) && ne.Timeout())
+		})
 	}
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -216,8 +217,9 @@ func (ra *readAhead) setDeadline(t time.Time) {
 }
 
 // read takes bytes read ahead into b, waiting for some within the
-// caller's read deadline (smux.ErrTimeout once it passed, as smux's own
-// Read gives); once none are left, it returns how the stream ended.
+// caller's read deadline (os.ErrDeadlineExceeded once it passed, as a TCP
+// connection's Read gives); once none are left, it returns how the stream
+// ended.
 func (ra *readAhead) read(b []byte) (int, error) {
 	for {
 		ra.mu.Lock()
@@ -244,14 +246,14 @@ func (ra *readAhead) read(b []byte) (int, error) {
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return 0, smux.ErrTimeout
+			return 0, os.ErrDeadlineExceeded
 		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-changed:
 			timer.Stop()
 		case <-timer.C:
-			return 0, smux.ErrTimeout
+			return 0, os.ErrDeadlineExceeded
 		}
 	}
 }

@@ -310,7 +310,14 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 			why = RefusedTooMany
 		}
 	}
-	if _, err := conn.Write(wire.AppendReply(buf[:0], &reply)); err != nil {
+	out := wire.AppendReply(buf[:0], &reply)
+	if reply.Reason == wire.Accepted && routing.Lane(hello.Lane).Valid() {
+		// The first beat, with the reply: the initiator counts its lane
+		// as connected once it hears this node on it, within a round
+		// trip of a live one.
+		out = wire.AppendFrameHeader(out, wire.FrameBeat, 0, nil)
+	}
+	if _, err := conn.Write(out); err != nil {
 		return nil, hello, p, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("writing reply: %w", err)}
 	}
 	if reply.Reason != wire.Accepted {

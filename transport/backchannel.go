@@ -92,7 +92,7 @@ func (rx *responseReader) read() string {
 		now := time.Now().UnixNano()
 		conn.heard.Store(now)
 		c.hl.read(now)
-		if !conn.answered.Load() && conn.answered.CompareAndSwap(false, true) {
+		if !conn.answered.Load() && conn.answered.CompareAndSwap(false, true) && c.live.Load() == conn {
 			c.hl.answered(now) // the lane is connected: its peer is alive
 		}
 		fh, err := wire.ParseFrameHeader(hdr, uint32(c.t.maxFrame))

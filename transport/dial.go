@@ -169,7 +169,8 @@ type liveConn struct {
 	// heard is when the back channel last carried a frame (Unix ns).
 	heard atomic.Int64
 	// answered says the back channel carried a frame: the peer is alive
-	// past its handshake (it beats at once), not merely accepting.
+	// past its handshake (its first beat follows its reply), not merely
+	// accepting.
 	answered atomic.Bool
 	// backHeader is the back-channel reader's buffer.
 	backHeader [wire.FrameHeaderSize]byte
@@ -244,6 +245,7 @@ func (c *outConn) connect() bool {
 		default:
 		}
 		c.counters.connects.Add(1)
+		c.connectedAt = time.Now()
 		c.lastWrite = time.Now()
 		c.lastSent = c.lastWrite
 		c.hl.handshaken(c.lastWrite) // connected once the peer is heard (readBack)
@@ -316,7 +318,7 @@ func (c *outConn) closeConn(why string) {
 		}
 	}
 	c.t.log.Debug("internode: connection closed", "peer", c.peer.id, "lane", c.lane, "why", why)
-	if c.conn.answered.Load() {
+	if c.proved() {
 		c.backoff.Reset() // the connection worked: the next failure starts afresh
 	}
 	c.conn.kill(why)
@@ -330,19 +332,27 @@ func (c *outConn) closeConn(why string) {
 // connDied closes a connection that broke or was judged dead. Requests
 // written on it fail at once — their response may never come, and a
 // request cannot be resent blindly — and the lane redials at once if the
-// peer was heard on the connection, or else after its backoff, which a
-// successful dial does not reset: a peer that takes the handshake and then
-// hangs up, or says nothing, again and again, would otherwise be
-// redialled at once, for as long as a message waits for it.
+// connection proved itself, or else after its backoff, which a successful
+// dial does not reset: a peer that takes the handshake and then hangs up,
+// or says nothing, again and again, would otherwise be redialled at once,
+// for as long as a message waits for it.
 func (c *outConn) connDied() {
-	serial, why, answered := c.conn.serial, "closed", c.conn.answered.Load()
+	serial, why, proved := c.conn.serial, "closed", c.proved()
 	if w := c.conn.why.Load(); w != nil {
 		why = *w
 	}
 	c.closeConn(why)
 	c.hl.failed("connection lost: "+why, time.Now())
 	c.t.calls.failConn(serial, fmt.Errorf("%w: %s", ErrConnectionReset, why))
-	c.backoffFirst = !answered
+	c.backoffFirst = !proved
+}
+
+// proved reports whether the connection worked: its peer was heard on it
+// (the acceptor beats right behind its reply), and it lived for a
+// keepalive interval, in which a live peer beats again. A peer that beats
+// and hangs up at once proves nothing.
+func (c *outConn) proved() bool {
+	return c.conn.answered.Load() && time.Since(c.connectedAt) >= wire.KeepaliveInterval
 }
 
 // sleepBackoff waits before the next connection attempt: capped

@@ -169,7 +169,7 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 		}
 		return
 	}
-	if isRequest && ic.refuseDraining(h, deadline) {
+	if isRequest && !ic.beginAnswer(h, deadline) {
 		return
 	}
 	w := workPool.Get().(*work)
@@ -178,12 +178,10 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 	if isRequest && !ic.peer.cancels.add(w) {
 		ic.counters.drop(ReasonCanceled)
 		workPool.Put(w)
+		ic.answered()
 		return
 	}
 	f.refs.Add(1)
-	if isRequest {
-		ic.answering.Add(1)
-	}
 	switch {
 	case v.inline:
 		ic.runInline(w, onReader)
@@ -195,17 +193,22 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 	}
 }
 
-// refuseDraining answers a request that arrived after Shutdown began with
+// beginAnswer counts a request as being answered, until answered, and
+// reports true; or, when Shutdown has begun, answers it at once with
 // ErrOverloaded — the node is going away, its caller had better ask
-// another — and reports whether it did. Shutdown waits for the requests
-// being handled when it began, not for ones that keep coming.
-func (ic *inConn) refuseDraining(h *wire.Header, deadline int64) bool {
+// another — and reports false. Shutdown waits for the requests being
+// handled when it began, not for ones that keep coming. The count comes
+// first: either a Shutdown that began meanwhile sees it, or this sees
+// the Shutdown.
+func (ic *inConn) beginAnswer(h *wire.Header, deadline int64) bool {
+	ic.answering.Add(1)
 	if !ic.t.closing.Load() {
-		return false
+		return true
 	}
 	ic.counters.drop(ReasonClosed)
 	ic.t.respond(ic, h, deadline, nil, errShuttingDown)
-	return true
+	ic.answered()
+	return false
 }
 
 var errShuttingDown = fmt.Errorf("%w: the node is shutting down", ErrOverloaded)

@@ -27,7 +27,7 @@ const (
 	LaneIdle LaneState = iota
 	// LaneDialing: a dial or handshake is in progress, or the connection
 	// is established and its peer not heard on it yet (the acceptor beats
-	// at once: a live peer is heard within a round trip).
+	// right behind its handshake reply: a live peer is heard at once).
 	LaneDialing
 	// LaneConnected: the lane has an established connection, on which
 	// its peer was heard.

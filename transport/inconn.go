@@ -176,16 +176,13 @@ func (ic *inConn) kill() {
 	})
 }
 
-// startBeats schedules the first beat. The timer is armed only once it is
-// stored: beat reads ic.beatTimer, and the timer's Reset is what orders
-// that read after this write.
-//
-// The first beat goes at once: the initiator counts its connection as up
-// only once it hears this node on it (laneHealth.answered), and redials a
-// connection that dies before that only after its backoff.
+// startBeats schedules the next beat (the first went with the handshake's
+// reply). The timer is armed only once it is stored: beat reads
+// ic.beatTimer, and the timer's Reset is what orders that read after this
+// write.
 func (ic *inConn) startBeats() {
 	ic.beatTimer = time.AfterFunc(time.Hour, ic.beat)
-	ic.beatTimer.Reset(0)
+	ic.beatTimer.Reset(wire.KeepaliveInterval)
 }
 
 // beat sends a FrameBeat and schedules the next: the sender learns this

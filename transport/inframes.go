@@ -37,6 +37,13 @@ var framePool = sync.Pool{New: func() any { return new(inFrame) }}
 func (ic *inConn) read() error {
 	var hdr [wire.FrameHeaderSize]byte
 	for {
+		// One deadline bounds the silence before a frame, another, set
+		// as its first byte arrives, the frame itself, header and
+		// payload (readPayload): not the two together.
+		ic.renewReadDeadline()
+		if _, err := ic.src.Peek(1); err != nil {
+			return err
+		}
 		ic.renewReadDeadline()
 		if _, err := io.ReadFull(ic.src, hdr[:]); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {

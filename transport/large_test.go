@@ -434,3 +434,64 @@ func TestCancelledLargeRequestIsWithdrawn(t *testing.T) {
 			"the handler reads that the sender withdrew the message")
 	})
 }
+
+// TestWithdrawalsDoNotSilenceTheLargeLane: while the receiver has no room
+// (the lane's eight begun messages wait for grants, more wait behind
+// them), callers that give up make the writer run rounds that write
+// nothing; each counted as a write and put off the ping the lane owes its
+// peer every keepalive interval. Callers giving up more often than once a
+// second kept the lane silent, and the receiver cut it after its
+// Keepalive: the request written on it, its handler running, failed.
+func TestWithdrawalsDoNotSilenceTheLargeLane(t *testing.T) {
+	const size = 1 << 20
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 {
+			cfg.Timeouts.Keepalive = 2 * time.Second
+			cfg.Memory.MaxMessageSize = size + size/4
+			cfg.Memory.Inbound = transport.Limits{PerConnection: size + size/2, PerPeer: size + size/2, Node: size + size/2}
+		}
+	})
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll)
+	started := make(chan struct{}, 1)
+	c.Nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-release
+		return []byte("done"), nil
+	}))
+	large := func() transport.ConnStats { return laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Large) }
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, time.Minute), c.ID(1), verbLarge, make([]byte, size))
+		first <- err
+	}()
+	within(t, started, 10*time.Second, "the first request's handler, holding the receiver's room")
+
+	const more = 20 // eight begin and wait for a grant; twelve wait behind them
+	cancels := make([]context.CancelFunc, more)
+	for i := range more {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cancels[i] = cancel
+		t.Cleanup(cancel)
+		go func() { _, _ = c.Nodes[0].Request(ctx, c.ID(1), verbLarge, make([]byte, size)) }()
+		waitFor(t, 10*time.Second, "the request queued", func() bool { return large().PendingBytes >= uint64(i+1)*size })
+	}
+	connects := large().Connects
+	// The last ten give up, one every 400 ms: 4 s, twice n2's Keepalive.
+	pace := time.NewTicker(400 * time.Millisecond)
+	defer pace.Stop()
+	for i := more - 1; i >= more-10; i-- {
+		<-pace.C
+		dropped := large().Dropped[transport.ReasonCanceled]
+		cancels[i]()
+		waitFor(t, 5*time.Second, "the withdrawal", func() bool { return large().Dropped[transport.ReasonCanceled] == dropped+1 })
+	}
+	assert.Equal(t, connects, large().Connects, "the connection was not cut while its peer lived")
+	releaseAll()
+	require.NoError(t, within(t, first, 10*time.Second, "the first request"), "written in full, its handler running")
+}

@@ -111,12 +111,47 @@ func TestShutdownDrainsResponses(t *testing.T) {
 	waitFor(t, 5*time.Second, "the response being written", func() bool { return proxy.held.Load() > 0 })
 	shut := make(chan error, 1)
 	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
-	waitFor(t, 5*time.Second, "n2 shutting down", func() bool {
-		return errors.Is(c.Nodes[1].Send(context.Background(), c.ID(0), verbData, nil), transport.ErrClosed)
-	})
+	waitFor(t, 5*time.Second, "n2 shutting down", func() bool { return shuttingDown(c.Nodes[1]) })
 	proxy.resume()
 	require.NoError(t, within(t, done, 30*time.Second, "the response"), "queued before Shutdown began")
 	require.NoError(t, within(t, shut, 30*time.Second, "Shutdown"))
+}
+
+// TestShutdownEndsWhenResponsesDieWithTheirConnection: n2, with no
+// outbound lane of its own, shuts down while a response it queued is
+// being written into a congested link; then the requester goes away, and
+// the connection's end fails the response. Nothing is left to wait for,
+// but no one told Shutdown, which waited for its context.
+func TestShutdownEndsWhenResponsesDieWithTheirConnection(t *testing.T) {
+	const (
+		verbGet transport.Verb = 215
+		size                   = 24 << 20
+	)
+	c := newCluster(t, 2, nil)
+	answered := make(chan struct{})
+	c.Nodes[1].Handle(verbGet, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		close(answered)
+		return make([]byte, size), nil
+	}))
+	proxy := newPausableProxy(t, c.Nodes[1].Addr().String())
+	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: proxy.addr})
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbData, []byte("hi")))
+	require.NoError(t, c.WaitConnected(ctxTimeout(t, 5*time.Second), 0, 1))
+
+	proxy.pause()
+	requested := make(chan struct{})
+	go func() {
+		defer close(requested)
+		_, _ = c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbGet, []byte("get"))
+	}()
+	<-answered
+	waitFor(t, 5*time.Second, "the response being written", func() bool { return proxy.held.Load() > 0 })
+	shut := make(chan error, 1)
+	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
+	waitFor(t, 5*time.Second, "n2 shutting down", func() bool { return shuttingDown(c.Nodes[1]) })
+	require.NoError(t, c.Nodes[0].Close()) // the requester goes: the response fails with its connection
+	<-requested
+	require.NoError(t, within(t, shut, 5*time.Second, "Shutdown, with nothing left to wait for"))
 }
 
 // TestShutdownWaitsForRequestsBeingHandled: Shutdown waits for the
@@ -148,9 +183,7 @@ func TestShutdownWaitsForRequestsBeingHandled(t *testing.T) {
 	within(t, started, 10*time.Second, "the first request's handler")
 	shut := make(chan error, 1)
 	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
-	waitFor(t, 5*time.Second, "n2 shutting down", func() bool {
-		return errors.Is(c.Nodes[1].Send(context.Background(), c.ID(0), verbData, nil), transport.ErrClosed)
-	})
+	waitFor(t, 5*time.Second, "n2 shutting down", func() bool { return shuttingDown(c.Nodes[1]) })
 	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbGet, nil)
 	require.ErrorIs(t, err, transport.ErrOverloaded, "a request that came after Shutdown began")
 	assert.ErrorContains(t, err, "shutting down")
@@ -397,4 +430,11 @@ func TestOnDroppedMayReadStats(t *testing.T) {
 	_, err := node.Request(ctxTimeout(t, 10*time.Second), "down", verbEcho, []byte("q"))
 	require.ErrorIs(t, err, transport.ErrConnectionReset)
 	assert.True(t, <-statsRead, "Stats, called from OnDropped, waited for the lock held around the hook")
+}
+
+// shuttingDown reports whether tr refuses messages because it is shutting
+// down (or closed), without queuing one: a Send to no member fails with
+// ErrUnknownPeer until then.
+func shuttingDown(tr *transport.Transport) bool {
+	return errors.Is(tr.Send(context.Background(), "nobody", verbData, nil), transport.ErrClosed)
 }

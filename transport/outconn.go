@@ -94,8 +94,10 @@ type outConn struct {
 	conn       *liveConn
 	idleClosed bool // the last connection was closed for being idle
 	backoff    backoff.Backoff
-	// backoffFirst says the last connection died before its peer was
-	// heard on it, so the next dial waits its backoff first (connDied).
+	// connectedAt is when conn was established; backoffFirst says the
+	// last connection did not prove itself (proved), so the next dial
+	// waits its backoff first (connDied).
+	connectedAt  time.Time
 	backoffFirst bool
 	random       *rand.Rand
 	frames       frameWriter
@@ -519,7 +521,16 @@ func plainTCP(conn net.Conn) bool {
 // as batch frames; on the large lane, a round of the large writer.
 func (c *outConn) flush() error {
 	c.setWriteDeadline()
-	defer func() { c.lastWrite = time.Now(); c.lastSent = c.lastWrite }()
+	// A round that wrote nothing (a large lane's step that only withdrew
+	// messages, say) does not count as a write: it must not put off the
+	// ping the peer's keepalive waits for, nor the idle close.
+	before := c.frames.written
+	defer func() {
+		if c.frames.written != before {
+			c.lastWrite = time.Now()
+			c.lastSent = c.lastWrite
+		}
+	}()
 	if c.lane == routing.Large {
 		defer c.t.waker.yieldAfterPart()
 		return c.large.step(c.conn.Conn, &c.frames, &c.queue, c.t.maxFrame, time.Now().UnixNano(), c)

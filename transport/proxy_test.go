@@ -116,7 +116,6 @@ type pausableProxy struct {
 func newPausableProxy(t testing.TB, target string) *pausableProxy {
 	p := &pausableProxy{gate: make(chan struct{}), closed: make(chan struct{})}
 	close(p.gate)
-	t.Cleanup(func() { close(p.closed) }) // before the relays' cleanup
 	p.addr = relayProxy(t, target, nil, func(total int64, b []byte) ([]byte, bool) {
 		p.mu.Lock()
 		gate := p.gate
@@ -134,6 +133,7 @@ func newPausableProxy(t testing.TB, target string) *pausableProxy {
 			return nil, false
 		}
 	})
+	t.Cleanup(func() { close(p.closed) }) // registered after the relays': run before theirs
 	return p
 }
 

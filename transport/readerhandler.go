@@ -76,15 +76,15 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	}
 	var w *work
 	if isRequest {
-		if ic.refuseDraining(&hdr, m.deadline) {
+		if !ic.beginAnswer(&hdr, m.deadline) {
 			return nil
 		}
 		w = &work{h: hdr}
 		if !ic.peer.cancels.add(w) {
 			ic.counters.drop(ReasonCanceled) // its cancel came first
+			ic.answered()
 			return nil
 		}
-		ic.answering.Add(1)
 	}
 	pr, pw := io.Pipe()
 	msg := &Message{From: ic.from, Verb: Verb(hdr.Verb), ID: hdr.ID, Lane: ic.lane, Conn: ic.id,

@@ -301,6 +301,7 @@ func (w *replyWriter) exit() {
 	// A response queued after that, before running was cleared, saw
 	// running set: fail it too. (Once close has run, none can be.)
 	w.failQueued()
+	w.ic.t.signalDrained() // nothing left for a Shutdown to wait for here
 }
 
 // failQueued fails what the queues hold.

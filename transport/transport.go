@@ -422,6 +422,7 @@ func (t *Transport) trackInConn(ic *inConn, add bool) bool {
 	defer t.inboundMu.Unlock()
 	if !add {
 		delete(t.inConns, ic)
+		t.signalDrained() // its responses, if any, ended with it
 		return true
 	}
 	select {

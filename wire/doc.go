@@ -214,8 +214,8 @@
 //
 // Each side speaks at least every KeepaliveInterval (1 s): an initiator
 // that has written nothing for that long writes a FramePing, and an
-// acceptor writes a FrameBeat as soon as it has replied to the handshake
-// and then every interval whatever it is doing — also while it has
+// acceptor writes a FrameBeat right behind its handshake reply and then
+// every interval whatever it is doing — also while it has
 // stopped reading the connection for want of memory, which is how a
 // sender tells a receiver that pushes back from one that is gone. An
 // initiator counts a connection as up only once it has heard the acceptor
@@ -597,8 +597,9 @@
 //  1. Sets a deadline, reads ReadHandshake and DecodeHello, picks a version
 //     with Negotiate, checks cluster, node and lane, and writes AppendReply
 //     (with the version, or a RefuseReason and version 0, then closes).
-//  2. Writes a FrameBeat at once, then every KeepaliveInterval until the
-//     connection ends.
+//  2. Writes a FrameBeat right behind an accepting reply (message lanes:
+//     not on a stream or file connection), then every KeepaliveInterval
+//     until the connection ends.
 //  3. Reads FrameHeaderSize bytes and calls ParseFrameHeader with its frame
 //     limit, checks the kind is one its lane's initiator may send, then
 //     reads Length payload bytes into a buffer of that size and calls

@@ -16,7 +16,9 @@ import (
 // Waiting is first come, first served: once a waiter is blocked at an
 // account (its bytes do not fit there, the lowest such on its way up),
 // later allocations that need that account queue behind it, so a stream
-// of small allocations cannot starve a large one. The accounts above it
+// of small allocations cannot starve a large one — except those that
+// cannot wait (TryTakeAhead, Overdraw): a steady stream of them can keep
+// a waiter waiting, which is for its context to bound. The accounts above it
 // stay open to others until the waiter fits below them: a connection
 // waiting for its own room does not hold back its siblings' room at its
 // peer. A waiter costs nothing while it waits: it is granted by

@@ -77,19 +77,14 @@ func TestShutdownDrainsQueuedMessages(t *testing.T) {
 	waitFor(t, 10*time.Second, "all delivered", func() bool { return got.Load() == n })
 }
 
-// TestShutdownDrainsResponses: a response n2 has queued for n1 (its
-// handler returned, the reply writer is writing it slowly, n1's side of
-// the link being congested) is a queued message: Shutdown lets it go out.
-// It closed the connection under it instead, and n1's request failed with
-// ErrConnectionReset although its answer was ready.
-func TestShutdownDrainsResponses(t *testing.T) {
-	const (
-		verbGet transport.Verb = 212
-		size                   = 24 << 20
-	)
-	c := newCluster(t, 2, nil)
+// responseHeldOnTheLink has n2 answer a request of n1's with size bytes
+// while n2's side of the link between them is congested (a paused proxy),
+// and returns once the answer is being written. The request's outcome
+// comes on the channel (nil: the whole answer); resuming the proxy lets
+// the answer go on.
+func responseHeldOnTheLink(t *testing.T, c *transporttest.Cluster, verb transport.Verb, size int) (<-chan error, *pausableProxy) {
 	answered := make(chan struct{})
-	c.Nodes[1].Handle(verbGet, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+	c.Nodes[1].Handle(verb, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
 		close(answered)
 		return make([]byte, size), nil
 	}))
@@ -97,11 +92,10 @@ func TestShutdownDrainsResponses(t *testing.T) {
 	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: proxy.addr}) // n1 reaches n2 through the proxy
 	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbData, []byte("hi")))
 	require.NoError(t, c.WaitConnected(ctxTimeout(t, 5*time.Second), 0, 1))
-
 	proxy.pause()
 	done := make(chan error, 1)
 	go func() {
-		resp, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbGet, []byte("get"))
+		resp, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verb, []byte("get"))
 		if err == nil && len(resp) != size {
 			err = errors.New("a short response")
 		}
@@ -109,6 +103,17 @@ func TestShutdownDrainsResponses(t *testing.T) {
 	}()
 	<-answered
 	waitFor(t, 5*time.Second, "the response being written", func() bool { return proxy.held.Load() > 0 })
+	return done, proxy
+}
+
+// TestShutdownDrainsResponses: a response n2 has queued for n1 (its
+// handler returned, the reply writer is writing it slowly, n1's side of
+// the link being congested) is a queued message: Shutdown lets it go out.
+// It closed the connection under it instead, and n1's request failed with
+// ErrConnectionReset although its answer was ready.
+func TestShutdownDrainsResponses(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	done, proxy := responseHeldOnTheLink(t, c, 212, 24<<20)
 	shut := make(chan error, 1)
 	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
 	waitFor(t, 5*time.Second, "n2 shutting down", func() bool { return shuttingDown(c.Nodes[1]) })
@@ -123,34 +128,13 @@ func TestShutdownDrainsResponses(t *testing.T) {
 // the connection's end fails the response. Nothing is left to wait for,
 // but no one told Shutdown, which waited for its context.
 func TestShutdownEndsWhenResponsesDieWithTheirConnection(t *testing.T) {
-	const (
-		verbGet transport.Verb = 215
-		size                   = 24 << 20
-	)
 	c := newCluster(t, 2, nil)
-	answered := make(chan struct{})
-	c.Nodes[1].Handle(verbGet, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
-		close(answered)
-		return make([]byte, size), nil
-	}))
-	proxy := newPausableProxy(t, c.Nodes[1].Addr().String())
-	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: proxy.addr})
-	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbData, []byte("hi")))
-	require.NoError(t, c.WaitConnected(ctxTimeout(t, 5*time.Second), 0, 1))
-
-	proxy.pause()
-	requested := make(chan struct{})
-	go func() {
-		defer close(requested)
-		_, _ = c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbGet, []byte("get"))
-	}()
-	<-answered
-	waitFor(t, 5*time.Second, "the response being written", func() bool { return proxy.held.Load() > 0 })
+	done, _ := responseHeldOnTheLink(t, c, 215, 24<<20)
 	shut := make(chan error, 1)
 	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
 	waitFor(t, 5*time.Second, "n2 shutting down", func() bool { return shuttingDown(c.Nodes[1]) })
 	require.NoError(t, c.Nodes[0].Close()) // the requester goes: the response fails with its connection
-	<-requested
+	within(t, done, 10*time.Second, "the request's end")
 	require.NoError(t, within(t, shut, 5*time.Second, "Shutdown, with nothing left to wait for"))
 }
 

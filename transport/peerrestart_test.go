@@ -135,31 +135,17 @@ func TestRequestAfterPeerReturnsSkipsBackoff(t *testing.T) {
 // its peer was heard on it now waits its backoff before the next dial.
 func TestPeerThatHangsUpAfterTheHandshakeIsRedialledWithBackoff(t *testing.T) {
 	const minBackoff = 200 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	accepts := make(chan time.Time, 64)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case accepts <- time.Now():
-			default:
-			}
-			if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err == nil {
-				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
-			}
-			conn.Close()
+	addr := acceptingPeer(t, func(net.Conn) {
+		select {
+		case accepts <- time.Now():
+		default:
 		}
-	})
+	}, func(net.Conn) {}) // and hangs up
 	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
 		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = minBackoff, 5*time.Second
 	})
-	c.Members.Add(cluster.Member{ID: "flaky", Addr: ln.Addr().String()})
+	c.Members.Add(cluster.Member{ID: "flaky", Addr: addr})
 	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, time.Minute), "flaky", verbData, make([]byte, 200<<10)))
 	next := func() time.Time {
 		select {
@@ -191,34 +177,19 @@ func TestPeerThatHangsUpAfterTheHandshakeIsRedialledWithBackoff(t *testing.T) {
 // failures over, only once the peer is heard on it; until then a lost
 // connection is redialled after the backoff.
 func TestMutePeerIsNotReportedUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
-					return
-				}
-				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
-				_, _ = io.Copy(io.Discard, conn) // and never a word back
-			})
-		}
+	addr := acceptingPeer(t, func(net.Conn) {}, func(conn net.Conn) {
+		_, _ = io.Copy(io.Discard, conn) // and never a word back
 	})
 	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
 		cfg.Timeouts.Keepalive = 2 * time.Second
 		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 200*time.Millisecond, time.Second
 	})
-	c.Members.Add(cluster.Member{ID: "mute", Addr: ln.Addr().String()})
+	c.Members.Add(cluster.Member{ID: "mute", Addr: addr})
 
 	stop := make(chan struct{})
 	var failures atomic.Int64
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	wg.Go(func() {
 		for {
 			select {
@@ -255,4 +226,33 @@ func TestMutePeerIsNotReportedUp(t *testing.T) {
 	assert.Zero(t, up, "a peer never heard from after its handshakes is not up")
 	assert.Zero(t, states[transport.LaneConnected], "nor its lane connected")
 	assert.NotZero(t, states[transport.LaneBackoff], "a connection lost before its peer was heard is redialled after the backoff")
+}
+
+// acceptingPeer listens as a peer that takes every handshake (of many
+// connections, where fakeAcceptor answers one) and then does what after
+// says, on a goroutine of the connection's own; accepted is called first,
+// on the accept loop. It returns its address.
+func acceptingPeer(t *testing.T, accepted, after func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted(conn)
+			wg.Go(func() {
+				defer conn.Close()
+				if _, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize)); err != nil {
+					return
+				}
+				_, _ = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion}))
+				after(conn)
+			})
+		}
+	})
+	return ln.Addr().String()
 }

@@ -227,10 +227,12 @@ func TestCloseEndsPipelinesServedToALeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
 	for servedPipelines() > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("follower transport closed 5s ago; the pipeline it serves still runs (%d servePipeline goroutines)", servedPipelines())
 		}
-		time.Sleep(10 * time.Millisecond)
+		<-poll.C
 	}
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -95,11 +96,12 @@ func newVerbInfo(verb Verb, opts []HandleOption) *verbInfo {
 	if v.name == "" {
 		v.name = strconv.FormatUint(uint64(verb), 10)
 	}
-	if !v.ordered && !v.inline {
-		v.stage = newStage(v.name, v.limit, v.perPeer)
-	}
 	return v
 }
+
+// staged reports whether the verb's messages run in its stage (some of
+// them, or all).
+func (v *verbInfo) staged() bool { return !v.ordered && !v.inline }
 
 // runsOrdered reports whether a message of this verb runs in order on its
 // connection rather than in the stage.
@@ -153,7 +155,22 @@ const keptStageSlots = 64
 const stageIdle = time.Second
 
 func newStage(name string, limit, perPeer int) *stage {
-	return &stage{name: name, limit: limit, perPeer: perPeer, wake: make(chan struct{}, limit)}
+	// wake holds at most a token per idle worker, and there are never
+	// more workers than the largest limit the stage had (setBounds): its
+	// elements have no size, so that capacity costs nothing.
+	return &stage{name: name, limit: limit, perPeer: perPeer, wake: make(chan struct{}, math.MaxInt32)}
+}
+
+// setBounds gives the stage a verb's new registration's name and bounds
+// (Handle): one stage serves a verb across registrations, so that its
+// bound holds over the handlers of both and its counters go on. It
+// reports whether the caller must start a worker (runStage) for work
+// that a raised bound lets start.
+func (s *stage) setBounds(name string, limit, perPeer int) (start bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.name, s.limit, s.perPeer = name, limit, perPeer
+	return s.wakeOneLocked()
 }
 
 // submit queues w and reports whether the caller must start a worker

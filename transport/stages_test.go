@@ -344,3 +344,54 @@ func TestStageMetrics(t *testing.T) {
 	assert.Equal(t, "read", v.AsString())
 	assert.EqualValues(t, 3, hist.DataPoints[0].Count, "each one's wait")
 }
+
+// TestAVerbKeepsItsStageAcrossRegistrations: a verb's handler is replaced
+// (Handle again, Concurrent(1)) while one of its requests runs and
+// another waits. Each Handle made a stage of its own: the old one ran on
+// unseen, Stats.Stages showed the new one's zeros (Started went back),
+// and the new stage ran a second handler beside the old one's, past the
+// bound. A removed verb's stage dropped out of Stats the same way.
+func TestAVerbKeepsItsStageAcrossRegistrations(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	g := newGate()
+	defer g.open()
+	var running gauge
+	h := transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		running.enter()
+		defer running.leave()
+		return nil, g.wait(ctx)
+	})
+	n := c.Nodes[1]
+	n.Handle(verbApply, h, transport.Concurrent(1), transport.Named("apply"))
+	errs := make(chan error, 3)
+	send := func() {
+		go func() {
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 20*time.Second), c.ID(1), verbApply, nil)
+			errs <- err
+		}()
+	}
+	send()
+	send()
+	waitFor(t, 10*time.Second, "one running, one queued", func() bool {
+		s := stage(n, verbApply)
+		return s.Active == 1 && s.Queued == 1
+	})
+	before := stage(n, verbApply)
+
+	n.Handle(verbApply, h, transport.Concurrent(1), transport.Named("apply"))
+	after := stage(n, verbApply)
+	assert.GreaterOrEqual(t, after.Started, before.Started, "Started is a counter")
+	assert.Equal(t, 1, after.Active, "the handler still running")
+	assert.Equal(t, 1, after.Queued, "the message still waiting")
+	send()
+	waitFor(t, 10*time.Second, "the third request queued", func() bool { return stage(n, verbApply).Queued == 2 })
+	assert.EqualValues(t, 1, running.peak.Load(), "Concurrent(1) over both registrations")
+
+	n.Handle(verbApply, nil)
+	assert.Equal(t, 1, stage(n, verbApply).Active, "a removed verb's stage stays in Stats while it works")
+	g.open()
+	for range 3 {
+		require.NoError(t, within(t, errs, 10*time.Second, "a request"))
+	}
+	assert.EqualValues(t, 3, stage(n, verbApply).Started)
+}

@@ -120,8 +120,11 @@ type Stats struct {
 	// File transfers completed and verified, and their bytes.
 	FilesSent, FilesReceived         uint64
 	FileBytesSent, FileBytesReceived uint64
-	// Stages describes the stage of each handled verb that has one (all
-	// but Ordered and Inline verbs), sorted by verb.
+	// Stages describes the stage of each verb handled with one (all but
+	// Ordered and Inline verbs), sorted by verb. A verb has one stage
+	// for as long as the transport runs: a new Handle keeps it, with the
+	// new bounds, and its counters; one removed (Handle with nil) stays
+	// here.
 	Stages []StageStats
 }
 
@@ -319,14 +322,14 @@ func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 	return cs, true
 }
 
-// stageStats describes the stages of the handled verbs, sorted by verb.
+// stageStats describes the verbs' stages, sorted by verb.
 func (t *Transport) stageStats() []StageStats {
-	var out []StageStats
-	for verb, e := range *t.handlers.Load() {
-		if e.info.stage != nil {
-			out = append(out, e.info.stage.stats(verb))
-		}
+	t.handlersMu.Lock()
+	out := make([]StageStats, 0, len(t.stages))
+	for verb, s := range t.stages {
+		out = append(out, s.stats(verb))
 	}
+	t.handlersMu.Unlock()
 	slices.SortFunc(out, func(a, b StageStats) int { return cmp.Compare(a.Verb, b.Verb) })
 	return out
 }

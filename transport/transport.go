@@ -40,6 +40,7 @@ type Transport struct {
 
 	handlersMu     sync.Mutex // serialises Handle; readers use handlers
 	handlers       atomic.Pointer[map[Verb]handlerEntry]
+	stages         map[Verb]*stage // every verb's stage, kept across registrations (handlersMu)
 	verbNames      atomic.Pointer[map[Verb]string] // guarded by handlersMu for writing
 	verbNumbers    sync.Map                        // Verb → its number as a string, for unnamed verbs
 	streamHandlers atomic.Pointer[map[Verb]StreamHandler]
@@ -159,6 +160,7 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 	t.nextID.Store(rand.Uint64() >> 1) // room to count up from it for ever
 	t.fileLimiter = newFileLimiter(cfg.Files)
 	t.handlers.Store(&map[Verb]handlerEntry{})
+	t.stages = make(map[Verb]*stage)
 	t.verbNames.Store(&map[Verb]string{})
 	t.streamHandlers.Store(&map[Verb]StreamHandler{})
 	t.fileHandlers.Store(&map[Verb]FileHandler{})
@@ -226,7 +228,10 @@ func (t *Transport) Serve() error {
 // (Named). By default the verb's requests run concurrently, at most
 // DefaultConcurrency at once, and its one-way messages one at a time per
 // connection in arrival order. Safe to call while serving; messages
-// already handed over finish as they were registered.
+// already handed over finish as they were registered, with one exception:
+// a verb has one stage (Concurrent, PerPeer), whose bounds a new
+// registration changes, and which holds over the handlers of the old
+// registration still running as over the new.
 func (t *Transport) Handle(verb Verb, h Handler, opts ...HandleOption) {
 	t.handlersMu.Lock()
 	defer t.handlersMu.Unlock()
@@ -235,6 +240,21 @@ func (t *Transport) Handle(verb Verb, h Handler, opts ...HandleOption) {
 		delete(next, verb)
 	} else {
 		info := newVerbInfo(verb, opts)
+		if info.staged() {
+			// The verb's one stage: its bound holds over the handlers of
+			// this registration and the last's still running, and its
+			// counters go on (Stats.Stages keeps it after a removal).
+			if s := t.stages[verb]; s != nil {
+				if s.setBounds(info.name, info.limit, info.perPeer) {
+					t.wg.Add(1)
+					go t.runStage(s)
+				}
+				info.stage = s
+			} else {
+				info.stage = newStage(info.name, info.limit, info.perPeer)
+				t.stages[verb] = info.stage
+			}
+		}
 		next[verb] = handlerEntry{h, info}
 		if info.named {
 			t.nameVerbLocked(verb, info.name)

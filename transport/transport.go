@@ -40,7 +40,7 @@ type Transport struct {
 
 	handlersMu     sync.Mutex // serialises Handle; readers use handlers
 	handlers       atomic.Pointer[map[Verb]handlerEntry]
-	stages         map[Verb]*stage // every verb's stage, kept across registrations (handlersMu)
+	stages         map[Verb]*stage                 // every verb's stage, kept across registrations (handlersMu)
 	verbNames      atomic.Pointer[map[Verb]string] // guarded by handlersMu for writing
 	verbNumbers    sync.Map                        // Verb → its number as a string, for unnamed verbs
 	streamHandlers atomic.Pointer[map[Verb]StreamHandler]

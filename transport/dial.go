@@ -166,6 +166,7 @@ type liveConn struct {
 	serial uint64            // unique among the transport's connections
 	caps   wire.Capabilities // what the handshake agreed
 	dead   atomic.Bool
+	addr   string // the member's address it was dialled to
 	// heard is when the back channel last carried a frame (Unix ns).
 	heard atomic.Int64
 	// answered says the back channel carried a frame: the peer is alive
@@ -225,6 +226,21 @@ func (c *outConn) redialNow() {
 	c.dialMu.Unlock()
 }
 
+// moved ends the lane's connection and dial in progress if they are to
+// another address than addr, the peer's new one: the writer redials.
+func (c *outConn) moved(addr string) {
+	c.dialMu.Lock()
+	if c.dialCancel != nil && c.dialAddr != addr {
+		c.redirected.Store(true)
+		c.dialCancel()
+	}
+	c.dialMu.Unlock()
+	if lc := c.live.Load(); lc != nil && lc.addr != addr {
+		lc.kill("the peer moved to " + addr)
+		c.signal()
+	}
+}
+
 // staleDial is how long a dial may have been going when the peer is seen
 // again before it is restarted: by then its SYN was likely lost, and the
 // kernel would wait a second or more before sending another.
@@ -236,8 +252,12 @@ func (c *outConn) connect() bool {
 	conn, err := c.dial()
 	c.idleClosed = false
 	if err == nil {
+		c.redirected.Store(false)
 		c.conn = conn
 		c.live.Store(conn)
+		if a := c.peer.addr.Load(); a != nil && *a != conn.addr {
+			conn.kill("the peer moved to " + *a) // while this dialled: moved missed it
+		}
 		c.frames.comp = c.t.newCompressor(c.lane, conn.caps, conn.RemoteAddr(), c.counters)
 		select {
 		case <-c.stop: // stopped while dialling: peer.stop missed this one
@@ -253,6 +273,12 @@ func (c *outConn) connect() bool {
 		c.t.wg.Add(1)
 		go c.readBack(conn)
 		return true
+	}
+	if c.redirected.Swap(false) {
+		// The peer moved while this dialled its old address: no failure
+		// of the peer's; the writer dials the new one at once (the move
+		// kicked it).
+		return false
 	}
 	c.counters.connectFailures.Add(1)
 	c.hl.failed(err.Error(), time.Now())
@@ -287,8 +313,12 @@ func refusedForGood(err error) bool {
 
 func (c *outConn) dial() (*liveConn, error) {
 	ctx, cancel := context.WithCancel(c.ctx)
+	var addr string
+	if m, ok := c.t.cfg.Membership.Lookup(c.peer.id); ok {
+		addr = m.Addr // what dialAgreeing dials, unless it changes meanwhile (moved)
+	}
 	c.dialMu.Lock()
-	c.dialCancel, c.dialStart = cancel, time.Now()
+	c.dialCancel, c.dialStart, c.dialAddr = cancel, time.Now(), addr
 	c.dialMu.Unlock()
 	c.hl.dialing(c.dialStart)
 	defer func() {
@@ -301,7 +331,7 @@ func (c *outConn) dial() (*liveConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, probe: c.t.probeFor(nc), sendBound: newQueueBound(nc)}
+	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, addr: addr, probe: c.t.probeFor(nc), sendBound: newQueueBound(nc)}
 	lc.heard.Store(time.Now().UnixNano())
 	return lc, nil
 }

@@ -67,6 +67,10 @@ type outConn struct {
 	dialMu     sync.Mutex
 	dialCancel context.CancelFunc
 	dialStart  time.Time
+	dialAddr   string // the address of the dial in progress
+	// redirected says the dial in progress was cut short because the
+	// peer moved (moved): its failure is none of the peer's.
+	redirected atomic.Bool
 
 	// strategyMu guards strategy: the writer calls it, Stats reads it and
 	// SetCoalescing replaces it.

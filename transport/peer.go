@@ -16,8 +16,11 @@ import (
 // lanes (created on first use), what arrived from it, and its share of the
 // node's outbound and inbound budgets.
 type peer struct {
-	id      cluster.NodeID
-	t       *Transport
+	id cluster.NodeID
+	t  *Transport
+	// addr is the member's address as this node last learned it (nil:
+	// not a member then); a change moves the peer's connections (moved).
+	addr    atomic.Pointer[string]
 	mu      sync.Mutex // guards creating lanes, starting writers and stopping
 	lanes   [routing.NumLanes]atomic.Pointer[outConn]
 	stopped error // why the peer's writers stopped; nil while running
@@ -56,7 +59,23 @@ func newPeer(t *Transport, id cluster.NodeID, member bool) *peer {
 		outAccount: t.outBudget.Root().Child(t.limitsOut.Load().PerPeer, false),
 		inAccount:  t.inBudget.Root().Child(t.limitsIn.Load().PerPeer, false)}
 	p.member.Store(member)
+	if m, ok := t.cfg.Membership.Lookup(id); ok {
+		p.addr.Store(&m.Addr)
+	}
 	return p
+}
+
+// moved follows the peer to its new address addr: the lanes' connections
+// and dials to another address end (their requests fail, the lanes
+// redial), and so does the stream session, rather than go on with
+// whatever now answers at the old address.
+func (p *peer) moved(addr string) {
+	for i := range p.lanes {
+		if c := p.lanes[i].Load(); c != nil {
+			c.moved(addr)
+		}
+	}
+	p.closeStreams()
 }
 
 // lane returns the outbound connection for lane, creating it on first
@@ -315,6 +334,10 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 		// backoff.
 		if p := t.peerStats(ev.Member.ID); p != nil {
 			t.promote(p) // an entry made before it joined
+			addr := ev.Member.Addr
+			if old := p.addr.Swap(&addr); old != nil && *old != addr {
+				p.moved(addr)
+			}
 			p.redialNow()
 		}
 		return

@@ -98,4 +98,3 @@ func TestAddressChangeInterruptsADialToTheOldAddress(t *testing.T) {
 			time.Since(start).Round(time.Millisecond))
 	}
 }
-

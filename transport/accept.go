@@ -201,6 +201,12 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		return
 	}
 	defer t.trackInConn(ic, false)
+	if !t.cfg.Security.AcceptUnknownPeers && !t.isMember(p.id) {
+		// It left since its handshake was checked, before this
+		// connection could be found (closeInboundFrom): not served.
+		ic.kill()
+		return
+	}
 	ic.serve()
 }
 

@@ -98,3 +98,37 @@ func TestAddressChangeInterruptsADialToTheOldAddress(t *testing.T) {
 			time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// TestALeaveDuringAHandshakeLeavesNoServedConnection: n2 (a member)
+// dials n1; n1's acceptor checks the Hello (n2 is a member) and then n2
+// leaves, before the connection is claimed and tracked. The Leave found
+// no connection to close; claimConn then made a stranger's entry for n2
+// and the connection was served for as long as n2 used it, though n1
+// accepts no unknown peers and n2 had left. Membership is now checked
+// again once the connection can be found.
+func TestALeaveDuringAHandshakeLeavesNoServedConnection(t *testing.T) {
+	static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "127.0.0.1:1"})
+	members := &hookedMembership{Static: static}
+	n1 := startNode(t, "n1", members, nil) // AcceptUnknownPeers off
+	n1.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) { return []byte("served"), nil }))
+	n2 := startNode(t, "n2", cluster.NewStatic(cluster.Member{ID: "n1", Addr: n1.Addr().String()}), nil)
+
+	left := make(chan struct{})
+	// n1's first Lookup of n2 is its acceptor's membership check.
+	members.arm("n2", func() { static.Remove("n2"); close(left) })
+	first := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := n2.Request(ctx, "n1", 1, nil)
+		first <- err
+	}()
+	<-left
+	<-first // whatever became of the request in flight
+
+	// n2 left n1's membership before this request was sent.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := n2.Request(ctx, "n1", 1, nil)
+	require.Error(t, err, "n1 served %q to n2, which left its membership before the request and is no stranger it accepts", resp)
+}

@@ -144,6 +144,9 @@ func (ic *inConn) granted(stream uint32, m *largeIn) error {
 // reading fills, so the grant or refusal is queued, in the order decided,
 // for a goroutine that runs while there are some to write.
 func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
+	if !ok && ic.waitAtLength(stream, m) {
+		return
+	}
 	ic.mu.Lock()
 	if ic.closed || ic.streams[stream] != m {
 		// Withdrawn or the connection ended while it waited.
@@ -169,6 +172,35 @@ func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 	if start {
 		ic.t.wg.Go(ic.answerLater)
 	}
+}
+
+// waitAtLength waits again for room for m at its length, not its buffer
+// pool's size class, when the limits were lowered (SetLimits) while it
+// waited so that the class no longer fits and the length does, as it
+// would be had it begun after the change; it reports whether it did.
+func (ic *inConn) waitAtLength(stream uint32, m *largeIn) bool {
+	in := ic.t.limitsIn.Load()
+	ic.mu.Lock()
+	if ic.closed || ic.streams[stream] != m || m.exact || m.streamed || int64(m.header.PayloadLength) > min(in.PerPeer, in.Node) {
+		ic.mu.Unlock()
+		return false
+	}
+	m.need, m.exact = int64(m.header.PayloadLength), true
+	ic.mu.Unlock()
+	w, ok := ic.account.WaitFunc(m.need, func(ok bool) { ic.grantLater(stream, m, ok) })
+	switch {
+	case w == nil && ok:
+		ic.grantLater(stream, m, true)
+		return true
+	case w == nil:
+		return false // refused as any that cannot fit
+	}
+	ic.mu.Lock()
+	if !m.granted {
+		m.waiter = w
+	}
+	ic.mu.Unlock()
+	return true
 }
 
 // laterAnswer is a grant or refusal decided after its message waited.

@@ -330,3 +330,47 @@ func TestRequestWaitingForCapacityEndsAtItsTimeout(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, c.Nodes[0].Stats().Total().Dropped[transport.ReasonExpired], "its message counted once, as expired")
 }
+
+// TestLoweredLimitsDoNotRefuseAWaitingMessageThatFits: a large message
+// (8.5 MiB) waits for inbound room behind another one held by its
+// handler. The receiver then lowers its inbound limits to 9.5 MiB a peer,
+// which the message fits (and MaxMessageSize, 9 MiB, too: SetLimits
+// accepts them). It was refused (ErrOverloaded) rather than delivered
+// once the first handler returned: it waited for its buffer's pool class,
+// 10 MiB, which no longer fit; it now waits again at its length, as it
+// would had it begun after the change.
+func TestLoweredLimitsDoNotRefuseAWaitingMessageThatFits(t *testing.T) {
+	const maxMsg = 9 << 20
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = maxMsg
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 14 << 20, Node: 14 << 20}
+	})
+	g := newGate()
+	defer g.open()
+	running := make(chan struct{}, 2)
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		running <- struct{}{}
+		return nil, g.wait(ctx)
+	}), transport.Concurrent(4))
+	payload := make([]byte, 17<<19) // 8.5 MiB: its pool class is 10 MiB
+	errs := make(chan error, 2)
+	req := func() {
+		go func() {
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbData, payload)
+			errs <- err
+		}()
+	}
+	req()
+	within(t, running, 20*time.Second, "the first message's handler")
+	req()
+	waitFor(t, 20*time.Second, "the second message to wait for room", func() bool {
+		return c.Nodes[1].Stats().InboundWaiters == 1
+	})
+
+	require.NoError(t, c.Nodes[1].SetLimits(transport.Limits{},
+		transport.Limits{PerConnection: 1 << 20, PerPeer: 19 << 19, Node: 19 << 19})) // 9.5 MiB
+	g.open()
+	for i := range 2 {
+		require.NoError(t, within(t, errs, 20*time.Second, "a request's outcome"), "request %d", i)
+	}
+}

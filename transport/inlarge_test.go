@@ -391,12 +391,17 @@ func TestReaderWaitEndsWithTheConnection(t *testing.T) {
 	eventually(t, func() bool { return r.ic.account.Used() == 0 && r.ic.peer.inAccount.Used() == 0 }, "capacity given back")
 }
 
-// TestReaderRefusesWhatLimitsNoLongerHold: a large message waiting for
-// room is refused once the limits are lowered below the room it needs.
-func TestReaderRefusesWhatLimitsNoLongerHold(t *testing.T) {
+// TestReaderWaitsAtItsLengthWhenLimitsAreLowered: a large message waiting
+// for room (its buffer pool's size class) when the limits are lowered
+// below that class, but not below its length, waits on at its length and
+// is granted once room frees, as it would be had it begun after the
+// change. It was refused.
+func TestReaderWaitsAtItsLengthWhenLimitsAreLowered(t *testing.T) {
 	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 640<<10+workCost)) // two, and a handler's work
 	h := newRecorder(true)
-	defer close(h.gate)
+	var openOnce sync.Once
+	open := func() { openOnce.Do(func() { close(h.gate) }) }
+	defer open()
 	r.tr.Handle(1, h)
 	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 300<<10))
 	within(t, r.back, 5*time.Second, "the grant")
@@ -409,9 +414,13 @@ func TestReaderRefusesWhatLimitsNoLongerHold(t *testing.T) {
 	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "the third to wait")
 	small := Limits{PerConnection: 310 << 10, PerPeer: 310 << 10, Node: 310 << 10}
 	require.NoError(t, r.tr.SetLimits(Limits{}, small))
-	refusal := within(t, r.back, 5*time.Second, "the refusal")
-	assert.Equal(t, uint32(3), refusal.stream)
-	assert.Equal(t, wire.FailureOverloaded, refusalOf(t, refusal))
+	r.write(anyFrame(wire.FrameLargeMore, 2, make([]byte, 150<<10)))
+	r.write(anyFrame(wire.FrameLargeMore, 2, make([]byte, 150<<10)))
+	open() // the handlers return, in turn: room frees
+	within(t, h.got, 5*time.Second, "the second message")
+	grant := within(t, r.back, 5*time.Second, "the third's grant")
+	assert.Equal(t, wire.FrameGrant, grant.kind, "not refused")
+	assert.Equal(t, uint32(3), grant.stream)
 }
 
 // TestReaderStreamedMessageWithdrawn: the handler of a streamed message

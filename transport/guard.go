@@ -144,6 +144,13 @@ func (t *Transport) promote(p *peer) {
 	if p.member.Load() || t.peers[p.id] != p {
 		return // a member's already, or forgotten, its counts folded in
 	}
+	t.claimLocked(p)
+}
+
+// claimLocked makes stranger entry p a member's: what it counted as a
+// stranger's moves to the strangers' totals, where Stats showed it, and
+// it counts for its ID from zero. peersMu must be held for writing.
+func (t *Transport) claimLocked(p *peer) {
 	for lane := range routing.NumLanes {
 		s := &t.strangers[lane]
 		s.out.addFrom(&p.outbound[lane], true)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/cluster"
@@ -131,4 +132,67 @@ func TestALeaveDuringAHandshakeLeavesNoServedConnection(t *testing.T) {
 	defer cancel()
 	resp, err := n2.Request(ctx, "n1", 1, nil)
 	require.Error(t, err, "n1 served %q to n2, which left its membership before the request and is no stranger it accepts", resp)
+}
+
+// TestDepartedCountsKeepTheirName: n2 leaves n1's membership
+// after n1 sent it a message (n2's Stats count 1). It then connects to n1
+// while n1 does not know it (AcceptUnknownPeers: a stranger's entry), and
+// its next Join and Leave reach n1 merged, as cluster/memberlist delivers
+// them to a watcher that is behind: a Leave only. addDeparted folded the
+// departed member entry into the stranger's entry and kept that one,
+// labelled StrangersPeer: n2's counters went back to nothing.
+func TestDepartedCountsKeepTheirName(t *testing.T) {
+	m2 := cluster.NewStatic()
+	n2 := startNode(t, "n2", m2, nil)
+	n2.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) { return nil, nil }))
+	static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+	members := deferredWatch{&hookedMembership{Static: static}}
+	n1 := startNode(t, "n1", members, func(c *Config) { c.Security.AcceptUnknownPeers = true })
+	n1.Handle(1, HandlerFunc(func(ctx context.Context, m *Message) ([]byte, error) { return nil, nil }))
+	m2.Add(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+	n2stats := func() (sent, received uint64) {
+		for _, cs := range n1.Stats().Conns {
+			if cs.Peer == "n2" {
+				sent += cs.MessagesSent
+				received += cs.MessagesReceived
+			}
+		}
+		return sent, received
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := n1.Request(ctx, "n2", 1, nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { s, _ := n2stats(); return s == 1 }, 5*time.Second, time.Millisecond)
+
+	static.Remove("n2")
+	n1.membershipChanged(cluster.Event{Type: cluster.Leave, Member: cluster.Member{ID: "n2"}})
+	sent, _ := n2stats()
+	require.Equal(t, uint64(1), sent, "a departed peer's counts stay")
+
+	// n2 connects to n1 as a stranger.
+	_, err = n2.Request(ctx, "n1", 1, nil)
+	require.NoError(t, err)
+	p := n1.peerStats("n2")
+	require.NotNil(t, p)
+	require.False(t, p.member.Load(), "a stranger's entry")
+	strangersSent := func() (sent uint64) {
+		for _, cs := range n1.Stats().Conns {
+			if cs.Peer == StrangersPeer {
+				sent += cs.MessagesSent
+			}
+		}
+		return sent
+	}
+	require.Eventually(t, func() bool { return strangersSent() == 1 }, 5*time.Second, time.Millisecond, "the response counted, the stranger's")
+
+	// n2 joins and leaves again; n1's watcher, behind, gets them merged:
+	// one Leave.
+	static.Add(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+	static.Remove("n2")
+	n1.membershipChanged(cluster.Event{Type: cluster.Leave, Member: cluster.Member{ID: "n2", Addr: n2.Addr().String()}})
+	sent, _ = n2stats()
+	assert.Equal(t, uint64(1), sent, "n2's MessagesSent went back")
+	assert.Equal(t, uint64(1), strangersSent(), "the strangers' MessagesSent moved")
 }

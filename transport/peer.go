@@ -347,6 +347,12 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	p := t.peers[id]
 	delete(t.peers, id)
 	if p != nil {
+		if !p.member.Load() {
+			// A stranger's entry (a Join and Leave that reached this
+			// node as one Leave): its counts stay the strangers', and
+			// it departs with the ID's own.
+			t.claimLocked(p)
+		}
 		t.addDeparted(p)
 	}
 	t.publishPeers()

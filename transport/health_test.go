@@ -162,10 +162,13 @@ func TestHealthFollowsAPeerThatStopsAndReturns(t *testing.T) {
 	assert.Equal(t, int64(1), sumWhere(m["internode.node.ready"], "rule", "all"))
 }
 
-// silentListener accepts connections and never says a word.
-func silentListener(t *testing.T) string {
+// silentListener accepts connections and never says a word (a hung
+// process, an address reused). It returns its address and a signal for
+// each connection accepted (dropped when no one takes it).
+func silentListener(t *testing.T) (string, <-chan struct{}) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	accepted := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -178,6 +181,10 @@ func silentListener(t *testing.T) string {
 			mu.Lock()
 			conns = append(conns, conn)
 			mu.Unlock()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
 		}
 	})
 	t.Cleanup(func() {
@@ -189,7 +196,7 @@ func silentListener(t *testing.T) string {
 		}
 		mu.Unlock()
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), accepted
 }
 
 // A made-up member whose address accepts but never answers shows a lane
@@ -201,7 +208,8 @@ func TestHealthOfSilentAndUnknownPeers(t *testing.T) {
 	})
 	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	n1 := c.Nodes[0]
-	c.Members.Add(cluster.Member{ID: "silent", Addr: silentListener(t)})
+	addr, _ := silentListener(t)
+	c.Members.Add(cluster.Member{ID: "silent", Addr: addr})
 	c.Members.Add(cluster.Member{ID: "unused", Addr: closedAddr(t)})
 
 	_, err := n1.Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, nil)

@@ -342,35 +342,15 @@ func TestCloseWithWriterBlockedInWrite(t *testing.T) {
 // gives up at once, so the Leave is handled and the waiting request fails
 // with ErrPeerLeft, long before the handshake timeout.
 func TestLeaveInterruptsADialInProgress(t *testing.T) {
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer silent.Close()
-	accepted := make(chan net.Conn, 4)
-	go func() {
-		for {
-			conn, err := silent.Accept()
-			if err != nil {
-				close(accepted)
-				return
-			}
-			accepted <- conn // held open, never answered
-		}
-	}()
-	defer func() {
-		silent.Close()
-		for conn := range accepted {
-			conn.Close()
-		}
-	}()
+	addr, accepted := silentListener(t)
 	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.Timeouts.Handshake = time.Minute })
-	c.Members.Add(cluster.Member{ID: "mute", Addr: silent.Addr().String()})
+	c.Members.Add(cluster.Member{ID: "mute", Addr: addr})
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Nodes[0].Request(ctxTimeout(t, time.Minute), "mute", verbEcho, []byte("x"))
 		errc <- err
 	}()
-	conn := <-accepted // the writer is now waiting for the handshake reply
-	_ = conn
+	<-accepted // the writer is now waiting for the handshake reply
 	left := make(chan struct{})
 	go func() {
 		c.Members.Remove("mute")
@@ -381,11 +361,39 @@ func TestLeaveInterruptsADialInProgress(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("handling the Leave waited for the dial in progress")
 	}
-	err = <-errc
+	err := <-errc
 	require.ErrorIs(t, err, transport.ErrPeerLeft)
 	var op *transport.OpError
 	require.ErrorAs(t, err, &op)
 	assert.Equal(t, routing.Small, op.Lane, "the error names the request's lane")
+}
+
+// TestAddressChangeInterruptsADialToTheOldAddress: a request to n2 is
+// queued and its lane dials n2's old address, where something accepts and
+// never answers. n2's address then changes to where it really listens.
+// The dial to the old address went on to its handshake timeout (a kick
+// restarts only a dial older than 250 ms), and the request failed with
+// "cannot connect"; the dial now ends, counted as no failure, and the
+// lane dials the new address at once.
+func TestAddressChangeInterruptsADialToTheOldAddress(t *testing.T) {
+	addr, accepted := silentListener(t)
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Timeouts.Handshake = 20 * time.Second })
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return []byte("n2"), nil
+	}))
+	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: addr}) // the old address
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Nodes[0].Request(ctxTimeout(t, time.Minute), c.ID(1), verbEcho, nil)
+		if err == nil && string(resp) != "n2" {
+			err = errors.New("answered by another: " + string(resp))
+		}
+		done <- err
+	}()
+	<-accepted                                                                   // the lane is dialling the old address
+	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: c.Nodes[1].Addr().String()}) // n2 is elsewhere
+	require.NoError(t, within(t, done, 10*time.Second, "the request, after the address changed"))
+	assert.Zero(t, laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Small).ConnectFailures, "a dial cut short by a move is no failure")
 }
 
 // TestOnDroppedMayReadStats: a request to a peer that refuses connections

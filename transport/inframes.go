@@ -104,8 +104,8 @@ func (ic *inConn) allowed(kind wire.FrameKind) bool {
 }
 
 // readPayload reads and verifies a frame's payload into dst.
-// The deadline set before the frame's header bounds it (Keepalive bounds
-// one frame), unless reading paused for capacity since (admit).
+// The deadline set as the frame's first byte arrived bounds it (Keepalive
+// bounds one frame), unless reading paused for capacity since (admit).
 func (ic *inConn) readPayload(fh wire.FrameHeader, dst []byte) error {
 	if ic.lastRenew.IsZero() {
 		ic.renewReadDeadline()

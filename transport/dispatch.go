@@ -50,19 +50,16 @@ func (ic *inConn) handle(w *work) []byte {
 		return nil
 	default:
 	}
-	// The clock is read only for a deadline or a request's context: a
-	// one-way message without one needs neither, and on the busiest path
-	// the read costs a tenth of the receiver's CPU.
+	now := time.Now()
+	if deadline != 0 && now.UnixNano() >= deadline {
+		ic.counters.drop(ReasonExpired)
+		return nil
+	}
 	ctx, cancel := t.ctx, context.CancelFunc(nil)
 	if deadline != 0 {
-		now := time.Now()
-		if now.UnixNano() >= deadline {
-			ic.counters.drop(ReasonExpired)
-			return nil
-		}
 		ctx, cancel = newHandlerContext(t.ctx, time.Unix(0, deadline), now)
 	} else if isRequest {
-		ctx, cancel = newHandlerContext(t.ctx, time.Time{}, time.Time{})
+		ctx, cancel = newHandlerContext(t.ctx, time.Time{}, now)
 	}
 	if cancel != nil {
 		defer cancel()

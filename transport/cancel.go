@@ -22,9 +22,10 @@ const maxTombstones = 1024
 type cancels struct {
 	mu    sync.Mutex
 	live  map[uint64]*work
-	tombs map[uint64]struct{} // cancels that came before their request
-	ring  []uint64            // tombs in arrival order, to forget the oldest
-	next  int
+	tombs map[uint64]int // cancels that came before their request: their slot in ring
+	ring  []uint64       // tombs in arrival order, to forget the oldest
+	next  int            // the slot of the next tomb
+	full  bool           // every slot of ring was used: the next one holds the oldest
 }
 
 // add registers a request as it is handed over; false if its cancel came
@@ -83,15 +84,19 @@ func (c *cancels) cancel(id uint64) {
 		return
 	}
 	if c.tombs == nil {
-		c.tombs = make(map[uint64]struct{})
+		c.tombs = make(map[uint64]int)
 		c.ring = make([]uint64, maxTombstones)
 	}
-	if old := c.ring[c.next]; old != 0 {
-		delete(c.tombs, old)
+	// The oldest is forgotten unless its request took it, or a later
+	// cancel of the same ID holds a slot of its own. Any ID, 0 too, is a
+	// tomb's.
+	if old, ok := c.tombs[c.ring[c.next]]; c.full && ok && old == c.next {
+		delete(c.tombs, c.ring[c.next])
 	}
 	c.ring[c.next] = id
+	c.tombs[id] = c.next
 	c.next = (c.next + 1) % maxTombstones
-	c.tombs[id] = struct{}{}
+	c.full = c.full || c.next == 0
 }
 
 // sendCancel tells peer to that the caller of request id gave up: its

@@ -116,3 +116,27 @@ func TestCancelsBeforeDuringAndAfter(t *testing.T) {
 	assert.True(t, c.add(&work{h: wire.Header{ID: 100}}), "the oldest forgotten")
 	assert.False(t, c.add(&work{h: wire.Header{ID: 100 + 3*maxTombstones - 1}}), "the newest kept")
 }
+
+// TestCancelTombstonesAreForgottenInTurn: a tombstone is forgotten
+// maxTombstones cancels after its own, whatever its ID: one for request 0
+// (a peer may number from 0) was kept for ever, and refused that ID's
+// next request, and one that came again after its request had taken the
+// first was forgotten with the first's slot, early.
+func TestCancelTombstonesAreForgottenInTurn(t *testing.T) {
+	var c cancels
+	c.cancel(0)
+	for id := uint64(1); id <= maxTombstones; id++ {
+		c.cancel(id)
+	}
+	assert.True(t, c.add(&work{h: wire.Header{ID: 0}}), "request 0's tombstone forgotten in turn")
+
+	var d cancels
+	d.cancel(7)
+	assert.False(t, d.add(&work{h: wire.Header{ID: 7}}), "the first tombstone taken")
+	d.cancel(7) // a second one, for a second request 7
+	for id := uint64(100); id < 100+maxTombstones-1; id++ {
+		d.cancel(id) // the first one's slot is reused
+	}
+	assert.Equal(t, maxTombstones, len(d.tombs), "the second 7 and the rest")
+	assert.False(t, d.add(&work{h: wire.Header{ID: 7}}), "the second tombstone is not forgotten with the first's slot")
+}

@@ -47,10 +47,15 @@
 // of its own (see Streams).
 //
 // A node answers a request on the connection the request came on, the
-// other way: as a FrameBatch when it fits in a frame, on any lane, and
-// above that in large-message parts (FrameLargeBegin, FrameLargeMore)
-// that the requester first grants room for, also on any lane (see Large
-// messages). So a responder needs no connection of its own to the
+// other way: as a FrameBatch when it is small, on any lane, and otherwise
+// in large-message parts (FrameLargeBegin, FrameLargeMore) that the
+// requester first grants room for, also on any lane (see Large
+// messages). Which it is, is the responder's choice, not a matter of the
+// frame limit: internode sends in parts every response whose encoded
+// header and payload exceed its large threshold (64 KiB by default,
+// Config.Lanes.LargeThreshold), so a requester must take a large
+// response on the urgent and small lanes too, of any size. So a
+// responder needs no connection of its own to the
 // requester, which may be a node it does not know or a client that listens
 // nowhere; the requester reads its responses on a connection it never
 // stops reading for want of memory, so they never wait behind the
@@ -58,6 +63,22 @@
 // acknowledgements ride on the other's data. A response never travels from
 // initiator to acceptor: that is malformed. A request that expired before
 // it was handled gets no response; its sender's deadline ends it.
+//
+// A receiver may also answer a one-way message, to say it dropped it: an
+// internode node whose inbound capacity is full and that is configured to
+// reject (Config.Memory.InboundOverload = OverloadReject) sends a
+// response with FlagFailure (FailureOverloaded) carrying the one-way
+// message's ID and verb. A sender takes a response for an ID it is not
+// waiting for as such a notice (or ignores it); it is not malformed.
+//
+// With TLS (internode's Config.Security.TLS) the connection is TLS 1.3,
+// mutually authenticated, from its first byte, and everything below
+// travels inside it. Each certificate carries one URI SAN,
+// internode://<cluster>/<node> (the node ID escaped as a URI path), and
+// the node of the Hello must be the one the certificate names, or the
+// acceptor refuses with IdentityMismatch. A node that requires TLS
+// answers a plain-text Hello with a Reply refusing it (Refused) and
+// closes.
 //
 // # Handshake
 //
@@ -67,7 +88,8 @@
 // MaxHandshakeSize (1024) bytes; a reader refuses a larger body_len before
 // reading the body.
 //
-// Hello, from the initiator (19 to 529 bytes):
+// Hello, from the initiator (20 to 529 bytes; 19 with the empty node ID
+// every acceptor refuses):
 //
 //	+-----------+--------------+------------+------------+----------+------------------+
 //	| magic (4) | body_len (2) | min_ver(1) | max_ver(1) | lane (1) | capabilities (4) | ...
@@ -85,10 +107,15 @@
 //	capabilities  bit set of optional features offered (see Versioning):
 //	              bit 0 CapBatchS2, compressed batch frames
 //	              bit 1 CapEagerResponses, large responses ungranted
-//	cluster       cluster name, 0..255 bytes (an acceptor refuses any
-//	              other than its own)
-//	node          sender's node ID, 1..255 bytes (an acceptor refuses an
-//	              empty one, and its own)
+//	cluster       cluster name, 0..255 bytes of any value, compared byte
+//	              for byte (an acceptor refuses any other than its own:
+//	              WrongCluster)
+//	node          sender's node ID, 1..255 bytes of any value (an
+//	              acceptor refuses an empty one and its own, with
+//	              Refused, and by default one its membership does not
+//	              list, with UnknownNode: an internode node accepts a
+//	              peer that is not a member only with
+//	              Config.Security.AcceptUnknownPeers)
 //
 // Reply, from the acceptor (17 to 272 bytes):
 //
@@ -108,6 +135,18 @@
 //	capabilities  the offered bits the acceptor also has
 //	message       human-readable detail, 0..255 bytes
 //
+// A Hello that cannot be read or decoded (bad magic, a body_len out of
+// bounds, a bad checksum, lengths that do not add up, min_ver 0 or above
+// max_ver) gets no Reply: the acceptor closes the connection. Any other
+// Hello gets a Reply; a refusing acceptor closes the connection right
+// after it. internode checks, in this order, the version range, the
+// cluster, the lane, the node ID (empty, its own), the TLS identity and
+// membership, and answers the first that fails; then Busy if it holds as
+// many connections of that lane from the initiator as it allows (4 by
+// default), or as many in all, or is shutting down. An acceptor waits
+// its handshake timeout (internode: 5 s) for the Hello, and an initiator
+// as long for the Reply.
+//
 // For example, the Hello of node "n1" of cluster "c", offering version 3 on
 // lane 2 with no capabilities, is these 22 bytes:
 //
@@ -126,8 +165,8 @@
 //
 //	length  payload length in bytes (not counting the header)
 //	kind    a FrameKind (below)
-//	stream  24-bit big-endian large-message stream number, 1 to MaxStream,
-//	        for the kinds that name one; 0 for the others
+//	stream  24-bit big-endian large-message stream number, 1 to MaxStream
+//	        (2^24-1), for the kinds that name one; 0 for the others
 //	crc32c  CRC32C of header bytes 0..7 followed by the payload
 //
 // The kinds, who sends them and on which lanes:
@@ -155,9 +194,9 @@
 // stream number where the kind has none (or none where it needs one), and
 // a payload on a kind that carries none (ParseFrameHeader checks the last
 // two). The checksum catches corruption, not forgery (TLS is for that). A
-// reader refuses a length above its limit (DefaultMaxFramePayload, 256 KiB,
-// unless configured otherwise) from the header alone, before it allocates
-// or reads the payload; writers never write larger frames than that default.
+// reader refuses a length above its limit (DefaultMaxFramePayload, 256 KiB;
+// internode's limit is always that) from the header alone, before it
+// allocates or reads the payload; writers never write larger frames.
 //
 // A FrameBatch payload is one or more whole messages back to back, at most
 // MaxBatchMessages (1024) of them, each a message header immediately
@@ -166,6 +205,10 @@
 //	+----------+-----------+----------+-----------+-----
 //	| header 1 | payload 1 | header 2 | payload 2 | ...
 //	+----------+-----------+----------+-----------+-----
+//
+// A batch with any malformed message (or more than MaxBatchMessages) is
+// malformed as a whole: none of its messages reaches a handler, and the
+// connection is closed.
 //
 // # Compressed batches
 //
@@ -222,9 +265,14 @@
 // on it (internode redials one that dies before that only after its
 // backoff, and reports the lane as still dialling meanwhile). A
 // side that hears nothing for a timeout of its own choosing (several
-// intervals; internode's default is 5 s) may judge the connection dead and
-// close it. A receiver may also close a connection whose frame takes
-// longer than that timeout to arrive.
+// intervals; internode's default is 5 s, and it may be configured as low
+// as 2 s, so a peer must never fall silent for 2 s) may judge the
+// connection dead and close it. A receiver may also close a connection
+// whose frame takes longer than that timeout to arrive. An internode
+// initiator also closes a connection it has written no message on for
+// its idle timeout (60 s by default) once no response is due on it; for
+// the acceptor that end is not an error, and the initiator dials again
+// when it has something to send.
 //
 // # Large messages
 //
@@ -323,8 +371,15 @@
 //	             bits 6 and 7 reserved, must be 0; at most one of bits 0,
 //	             1 and 5; bit 2 only with bit 1
 //	id           sender-chosen message ID, 0..2^64-1; a response or a
-//	             cancel carries the ID of its request
-//	verb         what the message means, 0..2^32-1, chosen by the application
+//	             cancel carries the ID of its request. A sender never
+//	             reuses an ID towards the same node while a response or
+//	             a cancel may still refer to it, across its lanes and
+//	             connections and one-way messages included: responses
+//	             and cancels are matched by ID alone (internode numbers
+//	             its messages up from a random start)
+//	verb         what the message means, 0..2^32-1, chosen by the
+//	             application; a response carries its request's verb,
+//	             which readers do not check
 //	created_at   sender's clock at creation, signed Unix nanoseconds: for
 //	             tracing and latency figures only, never for expiry
 //	ttl          big-endian u64, 1..2^62 (MaxTTL): nanoseconds the message
@@ -332,12 +387,14 @@
 //	             written; absent means it never expires
 //	params_len   1..4096 (MaxParamsSize)
 //	payload_len  payload bytes that follow the header, 0..2^32-1 and at most
-//	             the reader's message size limit; 0 on a cancel. In a batch
-//	             frame a message above that limit (its sender's limit is
-//	             larger) is refused alone: the reader drops it, answers a
-//	             request with a FailureTooLarge response, fails the call a
-//	             response answers as too large, and reads the rest of the
-//	             frame; a payload that overruns its frame is malformed
+//	             the reader's message size limit (internode: 32 MiB by
+//	             default, Config.Memory.MaxMessageSize); 0 on a cancel.
+//	             In a batch frame a message above that limit (its
+//	             sender's limit is larger) is refused alone: the reader
+//	             drops it, answers a request with a FailureTooLarge
+//	             response, fails the call a response answers as too
+//	             large, and reads the rest of the frame; a payload that
+//	             overruns its frame is malformed
 //
 // A header is at most MaxHeaderSize (4135) bytes.
 //
@@ -354,15 +411,15 @@
 // request's deadline.
 //
 // A cancel (FlagCancel, no payload, the ID and verb of a request its
-// sender wrote earlier) says the requester no longer waits for that
-// request's answer. It travels in a FrameBatch from the initiator of an
-// urgent or small lane, never as a large message (malformed), and
-// internode sends it on the urgent lane, so it may overtake its request,
-// which travelled on another. The receiver stops the request: if its handler runs, its
-// context is cancelled and no answer is sent; if it has not started, it
-// never does; if it has not arrived, the receiver may remember the cancel
-// for a while (internode: the last 1024 per peer) and drop the request
-// when it comes. A cancel for a request the receiver has answered, or
+// sender wrote earlier; the receiver matches it by ID alone) says the
+// requester no longer waits for that request's answer. It travels in a
+// FrameBatch from the initiator of an urgent or small lane, never as a
+// large message (malformed), and internode sends it on the urgent lane,
+// so it may overtake its request, which travelled on another. The
+// receiver stops the request: if its handler runs, its context is
+// cancelled and no answer is sent; if it has not started, it never does;
+// if it has not arrived, the receiver may remember the cancel for a while
+// (internode: the last 1024 per peer) and drop the request when it comes. A cancel for a request the receiver has answered, or
 // never sees, is ignored. It gets no response.
 //
 // # Parameters

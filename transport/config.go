@@ -509,7 +509,7 @@ func (c StreamConfig) validate(k *checker) {
 }
 
 func (c FileConfig) validate(k *checker) {
-	k.check(c.RateLimit >= 0 && c.MaxConcurrent > 0, "Files: RateLimit must not be negative, MaxConcurrent must be positive")
+	k.check(c.RateLimit >= 0 && c.MaxConcurrent > 0 && c.Chunk > 0, "Files: RateLimit must not be negative, MaxConcurrent and Chunk must be positive")
 }
 
 // requestTimeout returns the default timeout for a request of verb.

@@ -27,11 +27,12 @@ var (
 
 // FileHandler receives the file transfers of one verb.
 type FileHandler interface {
-	// ServeFile must consume the transfer, with ReceiveTo or Reader; its
-	// error, or an incomplete or corrupt transfer, fails the sender's
-	// SendFile. ctx ends when the transfer expires or the transport closes.
-	// A sender that sends nothing for Timeouts.Keepalive is cut off: the
-	// read fails with ErrIncomplete.
+	// ServeFile must consume the transfer, with ReceiveTo or Reader (one
+	// of 0 bytes needs neither); its error, or an incomplete or corrupt
+	// transfer, fails the sender's SendFile: a corrupt one with ErrCorrupt
+	// whatever the handler returns. ctx ends when the transfer expires or
+	// the transport closes. A sender that sends nothing for
+	// Timeouts.Keepalive is cut off: the read fails with ErrIncomplete.
 	ServeFile(ctx context.Context, ft *FileTransfer) error
 }
 
@@ -54,8 +55,10 @@ type FileTransfer struct {
 	maxChunk int64         // the most in one call
 	silence  time.Duration // Timeouts.Keepalive: how long the sender may send nothing; 0: forever
 	received int64
+	readCRC  uint32 // Reader's checksum of the received bytes, across its readers
 	verified bool
-	corrupt  bool // the bytes did not match the sender's checksum
+	corrupt  bool  // the bytes did not match the sender's checksum
+	mismatch error // verify's error when corrupt
 }
 
 // ReceiveTo reads minReceiveRead bytes in its first call, each call within
@@ -82,7 +85,8 @@ func (ft *FileTransfer) verify(crc uint32) error {
 	}
 	if want := binary.BigEndian.Uint32(trailer[:]); crc != want {
 		ft.corrupt = true
-		return fmt.Errorf("%w: CRC32C %08x, sender's %08x", ErrCorrupt, crc, want)
+		ft.mismatch = fmt.Errorf("%w: CRC32C %08x, sender's %08x", ErrCorrupt, crc, want)
+		return ft.mismatch
 	}
 	ft.verified = true
 	return nil
@@ -112,13 +116,22 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // receiver's handler to return, which may take long (a snapshot applied,
 // say), for as long as ctx allows.
 //
+// Shutdown does not wait for transfers: Shutdown or Close cuts one under
+// way, on either side.
+//
 // Errors: ErrUnknownVerb, ErrOverloaded (the peer receives too many
-// transfers), ErrHandler, ErrCorrupt and ErrIncomplete as a *RemoteError
-// when the receiver failed the transfer; ErrIncomplete when the connection
-// ended early or the receiver stopped taking the bytes; the context's
-// error on cancellation; ErrUnknownPeer, ErrClosed; each in an *OpError.
+// transfers: Files.MaxConcurrent in all, or Security.MaxConnsPerPeer from
+// this node, which refuses the connection's handshake; or it is shutting
+// down), ErrExpired, ErrHandler, ErrCorrupt and ErrIncomplete as a
+// *RemoteError when the receiver failed the transfer; ErrIncomplete when
+// the connection ended early or the receiver stopped taking the bytes; the
+// context's error on cancellation, and context.DeadlineExceeded as soon as
+// the rate limit cannot send the rest by the context's deadline;
+// ErrUnknownPeer, ErrClosed; each in an *OpError. Stats counts each call
+// once, in FilesSent or FileSendFailures.
 func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, f *os.File, offset, length int64) (int64, error) {
 	fail := func(sent int64, err error) (int64, error) {
+		t.fileSendFailures.Add(1)
 		if t.closing.Load() && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", ErrClosed, err) // the close cut the transfer off
 		}
@@ -141,6 +154,13 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	}
 	conn, err := t.dial(ctx, to, uint8(laneFile))
 	if err != nil {
+		var he *HandshakeError
+		if errors.As(err, &he) && he.Reason == wire.Busy {
+			// The peer holds as many transfers from this node as it allows
+			// (Security.MaxConnsPerPeer), or is shutting down: overloaded,
+			// as when Files.MaxConcurrent refuses the transfer.
+			err = fmt.Errorf("%w: %w", ErrOverloaded, err)
+		}
 		return fail(0, err)
 	}
 	defer conn.Close()
@@ -192,6 +212,9 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	if sendErr != nil && ctx.Err() != nil {
 		return fail(sent, ctx.Err())
 	}
+	if errors.Is(sendErr, context.DeadlineExceeded) {
+		return fail(sent, sendErr) // the rate limit cannot send the rest by ctx's deadline
+	}
 	if sendErr != nil {
 		// The receiver still waits for the bytes: end this side so that
 		// it sees the end and answers, rather than both sides waiting;
@@ -232,6 +255,11 @@ func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File
 		n := min(t.fileChunk(), length-sent)
 		if t.fileLimiter != nil {
 			if err := t.fileLimiter.WaitN(ctx, int(n)); err != nil {
+				if ctx.Err() == nil {
+					// The limiter refuses a wait that would end past ctx's
+					// deadline: the transfer cannot finish in time.
+					err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+				}
 				return sent, err
 			}
 		}
@@ -300,6 +328,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	result := func(err error) {
 		var f *wire.Failure
 		if err != nil {
+			t.fileReceiveFailures.Add(1)
 			code := failureCode(err)
 			switch {
 			case errors.Is(err, ErrCorrupt):
@@ -357,6 +386,21 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 		chunk: minReceiveRead, maxChunk: int64(max(t.cfg.Files.Chunk, minReceiveRead)),
 		silence: max(t.cfg.Timeouts.Keepalive, 0)}
 	err = t.serveFileHandler(ctx, handler, ft)
+	if ft.corrupt && !errors.Is(err, ErrCorrupt) {
+		// The handler dropped ReceiveTo's or Reader's ErrCorrupt, or
+		// wrapped it without %w: the sender still learns that the bytes
+		// did not match, not that they were incomplete or the handler's.
+		if err == nil {
+			err = ft.mismatch
+		} else {
+			err = fmt.Errorf("%w (the handler returned: %v)", ft.mismatch, err)
+		}
+	}
+	if err == nil && !ft.verified && ft.Length == 0 && !ft.corrupt {
+		// Nothing to read but the trailer, which a handler with nothing
+		// to do need not ask for: the CRC32C of no bytes is 0.
+		err = ft.verify(0)
+	}
 	if err == nil && !ft.verified {
 		err = fmt.Errorf("%w: the handler took %d of %d bytes", ErrIncomplete, ft.received, ft.Length)
 	}
@@ -390,15 +434,17 @@ func (t *Transport) serveFileHandler(ctx context.Context, h FileHandler, ft *Fil
 	return h.ServeFile(ctx, ft)
 }
 
-// ReceiveTo writes the transfer's bytes into f at its current offset and
-// verifies them. On a plain TCP connection the kernel splices them from
-// the socket into the file without a copy through user space, one chunk at
-// a time, while a second goroutine checksums each chunk just written from
-// the page cache. It returns the bytes written; fewer than Length is an
-// error (ErrIncomplete), and so is a checksum mismatch (ErrCorrupt). f must
-// be open for reading too, for the checksum.
+// ReceiveTo writes the transfer's bytes into f at its current offset (at
+// its end if f was opened with O_APPEND) and verifies them. On a plain TCP
+// connection the kernel splices them from the socket into the file without
+// a copy through user space, one chunk at a time, while a second goroutine
+// checksums each chunk just written from the page cache. It returns the
+// bytes written; fewer than Length is an error (ErrIncomplete), and so is
+// a checksum mismatch (ErrCorrupt). f must be open for reading too, for
+// the checksum.
 func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
-	start, err := f.Seek(0, io.SeekCurrent)
+	// f must have an offset: the checksum finds the bytes by it.
+	_, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return 0, err
 	}
@@ -429,7 +475,16 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 			ft.chunk = min(2*ft.chunk, ft.maxChunk)
 		}
 		if m > 0 {
-			crc.add(start+n, m)
+			// The chunk ends at f's offset now, wherever the kernel
+			// wrote it: at the file's end if f was opened with O_APPEND,
+			// not at the offset ReceiveTo began from.
+			end, serr := f.Seek(0, io.SeekCurrent)
+			if serr != nil {
+				n += m
+				err = serr
+				break
+			}
+			crc.add(end-m, m)
 		}
 		n += m
 		if timedOut && err != nil {
@@ -452,19 +507,17 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 // Reader returns the transfer's bytes as a reader, for a handler that does
 // not write them to a file. It computes the checksum as it goes and
 // returns ErrCorrupt instead of the final io.EOF when they do not match.
+// Each call's reader goes on from where the previous one stopped.
 func (ft *FileTransfer) Reader() io.Reader { return &transferReader{ft: ft} }
 
-type transferReader struct {
-	ft  *FileTransfer
-	crc uint32
-}
+type transferReader struct{ ft *FileTransfer }
 
 func (r *transferReader) Read(b []byte) (int, error) {
 	ft := r.ft
 	left := ft.Length - ft.received
 	if left == 0 {
 		if !ft.verified {
-			if err := ft.verify(r.crc); err != nil {
+			if err := ft.verify(ft.readCRC); err != nil {
 				return 0, err
 			}
 		}
@@ -476,7 +529,7 @@ func (r *transferReader) Read(b []byte) (int, error) {
 	ft.readDeadline()
 	n, err := ft.conn.Read(b)
 	ft.received += int64(n)
-	r.crc = crc32.Update(r.crc, castagnoli, b[:n])
+	ft.readCRC = crc32.Update(ft.readCRC, castagnoli, b[:n])
 	if err != nil && ft.received < ft.Length {
 		err = fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, ft.received, ft.Length, err)
 	}
@@ -484,7 +537,7 @@ func (r *transferReader) Read(b []byte) (int, error) {
 		// The last byte: checked now, so that a handler that reads
 		// exactly Length (io.ReadFull, io.CopyN) has verified the
 		// transfer without reading on to io.EOF.
-		if verr := ft.verify(r.crc); verr != nil {
+		if verr := ft.verify(ft.readCRC); verr != nil {
 			err = verr
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -433,4 +434,215 @@ func sendFileAsync(ctx context.Context, c *transporttest.Cluster, src *os.File, 
 		sent <- err
 	}()
 	return sent
+}
+
+// TestSendFileBeyondThePeersConnectionLimitIsOverloaded: with the default
+// limits (Security.MaxConnsPerPeer 4, Files.MaxConcurrent 16) a fifth
+// transfer at once from one peer is refused at its handshake. SendFile's
+// doc promises ErrOverloaded when "the peer receives too many transfers".
+func TestSendFileBeyondThePeersConnectionLimitIsOverloaded(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	release := make(chan struct{})
+	started := make(chan struct{}, 8)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		_, err := io.Copy(io.Discard, ft.Reader())
+		return err
+	}))
+	src, data := tempFile(t, 4096)
+	var sent []<-chan error
+	for range 4 {
+		f, err := os.Open(src.Name())
+		require.NoError(t, err)
+		t.Cleanup(func() { f.Close() })
+		sent = append(sent, sendFileAsync(ctxTimeout(t, 20*time.Second), c, f, len(data)))
+		<-started
+	}
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	close(release)
+	for _, s := range sent {
+		assert.NoError(t, <-s)
+	}
+	require.Error(t, err)
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "a fifth transfer at once: %v", err)
+}
+
+// TestFileReaderInTwoParts: a handler reads a small header of its own
+// format with one ft.Reader() and the rest with another. Every byte is
+// intact, but each reader checksums only what it read itself: the second
+// compares the sender's CRC of the whole range with its part's, and the
+// transfer fails as corrupt, counted and logged as the peer's bad input.
+func TestFileReaderInTwoParts(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	got := make(chan []byte, 1)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		head := make([]byte, 16)
+		if _, err := io.ReadFull(ft.Reader(), head); err != nil {
+			return err
+		}
+		rest, err := io.ReadAll(ft.Reader())
+		got <- append(head, rest...)
+		return err
+	}))
+	src, data := tempFile(t, 1<<20)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	assert.NoError(t, err)
+	assert.Equal(t, data, <-got)
+	assert.Zero(t, c.Nodes[1].Stats().BadInput[transport.BadInputChecksum], "intact bytes counted as a corrupt peer's")
+}
+
+// TestReceiveToAFileOpenedForAppending: a handler appends a transfer to a
+// file that already holds bytes (a segment, a log), opened with O_APPEND.
+// The bytes go to the file's end, as the kernel writes them, but
+// ReceiveTo checksums them from the file's offset, 0 before the first
+// write: intact bytes fail as corrupt, blamed on the peer.
+func TestReceiveToAFileOpenedForAppending(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	path := filepath.Join(t.TempDir(), "segment")
+	require.NoError(t, os.WriteFile(path, []byte("existing records\n"), 0o600))
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = ft.ReceiveTo(f)
+		return err
+	}))
+	src, data := tempFile(t, 1<<20)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	require.NoError(t, err)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(append([]byte("existing records\n"), data...), b), "the bytes appended")
+	assert.Zero(t, c.Nodes[1].Stats().BadInput[transport.BadInputChecksum])
+}
+
+// TestCorruptTransferIsReportedAsCorrupt: a handler that does not pass on
+// ReceiveTo's error (it returns nil, or its own error without %w) had the
+// corrupt transfer reported to the sender as incomplete ("the handler took
+// 2097152 of 2097152 bytes") or as a handler error, though the receiver
+// knew the bytes did not match and counted them as corrupt.
+func TestCorruptTransferIsReportedAsCorrupt(t *testing.T) {
+	const size = 2 << 20
+	flip := func(total int64, b []byte) ([]byte, bool) {
+		if total <= 1<<20 && 1<<20 < total+int64(len(b)) {
+			b[1<<20-total] ^= 0x40
+		}
+		return b, true
+	}
+	for _, tt := range []struct {
+		name   string
+		result func(err error) error
+	}{
+		{"handler returns nil", func(error) error { return nil }},
+		{"handler returns its own error", func(err error) error { return fmt.Errorf("restore failed: %v", err) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			dir := t.TempDir()
+			c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+				f, err := os.CreateTemp(dir, "dst")
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				_, err = ft.ReceiveTo(f)
+				return tt.result(err)
+			}))
+			c.Members.Add(cluster.Member{ID: c.ID(1), Addr: tamperProxy(t, c.Nodes[1].Addr().String(), flip)})
+			src, data := tempFile(t, size)
+			_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+			require.Error(t, err)
+			assert.ErrorIs(t, err, transport.ErrCorrupt, "%v", err)
+		})
+	}
+}
+
+// TestRateLimitedSendFilePastItsDeadline: a rate-limited transfer whose
+// context's deadline comes before its last byte fails with the context's
+// error, as SendFile's doc says, not as an incomplete transfer ("rate:
+// Wait(n=...) would exceed context deadline", before the deadline).
+func TestRateLimitedSendFilePastItsDeadline(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Files.RateLimit = 256 << 10 })
+	_ = receiveToFiles(t, c.Nodes[1])
+	src, data := tempFile(t, 4<<20) // 16 s at 256 KiB/s
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "%v", err)
+}
+
+// TestFailedFileTransfersAreCounted: Stats counted only the transfers that
+// succeeded (FilesSent, FilesReceived) and, of the failed ones, only the
+// corrupt (BadInput): a transfer refused for its verb, failed by its
+// handler, or cut short left no trace in either node's counters.
+func TestFailedFileTransfersAreCounted(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	src, data := tempFile(t, 64<<10)
+	fail := errors.New("disk full")
+	for _, tt := range []struct {
+		name string
+		h    transport.FileHandler
+	}{
+		{"unknown verb", nil},
+		{"handler error", transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error { return fail })},
+		{"handler takes half", transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+			_, err := io.CopyN(io.Discard, ft.Reader(), ft.Length/2)
+			return err
+		})},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c.Nodes[1].HandleFile(verbBootstrap, tt.h)
+			sender, receiver := c.Nodes[0].Stats(), c.Nodes[1].Stats()
+			_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+			require.Error(t, err)
+			after := c.Nodes[0].Stats()
+			assert.Equal(t, sender.FileSendFailures+1, after.FileSendFailures, "the sender counts its failed transfer")
+			assert.Equal(t, sender.FilesSent, after.FilesSent)
+			// The receiver counts before it answers.
+			got := c.Nodes[1].Stats()
+			assert.Equal(t, receiver.FileReceiveFailures+1, got.FileReceiveFailures, "the receiver counts the transfer it failed")
+			assert.Equal(t, receiver.FilesReceived, got.FilesReceived)
+		})
+	}
+}
+
+// TestConfigRefusesANonPositiveFileChunk: Files.Chunk -1 passed Validate,
+// and every SendFile then spun for ever: each chunk asked sendfile for -1
+// bytes, moved none, and did not count as the file ending (0 < -1 is
+// false), without a system call on the socket, so neither the context nor
+// Close could end it.
+func TestConfigRefusesANonPositiveFileChunk(t *testing.T) {
+	cfg := validConfig()
+	cfg.Files.Chunk = -1
+	err := cfg.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Chunk")
+	_, err = transport.New(cfg)
+	assert.Error(t, err, "New validates too")
+}
+
+// TestEmptyTransferNeedsNoRead: a handler with nothing to read in a
+// transfer of 0 bytes (an empty snapshot) returns nil. Its sender's
+// SendFile failed as incomplete, "the handler took 0 of 0 bytes": only a
+// ReceiveTo or a Read read the trailer that follows the bytes.
+func TestEmptyTransferNeedsNoRead(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		if ft.Length == 0 {
+			return nil // nothing to restore
+		}
+		_, err := io.Copy(io.Discard, ft.Reader())
+		return err
+	}))
+	src, _ := tempFile(t, 4096)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, 0)
+	assert.NoError(t, err)
+	assert.Equal(t, uint64(1), c.Nodes[1].Stats().FilesReceived)
 }

@@ -120,6 +120,13 @@ type Stats struct {
 	// File transfers completed and verified, and their bytes.
 	FilesSent, FilesReceived         uint64
 	FileBytesSent, FileBytesReceived uint64
+	// FileSendFailures counts the SendFile calls that returned an error,
+	// and FileReceiveFailures the transfers this node refused or failed
+	// once their header was read (the sender learns why): every
+	// SendFile is counted once, in FilesSent or FileSendFailures, and
+	// every transfer received in FilesReceived or FileReceiveFailures.
+	// A header that is not valid wire format is counted in BadInput.
+	FileSendFailures, FileReceiveFailures uint64
 	// Stages describes the stage of each verb handled with one (all but
 	// Ordered and Inline verbs), sorted by verb. A verb has one stage
 	// for as long as the transport runs: a new Handle keeps it, with the
@@ -206,6 +213,7 @@ func (t *Transport) Stats() Stats {
 	}
 	s.FilesSent, s.FilesReceived = t.filesSent.Load(), t.filesReceived.Load()
 	s.FileBytesSent, s.FileBytesReceived = t.fileBytesSent.Load(), t.fileBytesReceived.Load()
+	s.FileSendFailures, s.FileReceiveFailures = t.fileSendFailures.Load(), t.fileReceiveFailures.Load()
 	s.OutboundBytes = t.outBudget.Root().Used()
 	s.InboundHeld = t.inBudget.Root().Used()
 	s.InboundBytes = s.InboundHeld

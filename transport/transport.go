@@ -94,6 +94,8 @@ type Transport struct {
 	filesSending                     atomic.Int32 // SendFile calls moving bytes now
 	filesSent, filesReceived         atomic.Uint64
 	fileBytesSent, fileBytesReceived atomic.Uint64
+	fileSendFailures                 atomic.Uint64
+	fileReceiveFailures              atomic.Uint64
 
 	refused   atomic.Uint64 // inbound handshakes refused
 	refusals  [NumRefusals]atomic.Uint64

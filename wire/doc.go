@@ -543,13 +543,16 @@
 // the file's Length raw bytes, unframed, so that the kernel can move them
 // with sendfile and splice, and then a 4-byte trailer, the CRC32C of those
 // bytes (computed while they travel, so it comes after them); the acceptor
-// ends with a second FileResult, empty when it received every byte and
-// they match the trailer. The acceptor answers the header at once (the
-// initiator waits its handshake timeout for it) and cuts off an initiator
-// that sends nothing for its keepalive timeout (at least 2 s): a
-// rate-limited initiator sends a little at a time rather than a burst and
-// a long pause. An initiator whose bytes end early closes its sending side
-// and reads the acceptor's failure.
+// ends with a second FileResult, empty when it received every byte, they
+// match the trailer and its handler accepted them. An acceptor that fails
+// the transfer before its bytes end answers then, closes its sending side
+// and reads on for a second (64 MiB at most) before it closes, so that the
+// initiator reads the failure rather than a reset. The acceptor answers
+// the header at once (the initiator waits its handshake timeout for it)
+// and cuts off an initiator that sends nothing for its keepalive timeout
+// (at least 2 s): a rate-limited initiator sends a little at a time rather
+// than a burst and a long pause. An initiator whose bytes end early closes
+// its sending side and reads the acceptor's failure.
 //
 //	+----------------+-------------------+-----------------+------------------+
 //	| header_len (2) | verb (uvarint)    | id (uvarint)    | created_at (8)   | ...

@@ -108,8 +108,8 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // reads the range once more from the page cache (256 KiB reads), a chunk
 // behind the bytes the kernel moves, while they are still in the CPU's
 // cache (the checksum follows the bytes); that costs CPU, about 0.1 s per
-// GiB on each side here, but little time. SendFile moves f's file offset;
-// do not share f with concurrent readers.
+// GiB on each side here, but little time. f must be a regular file.
+// SendFile moves f's file offset; do not share f with concurrent readers.
 //
 // A receiver that takes none of the bytes for Timeouts.Write fails the
 // send (ErrIncomplete); once every byte is sent, SendFile waits for the
@@ -145,6 +145,10 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	}
 	if info, err := f.Stat(); err != nil {
 		return fail(0, err)
+	} else if !info.Mode().IsRegular() {
+		// A pipe or a device has no size to check the range against,
+		// and sendfile needs a file it can read at an offset.
+		return fail(0, fmt.Errorf("transport: %s is not a regular file (%v)", f.Name(), info.Mode().Type()))
 	} else if length > info.Size()-offset { // offset+length could overflow
 		return fail(0, fmt.Errorf("transport: range [%d, %d) past the end of %s (%d bytes): %w",
 			offset, offset+length, f.Name(), info.Size(), io.ErrUnexpectedEOF))

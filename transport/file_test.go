@@ -115,6 +115,14 @@ func TestSendFileErrors(t *testing.T) {
 	// only once its bytes ran out, over the network.
 	_, err = c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 1, math.MaxInt64)
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "a range whose end overflows")
+	// A pipe has no size: it failed as "a range past the end of |0 (0
+	// bytes)" for any length.
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); w.Close() })
+	_, err = c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, r, 0, 1)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not a regular file")
 }
 
 func TestSendFileDetectsCorruptionAndTruncation(t *testing.T) {

@@ -3,7 +3,9 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"sync/atomic"
 
 	"github.com/valyala/bytebufferpool"
 
@@ -114,6 +116,11 @@ type compressor struct {
 	// held are the pooled buffers of the compressed frames gathered for
 	// the next write; the frameWriter gives them back once it is written.
 	held []*bytebufferpool.ByteBuffer
+	// Of the frames gathered for the next write: those compressed, their
+	// bytes before and after, those going as they are, and of those the
+	// ones tried in vain. They reach counters only if the write succeeds,
+	// as its messages do: a frame of a failed write was not sent.
+	frames, in, out, skipped, misses uint64
 }
 
 // newCompressor returns the compressor for a connection of lane whose
@@ -175,7 +182,7 @@ func (fw *frameWriter) addBatch(body []byte) {
 			fw.add(wire.FrameBatchS2, 0, block)
 			return
 		}
-		c.counters.compressSkipped.Add(1)
+		c.skipped++
 	}
 	fw.add(wire.FrameBatch, 0, body)
 }
@@ -190,24 +197,38 @@ func (c *compressor) compress(body []byte) []byte {
 	buf.B = wire.AppendBatchS2(buf.B[:0], body)
 	block := buf.B
 	if !c.policy.result(len(body), len(block)) {
-		c.counters.compressMisses.Add(1)
+		c.misses++
 		bytebufferpool.Put(buf)
 		return nil
 	}
 	c.held = append(c.held, buf)
-	c.counters.compressedFrames.Add(1)
-	c.counters.compressIn.Add(uint64(len(body)))
-	c.counters.compressOut.Add(uint64(len(block)))
+	c.frames++
+	c.in += uint64(len(body))
+	c.out += uint64(len(block))
 	return block
 }
 
-// releaseHeld gives back the buffers of the frames just written.
-func (c *compressor) releaseHeld() {
+// releaseHeld gives back the buffers of the frames just written, and
+// counts them if the write succeeded (sent).
+func (c *compressor) releaseHeld(sent bool) {
 	for i, buf := range c.held {
 		bytebufferpool.Put(buf)
 		c.held[i] = nil
 	}
 	c.held = c.held[:0]
+	if sent {
+		add := func(counter *atomic.Uint64, n uint64) {
+			if n > 0 {
+				counter.Add(n)
+			}
+		}
+		add(&c.counters.compressedFrames, c.frames)
+		add(&c.counters.compressIn, c.in)
+		add(&c.counters.compressOut, c.out)
+		add(&c.counters.compressSkipped, c.skipped)
+		add(&c.counters.compressMisses, c.misses)
+	}
+	c.frames, c.in, c.out, c.skipped, c.misses = 0, 0, 0, 0, 0
 }
 
 // errCompressedBatch wraps what is wrong with a compressed batch frame.
@@ -229,7 +250,12 @@ func errCompressedBatch(err error) error {
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	prefix, err := ic.src.Peek(min(int(fh.Length), wire.MaxBatchS2Prefix))
 	if err != nil {
-		return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
+		// As readFramePayload: only the peer's end of the stream cuts the
+		// frame; a deadline, a reset or a close here is what it is.
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
+		}
+		return err
 	}
 	n, err := wire.BatchS2Len(prefix, uint32(ic.t.maxFrame))
 	if err != nil {
@@ -244,6 +270,7 @@ func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 		block := bufpool.Get(int(fh.Length))
 		err := ic.readPayload(fh, block)
 		if err == nil {
+			ic.measureRecvQueue(int(fh.Length), false)
 			err = wire.DecodeBatchS2(buf, block)
 		}
 		bufpool.Put(block)

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -362,4 +363,66 @@ func TestReaderReadsACompressedFrameAtTheLimit(t *testing.T) {
 	within(t, h.got, 5*time.Second, "the message")
 	assert.Equal(t, payload, h.payloads[0])
 	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+}
+
+// TestReaderClosedInACompressedFrameIsNotBadInput: a connection closed
+// here (kill: Close, Leave, a peer stopped) while the reader waits for
+// the first bytes of a compressed frame's block ends with the close's
+// error, as in a plain frame, not as a truncated frame from the peer —
+// which serve would count and log as bad input.
+func TestReaderClosedInACompressedFrameIsNotBadInput(t *testing.T) {
+	for _, kind := range []wire.FrameKind{wire.FrameBatch, wire.FrameBatchS2} {
+		t.Run(kind.String(), func(t *testing.T) {
+			r := newReaderRig(t, routing.Small, nil)
+			r.tr.Handle(1, newRecorder(false))
+			body := oneWay(1, jsonPayload(1, 4000))
+			if kind == wire.FrameBatchS2 {
+				body = wire.AppendBatchS2(nil, body)
+			}
+			frame := anyFrame(kind, 0, body)
+			// A pipe's write returns once the reader has taken every byte:
+			// the reader now waits for the rest of the frame.
+			r.write(frame[:wire.FrameHeaderSize+1])
+			r.ic.kill()
+			err := r.end()
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, wire.ErrTruncated)
+			assert.ErrorIs(t, err, io.ErrClosedPipe, "the close's own error")
+		})
+	}
+}
+
+// TestWriteBatchCountsOnlyCompressedFramesSent: a write that fails sends
+// no message (each fails with ReasonConnectionReset), and so no frame:
+// the compression counters, "frames sent compressed" and their bytes
+// (and the internode.compression.bytes metric read from them), count
+// none of its frames, compressed or sent as they were.
+func TestWriteBatchCountsOnlyCompressedFramesSent(t *testing.T) {
+	counters := &connCounters{}
+	fw := frameWriter{comp: &compressor{counters: counters}}
+	sink := newRecordingSink(1 << 30)
+	var q outQueue
+	queuePayloads(t, &q, [][]byte{jsonPayload(1, 4<<10), jsonPayload(2, 4<<10), jsonPayload(3, 4<<10)})
+	b, _ := q.take()
+	sent, _, err := fw.writeBatch(failingWriter{}, b, 5<<10, 1, sink)
+	q.release(b)
+	require.Error(t, err)
+	require.Zero(t, sent)
+	require.Len(t, sink.fails, 3, "every message failed")
+	assert.Empty(t, fw.comp.held, "block buffers given back")
+	assert.Zero(t, counters.compressedFrames.Load(), "frames sent compressed")
+	assert.Zero(t, counters.compressIn.Load(), "bytes before")
+	assert.Zero(t, counters.compressOut.Load(), "bytes after")
+
+	// Then a write that succeeds counts its frames.
+	queuePayloads(t, &q, [][]byte{jsonPayload(4, 4<<10), jsonPayload(5, 4<<10), jsonPayload(6, 4<<10)})
+	b, _ = q.take()
+	var out bytes.Buffer
+	sent, _, err = fw.writeBatch(&out, b, 5<<10, 1, sink)
+	q.release(b)
+	require.NoError(t, err)
+	require.Equal(t, 3, sent)
+	kinds, _ := decodeFrames(t, readFrames(t, out.Bytes()))
+	assert.EqualValues(t, len(kinds), counters.compressedFrames.Load())
+	assert.Positive(t, counters.compressIn.Load())
 }

@@ -109,6 +109,16 @@ func TestCompressionRoundTripEveryLane(t *testing.T) {
 				require.Equal(t, small, <-sunk)
 			}
 			n2 := c.Nodes[1]
+			// A writer counts its frames once their write has returned,
+			// which may be after they were read and answered.
+			waitFor(t, 10*time.Second, "every frame counted", func() bool {
+				for _, lane := range []routing.Lane{routing.Urgent, routing.Small} {
+					if compressStats(t, n1, "n2", lane).CompressedFrames != compressStats(t, n2, "n1", lane).CompressedFramesReceived {
+						return false
+					}
+				}
+				return compressStats(t, n2, "n1", routing.Large).CompressedFrames == 20
+			})
 			for _, lane := range []routing.Lane{routing.Urgent, routing.Small} {
 				out := compressStats(t, n1, "n2", lane)
 				in := compressStats(t, n2, "n1", lane)
@@ -214,6 +224,12 @@ func TestCompressionAutoOverTheNetwork(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, p, resp)
 	}
+	// A writer counts its frames once their write has returned, which may
+	// be after the response is back.
+	waitFor(t, 10*time.Second, "every frame counted", func() bool {
+		return compressStats(t, n1, "n2", routing.Small).CompressedFrames == 300 &&
+			compressStats(t, n1, "n2", routing.Urgent).CompressionSkipped == 300
+	})
 	json := compressStats(t, n1, "n2", routing.Small)
 	assert.EqualValues(t, 300, json.CompressedFrames, "every JSON-like frame compressed")
 	assert.Less(t, json.CompressionOut*2, json.CompressionIn)
@@ -283,4 +299,78 @@ func TestCompressionWithAPeerOfAnOlderWire(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompressedFramesMeasureTheReceiveQueue: a lane whose frames all
+// arrive compressed has its socket's receive queue measured as a lane of
+// plain frames has: ConnStats.QueuesMeasured and RecvQueueMax (and the
+// receive-queue metric) on the receiving node, which sends nothing back.
+func TestCompressedFramesMeasureTheReceiveQueue(t *testing.T) {
+	for _, mode := range []transport.Compression{transport.CompressionOff, transport.CompressionOn} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := transporttest.New(t, 2, transporttest.Options{Tweak: func(_ int, cfg *transport.Config) {
+				cfg.Lanes.Compression[routing.Small] = mode
+			}})
+			sunk := make(chan []byte, 100)
+			compressHandlers(c, sunk)
+			ctx := ctxTimeout(t, 10*time.Second)
+			for i := range 20 {
+				require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbCompressSink, jsonLike(uint64(i), 4<<10)))
+				within(t, sunk, 5*time.Second, "the message")
+			}
+			waitFor(t, 10*time.Second, "n2 counts the messages", func() bool {
+				return compressStats(t, c.Nodes[1], "n1", routing.Small).MessagesReceived == 20
+			})
+			in := compressStats(t, c.Nodes[1], "n1", routing.Small)
+			if mode == transport.CompressionOn {
+				require.Positive(t, in.CompressedFramesReceived, "the frames arrived compressed")
+			}
+			assert.True(t, in.QueuesMeasured, "the receive queue of a lane read by n2 is measured")
+		})
+	}
+}
+
+// TestSilenceInACompressedFrameIsSilence: a peer that goes silent after
+// the first bytes of a compressed frame, before its block's length, is
+// cut off after Keepalive and counted as silent, as it is in a plain
+// frame — not as having sent a truncated frame.
+func TestSilenceInACompressedFrameIsSilence(t *testing.T) {
+	const keepalive = 2 * time.Second
+	for _, kind := range []wire.FrameKind{wire.FrameBatch, wire.FrameBatchS2} {
+		t.Run(kind.String(), func(t *testing.T) {
+			c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+				cfg.Timeouts.Keepalive = keepalive
+				cfg.Security.AcceptUnknownPeers = true
+				cfg.Lanes.Compression[routing.Small] = transport.CompressionOn
+			})
+			conn := rawConn(t, c.Nodes[0])
+			hello := validHello(routing.Small)
+			hello.Capabilities = wire.CapBatchS2
+			reply := handshake(t, conn, hello)
+			require.Equal(t, wire.Accepted, reply.Reason)
+			require.NotZero(t, reply.Capabilities&wire.CapBatchS2)
+
+			body := oneWayMessage(1, jsonLike(1, 4<<10))
+			if kind == wire.FrameBatchS2 {
+				body = wire.AppendBatchS2(nil, body)
+			}
+			frame := append(wire.AppendFrameHeader(nil, kind, 0, body), body...)
+			_, err := conn.Write(frame[:wire.FrameHeaderSize+1]) // then nothing
+			require.NoError(t, err)
+			require.NoError(t, conn.SetDeadline(time.Now().Add(3*keepalive)))
+			closedByPeer(t, conn)
+			waitFor(t, 5*time.Second, "the connection counted", func() bool {
+				return c.Nodes[0].Stats().InboundMalformed > 0
+			})
+			st := c.Nodes[0].Stats()
+			assert.Equal(t, uint64(1), st.BadInput[transport.BadInputSilent], "silent: %v", st.BadInput)
+			assert.Zero(t, st.BadInput[transport.BadInputTruncated], "truncated: %v", st.BadInput)
+		})
+	}
+}
+
+// oneWayMessage encodes a one-way message of verbCompressSink.
+func oneWayMessage(id uint64, payload []byte) []byte {
+	h := wire.Header{ID: id, Verb: uint32(verbCompressSink), CreatedAt: time.Now().UnixNano(), PayloadLength: uint32(len(payload))}
+	return append(wire.AppendHeader(nil, &h), payload...)
 }

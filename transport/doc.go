@@ -243,8 +243,11 @@
 // bound the connections); per process at most 8 spare queue segments of
 // 512 KiB; with OverloadReject, a frame read only to be rejected, freed at
 // once; per session stream a read-ahead buffer of 32 KiB, and per peer at
-// most StreamConfig.SessionBuffer more as they grow (Stream.Write); pooled
-// receive buffers, which the garbage collector trims.
+// most StreamConfig.SessionBuffer more as they grow (Stream.Write); per
+// writing connection with compression, the compressed copies of the
+// frames of the write under way (at most about a segment, 512 KiB, until
+// the write ends or Timeouts.Write cuts it); pooled receive buffers, which
+// the garbage collector trims.
 //
 // # Outcomes
 //

@@ -108,7 +108,7 @@ func (fw *frameWriter) flush(dst io.Writer) error {
 	clear(vec) // no reference to payloads survives the write
 	fw.vec, fw.writing = vec[:0], nil
 	if fw.comp != nil {
-		fw.comp.releaseHeld()
+		fw.comp.releaseHeld(err == nil)
 	}
 	return err
 }

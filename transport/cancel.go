@@ -102,10 +102,13 @@ func (c *cancels) cancel(id uint64) {
 // sendCancel tells peer to that the caller of request id gave up: its
 // handler's context is cancelled, or if it has not started it never does.
 // The cancel travels on the urgent lane, so that it does not wait behind
-// the traffic it is meant to spare.
-func (t *Transport) sendCancel(to cluster.NodeID, verb Verb, id uint64) {
+// the traffic it is meant to spare. It expires with its request
+// (expiresAt, Unix ns): past the request's deadline its handler's context
+// has ended anyway, and a cancel kept for a peer that cannot be reached
+// would hold the lane dialling, and its capacity, for nothing.
+func (t *Transport) sendCancel(to cluster.NodeID, verb Verb, id uint64, expiresAt int64) {
 	h := wire.Header{Flags: wire.FlagCancel, ID: id, Verb: uint32(verb)}
-	if err := t.send(t.ctx, to, false, routing.Urgent, &h, 0, nil, false); err != nil {
+	if err := t.send(t.ctx, to, false, routing.Urgent, &h, expiresAt, nil, false); err != nil {
 		t.log.Debug("internode: cancel not sent", "peer", to, "verb", t.verbName(verb), "err", err)
 	}
 }

@@ -101,7 +101,7 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 			select {
 			case <-c.wake:
 				c.signaled.Store(false)
-				if !c.waitMore(&deadline) {
+				if c.conn.dead.Load() || !c.waitMore(&deadline) {
 					return time.Since(start)
 				}
 			default:
@@ -136,7 +136,7 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 			}
 		case <-c.wake:
 			c.signaled.Store(false)
-			if !c.waitMore(&deadline) { // enough arrived to write now
+			if c.conn.dead.Load() || !c.waitMore(&deadline) { // lost, or enough arrived to write now
 				return time.Since(start)
 			}
 		}

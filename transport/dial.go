@@ -38,9 +38,11 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 	if !ok {
 		return nil, 0, ErrUnknownPeer
 	}
-	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Dial)
-	defer cancel()
-	nc, err := t.cfg.Dialer.DialContext(ctx, "tcp", member.Addr)
+	// Timeouts.Dial bounds the TCP connect; the handshakes that follow
+	// are bounded by Timeouts.Handshake each (Config).
+	dialCtx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Dial)
+	nc, err := t.cfg.Dialer.DialContext(dialCtx, "tcp", member.Addr)
+	cancel()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -81,11 +83,15 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 		tc := tls.Client(nc, t.tls.clientFor(id))
 		hsCtx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Handshake)
 		err := tc.HandshakeContext(hsCtx)
+		timedOut := hsCtx.Err()
 		cancel()
 		if err != nil {
 			nc.Close()
-			if ctx.Err() != nil { // cancelled, or Timeouts.Dial passed: not a refusal
+			if ctx.Err() != nil { // cancelled: not a refusal
 				return nil, 0, fmt.Errorf("TLS: %w: %w", ctx.Err(), err)
+			}
+			if timedOut != nil { // Timeouts.Handshake passed: not a refusal either
+				return nil, 0, fmt.Errorf("TLS: %w: %w", timedOut, err)
 			}
 			return nil, 0, fmt.Errorf("%w: TLS: %w", ErrRefused, err)
 		}
@@ -255,8 +261,12 @@ func (c *outConn) connect() bool {
 		c.redirected.Store(false)
 		c.conn = conn
 		c.live.Store(conn)
-		if a := c.peer.addr.Load(); a != nil && *a != conn.addr {
-			conn.kill("the peer moved to " + *a) // while this dialled: moved missed it
+		// The membership's answer now, not the peer's entry, whose address
+		// follows its events: they may lag behind Lookup, which the dial
+		// used, and a connection to the member's current address would be
+		// killed for it, again at every redial, until the event came.
+		if m, ok := c.t.cfg.Membership.Lookup(c.peer.id); ok && m.Addr != conn.addr {
+			conn.kill("the peer moved to " + m.Addr) // while this dialled: moved missed it
 		}
 		c.frames.comp = c.t.newCompressor(c.lane, conn.caps, conn.RemoteAddr(), c.counters)
 		select {
@@ -273,6 +283,15 @@ func (c *outConn) connect() bool {
 		c.t.wg.Add(1)
 		go c.readBack(conn)
 		return true
+	}
+	select {
+	case <-c.stop:
+		// Stopped while dialling (Close, a Leave, a stranger forgotten):
+		// the stop cut the dial short, which says nothing of the peer, and
+		// peer.stop fails what is queued with its own reason.
+		c.redirected.Store(false)
+		return false
+	default:
 	}
 	if c.redirected.Swap(false) {
 		// The peer moved while this dialled its old address: no failure

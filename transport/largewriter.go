@@ -23,6 +23,11 @@ type largeSend struct {
 	stream  uint32
 	granted bool // the receiver reserved room: parts may follow
 	sent    int  // payload bytes written, or gathered for the write under way
+	// begunOut: its FrameLargeBegin went out whole on this connection.
+	// An empty message is all in it, and its receiver takes it as it
+	// grants it: it cannot be sent again on the next (reset).
+	begunOut bool
+	beginEnd int // where its FrameLargeBegin ends in the write under way
 }
 
 // partWrite is a part gathered for a write: where its frame starts in the
@@ -229,6 +234,7 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 			_ = wire.SetTTL(ls.header, ls.expiresAt-now)
 		}
 		fw.add(wire.FrameLargeBegin, ls.stream, ls.header)
+		ls.beginEnd = fw.buffered()
 		w.begun = append(w.begun, ls)
 	}
 	if len(w.waiting) == 0 {
@@ -259,11 +265,19 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 				p.ls.sent = p.prior
 			}
 		}
+		for _, ls := range w.begun {
+			if !ls.begunOut && ls.beginEnd > 0 && fw.lastBytes >= ls.beginEnd {
+				ls.begunOut = true
+			}
+		}
 		clear(w.parts)
 		w.reset(q, sink, err)
 		return err
 	}
 	clear(w.parts) // no reference to a sent message stays
+	for _, ls := range w.begun {
+		ls.begunOut = true
+	}
 	done := 0
 	kept = w.begun[:0]
 	for _, ls := range w.begun {
@@ -398,12 +412,13 @@ func (w *largeWriter) failWaitingRequests(q *outQueue, reason Reason, err error,
 
 // reset runs when the connection breaks or closes: messages of which no
 // payload byte was written wait for the next connection, in order; the
-// others are lost with it.
+// others are lost with it, and so is an empty one whose FrameLargeBegin,
+// all of it, went out (its receiver may have taken it already).
 func (w *largeWriter) reset(q *outQueue, sink outSink, err error) {
 	var again []*largeSend
 	for _, ls := range w.begun {
-		if ls.sent == 0 {
-			ls.granted, ls.stream = false, 0
+		if ls.sent == 0 && !(ls.begunOut && len(ls.payload) == 0) {
+			ls.granted, ls.stream, ls.begunOut, ls.beginEnd = false, 0, false, 0
 			again = append(again, ls)
 			continue
 		}

@@ -310,6 +310,12 @@ func (c *outConn) run() {
 				c.sleepBackoff()
 				continue
 			}
+			if c.conn.dead.Load() {
+				// Killed as it was made (the peer moved, or stopped, while
+				// this dialled): nothing was written into it, and nothing
+				// must be, or the queue fails as reset unwritten.
+				continue
+			}
 		}
 		if err := c.flush(); err != nil {
 			c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
@@ -543,6 +549,13 @@ func (c *outConn) flush() error {
 	var waited time.Duration
 	if requested > 0 {
 		waited = c.coalesceWait(requested)
+		if c.conn.dead.Load() {
+			// Lost while this waited (its reader woke the wait): nothing
+			// of the queue went into it, and nothing does. The loop closes
+			// it, and the messages wait for the next connection as they
+			// would had the loss been seen before the wait.
+			return nil
+		}
 	}
 	return c.writeQueued(requested, waited, false)
 }

@@ -133,7 +133,7 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 	}
 	if err == context.Canceled {
 		// A deadline the handler has already; a cancel it is told.
-		t.sendCancel(to, verb, h.ID)
+		t.sendCancel(to, verb, h.ID, deadline.UnixNano())
 	}
 	return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
 }

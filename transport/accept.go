@@ -49,8 +49,7 @@ func (r Refusal) String() string {
 // refuse counts and logs a refused inbound connection; the log is rate
 // limited per reason, so a flood of bad handshakes cannot flood it.
 func (t *Transport) refuse(conn net.Conn, why Refusal, err error) {
-	t.refused.Add(1)
-	t.refusals[why].Add(1)
+	t.refusals[why].Add(1) // InboundRefused is their sum: one counter, one count
 	t.logs.warn(logKey{refusal: why + 1}, "internode: connection refused", "remote", conn.RemoteAddr(), "reason", why.String(), "err", err)
 }
 

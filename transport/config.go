@@ -216,10 +216,14 @@ type SecurityConfig struct {
 // TelemetryConfig says where the transport's metrics, traces and logs go.
 type TelemetryConfig struct {
 	// MeterProvider receives the transport's metrics (names prefixed
-	// "internode."). Default: otel.GetMeterProvider(), a no-op until the
-	// application sets one. Transports that share a provider share one
-	// registration of the host-wide internode.kernel.* counters, which
-	// lasts until the last of them closes.
+	// "internode."), on a meter whose instrumentation scope carries the
+	// node's ID (attribute internode.node; Prometheus label
+	// otel_scope_internode_node), so that transports sharing a provider
+	// keep their series apart. Default: otel.GetMeterProvider(), a no-op
+	// until the application sets one. Transports that share a provider
+	// share one registration of the host-wide internode.kernel.* counters
+	// (on a scope without the attribute), which lasts until the last of
+	// them closes.
 	MeterProvider metric.MeterProvider
 	// TracerProvider receives Request's client spans and handlers' server
 	// spans; trace context travels in the message header. Default:

@@ -128,6 +128,7 @@ func (t *Transport) forgetQuietStrangers() {
 	if len(gone) > 0 {
 		t.publishPeers()
 	}
+	t.pruneDeparted()
 	t.peersMu.Unlock()
 	for _, p := range gone {
 		p.stop(errForgotten)

@@ -145,6 +145,9 @@ func (ic *inConn) serve() {
 func (ic *inConn) end() {
 	ic.kill()
 	ic.beatTimer.Stop()
+	if ic.probe != nil {
+		ic.peer.recvPeak[ic.lane].Observe(0) // no socket, no queue: not the dead one's backlog
+	}
 	ic.mu.Lock()
 	ic.closed = true
 	streams := ic.streams

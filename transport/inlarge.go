@@ -99,7 +99,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		if !ic.account.TryTake(m.need) {
 			ic.forget(fh.Stream)
-			ic.abandon(m, 0)
+			ic.abandon(m, uncounted)
 			return ic.refuse(fh.Stream, ReasonOverloaded, "")
 		}
 		return ic.granted(fh.Stream, m)
@@ -110,7 +110,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 		return ic.granted(fh.Stream, m)
 	case w == nil:
 		ic.forget(fh.Stream)
-		ic.abandon(m, 0)
+		ic.abandon(m, uncounted)
 		return ic.refuse(fh.Stream, ReasonOverloaded, "larger than this node's inbound limits")
 	}
 	ic.counters.pause() // the connection reads on; the message waits
@@ -167,7 +167,7 @@ func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 	ic.writing = true
 	ic.mu.Unlock()
 	if !ok {
-		ic.abandon(m, 0)
+		ic.abandon(m, uncounted)
 	}
 	if start {
 		ic.t.wg.Go(ic.answerLater)
@@ -269,11 +269,15 @@ func (ic *inConn) forget(stream uint32) {
 	ic.mu.Unlock()
 }
 
-// abandon gives back what an unfinished large message holds; a non-zero
-// reason counts it as dropped with that reason, unless it is streamed and
-// its handler started (it was received then, and its handler reads the
-// error instead) or its connection ended before any part of it came (its
-// sender counts it, or sends it again).
+// uncounted is abandon's reason for a message counted elsewhere, or not
+// at all: not a Reason (0 is ReasonOverloaded, a reason like any other).
+const uncounted = NumReasons
+
+// abandon gives back what an unfinished large message holds; a reason
+// other than uncounted counts it as dropped with that reason, unless it is
+// streamed and its handler started (it was received then, and its handler
+// reads the error instead) or its connection ended before any part of it
+// came (its sender counts it, or sends it again).
 func (ic *inConn) abandon(m *largeIn, reason Reason) {
 	ic.mu.Lock()
 	granted, started, w := m.granted, m.started, m.waiter
@@ -281,14 +285,14 @@ func (ic *inConn) abandon(m *largeIn, reason Reason) {
 	ic.mu.Unlock()
 	switch {
 	case started:
-		reason = 0 // received when its handler took it; the handler reads the error
+		reason = uncounted // received when its handler took it; the handler reads the error
 	case reason == ReasonConnectionReset && !m.parted:
 		// Its connection ended before any part of it came: it is its
 		// sender's to count. A sender that wrote none of its payload sends
 		// it again on its next connection (a message waiting for its grant
 		// never has); one that did counts it lost. Counted here too, it
 		// would end twice: dropped here, delivered later.
-		reason = 0
+		reason = uncounted
 	}
 	if w != nil && !w.Cancel() {
 		// Settled meanwhile: grantLater finds the message gone and gives
@@ -303,7 +307,7 @@ func (ic *inConn) abandon(m *largeIn, reason Reason) {
 		ic.account.Release(m.need)
 	}
 	m.putPayload()
-	if reason != 0 {
+	if reason != uncounted {
 		ic.counters.drop(reason)
 	}
 }

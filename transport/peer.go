@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
@@ -29,6 +30,11 @@ type peer struct {
 	outbound [routing.NumLanes]connCounters
 	inbound  [routing.NumLanes]inCounters
 	health   [routing.NumLanes]laneHealth // for Health
+	// retiredCoalescing sums the counts of the coalescing strategies of
+	// the lanes dropped for being idle (writerMayExit), so that
+	// ConnStats.Coalescing does not go back when a lane is; guarded by mu.
+	// SetCoalescing clears it, as its new strategies count afresh.
+	retiredCoalescing [routing.NumLanes]coalescing.Stats
 	// member: the membership knew the peer when this entry was made, or
 	// has since (an entry made for a stranger that then joined). Entries
 	// of peers it does not know are forgotten once they are quiet (see
@@ -126,6 +132,9 @@ func (p *peer) writerMayExit(c *outConn) bool {
 		return false
 	}
 	if c.idleClosed && p.stopped == nil && c.queue.retireIfEmpty(errRetired) {
+		c.strategyMu.Lock()
+		addCoalescing(&p.retiredCoalescing[c.lane], c.strategy.Stats())
+		c.strategyMu.Unlock()
 		p.lanes[c.lane].CompareAndSwap(c, nil)
 		c.cancel()
 		// A Send waiting for room on this lane (enqueue) waits on stop:
@@ -384,27 +393,63 @@ func (t *Transport) closeInboundFrom(id cluster.NodeID) {
 }
 
 // addDeparted keeps p's counts for Stats. A node that left before keeps
-// one entry: the earlier one's counts fold into p, so that a node leaving
-// and rejoining again and again holds one entry, not one a Leave.
-// peersMu must be held for writing.
+// one entry: the earlier one's counts move into p, so that a node leaving
+// and rejoining again and again holds one entry, not one a Leave. An
+// earlier entry that may still count — a handler of its still running,
+// whose response is yet to be written or dropped, a connection of its not
+// yet ended — stays listed beside p (Stats sums them) until it is quiet,
+// when the janitor moves what it counted since into p's successor
+// (pruneDeparted); dropped at once, what it counted after the move would
+// be counted nowhere. peersMu must be held for writing.
 func (t *Transport) addDeparted(p *peer) {
-	for i, old := range t.departed {
+	kept := t.departed[:0]
+	for _, old := range t.departed {
 		if old.id != p.id {
+			kept = append(kept, old)
 			continue
 		}
-		for lane := range routing.NumLanes {
-			p.outbound[lane].addFrom(&old.outbound[lane], false)
-			p.inbound[lane].addFrom(&old.inbound[lane], false)
-			p.sendMax[lane].Observe(old.sendMax[lane].Max())
-			p.recvMax[lane].Observe(old.recvMax[lane].Max())
-			if old.queuesMeasured[lane].Load() {
-				p.queuesMeasured[lane].Store(true)
-			}
+		if !old.quiet() { // asked first: once quiet, it counts nothing more
+			kept = append(kept, old)
 		}
-		t.departed[i] = p
-		return
+		p.takeCounts(old)
 	}
-	t.departed = append(t.departed, p)
+	clear(t.departed[len(kept):])
+	t.departed = append(kept, p)
+}
+
+// pruneDeparted drops the earlier entries of departed nodes that have
+// become quiet, moving what they counted since addDeparted into the
+// node's latest entry. peersMu must be held for writing.
+func (t *Transport) pruneDeparted() {
+	latest := map[cluster.NodeID]*peer{}
+	for _, p := range t.departed {
+		latest[p.id] = p // the latest entry of an ID is the last listed
+	}
+	kept := t.departed[:0]
+	for _, p := range t.departed {
+		if last := latest[p.id]; last != p && p.quiet() {
+			last.takeCounts(p)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(t.departed[len(kept):])
+	t.departed = kept
+}
+
+// takeCounts moves old's counts into p, leaving old's at zero, so that a
+// count is never in both, and what old counts later is not lost while
+// old is listed. peersMu must be held for writing.
+func (p *peer) takeCounts(old *peer) {
+	for lane := range routing.NumLanes {
+		p.outbound[lane].addFrom(&old.outbound[lane], true)
+		p.inbound[lane].addFrom(&old.inbound[lane], true)
+		p.sendMax[lane].Observe(old.sendMax[lane].Max())
+		p.recvMax[lane].Observe(old.recvMax[lane].Max())
+		if old.queuesMeasured[lane].Load() {
+			p.queuesMeasured[lane].Store(true)
+		}
+	}
 }
 
 // measured records that a socket queue depth was read on lane.
@@ -412,4 +457,22 @@ func (p *peer) measured(lane routing.Lane) {
 	if !p.queuesMeasured[lane].Load() {
 		p.queuesMeasured[lane].Store(true)
 	}
+}
+
+// addCoalescing adds the counts of s to sum, and takes its current
+// figures (strategy, window, average gap) as sum's.
+func addCoalescing(sum *coalescing.Stats, s coalescing.Stats) {
+	sum.Strategy, sum.Window, sum.AverageGap = s.Strategy, s.Window, s.AverageGap
+	sum.Writes += s.Writes
+	sum.Messages += s.Messages
+	sum.Bytes += s.Bytes
+	sum.RequestedWait += s.RequestedWait
+	sum.ObservedWait += s.ObservedWait
+	for i := range s.BatchHistogram {
+		sum.BatchHistogram[i] += s.BatchHistogram[i]
+	}
+	sum.Waited += s.Waited
+	sum.EarlyFlushes += s.EarlyFlushes
+	sum.WindowGrowths += s.WindowGrowths
+	sum.WindowShrinks += s.WindowShrinks
 }

@@ -112,7 +112,9 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 			}
 		}
 		ic.counters.receive(int(hdr.PayloadLength))
+		ctx, span := t.tel.handlerSpan(ctx, hdr.Params, ic.from, t.verbName(msg.Verb))
 		resp, err := ic.serveReader(ctx, h, msg, pr)
+		endSpan(span, err)
 		pr.CloseWithError(errHandlerReturned)
 		if err != nil && !isRequest {
 			ic.counters.handlerFailed()

@@ -203,9 +203,10 @@ func (t *Transport) Stats() Stats {
 	// drops out of the accounts.
 	departed := t.departed
 	peers = append(peers, departed...)
-	s := Stats{InboundRefused: t.refused.Load(), Stages: t.stageStats()}
+	s := Stats{Stages: t.stageStats()}
 	for r := range NumRefusals {
 		s.Refusals[r] = t.refusals[r].Load()
+		s.InboundRefused += s.Refusals[r] // their sum, read once
 	}
 	for b := range numBadInputs {
 		s.BadInput[b] = t.malformed[b].Load()
@@ -316,14 +317,21 @@ func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 	cs.SendQueueMax = p.sendMax[lane].Max()
 	cs.RecvQueueMax = p.recvMax[lane].Max()
 	cs.QueuesMeasured = p.queuesMeasured[lane].Load()
+	// Under the peer's lock, so that a lane being retired (writerMayExit)
+	// is counted once: live, or in the retired lanes' sum.
+	p.mu.Lock()
+	cs.Coalescing = p.retiredCoalescing[lane]
 	c := p.lanes[lane].Load()
+	if c != nil {
+		c.strategyMu.Lock()
+		addCoalescing(&cs.Coalescing, c.strategy.Stats())
+		c.strategyMu.Unlock()
+	}
+	p.mu.Unlock()
 	if c == nil {
 		return cs, cs.seen()
 	}
 	cs.Connected = c.live.Load() != nil
-	c.strategyMu.Lock()
-	cs.Coalescing = c.strategy.Stats()
-	c.strategyMu.Unlock()
 	messages, _ := c.queue.pending()
 	cs.PendingMessages = uint64(messages)
 	cs.PendingBytes = uint64(c.queue.held())

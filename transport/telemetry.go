@@ -50,7 +50,13 @@ type telemetry struct {
 }
 
 func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider) (*telemetry, error) {
-	m := mp.Meter(instrumentationName)
+	// The node's own meter: transports that share a provider (several
+	// nodes in one process) report as many scopes, told apart by the
+	// node's ID (Prometheus: otel_scope_internode_node), where one scope
+	// would add their counters up — and take a closed node's share back
+	// out — and keep one node's gauges at random. The host-wide kernel
+	// counters stay on the unattributed meter (joinKernelExport).
+	m := mp.Meter(instrumentationName, metric.WithInstrumentationAttributes(attribute.String("internode.node", string(t.cfg.NodeID))))
 	tel := &telemetry{
 		tracer:          tp.Tracer(instrumentationName),
 		propagator:      propagation.TraceContext{},
@@ -374,13 +380,24 @@ var (
 )
 
 // traceParams encodes ctx's span context (W3C traceparent, tracestate) as
-// a message parameter block, or nil.
+// a message parameter block, or nil. The block fits the wire format's
+// bound (wire.MaxParamsSize), which a valid tracestate may exceed: its
+// members are then dropped from the end, as W3C lets a vendor truncate
+// it, until it fits; the trace itself (traceparent) always goes on.
 func (tel *telemetry) traceParams(ctx context.Context) []byte {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
 		return nil
 	}
 	var carrier paramsCarrier
 	tel.propagator.Inject(ctx, &carrier)
+	for ts := sc.TraceState(); len(carrier.block) > wire.MaxParamsSize && ts.Len() > 0; {
+		var last string
+		ts.Walk(func(key, _ string) bool { last = key; return true })
+		ts = ts.Delete(last)
+		carrier = paramsCarrier{}
+		tel.propagator.Inject(trace.ContextWithSpanContext(ctx, sc.WithTraceState(ts)), &carrier)
+	}
 	return carrier.block
 }
 

@@ -97,7 +97,6 @@ type Transport struct {
 	fileSendFailures                 atomic.Uint64
 	fileReceiveFailures              atomic.Uint64
 
-	refused   atomic.Uint64 // inbound handshakes refused
 	refusals  [NumRefusals]atomic.Uint64
 	malformed [numBadInputs]atomic.Uint64 // inbound connections closed on bad input, by kind
 	logs      rateLog
@@ -476,6 +475,7 @@ func (t *Transport) SetCoalescing(newStrategy func(routing.Lane) coalescing.Stra
 				c.setStrategy(newStrategy(c.lane))
 			}
 		}
+		p.retiredCoalescing = [routing.NumLanes]coalescing.Stats{} // the statistics restart
 		p.mu.Unlock()
 	}
 }

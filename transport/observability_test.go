@@ -14,8 +14,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/internode/internode/routing"
@@ -28,13 +26,7 @@ import (
 // handler's context must continue the caller's trace, under an
 // internode.handle span that is the request span's child.
 func TestReaderHandlerContinuesTheTrace(t *testing.T) {
-	recorder := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
-	defer tp.Shutdown(context.Background())
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Telemetry.TracerProvider = tp
-		bigLimits(8<<20)(i, cfg)
-	})
+	c, recorder, tp := tracedCluster(t, 2, bigLimits(8<<20))
 	seen := make(chan trace.SpanContext, 1)
 	c.Nodes[1].HandleReader(verbStream, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
 		_, err := io.Copy(io.Discard, body)
@@ -76,10 +68,7 @@ func bigTraceState(t *testing.T) trace.TraceState {
 // so Send and Request panicked in the caller's goroutine. The trace must
 // still go on (its traceparent), and the message be sent.
 func TestALargeTraceStateDoesNotPanicTheCaller(t *testing.T) {
-	recorder := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
-	defer tp.Shutdown(context.Background())
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.TracerProvider = tp })
+	c, _, _ := tracedCluster(t, 2, nil)
 	seen := make(chan trace.SpanContext, 2)
 	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		seen <- trace.SpanContextFromContext(ctx)
@@ -106,10 +95,7 @@ func TestALargeTraceStateDoesNotPanicTheCaller(t *testing.T) {
 // that is not W3C's is ignored: the message reaches its handler, with no
 // trace, and nothing is counted as bad input or dropped.
 func TestMalformedTraceParamsAreIgnored(t *testing.T) {
-	recorder := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
-	defer tp.Shutdown(context.Background())
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.TracerProvider = tp })
+	c, _, _ := tracedCluster(t, 2, nil)
 	seen := make(chan trace.SpanContext, 16)
 	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		seen <- trace.SpanContextFromContext(ctx)

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -267,7 +266,7 @@ func TestPeerCheckAcceptor(t *testing.T) {
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr lockedBuffer // read while the peer writes it
+	var stderr capturedLogs // read while the peer writes it
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	events := make(chan map[string]any, 64)
@@ -361,22 +360,4 @@ func TestPeerCheckOneWayRejected(t *testing.T) {
 	assert.EqualValues(t, wire.FailureOverloaded, stray["failure"].(map[string]any)["code"])
 	resp := peerEvent(t, events, "response")
 	assert.EqualValues(t, wire.FailureOverloaded, resp["failure"].(map[string]any)["code"])
-}
-
-// lockedBuffer is a bytes.Buffer safe to read while a process writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

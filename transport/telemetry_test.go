@@ -184,10 +184,7 @@ func TestSocketPeaksRiseWhenTheReceiverStopsReading(t *testing.T) {
 }
 
 func TestTraceSpansBothNodes(t *testing.T) {
-	recorder := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
-	defer tp.Shutdown(context.Background())
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) { cfg.Telemetry.TracerProvider = tp })
+	c, recorder, tp := tracedCluster(t, 2, nil)
 	seen := make(chan trace.SpanContext, 1)
 	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		seen <- trace.SpanContextFromContext(ctx)
@@ -449,4 +446,20 @@ func TestSendQueuePeakAfterTheConnectionDied(t *testing.T) {
 	})
 	_ = peak() // the interval in which the socket died may report its backlog
 	assert.Zero(t, peak(), "no socket, yet the send queue's peak reads its backlog")
+}
+
+// tracedCluster starts n nodes, each tweaked by tweak (nil: none), whose
+// spans go to the returned recorder through the returned provider.
+func tracedCluster(t *testing.T, n int, tweak func(i int, cfg *transport.Config)) (*transporttest.Cluster, *tracetest.SpanRecorder, *sdktrace.TracerProvider) {
+	t.Helper()
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) }) // after the nodes' own cleanup
+	c := newCluster(t, n, func(i int, cfg *transport.Config) {
+		cfg.Telemetry.TracerProvider = tp
+		if tweak != nil {
+			tweak(i, cfg)
+		}
+	})
+	return c, recorder, tp
 }

@@ -362,7 +362,8 @@ func writeAtomically(t testing.TB, path string, data []byte) {
 	require.NoError(t, os.Rename(path+".tmp", path))
 }
 
-// capturedLogs keeps what a transport logs, for tests of its warnings.
+// capturedLogs keeps what a transport logs, or a process writes, for a
+// test to read while it is written.
 type capturedLogs struct {
 	mu  sync.Mutex
 	buf bytes.Buffer

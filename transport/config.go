@@ -75,7 +75,9 @@ type Config struct {
 	// sending (Send or Request returned nil, or a response) and then
 	// failed to write: expired, connection reset, peer left, closed,
 	// refused. With the payload it can, for example, store a hint to
-	// replay later. It runs on the lane's writer goroutine: it must be
+	// replay later. The transport's own cancels of requests whose callers
+	// gave up are counted, and not given to it. It runs on the lane's
+	// writer goroutine (or a Send caller's that wrote itself): it must be
 	// quick and must not call Send or Request to the same peer. The
 	// DroppedMessage and its Payload are valid only during the call.
 	OnDropped func(DroppedMessage)

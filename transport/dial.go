@@ -182,6 +182,7 @@ type liveConn struct {
 	// backHeader is the back-channel reader's buffer.
 	backHeader [wire.FrameHeaderSize]byte
 	why        atomic.Pointer[string]
+	moved      atomic.Bool     // killed because the peer moved (movedAway)
 	probe      *sockstat.Probe // nil when the connection has no kernel socket
 	// sendSampler picks the writes after which probe is read; the
 	// writer's.
@@ -189,6 +190,13 @@ type liveConn struct {
 	// sendBound bounds the socket's send queue, against the writer's
 	// frames.written; the writer's.
 	sendBound queueBound
+}
+
+// movedAway kills the connection because its peer is at another address
+// now: this node's doing, not the peer's (connDied).
+func (lc *liveConn) movedAway(why string) {
+	lc.moved.Store(true)
+	lc.kill(why)
 }
 
 // kill marks the connection dead, with why, and closes it.
@@ -227,6 +235,9 @@ func (c *outConn) redialNow() {
 	}
 	c.dialMu.Lock()
 	if c.dialCancel != nil && time.Since(c.dialStart) > staleDial {
+		// Restarted, not failed: the peer was just seen, and nothing
+		// queued fails for the dial this cuts short (connect).
+		c.redirected.Store(true)
 		c.dialCancel()
 	}
 	c.dialMu.Unlock()
@@ -242,7 +253,7 @@ func (c *outConn) moved(addr string) {
 	}
 	c.dialMu.Unlock()
 	if lc := c.live.Load(); lc != nil && lc.addr != addr {
-		lc.kill("the peer moved to " + addr)
+		lc.movedAway("the peer moved to " + addr)
 		c.signal()
 	}
 }
@@ -261,12 +272,13 @@ func (c *outConn) connect() bool {
 		c.redirected.Store(false)
 		c.conn = conn
 		c.live.Store(conn)
+		c.writtenAt = c.frames.written
 		// The membership's answer now, not the peer's entry, whose address
 		// follows its events: they may lag behind Lookup, which the dial
 		// used, and a connection to the member's current address would be
 		// killed for it, again at every redial, until the event came.
 		if m, ok := c.t.cfg.Membership.Lookup(c.peer.id); ok && m.Addr != conn.addr {
-			conn.kill("the peer moved to " + m.Addr) // while this dialled: moved missed it
+			conn.movedAway("the peer moved to " + m.Addr) // while this dialled: moved missed it
 		}
 		c.frames.comp = c.t.newCompressor(c.lane, conn.caps, conn.RemoteAddr(), c.counters)
 		select {
@@ -284,19 +296,22 @@ func (c *outConn) connect() bool {
 		go c.readBack(conn)
 		return true
 	}
-	select {
-	case <-c.stop:
+	if c.ctx.Err() != nil {
 		// Stopped while dialling (Close, a Leave, a stranger forgotten):
 		// the stop cut the dial short, which says nothing of the peer, and
-		// peer.stop fails what is queued with its own reason.
+		// peer.stop fails what is queued with its own reason. The lane's
+		// context, not its stop: Close cancels the transport's context,
+		// which ends the dial, before it stops the peers, which closes
+		// stop; a writer that looked in between would count a failure
+		// and fail the queue as reset.
 		c.redirected.Store(false)
 		return false
-	default:
 	}
 	if c.redirected.Swap(false) {
-		// The peer moved while this dialled its old address: no failure
-		// of the peer's; the writer dials the new one at once (the move
-		// kicked it).
+		// The peer moved while this dialled its old address, or was seen
+		// again while this dial hung (redialNow): no failure of the
+		// peer's; the writer dials again at once (the move, or the
+		// sighting, kicked it).
 		return false
 	}
 	c.counters.connectFailures.Add(1)
@@ -390,10 +405,22 @@ func (c *outConn) connDied() {
 	if w := c.conn.why.Load(); w != nil {
 		why = *w
 	}
+	unused := !proved && !c.conn.moved.Load() && c.frames.written == c.writtenAt
 	c.closeConn(why)
 	c.hl.failed("connection lost: "+why, time.Now())
 	c.t.calls.failConn(serial, fmt.Errorf("%w: %s", ErrConnectionReset, why))
 	c.backoffFirst = !proved
+	if unused {
+		// It ended, not for a move of this node's seeing, before
+		// anything was written on it or its peer proved alive (a peer
+		// that takes the handshake and hangs up): as good as a failed
+		// dial, which fails the queued requests, never written, at once.
+		// The writer writes nothing into a dead connection (run, flush),
+		// so nothing else would fail them before their deadline, however
+		// many redials end this way.
+		c.pruneExpired()
+		c.failRequests(fmt.Errorf("cannot connect: the connection ended before anything was written: %s", why))
+	}
 }
 
 // proved reports whether the connection worked: its peer was heard on it

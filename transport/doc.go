@@ -261,7 +261,11 @@
 // when the sender must know. A large message whose connection broke before
 // a byte of its payload left is sent again on the next connection: its
 // receiver had not handed it to a handler (a ReaderHandler starts with the
-// first part), so it still reaches one once.
+// first part), so it still reaches one once. A large message with no
+// payload at all is whole in its first frame, and its receiver hands it
+// over as it grants it room: once that frame went out, it is lost with
+// the connection (Dropped[ReasonConnectionReset]), whether or not it
+// reached its handler.
 //
 // # Security
 //

@@ -45,7 +45,7 @@ func (c *outConn) failed(m *outMsg, reason Reason, err error) {
 		}
 		c.t.calls.fail(m.id, &OpError{Op: "request", Peer: c.peer.id, Lane: c.lane, Err: err})
 	}
-	if hook := c.t.cfg.OnDropped; hook != nil {
+	if hook := c.t.cfg.OnDropped; hook != nil && !m.isCancel {
 		hook(DroppedMessage{Peer: c.peer.id, Lane: c.lane, Verb: Verb(m.verb), ID: m.id,
 			Response: m.isResponse, Reason: reason, Payload: m.payload})
 	}

@@ -69,7 +69,8 @@ type outConn struct {
 	dialStart  time.Time
 	dialAddr   string // the address of the dial in progress
 	// redirected says the dial in progress was cut short because the
-	// peer moved (moved): its failure is none of the peer's.
+	// peer moved (moved), or was seen again while it hung (redialNow):
+	// its failure is none of the peer's.
 	redirected atomic.Bool
 
 	// strategyMu guards strategy: the writer calls it, Stats reads it and
@@ -108,6 +109,10 @@ type outConn struct {
 	large        largeWriter
 	lastWrite    time.Time // anything written, pings too: when the next ping is due
 	lastSent     time.Time // messages or a large round written: Timeouts.Idle counts from it
+	// writtenAt is frames.written when conn was established: connDied
+	// tells a connection that ended before anything was written on it
+	// from one that was used.
+	writtenAt int64
 }
 
 func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
@@ -317,10 +322,15 @@ func (c *outConn) run() {
 				continue
 			}
 		}
+		before := c.frames.written
 		if err := c.flush(); err != nil {
 			c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 			c.conn.kill("write error")
-		} else {
+		} else if c.frames.written != before {
+			// Only a flush that wrote: one that returned early (the
+			// connection lost while it waited) or a large round that only
+			// withdrew wrote nothing, and lastWrite is then the previous
+			// write's, or the connection's making.
 			c.hl.wrote(c.lastWrite)
 		}
 	}

@@ -28,11 +28,16 @@ type outMsg struct {
 	verb       uint32
 	isRequest  bool
 	isResponse bool
-	payload    []byte // valid only during the call
+	// isCancel: the transport's own cancel of request id (sendCancel),
+	// which no caller sent: counted, but no DroppedMessage.
+	isCancel bool
+	payload  []byte // valid only during the call
 }
 
 func (it *outItem) msg(buf []byte) outMsg {
-	return outMsg{id: it.id, verb: it.verb, isRequest: it.isRequest, isResponse: it.isResponse, payload: it.payloadIn(buf)}
+	return outMsg{id: it.id, verb: it.verb, isRequest: it.isRequest, isResponse: it.isResponse,
+		isCancel: it.payload == nil && int(it.start) < len(buf) && wire.MessageFlags(buf[it.start])&wire.FlagCancel != 0,
+		payload:  it.payloadIn(buf)}
 }
 
 // frameWriter gathers frames of one connection for one vectored write. It

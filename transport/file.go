@@ -125,8 +125,8 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // down), ErrExpired, ErrHandler, ErrCorrupt and ErrIncomplete as a
 // *RemoteError when the receiver failed the transfer; ErrIncomplete when
 // the connection ended early or the receiver stopped taking the bytes; the
-// context's error on cancellation, and context.DeadlineExceeded as soon as
-// the rate limit cannot send the rest by the context's deadline;
+// context's error on cancellation, and context.DeadlineExceeded once the
+// rate limit cannot send the next chunk by the context's deadline;
 // ErrUnknownPeer, ErrClosed; each in an *OpError. Stats counts each call
 // once, in FilesSent or FileSendFailures.
 func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, f *os.File, offset, length int64) (int64, error) {

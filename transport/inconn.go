@@ -47,6 +47,9 @@ type inConn struct {
 	done      chan struct{} // closed when the connection ends
 	closeOnce sync.Once
 	lastRenew time.Time // when the read deadline was last pushed back
+	// recvDepth is the socket's receive-queue depth last measured, for
+	// the end of another connection of the peer's on the lane (end).
+	recvDepth atomic.Int64
 
 	backMu  sync.Mutex // serialises back-channel writes
 	backBuf []byte
@@ -146,7 +149,10 @@ func (ic *inConn) end() {
 	ic.kill()
 	ic.beatTimer.Stop()
 	if ic.probe != nil {
-		ic.peer.recvPeak[ic.lane].Observe(0) // no socket, no queue: not the dead one's backlog
+		// No socket, no queue: not the dead one's backlog. The peer's
+		// other connections on the lane, if any, keep theirs: its Peak
+		// is theirs too, and starts each interval from the last reading.
+		ic.peer.recvPeak[ic.lane].Observe(ic.t.otherRecvDepth(ic))
 	}
 	ic.mu.Lock()
 	ic.closed = true
@@ -253,10 +259,25 @@ func (ic *inConn) measureRecvQueue(n int, paused bool) {
 	}
 	if depth, err := ic.probe.RecvQueue(); err == nil {
 		ic.sampler.Record(depth, 0)
+		ic.recvDepth.Store(int64(depth))
 		ic.peer.recvPeak[ic.lane].Observe(int64(depth))
 		ic.peer.recvMax[ic.lane].Observe(int64(depth))
 		ic.peer.measured(ic.lane)
 	}
+}
+
+// otherRecvDepth is the deepest receive queue last measured on the
+// connections of ic's peer and lane other than ic: 0 when there are none.
+func (t *Transport) otherRecvDepth(ic *inConn) int64 {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	var depth int64
+	for o := range t.inConns {
+		if o != ic && o.peer == ic.peer && o.lane == ic.lane {
+			depth = max(depth, o.recvDepth.Load())
+		}
+	}
+	return depth
 }
 
 // isTimeout reports whether err is a deadline passing.

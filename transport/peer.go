@@ -32,8 +32,13 @@ type peer struct {
 	health   [routing.NumLanes]laneHealth // for Health
 	// retiredCoalescing sums the counts of the coalescing strategies of
 	// the lanes dropped for being idle (writerMayExit), so that
-	// ConnStats.Coalescing does not go back when a lane is; guarded by mu.
-	// SetCoalescing clears it, as its new strategies count afresh.
+	// ConnStats.Coalescing does not go back when a lane is; guarded by
+	// coalMu, under which a lane is dropped, so that laneStats counts it
+	// once: live, or here. SetCoalescing clears it, as its new strategies
+	// count afresh. Not mu: Stats must not wait for mu, which is held
+	// while the coalescing factory, user code, runs (lane, SetCoalescing).
+	// Order: mu, then coalMu, then an outConn's strategyMu.
+	coalMu            sync.Mutex
 	retiredCoalescing [routing.NumLanes]coalescing.Stats
 	// member: the membership knew the peer when this entry was made, or
 	// has since (an entry made for a stranger that then joined). Entries
@@ -51,6 +56,10 @@ type peer struct {
 	// without a kernel socket cannot be asked).
 	queuesMeasured [routing.NumLanes]atomic.Bool
 	streams        streamState
+	// streamedHandlers counts the ReaderHandlers of the peer's streamed
+	// large messages still running (streamLarge), for quiet: they hold no
+	// room once their message's last part came.
+	streamedHandlers atomic.Int64
 	// inConns counts the peer's established inbound connections by kind
 	// (lanes, stream session, file transfers), for Config.Security.MaxConnsPerPeer;
 	// guarded by Transport.inboundMu.
@@ -132,10 +141,12 @@ func (p *peer) writerMayExit(c *outConn) bool {
 		return false
 	}
 	if c.idleClosed && p.stopped == nil && c.queue.retireIfEmpty(errRetired) {
+		p.coalMu.Lock()
 		c.strategyMu.Lock()
 		addCoalescing(&p.retiredCoalescing[c.lane], c.strategy.Stats())
 		c.strategyMu.Unlock()
 		p.lanes[c.lane].CompareAndSwap(c, nil)
+		p.coalMu.Unlock()
 		c.cancel()
 		// A Send waiting for room on this lane (enqueue) waits on stop:
 		// it goes on to the lane's successor, which stop reaches when
@@ -267,7 +278,7 @@ func (p *peer) quiet() bool {
 			return false
 		}
 	}
-	return p.outAccount.Used() == 0 && p.inAccount.Used() == 0 &&
+	return p.outAccount.Used() == 0 && p.inAccount.Used() == 0 && p.streamedHandlers.Load() == 0 &&
 		p.streams.in.Load() == 0 && p.streams.out.Load() == 0 && p.inConnsTotal() == 0
 }
 

@@ -92,7 +92,13 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	if m.deadline != 0 {
 		msg.ExpiresAt = time.Unix(0, m.deadline)
 	}
+	// The message's room goes back with its last part, and its handler
+	// may run on long after: the peer's entry is not quiet (peer.quiet)
+	// until the handler has counted its outcome (its error, its response
+	// queued), or what it counts could land on an entry folded away.
+	ic.peer.streamedHandlers.Add(1)
 	t.wg.Go(func() {
+		defer ic.peer.streamedHandlers.Add(-1)
 		ctx, cancel := t.ctx, context.CancelFunc(nil)
 		if !msg.ExpiresAt.IsZero() || isRequest {
 			ctx, cancel = newHandlerContext(t.ctx, msg.ExpiresAt, time.Now())

@@ -202,7 +202,13 @@ func (t *Transport) Stats() Stats {
 	// Peers that left keep their counts: nothing they sent or received
 	// drops out of the accounts.
 	departed := t.departed
-	peers = append(peers, departed...)
+	// Latest first: an ID's entries merge into one ConnStats whose
+	// Coalescing (not summed) is the first merged's, the live entry's or
+	// else the latest departed one's, which the earlier ones, still busy,
+	// are folded into once quiet (pruneDeparted).
+	for i := len(departed) - 1; i >= 0; i-- {
+		peers = append(peers, departed[i])
+	}
 	s := Stats{Stages: t.stageStats()}
 	for r := range NumRefusals {
 		s.Refusals[r] = t.refusals[r].Load()
@@ -317,9 +323,9 @@ func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 	cs.SendQueueMax = p.sendMax[lane].Max()
 	cs.RecvQueueMax = p.recvMax[lane].Max()
 	cs.QueuesMeasured = p.queuesMeasured[lane].Load()
-	// Under the peer's lock, so that a lane being retired (writerMayExit)
-	// is counted once: live, or in the retired lanes' sum.
-	p.mu.Lock()
+	// Under coalMu, so that a lane being retired (writerMayExit) is
+	// counted once: live, or in the retired lanes' sum.
+	p.coalMu.Lock()
 	cs.Coalescing = p.retiredCoalescing[lane]
 	c := p.lanes[lane].Load()
 	if c != nil {
@@ -327,7 +333,7 @@ func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 		addCoalescing(&cs.Coalescing, c.strategy.Stats())
 		c.strategyMu.Unlock()
 	}
-	p.mu.Unlock()
+	p.coalMu.Unlock()
 	if c == nil {
 		return cs, cs.seen()
 	}

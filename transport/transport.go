@@ -470,12 +470,20 @@ func (t *Transport) SetCoalescing(newStrategy func(routing.Lane) coalescing.Stra
 	t.coalescing.Store(&newStrategy)
 	for _, p := range t.peers {
 		p.mu.Lock()
+		var strategies [routing.NumLanes]coalescing.Strategy
 		for i := range p.lanes {
 			if c := p.lanes[i].Load(); c != nil {
-				c.setStrategy(newStrategy(c.lane))
+				strategies[i] = newStrategy(c.lane) // user code: not under coalMu
+			}
+		}
+		p.coalMu.Lock()
+		for i := range p.lanes {
+			if c := p.lanes[i].Load(); c != nil {
+				c.setStrategy(strategies[i])
 			}
 		}
 		p.retiredCoalescing = [routing.NumLanes]coalescing.Stats{} // the statistics restart
+		p.coalMu.Unlock()
 		p.mu.Unlock()
 	}
 }

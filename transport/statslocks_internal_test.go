@@ -1,0 +1,64 @@
+package transport
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/coalescing"
+	"github.com/internode/internode/routing"
+)
+
+// statsFromFactory returns a coalescing factory that, once armed, reads
+// the transport's Stats as it makes a strategy, and records whether that
+// read could not finish while the factory waited for it. A factory that
+// called Stats itself would hang for good; the read is made on another
+// goroutine, bounded, so that the test fails rather than hangs.
+func statsFromFactory(tr *atomic.Pointer[Transport], armed, stuck *atomic.Bool) func(routing.Lane) coalescing.Strategy {
+	return func(lane routing.Lane) coalescing.Strategy {
+		if armed.Load() {
+			done := make(chan struct{})
+			go func() {
+				_ = tr.Load().Stats()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				stuck.Store(true)
+			}
+		}
+		return DefaultCoalescing(lane)
+	}
+}
+
+// TestACoalescingFactoryMayReadStats: Stats now takes each peer's mu
+// (laneStats), and the transport calls the coalescing factory with that
+// mu held: making a lane (peer.lane → newOutConn) and SetCoalescing. A
+// factory that reads Stats — to log or to seed its strategy from the
+// lane's figures — deadlocked; it did not before.
+func TestACoalescingFactoryMayReadStats(t *testing.T) {
+	var tr atomic.Pointer[Transport]
+	var armed, stuck atomic.Bool
+	factory := statsFromFactory(&tr, &armed, &stuck)
+	n2 := startNode(t, "n2", cluster.NewStatic(), nil)
+	n1 := startNode(t, "n1", cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()}),
+		func(c *Config) { c.Lanes.Coalescing = factory })
+	tr.Store(n1)
+	armed.Store(true)
+
+	t.Run("a new lane", func(t *testing.T) {
+		require.NoError(t, n1.Send(context.Background(), "n2", 1, []byte("x")))
+		assert.False(t, stuck.Load(), "Stats, called from the factory making a lane, did not return")
+	})
+	t.Run("SetCoalescing", func(t *testing.T) {
+		stuck.Store(false)
+		n1.SetCoalescing(factory)
+		assert.False(t, stuck.Load(), "Stats, called from SetCoalescing's factory, did not return")
+	})
+}

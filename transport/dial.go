@@ -405,7 +405,9 @@ func (c *outConn) connDied() {
 	if w := c.conn.why.Load(); w != nil {
 		why = *w
 	}
-	unused := !proved && !c.conn.moved.Load() && c.frames.written == c.writtenAt
+	// A lane being stopped leaves its queue to peer.stop, which fails it
+	// with its own reason (closed, peer left).
+	unused := !proved && !c.conn.moved.Load() && c.frames.written == c.writtenAt && c.ctx.Err() == nil
 	c.closeConn(why)
 	c.hl.failed("connection lost: "+why, time.Now())
 	c.t.calls.failConn(serial, fmt.Errorf("%w: %s", ErrConnectionReset, why))

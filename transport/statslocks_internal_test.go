@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,4 +63,64 @@ func TestACoalescingFactoryMayReadStats(t *testing.T) {
 		n1.SetCoalescing(factory)
 		assert.False(t, stuck.Load(), "Stats, called from SetCoalescing's factory, did not return")
 	})
+}
+
+// blockedInPeerFor reports whether some goroutine waits to take peersMu
+// for writing in peerFor (a Send to a peer this node has no entry for).
+func blockedInPeerFor() bool {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if strings.Contains(g, "sync.(*RWMutex).Lock") && strings.Contains(g, "transport.(*Transport).peerFor") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestASetCoalescingFactoryMayReadStatsWhileAPeerIsAdded: SetCoalescing
+// calls the factory with peersMu read-locked. Stats read-locks peersMu
+// too; a read lock waits behind a writer that waits (sync.RWMutex), so a
+// factory that reads Stats while a Send to a new peer waits to add its
+// entry (peerFor) deadlocks: the writer waits for SetCoalescing, Stats
+// for the writer, SetCoalescing for Stats.
+func TestASetCoalescingFactoryMayReadStatsWhileAPeerIsAdded(t *testing.T) {
+	var tr atomic.Pointer[Transport]
+	var armed, stuck atomic.Bool
+	var fired atomic.Bool
+	sent := make(chan error, 1)
+	factory := func(lane routing.Lane) coalescing.Strategy {
+		if armed.Load() && fired.CompareAndSwap(false, true) {
+			func() {
+				go func() { sent <- tr.Load().Send(context.Background(), "n3", 1, []byte("x")) }()
+				deadline := time.Now().Add(10 * time.Second)
+				for len(sent) == 0 && !blockedInPeerFor() && time.Now().Before(deadline) { // blocked, or through (not blocked: fixed)
+					runtime.Gosched()
+				}
+				done := make(chan struct{})
+				go func() {
+					_ = tr.Load().Stats()
+					close(done)
+				}()
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					stuck.Store(true)
+				}
+			}()
+		}
+		return DefaultCoalescing(lane)
+	}
+	n2 := startNode(t, "n2", cluster.NewStatic(), nil)
+	n3 := startNode(t, "n3", cluster.NewStatic(), nil)
+	n1 := startNode(t, "n1", cluster.NewStatic(
+		cluster.Member{ID: "n2", Addr: n2.Addr().String()},
+		cluster.Member{ID: "n3", Addr: n3.Addr().String()}),
+		func(c *Config) { c.Lanes.Coalescing = factory })
+	tr.Store(n1)
+	require.NoError(t, n1.Send(context.Background(), "n2", 1, []byte("x"))) // n2's entry and a lane
+	armed.Store(true)
+	n1.SetCoalescing(factory)
+	assert.False(t, stuck.Load(), "Stats, called from SetCoalescing's factory while a peer was being added, did not return")
+	require.NoError(t, <-sent)
 }

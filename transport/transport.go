@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -464,11 +465,16 @@ func (t *Transport) SetCoalescing(newStrategy func(routing.Lane) coalescing.Stra
 	if newStrategy == nil {
 		newStrategy = DefaultCoalescing
 	}
-	t.peersMu.RLock()
-	defer t.peersMu.RUnlock()
-	// Stored under peersMu so that no lane created meanwhile misses it.
+	// Stored before the peers are listed, so that no lane created
+	// meanwhile misses it: a lane is made under its peer's mu with the
+	// factory stored then (newOutConn). Not under peersMu, which the
+	// factory, user code, may need (Stats), and which a writer waiting
+	// for it (peerFor) keeps a new reader from taking.
 	t.coalescing.Store(&newStrategy)
-	for _, p := range t.peers {
+	t.peersMu.RLock()
+	peers := slices.Collect(maps.Values(t.peers))
+	t.peersMu.RUnlock()
+	for _, p := range peers {
 		p.mu.Lock()
 		var strategies [routing.NumLanes]coalescing.Strategy
 		for i := range p.lanes {

@@ -15,6 +15,7 @@ import (
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // TestIdleRetirementUnderTraffic: lanes retire for idleness every
@@ -145,19 +146,7 @@ func TestACancelEndsWithItsRequest(t *testing.T) {
 func TestCloseDuringADialFailsItsRequestAsClosed(t *testing.T) {
 	addr, accepted := silentListener(t)
 	c := newCluster(t, 1, func(i int, cfg *transport.Config) { cfg.Timeouts.Handshake = time.Minute })
-	c.Members.Add(cluster.Member{ID: "mute", Addr: addr})
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Nodes[0].Request(ctxTimeout(t, time.Minute), "mute", verbEcho, []byte("q"))
-		errc <- err
-	}()
-	<-accepted // the writer waits for the handshake's reply
-	require.NoError(t, c.Nodes[0].Close())
-	err := within(t, errc, 10*time.Second, "the request")
-	require.ErrorIs(t, err, transport.ErrClosed)
-	st := laneStats(t, c.Nodes[0], "mute", routing.Small)
-	assert.Equal(t, uint64(1), st.Dropped[transport.ReasonClosed], "dropped %v", st.Dropped)
-	assert.Zero(t, st.ConnectFailures, "a dial cut short by Close is no failure of the peer's")
+	closeDuringADial(t, c, addr, accepted)
 }
 
 // TestAMessageHeldToCoalesceOutlivesADeadConnection: the small lane waits
@@ -283,19 +272,7 @@ func TestCloseDuringADialWhoseInterruptionIsSeenFirst(t *testing.T) {
 		}
 	})
 	node.Store(c.Nodes[0])
-	c.Members.Add(cluster.Member{ID: "mute", Addr: addr})
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Nodes[0].Request(ctxTimeout(t, time.Minute), "mute", verbEcho, []byte("q"))
-		errc <- err
-	}()
-	<-accepted // the writer waits for the handshake's reply
-	require.NoError(t, c.Nodes[0].Close())
-	err := within(t, errc, 10*time.Second, "the request")
-	require.ErrorIs(t, err, transport.ErrClosed)
-	st := laneStats(t, c.Nodes[0], "mute", routing.Small)
-	assert.Equal(t, uint64(1), st.Dropped[transport.ReasonClosed], "dropped %v", st.Dropped)
-	assert.Zero(t, st.ConnectFailures, "a dial cut short by Close is no failure of the peer's")
+	closeDuringADial(t, c, addr, accepted)
 }
 
 // TestAPeerSeenAgainDoesNotFailTheRequestOfTheDialItRestarts: n1's small
@@ -470,4 +447,25 @@ func TestAnExpiredCancelIsNoDroppedMessage(t *testing.T) {
 	for _, m := range dropped {
 		assert.NotEqual(t, routing.Urgent, m.Lane, "OnDropped for the cancel: %+v", m)
 	}
+}
+
+// closeDuringADial has c's node request a member "mute" at addr, a
+// silent listener that accepted (accepted) and never answers the
+// handshake, and Close the node while the dial waits: the request fails
+// with ErrClosed, counted once as closed, and no connect failure.
+func closeDuringADial(t *testing.T, c *transporttest.Cluster, addr string, accepted <-chan struct{}) {
+	t.Helper()
+	c.Members.Add(cluster.Member{ID: "mute", Addr: addr})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, time.Minute), "mute", verbEcho, []byte("q"))
+		errc <- err
+	}()
+	<-accepted // the writer waits for the handshake's reply
+	require.NoError(t, c.Nodes[0].Close())
+	err := within(t, errc, 10*time.Second, "the request")
+	require.ErrorIs(t, err, transport.ErrClosed)
+	st := laneStats(t, c.Nodes[0], "mute", routing.Small)
+	assert.Equal(t, uint64(1), st.Dropped[transport.ReasonClosed], "dropped %v", st.Dropped)
+	assert.Zero(t, st.ConnectFailures, "a dial cut short by Close is no failure of the peer's")
 }

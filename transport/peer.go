@@ -432,6 +432,9 @@ func (t *Transport) addDeparted(p *peer) {
 // become quiet, moving what they counted since addDeparted into the
 // node's latest entry. peersMu must be held for writing.
 func (t *Transport) pruneDeparted() {
+	if len(t.departed) < 2 {
+		return // one entry is its ID's latest: nothing to fold (and no map each sweep)
+	}
 	latest := map[cluster.NodeID]*peer{}
 	for _, p := range t.departed {
 		latest[p.id] = p // the latest entry of an ID is the last listed

@@ -1,6 +1,8 @@
 package raftinternode
 
 import (
+	"errors"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,4 +126,69 @@ func TestPipelineWatchIgnoresWallClockSteps(t *testing.T) {
 			t.Fatal("no response")
 		}
 	})
+}
+
+// heldClock reads a time that moves only when the test moves it.
+type heldClock struct {
+	base time.Time
+	off  atomic.Int64 // a time.Duration
+}
+
+func (c *heldClock) now() time.Time { return c.base.Add(time.Duration(c.off.Load())) }
+
+// TestPipelineIdleThenBusyIsNotTimedOut: progress was refreshed only
+// after AppendEntries had taken a slot and encoded the frame. After the
+// pipeline had been idle longer than Timeout, a watch tick that fell while
+// the first new request was being encoded saw a slot held (busy) and a
+// stale progress time, and closed the stream before a byte was written:
+// AppendEntries failed with io.ErrClosedPipe though nothing was slow. The
+// frame is now encoded first, and an idle pipeline's clock restarts before
+// the slot.
+//
+// The pipeline's clock is held: it moves past Timeout while the pipeline
+// is idle and then stands still, so only a stale mark can look like a
+// Timeout without progress, however slowly the machine encodes and
+// writes. (Before the fix this fails with io.ErrClosedPipe: encoding the
+// batch takes several of the watch's ticks, Timeout/4 each.)
+func TestPipelineIdleThenBusyIsNotTimedOut(t *testing.T) {
+	const timeout = 40 * time.Millisecond
+	opts := Options{Timeout: timeout}
+	c := transporttest.New(t, 2, transporttest.Options{
+		Tweak: func(_ int, cfg *transport.Config) { opts.Configure(cfg) },
+	})
+	leader, follower := New(c.Nodes[0], opts), New(c.Nodes[1], opts)
+	t.Cleanup(func() { _ = leader.Close(); _ = follower.Close() })
+	clock := &heldClock{base: time.Now()}
+	leader.now = clock.now
+	go func() {
+		rpc := <-follower.Consumer()
+		req := rpc.Command.(*raft.AppendEntriesRequest)
+		rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry + uint64(len(req.Entries)), Success: true}, nil)
+	}()
+	ap, err := leader.AppendEntriesPipeline("n2", "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ap.Close() })
+	entries := make([]*raft.Log, 50_000)
+	for i := range entries {
+		entries[i] = &raft.Log{Index: uint64(i + 2), Term: 1, Data: []byte{1}, AppendedAt: clock.base}
+	}
+	req := &raft.AppendEntriesRequest{Term: 1, PrevLogEntry: 1, Entries: entries}
+	clock.off.Store(int64(3 * timeout)) // idle for longer than Timeout
+	_, err = ap.AppendEntries(req, new(raft.AppendEntriesResponse))
+	if errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("the watch closed an idle pipeline while its first request was being encoded: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("AppendEntries: %v", err)
+	}
+	select {
+	case f := <-ap.Consumer():
+		if err := f.Error(); err != nil {
+			t.Fatalf("the request failed: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no response")
+	}
 }

@@ -111,8 +111,9 @@ type Config struct {
 	// ml.DefaultLANConfig() and BindAddr have been applied, so it may change
 	// timings (ProbeInterval, SuspicionMult, ...), encryption keys, labels
 	// or the advertised address. Join then sets Name, Delegate, Events,
-	// Logger and LogOutput itself; changes Tune makes to those are
-	// overwritten. Default nil.
+	// Conflict, Logger and LogOutput itself; changes Tune makes to those
+	// are overwritten, but a Conflict delegate Tune sets is still called,
+	// after this package's. Default nil.
 	Tune func(*ml.Config)
 
 	// Logger receives memberlist's log lines and this package's warnings

@@ -15,9 +15,37 @@ import (
 type delegate Membership
 
 var (
-	_ ml.Delegate      = (*delegate)(nil)
-	_ ml.EventDelegate = (*delegate)(nil)
+	_ ml.Delegate         = (*delegate)(nil)
+	_ ml.EventDelegate    = (*delegate)(nil)
+	_ ml.ConflictDelegate = (*delegate)(nil)
 )
+
+// NotifyConflict implements ml.ConflictDelegate: memberlist heard of a
+// process gossiping existing's name at another address, other's, and
+// ignored it because it takes existing for alive. Usually existing
+// crashed and restarted at a new address before failure detection
+// noticed: once it is declared dead, memberlist would take the new
+// process, but it gossips the death only to the old address, so nothing
+// tells the new process to refute it until a periodic push/pull
+// (PushPullInterval, 30 s on a LAN). The other address is kept, so that
+// the reconnection loop tries it as soon as existing has failed (observe).
+// Called under memberlist's node lock, like the EventDelegate methods.
+func (d *delegate) NotifyConflict(existing, other *ml.Node) {
+	id := cluster.NodeID(existing.Name)
+	if id == d.self {
+		d.logger.Printf("[WARN] memberlist: this node's ID %q is also gossiped at %s: an earlier process "+
+			"not yet declared dead, or another node configured with the same ID", id, other.Address())
+	} else {
+		d.mu.Lock()
+		if _, ok := d.members[id]; ok && !d.closed {
+			d.claimed[id] = other.Address()
+		}
+		d.mu.Unlock()
+	}
+	if d.conflict != nil {
+		d.conflict.NotifyConflict(existing, other)
+	}
+}
 
 // NodeMeta implements ml.Delegate: this node's transport address.
 func (d *delegate) NodeMeta(limit int) []byte {
@@ -81,8 +109,12 @@ func (d *delegate) observe(node *ml.Node, up bool) {
 		d.mu.Unlock()
 		return
 	}
+	claimedAt := d.claimed[id]
+	if !up || claimedAt == node.Address() {
+		delete(d.claimed, id) // settled: gone, or the claimant taken
+	}
 	if failed {
-		d.rc.rememberLocked(id, node.Address())
+		d.rc.rememberLocked(id, node.Address(), claimedAt)
 	} else {
 		d.rc.forgetLocked(id) // alive again, or gone gracefully
 	}

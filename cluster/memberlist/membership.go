@@ -42,13 +42,19 @@ import (
 type Membership struct {
 	list       *ml.Memberlist
 	logger     *log.Logger
+	conflict   ml.ConflictDelegate    // Config.Tune's, if any; set once in Join
 	self       cluster.NodeID         // set once in Join
 	gossipAddr string                 // set once in Join
 	meta       atomic.Pointer[[]byte] // this node's metadata, read by memberlist
 
-	mu       sync.Mutex // guards members, queue, watchers, closed and rc.failed
-	rc       reconnector
-	members  map[cluster.NodeID]cluster.Member
+	mu      sync.Mutex // guards members, claimed, queue, watchers, closed and rc.failed
+	rc      reconnector
+	members map[cluster.NodeID]cluster.Member
+	// claimed holds, for members other than this node, the gossip address
+	// at which another process claimed the member's ID while memberlist
+	// took the member for alive (delegate.NotifyConflict): a restart on a
+	// new address not yet noticed. At most one entry a member.
+	claimed  map[cluster.NodeID]string
 	queue    eventQueue
 	watchers map[*watcher]struct{}
 	closed   bool // memberlist's late callbacks are ignored
@@ -81,8 +87,14 @@ type watcher struct {
 
 // Join starts memberlist on cfg.BindAddr, advertising cfg.TransportAddr in
 // this node's metadata, and joins the cluster through cfg.Seeds, if any.
-// It returns once this node is known to at least one seed (or at once,
-// without seeds). On error nothing is left running.
+// It returns once it has exchanged state with at least one seed (or at
+// once, without seeds). The seed then knows this node, unless it still
+// takes an earlier process under this ID at another gossip address for
+// alive (a crash not yet detected): then the others take this node once
+// they have declared that one dead, at their next reconnection round
+// (Config.ReconnectInterval), or with reconnection disabled at their next
+// push/pull (ml.Config.PushPullInterval, 30 s on a LAN). On error nothing
+// is left running.
 //
 // Errors wrap ErrInvalidConfig for a bad cfg; otherwise they come from
 // memberlist (a port in use, no seed reachable).
@@ -122,6 +134,8 @@ func Join(cfg Config) (*Membership, error) {
 	conf.Name = string(cfg.NodeID)
 	conf.Delegate = (*delegate)(m)
 	conf.Events = (*delegate)(m)
+	m.conflict = conf.Conflict // Tune's, called in turn
+	conf.Conflict = (*delegate)(m)
 	conf.Logger = m.logger
 	conf.LogOutput = nil // memberlist refuses both Logger and LogOutput
 
@@ -154,6 +168,7 @@ func newMembership(logger *log.Logger, transportAddr string) *Membership {
 		transportAddr: transportAddr,
 		rc:            newReconnector(Config{}), // disabled
 		members:       make(map[cluster.NodeID]cluster.Member),
+		claimed:       make(map[cluster.NodeID]string),
 		watchers:      make(map[*watcher]struct{}),
 		wake:          make(chan struct{}, 1),
 		closing:       make(chan struct{}),

@@ -297,3 +297,46 @@ func TestReconnectDisabledSynctest(t *testing.T) {
 		m.waitReconnecting() // returns at once
 	})
 }
+
+// TestRestartBeforeTheCrashIsDetected: a node that crashed (Close without
+// Leave) and restarts under its ID at a new gossip and transport address
+// before the others have declared the old process dead — a pod restarted
+// at once on a new IP, with memberlist's LAN failure detection taking
+// seconds. The seed refuses the new address while the old process still
+// looks alive ("Conflicting address"), and once it declares the old one
+// dead it gossips that only to the old address: nothing tells it about the
+// new process until memberlist's periodic push/pull (PushPullInterval, 30 s
+// on a LAN; it took 53 s here with the defaults). Meanwhile the restarted
+// node's Join has returned, and the transports of the others refuse it
+// (ErrUnknownPeer, RefusedUnknownNode). The push/pull interval is raised
+// here so that the test does not depend on where its timer happens to be.
+func TestRestartBeforeTheCrashIsDetected(t *testing.T) {
+	tune := func(c *ml.Config) {
+		fastFailureDetection(c)
+		c.PushPullInterval = time.Hour
+	}
+	join := func(id cluster.NodeID, addr string, seeds ...string) *Membership {
+		m, err := Join(Config{
+			NodeID: id, TransportAddr: addr, BindAddr: "127.0.0.1:0", Seeds: seeds,
+			ReconnectInterval: 100 * time.Millisecond, Tune: tune, Logger: testLogger(),
+		})
+		require.NoError(t, err)
+		return m
+	}
+	n1 := join("n1", transportAddr("n1"))
+	defer func() { assert.NoError(t, n1.Close()) }()
+	seen := watch(t, n1)
+	old := join("n2", transportAddr("n2"), n1.GossipAddr())
+	seen.waitEvent(t, cluster.Event{Type: cluster.Join, Member: member("n2")})
+	require.NoError(t, old.Close()) // a crash: no Leave
+
+	restarted := join("n2", "127.0.0.1:8002", n1.GossipAddr()) // before n1 notices
+	defer func() { assert.NoError(t, restarted.Close()) }()
+	seen.waitEvent(t, cluster.Event{Type: cluster.Leave, Member: member("n2")})
+	back := cluster.Member{ID: "n2", Addr: "127.0.0.1:8002"}
+	require.Eventually(t, func() bool {
+		got, ok := n1.Lookup("n2")
+		return ok && got == back
+	}, 5*time.Second, 10*time.Millisecond,
+		"n1 does not take the restarted n2 back once it has declared the old one dead; n1 has %v", n1.Members())
+}

@@ -158,9 +158,10 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 //
 // A small frame (maxUnadmittedFrame) that does not fit at once is read
 // first: one that holds only cancels needs no capacity, and must not wait
-// for the capacity held by the very handlers it would stop. Any other
-// then waits for its capacity, holding its bytes meanwhile (one such
-// frame a connection).
+// for the capacity held by the very handlers it would stop; the cancels
+// of any other act before it waits for its capacity, holding its bytes
+// meanwhile (one such frame a connection). A sender's writer puts cancels
+// in frames of their own within this size (frameWriter.writeBatch).
 func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error) error {
 	held := int64(bufpool.Cap(n))
 	took := ic.account.TryTake(held)
@@ -171,13 +172,17 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 			return err
 		}
 		if needsNoRoom(buf, ic.t.maxFrame, &ic.header) {
-			return ic.handleBatch(buf, 0, false)
+			return ic.handleBatch(buf, 0, false, false)
 		}
+		// Its cancels act before it waits: the room it waits for may be
+		// held by the very handlers they stop (a cancel coalesced with a
+		// heartbeat or gossip message on the urgent lane).
+		ic.actOnCancels(buf)
 		if _, err := ic.admit(held); err != nil {
 			bufpool.Put(buf)
 			return err
 		}
-		return ic.handleBatch(buf, held, false)
+		return ic.handleBatch(buf, held, false, true)
 	}
 	rejecting := false
 	if !took {
@@ -195,7 +200,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		ic.account.Release(held)
 		return err
 	}
-	return ic.handleBatch(buf, held, rejecting)
+	return ic.handleBatch(buf, held, rejecting, false)
 }
 
 // maxUnadmittedFrame is the largest batch frame read before its capacity
@@ -212,10 +217,22 @@ func needsNoRoom(frame []byte, maxFrame int, h *wire.Header) bool {
 	return err != nil || cancels
 }
 
+// actOnCancels acts on the cancels of a batch frame, well formed, read
+// before its room was taken (readAdmitted).
+func (ic *inConn) actOnCancels(frame []byte) {
+	_ = forEachMessage(frame, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, _ []byte) {
+		if h.Flags&wire.FlagCancel != 0 {
+			ic.counters.receive(0)
+			ic.peer.cancels.cancel(h.ID)
+		}
+	})
+}
+
 // handleBatch routes the messages of a batch frame read into buf, a
 // pooled buffer it takes over with held bytes of capacity; rejecting, it
-// answers them overloaded instead.
-func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
+// answers them overloaded instead. cancelsDone says its cancels have
+// acted already (actOnCancels).
+func (ic *inConn) handleBatch(buf []byte, held int64, rejecting, cancelsDone bool) error {
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
 	// Check every message first: a frame with a bad one is handled not at
@@ -234,8 +251,10 @@ func (ic *inConn) handleBatch(buf []byte, held int64, rejecting bool) error {
 			// on, never this way.
 			bad = fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
 		case h.Flags&wire.FlagCancel != 0:
-			ic.counters.receive(0)
-			ic.peer.cancels.cancel(h.ID)
+			if !cancelsDone {
+				ic.counters.receive(0)
+				ic.peer.cancels.cancel(h.ID)
+			}
 		case tooLarge(h, ic.t.cfg.Memory.MaxMessageSize):
 			// A peer whose MaxMessageSize is larger (a rolling change of
 			// it) sent it: refused, as a large one is, not bad input.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
 )
 
 const (
@@ -394,4 +395,102 @@ func TestAVerbKeepsItsStageAcrossRegistrations(t *testing.T) {
 		require.NoError(t, within(t, errs, 10*time.Second, "a request"))
 	}
 	assert.EqualValues(t, 3, stage(n, verbApply).Started)
+}
+
+// TestCancelsInAFrameWithMoreReachTheHandlersOfAFullNode: a requester's
+// cancels travel on the urgent lane, whose writer puts whatever is queued
+// into one frame: a burst of cancels (a coordinator giving up on a fan-out
+// of requests) beyond the 4 KiB a frame is read before its room, or a
+// cancel beside a heartbeat or gossip message routed Urgent. A node whose
+// inbound capacity the running handlers hold must still act on those
+// cancels: they are what would free that capacity.
+func TestCancelsInAFrameWithMoreReachTheHandlersOfAFullNode(t *testing.T) {
+	const (
+		verbScan   transport.Verb = 203
+		verbGossip transport.Verb = 204
+		requests                  = 20
+	)
+	cancelMsg := func(id uint64) []byte {
+		return wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagCancel, ID: id, Verb: uint32(verbScan)})
+	}
+	for _, tc := range []struct {
+		name  string
+		frame func() []byte // the urgent lane's frame that cancels requests 1..requests
+	}{
+		// (A burst beyond 4 KiB in one frame is never acted on; the
+		// urgent lane's writer splits it: TestWriteBatchPutsCancelsInFramesReadWithoutRoom.)
+		{"a burst of cancels, in frames of 4 KiB at most", func() []byte {
+			var frames, msgs []byte
+			add := func(m []byte) {
+				if len(msgs)+len(m) > 4<<10 {
+					frames = append(append(frames, wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msgs)...), msgs...)
+					msgs = nil
+				}
+				msgs = append(msgs, m...)
+			}
+			for id := uint64(1); id <= requests; id++ {
+				add(cancelMsg(id))
+			}
+			for id := uint64(1000); id < 1300; id++ { // the burst's requests not yet read
+				add(cancelMsg(id))
+			}
+			return append(append(frames, wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msgs)...), msgs...)
+		}},
+		{"cancels beside a gossip message", func() []byte {
+			var msgs []byte
+			for id := uint64(1); id <= requests; id++ {
+				msgs = append(msgs, cancelMsg(id)...)
+			}
+			msgs = append(msgs, wire.AppendHeader(nil, &wire.Header{ID: 999, Verb: uint32(verbGossip), PayloadLength: 4})...)
+			msgs = append(msgs, "ping"...)
+			return append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msgs), msgs...)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+				cfg.Security.AcceptUnknownPeers = true
+				cfg.Memory.MaxMessageSize = 256 << 10
+				// The requester's reader, out of room, waits at its peer's
+				// account, which its urgent lane shares.
+				cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
+			})
+			node := c.Nodes[0]
+			var started, stopped atomic.Int64
+			node.Handle(verbScan, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+				started.Add(1)
+				<-ctx.Done() // a scan that runs until its caller gives up
+				stopped.Add(1)
+				return nil, ctx.Err()
+			}))
+			node.Handle(verbGossip, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+				return nil, nil
+			}))
+			stop := make(chan struct{})
+			var held sync.WaitGroup
+			defer func() { close(stop); held.Wait() }()
+			small := dialAs(node.Addr().String(), "mallory", routing.Small)
+			urgent := dialAs(node.Addr().String(), "mallory", routing.Urgent)
+			require.NotNil(t, small)
+			require.NotNil(t, urgent)
+			held.Go(func() { holdOpen(small, stop) })
+			held.Go(func() { holdOpen(urgent, stop) })
+
+			var frames []byte
+			for id := uint64(1); id <= requests; id++ {
+				frames = append(frames, requestFrame(id, verbScan, make([]byte, 60<<10))...)
+			}
+			go func() { _, _ = small.Write(frames) }() // blocks once the node stops reading
+			waitFor(t, 5*time.Second, "the node full, its reader waiting for room, every request read running", func() bool {
+				s := stage(node, verbScan)
+				return node.Stats().InboundWaiters == 1 && s.Queued == 0 && int64(s.Active) == started.Load() && s.Active > 0
+			})
+			running := started.Load()
+
+			_, err := urgent.Write(tc.frame())
+			require.NoError(t, err)
+			if !assert.Eventually(t, func() bool { return stopped.Load() >= running }, 3*time.Second, time.Millisecond) {
+				t.Logf("handlers whose requests were cancelled: %d of %d stopped", stopped.Load(), running)
+			}
+		})
+	}
 }

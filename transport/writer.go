@@ -135,6 +135,10 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 	fw.reserve(len(b.items) + len(buf)/maxFrame + 1)
 	responses, inFrame := 0, 0
 	frameStart, frameEnd := -1, -1
+	// Cancels go in frames of their own, of at most maxUnadmittedFrame
+	// bytes: a receiver whose room the handlers they stop hold reads and
+	// acts on such a frame at once, and would wait for room for any other.
+	frameCancels := false
 	closeFrame := func() {
 		if frameStart >= 0 {
 			fw.addBatch(buf[frameStart:frameEnd])
@@ -150,12 +154,14 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 			continue
 		}
 		start, end := int(it.start), int(it.end)
-		if frameStart >= 0 && (start != frameEnd || end-frameStart > maxFrame || inFrame == wire.MaxBatchMessages) {
+		isCancel := it.payload == nil && wire.MessageFlags(buf[start])&wire.FlagCancel != 0
+		if frameStart >= 0 && (start != frameEnd || end-frameStart > maxFrame || inFrame == wire.MaxBatchMessages ||
+			isCancel != frameCancels || isCancel && end-frameStart > maxUnadmittedFrame) {
 			closeFrame()
 		}
 		inFrame++
 		if frameStart < 0 {
-			frameStart = start
+			frameStart, frameCancels = start, isCancel
 		}
 		frameEnd = end
 		if it.expiresAt != 0 {

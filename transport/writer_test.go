@@ -153,3 +153,48 @@ func TestFrameWriterDoesNotAllocate(t *testing.T) {
 	})
 	assert.Zero(t, allocs, fmt.Sprintf("%v allocations per batch", allocs))
 }
+
+// TestWriteBatchPutsCancelsInFramesReadWithoutRoom: a receiver whose
+// inbound room is held by running handlers reads a frame before taking
+// room for it only when it is at most maxUnadmittedFrame bytes, and acts
+// on it at once only when it holds cancels alone. A burst of cancels (a
+// caller giving up on a fan-out of requests), coalesced on the urgent
+// lane, must go in such frames, or none of them reaches the handlers that
+// hold the room.
+func TestWriteBatchPutsCancelsInFramesReadWithoutRoom(t *testing.T) {
+	var q outQueue
+	push := func(h wire.Header, payload []byte) {
+		h.PayloadLength = uint32(len(payload))
+		_, err := q.push(outItem{id: h.ID, verb: h.Verb}, wire.AppendHeader(nil, &h), payload, true)
+		require.NoError(t, err)
+	}
+	push(wire.Header{ID: 1, Verb: 7}, []byte("gossip"))
+	const cancels = 300
+	for id := uint64(100); id < 100+cancels; id++ {
+		push(wire.Header{Flags: wire.FlagCancel, ID: id, Verb: 8, TTL: 5e9}, nil)
+	}
+	push(wire.Header{ID: 2, Verb: 7}, []byte("gossip"))
+	b, _ := q.take()
+	var out bytes.Buffer
+	var fw frameWriter
+	messages, _, err := fw.writeBatch(&out, b, wire.DefaultMaxFramePayload, 2, newRecordingSink(1<<20))
+	require.NoError(t, err)
+	require.Equal(t, cancels+2, messages)
+	seen := 0
+	for i, f := range readFrames(t, out.Bytes()) {
+		var h wire.Header
+		n, withCancel := 0, 0
+		require.NoError(t, forEachMessage(f.payload, wire.DefaultMaxFramePayload, &h, func(h *wire.Header, _ []byte) {
+			n++
+			if h.Flags&wire.FlagCancel != 0 {
+				withCancel++
+			}
+		}))
+		seen += withCancel
+		if withCancel > 0 {
+			assert.Equal(t, n, withCancel, "frame %d: cancels alone", i)
+			assert.LessOrEqual(t, len(f.payload), maxUnadmittedFrame, "frame %d: read before its room", i)
+		}
+	}
+	assert.Equal(t, cancels, seen)
+}

@@ -419,8 +419,18 @@
 // receiver stops the request: if its handler runs, its context is
 // cancelled and no answer is sent; if it has not started, it never does;
 // if it has not arrived, the receiver may remember the cancel for a while
-// (internode: the last 1024 per peer) and drop the request when it comes. A cancel for a request the receiver has answered, or
-// never sees, is ignored. It gets no response.
+// (internode: the last 1024 per peer) and drop the request when it
+// comes. A cancel for a request the receiver has answered, or never sees,
+// is ignored. It gets no response.
+//
+// A receiver whose inbound room is full stops reading until room frees,
+// and the room may be held by the very requests a cancel would stop. So
+// it reads a batch frame of at most 4 KiB of payload before it has room
+// for it: one that holds cancels alone needs no room and acts at once; the
+// cancels of any other act before the frame waits for its room. A cancel
+// in a larger frame waits with it. A sender that wants its cancels to
+// reach a full receiver puts them in frames of their own of at most
+// 4 KiB, as internode does.
 //
 // # Parameters
 //

@@ -430,3 +430,31 @@ func TestOnDroppedMayReadStats(t *testing.T) {
 func shuttingDown(tr *transport.Transport) bool {
 	return errors.Is(tr.Send(context.Background(), "nobody", verbData, nil), transport.ErrClosed)
 }
+
+// TestAResponseCutOffByCloseIsDroppedAsClosed: a handler that ends after
+// its node began to close has its response dropped, counted as
+// ReasonClosed like everything else Close cuts off; it was counted as
+// ReasonCanceled, the reason for a caller that gave up, because the
+// response went through the send path under the transport's own context,
+// which Close cancels.
+func TestAResponseCutOffByCloseIsDroppedAsClosed(t *testing.T) {
+	const verbGet transport.Verb = 216
+	c := newCluster(t, 2, nil)
+	started := make(chan struct{}, 1)
+	c.Nodes[1].Handle(verbGet, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started <- struct{}{}
+		<-ctx.Done() // Close cancels it
+		return []byte("too late"), nil
+	}))
+	failed := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbGet, nil)
+		failed <- err
+	}()
+	within(t, started, 10*time.Second, "the handler")
+	require.NoError(t, c.Nodes[1].Close())
+	require.Error(t, within(t, failed, 10*time.Second, "the request's end"))
+	d := c.Nodes[1].Stats().Total().Dropped
+	assert.Equal(t, uint64(1), d[transport.ReasonClosed], "%v", d)
+	assert.Zero(t, d[transport.ReasonCanceled], "%v", d)
+}

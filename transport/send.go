@@ -200,6 +200,9 @@ func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, exp
 		h.TTL = max(expiresAt-now, 1)
 	}
 	err := ctx.Err()
+	if err != nil && ctx == t.ctx {
+		err = ErrClosed // responses and cancels go under the transport's own context: Close ended it
+	}
 	if err == nil && len(payload) > t.cfg.Memory.MaxMessageSize {
 		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), t.cfg.Memory.MaxMessageSize)
 	}

@@ -50,6 +50,16 @@ func (ic *inConn) handle(w *work) []byte {
 		return nil
 	default:
 	}
+	if isRequest {
+		select {
+		case <-ic.done:
+			// Its response has nowhere to go, and its caller has failed
+			// it already (and may have tried it again elsewhere).
+			ic.counters.drop(ReasonConnectionReset)
+			return nil
+		default:
+		}
+	}
 	now := time.Now()
 	if deadline != 0 && now.UnixNano() >= deadline {
 		ic.counters.drop(ReasonExpired)

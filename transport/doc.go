@@ -255,7 +255,11 @@
 // socket (ConnStats.MessagesSent), or failed with a Reason
 // (ConnStats.Dropped) — and on the receiving side handed to a handler
 // (MessagesReceived) or dropped with a Reason (DroppedInbound). A Request's
-// caller always gets the response or an error. Delivery is at most once: a
+// caller always gets the response or an error. A request whose connection
+// ended before its handler started is not run
+// (DroppedInbound[ReasonConnectionReset]): its response, which goes back
+// on that connection, would have nowhere to go, and its caller has failed
+// it. Delivery is at most once: a
 // one-way message written just before its peer died is lost with the
 // connection, as with any protocol without acknowledgements; use Request
 // when the sender must know. A large message whose connection broke before

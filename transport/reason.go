@@ -18,7 +18,7 @@ const (
 	ReasonOverloaded      Reason = iota // no capacity
 	ReasonExpired                       // deadline passed before it was written or handled
 	ReasonTooLarge                      // above MaxMessageSize
-	ReasonConnectionReset               // the connection broke (or was judged dead) while it was being written
+	ReasonConnectionReset               // the connection broke (or was judged dead) while it was being written; inbound, a request's before its handler started
 	ReasonPeerLeft                      // the peer left the membership
 	ReasonClosed                        // the transport closed first
 	ReasonRefused                       // the peer refused the handshake

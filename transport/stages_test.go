@@ -494,3 +494,52 @@ func TestCancelsInAFrameWithMoreReachTheHandlersOfAFullNode(t *testing.T) {
 		})
 	}
 }
+
+// TestARequestWhoseConnectionEndedIsNotStarted: a request waiting in its
+// stage when the connection it came on ends can never be answered — its
+// response goes back on that connection — and its caller has already
+// failed it (ErrConnectionReset) and may well have retried it elsewhere.
+// It is dropped when its turn comes (DroppedInbound[ReasonConnectionReset])
+// instead of run: it ran, holding a worker and its bytes for nothing, and
+// doing its work twice if it was retried.
+func TestARequestWhoseConnectionEndedIsNotStarted(t *testing.T) {
+	const verbWrite transport.Verb = 205
+	c := newCluster(t, 2, nil)
+	started := make(chan string, 2)
+	release := make(chan struct{})
+	c.Nodes[1].Handle(verbWrite, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started <- string(m.Payload)
+		<-release
+		return nil, nil
+	}), transport.Concurrent(1))
+	ended := make(chan error, 2)
+	for _, p := range []string{"first", "second"} {
+		go func() {
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbWrite, []byte(p))
+			ended <- err
+		}()
+		if p == "first" {
+			require.Equal(t, "first", within(t, started, 10*time.Second, "the first handler"))
+		}
+	}
+	waitFor(t, 10*time.Second, "the second request queued behind the first", func() bool {
+		return stage(c.Nodes[1], verbWrite).Queued == 1
+	})
+	require.NoError(t, c.Nodes[0].Close()) // the requester goes, and its connections with it
+	for range 2 {
+		require.Error(t, within(t, ended, 10*time.Second, "a request's end"))
+	}
+	waitFor(t, 10*time.Second, "n2 sees the connection end", func() bool {
+		return c.Nodes[1].Stats().InboundConnections == 0
+	})
+	close(release)
+	waitFor(t, 10*time.Second, "the queued request's turn", func() bool {
+		return stage(c.Nodes[1], verbWrite).Queued == 0 && stage(c.Nodes[1], verbWrite).Active == 0
+	})
+	select {
+	case p := <-started:
+		t.Fatalf("the %s request's handler ran after its connection had ended", p)
+	default:
+	}
+	assert.Equal(t, uint64(1), c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonConnectionReset])
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/internode/internode/wire"
 	"github.com/valyala/bytebufferpool"
 )
 
@@ -29,6 +30,12 @@ const outItemCost = int(unsafe.Sizeof(outItem{}))
 
 // size is the message's encoded size.
 func (it *outItem) size() int { return int(it.end-it.start) + len(it.payload) }
+
+// isCancel reports whether it is a cancel: no payload of its own, and the
+// flag in its encoded header in buf, its segment's buffer.
+func (it *outItem) isCancel(buf []byte) bool {
+	return it.payload == nil && wire.MessageFlags(buf[it.start])&wire.FlagCancel != 0
+}
 
 // held is the capacity the message holds: its encoding and its item.
 func (it *outItem) held() int { return it.size() + outItemCost }

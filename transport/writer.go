@@ -136,45 +136,58 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 	responses, inFrame := 0, 0
 	frameStart, frameEnd := -1, -1
 	// Cancels go in frames of their own, of at most maxUnadmittedFrame
-	// bytes: a receiver whose room the handlers they stop hold reads and
-	// acts on such a frame at once, and would wait for room for any other.
-	frameCancels := false
+	// bytes, ahead of the write's other frames: a receiver whose room the
+	// handlers they stop hold reads and acts on such a frame at once, but
+	// waits for room for any other and reads nothing behind it meanwhile.
+	// (A cancel that overtakes its request is remembered for it.)
 	closeFrame := func() {
 		if frameStart >= 0 {
 			fw.addBatch(buf[frameStart:frameEnd])
 			frameStart, inFrame = -1, 0
 		}
 	}
+	passes := 1
 	for i := range b.items {
-		it := &b.items[i]
-		if it.expired(now) {
-			closeFrame()
-			m := it.msg(buf)
-			sink.failed(&m, ReasonExpired, nil)
-			continue
+		if b.items[i].isCancel(buf) {
+			passes = 2 // the cancels, then the rest
+			break
 		}
-		start, end := int(it.start), int(it.end)
-		isCancel := it.payload == nil && wire.MessageFlags(buf[start])&wire.FlagCancel != 0
-		if frameStart >= 0 && (start != frameEnd || end-frameStart > maxFrame || inFrame == wire.MaxBatchMessages ||
-			isCancel != frameCancels || isCancel && end-frameStart > maxUnadmittedFrame) {
-			closeFrame()
-		}
-		inFrame++
-		if frameStart < 0 {
-			frameStart, frameCancels = start, isCancel
-		}
-		frameEnd = end
-		if it.expiresAt != 0 {
-			// The time it waited here is not given to it again there.
-			_ = wire.SetTTL(buf[start:end], it.expiresAt-now)
-		}
-		if it.isResponse {
-			responses++
-		}
-		messages++
-		bytes += end - start
 	}
-	closeFrame()
+	for pass := range passes {
+		for i := range b.items {
+			it := &b.items[i]
+			isCancel := passes == 2 && it.isCancel(buf)
+			if passes == 2 && isCancel != (pass == 0) {
+				continue
+			}
+			if it.expired(now) {
+				closeFrame()
+				m := it.msg(buf)
+				sink.failed(&m, ReasonExpired, nil)
+				continue
+			}
+			start, end := int(it.start), int(it.end)
+			if frameStart >= 0 && (start != frameEnd || end-frameStart > maxFrame || inFrame == wire.MaxBatchMessages ||
+				isCancel && end-frameStart > maxUnadmittedFrame) {
+				closeFrame()
+			}
+			inFrame++
+			if frameStart < 0 {
+				frameStart = start
+			}
+			frameEnd = end
+			if it.expiresAt != 0 {
+				// The time it waited here is not given to it again there.
+				_ = wire.SetTTL(buf[start:end], it.expiresAt-now)
+			}
+			if it.isResponse {
+				responses++
+			}
+			messages++
+			bytes += end - start
+		}
+		closeFrame()
+	}
 	if fw.empty() {
 		return 0, 0, nil
 	}

@@ -160,7 +160,8 @@ func TestFrameWriterDoesNotAllocate(t *testing.T) {
 // on it at once only when it holds cancels alone. A burst of cancels (a
 // caller giving up on a fan-out of requests), coalesced on the urgent
 // lane, must go in such frames, or none of them reaches the handlers that
-// hold the room.
+// hold the room; and ahead of the write's other frames, which the receiver
+// may wait to take, reading nothing behind them meanwhile.
 func TestWriteBatchPutsCancelsInFramesReadWithoutRoom(t *testing.T) {
 	var q outQueue
 	push := func(h wire.Header, payload []byte) {
@@ -180,7 +181,7 @@ func TestWriteBatchPutsCancelsInFramesReadWithoutRoom(t *testing.T) {
 	messages, _, err := fw.writeBatch(&out, b, wire.DefaultMaxFramePayload, 2, newRecordingSink(1<<20))
 	require.NoError(t, err)
 	require.Equal(t, cancels+2, messages)
-	seen := 0
+	seen, others := 0, 0
 	for i, f := range readFrames(t, out.Bytes()) {
 		var h wire.Header
 		n, withCancel := 0, 0
@@ -194,7 +195,11 @@ func TestWriteBatchPutsCancelsInFramesReadWithoutRoom(t *testing.T) {
 		if withCancel > 0 {
 			assert.Equal(t, n, withCancel, "frame %d: cancels alone", i)
 			assert.LessOrEqual(t, len(f.payload), maxUnadmittedFrame, "frame %d: read before its room", i)
+			assert.Zero(t, others, "frame %d: cancels behind a frame the receiver may wait to take", i)
+		} else {
+			others++
 		}
 	}
 	assert.Equal(t, cancels, seen)
+	assert.Equal(t, 2, others, "the two others, in a frame each: the cancels were between them")
 }

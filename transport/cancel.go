@@ -103,7 +103,7 @@ func (c *cancels) cancel(id uint64) {
 // handler's context is cancelled, or if it has not started it never does.
 // The cancel travels on the urgent lane, so that it does not wait behind
 // the traffic it is meant to spare. It expires with its request
-// (expiresAt, Unix ns): past the request's deadline its handler's context
+// (expiresAt, monoNanos): past the request's deadline its handler's context
 // has ended anyway, and a cancel kept for a peer that cannot be reached
 // would hold the lane dialling, and its capacity, for nothing.
 func (t *Transport) sendCancel(to cluster.NodeID, verb Verb, id uint64, expiresAt int64) {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -54,3 +55,30 @@ func monoNanos() int64 { return int64(time.Since(processStart)) }
 // monoTime is a monotonic reading as a time.Time that carries it, so that
 // its Sub with time.Now() is measured on the monotonic clock.
 func monoTime(mono int64) time.Time { return processStart.Add(time.Duration(mono)) }
+
+// The deadlines a node keeps — a queued message's expiry, a received
+// message's deadline — are monotonic times (monoNanos), so that a step of
+// the wall clock (an NTP step, a VM resumed) moves none of them: a
+// message's TTL is what is left of one, and a received one starts on
+// arrival. Time values are made from them only to hand to a context or a
+// handler (wallDeadline).
+
+// monoDeadline is d as a monotonic time: the time left until d, measured
+// on the monotonic clock when d carries a reading of it (a context's
+// deadline made from time.Now does), from now. It is at least 1 (0 means
+// no deadline) and saturates far in the future.
+func monoDeadline(d time.Time) int64 {
+	at := time.Now()
+	now, left := int64(at.Sub(processStart)), d.Sub(at)
+	if left > 0 && int64(left) > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return max(now+int64(left), 1)
+}
+
+// wallDeadline is the monotonic time mono as a time.Time read against
+// now, a time.Now reading: the wall clock's reading then plus what is
+// left, and a monotonic reading that a context's timer and Sub use.
+func wallDeadline(mono int64, now time.Time) time.Time {
+	return now.Add(time.Duration(mono - int64(now.Sub(processStart))))
+}

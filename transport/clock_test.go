@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -79,4 +80,19 @@ func TestCoalescingSeesNoWallClockStep(t *testing.T) {
 	require.Len(t, rec.times, 2)
 	gap := rec.times[1].Sub(rec.times[0])
 	assert.True(t, gap >= 0 && gap < time.Second, "the gap between two messages sent a moment apart reads %v", gap)
+}
+
+// TestMonoDeadline: a deadline becomes a monotonic time that keeps what is
+// left of it; one long past is still a deadline (not 0, "none"), and one
+// beyond the monotonic clock's range saturates instead of wrapping.
+func TestMonoDeadline(t *testing.T) {
+	before := monoNanos()
+	d := monoDeadline(time.Now().Add(time.Minute))
+	after := monoNanos()
+	assert.GreaterOrEqual(t, d, before+int64(time.Minute))
+	assert.LessOrEqual(t, d, after+int64(time.Minute))
+	assert.Equal(t, int64(1), monoDeadline(time.Unix(0, 0)), "long past")
+	assert.Equal(t, int64(math.MaxInt64), monoDeadline(time.Now().AddDate(1000, 0, 0)), "beyond range")
+	now := time.Now()
+	assert.WithinDuration(t, now.Add(time.Minute), wallDeadline(monoDeadline(now.Add(time.Minute)), now), time.Millisecond)
 }

@@ -61,13 +61,15 @@ func (ic *inConn) handle(w *work) []byte {
 		}
 	}
 	now := time.Now()
-	if deadline != 0 && now.UnixNano() >= deadline {
+	if deadline != 0 && int64(now.Sub(processStart)) >= deadline {
 		ic.counters.drop(ReasonExpired)
 		return nil
 	}
 	ctx, cancel := t.ctx, context.CancelFunc(nil)
+	var expires time.Time
 	if deadline != 0 {
-		ctx, cancel = newHandlerContext(t.ctx, time.Unix(0, deadline), now)
+		expires = wallDeadline(deadline, now)
+		ctx, cancel = newHandlerContext(t.ctx, expires, now)
 	} else if isRequest {
 		ctx, cancel = newHandlerContext(t.ctx, time.Time{}, now)
 	}
@@ -84,7 +86,7 @@ func (ic *inConn) handle(w *work) []byte {
 	*m = Message{From: ic.from, Verb: Verb(h.Verb), ID: h.ID, Lane: ic.lane, Conn: ic.id,
 		CreatedAt: time.Unix(0, h.CreatedAt), Payload: w.payload, IsRequest: isRequest}
 	if deadline != 0 {
-		m.ExpiresAt = time.Unix(0, deadline)
+		m.ExpiresAt = expires
 	}
 	resp, err := ic.serveMessage(ctx, w.handler, m)
 	endSpan(span, err)
@@ -143,8 +145,8 @@ type work struct {
 	f        *inFrame
 	h        wire.Header
 	payload  []byte
-	deadline int64 // on this node's clock, Unix ns; 0: none
-	queuedAt int64 // when it was handed over, Unix ns
+	deadline int64 // on this node's monotonic clock (monoNanos); 0: none
+	queuedAt int64 // when it was handed over (monoNanos)
 	verb     *verbInfo
 	handler  Handler
 	whole    bool    // the whole frame: its messages, one-way and of one verb, run in turn
@@ -183,7 +185,7 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 		return
 	}
 	w := workPool.Get().(*work)
-	*w = work{ic: ic, f: f, h: *h, payload: payload, deadline: deadline, queuedAt: time.Now().UnixNano(),
+	*w = work{ic: ic, f: f, h: *h, payload: payload, deadline: deadline, queuedAt: monoNanos(),
 		verb: v, handler: handler}
 	if isRequest && !ic.peer.cancels.add(w) {
 		ic.counters.drop(ReasonCanceled)
@@ -269,7 +271,7 @@ func (ic *inConn) queueWhole(f *inFrame, verb uint32) bool {
 		return false
 	}
 	w := workPool.Get().(*work)
-	*w = work{ic: ic, f: f, whole: true, verb: v, handler: handler, queuedAt: time.Now().UnixNano()}
+	*w = work{ic: ic, f: f, whole: true, verb: v, handler: handler, queuedAt: monoNanos()}
 	w.h.Verb = verb
 	ic.holdWork(f, 1)
 	f.refs.Store(1)
@@ -324,7 +326,7 @@ func (t *Transport) runStage(s *stage) {
 			if w == nil {
 				break
 			}
-			t.tel.stages.recordWait(w.verb.name, now.Sub(time.Unix(0, w.queuedAt)))
+			t.tel.stages.recordWait(w.verb.name, now.Sub(monoTime(w.queuedAt)))
 			done = w.ic.peer
 			t.runWork(w)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -40,5 +41,88 @@ func TestExpirySurvivesClockSkew(t *testing.T) {
 			assert.WithinRange(t, s.deadline, before.Add(ttl), time.Now().Add(ttl),
 				"skew %v: the receiver's deadline is the time left, from arrival", skew)
 		}
+	}
+}
+
+// wallStepped is t as a time.Now reading would have been had the system
+// clock been stepped by d (whole seconds) since: its wall reading moved,
+// its monotonic reading not, which is what an NTP step or a VM resumed
+// does to a deadline made before it (context.WithTimeout keeps both). Go
+// has no API for such a reading, so this edits the seconds in
+// time.Time's first word (hasMonotonic in bit 63, seconds since 1885 from
+// bit 30); TestExpiryIgnoresWallClockSteps checks the result first.
+func wallStepped(t time.Time, d time.Duration) time.Time {
+	const hasMonotonic, secShift = 1 << 63, 30
+	wall := (*uint64)(unsafe.Pointer(&t))
+	if *wall&hasMonotonic != 0 {
+		*wall += uint64(int64(d/time.Second)) << secShift
+	}
+	return t
+}
+
+// steppedContext is a context whose deadline reads as one made before the
+// wall clock stepped by step: same monotonic reading, wall reading off.
+type steppedContext struct {
+	context.Context
+	step time.Duration
+}
+
+func (c steppedContext) Deadline() (time.Time, bool) {
+	d, ok := c.Context.Deadline()
+	return wallStepped(d, c.step), ok
+}
+
+// TestExpiryIgnoresWallClockSteps: the send path kept a message's expiry
+// as the wall-clock reading of its context's deadline and wrote its TTL as
+// that minus the wall clock when written. A deadline made before the wall
+// clock stepped back an hour (its wall reading an hour ahead of the
+// clock's now) went out with an hour and 2 s to live, though its caller
+// waited 2 s: "back" failed with the handler's deadline an hour away. One
+// made before a step forward went out expired: "forward" failed with the
+// request refused as expired while its caller had 2 s left. Deadlines are
+// now kept on the monotonic clock, on both sides: what is left of a
+// deadline does not move with the wall clock.
+func TestExpiryIgnoresWallClockSteps(t *testing.T) {
+	now := time.Now()
+	if s := wallStepped(now, time.Hour); s.Sub(now) != 0 || s.Round(0).Sub(now.Round(0)) != time.Hour {
+		t.Fatalf("wallStepped does not step the wall reading alone: %v → %v", now, s)
+	}
+	c := transporttest.New(t, 2, transporttest.Options{})
+	sender, receiver := c.Nodes[0], c.Nodes[1]
+	left := make(chan time.Duration, 1)
+	receiver.Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		d, _ := ctx.Deadline()
+		left <- time.Until(d)
+		return []byte("ok"), nil
+	}))
+	const ttl = 2 * time.Second
+	for _, tc := range []struct {
+		name string
+		step time.Duration // of the deadline's wall reading against the clock's now
+	}{{"back", time.Hour}, {"forward", -time.Hour}} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, send := range []struct {
+				name string
+				do   func(ctx context.Context) error
+			}{
+				{"request", func(ctx context.Context) error {
+					_, err := sender.Request(ctx, c.ID(1), verbData, []byte("q"))
+					return err
+				}},
+				{"one-way", func(ctx context.Context) error { return sender.Send(ctx, c.ID(1), verbData, []byte("m")) }},
+			} {
+				ctx, cancel := context.WithTimeout(context.Background(), ttl)
+				err := send.do(steppedContext{ctx, tc.step})
+				cancel()
+				require.NoError(t, err, "%s", send.name)
+				select {
+				case l := <-left:
+					assert.LessOrEqual(t, l, ttl, "%s: the handler's deadline is further than its caller's", send.name)
+					assert.Positive(t, l, "%s: the handler's deadline has passed", send.name)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s: not delivered: expired on the way", send.name)
+				}
+			}
+		})
 	}
 }

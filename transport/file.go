@@ -347,7 +347,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	h, err := wire.ReadFileHeader(conn, make([]byte, wire.MaxFileHeaderSize))
-	deadline := h.Deadline(time.Now().UnixNano())
+	deadline := h.Deadline(monoNanos())
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && !ne.Timeout() {
@@ -370,7 +370,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	case handler == nil:
 		result(fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
 		return
-	case deadline != 0 && time.Now().UnixNano() >= deadline:
+	case deadline != 0 && monoNanos() >= deadline:
 		result(ErrExpired)
 		return
 	case h.Length > 1<<62:
@@ -381,7 +381,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 	ctx := t.ctx
 	if deadline != 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, deadline))
+		ctx, cancel = context.WithDeadline(ctx, wallDeadline(deadline, time.Now()))
 		defer cancel()
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

@@ -39,7 +39,10 @@ type Message struct {
 	// node's clock: its arrival plus the time its sender had left when it
 	// wrote it. The deadline travels as a duration, so the two clocks
 	// need not agree; it ends late by the message's time on the wire, no
-	// more. The handler's context has the same deadline. Zero: never.
+	// more. Both ends keep it on their monotonic clock, so a step of
+	// either's wall clock (an NTP step, a VM resumed) does not move it; its
+	// wall reading is the wall clock's when the handler started, plus what
+	// was left. The handler's context has the same deadline. Zero: never.
 	ExpiresAt time.Time
 	Payload   []byte
 	// IsRequest reports whether the sender waits for a response: the

@@ -22,7 +22,8 @@ type inFrame struct {
 	pooled bool   // buf came from bufpool and goes back there
 	large  *wire.Header
 	// arrived is when a batch frame was read, and deadline a large
-	// message's; each on this node's clock, Unix ns. A message's deadline
+	// message's; each on this node's monotonic clock (monoNanos), which a
+	// step of its wall clock does not move. A message's deadline
 	// is its arrival plus its TTL (wire.Header.Deadline).
 	arrived, deadline int64
 	held              int64 // inbound capacity held until every handler returned
@@ -234,7 +235,7 @@ func (ic *inConn) actOnCancels(frame []byte) {
 // acted already (actOnCancels).
 func (ic *inConn) handleBatch(buf []byte, held int64, rejecting, cancelsDone bool) error {
 	f := framePool.Get().(*inFrame)
-	f.buf, f.pooled, f.held, f.arrived = buf, true, held, time.Now().UnixNano()
+	f.buf, f.pooled, f.held, f.arrived = buf, true, held, monoNanos()
 	// Check every message first: a frame with a bad one is handled not at
 	// all. Cancels act at once.
 	handled, count, requests := 0, 0, 0

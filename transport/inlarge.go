@@ -3,7 +3,6 @@ package transport
 import (
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/internode/internode/internal/bufpool"
 	"github.com/internode/internode/internal/limit"
@@ -13,7 +12,7 @@ import (
 // largeIn is a large message being received in parts.
 type largeIn struct {
 	header   wire.Header
-	deadline int64         // on this node's clock, Unix ns; 0: none
+	deadline int64         // on this node's monotonic clock (monoNanos); 0: none
 	need     int64         // capacity it takes once granted: its buffer's size
 	exact    bool          // its buffer is allocated at its length, not from bufpool
 	granted  bool          // room is reserved and the sender was told
@@ -75,7 +74,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize) {
 		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
 	}
-	m := &largeIn{header: h, deadline: h.Deadline(time.Now().UnixNano()), need: int64(bufpool.Cap(int(h.PayloadLength)))}
+	m := &largeIn{header: h, deadline: h.Deadline(monoNanos()), need: int64(bufpool.Cap(int(h.PayloadLength)))}
 	if m.expired() {
 		return ic.refuse(fh.Stream, ReasonExpired, "")
 	}
@@ -388,7 +387,7 @@ func (ic *inConn) deliverLarge(m *largeIn, onReader bool) {
 }
 
 // expired reports whether m's deadline has passed.
-func (m *largeIn) expired() bool { return m.deadline != 0 && time.Now().UnixNano() >= m.deadline }
+func (m *largeIn) expired() bool { return m.deadline != 0 && monoNanos() >= m.deadline }
 
 // getPayload allocates m's buffer, at its first part.
 func (m *largeIn) getPayload() {

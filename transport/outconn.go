@@ -149,7 +149,7 @@ func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byt
 			// A request's default timeout, which its context does not
 			// carry (Request).
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, it.expiresAt))
+			ctx, cancel = context.WithDeadline(ctx, wallDeadline(it.expiresAt, time.Now()))
 			defer cancel()
 		}
 		if !c.account.Wait(size, ctx.Done(), c.stop) {
@@ -261,7 +261,7 @@ func (c *outConn) hasWork() bool {
 	if n, _ := c.queue.pending(); n > 0 {
 		return true
 	}
-	return c.lane == routing.Large && c.large.busy(time.Now().UnixNano())
+	return c.lane == routing.Large && c.large.busy(monoNanos())
 }
 
 // run is the writer goroutine.
@@ -375,7 +375,7 @@ func (c *outConn) idle() {
 		return
 	}
 	if c.lane == routing.Large && !c.large.idle() {
-		c.large.pruneExpired(&c.queue, time.Now().UnixNano(), c) // begun ones: by the next step
+		c.large.pruneExpired(&c.queue, monoNanos(), c) // begun ones: by the next step
 	}
 	if c.conn == nil {
 		return
@@ -553,7 +553,7 @@ func (c *outConn) flush() error {
 	}()
 	if c.lane == routing.Large {
 		defer c.t.waker.yieldAfterPart()
-		return c.large.step(c.conn.Conn, &c.frames, &c.queue, c.t.maxFrame, time.Now().UnixNano(), c)
+		return c.large.step(c.conn.Conn, &c.frames, &c.queue, c.t.maxFrame, monoNanos(), c)
 	}
 	requested := c.askWait()
 	var waited time.Duration
@@ -584,7 +584,7 @@ func (c *outConn) writeQueued(requested, waited time.Duration, byCaller bool) er
 		c.strategy.Observe(b.items[i].enqueued(), b.items[i].size())
 	}
 	c.strategyMu.Unlock()
-	sent, sentBytes, err := c.frames.writeBatch(c.conn.Conn, b, c.t.maxFrame, time.Now().UnixNano(), c)
+	sent, sentBytes, err := c.frames.writeBatch(c.conn.Conn, b, c.t.maxFrame, monoNanos(), c)
 	if err == nil && sent > 0 {
 		c.t.tel.recordFlush(c.attrs, sent, waited)
 		if byCaller {
@@ -636,7 +636,7 @@ func (c *outConn) measureSendQueue() {
 // pruneExpired fails queued messages whose deadline has passed, keeping the
 // rest in order. It runs while no connection can be had.
 func (c *outConn) pruneExpired() {
-	now := time.Now().UnixNano()
+	now := monoNanos()
 	if c.lane == routing.Large {
 		c.large.admit(&c.queue)
 		c.large.pruneExpired(&c.queue, now, c)

@@ -14,7 +14,7 @@ import (
 // its own size counts against the connection's capacity (outItemCost).
 type outItem struct {
 	id         uint64
-	expiresAt  int64  // Unix ns; 0 = never
+	expiresAt  int64  // monoNanos; 0 = never
 	enqueuedAt int64  // monotonic (monoNanos), not moved by a step of the wall clock
 	payload    []byte // large lane only: the caller's payload, written from where it is
 	start, end int32  // the encoded header (and, on small lanes, payload) in its segment's buffer

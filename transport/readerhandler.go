@@ -90,7 +90,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	msg := &Message{From: ic.from, Verb: Verb(hdr.Verb), ID: hdr.ID, Lane: ic.lane, Conn: ic.id,
 		CreatedAt: time.Unix(0, hdr.CreatedAt), IsRequest: isRequest}
 	if m.deadline != 0 {
-		msg.ExpiresAt = time.Unix(0, m.deadline)
+		msg.ExpiresAt = wallDeadline(m.deadline, time.Now())
 	}
 	// The message's room goes back with its last part, and its handler
 	// may run on long after: the peer's entry is not quiet (peer.quiet)

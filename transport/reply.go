@@ -124,7 +124,7 @@ func (w *replyWriter) writeFromCaller() {
 		}
 		low := w.ic.backQueueLow(limit)
 		if low {
-			switch sent, err := w.writeSmallLocked(time.Now().UnixNano()); {
+			switch sent, err := w.writeSmallLocked(monoNanos()); {
 			case err != nil:
 				w.ic.kill()
 			case sent > 0:
@@ -180,7 +180,7 @@ func (w *replyWriter) run() {
 			return
 		default:
 		}
-		now := time.Now().UnixNano()
+		now := monoNanos()
 		switch {
 		case w.small.has():
 			w.gather()

@@ -24,7 +24,7 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 	h := wire.Header{ID: t.nextID.Add(1), Verb: uint32(verb), Params: t.tel.traceParams(ctx)}
 	var expiresAt int64
 	if d, ok := ctx.Deadline(); ok {
-		expiresAt = d.UnixNano()
+		expiresAt = monoDeadline(d)
 	}
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
 	if err := t.send(ctx, to, true, lane, &h, expiresAt, payload, t.cfg.Memory.WaitForCapacity); err != nil {
@@ -102,7 +102,8 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 	c := t.calls.newCall(to, lane)
 	defer t.calls.free(c)
 	t.calls.add(h.ID, c)
-	if err := t.send(ctx, to, true, lane, &h, deadline.UnixNano(), payload, t.cfg.Memory.WaitForCapacity); err != nil {
+	expiresAt := monoDeadline(deadline)
+	if err := t.send(ctx, to, true, lane, &h, expiresAt, payload, t.cfg.Memory.WaitForCapacity); err != nil {
 		if _, ok := t.calls.remove(h.ID); !ok {
 			<-c.done // failed meanwhile: its channel is emptied for reuse
 		}
@@ -133,7 +134,7 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 	}
 	if err == context.Canceled {
 		// A deadline the handler has already; a cancel it is told.
-		t.sendCancel(to, verb, h.ID, deadline.UnixNano())
+		t.sendCancel(to, verb, h.ID, expiresAt)
 	}
 	return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
 }
@@ -190,14 +191,14 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 // it on dst. It is the one send path: every message passes here, and from
 // the moment it reaches a lane every failure is counted on that lane, so
 // that each ends in exactly one outcome. expiresAt is the message's
-// deadline on this node's clock (Unix ns, 0 = never); h's CreatedAt, TTL
-// and PayloadLength are filled in here, and the writer sets the TTL again
-// as it writes the message.
+// deadline on this node's monotonic clock (monoNanos, 0 = never); h's
+// CreatedAt, TTL and PayloadLength are filled in here, and the writer sets
+// the TTL again as it writes the message.
 func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, expiresAt int64, payload []byte, wait bool) error {
 	now, mono := t.clock.now()
 	h.CreatedAt, h.PayloadLength = now+int64(t.clock.skew), uint32(len(payload))
 	if expiresAt != 0 {
-		h.TTL = max(expiresAt-now, 1)
+		h.TTL = max(expiresAt-mono, 1)
 	}
 	err := ctx.Err()
 	if err != nil && ctx == t.ctx {

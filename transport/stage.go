@@ -243,7 +243,7 @@ func (s *stage) take(woken bool, done *peer, now time.Time) (next *work, start b
 		return nil, false
 	}
 	s.running++
-	wait := now.Sub(time.Unix(0, next.queuedAt))
+	wait := now.Sub(monoTime(next.queuedAt))
 	s.started++
 	s.waitSum += wait
 	s.maxWait = max(s.maxWait, wait)

@@ -18,7 +18,7 @@ func TestStageBoundsAndTurns(t *testing.T) {
 	s := newStage("read", 3, 2)
 	a, b := &peer{id: "a"}, &peer{id: "b"}
 	item := func(p *peer, id uint64) *work {
-		return &work{ic: &inConn{peer: p}, h: wire.Header{ID: id}, queuedAt: time.Now().UnixNano()}
+		return &work{ic: &inConn{peer: p}, h: wire.Header{ID: id}, queuedAt: monoNanos()}
 	}
 	assert.True(t, s.submit(item(a, 1)), "no worker: start one")
 	assert.False(t, s.submit(item(a, 2)), "one is on its way")

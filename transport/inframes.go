@@ -27,6 +27,7 @@ type inFrame struct {
 	// is its arrival plus its TTL (wire.Header.Deadline).
 	arrived, deadline int64
 	held              int64 // inbound capacity held until every handler returned
+	over              bool  // taken beyond the limits: ic.over is set until it is released
 	// refs counts the frame's messages not yet done, and the reader's
 	// hold while it routes them; the last gives the frame back.
 	refs atomic.Int32
@@ -159,10 +160,14 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 //
 // A small frame (maxUnadmittedFrame) that does not fit at once is read
 // first: one that holds only cancels needs no capacity, and must not wait
-// for the capacity held by the very handlers it would stop; the cancels
-// of any other act before it waits for its capacity, holding its bytes
+// for the capacity held by the very handlers it would stop. Any other on
+// the urgent lane is taken beyond the limits, one at a time a connection,
+// so that neither it nor the cancels behind it wait for the room a peer's
+// requests hold. Elsewhere, or while the urgent one is still held, its
+// cancels act before it waits for its capacity, holding its bytes
 // meanwhile (one such frame a connection). A sender's writer puts cancels
-// in frames of their own within this size (frameWriter.writeBatch).
+// in frames of their own within this size, ahead of its other frames
+// (frameWriter.writeBatch).
 func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error) error {
 	held := int64(bufpool.Cap(n))
 	took := ic.account.TryTake(held)
@@ -173,17 +178,25 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 			return err
 		}
 		if needsNoRoom(buf, ic.t.maxFrame, &ic.header) {
-			return ic.handleBatch(buf, 0, false, false)
+			return ic.handleBatch(buf, 0, false, false, false)
+		}
+		if ic.lane == routing.Urgent && ic.over.CompareAndSwap(false, true) {
+			// The urgent lane's control traffic (a heartbeat, gossip) is
+			// not held up by the room a peer's requests hold, nor are the
+			// cancels behind it, which a reader waiting here would not
+			// read: the frame is taken beyond the limits, one at a time a
+			// connection.
+			ic.account.Overdraw(held)
+			return ic.handleBatch(buf, held, false, false, true)
 		}
 		// Its cancels act before it waits: the room it waits for may be
-		// held by the very handlers they stop (a cancel coalesced with a
-		// heartbeat or gossip message on the urgent lane).
+		// held by the very handlers they stop.
 		ic.actOnCancels(buf)
 		if _, err := ic.admit(held); err != nil {
 			bufpool.Put(buf)
 			return err
 		}
-		return ic.handleBatch(buf, held, false, true)
+		return ic.handleBatch(buf, held, false, true, false)
 	}
 	rejecting := false
 	if !took {
@@ -201,7 +214,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		ic.account.Release(held)
 		return err
 	}
-	return ic.handleBatch(buf, held, rejecting, false)
+	return ic.handleBatch(buf, held, rejecting, false, false)
 }
 
 // maxUnadmittedFrame is the largest batch frame read before its capacity
@@ -232,10 +245,11 @@ func (ic *inConn) actOnCancels(frame []byte) {
 // handleBatch routes the messages of a batch frame read into buf, a
 // pooled buffer it takes over with held bytes of capacity; rejecting, it
 // answers them overloaded instead. cancelsDone says its cancels have
-// acted already (actOnCancels).
-func (ic *inConn) handleBatch(buf []byte, held int64, rejecting, cancelsDone bool) error {
+// acted already (actOnCancels); over, that it was taken beyond the limits
+// (readAdmitted), which ic.over records until it is released.
+func (ic *inConn) handleBatch(buf []byte, held int64, rejecting, cancelsDone, over bool) error {
 	f := framePool.Get().(*inFrame)
-	f.buf, f.pooled, f.held, f.arrived = buf, true, held, monoNanos()
+	f.buf, f.pooled, f.held, f.arrived, f.over = buf, true, held, monoNanos(), over
 	// Check every message first: a frame with a bad one is handled not at
 	// all. Cancels act at once.
 	handled, count, requests := 0, 0, 0
@@ -382,6 +396,9 @@ func (t *Transport) completeCall(p *peer, lane routing.Lane, h wire.Header, payl
 // releaseFrame gives back a frame's capacity and buffer.
 func (ic *inConn) releaseFrame(f *inFrame) {
 	ic.account.Release(f.held)
+	if f.over {
+		ic.over.Store(false)
+	}
 	if f.pooled && f.buf != nil {
 		bufpool.Put(f.buf)
 	}

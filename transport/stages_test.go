@@ -543,3 +543,84 @@ func TestARequestWhoseConnectionEndedIsNotStarted(t *testing.T) {
 	}
 	assert.Equal(t, uint64(1), c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonConnectionReset])
 }
+
+// TestCancelsBehindAnUrgentMessageReachTheHandlersOfAFullNode: the
+// urgent lane carries a one-way message (gossip, a heartbeat) and then
+// the cancels of requests whose handlers hold the receiver's inbound
+// room, between two real nodes. The receiver read the message's frame
+// before its room, found it was not cancels alone, and waited for room
+// there: the cancels' frame behind it was never read, the handlers that
+// hold the room ran on until their deadlines ("0 of 12 stopped"), and the
+// gossip waited with them. A small urgent frame is now taken beyond the
+// limits, one at a time a connection.
+func TestCancelsBehindAnUrgentMessageReachTheHandlersOfAFullNode(t *testing.T) {
+	for _, gossip := range []bool{false, true} {
+		name := map[bool]string{false: "cancels alone", true: "cancels behind a gossip message"}[gossip]
+		t.Run(name, func(t *testing.T) { testCancelsReachAFullNode(t, gossip) })
+	}
+}
+
+func testCancelsReachAFullNode(t *testing.T, gossip bool) {
+	const (
+		verbScan   transport.Verb = 206
+		verbGossip transport.Verb = 207
+		requests                  = 20
+	)
+	c := newCluster(t, 2, func(_ int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 256 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
+		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbGossip: routing.Urgent}
+	})
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	var started, stopped atomic.Int64
+	n2.Handle(verbScan, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started.Add(1)
+		<-ctx.Done() // a scan that runs until its caller gives up
+		stopped.Add(1)
+		return nil, ctx.Err()
+	}))
+	gossiped := make(chan struct{}, 1)
+	n2.Handle(verbGossip, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		gossiped <- struct{}{}
+		return nil, nil
+	}))
+	ctx, giveUp := context.WithTimeout(context.Background(), 30*time.Second)
+	defer giveUp()
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	defer giveUp()
+	for range requests {
+		calls.Go(func() { _, _ = n1.Request(ctx, c.ID(1), verbScan, make([]byte, 60<<10)) })
+	}
+	waitFor(t, 10*time.Second, "n2 full, its small-lane reader waiting for room, every request read running", func() bool {
+		s := stage(n2, verbScan)
+		return n2.Stats().InboundWaiters == 1 && s.Queued == 0 && int64(s.Active) == started.Load() && s.Active > 0
+	})
+	running := started.Load()
+
+	urgentSent := func() uint64 {
+		for _, s := range n1.Stats().Conns {
+			if s.Peer == c.ID(1) && s.Lane == routing.Urgent {
+				return s.MessagesSent
+			}
+		}
+		return 0
+	}
+	if gossip {
+		// A gossip message on the urgent lane: its frame is read before
+		// its room, and waits for it.
+		require.NoError(t, n1.Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbGossip, []byte("ping")))
+		waitFor(t, 10*time.Second, "the gossip handled, or n2's urgent reader waiting for its frame's room", func() bool {
+			return len(gossiped) > 0 || n2.Stats().InboundWaiters == 2
+		})
+	}
+	before := urgentSent()
+	giveUp() // every caller gives up: n1 sends the cancels on the urgent lane
+	waitFor(t, 10*time.Second, "n1 wrote the cancels", func() bool { return urgentSent() >= before+uint64(running) })
+	if !assert.Eventually(t, func() bool { return stopped.Load() >= running }, 3*time.Second, time.Millisecond) {
+		t.Logf("handlers whose requests were cancelled: %d of %d stopped", stopped.Load(), running)
+	}
+	if gossip {
+		assert.Len(t, gossiped, 1, "the gossip message handled while the node is full")
+	}
+}

@@ -351,8 +351,15 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	if ev.Type != cluster.Leave {
 		// A member that appears or changes may be one this node is
 		// waiting to reconnect to: try at once rather than after the
-		// backoff.
-		if p := t.peerStats(ev.Member.ID); p != nil {
+		// backoff. The entry is looked up under peersMu: one being made
+		// meanwhile (peerFor) either is found here or finds the new
+		// address in its own Lookup, since the membership changes before
+		// it tells; read from peersView, it could be neither, and keep
+		// the old address.
+		t.peersMu.Lock()
+		p := t.peers[ev.Member.ID]
+		t.peersMu.Unlock()
+		if p != nil {
 			t.promote(p) // an entry made before it joined
 			addr := ev.Member.Addr
 			if old := p.addr.Swap(&addr); old != nil && *old != addr {

@@ -229,10 +229,11 @@
 // (Dropped[overloaded]), and its caller waits for its deadline.
 //
 // A batch frame of at most 4 KiB on an urgent lane that finds no room is
-// taken beyond the limits, one at a time per connection, so that control
-// traffic (heartbeats, gossip) and the cancels behind it are not held up
-// by the room a peer's requests hold; a frame of cancels alone needs no
-// room at all.
+// taken beyond the limits, one at a time per peer and at most 16 (64 KiB)
+// node-wide, held until its handlers return however its connection
+// fares, so that control traffic (heartbeats, gossip) and the cancels
+// behind it are not held up by the room a peer's requests hold; a frame
+// of cancels alone needs no room at all.
 //
 // A message read and waiting for its handler also holds a few hundred
 // bytes of bookkeeping; the reader takes it for a whole frame once the

@@ -38,14 +38,11 @@ type inConn struct {
 	counters *inCounters
 	conn     net.Conn
 	src      *bufio.Reader
-	probe    *sockstat.Probe  // nil when the connection has no kernel socket
-	sampler  sockstat.Sampler // picks the reads after which probe is read; the reader's
-	account  *limit.Account   // this connection's share of the peer's inbound budget
-	// over is set while a small urgent-lane frame taken beyond the limits
-	// is held (readAdmitted): one at a time a connection.
-	over   atomic.Bool
-	caps   wire.Capabilities // what the handshake agreed
-	header wire.Header       // the message being decoded; the reader's (forEachMessage)
+	probe    *sockstat.Probe   // nil when the connection has no kernel socket
+	sampler  sockstat.Sampler  // picks the reads after which probe is read; the reader's
+	account  *limit.Account    // this connection's share of the peer's inbound budget
+	caps     wire.Capabilities // what the handshake agreed
+	header   wire.Header       // the message being decoded; the reader's (forEachMessage)
 
 	done      chan struct{} // closed when the connection ends
 	closeOnce sync.Once

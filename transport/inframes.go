@@ -27,7 +27,7 @@ type inFrame struct {
 	// is its arrival plus its TTL (wire.Header.Deadline).
 	arrived, deadline int64
 	held              int64 // inbound capacity held until every handler returned
-	over              bool  // taken beyond the limits: ic.over is set until it is released
+	over              bool  // taken beyond the limits (takeUrgentOverdraft) until it is released
 	// refs counts the frame's messages not yet done, and the reader's
 	// hold while it routes them; the last gives the frame back.
 	refs atomic.Int32
@@ -161,9 +161,9 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 // A small frame (maxUnadmittedFrame) that does not fit at once is read
 // first: one that holds only cancels needs no capacity, and must not wait
 // for the capacity held by the very handlers it would stop. Any other on
-// the urgent lane is taken beyond the limits, one at a time a connection,
+// the urgent lane may be taken beyond the limits (takeUrgentOverdraft),
 // so that neither it nor the cancels behind it wait for the room a peer's
-// requests hold. Elsewhere, or while the urgent one is still held, its
+// requests hold. Elsewhere, or past that bound, its
 // cancels act before it waits for its capacity, holding its bytes
 // meanwhile (one such frame a connection). A sender's writer puts cancels
 // in frames of their own within this size, ahead of its other frames
@@ -180,12 +180,13 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		if needsNoRoom(buf, ic.t.maxFrame, &ic.header) {
 			return ic.handleBatch(buf, 0, false, false, false)
 		}
-		if ic.lane == routing.Urgent && ic.over.CompareAndSwap(false, true) {
+		if ic.lane == routing.Urgent && ic.t.takeUrgentOverdraft(ic.peer) {
 			// The urgent lane's control traffic (a heartbeat, gossip) is
 			// not held up by the room a peer's requests hold, nor are the
 			// cancels behind it, which a reader waiting here would not
 			// read: the frame is taken beyond the limits, one at a time a
-			// connection.
+			// peer (not a connection, which the frame may outlive) and
+			// maxUrgentOverdrafts node-wide.
 			ic.account.Overdraw(held)
 			return ic.handleBatch(buf, held, false, false, true)
 		}
@@ -217,6 +218,27 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 	return ic.handleBatch(buf, held, rejecting, false, false)
 }
 
+// maxUrgentOverdrafts bounds the small urgent frames held beyond the
+// limits node-wide (readAdmitted): one a peer, and no more than these
+// (64 KiB) however many peers, or made-up IDs, there are.
+const maxUrgentOverdrafts = 16
+
+// takeUrgentOverdraft reports whether a small urgent frame of p's may be
+// taken beyond the limits: none of p's is held so, and fewer than
+// maxUrgentOverdrafts are node-wide. The frame's release gives it back
+// (releaseFrame), whether or not its connection has ended since.
+func (t *Transport) takeUrgentOverdraft(p *peer) bool {
+	if !p.urgentOver.CompareAndSwap(false, true) {
+		return false
+	}
+	if t.urgentOverdrafts.Add(1) > maxUrgentOverdrafts {
+		t.urgentOverdrafts.Add(-1)
+		p.urgentOver.Store(false)
+		return false
+	}
+	return true
+}
+
 // maxUnadmittedFrame is the largest batch frame read before its capacity
 // is taken (readAdmitted): room for a hundred cancels.
 const maxUnadmittedFrame = 4 << 10
@@ -246,7 +268,7 @@ func (ic *inConn) actOnCancels(frame []byte) {
 // pooled buffer it takes over with held bytes of capacity; rejecting, it
 // answers them overloaded instead. cancelsDone says its cancels have
 // acted already (actOnCancels); over, that it was taken beyond the limits
-// (readAdmitted), which ic.over records until it is released.
+// (readAdmitted, takeUrgentOverdraft) until it is released.
 func (ic *inConn) handleBatch(buf []byte, held int64, rejecting, cancelsDone, over bool) error {
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived, f.over = buf, true, held, monoNanos(), over
@@ -397,7 +419,8 @@ func (t *Transport) completeCall(p *peer, lane routing.Lane, h wire.Header, payl
 func (ic *inConn) releaseFrame(f *inFrame) {
 	ic.account.Release(f.held)
 	if f.over {
-		ic.over.Store(false)
+		ic.t.urgentOverdrafts.Add(-1)
+		ic.peer.urgentOver.Store(false)
 	}
 	if f.pooled && f.buf != nil {
 		bufpool.Put(f.buf)

@@ -67,6 +67,9 @@ type peer struct {
 
 	// cancels is the peer's requests to this node waiting or running.
 	cancels cancels
+	// urgentOver is set while a small urgent-lane frame of the peer's,
+	// taken beyond the inbound limits, is held (takeUrgentOverdraft).
+	urgentOver atomic.Bool
 }
 
 func newPeer(t *Transport, id cluster.NodeID, member bool) *peer {

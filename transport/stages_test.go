@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -622,5 +623,118 @@ func testCancelsReachAFullNode(t *testing.T, gossip bool) {
 	}
 	if gossip {
 		assert.Len(t, gossiped, 1, "the gossip message handled while the node is full")
+	}
+}
+
+// TestUrgentFramesBeyondTheLimitsAreBoundedAcrossConnections: a small
+// urgent frame that finds no room is taken beyond the inbound limits, "one
+// at a time per connection" (transport/doc.go). But the claim was marked
+// on the connection (inConn.over) while the frame it covers lives on
+// after it: in a stage's queue, behind handlers that hold the room. A
+// peer that writes such a frame, hangs up and dials again — never more
+// than one urgent connection open — or one that takes a new node ID for
+// each connection, took another 4 KiB beyond the limits every time, with
+// no bound but the handlers' pace. The claim is now the peer's, and at
+// most 16 such frames are held node-wide.
+func TestUrgentFramesBeyondTheLimitsAreBoundedAcrossConnections(t *testing.T) {
+	for _, manyIDs := range []bool{false, true} {
+		name := map[bool]string{false: "one peer dialling again", true: "a new node ID a connection"}[manyIDs]
+		t.Run(name, func(t *testing.T) { testUrgentOverdraftBound(t, manyIDs) })
+	}
+}
+
+func testUrgentOverdraftBound(t *testing.T, manyIDs bool) {
+	const (
+		verbSlow transport.Verb = 209
+		limit                   = 256 << 10 // per peer and node-wide
+		conns                   = 64
+		frame                   = 4 << 10
+		// A generous bound on the bookkeeping a message read holds
+		// beyond the limits (workCost, a few hundred bytes).
+		bookkeeping = 1 << 10
+		// Small urgent frames held beyond the limits node-wide, at most
+		// (transport/doc.go): one a peer, 16 in all.
+		overdrafts = 16
+	)
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Security.AcceptUnknownPeers = true
+		cfg.Memory.MaxMessageSize = 64 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: limit, Node: limit}
+	})
+	node := c.Nodes[0]
+	addr := node.Addr().String()
+	release := make(chan struct{})
+	defer close(release)
+	node.Handle(verbSlow, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		<-release // a handler slower than its peer's messages come
+		return nil, nil
+	}), transport.Concurrent(1))
+	oneWay := func(id uint64, size int) []byte {
+		msg := wire.AppendHeader(nil, &wire.Header{ID: id, Verb: uint32(verbSlow), PayloadLength: uint32(size)})
+		msg = append(msg, make([]byte, size)...)
+		return append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...)
+	}
+	stop := make(chan struct{})
+	var held sync.WaitGroup
+	defer func() { close(stop); held.Wait() }()
+
+	// Fill mallory's room, and most of the node's: the reader of mallory's
+	// small lane then waits for room.
+	small := dialAs(addr, "mallory", routing.Small)
+	require.NotNil(t, small)
+	held.Go(func() { holdOpen(small, stop) })
+	var fill []byte
+	for id := uint64(1); id <= 8; id++ {
+		fill = append(fill, oneWay(id, 60<<10)...)
+	}
+	go func() { _, _ = small.Write(fill) }()
+	waitFor(t, 10*time.Second, "the node full, a reader waiting for room", func() bool {
+		return node.Stats().InboundWaiters == 1 && stage(node, verbSlow).Active == 1
+	})
+	queued := stage(node, verbSlow).Queued
+
+	// One urgent connection at a time: a small frame each, then hang up.
+	taken := 0
+	for i := range conns {
+		id := "mallory"
+		if manyIDs {
+			id = fmt.Sprintf("ghost-%d", i)
+		}
+		urgent := dialAs(addr, id, routing.Urgent)
+		require.NotNil(t, urgent, "connection %d", i)
+		_, err := urgent.Write(oneWay(uint64(100+i), frame-64))
+		require.NoError(t, err)
+		waitFor(t, 10*time.Second, "the urgent frame read and queued, or its reader waiting for room", func() bool {
+			return stage(node, verbSlow).Queued == queued+taken+1 || node.Stats().InboundWaiters == 2
+		})
+		if stage(node, verbSlow).Queued != queued+taken+1 {
+			urgent.Close() // it waits for room, as every one after it would
+			break
+		}
+		taken++ // beyond the limits, or within what was left of them
+		urgent.Close()
+		waitFor(t, 10*time.Second, "the urgent connection ended", func() bool {
+			return node.Stats().InboundConnections == 1
+		})
+	}
+	t.Logf("%d urgent connections, one at a time: %d frames read without waiting (within what was left of the node's room, or beyond it)", conns, taken)
+
+	// At most two connections were ever open, mallory's small one and
+	// an urgent one: one urgent frame beyond the limits at a time for
+	// one peer, and a few more for a crowd of made-up IDs.
+	st := node.Stats()
+	beyond := 1
+	if manyIDs {
+		beyond = overdrafts
+	}
+	bound := int64(limit + beyond*frame + (queued+1+taken)*bookkeeping)
+	assert.LessOrEqual(t, st.InboundHeld, bound,
+		"node-wide: %d KiB held with a %d KiB limit, after %d urgent connections one at a time", st.InboundHeld>>10, limit>>10, conns)
+	if !manyIDs {
+		for _, p := range st.Peers {
+			if p.Peer == "mallory" {
+				assert.LessOrEqual(t, p.InboundHeld, bound, "mallory: %d KiB held with a %d KiB limit", p.InboundHeld>>10, limit>>10)
+			}
+		}
 	}
 }

@@ -39,6 +39,10 @@ type Transport struct {
 	// so that they need not wait for a lane to go quiet.
 	quietFor time.Duration
 
+	// urgentOverdrafts counts the small urgent frames held beyond the
+	// inbound limits (takeUrgentOverdraft), at most maxUrgentOverdrafts.
+	urgentOverdrafts atomic.Int64
+
 	handlersMu     sync.Mutex // serialises Handle; readers use handlers
 	handlers       atomic.Pointer[map[Verb]handlerEntry]
 	stages         map[Verb]*stage                 // every verb's stage, kept across registrations (handlersMu)

@@ -427,10 +427,10 @@
 // and the room may be held by the very requests a cancel would stop. So
 // it reads a batch frame of at most 4 KiB of payload before it has room
 // for it: one that holds cancels alone needs no room and acts at once. On
-// an urgent lane, one that holds more is taken beyond the limits, one at
-// a time per connection, so it reads on; elsewhere, or while that one is
-// held, the frame's cancels act before it waits for its room, and nothing
-// behind it is read meanwhile. A cancel in a larger frame waits with it. A
+// an urgent lane, one that holds more may be taken beyond the limits
+// (internode: one at a time per peer, 16 node-wide), so it reads on;
+// otherwise the frame's cancels act before it waits for its room, and
+// nothing behind it is read meanwhile. A cancel in a larger frame waits with it. A
 // sender that wants its cancels to reach a full receiver puts them in
 // frames of their own of at most 4 KiB, ahead of its other frames, as
 // internode does.

@@ -90,7 +90,7 @@ func (rx *responseReader) read() string {
 		// Heard before the frame is acted on: a caller its response
 		// completes may look at Health at once.
 		now := time.Now().UnixNano()
-		conn.heard.Store(now)
+		conn.heard.Store(monoNanos())
 		c.hl.read(now)
 		if !conn.answered.Load() && conn.answered.CompareAndSwap(false, true) && c.live.Load() == conn {
 			c.hl.answered(now) // the lane is connected: its peer is alive

@@ -173,7 +173,8 @@ type liveConn struct {
 	caps   wire.Capabilities // what the handshake agreed
 	dead   atomic.Bool
 	addr   string // the member's address it was dialled to
-	// heard is when the back channel last carried a frame (Unix ns).
+	// heard is when the back channel last carried a frame (monoNanos: a
+	// step of the wall clock must not make a live connection look silent).
 	heard atomic.Int64
 	// answered says the back channel carried a frame: the peer is alive
 	// past its handshake (its first beat follows its reply), not merely
@@ -220,7 +221,7 @@ func (c *outConn) dropIfSilent() {
 	if k < 0 {
 		return
 	}
-	if lc := c.live.Load(); lc != nil && time.Since(time.Unix(0, lc.heard.Load())) > max(2*wire.KeepaliveInterval, k/2) {
+	if lc := c.live.Load(); lc != nil && time.Duration(monoNanos()-lc.heard.Load()) > max(2*wire.KeepaliveInterval, k/2) {
 		lc.kill("peer silent and back on a new connection")
 		c.signal()
 	}
@@ -366,7 +367,7 @@ func (c *outConn) dial() (*liveConn, error) {
 		return nil, err
 	}
 	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, addr: addr, probe: c.t.probeFor(nc), sendBound: newQueueBound(nc)}
-	lc.heard.Store(time.Now().UnixNano())
+	lc.heard.Store(monoNanos())
 	return lc, nil
 }
 

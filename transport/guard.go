@@ -32,29 +32,37 @@ const strangerSweep = 2 * time.Second
 // claim is made under peersMu, so a peer being forgotten (see
 // forgetQuietStrangers) is never claimed.
 func (t *Transport) claimConn(id cluster.NodeID, kind uint8) (*peer, error) {
-	member := t.isMember(id)
+	m, member := t.cfg.Membership.Lookup(id) // not under peersMu (newPeer)
+	p, made, err := t.claimConnLocked(id, kind, member, m)
+	if made {
+		p.learnAddr()
+	}
+	return p, err
+}
+
+func (t *Transport) claimConnLocked(id cluster.NodeID, kind uint8, member bool, m cluster.Member) (p *peer, made bool, err error) {
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
 	if t.closing.Load() {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
-	p := t.peers[id]
+	p = t.peers[id]
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
 	switch {
 	case t.established >= t.cfg.Security.MaxConns:
-		return nil, fmt.Errorf("this node has %d connections, its limit", t.established)
+		return nil, false, fmt.Errorf("this node has %d connections, its limit", t.established)
 	case p != nil && p.inConns[kind] >= t.cfg.Security.MaxConnsPerPeer:
-		return nil, fmt.Errorf("%q has %d connections of kind %d, the limit", id, p.inConns[kind], kind)
+		return nil, false, fmt.Errorf("%q has %d connections of kind %d, the limit", id, p.inConns[kind], kind)
 	}
 	if p == nil {
-		p = newPeer(t, id, member)
+		p, made = newPeer(t, id, member, m, member), true
 		t.peers[id] = p
 		t.publishPeers()
 	}
 	p.inConns[kind]++
 	t.established++
-	return p, nil
+	return p, made, nil
 }
 
 // releaseConn gives back a claim of claimConn.

@@ -180,24 +180,40 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		if needsNoRoom(buf, ic.t.maxFrame, &ic.header) {
 			return ic.handleBatch(buf, 0, false, false, false)
 		}
-		if ic.lane == routing.Urgent && ic.t.takeUrgentOverdraft(ic.peer) {
-			// The urgent lane's control traffic (a heartbeat, gossip) is
-			// not held up by the room a peer's requests hold, nor are the
-			// cancels behind it, which a reader waiting here would not
-			// read: the frame is taken beyond the limits, one at a time a
-			// peer (not a connection, which the frame may outlive) and
-			// maxUrgentOverdrafts node-wide.
-			ic.account.Overdraw(held)
-			return ic.handleBatch(buf, held, false, false, true)
+		cancelsDone := false
+		for {
+			var freed <-chan struct{}
+			if ic.lane == routing.Urgent {
+				freed = ic.t.urgentOverdraftFreedChan() // before it tries: a release after wakes it
+				if ic.t.takeUrgentOverdraft(ic.peer) {
+					// The urgent lane's control traffic (a heartbeat,
+					// gossip) is not held up by the room a peer's
+					// requests hold, nor are the cancels behind it, which
+					// a reader waiting here would not read: the frame is
+					// taken beyond the limits, one at a time a peer (not a
+					// connection, which the frame may outlive) and
+					// maxUrgentOverdrafts node-wide.
+					ic.account.Overdraw(held)
+					return ic.handleBatch(buf, held, false, cancelsDone, true)
+				}
+			}
+			// Its cancels act before it waits: the room it waits for may
+			// be held by the very handlers they stop.
+			if !cancelsDone {
+				ic.actOnCancels(buf)
+				cancelsDone = true
+			}
+			// On the urgent lane it waits for room or for the allowance
+			// to be given back, whichever comes first.
+			took, err := ic.waitRoom(held, freed)
+			if err != nil {
+				bufpool.Put(buf)
+				return err
+			}
+			if took {
+				return ic.handleBatch(buf, held, false, true, false)
+			}
 		}
-		// Its cancels act before it waits: the room it waits for may be
-		// held by the very handlers they stop.
-		ic.actOnCancels(buf)
-		if _, err := ic.admit(held); err != nil {
-			bufpool.Put(buf)
-			return err
-		}
-		return ic.handleBatch(buf, held, false, true, false)
 	}
 	rejecting := false
 	if !took {
@@ -237,6 +253,29 @@ func (t *Transport) takeUrgentOverdraft(p *peer) bool {
 		return false
 	}
 	return true
+}
+
+// urgentOverdraftFreedChan returns the channel closed when a small urgent
+// frame taken beyond the limits is next given back (releaseFrame).
+func (t *Transport) urgentOverdraftFreedChan() <-chan struct{} {
+	for {
+		if ch := t.urgentOverdraftFreed.Load(); ch != nil {
+			return *ch
+		}
+		ch := make(chan struct{})
+		t.urgentOverdraftFreed.CompareAndSwap(nil, &ch)
+	}
+}
+
+// giveBackUrgentOverdraft gives back p's allowance of a small urgent frame
+// beyond the limits, and wakes the readers that wait for room for one.
+func (t *Transport) giveBackUrgentOverdraft(p *peer) {
+	t.urgentOverdrafts.Add(-1)
+	p.urgentOver.Store(false)
+	ch := make(chan struct{})
+	if old := t.urgentOverdraftFreed.Swap(&ch); old != nil {
+		close(*old)
+	}
 }
 
 // maxUnadmittedFrame is the largest batch frame read before its capacity
@@ -373,16 +412,48 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		return true, nil
 	}
+	_, err = ic.waitRoom(n, nil)
+	return false, err
+}
+
+// waitRoom waits for n bytes of inbound capacity, reading paused, until
+// it has them (took), the connection or the transport ends, or they can
+// never fit (net.ErrClosed, as the reader then ends), or freed is closed
+// first (nil: never), when it gives up and reports neither.
+func (ic *inConn) waitRoom(n int64, freed <-chan struct{}) (took bool, err error) {
+	w, ok := ic.account.WaitFunc(n, nil)
+	if w == nil {
+		if !ok {
+			return false, net.ErrClosed
+		}
+		return true, nil
+	}
 	ic.counters.pause()
 	start := time.Now()
-	ok := ic.account.Wait(n, ic.done, ic.t.closed)
+	select {
+	case <-w.Ready():
+	case <-freed:
+	case <-ic.done:
+	case <-ic.t.closed:
+	}
+	cancelled := w.Cancel()
 	ic.counters.paused(time.Since(start))
 	ic.measureRecvQueue(0, true) // what piled up in the kernel while reading paused
-	if !ok {
-		return false, net.ErrClosed
+	ic.lastRenew = time.Time{}   // the pause may have outlasted the deadline
+	switch {
+	case cancelled:
+		select {
+		case <-ic.done:
+			return false, net.ErrClosed
+		case <-ic.t.closed:
+			return false, net.ErrClosed
+		default:
+			return false, nil // freed
+		}
+	case !w.Granted():
+		return false, net.ErrClosed // it can never fit
 	}
-	ic.lastRenew = time.Time{} // the pause may have outlasted the deadline
-	return false, nil
+	return true, nil
 }
 
 // completeCall hands a response from p, read on lane, to the request
@@ -419,8 +490,7 @@ func (t *Transport) completeCall(p *peer, lane routing.Lane, h wire.Header, payl
 func (ic *inConn) releaseFrame(f *inFrame) {
 	ic.account.Release(f.held)
 	if f.over {
-		ic.t.urgentOverdrafts.Add(-1)
-		ic.peer.urgentOver.Store(false)
+		ic.t.giveBackUrgentOverdraft(ic.peer)
 	}
 	if f.pooled && f.buf != nil {
 		bufpool.Put(f.buf)

@@ -405,3 +405,117 @@ func TestSendToAStrangersEntryIsRefused(t *testing.T) {
 	_, err = tr.Request(ctx, "stranger", 1, []byte("x"))
 	require.ErrorIs(t, err, ErrUnknownPeer)
 }
+
+// notifyUnderLock is a Membership that tells its watchers of a change
+// while it holds the lock its Lookup takes, as a simple implementation
+// does (cluster.Membership does not forbid it). Its lock is a channel so
+// that the test can break a deadlock and end. onLookup, if set, runs at
+// the start of every Lookup, before the lock.
+type notifyUnderLock struct {
+	lock     chan struct{} // a one-slot lock
+	abort    chan struct{} // closed: Lookup no longer waits for the lock
+	members  map[cluster.NodeID]cluster.Member
+	watchers []func(cluster.Event)
+	onLookup func(cluster.NodeID)
+}
+
+func newNotifyUnderLock(members ...cluster.Member) *notifyUnderLock {
+	m := &notifyUnderLock{lock: make(chan struct{}, 1), abort: make(chan struct{}), members: map[cluster.NodeID]cluster.Member{}}
+	for _, mb := range members {
+		m.members[mb.ID] = mb
+	}
+	return m
+}
+
+func (m *notifyUnderLock) Members() []cluster.Member {
+	m.lock <- struct{}{}
+	defer func() { <-m.lock }()
+	var out []cluster.Member
+	for _, mb := range m.members {
+		out = append(out, mb)
+	}
+	return out
+}
+
+func (m *notifyUnderLock) Lookup(id cluster.NodeID) (cluster.Member, bool) {
+	if m.onLookup != nil {
+		m.onLookup(id)
+	}
+	select {
+	case m.lock <- struct{}{}:
+		defer func() { <-m.lock }()
+	case <-m.abort: // the test gave up: read without the lock
+	}
+	mb, ok := m.members[id]
+	return mb, ok
+}
+
+func (m *notifyUnderLock) Watch(fn func(cluster.Event)) func() {
+	m.lock <- struct{}{}
+	m.watchers = append(m.watchers, fn)
+	<-m.lock
+	return func() {}
+}
+
+// add adds mb and tells the watchers, holding the lock throughout;
+// locked is called once the lock is held.
+func (m *notifyUnderLock) add(mb cluster.Member, locked func()) {
+	m.lock <- struct{}{}
+	defer func() { <-m.lock }()
+	m.members[mb.ID] = mb
+	locked()
+	for _, fn := range m.watchers {
+		fn(cluster.Event{Type: cluster.Join, Member: mb})
+	}
+}
+
+// TestAJoinToldUnderTheMembershipsLockDoesNotDeadlockWithAnEntryBeingMade:
+// a Send to member n3 makes n3's entry, asking the membership for n3's
+// address (newPeer's Lookup) while it holds peersMu; meanwhile n4 joins,
+// and the membership tells its watchers of the Join while it holds the
+// lock its Lookup takes. membershipChanged now takes peersMu for every
+// Join to look the entry up: the Send waits for the membership's lock
+// under peersMu, the Join's notification for peersMu under that lock,
+// and neither ever returns. Before, a Join for an ID with no entry took
+// no lock and returned.
+func TestAJoinToldUnderTheMembershipsLockDoesNotDeadlockWithAnEntryBeingMade(t *testing.T) {
+	members := newNotifyUnderLock(cluster.Member{ID: "n3", Addr: "127.0.0.1:1"})
+	n1 := startNode(t, "n1", members, nil)
+
+	var n3Lookups atomic.Int32
+	underPeersMu := make(chan struct{})
+	proceed := make(chan struct{})
+	members.onLookup = func(id cluster.NodeID) {
+		// peerFor asks first, then again as it makes the entry (under
+		// peersMu, newPeer, before the fix).
+		if id == "n3" && n3Lookups.Add(1) == 2 {
+			close(underPeersMu)
+			<-proceed
+		}
+	}
+	sent := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		sent <- n1.Send(ctx, "n3", 1, []byte("x"))
+	}()
+	select {
+	case <-underPeersMu:
+	case <-time.After(5 * time.Second):
+		t.Fatal("setup: the Send asked for n3 but once")
+	}
+
+	joined := make(chan struct{})
+	go func() {
+		defer close(joined)
+		members.add(cluster.Member{ID: "n4", Addr: "127.0.0.1:1"}, func() { close(proceed) })
+	}()
+	select {
+	case <-joined:
+	case <-time.After(5 * time.Second):
+		t.Error("deadlock: n4's Join, told under the membership's lock, waits for peersMu, held by a Send that waits for that lock in Lookup")
+		close(members.abort) // let the Send's Lookup go, and so the Join
+		<-joined
+	}
+	<-sent
+}

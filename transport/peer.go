@@ -72,15 +72,37 @@ type peer struct {
 	urgentOver atomic.Bool
 }
 
-func newPeer(t *Transport, id cluster.NodeID, member bool) *peer {
+// newPeer makes id's entry; m and known are the membership's answer for
+// id, asked before peersMu was taken: the membership is never asked under
+// peersMu, since it may tell its watchers (membershipChanged, which takes
+// peersMu) while holding the lock its Lookup takes. Once the entry is
+// published, learnAddr asks again.
+func newPeer(t *Transport, id cluster.NodeID, member bool, m cluster.Member, known bool) *peer {
 	p := &peer{id: id, t: t,
 		outAccount: t.outBudget.Root().Child(t.limitsOut.Load().PerPeer, false),
 		inAccount:  t.inBudget.Root().Child(t.limitsIn.Load().PerPeer, false)}
 	p.member.Store(member)
-	if m, ok := t.cfg.Membership.Lookup(id); ok {
-		p.addr.Store(&m.Addr)
+	if known {
+		addr := m.Addr
+		p.addr.Store(&addr)
 	}
 	return p
+}
+
+// learnAddr asks the membership for the address of p, an entry just
+// published (peersMu not held), and takes it unless an event did since:
+// a change told before the entry was published found no entry, but the
+// membership changes before it tells, so this Lookup sees it.
+func (p *peer) learnAddr() {
+	made := p.addr.Load()
+	m, ok := p.t.cfg.Membership.Lookup(p.id)
+	if !ok || made != nil && *made == m.Addr {
+		return
+	}
+	addr := m.Addr
+	if p.addr.CompareAndSwap(made, &addr) && made != nil {
+		p.moved(addr)
+	}
 }
 
 // moved follows the peer to its new address addr: the lanes' connections
@@ -322,22 +344,25 @@ func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
 		}
 		return p, nil
 	}
-	if mustExist {
-		if _, ok := t.cfg.Membership.Lookup(id); !ok {
-			return nil, ErrUnknownPeer
-		}
+	m, known := t.cfg.Membership.Lookup(id)
+	if mustExist && !known {
+		return nil, ErrUnknownPeer
 	}
-	member := mustExist || t.isMember(id)
 	t.peersMu.Lock()
-	defer t.peersMu.Unlock()
 	if t.closing.Load() {
+		t.peersMu.Unlock()
 		return nil, ErrClosed
 	}
 	p := t.peers[id]
-	if p == nil {
-		p = newPeer(t, id, member)
+	made := p == nil
+	if made {
+		p = newPeer(t, id, known, m, known)
 		t.peers[id] = p
 		t.publishPeers()
+	}
+	t.peersMu.Unlock()
+	if made {
+		p.learnAddr()
 	}
 	return p, nil
 }

@@ -738,3 +738,95 @@ func testUrgentOverdraftBound(t *testing.T, manyIDs bool) {
 		}
 	}
 }
+
+// TestAnUrgentFrameWaitingForRoomTakesTheAllowanceOnceItIsFree: two
+// gossip messages on the urgent lane, in two frames, reach a full node
+// while the first one's handler is still running; then the node's
+// requests are cancelled. The first frame takes the peer's one small
+// urgent frame beyond the limits; the second, read while the first is
+// held, waits for room. Once the first is done the allowance is free
+// again, but the reader that waits for the second frame's room is not
+// told: it waits on for the room the requests hold, and the cancels
+// behind it are never read — the requests' handlers run on until their
+// deadlines, and the second gossip message with them.
+func TestAnUrgentFrameWaitingForRoomTakesTheAllowanceOnceItIsFree(t *testing.T) {
+	const (
+		verbScan   transport.Verb = 210
+		verbGossip transport.Verb = 211
+		requests                  = 20
+	)
+	c := newCluster(t, 2, func(_ int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 256 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
+		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbGossip: routing.Urgent}
+	})
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	var started, stopped atomic.Int64
+	n2.Handle(verbScan, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started.Add(1)
+		<-ctx.Done() // a scan that runs until its caller gives up
+		stopped.Add(1)
+		return nil, ctx.Err()
+	}))
+	gossipStarted := make(chan struct{}, 2)
+	slowGossip := make(chan struct{})
+	var slowOnce sync.Once
+	defer slowOnce.Do(func() { close(slowGossip) })
+	var gossiped atomic.Int64
+	n2.Handle(verbGossip, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		gossipStarted <- struct{}{}
+		<-slowGossip // the first is still being handled when the second comes
+		gossiped.Add(1)
+		return nil, nil
+	}))
+	ctx, giveUp := context.WithTimeout(context.Background(), 30*time.Second)
+	defer giveUp()
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	defer giveUp()
+	for range requests {
+		calls.Go(func() { _, _ = n1.Request(ctx, c.ID(1), verbScan, make([]byte, 60<<10)) })
+	}
+	waitFor(t, 10*time.Second, "n2 full, its small-lane reader waiting for room, every request read running", func() bool {
+		s := stage(n2, verbScan)
+		return n2.Stats().InboundWaiters == 1 && s.Queued == 0 && int64(s.Active) == started.Load() && s.Active > 0
+	})
+	running := started.Load()
+	urgentSent := func() uint64 {
+		for _, s := range n1.Stats().Conns {
+			if s.Peer == c.ID(1) && s.Lane == routing.Urgent {
+				return s.MessagesSent
+			}
+		}
+		return 0
+	}
+
+	// The first gossip message: taken beyond the limits, its handler runs.
+	require.NoError(t, n1.Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbGossip, []byte("one")))
+	select {
+	case <-gossipStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first gossip message was not handled on a full node")
+	}
+	// The second, while the first is held: its reader waits for room.
+	require.NoError(t, n1.Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbGossip, []byte("two")))
+	waitFor(t, 10*time.Second, "n2's urgent reader waiting for the second frame's room", func() bool {
+		return n2.Stats().InboundWaiters == 2 || len(gossipStarted) > 0
+	})
+	heldWithFirst := n2.Stats().InboundHeld
+	// The first is done: the allowance is free again.
+	slowOnce.Do(func() { close(slowGossip) })
+	waitFor(t, 10*time.Second, "the first gossip message done, its frame given back", func() bool {
+		return gossiped.Load() >= 1 && n2.Stats().InboundHeld < heldWithFirst
+	})
+
+	before := urgentSent()
+	giveUp() // every caller gives up: n1 sends the cancels on the urgent lane
+	waitFor(t, 10*time.Second, "n1 wrote the cancels", func() bool { return urgentSent() >= before+uint64(running) })
+	if !assert.Eventually(t, func() bool { return stopped.Load() >= running }, 3*time.Second, time.Millisecond) {
+		t.Logf("handlers whose requests were cancelled: %d of %d stopped; gossip handled: %d of 2; n2 waiters for room: %d",
+			stopped.Load(), running, gossiped.Load(), n2.Stats().InboundWaiters)
+	}
+	assert.Eventually(t, func() bool { return gossiped.Load() == 2 }, 3*time.Second, time.Millisecond,
+		"the second gossip message handled while the node is full")
+}

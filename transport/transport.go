@@ -42,6 +42,10 @@ type Transport struct {
 	// urgentOverdrafts counts the small urgent frames held beyond the
 	// inbound limits (takeUrgentOverdraft), at most maxUrgentOverdrafts.
 	urgentOverdrafts atomic.Int64
+	// urgentOverdraftFreed is closed, and replaced, when such a frame is
+	// given back: a reader waiting for a small urgent frame's room tries
+	// for the allowance again (readAdmitted). Made on first use.
+	urgentOverdraftFreed atomic.Pointer[chan struct{}]
 
 	handlersMu     sync.Mutex // serialises Handle; readers use handlers
 	handlers       atomic.Pointer[map[Verb]handlerEntry]

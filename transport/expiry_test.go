@@ -4,11 +4,11 @@ import (
 	"context"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/internode/internode/internal/clocktest"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/transport/transporttest"
 )
@@ -44,22 +44,6 @@ func TestExpirySurvivesClockSkew(t *testing.T) {
 	}
 }
 
-// wallStepped is t as a time.Now reading would have been had the system
-// clock been stepped by d (whole seconds) since: its wall reading moved,
-// its monotonic reading not, which is what an NTP step or a VM resumed
-// does to a deadline made before it (context.WithTimeout keeps both). Go
-// has no API for such a reading, so this edits the seconds in
-// time.Time's first word (hasMonotonic in bit 63, seconds since 1885 from
-// bit 30); TestExpiryIgnoresWallClockSteps checks the result first.
-func wallStepped(t time.Time, d time.Duration) time.Time {
-	const hasMonotonic, secShift = 1 << 63, 30
-	wall := (*uint64)(unsafe.Pointer(&t))
-	if *wall&hasMonotonic != 0 {
-		*wall += uint64(int64(d/time.Second)) << secShift
-	}
-	return t
-}
-
 // steppedContext is a context whose deadline reads as one made before the
 // wall clock stepped by step: same monotonic reading, wall reading off.
 type steppedContext struct {
@@ -69,7 +53,7 @@ type steppedContext struct {
 
 func (c steppedContext) Deadline() (time.Time, bool) {
 	d, ok := c.Context.Deadline()
-	return wallStepped(d, c.step), ok
+	return clocktest.WallStepped(d, c.step), ok
 }
 
 // TestExpiryIgnoresWallClockSteps: the send path kept a message's expiry
@@ -83,10 +67,6 @@ func (c steppedContext) Deadline() (time.Time, bool) {
 // now kept on the monotonic clock, on both sides: what is left of a
 // deadline does not move with the wall clock.
 func TestExpiryIgnoresWallClockSteps(t *testing.T) {
-	now := time.Now()
-	if s := wallStepped(now, time.Hour); s.Sub(now) != 0 || s.Round(0).Sub(now.Round(0)) != time.Hour {
-		t.Fatalf("wallStepped does not step the wall reading alone: %v → %v", now, s)
-	}
 	c := transporttest.New(t, 2, transporttest.Options{})
 	sender, receiver := c.Nodes[0], c.Nodes[1]
 	left := make(chan time.Duration, 1)

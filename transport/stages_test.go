@@ -18,6 +18,7 @@ import (
 
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -545,6 +546,67 @@ func TestARequestWhoseConnectionEndedIsNotStarted(t *testing.T) {
 	assert.Equal(t, uint64(1), c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonConnectionReset])
 }
 
+// fullNode is two nodes, n2's inbound room for n1 (1 MiB) held by the
+// handlers of n1's requests of verbScan, which run until their callers
+// give up; n1's verbGossip goes on the urgent lane, to gossip.
+type fullNode struct {
+	c       *transporttest.Cluster
+	n1, n2  *transport.Transport
+	running int64 // handlers holding the room
+	stopped atomic.Int64
+	giveUp  context.CancelFunc
+}
+
+func newFullNode(t *testing.T, verbScan, verbGossip transport.Verb, gossip transport.HandlerFunc) *fullNode {
+	const requests = 20
+	f := &fullNode{}
+	f.c = newCluster(t, 2, func(_ int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 256 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
+		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbGossip: routing.Urgent}
+	})
+	f.n1, f.n2 = f.c.Nodes[0], f.c.Nodes[1]
+	var started atomic.Int64
+	f.n2.Handle(verbScan, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started.Add(1)
+		<-ctx.Done() // a scan that runs until its caller gives up
+		f.stopped.Add(1)
+		return nil, ctx.Err()
+	}))
+	f.n2.Handle(verbGossip, gossip)
+	ctx, giveUp := context.WithTimeout(context.Background(), 30*time.Second)
+	f.giveUp = giveUp
+	var calls sync.WaitGroup
+	t.Cleanup(func() { giveUp(); calls.Wait() }) // before the cluster closes
+	for range requests {
+		calls.Go(func() { _, _ = f.n1.Request(ctx, f.c.ID(1), verbScan, make([]byte, 60<<10)) })
+	}
+	waitFor(t, 10*time.Second, "n2 full, its small-lane reader waiting for room, every request read running", func() bool {
+		s := stage(f.n2, verbScan)
+		return f.n2.Stats().InboundWaiters == 1 && s.Queued == 0 && int64(s.Active) == started.Load() && s.Active > 0
+	})
+	f.running = started.Load()
+	return f
+}
+
+// cancelAll makes every caller give up, waits until n1 has written the
+// cancels on the urgent lane, and reports whether the handlers holding
+// n2's room all stopped within 3 s.
+func (f *fullNode) cancelAll(t *testing.T) bool {
+	urgentSent := func() uint64 {
+		for _, s := range f.n1.Stats().Conns {
+			if s.Peer == f.c.ID(1) && s.Lane == routing.Urgent {
+				return s.MessagesSent
+			}
+		}
+		return 0
+	}
+	before := urgentSent()
+	f.giveUp()
+	waitFor(t, 10*time.Second, "n1 wrote the cancels", func() bool { return urgentSent() >= before+uint64(f.running) })
+	return assert.Eventually(t, func() bool { return f.stopped.Load() >= f.running }, 3*time.Second, time.Millisecond)
+}
+
 // TestCancelsBehindAnUrgentMessageReachTheHandlersOfAFullNode: the
 // urgent lane carries a one-way message (gossip, a heartbeat) and then
 // the cancels of requests whose handlers hold the receiver's inbound
@@ -553,7 +615,7 @@ func TestARequestWhoseConnectionEndedIsNotStarted(t *testing.T) {
 // there: the cancels' frame behind it was never read, the handlers that
 // hold the room ran on until their deadlines ("0 of 12 stopped"), and the
 // gossip waited with them. A small urgent frame is now taken beyond the
-// limits, one at a time a connection.
+// limits, one at a time a peer.
 func TestCancelsBehindAnUrgentMessageReachTheHandlersOfAFullNode(t *testing.T) {
 	for _, gossip := range []bool{false, true} {
 		name := map[bool]string{false: "cancels alone", true: "cancels behind a gossip message"}[gossip]
@@ -562,64 +624,21 @@ func TestCancelsBehindAnUrgentMessageReachTheHandlersOfAFullNode(t *testing.T) {
 }
 
 func testCancelsReachAFullNode(t *testing.T, gossip bool) {
-	const (
-		verbScan   transport.Verb = 206
-		verbGossip transport.Verb = 207
-		requests                  = 20
-	)
-	c := newCluster(t, 2, func(_ int, cfg *transport.Config) {
-		cfg.Memory.MaxMessageSize = 256 << 10
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
-		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbGossip: routing.Urgent}
-	})
-	n1, n2 := c.Nodes[0], c.Nodes[1]
-	var started, stopped atomic.Int64
-	n2.Handle(verbScan, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		started.Add(1)
-		<-ctx.Done() // a scan that runs until its caller gives up
-		stopped.Add(1)
-		return nil, ctx.Err()
-	}))
 	gossiped := make(chan struct{}, 1)
-	n2.Handle(verbGossip, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+	f := newFullNode(t, 206, 207, func(context.Context, *transport.Message) ([]byte, error) {
 		gossiped <- struct{}{}
 		return nil, nil
-	}))
-	ctx, giveUp := context.WithTimeout(context.Background(), 30*time.Second)
-	defer giveUp()
-	var calls sync.WaitGroup
-	defer calls.Wait()
-	defer giveUp()
-	for range requests {
-		calls.Go(func() { _, _ = n1.Request(ctx, c.ID(1), verbScan, make([]byte, 60<<10)) })
-	}
-	waitFor(t, 10*time.Second, "n2 full, its small-lane reader waiting for room, every request read running", func() bool {
-		s := stage(n2, verbScan)
-		return n2.Stats().InboundWaiters == 1 && s.Queued == 0 && int64(s.Active) == started.Load() && s.Active > 0
 	})
-	running := started.Load()
-
-	urgentSent := func() uint64 {
-		for _, s := range n1.Stats().Conns {
-			if s.Peer == c.ID(1) && s.Lane == routing.Urgent {
-				return s.MessagesSent
-			}
-		}
-		return 0
-	}
 	if gossip {
 		// A gossip message on the urgent lane: its frame is read before
-		// its room, and waits for it.
-		require.NoError(t, n1.Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbGossip, []byte("ping")))
+		// its room.
+		require.NoError(t, f.n1.Send(ctxTimeout(t, 5*time.Second), f.c.ID(1), 207, []byte("ping")))
 		waitFor(t, 10*time.Second, "the gossip handled, or n2's urgent reader waiting for its frame's room", func() bool {
-			return len(gossiped) > 0 || n2.Stats().InboundWaiters == 2
+			return len(gossiped) > 0 || f.n2.Stats().InboundWaiters == 2
 		})
 	}
-	before := urgentSent()
-	giveUp() // every caller gives up: n1 sends the cancels on the urgent lane
-	waitFor(t, 10*time.Second, "n1 wrote the cancels", func() bool { return urgentSent() >= before+uint64(running) })
-	if !assert.Eventually(t, func() bool { return stopped.Load() >= running }, 3*time.Second, time.Millisecond) {
-		t.Logf("handlers whose requests were cancelled: %d of %d stopped", stopped.Load(), running)
+	if !f.cancelAll(t) {
+		t.Logf("handlers whose requests were cancelled: %d of %d stopped", f.stopped.Load(), f.running)
 	}
 	if gossip {
 		assert.Len(t, gossiped, 1, "the gossip message handled while the node is full")
@@ -750,66 +769,25 @@ func testUrgentOverdraftBound(t *testing.T, manyIDs bool) {
 // behind it are never read — the requests' handlers run on until their
 // deadlines, and the second gossip message with them.
 func TestAnUrgentFrameWaitingForRoomTakesTheAllowanceOnceItIsFree(t *testing.T) {
-	const (
-		verbScan   transport.Verb = 210
-		verbGossip transport.Verb = 211
-		requests                  = 20
-	)
-	c := newCluster(t, 2, func(_ int, cfg *transport.Config) {
-		cfg.Memory.MaxMessageSize = 256 << 10
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
-		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbGossip: routing.Urgent}
-	})
-	n1, n2 := c.Nodes[0], c.Nodes[1]
-	var started, stopped atomic.Int64
-	n2.Handle(verbScan, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		started.Add(1)
-		<-ctx.Done() // a scan that runs until its caller gives up
-		stopped.Add(1)
-		return nil, ctx.Err()
-	}))
+	const verbGossip transport.Verb = 211
 	gossipStarted := make(chan struct{}, 2)
 	slowGossip := make(chan struct{})
 	var slowOnce sync.Once
 	defer slowOnce.Do(func() { close(slowGossip) })
 	var gossiped atomic.Int64
-	n2.Handle(verbGossip, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+	f := newFullNode(t, 210, verbGossip, func(context.Context, *transport.Message) ([]byte, error) {
 		gossipStarted <- struct{}{}
 		<-slowGossip // the first is still being handled when the second comes
 		gossiped.Add(1)
 		return nil, nil
-	}))
-	ctx, giveUp := context.WithTimeout(context.Background(), 30*time.Second)
-	defer giveUp()
-	var calls sync.WaitGroup
-	defer calls.Wait()
-	defer giveUp()
-	for range requests {
-		calls.Go(func() { _, _ = n1.Request(ctx, c.ID(1), verbScan, make([]byte, 60<<10)) })
-	}
-	waitFor(t, 10*time.Second, "n2 full, its small-lane reader waiting for room, every request read running", func() bool {
-		s := stage(n2, verbScan)
-		return n2.Stats().InboundWaiters == 1 && s.Queued == 0 && int64(s.Active) == started.Load() && s.Active > 0
 	})
-	running := started.Load()
-	urgentSent := func() uint64 {
-		for _, s := range n1.Stats().Conns {
-			if s.Peer == c.ID(1) && s.Lane == routing.Urgent {
-				return s.MessagesSent
-			}
-		}
-		return 0
-	}
+	n1, n2 := f.n1, f.n2
 
 	// The first gossip message: taken beyond the limits, its handler runs.
-	require.NoError(t, n1.Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbGossip, []byte("one")))
-	select {
-	case <-gossipStarted:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first gossip message was not handled on a full node")
-	}
+	require.NoError(t, n1.Send(ctxTimeout(t, 5*time.Second), f.c.ID(1), verbGossip, []byte("one")))
+	within(t, gossipStarted, 10*time.Second, "the first gossip message handled on a full node")
 	// The second, while the first is held: its reader waits for room.
-	require.NoError(t, n1.Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbGossip, []byte("two")))
+	require.NoError(t, n1.Send(ctxTimeout(t, 5*time.Second), f.c.ID(1), verbGossip, []byte("two")))
 	waitFor(t, 10*time.Second, "n2's urgent reader waiting for the second frame's room", func() bool {
 		return n2.Stats().InboundWaiters == 2 || len(gossipStarted) > 0
 	})
@@ -819,13 +797,9 @@ func TestAnUrgentFrameWaitingForRoomTakesTheAllowanceOnceItIsFree(t *testing.T) 
 	waitFor(t, 10*time.Second, "the first gossip message done, its frame given back", func() bool {
 		return gossiped.Load() >= 1 && n2.Stats().InboundHeld < heldWithFirst
 	})
-
-	before := urgentSent()
-	giveUp() // every caller gives up: n1 sends the cancels on the urgent lane
-	waitFor(t, 10*time.Second, "n1 wrote the cancels", func() bool { return urgentSent() >= before+uint64(running) })
-	if !assert.Eventually(t, func() bool { return stopped.Load() >= running }, 3*time.Second, time.Millisecond) {
+	if !f.cancelAll(t) {
 		t.Logf("handlers whose requests were cancelled: %d of %d stopped; gossip handled: %d of 2; n2 waiters for room: %d",
-			stopped.Load(), running, gossiped.Load(), n2.Stats().InboundWaiters)
+			f.stopped.Load(), f.running, gossiped.Load(), n2.Stats().InboundWaiters)
 	}
 	assert.Eventually(t, func() bool { return gossiped.Load() == 2 }, 3*time.Second, time.Millisecond,
 		"the second gossip message handled while the node is full")

@@ -180,40 +180,36 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		if needsNoRoom(buf, ic.t.maxFrame, &ic.header) {
 			return ic.handleBatch(buf, 0, false, false, false)
 		}
-		cancelsDone := false
-		for {
-			var freed <-chan struct{}
-			if ic.lane == routing.Urgent {
-				freed = ic.t.urgentOverdraftFreedChan() // before it tries: a release after wakes it
-				if ic.t.takeUrgentOverdraft(ic.peer) {
-					// The urgent lane's control traffic (a heartbeat,
-					// gossip) is not held up by the room a peer's
-					// requests hold, nor are the cancels behind it, which
-					// a reader waiting here would not read: the frame is
-					// taken beyond the limits, one at a time a peer (not a
-					// connection, which the frame may outlive) and
-					// maxUrgentOverdrafts node-wide.
-					ic.account.Overdraw(held)
-					return ic.handleBatch(buf, held, false, cancelsDone, true)
-				}
+		var freed <-chan struct{}
+		var tryOver func() bool
+		if ic.lane == routing.Urgent {
+			freed = ic.t.urgentOverdraftFreedChan() // before it tries: a release after wakes it
+			if ic.t.takeUrgentOverdraft(ic.peer) {
+				// The urgent lane's control traffic (a heartbeat, gossip)
+				// is not held up by the room a peer's requests hold, nor
+				// are the cancels behind it, which a reader waiting here
+				// would not read: the frame is taken beyond the limits,
+				// one at a time a peer (not a connection, which the frame
+				// may outlive) and maxUrgentOverdrafts node-wide.
+				ic.account.Overdraw(held)
+				return ic.handleBatch(buf, held, false, false, true)
 			}
-			// Its cancels act before it waits: the room it waits for may
-			// be held by the very handlers they stop.
-			if !cancelsDone {
-				ic.actOnCancels(buf)
-				cancelsDone = true
-			}
-			// On the urgent lane it waits for room or for the allowance
-			// to be given back, whichever comes first.
-			took, err := ic.waitRoom(held, freed)
-			if err != nil {
-				bufpool.Put(buf)
-				return err
-			}
-			if took {
-				return ic.handleBatch(buf, held, false, true, false)
-			}
+			tryOver = func() bool { return ic.t.takeUrgentOverdraft(ic.peer) }
 		}
+		// Its cancels act before it waits: the room it waits for may be
+		// held by the very handlers they stop.
+		ic.actOnCancels(buf)
+		// On the urgent lane it waits for room or for the allowance, given
+		// back, whichever it gets first.
+		over, err := ic.waitRoom(held, freed, tryOver)
+		if err != nil {
+			bufpool.Put(buf)
+			return err
+		}
+		if over {
+			ic.account.Overdraw(held)
+		}
+		return ic.handleBatch(buf, held, false, true, over)
 	}
 	rejecting := false
 	if !took {
@@ -412,48 +408,57 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		return true, nil
 	}
-	_, err = ic.waitRoom(n, nil)
+	_, err = ic.waitRoom(n, nil, nil)
 	return false, err
 }
 
 // waitRoom waits for n bytes of inbound capacity, reading paused, until
-// it has them (took), the connection or the transport ends, or they can
-// never fit (net.ErrClosed, as the reader then ends), or freed is closed
-// first (nil: never), when it gives up and reports neither.
-func (ic *inConn) waitRoom(n int64, freed <-chan struct{}) (took bool, err error) {
+// it has them, the connection or the transport ends, or they can never
+// fit (net.ErrClosed, as the reader then ends). With tryOver, each time
+// freed is closed (a small urgent frame's allowance given back) it tries
+// for the allowance instead, staying queued in its turn meanwhile, and
+// reports over when it took that rather than the room; freed must have
+// been had before the caller last tried.
+func (ic *inConn) waitRoom(n int64, freed <-chan struct{}, tryOver func() bool) (over bool, err error) {
 	w, ok := ic.account.WaitFunc(n, nil)
 	if w == nil {
 		if !ok {
 			return false, net.ErrClosed
 		}
-		return true, nil
+		return false, nil
 	}
 	ic.counters.pause()
 	start := time.Now()
-	select {
-	case <-w.Ready():
-	case <-freed:
-	case <-ic.done:
-	case <-ic.t.closed:
-	}
-	cancelled := w.Cancel()
-	ic.counters.paused(time.Since(start))
-	ic.measureRecvQueue(0, true) // what piled up in the kernel while reading paused
-	ic.lastRenew = time.Time{}   // the pause may have outlasted the deadline
-	switch {
-	case cancelled:
+	defer func() {
+		ic.counters.paused(time.Since(start))
+		ic.measureRecvQueue(0, true) // what piled up in the kernel while reading paused
+		ic.lastRenew = time.Time{}   // the pause may have outlasted the deadline
+	}()
+	for {
 		select {
+		case <-w.Ready():
 		case <-ic.done:
-			return false, net.ErrClosed
 		case <-ic.t.closed:
-			return false, net.ErrClosed
-		default:
-			return false, nil // freed
+		case <-freed:
+			freed = ic.t.urgentOverdraftFreedChan() // before it tries again
+			if !tryOver() {
+				continue
+			}
+			if w.Cancel() {
+				return true, nil
+			}
+			if w.Granted() { // the room came meanwhile: the allowance goes back
+				ic.t.giveBackUrgentOverdraft(ic.peer)
+				return false, nil
+			}
+			return true, nil // the room never can
 		}
-	case !w.Granted():
-		return false, net.ErrClosed // it can never fit
+		break
 	}
-	return true, nil
+	if w.Cancel() || !w.Granted() {
+		return false, net.ErrClosed
+	}
+	return false, nil
 }
 
 // completeCall hands a response from p, read on lane, to the request

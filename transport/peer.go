@@ -380,10 +380,9 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 		// A member that appears or changes may be one this node is
 		// waiting to reconnect to: try at once rather than after the
 		// backoff. The entry is looked up under peersMu: one being made
-		// meanwhile (peerFor) either is found here or finds the new
-		// address in its own Lookup, since the membership changes before
-		// it tells; read from peersView, it could be neither, and keep
-		// the old address.
+		// meanwhile (peerFor, claimConn) either is found here or is
+		// published after, and then asks the membership again
+		// (learnAddr), which changes before it tells.
 		t.peersMu.Lock()
 		p := t.peers[ev.Member.ID]
 		t.peersMu.Unlock()

@@ -39,53 +39,46 @@ func (g *gauge) enter() {
 
 func (g *gauge) leave() { g.now.Add(-1) }
 
-// slack is a time bound as stated, or tripled under the race detector,
-// which slows every step several-fold.
-func slack(d time.Duration) time.Duration {
-	if raceEnabled {
-		return 3 * d
-	}
-	return d
-}
-
 // TestConcurrentStageServesSlowRequests: 200 requests at once to a
-// handler that takes 5 ms (a disk read), in a Concurrent(64) stage, finish
-// within 4 × (200/64) × 5 ms; at most 64 run at once, and 64 do; a ping to
-// another verb sent meanwhile is answered within 10 ms.
+// handler that blocks (a disk read), in a Concurrent(64) stage: 64 run at
+// once and no more, the rest wait their turn in the stage, and a ping to
+// another verb is answered while all 64 are still running, not behind
+// them. Once the reads return, every one is answered.
 func TestConcurrentStageServesSlowRequests(t *testing.T) {
 	c := newCluster(t, 2, nil)
+	g := newGate()
+	defer g.open()
 	var running gauge
 	c.Nodes[1].Handle(verbRead, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		running.enter()
 		defer running.leave()
-		time.Sleep(5 * time.Millisecond)
+		if err := g.wait(ctx); err != nil {
+			return nil, err
+		}
 		return m.Payload, nil
 	}), transport.Concurrent(64), transport.Named("read"))
 	handleAll(c, verbPing, func(_ context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbPing, nil) // connected
 	require.NoError(t, err)
 
-	start := time.Now()
 	var wg sync.WaitGroup
 	for range 200 {
 		wg.Go(func() {
-			_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbRead, []byte("k"))
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbRead, []byte("k"))
 			assert.NoError(t, err)
 		})
 	}
-	waitFor(t, 5*time.Second, "the stage busy", func() bool { return running.now.Load() > 0 })
-	sent := time.Now()
-	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbPing, []byte("ping"))
-	pinged := time.Since(sent)
-	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "the stage full: 64 running, the rest queued", func() bool {
+		s := stage(c.Nodes[1], verbRead)
+		return running.now.Load() == 64 && s.Active == 64 && s.Queued == 200-64
+	})
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbPing, []byte("ping"))
+	require.NoError(t, err, "the ping does not wait behind the reads")
+	assert.EqualValues(t, 64, running.now.Load(), "the reads still running when the ping was answered")
+	g.open()
 	wg.Wait()
-	took := time.Since(start)
 
-	bound, pingBound := slack(4*200*5*time.Millisecond/64), slack(10*time.Millisecond)
-	t.Logf("200 requests in %v (bound %v); a ping meanwhile in %v (bound %v); at most %d at once", took, bound, pinged, pingBound, running.peak.Load())
-	assert.LessOrEqual(t, took, bound)
-	assert.LessOrEqual(t, pinged, pingBound, "the ping does not wait behind the reads")
-	assert.EqualValues(t, 64, running.peak.Load(), "the stage's bound, reached")
+	assert.EqualValues(t, 64, running.peak.Load(), "the stage's bound, reached and never passed")
 	stages := c.Nodes[1].Stats().Stages
 	i := slices.IndexFunc(stages, func(s transport.StageStats) bool { return s.Verb == verbRead })
 	require.GreaterOrEqual(t, i, 0)
@@ -95,31 +88,36 @@ func TestConcurrentStageServesSlowRequests(t *testing.T) {
 }
 
 // TestStageBoundHoldsAcrossPeers: a stage's bound holds node wide and its
-// per-peer bound for each peer, with three peers pressing at once.
+// per-peer bound for each peer, with three peers pressing at once. The
+// handlers block until the stage is full (8 running: three peers at 3
+// each could run 9), then all run through.
 func TestStageBoundHoldsAcrossPeers(t *testing.T) {
 	c := newCluster(t, 4, nil)
+	g := newGate()
+	defer g.open()
 	var all gauge
 	per := make([]gauge, 4)
 	c.Nodes[0].Handle(verbRead, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		g := &per[m.Payload[0]]
+		p := &per[m.Payload[0]]
 		all.enter()
-		g.enter()
-		time.Sleep(time.Millisecond)
-		g.leave()
-		all.leave()
-		return nil, nil
+		p.enter()
+		defer all.leave()
+		defer p.leave()
+		return nil, g.wait(ctx)
 	}), transport.Concurrent(8), transport.PerPeer(3))
 	var wg sync.WaitGroup
 	for from := 1; from <= 3; from++ {
 		for range 40 {
 			wg.Go(func() {
-				_, err := c.Nodes[from].Request(ctxTimeout(t, 10*time.Second), c.ID(0), verbRead, []byte{byte(from)})
+				_, err := c.Nodes[from].Request(ctxTimeout(t, 30*time.Second), c.ID(0), verbRead, []byte{byte(from)})
 				assert.NoError(t, err)
 			})
 		}
 	}
+	waitFor(t, 10*time.Second, "the stage full", func() bool { return all.now.Load() == 8 })
+	g.open()
 	wg.Wait()
-	assert.LessOrEqual(t, all.peak.Load(), int64(8), "node wide")
+	assert.EqualValues(t, 8, all.peak.Load(), "node wide")
 	for from := 1; from <= 3; from++ {
 		assert.LessOrEqual(t, per[from].peak.Load(), int64(3), "for n%d", from+1)
 		assert.Positive(t, per[from].peak.Load())
@@ -170,9 +168,11 @@ func TestOrderedVerbKeepsOrderAndHoldsOnlyItself(t *testing.T) {
 }
 
 // TestCancelReachesTheRemoteHandler: cancelling a Request's context
-// cancels its handler's context on the peer promptly (median of five
-// within 5 ms on loopback), the handler's answer is not sent, and a
-// request cancelled while it waits for a stage slot never starts.
+// cancels its handler's context on the peer — the request has no
+// deadline, so only the cancel can end it — the handler's answer is not
+// sent, and a request cancelled while it waits for a stage slot never
+// starts. (How long the cancel takes is logged, not asserted: a loaded
+// machine decides that.)
 func TestCancelReachesTheRemoteHandler(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	started := make(chan struct{}, 1)
@@ -194,12 +194,11 @@ func TestCancelReachesTheRemoteHandler(t *testing.T) {
 		<-started
 		at := time.Now()
 		cancel()
-		lags = append(lags, (<-stopped).Sub(at))
+		lags = append(lags, within(t, stopped, 10*time.Second, "the handler's context cancelled").Sub(at))
 		assert.ErrorIs(t, <-done, context.Canceled)
 	}
 	slices.Sort(lags)
 	t.Logf("cancel to handler stopped: %v", lags)
-	assert.LessOrEqual(t, lags[2], slack(5*time.Millisecond), "the median")
 
 	// One slot, held: the next request waits, is cancelled, never starts.
 	g := newGate()

@@ -22,13 +22,13 @@ import (
 )
 
 // sendPair is n1 sending to n2, which counts what it handles.
-func sendPair(tb testing.TB) (*transporttest.Cluster, *atomic.Int64) {
+func sendPair(tb testing.TB, opts ...transport.HandleOption) (*transporttest.Cluster, *atomic.Int64) {
 	c := newCluster(tb, 2, nil)
 	var got atomic.Int64
 	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		got.Add(1)
 		return nil, nil
-	}))
+	}), opts...)
 	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 	return c, &got
 }
@@ -86,27 +86,35 @@ func TestRequestAllocations(t *testing.T) {
 
 // BenchmarkSend measures one-way 128-byte messages over loopback from 8
 // concurrent senders (the bench's "small" scenario), counted when the
-// receiving handler has run them.
+// receiving handler has run them: by default in the connection's queue
+// of one-way messages, a frame at a time; Inline on the reader itself.
 func BenchmarkSend(b *testing.B) {
-	c, got := sendPair(b)
-	payload := make([]byte, 128)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(payload)))
-	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			sendRetrying(b, c.Nodes[0], c.ID(1), verbData, payload)
-		}
-	})
-	want := int64(b.N)
-	for got.Load() < want {
-		runtime.Gosched()
-	}
-	b.StopTimer()
-	st := c.Nodes[0].Stats().Total()
-	if st.MessagesSent > 0 {
-		b.ReportMetric(float64(st.Writes)/float64(st.MessagesSent), "writes/msg")
+	for _, runs := range []struct {
+		name string
+		opts []transport.HandleOption
+	}{{"queued", nil}, {"inline", []transport.HandleOption{transport.Inline()}}} {
+		b.Run(runs.name, func(b *testing.B) {
+			c, got := sendPair(b, runs.opts...)
+			payload := make([]byte, 128)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(payload)))
+			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					sendRetrying(b, c.Nodes[0], c.ID(1), verbData, payload)
+				}
+			})
+			want := int64(b.N)
+			for got.Load() < want {
+				runtime.Gosched()
+			}
+			b.StopTimer()
+			st := c.Nodes[0].Stats().Total()
+			if st.MessagesSent > 0 {
+				b.ReportMetric(float64(st.Writes)/float64(st.MessagesSent), "writes/msg")
+			}
+		})
 	}
 }
 

@@ -60,18 +60,21 @@ func (ic *inConn) handle(w *work) []byte {
 		default:
 		}
 	}
-	now := time.Now()
-	if deadline != 0 && int64(now.Sub(processStart)) >= deadline {
-		ic.counters.drop(ReasonExpired)
-		return nil
-	}
 	ctx, cancel := t.ctx, context.CancelFunc(nil)
 	var expires time.Time
 	if deadline != 0 {
+		// The clock is read only for a message with a deadline: a stream
+		// of one-way messages without one reads it once a frame (when it
+		// arrived), not once a message.
+		now := time.Now()
+		if int64(now.Sub(processStart)) >= deadline {
+			ic.counters.drop(ReasonExpired)
+			return nil
+		}
 		expires = wallDeadline(deadline, now)
 		ctx, cancel = newHandlerContext(t.ctx, expires, now)
 	} else if isRequest {
-		ctx, cancel = newHandlerContext(t.ctx, time.Time{}, now)
+		ctx, cancel = newHandlerContext(t.ctx, time.Time{}, time.Time{})
 	}
 	if cancel != nil {
 		defer cancel()
@@ -261,20 +264,26 @@ func (ic *inConn) writeReplies() {
 	}
 }
 
-// queueWhole queues batch frame f as one piece of work when every message
-// in it is a one-way message for verb, and verb runs those in order: the
-// common case of a stream of one verb costs one queue entry a frame, not
-// one a message. It reports false when that does not hold.
+// queueWhole hands batch frame f over as one piece of work when every
+// message in it is a one-way message for verb, and verb runs those in
+// order: on its connection's ordered queue, or, Inline, on the reader
+// itself. The common case of a stream of one verb costs one piece of work
+// a frame, not one a message. It reports false when that does not hold.
 func (ic *inConn) queueWhole(f *inFrame, verb uint32) bool {
 	handler, v := ic.t.handlerFor(Verb(verb))
-	if handler == nil || !v.runsOrdered(false) {
+	if handler == nil || !v.inline && !v.runsOrdered(false) {
 		return false
 	}
 	w := workPool.Get().(*work)
-	*w = work{ic: ic, f: f, whole: true, verb: v, handler: handler, queuedAt: monoNanos()}
+	*w = work{ic: ic, f: f, whole: true, verb: v, handler: handler}
 	w.h.Verb = verb
 	ic.holdWork(f, 1)
 	f.refs.Store(1)
+	if v.inline {
+		ic.runInline(w, false) // one-way messages: no responses to hold
+		return true
+	}
+	w.queuedAt = monoNanos()
 	ic.runOrdered(w)
 	return true
 }

@@ -69,6 +69,60 @@ func TestInlineHandlersRunInArrivalOrder(t *testing.T) {
 	}
 }
 
+// TestInlineOneWayFrameRunsInOrder: a frame of one-way messages to one
+// Inline verb runs on the reader as one piece of work, not one a message:
+// in the order the frame holds them, each counted once. One that arrives
+// expired is dropped as expired, a handler that panics is counted as its
+// error, and neither stops the messages behind it.
+func TestInlineOneWayFrameRunsInOrder(t *testing.T) {
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) { cfg.Security.AcceptUnknownPeers = true })
+	defer c.Close()
+	var mu sync.Mutex
+	var seen []string
+	c.Nodes[0].Handle(verbEcho, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		mu.Lock()
+		seen = append(seen, string(m.Payload))
+		mu.Unlock()
+		if string(m.Payload) == "panic" {
+			panic("handler panics")
+		}
+		return nil, nil
+	}), transport.Inline())
+	conn := dialAs(c.Nodes[0].Addr().String(), "sender", routing.Small)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	const n, expired, panics = 100, 30, 60
+	var msgs [][]byte
+	var want []string
+	for i := range n {
+		payload := []byte(fmt.Sprint(i))
+		if i == panics {
+			payload = []byte("panic")
+		}
+		h := wire.Header{ID: uint64(i + 1), Verb: uint32(verbEcho), PayloadLength: uint32(len(payload))}
+		if i == expired {
+			h.Flags, h.TTL = wire.FlagTTL, 1 // a nanosecond after it arrives
+		} else {
+			want = append(want, string(payload))
+		}
+		msgs = append(msgs, append(wire.AppendHeader(nil, &h), payload...))
+	}
+	_, err := conn.Write(batchOf(msgs...))
+	require.NoError(t, err)
+
+	var total transport.ConnStats
+	require.Eventually(t, func() bool {
+		total = c.Nodes[0].Stats().Total()
+		return total.MessagesReceived+total.DroppedInbound[transport.ReasonExpired] == n
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, uint64(n-1), total.MessagesReceived)
+	assert.Equal(t, uint64(1), total.DroppedInbound[transport.ReasonExpired])
+	assert.Equal(t, uint64(1), total.HandlerErrors)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, want, seen, "run in the order sent")
+}
+
 // firstBatch reads conn's back channel up to its first batch frame and
 // returns the IDs and payloads of its messages.
 func firstBatch(t *testing.T, conn net.Conn) (ids []uint64, payloads [][]byte) {

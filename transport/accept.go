@@ -313,6 +313,16 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		if p, err = t.claimConn(cluster.NodeID(hello.Node), hello.Lane); err != nil {
 			reply = wire.Reply{Reason: wire.Busy, Message: err.Error()}
 			why = RefusedTooMany
+		} else if held := t.streamConnHold(hello.Lane); held > 0 && !p.inAccount.TryTake(held) {
+			// A stream connection's buffer, taken before the reply: a
+			// connection accepted and then closed for want of it left
+			// its opener with io.EOF; Busy tells it that this node is
+			// overloaded (ErrOverloaded). acceptHandshake gives back the
+			// connection's claim.
+			t.logs.warn(logKey{other: logNoStreamCapacity}, "internode: refusing stream connection: no inbound capacity",
+				"peer", hello.Node, "needs", held)
+			reply = wire.Reply{Reason: wire.Busy, Message: fmt.Sprintf("no inbound capacity for a stream connection's %d bytes", held)}
+			why = RefusedTooMany
 		}
 	}
 	out := wire.AppendReply(buf[:0], &reply)
@@ -323,12 +333,33 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		out = wire.AppendFrameHeader(out, wire.FrameBeat, 0, nil)
 	}
 	if _, err := conn.Write(out); err != nil {
+		if reply.Reason == wire.Accepted {
+			p.inAccount.Release(t.streamConnHold(hello.Lane)) // not served: its buffer goes back
+		}
 		return nil, hello, p, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("writing reply: %w", err)}
 	}
 	if reply.Reason != wire.Accepted {
 		return nil, hello, p, &refusalError{why, &HandshakeError{Reason: reply.Reason, Message: reply.Message}}
 	}
-	return conn, hello, p, raw.SetDeadline(time.Time{})
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		p.inAccount.Release(t.streamConnHold(hello.Lane)) // not served: its buffer goes back
+		return conn, hello, p, err
+	}
+	return conn, hello, p, nil
+}
+
+// streamConnHold is what an accepted stream connection of kind holds of
+// its peer's inbound capacity while it is served (acceptHello takes
+// it, serveStreams and serveOwnStream give it back): a session's buffer,
+// or a connection of its own's read buffer; 0 for any other kind.
+func (t *Transport) streamConnHold(kind uint8) int64 {
+	switch kind {
+	case laneStreams:
+		return int64(t.cfg.Streams.SessionBuffer)
+	case laneOwnStream:
+		return ownStreamBuffer
+	}
+	return 0
 }
 
 // prefixConn gives back bytes already read from a connection before

@@ -170,11 +170,7 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 // stream, whose read buffer is taken from the peer's inbound limits. It
 // returns once the connection is closed.
 func (t *Transport) serveOwnStream(conn net.Conn, p *peer) {
-	if !p.inAccount.TryTake(ownStreamBuffer) {
-		t.logs.warn(logKey{other: logNoStreamCapacity}, "internode: refusing stream connection: no inbound capacity", "peer", p.id)
-		return
-	}
-	defer p.inAccount.Release(ownStreamBuffer)
+	defer p.inAccount.Release(t.streamConnHold(laneOwnStream)) // taken by acceptHello
 	oc := newOwnConn(t, conn)
 	t.serveStream(p, oc, func() {}) // closes oc
 	<-oc.lingered

@@ -57,6 +57,10 @@ type Stream struct {
 	eof    bool
 	header [wire.StreamChunkHeaderSize]byte
 	have   int
+	// malformed is the error of a chunk header over the limit: the
+	// stream is closed, and what follows the header is no chunk, so every
+	// later Read fails with it too rather than read those bytes as one.
+	malformed error
 
 	// Session streams: the read-ahead Read takes the bytes from (see
 	// streamahead.go), and the error that ended the stream from the
@@ -119,6 +123,9 @@ func (s *Stream) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	if s.malformed != nil {
+		return 0, s.malformed
+	}
 	for s.left == 0 {
 		if s.eof {
 			return 0, io.EOF
@@ -133,6 +140,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 		s.have = 0
 		n, err := wire.ParseStreamChunkHeader(s.header[:])
 		if err != nil { // a length over the limit: ErrMalformed
+			s.malformed = err
 			s.startClose()
 			return 0, err
 		}
@@ -437,8 +445,10 @@ func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
 // stream has a connection of its own instead.
 //
 // Errors: ErrUnknownVerb (no handler there), ErrOverloaded (too many
-// streams, see StreamConfig.MaxPerPeer), ErrUnknownPeer, ErrClosed, or
-// the dial's or the context's error; each in an *OpError.
+// streams, see StreamConfig.MaxPerPeer; or the peer refused the stream
+// connection: it holds as many of this node's as it allows, or has no
+// inbound capacity for its buffer), ErrUnknownPeer, ErrClosed, or the
+// dial's or the context's error; each in an *OpError.
 func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb, opts ...StreamOption) (*Stream, error) {
 	var o streamOptions
 	for _, opt := range opts {
@@ -471,6 +481,14 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 	}
 	if err != nil {
 		release()
+		var he *HandshakeError
+		if errors.As(err, &he) && he.Reason == wire.Busy {
+			// The peer holds as many stream connections from this node
+			// as it allows, has no inbound capacity for another's
+			// buffer, or is shutting down: overloaded, as when it
+			// refuses a stream beyond MaxPerPeer.
+			err = fmt.Errorf("%w: %w", ErrOverloaded, err)
+		}
 		return fail(err)
 	}
 	return t.newStream(st, p, verb, release), nil
@@ -733,12 +751,7 @@ func (p *peer) closeStreams() {
 
 // serveStreams runs an accepted stream session until it ends.
 func (t *Transport) serveStreams(conn net.Conn, p *peer) {
-	size := int64(t.cfg.Streams.SessionBuffer)
-	if !p.inAccount.TryTake(size) {
-		t.logs.warn(logKey{other: logNoStreamCapacity}, "internode: refusing stream session: no inbound capacity", "peer", p.id)
-		return
-	}
-	defer p.inAccount.Release(size)
+	defer p.inAccount.Release(t.streamConnHold(laneStreams)) // taken by acceptHello
 	session, err := smux.Server(conn, t.cfg.Streams.smux())
 	if err != nil {
 		return

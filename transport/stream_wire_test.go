@@ -185,3 +185,64 @@ func TestStreamClosedWithoutEndMarker(t *testing.T) {
 		t.Fatal("the handler's Read did not end")
 	}
 }
+
+// TestStreamMalformedChunkStaysAnError: a Read that finds a chunk header
+// over the limit fails with ErrMalformed and closes the stream; a Read
+// after it parsed the bytes that followed as the next chunk header and
+// returned bytes the peer never sent as data.
+func TestStreamMalformedChunkStaysAnError(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	type result struct {
+		first, second error
+		data          []byte
+	}
+	got := make(chan result, 1)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		var r result
+		buf := make([]byte, 64)
+		_, r.first = s.Read(buf)
+		n, err := s.Read(buf)
+		r.second, r.data = err, buf[:n]
+		got <- r
+	}))
+	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
+	st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
+	require.Equal(t, byte(wire.StreamAccepted), status)
+	over := []byte{0x00, 0x01, 0x00, 0x01} // MaxStreamChunk + 1
+	// What follows the bad header is no chunk: its first four bytes only
+	// look like one's header.
+	_, err := st.Write(append(over, chunks("garbage")...))
+	require.NoError(t, err)
+
+	r := within(t, got, 10*time.Second, "the handler's Reads")
+	require.ErrorIs(t, r.first, wire.ErrMalformed)
+	assert.Error(t, r.second, "a Read after the stream was found malformed")
+	assert.Empty(t, r.data, "no bytes after the malformed header are data")
+}
+
+// TestStreamSessionRefusedForCapacitySaysOverloaded: a node whose inbound
+// limits cannot hold a stream session's buffer (Streams.SessionBuffer,
+// taken from Memory.Inbound.PerPeer and Node) accepted the handshake and
+// then closed the connection: the opener got "EOF", which says nothing of
+// why, instead of ErrOverloaded.
+func TestStreamSessionRefusedForCapacitySaysOverloaded(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 {
+			cfg.Memory.MaxMessageSize = 1 << 20
+			cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 2 << 20, Node: 8 << 20}
+		}
+	})
+	echoStreams(c)
+	_, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.Error(t, err)
+	t.Logf("OpenStream: %v", err)
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "the opener is told why")
+	// A refused connection gives back its claim among the peer's stream
+	// connections (Security.MaxConnsPerPeer, 4): the tenth is refused for
+	// the same reason as the first.
+	for range 10 {
+		_, err = c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	}
+	assert.ErrorIs(t, err, transport.ErrOverloaded)
+	assert.ErrorContains(t, err, "no inbound capacity")
+}

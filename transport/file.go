@@ -59,6 +59,7 @@ type FileTransfer struct {
 	verified bool
 	corrupt  bool  // the bytes did not match the sender's checksum
 	mismatch error // verify's error when corrupt
+	failed   error // ReceiveTo's or verify's error: the transfer is over, and Reader returns it
 }
 
 // ReceiveTo reads minReceiveRead bytes in its first call, each call within
@@ -81,11 +82,13 @@ func (ft *FileTransfer) verify(crc uint32) error {
 	var trailer [wire.FileTrailerSize]byte
 	ft.readDeadline()
 	if _, err := io.ReadFull(ft.conn, trailer[:]); err != nil {
-		return fmt.Errorf("%w: no checksum after the bytes: %w", ErrIncomplete, err)
+		ft.failed = fmt.Errorf("%w: no checksum after the bytes: %w", ErrIncomplete, err)
+		return ft.failed
 	}
 	if want := binary.BigEndian.Uint32(trailer[:]); crc != want {
 		ft.corrupt = true
 		ft.mismatch = fmt.Errorf("%w: CRC32C %08x, sender's %08x", ErrCorrupt, crc, want)
+		ft.failed = ft.mismatch
 		return ft.mismatch
 	}
 	ft.verified = true
@@ -400,6 +403,11 @@ func (t *Transport) serveFile(conn net.Conn, p *peer) {
 			err = fmt.Errorf("%w (the handler returned: %v)", ft.mismatch, err)
 		}
 	}
+	if err == nil && ft.failed != nil {
+		// The handler dropped ReceiveTo's or Reader's error: the sender
+		// learns it, and the trailer is not waited for again.
+		err = ft.failed
+	}
 	if err == nil && !ft.verified && ft.Length == 0 && !ft.corrupt {
 		// Nothing to read but the trailer, which a handler with nothing
 		// to do need not ask for: the CRC32C of no bytes is 0.
@@ -499,10 +507,18 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 	}
 	sum := crc.result()
 	ft.received = n
+	// A ReceiveTo that failed ends the transfer for Reader too: a failed
+	// write may have taken bytes from the connection that it did not count
+	// in n, and a checksum it could not compute cannot be continued. A
+	// Reader that read on and compared its own checksum of the rest with
+	// the sender's of the whole range would find intact bytes corrupt,
+	// and have them counted and reported as the peer's.
 	if err != nil {
-		return n, fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, n, ft.Length, err)
+		ft.failed = fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, n, ft.Length, err)
+		return n, ft.failed
 	}
 	if sum.err != nil {
+		ft.failed = sum.err
 		return n, sum.err
 	}
 	return n, ft.verify(sum.crc)
@@ -510,14 +526,22 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 
 // Reader returns the transfer's bytes as a reader, for a handler that does
 // not write them to a file. It computes the checksum as it goes and
-// returns ErrCorrupt instead of the final io.EOF when they do not match.
-// Each call's reader goes on from where the previous one stopped.
+// returns ErrCorrupt instead of the final io.EOF when they do not match,
+// and then without the last bytes, so that io.ReadFull and io.CopyN of
+// Length bytes fail too. Each call's reader goes on from where the
+// previous one stopped; after a failed ReceiveTo it returns its error.
 func (ft *FileTransfer) Reader() io.Reader { return &transferReader{ft: ft} }
 
 type transferReader struct{ ft *FileTransfer }
 
 func (r *transferReader) Read(b []byte) (int, error) {
 	ft := r.ft
+	if ft.failed != nil {
+		// ReceiveTo failed, or the checksum did not verify: nothing more
+		// can be read or checked (the trailer is not read twice: it would
+		// wait the sender's silence for bytes that never come).
+		return 0, ft.failed
+	}
 	left := ft.Length - ft.received
 	if left == 0 {
 		if !ft.verified {
@@ -537,12 +561,22 @@ func (r *transferReader) Read(b []byte) (int, error) {
 	if err != nil && ft.received < ft.Length {
 		err = fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, ft.received, ft.Length, err)
 	}
-	if ft.received == ft.Length && !ft.verified && (err == nil || err == io.EOF) {
+	if ft.received == ft.Length && !ft.verified {
 		// The last byte: checked now, so that a handler that reads
 		// exactly Length (io.ReadFull, io.CopyN) has verified the
 		// transfer without reading on to io.EOF.
-		if verr := ft.verify(ft.readCRC); verr != nil {
-			err = verr
+		if err == nil || err == io.EOF {
+			err = ft.verify(ft.readCRC)
+		} else {
+			err = fmt.Errorf("%w: no checksum after the bytes: %w", ErrIncomplete, err)
+			ft.failed = err
+		}
+		if err != nil {
+			// Unverified, the last bytes are withheld: io.ReadFull and
+			// io.CopyN drop an error that comes with all the bytes they
+			// asked for, and their caller would take corrupt bytes for
+			// verified ones.
+			return 0, err
 		}
 	}
 	return n, err

@@ -3,8 +3,10 @@ package transport_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
@@ -653,4 +655,82 @@ func TestEmptyTransferNeedsNoRead(t *testing.T) {
 	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, 0)
 	assert.NoError(t, err)
 	assert.Equal(t, uint64(1), c.Nodes[1].Stats().FilesReceived)
+}
+
+// TestFileReaderOfExactlyLengthSeesCorruption: a handler reads exactly
+// Length bytes from Reader with io.ReadFull or io.CopyN, the way Reader's
+// doc says verifies the transfer, and the bytes do not match the sender's
+// checksum. Reader returned ErrCorrupt together with the last bytes, and
+// both helpers drop an error that comes with the bytes they asked for:
+// the handler saw success and went on with the corrupt bytes (a snapshot
+// installed), while its sender was told ErrCorrupt.
+func TestFileReaderOfExactlyLengthSeesCorruption(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		read func(ft *transport.FileTransfer) error
+	}{
+		{"io.ReadFull", func(ft *transport.FileTransfer) error {
+			_, err := io.ReadFull(ft.Reader(), make([]byte, ft.Length))
+			return err
+		}},
+		{"io.CopyN", func(ft *transport.FileTransfer) error {
+			_, err := io.CopyN(io.Discard, ft.Reader(), ft.Length)
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			handled := make(chan error, 1)
+			c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+				err := tt.read(ft)
+				handled <- err
+				return err
+			}))
+			data := transport.RandomPayload(1, 4096)
+			conn := rawFileSender(t, c.Nodes[1].Addr().String(), string(c.ID(0)), verbBootstrap, uint64(len(data)))
+			sum := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
+			_, err := conn.Write(binary.BigEndian.AppendUint32(bytes.Clone(data), sum^1))
+			require.NoError(t, err)
+			assert.ErrorIs(t, within(t, handled, 10*time.Second, "the handler's read"), transport.ErrCorrupt,
+				"the handler read corrupt bytes as if they were verified")
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			failure, err := wire.ReadFileResult(conn)
+			require.NoError(t, err)
+			require.NotNil(t, failure)
+			assert.Equal(t, wire.FailureCorrupt, failure.Code)
+		})
+	}
+}
+
+// TestDrainAfterAFailedReceiveToIsNotCorruption: ServeFile must consume
+// the transfer, so a handler whose ReceiveTo fails drains what is left
+// with Reader before it returns ReceiveTo's error. Here ReceiveTo fails
+// on the node's own file (opened without read permission, so its
+// checksum cannot read the bytes back), with every byte intact. The
+// drain's Reader compared the sender's checksum of the whole range with
+// its own of the bytes it read itself (none): the transfer failed as
+// ErrCorrupt, counted and logged as the peer's corrupt bytes, and the
+// sender was told so, instead of the handler's error.
+func TestDrainAfterAFailedReceiveToIsNotCorruption(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	path := filepath.Join(t.TempDir(), "dst")
+	handled := make(chan error, 1)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600) // no read permission
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = ft.ReceiveTo(f)
+		handled <- err
+		_, _ = io.Copy(io.Discard, ft.Reader()) // consume what is left
+		return err
+	}))
+	src, data := tempFile(t, 1<<20)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	require.Error(t, <-handled, "ReceiveTo cannot checksum a file it cannot read")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, transport.ErrCorrupt, "intact bytes reported as corrupt: %v", err)
+	assert.ErrorIs(t, err, transport.ErrHandler, "the handler's error reaches the sender")
+	assert.Zero(t, c.Nodes[1].Stats().BadInput[transport.BadInputChecksum], "intact bytes counted as the peer's bad input")
 }

@@ -123,6 +123,14 @@ func (c *ownConn) Close() error {
 	return nil
 }
 
+// stopReads makes a Read under way, and any later one, fail with
+// net.ErrClosed, as Close does, while the stream's end marker may still be
+// on its way out (Stream.Close).
+func (c *ownConn) stopReads() {
+	c.closed.Store(true)
+	_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+}
+
 // abort closes the socket at once, without a lingering end: a Write under
 // way fails.
 func (c *ownConn) abort() {

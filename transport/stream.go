@@ -70,6 +70,9 @@ type Stream struct {
 
 	closed    chan struct{} // closed by Close
 	closeOnce sync.Once
+	// peerEnded says the read-ahead read the peer's end after Close:
+	// the end marker, still waiting for the peer's window, never gets it.
+	peerEnded atomic.Bool
 	// The connection's one Close (startClose), and when it returned.
 	closing    sync.Once
 	connClosed chan struct{}
@@ -104,6 +107,16 @@ func (t *Transport) newStream(st net.Conn, p *peer, verb Verb, release func()) *
 		s.startReadAhead(&p.streams.ahead, int64(t.cfg.Streams.SessionBuffer), t.cfg.Streams.StreamBuffer)
 	}
 	return s
+}
+
+// isClosed reports whether Close was called.
+func (s *Stream) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
 }
 
 // session reports whether s travels in the peer's stream session.
@@ -141,7 +154,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 		n, err := wire.ParseStreamChunkHeader(s.header[:])
 		if err != nil { // a length over the limit: ErrMalformed
 			s.malformed = err
-			s.startClose()
+			s.startClose(false)
 			return 0, err
 		}
 		s.left = n
@@ -190,6 +203,9 @@ func cutShort(err error) error {
 // (streamahead.go). A close behind more unread bytes than the buffer
 // holds is seen once Read takes some.
 func (s *Stream) Write(b []byte) (int, error) {
+	if s.isClosed() {
+		return 0, io.ErrClosedPipe // not behind the end marker's wait
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.writeClosed {
@@ -303,6 +319,9 @@ func (s *Stream) endMarker() error {
 // CloseWrite half-closes the stream: the peer reads io.EOF after the bytes
 // written so far, and can still write. Safe to call more than once.
 func (s *Stream) CloseWrite() error {
+	if s.isClosed() {
+		return nil
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.writeClosed {
@@ -321,8 +340,9 @@ func (s *Stream) CloseWrite() error {
 // does not wait for it, not even for a Write waiting for a peer that does
 // not read (the peer then sees the stream end without its end marker).
 // Close returns within about a second: the stream's end that is still
-// waiting then, behind a congested session, goes out in the background
-// once the session moves (for up to smux's 30 s). Safe to call more than
+// waiting then — its end marker behind a peer that reads slowly, the
+// close behind a congested session — goes out in the background once the
+// peer or the session moves (for up to 30 s each). Safe to call more than
 // once; a later call returns at once.
 func (s *Stream) Close() error {
 	first := false
@@ -336,22 +356,18 @@ func (s *Stream) Close() error {
 	deadline := time.Now().Add(lingerTimeout)
 	var err error
 	if s.writeMu.TryLock() {
-		if !s.writeClosed {
-			s.writeClosed = true
-			if !s.cut.Load() {
-				// The peer sees a clean end, not a reset; a peer that
-				// stops reading with its window full does not hold Close.
-				_ = s.s.SetWriteDeadline(deadline)
-				_ = s.endMarker()
-			}
-		}
+		// The peer sees a clean end, not a reset, unless its handler
+		// panicked (cut) or it half-closed already.
+		marker := !s.writeClosed && !s.cut.Load()
+		s.writeClosed = true
 		s.writeMu.Unlock()
-		err = s.closeConn(deadline)
+		s.stopReading()
+		err = s.closeConn(deadline, marker)
 	} else if oc, ok := s.s.(*ownConn); ok {
 		oc.abort() // the Write under way holds the socket: no graceful end
 		s.once.Do(s.release)
 	} else {
-		err = s.closeConn(deadline)
+		err = s.closeConn(deadline, false)
 	}
 	if errors.Is(err, io.ErrClosedPipe) {
 		return nil // already closed
@@ -359,12 +375,28 @@ func (s *Stream) Close() error {
 	return err
 }
 
-// closeConn closes the stream's connection (startClose), waiting until
-// deadline at most, and lets go of the stream's place among the peer's
-// streams once the close is done, so that a congested session holds no
-// more closes than StreamConfig.MaxPerPeer.
-func (s *Stream) closeConn(deadline time.Time) error {
-	closed := s.startClose()
+// endTimeout bounds how long a closed stream's end marker waits for the
+// peer to take it: as long as smux gives a session stream's close. A peer
+// that reads more slowly than that is taken for one that stopped.
+const endTimeout = 30 * time.Second
+
+// stopReading makes a Read under way, and any later one, fail now that
+// Close was called, rather than once the stream's end has gone out.
+func (s *Stream) stopReading() {
+	if s.ahead != nil {
+		s.ahead.close()
+	} else if oc, ok := s.s.(*ownConn); ok {
+		oc.stopReads()
+	}
+}
+
+// closeConn closes the stream's connection (startClose), after its end
+// marker when marker says so, waiting until deadline at most, and lets go
+// of the stream's place among the peer's streams once the close is done,
+// so that a congested session holds no more closes than
+// StreamConfig.MaxPerPeer.
+func (s *Stream) closeConn(deadline time.Time, marker bool) error {
+	closed := s.startClose(marker)
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
@@ -381,26 +413,46 @@ func (s *Stream) closeConn(deadline time.Time) error {
 }
 
 // startClose closes the stream's connection, once, and returns a channel
-// closed when that is done. A connection of its own closes at once
-// (ownConn.Close lingers in the background). A session stream's close
-// queues its FIN behind the session's frames, and smux waits up to 30 s
-// for the session's socket to take it (or for the session's end): in a
-// goroutine of its own, whoever starts it — Close, Read finding the
-// stream malformed, or the read-ahead reading the peer's end (ended).
-func (s *Stream) startClose() <-chan struct{} {
+// closed when that is done. With marker (Close's call, the first), the
+// end marker goes first: it waits for the peer's window up to endTimeout,
+// for a peer that reads slowly is not a peer that is gone; the peer's own
+// end, seen by the read-ahead (ended), ends that wait. A connection of its
+// own with no marker to write closes at once (ownConn.Close lingers in the
+// background). A session stream's close queues its FIN behind the
+// session's frames, and smux waits up to 30 s for the session's socket to
+// take it (or for the session's end): in a goroutine of its own, whoever
+// starts it — Close, Read finding the stream malformed, or the read-ahead
+// reading the peer's end (ended).
+func (s *Stream) startClose(marker bool) <-chan struct{} {
 	s.closing.Do(func() {
 		s.connClosed = make(chan struct{})
-		if !s.session() {
+		if !s.session() && !marker {
 			s.connErr = s.s.Close()
 			close(s.connClosed)
 			return
 		}
 		go func() {
+			if marker {
+				s.writeEnd()
+			}
 			s.connErr = s.s.Close()
 			close(s.connClosed)
 		}()
 	})
 	return s.connClosed
+}
+
+// writeEnd writes the end marker of a stream Close closed: writeClosed is
+// set, so no Write or CloseWrite writes any more, and Write does not wait
+// for writeMu (see Stream.closed).
+func (s *Stream) writeEnd() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	_ = s.s.SetWriteDeadline(time.Now().Add(endTimeout))
+	if s.peerEnded.Load() {
+		return // after the deadline: ended's may have come before it
+	}
+	_ = s.endMarker()
 }
 
 func (s *Stream) LocalAddr() net.Addr                { return s.s.LocalAddr() }

@@ -246,3 +246,89 @@ func TestStreamSessionRefusedForCapacitySaysOverloaded(t *testing.T) {
 	assert.ErrorIs(t, err, transport.ErrOverloaded)
 	assert.ErrorContains(t, err, "no inbound capacity")
 }
+
+// TestStreamCloseEndsCleanlyForASlowReader: a handler writes an answer
+// that fills its opener's window exactly and closes the stream; the
+// opener reads it only once Close has returned, more than a second later.
+// Close gave its end marker that second to go out and then closed the
+// stream without it: the opener read every byte and then the stream cut
+// short (io.ErrUnexpectedEOF to an internode reader), a whole answer passed
+// off as a broken one. The end marker now waits for the opener's window
+// in the background, as the close does.
+func TestStreamCloseEndsCleanlyForASlowReader(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	const window = 64 << 10 // smux's default stream window, the raw opener's
+	// The chunk's header counts against the window too.
+	answer := bytes.Repeat([]byte("a"), window-wire.StreamChunkHeaderSize)
+	closed := make(chan error, 1)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		// The opener's go comes after its window (its reply to the status
+		// byte read), which the answer then fills.
+		if _, err := io.ReadFull(s, make([]byte, 2)); err != nil {
+			closed <- err
+			return
+		}
+		if _, err := s.Write(answer); err != nil {
+			closed <- err
+			return
+		}
+		closed <- s.Close()
+	}))
+	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
+	st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
+	require.Equal(t, byte(wire.StreamAccepted), status)
+	_, err := st.Write(wire.AppendStreamChunkHeader(nil, 2))
+	require.NoError(t, err)
+	_, err = st.Write([]byte("go"))
+	require.NoError(t, err)
+	require.NoError(t, within(t, closed, 10*time.Second, "the handler's Close"))
+
+	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(st)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(chunks(string(answer)), got), "the answer, then its end marker: %d bytes, ending %x", len(got), got[max(len(got)-8, 0):])
+}
+
+// TestStreamEndWaitingForAPeerThatClosesEnds: as
+// TestStreamCloseEndsCleanlyForASlowReader, but the opener never reads
+// the answer: it closes the stream. The end marker, waiting for a window
+// that will not open now, gives up when the read-ahead reads that close,
+// not after endTimeout, and the stream lets go of its place among the
+// peer's streams; a Write after Close fails at once meanwhile.
+func TestStreamEndWaitingForAPeerThatClosesEnds(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	const window = 64 << 10
+	answer := bytes.Repeat([]byte("a"), window-wire.StreamChunkHeaderSize)
+	closed := make(chan error, 1)
+	var stream *transport.Stream
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		stream = s
+		if _, err := io.ReadFull(s, make([]byte, 2)); err != nil {
+			closed <- err
+			return
+		}
+		if _, err := s.Write(answer); err != nil {
+			closed <- err
+			return
+		}
+		closed <- s.Close()
+	}))
+	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
+	st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
+	require.Equal(t, byte(wire.StreamAccepted), status)
+	_, err := st.Write(append(wire.AppendStreamChunkHeader(nil, 2), "go"...))
+	require.NoError(t, err)
+	require.NoError(t, within(t, closed, 10*time.Second, "the handler's Close"))
+	_, err = stream.Write([]byte("more"))
+	require.ErrorIs(t, err, io.ErrClosedPipe, "a Write after Close")
+
+	require.NoError(t, st.Close()) // unread: the answer fills its window
+	waitFor(t, 10*time.Second, "the stream lets go of its place once the opener closed", func() bool {
+		for _, p := range c.Nodes[1].Health().Peers {
+			if p.Peer == c.ID(0) {
+				return p.StreamsIn == 0
+			}
+		}
+		return false
+	})
+}

@@ -93,15 +93,19 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 			case <-die:
 				return
 			case <-s.closed:
-				return
+				continue // close emptied the buffer
 			}
 		}
 		// Read alone writes free, past ra.end; the lock guards the indexes.
+		// After Close what it reads is dropped: it reads on only to see the
+		// peer's end (ended).
 		n, err := s.s.Read(free)
 		ra.mu.Lock()
-		ra.end += n
-		if err != nil {
-			ra.err = err
+		if !ra.closed {
+			ra.end += n
+			if err != nil {
+				ra.err = err
+			}
 		}
 		ra.signal()
 		ra.mu.Unlock()
@@ -121,6 +125,10 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 func (s *Stream) ended(err error) {
 	select {
 	case <-s.closed:
+		// Closed by this side: an end marker still waiting for the
+		// peer's window never gets it now (writeEnd).
+		s.peerEnded.Store(true)
+		_ = s.s.SetWriteDeadline(aLongTimeAgo)
 		return
 	case <-s.s.(*smux.Stream).GetDieCh():
 		return
@@ -132,7 +140,7 @@ func (s *Stream) ended(err error) {
 		err = fmt.Errorf("transport: the stream's session failed: %w", err)
 	}
 	s.peerErr.Store(&err)
-	s.startClose()
+	s.startClose(false)
 }
 
 // peerError is the error that ended s from the peer's side (ended), or
@@ -154,6 +162,7 @@ type readAhead struct {
 	buf        []byte        // at most window; bytes [start, end) are unread
 	start, end int           //
 	err        error         // how the stream ended: io.EOF, the peer's close
+	closed     bool          // Close was called: Read fails, and what is read is dropped
 	deadline   time.Time     // the caller's read deadline
 	changed    chan struct{} // closed, and replaced, when any of the above change
 	room       chan struct{} // a Read took bytes
@@ -200,6 +209,18 @@ func (ra *readAhead) stop() {
 		ra.err = io.ErrClosedPipe
 		ra.signal()
 	}
+}
+
+// close ends reading on a stream Close closed: a Read, one under way
+// included, fails with io.ErrClosedPipe, as on a closed connection, and
+// what was read ahead is dropped.
+func (ra *readAhead) close() {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	ra.closed = true
+	ra.start, ra.end = 0, 0
+	ra.err = io.ErrClosedPipe
+	ra.signal()
 }
 
 // signal wakes a Read waiting for a change. mu held.

@@ -336,7 +336,11 @@ func (rx *responseReader) discardPart(fh wire.FrameHeader) error {
 // paused, say), beyond it by at most one connection's inbound limit for
 // the large responses this connection carries at once.
 func (rx *responseReader) take(m *largeResponse) bool {
-	if rx.c.peer.inAccount.TryTake(m.held) {
+	// Ahead of waiters, as the reply writer takes a response's outbound
+	// room: a response cannot wait, and TryTake would refuse it while any
+	// large message (another peer's, say) waits at the peer's or the
+	// node's account, however much room is free.
+	if rx.c.peer.inAccount.TryTakeAhead(m.held) {
 		return true
 	}
 	if rx.overdrawn+m.held > rx.c.t.limitsIn.Load().PerConnection {

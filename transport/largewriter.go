@@ -72,10 +72,15 @@ type largeWriter struct {
 	// back-channel reader of the old one still delivers is dropped, or a
 	// stale grant would count as work and the lane would dial for it.
 	shut bool
-	// inFlight is how many messages the writer had begun and not ended
-	// when it last looked, published before their FrameLargeBegin is
-	// written: with none, a grant or refusal applies to nothing.
-	inFlight int
+	// flying is the streams of the messages the writer had begun and not
+	// ended when it last looked, published before their FrameLargeBegin
+	// is written: a grant or refusal of any other stream applies to
+	// nothing. Not merely how many: with eager responses a requester
+	// refuses responses written whole already, its refusals come in
+	// bursts (a node writes all its pending ones at once), and queued
+	// while any other response was in flight they overran maxInbox and
+	// closed an honest requester's connection as bad input.
+	flying []uint32
 	// withdrawals are requests whose callers gave up (withdraw), for the
 	// writer to withdraw at its next step.
 	withdrawals []withdrawRequest
@@ -98,14 +103,14 @@ const maxWithdrawals = 1024
 const maxInbox = 4 * maxInboundStreams
 
 // deliver hands the writer a grant or refusal; the caller then wakes it.
-// One that can apply to nothing (no message in flight) is dropped. It reports
-// false when the inbox is full: the receiver sends grants or refusals it
-// was never asked for.
+// One that can apply to nothing (no message of its stream in flight) is
+// dropped. It reports false when the inbox is full: the receiver sends
+// grants or refusals it was never asked for.
 func (w *largeWriter) deliver(f backFrame) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
-	case w.shut || w.inFlight == 0:
+	case w.shut || !slices.Contains(w.flying, f.stream):
 		return true
 	case len(w.inbox) >= maxInbox:
 		return false
@@ -127,10 +132,13 @@ func (w *largeWriter) withdraw(id uint64, reason Reason) bool {
 	return true
 }
 
-// publishInFlight records how many messages are begun and not ended.
+// publishInFlight records the streams of the messages begun and not ended.
 func (w *largeWriter) publishInFlight() {
 	w.mu.Lock()
-	w.inFlight = len(w.begun)
+	w.flying = w.flying[:0]
+	for _, ls := range w.begun {
+		w.flying = append(w.flying, ls.stream)
+	}
 	w.mu.Unlock()
 }
 
@@ -428,7 +436,7 @@ func (w *largeWriter) reset(q *outQueue, sink outSink, err error) {
 	w.begun = w.begun[:0]
 	w.waiting = append(again, w.waiting...)
 	w.mu.Lock()
-	w.inbox, w.shut, w.inFlight = nil, true, 0
+	w.inbox, w.shut, w.flying = nil, true, w.flying[:0]
 	w.mu.Unlock()
 }
 

@@ -174,9 +174,11 @@ func TestLargeWriterDropsGrantsOfAConnectionReset(t *testing.T) {
 }
 
 // TestLargeWriterKeepsNoGrantsForNothing: a grant or refusal that comes
-// while no message is in flight applies to nothing and is dropped, not
-// kept for a writer that may not run again; with messages in flight, a
-// receiver that sends far more than it was asked for is reported.
+// while no message of its stream is in flight applies to nothing and is
+// dropped, not kept for a writer that may not run again (with eager
+// responses a requester refuses responses written whole already, many
+// at once); a receiver that sends far more than it was asked for of the
+// messages in flight is reported.
 func TestLargeWriterKeepsNoGrantsForNothing(t *testing.T) {
 	r := newLargeRig(t)
 	for i := range 10 * maxInbox {
@@ -184,11 +186,14 @@ func TestLargeWriterKeepsNoGrantsForNothing(t *testing.T) {
 	}
 	assert.False(t, r.w.busy(0), "nothing kept")
 	r.queue([]int{200 << 10}, nil)
-	r.step(0, 64<<10)
-	for i := range maxInbox {
-		require.True(t, r.w.deliver(backFrame{stream: uint32(i + 1000)}))
+	r.step(0, 64<<10) // stream 1 begins
+	for i := range 10 * maxInbox {
+		require.True(t, r.w.deliver(backFrame{stream: uint32(i + 1000)}), "a stream not in flight")
 	}
-	assert.False(t, r.w.deliver(backFrame{stream: 7}), "one more than the inbox holds")
+	for range maxInbox {
+		require.True(t, r.w.deliver(backFrame{stream: 1}))
+	}
+	assert.False(t, r.w.deliver(backFrame{stream: 1}), "one more than the inbox holds")
 }
 
 // cutWriter takes the first limit bytes written to it, then fails.

@@ -127,7 +127,9 @@ func TestReplyGrantsForNothingAreNotKept(t *testing.T) {
 	assert.Zero(t, held, "grants and refusals kept with no response in flight")
 
 	// With a response in flight (its writer held by unread frames), a
-	// flood of them ends the connection as bad input.
+	// flood of them for it (stream 1, the first begun) ends the
+	// connection as bad input; those for a stream not in flight still
+	// apply to nothing.
 	r.tr.Handle(1, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
 		return make([]byte, 4<<20), nil
 	}))
@@ -137,6 +139,7 @@ func TestReplyGrantsForNothingAreNotKept(t *testing.T) {
 	// more before its next write holds it: twice the inbox overflows it
 	// whenever that happens.
 	flood := bytes.Repeat(grant, 2*maxInbox+1)
+	flood = append(flood, bytes.Repeat(anyFrame(wire.FrameGrant, 1, nil), 2*maxInbox+1)...)
 	_, _ = r.far.Write(flood)
 	assert.ErrorIs(t, r.end(), wire.ErrMalformed)
 	for range r.back { // what the writer wrote before the connection ended

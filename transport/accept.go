@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/bufpool"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -313,7 +314,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		if p, err = t.claimConn(cluster.NodeID(hello.Node), hello.Lane); err != nil {
 			reply = wire.Reply{Reason: wire.Busy, Message: err.Error()}
 			why = RefusedTooMany
-		} else if held := t.streamConnHold(hello.Lane); held > 0 && !p.inAccount.TryTake(held) {
+		} else if held := t.streamConnHold(hello.Lane); held > 0 && !t.holdStreamConn(p, held) {
 			// A stream connection's buffer, taken before the reply: a
 			// connection accepted and then closed for want of it left
 			// its opener with io.EOF; Busy tells it that this node is
@@ -321,7 +322,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 			// connection's claim.
 			t.logs.warn(logKey{other: logNoStreamCapacity}, "internode: refusing stream connection: no inbound capacity",
 				"peer", hello.Node, "needs", held)
-			reply = wire.Reply{Reason: wire.Busy, Message: fmt.Sprintf("no inbound capacity for a stream connection's %d bytes", held)}
+			reply = wire.Reply{Reason: wire.Busy, Message: fmt.Sprintf("no inbound capacity for a stream connection's %d bytes beside the largest message's room", held)}
 			why = RefusedTooMany
 		}
 	}
@@ -334,7 +335,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	}
 	if _, err := conn.Write(out); err != nil {
 		if reply.Reason == wire.Accepted {
-			p.inAccount.Release(t.streamConnHold(hello.Lane)) // not served: its buffer goes back
+			t.releaseStreamConn(p, t.streamConnHold(hello.Lane)) // not served: its buffer goes back
 		}
 		return nil, hello, p, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("writing reply: %w", err)}
 	}
@@ -342,7 +343,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		return nil, hello, p, &refusalError{why, &HandshakeError{Reason: reply.Reason, Message: reply.Message}}
 	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
-		p.inAccount.Release(t.streamConnHold(hello.Lane)) // not served: its buffer goes back
+		t.releaseStreamConn(p, t.streamConnHold(hello.Lane)) // not served: its buffer goes back
 		return conn, hello, p, err
 	}
 	return conn, hello, p, nil
@@ -360,6 +361,41 @@ func (t *Transport) streamConnHold(kind uint8) int64 {
 		return ownStreamBuffer
 	}
 	return 0
+}
+
+// holdStreamConn takes n bytes, a stream connection's buffer, of p's
+// inbound capacity, unless what p's stream connections, or every peer's,
+// would then hold leaves less than the largest room a message may need
+// (largestRoom) within the peer's, or the node's, inbound limit. What an
+// open stream connection holds is given back only when it closes, while a
+// large message waits until its whole room is free, first in line: one
+// that needed more than the streams left would wait for as long as they
+// stay open, and every later message of its peer behind it.
+func (t *Transport) holdStreamConn(p *peer, n int64) bool {
+	in := t.limitsIn.Load()
+	room := t.largestRoom(in)
+	if p.streamsHeld.Add(n) > in.PerPeer-room || t.streamsHeld.Add(n) > in.Node-room || !p.inAccount.TryTake(n) {
+		p.streamsHeld.Add(-n)
+		t.streamsHeld.Add(-n)
+		return false
+	}
+	return true
+}
+
+// releaseStreamConn gives back what holdStreamConn took.
+func (t *Transport) releaseStreamConn(p *peer, n int64) {
+	p.inAccount.Release(n)
+	p.streamsHeld.Add(-n)
+	t.streamsHeld.Add(-n)
+}
+
+// largestRoom is the most inbound capacity one message's frame or large
+// message may wait for under limits in: a large message waits for its
+// buffer's size class (bufpool.Cap), or for its length when the class
+// does not fit within the peer's and the node's limits.
+func (t *Transport) largestRoom(in *Limits) int64 {
+	size := t.cfg.Memory.MaxMessageSize
+	return int64(max(min(bufpool.Cap(size), int(min(in.PerPeer, in.Node))), size, wire.DefaultMaxFramePayload))
 }
 
 // prefixConn gives back bytes already read from a connection before

@@ -257,7 +257,11 @@ type StreamConfig struct {
 	// SessionBuffer is the bytes one peer's stream session may hold
 	// received and unread, over all its streams (smux MaxReceiveBuffer).
 	// An accepted session takes it from the peer's and the node's inbound
-	// reserves for as long as it lives. Default 4 MiB.
+	// reserves for as long as it lives (a connection of its own, 32 KiB),
+	// and is refused (ErrOverloaded at OpenStream) when the stream
+	// connections would then hold so much that a message of
+	// MaxMessageSize could no longer find its room beside them. Default
+	// 4 MiB.
 	SessionBuffer int
 	// StreamBuffer is the per-stream flow-control window in bytes (smux
 	// v2 MaxStreamBuffer): a writer waits once this much is unread. Each

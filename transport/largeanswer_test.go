@@ -205,3 +205,102 @@ func TestRefusingManyLargeResponsesDoesNotCloseTheConnection(t *testing.T) {
 	conn.Close()
 	<-drained
 }
+
+// TestLargestMessageGetsThroughWhileAStreamIsOpen: the limits promise
+// that "a large message always gets through" and that "no combination of
+// limits wedges a connection". A peer's open stream session holds its
+// buffer (Streams.SessionBuffer, 4 MiB) from the peer's inbound account
+// for as long as it is open. A large message that fits the peer's limit
+// (MaxMessageSize may be as large as PerPeer) but not beside that buffer
+// waited for room that nothing would free, and as the first waiter at the
+// peer's account it held every later allocation of the peer's behind it:
+// the peer's small messages too stopped being read. A stream connection
+// is now refused (ErrOverloaded) when its buffer would leave less than
+// the largest message's room.
+func TestLargestMessageGetsThroughWhileAStreamIsOpen(t *testing.T) {
+	const (
+		verbBig    transport.Verb = 123
+		verbSmall  transport.Verb = 124
+		verbStream transport.Verb = 125
+	)
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 16 << 20
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 16 << 20, Node: 64 << 20}
+	})
+	sender, receiver := c.Nodes[0], c.Nodes[1]
+	got := make(chan int, 2)
+	receiver.Handle(verbBig, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		got <- len(m.Payload)
+		return nil, nil
+	}))
+	receiver.Handle(verbSmall, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		got <- len(m.Payload)
+		return nil, nil
+	}))
+	streamDone := make(chan struct{})
+	receiver.HandleStream(verbStream, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		defer close(streamDone)
+		_, _ = io.Copy(io.Discard, s) // until the sender closes it
+	}))
+	s, err := sender.OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbStream)
+	if err == nil {
+		_, err = s.Write([]byte("hello"))
+		require.NoError(t, err)
+		defer func() {
+			require.NoError(t, s.Close())
+			<-streamDone
+		}()
+		waitFor(t, 5*time.Second, "the stream session's buffer held", func() bool {
+			return receiver.Stats().InboundHeld >= 4<<20
+		})
+	}
+	require.ErrorIs(t, err, transport.ErrOverloaded, "a stream session that leaves no room for the largest message")
+
+	// 14 MiB: within MaxMessageSize and PerPeer, not beside the 4 MiB.
+	require.NoError(t, sender.Send(context.Background(), c.ID(1), verbBig, make([]byte, 14<<20)))
+	require.NoError(t, sender.Send(context.Background(), c.ID(1), verbSmall, []byte("after")))
+	var sizes []int
+	for range 2 {
+		select {
+		case n := <-got:
+			sizes = append(sizes, n)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("delivered %v; the receiver waits for room: %d waiters, %d bytes held",
+				sizes, receiver.Stats().InboundWaiters, receiver.Stats().InboundHeld)
+		}
+	}
+	assert.ElementsMatch(t, []int{14 << 20, 5}, sizes)
+}
+
+// TestStreamsTakeNoMoreThanTheLargestMessageLeaves: with a peer's inbound
+// limit of 20 MiB and messages of up to 16 MiB, a stream session (4 MiB)
+// is taken and a 14 MiB message (a 16 MiB buffer) still gets through
+// beside it, while a second stream connection, one of its own (32 KiB),
+// is refused: it would leave less than the largest message's room.
+func TestStreamsTakeNoMoreThanTheLargestMessageLeaves(t *testing.T) {
+	const (
+		verbBig    transport.Verb = 123
+		verbStream transport.Verb = 125
+	)
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 16 << 20
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 20 << 20, Node: 64 << 20}
+	})
+	sender, receiver := c.Nodes[0], c.Nodes[1]
+	got := make(chan int, 1)
+	receiver.Handle(verbBig, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		got <- len(m.Payload)
+		return nil, nil
+	}))
+	receiver.HandleStream(verbStream, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = io.Copy(io.Discard, s)
+	}))
+	s, err := sender.OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbStream)
+	require.NoError(t, err, "a session that leaves the largest message's room")
+	defer s.Close()
+	_, err = sender.OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbStream, transport.OwnConnection())
+	require.ErrorIs(t, err, transport.ErrOverloaded, "a stream connection that would not")
+
+	require.NoError(t, sender.Send(context.Background(), c.ID(1), verbBig, make([]byte, 14<<20)))
+	assert.Equal(t, 14<<20, within(t, got, 10*time.Second, "the 14 MiB message beside the open stream"))
+}

@@ -178,7 +178,7 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 // stream, whose read buffer is taken from the peer's inbound limits. It
 // returns once the connection is closed.
 func (t *Transport) serveOwnStream(conn net.Conn, p *peer) {
-	defer p.inAccount.Release(t.streamConnHold(laneOwnStream)) // taken by acceptHello
+	defer t.releaseStreamConn(p, t.streamConnHold(laneOwnStream)) // taken by acceptHello
 	oc := newOwnConn(t, conn)
 	t.serveStream(p, oc, func() {}) // closes oc
 	<-oc.lingered

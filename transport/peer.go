@@ -47,6 +47,9 @@ type peer struct {
 	member atomic.Bool
 
 	outAccount, inAccount *limit.Account // shared by the peer's connections
+	// streamsHeld is what the peer's accepted stream connections hold of
+	// inAccount (holdStreamConn).
+	streamsHeld atomic.Int64
 	// Socket queue peaks per lane since the last metrics collection,
 	// measured after the writes and reads a sockstat.Sampler picks.
 	sendPeak, recvPeak [routing.NumLanes]sockstat.Peak

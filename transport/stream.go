@@ -803,7 +803,7 @@ func (p *peer) closeStreams() {
 
 // serveStreams runs an accepted stream session until it ends.
 func (t *Transport) serveStreams(conn net.Conn, p *peer) {
-	defer p.inAccount.Release(t.streamConnHold(laneStreams)) // taken by acceptHello
+	defer t.releaseStreamConn(p, t.streamConnHold(laneStreams)) // taken by acceptHello
 	session, err := smux.Server(conn, t.cfg.Streams.smux())
 	if err != nil {
 		return

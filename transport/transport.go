@@ -89,7 +89,10 @@ type Transport struct {
 	// changes them).
 	outBudget, inBudget *limit.Budget
 	limitsOut, limitsIn atomic.Pointer[Limits]
-	limitsMu            sync.Mutex // one SetLimits at a time
+	// streamsHeld is what every peer's accepted stream connections hold
+	// of the node's inbound capacity (holdStreamConn).
+	streamsHeld atomic.Int64
+	limitsMu    sync.Mutex // one SetLimits at a time
 	// strangers sums the counters of peers that were not members and were
 	// forgotten once quiet.
 	strangers [routing.NumLanes]struct {

@@ -301,23 +301,14 @@ const maxPendingResponses = 64
 // shuts down, which ends the reader's wait for the leader's next request.
 func (t *Transport) servePipeline(ctx context.Context, s *transport.Stream) {
 	pending := make(chan chan raft.RPCResponse, maxPendingResponses)
-	served := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		t.writeResponses(ctx, s, pending)
 	}()
-	go func() {
-		defer wg.Done()
-		select {
-		case <-t.shutdown:
-			_ = s.Close()
-		case <-served:
-		}
-	}()
 	defer wg.Wait()
-	defer close(served)
+	defer t.closeOnShutdown(s)()
 	defer close(pending)
 
 	r := newReader(s)
@@ -348,6 +339,26 @@ func (t *Transport) servePipeline(ctx context.Context, s *transport.Stream) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// closeOnShutdown closes s, a stream a leader opened to this node, if the
+// transport shuts down before the returned stop is called; stop waits
+// for a close under way. It ends a wait for the leader's next request,
+// which nothing else watches.
+func (t *Transport) closeOnShutdown(s *transport.Stream) (stop func()) {
+	served, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-t.shutdown:
+			_ = s.Close()
+		case <-served:
+		}
+	}()
+	return func() {
+		close(served)
+		<-done
 	}
 }
 

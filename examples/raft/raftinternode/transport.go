@@ -386,8 +386,12 @@ func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, 
 }
 
 // serveSnapshot is the receiving end of InstallSnapshot: raft reads the
-// data straight from the stream.
+// data straight from the stream. Close ends it, as it ends a pipeline
+// served to a leader: a leader that opened the stream and stalled before
+// its request is not waited for (dispatch watches for Close only once the
+// request is read).
 func (t *Transport) serveSnapshot(ctx context.Context, s *transport.Stream) {
+	defer t.closeOnShutdown(s)()
 	r := newReader(s)
 	status, body, _, err := readFrame(r, nil)
 	if err != nil || status != statusOK {

@@ -120,17 +120,21 @@ func (t *partitionedTransport) Shutdown() error {
 	return t.NetTransport.Shutdown()
 }
 
-// partitionTimings detects failures fast: a probe every 100 ms with a 50 ms
-// timeout and a suspicion of SuspicionMult x ProbeInterval = 200 ms, so a
-// node cut off is declared dead within about a second. Dead nodes get no
+// partitionTimings detects failures fast: a probe every 100 ms with an 80 ms
+// timeout and a suspicion of SuspicionMult x ProbeInterval = 400 ms, so a
+// node cut off is declared dead within a few seconds. Dead nodes get no
 // gossip after GossipToTheDeadTime (200 ms) and are then dropped from
 // memberlist's node list, after which nothing but a join makes two sides
 // talk again: the bug the reconnect loop fixes.
 func partitionTimings(c *ml.Config) {
 	c.GossipInterval = 20 * time.Millisecond
 	c.ProbeInterval = 100 * time.Millisecond
-	c.ProbeTimeout = 50 * time.Millisecond
-	c.SuspicionMult = 2
+	// With a 50 ms timeout and 200 ms of suspicion, a node of the same
+	// group stalled that long by a loaded CI machine (the race detector,
+	// two cores) was declared dead, and without reconnection never came
+	// back (TestPartitionHeals/no_reconnect).
+	c.ProbeTimeout = 80 * time.Millisecond
+	c.SuspicionMult = 4
 	c.GossipToTheDeadTime = 200 * time.Millisecond
 	c.TCPTimeout = time.Second
 }

@@ -60,21 +60,23 @@ func (ic *inConn) handle(w *work) []byte {
 		default:
 		}
 	}
+	// The clock is read for every message, though a one-way message
+	// without a deadline needs no reading: skipping it made the receiver
+	// cheaper (0.93x the CPU a message in the bench's small scenario) and
+	// the scenario slower (0.96x and 0.91x the messages a second in two
+	// sets of 6 alternated runs), its writer then writing smaller batches.
+	now := time.Now()
+	if deadline != 0 && int64(now.Sub(processStart)) >= deadline {
+		ic.counters.drop(ReasonExpired)
+		return nil
+	}
 	ctx, cancel := t.ctx, context.CancelFunc(nil)
 	var expires time.Time
 	if deadline != 0 {
-		// The clock is read only for a message with a deadline: a stream
-		// of one-way messages without one reads it once a frame (when it
-		// arrived), not once a message.
-		now := time.Now()
-		if int64(now.Sub(processStart)) >= deadline {
-			ic.counters.drop(ReasonExpired)
-			return nil
-		}
 		expires = wallDeadline(deadline, now)
 		ctx, cancel = newHandlerContext(t.ctx, expires, now)
 	} else if isRequest {
-		ctx, cancel = newHandlerContext(t.ctx, time.Time{}, time.Time{})
+		ctx, cancel = newHandlerContext(t.ctx, time.Time{}, now)
 	}
 	if cancel != nil {
 		defer cancel()

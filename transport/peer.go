@@ -47,9 +47,6 @@ type peer struct {
 	member atomic.Bool
 
 	outAccount, inAccount *limit.Account // shared by the peer's connections
-	// streamsHeld is what the peer's accepted stream connections hold of
-	// inAccount (holdStreamConn).
-	streamsHeld atomic.Int64
 	// Socket queue peaks per lane since the last metrics collection,
 	// measured after the writes and reads a sockstat.Sampler picks.
 	sendPeak, recvPeak [routing.NumLanes]sockstat.Peak
@@ -73,6 +70,9 @@ type peer struct {
 	// urgentOver is set while a small urgent-lane frame of the peer's,
 	// taken beyond the inbound limits, is held (takeUrgentOverdraft).
 	urgentOver atomic.Bool
+	// streamsHeld is what the peer's accepted stream connections hold of
+	// inAccount (holdStreamConn).
+	streamsHeld atomic.Int64
 }
 
 // newPeer makes id's entry; m and known are the membership's answer for

@@ -89,10 +89,7 @@ type Transport struct {
 	// changes them).
 	outBudget, inBudget *limit.Budget
 	limitsOut, limitsIn atomic.Pointer[Limits]
-	// streamsHeld is what every peer's accepted stream connections hold
-	// of the node's inbound capacity (holdStreamConn).
-	streamsHeld atomic.Int64
-	limitsMu    sync.Mutex // one SetLimits at a time
+	limitsMu            sync.Mutex // one SetLimits at a time
 	// strangers sums the counters of peers that were not members and were
 	// forgotten once quiet.
 	strangers [routing.NumLanes]struct {
@@ -124,6 +121,9 @@ type Transport struct {
 	drained   chan struct{} // one slot: a writer found its queue empty
 	stopWatch func()
 	wg        sync.WaitGroup // every goroutine the transport owns
+	// streamsHeld is what every peer's accepted stream connections hold
+	// of the node's inbound capacity (holdStreamConn).
+	streamsHeld atomic.Int64
 }
 
 // New checks cfg, binds the listener and returns a transport that can send

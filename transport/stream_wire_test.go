@@ -14,6 +14,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -257,52 +258,29 @@ func TestStreamSessionRefusedForCapacitySaysOverloaded(t *testing.T) {
 // in the background, as the close does.
 func TestStreamCloseEndsCleanlyForASlowReader(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	const window = 64 << 10 // smux's default stream window, the raw opener's
-	// The chunk's header counts against the window too.
-	answer := bytes.Repeat([]byte("a"), window-wire.StreamChunkHeaderSize)
-	closed := make(chan error, 1)
-	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
-		// The opener's go comes after its window (its reply to the status
-		// byte read), which the answer then fills.
-		if _, err := io.ReadFull(s, make([]byte, 2)); err != nil {
-			closed <- err
-			return
-		}
-		if _, err := s.Write(answer); err != nil {
-			closed <- err
-			return
-		}
-		closed <- s.Close()
-	}))
-	session := rawStreamSession(t, c.Nodes[1].Addr().String(), string(c.ID(0)))
-	st, status := rawOpen(t, session, wire.AppendStreamOpen(nil, uint32(verbRepair)))
-	require.Equal(t, byte(wire.StreamAccepted), status)
-	_, err := st.Write(wire.AppendStreamChunkHeader(nil, 2))
-	require.NoError(t, err)
-	_, err = st.Write([]byte("go"))
-	require.NoError(t, err)
-	require.NoError(t, within(t, closed, 10*time.Second, "the handler's Close"))
-
+	st, answer, _ := answerFillingTheWindow(t, c)
 	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(st)
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(chunks(string(answer)), got), "the answer, then its end marker: %d bytes, ending %x", len(got), got[max(len(got)-8, 0):])
 }
 
-// TestStreamEndWaitingForAPeerThatClosesEnds: as
-// TestStreamCloseEndsCleanlyForASlowReader, but the opener never reads
-// the answer: it closes the stream. The end marker, waiting for a window
-// that will not open now, gives up when the read-ahead reads that close,
-// not after endTimeout, and the stream lets go of its place among the
-// peer's streams; a Write after Close fails at once meanwhile.
-func TestStreamEndWaitingForAPeerThatClosesEnds(t *testing.T) {
-	c := newCluster(t, 2, nil)
-	const window = 64 << 10
+// answerFillingTheWindow opens a stream to c's second node from a raw
+// opener whose window is smux's default, and has the handler write an
+// answer that fills that window exactly and close the stream. It returns
+// once the handler's Close has: the opener's stream, unread, the answer,
+// and the handler's stream.
+func answerFillingTheWindow(t *testing.T, c *transporttest.Cluster) (*smux.Stream, []byte, *transport.Stream) {
+	t.Helper()
+	const window = 64 << 10 // smux's default stream window, the raw opener's
+	// The chunk's header counts against the window too.
 	answer := bytes.Repeat([]byte("a"), window-wire.StreamChunkHeaderSize)
 	closed := make(chan error, 1)
 	var stream *transport.Stream
 	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
 		stream = s
+		// The opener's go comes after its window (its reply to the status
+		// byte read), which the answer then fills.
 		if _, err := io.ReadFull(s, make([]byte, 2)); err != nil {
 			closed <- err
 			return
@@ -319,7 +297,19 @@ func TestStreamEndWaitingForAPeerThatClosesEnds(t *testing.T) {
 	_, err := st.Write(append(wire.AppendStreamChunkHeader(nil, 2), "go"...))
 	require.NoError(t, err)
 	require.NoError(t, within(t, closed, 10*time.Second, "the handler's Close"))
-	_, err = stream.Write([]byte("more"))
+	return st, answer, stream
+}
+
+// TestStreamEndWaitingForAPeerThatClosesEnds: as
+// TestStreamCloseEndsCleanlyForASlowReader, but the opener never reads
+// the answer: it closes the stream. The end marker, waiting for a window
+// that will not open now, gives up when the read-ahead reads that close,
+// not after endTimeout, and the stream lets go of its place among the
+// peer's streams; a Write after Close fails at once meanwhile.
+func TestStreamEndWaitingForAPeerThatClosesEnds(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	st, _, stream := answerFillingTheWindow(t, c)
+	_, err := stream.Write([]byte("more"))
 	require.ErrorIs(t, err, io.ErrClosedPipe, "a Write after Close")
 
 	require.NoError(t, st.Close()) // unread: the answer fills its window

@@ -347,6 +347,9 @@ func (s *Stream) CloseWrite() error {
 func (s *Stream) Close() error {
 	first := false
 	s.closeOnce.Do(func() {
+		// Before closed: a read-ahead that sees closed finds its buffer
+		// emptied, and reads on rather than wait for room again.
+		s.stopReading()
 		close(s.closed)
 		first = true
 	})
@@ -361,7 +364,6 @@ func (s *Stream) Close() error {
 		marker := !s.writeClosed && !s.cut.Load()
 		s.writeClosed = true
 		s.writeMu.Unlock()
-		s.stopReading()
 		err = s.closeConn(deadline, marker)
 	} else if oc, ok := s.s.(*ownConn); ok {
 		oc.abort() // the Write under way holds the socket: no graceful end

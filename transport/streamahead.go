@@ -93,7 +93,7 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 			case <-die:
 				return
 			case <-s.closed:
-				continue // close emptied the buffer
+				continue // Close emptied the buffer first (readAhead.close)
 			}
 		}
 		// Read alone writes free, past ra.end; the lock guards the indexes.

@@ -408,11 +408,18 @@ func (c *outConn) connDied() {
 	}
 	// A lane being stopped leaves its queue to peer.stop, which fails it
 	// with its own reason (closed, peer left).
-	unused := !proved && !c.conn.moved.Load() && c.frames.written == c.writtenAt && c.ctx.Err() == nil
+	moved := c.conn.moved.Load()
+	unused := !proved && !moved && c.frames.written == c.writtenAt && c.ctx.Err() == nil
 	c.closeConn(why)
-	c.hl.failed("connection lost: "+why, time.Now())
+	if !moved {
+		// A connection this node closed because the peer moved is no
+		// failure of the peer's: counted as one, the lane stayed failing
+		// (Health: down) after the writer went idle, though the peer was
+		// alive at its new address, until something was next sent.
+		c.hl.failed("connection lost: "+why, time.Now())
+	}
 	c.t.calls.failConn(serial, fmt.Errorf("%w: %s", ErrConnectionReset, why))
-	c.backoffFirst = !proved
+	c.backoffFirst = !proved && !moved // a move is redialled at once, as moved promises
 	if unused {
 		// It ended, not for a move of this node's seeing, before
 		// anything was written on it or its peer proved alive (a peer

@@ -297,6 +297,11 @@ func (c *outConn) run() {
 				c.closePreciseTimer() // made again if this writer goes on
 				c.writeMu.Unlock()
 				if c.peer.writerMayExit(c) {
+					// Its queue emptied without a write perhaps (a failed
+					// dial failed its requests, or they expired): a
+					// Shutdown waiting for it must look again, or it
+					// waits out its context.
+					c.t.signalDrained()
 					return
 				}
 				c.writeMu.Lock()

@@ -244,6 +244,9 @@ func (p *peer) stop(err error) {
 		c.large.failAll(&c.queue, reason, p.stopped, c)
 		c.closeConn("stopped")
 	}
+	// A Shutdown waiting for these queues (the peer left while its
+	// messages waited) must look again, or it waits out its context.
+	p.t.signalDrained()
 }
 
 // redialNow makes the peer's writers that wait to reconnect try at once.

@@ -194,11 +194,28 @@ func (rx *responseReader) readBatch(fh wire.FrameHeader) error {
 // handleBatch completes the calls of the responses in a batch frame.
 func (rx *responseReader) handleBatch(buf []byte) error {
 	c := rx.c
-	var notResponse error
-	err := forEachMessage(buf, uint32(c.t.maxFrame), &rx.header, func(h *wire.Header, payload []byte) {
-		switch {
+	// Check every message first: a batch with a bad one (or more than
+	// wire.MaxBatchMessages) is malformed as a whole, so none of its
+	// responses may complete a call before the bad one is found.
+	count := 0
+	var bad error
+	err := forEachMessage(buf, uint32(c.t.maxFrame), &rx.header, func(h *wire.Header, _ []byte) {
+		switch count++; {
+		case bad != nil:
+		case count > wire.MaxBatchMessages:
+			bad = fmt.Errorf("%w: more than %d messages in a frame", wire.ErrMalformed, wire.MaxBatchMessages)
 		case h.Flags&wire.FlagResponse == 0:
-			notResponse = fmt.Errorf("%w: a message that is not a response from the acceptor", wire.ErrMalformed)
+			bad = fmt.Errorf("%w: a message that is not a response from the acceptor", wire.ErrMalformed)
+		}
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return err
+	}
+	_ = forEachMessage(buf, uint32(c.t.maxFrame), &rx.header, func(h *wire.Header, payload []byte) {
+		switch {
 		case tooLarge(h, c.t.cfg.Memory.MaxMessageSize):
 			// As begin refuses a large one: its call fails, and the
 			// connection's other responses are read on.
@@ -208,10 +225,7 @@ func (rx *responseReader) handleBatch(buf []byte) error {
 			c.t.completeCall(c.peer, c.lane, *h, payload, true)
 		}
 	})
-	if err == nil {
-		err = notResponse
-	}
-	return err
+	return nil
 }
 
 // begin reads the header of a large response and grants it room, or

@@ -197,6 +197,11 @@ func badInputOf(err error) BadInput {
 		return BadInputChecksum
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrMessageTooLarge):
 		return BadInputTooLarge
+	case errors.Is(err, wire.ErrMalformed):
+		// Before ErrTruncated: bytes cut inside a frame that arrived whole
+		// are wrapped in both (errCompressedBatch, forEachMessage), and
+		// are not a frame cut short by the connection's end.
+		return BadInputMalformed
 	case errors.Is(err, wire.ErrTruncated):
 		return BadInputTruncated
 	case isTimeout(err):

@@ -381,10 +381,21 @@ func tooLarge(h *wire.Header, maxMessageSize int) bool {
 // forEachMessage decodes the messages of a batch frame, in order, each
 // into h, which the caller owns (a reader's own: a header made here would
 // live on the heap, since fn gets its address, an allocation a frame). A
-// message that runs past the frame's end is malformed.
+// message that runs past the frame's end is malformed, and so is a frame
+// with no message: a batch is one or more messages (wire/doc.go), which
+// no writer sends empty.
 func forEachMessage(frame []byte, maxPayload uint32, h *wire.Header, fn func(h *wire.Header, payload []byte)) error {
+	if len(frame) == 0 {
+		return fmt.Errorf("%w: empty batch", wire.ErrMalformed)
+	}
 	for off := 0; off < len(frame); {
 		n, err := h.Decode(frame[off:], maxPayload)
+		if errors.Is(err, wire.ErrTruncated) {
+			// The frame's length is known and all of it arrived: a header
+			// cut by its end is malformed, not a frame cut short by the
+			// connection's end (BadInputTruncated).
+			return fmt.Errorf("%w: message header overruns its frame: %w", wire.ErrMalformed, err)
+		}
 		if err != nil {
 			return err
 		}

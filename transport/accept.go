@@ -269,6 +269,12 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	buf := make([]byte, wire.MaxHandshakeSize)
 	raw2, err := wire.ReadHandshake(conn, buf)
 	if err != nil {
+		if tlsConn == nil && errors.Is(err, wire.ErrBadMagic) {
+			// ReadHandshake read the 6-byte prefix into buf.
+			if refusedTLS(conn, buf[:6]) {
+				return nil, wire.Hello{}, nil, &refusalError{RefusedTLS, errors.New("TLS peer: this node runs plain text")}
+			}
+		}
 		return nil, wire.Hello{}, nil, &refusalError{timeoutOr(err, RefusedMalformed), fmt.Errorf("reading hello: %w", err)}
 	}
 	hello, err := wire.DecodeHello(raw2)
@@ -396,6 +402,31 @@ func (t *Transport) releaseStreamConn(p *peer, n int64) {
 func (t *Transport) largestRoom(in *Limits) int64 {
 	size := t.cfg.Memory.MaxMessageSize
 	return int64(max(min(bufpool.Cap(size), int(min(in.PerPeer, in.Node))), size, wire.DefaultMaxFramePayload))
+}
+
+// refusedTLS answers a TLS ClientHello, whose record header starts
+// prefix, with a fatal handshake_failure alert, and reports whether it was
+// one. A TLS node dialling this plain-text one then learns that it is
+// refused for good, as a plain-text node dialling a TLS one does from its
+// Reply; closed on without a word, it could not tell this from a peer with
+// no room for it now, and would dial again and again. The rest of the
+// record is read first (within the handshake's deadline), so that closing
+// with it unread does not reset the connection before the alert is read.
+func refusedTLS(conn net.Conn, prefix []byte) bool {
+	const recordHandshake, maxRecord = 0x16, 1<<14 + 2048
+	if len(prefix) < 6 || prefix[0] != recordHandshake || prefix[1] != 3 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(prefix[3:]))
+	if n == 0 || n > maxRecord {
+		return false
+	}
+	if _, err := io.CopyN(io.Discard, conn, int64(5+n-len(prefix))); err != nil {
+		return true // a TLS peer that went away: nothing to answer
+	}
+	alert := []byte{0x15, 3, 3, 0, 2, 2, 40} // alert, TLS 1.2 record, fatal, handshake_failure
+	_, _ = conn.Write(alert)
+	return true
 }
 
 // prefixConn gives back bytes already read from a connection before

@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/internode/internode/cluster"
@@ -93,6 +95,18 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 			if timedOut != nil { // Timeouts.Handshake passed: not a refusal either
 				return nil, 0, fmt.Errorf("TLS: %w: %w", timedOut, err)
 			}
+			if hungUp(err) {
+				// The peer closed the connection before TLS said a word:
+				// it had no room for one more handshake
+				// (MaxPendingHandshakes) or was closing, as a plain-text
+				// peer that hangs up before its reply. Not a refusal: one
+				// is an alert, or this end's own verification failing;
+				// taken for one, it failed every queued message for good.
+				return nil, 0, fmt.Errorf("TLS: the peer closed the connection during the handshake: %w", err)
+			}
+			if isRemoteAlert(err) {
+				return nil, 0, fmt.Errorf("%w: TLS: the peer refused the handshake (does it run TLS, with this node's CA?): %w", ErrRefused, err)
+			}
 			return nil, 0, fmt.Errorf("%w: TLS: %w", ErrRefused, err)
 		}
 		nc = tc
@@ -120,6 +134,13 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 	}
 	t.watchForWaking(nc)
 	return nc, caps, nil
+}
+
+// hungUp reports whether err says only that the peer closed the
+// connection.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // handshake sends the Hello and reads the Reply, within HandshakeTimeout,

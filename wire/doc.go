@@ -78,7 +78,8 @@
 // the node of the Hello must be the one the certificate names, or the
 // acceptor refuses with IdentityMismatch. A node that requires TLS
 // answers a plain-text Hello with a Reply refusing it (Refused) and
-// closes.
+// closes; internode without TLS answers a TLS ClientHello with a fatal
+// handshake_failure alert and closes.
 //
 // # Handshake
 //

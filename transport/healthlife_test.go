@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
-	"testing/synctest"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"

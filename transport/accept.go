@@ -380,7 +380,10 @@ func (t *Transport) streamConnHold(kind uint8) int64 {
 func (t *Transport) holdStreamConn(p *peer, n int64) bool {
 	in := t.limitsIn.Load()
 	room := t.largestRoom(in)
-	if p.streamsHeld.Add(n) > in.PerPeer-room || t.streamsHeld.Add(n) > in.Node-room || !p.inAccount.TryTake(n) {
+	// Both counts raised before either is compared, as both are lowered
+	// on a refusal.
+	peerHeld, nodeHeld := p.streamsHeld.Add(n), t.streamsHeld.Add(n)
+	if peerHeld > in.PerPeer-room || nodeHeld > in.Node-room || !p.inAccount.TryTake(n) {
 		p.streamsHeld.Add(-n)
 		t.streamsHeld.Add(-n)
 		return false

@@ -304,3 +304,35 @@ func TestStreamsTakeNoMoreThanTheLargestMessageLeaves(t *testing.T) {
 	require.NoError(t, sender.Send(context.Background(), c.ID(1), verbBig, make([]byte, 14<<20)))
 	assert.Equal(t, 14<<20, within(t, got, 10*time.Second, "the 14 MiB message beside the open stream"))
 }
+
+// TestRefusedStreamConnectionsKeepTheNodeWideCount: a stream connection
+// refused for its peer's share lowered the node-wide count of what stream
+// connections hold by its buffer, which it had never raised: each such
+// refusal let the node take one more buffer's worth of stream connections
+// than its limit leaves beside the largest message. Here the node's limit
+// leaves 11 MiB: two sessions (8 MiB) fit, a third does not, however many
+// connections of their own n1 was refused before.
+func TestRefusedStreamConnectionsKeepTheNodeWideCount(t *testing.T) {
+	const verbStream transport.Verb = 125
+	c := newCluster(t, 4, func(i int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 16 << 20
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 20 << 20, Node: 27 << 20}
+	})
+	receiver := c.Nodes[3]
+	receiver.HandleStream(verbStream, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = io.Copy(io.Discard, s)
+	}))
+	open := func(from int, opts ...transport.StreamOption) error {
+		s, err := c.Nodes[from].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(3), verbStream, opts...)
+		if err == nil {
+			t.Cleanup(func() { s.Close() })
+		}
+		return err
+	}
+	require.NoError(t, open(0), "n1's session: its whole share (4 MiB)")
+	for range 200 { // 32 KiB each: 6.25 MiB in all
+		require.ErrorIs(t, open(0, transport.OwnConnection()), transport.ErrOverloaded, "beyond n1's share")
+	}
+	require.NoError(t, open(1), "n2's session: 8 MiB node-wide")
+	require.ErrorIs(t, open(2), transport.ErrOverloaded, "n3's session: 12 MiB, past the node's 11")
+}

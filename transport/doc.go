@@ -124,9 +124,10 @@
 // membership entry), not an address or an application's name for it: an
 // application with IDs of its own (raft's server IDs and addresses, say)
 // maps them to node IDs before calling. The request goes to the address
-// the membership gives for that ID, and its response is matched to it by
-// the connection it comes back on — the one the request went out on — and
-// by its request ID. With TLS the dial checks that the node at that
+// the membership gives for that ID, and its response comes back on the
+// connection the request went out on; it is matched to its call by the
+// peer it comes from and its request ID, which this node never reuses.
+// With TLS the dial checks that the node at that
 // address holds the ID's certificate (ErrRefused otherwise); without TLS
 // nothing does, so a membership entry with another node's address gets
 // that node's answer. A response for a request whose caller stopped
@@ -251,6 +252,9 @@
 // 512 KiB; with OverloadReject, a frame read only to be rejected, freed at
 // once; per session stream a read-ahead buffer of 32 KiB, and per peer at
 // most StreamConfig.SessionBuffer more as they grow (Stream.Write); per
+// file transfer being sent or received, a 256 KiB checksum buffer
+// (FileConfig.MaxConcurrent bounds those received, the caller's SendFile
+// calls those sent); per
 // writing connection with compression, the compressed copies of the
 // frames of the write under way (at most about a segment, 512 KiB, until
 // the write ends or Timeouts.Write cuts it); pooled receive buffers, which

@@ -390,13 +390,13 @@ func forEachMessage(frame []byte, maxPayload uint32, h *wire.Header, fn func(h *
 	}
 	for off := 0; off < len(frame); {
 		n, err := h.Decode(frame[off:], maxPayload)
-		if errors.Is(err, wire.ErrTruncated) {
-			// The frame's length is known and all of it arrived: a header
-			// cut by its end is malformed, not a frame cut short by the
-			// connection's end (BadInputTruncated).
-			return fmt.Errorf("%w: message header overruns its frame: %w", wire.ErrMalformed, err)
-		}
 		if err != nil {
+			if errors.Is(err, wire.ErrTruncated) {
+				// The frame's length is known and all of it arrived: a
+				// header cut by its end is malformed, not a frame cut short
+				// by the connection's end (BadInputTruncated).
+				return fmt.Errorf("%w: message header overruns its frame: %w", wire.ErrMalformed, err)
+			}
 			return err
 		}
 		end := off + n + int(h.PayloadLength)

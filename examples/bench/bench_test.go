@@ -88,7 +88,14 @@ func TestSmoke(t *testing.T) {
 					assert.Equal(t, counts, res.VectoredWritesPerMsg != nil)
 					if _, ok := writeSyscalls(); ok {
 						require.NotNil(t, res.WritesPerMsg)
-						assert.Positive(t, *res.WritesPerMsg)
+						if sc.Name == "large" || sc.Name == "large-mixed" {
+							// Its few messages in 100 ms may all have been
+							// written before the window began (CI saw 0
+							// for raw-tcp-batched under -race).
+							assert.GreaterOrEqual(t, *res.WritesPerMsg, 0.0)
+						} else {
+							assert.Positive(t, *res.WritesPerMsg)
+						}
 					}
 				}
 				// large-mixed's probe, one message at a time among floods of

@@ -764,34 +764,53 @@ func (t *Transport) streamSession(ctx context.Context, p *peer) (s *smux.Session
 	done := make(chan struct{})
 	p.streams.dialing = done
 	p.streams.mu.Unlock()
-	s, err = t.dialStreamSession(ctx, p)
+	s, addr, err := t.dialStreamSession(ctx, p)
 	p.streams.mu.Lock()
-	defer p.streams.mu.Unlock()
 	p.streams.dialing = nil
 	close(done)
 	if err != nil {
+		p.streams.mu.Unlock()
 		return nil, false, err
 	}
 	if err := p.stopErrIfStopped(); err != nil {
+		p.streams.mu.Unlock()
 		s.Close() // the peer stopped while it dialled
 		return nil, false, err
 	}
 	p.streams.session.Store(s)
+	p.streams.mu.Unlock()
+	// The peer may have moved while this dialled its old address: the
+	// move (peer.moved) found no session to close, and this one would
+	// carry every later stream to whatever answers there. Asked once the
+	// session is published, not under the lock (see newPeer): a move
+	// that this Lookup misses is told afterwards, and closes it then.
+	if m, ok := t.cfg.Membership.Lookup(p.id); ok && m.Addr != addr {
+		p.streams.mu.Lock()
+		p.streams.session.CompareAndSwap(s, nil)
+		p.streams.mu.Unlock()
+		s.Close()
+		return t.streamSession(ctx, p) // to the new address
+	}
 	return s, true, nil
 }
 
-// dialStreamSession dials a stream session to p.
-func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Session, error) {
+// dialStreamSession dials a stream session to p, and returns the address
+// it dialled: the membership's, asked just before.
+func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Session, string, error) {
+	var addr string
+	if m, ok := t.cfg.Membership.Lookup(p.id); ok {
+		addr = m.Addr // what dial dials, unless it changes meanwhile
+	}
 	conn, err := t.dial(ctx, p.id, uint8(laneStreams))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	s, err := smux.Client(conn, t.cfg.Streams.smux())
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, "", err
 	}
-	return s, nil
+	return s, addr, nil
 }
 
 // closeStreams closes the peer's outbound stream session.

@@ -1,0 +1,103 @@
+package transport
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+)
+
+// gatedDialer holds the next dial once armed: entered is closed when it
+// starts, and it goes on when release is closed.
+type gatedDialer struct {
+	mu      sync.Mutex
+	armed   bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (d *gatedDialer) arm() {
+	d.mu.Lock()
+	d.armed = true
+	d.entered, d.release = make(chan struct{}), make(chan struct{})
+	d.mu.Unlock()
+}
+
+func (d *gatedDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	armed := d.armed
+	d.armed = false
+	entered, release := d.entered, d.release
+	d.mu.Unlock()
+	if armed {
+		close(entered)
+		<-release
+	}
+	var nd net.Dialer
+	return nd.DialContext(ctx, network, addr)
+}
+
+// TestAStreamSessionDialledWhileThePeerMovedIsNotKept: n2 moves while this
+// node dials its stream session to n2's old address. The move found no
+// session to close, and the session the dial then made to the old address
+// was kept: every later stream to n2 went to whatever answered there,
+// until that connection died. It is now dropped, and streams opened after
+// the move go to n2's new address.
+func TestAStreamSessionDialledWhileThePeerMovedIsNotKept(t *testing.T) {
+	const verb Verb = 1
+	serve := func(name string) *Transport {
+		n := startNode(t, "n2", cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"}), func(c *Config) {
+			c.Security.AcceptUnknownPeers = true
+		})
+		n.HandleStream(verb, StreamHandlerFunc(func(ctx context.Context, s *Stream) {
+			_, _ = s.Write([]byte(name))
+			_ = s.CloseWrite()
+		}))
+		return n
+	}
+	oldN2, newN2 := serve("old"), serve("new")
+	static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: oldN2.Addr().String()})
+	dialer := &gatedDialer{}
+	n1 := startNode(t, "n1", static, func(c *Config) { c.Dialer = dialer })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	from := func(s *Stream) string {
+		defer s.Close()
+		got, err := io.ReadAll(s)
+		require.NoError(t, err)
+		return string(got)
+	}
+
+	dialer.arm()
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		if s, err := n1.OpenStream(ctx, "n2", verb); err == nil {
+			s.Close()
+		}
+	}()
+	select {
+	case <-dialer.entered: // the stream session's dial, to the old address
+	case <-ctx.Done():
+		t.Fatal("the stream session was not dialled")
+	}
+	static.Add(cluster.Member{ID: "n2", Addr: newN2.Addr().String()}) // n2 moves
+	close(dialer.release)
+	select {
+	case <-first:
+	case <-ctx.Done():
+		t.Fatal("the first OpenStream did not return")
+	}
+
+	s, err := n1.OpenStream(ctx, "n2", verb)
+	require.NoError(t, err)
+	assert.Equal(t, "new", from(s), "a stream opened after the move went to n2's old address")
+}

@@ -177,6 +177,10 @@ type rateMeter struct {
 	writes   int
 	messages int
 	first    time.Time
+	// sparse: the connection was sparse at one of the period's writes,
+	// so the period holds a lull, or the burst after one, and its rate
+	// follows the traffic, not the window.
+	sparse bool
 }
 
 // add records one write and, once the period is complete, returns its rate
@@ -392,7 +396,11 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 	if a.trial.exit {
 		span = adaptiveExitSpan
 	}
+	sparse := a.rate.sparse || a.gaps.average() > a.cfg.MaxWindow
 	rate, complete := a.rate.add(now, messages, span)
+	if !complete {
+		a.rate.sparse = sparse
+	}
 	if !a.trial.active {
 		if !complete {
 			return false
@@ -407,8 +415,8 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 			a.earlyExits = true
 			return true
 		}
-		if a.sinceTrial < a.trialInterval || a.gaps.average() > a.cfg.MaxWindow {
-			return false
+		if a.sinceTrial < a.trialInterval || sparse {
+			return false // the next period may compare the windows
 		}
 		a.sinceTrial = 0
 		a.trial = adaptiveTrial{active: true, saved: a.window}
@@ -421,6 +429,14 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 	}
 	if !complete {
 		return true
+	}
+	if sparse && !a.trial.exit {
+		// A lull in a window trial: its rates would credit the change
+		// of load to the window, and pin it (at MaxWindow, for good on
+		// dense open-loop traffic, whose waits always bring messages).
+		// The trial is called off.
+		a.window, a.trial = a.trial.saved, adaptiveTrial{}
+		return false
 	}
 	if !a.trial.settled {
 		a.trial.settled = true

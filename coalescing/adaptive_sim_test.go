@@ -310,3 +310,43 @@ func TestAdaptiveOneInFlightStopsTrialsThatGatherNothing(t *testing.T) {
 	assert.LessOrEqual(t, s.ObservedWait, l.span/50)
 	assert.GreaterOrEqual(t, ratio, 0.97)
 }
+
+// pinRecorder records every change of an Adaptive's pin.
+type pinRecorder struct {
+	*Adaptive
+	pins []adaptivePin
+}
+
+func (r *pinRecorder) Flushed(now time.Time, messages, bytes int, requested, observed time.Duration) {
+	before := r.pin
+	r.Adaptive.Flushed(now, messages, bytes, requested, observed)
+	if r.pin != before {
+		r.pins = append(r.pins, r.pin)
+	}
+}
+
+// Open-loop traffic writes as fast whatever the window, so no throughput
+// trial may pin it. Here it comes in bursts, 5 µs apart for 5 ms, with a
+// second of sparse traffic (10 ms apart) between them: a trial whose
+// rates fell on either side of a lull credited the change of load to the
+// window and pinned it, here at MaxWindow for good (dense waits always
+// bring messages, so the pin was never released, and every batch was cut
+// at a packet).
+func TestAdaptiveTrialsIgnoreLulls(t *testing.T) {
+	var arrivals []arrival
+	at := t0
+	for range 20 {
+		for range 1000 {
+			at = at.Add(us(5))
+			arrivals = append(arrivals, arrival{at: at, size: 100})
+		}
+		for range 100 {
+			at = at.Add(10 * time.Millisecond)
+			arrivals = append(arrivals, arrival{at: at, size: 100})
+		}
+	}
+	r := &pinRecorder{Adaptive: NewAdaptive(AdaptiveConfig{})}
+	simulateWriter(r, arrivals, us(10))
+	assert.Empty(t, r.pins, "pins set")
+	assert.Equal(t, pinNone, r.pin)
+}

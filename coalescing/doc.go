@@ -106,6 +106,9 @@
 //     32 writes pass and measures again. A rate 15% higher or lower pins the
 //     window: at MaxWindow if waiting raised throughput, at zero if it
 //     lowered it. Otherwise the window goes back and steps 6–8 go on.
+//     A rate taken over writes at which the connection was sparse follows
+//     the traffic, not the window: no trial starts on one, and a trial
+//     that meets one is called off, the window back where it was.
 //     A trial that raised the window from zero to MaxWindow and whose
 //     first four waits all gathered nothing pins zero then: those waits
 //     only delayed their writes, and a loop that no wait can help (one

@@ -3,6 +3,9 @@ package transport_test
 import (
 	"bytes"
 	"context"
+	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,4 +173,178 @@ func TestHandlersNeverWaitOnARequesterThatStopsReading(t *testing.T) {
 			assert.Less(t, st.MessagesSent, uint64(n), "the rest wait for the socket, not in a handler")
 		})
 	}
+}
+
+// gatedWait is a coalescing strategy that never waits, but once armed
+// holds the next Wait asked by a producer writing its own message
+// (writeFromCaller) until the round's gate is closed, telling held as it
+// begins to: it widens the moment between that producer's look at the
+// queue and its write.
+type gatedWait struct {
+	coalescing.Strategy
+	mu         sync.Mutex
+	held, gate chan struct{} // the armed round's; nil: none
+}
+
+// arm holds the next producer's write (see gatedWait).
+func (s *gatedWait) arm() (held, gate chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held, s.gate = make(chan struct{}), make(chan struct{})
+	return s.held, s.gate
+}
+
+func (s *gatedWait) Wait(now time.Time, messages, bytes int) time.Duration {
+	if fromCallerWrite() {
+		s.mu.Lock()
+		held, gate := s.held, s.gate
+		s.held, s.gate = nil, nil
+		s.mu.Unlock()
+		if held != nil {
+			close(held)
+			<-gate
+		}
+	}
+	return s.Strategy.Wait(now, messages, bytes)
+}
+
+// gatedSmallLane makes n's small lanes' strategy gated.
+func gatedSmallLane(gated *gatedWait) func(cfg *transport.Config) {
+	return func(cfg *transport.Config) {
+		cfg.Lanes.Coalescing = func(lane routing.Lane) coalescing.Strategy {
+			if lane == routing.Small {
+				return gated
+			}
+			return coalescing.NewDisabled()
+		}
+	}
+}
+
+// holdCallerWrite sends messages to peer to from a goroutine of its own,
+// each with ctx made by newCtx, until one is written by its producer
+// (held, once gated is armed), and returns when that producer is held,
+// with the channel its Send's error comes on.
+func holdCallerWrite(t *testing.T, n *transport.Transport, to cluster.NodeID, held <-chan struct{},
+	newCtx func() context.Context) <-chan error {
+	t.Helper()
+	sent := make(chan error, 1)
+	go func() {
+		// Until this one is the producer that writes its own, the writer
+		// goroutine writes them.
+		for {
+			if err := n.Send(newCtx(), to, verbData, []byte("small")); err != nil {
+				sent <- err
+				return
+			}
+			select {
+			case <-held:
+				sent <- nil
+				return
+			default:
+			}
+		}
+	}()
+	select {
+	case <-held:
+	case err := <-sent:
+		t.Fatalf("no producer wrote its own message: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no producer wrote its own message")
+	}
+	return sent
+}
+
+// fromCallerWrite reports whether a producer writing its own message
+// (writeFromCaller) is the caller.
+func fromCallerWrite() bool {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, ".(*outConn).writeFromCaller") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// TestCallerWritesNoMoreThanItLookedAt: a producer writing its own message
+// to an idle lane checked that the queue was small, then took the queue's
+// segment whole, with what other producers had queued in the meantime:
+// here 480 KiB, which it wrote itself into the socket of a peer that
+// stopped reading, and waited there for the write timeout. It writes only
+// a queue within the bound, or leaves it to the writer goroutine.
+func TestCallerWritesNoMoreThanItLookedAt(t *testing.T) {
+	sink := deafPeer(t)
+	gated := &gatedWait{Strategy: coalescing.NewDisabled()}
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		gatedSmallLane(gated)(cfg)
+		cfg.Timeouts.Write = time.Minute
+		cfg.Lanes.Sockets[routing.Small].SendBuffer = 16 << 10
+		cfg.Memory.Outbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 64 << 20, Node: 64 << 20}
+	})
+	defer c.Close()
+	quietAtOnce(c)
+	c.Members.Add(cluster.Member{ID: "sink", Addr: sink})
+	require.NoError(t, c.Nodes[0].Send(context.Background(), "sink", verbData, []byte("dial")))
+	waitFor(t, 5*time.Second, "the first message written", func() bool {
+		return laneStats(t, c.Nodes[0], "sink", routing.Small).MessagesSent == 1
+	})
+	held, gate := gated.arm()
+	sent := holdCallerWrite(t, c.Nodes[0], "sink", held, context.Background)
+	for range 8 { // queued behind the held producer's message, in its segment
+		require.NoError(t, c.Nodes[0].Send(context.Background(), "sink", verbData, make([]byte, 60<<10)))
+	}
+	close(gate)
+	select {
+	case err := <-sent:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a producer waits in a write to a peer that stopped reading")
+	}
+}
+
+// TestCallerWriteOfNothingDoesNotPutOffThePing: a producer writing its own
+// message found it expired, wrote nothing, and yet counted the lane as
+// written to, so the writer put off its ping; producers doing so every
+// few hundred milliseconds kept the lane silent, and its peer closed the
+// connection as dead after Timeouts.Keepalive. Only a write that wrote
+// puts off the ping.
+func TestCallerWriteOfNothingDoesNotPutOffThePing(t *testing.T) {
+	gated := &gatedWait{Strategy: coalescing.NewDisabled()}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		neverWaits(cfg)
+		if i == 0 {
+			gatedSmallLane(gated)(cfg)
+		}
+		cfg.Timeouts.Keepalive = 2 * time.Second
+	})
+	defer c.Close()
+	quietAtOnce(c)
+	handleAll(c, verbData, func(context.Context, *transport.Message) ([]byte, error) { return nil, nil })
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("dial")))
+	waitFor(t, 5*time.Second, "the first message written", func() bool {
+		return laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Small).MessagesSent == 1
+	})
+	// Twice the peer's keepalive timeout of producers whose messages
+	// expire while they write them.
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
+		held, gate := gated.arm()
+		var last context.Context
+		sent := holdCallerWrite(t, c.Nodes[0], c.ID(1), held, func() context.Context {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			t.Cleanup(cancel)
+			last = ctx
+			return ctx
+		})
+		<-last.Done() // the held message expires
+		close(gate)
+		require.NoError(t, within(t, sent, 10*time.Second, "the held producer's Send"))
+	}
+	st := laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Small)
+	assert.True(t, st.Connected, "the lane's connection closed")
+	assert.EqualValues(t, 1, st.Connects, "the lane's connection replaced")
+	assert.Positive(t, st.Dropped[transport.ReasonExpired], "messages expired as they were written")
 }

@@ -437,17 +437,29 @@ func (c *outConn) writeFromCaller() bool {
 	if c.askWait() > 0 {
 		return false
 	}
+	// What it writes is what it takes, not what it looked at above:
+	// producers that found the role taken may have queued more since.
+	b, observed := c.queue.takeWithin(limit)
+	if b == nil {
+		return false // more than it may write: the writer's
+	}
 	c.setWriteDeadline()
-	err := c.writeQueued(0, 0, true)
-	c.lastWrite = time.Now()
-	c.lastSent = c.lastWrite
-	c.quietSince.Store(max(int64(c.lastWrite.Sub(processStart)), 1)) // monotonic, as monoNanos
+	before := c.frames.written
+	err := c.writeTaken(b, observed, 0, 0, true)
+	c.quietSince.Store(max(monoNanos(), 1))
 	if err != nil {
 		c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 		c.conn.kill("write error")
 		return false
 	}
-	c.hl.wrote(c.lastWrite)
+	if c.frames.written != before {
+		// Only a write that wrote, as in flush: a message that expired
+		// on its way here is failed, not written, and must not put off
+		// the ping the peer's keepalive waits for, nor the idle close.
+		c.lastWrite = time.Now()
+		c.lastSent = c.lastWrite
+		c.hl.wrote(c.lastWrite)
+	}
 	return true
 }
 
@@ -572,17 +584,23 @@ func (c *outConn) flush() error {
 			return nil
 		}
 	}
-	return c.writeQueued(requested, waited, false)
+	return c.writeQueued(requested, waited)
 }
 
 // writeQueued writes the head segment of a small lane's queue as batch
-// frames, after a coalescing wait of waited for requested; byCaller says
-// a producer writes it (writeFromCaller).
-func (c *outConn) writeQueued(requested, waited time.Duration, byCaller bool) error {
+// frames, after a coalescing wait of waited for requested.
+func (c *outConn) writeQueued(requested, waited time.Duration) error {
 	b, observed := c.queue.take()
 	if b == nil {
 		return nil
 	}
+	return c.writeTaken(b, observed, requested, waited, false)
+}
+
+// writeTaken writes segment b, taken from the queue with observed of its
+// messages already shown to the strategy; byCaller says a producer writes
+// it (writeFromCaller).
+func (c *outConn) writeTaken(b *batch, observed int, requested, waited time.Duration, byCaller bool) error {
 	defer func() { c.release(c.queue.release(b)) }()
 	c.strategyMu.Lock()
 	for i := observed; i < len(b.items); i++ {

@@ -186,6 +186,24 @@ const keptSegmentSlots = 16
 func (q *outQueue) take() (*batch, int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.takeLocked()
+}
+
+// takeWithin is take for a producer writing its own message: it hands over
+// the oldest segment only if the queue holds at most limit bytes, looked
+// at in the same step as it takes them. Other producers may have queued
+// more since the producer last looked, into that same segment.
+func (q *outQueue) takeWithin(limit int) (*batch, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queued > limit {
+		return nil, 0
+	}
+	return q.takeLocked()
+}
+
+// takeLocked is take for a caller that holds mu.
+func (q *outQueue) takeLocked() (*batch, int) {
 	if len(q.segments) == 0 {
 		return nil, 0
 	}

@@ -184,11 +184,11 @@ func (w *replyWriter) run() {
 		switch {
 		case w.small.has():
 			w.gather()
-			if _, err := w.writeSmall(now); err != nil {
+			if _, err := w.writeSmall(); err != nil {
 				w.ic.kill()
 			}
 		case w.parts.busy(now) || w.large.has():
-			if err := w.writeLarge(now); err != nil {
+			if err := w.writeLarge(); err != nil {
 				w.ic.kill()
 			}
 			w.ic.t.waker.yieldAfterPart()
@@ -218,11 +218,13 @@ func (w *replyWriter) gather() {
 const maxGatherYields = 8
 
 // writeSmall writes one segment of small responses as batch frames, and
-// reports how many it wrote.
-func (w *replyWriter) writeSmall(now int64) (int, error) {
+// reports how many it wrote. It reads the clock once it has the back
+// channel, which a beat stuck in a full socket may have held for seconds:
+// what expired meanwhile is dropped, not written.
+func (w *replyWriter) writeSmall() (int, error) {
 	w.ic.backMu.Lock()
 	defer w.ic.backMu.Unlock()
-	return w.writeSmallLocked(now)
+	return w.writeSmallLocked(monoNanos())
 }
 
 // writeSmallLocked is writeSmall for a caller that holds backMu.
@@ -238,12 +240,13 @@ func (w *replyWriter) writeSmallLocked(now int64) (int, error) {
 	return sent, err
 }
 
-// writeLarge writes one round of large responses.
-func (w *replyWriter) writeLarge(now int64) error {
+// writeLarge writes one round of large responses; it reads the clock once
+// it has the back channel, as writeSmall does.
+func (w *replyWriter) writeLarge() error {
 	w.ic.backMu.Lock()
 	defer w.ic.backMu.Unlock()
 	w.setWriteDeadline()
-	return w.parts.step(w.ic.conn, &w.frames, &w.large, w.ic.t.maxFrame, now, w)
+	return w.parts.step(w.ic.conn, &w.frames, &w.large, w.ic.t.maxFrame, monoNanos(), w)
 }
 
 // waitForGrants waits for a grant, or for a begun response to expire.

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -201,4 +202,36 @@ func TestOwnResponse(t *testing.T) {
 		assert.Equal(t, tt.resp, got, tt.name)
 		assert.Equal(t, tt.copied, len(got) > 0 && !aliases(got, tt.resp), tt.name)
 	}
+}
+
+// TestReplyExpiredWhileWaitingForTheBackChannelIsNotWritten: the reply
+// writer goroutine looked at the clock, then waited for the back channel,
+// held here as by a beat stuck in a full socket, and wrote the response
+// once it had it, by then past its request's deadline, as though it were
+// still live: counted as sent, with a TTL left that it did not have. A
+// response expired when it is written is dropped as expired.
+func TestReplyExpiredWhileWaitingForTheBackChannelIsNotWritten(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	handled := make(chan struct{})
+	r.tr.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
+		close(handled)
+		return []byte("late"), nil
+	}))
+	const ttl = 100 * time.Millisecond
+	r.ic.backMu.Lock()
+	r.write(batchFrame(message(wire.Header{ID: 1, Verb: 1, Flags: wire.FlagExpectsResponse, TTL: int64(ttl)}, nil)))
+	within(t, handled, 5*time.Second, "the request handled")
+	handledBy := time.Now() // the request arrived before: its deadline is before handledBy+ttl
+	eventually(t, func() bool {
+		buf := make([]byte, 1<<20)
+		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("(*replyWriter).writeSmall("))
+	}, "the reply writer waiting for the back channel")
+	<-time.After(time.Until(handledBy.Add(ttl)) + time.Millisecond) // its deadline passes
+	r.ic.backMu.Unlock()
+
+	d := within(t, r.drops, 5*time.Second, "the response dropped")
+	assert.Equal(t, ReasonExpired, d.Reason)
+	assert.Equal(t, uint64(1), d.ID)
+	assert.Zero(t, r.ic.peer.outbound[routing.Small].sent.Load(), "an expired response written")
+	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
 }

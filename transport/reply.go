@@ -124,7 +124,11 @@ func (w *replyWriter) writeFromCaller() {
 		}
 		low := w.ic.backQueueLow(limit)
 		if low {
-			switch sent, err := w.writeSmallLocked(monoNanos()); {
+			// What it writes is what it takes, checked in the same step:
+			// other handlers may have queued more since it looked.
+			b, _ := w.small.takeWithin(limit)
+			low = b != nil || !w.small.has() // more than it may write: the goroutine's
+			switch sent, err := w.writeSegment(b, monoNanos()); {
 			case err != nil:
 				w.ic.kill()
 			case sent > 0:
@@ -230,6 +234,12 @@ func (w *replyWriter) writeSmall() (int, error) {
 // writeSmallLocked is writeSmall for a caller that holds backMu.
 func (w *replyWriter) writeSmallLocked(now int64) (int, error) {
 	b, _ := w.small.take()
+	return w.writeSegment(b, now)
+}
+
+// writeSegment writes b, a segment taken from the small responses' queue
+// (nil: none), as batch frames; the caller holds backMu.
+func (w *replyWriter) writeSegment(b *batch, now int64) (int, error) {
 	if b == nil {
 		return 0, nil
 	}

@@ -163,7 +163,7 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 // for the capacity held by the very handlers it would stop. Any other on
 // the urgent lane may be taken beyond the limits (takeUrgentOverdraft),
 // so that neither it nor the cancels behind it wait for the room a peer's
-// requests hold. Elsewhere, or past that bound, its
+// requests hold; under OverloadReject too, so that it is not refused. Elsewhere, or past that bound, its
 // cancels act before it waits for its capacity, holding its bytes
 // meanwhile (one such frame a connection). A sender's writer puts cancels
 // in frames of their own within this size, ahead of its other frames
@@ -210,6 +210,19 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 			ic.account.Overdraw(held)
 		}
 		return ic.handleBatch(buf, held, false, true, over)
+	}
+	if !took && n <= maxUnadmittedFrame && ic.lane == routing.Urgent && ic.t.takeUrgentOverdraft(ic.peer) {
+		// OverloadReject: the urgent lane's control traffic is taken
+		// beyond the limits as under OverloadPause, not refused as one
+		// more of the requests that hold the room.
+		buf := bufpool.Get(n)
+		if err := read(buf, true); err != nil {
+			bufpool.Put(buf)
+			ic.t.giveBackUrgentOverdraft(ic.peer)
+			return err
+		}
+		ic.account.Overdraw(held)
+		return ic.handleBatch(buf, held, false, false, true)
 	}
 	rejecting := false
 	if !took {

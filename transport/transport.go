@@ -507,7 +507,12 @@ func (t *Transport) SetCoalescing(newStrategy func(routing.Lane) coalescing.Stra
 
 // SetLimits changes the outbound and inbound limits of every connection,
 // peer and the node, at once. Lowering a limit below what is in use frees
-// nothing: new messages wait or fail until enough is given back.
+// nothing: new messages wait or fail until enough is given back. That
+// includes the room open stream sessions hold: a stream connection is
+// refused when it would leave less than the largest message's room, but
+// one accepted before the limits were lowered keeps its room, and a large
+// message from that peer that no longer fits beside it waits, first in
+// line at the peer, until a session closes.
 func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	outbound.setDefaults()
 	inbound.setDefaults()

@@ -112,14 +112,23 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 		ic.abandon(m, uncounted)
 		return ic.refuse(fh.Stream, ReasonOverloaded, "larger than this node's inbound limits")
 	}
+	if largeWaitQueued != nil {
+		largeWaitQueued()
+	}
 	ic.counters.pause() // the connection reads on; the message waits
 	ic.mu.Lock()
-	if !m.granted { // not granted meanwhile
+	// Not granted meanwhile, nor failed by lowered limits and queued again
+	// (waitAtLength): that waiter is the one to cancel, not w.
+	if !m.granted && m.waiter == nil {
 		m.waiter = w
 	}
 	ic.mu.Unlock()
 	return nil
 }
+
+// largeWaitQueued, nil but in tests, is called once a large message's
+// waiter is queued and before it is recorded: tests hold that moment open.
+var largeWaitQueued func()
 
 // granted tells the sender that m, on stream, has room; an empty message
 // is complete at once.
@@ -194,7 +203,18 @@ func (ic *inConn) waitAtLength(stream uint32, m *largeIn) bool {
 	case w == nil:
 		return false // refused as any that cannot fit
 	}
+	if largeWaitQueued != nil {
+		largeWaitQueued()
+	}
 	ic.mu.Lock()
+	if !m.granted && (ic.closed || ic.streams[stream] != m) {
+		// Withdrawn or the connection ended meanwhile, with the waiter
+		// before this one: no one else cancels this one. Settled
+		// meanwhile, grantLater finds the message gone.
+		ic.mu.Unlock()
+		w.Cancel()
+		return true
+	}
 	if !m.granted {
 		m.waiter = w
 	}

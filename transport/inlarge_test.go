@@ -548,3 +548,61 @@ func isClosed(ch <-chan struct{}) bool {
 		return false
 	}
 }
+
+// holdLargeWaitQueued sets largeWaitQueued to hook until the test ends.
+func holdLargeWaitQueued(t *testing.T, hook func()) {
+	largeWaitQueued = hook
+	t.Cleanup(func() { largeWaitQueued = nil })
+}
+
+// TestReaderWaiterRequeuedBeforeItIsRecorded: limits lowered (SetLimits)
+// in the moment between a large message's waiter being queued and the
+// reader recording it fail that waiter, and the message waits again at
+// its length (waitAtLength). The reader then recorded the first waiter
+// over the second, so the connection's end cancelled only the settled
+// one: the second stayed queued, ahead of the peer's later allocations
+// and counted in InboundWaiters, until room freed.
+func TestReaderWaiterRequeuedBeforeItIsRecorded(t *testing.T) {
+	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 320<<10+workCost)) // one message and its handler's work
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	defer close(h.gate)
+	r.holdLarge(h, 1, 1, 300<<10)
+	var fired atomic.Bool
+	set := make(chan error, 1)
+	holdLargeWaitQueued(t, func() {
+		if fired.CompareAndSwap(false, true) { // the reader, at its message's first wait
+			small := Limits{PerConnection: 310 << 10, PerPeer: 310 << 10, Node: 310 << 10} // below its size class, not its length
+			set <- r.tr.SetLimits(Limits{}, small)
+		}
+	})
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 300<<10))
+	require.NoError(t, within(t, set, 5*time.Second, "SetLimits"))
+	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "it waits for room")
+	require.Equal(t, 1, r.tr.inBudget.Waiting(), "it waits again, at its length")
+	r.far.Close()
+	r.end()
+	eventually(t, func() bool { return r.tr.inBudget.Waiting() == 0 }, "its wait to end with the connection")
+}
+
+// TestReaderWaiterWithdrawnBeforeItIsRecorded: a large message withdrawn
+// by its sender in the moment between its waiting again at its length
+// (waitAtLength, the limits lowered) and that waiter being recorded left
+// the waiter queued: the withdrawal cancelled only the one before, settled
+// already.
+func TestReaderWaiterWithdrawnBeforeItIsRecorded(t *testing.T) {
+	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 320<<10+workCost)) // one message and its handler's work
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	defer close(h.gate)
+	r.holdLarge(h, 1, 1, 300<<10)
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 300<<10))
+	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "it waits for room")
+	holdLargeWaitQueued(t, func() { // on this goroutine, in SetLimits, once it waits again
+		r.write(anyFrame(wire.FrameLargeCancel, 2, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureCanceled})))
+		eventually(t, func() bool { return r.in.dropped[ReasonCanceled].Load() == 1 }, "the withdrawal")
+	})
+	small := Limits{PerConnection: 310 << 10, PerPeer: 310 << 10, Node: 310 << 10} // below its size class, not its length
+	require.NoError(t, r.tr.SetLimits(Limits{}, small))
+	eventually(t, func() bool { return r.tr.inBudget.Waiting() == 0 }, "its wait to end with its withdrawal")
+}

@@ -144,14 +144,21 @@ type PeerHealth struct {
 
 // statusOf derives a peer's status from its lanes: down when any lane is
 // failing, up when any lane connected or ended cleanly, unknown when none
-// was ever dialled.
+// was ever dialled. A lane dialling again after its connection ended
+// cleanly (closed for being idle: the peer was heard on the lane, and
+// nothing failed since) is still up: only a dial to a peer never heard
+// says nothing of it yet, and a lane that turned unknown at every redial
+// would take a quiet node out of ReadyAll each time. (A peer that takes
+// the handshake and says nothing is never heard: it stays unknown, then
+// down.)
 func statusOf(lanes []LaneHealth) PeerStatus {
 	status := PeerUnknown
 	for i := range lanes {
 		switch l := &lanes[i]; {
 		case l.failing():
 			return PeerDown
-		case l.State == LaneConnected, !l.Since.IsZero() && l.ConsecutiveFailures == 0 && l.State != LaneDialing:
+		case l.State == LaneConnected,
+			!l.Since.IsZero() && l.ConsecutiveFailures == 0 && (l.State != LaneDialing || !l.LastRead.IsZero()):
 			status = PeerUp
 		}
 	}

@@ -22,6 +22,8 @@ func TestPeerStatusFromLanes(t *testing.T) {
 	reconnected := LaneHealth{State: LaneConnected, Since: at, LastError: "refused"}
 	idleAfterUse := LaneHealth{State: LaneIdle, Since: at}
 	firstDial := LaneHealth{State: LaneDialing, Since: at}
+	redialAfterIdle := LaneHealth{State: LaneDialing, Since: at, LastWrite: at, LastRead: at}
+	muteDial := LaneHealth{State: LaneDialing, Since: at, LastWrite: at}
 	redial := LaneHealth{State: LaneDialing, Since: at, ConsecutiveFailures: 2}
 	backoff := LaneHealth{State: LaneBackoff, Since: at, ConsecutiveFailures: 1}
 	lost := LaneHealth{State: LaneIdle, Since: at, ConsecutiveFailures: 1}
@@ -35,6 +37,8 @@ func TestPeerStatusFromLanes(t *testing.T) {
 		{"connected", []LaneHealth{never, connected, never}, PeerUp},
 		{"connected again after failures", []LaneHealth{never, reconnected, never}, PeerUp},
 		{"closed for idleness", []LaneHealth{idleAfterUse, never, never}, PeerUp},
+		{"redialled after idleness", []LaneHealth{redialAfterIdle, never, never}, PeerUp},
+		{"written to, never heard", []LaneHealth{muteDial, never, never}, PeerUnknown},
 		{"one lane backs off", []LaneHealth{connected, backoff, never}, PeerDown},
 		{"redialling after a failure", []LaneHealth{redial, never, never}, PeerDown},
 		{"lost and not replaced", []LaneHealth{connected, never, lost}, PeerDown},

@@ -299,3 +299,78 @@ func BenchmarkHealth(b *testing.B) {
 		}
 	}
 }
+
+// holdingDialer dials normally, but holds every dial after the first
+// until release closes: a lane's redial, caught in progress.
+type holdingDialer struct {
+	mu      sync.Mutex
+	dials   int
+	release chan struct{}
+	held    chan struct{} // closed when the first held dial waits
+}
+
+func (d *holdingDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	d.mu.Lock()
+	d.dials++
+	first := d.dials == 1
+	if d.dials == 2 {
+		close(d.held)
+	}
+	d.mu.Unlock()
+	if !first {
+		select {
+		case <-d.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	var nd net.Dialer
+	return nd.DialContext(ctx, network, address)
+}
+
+// A lane closed for being idle leaves its peer up; the message that
+// redials it must not turn the peer unknown — "never tried" — while the
+// dial runs: this node has talked to it, nothing failed, and a readiness
+// probe (ReadyAll) would see the node flap out of ready at every redial.
+func TestHealthOfALaneRedialledAfterIdlenessIsUp(t *testing.T) {
+	d := &holdingDialer{release: make(chan struct{}), held: make(chan struct{})}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Idle = 50 * time.Millisecond
+		if i == 0 {
+			cfg.Dialer = d
+		}
+	})
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	n1, n2 := c.Nodes[0], c.ID(1)
+	_, err := n1.Request(ctxTimeout(t, 5*time.Second), n2, verbEcho, nil)
+	require.NoError(t, err)
+	waitFor(t, 5*time.Second, "the lane closes", func() bool {
+		return peerHealth(t, n1, n2).Lanes[routing.Small].State == transport.LaneIdle
+	})
+	require.Equal(t, transport.PeerUp, peerHealth(t, n1, n2).Status)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := n1.Request(ctxTimeout(t, 10*time.Second), n2, verbEcho, nil)
+		done <- err
+	}()
+	select {
+	case <-d.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lane did not redial")
+	}
+	waitFor(t, 5*time.Second, "the lane dials", func() bool {
+		return peerHealth(t, n1, n2).Lanes[routing.Small].State == transport.LaneDialing
+	})
+	p := peerHealth(t, n1, n2)
+	h := n1.Health()
+	close(d.release)
+	assert.Equal(t, transport.PeerUp, p.Status, "redialling after idleness: %+v", p.Lanes[routing.Small])
+	assert.True(t, h.Ready(transport.ReadyAll), "ready while a lane redials after idleness")
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request after the redial did not complete")
+	}
+}

@@ -99,6 +99,25 @@ func (c *cancels) cancel(id uint64) {
 	c.full = c.full || c.next == 0
 }
 
+// ended cancels the requests that came on ic, which has ended: a waiting
+// one never starts, a running one's context is cancelled, as if its
+// requester had cancelled it. Its answer would have nowhere to go, and
+// its requester has failed it (ErrConnectionReset); a handler waiting on
+// its context would otherwise run on until its deadline, or for ever
+// without one, holding its frame's room all the while.
+func (c *cancels) ended(ic *inConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.live {
+		if w.ic == ic {
+			w.canceled = true
+			if w.cancel != nil {
+				w.cancel()
+			}
+		}
+	}
+}
+
 // sendCancel tells peer to that the caller of request id gave up: its
 // handler's context is cancelled, or if it has not started it never does.
 // The cancel travels on the urgent lane, so that it does not wait behind

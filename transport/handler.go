@@ -59,8 +59,9 @@ type Message struct {
 // ordered handler that blocks holds up that verb from that sender on that
 // lane only. The context's deadline is the message's ExpiresAt; the
 // context is cancelled then, when the requester cancels its Request (its
-// cancel travels on the urgent lane; the answer is then not sent), or when
-// the transport closes. For a request, the returned
+// cancel travels on the urgent lane; the answer is then not sent), when a
+// request's connection ends (its answer has nowhere to go), or when the
+// transport closes. For a request, the returned
 // bytes are the response and an error is sent to the requester as a failure
 // (ErrHandler); for a one-way message both are discarded. The returned
 // slice may be retained by the transport until it is written.

@@ -9,7 +9,8 @@ import (
 // handlerContext is a handler's context: it ends at the message's
 // deadline, when the transport closes (parent, the transport's own
 // context, which carries no values), or when its cancel is called (the
-// handler returned, or its requester sent a cancel).
+// handler returned, its requester sent a cancel, or a request's connection
+// ended).
 //
 // It is context.WithDeadline(parent, deadline), made lazily. Made for
 // every message, that context registers with its parent under the

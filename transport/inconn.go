@@ -162,6 +162,7 @@ func (ic *inConn) end() {
 	for _, m := range streams {
 		ic.abandon(m, ReasonConnectionReset)
 	}
+	ic.peer.cancels.ended(ic)
 	ic.replies.close()
 }
 

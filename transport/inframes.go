@@ -177,8 +177,12 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 			bufpool.Put(buf)
 			return err
 		}
+		// Its messages' TTLs start now, as it is read, not once its room
+		// comes: a request waiting here past its deadline has been given
+		// up by its caller, who sends no cancel for that.
+		arrived := monoNanos()
 		if needsNoRoom(buf, ic.t.maxFrame, &ic.header) {
-			return ic.handleBatch(buf, 0, false, false, false)
+			return ic.handleBatch(buf, 0, arrived, false, false, false)
 		}
 		var freed <-chan struct{}
 		var tryOver func() bool
@@ -192,7 +196,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 				// one at a time a peer (not a connection, which the frame
 				// may outlive) and maxUrgentOverdrafts node-wide.
 				ic.account.Overdraw(held)
-				return ic.handleBatch(buf, held, false, false, true)
+				return ic.handleBatch(buf, held, arrived, false, false, true)
 			}
 			tryOver = func() bool { return ic.t.takeUrgentOverdraft(ic.peer) }
 		}
@@ -203,13 +207,16 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		// back, whichever it gets first.
 		over, err := ic.waitRoom(held, freed, tryOver)
 		if err != nil {
+			// Its messages arrived, its cancels were counted: the rest end
+			// with the connection, counted.
+			ic.dropUnrouted(buf)
 			bufpool.Put(buf)
 			return err
 		}
 		if over {
 			ic.account.Overdraw(held)
 		}
-		return ic.handleBatch(buf, held, false, true, over)
+		return ic.handleBatch(buf, held, arrived, false, true, over)
 	}
 	if !took && n <= maxUnadmittedFrame && ic.lane == routing.Urgent && ic.t.takeUrgentOverdraft(ic.peer) {
 		// OverloadReject: the urgent lane's control traffic is taken
@@ -222,7 +229,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 			return err
 		}
 		ic.account.Overdraw(held)
-		return ic.handleBatch(buf, held, false, false, true)
+		return ic.handleBatch(buf, held, monoNanos(), false, false, true)
 	}
 	rejecting := false
 	if !took {
@@ -240,7 +247,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		ic.account.Release(held)
 		return err
 	}
-	return ic.handleBatch(buf, held, rejecting, false, false)
+	return ic.handleBatch(buf, held, monoNanos(), rejecting, false, false)
 }
 
 // maxUrgentOverdrafts bounds the small urgent frames held beyond the
@@ -312,14 +319,33 @@ func (ic *inConn) actOnCancels(frame []byte) {
 	})
 }
 
+// dropUnrouted counts as dropped the messages, but for cancels, of a
+// well-formed batch frame that was read but will never be routed: its
+// connection or the transport ended while it waited for room
+// (readAdmitted).
+func (ic *inConn) dropUnrouted(frame []byte) {
+	reason := ReasonConnectionReset
+	select {
+	case <-ic.t.closed:
+		reason = ReasonClosed
+	default:
+	}
+	_ = forEachMessage(frame, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, _ []byte) {
+		if h.Flags&wire.FlagCancel == 0 {
+			ic.counters.drop(reason)
+		}
+	})
+}
+
 // handleBatch routes the messages of a batch frame read into buf, a
-// pooled buffer it takes over with held bytes of capacity; rejecting, it
-// answers them overloaded instead. cancelsDone says its cancels have
+// pooled buffer it takes over with held bytes of capacity, at arrived
+// (monoNanos), where its messages' TTLs start; rejecting, it answers them
+// overloaded instead. cancelsDone says its cancels have
 // acted already (actOnCancels); over, that it was taken beyond the limits
 // (readAdmitted, takeUrgentOverdraft) until it is released.
-func (ic *inConn) handleBatch(buf []byte, held int64, rejecting, cancelsDone, over bool) error {
+func (ic *inConn) handleBatch(buf []byte, held, arrived int64, rejecting, cancelsDone, over bool) error {
 	f := framePool.Get().(*inFrame)
-	f.buf, f.pooled, f.held, f.arrived, f.over = buf, true, held, monoNanos(), over
+	f.buf, f.pooled, f.held, f.arrived, f.over = buf, true, held, arrived, over
 	// Check every message first: a frame with a bad one is handled not at
 	// all. Cancels act at once.
 	handled, count, requests := 0, 0, 0

@@ -79,7 +79,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 		if !ic.beginAnswer(&hdr, m.deadline) {
 			return nil
 		}
-		w = &work{h: hdr}
+		w = &work{ic: ic, h: hdr}
 		if !ic.peer.cancels.add(w) {
 			ic.counters.drop(ReasonCanceled) // its cancel came first
 			ic.answered()

@@ -72,7 +72,8 @@ type Config struct {
 
 	// TransportAddr is the internode listen address, "host:port", that
 	// other members dial. It travels in this node's gossip metadata.
-	// Required; at most MaxTransportAddrLen bytes; port 1-65535.
+	// Required; at most MaxTransportAddrLen bytes; port 1-65535; not an
+	// unspecified IP such as 0.0.0.0, which others cannot dial.
 	TransportAddr string
 
 	// BindAddr is the "ip:port" memberlist listens on for gossip, over both

@@ -106,7 +106,7 @@ func decodeMeta(meta []byte) (nodeMeta, error) {
 }
 
 // checkTransportAddr accepts "host:port" with a non-empty host (a name or an
-// IP) and a port in 1-65535.
+// IP other than 0.0.0.0 or ::) and a port in 1-65535.
 func checkTransportAddr(addr string) error {
 	if len(addr) > MaxTransportAddrLen {
 		return fmt.Errorf("%w: transport address longer than %d bytes", ErrInvalidAddr, MaxTransportAddrLen)
@@ -117,6 +117,12 @@ func checkTransportAddr(addr string) error {
 	}
 	if host == "" {
 		return fmt.Errorf("%w: transport address %q has no host", ErrInvalidAddr, addr)
+	}
+	// A listen address such as "0.0.0.0:7000" is no address to dial: a
+	// member that dialled it would reach its own transport, not this node.
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("%w: transport address %q is unspecified (all interfaces); give one that members can dial",
+			ErrInvalidAddr, addr)
 	}
 	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
 		return fmt.Errorf("%w: transport address %q: port must be 1-65535", ErrInvalidAddr, addr)

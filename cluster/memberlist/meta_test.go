@@ -130,3 +130,18 @@ func FuzzDecodeMeta(f *testing.F) {
 		require.Equal(t, got, again)
 	})
 }
+
+// TestTransportAddrUnspecified: a node given its transport's listen address
+// "0.0.0.0:7000" as TransportAddr (all interfaces, like ":7000", which was
+// already refused) gossiped it, and every other member dialled 0.0.0.0,
+// which reaches the dialler's own transport. Such an address is refused in
+// the Config and ignored in a peer's gossip.
+func TestTransportAddrUnspecified(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:7000", "[::]:7000"} {
+		err := Config{NodeID: "n1", TransportAddr: addr}.Validate()
+		assert.ErrorIs(t, err, ErrInvalidConfig, addr)
+		assert.ErrorIs(t, err, ErrInvalidAddr, addr)
+		_, err = decodeMeta(encodeMeta(addr))
+		assert.ErrorIs(t, err, errMalformedMeta, "%s from a peer", addr)
+	}
+}

@@ -152,6 +152,13 @@ func (m *Membership) reconnectRound() {
 			m.logger.Printf("[DEBUG] memberlist: reconnect: cannot join %s: %s", what, msg)
 			continue
 		}
+		if target.id == "" && m.rc.alone() {
+			// A seed that answers without this node learning of anyone
+			// is this node itself under another name (a host name,
+			// another of its IPs): no success, try the next target.
+			m.logger.Printf("[DEBUG] memberlist: reconnect: %s answered, but this node is still alone", what)
+			continue
+		}
 		m.logger.Printf("[INFO] memberlist: reconnect: joined %s", what)
 		return
 	}

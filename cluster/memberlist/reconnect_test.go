@@ -2,6 +2,7 @@ package memberlist
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"maps"
@@ -339,4 +340,42 @@ func TestRestartBeforeTheCrashIsDetected(t *testing.T) {
 		return ok && got == back
 	}, 5*time.Second, 10*time.Millisecond,
 		"n1 does not take the restarted n2 back once it has declared the old one dead; n1 has %v", n1.Members())
+}
+
+// TestReconnectSeedThatIsThisNode: every node is often given the same seed
+// list, in which it finds itself under a name (a host name, another of its
+// IPs) that Join cannot recognise. A join through that seed succeeds, alone:
+// a round that stopped at that "success" never tried the next seed, so a
+// node that found itself alone (here n1, started before n2, which has no
+// seeds) stayed alone for good.
+func TestReconnectSeedThatIsThisNode(t *testing.T) {
+	// Two free ports, known before Join: held together so that they differ.
+	var ports [2]int
+	var held [2]net.Listener
+	for i := range held {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		held[i], ports[i] = l, l.Addr().(*net.TCPAddr).Port
+	}
+	for _, l := range held {
+		require.NoError(t, l.Close())
+	}
+	p1, p2 := ports[0], ports[1]
+	n1, err := Join(Config{
+		NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: fmt.Sprintf("127.0.0.1:%d", p1),
+		Seeds:             []string{fmt.Sprintf("localhost:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)},
+		ReconnectInterval: 100 * time.Millisecond, Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err, "n1 answers its own seed")
+	defer func() { assert.NoError(t, n1.Close()) }()
+	n2, err := Join(Config{
+		NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: fmt.Sprintf("127.0.0.1:%d", p2),
+		ReconnectInterval: -1, Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, n2.Close()) }()
+
+	// Only n1's reconnection rounds can bring the two together.
+	waitMembers(t, n1, member("n1"), member("n2"))
+	waitMembers(t, n2, member("n1"), member("n2"))
 }

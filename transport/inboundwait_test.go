@@ -12,7 +12,72 @@ import (
 
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
+
+// heldRoom is two nodes, n1's room at n2 held beyond its limit by three
+// large requests whose handlers wait for release (OverloadPause): a small
+// frame of n1's then waits for room. quick is the handler of verbQuick,
+// which counts its runs in ran.
+type heldRoom struct {
+	c       *transporttest.Cluster
+	n1, n2  *transport.Transport
+	ran     atomic.Int64
+	release func()
+}
+
+func newHeldRoom(t *testing.T, verbHold, verbQuick transport.Verb, answer []byte) *heldRoom {
+	t.Helper()
+	outbound := transport.Limits{PerConnection: 8 << 20, PerPeer: 16 << 20, Node: 32 << 20}
+	h := &heldRoom{}
+	h.c = newCluster(t, 2, func(_ int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = 256 << 10
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
+		cfg.Memory.Outbound = outbound
+		cfg.Memory.InboundOverload = transport.OverloadPause
+	})
+	h.n1, h.n2 = h.c.Nodes[0], h.c.Nodes[1]
+	var holding atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	h.release = func() { once.Do(func() { close(release) }) }
+	h.n2.Handle(verbHold, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		holding.Add(1)
+		<-release
+		return nil, nil
+	}))
+	h.n2.Handle(verbQuick, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		h.ran.Add(1)
+		return answer, nil
+	}))
+	var calls sync.WaitGroup
+	t.Cleanup(func() { h.release(); calls.Wait() }) // before the cluster closes
+	for range 3 {
+		calls.Go(func() {
+			_, _ = h.n1.Request(ctxTimeout(t, 30*time.Second), h.c.ID(1), verbHold, make([]byte, 250<<10))
+		})
+	}
+	waitFor(t, 10*time.Second, "n1's room at n2 held by its large requests", func() bool { return holding.Load() == 3 })
+	// What it holds is now beyond its limit: nothing more of its fits.
+	require.NoError(t, h.n2.SetLimits(outbound, transport.Limits{PerConnection: 4 << 20, PerPeer: 600 << 10, Node: 8 << 20}))
+	return h
+}
+
+// small sums n2's small-lane counters for n1: throttled, received and
+// dropped messages, and those dropped as expired.
+func (h *heldRoom) small() (throttled, received, dropped, expired uint64) {
+	for _, s := range h.n2.Stats().Conns {
+		if s.Peer == h.c.ID(0) && s.Lane == routing.Small {
+			throttled += s.Throttled
+			received += s.MessagesReceived
+			for _, d := range s.DroppedInbound {
+				dropped += d
+			}
+			expired += s.DroppedInbound[transport.ReasonExpired]
+		}
+	}
+	return throttled, received, dropped, expired
+}
 
 // TestASmallFrameReadBeforeItsRoomExpiresFromItsArrival: under
 // OverloadPause a small request frame that finds no room is read first
@@ -22,52 +87,9 @@ import (
 // cancel is sent for that) still ran its handler, with a deadline as far
 // past the wait as its TTL.
 func TestASmallFrameReadBeforeItsRoomExpiresFromItsArrival(t *testing.T) {
-	const (
-		verbHold  transport.Verb = 230
-		verbQuick transport.Verb = 231
-	)
-	outbound := transport.Limits{PerConnection: 8 << 20, PerPeer: 16 << 20, Node: 32 << 20}
-	c := newCluster(t, 2, func(_ int, cfg *transport.Config) {
-		cfg.Memory.MaxMessageSize = 256 << 10
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
-		cfg.Memory.Outbound = outbound
-		cfg.Memory.InboundOverload = transport.OverloadPause
-	})
-	n1, n2 := c.Nodes[0], c.Nodes[1]
-	var holding atomic.Int64
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	defer releaseOnce.Do(func() { close(release) })
-	n2.Handle(verbHold, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		holding.Add(1)
-		<-release
-		return nil, nil
-	}))
-	var ran atomic.Int64
-	n2.Handle(verbQuick, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		ran.Add(1)
-		return []byte("late"), nil
-	}))
-
-	// n1 fills its room at n2 with large requests whose handlers hold it.
-	var calls sync.WaitGroup
-	defer calls.Wait()
-	defer releaseOnce.Do(func() { close(release) })
-	for range 3 {
-		calls.Go(func() { _, _ = n1.Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbHold, make([]byte, 250<<10)) })
-	}
-	waitFor(t, 10*time.Second, "n1's room at n2 held by its large requests", func() bool { return holding.Load() == 3 })
-	// What it holds is now beyond its limit: nothing more of its fits.
-	require.NoError(t, n2.SetLimits(outbound, transport.Limits{PerConnection: 4 << 20, PerPeer: 600 << 10, Node: 8 << 20}))
-	smallThrottled := func() (n uint64, expired uint64) {
-		for _, s := range n2.Stats().Conns {
-			if s.Peer == c.ID(0) && s.Lane == routing.Small {
-				n += s.Throttled
-				expired += s.DroppedInbound[transport.ReasonExpired]
-			}
-		}
-		return n, expired
-	}
+	const verbHold, verbQuick transport.Verb = 230, 231
+	h := newHeldRoom(t, verbHold, verbQuick, []byte("late"))
+	n1, c := h.n1, h.c
 
 	// A small request now finds no room: read, it waits for some. Its
 	// caller gives up at its deadline.
@@ -80,20 +102,20 @@ func TestASmallFrameReadBeforeItsRoomExpiresFromItsArrival(t *testing.T) {
 		failed <- err
 	}()
 	waitFor(t, 10*time.Second, "n2's small-lane reader waiting for the request's room", func() bool {
-		n, _ := smallThrottled()
-		return n == 1
+		throttled, _, _, _ := h.small()
+		return throttled == 1
 	})
 	err := within(t, failed, 10*time.Second, "the request to fail at its deadline")
 	require.True(t, errors.Is(err, context.DeadlineExceeded), "request: %v", err)
 
 	// The room comes back: the request, past its deadline, must be dropped
 	// as expired, not run.
-	releaseOnce.Do(func() { close(release) })
+	h.release()
 	waitFor(t, 10*time.Second, "the late request dropped or run", func() bool {
-		_, expired := smallThrottled()
-		return ran.Load() > 0 || expired > 0
+		_, _, _, expired := h.small()
+		return h.ran.Load() > 0 || expired > 0
 	})
-	require.Zero(t, ran.Load(), "a request past its deadline ran its handler")
+	require.Zero(t, h.ran.Load(), "a request past its deadline ran its handler")
 }
 
 // TestASmallFrameReadBeforeItsRoomIsCountedWhenItsConnectionEnds: a small
@@ -102,50 +124,9 @@ func TestASmallFrameReadBeforeItsRoomExpiresFromItsArrival(t *testing.T) {
 // received nor dropped, though it had arrived (the cancels of such a
 // frame are counted as received).
 func TestASmallFrameReadBeforeItsRoomIsCountedWhenItsConnectionEnds(t *testing.T) {
-	const (
-		verbHold  transport.Verb = 232
-		verbQuick transport.Verb = 233
-	)
-	outbound := transport.Limits{PerConnection: 8 << 20, PerPeer: 16 << 20, Node: 32 << 20}
-	c := newCluster(t, 2, func(_ int, cfg *transport.Config) {
-		cfg.Memory.MaxMessageSize = 256 << 10
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 1 << 20, Node: 8 << 20}
-		cfg.Memory.Outbound = outbound
-		cfg.Memory.InboundOverload = transport.OverloadPause
-	})
-	n1, n2 := c.Nodes[0], c.Nodes[1]
-	var holding atomic.Int64
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	n2.Handle(verbHold, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		holding.Add(1)
-		<-release
-		return nil, nil
-	}))
-	var ran atomic.Int64
-	n2.Handle(verbQuick, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		ran.Add(1)
-		return nil, nil
-	}))
-	var calls sync.WaitGroup
-	defer calls.Wait()
-	defer releaseOnce.Do(func() { close(release) })
-	for range 3 {
-		calls.Go(func() { _, _ = n1.Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbHold, make([]byte, 250<<10)) })
-	}
-	waitFor(t, 10*time.Second, "n1's room at n2 held by its large requests", func() bool { return holding.Load() == 3 })
-	require.NoError(t, n2.SetLimits(outbound, transport.Limits{PerConnection: 4 << 20, PerPeer: 600 << 10, Node: 8 << 20}))
-	small := func() (received, dropped uint64) {
-		for _, s := range n2.Stats().Conns {
-			if s.Peer == c.ID(0) && s.Lane == routing.Small {
-				received += s.MessagesReceived
-				for _, d := range s.DroppedInbound {
-					dropped += d
-				}
-			}
-		}
-		return received, dropped
-	}
+	const verbHold, verbQuick transport.Verb = 232, 233
+	h := newHeldRoom(t, verbHold, verbQuick, nil)
+	n2, c := h.n2, h.c
 
 	// n1's small lane, written by hand: one request, read, waits for room;
 	// then the connection ends.
@@ -160,12 +141,12 @@ func TestASmallFrameReadBeforeItsRoomIsCountedWhenItsConnectionEnds(t *testing.T
 	waitFor(t, 10*time.Second, "the connection gone at n2", func() bool {
 		return n2.Stats().InboundWaiters == 0
 	})
-	releaseOnce.Do(func() { close(release) })
+	h.release()
 	waitFor(t, 10*time.Second, "the request counted once, received or dropped", func() bool {
-		r, d := small()
-		return r+d == 1
+		_, received, dropped, _ := h.small()
+		return received+dropped == 1
 	})
-	require.Zero(t, ran.Load(), "its connection ended before it started")
+	require.Zero(t, h.ran.Load(), "its connection ended before it started")
 }
 
 // TestARunningRequestsContextEndsWithItsConnection: a request's handler

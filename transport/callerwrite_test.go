@@ -88,23 +88,14 @@ func TestCallerWritesToAnIdleLane(t *testing.T) {
 // up they only queue, and the writer goroutine is the one that waits in a
 // write. So no Send waits for the write timeout, here a minute.
 func TestCallersNeverWaitOnAPeerThatStopsReading(t *testing.T) {
-	sink := deafPeer(t)
-	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+	c := laneToDeafSink(t, func(cfg *transport.Config) {
 		neverWaits(cfg)
-		cfg.Timeouts.Write = time.Minute
 		// Socket buffers far smaller than the lane's limit: once Send is
 		// refused, most of what it holds waits in the queue.
 		cfg.Lanes.Sockets[routing.Small].SendBuffer = 64 << 10
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 64 << 20, Node: 64 << 20}
 	})
 	defer c.Close()
-	quietAtOnce(c)
-	c.Members.Add(cluster.Member{ID: "sink", Addr: sink})
-	// The writer dials for the first message; the rest find the lane idle.
-	require.NoError(t, c.Nodes[0].Send(context.Background(), "sink", verbData, []byte("dial")))
-	waitFor(t, 5*time.Second, "the first message written", func() bool {
-		return laneStats(t, c.Nodes[0], "sink", routing.Small).MessagesSent == 1
-	})
 	sent := make(chan int)
 	go func() {
 		n := 0
@@ -277,21 +268,13 @@ func fromCallerWrite() bool {
 // stopped reading, and waited there for the write timeout. It writes only
 // a queue within the bound, or leaves it to the writer goroutine.
 func TestCallerWritesNoMoreThanItLookedAt(t *testing.T) {
-	sink := deafPeer(t)
 	gated := &gatedWait{Strategy: coalescing.NewDisabled()}
-	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+	c := laneToDeafSink(t, func(cfg *transport.Config) {
 		gatedSmallLane(gated)(cfg)
-		cfg.Timeouts.Write = time.Minute
 		cfg.Lanes.Sockets[routing.Small].SendBuffer = 16 << 10
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 4 << 20, PerPeer: 64 << 20, Node: 64 << 20}
 	})
 	defer c.Close()
-	quietAtOnce(c)
-	c.Members.Add(cluster.Member{ID: "sink", Addr: sink})
-	require.NoError(t, c.Nodes[0].Send(context.Background(), "sink", verbData, []byte("dial")))
-	waitFor(t, 5*time.Second, "the first message written", func() bool {
-		return laneStats(t, c.Nodes[0], "sink", routing.Small).MessagesSent == 1
-	})
 	held, gate := gated.arm()
 	sent := holdCallerWrite(t, c.Nodes[0], "sink", held, context.Background)
 	for range 8 { // queued behind the held producer's message, in its segment
@@ -347,4 +330,24 @@ func TestCallerWriteOfNothingDoesNotPutOffThePing(t *testing.T) {
 	assert.True(t, st.Connected, "the lane's connection closed")
 	assert.EqualValues(t, 1, st.Connects, "the lane's connection replaced")
 	assert.Positive(t, st.Dropped[transport.ReasonExpired], "messages expired as they were written")
+}
+
+// laneToDeafSink is one node, configured by configure and a minute's
+// write timeout, whose small lane to "sink", a peer that never reads, is
+// dialled and quiet: the writer dialled for a first message, and the lane
+// writes from its producers at once (quietAtOnce).
+func laneToDeafSink(t *testing.T, configure func(cfg *transport.Config)) *transporttest.Cluster {
+	t.Helper()
+	sink := deafPeer(t)
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Timeouts.Write = time.Minute
+		configure(cfg)
+	})
+	quietAtOnce(c)
+	c.Members.Add(cluster.Member{ID: "sink", Addr: sink})
+	require.NoError(t, c.Nodes[0].Send(context.Background(), "sink", verbData, []byte("dial")))
+	waitFor(t, 5*time.Second, "the first message written", func() bool {
+		return laneStats(t, c.Nodes[0], "sink", routing.Small).MessagesSent == 1
+	})
+	return c
 }

@@ -99,21 +99,20 @@ func (c *cancels) cancel(id uint64) {
 	c.full = c.full || c.next == 0
 }
 
-// ended cancels the requests that came on ic, which has ended: a waiting
-// one never starts, a running one's context is cancelled, as if its
-// requester had cancelled it. Its answer would have nowhere to go, and
-// its requester has failed it (ErrConnectionReset); a handler waiting on
-// its context would otherwise run on until its deadline, or for ever
-// without one, holding its frame's room all the while.
+// ended cancels the contexts of the running requests that came on ic,
+// which has ended: their requesters have failed them (ErrConnectionReset)
+// and their answers have nowhere to go, and a handler waiting on its
+// context would otherwise run on until its deadline, or for ever without
+// one, holding its frame's room all the while. Unlike a requester's
+// cancel, it leaves the answer to be dropped with the connection and
+// counted there (Dropped[connection reset]), as every response is; a
+// waiting request is dropped as it starts, its connection ended (handle).
 func (c *cancels) ended(ic *inConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, w := range c.live {
-		if w.ic == ic {
-			w.canceled = true
-			if w.cancel != nil {
-				w.cancel()
-			}
+		if w.ic == ic && w.cancel != nil {
+			w.cancel()
 		}
 	}
 }

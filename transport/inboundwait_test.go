@@ -178,4 +178,9 @@ func TestARunningRequestsContextEndsWithItsConnection(t *testing.T) {
 	within(t, started, 10*time.Second, "the handler to start")
 	conn.Close()
 	require.ErrorIs(t, within(t, ended, 20*time.Second, "the handler to return"), context.Canceled)
+	// Its answer, with nowhere to go, ends as every response does: dropped
+	// with its connection, and counted.
+	waitFor(t, 10*time.Second, "the answer counted dropped with its connection", func() bool {
+		return n2.Stats().Total().Dropped[transport.ReasonConnectionReset] == 1
+	})
 }

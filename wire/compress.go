@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/klauspost/compress/s2"
@@ -35,12 +36,20 @@ func MaxBatchS2Len(n int) int { return s2.MaxEncodedLen(n) }
 // BatchS2Len returns the length of the batch a FrameBatchS2 payload
 // decodes to, read from the block's first bytes (at most
 // MaxBatchS2Prefix of them), without decoding anything. It returns
-// ErrTruncated when b ends inside the length, ErrMalformed for a length
-// that is 0 or not minimally encoded, and ErrFrameTooLarge for one above
-// maxLen (the reader's frame limit), so that a reader allocates nothing
+// ErrTruncated when b, shorter than MaxBatchS2Prefix, ends inside the
+// length, ErrMalformed for a length that is 0 or not minimally encoded,
+// and ErrFrameTooLarge for one above maxLen (the reader's frame limit) or
+// longer than MaxBatchS2Prefix bytes, so that a reader allocates nothing
 // for a decompression bomb.
 func BatchS2Len(b []byte, maxLen uint32) (int, error) {
-	v, _, err := uvarint(b, 0)
+	// A reader may hold only the first MaxBatchS2Prefix bytes of the
+	// block, and they are enough: a length that does not end within them
+	// is 2^35 or more, above any frame limit, so it is refused as too
+	// large, not as cut short.
+	v, _, err := uvarint(b[:min(len(b), MaxBatchS2Prefix)], 0)
+	if errors.Is(err, ErrTruncated) && len(b) >= MaxBatchS2Prefix {
+		return 0, fmt.Errorf("%w: compressed batch length longer than %d bytes", ErrFrameTooLarge, MaxBatchS2Prefix)
+	}
 	switch {
 	case err != nil:
 		return 0, err

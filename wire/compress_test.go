@@ -124,9 +124,17 @@ func FuzzDecodeBatchS2(f *testing.F) {
 	f.Add(AppendBatchS2(nil, jsonLike(3000)))
 	f.Add(AppendBatchS2(nil, randomBytes(300)))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x01}) // 2^35: longer than the prefix
 	const limit = 64 << 10
 	f.Fuzz(func(t *testing.T, block []byte) {
 		n, err := BatchS2Len(block, limit)
+		if len(block) >= MaxBatchS2Prefix {
+			// The prefix alone decides, as a reader that peeks it does.
+			pn, perr := BatchS2Len(block[:MaxBatchS2Prefix], limit)
+			if pn != n || (perr == nil) != (err == nil) || perr != nil && perr.Error() != err.Error() {
+				t.Fatalf("prefix says %d, %v; whole block %d, %v", pn, perr, n, err)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -181,4 +189,26 @@ func BenchmarkBatchS2(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestBatchS2LenFromPrefix checks that MaxBatchS2Prefix bytes are enough
+// to decide, as doc.go says a reader does: a length whose uvarint runs
+// past them is above any frame limit (ErrFrameTooLarge), whether the
+// reader passed the prefix alone or the whole block.
+func TestBatchS2LenFromPrefix(t *testing.T) {
+	// 2^35, minimally encoded in six bytes.
+	long := []byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x00}
+	for _, b := range [][]byte{long[:MaxBatchS2Prefix], long[:6], long} {
+		_, err := BatchS2Len(b, 1<<32-1)
+		assert.ErrorIs(t, err, ErrFrameTooLarge, "% x", b)
+	}
+	// Fewer bytes than the prefix may still end inside a valid length.
+	_, err := BatchS2Len(long[:MaxBatchS2Prefix-1], 1<<32-1)
+	assert.ErrorIs(t, err, ErrTruncated)
+	// The longest length there is still fits the prefix.
+	n, err := BatchS2Len([]byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0xff}, 64<<10)
+	assert.ErrorIs(t, err, ErrFrameTooLarge)
+	n, err = BatchS2Len([]byte{0xff, 0xff, 0x03, 0xff}, 64<<10)
+	require.NoError(t, err)
+	assert.Equal(t, 64<<10-1, n)
 }

@@ -577,6 +577,21 @@
 //
 //	then: length raw bytes | crc32c (4)
 //
+//	header_len  bytes of the header after header_len, which they must
+//	            fill exactly: at most 62 (MaxFileHeaderSize, 64, counts
+//	            header_len too)
+//	verb        what the transfer is for, 0..2^32-1, chosen by the
+//	            application
+//	id          sender-chosen transfer ID, 0..2^64-1
+//	created_at  sender's clock at creation, signed Unix nanoseconds, as
+//	            in a message header
+//	ttl         nanoseconds the transfer stays worth finishing, counted
+//	            from when the header is written, 0..2^62 (MaxTTL): unlike
+//	            a message header's, a uvarint that is always there, and 0
+//	            means it never expires
+//	length      bytes of the file, 0..2^64-1
+//	crc32c      CRC32C of the length raw bytes, big-endian
+//
 // A FileResult is result_len (2) followed by that many bytes of Failure
 // payload; a zero result_len means success. Both are bounded
 // (MaxFileHeaderSize, MaxFailureMessage) before anything is allocated.

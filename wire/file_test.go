@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math"
@@ -35,6 +36,35 @@ func TestFileHeaderGolden(t *testing.T) {
 		0x0a,       // ttl 10
 		0xac, 0x02, // length 300
 	}, AppendFileHeader(nil, &h))
+}
+
+// TestFileHeaderFieldsAsDocumented pins what doc.go says of the file
+// header's fields: a ttl of 0 (always written) means never, one above
+// MaxTTL is malformed, a verb above 2^32-1 is malformed, and header_len,
+// which does not count itself, is at most MaxFileHeaderSize-2.
+func TestFileHeaderFieldsAsDocumented(t *testing.T) {
+	// header_len | verb 1 | id 2 | created_at 3 | ttl | length 4
+	header := func(verb, ttl []byte) []byte {
+		body := append(append([]byte(nil), verb...), 0x02, 0, 0, 0, 0, 0, 0, 0, 0x03)
+		body = append(append(body, ttl...), 0x04)
+		return append([]byte{0, byte(len(body))}, body...)
+	}
+	h, err := DecodeFileHeader(header([]byte{0x01}, []byte{0x00}))
+	require.NoError(t, err)
+	assert.Equal(t, FileHeader{Verb: 1, ID: 2, CreatedAt: 3, Length: 4}, h)
+	assert.Zero(t, h.Deadline(100), "ttl 0: never expires")
+
+	maxTTL := binary.AppendUvarint(nil, MaxTTL)
+	h, err = DecodeFileHeader(header([]byte{0x01}, maxTTL))
+	require.NoError(t, err)
+	assert.Equal(t, int64(MaxTTL), h.TTL)
+	_, err = DecodeFileHeader(header([]byte{0x01}, binary.AppendUvarint(nil, MaxTTL+1)))
+	assert.ErrorIs(t, err, ErrMalformed, "ttl above MaxTTL")
+	_, err = DecodeFileHeader(header(binary.AppendUvarint(nil, 1<<32), []byte{0x00}))
+	assert.ErrorIs(t, err, ErrMalformed, "verb above 2^32-1")
+
+	_, err = ReadFileHeader(bytes.NewReader(append([]byte{0, MaxFileHeaderSize - 1}, make([]byte, 64)...)), make([]byte, MaxFileHeaderSize))
+	assert.ErrorIs(t, err, ErrMalformed, "header_len above MaxFileHeaderSize-2")
 }
 
 func TestFileHeaderBadInput(t *testing.T) {

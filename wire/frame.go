@@ -32,23 +32,29 @@ const KeepaliveInterval = time.Second
 
 // FrameKind says what a frame's payload holds. It is part of the wire format.
 //
-// The initiator of a connection (the side that dialled) writes the data
-// kinds; the acceptor writes only the back-channel kinds (FrameGrant,
-// FrameRefuse, FrameBeat). A reader refuses a kind from the wrong side.
+// Most kinds travel both ways: the initiator of a connection (the side
+// that dialled) writes its messages and the grants and refusals of large
+// responses, and the acceptor writes back the responses, the grants and
+// refusals of large messages, and its beats. Only FramePing is the
+// initiator's alone and FrameBeat the acceptor's alone. Which side may
+// send which kind on which lane is in the package doc's table; a reader
+// refuses a kind from the wrong side or lane.
 type FrameKind uint8
 
 const (
-	// FrameBatch holds one or more whole encoded messages, back to back
-	// (urgent and small lanes).
+	// FrameBatch holds one or more whole encoded messages, back to back:
+	// from the initiator on the urgent and small lanes, and responses from
+	// the acceptor on any lane.
 	FrameBatch FrameKind = 0
 	// FrameLargeBegin holds the header of one large message and nothing
-	// else: it asks the acceptor for room for the message. Its Stream
+	// else: it asks the other side for room for the message. Its Stream
 	// names the message until its last byte has arrived or it is refused
 	// or cancelled.
 	FrameLargeBegin FrameKind = 1
 	// FrameLargeMore holds further payload bytes of the large message
-	// named by its Stream; it may be sent only once the acceptor granted
-	// that stream.
+	// named by its Stream; it may be sent only once the other side
+	// granted that stream (a large response needs no grant when the
+	// handshake agreed CapEagerResponses).
 	FrameLargeMore FrameKind = 2
 	// FrameLargeCancel withdraws a large message begun on its Stream
 	// before its last byte; the payload is a Failure saying why.
@@ -56,13 +62,14 @@ const (
 	// FramePing is sent by an initiator with nothing else to write, so
 	// the acceptor knows it is alive; its payload is empty.
 	FramePing FrameKind = 4
-	// FrameGrant, from the acceptor, grants the large message begun on
-	// its Stream: room for all of it is reserved, its parts may follow.
-	// Its payload is empty.
+	// FrameGrant grants the other side's large message begun on its
+	// Stream: room for all of it is reserved, its parts may follow. The
+	// acceptor grants large messages (large lane), the initiator large
+	// responses (any lane). Its payload is empty.
 	FrameGrant FrameKind = 5
-	// FrameRefuse, from the acceptor, refuses the large message begun on
-	// its Stream; the payload is a Failure saying why. The stream number
-	// is free again.
+	// FrameRefuse refuses the other side's large message begun on its
+	// Stream, from the same side as FrameGrant; the payload is a Failure
+	// saying why. The stream number is free again.
 	FrameRefuse FrameKind = 6
 	// FrameBeat is sent by the acceptor at a steady interval, whether or
 	// not it is reading, so the initiator knows it is alive; its payload
@@ -76,9 +83,18 @@ const (
 
 func (k FrameKind) valid() bool { return k <= FrameBatchS2 }
 
-// FromAcceptor reports whether frames of kind k travel from the acceptor
-// to the initiator (the back channel).
-func (k FrameKind) FromAcceptor() bool { return k >= FrameGrant && k <= FrameBeat }
+// FromAcceptor reports whether frames of kind k may travel from the
+// acceptor to the initiator (the back channel), on some lane: every
+// defined kind but FramePing, since the acceptor sends responses, large
+// ones included, as well as grants, refusals and beats. The lane, and
+// CapBatchS2 for FrameBatchS2, are the reader's to check.
+func (k FrameKind) FromAcceptor() bool { return k.valid() && k != FramePing }
+
+// FromInitiator reports whether frames of kind k may travel from the
+// initiator to the acceptor, on some lane: every defined kind but
+// FrameBeat. The lane, and CapBatchS2 for FrameBatchS2, are the reader's
+// to check.
+func (k FrameKind) FromInitiator() bool { return k.valid() && k != FrameBeat }
 
 // HasStream reports whether frames of kind k name a large-message stream
 // (a Stream from 1 to MaxStream); the other kinds carry stream 0.
@@ -173,7 +189,8 @@ func headerCRC(h [8]byte) uint32 {
 // bytes of b. It rejects, before anything is allocated for the payload, a
 // payload longer than maxPayload, an unknown kind, a stream number the
 // kind does not allow and a payload on a kind that carries none. Which
-// side may send the kind is the reader's to check (FromAcceptor).
+// side may send the kind, and on which lane, is the reader's to check
+// (FromAcceptor, FromInitiator and the package doc's table).
 func ParseFrameHeader(b []byte, maxPayload uint32) (FrameHeader, error) {
 	if len(b) < FrameHeaderSize {
 		return FrameHeader{}, ErrTruncated

@@ -359,3 +359,30 @@ func FuzzFrameHeader(f *testing.F) {
 }
 
 func hex32(v uint32) string { return fmt.Sprintf("%08x", v) }
+
+// TestFrameKindSides checks FromAcceptor and FromInitiator against the
+// table of kinds in doc.go: in version 3 the acceptor answers requests
+// on the back channel (FrameBatch, large responses) and the initiator
+// grants or refuses them, so most kinds travel both ways.
+func TestFrameKindSides(t *testing.T) {
+	tests := []struct {
+		kind                   FrameKind
+		fromInitiator, fromAcc bool
+	}{
+		{FrameBatch, true, true},      // messages; responses
+		{FrameLargeBegin, true, true}, // large messages; large responses
+		{FrameLargeMore, true, true},
+		{FrameLargeCancel, true, true},
+		{FramePing, true, false},
+		{FrameGrant, true, true}, // of large responses; of large messages
+		{FrameRefuse, true, true},
+		{FrameBeat, false, true},
+		{FrameBatchS2, true, true},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.fromAcc, tt.kind.FromAcceptor(), "%v from the acceptor", tt.kind)
+		assert.Equal(t, tt.fromInitiator, tt.kind.FromInitiator(), "%v from the initiator", tt.kind)
+	}
+	assert.False(t, FrameKind(9).FromAcceptor(), "an unknown kind travels neither way")
+	assert.False(t, FrameKind(9).FromInitiator(), "an unknown kind travels neither way")
+}

@@ -64,8 +64,7 @@ func (t *Transport) acceptLoop() {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			if acceptRetryable(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				t.log.Warn("internode: accept failed; retrying", "err", err, "delay", delay)
 				select {
@@ -98,6 +97,27 @@ func (t *Transport) acceptLoop() {
 			t.serveConn(conn, host)
 		}()
 	}
+}
+
+// acceptRetryable reports whether an Accept error leaves the listener
+// able to accept the next connection: a deadline; descriptors or kernel
+// memory running out, which come back; or a network error of the one
+// connection being accepted, which accept(2) on Linux reports in its
+// place (and asks to be retried, as for EAGAIN). Stopping on any of
+// these would refuse every peer from then on, until a restart.
+func acceptRetryable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EPROTO, syscall.ENOPROTOOPT, syscall.EOPNOTSUPP,
+		syscall.ENETDOWN, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.EHOSTUNREACH, syscall.EPERM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 func remoteHost(conn net.Conn) string { return remoteHostOf(conn.RemoteAddr()) }

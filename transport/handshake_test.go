@@ -7,6 +7,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,4 +224,55 @@ func fakeAcceptor(t *testing.T, reply wire.Reply) string {
 		_, _ = io.Copy(io.Discard, conn)
 	}()
 	return ln.Addr().String()
+}
+
+// failOnceListener returns err from its first Accept, then accepts as
+// the listener it wraps.
+type failOnceListener struct {
+	net.Listener
+	err  error
+	once sync.Once
+}
+
+func (l *failOnceListener) Accept() (net.Conn, error) {
+	var err error
+	l.once.Do(func() { err = l.err })
+	if err != nil {
+		return nil, err
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptGoesOnAfterAConnectionsError: accept(2) on Linux reports the
+// network errors of the connection it was about to return (EPROTO,
+// ENETUNREACH...), and fails for want of kernel memory (ENOBUFS, ENOMEM);
+// the next call may succeed. The accept loop stopped for good on any such
+// error, and every peer was refused from then on, until a restart.
+func TestAcceptGoesOnAfterAConnectionsError(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EPROTO, syscall.ENETUNREACH, syscall.ENOBUFS} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				if i != 1 {
+					return
+				}
+				listen := cfg.Listen
+				if listen == nil {
+					listen = net.Listen
+				}
+				cfg.Listen = func(network, addr string) (net.Listener, error) {
+					ln, err := listen(network, addr)
+					if err != nil {
+						return nil, err
+					}
+					// As net.TCPListener reports it.
+					err = &net.OpError{Op: "accept", Net: network, Addr: ln.Addr(), Err: os.NewSyscallError("accept4", errno)}
+					return &failOnceListener{Listener: ln, err: err}, nil
+				}
+			})
+			handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+			resp, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("x"))
+			require.NoError(t, err, "n2 accepts again after one failed accept")
+			assert.Equal(t, "x", string(resp))
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -84,10 +85,20 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	// still in flight may take a while longer.
 	workStopped := make(chan time.Time, 1)
 	context.AfterFunc(workCtx, func() { workStopped <- time.Now() })
-	var loops, writes sync.WaitGroup
+	var loops, writes, gossiping sync.WaitGroup
 	pool := valuePool(o.seed, o.valueSize)
+	// The gossip goes on after the writes stop, until the pair lanes have
+	// been judged (settle below): without messages to move, a wedged
+	// lane cannot show.
+	gossipCtx, stopGossip := context.WithCancel(ctx)
+	defer stopGossip()
 	for i, n := range nodes {
-		loops.Go(func() { n.runWorkload(workCtx, o.seed+uint64(i), pool, &writes) })
+		gossiping.Go(func() { n.gossipLoop(gossipCtx) })
+		if o.rate > 0 {
+			loops.Go(func() {
+				n.writeLoop(workCtx, rand.New(rand.NewPCG(o.seed+uint64(i), 0x5eed)), pool, &writes)
+			})
+		}
 	}
 	loops.Go(func() { prog.run(workCtx) })
 	plan.run(workCtx, &loops, w.recovery, prog, nodes)
@@ -97,13 +108,19 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	// Let every write started reach its outcome, then every replica
 	// request (bounded by -timeout), then close the transports gracefully:
 	// queued gossip is written or fails, and the counters are final.
-	prog.event("", "workload stopped; waiting for writes in flight, then closing the nodes")
+	prog.event("", "writes stopped; waiting for writes in flight, judging the pair lanes (gossip goes on), then closing the nodes")
 	writes.Wait()
 	drainCtx, cancel := context.WithTimeout(context.Background(), 2*o.timeout+5*time.Second)
 	for _, n := range nodes {
 		n.drain(drainCtx)
 	}
 	cancel()
+	// Judge every pair lane for long enough to find it stuck, before
+	// closing the nodes ends what a wedged one holds; then let the last
+	// gossip be written or fail.
+	prog.settle(startGrace + o.stuckAfter + 2*time.Second)
+	stopGossip()
+	gossiping.Wait()
 	quiesce(nodes, 3*time.Second)
 	stopAll()
 

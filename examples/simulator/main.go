@@ -28,7 +28,8 @@
 // sent no message). The rest counts the replica requests and gossip
 // digests the nodes sent: delivered are requests acknowledged and digests
 // written to their socket, failed those that ended in an error, and lost
-// those with no outcome at all.
+// those with no outcome at all (and those counted in two, which must not
+// cancel them).
 // Requests are counted by the workload itself, before each call and after
 // it returns; digests by the transport's Stats (written) and
 // Config.OnDropped (dropped after Send accepted them).
@@ -54,8 +55,11 @@
 //
 // A pair lane whose sender or receiver is down, or (re)started less than
 // 3 s ago, is not judged, and its clock starts again when it is: a node
-// being stopped is down, not stuck. The report lists the stuck pair lanes,
-// when each first stalled, its longest stall, and how long the stall still
+// being stopped is down, not stuck. The writes stop at -duration, but the
+// gossip goes on and the pair lanes are still judged until each has been
+// judged long enough to be found stuck (at most the grace plus
+// -stuck-after): a lane wedged late in the run shows too. The report
+// lists the stuck pair lanes, when each first stalled, its longest stall, and how long the stall still
 // going on at the end had lasted. lost and stuck must be 0; the command
 // exits 1 otherwise, naming the stuck pair lanes on stderr.
 //

@@ -115,10 +115,19 @@ func (n *simNode) transportConfig() transport.Config {
 	}
 	cfg.Security.TLS = n.tls
 	cfg.Memory.MaxMessageSize = maxMessageSize(n.w.opts.valueSize)
+	if testDialer != nil {
+		if d := testDialer(n.id); d != nil {
+			cfg.Dialer = d
+		}
+	}
 	cfg.Memory.Outbound, cfg.Memory.Inbound = simulatorLimits(cfg.Memory.MaxMessageSize)
 	gossip.Register(&cfg)
 	return cfg
 }
+
+// testDialer, set by tests only, returns the dialer of a node's transport
+// (nil: the default), to inject faults below the transport.
+var testDialer func(from cluster.NodeID) transport.Dialer
 
 // simulatorLimits are tighter than the transport's defaults (4 MiB per
 // connection, 128 MiB per peer, 512 MiB per node), so that a slow node

@@ -172,6 +172,34 @@ func (p *progress) run(ctx context.Context) {
 	}
 }
 
+// settle goes on sampling, a sample a second, after the writes and their
+// drain, until every pair lane has been judged and none has messages
+// waiting that a later sample could still find stuck, or until max. A pair
+// lane wedged late in the workload, or in a workload shorter than the
+// grace and the bound together, has not been judged for the bound when the
+// workload stops; closing the nodes then would fail what it holds, counted,
+// and it would never show as stuck. The caller keeps the gossip going
+// meanwhile, so that the urgent lanes have messages to move.
+func (p *progress) settle(max time.Duration) {
+	if p.stuck == nil {
+		return
+	}
+	deadline := time.Now().Add(max)
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	prev := takeSnapshot(p.nodes)
+	p.stuck.skipRequests(p.pairs(prev.at, prev.nodes))
+	for time.Now().Before(deadline) {
+		<-ticker.C
+		cur := takeSnapshot(p.nodes)
+		p.add(p.judge(&cur, interval(&prev, &cur, p.start)))
+		prev = cur
+		if p.stuck.undecided == 0 {
+			return
+		}
+	}
+}
+
 // judge adds to s what the stuck detector makes of cur.
 func (p *progress) judge(cur *snapshot, s sample) sample {
 	if p.stuck != nil {

@@ -124,7 +124,9 @@ type summary struct {
 	Sent         uint64 `json:"sent"`
 	Delivered    uint64 `json:"delivered"`
 	Failed       uint64 `json:"failed"`
-	Lost         int64  `json:"lost"`
+	// Lost sums the accounts' lost, counting a negative one (messages
+	// counted twice) as positive, so that neither hides the other.
+	Lost int64 `json:"lost"`
 	// Stuck counts the pair lanes (sender, receiver, lane) stuck at any
 	// time during the run (see stuckReport).
 	Stuck int `json:"stuck"`
@@ -240,7 +242,9 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 			r.Summary.Sent += a.Sent
 			r.Summary.Delivered += a.Delivered
 			r.Summary.Failed += a.Failed
-			r.Summary.Lost += a.Lost
+			// A negative lost is messages counted in two outcomes: as wrong
+			// as one with none, and it must not cancel another's loss.
+			r.Summary.Lost += max(a.Lost, -a.Lost)
 		}
 	}
 	if r.Stuck != nil {

@@ -93,3 +93,32 @@ func TestNodeSummaryCountsFailedWrites(t *testing.T) {
 		writes.Started, writes.Failed, writes.Failed))
 	require.Contains(t, text, fmt.Sprintf("summary: nodes=1 writes=%d writes_failed=%d sent=", writes.Started, writes.Failed))
 }
+
+// A node whose counts add up to more outcomes than messages (a digest
+// counted twice, a lost of -1) must not hide another node's message with
+// no outcome: the summary once summed the nodes' lost, +1 and -1, to 0.
+func TestAccountingDoesNotNetLosses(t *testing.T) {
+	o, err := parseOptions(nil, io.Discard)
+	require.NoError(t, err)
+	w := &world{opts: o, clusterName: clusterName}
+	n1, err := newSimNode(w, "n1", "")
+	require.NoError(t, err)
+	n2, err := newSimNode(w, "n2", "")
+	require.NoError(t, err)
+
+	// n1: 2 digests sent, 1 written: 1 has no outcome.
+	n1.ledger.gossipSends.Add(2)
+	n1.past = []transport.Stats{{Conns: []transport.ConnStats{{Peer: "n2", Lane: routing.Urgent, MessagesSent: 1}}}}
+	// n2: 2 digests sent, 2 written and 1 of them dropped too: counted twice.
+	n2.ledger.gossipSends.Add(2)
+	n2.ledger.gossipDropped.add(int(transport.ReasonExpired))
+	n2.past = []transport.Stats{{Conns: []transport.ConnStats{{Peer: "n1", Lane: routing.Urgent, MessagesSent: 2,
+		Dropped: [transport.NumReasons]uint64{transport.ReasonExpired: 1}}}}}
+
+	rep := &report{}
+	accountNodes(rep, []*simNode{n1, n2}, false)
+	require.Equal(t, int64(1), rep.PerNode[0].Gossip.Lost)
+	require.Equal(t, int64(-1), rep.PerNode[1].Gossip.Lost)
+	require.Equal(t, int64(2), rep.Summary.Lost, rep.SummaryLine)
+	require.Equal(t, 1, verdict(rep, io.Discard))
+}

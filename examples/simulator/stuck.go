@@ -59,6 +59,11 @@ type stuckDetector struct {
 	clocks  map[pairLane]*pairClock
 	records map[pairLane]*stuckRecord
 	watched map[pairLane]bool // every pair lane ever judged
+	// undecided counts, at the last sample, the pair lanes not judged
+	// (excused, or seen for the first time) and those with messages
+	// waiting for no longer than the bound: a later sample may yet find
+	// them stuck.
+	undecided int
 }
 
 // pairClock follows one pair lane between samples.
@@ -94,10 +99,12 @@ func newStuckDetector(bound time.Duration) *stuckDetector {
 // stalls.
 func (d *stuckDetector) observe(now time.Time, samples []pairSample) (stuckNow int, worst time.Duration) {
 	seen := make(map[pairLane]bool, len(samples))
+	d.undecided = 0
 	for _, s := range samples {
 		seen[s.pairLane] = true
 		c := d.clocks[s.pairLane]
 		if c == nil || s.Excused {
+			d.undecided++
 			d.calm(s.pairLane)
 			d.clocks[s.pairLane] = &pairClock{quietSince: now, moved: s.Moved, written: s.Written,
 				acked: s.Acked, failed: s.Failed}
@@ -113,6 +120,9 @@ func (d *stuckDetector) observe(now time.Time, samples []pairSample) (stuckNow i
 			why |= stuckRequests
 		}
 		if why == 0 {
+			if waiting > 0 {
+				d.undecided++
+			}
 			d.calm(s.pairLane)
 			continue
 		}
@@ -138,6 +148,18 @@ func (d *stuckDetector) observe(now time.Time, samples []pairSample) (stuckNow i
 		}
 	}
 	return stuckNow, worst
+}
+
+// skipRequests takes the pair lanes' request counts from samples without
+// judging them: the requests that ended in a stretch not sampled (the
+// drain, on a loaded machine tens of seconds) would otherwise read as one
+// stall of every request failing, from the sample before to the next.
+func (d *stuckDetector) skipRequests(samples []pairSample) {
+	for _, s := range samples {
+		if c := d.clocks[s.pairLane]; c != nil {
+			c.failingSince, c.acked, c.failed = time.Time{}, s.Acked, s.Failed
+		}
+	}
 }
 
 // calm ends a pair lane's stall, if any.

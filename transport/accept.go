@@ -110,15 +110,19 @@ func acceptRetryable(err error) bool {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return true
 	}
-	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
-		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EPROTO, syscall.ENOPROTOOPT, syscall.EOPNOTSUPP,
-		syscall.ENETDOWN, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.EHOSTUNREACH, syscall.EPERM} {
+	for _, errno := range acceptRetryErrnos {
 		if errors.Is(err, errno) {
 			return true
 		}
 	}
 	return false
 }
+
+// acceptRetryErrnos are the Accept errors acceptRetryable retries besides
+// a deadline.
+var acceptRetryErrnos = []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+	syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EPROTO, syscall.ENOPROTOOPT, syscall.EOPNOTSUPP,
+	syscall.ENETDOWN, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.EHOSTUNREACH, syscall.EPERM}
 
 func remoteHost(conn net.Conn) string { return remoteHostOf(conn.RemoteAddr()) }
 

@@ -163,9 +163,9 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 // for the capacity held by the very handlers it would stop. Any other on
 // the urgent lane may be taken beyond the limits (takeUrgentOverdraft),
 // so that neither it nor the cancels behind it wait for the room a peer's
-// requests hold; under OverloadReject too, so that it is not refused. Elsewhere, or past that bound, its
-// cancels act before it waits for its capacity, holding its bytes
-// meanwhile (one such frame a connection). A sender's writer puts cancels
+// requests hold; under OverloadReject too, so that it is not refused.
+// Elsewhere, or past that bound, its cancels act before it waits for its
+// capacity, holding its bytes meanwhile (one such frame a connection). A sender's writer puts cancels
 // in frames of their own within this size, ahead of its other frames
 // (frameWriter.writeBatch).
 func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error) error {

@@ -446,7 +446,8 @@ func (c *outConn) writeFromCaller() bool {
 	c.setWriteDeadline()
 	before := c.frames.written
 	err := c.writeTaken(b, observed, 0, 0, true)
-	c.quietSince.Store(max(monoNanos(), 1))
+	now := time.Now()
+	c.quietSince.Store(max(int64(now.Sub(processStart)), 1)) // monotonic, as monoNanos
 	if err != nil {
 		c.t.log.Debug("internode: write failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 		c.conn.kill("write error")
@@ -456,9 +457,8 @@ func (c *outConn) writeFromCaller() bool {
 		// Only a write that wrote, as in flush: a message that expired
 		// on its way here is failed, not written, and must not put off
 		// the ping the peer's keepalive waits for, nor the idle close.
-		c.lastWrite = time.Now()
-		c.lastSent = c.lastWrite
-		c.hl.wrote(c.lastWrite)
+		c.lastWrite, c.lastSent = now, now
+		c.hl.wrote(now)
 	}
 	return true
 }

@@ -116,9 +116,13 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	}
 	cancel()
 	// Judge every pair lane for long enough to find it stuck, before
-	// closing the nodes ends what a wedged one holds; then let the last
-	// gossip be written or fail.
-	prog.settle(startGrace + o.stuckAfter + 2*time.Second)
+	// closing the nodes ends what a wedged one holds, with probes on the
+	// lanes the gossip does not use; then let the last gossip and probes
+	// be written or fail.
+	for _, n := range nodes {
+		gossiping.Go(func() { n.probeLoop(gossipCtx, time.Second) })
+	}
+	still, pairLanes := prog.settle(startGrace + o.stuckAfter + 2*time.Second)
 	stopGossip()
 	gossiping.Wait()
 	quiesce(nodes, 3*time.Second)
@@ -132,6 +136,7 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 		r.Recovery = w.recovery.report()
 	}
 	r.Stuck = prog.stuck.report(start, startGrace)
+	r.Stuck.atEnd(still, pairLanes)
 	accountNodes(r, nodes, true)
 	return r, nil
 }

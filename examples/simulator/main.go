@@ -56,12 +56,16 @@
 // A pair lane whose sender or receiver is down, or (re)started less than
 // 3 s ago, is not judged, and its clock starts again when it is: a node
 // being stopped is down, not stuck. The writes stop at -duration, but the
-// gossip goes on and the pair lanes are still judged until each has been
-// judged long enough to be found stuck (at most the grace plus
-// -stuck-after): a lane wedged late in the run shows too. The report
-// lists the stuck pair lanes, when each first stalled, its longest stall, and how long the stall still
-// going on at the end had lasted. lost and stuck must be 0; the command
-// exits 1 otherwise, naming the stuck pair lanes on stderr.
+// gossip goes on, each node sends every peer a probe a second on the small
+// and the large lane, and the pair lanes are still judged until each has
+// been judged long enough to be found stuck (at most the grace plus
+// -stuck-after) and each has moved: a lane wedged late in the run shows
+// too, and one that does not move after the writes stop fails the run
+// (the report names it). The report lists the stuck pair lanes, when each
+// first stalled, its longest stall, and how long the stall still going on
+// at the end had lasted. lost and stuck must be 0 and every pair lane must
+// move at the end; the command exits 1 otherwise, naming the pair lanes on
+// stderr.
 //
 // With -mode node it runs one node of the same workload, discovering the
 // others through cluster/memberlist, and prints that node's report:
@@ -87,6 +91,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 )
 
 func main() {
@@ -130,6 +135,11 @@ func verdict(r *report, stderr io.Writer) int {
 	if r.Summary.Stuck != 0 {
 		fmt.Fprintf(stderr, "simulator: %d pair lanes stuck for over %s: %s\n",
 			r.Summary.Stuck, seconds(r.Stuck.AfterS), r.Stuck.names())
+		status = 1
+	}
+	if r.Stuck != nil && len(r.Stuck.StillAtEnd) > 0 {
+		fmt.Fprintf(stderr, "simulator: %d pair lanes did not move after the writes stopped: %s\n",
+			len(r.Stuck.StillAtEnd), strings.Join(r.Stuck.StillAtEnd, ", "))
 		status = 1
 	}
 	return status

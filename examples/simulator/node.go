@@ -184,6 +184,9 @@ func (n *simNode) start(generation uint64) error {
 		return resp, err
 	}))
 	t.Handle(replication.Verb, n.storeHandler(n.store))
+	t.Handle(probeVerb, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		return nil, nil // arrived: the transport's Stats count it
+	}))
 	replication.ServeBootstrap(t, n.store, "")
 	t.Start()
 	n.addr = t.Addr().String()

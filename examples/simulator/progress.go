@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -173,39 +175,62 @@ func (p *progress) run(ctx context.Context) {
 }
 
 // settle goes on sampling, a sample a second, after the writes and their
-// drain, until every pair lane has been judged and none has messages
-// waiting that a later sample could still find stuck, or until max. A pair
-// lane wedged late in the workload, or in a workload shorter than the
-// grace and the bound together, has not been judged for the bound when the
-// workload stops; closing the nodes then would fail what it holds, counted,
-// and it would never show as stuck. The caller keeps the gossip going
-// meanwhile, so that the urgent lanes have messages to move.
-func (p *progress) settle(max time.Duration) {
+// drain, until every pair lane has been judged, none has messages waiting
+// that a later sample could still find stuck, and every one has moved
+// since settle began; or until max. A pair lane wedged late in the
+// workload, or in a workload shorter than the grace and the bound
+// together, has not been judged for the bound when the workload stops;
+// closing the nodes then would fail what it holds, counted, and it would
+// never show as stuck. The caller keeps messages going on every pair lane
+// meanwhile (gossip, and probeLoop's probes), so that a live one moves and
+// a wedged one has messages waiting. settle returns the pair lanes that
+// did not move after it began, of all those sampled: none, when every
+// pair still moves.
+func (p *progress) settle(max time.Duration) (still []pairLane, all int) {
 	if p.stuck == nil {
-		return
+		return nil, 0
 	}
 	deadline := time.Now().Add(max)
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	prev := takeSnapshot(p.nodes)
-	p.stuck.skipRequests(p.pairs(prev.at, prev.nodes))
+	first := p.pairs(prev.at, prev.nodes)
+	p.stuck.skipRequests(first)
+	unmoved := make(map[pairLane]uint64, len(first)) // the count each started from
+	for _, s := range first {
+		unmoved[s.pairLane] = s.Moved
+	}
 	for time.Now().Before(deadline) {
 		<-ticker.C
 		cur := takeSnapshot(p.nodes)
-		p.add(p.judge(&cur, interval(&prev, &cur, p.start)))
+		samples := p.pairs(cur.at, cur.nodes)
+		p.add(p.judgeSamples(&cur, samples, interval(&prev, &cur, p.start)))
 		prev = cur
-		if p.stuck.undecided == 0 {
-			return
+		for _, s := range samples {
+			if m, ok := unmoved[s.pairLane]; ok && s.Moved != m {
+				delete(unmoved, s.pairLane)
+			}
+		}
+		if p.stuck.undecided == 0 && len(unmoved) == 0 {
+			break
 		}
 	}
+	return slices.Collect(maps.Keys(unmoved)), len(first)
 }
 
 // judge adds to s what the stuck detector makes of cur.
 func (p *progress) judge(cur *snapshot, s sample) sample {
-	if p.stuck != nil {
-		stuck, worst := p.stuck.observe(cur.at, p.pairs(cur.at, cur.nodes))
-		s.Stuck, s.StuckWorstS = stuck, worst.Seconds()
+	if p.stuck == nil {
+		return s
 	}
+	return p.judgeSamples(cur, p.pairs(cur.at, cur.nodes), s)
+}
+
+// judgeSamples adds to s what the stuck detector makes of samples, cur's
+// pair lanes.
+func (p *progress) judgeSamples(cur *snapshot, samples []pairSample, s sample) sample {
+	stuck, worst := p.stuck.observe(cur.at, samples)
+	s.Stuck, s.StuckWorstS = stuck, worst.Seconds()
 	return s
 }
 

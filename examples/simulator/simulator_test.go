@@ -45,13 +45,17 @@ func TestRunInProcess(t *testing.T) {
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &r), "stdout holds the JSON report only")
 	require.Equal(t, 5, r.Summary.Nodes)
 	require.Zero(t, r.Summary.Lost, r.SummaryLine)
-	require.Zero(t, r.Summary.Stuck, r.SummaryLine)
+	require.Zero(t, r.Summary.Stuck, "%s; stuck: %s", r.SummaryLine, r.Stuck.names())
 	require.Regexp(t, ` lost=0 stuck=0$`, r.SummaryLine)
 	// Pairs are judged once their nodes have been up for startGrace (3 s):
 	// those of n1-n4 by the end, n5's not (it restarted at 1.7 s).
 	require.NotNil(t, r.Stuck)
 	require.GreaterOrEqual(t, r.Stuck.Watched, 4*3*3, "the pair lanes of n1-n4 were judged")
 	require.Empty(t, r.Stuck.Pairs)
+	// After the writes, the gossip and the probes moved every pair lane.
+	require.Empty(t, r.Stuck.StillAtEnd)
+	require.NotNil(t, r.Stuck.MovingAtEnd)
+	require.Equal(t, 5*4*3, *r.Stuck.MovingAtEnd, "every pair lane moved after the writes stopped")
 	require.Positive(t, r.Summary.Sent)
 	require.Equal(t, r.Summary.Sent, r.Summary.Delivered+r.Summary.Failed)
 	require.Contains(t, stderr.String(), r.SummaryLine+"\n", "the summary line ends the progress output")

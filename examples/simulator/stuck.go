@@ -221,6 +221,25 @@ type stuckReport struct {
 	// WorstOngoingS is the longest stall still going on at the last
 	// sample among the pairs stuck then; 0 if none was.
 	WorstOngoingS float64 `json:"worst_ongoing_s"`
+	// MovingAtEnd counts the pair lanes whose receiver counted a message
+	// from the sender after the writes stopped, while the gossip and the
+	// probes went on, and StillAtEnd names the others (cluster mode; nil
+	// in node mode): every pair lane must move after the faults.
+	MovingAtEnd *int     `json:"pair_lanes_moving_at_end,omitempty"`
+	StillAtEnd  []string `json:"pair_lanes_still_at_end,omitempty"`
+}
+
+// atEnd records which pair lanes moved after the writes stopped: all of
+// them but still.
+func (r *stuckReport) atEnd(still []pairLane, all int) {
+	moving := all - len(still)
+	r.MovingAtEnd, r.StillAtEnd = &moving, []string{}
+	slices.SortFunc(still, func(a, b pairLane) int {
+		return cmp.Or(cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To), cmp.Compare(a.Lane, b.Lane))
+	})
+	for _, p := range still {
+		r.StillAtEnd = append(r.StillAtEnd, stuckPair{From: string(p.From), To: string(p.To), Lane: p.Lane.String()}.name())
+	}
 }
 
 // stuckPair is one pair lane that was stuck.
@@ -284,6 +303,13 @@ func (r *stuckReport) names() string {
 func (r *stuckReport) writeText(w io.Writer) {
 	if r == nil {
 		return
+	}
+	if r.MovingAtEnd != nil {
+		fmt.Fprintf(w, "moving: %d of %d pair lanes moved after the writes stopped (gossip and probes)", *r.MovingAtEnd, *r.MovingAtEnd+len(r.StillAtEnd))
+		if len(r.StillAtEnd) > 0 {
+			fmt.Fprintf(w, "; not: %s", strings.Join(r.StillAtEnd, ", "))
+		}
+		fmt.Fprintln(w)
 	}
 	if len(r.Pairs) == 0 {
 		fmt.Fprintf(w, "stuck: none of %d pair lanes went %s with messages waiting and none getting through, or every request failing\n",

@@ -76,4 +76,7 @@ func TestWedgeAtTheEndIsStuck(t *testing.T) {
 	for _, p := range r.Stuck.Pairs {
 		require.Equal(t, "n1->n2", p.From+"->"+p.To, p.name())
 	}
+	// The probes after the writes moved n2's lanes to n1, not n1's to n2.
+	require.Equal(t, []string{"n1->n2 urgent", "n1->n2 small", "n1->n2 large"}, r.Stuck.StillAtEnd)
+	require.Equal(t, 3, *r.Stuck.MovingAtEnd)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/internode/internode/examples/gossip"
 	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
 )
 
 // The workload of every node: gossip every 100 ms (examples/gossip) and
@@ -90,6 +91,52 @@ func (n *simNode) gossipLoop(ctx context.Context) {
 		if inc := n.incarnation(); inc != nil {
 			// Not ctx: the run ending must not fail digests being queued.
 			inc.gossiper.Round(context.Background())
+		}
+	}
+}
+
+// probeVerb is the simulator's liveness probe: one-way, handled by
+// nothing but a count (see probeLoop).
+const probeVerb transport.Verb = 300
+
+// probeSizes are the probes' payload sizes, one per lane that has no
+// traffic once the writes stop: small, and large (above the router's
+// threshold, routing.DefaultThreshold).
+var probeSizes = [...]int{64, routing.DefaultThreshold + 1}
+
+// probeLoop sends, every interval while the node is up, one probe to each
+// other member on the small lane and one on the large lane. It runs once
+// the writes have stopped, while the pair lanes are judged (progress.
+// settle): the gossip keeps the urgent lanes moving, the probes the other
+// two, so that every live pair lane shows moving and a wedged one shows
+// messages waiting. Without them, a pair lane whose last write was counted
+// by its receiver before the sampler read its sender (the nodes' Stats
+// are read one after another) would read as a message written and never
+// arrived, for ever. A probe that fails is counted by the transport
+// (Stats), like any message.
+func (n *simNode) probeLoop(ctx context.Context, interval time.Duration) {
+	probes := make([][]byte, len(probeSizes))
+	for i, size := range probeSizes {
+		probes[i] = make([]byte, size)
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		if inc := n.incarnation(); inc != nil {
+			for _, peer := range n.w.liveIDs() {
+				if peer == n.id {
+					continue
+				}
+				for _, p := range probes {
+					// Not ctx: the probes stopping must not fail those queued.
+					_ = inc.t.Send(context.Background(), peer, probeVerb, p)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
 		}
 	}
 }

@@ -236,3 +236,54 @@ func TestResponseBatchIsCheckedWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestAMalformedBatchActsOnNoneOfItsMessages: a batch frame with a bad
+// message is malformed as a whole (wire/doc.go), whatever comes before the
+// bad one. A cancel ahead of it does not stop the request it names (which
+// runs on another of the peer's connections), and a message too large
+// ahead of it is neither refused nor counted on its own: the frame is
+// counted once, as malformed, and its connection closed.
+func TestAMalformedBatchActsOnNoneOfItsMessages(t *testing.T) {
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Security.AcceptUnknownPeers = true
+		cfg.Memory.MaxMessageSize = 1 << 10
+	})
+	node := c.Nodes[0]
+	started := make(chan context.Context, 1)
+	node.Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, _ *transport.Message) ([]byte, error) {
+		started <- ctx
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}))
+	small := dialAs(node.Addr().String(), "raw", routing.Small)
+	require.NotNil(t, small)
+	defer small.Close()
+	_, err := small.Write(requestFrame(7, verbBlock, []byte("x")))
+	require.NoError(t, err)
+	var running context.Context
+	select {
+	case running = <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("request 7 did not start")
+	}
+
+	urgent := dialAs(node.Addr().String(), "raw", routing.Urgent)
+	require.NotNil(t, urgent)
+	defer urgent.Close()
+	body := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagCancel, ID: 7, Verb: uint32(verbBlock)})
+	big := make([]byte, 2<<10) // above MaxMessageSize
+	body = wire.AppendHeader(body, &wire.Header{Flags: wire.FlagExpectsResponse, ID: 8, Verb: uint32(verbBlock), PayloadLength: uint32(len(big))})
+	body = append(body, big...)
+	// A response, which an initiator never sends.
+	body = wire.AppendHeader(body, &wire.Header{Flags: wire.FlagResponse, ID: 9, Verb: uint32(verbBlock)})
+	_, err = urgent.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, body), body...))
+	require.NoError(t, err)
+	closedByPeer(t, urgent)
+	waitFor(t, 5*time.Second, "the frame counted as malformed", func() bool {
+		return node.Stats().InboundMalformed > 0
+	})
+	require.NoError(t, running.Err(), "the malformed frame's cancel stopped request 7")
+	total := node.Stats().Total()
+	require.Zero(t, total.DroppedInbound[transport.ReasonTooLarge], "the malformed frame's message was refused as too large")
+	require.Zero(t, total.MessagesReceived-1, "only request 7 was received: %d", total.MessagesReceived)
+}

@@ -105,8 +105,13 @@ func TestASmallFrameReadBeforeItsRoomExpiresFromItsArrival(t *testing.T) {
 		throttled, _, _, _ := h.small()
 		return throttled == 1
 	})
+	// The request arrived before now, with at most ttl left: n2's deadline
+	// for it is at most ttl from now. Its caller's came a little earlier
+	// (by the time the request took to arrive).
+	waiting := time.Now()
 	err := within(t, failed, 10*time.Second, "the request to fail at its deadline")
 	require.True(t, errors.Is(err, context.DeadlineExceeded), "request: %v", err)
+	time.Sleep(time.Until(waiting.Add(ttl)))
 
 	// The room comes back: the request, past its deadline, must be dropped
 	// as expired, not run.

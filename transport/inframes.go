@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -181,7 +182,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		// comes: a request waiting here past its deadline has been given
 		// up by its caller, who sends no cancel for that.
 		arrived := monoNanos()
-		if needsNoRoom(buf, ic.t.maxFrame, &ic.header) {
+		if ic.needsNoRoom(buf) {
 			return ic.handleBatch(buf, 0, arrived, false, false, false)
 		}
 		var freed <-chan struct{}
@@ -300,16 +301,13 @@ const maxUnadmittedFrame = 4 << 10
 
 // needsNoRoom reports whether a batch frame needs no inbound capacity:
 // it holds only cancels, or it is bad input, which handleBatch refuses.
-func needsNoRoom(frame []byte, maxFrame int, h *wire.Header) bool {
-	cancels := true
-	err := forEachMessage(frame, uint32(maxFrame), h, func(h *wire.Header, _ []byte) {
-		cancels = cancels && h.Flags&wire.FlagCancel != 0
-	})
-	return err != nil || cancels
+func (ic *inConn) needsNoRoom(frame []byte) bool {
+	shape, err := ic.checkBatch(frame, false)
+	return err != nil || shape.cancels == shape.count
 }
 
-// actOnCancels acts on the cancels of a batch frame, well formed, read
-// before its room was taken (readAdmitted).
+// actOnCancels acts on the cancels of a batch frame, well formed
+// (needsNoRoom said so), read before its room was taken (readAdmitted).
 func (ic *inConn) actOnCancels(frame []byte) {
 	_ = forEachMessage(frame, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, _ []byte) {
 		if h.Flags&wire.FlagCancel != 0 {
@@ -317,6 +315,51 @@ func (ic *inConn) actOnCancels(frame []byte) {
 			ic.peer.cancels.cancel(h.ID)
 		}
 	})
+}
+
+// batchShape is what a batch frame holds, found before any of it is
+// acted on (checkBatch).
+type batchShape struct {
+	count, cancels int
+	// handled counts the messages for handlers: neither cancels nor too
+	// large, and none when the frame is rejected; requests counts those
+	// that expect a response, and oneVerb says whether they share verb.
+	handled, requests int
+	verb              uint32
+	oneVerb           bool
+}
+
+// checkBatch decodes every message of a batch frame and acts on none: a
+// frame with a bad one — malformed, one too many (wire.MaxBatchMessages),
+// or a response, which travels back on the connection its request came
+// on and never this way — is malformed as a whole (wire/doc.go), and
+// nothing before the bad message may have been acted on.
+func (ic *inConn) checkBatch(frame []byte, rejecting bool) (s batchShape, err error) {
+	s.oneVerb = true
+	var bad error
+	err = forEachMessage(frame, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, _ []byte) {
+		s.count++
+		switch {
+		case bad != nil:
+		case s.count > wire.MaxBatchMessages:
+			bad = fmt.Errorf("%w: more than %d messages in a frame", wire.ErrMalformed, wire.MaxBatchMessages)
+		case h.Flags&wire.FlagResponse != 0:
+			bad = fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
+		case h.Flags&wire.FlagCancel != 0:
+			s.cancels++
+		case rejecting, tooLarge(h, ic.t.cfg.Memory.MaxMessageSize):
+		default:
+			if s.handled == 0 {
+				s.verb = h.Verb
+			}
+			s.oneVerb = s.oneVerb && h.Verb == s.verb
+			if h.Flags&wire.FlagExpectsResponse != 0 {
+				s.requests++
+			}
+			s.handled++
+		}
+	})
+	return s, cmp.Or(err, bad)
 }
 
 // dropUnrouted counts as dropped the messages, but for cancels, of a
@@ -347,57 +390,43 @@ func (ic *inConn) handleBatch(buf []byte, held, arrived int64, rejecting, cancel
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived, f.over = buf, true, held, arrived, over
 	// Check every message first: a frame with a bad one is handled not at
-	// all. Cancels act at once.
-	handled, count, requests := 0, 0, 0
-	verb, oneVerb := uint32(0), true // the verb of the messages to handle, if they share one
-	var bad error
-	err := forEachMessage(buf, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, payload []byte) {
-		if count++; count > wire.MaxBatchMessages {
-			bad = fmt.Errorf("%w: more than %d messages in a frame", wire.ErrMalformed, wire.MaxBatchMessages)
-			return
-		}
-		switch {
-		case h.Flags&wire.FlagResponse != 0:
-			// Responses travel back on the connection their request came
-			// on, never this way.
-			bad = fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
-		case h.Flags&wire.FlagCancel != 0:
-			if !cancelsDone {
-				ic.counters.receive(0)
-				ic.peer.cancels.cancel(h.ID)
-			}
-		case tooLarge(h, ic.t.cfg.Memory.MaxMessageSize):
-			// A peer whose MaxMessageSize is larger (a rolling change of
-			// it) sent it: refused, as a large one is, not bad input.
-			ic.counters.drop(ReasonTooLarge)
-			if h.Flags&wire.FlagExpectsResponse != 0 {
-				ic.t.respond(ic, h, h.Deadline(f.arrived), nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
-			}
-		case rejecting:
-			ic.counters.drop(ReasonOverloaded)
-			ic.t.respond(ic, h, h.Deadline(f.arrived), nil, ErrOverloaded)
-		default:
-			if handled == 0 {
-				verb = h.Verb
-			}
-			oneVerb = oneVerb && h.Verb == verb
-			if h.Flags&wire.FlagExpectsResponse != 0 {
-				requests++
-			}
-			handled++
-		}
-	})
-	if err == nil {
-		err = bad
-	}
-	if err != nil || handled == 0 {
+	// all. Then the cancels act, and those refused are answered, before
+	// the rest are routed.
+	shape, err := ic.checkBatch(buf, rejecting)
+	if err != nil {
 		ic.releaseFrame(f)
 		return err
 	}
-	if handled == count && oneVerb && requests == 0 && ic.queueWhole(f, verb) {
+	if shape.handled == shape.count && shape.oneVerb && shape.requests == 0 && ic.queueWhole(f, shape.verb) {
 		return nil
 	}
-	ic.holdWork(f, handled)
+	if shape.handled < shape.count {
+		_ = forEachMessage(buf, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, _ []byte) {
+			switch {
+			case h.Flags&wire.FlagCancel != 0:
+				if !cancelsDone {
+					ic.counters.receive(0)
+					ic.peer.cancels.cancel(h.ID)
+				}
+			case tooLarge(h, ic.t.cfg.Memory.MaxMessageSize):
+				// A peer whose MaxMessageSize is larger (a rolling change
+				// of it) sent it: refused, as a large one is, not bad
+				// input.
+				ic.counters.drop(ReasonTooLarge)
+				if h.Flags&wire.FlagExpectsResponse != 0 {
+					ic.t.respond(ic, h, h.Deadline(f.arrived), nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
+				}
+			case rejecting:
+				ic.counters.drop(ReasonOverloaded)
+				ic.t.respond(ic, h, h.Deadline(f.arrived), nil, ErrOverloaded)
+			}
+		})
+	}
+	if shape.handled == 0 {
+		ic.releaseFrame(f)
+		return nil
+	}
+	ic.holdWork(f, shape.handled)
 	f.refs.Store(1)
 	_ = forEachMessage(buf, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, payload []byte) {
 		if h.Flags&wire.FlagCancel == 0 && !tooLarge(h, ic.t.cfg.Memory.MaxMessageSize) {

@@ -153,6 +153,10 @@ func (r *appendReader) header() raft.RPCHeader {
 	return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(r.varint()), ID: r.bytes(), Addr: r.bytes()}
 }
 
+// minEntrySize is the fewest bytes an entry is encoded in: an index, a
+// term, a type, and three lengths, a byte each.
+const minEntrySize = 6
+
 // decodeAppendRequest decodes into req. buf is copied once; the entries'
 // bytes are slices of that copy, so buf may be reused.
 func decodeAppendRequest(buf []byte, req *raft.AppendEntriesRequest) error {
@@ -165,7 +169,10 @@ func decodeAppendRequest(buf []byte, req *raft.AppendEntriesRequest) error {
 	req.PrevLogTerm = r.uvarint()
 	req.LeaderCommitIndex = r.uvarint()
 	n := r.uvarint()
-	if n > uint64(len(r.b)) { // every entry takes bytes
+	if n > uint64(len(r.b))/minEntrySize {
+		// Refused before the entries are made: each takes about a hundred
+		// bytes of memory, and a count that only the frame's length bounded
+		// let a bad frame of 1 MiB allocate 105 MiB before failing.
 		r.fail()
 		return r.err
 	}

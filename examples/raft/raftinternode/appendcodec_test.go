@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +201,31 @@ func TestReadFrameTakesAnySizeAllocatingAsBytesArrive(t *testing.T) {
 		if len(buf) != 2<<20 || cap(buf) > 8<<20 {
 			t.Fatalf("a frame of %d MiB cut at 2 MiB: read %d bytes into a buffer of %d", claimed>>20, len(buf), cap(buf))
 		}
+	}
+}
+
+// TestDecodeAppendRequestBoundsItsEntriesByTheirBytes: a frame whose
+// entry count is more than its bytes could encode (each entry takes at
+// least minEntrySize) is refused before any entry is allocated. The count
+// was bounded by the bytes left only, so a bad 1 MiB frame allocated a
+// hundred times its size (about 104 bytes a raft.Log) before it failed.
+func TestDecodeAppendRequestBoundsItsEntriesByTheirBytes(t *testing.T) {
+	frame, err := appendAppendRequest(nil, &raft.AppendEntriesRequest{Term: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rest = 1 << 20
+	frame = binary.AppendUvarint(frame[:len(frame)-1], rest/minEntrySize+1) // for the count of 0
+	frame = append(frame, make([]byte, rest)...)
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err = decodeAppendRequest(frame, new(raft.AppendEntriesRequest))
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, errAppendCodec) {
+		t.Fatalf("decoded a count its bytes cannot hold: %v", err)
+	}
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 4*rest {
+		t.Fatalf("allocated %d MiB to refuse a frame of 1 MiB", allocated>>20)
 	}
 }

@@ -89,6 +89,7 @@ type pipeline struct {
 	writing  atomic.Bool
 
 	mu       sync.Mutex
+	closed   bool            // Close failed what inflight held; no more go in
 	ready    []*appendFuture // answered, waiting for room in done
 	queued   int             // answered and not yet in done: ready and deliver's batch
 	answered chan struct{}   // one slot: ready has grown
@@ -136,7 +137,17 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if cap(p.wbuf) > 1<<20 {
 		p.wbuf = nil // a large batch's buffer is not kept for the small ones
 	}
-	p.inflight <- f // never blocks: it holds at most one per slot
+	p.mu.Lock()
+	closed := p.closed
+	if !closed {
+		p.inflight <- f // never blocks: it holds at most one per slot
+	}
+	p.mu.Unlock()
+	if closed {
+		// Close came during the write: no reader will answer it.
+		<-p.slots
+		return nil, raft.ErrPipelineShutdown
+	}
 	return f, nil
 }
 
@@ -150,11 +161,29 @@ func (p *pipeline) Close() error {
 		close(p.shutdown)
 		_ = p.s.Close()
 		p.wg.Wait()
+		p.failUnanswered()
 		p.t.mu.Lock()
 		delete(p.t.pipelines, p)
 		p.t.mu.Unlock()
 	})
 	return nil
+}
+
+// failUnanswered fails the requests written that the reader, gone with
+// Close, left unanswered: their futures' Error would wait for ever.
+func (p *pipeline) failUnanswered() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for {
+		select {
+		case f := <-p.inflight:
+			*f.resp = raft.AppendEntriesResponse{}
+			f.respond(raft.ErrPipelineShutdown)
+		default:
+			return
+		}
+	}
 }
 
 // readResponses reads the responses in request order and completes the

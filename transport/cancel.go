@@ -50,6 +50,16 @@ func (c *cancels) start(w *work, cancel context.CancelFunc) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w.cancel = cancel
+	select {
+	case <-w.ic.done:
+		// Its connection ended since the caller looked (handle), and
+		// ended may have been by before this cancel was here to call:
+		// end the context as ended would. ended closes done first and
+		// takes this lock after, so a done still open here means ended
+		// is yet to come, and finds this cancel.
+		cancel()
+	default:
+	}
 	return !w.canceled
 }
 

@@ -210,16 +210,23 @@ func (ic *inConn) beat() {
 	ic.beatTimer.Reset(wire.KeepaliveInterval)
 }
 
-// sendBack writes one back-channel frame, within the keepalive timeout:
-// a sender that does not read its back channel is cut off.
+// sendBack writes one back-channel frame, within the keepalive timeout
+// (Timeouts.Write with the checks off): a sender that does not read its
+// back channel is cut off.
 func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) error {
 	ic.backMu.Lock()
 	defer ic.backMu.Unlock()
 	ic.backBuf = wire.AppendFrameHeader(ic.backBuf[:0], kind, stream, payload)
 	ic.backBuf = append(ic.backBuf, payload...)
+	// Always set: the socket keeps the deadline of the last write, a
+	// response's (replyWriter), which may have passed long ago.
+	var deadline time.Time
 	if d := ic.t.cfg.Timeouts.Keepalive; d > 0 {
-		_ = ic.conn.SetWriteDeadline(time.Now().Add(d))
+		deadline = time.Now().Add(d)
+	} else if d := ic.t.cfg.Timeouts.Write; d > 0 {
+		deadline = time.Now().Add(d)
 	}
+	_ = ic.conn.SetWriteDeadline(deadline)
 	n, err := ic.conn.Write(ic.backBuf)
 	ic.backDirect += int64(n)
 	return err

@@ -499,3 +499,27 @@ func TestPingsWithKeepaliveChecksOff(t *testing.T) {
 	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("q"))
 	assert.NoError(t, err)
 }
+
+// TestBeatAfterAResponseWithKeepaliveChecksOff: on an accepted connection
+// the responses and the beats share the socket, and each write sets its
+// own deadline: a response Timeouts.Write's, a beat Keepalive's. With the
+// checks off (Keepalive negative) the beat set none, and so ran into the
+// one the last response left: a beat sent Write after it failed at once,
+// the connection was killed for nothing, and a request waiting on it
+// failed with ErrConnectionReset instead of its own deadline.
+func TestBeatAfterAResponseWithKeepaliveChecksOff(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = -1
+		cfg.Timeouts.Write = 100 * time.Millisecond
+	})
+	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
+	handleAll(c, verbBlock, func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		<-ctx.Done() // its deadline, or its connection's end
+		return nil, ctx.Err()
+	})
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbEcho, []byte("q"))
+	require.NoError(t, err) // its response leaves a write deadline 100 ms away
+	// Beats go every second: this one's wait sees at least two.
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 2500*time.Millisecond), c.ID(1), verbBlock, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the connection ended under a request waiting on it")
+}

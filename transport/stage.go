@@ -294,15 +294,19 @@ func (s *stage) next() *work {
 	return nil
 }
 
-// StageStats describes one verb's stage (see Concurrent).
+// StageStats describes one verb's stage (see Concurrent). A message
+// counts in Started, WaitSum and MaxWait when its turn comes, whether its
+// handler then runs or it is dropped instead (expired, cancelled, its
+// connection or the transport gone: DroppedInbound says which): its wait
+// is the stage's either way.
 type StageStats struct {
 	Verb    Verb
 	Name    string
 	Limit   int           // handlers at once, node wide
-	Active  int           // handlers running now
+	Active  int           // messages taking their turn now: handlers running
 	Queued  int           // messages waiting for a handler now
-	Started int64         // handlers started
-	WaitSum time.Duration // the time their messages waited for them, in total
+	Started int64         // messages whose turn came: handlers started, or dropped
+	WaitSum time.Duration // the time they waited for their turn, in total
 	MaxWait time.Duration
 }
 

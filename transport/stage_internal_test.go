@@ -89,17 +89,18 @@ func TestStageServesPeersInTurn(t *testing.T) {
 // tombstones of cancels whose requests never come are bounded.
 func TestCancelsBeforeDuringAndAfter(t *testing.T) {
 	var c cancels
+	ic := &inConn{done: make(chan struct{})} // the requests' connection, open
 	c.cancel(1)
 	assert.False(t, c.add(&work{h: wire.Header{ID: 1}}), "cancelled before it came")
 	assert.Empty(t, c.tombs)
 
-	waiting := &work{h: wire.Header{ID: 2}}
+	waiting := &work{ic: ic, h: wire.Header{ID: 2}}
 	require.True(t, c.add(waiting))
 	c.cancel(2)
 	assert.False(t, c.start(waiting, func() {}), "cancelled while it waited")
 	c.forget(waiting)
 
-	running := &work{h: wire.Header{ID: 3}}
+	running := &work{ic: ic, h: wire.Header{ID: 3}}
 	require.True(t, c.add(running))
 	ctx, cancel := context.WithCancel(context.Background())
 	require.True(t, c.start(running, cancel))
@@ -139,4 +140,25 @@ func TestCancelTombstonesAreForgottenInTurn(t *testing.T) {
 	}
 	assert.Equal(t, maxTombstones, len(d.tombs), "the second 7 and the rest")
 	assert.False(t, d.add(&work{h: wire.Header{ID: 7}}), "the second tombstone is not forgotten with the first's slot")
+}
+
+// TestARequestStartedAsItsConnectionEndsIsCancelled: handle looks at a
+// request's connection before it starts the handler, and registers the
+// handler's cancel (start) a moment later. A connection that ended in
+// between (end: kill, then ended) had ended come and go before that
+// cancel was there to call: the handler ran with a context nothing
+// cancelled, until its deadline — or for ever without one — holding its
+// worker and its frame's room for an answer with nowhere to go.
+func TestARequestStartedAsItsConnectionEndsIsCancelled(t *testing.T) {
+	var c cancels
+	ic := &inConn{done: make(chan struct{})}
+	w := &work{ic: ic, h: wire.Header{ID: 1}}
+	require.True(t, c.add(w))
+	// handle has seen ic.done open; now the connection ends.
+	close(ic.done)
+	c.ended(ic)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.start(w, cancel)
+	assert.ErrorIs(t, ctx.Err(), context.Canceled, "the handler's context, its connection gone")
 }

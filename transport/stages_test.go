@@ -230,6 +230,7 @@ func TestCancelReachesTheRemoteHandler(t *testing.T) {
 	require.NoError(t, <-first)
 	waitFor(t, 5*time.Second, "counted", func() bool { return dropped() == 1 })
 	assert.EqualValues(t, 1, ran.Load(), "the cancelled request never ran")
+	assert.EqualValues(t, 2, stage(c.Nodes[1], verbApply).Started, "its turn came, though its handler never started")
 }
 
 // TestCancelReachesTheHandlersOfAFullNode: n1's and n3's requests run on

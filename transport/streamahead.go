@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,6 +62,22 @@ func (a *aheadAllowance) take(n int, limit int64) bool {
 
 func (a *aheadAllowance) release(n int) { a.used.Add(-int64(n)) }
 
+// errSessionEnded is how a session stream ends when its session closed
+// under it (the peer moved, the transport closed, smux's keepalive gave
+// up): cut short, not io.ErrClosedPipe, which smux gives then, and which
+// says to the caller that it closed the stream itself.
+var errSessionEnded = fmt.Errorf("transport: the stream's session closed: %w", io.ErrUnexpectedEOF)
+
+// chanClosed reports whether ch is closed.
+func chanClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // errPeerClosed is a Write's error on a session stream its peer closed,
 // the error a TCP connection gives.
 var errPeerClosed = fmt.Errorf("transport: the peer closed the stream: %w", syscall.ECONNRESET)
@@ -100,6 +117,11 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 		// After Close what it reads is dropped: it reads on only to see the
 		// peer's end (ended).
 		n, err := s.s.Read(free)
+		if err != nil && !errors.Is(err, io.EOF) && chanClosed(die) {
+			// Its session closed (not this stream's Close: that drops err),
+			// before the peer's end came: that one is io.EOF, whole.
+			err = errSessionEnded
+		}
 		ra.mu.Lock()
 		if !ra.closed {
 			ra.end += n
@@ -197,8 +219,9 @@ func (ra *readAhead) arrange() {
 
 // stop ends the read-ahead when its loop ends: it returns what the buffer
 // had of the allowance, and when the loop ended without reading the
-// stream's end (the stream or its session was closed while the buffer was
-// full), Read, once it took the bytes left, finds the stream closed.
+// stream's end (its session was closed while the buffer was full: a
+// stream Close closed has its error already), Read, once it took the bytes
+// left, finds the stream cut short.
 func (ra *readAhead) stop() {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
@@ -206,7 +229,7 @@ func (ra *readAhead) stop() {
 		ra.allowance.release(len(ra.buf) - aheadBase)
 	}
 	if ra.err == nil {
-		ra.err = io.ErrClosedPipe
+		ra.err = errSessionEnded
 		ra.signal()
 	}
 }

@@ -101,3 +101,35 @@ func TestAStreamSessionDialledWhileThePeerMovedIsNotKept(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "new", from(s), "a stream opened after the move went to n2's old address")
 }
+
+// TestAStreamWhoseSessionMovedAwayReadsCutShort: n2 moves while a stream
+// to it is open, its read-ahead's buffer holding some bytes or full. The
+// move closes the session, and Read, after the bytes read ahead, returned
+// io.ErrClosedPipe, the error of a stream its caller closed, where Read
+// promises io.ErrUnexpectedEOF for a stream cut short.
+func TestAStreamWhoseSessionMovedAwayReadsCutShort(t *testing.T) {
+	const verb Verb = 1
+	const window = 32 << 10 // the read-ahead's first size: it cannot grow
+	for _, size := range []int{2, 2 * window} {
+		n2 := startNode(t, "n2", cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"}), func(c *Config) {
+			c.Security.AcceptUnknownPeers = true
+			c.Streams.StreamBuffer = window
+		})
+		n2.HandleStream(verb, StreamHandlerFunc(func(ctx context.Context, s *Stream) {
+			_, _ = s.Write(make([]byte, size))
+			<-ctx.Done()
+		}))
+		static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+		n1 := startNode(t, "n1", static, func(c *Config) { c.Streams.StreamBuffer = window })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := n1.OpenStream(ctx, "n2", verb)
+		require.NoError(t, err)
+		defer s.Close()
+		require.Eventually(t, func() bool { return StreamReadAhead(s) >= min(size, window) },
+			5*time.Second, time.Millisecond, "the read-ahead takes the bytes")
+		static.Add(cluster.Member{ID: "n2", Addr: "127.0.0.1:2"}) // n2 moves
+		_, err = io.ReadAll(s)
+		assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "%d bytes sent: the stream was cut short, not closed by its caller", size)
+	}
+}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -137,6 +138,9 @@ func (c *Credentials) Certificate() *x509.Certificate { return c.cur.Load().cert
 func (c *Credentials) current() *credentialSet { return c.cur.Load() }
 
 func parseCredentials(certPEM, keyPEM, caPEM []byte) (*credentialSet, error) {
+	if pemCutShort(certPEM) || pemCutShort(caPEM) {
+		return nil, errors.New("transport: credentials: a PEM block is cut short (a file read while being written?)")
+	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("transport: credentials: %w", err)
@@ -173,10 +177,39 @@ func newCredentialSet(cert tls.Certificate, roots *x509.CertPool) (*credentialSe
 		}
 		cert.Leaf = leaf
 	}
+	if !keyMatches(cert.PrivateKey, cert.Leaf) {
+		// tls.X509KeyPair checks this for files; a certificate from a
+		// secret store, rotated but not yet its key, must not be put in
+		// force either: every handshake would fail on the key.
+		return nil, errors.New("transport: credentials: private key does not match the certificate's public key")
+	}
 	if _, _, ok := NodeIdentity(cert.Leaf); !ok {
 		return nil, fmt.Errorf("transport: credentials: %w", errNoIdentity)
 	}
 	return &credentialSet{cert: &cert, roots: roots}, nil
+}
+
+// keyMatches reports whether key is the private key of leaf's public key.
+func keyMatches(key crypto.PrivateKey, leaf *x509.Certificate) bool {
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return false // TLS 1.3 signs with it: a key that cannot sign is of no use
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(leaf.PublicKey)
+}
+
+// pemCutShort reports whether a PEM block begins after the last whole one:
+// pem.Decode, and so tls.X509KeyPair, skip it, and a file cut short would
+// then parse as fewer certificates (a chain without its intermediates,
+// roots without a CA).
+func pemCutShort(b []byte) bool {
+	for {
+		var block *pem.Block
+		if block, b = pem.Decode(b); block == nil {
+			return bytes.Contains(b, []byte("-----BEGIN"))
+		}
+	}
 }
 
 // emptyPool reports whether pool trusts nothing. A nil pool would make

@@ -100,3 +100,54 @@ func TestCredentialsUpdate(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, first.Leaf.SerialNumber, cfg.Credentials.Certificate().SerialNumber)
 }
+
+// TestCredentialsUpdateRefusesAMismatchedKey: material from a secret store
+// whose certificate was rotated but not yet its key (or the reverse) is
+// refused by NewCredentials and Update, as Reload refuses such files; the
+// material in force stays and the node goes on talking. (It was put in
+// force: every new handshake then failed on the key, both ways.)
+func TestCredentialsUpdateRefusesAMismatchedKey(t *testing.T) {
+	ca := newCA(t, "test")
+	first, second := issue(t, ca, "n2", time.Hour, time.Hour), issue(t, ca, "n2", time.Hour, time.Hour)
+	halfRotated := tls.Certificate{Certificate: second.Certificate, PrivateKey: first.PrivateKey}
+	_, err := transport.NewMutualTLS(halfRotated, ca.Pool())
+	require.ErrorContains(t, err, "private key does not match")
+
+	n2 := mutualTLS(t, first, ca.Pool())
+	c, _ := tlsNodes(t, tlsFor(t, ca, "n1"), n2)
+	require.ErrorContains(t, n2.Credentials.Update(halfRotated, ca.Pool()), "private key does not match")
+	require.Equal(t, first.Leaf.SerialNumber, n2.Credentials.Certificate().SerialNumber, "the old material stays")
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
+	require.NoError(t, err, "n2 still presents a certificate it can prove")
+	_, err = c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbEcho, []byte("x"))
+	require.NoError(t, err)
+}
+
+// TestCredentialsReloadRefusesAFileCutShort: a file read while it is being
+// written, cut inside a PEM block, fails the reload; the material in
+// force stays. (The cut block was skipped: a roots file being rewritten
+// with the new CA first and the old after put the new CA alone in force,
+// refusing every old-CA peer; a certificate file cut after its leaf lost
+// its intermediates.)
+func TestCredentialsReloadRefusesAFileCutShort(t *testing.T) {
+	oldCA, newCA := newCA(t, "test"), newCA(t, "test")
+	files := newTLSFiles(t)
+	cert := issue(t, oldCA, "n1", time.Hour, time.Hour)
+	files.write(t, &cert, oldCA)
+	creds, err := transport.LoadCredentials(files.cert, files.key, files.ca)
+	require.NoError(t, err)
+
+	both := append(newCA.PEM(), oldCA.PEM()...)
+	writeAtomically(t, files.ca, both[:len(newCA.PEM())+len(oldCA.PEM())/2])
+	require.ErrorContains(t, creds.Reload(), "cut short")
+
+	certPEM, _, err := transporttest.EncodePEM(cert)
+	require.NoError(t, err)
+	writeAtomically(t, files.ca, oldCA.PEM())
+	writeAtomically(t, files.cert, append(certPEM, oldCA.PEM()[:40]...)) // an intermediate on its way
+	require.ErrorContains(t, creds.Reload(), "cut short")
+
+	writeAtomically(t, files.cert, append(certPEM, oldCA.PEM()...))
+	writeAtomically(t, files.ca, both)
+	require.NoError(t, creds.Reload(), "whole files")
+}

@@ -235,6 +235,10 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	// says why before it closes.
 	failure, err = wire.ReadFileResult(conn)
 	switch {
+	case failure != nil && sendErr != nil:
+		// The verdict may only echo this side's failure (a file it could
+		// not read: "0 of n bytes"): keep the cause too.
+		return fail(sent, fmt.Errorf("%w (sending: %w)", &RemoteError{Code: failure.Code, Message: failure.Message}, sendErr))
 	case failure != nil:
 		return fail(sent, &RemoteError{Code: failure.Code, Message: failure.Message})
 	case sendErr != nil && !errors.Is(sendErr, ErrIncomplete):
@@ -453,12 +457,18 @@ func (t *Transport) serveFileHandler(ctx context.Context, h FileHandler, ft *Fil
 // checksums each chunk just written from the page cache. It returns the
 // bytes written; fewer than Length is an error (ErrIncomplete), and so is
 // a checksum mismatch (ErrCorrupt). f must be open for reading too, for
-// the checksum.
+// the checksum. After a failed ReceiveTo it returns that one's error.
 func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 	// f must have an offset: the checksum finds the bytes by it.
 	_, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return 0, err
+	}
+	if ft.failed != nil {
+		// A failed ReceiveTo may have taken bytes it did not write (see
+		// below): the rest is not the range, and a second would wait for
+		// bytes that never come.
+		return 0, ft.failed
 	}
 	if ft.received != 0 {
 		return 0, fmt.Errorf("%w: received in parts; use one ReceiveTo or Reader", ErrIncomplete)

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -733,4 +734,66 @@ func TestDrainAfterAFailedReceiveToIsNotCorruption(t *testing.T) {
 	assert.NotErrorIs(t, err, transport.ErrCorrupt, "intact bytes reported as corrupt: %v", err)
 	assert.ErrorIs(t, err, transport.ErrHandler, "the handler's error reaches the sender")
 	assert.Zero(t, c.Nodes[1].Stats().BadInput[transport.BadInputChecksum], "intact bytes counted as the peer's bad input")
+}
+
+// TestSendFileReportsItsOwnReadError: SendFile cannot read its file (here
+// opened write-only; on a failing disk, EIO). It waited for the
+// receiver's verdict and returned only that, "remote: incomplete: 0 of
+// 1048576 bytes: unexpected EOF": its own error was lost, and the failure
+// blamed on the receiver or the network. It now comes with the verdict.
+func TestSendFileReportsItsOwnReadError(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	_ = receiveToFiles(t, c.Nodes[1])
+	src, data := tempFile(t, 1<<20)
+	f, err := os.OpenFile(src.Name(), os.O_WRONLY, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	_, err = c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, f, 0, int64(len(data)))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, syscall.EBADF, "the sender's own error is lost: %v", err)
+	var remote *transport.RemoteError
+	assert.ErrorAs(t, err, &remote, "the receiver's verdict")
+}
+
+// TestReceiveToAgainAfterAFailedOne: a handler whose ReceiveTo fails on
+// its own file (read-only here; a full disk, say) tries another. The
+// failed call had taken bytes from the connection that it could not
+// write, so the second waited for bytes that never came (the trailer
+// read as data), until the cut-off for a silent sender, or here the
+// transfer's deadline: it failed with "use of closed network connection",
+// and the sender with no verdict at all. A ReceiveTo after a failed one
+// now returns its error at once, as Reader does.
+func TestReceiveToAgainAfterAFailedOne(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	dir := t.TempDir()
+	handled := make(chan error, 1)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		path := filepath.Join(dir, "ro")
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			return err
+		}
+		ro, err := os.Open(path) // cannot be written
+		if err != nil {
+			return err
+		}
+		defer ro.Close()
+		if _, err := ft.ReceiveTo(ro); err == nil {
+			return errors.New("ReceiveTo wrote to a read-only file")
+		}
+		f, err := os.CreateTemp(dir, "dst")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = ft.ReceiveTo(f)
+		handled <- err
+		return err
+	}))
+	src, data := tempFile(t, 1<<20)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	second := within(t, handled, 10*time.Second, "the second ReceiveTo")
+	assert.ErrorIs(t, second, syscall.EBADF, "the second ReceiveTo returns the first one's error")
+	var remote *transport.RemoteError
+	assert.ErrorAs(t, err, &remote, "the sender has the receiver's verdict: %v", err)
+	assert.NotErrorIs(t, err, transport.ErrCorrupt)
 }

@@ -235,8 +235,8 @@ func (lc *liveConn) kill(why string) {
 // does when it judged its own dead or restarted, so this one has likely
 // died the same way, and requests written on it would wait for responses
 // that cannot come back. The new connection is the evidence that halves
-// the silence tolerated; with the checks off (negative Keepalive), any
-// silence is.
+// the silence tolerated; with the checks off (negative Keepalive), no
+// silence is judged and the connection is left as it is.
 func (c *outConn) dropIfSilent() {
 	k := c.t.cfg.Timeouts.Keepalive
 	if k < 0 {

@@ -441,6 +441,7 @@ func (c *outConn) connDied() {
 	}
 	c.t.calls.failConn(serial, fmt.Errorf("%w: %s", ErrConnectionReset, why))
 	c.backoffFirst = !proved && !moved // a move is redialled at once, as moved promises
+	c.diedAt = time.Now()
 	if unused {
 		// It ended, not for a move of this node's seeing, before
 		// anything was written on it or its peer proved alive (a peer
@@ -463,9 +464,14 @@ func (c *outConn) proved() bool {
 }
 
 // sleepBackoff waits before the next connection attempt: capped
-// exponential with jitter, cut short when the peer is seen again.
-func (c *outConn) sleepBackoff() {
-	d := c.backoff.Next(c.random)
+// exponential with jitter, less what was spent since the failure it
+// follows (a lane that had nothing to send for longer dials at once), cut
+// short when the peer is seen again.
+func (c *outConn) sleepBackoff(spent time.Duration) {
+	d := c.backoff.Next(c.random) - spent
+	if d <= 0 {
+		return
+	}
 	c.hl.backoff(time.Now(), d)
 	timer := time.NewTimer(d)
 	defer timer.Stop()

@@ -101,9 +101,11 @@ type outConn struct {
 	backoff    backoff.Backoff
 	// connectedAt is when conn was established; backoffFirst says the
 	// last connection did not prove itself (proved), so the next dial
-	// waits its backoff first (connDied).
+	// waits its backoff first (connDied), counted from diedAt, when it
+	// ended: a lane idle since has served it already.
 	connectedAt  time.Time
 	backoffFirst bool
+	diedAt       time.Time
 	random       *rand.Rand
 	frames       frameWriter
 	large        largeWriter
@@ -313,11 +315,11 @@ func (c *outConn) run() {
 		if c.conn == nil {
 			if c.backoffFirst {
 				c.backoffFirst = false
-				c.sleepBackoff()
+				c.sleepBackoff(time.Since(c.diedAt))
 				continue // stopped meanwhile, perhaps
 			}
 			if !c.connect() {
-				c.sleepBackoff()
+				c.sleepBackoff(0)
 				continue
 			}
 			if c.conn.dead.Load() {

@@ -256,3 +256,32 @@ func acceptingPeer(t *testing.T, accepted, after func(net.Conn)) string {
 	})
 	return ln.Addr().String()
 }
+
+// TestABackoffOwedBeforeAnIdleSpellIsNotSleptAfterIt: a connection that
+// died before its peer was heard on it makes the lane's next dial wait its
+// backoff. The lane then had nothing to send, and its writer exited; the
+// next message, sent long after that backoff had passed, still waited a
+// whole backoff before its dial, though nothing had been dialled since:
+// a request to a peer back for minutes could time out undialled. The
+// next dial now waits only what is left of the backoff.
+func TestABackoffOwedBeforeAnIdleSpellIsNotSleptAfterIt(t *testing.T) {
+	const backoff = 3 * time.Second
+	accepts := make(chan time.Time, 64)
+	addr := acceptingPeer(t, func(net.Conn) { accepts <- time.Now() }, func(conn net.Conn) {
+		_, _ = conn.Read(make([]byte, 1)) // the message was written: hang up unheard
+	})
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = backoff, backoff
+	})
+	c.Members.Add(cluster.Member{ID: "flaky", Addr: addr})
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, time.Minute), "flaky", verbData, []byte("a")))
+	within(t, accepts, 10*time.Second, "the first connection")
+	// Longer than the backoff owed for the connection's death: the lane
+	// is idle all along.
+	time.Sleep(backoff + backoff/4)
+	sent := time.Now()
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, time.Minute), "flaky", verbData, []byte("b")))
+	at := within(t, accepts, 10*time.Second, "the second connection")
+	assert.Less(t, at.Sub(sent), backoff/3, "the second message waited for a backoff already served")
+	require.NoError(t, c.Nodes[0].Close())
+}

@@ -52,7 +52,8 @@ type Config struct {
 	// Sender sends the digests: usually the node's *transport.Transport.
 	Sender Sender
 	// Peers returns the nodes to gossip with (Self, if present, is skipped),
-	// typically the IDs of cluster.Membership.Members. Called every round.
+	// typically the IDs of cluster.Membership.Members. Called every round,
+	// without the Gossiper's lock: it may call the Gossiper (Stale, say).
 	Peers func() []cluster.NodeID
 
 	// Fanout is how many peers each round sends to. Default 3.
@@ -116,10 +117,13 @@ func New(cfg Config) (*Gossiper, error) {
 // the errors of those that were not (joined).
 func (g *Gossiper) Round(ctx context.Context) (queued int, err error) {
 	now := g.cfg.Now()
+	// Outside the lock: Peers is the caller's, and may ask the Gossiper
+	// (Stale, to skip suspects) or take its time asking the membership.
+	candidates := g.cfg.Peers()
 	g.mu.Lock()
 	g.state.Beat(now)
 	digest := AppendDigest(nil, g.state.entries)
-	peers := PickPeers(g.cfg.Rand, g.cfg.Peers(), g.cfg.Self, g.cfg.Fanout)
+	peers := PickPeers(g.cfg.Rand, candidates, g.cfg.Self, g.cfg.Fanout)
 	g.mu.Unlock()
 
 	// The news is stale by the next round: let the transport drop it then.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,6 +106,36 @@ func TestRoundReportsFailedSends(t *testing.T) {
 	require.Equal(t, 1, queued)
 	require.ErrorIs(t, err, down)
 	require.ElementsMatch(t, []string{"n2 <nil>", "n3 down"}, outcomes)
+}
+
+// Peers may ask the Gossiper itself, to skip the nodes it suspects: Round
+// must not call it with its lock held.
+func TestPeersMayConsultTheGossiper(t *testing.T) {
+	sender := &recordingSender{}
+	var g *gossip.Gossiper
+	alive := func() []cluster.NodeID {
+		suspects := g.Stale(time.Minute)
+		var out []cluster.NodeID
+		for _, id := range []cluster.NodeID{"n2", "n3"} {
+			if !slices.Contains(suspects, id) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	g, err := gossip.New(gossip.Config{Self: "n1", Sender: sender, Peers: alive, Generation: 1})
+	require.NoError(t, err)
+	done := make(chan int, 1)
+	go func() {
+		queued, _ := g.Round(t.Context())
+		done <- queued
+	}()
+	select {
+	case queued := <-done:
+		assert.Equal(t, 2, queued)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Round deadlocked: it calls Peers with the Gossiper's lock held")
+	}
 }
 
 func must[T any](v T, ok bool) T {

@@ -76,8 +76,14 @@ func (c Counts) InFlight() uint64 { return c.Requests - c.Acked - c.Failed }
 
 // Replicator coordinates writes. It is safe for concurrent use.
 type Replicator struct {
-	cfg      Config
-	inflight sync.WaitGroup // replica calls running, Write's stragglers included
+	cfg Config
+
+	// Replica calls running, Write's stragglers included. Not a
+	// WaitGroup: Write may add calls while Drain waits, which a WaitGroup
+	// forbids (it panics).
+	mu       sync.Mutex
+	inflight int
+	idle     chan struct{} // closed when inflight falls to 0
 
 	requests, acked, failed, local atomic.Uint64
 }
@@ -131,9 +137,9 @@ func (r *Replicator) Write(ctx context.Context, members []cluster.NodeID, key st
 	// The replicas' requests outlive Write when the quorum answers first:
 	// they must not be cancelled by the caller's return, only bounded.
 	detached := context.WithoutCancel(ctx)
-	r.inflight.Add(len(replicas))
+	r.started(len(replicas))
 	return Quorum(ctx, replicas, r.cfg.Quorum, func(replica cluster.NodeID) error {
-		defer r.inflight.Done()
+		defer r.finished()
 		return r.replicate(detached, replica, m, payload)
 	})
 }
@@ -172,16 +178,38 @@ func (r *Replicator) Counts() Counts {
 	return Counts{Requests: r.requests.Load(), Acked: acked, Failed: failed, Local: r.local.Load()}
 }
 
+// started counts n replica calls about to run.
+func (r *Replicator) started(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inflight == 0 {
+		r.idle = make(chan struct{})
+	}
+	r.inflight += n
+}
+
+// finished counts one replica call returned.
+func (r *Replicator) finished() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inflight--; r.inflight == 0 {
+		close(r.idle)
+	}
+}
+
 // Drain waits until every replica request started by Write has returned,
 // or until ctx ends (then it returns ctx.Err() and the requests go on).
+// Writes may go on meanwhile: it returns once none is running.
 func (r *Replicator) Drain(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		r.inflight.Wait()
-		close(done)
-	}()
+	r.mu.Lock()
+	if r.inflight == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	idle := r.idle
+	r.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -160,3 +160,42 @@ func TestWriteUnavailable(t *testing.T) {
 	require.ErrorIs(t, c.coord.Write(t.Context(), c.ids, "k", []byte("v")), replication.ErrUnavailable)
 	require.Zero(t, c.coord.Counts().Requests)
 }
+
+// acker acknowledges every request at once.
+type acker struct{}
+
+func (acker) Request(context.Context, cluster.NodeID, transport.Verb, []byte) ([]byte, error) {
+	return nil, nil
+}
+
+// Drain may be called while writes go on (a node draining as it shuts
+// down, its clients not yet stopped): it must not crash the process, as a
+// WaitGroup reused by Write while Drain waits did ("sync: WaitGroup is
+// reused before previous Wait has returned").
+func TestDrainWhileWriting(t *testing.T) {
+	r, err := replication.New(replication.Config{Self: "n1", Requester: acker{}})
+	require.NoError(t, err)
+	members := []cluster.NodeID{"n2", "n3", "n4"}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = r.Write(context.Background(), members, "k", []byte("v"))
+			}
+		}
+	}()
+	for range 20000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // Drain returns at once if nothing runs, else with ctx's error
+		_ = r.Drain(ctx)
+		go func() { _ = r.Drain(context.Background()) }() // a waiter left behind
+	}
+	close(stop)
+	<-done
+	require.NoError(t, r.Drain(context.Background()))
+}

@@ -74,11 +74,21 @@ func (n *Network) linkFor(a, b string) *link {
 }
 
 // between returns the open connections' ends whose hosts are a and b (in
-// either order); n.mu held.
+// either order), two per connection; n.mu held.
 func (n *Network) between(a, b string) []*memConn {
 	var out []*memConn
+	joins := func(c *memConn) bool {
+		return (c.local.host == a && c.remote.host == b) || (c.local.host == b && c.remote.host == a)
+	}
 	for c := range n.conns {
-		if (c.local.host == a && c.remote.host == b) || (c.local.host == b && c.remote.host == a) {
+		if joins(c) {
+			out = append(out, c)
+		}
+	}
+	// A blackholed connection's unread end is held, not in conns: without
+	// it, Cut and Conns would count its dialer's end as half a connection.
+	for _, c := range n.held {
+		if joins(c) {
 			out = append(out, c)
 		}
 	}
@@ -115,7 +125,8 @@ func (n *Network) Heal(a, b string) {
 	}
 }
 
-// HealAll ends every partition, delay and blackhole.
+// HealAll ends every partition, delay and blackhole (resetting, as
+// Unblackhole does, the connections blackholes swallowed).
 func (n *Network) HealAll() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -124,9 +135,16 @@ func (n *Network) HealAll() {
 		lk.delay.Store(0)
 	}
 	clear(n.blackholed)
+	// Left held, their dialers' connections would stay silent for ever.
+	reset := n.held
+	n.held = nil
 	n.faultChanged()
 	for c := range n.conns {
 		c.in.notify()
+	}
+	for _, c := range reset {
+		c.reset()
+		c.Close()
 	}
 }
 

@@ -225,3 +225,41 @@ func TestWriteThatFitsSucceedsWhateverTheReaderDoesNext(t *testing.T) {
 		n.Close()
 	}
 }
+
+// A connection swallowed by a blackhole is open for its dialer: Conns
+// counts it, and Cut resets it and says so.
+func TestCutAndConnsCountBlackholedConnections(t *testing.T) {
+	n := NewNetwork()
+	defer n.Close()
+	l, err := n.Host("b").Listen("tcp", "b:0")
+	require.NoError(t, err)
+	defer l.Close()
+	n.Blackhole("b")
+	client, err := n.Host("a").DialContext(t.Context(), "tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	assert.Equal(t, 1, n.Conns("a", "b"), "the dialer's connection is open")
+	assert.Equal(t, 1, n.Cut("a", "b"), "Cut reports the connection it reset")
+	_, err = client.Write([]byte("x"))
+	assert.ErrorIs(t, err, syscall.ECONNRESET)
+}
+
+// HealAll lifts a blackhole as Unblackhole does: the connections it
+// swallowed are reset, not left silent for ever.
+func TestHealAllResetsBlackholedConnections(t *testing.T) {
+	n := NewNetwork()
+	defer n.Close()
+	l, err := n.Host("b").Listen("tcp", "b:0")
+	require.NoError(t, err)
+	defer l.Close()
+	n.Blackhole("b")
+	client, err := n.Host("a").DialContext(t.Context(), "tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	n.HealAll()
+	_, err = readWithin(client, 5*time.Second)
+	assert.ErrorIs(t, err, syscall.ECONNRESET, "the swallowed connection is reset")
+	n.mu.Lock()
+	assert.Empty(t, n.held, "and no longer held")
+	n.mu.Unlock()
+}

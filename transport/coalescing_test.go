@@ -41,6 +41,13 @@ func TestCoalescingPerLaneAndAtRunTime(t *testing.T) {
 	send(verbData)
 	send(verbBlock)
 	waitFor(t, 5*time.Second, "delivered", func() bool { return got.Load() == 2 })
+	// The writer reports a write to its strategy after the write returns,
+	// which can be after the peer handled what it carried: wait for the
+	// report, so that it goes to this strategy and not the next one.
+	smallWritten := func(messages uint64) func() bool {
+		return func() bool { return laneStats(t, c.Nodes[0], "n2", routing.Small).Coalescing.Messages == messages }
+	}
+	waitFor(t, 5*time.Second, "the small lane's write recorded", smallWritten(1))
 	assert.Equal(t, coalescing.NameAdaptive, laneStats(t, c.Nodes[0], "n2", routing.Small).Coalescing.Strategy, "the default for small")
 	assert.Equal(t, coalescing.NameDisabled, laneStats(t, c.Nodes[0], "n2", routing.Urgent).Coalescing.Strategy, "urgent never waits")
 
@@ -51,6 +58,7 @@ func TestCoalescingPerLaneAndAtRunTime(t *testing.T) {
 		send(verbData)
 	}
 	waitFor(t, 5*time.Second, "delivered", func() bool { return got.Load() == 102 })
+	waitFor(t, 5*time.Second, "the writes recorded", smallWritten(100)) // the statistics restarted
 	small := laneStats(t, c.Nodes[0], "n2", routing.Small).Coalescing
 	assert.Equal(t, coalescing.NameFixed, small.Strategy, "changed on a live connection")
 	assert.Positive(t, small.Writes)

@@ -122,6 +122,29 @@ func TestShutdownDrainsResponses(t *testing.T) {
 	require.NoError(t, within(t, shut, 30*time.Second, "Shutdown"))
 }
 
+// TestShutdownWaitsForTheResponseToLeaveTheSocket: Shutdown returns once
+// the peer's kernel has taken in what it wrote, not once the writes
+// returned. It closed its connections with megabytes of a response still
+// in the socket's send queue; the requester's next bytes (its ping, any
+// message) then reached a closed socket, the kernel reset the connection
+// and threw the rest away, and the request failed with
+// ErrConnectionReset although Shutdown had returned nil.
+func TestShutdownWaitsForTheResponseToLeaveTheSocket(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	done, proxy := responseHeldOnTheLink(t, c, 217, 24<<20)
+	// n1's next message is held on its way to n2 until n2 has shut down.
+	proxy.up.pause()
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 5*time.Second), c.ID(1), verbData, []byte("late")))
+	waitFor(t, 5*time.Second, "n1's message held", func() bool { return proxy.up.held.Load() > 0 })
+	shut := make(chan error, 1)
+	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
+	waitFor(t, 5*time.Second, "n2 shutting down", func() bool { return shuttingDown(c.Nodes[1]) })
+	proxy.resume()
+	require.NoError(t, within(t, shut, 30*time.Second, "Shutdown"))
+	proxy.up.resume() // reaches n2's closed socket
+	require.NoError(t, within(t, done, 30*time.Second, "the response"), "written before Shutdown returned")
+}
+
 // TestShutdownEndsWhenResponsesDieWithTheirConnection: n2, with no
 // outbound lane of its own, shuts down while a response it queued is
 // being written into a congested link; then the requester goes away, and

@@ -2,7 +2,6 @@ package transport_test
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -57,25 +56,38 @@ func relayProxy(t testing.TB, target string, up, down relayFunc) string {
 	return ln.Addr().String()
 }
 
-// relay copies src to dst through fn, and closes dst when it ends.
+// relay copies src to dst through fn. When src ends it closes dst's
+// writing side only, as a TCP proxy does: closing dst whole while bytes
+// from dst's peer wait in it unread would reset the connection, and the
+// kernel would throw away what it had not yet sent of src's. For the
+// same reason, once dst cannot be written it still reads src to its end.
+// When fn says to stop, it closes dst at once.
 func relay(dst, src net.Conn, fn relayFunc) {
-	defer dst.Close()
-	if fn == nil {
-		_, _ = io.Copy(dst, src)
-		return
-	}
 	buf := make([]byte, 32<<10)
 	var total int64
+	writing := true
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
-			out, more := fn(total, buf[:n])
+		if n > 0 && writing {
+			out, more := buf[:n], true
+			if fn != nil {
+				out, more = fn(total, buf[:n])
+			}
 			total += int64(n)
-			if _, werr := dst.Write(out); werr != nil || !more {
+			if !more {
+				dst.Close()
 				return
+			}
+			if _, werr := dst.Write(out); werr != nil {
+				writing = false // dst's peer is gone
 			}
 		}
 		if err != nil {
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok && writing {
+				_ = cw.CloseWrite()
+			} else {
+				dst.Close()
+			}
 			return
 		}
 	}
@@ -104,51 +116,69 @@ func slowingProxy(t testing.TB, target string, fast int64, bytesPerSecond int) s
 
 // pausableProxy relays connections to target; while paused, the server's
 // bytes are held back (the client's go on), as on a link congested one
-// way. It counts the server's bytes it read while paused.
+// way. It counts the server's bytes it read while paused. Its up gate
+// holds the client's bytes likewise while paused (it is not, at first).
 type pausableProxy struct {
-	addr   string
-	mu     sync.Mutex
-	gate   chan struct{} // closed while not paused
-	held   atomic.Int64
+	addr string
+	*relayGate
+	up     *relayGate
 	closed chan struct{}
 }
 
 func newPausableProxy(t testing.TB, target string) *pausableProxy {
-	p := &pausableProxy{gate: make(chan struct{}), closed: make(chan struct{})}
-	close(p.gate)
-	p.addr = relayProxy(t, target, nil, func(total int64, b []byte) ([]byte, bool) {
-		p.mu.Lock()
-		gate := p.gate
-		p.mu.Unlock()
-		select {
-		case <-gate:
-			return b, true
-		default:
-		}
-		p.held.Add(int64(len(b)))
-		select {
-		case <-gate:
-			return b, true
-		case <-p.closed:
-			return nil, false
-		}
-	})
+	p := &pausableProxy{closed: make(chan struct{})}
+	p.relayGate, p.up = newRelayGate(p.closed), newRelayGate(p.closed)
+	p.addr = relayProxy(t, target, p.up.relay, p.relayGate.relay)
 	t.Cleanup(func() { close(p.closed) }) // registered after the relays': run before theirs
 	return p
 }
 
-func (p *pausableProxy) pause() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.gate = make(chan struct{})
+// relayGate passes a relay's bytes on while open, and holds them, counting
+// them, while paused, until resumed or closed.
+type relayGate struct {
+	mu     sync.Mutex
+	gate   chan struct{} // closed while not paused
+	held   atomic.Int64
+	closed <-chan struct{}
 }
 
-func (p *pausableProxy) resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+func newRelayGate(closed <-chan struct{}) *relayGate {
+	g := &relayGate{gate: make(chan struct{}), closed: closed}
+	close(g.gate)
+	return g
+}
+
+// relay is a relayFunc.
+func (g *relayGate) relay(_ int64, b []byte) ([]byte, bool) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
 	select {
-	case <-p.gate:
+	case <-gate:
+		return b, true
 	default:
-		close(p.gate)
+	}
+	g.held.Add(int64(len(b)))
+	select {
+	case <-gate:
+		return b, true
+	case <-g.closed:
+		return nil, false
+	}
+}
+
+func (g *relayGate) pause() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate = make(chan struct{})
+}
+
+func (g *relayGate) resume() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.gate:
+	default:
+		close(g.gate)
 	}
 }

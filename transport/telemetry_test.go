@@ -303,22 +303,27 @@ func TestPrometheusEndpoint(t *testing.T) {
 	srv := httptest.NewServer(promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // no idle goroutines for goleak
-	var text string
-	// The writer records a write's batch after the write returns, which
-	// can be after the response has arrived.
-	waitFor(t, 5*time.Second, "the request's write recorded", func() bool {
+	scrape := func() (string, error) {
 		resp, err := client.Get(srv.URL)
 		if err != nil {
-			return false
+			return "", err
 		}
+		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		text = string(body)
-		if err != nil {
-			return false
-		}
-		return strings.Contains(text, "internode_coalesce_batch_messages")
+		return string(body), err
+	}
+	// The writer records a write's batch after the write returns, which
+	// can be after the response has arrived, and counts the write (and
+	// measures its socket) just before. A scrape reads the counters first
+	// and the batches last, so one that ran while the writer did can have
+	// the batch without the rest: the scrape after the one that first had
+	// the batch has everything the write recorded.
+	waitFor(t, 5*time.Second, "the request's write recorded", func() bool {
+		text, err := scrape()
+		return err == nil && strings.Contains(text, "internode_coalesce_batch_messages")
 	})
+	text, err := scrape()
+	require.NoError(t, err)
 	for _, name := range []string{
 		"internode_messages_sent", "internode_messages_received", "internode_bytes_sent",
 		"internode_bytes_received", "internode_queue_pending_messages", "internode_queue_pending_bytes",

@@ -19,6 +19,7 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/limit"
+	"github.com/internode/internode/internal/sockstat"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -342,16 +343,21 @@ func (t *Transport) signalDrained() {
 
 // Shutdown stops accepting new messages, waits until every queued message
 // has been written (or failed) — responses included, and those of the
-// requests being handled — then closes the transport. Requests that
-// arrive meanwhile are answered with ErrOverloaded ("shutting down"), so
-// their callers can ask another node at once. If ctx ends first it closes
-// at once, failing what is left, and returns ctx.Err().
+// requests being handled — and until the peers' kernels have taken in
+// what was written, then closes the transport. Requests that arrive
+// meanwhile are answered with ErrOverloaded ("shutting down"), so their
+// callers can ask another node at once. If ctx ends first it closes at
+// once, failing what is left, and returns ctx.Err().
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.closing.Store(true)
 	t.drainOnce.Do(func() { close(t.draining) })
-	for !t.queuesEmpty() {
+	// Nothing signals a socket's send queue emptying: it is polled.
+	poll := time.NewTicker(shutdownPoll)
+	defer poll.Stop()
+	for !t.queuesEmpty() || !t.socketsSent() {
 		select {
 		case <-t.drained:
+		case <-poll.C:
 		case <-ctx.Done():
 			t.Close()
 			return ctx.Err()
@@ -362,6 +368,54 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 
 // queuesEmpty reports whether nothing is left for Shutdown to wait for.
 func (t *Transport) queuesEmpty() bool { return t.outboundEmpty() && t.inboundAnswered() }
+
+// shutdownPoll is how often Shutdown looks again at the sockets' send
+// queues.
+const shutdownPoll = 5 * time.Millisecond
+
+// socketsSent reports whether no live message connection, outbound or
+// inbound, has bytes in its socket's send queue that the peer has not
+// acknowledged (where the socket can be asked). A written message may
+// still be there, and closing the socket does not always let it go out:
+// a byte that arrives after the close (the peer's ping, a request) makes
+// the kernel reset the connection and throw away what it had not sent.
+func (t *Transport) socketsSent() bool {
+	t.peersMu.RLock()
+	for _, p := range t.peers {
+		for i := range p.lanes {
+			if c := p.lanes[i].Load(); c != nil {
+				if lc := c.live.Load(); lc != nil && !lc.dead.Load() && !sendQueueEmpty(lc.probe) {
+					t.peersMu.RUnlock()
+					return false
+				}
+			}
+		}
+	}
+	t.peersMu.RUnlock()
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	for ic := range t.inConns {
+		select {
+		case <-ic.done:
+			continue
+		default:
+		}
+		if !sendQueueEmpty(ic.probe) {
+			return false
+		}
+	}
+	return true
+}
+
+// sendQueueEmpty reports whether probe's socket has nothing left to send,
+// or cannot say (no socket, or it is closed).
+func sendQueueEmpty(probe *sockstat.Probe) bool {
+	if probe == nil {
+		return true
+	}
+	n, err := probe.SendQueue()
+	return err != nil || n == 0
+}
 
 // outboundEmpty reports whether no lane holds a message.
 func (t *Transport) outboundEmpty() bool {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/internode/internode/cluster"
 
@@ -142,4 +144,51 @@ func TestCoalescingCountsSurviveAnIdleLane(t *testing.T) {
 	eventually(t, func() bool { w, _ := coalesced(); return w != writes }, "the next write counted")
 	w, _ = coalesced()
 	assert.Equal(t, writes+1, w, "the successor lane counts on")
+}
+
+// TestLaneMetricsOfAStrangerThatJoinedCarryItsID: a node connected to
+// this one before this node's membership knew it (AcceptUnknownPeers),
+// then joined; a Send to it, made once Lookup knew it but before its
+// Join event came, built the lane on the stranger's entry. The lane took
+// the strangers' label for its batch and coalescing-wait histograms and
+// kept it for as long as it lived: once the entry was promoted, Stats and
+// the counters named the peer, the histograms of its writes did not.
+func TestLaneMetricsOfAStrangerThatJoinedCarryItsID(t *testing.T) {
+	n3 := startNode(t, "n3", cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"}), nil)
+	n3.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) { return nil, nil }))
+	reader := sdkmetric.NewManualReader()
+	static := cluster.NewStatic()
+	n1 := startNode(t, "n1", deferredWatch{&hookedMembership{Static: static}}, func(c *Config) {
+		c.Telemetry.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	})
+	p, err := n1.peerFor("n3", false) // n3 connected first: a stranger's entry
+	require.NoError(t, err)
+	static.Add(cluster.Member{ID: "n3", Addr: n3.Addr().String()}) // its Join event is on its way
+	batches := func() map[string]uint64 {
+		var rm metricdata.ResourceMetrics
+		require.NoError(t, reader.Collect(context.Background(), &rm))
+		out := map[string]uint64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if h, ok := m.Data.(metricdata.Histogram[int64]); ok && m.Name == "internode.coalesce.batch_messages" {
+					for _, dp := range h.DataPoints {
+						peer, _ := dp.Attributes.Value("peer")
+						out[peer.AsString()] += dp.Count
+					}
+				}
+			}
+		}
+		return out
+	}
+	require.NoError(t, n1.Send(context.Background(), "n3", 1, []byte("before")))
+	require.Eventually(t, func() bool { return batches()[string(StrangersPeer)] == 1 }, 5*time.Second, time.Millisecond)
+
+	n1.promote(p) // the Join came
+	require.NoError(t, n1.Send(context.Background(), "n3", 1, []byte("after")))
+	require.Eventually(t, func() bool {
+		b := batches()
+		return b[string(StrangersPeer)]+b["n3"] == 2
+	}, 5*time.Second, time.Millisecond)
+	assert.Equal(t, map[string]uint64{string(StrangersPeer): 1, "n3": 1}, batches(),
+		"a member's writes recorded under the strangers' label")
 }

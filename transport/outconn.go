@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/metric"
-
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/backoff"
 	"github.com/internode/internode/internal/limit"
@@ -84,8 +82,8 @@ type outConn struct {
 	ctrl        []ctrlFrame
 	ctrlPending atomic.Bool // ctrl is not empty: the writer's loop checks it without the lock
 
-	attrs     []metric.RecordOption // this lane's metric attributes (connAttrs)
-	waitTimer *time.Timer           // coalescing waits; stopped when unused
+	attrs     laneAttrs   // this lane's metric attributes (connAttrs)
+	waitTimer *time.Timer // coalescing waits; stopped when unused
 	// Of coalesceWait, owned by the writer goroutine: how many of its runtime
 	// timers in a row fired late, the precise waits since it last tried a
 	// runtime timer, and the precise timer (made on first use, closed
@@ -611,7 +609,7 @@ func (c *outConn) writeTaken(b *batch, observed int, requested, waited time.Dura
 	c.strategyMu.Unlock()
 	sent, sentBytes, err := c.frames.writeBatch(c.conn.Conn, b, c.t.maxFrame, monoNanos(), c)
 	if err == nil && sent > 0 {
-		c.t.tel.recordFlush(c.attrs, sent, waited)
+		c.t.tel.recordFlush(c.attrs.of(c.peer), sent, waited)
 		if byCaller {
 			c.counters.callerWrites.Add(1)
 		}

@@ -309,18 +309,30 @@ func (t *Transport) measuring() bool { return !t.cfg.Telemetry.DisableSocketMeas
 // peerStats returns the peer's state, if any, without creating it.
 func (t *Transport) peerStats(id cluster.NodeID) *peer { return (*t.peersView.Load())[id] }
 
-// connAttrs is the attribute set of one lane with one peer, computed once.
-// Peers that are not members share one label, so made-up node IDs cannot
-// multiply the metric series.
+// laneAttrs are the attribute sets of one lane with one peer, computed
+// once: the peer's own and the strangers' one. Peers that are not members
+// share one label, so made-up node IDs cannot multiply the metric series.
 //
-// It is a slice of one, made once: passed on as it is, it costs a Record
-// no allocation, where a lone option would be put in a new slice each time.
-func (tel *telemetry) connAttrs(p *peer, lane routing.Lane) []metric.RecordOption {
-	id := p.id
-	if !p.member.Load() {
-		id = StrangersPeer
+// Each is a slice of one, made once: passed on as it is, it costs a
+// Record no allocation, where a lone option would be put in a new slice
+// each time.
+type laneAttrs struct{ own, strangers []metric.RecordOption }
+
+func (tel *telemetry) connAttrs(p *peer, lane routing.Lane) laneAttrs {
+	set := func(id cluster.NodeID) []metric.RecordOption {
+		return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("peer", string(id)), attribute.String("lane", lane.String())))}
 	}
-	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("peer", string(id)), attribute.String("lane", lane.String())))}
+	return laneAttrs{own: set(p.id), strangers: set(StrangersPeer)}
+}
+
+// of returns the set for p as it stands now: a lane built on a stranger's
+// entry outlives its promotion (promote), after which Stats counts its
+// writes under the peer's ID, and so must the histograms.
+func (a *laneAttrs) of(p *peer) []metric.RecordOption {
+	if p.member.Load() {
+		return a.own
+	}
+	return a.strangers
 }
 
 // recordFlush records one write's batch size and coalescing wait.

@@ -26,22 +26,22 @@ func TestHandlerContextEndsAtItsDeadline(t *testing.T) {
 			var done <-chan struct{}
 			if watched {
 				done = c.Done()
-				assert.False(t, isClosed(done))
+				assert.False(t, chanClosed(done))
 			}
 			assert.NoError(t, c.Err())
 			time.Sleep(999 * time.Millisecond)
 			synctest.Wait()
 			if watched {
-				assert.False(t, isClosed(done), "a millisecond early")
+				assert.False(t, chanClosed(done), "a millisecond early")
 			}
 			assert.NoError(t, c.Err(), "a millisecond early")
 			time.Sleep(time.Millisecond)
 			synctest.Wait()
 			if watched {
-				assert.True(t, isClosed(done), "its timer closed Done")
+				assert.True(t, chanClosed(done), "its timer closed Done")
 			}
 			assert.ErrorIs(t, c.Err(), context.DeadlineExceeded)
-			assert.True(t, isClosed(c.Done()), "Done is closed once Err is set, even when first asked after")
+			assert.True(t, chanClosed(c.Done()), "Done is closed once Err is set, even when first asked after")
 			assert.ErrorIs(t, context.Cause(c), context.DeadlineExceeded)
 			cancel()
 			assert.ErrorIs(t, c.Err(), context.DeadlineExceeded, "a later cancel changes nothing")
@@ -66,10 +66,10 @@ func TestHandlerContextFollowsItsParent(t *testing.T) {
 			closeParent()
 			synctest.Wait()
 			if watched {
-				assert.True(t, isClosed(done))
+				assert.True(t, chanClosed(done))
 			}
 			assert.ErrorIs(t, c.Err(), context.Canceled)
-			assert.True(t, isClosed(c.Done()))
+			assert.True(t, chanClosed(c.Done()))
 		})
 	}
 }
@@ -85,13 +85,13 @@ func TestHandlerContextCancel(t *testing.T) {
 		c, cancel := newHandlerContext(context.Background(), time.Now().Add(time.Hour), time.Now())
 		cancel()
 		assert.ErrorIs(t, c.Err(), context.Canceled)
-		assert.True(t, isClosed(c.Done()))
+		assert.True(t, chanClosed(c.Done()))
 		assert.ErrorIs(t, context.Cause(c), context.Canceled)
 
 		c, cancel = newHandlerContext(context.Background(), time.Now().Add(time.Hour), time.Now())
 		done := c.Done()
 		cancel()
-		assert.True(t, isClosed(done))
+		assert.True(t, chanClosed(done))
 		assert.ErrorIs(t, c.Err(), context.Canceled)
 	})
 	for i := range 100 {
@@ -154,7 +154,7 @@ func TestHandlerContextConcurrentUse(t *testing.T) {
 		}
 		wg.Wait()
 		ran.Wait()
-		require.True(t, isClosed(c.Done()))
+		require.True(t, chanClosed(c.Done()))
 		err := c.Err()
 		require.Error(t, err)
 		require.Contains(t, []error{context.Canceled, context.DeadlineExceeded}, err)

@@ -469,7 +469,7 @@ func TestInlineEmptyLargeMessageGrantedLater(t *testing.T) {
 			onReader := strings.Contains(string(buf[:runtime.Stack(buf, false)]), "(*inConn).read(")
 			// Give 4 the chance to start meanwhile: yield a while, rather
 			// than sleep, unless it has.
-			for i := 0; i < 20000 && !isClosed(started4); i++ {
+			for i := 0; i < 20000 && !chanClosed(started4); i++ {
 				runtime.Gosched()
 			}
 			ran3 <- onReader
@@ -537,16 +537,6 @@ func TestReaderKilledWhileFeedingAStalledReaderHandler(t *testing.T) {
 	eventually(t, func() bool { return r.used() == 0 }, "the partial messages' room given back")
 	letRead()
 	assert.ErrorIs(t, within(t, readErr, 5*time.Second, "the handler's read"), ErrConnectionReset)
-}
-
-// isClosed reports whether ch is closed.
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // holdLargeWaitQueued sets largeWaitQueued to hook until the test ends.

@@ -226,38 +226,37 @@ func TestWriteThatFitsSucceedsWhateverTheReaderDoesNext(t *testing.T) {
 	}
 }
 
-// A connection swallowed by a blackhole is open for its dialer: Conns
-// counts it, and Cut resets it and says so.
-func TestCutAndConnsCountBlackholedConnections(t *testing.T) {
+// dialIntoBlackhole returns a network whose host b is blackholed and a
+// connection from a to b that the blackhole swallowed.
+func dialIntoBlackhole(t *testing.T) (*Network, net.Conn) {
 	n := NewNetwork()
-	defer n.Close()
+	t.Cleanup(func() { n.Close() })
 	l, err := n.Host("b").Listen("tcp", "b:0")
 	require.NoError(t, err)
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	n.Blackhole("b")
 	client, err := n.Host("a").DialContext(t.Context(), "tcp", l.Addr().String())
 	require.NoError(t, err)
-	defer client.Close()
+	t.Cleanup(func() { client.Close() })
+	return n, client
+}
+
+// A connection swallowed by a blackhole is open for its dialer: Conns
+// counts it, and Cut resets it and says so.
+func TestCutAndConnsCountBlackholedConnections(t *testing.T) {
+	n, client := dialIntoBlackhole(t)
 	assert.Equal(t, 1, n.Conns("a", "b"), "the dialer's connection is open")
 	assert.Equal(t, 1, n.Cut("a", "b"), "Cut reports the connection it reset")
-	_, err = client.Write([]byte("x"))
+	_, err := client.Write([]byte("x"))
 	assert.ErrorIs(t, err, syscall.ECONNRESET)
 }
 
 // HealAll lifts a blackhole as Unblackhole does: the connections it
 // swallowed are reset, not left silent for ever.
 func TestHealAllResetsBlackholedConnections(t *testing.T) {
-	n := NewNetwork()
-	defer n.Close()
-	l, err := n.Host("b").Listen("tcp", "b:0")
-	require.NoError(t, err)
-	defer l.Close()
-	n.Blackhole("b")
-	client, err := n.Host("a").DialContext(t.Context(), "tcp", l.Addr().String())
-	require.NoError(t, err)
-	defer client.Close()
+	n, client := dialIntoBlackhole(t)
 	n.HealAll()
-	_, err = readWithin(client, 5*time.Second)
+	_, err := readWithin(client, 5*time.Second)
 	assert.ErrorIs(t, err, syscall.ECONNRESET, "the swallowed connection is reset")
 	n.mu.Lock()
 	assert.Empty(t, n.held, "and no longer held")

@@ -53,8 +53,8 @@ func (c *cancels) start(w *work, cancel context.CancelFunc) bool {
 	select {
 	case <-w.ic.done:
 		// Its connection ended since the caller looked (handle), and
-		// ended may have been by before this cancel was here to call:
-		// end the context as ended would. ended closes done first and
+		// ended may have run before this cancel was here to call: end
+		// the context as ended would. ended closes done first and
 		// takes this lock after, so a done still open here means ended
 		// is yet to come, and finds this cancel.
 		cancel()

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -17,6 +18,7 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -235,6 +237,11 @@ func TestMutePeerIsNotReportedUp(t *testing.T) {
 func acceptingPeer(t *testing.T, accepted, after func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	return acceptingPeerOn(t, ln, accepted, after)
+}
+
+// acceptingPeerOn is acceptingPeer on ln, which it closes at the end.
+func acceptingPeerOn(t *testing.T, ln net.Listener, accepted, after func(net.Conn)) string {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -263,25 +270,37 @@ func acceptingPeer(t *testing.T, accepted, after func(net.Conn)) string {
 // next message, sent long after that backoff had passed, still waited a
 // whole backoff before its dial, though nothing had been dialled since:
 // a request to a peer back for minutes could time out undialled. The
-// next dial now waits only what is left of the backoff.
+// next dial now waits only what is left of the backoff. It runs in a
+// synctest bubble over the in-memory network: the idle spell and the
+// dial's delay are measured on the fake clock, exactly.
 func TestABackoffOwedBeforeAnIdleSpellIsNotSleptAfterIt(t *testing.T) {
-	const backoff = 3 * time.Second
-	accepts := make(chan time.Time, 64)
-	addr := acceptingPeer(t, func(net.Conn) { accepts <- time.Now() }, func(conn net.Conn) {
-		_, _ = conn.Read(make([]byte, 1)) // the message was written: hang up unheard
-	})
-	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+	synctest.Test(t, func(t *testing.T) {
+		const backoff = 3 * time.Second
+		network := transporttest.NewNetwork()
+		defer network.Close()
+		ln, err := network.Host("flaky").Listen("tcp", "flaky:1")
+		require.NoError(t, err)
+		accepts := make(chan time.Time, 64)
+		addr := acceptingPeerOn(t, ln, func(net.Conn) { accepts <- time.Now() }, func(conn net.Conn) {
+			_, _ = conn.Read(make([]byte, 1)) // the message was written: hang up unheard
+		})
+		cfg := transporttest.Config("n1", "test", cluster.NewStatic(cluster.Member{ID: "flaky", Addr: addr}))
+		network.Host("n1").Configure(&cfg)
 		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = backoff, backoff
+		cfg.Telemetry.DisableSocketMeasurement = true
+		tr, err := transport.New(cfg)
+		require.NoError(t, err)
+		tr.Start()
+		defer tr.Close()
+
+		require.NoError(t, tr.Send(context.Background(), "flaky", verbData, []byte("a")))
+		<-accepts
+		// Longer than the backoff owed for the connection's death: the
+		// lane is idle all along.
+		time.Sleep(backoff + backoff/4)
+		sent := time.Now()
+		require.NoError(t, tr.Send(context.Background(), "flaky", verbData, []byte("b")))
+		at := <-accepts
+		assert.Less(t, at.Sub(sent), backoff/3, "the second message waited for a backoff already served")
 	})
-	c.Members.Add(cluster.Member{ID: "flaky", Addr: addr})
-	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, time.Minute), "flaky", verbData, []byte("a")))
-	within(t, accepts, 10*time.Second, "the first connection")
-	// Longer than the backoff owed for the connection's death: the lane
-	// is idle all along.
-	time.Sleep(backoff + backoff/4)
-	sent := time.Now()
-	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, time.Minute), "flaky", verbData, []byte("b")))
-	at := within(t, accepts, 10*time.Second, "the second connection")
-	assert.Less(t, at.Sub(sent), backoff/3, "the second message waited for a backoff already served")
-	require.NoError(t, c.Nodes[0].Close())
 }

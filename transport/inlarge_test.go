@@ -545,6 +545,22 @@ func holdLargeWaitQueued(t *testing.T, hook func()) {
 	t.Cleanup(func() { largeWaitQueued = nil })
 }
 
+// readerHoldingOneLarge returns a large-lane reader whose room fits one
+// message of 300 KiB and its handler's work, held by a gated handler
+// until the test ends; a second message of that size waits for room.
+func readerHoldingOneLarge(t *testing.T) *readerRig {
+	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 320<<10+workCost))
+	h := newRecorder(true)
+	r.tr.Handle(1, h)
+	t.Cleanup(func() { close(h.gate) })
+	r.holdLarge(h, 1, 1, 300<<10)
+	return r
+}
+
+// belowItsSizeClass are inbound limits below a 300 KiB message's size
+// class, not its length: it waits again, at its length (waitAtLength).
+var belowItsSizeClass = Limits{PerConnection: 310 << 10, PerPeer: 310 << 10, Node: 310 << 10}
+
 // TestReaderWaiterRequeuedBeforeItIsRecorded: limits lowered (SetLimits)
 // in the moment between a large message's waiter being queued and the
 // reader recording it fail that waiter, and the message waits again at
@@ -553,17 +569,12 @@ func holdLargeWaitQueued(t *testing.T, hook func()) {
 // one: the second stayed queued, ahead of the peer's later allocations
 // and counted in InboundWaiters, until room freed.
 func TestReaderWaiterRequeuedBeforeItIsRecorded(t *testing.T) {
-	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 320<<10+workCost)) // one message and its handler's work
-	h := newRecorder(true)
-	r.tr.Handle(1, h)
-	defer close(h.gate)
-	r.holdLarge(h, 1, 1, 300<<10)
+	r := readerHoldingOneLarge(t)
 	var fired atomic.Bool
 	set := make(chan error, 1)
 	holdLargeWaitQueued(t, func() {
 		if fired.CompareAndSwap(false, true) { // the reader, at its message's first wait
-			small := Limits{PerConnection: 310 << 10, PerPeer: 310 << 10, Node: 310 << 10} // below its size class, not its length
-			set <- r.tr.SetLimits(Limits{}, small)
+			set <- r.tr.SetLimits(Limits{}, belowItsSizeClass)
 		}
 	})
 	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 300<<10))
@@ -581,18 +592,13 @@ func TestReaderWaiterRequeuedBeforeItIsRecorded(t *testing.T) {
 // the waiter queued: the withdrawal cancelled only the one before, settled
 // already.
 func TestReaderWaiterWithdrawnBeforeItIsRecorded(t *testing.T) {
-	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 320<<10+workCost)) // one message and its handler's work
-	h := newRecorder(true)
-	r.tr.Handle(1, h)
-	defer close(h.gate)
-	r.holdLarge(h, 1, 1, 300<<10)
+	r := readerHoldingOneLarge(t)
 	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 1}, 300<<10))
 	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "it waits for room")
 	holdLargeWaitQueued(t, func() { // on this goroutine, in SetLimits, once it waits again
 		r.write(anyFrame(wire.FrameLargeCancel, 2, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureCanceled})))
 		eventually(t, func() bool { return r.in.dropped[ReasonCanceled].Load() == 1 }, "the withdrawal")
 	})
-	small := Limits{PerConnection: 310 << 10, PerPeer: 310 << 10, Node: 310 << 10} // below its size class, not its length
-	require.NoError(t, r.tr.SetLimits(Limits{}, small))
+	require.NoError(t, r.tr.SetLimits(Limits{}, belowItsSizeClass))
 	eventually(t, func() bool { return r.tr.inBudget.Waiting() == 0 }, "its wait to end with its withdrawal")
 }

@@ -117,7 +117,14 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // A receiver that takes none of the bytes for Timeouts.Write fails the
 // send (ErrIncomplete); once every byte is sent, SendFile waits for the
 // receiver's handler to return, which may take long (a snapshot applied,
-// say), for as long as ctx allows.
+// say): until ctx's deadline, or without one for the verb's request
+// timeout (Timeouts.PerVerb, Timeouts.Request), as Request does, counted
+// from the last byte; then it fails with context.DeadlineExceeded (a
+// net.Error with Timeout() true), whether the handler is stuck or the
+// peer stopped answering, which this side cannot tell apart (the
+// receiver may still accept the bytes after that). A verb
+// whose handler takes longer needs a deadline in ctx (the receiver's
+// handler then has it too) or its own PerVerb entry.
 //
 // Shutdown does not wait for transfers: Shutdown or Close cuts one under
 // way, on either side.
@@ -231,6 +238,14 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
 	}
+	verdictTimeout := time.Duration(0)
+	if _, ok := ctx.Deadline(); !ok && sendErr == nil {
+		// The receiver answers once its handler returns: without a
+		// deadline in ctx, a handler that never returns, or a peer that
+		// stopped answering, would hold this call for ever.
+		verdictTimeout = t.cfg.requestTimeout(verb)
+		_ = conn.SetReadDeadline(time.Now().Add(verdictTimeout))
+	}
 	// Read the verdict even after a failed send: a receiver that gave up
 	// says why before it closes.
 	failure, err = wire.ReadFileResult(conn)
@@ -245,6 +260,8 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		return fail(sent, fmt.Errorf("%w: %d of %d bytes sent: %w", ErrIncomplete, sent, length, sendErr))
 	case sendErr != nil:
 		return fail(sent, sendErr)
+	case err != nil && verdictTimeout > 0 && isTimeout(err) && ctx.Err() == nil:
+		return fail(sent, fmt.Errorf("%w: no verdict from the receiver %v after the last byte: %w", context.DeadlineExceeded, verdictTimeout, err))
 	case err != nil:
 		return fail(sent, ctxErrOr(ctx, fmt.Errorf("%w: no result from the receiver: %w", ErrIncomplete, err)))
 	}

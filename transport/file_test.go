@@ -416,6 +416,62 @@ func TestSendFileToAReceiverThatStopsReading(t *testing.T) {
 	}
 }
 
+// TestSendFileToAHandlerThatNeverReturns: a receiver takes every byte and
+// verifies them, and then its handler never returns (or the peer stops
+// answering). SendFile, with no deadline in its context, waited for the
+// verdict for ever; it now waits the verb's request timeout
+// (Timeouts.PerVerb, Timeouts.Request), as Request does, and a handler
+// that returns within it is not cut off.
+func TestSendFileToAHandlerThatNeverReturns(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Request = 500 * time.Millisecond
+		cfg.Timeouts.PerVerb = map[transport.Verb]time.Duration{verbBootstrap + 1: 10 * time.Second}
+	})
+	release := make(chan struct{})
+	defer close(release)
+	applied := make(chan struct{}, 2)
+	handler := transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		if _, err := io.Copy(io.Discard, ft.Reader()); err != nil {
+			return err
+		}
+		applied <- struct{}{}
+		if ft.Verb == verbBootstrap+1 {
+			time.Sleep(time.Second) // a snapshot applied: longer than Timeouts.Request
+			return nil
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	c.Nodes[1].HandleFile(verbBootstrap, handler)
+	c.Nodes[1].HandleFile(verbBootstrap+1, handler)
+	src, data := tempFile(t, 1<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sent := sendFileAsync(ctx, c, src, len(data))
+	select {
+	case err := <-sent:
+		select {
+		case <-applied: // every byte arrived: the wait was for the verdict
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the handler never had the bytes; SendFile: %v", err)
+		}
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.True(t, isTimeout(err), "%v", err)
+	case <-time.After(10 * time.Second): // the bound is 0.5 s
+		cancel()
+		<-sent
+		t.Fatal("SendFile still waits 10 s for the verdict of a handler that never returns, with Timeouts.Request 0.5 s")
+	}
+
+	// The verb's own timeout allows for its handler's time.
+	n, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap+1, src, 0, int64(len(data)))
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(data)), n)
+}
+
 // TestFileReaderOfExactlyLengthVerifies: a handler that reads exactly
 // Length bytes from Reader (io.CopyN, io.ReadFull), every one intact, had
 // the transfer failed ("the handler took 1048576 of 1048576 bytes"): the

@@ -916,7 +916,7 @@ func TestCorruptFileBytesAreCountedAsBadInput(t *testing.T) {
 // TestStreamsThatNeverSayTheirVerbAreBounded: a peer opens 3000 streams on
 // its stream session and never sends their verbs. Each held a goroutine
 // on the receiver until the handshake timeout, with no bound: now at most
-// Streams.MaxPerPeer may be opening at once, and the receiver closes the
+// Streams.MaxPerPeer may be opening at once, and the receiver refuses the
 // rest at once.
 func TestStreamsThatNeverSayTheirVerbAreBounded(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
@@ -937,12 +937,20 @@ func TestStreamsThatNeverSayTheirVerbAreBounded(t *testing.T) {
 		streams[i], err = session.OpenStream() // a SYN, and never a verb
 		require.NoError(t, err)
 	}
-	// The last ones are closed by the receiver, long before its
-	// handshake timeout.
+	// The last ones are refused by the receiver, long before its
+	// handshake timeout: overloaded, in a status byte (closed without one,
+	// the receiver's own opener took it for its session failing), then
+	// closed.
 	for _, st := range streams[len(streams)-10:] {
 		require.NoError(t, st.SetReadDeadline(time.Now().Add(10*time.Second)))
-		_, err := st.Read(make([]byte, 1))
-		assert.ErrorIs(t, err, io.EOF, "a stream beyond the bound is closed at once")
+		status := make([]byte, 1)
+		_, err := io.ReadFull(st, status)
+		require.NoError(t, err, "a stream beyond the bound is refused with a status byte")
+		code, refused := wire.ParseStreamStatus(status[0])
+		assert.True(t, refused)
+		assert.Equal(t, wire.FailureOverloaded, code)
+		_, err = st.Read(make([]byte, 1))
+		assert.ErrorIs(t, err, io.EOF, "and closed at once")
 	}
 }
 

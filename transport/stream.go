@@ -843,6 +843,13 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 		select {
 		case opening <- struct{}{}:
 		default:
+			// Refused with its status byte, as a stream beyond MaxPerPeer
+			// is: closed without one, the opener cannot tell the close from
+			// its session's connection failing, and closes the session
+			// with every stream on it. The byte waits for the session's
+			// socket no longer than an opening may.
+			_ = st.SetWriteDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
+			_, _ = st.Write(wire.AppendStreamRefuse(nil, wire.FailureOverloaded))
 			st.Close()
 			continue
 		}

@@ -737,6 +737,56 @@ func TestStreamRefusedOpenLeavesNoPlaceTaken(t *testing.T) {
 	}
 }
 
+// TestStreamRefusedOpenKeepsTheSessionsOtherStreams: a receiver refused a
+// stream beyond its bound on streams still opening (Streams.MaxPerPeer not
+// yet past their verb) by closing it without a status byte. The opener
+// took that close for its session's connection failing, closed the
+// session, and so cut every healthy stream on it. A burst of opens to a
+// receiver with room for one overflows that bound (every run, measured);
+// each open is now refused alone, overloaded, with a status byte.
+func TestStreamRefusedOpenKeepsTheSessionsOtherStreams(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 {
+			cfg.Streams.MaxPerPeer = 1 // the receiver's; the opener's is the default
+		}
+	})
+	echoStreams(c)
+	ctx := ctxTimeout(t, 10*time.Second)
+	healthy, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer healthy.Close()
+
+	errs := make([]error, 32)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := c.Nodes[0].OpenStream(ctx, c.ID(1), verbRepair)
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+
+	_, err = healthy.Write([]byte("still here"))
+	require.NoError(t, err, "the healthy stream, after the refusals on its session")
+	got := make([]byte, len("still here"))
+	_, err = io.ReadFull(healthy, got)
+	require.NoError(t, err, "the healthy stream's echo")
+	assert.Equal(t, "still here", string(got))
+	for i, err := range errs {
+		// A refusal that reaches the opener before smux has registered the
+		// stream it just opened is dropped by smux (v1.5.56 registers a
+		// stream only once its SYN is written), and the open times out.
+		if !isTimeout(err) {
+			assert.ErrorIs(t, err, transport.ErrOverloaded, "open %d: refused by the receiver, alone", i)
+		}
+	}
+}
+
 // TestStreamOpenEndsWithItsContextBehindACongestedSession: OpenStream
 // ends when its context does. Behind a session whose socket was full,
 // smux's open waited up to 30 s to queue the new stream's SYN, and a

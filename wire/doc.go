@@ -502,7 +502,8 @@
 //	        at most MaxStreamOpenSize (5) bytes
 //	status  0 StreamAccepted, or the FailureCode refusing the stream:
 //	        1 FailureUnknownVerb (no handler for the verb), 4
-//	        FailureOverloaded (too many streams open with that peer); codes
+//	        FailureOverloaded (too many streams open, or opening, with
+//	        that peer: then sent before the verb is read); codes
 //	        this version does not define are passed up as they are
 //
 // A refusing acceptor closes the stream after the status byte, and so does

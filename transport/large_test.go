@@ -497,3 +497,50 @@ func TestWithdrawalsDoNotSilenceTheLargeLane(t *testing.T) {
 	releaseAll()
 	require.NoError(t, within(t, first, 10*time.Second, "the first request"), "written in full, its handler running")
 }
+
+// TestLargeMessageExpiresOnTimeWaitingForItsGrant: a large message whose
+// receiver has no room for it waits, begun, for its grant; when its
+// deadline passes meanwhile it is withdrawn and counted expired, on both
+// sides, and gives back its capacity, at its deadline. The writer looked
+// only every keepalive interval (1 s), so a message with a 50 ms TTL
+// ended up to a second late, holding its capacity and one of the
+// connection's begun slots all that while. (Not in a synctest bubble:
+// there the monotonic clock reads before processStart, and a context's
+// deadline saturates to none.)
+func TestLargeMessageExpiresOnTimeWaitingForItsGrant(t *testing.T) {
+	const size = 1 << 20
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 { // room for one message at a time
+			cfg.Memory.MaxMessageSize = size + size/4
+			cfg.Memory.Inbound = transport.Limits{PerConnection: size + size/2, PerPeer: size + size/2, Node: size + size/2}
+		}
+	})
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	started := make(chan struct{}, 1)
+	c.Nodes[1].Handle(verbLarge, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started <- struct{}{}
+		<-release
+		return nil, nil
+	}))
+	large := func() transport.ConnStats { return laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Large) }
+	inbound := func() transport.ConnStats { return laneStats(t, c.Nodes[1], string(c.ID(0)), routing.Large) }
+
+	require.NoError(t, c.Nodes[0].Send(ctxTimeout(t, 20*time.Second), c.ID(1), verbLarge, make([]byte, size)))
+	within(t, started, 10*time.Second, "the first message's handler, holding the receiver's room")
+	waitFor(t, 10*time.Second, "the first message written", func() bool { return large().MessagesSent == 1 })
+
+	const ttl = 50 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), ttl)
+	defer cancel()
+	require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbLarge, make([]byte, size)))
+	// Well before the keepalive interval, though generous for a loaded
+	// machine: the writer wakes at the deadline.
+	waitFor(t, 400*time.Millisecond, "the message expired at its deadline", func() bool {
+		return large().Dropped[transport.ReasonExpired] == 1 && large().PendingBytes == 0
+	})
+	waitFor(t, 400*time.Millisecond, "the receiver told", func() bool {
+		return inbound().DroppedInbound[transport.ReasonExpired] == 1
+	})
+}

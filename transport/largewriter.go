@@ -4,6 +4,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/internode/internode/wire"
 )
@@ -30,6 +31,14 @@ type largeSend struct {
 	beginEnd int // where its FrameLargeBegin ends in the write under way
 }
 
+// answerOnly reports whether only its receiver's answer ends ls: an empty
+// message whose FrameLargeBegin, all of it, went out, which its receiver
+// takes as it grants it. Withdrawn (expired, or its caller gone), its
+// FrameLargeCancel could cross that grant: counted expired or cancelled
+// here, it was received there. It is written once granted, and fails
+// once refused; its receiver drops it if it expired meanwhile.
+func (ls *largeSend) answerOnly() bool { return ls.begunOut && len(ls.payload) == 0 }
+
 // partWrite is a part gathered for a write: where its frame starts in the
 // write, and how much of its message was sent before it.
 type partWrite struct {
@@ -51,7 +60,7 @@ type backFrame struct {
 // never holds a smaller one behind it for its whole transfer. The receiver
 // therefore never reads bytes it has no room for, and a connection cannot
 // wedge on its own unread bytes. A message that expires while begun is
-// withdrawn with FrameLargeCancel.
+// withdrawn with FrameLargeCancel, but for an empty one (answerOnly).
 //
 // Owned by the connection's writer goroutine, except the inbox, which the
 // back-channel reader fills.
@@ -162,7 +171,7 @@ func (w *largeWriter) busy(now int64) bool {
 		return true
 	}
 	for _, ls := range w.begun {
-		if ls.granted || ls.expired(now) {
+		if ls.granted || ls.expired(now) && !ls.answerOnly() {
 			return true
 		}
 	}
@@ -171,6 +180,31 @@ func (w *largeWriter) busy(now int64) bool {
 
 // idle reports whether nothing at all is in flight.
 func (w *largeWriter) idle() bool { return len(w.waiting) == 0 && len(w.begun) == 0 }
+
+// nextExpiry is the earliest deadline of the messages in flight, 0 if none
+// has one. A writer with nothing to write waits for grants, and must wake
+// then to withdraw (or fail) what expired meanwhile: at the deadline, not
+// at some later poll.
+func (w *largeWriter) nextExpiry() int64 {
+	var at int64
+	for _, list := range [][]*largeSend{w.begun, w.waiting} {
+		for _, ls := range list {
+			if ls.expiresAt != 0 && !ls.answerOnly() && (at == 0 || ls.expiresAt < at) {
+				at = ls.expiresAt
+			}
+		}
+	}
+	return at
+}
+
+// untilExpiry is how long a writer waiting for grants may sleep at now:
+// no longer than longest, nor past the earliest deadline in flight.
+func (w *largeWriter) untilExpiry(now int64, longest time.Duration) time.Duration {
+	if at := w.nextExpiry(); at != 0 {
+		return max(min(longest, time.Duration(at-now)), 0)
+	}
+	return longest
+}
 
 // admit moves newly queued messages in, copying their small headers out of
 // the pooled batch buffer so that it can be recycled at once; each message
@@ -218,7 +252,7 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 	var cancelled []*largeSend
 	kept := w.begun[:0]
 	for _, ls := range w.begun {
-		if ls.expired(now) {
+		if ls.expired(now) && !ls.answerOnly() {
 			fw.add(wire.FrameLargeCancel, ls.stream, cancelFailure(ReasonExpired))
 			cancelled = append(cancelled, ls)
 			continue
@@ -354,7 +388,8 @@ func (w *largeWriter) applyInbox(q *outQueue, sink outSink) []withdrawal {
 // begun fails at once; a begun one fails too, and is returned for a
 // FrameLargeCancel, which frees the room its receiver reserved and tells
 // it that no more parts follow. A withdrawal of a message the writer is
-// done with applies to nothing and is forgotten.
+// done with applies to nothing and is forgotten, and so does one of an
+// empty message begun (answerOnly).
 func (w *largeWriter) applyWithdrawals(q *outQueue, sink outSink) []withdrawal {
 	w.mu.Lock()
 	asked := w.withdrawals
@@ -367,7 +402,7 @@ func (w *largeWriter) applyWithdrawals(q *outQueue, sink outSink) []withdrawal {
 			ls := w.waiting[i]
 			w.waiting = slices.Delete(w.waiting, i, i+1)
 			w.fail(q, ls, wr.reason, nil, sink)
-		} else if i := slices.IndexFunc(w.begun, is); i >= 0 {
+		} else if i := slices.IndexFunc(w.begun, is); i >= 0 && !w.begun[i].answerOnly() {
 			ls := w.begun[i]
 			w.begun = slices.Delete(w.begun, i, i+1)
 			withdrawn = append(withdrawn, withdrawal{ls.stream, wr.reason})

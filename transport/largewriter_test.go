@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
 
@@ -309,4 +311,55 @@ func TestLargeWriterWriteError(t *testing.T) {
 	require.Error(t, r.w.step(&cutWriter{limit: wire.FrameHeaderSize + 100}, &r.fw, &r.q, 64<<10, 0, r.sink))
 	assert.Equal(t, ReasonConnectionReset, r.sink.fails[ids[0]])
 	assert.Zero(t, r.sink.account.Used())
+}
+
+// TestLargeWriterEmptyMessageEndsAsItsReceiverTookIt: an empty message is
+// all in its FrameLargeBegin, and its receiver takes it as it grants it.
+// One its sender gave up on (a request whose caller left, a message whose
+// deadline passed) while that grant was on its way was withdrawn all the
+// same: its sender counted it cancelled, or expired, while its receiver
+// had handed it to its handler and counted it received, and ignored the
+// FrameLargeCancel that came after. Once begun it now ends as its
+// receiver answers: written once granted, failed once refused.
+func TestLargeWriterEmptyMessageEndsAsItsReceiverTookIt(t *testing.T) {
+	w := newLargeRig(t)
+	r := newReaderRig(t, routing.Large, nil)
+	h := newRecorder(false)
+	r.tr.Handle(7, h)
+	// The first expires at a minute on the writer's clock (its TTL says so
+	// too), the second is a request.
+	ids := w.queue([]int{0, 0}, map[int]int64{0: int64(time.Minute)})
+	frames := w.step(0, 64<<10)
+	require.Equal(t, []wire.FrameKind{wire.FrameLargeBegin, wire.FrameLargeBegin}, kinds(frames))
+	r.write(w.out.Bytes())
+	var grants []frame
+	for len(grants) < 2 {
+		if f := within(t, r.back, 5*time.Second, "a grant"); f.kind == wire.FrameGrant {
+			grants = append(grants, f)
+		}
+	}
+	eventually(t, func() bool { return r.in.received.Load() == 2 }, "both taken as they were granted")
+
+	// Before the grants reach the writer: the second's caller gives up,
+	// the first's deadline passes.
+	require.True(t, w.w.withdraw(ids[1], ReasonCanceled))
+	frames = w.step(2*int64(time.Minute), 64<<10)
+	r.write(w.out.Bytes())
+	assert.Empty(t, kinds(frames), "no FrameLargeCancel for what the receiver has taken")
+	assert.False(t, w.w.busy(2*int64(time.Minute)), "nothing to do but wait for the answers")
+	for _, g := range grants {
+		w.w.deliver(backFrame{stream: g.stream})
+	}
+	assert.Empty(t, w.step(2*int64(time.Minute), 64<<10))
+
+	// One outcome each, the same on both sides.
+	assert.Empty(t, w.sink.fails, "the sender counts them written, as the receiver took them")
+	assert.Equal(t, 2, w.sink.messages)
+	assert.True(t, w.w.idle())
+	assert.Zero(t, w.sink.account.Used())
+	assert.ElementsMatch(t, ids, []uint64{within(t, h.got, 5*time.Second, "a handler"), within(t, h.got, 5*time.Second, "a handler")})
+	assert.EqualValues(t, 2, r.in.received.Load())
+	for reason := range NumReasons {
+		assert.Zero(t, r.in.dropped[reason].Load(), "dropped as %v on the receiver", reason)
+	}
 }

@@ -344,8 +344,8 @@ func (c *outConn) run() {
 // idle waits for work while the lane has none: it pings the peer when
 // nothing was written for a keepalive interval, closes the connection
 // once no message was written for Timeouts.Idle and no request written
-// on it awaits its response, and wakes at least every interval to
-// withdraw large messages that expired while waiting for a grant.
+// on it awaits its response, and wakes when a large message waiting for a
+// grant expires, to withdraw it.
 func (c *outConn) idle() {
 	cfg := &c.t.cfg
 	wait := time.Hour
@@ -358,7 +358,10 @@ func (c *outConn) idle() {
 		}
 	}
 	if c.lane == routing.Large && !c.large.idle() {
-		wait = min(wait, wire.KeepaliveInterval)
+		// At the earliest deadline in flight: polled every keepalive
+		// interval instead, a message ended up to a second past it,
+		// holding its capacity and its begun slot meanwhile.
+		wait = c.large.untilExpiry(monoNanos(), min(wait, wire.KeepaliveInterval))
 	}
 	timer := c.waitTimer
 	timer.Reset(wait)

@@ -259,16 +259,21 @@ func (w *replyWriter) writeLarge() error {
 	return w.parts.step(w.ic.conn, &w.frames, &w.large, w.ic.t.maxFrame, monoNanos(), w)
 }
 
-// waitForGrants waits for a grant, or for a begun response to expire.
+// waitForGrants waits for a grant, or for a begun response to expire: it
+// wakes at the earliest deadline in flight, not a keepalive interval on.
 func (w *replyWriter) waitForGrants() {
+	wait := w.parts.untilExpiry(monoNanos(), wire.KeepaliveInterval)
 	if w.timer == nil {
-		w.timer = time.NewTimer(wire.KeepaliveInterval)
+		w.timer = time.NewTimer(wait)
 	} else {
-		w.timer.Reset(wire.KeepaliveInterval)
+		w.timer.Reset(wait)
 	}
 	select {
 	case <-w.wake:
 	case <-w.timer.C:
+		// Those that wait to begin fail here, or the deadline that woke
+		// this would wake it again at once; begun ones by the next step.
+		w.parts.pruneExpired(&w.large, monoNanos(), w)
 	case <-w.ic.done:
 	}
 	w.timer.Stop()

@@ -83,8 +83,9 @@ type Config struct {
 	BindAddr string
 
 	// Seeds are gossip addresses ("host:port") of members to join through,
-	// usually other nodes' GossipAddr. Empty starts a new cluster. Join
-	// fails unless at least one seed answers. Default none.
+	// usually other nodes' GossipAddr. Empty starts a new cluster, and so
+	// do seeds that are all this node. Join fails unless at least one seed
+	// other than this node answers. Default none.
 	Seeds []string
 
 	// ReconnectInterval is how often this node tries to rejoin members that

@@ -24,7 +24,8 @@
 //     Leave followed by a Join once the old incarnation has left or been
 //     declared dead.
 //  2. Pass the GossipAddr of one or more running nodes as Seeds; the first
-//     node starts with none. Join fails if no seed answers.
+//     node starts with none, or with only itself. Join fails if no seed
+//     other than this node answers.
 //  3. Call Watch before Members, and apply events as "set" (Join, Update)
 //     and "delete" (Leave); see Watch for why duplicates can occur.
 //  4. On shutdown call Leave, so the others learn at once, then Close. A

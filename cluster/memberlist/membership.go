@@ -1,12 +1,14 @@
 package memberlist
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,8 +89,12 @@ type watcher struct {
 
 // Join starts memberlist on cfg.BindAddr, advertising cfg.TransportAddr in
 // this node's metadata, and joins the cluster through cfg.Seeds, if any.
-// It returns once it has exchanged state with at least one seed (or at
-// once, without seeds). The seed then knows this node, unless it still
+// It returns once it has exchanged state with at least one seed other than
+// this node, or at once without seeds: a new cluster. Seeds that all turn
+// out to be this node (its GossipAddr, or another name for it: a host
+// name, another of its IPs) also start a new cluster; but if the others do
+// not answer, Join fails rather than leave this node alone while it
+// believes it joined. The seed then knows this node, unless it still
 // takes an earlier process under this ID at another gossip address for
 // alive (a crash not yet detected): then the others take this node once
 // they have declared that one dead, at their next reconnection round
@@ -97,7 +103,8 @@ type watcher struct {
 // is left running.
 //
 // Errors wrap ErrInvalidConfig for a bad cfg; otherwise they come from
-// memberlist (a port in use, no seed reachable).
+// memberlist (a port in use, no seed reachable), with "only this node
+// answered" when some seeds were this node and the others unreachable.
 func Join(cfg Config) (*Membership, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -151,14 +158,42 @@ func Join(cfg Config) (*Membership, error) {
 	// Joining oneself achieves nothing. The loop is not running yet.
 	m.rc.seeds = slices.DeleteFunc(m.rc.seeds, func(s string) bool { return s == m.gossipAddr })
 
-	if len(cfg.Seeds) > 0 {
-		if _, err := list.Join(cfg.Seeds); err != nil {
-			_ = m.Close()
-			return nil, fmt.Errorf("memberlist: join through %v: %w", cfg.Seeds, err)
-		}
+	if err := m.joinSeeds(cfg.Seeds); err != nil {
+		_ = m.Close()
+		return nil, fmt.Errorf("memberlist: join through %v: %w", cfg.Seeds, err)
 	}
 	m.startReconnecting()
 	return m, nil
+}
+
+// joinSeeds joins through each seed in turn, as memberlist's Join does, and
+// fails unless another node answered or every seed turned out to be this
+// node (a new cluster, as without seeds). memberlist counts this node, when
+// a seed names it (a host name, another of its IPs), as a node contacted:
+// its count cannot tell a join from a node talking to itself, which would
+// leave a bootstrap believing it had joined while it is alone. A seed is
+// this node when it answers and the node still knows no other.
+func (m *Membership) joinSeeds(seeds []string) error {
+	var errs []error
+	var self []string // seeds that answered as this node
+	for _, seed := range seeds {
+		if seed == m.gossipAddr {
+			continue // this node: nothing to join
+		}
+		if _, err := m.list.Join([]string{seed}); err != nil {
+			errs = append(errs, err)
+		} else if m.list.NumMembers() <= 1 {
+			self = append(self, seed)
+		}
+	}
+	if len(errs) == 0 || m.list.NumMembers() > 1 {
+		return nil
+	}
+	err := errors.Join(errs...)
+	if len(self) > 0 {
+		return fmt.Errorf("only this node answered (at %s), no other seed: %w", strings.Join(self, ", "), err)
+	}
+	return err
 }
 
 // newMembership returns a Membership without memberlist or dispatcher.

@@ -524,6 +524,42 @@ func TestConcurrentCloses(t *testing.T) {
 	wg.Wait()
 }
 
+// TestJoinThroughOnlyItself: seeds that are all this node, under its own
+// GossipAddr or another name, start a new cluster, as no seeds do: a shared
+// seed list lets the first node start alone.
+func TestJoinThroughOnlyItself(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	for _, seeds := range [][]string{
+		{fmt.Sprintf("127.0.0.1:%d", port)},
+		{fmt.Sprintf("localhost:%d", port), fmt.Sprintf("127.0.0.1:%d", port)},
+	} {
+		m, err := Join(Config{
+			NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: fmt.Sprintf("127.0.0.1:%d", port),
+			Seeds: seeds, Tune: quickGossip, Logger: testLogger(),
+		})
+		require.NoError(t, err, "seeds %v", seeds)
+		assert.Equal(t, []cluster.Member{member("n1")}, m.Members())
+		require.NoError(t, m.Close())
+	}
+}
+
+// freePorts returns n distinct ports free on 127.0.0.1, for a test that
+// must know a node's gossip address before Join.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	held := make([]net.Listener, n) // held together so that they differ
+	for i := range held {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		held[i], ports[i] = l, l.Addr().(*net.TCPAddr).Port
+	}
+	for _, l := range held {
+		require.NoError(t, l.Close())
+	}
+	return ports
+}
+
 func TestJoinFailures(t *testing.T) {
 	t.Run("no seed answers", func(t *testing.T) {
 		// Port 1 on loopback: nothing listens, the dial is refused at once.
@@ -534,6 +570,23 @@ func TestJoinFailures(t *testing.T) {
 		assert.Nil(t, m)
 		require.Error(t, err)
 		assert.False(t, errors.Is(err, ErrInvalidConfig))
+	})
+	t.Run("only this node answers", func(t *testing.T) {
+		// The first seed is this node under another name; the second does
+		// not answer. memberlist counts the first as a node contacted, but
+		// this node joined nothing: it is alone.
+		port := freePorts(t, 1)[0]
+		m, err := Join(Config{
+			NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: fmt.Sprintf("127.0.0.1:%d", port),
+			Seeds: []string{fmt.Sprintf("localhost:%d", port), "127.0.0.1:1"}, Tune: quickGossip,
+		})
+		if m != nil {
+			assert.NoError(t, m.Close())
+		}
+		require.Error(t, err, "Join reports success with no other node contacted")
+		assert.Nil(t, m)
+		assert.False(t, errors.Is(err, ErrInvalidConfig))
+		assert.ErrorContains(t, err, "only this node answered")
 	})
 	t.Run("gossip port in use", func(t *testing.T) {
 		n1 := startNode(t, "n1")

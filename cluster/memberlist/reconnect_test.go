@@ -346,36 +346,45 @@ func TestRestartBeforeTheCrashIsDetected(t *testing.T) {
 // list, in which it finds itself under a name (a host name, another of its
 // IPs) that Join cannot recognise. A join through that seed succeeds, alone:
 // a round that stopped at that "success" never tried the next seed, so a
-// node that found itself alone (here n1, started before n2, which has no
-// seeds) stayed alone for good.
+// node that found itself alone (here n1, once n2 has left and is forgotten,
+// before n3 starts at n2's address without seeds) stayed alone for good.
 func TestReconnectSeedThatIsThisNode(t *testing.T) {
-	// Two free ports, known before Join: held together so that they differ.
-	var ports [2]int
-	var held [2]net.Listener
-	for i := range held {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		held[i], ports[i] = l, l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range held {
-		require.NoError(t, l.Close())
-	}
+	ports := freePorts(t, 2)
 	p1, p2 := ports[0], ports[1]
-	n1, err := Join(Config{
-		NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: fmt.Sprintf("127.0.0.1:%d", p1),
-		Seeds:             []string{fmt.Sprintf("localhost:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)},
-		ReconnectInterval: 100 * time.Millisecond, Tune: quickGossip, Logger: testLogger(),
-	})
-	require.NoError(t, err, "n1 answers its own seed")
-	defer func() { assert.NoError(t, n1.Close()) }()
 	n2, err := Join(Config{
 		NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: fmt.Sprintf("127.0.0.1:%d", p2),
 		ReconnectInterval: -1, Tune: quickGossip, Logger: testLogger(),
 	})
 	require.NoError(t, err)
-	defer func() { assert.NoError(t, n2.Close()) }()
+	n1, err := Join(Config{
+		NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: fmt.Sprintf("127.0.0.1:%d", p1),
+		Seeds:             []string{fmt.Sprintf("localhost:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)},
+		ReconnectInterval: 100 * time.Millisecond, ReconnectTimeout: 100 * time.Millisecond,
+		Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, n1.Close()) }()
+	waitMembers(t, n1, member("n1"), member("n2"))
+	// n2 leaves gracefully: n1 does not remember it, and is alone.
+	require.NoError(t, n2.Leave(waitLimit))
+	require.NoError(t, n2.Close())
+	waitMembers(t, n1, member("n1"))
+	// Should n1 have taken the leave for a failure, it forgets n2 after
+	// ReconnectTimeout: then only the seeds can bring n1 and n3 together.
+	require.Eventually(t, func() bool {
+		n1.mu.Lock()
+		defer n1.mu.Unlock()
+		return len(n1.rc.failed) == 0
+	}, waitLimit, 10*time.Millisecond)
+
+	n3, err := Join(Config{
+		NodeID: "n3", TransportAddr: transportAddr("n3"), BindAddr: fmt.Sprintf("127.0.0.1:%d", p2),
+		ReconnectInterval: -1, Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, n3.Close()) }()
 
 	// Only n1's reconnection rounds can bring the two together.
-	waitMembers(t, n1, member("n1"), member("n2"))
-	waitMembers(t, n2, member("n1"), member("n2"))
+	waitMembers(t, n1, member("n1"), member("n3"))
+	waitMembers(t, n3, member("n1"), member("n3"))
 }

@@ -8,7 +8,9 @@
 // digest, to Fanout (3) peers picked at random. A node receiving a digest
 // keeps, for every node, the newer of the two entries. News therefore
 // spreads in O(log n) rounds, and a node whose heartbeat stops moving is
-// suspect (Gossiper.Stale).
+// suspect (Gossiper.Stale). One that stands still for Config.ForgetAfter
+// (a minute) has departed and is dropped from the table, so that the table
+// does not grow for ever as nodes come and go.
 //
 // An Entry is a version of its node's state: (Generation, Heartbeat),
 // compared in that order. A restarted node picks a new, larger Generation

@@ -21,8 +21,9 @@ const Verb transport.Verb = 100
 
 // Defaults used by New.
 const (
-	DefaultInterval = 100 * time.Millisecond
-	DefaultFanout   = 3
+	DefaultInterval    = 100 * time.Millisecond
+	DefaultFanout      = 3
+	DefaultForgetAfter = time.Minute
 )
 
 // Register pins Verb to the urgent lane in cfg, so that digests never wait
@@ -61,6 +62,12 @@ type Config struct {
 	// Interval is the time between rounds; a digest not written within one
 	// interval expires. Default 100 ms.
 	Interval time.Duration
+	// ForgetAfter is how long a node's heartbeat may stand still before
+	// the node is taken for departed and dropped from the table (see
+	// State.Forget); it must be well above the Interval and the periods
+	// passed to Stale, as a forgotten node is no longer reported stale.
+	// Default 1 minute.
+	ForgetAfter time.Duration
 	// Generation is this run's generation (see Entry). Default: Now() in
 	// nanoseconds, so that a restarted node's generation is larger.
 	Generation uint64
@@ -97,6 +104,9 @@ func New(cfg Config) (*Gossiper, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
+	if cfg.ForgetAfter <= 0 {
+		cfg.ForgetAfter = DefaultForgetAfter
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -112,15 +122,18 @@ func New(cfg Config) (*Gossiper, error) {
 	return &Gossiper{cfg: cfg, state: NewState(cfg.Self, cfg.Generation, now)}, nil
 }
 
-// Round runs one gossip round: it beats this node's heartbeat and sends the
-// digest to Fanout random peers. It returns how many digests were queued and
-// the errors of those that were not (joined).
+// Round runs one gossip round: it forgets the nodes departed (ForgetAfter),
+// beats this node's heartbeat and sends the digest to Fanout random peers.
+// It returns how many digests were queued and the errors of those that
+// were not (joined).
 func (g *Gossiper) Round(ctx context.Context) (queued int, err error) {
 	now := g.cfg.Now()
 	// Outside the lock: Peers is the caller's, and may ask the Gossiper
 	// (Stale, to skip suspects) or take its time asking the membership.
 	candidates := g.cfg.Peers()
 	g.mu.Lock()
+	// Before the digest, so as not to spread what this node forgets.
+	g.state.Forget(now, g.cfg.ForgetAfter)
 	g.state.Beat(now)
 	digest := AppendDigest(nil, g.state.entries)
 	peers := PickPeers(g.cfg.Rand, candidates, g.cfg.Self, g.cfg.Fanout)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -296,4 +297,56 @@ func TestGossipRestart(t *testing.T) {
 	for _, a := range ids {
 		require.Empty(t, l.nodes[a].g.Stale(500*time.Millisecond), "%s", a)
 	}
+}
+
+// In a long-lived cluster nodes come and go: the table must not keep every
+// node it ever heard of. A node whose heartbeat has stopped for longer than
+// ForgetAfter is dropped; the digest of a node that has not dropped it yet
+// does not bring it back, but a restart (a newer entry) does.
+func TestGossiperForgetsDepartedPeers(t *testing.T) {
+	now := t0
+	var current []cluster.NodeID
+	g, err := gossip.New(gossip.Config{
+		Self: "n0", Sender: &recordingSender{}, Generation: 1,
+		Now:   func() time.Time { return now },
+		Peers: func() []cluster.NodeID { return current },
+	})
+	require.NoError(t, err)
+	hear := func(from cluster.NodeID, digest map[cluster.NodeID]gossip.Entry) {
+		t.Helper()
+		_, err := g.ServeMessage(t.Context(), &transport.Message{From: from, Verb: gossip.Verb, Payload: gossip.AppendDigest(nil, digest)})
+		require.NoError(t, err)
+	}
+
+	// 100 nodes, ten at a time, each live for 50 rounds and then gone.
+	for wave := range 10 {
+		current = current[:0]
+		for i := range 10 {
+			current = append(current, cluster.NodeID(fmt.Sprintf("n%d", 1+wave*10+i)))
+		}
+		for beat := range uint64(50) {
+			for _, id := range current {
+				hear(id, map[cluster.NodeID]gossip.Entry{id: {Generation: 1, Heartbeat: beat}})
+			}
+			now = now.Add(gossip.DefaultInterval)
+			_, err := g.Round(t.Context())
+			require.NoError(t, err)
+		}
+	}
+	current = nil
+	require.Len(t, g.Entries(), 101)
+	now = now.Add(time.Hour)
+	_, err = g.Round(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, []cluster.NodeID{"n0"}, slices.Sorted(maps.Keys(g.Entries())),
+		"departed nodes are kept for ever")
+
+	// A late digest still holding n1's last entry: n1 stays gone.
+	hear("n200", map[cluster.NodeID]gossip.Entry{"n200": {1, 1}, "n1": {Generation: 1, Heartbeat: 49}})
+	_, ok := g.Known("n1")
+	require.False(t, ok, "a forgotten node came back from an old digest")
+	require.Equal(t, gossip.Entry{1, 1}, must(g.Known("n200")))
+	// n1 restarts: its new generation is taken.
+	hear("n1", map[cluster.NodeID]gossip.Entry{"n1": {Generation: 2}})
+	require.Equal(t, gossip.Entry{Generation: 2}, must(g.Known("n1")))
 }

@@ -37,6 +37,15 @@ type State struct {
 	// changed is when each entry last moved forward, on the local clock:
 	// a node is suspect when its entry stops changing.
 	changed map[cluster.NodeID]time.Time
+	// forgotten holds, for each node dropped by Forget, its last entry and
+	// when it was dropped: Merge refuses that entry and older ones, which
+	// the nodes that have not dropped it yet still gossip.
+	forgotten map[cluster.NodeID]forgottenEntry
+}
+
+type forgottenEntry struct {
+	last Entry
+	at   time.Time
 }
 
 // NewState returns the table of node self, starting a new generation.
@@ -45,6 +54,8 @@ func NewState(self cluster.NodeID, generation uint64, now time.Time) *State {
 		self:    self,
 		entries: map[cluster.NodeID]Entry{self: {Generation: generation}},
 		changed: map[cluster.NodeID]time.Time{self: now},
+
+		forgotten: map[cluster.NodeID]forgottenEntry{},
 	}
 }
 
@@ -58,11 +69,18 @@ func (s *State) Beat(now time.Time) {
 
 // Merge takes every entry of a received digest that is newer than the one
 // known, and returns how many it took. An entry for this node itself is
-// ignored: only the node moves its own heartbeat.
+// ignored: only the node moves its own heartbeat. So is the entry of a node
+// forgotten (see Forget) unless it is newer than the last one known.
 func (s *State) Merge(digest map[cluster.NodeID]Entry, now time.Time) (updated int) {
 	for id, e := range digest {
 		if id == s.self {
 			continue
+		}
+		if f, ok := s.forgotten[id]; ok {
+			if !e.Newer(f.last) {
+				continue // old news of a departed node
+			}
+			delete(s.forgotten, id) // it restarted or came back
 		}
 		if known, ok := s.entries[id]; ok && !e.Newer(known) {
 			continue
@@ -94,6 +112,28 @@ func (s *State) Stale(now time.Time, after time.Duration) []cluster.NodeID {
 	}
 	slices.Sort(stale)
 	return stale
+}
+
+// Forget drops the nodes whose entry has not changed for longer than after
+// and returns them, sorted: they departed (left, or died long ago), and a
+// table that kept them would grow for ever as nodes come and go. This node
+// is never forgotten. Other nodes drop the same entry at about the same
+// time, but until they do their digests still carry it: so each forgotten
+// node's last entry is remembered for after again, during which Merge takes
+// only a newer one (the node restarted or came back), then dropped too.
+func (s *State) Forget(now time.Time, after time.Duration) []cluster.NodeID {
+	for id, f := range s.forgotten {
+		if now.Sub(f.at) > after {
+			delete(s.forgotten, id)
+		}
+	}
+	gone := s.Stale(now, after)
+	for _, id := range gone {
+		s.forgotten[id] = forgottenEntry{last: s.entries[id], at: now}
+		delete(s.entries, id)
+		delete(s.changed, id)
+	}
+	return gone
 }
 
 // PickPeers returns up to n distinct peers drawn at random from candidates,

@@ -53,6 +53,32 @@ func TestStateStale(t *testing.T) {
 	require.Empty(t, s.Stale(t0.Add(1500*time.Millisecond), 2*time.Second))
 }
 
+func TestStateForget(t *testing.T) {
+	s := gossip.NewState("n1", 1, t0)
+	s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {1, 1}, "n3": {1, 1}}, t0)
+	s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {1, 2}}, t0.Add(time.Second))
+	// n3 has stood still for 1.5 s: gone; n2 and this node stay.
+	now := t0.Add(1500 * time.Millisecond)
+	require.Equal(t, []cluster.NodeID{"n3"}, s.Forget(now, time.Second))
+	require.Equal(t, map[cluster.NodeID]gossip.Entry{"n1": {1, 0}, "n2": {1, 2}}, s.Entries())
+	require.Equal(t, []cluster.NodeID{"n2"}, s.Stale(now, 0), "a forgotten node is not reported stale")
+
+	// For another second, n3's last entry (or an older one) is refused.
+	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n3": {1, 1}}, now))
+	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n3": {1, 0}}, now))
+	require.Equal(t, 1, s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {1, 3}}, t0.Add(2*time.Second)))
+	require.Empty(t, s.Forget(t0.Add(2500*time.Millisecond), time.Second))
+	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n3": {1, 1}}, t0.Add(2500*time.Millisecond)))
+	// Then it is forgotten for good: whatever comes is new.
+	require.Empty(t, s.Forget(t0.Add(2600*time.Millisecond), time.Second))
+	require.Equal(t, 1, s.Merge(map[cluster.NodeID]gossip.Entry{"n3": {1, 1}}, t0.Add(2600*time.Millisecond)))
+
+	// A newer entry is taken at once: the node restarted.
+	require.Equal(t, []cluster.NodeID{"n2", "n3"}, s.Forget(t0.Add(4*time.Second), time.Second))
+	require.Equal(t, 1, s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {2, 0}}, t0.Add(4*time.Second)))
+	require.Equal(t, map[cluster.NodeID]gossip.Entry{"n1": {1, 0}, "n2": {2, 0}}, s.Entries())
+}
+
 func TestPickPeers(t *testing.T) {
 	candidates := []cluster.NodeID{"n1", "n2", "n3", "n4", "n5", "n2"}
 	r := rand.New(rand.NewPCG(1, 2))

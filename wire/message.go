@@ -303,6 +303,17 @@ func uvarint(b []byte, off int) (uint64, int, error) {
 }
 
 func uvarintLong(b []byte, off int) (uint64, int, error) {
+	// Two and three bytes (payload lengths to 2 MiB, the first IDs)
+	// without binary.Uvarint's loop.
+	if uint(off+2) < uint(len(b)) && b[off] >= 0x80 {
+		b0, b1, b2 := b[off], b[off+1], b[off+2]
+		switch {
+		case b1 != 0 && b1 < 0x80:
+			return uint64(b0&0x7f) | uint64(b1)<<7, off + 2, nil
+		case b1 >= 0x80 && b2 != 0 && b2 < 0x80:
+			return uint64(b0&0x7f) | uint64(b1&0x7f)<<7 | uint64(b2)<<14, off + 3, nil
+		}
+	}
 	v, k := binary.Uvarint(b[off:])
 	switch {
 	case k == 0:

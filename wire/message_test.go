@@ -545,3 +545,29 @@ func BenchmarkDecodeHeader(b *testing.B) {
 		}
 	}
 }
+
+// TestUvarintShortFormsMatchTheGeneralDecoder checks the two- and
+// three-byte shortcut against binary.Uvarint with the same rules: every
+// first two bytes, a third from each range the shortcut tells apart, and
+// the buffer ending after each of them.
+func TestUvarintShortFormsMatchTheGeneralDecoder(t *testing.T) {
+	general := func(b []byte) (uint64, int, bool) {
+		v, k := binary.Uvarint(b)
+		if k <= 0 || k > 1 && b[k-1] == 0 {
+			return 0, 0, false
+		}
+		return v, k, true
+	}
+	for x := range 1 << 16 {
+		for _, third := range []byte{0x00, 0x01, 0x02, 0x40, 0x7f, 0x80, 0x81, 0xff} {
+			b := []byte{byte(x), byte(x >> 8), third, 0x01}
+			for n := range len(b) + 1 {
+				v, off, err := uvarint(b[:n], 0)
+				wv, wk, ok := general(b[:n])
+				if ok != (err == nil) || ok && (v != wv || off != wk) {
+					t.Fatalf("% x: got %d, %d, %v; want %d, %d, ok %v", b[:n], v, off, err, wv, wk, ok)
+				}
+			}
+		}
+	}
+}

@@ -24,8 +24,25 @@ type clockAnchor struct {
 	mono time.Duration // the same instant as processStart-relative monotonic time
 }
 
-// processStart is the monotonic origin of every clock.
-var processStart = time.Now()
+// processStart is the monotonic origin of every clock: the process's
+// start, with its wall reading moved back to monoEpoch (no later than the
+// start) and its monotonic reading by as much, so that a monotonic time is
+// positive — 0 means none to a deadline or a quiet lane, and times are
+// clamped to 1 — in a testing/synctest bubble too. There time.Now reads
+// the fake clock, from 2000-01-01, with no monotonic reading, and its Sub
+// with processStart is measured on the wall clock: from the start itself
+// it read 26 years negative, and every deadline made in a bubble was
+// none. Outside a bubble the monotonic readings count from the start as
+// before, offset by a constant. (A Time keeps its monotonic reading while
+// its wall reading stays after 1885.)
+var processStart = func() time.Time {
+	start := time.Now()
+	return start.Add(-max(start.Sub(monoEpoch), 0))
+}()
+
+// monoEpoch is the wall reading of processStart: before synctest's fake
+// clock starts.
+var monoEpoch = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
 
 const clockRenewal = time.Second
 
@@ -70,7 +87,9 @@ func monoTime(mono int64) time.Time { return processStart.Add(time.Duration(mono
 func monoDeadline(d time.Time) int64 {
 	at := time.Now()
 	now, left := int64(at.Sub(processStart)), d.Sub(at)
-	if left > 0 && int64(left) > math.MaxInt64-now {
+	// Compared so that it cannot overflow for any now: MaxInt64-now did
+	// for a negative one.
+	if left > 0 && now > math.MaxInt64-int64(left) {
 		return math.MaxInt64
 	}
 	return max(now+int64(left), 1)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -95,4 +96,30 @@ func TestMonoDeadline(t *testing.T) {
 	assert.Equal(t, int64(math.MaxInt64), monoDeadline(time.Now().AddDate(1000, 0, 0)), "beyond range")
 	now := time.Now()
 	assert.WithinDuration(t, now.Add(time.Minute), wallDeadline(monoDeadline(now.Add(time.Minute)), now), time.Millisecond)
+}
+
+// TestMonoDeadlineInBubble: in a synctest bubble time.Now reads the fake
+// clock (2000-01-01) with no monotonic reading, so its Sub with
+// processStart is measured on the wall clock. The monotonic time read
+// negative there; monoDeadline's overflow check (left > MaxInt64-now)
+// overflowed for a negative now and made every deadline "none"
+// (MaxInt64), and the clamps to 1 (monoDeadline, a lane's quietSince)
+// put a real time 26 years after the bubble's now. Any bubbled test of a
+// message's deadline tested nothing.
+func TestMonoDeadlineInBubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := monoNanos()
+		assert.Positive(t, now, "the monotonic time, 0 meaning none to deadlines and quiet lanes")
+		d := monoDeadline(time.Now().Add(time.Second))
+		require.Equal(t, now+int64(time.Second), d, "a deadline a second away (the bubble's clock stands still)")
+		at := time.Now()
+		require.Equal(t, at.Add(time.Second), wallDeadline(d, at))
+		require.Equal(t, int64(1), monoDeadline(time.Unix(0, 0)), "long past")
+		require.Equal(t, int64(math.MaxInt64), monoDeadline(time.Now().AddDate(1000, 0, 0)), "beyond range")
+		time.Sleep(time.Second) // the bubble's clock: the deadline is reached
+		require.GreaterOrEqual(t, monoNanos(), d)
+	})
+	// Outside the bubble the origin keeps its monotonic reading: a step of
+	// the wall clock moves no monotonic time.
+	require.Contains(t, processStart.String(), "m=", "processStart carries a monotonic reading")
 }

@@ -504,9 +504,7 @@ func TestWithdrawalsDoNotSilenceTheLargeLane(t *testing.T) {
 // sides, and gives back its capacity, at its deadline. The writer looked
 // only every keepalive interval (1 s), so a message with a 50 ms TTL
 // ended up to a second late, holding its capacity and one of the
-// connection's begun slots all that while. (Not in a synctest bubble:
-// there the monotonic clock reads before processStart, and a context's
-// deadline saturates to none.)
+// connection's begun slots all that while.
 func TestLargeMessageExpiresOnTimeWaitingForItsGrant(t *testing.T) {
 	const size = 1 << 20
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -240,6 +241,39 @@ func errCompressedBatch(err error) error {
 	return err
 }
 
+// checkBatchS2Block refuses a compressed batch frame whose block (fh's
+// payload) is longer than any block that decodes to n bytes: malformed,
+// as the decoder would find, but known from the header, so no room is
+// taken for it, nothing allocated and nothing read — a peer could
+// otherwise make the reader hold up to a frame-limit block beyond the
+// limits for a batch of a few bytes.
+func checkBatchS2Block(fh wire.FrameHeader, n int) error {
+	if int64(fh.Length) > int64(wire.MaxBatchS2Block(n)) {
+		return fmt.Errorf("%w: compressed batch of %d bytes in a block of %d", wire.ErrMalformed, n, fh.Length)
+	}
+	return nil
+}
+
+// peekBatchS2Len reads a compressed batch's length from the first bytes
+// of its block, without consuming them, and checks the block's length
+// against it.
+func peekBatchS2Len(src *bufio.Reader, fh wire.FrameHeader, maxFrame int) (int, error) {
+	prefix, err := src.Peek(min(int(fh.Length), wire.MaxBatchS2Prefix))
+	if err != nil {
+		// As readFramePayload: only the peer's end of the stream cuts the
+		// frame; a deadline, a reset or a close here is what it is.
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, fmt.Errorf("frame payload: %w", wire.ErrTruncated)
+		}
+		return 0, err
+	}
+	n, err := wire.BatchS2Len(prefix, uint32(maxFrame))
+	if err != nil {
+		return 0, errCompressedBatch(err)
+	}
+	return n, checkBatchS2Block(fh, n)
+}
+
 // readBatchS2 reads a compressed batch frame. Capacity for the
 // decompressed batch is taken (or waited for) before anything is
 // allocated — its length is read from the block's first bytes and checked
@@ -248,18 +282,9 @@ func errCompressedBatch(err error) error {
 // limits (at most one frame per connection) rather than waited for: a
 // batch that fills the limit could otherwise never be read.
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
-	prefix, err := ic.src.Peek(min(int(fh.Length), wire.MaxBatchS2Prefix))
+	n, err := peekBatchS2Len(ic.src, fh, ic.t.maxFrame)
 	if err != nil {
-		// As readFramePayload: only the peer's end of the stream cuts the
-		// frame; a deadline, a reset or a close here is what it is.
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
-		}
 		return err
-	}
-	n, err := wire.BatchS2Len(prefix, uint32(ic.t.maxFrame))
-	if err != nil {
-		return errCompressedBatch(err)
 	}
 	return ic.readAdmitted(n, func(buf []byte, counted bool) error {
 		blockHeld := int64(bufpool.Cap(int(fh.Length)))
@@ -286,15 +311,16 @@ func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 // counts what it holds without waiting for capacity.
 func (rx *responseReader) readBatchS2(fh wire.FrameHeader) error {
 	c := rx.c
+	// The batch's length first, and the block's against it, before the
+	// block is held (checkBatchS2Block).
+	n, err := peekBatchS2Len(rx.src, fh, c.t.maxFrame)
+	if err != nil {
+		return err
+	}
 	blockHeld := int64(bufpool.Cap(int(fh.Length)))
 	c.peer.inAccount.Overdraw(blockHeld)
 	block := bufpool.Get(int(fh.Length))
-	err := rx.readPayload(fh, block)
-	var n int
-	if err == nil {
-		n, err = wire.BatchS2Len(block, uint32(c.t.maxFrame))
-		err = errCompressedBatch(err)
-	}
+	err = rx.readPayload(fh, block)
 	if err != nil {
 		bufpool.Put(block)
 		c.peer.inAccount.Release(blockHeld)

@@ -426,3 +426,29 @@ func TestWriteBatchCountsOnlyCompressedFramesSent(t *testing.T) {
 	assert.EqualValues(t, len(kinds), counters.compressedFrames.Load())
 	assert.Positive(t, counters.compressIn.Load())
 }
+
+// TestReaderRefusesAnOverlongCompressedBlockFromItsHeader: a block longer
+// than any S2 block that decodes to its plain_len can be
+// (wire.MaxBatchS2Block) is malformed, and is refused from the frame
+// header and the block's first bytes — before the reader takes room for,
+// allocates and waits for the rest of a frame that may fill the frame
+// limit. (It read all of it first, holding it beyond the limits.)
+func TestReaderRefusesAnOverlongCompressedBlockFromItsHeader(t *testing.T) {
+	r := newReaderRig(t, routing.Small, nil)
+	h := newRecorder(false)
+	r.tr.Handle(1, h)
+	go func() {
+		for range r.back {
+		}
+	}()
+	// plain_len 1, then 64 KiB: at most 7 bytes can decode to 1 byte.
+	block := append([]byte{0x01}, randomPayload(1, 64<<10)...)
+	frame := anyFrame(wire.FrameBatchS2, 0, block)
+	// Only the header and the block's first bytes come: the rest never
+	// does, so a reader that waits for it never ends.
+	r.writeAsync(frame[:wire.FrameHeaderSize+16])
+	err := r.end()
+	require.ErrorIs(t, err, wire.ErrMalformed)
+	assert.Zero(t, r.used(), "nothing held")
+	assert.Empty(t, h.seen(), "nothing handled")
+}

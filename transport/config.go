@@ -152,7 +152,9 @@ type TimeoutConfig struct {
 	PerVerb map[Verb]time.Duration
 	// Dial bounds one TCP connect. Default 5 s.
 	Dial time.Duration
-	// Handshake bounds a handshake, on either side. Default 5 s.
+	// Handshake bounds a handshake, on either side: under TLS, the TLS
+	// handshake and the internode Hello and Reply after it together.
+	// Default 5 s.
 	Handshake time.Duration
 	// Idle closes an outbound connection that wrote no message for this
 	// long (its pings do not count) once no request written on it awaits

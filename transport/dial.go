@@ -41,7 +41,8 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 		return nil, 0, ErrUnknownPeer
 	}
 	// Timeouts.Dial bounds the TCP connect; the handshakes that follow
-	// are bounded by Timeouts.Handshake each (Config).
+	// are bounded by one Timeouts.Handshake together (Config: it bounds
+	// a handshake, TLS and Hello/Reply, as the acceptor bounds them).
 	dialCtx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Dial)
 	nc, err := t.cfg.Dialer.DialContext(dialCtx, "tcp", member.Addr)
 	cancel()
@@ -80,10 +81,14 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 	sock := nc
 	stop := context.AfterFunc(ctx, func() { sock.Close() })
 	defer stop()
+	// One deadline for the TLS handshake and the Hello after it: giving
+	// each its own Timeouts.Handshake let a peer that dawdles over TLS
+	// and then never replies hold the dial for twice the timeout.
+	deadline := time.Now().Add(t.cfg.Timeouts.Handshake)
 	if t.tls != nil {
 		// Verifies the chain, the identity and VerifyPeer (clientFor).
 		tc := tls.Client(nc, t.tls.clientFor(id))
-		hsCtx, cancel := context.WithTimeout(ctx, t.cfg.Timeouts.Handshake)
+		hsCtx, cancel := context.WithDeadline(ctx, deadline)
 		err := tc.HandshakeContext(hsCtx)
 		timedOut := hsCtx.Err()
 		cancel()
@@ -111,7 +116,7 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 		}
 		nc = tc
 	}
-	caps, err := t.handshake(nc, kind)
+	caps, err := t.handshake(nc, kind, deadline)
 	if err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
@@ -143,10 +148,10 @@ func hungUp(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// handshake sends the Hello and reads the Reply, within HandshakeTimeout,
-// and returns the capabilities both sides have.
-func (t *Transport) handshake(nc net.Conn, kind uint8) (wire.Capabilities, error) {
-	if err := nc.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake)); err != nil {
+// handshake sends the Hello and reads the Reply by deadline (what is left
+// of Timeouts.Handshake), and returns the capabilities both sides have.
+func (t *Transport) handshake(nc net.Conn, kind uint8, deadline time.Time) (wire.Capabilities, error) {
+	if err := nc.SetDeadline(deadline); err != nil {
 		return 0, err
 	}
 	hello := wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion, Lane: kind,

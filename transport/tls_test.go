@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -405,4 +406,53 @@ func TestTLSHelloStillBoundByHandshakeTimeout(t *testing.T) {
 	waitFor(t, 5*time.Second, "a timeout refusal", func() bool {
 		return c.Nodes[1].Stats().Refusals[transport.RefusedTimeout] > 0
 	})
+}
+
+// TestTLSDialBoundByOneHandshakeTimeout: Timeouts.Handshake bounds a
+// handshake, on either side (Config) — on the dialling side, the TLS
+// handshake and the Hello/Reply after it together, as the acceptor
+// bounds them. A peer that takes most of the timeout over TLS and then
+// never replies held the dial for twice the timeout: the Hello got a
+// fresh Timeouts.Handshake of its own.
+func TestTLSDialBoundByOneHandshakeTimeout(t *testing.T) {
+	const handshake = time.Second
+	ca := newCA(t, "test")
+	c := transporttest.New(t, 1, transporttest.Options{Tweak: func(i int, cfg *transport.Config) {
+		cfg.Security.TLS = tlsFor(t, ca, "n1")
+		cfg.Timeouts.Handshake = handshake
+	}})
+	cert, err := ca.Issue("n2")
+	require.NoError(t, err)
+	server := &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS13}
+	// The fake peer: slow over TLS (0.7 of the timeout), then silent.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		time.Sleep(handshake * 7 / 10)
+		tc := tls.Server(conn, server)
+		if tc.Handshake() == nil {
+			_, _ = io.Copy(io.Discard, tc) // reads the Hello, answers nothing
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		within(t, done, 10*time.Second, "the fake peer to end")
+	})
+	c.Members.Add(cluster.Member{ID: "n2", Addr: ln.Addr().String()})
+
+	start := time.Now()
+	nc, err := transport.DialLane(ctxTimeout(t, 30*time.Second), c.Nodes[0], "n2", routing.Small)
+	took := time.Since(start)
+	if nc != nil {
+		nc.Close()
+	}
+	require.Error(t, err)
+	require.Less(t, took, handshake*13/10, "the dial took %v with Timeouts.Handshake %v (err %v)", took, handshake, err)
 }

@@ -65,6 +65,28 @@ func BatchS2Len(b []byte, maxLen uint32) (int, error) {
 // length up to 2^32-1.
 const MaxBatchS2Prefix = 5
 
+// MaxBatchS2Block returns the longest FrameBatchS2 payload that can
+// decode to a batch of n bytes: a longer one is malformed, and a reader
+// refuses it from the frame's Length and the block's plain_len, before it
+// reads the block. It is not MaxBatchS2Len(n), the longest that
+// AppendBatchS2 writes: other valid encoders write longer blocks (a
+// Snappy encoder starts a literal every 64 KiB), and the bound must
+// refuse no block that decodes. Every element of a block decodes to at
+// least one byte, and costs at most 6 bytes per byte it decodes to (a
+// 1-byte literal whose length takes 4 bytes): so n's uvarint, then 6n.
+func MaxBatchS2Block(n int) int {
+	return uvarintLen(uint64(n)) + 6*n
+}
+
+// uvarintLen is the length of v's minimal uvarint.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
 // DecodeBatchS2 decodes the FrameBatchS2 payload b into dst, whose length
 // must be what BatchS2Len returned for b; dst and b must not overlap. It
 // returns ErrMalformed when b is not an S2 block that decodes to exactly
@@ -76,6 +98,9 @@ func DecodeBatchS2(dst, b []byte) error {
 	}
 	if n != len(dst) {
 		return fmt.Errorf("%w: compressed batch of %d bytes into %d", ErrMalformed, n, len(dst))
+	}
+	if len(b) > MaxBatchS2Block(n) {
+		return fmt.Errorf("%w: compressed batch of %d bytes in a block of %d", ErrMalformed, n, len(b))
 	}
 	out, err := s2.Decode(dst, b)
 	if err != nil {

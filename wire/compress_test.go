@@ -212,3 +212,40 @@ func TestBatchS2LenFromPrefix(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 64<<10-1, n)
 }
+
+// TestMaxBatchS2Block: the bound on a block's length refuses no block
+// that decodes. The longest blocks there are — 1-byte literals whose
+// lengths take 4 bytes — decode at exactly MaxBatchS2Block, and so does
+// a Snappy encoder's block for incompressible bytes, a literal every
+// 64 KiB, longer than MaxBatchS2Len (the rule is not AppendBatchS2's
+// bound). One byte more is malformed.
+func TestMaxBatchS2Block(t *testing.T) {
+	longest := unhex(t, "03 fc00000000 61 fc00000000 62 fc00000000 63")
+	require.Len(t, longest, MaxBatchS2Block(3))
+	require.NoError(t, DecodeBatchS2(make([]byte, 3), longest))
+
+	n := 128 << 10
+	plain := randomBytes(n)
+	snappy := wireUvarint(uint64(n))
+	for off := 0; off < n; off += 64 << 10 {
+		snappy = append(snappy, 61<<2, 0xff, 0xff) // literal, 65536 bytes
+		snappy = append(snappy, plain[off:off+64<<10]...)
+	}
+	require.Greater(t, len(snappy), MaxBatchS2Len(n))
+	require.LessOrEqual(t, len(snappy), MaxBatchS2Block(n))
+	got := make([]byte, n)
+	require.NoError(t, DecodeBatchS2(got, snappy))
+	require.Equal(t, plain, got)
+
+	overlong := append(bytes.Clone(longest), 0x00)
+	assert.ErrorIs(t, DecodeBatchS2(make([]byte, 3), overlong), ErrMalformed)
+}
+
+func wireUvarint(v uint64) []byte {
+	var b []byte
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}

@@ -242,8 +242,15 @@
 // (at most MaxBatchS2Prefix, 5) and refuses, before it allocates
 // anything for the batch, a plain_len of 0 or above its frame limit
 // (ErrFrameTooLarge): a small frame cannot make a reader hold more than a
-// frame. A block that does not decode to exactly plain_len bytes is
-// malformed. AppendBatchS2, BatchS2Len and DecodeBatchS2 do each step.
+// frame. A block longer than len(uvarint(plain_len)) + 6·plain_len bytes
+// (MaxBatchS2Block) is malformed — no block that long decodes to
+// plain_len bytes, every element costing at most 6 bytes per byte it
+// yields — and a reader refuses it from the frame's Length and plain_len,
+// before it reads the rest of the block. (The bound is not the longest
+// block an S2 encoder writes, MaxBatchS2Len: a Snappy encoder's blocks
+// can be longer, and are valid.) A block that does not decode to exactly
+// plain_len bytes is malformed. AppendBatchS2, BatchS2Len,
+// MaxBatchS2Block and DecodeBatchS2 do each step.
 //
 // For example, a block whose batch is "abcabcabcabc" (12 bytes) — a
 // 3-byte literal, then a copy of 9 bytes from 3 back:
@@ -694,9 +701,10 @@
 //     limit, checks the kind is one its lane's initiator may send, then
 //     reads Length payload bytes into a buffer of that size and calls
 //     Verify. For a FrameBatchS2 (only if the handshake agreed
-//     CapBatchS2) it takes the batch's length from BatchS2Len, allocates
-//     that, and decodes it with DecodeBatchS2; the batch is then read as a
-//     FrameBatch's payload.
+//     CapBatchS2) it takes the batch's length from BatchS2Len, refuses a
+//     Length above MaxBatchS2Block of it, allocates that, and decodes it
+//     with DecodeBatchS2; the batch is then read as a FrameBatch's
+//     payload.
 //  4. For a FrameBatch, calls DecodeHeader with its message size limit at
 //     the start of the payload, takes PayloadLength bytes after the header
 //     as the message payload, and repeats until the frame is used up; a

@@ -254,7 +254,15 @@ type TelemetryConfig struct {
 type StreamConfig struct {
 	// MaxPerPeer is how many streams may be open at once with one peer in
 	// each direction; OpenStream beyond it fails with ErrOverloaded, and
-	// the peer's beyond it are refused. Default 256.
+	// the peer's beyond it are refused. Those in the peer's session (not
+	// OwnConnection) are bounded further, to SessionBuffer / StreamBuffer
+	// each way, less one (at least one; the opener counts a window of at
+	// least 256 KiB, smux's first): a stream whose reader stops holds its
+	// window of the session's buffer, and a full buffer stops the
+	// session, so the streams' windows together must fit in it. Default
+	// 256; in a session with the default buffers, 15. A node that needs
+	// more at once raises SessionBuffer, lowers StreamBuffer, or opens
+	// its busiest streams with OwnConnection.
 	MaxPerPeer int
 	// SessionBuffer is the bytes one peer's stream session may hold
 	// received and unread, over all its streams (smux MaxReceiveBuffer).
@@ -272,6 +280,11 @@ type StreamConfig struct {
 	// 32 KiB that grows while full up to this size; a peer's streams grow
 	// theirs by SessionBuffer at most together. Default 256 KiB.
 	StreamBuffer int
+
+	// stallable lifts the bound sessionStreams puts on a session's
+	// streams, for tests that congest a session with stalled streams
+	// (export_test.go).
+	stallable bool
 }
 
 // DefaultStreamConfig returns the default stream limits.
@@ -292,6 +305,37 @@ func (c StreamConfig) smux() *smux.Config {
 	sc.MaxReceiveBuffer = c.SessionBuffer
 	sc.MaxStreamBuffer = c.StreamBuffer
 	return sc
+}
+
+// smuxInitialWindow is the window smux v1.5.56 gives a stream's writer
+// until the reader's first window update announces the reader's own
+// (initialPeerWindow).
+const smuxInitialWindow = 256 << 10
+
+// sessionStreams is how many streams the peer's session may carry at once
+// this way: opener, the streams this node opens (the handlers' bytes come
+// back in this node's buffer), or else those it accepts. A stream's writer
+// holds at most its window of the reader's session buffer (smux v2's
+// per-stream flow control, MaxStreamBuffer), what the read-ahead took
+// acknowledged or not; but once that buffer is full, smux's receive loop
+// stops reading the session's socket, for every stream. So the streams'
+// windows together must fit in the buffer, or enough stalled streams, each
+// holding its window, stall the healthy ones too; and strictly within
+// it: with the buffer exactly full smux reads no window update either, and
+// a handler whose Write waits for one (and so reads nothing) waits for
+// good. An accepting side's window is known from the first byte the
+// opener writes (the verb, read before the answer), an opener's only once
+// it read the answer, while the handler may already be writing in smux's
+// first window: the opener counts that.
+func (c StreamConfig) sessionStreams(opener bool) int {
+	window := c.StreamBuffer
+	if opener {
+		window = max(window, smuxInitialWindow)
+	}
+	if c.stallable {
+		return c.MaxPerPeer
+	}
+	return max(1, min(c.MaxPerPeer, (c.SessionBuffer-1)/window))
 }
 
 // FileConfig configures SendFile.

@@ -23,6 +23,12 @@ func WarnCounter(n *atomic.Int64) slog.Handler { return countLevel{n} }
 // seed.
 var RandomPayload = randomPayload
 
+// LetStalledStreamsCongest lifts the bound on a session's streams
+// (StreamConfig.sessionStreams), so that streams whose readers stop can
+// fill the session's buffer and congest it, for tests of what happens
+// behind a congested session.
+func LetStalledStreamsCongest(cfg *Config) { cfg.Streams.stallable = true }
+
 // SetClockSkew makes t tell its peers a wall time off by d, as a node
 // whose clock is wrong would (for tests in package transport_test).
 func SetClockSkew(t *Transport, d time.Duration) { t.clock.skew = d }

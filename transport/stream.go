@@ -484,7 +484,9 @@ type streamState struct {
 	session atomic.Pointer[smux.Session] // outbound: this node's session to the peer; set under mu
 	dialing chan struct{}                // under mu: closed when the dial under way ends
 	out, in atomic.Int32                 // open streams each way
-	ahead   aheadAllowance               // the streams' read-ahead buffers, both ways
+	// Of those, the ones in a session (sessionStreams bounds them).
+	sessionOut, sessionIn atomic.Int32
+	ahead                 aheadAllowance // the streams' read-ahead buffers, both ways
 }
 
 // HandleStream registers h for the streams peers open with verb. Safe to
@@ -531,6 +533,12 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 	if o.ownConnection {
 		st, err = t.openOwnStream(ctx, p, verb)
 	} else {
+		if int(p.streams.sessionOut.Add(1)) > t.cfg.Streams.sessionStreams(true) {
+			p.streams.sessionOut.Add(-1)
+			release()
+			return fail(ErrOverloaded)
+		}
+		release = func() { p.streams.holdSessionOut(-1) }
 		st, err = t.openStream(ctx, p, verb)
 	}
 	if err != nil {
@@ -589,7 +597,14 @@ func (t *Transport) openOn(ctx context.Context, p *peer, session *smux.Session, 
 // openStreamOn opens a stream for verb on p's session, within the
 // handshake timeout and ctx.
 func (t *Transport) openStreamOn(ctx context.Context, p *peer, session *smux.Session, verb Verb) (*smux.Stream, error) {
-	return openSessionStream(ctx, &p.streams.out, session, verb, t.openDeadline(ctx))
+	return openSessionStream(ctx, p.streams.holdSessionOut, session, verb, t.openDeadline(ctx))
+}
+
+// holdSessionOut adds n to the peer's outbound streams, and to those of
+// them in its session.
+func (st *streamState) holdSessionOut(n int32) int32 {
+	st.out.Add(n)
+	return st.sessionOut.Add(n)
 }
 
 // openDeadline is when opening a stream gives up: the handshake timeout
@@ -609,10 +624,10 @@ func (t *Transport) openDeadline(ctx context.Context) time.Time {
 // session's queue wakes for neither a deadline set later nor a close, so
 // the open runs in a goroutine of its own, and the caller waits for it
 // beside ctx. A stream the caller no longer waits for, or one refused, is
-// closed, and counts in out (the peer's outbound streams) until its close
+// closed, and counts (hold, the peer's outbound streams) until its close
 // has gone out, so that a congested session holds no more closes than
 // StreamConfig.MaxPerPeer.
-func openSessionStream(ctx context.Context, out *atomic.Int32, session *smux.Session, verb Verb, deadline time.Time) (*smux.Stream, error) {
+func openSessionStream(ctx context.Context, hold func(int32) int32, session *smux.Session, verb Verb, deadline time.Time) (*smux.Stream, error) {
 	type opened struct {
 		st  *smux.Stream
 		err error
@@ -639,13 +654,13 @@ func openSessionStream(ctx context.Context, out *atomic.Int32, session *smux.Ses
 		case o.st == nil:
 			return nil, o.err
 		case isTimeout(o.err):
-			dropStream(ctx, out, o.st, time.Time{})
+			dropStream(ctx, hold, o.st, time.Time{})
 			return nil, passed(ctx, deadline, o.err)
 		default:
 			// The greeting ended (a refusal, say): the close goes out at
 			// once, and the caller's next stream should not find its
 			// place taken.
-			dropStream(ctx, out, o.st, time.Now().Add(lingerTimeout))
+			dropStream(ctx, hold, o.st, time.Now().Add(lingerTimeout))
 			return nil, o.err
 		}
 	case <-ctx.Done():
@@ -654,12 +669,12 @@ func openSessionStream(ctx context.Context, out *atomic.Int32, session *smux.Ses
 		err = passed(ctx, deadline, fmt.Errorf("opening stream: %w", os.ErrDeadlineExceeded))
 	}
 	gaveUp.Store(true)
-	out.Add(1) // the stream counts until it is closed
+	hold(1) // the stream counts until it is closed
 	go func() {
 		if o := <-done; o.st != nil {
 			o.st.Close()
 		}
-		out.Add(-1)
+		hold(-1)
 	}()
 	return nil, err
 }
@@ -667,14 +682,14 @@ func openSessionStream(ctx context.Context, out *atomic.Int32, session *smux.Ses
 // dropStream closes st, a session stream that was never handed out,
 // waiting for the close until until at most, or until ctx ends; then the
 // close goes on in the background, where smux waits up to 30 s for the
-// session's socket. It counts in out until it is done (see
+// session's socket. It counts (hold) until it is done (see
 // openSessionStream).
-func dropStream(ctx context.Context, out *atomic.Int32, st *smux.Stream, until time.Time) {
-	out.Add(1)
+func dropStream(ctx context.Context, hold func(int32) int32, st *smux.Stream, until time.Time) {
+	hold(1)
 	closed := make(chan struct{})
 	go func() {
 		st.Close()
-		out.Add(-1)
+		hold(-1)
 		close(closed)
 	}()
 	wait := time.Until(until)
@@ -886,13 +901,28 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 		refuse(wire.FailureOverloaded)
 		return
 	}
+	release := func() { p.streams.in.Add(-1) }
+	if _, inSession := st.(*smux.Stream); inSession {
+		// Bounded so that the session's streams' windows fit in its
+		// buffer: see StreamConfig.sessionStreams.
+		if int(p.streams.sessionIn.Add(1)) > t.cfg.Streams.sessionStreams(false) {
+			p.streams.sessionIn.Add(-1)
+			release()
+			refuse(wire.FailureOverloaded)
+			return
+		}
+		release = func() {
+			p.streams.sessionIn.Add(-1)
+			p.streams.in.Add(-1)
+		}
+	}
 	if _, err := st.Write(wire.AppendStreamAccept(nil)); err != nil {
-		p.streams.in.Add(-1)
+		release()
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
 	admitted = true // Stream.Close closes st, once
-	s := t.newStream(st, p, Verb(verb), func() { p.streams.in.Add(-1) })
+	s := t.newStream(st, p, Verb(verb), release)
 	defer s.Close()
 	defer func() {
 		if r := recover(); r != nil {

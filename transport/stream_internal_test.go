@@ -150,7 +150,7 @@ func TestGreetEndsWithItsCancelledContextBehindASession(t *testing.T) {
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		st, err := openSessionStream(ctx, &out, client, 1, time.Now().Add(handshake))
+		st, err := openSessionStream(ctx, out.Add, client, 1, time.Now().Add(handshake))
 		if st != nil {
 			st.Close()
 		}
@@ -243,7 +243,7 @@ func TestRefusedOpenEndsWithItsContext(t *testing.T) {
 	var out atomic.Int32
 	done := make(chan error, 1)
 	go func() {
-		st, err := openSessionStream(ctx, &out, client, 1, time.Now().Add(5*time.Second))
+		st, err := openSessionStream(ctx, out.Add, client, 1, time.Now().Add(5*time.Second))
 		if st != nil {
 			st.Close()
 		}

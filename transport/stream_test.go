@@ -818,10 +818,12 @@ func TestStreamOpenEndsWithItsContextBehindACongestedSession(t *testing.T) {
 	release()
 }
 
-// congestible gives each stream, and a session, a window of 1 MiB.
+// congestible gives each stream, and a session, a window of 1 MiB, and
+// lets stalled streams congest the session.
 func congestible(i int, cfg *transport.Config) {
 	cfg.Streams.StreamBuffer = 1 << 20
 	cfg.Streams.SessionBuffer = 1 << 20
+	transport.LetStalledStreamsCongest(cfg)
 }
 
 // congest fills the session from c's node 0 to node 1 (configured by

@@ -322,13 +322,15 @@ func (ic *inConn) abandon(m *largeIn, reason Reason) {
 		m.pipe.CloseWithError(ErrConnectionReset) // its handler reads the error
 		m.pipe = nil
 	}
+	// Counted before the capacity goes back: one that waits for the
+	// capacity (a test, Stats) then sees the outcome.
+	if reason != uncounted {
+		ic.counters.drop(reason)
+	}
 	if granted {
 		ic.account.Release(m.need)
 	}
 	m.putPayload()
-	if reason != uncounted {
-		ic.counters.drop(reason)
-	}
 }
 
 func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
@@ -396,9 +398,9 @@ func (ic *inConn) deliverLarge(m *largeIn, onReader bool) {
 		return
 	}
 	if m.expired() {
+		ic.counters.drop(ReasonExpired) // counted first, as in abandon
 		ic.account.Release(m.need)
 		m.putPayload()
-		ic.counters.drop(ReasonExpired)
 		return
 	}
 	f := framePool.Get().(*inFrame)

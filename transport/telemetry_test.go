@@ -86,17 +86,35 @@ func TestMetricsFollowTheMessages(t *testing.T) {
 	}))
 	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
 
-	for range 50 {
+	// The connection is up, so that the message below is written within
+	// its budget, not after a dial.
+	ping := func() {
 		_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("ping"))
 		require.NoError(t, err)
 	}
-	// One message that expires behind a stalled handler.
+	for range 49 {
+		ping()
+	}
+	// One message that expires behind a stalled handler. The receiver's
+	// deadline for it is its arrival there plus what was left of its
+	// budget when it was written: later than the sender's by the transit
+	// time. It must pass before the stalled handler is released (after,
+	// the message is handed to its handler, received, for good), so the
+	// wait is for the message's arrival, and a whole budget after it.
+	const budget = 10 * time.Millisecond
 	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("stall")))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbData, []byte("expires")))
-	<-ctx.Done()
-	waitFor(t, 5*time.Second, "both arrived", func() bool { return c.Nodes[0].Stats().Total().MessagesSent == 52 })
+	waitFor(t, 5*time.Second, "both written", func() bool { return c.Nodes[0].Stats().Total().MessagesSent == 49+2 })
+	// A request written after both on the same connection is read after
+	// them: once it is answered, the receiver has read "expires" and
+	// queued it behind the stalled handler (one-way messages run in
+	// order; requests, concurrently, do not wait).
+	ping()
+	arrived := time.Now() // "expires" arrived before this
+	// Its receiver's deadline is at most a budget after its arrival.
+	<-time.After(time.Until(arrived.Add(budget)))
 	release.open()
 	waitFor(t, 5*time.Second, "expiry counted", func() bool {
 		return c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonExpired] == 1

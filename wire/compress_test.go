@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 
@@ -226,7 +227,7 @@ func TestMaxBatchS2Block(t *testing.T) {
 
 	n := 128 << 10
 	plain := randomBytes(n)
-	snappy := wireUvarint(uint64(n))
+	snappy := binary.AppendUvarint(nil, uint64(n))
 	for off := 0; off < n; off += 64 << 10 {
 		snappy = append(snappy, 61<<2, 0xff, 0xff) // literal, 65536 bytes
 		snappy = append(snappy, plain[off:off+64<<10]...)
@@ -239,13 +240,4 @@ func TestMaxBatchS2Block(t *testing.T) {
 
 	overlong := append(bytes.Clone(longest), 0x00)
 	assert.ErrorIs(t, DecodeBatchS2(make([]byte, 3), overlong), ErrMalformed)
-}
-
-func wireUvarint(v uint64) []byte {
-	var b []byte
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
 }

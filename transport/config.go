@@ -256,8 +256,8 @@ type StreamConfig struct {
 	// each direction; OpenStream beyond it fails with ErrOverloaded, and
 	// the peer's beyond it are refused. Those in the peer's session (not
 	// OwnConnection) are bounded further, to SessionBuffer / StreamBuffer
-	// each way, less one (at least one; the opener counts a window of at
-	// least 256 KiB, smux's first): a stream whose reader stops holds its
+	// each way, less one (the opener counts a window of at least 256 KiB,
+	// smux's first): a stream whose reader stops holds its
 	// window of the session's buffer, and a full buffer stops the
 	// session, so the streams' windows together must fit in it. Default
 	// 256; in a session with the default buffers, 15. A node that needs
@@ -266,9 +266,11 @@ type StreamConfig struct {
 	MaxPerPeer int
 	// SessionBuffer is the bytes one peer's stream session may hold
 	// received and unread, over all its streams (smux MaxReceiveBuffer).
-	// An accepted session takes it from the peer's and the node's inbound
-	// reserves for as long as it lives (a connection of its own, 32 KiB),
-	// and is refused (ErrOverloaded at OpenStream) when the stream
+	// It must be larger than StreamBuffer and than 256 KiB, smux's first
+	// window, or one stream that stops reading stops its session
+	// (Validate refuses it). An accepted session takes it from the peer's
+	// and the node's inbound reserves for as long as it lives (a
+	// connection of its own, 32 KiB), and is refused (ErrOverloaded at OpenStream) when the stream
 	// connections would then hold so much that a message of
 	// MaxMessageSize could no longer find its room beside them. Default
 	// 4 MiB.
@@ -335,7 +337,7 @@ func (c StreamConfig) sessionStreams(opener bool) int {
 	if c.stallable {
 		return c.MaxPerPeer
 	}
-	return max(1, min(c.MaxPerPeer, (c.SessionBuffer-1)/window))
+	return min(c.MaxPerPeer, (c.SessionBuffer-1)/window) // at least 1: validate
 }
 
 // FileConfig configures SendFile.
@@ -557,8 +559,16 @@ func (s SecurityConfig) validate(k *checker, clusterName string) {
 }
 
 func (c StreamConfig) validate(k *checker) {
-	k.check(c.MaxPerPeer > 0 && c.StreamBuffer > 0 && c.SessionBuffer >= c.StreamBuffer,
-		"Streams: MaxPerPeer and StreamBuffer must be positive and SessionBuffer at least StreamBuffer")
+	k.check(c.MaxPerPeer > 0 && c.StreamBuffer > 0,
+		"Streams: MaxPerPeer and StreamBuffer must be positive")
+	// A stream's window must fit in its session's buffer with room to
+	// spare: one stream that stops reading fills a buffer no larger, and
+	// smux then reads nothing more from the session, not even the window
+	// update that stream's own handler may be waiting for (sessionStreams).
+	// An opener's window is smux's first until the answer says otherwise.
+	k.check(c.SessionBuffer > max(c.StreamBuffer, smuxInitialWindow),
+		"Streams: SessionBuffer (%d) must be larger than StreamBuffer (%d) and than smux's first window (%d), or one stalled stream stops its session",
+		c.SessionBuffer, c.StreamBuffer, smuxInitialWindow)
 	if err := smux.VerifyConfig(c.smux()); err != nil {
 		k.check(false, "Streams: %v", err)
 	}

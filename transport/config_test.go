@@ -64,6 +64,13 @@ func TestConfigValidate(t *testing.T) {
 			c.Security.TLS = &transport.TLSConfig{Credentials: &transport.Credentials{}}
 		}, "ClusterName is a certificate's URI host"},
 		{"stream window above the session's", func(c *transport.Config) { c.Streams.StreamBuffer = c.Streams.SessionBuffer * 2 }, "Streams"},
+		// One stream that stops reading would fill the session's buffer,
+		// and with it full smux reads nothing more: not even the window
+		// update that stream's own handler may wait for.
+		{"stream window as large as the session's", func(c *transport.Config) { c.Streams.StreamBuffer = c.Streams.SessionBuffer }, "Streams"},
+		{"session within smux's first window", func(c *transport.Config) {
+			c.Streams.SessionBuffer, c.Streams.StreamBuffer = 256<<10, 64<<10
+		}, "Streams"},
 		{"negative file rate", func(c *transport.Config) { c.Files.RateLimit = -1 }, "Files"},
 	}
 	for _, tt := range tests {

@@ -854,11 +854,12 @@ func TestStreamOpenEndsWithItsContextBehindACongestedSession(t *testing.T) {
 	release()
 }
 
-// congestible gives each stream, and a session, a window of 1 MiB, and
-// lets stalled streams congest the session.
+// congestible gives each stream a window of 1 MiB and its session a
+// buffer a little larger (Validate asks for one), and lets stalled
+// streams congest the session.
 func congestible(i int, cfg *transport.Config) {
 	cfg.Streams.StreamBuffer = 1 << 20
-	cfg.Streams.SessionBuffer = 1 << 20
+	cfg.Streams.SessionBuffer = 1<<20 + 64<<10 // larger than a window, as Validate asks
 	transport.LetStalledStreamsCongest(cfg)
 }
 

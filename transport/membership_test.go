@@ -124,11 +124,22 @@ func TestALeavingAndRejoiningPeerKeepsOneDepartedEntry(t *testing.T) {
 	}
 	after := heap()
 	n1.peersMu.RLock()
-	departed := len(n1.departed)
+	listed := len(n1.departed)
 	n1.peersMu.RUnlock()
 	t.Logf("departed entries: %d; heap grew %d bytes over %d leave/rejoin cycles (%d bytes a cycle)",
-		departed, int64(after)-int64(before), cycles, (int64(after)-int64(before))/cycles)
-	assert.LessOrEqual(t, departed, 1, "every Leave keeps a whole peer entry")
+		listed, int64(after)-int64(before), cycles, (int64(after)-int64(before))/cycles)
+	// An earlier entry that still counted something when the next Leave
+	// came (its response's capacity not yet given back, on a busy
+	// machine) is listed beside the latest until it is quiet, when the
+	// janitor's sweep folds it in; every other has been folded already.
+	// Unfolded, there would be one a cycle.
+	assert.LessOrEqual(t, listed, 5, "every Leave keeps a whole peer entry")
+	assert.Eventually(t, func() bool {
+		n1.peersMu.Lock()
+		defer n1.peersMu.Unlock()
+		n1.pruneDeparted() // the janitor's sweep
+		return len(n1.departed) <= 1
+	}, 5*time.Second, time.Millisecond, "the earlier entries, quiet, never folded into the latest")
 }
 
 // deferredWatch is a hookedMembership whose events reach the transport

@@ -257,12 +257,12 @@ type StreamConfig struct {
 	// the peer's beyond it are refused. Those in the peer's session (not
 	// OwnConnection) are bounded further, to SessionBuffer / StreamBuffer
 	// each way, less one (the opener counts a window of at least 256 KiB,
-	// smux's first): a stream whose reader stops holds its
-	// window of the session's buffer, and a full buffer stops the
-	// session, so the streams' windows together must fit in it. Default
-	// 256; in a session with the default buffers, 15. A node that needs
-	// more at once raises SessionBuffer, lowers StreamBuffer, or opens
-	// its busiest streams with OwnConnection.
+	// smux's first): a stream whose reader stops holds its window of the
+	// session's buffer, and a full buffer stops the session, so the
+	// streams' windows together must fit in it. Default 256; in a
+	// session with the default buffers, 15. A node that needs more at
+	// once raises SessionBuffer, lowers StreamBuffer, or opens its
+	// busiest streams with OwnConnection.
 	MaxPerPeer int
 	// SessionBuffer is the bytes one peer's stream session may hold
 	// received and unread, over all its streams (smux MaxReceiveBuffer).
@@ -270,10 +270,10 @@ type StreamConfig struct {
 	// window, or one stream that stops reading stops its session
 	// (Validate refuses it). An accepted session takes it from the peer's
 	// and the node's inbound reserves for as long as it lives (a
-	// connection of its own, 32 KiB), and is refused (ErrOverloaded at OpenStream) when the stream
-	// connections would then hold so much that a message of
-	// MaxMessageSize could no longer find its room beside them. Default
-	// 4 MiB.
+	// connection of its own, 32 KiB), and is refused (ErrOverloaded at
+	// OpenStream) when the stream connections would then hold so much
+	// that a message of MaxMessageSize could no longer find its room
+	// beside them. Default 4 MiB.
 	SessionBuffer int
 	// StreamBuffer is the per-stream flow-control window in bytes (smux
 	// v2 MaxStreamBuffer): a writer waits once this much is unread. Each

@@ -46,7 +46,7 @@ func (c *outConn) setStrategy(s coalescing.Strategy) {
 // runtime timer: the precise one costs system calls and a goroutine's
 // wake-up, and on a loopback connection whose closed loop is bound by
 // processor time, its shorter waits (smaller batches) cost more than the
-// timer's lateness (0.78–0.87× the requests a second, see README).
+// timer's lateness (0.78–0.87× the requests a second, see docs/performance.md).
 //
 // Neither timer holds a processor while it waits, so the producers the
 // wait is for can run; only its last spinBelow is spent yielding in a loop.

@@ -160,7 +160,7 @@ func (c *wakeConn) Close() error {
 // lanes — a reader woken by a request, a handler, a writer — then wait for
 // a processor, for up to the runtime's 10 ms time slice. A yield per part
 // (256 KiB, around 100 µs of copying here) shortens that wait: the
-// README's "A yield after each large part" has the measurements.
+// docs/performance.md's "A yield after each large part" has the measurements.
 func (w *readWaker) yieldAfterPart() {
 	w.poll()
 	runtime.Gosched()

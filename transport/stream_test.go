@@ -905,28 +905,23 @@ func congest(t *testing.T, c *transporttest.Cluster) (release func()) {
 }
 
 // writeUntilTimedOut writes numbered 1000-byte records to x until one
-// moves no further for half a second, waiting for a full socket; it
-// returns the records and how much of the last was written. Each record
-// has 100 ms first: one that times out may have met a session still busy
-// draining, not yet full (on a loaded machine the closes that followed
-// then went out at once), so the rest of it gets 500 ms more.
+// moves no further for 600 ms, waiting for a full socket; it returns the
+// records and how much of the last was written. One deadline for each
+// record, long enough that a session still busy draining (on a loaded
+// machine) is not taken for a full one: a session stream cannot go on
+// from a timed-out Write, so a shorter first deadline with more time for
+// the rest of the record ended at the first timeout, full or not, and a
+// close behind it then went out at once.
 func writeUntilTimedOut(t *testing.T, x *transport.Stream) (sent [][]byte, n int) {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		require.Less(t, attempt, 1000, "the session's socket never filled")
 		sent = append(sent, makePayload(9, uint64(attempt), 1000))
-		n = 0
-		for _, wait := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond} {
-			require.NoError(t, x.SetWriteDeadline(time.Now().Add(wait)))
-			m, err := x.Write(sent[attempt][n:])
-			n += m
-			if err == nil {
-				break
-			}
-			if wait == 500*time.Millisecond {
-				require.NoError(t, x.SetWriteDeadline(time.Time{}))
-				return sent, n
-			}
+		require.NoError(t, x.SetWriteDeadline(time.Now().Add(600*time.Millisecond)))
+		m, err := x.Write(sent[attempt])
+		if err != nil {
+			require.NoError(t, x.SetWriteDeadline(time.Time{}))
+			return sent, m
 		}
 	}
 }

@@ -33,7 +33,8 @@ var (
 	ErrHandler = errors.New("transport: handler failed")
 	// ErrUnknownPeer: the membership has no address for the peer.
 	ErrUnknownPeer = errors.New("transport: unknown peer")
-	// ErrPeerLeft: the peer left the membership while the message waited.
+	// ErrPeerLeft: the peer left the membership while the message waited,
+	// or while a file transfer or a stream to it was under way.
 	ErrPeerLeft = errors.New("transport: peer left")
 	// ErrConnectionReset: the connection broke while the message was being
 	// written; the peer may or may not have received it.

@@ -127,7 +127,8 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // handler then has it too) or its own PerVerb entry.
 //
 // Shutdown does not wait for transfers: Shutdown or Close cuts one under
-// way, on either side.
+// way, on either side; and the peer's leaving the membership cuts it here
+// (ErrPeerLeft), as it fails the requests waiting for that peer.
 //
 // Errors: ErrUnknownVerb, ErrOverloaded (the peer receives too many
 // transfers: Files.MaxConcurrent in all, or Security.MaxConnsPerPeer from
@@ -137,13 +138,17 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // the connection ended early or the receiver stopped taking the bytes; the
 // context's error on cancellation, and context.DeadlineExceeded once the
 // rate limit cannot send the next chunk by the context's deadline;
-// ErrUnknownPeer, ErrClosed; each in an *OpError. Stats counts each call
-// once, in FilesSent or FileSendFailures.
+// ErrUnknownPeer, ErrPeerLeft, ErrClosed; each in an *OpError. Stats
+// counts each call once, in FilesSent or FileSendFailures.
 func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, f *os.File, offset, length int64) (int64, error) {
+	var p *peer
 	fail := func(sent int64, err error) (int64, error) {
 		t.fileSendFailures.Add(1)
 		if t.closing.Load() && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", ErrClosed, err) // the close cut the transfer off
+		}
+		if p != nil && ctx.Err() == nil {
+			err = leftErr(p.ctx, err) // the peer's leaving cut it off
 		}
 		return sent, &OpError{Op: "send file", Peer: to, Lane: laneFile, Err: err}
 	}
@@ -166,6 +171,10 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		return fail(0, err)
 	}
+	var err error
+	if p, err = t.peerFor(to, true); err != nil {
+		return fail(0, err)
+	}
 	conn, err := t.dial(ctx, to, uint8(laneFile))
 	if err != nil {
 		var he *HandshakeError
@@ -178,11 +187,12 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		return fail(0, err)
 	}
 	defer conn.Close()
-	// Cancellation, or the transport closing, ends the transfer.
+	// Cancellation, the peer's leaving, or the transport closing (which
+	// ends p.ctx too) ends the transfer.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	stopOnClose := context.AfterFunc(t.ctx, func() { conn.Close() })
-	defer stopOnClose()
+	stopOnLeave := context.AfterFunc(p.ctx, func() { conn.Close() })
+	defer stopOnLeave()
 
 	now := time.Now()
 	h := wire.FileHeader{Verb: uint32(verb), ID: t.nextID.Add(1), CreatedAt: now.UnixNano(), Length: uint64(length)}

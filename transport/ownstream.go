@@ -48,7 +48,7 @@ const lingerTimeout = time.Second
 type ownConn struct {
 	net.Conn
 	t        *Transport
-	stop     func() bool   // stops closing it when the transport closes
+	stop     func() bool   // stops closing it when ctx ends (newOwnConn)
 	lingered chan struct{} // closed once the socket is closed
 
 	readMu sync.Mutex // held by Read; Close's lingering takes it from readers
@@ -58,9 +58,12 @@ type ownConn struct {
 	closeOnce sync.Once
 }
 
-func newOwnConn(t *Transport, conn net.Conn) *ownConn {
+// newOwnConn wraps conn, a stream's connection of its own, and closes its
+// socket when ctx ends: the transport's, or for a stream this node opened
+// its peer's, which also ends when the peer leaves.
+func newOwnConn(ctx context.Context, t *Transport, conn net.Conn) *ownConn {
 	oc := &ownConn{Conn: conn, r: bufio.NewReaderSize(conn, ownStreamBuffer), t: t, lingered: make(chan struct{})}
-	oc.stop = context.AfterFunc(t.ctx, func() { closeSocket(conn) })
+	oc.stop = context.AfterFunc(ctx, func() { closeSocket(conn) })
 	return oc
 }
 
@@ -166,7 +169,7 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 	if err != nil {
 		return nil, err
 	}
-	oc := newOwnConn(t, conn)
+	oc := newOwnConn(p.ctx, t, conn)
 	if err := t.greet(ctx, oc, verb, t.openDeadline(ctx)); err != nil {
 		oc.abort()
 		return nil, err
@@ -179,7 +182,7 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 // returns once the connection is closed.
 func (t *Transport) serveOwnStream(conn net.Conn, p *peer) {
 	defer t.releaseStreamConn(p, t.streamConnHold(laneOwnStream)) // taken by acceptHello
-	oc := newOwnConn(t, conn)
+	oc := newOwnConn(t.ctx, t, conn)
 	t.serveStream(p, oc, func() {}) // closes oc
 	<-oc.lingered
 }

@@ -1,7 +1,10 @@
 package transport
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -25,6 +28,11 @@ type peer struct {
 	mu      sync.Mutex // guards creating lanes, starting writers and stopping
 	lanes   [routing.NumLanes]atomic.Pointer[outConn]
 	stopped error // why the peer's writers stopped; nil while running
+	// ctx ends when the peer stops, with why as its cause (stop): this
+	// node's file transfers and streams to the peer end with it, as its
+	// lanes do. It is the transport's, so the transport's Close ends it.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 	// What the peer's lanes sent and received: kept here, not in the
 	// lanes, which are dropped while idle.
 	outbound [routing.NumLanes]connCounters
@@ -84,6 +92,7 @@ func newPeer(t *Transport, id cluster.NodeID, member bool, m cluster.Member, kno
 	p := &peer{id: id, t: t,
 		outAccount: t.outBudget.Root().Child(t.limitsOut.Load().PerPeer, false),
 		inAccount:  t.inBudget.Root().Child(t.limitsIn.Load().PerPeer, false)}
+	p.ctx, p.cancel = context.WithCancelCause(t.ctx)
 	p.member.Store(member)
 	if known {
 		addr := m.Addr
@@ -202,7 +211,8 @@ func (p *peer) writerExited(c *outConn) {
 }
 
 // stop makes every writer of the peer exit, waits for them, and fails
-// whatever they held with err.
+// whatever they held with err; it ends the peer's file transfers and
+// streams from this node too (ctx).
 func (p *peer) stop(err error) {
 	p.mu.Lock()
 	if p.stopped == nil {
@@ -230,6 +240,7 @@ func (p *peer) stop(err error) {
 		}
 	}
 	p.mu.Unlock()
+	p.cancel(p.stopped) // first, so that a stream its session's close ends can tell why
 	p.closeStreams()
 	for _, done := range running {
 		<-done
@@ -321,6 +332,20 @@ func (p *peer) inConnsTotal() int {
 		n += k
 	}
 	return n
+}
+
+// leftErr returns err, from a call that p's stop may have cut off (a file
+// transfer, a stream), marked ErrPeerLeft when the peer left the
+// membership: the caller learns why, as a Request waiting for the peer
+// does.
+func leftErr(ctx context.Context, err error) error {
+	if err == nil || err == io.EOF || errors.Is(err, ErrPeerLeft) {
+		return err
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrPeerLeft) {
+		return fmt.Errorf("%w: %w", ErrPeerLeft, err)
+	}
+	return err
 }
 
 // stopErrIfStopped returns why the peer stopped, or nil while it runs.

@@ -44,8 +44,11 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 // closed by both sides drops data its reader had received but not yet
 // read.
 type Stream struct {
-	s       net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
-	peer    cluster.NodeID
+	s    net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
+	peer cluster.NodeID
+	// peerCtx is the peer's context (peer.ctx) on a stream this node
+	// opened: when the peer leaves, its end says why the stream ended.
+	peerCtx context.Context
 	verb    Verb
 	release func()
 	once    sync.Once
@@ -147,7 +150,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 			n, err := s.readRaw(s.header[s.have:])
 			s.have += n
 			if err != nil {
-				return 0, cutShort(err)
+				return 0, s.why(cutShort(err))
 			}
 		}
 		s.have = 0
@@ -162,7 +165,17 @@ func (s *Stream) Read(b []byte) (int, error) {
 	}
 	n, err := s.readRaw(b[:min(len(b), s.left)])
 	s.left -= n
-	return n, cutShort(err)
+	return n, s.why(cutShort(err))
+}
+
+// why returns err, an error of the stream's connection, marked
+// ErrPeerLeft when the peer's leaving the membership ended the stream
+// (see peer.stop).
+func (s *Stream) why(err error) error {
+	if s.peerCtx == nil {
+		return err
+	}
+	return leftErr(s.peerCtx, err)
 }
 
 // readRaw reads the stream's bytes as the peer wrote them: a session
@@ -212,10 +225,10 @@ func (s *Stream) Write(b []byte) (int, error) {
 		return 0, io.ErrClosedPipe
 	}
 	if err := s.peerError(); err != nil {
-		return 0, err
+		return 0, s.why(err)
 	}
 	if s.writeFailed != nil {
-		return 0, s.failedBefore()
+		return 0, s.why(s.failedBefore())
 	}
 	written, err := s.writeOwed(b)
 	for err == nil && written < len(b) {
@@ -231,7 +244,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 	if err != nil && s.session() {
 		s.writeFailed = err
 	}
-	return written, err
+	return written, s.why(err)
 }
 
 // deadlineError turns smux's timeout into the one a net.Conn returns
@@ -498,7 +511,9 @@ func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
 // OpenStream opens a byte stream to peer, served there by the handler
 // registered for verb with HandleStream. The first stream to a peer dials
 // its stream connection; later ones share it. With OwnConnection, the
-// stream has a connection of its own instead.
+// stream has a connection of its own instead. When the peer leaves the
+// membership the stream ends: its Reads and Writes under way and after
+// fail with an error that wraps ErrPeerLeft.
 //
 // Errors: ErrUnknownVerb (no handler there), ErrOverloaded (too many
 // streams, see StreamConfig.MaxPerPeer; or the peer refused the stream
@@ -553,7 +568,9 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 		}
 		return fail(err)
 	}
-	return t.newStream(st, p, verb, release), nil
+	s := t.newStream(st, p, verb, release)
+	s.peerCtx = p.ctx
+	return s, nil
 }
 
 func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.Stream, error) {

@@ -865,8 +865,15 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 	// Streams that have not said their verb yet are bounded too, or a peer
-	// could open any number, each holding a goroutine.
+	// could open any number, each holding a goroutine. Those beyond the
+	// bound wait for one goroutine to refuse them (refuseStreams).
 	opening := make(chan struct{}, t.cfg.Streams.MaxPerPeer)
+	var refusals chan refusal // made for the session's first refusal
+	defer func() {
+		if refusals != nil {
+			close(refusals) // before handlers.Wait: it ends refuseStreams
+		}
+	}()
 	for {
 		st, err := session.AcceptStream()
 		if err != nil {
@@ -874,22 +881,62 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 		}
 		select {
 		case opening <- struct{}{}:
-		default:
-			// Refused with its status byte, as a stream beyond MaxPerPeer
-			// is: closed without one, the opener cannot tell the close from
-			// its session's connection failing, and closes the session
-			// with every stream on it. The byte waits for the session's
-			// socket no longer than an opening may.
-			_ = st.SetWriteDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
-			_, _ = st.Write(wire.AppendStreamRefuse(nil, wire.FailureOverloaded))
-			st.Close()
+			handlers.Add(1)
+			go func() {
+				defer handlers.Done()
+				t.serveStream(p, st, func() { <-opening })
+			}()
 			continue
+		default:
 		}
-		handlers.Add(1)
-		go func() {
-			defer handlers.Done()
-			t.serveStream(p, st, func() { <-opening })
-		}()
+		if refusals == nil {
+			refusals = make(chan refusal, maxRefusals)
+			handlers.Add(1)
+			go func() {
+				defer handlers.Done()
+				t.refuseStreams(refusals)
+			}()
+		}
+		select {
+		case refusals <- refusal{st, time.Now().Add(t.cfg.Timeouts.Handshake)}:
+		default:
+			// As many refusals waiting as smux holds streams not yet
+			// accepted: no opener that counts its streams (OpenStream)
+			// opens that many. Closed without a status byte, which the
+			// opener takes for its session failing.
+			st.Close()
+		}
+	}
+}
+
+// maxRefusals bounds the streams a session keeps waiting for their
+// refusal (refuseStreams): smux's own backlog of streams not yet
+// accepted.
+const maxRefusals = 1024
+
+// refusal is a stream to refuse, and when its opening's time is up.
+type refusal struct {
+	st net.Conn
+	by time.Time
+}
+
+// refuseStreams refuses the streams a session had beyond the bound on
+// streams opening at once, one after another, each as overloaded: closed
+// without a status byte, the opener cannot tell the close from its
+// session's connection failing, and closes the session with every stream
+// on it. A refusal waits for the opener's verb: smux (v1.5.56) registers a
+// stream it opens only once its SYN is written, and drops what arrives for
+// it before, so a refusal sent at once could be lost, and the open time
+// out; the verb comes after the registration. Each takes no longer than
+// the stream's opening may (refusal.by), and none holds the session's
+// accept loop, which a congested session's socket would.
+func (t *Transport) refuseStreams(refusals <-chan refusal) {
+	for r := range refusals {
+		_ = r.st.SetDeadline(r.by)
+		if _, err := wire.ReadStreamOpen(byteReader{r.st}); err == nil {
+			_, _ = r.st.Write(wire.AppendStreamRefuse(nil, wire.FailureOverloaded))
+		}
+		r.st.Close()
 	}
 }
 

@@ -510,12 +510,17 @@
 //	status  0 StreamAccepted, or the FailureCode refusing the stream:
 //	        1 FailureUnknownVerb (no handler for the verb), 4
 //	        FailureOverloaded (too many streams open, or opening, with
-//	        that peer: then sent before the verb is read); codes
-//	        this version does not define are passed up as they are
+//	        that peer); codes this version does not define are passed
+//	        up as they are
 //
-// A refusing acceptor closes the stream after the status byte, and so does
-// an acceptor that reads a malformed verb (without a status byte). Both
-// sides bound the opening with their handshake timeout.
+// The acceptor sends the status byte only once it has read the verb, a
+// refusal too: smux (v1.5.56) drops frames for a stream it is opening
+// that arrive before its SYN is written, so a status sent on the SYN
+// alone could be lost. A refusing acceptor closes the stream after the
+// status byte, and so does an acceptor that reads a malformed verb
+// (without a status byte). An acceptor that has more streams waiting for
+// their refusal than smux holds unaccepted (1024) closes the next without
+// one. Both sides bound the opening with their handshake timeout.
 //
 // Once the stream is accepted, each side writes its data as chunks, each a
 // 4-byte big-endian length (StreamChunkHeaderSize) followed by that many

@@ -44,14 +44,14 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 // closed by both sides drops data its reader had received but not yet
 // read.
 type Stream struct {
-	s    net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
-	peer cluster.NodeID
-	// peerCtx is the peer's context (peer.ctx) on a stream this node
-	// opened: when the peer leaves, its end says why the stream ended.
-	peerCtx context.Context
+	s       net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
+	peer    cluster.NodeID
 	verb    Verb
 	release func()
 	once    sync.Once
+	// peerCtx is the peer's context (peer.ctx) on a stream this node
+	// opened: when the peer leaves, its end says why the stream ended.
+	peerCtx context.Context
 
 	// Reading: bytes left in the current chunk, whether the end marker
 	// was read, and the next chunk's header, of which have bytes were

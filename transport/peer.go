@@ -334,10 +334,10 @@ func (p *peer) inConnsTotal() int {
 	return n
 }
 
-// leftErr returns err, from a call that p's stop may have cut off (a file
-// transfer, a stream), marked ErrPeerLeft when the peer left the
-// membership: the caller learns why, as a Request waiting for the peer
-// does.
+// leftErr returns err, from a call that a peer's stop may have cut off (a
+// file transfer, a stream), marked ErrPeerLeft when ctx, the peer's
+// (peer.ctx), says that the peer left the membership: the caller learns
+// why, as a Request waiting for the peer does.
 func leftErr(ctx context.Context, err error) error {
 	if err == nil || err == io.EOF || errors.Is(err, ErrPeerLeft) {
 		return err

@@ -261,7 +261,9 @@
 // a second of small messages). The tracestat command sums a trace by
 // goroutine role — the function each goroutine was started with: time
 // running, runnable (ready but waiting for a processor), in system calls
-// and blocked, and how long a goroutine made runnable waited to run:
+// and blocked, how long a goroutine made runnable waited to run, and its
+// turns: from its first run after being woken until it blocks or exits,
+// the median turn and the median time of a turn in system calls:
 //
 //	go -C examples/bench run . -scenario small -systems internode -repeat 1 -duration 1s -warmup 300ms -trace /tmp/small.trace
 //	go -C examples/bench run ./tracestat /tmp/small.trace

@@ -2,7 +2,13 @@
 // each function goroutines were started with, how many there were and how
 // long they spent running, runnable (ready, waiting for a processor), in
 // system calls and blocked, and how long a goroutine made runnable waited
-// before it ran (the median and 90th percentile of those waits).
+// before it ran (the median and 90th percentile of those waits). It also
+// times each turn a goroutine takes, from when it first runs after being
+// made runnable until it blocks or exits (preemptions inside it included):
+// the median turn, and the median time of a turn spent in system calls.
+// A role's turns against another program's doing the same (a round trip:
+// caller, the peer's reader, the caller's reader) show which hop costs the
+// difference, and whether in user space or in the kernel.
 //
 //	go -C examples/bench run . -scenario small -systems internode -repeat 1 -duration 1s -warmup 300ms -trace /tmp/small.trace
 //	go -C examples/bench run ./tracestat /tmp/small.trace
@@ -56,6 +62,8 @@ type role struct {
 	goroutines int
 	time       [numStates]time.Duration
 	waits      []time.Duration // runnable to running
+	turns      []time.Duration // first run after being made runnable, to blocked or exited
+	turnSys    []time.Duration // of each turn, the time in system calls
 }
 
 // The states time is summed over.
@@ -85,6 +93,11 @@ type goroutine struct {
 	role  *role
 	state trace.GoState
 	since trace.Time
+	// The turn under way, if inTurn: when it began and its time in
+	// system calls so far.
+	inTurn    bool
+	turnStart trace.Time
+	turnSys   time.Duration
 }
 
 type summary struct {
@@ -148,6 +161,17 @@ func summarize(r io.Reader) (*summary, error) {
 		}
 		if g.state == trace.GoRunnable && to == trace.GoRunning {
 			g.role.waits = append(g.role.waits, d)
+			if !g.inTurn {
+				g.inTurn, g.turnStart, g.turnSys = true, ev.Time(), 0
+			}
+		}
+		if g.state == trace.GoSyscall && g.inTurn {
+			g.turnSys += d
+		}
+		if g.inTurn && (to == trace.GoWaiting || to == trace.GoNotExist) {
+			g.inTurn = false
+			g.role.turns = append(g.role.turns, time.Duration(ev.Time()-g.turnStart))
+			g.role.turnSys = append(g.role.turnSys, g.turnSys)
 		}
 		g.state, g.since = to, ev.Time()
 		if to == trace.GoNotExist {
@@ -166,7 +190,7 @@ func (s *summary) print(w io.Writer, top int) {
 	slices.SortFunc(roles, func(a, b *role) int { return cmp.Compare(b.time[running], a.time[running]) })
 	fmt.Fprintf(w, "trace of %v; times are summed over each role's goroutines\n", s.span.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "goroutines\trunning\trunnable\tsyscall\tblocked\trunnable share\twait p50\twait p90\t role\t")
+	fmt.Fprintln(tw, "goroutines\trunning\trunnable\tsyscall\tblocked\trunnable share\twait p50\twait p90\tturns\tturn p50\tsyscalls p50\t role\t")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", d.Seconds()*1000) }
 	for _, r := range roles[:min(top, len(roles))] {
 		alive := r.time[running] + r.time[runnable] + r.time[syscall] + r.time[blocked]
@@ -174,9 +198,10 @@ func (s *summary) print(w io.Writer, top int) {
 		if alive > 0 {
 			share = float64(r.time[runnable]) / float64(alive)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.0f%%\t%v\t%v\t %s\t\n", r.goroutines,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.0f%%\t%v\t%v\t%d\t%v\t%v\t %s\t\n", r.goroutines,
 			ms(r.time[running]), ms(r.time[runnable]), ms(r.time[syscall]), ms(r.time[blocked]),
-			100*share, percentile(r.waits, 0.5), percentile(r.waits, 0.9), r.name)
+			100*share, percentile(r.waits, 0.5), percentile(r.waits, 0.9),
+			len(r.turns), percentile(r.turns, 0.5), percentile(r.turnSys, 0.5), r.name)
 	}
 	tw.Flush()
 }

@@ -20,10 +20,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/internal/freeport"
 )
 
 // Every test gossips over real memberlist on 127.0.0.1 with ports picked by
-// the kernel; no other address is used.
+// the kernel, or by freeport where a test must know one before Join; no
+// other address is used.
 
 var gossipLog = flag.Bool("gossip.log", false, "print memberlist's log lines")
 
@@ -543,20 +545,14 @@ func TestJoinThroughOnlyItself(t *testing.T) {
 	}
 }
 
-// freePorts returns n distinct ports free on 127.0.0.1, for a test that
-// must know a node's gossip address before Join.
+// freePorts returns n distinct ports free on 127.0.0.1 for TCP and UDP,
+// for a test that must know a node's gossip address before Join: below
+// the ephemeral range, where no other test's connection takes them
+// meanwhile (see freeport).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	held := make([]net.Listener, n) // held together so that they differ
-	for i := range held {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		held[i], ports[i] = l, l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range held {
-		require.NoError(t, l.Close())
-	}
+	ports, err := freeport.Loopback(n, true)
+	require.NoError(t, err)
 	return ports
 }
 

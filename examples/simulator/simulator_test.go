@@ -28,6 +28,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/internode/internode/internal/freeport"
 	"github.com/internode/internode/routing"
 )
 
@@ -311,30 +312,25 @@ func TestNodeProcesses(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback TCP address that was free a moment ago.
+// freeAddr returns a loopback TCP address free a moment ago.
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
+	return loopbackAddr(t, false)
 }
 
 // freeGossipAddr returns a loopback port free for both TCP and UDP, as
 // memberlist needs.
 func freeGossipAddr(t *testing.T) string {
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port for TCP and UDP")
-	return ""
+	return loopbackAddr(t, true)
+}
+
+// loopbackAddr returns a free loopback address for a node process to
+// listen on, below the ephemeral range: a port the kernel picks for
+// 127.0.0.1:0 could be taken by another test's outgoing connection before
+// the node binds it.
+func loopbackAddr(t *testing.T, udp bool) string {
+	ports, err := freeport.Loopback(1, udp)
+	require.NoError(t, err)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 }
 
 // The HTML report opens in headless Chromium, when there is one, with no

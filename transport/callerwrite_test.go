@@ -3,10 +3,12 @@ package transport_test
 import (
 	"bytes"
 	"context"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -350,4 +352,116 @@ func laneToDeafSink(t *testing.T, configure func(cfg *transport.Config)) *transp
 		return laneStats(t, c.Nodes[0], "sink", routing.Small).MessagesSent == 1
 	})
 	return c
+}
+
+// TestCallerWritesWhatCameDuringItsWrite: a producer writing its own
+// message to an idle lane writes, before it lets the writer's role go,
+// the message another producer queued while its write was under way. That
+// one was left to the writer goroutine, which the other producer had to
+// wake and which then waited for the role: a second thread's wake-up on
+// the message's way, for the second request of a burst.
+func TestCallerWritesWhatCameDuringItsWrite(t *testing.T) {
+	var gate heldWrite
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		neverWaits(cfg)
+		if i == 0 {
+			cfg.Dialer = dialerFunc(func(ctx context.Context, network, address string) (net.Conn, error) {
+				nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+				if err != nil {
+					return nil, err
+				}
+				return &heldWriteConn{Conn: nc, gate: &gate}, nil
+			})
+		}
+	})
+	defer c.Close()
+	quietAtOnce(c)
+	var got atomic.Int64
+	handleAll(c, verbData, func(context.Context, *transport.Message) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	})
+	ctx := ctxTimeout(t, 10*time.Second)
+	require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbData, []byte("dial")))
+	waitFor(t, 5*time.Second, "the first message handled", func() bool { return got.Load() == 1 })
+
+	held, release := gate.arm()
+	sent := make(chan error, 1)
+	go func() {
+		// Until one is written by its producer (the lane's writer may not
+		// be waiting idle yet), the writer goroutine writes them.
+		for {
+			err := c.Nodes[0].Send(ctx, c.ID(1), verbData, []byte("first"))
+			select {
+			case <-held:
+				sent <- err
+				return
+			default:
+				if err != nil {
+					sent <- err
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no producer wrote its own message")
+	}
+	before := laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Small)
+	require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbData, []byte("second"))) // queued while the write is held
+	close(release)
+	require.NoError(t, within(t, sent, 10*time.Second, "the held producer's Send"))
+	want := before.MessagesSent + 2 // the held one's and the second
+	waitFor(t, 5*time.Second, "both written", func() bool {
+		return laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Small).MessagesSent >= want
+	})
+	after := laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Small)
+	assert.Equal(t, want, after.MessagesSent)
+	assert.Equal(t, before.CallerWrites+2, after.CallerWrites,
+		"the held producer wrote its own message, then the one queued during that write")
+	assert.Zero(t, after.DroppedTotal())
+}
+
+// heldWrite holds the next write a producer makes itself (writeFromCaller),
+// once armed, until released.
+type heldWrite struct {
+	mu             sync.Mutex
+	held, released chan struct{} // the armed round's; nil: none
+}
+
+func (g *heldWrite) arm() (held, release chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.held, g.released = make(chan struct{}), make(chan struct{})
+	return g.held, g.released
+}
+
+// heldWriteConn is a socket whose writes gate may hold.
+type heldWriteConn struct {
+	net.Conn
+	gate *heldWrite
+}
+
+// SyscallConn lets the transport ask the socket's send queue, as a
+// producer's write needs.
+func (c *heldWriteConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
+func (c *heldWriteConn) Write(b []byte) (int, error) {
+	if fromCallerWrite() {
+		c.gate.mu.Lock()
+		held, released := c.gate.held, c.gate.released
+		c.gate.held, c.gate.released = nil, nil
+		c.gate.mu.Unlock()
+		if held != nil {
+			n, err := c.Conn.Write(b)
+			close(held)
+			<-released
+			return n, err
+		}
+	}
+	return c.Conn.Write(b)
 }

@@ -42,9 +42,10 @@
 // write. Writing is a role the writer hands over while it waits idle: a
 // message alone in the queue of a lane quiet for 200 µs is written by the
 // goroutine that sent it, the same way, when the socket's send queue (and
-// the message) are small enough that the write cannot block; a handler's
-// answer likewise. Waking the writer would cost most of such a request's
-// round trip. A large message first asks the receiver for room for all of it;
+// the message) are small enough that the write cannot block, and then once
+// more what other producers queued during that write; a handler's answer
+// likewise. Waking the writer would cost most of such a request's round
+// trip. A large message first asks the receiver for room for all of it;
 // once granted, it is written from the caller's buffer in 256 KiB parts,
 // interleaved with other granted messages so one huge message does not
 // hold a smaller one behind it.

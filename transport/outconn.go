@@ -172,6 +172,14 @@ func (c *outConn) enqueue(ctx context.Context, it outItem, header, payload []byt
 	}
 	if c.lane != routing.Large && queued == 1 && c.quiet(it.enqueuedAt) && c.writeMu.TryLock() {
 		wrote := c.writeFromCaller()
+		if wrote && c.queue.has() {
+			// Queued during its write by producers that found the role
+			// taken (the second request of a burst, say): written now,
+			// rather than by the writer goroutine they woke, which would
+			// first have to wait for the role. Once only: a producer
+			// does not go on writing others' messages.
+			c.writeFromCaller()
+		}
 		c.writeMu.Unlock()
 		if wrote {
 			// Messages queued meanwhile by producers that found the
@@ -422,7 +430,8 @@ func (c *outConn) quiet(now int64) bool {
 // writeFromCaller writes a small lane's queue from a producer's goroutine,
 // which holds the writer's role while the writer goroutine waits idle,
 // when its message is the only one queued on a lane quiet for
-// callerWriteIdle (enqueue checks). It writes only to an established
+// callerWriteIdle (enqueue checks; and once more, after such a write, for
+// what was queued during it). It writes only to an established
 // connection, when the coalescing strategy would not wait, and when the
 // write cannot block: the queue and the socket's unacknowledged bytes are
 // both within callerWriteLimit, so a peer that stopped reading never holds

@@ -175,25 +175,12 @@ func TestHandlersNeverWaitOnARequesterThatStopsReading(t *testing.T) {
 // queue and its write.
 type gatedWait struct {
 	coalescing.Strategy
-	mu         sync.Mutex
-	held, gate chan struct{} // the armed round's; nil: none
-}
-
-// arm holds the next producer's write (see gatedWait).
-func (s *gatedWait) arm() (held, gate chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.held, s.gate = make(chan struct{}), make(chan struct{})
-	return s.held, s.gate
+	callerGate
 }
 
 func (s *gatedWait) Wait(now time.Time, messages, bytes int) time.Duration {
 	if fromCallerWrite() {
-		s.mu.Lock()
-		held, gate := s.held, s.gate
-		s.held, s.gate = nil, nil
-		s.mu.Unlock()
-		if held != nil {
+		if held, gate := s.take(); held != nil {
 			close(held)
 			<-gate
 		}
@@ -361,7 +348,7 @@ func laneToDeafSink(t *testing.T, configure func(cfg *transport.Config)) *transp
 // wake and which then waited for the role: a second thread's wake-up on
 // the message's way, for the second request of a burst.
 func TestCallerWritesWhatCameDuringItsWrite(t *testing.T) {
-	var gate heldWrite
+	var gate callerGate
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		neverWaits(cfg)
 		if i == 0 {
@@ -424,24 +411,36 @@ func TestCallerWritesWhatCameDuringItsWrite(t *testing.T) {
 	assert.Zero(t, after.DroppedTotal())
 }
 
-// heldWrite holds the next write a producer makes itself (writeFromCaller),
-// once armed, until released.
-type heldWrite struct {
-	mu             sync.Mutex
-	held, released chan struct{} // the armed round's; nil: none
+// callerGate holds, once armed, the next producer writing its own message
+// (writeFromCaller) at a point of the test's choosing: the holder closes
+// held as it stops, and waits until gate is closed.
+type callerGate struct {
+	mu         sync.Mutex
+	held, gate chan struct{} // the armed round's; nil: none
 }
 
-func (g *heldWrite) arm() (held, release chan struct{}) {
+// arm holds the next producer's write.
+func (g *callerGate) arm() (held, gate chan struct{}) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.held, g.released = make(chan struct{}), make(chan struct{})
-	return g.held, g.released
+	g.held, g.gate = make(chan struct{}), make(chan struct{})
+	return g.held, g.gate
+}
+
+// take disarms the gate and returns the armed round's channels, nil if
+// none was armed.
+func (g *callerGate) take() (held, gate chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	held, gate = g.held, g.gate
+	g.held, g.gate = nil, nil
+	return held, gate
 }
 
 // heldWriteConn is a socket whose writes gate may hold.
 type heldWriteConn struct {
 	net.Conn
-	gate *heldWrite
+	gate *callerGate
 }
 
 // SyscallConn lets the transport ask the socket's send queue, as a
@@ -452,14 +451,10 @@ func (c *heldWriteConn) SyscallConn() (syscall.RawConn, error) {
 
 func (c *heldWriteConn) Write(b []byte) (int, error) {
 	if fromCallerWrite() {
-		c.gate.mu.Lock()
-		held, released := c.gate.held, c.gate.released
-		c.gate.held, c.gate.released = nil, nil
-		c.gate.mu.Unlock()
-		if held != nil {
+		if held, gate := c.gate.take(); held != nil {
 			n, err := c.Conn.Write(b)
 			close(held)
-			<-released
+			<-gate
 			return n, err
 		}
 	}

@@ -68,6 +68,11 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 		// wait at most), and a precise wait with no more than that left
 		// ends.
 		preciseLead = 50 * time.Microsecond
+		// A clock that reads the same across stillSpins yields in a row
+		// is not moving: a testing/synctest bubble's, which moves only
+		// once every goroutine in it blocks, so a loop that waits for it
+		// would wait for ever. The wait then parks for what is left.
+		stillSpins = 64
 	)
 	precise := c.timersLate >= timerLateRuns && c.timerProbe < timerProbeEvery && c.preciseTimer() != nil
 	if precise {
@@ -91,12 +96,22 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 	// moves the deadline later leaves the timer be: it fires, and the
 	// loop arms it again for the rest, so most arrivals cost no Reset.
 	var armed time.Time
+	var lastLeft time.Duration
+	still := 0 // spins in a row that saw the clock stand still
 	for {
 		left := time.Until(deadline)
 		if left <= 0 || precise && left <= early {
 			break // a precise timer set now would fire past the deadline
 		}
-		if left < spinBelow {
+		if left == lastLeft {
+			still++
+		} else {
+			lastLeft, still = left, 0
+		}
+		lead := early
+		if left < spinBelow && still >= stillSpins {
+			lead = 0 // the clock is a fake one: park until the deadline itself
+		} else if left < spinBelow {
 			runtime.Gosched()
 			select {
 			case <-c.wake:
@@ -108,12 +123,12 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 			}
 			continue
 		}
-		if due := time.Now().Add(left - early); armed.IsZero() || due.Before(armed) {
+		if due := time.Now().Add(left - lead); armed.IsZero() || due.Before(armed) {
 			armed = due
 			if precise {
-				_ = c.precise.Reset(left - early) // cannot fail on a descriptor it owns
+				_ = c.precise.Reset(left - lead) // cannot fail on a descriptor it owns
 			} else {
-				c.waitTimer.Reset(left - early)
+				c.waitTimer.Reset(left - lead)
 			}
 		}
 		select {

@@ -1,0 +1,75 @@
+package transport_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/coalescing"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
+)
+
+// inBubble runs f in a synctest bubble, failing the test if the bubble has
+// not ended after limit of real time: a goroutine that never blocks (a
+// loop waiting for the clock to move) holds a bubble's clock still, so
+// such a test would otherwise hang.
+func inBubble(t *testing.T, limit time.Duration, f func(t *testing.T)) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		synctest.Test(t, f)
+	}()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		t.Fatalf("the bubble did not end within %v of real time: its clock stood still", limit)
+	}
+}
+
+// startBubbleCluster starts two in-memory nodes whose Small lanes use
+// strategy (the others never wait), with a handler on n2 that reports
+// when each message of verbData arrived.
+func startBubbleCluster(t *testing.T, strategy func() coalescing.Strategy) (*transporttest.Cluster, chan time.Time) {
+	c, err := transporttest.Start(2, transporttest.Options{InMemory: true, Tweak: func(i int, cfg *transport.Config) {
+		cfg.Telemetry.DisableSocketMeasurement = true
+		cfg.Lanes.Coalescing = func(lane routing.Lane) coalescing.Strategy {
+			if lane == routing.Small {
+				return strategy()
+			}
+			return coalescing.NewDisabled()
+		}
+	}})
+	require.NoError(t, err)
+	delivered := make(chan time.Time, 16)
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		delivered <- time.Now()
+		return nil, nil
+	}))
+	return c, delivered
+}
+
+// TestCoalescingWaitEndsInSynctestBubble: a coalescing wait ends at its
+// deadline on a fake clock too. Its last microseconds were spent in a
+// loop that yielded and read the clock until the deadline passed; in a
+// testing/synctest bubble, whose clock moves only while every goroutine
+// is blocked, that loop held the clock still and never ended, and any
+// test of code on top of the transport that made a strategy wait hung.
+func TestCoalescingWaitEndsInSynctestBubble(t *testing.T) {
+	inBubble(t, 20*time.Second, func(t *testing.T) {
+		const window = 200 * time.Microsecond
+		c, delivered := startBubbleCluster(t, func() coalescing.Strategy { return coalescing.NewFixed(window) })
+		defer c.Close()
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
+		synctest.Wait() // connected; the writer waits out its window
+		start := time.Now()
+		at := <-delivered
+		assert.Equal(t, window, at.Sub(start), "delivered as the window ran out, on the fake clock exactly")
+	})
+}

@@ -21,11 +21,16 @@ func (c *outConn) askWait() time.Duration {
 	return wait
 }
 
-// setStrategy replaces the lane's coalescing strategy.
+// setStrategy replaces the lane's coalescing strategy, and wakes the
+// writer: a wait in progress was the old strategy's answer, and is asked
+// again of the new one (waitMore), which may write at once. Left alone,
+// it ran out the old window, up to WindowLimit, or waited for the next
+// message. A writer that was not waiting only looks at its queue again.
 func (c *outConn) setStrategy(s coalescing.Strategy) {
 	c.strategyMu.Lock()
 	c.strategy = s
 	c.strategyMu.Unlock()
+	c.signal()
 }
 
 // coalesceWait waits up to d for more messages, and reports how long it

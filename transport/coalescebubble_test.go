@@ -73,3 +73,21 @@ func TestCoalescingWaitEndsInSynctestBubble(t *testing.T) {
 		assert.Equal(t, window, at.Sub(start), "delivered as the window ran out, on the fake clock exactly")
 	})
 }
+
+// TestSetCoalescingEndsAWaitInProgress: a strategy changed at run time
+// rules the wait in progress too. A writer waiting out a 1 s Fixed
+// window went on waiting for it after SetCoalescing(Disabled), until its
+// deadline or the next message: a connection switched off coalescing
+// because its latency hurt held what it had queued for up to a window.
+func TestSetCoalescingEndsAWaitInProgress(t *testing.T) {
+	inBubble(t, 20*time.Second, func(t *testing.T) {
+		c, delivered := startBubbleCluster(t, func() coalescing.Strategy { return coalescing.NewFixed(time.Second) })
+		defer c.Close()
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
+		synctest.Wait() // connected; the writer waits out its window
+		start := time.Now()
+		c.Nodes[0].SetCoalescing(func(routing.Lane) coalescing.Strategy { return coalescing.NewDisabled() })
+		at := <-delivered
+		assert.Zero(t, at.Sub(start), "written as soon as the strategy changed")
+	})
+}

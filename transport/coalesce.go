@@ -6,6 +6,7 @@ import (
 
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/internal/precisetimer"
+	"github.com/internode/internode/routing"
 )
 
 // askWait shows the strategy the messages queued since it last looked,
@@ -19,6 +20,17 @@ func (c *outConn) askWait() time.Duration {
 		return 0 // draining for Shutdown: no more waiting to coalesce
 	}
 	return wait
+}
+
+// newStrategy makes one connection's strategy for lane with factory, or
+// the lane's default (DefaultCoalescing) when the factory returns nil
+// for it: the writer calls its strategy at every write, and a nil one
+// crashed the process at the lane's first message.
+func newStrategy(factory func(routing.Lane) coalescing.Strategy, lane routing.Lane) coalescing.Strategy {
+	if s := factory(lane); s != nil {
+		return s
+	}
+	return DefaultCoalescing(lane)
 }
 
 // setStrategy replaces the lane's coalescing strategy, and wakes the

@@ -91,3 +91,29 @@ func TestSetCoalescingEndsAWaitInProgress(t *testing.T) {
 		assert.Zero(t, at.Sub(start), "written as soon as the strategy changed")
 	})
 }
+
+// TestCoalescingFactoryMayReturnNil: a strategy factory that returns nil
+// for a lane (as one that only means to set the Small lane's might, for
+// the others) gets that lane's default strategy, at New and at
+// SetCoalescing alike. The writer called the nil strategy and the
+// process panicked at the first message.
+func TestCoalescingFactoryMayReturnNil(t *testing.T) {
+	onlyLarge := func(lane routing.Lane) coalescing.Strategy {
+		if lane == routing.Large {
+			return coalescing.NewFixed(time.Millisecond)
+		}
+		return nil
+	}
+	inBubble(t, 20*time.Second, func(t *testing.T) {
+		c, delivered := startBubbleCluster(t, func() coalescing.Strategy { return nil })
+		defer c.Close()
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
+		<-delivered
+		assert.Equal(t, coalescing.NameAdaptive, laneStats(t, c.Nodes[0], "n2", routing.Small).Coalescing.Strategy, "the Small lane's default")
+
+		c.Nodes[0].SetCoalescing(onlyLarge)
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
+		<-delivered
+		assert.Equal(t, coalescing.NameAdaptive, laneStats(t, c.Nodes[0], "n2", routing.Small).Coalescing.Strategy, "the Small lane's default")
+	})
+}

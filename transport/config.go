@@ -104,7 +104,8 @@ type LaneConfig struct {
 	Overrides map[Verb]routing.Lane
 	// Coalescing returns a new strategy for one connection of the given
 	// lane. Default DefaultCoalescing: Disabled for the urgent lane
-	// (control traffic never waits) and Adaptive for the others.
+	// (control traffic never waits) and Adaptive for the others. A nil
+	// strategy for a lane means that lane's default.
 	Coalescing func(routing.Lane) coalescing.Strategy
 	// Sockets sets socket options per lane (index: routing.Lane).
 	Sockets [routing.NumLanes]SocketConfig

@@ -123,7 +123,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		wake:      make(chan struct{}, 1),
 		kick:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
-		strategy:  (*t.coalescing.Load())(lane),
+		strategy:  newStrategy(*t.coalescing.Load(), lane),
 		waitTimer: newStoppedTimer(),
 		attrs:     t.tel.connAttrs(p, lane),
 	}

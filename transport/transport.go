@@ -523,19 +523,19 @@ func (t *Transport) trackInConn(ic *inConn, add bool) bool {
 }
 
 // SetCoalescing replaces every connection's coalescing strategy with a new
-// one from newStrategy, now and for connections opened later. nil restores
-// DefaultCoalescing. Each connection's statistics restart with its new
-// strategy.
-func (t *Transport) SetCoalescing(newStrategy func(routing.Lane) coalescing.Strategy) {
-	if newStrategy == nil {
-		newStrategy = DefaultCoalescing
+// one from factory, now and for connections opened later. nil restores
+// DefaultCoalescing, and a nil strategy for a lane that lane's default.
+// Each connection's statistics restart with its new strategy.
+func (t *Transport) SetCoalescing(factory func(routing.Lane) coalescing.Strategy) {
+	if factory == nil {
+		factory = DefaultCoalescing
 	}
 	// Stored before the peers are listed, so that no lane created
 	// meanwhile misses it: a lane is made under its peer's mu with the
 	// factory stored then (newOutConn). Not under peersMu, which the
 	// factory, user code, may need (Stats), and which a writer waiting
 	// for it (peerFor) keeps a new reader from taking.
-	t.coalescing.Store(&newStrategy)
+	t.coalescing.Store(&factory)
 	t.peersMu.RLock()
 	peers := slices.Collect(maps.Values(t.peers))
 	t.peersMu.RUnlock()
@@ -544,7 +544,7 @@ func (t *Transport) SetCoalescing(newStrategy func(routing.Lane) coalescing.Stra
 		var strategies [routing.NumLanes]coalescing.Strategy
 		for i := range p.lanes {
 			if c := p.lanes[i].Load(); c != nil {
-				strategies[i] = newStrategy(c.lane) // user code: not under coalMu
+				strategies[i] = newStrategy(factory, c.lane) // user code: not under coalMu
 			}
 		}
 		p.coalMu.Lock()

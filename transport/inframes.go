@@ -169,7 +169,14 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 // capacity, holding its bytes meanwhile (one such frame a connection). A sender's writer puts cancels
 // in frames of their own within this size, ahead of its other frames
 // (frameWriter.writeBatch).
+//
+// Its messages' TTLs start as its header has been read, whichever way it
+// waits: a request held here past its deadline, its payload unread or
+// read, has been given up by its caller, who sends no cancel for that,
+// and must not run once the room comes, nor answer with a deadline that
+// the wait has pushed back.
 func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error) error {
+	arrived := monoNanos()
 	held := int64(bufpool.Cap(n))
 	took := ic.account.TryTake(held)
 	if !took && n <= maxUnadmittedFrame && ic.t.cfg.Memory.InboundOverload == OverloadPause {
@@ -178,10 +185,6 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 			bufpool.Put(buf)
 			return err
 		}
-		// Its messages' TTLs start now, as it is read, not once its room
-		// comes: a request waiting here past its deadline has been given
-		// up by its caller, who sends no cancel for that.
-		arrived := monoNanos()
 		if ic.needsNoRoom(buf) {
 			return ic.handleBatch(buf, 0, arrived, false, false, false)
 		}
@@ -230,7 +233,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 			return err
 		}
 		ic.account.Overdraw(held)
-		return ic.handleBatch(buf, held, monoNanos(), false, false, true)
+		return ic.handleBatch(buf, held, arrived, false, false, true)
 	}
 	rejecting := false
 	if !took {
@@ -248,7 +251,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		ic.account.Release(held)
 		return err
 	}
-	return ic.handleBatch(buf, held, monoNanos(), rejecting, false, false)
+	return ic.handleBatch(buf, held, arrived, rejecting, false, false)
 }
 
 // maxUrgentOverdrafts bounds the small urgent frames held beyond the

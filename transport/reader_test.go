@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -86,6 +87,51 @@ func TestReaderPausesWhenFull(t *testing.T) {
 	assert.Equal(t, []uint64{1, 2, 3}, h.seen())
 	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
 	assert.Positive(t, r.in.throttledNanos.Load())
+}
+
+// TestReaderFrameWaitingForRoomExpiresFromItsArrival: under
+// OverloadPause a frame too large to be read before its room (above 4
+// KiB) has its header read, then waits for room with its payload unread.
+// Its messages' TTLs start when its header arrived, as a small frame's
+// start when it is read: the reader stamped their arrival only once the
+// room came, so a request whose caller had long given up at its deadline
+// (and sends no cancel for that) still ran its handler once the room was
+// back, with a deadline as far past the wait as its TTL. In a synctest
+// bubble: the deadline passes on the bubble's clock.
+func TestReaderFrameWaitingForRoomExpiresFromItsArrival(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newReaderRig(t, routing.Small, limitedTo(128<<10, 256<<10))
+		hold := newRecorder(true)
+		r.tr.Handle(1, hold, Ordered())
+		var ran atomic.Int32
+		r.tr.Handle(2, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
+			ran.Add(1)
+			return []byte("late"), nil
+		}))
+		payload := make([]byte, 100<<10) // 112 KiB buffers: two fit
+		r.write(batchFrame(oneWay(1, payload)))
+		r.write(batchFrame(oneWay(2, payload)))
+		within(t, hold.got, 5*time.Second, "the first message held")
+
+		// A request of 40 KiB, with 200 ms to live: its header is read, its
+		// payload waits with the reader for room.
+		const ttl = 200 * time.Millisecond
+		r.writeAsync(batchFrame(message(wire.Header{Flags: wire.FlagExpectsResponse, ID: 3, Verb: 2, TTL: int64(ttl)}, make([]byte, 40<<10))))
+		synctest.Wait()
+		require.EqualValues(t, 1, r.in.throttled.Load(), "the reader waits for the request's room")
+
+		time.Sleep(ttl) // the bubble's clock: the request's deadline has passed
+		close(hold.gate)
+		synctest.Wait()
+		assert.Zero(t, ran.Load(), "a request past its deadline ran its handler")
+		assert.EqualValues(t, 1, r.in.dropped[ReasonExpired].Load(), "the request dropped as expired")
+		assert.EqualValues(t, 2, r.in.received.Load(), "only the held messages received")
+		select {
+		case f := <-r.back:
+			t.Fatalf("an expired request was answered: %v", f)
+		default:
+		}
+	})
 }
 
 // TestReaderRejectsWhenFull: with OverloadReject a reader out of capacity

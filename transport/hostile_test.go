@@ -913,6 +913,42 @@ func TestCorruptFileBytesAreCountedAsBadInput(t *testing.T) {
 	assert.Equal(t, uint64(1), c.Nodes[1].Stats().BadInput[transport.BadInputChecksum])
 }
 
+// TestEmptyFramesAreCheckedToo: a frame's CRC32C covers its header as
+// well as its payload, and the reader verified it only as it read a
+// payload: a ping or a grant, which carry none, was taken whatever its
+// checksum said, so a damaged grant (a flipped bit in its stream number)
+// granted a large response that was never granted, and a damaged ping
+// passed for a live peer. Each now closes its connection as any other
+// checksum mismatch does, counted in BadInputChecksum; an intact one
+// before it is taken as before.
+func TestEmptyFramesAreCheckedToo(t *testing.T) {
+	for _, tc := range []struct {
+		kind   wire.FrameKind
+		stream uint32
+	}{{wire.FramePing, 0}, {wire.FrameGrant, 7}} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.Timeouts.Keepalive = 30 * time.Second // no silence is judged meanwhile
+			})
+			conn := dialAs(c.Nodes[1].Addr().String(), string(c.ID(0)), routing.Small)
+			require.NotNil(t, conn)
+			defer conn.Close()
+			intact := wire.AppendFrameHeader(nil, tc.kind, tc.stream, nil)
+			damaged := wire.AppendFrameHeader(nil, tc.kind, tc.stream, nil)
+			damaged[wire.FrameHeaderSize-1] ^= 1 // the checksum's last bit
+			_, err := conn.Write(append(intact, damaged...))
+			require.NoError(t, err)
+
+			// The node counts before it closes its end: reading to the end
+			// orders the test after it.
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+			_, err = io.Copy(io.Discard, conn)
+			require.NoError(t, err, "the node closes the connection on the damaged frame")
+			assert.Equal(t, uint64(1), c.Nodes[1].Stats().BadInput[transport.BadInputChecksum])
+		})
+	}
+}
+
 // TestStreamsThatNeverSayTheirVerbAreBounded: a peer opens 3000 streams on
 // its stream session and never sends their verbs. Each held a goroutine
 // on the receiver until the handshake timeout, with no bound: now at most

@@ -61,6 +61,14 @@ func (ic *inConn) read() error {
 		if !ic.allowed(fh.Kind) {
 			return fmt.Errorf("%w: %v frame on the %s lane", wire.ErrMalformed, fh.Kind, ic.lane)
 		}
+		if fh.Kind.Empty() {
+			// Its checksum covers its header alone, and no payload read
+			// (readPayload) checks it: a ping, or a grant whose stream
+			// number a flipped bit made another, is checked here.
+			if err := fh.Verify(nil); err != nil {
+				return err
+			}
+		}
 		switch fh.Kind {
 		case wire.FrameBatch:
 			err = ic.readBatch(fh)

@@ -243,18 +243,20 @@ func (ic *inConn) backQueueLow(limit int) bool {
 // payload: an idle sender pings every KeepaliveInterval, so silence that
 // long means it is gone, and a frame trickled slower than that is cut
 // off. The deadline is moved only when a quarter of it has passed, to keep
-// timer work off the path.
-func (ic *inConn) renewReadDeadline() {
+// timer work off the path (awaitFrame makes up for it before a frame). It
+// returns the time it read.
+func (ic *inConn) renewReadDeadline() time.Time {
 	now := time.Now()
 	ic.peer.health[ic.lane].read(now.UnixNano()) // the frame before this read, or the handshake
 	d := ic.t.cfg.Timeouts.Keepalive
 	if d <= 0 {
-		return
+		return now
 	}
 	if now.Sub(ic.lastRenew) > d/4 {
 		ic.lastRenew = now
 		_ = ic.conn.SetReadDeadline(now.Add(d))
 	}
+	return now
 }
 
 // measureRecvQueue records the socket's receive-queue depth after a read

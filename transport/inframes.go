@@ -43,8 +43,7 @@ func (ic *inConn) read() error {
 		// One deadline bounds the silence before a frame, another, set
 		// as its first byte arrives, the frame itself, header and
 		// payload (readPayload): not the two together.
-		ic.renewReadDeadline()
-		if _, err := ic.src.Peek(1); err != nil {
+		if err := ic.awaitFrame(ic.renewReadDeadline()); err != nil {
 			return err
 		}
 		ic.renewReadDeadline()
@@ -92,6 +91,34 @@ func (ic *inConn) read() error {
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// awaitFrame waits for the first byte of the next frame, for as long as
+// Keepalive since heard, when the frame before it was done with. The
+// deadline it waits on may have been set up to a quarter of Keepalive
+// before then (renewReadDeadline moves it only once a quarter has
+// passed): reached sooner, it is pushed back to heard + Keepalive and the
+// wait goes on, or a peer silent for less than Keepalive — which the wire
+// format lets it be — would be judged gone.
+func (ic *inConn) awaitFrame(heard time.Time) error {
+	for {
+		_, err := ic.src.Peek(1)
+		d := ic.t.cfg.Timeouts.Keepalive
+		if err == nil || d <= 0 || !isTimeout(err) {
+			return err
+		}
+		until := heard.Add(d)
+		select {
+		case <-ic.done:
+			return err
+		default:
+		}
+		if !time.Now().Before(until) {
+			return err // silent for the whole of Keepalive
+		}
+		ic.lastRenew = heard
+		_ = ic.conn.SetReadDeadline(until)
 	}
 }
 

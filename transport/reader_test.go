@@ -349,6 +349,43 @@ func TestReaderBeatsAndJudgesSilence(t *testing.T) {
 	})
 }
 
+// TestReaderToleratesSilenceForAWholeKeepalive: the reader moves its read
+// deadline only once a quarter of it has passed, so the deadline it waits
+// on for the next frame may have been set up to a quarter of Keepalive
+// before the last frame came. A peer silent for less than Keepalive since
+// its last frame was judged gone: with Keepalive at its least, 2 s, after
+// 1.55 s, though the wire format lets a peer be silent for up to 2 s and
+// an initiator pings after 1 s. The silence is now measured from the last
+// frame; a peer silent for the whole of Keepalive is still judged gone.
+func TestReaderToleratesSilenceForAWholeKeepalive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const keepalive = 2 * time.Second
+		r := newReaderRig(t, routing.Small, func(c *Config) { c.Timeouts.Keepalive = keepalive })
+		ping := anyFrame(wire.FramePing, 0, nil)
+		synctest.Wait() // the reader waits for a first frame, its deadline set
+		time.Sleep(450 * time.Millisecond)
+		r.write(ping) // read before a quarter of Keepalive passed: the deadline stays
+		synctest.Wait()
+
+		time.Sleep(keepalive - 50*time.Millisecond) // silent, for less than Keepalive
+		synctest.Wait()
+		select {
+		case err := <-r.ended:
+			r.ended <- err // for the cleanup
+			t.Fatalf("the reader gave up on a peer silent for less than Keepalive (%v): %v", keepalive, err)
+		default:
+		}
+		r.write(ping)
+		synctest.Wait()
+
+		time.Sleep(keepalive) // silent for the whole of Keepalive
+		synctest.Wait()
+		err := within(t, r.ended, time.Nanosecond, "the reader to judge the silent peer gone")
+		r.ended <- err // for the cleanup
+		require.True(t, isTimeout(err), "read: %v", err)
+	})
+}
+
 // FuzzReader feeds arbitrary bytes to a reader, as a peer past its
 // handshake could send them: whatever they are, the reader ends once the
 // connection does, and everything it took — capacity, buffers, handler

@@ -47,6 +47,10 @@ type inConn struct {
 	done      chan struct{} // closed when the connection ends
 	closeOnce sync.Once
 	lastRenew time.Time // when the read deadline was last pushed back
+	// frameStart is when the frame being read began, or reading resumed
+	// after a pause for capacity: Keepalive bounds it from then
+	// (frameSource).
+	frameStart time.Time
 	// recvDepth is the socket's receive-queue depth last measured, for
 	// the end of another connection of the peer's on the lane (end).
 	recvDepth atomic.Int64
@@ -257,6 +261,63 @@ func (ic *inConn) renewReadDeadline() time.Time {
 		_ = ic.conn.SetReadDeadline(now.Add(d))
 	}
 	return now
+}
+
+// awaitFrame waits for the first byte of the next frame, for as long as
+// Keepalive since heard, when the frame before it was done with. The
+// deadline it waits on may have been set up to a quarter of Keepalive
+// before then (renewReadDeadline moves it only once a quarter has
+// passed): reached sooner, it is pushed back to heard + Keepalive and the
+// wait goes on (deadlineEarly), or a peer silent for less than Keepalive
+// — which the wire format lets it be — would be judged gone.
+func (ic *inConn) awaitFrame(heard time.Time) error {
+	for {
+		_, err := ic.src.Peek(1)
+		if err == nil || !ic.deadlineEarly(err, heard) {
+			return err
+		}
+	}
+}
+
+// frameSource reads the frame being read from ic.src for as long as
+// Keepalive from when it began (frameStart): the read deadline may have
+// been set up to a quarter of Keepalive before then (renewReadDeadline),
+// and a frame that arrives within Keepalive is not cut off.
+type frameSource struct{ ic *inConn }
+
+func (s frameSource) Read(b []byte) (int, error) {
+	for {
+		n, err := s.ic.src.Read(b)
+		if err == nil || !s.ic.deadlineEarly(err, s.ic.frameStart) {
+			return n, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// deadlineEarly reports whether err is the read deadline passing before
+// Keepalive from since, and if so pushes it back to since + Keepalive:
+// the read goes on. A deadline reached after that, or a connection ended
+// here, is what it is.
+func (ic *inConn) deadlineEarly(err error, since time.Time) bool {
+	d := ic.t.cfg.Timeouts.Keepalive
+	if d <= 0 || !isTimeout(err) {
+		return false
+	}
+	select {
+	case <-ic.done:
+		return false
+	default:
+	}
+	until := since.Add(d)
+	if !time.Now().Before(until) {
+		return false // the whole of Keepalive
+	}
+	ic.lastRenew = since
+	_ = ic.conn.SetReadDeadline(until)
+	return true
 }
 
 // measureRecvQueue records the socket's receive-queue depth after a read

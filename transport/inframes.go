@@ -46,8 +46,8 @@ func (ic *inConn) read() error {
 		if err := ic.awaitFrame(ic.renewReadDeadline()); err != nil {
 			return err
 		}
-		ic.renewReadDeadline()
-		if _, err := io.ReadFull(ic.src, hdr[:]); err != nil {
+		ic.frameStart = ic.renewReadDeadline()
+		if _, err := io.ReadFull(frameSource{ic}, hdr[:]); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return fmt.Errorf("frame header: %w", wire.ErrTruncated)
 			}
@@ -94,34 +94,6 @@ func (ic *inConn) read() error {
 	}
 }
 
-// awaitFrame waits for the first byte of the next frame, for as long as
-// Keepalive since heard, when the frame before it was done with. The
-// deadline it waits on may have been set up to a quarter of Keepalive
-// before then (renewReadDeadline moves it only once a quarter has
-// passed): reached sooner, it is pushed back to heard + Keepalive and the
-// wait goes on, or a peer silent for less than Keepalive — which the wire
-// format lets it be — would be judged gone.
-func (ic *inConn) awaitFrame(heard time.Time) error {
-	for {
-		_, err := ic.src.Peek(1)
-		d := ic.t.cfg.Timeouts.Keepalive
-		if err == nil || d <= 0 || !isTimeout(err) {
-			return err
-		}
-		until := heard.Add(d)
-		select {
-		case <-ic.done:
-			return err
-		default:
-		}
-		if !time.Now().Before(until) {
-			return err // silent for the whole of Keepalive
-		}
-		ic.lastRenew = heard
-		_ = ic.conn.SetReadDeadline(until)
-	}
-}
-
 // allowed reports whether the initiator of this lane may send kind: its
 // messages (batches on the urgent and small lanes, compressed ones only
 // if the handshake agreed wire.CapBatchS2, large ones in parts on the
@@ -146,9 +118,9 @@ func (ic *inConn) allowed(kind wire.FrameKind) bool {
 // bounds one frame), unless reading paused for capacity since (admit).
 func (ic *inConn) readPayload(fh wire.FrameHeader, dst []byte) error {
 	if ic.lastRenew.IsZero() {
-		ic.renewReadDeadline()
+		ic.frameStart = ic.renewReadDeadline()
 	}
-	return readFramePayload(ic.src, fh, dst)
+	return readFramePayload(frameSource{ic}, fh, dst)
 }
 
 // readFramePayload reads and verifies the payload of the frame fh heads

@@ -386,6 +386,40 @@ func TestReaderToleratesSilenceForAWholeKeepalive(t *testing.T) {
 	})
 }
 
+// TestReaderGivesAFrameAWholeKeepalive: Keepalive bounds how long one
+// frame may take to arrive, from its first byte; but the deadline set as
+// a frame began stayed as it was when the last was set less than a
+// quarter of Keepalive before, so a frame that began just after another
+// was cut off after as little as 0.75 x Keepalive: with Keepalive at 2 s,
+// a frame that took 1.6 s. A frame slower than Keepalive is still cut off
+// (TestTrickledFrameIsCutOffWithinKeepalive).
+func TestReaderGivesAFrameAWholeKeepalive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const keepalive = 2 * time.Second
+		r := newReaderRig(t, routing.Small, func(c *Config) { c.Timeouts.Keepalive = keepalive })
+		h := newRecorder(false)
+		r.tr.Handle(1, h)
+		synctest.Wait() // the reader waits for a first frame, its deadline set
+		time.Sleep(450 * time.Millisecond)
+		r.write(anyFrame(wire.FramePing, 0, nil)) // the deadline stays
+		synctest.Wait()
+		frame := batchFrame(oneWay(1, make([]byte, 100)))
+		r.write(frame[:wire.FrameHeaderSize+8]) // a frame begins
+		synctest.Wait()
+
+		time.Sleep(1600 * time.Millisecond) // it has taken 1.6 s of its 2 so far
+		synctest.Wait()
+		select {
+		case err := <-r.ended:
+			r.ended <- err // for the cleanup
+			t.Fatalf("the reader cut off a frame that had taken less than Keepalive (%v): %v", keepalive, err)
+		default:
+		}
+		r.write(frame[wire.FrameHeaderSize+8:])
+		within(t, h.got, time.Second, "the frame's message")
+	})
+}
+
 // FuzzReader feeds arbitrary bytes to a reader, as a peer past its
 // handshake could send them: whatever they are, the reader ends once the
 // connection does, and everything it took — capacity, buffers, handler

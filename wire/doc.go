@@ -394,6 +394,10 @@
 //	             stays worth delivering, counted from when its frame is
 //	             written; absent means it never expires
 //	params_len   1..4096 (MaxParamsSize)
+//	params       key/value pairs filling params_len exactly (see
+//	             Parameters); a reader checks them as it decodes the
+//	             header, and a block that does not parse makes the
+//	             header malformed
 //	payload_len  payload bytes that follow the header, 0..2^32-1 and at most
 //	             the reader's message size limit (internode: 32 MiB by
 //	             default, Config.Memory.MaxMessageSize); 0 on a cancel.
@@ -448,7 +452,11 @@
 // The parameter block carries key/value pairs such as W3C trace context
 // ("traceparent", "tracestate"); AppendParam writes a pair, Param and
 // RangeParams read them. Keys are short ASCII names; a key may repeat and
-// the first one counts. The pairs must fill the block exactly:
+// the first one counts. The pairs must fill the block exactly: a reader
+// decoding a header parses its block, and a length that runs past the
+// block's end, or a block that ends inside a length, makes the header
+// (and so its batch) malformed. Nothing else is checked: a key or value
+// may be any bytes, empty too.
 //
 //	+-------------------+-----+---------------------+-------+------
 //	| key_len (uvarint) | key | value_len (uvarint) | value | next pair ...
@@ -637,7 +645,7 @@
 // Reserved values: frame kinds 9..255 and message flag bits 6 and 7 are
 // malformed in version 3 (a new one needs a new version or a
 // capability), and kind 8 unless CapBatchS2 was agreed; failure codes
-// 7..255 (in a Failure or a stream's status byte) and refuse reasons
+// 9..255 (in a Failure or a stream's status byte) and refuse reasons
 // 8..255 are passed up as they are and read as FailureUnknown and as a
 // refusal (Refused), so later versions can add reasons.
 //
@@ -666,7 +674,10 @@
 // encoders, in turn, refuse to write what the decoders would reject:
 // AppendHello returns an error, and AppendHeader, AppendFrameHeader,
 // AppendReply, AppendStreamChunkHeader and AppendStreamRefuse panic on
-// such a programming error.
+// such a programming error. The one bound they leave to their caller is
+// the frame limit, which each reader chooses: AppendFrameHeader frames
+// any payload up to 2^32-1 bytes, and keeping frames within
+// DefaultMaxFramePayload is the writer's duty.
 //
 // # Using the package
 //

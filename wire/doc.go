@@ -313,7 +313,9 @@
 // a grant or refusal for a stream it no longer has in flight. An acceptor
 // accepts at most 64 begun messages per connection, and a requester at
 // most 64 large responses in flight on one, counting refused ones whose
-// parts it is still discarding.
+// parts it is still discarding: a FrameLargeBegin beyond that is
+// malformed (the reader closes the connection; it does not refuse the
+// stream), so a sender keeps no more than 64 in flight (internode: 8).
 //
 //	initiator                                       acceptor
 //	FrameLargeBegin  stream 7  | header A |  ->

@@ -658,8 +658,9 @@
 // KeepaliveInterval,
 // DefaultMaxFramePayload (as the largest frame a writer sends), the values
 // of FrameKind, MessageFlags, FailureCode and RefuseReason, MaxParamsSize,
-// MaxFailureMessage, MaxTTL (2^62), and for streams StreamAccepted,
-// StreamChunkHeaderSize and MaxStreamChunk. MinVersion and MaxVersion say
+// MaxFailureMessage, MaxTTL (2^62), for streams StreamAccepted,
+// StreamChunkHeaderSize and MaxStreamChunk, and for file transfers
+// MaxFileHeaderSize and FileTrailerSize. MinVersion and MaxVersion say
 // what this build speaks; MaxHeaderSize and MaxStreamOpenSize are derived
 // from the rest. Changing any of them changes the format.
 //

@@ -26,6 +26,17 @@ import (
 
 var specCRC = crc32.MakeTable(crc32.Castagnoli)
 
+// The bounds doc.go gives, as numbers: the decoders here use these, so
+// that a change to the package's constants shows as a disagreement.
+const (
+	specMaxHandshake      = 1024
+	specMaxParams         = 4096
+	specMaxTTL            = 1 << 62
+	specMaxFailureMessage = 1024
+	specMaxFileHeader     = 64
+	specMaxBatchS2Prefix  = 5
+)
+
 // ---- integers ------------------------------------------------------------
 
 func specAppendUvarint(dst []byte, v uint64) []byte {
@@ -156,7 +167,7 @@ func specOpen(b []byte) ([]byte, error) {
 		return nil, wire.ErrBadMagic
 	}
 	bodyLen := int(binary.BigEndian.Uint16(b[4:]))
-	if 6+bodyLen > wire.MaxHandshakeSize {
+	if 6+bodyLen > specMaxHandshake {
 		return nil, wire.ErrHandshakeTooLarge
 	}
 	if bodyLen < 4 {
@@ -300,7 +311,7 @@ func specDecodeMsg(b []byte, maxPayload uint32) (specMsg, int, error) {
 	}
 	if m.flags&0x08 != 0 {
 		n := r.uvarint()
-		if r.err == nil && (n < 1 || n > wire.MaxParamsSize) {
+		if r.err == nil && (n < 1 || n > specMaxParams) {
 			r.fail(wire.ErrMalformed)
 		}
 		m.params = r.bytes(int(n))
@@ -322,7 +333,7 @@ func specDecodeMsg(b []byte, maxPayload uint32) (specMsg, int, error) {
 		return specMsg{}, 0, wire.ErrMalformed
 	case m.verb > 1<<32-1:
 		return specMsg{}, 0, wire.ErrMalformed
-	case m.flags&0x10 != 0 && (m.ttl < 1 || m.ttl > wire.MaxTTL):
+	case m.flags&0x10 != 0 && (m.ttl < 1 || m.ttl > specMaxTTL):
 		return specMsg{}, 0, wire.ErrMalformed
 	case m.payloadLen > uint64(maxPayload): // which is below 2^32
 		return specMsg{}, 0, wire.ErrMessageTooLarge
@@ -359,7 +370,7 @@ func specDecodeFailure(b []byte) (uint8, string, error) {
 	r := &specReader{b: b}
 	code := r.u8()
 	n := r.uvarint()
-	if r.err == nil && n > wire.MaxFailureMessage {
+	if r.err == nil && n > specMaxFailureMessage {
 		return 0, "", wire.ErrMalformed
 	}
 	msg := r.bytes(int(n))
@@ -406,7 +417,7 @@ func specDecodeFileHeader(b []byte) (specFile, error) {
 		return specFile{}, wire.ErrTruncated
 	}
 	n := int(binary.BigEndian.Uint16(b))
-	if n > wire.MaxFileHeaderSize-2 {
+	if n > specMaxFileHeader-2 {
 		return specFile{}, wire.ErrMalformed
 	}
 	if len(b) != 2+n { // DecodeFileHeader takes one whole header
@@ -414,7 +425,7 @@ func specDecodeFileHeader(b []byte) (specFile, error) {
 	}
 	r := &specReader{b: b[2 : 2+n]}
 	f := specFile{verb: r.uvarint(), id: r.uvarint(), createdAt: int64(r.u64()), ttl: r.uvarint(), length: r.uvarint()}
-	if r.err != nil || len(r.b) != 0 || f.verb > 1<<32-1 || f.ttl > wire.MaxTTL {
+	if r.err != nil || len(r.b) != 0 || f.verb > 1<<32-1 || f.ttl > specMaxTTL {
 		return specFile{}, wire.ErrMalformed
 	}
 	return f, nil
@@ -436,9 +447,9 @@ func specAppendS2Literals(dst, batch []byte) []byte {
 }
 
 func specS2Len(b []byte, limit uint32) (int, error) {
-	v, _, err := specUvarint(b[:min(len(b), wire.MaxBatchS2Prefix)])
+	v, _, err := specUvarint(b[:min(len(b), specMaxBatchS2Prefix)])
 	switch {
-	case errors.Is(err, wire.ErrTruncated) && len(b) >= wire.MaxBatchS2Prefix:
+	case errors.Is(err, wire.ErrTruncated) && len(b) >= specMaxBatchS2Prefix:
 		return 0, wire.ErrFrameTooLarge
 	case err != nil:
 		return 0, err
@@ -1189,4 +1200,20 @@ func TestSpecReadersStopAtTheirItem(t *testing.T) {
 	_, err = wire.ReadHandshake(io.MultiReader(bytes.NewReader(big), iotest.ErrReader(errors.New("read past body_len"))),
 		make([]byte, wire.MaxHandshakeSize))
 	assert.ErrorIs(t, err, wire.ErrHandshakeTooLarge)
+}
+
+// Constants doc.go gives as numbers that no decoder above pins.
+func TestSpecConstants(t *testing.T) {
+	assert.EqualValues(t, 12, wire.FrameHeaderSize)
+	assert.EqualValues(t, 1<<24-1, wire.MaxStream)
+	assert.EqualValues(t, 256<<10, wire.DefaultMaxFramePayload)
+	assert.EqualValues(t, 1024, wire.MaxBatchMessages)
+	assert.EqualValues(t, 255, wire.MaxNameLength)
+	assert.EqualValues(t, 65536, wire.MaxStreamChunk)
+	assert.EqualValues(t, 4, wire.StreamChunkHeaderSize)
+	assert.EqualValues(t, 4, wire.FileTrailerSize)
+	assert.EqualValues(t, specMaxFileHeader, wire.MaxFileHeaderSize)
+	assert.EqualValues(t, 3, wire.Version3)
+	assert.EqualValues(t, 3, wire.MinVersion)
+	assert.EqualValues(t, 3, wire.MaxVersion)
 }

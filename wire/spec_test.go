@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -469,4 +470,31 @@ func TestSpecConstants(t *testing.T) {
 	assert.EqualValues(t, 3, wire.Version3)
 	assert.EqualValues(t, 3, wire.MinVersion)
 	assert.EqualValues(t, 3, wire.MaxVersion)
+	assert.Equal(t, time.Second, wire.KeepaliveInterval)
+
+	// The numbered lists of doc.go.
+	kinds := []wire.FrameKind{wire.FrameBatch, wire.FrameLargeBegin, wire.FrameLargeMore, wire.FrameLargeCancel,
+		wire.FramePing, wire.FrameGrant, wire.FrameRefuse, wire.FrameBeat, wire.FrameBatchS2}
+	for i, k := range kinds {
+		assert.EqualValues(t, i, k, "%v", k)
+	}
+	failures := []wire.FailureCode{wire.FailureUnknown, wire.FailureUnknownVerb, wire.FailureHandlerError,
+		wire.FailureExpired, wire.FailureOverloaded, wire.FailureTooLarge, wire.FailureCanceled,
+		wire.FailureCorrupt, wire.FailureIncomplete}
+	for i, c := range failures {
+		assert.EqualValues(t, i, c, "%v", c)
+	}
+	reasons := []wire.RefuseReason{wire.Accepted, wire.UnsupportedVersion, wire.WrongCluster, wire.UnknownNode,
+		wire.IdentityMismatch, wire.BadLane, wire.Refused, wire.Busy}
+	for i, r := range reasons {
+		assert.EqualValues(t, i, r, "%v", r)
+	}
+	flags := []wire.MessageFlags{wire.FlagExpectsResponse, wire.FlagResponse, wire.FlagFailure,
+		wire.FlagParams, wire.FlagTTL, wire.FlagCancel}
+	for i, f := range flags {
+		assert.EqualValues(t, 1<<i, f, "flag bit %d", i)
+	}
+	assert.EqualValues(t, 1, wire.CapBatchS2)
+	assert.EqualValues(t, 2, wire.CapEagerResponses)
+	assert.EqualValues(t, 0x494E4F44, wire.Magic)
 }

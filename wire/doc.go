@@ -240,7 +240,8 @@
 // is caught before anything is decoded; the decoded batch has no checksum
 // of its own. A reader reads plain_len from the payload's first bytes
 // (at most MaxBatchS2Prefix, 5) and refuses, before it allocates
-// anything for the batch, a plain_len of 0 or above its frame limit
+// anything for the batch, a plain_len of 0 (ErrMalformed), and one above
+// its frame limit or whose uvarint does not end within those 5 bytes
 // (ErrFrameTooLarge): a small frame cannot make a reader hold more than a
 // frame. A block longer than len(uvarint(plain_len)) + 6·plain_len bytes
 // (MaxBatchS2Block) is malformed — no block that long decodes to

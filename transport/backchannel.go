@@ -99,6 +99,12 @@ func (rx *responseReader) read() string {
 		if err == nil && !rx.allowed(fh.Kind) {
 			err = fmt.Errorf("%w: %v frame from the acceptor of a %s lane", wire.ErrMalformed, fh.Kind, c.lane)
 		}
+		if err == nil && fh.Kind.Empty() {
+			// Its checksum covers its header alone, and no payload read
+			// (readPayload) checks it: a beat, or a grant whose stream
+			// number a flipped bit made another, is checked here.
+			err = fh.Verify(nil)
+		}
 		if err == nil {
 			err = rx.frame(fh)
 		}

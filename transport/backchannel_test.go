@@ -258,7 +258,9 @@ func TestBackChannelWithdrawnAndCutResponses(t *testing.T) {
 }
 
 // TestBackChannelEndsOnBadInput: what an acceptor may not send ends the
-// connection.
+// connection, and so does a frame whose checksum does not match: a beat
+// or a grant, which carry no payload, were taken unchecked, and a flipped
+// bit in a grant's stream number granted a message that was never granted.
 func TestBackChannelEndsOnBadInput(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -270,6 +272,10 @@ func TestBackChannelEndsOnBadInput(t *testing.T) {
 		{"a grant on a small lane", routing.Small, anyFrame(wire.FrameGrant, 1, nil)},
 		{"a ping", routing.Small, anyFrame(wire.FramePing, 0, nil)},
 		{"a part of no stream", routing.Large, anyFrame(wire.FrameLargeMore, 3, []byte("x"))},
+		// Frames with no payload: their checksum covers their header
+		// alone, which no payload read checks.
+		{"a beat with a bad checksum", routing.Small, damaged(anyFrame(wire.FrameBeat, 0, nil))},
+		{"a grant with a bad checksum", routing.Large, damaged(anyFrame(wire.FrameGrant, 1, nil))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := newBackRig(t, c.lane, nil)
@@ -279,4 +285,10 @@ func TestBackChannelEndsOnBadInput(t *testing.T) {
 			assert.Zero(t, r.p.inAccount.Used())
 		})
 	}
+}
+
+// damaged returns frame with the last bit of its header's checksum flipped.
+func damaged(frame []byte) []byte {
+	frame[wire.FrameHeaderSize-1] ^= 1
+	return frame
 }

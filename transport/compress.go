@@ -283,6 +283,10 @@ func peekBatchS2Len(src *bufio.Reader, fh wire.FrameHeader, maxFrame int) (int, 
 // batch that fills the limit could otherwise never be read.
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	n, err := peekBatchS2Len(ic.src, fh, ic.t.maxFrame)
+	for err != nil && ic.deadlineEarly(err, ic.frameStart) {
+		// The frame's whole Keepalive, as frameSource gives its reads.
+		n, err = peekBatchS2Len(ic.src, fh, ic.t.maxFrame)
+	}
 	if err != nil {
 		return err
 	}

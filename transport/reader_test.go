@@ -394,30 +394,42 @@ func TestReaderToleratesSilenceForAWholeKeepalive(t *testing.T) {
 // a frame that took 1.6 s. A frame slower than Keepalive is still cut off
 // (TestTrickledFrameIsCutOffWithinKeepalive).
 func TestReaderGivesAFrameAWholeKeepalive(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const keepalive = 2 * time.Second
-		r := newReaderRig(t, routing.Small, func(c *Config) { c.Timeouts.Keepalive = keepalive })
-		h := newRecorder(false)
-		r.tr.Handle(1, h)
-		synctest.Wait() // the reader waits for a first frame, its deadline set
-		time.Sleep(450 * time.Millisecond)
-		r.write(anyFrame(wire.FramePing, 0, nil)) // the deadline stays
-		synctest.Wait()
-		frame := batchFrame(oneWay(1, make([]byte, 100)))
-		r.write(frame[:wire.FrameHeaderSize+8]) // a frame begins
-		synctest.Wait()
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		cut   int // bytes of it written before the pause
+	}{
+		{"plain", batchFrame(oneWay(1, make([]byte, 100))), wire.FrameHeaderSize + 8},
+		// Its block's length is peeked first, before the room for the
+		// batch is taken.
+		{"compressed", batchS2Frame(oneWay(1, jsonPayload(1, 4000))), wire.FrameHeaderSize},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const keepalive = 2 * time.Second
+				r := newReaderRig(t, routing.Small, func(c *Config) { c.Timeouts.Keepalive = keepalive })
+				h := newRecorder(false)
+				r.tr.Handle(1, h)
+				synctest.Wait() // the reader waits for a first frame, its deadline set
+				time.Sleep(450 * time.Millisecond)
+				r.write(anyFrame(wire.FramePing, 0, nil)) // the deadline stays
+				synctest.Wait()
+				r.write(c.frame[:c.cut]) // a frame begins
+				synctest.Wait()
 
-		time.Sleep(1600 * time.Millisecond) // it has taken 1.6 s of its 2 so far
-		synctest.Wait()
-		select {
-		case err := <-r.ended:
-			r.ended <- err // for the cleanup
-			t.Fatalf("the reader cut off a frame that had taken less than Keepalive (%v): %v", keepalive, err)
-		default:
-		}
-		r.write(frame[wire.FrameHeaderSize+8:])
-		within(t, h.got, time.Second, "the frame's message")
-	})
+				time.Sleep(1600 * time.Millisecond) // it has taken 1.6 s of its 2 so far
+				synctest.Wait()
+				select {
+				case err := <-r.ended:
+					r.ended <- err // for the cleanup
+					t.Fatalf("the reader cut off a frame that had taken less than Keepalive (%v): %v", keepalive, err)
+				default:
+				}
+				r.write(c.frame[c.cut:])
+				within(t, h.got, time.Second, "the frame's message")
+			})
+		})
+	}
 }
 
 // FuzzReader feeds arbitrary bytes to a reader, as a peer past its

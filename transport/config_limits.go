@@ -97,18 +97,21 @@ func (l *Limits) setDefaults() {
 
 // validate checks that the limits can hold the largest unit one
 // connection must admit at once — outbound a message of maxMessage bytes
-// with its header, inbound its payload or a whole frame — or that
-// connection would wait for room forever.
+// with its header and its queue entry, inbound its payload or a whole
+// frame — or that connection would wait for room forever.
 func (l Limits) validate(side string, maxMessage int) error {
 	if l.PerConnection <= 0 || l.PerPeer <= 0 || l.Node <= 0 {
 		return fmt.Errorf("transport: config: %s limits must be positive", side)
 	}
-	unit := int64(maxMessage + wire.MaxHeaderSize)
+	// Outbound a queued message holds its queue entry too (outItemCost):
+	// limits that held only the encoding would refuse, as never fitting,
+	// a message of maxMessage whose header the trace context filled.
+	unit := int64(maxMessage + wire.MaxHeaderSize + outItemCost)
 	if side == "inbound" {
 		unit = int64(max(maxMessage, wire.DefaultMaxFramePayload))
 	}
 	if unit > min(l.PerPeer, l.Node) {
-		return fmt.Errorf("transport: config: %s limits (%d per peer, %d per node) cannot hold %d bytes: a message of MaxMessageSize with its header, or a frame",
+		return fmt.Errorf("transport: config: %s limits (%d per peer, %d per node) cannot hold %d bytes: a message of MaxMessageSize with its header and queue entry, or a frame",
 			side, l.PerPeer, l.Node, unit)
 	}
 	return nil

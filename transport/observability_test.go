@@ -244,3 +244,38 @@ func TestNodesSharingAMeterProviderKeepTheirSeriesApart(t *testing.T) {
 		assert.GreaterOrEqual(t, v, before[key], "%s went backwards when one of the nodes closed", key)
 	}
 }
+
+// TestAMessageAtTheOutboundLimitsIsSentWithALargeTraceState: outbound
+// limits that Config accepts hold a message of MaxMessageSize with the
+// largest header. A message queued for sending also holds its queue
+// entry, which validate did not count: one of MaxMessageSize whose header
+// the caller's trace context filled was refused with ErrOverloaded, as
+// never fitting, by limits that Config had accepted.
+func TestAMessageAtTheOutboundLimitsIsSentWithALargeTraceState(t *testing.T) {
+	const maxMessage = 64 << 10
+	// The least outbound limits Config accepts for maxMessage.
+	at := int64(maxMessage + wire.MaxHeaderSize)
+	for ; ; at++ {
+		cfg := validConfig()
+		cfg.Memory.MaxMessageSize = maxMessage
+		cfg.Memory.Outbound = transport.Limits{PerConnection: at, PerPeer: at, Node: at}
+		if cfg.Validate() == nil {
+			break
+		}
+		require.Less(t, at, int64(maxMessage+2*wire.MaxHeaderSize), "limits accepted at all")
+	}
+	c, _, _ := tracedCluster(t, 2, func(_ int, cfg *transport.Config) {
+		cfg.Memory.MaxMessageSize = maxMessage
+		cfg.Memory.Outbound = transport.Limits{PerConnection: at, PerPeer: at, Node: at}
+	})
+	seen := make(chan int, 1)
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		seen <- len(m.Payload)
+		return nil, nil
+	}))
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6},
+		TraceFlags: trace.FlagsSampled, TraceState: bigTraceState(t), Remote: true})
+	ctx := trace.ContextWithRemoteSpanContext(ctxTimeout(t, 5*time.Second), sc)
+	require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verbEcho, make([]byte, maxMessage)))
+	assert.Equal(t, maxMessage, within(t, seen, 5*time.Second, "the message's handler"))
+}

@@ -273,12 +273,20 @@ func (q *outQueue) held() int {
 // fail and give back once the queue's lock is let go (failing a message
 // calls Config.OnDropped, which may read the queue through Stats). Their
 // payloads stay valid until the writer next takes a segment: the writer
-// alone empties segments, and prune leaves their bytes where they are.
+// alone recycles segments, and prune leaves their bytes where they are.
+//
+// A segment it empties leaves the queue (to the collector, not the spare
+// segments: the dropped messages' payloads are in its buffer). Kept, it
+// was a segment without a message ahead of the others: a producer
+// writing its own message to the quiet lane (writeFromCaller) took it,
+// wrote nothing, and went its way as if it had written, its message still
+// queued behind and the writer not woken, until the lane's next ping.
 func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	seen := 0
 	observed := q.observed
+	segments := q.segments[:0]
 	for _, seg := range q.segments {
 		kept := seg.items[:0]
 		for _, it := range seg.items {
@@ -302,7 +310,12 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 		}
 		clear(seg.items[len(kept):])
 		seg.items = kept
+		if len(kept) > 0 {
+			segments = append(segments, seg)
+		}
 	}
+	clear(q.segments[len(segments):])
+	q.segments = segments
 	q.observed = observed
 	return dropped, removed
 }

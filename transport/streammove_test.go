@@ -15,17 +15,23 @@ import (
 )
 
 // gatedDialer holds the next dial once armed: entered is closed when it
-// starts, and it goes on when release is closed.
+// starts, and it goes on when release is closed (armed by armToFail, it
+// then fails).
 type gatedDialer struct {
 	mu      sync.Mutex
 	armed   bool
+	fail    error
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (d *gatedDialer) arm() {
+func (d *gatedDialer) arm() { d.armToFail(nil) }
+
+// armToFail holds the next dial, as arm does, and then fails it with err
+// (nil: it dials).
+func (d *gatedDialer) armToFail(err error) {
 	d.mu.Lock()
-	d.armed = true
+	d.armed, d.fail = true, err
 	d.entered, d.release = make(chan struct{}), make(chan struct{})
 	d.mu.Unlock()
 }
@@ -34,11 +40,14 @@ func (d *gatedDialer) DialContext(ctx context.Context, network, addr string) (ne
 	d.mu.Lock()
 	armed := d.armed
 	d.armed = false
-	entered, release := d.entered, d.release
+	entered, release, fail := d.entered, d.release, d.fail
 	d.mu.Unlock()
 	if armed {
 		close(entered)
 		<-release
+		if fail != nil {
+			return nil, fail
+		}
 	}
 	var nd net.Dialer
 	return nd.DialContext(ctx, network, addr)

@@ -47,17 +47,26 @@ func TestAProducerWriteBehindPrunedSegmentsLeavesNothingQueued(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dialer.armToFail(fmt.Errorf("dial: %w", syscall.ECONNREFUSED)) // the peer may come back
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(dialer.release)
+		}
+	}
+	t.Cleanup(release) // before the nodes close (cleanups run last first): their writer waits in the dial
 	require.NoError(t, n1.Send(ctx, "n2", verb, []byte("first")))
 	within(t, dialer.entered, 10*time.Second, "the lane's dial")
 	// Queued behind the first, while the dial hangs: 2.5 MiB, several
-	// segments, that expire before the dial fails.
-	expiring, cancelExpiring := context.WithTimeout(ctx, 50*time.Millisecond)
+	// segments, that expire before the dial fails. The deadline leaves a
+	// slow machine (-race) the time to queue them all.
+	expiring, cancelExpiring := context.WithTimeout(ctx, time.Second)
 	defer cancelExpiring()
 	for range 64 {
 		require.NoError(t, n1.Send(expiring, "n2", verb, make([]byte, 40<<10)))
 	}
 	<-expiring.Done()
-	close(dialer.release) // the dial fails, the expired messages are pruned; the next dial connects
+	release() // the dial fails, the expired messages are pruned; the next dial connects
 	require.Equal(t, "first", within(t, got, 10*time.Second, "the first message"))
 	c := n1.peerStats("n2").lanes[routing.Small].Load()
 	eventually(t, func() bool { return c.quietSince.Load() != 0 }, "the lane's writer waits idle")

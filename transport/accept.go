@@ -195,7 +195,7 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		t.serveStreams(conn, p)
 		return
 	case laneFile:
-		t.serveFile(conn, p)
+		t.serveFile(conn, p, hello.Capabilities&t.offers(hello.Lane))
 		return
 	case laneOwnStream:
 		t.serveOwnStream(conn, p)

@@ -162,8 +162,12 @@ func isLoopback(addr net.Addr) bool {
 // offers returns the capabilities this node offers, and accepts, on a
 // connection of kind (a lane, laneStreams or laneFile): on a lane, large
 // responses without grants, and compressed batches unless the lane's
-// compression is off.
+// compression is off; on a file connection, flags in the file header
+// (transfers without a checksum, Unchecked).
 func (t *Transport) offers(kind uint8) wire.Capabilities {
+	if kind == laneFile {
+		return wire.CapFileFlags
+	}
 	if kind >= routing.NumLanes {
 		return 0
 	}

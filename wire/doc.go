@@ -108,6 +108,7 @@
 //	capabilities  bit set of optional features offered (see Versioning):
 //	              bit 0 CapBatchS2, compressed batch frames
 //	              bit 1 CapEagerResponses, large responses ungranted
+//	              bit 2 CapFileFlags, flags in a FileHeader
 //	cluster       cluster name, 0..255 bytes of any value, compared byte
 //	              for byte (an acceptor refuses any other than its own:
 //	              WrongCluster)
@@ -580,9 +581,10 @@
 // FileResult (empty: ready; else the failure); then the initiator sends
 // the file's Length raw bytes, unframed, so that the kernel can move them
 // with sendfile and splice, and then a 4-byte trailer, the CRC32C of those
-// bytes (computed while they travel, so it comes after them); the acceptor
-// ends with a second FileResult, empty when it received every byte, they
-// match the trailer and its handler accepted them. An acceptor that fails
+// bytes (computed while they travel, so it comes after them), unless the
+// header's flags have FileUnchecked; the acceptor ends with a second
+// FileResult, empty when it received every byte, they match the trailer
+// (when there is one) and its handler accepted them. An acceptor that fails
 // the transfer before its bytes end answers then, closes its sending side
 // and reads on for a second (64 MiB at most) before it closes, so that the
 // initiator reads the failure rather than a reset. The acceptor answers
@@ -595,11 +597,11 @@
 //	+----------------+-------------------+-----------------+------------------+
 //	| header_len (2) | verb (uvarint)    | id (uvarint)    | created_at (8)   | ...
 //	+----------------+-------------------+-----------------+------------------+
-//	     +---------------+------------------+
-//	 ... | ttl (uvarint) | length (uvarint) |
-//	     +---------------+------------------+
+//	     +---------------+------------------+-------------------------+
+//	 ... | ttl (uvarint) | length (uvarint) | flags (uvarint, if any) |
+//	     +---------------+------------------+-------------------------+
 //
-//	then: length raw bytes | crc32c (4)
+//	then: length raw bytes | crc32c (4), unless flags has FileUnchecked
 //
 //	header_len  bytes of the header after header_len, which they must
 //	            fill exactly: at most 62 (MaxFileHeaderSize, 64, counts
@@ -614,6 +616,14 @@
 //	            a message header's, a uvarint that is always there, and 0
 //	            means it never expires
 //	length      bytes of the file, 0..2^64-1
+//	flags       only when the file connection's handshake agreed
+//	            CapFileFlags (bit 2), and then optional: a header that
+//	            ends after length has flags 0, and an initiator leaves
+//	            0 out. Bit 0 FileUnchecked: no crc32c follows the bytes,
+//	            and the acceptor does not verify them (for files that
+//	            carry checksums of their own, which the application
+//	            checks). Other bits are malformed, and so are flags
+//	            without CapFileFlags agreed
 //	crc32c      CRC32C of the length raw bytes, big-endian
 //
 // A FileResult is result_len (2) followed by that many bytes of Failure
@@ -642,8 +652,9 @@
 // it, so a node of the same version without it interoperates as before:
 // compressed batches are such an addition to version 3, not a new
 // version. Version 3 defines bit 0, CapBatchS2 (see Compressed batches),
-// and bit 1, CapEagerResponses (see Large messages); bits 2 to 31 are
-// reserved and offered as 0.
+// bit 1, CapEagerResponses (see Large messages), and bit 2, CapFileFlags
+// (see File transfer; offered on file-transfer connections); bits 3 to 31
+// are reserved and offered as 0.
 //
 // Reserved values: frame kinds 9..255 and message flag bits 6 and 7 are
 // malformed in version 3 (a new one needs a new version or a
@@ -653,7 +664,8 @@
 // refusal (Refused), so later versions can add reasons.
 //
 // Part of the wire format, and pinned by tests, are: Magic, Version3,
-// CapBatchS2, CapEagerResponses, MaxBatchS2Prefix,
+// CapBatchS2, CapEagerResponses, CapFileFlags, FileUnchecked,
+// MaxBatchS2Prefix,
 // MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
 // MaxBatchMessages,
 // KeepaliveInterval,

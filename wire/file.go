@@ -13,12 +13,13 @@ const MaxFileHeaderSize = 64
 // The receiver answers it with a FileResult (ready, or why not); then the
 // raw file bytes follow, Length of them, then a FileTrailerSize trailer
 // holding their CRC32C (big-endian), which the sender computes while the
-// bytes are on their way; then the receiver answers with a final
-// FileResult.
+// bytes are on their way, unless Flags has FileUnchecked; then the
+// receiver answers with a final FileResult.
 //
 // Layout: header_len u16 | verb uvarint | id uvarint | created_at i64 |
 // ttl uvarint (ns from when the header is written, 0 = never) | length
-// uvarint, integers big-endian.
+// uvarint | flags uvarint (only when the handshake agreed CapFileFlags,
+// and left out when 0), integers big-endian.
 type FileHeader struct {
 	Verb      uint32
 	ID        uint64
@@ -27,7 +28,29 @@ type FileHeader struct {
 	// the header is written, as Header.TTL; 0 = never.
 	TTL    int64
 	Length uint64
+	// Flags may be other than 0 only on a connection whose handshake
+	// agreed CapFileFlags.
+	Flags FileFlags
 }
+
+// CapFileFlags is the capability bit that says a node reads a flags field
+// at the end of a FileHeader. When the Reply of a file-transfer
+// connection carries it, the initiator may end its FileHeader with a
+// flags uvarint (FileFlags); without it, a FileHeader with flags is
+// malformed. It is part of the wire format.
+const CapFileFlags Capabilities = 1 << 2
+
+// FileFlags are a FileHeader's flags. Bits not defined here are
+// malformed. They are part of the wire format.
+type FileFlags uint64
+
+// FileUnchecked says the sender sends no checksum: no trailer follows the
+// file's bytes, and the receiver does not verify them. For files that
+// carry checksums of their own, which the application verifies.
+const FileUnchecked FileFlags = 1 << 0
+
+// fileFlagsKnown are the flag bits this package defines.
+const fileFlagsKnown = FileUnchecked
 
 // Deadline returns when the transfer expires on the receiver's clock,
 // given when its header arrived; 0 when it never does. See
@@ -52,13 +75,17 @@ func AppendFileHeader(dst []byte, h *FileHeader) []byte {
 	}
 	dst = binary.AppendUvarint(dst, ttl)
 	dst = binary.AppendUvarint(dst, h.Length)
+	if h.Flags != 0 {
+		dst = binary.AppendUvarint(dst, uint64(h.Flags))
+	}
 	binary.BigEndian.PutUint16(dst[start:], uint16(len(dst)-start-2))
 	return dst
 }
 
 // ReadFileHeader reads one FileHeader from r, never past its end, using
-// buf (at least MaxFileHeaderSize bytes).
-func ReadFileHeader(r io.Reader, buf []byte) (FileHeader, error) {
+// buf (at least MaxFileHeaderSize bytes); caps are what the connection's
+// handshake agreed.
+func ReadFileHeader(r io.Reader, buf []byte, caps Capabilities) (FileHeader, error) {
 	if len(buf) < MaxFileHeaderSize {
 		return FileHeader{}, fmt.Errorf("wire: file header buffer too small")
 	}
@@ -72,11 +99,13 @@ func ReadFileHeader(r io.Reader, buf []byte) (FileHeader, error) {
 	if _, err := io.ReadFull(r, buf[2:2+n]); err != nil {
 		return FileHeader{}, truncated(err, io.EOF, io.ErrUnexpectedEOF)
 	}
-	return DecodeFileHeader(buf[:2+n])
+	return DecodeFileHeader(buf[:2+n], caps)
 }
 
-// DecodeFileHeader decodes one whole FileHeader.
-func DecodeFileHeader(b []byte) (FileHeader, error) {
+// DecodeFileHeader decodes one whole FileHeader, read on a connection
+// whose handshake agreed caps: with CapFileFlags, the header may end with
+// flags.
+func DecodeFileHeader(b []byte, caps Capabilities) (FileHeader, error) {
 	var h FileHeader
 	if len(b) < 2 {
 		return h, ErrTruncated
@@ -111,6 +140,16 @@ func DecodeFileHeader(b []byte) (FileHeader, error) {
 	h.TTL = int64(ttl)
 	if h.Length, off, err = uvarint(b, off); err != nil {
 		return FileHeader{}, err
+	}
+	if off != len(b) && caps&CapFileFlags != 0 {
+		var flags uint64
+		if flags, off, err = uvarint(b, off); err != nil {
+			return FileHeader{}, err
+		}
+		if flags&^uint64(fileFlagsKnown) != 0 {
+			return FileHeader{}, fmt.Errorf("%w: file flags %#x", ErrMalformed, flags)
+		}
+		h.Flags = FileFlags(flags)
 	}
 	if off != len(b) {
 		return FileHeader{}, fmt.Errorf("%w: %d trailing bytes in file header", ErrMalformed, len(b)-off)

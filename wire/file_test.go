@@ -17,10 +17,11 @@ func TestFileHeaderRoundTrip(t *testing.T) {
 		{},
 		{Verb: math.MaxUint32, ID: math.MaxUint64, CreatedAt: 5, TTL: 4, Length: math.MaxUint64},
 		{Verb: 7, ID: 1, CreatedAt: 1_700_000_000_000_000_000, Length: 1 << 30},
+		{Verb: math.MaxUint32, ID: math.MaxUint64, CreatedAt: 5, TTL: MaxTTL, Length: math.MaxUint64, Flags: FileUnchecked},
 	} {
 		b := AppendFileHeader(nil, &h)
 		require.LessOrEqual(t, len(b), MaxFileHeaderSize)
-		got, err := ReadFileHeader(bytes.NewReader(append(b, "file bytes"...)), make([]byte, MaxFileHeaderSize))
+		got, err := ReadFileHeader(bytes.NewReader(append(b, "file bytes"...)), make([]byte, MaxFileHeaderSize), CapFileFlags)
 		require.NoError(t, err)
 		assert.Equal(t, h, got)
 	}
@@ -49,39 +50,39 @@ func TestFileHeaderFieldsAsDocumented(t *testing.T) {
 		body = append(append(body, ttl...), 0x04)
 		return append([]byte{0, byte(len(body))}, body...)
 	}
-	h, err := DecodeFileHeader(header([]byte{0x01}, []byte{0x00}))
+	h, err := DecodeFileHeader(header([]byte{0x01}, []byte{0x00}), 0)
 	require.NoError(t, err)
 	assert.Equal(t, FileHeader{Verb: 1, ID: 2, CreatedAt: 3, Length: 4}, h)
 	assert.Zero(t, h.Deadline(100), "ttl 0: never expires")
 
 	maxTTL := binary.AppendUvarint(nil, MaxTTL)
-	h, err = DecodeFileHeader(header([]byte{0x01}, maxTTL))
+	h, err = DecodeFileHeader(header([]byte{0x01}, maxTTL), 0)
 	require.NoError(t, err)
 	assert.Equal(t, int64(MaxTTL), h.TTL)
-	_, err = DecodeFileHeader(header([]byte{0x01}, binary.AppendUvarint(nil, MaxTTL+1)))
+	_, err = DecodeFileHeader(header([]byte{0x01}, binary.AppendUvarint(nil, MaxTTL+1)), 0)
 	assert.ErrorIs(t, err, ErrMalformed, "ttl above MaxTTL")
-	_, err = DecodeFileHeader(header(binary.AppendUvarint(nil, 1<<32), []byte{0x00}))
+	_, err = DecodeFileHeader(header(binary.AppendUvarint(nil, 1<<32), []byte{0x00}), 0)
 	assert.ErrorIs(t, err, ErrMalformed, "verb above 2^32-1")
 
-	_, err = ReadFileHeader(bytes.NewReader(append([]byte{0, MaxFileHeaderSize - 1}, make([]byte, 64)...)), make([]byte, MaxFileHeaderSize))
+	_, err = ReadFileHeader(bytes.NewReader(append([]byte{0, MaxFileHeaderSize - 1}, make([]byte, 64)...)), make([]byte, MaxFileHeaderSize), 0)
 	assert.ErrorIs(t, err, ErrMalformed, "header_len above MaxFileHeaderSize-2")
 }
 
 func TestFileHeaderBadInput(t *testing.T) {
 	valid := AppendFileHeader(nil, &FileHeader{Verb: 1, Length: 10})
 	for cut := range len(valid) {
-		_, err := ReadFileHeader(bytes.NewReader(valid[:cut]), make([]byte, MaxFileHeaderSize))
+		_, err := ReadFileHeader(bytes.NewReader(valid[:cut]), make([]byte, MaxFileHeaderSize), 0)
 		require.Error(t, err, "cut at %d", cut)
 		if cut > 0 {
 			assert.ErrorIs(t, err, ErrTruncated, "cut at %d", cut)
 		}
 	}
-	_, err := ReadFileHeader(bytes.NewReader([]byte{0xff, 0xff}), make([]byte, MaxFileHeaderSize))
+	_, err := ReadFileHeader(bytes.NewReader([]byte{0xff, 0xff}), make([]byte, MaxFileHeaderSize), 0)
 	assert.ErrorIs(t, err, ErrMalformed, "a giant header length is refused before reading it")
 	trailing := append([]byte(nil), valid...)
 	trailing[1]++
 	trailing = append(trailing, 0)
-	_, err = DecodeFileHeader(trailing)
+	_, err = DecodeFileHeader(trailing, 0)
 	assert.ErrorIs(t, err, ErrMalformed)
 }
 
@@ -103,12 +104,15 @@ func FuzzFileHeader(f *testing.F) {
 	f.Add(AppendFileHeader(nil, &FileHeader{Verb: 1, ID: 2, CreatedAt: 3, TTL: 4, Length: 5}))
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0xff, 0xff, 1})
+	f.Add(AppendFileHeader(nil, &FileHeader{Verb: 1, Length: 5, Flags: FileUnchecked}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := ReadFileHeader(bytes.NewReader(b), make([]byte, MaxFileHeaderSize))
+		// Odd lengths are read as on a connection that agreed CapFileFlags.
+		caps := Capabilities(len(b)%2) * CapFileFlags
+		h, err := ReadFileHeader(bytes.NewReader(b), make([]byte, MaxFileHeaderSize), caps)
 		if err != nil {
 			return
 		}
-		again, err := DecodeFileHeader(AppendFileHeader(nil, &h))
+		again, err := DecodeFileHeader(AppendFileHeader(nil, &h), caps)
 		if err != nil {
 			t.Fatalf("re-encoding of an accepted header does not decode: %v", err)
 		}

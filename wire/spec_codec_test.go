@@ -392,7 +392,15 @@ type specFile struct {
 	createdAt int64
 	ttl       uint64
 	length    uint64
+	flags     uint64 // written only when not 0 (and CapFileFlags agreed)
 }
+
+// specCapFileFlags and specFileUnchecked are bit 2 of the handshake's
+// capabilities and bit 0 of a file header's flags.
+const (
+	specCapFileFlags  = 1 << 2
+	specFileUnchecked = 1 << 0
+)
 
 func specAppendFileHeader(f specFile) []byte {
 	body := specAppendUvarint(nil, f.verb)
@@ -400,10 +408,15 @@ func specAppendFileHeader(f specFile) []byte {
 	body = binary.BigEndian.AppendUint64(body, uint64(f.createdAt))
 	body = specAppendUvarint(body, f.ttl)
 	body = specAppendUvarint(body, f.length)
+	if f.flags != 0 {
+		body = specAppendUvarint(body, f.flags)
+	}
 	return append(binary.BigEndian.AppendUint16(nil, uint16(len(body))), body...)
 }
 
-func specDecodeFileHeader(b []byte) (specFile, error) {
+// specDecodeFileHeader decodes a file header read on a connection whose
+// handshake agreed CapFileFlags or not (flagsAgreed).
+func specDecodeFileHeader(b []byte, flagsAgreed bool) (specFile, error) {
 	if len(b) < 2 {
 		return specFile{}, wire.ErrTruncated
 	}
@@ -416,7 +429,10 @@ func specDecodeFileHeader(b []byte) (specFile, error) {
 	}
 	r := &specReader{b: b[2 : 2+n]}
 	f := specFile{verb: r.uvarint(), id: r.uvarint(), createdAt: int64(r.u64()), ttl: r.uvarint(), length: r.uvarint()}
-	if r.err != nil || len(r.b) != 0 || f.verb > 1<<32-1 || f.ttl > specMaxTTL {
+	if r.err == nil && flagsAgreed && len(r.b) > 0 {
+		f.flags = r.uvarint()
+	}
+	if r.err != nil || len(r.b) != 0 || f.verb > 1<<32-1 || f.ttl > specMaxTTL || f.flags&^specFileUnchecked != 0 {
 		return specFile{}, wire.ErrMalformed
 	}
 	return f, nil

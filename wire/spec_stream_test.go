@@ -76,29 +76,53 @@ func TestSpecStreams(t *testing.T) {
 func TestSpecFileTransfer(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	buf := make([]byte, wire.MaxFileHeaderSize)
-	for range 2000 {
+	require.EqualValues(t, specCapFileFlags, wire.CapFileFlags)
+	require.EqualValues(t, specFileUnchecked, wire.FileUnchecked)
+	for i := range 4000 {
+		agreed := i%2 == 1
+		var caps wire.Capabilities
 		f := specFile{verb: randUint(rng, 32), id: randUint(rng, 64), createdAt: int64(rng.Uint64()),
 			ttl: randUint(rng, 63) % (wire.MaxTTL + 1), length: randUint(rng, 64)}
+		if agreed {
+			caps = wire.CapFileFlags
+			f.flags = uint64(rng.IntN(2)) * specFileUnchecked
+		}
 		enc := specAppendFileHeader(f)
 		require.LessOrEqual(t, len(enc), wire.MaxFileHeaderSize)
 		pkg := wire.AppendFileHeader(nil, &wire.FileHeader{Verb: uint32(f.verb), ID: f.id,
-			CreatedAt: f.createdAt, TTL: int64(f.ttl), Length: f.length})
+			CreatedAt: f.createdAt, TTL: int64(f.ttl), Length: f.length, Flags: wire.FileFlags(f.flags)})
 		require.Equal(t, enc, pkg)
 		bad := mutate(rng, enc)
 		if rng.IntN(2) == 0 && len(bad) >= 2 {
 			binary.BigEndian.PutUint16(bad, uint16(len(bad)-2))
 		}
-		want, specErr := specDecodeFileHeader(bad)
-		got, pkgErr := wire.DecodeFileHeader(bad)
+		want, specErr := specDecodeFileHeader(bad, agreed)
+		got, pkgErr := wire.DecodeFileHeader(bad, caps)
 		require.Equal(t, specErrName(specErr), specErrName(pkgErr), "% x", bad)
 		if specErr == nil {
-			require.Equal(t, want, specFile{uint64(got.Verb), got.ID, got.CreatedAt, uint64(got.TTL), got.Length})
-			read, err := wire.ReadFileHeader(bytes.NewReader(bad), buf)
+			require.Equal(t, want, specFileOf(got))
+			read, err := wire.ReadFileHeader(bytes.NewReader(bad), buf, caps)
 			require.NoError(t, err)
 			require.Equal(t, got, read)
 		}
 	}
-	_, err := wire.ReadFileHeader(bytes.NewReader([]byte{0, 63}), buf)
+	// Flags are read only where the handshake agreed them; unknown bits
+	// are malformed.
+	flagged := specAppendFileHeader(specFile{verb: 1, length: 2, flags: specFileUnchecked})
+	_, err := wire.DecodeFileHeader(flagged, 0)
+	assert.ErrorIs(t, err, wire.ErrMalformed, "flags without CapFileFlags")
+	got, err := wire.DecodeFileHeader(flagged, wire.CapFileFlags)
+	require.NoError(t, err)
+	assert.Equal(t, wire.FileUnchecked, got.Flags)
+	_, err = wire.DecodeFileHeader(specAppendFileHeader(specFile{verb: 1, length: 2, flags: 2}), wire.CapFileFlags)
+	assert.ErrorIs(t, err, wire.ErrMalformed, "an undefined flag")
+	explicitZero := append(specAppendFileHeader(specFile{verb: 1, length: 2}), 0)
+	explicitZero[1]++
+	got, err = wire.DecodeFileHeader(explicitZero, wire.CapFileFlags)
+	require.NoError(t, err, "flags 0 written out")
+	assert.Zero(t, got.Flags)
+
+	_, err = wire.ReadFileHeader(bytes.NewReader([]byte{0, 63}), buf, wire.CapFileFlags)
 	assert.ErrorIs(t, err, wire.ErrMalformed, "header_len above 62")
 
 	// A FileResult: result_len (2) and a Failure; empty is success.
@@ -204,7 +228,8 @@ func FuzzSpecDecoders(f *testing.F) {
 	f.Add(append([]byte{3}, specAppendMsg(nil, specMsg{flags: 0x19, id: 1 << 40, verb: 300, ttl: 5, params: []byte{1, 'k', 1, 'v'}, payloadLen: 9})...))
 	f.Add(append([]byte{4}, specAppendFailure(nil, 4, "full")...))
 	f.Add([]byte{5, 0x80, 0x80, 0x80, 0x80, 0x0f})
-	f.Add(append([]byte{6}, specAppendFileHeader(specFile{verb: 9, id: 1, ttl: 1 << 40, length: 1 << 33})...))
+	f.Add(append([]byte{6, 0}, specAppendFileHeader(specFile{verb: 9, id: 1, ttl: 1 << 40, length: 1 << 33})...))
+	f.Add(append([]byte{6, 1}, specAppendFileHeader(specFile{verb: 9, id: 1, length: 5, flags: specFileUnchecked})...))
 	f.Add([]byte{7, 0x0c, 0x08, 'a', 'b', 'c', 0x15, 0x03})
 	f.Add(append([]byte{7}, wire.AppendBatchS2(nil, bytes.Repeat([]byte("abcd"), 100))...))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -258,11 +283,19 @@ func FuzzSpecDecoders(f *testing.F) {
 			gotVerb, gotN, pkgErr := wire.DecodeStreamOpen(b)
 			check(specErr, pkgErr, func() bool { return verb == gotVerb && n == gotN })
 		case 6:
-			want, specErr := specDecodeFileHeader(b)
-			got, pkgErr := wire.DecodeFileHeader(b)
-			check(specErr, pkgErr, func() bool {
-				return want == specFile{uint64(got.Verb), got.ID, got.CreatedAt, uint64(got.TTL), got.Length}
-			})
+			// The second byte's low bit says whether CapFileFlags was agreed.
+			if len(b) == 0 {
+				return
+			}
+			agreed := b[0]&1 == 1
+			caps := wire.Capabilities(0)
+			if agreed {
+				caps = wire.CapFileFlags
+			}
+			b = b[1:]
+			want, specErr := specDecodeFileHeader(b, agreed)
+			got, pkgErr := wire.DecodeFileHeader(b, caps)
+			check(specErr, pkgErr, func() bool { return want == specFileOf(got) })
 		case 7:
 			const limit = 1 << 16
 			n, specErr := specS2Len(b, limit)
@@ -295,7 +328,7 @@ func TestSpecReadersStopAtTheirItem(t *testing.T) {
 	tail := []byte{0xAA, 0xBB}
 	file := specAppendFileHeader(specFile{verb: 1, id: 2, length: 3})
 	r := bytes.NewReader(append(append([]byte(nil), file...), tail...))
-	_, err := wire.ReadFileHeader(r, make([]byte, wire.MaxFileHeaderSize))
+	_, err := wire.ReadFileHeader(r, make([]byte, wire.MaxFileHeaderSize), wire.CapFileFlags)
 	require.NoError(t, err)
 	assert.Equal(t, len(tail), r.Len())
 
@@ -310,4 +343,9 @@ func TestSpecReadersStopAtTheirItem(t *testing.T) {
 	_, err = wire.ReadHandshake(io.MultiReader(bytes.NewReader(big), iotest.ErrReader(errors.New("read past body_len"))),
 		make([]byte, wire.MaxHandshakeSize))
 	assert.ErrorIs(t, err, wire.ErrHandshakeTooLarge)
+}
+
+// specFileOf is the package's FileHeader as the spec codec's.
+func specFileOf(h wire.FileHeader) specFile {
+	return specFile{uint64(h.Verb), h.ID, h.CreatedAt, uint64(h.TTL), h.Length, uint64(h.Flags)}
 }

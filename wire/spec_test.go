@@ -496,5 +496,7 @@ func TestSpecConstants(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, wire.CapBatchS2)
 	assert.EqualValues(t, 2, wire.CapEagerResponses)
+	assert.EqualValues(t, 4, wire.CapFileFlags)
+	assert.EqualValues(t, 1, wire.FileUnchecked)
 	assert.EqualValues(t, 0x494E4F44, wire.Magic)
 }

@@ -109,6 +109,11 @@ var systemRegistry = []systemEntry{
 	{Name: "internode-movingavg", Doc: "internode, coalescing MovingAverage(200 µs) on the small and large lanes", New: coalescingVariant("movingavg")},
 	{Name: "internode-timehorizon", Doc: "internode, coalescing TimeHorizon(200 µs) on the small and large lanes", New: coalescingVariant("timehorizon")},
 	{Name: "internode-single-lane", Doc: "internode, LargeThreshold 256 KiB (the highest that works); bulk is sent as sub-256 KiB messages so all traffic shares the small lane's socket", New: func() System { return newInternodeSingleLane() }},
+	{Name: "internode-unchecked", Doc: "files only: internode, SendFile with Unchecked (no CRC32C on either side, for files that carry their own checksums)", New: func() System {
+		s := newInternode(nil)
+		s.fileOpts = []transport.FileOption{transport.Unchecked()}
+		return internodeFilesOnly{s}
+	}},
 	{Name: "raw-tcp-naive", Doc: "u32 length prefix, one Write per message under a mutex", New: func() System { return newRawTCP(false) }},
 	{Name: "raw-tcp-batched", Doc: "shared buffer, one writer, 64 KiB writes (the ceiling)", New: func() System { return newRawTCP(true) }},
 	{Name: "grpc-stream", Doc: "grpc-go streams, pass-through codec", New: func() System { return newGRPCStream() }},

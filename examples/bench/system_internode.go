@@ -31,6 +31,8 @@ type internodeSystem struct {
 	// bulkChunk, when positive, is the largest payload a scenario should
 	// send in one message (internode-single-lane: the rest is split).
 	bulkChunk int
+	// fileOpts are SendFile's options (internode-unchecked: Unchecked).
+	fileOpts []transport.FileOption
 
 	nodes   *transporttest.Cluster
 	a, b    *transport.Transport // nodes' two
@@ -152,11 +154,19 @@ func (s *internodeSystem) Request(ctx context.Context, payload []byte) ([]byte, 
 	return resp, err
 }
 
+// internodeFilesOnly is an internode system that runs only in file
+// scenarios (internode-unchecked: everything but SendFile is internode's).
+type internodeFilesOnly struct{ *internodeSystem }
+
+var _ fileOnlySystem = internodeFilesOnly{}
+
+func (internodeFilesOnly) fileOnly() {}
+
 // SendFile implements FileSender with transport.SendFile: a connection of
 // its own, sendfile(2) from f, the receiver splices into its temp file and
-// both ends check a CRC32C of the range.
+// both ends check a CRC32C of the range, unless fileOpts has Unchecked.
 func (s *internodeSystem) SendFile(ctx context.Context, f *os.File, n int64) error {
-	_, err := s.a.SendFile(ctx, "b", verbFile, f, 0, n)
+	_, err := s.a.SendFile(ctx, "b", verbFile, f, 0, n, s.fileOpts...)
 	return err
 }
 

@@ -1,0 +1,221 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
+)
+
+// TestUncheckedFilesArriveWhole: a file sent Unchecked arrives whole
+// through ReceiveTo and through Reader, its FileTransfer says Unchecked,
+// and both sides count it as any other; a file sent without the option
+// is checked as before.
+func TestUncheckedFilesArriveWhole(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	type received struct {
+		unchecked bool
+		data      []byte
+		err       error
+	}
+	got := make(chan received, 1)
+	const toFile, toReader transport.Verb = 31, 32
+	c.Nodes[1].HandleFile(toFile, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		dst, err := os.Create(filepath.Join(t.TempDir(), "dst"))
+		if err != nil {
+			return err
+		}
+		defer dst.Close()
+		_, err = ft.ReceiveTo(dst)
+		data, _ := os.ReadFile(dst.Name())
+		got <- received{ft.Unchecked, data, err}
+		return err
+	}))
+	c.Nodes[1].HandleFile(toReader, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		data, err := io.ReadAll(ft.Reader())
+		got <- received{ft.Unchecked, data, err}
+		return err
+	}))
+	src, data := tempFile(t, 3<<20+17)
+	for _, verb := range []transport.Verb{toFile, toReader} {
+		for _, unchecked := range []bool{true, false} {
+			var opts []transport.FileOption
+			if unchecked {
+				opts = append(opts, transport.Unchecked())
+			}
+			n, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verb, src, 5, int64(len(data)-5), opts...)
+			require.NoError(t, err, "verb %d, unchecked %v", verb, unchecked)
+			assert.Equal(t, int64(len(data)-5), n)
+			r := <-got
+			require.NoError(t, r.err)
+			assert.Equal(t, unchecked, r.unchecked, "verb %d", verb)
+			assert.True(t, bytes.Equal(data[5:], r.data), "verb %d, unchecked %v: the bytes differ", verb, unchecked)
+		}
+	}
+	assert.Equal(t, uint64(4), c.Nodes[0].Stats().FilesSent)
+	assert.Equal(t, uint64(4), c.Nodes[1].Stats().FilesReceived)
+	assert.Zero(t, c.Nodes[1].Stats().BadInput[transport.BadInputMalformed])
+}
+
+// fileAcceptor accepts one file connection on ln as a peer that offers
+// caps, reads the header and the bytes it announces, answers success,
+// and returns the header and whatever the sender sent after the bytes
+// before it closed its end.
+func fileAcceptor(t *testing.T, ln net.Listener, caps wire.Capabilities) (wire.FileHeader, []byte) {
+	t.Helper()
+	conn, err := ln.Accept()
+	require.NoError(t, err)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+	require.NoError(t, err)
+	hello, err := wire.DecodeHello(raw)
+	require.NoError(t, err)
+	agreed := hello.Capabilities & caps
+	_, err = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion, Capabilities: agreed}))
+	require.NoError(t, err)
+	h, err := wire.ReadFileHeader(conn, make([]byte, wire.MaxFileHeaderSize), agreed)
+	require.NoError(t, err, "a header this acceptor can read")
+	_, err = conn.Write(wire.AppendFileResult(nil, nil)) // ready
+	require.NoError(t, err)
+	_, err = io.CopyN(io.Discard, conn, int64(h.Length))
+	require.NoError(t, err)
+	// Answer at once: a sender with a trailer to send writes it before it
+	// reads this, so the trailer is what is left to read.
+	_, err = conn.Write(wire.AppendFileResult(nil, nil))
+	require.NoError(t, err)
+	rest, err := io.ReadAll(conn)
+	require.NoError(t, err)
+	return h, rest
+}
+
+// TestUncheckedSenderSendsNoTrailer: with Unchecked, the sender flags its
+// header FileUnchecked and sends nothing after the bytes; to a peer that
+// does not agree wire.CapFileFlags (an earlier build) it sends an
+// unflagged header and the checksum, as it always did.
+func TestUncheckedSenderSendsNoTrailer(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		caps        wire.Capabilities
+		wantFlags   wire.FileFlags
+		wantTrailer bool
+	}{
+		{"peer takes flags", wire.CapFileFlags, wire.FileUnchecked, false},
+		{"peer without flags", 0, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 1, nil)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer ln.Close()
+			c.Members.Add(cluster.Member{ID: "fake", Addr: ln.Addr().String()})
+			src, data := tempFile(t, 100_000)
+			sent := make(chan error, 1)
+			go func() {
+				_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), "fake", verbBootstrap, src, 0, int64(len(data)), transport.Unchecked())
+				sent <- err
+			}()
+			h, rest := fileAcceptor(t, ln, tc.caps)
+			require.NoError(t, <-sent)
+			assert.Equal(t, tc.wantFlags, h.Flags)
+			assert.Equal(t, uint64(len(data)), h.Length)
+			if !tc.wantTrailer {
+				assert.Empty(t, rest, "nothing after the bytes")
+				return
+			}
+			sum := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
+			assert.Equal(t, binary.BigEndian.AppendUint32(nil, sum), rest, "the checksum after the bytes")
+		})
+	}
+}
+
+// dialFileAs handshakes on the file lane as node id offering caps, and
+// returns the connection and the capabilities the node agreed.
+func dialFileAs(t *testing.T, addr, id string, caps wire.Capabilities) (net.Conn, wire.Capabilities) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
+		Lane: 4, Capabilities: caps, Cluster: "test", Node: id})
+	require.NoError(t, err)
+	_, err = conn.Write(b)
+	require.NoError(t, err)
+	raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+	require.NoError(t, err)
+	reply, err := wire.DecodeReply(raw)
+	require.NoError(t, err)
+	require.Equal(t, wire.Accepted, reply.Reason)
+	return conn, reply.Capabilities
+}
+
+// TestFileFlagsNeedTheCapability: a node offers wire.CapFileFlags on a
+// file connection, and takes an Unchecked transfer's bytes with no
+// trailer after them; a header with flags on a connection that did not
+// agree the capability, or with a flag the node does not know, is bad
+// input, counted and refused.
+func TestFileFlagsNeedTheCapability(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	handled := make(chan error, 1)
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		_, err := io.Copy(io.Discard, ft.Reader())
+		handled <- err
+		return err
+	}))
+	addr, id := c.Nodes[1].Addr().String(), string(c.ID(0))
+	header := func(flags wire.FileFlags, length uint64) []byte {
+		return wire.AppendFileHeader(nil, &wire.FileHeader{Verb: uint32(verbBootstrap), ID: 1,
+			CreatedAt: time.Now().UnixNano(), Length: length, Flags: flags})
+	}
+
+	conn, agreed := dialFileAs(t, addr, id, wire.CapFileFlags|wire.CapBatchS2)
+	require.Equal(t, wire.CapFileFlags, agreed, "a file connection agrees flags, and nothing else")
+	data := bytes.Repeat([]byte("unchecked "), 1000)
+	_, err := conn.Write(append(header(wire.FileUnchecked, uint64(len(data))), data...))
+	require.NoError(t, err)
+	failure, err := wire.ReadFileResult(conn) // ready
+	require.NoError(t, err)
+	require.Nil(t, failure)
+	require.NoError(t, <-handled, "the bytes, and no trailer after them")
+	failure, err = wire.ReadFileResult(conn)
+	require.NoError(t, err)
+	assert.Nil(t, failure, "the transfer succeeded")
+	assert.Equal(t, uint64(1), c.Nodes[1].Stats().FilesReceived)
+
+	for _, tc := range []struct {
+		name  string
+		offer wire.Capabilities
+		flags wire.FileFlags
+	}{
+		{"flags without the capability", 0, wire.FileUnchecked},
+		{"an undefined flag", wire.CapFileFlags, 2},
+	} {
+		before := c.Nodes[1].Stats().BadInput[transport.BadInputMalformed]
+		conn, _ := dialFileAs(t, addr, id, tc.offer)
+		_, err := conn.Write(header(tc.flags, 10))
+		require.NoError(t, err, tc.name)
+		// The node counts before it closes its end.
+		_, err = wire.ReadFileResult(conn)
+		assert.Error(t, err, "%s: closed without an answer", tc.name)
+		assert.Equal(t, before+1, c.Nodes[1].Stats().BadInput[transport.BadInputMalformed], tc.name)
+	}
+	select {
+	case err := <-handled:
+		t.Fatalf("a handler ran for a bad header: %v", err)
+	default:
+	}
+}

@@ -120,7 +120,7 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // behind the bytes the kernel moves, while they are still in the CPU's
 // cache (the checksum follows the bytes). That costs about as much CPU as
 // moving the bytes (in `bench -scenario file`, 1.9× raw sendfile's CPU
-// per GB with it, 1.06× without), and takes a core from a transfer that
+// per GB with it, 0.97–1.05× without), and takes a core from a transfer that
 // needs both; Unchecked leaves it out, for files that carry checksums of
 // their own. f must be a regular file.
 // SendFile moves f's file offset; do not share f with concurrent readers.

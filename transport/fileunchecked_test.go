@@ -150,15 +150,9 @@ func dialFileAs(t *testing.T, addr, id string, caps wire.Capabilities) (net.Conn
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	b, err := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
-		Lane: 4, Capabilities: caps, Cluster: "test", Node: id})
-	require.NoError(t, err)
-	_, err = conn.Write(b)
-	require.NoError(t, err)
-	raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
-	require.NoError(t, err)
-	reply, err := wire.DecodeReply(raw)
-	require.NoError(t, err)
+	hello := validHello(4)
+	hello.Capabilities, hello.Node = caps, id
+	reply := handshake(t, conn, hello)
 	require.Equal(t, wire.Accepted, reply.Reason)
 	return conn, reply.Capabilities
 }

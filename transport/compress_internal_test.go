@@ -304,7 +304,7 @@ func TestNewCompressor(t *testing.T) {
 	assert.Equal(t, wire.CapBatchS2|eager, tr.offers(uint8(routing.Small)))
 	assert.Equal(t, eager, tr.offers(uint8(routing.Large)), "off: not offered")
 	assert.Zero(t, tr.offers(uint8(laneStreams)))
-	assert.Zero(t, tr.offers(uint8(laneFile)))
+	assert.Equal(t, wire.CapFileFlags, tr.offers(uint8(laneFile)), "file connections offer only their flags")
 	var cc connCounters
 	for _, c := range []struct {
 		lane   routing.Lane

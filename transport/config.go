@@ -353,8 +353,12 @@ type FileConfig struct {
 	// MaxConcurrent is how many transfers this node receives at once;
 	// beyond it a transfer is refused with ErrOverloaded. Default 16.
 	MaxConcurrent int
-	// Chunk is the most bytes handed to the kernel in one sendfile call;
-	// cancellation and the rate limit act between chunks. Default 4 MiB.
+	// Chunk is the most bytes handed to the kernel in one sendfile call,
+	// and spliced from it in one call on the receiver; the rate limit
+	// acts between chunks, and a checked transfer's checksum follows a
+	// chunk behind. An Unchecked transfer under no rate limit is not
+	// chunked: each side moves the whole range in one call, repeated only
+	// when the call's deadline finds a slow peer. Default 4 MiB.
 	Chunk int
 }
 

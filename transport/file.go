@@ -241,7 +241,7 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		moved = func(at, n int64) { crc.add(offset+at, n) }
 	}
 	t.filesSending.Add(1)
-	sent, sendErr := t.sendFileBytes(ctx, conn, f, length, moved)
+	sent, sendErr := t.sendFileBytes(ctx, conn, f, length, unchecked, moved)
 	t.filesSending.Add(-1)
 	if sendErr != nil {
 		cancelSum()
@@ -330,14 +330,20 @@ func Unchecked() FileOption {
 // sendFileBytes moves length bytes from f's offset to conn in chunks, under
 // the node's rate limit, and calls moved with each chunk's place (bytes
 // from the start) and size once it is sent. On a plain TCP connection each
-// chunk is one sendfile(2); otherwise (TLS) it is a buffered copy. A
-// receiver that takes nothing for Timeouts.Write ends it with
-// ErrIncomplete; on plain TCP one that is slow, but takes some, does not.
-func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64, moved func(at, n int64)) (int64, error) {
+// chunk is one sendfile(2) call; otherwise (TLS) it is a buffered copy.
+// Whole (an unchecked transfer, whose bytes no checksum follows a chunk
+// behind) sends all that is left in each call when no rate limit needs
+// chunks. A receiver that takes nothing for Timeouts.Write ends it with
+// ErrIncomplete; on plain TCP one that is slow, but takes some, does not:
+// a call that moved bytes by its deadline is followed by another.
+func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64, whole bool, moved func(at, n int64)) (int64, error) {
 	defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
 	var sent int64
 	for sent < length {
 		n := min(t.fileChunk(), length-sent)
+		if whole && t.fileLimiter == nil {
+			n = length - sent
+		}
 		if t.fileLimiter != nil {
 			if err := t.fileLimiter.WaitN(ctx, int(n)); err != nil {
 				if ctx.Err() == nil {
@@ -529,8 +535,8 @@ func (t *Transport) serveFileHandler(ctx context.Context, h FileHandler, ft *Fil
 // its end if f was opened with O_APPEND) and verifies them. On a plain TCP
 // connection the kernel splices them from the socket into the file without
 // a copy through user space, one chunk at a time, while a second goroutine
-// checksums each chunk just written from the page cache (unless the
-// transfer is Unchecked). It returns the bytes written; fewer than Length
+// checksums each chunk just written from the page cache (an Unchecked
+// transfer is spliced in one call, not in chunks). It returns the bytes written; fewer than Length
 // is an error (ErrIncomplete), and so is a checksum mismatch (ErrCorrupt).
 // f must be open for reading too, for the checksum. After a failed
 // ReceiveTo it returns that one's error.
@@ -556,6 +562,11 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 	var n int64
 	for n < ft.Length && err == nil {
 		want := min(ft.chunk, ft.Length-n)
+		if crc == nil {
+			// Nothing is checksummed behind the reads: each takes all
+			// that is left, until its deadline if the sender is slow.
+			want = ft.Length - n
+		}
 		var m int64
 		ft.readDeadline()
 		began := time.Now()

@@ -367,20 +367,24 @@ func TestRateLimitedSendFilesAreNotCutOff(t *testing.T) {
 // read that moved bytes before its deadline is now progress: only a
 // sender that sends nothing for the Keepalive is cut off.
 func TestReceiverReadsOnWhenTheSenderSlows(t *testing.T) {
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		cfg.Files.Chunk = 1 << 20
-		cfg.Timeouts.Keepalive = 2 * time.Second
-	})
-	got := receiveToFiles(t, c.Nodes[1])
-	const fast, slow = 4 << 20, 512 << 10
-	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: slowingProxy(t, c.Nodes[1].Addr().String(), fast, 128<<10)})
-	src, data := tempFile(t, fast+slow)
-	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 30*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
-	require.NoError(t, err, "a sender that sends every 125 ms was cut off")
-	path := <-got
-	b, err := os.ReadFile(path)
-	require.NoError(t, err, path)
-	assert.True(t, bytes.Equal(data, b))
+	for _, mode := range fileModes {
+		t.Run(mode.name, func(t *testing.T) {
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.Files.Chunk = 1 << 20
+				cfg.Timeouts.Keepalive = 2 * time.Second
+			})
+			got := receiveToFiles(t, c.Nodes[1])
+			const fast, slow = 4 << 20, 512 << 10
+			c.Members.Add(cluster.Member{ID: c.ID(1), Addr: slowingProxy(t, c.Nodes[1].Addr().String(), fast, 128<<10)})
+			src, data := tempFile(t, fast+slow)
+			_, err := c.Nodes[0].SendFile(ctxTimeout(t, 30*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)), mode.opts...)
+			require.NoError(t, err, "a sender that sends every 125 ms was cut off")
+			path := <-got
+			b, err := os.ReadFile(path)
+			require.NoError(t, err, path)
+			assert.True(t, bytes.Equal(data, b))
+		})
+	}
 }
 
 // TestSendFileToAReceiverThatStopsReading: a receiver whose handler stops
@@ -389,6 +393,12 @@ func TestReceiverReadsOnWhenTheSenderSlows(t *testing.T) {
 // advertises a zero window. Timeouts.Write now bounds each write, as it
 // does a lane's, and the wait for a verdict after a failed send.
 func TestSendFileToAReceiverThatStopsReading(t *testing.T) {
+	for _, mode := range fileModes {
+		t.Run(mode.name, func(t *testing.T) { sendFileToAReceiverThatStopsReading(t, mode.opts...) })
+	}
+}
+
+func sendFileToAReceiverThatStopsReading(t *testing.T, opts ...transport.FileOption) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Timeouts.Write = 2 * time.Second
 	})
@@ -405,7 +415,7 @@ func TestSendFileToAReceiverThatStopsReading(t *testing.T) {
 	src, data := tempFile(t, 64<<20) // far more than the sockets' buffers hold
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sent := sendFileAsync(ctx, c, src, len(data))
+	sent := sendFileAsync(ctx, c, src, len(data), opts...)
 	select {
 	case err := <-sent:
 		assert.ErrorIs(t, err, transport.ErrIncomplete)
@@ -494,10 +504,10 @@ func TestFileReaderOfExactlyLengthVerifies(t *testing.T) {
 
 // sendFileAsync sends the first n bytes of src from c's first node to its
 // second, and returns a channel that gets SendFile's error.
-func sendFileAsync(ctx context.Context, c *transporttest.Cluster, src *os.File, n int) <-chan error {
+func sendFileAsync(ctx context.Context, c *transporttest.Cluster, src *os.File, n int, opts ...transport.FileOption) <-chan error {
 	sent := make(chan error, 1)
 	go func() {
-		_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(n))
+		_, err := c.Nodes[0].SendFile(ctx, c.ID(1), verbBootstrap, src, 0, int64(n), opts...)
 		sent <- err
 	}()
 	return sent

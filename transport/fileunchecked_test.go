@@ -213,3 +213,59 @@ func TestFileFlagsNeedTheCapability(t *testing.T) {
 	default:
 	}
 }
+
+// fileModes are SendFile's two ways of sending: checked in chunks, and
+// Unchecked, which each side moves in one call.
+var fileModes = []struct {
+	name string
+	opts []transport.FileOption
+}{
+	{"checked", nil},
+	{"unchecked", []transport.FileOption{transport.Unchecked()}},
+}
+
+// TestFileReceiverCutsOffASilentSender: the sender's bytes stop after 8
+// MiB of 32 (a relay stops passing them on and keeps the connection
+// open). The receiver's ReceiveTo, which an Unchecked transfer makes one
+// splice of the whole range, still gives up within two of its Keepalive
+// (a read that moved bytes by its deadline is followed by one that moves
+// none), and so does SendFile, within Timeouts.Write and its verdict's
+// wait.
+func TestFileReceiverCutsOffASilentSender(t *testing.T) {
+	for _, mode := range fileModes {
+		t.Run(mode.name, func(t *testing.T) {
+			const keepalive = 2 * time.Second
+			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.Timeouts.Keepalive = keepalive
+				cfg.Timeouts.Write = keepalive
+			})
+			got := receiveToFiles(t, c.Nodes[1])
+			silent, unblock := context.WithCancel(context.Background())
+			addr := tamperProxy(t, c.Nodes[1].Addr().String(), func(total int64, b []byte) ([]byte, bool) {
+				if total >= 8<<20 {
+					<-silent.Done()
+					return nil, false
+				}
+				return b, true
+			})
+			t.Cleanup(unblock) // before the relay's cleanup, which waits for it
+			c.Members.Add(cluster.Member{ID: c.ID(1), Addr: addr})
+			src, data := tempFile(t, 32<<20)
+			began := time.Now()
+			sent := sendFileAsync(context.Background(), c, src, len(data), mode.opts...)
+			select {
+			case res := <-got:
+				assert.Contains(t, res, "sent nothing", "the receiver's handler saw the silence")
+				assert.Less(t, time.Since(began), 4*keepalive+time.Second, "cut off within two Keepalives of the silence")
+			case <-time.After(30 * time.Second):
+				t.Fatal("the receiver still waited 30 s after its sender fell silent, with Keepalive 2 s")
+			}
+			select {
+			case err := <-sent:
+				assert.Error(t, err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("SendFile still blocked 30 s after its bytes stopped, with Timeouts.Write 2 s")
+			}
+		})
+	}
+}

@@ -537,8 +537,9 @@ func (t *Transport) serveFileHandler(ctx context.Context, h FileHandler, ft *Fil
 // connection the kernel splices them from the socket into the file without
 // a copy through user space, one chunk at a time, while a second goroutine
 // checksums each chunk just written from the page cache (an Unchecked
-// transfer is spliced in one call, not in chunks). It returns the bytes written; fewer than Length
-// is an error (ErrIncomplete), and so is a checksum mismatch (ErrCorrupt).
+// transfer is spliced in one call, not in chunks). It returns the bytes
+// written; fewer than Length is an error (ErrIncomplete), and so is a
+// checksum mismatch (ErrCorrupt).
 // f must be open for reading too, for the checksum. After a failed
 // ReceiveTo it returns that one's error.
 func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {

@@ -461,15 +461,69 @@ func refusedTLS(conn net.Conn, prefix []byte) bool {
 type prefixConn struct {
 	net.Conn
 	prefix []byte
+	// arr, once the connection serves (newInConn), is its reader's
+	// arrivals: the bytes read from the socket, encrypted, are counted
+	// there, as its receive queue's depth counts them; and while it has
+	// marks a read stops at the end of the TLS record it is in, so that
+	// tls.Conn's read-ahead does not carry the count past the frame
+	// being read by more than that record. Owned by the reader, the only
+	// one to read once the handshake is done.
+	arr *arrivals
+	rec tlsRecords
 }
 
 func (c *prefixConn) Read(b []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(b, c.prefix)
+		c.rec.advance(b[:n])
 		c.prefix = c.prefix[n:]
 		return n, nil
 	}
-	return c.Conn.Read(b)
+	if c.arr != nil && len(c.arr.marks) > 0 {
+		b = b[:c.rec.limit(len(b))]
+	}
+	n, err := c.Conn.Read(b)
+	c.rec.advance(b[:n])
+	if c.arr != nil {
+		c.arr.read += int64(n)
+	}
+	return n, err
+}
+
+// tlsRecords follows the TLS records of a stream, from its first byte:
+// a 5-byte header whose last two bytes give the length of the body
+// that follows.
+type tlsRecords struct {
+	header [5]byte
+	have   int // header bytes seen of the next record
+	left   int // body bytes left of the current record
+}
+
+// advance follows the stream over p.
+func (r *tlsRecords) advance(p []byte) {
+	for len(p) > 0 {
+		if r.left > 0 {
+			k := min(r.left, len(p))
+			r.left -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(r.header[r.have:], p)
+		r.have += k
+		p = p[k:]
+		if r.have == len(r.header) {
+			r.left, r.have = int(r.header[3])<<8|int(r.header[4]), 0
+		}
+	}
+}
+
+// limit returns how many of want bytes a read may take without going
+// past the current record (or, between records, the next one's header).
+func (r *tlsRecords) limit(want int) int {
+	if r.left > 0 {
+		return min(want, r.left)
+	}
+	return min(want, len(r.header)-r.have)
 }
 
 func (t *Transport) isMember(id cluster.NodeID) bool {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -51,6 +52,11 @@ type inConn struct {
 	// after a pause for capacity: Keepalive bounds it from then
 	// (frameSource).
 	frameStart time.Time
+	// arrivals dates the bytes that waited in the socket's receive queue
+	// while reading paused, and frameAt is the stream offset of the frame
+	// being read: the reader's.
+	arrivals arrivals
+	frameAt  int64
 	// recvDepth is the socket's receive-queue depth last measured, for
 	// the end of another connection of the peer's on the lane (end).
 	recvDepth atomic.Int64
@@ -103,7 +109,6 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wir
 		lane:      lane,
 		counters:  &p.inbound[lane],
 		conn:      conn,
-		src:       bufio.NewReaderSize(conn, readBufferSize),
 		probe:     t.probeFor(conn),
 		account:   p.inAccount.Child(t.limitsIn.Load().forLane(lane), true),
 		done:      make(chan struct{}),
@@ -111,6 +116,19 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wir
 		caps:      caps,
 		backBound: newQueueBound(conn),
 	}
+	// The bytes taken from the socket are counted where they leave it,
+	// below TLS (arrivals).
+	var src io.Reader = countingReader{r: conn, n: &ic.arrivals.read}
+	if tc, ok := conn.(*tls.Conn); ok {
+		src = conn
+		if pc, ok := tc.NetConn().(*prefixConn); ok {
+			pc.arr = &ic.arrivals
+			ic.arrivals.counted = true
+		}
+	} else {
+		ic.arrivals.counted = true
+	}
+	ic.src = bufio.NewReaderSize(src, readBufferSize)
 	ic.replies = newReplyWriter(ic)
 	return ic
 }

@@ -47,6 +47,7 @@ func (ic *inConn) read() error {
 			return err
 		}
 		ic.frameStart = ic.renewReadDeadline()
+		ic.frameAt = ic.arrivals.read - int64(ic.src.Buffered())
 		if _, err := io.ReadFull(frameSource{ic}, hdr[:]); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return fmt.Errorf("frame header: %w", wire.ErrTruncated)
@@ -181,9 +182,11 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 // waits: a request held here past its deadline, its payload unread or
 // read, has been given up by its caller, who sends no cancel for that,
 // and must not run once the room comes, nor answer with a deadline that
-// the wait has pushed back.
+// the wait has pushed back. A frame that waited in the socket's receive
+// queue while an earlier one waited here starts them when the reader's
+// marks saw it there (arrivals).
 func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error) error {
-	arrived := monoNanos()
+	arrived := ic.arrival()
 	held := int64(bufpool.Cap(n))
 	took := ic.account.TryTake(held)
 	if !took && n <= maxUnadmittedFrame && ic.t.cfg.Memory.InboundOverload == OverloadPause {
@@ -518,6 +521,15 @@ func (ic *inConn) waitRoom(n int64, freed <-chan struct{}, tryOver func() bool) 
 	}
 	ic.counters.pause()
 	start := time.Now()
+	var sample <-chan time.Time
+	if ic.probe != nil && ic.arrivals.counted {
+		// The frames behind this one wait in the receive queue: dated
+		// by these marks, not when they are read (see arrivals).
+		ic.markArrivals()
+		tick := time.NewTicker(arrivalSampleEvery)
+		defer tick.Stop()
+		sample = tick.C
+	}
 	defer func() {
 		ic.counters.paused(time.Since(start))
 		ic.measureRecvQueue(0, true) // what piled up in the kernel while reading paused
@@ -528,6 +540,9 @@ func (ic *inConn) waitRoom(n int64, freed <-chan struct{}, tryOver func() bool) 
 		case <-w.Ready():
 		case <-ic.done:
 		case <-ic.t.closed:
+		case <-sample:
+			ic.markArrivals()
+			continue
 		case <-freed:
 			freed = ic.t.urgentOverdraftFreedChan() // before it tries again
 			if !tryOver() {

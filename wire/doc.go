@@ -421,7 +421,12 @@
 // FrameLargeBegin is written. The receiver's deadline is its own clock
 // when the frame arrived plus ttl (Header.Deadline): later than the
 // sender's by the time the frame spent on the wire, whatever either
-// clock says. A receiver drops a message whose deadline passed before its
+// clock says. A frame arrives when it reaches the receiver's socket, not
+// when the receiver reads it: a receiver that stops reading for a while
+// should date the frames that wait in its receive queue meanwhile by
+// when it saw them there (internode samples the queue's depth, FIONREAD,
+// while its reader waits for capacity), or they reach their handlers
+// with their whole ttl however long they waited. A receiver drops a message whose deadline passed before its
 // handler started, and a request that expired gets no response; its
 // sender's own deadline ends it. A response carries what is left of its
 // request's deadline.

@@ -1,0 +1,120 @@
+package transport
+
+import (
+	"io"
+	"time"
+)
+
+// A message's deadline on this node is when its frame arrived plus the
+// time its sender had left as it wrote it (wire.Header.TTL). "Arrived"
+// was when the reader took the frame from the socket — but while the
+// reader waits for inbound capacity (OverloadPause), the frames behind
+// the one it waits on sit in the socket's receive queue, and under
+// load they are there for as long as the pause lasts: seconds, when a
+// disk stalls. Dated when read, they reached their handlers with their
+// whole TTL, long after their callers gave up (the simulator saw
+// deadlines 3 to 5 s late with a 1 s timeout), and the handlers did
+// that dead work first: a node that fell behind could not catch up.
+//
+// So while it waits, the reader samples the receive queue's depth
+// (arrivalSampleEvery), each sample marking how far into the stream
+// the bytes had arrived by then. A frame whose first byte lies within a
+// mark is dated by that mark: late by at most a sampling interval,
+// never early. Over TLS the bytes are counted below TLS, where the
+// queue's depth counts them, and a read stops at the end of a record
+// while marks remain (prefixConn), so a frame is dated by its record's
+// end, a mark later at most.
+//
+// Bytes that wait in the sender's send queue (its window closed by the
+// pause) are not seen here: the sender bounds them instead
+// (SocketConfig.NotSentLowat), keeping the rest in its queue, where
+// their deadlines count.
+
+// arrivalSampleEvery is how often a reader paused for capacity samples
+// its socket's receive queue.
+const arrivalSampleEvery = 5 * time.Millisecond
+
+// maxArrivalMarks bounds the marks a connection keeps; past it the last
+// is moved on, so later bytes are dated later, never earlier.
+const maxArrivalMarks = 64
+
+// arrivals dates a connection's bytes that waited in its socket's
+// receive queue. Owned by the connection's reader.
+type arrivals struct {
+	// read is how many bytes the connection's buffered reader took from
+	// the connection: the stream offset of the next byte it would take.
+	read int64
+	// counted says read counts the socket's bytes; without that (a
+	// wrapper it cannot see below), a pause takes no marks (waitRoom).
+	counted bool
+	// marks are ascending in end and in at: the stream's bytes before
+	// end had arrived by at (monoNanos).
+	marks []arrivalMark
+}
+
+type arrivalMark struct{ end, at int64 }
+
+// mark records that queued bytes wait in the socket's receive queue at
+// now, past those read.
+func (a *arrivals) mark(queued int, now int64) {
+	end := a.read + int64(queued)
+	n := len(a.marks)
+	switch {
+	case n > 0 && a.marks[n-1].end >= end:
+		return // nothing arrived since the last mark
+	case n == maxArrivalMarks:
+		a.marks[n-1] = arrivalMark{end: end, at: now}
+		return
+	}
+	a.marks = append(a.marks, arrivalMark{end: end, at: now})
+}
+
+// arrivedBy returns the latest moment by which the byte at stream offset
+// x had arrived, if a mark says, and forgets the marks before it: the
+// reader never goes back.
+func (a *arrivals) arrivedBy(x int64) (int64, bool) {
+	i := 0
+	for i < len(a.marks) && a.marks[i].end <= x {
+		i++
+	}
+	if i > 0 {
+		a.marks = append(a.marks[:0], a.marks[i:]...)
+	}
+	if len(a.marks) == 0 {
+		return 0, false
+	}
+	return a.marks[0].at, true
+}
+
+// countingReader counts the bytes read through it into *n.
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	*c.n += int64(n)
+	return n, err
+}
+
+// arrival returns when the frame being read arrived: now, or, if it
+// waited in the socket's receive queue while reading paused, the mark
+// that saw it there.
+func (ic *inConn) arrival() int64 {
+	now := monoNanos()
+	if len(ic.arrivals.marks) == 0 {
+		return now
+	}
+	if at, ok := ic.arrivals.arrivedBy(ic.frameAt); ok && at < now {
+		return at
+	}
+	return now
+}
+
+// markArrivals samples the socket's receive queue while reading pauses.
+func (ic *inConn) markArrivals() {
+	if q, err := ic.probe.RecvQueue(); err == nil {
+		ic.arrivals.mark(q, monoNanos())
+	}
+}

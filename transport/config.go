@@ -394,8 +394,11 @@ const (
 
 // DefaultConfig returns a Config with every tunable field at its default.
 func DefaultConfig() Config {
+	lanes := LaneConfig{LargeThreshold: routing.DefaultThreshold, Coalescing: DefaultCoalescing}
+	lanes.Sockets[routing.Urgent].NotSentLowat = DefaultNotSentLowat
+	lanes.Sockets[routing.Small].NotSentLowat = DefaultNotSentLowat
 	return Config{
-		Lanes: LaneConfig{LargeThreshold: routing.DefaultThreshold, Coalescing: DefaultCoalescing},
+		Lanes: lanes,
 		Memory: MemoryConfig{MaxMessageSize: DefaultMaxMessageSize,
 			Outbound: DefaultLimits(), Inbound: DefaultLimits()},
 		Timeouts: TimeoutConfig{Request: DefaultRequestTimeout, Dial: DefaultDialTimeout,
@@ -433,6 +436,9 @@ func (c Config) withDefaults() Config {
 
 func (l *LaneConfig) setDefaults(d LaneConfig) {
 	setDefault(&l.LargeThreshold, d.LargeThreshold)
+	for _, lane := range []routing.Lane{routing.Urgent, routing.Small} {
+		setDefault(&l.Sockets[lane].NotSentLowat, DefaultNotSentLowat)
+	}
 	if l.Coalescing == nil {
 		l.Coalescing = d.Coalescing
 	}

@@ -22,6 +22,34 @@ type SocketConfig struct {
 	ReceiveBuffer int           // SO_RCVBUF, bytes
 	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails
 	KeepAlive     time.Duration // TCP keep-alive idle time; negative disables keep-alive
+	// NotSentLowat is TCP_NOTSENT_LOWAT, bytes, on the connections this
+	// node opens on the lane: the socket takes more of the queue only
+	// while fewer bytes than this wait in it unsent. Bytes in the
+	// kernel are beyond the limits, and a message's time there does not
+	// count against its deadline (see Message.ExpiresAt): behind a peer
+	// that pauses reading, a send queue of megabytes held messages that
+	// reached their handlers seconds after their callers gave up.
+	// Bytes in flight, which a long fast link needs, are not limited.
+	// Default DefaultNotSentLowat on the urgent and small lanes, none on
+	// the large lane (its messages are written once the receiver has
+	// room for them); negative: the system's (no limit unless
+	// net.ipv4.tcp_notsent_lowat says).
+	NotSentLowat int
+}
+
+// DefaultNotSentLowat is the urgent and small lanes' default
+// SocketConfig.NotSentLowat.
+const DefaultNotSentLowat = 128 << 10
+
+// applyOutbound sets the options that apply only to the connections
+// this node opens.
+func (s SocketConfig) applyOutbound(conn *net.TCPConn) error {
+	if s.NotSentLowat > 0 {
+		if err := sockstat.SetNotSentLowat(conn, s.NotSentLowat); err != nil && !errors.Is(err, sockstat.ErrUnsupported) {
+			return err
+		}
+	}
+	return nil
 }
 
 // apply sets the options on conn.

@@ -71,6 +71,10 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 				nc.Close()
 				return nil, 0, fmt.Errorf("socket options: %w", err)
 			}
+			if err := sc.applyOutbound(tcp); err != nil {
+				nc.Close()
+				return nil, 0, fmt.Errorf("socket options: %w", err)
+			}
 		}
 	}
 	if kind < routing.NumLanes && watched(routing.Lane(kind)) {

@@ -259,7 +259,10 @@
 // writing connection with compression, the compressed copies of the
 // frames of the write under way (at most about a segment, 512 KiB, until
 // the write ends or Timeouts.Write cuts it); pooled receive buffers, which
-// the garbage collector trims.
+// the garbage collector trims; and the kernel's socket buffers, which the
+// system sizes (SocketConfig), of which a connection this node opens on
+// the urgent or small lane holds at most about
+// SocketConfig.NotSentLowat unsent.
 //
 // # Outcomes
 //

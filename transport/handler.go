@@ -38,11 +38,17 @@ type Message struct {
 	// ExpiresAt is when the message stops being worth handling, on this
 	// node's clock: its arrival plus the time its sender had left when it
 	// wrote it. The deadline travels as a duration, so the two clocks
-	// need not agree; it ends late by the message's time on the wire, no
-	// more. Both ends keep it on their monotonic clock, so a step of
-	// either's wall clock (an NTP step, a VM resumed) does not move it; its
-	// wall reading is the wall clock's when the handler started, plus what
-	// was left. The handler's context has the same deadline. Zero: never.
+	// need not agree; it ends late by the message's time on the wire and
+	// in its sender's socket send queue (at most
+	// SocketConfig.NotSentLowat bytes unsent). Its time in this node's
+	// receive queue counts against it when it waited there while the
+	// connection's reader paused for inbound capacity (the reader samples
+	// the queue every 5 ms meanwhile); a pause is what fills those
+	// queues. Both ends keep it on their monotonic clock, so a step of
+	// either's wall clock (an NTP step, a VM resumed) does not move it;
+	// its wall reading is the wall clock's when the handler started, plus
+	// what was left. The handler's context has the same deadline. Zero:
+	// never.
 	ExpiresAt time.Time
 	Payload   []byte
 	// IsRequest reports whether the sender waits for a response: the

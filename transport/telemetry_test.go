@@ -158,6 +158,9 @@ func stalledReceiver(t *testing.T) (c *transporttest.Cluster, readers []*metric.
 		// still read, it could take the whole backlog and leave the
 		// sender's socket none.
 		cfg.Lanes.Sockets[routing.Small].ReceiveBuffer = 64 << 10
+		// No bound on the sender's unsent bytes: the backlog is to wait
+		// in the sockets, whose queues these tests measure.
+		cfg.Lanes.Sockets[routing.Small].NotSentLowat = -1
 	})
 	release = newGate()
 	t.Cleanup(release.open)

@@ -109,3 +109,36 @@ func wrap(err error) error {
 	}
 	return fmt.Errorf("sockstat: %w", err)
 }
+
+// SetNotSentLowat sets TCP_NOTSENT_LOWAT: the socket takes more from a
+// writer only while fewer than n of its bytes wait unsent in its send
+// queue, so a writer whose peer does not take its bytes keeps them
+// rather than the kernel. 0 restores the system default.
+func SetNotSentLowat(c *net.TCPConn, n int) error {
+	if n < 0 {
+		return errors.New("sockstat: negative TCP_NOTSENT_LOWAT")
+	}
+	return control(c, func(fd int) error {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, n); err != nil {
+			return fmt.Errorf("sockstat: TCP_NOTSENT_LOWAT: %w", err)
+		}
+		return nil
+	})
+}
+
+// NotSentLowat returns c's TCP_NOTSENT_LOWAT; 0 means none (the
+// system default).
+func NotSentLowat(c *net.TCPConn) (int, error) {
+	var n int
+	err := control(c, func(fd int) error {
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT)
+		if err != nil {
+			return fmt.Errorf("sockstat: TCP_NOTSENT_LOWAT: %w", err)
+		}
+		if v > 0 {
+			n = v
+		}
+		return nil
+	})
+	return n, err
+}

@@ -45,3 +45,9 @@ func SetUserTimeout(c *net.TCPConn, d time.Duration) error { return ErrUnsupport
 
 // UserTimeout returns ErrUnsupported on this system.
 func UserTimeout(c *net.TCPConn) (time.Duration, error) { return 0, ErrUnsupported }
+
+// SetNotSentLowat is Linux-only.
+func SetNotSentLowat(c *net.TCPConn, n int) error { return ErrUnsupported }
+
+// NotSentLowat is Linux-only.
+func NotSentLowat(c *net.TCPConn) (int, error) { return 0, ErrUnsupported }

@@ -42,6 +42,11 @@ type ledger struct {
 	// delay of the gossip digests it received (creation to handler).
 	latency [routing.NumLanes]histogram
 
+	// servedLate counts the replica writes whose handler this node's
+	// transport started after their requester's deadline (cluster mode,
+	// where both read one clock): work no one waited for any more.
+	servedLate atomic.Uint64
+
 	// requestsTo counts the outcomes of the replica requests this node
 	// sent, by peer and lane, for the stuck detector.
 	requestsMu sync.Mutex

@@ -198,11 +198,24 @@ func (n *simNode) start(generation uint64) error {
 
 // storeHandler is the replica's write handler: the store, slowed down on
 // the slow node as by a struggling disk that every write must go through.
+//
+// In cluster mode it also counts the writes it is handed after their
+// requester gave up (ledger.servedLate): the requester's clock is its
+// own, and its deadline the message's creation plus the timeout.
 func (n *simNode) storeHandler(store *replication.Store) transport.Handler {
+	countLate := func(m *transport.Message) {
+		if n.w.opts.mode == "cluster" && time.Since(m.CreatedAt) > n.w.opts.timeout {
+			n.ledger.servedLate.Add(1)
+		}
+	}
 	if n.slow == 0 {
-		return store
+		return transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+			countLate(m)
+			return store.ServeMessage(ctx, m)
+		})
 	}
 	return transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		countLate(m)
 		n.disk.Lock()
 		defer n.disk.Unlock()
 		timer := time.NewTimer(n.slow + time.Duration(len(m.Payload))*n.slowPerByte)

@@ -61,6 +61,10 @@ type nodeReport struct {
 	// StoreKeys and StoreBytes are what the node's replica holds at the end.
 	StoreKeys  int   `json:"store_keys"`
 	StoreBytes int64 `json:"store_bytes"`
+	// ServedLate counts the replica writes this node's transport handed
+	// to their handler after their requester's deadline had passed:
+	// work for no one (cluster mode only, where the two share a clock).
+	ServedLate *uint64 `json:"served_late,omitempty"`
 }
 
 // laneReport is one lane of one node, from the transport's Stats: the
@@ -152,6 +156,10 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 		nr := nodeReport{ID: string(n.id), Restarts: n.restarts, Slow: n.slow > 0,
 			StoreKeys: n.store.Len(), StoreBytes: n.store.Bytes()}
 		n.mu.Unlock()
+		if clusterMode {
+			late := n.ledger.servedLate.Load()
+			nr.ServedLate = &late
+		}
 		totals := totalsOf(stats[n.id], false)
 
 		// What the peers received from n, and the failure responses n sent
@@ -321,6 +329,9 @@ func (r *report) writeText(w io.Writer, wide bool) {
 			millis(n.Writes.Latency.P50), millis(n.Writes.Latency.P99), n.Writes.Failed, parenthesised(n.Writes.FailedBy))
 		if n.Writes.Skipped > 0 {
 			fmt.Fprintf(w, ", skipped %d", n.Writes.Skipped)
+		}
+		if n.ServedLate != nil && *n.ServedLate > 0 {
+			fmt.Fprintf(w, "; handed %d replica writes after their requester gave up", *n.ServedLate)
 		}
 		if wide {
 			fmt.Fprintf(w, "; requests %s; gossip %s\n", n.Requests.text("acked"), n.Gossip.text("written"))

@@ -122,3 +122,26 @@ func TestAccountingDoesNotNetLosses(t *testing.T) {
 	require.Equal(t, int64(2), rep.Summary.Lost, rep.SummaryLine)
 	require.Equal(t, 1, verdict(rep, io.Discard))
 }
+
+// TestServedLateCountsWritesHandedOverAfterTheirRequesterGaveUp: a
+// replica write whose requester's deadline (its creation plus -timeout)
+// had passed when the transport handed it over is counted, and the
+// report says so; one in time is not. It is how the simulator shows a
+// node spending itself on work no one waits for.
+func TestServedLateCountsWritesHandedOverAfterTheirRequesterGaveUp(t *testing.T) {
+	o, err := parseOptions([]string{"-timeout", "1s"}, io.Discard)
+	require.NoError(t, err)
+	n, err := newSimNode(&world{opts: o, clusterName: clusterName}, "n2", "")
+	require.NoError(t, err)
+	h := n.storeHandler(n.store)
+	for _, age := range []time.Duration{2 * time.Second, 10 * time.Millisecond} {
+		_, _ = h.ServeMessage(t.Context(), &transport.Message{From: "n1", CreatedAt: time.Now().Add(-age), IsRequest: true})
+	}
+	rep := &report{}
+	accountNodes(rep, []*simNode{n}, true)
+	require.NotNil(t, rep.PerNode[0].ServedLate)
+	require.Equal(t, uint64(1), *rep.PerNode[0].ServedLate)
+	var text bytes.Buffer
+	rep.writeText(&text, false)
+	require.Contains(t, text.String(), "; handed 1 replica writes after their requester gave up")
+}

@@ -12,11 +12,11 @@ import (
 )
 
 // SocketConfig holds socket options; zero fields leave the system's
-// defaults. Larger buffers absorb bursts, but a receive buffer the
-// application does not drain costs memory and, when full, makes the kernel
-// collapse and then prune its queue (the TcpExt TCPRcvCollapsed and
-// RcvPruned counters; see tcp_rmem in the kernel's
-// Documentation/networking/ip-sysctl.rst).
+// defaults, but for NotSentLowat on the urgent and small lanes. Larger
+// buffers absorb bursts, but a receive buffer the application does not
+// drain costs memory and, when full, makes the kernel collapse and then
+// prune its queue (the TcpExt TCPRcvCollapsed and RcvPruned counters; see
+// tcp_rmem in the kernel's Documentation/networking/ip-sysctl.rst).
 type SocketConfig struct {
 	SendBuffer    int           // SO_SNDBUF, bytes
 	ReceiveBuffer int           // SO_RCVBUF, bytes

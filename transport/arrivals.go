@@ -22,8 +22,8 @@ import (
 // mark is dated by that mark: late by at most a sampling interval,
 // never early. Over TLS the bytes are counted below TLS, where the
 // queue's depth counts them, and a read stops at the end of a record
-// while marks remain (prefixConn), so a frame is dated by its record's
-// end, a mark later at most.
+// while marks remain (prefixConn): a frame is dated as if it had come
+// with the end of its record, later than it did, never earlier.
 //
 // Bytes that wait in the sender's send queue (its window closed by the
 // pause) are not seen here: the sender bounds them instead

@@ -199,9 +199,9 @@ func (n *simNode) start(generation uint64) error {
 // storeHandler is the replica's write handler: the store, slowed down on
 // the slow node as by a struggling disk that every write must go through.
 //
-// In cluster mode it also counts the writes it is handed after their
-// requester gave up (ledger.servedLate): the requester's clock is its
-// own, and its deadline the message's creation plus the timeout.
+// In cluster mode, where the requester reads the same clock, it also
+// counts the writes it is handed after their requester gave up
+// (ledger.servedLate): after the message's creation plus the timeout.
 func (n *simNode) storeHandler(store *replication.Store) transport.Handler {
 	countLate := func(m *transport.Message) {
 		if n.w.opts.mode == "cluster" && time.Since(m.CreatedAt) > n.w.opts.timeout {

@@ -40,7 +40,6 @@ type largeIn struct {
 // refuses it, or queues it to be granted once room frees; the reader goes
 // on reading meanwhile.
 func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
-	arrived := ic.arrival()
 	if fh.Length > wire.MaxHeaderSize {
 		return fmt.Errorf("%w: large message header of %d bytes", wire.ErrMalformed, fh.Length)
 	}
@@ -75,7 +74,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize) {
 		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
 	}
-	m := &largeIn{header: h, deadline: h.Deadline(arrived), need: int64(bufpool.Cap(int(h.PayloadLength)))}
+	m := &largeIn{header: h, deadline: h.Deadline(monoNanos()), need: int64(bufpool.Cap(int(h.PayloadLength)))}
 	if m.expired() {
 		return ic.refuse(fh.Stream, ReasonExpired, "")
 	}

@@ -221,6 +221,7 @@ const (
 	logBadBackChannel uint8 = iota + 1
 	logTLSReload
 	logNoStreamCapacity
+	logDeafPeer
 )
 
 // rateLog logs warnings of each key at most burst times per interval and

@@ -78,7 +78,12 @@ func metricSeries(t testing.TB, reader *metric.ManualReader) int {
 // dialAs connects to addr and handshakes as node id for lane; it returns
 // nil when the node refuses.
 func dialAs(addr string, id string, lane routing.Lane) net.Conn {
-	conn, err := net.Dial("tcp", addr)
+	return dialAsWith(&net.Dialer{}, addr, id, lane)
+}
+
+// dialAsWith is dialAs through d.
+func dialAsWith(d *net.Dialer, addr string, id string, lane routing.Lane) net.Conn {
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil
 	}

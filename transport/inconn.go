@@ -149,8 +149,8 @@ func (ic *inConn) serve() {
 	err := ic.read()
 	var ne net.Error
 	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		return
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, errWroteBack):
+		return // errWroteBack: reported by backFailed
 	case isTimeout(err):
 		select {
 		case <-ic.done:
@@ -226,7 +226,7 @@ func (ic *inConn) beat() {
 	default:
 	}
 	if err := ic.sendBack(wire.FrameBeat, 0, nil); err != nil {
-		ic.kill()
+		ic.backFailed(err)
 		return
 	}
 	ic.beatTimer.Reset(wire.KeepaliveInterval)
@@ -252,6 +252,29 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 	n, err := ic.conn.Write(ic.backBuf)
 	ic.backDirect += int64(n)
 	return err
+}
+
+// errWroteBack wraps the error of a back-channel write made by the
+// connection's reader, reported by backFailed: the peer's input was not
+// at fault.
+var errWroteBack = errors.New("writing back to the peer")
+
+// backFailed ends the connection after a write into its back channel
+// failed. A write that timed out means the peer took nothing this node
+// wrote back to it (grants, responses, beats) for the write's timeout: it
+// stopped reading, or the network stopped carrying, and it is cut off
+// and said so; a connection that broke is not reported, as a read that
+// finds it broken is not.
+func (ic *inConn) backFailed(err error) {
+	select {
+	case <-ic.done: // closed here: its writes fail for that
+	default:
+		if isTimeout(err) {
+			ic.t.logs.warn(logKey{other: logDeafPeer}, "internode: closing connection: the peer does not read what this node writes back",
+				"remote", ic.conn.RemoteAddr(), "peer", ic.from, "lane", ic.lane, "err", err)
+		}
+	}
+	ic.kill()
 }
 
 // backQueueLow reports whether the back channel's socket has at most

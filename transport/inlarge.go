@@ -137,7 +137,8 @@ func (ic *inConn) granted(stream uint32, m *largeIn) error {
 	m.granted = true
 	ic.mu.Unlock()
 	if err := ic.sendBack(wire.FrameGrant, stream, nil); err != nil {
-		return err
+		ic.backFailed(err)
+		return fmt.Errorf("%w: %w", errWroteBack, err)
 	}
 	if m.header.PayloadLength == 0 {
 		return ic.largeDone(stream, m)
@@ -243,13 +244,11 @@ func (ic *inConn) answerLater() {
 		ic.later = ic.later[1:]
 		ic.mu.Unlock()
 		if !a.granted {
-			if ic.refuse(a.stream, ReasonOverloaded, "larger than this node's inbound limits") != nil {
-				ic.kill()
-			}
+			_ = ic.refuse(a.stream, ReasonOverloaded, "larger than this node's inbound limits") // ends the connection if it fails
 			continue
 		}
-		if ic.sendBack(wire.FrameGrant, a.stream, nil) != nil {
-			ic.kill()
+		if err := ic.sendBack(wire.FrameGrant, a.stream, nil); err != nil {
+			ic.backFailed(err)
 		}
 		if a.m.header.PayloadLength == 0 {
 			// Nothing follows: the reader would never see it complete.
@@ -278,7 +277,12 @@ func (ic *inConn) startStreamed(m *largeIn) {
 // stream, and counts it.
 func (ic *inConn) refuse(stream uint32, reason Reason, detail string) error {
 	ic.counters.drop(reason)
-	return ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[reason].code, Message: detail}))
+	err := ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[reason].code, Message: detail}))
+	if err != nil {
+		ic.backFailed(err)
+		return fmt.Errorf("%w: %w", errWroteBack, err)
+	}
+	return nil
 }
 
 // forget removes stream's entry.

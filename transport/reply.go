@@ -130,7 +130,7 @@ func (w *replyWriter) writeFromCaller() {
 			low = b != nil || !w.small.has() // more than it may write: the goroutine's
 			switch sent, err := w.writeSegment(b, monoNanos()); {
 			case err != nil:
-				w.ic.kill()
+				w.ic.backFailed(err)
 			case sent > 0:
 				w.counters.callerWrites.Add(1)
 			}
@@ -189,11 +189,11 @@ func (w *replyWriter) run() {
 		case w.small.has():
 			w.gather()
 			if _, err := w.writeSmall(); err != nil {
-				w.ic.kill()
+				w.ic.backFailed(err)
 			}
 		case w.parts.busy(now) || w.large.has():
 			if err := w.writeLarge(); err != nil {
-				w.ic.kill()
+				w.ic.backFailed(err)
 			}
 			w.ic.t.waker.yieldAfterPart()
 		case w.parts.idle():

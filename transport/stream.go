@@ -954,6 +954,14 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 	if err != nil {
 		return
 	}
+	if !t.cfg.Security.AcceptUnknownPeers && !t.isMember(p.id) {
+		// A node that left is not served (closeInboundFrom), but its
+		// session outlives the Leave, with the handlers it runs. Closed
+		// without a status byte: its opener takes the session for broken,
+		// dials a new one, and is refused as an unknown node, as its
+		// messages are.
+		return
+	}
 	refuse := func(code wire.FailureCode) { _, _ = st.Write(wire.AppendStreamRefuse(nil, code)) }
 	h := (*t.streamHandlers.Load())[Verb(verb)]
 	if h == nil {

@@ -1,0 +1,64 @@
+package transport_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
+)
+
+// startAlone starts node id on loopback with members, its own membership.
+func startAlone(t *testing.T, id cluster.NodeID, members cluster.Membership) *transport.Transport {
+	t.Helper()
+	tr, err := transport.New(transporttest.Config(id, "test", members))
+	require.NoError(t, err)
+	tr.Start()
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// TestStreamFromANodeThatLeftIsNotServed: n1's membership drops n2 (n2
+// was removed from the cluster, and has not heard yet). A node that left
+// is not served: its message connections are closed, and a new one is
+// refused at its handshake. Its stream session to n1 was left open, and
+// each new stream n2 opened on it still ran n1's handler.
+func TestStreamFromANodeThatLeftIsNotServed(t *testing.T) {
+	m1 := cluster.NewStatic()
+	n1 := startAlone(t, "n1", m1)
+	var served atomic.Int32
+	n1.HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		served.Add(1)
+		_, _ = s.Write([]byte("ok"))
+		_ = s.CloseWrite()
+	}))
+	n2 := startAlone(t, "n2", cluster.NewStatic(cluster.Member{ID: "n1", Addr: n1.Addr().String()}))
+	m1.Add(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+
+	s, err := n2.OpenStream(ctxTimeout(t, 5*time.Second), "n1", verbRepair)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.Eventually(t, func() bool { return served.Load() == 1 }, 5*time.Second, time.Millisecond)
+
+	m1.Remove("n2")
+	// The message lanes: n2's Request is refused (its connection closed,
+	// its next one refused as an unknown node).
+	n1.Handle(1, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) { return nil, nil }))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = n2.Request(ctx, "n1", 1, []byte("x"))
+	require.Error(t, err, "n1 served a request from n2, which left its membership")
+
+	s, err = n2.OpenStream(ctxTimeout(t, 5*time.Second), "n1", verbRepair)
+	if err == nil {
+		s.Close()
+	}
+	assert.ErrorIs(t, err, transport.ErrRefused, "n1 accepted a stream from n2, which left its membership")
+	assert.Equal(t, int32(1), served.Load(), "n1 ran its stream handler for n2, which left its membership")
+}

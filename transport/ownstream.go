@@ -165,7 +165,7 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 	if err := p.stopErrIfStopped(); err != nil {
 		return nil, err
 	}
-	conn, err := t.dial(ctx, p.id, uint8(laneOwnStream))
+	conn, err := t.dialForStream(ctx, p, laneOwnStream)
 	if err != nil {
 		return nil, err
 	}

@@ -833,7 +833,7 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 	if m, ok := t.cfg.Membership.Lookup(p.id); ok {
 		addr = m.Addr // what dial dials, unless it changes meanwhile
 	}
-	conn, err := t.dial(ctx, p.id, uint8(laneStreams))
+	conn, err := t.dialForStream(ctx, p, laneStreams)
 	if err != nil {
 		return nil, "", err
 	}
@@ -843,6 +843,24 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 		return nil, "", err
 	}
 	return s, addr, nil
+}
+
+// dialForStream dials a stream connection of kind to p within ctx, and
+// gives up at once when p stops (it leaves, or the transport closes), as
+// a lane's dial does (peer.stop): a peer that takes the connection and
+// never answers its handshake would otherwise hold OpenStream for the
+// whole Timeouts.Handshake after that. It then fails with why p stopped
+// (ErrClosed: the transport's Close ends p.ctx before it stops p).
+func (t *Transport) dialForStream(ctx context.Context, p *peer, kind routing.Lane) (net.Conn, error) {
+	dialCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(p.ctx, cancel)
+	defer stop()
+	conn, err := t.dial(dialCtx, p.id, uint8(kind))
+	if err != nil && ctx.Err() == nil && p.ctx.Err() != nil {
+		return nil, p.stopErr()
+	}
+	return conn, err
 }
 
 // closeStreams closes the peer's outbound stream session.

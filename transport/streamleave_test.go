@@ -2,6 +2,8 @@ package transport_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,4 +63,81 @@ func TestStreamFromANodeThatLeftIsNotServed(t *testing.T) {
 	}
 	assert.ErrorIs(t, err, transport.ErrRefused, "n1 accepted a stream from n2, which left its membership")
 	assert.Equal(t, int32(1), served.Load(), "n1 ran its stream handler for n2, which left its membership")
+}
+
+// TestStreamOpenDiallingEndsWithTheTransportOrTheLeave: n2 takes the TCP
+// connection and never answers its handshake (a frozen process). An
+// OpenStream dialling it waited out the whole handshake timeout, whatever
+// happened meanwhile: the transport's Close, or n2's leaving, which end
+// every other wait for the peer at once (a lane's dial, a stream's
+// greeting), left it dialling, and it then failed with the handshake's
+// timeout rather than ErrClosed or ErrPeerLeft.
+func TestStreamOpenDiallingEndsWithTheTransportOrTheLeave(t *testing.T) {
+	for _, how := range []string{"close", "leave"} {
+		for _, own := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/own=%v", how, own), func(t *testing.T) {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				require.NoError(t, err)
+				defer ln.Close()
+				accepted := make(chan net.Conn, 4)
+				go func() {
+					for {
+						conn, err := ln.Accept()
+						if err != nil {
+							close(accepted)
+							return
+						}
+						accepted <- conn // held, never answered
+					}
+				}()
+				defer func() {
+					ln.Close()
+					for conn := range accepted {
+						conn.Close()
+					}
+				}()
+				members := cluster.NewStatic(cluster.Member{ID: "n2", Addr: ln.Addr().String()})
+				cfg := transporttest.Config("n1", "test", members)
+				cfg.Timeouts.Handshake = time.Minute // the wait the test must not see out
+				n1, err := transport.New(cfg)
+				require.NoError(t, err)
+				n1.Start()
+				defer n1.Close()
+
+				var opts []transport.StreamOption
+				if own {
+					opts = append(opts, transport.OwnConnection())
+				}
+				opened := make(chan error, 1)
+				go func() {
+					s, err := n1.OpenStream(context.Background(), "n2", verbRepair, opts...)
+					if err == nil {
+						s.Close()
+					}
+					opened <- err
+				}()
+				var held net.Conn
+				select {
+				case held = <-accepted:
+				case <-time.After(5 * time.Second):
+					t.Fatal("OpenStream did not dial")
+				}
+				defer held.Close()
+				want := transport.ErrClosed
+				if how == "close" {
+					n1.Close()
+				} else {
+					members.Remove("n2")
+					want = transport.ErrPeerLeft
+				}
+				select {
+				case err := <-opened:
+					assert.ErrorIs(t, err, want)
+				case <-time.After(5 * time.Second):
+					t.Fatalf("OpenStream still dialling 5 s after the %s", how)
+					// (it returns once its handshake times out)
+				}
+			})
+		}
+	}
 }

@@ -76,8 +76,11 @@ type Stream struct {
 	// peerEnded says the read-ahead read the peer's end after Close:
 	// the end marker, still waiting for the peer's window, never gets it.
 	peerEnded atomic.Bool
-	// The connection's one Close (startClose), and when it returned.
+	// The connection's one Close (startClose), and when it returned;
+	// selfClosed says it began, so that smux's io.ErrClosedPipe is this
+	// side's doing, not its session's close.
 	closing    sync.Once
+	selfClosed atomic.Bool
 	connClosed chan struct{}
 	connErr    error
 
@@ -214,7 +217,11 @@ func cutShort(err error) error {
 // close by reading: a goroutine of its own reads it ahead of Read, up to
 // the close, into a buffer of 32 KiB that grows up to the stream's window
 // (streamahead.go). A close behind more unread bytes than the buffer
-// holds is seen once Read takes some.
+// holds is seen once Read takes some. A Write to a session stream whose
+// session closed under it (the peer moved, the transport closed, the
+// session's keepalive gave up) fails as Read does then, cut short: with
+// an error wrapping io.ErrUnexpectedEOF, not io.ErrClosedPipe, the error
+// of a stream its caller closed.
 func (s *Stream) Write(b []byte) (int, error) {
 	if s.isClosed() {
 		return 0, io.ErrClosedPipe // not behind the end marker's wait
@@ -237,6 +244,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 		n, err = s.writeChunk(chunk)
 		written += n
 	}
+	s.noteSessionEnded(err)
 	if peerErr := s.peerError(); err != nil && peerErr != nil {
 		err = peerErr
 	}
@@ -245,6 +253,19 @@ func (s *Stream) Write(b []byte) (int, error) {
 		s.writeFailed = err
 	}
 	return written, s.why(err)
+}
+
+// noteSessionEnded takes err, a session stream's write's, for smux's on
+// a stream whose session closed under it (the peer moved, the transport
+// closed, smux's keepalive gave up) when it is smux's bare
+// io.ErrClosedPipe and this side did not close the stream: the stream was
+// cut short, as Read finds it (errSessionEnded), not closed by the
+// caller, and every later Write and CloseWrite says so too (peerErr).
+func (s *Stream) noteSessionEnded(err error) {
+	if err == io.ErrClosedPipe && s.session() && !s.selfClosed.Load() {
+		ended := errSessionEnded
+		s.peerErr.CompareAndSwap(nil, &ended)
+	}
 }
 
 // deadlineError turns smux's timeout into the one a net.Conn returns
@@ -341,7 +362,9 @@ func (s *Stream) CloseWrite() error {
 		return nil
 	}
 	s.writeClosed = true
-	err := deadlineError(s.endMarker())
+	err := s.endMarker()
+	s.noteSessionEnded(err)
+	err = deadlineError(err)
 	if peerErr := s.peerError(); err != nil && peerErr != nil {
 		err = peerErr
 	}
@@ -440,6 +463,7 @@ func (s *Stream) closeConn(deadline time.Time, marker bool) error {
 // reading the peer's end (ended).
 func (s *Stream) startClose(marker bool) <-chan struct{} {
 	s.closing.Do(func() {
+		s.selfClosed.Store(true)
 		s.connClosed = make(chan struct{})
 		if !s.session() && !marker {
 			s.connErr = s.s.Close()

@@ -142,3 +142,58 @@ func TestAStreamWhoseSessionMovedAwayReadsCutShort(t *testing.T) {
 		assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "%d bytes sent: the stream was cut short, not closed by its caller", size)
 	}
 }
+
+// TestAStreamWhoseSessionMovedAwayWritesCutShort: n2 moves while n1
+// writes to a stream to it whose handler does not read, a Write waiting
+// for the handler's window, or none under way. The move closes the
+// session, and the Write waiting, and every later one, failed with
+// io.ErrClosedPipe, the error of a stream its caller closed — as Read did
+// before it returned errSessionEnded for a session that closed under it.
+func TestAStreamWhoseSessionMovedAwayWritesCutShort(t *testing.T) {
+	const verb Verb = 1
+	const window = 32 << 10 // the read-ahead's first size: it cannot grow
+	for _, waiting := range []bool{false, true} {
+		n2 := startNode(t, "n2", cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"}), func(c *Config) {
+			c.Security.AcceptUnknownPeers = true
+			c.Streams.StreamBuffer = window
+		})
+		served := make(chan *Stream, 1)
+		n2.HandleStream(verb, StreamHandlerFunc(func(ctx context.Context, s *Stream) {
+			served <- s
+			<-ctx.Done()
+		}))
+		static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+		n1 := startNode(t, "n1", static, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := n1.OpenStream(ctx, "n2", verb)
+		require.NoError(t, err)
+		defer s.Close()
+		wrote := make(chan error, 1)
+		if waiting {
+			go func() {
+				_, err := s.Write(make([]byte, 8<<20)) // past the handler's window
+				wrote <- err
+			}()
+			handled := <-served
+			require.Eventually(t, func() bool { return StreamReadAhead(handled) == window }, 5*time.Second, time.Millisecond,
+				"the handler's read-ahead fills, and the Write waits")
+		}
+		static.Add(cluster.Member{ID: "n2", Addr: "127.0.0.1:2"}) // n2 moves
+		if waiting {
+			select {
+			case err = <-wrote:
+			case <-ctx.Done():
+				t.Fatal("the Write waiting went on waiting")
+			}
+			assert.NotErrorIs(t, err, io.ErrClosedPipe, "the Write waiting: the stream was cut short, not closed by its caller")
+			assert.ErrorIs(t, err, errSessionEnded, "the Write waiting")
+		}
+		require.Eventually(t, func() bool {
+			_, err = s.Write([]byte("x"))
+			return err != nil
+		}, 5*time.Second, time.Millisecond)
+		assert.NotErrorIs(t, err, io.ErrClosedPipe, "waiting %v: a later Write: the stream was cut short, not closed by its caller", waiting)
+		assert.ErrorIs(t, err, errSessionEnded, "waiting %v: a later Write", waiting)
+	}
+}

@@ -104,7 +104,10 @@ func (c *ownConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		cw, ok := c.Conn.(interface{ CloseWrite() error })
-		if !ok || c.t.closing.Load() {
+		// Not once Shutdown began (closing), only once Close did: a
+		// stream that ends while Shutdown drains ends as gracefully as
+		// any other, or its last bytes are lost.
+		if !ok || chanClosed(c.t.closed) {
 			c.closeNow()
 			return
 		}

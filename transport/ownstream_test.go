@@ -228,3 +228,64 @@ func stopReadingAfterOneByte(t *testing.T, n *transport.Transport) <-chan struct
 	}))
 	return started
 }
+
+// TestOwnConnectionAnswerDuringShutdownIsWhole: n2 is shutting down,
+// waiting for a request it is handling, when a stream handler of its, on
+// a connection of its own, writes its answer and returns, the opener's
+// last bytes unread. Its close, the transport closing, skipped the
+// lingering end (ownConn.Close) and closed the socket at once, with bytes
+// unread in it: the kernel reset the connection and threw away the end
+// of the answer still in the socket, which the opener read cut short.
+// Shutdown is graceful: until it closes the transport, a stream's end
+// lingers as it does otherwise.
+func TestOwnConnectionAnswerDuringShutdownIsWhole(t *testing.T) {
+	const verbHold transport.Verb = 218
+	const answer = 1 << 20
+	c := newCluster(t, 2, nil)
+	holding := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll)
+	c.Nodes[1].Handle(verbHold, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		holding <- struct{}{}
+		<-release
+		return nil, nil
+	}))
+	asked := make(chan struct{})
+	answered := make(chan struct{})
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		if _, err := io.ReadFull(s, make([]byte, 5)); err != nil {
+			return
+		}
+		close(asked)
+		<-answered // the opener's next bytes are in the socket, unread
+		_, _ = s.Write(bytes.Repeat([]byte("a"), answer))
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, transport.OwnConnection())
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Write([]byte("hello"))
+	require.NoError(t, err)
+	within(t, asked, 5*time.Second, "the handler's read")
+	_, err = s.Write([]byte("more, never read"))
+	require.NoError(t, err)
+
+	requested := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 30*time.Second), c.ID(1), verbHold, nil)
+		requested <- err
+	}()
+	within(t, holding, 5*time.Second, "the held request's handler")
+	shut := make(chan error, 1)
+	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 30*time.Second)) }()
+	waitFor(t, 5*time.Second, "n2 shutting down", func() bool { return shuttingDown(c.Nodes[1]) })
+	close(answered)
+
+	got, err := io.ReadAll(s)
+	assert.NoError(t, err, "the answer, written in full during Shutdown, read cut short")
+	assert.Equal(t, answer, len(got))
+	releaseAll()
+	require.NoError(t, within(t, requested, 10*time.Second, "the held request"))
+	require.NoError(t, within(t, shut, 10*time.Second, "Shutdown"))
+}

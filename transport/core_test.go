@@ -229,6 +229,12 @@ func newReaderRig(t *testing.T, lane routing.Lane, tweak func(*Config)) *readerR
 // newReaderRigAgreeing is newReaderRig on a connection whose handshake
 // agreed what the transport offers of caps.
 func newReaderRigAgreeing(t *testing.T, lane routing.Lane, caps wire.Capabilities, tweak func(*Config)) *readerRig {
+	return newReaderRigOver(t, lane, caps, tweak, nil)
+}
+
+// newReaderRigOver is newReaderRigAgreeing on the reader's end of the pipe
+// as wrap, when not nil, wraps it.
+func newReaderRigOver(t *testing.T, lane routing.Lane, caps wire.Capabilities, tweak func(*Config), wrap func(net.Conn) net.Conn) *readerRig {
 	r := &readerRig{t: t, back: make(chan frame, 256), ended: make(chan error, 1), drops: make(chan DroppedMessage, 1024)}
 	r.tr = coreTransport(t, func(c *Config) {
 		c.OnDropped = func(d DroppedMessage) { r.drops <- d }
@@ -240,7 +246,11 @@ func newReaderRigAgreeing(t *testing.T, lane routing.Lane, caps wire.Capabilitie
 	require.NoError(t, err)
 	pc := newPipeConn()
 	r.far = pc.peer
-	r.ic = newInConn(r.tr, p, lane, pc.Conn, caps&r.tr.offers(uint8(lane)))
+	var conn net.Conn = pc.Conn
+	if wrap != nil {
+		conn = wrap(conn)
+	}
+	r.ic = newInConn(r.tr, p, lane, conn, caps&r.tr.offers(uint8(lane)))
 	r.in = r.ic.counters
 	require.True(t, r.tr.trackInConn(r.ic, true))
 	go backFrames(pc.peer, r.back)

@@ -247,20 +247,35 @@ func (ic *inConn) answerLater() {
 			_ = ic.refuse(a.stream, ReasonOverloaded, "larger than this node's inbound limits") // ends the connection if it fails
 			continue
 		}
-		if err := ic.sendBack(wire.FrameGrant, a.stream, nil); err != nil {
-			ic.backFailed(err)
-		}
-		if a.m.header.PayloadLength == 0 {
-			// Nothing follows: the reader would never see it complete.
-			ic.mu.Lock()
-			if ic.streams[a.stream] == a.m {
-				delete(ic.streams, a.stream)
-				ic.mu.Unlock()
-				ic.deliverLarge(a.m, false)
-				continue
+		if a.m.header.PayloadLength > 0 {
+			if err := ic.sendBack(wire.FrameGrant, a.stream, nil); err != nil {
+				ic.backFailed(err)
 			}
-			ic.mu.Unlock()
+			continue
 		}
+		// Nothing follows an empty message: the reader would never see it
+		// complete. It is taken as its grant is written, as one granted at
+		// once is (granted), and its sender then counts it sent and does
+		// not send it again (answerOnly): it is taken from streams first,
+		// or the connection's end, if it came between, would give it up
+		// uncounted (abandon) and it would be lost.
+		ic.mu.Lock()
+		taken := ic.streams[a.stream] == a.m
+		if taken {
+			delete(ic.streams, a.stream)
+		}
+		ic.mu.Unlock()
+		if !taken {
+			continue // its connection ended meanwhile: its sender counts it
+		}
+		if err := ic.sendBack(wire.FrameGrant, a.stream, nil); err != nil {
+			// Its sender never saw the grant: not delivered, as one
+			// granted at once is not; its sender counts it lost with the
+			// connection. It holds no room (need is 0).
+			ic.backFailed(err)
+			continue
+		}
+		ic.deliverLarge(a.m, false)
 	}
 }
 
@@ -274,11 +289,17 @@ func (ic *inConn) startStreamed(m *largeIn) {
 }
 
 // refuse tells the sender it will not get room for the message begun on
-// stream, and counts it.
+// stream, and counts it. It is counted before it is written, so that a
+// sender that has read the refusal finds it counted here; one whose
+// refusal could not be written is not counted after all: the connection
+// ends, and its sender, which never saw the refusal, sends the message
+// again on its next connection (or counts it lost, an empty one), where
+// it ends in its one outcome.
 func (ic *inConn) refuse(stream uint32, reason Reason, detail string) error {
 	ic.counters.drop(reason)
 	err := ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[reason].code, Message: detail}))
 	if err != nil {
+		ic.counters.dropped[reason].Add(^uint64(0))
 		ic.backFailed(err)
 		return fmt.Errorf("%w: %w", errWroteBack, err)
 	}

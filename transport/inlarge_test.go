@@ -3,6 +3,8 @@ package transport
 import (
 	"context"
 	"io"
+	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -601,4 +603,147 @@ func TestReaderWaiterWithdrawnBeforeItIsRecorded(t *testing.T) {
 	})
 	require.NoError(t, r.tr.SetLimits(Limits{}, belowItsSizeClass))
 	eventually(t, func() bool { return r.tr.inBudget.Waiting() == 0 }, "its wait to end with its withdrawal")
+}
+
+// backFailingConn is the reader's end of a connection whose back-channel
+// write of a frame of kind for stream fails once failing is set, as on a
+// socket whose peer stopped reading (its write deadline passed) or went
+// away. Once closed, its reads do not return until reads is closed: the
+// connection's reader is elsewhere (reading a long frame, running an
+// Inline handler) when its connection is killed, and ends it late.
+type backFailingConn struct {
+	net.Conn
+	kind    wire.FrameKind
+	stream  uint32
+	failing atomic.Bool
+	reads   chan struct{}
+	// written, when not nil, is called once that frame was written
+	// (failing not set), before the write returns.
+	written func()
+}
+
+func (c *backFailingConn) Write(b []byte) (int, error) {
+	fh, err := wire.ParseFrameHeader(b, 1<<20)
+	ours := err == nil && fh.Kind == c.kind && fh.Stream == c.stream
+	if ours && c.failing.Load() {
+		return 0, &net.OpError{Op: "write", Net: "pipe", Err: os.ErrDeadlineExceeded}
+	}
+	n, err := c.Conn.Write(b)
+	if ours && err == nil && c.written != nil {
+		c.written()
+	}
+	return n, err
+}
+
+func (c *backFailingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		<-c.reads
+	}
+	return n, err
+}
+
+// newBackFailingRig is a large-lane reader rig over a backFailingConn
+// for frames of kind on stream; its reads end once the test does.
+func newBackFailingRig(t *testing.T, kind wire.FrameKind, stream uint32, tweak func(*Config)) (*readerRig, *backFailingConn, func()) {
+	fc := &backFailingConn{kind: kind, stream: stream, reads: make(chan struct{})}
+	var readsOnce sync.Once
+	letRead := func() { readsOnce.Do(func() { close(fc.reads) }) }
+	t.Cleanup(letRead) // before the rig's cleanup, which waits for the reader
+	r := newReaderRigOver(t, routing.Large, ^wire.Capabilities(0), tweak, func(conn net.Conn) net.Conn {
+		fc.Conn = conn
+		return fc
+	})
+	return r, fc, letRead
+}
+
+// TestEmptyLargeMessageGrantedLateWhoseGrantFailed: an empty large
+// message that waited for room, whose late grant could not be written,
+// is not delivered: its connection is killed, and its sender, which never
+// saw the grant, counts it lost with the connection (largeWriter.reset).
+// answerLater killed the connection and went on to deliver it all the
+// same, as long as the reader had not yet ended the connection: its
+// handler ran, and it was counted received here and lost there. A grant
+// written at once (granted) that fails delivers nothing.
+func TestEmptyLargeMessageGrantedLateWhoseGrantFailed(t *testing.T) {
+	r, fc, letRead := newBackFailingRig(t, wire.FrameGrant, 2, limitedTo(256<<10, 256<<10))
+	holder := newRecorder(true)
+	r.tr.Handle(1, holder)
+	var calls atomic.Int32
+	r.tr.Handle(2, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
+		calls.Add(1)
+		return nil, nil
+	}))
+	r.holdLarge(holder, 1, 1, 256<<10) // the connection's room, and a little more (its work)
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 2}, 0))
+	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "the empty message to wait")
+	fc.failing.Store(true)
+	close(holder.gate) // its grant is decided, on the handler's goroutine, and fails
+	eventually(t, func() bool { return chanClosed(r.ic.done) }, "the connection to be killed")
+	eventually(t, func() bool {
+		r.ic.mu.Lock()
+		defer r.ic.mu.Unlock()
+		return !r.ic.writing
+	}, "the late answers written")
+	letRead()
+	r.end()
+	r.tr.wg.Wait() // a handler started would have returned
+	assert.Zero(t, calls.Load(), "handler calls for a message whose grant failed")
+	assert.EqualValues(t, 1, r.in.received.Load(), "received: the held message alone")
+	eventually(t, func() bool { return r.used() == 0 }, "capacity given back")
+}
+
+// TestLargeMessageWhoseRefusalFailedIsNotCounted: a large message whose
+// refusal could not be written is not counted dropped: its connection
+// ends, and its sender, which never saw the refusal and wrote none of it,
+// sends it again on its next connection, where it ends in its one
+// outcome — refused again, or delivered. Counted here as well, one
+// message had two (two refusals, or a drop and a delivery), as a message
+// whose connection ends before any part of it came had
+// (TestReaderConnectionEndsBeforeAnyPart).
+func TestLargeMessageWhoseRefusalFailedIsNotCounted(t *testing.T) {
+	r, fc, letRead := newBackFailingRig(t, wire.FrameRefuse, 1, func(c *Config) { c.Memory.MaxMessageSize = 1 << 20 })
+	fc.failing.Store(true)
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 2<<20)) // above this node's MaxMessageSize
+	eventually(t, func() bool { return chanClosed(r.ic.done) }, "the connection to end")
+	letRead()
+	r.end()
+	assert.Zero(t, r.in.dropped[ReasonTooLarge].Load(), "a refusal that never reached its sender counted")
+}
+
+// TestEmptyLargeMessageGrantedLateAsItsConnectionEnds: an empty large
+// message is taken by its receiver as its grant is written (answerOnly):
+// its sender, once it has the grant, counts it sent, and does not send it
+// again. One granted late whose connection ended just after its grant was
+// written (its sender closed it, say) was not delivered: answerLater
+// looked for it after the write, and the connection's end had given it up
+// by then, uncounted, as a message none of whose parts came — which its
+// sender, that had its grant, did not send again. It was lost, counted by
+// neither side. A grant written at once (granted) delivers it on the spot.
+func TestEmptyLargeMessageGrantedLateAsItsConnectionEnds(t *testing.T) {
+	r, fc, letRead := newBackFailingRig(t, wire.FrameGrant, 2, limitedTo(256<<10, 256<<10))
+	letRead()
+	holder := newRecorder(true)
+	r.tr.Handle(1, holder)
+	calls := make(chan struct{}, 1)
+	r.tr.Handle(2, HandlerFunc(func(context.Context, *Message) ([]byte, error) {
+		calls <- struct{}{}
+		return nil, nil
+	}))
+	fc.written = func() { // its grant is out: the sender has it, and goes
+		r.far.Close()
+		eventually(t, func() bool {
+			r.ic.mu.Lock()
+			defer r.ic.mu.Unlock()
+			return r.ic.closed
+		}, "the connection to end")
+	}
+	r.holdLarge(holder, 1, 1, 256<<10) // the connection's room, and a little more (its work)
+	r.write(largeBegin(2, wire.Header{ID: 2, Verb: 2}, 0))
+	eventually(t, func() bool { return r.in.throttled.Load() == 1 }, "the empty message to wait")
+	close(holder.gate)
+	r.end()
+	within(t, calls, 5*time.Second, "the empty message's handler")
+	r.tr.wg.Wait()
+	assert.EqualValues(t, 2, r.in.received.Load(), "received: both messages")
 }

@@ -475,19 +475,55 @@ func (c *outConn) proved() bool {
 // sleepBackoff waits before the next connection attempt: capped
 // exponential with jitter, less what was spent since the failure it
 // follows (a lane that had nothing to send for longer dials at once), cut
-// short when the peer is seen again.
+// short when the peer is seen again. Messages that expire meanwhile fail
+// at their deadline: left for the next failed dial, they held their
+// capacity for up to MaxBackoff past it, and a Shutdown waiting for them
+// waited out its context and failed them as closed.
 func (c *outConn) sleepBackoff(spent time.Duration) {
 	d := c.backoff.Next(c.random) - spent
 	if d <= 0 {
 		return
 	}
 	c.hl.backoff(time.Now(), d)
+	end := monoNanos() + int64(d)
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	select {
-	case <-c.stop:
-	case <-timer.C:
-	case <-c.kick:
-		c.backoff.Reset()
+	for {
+		now := monoNanos()
+		if now >= end {
+			return
+		}
+		wait := end - now
+		if at := c.nextExpiry(); at != 0 {
+			wait = min(wait, max(at-now, 0))
+		}
+		timer.Reset(time.Duration(wait))
+		select {
+		case <-c.stop:
+			return
+		case <-c.kick:
+			c.backoff.Reset()
+			return
+		case <-c.wake:
+			// A message queued meanwhile may expire before those the
+			// timer was set for.
+			c.signaled.Store(false)
+			continue
+		case <-timer.C:
+		}
+		c.pruneExpired()
+		c.t.signalDrained()
 	}
+}
+
+// nextExpiry returns a moment at or before the earliest deadline of the
+// messages the lane holds (monoNanos), or 0 when none has one.
+func (c *outConn) nextExpiry() int64 {
+	at := c.queue.nextExpiry()
+	if c.lane == routing.Large {
+		if l := c.large.nextExpiry(); l != 0 && (at == 0 || l < at) {
+			at = l
+		}
+	}
+	return at
 }

@@ -88,6 +88,11 @@ type outQueue struct {
 	reserved int      // queued plus bytes the writer has taken and not released
 	observed int      // messages at the head already shown to the coalescing strategy
 	err      error    // non-nil once the queue refuses messages
+	// soonest is at or before the earliest deadline queued (monoNanos;
+	// 0: none has one): push lowers it, prune makes it exact, and a take
+	// may leave it early, which costs a lane backing off (sleepBackoff)
+	// one wake for nothing.
+	soonest int64
 }
 
 // push appends a message whose header is already encoded, and returns how
@@ -129,6 +134,9 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) (i
 		it.payload = payload
 	}
 	it.end = int32(len(seg.buf.B))
+	if it.expiresAt != 0 && (q.soonest == 0 || it.expiresAt < q.soonest) {
+		q.soonest = it.expiresAt
+	}
 	seg.items = append(seg.items, it)
 	seg.encoded += encoded
 	seg.bytes += held
@@ -223,7 +231,18 @@ func (q *outQueue) takeLocked() (*batch, int) {
 	q.observed -= observed
 	q.messages -= len(seg.items)
 	q.queued -= seg.encoded
+	if q.messages == 0 {
+		q.soonest = 0
+	}
 	return seg, observed
+}
+
+// nextExpiry returns a moment at or before the earliest deadline queued
+// (monoNanos), or 0 when no queued message has one.
+func (q *outQueue) nextExpiry() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.soonest
 }
 
 // release recycles a segment the writer is done with and returns the
@@ -286,6 +305,7 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 	defer q.mu.Unlock()
 	seen := 0
 	observed := q.observed
+	soonest := int64(0)
 	segments := q.segments[:0]
 	for _, seg := range q.segments {
 		kept := seg.items[:0]
@@ -306,6 +326,9 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 				}
 				continue
 			}
+			if it.expiresAt != 0 && (soonest == 0 || it.expiresAt < soonest) {
+				soonest = it.expiresAt
+			}
 			kept = append(kept, it)
 		}
 		clear(seg.items[len(kept):])
@@ -317,6 +340,7 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 	clear(q.segments[len(segments):])
 	q.segments = segments
 	q.observed = observed
+	q.soonest = soonest
 	return dropped, removed
 }
 

@@ -101,3 +101,42 @@ func TestAMessageQueuedDuringTheReconnectBackoffFailsAtItsDeadline(t *testing.T)
 			"both expired at their deadlines: %+v", total.Dropped)
 	})
 }
+
+// TestAMessageThatExpiresDuringAHungDialFailsAtItsDeadline: as above, for
+// a peer whose dials hang (a partition that drops the SYN): each attempt
+// lasts Timeouts.Dial.
+func TestAMessageThatExpiresDuringAHungDialFailsAtItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		members := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "n2:1"})
+		cfg := transporttest.Config("n1", "test", members)
+		network := transporttest.NewNetwork()
+		defer network.Close()
+		network.Host("n1").Configure(&cfg)
+		cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
+			<-ctx.Done() // the SYN is lost: the dial ends at Timeouts.Dial
+			return nil, ctx.Err()
+		})
+		cfg.Telemetry.DisableSocketMeasurement = true
+		cfg.Timeouts.Dial = 10 * time.Second
+		tr, err := transport.New(cfg)
+		require.NoError(t, err)
+		tr.Start()
+		defer tr.Close()
+
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		require.NoError(t, tr.Send(ctx, "n2", verbData, []byte("x")))
+		synctest.Wait() // the lane dials
+
+		start := time.Now()
+		shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer shutCancel()
+		err = tr.Shutdown(shutCtx)
+		took := time.Since(start)
+		total := tr.Stats().Total()
+		require.NoError(t, err, "Shutdown with nothing left to drain once the message expired (took %v)", took)
+		require.Less(t, took, time.Second, "Shutdown waited past the message's deadline")
+		require.Equal(t, uint64(1), total.Dropped[transport.ReasonExpired],
+			"the message's one outcome is its expiry: %+v", total.Dropped)
+	})
+}

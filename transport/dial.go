@@ -392,13 +392,61 @@ func (c *outConn) dial() (*liveConn, error) {
 		c.dialMu.Unlock()
 		cancel()
 	}()
-	nc, caps, err := c.t.dialAgreeing(ctx, c.peer.id, uint8(c.lane))
+	nc, caps, err := c.awaitDial(func() (net.Conn, wire.Capabilities, error) {
+		return c.t.dialAgreeing(ctx, c.peer.id, uint8(c.lane))
+	})
 	if err != nil {
 		return nil, err
 	}
 	lc := &liveConn{Conn: nc, serial: c.t.nextConnID.Add(1), caps: caps, addr: addr, probe: c.t.probeFor(nc), sendBound: newQueueBound(nc)}
 	lc.heard.Store(monoNanos())
 	return lc, nil
+}
+
+// awaitDial runs dial, which its context ends, on a goroutine of its own
+// and waits for it, failing the queued messages that expire meanwhile: a
+// dial to a peer that drops the SYN lasts Timeouts.Dial, and a message
+// left for the dial's failure held its capacity past its deadline, and
+// kept a Shutdown waiting for it.
+func (c *outConn) awaitDial(dial func() (net.Conn, wire.Capabilities, error)) (net.Conn, wire.Capabilities, error) {
+	type dialed struct {
+		nc   net.Conn
+		caps wire.Capabilities
+		err  error
+	}
+	done := make(chan dialed, 1)
+	go func() { // waited for below, before the writer may exit
+		nc, caps, err := dial()
+		done <- dialed{nc, caps, err}
+	}()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		var expired <-chan time.Time
+		if at := c.nextExpiry(); at != 0 {
+			wait := time.Duration(max(at-monoNanos(), 0))
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			expired = timer.C
+		}
+		select {
+		case d := <-done:
+			return d.nc, d.caps, d.err
+		case <-c.wake:
+			// A message queued meanwhile may expire before the others.
+			c.signaled.Store(false)
+		case <-expired:
+			c.pruneExpired()
+			c.t.signalDrained()
+		}
+	}
 }
 
 // closeConn closes the connection, if any; begun large messages without a

@@ -25,21 +25,13 @@ import (
 // failed it as closed, not expired.
 func TestAMessageThatExpiresDuringTheReconnectBackoffFailsAtItsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		members := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "n2:1"})
-		cfg := transporttest.Config("n1", "test", members)
-		network := transporttest.NewNetwork()
-		defer network.Close()
-		network.Host("n1").Configure(&cfg)
-		cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return nil, errors.New("unreachable")
+		tr := unreachableN2(t, func(cfg *transport.Config) {
+			cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return nil, errors.New("unreachable")
+			})
+			cfg.Reconnect.MinBackoff = 10 * time.Second
+			cfg.Reconnect.MaxBackoff = 10 * time.Second
 		})
-		cfg.Telemetry.DisableSocketMeasurement = true
-		cfg.Reconnect.MinBackoff = 10 * time.Second
-		cfg.Reconnect.MaxBackoff = 10 * time.Second
-		tr, err := transport.New(cfg)
-		require.NoError(t, err)
-		tr.Start()
-		defer tr.Close()
 
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
@@ -49,7 +41,7 @@ func TestAMessageThatExpiresDuringTheReconnectBackoffFailsAtItsDeadline(t *testi
 		start := time.Now()
 		shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer shutCancel()
-		err = tr.Shutdown(shutCtx)
+		err := tr.Shutdown(shutCtx)
 		took := time.Since(start)
 		total := tr.Stats().Total()
 		require.NoError(t, err, "Shutdown with nothing left to drain once the message expired (took %v)", took)
@@ -64,21 +56,13 @@ func TestAMessageThatExpiresDuringTheReconnectBackoffFailsAtItsDeadline(t *testi
 // a deadline sooner than any queued before it.
 func TestAMessageQueuedDuringTheReconnectBackoffFailsAtItsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		members := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "n2:1"})
-		cfg := transporttest.Config("n1", "test", members)
-		network := transporttest.NewNetwork()
-		defer network.Close()
-		network.Host("n1").Configure(&cfg)
-		cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return nil, errors.New("unreachable")
+		tr := unreachableN2(t, func(cfg *transport.Config) {
+			cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return nil, errors.New("unreachable")
+			})
+			cfg.Reconnect.MinBackoff = 10 * time.Second
+			cfg.Reconnect.MaxBackoff = 10 * time.Second
 		})
-		cfg.Telemetry.DisableSocketMeasurement = true
-		cfg.Reconnect.MinBackoff = 10 * time.Second
-		cfg.Reconnect.MaxBackoff = 10 * time.Second
-		tr, err := transport.New(cfg)
-		require.NoError(t, err)
-		tr.Start()
-		defer tr.Close()
 
 		first, cancelFirst := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancelFirst()
@@ -107,21 +91,13 @@ func TestAMessageQueuedDuringTheReconnectBackoffFailsAtItsDeadline(t *testing.T)
 // lasts Timeouts.Dial.
 func TestAMessageThatExpiresDuringAHungDialFailsAtItsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		members := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "n2:1"})
-		cfg := transporttest.Config("n1", "test", members)
-		network := transporttest.NewNetwork()
-		defer network.Close()
-		network.Host("n1").Configure(&cfg)
-		cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
-			<-ctx.Done() // the SYN is lost: the dial ends at Timeouts.Dial
-			return nil, ctx.Err()
+		tr := unreachableN2(t, func(cfg *transport.Config) {
+			cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
+				<-ctx.Done() // the SYN is lost: the dial ends at Timeouts.Dial
+				return nil, ctx.Err()
+			})
+			cfg.Timeouts.Dial = 10 * time.Second
 		})
-		cfg.Telemetry.DisableSocketMeasurement = true
-		cfg.Timeouts.Dial = 10 * time.Second
-		tr, err := transport.New(cfg)
-		require.NoError(t, err)
-		tr.Start()
-		defer tr.Close()
 
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
@@ -131,7 +107,7 @@ func TestAMessageThatExpiresDuringAHungDialFailsAtItsDeadline(t *testing.T) {
 		start := time.Now()
 		shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer shutCancel()
-		err = tr.Shutdown(shutCtx)
+		err := tr.Shutdown(shutCtx)
 		took := time.Since(start)
 		total := tr.Stats().Total()
 		require.NoError(t, err, "Shutdown with nothing left to drain once the message expired (took %v)", took)
@@ -139,4 +115,22 @@ func TestAMessageThatExpiresDuringAHungDialFailsAtItsDeadline(t *testing.T) {
 		require.Equal(t, uint64(1), total.Dropped[transport.ReasonExpired],
 			"the message's one outcome is its expiry: %+v", total.Dropped)
 	})
+}
+
+// unreachableN2 starts n1, in a synctest bubble, with a member n2 that
+// tweak's Dialer cannot reach; it is closed when the test ends.
+func unreachableN2(t *testing.T, tweak func(cfg *transport.Config)) *transport.Transport {
+	t.Helper()
+	members := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "n2:1"})
+	cfg := transporttest.Config("n1", "test", members)
+	network := transporttest.NewNetwork()
+	t.Cleanup(network.Close)
+	network.Host("n1").Configure(&cfg)
+	cfg.Telemetry.DisableSocketMeasurement = true
+	tweak(&cfg)
+	tr, err := transport.New(cfg)
+	require.NoError(t, err)
+	tr.Start()
+	t.Cleanup(func() { tr.Close() })
+	return tr
 }

@@ -357,8 +357,9 @@ type FileConfig struct {
 	// and spliced from it in one call on the receiver; the rate limit
 	// acts between chunks, and a checked transfer's checksum follows a
 	// chunk behind. An Unchecked transfer under no rate limit is not
-	// chunked: each side moves the whole range in one call, repeated only
-	// when the call's deadline finds a slow peer. Default 4 MiB.
+	// chunked on plain TCP: each side moves the whole range in one call,
+	// repeated only when the call's deadline finds a slow peer (over TLS
+	// the sender writes Chunk at a time). Default 4 MiB.
 	Chunk int
 }
 

@@ -333,16 +333,21 @@ func Unchecked() FileOption {
 // from the start) and size once it is sent. On a plain TCP connection each
 // chunk is one sendfile(2) call; otherwise (TLS) it is a buffered copy.
 // Whole (an unchecked transfer, whose bytes no checksum follows a chunk
-// behind) sends all that is left in each call when no rate limit needs
-// chunks. A receiver that takes nothing for Timeouts.Write ends it with
+// behind) sends all that is left in each call on plain TCP when no rate
+// limit needs chunks. A receiver that takes nothing for Timeouts.Write ends it with
 // ErrIncomplete; on plain TCP one that is slow, but takes some, does not:
 // a call that moved bytes by its deadline is followed by another.
 func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64, whole bool, moved func(at, n int64)) (int64, error) {
 	defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
+	tcp, plain := conn.(*net.TCPConn)
 	var sent int64
 	for sent < length {
 		n := min(t.fileChunk(), length-sent)
-		if whole && t.fileLimiter == nil {
+		if whole && t.fileLimiter == nil && plain {
+			// Not over TLS: there a write that meets its deadline breaks
+			// the connection for good, so the range goes in chunks, each
+			// under a Timeouts.Write of its own, or a transfer that takes
+			// longer than one Write to a receiver reading all along fails.
 			n = length - sent
 		}
 		if t.fileLimiter != nil {
@@ -358,7 +363,6 @@ func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File
 		t.setFileWriteDeadline(conn)
 		var m int64
 		var err error
-		tcp, plain := conn.(*net.TCPConn)
 		if plain {
 			m, err = tcp.ReadFrom(io.LimitReader(f, n))
 		} else {

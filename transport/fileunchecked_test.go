@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -267,5 +269,58 @@ func TestFileReceiverCutsOffASilentSender(t *testing.T) {
 				t.Fatal("SendFile still blocked 30 s after its bytes stopped, with Timeouts.Write 2 s")
 			}
 		})
+	}
+}
+
+// TestUncheckedFileOverTLSOutlastingAWrite: an unchecked transfer over TLS
+// that takes longer than Timeouts.Write to send, to a receiver that reads
+// steadily all along. On plain TCP a sendfile call whose deadline finds
+// bytes moved is followed by another; over TLS the whole range went in one
+// buffered copy under one Timeouts.Write, so the transfer failed as if the
+// receiver had taken nothing for that long (a 3 GB SSTable over a 1 Gbit/s
+// link, with the default 30 s).
+func TestUncheckedFileOverTLSOutlastingAWrite(t *testing.T) {
+	for _, overTLS := range []bool{false, true} {
+		for _, unchecked := range []bool{false, true} {
+			t.Run(fmt.Sprintf("tls=%v/unchecked=%v", overTLS, unchecked), func(t *testing.T) {
+				var o transporttest.Options
+				if overTLS {
+					o.CA = newCA(t, "test")
+				}
+				o.Tweak = func(i int, cfg *transport.Config) {
+					cfg.Timeouts.Write = time.Second
+					cfg.Files.Chunk = 256 << 10
+				}
+				c := transporttest.New(t, 2, o)
+				got := make(chan error, 1)
+				c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+					// About 8 MB/s: never silent for more than a few
+					// milliseconds, but slower than the sender.
+					tick := time.NewTicker(8 * time.Millisecond)
+					defer tick.Stop()
+					r := ft.Reader()
+					buf := make([]byte, 64<<10)
+					var err error
+					for err == nil {
+						<-tick.C
+						_, err = io.ReadFull(r, buf)
+					}
+					if err == io.EOF {
+						err = nil
+					}
+					got <- err
+					return err
+				}))
+				src, data := tempFile(t, 24<<20) // a multiple of 64 KiB
+				var opts []transport.FileOption
+				if unchecked {
+					opts = append(opts, transport.Unchecked())
+				}
+				began := time.Now()
+				n, err := c.Nodes[0].SendFile(ctxTimeout(t, 30*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)), opts...)
+				require.NoError(t, err, "a receiver reading all along, %d bytes sent in %v", n, time.Since(began))
+				require.NoError(t, <-got)
+			})
+		}
 	}
 }

@@ -160,8 +160,11 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	var p *peer
 	fail := func(sent int64, err error) (int64, error) {
 		t.fileSendFailures.Add(1)
-		if t.closing.Load() && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
-			err = fmt.Errorf("%w: %w", ErrClosed, err) // the close cut the transfer off
+		if t.ctx.Err() != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+			// The close cut the transfer off. Not while Shutdown drains
+			// (closing, not yet closed): that leaves transfers under way
+			// alone, and one that fails then fails for its own reason.
+			err = fmt.Errorf("%w: %w", ErrClosed, err)
 		}
 		if p != nil && ctx.Err() == nil {
 			err = leftErr(p.ctx, err) // the peer's leaving cut it off

@@ -863,3 +863,53 @@ func TestReceiveToAgainAfterAFailedOne(t *testing.T) {
 	assert.ErrorAs(t, err, &remote, "the sender has the receiver's verdict: %v", err)
 	assert.NotErrorIs(t, err, transport.ErrCorrupt)
 }
+
+// TestSendFileFailingDuringShutdownsDrainIsNotClosed: a transfer under way
+// while its sender's Shutdown drains (waiting here for a request its node
+// is handling) is not cut off: Shutdown does not touch it until it closes.
+// Its receiver's handler then refuses it; SendFile said ErrClosed ("the
+// close cut the transfer off") beside ErrHandler, and ReasonOf named the
+// close, though the transport was still open and the peer's handler had
+// said no.
+func TestSendFileFailingDuringShutdownsDrainIsNotClosed(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	read, refuse := make(chan struct{}), make(chan struct{})
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		if _, err := io.Copy(io.Discard, ft.Reader()); err != nil {
+			return err
+		}
+		close(read)
+		<-refuse
+		return errors.New("no room for this snapshot")
+	}))
+	handling, answer := make(chan struct{}), make(chan struct{})
+	c.Nodes[0].Handle(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		close(handling)
+		<-answer
+		return m.Payload, nil
+	}))
+	src, data := tempFile(t, 1<<20)
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].SendFile(context.Background(), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+		sent <- err
+	}()
+	<-read
+	// The sender's node handles a request, so its Shutdown waits.
+	go func() { _, _ = c.Nodes[1].Request(ctxTimeout(t, 10*time.Second), c.ID(0), verbEcho, []byte("x")) }()
+	<-handling
+	shut := make(chan error, 1)
+	go func() { shut <- c.Nodes[0].Shutdown(ctxTimeout(t, 10*time.Second)) }()
+	waitFor(t, 5*time.Second, "Shutdown begun", func() bool {
+		err := c.Nodes[0].Send(context.Background(), c.ID(1), verbEcho, []byte("x"))
+		return errors.Is(err, transport.ErrClosed)
+	})
+	close(refuse)
+	err := <-sent
+	close(answer)
+	require.NoError(t, <-shut)
+	require.ErrorIs(t, err, transport.ErrHandler)
+	assert.NotErrorIs(t, err, transport.ErrClosed, "the transport was open when the transfer failed: %v", err)
+	reason, _ := transport.ReasonOf(err)
+	assert.Equal(t, transport.ReasonHandlerError, reason)
+}

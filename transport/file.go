@@ -122,8 +122,9 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // moving the bytes (in `bench -scenario file`, 1.9× raw sendfile's CPU
 // per GB with it, 0.97–1.05× without), and takes a core from a transfer that
 // needs both; Unchecked leaves it out, for files that carry checksums of
-// their own, and (under no Files.RateLimit) moves the range in one call
-// on each side rather than in Files.Chunk pieces. f must be a regular file.
+// their own, and (under no Files.RateLimit, on plain TCP) moves the range
+// in one call on each side rather than in Files.Chunk pieces. f must be a
+// regular file.
 // SendFile moves f's file offset; do not share f with concurrent readers.
 //
 // A receiver that takes none of the bytes for Timeouts.Write fails the

@@ -338,9 +338,10 @@ func Unchecked() FileOption {
 // chunk is one sendfile(2) call; otherwise (TLS) it is a buffered copy.
 // Whole (an unchecked transfer, whose bytes no checksum follows a chunk
 // behind) sends all that is left in each call on plain TCP when no rate
-// limit needs chunks. A receiver that takes nothing for Timeouts.Write ends it with
-// ErrIncomplete; on plain TCP one that is slow, but takes some, does not:
-// a call that moved bytes by its deadline is followed by another.
+// limit needs chunks. A receiver that takes nothing for Timeouts.Write
+// ends it with ErrIncomplete; on plain TCP one that is slow, but takes
+// some, does not: a call that moved bytes by its deadline is followed by
+// another.
 func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64, whole bool, moved func(at, n int64)) (int64, error) {
 	defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
 	tcp, plain := conn.(*net.TCPConn)

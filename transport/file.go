@@ -195,7 +195,7 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	if p, err = t.peerFor(to, true); err != nil {
 		return fail(0, err)
 	}
-	conn, caps, err := t.dialAgreeing(ctx, to, uint8(laneFile))
+	conn, caps, err := t.dialFor(ctx, p, uint8(laneFile))
 	if err != nil {
 		var he *HandshakeError
 		if errors.As(err, &he) && he.Reason == wire.Busy {

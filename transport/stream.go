@@ -869,22 +869,29 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 	return s, addr, nil
 }
 
-// dialForStream dials a stream connection of kind to p within ctx, and
-// gives up at once when p stops (it leaves, or the transport closes), as
-// a lane's dial does (peer.stop): a peer that takes the connection and
-// never answers its handshake would otherwise hold OpenStream for the
-// whole Timeouts.Handshake after that. It then fails with why p stopped
-// (ErrClosed: the transport's Close ends p.ctx before it stops p).
+// dialForStream dials a stream connection of kind to p (dialFor).
 func (t *Transport) dialForStream(ctx context.Context, p *peer, kind routing.Lane) (net.Conn, error) {
+	conn, _, err := t.dialFor(ctx, p, uint8(kind))
+	return conn, err
+}
+
+// dialFor dials a connection of kind to p within ctx, for a stream or a
+// file transfer, and gives up at once when p stops (it leaves, or the
+// transport closes), as a lane's dial does (peer.stop): a peer that takes
+// the connection and never answers its handshake would otherwise hold
+// OpenStream or SendFile for the whole Timeouts.Handshake after that. It
+// then fails with why p stopped (ErrClosed: the transport's Close ends
+// p.ctx before it stops p).
+func (t *Transport) dialFor(ctx context.Context, p *peer, kind uint8) (net.Conn, wire.Capabilities, error) {
 	dialCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(p.ctx, cancel)
 	defer stop()
-	conn, err := t.dial(dialCtx, p.id, uint8(kind))
+	conn, caps, err := t.dialAgreeing(dialCtx, p.id, kind)
 	if err != nil && ctx.Err() == nil && p.ctx.Err() != nil {
-		return nil, p.stopErr()
+		return nil, 0, p.stopErr()
 	}
-	return conn, err
+	return conn, caps, err
 }
 
 // closeStreams closes the peer's outbound stream session.

@@ -2,8 +2,8 @@ package transport_test
 
 import (
 	"context"
-	"fmt"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,17 +65,17 @@ func TestStreamFromANodeThatLeftIsNotServed(t *testing.T) {
 	assert.Equal(t, int32(1), served.Load(), "n1 ran its stream handler for n2, which left its membership")
 }
 
-// TestStreamOpenDiallingEndsWithTheTransportOrTheLeave: n2 takes the TCP
+// TestDiallingAStreamOrAFileEndsWithTheTransportOrTheLeave: n2 takes the TCP
 // connection and never answers its handshake (a frozen process). An
-// OpenStream dialling it waited out the whole handshake timeout, whatever
-// happened meanwhile: the transport's Close, or n2's leaving, which end
-// every other wait for the peer at once (a lane's dial, a stream's
-// greeting), left it dialling, and it then failed with the handshake's
-// timeout rather than ErrClosed or ErrPeerLeft.
-func TestStreamOpenDiallingEndsWithTheTransportOrTheLeave(t *testing.T) {
+// OpenStream or a SendFile dialling it waited out the whole handshake
+// timeout, whatever happened meanwhile: the transport's Close, or n2's
+// leaving, which end every other wait for the peer at once (a lane's
+// dial, a stream's greeting), left it dialling, and it then failed with
+// the handshake's timeout rather than ErrClosed or ErrPeerLeft.
+func TestDiallingAStreamOrAFileEndsWithTheTransportOrTheLeave(t *testing.T) {
 	for _, how := range []string{"close", "leave"} {
-		for _, own := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/own=%v", how, own), func(t *testing.T) {
+		for _, what := range []string{"session", "own", "file"} {
+			t.Run(how+"/"+what, func(t *testing.T) {
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				require.NoError(t, err)
 				defer ln.Close()
@@ -104,12 +104,21 @@ func TestStreamOpenDiallingEndsWithTheTransportOrTheLeave(t *testing.T) {
 				n1.Start()
 				defer n1.Close()
 
-				var opts []transport.StreamOption
-				if own {
-					opts = append(opts, transport.OwnConnection())
-				}
 				opened := make(chan error, 1)
 				go func() {
+					if what == "file" {
+						f, err := os.Open(os.Args[0]) // any regular file
+						if err == nil {
+							defer f.Close()
+							_, err = n1.SendFile(context.Background(), "n2", verbBootstrap, f, 0, 1)
+						}
+						opened <- err
+						return
+					}
+					var opts []transport.StreamOption
+					if what == "own" {
+						opts = append(opts, transport.OwnConnection())
+					}
 					s, err := n1.OpenStream(context.Background(), "n2", verbRepair, opts...)
 					if err == nil {
 						s.Close()
@@ -120,7 +129,7 @@ func TestStreamOpenDiallingEndsWithTheTransportOrTheLeave(t *testing.T) {
 				select {
 				case held = <-accepted:
 				case <-time.After(5 * time.Second):
-					t.Fatal("OpenStream did not dial")
+					t.Fatalf("%s did not dial", what)
 				}
 				defer held.Close()
 				want := transport.ErrClosed
@@ -134,7 +143,7 @@ func TestStreamOpenDiallingEndsWithTheTransportOrTheLeave(t *testing.T) {
 				case err := <-opened:
 					assert.ErrorIs(t, err, want)
 				case <-time.After(5 * time.Second):
-					t.Fatalf("OpenStream still dialling 5 s after the %s", how)
+					t.Fatalf("%s still dialling 5 s after the %s", what, how)
 					// (it returns once its handshake times out)
 				}
 			})

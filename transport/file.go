@@ -128,7 +128,9 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // SendFile moves f's file offset; do not share f with concurrent readers.
 //
 // A receiver that takes none of the bytes for Timeouts.Write fails the
-// send (ErrIncomplete); once every byte is sent, SendFile waits for the
+// send (ErrIncomplete), and over TLS so does one that takes less than a
+// Files.Chunk in that time (a TLS write that meets its deadline breaks
+// the connection); once every byte is sent, SendFile waits for the
 // receiver's handler to return, which may take long (a snapshot applied,
 // say): until ctx's deadline, or without one for the verb's request
 // timeout (Timeouts.PerVerb, Timeouts.Request), as Request does, counted
@@ -380,6 +382,11 @@ func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File
 		if err != nil && isTimeout(err) && ctx.Err() == nil {
 			if plain && m > 0 {
 				continue // slow, not stopped: the rest of the chunk goes next
+			}
+			if m > 0 {
+				// Over TLS, where a write that meets its deadline breaks
+				// the connection: a chunk must go within one Write.
+				return sent, fmt.Errorf("%w: the receiver took %d of a %d-byte chunk in %v, after %d of %d bytes", ErrIncomplete, m, n, t.cfg.Timeouts.Write, sent, length)
 			}
 			return sent, fmt.Errorf("%w: the receiver took nothing for %v, after %d of %d bytes", ErrIncomplete, t.cfg.Timeouts.Write, sent, length)
 		}

@@ -289,20 +289,19 @@ func (ic *inConn) startStreamed(m *largeIn) {
 }
 
 // refuse tells the sender it will not get room for the message begun on
-// stream, and counts it. It is counted before it is written, so that a
-// sender that has read the refusal finds it counted here; one whose
-// refusal could not be written is not counted after all: the connection
-// ends, and its sender, which never saw the refusal, sends the message
-// again on its next connection (or counts it lost, an empty one), where
-// it ends in its one outcome.
+// stream, and counts it once the refusal is written. One that could not
+// be written is not counted: the connection ends, and its sender, which
+// never saw the refusal, sends the message again on its next connection
+// (or counts it lost, an empty one), where it ends in its one outcome.
+// Counted before the write and taken back after a failed one, the count
+// could be seen to go down, a reset to a monotonic counter.
 func (ic *inConn) refuse(stream uint32, reason Reason, detail string) error {
-	ic.counters.drop(reason)
 	err := ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[reason].code, Message: detail}))
 	if err != nil {
-		ic.counters.dropped[reason].Add(^uint64(0))
 		ic.backFailed(err)
 		return fmt.Errorf("%w: %w", errWroteBack, err)
 	}
+	ic.counters.drop(reason)
 	return nil
 }
 

@@ -260,11 +260,11 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 var errWroteBack = errors.New("writing back to the peer")
 
 // backFailed ends the connection after a write into its back channel
-// failed. A write that timed out means the peer took nothing this node
-// wrote back to it (grants, responses, beats) for the write's timeout: it
-// stopped reading, or the network stopped carrying, and it is cut off
-// and said so; a connection that broke is not reported, as a read that
-// finds it broken is not.
+// failed. A write that timed out means the peer did not take what this
+// node wrote back to it (grants, responses, beats) within the write's
+// timeout: it stopped reading, reads too slowly, or the network stopped
+// carrying, and it is cut off and said so; a connection that broke is not
+// reported, as a read that finds it broken is not.
 func (ic *inConn) backFailed(err error) {
 	select {
 	case <-ic.done: // closed here: its writes fail for that

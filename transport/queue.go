@@ -90,8 +90,8 @@ type outQueue struct {
 	err      error    // non-nil once the queue refuses messages
 	// soonest is at or before the earliest deadline queued (monoNanos;
 	// 0: none has one): push lowers it, prune makes it exact, and a take
-	// may leave it early, which costs a lane backing off (sleepBackoff)
-	// one wake for nothing.
+	// may leave it early, which costs a lane backing off or dialling
+	// (sleepBackoff, awaitDial) one wake for nothing.
 	soonest int64
 }
 

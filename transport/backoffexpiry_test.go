@@ -25,29 +25,14 @@ import (
 // failed it as closed, not expired.
 func TestAMessageThatExpiresDuringTheReconnectBackoffFailsAtItsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tr := unreachableN2(t, func(cfg *transport.Config) {
-			cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return nil, errors.New("unreachable")
-			})
-			cfg.Reconnect.MinBackoff = 10 * time.Second
-			cfg.Reconnect.MaxBackoff = 10 * time.Second
-		})
+		tr := unreachableN2(t, backsOff)
 
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		require.NoError(t, tr.Send(ctx, "n2", verbData, []byte("x")))
 		synctest.Wait() // the dial failed; the lane sleeps its backoff
 
-		start := time.Now()
-		shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer shutCancel()
-		err := tr.Shutdown(shutCtx)
-		took := time.Since(start)
-		total := tr.Stats().Total()
-		require.NoError(t, err, "Shutdown with nothing left to drain once the message expired (took %v)", took)
-		require.Less(t, took, time.Second, "Shutdown waited past the message's deadline")
-		require.Equal(t, uint64(1), total.Dropped[transport.ReasonExpired],
-			"the message's one outcome is its expiry: %+v", total.Dropped)
+		shutdownAfterItExpires(t, tr)
 	})
 }
 
@@ -56,13 +41,7 @@ func TestAMessageThatExpiresDuringTheReconnectBackoffFailsAtItsDeadline(t *testi
 // a deadline sooner than any queued before it.
 func TestAMessageQueuedDuringTheReconnectBackoffFailsAtItsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tr := unreachableN2(t, func(cfg *transport.Config) {
-			cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return nil, errors.New("unreachable")
-			})
-			cfg.Reconnect.MinBackoff = 10 * time.Second
-			cfg.Reconnect.MaxBackoff = 10 * time.Second
-		})
+		tr := unreachableN2(t, backsOff)
 
 		first, cancelFirst := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancelFirst()
@@ -104,16 +83,7 @@ func TestAMessageThatExpiresDuringAHungDialFailsAtItsDeadline(t *testing.T) {
 		require.NoError(t, tr.Send(ctx, "n2", verbData, []byte("x")))
 		synctest.Wait() // the lane dials
 
-		start := time.Now()
-		shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer shutCancel()
-		err := tr.Shutdown(shutCtx)
-		took := time.Since(start)
-		total := tr.Stats().Total()
-		require.NoError(t, err, "Shutdown with nothing left to drain once the message expired (took %v)", took)
-		require.Less(t, took, time.Second, "Shutdown waited past the message's deadline")
-		require.Equal(t, uint64(1), total.Dropped[transport.ReasonExpired],
-			"the message's one outcome is its expiry: %+v", total.Dropped)
+		shutdownAfterItExpires(t, tr)
 	})
 }
 
@@ -133,4 +103,30 @@ func unreachableN2(t *testing.T, tweak func(cfg *transport.Config)) *transport.T
 	tr.Start()
 	t.Cleanup(func() { tr.Close() })
 	return tr
+}
+
+// backsOff makes every dial fail at once and the lane back off 10 s.
+func backsOff(cfg *transport.Config) {
+	cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return nil, errors.New("unreachable")
+	})
+	cfg.Reconnect.MinBackoff = 10 * time.Second
+	cfg.Reconnect.MaxBackoff = 10 * time.Second
+}
+
+// shutdownAfterItExpires shuts tr down with 3 s to drain its one queued
+// message, whose deadline is 100 ms away: Shutdown returns once it
+// expires, and its one outcome is its expiry.
+func shutdownAfterItExpires(t *testing.T, tr *transport.Transport) {
+	t.Helper()
+	start := time.Now()
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer shutCancel()
+	err := tr.Shutdown(shutCtx)
+	took := time.Since(start)
+	total := tr.Stats().Total()
+	require.NoError(t, err, "Shutdown with nothing left to drain once the message expired (took %v)", took)
+	require.Less(t, took, time.Second, "Shutdown waited past the message's deadline")
+	require.Equal(t, uint64(1), total.Dropped[transport.ReasonExpired],
+		"the message's one outcome is its expiry: %+v", total.Dropped)
 }

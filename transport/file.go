@@ -248,7 +248,7 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		moved = func(at, n int64) { crc.add(offset+at, n) }
 	}
 	t.filesSending.Add(1)
-	sent, sendErr := t.sendFileBytes(ctx, conn, f, length, unchecked, moved)
+	sent, sendErr := t.sendFileBytes(ctx, p, conn, f, length, unchecked, moved)
 	t.filesSending.Add(-1)
 	if sendErr != nil {
 		cancelSum()
@@ -343,9 +343,15 @@ func Unchecked() FileOption {
 // limit needs chunks. A receiver that takes nothing for Timeouts.Write
 // ends it with ErrIncomplete; on plain TCP one that is slow, but takes
 // some, does not: a call that moved bytes by its deadline is followed by
-// another.
-func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File, length int64, whole bool, moved func(at, n int64)) (int64, error) {
+// another. It ends when p stops (the transport closes, or p leaves), as
+// SendFile's closing conn then ends a write.
+func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f *os.File, length int64, whole bool, moved func(at, n int64)) (int64, error) {
 	defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
+	// Closing conn ends a write but not a wait on the rate limit, which
+	// at a low rate lasts many seconds: that wait ends with p too.
+	waitCtx, stopWait := context.WithCancel(ctx)
+	defer stopWait()
+	defer context.AfterFunc(p.ctx, stopWait)()
 	tcp, plain := conn.(*net.TCPConn)
 	var sent int64
 	for sent < length {
@@ -358,7 +364,10 @@ func (t *Transport) sendFileBytes(ctx context.Context, conn net.Conn, f *os.File
 			n = length - sent
 		}
 		if t.fileLimiter != nil {
-			if err := t.fileLimiter.WaitN(ctx, int(n)); err != nil {
+			if err := t.fileLimiter.WaitN(waitCtx, int(n)); err != nil {
+				if ctx.Err() == nil && p.ctx.Err() != nil {
+					return sent, fmt.Errorf("%w: %d of %d bytes sent: %w", ErrIncomplete, sent, length, p.stopErr())
+				}
 				if ctx.Err() == nil {
 					// The limiter refuses a wait that would end past ctx's
 					// deadline: the transfer cannot finish in time.

@@ -44,23 +44,28 @@ func (c *cancels) add(w *work) bool {
 	return true
 }
 
-// start records the cancel of a request whose handler is about to run;
-// false if the request was cancelled while it waited.
-func (c *cancels) start(w *work, cancel context.CancelFunc) bool {
+// start records the cancel of a request whose handler is about to run,
+// or reports why it must not run: ReasonCanceled, its caller cancelled
+// it while it waited; ReasonConnectionReset, its connection ended before
+// it started — since its caller looked (handle), or without anyone
+// looking (a streamed request, whose first part may still be read once
+// its connection ended). Its caller has failed it then, and its answer
+// has nowhere to go: a handler run for it would run for no one. ended
+// closes done first and takes this lock after, so a done still open here
+// means ended is yet to come, and finds this cancel.
+func (c *cancels) start(w *work, cancel context.CancelFunc) (Reason, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	w.cancel = cancel
+	if w.canceled {
+		return ReasonCanceled, false
+	}
 	select {
 	case <-w.ic.done:
-		// Its connection ended since the caller looked (handle), and
-		// ended may have run before this cancel was here to call: end
-		// the context as ended would. ended closes done first and
-		// takes this lock after, so a done still open here means ended
-		// is yet to come, and finds this cancel.
-		cancel()
+		return ReasonConnectionReset, false
 	default:
 	}
-	return !w.canceled
+	w.cancel = cancel
+	return 0, true
 }
 
 // finish reports whether the request was cancelled while its handler ran,
@@ -116,7 +121,7 @@ func (c *cancels) cancel(id uint64) {
 // one, holding its frame's room all the while. Unlike a requester's
 // cancel, it leaves the answer to be dropped with the connection and
 // counted there (Dropped[connection reset]), as every response is; a
-// waiting request is dropped as it starts, its connection ended (handle).
+// waiting request is dropped as it starts, its connection ended (start).
 func (c *cancels) ended(ic *inConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

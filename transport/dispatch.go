@@ -81,9 +81,11 @@ func (ic *inConn) handle(w *work) []byte {
 	if cancel != nil {
 		defer cancel()
 	}
-	if isRequest && !ic.peer.cancels.start(w, cancel) {
-		ic.counters.drop(ReasonCanceled) // its caller gave up before it started
-		return nil
+	if isRequest {
+		if reason, ok := ic.peer.cancels.start(w, cancel); !ok {
+			ic.counters.drop(reason) // its caller gave up, or its connection ended, before it started
+			return nil
+		}
 	}
 	ic.counters.receive(len(w.payload))
 	ctx, span := t.tel.handlerSpan(ctx, h.Params, ic.from, w.verb.name)

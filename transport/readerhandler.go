@@ -111,8 +111,10 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 				ic.peer.cancels.forget(w)
 				ic.answered()
 			}()
-			if !ic.peer.cancels.start(w, cancel) {
-				ic.counters.drop(ReasonCanceled) // cancelled between its grant and its first part
+			// Cancelled between its grant and its first part, or its
+			// connection ended before its handler could start.
+			if reason, ok := ic.peer.cancels.start(w, cancel); !ok {
+				ic.counters.drop(reason)
 				pr.CloseWithError(errHandlerReturned)
 				return
 			}

@@ -97,13 +97,16 @@ func TestCancelsBeforeDuringAndAfter(t *testing.T) {
 	waiting := &work{ic: ic, h: wire.Header{ID: 2}}
 	require.True(t, c.add(waiting))
 	c.cancel(2)
-	assert.False(t, c.start(waiting, func() {}), "cancelled while it waited")
+	reason, ok := c.start(waiting, func() {})
+	assert.False(t, ok, "cancelled while it waited")
+	assert.Equal(t, ReasonCanceled, reason)
 	c.forget(waiting)
 
 	running := &work{ic: ic, h: wire.Header{ID: 3}}
 	require.True(t, c.add(running))
 	ctx, cancel := context.WithCancel(context.Background())
-	require.True(t, c.start(running, cancel))
+	_, ok = c.start(running, cancel)
+	require.True(t, ok)
 	c.cancel(3)
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
 	assert.True(t, c.finish(running), "its answer is not sent")
@@ -142,14 +145,16 @@ func TestCancelTombstonesAreForgottenInTurn(t *testing.T) {
 	assert.False(t, d.add(&work{h: wire.Header{ID: 7}}), "the second tombstone is not forgotten with the first's slot")
 }
 
-// TestARequestStartedAsItsConnectionEndsIsCancelled: handle looks at a
+// TestARequestStartedAsItsConnectionEndsIsNotRun: handle looks at a
 // request's connection before it starts the handler, and registers the
 // handler's cancel (start) a moment later. A connection that ended in
 // between (end: kill, then ended) had ended come and go before that
 // cancel was there to call: the handler ran with a context nothing
 // cancelled, until its deadline — or for ever without one — holding its
-// worker and its frame's room for an answer with nowhere to go.
-func TestARequestStartedAsItsConnectionEndsIsCancelled(t *testing.T) {
+// worker and its frame's room for an answer with nowhere to go. Then it
+// ran with its context cancelled; its caller had failed it already, so it
+// does not run at all: it is dropped, its connection reset.
+func TestARequestStartedAsItsConnectionEndsIsNotRun(t *testing.T) {
 	var c cancels
 	ic := &inConn{done: make(chan struct{})}
 	w := &work{ic: ic, h: wire.Header{ID: 1}}
@@ -157,8 +162,7 @@ func TestARequestStartedAsItsConnectionEndsIsCancelled(t *testing.T) {
 	// handle has seen ic.done open; now the connection ends.
 	close(ic.done)
 	c.ended(ic)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c.start(w, cancel)
-	assert.ErrorIs(t, ctx.Err(), context.Canceled, "the handler's context, its connection gone")
+	reason, ok := c.start(w, func() {})
+	assert.False(t, ok, "a request whose connection ended does not start")
+	assert.Equal(t, ReasonConnectionReset, reason)
 }

@@ -63,13 +63,22 @@ var errHandlerReturned = errors.New("transport: handler returned before the end 
 
 // streamLarge starts the reader handler of a large message whose first
 // part arrived (or that is complete and empty), and returns the pipe its
-// parts go to, or nil when the message is dropped (expired, or a request
-// its requester already cancelled), its parts then discarded. A request
-// is registered for its requester's cancel, as a Handler's is.
+// parts go to, or nil when the message is dropped (the transport closed,
+// expired, or a request its requester already cancelled or whose
+// connection ended), its parts then discarded. A request is registered
+// for its requester's cancel, as a Handler's is.
 func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 	t := ic.t
 	hdr := m.header
 	isRequest := hdr.Flags&wire.FlagExpectsResponse != 0
+	select {
+	case <-t.closed:
+		// Its first part may be read from the reader's buffer once Close
+		// has begun: dropped as a whole message is then (handle).
+		ic.counters.drop(ReasonClosed)
+		return nil
+	default:
+	}
 	if m.expired() {
 		ic.counters.drop(ReasonExpired)
 		return nil

@@ -89,3 +89,56 @@ func TestStreamedRequestOfAnEndedConnectionIsNotRun(t *testing.T) {
 	require.Zero(t, ran.Load(), "the handler of a request whose connection had ended ran (its context cancelled at entry: %v)", ranCanceled.Load())
 	require.Equal(t, uint64(1), dropped())
 }
+
+// TestStreamedMessageReadAfterCloseIsNotRun: a streamed message
+// (ReaderHandler) whose first part the node reads once Close has begun —
+// the part was in the reader's buffer already — is dropped as closed, as
+// a whole message is (handle). Its handler ran while the transport
+// closed, and it was counted received.
+func TestStreamedMessageReadAfterCloseIsNotRun(t *testing.T) {
+	const (
+		verbHoldReader transport.Verb = 152 // one-way, Inline: holds the connection's reader until Close
+		verbStreamed   transport.Verb = 153 // one-way, streamed
+	)
+	c := newCluster(t, 1, nil)
+	node := c.Nodes[0]
+	held := make(chan struct{})
+	node.Handle(verbHoldReader, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		close(held)
+		<-ctx.Done() // the transport's: Close ends it
+		return nil, nil
+	}), transport.Inline())
+	var ran atomic.Int64
+	node.HandleReader(verbStreamed, transport.ReaderHandlerFunc(func(ctx context.Context, m *transport.Message, body io.Reader) ([]byte, error) {
+		ran.Add(1)
+		_, _ = io.Copy(io.Discard, body)
+		return nil, nil
+	}))
+
+	c.Members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
+	conn := dialAs(node.Addr().String(), "mallory", routing.Large)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	const length = 16
+	msg := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: uint32(verbStreamed), PayloadLength: length})
+	_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 1, msg), msg...))
+	require.NoError(t, err)
+	require.True(t, awaitBack(conn, wire.FrameGrant, 1))
+	hold := wire.AppendHeader(nil, &wire.Header{Verb: uint32(verbHoldReader)})
+	out := append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 2, hold), hold...)
+	part := make([]byte, length)
+	out = append(append(out, wire.AppendFrameHeader(nil, wire.FrameLargeMore, 1, part)...), part...)
+	_, err = conn.Write(out)
+	require.NoError(t, err)
+	<-held
+	require.NoError(t, node.Close())
+
+	var dropped uint64
+	for _, s := range node.Stats().Conns {
+		if s.Peer == "mallory" {
+			dropped += s.DroppedInbound[transport.ReasonClosed]
+		}
+	}
+	require.Zero(t, ran.Load(), "a streamed message's handler ran after Close began")
+	require.Equal(t, uint64(1), dropped)
+}

@@ -70,11 +70,22 @@ func decode(buf []byte, v any) error {
 }
 
 func decodeMsgpack(buf []byte, v any) error {
+	if len(buf) == 0 {
+		// Refused here: ResetBytes ignores a nil slice, and the pooled
+		// decoder would go on reading what its previous caller left in a
+		// buffer that caller no longer owns.
+		return fmt.Errorf("raftinternode: decode %T: no bytes", v)
+	}
 	d := decoders.Get().(*codec.Decoder)
 	defer decoders.Put(d)
 	d.ResetBytes(buf)
 	if err := d.Decode(v); err != nil {
 		return fmt.Errorf("raftinternode: decode %T: %w", v, err)
+	}
+	if n := d.NumBytesRead(); n != len(buf) {
+		// One RPC is one value, as in the AppendEntries codec: bytes after
+		// it are a malformed message, not something to ignore.
+		return fmt.Errorf("raftinternode: decode %T: %d bytes after the value", v, len(buf)-n)
 	}
 	return nil
 }

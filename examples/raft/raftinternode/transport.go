@@ -325,9 +325,13 @@ func rpcHandler(t *Transport, newReq func() any, heartbeat bool) transport.Handl
 		if err := decode(m.Payload, req); err != nil {
 			return nil, err
 		}
+		// The verb is the sender's word; raft runs its heartbeat handler
+		// beside the main loop, which is safe for a heartbeat's content
+		// only, so the content decides, as in NetworkTransport.
+		fast := heartbeat && isHeartbeat(req.(*raft.AppendEntriesRequest))
 		respCh := make(chan raft.RPCResponse, 1)
 		rpc := raft.RPC{Command: req, RespChan: respCh}
-		r, err := t.dispatch(ctx, rpc, respCh, heartbeat)
+		r, err := t.dispatch(ctx, rpc, respCh, fast)
 		if err != nil {
 			return nil, err
 		}

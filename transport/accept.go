@@ -174,6 +174,12 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 	conn, hello, p, err := t.acceptHandshake(raw)
 	t.endHandshake(host)
 	if err != nil {
+		if t.ctx.Err() != nil {
+			// This node's Close cut the handshake short (it cancels the
+			// context before it closes the connections): no fault of the
+			// peer's, to count or log as a refusal.
+			return
+		}
 		var r *refusalError
 		if errors.As(err, &r) {
 			t.refuse(raw, r.why, r.err)

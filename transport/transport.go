@@ -584,8 +584,15 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	t.limitsIn.Store(&inbound)
 	t.outBudget.Root().SetLimit(outbound.Node)
 	t.inBudget.Root().SetLimit(inbound.Node)
+	// The peers are listed under peersMu, and their mus taken after it is
+	// let go, as in SetCoalescing: a peer's mu is held while the
+	// coalescing factory, user code, runs (peer.lane), and a factory that
+	// reads Stats waits for peersMu behind any writer waiting for it (a
+	// Leave, the janitor), which would wait for this read lock.
 	t.peersMu.RLock()
-	for _, p := range t.peers {
+	peers := slices.Collect(maps.Values(t.peers))
+	t.peersMu.RUnlock()
+	for _, p := range peers {
 		p.outAccount.SetLimit(outbound.PerPeer)
 		p.inAccount.SetLimit(inbound.PerPeer)
 		p.mu.Lock()
@@ -596,7 +603,6 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 		}
 		p.mu.Unlock()
 	}
-	t.peersMu.RUnlock()
 	t.inboundMu.Lock()
 	for ic := range t.inConns {
 		ic.setLimits()

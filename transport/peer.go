@@ -28,6 +28,12 @@ type peer struct {
 	mu      sync.Mutex // guards creating lanes, starting writers and stopping
 	lanes   [routing.NumLanes]atomic.Pointer[outConn]
 	stopped error // why the peer's writers stopped; nil while running
+	// stopOnce runs stop's work once: Close may stop an entry it listed
+	// that a janitor's sweep forgot, and stops meanwhile, and what stop
+	// does after its writers are gone (failing what they held, closing
+	// their connections) is for one goroutine alone. A second stop waits
+	// for the first.
+	stopOnce sync.Once
 	// ctx ends when the peer stops, with why as its cause (stop): this
 	// node's file transfers and streams to the peer end with it, as its
 	// lanes do. It is the transport's, so the transport's Close ends it.
@@ -214,6 +220,10 @@ func (p *peer) writerExited(c *outConn) {
 // whatever they held with err; it ends the peer's file transfers and
 // streams from this node too (ctx).
 func (p *peer) stop(err error) {
+	p.stopOnce.Do(func() { p.stopNow(err) })
+}
+
+func (p *peer) stopNow(err error) {
 	p.mu.Lock()
 	if p.stopped == nil {
 		p.stopped = err

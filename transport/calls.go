@@ -2,6 +2,7 @@ package transport
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/internode/internode/cluster"
@@ -17,6 +18,12 @@ type call struct {
 	// on, 0 until it is written; guarded by its shard's lock.
 	sentOn uint64
 	timer  *time.Timer // the caller's, for a default timeout (startTimer)
+	// entry is the peer entry the request was last handed to (send), nil
+	// before: a Leave fails the calls of the entry it ends (failEntry),
+	// not those still on their way to one, which meet the stopped entry
+	// and fail there, or meet the entry of a node that joined again and
+	// go on.
+	entry atomic.Pointer[peer]
 }
 
 // newCall returns a call from the table's pool: a call, its channel and
@@ -30,6 +37,7 @@ func (t *callTable) newCall(peer cluster.NodeID, lane routing.Lane) *call {
 		c = &call{done: make(chan callResult, 1)}
 	}
 	c.peer, c.lane, c.sentOn = peer, lane, 0
+	c.entry.Store(nil)
 	return c
 }
 
@@ -38,6 +46,7 @@ func (t *callTable) newCall(peer cluster.NodeID, lane routing.Lane) *call {
 // stopped.
 func (t *callTable) free(c *call) {
 	c.peer = ""
+	c.entry.Store(nil) // nor keep a departed entry alive in the pool
 	t.pool.Put(c)
 }
 
@@ -180,6 +189,22 @@ func (t *callTable) failConn(serial uint64, err error) {
 		s.mu.Lock()
 		for id, c := range s.calls {
 			if c.sentOn == serial {
+				delete(s.calls, id)
+				c.done <- callResult{err: &OpError{Op: "request", Peer: c.peer, Lane: c.lane, Err: err}}
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// failEntry fails every call whose request was handed to entry p with an
+// *OpError wrapping err.
+func (t *callTable) failEntry(p *peer, err error) {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for id, c := range s.calls {
+			if c.entry.Load() == p {
 				delete(s.calls, id)
 				c.done <- callResult{err: &OpError{Op: "request", Peer: c.peer, Lane: c.lane, Err: err}}
 			}

@@ -141,7 +141,7 @@ func (c *cancels) ended(ic *inConn) {
 // would hold the lane dialling, and its capacity, for nothing.
 func (t *Transport) sendCancel(to cluster.NodeID, verb Verb, id uint64, expiresAt int64) {
 	h := wire.Header{Flags: wire.FlagCancel, ID: id, Verb: uint32(verb)}
-	if err := t.send(t.ctx, to, false, routing.Urgent, &h, expiresAt, nil, false); err != nil {
+	if err := t.send(t.ctx, to, false, routing.Urgent, &h, expiresAt, nil, false, nil); err != nil {
 		t.log.Debug("internode: cancel not sent", "peer", to, "verb", t.verbName(verb), "err", err)
 	}
 }

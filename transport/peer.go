@@ -453,9 +453,16 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	t.publishPeers()
 	t.peersMu.Unlock()
 	// Waiting requests fail first: stopping the writers may take a moment.
-	t.calls.failPeer(&id, ErrPeerLeft)
+	// Only those handed to the entry that ends: a request still on its
+	// way to one meets the stopped entry and fails there, or, the node
+	// having joined again meanwhile, its new entry, which takes it. Once
+	// more after the stop, for a request queued meanwhile and written
+	// before the stop took the lane's queue: its connection ended with
+	// the stop, its response with it.
 	if p != nil {
+		t.calls.failEntry(p, ErrPeerLeft)
 		p.stop(ErrPeerLeft)
+		t.calls.failEntry(p, ErrPeerLeft)
 	}
 	t.closeInboundFrom(id)
 }

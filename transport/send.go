@@ -27,7 +27,7 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 		expiresAt = monoDeadline(d)
 	}
 	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
-	if err := t.send(ctx, to, true, lane, &h, expiresAt, payload, t.cfg.Memory.WaitForCapacity); err != nil {
+	if err := t.send(ctx, to, true, lane, &h, expiresAt, payload, t.cfg.Memory.WaitForCapacity, nil); err != nil {
 		return &OpError{Op: "send", Peer: to, Lane: lane, Err: err}
 	}
 	return nil
@@ -103,7 +103,7 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 	defer t.calls.free(c)
 	t.calls.add(h.ID, c)
 	expiresAt := monoDeadline(deadline)
-	if err := t.send(ctx, to, true, lane, &h, expiresAt, payload, t.cfg.Memory.WaitForCapacity); err != nil {
+	if err := t.send(ctx, to, true, lane, &h, expiresAt, payload, t.cfg.Memory.WaitForCapacity, c); err != nil {
 		if _, ok := t.calls.remove(h.ID); !ok {
 			<-c.done // failed meanwhile: its channel is emptied for reuse
 		}
@@ -159,9 +159,9 @@ type outLane interface {
 }
 
 // send queues one message — one-way or request — on lane of peer to,
-// through sendOn.
+// through sendOn. cl is the request's call (nil for a one-way message).
 func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bool, lane routing.Lane,
-	h *wire.Header, expiresAt int64, payload []byte, wait bool) error {
+	h *wire.Header, expiresAt int64, payload []byte, wait bool, cl *call) error {
 	if t.closing.Load() {
 		return ErrClosed
 	}
@@ -171,6 +171,12 @@ func (t *Transport) send(ctx context.Context, to cluster.NodeID, mustBeMember bo
 	}
 	for {
 		c := p.lane(lane)
+		if cl != nil {
+			// Before it is queued: a Leave of p that misses the call here
+			// finds the request queued, or written, and fails it with p's
+			// lanes (stop), or after them (membershipChanged).
+			cl.entry.Store(p)
+		}
 		if c == nil {
 			err = p.stopErr()
 		} else if err = t.sendOn(ctx, c, h, expiresAt, payload, wait); err == errRetired {

@@ -298,8 +298,17 @@ func (p *peer) reconnected() {
 // janitor had already folded into the strangers' totals. Now such a Send
 // either queued first, and p is not quiet, or is refused with err (its
 // lanes' queues retired, p.lane returning none) and tries again.
+//
+// The janitor asks with peersMu held: p.mu is only tried. Whoever holds it
+// is busy with p (making a lane, starting a writer), so p is not quiet;
+// and it may be the coalescing factory, user code, that holds it, reading
+// Stats, which waits for peersMu: waiting for p.mu here, the janitor and
+// the factory would wait for each other for good. The next sweep asks
+// again.
 func (p *peer) retireIfQuiet(err error) bool {
-	p.mu.Lock()
+	if !p.mu.TryLock() {
+		return false
+	}
 	defer p.mu.Unlock()
 	if p.stopped != nil || !p.quiet() {
 		return false

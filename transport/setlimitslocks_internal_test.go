@@ -100,3 +100,60 @@ func TestALeaveDuringSetLimitsDoesNotDeadlockAFactoryReadingStats(t *testing.T) 
 	require.NoError(t, <-limitsSet)
 	<-left
 }
+
+// TestTheJanitorDoesNotDeadlockAFactoryReadingStats: the janitor's sweep
+// write-locked peersMu and, under it, took the mu of each entry it might
+// forget (retireIfQuiet): a stranger's, or a member's that the membership
+// no longer has, whose Leave is on its way. That mu is held while the
+// coalescing factory runs (making a lane, SetCoalescing); a factory that
+// reads Stats waited for peersMu, held by the janitor, which waited for
+// the mu: Send, Stats, the janitor and Close hung for good.
+func TestTheJanitorDoesNotDeadlockAFactoryReadingStats(t *testing.T) {
+	var tr atomic.Pointer[Transport]
+	var armed, fired, stuck atomic.Bool
+	swept := make(chan struct{})
+	factory := func(lane routing.Lane) coalescing.Strategy {
+		if armed.Load() && fired.CompareAndSwap(false, true) {
+			n1 := tr.Load()
+			go func() {
+				n1.forgetQuietStrangers()
+				close(swept)
+			}()
+			if !waitUntil(func() bool {
+				select {
+				case <-swept:
+					return true
+				default:
+				}
+				return blockedIn("sync.Mutex.Lock", "transport.(*peer).retireIfQuiet")
+			}) {
+				t.Error("the sweep neither returned nor waited")
+			}
+			if !statsReturns(n1) {
+				stuck.Store(true)
+			}
+		}
+		return DefaultCoalescing(lane)
+	}
+	static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: "127.0.0.1:1"})
+	members := &hookedMembership{Static: static}
+	n1 := coreTransport(t, func(c *Config) {
+		c.Membership = members
+		c.Lanes.Coalescing = factory
+	})
+	tr.Store(n1)
+	// n2 leaves right after a Send looked it up: its entry, with a lane,
+	// is a member's the membership no longer has, which the janitor
+	// forgets once quiet (TestAMemberThatLeftDuringASendIsForgotten).
+	members.arm("n2", func() { static.Remove("n2") })
+	_ = n1.Send(context.Background(), "n2", 1, []byte("x"))
+	p := n1.peerStats("n2")
+	require.NotNil(t, p)
+	require.Eventually(t, p.quiet, 5*time.Second, time.Millisecond)
+
+	armed.Store(true)
+	n1.SetCoalescing(factory) // the factory runs for n2's lane, under its mu
+	require.True(t, fired.Load())
+	assert.False(t, stuck.Load(), "Stats, called from the factory, did not return during the janitor's sweep")
+	<-swept
+}

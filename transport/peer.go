@@ -220,16 +220,34 @@ func (p *peer) writerExited(c *outConn) {
 // whatever they held with err; it ends the peer's file transfers and
 // streams from this node too (ctx).
 func (p *peer) stop(err error) {
-	p.stopOnce.Do(func() { p.stopNow(err) })
+	p.stopOnce.Do(func() { p.finishStop(p.beginStop(err)) })
 }
 
-func (p *peer) stopNow(err error) {
+// stopThen is stop for a caller that must not wait for the writers: it
+// tells them to exit, and ends the peer's transfers and streams, at once;
+// a goroutine of the transport's waits for the writers, fails what they
+// held, and calls then. A Leave stops its peer so: a membership may tell
+// its watchers while holding the lock its Lookup takes, and a writer that
+// is dialling asks Lookup for the address.
+func (p *peer) stopThen(err error, then func()) {
+	p.stopOnce.Do(func() {
+		conns, running := p.beginStop(err)
+		p.t.wg.Add(1)
+		go func() {
+			defer p.t.wg.Done()
+			p.finishStop(conns, running)
+			then()
+		}()
+	})
+}
+
+// beginStop refuses new work and tells every writer of the peer to exit;
+// it returns the lanes and the done channels of the writers running.
+func (p *peer) beginStop(err error) (conns []*outConn, running []chan struct{}) {
 	p.mu.Lock()
 	if p.stopped == nil {
 		p.stopped = err
 	}
-	var conns []*outConn
-	var running []chan struct{}
 	for i := range p.lanes {
 		c := p.lanes[i].Load()
 		if c == nil {
@@ -252,6 +270,12 @@ func (p *peer) stopNow(err error) {
 	p.mu.Unlock()
 	p.cancel(p.stopped) // first, so that a stream its session's close ends can tell why
 	p.closeStreams()
+	return conns, running
+}
+
+// finishStop waits for the writers beginStop told to exit, and fails what
+// they held.
+func (p *peer) finishStop(conns []*outConn, running []chan struct{}) {
 	for _, done := range running {
 		<-done
 	}
@@ -467,11 +491,12 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	// having joined again meanwhile, its new entry, which takes it. Once
 	// more after the stop, for a request queued meanwhile and written
 	// before the stop took the lane's queue: its connection ended with
-	// the stop, its response with it.
+	// the stop, its response with it. The writers are not waited for
+	// here (stopThen): one may be asking the membership, which may hold
+	// the lock it asks under while it tells of this Leave.
 	if p != nil {
 		t.calls.failEntry(p, ErrPeerLeft)
-		p.stop(ErrPeerLeft)
-		t.calls.failEntry(p, ErrPeerLeft)
+		p.stopThen(ErrPeerLeft, func() { t.calls.failEntry(p, ErrPeerLeft) })
 	}
 	t.closeInboundFrom(id)
 }

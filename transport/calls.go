@@ -20,9 +20,10 @@ type call struct {
 	timer  *time.Timer // the caller's, for a default timeout (startTimer)
 	// entry is the peer entry the request was last handed to (send), nil
 	// before: a Leave fails the calls of the entry it ends (failEntry),
-	// not those still on their way to one, which meet the stopped entry
-	// and fail there, or meet the entry of a node that joined again and
-	// go on.
+	// not those still on their way to one: they meet the stopped entry
+	// and fail there (ErrPeerLeft), find the node unknown
+	// (ErrUnknownPeer), or meet the entry of a node that joined again
+	// and go on.
 	entry atomic.Pointer[peer]
 }
 

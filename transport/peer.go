@@ -32,7 +32,10 @@ type peer struct {
 	// that a janitor's sweep forgot, and stops meanwhile, and what stop
 	// does after its writers are gone (failing what they held, closing
 	// their connections) is for one goroutine alone. A second stop waits
-	// for the first.
+	// for the first, unless the first was a Leave's stopThen, which does
+	// not wait itself: its entry is out of peers by then, and Close and
+	// the janitor stop only entries listed there (Close waits for
+	// stopThen's goroutine in wg).
 	stopOnce sync.Once
 	// ctx ends when the peer stops, with why as its cause (stop): this
 	// node's file transfers and streams to the peer end with it, as its
@@ -323,12 +326,11 @@ func (p *peer) reconnected() {
 // either queued first, and p is not quiet, or is refused with err (its
 // lanes' queues retired, p.lane returning none) and tries again.
 //
-// The janitor asks with peersMu held: p.mu is only tried. Whoever holds it
-// is busy with p (making a lane, starting a writer), so p is not quiet;
-// and it may be the coalescing factory, user code, that holds it, reading
-// Stats, which waits for peersMu: waiting for p.mu here, the janitor and
-// the factory would wait for each other for good. The next sweep asks
-// again.
+// The janitor asks with peersMu held: p.mu is only tried, and an entry
+// whose mu is held is left for the next sweep. The holder may be the
+// coalescing factory, user code, run while a lane is made, reading Stats,
+// which waits for peersMu: waiting for p.mu here, the janitor and the
+// factory would wait for each other for good.
 func (p *peer) retireIfQuiet(err error) bool {
 	if !p.mu.TryLock() {
 		return false

@@ -15,11 +15,13 @@ import (
 
 // TestCloseRefusesNoHandshakeInFlight: a node's own Close ends the
 // handshakes it is in the middle of, which is no refusal of the peers':
-// Stats.Refusals and its log say what peers did wrong. A peer whose TLS
-// handshake was done, waiting to send its Hello, was counted as malformed
-// ("not a valid Hello"), and one halfway through its TLS handshake as a
-// TLS failure, each logged as a refused connection, at every restart that
-// met a peer dialling it.
+// Stats.Refusals and its log say what peers did wrong. A peer halfway
+// through its TLS handshake was counted as a TLS failure, and one whose
+// TLS handshake was done, waiting to send its Hello, as malformed ("not a
+// valid Hello"), each logged as a refused connection, at every restart
+// that met a peer dialling it. (The second peer's handshake is done on
+// its side when tls.Dial returns; the node may still be finishing its
+// own, so before the fix it counted tls or malformed, either failing.)
 func TestCloseRefusesNoHandshakeInFlight(t *testing.T) {
 	ca := newCA(t, "test")
 	logs := &capturedLogs{}

@@ -109,6 +109,9 @@ type outConn struct {
 	large        largeWriter
 	lastWrite    time.Time // anything written, pings too: when the next ping is due
 	lastSent     time.Time // messages or a large round written: Timeouts.Idle counts from it
+	// leftBehind says the last write left in the queue messages the
+	// strategy had seen before it: the next write goes without a wait.
+	leftBehind bool
 	// writtenAt is frames.written when conn was established: connDied
 	// tells a connection that ended before anything was written on it
 	// from one that was used.
@@ -300,6 +303,7 @@ func (c *outConn) run() {
 			continue
 		}
 		if !c.hasWork() {
+			c.leftBehind = false // what it left was written, or failed
 			if c.conn == nil && c.large.idle() {
 				c.hl.idle(time.Now())
 				c.closePreciseTimer() // made again if this writer goes on
@@ -584,7 +588,10 @@ func (c *outConn) flush() error {
 		defer c.t.waker.yieldAfterPart()
 		return c.large.step(c.conn.Conn, &c.frames, &c.queue, c.t.maxFrame, monoNanos(), c)
 	}
-	requested := c.askWait()
+	var requested time.Duration
+	if !c.leftBehind {
+		requested = c.askWait()
+	}
 	var waited time.Duration
 	if requested > 0 {
 		waited = c.coalesceWait(requested)
@@ -604,8 +611,15 @@ func (c *outConn) flush() error {
 func (c *outConn) writeQueued(requested, waited time.Duration) error {
 	b, observed := c.queue.take()
 	if b == nil {
+		c.leftBehind = false
 		return nil
 	}
+	// A write carries one segment. Messages the strategy saw before it
+	// and left in the queue were pending when it answered: they have had
+	// their wait, and go in the next write at once. Asked again, the
+	// strategy began a new wait for them, and a message queued during
+	// a wait but in the next segment waited up to two windows.
+	c.leftBehind = c.queue.shown() > 0
 	return c.writeTaken(b, observed, requested, waited, false)
 }
 

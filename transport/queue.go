@@ -185,6 +185,14 @@ func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int) {
 	return q.messages, q.queued
 }
 
+// shown returns how many queued messages the coalescing strategy has
+// seen (observeNew): those at the head.
+func (q *outQueue) shown() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.observed
+}
+
 // keptSegmentSlots is the most slots of its segment list an emptied queue
 // keeps for the next push.
 const keptSegmentSlots = 16

@@ -382,10 +382,13 @@ func (rx *responseReader) give(m *largeResponse) {
 
 // complete hands a whole large response to its call; the buffer now
 // belongs to the caller and no longer counts against this node's limits.
+// Counted (completeCall) before its room goes back: a peer's entry whose
+// room is all back is quiet, and a quiet departed entry is folded away
+// (addDeparted, pruneDeparted), after which what it counts is lost.
 func (rx *responseReader) complete(m *largeResponse) {
 	c := rx.c
-	rx.give(m)
 	c.t.completeCall(c.peer, c.lane, m.header, m.buf[:m.header.PayloadLength:m.header.PayloadLength], false)
+	rx.give(m)
 }
 
 // cancel forgets a large response its sender withdrew.
@@ -400,12 +403,12 @@ func (rx *responseReader) cancel(fh wire.FrameHeader) error {
 		return nil
 	}
 	delete(rx.large, fh.Stream)
-	rx.abandon(m)
 	reason, ok := reasonOfCode(f.Code)
 	if !ok {
 		reason = ReasonCanceled
 	}
-	rx.c.peer.inbound[rx.c.lane].drop(reason)
+	rx.c.peer.inbound[rx.c.lane].drop(reason) // counted first, as in complete
+	rx.abandon(m)
 	rx.failCall(m.header.ID, &RemoteError{Code: f.Code, Message: f.Message})
 	return nil
 }
@@ -422,7 +425,7 @@ func (rx *responseReader) abandon(m *largeResponse) {
 func (rx *responseReader) abandonAll() {
 	for stream, m := range rx.large {
 		delete(rx.large, stream)
+		rx.c.peer.inbound[rx.c.lane].drop(ReasonConnectionReset) // counted first, as in complete
 		rx.abandon(m)
-		rx.c.peer.inbound[rx.c.lane].drop(ReasonConnectionReset)
 	}
 }

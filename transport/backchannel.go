@@ -228,7 +228,7 @@ func (rx *responseReader) handleBatch(buf []byte) error {
 			c.peer.inbound[c.lane].drop(ReasonTooLarge)
 			rx.failCall(h.ID, fmt.Errorf("%w: a response of %d bytes, limit %d", ErrTooLarge, h.PayloadLength, c.t.cfg.Memory.MaxMessageSize))
 		default:
-			c.t.completeCall(c.peer, c.lane, *h, payload, true)
+			c.t.completeCall(c.peer, c.lane, *h, payload, true, nil) // its frame's room goes back after (readBatch)
 		}
 	})
 	return nil
@@ -382,13 +382,11 @@ func (rx *responseReader) give(m *largeResponse) {
 
 // complete hands a whole large response to its call; the buffer now
 // belongs to the caller and no longer counts against this node's limits.
-// Counted (completeCall) before its room goes back: a peer's entry whose
-// room is all back is quiet, and a quiet departed entry is folded away
-// (addDeparted, pruneDeparted), after which what it counts is lost.
+// Its room goes back once it is counted (see completeCall).
 func (rx *responseReader) complete(m *largeResponse) {
 	c := rx.c
-	c.t.completeCall(c.peer, c.lane, m.header, m.buf[:m.header.PayloadLength:m.header.PayloadLength], false)
-	rx.give(m)
+	c.t.completeCall(c.peer, c.lane, m.header, m.buf[:m.header.PayloadLength:m.header.PayloadLength], false,
+		func() { rx.give(m) })
 }
 
 // cancel forgets a large response its sender withdrew.

@@ -132,20 +132,26 @@ func (t *callTable) waiting(id uint64, from cluster.NodeID) bool {
 // than the one asked, or for a call no longer waiting, is ignored and
 // reported false.
 func (t *callTable) complete(id uint64, from cluster.NodeID, r callResult) bool {
-	s := t.shard(id)
-	s.mu.Lock()
-	c, ok := s.calls[id]
-	if ok && c.peer != from {
-		ok = false
-	}
-	if ok {
-		delete(s.calls, id)
-	}
-	s.mu.Unlock()
+	c, ok := t.take(id, from)
 	if ok {
 		c.done <- r
 	}
 	return ok
+}
+
+// take takes the call id out of the table, for its response from peer,
+// which its caller then delivers (done); false, and nothing taken, when
+// the call asked another peer or no longer waits.
+func (t *callTable) take(id uint64, from cluster.NodeID) (*call, bool) {
+	s := t.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.calls[id]
+	if !ok || c.peer != from {
+		return nil, false
+	}
+	delete(s.calls, id)
+	return c, true
 }
 
 func (t *callTable) fail(id uint64, err error) {

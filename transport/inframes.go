@@ -567,8 +567,12 @@ func (ic *inConn) waitRoom(n int64, freed <-chan struct{}, tryOver func() bool) 
 
 // completeCall hands a response from p, read on lane, to the request
 // waiting for it, and counts it in p's inbound counters: received when a
-// call took it, else dropped.
-func (t *Transport) completeCall(p *peer, lane routing.Lane, h wire.Header, payload []byte, copyPayload bool) {
+// call took it, else dropped. counted, if not nil, runs once it is
+// counted and before its call has it: a large response gives its room
+// back there, after its count (a peer whose room is all back is quiet,
+// and a quiet departed entry is folded away: what it counts after is
+// lost) and before its caller, who may look, has it.
+func (t *Transport) completeCall(p *peer, lane routing.Lane, h wire.Header, payload []byte, copyPayload bool, counted func()) {
 	var r callResult
 	if h.Flags&wire.FlagFailure != 0 {
 		failure, err := wire.DecodeFailure(payload)
@@ -583,8 +587,9 @@ func (t *Transport) completeCall(p *peer, lane routing.Lane, h wire.Header, payl
 		r.payload = payload
 	}
 	in := &p.inbound[lane]
+	c, ok := t.calls.take(h.ID, p.id)
 	switch {
-	case t.calls.complete(h.ID, p.id, r):
+	case ok:
 		in.receive(len(payload))
 	case r.err != nil:
 		// The peer reports a message of ours it dropped: a one-way
@@ -592,6 +597,12 @@ func (t *Transport) completeCall(p *peer, lane routing.Lane, h wire.Header, payl
 		in.remoteDrop(reasonOf(r.err))
 	default:
 		in.drop(ReasonExpired) // its caller stopped waiting
+	}
+	if counted != nil {
+		counted()
+	}
+	if ok {
+		c.done <- r
 	}
 }
 

@@ -248,7 +248,7 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 	h, n, err := wire.DecodeHeader(buf[:fh.Length], 1<<32-1)
 	switch {
 	case err != nil:
-		return err
+		return cutWithin("large message header", err)
 	case n != int(fh.Length):
 		return fmt.Errorf("%w: large message header followed by %d bytes", wire.ErrMalformed, int(fh.Length)-n)
 	case h.Flags&wire.FlagResponse == 0:

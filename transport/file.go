@@ -466,6 +466,12 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities) {
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && !ne.Timeout() {
 			return // the peer went away, or the connection broke
 		}
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			// Cut by the connection's end, ReadFileHeader's ErrTruncated
+			// is io.ErrUnexpectedEOF too; otherwise a field was cut inside
+			// a header that all arrived.
+			err = cutWithin("file header", err)
+		}
 		kind := badInputOf(err)
 		t.malformed[kind].Add(1)
 		t.logs.warn(logKey{badInput: kind + 1}, "internode: closing file connection on bad input", "remote", conn.RemoteAddr(), "peer", p.id, "err", err)

@@ -146,7 +146,21 @@ func readFailureFrame(fh wire.FrameHeader, read func(wire.FrameHeader, []byte) e
 	if err := read(fh, buf[:fh.Length]); err != nil {
 		return wire.Failure{}, err
 	}
-	return wire.DecodeFailure(buf[:fh.Length])
+	f, err := wire.DecodeFailure(buf[:fh.Length])
+	return f, cutWithin("failure", err)
+}
+
+// cutWithin wraps what a decoder found cut short (wire.ErrTruncated) in
+// bytes that all arrived — a frame's payload, whose length its header
+// gave, or a file header its header_len bounds — as malformed: the bytes
+// are not the wire format, and the connection is counted as
+// BadInputMalformed, not as a frame cut short by the connection's end
+// (BadInputTruncated). Any other error is returned as it is.
+func cutWithin(what string, err error) error {
+	if errors.Is(err, wire.ErrTruncated) {
+		return fmt.Errorf("%w: %s cut short: %w", wire.ErrMalformed, what, err)
+	}
+	return err
 }
 
 // readBatch reads a batch frame and hands its messages on (readAdmitted).

@@ -49,7 +49,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	}
 	h, n, err := wire.DecodeHeader(buf[:fh.Length], 1<<32-1)
 	if err != nil {
-		return err
+		return cutWithin("large message header", err)
 	}
 	if n != int(fh.Length) {
 		return fmt.Errorf("%w: large message header followed by %d bytes", wire.ErrMalformed, int(fh.Length)-n)

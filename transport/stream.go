@@ -1001,6 +1001,15 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 	verb, err := wire.ReadStreamOpen(byteReader{st})
 	opened()
 	if err != nil {
+		if errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrTruncated) {
+			// An opening that is not the wire format, or cut short by the
+			// stream's end, is bad input, counted and logged as a frame's
+			// or a file header's is: on a connection of its own, the
+			// connection is closed for it.
+			kind := badInputOf(err)
+			t.malformed[kind].Add(1)
+			t.logs.warn(logKey{badInput: kind + 1}, "internode: closing stream on bad input", "peer", p.id, "err", err)
+		}
 		return
 	}
 	if !t.cfg.Security.AcceptUnknownPeers && !t.isMember(p.id) {

@@ -78,7 +78,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if m.expired() {
 		return ic.refuse(fh.Stream, ReasonExpired, "")
 	}
-	if in := ic.t.limitsIn.Load(); m.need > min(in.PerPeer, in.Node) {
+	if in := ic.t.limitsIn.Load(); m.need+m.paramsHeld() > min(in.PerPeer, in.Node) {
 		// Its pool class would not fit where the message itself does:
 		// allocate it at its length instead.
 		m.need, m.exact = int64(h.PayloadLength), true
@@ -92,6 +92,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if h.PayloadLength == 0 {
 		m.need = 0
 	}
+	m.need += m.paramsHeld()
 	ic.mu.Lock()
 	ic.streams[fh.Stream] = m
 	ic.mu.Unlock()
@@ -190,11 +191,11 @@ func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 func (ic *inConn) waitAtLength(stream uint32, m *largeIn) bool {
 	in := ic.t.limitsIn.Load()
 	ic.mu.Lock()
-	if ic.closed || ic.streams[stream] != m || m.exact || m.streamed || int64(m.header.PayloadLength) > min(in.PerPeer, in.Node) {
+	if ic.closed || ic.streams[stream] != m || m.exact || m.streamed || int64(m.header.PayloadLength)+m.paramsHeld() > min(in.PerPeer, in.Node) {
 		ic.mu.Unlock()
 		return false
 	}
-	m.need, m.exact = int64(m.header.PayloadLength), true
+	m.need, m.exact = int64(m.header.PayloadLength)+m.paramsHeld(), true
 	ic.mu.Unlock()
 	w, ok := ic.account.WaitFunc(m.need, func(ok bool) { ic.grantLater(stream, m, ok) })
 	switch {
@@ -271,8 +272,9 @@ func (ic *inConn) answerLater() {
 		if err := ic.sendBack(wire.FrameGrant, a.stream, nil); err != nil {
 			// Its sender never saw the grant: not delivered, as one
 			// granted at once is not; its sender counts it lost with the
-			// connection. It holds no room (need is 0).
+			// connection. It holds the room of its parameters alone.
 			ic.backFailed(err)
+			ic.account.Release(a.m.need)
 			continue
 		}
 		ic.deliverLarge(a.m, false)
@@ -431,6 +433,13 @@ func (ic *inConn) deliverLarge(m *largeIn, onReader bool) {
 	f.buf, f.pooled, f.large, f.held, f.deadline = m.payload, !m.exact, &m.header, m.need, m.deadline
 	ic.handOver(f, onReader)
 }
+
+// paramsHeld is the room m's parameter block takes: copied out of its
+// FrameLargeBegin, it is held with m until its handler is done, and it
+// may be 32 times the room of an empty or tiny payload (wire.MaxParamsSize
+// against a pool class of 1 KiB, or none). Not counted, a peer's large
+// messages waiting for a busy handler held many times the inbound limits.
+func (m *largeIn) paramsHeld() int64 { return int64(len(m.header.Params)) }
 
 // expired reports whether m's deadline has passed.
 func (m *largeIn) expired() bool { return m.deadline != 0 && monoNanos() >= m.deadline }

@@ -78,7 +78,8 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if m.expired() {
 		return ic.refuse(fh.Stream, ReasonExpired, "")
 	}
-	if in := ic.t.limitsIn.Load(); m.need+m.paramsHeld() > min(in.PerPeer, in.Node) {
+	in := ic.t.limitsIn.Load()
+	if m.need+m.paramsHeld() > min(in.PerPeer, in.Node) {
 		// Its pool class would not fit where the message itself does:
 		// allocate it at its length instead.
 		m.need, m.exact = int64(h.PayloadLength), true
@@ -92,7 +93,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if h.PayloadLength == 0 {
 		m.need = 0
 	}
-	m.need += m.paramsHeld()
+	m.need = withParams(m, in)
 	ic.mu.Lock()
 	ic.streams[fh.Stream] = m
 	ic.mu.Unlock()
@@ -191,11 +192,12 @@ func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 func (ic *inConn) waitAtLength(stream uint32, m *largeIn) bool {
 	in := ic.t.limitsIn.Load()
 	ic.mu.Lock()
-	if ic.closed || ic.streams[stream] != m || m.exact || m.streamed || int64(m.header.PayloadLength)+m.paramsHeld() > min(in.PerPeer, in.Node) {
+	if ic.closed || ic.streams[stream] != m || m.exact || m.streamed || int64(m.header.PayloadLength) > min(in.PerPeer, in.Node) {
 		ic.mu.Unlock()
 		return false
 	}
-	m.need, m.exact = int64(m.header.PayloadLength)+m.paramsHeld(), true
+	m.need, m.exact = int64(m.header.PayloadLength), true
+	m.need = withParams(m, in)
 	ic.mu.Unlock()
 	w, ok := ic.account.WaitFunc(m.need, func(ok bool) { ic.grantLater(stream, m, ok) })
 	switch {
@@ -440,6 +442,15 @@ func (ic *inConn) deliverLarge(m *largeIn, onReader bool) {
 // against a pool class of 1 KiB, or none). Not counted, a peer's large
 // messages waiting for a busy handler held many times the inbound limits.
 func (m *largeIn) paramsHeld() int64 { return int64(len(m.header.Params)) }
+
+// withParams is the room m takes with its parameter block, m.need being
+// its payload's: at most the room its peer and the node have, which
+// validated limits keep at or above MaxMessageSize, so a message of that
+// size with parameters still fits. The few KiB of parameters of a message
+// that fills the room alone go uncounted; nothing else fits beside it.
+func withParams(m *largeIn, in *Limits) int64 {
+	return min(m.need+m.paramsHeld(), min(in.PerPeer, in.Node))
+}
 
 // expired reports whether m's deadline has passed.
 func (m *largeIn) expired() bool { return m.deadline != 0 && monoNanos() >= m.deadline }

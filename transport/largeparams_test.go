@@ -101,3 +101,47 @@ func TestLargeMessageHeadersCountAgainstInboundLimits(t *testing.T) {
 	assert.LessOrEqual(t, int64(taken)*wire.MaxParamsSize, inbound.PerPeer,
 		"the parameter blocks of the messages waiting for their handler fit the peer's inbound limit")
 }
+
+// TestLargeMessageOfTheLimitWithParametersIsGranted: counting a large
+// message's parameter block with its payload must not refuse, as larger
+// than the inbound limits, a message of MaxMessageSize whose limits hold
+// exactly that much, which validated limits allow: its room is capped at
+// the limits.
+func TestLargeMessageOfTheLimitWithParametersIsGranted(t *testing.T) {
+	const size = 1 << 20
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: size, Node: size}
+		cfg.Memory.MaxMessageSize = size
+	})
+	node := c.Nodes[1]
+	node.Handle(verbBlock, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, nil
+	}))
+	conn := dialAs(node.Addr().String(), string(c.ID(0)), routing.Large)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	params := wire.AppendParam(nil, "k", bytes.Repeat([]byte{'v'}, wire.MaxParamsSize-4))
+	h := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: uint32(verbBlock), Params: params, PayloadLength: size})
+	_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 1, h), h...))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	r := bufio.NewReader(conn)
+	for {
+		var hdr [wire.FrameHeaderSize]byte
+		_, err := io.ReadFull(r, hdr[:])
+		require.NoError(t, err, "no answer to the message's begin")
+		fh, err := wire.ParseFrameHeader(hdr[:], wire.DefaultMaxFramePayload)
+		require.NoError(t, err)
+		body := make([]byte, fh.Length)
+		_, err = io.ReadFull(r, body)
+		require.NoError(t, err)
+		if fh.Kind == wire.FrameRefuse {
+			f, _ := wire.DecodeFailure(body)
+			t.Fatalf("refused: %v", f)
+		}
+		if fh.Kind == wire.FrameGrant {
+			assert.Equal(t, uint32(1), fh.Stream)
+			return
+		}
+	}
+}

@@ -44,6 +44,7 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 // closed by both sides drops data its reader had received but not yet
 // read.
 type Stream struct {
+	t       *Transport
 	s       net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
 	peer    cluster.NodeID
 	verb    Verb
@@ -108,11 +109,20 @@ var _ net.Conn = (*Stream)(nil)
 // newStream wraps st, a stream to p, and starts a session stream's
 // read-ahead.
 func (t *Transport) newStream(st net.Conn, p *peer, verb Verb, release func()) *Stream {
-	s := &Stream{s: st, peer: p.id, verb: verb, release: release, closed: make(chan struct{})}
+	s := &Stream{t: t, s: st, peer: p.id, verb: verb, release: release, closed: make(chan struct{})}
 	if _, ok := st.(*smux.Stream); ok {
 		s.startReadAhead(&p.streams.ahead, int64(t.cfg.Streams.SessionBuffer), t.cfg.Streams.StreamBuffer)
 	}
 	return s
+}
+
+// badStreamInput counts and logs bytes of a stream from peer that are not
+// the wire format (an opening, or a chunk header), as a frame's or a file
+// header's are; the stream is closed for them.
+func (t *Transport) badStreamInput(peer cluster.NodeID, err error) {
+	kind := badInputOf(err)
+	t.malformed[kind].Add(1)
+	t.logs.warn(logKey{badInput: kind + 1}, "internode: closing stream on bad input", "peer", peer, "err", err)
 }
 
 // isClosed reports whether Close was called.
@@ -160,6 +170,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 		n, err := wire.ParseStreamChunkHeader(s.header[:])
 		if err != nil { // a length over the limit: ErrMalformed
 			s.malformed = err
+			s.t.badStreamInput(s.peer, err)
 			s.startClose(false)
 			return 0, err
 		}
@@ -1003,12 +1014,9 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 	if err != nil {
 		if errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrTruncated) {
 			// An opening that is not the wire format, or cut short by the
-			// stream's end, is bad input, counted and logged as a frame's
-			// or a file header's is: on a connection of its own, the
-			// connection is closed for it.
-			kind := badInputOf(err)
-			t.malformed[kind].Add(1)
-			t.logs.warn(logKey{badInput: kind + 1}, "internode: closing stream on bad input", "peer", p.id, "err", err)
+			// stream's end: on a connection of its own, the connection is
+			// closed for it.
+			t.badStreamInput(p.id, err)
 		}
 		return
 	}

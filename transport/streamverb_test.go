@@ -77,3 +77,44 @@ func TestMalformedStreamVerbIsCountedAsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedStreamChunkIsCountedAsBadInput: a chunk header whose
+// length is over wire.MaxStreamChunk fails the handler's Read with
+// ErrMalformed and ends the stream; like every other decoder error it is
+// counted in BadInput and logged. It reached the handler alone.
+func TestMalformedStreamChunkIsCountedAsBadInput(t *testing.T) {
+	var warns atomic.Int64
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 {
+			cfg.Telemetry.Logger = slog.New(transport.WarnCounter(&warns))
+		}
+	})
+	readErr := make(chan error, 1)
+	c.Nodes[1].HandleStream(verbBootstrap, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, err := io.Copy(io.Discard, s)
+		readErr <- err
+	}))
+	conn := dialAs(c.Nodes[1].Addr().String(), string(c.ID(0)), routing.Lane(5))
+	require.NotNil(t, conn)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err := conn.Write(wire.AppendStreamOpen(nil, uint32(verbBootstrap)))
+	require.NoError(t, err)
+	var status [1]byte
+	_, err = io.ReadFull(conn, status[:])
+	require.NoError(t, err)
+	_, refused := wire.ParseStreamStatus(status[0])
+	require.False(t, refused)
+	_, err = conn.Write([]byte{0, 1, 0, 1}) // 64 KiB + 1
+	require.NoError(t, err)
+	select {
+	case err := <-readErr:
+		require.ErrorIs(t, err, wire.ErrMalformed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's Read did not fail")
+	}
+	waitFor(t, 5*time.Second, "the malformed chunk counted", func() bool {
+		return c.Nodes[1].Stats().BadInput[transport.BadInputMalformed] == 1
+	})
+	assert.Positive(t, warns.Load(), "and logged")
+}

@@ -609,17 +609,16 @@ func (c *outConn) flush() error {
 // writeQueued writes the head segment of a small lane's queue as batch
 // frames, after a coalescing wait of waited for requested.
 func (c *outConn) writeQueued(requested, waited time.Duration) error {
-	b, observed := c.queue.take()
-	if b == nil {
-		c.leftBehind = false
-		return nil
-	}
 	// A write carries one segment. Messages the strategy saw before it
 	// and left in the queue were pending when it answered: they have had
 	// their wait, and go in the next write at once. Asked again, the
 	// strategy began a new wait for them, and a message queued during
 	// a wait but in the next segment waited up to two windows.
-	c.leftBehind = c.queue.shown() > 0
+	b, observed, shownLeft := c.queue.takeShown()
+	c.leftBehind = shownLeft
+	if b == nil {
+		return nil
+	}
 	return c.writeTaken(b, observed, requested, waited, false)
 }
 

@@ -185,12 +185,14 @@ func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int) {
 	return q.messages, q.queued
 }
 
-// shown returns how many queued messages the coalescing strategy has
-// seen (observeNew): those at the head.
-func (q *outQueue) shown() int {
+// takeShown is take for the writer, which also learns whether messages
+// the coalescing strategy has seen (observeNew) stay queued behind the
+// segment taken.
+func (q *outQueue) takeShown() (b *batch, observed int, shownLeft bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.observed
+	b, observed = q.takeLocked()
+	return b, observed, q.observed > 0
 }
 
 // keptSegmentSlots is the most slots of its segment list an emptied queue

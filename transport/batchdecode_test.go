@@ -63,16 +63,7 @@ func TestCutInsideACompleteFrameIsMalformed(t *testing.T) {
 			_, err := conn.Write(frame)
 			require.NoError(t, err)
 			closedByPeer(t, conn)
-			waitFor(t, 5*time.Second, "the connection counted", func() bool {
-				return node.Stats().InboundMalformed > 0
-			})
-			st := node.Stats()
-			assert.Equal(t, uint64(1), st.BadInput[transport.BadInputMalformed], "malformed: %v", st.BadInput)
-			assert.Zero(t, st.BadInput[transport.BadInputTruncated], "truncated: %v", st.BadInput)
-
-			resp, err := client.Request(ctxTimeout(t, 5*time.Second), node.NodeID(), verbEcho, []byte("still here"))
-			require.NoError(t, err)
-			assert.Equal(t, []byte("still here"), resp)
+			countedMalformedAndServing(t, client, node)
 			waitFor(t, 5*time.Second, "nothing held", func() bool { return node.Stats().InboundHeld == 0 })
 		})
 	}
@@ -286,4 +277,20 @@ func TestAMalformedBatchActsOnNoneOfItsMessages(t *testing.T) {
 	total := node.Stats().Total()
 	require.Zero(t, total.DroppedInbound[transport.ReasonTooLarge], "the malformed frame's message was refused as too large")
 	require.Zero(t, total.MessagesReceived-1, "only request 7 was received: %d", total.MessagesReceived)
+}
+
+// countedMalformedAndServing checks that node counted the connection it
+// closed as one malformed input, not a truncated one, and that it still
+// answers client.
+func countedMalformedAndServing(t *testing.T, client, node *transport.Transport) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "the connection counted", func() bool {
+		return node.Stats().InboundMalformed > 0
+	})
+	st := node.Stats()
+	assert.Equal(t, uint64(1), st.BadInput[transport.BadInputMalformed], "malformed: %v", st.BadInput)
+	assert.Zero(t, st.BadInput[transport.BadInputTruncated], "truncated: %v", st.BadInput)
+	resp, err := client.Request(ctxTimeout(t, 5*time.Second), node.NodeID(), verbEcho, []byte("still here"))
+	require.NoError(t, err)
+	assert.Equal(t, []byte("still here"), resp)
 }

@@ -4,11 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/routing"
-	"github.com/internode/internode/transport"
 	"github.com/internode/internode/wire"
 )
 
@@ -51,16 +49,7 @@ func TestCutInsideACompleteControlFrameIsMalformed(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, conn.SetDeadline(time.Now().Add(3*time.Second)))
 			closedByPeer(t, conn)
-			waitFor(t, 5*time.Second, "the connection counted", func() bool {
-				return node.Stats().InboundMalformed > 0
-			})
-			st := node.Stats()
-			assert.Equal(t, uint64(1), st.BadInput[transport.BadInputMalformed], "malformed: %v", st.BadInput)
-			assert.Zero(t, st.BadInput[transport.BadInputTruncated], "truncated: %v", st.BadInput)
-
-			resp, err := client.Request(ctxTimeout(t, 5*time.Second), node.NodeID(), verbEcho, []byte("still here"))
-			require.NoError(t, err)
-			assert.Equal(t, []byte("still here"), resp)
+			countedMalformedAndServing(t, client, node)
 		})
 	}
 }

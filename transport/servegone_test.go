@@ -51,25 +51,13 @@ func TestStreamedRequestOfAnEndedConnectionIsNotRun(t *testing.T) {
 	require.NotNil(t, conn)
 	defer conn.Close()
 	// The streamed request begins, and is granted.
-	const length = 16
-	req := wire.AppendHeader(nil, &wire.Header{Flags: wire.FlagExpectsResponse, ID: 1, Verb: uint32(verbStreamed), PayloadLength: length})
-	_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 1, req), req...))
-	require.NoError(t, err)
-	require.True(t, awaitBack(conn, wire.FrameGrant, 1))
-	// In one write: an empty one-way message whose Inline handler holds
-	// the reader, and the request's one part, read along with it.
-	hold := wire.AppendHeader(nil, &wire.Header{Verb: uint32(verbHoldReader)})
-	out := append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 2, hold), hold...)
-	part := make([]byte, length)
-	out = append(append(out, wire.AppendFrameHeader(nil, wire.FrameLargeMore, 1, part)...), part...)
-	_, err = conn.Write(out)
-	require.NoError(t, err)
+	partBehindAHeldReader(t, conn, wire.Header{Flags: wire.FlagExpectsResponse, ID: 1, Verb: uint32(verbStreamed)}, verbHoldReader)
 	<-held
 	// mallory leaves: the node closes its connections, and the request's
 	// caller, were it a node, would fail it with ErrConnectionReset.
 	c.Members.Remove("mallory")
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, err = io.Copy(io.Discard, conn)
+	_, err := io.Copy(io.Discard, conn)
 	var ne net.Error
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the node did not close mallory's connection")
 	release.open()
@@ -119,17 +107,7 @@ func TestStreamedMessageReadAfterCloseIsNotRun(t *testing.T) {
 	conn := dialAs(node.Addr().String(), "mallory", routing.Large)
 	require.NotNil(t, conn)
 	defer conn.Close()
-	const length = 16
-	msg := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: uint32(verbStreamed), PayloadLength: length})
-	_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 1, msg), msg...))
-	require.NoError(t, err)
-	require.True(t, awaitBack(conn, wire.FrameGrant, 1))
-	hold := wire.AppendHeader(nil, &wire.Header{Verb: uint32(verbHoldReader)})
-	out := append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 2, hold), hold...)
-	part := make([]byte, length)
-	out = append(append(out, wire.AppendFrameHeader(nil, wire.FrameLargeMore, 1, part)...), part...)
-	_, err = conn.Write(out)
-	require.NoError(t, err)
+	partBehindAHeldReader(t, conn, wire.Header{ID: 1, Verb: uint32(verbStreamed)}, verbHoldReader)
 	<-held
 	require.NoError(t, node.Close())
 
@@ -141,4 +119,25 @@ func TestStreamedMessageReadAfterCloseIsNotRun(t *testing.T) {
 	}
 	require.Zero(t, ran.Load(), "a streamed message's handler ran after Close began")
 	require.Equal(t, uint64(1), dropped)
+}
+
+// partBehindAHeldReader begins h, a streamed message of 16 bytes, as
+// stream 1 on conn and waits for its grant; then, in one write, it sends
+// an empty one-way message of verb hold, whose Inline handler holds the
+// connection's reader, and h's one part, which the reader reads along
+// with it into its buffer.
+func partBehindAHeldReader(t *testing.T, conn net.Conn, h wire.Header, hold transport.Verb) {
+	t.Helper()
+	const length = 16
+	h.PayloadLength = length
+	begin := wire.AppendHeader(nil, &h)
+	_, err := conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 1, begin), begin...))
+	require.NoError(t, err)
+	require.True(t, awaitBack(conn, wire.FrameGrant, 1))
+	held := wire.AppendHeader(nil, &wire.Header{Verb: uint32(hold)})
+	out := append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 2, held), held...)
+	part := make([]byte, length)
+	out = append(append(out, wire.AppendFrameHeader(nil, wire.FrameLargeMore, 1, part)...), part...)
+	_, err = conn.Write(out)
+	require.NoError(t, err)
 }

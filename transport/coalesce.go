@@ -11,13 +11,22 @@ import (
 
 // askWait shows the strategy the messages queued since it last looked,
 // then asks it how long to wait given what is pending now.
+//
+// A wait that would outlast a queued message's deadline is not waited:
+// the message would expire in the queue, when written now it may still
+// be delivered in time. The queue's earliest deadline may be one of a
+// message already taken (outQueue.soonest), which only costs a wait not
+// waited.
 func (c *outConn) askWait() time.Duration {
 	c.strategyMu.Lock()
 	defer c.strategyMu.Unlock()
-	messages, bytes := c.queue.observeNew(func(it *outItem) { c.strategy.Observe(it.enqueued(), it.size()) })
+	messages, bytes, soonest := c.queue.observeNew(func(it *outItem) { c.strategy.Observe(it.enqueued(), it.size()) })
 	wait := c.strategy.Wait(time.Now(), messages, bytes)
 	if c.t.closing.Load() {
 		return 0 // draining for Shutdown: no more waiting to coalesce
+	}
+	if wait > 0 && soonest != 0 && soonest-monoNanos() <= int64(wait) {
+		return 0
 	}
 	return wait
 }

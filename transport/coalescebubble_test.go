@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
@@ -115,5 +116,55 @@ func TestCoalescingFactoryMayReturnNil(t *testing.T) {
 		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
 		<-delivered
 		assert.Equal(t, coalescing.NameAdaptive, laneStats(t, c.Nodes[0], "n2", routing.Small).Coalescing.Strategy, "the Small lane's default")
+	})
+}
+
+// TestACoalescingWaitDoesNotOutlastAQueuedDeadline: a writer waiting to
+// coalesce writes at once when a queued message's deadline would pass
+// before its wait ends. It waited out the strategy's window whatever the
+// messages' deadlines, and a message with less time left than the window
+// (a request near its timeout, a Send with a short context) expired in
+// the queue, counted as expired, when writing it at once would have
+// delivered it.
+func TestACoalescingWaitDoesNotOutlastAQueuedDeadline(t *testing.T) {
+	const window, ttl = 100 * time.Millisecond, 10 * time.Millisecond
+	sendWithin := func(t *testing.T, n *transport.Transport, to cluster.NodeID, ttl time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), ttl)
+		defer cancel()
+		require.NoError(t, n.Send(ctx, to, verbData, []byte("x")))
+	}
+	awaitDelivery := func(t *testing.T, delivered chan time.Time, since time.Time) {
+		t.Helper()
+		select {
+		case at := <-delivered:
+			assert.Zero(t, at.Sub(since), "written at once, not after the window")
+		case <-time.After(time.Second):
+			t.Fatal("not delivered: it expired in the queue while the writer waited to coalesce")
+		}
+	}
+	t.Run("queued when the wait begins", func(t *testing.T) {
+		inBubble(t, 20*time.Second, func(t *testing.T) {
+			c, delivered := startBubbleCluster(t, func() coalescing.Strategy { return coalescing.NewFixed(window) })
+			defer c.Close()
+			require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
+			<-delivered // connected
+			start := time.Now()
+			sendWithin(t, c.Nodes[0], c.ID(1), ttl)
+			awaitDelivery(t, delivered, start)
+		})
+	})
+	t.Run("arriving during the wait", func(t *testing.T) {
+		inBubble(t, 20*time.Second, func(t *testing.T) {
+			c, delivered := startBubbleCluster(t, func() coalescing.Strategy { return coalescing.NewFixed(window) })
+			defer c.Close()
+			require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
+			<-delivered // connected
+			require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("no deadline")))
+			synctest.Wait() // the writer waits out its window
+			start := time.Now()
+			sendWithin(t, c.Nodes[0], c.ID(1), ttl)
+			awaitDelivery(t, delivered, start)
+			awaitDelivery(t, delivered, start)
+		})
 	})
 }

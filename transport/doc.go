@@ -37,9 +37,9 @@
 // Each connection has one writer goroutine. Send encodes a small message
 // straight into the connection's queue (one copy, no allocation) and
 // returns; the writer takes everything queued, asks the lane's coalescing
-// strategy whether to wait for more, drops messages that expired while
-// queued, frames the rest (CRC32C) and writes them with one vectored
-// write. Writing is a role the writer hands over while it waits idle: a
+// strategy whether to wait for more (never past a queued message's
+// deadline), drops messages that expired while queued, frames the rest
+// (CRC32C) and writes them with one vectored write. Writing is a role the writer hands over while it waits idle: a
 // message alone in the queue of a lane quiet for 200 µs is written by the
 // goroutine that sent it, the same way, when the socket's send queue (and
 // the message) are small enough that the write cannot block, and then once

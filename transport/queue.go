@@ -166,8 +166,9 @@ func (q *outQueue) newSegment() *batch {
 }
 
 // observeNew calls fn for each queued message not yet observed, in order,
-// and returns how many messages and bytes are pending.
-func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int) {
+// and returns how many messages and bytes are pending and a moment at or
+// before the earliest deadline queued (as nextExpiry).
+func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int, soonest int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	skip := q.observed
@@ -182,7 +183,7 @@ func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int) {
 		skip = 0
 	}
 	q.observed = q.messages
-	return q.messages, q.queued
+	return q.messages, q.queued, q.soonest
 }
 
 // takeShown is take for the writer, which also learns whether messages

@@ -67,7 +67,7 @@ func TestQueueObservesEachMessageOnce(t *testing.T) {
 	var q outQueue
 	queueMessages(t, &q, []int{1, 2, 3}, nil, true)
 	var observed []uint64
-	n, _ := q.observeNew(func(it *outItem) { observed = append(observed, it.id) })
+	n, _, _ := q.observeNew(func(it *outItem) { observed = append(observed, it.id) })
 	assert.Equal(t, 3, n)
 	queueMessages(t, &q, []int{4}, nil, true) // ids restart at 1: the fourth is id 1
 	q.observeNew(func(it *outItem) { observed = append(observed, it.id) })

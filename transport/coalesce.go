@@ -14,9 +14,7 @@ import (
 //
 // A wait that would outlast a queued message's deadline is not waited:
 // the message would expire in the queue, when written now it may still
-// be delivered in time. The queue's earliest deadline may be one of a
-// message already taken (outQueue.soonest), which only costs a wait not
-// waited.
+// be delivered in time.
 func (c *outConn) askWait() time.Duration {
 	c.strategyMu.Lock()
 	defer c.strategyMu.Unlock()

@@ -71,8 +71,9 @@ const segmentBytes = 512 << 10
 type batch struct {
 	buf     *bytebufferpool.ByteBuffer
 	items   []outItem
-	encoded int // encoded bytes of the items
-	bytes   int // capacity the items hold (see outItem.held)
+	encoded int   // encoded bytes of the items
+	bytes   int   // capacity the items hold (see outItem.held)
+	soonest int64 // the earliest deadline of the items (monoNanos; 0: none)
 }
 
 // outQueue is a connection's FIFO of encoded messages, in segments.
@@ -88,10 +89,11 @@ type outQueue struct {
 	reserved int      // queued plus bytes the writer has taken and not released
 	observed int      // messages at the head already shown to the coalescing strategy
 	err      error    // non-nil once the queue refuses messages
-	// soonest is at or before the earliest deadline queued (monoNanos;
-	// 0: none has one): push lowers it, prune makes it exact, and a take
-	// may leave it early, which costs a lane backing off or dialling
-	// (sleepBackoff, awaitDial) one wake for nothing.
+	// soonest is the earliest deadline queued (monoNanos; 0: none has
+	// one), the least of its segments': push lowers it, and take and
+	// prune work it out again. It is exact because the writer's
+	// coalescing wait ends at it (askWait): a deadline of a message
+	// already written, left in it, would end waits for nothing.
 	soonest int64
 }
 
@@ -134,8 +136,9 @@ func (q *outQueue) push(it outItem, header, payload []byte, copyPayload bool) (i
 		it.payload = payload
 	}
 	it.end = int32(len(seg.buf.B))
-	if it.expiresAt != 0 && (q.soonest == 0 || it.expiresAt < q.soonest) {
-		q.soonest = it.expiresAt
+	if it.expiresAt != 0 {
+		seg.soonest = earlier(seg.soonest, it.expiresAt)
+		q.soonest = earlier(q.soonest, it.expiresAt)
 	}
 	seg.items = append(seg.items, it)
 	seg.encoded += encoded
@@ -166,8 +169,8 @@ func (q *outQueue) newSegment() *batch {
 }
 
 // observeNew calls fn for each queued message not yet observed, in order,
-// and returns how many messages and bytes are pending and a moment at or
-// before the earliest deadline queued (as nextExpiry).
+// and returns how many messages and bytes are pending and the earliest
+// deadline queued (as nextExpiry).
 func (q *outQueue) observeNew(fn func(*outItem)) (messages, bytes int, soonest int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -242,14 +245,25 @@ func (q *outQueue) takeLocked() (*batch, int) {
 	q.observed -= observed
 	q.messages -= len(seg.items)
 	q.queued -= seg.encoded
-	if q.messages == 0 {
+	if seg.soonest != 0 && seg.soonest == q.soonest {
 		q.soonest = 0
+		for _, left := range q.segments {
+			q.soonest = earlier(q.soonest, left.soonest)
+		}
 	}
 	return seg, observed
 }
 
-// nextExpiry returns a moment at or before the earliest deadline queued
-// (monoNanos), or 0 when no queued message has one.
+// earlier returns the earlier of two deadlines (monoNanos; 0: none).
+func earlier(a, b int64) int64 {
+	if a == 0 || b != 0 && b < a {
+		return b
+	}
+	return a
+}
+
+// nextExpiry returns the earliest deadline queued (monoNanos), or 0 when
+// no queued message has one.
 func (q *outQueue) nextExpiry() int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -266,7 +280,7 @@ func (q *outQueue) release(seg *batch) int64 {
 	q.mu.Lock()
 	q.reserved -= seg.bytes
 	q.mu.Unlock()
-	seg.bytes, seg.encoded = 0, 0
+	seg.bytes, seg.encoded, seg.soonest = 0, 0, 0
 	if cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 2*segmentBytes/64 {
 		select {
 		case spareSegments <- seg:
@@ -319,6 +333,7 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 	soonest := int64(0)
 	segments := q.segments[:0]
 	for _, seg := range q.segments {
+		seg.soonest = 0
 		kept := seg.items[:0]
 		for _, it := range seg.items {
 			wasObserved := seen < q.observed
@@ -337,9 +352,8 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 				}
 				continue
 			}
-			if it.expiresAt != 0 && (soonest == 0 || it.expiresAt < soonest) {
-				soonest = it.expiresAt
-			}
+			seg.soonest = earlier(seg.soonest, it.expiresAt)
+			soonest = earlier(soonest, it.expiresAt)
 			kept = append(kept, it)
 		}
 		clear(seg.items[len(kept):])

@@ -138,3 +138,39 @@ func TestQueueBytesMatchTheCapacityTaken(t *testing.T) {
 		require.Zero(t, sink.account.Used(), "seed %d: everything came back", seed)
 	}
 }
+
+// TestQueueEarliestDeadlineFollowsTakes: the queue's earliest deadline
+// is the earliest of the messages still queued, after a take as after a
+// prune. It stayed at the deadline of a message already taken while any
+// other message was queued, and the writer's coalescing wait, which ends
+// at it, would have ended for a message no longer there.
+func TestQueueEarliestDeadlineFollowsTakes(t *testing.T) {
+	var q outQueue
+	// 16 KiB messages: 32 to a segment, so the third segment begins at
+	// message 64.
+	sizes := make([]int, 80)
+	for i := range sizes {
+		sizes[i] = 16 << 10
+	}
+	queueMessages(t, &q, sizes, map[int]int64{3: 50, 40: 90, 41: 70, 70: 200}, true)
+	assert.Equal(t, int64(50), q.nextExpiry())
+	seg, _ := q.take()
+	require.Less(t, len(seg.items), 40, "the first segment ends before message 40")
+	_, _, soonest := q.observeNew(func(*outItem) {})
+	assert.Equal(t, int64(70), soonest, "the earliest of the messages left")
+	q.release(seg)
+	q.prune(func(it *outItem) bool { return it.expiresAt == 70 })
+	assert.Equal(t, int64(90), q.nextExpiry())
+	for {
+		seg, _ := q.take()
+		if seg == nil {
+			break
+		}
+		q.release(seg)
+		if n, _ := q.pending(); n == 0 {
+			assert.Zero(t, q.nextExpiry(), "none queued")
+		} else {
+			assert.Equal(t, int64(200), q.nextExpiry())
+		}
+	}
+}

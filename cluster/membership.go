@@ -61,3 +61,21 @@ type Membership interface {
 	// either way; such callers should Watch before reading Members.
 	Watch(fn func(Event)) (stop func())
 }
+
+// LookupFromWatch is an optional interface of a Membership whose watchers
+// may call its Lookup: it holds no lock that Lookup takes while it calls
+// them. Static and cluster/memberlist's Membership implement it.
+//
+// A Membership that tells its watchers from a goroutine of its own, after
+// its member map has changed, may tell of a Leave once the member is back
+// (its Join follows). The transport asks Lookup when told of a Leave, if
+// WatchersMayLookup reports true, and ignores a Leave of a member that
+// Lookup still finds: it would fail requests that the member, back, is
+// handling. Without this interface the transport cannot ask, since a
+// Membership may tell its watchers under the lock its Lookup takes.
+type LookupFromWatch interface {
+	Membership
+	// WatchersMayLookup reports whether a function passed to Watch may
+	// call Lookup (a wrapper that cannot promise it reports false).
+	WatchersMayLookup() bool
+}

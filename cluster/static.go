@@ -108,6 +108,12 @@ func (s *Static) Watch(fn func(Event)) (stop func()) {
 	}
 }
 
+// WatchersMayLookup implements LookupFromWatch: watchers are called
+// without the lock Lookup takes.
+func (s *Static) WatchersMayLookup() bool { return true }
+
+var _ LookupFromWatch = (*Static)(nil)
+
 // notify runs with the notifying semaphore held.
 func (s *Static) notify(ev Event) {
 	s.mu.Lock()

@@ -449,6 +449,23 @@ func (t *Transport) publishPeers() {
 	t.peersView.Store(&view)
 }
 
+// leaveIsLate reports whether a Leave of id is told after the member
+// came back, when the membership lets its watchers ask (see
+// cluster.LookupFromWatch). Its Join follows; acted on, the Leave would
+// fail requests sent since the member came back, which it is handling,
+// and a caller that retries on ErrPeerLeft would run them twice.
+func (t *Transport) leaveIsLate(id cluster.NodeID) bool {
+	lf, ok := t.cfg.Membership.(cluster.LookupFromWatch)
+	if !ok || !lf.WatchersMayLookup() {
+		return false
+	}
+	if _, back := lf.Lookup(id); back {
+		t.log.Debug("internode: ignoring a Leave told after the member came back", "peer", id)
+		return true
+	}
+	return false
+}
+
 // membershipChanged stops a departed peer's writers and fails what waits
 // for it.
 func (t *Transport) membershipChanged(ev cluster.Event) {
@@ -473,6 +490,9 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 		return
 	}
 	id := ev.Member.ID
+	if t.leaveIsLate(id) {
+		return
+	}
 	t.peersMu.Lock()
 	p := t.peers[id]
 	delete(t.peers, id)

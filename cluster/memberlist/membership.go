@@ -73,7 +73,7 @@ type Membership struct {
 	closeErr      error
 }
 
-var _ cluster.Membership = (*Membership)(nil)
+var _ cluster.LookupFromWatch = (*Membership)(nil)
 
 // watcher is one Watch registration.
 type watcher struct {
@@ -234,6 +234,12 @@ func (m *Membership) Lookup(id cluster.NodeID) (cluster.Member, bool) {
 	member, ok := m.members[id]
 	return member, ok
 }
+
+// WatchersMayLookup implements cluster.LookupFromWatch: watchers are
+// called from m's own goroutine, without the lock Lookup takes. A
+// transport watching m therefore ignores a Leave told once the member is
+// back, its Join queued behind the Leave for a slow watcher.
+func (m *Membership) WatchersMayLookup() bool { return true }
 
 // Watch implements cluster.Membership. fn receives the changes made after
 // Watch was called, from a goroutine owned by m, one call at a time, each

@@ -14,15 +14,17 @@ import (
 	"github.com/internode/internode/transport"
 )
 
-// TestTransportFailsARequestToAMemberThatCameBack: n1 flaps — declared
-// dead, then alive again at the same address — while the watchers are
-// busy with an earlier change (an application's watcher slow with n3's
-// Join). The member map has n1 again, but the Leave and the Join wait in
-// the queue, kept as two events (a restart is kept visible). n2 then
-// sends n1 a request, which n1's handler holds. Once the watchers get to
-// the Leave, n2's transport fails that request with ErrPeerLeft, though
-// n1 was a member when it was sent and is one still, and n1 answers it.
-func TestTransportFailsARequestToAMemberThatCameBack(t *testing.T) {
+// TestALateLeaveDoesNotFailARequestToAMemberThatCameBack: n1 flaps —
+// declared dead, then alive again at the same address — while the
+// watchers are busy with an earlier change (an application's watcher slow
+// with n3's Join). The member map has n1 again, but the Leave and the
+// Join wait in the queue, kept as two events (a restart is kept visible).
+// n2 then sends n1 a request, which n1's handler holds. Once the watchers
+// got to the Leave, n2's transport failed that request with ErrPeerLeft,
+// though n1 was a member when it was sent and was one still, and n1
+// answered it. The transport now asks Lookup (cluster.LookupFromWatch)
+// and ignores the late Leave; the application's watcher still sees both.
+func TestALateLeaveDoesNotFailARequestToAMemberThatCameBack(t *testing.T) {
 	newNode := func(id cluster.NodeID, members cluster.Membership) *transport.Transport {
 		cfg := transport.DefaultConfig()
 		cfg.NodeID, cfg.ClusterName, cfg.ListenAddr = id, "test", "127.0.0.1:0"

@@ -415,7 +415,19 @@ func (a *Adaptive) trialStep(now time.Time, messages int) bool {
 			a.earlyExits = true
 			return true
 		}
-		if a.sinceTrial < a.trialInterval || sparse {
+		if a.sinceTrial < a.trialInterval {
+			return false
+		}
+		if sparse {
+			if a.pin == pinNoWait {
+				// Pinned at zero, only a trial could release the
+				// window, and none starts on a lull: bursts a few
+				// milliseconds apart put one in every period, and the
+				// pin, set for the load before them, held for good.
+				// The gains rule takes over; its probes count only
+				// the writes that are not sparse.
+				a.pin = pinNone
+			}
 			return false // the next period may compare the windows
 		}
 		a.sinceTrial = 0

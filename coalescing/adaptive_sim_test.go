@@ -288,6 +288,42 @@ func TestAdaptiveIdleBoundFollowsTheBurstWherePacketsBind(t *testing.T) {
 	assert.Greater(t, a.Wait(now.Add(us(16)), 6, 600), us(100))
 }
 
+// A window pinned at zero is left only by a throughput trial, and no trial
+// starts on a rate period with a lull in it. A connection pinned by one
+// request in flight (each wait only delays the one message there is) that
+// then carries bursts a few milliseconds apart (100 messages 2 µs apart,
+// about 21 writes a burst at window zero) has a lull in every period, so
+// its pin held for good: it wrote 4.8 messages a write where an Adaptive
+// that never saw the first load writes about 20, for as long as the
+// bursts went on. A trial that is due but meets a lull releases the pin
+// to the gains rule, whose probes count only the writes that are not
+// sparse.
+func TestAdaptivePinnedZeroIsReleasedOnLulls(t *testing.T) {
+	l := closedLoopCases()["uncapped/1"]
+	l.span = 250 * time.Millisecond
+	a := NewAdaptive(AdaptiveConfig{})
+	simulateClosedLoop(a, l)
+	require.Equal(t, pinNoWait, a.pin, "one request in flight: waiting only slows it")
+
+	var arrivals []arrival
+	at := t0.Add(time.Second)
+	for range 2000 {
+		for range 100 {
+			at = at.Add(us(2))
+			arrivals = append(arrivals, arrival{at: at, size: 100})
+		}
+		at = at.Add(4 * time.Millisecond)
+	}
+	before := a.Stats()
+	_, writes := simulateWriter(a, arrivals, us(10))
+	_, fresh := simulateWriter(NewAdaptive(AdaptiveConfig{}), arrivals, us(10))
+	after := a.Stats()
+	t.Logf("bursts after the pin: %d writes (an Adaptive that never saw the first load: %d), %d waits",
+		len(writes), len(fresh), after.Waited-before.Waited)
+	assert.NotEqual(t, pinNoWait, a.pin, "the pin outlived the load it was set for")
+	assert.Less(t, len(writes), 2*len(fresh))
+}
+
 // One request in flight (a loop that sends its next request once the last
 // is answered, as a client that waits for each answer does), on a
 // link without a cap: a wait can never gather a message, since the only

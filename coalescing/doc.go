@@ -136,7 +136,10 @@
 //     released when a period of waits brings fewer than MinGrowth messages
 //     each; window trials no longer
 //     run from there, since a trial at zero would collapse the loop it
-//     measures. Pinned at zero, only trials run, so no state is final.
+//     measures. Pinned at zero, only trials run; a trial due on a rate
+//     period with a lull (bursts a few milliseconds apart put one in
+//     every period) releases the pin to steps 6–8 instead, so no state
+//     is final.
 //
 // Stats.Window shows the tuned window; WindowGrowths and WindowShrinks count
 // its moves.

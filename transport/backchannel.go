@@ -70,6 +70,7 @@ type largeResponse struct {
 	held   int64
 	// overdrawn: held is beyond the peer's inbound capacity (take).
 	overdrawn bool
+	exact     bool // buf is allocated at its length, not from bufpool (take)
 }
 
 func (rx *responseReader) read() string {
@@ -288,7 +289,11 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 		rx.complete(m)
 		return nil
 	}
-	m.buf = bufpool.Get(int(h.PayloadLength)) // every byte is overwritten before use
+	if m.exact {
+		m.buf = make([]byte, h.PayloadLength)
+	} else {
+		m.buf = bufpool.Get(int(h.PayloadLength)) // every byte is overwritten before use
+	}
 	rx.large[fh.Stream] = m
 	return nil
 }
@@ -363,6 +368,14 @@ func (rx *responseReader) take(m *largeResponse) bool {
 	if rx.c.peer.inAccount.TryTakeAhead(m.held) {
 		return true
 	}
+	// Its pool class, up to a quarter above its length, may not fit
+	// where the response itself does — limits that hold MaxMessageSize
+	// and no more, say, which validated limits allow: it is allocated at
+	// its length then, as a large request is (readLargeBegin).
+	if n := int64(m.header.PayloadLength); n < m.held && rx.c.peer.inAccount.TryTakeAhead(n) {
+		m.held, m.exact = n, true
+		return true
+	}
 	if rx.overdrawn+m.held > rx.c.t.limitsIn.Load().PerConnection {
 		return false
 	}
@@ -414,7 +427,9 @@ func (rx *responseReader) cancel(fh wire.FrameHeader) error {
 // abandon gives back what a partial large response holds.
 func (rx *responseReader) abandon(m *largeResponse) {
 	rx.give(m)
-	bufpool.Put(m.buf)
+	if !m.exact {
+		bufpool.Put(m.buf)
+	}
 	m.buf = nil
 }
 

@@ -195,3 +195,31 @@ func TestResponseIsNotRefusedWhileASendWaitsForRoom(t *testing.T) {
 	require.NoError(t, err, "the response fits in the room the waiting Send does not")
 	assert.Len(t, resp, 1<<10)
 }
+
+// TestLargestResponseWithinTheLimitsIsTaken: a response of MaxMessageSize
+// to a requester whose inbound limits hold exactly that much, which
+// validated limits allow, and which holds nothing else. The requester
+// took room for it at its buffer's pool class, up to a quarter more than
+// its length, found that beyond its limits, and refused it: the call
+// failed ErrOverloaded every time, though a request of the same size the
+// other way was taken (inlarge.go allocates such a message at its length).
+func TestLargestResponseWithinTheLimitsIsTaken(t *testing.T) {
+	const size = 1<<20 + 64<<10 // its pool class is 1.25 MiB
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: size, Node: size}
+		cfg.Memory.MaxMessageSize = size
+	})
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		return make([]byte, size), nil
+	}))
+	c.Nodes[0].Handle(verbEcho, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		return nil, nil
+	}))
+	_, err := c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbEcho, make([]byte, size))
+	require.NoError(t, err, "a request of %d bytes", size)
+	waitFor(t, 5*time.Second, "the request's room given back", func() bool { return c.Nodes[0].Stats().InboundHeld == 0 })
+	resp, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("hi"))
+	require.NoError(t, err, "a response of %d bytes", size)
+	assert.Len(t, resp, size)
+	waitFor(t, 5*time.Second, "the response's room given back", func() bool { return c.Nodes[0].Stats().InboundHeld == 0 })
+}

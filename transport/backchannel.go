@@ -359,30 +359,36 @@ func (rx *responseReader) discardPart(fh wire.FrameHeader) error {
 // take finds room for a large response: within the peer's inbound
 // capacity, or, when that is full (the peer's requests to this node
 // paused, say), beyond it by at most one connection's inbound limit for
-// the large responses this connection carries at once.
+// the large responses this connection carries at once. Where its buffer's
+// pool class, up to a quarter above its length, does not fit and its
+// length does — limits that hold MaxMessageSize and no more, say, which
+// validated limits allow — it takes room at its length and is allocated
+// at that (exact), as a large request is (readLargeBegin, waitAtLength).
 func (rx *responseReader) take(m *largeResponse) bool {
+	sizes := [2]int64{m.held, int64(m.header.PayloadLength)}
+	if sizes[1] >= sizes[0] {
+		sizes[1] = sizes[0] // no smaller size to try
+	}
 	// Ahead of waiters, as the reply writer takes a response's outbound
 	// room: a response cannot wait, and TryTake would refuse it while any
 	// large message (another peer's, say) waits at the peer's or the
 	// node's account, however much room is free.
-	if rx.c.peer.inAccount.TryTakeAhead(m.held) {
-		return true
+	for _, n := range sizes {
+		if rx.c.peer.inAccount.TryTakeAhead(n) {
+			m.held, m.exact = n, n != sizes[0]
+			return true
+		}
 	}
-	// Its pool class, up to a quarter above its length, may not fit
-	// where the response itself does — limits that hold MaxMessageSize
-	// and no more, say, which validated limits allow: it is allocated at
-	// its length then, as a large request is (readLargeBegin).
-	if n := int64(m.header.PayloadLength); n < m.held && rx.c.peer.inAccount.TryTakeAhead(n) {
-		m.held, m.exact = n, true
-		return true
+	for _, n := range sizes {
+		if rx.overdrawn+n <= rx.c.t.limitsIn.Load().PerConnection {
+			m.held, m.exact = n, n != sizes[0]
+			rx.c.peer.inAccount.Overdraw(n)
+			rx.overdrawn += n
+			m.overdrawn = true
+			return true
+		}
 	}
-	if rx.overdrawn+m.held > rx.c.t.limitsIn.Load().PerConnection {
-		return false
-	}
-	rx.c.peer.inAccount.Overdraw(m.held)
-	rx.overdrawn += m.held
-	m.overdrawn = true
-	return true
+	return false
 }
 
 // give gives back the room m holds.

@@ -292,3 +292,39 @@ func damaged(frame []byte) []byte {
 	frame[wire.FrameHeaderSize-1] ^= 1
 	return frame
 }
+
+// TestBackChannelLargeResponseRoomAtItsLength: a large response whose
+// buffer's pool class (320 KiB for 300 KiB) is more than the room its
+// length needs takes room at its length when the class does not fit:
+// within the peer's capacity, which holds it and not its class, and, that
+// full, within one connection's limit beyond it, as the package doc says.
+// The class was all it asked for, and both calls failed ErrOverloaded.
+func TestBackChannelLargeResponseRoomAtItsLength(t *testing.T) {
+	const size = 300 << 10
+	r := newBackRig(t, routing.Small, limitedTo(size, 310<<10))
+	inCapacity := r.call(60)
+	r.write(largeBegin(1, wire.Header{ID: 60, Verb: 1, Flags: wire.FlagResponse}, size))
+	eventually(t, func() bool { return len(r.control()) == 1 }, "the answer to the first")
+	assert.Equal(t, wire.FrameGrant, r.control()[0].kind, "within the peer's capacity")
+	assert.EqualValues(t, size, r.p.inAccount.Used(), "room taken at its length")
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 256<<10)))
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, size-256<<10)))
+	res := within(t, inCapacity, 5*time.Second, "the first response")
+	require.NoError(t, res.err)
+	assert.Len(t, res.payload, size)
+	assert.Zero(t, r.p.inAccount.Used())
+
+	full := r.p.inAccount.Limit()
+	require.True(t, r.p.inAccount.TryTake(full), "the peer's requests hold all of it")
+	beyond := r.call(61)
+	r.write(largeBegin(2, wire.Header{ID: 61, Verb: 1, Flags: wire.FlagResponse}, size))
+	eventually(t, func() bool { return len(r.control()) == 2 }, "the answer to the second")
+	assert.Equal(t, wire.FrameGrant, r.control()[1].kind, "within one connection's limit beyond it")
+	r.write(anyFrame(wire.FrameLargeMore, 2, make([]byte, 256<<10)))
+	r.write(anyFrame(wire.FrameLargeMore, 2, make([]byte, size-256<<10)))
+	res = within(t, beyond, 5*time.Second, "the second response")
+	require.NoError(t, res.err)
+	assert.Len(t, res.payload, size)
+	eventually(t, func() bool { return r.p.inAccount.Used() == full }, "the overdraft given back")
+	r.p.inAccount.Release(full)
+}

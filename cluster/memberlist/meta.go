@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 
 	ml "github.com/hashicorp/memberlist"
@@ -120,7 +121,9 @@ func checkTransportAddr(addr string) error {
 	}
 	// A listen address such as "0.0.0.0:7000" is no address to dial: a
 	// member that dialled it would reach its own transport, not this node.
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+	// netip rather than net.ParseIP, which refuses a zone ("::%lo") while
+	// a dialler resolves one to its own unspecified address all the same.
+	if ip, err := netip.ParseAddr(host); err == nil && ip.WithZone("").Unmap().IsUnspecified() {
 		return fmt.Errorf("%w: transport address %q is unspecified (all interfaces); give one that members can dial",
 			ErrInvalidAddr, addr)
 	}

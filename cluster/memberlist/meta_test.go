@@ -88,6 +88,7 @@ func TestCheckTransportAddr(t *testing.T) {
 	}{
 		{"127.0.0.1:7000", true},
 		{"[::1]:7000", true},
+		{"[fe80::1%eth0]:7000", true}, // a zone is fine on a dialable IP
 		{"db-1:7000", true},
 		{"127.0.0.1:65535", true},
 		{"", false},
@@ -135,9 +136,11 @@ func FuzzDecodeMeta(f *testing.F) {
 // "0.0.0.0:7000" as TransportAddr (all interfaces, like ":7000", which was
 // already refused) gossiped it, and every other member dialled 0.0.0.0,
 // which reaches the dialler's own transport. Such an address is refused in
-// the Config and ignored in a peer's gossip.
+// the Config and ignored in a peer's gossip. So is one with an IPv6 zone
+// ("[::%lo]:7000"), which net.ParseIP does not read as an IP but which a
+// dialler resolves to its own unspecified address just the same.
 func TestTransportAddrUnspecified(t *testing.T) {
-	for _, addr := range []string{"0.0.0.0:7000", "[::]:7000"} {
+	for _, addr := range []string{"0.0.0.0:7000", "[::]:7000", "[::%lo]:7000", "[::ffff:0.0.0.0%eth0]:7000"} {
 		err := Config{NodeID: "n1", TransportAddr: addr}.Validate()
 		assert.ErrorIs(t, err, ErrInvalidConfig, addr)
 		assert.ErrorIs(t, err, ErrInvalidAddr, addr)

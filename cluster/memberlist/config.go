@@ -78,7 +78,10 @@ type Config struct {
 
 	// BindAddr is the "ip:port" memberlist listens on for gossip, over both
 	// UDP and TCP. The IP must be a literal; an empty IP (":7946") means all
-	// interfaces. Port 0 picks a free port: read it from GossipAddr.
+	// interfaces, IPv4 and IPv6, and advertises a private IP. "[::]" would
+	// advertise "::", which no other node can dial: Join refuses it unless
+	// Tune sets AdvertiseAddr. Port 0 picks a free port: read it from
+	// GossipAddr.
 	// Default DefaultBindAddr.
 	BindAddr string
 
@@ -134,8 +137,10 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports whether Join could use c. Empty optional fields are valid
-// and mean their default. Errors wrap ErrInvalidConfig.
+// Validate reports whether Join could use c, as far as it can tell without
+// Tune: Join also refuses a Tune that makes memberlist advertise an
+// unspecified IP. Empty optional fields are valid and mean their default.
+// Errors wrap ErrInvalidConfig.
 func (c Config) Validate() error {
 	if c.NodeID == "" {
 		return fmt.Errorf("%w: NodeID is required", ErrInvalidConfig)
@@ -144,8 +149,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: TransportAddr: %w", ErrInvalidConfig, err)
 	}
 	if c.BindAddr != "" {
-		if _, _, err := splitBindAddr(c.BindAddr); err != nil {
+		ip, _, err := splitBindAddr(c.BindAddr)
+		if err != nil {
 			return fmt.Errorf("%w: BindAddr: %w", ErrInvalidConfig, err)
+		}
+		// Without Tune there is no AdvertiseAddr: memberlist would
+		// advertise this IP (Join checks what it advertises in any case).
+		if c.Tune == nil && ip != "0.0.0.0" && net.ParseIP(ip).IsUnspecified() {
+			return fmt.Errorf("%w: BindAddr: %w", ErrInvalidConfig, unspecifiedAdvertiseError(c.BindAddr, ip))
 		}
 	}
 	for i, seed := range c.Seeds {
@@ -180,6 +191,14 @@ func (c Config) withDefaults() Config {
 	}
 	c.Seeds = append([]string(nil), c.Seeds...)
 	return c
+}
+
+// unspecifiedAdvertiseError says that binding to addr would advertise ip, an
+// unspecified IP, to the other nodes.
+func unspecifiedAdvertiseError(addr, ip string) error {
+	return fmt.Errorf("%w: bind address %q: memberlist would advertise the unspecified IP %s, which other nodes "+
+		"cannot dial; bind \":port\" for all interfaces or a specific IP, or set AdvertiseAddr in Tune",
+		ErrInvalidAddr, addr, ip)
 }
 
 // splitBindAddr splits "ip:port" into memberlist's BindAddr and BindPort.

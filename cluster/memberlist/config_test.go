@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	ml "github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,6 +27,12 @@ func TestConfigValidate(t *testing.T) {
 		}, false},
 		{"all interfaces", func(c *Config) { c.BindAddr = ":7946" }, false},
 		{"IPv6 bind", func(c *Config) { c.BindAddr = "[::1]:0" }, false},
+		{"all IPv4 interfaces", func(c *Config) { c.BindAddr = "0.0.0.0:7946" }, false},
+		{"BindAddr [::] would advertise ::", func(c *Config) { c.BindAddr = "[::]:7946" }, true},
+		{"BindAddr [::] with Tune", func(c *Config) {
+			c.BindAddr = "[::]:7946"
+			c.Tune = func(mc *ml.Config) { mc.AdvertiseAddr = "2001:db8::1" }
+		}, false},
 		{"no NodeID", func(c *Config) { c.NodeID = "" }, true},
 		{"no TransportAddr", func(c *Config) { c.TransportAddr = "" }, true},
 		{"TransportAddr without port", func(c *Config) { c.TransportAddr = "127.0.0.1" }, true},

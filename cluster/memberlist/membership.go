@@ -102,7 +102,9 @@ type watcher struct {
 // push/pull (ml.Config.PushPullInterval, 30 s on a LAN). On error nothing
 // is left running.
 //
-// Errors wrap ErrInvalidConfig for a bad cfg; otherwise they come from
+// Errors wrap ErrInvalidConfig for a bad cfg, including one under which
+// memberlist would advertise an unspecified IP (BindAddr "[::]:port"
+// without Tune's AdvertiseAddr); otherwise they come from
 // memberlist (a port in use, no seed reachable), with "only this node
 // answered" when some seeds were this node and the others unreachable.
 func Join(cfg Config) (*Membership, error) {
@@ -154,6 +156,14 @@ func Join(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("memberlist: start on %s: %w", cfg.BindAddr, err)
 	}
 	m.list = list
+	// memberlist advertises the IP it is bound to, except for 0.0.0.0 (then
+	// a private IP) or Tune's AdvertiseAddr: bound to "::" it advertises
+	// "::". A member on another host would probe and gossip to its own
+	// "::", that is to itself, and declare this node dead.
+	if ip := list.LocalNode().Addr; ip.IsUnspecified() {
+		_ = m.Close()
+		return nil, fmt.Errorf("%w: BindAddr: %w", ErrInvalidConfig, unspecifiedAdvertiseError(cfg.BindAddr, ip.String()))
+	}
 	m.gossipAddr = list.LocalNode().Address()
 	// Joining oneself achieves nothing. The loop is not running yet.
 	m.rc.seeds = slices.DeleteFunc(m.rc.seeds, func(s string) bool { return s == m.gossipAddr })

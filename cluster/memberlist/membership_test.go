@@ -592,6 +592,55 @@ func TestJoinFailures(t *testing.T) {
 	})
 }
 
+// TestBindUnspecifiedIPv6: BindAddr "[::]:7946", the natural way to say
+// "all interfaces" on IPv6, was accepted, and memberlist, which picks a
+// private IP to advertise only for "0.0.0.0", advertised the bound IP
+// itself: "::". The node's GossipAddr was "[::]:port" and every member it
+// joined recorded it there, so a member on another host would probe and
+// gossip to its own "::" (itself), declare the node dead, and never reach
+// it. Join now refuses a configuration that advertises an unspecified
+// address, however it came about (Tune's AdvertiseAddr too).
+func TestBindUnspecifiedIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 on this machine: %v", err)
+	}
+	require.NoError(t, ln.Close())
+	n1 := startNode(t, "n1")
+	for _, tt := range []struct {
+		bind string
+		tune func(*ml.Config)
+	}{
+		{"[::]:0", quickGossip},
+		{"127.0.0.1:0", func(c *ml.Config) { quickGossip(c); c.AdvertiseAddr = "0.0.0.0" }},
+	} {
+		m, err := Join(Config{
+			NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: tt.bind,
+			Seeds: []string{n1.GossipAddr()}, Tune: tt.tune, Logger: testLogger(),
+		})
+		if err == nil {
+			// What n1, the member it joined, records as n2's gossip address.
+			var seen string
+			require.Eventually(t, func() bool {
+				for _, node := range n1.list.Members() {
+					if node.Name == "n2" {
+						seen = node.Address()
+						return true
+					}
+				}
+				return false
+			}, waitLimit, 10*time.Millisecond)
+			assert.NoError(t, m.Leave(waitLimit))
+			assert.NoError(t, m.Close())
+			t.Errorf("BindAddr %s: Join succeeded, advertising %s (n1 records n2 at %s), which another host cannot dial",
+				tt.bind, m.GossipAddr(), seen)
+			continue
+		}
+		assert.Nil(t, m)
+		assert.ErrorIs(t, err, ErrInvalidConfig, tt.bind)
+	}
+}
+
 // TestConcurrentUse runs Watch, stop, Members and Lookup from several
 // goroutines while members join, move and leave; run it with -race. The
 // goroutines are paced so as not to starve gossip on a small machine.

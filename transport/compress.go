@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"sync/atomic"
@@ -248,9 +249,9 @@ func errCompressedBatch(err error) error {
 // checkBatchS2Block refuses a compressed batch frame whose block (fh's
 // payload) is longer than any block that decodes to n bytes: malformed,
 // as the decoder would find, but known from the header, so no room is
-// taken for it, nothing allocated and nothing read — a peer could
-// otherwise make the reader hold up to a frame-limit block beyond the
-// limits for a batch of a few bytes.
+// taken for it and nothing allocated (the rest is read only through the
+// checksum, refusedBatchS2) — a peer could otherwise make the reader hold
+// up to a frame-limit block beyond the limits for a batch of a few bytes.
 func checkBatchS2Block(fh wire.FrameHeader, n int) error {
 	if int64(fh.Length) > int64(wire.MaxBatchS2Block(n)) {
 		return fmt.Errorf("%w: compressed batch of %d bytes in a block of %d", wire.ErrMalformed, n, fh.Length)
@@ -278,6 +279,40 @@ func peekBatchS2Len(src *bufio.Reader, fh wire.FrameHeader, maxFrame int) (int, 
 	return n, checkBatchS2Block(fh, n)
 }
 
+// refusedBatchS2 returns why a compressed batch frame refused from its
+// first bytes (peekBatchS2Len) is refused, once the rest of its payload,
+// all of it still unread in r, has been read and checked against the
+// frame's checksum a piece at a time, none of it held. The checksum
+// covers plain_len too: a flipped bit there — plain_len running on past
+// the frame limit, or cut short so that the block is too long for it —
+// is damage, a checksum mismatch (BadInputChecksum) as anywhere else in
+// a frame, not a peer that does not speak the format. A payload that
+// does not all come (the peer's end, silence, a close here) leaves the
+// refusal as it is.
+func refusedBatchS2(r io.Reader, fh wire.FrameHeader, refusal error) error {
+	var piece [readBufferSize]byte
+	crc := fh.HeaderChecksum()
+	for left := int(fh.Length); left > 0; {
+		n, err := io.ReadFull(r, piece[:min(left, len(piece))])
+		if err != nil {
+			return refusal
+		}
+		crc = crc32.Update(crc, castagnoli, piece[:n])
+		left -= n
+	}
+	if crc != fh.Checksum {
+		return wire.ErrChecksum
+	}
+	return refusal
+}
+
+// isRefusal reports whether err from peekBatchS2Len refuses the frame
+// for what its first bytes say (bad input), rather than being a read that
+// failed.
+func isRefusal(err error) bool {
+	return errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrFrameTooLarge)
+}
+
 // readBatchS2 reads a compressed batch frame. Capacity for the
 // decompressed batch is taken (or waited for) before anything is
 // allocated — its length is read from the block's first bytes and checked
@@ -290,6 +325,9 @@ func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	for err != nil && ic.deadlineEarly(err, ic.frameStart) {
 		// The frame's whole Keepalive, as frameSource gives its reads.
 		n, err = peekBatchS2Len(ic.src, fh, ic.t.maxFrame)
+	}
+	if isRefusal(err) {
+		return refusedBatchS2(frameSource{ic}, fh, err)
 	}
 	if err != nil {
 		return err
@@ -322,6 +360,9 @@ func (rx *responseReader) readBatchS2(fh wire.FrameHeader) error {
 	// The batch's length first, and the block's against it, before the
 	// block is held (checkBatchS2Block).
 	n, err := peekBatchS2Len(rx.src, fh, c.t.maxFrame)
+	if isRefusal(err) {
+		return refusedBatchS2(rx.src, fh, err)
+	}
 	if err != nil {
 		return err
 	}

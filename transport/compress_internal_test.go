@@ -430,9 +430,11 @@ func TestWriteBatchCountsOnlyCompressedFramesSent(t *testing.T) {
 // TestReaderRefusesAnOverlongCompressedBlockFromItsHeader: a block longer
 // than any S2 block that decodes to its plain_len can be
 // (wire.MaxBatchS2Block) is malformed, and is refused from the frame
-// header and the block's first bytes — before the reader takes room for,
-// allocates and waits for the rest of a frame that may fill the frame
-// limit. (It read all of it first, holding it beyond the limits.)
+// header and the block's first bytes — before the reader takes room for
+// or allocates a frame that may fill the frame limit. (It read all of it
+// first, holding it beyond the limits.) The rest of the frame is read
+// only to check its checksum (a damaged plain_len is a checksum
+// mismatch), a piece at a time, holding none of it.
 func TestReaderRefusesAnOverlongCompressedBlockFromItsHeader(t *testing.T) {
 	r := newReaderRig(t, routing.Small, nil)
 	h := newRecorder(false)
@@ -444,9 +446,13 @@ func TestReaderRefusesAnOverlongCompressedBlockFromItsHeader(t *testing.T) {
 	// plain_len 1, then 64 KiB: at most 7 bytes can decode to 1 byte.
 	block := append([]byte{0x01}, randomPayload(1, 64<<10)...)
 	frame := anyFrame(wire.FrameBatchS2, 0, block)
-	// Only the header and the block's first bytes come: the rest never
-	// does, so a reader that waits for it never ends.
-	r.writeAsync(frame[:wire.FrameHeaderSize+16])
+	// A pipe's write returns once the reader has taken every byte: after
+	// the second, the reader waits for the rest of the frame, holding
+	// nothing for it.
+	r.write(frame[:wire.FrameHeaderSize+16])
+	r.write(frame[wire.FrameHeaderSize+16 : wire.FrameHeaderSize+17])
+	assert.Zero(t, r.used(), "nothing held while the rest comes")
+	r.writeAsync(frame[wire.FrameHeaderSize+17:])
 	err := r.end()
 	require.ErrorIs(t, err, wire.ErrMalformed)
 	assert.Zero(t, r.used(), "nothing held")

@@ -374,3 +374,60 @@ func oneWayMessage(id uint64, payload []byte) []byte {
 	h := wire.Header{ID: id, Verb: uint32(verbCompressSink), CreatedAt: time.Now().UnixNano(), PayloadLength: uint32(len(payload))}
 	return append(wire.AppendHeader(nil, &h), payload...)
 }
+
+// TestDamagedCompressedBatchLengthIsAChecksumMismatch: a frame's CRC32C
+// covers its whole payload, a compressed block's plain_len too (wire/doc.go:
+// "damage is caught before anything is decoded"), but the reader reads
+// plain_len before it has the payload and refused the frame from it: a
+// flipped bit there — one that makes plain_len run on, or clears the
+// continuation bit so the block is too long for what is left — was
+// counted as a peer that does not speak the format (BadInputTooLarge or
+// BadInputMalformed), not as the damage it is (BadInputChecksum), as a
+// flipped bit anywhere else in any frame is.
+func TestDamagedCompressedBatchLengthIsAChecksumMismatch(t *testing.T) {
+	block := wire.AppendBatchS2(nil, oneWayMessage(1, jsonLike(1, 4000)))
+	require.GreaterOrEqual(t, block[0], byte(0x80), "plain_len takes two bytes")
+	require.Less(t, block[1], byte(0x80))
+	for _, tc := range []struct {
+		name string
+		at   int
+		bit  byte
+	}{
+		{"plain_len runs on", 1, 0x80},
+		{"plain_len cut to its first byte", 0, 0x80},
+		{"plain_len's top bit", 1, 0x40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, node := badFrameNode(t)
+			conn := rawConn(t, node)
+			hello := validHello(routing.Small)
+			hello.Capabilities = wire.CapBatchS2
+			reply := handshake(t, conn, hello)
+			require.Equal(t, wire.Accepted, reply.Reason)
+			require.NotZero(t, reply.Capabilities&wire.CapBatchS2)
+
+			frame := anyFrameOf(wire.FrameBatchS2, block)
+			frame[wire.FrameHeaderSize+tc.at] ^= tc.bit // damaged after it was framed
+			_, err := conn.Write(frame)
+			require.NoError(t, err)
+			closedByPeer(t, conn)
+			waitFor(t, 5*time.Second, "the connection counted", func() bool {
+				var n uint64
+				for _, c := range node.Stats().BadInput {
+					n += c
+				}
+				return n > 0
+			})
+			st := node.Stats()
+			assert.Equal(t, uint64(1), st.BadInput[transport.BadInputChecksum], "checksum: %v", st.BadInput)
+			assert.Zero(t, st.BadInput[transport.BadInputTooLarge], "too large: %v", st.BadInput)
+			assert.Zero(t, st.BadInput[transport.BadInputMalformed], "malformed: %v", st.BadInput)
+			waitFor(t, 5*time.Second, "nothing held", func() bool { return node.Stats().InboundHeld == 0 })
+		})
+	}
+}
+
+// anyFrameOf frames payload as one frame of kind.
+func anyFrameOf(kind wire.FrameKind, payload []byte) []byte {
+	return append(wire.AppendFrameHeader(nil, kind, 0, payload), payload...)
+}

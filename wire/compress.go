@@ -68,7 +68,7 @@ const MaxBatchS2Prefix = 5
 // MaxBatchS2Block returns the longest FrameBatchS2 payload that can
 // decode to a batch of n bytes: a longer one is malformed, and a reader
 // refuses it from the frame's Length and the block's plain_len, before it
-// reads the block. It is not MaxBatchS2Len(n), the longest that
+// holds the block. It is not MaxBatchS2Len(n), the longest that
 // AppendBatchS2 writes: other valid encoders write longer blocks (a
 // Snappy encoder starts a literal every 64 KiB), and the bound must
 // refuse no block that decodes. Every element of a block decodes to at

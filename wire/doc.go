@@ -238,9 +238,9 @@
 // compresses only batches that it could have sent as a FrameBatch: at
 // most DefaultMaxFramePayload bytes decoded. The frame's crc32c covers
 // the header and the payload as sent — the compressed bytes — so damage
-// is caught before anything is decoded; the decoded batch has no checksum
-// of its own. A reader reads plain_len from the payload's first bytes
-// (at most MaxBatchS2Prefix, 5) and refuses, before it allocates
+// is caught before the block is decoded; the decoded batch has no
+// checksum of its own. A reader reads plain_len from the payload's first
+// bytes (at most MaxBatchS2Prefix, 5) and refuses, before it allocates
 // anything for the batch, a plain_len of 0 (ErrMalformed), and one above
 // its frame limit or whose uvarint does not end within those 5 bytes
 // (ErrFrameTooLarge): a small frame cannot make a reader hold more than a
@@ -248,11 +248,16 @@
 // (MaxBatchS2Block) is malformed — no block that long decodes to
 // plain_len bytes, every element costing at most 6 bytes per byte it
 // yields — and a reader refuses it from the frame's Length and plain_len,
-// before it reads the rest of the block. (The bound is not the longest
-// block an S2 encoder writes, MaxBatchS2Len: a Snappy encoder's blocks
-// can be longer, and are valid.) A block that does not decode to exactly
-// plain_len bytes is malformed. AppendBatchS2, BatchS2Len,
-// MaxBatchS2Block and DecodeBatchS2 do each step.
+// before it holds the rest of the block. Since plain_len is read before
+// the checksum is checked, a reader that refuses a frame for it reads
+// the rest of the payload through the checksum, a piece at a time,
+// before it says why: a mismatch is damage (ErrChecksum), which may have
+// hit plain_len, not a peer that does not speak the format. (The bound
+// is not the longest block an S2 encoder writes, MaxBatchS2Len: a Snappy
+// encoder's blocks can be longer, and are valid.) A block that does not
+// decode to exactly plain_len bytes is malformed. AppendBatchS2,
+// BatchS2Len, MaxBatchS2Block, FrameHeader.HeaderChecksum (a payload
+// checked a piece at a time) and DecodeBatchS2 do each step.
 //
 // For example, a block whose batch is "abcabcabcabc" (12 bytes) — a
 // 3-byte literal, then a copy of 9 bytes from 3 back:

@@ -216,6 +216,16 @@ func ParseFrameHeader(b []byte, maxPayload uint32) (FrameHeader, error) {
 	return h, nil
 }
 
+// HeaderChecksum returns the CRC32C of the header's bytes 0..7 (length,
+// kind, stream), which the frame's checksum continues over its payload:
+// crc32.Update(h.HeaderChecksum(), crc32.MakeTable(crc32.Castagnoli),
+// payload) is h.Checksum when the frame is intact. It is for a reader
+// that checks a payload it does not hold whole, read a piece at a time;
+// Verify checks one it holds.
+func (h FrameHeader) HeaderChecksum() uint32 {
+	return headerCRC(frameHeaderStart(h.Length, h.Kind, h.Stream))
+}
+
 // Verify checks payload against the header's length and checksum. It
 // returns ErrTruncated when payload is not exactly Length bytes long and
 // ErrChecksum when the checksum does not match.
@@ -224,8 +234,7 @@ func (h FrameHeader) Verify(payload []byte) error {
 	if uint64(len(payload)) != uint64(h.Length) {
 		return ErrTruncated
 	}
-	crc := headerCRC(frameHeaderStart(h.Length, h.Kind, h.Stream))
-	if crc32.Update(crc, castagnoli, payload) != h.Checksum {
+	if crc32.Update(h.HeaderChecksum(), castagnoli, payload) != h.Checksum {
 		return ErrChecksum
 	}
 	return nil

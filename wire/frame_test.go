@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"strings"
 	"testing"
 
@@ -232,6 +233,28 @@ func TestVerifyDetectsDamage(t *testing.T) {
 			b[i] ^= 1 << bit
 			assert.True(t, caught(b), "bit %d of byte %d flipped", bit, i)
 		}
+	}
+}
+
+// TestHeaderChecksumContinuesOverPieces: a payload checked a piece at a
+// time from HeaderChecksum gives the frame's checksum, as Verify finds.
+func TestHeaderChecksumContinuesOverPieces(t *testing.T) {
+	payload := []byte("a batch of messages, or part of a large one")
+	for _, kind := range []FrameKind{FrameBatchS2, FrameLargeMore} {
+		stream := uint32(0)
+		if kind.HasStream() {
+			stream = 0x00BEEF
+		}
+		h, err := ParseFrameHeader(AppendFrameHeader(nil, kind, stream, payload), DefaultMaxFramePayload)
+		require.NoError(t, err)
+		table := crc32.MakeTable(crc32.Castagnoli)
+		crc := h.HeaderChecksum()
+		for piece := range slices.Chunk(payload, 7) {
+			crc = crc32.Update(crc, table, piece)
+		}
+		assert.Equal(t, h.Checksum, crc, "%v", kind)
+		h.Stream ^= 1 // the header's bytes are covered too
+		assert.NotEqual(t, h.Checksum, crc32.Update(h.HeaderChecksum(), table, payload), "%v", kind)
 	}
 }
 

@@ -17,8 +17,13 @@ const CapBatchS2 Capabilities = 1 << 0
 // batch (a FrameBatch payload): one S2 block. It allocates only when dst
 // has less room than MaxBatchS2Len(len(batch)). The result may be longer
 // than batch when batch does not compress; whether to send it then is the
-// caller's choice.
+// caller's choice. batch must not be empty: a block of no batch could not
+// be read back (BatchS2Len refuses plain_len 0), so AppendBatchS2 panics
+// rather than write it.
 func AppendBatchS2(dst, batch []byte) []byte {
+	if len(batch) == 0 {
+		panic("wire: AppendBatchS2 of an empty batch")
+	}
 	n := len(dst)
 	if free := cap(dst) - n; free < s2.MaxEncodedLen(len(batch)) {
 		grown := make([]byte, n, n+s2.MaxEncodedLen(len(batch)))

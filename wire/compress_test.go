@@ -241,3 +241,14 @@ func TestMaxBatchS2Block(t *testing.T) {
 	overlong := append(bytes.Clone(longest), 0x00)
 	assert.ErrorIs(t, DecodeBatchS2(make([]byte, 3), overlong), ErrMalformed)
 }
+
+// TestAppendBatchS2RefusesAnEmptyBatch: "the encoders, in turn, refuse
+// to write what the decoders would reject" (doc.go), but AppendBatchS2
+// wrote an empty batch as a block with plain_len 0, which BatchS2Len
+// refuses (the peer closes the connection). It now panics on that
+// programming error, as AppendHeader does on its own.
+func TestAppendBatchS2RefusesAnEmptyBatch(t *testing.T) {
+	assert.Panics(t, func() { AppendBatchS2(nil, nil) })
+	assert.Panics(t, func() { AppendBatchS2([]byte("prefix"), []byte{}) })
+	assert.NotPanics(t, func() { AppendBatchS2(nil, []byte{1}) })
+}

@@ -699,8 +699,10 @@
 // the error as the logged reason, and must not try to resynchronise. The
 // encoders, in turn, refuse to write what the decoders would reject:
 // AppendHello returns an error, and AppendHeader, AppendFrameHeader,
-// AppendReply, AppendStreamChunkHeader and AppendStreamRefuse panic on
-// such a programming error. The one bound they leave to their caller is
+// AppendReply, AppendBatchS2 (an empty batch), AppendStreamChunkHeader
+// and AppendStreamRefuse panic on such a programming error.
+// AppendFileHeader writes the flags it is given: keeping to the defined
+// ones, and to none without CapFileFlags agreed, is its caller's duty. The one bound they leave to their caller is
 // the frame limit, which each reader chooses: AppendFrameHeader frames
 // any payload up to 2^32-1 bytes, and keeping frames within
 // DefaultMaxFramePayload is the writer's duty.

@@ -62,7 +62,10 @@ func (h *FileHeader) Deadline(arrived int64) int64 {
 // FileTrailerSize is the size of the checksum that follows a file's bytes.
 const FileTrailerSize = 4
 
-// AppendFileHeader appends the encoding of h.
+// AppendFileHeader appends the encoding of h. It writes h.Flags as they
+// are: only defined flags, and none unless the connection's handshake
+// agreed CapFileFlags, are the caller's to keep to, or the acceptor
+// refuses the header as malformed.
 func AppendFileHeader(dst []byte, h *FileHeader) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0)

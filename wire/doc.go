@@ -749,10 +749,13 @@
 //     Length above MaxBatchS2Block of it, allocates that, and decodes it
 //     with DecodeBatchS2; the batch is then read as a FrameBatch's
 //     payload.
-//  4. For a FrameBatch, calls DecodeHeader with its message size limit at
-//     the start of the payload, takes PayloadLength bytes after the header
+//  4. For a FrameBatch, calls DecodeHeader with its frame limit at the
+//     start of the payload, takes PayloadLength bytes after the header
 //     as the message payload, and repeats until the frame is used up; a
-//     message that runs past the frame's end is malformed. For a
+//     message that runs past the frame's end is malformed. A message
+//     above its message size limit is refused alone (see Message header),
+//     not the connection: with that limit, DecodeHeader would return
+//     ErrMessageTooLarge, which closes it. For a
 //     FrameLargeBegin it decodes the header (which must fill the payload),
 //     then grants or refuses the stream on the back channel, and gathers
 //     the granted stream's parts.

@@ -702,10 +702,11 @@
 // AppendReply, AppendBatchS2 (an empty batch), AppendStreamChunkHeader
 // and AppendStreamRefuse panic on such a programming error.
 // AppendFileHeader writes the flags it is given: keeping to the defined
-// ones, and to none without CapFileFlags agreed, is its caller's duty. The one bound they leave to their caller is
-// the frame limit, which each reader chooses: AppendFrameHeader frames
-// any payload up to 2^32-1 bytes, and keeping frames within
-// DefaultMaxFramePayload is the writer's duty.
+// ones, and to none without CapFileFlags agreed, is its caller's duty.
+// The one other bound they leave to their caller is the frame limit,
+// which each reader chooses: AppendFrameHeader frames any payload up to
+// 2^32-1 bytes, and keeping frames within DefaultMaxFramePayload is the
+// writer's duty.
 //
 // # Using the package
 //

@@ -112,9 +112,22 @@ func (ic *inConn) arrival() int64 {
 	return now
 }
 
-// markArrivals samples the socket's receive queue while reading pauses.
-func (ic *inConn) markArrivals() {
-	if q, err := ic.probe.RecvQueue(); err == nil {
+// samplePaused samples the socket's receive queue while reading pauses:
+// a mark dating the bytes that wait there, and a reading of its depth.
+// No read measures that depth until reading resumes, and none ever if the
+// connection ends first (its peer gave up on it, or left): unsampled, a
+// pause — the backlog the receive-queue peak is for — showed the depth
+// read before it at every collection while it lasted, and nothing at all
+// when it ended with its connection.
+func (ic *inConn) samplePaused() {
+	q, err := ic.probe.RecvQueue()
+	if err != nil {
+		return
+	}
+	if ic.arrivals.counted {
 		ic.arrivals.mark(q, monoNanos())
+	}
+	if ic.t.measuring() {
+		ic.recordRecvQueue(q)
 	}
 }

@@ -84,3 +84,21 @@ func StreamReadAhead(s *Stream) int {
 func DialLane(ctx context.Context, t *Transport, id cluster.NodeID, lane routing.Lane) (net.Conn, error) {
 	return t.dial(ctx, id, uint8(lane))
 }
+
+// RecvQueueDepth reads, from the sockets now, the deepest receive queue
+// of t's inbound connections from peer on lane (0 when there are none,
+// or none can be asked).
+func RecvQueueDepth(t *Transport, peer cluster.NodeID, lane routing.Lane) int {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	depth := 0
+	for ic := range t.inConns {
+		if ic.from != peer || ic.lane != lane || ic.probe == nil {
+			continue
+		}
+		if n, err := ic.probe.RecvQueue(); err == nil {
+			depth = max(depth, n)
+		}
+	}
+	return depth
+}

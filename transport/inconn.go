@@ -370,12 +370,17 @@ func (ic *inConn) measureRecvQueue(n int, paused bool) {
 		return
 	}
 	if depth, err := ic.probe.RecvQueue(); err == nil {
-		ic.sampler.Record(depth, 0)
-		ic.recvDepth.Store(int64(depth))
-		ic.peer.recvPeak[ic.lane].Observe(int64(depth))
-		ic.peer.recvMax[ic.lane].Observe(int64(depth))
-		ic.peer.measured(ic.lane)
+		ic.recordRecvQueue(depth)
 	}
+}
+
+// recordRecvQueue records a reading of the socket's receive-queue depth.
+func (ic *inConn) recordRecvQueue(depth int) {
+	ic.sampler.Record(depth, 0)
+	ic.recvDepth.Store(int64(depth))
+	ic.peer.recvPeak[ic.lane].Observe(int64(depth))
+	ic.peer.recvMax[ic.lane].Observe(int64(depth))
+	ic.peer.measured(ic.lane)
 }
 
 // otherRecvDepth is the deepest receive queue last measured on the

@@ -536,10 +536,11 @@ func (ic *inConn) waitRoom(n int64, freed <-chan struct{}, tryOver func() bool) 
 	ic.counters.pause()
 	start := time.Now()
 	var sample <-chan time.Time
-	if ic.probe != nil && ic.arrivals.counted {
+	if ic.probe != nil && (ic.arrivals.counted || ic.t.measuring()) {
 		// The frames behind this one wait in the receive queue: dated
-		// by these marks, not when they are read (see arrivals).
-		ic.markArrivals()
+		// by these samples, not when they are read (see arrivals), and
+		// measured by them (samplePaused).
+		ic.samplePaused()
 		tick := time.NewTicker(arrivalSampleEvery)
 		defer tick.Stop()
 		sample = tick.C
@@ -555,7 +556,7 @@ func (ic *inConn) waitRoom(n int64, freed <-chan struct{}, tryOver func() bool) 
 		case <-ic.done:
 		case <-ic.t.closed:
 		case <-sample:
-			ic.markArrivals()
+			ic.samplePaused()
 			continue
 		case <-freed:
 			freed = ic.t.urgentOverdraftFreedChan() // before it tries again

@@ -76,3 +76,69 @@ func TestRecvQueuePeakOfALiveConnectionSurvivesAnotherEnding(t *testing.T) {
 	_ = peak() // the interval in which it ended
 	assert.Equal(t, blocked, peak(), "the blocked reader's socket still holds its backlog")
 }
+
+// TestRecvQueuePeakOfAPausedReader: a reader paused for inbound capacity
+// reads nothing, and what its peer sends meanwhile waits in its socket's
+// receive queue — the backlog the receive-queue peak is there to show.
+// It was measured only when reading resumed: for as long as the pause
+// lasted, every collection reported the depth read before it (little
+// or none: the reader had kept up), and a pause that ended with the connection (its
+// sender gave up on it, as one whose writes stall is cut off after
+// Timeouts.Write) never reported the backlog at all, in the metric or in
+// Stats.
+func TestRecvQueuePeakOfAPausedReader(t *testing.T) {
+	reader := metric.NewManualReader()
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 {
+			cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(reader))
+		}
+		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		cfg.Memory.MaxMessageSize = 64 << 10
+		cfg.Lanes.Sockets[routing.Small].NotSentLowat = -1 // what is written waits in the sockets
+	})
+	release := newGate()
+	defer release.open()
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return nil, release.wait(ctx)
+	}), transport.Concurrent(64))
+	n0, n1, n2 := c.Nodes[0], c.Nodes[1], c.ID(1)
+	peak := func() int64 {
+		return sumWhere(collect(t, reader)["internode.socket.recv_queue_peak_bytes"], "peer", string(c.ID(0)), "lane", "small")
+	}
+	// One message at a time, each read before the next is sent, until the
+	// handlers hold the receiver's capacity and its reader pauses: its
+	// socket's queue is empty, or nearly, as the pause begins.
+	payload := make([]byte, 16<<10)
+	throttled := func() bool { return n1.Stats().Total().Throttled > 0 }
+	for !throttled() {
+		before := n1.Stats().Total().MessagesReceived
+		require.NoError(t, n0.Send(context.Background(), n2, verbData, payload))
+		waitFor(t, 5*time.Second, "the message read, or the reader paused", func() bool {
+			return throttled() || n1.Stats().Total().MessagesReceived > before
+		})
+	}
+	_ = peak()
+	before := n1.Stats().Total().RecvQueueMax
+	require.Less(t, before, int64(3*len(payload)), "the deepest queue measured before the pause's backlog")
+	// Sent during the pause: they wait in the receive queue.
+	for range 4 {
+		require.NoError(t, n0.Send(context.Background(), n2, verbData, payload))
+	}
+	waitFor(t, 5*time.Second, "the messages sent during the pause wait in the receive queue", func() bool {
+		return transport.RecvQueueDepth(n1, c.ID(0), routing.Small) >= 3*len(payload)
+	})
+	depth := transport.RecvQueueDepth(n1, c.ID(0), routing.Small)
+	t.Logf("receive queue of the paused reader: %d bytes; the deepest measured before the messages sent during the pause: %d", depth, before)
+	assert.Eventually(t, func() bool { return n1.Stats().Total().RecvQueueMax >= int64(3*len(payload)) },
+		2*time.Second, time.Millisecond, "the paused reader's backlog is measured")
+	assert.GreaterOrEqual(t, peak(), int64(3*len(payload)), "the interval holds the backlog")
+	assert.GreaterOrEqual(t, peak(), int64(3*len(payload)), "and the next, the reader still paused")
+
+	// The sender dies with the reader still paused: the backlog is never
+	// read, and stays counted.
+	require.NoError(t, n0.Close())
+	waitFor(t, 20*time.Second, "the receiver's inbound connection is gone", func() bool {
+		return n1.Stats().InboundConnections == 0
+	})
+	assert.GreaterOrEqual(t, n1.Stats().Total().RecvQueueMax, int64(3*len(payload)))
+}

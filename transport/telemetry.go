@@ -216,7 +216,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.pendingMessages = gauge("internode.queue.pending_messages", "Messages queued for writing", "{message}")
 	o.pendingBytes = gauge("internode.queue.pending_bytes", "Bytes queued or being written", "By")
 	o.sendPeak = gauge("internode.socket.send_queue_peak_bytes", "Peak unsent bytes in the socket send queue since the last collection, measured after every write while the queue builds up and after sampled writes otherwise", "By")
-	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured after every read while data waits and after sampled reads otherwise", "By")
+	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured after every read while data waits, after sampled reads otherwise, and while reading pauses", "By")
 	o.compressionBytes = counter("internode.compression.bytes", "Payload bytes of the batch frames sent compressed, before (stage=uncompressed) and after (stage=compressed) compression", "By")
 	o.certificateExpiry = gauge("internode.tls.certificate.expiry", "Seconds until this node's own TLS certificate expires, negative once it has (TLS only)", "s")
 	if err := set.err(); err != nil {

@@ -102,3 +102,23 @@ func RecvQueueDepth(t *Transport, peer cluster.NodeID, lane routing.Lane) int {
 	}
 	return depth
 }
+
+// SendQueueDepth reads, from the socket now, the send queue of t's
+// connection to peer on lane (0 when there is none, or it cannot be
+// asked).
+func SendQueueDepth(t *Transport, peer cluster.NodeID, lane routing.Lane) int {
+	p := t.peerStats(peer)
+	if p == nil {
+		return 0
+	}
+	c := p.lanes[lane].Load()
+	if c == nil {
+		return 0
+	}
+	lc := c.live.Load()
+	if lc == nil || lc.probe == nil {
+		return 0
+	}
+	n, _ := lc.probe.SendQueue()
+	return n
+}

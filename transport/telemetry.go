@@ -215,7 +215,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.throttledTime = tt
 	o.pendingMessages = gauge("internode.queue.pending_messages", "Messages queued for writing", "{message}")
 	o.pendingBytes = gauge("internode.queue.pending_bytes", "Bytes queued or being written", "By")
-	o.sendPeak = gauge("internode.socket.send_queue_peak_bytes", "Peak unsent bytes in the socket send queue since the last collection, measured after every write while the queue builds up and after sampled writes otherwise", "By")
+	o.sendPeak = gauge("internode.socket.send_queue_peak_bytes", "Peak bytes in the socket send queue (written, not yet acknowledged) since the last collection, measured after every write while the queue builds up, after sampled writes otherwise, and at each collection", "By")
 	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured after every read while data waits, after sampled reads otherwise, and while reading pauses", "By")
 	o.compressionBytes = counter("internode.compression.bytes", "Payload bytes of the batch frames sent compressed, before (stage=uncompressed) and after (stage=compressed) compression", "By")
 	o.certificateExpiry = gauge("internode.tls.certificate.expiry", "Seconds until this node's own TLS certificate expires, negative once it has (TLS only)", "s")
@@ -232,6 +232,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 
 // observe reports every counter once per collection.
 func (t *Transport) observe(obs metric.Observer, o *observables) {
+	t.measureSendQueues()
 	st := t.Stats()
 	for _, c := range st.Conns {
 		conn := metric.WithAttributes(attribute.String("peer", string(c.Peer)), attribute.String("lane", c.Lane.String()))
@@ -283,6 +284,38 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 	}
 	if left, ok := t.certificateExpiry(); ok {
 		obs.ObserveInt64(o.certificateExpiry, int64(left/time.Second))
+	}
+}
+
+// measureSendQueues reads the send queue of every lane's connection as
+// the metrics are collected. The writer measures after its writes, and a
+// write blocked on a peer that stopped reading has not ended: the peak
+// carried the reading after the write before, however little that was,
+// for as long as the write stayed blocked (up to Timeouts.Write), and
+// the connection then cut read empty. The full queue of a stalled
+// connection, what the peak is for, went unreported. These readings
+// count in the interval they are taken in (Peak.Raise): one taken as the
+// connection closed must not outlive it.
+func (t *Transport) measureSendQueues() {
+	if !t.measuring() {
+		return
+	}
+	for _, p := range *t.peersView.Load() {
+		for lane := range p.lanes {
+			c := p.lanes[lane].Load()
+			if c == nil {
+				continue
+			}
+			lc := c.live.Load()
+			if lc == nil || lc.probe == nil {
+				continue
+			}
+			if n, err := lc.probe.SendQueue(); err == nil {
+				p.sendPeak[lane].Raise(int64(n))
+				p.sendMax[lane].Raise(int64(n))
+				p.measured(routing.Lane(lane))
+			}
+		}
 	}
 }
 

@@ -23,6 +23,8 @@
 //     receive Peak. Each call is one ioctl(2).
 //  3. The exporter calls Peak.TakeAndReset once per interval, and Probe.Info
 //     when it wants round-trip time, congestion window and retransmissions.
+//     It may also read a queue itself and Peak.Raise the reading: a write
+//     blocked on a full send buffer makes no reading until it ends.
 //  4. Once the connection is closed, the Probe's methods return an error that
 //     satisfies errors.Is(err, net.ErrClosed); drop the Probe.
 //

@@ -25,6 +25,15 @@ func (p *Peak) Observe(v int64) {
 	p.raise(v)
 }
 
+// Raise records a reading taken apart from the code that changes the
+// gauge — an exporter asking the socket as it collects, while the writer
+// is blocked in a write it has not finished, so that no reading of its own
+// comes — in the current interval only: the next starts from the last
+// value Observe recorded. Such a reading may be older than that value (a
+// connection that closed meanwhile observed 0), and carried on it would be
+// reported at every collection after.
+func (p *Peak) Raise(v int64) { p.raise(v) }
+
 // TakeAndReset returns the maximum observed since the previous call (or, on
 // the first call, since the Peak was made), and starts a new interval whose
 // maximum is the last value observed.

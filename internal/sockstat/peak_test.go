@@ -27,6 +27,19 @@ func TestPeakTracksMaximumPerInterval(t *testing.T) {
 	require.Zero(t, p.TakeAndReset())
 }
 
+func TestPeakRaiseCountsInItsIntervalOnly(t *testing.T) {
+	var p sockstat.Peak
+	p.Observe(4)
+	p.Raise(9)
+	p.Raise(2)
+	require.EqualValues(t, 9, p.TakeAndReset())
+	require.EqualValues(t, 4, p.TakeAndReset(), "the next interval starts from the last value observed")
+	p.Raise(7)
+	p.Observe(0)
+	require.EqualValues(t, 7, p.TakeAndReset())
+	require.Zero(t, p.TakeAndReset(), "a reading raised before the 0 does not outlive its interval")
+}
+
 func TestPeakConcurrent(t *testing.T) {
 	const goroutines, perGoroutine = 8, 10_000
 	var p sockstat.Peak

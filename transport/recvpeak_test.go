@@ -142,3 +142,56 @@ func TestRecvQueuePeakOfAPausedReader(t *testing.T) {
 	})
 	assert.GreaterOrEqual(t, n1.Stats().Total().RecvQueueMax, int64(3*len(payload)))
 }
+
+// TestRecvQueuePeakOfABlockedReader: a reader that stops reading without
+// pausing for capacity — blocked in an Inline handler, or handing a part
+// to a ReaderHandler that reads slowly — measures nothing until it reads
+// again. What its peer sends meanwhile waits in the socket, and every
+// collection reported the depth read before it: here, none.
+func TestRecvQueuePeakOfABlockedReader(t *testing.T) {
+	reader := metric.NewManualReader()
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 {
+			cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(reader))
+		}
+	})
+	release := newGate()
+	defer release.open()
+	started := make(chan struct{}, 1)
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		return nil, release.wait(ctx) // the reader runs it, and reads nothing more meanwhile
+	}), transport.Inline())
+	n1, from := c.Nodes[1], c.ID(0)
+	peak := func() int64 {
+		return sumWhere(collect(t, reader)["internode.socket.recv_queue_peak_bytes"], "peer", string(from), "lane", "small")
+	}
+	conn := dialAs(n1.Addr().String(), string(from), routing.Small)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	frame := func(id uint64) []byte {
+		msg := wire.AppendHeader(nil, &wire.Header{ID: id, Verb: uint32(verbData), PayloadLength: 1 << 10})
+		msg = append(msg, make([]byte, 1<<10)...)
+		return append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...)
+	}
+	// The first message alone: read with nothing behind it, its handler
+	// blocks the reader.
+	_, err := conn.Write(frame(1))
+	require.NoError(t, err)
+	within(t, started, 5*time.Second, "the first message's handler")
+	var behind []byte
+	for i := range 31 {
+		behind = append(behind, frame(uint64(i+2))...)
+	}
+	_, err = conn.Write(behind)
+	require.NoError(t, err)
+	waitFor(t, 5*time.Second, "the messages behind it wait in the receive queue", func() bool {
+		return transport.RecvQueueDepth(n1, from, routing.Small) >= len(behind)
+	})
+	assert.GreaterOrEqual(t, peak(), int64(len(behind)), "the interval holds the backlog")
+	assert.GreaterOrEqual(t, peak(), int64(len(behind)), "and the next, the reader still blocked")
+	assert.GreaterOrEqual(t, n1.Stats().Total().RecvQueueMax, int64(len(behind)), "Stats keeps the maximum")
+}

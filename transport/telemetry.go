@@ -216,7 +216,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 	o.pendingMessages = gauge("internode.queue.pending_messages", "Messages queued for writing", "{message}")
 	o.pendingBytes = gauge("internode.queue.pending_bytes", "Bytes queued or being written", "By")
 	o.sendPeak = gauge("internode.socket.send_queue_peak_bytes", "Peak bytes in the socket send queue (written, not yet acknowledged) since the last collection, measured after every write while the queue builds up, after sampled writes otherwise, and at each collection", "By")
-	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured after every read while data waits, after sampled reads otherwise, and while reading pauses", "By")
+	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured after every read while data waits, after sampled reads otherwise, while reading pauses, and at each collection", "By")
 	o.compressionBytes = counter("internode.compression.bytes", "Payload bytes of the batch frames sent compressed, before (stage=uncompressed) and after (stage=compressed) compression", "By")
 	o.certificateExpiry = gauge("internode.tls.certificate.expiry", "Seconds until this node's own TLS certificate expires, negative once it has (TLS only)", "s")
 	if err := set.err(); err != nil {
@@ -232,7 +232,7 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 
 // observe reports every counter once per collection.
 func (t *Transport) observe(obs metric.Observer, o *observables) {
-	t.measureSendQueues()
+	t.measureQueues()
 	st := t.Stats()
 	for _, c := range st.Conns {
 		conn := metric.WithAttributes(attribute.String("peer", string(c.Peer)), attribute.String("lane", c.Lane.String()))
@@ -287,16 +287,19 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 	}
 }
 
-// measureSendQueues reads the send queue of every lane's connection as
-// the metrics are collected. The writer measures after its writes, and a
-// write blocked on a peer that stopped reading has not ended: the peak
-// carried the reading after the write before, however little that was,
-// for as long as the write stayed blocked (up to Timeouts.Write), and
-// the connection then cut read empty. The full queue of a stalled
-// connection, what the peak is for, went unreported. These readings
-// count in the interval they are taken in (Peak.Raise): one taken as the
-// connection closed must not outlive it.
-func (t *Transport) measureSendQueues() {
+// measureQueues reads the send queue of every lane's connection, and
+// the receive queue of every accepted one, as the metrics are collected.
+// The writer measures after its writes and the reader after its reads: a
+// write blocked on a peer that stopped reading has not ended, and a
+// reader blocked (in an Inline handler, or handing a part to a
+// ReaderHandler) reads nothing, so the peak carried the reading taken
+// before — however little that was — for as long as the block lasted (a
+// blocked write until Timeouts.Write cut its connection, whose queue then
+// read empty). The full queue of a stalled connection, what the peak is
+// for, went unreported. These readings count in the interval they are
+// taken in (Peak.Raise): one taken as the connection closed must not
+// outlive it.
+func (t *Transport) measureQueues() {
 	if !t.measuring() {
 		return
 	}
@@ -315,6 +318,21 @@ func (t *Transport) measureSendQueues() {
 				p.sendMax[lane].Raise(int64(n))
 				p.measured(routing.Lane(lane))
 			}
+		}
+	}
+	t.inboundMu.Lock()
+	accepted := make([]*inConn, 0, len(t.inConns))
+	for ic := range t.inConns {
+		if ic.probe != nil {
+			accepted = append(accepted, ic)
+		}
+	}
+	t.inboundMu.Unlock()
+	for _, ic := range accepted {
+		if n, err := ic.probe.RecvQueue(); err == nil {
+			ic.peer.recvPeak[ic.lane].Raise(int64(n))
+			ic.peer.recvMax[ic.lane].Raise(int64(n))
+			ic.peer.measured(ic.lane)
 		}
 	}
 }

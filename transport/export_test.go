@@ -79,6 +79,17 @@ func StreamReadAhead(s *Stream) int {
 	return ra.end - ra.start
 }
 
+// StreamReadAheadGrowth returns how far s's read-ahead buffer has grown
+// past aheadBase, how much of its peer's read-ahead allowance is taken
+// (the growth of every stream with the peer, both ways), and whether its
+// read-ahead read the stream's end.
+func StreamReadAheadGrowth(s *Stream) (grown int, allowed int64, ended bool) {
+	ra := s.ahead
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	return max(len(ra.buf)-aheadBase, 0), ra.allowance.used.Load(), ra.err != nil
+}
+
 // DialLane dials t's connection of lane to id, as its writer would, and
 // returns it after the handshakes.
 func DialLane(ctx context.Context, t *Transport, id cluster.NodeID, lane routing.Lane) (net.Conn, error) {

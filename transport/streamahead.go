@@ -185,6 +185,7 @@ type readAhead struct {
 	start, end int           //
 	err        error         // how the stream ended: io.EOF, the peer's close
 	closed     bool          // Close was called: Read fails, and what is read is dropped
+	stopped    bool          // the loop ended: no more bytes come (stop)
 	deadline   time.Time     // the caller's read deadline
 	changed    chan struct{} // closed, and replaced, when any of the above change
 	room       chan struct{} // a Read took bytes
@@ -217,21 +218,34 @@ func (ra *readAhead) arrange() {
 	}
 }
 
-// stop ends the read-ahead when its loop ends: it returns what the buffer
-// had of the allowance, and when the loop ended without reading the
-// stream's end (its session was closed while the buffer was full: a
-// stream Close closed has its error already), Read, once it took the bytes
-// left, finds the stream cut short.
+// stop ends the read-ahead when its loop ends. When the loop ended
+// without reading the stream's end (its session was closed while the
+// buffer was full: a stream Close closed has its error already), Read,
+// once it took the bytes left, finds the stream cut short. The buffer,
+// and what it has of the allowance, are let go once they hold no bytes
+// for Read (letGo): the peer's close right behind its last bytes ends
+// the loop with a buffer grown and full, and it stays so until Read takes
+// them, as much memory as before.
 func (ra *readAhead) stop() {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	if len(ra.buf) > aheadBase {
-		ra.allowance.release(len(ra.buf) - aheadBase)
+	ra.stopped = true
+	if ra.start == ra.end {
+		ra.letGo()
 	}
 	if ra.err == nil {
 		ra.err = errSessionEnded
 		ra.signal()
 	}
+}
+
+// letGo lets the buffer of a read-ahead that stopped go, with what it had
+// of the allowance, once no bytes in it are left for Read. mu held.
+func (ra *readAhead) letGo() {
+	if len(ra.buf) > aheadBase {
+		ra.allowance.release(len(ra.buf) - aheadBase)
+	}
+	ra.buf, ra.start, ra.end = nil, 0, 0
 }
 
 // close ends reading on a stream Close closed: a Read, one under way
@@ -242,6 +256,9 @@ func (ra *readAhead) close() {
 	defer ra.mu.Unlock()
 	ra.closed = true
 	ra.start, ra.end = 0, 0
+	if ra.stopped {
+		ra.letGo() // no loop arranges the buffer any more
+	}
 	ra.err = io.ErrClosedPipe
 	ra.signal()
 }
@@ -270,6 +287,9 @@ func (ra *readAhead) read(b []byte) (int, error) {
 		if ra.start < ra.end {
 			n := copy(b, ra.buf[ra.start:ra.end])
 			ra.start += n
+			if ra.stopped && ra.start == ra.end {
+				ra.letGo()
+			}
 			ra.mu.Unlock()
 			select {
 			case ra.room <- struct{}{}:

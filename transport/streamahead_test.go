@@ -13,6 +13,7 @@ import (
 
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/transport/transporttest"
+	"github.com/internode/internode/wire"
 )
 
 // writeAndClose writes data to s and half-closes it in a goroutine, and
@@ -229,4 +230,57 @@ func TestStreamReadDeadlineLosesNoWindowUpdate(t *testing.T) {
 		}
 	}
 	require.True(t, bytes.Equal(data, got))
+}
+
+// TestStreamReadAheadThatEndedKeepsItsGrowthCounted (found in review): a
+// read-ahead that read its stream's end — the peer wrote and closed —
+// holds the bytes it read until Read takes them, in a buffer grown past
+// 32 KiB, and that growth stays counted in the peer's allowance, which
+// bounds it (package doc: "per peer at most StreamConfig.SessionBuffer
+// more as they grow"). It was returned as the read-ahead ended, so that
+// every stream a peer wrote and closed, unread, held up to a window
+// outside the allowance, and the peer's other streams grew theirs as if
+// those buffers were gone: with both ways' streams, up to about twice
+// SessionBuffer.
+func TestStreamReadAheadThatEndedKeepsItsGrowthCounted(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	const size = 200 << 10 // more than 128 KiB: the buffer grows to 256 KiB
+	data := makePayload(1, 1, size)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_, _ = s.Write(data) // then the transport closes it: the end marker and the close
+	}))
+	const streams = 3
+	var opened []*transport.Stream
+	for range streams {
+		s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+		require.NoError(t, err)
+		defer s.Close()
+		opened = append(opened, s)
+	}
+	chunks := (size + wire.MaxStreamChunk - 1) / wire.MaxStreamChunk
+	for _, s := range opened {
+		waitFor(t, 10*time.Second, "the read-ahead reads the stream's end", func() bool {
+			_, _, ended := transport.StreamReadAheadGrowth(s)
+			return ended
+		})
+		require.Equal(t, size+(chunks+1)*wire.StreamChunkHeaderSize, transport.StreamReadAhead(s), "every byte read ahead, the end marker's too")
+	}
+	var grown int
+	var allowed int64
+	for _, s := range opened {
+		g, a, _ := transport.StreamReadAheadGrowth(s)
+		grown += g
+		allowed = a
+	}
+	require.Positive(t, grown)
+	require.GreaterOrEqual(t, allowed, int64(grown), "the ended streams' buffers, grown and full, are counted")
+
+	// Once Read took their bytes, their growth is returned.
+	for _, s := range opened {
+		got, err := io.ReadAll(s)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(got, data))
+	}
+	_, allowed, _ = transport.StreamReadAheadGrowth(opened[0])
+	require.Zero(t, allowed, "emptied, their buffers are let go")
 }

@@ -877,7 +877,28 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 		conn.Close()
 		return nil, "", err
 	}
+	go closeWhenBroken(s) // ends with s, which every path closes
 	return s, addr, nil
+}
+
+// closeWhenBroken closes session, a stream session this node dialled, once
+// its connection fails — the peer's transport closed, say — as the accept
+// loop ends an accepted one (serveStreams). smux ends a Write waiting for
+// a stream's window when the session closes, not when its socket's read
+// fails; a stream's read-ahead sees that failure only while it has room to
+// read, so a Write on a stream whose read-ahead was full of unread bytes
+// waited for smux's keepalive (10 s). AcceptStream is how smux tells of
+// the failure; the peer opens no streams on this session, and one it
+// opens is closed.
+func closeWhenBroken(session *smux.Session) {
+	for {
+		st, err := session.AcceptStream()
+		if err != nil {
+			session.Close()
+			return
+		}
+		st.Close()
+	}
 }
 
 // dialForStream dials a stream connection of kind to p (dialFor).
@@ -921,9 +942,16 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 	if err != nil {
 		return
 	}
-	defer session.Close()
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
+	// Closed before its handlers are waited for: the accept loop ends when
+	// the session's connection does, and smux ends a handler's Write that
+	// waits for the opener's window for the session's close, not for its
+	// socket's read error; the stream's read-ahead sees that error only
+	// while it has room to read, so a handler that had not read the
+	// opener's bytes waited for smux's keepalive (10 s), and the
+	// transport's Close with it.
+	defer session.Close()
 	// Streams that have not said their verb yet are bounded too, or a peer
 	// could open any number, each holding a goroutine. Those beyond the
 	// bound wait for one goroutine to refuse them (refuseStreams).

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
+	"regexp"
+	"runtime"
 	"testing"
 	"time"
 
@@ -283,4 +286,87 @@ func TestStreamReadAheadThatEndedKeepsItsGrowthCounted(t *testing.T) {
 	}
 	_, allowed, _ = transport.StreamReadAheadGrowth(opened[0])
 	require.Zero(t, allowed, "emptied, their buffers are let go")
+}
+
+// waitingForWindow reports whether a goroutine waits in smux for a
+// stream's window: a Write to a peer that reads nothing.
+func waitingForWindow() bool {
+	buf := make([]byte, 1<<20)
+	return windowWait.Match(buf[:runtime.Stack(buf, true)])
+}
+
+var windowWait = regexp.MustCompile(`\[select[^\]]*\]:\ngithub\.com/xtaci/smux\.\(\*stream\)\.writeV2\(`)
+
+// TestStreamWriteEndsWithItsSession (found in review): a Write waiting
+// for the peer's window, on a stream whose read-ahead is full of the
+// peer's unread bytes (it cannot read on to the session's failure),
+// waited for smux's keepalive, about 10 s, once the session's connection
+// ended: smux ends such a Write for the session's close, not for its
+// socket's read error, and nothing closed the session sooner. An accepted
+// session was closed only after its handlers returned, so the handler's
+// transport's Close waited as long; a dialled one only by the keepalive.
+func TestStreamWriteEndsWithItsSession(t *testing.T) {
+	for _, tc := range []struct {
+		writer, closing int // the node whose Write waits, and the one that closes
+	}{{1, 1}, {1, 0}, {0, 1}, {0, 0}} {
+		t.Run(fmt.Sprintf("node %d writes, node %d closes", tc.writer, tc.closing), func(t *testing.T) {
+			c := newCluster(t, 2, nil)
+			window := transport.DefaultStreamConfig().StreamBuffer
+			unread := make([]byte, window+64<<10) // more than a read-ahead holds
+			wrote, writeEnded := make(chan error, 1), make(chan struct{})
+			handled := make(chan *transport.Stream, 1)
+			c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+				handled <- s
+				if tc.writer == 1 { // the handler's Write: its return would close the stream
+					_, err := s.Write(make([]byte, 4<<20))
+					wrote <- err
+					return
+				}
+				_, _ = s.Write(unread)
+				<-ctx.Done()
+				// Not before: its Close would read on, and the opener's
+				// Write would go on to fail on the closed connection.
+				<-writeEnded
+			}))
+			s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+			require.NoError(t, err)
+			defer s.Close()
+			if tc.writer == 1 {
+				_, err = s.Write(unread)
+				require.NoError(t, err)
+			}
+			hs := <-handled
+			writerSide, readerSide := s, hs
+			if tc.writer == 1 {
+				writerSide, readerSide = hs, s
+			} else {
+				go func() {
+					_, err := s.Write(make([]byte, 4<<20))
+					wrote <- err
+					close(writeEnded)
+				}()
+			}
+			// Both read-aheads full: the writer's cannot read on to the
+			// session's end, and the reader's sends no more window.
+			waitFor(t, 10*time.Second, "the read-aheads fill", func() bool {
+				return transport.StreamReadAhead(writerSide) == window && transport.StreamReadAhead(readerSide) == window
+			})
+			waitFor(t, 10*time.Second, "the Write waits for the window", waitingForWindow)
+
+			closed := make(chan error, 1)
+			go func() { closed <- c.Nodes[tc.closing].Close() }()
+			select {
+			case err := <-wrote:
+				require.Error(t, err)
+			case <-time.After(3 * time.Second): // smux's keepalive pings every 10 s
+				t.Fatal("the Write waits on after its session's connection ended")
+			}
+			select {
+			case err := <-closed:
+				require.NoError(t, err)
+			case <-time.After(3 * time.Second):
+				t.Fatal("the transport's Close waits for the handler")
+			}
+		})
+	}
 }

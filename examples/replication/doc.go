@@ -6,8 +6,8 @@
 // timestamp. Replicas picks the Factor (3) nodes that own the key by
 // rendezvous hashing, and the coordinator sends the write to each of them
 // with transport.Request. A replica's Store applies it (the newest
-// timestamp wins, so replicas converge whatever order writes arrive in) and
-// acknowledges. The write succeeds once a quorum (2 of 3) acknowledged:
+// timestamp wins, and of two with the same timestamp the larger value, so
+// replicas converge whatever order writes arrive in) and acknowledges. The write succeeds once a quorum (2 of 3) acknowledged:
 // Quorum returns as soon as that happens, or fails with every replica's
 // error as soon as it can no longer happen.
 //

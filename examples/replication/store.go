@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -105,12 +106,18 @@ func (s *Store) ServeMessage(ctx context.Context, m *transport.Message) ([]byte,
 }
 
 // Apply stores m unless the store holds a newer write of its key, and
-// reports whether it did. It copies m.Value.
+// reports whether it did. Of two writes with the same timestamp the larger
+// value wins. It copies m.Value.
 func (s *Store) Apply(m Mutation) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.values[m.Key]
-	if ok && old.timestamp >= m.Timestamp {
+	// Two coordinators can stamp different writes with the same timestamp:
+	// keeping whichever came first would leave replicas that received them
+	// in different orders with different values for ever. Comparing the
+	// values, as Cassandra does, picks the same one everywhere.
+	if ok && (old.timestamp > m.Timestamp ||
+		old.timestamp == m.Timestamp && bytes.Compare(old.value, m.Value) >= 0) {
 		return false
 	}
 	s.values[m.Key] = versioned{timestamp: m.Timestamp, value: append([]byte(nil), m.Value...)}

@@ -40,7 +40,8 @@ func TestStoreNewestWins(t *testing.T) {
 	require.True(t, s.Apply(replication.Mutation{Timestamp: 2, Key: "k", Value: value}))
 	value[0] = 'X' // Apply copied it
 	require.False(t, s.Apply(replication.Mutation{Timestamp: 1, Key: "k", Value: []byte("v1")}), "older")
-	require.False(t, s.Apply(replication.Mutation{Timestamp: 2, Key: "k", Value: []byte("v2'")}), "same timestamp")
+	require.False(t, s.Apply(replication.Mutation{Timestamp: 2, Key: "k", Value: []byte("v1")}), "same timestamp, smaller value")
+	require.False(t, s.Apply(replication.Mutation{Timestamp: 2, Key: "k", Value: []byte("v2")}), "the same write again")
 	got, ts, ok := s.Get("k")
 	require.True(t, ok)
 	require.Equal(t, "v2", string(got))
@@ -92,4 +93,38 @@ func TestDataFileMerges(t *testing.T) {
 	require.NoError(t, err)
 	_, err = replication.NewStore().ReadFrom(bytes.NewReader(truncated.Bytes()[:truncated.Len()-1]))
 	require.ErrorIs(t, err, replication.ErrMalformed)
+}
+
+// Two coordinators can stamp different writes of one key with the same
+// timestamp (clocks of coarse resolution, or a Config.Now of one): the
+// replicas must still converge whatever order the writes reach them in,
+// as they do in Cassandra, where the larger value wins a tie.
+func TestStoreConvergesOnTimestampTies(t *testing.T) {
+	x := replication.Mutation{Timestamp: 7, Key: "k", Value: []byte("from n1")}
+	y := replication.Mutation{Timestamp: 7, Key: "k", Value: []byte("from n2")}
+	a, b := replication.NewStore(), replication.NewStore()
+	a.Apply(x)
+	a.Apply(y)
+	b.Apply(y)
+	b.Apply(x)
+	va, _, _ := a.Get("k")
+	vb, _, _ := b.Get("k")
+	require.Equal(t, string(va), string(vb), "replicas that received the same writes hold different values")
+
+	// A data file merges the same way: a bootstrap from two peers that
+	// each hold one of the writes ends on the same value either way.
+	var fileA, fileB bytes.Buffer
+	_, err := a.WriteTo(&fileA)
+	require.NoError(t, err)
+	only := replication.NewStore()
+	only.Apply(x)
+	_, err = only.WriteTo(&fileB)
+	require.NoError(t, err)
+	joined := replication.NewStore()
+	_, err = joined.ReadFrom(bytes.NewReader(fileB.Bytes()))
+	require.NoError(t, err)
+	_, err = joined.ReadFrom(bytes.NewReader(fileA.Bytes()))
+	require.NoError(t, err)
+	vj, _, _ := joined.Get("k")
+	require.Equal(t, string(va), string(vj))
 }

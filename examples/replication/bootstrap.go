@@ -55,7 +55,9 @@ type Pulled struct {
 }
 
 // Bootstrap fills store, on a joining node, with the data files of peers
-// (each a peer running ServeBootstrap; two give the data a second chance):
+// (each a peer running ServeBootstrap; between them they must hold every
+// key keep accepts, see the package doc; two copies of a key give it a
+// second chance):
 // it asks each, concurrently, with a Request on BootstrapVerb, and the peer
 // answers by sending its data file on DataFileVerb, which is loaded into
 // store before the peer acknowledges. keep, if set, chooses the keys to

@@ -34,10 +34,14 @@
 // # Bootstrap
 //
 // A node joining the cluster, or replacing one that lost its disk, must
-// first copy the data it will own. Bootstrap asks two peers (ServeBootstrap
+// first copy the data it will own. Bootstrap asks peers (ServeBootstrap
 // answers) for their data files (Store.WriteTo's format), which they send
 // with the transport's SendFile: on a connection of its own, moved by the
 // kernel with sendfile(2) and spliced into a file on arrival, checksummed
 // end to end. Each file is then loaded with Store.Load, which merges by
-// timestamp, so two overlapping copies are safe to load.
+// timestamp, so two overlapping copies are safe to load. Between them the
+// peers must hold a copy of every key the node will own: a key's other
+// replicas can be any Factor-1 of the other nodes, so ask every other node
+// but at most Factor-2 of them (with Factor 3, all but one), not a fixed
+// pair, which would leave the keys whose copies are elsewhere behind.
 package replication

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 //     its handlers stop and back-pressure builds;
 //   - the last node (-restart) is stopped abruptly a third of the way
 //     through, loses its data, restarts at the same address and
-//     bootstraps from two peers with SendFile.
+//     bootstraps from the other nodes but the slow one with SendFile.
 type faultPlan struct {
 	slowNode, restartNode   int // indexes into the nodes; -1: none
 	stallAt, stall          time.Duration
@@ -59,8 +60,8 @@ func (p faultPlan) describe(o options, nodes []*simNode) []string {
 	}
 	if p.restartNode >= 0 {
 		faults = append(faults, fmt.Sprintf("%s is stopped abruptly at %.1f s and restarted %v later at the same address, "+
-			"its data lost: it bootstraps from two peers' data files, sent with SendFile",
-			nodes[p.restartNode].id, p.restartAt.Seconds(), p.restartAfter))
+			"its data lost: it bootstraps from the data files of %s, sent with SendFile",
+			nodes[p.restartNode].id, p.restartAt.Seconds(), p.restartAfter, listIDs(p.bootstrapFrom(nodes))))
 	}
 	return faults
 }
@@ -80,8 +81,7 @@ func (p faultPlan) run(ctx context.Context, group *sync.WaitGroup, rec *recovery
 	}
 	if p.restartNode >= 0 {
 		node := nodes[p.restartNode]
-		// Bootstrap from the first and third nodes: not n2, the slow one.
-		from := []cluster.NodeID{nodes[0].id, nodes[2].id}
+		from := p.bootstrapFrom(nodes)
 		group.Go(func() {
 			if !sleepUntil(ctx, prog.start.Add(p.restartAt)) {
 				return
@@ -91,6 +91,37 @@ func (p faultPlan) run(ctx context.Context, group *sync.WaitGroup, rec *recovery
 			}
 		})
 	}
+}
+
+// bootstrapFrom returns the peers the restarted node bootstraps from:
+// every other node but the slow one. A key's other two replicas can be
+// any two of the other nodes, so a fixed pair of them leaves the keys
+// whose copies are on the others (with 5 nodes, a sixth of those it owns)
+// never pulled back; leaving out one node still leaves a copy of each.
+func (p faultPlan) bootstrapFrom(nodes []*simNode) []cluster.NodeID {
+	var from []cluster.NodeID
+	for i, n := range nodes {
+		if i != p.restartNode && i != p.slowNode {
+			from = append(from, n.id)
+		}
+	}
+	return from
+}
+
+// listIDs names nodes for people: "n1, n3 and n4".
+func listIDs(ids []cluster.NodeID) string {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = string(id)
+	}
+	return listNames(names)
+}
+
+func listNames(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // sleepUntil waits until t, or ctx's end (then it returns false).
@@ -123,9 +154,9 @@ func restart(ctx context.Context, prog *progress, rec *recovery, node *simNode, 
 	if err := node.start(generation); err != nil {
 		return err
 	}
-	prog.event(node.id, "restarted at %s, empty; bootstrapping from %s and %s", node.addr, from[0], from[1])
+	prog.event(node.id, "restarted at %s, empty; bootstrapping from %s", node.addr, listIDs(from))
 
-	// Pull what it owns from two peers' data files, sent with SendFile,
+	// Pull what it owns from the peers' data files, sent with SendFile,
 	// while it already takes new writes.
 	bootCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -13,8 +13,8 @@
 // replicated to 3 nodes with a quorum of 2 through transport.Request
 // (examples/replication); 2% of the values are above 64 KiB and take the
 // large lane. On the way, n2's disk is slow and stalls for a while, and the
-// last node is stopped, loses its data, restarts and bootstraps from two
-// peers with SendFile (-slow 0 and -restart=false turn them off).
+// last node is stopped, loses its data, restarts and bootstraps from the
+// other nodes but n2 with SendFile (-slow 0 and -restart=false turn them off).
 //
 // What it prints for people (a progress line a second, the events, the
 // report) fits 120 columns; -wide prints the wide form, every column of

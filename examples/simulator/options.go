@@ -55,7 +55,7 @@ func parseOptions(args []string, output io.Writer) (options, error) {
 Runs a mixed gossip + replication workload over internode transports and
 reports what happened to every message. With no flags: 5 nodes in this
 process on loopback for 20 s, with one node restarted (its data lost, then
-pulled back from two peers) and one node slow.
+pulled back from its peers) and one node slow.
 
 Node mode runs one node of the same workload; start several, anywhere:
   simulator -mode node -id n1 -listen 127.0.0.1:7001 -gossip 127.0.0.1:7946
@@ -72,7 +72,7 @@ Flags:
 	fs.IntVar(&o.valueSize, "value-size", 1024, "typical value size in bytes; 2% of values are between 96 KiB and 1 MiB, so the large lane is used")
 	fs.StringVar(&o.strategy, "strategy", coalescing.DefaultName, "coalescing strategy of the small and large lanes: "+strings.Join(coalescing.Names(), ", "))
 	fs.DurationVar(&o.timeout, "timeout", time.Second, "timeout of each replica request")
-	fs.BoolVar(&o.restart, "restart", true, "stop one node (the last) a third of the way through and restart it with its data lost: it bootstraps from two peers with SendFile (cluster mode, 3+ nodes)")
+	fs.BoolVar(&o.restart, "restart", true, "stop one node (the last) a third of the way through and restart it with its data lost: it bootstraps from the other nodes but the slow one with SendFile (cluster mode, 3+ nodes)")
 	fs.DurationVar(&o.slow, "slow", time.Millisecond, "give one node (n2) a slow disk: each write it stores takes this long plus 1 ms per 64 KiB, one at a time, and the disk stalls once, so back-pressure shows; 0: no slow node (cluster mode, 3+ nodes)")
 	fs.DurationVar(&o.stuckAfter, "stuck-after", defaultStuckAfter, "count a pair lane (sender, receiver, lane) as stuck when messages wait on it and none gets through, or every request on it fails, for longer than this; at least 1s, the sampling interval")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload's random choices")

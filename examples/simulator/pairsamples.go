@@ -10,7 +10,7 @@ import (
 
 // startGrace is how long after a node (re)starts its pair lanes are not
 // judged stuck: its peers redial it (backoff up to 500 ms), it bootstraps
-// its data from two of them, and the messages queued for it while it was
+// its data from them, and the messages queued for it while it was
 // down expire. A pair lane's clock starts when the grace ends, so a lane
 // wedged from the restart on is stuck -stuck-after later.
 const startGrace = 3 * time.Second

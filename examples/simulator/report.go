@@ -280,7 +280,7 @@ func (r *report) writeText(w io.Writer, wide bool) {
 			rec.Node, rec.RestartedAt, after(rec.FirstAckAfter), rec.SeenBy, rec.Peers, within(rec.GossipSeenAfter))
 		if b := rec.Bootstrap; b != nil && b.Error == "" {
 			fmt.Fprintf(w, "bootstrap: %s pulled %s of data files from %s with SendFile and applied %d writes of its keys in %s ms\n",
-				rec.Node, bytesIEC(uint64(b.FileBytes)), strings.Join(b.From, " and "), b.Applied, millis(b.TookMs))
+				rec.Node, bytesIEC(uint64(b.FileBytes)), listNames(b.From), b.Applied, millis(b.TookMs))
 		} else if b != nil {
 			fmt.Fprintf(w, "bootstrap: %s failed: %s\n", rec.Node, strings.ReplaceAll(b.Error, "\n", "; "))
 		}

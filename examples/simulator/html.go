@@ -351,6 +351,7 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"iec":    func(b int64) string { return bytesIEC(uint64(max(b, 0))) },
 	"f1":     func(v float64) string { return fmt.Sprintf("%.1f", v) },
 	"inc":    func(i int) int { return i + 1 },
+	"list":   listNames,
 	"deref": func(p *uint64) string {
 		if p == nil {
 			return "-"
@@ -407,7 +408,7 @@ Pair lanes judged: {{.Watched}}; stuck: {{len .Pairs}}.</p>
 {{if lt .FirstAckAfter 0.0}}never{{else}}{{ms .FirstAckAfter}} ms{{end}} later; {{.SeenBy}} of {{.Peers}} peers gossiped its new generation
 {{if lt .GossipSeenAfter 0.0}}(not all){{else}}within {{ms .GossipSeenAfter}} ms{{end}}.
 {{with .Bootstrap}}{{if .Error}}Its bootstrap failed: {{.Error}}.{{else}}Having lost its data, it pulled {{iec .FileBytes}} of data files
-from {{range $i, $p := .From}}{{if $i}} and {{end}}{{$p}}{{end}} with SendFile and applied {{.Applied}} writes of its keys in {{ms .TookMs}} ms.{{end}}{{end}}</p>{{end}}
+from {{list .From}} with SendFile and applied {{.Applied}} writes of its keys in {{ms .TookMs}} ms.{{end}}{{end}}</p>{{end}}
 {{range .Charts}}<figure>{{.SVG}}<figcaption>{{.Caption}}</figcaption></figure>{{end}}
 <h2>Failures and back-pressure</h2>
 <div class="halves">{{range .HalfCharts}}<figure>{{.SVG}}<figcaption>{{.Caption}}</figcaption></figure>{{end}}</div>

@@ -73,9 +73,15 @@ type Membership interface {
 // Lookup still finds: it would fail requests that the member, back, is
 // handling. Without this interface the transport cannot ask, since a
 // Membership may tell its watchers under the lock its Lookup takes.
+//
+// Implement it only if Lookup reads the member map the events describe,
+// changed before each event is queued, and every later removal is told
+// as a Leave: a Lookup that lags its events, or reads another source,
+// could keep a departed member's entry for good.
 type LookupFromWatch interface {
 	Membership
 	// WatchersMayLookup reports whether a function passed to Watch may
-	// call Lookup (a wrapper that cannot promise it reports false).
+	// call Lookup. A wrapper that embeds an implementation gets its
+	// answer; one that cannot keep the promise must report false.
 	WatchersMayLookup() bool
 }

@@ -354,7 +354,10 @@ func (a *Adaptive) timeToFill(pendingMessages, pendingBytes int, gap time.Durati
 func (a *Adaptive) Flushed(now time.Time, messages, bytes int, requested, observed time.Duration) {
 	a.round.end()
 	a.stats.record(messages, bytes, requested, observed)
-	waited := a.waiting
+	// A positive answer the writer did not wait (a queued message's
+	// deadline came sooner, or it was draining) is reported as requested
+	// 0: no wait gathered nothing, and none is judged.
+	waited := a.waiting && requested > 0
 	a.waiting = false
 	if waited {
 		// The silence that ended the wait is a gap too, one at least this

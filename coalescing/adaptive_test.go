@@ -279,3 +279,20 @@ func TestAdaptiveEmptyTrialPinsZero(t *testing.T) {
 		require.Zero(t, d.a.Stats().Window, "write %d after the trial", i)
 	}
 }
+
+// TestAdaptiveIgnoresWaitsTheWriterDidNotWait: an answer to wait that the
+// writer overrode (a queued message's deadline came sooner, or the
+// transport was draining) is reported with requested 0. Adaptive took it
+// as a wait that gathered nothing: it shrank its idle bound, and four of
+// them ended the starting probe, the window dropped to zero.
+func TestAdaptiveIgnoresWaitsTheWriterDidNotWait(t *testing.T) {
+	d := newAdaptiveDriver(AdaptiveConfig{})
+	for i := range 4 * adaptiveEmptyWaits {
+		d.enqueued = d.enqueued.Add(us(1))
+		d.a.Observe(d.enqueued, 100)
+		require.Equal(t, us(50), d.a.Wait(d.now, 1, 100), "write %d: the probe's window", i)
+		d.now = d.now.Add(us(1))
+		d.a.Flushed(d.now, 1, 100, 0, 0) // written at once: the writer did not wait
+	}
+	assert.Equal(t, us(50), d.a.Stats().Window, "the probe runs on: none of its waits was waited")
+}

@@ -32,7 +32,9 @@ type Strategy interface {
 
 	// Flushed reports one write: how many messages and bytes it carried, the
 	// wait the strategy asked for, and the wait the writer really observed
-	// (sleeps overshoot; the difference is worth knowing).
+	// (sleeps overshoot; the difference is worth knowing). The writer may
+	// not wait a positive answer (a queued message's deadline comes
+	// sooner, or it is draining): it then reports requested as 0.
 	Flushed(now time.Time, messages, bytes int, requested, observed time.Duration)
 
 	// Stats returns what the strategy has seen and done so far.

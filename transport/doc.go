@@ -39,16 +39,16 @@
 // returns; the writer takes everything queued, asks the lane's coalescing
 // strategy whether to wait for more (never past a queued message's
 // deadline), drops messages that expired while queued, frames the rest
-// (CRC32C) and writes them with one vectored write. Writing is a role the writer hands over while it waits idle: a
-// message alone in the queue of a lane quiet for 200 µs is written by the
-// goroutine that sent it, the same way, when the socket's send queue (and
-// the message) are small enough that the write cannot block, and then once
-// more what other producers queued during that write; a handler's answer
-// likewise. Waking the writer would cost most of such a request's round
-// trip. A large message first asks the receiver for room for all of it;
-// once granted, it is written from the caller's buffer in 256 KiB parts,
-// interleaved with other granted messages so one huge message does not
-// hold a smaller one behind it.
+// (CRC32C) and writes them with one vectored write. Writing is a role the
+// writer hands over while it waits idle: a message alone in the queue of a
+// lane quiet for 200 µs is written by the goroutine that sent it, the same
+// way, when the socket's send queue (and the message) are small enough that
+// the write cannot block, and then once more what other producers queued
+// during that write; a handler's answer likewise. Waking the writer would
+// cost most of such a request's round trip. A large message first asks the
+// receiver for room for all of it; once granted, it is written from the
+// caller's buffer in 256 KiB parts, interleaved with other granted messages
+// so one huge message does not hold a smaller one behind it.
 //
 // Byte streams (OpenStream) share one more connection per peer, a smux
 // session, unless opened with OwnConnection: then each has a connection

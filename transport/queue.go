@@ -91,9 +91,9 @@ type outQueue struct {
 	err      error    // non-nil once the queue refuses messages
 	// soonest is the earliest deadline queued (monoNanos; 0: none has
 	// one), the least of its segments': push lowers it, and take and
-	// prune work it out again. It is exact because the writer's
-	// coalescing wait ends at it (askWait): a deadline of a message
-	// already written, left in it, would end waits for nothing.
+	// prune work it out again. It is exact because the writer does not
+	// wait to coalesce past it (askWait): a deadline of a message already
+	// written, left in it, would cost waits for nothing.
 	soonest int64
 }
 

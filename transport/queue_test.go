@@ -146,8 +146,8 @@ func TestQueueBytesMatchTheCapacityTaken(t *testing.T) {
 // at it, would have ended for a message no longer there.
 func TestQueueEarliestDeadlineFollowsTakes(t *testing.T) {
 	var q outQueue
-	// 16 KiB messages: 32 to a segment, so the third segment begins at
-	// message 64.
+	// 16 KiB messages and their headers: 31 to a segment, so messages 40
+	// and 41 are in the second and message 70 in the third.
 	sizes := make([]int, 80)
 	for i := range sizes {
 		sizes[i] = 16 << 10

@@ -32,7 +32,11 @@ type ConnStats struct {
 	Dropped [NumReasons]uint64
 	// SendQueueMax and RecvQueueMax are the deepest socket send and
 	// receive queues measured on this lane, in bytes, since the transport
-	// started (the metrics report the peak per collection instead).
+	// started (the metrics report the peak per collection instead). They
+	// are measured after writes and reads, while a reader pauses for
+	// capacity, and at each metrics collection: a write blocked on a peer
+	// that stopped reading, or a reader blocked in an Inline handler,
+	// shows its queue here once metrics are collected.
 	SendQueueMax, RecvQueueMax int64
 	// QueuesMeasured says whether SendQueueMax and RecvQueueMax hold
 	// readings: false while none was taken, because measuring is off

@@ -162,6 +162,10 @@ func Join(cfg Config) (*Membership, error) {
 	// "::", that is to itself, and declare this node dead.
 	if ip := list.LocalNode().Addr; ip.IsUnspecified() {
 		_ = m.Close()
+		if conf.AdvertiseAddr != "" { // Tune's
+			return nil, fmt.Errorf("%w: Tune's AdvertiseAddr %q is unspecified: other nodes cannot dial it",
+				ErrInvalidConfig, conf.AdvertiseAddr)
+		}
 		return nil, fmt.Errorf("%w: BindAddr: %w", ErrInvalidConfig, unspecifiedAdvertiseError(cfg.BindAddr, ip.String()))
 	}
 	m.gossipAddr = list.LocalNode().Address()

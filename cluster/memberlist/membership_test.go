@@ -608,11 +608,12 @@ func TestBindUnspecifiedIPv6(t *testing.T) {
 	require.NoError(t, ln.Close())
 	n1 := startNode(t, "n1")
 	for _, tt := range []struct {
-		bind string
-		tune func(*ml.Config)
+		bind  string
+		tune  func(*ml.Config)
+		names string // the setting the error blames
 	}{
-		{"[::]:0", quickGossip},
-		{"127.0.0.1:0", func(c *ml.Config) { quickGossip(c); c.AdvertiseAddr = "0.0.0.0" }},
+		{"[::]:0", quickGossip, "BindAddr"},
+		{"127.0.0.1:0", func(c *ml.Config) { quickGossip(c); c.AdvertiseAddr = "0.0.0.0" }, "AdvertiseAddr"},
 	} {
 		m, err := Join(Config{
 			NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: tt.bind,
@@ -638,6 +639,7 @@ func TestBindUnspecifiedIPv6(t *testing.T) {
 		}
 		assert.Nil(t, m)
 		assert.ErrorIs(t, err, ErrInvalidConfig, tt.bind)
+		assert.ErrorContains(t, err, tt.names)
 	}
 }
 

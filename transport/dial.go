@@ -113,6 +113,13 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 				// taken for one, it failed every queued message for good.
 				return nil, 0, fmt.Errorf("TLS: the peer closed the connection during the handshake: %w", err)
 			}
+			if socketFailed(err) {
+				// The connection failed under TLS (the peer's host went
+				// off the network: ETIMEDOUT, EHOSTUNREACH), as the plain
+				// handshake's read would: no word of the peer's, so no
+				// refusal, which would fail every queued message for good.
+				return nil, 0, fmt.Errorf("TLS: %w", err)
+			}
 			if isRemoteAlert(err) {
 				return nil, 0, fmt.Errorf("%w: TLS: the peer refused the handshake (does it run TLS, with this node's CA?): %w", ErrRefused, err)
 			}
@@ -150,6 +157,14 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 func hungUp(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// socketFailed reports whether err is a failed read or write of the
+// connection itself, not an error of TLS (whose alerts, the peer's or
+// this end's, are "remote error" and "local error").
+func socketFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && (op.Op == "read" || op.Op == "write")
 }
 
 // handshake sends the Hello and reads the Reply by deadline (what is left

@@ -314,6 +314,7 @@ const staleDial = 250 * time.Millisecond
 func (c *outConn) connect() bool {
 	conn, err := c.dial()
 	c.idleClosed = false
+	c.refusedBusy.Store(isBusy(err))
 	if err == nil {
 		c.redirected.Store(false)
 		c.conn = conn
@@ -389,6 +390,13 @@ func refusedForGood(err error) bool {
 		return false
 	}
 	return errors.Is(err, ErrRefused) || errors.Is(err, ErrUnknownPeer)
+}
+
+// isBusy reports whether err is the peer's refusal for want of room
+// (wire.Busy).
+func isBusy(err error) bool {
+	var he *HandshakeError
+	return errors.As(err, &he) && he.Reason == wire.Busy
 }
 
 func (c *outConn) dial() (*liveConn, error) {

@@ -142,7 +142,8 @@
 // so the caller may try elsewhere. One-way messages wait for the peer
 // until they expire. A lane backing off between dials (up to
 // Config.Reconnect.MaxBackoff) dials again at once when the peer is seen
-// to be back: when it opens a connection to this node, or when the
+// to be back: when it opens a connection to this node (unless it refused
+// the last dial for want of room: it was not away), or when the
 // membership reports it joining or changing address. Streams opened to a
 // peer that restarted go on a new session at once.
 //

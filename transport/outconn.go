@@ -70,6 +70,12 @@ type outConn struct {
 	// peer moved (moved), or was seen again while it hung (redialNow):
 	// its failure is none of the peer's.
 	redirected atomic.Bool
+	// refusedBusy says the last dial was refused for want of room
+	// (wire.Busy): the peer answered it, so a connection of the peer's to
+	// this node is no news that it is back (reconnected), and the lane
+	// keeps its backoff. Taken for news, each such connection made the
+	// lane dial again at once, and start its backoff afresh.
+	refusedBusy atomic.Bool
 
 	// strategyMu guards strategy: the writer calls it, Stats reads it and
 	// SetCoalescing replaces it.

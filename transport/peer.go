@@ -307,13 +307,16 @@ func (p *peer) redialNow() {
 }
 
 // reconnected is called when the peer opens a connection to this node:
-// writers waiting to reconnect to it try at once, and connections to it
-// that have been silent are replaced.
+// writers waiting to reconnect to it try at once, but for those it has
+// just refused for want of room (refusedBusy), and connections to it that
+// have been silent are replaced.
 func (p *peer) reconnected() {
 	for i := range p.lanes {
 		if c := p.lanes[i].Load(); c != nil {
 			c.dropIfSilent()
-			c.redialNow()
+			if !c.refusedBusy.Load() {
+				c.redialNow()
+			}
 		}
 	}
 }

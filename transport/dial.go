@@ -280,10 +280,12 @@ func (c *outConn) redialNow() {
 	default:
 	}
 	c.dialMu.Lock()
-	if c.dialCancel != nil && time.Since(c.dialStart) > staleDial {
+	if c.dialCancel != nil && !c.dialResumed && time.Since(c.dialStart) > staleDial {
 		// Restarted, not failed: the peer was just seen, and nothing
-		// queued fails for the dial this cuts short (connect).
+		// queued fails for the dial this cuts short (connect). Once: the
+		// dial that follows runs its course (sightingCut).
 		c.redirected.Store(true)
+		c.sightingCut = true
 		c.dialCancel()
 	}
 	c.dialMu.Unlock()
@@ -399,7 +401,7 @@ func isBusy(err error) bool {
 	return errors.As(err, &he) && he.Reason == wire.Busy
 }
 
-func (c *outConn) dial() (*liveConn, error) {
+func (c *outConn) dial() (_ *liveConn, err error) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	var addr string
 	if m, ok := c.t.cfg.Membership.Lookup(c.peer.id); ok {
@@ -407,11 +409,15 @@ func (c *outConn) dial() (*liveConn, error) {
 	}
 	c.dialMu.Lock()
 	c.dialCancel, c.dialStart, c.dialAddr = cancel, time.Now(), addr
+	c.dialResumed, c.sightingCut = c.sightingCut, false
 	c.dialMu.Unlock()
 	c.hl.dialing(c.dialStart)
 	defer func() {
 		c.dialMu.Lock()
 		c.dialCancel = nil
+		if err == nil {
+			c.sightingCut = false // not cut after all
+		}
 		c.dialMu.Unlock()
 		cancel()
 	}()

@@ -66,6 +66,14 @@ type outConn struct {
 	dialCancel context.CancelFunc
 	dialStart  time.Time
 	dialAddr   string // the address of the dial in progress
+	// sightingCut says redialNow cut the last dial short, and
+	// dialResumed that the dial in progress is the one that followed:
+	// redialNow does not cut that one too. A peer seen again and again
+	// whose dials hang (reachable only one way: its address dropped by a
+	// firewall, say, while it connects to this node) had each dial cut
+	// and restarted before it could fail, and its requests waited for
+	// their deadlines instead of failing at the first failed dial.
+	sightingCut, dialResumed bool
 	// redirected says the dial in progress was cut short because the
 	// peer moved (moved), or was seen again while it hung (redialNow):
 	// its failure is none of the peer's.

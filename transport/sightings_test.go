@@ -2,6 +2,8 @@ package transport_test
 
 import (
 	"context"
+	"net"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -59,5 +61,58 @@ func TestAPeerWithoutRoomIsNotRedialledForEachConnectionItOpens(t *testing.T) {
 		t.Logf("%d dials refused in 2 s", failures)
 		// 50 ms doubling to 5 s, jittered down to half: at most 8 dials fit.
 		assert.LessOrEqual(t, failures, uint64(8), "the lane redialled a peer without room at each of its connections")
+	})
+}
+
+// TestARequestToAPeerReachableOnlyOneWayFailsAtTheFailedDial: n1's dials
+// to n2 hang (the SYN is dropped: a firewall in front of n2's address,
+// say), while n2 reaches n1 and opens a stream to it every 300 ms. Each
+// of n2's connections is n2 seen again, and cut n1's hung dial short to
+// start afresh, which is no failure: the dial never failed, the request
+// waited for its deadline, and the lane counted no failure. A sighting
+// now restarts a hung dial once, and the dial that follows runs its
+// course: the request fails with ErrConnectionReset at its failure, as
+// Request's doc says, within Timeouts.Dial of the restart.
+func TestARequestToAPeerReachableOnlyOneWayFailsAtTheFailedDial(t *testing.T) {
+	inBubble(t, 60*time.Second, func(t *testing.T) {
+		c, err := transporttest.Start(2, transporttest.Options{InMemory: true, Tweak: func(i int, cfg *transport.Config) {
+			cfg.Telemetry.DisableSocketMeasurement = true
+			if i == 0 {
+				cfg.Dialer = dialerFunc(func(ctx context.Context, _, _ string) (net.Conn, error) {
+					<-ctx.Done() // the SYN is lost: the dial ends at Timeouts.Dial
+					return nil, ctx.Err()
+				})
+			}
+		}})
+		require.NoError(t, err)
+		defer c.Close()
+		echoStreams(c)
+		n1, n2 := c.Nodes[0], c.Nodes[1]
+		stop := make(chan struct{})
+		var streams sync.WaitGroup
+		streams.Go(func() { // n2 reaches n1
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(300 * time.Millisecond):
+				}
+				if st, err := n2.OpenStream(context.Background(), c.ID(0), verbRepair, transport.OwnConnection()); err == nil {
+					st.Close()
+				}
+			}
+		})
+		defer streams.Wait()
+		defer close(stop)
+
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err = n1.Request(ctx, c.ID(1), verbEcho, []byte("x"))
+		took := time.Since(start)
+		t.Logf("the request ended after %v: %v", took, err)
+		require.ErrorIs(t, err, transport.ErrConnectionReset)
+		assert.LessOrEqual(t, took, 2*transport.DefaultDialTimeout, "failed at a failed dial, not at its deadline")
+		assert.Positive(t, n1.Stats().Total().ConnectFailures)
 	})
 }

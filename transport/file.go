@@ -134,7 +134,9 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // receiver's handler to return, which may take long (a snapshot applied,
 // say): until ctx's deadline, or without one for the verb's request
 // timeout (Timeouts.PerVerb, Timeouts.Request), as Request does, counted
-// from the last byte; then it fails with context.DeadlineExceeded (a
+// from about the last byte the receiver took (bytes still queued in this
+// side's socket, which a handler that reads slowly takes later, do not
+// count against it while it takes some every timeout); then it fails with context.DeadlineExceeded (a
 // net.Error with Timeout() true), whether the handler is stuck or the
 // peer stopped answering, which this side cannot tell apart (the
 // receiver may still accept the bytes after that). A verb
@@ -293,7 +295,11 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	}
 	// Read the verdict even after a failed send: a receiver that gave up
 	// says why before it closes.
-	failure, err = wire.ReadFileResult(conn)
+	if verdictTimeout > 0 {
+		failure, err = t.readVerdictWhileTaken(conn, verdictTimeout)
+	} else {
+		failure, err = wire.ReadFileResult(conn)
+	}
 	switch {
 	case failure != nil && sendErr != nil:
 		// The verdict may only echo this side's failure (a file it could
@@ -407,6 +413,42 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 		}
 	}
 	return sent, nil
+}
+
+// readVerdictWhileTaken reads a transfer's verdict by the read deadline
+// set for timeout, and sets it timeout later each time it passes with no
+// byte of the verdict read while the receiver still took bytes queued in
+// this side's socket since it was set: the verdict's timeout is the
+// handler's, counted from about the last byte it took, not from the last
+// written here. Megabytes wait in the sockets after the last write, and a
+// handler that read them slowly but steadily (2 MiB/s, applying each
+// piece) had its transfer failed while it still took them. A receiver
+// that takes none for a whole timeout meets it as before. Where the
+// queue cannot be read (socket measurement off, no kernel socket) it is
+// counted from the last byte written.
+func (t *Transport) readVerdictWhileTaken(conn net.Conn, timeout time.Duration) (*wire.Failure, error) {
+	probe := t.probeFor(conn)
+	if probe == nil {
+		return wire.ReadFileResult(conn)
+	}
+	queued, err := probe.SendQueue()
+	if err != nil || queued == 0 {
+		return wire.ReadFileResult(conn)
+	}
+	var read int64
+	r := countingReader{r: conn, n: &read}
+	for {
+		failure, err := wire.ReadFileResult(r)
+		if err == nil || read > 0 || !isTimeout(err) {
+			return failure, err
+		}
+		left, qerr := probe.SendQueue()
+		if qerr != nil || left >= queued {
+			return failure, err // took nothing for the whole timeout
+		}
+		queued = left // an empty queue gets one more timeout: the handler's
+		_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	}
 }
 
 // setFileWriteDeadline bounds SendFile's next write by Timeouts.Write.

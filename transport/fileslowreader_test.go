@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
 	"github.com/internode/internode/transport"
 )
@@ -22,16 +23,19 @@ func TestSendFileToAHandlerThatReadsSlowly(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Timeouts.Request = 500 * time.Millisecond
 	})
-	const size, piece, rate = 6 << 20, 64 << 10, 2 << 20
+	const size, piece, bytesPerSecond = 6 << 20, 64 << 10, 2 << 20
 	read := make(chan error, 1)
 	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
 		r := ft.Reader()
+		applying := rate.NewLimiter(rate.Limit(bytesPerSecond), piece) // each piece takes time to apply
 		var err error
 		for got := int64(0); got < ft.Length && err == nil; {
 			var n int64
 			n, err = io.CopyN(io.Discard, r, min(piece, ft.Length-got))
 			got += n
-			time.Sleep(time.Second * piece / rate) // applying the piece
+			if err == nil {
+				err = applying.WaitN(ctx, int(n))
+			}
 		}
 		read <- err
 		return err

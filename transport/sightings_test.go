@@ -55,7 +55,7 @@ func TestAPeerWithoutRoomIsNotRedialledForEachConnectionItOpens(t *testing.T) {
 			st, err := n2.OpenStream(context.Background(), c.ID(0), verbRepair, transport.OwnConnection())
 			require.NoError(t, err)
 			require.NoError(t, st.Close())
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond) // the bubble's clock: no real time passes
 		}
 		failures := n1.Stats().Total().ConnectFailures - before
 		t.Logf("%d dials refused in 2 s", failures)

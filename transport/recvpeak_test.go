@@ -105,18 +105,9 @@ func TestRecvQueuePeakOfAPausedReader(t *testing.T) {
 	peak := func() int64 {
 		return sumWhere(collect(t, reader)["internode.socket.recv_queue_peak_bytes"], "peer", string(c.ID(0)), "lane", "small")
 	}
-	// One message at a time, each read before the next is sent, until the
-	// handlers hold the receiver's capacity and its reader pauses: its
-	// socket's queue is empty, or nearly, as the pause begins.
+	// The receiver's socket queue is empty, or nearly, as the pause begins.
 	payload := make([]byte, 16<<10)
-	throttled := func() bool { return n1.Stats().Total().Throttled > 0 }
-	for !throttled() {
-		before := n1.Stats().Total().MessagesReceived
-		require.NoError(t, n0.Send(context.Background(), n2, verbData, payload))
-		waitFor(t, 5*time.Second, "the message read, or the reader paused", func() bool {
-			return throttled() || n1.Stats().Total().MessagesReceived > before
-		})
-	}
+	sendUntilPaused(t, n0, n1, n2, payload)
 	_ = peak()
 	before := n1.Stats().Total().RecvQueueMax
 	require.Less(t, before, int64(3*len(payload)), "the deepest queue measured before the pause's backlog")

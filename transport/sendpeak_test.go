@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/metric"
 
+	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/coalescing"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
@@ -51,18 +52,9 @@ func TestSendQueuePeakOfABlockedWrite(t *testing.T) {
 	peak := func() int64 {
 		return sumWhere(collect(t, reader)["internode.socket.send_queue_peak_bytes"], "peer", string(n2), "lane", "small")
 	}
-	// One message at a time, each read before the next is sent, until the
-	// handlers hold the receiver's capacity and its reader pauses: the
-	// sender's queue is empty, or nearly, as the pause begins.
+	// The sender's queue is empty, or nearly, as the pause begins.
 	payload := make([]byte, 16<<10)
-	throttled := func() bool { return n1.Stats().Total().Throttled > 0 }
-	for !throttled() {
-		before := n1.Stats().Total().MessagesReceived
-		require.NoError(t, n0.Send(context.Background(), n2, verbData, payload))
-		waitFor(t, 5*time.Second, "the message read, or the reader paused", func() bool {
-			return throttled() || n1.Stats().Total().MessagesReceived > before
-		})
-	}
+	sendUntilPaused(t, n0, n1, n2, payload)
 	_ = peak()
 	before := n0.Stats().Total().SendQueueMax
 	// A burst within the coalescing window: one write of 512 KiB, more
@@ -80,4 +72,20 @@ func TestSendQueuePeakOfABlockedWrite(t *testing.T) {
 	assert.GreaterOrEqual(t, peak(), int64(depth), "the interval holds the blocked write's queue")
 	assert.GreaterOrEqual(t, peak(), int64(depth), "and the next, the write still blocked")
 	assert.GreaterOrEqual(t, n0.Stats().Total().SendQueueMax, int64(depth), "Stats keeps the maximum")
+}
+
+// sendUntilPaused sends payload from n0 to to (n1's ID) one message at a
+// time, each read before the next is sent, until n1's handlers hold its
+// inbound capacity and its reader pauses: the sockets between them are
+// empty, or nearly, as the pause begins.
+func sendUntilPaused(t *testing.T, n0, n1 *transport.Transport, to cluster.NodeID, payload []byte) {
+	t.Helper()
+	throttled := func() bool { return n1.Stats().Total().Throttled > 0 }
+	for !throttled() {
+		before := n1.Stats().Total().MessagesReceived
+		require.NoError(t, n0.Send(context.Background(), to, verbData, payload))
+		waitFor(t, 5*time.Second, "the message read, or the reader paused", func() bool {
+			return throttled() || n1.Stats().Total().MessagesReceived > before
+		})
+	}
 }

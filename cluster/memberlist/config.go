@@ -11,6 +11,7 @@ import (
 	ml "github.com/hashicorp/memberlist"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/wire"
 )
 
 // DefaultBindAddr is where memberlist gossips when Config.BindAddr is empty:
@@ -67,7 +68,9 @@ var _ net.Error = broadcastTimeoutError{}
 // reads it.
 type Config struct {
 	// NodeID names this node in the cluster; it becomes memberlist's node
-	// name and must be unique. Required.
+	// name and must be unique. Required, at most wire.MaxNameLength (255)
+	// bytes, as in the transport's handshake; a member gossiping a longer
+	// name is ignored and logged.
 	NodeID cluster.NodeID
 
 	// TransportAddr is the internode listen address, "host:port", that
@@ -144,6 +147,10 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if c.NodeID == "" {
 		return fmt.Errorf("%w: NodeID is required", ErrInvalidConfig)
+	}
+	if len(c.NodeID) > wire.MaxNameLength {
+		return fmt.Errorf("%w: NodeID is %d bytes; a handshake carries at most %d",
+			ErrInvalidConfig, len(c.NodeID), wire.MaxNameLength)
 	}
 	if err := checkTransportAddr(c.TransportAddr); err != nil {
 		return fmt.Errorf("%w: TransportAddr: %w", ErrInvalidConfig, err)

@@ -3,12 +3,16 @@ package memberlist
 import (
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	ml "github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/wire"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -34,6 +38,12 @@ func TestConfigValidate(t *testing.T) {
 			c.Tune = func(mc *ml.Config) { mc.AdvertiseAddr = "2001:db8::1" }
 		}, false},
 		{"no NodeID", func(c *Config) { c.NodeID = "" }, true},
+		{"longest NodeID a handshake carries", func(c *Config) {
+			c.NodeID = cluster.NodeID(strings.Repeat("n", wire.MaxNameLength))
+		}, false},
+		{"NodeID longer than a handshake carries", func(c *Config) {
+			c.NodeID = cluster.NodeID(strings.Repeat("n", wire.MaxNameLength+1))
+		}, true},
 		{"no TransportAddr", func(c *Config) { c.TransportAddr = "" }, true},
 		{"TransportAddr without port", func(c *Config) { c.TransportAddr = "127.0.0.1" }, true},
 		{"TransportAddr port 0", func(c *Config) { c.TransportAddr = "127.0.0.1:0" }, true},

@@ -4,6 +4,7 @@ import (
 	ml "github.com/hashicorp/memberlist"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/wire"
 )
 
 // delegate receives memberlist's callbacks for a Membership. It is a
@@ -89,6 +90,9 @@ func (d *delegate) observe(node *ml.Node, up bool) {
 	meta, metaErr := decodeMeta(node.Meta)
 	if metaErr == nil && id == "" {
 		metaErr = errEmptyName
+	}
+	if metaErr == nil && len(id) > wire.MaxNameLength {
+		metaErr = errLongName
 	}
 	member := up && metaErr == nil // a member as far as watchers know
 	if up && metaErr != nil {

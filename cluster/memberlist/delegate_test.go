@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"log"
 	"net"
+	"strings"
 	"testing"
 
 	ml "github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/assert"
 
 	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/wire"
 )
 
 // TestDelegateObserve drives the delegate's callbacks directly, as
@@ -110,6 +112,13 @@ func TestDelegateObserve(t *testing.T) {
 		{
 			name:        "join without a name is ignored",
 			calls:       []call{join(node("", x1.Addr))},
+			wantEvents:  nil,
+			wantMembers: []cluster.Member{},
+			wantLogged:  true,
+		},
+		{
+			name:        "join with a name longer than a handshake carries is ignored",
+			calls:       []call{join(node(strings.Repeat("x", wire.MaxNameLength+1), x1.Addr))},
 			wantEvents:  nil,
 			wantMembers: []cluster.Member{},
 			wantLogged:  true,

@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	ml "github.com/hashicorp/memberlist"
+
+	"github.com/internode/internode/wire"
 )
 
 // Node metadata, gossiped by memberlist with every alive message, carries the
@@ -51,6 +53,7 @@ const (
 var (
 	errMalformedMeta = errors.New("memberlist: malformed node metadata")
 	errEmptyName     = errors.New("memberlist: empty node name")
+	errLongName      = fmt.Errorf("memberlist: node name longer than the %d bytes a handshake carries", wire.MaxNameLength)
 )
 
 // nodeMeta is the content of a node's metadata.

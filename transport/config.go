@@ -77,8 +77,10 @@ type Config struct {
 	// refused. With the payload it can, for example, store a hint to
 	// replay later. The transport's own cancels of requests whose callers
 	// gave up are counted, and not given to it. It runs on the lane's
-	// writer goroutine (or a Send caller's that wrote itself): it must be
-	// quick and must not call Send or Request to the same peer. The
+	// writer goroutine (or a Send caller's that wrote itself; for a
+	// response refused before it was queued, the goroutine that answered:
+	// its handler's or its connection's reader): it must be quick and
+	// must not call Send or Request to the same peer. The
 	// DroppedMessage and its Payload are valid only during the call.
 	OnDropped func(DroppedMessage)
 }

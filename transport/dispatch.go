@@ -140,6 +140,12 @@ func (t *Transport) respond(ic *inConn, req *wire.Header, deadline int64, payloa
 	h := wire.Header{Flags: flags, ID: req.ID, Verb: req.Verb}
 	if err := t.sendOn(t.ctx, ic.replies, &h, deadline, payload, false); err != nil {
 		t.log.Debug("internode: response not sent", "peer", ic.from, "err", err)
+		// Counted by sendOn; refused before it was queued, it was not
+		// handed to OnDropped there, as one that fails once queued is.
+		if hook := t.cfg.OnDropped; hook != nil {
+			hook(DroppedMessage{Peer: ic.from, Lane: ic.lane, Verb: Verb(h.Verb), ID: h.ID,
+				Response: true, Reason: reasonOf(err), Payload: payload})
+		}
 	}
 }
 

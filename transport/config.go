@@ -117,6 +117,12 @@ type LaneConfig struct {
 	// a while after frames that do not shrink), CompressionOff or
 	// CompressionOn. It applies to whole messages — on the large lane,
 	// only to responses that fit in a frame.
+	//
+	// TLS hides a frame's bytes, not its length, and a compressed frame's
+	// length depends on its content: where one batch can mix bytes an
+	// observer of the network chooses (a client's key, say) with secrets,
+	// that observer can guess the secrets from the lengths, as in the
+	// CRIME and BREACH attacks. Turn compression off on such lanes.
 	Compression [routing.NumLanes]Compression
 }
 

@@ -345,7 +345,7 @@ func (t *Transport) runStage(s *stage) {
 			if w == nil {
 				break
 			}
-			t.tel.stages.recordWait(w.verb.name, now.Sub(monoTime(w.queuedAt)))
+			t.tel.stages.recordWait(w.verb.name, stageWait(now, w.queuedAt))
 			done = w.ic.peer
 			t.runWork(w)
 		}

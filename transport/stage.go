@@ -243,11 +243,19 @@ func (s *stage) take(woken bool, done *peer, now time.Time) (next *work, start b
 		return nil, false
 	}
 	s.running++
-	wait := now.Sub(monoTime(next.queuedAt))
+	wait := stageWait(now, next.queuedAt)
 	s.started++
 	s.waitSum += wait
 	s.maxWait = max(s.maxWait, wait)
 	return next, s.wakeOneLocked()
+}
+
+// stageWait is how long work queued at queuedAt (monoNanos) waited for
+// its turn, which came at now: the worker's reading, made before it took
+// the stage's lock, so work queued meanwhile waited none rather than a
+// negative time.
+func stageWait(now time.Time, queuedAt int64) time.Duration {
+	return max(now.Sub(monoTime(queuedAt)), 0)
 }
 
 // retire lets an idle worker go, unless it was woken meanwhile: then it

@@ -27,4 +27,5 @@ func TestStageWaitIsNeverNegative(t *testing.T) {
 	assert.EqualValues(t, 1, st.Started)
 	assert.GreaterOrEqual(t, st.WaitSum, time.Duration(0), "the total wait of the messages started")
 	assert.GreaterOrEqual(t, st.MaxWait, time.Duration(0))
+	assert.Zero(t, stageWait(now, w.queuedAt), "the wait runStage records")
 }

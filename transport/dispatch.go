@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -103,7 +104,7 @@ func (ic *inConn) handle(w *work) []byte {
 			return nil // its caller no longer waits for an answer
 		}
 		resp = ownResponse(resp, w.f.buf, w.f.large != nil)
-		t.respond(ic, h, deadline, resp, err)
+		t.respond(ic, h, deadline, resp, handlerFailure(err))
 		return resp
 	}
 	if err != nil {
@@ -122,6 +123,19 @@ func (ic *inConn) serveMessage(ctx context.Context, h Handler, m *Message) (resp
 		}
 	}()
 	return h.ServeMessage(ctx, m)
+}
+
+// handlerFailure is err, a handler's, as its requester is told it: as
+// the transport's failure when it wraps ErrOverloaded, ErrTooLarge or an
+// expiry, which a handler may pass on; otherwise as ErrHandler with err's
+// message. That includes context.Canceled and ErrUnknownVerb, from a call
+// the handler made: the requester's own cancel and a verb this node
+// lacks are the transport's to report.
+func handlerFailure(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, ErrUnknownVerb) {
+		return errors.New(err.Error())
+	}
+	return err
 }
 
 // respond sends a request's response, or its failure, back on the

@@ -137,7 +137,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 			ic.counters.handlerFailed()
 		}
 		if isRequest && !ic.peer.cancels.finish(w) { // else its caller no longer waits
-			t.respond(ic, &hdr, m.deadline, resp, err)
+			t.respond(ic, &hdr, m.deadline, resp, handlerFailure(err))
 		}
 	})
 	return pw

@@ -81,18 +81,24 @@ type DroppedMessage struct {
 
 // ReasonOf classifies an error returned by Send, Request, OpenStream or
 // SendFile: the Reason the transport counts for it, and false when err is
-// not one of the transport's failures.
+// not one of the transport's failures. The transport's own errors come
+// before the context's: a request failed as reset by a dial that timed
+// out wraps net's timeout, which errors.Is matches against
+// context.DeadlineExceeded, and is counted as reset, not expired.
 func ReasonOf(err error) (Reason, bool) {
 	if err == nil {
 		return 0, false
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return ReasonExpired, true
-	}
 	for r := range NumReasons {
-		if errors.Is(err, reasons[r].err) {
+		if r != ReasonCanceled && errors.Is(err, reasons[r].err) {
 			return r, true
 		}
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonExpired, true
+	case errors.Is(err, context.Canceled):
+		return ReasonCanceled, true
 	}
 	return ReasonConnectionReset, false
 }

@@ -117,7 +117,7 @@ type Stats struct {
 	// the Node limits (Config.Memory.Outbound, Config.Memory.Inbound). InboundBytes is
 	// InboundHeld, under its former name.
 	OutboundBytes, InboundBytes, InboundHeld int64
-	// CapacityWaiters counts the allocations waiting for capacity now, in
+	// OutboundWaiters and InboundWaiters count the allocations waiting for capacity now, in
 	// each direction: Sends with WaitForCapacity, paused readers, large
 	// messages waiting for a grant.
 	OutboundWaiters, InboundWaiters int
@@ -139,8 +139,8 @@ type Stats struct {
 	Stages []StageStats
 }
 
-// Total sums every connection's counters (Peer and Coalescing are left
-// zero; the queue maxima are the largest of any lane).
+// Total sums every connection's counters (Peer, Lane and Coalescing are
+// left zero; the queue maxima are the largest of any lane).
 func (s Stats) Total() ConnStats {
 	var t ConnStats
 	for _, c := range s.Conns {

@@ -397,12 +397,7 @@ func (r *Run) accounting() (sent, delivered, failed uint64) {
 // drain.
 func execute(sc *Scenario, entry systemEntry, opts Options) (Result, error) {
 	runtime.GC() // do not bill this run for the previous one's garbage
-	sys := entry.New()
-	if sc.Tune != nil {
-		if s, ok := sys.(*internodeSystem); ok {
-			s.Tune(sc.Tune)
-		}
-	}
+	sys := sc.newSystem(entry, opts)
 	r := newRun(sys, opts)
 	defer r.cancel()
 	if err := sys.Start(r.ctx, Hooks{OnMessage: r.onMessage, EchoDelay: sc.EchoDelay}); err != nil {
@@ -460,6 +455,18 @@ func execute(sc *Scenario, entry systemEntry, opts Options) (Result, error) {
 		return res, errors.Join(err, closeErr)
 	}
 	return res, closeErr
+}
+
+// newSystem returns a new system of entry, set up as sc runs it: an
+// internode system gets sc.Tune.
+func (sc *Scenario) newSystem(entry systemEntry, opts Options) System {
+	sys := entry.New()
+	if sc.Tune != nil {
+		if s, ok := sys.(*internodeSystem); ok {
+			s.Tune(sc.Tune)
+		}
+	}
+	return sys
 }
 
 // waitUntil waits until loadDone is closed and cond holds, or deadline

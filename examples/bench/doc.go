@@ -49,7 +49,11 @@
 //   - large-mixed: sizes at once — a 16 MiB and a 64 MiB sender flood while
 //     a probe sends 1 MiB messages one at a time; p50/p99 are the probe's
 //     (Send call to handler), showing whether a small large message waits
-//     behind huge ones.
+//     behind huge ones. internode's MaxMessageSize (32 MiB by default) and
+//     its per-peer and node limits are raised to hold the largest message,
+//     and its Send waits for capacity (WaitForCapacity) as the baselines'
+//     senders wait for their writers: refused and retried, the 64 MiB
+//     message would never find room among the 16 MiB ones.
 //   - coalesce: one-way, -senders (64) open-loop senders at -rate (100000)
 //     messages/s in total; latency from the intended send time, stamped in
 //     the payload, to the receiving handler (one-way, timed in-process).

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/internode/internode/transport"
 )
 
 // Options are the settings every scenario sees.
@@ -463,7 +465,7 @@ func (sc *Scenario) newSystem(entry systemEntry, opts Options) System {
 	sys := entry.New()
 	if sc.Tune != nil {
 		if s, ok := sys.(*internodeSystem); ok {
-			s.Tune(sc.Tune)
+			s.Tune(func(c *transport.Config) { sc.Tune(c, opts) })
 		}
 	}
 	return sys

@@ -34,8 +34,8 @@ type Scenario struct {
 	Supports func(sys System) bool
 	// Tune, if set, adjusts the transport config of internode systems
 	// before Start (after the system's own tuning): overload's small
-	// limits.
-	Tune func(*transport.Config)
+	// limits, large-mixed's room for its largest message.
+	Tune func(*transport.Config, Options)
 	// PayloadSize returns the payload of each message, in bytes.
 	PayloadSize func(Options) int
 	// NoPayload: Load gets a nil payload instead of one of PayloadSize

@@ -30,7 +30,7 @@ var scenarioOverload = &Scenario{
 		"the peak heap and the sends refused as overloaded",
 	Systems:  []string{"internode"},
 	Supports: isInternode,
-	Tune: func(c *transport.Config) {
+	Tune: func(c *transport.Config, _ Options) {
 		c.Memory.MaxMessageSize = overloadMaxMessage
 		c.Memory.Inbound = overloadLimits
 		c.Memory.Outbound = overloadLimits

@@ -299,7 +299,8 @@ func printLinkTable(w io.Writer, t *linkTopology, wls []linkWorkload, syss []str
 	}
 }
 
-// linkMedian is the median of f over rs (0 for none).
+// linkMedian is the median of f over rs (0 for none): of an even count,
+// the mean of the middle two, as for the scenarios (medianOf).
 func linkMedian(rs []linkResult, f func(linkResult) float64) float64 {
 	if len(rs) == 0 {
 		return 0
@@ -308,6 +309,5 @@ func linkMedian(rs []linkResult, f func(linkResult) float64) float64 {
 	for i, r := range rs {
 		vs[i] = f(r)
 	}
-	slices.Sort(vs)
-	return vs[len(vs)/2]
+	return medianOf(vs)
 }

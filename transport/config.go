@@ -174,8 +174,11 @@ type TimeoutConfig struct {
 	// closes it. Both ends speak at least every wire.KeepaliveInterval
 	// (1 s): the sender pings when it has nothing to write, the receiver
 	// beats whether or not it is reading. A dead connection's requests
-	// fail at once (ErrConnectionReset) and the lane redials without
-	// backoff. It also bounds how long one frame may take to arrive, so a
+	// fail at once (ErrConnectionReset) and the lane redials: at once if
+	// the connection had proved itself (its peer was heard on it, and it
+	// lived at least wire.KeepaliveInterval), else
+	// after its backoff, so that a peer that takes the handshake and
+	// hangs up is not redialled in a loop. It also bounds how long one frame may take to arrive, so a
 	// peer that trickles bytes is cut off. Default 5 s; at least 2 s;
 	// negative turns the checks off (pings and beats are still sent).
 	Keepalive time.Duration
@@ -188,8 +191,10 @@ type TimeoutConfig struct {
 }
 
 // ReconnectConfig bounds the capped exponential backoff, with jitter,
-// between connection attempts while messages are pending. A connection
-// judged dead, or a peer seen again, is redialled at once.
+// between connection attempts while messages are pending. A peer seen
+// again, or a connection judged dead after it proved itself (its peer
+// was heard on it, and it lived at least wire.KeepaliveInterval), is
+// redialled at once; one that died before that waits its backoff.
 type ReconnectConfig struct {
 	MinBackoff time.Duration // default 50 ms
 	MaxBackoff time.Duration // default 5 s

@@ -34,7 +34,8 @@ var (
 	// ErrUnknownPeer: the membership has no address for the peer.
 	ErrUnknownPeer = errors.New("transport: unknown peer")
 	// ErrPeerLeft: the peer left the membership while the message waited,
-	// or while a file transfer or a stream to it was under way.
+	// or while a file transfer or a stream to it was under way. A request
+	// failed with it may still have been written, and run by the peer.
 	ErrPeerLeft = errors.New("transport: peer left")
 	// ErrConnectionReset: the connection broke while the message was being
 	// written; the peer may or may not have received it.

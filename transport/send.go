@@ -48,8 +48,8 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 //
 // Errors: those of Send; a *RemoteError matching ErrUnknownVerb,
 // ErrHandler, ErrExpired or ErrOverloaded when the peer failed the request;
-// ErrConnectionReset or ErrPeerLeft when the request was lost on the way —
-// at once when the connection it was written on breaks, and, when the peer
+// ErrConnectionReset or ErrPeerLeft when its response was lost on the way
+// (the peer may or may not have run the request) — at once when the connection it was written on breaks, and, when the peer
 // cannot be dialled, at the first failed attempt after the request was
 // queued, wrapping the dial's error; and the context's error on timeout or
 // cancellation (a timeout satisfies net.Error with Timeout() true). Each

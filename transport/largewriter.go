@@ -456,8 +456,12 @@ func (w *largeWriter) failWaitingRequests(q *outQueue, reason Reason, err error,
 // reset runs when the connection breaks or closes: messages of which no
 // payload byte was written wait for the next connection, in order; the
 // others are lost with it, and so is an empty one whose FrameLargeBegin,
-// all of it, went out (its receiver may have taken it already).
+// all of it, went out (its receiver may have taken it already). A
+// refusal the back channel read before the end stands: its message
+// fails with the receiver's reason, which counted it dropped, and is not
+// sent again.
 func (w *largeWriter) reset(q *outQueue, sink outSink, err error) {
+	w.applyInbox(q, sink) // the cancels it returns have no connection to go on
 	var again []*largeSend
 	for _, ls := range w.begun {
 		if ls.sent == 0 && !(ls.begunOut && len(ls.payload) == 0) {

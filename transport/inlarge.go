@@ -287,10 +287,18 @@ func (ic *inConn) answerLater() {
 // part (or, if it is empty, once it is complete).
 func (ic *inConn) startStreamed(m *largeIn) {
 	pipe := ic.streamLarge(m.reader, m)
+	if streamedStarting != nil {
+		streamedStarting()
+	}
 	ic.mu.Lock()
 	m.pipe, m.fed, m.started = pipe, pipe, true
 	ic.mu.Unlock()
 }
+
+// streamedStarting, nil but in tests, is called once a streamed message's
+// handler is started and before its pipe is recorded: tests hold that
+// moment open.
+var streamedStarting func()
 
 // refuse tells the sender it will not get room for the message begun on
 // stream, and counts it once the refusal is written. One that could not

@@ -284,7 +284,10 @@ func (ic *inConn) answerLater() {
 }
 
 // startStreamed starts the handler of streamed message m, at its first
-// part (or, if it is empty, once it is complete).
+// part (or, if it is empty, once it is complete). A connection killed
+// before the pipe was recorded had its pipes ended without this one
+// (kill): it is ended here, or the reader would hand it a part its
+// handler may not read, and stay blocked.
 func (ic *inConn) startStreamed(m *largeIn) {
 	pipe := ic.streamLarge(m.reader, m)
 	if streamedStarting != nil {
@@ -292,7 +295,16 @@ func (ic *inConn) startStreamed(m *largeIn) {
 	}
 	ic.mu.Lock()
 	m.pipe, m.fed, m.started = pipe, pipe, true
+	killed := false
+	select {
+	case <-ic.done: // closed before kill looks for pipes: it missed this one, or ends it too
+		killed = true
+	default:
+	}
 	ic.mu.Unlock()
+	if killed && pipe != nil {
+		pipe.CloseWithError(ErrConnectionReset) // its handler reads the error
+	}
 }
 
 // streamedStarting, nil but in tests, is called once a streamed message's

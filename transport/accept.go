@@ -29,7 +29,7 @@ const (
 	RefusedIdentity                   // the certificate names another node
 	RefusedLane                       // an unknown connection kind
 	RefusedMalformed                  // not a valid Hello: bad magic, checksum, length...
-	RefusedTimeout                    // the handshake did not finish within HandshakeTimeout
+	RefusedTimeout                    // the handshake did not finish within Config.Timeouts.Handshake
 	RefusedTLS                        // the TLS handshake failed: plain text, bad certificate...
 	RefusedTooMany                    // too many unfinished handshakes, or connections (Config.Security.MaxConns...)
 	RefusedSelf                       // the peer claims this node's own ID
@@ -250,7 +250,7 @@ func (e *refusalError) Error() string { return e.why.String() + ": " + e.err.Err
 func (e *refusalError) Unwrap() error { return e.err }
 
 // acceptHandshake runs the TLS handshake (when configured) and reads and
-// answers the Hello, all within HandshakeTimeout. It returns the
+// answers the Hello, all within Timeouts.Handshake. It returns the
 // connection to use from then on and the peer, with one of its
 // connections of the Hello's kind claimed (see claimConn).
 func (t *Transport) acceptHandshake(raw net.Conn) (net.Conn, wire.Hello, *peer, error) {

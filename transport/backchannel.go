@@ -15,7 +15,7 @@ import (
 
 // readBack reads the connection's back channel: the acceptor's beats, the
 // responses to the requests written on the connection, and on the large
-// lane its grants and refusals. Silence longer than KeepaliveTimeout, a
+// lane its grants and refusals. Silence longer than Timeouts.Keepalive, a
 // frame it may not send, or the connection ending marks the connection
 // dead and wakes the writer.
 func (c *outConn) readBack(conn *liveConn) {

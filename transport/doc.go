@@ -156,7 +156,7 @@
 // after TCP's retransmission timeouts; requests written on it fail at once
 // with ErrConnectionReset. A peer that stops reading is cut off after
 // Config.Timeouts.Write (30 s); one that sends a frame slower than
-// KeepaliveTimeout, after that.
+// Config.Timeouts.Keepalive, after that.
 //
 // Transport.Health shows what the lanes know of each member: connected or
 // not, dialling, or backing off until when; the last write and read; the

@@ -176,7 +176,7 @@ const (
 	BadInputChecksum                  // a frame whose checksum does not match
 	BadInputTooLarge                  // a frame above the frame limit
 	BadInputTruncated                 // a frame cut short by the connection's end
-	BadInputSilent                    // nothing, or a frame trickled, for longer than KeepaliveTimeout
+	BadInputSilent                    // nothing, or a frame trickled, for longer than Config.Timeouts.Keepalive
 	numBadInputs
 )
 

@@ -22,7 +22,7 @@ type LaneState uint8
 
 const (
 	// LaneIdle: no connection and none wanted now — the lane was never
-	// dialled, or its connection was closed (idle for IdleTimeout, lost
+	// dialled, or its connection was closed (idle for Timeouts.Idle, lost
 	// or failed with nothing left to send). A message to send dials it.
 	LaneIdle LaneState = iota
 	// LaneDialing: a dial or handshake is in progress, or the connection

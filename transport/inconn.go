@@ -141,7 +141,7 @@ func (ic *inConn) setLimits() {
 }
 
 // serve runs the connection until it ends. A connection closed for bad
-// input — or for silence longer than KeepaliveTimeout — is counted and
+// input — or for silence longer than Timeouts.Keepalive — is counted and
 // logged (rate limited) before it is closed.
 func (ic *inConn) serve() {
 	ic.startBeats()
@@ -284,8 +284,8 @@ func (ic *inConn) backQueueLow(limit int) bool {
 	return ic.backBound.low(limit, ic.backDirect+ic.replies.frames.written, ic.probe)
 }
 
-// renewReadDeadline gives the next frame KeepaliveTimeout, header and
-// payload: an idle sender pings every KeepaliveInterval, so silence that
+// renewReadDeadline gives the next frame Timeouts.Keepalive, header and
+// payload: an idle sender pings every wire.KeepaliveInterval, so silence that
 // long means it is gone, and a frame trickled slower than that is cut
 // off. The deadline is moved only when a quarter of it has passed, to keep
 // timer work off the path (awaitFrame makes up for it before a frame). It

@@ -20,7 +20,7 @@ import (
 // outConn is one lane of one peer: a queue and the goroutine that writes
 // it to a TCP connection (the writer), dialling lazily, reconnecting with
 // backoff while messages are pending, pinging while idle and closing the
-// socket after IdleTimeout. The writer runs while the lane has work or a
+// socket after Timeouts.Idle. The writer runs while the lane has work or a
 // connection, and exits once the connection is closed and nothing is
 // queued; the next message starts it again.
 //
@@ -431,7 +431,7 @@ func (c *outConn) idle() {
 }
 
 // setWriteDeadline bounds the next write: a peer that stops reading for
-// WriteTimeout is disconnected, and what was being written fails.
+// Timeouts.Write is disconnected, and what was being written fails.
 func (c *outConn) setWriteDeadline() {
 	if d := c.t.cfg.Timeouts.Write; d > 0 {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(d))

@@ -61,7 +61,8 @@ type Message struct {
 // ServeMessage is called for each message of its verb, as Handle's options
 // say: in a stage of concurrent calls (Concurrent; by default a verb's
 // requests), or one at a time per connection in the order the messages
-// were sent (Ordered; by default a verb's one-way messages), so that an
+// were sent (Ordered; by default a verb's one-way messages; on the large
+// lane, the order their last bytes arrived: see Ordered), so that an
 // ordered handler that blocks holds up that verb from that sender on that
 // lane only. The context's deadline is the message's ExpiresAt; the
 // context is cancelled then, when the requester cancels its Request (its

@@ -24,6 +24,16 @@ type HandleOption func(*verbInfo)
 // whose next message depends on the last. A slow ordered verb holds up
 // only its own messages on that connection: other verbs' messages on it
 // go on.
+//
+// Each lane is a connection of its own. On the urgent and small lanes the
+// order of arrival is the order sent; but a message above
+// Config.Lanes.LargeThreshold goes on the large lane, whatever the
+// verb's override, and there several messages are in flight at once and
+// each is handled once its last byte arrives, so a smaller one overtakes
+// a larger one sent before it; and messages on different lanes have no
+// order between them (see Message.Conn). A verb whose order matters keeps
+// its messages within LargeThreshold, or numbers them and lets its
+// handler put them back in order.
 func Ordered() HandleOption {
 	return func(v *verbInfo) { v.ordered, v.inline, v.limit = true, false, 0 }
 }

@@ -347,7 +347,8 @@ func (t *Transport) signalDrained() {
 // what was written, then closes the transport. Requests that arrive
 // meanwhile are answered with ErrOverloaded ("shutting down"), so their
 // callers can ask another node at once. If ctx ends first it closes at
-// once, failing what is left, and returns ctx.Err().
+// once, failing what is left, and returns ctx.Err() once Close has
+// returned (which waits for the running handlers: see Close).
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.closing.Store(true)
 	t.drainOnce.Do(func() { close(t.draining) })
@@ -445,8 +446,11 @@ func (t *Transport) inboundAnswered() bool {
 }
 
 // Close closes the listener and every connection, fails every queued
-// message and waiting request with ErrClosed, and waits for all of the
-// transport's goroutines. Safe to call more than once.
+// message and waiting request with ErrClosed, ends the contexts of the
+// handlers still running (of messages, streams and file transfers), and
+// waits for all of the transport's goroutines, those handlers included:
+// a handler that does not return once its context ends holds Close until
+// it does. Safe to call more than once.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)

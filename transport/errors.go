@@ -38,7 +38,10 @@ var (
 	// failed with it may still have been written, and run by the peer.
 	ErrPeerLeft = errors.New("transport: peer left")
 	// ErrConnectionReset: the connection broke while the message was being
-	// written; the peer may or may not have received it.
+	// written, or, for a request, before its response came back; the peer
+	// may or may not have received it. A request whose peer could not be
+	// dialled fails with it too, at the first failed dial after it was
+	// queued, wrapping the dial's error: that one was never written.
 	ErrConnectionReset = errors.New("transport: connection reset")
 	// ErrRefused: the peer refused the handshake (see the wrapped
 	// *HandshakeError for why).

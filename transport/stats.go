@@ -117,9 +117,9 @@ type Stats struct {
 	// the Node limits (Config.Memory.Outbound, Config.Memory.Inbound). InboundBytes is
 	// InboundHeld, under its former name.
 	OutboundBytes, InboundBytes, InboundHeld int64
-	// OutboundWaiters and InboundWaiters count the allocations waiting for capacity now, in
-	// each direction: Sends with WaitForCapacity, paused readers, large
-	// messages waiting for a grant.
+	// OutboundWaiters and InboundWaiters count the allocations waiting
+	// for capacity now, in each direction: Sends with WaitForCapacity,
+	// paused readers, large messages waiting for a grant.
 	OutboundWaiters, InboundWaiters int
 	// File transfers completed and verified, and their bytes.
 	FilesSent, FilesReceived         uint64

@@ -216,12 +216,9 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		t.watchForWaking(conn)
 	}
 	if tcp, ok := raw.(*net.TCPConn); ok {
-		sc := t.cfg.Lanes.Sockets[lane]
-		if sc.UserTimeout == 0 && t.cfg.Timeouts.Keepalive > 0 {
-			// This end only writes beats: unacknowledged for that long,
-			// the sender is gone.
-			sc.UserTimeout = t.cfg.Timeouts.Keepalive
-		}
+		// This end only writes beats: unacknowledged for that long, the
+		// sender is gone.
+		sc := t.cfg.Lanes.Sockets[lane].withUserTimeout(t.cfg.Timeouts.Keepalive)
 		if err := sc.apply(tcp); err != nil {
 			t.log.Warn("internode: socket options", "peer", p.id, "lane", lane, "err", err)
 		}

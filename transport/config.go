@@ -186,7 +186,8 @@ type TimeoutConfig struct {
 	// receiver whose handlers are stuck, or a hostile one) is disconnected
 	// after this long, and the write's messages fail with
 	// ReasonConnectionReset. It is also the default TCP_USER_TIMEOUT of
-	// outbound sockets. Default 30 s; negative means never.
+	// outbound sockets, at most about 24.8 days (the most the kernel
+	// takes). Default 30 s; negative means never.
 	Write time.Duration
 }
 
@@ -548,6 +549,9 @@ func (l LaneConfig) validate(k *checker) {
 	}
 	for lane, c := range l.Compression {
 		k.check(c <= CompressionOn, "Lanes.Compression[%d]: unknown mode %d", lane, c)
+	}
+	for lane, s := range l.Sockets {
+		k.check(s.UserTimeout <= maxUserTimeout, "Lanes.Sockets[%d].UserTimeout %v above %v, the most TCP_USER_TIMEOUT holds", lane, s.UserTimeout, maxUserTimeout)
 	}
 }
 

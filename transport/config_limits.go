@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 type SocketConfig struct {
 	SendBuffer    int           // SO_SNDBUF, bytes
 	ReceiveBuffer int           // SO_RCVBUF, bytes
-	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails
+	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails; at most about 24.8 days
 	KeepAlive     time.Duration // TCP keep-alive idle time; negative disables keep-alive
 	// NotSentLowat is TCP_NOTSENT_LOWAT, bytes, on the connections this
 	// node opens on the lane: the socket takes more of the queue only
@@ -40,6 +41,21 @@ type SocketConfig struct {
 // DefaultNotSentLowat is the urgent and small lanes' default
 // SocketConfig.NotSentLowat.
 const DefaultNotSentLowat = 128 << 10
+
+// maxUserTimeout is the longest SocketConfig.UserTimeout, about 24.8
+// days: the kernel takes TCP_USER_TIMEOUT in milliseconds, as a 32-bit
+// int. A socket's default taken from a longer Timeouts.Write or Keepalive
+// is this.
+const maxUserTimeout = math.MaxInt32 * time.Millisecond
+
+// withUserTimeout returns s with UserTimeout d, at most maxUserTimeout,
+// if s sets none and d is positive: a default from Config.Timeouts.
+func (s SocketConfig) withUserTimeout(d time.Duration) SocketConfig {
+	if s.UserTimeout == 0 && d > 0 {
+		s.UserTimeout = min(d, maxUserTimeout)
+	}
+	return s
+}
 
 // applyOutbound sets the options that apply only to the connections
 // this node opens.

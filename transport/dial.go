@@ -60,13 +60,10 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 			return nil, 0, err
 		}
 		if kind < routing.NumLanes {
-			sc := t.cfg.Lanes.Sockets[kind]
-			if sc.UserTimeout == 0 && t.cfg.Timeouts.Write > 0 {
-				// Data unacknowledged for as long as a write may take:
-				// the peer is gone, even while no write blocks (a light
-				// lane across a partition).
-				sc.UserTimeout = t.cfg.Timeouts.Write
-			}
+			// Data unacknowledged for as long as a write may take: the
+			// peer is gone, even while no write blocks (a light lane
+			// across a partition).
+			sc := t.cfg.Lanes.Sockets[kind].withUserTimeout(t.cfg.Timeouts.Write)
 			if err := sc.apply(tcp); err != nil {
 				nc.Close()
 				return nil, 0, fmt.Errorf("socket options: %w", err)

@@ -552,6 +552,7 @@ func (l LaneConfig) validate(k *checker) {
 	}
 	for lane, s := range l.Sockets {
 		k.check(s.UserTimeout <= maxUserTimeout, "Lanes.Sockets[%d].UserTimeout %v above %v, the most TCP_USER_TIMEOUT holds", lane, s.UserTimeout, maxUserTimeout)
+		k.check(s.KeepAlive <= maxKeepAlive, "Lanes.Sockets[%d].KeepAlive %v above %v, the most TCP_KEEPIDLE holds", lane, s.KeepAlive, maxKeepAlive)
 	}
 }
 

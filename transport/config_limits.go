@@ -22,7 +22,7 @@ type SocketConfig struct {
 	SendBuffer    int           // SO_SNDBUF, bytes
 	ReceiveBuffer int           // SO_RCVBUF, bytes
 	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails; at most about 24.8 days
-	KeepAlive     time.Duration // TCP keep-alive idle time; negative disables keep-alive
+	KeepAlive     time.Duration // TCP keep-alive idle time, at most 32767 s (about 9.1 hours); negative disables keep-alive
 	// NotSentLowat is TCP_NOTSENT_LOWAT, bytes, on the connections this
 	// node opens on the lane: the socket takes more of the queue only
 	// while fewer bytes than this wait in it unsent. Bytes in the
@@ -47,6 +47,10 @@ const DefaultNotSentLowat = 128 << 10
 // int. A socket's default taken from a longer Timeouts.Write or Keepalive
 // is this.
 const maxUserTimeout = math.MaxInt32 * time.Millisecond
+
+// maxKeepAlive is the longest SocketConfig.KeepAlive: Linux refuses a
+// longer TCP_KEEPIDLE (MAX_TCP_KEEPIDLE), and the dial with it.
+const maxKeepAlive = 32767 * time.Second
 
 // withUserTimeout returns s with UserTimeout d, at most maxUserTimeout,
 // if s sets none and d is positive: a default from Config.Timeouts.

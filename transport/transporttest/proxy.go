@@ -4,13 +4,17 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // Proxy forwards TCP connections to a target and can break them, as a
 // network or a peer's failure would, without any hook inside the
 // transport: Kill resets them (RST), Freeze silences them (nothing flows,
 // nothing closes: a partition, or a frozen process). Connections opened
-// after either are forwarded as usual. Safe for concurrent use.
+// after either are forwarded as usual. Otherwise it passes on what a
+// socket does: a half-close (FIN) ends one way only, once the bytes before
+// it are forwarded, and a reset resets both sides. Safe for concurrent
+// use.
 type Proxy struct {
 	ln     net.Listener
 	target string
@@ -24,6 +28,7 @@ type pair struct {
 	a, b   net.Conn
 	frozen chan struct{} // closed: forward nothing more
 	once   sync.Once
+	ended  atomic.Int32 // directions that stopped forwarding; at 2 the pair closes
 }
 
 // NewProxy listens on 127.0.0.1 and forwards every connection to target.
@@ -65,8 +70,17 @@ func (p *Proxy) accept() {
 		p.wg.Add(2)
 		pipe := func(dst, src net.Conn) {
 			defer p.wg.Done()
-			_, _ = io.Copy(dst, frozenReader{src, pr.frozen})
-			pr.kill()
+			_, err := io.Copy(dst, frozenReader{src, pr.frozen})
+			if err != nil || isClosed(pr.frozen) || dst.(*net.TCPConn).CloseWrite() != nil {
+				pr.kill() // a reset, or a failure, ends both ways
+			}
+			// Else src half-closed: dst gets the FIN once it has read
+			// what came before, and the other way goes on.
+			if pr.ended.Add(1) < 2 {
+				return
+			}
+			pr.a.Close()
+			pr.b.Close()
 			p.mu.Lock()
 			delete(p.pairs, pr)
 			p.mu.Unlock()

@@ -103,7 +103,8 @@ func (n *Network) faultChanged() {
 
 // Partition cuts hosts a and b off from each other, both ways, as a
 // network partition does: open connections between them stay open but
-// carry nothing (writes fill the buffer, then wait), and new dials wait
+// carry nothing, not even a close (writes fill the buffer, then wait,
+// even to an end that closed), and new dials wait
 // until Heal or their context ends. Neither end learns of it except by
 // silence: the transports' keepalives and timeouts must notice.
 func (n *Network) Partition(a, b string) {
@@ -120,8 +121,11 @@ func (n *Network) Heal(a, b string) {
 	defer n.mu.Unlock()
 	n.linkFor(a, b).partitioned.Store(false)
 	n.faultChanged()
+	// Both streams of each end: the end's peer may have closed, and be
+	// gone from conns, while its writer waits on the partition.
 	for _, c := range n.between(a, b) {
 		c.in.notify()
+		c.out.notify()
 	}
 }
 
@@ -141,6 +145,7 @@ func (n *Network) HealAll() {
 	n.faultChanged()
 	for c := range n.conns {
 		c.in.notify()
+		c.out.notify()
 	}
 	for _, c := range reset {
 		c.reset()

@@ -215,7 +215,9 @@ func (s *stream) write(b []byte, dl *deadline) (int, error) {
 		case s.writerClosed:
 			s.mu.Unlock()
 			return written, net.ErrClosed
-		case s.readerClosed:
+		case s.readerClosed && !s.link.partitioned.Load():
+			// Across a partition the reader's close is not known yet:
+			// the bytes are buffered as any others, until Heal.
 			s.mu.Unlock()
 			return written, syscall.EPIPE
 		case len(b) == 0:

@@ -25,10 +25,12 @@ type Proxy struct {
 }
 
 type pair struct {
-	a, b   net.Conn
-	frozen chan struct{} // closed: forward nothing more
-	once   sync.Once
-	ended  atomic.Int32 // directions that stopped forwarding; at 2 the pair closes
+	a, b     net.Conn
+	frozen   chan struct{} // closed: forward nothing more
+	once     sync.Once
+	killed   chan struct{} // closed by kill
+	killOnce sync.Once
+	ended    atomic.Int32 // directions that stopped forwarding; at 2 the pair closes
 }
 
 // NewProxy listens on 127.0.0.1 and forwards every connection to target.
@@ -58,7 +60,7 @@ func (p *Proxy) accept() {
 			a.Close()
 			continue
 		}
-		pr := &pair{a: a, b: b, frozen: make(chan struct{})}
+		pr := &pair{a: a, b: b, frozen: make(chan struct{}), killed: make(chan struct{})}
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
@@ -70,8 +72,8 @@ func (p *Proxy) accept() {
 		p.wg.Add(2)
 		pipe := func(dst, src net.Conn) {
 			defer p.wg.Done()
-			_, err := io.Copy(dst, frozenReader{src, pr.frozen})
-			if err != nil || isClosed(pr.frozen) || dst.(*net.TCPConn).CloseWrite() != nil {
+			_, err := io.Copy(dst, frozenReader{src, pr})
+			if err != nil || dst.(*net.TCPConn).CloseWrite() != nil {
 				pr.kill() // a reset, or a failure, ends both ways
 			}
 			// Else src half-closed: dst gets the FIN once it has read
@@ -92,29 +94,31 @@ func (p *Proxy) accept() {
 
 // kill closes both sides with a reset.
 func (pr *pair) kill() {
-	for _, c := range []net.Conn{pr.a, pr.b} {
-		if tcp, ok := c.(*net.TCPConn); ok {
-			_ = tcp.SetLinger(0)
+	pr.killOnce.Do(func() {
+		for _, c := range []net.Conn{pr.a, pr.b} {
+			if tcp, ok := c.(*net.TCPConn); ok {
+				_ = tcp.SetLinger(0)
+			}
+			c.Close()
 		}
-		c.Close()
-	}
+		close(pr.killed)
+	})
 }
 
-// frozenReader reads from r until frozen is closed, then swallows what r
-// gives until it fails: bytes stop flowing, nothing closes.
+// frozenReader reads from r until the pair is frozen, then reads no more
+// until it is killed: bytes stop flowing, and back up in the sender's
+// socket as towards a frozen process; an end that closes is not heard.
 type frozenReader struct {
-	r      io.Reader
-	frozen chan struct{}
+	r  io.Reader
+	pr *pair
 }
 
 func (f frozenReader) Read(b []byte) (int, error) {
 	n, err := f.r.Read(b)
 	select {
-	case <-f.frozen:
-		for err == nil {
-			_, err = f.r.Read(b)
-		}
-		return 0, err
+	case <-f.pr.frozen:
+		<-f.pr.killed
+		return 0, net.ErrClosed
 	default:
 	}
 	return n, err
@@ -146,7 +150,10 @@ func (p *Proxy) KillOne(pick func(n int) int) bool {
 	return true
 }
 
-// Freeze silences every connection open now and returns how many.
+// Freeze silences every connection open now and returns how many: the
+// proxy reads nothing more from either side, so a writer's bytes fill
+// its socket buffers and then its writes wait, and a side that closes is
+// not heard by the other. Only Kill or Close ends a frozen connection.
 func (p *Proxy) Freeze() int {
 	return p.each(func(pr *pair) { pr.once.Do(func() { close(pr.frozen) }) })
 }

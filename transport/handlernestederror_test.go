@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ import (
 // still arrive as such.
 func TestAHandlersNestedCancelOrUnknownVerbIsAHandlerError(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	const verbStaged, verbReader transport.Verb = 40, 41
+	const verbStaged, verbReader, verbFile transport.Verb = 40, 41, 42
 	tests := []struct {
 		name  string
 		err   error
@@ -47,11 +49,42 @@ func TestAHandlersNestedCancelOrUnknownVerbIsAHandlerError(t *testing.T) {
 			b, _ := io.ReadAll(body)
 			return nil, tests[b[0]].err
 		}))
+		// A file transfer's first byte says the same.
+		n.HandleFile(verbFile, transport.FileHandlerFunc(func(_ context.Context, ft *transport.FileTransfer) error {
+			b, _ := io.ReadAll(ft.Reader())
+			return tests[b[0]].err
+		}))
 	}
 	for i, tt := range tests {
-		for _, verb := range []transport.Verb{verbStaged, verbReader} {
-			t.Run(fmt.Sprintf("%s/verb %d", tt.name, verb), func(t *testing.T) {
-				_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verb, []byte{byte(i)})
+		for _, send := range []struct {
+			how string
+			do  func(ctx context.Context) error
+		}{
+			{"staged", func(ctx context.Context) error {
+				_, err := c.Nodes[0].Request(ctx, c.ID(1), verbStaged, []byte{byte(i)})
+				return err
+			}},
+			{"reader", func(ctx context.Context) error {
+				_, err := c.Nodes[0].Request(ctx, c.ID(1), verbReader, []byte{byte(i)})
+				return err
+			}},
+			{"reader, large", func(ctx context.Context) error {
+				// Over the large threshold: streamed in parts to the handler.
+				_, err := c.Nodes[0].Request(ctx, c.ID(1), verbReader, append([]byte{byte(i)}, make([]byte, 1<<20)...))
+				return err
+			}},
+			{"file", func(ctx context.Context) error {
+				path := filepath.Join(t.TempDir(), "src")
+				require.NoError(t, os.WriteFile(path, append([]byte{byte(i)}, make([]byte, 64<<10)...), 0o600))
+				src, err := os.Open(path)
+				require.NoError(t, err)
+				defer src.Close()
+				_, err = c.Nodes[0].SendFile(ctx, c.ID(1), verbFile, src, 0, 1+64<<10)
+				return err
+			}},
+		} {
+			t.Run(tt.name+"/"+send.how, func(t *testing.T) {
+				err := send.do(ctxTimeout(t, 5*time.Second))
 				require.Error(t, err)
 				assert.ErrorIs(t, err, tt.want)
 				assert.NotErrorIs(t, err, tt.isnt)

@@ -125,12 +125,14 @@ func (ic *inConn) serveMessage(ctx context.Context, h Handler, m *Message) (resp
 	return h.ServeMessage(ctx, m)
 }
 
-// handlerFailure is err, a handler's, as its requester is told it: as
-// the transport's failure when it wraps ErrOverloaded, ErrTooLarge or an
-// expiry, which a handler may pass on; otherwise as ErrHandler with err's
-// message. That includes context.Canceled and ErrUnknownVerb, from a call
-// the handler made: the requester's own cancel and a verb this node
-// lacks are the transport's to report.
+// handlerFailure is err, a handler's (a FileHandler's too), as its
+// requester is told it: failureCode then sends the transport's failure
+// when ReasonOf names it overloaded, too large or expired, which a
+// handler may pass on, and ErrHandler with err's message for anything
+// else. Only context.Canceled and ErrUnknownVerb need stripping here,
+// since they have failure codes of their own: from a call the handler
+// made, they are not the requester's own cancel or a verb this node
+// lacks, which are the transport's to report.
 func handlerFailure(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, ErrUnknownVerb) {
 		return errors.New(err.Error())

@@ -30,7 +30,9 @@ type FileHandler interface {
 	// ServeFile must consume the transfer, with ReceiveTo or Reader (one
 	// of 0 bytes needs neither); its error, or an incomplete or corrupt
 	// transfer, fails the sender's SendFile: a corrupt one with ErrCorrupt
-	// whatever the handler returns. ctx ends when the transfer expires or
+	// whatever the handler returns, and an error of the handler's as a
+	// Handler's fails a Request (ErrHandler, save overloaded, too large
+	// or expired). ctx ends when the transfer expires or
 	// the transport closes. A sender that sends nothing for
 	// Timeouts.Keepalive is cut off: the read fails with ErrIncomplete.
 	ServeFile(ctx context.Context, ft *FileTransfer) error
@@ -551,7 +553,9 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities) {
 		Unchecked: h.Flags&wire.FileUnchecked != 0, conn: conn,
 		chunk: minReceiveRead, maxChunk: int64(max(t.cfg.Files.Chunk, minReceiveRead)),
 		silence: max(t.cfg.Timeouts.Keepalive, 0)}
-	err = t.serveFileHandler(ctx, handler, ft)
+	// The handler's error, as the sender is to learn it; the checks
+	// below may still name what the transfer itself found.
+	err = handlerFailure(t.serveFileHandler(ctx, handler, ft))
 	if ft.corrupt && !errors.Is(err, ErrCorrupt) {
 		// The handler dropped ReceiveTo's or Reader's ErrCorrupt, or
 		// wrapped it without %w: the sender still learns that the bytes

@@ -70,13 +70,15 @@ type Message struct {
 // request's connection ends (its answer has nowhere to go), or when the
 // transport closes. For a request, the returned
 // bytes are the response and an error is sent to the requester as a failure
-// (ErrHandler, with the error's message) — except an error wrapping
-// ErrOverloaded, ErrTooLarge, ErrExpired or context.DeadlineExceeded,
-// which the requester gets as the transport's own (ErrOverloaded,
-// ErrTooLarge, ErrExpired), so that a handler can shed load as the
-// transport does. A wrapped context.Canceled or ErrUnknownVerb is
-// ErrHandler: the requester's cancel and a verb this node lacks are the
-// transport's to report. For a one-way message both are discarded. The returned
+// (ErrHandler, with the error's message) — except an error that
+// ReasonOf names overloaded, too large or expired (one wrapping
+// ErrOverloaded, ErrTooLarge, ErrExpired, or context.DeadlineExceeded
+// and none of the transport's other errors), which the requester gets
+// as the transport's own (ErrOverloaded, ErrTooLarge, ErrExpired), so
+// that a handler can shed load as the transport does. Anything else is
+// ErrHandler, a wrapped context.Canceled or ErrUnknownVerb included: the
+// requester's cancel and a verb this node lacks are the transport's to
+// report. For a one-way message both are discarded. The returned
 // slice may be retained by the transport until it is written.
 type Handler interface {
 	ServeMessage(ctx context.Context, m *Message) ([]byte, error)

@@ -74,7 +74,8 @@ type Config struct {
 	// OnDropped, if set, is called for every message this node accepted for
 	// sending (Send or Request returned nil, or a response) and then
 	// failed to write: expired, connection reset, peer left, closed,
-	// refused. With the payload it can, for example, store a hint to
+	// refused, or overloaded (a response with no room even for its
+	// failure). With the payload it can, for example, store a hint to
 	// replay later. The transport's own cancels of requests whose callers
 	// gave up are counted, and not given to it. It runs on the lane's
 	// writer goroutine (or a Send caller's that wrote itself; for a

@@ -41,7 +41,9 @@ var (
 	// written, or, for a request, before its response came back; the peer
 	// may or may not have received it. A request whose peer could not be
 	// dialled fails with it too, at the first failed dial after it was
-	// queued, wrapping the dial's error: that one was never written.
+	// queued, wrapping the dial's error: that one was never written. A
+	// dial refused for good fails it with ErrRefused or ErrUnknownPeer
+	// instead.
 	ErrConnectionReset = errors.New("transport: connection reset")
 	// ErrRefused: the peer refused the handshake (see the wrapped
 	// *HandshakeError for why).

@@ -4,7 +4,8 @@ package transport
 // method per kind of outcome, and nowhere else. On the sending side a
 // message handed to a lane is written (connCounters.wrote) or dropped with
 // a reason (outConn.failed, which also fails its request and tells
-// OnDropped; connCounters.drop when the lane refused it at once). On the
+// OnDropped; connCounters.drop when the lane refused it at once, and
+// respond tells OnDropped of a response so refused). On the
 // receiving side a message that arrives is received — handed to its
 // handler or its waiting request (inCounters.receive) — or dropped with a
 // reason (inCounters.drop). Stats reads these counters; the metrics read

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/internode/internode/cluster"
-	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
 
@@ -22,6 +21,14 @@ import (
 // (Config.Security.AcceptUnknownPeers): however many IDs such peers claim, they take
 // one entry per lane and one metric series.
 const StrangersPeer cluster.NodeID = "(not a member)"
+
+// DepartedPeer is the Peer of the Stats entries, and the "peer" label of
+// the metrics, that sum the traffic of nodes that left the membership and
+// did not come back, beyond the latest maxDepartedIDs (256) of them: a
+// cluster whose nodes take a new ID at each start keeps one entry per
+// lane for all of them, not one for each ID it ever saw. A node folded
+// in there that joins again counts under its ID from zero.
+const DepartedPeer cluster.NodeID = "(departed)"
 
 // strangerSweep is how often quiet non-members are forgotten.
 const strangerSweep = 2 * time.Second
@@ -127,11 +134,7 @@ func (t *Transport) forgetQuietStrangers() {
 			continue
 		}
 		// Folded in the same step, so that Stats never misses them.
-		for lane := range routing.NumLanes {
-			s := &t.strangers[lane]
-			s.out.addFrom(&p.outbound[lane], false)
-			s.in.addFrom(&p.inbound[lane], false)
-		}
+		t.strangers.add(p, false)
 	}
 	if len(gone) > 0 {
 		t.publishPeers()
@@ -160,11 +163,7 @@ func (t *Transport) promote(p *peer) {
 // stranger's moves to the strangers' totals, where Stats showed it, and
 // it counts for its ID from zero. peersMu must be held for writing.
 func (t *Transport) claimLocked(p *peer) {
-	for lane := range routing.NumLanes {
-		s := &t.strangers[lane]
-		s.out.addFrom(&p.outbound[lane], true)
-		s.in.addFrom(&p.inbound[lane], true)
-	}
+	t.strangers.add(p, true)
 	p.member.Store(true)
 }
 

@@ -552,7 +552,9 @@ func (t *Transport) closeInboundFrom(id cluster.NodeID) {
 // yet ended — stays listed beside p (Stats sums them) until it is quiet,
 // when the janitor moves what it counted since into p's successor
 // (pruneDeparted); dropped at once, what it counted after the move would
-// be counted nowhere. peersMu must be held for writing.
+// be counted nowhere. The departed entries of nodes that did not come
+// back are kept for the latest maxDepartedIDs of them (capDeparted).
+// peersMu must be held for writing.
 func (t *Transport) addDeparted(p *peer) {
 	kept := t.departed[:0]
 	for _, old := range t.departed {
@@ -567,6 +569,7 @@ func (t *Transport) addDeparted(p *peer) {
 	}
 	clear(t.departed[len(kept):])
 	t.departed = append(kept, p)
+	t.capDeparted()
 }
 
 // pruneDeparted drops the earlier entries of departed nodes that have
@@ -584,6 +587,67 @@ func (t *Transport) pruneDeparted() {
 	for _, p := range t.departed {
 		if last := latest[p.id]; last != p && p.quiet() {
 			last.takeCounts(p)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(t.departed[len(kept):])
+	t.departed = kept
+	t.capDeparted()
+}
+
+// maxDepartedIDs is how many nodes that left and have no entry now keep
+// their departed entries, under their own IDs, in Stats (DepartedPeer).
+const maxDepartedIDs = 256
+
+// capDeparted keeps the departed entries of at most maxDepartedIDs nodes
+// that have no entry now (that left and did not come back): beyond that,
+// those of the nodes that left first, once all quiet, are dropped, their
+// counts moved to the totals Stats reports under DepartedPeer. Each entry
+// holds its lanes, counters and histograms (some 6.5 KB after traffic both
+// ways): kept for every ID, a cluster whose nodes take a new ID at each
+// start would grow the node's memory, and its Stats and metric series, at
+// each restart for as long as it runs. A node that left and came back
+// keeps its departed entry beside its new one, which bounds it. peersMu
+// must be held for writing.
+func (t *Transport) capDeparted() {
+	if len(t.departed) <= maxDepartedIDs {
+		return // within the bound whatever the IDs (and no map each sweep)
+	}
+	gone := map[cluster.NodeID]bool{} // an ID with no entry now → all its departed entries quiet
+	var order []cluster.NodeID        // those IDs, the first to leave first
+	for _, p := range t.departed {
+		if t.peers[p.id] != nil {
+			continue
+		}
+		if _, seen := gone[p.id]; !seen {
+			gone[p.id] = true
+			order = append(order, p.id)
+		}
+	}
+	excess := len(order) - maxDepartedIDs
+	if excess <= 0 {
+		return
+	}
+	for _, p := range t.departed {
+		if quiet, ok := gone[p.id]; ok && quiet && !p.quiet() {
+			gone[p.id] = false // it may count yet: kept for now (the janitor tries again)
+		}
+	}
+	drop := map[cluster.NodeID]bool{}
+	for _, id := range order {
+		if excess == 0 {
+			break
+		}
+		if gone[id] {
+			drop[id] = true
+			excess--
+		}
+	}
+	kept := t.departed[:0]
+	for _, p := range t.departed {
+		if drop[p.id] {
+			t.departedTotals.add(p, true)
 			continue
 		}
 		kept = append(kept, p)

@@ -96,7 +96,10 @@ type PeerStats struct {
 
 // Stats is a snapshot of the transport's counters.
 type Stats struct {
-	Conns []ConnStats // sorted by peer, then lane
+	// Conns is sorted by peer, then lane. Peers that left keep their
+	// entries, the latest 256 of those that did not come back under their
+	// IDs, the others summed under DepartedPeer.
+	Conns []ConnStats
 	// Peers lists the peers the node knows now, sorted by ID.
 	Peers []PeerStats
 	// InboundRefused counts handshakes this node refused or that failed.
@@ -259,7 +262,10 @@ func (t *Transport) Stats() Stats {
 	}
 	sort.Slice(s.Peers, func(i, j int) bool { return s.Peers[i].Peer < s.Peers[j].Peer })
 	for _, lane := range routing.Lanes {
-		if cs, ok := t.strangersStats(lane); ok {
+		if cs, ok := t.strangers.stats(StrangersPeer, lane); ok {
+			add(cs)
+		}
+		if cs, ok := t.departedTotals.stats(DepartedPeer, lane); ok {
 			add(cs)
 		}
 	}
@@ -307,11 +313,26 @@ func (cs *ConnStats) seen() bool {
 	return *cs != zero
 }
 
-// strangersStats sums the forgotten strangers' lane; peersMu held.
-func (t *Transport) strangersStats(lane routing.Lane) (ConnStats, bool) {
-	cs := ConnStats{Peer: StrangersPeer, Lane: lane}
-	cs.readIn(&t.strangers[lane].in)
-	cs.readOut(&t.strangers[lane].out)
+// laneTotals sums, lane by lane, the counters of peer entries no longer
+// kept (the strangers forgotten, the departed entries dropped).
+type laneTotals [routing.NumLanes]struct {
+	out connCounters
+	in  inCounters
+}
+
+// add adds p's counters to the totals, or with take moves them.
+func (lt *laneTotals) add(p *peer, take bool) {
+	for lane := range routing.NumLanes {
+		lt[lane].out.addFrom(&p.outbound[lane], take)
+		lt[lane].in.addFrom(&p.inbound[lane], take)
+	}
+}
+
+// stats reads the totals of lane as peer id's; peersMu held.
+func (lt *laneTotals) stats(id cluster.NodeID, lane routing.Lane) (ConnStats, bool) {
+	cs := ConnStats{Peer: id, Lane: lane}
+	cs.readIn(&lt[lane].in)
+	cs.readOut(&lt[lane].out)
 	return cs, cs.seen()
 }
 

@@ -61,7 +61,7 @@ type Transport struct {
 	// peersView is a read-only copy of peers for the send path, replaced
 	// (under peersMu) whenever peers changes, which is rare.
 	peersView atomic.Pointer[map[cluster.NodeID]*peer]
-	departed  []*peer // peers that left; Stats keeps their counts
+	departed  []*peer // peers that left; Stats keeps their counts (at most maxDepartedIDs gone for good)
 
 	inboundMu sync.Mutex
 	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
@@ -92,11 +92,9 @@ type Transport struct {
 	limitsOut, limitsIn atomic.Pointer[Limits]
 	limitsMu            sync.Mutex // one SetLimits at a time
 	// strangers sums the counters of peers that were not members and were
-	// forgotten once quiet.
-	strangers [routing.NumLanes]struct {
-		out connCounters
-		in  inCounters
-	}
+	// forgotten once quiet; departedTotals those of departed entries
+	// dropped beyond maxDepartedIDs (capDeparted).
+	strangers, departedTotals laneTotals
 
 	// File transfers.
 	fileLimiter                      *rate.Limiter // nil when unlimited

@@ -365,7 +365,15 @@ func (c *outConn) connect() bool {
 	c.t.log.Debug("internode: connect failed", "peer", c.peer.id, "lane", c.lane, "err", err)
 	if refusedForGood(err) {
 		// Waiting will not help: fail what is queued now.
-		c.failQueued(reasonOf(err), err)
+		reason := reasonOf(err)
+		if reason == ReasonUnknownPeer && c.peer.member.Load() {
+			// The membership no longer has a member: it left, its Leave
+			// on its way (the membership changes before it tells) or
+			// come before this entry was made. What is queued fails as
+			// the Leave fails it.
+			reason, err = ReasonPeerLeft, fmt.Errorf("%w: the membership no longer has it", ErrPeerLeft)
+		}
+		c.failQueued(reason, err)
 	} else {
 		// The peer may come back, or come to know this node: one-way
 		// messages wait for it until they expire. Requests fail now —

@@ -34,16 +34,18 @@ var (
 	// ErrUnknownPeer: the membership has no address for the peer.
 	ErrUnknownPeer = errors.New("transport: unknown peer")
 	// ErrPeerLeft: the peer left the membership while the message waited,
-	// or while a file transfer or a stream to it was under way. A request
-	// failed with it may still have been written, and run by the peer.
+	// or while a file transfer or a stream to it was under way. A lane
+	// whose dial finds the membership no longer has the peer, its Leave
+	// not yet told, fails what it queued with it too. A request failed
+	// with it may still have been written, and run by the peer.
 	ErrPeerLeft = errors.New("transport: peer left")
 	// ErrConnectionReset: the connection broke while the message was being
 	// written, or, for a request, before its response came back; the peer
 	// may or may not have received it. A request whose peer could not be
 	// dialled fails with it too, at the first failed dial after it was
 	// queued, wrapping the dial's error: that one was never written. A
-	// dial refused for good fails it with ErrRefused or ErrUnknownPeer
-	// instead.
+	// dial refused for good fails it with ErrRefused instead, or with
+	// ErrPeerLeft when the membership no longer has the peer.
 	ErrConnectionReset = errors.New("transport: connection reset")
 	// ErrRefused: the peer refused the handshake (see the wrapped
 	// *HandshakeError for why).

@@ -22,7 +22,7 @@ const (
 	ReasonPeerLeft                      // the peer left the membership
 	ReasonClosed                        // the transport closed first
 	ReasonRefused                       // the peer refused the handshake
-	ReasonUnknownPeer                   // no address for the peer
+	ReasonUnknownPeer                   // no address for a peer that is not a member (a request's cancel sent after its Leave); a Send or Request to one returns ErrUnknownPeer, counted nowhere
 	ReasonUnknownVerb                   // the receiver has no handler for it
 	ReasonHandlerError                  // the handler returned an error (or panicked)
 	ReasonCanceled                      // the sender's context was cancelled

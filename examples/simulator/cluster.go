@@ -120,7 +120,7 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	// lanes the gossip does not use; then let the last gossip and probes
 	// be written or fail.
 	for _, n := range nodes {
-		gossiping.Go(func() { n.probeLoop(gossipCtx, time.Second) })
+		gossiping.Go(func() { n.probeLoop(gossipCtx, probeInterval) })
 	}
 	still, pairLanes := prog.settle(startGrace + o.stuckAfter + 2*time.Second)
 	stopGossip()

@@ -56,10 +56,10 @@
 // A pair lane whose sender or receiver is down, or (re)started less than
 // 3 s ago, is not judged, and its clock starts again when it is: a node
 // being stopped is down, not stuck. The writes stop at -duration, but the
-// gossip goes on, each node sends every peer a probe a second on the small
-// and the large lane, and the pair lanes are still judged until each has
-// been judged long enough to be found stuck (at most the grace plus
-// -stuck-after) and each has moved: a lane wedged late in the run shows
+// gossip goes on, each node sends every peer five probes a second on the
+// small and the large lane, and the pair lanes are still judged until
+// each has been judged long enough to be found stuck (at most the grace
+// plus -stuck-after) and each has moved: a lane wedged late in the run shows
 // too, and one that does not move after the writes stop fails the run
 // (the report names it). The report lists the stuck pair lanes, when each
 // first stalled, its longest stall, and how long the stall still going on

@@ -99,6 +99,10 @@ func interval(prev, cur *snapshot, start time.Time) sample {
 	return s
 }
 
+// sampleInterval is how often the progress display samples the nodes,
+// and the stuck detector judges the pair lanes.
+const sampleInterval = time.Second
+
 // progress prints a line a second and keeps the samples.
 type progress struct {
 	out   io.Writer
@@ -154,7 +158,7 @@ func progressHeader(upLabel string) string {
 
 // run samples every second until ctx ends, then once more.
 func (p *progress) run(ctx context.Context) {
-	ticker := time.NewTicker(time.Second)
+	ticker := time.NewTicker(sampleInterval)
 	defer ticker.Stop()
 	prev := takeSnapshot(p.nodes)
 	prev.at = p.start
@@ -191,7 +195,7 @@ func (p *progress) settle(max time.Duration) (still []pairLane, all int) {
 		return nil, 0
 	}
 	deadline := time.Now().Add(max)
-	ticker := time.NewTicker(time.Second)
+	ticker := time.NewTicker(sampleInterval)
 	defer ticker.Stop()
 	prev := takeSnapshot(p.nodes)
 	first := p.pairs(prev.at, prev.nodes)

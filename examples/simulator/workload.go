@@ -104,6 +104,15 @@ const probeVerb transport.Verb = 300
 // threshold, routing.DefaultThreshold).
 var probeSizes = [...]int{64, routing.DefaultThreshold + 1}
 
+// probeInterval is how often probeLoop sends its probes once the writes
+// stop: five times per sample, so that a live pair lane shows moving in
+// every sample. At one probe per sample, sent just before it (the probes
+// and the samples start together), the probe often had not arrived when
+// the sample was taken; the sample before had seen the previous one
+// arrive, so nothing had arrived for a whole sample with a probe waiting,
+// and with -stuck-after 1s a live pair lane was found stuck.
+const probeInterval = sampleInterval / 5
+
 // probeLoop sends, every interval while the node is up, one probe to each
 // other member on the small lane and one on the large lane. It runs once
 // the writes have stopped, while the pair lanes are judged (progress.

@@ -27,7 +27,7 @@ func writeJSON(w io.Writer, results []Result) error {
 func writeTable(w io.Writer, scenarios []*Scenario, results []Result) error {
 	fmt.Fprintln(w, hostLine())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tsystem\tpayload B\tmsgs/s\tMB/s\tp50 µs\tp99 µs\tp99.9 µs\tsvc p50 µs\tCPU µs/msg\twrites/msg\tvec wr/msg\tlost\trejected\tload\t")
+	fmt.Fprintln(tw, "scenario\tsystem\tpayload B\tmsgs/s\tMB/s\tp50 µs\tp99 µs\tp99.9 µs\tsvc p50 µs\tCPU µs/msg\twrites/msg\tvec wr/msg\tlost\trejected\tsend errors\tload\t")
 	for _, r := range results {
 		lost := strconv.FormatInt(r.Lost, 10)
 		if !r.Drained {
@@ -36,10 +36,10 @@ func writeTable(w io.Writer, scenarios []*Scenario, results []Result) error {
 		if r.Error != "" {
 			lost += " ERROR: " + r.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%d\t%d\t%s\t\n",
 			r.Scenario, r.System, r.PayloadBytes, humanCount(r.MsgsPerSec), r.MBPerSec,
 			optional(r.P50us, 1), optional(r.P99us, 1), optional(r.P999us, 1), optional(r.ServiceP50us, 1),
-			r.CPUusPerMsg, optionalG(r.WritesPerMsg), optionalG(r.VectoredWritesPerMsg), lost, r.Rejected, optional(r.LoadAvg, 1))
+			r.CPUusPerMsg, optionalG(r.WritesPerMsg), optionalG(r.VectoredWritesPerMsg), lost, r.Rejected, r.SendErrors, optional(r.LoadAvg, 1))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

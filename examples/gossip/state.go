@@ -165,6 +165,9 @@ const (
 	// or hostile digest cannot make the receiver allocate without limit.
 	MaxDigestEntries = 4096
 	maxIDLen         = 255
+	// minEntryLen is the fewest bytes an entry takes: its ID's length,
+	// one byte of ID, its generation and its heartbeat.
+	minEntryLen = 4
 )
 
 // ErrMalformed is returned by DecodeDigest (and so by the Gossiper's
@@ -214,6 +217,9 @@ func DecodeDigest(b []byte) (map[cluster.NodeID]Entry, error) {
 	}
 	if count > MaxDigestEntries {
 		return nil, fmt.Errorf("%w: %d entries, limit %d", ErrMalformed, count, MaxDigestEntries)
+	}
+	if count > uint64(len(b)/minEntryLen) {
+		return nil, fmt.Errorf("%w: %d entries in %d bytes", ErrMalformed, count, len(b))
 	}
 	entries := make(map[cluster.NodeID]Entry, count)
 	for range count {

@@ -19,9 +19,11 @@
 // (getrusage) over the measured interval divided by the messages counted;
 // it includes the harness and both ends.
 //
-// Closed-loop senders retry a Send refused for lack of capacity (internode's
-// default ErrOverloaded) after a short sleep; refusals are not sent and show
-// in the "rejected" column.
+// A Send or a request refused for lack of capacity (internode's default
+// ErrOverloaded) is tried again after a short sleep; refusals are not sent
+// and show in the "rejected" column. A Send refused with another error is
+// tried again the same way; those refusals show in the "send errors"
+// column (send_errors).
 //
 // Open-loop scenarios (latency, coalesce, hol) measure latency from each
 // message's intended send time, so a scheduler that falls behind cannot hide

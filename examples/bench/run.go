@@ -276,17 +276,36 @@ func (r *Run) Request(payload []byte, rec *Recorder) {
 // RequestAt is Request for an operation meant to start at intended:
 // latency runs from intended, not from when the call was made, so an
 // open-loop scheduler that falls behind does not hide the delay. The
-// service time (from the call to the response) is recorded as well, in
-// every recorder given (each keeps only the samples of its own window).
+// service time (from the call that was accepted to the response) is
+// recorded as well, in every recorder given (each keeps only the samples
+// of its own window). A request the system answers ErrBusy is counted
+// (rejected) and tried again as Send does, after sleeping 10 µs, doubling
+// up to 250 µs, until it is accepted or the run stops; the waits count in
+// its latency.
 func (r *Run) RequestAt(intended time.Time, payload []byte, recs ...*Recorder) {
 	r.requests.sent.Add(1)
-	called := time.Now()
-	resp, err := r.Sys.Request(r.ctx, payload)
-	done := time.Now()
-	switch {
-	case errors.Is(err, ErrBusy):
-		r.requests.sent.Add(^uint64(0))
+	var (
+		called, done time.Time
+		resp         []byte
+		err          error
+		backoff      time.Duration
+	)
+	for {
+		called = time.Now()
+		resp, err = r.Sys.Request(r.ctx, payload)
+		done = time.Now()
+		if !errors.Is(err, ErrBusy) {
+			break
+		}
 		r.rejected.Add(1)
+		if r.Stopping() {
+			r.requests.sent.Add(^uint64(0)) // never sent
+			return
+		}
+		backoff = min(max(2*backoff, 10*time.Microsecond), 250*time.Microsecond)
+		time.Sleep(backoff)
+	}
+	switch {
 	case err != nil || !bytes.Equal(resp, payload):
 		r.requests.failed.Add(1)
 	default:

@@ -1,0 +1,78 @@
+package transport_test
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
+)
+
+// corruptingConn flips the last byte of every write once corrupt is set:
+// under TLS, the last byte of a record's authentication tag, as damage on
+// the way would.
+type corruptingConn struct {
+	net.Conn
+	corrupt atomic.Bool
+}
+
+func (c *corruptingConn) Write(b []byte) (int, error) {
+	if c.corrupt.Load() && len(b) > 0 {
+		b = append([]byte(nil), b...)
+		b[len(b)-1] ^= 1
+	}
+	return c.Conn.Write(b)
+}
+
+// TestTLSRecordThatFailsItsCheckIsBadInput: under TLS a damaged or forged
+// record fails its authentication (bad_record_mac) where, in plain text,
+// the frame's checksum would not match. The connection is closed for it,
+// and that is bad input like any other: counted in Stats.BadInput (as a
+// checksum mismatch) and logged. It was neither: TLS reports the alert it
+// sent as a *net.OpError, which the reader took for a connection that
+// broke, so a node under TLS closed connections on damaged bytes without
+// a word.
+func TestTLSRecordThatFailsItsCheckIsBadInput(t *testing.T) {
+	ca := newCA(t, "test")
+	c, _ := tlsNodes(t, tlsFor(t, ca, "n1"), tlsFor(t, ca, "n2"))
+	victim := c.Nodes[1]
+	cert, err := ca.Issue("n1")
+	require.NoError(t, err)
+
+	raw, err := net.Dial("tcp", victim.Addr().String())
+	require.NoError(t, err)
+	cc := &corruptingConn{Conn: raw}
+	conn := tls.Client(cc, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(t, conn.Handshake())
+	hello, err := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
+		Lane: uint8(routing.Small), Cluster: "test", Node: "n1"})
+	require.NoError(t, err)
+	_, err = conn.Write(hello)
+	require.NoError(t, err)
+	b, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+	require.NoError(t, err)
+	reply, err := wire.DecodeReply(b)
+	require.NoError(t, err)
+	require.Equal(t, wire.Accepted, reply.Reason, reply.Message)
+
+	before := victim.Stats()
+	cc.corrupt.Store(true)
+	_, err = conn.Write(wire.AppendFrameHeader(nil, wire.FramePing, 0))
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, conn) // until the node closes the connection
+	waitFor(t, 5*time.Second, "the damaged record counted as bad input", func() bool {
+		return victim.Stats().InboundMalformed > before.InboundMalformed
+	})
+	st := victim.Stats()
+	require.Equal(t, before.BadInput[transport.BadInputChecksum]+1, st.BadInput[transport.BadInputChecksum],
+		"a record that fails its authentication is damage, as a checksum mismatch is: %v", st.BadInput)
+}

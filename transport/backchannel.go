@@ -86,6 +86,9 @@ func (rx *responseReader) read() string {
 			if errors.As(err, &ne) && ne.Timeout() {
 				return fmt.Sprintf("peer silent for %v", timeout)
 			}
+			if isLocalAlert(err) { // TLS refused the acceptor's bytes
+				return rx.badInput(err)
+			}
 			return "closed by peer"
 		}
 		// Heard before the frame is acted on: a caller its response
@@ -114,14 +117,20 @@ func (rx *responseReader) read() string {
 				return fmt.Sprintf("peer silent for %v", timeout)
 			}
 			var ne net.Error
-			if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			if !isLocalAlert(err) && (errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)) {
 				return "closed by peer"
 			}
-			c.t.logs.warn(logKey{other: logBadBackChannel}, "internode: closing connection on bad input from its acceptor",
-				"peer", c.peer.id, "lane", c.lane, "err", err)
-			return "bad back-channel input"
+			return rx.badInput(err)
 		}
 	}
+}
+
+// badInput logs the bad input that ends the connection (rate limited),
+// and returns the reason the connection dies of.
+func (rx *responseReader) badInput(err error) string {
+	rx.c.t.logs.warn(logKey{other: logBadBackChannel}, "internode: closing connection on bad input from its acceptor",
+		"peer", rx.c.peer.id, "lane", rx.c.lane, "err", err)
+	return "bad back-channel input"
 }
 
 // allowed reports whether the acceptor may send kind on this lane:

@@ -172,7 +172,7 @@ type BadInput uint8
 
 const (
 	BadInputMalformed BadInput = iota // bytes that are not the wire format
-	BadInputChecksum                  // a frame whose checksum does not match
+	BadInputChecksum                  // a frame whose checksum does not match; under TLS, a record that fails its authentication
 	BadInputTooLarge                  // a frame above the frame limit
 	BadInputTruncated                 // a frame cut short by the connection's end
 	BadInputSilent                    // nothing, or a frame trickled, for longer than Config.Timeouts.Keepalive
@@ -191,8 +191,9 @@ func (b BadInput) String() string {
 
 // badInputOf classifies the error that ended a connection for bad input.
 func badInputOf(err error) BadInput {
+	code, tlsAlert := localAlert(err)
 	switch {
-	case errors.Is(err, wire.ErrChecksum):
+	case errors.Is(err, wire.ErrChecksum), tlsAlert && code == alertBadRecordMAC:
 		return BadInputChecksum
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrMessageTooLarge):
 		return BadInputTooLarge

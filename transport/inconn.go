@@ -157,6 +157,8 @@ func (ic *inConn) serve() {
 			return // closed here, not silent
 		default:
 		}
+	case isLocalAlert(err):
+		// TLS refused the peer's bytes: bad input, counted below.
 	case errors.As(err, &ne):
 		return // the connection broke
 	}

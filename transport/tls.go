@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"time"
 
 	"github.com/internode/internode/cluster"
@@ -294,3 +295,32 @@ func isRemoteAlert(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "remote error"
 }
+
+// localAlert reports whether err is a TLS alert this end sent, refusing
+// what the peer sent — a record that fails its authentication (damaged on
+// the way, or forged), or one that breaks the protocol — and returns the
+// alert's code (RFC 8446, section 6). crypto/tls reports such an alert as
+// a *net.OpError ("local error"), as it does a connection that broke: to
+// the reader it is bad input, not a broken connection.
+func localAlert(err error) (code uint8, ok bool) {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "local error" {
+		return 0, false
+	}
+	// The alert's type is crypto/tls's own: a uint8, the alert's code.
+	if v := reflect.ValueOf(op.Err); v.Kind() == reflect.Uint8 {
+		return uint8(v.Uint()), true
+	}
+	return 0, true
+}
+
+// isLocalAlert reports whether err is a TLS alert this end sent (localAlert).
+func isLocalAlert(err error) bool {
+	_, ok := localAlert(err)
+	return ok
+}
+
+// alertBadRecordMAC is the TLS alert sent for a record that fails its
+// authentication: under TLS, what a frame's checksum mismatch is in plain
+// text.
+const alertBadRecordMAC = 20

@@ -4,14 +4,17 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -75,4 +78,63 @@ func TestTLSRecordThatFailsItsCheckIsBadInput(t *testing.T) {
 	st := victim.Stats()
 	require.Equal(t, before.BadInput[transport.BadInputChecksum]+1, st.BadInput[transport.BadInputChecksum],
 		"a record that fails its authentication is damage, as a checksum mismatch is: %v", st.BadInput)
+}
+
+// TestTLSBackChannelRecordThatFailsItsCheckIsLogged: the same damage on
+// a back channel — a record from the acceptor that fails its
+// authentication — closes the connection as bad input from its acceptor,
+// and says so in the log, as a bad frame there does. The reader took
+// TLS's alert for a connection that broke: the connection ended as
+// "closed by peer", with nothing logged.
+func TestTLSBackChannelRecordThatFailsItsCheckIsLogged(t *testing.T) {
+	ca := newCA(t, "test")
+	var logs capturedLogs
+	c := transporttest.New(t, 1, transporttest.Options{Tweak: func(i int, cfg *transport.Config) {
+		cfg.Security.TLS = tlsFor(t, ca, "n1")
+		cfg.Telemetry.Logger = logs.logger()
+	}})
+	cert, err := ca.Issue("n2")
+	require.NoError(t, err)
+	server := &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS13}
+	// The fake peer n2: it accepts one connection, answers its Hello,
+	// then writes a beat in a damaged record.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		raw, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		cc := &corruptingConn{Conn: raw}
+		conn := tls.Server(cc, server)
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		b, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+		if err != nil {
+			return
+		}
+		if _, err := wire.DecodeHello(b); err != nil {
+			return
+		}
+		reply := wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion})
+		if _, err := conn.Write(wire.AppendFrameHeader(reply, wire.FrameBeat, 0)); err != nil {
+			return
+		}
+		cc.corrupt.Store(true)
+		_, _ = conn.Write(wire.AppendFrameHeader(nil, wire.FrameBeat, 0))
+		_, _ = io.Copy(io.Discard, conn) // until the node closes the connection
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		within(t, done, 15*time.Second, "the fake peer to end")
+	})
+	c.Members.Add(cluster.Member{ID: "n2", Addr: ln.Addr().String()})
+
+	_ = c.Nodes[0].Send(ctxTimeout(t, 5*time.Second), "n2", verbEcho, []byte("hi"))
+	waitFor(t, 5*time.Second, "the damaged record logged as bad input", func() bool {
+		return strings.Contains(logs.String(), "bad input from its acceptor")
+	})
+	require.Contains(t, logs.String(), "bad record MAC")
 }

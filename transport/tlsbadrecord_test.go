@@ -138,3 +138,44 @@ func TestTLSBackChannelRecordThatFailsItsCheckIsLogged(t *testing.T) {
 	})
 	require.Contains(t, logs.String(), "bad record MAC")
 }
+
+// TestTLSFileHeaderRecordThatFailsItsCheckIsBadInput: the same damage on
+// a file-transfer connection, in the record carrying the file header, is
+// bad input too. The header's reader took TLS's alert for a connection
+// that broke ("the peer went away"), and closed it without a count or a
+// word.
+func TestTLSFileHeaderRecordThatFailsItsCheckIsBadInput(t *testing.T) {
+	ca := newCA(t, "test")
+	c, _ := tlsNodes(t, tlsFor(t, ca, "n1"), tlsFor(t, ca, "n2"))
+	victim := c.Nodes[1]
+	cert, err := ca.Issue("n1")
+	require.NoError(t, err)
+
+	raw, err := net.Dial("tcp", victim.Addr().String())
+	require.NoError(t, err)
+	cc := &corruptingConn{Conn: raw}
+	conn := tls.Client(cc, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(t, conn.Handshake())
+	const laneFile = uint8(routing.NumLanes + 1) // a file transfer's connection
+	hello, err := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
+		Lane: laneFile, Cluster: "test", Node: "n1"})
+	require.NoError(t, err)
+	_, err = conn.Write(hello)
+	require.NoError(t, err)
+	b, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+	require.NoError(t, err)
+	reply, err := wire.DecodeReply(b)
+	require.NoError(t, err)
+	require.Equal(t, wire.Accepted, reply.Reason, reply.Message)
+
+	before := victim.Stats()
+	cc.corrupt.Store(true)
+	_, err = conn.Write(wire.AppendFileHeader(nil, &wire.FileHeader{Verb: uint32(verbBootstrap), ID: 1, CreatedAt: time.Now().UnixNano(), Length: 1}))
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, conn) // until the node closes the connection
+	waitFor(t, 5*time.Second, "the damaged record counted as bad input", func() bool {
+		return victim.Stats().BadInput[transport.BadInputChecksum] > before.BadInput[transport.BadInputChecksum]
+	})
+}

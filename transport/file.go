@@ -507,10 +507,11 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities) {
 	deadline := h.Deadline(monoNanos())
 	if err != nil {
 		var ne net.Error
-		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && !ne.Timeout() {
+		alert := isLocalAlert(err) // TLS refused the peer's bytes: bad input
+		if !alert && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && !ne.Timeout()) {
 			return // the peer went away, or the connection broke
 		}
-		if !errors.Is(err, io.ErrUnexpectedEOF) {
+		if !alert && !errors.Is(err, io.ErrUnexpectedEOF) {
 			// Cut by the connection's end, ReadFileHeader's ErrTruncated
 			// is io.ErrUnexpectedEOF too; otherwise a field was cut inside
 			// a header that all arrived.

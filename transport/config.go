@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"time"
 
@@ -180,7 +181,9 @@ type TimeoutConfig struct {
 	// lived at least wire.KeepaliveInterval), else
 	// after its backoff, so that a peer that takes the handshake and
 	// hangs up is not redialled in a loop. It also bounds how long one frame may take to arrive, so a
-	// peer that trickles bytes is cut off. Default 5 s; at least 2 s;
+	// peer that trickles bytes is cut off. A stream session (OpenStream)
+	// silent for Keepalive (4 s when Keepalive is shorter) is closed too,
+	// and its streams end cut short. Default 5 s; at least 2 s;
 	// negative turns the checks off (pings and beats are still sent).
 	Keepalive time.Duration
 	// Write bounds one write to a peer: a peer that stops reading (a
@@ -317,11 +320,25 @@ func (c *StreamConfig) setDefaults() {
 	setDefault(&c.StreamBuffer, d.StreamBuffer)
 }
 
-func (c StreamConfig) smux() *smux.Config {
+// smux returns the configuration of a stream session: its buffers, and a
+// keep-alive that finds a silent peer as a lane's connection does, within
+// keepalive (Timeouts.Keepalive). Each side sends smux's NOP every
+// wire.KeepaliveInterval; smux closes a session when its check, every
+// KeepAliveTimeout, finds nothing heard since the check before, so after
+// one to two KeepAliveTimeouts of silence. Half of keepalive, and two
+// intervals at least (a peer speaks only once an interval), closes it
+// within keepalive, or 4 s when keepalive is shorter. With the checks off
+// (negative keepalive) the NOPs are still sent, and no silence closes it.
+func (c StreamConfig) smux(keepalive time.Duration) *smux.Config {
 	sc := smux.DefaultConfig()
 	sc.Version = 2
 	sc.MaxReceiveBuffer = c.SessionBuffer
 	sc.MaxStreamBuffer = c.StreamBuffer
+	sc.KeepAliveInterval = wire.KeepaliveInterval
+	sc.KeepAliveTimeout = max(keepalive/2, 2*wire.KeepaliveInterval)
+	if keepalive < 0 {
+		sc.KeepAliveTimeout = math.MaxInt64
+	}
 	return sc
 }
 
@@ -600,7 +617,7 @@ func (c StreamConfig) validate(k *checker) {
 	k.check(c.SessionBuffer > max(c.StreamBuffer, smuxInitialWindow),
 		"Streams: SessionBuffer (%d) must be larger than StreamBuffer (%d) and than smux's first window (%d), or one stalled stream stops its session",
 		c.SessionBuffer, c.StreamBuffer, smuxInitialWindow)
-	if err := smux.VerifyConfig(c.smux()); err != nil {
+	if err := smux.VerifyConfig(c.smux(DefaultKeepaliveTimeout)); err != nil {
 		k.check(false, "Streams: %v", err)
 	}
 }

@@ -872,7 +872,7 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 	if err != nil {
 		return nil, "", err
 	}
-	s, err := smux.Client(conn, t.cfg.Streams.smux())
+	s, err := smux.Client(conn, t.cfg.Streams.smux(t.cfg.Timeouts.Keepalive))
 	if err != nil {
 		conn.Close()
 		return nil, "", err
@@ -887,7 +887,7 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 // a stream's window when the session closes, not when its socket's read
 // fails; a stream's read-ahead sees that failure only while it has room to
 // read, so a Write on a stream whose read-ahead was full of unread bytes
-// waited for smux's keepalive (10 s). AcceptStream is how smux tells of
+// waited for the session's keep-alive to find it silent. AcceptStream is how smux tells of
 // the failure; the peer opens no streams on this session, and one it
 // opens is closed.
 func closeWhenBroken(session *smux.Session) {
@@ -938,7 +938,7 @@ func (p *peer) closeStreams() {
 // serveStreams runs an accepted stream session until it ends.
 func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 	defer t.releaseStreamConn(p, t.streamConnHold(laneStreams)) // taken by acceptHello
-	session, err := smux.Server(conn, t.cfg.Streams.smux())
+	session, err := smux.Server(conn, t.cfg.Streams.smux(t.cfg.Timeouts.Keepalive))
 	if err != nil {
 		return
 	}
@@ -949,7 +949,7 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 	// waits for the opener's window for the session's close, not for its
 	// socket's read error; the stream's read-ahead sees that error only
 	// while it has room to read, so a handler that had not read the
-	// opener's bytes waited for smux's keepalive (10 s), and the
+	// opener's bytes waited for the session's keep-alive, and the
 	// transport's Close with it.
 	defer session.Close()
 	// Streams that have not said their verb yet are bounded too, or a peer

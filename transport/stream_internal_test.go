@@ -127,9 +127,9 @@ func TestGreetEndsWithItsCancelledContextBehindASession(t *testing.T) {
 	a, b := net.Pipe()
 	g := &gatedConn{Conn: a, blocked: make(chan struct{}, 1)}
 	cfg := StreamConfig{SessionBuffer: 1 << 20, StreamBuffer: 256 << 10}
-	client, err := smux.Client(g, cfg.smux())
+	client, err := smux.Client(g, cfg.smux(DefaultKeepaliveTimeout))
 	require.NoError(t, err)
-	server, err := smux.Server(b, cfg.smux())
+	server, err := smux.Server(b, cfg.smux(DefaultKeepaliveTimeout))
 	require.NoError(t, err)
 	defer server.Close()
 	defer client.Close()
@@ -214,9 +214,9 @@ func TestRefusedOpenEndsWithItsContext(t *testing.T) {
 	a, b := net.Pipe()
 	g := &afterDataConn{Conn: a, gate: make(chan struct{}), blocked: make(chan struct{}, 1)}
 	cfg := StreamConfig{SessionBuffer: 1 << 20, StreamBuffer: 256 << 10}
-	client, err := smux.Client(g, cfg.smux())
+	client, err := smux.Client(g, cfg.smux(DefaultKeepaliveTimeout))
 	require.NoError(t, err)
-	server, err := smux.Server(b, cfg.smux())
+	server, err := smux.Server(b, cfg.smux(DefaultKeepaliveTimeout))
 	require.NoError(t, err)
 	var release sync.Once
 	open := func() { release.Do(func() { close(g.gate) }) }

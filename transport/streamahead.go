@@ -23,7 +23,7 @@ import (
 //     window to a peer whose handler had returned waited for ever. The
 //     read-ahead reads up to the close and then closes this side, which
 //     ends the waiting Write at once; a broken session's error ends it
-//     too, rather than smux's keepalive 10 s later.
+//     too, rather than the session's keep-alive later.
 //   - smux sends the window update for bytes read within the read deadline
 //     of the Read that took them, and drops it once that deadline passed:
 //     a Read whose deadline had passed (a caller polling for what has

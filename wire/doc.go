@@ -503,9 +503,11 @@
 // format, carry any number of streams, each with its own flow-control
 // window. The initiator of the connection is the smux client and the only
 // side that opens streams; a node that wants to open streams to a peer
-// dials a stream connection of its own. internode keeps smux's default
-// keep-alive: a NOP every 10 s, and a session that hears nothing for 30 s
-// is closed.
+// dials a stream connection of its own. Each side sends smux's NOP every
+// KeepaliveInterval (1 s), and may close a session on which it heard
+// nothing for a timeout of its own choosing, as a lane's connection
+// (see Keeping a connection alive; internode's is its Keepalive, 4 s
+// when that is shorter).
 //
 // A stream connection of its own (lane 5) carries exactly one stream,
 // with no smux framing: after the handshake its bytes are those of one

@@ -182,8 +182,8 @@ type TimeoutConfig struct {
 	// after its backoff, so that a peer that takes the handshake and
 	// hangs up is not redialled in a loop. It also bounds how long one frame may take to arrive, so a
 	// peer that trickles bytes is cut off. A stream session (OpenStream)
-	// silent for Keepalive (4 s when Keepalive is shorter) is closed too,
-	// and its streams end cut short. Default 5 s; at least 2 s;
+	// silent for Keepalive (2 s at least) is closed too, within twice
+	// that, and its streams end cut short. Default 5 s; at least 2 s;
 	// negative turns the checks off (pings and beats are still sent).
 	Keepalive time.Duration
 	// Write bounds one write to a peer: a peer that stops reading (a
@@ -321,13 +321,14 @@ func (c *StreamConfig) setDefaults() {
 }
 
 // smux returns the configuration of a stream session: its buffers, and a
-// keep-alive that finds a silent peer as a lane's connection does, within
-// keepalive (Timeouts.Keepalive). Each side sends smux's NOP every
-// wire.KeepaliveInterval; smux closes a session when its check, every
-// KeepAliveTimeout, finds nothing heard since the check before, so after
-// one to two KeepAliveTimeouts of silence. Half of keepalive, and two
-// intervals at least (a peer speaks only once an interval), closes it
-// within keepalive, or 4 s when keepalive is shorter. With the checks off
+// keep-alive that finds a silent peer as a lane's connection does, once
+// it is silent for keepalive (Timeouts.Keepalive). Each side sends smux's
+// NOP every wire.KeepaliveInterval; smux closes a session when its check,
+// every KeepAliveTimeout, finds nothing heard since the check before, so
+// after one to two KeepAliveTimeouts of silence. keepalive, and two
+// intervals at least (a peer speaks only once an interval), tolerates the
+// silence a lane does and closes it within twice that: a long transfer is
+// not cut for a pause a lane would ride out. With the checks off
 // (negative keepalive) the NOPs are still sent, and no silence closes it.
 func (c StreamConfig) smux(keepalive time.Duration) *smux.Config {
 	sc := smux.DefaultConfig()
@@ -335,7 +336,7 @@ func (c StreamConfig) smux(keepalive time.Duration) *smux.Config {
 	sc.MaxReceiveBuffer = c.SessionBuffer
 	sc.MaxStreamBuffer = c.StreamBuffer
 	sc.KeepAliveInterval = wire.KeepaliveInterval
-	sc.KeepAliveTimeout = max(keepalive/2, 2*wire.KeepaliveInterval)
+	sc.KeepAliveTimeout = max(keepalive, 2*wire.KeepaliveInterval)
 	if keepalive < 0 {
 		sc.KeepAliveTimeout = math.MaxInt64
 	}

@@ -506,8 +506,9 @@
 // dials a stream connection of its own. Each side sends smux's NOP every
 // KeepaliveInterval (1 s), and may close a session on which it heard
 // nothing for a timeout of its own choosing, as a lane's connection
-// (see Keeping a connection alive; internode's is its Keepalive, 4 s
-// when that is shorter).
+// (see Keeping a connection alive; internode's is its Keepalive, 2 s at
+// least, checked that often, so it closes a silent session within twice
+// that).
 //
 // A stream connection of its own (lane 5) carries exactly one stream,
 // with no smux framing: after the handshake its bytes are those of one

@@ -23,11 +23,16 @@ import (
 const StrangersPeer cluster.NodeID = "(not a member)"
 
 // DepartedPeer is the Peer of the Stats entries, and the "peer" label of
-// the metrics, that sum the traffic of nodes that left the membership and
-// did not come back, beyond the latest maxDepartedIDs (256) of them: a
-// cluster whose nodes take a new ID at each start keeps one entry per
-// lane for all of them, not one for each ID it ever saw. A node folded
-// in there that joins again counts under its ID from zero.
+// the metrics read from Stats, that sum the traffic of nodes that left
+// the membership and did not come back, beyond the latest maxDepartedIDs
+// (256) of them: a cluster whose nodes take a new ID at each start keeps
+// one entry per lane for all of them, not one for each ID it ever saw. A
+// node folded in there that joins again counts under its ID from zero.
+// The coalescing histograms (internode.coalesce.batch_messages and
+// .wait), recorded as each write happens, keep the series of every peer
+// ID they saw for as long as the meter provider keeps them: the OTel Go
+// SDK's cardinality limit (2000 series an instrument unless set
+// otherwise) bounds those.
 const DepartedPeer cluster.NodeID = "(departed)"
 
 // strangerSweep is how often quiet non-members are forgotten.

@@ -19,9 +19,10 @@
 // (getrusage) over the measured interval divided by the messages counted;
 // it includes the harness and both ends.
 //
-// A Send or a request refused for lack of capacity (internode's default
-// ErrOverloaded) is tried again after a short sleep; refusals are not sent
-// and show in the "rejected" column. A Send refused with another error is
+// A Send or a closed-loop request refused for lack of capacity
+// (internode's default ErrOverloaded) is tried again after a short sleep;
+// an open-loop request so refused is left out. Refusals are not sent and
+// show in the "rejected" column. A Send refused with another error is
 // tried again the same way; those refusals show in the "send errors"
 // column (send_errors).
 //

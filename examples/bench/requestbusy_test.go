@@ -77,16 +77,16 @@ func TestClosedLoopRequestsWaitWhileBusy(t *testing.T) {
 	})
 }
 
-// A request refused for lack of capacity is tried again until accepted;
-// its latency runs from when it was meant to start, through the waits.
-func TestRequestAtTriesAgainWhileBusy(t *testing.T) {
+// A closed-loop request refused for lack of capacity is tried again
+// until accepted; its latency runs from when it was meant to start,
+// through the waits.
+func TestRequestTriesAgainWhileBusy(t *testing.T) {
 	inBubble(t, func(t *testing.T) {
 		r := newRun(&busySystem{busy: 3}, Options{})
 		defer r.cancel()
 		r.measure.start.Store(r.since(time.Now()))
 		rec := r.NewRecorder()
-		intended := time.Now()
-		r.RequestAt(intended, []byte("x"), rec)
+		r.Request([]byte("x"), rec)
 
 		assert.EqualValues(t, 3, r.rejected.Load())
 		sent, delivered, failed := r.accounting()
@@ -97,5 +97,25 @@ func TestRequestAtTriesAgainWhileBusy(t *testing.T) {
 		require.EqualValues(t, 1, latency.TotalCount())
 		assert.GreaterOrEqual(t, time.Duration(latency.Max()), (10+20+40)*time.Microsecond,
 			"the latency includes the waits after each refusal: 10, 20 and 40 µs")
+	})
+}
+
+// An open-loop request refused for lack of capacity is counted as
+// rejected and left out, not tried again: the scheduler starts one
+// goroutine a request, and retrying ones would pile up, each calling
+// every 250 µs, for as long as the system stalls.
+func TestRequestAtLeavesOutABusyRequest(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		sys := &busySystem{busy: 3}
+		r := newRun(sys, Options{})
+		defer r.cancel()
+		r.RequestAt(time.Now(), []byte("x"))
+
+		assert.EqualValues(t, 1, sys.calls.Load(), "one try")
+		assert.EqualValues(t, 1, r.rejected.Load())
+		sent, delivered, failed := r.accounting()
+		assert.Zero(t, sent, "never sent")
+		assert.Zero(t, delivered)
+		assert.Zero(t, failed)
 	})
 }

@@ -267,22 +267,31 @@ func (r *Run) Send(payload []byte) {
 	}
 }
 
-// Request sends payload as a request started now and records its latency
-// in rec (which may be nil).
+// Request sends payload as a request started now, for a closed-loop
+// sender, and records its latency in rec (which may be nil). A request
+// the system answers ErrBusy is counted (rejected) and tried again as
+// Send does, after sleeping 10 µs, doubling up to 250 µs, until it is
+// accepted or the run stops: a closed-loop sender that called again at
+// once would spin the cores the system needs to make room.
 func (r *Run) Request(payload []byte, rec *Recorder) {
-	r.RequestAt(time.Now(), payload, rec)
+	r.request(time.Now(), payload, true, rec)
 }
 
-// RequestAt is Request for an operation meant to start at intended:
-// latency runs from intended, not from when the call was made, so an
-// open-loop scheduler that falls behind does not hide the delay. The
-// service time (from the call that was accepted to the response) is
-// recorded as well, in every recorder given (each keeps only the samples
-// of its own window). A request the system answers ErrBusy is counted
-// (rejected) and tried again as Send does, after sleeping 10 µs, doubling
-// up to 250 µs, until it is accepted or the run stops; the waits count in
-// its latency.
+// RequestAt is a request meant to start at intended, for an open-loop
+// scheduler: latency runs from intended, not from when the call was
+// made, so a scheduler that falls behind does not hide the delay. The
+// service time (from the call to the response) is recorded as well, in
+// every recorder given (each keeps only the samples of its own window).
+// A request the system answers ErrBusy is counted (rejected) and left
+// out, not tried again: a goroutine a request that waited for room would
+// pile up, with their retries, for as long as the system stalls.
 func (r *Run) RequestAt(intended time.Time, payload []byte, recs ...*Recorder) {
+	r.request(intended, payload, false, recs...)
+}
+
+// request sends one request, tried again while the system is busy if
+// retry is set; see Request and RequestAt.
+func (r *Run) request(intended time.Time, payload []byte, retry bool, recs ...*Recorder) {
 	r.requests.sent.Add(1)
 	var (
 		called, done time.Time
@@ -298,7 +307,7 @@ func (r *Run) RequestAt(intended time.Time, payload []byte, recs ...*Recorder) {
 			break
 		}
 		r.rejected.Add(1)
-		if r.Stopping() {
+		if !retry || r.Stopping() {
 			r.requests.sent.Add(^uint64(0)) // never sent
 			return
 		}

@@ -24,12 +24,19 @@ import (
 type corruptingConn struct {
 	net.Conn
 	corrupt atomic.Bool
+	// header: flip a bit of the record's version (its header's third
+	// byte) instead, which TLS refuses before it checks the record.
+	header bool
 }
 
 func (c *corruptingConn) Write(b []byte) (int, error) {
-	if c.corrupt.Load() && len(b) > 0 {
+	if c.corrupt.Load() && len(b) > 2 {
 		b = append([]byte(nil), b...)
-		b[len(b)-1] ^= 1
+		if c.header {
+			b[2] ^= 1
+		} else {
+			b[len(b)-1] ^= 1
+		}
 	}
 	return c.Conn.Write(b)
 }
@@ -87,6 +94,23 @@ func TestTLSRecordThatFailsItsCheckIsBadInput(t *testing.T) {
 // TLS's alert for a connection that broke: the connection ended as
 // "closed by peer", with nothing logged.
 func TestTLSBackChannelRecordThatFailsItsCheckIsLogged(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header bool
+		logged string
+	}{
+		{"authentication", false, "bad record MAC"},
+		// A record whose header TLS refuses fails with a
+		// tls.RecordHeaderError, not an alert: it was "closed by peer".
+		{"header", true, "received record with version"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { backChannelDamage(t, tc.header, tc.logged) })
+	}
+}
+
+// backChannelDamage has a fake acceptor write a beat in a damaged record
+// (in its header if header is set) and waits for the log naming logged.
+func backChannelDamage(t *testing.T, header bool, logged string) {
 	ca := newCA(t, "test")
 	var logs capturedLogs
 	c := transporttest.New(t, 1, transporttest.Options{Tweak: func(i int, cfg *transport.Config) {
@@ -107,7 +131,7 @@ func TestTLSBackChannelRecordThatFailsItsCheckIsLogged(t *testing.T) {
 		if err != nil {
 			return
 		}
-		cc := &corruptingConn{Conn: raw}
+		cc := &corruptingConn{Conn: raw, header: header}
 		conn := tls.Server(cc, server)
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
@@ -136,7 +160,7 @@ func TestTLSBackChannelRecordThatFailsItsCheckIsLogged(t *testing.T) {
 	waitFor(t, 5*time.Second, "the damaged record logged as bad input", func() bool {
 		return strings.Contains(logs.String(), "bad input from its acceptor")
 	})
-	require.Contains(t, logs.String(), "bad record MAC")
+	require.Contains(t, logs.String(), logged)
 }
 
 // TestTLSFileHeaderRecordThatFailsItsCheckIsBadInput: the same damage on

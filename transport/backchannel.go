@@ -86,7 +86,10 @@ func (rx *responseReader) read() string {
 			if errors.As(err, &ne) && ne.Timeout() {
 				return fmt.Sprintf("peer silent for %v", timeout)
 			}
-			if isLocalAlert(err) { // TLS refused the acceptor's bytes
+			if isLocalAlert(err) || !errors.As(err, &ne) && !errors.Is(err, io.EOF) &&
+				!errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, net.ErrClosed) {
+				// TLS refused the acceptor's bytes: a record that fails its
+				// check, or whose header it refuses (a RecordHeaderError).
 				return rx.badInput(err)
 			}
 			return "closed by peer"

@@ -106,7 +106,8 @@ func (pr *pair) kill() {
 }
 
 // frozenReader reads from r until the pair is frozen, then reads no more
-// until it is killed: bytes stop flowing, and back up in the sender's
+// until it is killed (a read under way as it freezes returns, and what
+// it read is dropped): bytes stop flowing, and back up in the sender's
 // socket as towards a frozen process; an end that closes is not heard.
 type frozenReader struct {
 	r  io.Reader
@@ -151,7 +152,8 @@ func (p *Proxy) KillOne(pick func(n int) int) bool {
 }
 
 // Freeze silences every connection open now and returns how many: the
-// proxy reads nothing more from either side, so a writer's bytes fill
+// proxy forwards nothing more, and reads nothing more from either side
+// beyond a read under way (at most 32 KiB, dropped), so a writer's bytes fill
 // its socket buffers and then its writes wait, and a side that closes is
 // not heard by the other. Only Kill or Close ends a frozen connection.
 func (p *Proxy) Freeze() int {

@@ -246,7 +246,9 @@ type TelemetryConfig struct {
 	// until the application sets one. Transports that share a provider
 	// share one registration of the host-wide internode.kernel.* counters
 	// (on a scope without the attribute), which lasts until the last of
-	// them closes.
+	// them closes. A closed transport's own metrics, but for the stage and
+	// health gauges, are reported once more, with their final figures, by
+	// the first collection after Close.
 	MeterProvider metric.MeterProvider
 	// TracerProvider receives Request's client spans and handlers' server
 	// spans; trace context travels in the message header. Default:

@@ -44,9 +44,14 @@ type telemetry struct {
 	spanlessUntil   atomic.Int64
 	spanlessRecheck time.Duration
 	registration    metric.Registration
-	leaveKernel     func() // ends this transport's share of the kernel counters' export
-	stages          stageInstruments
-	health          healthInstruments
+	// final: the transport closed and every message has its outcome.
+	// The counters stay registered until a collection has reported
+	// their final figures (see registerObservables).
+	final       atomic.Bool
+	retire      sync.Once
+	leaveKernel func() // ends this transport's share of the kernel counters' export
+	stages      stageInstruments
+	health      healthInstruments
 }
 
 func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider) (*telemetry, error) {
@@ -78,7 +83,7 @@ func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider
 		metric.WithExplicitBucketBoundaries(requestDurationBounds...)); err != nil {
 		return nil, err
 	}
-	if tel.registration, err = registerObservables(m, t); err != nil {
+	if tel.registration, err = registerObservables(m, t, tel); err != nil {
 		return nil, err
 	}
 	if tel.leaveKernel, err = joinKernelExport(mp); err != nil {
@@ -196,7 +201,15 @@ func (s *observableSet) err() error {
 	return nil
 }
 
-func registerObservables(m metric.Meter, t *Transport) (metric.Registration, error) {
+// registerObservables registers the counters, observed from t. Once t
+// has closed (tel.final), the collection that reports their final
+// figures unregisters them: a callback unregistered is not called, and
+// its series are not reported at all, so one unregistered as Close
+// began lost what Close itself counted (the messages it failed), and all
+// that was counted since the collection before, for every exporter.
+// With several readers on the provider, the first to collect after Close
+// has them.
+func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.Registration, error) {
 	var o observables
 	set := observableSet{m: m}
 	counter, gauge := set.counter, set.gauge
@@ -223,7 +236,13 @@ func registerObservables(m metric.Meter, t *Transport) (metric.Registration, err
 		return nil, err
 	}
 	return m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		final := tel.final.Load() // read first: what observe reads is final then
 		t.observe(obs, &o)
+		if final {
+			// Not here: the provider calls this under the lock that
+			// Unregister takes.
+			tel.retire.Do(func() { go func() { _ = tel.registration.Unregister() }() })
+		}
 		return nil
 	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.throttled, o.opened, o.failures,
 		o.refused, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
@@ -282,7 +301,7 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 			obs.ObserveInt64(o.badInput, int64(n), metric.WithAttributes(attribute.String("reason", b.String())))
 		}
 	}
-	if left, ok := t.certificateExpiry(); ok {
+	if left, ok := t.certificateExpiry(); ok && !t.closing.Load() { // a closed node's certificate serves no one
 		obs.ObserveInt64(o.certificateExpiry, int64(left/time.Second))
 	}
 }

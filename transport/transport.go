@@ -448,21 +448,14 @@ func (t *Transport) inboundAnswered() bool {
 // handlers still running (of messages, streams and file transfers), and
 // waits for all of the transport's goroutines, those handlers included:
 // a handler that does not return once its context ends holds Close until
-// it does. Safe to call more than once.
+// it does. Safe to call more than once. The metrics of messages and
+// connections stay registered until the first collection after Close
+// (an exporter's last: a MeterProvider's Shutdown, a final scrape) has
+// reported their final figures, the messages Close failed included.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)
 		t.stopWatch()
-		if t.tel.registration != nil {
-			_ = t.tel.registration.Unregister()
-		}
-		if t.tel.stages.registration != nil {
-			_ = t.tel.stages.registration.Unregister()
-		}
-		if t.tel.health.registration != nil {
-			_ = t.tel.health.registration.Unregister()
-		}
-		t.tel.leaveKernel()
 		close(t.closed)
 		t.cancel()
 		t.ln.Close()
@@ -482,6 +475,18 @@ func (t *Transport) Close() error {
 		}
 		t.calls.failPeer(nil, ErrClosed)
 		t.wg.Wait()
+		// Every message has its outcome now: the counters, final, stay
+		// registered until a collection reports them
+		// (registerObservables); the gauges of stages and health, which
+		// describe a running node, go.
+		t.tel.final.Store(true)
+		if t.tel.stages.registration != nil {
+			_ = t.tel.stages.registration.Unregister()
+		}
+		if t.tel.health.registration != nil {
+			_ = t.tel.health.registration.Unregister()
+		}
+		t.tel.leaveKernel()
 	})
 	return nil
 }

@@ -62,7 +62,7 @@ type ConnStats struct {
 	CompressedFramesReceived uint64
 	// HandlerErrors counts the one-way messages of MessagesReceived whose
 	// handler returned an error or panicked (a request's error goes back
-	// to its sender instead).
+	// to its sender instead); metric internode.messages.handler_errors.
 	HandlerErrors uint64
 	// DroppedInbound counts received messages that never reached a
 	// handler, by reason: each arriving message is counted once, in
@@ -78,7 +78,8 @@ type ConnStats struct {
 	ThrottledTime time.Duration
 	// RemoteDropped counts failures the peer reported for messages no
 	// call was waiting for: one-way messages it rejected as overloaded, or
-	// requests whose caller had already given up.
+	// requests whose caller had already given up; metric
+	// internode.messages.remote_dropped.
 	RemoteDropped [NumReasons]uint64
 }
 

@@ -159,6 +159,7 @@ func powerOfTwoBounds(hi int) []float64 {
 type observables struct {
 	sent, received, bytesSent, bytesReceived, dropped metric.Int64ObservableCounter
 	throttled, opened, failures, refused, badInput    metric.Int64ObservableCounter
+	handlerErrors, remoteDropped                      metric.Int64ObservableCounter
 	throttledTime                                     metric.Float64ObservableCounter
 	pendingMessages, pendingBytes, sendPeak, recvPeak metric.Int64ObservableGauge
 	certificateExpiry                                 metric.Int64ObservableGauge
@@ -218,6 +219,8 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 	o.bytesSent = counter("internode.bytes.sent", "Encoded message bytes written", "By")
 	o.bytesReceived = counter("internode.bytes.received", "Payload bytes received", "By")
 	o.dropped = counter("internode.messages.dropped", "Messages that did not reach their handler, by reason and direction", "{message}")
+	o.handlerErrors = counter("internode.messages.handler_errors", "One-way messages received whose handler returned an error or panicked", "{message}")
+	o.remoteDropped = counter("internode.messages.remote_dropped", "Messages the peer reported it dropped and no call was waiting for (one-way messages it rejected, requests whose caller had given up), by reason", "{message}")
 	o.throttled = counter("internode.inbound.throttled", "Times reading a connection paused for want of inbound capacity", "{pause}")
 	o.opened = counter("internode.connections.opened", "Outbound connections established", "{connection}")
 	o.failures = counter("internode.connection.failures", "Outbound dial or handshake failures", "{failure}")
@@ -244,8 +247,8 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 			tel.retire.Do(func() { go func() { _ = tel.registration.Unregister() }() })
 		}
 		return nil
-	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.throttled, o.opened, o.failures,
-		o.refused, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
+	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.handlerErrors, o.remoteDropped,
+		o.throttled, o.opened, o.failures, o.refused, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
 		o.certificateExpiry, o.compressionBytes)
 }
 
@@ -259,6 +262,7 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 		obs.ObserveInt64(o.received, int64(c.MessagesReceived), conn)
 		obs.ObserveInt64(o.bytesSent, int64(c.BytesSent), conn)
 		obs.ObserveInt64(o.bytesReceived, int64(c.BytesReceived), conn)
+		obs.ObserveInt64(o.handlerErrors, int64(c.HandlerErrors), conn)
 		obs.ObserveInt64(o.throttled, int64(c.Throttled), conn)
 		obs.ObserveFloat64(o.throttledTime, c.ThrottledTime.Seconds(), conn)
 		obs.ObserveInt64(o.opened, int64(c.Connects), conn)
@@ -288,6 +292,11 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 						attribute.String("peer", string(c.Peer)), attribute.String("lane", c.Lane.String()),
 						attribute.String("reason", Reason(r).String()), attribute.String("direction", d.dir)))
 				}
+			}
+			if n := c.RemoteDropped[r]; n > 0 {
+				obs.ObserveInt64(o.remoteDropped, int64(n), metric.WithAttributes(
+					attribute.String("peer", string(c.Peer)), attribute.String("lane", c.Lane.String()),
+					attribute.String("reason", Reason(r).String())))
 			}
 		}
 	}

@@ -211,7 +211,7 @@ func (w *largeWriter) untilExpiry(now int64, longest time.Duration) time.Duratio
 // now holds its own capacity.
 func (w *largeWriter) admit(q *outQueue) {
 	for {
-		b, _ := q.take()
+		b := q.takeToFinish() // pending until forgotten
 		if b == nil {
 			return
 		}
@@ -421,7 +421,7 @@ func (w *largeWriter) fail(q *outQueue, ls *largeSend, reason Reason, err error,
 
 // forget gives back the capacity a finished message held.
 func (w *largeWriter) forget(q *outQueue, ls *largeSend, sink outSink) {
-	q.releaseBytes(ls.held())
+	q.finished(ls.held())
 	sink.release(int64(ls.held()))
 }
 

@@ -87,6 +87,7 @@ type outQueue struct {
 	messages int      // queued messages
 	queued   int      // queued encoded bytes
 	reserved int      // queued plus bytes the writer has taken and not released
+	taken    int      // messages the large lane's writer took and has not finished (takeToFinish)
 	observed int      // messages at the head already shown to the coalescing strategy
 	err      error    // non-nil once the queue refuses messages
 	// soonest is the earliest deadline queued (monoNanos; 0: none has
@@ -211,6 +212,20 @@ func (q *outQueue) take() (*batch, int) {
 	return q.takeLocked()
 }
 
+// takeToFinish is take for the large lane's writer, which finishes the
+// segment's messages one by one (waiting to begin, for their grants, or
+// written in parts): they count as taken, in the same step as they leave
+// the queue, until each is finished.
+func (q *outQueue) takeToFinish() *batch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b, _ := q.takeLocked()
+	if b != nil {
+		q.taken += len(b.items)
+	}
+	return b
+}
+
 // takeWithin is take for a producer writing its own message: it hands over
 // the oldest segment only if the queue holds at most limit bytes, looked
 // at in the same step as it takes them. Other producers may have queued
@@ -290,11 +305,12 @@ func (q *outQueue) release(seg *batch) int64 {
 	return held
 }
 
-// releaseBytes forgets n bytes of messages the writer finished one by one
-// (the large lane).
-func (q *outQueue) releaseBytes(n int) {
+// finished forgets a message the writer took (takeToFinish) and
+// finished, written or failed, and the n bytes it held.
+func (q *outQueue) finished(n int) {
 	q.mu.Lock()
 	q.reserved -= n
+	q.taken--
 	q.mu.Unlock()
 }
 
@@ -303,6 +319,14 @@ func (q *outQueue) pending() (messages, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.messages, q.queued
+}
+
+// unfinished returns how many messages are queued, or taken by the large
+// lane's writer and not finished (takeToFinish).
+func (q *outQueue) unfinished() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.messages + q.taken
 }
 
 // held returns how many bytes are queued or being written.

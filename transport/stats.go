@@ -23,7 +23,7 @@ type ConnStats struct {
 	BytesSent       uint64 // their encoded bytes, frame headers excluded
 	Writes          uint64 // vectored write calls
 	CallerWrites    uint64 // of Writes, those made by the message's own goroutine on an idle lane (no hand-off to the writer)
-	PendingMessages uint64 // queued now
+	PendingMessages uint64 // queued now; on the large lane, also those begun or waiting to begin, not yet written in full
 	PendingBytes    uint64 // queued now, plus taken by the writer and not yet written
 	Connects        uint64 // connections established
 	ConnectFailures uint64 // dial or handshake failures
@@ -364,8 +364,7 @@ func (p *peer) laneStats(lane routing.Lane) (cs ConnStats, ok bool) {
 		return cs, cs.seen()
 	}
 	cs.Connected = c.live.Load() != nil
-	messages, _ := c.queue.pending()
-	cs.PendingMessages = uint64(messages)
+	cs.PendingMessages = uint64(c.queue.unfinished())
 	cs.PendingBytes = uint64(c.queue.held())
 	return cs, true
 }

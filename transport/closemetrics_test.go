@@ -2,11 +2,14 @@ package transport_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	otelmetric "go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/internode/internode/cluster"
@@ -15,7 +18,7 @@ import (
 
 // ghostNode is a transport named id whose one member, "ghost", cannot be
 // reached: what it sends waits in the queue until Close fails it.
-func ghostNode(t *testing.T, id string, mp *metric.MeterProvider) *transport.Transport {
+func ghostNode(t *testing.T, id string, mp otelmetric.MeterProvider) *transport.Transport {
 	t.Helper()
 	members := cluster.NewStatic(cluster.Member{ID: "ghost", Addr: "127.0.0.1:1"})
 	cfg := transport.DefaultConfig()
@@ -60,4 +63,52 @@ func TestCloseDropsReachTheLastCollection(t *testing.T) {
 	pending := sumWhere(collect(t, reader)["internode.queue.pending_messages"], "peer", "ghost")
 	assert.Equal(t, int64(1), pending, "the new transport's queue alone")
 	assert.Zero(t, dropped())
+}
+
+// countingProvider is a provider with nothing behind it, as the global
+// one before the application sets one, that counts the callbacks
+// registered and not unregistered.
+type countingProvider struct {
+	noop.MeterProvider
+	registered *atomic.Int64
+}
+
+func (p countingProvider) Meter(string, ...otelmetric.MeterOption) otelmetric.Meter {
+	return countingMeter{registered: p.registered}
+}
+
+type countingMeter struct {
+	noop.Meter
+	registered *atomic.Int64
+}
+
+func (m countingMeter) RegisterCallback(otelmetric.Callback, ...otelmetric.Observable) (otelmetric.Registration, error) {
+	m.registered.Add(1)
+	return &countedRegistration{registered: m.registered}, nil
+}
+
+type countedRegistration struct {
+	noop.Registration
+	registered *atomic.Int64
+	once       atomic.Bool
+}
+
+func (r *countedRegistration) Unregister() error {
+	if r.once.CompareAndSwap(false, true) {
+		r.registered.Add(-1)
+	}
+	return nil
+}
+
+// TestCloseUnregistersWhatNothingCollects: the counters wait after Close
+// for a collection to report them, but a provider with nothing behind it
+// (the global one until the application sets one) never collects, and
+// would keep every closed transport: Close unregisters everything then.
+func TestCloseUnregistersWhatNothingCollects(t *testing.T) {
+	var registered atomic.Int64
+	tr := ghostNode(t, "n1", countingProvider{registered: &registered})
+	require.Positive(t, registered.Load())
+	require.NoError(t, tr.Send(context.Background(), "ghost", verbData, []byte("x")))
+	require.NoError(t, tr.Close())
+	assert.Zero(t, registered.Load(), "registrations left after Close")
 }

@@ -451,7 +451,9 @@ func (t *Transport) inboundAnswered() bool {
 // it does. Safe to call more than once. The metrics of messages and
 // connections stay registered until the first collection after Close
 // (an exporter's last: a MeterProvider's Shutdown, a final scrape) has
-// reported their final figures, the messages Close failed included.
+// reported their final figures, the messages Close failed included;
+// with a provider that has no reader (the global one before the
+// application sets one), Close unregisters them.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)
@@ -480,6 +482,12 @@ func (t *Transport) Close() error {
 		// (registerObservables); the gauges of stages and health, which
 		// describe a running node, go.
 		t.tel.final.Store(true)
+		if t.tel.registration != nil && !t.tel.requestDuration.Enabled(context.Background()) {
+			// Nothing collects (no SDK behind the provider, as the
+			// global one until the application sets one, or no
+			// reader): nothing would unregister them.
+			t.tel.retire.Do(func() { _ = t.tel.registration.Unregister() })
+		}
 		if t.tel.stages.registration != nil {
 			_ = t.tel.stages.registration.Unregister()
 		}

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,4 +49,53 @@ func TestADialThatFindsThePeerGoneFailsItsMessagesAsPeerLeft(t *testing.T) {
 	d := n1.Stats().Total().Dropped
 	assert.Equal(t, uint64(2), d[ReasonPeerLeft], "dropped as peer_left")
 	assert.Zero(t, d[ReasonUnknownPeer], "dropped as unknown_peer")
+}
+
+// TestADialForAFileOrStreamThatFindsThePeerGoneFailsAsPeerLeft: as
+// TestADialThatFindsThePeerGoneFailsItsMessagesAsPeerLeft, for SendFile
+// and OpenStream, which dial their own connections (dialFor): n2 leaves
+// right after the call looked it up, its Leave still on its way. The
+// dial finds no address for n2 and the call failed with ErrUnknownPeer,
+// where the Leave, had it come first, fails it with ErrPeerLeft.
+func TestADialForAFileOrStreamThatFindsThePeerGoneFailsAsPeerLeft(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	require.NoError(t, os.WriteFile(file, []byte("some bytes"), 0o600))
+	calls := []struct {
+		name string
+		call func(ctx context.Context, n1 *Transport) error
+	}{
+		{"SendFile", func(ctx context.Context, n1 *Transport) error {
+			f, err := os.Open(file)
+			require.NoError(t, err)
+			defer f.Close()
+			_, err = n1.SendFile(ctx, "n2", 1, f, 0, 10)
+			return err
+		}},
+		{"OpenStream", func(ctx context.Context, n1 *Transport) error {
+			_, err := n1.OpenStream(ctx, "n2", 1)
+			return err
+		}},
+		{"OpenStream OwnConnection", func(ctx context.Context, n1 *Transport) error {
+			_, err := n1.OpenStream(ctx, "n2", 1, OwnConnection())
+			return err
+		}},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			n2 := startNode(t, "n2", cluster.NewStatic(), nil) // a real peer, never reached
+			static := cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()})
+			members := deferredWatch{&hookedMembership{Static: static}}
+			n1 := startNode(t, "n1", members, nil)
+
+			members.arm("n2", func() { static.Remove("n2") }) // right after the call's Lookup
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := c.call(ctx, n1)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrPeerLeft, "the call's error: %v", err)
+			assert.NotErrorIs(t, err, ErrUnknownPeer)
+			reason, _ := ReasonOf(err)
+			assert.Equal(t, ReasonPeerLeft, reason)
+		})
+	}
 }

@@ -913,15 +913,23 @@ func (t *Transport) dialForStream(ctx context.Context, p *peer, kind routing.Lan
 // the connection and never answers its handshake would otherwise hold
 // OpenStream or SendFile for the whole Timeouts.Handshake after that. It
 // then fails with why p stopped (ErrClosed: the transport's Close ends
-// p.ctx before it stops p).
+// p.ctx before it stops p). A member's entry whose dial finds no address
+// is a member that left, its Leave on its way (the membership changes
+// before it tells): it fails with ErrPeerLeft, as the Leave would, and
+// as a lane's dial does (connect).
 func (t *Transport) dialFor(ctx context.Context, p *peer, kind uint8) (net.Conn, wire.Capabilities, error) {
 	dialCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(p.ctx, cancel)
 	defer stop()
 	conn, caps, err := t.dialAgreeing(dialCtx, p.id, kind)
-	if err != nil && ctx.Err() == nil && p.ctx.Err() != nil {
-		return nil, 0, p.stopErr()
+	if err != nil && ctx.Err() == nil {
+		if p.ctx.Err() != nil {
+			return nil, 0, p.stopErr()
+		}
+		if errors.Is(err, ErrUnknownPeer) && p.member.Load() {
+			return nil, 0, fmt.Errorf("%w: the membership no longer has it", ErrPeerLeft)
+		}
 	}
 	return conn, caps, err
 }

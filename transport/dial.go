@@ -474,8 +474,10 @@ func (c *outConn) awaitDial(dial func() (net.Conn, wire.Capabilities, error)) (n
 		case d := <-done:
 			return d.nc, d.caps, d.err
 		case <-c.wake:
-			// A message queued meanwhile may expire before the others.
+			// A message queued meanwhile may expire before the others; a
+			// caller may have given up.
 			c.signaled.Store(false)
+			c.applyWithdrawals()
 		case <-expired:
 			c.pruneExpired()
 			c.t.signalDrained()
@@ -588,8 +590,9 @@ func (c *outConn) sleepBackoff(spent time.Duration) {
 			return
 		case <-c.wake:
 			// A message queued meanwhile may expire before those the
-			// timer was set for.
+			// timer was set for; a caller may have given up.
 			c.signaled.Store(false)
+			c.applyWithdrawals()
 			continue
 		case <-timer.C:
 		}

@@ -695,6 +695,22 @@ func (c *outConn) measureSendQueue() {
 	}
 }
 
+// applyWithdrawals withdraws the large requests whose callers gave up
+// (withdraw): each fails, counted cancelled or expired, and gives back
+// its capacity at once. It runs while no connection can be had (the
+// reconnect backoff, a dial), where no step does; a cancelled request
+// otherwise held its capacity until the next dial failed, and was
+// counted a connection reset. Nothing is begun without a connection, so
+// no FrameLargeCancel is owed.
+func (c *outConn) applyWithdrawals() {
+	if c.lane != routing.Large {
+		return
+	}
+	c.large.admit(&c.queue)
+	c.large.applyWithdrawals(&c.queue, c)
+	c.t.signalDrained()
+}
+
 // pruneExpired fails queued messages whose deadline has passed, keeping the
 // rest in order. It runs while no connection can be had.
 func (c *outConn) pruneExpired() {

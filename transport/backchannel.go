@@ -39,7 +39,9 @@ func (c *outConn) readBack(conn *liveConn) {
 // With wire.CapEagerResponses agreed, a large response's parts follow its
 // FrameLargeBegin without a grant — a grant would go out behind this
 // connection's own frames, which the peer may have stopped reading — and
-// those of a refused one are read and discarded.
+// those of a refused one are read and discarded. A response whose caller
+// gives up while its parts come is refused then (giveUp), and the peer
+// withdraws the rest of it.
 type responseReader struct {
 	c    *outConn
 	conn *liveConn
@@ -334,6 +336,9 @@ func (rx *responseReader) more(fh wire.FrameHeader) error {
 		return fmt.Errorf("%w: part of unknown stream %d", wire.ErrMalformed, fh.Stream)
 	case m.got+int(fh.Length) > int(m.header.PayloadLength):
 		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
+	case rx.eager && !rx.c.t.calls.waiting(m.header.ID, rx.c.peer.id):
+		rx.giveUp(fh.Stream, m)
+		return rx.discardPart(fh)
 	}
 	if err := rx.readPayload(fh, m.buf[m.got:m.got+int(fh.Length)]); err != nil {
 		return err
@@ -344,6 +349,21 @@ func (rx *responseReader) more(fh wire.FrameHeader) error {
 		rx.complete(m)
 	}
 	return nil
+}
+
+// giveUp refuses a large response, eager, whose caller gave up while its
+// parts came: it is counted dropped, as a whole one nobody waits for is
+// (completeCall), its room is given back, and the rest of its parts are
+// discarded. The responder withdraws it once it reads the refusal, so
+// what is left of it stops rather than crossing the network for no one.
+func (rx *responseReader) giveUp(stream uint32, m *largeResponse) {
+	c := rx.c
+	delete(rx.large, stream)
+	rx.discard[stream] = m.header.PayloadLength - uint32(m.got)
+	c.peer.inbound[c.lane].drop(ReasonExpired) // counted first, as in complete
+	rx.abandon(m)
+	c.control(wire.FrameRefuse, stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[ReasonExpired].code,
+		Message: "nobody waits for this response"}), rx.conn.serial)
 }
 
 // discardPart reads and drops a part of a refused response.

@@ -116,7 +116,8 @@
 // inframes.go completeCall, and a large response is taken at once (begin:
 // room within the limits, no grant written when the handshake agreed
 // wire.CapEagerResponses) or refused and its parts discarded, never
-// waited for.
+// waited for; responseReader.more refuses one whose caller gave up
+// while its parts came, and discards the rest of it.
 //
 // # Requests and responses
 //

@@ -351,10 +351,11 @@
 // so with CapEagerResponses agreed a large response takes no grant: the
 // acceptor writes its FrameLargeMore parts right after its
 // FrameLargeBegin, and the initiator writes no FrameGrant. The initiator
-// takes the response, or refuses it with a FrameRefuse and reads and
-// discards its parts until payload_len bytes have come or a
-// FrameLargeCancel for it arrives: until then the refused stream is still
-// in flight on the initiator's side. The acceptor, once it reads the
+// takes the response, or refuses it with a FrameRefuse — at its
+// FrameLargeBegin, or after some of its parts, once nobody waits for it
+// (FailureExpired) — and reads and discards its parts until payload_len
+// bytes in all have come or a FrameLargeCancel for it arrives: until then
+// the refused stream is still in flight on the initiator's side. The acceptor, once it reads the
 // refusal, withdraws the response with a FrameLargeCancel if parts of it
 // are still to be written, and otherwise ignores it. Since a refusal may
 // come after the response it refused was whole, the acceptor uses stream

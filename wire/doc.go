@@ -354,10 +354,11 @@
 // takes the response, or refuses it with a FrameRefuse — at its
 // FrameLargeBegin, or after some of its parts, once nobody waits for it
 // (FailureExpired) — and reads and discards its parts until payload_len
-// bytes in all have come or a FrameLargeCancel for it arrives: until then
-// the refused stream is still in flight on the initiator's side. The acceptor, once it reads the
-// refusal, withdraws the response with a FrameLargeCancel if parts of it
-// are still to be written, and otherwise ignores it. Since a refusal may
+// bytes in all have come or a FrameLargeCancel for it arrives: until
+// then the refused stream is still in flight on the initiator's side. The
+// acceptor, once it reads the refusal, withdraws the response with a
+// FrameLargeCancel if parts of it are still to be written, and otherwise
+// ignores it. Since a refusal may
 // come after the response it refused was whole, the acceptor uses stream
 // numbers in turn, as an initiator does, and ignores a refusal for a
 // stream it is not sending.

@@ -47,8 +47,12 @@ type telemetry struct {
 	// final: the transport closed and every message has its outcome.
 	// The counters stay registered until a collection has reported
 	// their final figures (see registerObservables).
-	final       atomic.Bool
-	retire      sync.Once
+	final atomic.Bool
+	// retired: the counters' unregistering is taken, by Close or by the
+	// collection after it, whichever comes first; the other does not
+	// wait for it (a collection calls the callback under the lock that
+	// Unregister takes).
+	retired     atomic.Bool
 	leaveKernel func() // ends this transport's share of the kernel counters' export
 	stages      stageInstruments
 	health      healthInstruments
@@ -244,7 +248,9 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 		if final {
 			// Not here: the provider calls this under the lock that
 			// Unregister takes.
-			tel.retire.Do(func() { go func() { _ = tel.registration.Unregister() }() })
+			if tel.retired.CompareAndSwap(false, true) {
+				go func() { _ = tel.registration.Unregister() }()
+			}
 		}
 		return nil
 	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.handlerErrors, o.remoteDropped,

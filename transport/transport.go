@@ -486,7 +486,9 @@ func (t *Transport) Close() error {
 			// Nothing collects (no SDK behind the provider, as the
 			// global one until the application sets one, or no
 			// reader): nothing would unregister them.
-			t.tel.retire.Do(func() { _ = t.tel.registration.Unregister() })
+			if t.tel.retired.CompareAndSwap(false, true) {
+				_ = t.tel.registration.Unregister()
+			}
 		}
 		if t.tel.stages.registration != nil {
 			_ = t.tel.stages.registration.Unregister()

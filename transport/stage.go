@@ -39,8 +39,10 @@ func Ordered() HandleOption {
 }
 
 // Concurrent runs the verb's messages — requests and one-way alike — in a
-// stage of at most n handlers at once, node wide, in arrival order of
-// starting; those beyond wait in the stage's queue, holding their bytes
+// stage of at most n handlers at once, node wide. Each peer's messages
+// start in the order they arrived, and the stage serves the peers with
+// waiting messages in turn, so one busy peer does not hold up the others'
+// first messages. Those beyond n wait in the stage, holding their bytes
 // against the inbound limits (so a full queue pauses or rejects reading,
 // as Config.Memory.InboundOverload says). n < 1 means 1.
 func Concurrent(n int) HandleOption {

@@ -341,6 +341,9 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	default:
 		reply.Version = version
 		reply.Capabilities = hello.Capabilities & t.offers(hello.Lane)
+		if reply.Capabilities&wire.CapAcceptorID != 0 {
+			reply.Message = string(t.cfg.NodeID) // whom the initiator reached
+		}
 	}
 	var p *peer
 	if reply.Reason == wire.Accepted {

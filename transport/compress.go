@@ -161,18 +161,19 @@ func isLoopback(addr net.Addr) bool {
 }
 
 // offers returns the capabilities this node offers, and accepts, on a
-// connection of kind (a lane, laneStreams or laneFile): on a lane, large
-// responses without grants, and compressed batches unless the lane's
-// compression is off; on a file connection, flags in the file header
-// (transfers without a checksum, Unchecked).
+// connection of kind (a lane, laneStreams, laneFile or laneOwnStream): on
+// every kind, the acceptor's node ID in its reply, which the initiator
+// checks; on a lane, large responses without grants, and compressed
+// batches unless the lane's compression is off; on a file connection,
+// flags in the file header (transfers without a checksum, Unchecked).
 func (t *Transport) offers(kind uint8) wire.Capabilities {
 	if kind == laneFile {
-		return wire.CapFileFlags
+		return wire.CapFileFlags | wire.CapAcceptorID
 	}
 	if kind >= routing.NumLanes {
-		return 0
+		return wire.CapAcceptorID
 	}
-	caps := wire.CapEagerResponses
+	caps := wire.CapEagerResponses | wire.CapAcceptorID
 	if t.cfg.Lanes.Compression[kind] != CompressionOff {
 		caps |= wire.CapBatchS2
 	}

@@ -124,7 +124,7 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 		}
 		nc = tc
 	}
-	caps, err := t.handshake(nc, kind, deadline)
+	caps, err := t.handshake(nc, kind, id, deadline)
 	if err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
@@ -164,9 +164,10 @@ func socketFailed(err error) bool {
 	return errors.As(err, &op) && (op.Op == "read" || op.Op == "write")
 }
 
-// handshake sends the Hello and reads the Reply by deadline (what is left
-// of Timeouts.Handshake), and returns the capabilities both sides have.
-func (t *Transport) handshake(nc net.Conn, kind uint8, deadline time.Time) (wire.Capabilities, error) {
+// handshake sends the Hello to peer id and reads the Reply by deadline
+// (what is left of Timeouts.Handshake), and returns the capabilities both
+// sides have.
+func (t *Transport) handshake(nc net.Conn, kind uint8, id cluster.NodeID, deadline time.Time) (wire.Capabilities, error) {
 	if err := nc.SetDeadline(deadline); err != nil {
 		return 0, err
 	}
@@ -202,7 +203,15 @@ func (t *Transport) handshake(nc net.Conn, kind uint8, deadline time.Time) (wire
 	}
 	// An acceptor answers with the offered bits it has: one that claims
 	// more gets only what was offered.
-	return reply.Capabilities & hello.Capabilities, nc.SetDeadline(time.Time{})
+	caps := reply.Capabilities & hello.Capabilities
+	if caps&wire.CapAcceptorID != 0 && reply.Message != string(id) {
+		// Another node listens at the address the membership gives for
+		// id: id's old one, reused before the membership noticed. Not a
+		// refusal: the membership will catch up, or id will leave.
+		return 0, fmt.Errorf("the node at %s is %q, not %q: the membership's address for %q is stale",
+			nc.RemoteAddr(), reply.Message, id, id)
+	}
+	return caps, nc.SetDeadline(time.Time{})
 }
 
 // liveConn is an established, handshaken connection. Its back-channel

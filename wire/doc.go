@@ -109,6 +109,8 @@
 //	              bit 0 CapBatchS2, compressed batch frames
 //	              bit 1 CapEagerResponses, large responses ungranted
 //	              bit 2 CapFileFlags, flags in a FileHeader
+//	              bit 3 CapAcceptorID, the acceptor's node ID in its
+//	              Reply
 //	cluster       cluster name, 0..255 bytes of any value, compared byte
 //	              for byte (an acceptor refuses any other than its own:
 //	              WrongCluster)
@@ -135,7 +137,9 @@
 //	              again later); an initiator takes a reason it does
 //	              not know as Refused
 //	capabilities  the offered bits the acceptor also has
-//	message       human-readable detail, 0..255 bytes
+//	message       human-readable detail, 0..255 bytes; in an accepting
+//	              Reply whose capabilities carry CapAcceptorID, the
+//	              acceptor's node ID
 //
 // A Hello that cannot be read or decoded (bad magic, a body_len out of
 // bounds, a bad checksum, lengths that do not add up, min_ver 0 or above
@@ -148,6 +152,16 @@
 // default), or as many in all, or is shutting down. An acceptor waits
 // its handshake timeout (internode: 5 s) for the Hello, and an initiator
 // as long for the Reply.
+//
+// An acceptor that accepts a Hello offering CapAcceptorID, and has the
+// capability, answers with the bit and its own node ID as the message. The
+// initiator compares that ID with the node it meant to reach, and closes
+// the connection if they differ: the address it dialled belongs to
+// another node now (an address reused after its node went away, before
+// the membership noticed). Without TLS, whose certificate names the node,
+// nothing else tells the initiator so. internode offers and accepts
+// CapAcceptorID on every kind of connection, and takes such a mismatch
+// as a failed dial, tried again later, not as a refusal.
 //
 // For example, the Hello of node "n1" of cluster "c", offering version 3 on
 // lane 2 with no capabilities, is these 22 bytes:
@@ -667,9 +681,10 @@
 // it, so a node of the same version without it interoperates as before:
 // compressed batches are such an addition to version 3, not a new
 // version. Version 3 defines bit 0, CapBatchS2 (see Compressed batches),
-// bit 1, CapEagerResponses (see Large messages), and bit 2, CapFileFlags
-// (see File transfer; offered on file-transfer connections); bits 3 to 31
-// are reserved and offered as 0.
+// bit 1, CapEagerResponses (see Large messages), bit 2, CapFileFlags
+// (see File transfer; offered on file-transfer connections), and bit 3,
+// CapAcceptorID (see Handshake); bits 4 to 31 are reserved and offered as
+// 0.
 //
 // Reserved values: frame kinds 9..255 and message flag bits 6 and 7 are
 // malformed in version 3 (a new one needs a new version or a
@@ -679,7 +694,7 @@
 // refusal (Refused), so later versions can add reasons.
 //
 // Part of the wire format, and pinned by tests, are: Magic, Version3,
-// CapBatchS2, CapEagerResponses, CapFileFlags, FileUnchecked,
+// CapBatchS2, CapEagerResponses, CapFileFlags, CapAcceptorID, FileUnchecked,
 // MaxBatchS2Prefix,
 // MaxHandshakeSize, MaxNameLength, FrameHeaderSize, MaxStream,
 // MaxBatchMessages,
@@ -720,7 +735,9 @@
 //  1. Sets a deadline on the connection, writes AppendHello, then reads the
 //     answer with ReadHandshake and DecodeReply.
 //  2. Checks that Reply.Reason is Accepted and Reply.Version lies in the
-//     range it offered; otherwise closes the connection.
+//     range it offered, and, if it offered CapAcceptorID and the Reply
+//     carries it, that Reply.Message is the node ID it meant to reach;
+//     otherwise closes the connection.
 //  3. On the urgent and small lanes, encodes each message as AppendHeader
 //     followed by its payload and collects whole messages into a batch no
 //     larger than a frame. On the large lane, writes a FrameLargeBegin with
@@ -743,7 +760,9 @@
 //
 //  1. Sets a deadline, reads ReadHandshake and DecodeHello, picks a version
 //     with Negotiate, checks cluster, node and lane, and writes AppendReply
-//     (with the version, or a RefuseReason and version 0, then closes).
+//     (with the version, the offered capabilities it has and, with
+//     CapAcceptorID among them, its node ID as the message; or a
+//     RefuseReason and version 0, then closes).
 //  2. Writes a FrameBeat right behind an accepting reply (message lanes:
 //     not on a stream or file connection), then every KeepaliveInterval
 //     until the connection ends.

@@ -45,6 +45,7 @@ func TestFrameConstantsArePinned(t *testing.T) {
 	assert.Equal(t, Capabilities(1), CapBatchS2)
 	assert.Equal(t, Capabilities(2), CapEagerResponses)
 	assert.Equal(t, Capabilities(4), CapFileFlags)
+	assert.Equal(t, Capabilities(8), CapAcceptorID)
 	assert.Equal(t, FileFlags(1), FileUnchecked)
 	assert.Equal(t, 5, MaxBatchS2Prefix)
 	assert.Equal(t, uint32(0x82F63B78), uint32(crc32.Castagnoli))

@@ -33,9 +33,9 @@ const MaxNameLength = 255
 const handshakePrefix = 6
 
 // Capabilities are optional features a node offers; the reply carries the
-// ones both sides have. Version 3 defines CapBatchS2 and
-// CapEagerResponses; unknown bits are ignored so that later builds can
-// add them.
+// ones both sides have. Version 3 defines CapBatchS2, CapEagerResponses,
+// CapFileFlags and CapAcceptorID; unknown bits are ignored so that later
+// builds can add them.
 type Capabilities uint32
 
 // CapEagerResponses is the capability bit that says an initiator takes
@@ -50,6 +50,15 @@ type Capabilities uint32
 // the response (FrameLargeCancel) if parts of it are still to come. It is
 // part of the wire format.
 const CapEagerResponses Capabilities = 1 << 1
+
+// CapAcceptorID is the capability bit that says an initiator checks whom
+// it reached. When the Reply carries it, an accepting Reply's message is
+// the acceptor's node ID, and the initiator closes the connection if that
+// is not the node it meant to reach (the address it dialled was another
+// node's once, and the membership has not caught up). Without TLS,
+// nothing else tells an initiator that a node at a stale address is not
+// the one it wants. It is part of the wire format.
+const CapAcceptorID Capabilities = 1 << 3
 
 // Hello opens a connection: the initiator says who it is and what it wants.
 type Hello struct {
@@ -105,7 +114,10 @@ type Reply struct {
 	Version      uint8        // chosen version; 0 when refused
 	Reason       RefuseReason // Accepted, or why not
 	Capabilities Capabilities
-	Message      string // human-readable detail, at most MaxNameLength bytes
+	// Message is a human-readable detail of a refusal, at most
+	// MaxNameLength bytes; in an accepting Reply that carries
+	// CapAcceptorID, the acceptor's node ID.
+	Message string
 }
 
 // AppendHello appends the encoding of h:

@@ -1,0 +1,110 @@
+package transport
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+)
+
+// heldWatch is a Static whose events reach its watchers only when
+// released: a membership that tells from a goroutine of its own, behind
+// its member map (as cluster/memberlist does).
+type heldWatch struct {
+	*cluster.Static
+	mu   sync.Mutex
+	held []cluster.Event
+	fns  []func(cluster.Event)
+}
+
+func newHeldWatch(members ...cluster.Member) *heldWatch {
+	h := &heldWatch{Static: cluster.NewStatic(members...)}
+	h.Static.Watch(func(ev cluster.Event) {
+		h.mu.Lock()
+		h.held = append(h.held, ev)
+		h.mu.Unlock()
+	})
+	return h
+}
+
+func (h *heldWatch) Watch(fn func(cluster.Event)) func() {
+	h.mu.Lock()
+	h.fns = append(h.fns, fn)
+	h.mu.Unlock()
+	return func() {}
+}
+
+// release tells the watchers the events held so far, in order.
+func (h *heldWatch) release() {
+	h.mu.Lock()
+	held, fns := h.held, h.fns
+	h.held = nil
+	h.mu.Unlock()
+	for _, ev := range held {
+		for _, fn := range fns {
+			fn(ev)
+		}
+	}
+}
+
+// TestTwoQuickMovesKeepTheConnectionToTheLatestAddress: n2 moves from A
+// to B and at once to C, and the membership's events are behind its
+// member map. n1's lane, its connection to A broken, redials at the
+// address the membership gives now, C. The late event for B then killed
+// that good connection ("the peer moved to B"), failing the request
+// written on it with ErrConnectionReset, and the lane dialled once more.
+// The peer now follows the membership's address, not the event's.
+func TestTwoQuickMovesKeepTheConnectionToTheLatestAddress(t *testing.T) {
+	answer := func(tr *Transport, started chan<- struct{}, release <-chan struct{}) {
+		tr.Handle(1, HandlerFunc(func(_ context.Context, m *Message) ([]byte, error) {
+			if string(m.Payload) == "slow" {
+				started <- struct{}{}
+				<-release
+			}
+			return []byte(tr.Addr().String()), nil
+		}))
+	}
+	n1Entry := cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"})
+	atA := startNode(t, "n2", n1Entry, nil)
+	answer(atA, nil, nil)
+	members := newHeldWatch(cluster.Member{ID: "n2", Addr: atA.Addr().String()})
+	n1 := startNode(t, "n1", members, func(c *Config) {
+		c.Reconnect.MinBackoff, c.Reconnect.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := n1.Request(ctx, "n2", 1, []byte("q"))
+	require.NoError(t, err)
+	require.Equal(t, atA.Addr().String(), string(resp))
+
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	atC := startNode(t, "n2", n1Entry, nil)
+	answer(atC, started, release)
+	members.Add(cluster.Member{ID: "n2", Addr: "127.0.0.1:1"}) // B, where n2 stayed a moment
+	members.Add(cluster.Member{ID: "n2", Addr: atC.Addr().String()})
+	atA.Close() // n1's connection to A breaks; the lane redials, to C
+	eventually(t, func() bool {
+		resp, err := n1.Request(ctx, "n2", 1, []byte("q"))
+		return err == nil && string(resp) == atC.Addr().String()
+	}, "n1 reaches n2 at C")
+	connects := n1.Stats().Total().Connects
+
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := n1.Request(ctx, "n2", 1, []byte("slow"))
+		if err == nil && string(resp) != atC.Addr().String() {
+			err = assert.AnError
+		}
+		slow <- err
+	}()
+	<-started // the slow request reached C
+	members.release() // n2 moved to B, then to C
+	close(release)
+	assert.NoError(t, <-slow, "the request written on the connection to C")
+	assert.Equal(t, connects, n1.Stats().Total().Connects, "the connection to C was replaced")
+}

@@ -11,12 +11,12 @@ import (
 	"github.com/internode/internode/cluster"
 )
 
-// TestAddressChangeMovesAConnectedLane: n1's membership gives n2 an
-// address where another node (n3) listens — a mistake, or a move — and a
-// request to n2 goes there on a connected lane. The membership is then
-// corrected (an Update with n2's real address). The next request went to
-// the old address still: the Update only kicked lanes waiting to redial,
-// and a connected lane kept writing where it was.
+// TestAddressChangeMovesAConnectedLane: n1's membership gives n2's old
+// address, where a former n2 still listens, and a request to n2 goes
+// there on a connected lane. The membership is then corrected (an Update
+// with n2's new address). The next request went to the old address
+// still: the Update only kicked lanes waiting to redial, and a connected
+// lane kept writing where it was.
 func TestAddressChangeMovesAConnectedLane(t *testing.T) {
 	m1 := cluster.NewStatic()
 	n1 := startNode(t, "n1", m1, nil)
@@ -26,15 +26,15 @@ func TestAddressChangeMovesAConnectedLane(t *testing.T) {
 	knowsN1 := func() *cluster.Static { return cluster.NewStatic(cluster.Member{ID: "n1", Addr: n1.Addr().String()}) }
 	n2 := startNode(t, "n2", knowsN1(), nil)
 	n2.Handle(1, whoami("n2"))
-	n3 := startNode(t, "n3", knowsN1(), nil)
-	n3.Handle(1, whoami("n3"))
+	former := startNode(t, "n2", knowsN1(), nil)
+	former.Handle(1, whoami("former n2"))
 
-	m1.Add(cluster.Member{ID: "n2", Addr: n3.Addr().String()}) // the old address
+	m1.Add(cluster.Member{ID: "n2", Addr: former.Addr().String()}) // the old address
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	got, err := n1.Request(ctx, "n2", 1, nil)
 	require.NoError(t, err)
-	require.Equal(t, "n3", string(got), "setup: the old address answers")
+	require.Equal(t, "former n2", string(got), "setup: the old address answers")
 
 	m1.Add(cluster.Member{ID: "n2", Addr: n2.Addr().String()}) // Update: n2's address changes
 	got, err = n1.Request(ctx, "n2", 1, nil)

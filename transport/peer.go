@@ -469,6 +469,24 @@ func (t *Transport) leaveIsLate(id cluster.NodeID) bool {
 	return false
 }
 
+// latestAddr returns the address the membership gives now for the member
+// an event told of, where watchers may ask it (cluster.LookupFromWatch),
+// else the event's. An event may be behind the member map: a peer that
+// moved twice at once is at its second address when the first is told,
+// and the lanes, which dial what Lookup answers, may be connected there
+// already; following the event would end those good connections, and the
+// requests written on them.
+func (t *Transport) latestAddr(m cluster.Member) string {
+	lf, ok := t.cfg.Membership.(cluster.LookupFromWatch)
+	if !ok || !lf.WatchersMayLookup() {
+		return m.Addr
+	}
+	if now, ok := lf.Lookup(m.ID); ok {
+		return now.Addr
+	}
+	return m.Addr // gone since: its Leave follows
+}
+
 // membershipChanged stops a departed peer's writers and fails what waits
 // for it.
 func (t *Transport) membershipChanged(ev cluster.Event) {
@@ -484,7 +502,7 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 		t.peersMu.Unlock()
 		if p != nil {
 			t.promote(p) // an entry made before it joined
-			addr := ev.Member.Addr
+			addr := t.latestAddr(ev.Member)
 			if old := p.addr.Swap(&addr); old != nil && *old != addr {
 				p.moved(addr)
 			}

@@ -102,7 +102,7 @@ func TestTwoQuickMovesKeepTheConnectionToTheLatestAddress(t *testing.T) {
 		}
 		slow <- err
 	}()
-	<-started // the slow request reached C
+	<-started         // the slow request reached C
 	members.release() // n2 moved to B, then to C
 	close(release)
 	assert.NoError(t, <-slow, "the request written on the connection to C")

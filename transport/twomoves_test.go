@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -107,4 +109,59 @@ func TestTwoQuickMovesKeepTheConnectionToTheLatestAddress(t *testing.T) {
 	close(release)
 	assert.NoError(t, <-slow, "the request written on the connection to C")
 	assert.Equal(t, connects, n1.Stats().Total().Connects, "the connection to C was replaced")
+}
+
+// TestAMoveToldLateKeepsAStreamSessionAlreadyThere: n2 moved from A to B,
+// and its event is behind the membership's map. A stream opened meanwhile
+// dials the address the membership gives, B. The late event then closed
+// that session, which was where it should be, and the stream on it broke.
+func TestAMoveToldLateKeepsAStreamSessionAlreadyThere(t *testing.T) {
+	n1Entry := cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"})
+	echoes := func(tr *Transport) {
+		tr.HandleStream(1, StreamHandlerFunc(func(_ context.Context, s *Stream) {
+			_, _ = io.Copy(s, s)
+		}))
+	}
+	atA, atB := startNode(t, "n2", n1Entry, nil), startNode(t, "n2", n1Entry, nil)
+	echoes(atA)
+	echoes(atB)
+	members := newHeldWatch(cluster.Member{ID: "n2", Addr: atA.Addr().String()})
+	n1 := startNode(t, "n1", members, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var s *Stream
+	echo := func(what string) error {
+		if _, err := s.Write([]byte(what)); err != nil {
+			return err
+		}
+		got := make([]byte, len(what))
+		if _, err := io.ReadFull(s, got); err != nil {
+			return err
+		}
+		if string(got) != what {
+			return fmt.Errorf("echoed %q, want %q", got, what)
+		}
+		return nil
+	}
+	var err error
+	s, err = n1.OpenStream(ctx, "n2", 1) // on a session to A
+	require.NoError(t, err)
+	require.NoError(t, echo("at A"))
+	s.Close()
+
+	members.Add(cluster.Member{ID: "n2", Addr: atB.Addr().String()}) // told late
+	atA.Close()
+	eventually(t, func() bool {
+		if s, err = n1.OpenStream(ctx, "n2", 1); err != nil {
+			return false
+		}
+		if err = echo("at B"); err != nil {
+			s.Close()
+			return false
+		}
+		return true
+	}, "a stream on a session to B")
+	defer s.Close()
+	members.release() // n2 moved to B
+	assert.NoError(t, echo("after"), "the stream on the session to B")
 }

@@ -136,7 +136,7 @@ func (p *peer) moved(addr string) {
 			c.moved(addr)
 		}
 	}
-	p.closeStreams()
+	p.streamsMoved(addr)
 }
 
 // lane returns the outbound connection for lane, creating it on first

@@ -530,6 +530,7 @@ func (s *Stream) SetDeadline(t time.Time) error {
 type streamState struct {
 	mu      sync.Mutex
 	session atomic.Pointer[smux.Session] // outbound: this node's session to the peer; set under mu
+	addr    string                       // under mu: the address session was dialled to
 	dialing chan struct{}                // under mu: closed when the dial under way ends
 	out, in atomic.Int32                 // open streams each way
 	// Of those, the ones in a session (sessionStreams bounds them).
@@ -845,6 +846,7 @@ func (t *Transport) streamSession(ctx context.Context, p *peer) (s *smux.Session
 		return nil, false, err
 	}
 	p.streams.session.Store(s)
+	p.streams.addr = addr
 	p.streams.mu.Unlock()
 	// The peer may have moved while this dialled its old address: the
 	// move (peer.moved) found no session to close, and this one would
@@ -939,6 +941,18 @@ func (p *peer) closeStreams() {
 	p.streams.mu.Lock()
 	defer p.streams.mu.Unlock()
 	if s := p.streams.session.Swap(nil); s != nil {
+		s.Close()
+	}
+}
+
+// streamsMoved closes the peer's outbound stream session unless it was
+// dialled to addr, the peer's new address: one dialled since the move,
+// told late, is where it should be.
+func (p *peer) streamsMoved(addr string) {
+	p.streams.mu.Lock()
+	defer p.streams.mu.Unlock()
+	if s := p.streams.session.Load(); s != nil && p.streams.addr != addr {
+		p.streams.session.Store(nil)
 		s.Close()
 	}
 }

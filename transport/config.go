@@ -248,7 +248,15 @@ type TelemetryConfig struct {
 	// (on a scope without the attribute), which lasts until the last of
 	// them closes. A closed transport's own metrics, but for the stage and
 	// health gauges, are reported once more, with their final figures, by
-	// the first collection after Close.
+	// the first collection after Close (with several readers, the first
+	// reader to collect; the others may miss them). A transport of the
+	// same node started on the same provider before that collection
+	// takes the series over: the closed one's final figures are not
+	// reported, and the series restart from the new transport's (a
+	// counter reset). A provider whose views drop
+	// internode.request.duration and that has not collected yet is taken
+	// as one that collects nothing, whose counters Close unregisters at
+	// once.
 	MeterProvider metric.MeterProvider
 	// TracerProvider receives Request's client spans and handlers' server
 	// spans; trace context travels in the message header. Default:

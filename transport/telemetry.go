@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,8 @@ type telemetry struct {
 	spanlessUntil   atomic.Int64
 	spanlessRecheck time.Duration
 	registration    metric.Registration
+	key             telemetryKey // its provider and node (closedAwaiting)
+	keyed           bool         // key is usable
 	// final: the transport closed and every message has its outcome.
 	// The counters stay registered until a collection has reported
 	// their final figures (see registerObservables).
@@ -52,7 +55,9 @@ type telemetry struct {
 	// collection after it, whichever comes first; the other does not
 	// wait for it (a collection calls the callback under the lock that
 	// Unregister takes).
-	retired     atomic.Bool
+	retired atomic.Bool
+	// collected: the counters' callback ran; something collects them.
+	collected   atomic.Bool
 	leaveKernel func() // ends this transport's share of the kernel counters' export
 	stages      stageInstruments
 	health      healthInstruments
@@ -70,6 +75,9 @@ func newTelemetry(t *Transport, mp metric.MeterProvider, tp trace.TracerProvider
 		tracer:          tp.Tracer(instrumentationName),
 		propagator:      propagation.TraceContext{},
 		spanlessRecheck: spanlessRecheck,
+	}
+	if tel.key, tel.keyed = keyFor(mp, t.cfg.NodeID); tel.keyed {
+		replaceClosed(tel.key)
 	}
 	var err error
 	if tel.batchMessages, err = m.Int64Histogram("internode.coalesce.batch_messages",
@@ -206,6 +214,60 @@ func (s *observableSet) err() error {
 	return nil
 }
 
+// closedAwaiting holds, by provider and node ID (telemetryKey), the
+// telemetry of a closed transport whose counters wait for the collection
+// that reports their final figures. A transport of the same node started
+// on the same provider meanwhile reports the same series: had both
+// callbacks observed them, that collection would have read their sum (a
+// figure neither counted, followed by a fall that reads as a reset, or a
+// negative delta). The new transport unregisters the closed one's
+// counters instead, whose final figures are then lost: its series start
+// again from the new transport's, a counter reset.
+var closedAwaiting sync.Map // telemetryKey → *telemetry
+
+// telemetryKey names the series a transport's counters report: its
+// provider, and its node ID, the attribute of its meter.
+type telemetryKey struct {
+	mp   metric.MeterProvider
+	node cluster.NodeID
+}
+
+// keyFor returns the key of node's counters on mp, and false when mp
+// cannot be a map key (a provider of a type that is not comparable),
+// which is then not tracked.
+func keyFor(mp metric.MeterProvider, node cluster.NodeID) (telemetryKey, bool) {
+	if mp == nil || !reflect.TypeOf(mp).Comparable() {
+		return telemetryKey{}, false
+	}
+	return telemetryKey{mp, node}, true
+}
+
+// awaitFinalCollection leaves the counters of a closed transport
+// registered for the collection that reports their final figures, and
+// known to a transport of the same node started on the same provider
+// before it (closedAwaiting).
+func (tel *telemetry) awaitFinalCollection() {
+	if tel.keyed {
+		closedAwaiting.Store(tel.key, tel)
+		if tel.retired.Load() { // the collection came meanwhile
+			closedAwaiting.CompareAndDelete(tel.key, tel)
+		}
+	}
+}
+
+// replaceClosed unregisters the counters of a closed transport of the
+// same node on the same provider that still wait for their final
+// collection (closedAwaiting).
+func replaceClosed(key telemetryKey) {
+	v, ok := closedAwaiting.LoadAndDelete(key)
+	if !ok {
+		return
+	}
+	if old := v.(*telemetry); old.retired.CompareAndSwap(false, true) {
+		_ = old.registration.Unregister()
+	}
+}
+
 // registerObservables registers the counters, observed from t. Once t
 // has closed (tel.final), the collection that reports their final
 // figures unregisters them: a callback unregistered is not called, and
@@ -243,12 +305,14 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 		return nil, err
 	}
 	return m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		tel.collected.Store(true)
 		final := tel.final.Load() // read first: what observe reads is final then
 		t.observe(obs, &o)
 		if final {
 			// Not here: the provider calls this under the lock that
 			// Unregister takes.
 			if tel.retired.CompareAndSwap(false, true) {
+				closedAwaiting.CompareAndDelete(tel.key, tel)
 				go func() { _ = tel.registration.Unregister() }()
 			}
 		}

@@ -453,7 +453,8 @@ func (t *Transport) inboundAnswered() bool {
 // (an exporter's last: a MeterProvider's Shutdown, a final scrape) has
 // reported their final figures, the messages Close failed included;
 // with a provider that has no reader (the global one before the
-// application sets one), Close unregisters them.
+// application sets one), Close unregisters them (see
+// TelemetryConfig.MeterProvider).
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)
@@ -482,13 +483,19 @@ func (t *Transport) Close() error {
 		// (registerObservables); the gauges of stages and health, which
 		// describe a running node, go.
 		t.tel.final.Store(true)
-		if t.tel.registration != nil && !t.tel.requestDuration.Enabled(context.Background()) {
+		switch {
+		case t.tel.registration == nil:
+		case !t.tel.collected.Load() && !t.tel.requestDuration.Enabled(context.Background()):
 			// Nothing collects (no SDK behind the provider, as the
 			// global one until the application sets one, or no
-			// reader): nothing would unregister them.
+			// reader): nothing would unregister them. A provider
+			// whose views drop request.duration reads so too until
+			// its first collection.
 			if t.tel.retired.CompareAndSwap(false, true) {
 				_ = t.tel.registration.Unregister()
 			}
+		default:
+			t.tel.awaitFinalCollection()
 		}
 		if t.tel.stages.registration != nil {
 			_ = t.tel.stages.registration.Unregister()

@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/internode/internode/transport"
 )
@@ -76,49 +75,4 @@ func TestCloseKeepsTheFinalFiguresWhenViewsDropTheRequestDuration(t *testing.T) 
 	require.NoError(t, tr.Close())
 	dropped := sumWhere(collect(t, reader)["internode.messages.dropped"], "peer", "ghost", "reason", "closed", "direction", "out")
 	assert.Equal(t, int64(queued), dropped, "the collection after Close reports what Close failed")
-}
-
-// TestARestartedNodeReportsNoNegativeDelta: the same restart, read by a
-// reader of delta temporality (an OTLP exporter set to delta): the SDK
-// reports each collection's sum less the one before, so the collection
-// that adds the closed transport's final figure to the new one's (7) is
-// followed by one of the new transport's alone (2): a delta of -5 on a
-// monotonic counter.
-func TestARestartedNodeReportsNoNegativeDelta(t *testing.T) {
-	reader := metric.NewManualReader(metric.WithTemporalitySelector(func(metric.InstrumentKind) metricdata.Temporality {
-		return metricdata.DeltaTemporality
-	}))
-	provider := metric.NewMeterProvider(metric.WithReader(reader))
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		if i == 0 {
-			cfg.Telemetry.MeterProvider = provider
-		}
-	})
-	handleAll(c, verbEcho, func(ctx context.Context, m *transport.Message) ([]byte, error) { return m.Payload, nil })
-	sent := func() int64 {
-		return sumWhere(collect(t, reader)["internode.messages.sent"], "peer", string(c.ID(1)))
-	}
-	for range 5 {
-		_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
-		require.NoError(t, err)
-	}
-	waitFor(t, 5*time.Second, "5 counted sent", func() bool { return c.Nodes[0].Stats().Total().MessagesSent == 5 })
-	require.Equal(t, int64(5), sent())
-	again, err := c.Restart(0)
-	require.NoError(t, err)
-	for range 2 {
-		_, err := again.Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
-		require.NoError(t, err)
-	}
-	waitFor(t, 5*time.Second, "2 counted sent", func() bool { return again.Stats().Total().MessagesSent == 2 })
-	// Collected until the old registration's Unregister, which runs on
-	// a goroutine of its own, has left the new transport's figures alone.
-	var deltas []int64
-	waitFor(t, 5*time.Second, "the deltas settled", func() bool {
-		deltas = append(deltas, sent())
-		return len(deltas) >= 2 && deltas[len(deltas)-1] == 0
-	})
-	for _, d := range deltas {
-		assert.GreaterOrEqual(t, d, int64(0), "a monotonic counter's deltas after the restart: %v", deltas)
-	}
 }

@@ -299,12 +299,13 @@ func TestNewCompressor(t *testing.T) {
 	tr := coreTransport(t, func(c *Config) {
 		c.Lanes.Compression = [routing.NumLanes]Compression{CompressionAuto, CompressionOn, CompressionOff}
 	})
-	eager := wire.CapEagerResponses
-	assert.Equal(t, wire.CapBatchS2|eager, tr.offers(uint8(routing.Urgent)))
-	assert.Equal(t, wire.CapBatchS2|eager, tr.offers(uint8(routing.Small)))
-	assert.Equal(t, eager, tr.offers(uint8(routing.Large)), "off: not offered")
-	assert.Zero(t, tr.offers(uint8(laneStreams)))
-	assert.Equal(t, wire.CapFileFlags, tr.offers(uint8(laneFile)), "file connections offer only their flags")
+	eager, id := wire.CapEagerResponses, wire.CapAcceptorID
+	assert.Equal(t, wire.CapBatchS2|eager|id, tr.offers(uint8(routing.Urgent)))
+	assert.Equal(t, wire.CapBatchS2|eager|id, tr.offers(uint8(routing.Small)))
+	assert.Equal(t, eager|id, tr.offers(uint8(routing.Large)), "off: not offered")
+	assert.Equal(t, id, tr.offers(uint8(laneStreams)))
+	assert.Equal(t, id, tr.offers(uint8(laneOwnStream)))
+	assert.Equal(t, wire.CapFileFlags|id, tr.offers(uint8(laneFile)), "file connections offer their flags, not the lanes' bits")
 	var cc connCounters
 	for _, c := range []struct {
 		lane   routing.Lane

@@ -258,7 +258,12 @@ func TestCompressionWithAPeerOfAnOlderWire(t *testing.T) {
 			hello.Capabilities, hello.Node = offer, "old"
 			reply := handshake(t, conn, hello)
 			require.Equal(t, wire.Accepted, reply.Reason)
-			assert.Equal(t, offer&(wire.CapBatchS2|wire.CapEagerResponses), reply.Capabilities, "only the offered bits it has")
+			assert.Equal(t, offer&(wire.CapBatchS2|wire.CapEagerResponses|wire.CapAcceptorID), reply.Capabilities, "only the offered bits it has")
+			if offer&wire.CapAcceptorID != 0 {
+				assert.Equal(t, string(c.ID(0)), reply.Message, "the acceptor names itself when asked")
+			} else {
+				assert.Empty(t, reply.Message, "and only then")
+			}
 
 			payload := jsonLike(7, 4<<10)
 			h := wire.Header{Flags: wire.FlagExpectsResponse, ID: 1, Verb: uint32(verbCompressEcho),

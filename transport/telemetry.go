@@ -233,10 +233,10 @@ type telemetryKey struct {
 }
 
 // keyFor returns the key of node's counters on mp, and false when mp
-// cannot be a map key (a provider of a type that is not comparable),
-// which is then not tracked.
+// cannot be a map key (a value that is not comparable, as
+// joinKernelExport finds), which is then not tracked.
 func keyFor(mp metric.MeterProvider, node cluster.NodeID) (telemetryKey, bool) {
-	if mp == nil || !reflect.TypeOf(mp).Comparable() {
+	if mp == nil || !reflect.ValueOf(mp).Comparable() {
 		return telemetryKey{}, false
 	}
 	return telemetryKey{mp, node}, true

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -154,9 +155,12 @@ func TestPeerCheckInitiator(t *testing.T) {
 		// response comes back as a large message, granted or eager.
 		{"100 KiB echo", 100 << 10, nil},
 		{"100 KiB echo, eager", 100 << 10, []string{"--caps", "2"}},
+		// CapAcceptorID offered: the reply names the node.
+		{"acceptor ID", 3000, []string{"--caps", "8"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			node, oneWays := peerCheckNode(t, nil)
+			var id cluster.NodeID
+			node, oneWays := peerCheckNode(t, func(cfg *transport.Config) { id = cfg.NodeID })
 			oneWay := []byte("one-way from python \x00\xff")
 			echo := make([]byte, tc.size)
 			for i := range echo {
@@ -169,6 +173,12 @@ func TestPeerCheckInitiator(t *testing.T) {
 			reply := peerEvent(t, events, "reply")
 			assert.EqualValues(t, wire.Accepted, reply["reason"])
 			assert.EqualValues(t, wire.Version3, reply["version"])
+			if slices.Contains(tc.extra, "8") {
+				assert.EqualValues(t, wire.CapAcceptorID, reply["caps"])
+				assert.Equal(t, string(id), reply["message"], "the acceptor's node ID")
+			} else {
+				assert.Empty(t, reply["message"])
+			}
 
 			resp := peerEvent(t, events, "response")
 			assert.EqualValues(t, wire.FlagResponse, uint8(resp["flags"].(float64))&uint8(wire.FlagResponse|wire.FlagFailure))

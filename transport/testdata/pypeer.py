@@ -707,7 +707,7 @@ def main():
     p.add_argument("--lane", type=int, default=LANE_SMALL)
     p.add_argument("--ttl", type=float, default=5.0, help="request ttl in seconds, 0 for none")
     p.add_argument("--one-frame", action="store_true")
-    p.add_argument("--caps", type=int, default=0, help="capabilities to offer (2: CapEagerResponses)")
+    p.add_argument("--caps", type=int, default=0, help="capabilities to offer (2: CapEagerResponses, 8: CapAcceptorID)")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--watch", type=float, default=3.0)
     args = p.parse_args()

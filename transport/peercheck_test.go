@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 

@@ -33,11 +33,15 @@ const (
 	RefusedTLS                        // the TLS handshake failed: plain text, bad certificate...
 	RefusedTooMany                    // too many unfinished handshakes, or connections (Config.Security.MaxConns...)
 	RefusedSelf                       // the peer claims this node's own ID
-	NumRefusals        = iota
+	// RefusedEmpty: the connection closed before sending a byte (a
+	// port probe, a load balancer's health check): not bad input, and
+	// logged only at debug level.
+	RefusedEmpty
+	NumRefusals = iota
 )
 
 var refusalNames = [NumRefusals]string{"version", "cluster", "unknown_node", "identity", "lane",
-	"malformed", "timeout", "tls", "too_many", "self"}
+	"malformed", "timeout", "tls", "too_many", "self", "empty"}
 
 // String returns the refusal's metric label.
 func (r Refusal) String() string {
@@ -51,6 +55,10 @@ func (r Refusal) String() string {
 // limited per reason, so a flood of bad handshakes cannot flood it.
 func (t *Transport) refuse(conn net.Conn, why Refusal, err error) {
 	t.refusals[why].Add(1) // InboundRefused is their sum: one counter, one count
+	if why == RefusedEmpty {
+		t.log.Debug("internode: connection closed before its handshake", "remote", conn.RemoteAddr())
+		return
+	}
 	t.logs.warn(logKey{refusal: why + 1}, "internode: connection refused", "remote", conn.RemoteAddr(), "reason", why.String(), "err", err)
 }
 
@@ -275,8 +283,12 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		// A plain-text internode peer gets a clear refusal, not a TLS
 		// alert it cannot read.
 		var magic [4]byte
-		if _, err := io.ReadFull(raw, magic[:]); err != nil {
-			return nil, wire.Hello{}, nil, &refusalError{timeoutOr(err, RefusedTLS), err}
+		if n, err := io.ReadFull(raw, magic[:]); err != nil {
+			why := RefusedTLS
+			if n == 0 && hungUp(err) {
+				why = RefusedEmpty
+			}
+			return nil, wire.Hello{}, nil, &refusalError{timeoutOr(err, why), err}
 		}
 		if binary.BigEndian.Uint32(magic[:]) == wire.Magic {
 			reply := wire.Reply{Reason: wire.Refused, Message: "this node requires TLS"}
@@ -294,8 +306,12 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		conn = tlsConn
 	}
 	buf := make([]byte, wire.MaxHandshakeSize)
-	raw2, err := wire.ReadHandshake(conn, buf)
+	var read int64
+	raw2, err := wire.ReadHandshake(countingReader{r: conn, n: &read}, buf)
 	if err != nil {
+		if read == 0 && hungUp(err) && tlsConn == nil {
+			return nil, wire.Hello{}, nil, &refusalError{RefusedEmpty, err}
+		}
 		if tlsConn == nil && errors.Is(err, wire.ErrBadMagic) {
 			// ReadHandshake read the 6-byte prefix into buf.
 			if refusedTLS(conn, buf[:6]) {

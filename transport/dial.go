@@ -182,7 +182,8 @@ func (t *Transport) handshake(nc net.Conn, kind uint8, id cluster.NodeID, deadli
 	}
 	buf := make([]byte, wire.MaxHandshakeSize)
 	raw, err := wire.ReadHandshake(nc, buf)
-	if errors.Is(err, wire.ErrBadMagic) || errors.Is(err, wire.ErrChecksum) || errors.Is(err, wire.ErrHandshakeTooLarge) {
+	if errors.Is(err, wire.ErrBadMagic) || errors.Is(err, wire.ErrChecksum) || errors.Is(err, wire.ErrHandshakeTooLarge) ||
+		errors.Is(err, wire.ErrMalformed) {
 		// The peer speaks something else (a TLS alert, say): retrying
 		// will not help.
 		return 0, fmt.Errorf("%w: the peer does not speak internode: %w", ErrRefused, err)

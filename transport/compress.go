@@ -320,7 +320,10 @@ func isRefusal(err error) bool {
 // against the frame limit — as for a plain frame of that size. The
 // compressed block, held only while it is decoded, is counted beyond the
 // limits (at most one frame per connection) rather than waited for: a
-// batch that fills the limit could otherwise never be read.
+// batch that fills the limit could otherwise never be read. A frame that
+// OverloadReject rejects holds the same while its block is read, and its
+// decompressed batch, outside the limits, only once the block has come,
+// while its messages are answered.
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	n, err := peekBatchS2Len(ic.src, fh, ic.t.maxFrame)
 	for err != nil && ic.deadlineEarly(err, ic.frameStart) {
@@ -333,25 +336,42 @@ func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	if err != nil {
 		return err
 	}
-	return ic.readAdmitted(n, func(buf []byte, counted bool) error {
-		blockHeld := int64(bufpool.Cap(int(fh.Length)))
-		if !counted {
-			blockHeld = 0
+	return ic.readAdmitted(n, func(buf []byte) error {
+		return ic.readBlockS2(fh, func() []byte { return buf })
+	}, func(arrived int64) error {
+		var buf []byte
+		err := ic.readBlockS2(fh, func() []byte {
+			buf = bufpool.Get(n)
+			return buf
+		})
+		if err != nil {
+			if buf != nil {
+				bufpool.Put(buf)
+			}
+			return err
 		}
-		ic.account.Overdraw(blockHeld)
-		block := bufpool.Get(int(fh.Length))
-		err := ic.readPayload(fh, block)
-		if err == nil {
-			ic.measureRecvQueue(int(fh.Length), false)
-			err = wire.DecodeBatchS2(buf, block)
-		}
-		bufpool.Put(block)
-		ic.account.Release(blockHeld)
-		if err == nil {
-			ic.counters.compressedFrames.Add(1)
-		}
-		return err
+		return ic.handleBatch(buf, 0, arrived, true, false, false)
 	})
+}
+
+// readBlockS2 reads the compressed block of the frame fh heads, counted
+// beyond the limits while it is held, and decodes it into the buffer
+// into returns once the block has been read and checked.
+func (ic *inConn) readBlockS2(fh wire.FrameHeader, into func() []byte) error {
+	blockHeld := int64(bufpool.Cap(int(fh.Length)))
+	ic.account.Overdraw(blockHeld)
+	block := bufpool.Get(int(fh.Length))
+	err := ic.readPayload(fh, block)
+	if err == nil {
+		ic.measureRecvQueue(int(fh.Length), false)
+		err = wire.DecodeBatchS2(into(), block)
+	}
+	bufpool.Put(block)
+	ic.account.Release(blockHeld)
+	if err == nil {
+		ic.counters.compressedFrames.Add(1)
+	}
+	return err
 }
 
 // readBatchS2 reads a compressed batch of responses; like readBatch, it

@@ -257,8 +257,13 @@
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
 // bound the connections); per process at most 8 spare queue segments of
-// 512 KiB; with OverloadReject, a frame read only to be rejected, freed at
-// once; per session stream a read-ahead buffer of 32 KiB, and per peer at
+// 512 KiB; with OverloadReject, for a batch frame read only to be
+// rejected, an 8 KiB buffer it is read through and 32 bytes for each of
+// its messages (at most 32 KiB), its messages answered only once the
+// whole frame has come and its checksum matched, or for a compressed one
+// its decompressed batch, once its block has come (the block is held
+// as any compressed frame's, above), both freed as its messages are
+// answered; per session stream a read-ahead buffer of 32 KiB, and per peer at
 // most StreamConfig.SessionBuffer more as they grow (Stream.Write); per
 // file transfer being sent or received, a 256 KiB checksum buffer
 // (FileConfig.MaxConcurrent bounds those received, the caller's SendFile

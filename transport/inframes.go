@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"sync"
@@ -165,21 +166,23 @@ func cutWithin(what string, err error) error {
 
 // readBatch reads a batch frame and hands its messages on (readAdmitted).
 func (ic *inConn) readBatch(fh wire.FrameHeader) error {
-	return ic.readAdmitted(int(fh.Length), func(buf []byte, _ bool) error {
+	return ic.readAdmitted(int(fh.Length), func(buf []byte) error {
 		if err := ic.readPayload(fh, buf); err != nil {
 			return err
 		}
 		ic.measureRecvQueue(int(fh.Length), false)
 		return nil
+	}, func(arrived int64) error {
+		return ic.rejectBatch(fh, arrived)
 	})
 }
 
 // readAdmitted reads a batch frame of n bytes with read, into a pooled
 // buffer, once capacity for the buffer is taken, and hands its messages
-// on. read counts what else it holds meanwhile only if told to. Out of
-// capacity, OverloadPause waits (reading stops, so TCP pushes back on the
-// sender) and OverloadReject reads the frame into a buffer held only
-// while its messages are answered, then rejects them.
+// on. Out of capacity, OverloadPause waits (reading stops, so TCP pushes
+// back on the sender) and OverloadReject has reject read the frame and
+// reject its messages, with no capacity taken: a plain frame is read
+// without being held (rejectBatch), a compressed one as readBatchS2 says.
 //
 // A small frame (maxUnadmittedFrame) that does not fit at once is read
 // first: one that holds only cancels needs no capacity, and must not wait
@@ -199,13 +202,13 @@ func (ic *inConn) readBatch(fh wire.FrameHeader) error {
 // the wait has pushed back. A frame that waited in the socket's receive
 // queue while an earlier one waited here starts them when the reader's
 // marks saw it there (arrivals).
-func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error) error {
+func (ic *inConn) readAdmitted(n int, read func(buf []byte) error, reject func(arrived int64) error) error {
 	arrived := ic.arrival()
 	held := int64(bufpool.Cap(n))
 	took := ic.account.TryTake(held)
 	if !took && n <= maxUnadmittedFrame && ic.t.cfg.Memory.InboundOverload == OverloadPause {
 		buf := bufpool.Get(n)
-		if err := read(buf, true); err != nil {
+		if err := read(buf); err != nil {
 			bufpool.Put(buf)
 			return err
 		}
@@ -251,7 +254,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		// beyond the limits as under OverloadPause, not refused as one
 		// more of the requests that hold the room.
 		buf := bufpool.Get(n)
-		if err := read(buf, true); err != nil {
+		if err := read(buf); err != nil {
 			bufpool.Put(buf)
 			ic.t.giveBackUrgentOverdraft(ic.peer)
 			return err
@@ -259,23 +262,155 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte, counted bool) error)
 		ic.account.Overdraw(held)
 		return ic.handleBatch(buf, held, arrived, false, false, true)
 	}
-	rejecting := false
 	if !took {
-		var err error
-		if rejecting, err = ic.admit(held); err != nil {
+		rejecting, err := ic.admit(held)
+		if err != nil {
 			return err
 		}
 		if rejecting {
-			held = 0
+			return reject(arrived)
 		}
 	}
 	buf := bufpool.Get(n)
-	if err := read(buf, !rejecting); err != nil {
+	if err := read(buf); err != nil {
 		bufpool.Put(buf)
 		ic.account.Release(held)
 		return err
 	}
-	return ic.handleBatch(buf, held, arrived, rejecting, false, false)
+	return ic.handleBatch(buf, held, arrived, false, false, false)
+}
+
+// rejectScratch is the length of the buffer a batch frame read only to
+// be rejected is read through (rejectBatch): room for the longest
+// message header, wire.MaxHeaderSize, with the bytes around it.
+const rejectScratch = 8 << 10
+
+// rejectedMessage is what answering one message of a rejected batch frame
+// takes, kept while the rest of the frame is read (rejectBatch).
+type rejectedMessage struct {
+	id       uint64
+	deadline int64 // on this node's monotonic clock (monoNanos); 0: none
+	verb     uint32
+	length   uint32 // of its payload
+	flags    wire.MessageFlags
+}
+
+// rejectBatch reads a batch frame that OverloadReject rejects, whose
+// header fh arrived at arrived (monoNanos), and answers its messages as
+// handleBatch answers a rejected frame's: its cancels act, each message
+// above MaxMessageSize is refused as too large and each other one as
+// overloaded. It does not hold the frame: it reads it through a buffer
+// of rejectScratch bytes and keeps of each message only what its answer
+// takes (rejectedMessage, 32 bytes), so a peer that trickles such frames
+// holds that much of this node a connection, not a frame's length.
+//
+// Nothing is acted on before the whole frame has been read and its
+// checksum matched, as for a frame read whole: a frame with a bad
+// message is read to its end all the same, and then refused whole as
+// malformed, or as damaged (wire.ErrChecksum) when its checksum does not
+// match, which a frame's checksum says first however bad its messages.
+func (ic *inConn) rejectBatch(fh wire.FrameHeader, arrived int64) error {
+	if ic.lastRenew.IsZero() {
+		ic.frameStart = ic.renewReadDeadline()
+	}
+	buf := bufpool.Get(rejectScratch)
+	defer bufpool.Put(buf)
+	crc := fh.HeaderChecksum()
+	left := int(fh.Length) // of the frame, not yet read
+	lo, hi := 0, 0         // buf[lo:hi] read and not yet decoded
+	// more reads what of the frame fits after buf[lo:hi], moved to the
+	// start of buf, at least one byte; left must not be 0.
+	more := func() error {
+		hi = copy(buf, buf[lo:hi])
+		lo = 0
+		n, err := io.ReadAtLeast(frameSource{ic}, buf[hi:hi+min(len(buf)-hi, left)], 1)
+		crc = crc32.Update(crc, castagnoli, buf[hi:hi+n])
+		hi += n
+		left -= n
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("frame payload: %w", wire.ErrTruncated)
+		}
+		return err
+	}
+	var msgs []rejectedMessage
+	var bad error
+	h := &ic.header
+	for count := 0; bad == nil && (left > 0 || lo < hi); {
+		n, err := h.Decode(buf[lo:hi], uint32(ic.t.maxFrame))
+		if errors.Is(err, wire.ErrTruncated) && left > 0 {
+			if err := more(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			bad = err
+			if errors.Is(err, wire.ErrTruncated) {
+				bad = fmt.Errorf("%w: message header overruns its frame: %w", wire.ErrMalformed, err)
+			}
+			break
+		}
+		lo += n
+		count++
+		switch {
+		case count > wire.MaxBatchMessages:
+			bad = fmt.Errorf("%w: more than %d messages in a frame", wire.ErrMalformed, wire.MaxBatchMessages)
+		case h.Flags&wire.FlagResponse != 0:
+			bad = fmt.Errorf("%w: a response from the initiator", wire.ErrMalformed)
+		default:
+			msgs = append(msgs, rejectedMessage{id: h.ID, deadline: h.Deadline(arrived), verb: h.Verb, length: h.PayloadLength, flags: h.Flags})
+		}
+		// Its payload is passed over.
+		for skip := int(h.PayloadLength); bad == nil && skip > 0; {
+			if lo == hi {
+				if left == 0 {
+					bad = fmt.Errorf("%w: message overruns its frame", wire.ErrMalformed)
+					break
+				}
+				if err := more(); err != nil {
+					return err
+				}
+			}
+			step := min(skip, hi-lo)
+			lo += step
+			skip -= step
+		}
+	}
+	if fh.Length == 0 {
+		bad = fmt.Errorf("%w: empty batch", wire.ErrMalformed)
+	}
+	// A bad frame is read to its end: its checksum says first whether it
+	// was damaged on its way.
+	for left > 0 {
+		lo, hi = 0, 0
+		if err := more(); err != nil {
+			return err
+		}
+	}
+	if crc != fh.Checksum {
+		return wire.ErrChecksum
+	}
+	if bad != nil {
+		return bad
+	}
+	ic.measureRecvQueue(int(fh.Length), false)
+	for _, m := range msgs {
+		req := wire.Header{Flags: m.flags, ID: m.id, Verb: m.verb, PayloadLength: m.length}
+		switch {
+		case m.flags&wire.FlagCancel != 0:
+			ic.counters.receive(0)
+			ic.peer.cancels.cancel(m.id)
+		case tooLarge(&req, ic.t.cfg.Memory.MaxMessageSize):
+			ic.counters.drop(ReasonTooLarge)
+			if m.flags&wire.FlagExpectsResponse != 0 {
+				ic.t.respond(ic, &req, m.deadline, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, m.length, ic.t.cfg.Memory.MaxMessageSize))
+			}
+		default:
+			ic.counters.drop(ReasonOverloaded)
+			ic.t.respond(ic, &req, m.deadline, nil, ErrOverloaded)
+		}
+	}
+	return nil
 }
 
 // maxUrgentOverdrafts bounds the small urgent frames held beyond the

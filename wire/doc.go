@@ -226,6 +226,15 @@
 // malformed as a whole: none of its messages reaches a handler, and the
 // connection is closed.
 //
+// A reader need not hold a batch to act on it once it is whole. The
+// checksum covers the whole payload, so a reader that reads a batch a
+// piece at a time (internode does so with a batch it rejects for want of
+// room: it keeps of each message only what its answer takes) acts on none
+// of its messages until the last byte has come and the checksum matched.
+// A damaged batch is a checksum mismatch, whatever its damage did to its
+// messages' headers, as it is for a reader that holds it whole and checks
+// the checksum first.
+//
 // # Compressed batches
 //
 // When the Reply's capabilities carry CapBatchS2 (bit 0: both sides

@@ -117,6 +117,13 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 				// refusal, which would fail every queued message for good.
 				return nil, 0, fmt.Errorf("TLS: %w", err)
 			}
+			if other := (*otherNodeError)(nil); errors.As(err, &other) {
+				// Another member of the cluster listens at id's address:
+				// a stale address, as handshake finds it without TLS.
+				// Not a refusal: the membership will catch up.
+				return nil, 0, fmt.Errorf("TLS: the node at %s is %q, not %q: the membership's address for %q is stale: %w",
+					member.Addr, other.node, id, id, err)
+			}
 			if isRemoteAlert(err) {
 				return nil, 0, fmt.Errorf("%w: TLS: the peer refused the handshake (does it run TLS, with this node's CA?): %w", ErrRefused, err)
 			}

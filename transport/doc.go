@@ -132,12 +132,12 @@
 // The dial checks that the node at that address is the one named:
 // with TLS, that it holds the ID's certificate (ErrRefused otherwise);
 // and on every connection, that the ID its handshake reply gives is the
-// one named (wire.CapAcceptorID). A node found at another's address (an
-// address reused before the membership noticed its node went away) is a
-// failed dial, as an unreachable peer is: requests fail with
-// ErrConnectionReset, and one-way messages wait for the named node at its
-// own address. A peer of an earlier build gives no ID, and is not checked
-// without TLS. A response for a request whose caller stopped
+// one named (wire.CapAcceptorID). A node of the cluster found at
+// another's address (an address reused before the membership noticed its
+// node went away), by its certificate or by its reply, is a failed dial,
+// as an unreachable peer is: requests fail with ErrConnectionReset, and
+// one-way messages wait for the named node at its own address. A peer of
+// an earlier build gives no ID, and is not checked without TLS. A response for a request whose caller stopped
 // waiting is dropped and counted (DroppedInbound, ReasonExpired), as is
 // one whose request ID belongs to a call made to another node.
 //

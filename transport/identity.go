@@ -89,7 +89,21 @@ func checkIdentity(cert *x509.Certificate, clusterName string, node cluster.Node
 		return errNoIdentity
 	}
 	if gotCluster != clusterName || gotNode != node {
-		return fmt.Errorf("certificate names node %q of cluster %q, not %q of %q", gotNode, gotCluster, node, clusterName)
+		err := fmt.Errorf("certificate names node %q of cluster %q, not %q of %q", gotNode, gotCluster, node, clusterName)
+		if gotCluster == clusterName {
+			return &otherNodeError{node: gotNode, err: err}
+		}
+		return err
 	}
 	return nil
 }
+
+// otherNodeError is a certificate of this cluster that names another
+// node than the one a dial meant to reach: the address it dialled is
+// that node's now (see handshake).
+type otherNodeError struct {
+	node cluster.NodeID // the node the certificate names
+	err  error
+}
+
+func (e *otherNodeError) Error() string { return e.err.Error() }

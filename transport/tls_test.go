@@ -174,6 +174,19 @@ func requireEveryKind(t *testing.T, c *transporttest.Cluster, from, to int, refu
 	}
 }
 
+// requireEveryKindFindsAnotherNode checks that every kind of connection
+// from reaches, at to's address, a node whose certificate names another
+// member, and fails as a dial to a stale address does: not a refusal.
+func requireEveryKindFindsAnotherNode(t *testing.T, c *transporttest.Cluster, from, to int) {
+	t.Helper()
+	for _, kind := range connKinds(t) {
+		err := kind.try(ctxTimeout(t, 10*time.Second), c.Nodes[from], c.ID(to))
+		require.Error(t, err, "%s from %s to %s", kind.name, c.ID(from), c.ID(to))
+		require.NotErrorIs(t, err, transport.ErrRefused, "%s from %s to %s", kind.name, c.ID(from), c.ID(to))
+		require.ErrorContains(t, err, "is stale", "%s from %s to %s", kind.name, c.ID(from), c.ID(to))
+	}
+}
+
 func TestMutualTLSOnEveryConnectionKind(t *testing.T) {
 	ca := newCA(t, "test")
 	c, handled := tlsNodes(t, tlsFor(t, ca, "n1"), tlsFor(t, ca, "n2"))
@@ -207,7 +220,13 @@ func TestTLSRefusesOnEveryConnectionKind(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, handled := tlsNodes(t, good, tt.bad)
-			requireEveryKind(t, c, 0, 1, true) // n1 checks the server
+			if tt.name == "another node's certificate" {
+				// n1 takes n3's certificate at n2's address for n2's
+				// address gone stale, as without TLS: a failed dial.
+				requireEveryKindFindsAnotherNode(t, c, 0, 1)
+			} else {
+				requireEveryKind(t, c, 0, 1, true) // n1 checks the server
+			}
 			requireEveryKind(t, c, 1, 0, true) // n1 checks the client
 			assert.Zero(t, handled.Load(), "no handler saw anything")
 			waitFor(t, 5*time.Second, "n1 counts a refusal per kind", func() bool {
@@ -250,7 +269,10 @@ func TestTLSVerifyPeerOnlyAddsChecks(t *testing.T) {
 	}
 	c, _ := tlsNodes(t, admitAll(tlsFor(t, ca, "n1")), admitAll(tlsFor(t, ca, "n3")))
 	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
-	require.ErrorIs(t, err, transport.ErrRefused, "n2 holds n3's certificate")
+	// n2 holds n3's certificate: taken, as without TLS, for n3 found at
+	// n2's stale address, a failed dial, not a refusal for good.
+	require.ErrorIs(t, err, transport.ErrConnectionReset, "n2 holds n3's certificate")
+	require.NotErrorIs(t, err, transport.ErrRefused)
 	require.Nil(t, seen.Load(), "VerifyPeer never saw the impostor")
 
 	errNo := errors.New("not today")

@@ -503,9 +503,12 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 		if p != nil {
 			t.promote(p) // an entry made before it joined
 			addr := t.latestAddr(ev.Member)
-			if old := p.addr.Swap(&addr); old != nil && *old != addr {
-				p.moved(addr)
-			}
+			p.addr.Store(&addr)
+			// Whether or not p.addr changed: a peer that went to B and
+			// back to A, its events behind (or merged into one), is at
+			// A, where p.addr was, but a lane may have dialled B
+			// meanwhile. moved ends only what is not at addr.
+			p.moved(addr)
 			p.redialNow()
 		}
 		return

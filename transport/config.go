@@ -250,8 +250,9 @@ type TelemetryConfig struct {
 	// health gauges, are reported once more, with their final figures, by
 	// the first collection after Close (with several readers, the first
 	// reader to collect; the others may miss them). A transport of the
-	// same node started on the same provider before that collection
-	// takes the series over: the closed one's final figures are not
+	// same node started on the same provider (a pointer, as the SDK's
+	// is) before that collection takes the series over: the closed one's
+	// final figures are not
 	// reported, and the series restart from the new transport's (a
 	// counter reset). A provider whose views drop
 	// internode.request.duration and that has not collected yet is taken

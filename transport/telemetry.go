@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"weak"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -223,23 +224,34 @@ func (s *observableSet) err() error {
 // negative delta). The new transport unregisters the closed one's
 // counters instead, whose final figures are then lost: its series start
 // again from the new transport's, a counter reset.
-var closedAwaiting sync.Map // telemetryKey → *telemetry
+//
+// It holds neither strongly: a provider shut down without a last
+// collection, and dropped, goes with the closed transport's counters
+// that its registration kept, as without this map. Entries whose
+// telemetry went are pruned as others are added.
+var closedAwaiting sync.Map // telemetryKey → weak.Pointer[telemetry]
 
 // telemetryKey names the series a transport's counters report: its
-// provider, and its node ID, the attribute of its meter.
+// provider, by address, and its node ID, the attribute of its meter.
 type telemetryKey struct {
-	mp   metric.MeterProvider
-	node cluster.NodeID
+	provider uintptr
+	node     cluster.NodeID
 }
 
-// keyFor returns the key of node's counters on mp, and false when mp
-// cannot be a map key (a value that is not comparable, as
-// joinKernelExport finds), which is then not tracked.
+// keyFor returns the key of node's counters on mp, and false when mp is
+// not a pointer (a provider passed by value), which is then not tracked.
+// An address that a provider freed since and another took is harmless:
+// the telemetry it finds, if any is left, is of a provider no longer
+// collected.
 func keyFor(mp metric.MeterProvider, node cluster.NodeID) (telemetryKey, bool) {
-	if mp == nil || !reflect.ValueOf(mp).Comparable() {
+	if mp == nil {
 		return telemetryKey{}, false
 	}
-	return telemetryKey{mp, node}, true
+	v := reflect.ValueOf(mp)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return telemetryKey{}, false
+	}
+	return telemetryKey{v.Pointer(), node}, true
 }
 
 // awaitFinalCollection leaves the counters of a closed transport
@@ -247,11 +259,19 @@ func keyFor(mp metric.MeterProvider, node cluster.NodeID) (telemetryKey, bool) {
 // known to a transport of the same node started on the same provider
 // before it (closedAwaiting).
 func (tel *telemetry) awaitFinalCollection() {
-	if tel.keyed {
-		closedAwaiting.Store(tel.key, tel)
-		if tel.retired.Load() { // the collection came meanwhile
-			closedAwaiting.CompareAndDelete(tel.key, tel)
+	if !tel.keyed {
+		return
+	}
+	closedAwaiting.Range(func(k, v any) bool {
+		if v.(weak.Pointer[telemetry]).Value() == nil {
+			closedAwaiting.CompareAndDelete(k, v)
 		}
+		return true
+	})
+	me := weak.Make(tel)
+	closedAwaiting.Store(tel.key, me)
+	if tel.retired.Load() { // the collection came meanwhile
+		closedAwaiting.CompareAndDelete(tel.key, me)
 	}
 }
 
@@ -263,7 +283,7 @@ func replaceClosed(key telemetryKey) {
 	if !ok {
 		return
 	}
-	if old := v.(*telemetry); old.retired.CompareAndSwap(false, true) {
+	if old := v.(weak.Pointer[telemetry]).Value(); old != nil && old.retired.CompareAndSwap(false, true) {
 		_ = old.registration.Unregister()
 	}
 }
@@ -312,7 +332,7 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 			// Not here: the provider calls this under the lock that
 			// Unregister takes.
 			if tel.retired.CompareAndSwap(false, true) {
-				closedAwaiting.CompareAndDelete(tel.key, tel)
+				closedAwaiting.CompareAndDelete(tel.key, weak.Make(tel))
 				go func() { _ = tel.registration.Unregister() }()
 			}
 		}

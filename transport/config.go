@@ -189,9 +189,11 @@ type TimeoutConfig struct {
 	// Write bounds one write to a peer: a peer that stops reading (a
 	// receiver whose handlers are stuck, or a hostile one) is disconnected
 	// after this long, and the write's messages fail with
-	// ReasonConnectionReset. It is also the default TCP_USER_TIMEOUT of
-	// outbound sockets, at most about 24.8 days (the most the kernel
-	// takes). Default 30 s; negative means never.
+	// ReasonConnectionReset. It bounds, likewise, each chunk of a
+	// Stream's Write (see Stream.Write) and of SendFile. It is also the
+	// default TCP_USER_TIMEOUT of outbound sockets, at most about 24.8
+	// days (the most the kernel takes). Default 30 s; negative means
+	// never.
 	Write time.Duration
 }
 

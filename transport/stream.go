@@ -87,6 +87,14 @@ type Stream struct {
 
 	writeMu     sync.Mutex
 	writeClosed bool
+	// The caller's write deadline (SetWriteDeadline), zero for none, and
+	// while a Write or CloseWrite is under way the bound Timeouts.Write
+	// sets its current chunk (boundWrite): the socket's, or smux's,
+	// deadline is the sooner of the two. deadlineMu guards both, and
+	// setting the deadline on s.
+	deadlineMu    sync.Mutex
+	writeDeadline time.Time
+	chunkBound    time.Time
 	// cut says the stream's handler panicked: Close writes no end
 	// marker, so the opener reads the stream cut short.
 	cut     atomic.Bool
@@ -211,6 +219,12 @@ func cutShort(err error) error {
 }
 
 // Write writes b to the peer, waiting while the peer's window is full.
+// Config.Timeouts.Write bounds that wait as it bounds a lane's write: a
+// peer that takes nothing of a chunk (64 KiB at most) for that long fails
+// the Write with an error wrapping os.ErrDeadlineExceeded; one that takes
+// each chunk in time, however long b takes in all, does not. A deadline
+// set with SetWriteDeadline applies too, and the sooner one ends the
+// Write. CloseWrite is bounded the same way.
 //
 // On a stream with a connection of its own (OwnConnection), like a TCP
 // connection's, a Write whose deadline passes returns how much of b was
@@ -248,10 +262,13 @@ func (s *Stream) Write(b []byte) (int, error) {
 	if s.writeFailed != nil {
 		return 0, s.why(s.failedBefore())
 	}
+	defer s.unboundWrite()
+	s.boundWrite()
 	written, err := s.writeOwed(b)
 	for err == nil && written < len(b) {
 		chunk := b[written:min(len(b), written+wire.MaxStreamChunk)]
 		var n int
+		s.boundWrite() // a chunk taken in time: the next gets as long
 		n, err = s.writeChunk(chunk)
 		written += n
 	}
@@ -373,7 +390,9 @@ func (s *Stream) CloseWrite() error {
 		return nil
 	}
 	s.writeClosed = true
+	s.boundWrite()
 	err := s.endMarker()
+	s.unboundWrite()
 	s.noteSessionEnded(err)
 	err = deadlineError(err)
 	if peerErr := s.peerError(); err != nil && peerErr != nil {
@@ -505,9 +524,53 @@ func (s *Stream) writeEnd() {
 	_ = s.endMarker()
 }
 
-func (s *Stream) LocalAddr() net.Addr                { return s.s.LocalAddr() }
-func (s *Stream) RemoteAddr() net.Addr               { return s.s.RemoteAddr() }
-func (s *Stream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
+func (s *Stream) LocalAddr() net.Addr  { return s.s.LocalAddr() }
+func (s *Stream) RemoteAddr() net.Addr { return s.s.RemoteAddr() }
+
+// SetWriteDeadline sets the deadline of Write and CloseWrite. Whatever it
+// says, Timeouts.Write bounds each chunk they write (see Write).
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	s.deadlineMu.Lock()
+	defer s.deadlineMu.Unlock()
+	s.writeDeadline = t
+	return s.s.SetWriteDeadline(sooner(t, s.chunkBound))
+}
+
+// boundWrite gives the chunk a Write is about to write Timeouts.Write
+// from now, or the caller's deadline if that comes sooner: a peer that
+// takes none of a chunk for that long fails the Write, while one that
+// takes each chunk in time, however slowly in all, does not. writeMu
+// held.
+func (s *Stream) boundWrite() {
+	d := s.t.cfg.Timeouts.Write
+	if d <= 0 {
+		return
+	}
+	s.deadlineMu.Lock()
+	defer s.deadlineMu.Unlock()
+	s.chunkBound = time.Now().Add(d)
+	_ = s.s.SetWriteDeadline(sooner(s.writeDeadline, s.chunkBound))
+}
+
+// unboundWrite leaves the caller's deadline alone in force once a Write
+// returns. writeMu held.
+func (s *Stream) unboundWrite() {
+	s.deadlineMu.Lock()
+	defer s.deadlineMu.Unlock()
+	if s.chunkBound.IsZero() {
+		return
+	}
+	s.chunkBound = time.Time{}
+	_ = s.s.SetWriteDeadline(s.writeDeadline)
+}
+
+// sooner returns the earlier of two deadlines, zero meaning none.
+func sooner(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
 
 // SetReadDeadline sets the deadline of Read; on a session stream it is
 // kept from smux (see streamahead.go).

@@ -136,15 +136,25 @@ func remoteHost(conn net.Conn) string { return remoteHostOf(conn.RemoteAddr()) }
 
 // remoteHostOf names the host a connection came from, for the per-host
 // bound on unfinished handshakes: an IPv4 address, or an IPv6 address's
-// /64, since a single host is commonly given a whole /64.
+// /64, since a single host is commonly given a whole /64. An address
+// that is not a *net.TCPAddr (Config.Listen's: an in-memory network's, a
+// wrapping listener's) is taken as "host:port" when it is one, and its
+// port left out, so that each connection of one host is not a host of
+// its own.
 func remoteHostOf(addr net.Addr) string {
-	a, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return addr.String()
-	}
-	ip, ok := netip.AddrFromSlice(a.IP)
-	if !ok {
-		return a.IP.String()
+	var ip netip.Addr
+	if a, ok := addr.(*net.TCPAddr); ok {
+		if ip, ok = netip.AddrFromSlice(a.IP); !ok {
+			return a.IP.String()
+		}
+	} else {
+		host, _, err := net.SplitHostPort(addr.String())
+		if err != nil {
+			return addr.String() // no port: a pipe's, a Unix socket's
+		}
+		if ip, err = netip.ParseAddr(host); err != nil {
+			return host // a host name
+		}
 	}
 	ip = ip.Unmap()
 	if ip.Is6() {

@@ -22,3 +22,23 @@ func TestPendingHandshakesAreCountedPerIPv6Prefix(t *testing.T) {
 	assert.NotEqual(t, key("::1"), key("127.0.0.1"))
 	assert.Equal(t, "pipe", remoteHostOf(pipeAddr{}), "an address that is not TCP")
 }
+
+// hostPortAddr is an address that is not a *net.TCPAddr, written
+// "host:port", as a Config.Listen's connections may report.
+type hostPortAddr string
+
+func (a hostPortAddr) Network() string { return "custom" }
+func (a hostPortAddr) String() string  { return string(a) }
+
+// TestPendingHandshakesAreCountedPerHostWhateverTheAddress: an address
+// of another type than *net.TCPAddr was a key of its own, port and all;
+// its port is left out now, and an IP address in it keyed as a TCP one.
+func TestPendingHandshakesAreCountedPerHostWhateverTheAddress(t *testing.T) {
+	tcp := func(s string) string { return remoteHostOf(&net.TCPAddr{IP: net.ParseIP(s), Port: 7000}) }
+	assert.Equal(t, tcp("10.0.0.1"), remoteHostOf(hostPortAddr("10.0.0.1:7001")))
+	assert.Equal(t, remoteHostOf(hostPortAddr("10.0.0.1:7001")), remoteHostOf(hostPortAddr("10.0.0.1:7002")))
+	assert.Equal(t, tcp("2001:db8:1:2::1"), remoteHostOf(hostPortAddr("[2001:db8:1:2::9]:7001")), "one /64")
+	assert.Equal(t, tcp("10.0.0.1"), remoteHostOf(hostPortAddr("[::ffff:10.0.0.1]:7001")))
+	assert.Equal(t, "n3", remoteHostOf(hostPortAddr("n3:41")), "a host name")
+	assert.Equal(t, "/run/node.sock", remoteHostOf(hostPortAddr("/run/node.sock")), "no port")
+}

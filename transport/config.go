@@ -224,8 +224,10 @@ type SecurityConfig struct {
 	// MaxPendingHandshakes bounds the accepted connections that have not
 	// finished their handshake, in total (default 256) and from one
 	// remote host (MaxPendingHandshakesPerHost, default 32), a host being
-	// an IPv4 address or an IPv6 /64; beyond them a new connection is
-	// closed at once and counted (RefusedTooMany).
+	// an IPv4 address or an IPv6 /64 (or, for a Listen whose connections
+	// report another kind of address, its part before the port); beyond
+	// them a new connection is closed at once and counted
+	// (RefusedTooMany).
 	MaxPendingHandshakes        int
 	MaxPendingHandshakesPerHost int
 	// MaxConnsPerPeer bounds the established inbound connections one peer

@@ -381,12 +381,14 @@ func (h *Host) connect(to memAddr) (*memConn, <-chan struct{}, error) {
 			n.release(server)
 		}
 	} else {
+		// Set before the listener has it: its Accept may close it at
+		// once (a refusal), while this still runs.
+		server.onClose = n.forget
 		select {
 		case l.backlog <- server:
 		default:
 			return nil, nil, syscall.ECONNREFUSED
 		}
-		server.onClose = n.forget
 		n.conns[server] = struct{}{}
 	}
 	n.conns[client] = struct{}{}

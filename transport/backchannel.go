@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/internode/internode/internal/bufpool"
@@ -40,11 +41,18 @@ func (c *outConn) readBack(conn *liveConn) {
 // FrameLargeBegin without a grant — a grant would go out behind this
 // connection's own frames, which the peer may have stopped reading — and
 // those of a refused one are read and discarded. A response whose caller
-// gives up while its parts come is refused then (giveUp), and the peer
-// withdraws the rest of it.
+// gives up while its parts come, granted or eager, is refused then
+// (giveUp), and the peer withdraws the rest of it: by the caller's own
+// goroutine as it gives up (refuseGivenUp), or by the reader as the part
+// it is reading ends (more), so that a responder that stops between two
+// parts does not keep the response's room held for no one.
 type responseReader struct {
 	c    *outConn
 	conn *liveConn
+	// mu guards large, discard, overdrawn and each large response's
+	// reading, which a caller that gives up also touches (refuseGivenUp).
+	// It is never held while the reader waits on the connection.
+	mu sync.Mutex
 	// src reads conn: a frame's header and a small payload come in one
 	// read.
 	src   *bufio.Reader
@@ -60,8 +68,10 @@ type responseReader struct {
 }
 
 func newResponseReader(c *outConn, conn *liveConn) *responseReader {
-	return &responseReader{c: c, conn: conn, src: bufio.NewReaderSize(conn, readBufferSize), large: make(map[uint32]*largeResponse),
+	rx := &responseReader{c: c, conn: conn, src: bufio.NewReaderSize(conn, readBufferSize), large: make(map[uint32]*largeResponse),
 		eager: conn.caps&wire.CapEagerResponses != 0, discard: make(map[uint32]uint32)}
+	conn.responses.Store(rx)
+	return rx
 }
 
 // largeResponse is a large response arriving in parts, its room granted.
@@ -73,6 +83,9 @@ type largeResponse struct {
 	// overdrawn: held is beyond the peer's inbound capacity (take).
 	overdrawn bool
 	exact     bool // buf is allocated at its length, not from bufpool (take)
+	// reading: the reader is reading a part into buf, which stays its
+	// until the part is in.
+	reading bool
 }
 
 func (rx *responseReader) read() string {
@@ -261,6 +274,10 @@ func (rx *responseReader) begin(fh wire.FrameHeader) error {
 		return err
 	}
 	h, n, err := wire.DecodeHeader(buf[:fh.Length], 1<<32-1)
+	// Held from the check that its caller waits until the response is in
+	// large, where a caller giving up meanwhile finds it.
+	rx.mu.Lock()
+	defer rx.mu.Unlock()
 	switch {
 	case err != nil:
 		return cutWithin("large message header", err)
@@ -320,42 +337,76 @@ func (rx *responseReader) failCall(id uint64, err error) {
 }
 
 // discarding reports whether stream is a refused response whose parts
-// are being discarded.
+// are being discarded. The caller holds mu.
 func (rx *responseReader) discarding(stream uint32) bool {
 	_, ok := rx.discard[stream]
 	return ok
 }
 
-// more reads a part of a large response.
+// more reads a part of a large response. One whose caller gave up is
+// refused (giveUp): at the part, or once the part is in, when the caller
+// gave up while it came and left the refusal to the reader.
 func (rx *responseReader) more(fh wire.FrameHeader) error {
+	rx.mu.Lock()
 	m := rx.large[fh.Stream]
 	switch {
 	case m == nil && rx.discarding(fh.Stream):
+		rx.mu.Unlock()
 		return rx.discardPart(fh)
 	case m == nil:
+		rx.mu.Unlock()
 		return fmt.Errorf("%w: part of unknown stream %d", wire.ErrMalformed, fh.Stream)
 	case m.got+int(fh.Length) > int(m.header.PayloadLength):
+		rx.mu.Unlock()
 		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
-	case rx.eager && !rx.c.t.calls.waiting(m.header.ID, rx.c.peer.id):
+	case !rx.c.t.calls.waiting(m.header.ID, rx.c.peer.id):
 		rx.giveUp(fh.Stream, m)
+		rx.mu.Unlock()
 		return rx.discardPart(fh)
 	}
-	if err := rx.readPayload(fh, m.buf[m.got:m.got+int(fh.Length)]); err != nil {
-		return err
+	m.reading = true
+	rx.mu.Unlock()
+	err := rx.readPayload(fh, m.buf[m.got:m.got+int(fh.Length)])
+	rx.mu.Lock()
+	defer rx.mu.Unlock()
+	m.reading = false
+	if err != nil {
+		return err // abandonAll gives back what it holds
 	}
 	m.got += int(fh.Length)
-	if m.got == int(m.header.PayloadLength) {
+	switch {
+	case m.got == int(m.header.PayloadLength):
 		delete(rx.large, fh.Stream)
 		rx.complete(m)
+	case !rx.c.t.calls.waiting(m.header.ID, rx.c.peer.id):
+		rx.giveUp(fh.Stream, m)
 	}
 	return nil
 }
 
-// giveUp refuses a large response, eager, whose caller gave up while its
-// parts came: it is counted dropped, as a whole one nobody waits for is
-// (completeCall), its room is given back, and the rest of its parts are
-// discarded. The responder withdraws it once it reads the refusal, so
-// what is left of it stops rather than crossing the network for no one.
+// refuseGivenUp refuses the large response to request id, whose caller
+// has just given up, if it is arriving on the connection and no part of
+// it is being read; the reader refuses one whose part it is reading once
+// the part is in (more), and one that has not begun at its begin. Its
+// room is given back at once, rather than at the next part, which a
+// responder that stopped between two parts may never write.
+func (rx *responseReader) refuseGivenUp(id uint64) {
+	rx.mu.Lock()
+	defer rx.mu.Unlock()
+	for stream, m := range rx.large {
+		if m.header.ID == id && !m.reading {
+			rx.giveUp(stream, m)
+			return
+		}
+	}
+}
+
+// giveUp refuses a large response, granted or eager, whose caller gave
+// up while its parts came: it is counted dropped, as a whole one nobody
+// waits for is (completeCall), its room is given back, and the rest of
+// its parts are discarded. The responder withdraws it once it reads the
+// refusal, so what is left of it stops rather than crossing the network
+// for no one. The caller holds mu.
 func (rx *responseReader) giveUp(stream uint32, m *largeResponse) {
 	c := rx.c
 	delete(rx.large, stream)
@@ -368,7 +419,9 @@ func (rx *responseReader) giveUp(stream uint32, m *largeResponse) {
 
 // discardPart reads and drops a part of a refused response.
 func (rx *responseReader) discardPart(fh wire.FrameHeader) error {
+	rx.mu.Lock()
 	left := rx.discard[fh.Stream]
+	rx.mu.Unlock()
 	if fh.Length > left {
 		return fmt.Errorf("%w: large message part overruns its length", wire.ErrMalformed)
 	}
@@ -380,6 +433,8 @@ func (rx *responseReader) discardPart(fh wire.FrameHeader) error {
 	if err := rx.readPayload(fh, buf); err != nil {
 		return err
 	}
+	rx.mu.Lock()
+	defer rx.mu.Unlock()
 	if left -= fh.Length; left == 0 {
 		delete(rx.discard, fh.Stream)
 	} else {
@@ -446,6 +501,8 @@ func (rx *responseReader) cancel(fh wire.FrameHeader) error {
 	if err != nil {
 		return err
 	}
+	rx.mu.Lock()
+	defer rx.mu.Unlock()
 	m := rx.large[fh.Stream]
 	if m == nil {
 		delete(rx.discard, fh.Stream) // refused: no more parts come
@@ -474,6 +531,8 @@ func (rx *responseReader) abandon(m *largeResponse) {
 // abandonAll gives back what the partial large responses hold once the
 // connection has ended; their calls fail with it (calls.failConn).
 func (rx *responseReader) abandonAll() {
+	rx.mu.Lock()
+	defer rx.mu.Unlock()
 	for stream, m := range rx.large {
 		delete(rx.large, stream)
 		rx.c.peer.inbound[rx.c.lane].drop(ReasonConnectionReset) // counted first, as in complete

@@ -250,6 +250,9 @@ type liveConn struct {
 	// sendBound bounds the socket's send queue, against the writer's
 	// frames.written; the writer's.
 	sendBound queueBound
+	// responses is the back-channel reader, for a caller that gives up
+	// on a large response arriving on it (refuseGivenUp).
+	responses atomic.Pointer[responseReader]
 }
 
 // movedAway kills the connection because its peer is at another address

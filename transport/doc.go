@@ -116,8 +116,10 @@
 // inframes.go completeCall, and a large response is taken at once (begin:
 // room within the limits, no grant written when the handshake agreed
 // wire.CapEagerResponses) or refused and its parts discarded, never
-// waited for; responseReader.more refuses one whose caller gave up
-// while its parts came, and discards the rest of it.
+// waited for; one whose caller gave up while its parts came is refused,
+// granted or eager, and the rest of it discarded: by the caller as it
+// gives up (send.go refuseResponse, responseReader.refuseGivenUp), or by
+// responseReader.more once the part it is reading is in.
 //
 // # Requests and responses
 //

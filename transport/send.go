@@ -127,6 +127,7 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 		r := <-c.done // completed meanwhile
 		return r.payload, r.err
 	}
+	t.refuseResponse(to, lane, h.ID)
 	if lane == routing.Large {
 		// Before the cancel goes: it may end the handler, and with it
 		// the wait for what is still to be written.
@@ -147,6 +148,21 @@ func (t *Transport) withdraw(to cluster.NodeID, id uint64, reason Reason) {
 	if p := (*t.peersView.Load())[to]; p != nil {
 		if c := p.lanes[routing.Large].Load(); c != nil {
 			c.withdraw(id, reason)
+		}
+	}
+}
+
+// refuseResponse refuses the large response to request id, whose caller
+// gave up, if it is arriving on lane's connection to peer to: its room is
+// given back at once, and its responder withdraws the rest of it.
+func (t *Transport) refuseResponse(to cluster.NodeID, lane routing.Lane, id uint64) {
+	if p := (*t.peersView.Load())[to]; p != nil {
+		if c := p.lanes[lane].Load(); c != nil {
+			if conn := c.live.Load(); conn != nil {
+				if rx := conn.responses.Load(); rx != nil {
+					rx.refuseGivenUp(id)
+				}
+			}
 		}
 	}
 }

@@ -367,7 +367,12 @@
 // (FailureExpired when nobody waits for the response any more,
 // FailureTooLarge, FailureOverloaded). A requester does not make a large
 // response wait for room: it grants it at once or refuses it, failing the
-// request, so that a response never waits behind another.
+// request, so that a response never waits behind another. Once nobody
+// waits for a granted response any more, the requester may refuse it
+// after its grant (FailureExpired), and then reads and discards its
+// parts as it does an eager response's (below); the acceptor, once it
+// reads that refusal, withdraws the response with a FrameLargeCancel if
+// parts of it are still to be written, and otherwise ignores it.
 //
 // Its grant, though, travels on the connection behind the requester's own
 // frames, which the acceptor may have stopped reading (paused for room),

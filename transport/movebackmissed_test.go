@@ -29,7 +29,7 @@ func TestAMoveBackIsNotMissed(t *testing.T) {
 	atA := startNode(t, "n2", n1Entry, nil)
 	answer(atA, "A")
 	addrA := atA.Addr().String()
-	members := newHeldWatch(cluster.Member{ID: "n2", Addr: addrA})
+	members := newLaggingMembership(cluster.Member{ID: "n2", Addr: addrA})
 	n1 := startNode(t, "n1", members, func(c *Config) {
 		c.Reconnect.MinBackoff, c.Reconnect.MaxBackoff = time.Millisecond, 5*time.Millisecond
 	})
@@ -53,7 +53,7 @@ func TestAMoveBackIsNotMissed(t *testing.T) {
 	atA2 := startNode(t, "n2", n1Entry, func(c *Config) { c.ListenAddr = addrA })
 	answer(atA2, "A again")
 	members.Add(cluster.Member{ID: "n2", Addr: addrA})
-	members.release()
+	members.flush()
 
 	resp, err = n1.Request(ctx, "n2", 1, []byte("q"))
 	require.NoError(t, err)

@@ -22,6 +22,14 @@ type laggingMembership struct {
 	fns     []func(cluster.Event)
 }
 
+// newLaggingMembership returns a laggingMembership of members.
+func newLaggingMembership(members ...cluster.Member) *laggingMembership {
+	static := cluster.NewStatic(members...)
+	lag := &laggingMembership{Static: static}
+	static.Watch(lag.record)
+	return lag
+}
+
 func (l *laggingMembership) Watch(fn func(cluster.Event)) (stop func()) {
 	l.mu.Lock()
 	l.fns = append(l.fns, fn)

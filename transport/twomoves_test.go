@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,46 +12,6 @@ import (
 
 	"github.com/internode/internode/cluster"
 )
-
-// heldWatch is a Static whose events reach its watchers only when
-// released: a membership that tells from a goroutine of its own, behind
-// its member map (as cluster/memberlist does).
-type heldWatch struct {
-	*cluster.Static
-	mu   sync.Mutex
-	held []cluster.Event
-	fns  []func(cluster.Event)
-}
-
-func newHeldWatch(members ...cluster.Member) *heldWatch {
-	h := &heldWatch{Static: cluster.NewStatic(members...)}
-	h.Static.Watch(func(ev cluster.Event) {
-		h.mu.Lock()
-		h.held = append(h.held, ev)
-		h.mu.Unlock()
-	})
-	return h
-}
-
-func (h *heldWatch) Watch(fn func(cluster.Event)) func() {
-	h.mu.Lock()
-	h.fns = append(h.fns, fn)
-	h.mu.Unlock()
-	return func() {}
-}
-
-// release tells the watchers the events held so far, in order.
-func (h *heldWatch) release() {
-	h.mu.Lock()
-	held, fns := h.held, h.fns
-	h.held = nil
-	h.mu.Unlock()
-	for _, ev := range held {
-		for _, fn := range fns {
-			fn(ev)
-		}
-	}
-}
 
 // TestTwoQuickMovesKeepTheConnectionToTheLatestAddress: n2 moves from A
 // to B and at once to C, and the membership's events are behind its
@@ -74,7 +33,7 @@ func TestTwoQuickMovesKeepTheConnectionToTheLatestAddress(t *testing.T) {
 	n1Entry := cluster.NewStatic(cluster.Member{ID: "n1", Addr: "127.0.0.1:1"})
 	atA := startNode(t, "n2", n1Entry, nil)
 	answer(atA, nil, nil)
-	members := newHeldWatch(cluster.Member{ID: "n2", Addr: atA.Addr().String()})
+	members := newLaggingMembership(cluster.Member{ID: "n2", Addr: atA.Addr().String()})
 	n1 := startNode(t, "n1", members, func(c *Config) {
 		c.Reconnect.MinBackoff, c.Reconnect.MaxBackoff = time.Millisecond, 5*time.Millisecond
 	})
@@ -104,8 +63,8 @@ func TestTwoQuickMovesKeepTheConnectionToTheLatestAddress(t *testing.T) {
 		}
 		slow <- err
 	}()
-	<-started         // the slow request reached C
-	members.release() // n2 moved to B, then to C
+	<-started       // the slow request reached C
+	members.flush() // n2 moved to B, then to C
 	close(release)
 	assert.NoError(t, <-slow, "the request written on the connection to C")
 	assert.Equal(t, connects, n1.Stats().Total().Connects, "the connection to C was replaced")
@@ -125,7 +84,7 @@ func TestAMoveToldLateKeepsAStreamSessionAlreadyThere(t *testing.T) {
 	atA, atB := startNode(t, "n2", n1Entry, nil), startNode(t, "n2", n1Entry, nil)
 	echoes(atA)
 	echoes(atB)
-	members := newHeldWatch(cluster.Member{ID: "n2", Addr: atA.Addr().String()})
+	members := newLaggingMembership(cluster.Member{ID: "n2", Addr: atA.Addr().String()})
 	n1 := startNode(t, "n1", members, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -162,6 +121,6 @@ func TestAMoveToldLateKeepsAStreamSessionAlreadyThere(t *testing.T) {
 		return true
 	}, "a stream on a session to B")
 	defer s.Close()
-	members.release() // n2 moved to B
+	members.flush() // n2 moved to B
 	assert.NoError(t, echo("after"), "the stream on the session to B")
 }

@@ -396,21 +396,31 @@ func (ic *inConn) rejectBatch(fh wire.FrameHeader, arrived int64) error {
 	ic.measureRecvQueue(int(fh.Length), false)
 	for _, m := range msgs {
 		req := wire.Header{Flags: m.flags, ID: m.id, Verb: m.verb, PayloadLength: m.length}
-		switch {
-		case m.flags&wire.FlagCancel != 0:
+		if m.flags&wire.FlagCancel != 0 {
 			ic.counters.receive(0)
 			ic.peer.cancels.cancel(m.id)
-		case tooLarge(&req, ic.t.cfg.Memory.MaxMessageSize):
-			ic.counters.drop(ReasonTooLarge)
-			if m.flags&wire.FlagExpectsResponse != 0 {
-				ic.t.respond(ic, &req, m.deadline, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, m.length, ic.t.cfg.Memory.MaxMessageSize))
-			}
-		default:
-			ic.counters.drop(ReasonOverloaded)
-			ic.t.respond(ic, &req, m.deadline, nil, ErrOverloaded)
+			continue
 		}
+		ic.refuseMessage(&req, m.deadline)
 	}
 	return nil
+}
+
+// refuseMessage counts and answers a message of a batch frame that is not
+// routed: one above MaxMessageSize as too large (only a request is
+// answered) — a peer whose MaxMessageSize is larger, in a rolling change
+// of it, sent it: refused, as a large one is, not bad input — and any
+// other, its frame rejected for want of room, as overloaded.
+func (ic *inConn) refuseMessage(h *wire.Header, deadline int64) {
+	if tooLarge(h, ic.t.cfg.Memory.MaxMessageSize) {
+		ic.counters.drop(ReasonTooLarge)
+		if h.Flags&wire.FlagExpectsResponse != 0 {
+			ic.t.respond(ic, h, deadline, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
+		}
+		return
+	}
+	ic.counters.drop(ReasonOverloaded)
+	ic.t.respond(ic, h, deadline, nil, ErrOverloaded)
 }
 
 // maxUrgentOverdrafts bounds the small urgent frames held beyond the
@@ -570,17 +580,8 @@ func (ic *inConn) handleBatch(buf []byte, held, arrived int64, rejecting, cancel
 					ic.counters.receive(0)
 					ic.peer.cancels.cancel(h.ID)
 				}
-			case tooLarge(h, ic.t.cfg.Memory.MaxMessageSize):
-				// A peer whose MaxMessageSize is larger (a rolling change
-				// of it) sent it: refused, as a large one is, not bad
-				// input.
-				ic.counters.drop(ReasonTooLarge)
-				if h.Flags&wire.FlagExpectsResponse != 0 {
-					ic.t.respond(ic, h, h.Deadline(f.arrived), nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
-				}
-			case rejecting:
-				ic.counters.drop(ReasonOverloaded)
-				ic.t.respond(ic, h, h.Deadline(f.arrived), nil, ErrOverloaded)
+			case rejecting || tooLarge(h, ic.t.cfg.Memory.MaxMessageSize):
+				ic.refuseMessage(h, h.Deadline(f.arrived))
 			}
 		})
 	}

@@ -33,15 +33,17 @@ const (
 	RefusedTLS                        // the TLS handshake failed: plain text, bad certificate...
 	RefusedTooMany                    // too many unfinished handshakes, or connections (Config.Security.MaxConns...)
 	RefusedSelf                       // the peer claims this node's own ID
-	// RefusedEmpty: the connection closed before sending a byte (a
-	// port probe, a load balancer's health check): not bad input, and
-	// logged only at debug level.
-	RefusedEmpty
-	NumRefusals = iota
+	NumRefusals        = iota
 )
 
-var refusalNames = [NumRefusals]string{"version", "cluster", "unknown_node", "identity", "lane",
-	"malformed", "timeout", "tls", "too_many", "self", "empty"}
+// probed stands for a connection that closed before sending a byte (a
+// port probe, a load balancer's health check): not a refusal, nor bad
+// input, it is counted apart (Stats.InboundProbes) and logged only at
+// debug level.
+const probed = Refusal(NumRefusals)
+
+var refusalNames = [NumRefusals + 1]string{"version", "cluster", "unknown_node", "identity", "lane",
+	"malformed", "timeout", "tls", "too_many", "self", "probe"}
 
 // String returns the refusal's metric label.
 func (r Refusal) String() string {
@@ -51,14 +53,16 @@ func (r Refusal) String() string {
 	return "unknown"
 }
 
-// refuse counts and logs a refused inbound connection; the log is rate
-// limited per reason, so a flood of bad handshakes cannot flood it.
+// refuse counts and logs a refused inbound connection (or a probe); the
+// log is rate limited per reason, so a flood of bad handshakes cannot
+// flood it.
 func (t *Transport) refuse(conn net.Conn, why Refusal, err error) {
-	t.refusals[why].Add(1) // InboundRefused is their sum: one counter, one count
-	if why == RefusedEmpty {
+	if why == probed {
+		t.probes.Add(1)
 		t.log.Debug("internode: connection closed before its handshake", "remote", conn.RemoteAddr())
 		return
 	}
+	t.refusals[why].Add(1) // InboundRefused is their sum: one counter, one count
 	t.logs.warn(logKey{refusal: why + 1}, "internode: connection refused", "remote", conn.RemoteAddr(), "reason", why.String(), "err", err)
 }
 
@@ -296,7 +300,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		if n, err := io.ReadFull(raw, magic[:]); err != nil {
 			why := RefusedTLS
 			if n == 0 && hungUp(err) {
-				why = RefusedEmpty
+				why = probed
 			}
 			return nil, wire.Hello{}, nil, &refusalError{timeoutOr(err, why), err}
 		}
@@ -320,7 +324,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 	raw2, err := wire.ReadHandshake(countingReader{r: conn, n: &read}, buf)
 	if err != nil {
 		if read == 0 && hungUp(err) && tlsConn == nil {
-			return nil, wire.Hello{}, nil, &refusalError{RefusedEmpty, err}
+			return nil, wire.Hello{}, nil, &refusalError{probed, err}
 		}
 		if tlsConn == nil && errors.Is(err, wire.ErrBadMagic) {
 			// ReadHandshake read the 6-byte prefix into buf.

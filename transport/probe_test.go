@@ -15,7 +15,8 @@ import (
 // port probe connects and closes without a byte. The node counted each
 // as a malformed handshake (Refusals[malformed]) and logged it as a
 // refused connection, so every probe raised the operator's bad-input
-// alarm. Such a connection is now counted apart (RefusedEmpty); one that
+// alarm. Such a connection is now counted apart (InboundProbes), outside
+// InboundRefused, whose every count is a handshake turned away; one that
 // sends part of a Hello and closes is still malformed. With TLS too.
 func TestAPortProbeIsNotMalformedInput(t *testing.T) {
 	for _, withTLS := range []bool{false, true} {
@@ -41,17 +42,18 @@ func TestAPortProbeIsNotMalformedInput(t *testing.T) {
 				probe(nil)
 			}
 			waitFor(t, 5*time.Second, "three probes counted", func() bool {
-				return node.Stats().Refusals[transport.RefusedEmpty] == 3
+				return node.Stats().InboundProbes == 3
 			})
-			assert.Zero(t, node.Stats().Refusals[transport.RefusedMalformed], "probes counted as malformed")
-			assert.Zero(t, node.Stats().Refusals[transport.RefusedTLS], "probes counted as failed TLS")
+			st := node.Stats()
+			assert.Zero(t, st.InboundRefused, "probes counted as refused handshakes: %v", st.Refusals)
+			assert.Zero(t, st.InboundMalformed, "probes counted as bad input: %v", st.BadInput)
 
 			probe([]byte{0x49, 0x4e, 0x4f}) // part of the magic, then gone
 			waitFor(t, 5*time.Second, "a partial Hello counted", func() bool {
 				st := node.Stats()
 				return st.Refusals[transport.RefusedMalformed]+st.Refusals[transport.RefusedTLS] == 1
 			})
-			assert.EqualValues(t, 3, node.Stats().Refusals[transport.RefusedEmpty])
+			assert.EqualValues(t, 3, node.Stats().InboundProbes, "a partial Hello counted as a probe")
 		})
 	}
 }

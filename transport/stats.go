@@ -108,6 +108,10 @@ type Stats struct {
 	// Refusals counts refused inbound connections by reason; their sum is
 	// InboundRefused.
 	Refusals [NumRefusals]uint64
+	// InboundProbes counts inbound connections that closed before
+	// sending a byte: port probes, load balancers' health checks. They
+	// are neither refusals nor bad input.
+	InboundProbes uint64
 	// InboundMalformed counts inbound connections closed because they
 	// carried bad input (the sum of BadInput).
 	InboundMalformed uint64
@@ -222,6 +226,7 @@ func (t *Transport) Stats() Stats {
 		s.Refusals[r] = t.refusals[r].Load()
 		s.InboundRefused += s.Refusals[r] // their sum, read once
 	}
+	s.InboundProbes = t.probes.Load()
 	for b := range numBadInputs {
 		s.BadInput[b] = t.malformed[b].Load()
 		s.InboundMalformed += s.BadInput[b]

@@ -172,6 +172,7 @@ func powerOfTwoBounds(hi int) []float64 {
 type observables struct {
 	sent, received, bytesSent, bytesReceived, dropped metric.Int64ObservableCounter
 	throttled, opened, failures, refused, badInput    metric.Int64ObservableCounter
+	probes                                            metric.Int64ObservableCounter
 	handlerErrors, remoteDropped                      metric.Int64ObservableCounter
 	throttledTime                                     metric.Float64ObservableCounter
 	pendingMessages, pendingBytes, sendPeak, recvPeak metric.Int64ObservableGauge
@@ -311,6 +312,7 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 	o.opened = counter("internode.connections.opened", "Outbound connections established", "{connection}")
 	o.failures = counter("internode.connection.failures", "Outbound dial or handshake failures", "{failure}")
 	o.refused = counter("internode.connections.refused", "Inbound connections refused, by reason", "{connection}")
+	o.probes = counter("internode.connections.probes", "Inbound connections closed before sending a byte (port probes, health checks): neither refused nor bad input", "{connection}")
 	o.badInput = counter("internode.connections.bad_input", "Inbound connections closed for what they sent, by reason", "{connection}")
 	tt, err := m.Float64ObservableCounter("internode.inbound.throttled_time", metric.WithDescription("Time connections spent paused"), metric.WithUnit("s"))
 	set.errs = append(set.errs, err)
@@ -338,7 +340,7 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 		}
 		return nil
 	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.handlerErrors, o.remoteDropped,
-		o.throttled, o.opened, o.failures, o.refused, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
+		o.throttled, o.opened, o.failures, o.refused, o.probes, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
 		o.certificateExpiry, o.compressionBytes)
 }
 
@@ -394,6 +396,9 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 		if n := st.Refusals[r]; n > 0 {
 			obs.ObserveInt64(o.refused, int64(n), metric.WithAttributes(attribute.String("reason", Refusal(r).String())))
 		}
+	}
+	if st.InboundProbes > 0 {
+		obs.ObserveInt64(o.probes, int64(st.InboundProbes))
 	}
 	for b := range numBadInputs {
 		if n := st.BadInput[b]; n > 0 {

@@ -106,6 +106,7 @@ type Transport struct {
 	fileReceiveFailures              atomic.Uint64
 
 	refusals  [NumRefusals]atomic.Uint64
+	probes    atomic.Uint64               // inbound connections closed before sending a byte
 	malformed [numBadInputs]atomic.Uint64 // inbound connections closed on bad input, by kind
 	logs      rateLog
 

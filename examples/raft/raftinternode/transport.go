@@ -3,10 +3,12 @@ package raftinternode
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -376,17 +378,57 @@ func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, 
 	if _, err := s.Write(head); err != nil {
 		return err
 	}
-	if n, err := io.CopyN(s, data, args.Size); err != nil {
-		return fmt.Errorf("raftinternode: snapshot data: %d of %d bytes: %w", n, args.Size, err)
+	w := &snapshotWriter{s: s}
+	if n, err := io.CopyN(w, data, args.Size); err != nil {
+		err = fmt.Errorf("raftinternode: snapshot data: %d of %d bytes: %w", n, args.Size, err)
+		if w.err != nil {
+			return refusalOr(s, err)
+		}
+		return err
 	}
 	if err := s.CloseWrite(); err != nil {
-		return err
+		return refusalOr(s, err)
 	}
 	status, body, _, err := readFrame(newReader(s), nil)
 	if err != nil {
 		return err
 	}
 	return decodeFrame(status, body, resp)
+}
+
+// snapshotWriter is the stream InstallSnapshot copies the data to; it
+// keeps the stream's error, to tell it from the data's.
+type snapshotWriter struct {
+	s   *transport.Stream
+	err error
+}
+
+func (w *snapshotWriter) Write(b []byte) (int, error) {
+	n, err := w.s.Write(b)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// refusalOr is the follower's error when it answered before InstallSnapshot
+// had written everything, else err, the write's failure. A follower that
+// refuses a snapshot without reading its data answers with its error and
+// closes its end, and the leader's next write fails; the answer came
+// before the close, so the leader reads it, as NetworkTransport hands the
+// leader the follower's error. A write that timed out is not followed by
+// a read, which would wait for a follower that is slow, not gone; after
+// any other failure the connection is closed or reset, and the read
+// returns at once.
+func refusalOr(s *transport.Stream, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	status, body, _, rerr := readFrame(newReader(s), nil)
+	if rerr != nil || status != statusError {
+		return err
+	}
+	return decodeFrame(status, body, nil)
 }
 
 // serveSnapshot is the receiving end of InstallSnapshot: raft reads the

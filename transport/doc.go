@@ -52,7 +52,12 @@
 //
 // Byte streams (OpenStream) share one more connection per peer, a smux
 // session, unless opened with OwnConnection: then each has a connection
-// of its own, as each SendFile transfer does.
+// of its own, as each SendFile transfer does. A Write whose deadline
+// passes (Timeouts.Write, or the caller's) ends the stream's writing,
+// and the peer reads the stream cut short, except on a connection of its
+// own in plain text, where a later Write goes on from where it stopped,
+// as on TCP: over TLS the timed-out Write may have left a TLS record
+// half written (see Stream.Write).
 //
 // Batch frames may be compressed (S2, Config.Lanes.Compression), a whole
 // frame at a time, when both ends offer it in the handshake. By default

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -105,10 +106,12 @@ type Stream struct {
 	// chunk begins, so that the peer reads the bytes in their frames.
 	owedHeader []byte
 	owed       int
-	// On a session stream, the Write that failed, which ends the stream's
-	// writing: smux reports a frame that its deadline overtook in the
-	// session's queue as unwritten, and writes it later, so what the
-	// peer will read is not known.
+	// The Write that failed, which ends the stream's writing: any on a
+	// session stream, as smux reports a frame that its deadline overtook
+	// in the session's queue as unwritten, and writes it later, so what
+	// the peer will read is not known; one that timed out on a connection
+	// of its own over TLS, which may have left a TLS record half written,
+	// and after which crypto/tls fails every write on the connection.
 	writeFailed error
 }
 
@@ -226,15 +229,20 @@ func cutShort(err error) error {
 // set with SetWriteDeadline applies too, and the sooner one ends the
 // Write. CloseWrite is bounded the same way.
 //
-// On a stream with a connection of its own (OwnConnection), like a TCP
-// connection's, a Write whose deadline passes returns how much of b was
-// written, and a later Write may go on from there. On a stream in the
-// peer's session, a failed Write, its deadline's included, ends the
-// stream's writing: its last bytes may or may not reach the peer (smux
-// reports bytes that waited for the session's socket past the deadline
-// as unwritten, and still writes them), so later Writes fail, and Close
-// ends the stream without its end marker: the peer reads it cut short,
-// never bytes twice.
+// On a stream with a connection of its own (OwnConnection) in plain
+// text, like a TCP connection's, a Write whose deadline passes returns
+// how much of b was written, and a later Write may go on from there.
+// Elsewhere a Write whose deadline passes ends the stream's writing: on a
+// stream in the peer's session (where any failed Write does), as its last
+// bytes may or may not reach the peer (smux reports bytes that waited for
+// the session's socket past the deadline as unwritten, and still writes
+// them); on a connection of its own over TLS (Security.TLS), as the Write
+// may have left a TLS record half written, and crypto/tls fails every
+// later write on the connection. Later Writes and CloseWrite then fail at
+// once with an error wrapping io.ErrClosedPipe (not a timeout, which a
+// caller might retry), and Close ends the stream without its end marker:
+// the peer reads it cut short (io.ErrUnexpectedEOF, or over TLS the error
+// of a record cut short), never a clean end, never bytes twice.
 //
 // A Write to a stream the peer has closed fails: with an error wrapping
 // syscall.ECONNRESET on a session stream, with the socket's (EPIPE or
@@ -277,10 +285,20 @@ func (s *Stream) Write(b []byte) (int, error) {
 		err = peerErr
 	}
 	err = deadlineError(err)
-	if err != nil && s.session() {
+	if err != nil && (s.session() || s.overTLS() && isTimeout(err)) {
 		s.writeFailed = err
 	}
 	return written, s.why(err)
+}
+
+// overTLS reports whether s has a connection of its own over TLS.
+func (s *Stream) overTLS() bool {
+	oc, own := s.s.(*ownConn)
+	if !own {
+		return false
+	}
+	_, ok := oc.Conn.(*tls.Conn)
+	return ok
 }
 
 // noteSessionEnded takes err, a session stream's write's, for smux's on
@@ -306,9 +324,13 @@ func deadlineError(err error) error {
 	return err
 }
 
-// failedBefore is the error of a Write, CloseWrite or end marker on a
-// session stream after a Write failed (Stream.writeFailed).
+// failedBefore is the error of a Write, CloseWrite or end marker after a
+// Write failed that ended the stream's writing (Stream.writeFailed).
 func (s *Stream) failedBefore() error {
+	if !s.session() {
+		return fmt.Errorf("transport: a Write timed out (%v), and a stream over TLS cannot go on from it: it may have left a TLS record half written: %w",
+			s.writeFailed, io.ErrClosedPipe)
+	}
 	return fmt.Errorf("transport: a Write failed (%v), and a stream in a session cannot go on from a failed Write: its last bytes may yet reach the peer: %w",
 		s.writeFailed, io.ErrClosedPipe)
 }
@@ -365,8 +387,8 @@ func (s *Stream) writeChunk(chunk []byte) (int, error) {
 }
 
 // endMarker writes the end of the writer's data, unless a chunk is left
-// unfinished or a session stream's Write failed (the peer then sees the
-// stream cut short). writeMu held.
+// unfinished or a Write failed that ended the stream's writing (the peer
+// then sees the stream cut short). writeMu held.
 func (s *Stream) endMarker() error {
 	if s.writeFailed != nil {
 		return s.failedBefore()

@@ -213,7 +213,8 @@ var streamKinds = []struct {
 	opts []transport.StreamOption
 }{{"session", nil}, {"own connection", []transport.StreamOption{transport.OwnConnection()}}}
 
-// TestStreamWriteGoesOnAfterItsDeadline: on a connection of its own, a
+// TestStreamWriteGoesOnAfterItsDeadline: on a connection of its own in
+// plain text (over TLS it cannot: TestOwnConnectionWriteAfterATimeout), a
 // Write whose deadline passes part-way through a chunk returns how much
 // it wrote, and a later Write goes on from there; the peer reads every
 // byte once, in order. The unfinished chunk's rest was forgotten, and the

@@ -52,6 +52,16 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 	if nc == nil {
 		return nil, 0, errors.New("transport: Config.Dialer returned neither a connection nor an error")
 	}
+	if id != t.cfg.NodeID && t.reachedSelf(nc) {
+		// This node listens at the address the membership gives for id:
+		// id's old one, this node's since it restarted there. A stale
+		// address, as handshake finds another member at it, not a
+		// refusal for good (which this node's own acceptor would answer:
+		// its own ID).
+		nc.Close()
+		return nil, 0, fmt.Errorf("the node at %s is this node, %q, not %q: the membership's address for %q is stale",
+			member.Addr, t.cfg.NodeID, id, id)
+	}
 	// Options that need a TCP socket are skipped on other conns (a
 	// Config.Dialer's in-memory pipe, say): see Config.Listen.
 	if tcp, ok := nc.(*net.TCPConn); ok {
@@ -154,6 +164,25 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 	}
 	t.watchForWaking(nc)
 	return nc, caps, nil
+}
+
+// reachedSelf reports whether nc, a connection just dialled, reached
+// this node's own listener: its remote address is the listener's, or,
+// for a listener on every address, has the listener's port and the
+// connection's own local IP, as a connection to one of the host's own
+// addresses has. A listener or connection whose addresses are not TCP
+// ones (Config.Listen's, Config.Dialer's) is not checked.
+func (t *Transport) reachedSelf(nc net.Conn) bool {
+	own, ok := t.ln.Addr().(*net.TCPAddr)
+	remote, okR := nc.RemoteAddr().(*net.TCPAddr)
+	local, okL := nc.LocalAddr().(*net.TCPAddr)
+	if !ok || !okR || !okL || remote.Port != own.Port {
+		return false
+	}
+	if own.IP.IsUnspecified() {
+		return remote.IP.Equal(local.IP)
+	}
+	return remote.IP.Equal(own.IP)
 }
 
 // hungUp reports whether err says only that the peer closed the

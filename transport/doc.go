@@ -142,7 +142,9 @@
 // one named (wire.CapAcceptorID). A node of the cluster found at
 // another's address (an address reused before the membership noticed its
 // node went away), by its certificate or by its reply, is a failed dial,
-// as an unreachable peer is: requests fail with ErrConnectionReset, and
+// as an unreachable peer is, and so is a dial that reaches this node's
+// own listener (by its address, where it is a TCP one): requests fail
+// with ErrConnectionReset, and
 // one-way messages wait for the named node at its own address. A peer of
 // an earlier build gives no ID, and is not checked without TLS. A response for a request whose caller stopped
 // waiting is dropped and counted (DroppedInbound, ReasonExpired), as is

@@ -222,10 +222,12 @@ func cutShort(err error) error {
 }
 
 // Write writes b to the peer, waiting while the peer's window is full.
-// Config.Timeouts.Write bounds that wait as it bounds a lane's write: a
-// peer that takes nothing of a chunk (64 KiB at most) for that long fails
-// the Write with an error wrapping os.ErrDeadlineExceeded; one that takes
-// each chunk in time, however long b takes in all, does not. A deadline
+// Config.Timeouts.Write bounds that wait, a chunk (64 KiB at most) at a
+// time: a chunk the peer has not taken, all of it, within that time fails
+// the Write with an error wrapping os.ErrDeadlineExceeded; each chunk
+// taken in time gives the next as long, however long b takes in all. A
+// peer that reads slower than a chunk per Timeouts.Write (about 2 KiB/s
+// at the default 30 s) is cut off as one that stopped. A deadline
 // set with SetWriteDeadline applies too, and the sooner one ends the
 // Write. CloseWrite is bounded the same way.
 //
@@ -559,8 +561,8 @@ func (s *Stream) SetWriteDeadline(t time.Time) error {
 }
 
 // boundWrite gives the chunk a Write is about to write Timeouts.Write
-// from now, or the caller's deadline if that comes sooner: a peer that
-// takes none of a chunk for that long fails the Write, while one that
+// from now, or the caller's deadline if that comes sooner: a chunk the
+// peer has not taken within that time fails the Write, while one that
 // takes each chunk in time, however slowly in all, does not. writeMu
 // held.
 func (s *Stream) boundWrite() {

@@ -38,8 +38,8 @@ var streamModes = []struct {
 // SendFile; a stream's Write had no such bound, and one whose peer's
 // handler stopped reading (stuck on a lock, say) waited for ever, with
 // the caller's goroutine, unless the caller set a deadline of its own.
-// It now fails with os.ErrDeadlineExceeded once the peer has taken
-// nothing of a chunk for Timeouts.Write.
+// It now fails with os.ErrDeadlineExceeded once a chunk has waited
+// Timeouts.Write for the peer to take it.
 func TestStreamWriteToAPeerThatStopsReading(t *testing.T) {
 	const write = time.Second
 	c := newCluster(t, 2, func(_ int, cfg *transport.Config) { cfg.Timeouts.Write = write })
@@ -78,10 +78,10 @@ func TestStreamWriteToAPeerThatStopsReading(t *testing.T) {
 	}
 }
 
-// TestStreamWriteToAPeerThatReadsSlowly: the bound is on a write that
-// moves nothing, not on a slow transfer: a peer that takes the bytes
-// slowly but all along gets all of them, however long the writing takes
-// in all.
+// TestStreamWriteToAPeerThatReadsSlowly: the bound is on each chunk, not
+// on the whole transfer: a peer that takes the bytes slowly but a chunk
+// well within Timeouts.Write gets all of them, however long the writing
+// takes in all.
 func TestStreamWriteToAPeerThatReadsSlowly(t *testing.T) {
 	const write = time.Second
 	c := newCluster(t, 2, func(_ int, cfg *transport.Config) { cfg.Timeouts.Write = write })

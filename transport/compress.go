@@ -314,6 +314,29 @@ func isRefusal(err error) bool {
 	return errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrFrameTooLarge)
 }
 
+// rejectedS2Frames is how many compressed batch frames of the largest
+// size those OverloadReject rejects may hold at once, node-wide
+// (rejectedS2Budget).
+const rejectedS2Frames = 4
+
+// rejectedS2Budget returns the bytes that the compressed batch frames
+// OverloadReject rejects may hold at once, node-wide, for frames of at
+// most maxFrame bytes: the blocks and decoded batches of
+// rejectedS2Frames of the largest (2 MiB with the default 256 KiB frame
+// limit). Unlike a plain frame (rejectBatch) such a frame cannot be read
+// through a small buffer — its block is decoded whole, into a buffer of
+// its batch's length — and it comes when the inbound limits are full, so
+// it is bounded apart from them: without a bound, peers trickling such
+// frames on every connection held about 512 KiB each, some 2 GiB at the
+// default Security.MaxConns. The bound is fixed, not a part of the
+// inbound limits, which are full whenever it is used and which SetLimits
+// changes: a rejected frame holds its share only while it arrives and
+// its messages are answered, so a few at a time refuse a sender at the
+// pace its bytes come, and smaller frames take smaller shares.
+func rejectedS2Budget(maxFrame int) int64 {
+	return rejectedS2Frames * 2 * int64(bufpool.Cap(maxFrame))
+}
+
 // readBatchS2 reads a compressed batch frame. Capacity for the
 // decompressed batch is taken (or waited for) before anything is
 // allocated — its length is read from the block's first bytes and checked
@@ -323,7 +346,12 @@ func isRefusal(err error) bool {
 // batch that fills the limit could otherwise never be read. A frame that
 // OverloadReject rejects holds the same while its block is read, and its
 // decompressed batch, outside the limits, only once the block has come,
-// while its messages are answered.
+// while its messages are answered; before it holds either it takes a
+// share of the node's room for such frames (rejectedS2Budget), both
+// buffers' worth, and waits for it, reading paused, while other rejected
+// frames hold that room. Each holder gives its share back once its frame
+// is answered, or its connection ends: Keepalive bounds the reading of
+// each frame, so a wait ends.
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	n, err := peekBatchS2Len(ic.src, fh, ic.t.maxFrame)
 	for err != nil && ic.deadlineEarly(err, ic.frameStart) {
@@ -339,6 +367,12 @@ func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	return ic.readAdmitted(n, func(buf []byte) error {
 		return ic.readBlockS2(fh, func() []byte { return buf })
 	}, func(arrived int64) error {
+		share := int64(bufpool.Cap(int(fh.Length)) + bufpool.Cap(n))
+		room := ic.t.rejectedS2.Root()
+		if _, err := ic.waitRoom(room, share, nil, nil); err != nil {
+			return err
+		}
+		defer room.Release(share)
 		var buf []byte
 		err := ic.readBlockS2(fh, func() []byte {
 			buf = bufpool.Get(n)

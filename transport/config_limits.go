@@ -173,6 +173,9 @@ const (
 	OverloadPause OverloadPolicy = iota
 	// OverloadReject drops the message and answers ErrOverloaded: a
 	// request fails with it; a one-way sender counts it in
-	// ConnStats.RemoteDropped.
+	// ConnStats.RemoteDropped. A rejected batch frame is answered once it
+	// has come whole; a compressed one, held whole while it comes, waits,
+	// reading paused, while other rejected compressed frames hold the
+	// 2 MiB the node gives them (see the package documentation).
 	OverloadReject
 )

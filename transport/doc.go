@@ -269,11 +269,17 @@
 // 512 KiB; with OverloadReject, for a batch frame read only to be
 // rejected, an 8 KiB buffer it is read through and 32 bytes for each of
 // its messages (at most 32 KiB), its messages answered only once the
-// whole frame has come and its checksum matched, or for a compressed one
-// its decompressed batch, once its block has come (the block is held
-// as any compressed frame's, above), both freed as its messages are
-// answered; per session stream a read-ahead buffer of 32 KiB, and per peer at
-// most StreamConfig.SessionBuffer more as they grow (Stream.Write); per
+// whole frame has come and its checksum matched, or for a compressed one,
+// which is decoded whole, its decompressed batch, once its block has come
+// (the block is held as any compressed frame's, above), both freed as its
+// messages are answered — rejected compressed frames hold at most 2 MiB
+// in all, block and batch (four of the largest), node-wide however many
+// connections carry them: a reader whose frame finds no share of that
+// waits for one, reading paused, until another such frame has been
+// answered or its connection has ended (Keepalive bounds the arrival of
+// each), and counts the wait in ConnStats.Throttled; per session stream
+// a read-ahead buffer of 32 KiB, and per peer at most
+// StreamConfig.SessionBuffer more as they grow (Stream.Write); per
 // file transfer being sent or received, a 256 KiB checksum buffer
 // (FileConfig.MaxConcurrent bounds those received, the caller's SendFile
 // calls those sent); per

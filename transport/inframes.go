@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/internode/internode/internal/bufpool"
+	"github.com/internode/internode/internal/limit"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -236,7 +237,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte) error, reject func(a
 		ic.actOnCancels(buf)
 		// On the urgent lane it waits for room or for the allowance, given
 		// back, whichever it gets first.
-		over, err := ic.waitRoom(held, freed, tryOver)
+		over, err := ic.waitRoom(ic.account, held, freed, tryOver)
 		if err != nil {
 			// Its messages arrived, its cancels were counted: the rest end
 			// with the connection, counted.
@@ -650,19 +651,22 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		return true, nil
 	}
-	_, err = ic.waitRoom(n, nil, nil)
+	_, err = ic.waitRoom(ic.account, n, nil, nil)
 	return false, err
 }
 
-// waitRoom waits for n bytes of inbound capacity, reading paused, until
-// it has them, the connection or the transport ends, or they can never
-// fit (net.ErrClosed, as the reader then ends). With tryOver, each time
+// waitRoom waits for n bytes of room in a (inbound capacity: the
+// connection's account; or the room for rejected compressed frames,
+// readBatchS2), reading paused, until it has them, the connection or the
+// transport ends, or they can never fit (net.ErrClosed, as the reader
+// then ends). The frame read after the wait has Keepalive from its end,
+// not from its header. With tryOver, each time
 // freed is closed (a small urgent frame's allowance given back) it tries
 // for the allowance instead, staying queued in its turn meanwhile, and
 // reports over when it took that rather than the room; freed must have
 // been had before the caller last tried.
-func (ic *inConn) waitRoom(n int64, freed <-chan struct{}, tryOver func() bool) (over bool, err error) {
-	w, ok := ic.account.WaitFunc(n, nil)
+func (ic *inConn) waitRoom(a *limit.Account, n int64, freed <-chan struct{}, tryOver func() bool) (over bool, err error) {
+	w, ok := a.WaitFunc(n, nil)
 	if w == nil {
 		if !ok {
 			return false, net.ErrClosed

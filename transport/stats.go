@@ -72,8 +72,10 @@ type ConnStats struct {
 	DroppedInbound [NumReasons]uint64
 	// Throttled counts the waits for inbound capacity (OverloadPause): a
 	// reader that stopped reading, or a large message whose grant waited
-	// while its connection read on; ThrottledTime is how long readers
-	// stopped, in all.
+	// while its connection read on; and under OverloadReject, a reader
+	// that stopped reading while other rejected compressed frames held
+	// the room the node gives them (see the package documentation).
+	// ThrottledTime is how long readers stopped, in all.
 	Throttled     uint64
 	ThrottledTime time.Duration
 	// RemoteDropped counts failures the peer reported for messages no

@@ -89,6 +89,10 @@ type Transport struct {
 	// accounts are nested in them), and the limits in force (SetLimits
 	// changes them).
 	outBudget, inBudget *limit.Budget
+	// rejectedS2 bounds, node-wide, what the compressed batch frames that
+	// OverloadReject rejects hold while they are read and answered, their
+	// blocks and decoded batches (see rejectedS2Budget).
+	rejectedS2          *limit.Budget
 	limitsOut, limitsIn atomic.Pointer[Limits]
 	limitsMu            sync.Mutex // one SetLimits at a time
 	// strangers sums the counters of peers that were not members and were
@@ -183,6 +187,7 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 	t.limitsIn.Store(&cfg.Memory.Inbound)
 	t.outBudget = limit.NewBudget(cfg.Memory.Outbound.Node)
 	t.inBudget = limit.NewBudget(cfg.Memory.Inbound.Node)
+	t.rejectedS2 = limit.NewBudget(rejectedS2Budget(t.maxFrame))
 	t.logs = rateLog{log: cfg.Telemetry.Logger, every: time.Second, burst: 5}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	if cfg.Security.TLS != nil {

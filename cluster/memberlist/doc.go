@@ -20,9 +20,12 @@
 // The caller's duties:
 //
 //  1. Give every node a unique NodeID. A node that restarts under the same
-//     ID, at the same address or a new one, appears to the others as a
-//     Leave followed by a Join once the old incarnation has left or been
-//     declared dead.
+//     ID once its old process has left or been declared dead appears to
+//     the others as a Leave followed by a Join. One that restarts at the
+//     same gossip address before that stays the same member: no Leave is
+//     told, a new transport address arrives as an Update, and the same one
+//     as no event at all (the transport's connections to the old process
+//     end and are dialled again).
 //  2. Pass the GossipAddr of one or more running nodes as Seeds; the first
 //     node starts with none, or with only itself. Join fails if no seed
 //     other than this node answers.

@@ -316,6 +316,42 @@ func TestRestartUnderSameID(t *testing.T) {
 	}
 }
 
+// TestQuickRestartAtTheSameGossipAddressIsNoLeave: a node that crashes
+// and restarts under the same ID at the same gossip address before the
+// others' failure detection declares it dead stays the same member: its
+// new process refutes the old one's state with a higher incarnation, so
+// no Leave is told, and a new transport address arrives as an Update.
+// The package doc said such a restart appears as a Leave and a Join,
+// which a database waiting for a Leave to learn of the restart would
+// never see.
+func TestQuickRestartAtTheSameGossipAddressIsNoLeave(t *testing.T) {
+	n1 := startNode(t, "n1")
+	seen := watch(t, n1)
+	bind := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	old, err := Join(Config{
+		NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: bind,
+		Seeds: []string{n1.GossipAddr()}, Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	seen.waitEvent(t, cluster.Event{Type: cluster.Join, Member: member("n2")})
+	require.NoError(t, old.Close()) // a crash: no Leave
+
+	restarted, err := Join(Config{
+		NodeID: "n2", TransportAddr: "127.0.0.1:8002", BindAddr: bind,
+		Seeds: []string{n1.GossipAddr()}, Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, restarted.Close()) }()
+	back := cluster.Member{ID: "n2", Addr: "127.0.0.1:8002"}
+	events := seen.waitFor(t, "the restarted node's new address", func(events []cluster.Event) bool {
+		return len(events) > 0 && events[len(events)-1].Member == back
+	})
+	assert.Equal(t, []cluster.Event{
+		{Type: cluster.Join, Member: member("n2")},
+		{Type: cluster.Update, Member: back},
+	}, events, "a quick restart is told as an Update, no Leave")
+}
+
 // TestRestartAfterACrashOnANewAddress: a node that crashed (Close
 // without Leave) and restarts under the same ID on a new gossip address
 // (a new pod IP, or BindAddr port 0) was never taken back: memberlist

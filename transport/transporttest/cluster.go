@@ -185,7 +185,12 @@ func (c *Cluster) Total() transport.ConnStats {
 }
 
 // Quiet reports whether no node holds anything: nothing queued, being
-// written or waiting for a handler, in either direction.
+// written or waiting for a handler, in either direction. It does not see
+// bytes on their way between nodes, written and not yet read: in a
+// socket's buffers, or on a Network, held back by a Delay (for as long as
+// it lasts) or a partition. So it may hold before a message sent has
+// reached its handler; a test that needs its messages delivered waits
+// for their handlers.
 func (c *Cluster) Quiet() bool {
 	for _, s := range c.Stats() {
 		if s.OutboundBytes != 0 || s.InboundHeld != 0 || s.Total().PendingBytes != 0 {
@@ -195,7 +200,8 @@ func (c *Cluster) Quiet() bool {
 	return true
 }
 
-// WaitQuiet polls Quiet until it holds or ctx ends.
+// WaitQuiet polls Quiet until it holds or ctx ends. Messages under way
+// between nodes may not have arrived yet (see Quiet).
 func (c *Cluster) WaitQuiet(ctx context.Context) error {
 	return poll(ctx, c.Quiet)
 }

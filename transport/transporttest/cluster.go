@@ -43,7 +43,12 @@ type Cluster struct {
 	// Network carries the nodes' connections if Options.InMemory; the
 	// cluster closes it in Close. Its hosts are named by node ID.
 	Network *Network
+
+	closed bool // Close has run: Restart would start a node no one closes
 }
+
+// ErrClosed is Restart's error after Close.
+var ErrClosed = errors.New("transporttest: the cluster is closed")
 
 // Config returns the config of a test node: listening on 127.0.0.1 at a
 // port the system picks, reconnecting after 5 to 50 ms, logging nothing.
@@ -150,7 +155,11 @@ func (c *Cluster) HandleAll(verb transport.Verb, h transport.Handler) {
 
 // Restart closes node i and starts it again with the same config, on the
 // same address (its proxy, if any, stays), as a process that restarts.
+// After Close it returns ErrClosed and starts nothing.
 func (c *Cluster) Restart(i int) (*transport.Transport, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
 	addr := c.Nodes[i].Addr().String()
 	if err := c.Nodes[i].Close(); err != nil {
 		return nil, err
@@ -235,6 +244,7 @@ func poll(ctx context.Context, cond func() bool) error {
 
 // Close closes every node and proxy. Safe to call more than once.
 func (c *Cluster) Close() {
+	c.closed = true
 	for _, n := range c.Nodes {
 		n.Close()
 	}

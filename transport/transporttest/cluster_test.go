@@ -89,3 +89,17 @@ func TestStartWithoutATest(t *testing.T) {
 	_, err = transporttest.Start(1, transporttest.Options{Tweak: func(i int, cfg *transport.Config) { cfg.NodeID = "" }})
 	assert.Error(t, err, "a bad config fails Start")
 }
+
+// TestRestartAfterClose: Restart after Close started a node on the
+// closed cluster's address that nothing closed (its goroutines leaked
+// past the test); it now fails with ErrClosed and starts nothing.
+func TestRestartAfterClose(t *testing.T) {
+	c := transporttest.New(t, 2, transporttest.Options{})
+	c.Close()
+	tr, err := c.Restart(1)
+	if tr != nil {
+		tr.Close()
+	}
+	require.ErrorIs(t, err, transporttest.ErrClosed)
+	assert.Nil(t, tr)
+}

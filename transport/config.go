@@ -81,7 +81,9 @@ type Config struct {
 	// gave up are counted, and not given to it. It runs on the lane's
 	// writer goroutine (or a Send caller's that wrote itself; for a
 	// response refused before it was queued, the goroutine that answered:
-	// its handler's or its connection's reader): it must be quick and
+	// its handler's or its connection's reader; for a small or urgent
+	// request withdrawn from its queue because its caller gave up, the
+	// caller's, before Request returns): it must be quick and
 	// must not call Send or Request to the same peer. The
 	// DroppedMessage and its Payload are valid only during the call.
 	OnDropped func(DroppedMessage)

@@ -200,12 +200,15 @@
 // context sends a cancel on the urgent lane: the handler's context is
 // cancelled if it runs, and if it waits it never starts (counted as
 // dropped, ReasonCanceled); one whose deadline passes needs none, as the
-// handler's context carries that deadline. A large request whose caller
-// gave up (cancelled, or past its deadline) is withdrawn as well: what is
-// not written of it never is (FrameLargeCancel), and the capacity it held
-// on both sides comes back at once; it is counted as dropped
-// (ReasonCanceled or ReasonExpired). A request's response goes back on the
-// connection it came on, written by a goroutine of its own between the
+// handler's context carries that deadline. A request still queued when
+// its caller gives up (cancelled, or past its deadline), not yet taken by
+// its lane's writer, is withdrawn: it is never written, no cancel is sent
+// (the peer has nothing to cancel), and its capacity comes back at once.
+// A large request whose caller gave up is withdrawn as well, begun or
+// not: what is not written of it never is (FrameLargeCancel once begun),
+// and the capacity it held on both sides comes back at once. A withdrawn
+// request is counted as dropped (ReasonCanceled or ReasonExpired), once.
+// A request's response goes back on the connection it came on, written by a goroutine of its own between the
 // reader's beats; the requester reads it on its own connection's back
 // channel, which it never pauses, so a node whose handlers hold all its
 // inbound capacity still gets the responses to its own requests. Bytes that are not valid wire format close that one

@@ -133,3 +133,27 @@ func SendQueueDepth(t *Transport, peer cluster.NodeID, lane routing.Lane) int {
 	n, _ := lc.probe.SendQueue()
 	return n
 }
+
+// QueuedRequests returns how many requests wait in the queue of lane to
+// peer to, not yet taken by its writer.
+func QueuedRequests(t *Transport, to cluster.NodeID, lane routing.Lane) int {
+	p := (*t.peersView.Load())[to]
+	if p == nil {
+		return 0
+	}
+	c := p.lanes[lane].Load()
+	if c == nil {
+		return 0
+	}
+	c.queue.mu.Lock()
+	defer c.queue.mu.Unlock()
+	n := 0
+	for _, seg := range c.queue.segments {
+		for i := range seg.items {
+			if seg.items[i].isRequest {
+				n++
+			}
+		}
+	}
+	return n
+}

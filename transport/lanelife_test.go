@@ -109,33 +109,58 @@ func TestAnEmptyLargeMessageIsNotDeliveredTwice(t *testing.T) {
 		"one Send, delivered twice")
 }
 
-// TestACancelEndsWithItsRequest: a request to a peer that accepts and
-// never answers the handshake (hung) is cancelled by its caller; the
-// cancel is queued on the urgent lane. It had no expiry: while the peer
-// stayed unreachable it waited, the lane dialling for it again and again
-// and its capacity held, long after the request's deadline, past which
-// there is nothing left to cancel. It now expires with its request.
+// TestACancelEndsWithItsRequest: a request written to a peer that then
+// reads nothing more of this node's (each new connection hangs in its
+// handshake) is cancelled by its caller; the cancel is queued on the
+// urgent lane. It had no expiry: while the peer stayed unreachable it
+// waited, the lane dialling for it again and again and its capacity
+// held, long after the request's deadline, past which there is nothing
+// left to cancel. It now expires with its request. (A request cancelled
+// while still queued is withdrawn, and no cancel is sent for it: this
+// one is written first.)
 func TestACancelEndsWithItsRequest(t *testing.T) {
-	addr, accepted := silentListener(t)
-	c := newCluster(t, 1, func(i int, cfg *transport.Config) {
+	c := cancelBehindAHungUrgentLane(t, nil)
+	waitFor(t, 5*time.Second, "the cancel's outcome, once its request's deadline passed", func() bool {
+		st := laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Urgent)
+		return st.PendingMessages == 0 && st.Dropped[transport.ReasonExpired] == 1
+	})
+}
+
+// cancelBehindAHungUrgentLane starts two nodes (tweak, when set, adjusts
+// their config), has n1's request to n2 written, through a proxy, and
+// waited for, then holds n1's bytes to n2 (so that a connection dialled
+// now hangs in its handshake) and cancels the request, whose deadline is
+// 500 ms away: its cancel waits on the urgent lane, dialling.
+func cancelBehindAHungUrgentLane(t *testing.T, tweak func(*transport.Config)) *transporttest.Cluster {
+	const verbHang transport.Verb = 241
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Timeouts.Handshake = 100 * time.Millisecond
 		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+		if tweak != nil {
+			tweak(cfg)
+		}
 	})
-	c.Members.Add(cluster.Member{ID: "hung", Addr: addr})
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	c.Nodes[1].Handle(verbHang, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		started <- struct{}{}
+		<-release
+		return nil, nil
+	}))
+	proxy := newPausableProxy(t, c.Nodes[1].Addr().String())
+	c.Members.Add(cluster.Member{ID: c.ID(1), Addr: proxy.addr}) // n1 reaches n2 through the proxy
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.Nodes[0].Request(ctx, "hung", verbEcho, []byte("q"))
+		_, err := c.Nodes[0].Request(ctx, c.ID(1), verbHang, []byte("q"))
 		errc <- err
 	}()
-	<-accepted // the request's lane is in its handshake
+	within(t, started, 5*time.Second, "the request written and handled")
+	proxy.up.pause()
 	cancel()
 	require.ErrorIs(t, within(t, errc, 5*time.Second, "the request"), context.Canceled)
-	waitFor(t, 5*time.Second, "the cancel's outcome, once its request's deadline passed", func() bool {
-		st := laneStats(t, c.Nodes[0], "hung", routing.Urgent)
-		return st.PendingMessages == 0 && st.Dropped[transport.ReasonExpired] == 1
-	})
+	return c
 }
 
 // TestCloseDuringADialFailsItsRequestAsClosed: Close interrupts a dial in
@@ -415,31 +440,17 @@ func TestALaneThatNeverWroteReportsNoWrite(t *testing.T) {
 // Request accepted, "to store a hint to replay later": replayed, this one
 // becomes a one-way message of the request's verb that nobody sent.
 func TestAnExpiredCancelIsNoDroppedMessage(t *testing.T) {
-	addr, accepted := silentListener(t)
 	var mu sync.Mutex
 	var dropped []transport.DroppedMessage
-	c := newCluster(t, 1, func(i int, cfg *transport.Config) {
-		cfg.Timeouts.Handshake = 100 * time.Millisecond
-		cfg.Reconnect.MinBackoff, cfg.Reconnect.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	c := cancelBehindAHungUrgentLane(t, func(cfg *transport.Config) {
 		cfg.OnDropped = func(m transport.DroppedMessage) {
 			mu.Lock()
 			dropped = append(dropped, transport.DroppedMessage{Peer: m.Peer, Lane: m.Lane, Verb: m.Verb, ID: m.ID, Reason: m.Reason})
 			mu.Unlock()
 		}
 	})
-	c.Members.Add(cluster.Member{ID: "hung", Addr: addr})
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Nodes[0].Request(ctx, "hung", verbEcho, []byte("q"))
-		errc <- err
-	}()
-	<-accepted
-	cancel()
-	require.ErrorIs(t, within(t, errc, 5*time.Second, "the request"), context.Canceled)
 	waitFor(t, 5*time.Second, "the cancel's outcome", func() bool {
-		st := laneStats(t, c.Nodes[0], "hung", routing.Urgent)
+		st := laneStats(t, c.Nodes[0], string(c.ID(1)), routing.Urgent)
 		return st.PendingMessages == 0 && st.Dropped[transport.ReasonExpired] == 1
 	})
 	mu.Lock()

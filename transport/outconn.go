@@ -223,6 +223,24 @@ func (c *outConn) withdraw(id uint64, reason Reason) {
 	}
 }
 
+// withdrawQueued withdraws request id of a small lane, whose caller gave
+// up for reason, if it is still queued: it is never written, fails with
+// reason (its one outcome; payload is the caller's, for OnDropped) and
+// gives back its capacity at once. It reports false when the request is
+// not queued: the writer took it (to write it, or fail it), or it failed
+// already; its caller then tells the peer with a cancel, as before.
+func (c *outConn) withdrawQueued(id uint64, reason Reason, payload []byte) bool {
+	m, held, ok := c.queue.withdraw(id)
+	if !ok {
+		return false
+	}
+	m.payload = payload
+	c.failed(&m, reason, nil)
+	c.release(held)
+	c.t.signalDrained() // a Shutdown may wait for this queue to empty
+	return true
+}
+
 // drop counts a message refused before it was queued (outLane).
 func (c *outConn) drop(r Reason) { c.counters.drop(r) }
 

@@ -289,12 +289,19 @@ func (q *outQueue) nextExpiry() int64 {
 // capacity its messages held, for the caller to give back.
 func (q *outQueue) release(seg *batch) int64 {
 	held := int64(seg.bytes)
-	clear(seg.items) // drop references to large payloads
-	seg.items = seg.items[:0]
-	seg.buf.Reset()
 	q.mu.Lock()
 	q.reserved -= seg.bytes
 	q.mu.Unlock()
+	recycle(seg)
+	return held
+}
+
+// recycle empties a segment no one uses any more and keeps it as a spare
+// if it is not oversized.
+func recycle(seg *batch) {
+	clear(seg.items) // drop references to large payloads
+	seg.items = seg.items[:0]
+	seg.buf.Reset()
 	seg.bytes, seg.encoded, seg.soonest = 0, 0, 0
 	if cap(seg.buf.B) <= 2*segmentBytes && cap(seg.items) <= 2*segmentBytes/64 {
 		select {
@@ -302,7 +309,6 @@ func (q *outQueue) release(seg *batch) int64 {
 		default:
 		}
 	}
-	return held
 }
 
 // finished forgets a message the writer took (takeToFinish) and
@@ -339,12 +345,11 @@ func (q *outQueue) held() int {
 // prune removes the messages for which drop returns true, keeping the rest
 // in order, and returns them and the bytes they held, for the caller to
 // fail and give back once the queue's lock is let go (failing a message
-// calls Config.OnDropped, which may read the queue through Stats). Their
-// payloads stay valid until the writer next takes a segment: the writer
-// alone recycles segments, and prune leaves their bytes where they are.
+// calls Config.OnDropped, which may read the queue through Stats). The
+// payloads it returns of a small lane's messages are copies: a request
+// withdrawn meanwhile (withdraw) moves the bytes of its segment.
 //
-// A segment it empties leaves the queue (to the collector, not the spare
-// segments: the dropped messages' payloads are in its buffer). Kept, it
+// A segment it empties leaves the queue (to the collector). Kept, it
 // was a segment without a message ahead of the others: a producer
 // writing its own message to the quiet lane (writeFromCaller) took it,
 // wrote nothing, and went its way as if it had written, its message still
@@ -355,6 +360,7 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 	seen := 0
 	observed := q.observed
 	soonest := int64(0)
+	var copies []byte
 	segments := q.segments[:0]
 	for _, seg := range q.segments {
 		seg.soonest = 0
@@ -363,7 +369,15 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 			wasObserved := seen < q.observed
 			seen++
 			if drop(&it) {
-				dropped = append(dropped, it.msg(seg.buf.B))
+				m := it.msg(seg.buf.B)
+				if it.payload == nil {
+					// A copy: withdraw may move the buffer's bytes once
+					// the lock is let go. Appended to one array, the
+					// earlier copies staying where they were.
+					copies = append(copies, m.payload...)
+					m.payload = copies[len(copies)-len(m.payload) : len(copies) : len(copies)]
+				}
+				dropped = append(dropped, m)
 				size, held := it.size(), it.held()
 				removed += int64(held)
 				seg.bytes -= held
@@ -391,6 +405,84 @@ func (q *outQueue) prune(drop func(it *outItem) bool) (dropped []outMsg, removed
 	q.observed = observed
 	q.soonest = soonest
 	return dropped, removed
+}
+
+// withdraw takes request id, whose caller gave up, out of the queue if
+// it is still there, and returns it as failed needs it (without its
+// payload: its bytes are overwritten) and the capacity it held, for the
+// caller to fail it and give that back once the lock is let go. It
+// reports false when no such request is queued: the writer took it
+// (taking a segment, under this lock, is where a message counts as
+// written), or it failed already. Its bytes are cut out of its
+// segment's buffer, the messages behind them moved up: left there, bytes
+// no capacity held any more would pile up in the buffers of a queue
+// whose writer is stuck, while producers queue more in the capacity given
+// back. The cost is a copy of what follows it in its segment, at most a
+// segment, on a path taken only for a request given up while queued.
+func (q *outQueue) withdraw(id uint64) (m outMsg, held int64, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.messages == 0 {
+		return outMsg{}, 0, false
+	}
+	seen := 0 // the messages of the segments before seg
+	for si, seg := range q.segments {
+		for i := range seg.items {
+			if it := &seg.items[i]; it.id == id && it.isRequest {
+				m = it.msg(seg.buf.B)
+				m.payload = nil
+				return m, int64(q.cut(si, i, seen+i < q.observed)), true
+			}
+		}
+		seen += len(seg.items)
+	}
+	return outMsg{}, 0, false
+}
+
+// cut removes item i of segment si, its bytes and the capacity it held
+// from the queue, and returns that capacity; observed says the coalescing
+// strategy has seen it. A segment it empties leaves the queue, and is
+// kept for reuse: nothing refers to the buffer of a queued segment
+// outside the lock (prune copies the payloads it returns). The caller
+// holds mu.
+func (q *outQueue) cut(si, i int, observed bool) int {
+	seg := q.segments[si]
+	it := seg.items[i]
+	size, held := it.size(), it.held()
+	// The bytes in the buffer: the whole message on a small lane, its
+	// header on the large one.
+	gap := it.end - it.start
+	n := copy(seg.buf.B[it.start:], seg.buf.B[it.end:])
+	seg.buf.B = seg.buf.B[:int(it.start)+n]
+	for j := i + 1; j < len(seg.items); j++ {
+		seg.items[j].start -= gap
+		seg.items[j].end -= gap
+	}
+	seg.items = slices.Delete(seg.items, i, i+1)
+	seg.encoded -= size
+	seg.bytes -= held
+	q.messages--
+	q.queued -= size
+	q.reserved -= held
+	if observed {
+		q.observed--
+	}
+	if len(seg.items) == 0 {
+		q.segments = slices.Delete(q.segments, si, si+1)
+		recycle(seg)
+	} else if it.expiresAt != 0 && it.expiresAt == seg.soonest {
+		seg.soonest = 0
+		for j := range seg.items {
+			seg.soonest = earlier(seg.soonest, seg.items[j].expiresAt)
+		}
+	}
+	if it.expiresAt != 0 && it.expiresAt == q.soonest {
+		q.soonest = 0
+		for _, left := range q.segments {
+			q.soonest = earlier(q.soonest, left.soonest)
+		}
+	}
+	return held
 }
 
 // retireIfEmpty makes the queue refuse messages with err, and reports

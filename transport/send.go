@@ -128,16 +128,32 @@ func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, p
 		return r.payload, r.err
 	}
 	t.refuseResponse(to, lane, h.ID)
+	withdrawn := false
 	if lane == routing.Large {
 		// Before the cancel goes: it may end the handler, and with it
 		// the wait for what is still to be written.
 		t.withdraw(to, h.ID, reasonOf(err))
+	} else {
+		withdrawn = withdrawQueued(c, lane, h.ID, reasonOf(err), payload)
 	}
-	if err == context.Canceled {
-		// A deadline the handler has already; a cancel it is told.
+	if err == context.Canceled && !withdrawn {
+		// A deadline the handler has already; a cancel it is told. A
+		// request withdrawn unwritten has no handler to tell.
 		t.sendCancel(to, verb, h.ID, expiresAt)
 	}
 	return nil, &OpError{Op: "request", Peer: to, Lane: lane, Err: err}
+}
+
+// withdrawQueued withdraws request id from lane of the peer entry its
+// call cl was handed to, if it is still queued there (see
+// outConn.withdrawQueued), and reports whether it was.
+func withdrawQueued(cl *call, lane routing.Lane, id uint64, reason Reason, payload []byte) bool {
+	if p := cl.entry.Load(); p != nil {
+		if c := p.lanes[lane].Load(); c != nil {
+			return c.withdrawQueued(id, reason, payload)
+		}
+	}
+	return false
 }
 
 // withdraw asks the large lane to peer to to withdraw request id, whose

@@ -1,0 +1,115 @@
+package transport
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestQueueWithdrawCutsTheRequest: a queued request withdrawn leaves the
+// queue whole — its item, its bytes (the messages behind it moved up,
+// intact), the capacity it held, its deadline and its place among the
+// messages the strategy has seen — and a segment it empties leaves the
+// queue; a request not queued, or a message that is not a request, is
+// left alone.
+func TestQueueWithdrawCutsTheRequest(t *testing.T) {
+	var q outQueue
+	sizes := make([]int, 40) // 16 KiB each: several segments
+	expires := map[int]int64{}
+	for i := range sizes {
+		sizes[i] = 16<<10 + i
+		expires[i] = int64(1000 + i)
+	}
+	expires[4] = 10 // the soonest deadline, a request's (i%3 == 1)
+	queueMessages(t, &q, sizes, expires, true)
+	segments := len(q.segments)
+	require.Greater(t, segments, 1)
+	q.observeNew(func(*outItem) {})
+	require.Equal(t, int64(10), q.nextExpiry())
+
+	_, _, ok := q.withdraw(3) // i == 2: a response
+	assert.False(t, ok, "not a request")
+	_, _, ok = q.withdraw(999)
+	assert.False(t, ok, "not queued")
+
+	heldBefore, messagesBefore := q.held(), q.messages
+	gone := map[uint64]bool{}
+	var givenBack int64
+	for _, id := range []uint64{5, 2, 32, 38} { // the soonest; the first request; in later segments
+		want := heldBy(&q, id)
+		m, held, ok := q.withdraw(id)
+		require.True(t, ok, "request %d", id)
+		assert.Equal(t, id, m.id)
+		assert.True(t, m.isRequest)
+		assert.Equal(t, want, held)
+		givenBack += held
+		gone[id] = true
+	}
+	assert.Equal(t, int64(heldBefore)-givenBack, int64(q.held()), "the capacity they held is out of the queue")
+	assert.Equal(t, messagesBefore-4, q.messages)
+	assert.Equal(t, messagesBefore-4, q.observed, "they were seen: the count of those seen goes down with them")
+	assert.Equal(t, int64(1000), q.nextExpiry(), "the soonest deadline left (message 1's)")
+	_, _, ok = q.withdraw(5)
+	assert.False(t, ok, "withdrawn once")
+
+	var left []uint64
+	for {
+		b, _ := q.take()
+		if b == nil {
+			break
+		}
+		end := int32(0)
+		for i := range b.items {
+			it := &b.items[i]
+			left = append(left, it.id)
+			assert.GreaterOrEqual(t, it.start, end, "in order in the buffer")
+			end = it.end
+			p := it.payloadIn(b.buf.B)
+			require.Len(t, p, sizes[it.id-1], "message %d", it.id)
+			for _, c := range p {
+				if c != byte(it.id-1) {
+					t.Fatalf("message %d: its payload was overwritten", it.id)
+				}
+			}
+		}
+		q.release(b)
+	}
+	for id := uint64(1); id <= uint64(len(sizes)); id++ {
+		if !gone[id] {
+			require.NotEmpty(t, left)
+			assert.Equal(t, id, left[0])
+			left = left[1:]
+		}
+	}
+	assert.Empty(t, left)
+	assert.Zero(t, q.held())
+
+	// The only message of a segment withdrawn: the segment leaves too.
+	queueMessages(t, &q, []int{300 << 10, 300 << 10, 300 << 10}, nil, true) // a segment each; request id 2
+	require.Len(t, q.segments, 3)
+	_, _, ok = q.withdraw(2)
+	require.True(t, ok)
+	assert.Len(t, q.segments, 2, "the emptied segment left the queue")
+	for _, want := range []uint64{1, 3} {
+		b, _ := q.take()
+		require.Len(t, b.items, 1)
+		assert.Equal(t, want, b.items[0].id)
+		q.release(b)
+	}
+	assert.Zero(t, q.held())
+}
+
+// heldBy returns the capacity queued message id holds.
+func heldBy(q *outQueue, id uint64) int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, seg := range q.segments {
+		for i := range seg.items {
+			if seg.items[i].id == id {
+				return int64(seg.items[i].held())
+			}
+		}
+	}
+	return 0
+}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"io"
+	"sync"
 	"time"
 )
 
@@ -24,6 +25,15 @@ import (
 // queue's depth counts them, and a read stops at the end of a record
 // while marks remain (prefixConn): a frame is dated as if it had come
 // with the end of its record, later than it did, never earlier.
+//
+// The large lane's reader is held up by more than such pauses: by a
+// ReaderHandler that reads a message's part slowly (feed), by an Inline
+// handler, by a grant written behind a response part to a slow caller.
+// The large messages begun behind it wait in the receive queue as long,
+// and a request that waited so past its deadline has been given up by its
+// caller as surely: while held (holdStarts, holdEnds) that reader samples
+// its receive queue likewise, from a timer, and a message's deadline
+// starts when its FrameLargeBegin arrived (readLargeBegin).
 //
 // Bytes that wait in the sender's send queue (its window closed by the
 // pause) are not seen here: the sender bounds them instead
@@ -130,4 +140,60 @@ func (ic *inConn) samplePaused() {
 	if ic.t.measuring() {
 		ic.recordRecvQueue(q)
 	}
+}
+
+// heldSampler samples a large-lane reader's receive queue while the
+// reader is held up other than by a pause for capacity (see arrivals):
+// from a timer's goroutine, every arrivalSampleEvery, the reader's
+// arrivals being left to it meanwhile (on), for the reader reads none
+// of its bytes then. The first sample comes arrivalSampleEvery into the
+// hold, so a short one costs no reading of the queue.
+type heldSampler struct {
+	mu    sync.Mutex
+	on    bool // the reader is held: the timer's goroutine marks
+	timer *time.Timer
+}
+
+// holdStarts says the reader is about to be held up, reading nothing
+// until holdEnds: the bytes that arrive meanwhile are dated by samples.
+func (ic *inConn) holdStarts() {
+	if ic.probe == nil || !ic.arrivals.counted {
+		return
+	}
+	h := &ic.held
+	h.mu.Lock()
+	h.on = true
+	if h.timer == nil {
+		h.timer = time.AfterFunc(arrivalSampleEvery, ic.sampleHeld)
+	} else {
+		h.timer.Reset(arrivalSampleEvery)
+	}
+	h.mu.Unlock()
+}
+
+// holdEnds says the reader reads on; the marks taken are its own again.
+func (ic *inConn) holdEnds() {
+	if ic.probe == nil || !ic.arrivals.counted {
+		return
+	}
+	h := &ic.held
+	h.mu.Lock()
+	h.on = false
+	h.timer.Stop()
+	h.mu.Unlock()
+}
+
+// sampleHeld marks the bytes that wait in the socket's receive queue
+// while the reader is held, and samples again later while it still is.
+func (ic *inConn) sampleHeld() {
+	h := &ic.held
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.on {
+		return // ended meanwhile
+	}
+	if q, err := ic.probe.RecvQueue(); err == nil {
+		ic.arrivals.mark(q, monoNanos())
+	}
+	h.timer.Reset(arrivalSampleEvery)
 }

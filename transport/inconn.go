@@ -53,10 +53,13 @@ type inConn struct {
 	// (frameSource).
 	frameStart time.Time
 	// arrivals dates the bytes that waited in the socket's receive queue
-	// while reading paused, and frameAt is the stream offset of the frame
-	// being read: the reader's.
+	// while reading paused or the large lane's reader was held, and
+	// frameAt is the stream offset of the frame being read: the reader's.
 	arrivals arrivals
 	frameAt  int64
+	// held samples the receive queue while the large lane's reader is
+	// held up (holdStarts).
+	held heldSampler
 	// recvDepth is the socket's receive-queue depth last measured, for
 	// the end of another connection of the peer's on the lane (end).
 	recvDepth atomic.Int64

@@ -38,15 +38,22 @@ type largeIn struct {
 
 // readLargeBegin reads the header of a large message and grants it room,
 // refuses it, or queues it to be granted once room frees; the reader goes
-// on reading meanwhile.
+// on reading meanwhile. The message's TTL starts when its frame arrived:
+// one that waited in the socket's receive queue while the reader was held
+// up starts it when the reader's marks saw it there (arrivals).
 func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if fh.Length > wire.MaxHeaderSize {
 		return fmt.Errorf("%w: large message header of %d bytes", wire.ErrMalformed, fh.Length)
 	}
+	arrived := ic.arrival()
 	var buf [wire.MaxHeaderSize]byte
 	if err := ic.readPayload(fh, buf[:fh.Length]); err != nil {
 		return err
 	}
+	// The grant or refusal may wait behind a response written back to a
+	// slow caller, and an empty message's Inline handler runs here.
+	ic.holdStarts()
+	defer ic.holdEnds()
 	h, n, err := wire.DecodeHeader(buf[:fh.Length], 1<<32-1)
 	if err != nil {
 		return cutWithin("large message header", err)
@@ -74,7 +81,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize) {
 		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
 	}
-	m := &largeIn{header: h, deadline: h.Deadline(monoNanos()), need: int64(bufpool.Cap(int(h.PayloadLength)))}
+	m := &largeIn{header: h, deadline: h.Deadline(arrived), need: int64(bufpool.Cap(int(h.PayloadLength)))}
 	if m.expired() {
 		return ic.refuse(fh.Stream, ReasonExpired, "")
 	}
@@ -402,7 +409,9 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 			ic.startStreamed(m)
 		}
 		if err == nil {
+			ic.holdStarts() // while its handler reads the part
 			m.feed(buf)
+			ic.holdEnds()
 		}
 		bufpool.Put(buf)
 		if err != nil {
@@ -421,6 +430,8 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 	if m.got < int(m.header.PayloadLength) {
 		return nil
 	}
+	ic.holdStarts() // an Inline handler runs here
+	defer ic.holdEnds()
 	return ic.largeDone(fh.Stream, m)
 }
 

@@ -435,11 +435,36 @@ func (ic *inConn) readLargeMore(fh wire.FrameHeader) error {
 	return ic.largeDone(fh.Stream, m)
 }
 
-// largeDone delivers a large message whose last byte is in.
+// largeDone delivers a large message whose last byte is in. A request is
+// counted as being answered from before it leaves streams, where Shutdown
+// sees it arriving (requestArriving), until it is handed on, counted
+// there: Shutdown must not find it in neither.
 func (ic *inConn) largeDone(stream uint32, m *largeIn) error {
+	isRequest := m.header.Flags&wire.FlagExpectsResponse != 0
+	if isRequest {
+		ic.answering.Add(1)
+	}
 	ic.forget(stream)
 	ic.deliverLarge(m, true)
+	if isRequest {
+		ic.answered()
+	}
 	return nil
+}
+
+// requestArriving reports whether a large request was granted room and
+// has not all arrived: Shutdown waits for it as for one being handled, or
+// it would close the connection under it, its caller reading a reset, not
+// an answer.
+func (ic *inConn) requestArriving() bool {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	for _, m := range ic.streams {
+		if m.granted && m.header.Flags&wire.FlagExpectsResponse != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // deliverLarge hands a complete large message on: to its streaming

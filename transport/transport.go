@@ -347,7 +347,8 @@ func (t *Transport) signalDrained() {
 
 // Shutdown stops accepting new messages, waits until every queued message
 // has been written (or failed) — responses included, and those of the
-// requests being handled — and until the peers' kernels have taken in
+// requests being handled or still arriving (a large request granted room)
+// — and until the peers' kernels have taken in
 // what was written, then closes the transport. Requests that arrive
 // meanwhile are answered with ErrOverloaded ("shutting down"), so their
 // callers can ask another node at once. If ctx ends first it closes at
@@ -442,7 +443,7 @@ func (t *Transport) inboundAnswered() bool {
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
 	for ic := range t.inConns {
-		if ic.answering.Load() > 0 || ic.replies.small.held() > 0 || ic.replies.large.held() > 0 {
+		if ic.answering.Load() > 0 || ic.replies.small.held() > 0 || ic.replies.large.held() > 0 || ic.requestArriving() {
 			return false
 		}
 	}

@@ -528,17 +528,22 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities) {
 		result(fmt.Errorf("%w: %d transfers already", ErrOverloaded, t.cfg.Files.MaxConcurrent))
 		return
 	}
-	defer t.filesReceiving.Add(-1)
+	// The transfer's last answer frees its place first: a sender told
+	// that its transfer is over may send the next one at once.
+	answer := func(err error) {
+		t.filesReceiving.Add(-1)
+		result(err)
+	}
 	handler := (*t.fileHandlers.Load())[Verb(h.Verb)]
 	switch {
 	case handler == nil:
-		result(fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
+		answer(fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
 		return
 	case deadline != 0 && monoNanos() >= deadline:
-		result(ErrExpired)
+		answer(ErrExpired)
 		return
 	case h.Length > 1<<62:
-		result(fmt.Errorf("%w: %d bytes", ErrTooLarge, h.Length))
+		answer(fmt.Errorf("%w: %d bytes", ErrTooLarge, h.Length))
 		return
 	}
 	result(nil) // ready: send the bytes
@@ -588,7 +593,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities) {
 		t.malformed[BadInputChecksum].Add(1)
 		t.logs.warn(logKey{badInput: BadInputChecksum + 1}, "internode: file bytes do not match their checksum", "remote", conn.RemoteAddr(), "peer", p.id, "verb", ft.Verb)
 	}
-	result(err)
+	answer(err)
 	if err != nil {
 		// Let the sender read the verdict rather than a reset: stop
 		// sending, and discard what is still in flight for a moment.

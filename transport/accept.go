@@ -210,7 +210,14 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		}
 		return
 	}
-	defer t.releaseConn(p, hello.Lane)
+	released := false
+	release := func() { // at most once: serveFile may give the claim back early
+		if !released {
+			released = true
+			t.releaseConn(p, hello.Lane)
+		}
+	}
+	defer release()
 	if conn != raw {
 		defer conn.Close() // the TLS layer: sends close_notify
 	}
@@ -223,7 +230,7 @@ func (t *Transport) serveConn(raw net.Conn, host string) {
 		t.serveStreams(conn, p)
 		return
 	case laneFile:
-		t.serveFile(conn, p, hello.Capabilities&t.offers(hello.Lane))
+		t.serveFile(conn, p, hello.Capabilities&t.offers(hello.Lane), release)
 		return
 	case laneOwnStream:
 		t.serveOwnStream(conn, p)

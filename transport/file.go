@@ -485,7 +485,14 @@ func (t *Transport) fileChunk() int64 {
 const minRateLimitedChunk = 4 << 10
 
 // serveFile receives one transfer on an accepted file connection.
-func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities) {
+// release gives back the connection's claim (claimConn): before the last
+// answer when nothing but the connection's close follows it, so that a
+// sender told its transfer is over may open the next connection at once,
+// within Security.MaxConnsPerPeer; after a failure whose bytes may still
+// be arriving only once they have been discarded, when the connection
+// ends, so that a peer failing transfers one after another cannot hold
+// more connections than the limit while they drain.
+func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities, release func()) {
 	result := func(err error) {
 		var f *wire.Failure
 		if err != nil {
@@ -525,25 +532,29 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities) {
 	_ = conn.SetReadDeadline(time.Time{})
 	if int(t.filesReceiving.Add(1)) > t.cfg.Files.MaxConcurrent {
 		t.filesReceiving.Add(-1)
+		release()
 		result(fmt.Errorf("%w: %d transfers already", ErrOverloaded, t.cfg.Files.MaxConcurrent))
 		return
 	}
 	// The transfer's last answer frees its place first: a sender told
 	// that its transfer is over may send the next one at once.
-	answer := func(err error) {
+	answer := func(err error, bytesFollow bool) {
 		t.filesReceiving.Add(-1)
+		if err == nil || !bytesFollow {
+			release()
+		}
 		result(err)
 	}
 	handler := (*t.fileHandlers.Load())[Verb(h.Verb)]
 	switch {
 	case handler == nil:
-		answer(fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb))
+		answer(fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb), false)
 		return
 	case deadline != 0 && monoNanos() >= deadline:
-		answer(ErrExpired)
+		answer(ErrExpired, false)
 		return
 	case h.Length > 1<<62:
-		answer(fmt.Errorf("%w: %d bytes", ErrTooLarge, h.Length))
+		answer(fmt.Errorf("%w: %d bytes", ErrTooLarge, h.Length), false)
 		return
 	}
 	result(nil) // ready: send the bytes
@@ -593,7 +604,7 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities) {
 		t.malformed[BadInputChecksum].Add(1)
 		t.logs.warn(logKey{badInput: BadInputChecksum + 1}, "internode: file bytes do not match their checksum", "remote", conn.RemoteAddr(), "peer", p.id, "verb", ft.Verb)
 	}
-	answer(err)
+	answer(err, true)
 	if err != nil {
 		// Let the sender read the verdict rather than a reset: stop
 		// sending, and discard what is still in flight for a moment.

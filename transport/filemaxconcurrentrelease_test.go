@@ -53,6 +53,42 @@ func TestFileTransferSlotIsFreeOnceItsSenderHasTheVerdict(t *testing.T) {
 	require.NoError(t, err, "the next transfer, once the first one's sender has its verdict")
 }
 
+// TestFileConnectionIsFreeOnceItsSenderHasTheVerdict: as above for the
+// connections a peer may have open of one kind (Security.MaxConnsPerPeer,
+// here 1): the receiver gave back the transfer's connection only once it
+// had closed it, after the verdict, so a sender sending its files one
+// after the other (or as many at once as the limit) could have the next
+// refused at its handshake, ErrOverloaded: 1 to 7 in 300 with two loops
+// at a limit of 2.
+func TestFileConnectionIsFreeOnceItsSenderHasTheVerdict(t *testing.T) {
+	held, release := make(chan struct{}), make(chan struct{})
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i != 1 {
+			return
+		}
+		cfg.Security.MaxConnsPerPeer = 1
+		cfg.Listen = func(network, address string) (net.Listener, error) {
+			ln, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &verdictHoldingListener{Listener: ln, held: held, release: release}, nil
+		}
+	})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the cluster's Close
+	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
+		_, err := io.Copy(io.Discard, ft.Reader())
+		return err
+	}))
+	src, data := tempFile(t, 64<<10)
+	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	require.NoError(t, err)
+	within(t, held, 10*time.Second, "the receiver held after the first verdict")
+	_, err = c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
+	require.NoError(t, err, "the next transfer, once the first one's sender has its verdict")
+}
+
 // verdictHoldingListener holds the first accepted connection that writes
 // a second empty FileResult (a transfer's verdict of success, after the
 // answer to its header) just after that write, until release is closed.

@@ -81,6 +81,13 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize) {
 		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
 	}
+	if h.Flags&wire.FlagExpectsResponse != 0 && ic.t.closing.Load() {
+		// As beginAnswer does: Shutdown waits for the requests being
+		// handled or arriving when it began, not for ones that keep
+		// coming. Granted, this one's payload came for nothing, and
+		// Shutdown waited for all of it.
+		return ic.refuseShuttingDown(fh.Stream)
+	}
 	m := &largeIn{header: h, deadline: h.Deadline(arrived), need: int64(bufpool.Cap(int(h.PayloadLength)))}
 	if m.expired() {
 		return ic.refuse(fh.Stream, ReasonExpired, "")
@@ -333,6 +340,19 @@ func (ic *inConn) refuse(stream uint32, reason Reason, detail string) error {
 		return fmt.Errorf("%w: %w", errWroteBack, err)
 	}
 	ic.counters.drop(reason)
+	return nil
+}
+
+// refuseShuttingDown refuses the large request on stream, begun after
+// Shutdown began, as beginAnswer answers a small one: ErrOverloaded ("the
+// node is shutting down") to its caller, counted as ReasonClosed.
+func (ic *inConn) refuseShuttingDown(stream uint32) error {
+	f := wire.Failure{Code: failureCode(errShuttingDown), Message: errShuttingDown.Error()}
+	if err := ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, f)); err != nil {
+		ic.backFailed(err)
+		return fmt.Errorf("%w: %w", errWroteBack, err)
+	}
+	ic.counters.drop(ReasonClosed)
 	return nil
 }
 

@@ -1,10 +1,14 @@
 package transport
 
 import (
+	"bytes"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/wire"
 )
 
 // TestQueueWithdrawCutsTheRequest: a queued request withdrawn leaves the
@@ -100,6 +104,47 @@ func TestQueueWithdrawCutsTheRequest(t *testing.T) {
 	assert.Zero(t, q.held())
 }
 
+// TestQueueWithdrawInTurn: requests withdrawn oldest first, as requests
+// that time out in turn are, leave their bytes in the buffer until they
+// outnumber the rest's (then the rest move to its start), so the buffer
+// holds at most about twice what is queued; the earliest deadline is
+// worked out again when read, and what is left is intact.
+func TestQueueWithdrawInTurn(t *testing.T) {
+	var q outQueue
+	const n, size = 100, 1 << 10
+	for i := range n {
+		id := uint64(i + 1)
+		h := wire.Header{ID: id, Verb: 7, TTL: int64(time.Second), PayloadLength: size}
+		it := outItem{id: id, verb: 7, expiresAt: int64(1000 + i), isRequest: true}
+		_, err := q.push(it, wire.AppendHeader(nil, &h), bytes.Repeat([]byte{byte(i)}, size), true)
+		require.NoError(t, err)
+	}
+	require.Len(t, q.segments, 1)
+	seg := q.segments[0]
+	for i := range 70 {
+		_, _, ok := q.withdraw(uint64(i + 1))
+		require.True(t, ok, "request %d", i+1)
+		assert.Equal(t, int64(1000+i+1), q.nextExpiry(), "after withdrawing %d", i+1)
+		assert.LessOrEqual(t, len(seg.buf.B), 2*q.queued+size+64, "the buffer after withdrawing %d", i+1)
+	}
+	assert.Equal(t, n-70, q.messages)
+	b, _ := q.take()
+	require.Len(t, b.items, n-70)
+	for i := range b.items {
+		it := &b.items[i]
+		assert.Equal(t, uint64(70+i+1), it.id)
+		p := it.payloadIn(b.buf.B)
+		require.Len(t, p, size)
+		for _, c := range p {
+			if c != byte(it.id-1) {
+				t.Fatalf("message %d: its payload was overwritten", it.id)
+			}
+		}
+	}
+	q.release(b)
+	assert.Zero(t, q.held())
+}
+
 // heldBy returns the capacity queued message id holds.
 func heldBy(q *outQueue, id uint64) int64 {
 	q.mu.Lock()
@@ -112,4 +157,34 @@ func heldBy(q *outQueue, id uint64) int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkWithdrawInTurn: a lane whose peer stopped reading, its queue
+// full of small requests (4 MiB of 64-byte payloads, some 40 000), which
+// time out in the order they were queued, each withdrawn by its caller:
+// the cost of one withdrawal.
+func BenchmarkWithdrawInTurn(b *testing.B) {
+	const payload, queued = 64, 4 << 20
+	header := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: 7, TTL: int64(time.Second), PayloadLength: payload})
+	body := make([]byte, payload)
+	n := queued / (len(header) + payload + outItemCost)
+	var q outQueue
+	id := uint64(0)
+	push := func() {
+		id++
+		it := outItem{id: id, verb: 7, expiresAt: int64(id), isRequest: true}
+		if _, err := q.push(it, header, body, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range n {
+		push()
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, _, ok := q.withdraw(id - uint64(n) + 1); !ok {
+			b.Fatalf("withdrawal %d: request %d not queued", i, id-uint64(n)+1)
+		}
+		push() // the capacity given back taken again: the queue stays full
+	}
 }

@@ -502,6 +502,9 @@ func (q *outQueue) cut(si, i int, observed bool) int {
 	if observed {
 		q.observed--
 	}
+	if len(seg.items) > 0 {
+		seg.shrink()
+	}
 	if it.expiresAt != 0 && (it.expiresAt == seg.soonest || it.expiresAt == q.soonest) {
 		q.soonestStale = true // worked out when next read (freshSoonest)
 	}
@@ -531,6 +534,34 @@ func (seg *batch) compact() {
 		seg.items[j].end -= left
 	}
 }
+
+// shrink gives a segment that withdrawals (cut) left mostly empty arrays
+// of its size. Its buffer and items would keep the memory of the messages
+// withdrawn, which no capacity counts any more, and a queue whose writer
+// is stuck (a peer that stopped reading) could pile up such segments, one
+// message left in each, as producers take the capacity given back. Each
+// shrink copies fewer bytes than were withdrawn since the arrays were
+// last sized.
+func (seg *batch) shrink() {
+	left := seg.items[0].start
+	if live := len(seg.buf.B) - int(left); cap(seg.buf.B) > 4*live+shrinkSlack {
+		b := make([]byte, live, 2*live)
+		copy(b, seg.buf.B[left:])
+		seg.buf.B = b
+		for j := range seg.items {
+			seg.items[j].start -= left
+			seg.items[j].end -= left
+		}
+	}
+	if cap(seg.items) > 4*len(seg.items)+shrinkSlack/outItemCost {
+		seg.items = slices.Clone(seg.items)
+	}
+}
+
+// shrinkSlack is how much more than four times what its messages use a
+// segment's buffer (and, in items, its item array) may hold before a
+// withdrawal shrinks it.
+const shrinkSlack = 64 << 10
 
 // retireIfEmpty makes the queue refuse messages with err, and reports
 // true, when it holds nothing: no message queued or being written.

@@ -145,6 +145,56 @@ func TestQueueWithdrawInTurn(t *testing.T) {
 	assert.Zero(t, q.held())
 }
 
+// TestQueueWithdrawalsLeaveNoFullArrays: behind a peer that stopped
+// reading, every request of a full lane withdrawn but the last of each
+// segment (short deadlines, and one long-lived message each): the
+// segments kept their whole buffers and item arrays, 2.7 MB here for a
+// message each that no capacity counted beyond a few hundred bytes,
+// and producers could fill the capacity given back with more such
+// segments. They now shrink to what is left.
+func TestQueueWithdrawalsLeaveNoFullArrays(t *testing.T) {
+	var q outQueue
+	const payload = 64
+	header := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: 7, TTL: int64(time.Second), PayloadLength: payload})
+	body := make([]byte, payload)
+	n := (4 << 20) / (len(header) + payload + outItemCost)
+	for i := range n {
+		id := uint64(i + 1)
+		_, err := q.push(outItem{id: id, verb: 7, expiresAt: int64(id), isRequest: true}, header, body, true)
+		require.NoError(t, err)
+	}
+	var keep []uint64
+	for _, seg := range q.segments {
+		keep = append(keep, seg.items[len(seg.items)-1].id)
+	}
+	require.Greater(t, len(keep), 4)
+	kept := map[uint64]bool{}
+	for _, id := range keep {
+		kept[id] = true
+	}
+	for id := uint64(1); id <= uint64(n); id++ {
+		if !kept[id] {
+			_, _, ok := q.withdraw(id)
+			require.True(t, ok, "request %d", id)
+		}
+	}
+	require.Equal(t, len(keep), q.messages)
+	arrays := 0
+	for _, seg := range q.segments {
+		arrays += cap(seg.buf.B) + cap(seg.items)*outItemCost
+	}
+	assert.Less(t, arrays, len(keep)*(2*shrinkSlack), "bytes of arrays kept for %d messages", len(keep))
+	for _, want := range keep {
+		b, _ := q.take()
+		require.NotNil(t, b)
+		require.Len(t, b.items, 1)
+		assert.Equal(t, want, b.items[0].id)
+		assert.Len(t, b.items[0].payloadIn(b.buf.B), payload)
+		q.release(b)
+	}
+	assert.Zero(t, q.held())
+}
+
 // heldBy returns the capacity queued message id holds.
 func heldBy(q *outQueue, id uint64) int64 {
 	q.mu.Lock()

@@ -25,32 +25,7 @@ import (
 // receiver is held just after it wrote the first transfer's verdict, as
 // a busy machine may hold it.
 func TestFileTransferSlotIsFreeOnceItsSenderHasTheVerdict(t *testing.T) {
-	held, release := make(chan struct{}), make(chan struct{})
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		if i != 1 {
-			return
-		}
-		cfg.Files.MaxConcurrent = 1
-		cfg.Listen = func(network, address string) (net.Listener, error) {
-			ln, err := net.Listen(network, address)
-			if err != nil {
-				return nil, err
-			}
-			return &verdictHoldingListener{Listener: ln, held: held, release: release}, nil
-		}
-	})
-	var releaseOnce sync.Once
-	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the cluster's Close
-	c.Nodes[1].HandleFile(verbBootstrap, transport.FileHandlerFunc(func(ctx context.Context, ft *transport.FileTransfer) error {
-		_, err := io.Copy(io.Discard, ft.Reader())
-		return err
-	}))
-	src, data := tempFile(t, 64<<10)
-	_, err := c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
-	require.NoError(t, err)
-	within(t, held, 10*time.Second, "the receiver held after the first verdict")
-	_, err = c.Nodes[0].SendFile(ctxTimeout(t, 10*time.Second), c.ID(1), verbBootstrap, src, 0, int64(len(data)))
-	require.NoError(t, err, "the next transfer, once the first one's sender has its verdict")
+	sendTwiceWithTheFirstVerdictHeld(t, func(cfg *transport.Config) { cfg.Files.MaxConcurrent = 1 })
 }
 
 // TestFileConnectionIsFreeOnceItsSenderHasTheVerdict: as above for the
@@ -61,12 +36,20 @@ func TestFileTransferSlotIsFreeOnceItsSenderHasTheVerdict(t *testing.T) {
 // refused at its handshake, ErrOverloaded: 1 to 7 in 300 with two loops
 // at a limit of 2.
 func TestFileConnectionIsFreeOnceItsSenderHasTheVerdict(t *testing.T) {
+	sendTwiceWithTheFirstVerdictHeld(t, func(cfg *transport.Config) { cfg.Security.MaxConnsPerPeer = 1 })
+}
+
+// sendTwiceWithTheFirstVerdictHeld sends two files one after the other
+// to a node configured by limit, whose listener holds the connection that
+// wrote the first transfer's verdict just after that write; the second
+// must succeed.
+func sendTwiceWithTheFirstVerdictHeld(t *testing.T, limit func(*transport.Config)) {
 	held, release := make(chan struct{}), make(chan struct{})
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		if i != 1 {
 			return
 		}
-		cfg.Security.MaxConnsPerPeer = 1
+		limit(cfg)
 		cfg.Listen = func(network, address string) (net.Listener, error) {
 			ln, err := net.Listen(network, address)
 			if err != nil {

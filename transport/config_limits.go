@@ -111,7 +111,11 @@ func (s SocketConfig) apply(conn *net.TCPConn) error {
 //
 // Outbound, the bytes held are the encoded messages queued or being
 // written (a large message's payload is the caller's buffer, held until
-// written). Inbound, they are the buffers of frames and messages received,
+// written), the node's own and its responses alike. The node's own sends
+// leave an eighth of Node and of PerPeer to its responses (less, when
+// that would leave no room for a message of MaxMessageSize): bulk sends
+// that fill the node's room, to a peer that stopped reading say, do not
+// turn every response it owes its other peers into ErrOverloaded. Inbound, they are the buffers of frames and messages received,
 // from the moment they are allocated — capacity is taken first — until
 // every handler of their messages has returned, responses included. See
 // the package documentation for the one exception (OverloadReject).
@@ -151,10 +155,7 @@ func (l Limits) validate(side string, maxMessage int) error {
 	if l.PerConnection <= 0 || l.PerPeer <= 0 || l.Node <= 0 {
 		return fmt.Errorf("transport: config: %s limits must be positive", side)
 	}
-	// Outbound a queued message holds its queue entry too (outItemCost):
-	// limits that held only the encoding would refuse, as never fitting,
-	// a message of maxMessage whose header the trace context filled.
-	unit := int64(maxMessage + wire.MaxHeaderSize + outItemCost)
+	unit := outboundUnit(maxMessage)
 	if side == "inbound" {
 		unit = int64(max(maxMessage, wire.DefaultMaxFramePayload))
 	}
@@ -163,6 +164,22 @@ func (l Limits) validate(side string, maxMessage int) error {
 			side, l.PerPeer, l.Node, unit)
 	}
 	return nil
+}
+
+// outboundUnit is the outbound room one message of maxMessage bytes
+// takes. A queued message holds its queue entry too (outItemCost): limits
+// that held only the encoding would refuse, as never fitting, a message of
+// maxMessage whose header the trace context filled.
+func outboundUnit(maxMessage int) int64 {
+	return int64(maxMessage + wire.MaxHeaderSize + outItemCost)
+}
+
+// responseReserve is the part of an outbound Node or PerPeer limit that
+// the node's own sends leave to the responses it owes its peers (see
+// Limits): an eighth, less what would leave the sends no room for one
+// message of maxMessage.
+func responseReserve(limit int64, maxMessage int) int64 {
+	return max(0, min(limit/8, limit-outboundUnit(maxMessage)))
 }
 
 // OverloadPolicy says what a receiver out of inbound capacity does.

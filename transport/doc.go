@@ -243,6 +243,12 @@
 // connection, and is refused (its request failing with ErrOverloaded)
 // when neither has room.
 //
+// Outbound, the node's own sends leave an eighth of the Node and PerPeer
+// limits to its responses (less when that would leave no room for a
+// message of MaxMessageSize): bulk sends that fill the node's room — to a
+// peer that stopped reading, say — do not turn the responses it owes
+// other peers, or the same peer, into failures.
+//
 // A response with no outbound room is replaced by a small failure
 // (ErrOverloaded), so that its caller learns at once; those failures may
 // go 64 KiB beyond the outbound limits (per connection, per peer and

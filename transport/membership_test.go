@@ -164,7 +164,7 @@ func TestJanitorSparesAMemberThatJoinsDuringItsSweep(t *testing.T) {
 	tr := coreTransport(t, func(c *Config) {
 		c.Membership = members
 		c.Memory.MaxMessageSize = 64 << 10
-		c.Memory.Outbound = Limits{PerConnection: 128 << 10, PerPeer: 128 << 10, Node: 128 << 10}
+		c.Memory.Outbound = Limits{PerConnection: 128 << 10, PerPeer: 160 << 10, Node: 160 << 10} // 140 KiB for sends
 		c.Memory.WaitForCapacity = true
 	})
 	for range 2 { // fill the node's outbound capacity

@@ -98,9 +98,11 @@ type peer struct {
 // peersMu) while holding the lock its Lookup takes. Once the entry is
 // published, learnAddr asks again.
 func newPeer(t *Transport, id cluster.NodeID, member bool, m cluster.Member, known bool) *peer {
+	out := t.limitsOut.Load()
 	p := &peer{id: id, t: t,
-		outAccount: t.outBudget.Root().Child(t.limitsOut.Load().PerPeer, false),
+		outAccount: t.outBudget.Root().Child(out.PerPeer, false),
 		inAccount:  t.inBudget.Root().Child(t.limitsIn.Load().PerPeer, false)}
+	p.outAccount.SetReserve(responseReserve(out.PerPeer, t.cfg.Memory.MaxMessageSize))
 	p.ctx, p.cancel = context.WithCancelCause(t.ctx)
 	p.member.Store(member)
 	if known {

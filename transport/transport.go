@@ -186,6 +186,7 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 	t.limitsOut.Store(&cfg.Memory.Outbound)
 	t.limitsIn.Store(&cfg.Memory.Inbound)
 	t.outBudget = limit.NewBudget(cfg.Memory.Outbound.Node)
+	t.outBudget.Root().SetReserve(responseReserve(cfg.Memory.Outbound.Node, cfg.Memory.MaxMessageSize))
 	t.inBudget = limit.NewBudget(cfg.Memory.Inbound.Node)
 	t.rejectedS2 = limit.NewBudget(rejectedS2Budget(t.maxFrame))
 	t.logs = rateLog{log: cfg.Telemetry.Logger, every: time.Second, burst: 5}
@@ -614,6 +615,7 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	t.limitsOut.Store(&outbound)
 	t.limitsIn.Store(&inbound)
 	t.outBudget.Root().SetLimit(outbound.Node)
+	t.outBudget.Root().SetReserve(responseReserve(outbound.Node, t.cfg.Memory.MaxMessageSize))
 	t.inBudget.Root().SetLimit(inbound.Node)
 	// The peers are listed under peersMu, and their mus taken after it is
 	// let go, as in SetCoalescing: a peer's mu is held while the
@@ -625,6 +627,7 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	t.peersMu.RUnlock()
 	for _, p := range peers {
 		p.outAccount.SetLimit(outbound.PerPeer)
+		p.outAccount.SetReserve(responseReserve(outbound.PerPeer, t.cfg.Memory.MaxMessageSize))
 		p.inAccount.SetLimit(inbound.PerPeer)
 		p.mu.Lock()
 		for i := range p.lanes {

@@ -24,6 +24,11 @@ import (
 // peer. A waiter costs nothing while it waits: it is granted by
 // whoever frees enough room, never woken to retry.
 //
+// An account may keep a reserve: the last bytes under its limit, which
+// only allocations that cannot wait (TryTakeAhead, the overdraws) may
+// take. Outbound, a node's own sends leave it to the responses it owes
+// its peers.
+//
 // An allocation that fits while no one waits takes its bytes with atomic
 // operations alone: it looks at the parents, then takes account by account
 // from the bottom up, undoing what it took if a parent filled meanwhile.
@@ -72,6 +77,9 @@ type Account struct {
 	// adds under it (Overdraw, Release); it is read without it.
 	limit atomic.Int64
 	used  atomic.Int64
+	// reserve is the part of limit that only allocations taken ahead
+	// may use (SetReserve); written under budget.mu, read without it.
+	reserve atomic.Int64
 	// soft lets an empty account take one allocation larger than its
 	// limit (its parents still bound it): a connection whose queue is
 	// empty can always take one message of any admissible size.
@@ -107,11 +115,31 @@ func (a *Account) SetLimit(n int64) {
 	signal(ready)
 }
 
+// SetReserve keeps the last r bytes of the account's limit for
+// allocations that cannot wait (TryTakeAhead, TryOverdraw, Overdraw):
+// others fit only in the limit less r. r at or above the limit leaves
+// them nothing; waiters that can then never fit fail.
+func (a *Account) SetReserve(r int64) {
+	b := a.budget
+	b.mu.Lock()
+	a.reserve.Store(r)
+	ready := b.scanLocked()
+	b.mu.Unlock()
+	signal(ready)
+}
+
 // room reports whether n more bytes fit in a alone.
 func (a *Account) room(n int64) bool { return a.fits(a.used.Load(), n) }
 
-// fits reports whether n more bytes fit in a alone when it holds used.
+// fits reports whether n more bytes fit in a alone, outside its reserve,
+// when it holds used.
 func (a *Account) fits(used, n int64) bool {
+	return used+n <= a.limit.Load()-a.reserve.Load() || a.soft && used == 0
+}
+
+// fitsAhead reports whether n more bytes fit in a alone, its reserve
+// included, when it holds used (TryTakeAhead).
+func (a *Account) fitsAhead(used, n int64) bool {
 	return used+n <= a.limit.Load() || a.soft && used == 0
 }
 
@@ -124,8 +152,8 @@ func (a *Account) fitsOver(used, n, over int64) bool {
 	return used+n <= limit || used+n-limit <= over
 }
 
-// take takes n bytes from a and every parent if they fit in each (by
-// fits; by fitsOver with over if overdraw), all or nothing, with atomic
+// take takes n bytes from a and every parent if they fit in each (as
+// mode says: by fits, fitsAhead or fitsOver with over), all or nothing, with atomic
 // operations alone, and reports whether it did. Failing at a parent, it
 // gives back what it took below; it reports in undone whether it did, as
 // bytes given back without the lock may let a waiter in (see TryTake).
@@ -136,16 +164,16 @@ func (a *Account) fitsOver(used, n, over int64) bool {
 // held. (Two takes may still pass the look together and one lose the
 // parent's last bytes to a third; the loser's bytes below are then held
 // for that moment.)
-func (a *Account) take(n, over int64, overdraw bool) (ok, undone bool) {
+func (a *Account) take(n, over int64, mode takeMode) (ok, undone bool) {
 	for x := a.parent; x != nil; x = x.parent { // a itself: by its CAS below
-		if !x.admits(x.used.Load(), n, over, overdraw) {
+		if !x.admits(x.used.Load(), n, over, mode) {
 			return false, false
 		}
 	}
 	for x := a; x != nil; x = x.parent {
 		for {
 			used := x.used.Load()
-			if !x.admits(used, n, over, overdraw) {
+			if !x.admits(used, n, over, mode) {
 				for y := a; y != x; y = y.parent {
 					y.used.Add(-n)
 				}
@@ -159,20 +187,31 @@ func (a *Account) take(n, over int64, overdraw bool) (ok, undone bool) {
 	return true, false
 }
 
-// admits reports whether a, holding used, admits n more bytes: by fits,
-// or by fitsOver with over if overdraw.
-func (a *Account) admits(used, n, over int64, overdraw bool) bool {
-	if overdraw {
+// takeMode says which room a take may use.
+type takeMode uint8
+
+const (
+	inTurn    takeMode = iota // the limit less the reserve (fits)
+	ahead                     // the whole limit (fitsAhead)
+	overdrawn                 // over bytes beyond the limit (fitsOver)
+)
+
+// admits reports whether a, holding used, admits n more bytes in mode.
+func (a *Account) admits(used, n, over int64, mode takeMode) bool {
+	switch mode {
+	case ahead:
+		return a.fitsAhead(used, n)
+	case overdrawn:
 		return a.fitsOver(used, n, over)
 	}
 	return a.fits(used, n)
 }
 
 // possible reports whether n bytes could ever fit in a and its parents
-// under their current limits.
+// under their current limits and reserves.
 func (a *Account) possible(n int64) bool {
 	for x := a; x != nil; x = x.parent {
-		if n > x.limit.Load() && !x.soft {
+		if n > x.limit.Load()-x.reserve.Load() && !x.soft {
 			return false
 		}
 	}
@@ -187,7 +226,7 @@ func (a *Account) takeLocked(n int64) bool {
 			return false
 		}
 	}
-	ok, _ := a.take(n, 0, false)
+	ok, _ := a.take(n, 0, inTurn)
 	return ok
 }
 
@@ -202,7 +241,7 @@ func (a *Account) addLocked(n int64) {
 func (a *Account) TryTake(n int64) bool {
 	b := a.budget
 	if b.queued.Load() == 0 {
-		ok, undone := a.take(n, 0, false)
+		ok, undone := a.take(n, 0, inTurn)
 		b.gaveBack(undone)
 		return ok
 	}
@@ -211,12 +250,12 @@ func (a *Account) TryTake(n int64) bool {
 	return a.takeLocked(n)
 }
 
-// TryTakeAhead takes n bytes if they fit now, even ahead of earlier
-// waiters: for memory that cannot wait (a response, written or refused at
-// once), which a waiter blocked on bytes that do not fit must not refuse
-// while there is room. It never waits.
+// TryTakeAhead takes n bytes if they fit now, reserves included, even
+// ahead of earlier waiters: for memory that cannot wait (a response,
+// written or refused at once), which a waiter blocked on bytes that do
+// not fit must not refuse while there is room. It never waits.
 func (a *Account) TryTakeAhead(n int64) bool {
-	ok, undone := a.take(n, 0, false)
+	ok, undone := a.take(n, 0, ahead)
 	a.budget.gaveBack(undone)
 	return ok
 }
@@ -235,7 +274,7 @@ func (a *Account) Overdraw(n int64) {
 // leaves no account from a up holding more than its limit plus over; it
 // never waits. For memory that must not wait but may be refused.
 func (a *Account) TryOverdraw(n, over int64) bool {
-	ok, undone := a.take(n, over, true)
+	ok, undone := a.take(n, over, overdrawn)
 	a.budget.gaveBack(undone)
 	return ok
 }

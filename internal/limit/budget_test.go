@@ -582,3 +582,42 @@ func TestBudgetTryOverdrawStaysWithinItsMarginBesideTakes(t *testing.T) {
 	stop()
 	assert.LessOrEqual(t, worst.Load(), int64(110), "the node beyond its limit plus the overdraft's margin")
 }
+
+// TestBudgetReserve: an account's reserve is left to allocations that
+// cannot wait. Others fit in the limit less the reserve, wait for room
+// there, and fail when they could only ever fit in the reserve.
+func TestBudgetReserve(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(100)
+		b.Root().SetReserve(20)
+		sends, replies := b.Root().Child(100, false), b.Root().Child(100, false)
+
+		require.True(t, sends.TryTake(80))
+		assert.False(t, sends.TryTake(1), "the sends leave the reserve")
+		require.True(t, replies.TryTakeAhead(15), "taken ahead, it may use the reserve")
+		require.True(t, replies.TryOverdraw(5, 0), "as may an overdraw within the limit")
+		assert.False(t, replies.TryTakeAhead(1), "but not beyond the limit")
+		assert.Equal(t, int64(100), b.Root().Used())
+
+		got := make(chan bool)
+		go func() { got <- sends.Wait(10, nil, nil) }()
+		synctest.Wait()
+		replies.Release(20)
+		select {
+		case <-got:
+			t.Fatal("a waiter was granted the reserve given back")
+		default:
+		}
+		sends.Release(10)
+		assert.True(t, <-got, "granted by room outside the reserve")
+
+		go func() { got <- sends.Wait(5, nil, nil) }()
+		synctest.Wait()
+		b.Root().SetReserve(10)
+		assert.True(t, <-got, "lowering the reserve grants the waiter")
+
+		assert.False(t, sends.Wait(95, nil, nil), "what fits only with the reserve never fits: it fails at once")
+		sends.Release(85)
+		assert.Zero(t, b.Root().Used())
+	})
+}

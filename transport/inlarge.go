@@ -109,6 +109,12 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	}
 	m.need = withParams(m, in)
 	ic.mu.Lock()
+	if h.Flags&wire.FlagExpectsResponse != 0 && ic.t.closing.Load() {
+		// Shutdown began since the look above, and its refuseWaiting,
+		// which takes this lock, may have looked for waiting requests.
+		ic.mu.Unlock()
+		return ic.refuseShuttingDown(fh.Stream)
+	}
 	ic.streams[fh.Stream] = m
 	ic.mu.Unlock()
 	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
@@ -133,6 +139,14 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	}
 	ic.counters.pause() // the connection reads on; the message waits
 	ic.mu.Lock()
+	if !m.granted && ic.streams[fh.Stream] != m {
+		// Refused meanwhile (Shutdown began: refuseWaiting), with no
+		// waiter to cancel yet: no one else cancels w. Settled
+		// meanwhile, grantLater finds the message gone.
+		ic.mu.Unlock()
+		w.Cancel()
+		return nil
+	}
 	// Not granted meanwhile, nor failed by lowered limits and queued again
 	// (waitAtLength): that waiter is the one to cancel, not w.
 	if !m.granted && m.waiter == nil {
@@ -245,6 +259,7 @@ type laterAnswer struct {
 	stream  uint32
 	m       *largeIn
 	granted bool
+	closing bool // refused as Shutdown began (refuseWaiting)
 }
 
 // answerLater writes the queued grants and refusals, then exits.
@@ -260,6 +275,10 @@ func (ic *inConn) answerLater() {
 		ic.later[0] = laterAnswer{}
 		ic.later = ic.later[1:]
 		ic.mu.Unlock()
+		if a.closing {
+			_ = ic.refuseShuttingDown(a.stream) // ends the connection if it fails
+			continue
+		}
 		if !a.granted {
 			_ = ic.refuse(a.stream, ReasonOverloaded, "larger than this node's inbound limits") // ends the connection if it fails
 			continue
@@ -354,6 +373,40 @@ func (ic *inConn) refuseShuttingDown(stream uint32) error {
 	}
 	ic.counters.drop(ReasonClosed)
 	return nil
+}
+
+// refuseWaiting refuses, "shutting down", the large requests still
+// waiting for room as Shutdown begins. Shutdown waits for the requests
+// being handled or granted room, not for these, whose room may never come
+// before it ends: it would close the connection under them, and their
+// callers would read a reset, not an answer. The refusals are written by
+// answerLater, which Shutdown waits for (requestArriving).
+func (ic *inConn) refuseWaiting() {
+	var refused []*largeIn
+	ic.mu.Lock()
+	if ic.closed {
+		ic.mu.Unlock()
+		return
+	}
+	for stream, m := range ic.streams {
+		if m.granted || m.header.Flags&wire.FlagExpectsResponse == 0 {
+			continue
+		}
+		delete(ic.streams, stream)
+		ic.later = append(ic.later, laterAnswer{stream: stream, m: m, closing: true})
+		refused = append(refused, m)
+	}
+	start := len(refused) > 0 && !ic.writing
+	if start {
+		ic.writing = true
+	}
+	ic.mu.Unlock()
+	for _, m := range refused {
+		ic.abandon(m, uncounted) // counted as its refusal is written
+	}
+	if start {
+		ic.t.wg.Go(ic.answerLater)
+	}
 }
 
 // forget removes stream's entry.
@@ -473,12 +526,16 @@ func (ic *inConn) largeDone(stream uint32, m *largeIn) error {
 }
 
 // requestArriving reports whether a large request was granted room and
-// has not all arrived: Shutdown waits for it as for one being handled, or
-// it would close the connection under it, its caller reading a reset, not
-// an answer.
+// has not all arrived, or grants and refusals are still to be written
+// (answerLater): Shutdown waits for them as for a request being handled,
+// or it would close the connection under them, their callers reading a
+// reset, not an answer.
 func (ic *inConn) requestArriving() bool {
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
+	if ic.writing {
+		return true
+	}
 	for _, m := range ic.streams {
 		if m.granted && m.header.Flags&wire.FlagExpectsResponse != 0 {
 			return true

@@ -358,6 +358,7 @@ func (t *Transport) signalDrained() {
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.closing.Store(true)
 	t.drainOnce.Do(func() { close(t.draining) })
+	t.refuseWaitingRequests()
 	// Nothing signals a socket's send queue emptying: it is polled.
 	poll := time.NewTicker(shutdownPoll)
 	defer poll.Stop()
@@ -371,6 +372,18 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 		}
 	}
 	return t.Close()
+}
+
+// refuseWaitingRequests answers "shutting down" the large requests that
+// wait for inbound room as Shutdown begins (inConn.refuseWaiting). Those
+// that begin later are refused as they begin (readLargeBegin).
+func (t *Transport) refuseWaitingRequests() {
+	t.inboundMu.Lock()
+	conns := slices.Collect(maps.Keys(t.inConns))
+	t.inboundMu.Unlock()
+	for _, ic := range conns {
+		ic.refuseWaiting()
+	}
 }
 
 // queuesEmpty reports whether nothing is left for Shutdown to wait for.

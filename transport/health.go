@@ -342,12 +342,14 @@ func (h *laneHealth) answered(now int64) {
 	}
 }
 
-// failed records a failed dial or a lost connection, and why.
+// failed records a failed dial or a lost connection, and why: the why
+// first, so that a snapshot, which reads the count first, never sees a
+// failure without its error.
 func (h *laneHealth) failed(why string, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.failures.Add(1)
 	h.lastError.Store(&healthError{text: why, at: now.UnixNano()})
+	h.failures.Add(1)
 }
 
 // backoff records the wait before the next attempt.
@@ -375,7 +377,7 @@ func (h *laneHealth) snapshot(lane routing.Lane) LaneHealth {
 		Since:               unixTime(h.since.Load()),
 		LastWrite:           unixTime(h.lastWrite.Load()),
 		LastRead:            unixTime(h.lastRead.Load()),
-		ConsecutiveFailures: h.failures.Load(),
+		ConsecutiveFailures: h.failures.Load(), // before lastError: see failed
 	}
 	if l.State == LaneBackoff {
 		l.RetryAt = unixTime(h.retryAt.Load())

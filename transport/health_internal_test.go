@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"testing"
 	"time"
 
@@ -197,4 +198,30 @@ func TestHealthMetricsFromAView(t *testing.T) {
 	_, ok = points["internode.peer.retry_in n2 small"]
 	assert.False(t, ok, "not backing off: no point")
 	assert.Len(t, points, 3*2*2+2+1+2*3+2, "connected and failures per lane, 2 ages, 1 retry, 3 statuses per peer, 2 rules")
+}
+
+// TestLaneHealthFailureComesWithItsError: a snapshot taken while a lane's
+// first failure is recorded saw ConsecutiveFailures 1 with no LastError:
+// failed counted the failure before it stored the error, and snapshot
+// reads them without the lock. Health then reported a lost connection
+// without a reason (a CI run of TestHealthFollowsAPeerThatStopsAndReturns
+// read LastError "").
+func TestLaneHealthFailureComesWithItsError(t *testing.T) {
+	for range 2000 {
+		var h laneHealth
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.failed("connection lost", time.Now())
+		}()
+		for {
+			l := h.snapshot(routing.Small)
+			if l.ConsecutiveFailures > 0 {
+				require.Equal(t, "connection lost", l.LastError, "a failure counted without its error")
+				break
+			}
+			runtime.Gosched()
+		}
+		<-done
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -152,8 +153,10 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // Errors: ErrUnknownVerb, ErrOverloaded (the peer receives too many
 // transfers: Files.MaxConcurrent in all, or Security.MaxConnsPerPeer from
 // this node, which refuses the connection's handshake; or it is shutting
-// down), ErrExpired, ErrHandler, ErrCorrupt and ErrIncomplete as a
-// *RemoteError when the receiver failed the transfer; ErrIncomplete when
+// down), ErrExpired, ErrHandler (its handler's error, or the file it
+// received into could not be written: a full disk), ErrCorrupt and
+// ErrIncomplete as a *RemoteError when the receiver failed the transfer;
+// ErrIncomplete when
 // the connection ended early or the receiver stopped taking the bytes; the
 // context's error on cancellation, and context.DeadlineExceeded once the
 // rate limit cannot send the next chunk by the context's deadline;
@@ -633,7 +636,11 @@ func (t *Transport) serveFileHandler(ctx context.Context, h FileHandler, ft *Fil
 // checksums each chunk just written from the page cache (an Unchecked
 // transfer is spliced in one call, not in chunks). It returns the bytes
 // written; fewer than Length is an error (ErrIncomplete), and so is a
-// checksum mismatch (ErrCorrupt).
+// checksum mismatch (ErrCorrupt). A write to f that fails for want of
+// room or of a working disk (ENOSPC, EDQUOT, EFBIG, EROFS, EIO) is
+// returned as it is, wrapped but not as ErrIncomplete: the bytes came,
+// and the sender, told of it as of a handler's error (ErrHandler), does
+// not take it for a cut connection and send them again.
 // f must be open for reading too, for the checksum. After a failed
 // ReceiveTo it returns that one's error.
 func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
@@ -713,7 +720,11 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 	// the sender's of the whole range would find intact bytes corrupt,
 	// and have them counted and reported as the peer's.
 	if err != nil {
-		ft.failed = fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, n, ft.Length, err)
+		if storageFailed(err) {
+			ft.failed = fmt.Errorf("transport: receiving a transfer: %d of %d bytes stored: %w", n, ft.Length, err)
+		} else {
+			ft.failed = fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, n, ft.Length, err)
+		}
 		return n, ft.failed
 	}
 	if sum.err != nil {
@@ -721,6 +732,18 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 		return n, sum.err
 	}
 	return n, ft.verify(sum.crc)
+}
+
+// storageFailed reports whether err, from a write of a transfer's bytes
+// to a file, is the file's and not the connection's: a disk that is full,
+// over quota or failing, a file too large or read-only.
+func storageFailed(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG, syscall.EROFS, syscall.EIO} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 // Reader returns the transfer's bytes as a reader, for a handler that does

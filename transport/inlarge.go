@@ -119,7 +119,9 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	ic.mu.Unlock()
 	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		if !ic.account.TryTake(m.need) {
-			ic.forget(fh.Stream)
+			if !ic.forgetOwn(fh.Stream, m) {
+				return nil // refused as Shutdown began (refuseWaiting)
+			}
 			ic.abandon(m, uncounted)
 			return ic.refuse(fh.Stream, ReasonOverloaded, "")
 		}
@@ -130,7 +132,9 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	case w == nil && ok:
 		return ic.granted(fh.Stream, m)
 	case w == nil:
-		ic.forget(fh.Stream)
+		if !ic.forgetOwn(fh.Stream, m) {
+			return nil // refused as Shutdown began (refuseWaiting)
+		}
 		ic.abandon(m, uncounted)
 		return ic.refuse(fh.Stream, ReasonOverloaded, "larger than this node's inbound limits")
 	}
@@ -161,9 +165,15 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 var largeWaitQueued func()
 
 // granted tells the sender that m, on stream, has room; an empty message
-// is complete at once.
+// is complete at once. A request that Shutdown refused while it was given
+// room (refuseWaiting took it from streams) gives the room back instead.
 func (ic *inConn) granted(stream uint32, m *largeIn) error {
 	ic.mu.Lock()
+	if ic.streams[stream] != m {
+		ic.mu.Unlock()
+		ic.account.Release(m.need)
+		return nil
+	}
 	m.granted = true
 	ic.mu.Unlock()
 	if err := ic.sendBack(wire.FrameGrant, stream, nil); err != nil {
@@ -407,6 +417,19 @@ func (ic *inConn) refuseWaiting() {
 	if start {
 		ic.t.wg.Go(ic.answerLater)
 	}
+}
+
+// forgetOwn removes stream's entry if it is still m's, and reports
+// whether it did: refuseWaiting may have taken it, and refused m, since m
+// began.
+func (ic *inConn) forgetOwn(stream uint32, m *largeIn) bool {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if ic.streams[stream] != m {
+		return false
+	}
+	delete(ic.streams, stream)
+	return true
 }
 
 // forget removes stream's entry.

@@ -117,6 +117,9 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	}
 	ic.streams[fh.Stream] = m
 	ic.mu.Unlock()
+	if largeBeginRecorded != nil {
+		largeBeginRecorded()
+	}
 	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		if !ic.account.TryTake(m.need) {
 			if !ic.forgetOwn(fh.Stream, m) {
@@ -159,6 +162,11 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	ic.mu.Unlock()
 	return nil
 }
+
+// largeBeginRecorded, nil but in tests, is called once a large message
+// is in its connection's streams and before it takes room: tests hold
+// that moment open.
+var largeBeginRecorded func()
 
 // largeWaitQueued, nil but in tests, is called once a large message's
 // waiter is queued and before it is recorded: tests hold that moment open.

@@ -252,8 +252,10 @@
 // A response with no outbound room is replaced by a small failure
 // (ErrOverloaded), so that its caller learns at once; those failures may
 // go 64 KiB beyond the outbound limits (per connection, per peer and
-// node-wide), and past that the response is dropped, counted
-// (Dropped[overloaded]), and its caller waits for its deadline.
+// node-wide) — beyond what was held, when SetLimits lowered a limit below
+// it, until that much is given back — and past that the response is
+// dropped, counted (Dropped[overloaded]), and its caller waits for its
+// deadline.
 //
 // A batch frame of at most 4 KiB on an urgent lane that finds no room is
 // taken beyond the limits, one at a time per peer and at most 16 (64 KiB)

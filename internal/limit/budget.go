@@ -80,6 +80,12 @@ type Account struct {
 	// reserve is the part of limit that only allocations taken ahead
 	// may use (SetReserve); written under budget.mu, read without it.
 	reserve atomic.Int64
+	// floor is what the account held when its limit was last lowered
+	// below that, less what was given back since (SetLimit, Release); 0
+	// once it holds no more than its limit. TryOverdraw's margin counts
+	// from it while it is above the limit. Written under budget.mu, read
+	// without it.
+	floor atomic.Int64
 	// soft lets an empty account take one allocation larger than its
 	// limit (its parents still bound it): a connection whose queue is
 	// empty can always take one message of any admissible size.
@@ -104,11 +110,18 @@ func (a *Account) Used() int64 { return a.used.Load() }
 func (a *Account) Limit() int64 { return a.limit.Load() }
 
 // SetLimit changes the account's limit at once. Lowering it below what is
-// held frees nothing: allocations wait or fail until enough is released.
+// held frees nothing: allocations wait or fail until enough is released,
+// and TryOverdraw's margin counts from what is held (never more than the
+// limit or floor in force before) until that much is given back.
 // Waiters that can never fit any more fail.
 func (a *Account) SetLimit(n int64) {
 	b := a.budget
 	b.mu.Lock()
+	if used := a.used.Load(); used > n {
+		a.floor.Store(min(used, max(a.limit.Load(), a.floor.Load())))
+	} else {
+		a.floor.Store(0)
+	}
 	a.limit.Store(n)
 	ready := b.scanLocked()
 	b.mu.Unlock()
@@ -144,9 +157,10 @@ func (a *Account) fitsAhead(used, n int64) bool {
 }
 
 // fitsOver reports whether n more bytes leave a, holding used, at most
-// over bytes beyond its limit (TryOverdraw; no soft rule).
+// over bytes beyond its limit, or beyond its floor when that is higher
+// (TryOverdraw; no soft rule).
 func (a *Account) fitsOver(used, n, over int64) bool {
-	limit := a.limit.Load()
+	limit := max(a.limit.Load(), a.floor.Load())
 	// used+n-limit <= over, written so that a limit near MaxInt64 does not
 	// overflow.
 	return used+n <= limit || used+n-limit <= over
@@ -272,7 +286,10 @@ func (a *Account) Overdraw(n int64) {
 
 // TryOverdraw takes n bytes beyond the limits, as Overdraw does, if that
 // leaves no account from a up holding more than its limit plus over; it
-// never waits. For memory that must not wait but may be refused.
+// never waits. For memory that must not wait but may be refused. An
+// account whose limit was lowered below what it held counts over from
+// what it held instead, shrinking as bytes are given back: otherwise,
+// until they were, it would refuse every such allocation, however small.
 func (a *Account) TryOverdraw(n, over int64) bool {
 	ok, undone := a.take(n, over, overdrawn)
 	a.budget.gaveBack(undone)
@@ -308,6 +325,15 @@ func (a *Account) Release(n int64) {
 		}
 	}
 	a.addLocked(-n)
+	for x := a; x != nil; x = x.parent {
+		if f := x.floor.Load(); f != 0 {
+			if used := x.used.Load(); used <= x.limit.Load() {
+				x.floor.Store(0)
+			} else if used < f {
+				x.floor.Store(used)
+			}
+		}
+	}
 	var ready []*Waiter
 	if len(b.waiters) > 0 {
 		ready = b.scanLocked()

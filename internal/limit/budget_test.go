@@ -407,6 +407,34 @@ func TestBudgetTryOverdraw(t *testing.T) {
 	assert.Zero(t, b.Root().Used())
 }
 
+// TestBudgetTryOverdrawAfterALoweredLimit: once a limit is lowered below
+// what its account holds, the overdraft margin counts from what it held,
+// not from the new limit, which every overdraft was then past: the
+// transport's failures standing in for responses were all refused until
+// the bytes came back. The margin shrinks as bytes are given back, and a
+// second lowering does not raise it.
+func TestBudgetTryOverdrawAfterALoweredLimit(t *testing.T) {
+	b := NewBudget(1000)
+	sends, replies := b.Root().Child(1000, false), b.Root().Child(1000, false)
+	require.True(t, sends.TryTake(800))
+	b.Root().SetLimit(500)
+	assert.True(t, replies.TryOverdraw(5, 10), "node at 805 of 800+10")
+	assert.False(t, replies.TryOverdraw(6, 10), "node past what it held plus margin")
+	sends.Release(300)
+	assert.False(t, replies.TryOverdraw(11, 10), "node at 516 of 505+10: the margin shrank with what came back")
+	assert.True(t, replies.TryOverdraw(10, 10), "node at 515 of 505+10")
+	b.Root().SetLimit(400)
+	assert.False(t, replies.TryOverdraw(1, 10), "lowered again: the margin counts from no more than before")
+	sends.Release(100)
+	assert.True(t, replies.TryOverdraw(10, 10), "node at 425 of 415+10")
+	sends.Release(400)
+	replies.Release(25)
+	assert.Zero(t, b.Root().Used())
+	assert.True(t, replies.TryOverdraw(410, 10), "back under its limit: the margin counts from the limit")
+	assert.False(t, replies.TryOverdraw(1, 10))
+	replies.Release(410)
+}
+
 // TestBudgetRefusedReleaseChangesNothing: a release of more than was taken
 // panicked only after it had subtracted, leaving the account negative
 // and its parents no longer holding the sum of their children.

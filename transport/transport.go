@@ -627,8 +627,7 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	// connections under inboundMu (trackInConn sets their limits).
 	t.limitsOut.Store(&outbound)
 	t.limitsIn.Store(&inbound)
-	t.outBudget.Root().SetLimit(outbound.Node)
-	t.outBudget.Root().SetReserve(responseReserve(outbound.Node, t.cfg.Memory.MaxMessageSize))
+	t.outBudget.Root().SetLimitAndReserve(outbound.Node, responseReserve(outbound.Node, t.cfg.Memory.MaxMessageSize))
 	t.inBudget.Root().SetLimit(inbound.Node)
 	// The peers are listed under peersMu, and their mus taken after it is
 	// let go, as in SetCoalescing: a peer's mu is held while the
@@ -639,8 +638,7 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	peers := slices.Collect(maps.Values(t.peers))
 	t.peersMu.RUnlock()
 	for _, p := range peers {
-		p.outAccount.SetLimit(outbound.PerPeer)
-		p.outAccount.SetReserve(responseReserve(outbound.PerPeer, t.cfg.Memory.MaxMessageSize))
+		p.outAccount.SetLimitAndReserve(outbound.PerPeer, responseReserve(outbound.PerPeer, t.cfg.Memory.MaxMessageSize))
 		p.inAccount.SetLimit(inbound.PerPeer)
 		p.mu.Lock()
 		for i := range p.lanes {

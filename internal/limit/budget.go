@@ -114,7 +114,16 @@ func (a *Account) Limit() int64 { return a.limit.Load() }
 // and TryOverdraw's margin counts from what is held (never more than the
 // limit or floor in force before) until that much is given back.
 // Waiters that can never fit any more fail.
-func (a *Account) SetLimit(n int64) {
+func (a *Account) SetLimit(n int64) { a.set(n, -1) }
+
+// SetLimitAndReserve changes the account's limit and its reserve
+// (SetReserve) together: waiters are judged against both new values, never
+// against the new limit with the old reserve.
+func (a *Account) SetLimitAndReserve(n, r int64) { a.set(n, max(r, 0)) }
+
+// set changes the account's limit to n and, unless r is negative, its
+// reserve to r.
+func (a *Account) set(n, r int64) {
 	b := a.budget
 	b.mu.Lock()
 	if used := a.used.Load(); used > n {
@@ -123,6 +132,9 @@ func (a *Account) SetLimit(n int64) {
 		a.floor.Store(0)
 	}
 	a.limit.Store(n)
+	if r >= 0 {
+		a.reserve.Store(r)
+	}
 	ready := b.scanLocked()
 	b.mu.Unlock()
 	signal(ready)

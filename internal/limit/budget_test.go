@@ -649,3 +649,35 @@ func TestBudgetReserve(t *testing.T) {
 		assert.Zero(t, b.Root().Used())
 	})
 }
+
+// TestBudgetLimitAndReserveChangeTogether: a waiter that fits under the new
+// limit less the new reserve keeps waiting when both change at once; it is
+// never judged against the new limit with the old reserve, under which it
+// could never fit.
+func TestBudgetLimitAndReserveChangeTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(1000)
+		b.Root().SetReserve(100)
+		held, waiting := b.Root().Child(1000, false), b.Root().Child(1000, false)
+		require.True(t, held.TryTake(900))
+
+		got := make(chan bool, 1)
+		go func() { got <- waiting.Wait(450, nil, nil) }()
+		synctest.Wait()
+		b.Root().SetLimitAndReserve(500, 10) // 450 fits in 500-10, never in 500-100
+		synctest.Wait()
+		select {
+		case ok := <-got:
+			t.Fatalf("the waiter was settled (granted %v) before any room came back", ok)
+		default:
+		}
+		held.Release(900)
+		assert.True(t, <-got, "granted once the room comes back")
+		assert.False(t, waiting.TryTake(41), "the new reserve holds: 491 is past 500-10")
+		require.True(t, waiting.TryTake(40), "and no more than it: 490 fits")
+		waiting.Release(490)
+
+		b.Root().SetLimit(200)
+		assert.False(t, waiting.Wait(191, nil, nil), "SetLimit keeps the reserve: 191 never fits in 200-10")
+	})
+}

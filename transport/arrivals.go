@@ -33,7 +33,10 @@ import (
 // and a request that waited so past its deadline has been given up by its
 // caller as surely: while held (holdStarts, holdEnds) that reader samples
 // its receive queue likewise, from a timer, and a message's deadline
-// starts when its FrameLargeBegin arrived (readLargeBegin).
+// starts when its FrameLargeBegin arrived (readLargeBegin). An Inline
+// handler holds up the urgent and small lanes' readers as well: each
+// samples its receive queue so from the first Inline handler a frame runs
+// until it is done with the frame (runInline, handleBatch).
 //
 // Bytes that wait in the sender's send queue (its window closed by the
 // pause) are not seen here: the sender bounds them instead
@@ -142,12 +145,13 @@ func (ic *inConn) samplePaused() {
 	}
 }
 
-// heldSampler samples a large-lane reader's receive queue while the
-// reader is held up other than by a pause for capacity (see arrivals):
-// from a timer's goroutine, every arrivalSampleEvery, the reader's
-// arrivals being left to it meanwhile (on), for the reader reads none
-// of its bytes then. The first sample comes arrivalSampleEvery into the
-// hold, so a short one costs no reading of the queue.
+// heldSampler samples a reader's receive queue while the reader is held
+// up other than by a pause for capacity (see arrivals), on the large lane
+// or by an Inline handler on the others: from a timer's goroutine, every
+// arrivalSampleEvery, the reader's arrivals being left to it meanwhile
+// (on), for the reader reads none of its bytes then. The first sample
+// comes arrivalSampleEvery into the hold, so a short one costs no reading
+// of the queue.
 type heldSampler struct {
 	mu    sync.Mutex
 	on    bool // the reader is held: the timer's goroutine marks

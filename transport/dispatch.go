@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
 
@@ -271,6 +272,15 @@ func (ic *inConn) answered() {
 func (ic *inConn) runInline(w *work, onReader bool) {
 	if onReader && !ic.holdsReplies {
 		ic.holdsReplies = ic.replies.hold()
+	}
+	if ic.lane != routing.Large && !ic.inlineHeld {
+		// Only the reader runs them on these lanes. The frames behind
+		// this one wait in the socket's receive queue while they run:
+		// the reader samples it, from the frame's first Inline handler
+		// until handleBatch is done with the frame (arrivals). The large
+		// lane's reader holds itself where it runs them.
+		ic.inlineHeld = true
+		ic.holdStarts()
 	}
 	ic.inlineMu.Lock()
 	defer ic.inlineMu.Unlock()

@@ -42,9 +42,10 @@ type Message struct {
 	// in its sender's socket send queue (at most
 	// SocketConfig.NotSentLowat bytes unsent). Its time in this node's
 	// receive queue counts against it when it waited there while the
-	// connection's reader paused for inbound capacity (the reader samples
-	// the queue every 5 ms meanwhile); a pause is what fills those
-	// queues. Both ends keep it on their monotonic clock, so a step of
+	// connection's reader paused for inbound capacity or was held up by
+	// a handler (an Inline one, or on the large lane a ReaderHandler
+	// reading a part): the reader samples the queue every 5 ms
+	// meanwhile; such waits are what fill those queues. Both ends keep it on their monotonic clock, so a step of
 	// either's wall clock (an NTP step, a VM resumed) does not move it;
 	// its wall reading is the wall clock's when the handler started, plus
 	// what was left. The handler's context has the same deadline. Zero:

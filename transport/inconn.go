@@ -57,9 +57,12 @@ type inConn struct {
 	// frameAt is the stream offset of the frame being read: the reader's.
 	arrivals arrivals
 	frameAt  int64
-	// held samples the receive queue while the large lane's reader is
-	// held up (holdStarts).
-	held heldSampler
+	// held samples the receive queue while the reader is held up
+	// (holdStarts): on the large lane, or by an Inline handler on the
+	// others, where inlineHeld says the frame being routed holds it
+	// (runInline). The reader's.
+	held       heldSampler
+	inlineHeld bool
 	// recvDepth is the socket's receive-queue depth last measured, for
 	// the end of another connection of the peer's on the lane (end).
 	recvDepth atomic.Int64

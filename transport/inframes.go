@@ -560,6 +560,7 @@ func (ic *inConn) dropUnrouted(frame []byte) {
 // acted already (actOnCancels); over, that it was taken beyond the limits
 // (readAdmitted, takeUrgentOverdraft) until it is released.
 func (ic *inConn) handleBatch(buf []byte, held, arrived int64, rejecting, cancelsDone, over bool) error {
+	defer ic.inlineHoldEnds()
 	f := framePool.Get().(*inFrame)
 	f.buf, f.pooled, f.held, f.arrived, f.over = buf, true, held, arrived, over
 	// Check every message first: a frame with a bad one is handled not at
@@ -600,6 +601,15 @@ func (ic *inConn) handleBatch(buf []byte, held, arrived int64, rejecting, cancel
 	ic.writeReplies()
 	ic.doneWith(f)
 	return nil
+}
+
+// inlineHoldEnds ends the reader's hold that the frame's Inline handlers
+// began (runInline), if they did.
+func (ic *inConn) inlineHoldEnds() {
+	if ic.inlineHeld {
+		ic.inlineHeld = false
+		ic.holdEnds()
+	}
 }
 
 // tooLarge reports whether a message read in a batch frame is above this

@@ -369,7 +369,7 @@ func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	}, func(arrived int64) error {
 		share := int64(bufpool.Cap(int(fh.Length)) + bufpool.Cap(n))
 		room := ic.t.rejectedS2.Root()
-		if _, err := ic.waitRoom(room, share, nil, nil); err != nil {
+		if _, err := ic.waitRoom(room, share, nil, nil, nil); err != nil {
 			return err
 		}
 		defer room.Release(share)

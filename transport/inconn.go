@@ -91,6 +91,10 @@ type inConn struct {
 	// answering counts its requests handed to their handlers and not yet
 	// answered (or dropped), for replies.gather.
 	answering atomic.Int32
+	// waitingRoom says the reader has a frame that waits, or waited, for
+	// inbound capacity and is not yet handed on or refused: Shutdown
+	// waits for it (readAdmitted).
+	waitingRoom atomic.Bool
 	// holdsReplies says the reader holds the replies' writer role while
 	// it runs Inline handlers (see route), and so writes their responses
 	// itself once it has routed the frame. Owned by the reader goroutine.

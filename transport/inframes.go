@@ -207,6 +207,13 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte) error, reject func(a
 	arrived := ic.arrival()
 	held := int64(bufpool.Cap(n))
 	took := ic.account.TryTake(held)
+	if !took && ic.t.cfg.Memory.InboundOverload == OverloadPause {
+		// Set before it waits, cleared once its messages are handed on
+		// or answered: Shutdown waits for it (inboundAnswered), and its
+		// wait ends as Shutdown begins (waitRoom).
+		ic.waitingRoom.Store(true)
+		defer ic.waitingRoom.Store(false)
+	}
 	if !took && n <= maxUnadmittedFrame && ic.t.cfg.Memory.InboundOverload == OverloadPause {
 		buf := bufpool.Get(n)
 		if err := read(buf); err != nil {
@@ -237,7 +244,12 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte) error, reject func(a
 		ic.actOnCancels(buf)
 		// On the urgent lane it waits for room or for the allowance, given
 		// back, whichever it gets first.
-		over, err := ic.waitRoom(ic.account, held, freed, tryOver)
+		over, err := ic.waitRoom(ic.account, held, freed, tryOver, ic.t.draining)
+		if err == errShutdownBegan {
+			// Its requests are answered "shutting down", its other
+			// messages refused likewise (refuseMessage), with no room.
+			return ic.handleBatch(buf, 0, arrived, true, true, false)
+		}
 		if err != nil {
 			// Its messages arrived, its cancels were counted: the rest end
 			// with the connection, counted.
@@ -411,13 +423,21 @@ func (ic *inConn) rejectBatch(fh wire.FrameHeader, arrived int64) error {
 // routed: one above MaxMessageSize as too large (only a request is
 // answered) — a peer whose MaxMessageSize is larger, in a rolling change
 // of it, sent it: refused, as a large one is, not bad input — and any
-// other, its frame rejected for want of room, as overloaded.
+// other, its frame rejected for want of room, as overloaded: once
+// Shutdown has begun, "shutting down" (ErrOverloaded), counted as
+// ReasonClosed.
 func (ic *inConn) refuseMessage(h *wire.Header, deadline int64) {
 	if tooLarge(h, ic.t.cfg.Memory.MaxMessageSize) {
 		ic.counters.drop(ReasonTooLarge)
 		if h.Flags&wire.FlagExpectsResponse != 0 {
 			ic.t.respond(ic, h, deadline, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
 		}
+		return
+	}
+	if ic.t.closing.Load() {
+		// As beginAnswer answers a request once Shutdown has begun.
+		ic.counters.drop(ReasonClosed)
+		ic.t.respond(ic, h, deadline, nil, errShuttingDown)
 		return
 	}
 	ic.counters.drop(ReasonOverloaded)
@@ -653,7 +673,8 @@ func forEachMessage(frame []byte, maxPayload uint32, h *wire.Header, fn func(h *
 
 // admit takes n bytes of inbound capacity. Out of capacity it waits
 // (OverloadPause) until it has them or the connection or the transport
-// ends; with OverloadReject it reports rejecting instead.
+// ends; with OverloadReject, or once Shutdown has begun, it reports
+// rejecting instead.
 func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	if ic.account.TryTake(n) {
 		return false, nil
@@ -661,9 +682,15 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
 		return true, nil
 	}
-	_, err = ic.waitRoom(ic.account, n, nil, nil)
+	_, err = ic.waitRoom(ic.account, n, nil, nil, ic.t.draining)
+	if err == errShutdownBegan {
+		return true, nil
+	}
 	return false, err
 }
+
+// errShutdownBegan: a wait for room (waitRoom) ended as Shutdown began.
+var errShutdownBegan = errors.New("shutdown began")
 
 // waitRoom waits for n bytes of room in a (inbound capacity: the
 // connection's account; or the room for rejected compressed frames,
@@ -674,8 +701,13 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 // freed is closed (a small urgent frame's allowance given back) it tries
 // for the allowance instead, staying queued in its turn meanwhile, and
 // reports over when it took that rather than the room; freed must have
-// been had before the caller last tried.
-func (ic *inConn) waitRoom(a *limit.Account, n int64, freed <-chan struct{}, tryOver func() bool) (over bool, err error) {
+// been had before the caller last tried. A wait for inbound capacity
+// ends when stop (the transport's draining) is closed too, as Shutdown
+// begins, without the room (errShutdownBegan): its frame is refused
+// instead, its requests answered "shutting down", where the room may
+// never come before Shutdown ends and closes the connection under them,
+// their callers then reading a reset, not an answer.
+func (ic *inConn) waitRoom(a *limit.Account, n int64, freed <-chan struct{}, tryOver func() bool, stop <-chan struct{}) (over bool, err error) {
 	w, ok := a.WaitFunc(n, nil)
 	if w == nil {
 		if !ok {
@@ -700,11 +732,14 @@ func (ic *inConn) waitRoom(a *limit.Account, n int64, freed <-chan struct{}, try
 		ic.measureRecvQueue(0, true) // what piled up in the kernel while reading paused
 		ic.lastRenew = time.Time{}   // the pause may have outlasted the deadline
 	}()
+	stopped := false
 	for {
 		select {
 		case <-w.Ready():
 		case <-ic.done:
 		case <-ic.t.closed:
+		case <-stop:
+			stopped = true
 		case <-sample:
 			ic.samplePaused()
 			continue
@@ -724,7 +759,10 @@ func (ic *inConn) waitRoom(a *limit.Account, n int64, freed <-chan struct{}, try
 		}
 		break
 	}
-	if w.Cancel() || !w.Granted() {
+	switch {
+	case w.Cancel() && stopped:
+		return false, errShutdownBegan
+	case !w.Granted(): // cancelled above, or it can never fit
 		return false, net.ErrClosed
 	}
 	return false, nil

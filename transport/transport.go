@@ -352,7 +352,9 @@ func (t *Transport) signalDrained() {
 // — and until the peers' kernels have taken in
 // what was written, then closes the transport. Requests that arrive
 // meanwhile are answered with ErrOverloaded ("shutting down"), so their
-// callers can ask another node at once. If ctx ends first it closes at
+// callers can ask another node at once, and so are those waiting for
+// inbound capacity as it begins (OverloadPause), with the one-way
+// messages of their frames. If ctx ends first it closes at
 // once, failing what is left, and returns ctx.Err() once Close has
 // returned (which waits for the running handlers: see Close).
 func (t *Transport) Shutdown(ctx context.Context) error {
@@ -452,12 +454,14 @@ func (t *Transport) outboundEmpty() bool {
 }
 
 // inboundAnswered reports whether no inbound connection has a request
-// being handled or a response to write.
+// being handled or a response to write, or a frame that waits for
+// inbound capacity (its wait ends as Shutdown begins, and its requests
+// are answered: waitRoom).
 func (t *Transport) inboundAnswered() bool {
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
 	for ic := range t.inConns {
-		if ic.answering.Load() > 0 || ic.replies.small.held() > 0 || ic.replies.large.held() > 0 || ic.requestArriving() {
+		if ic.answering.Load() > 0 || ic.waitingRoom.Load() || ic.replies.small.held() > 0 || ic.replies.large.held() > 0 || ic.requestArriving() {
 			return false
 		}
 	}

@@ -45,11 +45,11 @@ type Message struct {
 	// connection's reader paused for inbound capacity or was held up by
 	// a handler (an Inline one, or on the large lane a ReaderHandler
 	// reading a part): the reader samples the queue every 5 ms
-	// meanwhile; such waits are what fill those queues. Both ends keep it on their monotonic clock, so a step of
-	// either's wall clock (an NTP step, a VM resumed) does not move it;
-	// its wall reading is the wall clock's when the handler started, plus
-	// what was left. The handler's context has the same deadline. Zero:
-	// never.
+	// meanwhile; such waits are what fill those queues. Both ends keep
+	// it on their monotonic clock, so a step of either's wall clock (an
+	// NTP step, a VM resumed) does not move it; its wall reading is the
+	// wall clock's when the handler started, plus what was left. The
+	// handler's context has the same deadline. Zero: never.
 	ExpiresAt time.Time
 	Payload   []byte
 	// IsRequest reports whether the sender waits for a response: the

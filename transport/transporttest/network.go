@@ -3,8 +3,11 @@ package transporttest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,6 +33,7 @@ const networkName = "mem"
 // concurrent use; it starts no goroutine.
 type Network struct {
 	mu         sync.Mutex
+	hosts      map[string]bool         // every name Host was called with
 	listeners  map[string]*memListener // by "host:port"
 	conns      map[*memConn]struct{}   // both ends of every open connection
 	links      map[[2]string]*link     // by host pair, sorted
@@ -49,6 +53,7 @@ type link struct {
 // NewNetwork returns an empty network with no faults.
 func NewNetwork() *Network {
 	return &Network{
+		hosts:      make(map[string]bool),
 		listeners:  make(map[string]*memListener),
 		conns:      make(map[*memConn]struct{}),
 		links:      make(map[[2]string]*link),
@@ -59,8 +64,48 @@ func NewNetwork() *Network {
 }
 
 // Host returns the host named name ("n1", say; not an IP address), whose
-// addresses are "name:port". Hosts need not be declared: any name works.
-func (n *Network) Host(name string) *Host { return &Host{net: n, name: name} }
+// addresses are "name:port". Any name works, and the host exists from the
+// first call on. The methods that name hosts (Partition, Heal, Delay,
+// Cut, Conns, Blackhole, Unblackhole) panic for a name no Host call has
+// given, and those that name two for the same host twice: a misspelt
+// name would otherwise make a fault that does nothing, and a test that
+// passes for the wrong reason. An in-memory Cluster's hosts are its node
+// IDs.
+func (n *Network) Host(name string) *Host {
+	n.mu.Lock()
+	n.hosts[name] = true
+	n.mu.Unlock()
+	return &Host{net: n, name: name}
+}
+
+// checkHosts panics unless every name is a host of n, and two names are
+// not the same host; op names the method. It takes n.mu itself and
+// releases it before the panic reaches the caller.
+func (n *Network) checkHosts(op string, names ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	quoted := make([]string, len(names))
+	for i, name := range names {
+		quoted[i] = strconv.Quote(name)
+	}
+	call := op + "(" + strings.Join(quoted, ", ") + ")"
+	for _, name := range names {
+		if !n.hosts[name] {
+			panic(fmt.Sprintf("transporttest: %s: no host %q on this network (hosts: %s); "+
+				"a host exists once Network.Host has returned it", call, name, n.hostListLocked()))
+		}
+	}
+	if len(names) == 2 && names[0] == names[1] {
+		panic(fmt.Sprintf("transporttest: %s: host %q twice: a fault lies between two hosts (hosts: %s)",
+			call, names[0], n.hostListLocked()))
+	}
+}
+
+// hostListLocked returns n's host names, sorted, separated by commas. n.mu
+// held.
+func (n *Network) hostListLocked() string {
+	return strings.Join(slices.Sorted(maps.Keys(n.hosts)), ", ")
+}
 
 // linkFor returns the link between hosts a and b; n.mu held.
 func (n *Network) linkFor(a, b string) *link {
@@ -108,6 +153,7 @@ func (n *Network) faultChanged() {
 // until Heal or their context ends. Neither end learns of it except by
 // silence: the transports' keepalives and timeouts must notice.
 func (n *Network) Partition(a, b string) {
+	n.checkHosts("Partition", a, b)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.linkFor(a, b).partitioned.Store(true)
@@ -117,6 +163,7 @@ func (n *Network) Partition(a, b string) {
 // Heal ends the partition between a and b: what open connections held
 // flows again and waiting dials go ahead.
 func (n *Network) Heal(a, b string) {
+	n.checkHosts("Heal", a, b)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.linkFor(a, b).partitioned.Store(false)
@@ -156,6 +203,7 @@ func (n *Network) HealAll() {
 // Delay adds d to the time every byte written from then on between hosts a
 // and b takes to arrive, each way; 0 removes it. Order is kept.
 func (n *Network) Delay(a, b string, d time.Duration) {
+	n.checkHosts("Delay", a, b)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.linkFor(a, b).delay.Store(int64(d))
@@ -167,6 +215,7 @@ func (n *Network) Delay(a, b string, d time.Duration) {
 // firewall that eats the traffic). Connections open before it are not
 // touched: Partition them. Heal with Unblackhole or HealAll.
 func (n *Network) Blackhole(host string) {
+	n.checkHosts("Blackhole", host)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.blackholed[host] = true
@@ -175,6 +224,7 @@ func (n *Network) Blackhole(host string) {
 // Unblackhole lets host's new connections reach its listener again; those
 // swallowed so far are reset.
 func (n *Network) Unblackhole(host string) {
+	n.checkHosts("Unblackhole", host)
 	n.mu.Lock()
 	delete(n.blackholed, host)
 	var keep, reset []*memConn
@@ -197,6 +247,7 @@ func (n *Network) Unblackhole(host string) {
 // reset does (both ends' reads and writes fail with ECONNRESET), and
 // returns how many it reset. New connections are not affected.
 func (n *Network) Cut(a, b string) int {
+	n.checkHosts("Cut", a, b)
 	n.mu.Lock()
 	ends := n.between(a, b)
 	n.mu.Unlock()
@@ -208,6 +259,7 @@ func (n *Network) Cut(a, b string) int {
 
 // Conns returns how many connections are open between hosts a and b.
 func (n *Network) Conns(a, b string) int {
+	n.checkHosts("Conns", a, b)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.between(a, b)) / 2

@@ -102,16 +102,17 @@ func TestDialWaitsOnAPartitionUntilHealedOrCancelled(t *testing.T) {
 	l, err := n.Host("b").Listen("tcp", "b:0")
 	require.NoError(t, err)
 	defer l.Close()
+	a := n.Host("a")
 	n.Partition("a", "b")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
-	_, err = n.Host("a").DialContext(ctx, "tcp", l.Addr().String())
+	_, err = a.DialContext(ctx, "tcp", l.Addr().String())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	dialed := make(chan error, 1)
 	go func() {
-		c, err := n.Host("a").DialContext(t.Context(), "tcp", l.Addr().String())
+		c, err := a.DialContext(t.Context(), "tcp", l.Addr().String())
 		if err == nil {
 			c.Close()
 		}

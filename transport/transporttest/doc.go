@@ -25,10 +25,10 @@
 //
 // A Network also serves a transport of your own: Network.Host(name)
 // gives the Dialer and Listen of a transport.Config (Host.Configure).
-// Its connections are buffered (512 KiB each way) like a socket, are not
-// *net.TCPConn, and have no kernel socket: the transport skips socket
-// options, copies instead of sendfile, and leaves the socket queues
-// unmeasured.
+// Its connections are buffered (512 KiB each way) like a socket and
+// half-close (CloseWrite) as TCP does, but are not *net.TCPConn, and have
+// no kernel socket: the transport skips socket options, copies instead of
+// sendfile, and leaves the socket queues unmeasured.
 //
 // Nodes get short reconnect backoffs and a logger that discards; Options.Tweak
 // changes any other setting. Start is the same without a testing.TB, for

@@ -74,6 +74,18 @@ func (c *memConn) Close() error {
 	return nil
 }
 
+// CloseWrite ends this end's direction, as shutdown(SHUT_WR) ends a TCP
+// connection's: the peer reads what was written, then io.EOF (across a
+// partition, once healed, as the bytes); this end still reads what the
+// peer writes, and its own later writes fail with EPIPE. After Close it
+// fails as Close does a second time.
+func (c *memConn) CloseWrite() error {
+	if !c.out.shutWriter() {
+		return c.opError("close", net.ErrClosed)
+	}
+	return nil
+}
+
 // reset breaks the connection at both ends, as a TCP reset does: what was
 // buffered is lost and every read and write fails with ECONNRESET.
 func (c *memConn) reset() {
@@ -116,7 +128,10 @@ type stream struct {
 	// writerClosed: the writing end closed (reads drain, then EOF);
 	// readerClosed: the reading end closed (writes fail); broken: reset.
 	writerClosed, readerClosed, broken bool
-	changed                            chan struct{} // closed and replaced on every change
+	// writerShut: writerClosed by CloseWrite, not Close: writes fail
+	// with EPIPE, not net.ErrClosed.
+	writerShut bool
+	changed    chan struct{} // closed and replaced on every change
 }
 
 type chunk struct {
@@ -212,6 +227,9 @@ func (s *stream) write(b []byte, dl *deadline) (int, error) {
 		case s.broken:
 			s.mu.Unlock()
 			return written, syscall.ECONNRESET
+		case s.writerClosed && s.writerShut:
+			s.mu.Unlock()
+			return written, syscall.EPIPE
 		case s.writerClosed:
 			s.mu.Unlock()
 			return written, net.ErrClosed
@@ -259,9 +277,22 @@ func (s *stream) write(b []byte, dl *deadline) (int, error) {
 
 func (s *stream) closeWriter() {
 	s.mu.Lock()
-	s.writerClosed = true
+	s.writerClosed, s.writerShut = true, false
 	s.wake()
 	s.mu.Unlock()
+}
+
+// shutWriter ends the stream for CloseWrite; it reports false if the
+// writing end was closed by Close already.
+func (s *stream) shutWriter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writerClosed && !s.writerShut {
+		return false
+	}
+	s.writerClosed, s.writerShut = true, true
+	s.wake()
+	return true
 }
 
 func (s *stream) closeReader() {

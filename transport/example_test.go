@@ -173,7 +173,7 @@ func ExampleTransport_SendFile() {
 		dst.Close()
 		if err != nil {
 			os.Remove(dst.Name())
-			return err // ErrIncomplete or ErrCorrupt, for n1 too
+			return err // ErrIncomplete or ErrCorrupt for n1 too; ErrHandler if dst's disk is full
 		}
 		received <- dst.Name()
 		return nil

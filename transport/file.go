@@ -33,7 +33,9 @@ type FileHandler interface {
 	// transfer, fails the sender's SendFile: a corrupt one with ErrCorrupt
 	// whatever the handler returns, and an error of the handler's as a
 	// Handler's fails a Request (ErrHandler, save overloaded, too large
-	// or expired). ctx ends when the transfer expires or
+	// or expired). A handler that returns nil without taking every byte
+	// fails it as its own too (ErrHandler), unless a read of Reader's met
+	// the connection's end first (ErrIncomplete). ctx ends when the transfer expires or
 	// the transport closes. A sender that sends nothing for
 	// Timeouts.Keepalive is cut off: the read fails with ErrIncomplete.
 	ServeFile(ctx context.Context, ft *FileTransfer) error
@@ -67,6 +69,7 @@ type FileTransfer struct {
 	corrupt  bool  // the bytes did not match the sender's checksum
 	mismatch error // verify's error when corrupt
 	failed   error // ReceiveTo's or verify's error: the transfer is over, and Reader returns it
+	cut      error // a Reader's read that failed before the last byte (ErrIncomplete)
 }
 
 // ReceiveTo reads minReceiveRead bytes in its first call, each call within
@@ -154,7 +157,8 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // transfers: Files.MaxConcurrent in all, or Security.MaxConnsPerPeer from
 // this node, which refuses the connection's handshake; or it is shutting
 // down), ErrExpired, ErrHandler (its handler's error, or the file it
-// received into could not be written: a full disk), ErrCorrupt and
+// received into could not be written: a full disk, or the handler
+// returned without taking every byte), ErrCorrupt and
 // ErrIncomplete as a *RemoteError when the receiver failed the transfer;
 // ErrIncomplete when
 // the connection ended early or the receiver stopped taking the bytes; the
@@ -596,8 +600,16 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities, re
 		// to do need not ask for: the CRC32C of no bytes is 0.
 		err = ft.verify(0)
 	}
+	if err == nil && !ft.verified && ft.cut != nil {
+		// The handler dropped Reader's error: the transfer was cut.
+		err = ft.cut
+	}
 	if err == nil && !ft.verified {
-		err = fmt.Errorf("%w: the handler took %d of %d bytes", ErrIncomplete, ft.received, ft.Length)
+		// The bytes came, or were still coming, and the handler returned
+		// without them: its failure, not the connection's. As
+		// ErrIncomplete, the sender took it for bytes cut off in transit
+		// and a retry loop sent the file again, to be turned down again.
+		err = fmt.Errorf("transport: the file handler returned having taken %d of %d bytes", ft.received, ft.Length)
 	}
 	if err == nil {
 		t.filesReceived.Add(1)
@@ -784,6 +796,7 @@ func (r *transferReader) Read(b []byte) (int, error) {
 	}
 	if err != nil && ft.received < ft.Length {
 		err = fmt.Errorf("%w: %d of %d bytes: %w", ErrIncomplete, ft.received, ft.Length, err)
+		ft.cut = err
 	}
 	if ft.received == ft.Length && !ft.verified {
 		// The last byte: checked now, so that a handler that reads

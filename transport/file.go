@@ -493,7 +493,8 @@ const minRateLimitedChunk = 4 << 10
 
 // serveFile receives one transfer on an accepted file connection.
 // release gives back the connection's claim (claimConn): before the last
-// answer when nothing but the connection's close follows it, so that a
+// answer when nothing but the connection's close follows it (a success,
+// or a failure once every byte and the checksum were read), so that a
 // sender told its transfer is over may open the next connection at once,
 // within Security.MaxConnsPerPeer; after a failure whose bytes may still
 // be arriving only once they have been discarded, when the connection
@@ -619,8 +620,11 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities, re
 		t.malformed[BadInputChecksum].Add(1)
 		t.logs.warn(logKey{badInput: BadInputChecksum + 1}, "internode: file bytes do not match their checksum", "remote", conn.RemoteAddr(), "peer", p.id, "verb", ft.Verb)
 	}
-	answer(err, true)
-	if err != nil {
+	// A verified transfer's bytes and checksum were all read: nothing but
+	// the close follows its verdict, whether its handler failed it or not.
+	bytesFollow := !ft.verified
+	answer(err, bytesFollow)
+	if err != nil && bytesFollow {
 		// Let the sender read the verdict rather than a reset: stop
 		// sending, and discard what is still in flight for a moment.
 		if tcp, ok := conn.(*net.TCPConn); ok {

@@ -48,8 +48,8 @@ func TestFileConnectionIsFreeOnceItsSenderHasTheVerdict(t *testing.T) {
 // connection, after the verdict, as for a failure whose bytes may still
 // be arriving. A sender that tried again at once, as a retry loop does,
 // was refused at its handshake, ErrOverloaded, instead of having its
-// handler try again: 12 to 29 in 30 on loopback at a limit of 1, as
-// often at a limit of 4 with 4 transfers at once.
+// handler try again: 12 to 29 in 30 on loopback at a limit of 1 (at the
+// default 4, with four transfers at once).
 func TestFileConnectionIsFreeOnceItsSenderHasAFailureOfTheHandlers(t *testing.T) {
 	sendTwiceWithTheFirstVerdictHeld(t, func(cfg *transport.Config) { cfg.Security.MaxConnsPerPeer = 1 }, errors.New("ingest failed"))
 }

@@ -35,9 +35,10 @@ type FileHandler interface {
 	// Handler's fails a Request (ErrHandler, save overloaded, too large
 	// or expired). A handler that returns nil without taking every byte
 	// fails it as its own too (ErrHandler), unless a read of Reader's met
-	// the connection's end first (ErrIncomplete). ctx ends when the transfer expires or
-	// the transport closes. A sender that sends nothing for
-	// Timeouts.Keepalive is cut off: the read fails with ErrIncomplete.
+	// the connection's end first (ErrIncomplete). ctx ends when the
+	// transfer expires or the transport closes. A sender that sends
+	// nothing for Timeouts.Keepalive is cut off: the read fails with
+	// ErrIncomplete.
 	ServeFile(ctx context.Context, ft *FileTransfer) error
 }
 

@@ -54,15 +54,37 @@ func TestResponsesHaveRoomWhileOwnSendsFillTheLimits(t *testing.T) {
 			// The responder's own sends fill its room: the receiving
 			// node's handlers stall, it stops reading, and the sends
 			// queue up until the limit under test, not the connection's,
-			// refuses the next one.
+			// refuses the next one. That holds once the sockets' buffers
+			// are full too: until then a send may be refused while the
+			// writer has not yet moved the queue into them, and then it
+			// does. So the room counts as filled when sends are refused,
+			// more than half the limit is held, and nothing more was
+			// written to the sockets, three looks in a row.
+			var written uint64
+			steady := 0
 			waitFor(t, 20*time.Second, "the responder's sends to fill its room", func() bool {
+				refused := false
 				for range 100 {
 					err := responder.Send(context.Background(), c.ID(tc.sendTo), verbData, make([]byte, 1000))
 					if errors.Is(err, transport.ErrOverloaded) {
-						return true
+						refused = true
+						break
 					}
 				}
-				return false
+				st := responder.Stats()
+				var now uint64
+				for _, cs := range st.Conns {
+					if cs.Peer == c.ID(tc.sendTo) {
+						now += cs.BytesSent
+					}
+				}
+				if refused && st.OutboundBytes > limit/2 && now == written {
+					steady++
+				} else {
+					steady = 0
+				}
+				written = now
+				return steady == 3
 			})
 			require.Greater(t, responder.Stats().OutboundBytes, limit/2)
 

@@ -1027,7 +1027,11 @@ func TestStreamWriteEndsWhenThePeerClosesAfterSayingMuch(t *testing.T) {
 // handler returns at once; the opener's Write fills the stream's window
 // exactly (the verb's bytes were read: 4 chunks of data and their 4-byte
 // headers), and returns. CloseWrite's end marker then waited for ever for
-// a window update that a closed stream never sends.
+// a window update that a closed stream never sends. It must return: with
+// the reset, or with nil when the window opened after all — a closing
+// stream's read-ahead reads on, discarding, and that opens the window
+// until the close reaches the opener (3 to 17 runs in 100 under load,
+// even after the opener read the peer's end marker).
 func TestStreamCloseWriteEndsWhenThePeerCloses(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	returned := make(chan struct{})
@@ -1047,7 +1051,9 @@ func TestStreamCloseWriteEndsWhenThePeerCloses(t *testing.T) {
 	go func() { closed <- s.CloseWrite() }()
 	select {
 	case err := <-closed:
-		require.ErrorIs(t, err, syscall.ECONNRESET, "the peer closed the stream")
+		if err != nil {
+			require.ErrorIs(t, err, syscall.ECONNRESET, "the peer closed the stream")
+		}
 	case <-time.After(20 * time.Second):
 		s.Close()
 		<-closed

@@ -19,8 +19,18 @@ import (
 // prune its queue (the TcpExt TCPRcvCollapsed and RcvPruned counters; see
 // tcp_rmem in the kernel's Documentation/networking/ip-sysctl.rst).
 type SocketConfig struct {
-	SendBuffer    int           // SO_SNDBUF, bytes
-	ReceiveBuffer int           // SO_RCVBUF, bytes
+	SendBuffer int // SO_SNDBUF, bytes
+	// ReceiveBuffer is SO_RCVBUF, bytes. It is set once a connection is
+	// open (the lanes share one listener, and an accepted connection's
+	// lane is known from its hello), where tcp(7) asks for it before
+	// connect or listen: the handshake has offered the system's initial
+	// window by then (64 KiB with net.ipv4.tcp_rmem's default), which a
+	// smaller buffer cannot take back, so a peer may send more than it
+	// holds while this node does not read, and Linux drops what arrives
+	// past it, acknowledgments included (a test peer so set to 16 KiB
+	// stalled its own writes in 4 of about 320 runs under load). Keep it
+	// at 64 KiB or more, or 0 for the system's autotuning.
+	ReceiveBuffer int
 	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails; at most about 24.8 days
 	KeepAlive     time.Duration // TCP keep-alive idle time, at most 32767 s (about 9.1 hours); negative disables keep-alive
 	// NotSentLowat is TCP_NOTSENT_LOWAT, bytes, on the connections this

@@ -665,9 +665,8 @@ func TestGrantDoesNotWaitForAPeerThatStopsReading(t *testing.T) {
 	// once) and never reads its back channel; it pings so that it is not
 	// judged silent.
 	c.Members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
-	conn := dialAs(victim.Addr().String(), "mallory", routing.Large)
+	conn := dialAsWith(smallReadBuffer(16<<10), victim.Addr().String(), "mallory", routing.Large)
 	require.NotNil(t, conn)
-	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(16<<10))
 	defer conn.Close()
 	const asks = 400
 	var out []byte
@@ -1026,9 +1025,8 @@ func TestUnreadResponsesStayWithinTheOutboundLimit(t *testing.T) {
 		return make([]byte, 64), nil
 	}))
 	c.Members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
-	conn := dialAs(victim.Addr().String(), "mallory", routing.Small)
+	conn := dialAsWith(smallReadBuffer(16<<10), victim.Addr().String(), "mallory", routing.Small)
 	require.NotNil(t, conn)
-	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(16<<10))
 	defer conn.Close()
 	var body []byte
 	id := uint64(0)

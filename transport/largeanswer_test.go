@@ -73,9 +73,8 @@ func TestLargeResponseIsNotRefusedWhileAnotherPeersMessageWaits(t *testing.T) {
 // the acceptor writes large responses' parts without waiting for grants.
 func dialEager(t *testing.T, addr string, id string, lane routing.Lane) net.Conn {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	conn, err := smallReadBuffer(16<<10).Dial("tcp", addr)
 	require.NoError(t, err)
-	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(16<<10))
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	b, _ := wire.AppendHello(nil, &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
 		Lane: uint8(lane), Cluster: "test", Node: id, Capabilities: wire.CapEagerResponses})

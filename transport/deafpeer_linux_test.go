@@ -4,9 +4,7 @@ package transport_test
 
 import (
 	"context"
-	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -91,16 +89,7 @@ func cutOffDeafPeer(t *testing.T, lane routing.Lane, frame func(i int) []byte) (
 
 	// A small receive buffer from the start: one shrunk once bytes are
 	// queued leaves the window open on more than the buffer takes.
-	small := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		if cerr := c.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
-		}); cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	conn := dialAsWith(small, n.Addr().String(), "deaf", lane)
+	conn := dialAsWith(smallReadBuffer(4<<10), n.Addr().String(), "deaf", lane)
 	require.NotNil(t, conn)
 	defer conn.Close()
 	// The peer writes on until its writes fail: the node cut it off.

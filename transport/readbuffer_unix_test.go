@@ -16,8 +16,8 @@ import (
 // in more than its buffer, and the kernel then dropped what came to it
 // past the buffer, acknowledgments included, so the peer's own writes
 // stopped moving (the victim's reader waited for a frame whose bytes sat
-// unacknowledged in the peer's send queue, retransmitted every RTO while
-// its backoff grew; 4 of about 320 runs under load, none of 150 since).
+// in the peer's send queue, its first 8 KiB sent again every RTO as the
+// backoff grew; 4 of about 320 runs under load, none of 150 since).
 func smallReadBuffer(n int) *net.Dialer {
 	return &net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
 		var serr error

@@ -4,12 +4,12 @@ go 1.26.0
 
 require (
 	github.com/hashicorp/memberlist v0.7.0
-	github.com/klauspost/compress v1.19.1
-	github.com/prometheus/client_golang v1.24.1
-	github.com/prometheus/procfs v0.22.0
+	github.com/klauspost/compress v1.20.5
+	github.com/prometheus/client_golang v1.25.0
+	github.com/prometheus/procfs v0.23.0
 	github.com/stretchr/testify v1.12.1
 	github.com/valyala/bytebufferpool v1.0.0
-	github.com/xtaci/smux v1.5.56
+	github.com/xtaci/smux v1.5.58
 	go.opentelemetry.io/contrib/instrumentation/runtime v0.72.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/prometheus v0.69.0
@@ -18,8 +18,8 @@ require (
 	go.opentelemetry.io/otel/sdk/metric v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	go.uber.org/goleak v1.3.0
-	golang.org/x/net v0.59.0
-	golang.org/x/sys v0.48.0
+	golang.org/x/net v0.63.0
+	golang.org/x/sys v0.50.0
 	golang.org/x/time v0.16.0
 )
 

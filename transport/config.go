@@ -360,7 +360,7 @@ func (c StreamConfig) smux(keepalive time.Duration) *smux.Config {
 	return sc
 }
 
-// smuxInitialWindow is the window smux v1.5.56 gives a stream's writer
+// smuxInitialWindow is the window smux (v1.5.58) gives a stream's writer
 // until the reader's first window update announces the reader's own
 // (initialPeerWindow).
 const smuxInitialWindow = 256 << 10

@@ -41,9 +41,9 @@ func (f StreamHandlerFunc) ServeStream(ctx context.Context, s *Stream) { f(ctx, 
 //
 // The bytes travel in chunks, each prefixed with its length, and a
 // zero-length chunk marks the end of the writer's data (see "Streams" in
-// package wire). smux's own half-close is not used: in v1.5.56 a stream
-// closed by both sides drops data its reader had received but not yet
-// read.
+// package wire). smux's own half-close is not used: before v1.5.58 a
+// stream closed by both sides dropped data its reader had received but
+// not yet read.
 type Stream struct {
 	t       *Transport
 	s       net.Conn // a *smux.Stream, or an *ownConn (OwnConnection)
@@ -1121,10 +1121,11 @@ type refusal struct {
 // streams opening at once, one after another, each as overloaded: closed
 // without a status byte, the opener cannot tell the close from its
 // session's connection failing, and closes the session with every stream
-// on it. A refusal waits for the opener's verb: smux (v1.5.56) registers a
-// stream it opens only once its SYN is written, and drops what arrives for
-// it before, so a refusal sent at once could be lost, and the open time
-// out; the verb comes after the registration. Each takes no longer than
+// on it. A refusal waits for the opener's verb: smux before v1.5.58,
+// which earlier builds of internode use, registers a stream it opens only
+// once its SYN is written, and drops what arrives for it before, so a
+// refusal sent at once could be lost, and the open time out; the verb
+// comes after the registration. Each takes no longer than
 // the stream's opening may (refusal.by), and none holds the session's
 // accept loop, which a congested session's socket would.
 func (t *Transport) refuseStreams(refusals <-chan refusal) {

@@ -822,8 +822,9 @@ func TestStreamRefusedOpenKeepsTheSessionsOtherStreams(t *testing.T) {
 }
 
 // TestStreamRefusedBeforeItsOpenerRegisteredItIsStillRefused: smux
-// (v1.5.56) registers a stream it opens only once its SYN is written, and
-// drops frames that arrive for it before. A receiver with more streams
+// before v1.5.58 registered a stream it opened only once its SYN was
+// written, and dropped frames that arrived for it before; nodes of
+// earlier builds still do. A receiver with more streams
 // opening than it allows refused the next at once, so the refusal could
 // arrive first and be lost: the open then waited out its context rather
 // than fail with ErrOverloaded. Here the opener's SYN writes return 50 ms

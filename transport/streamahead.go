@@ -15,7 +15,7 @@ import (
 
 // A stream in the peer's session is read by a goroutine of its own, its
 // read-ahead, and Read takes the bytes from the read-ahead's buffer. Two
-// things about smux v1.5.56 make that so:
+// things about smux (v1.5.56 to v1.5.58) make that so:
 //
 //   - smux's Write, waiting for a window update that a closed stream never
 //     sends, does not watch for the peer's close (its FIN), which only a

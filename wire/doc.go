@@ -569,9 +569,9 @@
 //	        up as they are
 //
 // The acceptor sends the status byte only once it has read the verb, a
-// refusal too: smux (v1.5.56) drops frames for a stream it is opening
-// that arrive before its SYN is written, so a status sent on the SYN
-// alone could be lost. A refusing acceptor closes the stream after the
+// refusal too: smux before v1.5.58 (which earlier builds of internode
+// use) drops frames for a stream it is opening that arrive before its SYN
+// is written, so a status sent on the SYN alone could be lost. A refusing acceptor closes the stream after the
 // status byte, and so does an acceptor that reads a malformed verb
 // (without a status byte). An acceptor that has more streams waiting for
 // their refusal than smux holds unaccepted (1024) closes the next without
@@ -599,8 +599,9 @@
 // the stream, not the session. A side closes the smux stream once it has
 // written its end marker and needs nothing more from the other; smux's own
 // half-close (its FIN) is not used to end a direction's data, because
-// smux v1.5.56 drops data a reader had received but not yet read once
-// both sides have closed a stream.
+// smux before v1.5.58 (which earlier builds of internode use) drops data
+// a reader had received but not yet read once both sides have closed a
+// stream.
 //
 // The opener writes AppendStreamOpen and the acceptor reads it with
 // ReadStreamOpen; the acceptor answers with AppendStreamAccept or

@@ -81,8 +81,6 @@ func (s *recordingSink) requestWritten(id uint64) {
 	s.requests = append(s.requests, id)
 }
 
-func (s *recordingSink) capacity() *limit.Account { return s.account }
-
 // frame is one decoded frame.
 type frame struct {
 	kind    wire.FrameKind

@@ -236,7 +236,7 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		h.Flags = wire.FileUnchecked
 	}
 	if d, ok := ctx.Deadline(); ok {
-		h.TTL = max(d.Sub(time.Now()).Nanoseconds(), 1)
+		h.TTL = max(time.Until(d).Nanoseconds(), 1)
 	}
 	if _, err := conn.Write(wire.AppendFileHeader(nil, &h)); err != nil {
 		return fail(0, ctxErrOr(ctx, err))

@@ -64,12 +64,12 @@ func histogramPoints(t *testing.T, data metricdata.Aggregation, key string) map[
 	case metricdata.Histogram[float64]:
 		for _, p := range d.DataPoints {
 			v, _ := p.Attributes.Value(attributeKey(key))
-			out[v.Emit()] = p
+			out[v.String()] = p
 		}
 	case metricdata.Histogram[int64]:
 		for _, p := range d.DataPoints {
 			v, _ := p.Attributes.Value(attributeKey(key))
-			out[v.Emit()] = metricdata.HistogramDataPoint[float64]{
+			out[v.String()] = metricdata.HistogramDataPoint[float64]{
 				Attributes: p.Attributes, Count: p.Count, Bounds: p.Bounds, BucketCounts: p.BucketCounts,
 			}
 		}

@@ -144,11 +144,8 @@ func TestACancelledQueuedRequestIsWithdrawn(t *testing.T) {
 // withdrawn unwritten never reaches the handler. The totals must add up:
 // written requests plus withdrawn ones are all the requests.
 func TestCancelRacesTheWriter(t *testing.T) {
-	const (
-		verbWork transport.Verb = 253
-		callers                 = 8
-		rounds                  = 300
-	)
+	const verbWork transport.Verb = 253
+	const callers, rounds = 8, 300
 	c := newCluster(t, 2, nil)
 	var handled atomic.Int64
 	c.Nodes[1].Handle(verbWork, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {

@@ -207,9 +207,9 @@ func TestBatchS2LenFromPrefix(t *testing.T) {
 	_, err := BatchS2Len(long[:MaxBatchS2Prefix-1], 1<<32-1)
 	assert.ErrorIs(t, err, ErrTruncated)
 	// The longest length there is still fits the prefix.
-	n, err := BatchS2Len([]byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0xff}, 64<<10)
+	_, err = BatchS2Len([]byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0xff}, 64<<10)
 	assert.ErrorIs(t, err, ErrFrameTooLarge)
-	n, err = BatchS2Len([]byte{0xff, 0xff, 0x03, 0xff}, 64<<10)
+	n, err := BatchS2Len([]byte{0xff, 0xff, 0x03, 0xff}, 64<<10)
 	require.NoError(t, err)
 	assert.Equal(t, 64<<10-1, n)
 }

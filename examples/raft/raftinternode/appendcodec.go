@@ -45,6 +45,7 @@ func appendAppendRequest(dst []byte, r *raft.AppendEntriesRequest) ([]byte, erro
 	dst = append(dst, appendCodecVersion)
 	dst = appendHeader(dst, r.RPCHeader)
 	dst = binary.AppendUvarint(dst, r.Term)
+	//lint:ignore SA1019 raft still fills Leader for peers of its older versions; the codec carries every field raft sends
 	dst = appendBytes(dst, r.Leader)
 	dst = binary.AppendUvarint(dst, r.PrevLogEntry)
 	dst = binary.AppendUvarint(dst, r.PrevLogTerm)
@@ -164,6 +165,7 @@ func decodeAppendRequest(buf []byte, req *raft.AppendEntriesRequest) error {
 	r.version()
 	req.RPCHeader = r.header()
 	req.Term = r.uvarint()
+	//lint:ignore SA1019 raft still fills Leader for peers of its older versions; the codec carries every field raft sends
 	req.Leader = r.bytes()
 	req.PrevLogEntry = r.uvarint()
 	req.PrevLogTerm = r.uvarint()

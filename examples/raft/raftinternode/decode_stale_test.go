@@ -34,8 +34,8 @@ func TestEmptySnapshotHeaderIsRefused(t *testing.T) {
 
 	got := answerAll(t, follower)
 
-	vote, _ := encodeAppend(nil, &raft.RequestVoteRequest{Term: 7, Candidate: []byte("n1")})
-	ghost, _ := encodeAppend(nil, &raft.RequestVoteRequest{Term: 99, Candidate: []byte("ghost")})
+	vote, _ := encodeAppend(nil, &raft.RequestVoteRequest{Term: 7, RPCHeader: raft.RPCHeader{Addr: []byte("n1")}})
+	ghost, _ := encodeAppend(nil, &raft.RequestVoteRequest{Term: 99, RPCHeader: raft.RPCHeader{Addr: []byte("ghost")}})
 	for attempt := range 20 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := c.Nodes[0].Request(ctx, "n2", opts.verb(offsetRequestVote), append(append([]byte(nil), vote...), ghost...))
@@ -102,7 +102,7 @@ func TestBytesAfterAVoteAreRefused(t *testing.T) {
 	follower := New(c.Nodes[1], opts)
 	t.Cleanup(func() { _ = follower.Close() })
 	got := answerAll(t, follower)
-	vote, _ := encodeAppend(nil, &raft.RequestVoteRequest{Term: 7, Candidate: []byte("n1")})
+	vote, _ := encodeAppend(nil, &raft.RequestVoteRequest{Term: 7, RPCHeader: raft.RPCHeader{Addr: []byte("n1")}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := c.Nodes[0].Request(ctx, "n2", follower.opts.verb(offsetRequestVote), append(vote, 0xc0))

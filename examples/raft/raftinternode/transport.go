@@ -257,6 +257,7 @@ func (t *Transport) TimeoutNow(_ raft.ServerID, target raft.ServerAddress, args 
 
 // isHeartbeat is NetworkTransport's test for raft's heartbeat.
 func isHeartbeat(a *raft.AppendEntriesRequest) bool {
+	//lint:ignore SA1019 NetworkTransport's test reads Leader too, which raft still fills for its older versions
 	return a.Term != 0 && (len(a.Addr) != 0 || len(a.Leader) != 0) &&
 		a.PrevLogEntry == 0 && a.PrevLogTerm == 0 &&
 		len(a.Entries) == 0 && a.LeaderCommitIndex == 0

@@ -569,13 +569,14 @@
 //	        up as they are
 //
 // The acceptor sends the status byte only once it has read the verb, a
-// refusal too: smux before v1.5.58 (which earlier builds of internode
-// use) drops frames for a stream it is opening that arrive before its SYN
-// is written, so a status sent on the SYN alone could be lost. A refusing acceptor closes the stream after the
-// status byte, and so does an acceptor that reads a malformed verb
-// (without a status byte). An acceptor that has more streams waiting for
-// their refusal than smux holds unaccepted (1024) closes the next without
-// one. Both sides bound the opening with their handshake timeout.
+// refusal too: smux before v1.5.58 (which earlier builds of internode use)
+// drops frames for a stream it is opening that arrive before its SYN is
+// written, so a status sent on the SYN alone could be lost. A refusing
+// acceptor closes the stream after the status byte, and so does an
+// acceptor that reads a malformed verb (without a status byte). An
+// acceptor that has more streams waiting for their refusal than smux holds
+// unaccepted (1024) closes the next without one. Both sides bound the
+// opening with their handshake timeout.
 //
 // Once the stream is accepted, each side writes its data as chunks, each a
 // 4-byte big-endian length (StreamChunkHeaderSize) followed by that many

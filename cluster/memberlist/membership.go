@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"slices"
 	"sort"
@@ -48,6 +49,11 @@ type Membership struct {
 	self       cluster.NodeID         // set once in Join
 	gossipAddr string                 // set once in Join
 	meta       atomic.Pointer[[]byte] // this node's metadata, read by memberlist
+
+	// gossipRound and retransmitMult are memberlist's, set once in Join:
+	// how often it sends a broadcast, and how many times (gossipBound).
+	gossipRound    time.Duration
+	retransmitMult int
 
 	mu      sync.Mutex // guards members, claimed, queue, watchers, closed and rc.failed
 	rc      reconnector
@@ -169,6 +175,10 @@ func Join(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("%w: BindAddr: %w", ErrInvalidConfig, unspecifiedAdvertiseError(cfg.BindAddr, ip.String()))
 	}
 	m.gossipAddr = list.LocalNode().Address()
+	m.gossipRound, m.retransmitMult = conf.ProbeInterval, conf.RetransmitMult
+	if conf.GossipInterval > 0 && conf.GossipNodes > 0 { // else broadcasts ride on probes
+		m.gossipRound = conf.GossipInterval
+	}
 	// Joining oneself achieves nothing. The loop is not running yet.
 	m.rc.seeds = slices.DeleteFunc(m.rc.seeds, func(s string) bool { return s == m.gossipAddr })
 
@@ -340,8 +350,16 @@ func (m *Membership) SetTransportAddr(addr string, timeout time.Duration) error 
 // it returns ErrBroadcastTimeout and the other members will detect the
 // departure by probing. Members that miss the flag treat this node as
 // failed and try to reconnect to it until their ReconnectTimeout, which
-// fails harmlessly once it has closed. With timeout <= 0 there is no limit. Gossip continues until
-// Close, which should follow soon. Calling Leave again does nothing.
+// fails harmlessly once it has closed. With timeout <= 0, each of the two
+// waits lasts as long as memberlist needs to gossip to the members it
+// knows (a few gossip intervals: 3.2 s at most with memberlist's LAN
+// defaults and up to 9 members), not forever: memberlist
+// gossips to no member that has left, so once the last other member
+// leaves meanwhile, as when the whole cluster shuts down, its wait would
+// never end, nor Close, which waits for Leave. If no other member is left
+// alive when the wait ends, there was nobody to tell: Leave returns nil.
+// Gossip continues until Close, which should follow soon. Calling Leave
+// again does nothing.
 //
 // After Close it returns an error satisfying errors.Is(err, net.ErrClosed).
 func (m *Membership) Leave(timeout time.Duration) error {
@@ -356,11 +374,12 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	m.left = true
 	m.stopReconnecting() // Close waits for it
 
-	updateTimeout, leaveTimeout := timeout, timeout
+	// memberlist waits forever on 0: never pass it.
+	updateTimeout, leaveTimeout := m.gossipBound(), time.Duration(0)
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
-		updateTimeout = max(timeout/2, 1) // memberlist waits forever on 0
+		updateTimeout = max(timeout/2, 1)
 	}
 	meta := encodeLeavingMeta(m.transportAddr)
 	m.meta.Store(&meta)
@@ -370,11 +389,28 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	}
 	if timeout > 0 {
 		leaveTimeout = max(time.Until(deadline), 1)
+	} else {
+		leaveTimeout = m.gossipBound()
 	}
-	if err := m.list.Leave(leaveTimeout); err != nil {
-		return ErrBroadcastTimeout // memberlist's Leave fails only on timeout
+	if err := m.list.Leave(leaveTimeout); err != nil { // fails only on timeout
+		if m.list.NumMembers() == 0 { // this node left; no other is alive
+			return nil
+		}
+		return ErrBroadcastTimeout
 	}
 	return nil
+}
+
+// gossipBound is how long memberlist takes at most to gossip a broadcast,
+// given a member to gossip to: it sends it RetransmitMult ×
+// ceil(log10(nodes+1)) times, to one member or more each gossip round.
+// The nodes it counts include dead ones that NumMembers leaves out, so
+// one more power of ten is allowed for, and the result doubled for a busy
+// machine; with memberlist's LAN defaults, 3.2 s for up to 9 members.
+func (m *Membership) gossipBound() time.Duration {
+	n := m.list.NumMembers()
+	rounds := m.retransmitMult * (int(math.Ceil(math.Log10(float64(n+1)))) + 1)
+	return max(2*time.Duration(rounds)*m.gossipRound, time.Second)
 }
 
 // Close stops gossiping without leaving: the other members notice through

@@ -1,9 +1,11 @@
 package memberlist
 
 import (
+	"errors"
 	"testing"
 	"time"
 
+	ml "github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -53,4 +55,68 @@ func TestLeaveWithoutLimitReturnsOnceNoMemberIsLeftToTell(t *testing.T) {
 	for _, m := range nodes {
 		require.NoError(t, m.Close())
 	}
+}
+
+// TestSetTransportAddrWithoutLimitReturnsWhenTheOnlyOtherMemberLeaves: a
+// node moves its transport address, without a limit on the wait, just as
+// the only other member leaves. memberlist waits for the update to be
+// gossiped because that member was alive when the wait began, then
+// gossips to no member that left: SetTransportAddr blocked for good, and
+// Close with it. n1 gossips every 100 ms, so the four sends its update
+// needs take longer than n2's leave (its flag, gossiped every 20 ms, then
+// its leave message) takes to reach it.
+func TestSetTransportAddrWithoutLimitReturnsWhenTheOnlyOtherMemberLeaves(t *testing.T) {
+	slowGossip := func(c *ml.Config) { c.GossipInterval = 100 * time.Millisecond }
+	n1, err := Join(Config{
+		NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: "127.0.0.1:0",
+		Tune: slowGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	n2, err := Join(Config{
+		NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: "127.0.0.1:0",
+		Seeds: []string{n1.GossipAddr()}, Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	waitMembers(t, n1, member("n1"), member("n2"))
+	waitMembers(t, n2, member("n1"), member("n2"))
+
+	left := make(chan error, 1)
+	go func() { // as a node shutting down: Leave, then Close
+		err := n2.Leave(waitLimit)
+		left <- errors.Join(err, n2.Close())
+	}()
+	moved := make(chan error, 1)
+	go func() { moved <- n1.SetTransportAddr("127.0.0.1:8011", 0) }()
+	require.NoError(t, <-left)
+	select {
+	case err := <-moved:
+		assert.NoError(t, err)
+	case <-time.After(waitLimit):
+		t.Fatalf("SetTransportAddr(addr, 0) still blocked after %v, though the only other member has left", waitLimit)
+	}
+	require.NoError(t, n1.Close())
+}
+
+// TestBroadcastTimeoutWhileAnotherMemberIsAlive: a wait too short for one
+// gossip round, with another member alive that could still hear the
+// change, is ErrBroadcastTimeout, for SetTransportAddr and for Leave; the
+// change still applies locally.
+func TestBroadcastTimeoutWhileAnotherMemberIsAlive(t *testing.T) {
+	n1, err := Join(Config{
+		NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: "127.0.0.1:0",
+		Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	n2, err := Join(Config{
+		NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: "127.0.0.1:0",
+		Seeds: []string{n1.GossipAddr()}, Tune: quickGossip, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	waitMembers(t, n1, member("n1"), member("n2"))
+
+	assert.ErrorIs(t, n1.SetTransportAddr("127.0.0.1:8021", time.Nanosecond), ErrBroadcastTimeout)
+	waitMembers(t, n2, cluster.Member{ID: "n1", Addr: "127.0.0.1:8021"}, member("n2"))
+	assert.ErrorIs(t, n1.Leave(time.Nanosecond), ErrBroadcastTimeout)
+	require.NoError(t, n1.Close())
+	require.NoError(t, n2.Close())
 }

@@ -310,9 +310,12 @@ func (m *Membership) GossipAddr() string { return m.gossipAddr }
 
 // SetTransportAddr changes the transport address gossiped for this node.
 // Every member, this one included, sees an Update. It waits up to timeout
-// (no limit if timeout <= 0) for the change to be gossiped to another
-// member, if there is one; on timeout it returns ErrBroadcastTimeout and
-// the change still spreads.
+// for the change to be gossiped to another member, if there is one; on
+// timeout it returns ErrBroadcastTimeout and the change still spreads.
+// With timeout <= 0 it waits as long as memberlist needs to gossip to the
+// members it knows (see Leave), not forever: if the last other member
+// leaves during the wait, memberlist has nobody to gossip to. If no other
+// member is alive when the wait ends, it returns nil.
 //
 // It returns an error wrapping ErrInvalidAddr for a bad addr, ErrLeft after
 // Leave, and an error satisfying errors.Is(err, net.ErrClosed) after Close.
@@ -331,7 +334,10 @@ func (m *Membership) SetTransportAddr(addr string, timeout time.Duration) error 
 	meta := encodeMeta(addr)
 	m.meta.Store(&meta)
 	m.transportAddr = addr
-	if err := m.list.UpdateNode(timeout); err != nil {
+	if timeout <= 0 {
+		timeout = m.gossipBound() // memberlist waits forever on 0
+	}
+	if err := m.list.UpdateNode(timeout); err != nil && !m.aloneNow() {
 		return ErrBroadcastTimeout // UpdateNode's only failure
 	}
 	return nil
@@ -392,13 +398,21 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	} else {
 		leaveTimeout = m.gossipBound()
 	}
-	if err := m.list.Leave(leaveTimeout); err != nil { // fails only on timeout
-		if m.list.NumMembers() == 0 { // this node left; no other is alive
-			return nil
-		}
-		return ErrBroadcastTimeout
+	if err := m.list.Leave(leaveTimeout); err != nil && !m.aloneNow() {
+		return ErrBroadcastTimeout // Leave's only failure
 	}
 	return nil
+}
+
+// aloneNow reports whether memberlist knows no other live member: nobody
+// a broadcast that timed out could still have reached.
+func (m *Membership) aloneNow() bool {
+	for _, n := range m.list.Members() { // alive and suspect ones
+		if n.Name != string(m.self) {
+			return false
+		}
+	}
+	return true
 }
 
 // gossipBound is how long memberlist takes at most to gossip a broadcast,

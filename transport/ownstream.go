@@ -186,6 +186,6 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 func (t *Transport) serveOwnStream(conn net.Conn, p *peer) {
 	defer t.releaseStreamConn(p, t.streamConnHold(laneOwnStream)) // taken by acceptHello
 	oc := newOwnConn(t.ctx, t, conn)
-	t.serveStream(p, oc, func() {}) // closes oc
+	t.serveStream(p, oc, func() {}, nil) // closes oc
 	<-oc.lingered
 }

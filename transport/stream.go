@@ -119,10 +119,11 @@ var _ net.Conn = (*Stream)(nil)
 
 // newStream wraps st, a stream to p, and starts a session stream's
 // read-ahead.
-func (t *Transport) newStream(st net.Conn, p *peer, verb Verb, release func()) *Stream {
+// drain is st's session's (sessionDrain), nil for a connection of its own.
+func (t *Transport) newStream(st net.Conn, p *peer, verb Verb, release func(), drain *sessionDrain) *Stream {
 	s := &Stream{t: t, s: st, peer: p.id, verb: verb, release: release, closed: make(chan struct{})}
 	if _, ok := st.(*smux.Stream); ok {
-		s.startReadAhead(&p.streams.ahead, int64(t.cfg.Streams.SessionBuffer), t.cfg.Streams.StreamBuffer)
+		s.startReadAhead(&p.streams.ahead, int64(t.cfg.Streams.SessionBuffer), t.cfg.Streams.StreamBuffer, drain)
 	}
 	return s
 }
@@ -668,6 +669,7 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 	}
 	release := func() { p.streams.out.Add(-1) }
 	var st net.Conn
+	var drain *sessionDrain
 	if o.ownConnection {
 		st, err = t.openOwnStream(ctx, p, verb)
 	} else {
@@ -677,7 +679,11 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 			return fail(ErrOverloaded)
 		}
 		release = func() { p.streams.holdSessionOut(-1) }
-		st, err = t.openStream(ctx, p, verb)
+		var sst *smux.Stream
+		sst, drain, err = t.openStream(ctx, p, verb)
+		if sst != nil {
+			st = sst
+		}
 	}
 	if err != nil {
 		release()
@@ -691,28 +697,31 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 		}
 		return fail(err)
 	}
-	s := t.newStream(st, p, verb, release)
+	s := t.newStream(st, p, verb, release, drain)
 	s.peerCtx = p.ctx
 	return s, nil
 }
 
-func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.Stream, error) {
+// openStream opens a stream for verb in p's session, and returns it with
+// the session's drain.
+func (t *Transport) openStream(ctx context.Context, p *peer, verb Verb) (*smux.Stream, *sessionDrain, error) {
 	session, fresh, err := t.streamSession(ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st, err := t.openOn(ctx, p, session, verb)
 	if err == nil || fresh || !sessionBroke(ctx, err) {
-		return st, err
+		return st, t.drainOf(session), err
 	}
 	// The session was an old one and its connection broke — the peer
 	// restarted, say, and its close had not been read yet: the stream
 	// was never handed out, so open it again on a new session.
 	session, _, err = t.streamSession(ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return t.openOn(ctx, p, session, verb)
+	st, err = t.openOn(ctx, p, session, verb)
+	return st, t.drainOf(session), err
 }
 
 // sessionBroke reports whether err, from opening a stream, says its
@@ -966,7 +975,8 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 		conn.Close()
 		return nil, "", err
 	}
-	go closeWhenBroken(s) // ends with s, which every path closes
+	drain := t.newSessionDrain(s)
+	go closeWhenBroken(s, drain) // ends with s, which every path closes
 	return s, addr, nil
 }
 
@@ -979,10 +989,12 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 // waited for the session's keep-alive to find it silent. AcceptStream is how smux tells of
 // the failure; the peer opens no streams on this session, and one it
 // opens is closed.
-func closeWhenBroken(session *smux.Session) {
+func closeWhenBroken(session *smux.Session, drain *sessionDrain) {
+	defer drain.forget()
 	for {
 		st, err := session.AcceptStream()
 		if err != nil {
+			drain.wait(session) // the bytes smux holds, read before its close drops them
 			session.Close()
 			return
 		}
@@ -1051,6 +1063,8 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 	if err != nil {
 		return
 	}
+	drain := t.newSessionDrain(session)
+	defer drain.forget()
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 	// Closed before its handlers are waited for: the accept loop ends when
@@ -1061,6 +1075,10 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 	// opener's bytes waited for the session's keep-alive, and the
 	// transport's Close with it.
 	defer session.Close()
+	// Before the close, which drops the bytes smux holds for the
+	// streams, the streams' read-aheads take them: a stream that the
+	// opener ended cleanly before its connection ended reads whole.
+	defer drain.wait(session)
 	// Streams that have not said their verb yet are bounded too, or a peer
 	// could open any number, each holding a goroutine. Those beyond the
 	// bound wait for one goroutine to refuse them (refuseStreams).
@@ -1081,7 +1099,7 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 			handlers.Add(1)
 			go func() {
 				defer handlers.Done()
-				t.serveStream(p, st, func() { <-opening })
+				t.serveStream(p, st, func() { <-opening }, drain)
 			}()
 			continue
 		default:
@@ -1139,7 +1157,8 @@ func (t *Transport) refuseStreams(refusals <-chan refusal) {
 }
 
 // serveStream reads a new stream's verb, admits it and runs its handler.
-func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
+// drain is st's session's, nil for a connection of its own.
+func (t *Transport) serveStream(p *peer, st net.Conn, opened func(), drain *sessionDrain) {
 	admitted := false
 	defer func() {
 		if !admitted {
@@ -1198,7 +1217,7 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func()) {
 	}
 	_ = st.SetDeadline(time.Time{})
 	admitted = true // Stream.Close closes st, once
-	s := t.newStream(st, p, Verb(verb), release)
+	s := t.newStream(st, p, Verb(verb), release, drain)
 	defer s.Close()
 	defer func() {
 		if r := recover(); r != nil {

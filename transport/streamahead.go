@@ -84,22 +84,36 @@ var errPeerClosed = fmt.Errorf("transport: the peer closed the stream: %w", sysc
 
 // startReadAhead starts reading session stream s ahead of Read, into a
 // buffer of at most window bytes, grown past aheadBase within limit bytes
-// of allowance.
-func (s *Stream) startReadAhead(allowance *aheadAllowance, limit int64, window int) {
+// of allowance; drain is its session's.
+func (s *Stream) startReadAhead(allowance *aheadAllowance, limit int64, window int, drain *sessionDrain) {
 	s.ahead = &readAhead{
 		buf: make([]byte, min(aheadBase, window)), allowance: allowance, limit: limit, window: window,
-		changed: make(chan struct{}), room: make(chan struct{}, 1),
+		changed: make(chan struct{}), room: make(chan struct{}, 1), drain: drain,
 	}
-	go s.readAheadLoop(s.ahead)
+	waited := drain != nil && drain.join()
+	go s.readAheadLoop(s.ahead, waited)
 }
 
 // readAheadLoop reads s into ra until the stream ends, or is closed while
-// its buffer is full.
-func (s *Stream) readAheadLoop(ra *readAhead) {
+// its buffer is full; waited says its session's drain waits for it.
+func (s *Stream) readAheadLoop(ra *readAhead, waited bool) {
+	if waited {
+		defer ra.drain.leave()
+	}
 	defer ra.stop()
 	die := s.s.(*smux.Stream).GetDieCh() // closed with the stream, and with its session
+	var broken <-chan struct{}
+	if ra.drain != nil {
+		broken = ra.drain.broken
+	}
 	for {
 		ra.mu.Lock()
+		if chanClosed(broken) {
+			// The session's connection ended: no more bytes come, and
+			// those smux holds go when the session closes, next. They
+			// are taken, past the buffer's bounds: smux held them.
+			ra.unbounded = true
+		}
 		ra.arrange()
 		free := ra.buf[ra.end:]
 		ra.mu.Unlock()
@@ -111,15 +125,18 @@ func (s *Stream) readAheadLoop(ra *readAhead) {
 				return
 			case <-s.closed:
 				continue // Close emptied the buffer first (readAhead.close)
+			case <-broken:
+				continue // grown now (unbounded)
 			}
 		}
 		// Read alone writes free, past ra.end; the lock guards the indexes.
 		// After Close what it reads is dropped: it reads on only to see the
 		// peer's end (ended).
 		n, err := s.s.Read(free)
-		if err != nil && !errors.Is(err, io.EOF) && chanClosed(die) {
+		if err != nil && (!errors.Is(err, io.EOF) && chanClosed(die) || chanClosed(broken)) {
 			// Its session closed (not this stream's Close: that drops err),
-			// before the peer's end came: that one is io.EOF, whole.
+			// or its connection ended, before the peer's end came: that
+			// one is io.EOF, whole, and the end marker before it ends Read.
 			err = errSessionEnded
 		}
 		ra.mu.Lock()
@@ -156,6 +173,9 @@ func (s *Stream) ended(err error) {
 		return
 	default:
 	}
+	if s.ahead.drain != nil && chanClosed(s.ahead.drain.broken) {
+		return // its session is closed next, as if already (closeWhenBroken)
+	}
 	if err == io.EOF {
 		err = errPeerClosed
 	} else {
@@ -180,8 +200,12 @@ type readAhead struct {
 	limit     int64 // the allowance's
 	window    int
 
+	drain *sessionDrain // its session's
+
 	mu         sync.Mutex
 	buf        []byte        // at most window; bytes [start, end) are unread
+	held       int           // of the allowance, for buf past aheadBase
+	unbounded  bool          // the session's connection ended: buf takes what smux holds
 	start, end int           //
 	err        error         // how the stream ended: io.EOF, the peer's close
 	closed     bool          // Close was called: Read fails, and what is read is dropped
@@ -200,18 +224,31 @@ func (ra *readAhead) arrange() {
 	case ra.start == ra.end:
 		ra.start, ra.end = 0, 0
 		if len(ra.buf) > aheadBase {
-			ra.allowance.release(len(ra.buf) - aheadBase)
+			ra.allowance.release(ra.held)
+			ra.held = 0
 			ra.buf = make([]byte, aheadBase)
 		}
 	case ra.start > 0:
 		ra.end = copy(ra.buf, ra.buf[ra.start:ra.end])
 		ra.start = 0
 	}
-	if ra.end < len(ra.buf) || len(ra.buf) >= ra.window {
+	if ra.end < len(ra.buf) {
+		return
+	}
+	if ra.unbounded {
+		// What smux holds for the stream, at most its window (and
+		// together the session's buffer), now moves here.
+		grown := make([]byte, 2*len(ra.buf))
+		copy(grown, ra.buf[:ra.end])
+		ra.buf = grown
+		return
+	}
+	if len(ra.buf) >= ra.window {
 		return
 	}
 	size := min(2*len(ra.buf), ra.window)
 	if ra.allowance.take(size-len(ra.buf), ra.limit) {
+		ra.held += size - len(ra.buf)
 		grown := make([]byte, size)
 		copy(grown, ra.buf[:ra.end])
 		ra.buf = grown
@@ -242,9 +279,8 @@ func (ra *readAhead) stop() {
 // letGo lets the buffer of a read-ahead that stopped go, with what it had
 // of the allowance, once no bytes in it are left for Read. mu held.
 func (ra *readAhead) letGo() {
-	if len(ra.buf) > aheadBase {
-		ra.allowance.release(len(ra.buf) - aheadBase)
-	}
+	ra.allowance.release(ra.held)
+	ra.held = 0
 	ra.buf, ra.start, ra.end = nil, 0, 0
 }
 
@@ -319,5 +355,92 @@ func (ra *readAhead) read(b []byte) (int, error) {
 		case <-timer.C:
 			return 0, os.ErrDeadlineExceeded
 		}
+	}
+}
+
+// sessionDrain lets the read-aheads of a stream session's streams take
+// the bytes smux holds for them once the session's connection ended,
+// before the session is closed (closeWhenBroken, serveStreams): smux's
+// Session.Close throws away what its streams hold unread (v1.5.58), and
+// a read-ahead whose buffer was full gave up at the close. A stream its
+// peer had ended cleanly just before its connection ended — the peer's
+// node closed once its handler returned, say — read cut short, although
+// every byte and the end marker had arrived.
+type sessionDrain struct {
+	t       *Transport
+	session *smux.Session
+	broken  chan struct{} // closed once the session's connection ended
+
+	mu      sync.Mutex
+	ended   bool          // broken is closed
+	loops   int           // read-aheads running that wait sees to
+	drained chan struct{} // closed once ended and no loop runs
+}
+
+// newSessionDrain returns session's drain, found by drainOf until forget.
+func (t *Transport) newSessionDrain(session *smux.Session) *sessionDrain {
+	d := &sessionDrain{t: t, session: session, broken: make(chan struct{}), drained: make(chan struct{})}
+	t.sessionDrains.Store(session, d)
+	return d
+}
+
+// drainOf returns session's drain, nil if it has none (it ended).
+func (t *Transport) drainOf(session *smux.Session) *sessionDrain {
+	if session == nil {
+		return nil
+	}
+	d, _ := t.sessionDrains.Load(session)
+	dr, _ := d.(*sessionDrain)
+	return dr
+}
+
+// forget ends d's entry (drainOf) once its session ended.
+func (d *sessionDrain) forget() { d.t.sessionDrains.CompareAndDelete(d.session, d) }
+
+// join counts a read-ahead starting, and reports whether wait sees to it:
+// not once the connection ended.
+func (d *sessionDrain) join() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ended {
+		return false
+	}
+	d.loops++
+	return true
+}
+
+// leave counts a read-ahead that joined ending.
+func (d *sessionDrain) leave() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.loops--; d.loops == 0 && d.ended {
+		close(d.drained)
+	}
+}
+
+// wait tells the read-aheads that session's connection ended, and waits
+// until they have taken what smux holds and ended, for lingerTimeout at
+// most: each ends as soon as smux has no more bytes for it, as its
+// connection gives none. A session closed already has nothing left.
+func (d *sessionDrain) wait(session *smux.Session) {
+	d.mu.Lock()
+	if d.ended {
+		d.mu.Unlock()
+		return
+	}
+	d.ended = true
+	close(d.broken)
+	if d.loops == 0 {
+		close(d.drained)
+	}
+	d.mu.Unlock()
+	if session.IsClosed() {
+		return
+	}
+	timer := time.NewTimer(lingerTimeout)
+	defer timer.Stop()
+	select {
+	case <-d.drained:
+	case <-timer.C:
 	}
 }

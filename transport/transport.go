@@ -128,6 +128,9 @@ type Transport struct {
 	// streamsHeld is what every peer's accepted stream connections hold
 	// of the node's inbound capacity (holdStreamConn).
 	streamsHeld atomic.Int64
+	// sessionDrains is each live stream session's sessionDrain, by its
+	// *smux.Session.
+	sessionDrains sync.Map
 }
 
 // New checks cfg, binds the listener and returns a transport that can send

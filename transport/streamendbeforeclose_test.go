@@ -62,3 +62,50 @@ func TestStreamEndedBeforeItsPeerClosedReadsWhole(t *testing.T) {
 	assert.Equal(t, len(want), len(got))
 	assert.True(t, bytes.Equal(want, got), "bytes differ")
 }
+
+// TestStreamEndedBeforeItsOpenerClosedReadsWhole is the same from the
+// other side: the opener writes its bytes, closes its stream, and then
+// its node closes, while the handler has read none of them. The accept
+// loop closed the session as its connection ended (serveStreams), and
+// the handler read the stream cut short.
+func TestStreamEndedBeforeItsOpenerClosedReadsWhole(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	want := makePayload(0, 1, 400<<10)
+	type result struct {
+		got []byte
+		err error
+	}
+	results := make(chan result, 1)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		// Not a byte read until the read-ahead has read the stream's end:
+		// the opener's connection ended.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			if _, _, ended := transport.StreamReadAheadGrowth(s); ended {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Millisecond): // polls a condition
+			}
+		}
+		got, err := io.ReadAll(s)
+		results <- result{got, err}
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	n, err := s.Write(want)
+	require.NoError(t, err)
+	require.Equal(t, len(want), n)
+	require.NoError(t, s.Close())
+	waitFor(t, 10*time.Second, "the opener's stream ends", func() bool { return streamsOut(t, c.Nodes[0], c.ID(1)) == 0 })
+	require.NoError(t, c.Nodes[0].Close())
+	var r result
+	select {
+	case r = <-results:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler did not finish")
+	}
+	assert.NoError(t, r.err, "the opener ended the stream cleanly, and all of it arrived")
+	assert.Equal(t, len(want), len(r.got))
+	assert.True(t, bytes.Equal(want, r.got), "bytes differ")
+}

@@ -226,11 +226,16 @@ func cutShort(err error) error {
 // Config.Timeouts.Write bounds that wait, a chunk (64 KiB at most) at a
 // time: a chunk the peer has not taken, all of it, within that time fails
 // the Write with an error wrapping os.ErrDeadlineExceeded; each chunk
-// taken in time gives the next as long, however long b takes in all. A
-// peer that reads slower than a chunk per Timeouts.Write (about 2 KiB/s
-// at the default 30 s) is cut off as one that stopped. A deadline
-// set with SetWriteDeadline applies too, and the sooner one ends the
-// Write. CloseWrite is bounded the same way.
+// taken in time gives the next as long, however long b takes in all. On
+// a connection of its own a peer that reads slower than a chunk per
+// Timeouts.Write (about 2 KiB/s at the default 30 s) is cut off as one
+// that stopped. In a session the writer learns that the peer took bytes
+// only from smux's window updates, which the peer sends each time it has
+// taken half its window (half its StreamBuffer, 128 KiB by default): a
+// chunk waits for the next, and a peer that takes less than that half
+// window per Timeouts.Write (about 4.3 KiB/s at the defaults) is cut off.
+// A deadline set with SetWriteDeadline applies too, and the sooner one
+// ends the Write. CloseWrite is bounded the same way.
 //
 // On a stream with a connection of its own (OwnConnection) in plain
 // text, like a TCP connection's, a Write whose deadline passes returns

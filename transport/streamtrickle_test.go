@@ -21,11 +21,13 @@ import (
 // by default): a peer taking 100 KiB a second, over one and a half chunks
 // a second, had each window open 1.3 s apart, and the Write failed at its
 // 1 s Timeouts.Write. Stream.Write now says that in a session the unit is
-// that half window; a peer taking one and a half of them per
-// Timeouts.Write gets every byte.
+// that half window; a peer taking more than one per Timeouts.Write gets
+// every byte. This one takes two: a window opens every 500 ms against a
+// 1 s Timeouts.Write, so a loaded machine's scheduling delays do not cut
+// it off.
 func TestStreamWriteToAPeerThatTricklesFasterThanHalfAWindowPerTimeout(t *testing.T) {
-	const write = 500 * time.Millisecond
-	const piece, every = 32 << 10, 80 * time.Millisecond // 400 KiB/s: 1.56 half windows per Timeouts.Write
+	const write = time.Second
+	const piece, every = 32 << 10, 125 * time.Millisecond // 256 KiB/s: 2 half windows per Timeouts.Write
 	halfWindow := transport.DefaultStreamConfig().StreamBuffer / 2
 	c := newCluster(t, 2, func(_ int, cfg *transport.Config) { cfg.Timeouts.Write = write })
 	var read atomic.Int64
@@ -51,7 +53,7 @@ func TestStreamWriteToAPeerThatTricklesFasterThanHalfAWindowPerTimeout(t *testin
 	defer s.Close()
 	start := time.Now()
 	buf := make([]byte, 64<<10)
-	const total = 1536 << 10 // the windows and the read-ahead, 512 KiB, and 2.5 seconds' worth
+	const total = 1 << 20 // the windows and the read-ahead, 512 KiB, and 2 seconds' worth
 	var werr error
 	for sent := 0; sent < total && werr == nil; sent += len(buf) {
 		_, werr = s.Write(buf)

@@ -435,6 +435,29 @@ func TestBudgetTryOverdrawAfterALoweredLimit(t *testing.T) {
 	replies.Release(410)
 }
 
+// TestBudgetTryOverdrawBesideASoftTake: an empty soft account takes one
+// allocation above its limit; TryOverdraw's margin then counted from the
+// limit, so while that allocation was held every overdraw was refused,
+// however small: a connection carrying one response above its limit
+// dropped every other response, and the failures meant to stand in for
+// them. The margin counts from what the soft take left held, shrinking as
+// it is given back.
+func TestBudgetTryOverdrawBesideASoftTake(t *testing.T) {
+	b := NewBudget(1000)
+	conn := b.Root().Child(100, true)
+	require.True(t, conn.TryTakeAhead(300), "empty and soft: one allocation above its limit")
+	require.True(t, conn.TryOverdraw(10, 10), "conn at 310 of 300+10")
+	assert.False(t, conn.TryOverdraw(1, 10), "conn past what it held plus margin")
+	conn.Release(300)
+	assert.False(t, conn.TryOverdraw(101, 10), "the soft take given back: the margin counts from the limit")
+	assert.True(t, conn.TryOverdraw(100, 10), "conn at 110 of 100+10")
+	conn.Release(110)
+	assert.Zero(t, b.Root().Used())
+	require.True(t, conn.TryTake(300), "empty and soft again")
+	require.True(t, conn.TryOverdraw(10, 10), "conn at 310 of 300+10")
+	conn.Release(310)
+}
+
 // TestBudgetRefusedReleaseChangesNothing: a release of more than was taken
 // panicked only after it had subtracted, leaving the account negative
 // and its parents no longer holding the sum of their children.

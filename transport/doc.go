@@ -253,7 +253,8 @@
 // (ErrOverloaded), so that its caller learns at once; those failures may
 // go 64 KiB beyond the outbound limits (per connection, per peer and
 // node-wide) — beyond what was held, when SetLimits lowered a limit below
-// it, until that much is given back — and past that the response is
+// it or a connection holds a response above its limit, until that much is
+// given back — and past that the response is
 // dropped, counted (Dropped[overloaded]), and its caller waits for its
 // deadline.
 //

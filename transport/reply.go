@@ -147,8 +147,9 @@ func (w *replyWriter) writeFromCaller() {
 // failureReserve is how far beyond the outbound limits (per connection, per
 // peer and node-wide) the failures that take the place of responses with
 // no room may go: a few hundred of them. Where SetLimits lowered a limit
-// below what was held, it counts from what was held, until that much is
-// given back (limit.Account.TryOverdraw).
+// below what was held, or the connection holds a response above its limit
+// (the one message an empty connection may take so), it counts from what
+// was held, until that much is given back (limit.Account.TryOverdraw).
 const failureReserve = 64 << 10
 
 // noRoomFor returns the failure that stands for response it (header and

@@ -81,10 +81,11 @@ type Account struct {
 	// may use (SetReserve); written under budget.mu, read without it.
 	reserve atomic.Int64
 	// floor is what the account held when its limit was last lowered
-	// below that, less what was given back since (SetLimit, Release); 0
-	// once it holds no more than its limit. TryOverdraw's margin counts
-	// from it while it is above the limit. Written under budget.mu, read
-	// without it.
+	// below that, or what a soft take left it holding above its limit,
+	// less what was given back since (SetLimit, take, Release); 0 once it
+	// holds no more than its limit. TryOverdraw's margin counts from it
+	// while it is above the limit. Written under budget.mu, but raised by
+	// a soft take without it (raiseFloor); read without it.
 	floor atomic.Int64
 	// soft lets an empty account take one allocation larger than its
 	// limit (its parents still bound it): a connection whose queue is
@@ -196,6 +197,8 @@ func (a *Account) take(n, over int64, mode takeMode) (ok, undone bool) {
 			return false, false
 		}
 	}
+	var softBuf [4]*Account
+	soft := softBuf[:0] // the accounts the soft rule took n above their limit
 	for x := a; x != nil; x = x.parent {
 		for {
 			used := x.used.Load()
@@ -206,11 +209,32 @@ func (a *Account) take(n, over int64, mode takeMode) (ok, undone bool) {
 				return false, x != a
 			}
 			if x.used.CompareAndSwap(used, used+n) {
+				if x.soft && used == 0 && mode != overdrawn && n > x.limit.Load() {
+					soft = append(soft, x)
+				}
 				break
 			}
 		}
 	}
+	for _, x := range soft {
+		x.raiseFloor(n)
+	}
 	return true, false
+}
+
+// raiseFloor makes the account's floor at least n: what a soft take left
+// it holding above its limit, from which TryOverdraw's margin counts until
+// it is given back (Release lowers the floor as bytes come back). Raised
+// without the budget's lock, as take runs with or without it: the floor
+// only grows here, and a Release that looked before it was raised at most
+// clears it early, which refuses an overdraw rather than allowing one.
+func (a *Account) raiseFloor(n int64) {
+	for {
+		f := a.floor.Load()
+		if f >= n || a.floor.CompareAndSwap(f, n) {
+			return
+		}
+	}
 }
 
 // takeMode says which room a take may use.
@@ -299,7 +323,8 @@ func (a *Account) Overdraw(n int64) {
 // TryOverdraw takes n bytes beyond the limits, as Overdraw does, if that
 // leaves no account from a up holding more than its limit plus over; it
 // never waits. For memory that must not wait but may be refused. An
-// account whose limit was lowered below what it held counts over from
+// account whose limit was lowered below what it held, or that took one
+// allocation above its limit by the soft rule (Child), counts over from
 // what it held instead, shrinking as bytes are given back: otherwise,
 // until they were, it would refuse every such allocation, however small.
 func (a *Account) TryOverdraw(n, over int64) bool {

@@ -197,8 +197,7 @@ func (a *Account) take(n, over int64, mode takeMode) (ok, undone bool) {
 			return false, false
 		}
 	}
-	var softBuf [4]*Account
-	soft := softBuf[:0] // the accounts the soft rule took n above their limit
+	soft := false // the soft rule took n above an account's limit
 	for x := a; x != nil; x = x.parent {
 		for {
 			used := x.used.Load()
@@ -209,15 +208,17 @@ func (a *Account) take(n, over int64, mode takeMode) (ok, undone bool) {
 				return false, x != a
 			}
 			if x.used.CompareAndSwap(used, used+n) {
-				if x.soft && used == 0 && mode != overdrawn && n > x.limit.Load() {
-					soft = append(soft, x)
-				}
+				soft = soft || x.soft && used == 0 && mode != overdrawn && n > x.limit.Load()
 				break
 			}
 		}
 	}
-	for _, x := range soft {
-		x.raiseFloor(n)
+	if soft { // rare: walked again rather than slow every take with a list
+		for x := a; x != nil; x = x.parent {
+			if x.soft && n > x.limit.Load() {
+				x.raiseFloor(n)
+			}
+		}
 	}
 	return true, false
 }

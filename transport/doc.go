@@ -277,7 +277,11 @@
 //
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
-// bound the connections); per process at most 8 spare queue segments of
+// bound the connections); per large-lane connection, under OverloadPause,
+// the headers (parameter blocks of up to 4 KiB included) of at most 8
+// large messages waiting for room, as many as a sender begins at once:
+// one more begun meanwhile that finds no room is refused as overloaded;
+// per process at most 8 spare queue segments of
 // 512 KiB; with OverloadReject, for a batch frame read only to be
 // rejected, an 8 KiB buffer it is read through and 32 bytes for each of
 // its messages (at most 32 KiB), its messages answered only once the

@@ -65,6 +65,12 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	ic.mu.Lock()
 	_, dup := ic.streams[fh.Stream]
 	count := len(ic.streams)
+	waiting := 0
+	for _, o := range ic.streams {
+		if !o.granted {
+			waiting++
+		}
+	}
 	ic.mu.Unlock()
 	switch {
 	case dup:
@@ -120,7 +126,10 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if largeBeginRecorded != nil {
 		largeBeginRecorded()
 	}
-	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
+	if ic.t.cfg.Memory.InboundOverload == OverloadReject || waiting >= maxWaitingLarge {
+		// Or as many of the connection's large messages wait for room
+		// as a sender begins at once: this one is refused rather than
+		// kept waiting too (see maxWaitingLarge).
 		if !ic.account.TryTake(m.need) {
 			if !ic.forgetOwn(fh.Stream, m) {
 				return nil // refused as Shutdown began (refuseWaiting)
@@ -162,6 +171,17 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	ic.mu.Unlock()
 	return nil
 }
+
+// maxWaitingLarge is how many large messages one connection may have
+// waiting for inbound room (OverloadPause) at once; one begun beyond them
+// that finds no room is refused (ReasonOverloaded), as under
+// OverloadReject. A waiting message holds its header, its parameter
+// block (up to wire.MaxParamsSize) included, outside the limits, since
+// its room is taken only once granted: a connection could otherwise keep
+// maxInboundStreams (64) of them, some 280 KiB, held however full the
+// limits. A sender begins no more than maxBegunLarge at once, so none of
+// its messages is refused for this.
+const maxWaitingLarge = maxBegunLarge
 
 // largeBeginRecorded, nil but in tests, is called once a large message
 // is in its connection's streams and before it takes room: tests hold

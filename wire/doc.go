@@ -346,6 +346,10 @@
 // parts it is still discarding: a FrameLargeBegin beyond that is
 // malformed (the reader closes the connection; it does not refuse the
 // stream), so a sender keeps no more than 64 in flight (internode: 8).
+// Of those, an internode acceptor keeps at most 8 waiting for room at
+// once: one begun beyond them that finds no room at once is refused
+// (FailureOverloaded), so a sender that keeps more than 8 in flight may
+// see that refusal where room would have come later.
 //
 //	initiator                                       acceptor
 //	FrameLargeBegin  stream 7  | header A |  ->

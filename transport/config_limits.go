@@ -113,11 +113,12 @@ func (s SocketConfig) apply(conn *net.TCPConn) error {
 // the node's. So the node never holds more than Node, one peer never more
 // than PerPeer however many connections it opens, and one urgent or small
 // lane never more than PerConnection. The large lane may hold what its
-// peer's other two lanes may not: PerPeer − 2×PerConnection (at least
-// PerConnection), so a peer's large messages never take the room of its
-// small ones. A connection holding nothing may take one message larger
-// than its limit (up to MaxMessageSize), so a large message always gets
-// through.
+// peer's other two lanes may not: PerPeer − 2×PerConnection, outbound less
+// the eighth of PerPeer the node's own sends leave to responses (see
+// below), and at least PerConnection; so a peer's large messages never
+// take the room of its small ones. A connection holding nothing may take
+// one message larger than its limit (up to MaxMessageSize), so a large
+// message always gets through.
 //
 // Outbound, the bytes held are the encoded messages queued or being
 // written (a large message's payload is the caller's buffer, held until
@@ -141,6 +142,20 @@ func (l Limits) forLane(lane routing.Lane) int64 {
 		return max(l.PerConnection, l.PerPeer-2*l.PerConnection)
 	}
 	return l.PerConnection
+}
+
+// forSends returns the limit of one outbound lane of the node's own sends
+// (outConn), for limits that are outbound ones: forLane, less, on the large
+// lane, the reserve a peer's sends leave to responses (responseReserve),
+// which sends cannot use. Without it the large lane alone could take all
+// the room sends have at the peer (with the default limits exactly: 56 MiB
+// of 64 MiB less 8 MiB), and a large lane waiting for grants from a peer
+// whose large handlers stall left its urgent and small lanes none.
+func (l Limits) forSends(lane routing.Lane, maxMessage int) int64 {
+	if lane == routing.Large {
+		return max(l.PerConnection, l.PerPeer-responseReserve(l.PerPeer, maxMessage)-2*l.PerConnection)
+	}
+	return l.forLane(lane)
 }
 
 // DefaultLimits returns the default limits. They bound queueing as well

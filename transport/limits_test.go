@@ -272,7 +272,9 @@ func TestSmallLaneDoesNotWaitBehindALargeLaneWaitingForRoom(t *testing.T) {
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Memory.MaxMessageSize = 512 << 10
 		cfg.Memory.WaitForCapacity = true
-		// The large lane may hold 1 MiB − 2×64 KiB: two 400 KiB messages.
+		// The large lane may hold 1 MiB − 2×64 KiB, less the 128 KiB its
+		// peer's sends leave to responses: two 300 KiB messages, and sends
+		// may take 896 KiB at the peer.
 		cfg.Memory.Outbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1 << 20, Node: 1 << 20}
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1 << 20, Node: 1 << 20}
 	})
@@ -280,7 +282,7 @@ func TestSmallLaneDoesNotWaitBehindALargeLaneWaitingForRoom(t *testing.T) {
 	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		return nil, g.wait(ctx)
 	}))
-	large := make([]byte, 400<<10)
+	large := make([]byte, 300<<10)
 	require.ErrorIs(t, fillUntilWaiting(c, large), context.Canceled, "the large lane fills")
 
 	// A large message that fits neither its lane nor, with the small

@@ -147,7 +147,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 	c.counters = &p.outbound[lane]
 	c.hl = &p.health[lane]
 	c.ctx, c.cancel = context.WithCancel(t.ctx)
-	c.account = p.outAccount.Child(t.limitsOut.Load().forLane(lane), true)
+	c.account = p.outAccount.Child(t.limitsOut.Load().forSends(lane, t.cfg.Memory.MaxMessageSize), true)
 	c.backoff = backoff.Backoff{Min: t.cfg.Reconnect.MinBackoff, Max: t.cfg.Reconnect.MaxBackoff}
 	c.random = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	return c

@@ -650,7 +650,7 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 		p.mu.Lock()
 		for i := range p.lanes {
 			if c := p.lanes[i].Load(); c != nil {
-				c.account.SetLimit(outbound.forLane(c.lane))
+				c.account.SetLimit(outbound.forSends(c.lane, t.cfg.Memory.MaxMessageSize))
 			}
 		}
 		p.mu.Unlock()

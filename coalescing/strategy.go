@@ -27,7 +27,10 @@ type Strategy interface {
 	// as messages arrive, and each answer replaces what is left of the
 	// wait: every strategy in this package caps the answers until the
 	// next Flushed by the deadline of the first positive one, so one
-	// write never waits longer in total than the window.
+	// write never waits longer in total than the window. (The transport's
+	// writer ends one write's wait WindowLimit after it began whatever
+	// the answers, so that a strategy without that cap cannot hold a
+	// steady stream of messages for good.)
 	Wait(now time.Time, pendingMessages, pendingBytes int) time.Duration
 
 	// Flushed reports one write: how many messages and bytes it carried, the

@@ -76,7 +76,13 @@ func (c *outConn) setStrategy(s coalescing.Strategy) {
 // wait is for can run; only its last spinBelow is spent yielding in a loop.
 func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 	start := time.Now()
-	deadline := start.Add(d)
+	// However the strategy answers, one write waits at most WindowLimit:
+	// a strategy that asks for its window at every arrival, without
+	// capping its answers by its first one's deadline as this package's
+	// do, would otherwise extend the wait at each message for as long as
+	// they came more often than that, and write none of them.
+	limit := start.Add(coalescing.WindowLimit)
+	deadline := start.Add(min(d, coalescing.WindowLimit))
 	const (
 		timerLateLimit  = 400 * time.Microsecond
 		timerLateRuns   = 8
@@ -140,7 +146,7 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 			select {
 			case <-c.wake:
 				c.signaled.Store(false)
-				if c.conn.dead.Load() || !c.waitMore(&deadline) {
+				if c.conn.dead.Load() || !c.waitMore(&deadline, limit) {
 					return time.Since(start)
 				}
 			default:
@@ -175,7 +181,7 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 			}
 		case <-c.wake:
 			c.signaled.Store(false)
-			if c.conn.dead.Load() || !c.waitMore(&deadline) { // lost, or enough arrived to write now
+			if c.conn.dead.Load() || !c.waitMore(&deadline, limit) { // lost, or enough arrived to write now
 				return time.Since(start)
 			}
 		}
@@ -185,14 +191,17 @@ func (c *outConn) coalesceWait(d time.Duration) time.Duration {
 
 // waitMore asks the strategy again after an arrival and moves the wait's
 // deadline to its new answer, which may be later (an arrival can extend a
-// wait, up to the strategy's own bound) or sooner than the last. It
-// reports false when the answer is to write now.
-func (c *outConn) waitMore(deadline *time.Time) bool {
+// wait, up to the strategy's own bound, and never past limit) or sooner
+// than the last. It reports false when the answer is to write now.
+func (c *outConn) waitMore(deadline *time.Time, limit time.Time) bool {
 	wait := c.askWait()
 	if wait <= 0 {
 		return false
 	}
 	*deadline = time.Now().Add(wait)
+	if deadline.After(limit) {
+		*deadline = limit
+	}
 	return true
 }
 

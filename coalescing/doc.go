@@ -117,7 +117,7 @@
 //     boundary ends about one trial in 55 this way.
 //  10. Pinned at MaxWindow, Wait may also return zero once one more message
 //     of the average size would overflow PacketBytes (1448), and its idle
-//     bound (step 3) may end a wait: where the packet rate binds, a full
+//     bound (step 5) may end a wait: where the packet rate binds, a full
 //     packet should go at once, and a closed loop whose messages have all
 //     come has nothing to wait for. (There the bound counts eight of this
 //     wait's own gaps once two messages came during it: answers arrive a

@@ -194,7 +194,7 @@ func (ic *inConn) end() {
 	ic.streams = nil
 	ic.mu.Unlock()
 	for _, m := range streams {
-		ic.abandon(m, ReasonConnectionReset)
+		ic.abandon(m, ic.t.endReason())
 	}
 	ic.peer.cancels.ended(ic)
 	ic.replies.close()

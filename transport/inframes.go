@@ -560,17 +560,24 @@ func (ic *inConn) checkBatch(frame []byte, rejecting bool) (s batchShape, err er
 // connection or the transport ended while it waited for room
 // (readAdmitted).
 func (ic *inConn) dropUnrouted(frame []byte) {
-	reason := ReasonConnectionReset
-	select {
-	case <-ic.t.closed:
-		reason = ReasonClosed
-	default:
-	}
+	reason := ic.t.endReason()
 	_ = forEachMessage(frame, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, _ []byte) {
 		if h.Flags&wire.FlagCancel == 0 {
 			ic.counters.drop(reason)
 		}
 	})
+}
+
+// endReason is the reason a message cut off by its connection's end is
+// dropped with: ReasonClosed once the transport has closed (Close ended
+// the connection, as it ends everything else), else ReasonConnectionReset.
+func (t *Transport) endReason() Reason {
+	select {
+	case <-t.closed:
+		return ReasonClosed
+	default:
+		return ReasonConnectionReset
+	}
 }
 
 // handleBatch routes the messages of a batch frame read into buf, a

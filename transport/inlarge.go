@@ -484,7 +484,7 @@ func (ic *inConn) abandon(m *largeIn, reason Reason) {
 	switch {
 	case started:
 		reason = uncounted // received when its handler took it; the handler reads the error
-	case reason == ReasonConnectionReset && !m.parted:
+	case (reason == ReasonConnectionReset || reason == ReasonClosed) && !m.parted:
 		// Its connection ended before any part of it came: it is its
 		// sender's to count. A sender that wrote none of its payload sends
 		// it again on its next connection (a message waiting for its grant

@@ -412,7 +412,7 @@ func (hi *healthInstruments) register(m metric.Meter, t *Transport) error {
 func (hi *healthInstruments) registerFrom(m metric.Meter, health func() Health) error {
 	set := observableSet{m: m}
 	gauge, seconds := set.gauge, set.seconds
-	hi.connected = gauge("internode.peer.connected", "1 when the lane to the peer has an established connection, else 0", "")
+	hi.connected = gauge("internode.peer.connected", "1 when the lane to the peer has an established connection on which the peer was heard, else 0", "")
 	hi.failures = gauge("internode.peer.consecutive_failures", "Failed dials and lost connections on the lane since it last connected", "{failure}")
 	hi.peerStatus = gauge("internode.peer.status", "1 for the peer's current status (up, down, unknown), 0 for the others", "")
 	hi.ready = gauge("internode.node.ready", "1 when the node is ready by the rule (all: every peer up; quorum: a majority up), else 0", "")

@@ -1,7 +1,6 @@
 package transport_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -62,7 +61,9 @@ func TestLargeMessagesWaitingForRoomAreBoundedPerConnection(t *testing.T) {
 	h := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: uint32(verbBlock), PayloadLength: limit})
 	_, err := filler.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 1, h), h...))
 	require.NoError(t, err)
-	require.True(t, awaitGrant(filler, 1), "the filler is granted")
+	_ = filler.SetReadDeadline(time.Now().Add(5 * time.Second))
+	require.True(t, awaitBack(filler, wire.FrameGrant, 1), "the filler is granted")
+	_ = filler.SetReadDeadline(time.Time{})
 	part := make([]byte, 64<<10)
 	_, err = filler.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeMore, 1, part), part...))
 	require.NoError(t, err)
@@ -125,28 +126,4 @@ func TestLargeMessagesWaitingForRoomAreBoundedPerConnection(t *testing.T) {
 	// bookkeeping.
 	bound := int64(len(fresh)) * 8 * (wire.MaxHeaderSize + 2<<10)
 	assert.LessOrEqual(t, grew, bound, "the large messages waiting for room hold at most 8 headers a connection outside the limits")
-}
-
-// awaitGrant reads conn's back channel until the grant of stream, or a
-// refusal of it.
-func awaitGrant(conn net.Conn, stream uint32) bool {
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	defer conn.SetReadDeadline(time.Time{})
-	r := bufio.NewReaderSize(conn, 16)
-	var hdr [wire.FrameHeaderSize]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return false
-		}
-		fh, err := wire.ParseFrameHeader(hdr[:], wire.DefaultMaxFramePayload)
-		if err != nil {
-			return false
-		}
-		if _, err := io.CopyN(io.Discard, r, int64(fh.Length)); err != nil {
-			return false
-		}
-		if fh.Stream == stream && (fh.Kind == wire.FrameGrant || fh.Kind == wire.FrameRefuse) {
-			return fh.Kind == wire.FrameGrant
-		}
-	}
 }

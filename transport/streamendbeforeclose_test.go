@@ -10,21 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
 )
-
-// streamsIn returns how many streams peer has open to n.
-func streamsIn(t *testing.T, n *transport.Transport, peer cluster.NodeID) int32 {
-	t.Helper()
-	for _, p := range n.Health().Peers {
-		if p.Peer == peer {
-			return p.StreamsIn
-		}
-	}
-	t.Fatalf("no health for %v", peer)
-	return 0
-}
 
 // TestStreamEndedBeforeItsPeerClosedReadsWhole (found in review): a
 // handler writes its bytes, returns, and its stream's end (the end marker,
@@ -47,7 +34,7 @@ func TestStreamEndedBeforeItsPeerClosedReadsWhole(t *testing.T) {
 	defer s.Close()
 	// The handler returned and its stream's close went out: its place is
 	// let go once smux wrote its FIN.
-	waitFor(t, 10*time.Second, "the handler's stream ends", func() bool { return streamsIn(t, c.Nodes[1], c.ID(0)) == 0 })
+	waitFor(t, 10*time.Second, "the handler's stream ends", func() bool { return streamsInFrom(c.Nodes[1], c.ID(0)) == 0 })
 	require.NoError(t, c.Nodes[1].Close())
 	waitFor(t, 10*time.Second, "the opener's session closes with its connection", func() bool {
 		for _, p := range c.Nodes[0].Health().Peers {

@@ -20,19 +20,8 @@ import (
 // never ended: Leave blocked for good, and Close, which waits for a
 // running Leave, with it.
 func TestLeaveWithoutLimitReturnsOnceNoMemberIsLeftToTell(t *testing.T) {
-	var nodes []*Membership
-	for _, id := range []cluster.NodeID{"n1", "n2"} {
-		var seeds []string
-		if len(nodes) > 0 {
-			seeds = []string{nodes[0].GossipAddr()}
-		}
-		m, err := Join(Config{
-			NodeID: id, TransportAddr: transportAddr(id), BindAddr: "127.0.0.1:0",
-			Seeds: seeds, Tune: quickGossip, Logger: testLogger(),
-		})
-		require.NoError(t, err)
-		nodes = append(nodes, m)
-	}
+	n1 := joinUnclosed(t, quickGossip, "n1")
+	nodes := []*Membership{n1, joinUnclosed(t, quickGossip, "n2", n1.GossipAddr())}
 	for _, m := range nodes {
 		waitMembers(t, m, member("n1"), member("n2"))
 	}
@@ -67,16 +56,8 @@ func TestLeaveWithoutLimitReturnsOnceNoMemberIsLeftToTell(t *testing.T) {
 // its leave message) takes to reach it.
 func TestSetTransportAddrWithoutLimitReturnsWhenTheOnlyOtherMemberLeaves(t *testing.T) {
 	slowGossip := func(c *ml.Config) { c.GossipInterval = 100 * time.Millisecond }
-	n1, err := Join(Config{
-		NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: "127.0.0.1:0",
-		Tune: slowGossip, Logger: testLogger(),
-	})
-	require.NoError(t, err)
-	n2, err := Join(Config{
-		NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: "127.0.0.1:0",
-		Seeds: []string{n1.GossipAddr()}, Tune: quickGossip, Logger: testLogger(),
-	})
-	require.NoError(t, err)
+	n1 := joinUnclosed(t, slowGossip, "n1")
+	n2 := joinUnclosed(t, quickGossip, "n2", n1.GossipAddr())
 	waitMembers(t, n1, member("n1"), member("n2"))
 	waitMembers(t, n2, member("n1"), member("n2"))
 
@@ -102,21 +83,25 @@ func TestSetTransportAddrWithoutLimitReturnsWhenTheOnlyOtherMemberLeaves(t *test
 // change, is ErrBroadcastTimeout, for SetTransportAddr and for Leave; the
 // change still applies locally.
 func TestBroadcastTimeoutWhileAnotherMemberIsAlive(t *testing.T) {
-	n1, err := Join(Config{
-		NodeID: "n1", TransportAddr: transportAddr("n1"), BindAddr: "127.0.0.1:0",
-		Tune: quickGossip, Logger: testLogger(),
-	})
-	require.NoError(t, err)
-	n2, err := Join(Config{
-		NodeID: "n2", TransportAddr: transportAddr("n2"), BindAddr: "127.0.0.1:0",
-		Seeds: []string{n1.GossipAddr()}, Tune: quickGossip, Logger: testLogger(),
-	})
-	require.NoError(t, err)
+	n1 := startNode(t, "n1")
+	n2 := startNode(t, "n2", n1.GossipAddr())
 	waitMembers(t, n1, member("n1"), member("n2"))
 
 	assert.ErrorIs(t, n1.SetTransportAddr("127.0.0.1:8021", time.Nanosecond), ErrBroadcastTimeout)
 	waitMembers(t, n2, cluster.Member{ID: "n1", Addr: "127.0.0.1:8021"}, member("n2"))
 	assert.ErrorIs(t, n1.Leave(time.Nanosecond), ErrBroadcastTimeout)
-	require.NoError(t, n1.Close())
-	require.NoError(t, n2.Close())
+}
+
+// joinUnclosed joins a node as startNodeTuned does but leaves closing it
+// to the test: a cleanup's Close would wait behind a Leave or
+// SetTransportAddr that never returns, hanging the test instead of
+// failing it.
+func joinUnclosed(t *testing.T, tune func(*ml.Config), id cluster.NodeID, seeds ...string) *Membership {
+	t.Helper()
+	m, err := Join(Config{
+		NodeID: id, TransportAddr: transportAddr(id), BindAddr: "127.0.0.1:0",
+		Seeds: seeds, Tune: tune, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	return m
 }

@@ -738,12 +738,22 @@ func sessionBroke(ctx context.Context, err error) bool {
 }
 
 // openOn opens a stream for verb on p's session. Any failure but a
-// refusal closes the session, so that the next stream dials a new one:
-// smux leaves open a session whose socket failed.
+// refusal lets the session go, so that the next stream dials a new one,
+// and closes it: smux leaves open a session whose socket failed. It is
+// closed once its read-aheads took what smux holds for them
+// (closeWhenDrained): smux's Close throws that away, and an older stream
+// whose peer had ended it, every byte arrived, would read cut short.
 func (t *Transport) openOn(ctx context.Context, p *peer, session *smux.Session, verb Verb) (*smux.Stream, error) {
 	st, err := t.openStreamOn(ctx, p, session, verb)
 	if err != nil && sessionBroke(ctx, err) {
-		session.Close()
+		p.streams.mu.Lock()
+		p.streams.session.CompareAndSwap(session, nil)
+		p.streams.mu.Unlock()
+		if drain := t.drainOf(session); drain != nil {
+			drain.closeWhenDrained()
+		} else {
+			session.Close() // it ended already
+		}
 	}
 	return st, err
 }

@@ -133,6 +133,15 @@ func (s *Stream) readAheadLoop(ra *readAhead, waited bool) {
 		// After Close what it reads is dropped: it reads on only to see the
 		// peer's end (ended).
 		n, err := s.s.Read(free)
+		if n > 0 && err != nil && !errors.Is(err, io.EOF) && ra.drain != nil {
+			// smux gave bytes, then failed to send the window update
+			// after them: the session's socket can no longer be written.
+			// The session is done, but what smux holds for the stream is
+			// good (a peer that ended the stream sent it whole): taken
+			// before the session closes.
+			ra.drain.closeWhenDrained()
+			err = nil
+		}
 		if err != nil && (!errors.Is(err, io.EOF) && chanClosed(die) || chanClosed(broken)) {
 			// Its session closed (not this stream's Close: that drops err),
 			// or its connection ended, before the peer's end came: that
@@ -370,9 +379,11 @@ type sessionDrain struct {
 	t       *Transport
 	session *smux.Session
 	broken  chan struct{} // closed once the session's connection ended
+	closing sync.Once     // closeWhenDrained's
 
 	mu      sync.Mutex
 	ended   bool          // broken is closed
+	until   time.Time     // when wait gives up, once ended
 	loops   int           // read-aheads running that wait sees to
 	drained chan struct{} // closed once ended and no loop runs
 }
@@ -420,27 +431,43 @@ func (d *sessionDrain) leave() {
 
 // wait tells the read-aheads that session's connection ended, and waits
 // until they have taken what smux holds and ended, for lingerTimeout at
-// most: each ends as soon as smux has no more bytes for it, as its
-// connection gives none. A session closed already has nothing left.
+// most from the first call: each ends as soon as smux has no more bytes
+// for it, as its connection gives none. Every call waits, so that none
+// closes the session under another's drain. A session closed already has
+// nothing left.
 func (d *sessionDrain) wait(session *smux.Session) {
 	d.mu.Lock()
-	if d.ended {
-		d.mu.Unlock()
-		return
+	if !d.ended {
+		d.ended = true
+		d.until = time.Now().Add(lingerTimeout)
+		close(d.broken)
+		if d.loops == 0 {
+			close(d.drained)
+		}
 	}
-	d.ended = true
-	close(d.broken)
-	if d.loops == 0 {
-		close(d.drained)
-	}
+	until := d.until
 	d.mu.Unlock()
 	if session.IsClosed() {
 		return
 	}
-	timer := time.NewTimer(lingerTimeout)
+	timer := time.NewTimer(time.Until(until))
 	defer timer.Stop()
 	select {
 	case <-d.drained:
 	case <-timer.C:
 	}
+}
+
+// closeWhenDrained closes d's session once its read-aheads took what smux
+// holds (wait), in a goroutine that ends within lingerTimeout, for a
+// failure that ends no AcceptStream — closeWhenBroken and serveStreams see
+// to the others: a write on its socket failed, found by a stream's open
+// (closeBroken) or by a read's window update (readAheadLoop).
+func (d *sessionDrain) closeWhenDrained() {
+	d.closing.Do(func() {
+		go func() {
+			d.wait(d.session)
+			d.session.Close()
+		}()
+	})
 }

@@ -81,8 +81,11 @@ func NewCredentials(cert tls.Certificate, roots *x509.CertPool) (*Credentials, e
 // Reload reads the files given to LoadCredentials again and, if they parse
 // and the key matches the certificate, puts them in force for every new
 // handshake. On error the material in force stays, so a half-written file
-// is harmless: Reload again once it is complete. For Credentials not made
-// from files it does nothing and returns nil.
+// is harmless: Reload again once it is complete. (A file cut inside a PEM
+// block is refused; one cut exactly between two blocks reads as the
+// blocks before: write each file to a temporary name and rename it over
+// the old.) For Credentials not made from files it does nothing and
+// returns nil.
 func (c *Credentials) Reload() error {
 	_, err := c.reloadFiles(true)
 	return err
@@ -202,15 +205,25 @@ func keyMatches(key crypto.PrivateKey, leaf *x509.Certificate) bool {
 // pemCutShort reports whether a PEM block begins after the last whole one:
 // pem.Decode, and so tls.X509KeyPair, skip it, and a file cut short would
 // then parse as fewer certificates (a chain without its intermediates,
-// roots without a CA).
+// roots without a CA). A block has begun once its "-----BEGIN" line has,
+// so a file whose last line is the start of that marker was cut too. A
+// file cut exactly between two blocks cannot be told from a whole one.
 func pemCutShort(b []byte) bool {
 	for {
 		var block *pem.Block
 		if block, b = pem.Decode(b); block == nil {
-			return bytes.Contains(b, []byte("-----BEGIN"))
+			break
 		}
 	}
+	if bytes.Contains(b, pemBegin) {
+		return true
+	}
+	lastLine := b[bytes.LastIndexByte(b, '\n')+1:]
+	return len(lastLine) > 0 && bytes.HasPrefix(pemBegin, lastLine)
 }
+
+// pemBegin starts every PEM block.
+var pemBegin = []byte("-----BEGIN")
 
 // emptyPool reports whether pool trusts nothing. A nil pool would make
 // x509 verify against the system's roots: it counts as empty.

@@ -29,9 +29,13 @@ import (
 //     was dialled as (outbound);
 //  3. VerifyPeer, if set.
 //
-// So InsecureSkipVerify, ServerName, ClientAuth and the system's roots in
-// Server and Client change nothing: no setting leaves only some of these
-// checks. MutualTLS, MutualTLSFromPEM and NewMutualTLS make a TLSConfig for
+// Every handshake is a full one: session resumption is off, whatever
+// Server and Client say, since a resumed session proves only that the
+// peer holds its ticket's key, not the certificate's.
+//
+// So InsecureSkipVerify, ServerName, ClientAuth, session tickets and the
+// system's roots in Server and Client change nothing: no setting leaves
+// only some of these checks. MutualTLS, MutualTLSFromPEM and NewMutualTLS make a TLSConfig for
 // the common case. New reads a TLSConfig once; the TLSConfig may be shared
 // by several transports, and rotation goes through its Credentials.
 type TLSConfig struct {
@@ -187,6 +191,14 @@ func newTLSState(cfg *TLSConfig, clusterName string) *tlsState {
 	// The client takes over verification (clientFor): crypto/tls would
 	// check a host name, which says nothing about which node answered.
 	client.InsecureSkipVerify = true
+	// No session resumption, either way: a resumed session proves only
+	// that the peer holds the key its ticket was sealed with — a key
+	// that templates may share between nodes — and crypto/tls then gives
+	// the verification the certificate of the first handshake, which
+	// names whichever node was there. Every handshake proves its
+	// certificate.
+	server.SessionTicketsDisabled, server.WrapSession, server.UnwrapSession = true, nil, nil
+	client.SessionTicketsDisabled, client.ClientSessionCache = true, nil
 	st.server, st.client = server, client
 	return st
 }

@@ -151,3 +151,29 @@ func TestCredentialsReloadRefusesAFileCutShort(t *testing.T) {
 	writeAtomically(t, files.ca, both)
 	require.NoError(t, creds.Reload(), "whole files")
 }
+
+// TestCredentialsCheckTheCertificateSentNotAStaleLeaf: a tls.Certificate
+// whose chain was replaced while its Leaf, the parsed form crypto/tls
+// lets a caller fill in, still describes the old one (a struct copied
+// and given the new chain, as tls.X509KeyPair fills Leaf in) is checked
+// as the chain it sends: the new certificate with the old key is refused,
+// and the material in force stays. (The key was checked against the
+// stale Leaf: the half-rotated certificate was put in force, and every
+// handshake failed on the key, both ways.)
+func TestCredentialsCheckTheCertificateSentNotAStaleLeaf(t *testing.T) {
+	ca := newCA(t, "test")
+	first, second := issue(t, ca, "n2", time.Hour, time.Hour), issue(t, ca, "n2", time.Hour, time.Hour)
+	halfRotated := first // its Leaf, and its key, are first's
+	halfRotated.Certificate = second.Certificate
+	_, err := transport.NewMutualTLS(halfRotated, ca.Pool())
+	require.ErrorContains(t, err, "private key does not match")
+
+	n2 := mutualTLS(t, first, ca.Pool())
+	c, _ := tlsNodes(t, tlsFor(t, ca, "n1"), n2)
+	require.ErrorContains(t, n2.Credentials.Update(halfRotated, ca.Pool()), "private key does not match")
+	require.Equal(t, first.Leaf.SerialNumber, n2.Credentials.Certificate().SerialNumber, "the old material stays")
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("x"))
+	require.NoError(t, err, "n2 still presents a certificate it can prove")
+	_, err = c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbEcho, []byte("x"))
+	require.NoError(t, err)
+}

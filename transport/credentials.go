@@ -173,13 +173,15 @@ func newCredentialSet(cert tls.Certificate, roots *x509.CertPool) (*credentialSe
 	if emptyPool(roots) {
 		return nil, errors.New("transport: credentials: no trusted roots: the transport never falls back to the system's")
 	}
-	if cert.Leaf == nil {
-		leaf, err := x509.ParseCertificate(cert.Certificate[0])
-		if err != nil {
-			return nil, fmt.Errorf("transport: credentials: %w", err)
-		}
-		cert.Leaf = leaf
+	// Leaf is parsed from the certificate sent, whatever the caller's
+	// says: a struct given a new chain may still carry the old Leaf, and
+	// the checks below, the expiry metric and the identity warnings must
+	// be about what peers will see.
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("transport: credentials: %w", err)
 	}
+	cert.Leaf = leaf
 	if !keyMatches(cert.PrivateKey, cert.Leaf) {
 		// tls.X509KeyPair checks this for files; a certificate from a
 		// secret store, rotated but not yet its key, must not be put in

@@ -35,9 +35,10 @@ import (
 //
 // So InsecureSkipVerify, ServerName, ClientAuth, session tickets and the
 // system's roots in Server and Client change nothing: no setting leaves
-// only some of these checks. MutualTLS, MutualTLSFromPEM and NewMutualTLS make a TLSConfig for
-// the common case. New reads a TLSConfig once; the TLSConfig may be shared
-// by several transports, and rotation goes through its Credentials.
+// only some of these checks. MutualTLS, MutualTLSFromPEM and NewMutualTLS
+// make a TLSConfig for the common case. New reads a TLSConfig once; the
+// TLSConfig may be shared by several transports, and rotation goes
+// through its Credentials.
 type TLSConfig struct {
 	// Credentials supply the node's certificate and the roots that verify
 	// its peers; every new handshake uses the material in force, so

@@ -32,7 +32,7 @@ func TestTLSSessionResumptionDoesNotStandInForTheCertificate(t *testing.T) {
 	_, err := rand.Read(ticketKey[:])
 	require.NoError(t, err)
 	withTemplates := func(cfg *transport.TLSConfig) *transport.TLSConfig {
-		cfg.Server = &tls.Config{SessionTicketKey: ticketKey}
+		cfg.Server = ticketKeyed(&tls.Config{}, ticketKey)
 		cfg.Client = &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(16)}
 		return cfg
 	}
@@ -47,8 +47,8 @@ func TestTLSSessionResumptionDoesNotStandInForTheCertificate(t *testing.T) {
 	require.NoError(t, c.Nodes[1].Close())
 	ln, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
-	impostor := &tls.Config{SessionTicketKey: ticketKey, MinVersion: tls.VersionTLS13, ClientAuth: tls.RequireAnyClientCert,
-		Certificates: []tls.Certificate{issue(t, rogueCA, "n2", time.Hour, time.Hour)}}
+	impostor := ticketKeyed(&tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequireAnyClientCert,
+		Certificates: []tls.Certificate{issue(t, rogueCA, "n2", time.Hour, time.Hour)}}, ticketKey)
 	var resumed, accepted atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -118,7 +118,7 @@ func TestTLSAcceptorTakesNoTicketForACertificate(t *testing.T) {
 	_, err := rand.Read(ticketKey[:])
 	require.NoError(t, err)
 	withTicketKey := func(cfg *transport.TLSConfig) *transport.TLSConfig {
-		cfg.Server = &tls.Config{SessionTicketKey: ticketKey}
+		cfg.Server = ticketKeyed(&tls.Config{}, ticketKey)
 		return cfg
 	}
 	n2 := withTicketKey(tlsFor(t, ca, "n2"))
@@ -131,7 +131,7 @@ func TestTLSAcceptorTakesNoTicketForACertificate(t *testing.T) {
 	n2Cert := n2.Credentials.Certificate().Raw
 	server, err := tls.ParseSessionState(sessionStateBytes(false, secret, n2Cert))
 	require.NoError(t, err)
-	ticket, err := (&tls.Config{SessionTicketKey: ticketKey}).EncryptTicket(tls.ConnectionState{}, server)
+	ticket, err := ticketKeyed(&tls.Config{}, ticketKey).EncryptTicket(tls.ConnectionState{}, server)
 	require.NoError(t, err)
 	client, err := tls.ParseSessionState(sessionStateBytes(true, secret, n2Cert))
 	require.NoError(t, err)
@@ -206,3 +206,10 @@ type oneSession struct{ state *tls.ClientSessionState }
 
 func (s oneSession) Get(string) (*tls.ClientSessionState, bool) { return s.state, true }
 func (s oneSession) Put(string, *tls.ClientSessionState)        {}
+
+// ticketKeyed returns cfg sealing and opening session tickets with key,
+// as servers that share a ticket key do.
+func ticketKeyed(cfg *tls.Config, key [32]byte) *tls.Config {
+	cfg.SetSessionTicketKeys([][32]byte{key})
+	return cfg
+}

@@ -23,14 +23,34 @@ import (
 // 56 MiB of 64 MiB, less 8 MiB for responses). Every small request to the
 // peer then failed with ErrOverloaded (with WaitForCapacity, waited behind
 // the large lane) although the peer answered on its small lane at once.
+// With Node below PerPeer, the large lane's share of PerPeer could take
+// all the room the node's sends have: the same happened at the node's
+// limit.
 func TestALargeLaneWaitingForGrantsLeavesTheSmallLanesTheirRoom(t *testing.T) {
+	inbound := transport.Limits{PerConnection: 64 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+	for _, tc := range []struct {
+		name              string
+		outbound, inbound transport.Limits
+	}{
+		{"PerPeer binds", transport.Limits{PerConnection: 64 << 10, PerPeer: 1 << 20, Node: 4 << 20}, inbound},
+		{"Node below PerPeer", transport.Limits{PerConnection: 64 << 10, PerPeer: 4 << 20, Node: 1 << 20}, inbound},
+		// The receiver's large lane held the node's whole inbound room,
+		// and the small lane's frames waited for it.
+		{"inbound Node below PerPeer", transport.Limits{PerConnection: 64 << 10, PerPeer: 1 << 20, Node: 4 << 20},
+			transport.Limits{PerConnection: 64 << 10, PerPeer: 1 << 20, Node: 256 << 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testLargeLaneLeavesSmallLanesRoom(t, tc.outbound, tc.inbound) })
+	}
+}
+
+func testLargeLaneLeavesSmallLanesRoom(t *testing.T, outbound, inbound transport.Limits) {
 	const verbBulk transport.Verb = 170 // one-way, on the large lane; its handler stalls
 	stalled := newGate()
 	defer stalled.open()
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
 		cfg.Memory.MaxMessageSize = 64 << 10
-		cfg.Memory.Outbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 1 << 20, Node: 4 << 20}
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 64 << 10, PerPeer: 256 << 10, Node: 256 << 10}
+		cfg.Memory.Outbound = outbound
+		cfg.Memory.Inbound = inbound
 		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbBulk: routing.Large}
 	})
 	sender, receiver := c.Nodes[0], c.Nodes[1]

@@ -113,10 +113,10 @@ func (s SocketConfig) apply(conn *net.TCPConn) error {
 // the node's. So the node never holds more than Node, one peer never more
 // than PerPeer however many connections it opens, and one urgent or small
 // lane never more than PerConnection. The large lane may hold what its
-// peer's other two lanes may not: PerPeer − 2×PerConnection, outbound less
-// the eighth of PerPeer the node's own sends leave to responses (see
-// below), and at least PerConnection; so a peer's large messages never
-// take the room of its small ones. A connection holding nothing may take
+// peer's other two lanes may not: PerPeer − 2×PerConnection (Node in
+// place of PerPeer when it is less), outbound less the eighth the node's
+// own sends leave to responses (see below), and at least PerConnection;
+// so a peer's large messages never take the room of its small ones. A connection holding nothing may take
 // one message larger than its limit (up to MaxMessageSize), so a large
 // message always gets through.
 //
@@ -136,10 +136,12 @@ type Limits struct {
 	Node          int64 // bytes, all peers; default 256 MiB
 }
 
-// forLane returns the limit of one connection of lane.
+// forLane returns the limit of one connection of lane: on the large lane
+// what the peer's other two lanes leave of its room, which Node bounds
+// too when it is below PerPeer.
 func (l Limits) forLane(lane routing.Lane) int64 {
 	if lane == routing.Large {
-		return max(l.PerConnection, l.PerPeer-2*l.PerConnection)
+		return max(l.PerConnection, min(l.PerPeer, l.Node)-2*l.PerConnection)
 	}
 	return l.PerConnection
 }
@@ -150,10 +152,12 @@ func (l Limits) forLane(lane routing.Lane) int64 {
 // which sends cannot use. Without it the large lane alone could take all
 // the room sends have at the peer (with the default limits exactly: 56 MiB
 // of 64 MiB less 8 MiB), and a large lane waiting for grants from a peer
-// whose large handlers stall left its urgent and small lanes none.
+// whose large handlers stall left its urgent and small lanes none. With
+// Node below PerPeer the node's room for sends is the tighter one.
 func (l Limits) forSends(lane routing.Lane, maxMessage int) int64 {
 	if lane == routing.Large {
-		return max(l.PerConnection, l.PerPeer-responseReserve(l.PerPeer, maxMessage)-2*l.PerConnection)
+		room := min(l.PerPeer-responseReserve(l.PerPeer, maxMessage), l.Node-responseReserve(l.Node, maxMessage))
+		return max(l.PerConnection, room-2*l.PerConnection)
 	}
 	return l.forLane(lane)
 }

@@ -154,9 +154,10 @@ func TestStrangerGetsItsResponse(t *testing.T) {
 	}
 }
 
-// TestResponseIsNotRefusedWhileASendWaitsForRoom: one-way messages to a
-// peer that is down fill most of n1's node-wide outbound limit, and one
-// more Send (WaitForCapacity) waits for room it does not fit in. A 1 KiB
+// TestResponseIsNotRefusedWhileASendWaitsForRoom: one-way messages to
+// two peers that are down fill most of n1's node-wide outbound limit (each
+// large lane may hold less than it: see Limits), and one more Send
+// (WaitForCapacity) waits for room it does not fit in. A 1 KiB
 // response of n1's fits in what is left; it was replaced by ErrOverloaded
 // all the same, as every response of n1's to every peer was while the Send
 // waited: responses took room in order behind the waiter, although they
@@ -166,21 +167,25 @@ func TestResponseIsNotRefusedWhileASendWaitsForRoom(t *testing.T) {
 		verbHint transport.Verb = 210
 		verbGet  transport.Verb = 211
 	)
-	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
+	c := newCluster(t, 4, func(i int, cfg *transport.Config) {
 		cfg.Memory.MaxMessageSize = 256 << 10
 		if i == 0 {
-			cfg.Memory.Outbound = transport.Limits{PerConnection: 512 << 10, PerPeer: 8 << 20, Node: 1 << 20}
+			cfg.Memory.Outbound = transport.Limits{PerConnection: 128 << 10, PerPeer: 8 << 20, Node: 1 << 20}
 			cfg.Memory.WaitForCapacity = true
 		}
 	})
 	c.Nodes[0].Handle(verbGet, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
 		return m.Payload, nil
 	}))
-	require.NoError(t, c.Nodes[2].Close()) // n3 is down: messages to it stay queued
+	// n3 and n4 are down: messages to them stay queued, on large lanes
+	// that may hold 640 KiB each (the node's 896 KiB for sends, less two
+	// connections' 128 KiB).
+	require.NoError(t, c.Nodes[2].Close())
+	require.NoError(t, c.Nodes[3].Close())
 
 	hint := make([]byte, 200<<10)
-	for range 4 { // 800 KiB of the 896 KiB sends may take (see Limits)
-		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(2), verbHint, hint))
+	for i := range 4 { // 800 KiB of the 896 KiB sends may take (see Limits)
+		require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(2+i%2), verbHint, hint))
 	}
 	_, err := c.Nodes[1].Request(ctxTimeout(t, 5*time.Second), c.ID(0), verbGet, make([]byte, 1<<10))
 	require.NoError(t, err, "the response fits while nothing waits")

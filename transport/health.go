@@ -59,7 +59,8 @@ const (
 	// peer something — its own heartbeat — and asks again.
 	PeerUnknown PeerStatus = iota
 	// PeerUp: a lane is connected, or the last connections ended cleanly
-	// (closed for being idle), and no lane is failing.
+	// (closed for being idle) with the peer heard on the lane, and no lane
+	// is failing.
 	PeerUp
 	// PeerDown: a lane is failing — its last dial failed, or its
 	// connection was lost and has not been replaced since.
@@ -150,7 +151,10 @@ type PeerHealth struct {
 // says nothing of it yet, and a lane that turned unknown at every redial
 // would take a quiet node out of ReadyAll each time. (A peer that takes
 // the handshake and says nothing is never heard: it stays unknown, then
-// down.)
+// down.) So is a lane idle again without having heard the peer: a
+// connection to it closed for being idle before the keepalive check
+// found it silent (Timeouts.Idle shorter than Timeouts.Keepalive, or the
+// checks off) ended without a failure, but says nothing of the peer.
 func statusOf(lanes []LaneHealth) PeerStatus {
 	status := PeerUnknown
 	for i := range lanes {
@@ -158,7 +162,7 @@ func statusOf(lanes []LaneHealth) PeerStatus {
 		case l.failing():
 			return PeerDown
 		case l.State == LaneConnected,
-			!l.Since.IsZero() && l.ConsecutiveFailures == 0 && (l.State != LaneDialing || !l.LastRead.IsZero()):
+			!l.Since.IsZero() && l.ConsecutiveFailures == 0 && !l.LastRead.IsZero():
 			status = PeerUp
 		}
 	}

@@ -21,7 +21,8 @@ func TestPeerStatusFromLanes(t *testing.T) {
 	never := LaneHealth{}
 	connected := LaneHealth{State: LaneConnected, Since: at}
 	reconnected := LaneHealth{State: LaneConnected, Since: at, LastError: "refused"}
-	idleAfterUse := LaneHealth{State: LaneIdle, Since: at}
+	idleAfterUse := LaneHealth{State: LaneIdle, Since: at, LastWrite: at, LastRead: at}
+	idleNeverHeard := LaneHealth{State: LaneIdle, Since: at, LastWrite: at}
 	firstDial := LaneHealth{State: LaneDialing, Since: at}
 	redialAfterIdle := LaneHealth{State: LaneDialing, Since: at, LastWrite: at, LastRead: at}
 	muteDial := LaneHealth{State: LaneDialing, Since: at, LastWrite: at}
@@ -38,6 +39,7 @@ func TestPeerStatusFromLanes(t *testing.T) {
 		{"connected", []LaneHealth{never, connected, never}, PeerUp},
 		{"connected again after failures", []LaneHealth{never, reconnected, never}, PeerUp},
 		{"closed for idleness", []LaneHealth{idleAfterUse, never, never}, PeerUp},
+		{"closed for idleness, never heard", []LaneHealth{idleNeverHeard, never, never}, PeerUnknown},
 		{"redialled after idleness", []LaneHealth{redialAfterIdle, never, never}, PeerUp},
 		{"written to, never heard", []LaneHealth{muteDial, never, never}, PeerUnknown},
 		{"one lane backs off", []LaneHealth{connected, backoff, never}, PeerDown},

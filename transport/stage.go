@@ -185,6 +185,13 @@ func (s *stage) setBounds(name string, limit, perPeer int) (start bool) {
 	return s.wakeOneLocked()
 }
 
+// rename gives the stage its verb's new name (NameVerb).
+func (s *stage) rename(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.name = name
+}
+
 // submit queues w and reports whether the caller must start a worker
 // (runStage) for it; otherwise an idle one was woken, or one is on its
 // way, or all that may run are running and one takes it when done.

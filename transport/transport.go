@@ -262,6 +262,12 @@ func (t *Transport) Handle(verb Verb, h Handler, opts ...HandleOption) {
 		delete(next, verb)
 	} else {
 		info := newVerbInfo(verb, opts)
+		if name, ok := (*t.verbNames.Load())[verb]; ok && !info.named {
+			// Named before (by Named, or NameVerb): a registration that
+			// does not name the verb keeps its name, which the node's
+			// requests, errors and logs go on using.
+			info.name = name
+		}
 		if info.staged() {
 			// The verb's one stage: its bound holds over the handlers of
 			// this registration and the last's still running, and its
@@ -287,11 +293,26 @@ func (t *Transport) Handle(verb Verb, h Handler, opts ...HandleOption) {
 
 // NameVerb names verb for this node's metrics, logs, traces and errors —
 // for the verbs it sends requests with, say, which it has no handler for
-// (Named names a handled verb).
+// (Named names a handled verb). A handled verb is renamed too, its stage
+// included. A verb once named keeps its name through registrations that
+// do not name it (Handle without Named).
 func (t *Transport) NameVerb(verb Verb, name string) {
 	t.handlersMu.Lock()
 	defer t.handlersMu.Unlock()
 	t.nameVerbLocked(verb, name)
+	// A verb handled already is reported under its new name too: its
+	// stage (Stats.Stages, the stage metrics) and the messages handed
+	// over from now on (the stage's waits, the handlers' spans).
+	if s := t.stages[verb]; s != nil {
+		s.rename(name)
+	}
+	if e, ok := (*t.handlers.Load())[verb]; ok && e.info.name != name {
+		info := *e.info
+		info.name = name
+		next := maps.Clone(*t.handlers.Load())
+		next[verb] = handlerEntry{e.h, &info}
+		t.handlers.Store(&next)
+	}
 }
 
 func (t *Transport) nameVerbLocked(verb Verb, name string) {

@@ -1,0 +1,70 @@
+package transport_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/internode/internode/cluster"
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+)
+
+// TestResponsesWaitingToBeWrittenArePending: a peer sends requests and
+// reads none of their responses, which pile up on the node, queued on the
+// connection's way back. Stats counts a lane's responses in MessagesSent
+// and BytesSent once written, and in Dropped when they fail, but
+// PendingMessages and PendingBytes, and the internode.queue.pending_*
+// gauges read from them, counted only the lane's own connection's queue:
+// hundreds of kilobytes of responses stuck behind a peer that stopped
+// reading showed as nothing pending.
+func TestResponsesWaitingToBeWrittenArePending(t *testing.T) {
+	const verbAsk transport.Verb = 143
+	const requests, answerSize = 256, 4 << 10
+	reader := metric.NewManualReader()
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = time.Minute // the peer sends nothing once its requests are out
+		cfg.Timeouts.Write = time.Minute
+		cfg.Lanes.Sockets[routing.Small].SendBuffer = 8 << 10
+		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(reader))
+	})
+	n := c.Nodes[0]
+	c.Members.Add(cluster.Member{ID: "deaf", Addr: closedAddr(t)})
+	var handled atomic.Int64
+	answer := make([]byte, answerSize)
+	n.Handle(verbAsk, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		handled.Add(1)
+		return answer, nil
+	}))
+
+	conn := dialAsWith(smallReadBuffer(4<<10), n.Addr().String(), "deaf", routing.Small)
+	require.NotNil(t, conn)
+	defer conn.Close()
+	for i := range requests {
+		_, err := conn.Write(requestFrame(uint64(i+1), verbAsk, []byte("hi")))
+		require.NoError(t, err)
+	}
+	waitFor(t, 10*time.Second, "every request handled", func() bool { return handled.Load() == requests })
+	held := func() int64 {
+		for _, p := range n.Stats().Peers {
+			if p.Peer == "deaf" {
+				return p.OutboundHeld
+			}
+		}
+		return 0
+	}
+	waitFor(t, 10*time.Second, "most responses held, unwritten", func() bool { return held() > requests*answerSize/2 })
+
+	st := laneStats(t, n, "deaf", routing.Small)
+	require.Less(t, st.MessagesSent, uint64(requests), "setup: responses wait")
+	assert.NotZero(t, st.PendingMessages, "responses queued, %d bytes held for them", held())
+	assert.GreaterOrEqual(t, st.PendingBytes, uint64(requests*answerSize/2), "responses queued")
+	data := collect(t, reader)
+	assert.NotZero(t, sumWhere(data["internode.queue.pending_messages"], "peer", "deaf", "lane", "small"))
+	assert.NotZero(t, sumWhere(data["internode.queue.pending_bytes"], "peer", "deaf", "lane", "small"))
+}

@@ -52,6 +52,12 @@ func newReplyWriter(ic *inConn) *replyWriter {
 	return w
 }
 
+// pending returns the responses queued or being written, and the bytes
+// they hold (Stats' PendingMessages and PendingBytes).
+func (w *replyWriter) pending() (messages, bytes int) {
+	return w.small.unfinished() + w.large.unfinished(), w.small.held() + w.large.held()
+}
+
 // enqueue queues one response. It never waits. Out of capacity, a small
 // failure (ErrOverloaded) takes the response's place, beyond the limits by
 // at most failureReserve, so that its caller learns at once rather than at

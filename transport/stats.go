@@ -23,8 +23,8 @@ type ConnStats struct {
 	BytesSent       uint64 // their encoded bytes, frame headers excluded
 	Writes          uint64 // vectored write calls
 	CallerWrites    uint64 // of Writes, those made by the message's own goroutine on an idle lane (no hand-off to the writer)
-	PendingMessages uint64 // queued now; on the large lane, also those begun or waiting to begin, not yet written in full
-	PendingBytes    uint64 // queued now, plus taken by the writer and not yet written
+	PendingMessages uint64 // queued now, responses to the peer's requests included; on the large lane, also those begun or waiting to begin, not yet written in full
+	PendingBytes    uint64 // queued now, responses included, plus taken by the writer and not yet written
 	Connects        uint64 // connections established
 	ConnectFailures uint64 // dial or handshake failures
 	Connected       bool   // the lane has an established connection now
@@ -240,8 +240,23 @@ func (t *Transport) Stats() Stats {
 	s.InboundHeld = t.inBudget.Root().Used()
 	s.InboundBytes = s.InboundHeld
 	s.OutboundWaiters, s.InboundWaiters = t.outBudget.Waiting(), t.inBudget.Waiting()
+	// The responses queued on the peers' own connections, to be written
+	// back on them: pending on their lanes as much as the lanes' own
+	// messages.
+	type peerLane struct {
+		p    *peer
+		lane routing.Lane
+	}
+	replies := map[peerLane][2]int{} // messages, bytes
 	t.inboundMu.Lock()
 	s.InboundConnections = len(t.inbound)
+	for ic := range t.inConns {
+		if m, b := ic.replies.pending(); m > 0 || b > 0 {
+			k := peerLane{ic.peer, ic.lane}
+			r := replies[k]
+			replies[k] = [2]int{r[0] + m, r[1] + b}
+		}
+	}
 	t.inboundMu.Unlock()
 	type key struct {
 		peer cluster.NodeID
@@ -259,7 +274,13 @@ func (t *Transport) Stats() Stats {
 	}
 	for _, p := range peers {
 		for _, lane := range routing.Lanes {
-			if cs, ok := p.laneStats(lane); ok {
+			cs, ok := p.laneStats(lane)
+			if r, queued := replies[peerLane{p, lane}]; queued {
+				cs.PendingMessages += uint64(r[0])
+				cs.PendingBytes += uint64(r[1])
+				ok = true
+			}
+			if ok {
 				add(cs)
 			}
 		}

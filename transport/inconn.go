@@ -95,6 +95,9 @@ type inConn struct {
 	// inbound capacity and is not yet handed on or refused: Shutdown
 	// waits for it (readAdmitted).
 	waitingRoom atomic.Bool
+	// pausedAt is when the reader's pause for room (waitRoom) began, or
+	// was last counted in ThrottledTime (monoNanos); 0 when it reads.
+	pausedAt atomic.Int64
 	// holdsReplies says the reader holds the replies' writer role while
 	// it runs Inline handlers (see route), and so writes their responses
 	// itself once it has routed the frame. Owned by the reader goroutine.

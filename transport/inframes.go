@@ -678,6 +678,19 @@ func forEachMessage(frame []byte, maxPayload uint32, h *wire.Header, fn func(h *
 	return nil
 }
 
+// countPause adds to ThrottledTime the time the reader has been paused
+// since its pause began or was last counted, if it is paused: a pause
+// in progress counts as it goes, not only once reading goes on.
+func (ic *inConn) countPause() {
+	at := ic.pausedAt.Load()
+	if at == 0 {
+		return
+	}
+	if now := monoNanos(); now > at && ic.pausedAt.CompareAndSwap(at, now) {
+		ic.counters.paused(time.Duration(now - at))
+	}
+}
+
 // admit takes n bytes of inbound capacity. Out of capacity it waits
 // (OverloadPause) until it has them or the connection or the transport
 // ends; with OverloadReject, or once Shutdown has begun, it reports
@@ -723,7 +736,7 @@ func (ic *inConn) waitRoom(a *limit.Account, n int64, freed <-chan struct{}, try
 		return false, nil
 	}
 	ic.counters.pause()
-	start := time.Now()
+	ic.pausedAt.Store(max(monoNanos(), 1))
 	var sample <-chan time.Time
 	if ic.probe != nil && (ic.arrivals.counted || ic.t.measuring()) {
 		// The frames behind this one wait in the receive queue: dated
@@ -735,7 +748,9 @@ func (ic *inConn) waitRoom(a *limit.Account, n int64, freed <-chan struct{}, try
 		sample = tick.C
 	}
 	defer func() {
-		ic.counters.paused(time.Since(start))
+		if at := ic.pausedAt.Swap(0); at != 0 {
+			ic.counters.paused(time.Duration(max(monoNanos()-at, 0)))
+		}
 		ic.measureRecvQueue(0, true) // what piled up in the kernel while reading paused
 		ic.lastRenew = time.Time{}   // the pause may have outlasted the deadline
 	}()

@@ -75,7 +75,8 @@ type ConnStats struct {
 	// while its connection read on; and under OverloadReject, a reader
 	// that stopped reading while other rejected compressed frames held
 	// the room the node gives them (see the package documentation).
-	// ThrottledTime is how long readers stopped, in all.
+	// ThrottledTime is how long readers stopped, in all, pauses in
+	// progress included.
 	Throttled     uint64
 	ThrottledTime time.Duration
 	// RemoteDropped counts failures the peer reported for messages no
@@ -251,6 +252,7 @@ func (t *Transport) Stats() Stats {
 	t.inboundMu.Lock()
 	s.InboundConnections = len(t.inbound)
 	for ic := range t.inConns {
+		ic.countPause() // before the counters are read
 		if m, b := ic.replies.pending(); m > 0 || b > 0 {
 			k := peerLane{ic.peer, ic.lane}
 			r := replies[k]

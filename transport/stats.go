@@ -36,7 +36,9 @@ type ConnStats struct {
 	// are measured after writes and reads, while a reader pauses for
 	// capacity, and at each metrics collection: a write blocked on a peer
 	// that stopped reading, or a reader blocked in an Inline handler,
-	// shows its queue here once metrics are collected.
+	// shows its queue here once metrics are collected. The send queues of
+	// the connections the lane's responses go back on (the peer's own)
+	// are read at collection only.
 	SendQueueMax, RecvQueueMax int64
 	// QueuesMeasured says whether SendQueueMax and RecvQueueMax hold
 	// readings: false while none was taken, because measuring is off

@@ -411,7 +411,8 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 }
 
 // measureQueues reads the send queue of every lane's connection, and
-// the receive queue of every accepted one, as the metrics are collected.
+// the receive and send queues (its responses') of every accepted one, as
+// the metrics are collected.
 // The writer measures after its writes and the reader after its reads: a
 // write blocked on a peer that stopped reading has not ended, and a
 // reader blocked (in an Inline handler, or handing a part to a
@@ -456,6 +457,12 @@ func (t *Transport) measureQueues() {
 			ic.peer.recvPeak[ic.lane].Raise(int64(n))
 			ic.peer.recvMax[ic.lane].Raise(int64(n))
 			ic.peer.measured(ic.lane)
+		}
+		// The responses it owes the peer go back on it: a write of
+		// theirs blocked on a peer that stopped reading shows here.
+		if n, err := ic.probe.SendQueue(); err == nil {
+			ic.peer.sendPeak[ic.lane].Raise(int64(n))
+			ic.peer.sendMax[ic.lane].Raise(int64(n))
 		}
 	}
 }

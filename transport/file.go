@@ -659,7 +659,10 @@ func (t *Transport) serveFileHandler(ctx context.Context, h FileHandler, ft *Fil
 // and the sender, told of it as of a handler's error (ErrHandler), does
 // not take it for a cut connection and send them again.
 // f must be open for reading too, for the checksum. After a failed
-// ReceiveTo it returns that one's error.
+// ReceiveTo it returns that one's error. It takes the whole transfer:
+// after bytes taken with Reader, or by an earlier ReceiveTo, it fails,
+// not with ErrIncomplete, and returned, that fails the transfer as the
+// handler's (ErrHandler).
 func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 	// f must have an offset: the checksum finds the bytes by it.
 	_, err := f.Seek(0, io.SeekCurrent)
@@ -673,7 +676,10 @@ func (ft *FileTransfer) ReceiveTo(f *os.File) (int64, error) {
 		return 0, ft.failed
 	}
 	if ft.received != 0 {
-		return 0, fmt.Errorf("%w: received in parts; use one ReceiveTo or Reader", ErrIncomplete)
+		// The handler's use of the transfer, not the connection's: as
+		// ErrIncomplete, the sender took it for bytes cut off in transit,
+		// and a retry loop sent them again, to be refused again.
+		return 0, fmt.Errorf("transport: ReceiveTo after %d of the transfer's %d bytes were taken; receive a transfer with one ReceiveTo, or with Reader", ft.received, ft.Length)
 	}
 	var crc *crcBehind
 	if !ft.Unchecked {

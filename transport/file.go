@@ -353,11 +353,12 @@ func Unchecked() FileOption {
 // sendFileBytes moves length bytes from f's offset to conn in chunks, under
 // the node's rate limit, and calls moved with each chunk's place (bytes
 // from the start) and size once it is sent. On a plain TCP connection each
-// chunk is one sendfile(2) call; otherwise (TLS) it is a buffered copy.
+// chunk is one sendfile(2) call; otherwise (TLS, or a connection of a
+// Config.Dialer's that is not a *net.TCPConn) it is a buffered copy.
 // Whole (an unchecked transfer, whose bytes no checksum follows a chunk
 // behind) sends all that is left in each call on plain TCP when no rate
 // limit needs chunks. A receiver that takes nothing for Timeouts.Write
-// ends it with ErrIncomplete; on plain TCP one that is slow, but takes
+// ends it with ErrIncomplete; but for TLS, one that is slow, but takes
 // some, does not: a call that moved bytes by its deadline is followed by
 // another. It ends when p stops (the transport closes, or p leaves), as
 // SendFile's closing conn then ends a write.
@@ -369,6 +370,16 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 	defer stopWait()
 	defer context.AfterFunc(p.ctx, stopWait)()
 	tcp, plain := conn.(*net.TCPConn)
+	// A write that meets its deadline breaks a TLS connection for good
+	// (it may have left a record half written); any other goes on from
+	// where it stopped.
+	resumable := t.tls == nil
+	// Where the range begins: a buffered copy whose write met its
+	// deadline had read past the bytes it wrote.
+	start, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
 	var sent int64
 	for sent < length {
 		n := min(t.fileChunk(), length-sent)
@@ -405,8 +416,14 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 		}
 		sent += m
 		if err != nil && isTimeout(err) && ctx.Err() == nil {
-			if plain && m > 0 {
-				continue // slow, not stopped: the rest of the chunk goes next
+			if resumable && m > 0 {
+				// Slow, not stopped: the rest of the chunk goes next,
+				// from the first byte not written (sendfile leaves f's
+				// offset there; a buffered copy read on).
+				if _, err := f.Seek(start+sent, io.SeekStart); err != nil {
+					return sent, err
+				}
+				continue
 			}
 			if m > 0 {
 				// Over TLS, where a write that meets its deadline breaks

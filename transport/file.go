@@ -251,6 +251,14 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	} else if failure != nil {
 		return fail(0, &RemoteError{Code: failure.Code, Message: failure.Message})
 	}
+	// The verdict is read while the bytes go: a receiver that fails the
+	// transfer before its last byte (its handler returned) answers then,
+	// and the sending stops. Over a connection with no buffer (net.Pipe)
+	// that answer waits for this side to read it, while this side's
+	// write waits for the receiver to read: read only after the last
+	// byte, it was lost, and the transfer failed as cut off in transit.
+	verdicts := newVerdictReader(conn)
+	defer verdicts.stop()
 	// The checksum is computed a chunk behind the bytes the kernel sends.
 	sumCtx, cancelSum := context.WithCancel(ctx)
 	moved := func(at, n int64) {}
@@ -260,7 +268,7 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		moved = func(at, n int64) { crc.add(offset+at, n) }
 	}
 	t.filesSending.Add(1)
-	sent, sendErr := t.sendFileBytes(ctx, p, conn, f, length, unchecked, moved)
+	sent, sendErr := t.sendFileBytes(ctx, p, conn, f, length, unchecked, verdicts.answered, moved)
 	t.filesSending.Add(-1)
 	if sendErr != nil {
 		cancelSum()
@@ -277,8 +285,12 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 		var trailer [wire.FileTrailerSize]byte
 		binary.BigEndian.PutUint32(trailer[:], sum.crc)
 		t.setFileWriteDeadline(conn)
-		_, sendErr = conn.Write(trailer[:])
-		_ = conn.SetWriteDeadline(time.Time{})
+		if verdicts.answered.Err() != nil {
+			sendErr = errAnswered
+		} else {
+			_, sendErr = conn.Write(trailer[:])
+			_ = conn.SetWriteDeadline(time.Time{})
+		}
 	}
 	if sendErr != nil && ctx.Err() != nil {
 		return fail(sent, ctx.Err())
@@ -306,11 +318,14 @@ func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, 
 	// Read the verdict even after a failed send: a receiver that gave up
 	// says why before it closes.
 	if verdictTimeout > 0 {
-		failure, err = t.readVerdictWhileTaken(conn, verdictTimeout)
+		failure, err = t.readVerdictWhileTaken(conn, verdicts, verdictTimeout)
 	} else {
-		failure, err = wire.ReadFileResult(conn)
+		failure, err = verdicts.take()
 	}
 	switch {
+	case failure != nil && errors.Is(sendErr, errAnswered):
+		// The sending stopped for the verdict: nothing else to say.
+		return fail(sent, &RemoteError{Code: failure.Code, Message: failure.Message})
 	case failure != nil && sendErr != nil:
 		// The verdict may only echo this side's failure (a file it could
 		// not read: "0 of n bytes"): keep the cause too.
@@ -362,13 +377,15 @@ func Unchecked() FileOption {
 // some, does not: a call that moved bytes by its deadline is followed by
 // another. It ends when p stops (the transport closes, or p leaves), as
 // SendFile's closing conn then ends a write.
-func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f *os.File, length int64, whole bool, moved func(at, n int64)) (int64, error) {
+func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f *os.File, length int64, whole bool, answered context.Context, moved func(at, n int64)) (int64, error) {
 	defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
 	// Closing conn ends a write but not a wait on the rate limit, which
-	// at a low rate lasts many seconds: that wait ends with p too.
+	// at a low rate lasts many seconds: that wait ends with p too, and
+	// with the receiver's verdict.
 	waitCtx, stopWait := context.WithCancel(ctx)
 	defer stopWait()
 	defer context.AfterFunc(p.ctx, stopWait)()
+	defer context.AfterFunc(answered, stopWait)()
 	tcp, plain := conn.(*net.TCPConn)
 	// A write that meets its deadline breaks a TLS connection for good
 	// (it may have left a record half written); any other goes on from
@@ -392,6 +409,9 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 		}
 		if t.fileLimiter != nil {
 			if err := t.fileLimiter.WaitN(waitCtx, int(n)); err != nil {
+				if ctx.Err() == nil && answered.Err() != nil {
+					return sent, errAnswered
+				}
 				if ctx.Err() == nil && p.ctx.Err() != nil {
 					return sent, fmt.Errorf("%w: %d of %d bytes sent: %w", ErrIncomplete, sent, length, p.stopErr())
 				}
@@ -404,6 +424,11 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 			}
 		}
 		t.setFileWriteDeadline(conn)
+		if answered.Err() != nil {
+			// After the deadline set: the verdict's reader sets one in the
+			// past once it has answered, which a write then meets.
+			return sent, errAnswered
+		}
 		var m int64
 		var err error
 		if plain {
@@ -415,6 +440,9 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 			moved(sent, m)
 		}
 		sent += m
+		if err != nil && answered.Err() != nil && ctx.Err() == nil {
+			return sent, errAnswered
+		}
 		if err != nil && isTimeout(err) && ctx.Err() == nil {
 			if resumable && m > 0 {
 				// Slow, not stopped: the rest of the chunk goes next,
@@ -453,20 +481,18 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 // that takes none for a whole timeout meets it as before. Where the
 // queue cannot be read (socket measurement off, no kernel socket) it is
 // counted from the last byte written.
-func (t *Transport) readVerdictWhileTaken(conn net.Conn, timeout time.Duration) (*wire.Failure, error) {
+func (t *Transport) readVerdictWhileTaken(conn net.Conn, verdicts *verdictReader, timeout time.Duration) (*wire.Failure, error) {
 	probe := t.probeFor(conn)
 	if probe == nil {
-		return wire.ReadFileResult(conn)
+		return verdicts.take()
 	}
 	queued, err := probe.SendQueue()
 	if err != nil || queued == 0 {
-		return wire.ReadFileResult(conn)
+		return verdicts.take()
 	}
-	var read int64
-	r := countingReader{r: conn, n: &read}
 	for {
-		failure, err := wire.ReadFileResult(r)
-		if err == nil || read > 0 || !isTimeout(err) {
+		failure, err := verdicts.take()
+		if err == nil || verdicts.read > 0 || !isTimeout(err) {
 			return failure, err
 		}
 		left, qerr := probe.SendQueue()
@@ -475,7 +501,69 @@ func (t *Transport) readVerdictWhileTaken(conn net.Conn, timeout time.Duration) 
 		}
 		queued = left // an empty queue gets one more timeout: the handler's
 		_ = conn.SetReadDeadline(time.Now().Add(timeout))
+		verdicts.start()
 	}
+}
+
+// errAnswered ends sendFileBytes when the receiver failed the transfer
+// before its last byte.
+var errAnswered = errors.New("transport: the receiver failed the transfer before its last byte")
+
+// verdictReader reads a file transfer's verdict, in a goroutine of its own,
+// from the moment the receiver is ready for the bytes. A failure read ends
+// answered, and makes a write under way fail at once; a success waits for
+// the sending to end (a receiver answers it only once it has every byte).
+type verdictReader struct {
+	conn     net.Conn
+	answered context.Context // ended once a failure was read
+	answer   context.CancelFunc
+	result   chan fileVerdict
+	pending  bool  // a read is under way, its result not taken
+	read     int64 // bytes of the verdict the last read taken read
+}
+
+type fileVerdict struct {
+	failure *wire.Failure
+	read    int64
+	err     error
+}
+
+func newVerdictReader(conn net.Conn) *verdictReader {
+	v := &verdictReader{conn: conn, result: make(chan fileVerdict, 1)}
+	v.answered, v.answer = context.WithCancel(context.Background())
+	v.start()
+	return v
+}
+
+// start reads the verdict, by conn's read deadline.
+func (v *verdictReader) start() {
+	v.pending = true
+	go func() {
+		var read int64
+		failure, err := wire.ReadFileResult(countingReader{r: v.conn, n: &read})
+		if failure != nil {
+			v.answer() // before the deadline: a write that sets its own looks first
+			_ = v.conn.SetWriteDeadline(aLongTimeAgo)
+		}
+		v.result <- fileVerdict{failure, read, err}
+	}()
+}
+
+// take waits for the read under way.
+func (v *verdictReader) take() (*wire.Failure, error) {
+	r := <-v.result
+	v.pending = false
+	v.read = r.read
+	return r.failure, r.err
+}
+
+// stop ends a read under way, closing conn, and waits for it.
+func (v *verdictReader) stop() {
+	if v.pending {
+		v.conn.Close()
+		v.take()
+	}
+	v.answer()
 }
 
 // setFileWriteDeadline bounds SendFile's next write by Timeouts.Write.

@@ -636,12 +636,16 @@
 // (when there is one) and its handler accepted them. An acceptor that fails
 // the transfer before its bytes end answers then, closes its sending side
 // and reads on for a second (64 MiB at most) before it closes, so that the
-// initiator reads the failure rather than a reset. The acceptor answers
-// the header at once (the initiator waits its handshake timeout for it)
-// and cuts off an initiator that sends nothing for its keepalive timeout
-// (at least 2 s): a rate-limited initiator sends a little at a time rather
-// than a burst and a long pause. An initiator whose bytes end early closes
-// its sending side and reads the acceptor's failure.
+// initiator reads the failure rather than a reset; the initiator reads
+// while it sends, and stops sending once it reads a failure (on a
+// connection without buffers the failure would otherwise wait for the
+// initiator's last byte, as the initiator's bytes wait for the acceptor's
+// reads). The acceptor answers the header at once (the initiator waits
+// its handshake timeout for it) and cuts off an initiator that sends
+// nothing for its keepalive timeout (at least 2 s): a rate-limited
+// initiator sends a little at a time rather than a burst and a long pause.
+// An initiator whose bytes end early closes its sending side and reads the
+// acceptor's failure.
 //
 //	+----------------+-------------------+-----------------+------------------+
 //	| header_len (2) | verb (uvarint)    | id (uvarint)    | created_at (8)   | ...

@@ -479,8 +479,8 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 // handler that read them slowly but steadily (2 MiB/s, applying each
 // piece) had its transfer failed while it still took them. A receiver
 // that takes none for a whole timeout meets it as before. Where the
-// queue cannot be read (socket measurement off, no kernel socket) it is
-// counted from the last byte written.
+// queue cannot be read (no kernel socket) it is counted from the last
+// byte written; turning the socket measurement off does not stop it.
 func (t *Transport) readVerdictWhileTaken(conn net.Conn, verdicts *verdictReader, timeout time.Duration) (*wire.Failure, error) {
 	probe := t.probeFor(conn)
 	if probe == nil {

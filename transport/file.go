@@ -732,9 +732,11 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities, re
 	answer(err, bytesFollow)
 	if err != nil && bytesFollow {
 		// Let the sender read the verdict rather than a reset: stop
-		// sending, and discard what is still in flight for a moment.
-		if tcp, ok := conn.(*net.TCPConn); ok {
-			_ = tcp.CloseWrite()
+		// sending (a TLS connection sends its close_notify; every
+		// connection that can close one side does, as the wire doc
+		// says), and discard what is still in flight for a moment.
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
 		_, _ = io.Copy(io.Discard, io.LimitReader(conn, 64<<20))

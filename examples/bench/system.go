@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,10 +213,17 @@ func systemNames() string {
 			names[i] += " (opt-in)"
 		}
 	}
-	for _, e := range meshRegistry {
-		if _, ok := findSystem(e.Name); !ok {
-			names = append(names, e.Name+" (saturate, idle, compress)")
+	for _, e := range meshRegistry { // each with the scenarios that run it
+		if _, ok := findSystem(e.Name); ok {
+			continue
 		}
+		var runIn []string
+		for _, sc := range scenarioRegistry {
+			if sc.Measure != nil && slices.Contains(sc.Systems, e.Name) {
+				runIn = append(runIn, sc.Name)
+			}
+		}
+		names = append(names, e.Name+" ("+strings.Join(runIn, ", ")+")")
 	}
 	return strings.Join(names, ", ")
 }

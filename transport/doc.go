@@ -103,7 +103,7 @@
 //	inframes.go  inConn.readBatch: admit takes capacity, then the payload
 //	inframes.go  forEachMessage: each message checked, cancels acted on
 //	dispatch.go  inConn.route: each message to its verb's stage or queue
-//	stage.go     stage.submit, done: a slot now, or a turn in the queue
+//	stage.go     stage.submit, take: a slot now, or a turn in the queue
 //	dispatch.go  runStage or inConn.runQueue: the goroutine that runs it
 //	dispatch.go  inConn.handle: expiry, cancel, the handler, the outcome
 //	handlerctx.go  handlerContext: the handler's context, made as it is used

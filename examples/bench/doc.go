@@ -72,10 +72,10 @@
 //   - hol: 128 B echo requests open loop at -rate (2000)/s, measured alone
 //     (idle p50/p99) and then while 2 senders stream 16 MiB messages to the
 //     same peer. internode-single-lane is internode with LargeThreshold at
-//     256 KiB, the highest that works (Validate accepts up to 1 MiB, but a
-//     small-lane message above the 256 KiB frame limit is refused by the
-//     receiver), and sends each 16 MiB message as 64 consecutive messages
-//     of 256 KiB minus the largest header: all traffic on one socket.
+//     transport.MaxLargeThreshold, the highest Validate accepts (256 KiB
+//     less the largest message header: a small-lane message must fit in
+//     one frame), and sends each 16 MiB message as 66 consecutive messages
+//     of at most that less 64 bytes: all traffic on one socket.
 //   - file: a -file-size (1 GiB) temp file sent again and again, one
 //     transfer at a time, by internode (SendFile; the handler ReceiveTo's a
 //     temp file), raw-sendfile and buffered-copy. Temp files are created in

@@ -58,9 +58,13 @@ func TestAResponseWriteBlockedOnAPeerThatStoppedReadingShowsItsQueue(t *testing.
 		return false
 	})
 
-	data := collect(t, reader)
-	assert.Positive(t, sumWhere(data["internode.socket.send_queue_peak_bytes"], "peer", "deaf", "lane", "small"),
-		"the responses' socket send queue, full")
+	// The responses' writer fills the socket and blocks there soon after
+	// they are queued: a collection then reads the queue. (Before it did
+	// not, however long the write stood.)
+	waitFor(t, 10*time.Second, "the responses' socket send queue measured at collection", func() bool {
+		data := collect(t, reader)
+		return sumWhere(data["internode.socket.send_queue_peak_bytes"], "peer", "deaf", "lane", "small") > 0
+	})
 	st := laneStats(t, n, "deaf", routing.Small)
 	assert.True(t, st.QueuesMeasured)
 	assert.Positive(t, st.SendQueueMax, "the responses' socket send queue, full")

@@ -118,8 +118,9 @@ func (n *Network) linkFor(a, b string) *link {
 	return lk
 }
 
-// between returns the open connections' ends whose hosts are a and b (in
-// either order), two per connection; n.mu held.
+// between returns the open ends of connections whose hosts are a and b
+// (in either order): two for a connection open at both ends, one for a
+// connection one end has closed; n.mu held.
 func (n *Network) between(a, b string) []*memConn {
 	var out []*memConn
 	joins := func(c *memConn) bool {
@@ -130,14 +131,23 @@ func (n *Network) between(a, b string) []*memConn {
 			out = append(out, c)
 		}
 	}
-	// A blackholed connection's unread end is held, not in conns: without
-	// it, Cut and Conns would count its dialer's end as half a connection.
+	// A blackholed connection's unread end is held, not in conns: Cut
+	// resets it with its dialer's.
 	for _, c := range n.held {
 		if joins(c) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// connections returns how many connections the ends are of.
+func connections(ends []*memConn) int {
+	conns := make(map[*stream]bool, len(ends))
+	for _, c := range ends {
+		conns[c.conn] = true
+	}
+	return len(conns)
 }
 
 // faultChanged wakes dials waiting on a partition; n.mu held.
@@ -245,7 +255,8 @@ func (n *Network) Unblackhole(host string) {
 
 // Cut resets every connection open now between hosts a and b, as a TCP
 // reset does (both ends' reads and writes fail with ECONNRESET), and
-// returns how many it reset. New connections are not affected.
+// returns how many it reset: a connection one end has closed counts, and
+// its open end is reset. New connections are not affected.
 func (n *Network) Cut(a, b string) int {
 	n.checkHosts("Cut", a, b)
 	n.mu.Lock()
@@ -254,15 +265,18 @@ func (n *Network) Cut(a, b string) int {
 	for _, c := range ends {
 		c.reset()
 	}
-	return len(ends) / 2
+	return connections(ends)
 }
 
-// Conns returns how many connections are open between hosts a and b.
+// Conns returns how many connections are open between hosts a and b: a
+// connection counts until both its ends are closed (one closed by one end
+// only is open at the other, as a TCP socket in CLOSE_WAIT is), and a
+// reset one until then too.
 func (n *Network) Conns(a, b string) int {
 	n.checkHosts("Conns", a, b)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return len(n.between(a, b)) / 2
+	return connections(n.between(a, b))
 }
 
 // Close resets every connection and closes every listener. Safe to call

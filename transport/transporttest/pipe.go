@@ -25,6 +25,9 @@ type memConn struct {
 	writeDeadline deadline
 	closeOnce     sync.Once
 	onClose       func(*memConn) // the network forgets the conn
+	// conn is the same for both ends: it tells one connection from
+	// another when only one of its ends is still open.
+	conn *stream
 }
 
 var _ net.Conn = (*memConn)(nil)
@@ -33,9 +36,9 @@ var _ net.Conn = (*memConn)(nil)
 // whose bytes cross lk.
 func newPipe(a, b memAddr, lk *link) (*memConn, *memConn) {
 	ab, ba := newStream(lk), newStream(lk)
-	ca := &memConn{in: ba, out: ab, local: a, remote: b,
+	ca := &memConn{in: ba, out: ab, local: a, remote: b, conn: ab,
 		readDeadline: makeDeadline(), writeDeadline: makeDeadline()}
-	cb := &memConn{in: ab, out: ba, local: b, remote: a,
+	cb := &memConn{in: ab, out: ba, local: b, remote: a, conn: ab,
 		readDeadline: makeDeadline(), writeDeadline: makeDeadline()}
 	return ca, cb
 }

@@ -280,7 +280,9 @@ func (n *Network) Conns(a, b string) int {
 }
 
 // Close resets every connection and closes every listener. Safe to call
-// more than once.
+// more than once. It does not close connections for their owners: their
+// reads and writes fail with ECONNRESET, as a reset's do, and their Close
+// returns nil.
 func (n *Network) Close() {
 	n.mu.Lock()
 	n.closed = true
@@ -288,7 +290,7 @@ func (n *Network) Close() {
 	for c := range n.conns {
 		ends = append(ends, c)
 	}
-	ends = append(ends, n.held...)
+	held := n.held // no one owns these ends: close them
 	n.held = nil
 	var lns []*memListener
 	for _, l := range n.listeners {
@@ -300,6 +302,9 @@ func (n *Network) Close() {
 		l.Close()
 	}
 	for _, c := range ends {
+		c.reset()
+	}
+	for _, c := range held {
 		c.reset()
 		c.Close()
 	}

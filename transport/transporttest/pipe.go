@@ -60,7 +60,8 @@ func (c *memConn) Write(b []byte) (int, error) {
 }
 
 // Close ends both directions: the peer reads what was written, then EOF;
-// its writes fail from now on.
+// its writes fail from now on. This end's reads and writes fail with
+// net.ErrClosed, as any Go net.Conn's do after Close, a reset or not.
 func (c *memConn) Close() error {
 	first := false
 	c.closeOnce.Do(func() {
@@ -161,12 +162,12 @@ func (s *stream) read(b []byte, dl *deadline) (int, error) {
 	for {
 		s.mu.Lock()
 		switch {
+		case s.readerClosed: // before broken: this end's Close is what counts
+			s.mu.Unlock()
+			return 0, net.ErrClosed
 		case s.broken:
 			s.mu.Unlock()
 			return 0, syscall.ECONNRESET
-		case s.readerClosed:
-			s.mu.Unlock()
-			return 0, net.ErrClosed
 		case isClosed(dl.wait()):
 			s.mu.Unlock()
 			return 0, os.ErrDeadlineExceeded
@@ -227,15 +228,15 @@ func (s *stream) write(b []byte, dl *deadline) (int, error) {
 	for {
 		s.mu.Lock()
 		switch {
+		case s.writerClosed && !s.writerShut: // before broken, as in read
+			s.mu.Unlock()
+			return written, net.ErrClosed
 		case s.broken:
 			s.mu.Unlock()
 			return written, syscall.ECONNRESET
-		case s.writerClosed && s.writerShut:
-			s.mu.Unlock()
-			return written, syscall.EPIPE
 		case s.writerClosed:
 			s.mu.Unlock()
-			return written, net.ErrClosed
+			return written, syscall.EPIPE
 		case s.readerClosed && !s.link.partitioned.Load():
 			// Across a partition the reader's close is not known yet:
 			// the bytes are buffered as any others, until Heal.

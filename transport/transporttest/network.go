@@ -58,7 +58,7 @@ func NewNetwork() *Network {
 		conns:      make(map[*memConn]struct{}),
 		links:      make(map[[2]string]*link),
 		blackholed: make(map[string]bool),
-		nextPort:   10000,
+		nextPort:   firstPort - 1,
 		changed:    make(chan struct{}),
 	}
 }
@@ -374,14 +374,13 @@ func (h *Host) Listen(_, address string) (net.Listener, error) {
 	if n.closed {
 		return nil, &net.OpError{Op: "listen", Net: networkName, Err: net.ErrClosed}
 	}
-	if port == 0 {
-		for {
-			n.nextPort++
-			if _, used := n.listeners[memAddr{h.name, n.nextPort}.String()]; !used {
-				break
-			}
+	for tries := 0; port == 0; tries++ {
+		if tries > lastPort-firstPort {
+			return nil, &net.OpError{Op: "listen", Net: networkName, Err: syscall.EADDRINUSE}
 		}
-		port = n.nextPort
+		if p := n.pickPort(); n.listeners[memAddr{h.name, p}.String()] == nil {
+			port = p
+		}
 	}
 	addr := memAddr{h.name, port}
 	if _, used := n.listeners[addr.String()]; used {
@@ -390,6 +389,22 @@ func (h *Host) Listen(_, address string) (net.Listener, error) {
 	l := &memListener{net: n, addr: addr, backlog: make(chan *memConn, listenBacklog), closed: make(chan struct{})}
 	n.listeners[addr.String()] = l
 	return l, nil
+}
+
+// The ports a Network picks, for Listen at port 0 and for dialers' ends,
+// run from firstPort to lastPort, then from firstPort again.
+const (
+	firstPort = 10001
+	lastPort  = 65535
+)
+
+// pickPort returns the next port in turn; n.mu held.
+func (n *Network) pickPort() int {
+	n.nextPort++
+	if n.nextPort > lastPort {
+		n.nextPort = firstPort
+	}
+	return n.nextPort
 }
 
 // listenBacklog is how many connections a listener holds dialled and not
@@ -442,8 +457,7 @@ func (h *Host) connect(to memAddr) (*memConn, <-chan struct{}, error) {
 	if l == nil && !blackholed {
 		return nil, nil, syscall.ECONNREFUSED
 	}
-	n.nextPort++
-	client, server := newPipe(memAddr{h.name, n.nextPort}, to, lk)
+	client, server := newPipe(memAddr{h.name, n.pickPort()}, to, lk)
 	client.onClose = n.forget
 	if blackholed {
 		n.held = append(n.held, server)

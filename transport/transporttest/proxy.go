@@ -25,6 +25,7 @@ type Proxy struct {
 }
 
 type pair struct {
+	p        *Proxy
 	a, b     net.Conn
 	frozen   chan struct{} // closed: forward nothing more
 	once     sync.Once
@@ -60,7 +61,7 @@ func (p *Proxy) accept() {
 			a.Close()
 			continue
 		}
-		pr := &pair{a: a, b: b, frozen: make(chan struct{}), killed: make(chan struct{})}
+		pr := &pair{p: p, a: a, b: b, frozen: make(chan struct{}), killed: make(chan struct{})}
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
@@ -92,9 +93,13 @@ func (p *Proxy) accept() {
 	}
 }
 
-// kill closes both sides with a reset.
+// kill closes both sides with a reset; the pair crosses the proxy no
+// more (Conns). p.mu not held.
 func (pr *pair) kill() {
 	pr.killOnce.Do(func() {
+		pr.p.mu.Lock()
+		delete(pr.p.pairs, pr)
+		pr.p.mu.Unlock()
 		for _, c := range []net.Conn{pr.a, pr.b} {
 			if tcp, ok := c.(*net.TCPConn); ok {
 				_ = tcp.SetLinger(0)

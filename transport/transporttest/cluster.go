@@ -44,10 +44,10 @@ type Cluster struct {
 	// cluster closes it in Close. Its hosts are named by node ID.
 	Network *Network
 
-	closed bool // Close has run: Restart would start a node no one closes
+	closed bool // Close has run: Add or Restart would start a node no one closes
 }
 
-// ErrClosed is Restart's error after Close.
+// ErrClosed is Add's and Restart's error after Close.
 var ErrClosed = errors.New("transporttest: the cluster is closed")
 
 // Config returns the config of a test node: listening on 127.0.0.1 at a
@@ -113,8 +113,12 @@ func New(tb testing.TB, n int, o Options) *Cluster {
 
 // Add starts one more node with cfg (its Membership is replaced by the
 // cluster's) and makes it a member. On an in-memory cluster, configure cfg
-// with c.Network.Host(name).Configure first.
+// with c.Network.Host(name).Configure first. After Close it returns
+// ErrClosed and starts nothing.
 func (c *Cluster) Add(cfg transport.Config) (*transport.Transport, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
 	return c.add(cfg, false)
 }
 

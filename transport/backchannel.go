@@ -130,6 +130,11 @@ func (rx *responseReader) read() string {
 		if err == nil {
 			err = rx.frame(fh)
 		}
+		if err == nil {
+			// Its grants and refusals bounded: an acceptor that does
+			// not read them is not read either.
+			c.awaitControlRoom(conn)
+		}
 		if err != nil {
 			if isTimeout(err) {
 				return fmt.Sprintf("peer silent for %v", timeout)

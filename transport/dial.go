@@ -550,6 +550,7 @@ func (c *outConn) closeConn(why string) {
 		c.backoff.Reset() // the connection worked: the next failure starts afresh
 	}
 	c.conn.kill(why)
+	c.controlEnded() // after the kill, which a waiting reader then sees
 	c.conn = nil
 	c.live.Store(nil)
 	c.peer.sendPeak[c.lane].Observe(0) // no socket, no queue: not the dead one's backlog

@@ -281,7 +281,10 @@
 // the headers (parameter blocks of up to 4 KiB included) of at most 8
 // large messages waiting for room, as many as a sender begins at once:
 // one more begun meanwhile that finds no room is refused as overloaded;
-// per process at most 8 spare queue segments of
+// per connection this node opens, the grants and refusals of large
+// responses waiting for its writer, at most 1024 (about 150 KiB) with as
+// many being written, its back channel not read past them until the
+// writer takes them; per process at most 8 spare queue segments of
 // 512 KiB; with OverloadReject, for a batch frame read only to be
 // rejected, an 8 KiB buffer it is read through and 32 bytes for each of
 // its messages (at most 32 KiB), its messages answered only once the

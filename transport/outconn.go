@@ -91,10 +91,13 @@ type outConn struct {
 	strategy   coalescing.Strategy
 
 	// ctrl holds the grants and refusals of large responses that the
-	// back-channel reader asks the writer to send.
+	// back-channel reader asks the writer to send; ctrlTaken, on ctrlMu,
+	// tells a reader waiting for them to be fewer (awaitControlRoom) that
+	// the writer took them, or that its connection was closed.
 	ctrlMu      sync.Mutex
 	ctrl        []ctrlFrame
 	ctrlPending atomic.Bool // ctrl is not empty: the writer's loop checks it without the lock
+	ctrlTaken   *sync.Cond
 
 	attrs     laneAttrs   // this lane's metric attributes (connAttrs)
 	waitTimer *time.Timer // coalescing waits; stopped when unused
@@ -144,6 +147,7 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 		waitTimer: newStoppedTimer(),
 		attrs:     t.tel.connAttrs(p, lane),
 	}
+	c.ctrlTaken = sync.NewCond(&c.ctrlMu)
 	c.counters = &p.outbound[lane]
 	c.hl = &p.health[lane]
 	c.ctx, c.cancel = context.WithCancel(t.ctx)
@@ -263,6 +267,44 @@ func (c *outConn) control(kind wire.FrameKind, stream uint32, payload []byte, se
 	c.signal()
 }
 
+// maxPendingControl bounds the grants and refusals a back-channel reader
+// queues for the writer: past it, the reader waits for the writer to take
+// them before it reads the next frame (awaitControlRoom). An acceptor
+// may begin any number of large responses that are refused (for requests
+// never made, or whose callers gave up), each refusal queued, with its
+// failure, for the writer; one that reads nothing of what the writer
+// writes had them all kept, some 80 bytes for each 29 it wrote, until
+// Timeouts.Write cut the writer's write off.
+const maxPendingControl = 1024
+
+// awaitControlRoom waits, while maxPendingControl grants and refusals or
+// more wait for the writer, until the writer takes them or closes conn,
+// the connection the reader reads: the acceptor's frames are not read
+// meanwhile, as an acceptor's reader does not read on while its own
+// grants and refusals wait for the socket (inConn.sendBack). The writer
+// takes them at every turn of its loop, so it waits only while the
+// writer's write waits for the acceptor to read, for Timeouts.Write at
+// most.
+func (c *outConn) awaitControlRoom(conn *liveConn) {
+	if !c.ctrlPending.Load() { // none: the common case, without the lock
+		return
+	}
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	for len(c.ctrl) >= maxPendingControl && !conn.dead.Load() {
+		c.ctrlTaken.Wait()
+	}
+}
+
+// controlEnded wakes a back-channel reader waiting in awaitControlRoom
+// for a connection that has just been killed, whose frames the writer
+// will never take: closeConn, whose writer may stop or exit next.
+func (c *outConn) controlEnded() {
+	c.ctrlMu.Lock()
+	c.ctrlTaken.Broadcast()
+	c.ctrlMu.Unlock()
+}
+
 // writeControl writes the pending grants and refusals meant for the
 // current connection, and forgets those for an earlier one.
 func (c *outConn) writeControl() error {
@@ -273,6 +315,7 @@ func (c *outConn) writeControl() error {
 	frames := c.ctrl
 	c.ctrl = nil
 	c.ctrlPending.Store(false)
+	c.ctrlTaken.Broadcast()
 	c.ctrlMu.Unlock()
 	if c.conn == nil || len(frames) == 0 {
 		return nil

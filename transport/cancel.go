@@ -12,7 +12,10 @@ import (
 // maxTombstones is how many cancels of requests not seen yet a node
 // remembers per peer: a cancel travels on the urgent lane and may overtake
 // its request. Beyond it the oldest are forgotten, and a request whose
-// cancel was forgotten runs, its answer unread.
+// cancel was forgotten runs, its answer unread. They are forgotten too
+// once the peer has no connection to this node left (ended): a request
+// comes on a connection, and one written on a connection that ended
+// never comes.
 const maxTombstones = 1024
 
 // cancels is one peer's requests to this node that are waiting or
@@ -26,6 +29,14 @@ type cancels struct {
 	ring  []uint64       // tombs in arrival order, to forget the oldest
 	next  int            // the slot of the next tomb
 	full  bool           // every slot of ring was used: the next one holds the oldest
+	conns int            // the peer's connections being served (opened, ended)
+}
+
+// opened counts a connection of the peer's being served, until ended.
+func (c *cancels) opened() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conns++
 }
 
 // add registers a request as it is handed over; false if its cancel came
@@ -122,6 +133,11 @@ func (c *cancels) cancel(id uint64) {
 // cancel, it leaves the answer to be dropped with the connection and
 // counted there (Dropped[connection reset]), as every response is; a
 // waiting request is dropped as it starts, its connection ended (start).
+//
+// With the peer's last connection the cancels of requests not seen yet
+// go: no request can come for them now. A node that accepts unknown
+// peers keeps each one's entry until a sweep, and made-up node IDs, each
+// sending a frame of cancels, made every entry hold some 48 KB of them.
 func (c *cancels) ended(ic *inConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -129,6 +145,9 @@ func (c *cancels) ended(ic *inConn) {
 		if w.ic == ic && w.cancel != nil {
 			w.cancel()
 		}
+	}
+	if c.conns--; c.conns == 0 {
+		c.tombs, c.ring, c.next, c.full = nil, nil, 0, false
 	}
 }
 

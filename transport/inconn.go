@@ -157,6 +157,7 @@ func (ic *inConn) setLimits() {
 // input — or for silence longer than Timeouts.Keepalive — is counted and
 // logged (rate limited) before it is closed.
 func (ic *inConn) serve() {
+	ic.peer.cancels.opened() // ended by end
 	ic.startBeats()
 	defer ic.end()
 	err := ic.read()

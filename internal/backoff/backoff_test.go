@@ -1,11 +1,13 @@
 package backoff
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestBackoffGrowsWithinBoundsAndResets(t *testing.T) {
@@ -36,4 +38,19 @@ func TestBackoffJitterSpreads(t *testing.T) {
 func TestBackoffTinyMin(t *testing.T) {
 	b := Backoff{Min: 1, Max: 1}
 	assert.Equal(t, time.Duration(1), b.Next(rand.New(rand.NewPCG(0, 0))))
+}
+
+// TestBackoffStaysAtAMaxNearTheLargestDuration: with Max above half the
+// largest Duration, doubling the ceiling past it must stop at Max, not
+// overflow and start again from Min.
+func TestBackoffStaysAtAMaxNearTheLargestDuration(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	const maxDelay = time.Duration(math.MaxInt64)
+	b := Backoff{Min: time.Second, Max: maxDelay}
+	for i := range 70 {
+		d := b.Next(r)
+		if i >= 34 { // 1 s doubled 34 times is past any Duration: the ceiling is Max
+			require.GreaterOrEqual(t, d, maxDelay/2, "step %d", i)
+		}
+	}
 }

@@ -18,7 +18,11 @@ type Backoff struct {
 // Next returns the next delay: uniformly random in [ceiling/2, ceiling],
 // where ceiling starts at Min and doubles per call up to Max.
 func (b *Backoff) Next(r *rand.Rand) time.Duration {
-	b.ceiling = min(max(2*b.ceiling, b.Min), b.Max)
+	if b.ceiling > b.Max/2 {
+		b.ceiling = b.Max // doubled, it would be past Max, or overflow
+	} else {
+		b.ceiling = min(max(2*b.ceiling, b.Min), b.Max)
+	}
 	half := b.ceiling / 2
 	if half <= 0 {
 		return b.ceiling

@@ -1,6 +1,7 @@
 package sockstat_test
 
 import (
+	"math"
 	"net"
 	"syscall"
 	"testing"
@@ -66,4 +67,22 @@ func TestSocketCallsAfterClose(t *testing.T) {
 	_, _, err := sockstat.Buffers(client)
 	require.ErrorIs(t, err, net.ErrClosed)
 	require.ErrorIs(t, sockstat.SetUserTimeout(client, time.Second), net.ErrClosed)
+}
+
+// TestNotSentLowat: a size is set and read back; one above what the
+// option holds (an int32) is taken as the most it holds, not cut to its
+// low 32 bits, which made 4 GiB + 64 KiB a 64 KiB limit.
+func TestNotSentLowat(t *testing.T) {
+	client, _ := tcpPair(t)
+	require.NoError(t, sockstat.SetNotSentLowat(client, 128<<10))
+	n, err := sockstat.NotSentLowat(client)
+	require.NoError(t, err)
+	require.Equal(t, 128<<10, n)
+
+	require.NoError(t, sockstat.SetNotSentLowat(client, 1<<32+64<<10))
+	n, err = sockstat.NotSentLowat(client)
+	require.NoError(t, err)
+	require.Equal(t, math.MaxInt32, n, "capped, not truncated")
+
+	require.Error(t, sockstat.SetNotSentLowat(client, -1))
 }

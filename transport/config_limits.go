@@ -44,7 +44,8 @@ type SocketConfig struct {
 	// Default DefaultNotSentLowat on the urgent and small lanes, none on
 	// the large lane (its messages are written once the receiver has
 	// room for them); negative: the system's (no limit unless
-	// net.ipv4.tcp_notsent_lowat says).
+	// net.ipv4.tcp_notsent_lowat says). Above 2 GiB - 1, the most the
+	// option holds, it sets that.
 	NotSentLowat int
 }
 

@@ -113,11 +113,13 @@ func wrap(err error) error {
 // SetNotSentLowat sets TCP_NOTSENT_LOWAT: the socket takes more from a
 // writer only while fewer than n of its bytes wait unsent in its send
 // queue, so a writer whose peer does not take its bytes keeps them
-// rather than the kernel. 0 restores the system default.
+// rather than the kernel. 0 restores the system default. The option is
+// an int32: n above its largest value (2 GiB - 1) sets that.
 func SetNotSentLowat(c *net.TCPConn, n int) error {
 	if n < 0 {
 		return errors.New("sockstat: negative TCP_NOTSENT_LOWAT")
 	}
+	n = min(n, math.MaxInt32) // setsockopt would keep only the low 32 bits
 	return control(c, func(fd int) error {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, n); err != nil {
 			return fmt.Errorf("sockstat: TCP_NOTSENT_LOWAT: %w", err)

@@ -462,7 +462,7 @@ func (d *sessionDrain) wait(session *smux.Session) {
 // holds (wait), in a goroutine that ends within lingerTimeout, for a
 // failure that ends no AcceptStream — closeWhenBroken and serveStreams see
 // to the others: a write on its socket failed, found by a stream's open
-// (closeBroken) or by a read's window update (readAheadLoop).
+// (Transport.openOn) or by a read's window update (readAheadLoop).
 func (d *sessionDrain) closeWhenDrained() {
 	d.closing.Do(func() {
 		go func() {

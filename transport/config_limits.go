@@ -117,9 +117,9 @@ func (s SocketConfig) apply(conn *net.TCPConn) error {
 // peer's other two lanes may not: PerPeer − 2×PerConnection (Node in
 // place of PerPeer when it is less), outbound less the eighth the node's
 // own sends leave to responses (see below), and at least PerConnection;
-// so a peer's large messages never take the room of its small ones. A connection holding nothing may take
-// one message larger than its limit (up to MaxMessageSize), so a large
-// message always gets through.
+// so a peer's large messages never take the room of its small ones. A
+// connection holding nothing may take one message larger than its limit
+// (up to MaxMessageSize), so a large message always gets through.
 //
 // Outbound, the bytes held are the encoded messages queued or being
 // written (a large message's payload is the caller's buffer, held until
@@ -127,10 +127,11 @@ func (s SocketConfig) apply(conn *net.TCPConn) error {
 // leave an eighth of Node and of PerPeer to its responses (less, when
 // that would leave no room for a message of MaxMessageSize): bulk sends
 // that fill the node's room, to a peer that stopped reading say, do not
-// turn every response it owes its other peers into ErrOverloaded. Inbound, they are the buffers of frames and messages received,
-// from the moment they are allocated — capacity is taken first — until
-// every handler of their messages has returned, responses included. See
-// the package documentation for the one exception (OverloadReject).
+// turn every response it owes its other peers into ErrOverloaded.
+// Inbound, they are the buffers of frames and messages received, from the
+// moment they are allocated — capacity is taken first — until every
+// handler of their messages has returned, responses included. See the
+// package documentation for the one exception (OverloadReject).
 type Limits struct {
 	PerConnection int64 // bytes; default 4 MiB
 	PerPeer       int64 // bytes, all of a peer's connections; default 64 MiB

@@ -130,10 +130,11 @@ func (rx *responseReader) read() string {
 		if err == nil {
 			err = rx.frame(fh)
 		}
-		if err == nil {
+		if err == nil && !c.awaitControlRoom(conn) {
 			// Its grants and refusals bounded: an acceptor that does
-			// not read them is not read either.
-			c.awaitControlRoom(conn)
+			// not read them is not read either, and one not heard for
+			// Keepalive meanwhile is silent.
+			return fmt.Sprintf("peer silent for %v", timeout)
 		}
 		if err != nil {
 			if isTimeout(err) {

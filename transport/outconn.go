@@ -284,16 +284,38 @@ const maxPendingControl = 1024
 // grants and refusals wait for the socket (inConn.sendBack). The writer
 // takes them at every turn of its loop, so it waits only while the
 // writer's write waits for the acceptor to read, for Timeouts.Write at
-// most.
-func (c *outConn) awaitControlRoom(conn *liveConn) {
+// most. With Timeouts.Write off nothing cuts that write off, and the
+// reader, not reading, could not find the acceptor silent (its read
+// deadline, Timeouts.Keepalive): an acceptor that hung behind the write
+// kept the connection up for good. The wait then lasts Keepalive at
+// most, and reports false past it: the acceptor was not heard, nor took
+// what it was owed, for that long, and the connection is dead.
+func (c *outConn) awaitControlRoom(conn *liveConn) bool {
 	if !c.ctrlPending.Load() { // none: the common case, without the lock
-		return
+		return true
 	}
 	c.ctrlMu.Lock()
 	defer c.ctrlMu.Unlock()
+	if len(c.ctrl) < maxPendingControl || conn.dead.Load() {
+		return true
+	}
+	expired := false
+	if k := c.t.cfg.Timeouts.Keepalive; k > 0 && c.t.cfg.Timeouts.Write <= 0 {
+		timer := time.AfterFunc(k, func() {
+			c.ctrlMu.Lock()
+			expired = true
+			c.ctrlTaken.Broadcast()
+			c.ctrlMu.Unlock()
+		})
+		defer timer.Stop()
+	}
 	for len(c.ctrl) >= maxPendingControl && !conn.dead.Load() {
+		if expired {
+			return false
+		}
 		c.ctrlTaken.Wait()
 	}
+	return true
 }
 
 // controlEnded wakes a back-channel reader waiting in awaitControlRoom

@@ -434,7 +434,8 @@ func (d *sessionDrain) leave() {
 // most from the first call: each ends as soon as smux has no more bytes
 // for it, as its connection gives none. Every call waits, so that none
 // closes the session under another's drain. A session closed already has
-// nothing left.
+// nothing left, and once the transport closes nothing is kept: a session
+// that openOn let go is no longer its peer's for Close to close.
 func (d *sessionDrain) wait(session *smux.Session) {
 	d.mu.Lock()
 	if !d.ended {
@@ -455,6 +456,7 @@ func (d *sessionDrain) wait(session *smux.Session) {
 	select {
 	case <-d.drained:
 	case <-timer.C:
+	case <-d.t.closed:
 	}
 }
 

@@ -480,8 +480,8 @@
 // cancelled and no answer is sent; if it has not started, it never does;
 // if it has not arrived, the receiver may remember the cancel for a while
 // (internode: the last 1024 per peer, while the peer has a connection to
-// it) and drop the request when it comes. A cancel for a request the receiver has answered, or never sees,
-// is ignored. It gets no response.
+// it) and drop the request when it comes. A cancel for a request the
+// receiver has answered, or never sees, is ignored. It gets no response.
 //
 // A receiver whose inbound room is full stops reading until room frees,
 // and the room may be held by the very requests a cancel would stop. So

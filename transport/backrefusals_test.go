@@ -15,6 +15,7 @@ import (
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 	"github.com/internode/internode/wire"
 )
 
@@ -36,39 +37,7 @@ func TestRefusalsAnAcceptorDoesNotReadAreBounded(t *testing.T) {
 		cfg.Lanes.Sockets[routing.Small].SendBuffer = 64 << 10
 	})
 	node := c.Nodes[0]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c.Members.Add(cluster.Member{ID: "fake", Addr: ln.Addr().String()})
-
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-			raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
-			hello, derr := wire.DecodeHello(raw)
-			if err != nil || derr != nil || hello.Lane != uint8(routing.Small) {
-				conn.Close()
-				continue
-			}
-			// No eager responses: each begin waits for a grant or a refusal.
-			caps := hello.Capabilities &^ (wire.CapEagerResponses | wire.CapBatchS2)
-			_, err = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion, Capabilities: caps, Message: "fake"}))
-			if err != nil {
-				conn.Close()
-				continue
-			}
-			accepted <- conn
-			return
-		}
-	}()
-	require.NoError(t, node.Send(ctxTimeout(t, 10*time.Second), "fake", verbBlock, []byte("hello")))
-	conn := within(t, accepted, 10*time.Second, "the node's small lane to the fake acceptor")
-	defer conn.Close()
+	conn := fakeSmallAcceptor(t, c)
 
 	// Begins of responses to requests never made, in batches, on one
 	// stream: each is refused, and never read. Written until they are
@@ -116,8 +85,50 @@ func TestRefusalsAnAcceptorDoesNotReadAreBounded(t *testing.T) {
 	go func() { _, _ = io.Copy(io.Discard, conn) }()
 	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	cut := written % len(batch)
-	_, err = conn.Write(batch[cut : (cut+frameLen-1)/frameLen*frameLen])
+	_, err := conn.Write(batch[cut : (cut+frameLen-1)/frameLen*frameLen])
 	require.NoError(t, err)
 	all := uint64((written + frameLen - 1) / frameLen)
 	waitFor(t, 15*time.Second, "every begin written refused", func() bool { return refused() == all })
+}
+
+// fakeSmallAcceptor makes member "fake" of c a raw acceptor on loopback
+// that takes c.Nodes[0]'s small lane without eager responses or S2 (each
+// large response it begins waits for a grant or a refusal), has the node
+// dial it, and returns the accepted connection, closed at the test's end.
+func fakeSmallAcceptor(t *testing.T, c *transporttest.Cluster) net.Conn {
+	t.Helper()
+	node := c.Nodes[0]
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	c.Members.Add(cluster.Member{ID: "fake", Addr: ln.Addr().String()})
+
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
+			hello, derr := wire.DecodeHello(raw)
+			if err != nil || derr != nil || hello.Lane != uint8(routing.Small) {
+				conn.Close()
+				continue
+			}
+			caps := hello.Capabilities &^ (wire.CapEagerResponses | wire.CapBatchS2)
+			_, err = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion, Capabilities: caps, Message: "fake"}))
+			if err != nil {
+				conn.Close()
+				continue
+			}
+			accepted <- conn
+			return
+		}
+	}()
+	require.NoError(t, node.Send(ctxTimeout(t, 10*time.Second), "fake", verbBlock, []byte("hello")))
+	conn := within(t, accepted, 10*time.Second, "the node's small lane to the fake acceptor")
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }

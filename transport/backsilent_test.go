@@ -2,14 +2,12 @@ package transport_test
 
 import (
 	"errors"
-	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
 	"github.com/internode/internode/wire"
@@ -31,38 +29,7 @@ func TestAnAcceptorSilentBehindUnreadRefusalsIsJudgedDead(t *testing.T) {
 		cfg.Timeouts.Keepalive = keepalive
 	})
 	node := c.Nodes[0]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c.Members.Add(cluster.Member{ID: "fake", Addr: ln.Addr().String()})
-
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-			raw, err := wire.ReadHandshake(conn, make([]byte, wire.MaxHandshakeSize))
-			hello, derr := wire.DecodeHello(raw)
-			if err != nil || derr != nil || hello.Lane != uint8(routing.Small) {
-				conn.Close()
-				continue
-			}
-			caps := hello.Capabilities &^ (wire.CapEagerResponses | wire.CapBatchS2)
-			_, err = conn.Write(wire.AppendReply(nil, &wire.Reply{Reason: wire.Accepted, Version: wire.MaxVersion, Capabilities: caps, Message: "fake"}))
-			if err != nil {
-				conn.Close()
-				continue
-			}
-			accepted <- conn
-			return
-		}
-	}()
-	require.NoError(t, node.Send(ctxTimeout(t, 10*time.Second), "fake", verbBlock, []byte("hello")))
-	conn := within(t, accepted, 10*time.Second, "the node's small lane to the fake acceptor")
-	defer conn.Close()
+	conn := fakeSmallAcceptor(t, c)
 
 	const perWrite = 1000
 	var batch []byte

@@ -24,41 +24,8 @@ import (
 // hundreds of kilobytes of responses stuck behind a peer that stopped
 // reading showed as nothing pending.
 func TestResponsesWaitingToBeWrittenArePending(t *testing.T) {
-	const verbAsk transport.Verb = 143
-	const requests, answerSize = 256, 4 << 10
-	reader := metric.NewManualReader()
-	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
-		cfg.Timeouts.Keepalive = time.Minute // the peer sends nothing once its requests are out
-		cfg.Timeouts.Write = time.Minute
-		cfg.Lanes.Sockets[routing.Small].SendBuffer = 8 << 10
-		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(reader))
-	})
-	n := c.Nodes[0]
-	c.Members.Add(cluster.Member{ID: "deaf", Addr: closedAddr(t)})
-	var handled atomic.Int64
-	answer := make([]byte, answerSize)
-	n.Handle(verbAsk, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
-		handled.Add(1)
-		return answer, nil
-	}))
-
-	conn := dialAsWith(smallReadBuffer(4<<10), n.Addr().String(), "deaf", routing.Small)
-	require.NotNil(t, conn)
-	defer conn.Close()
-	for i := range requests {
-		_, err := conn.Write(requestFrame(uint64(i+1), verbAsk, []byte("hi")))
-		require.NoError(t, err)
-	}
-	waitFor(t, 10*time.Second, "every request handled", func() bool { return handled.Load() == requests })
-	held := func() int64 {
-		for _, p := range n.Stats().Peers {
-			if p.Peer == "deaf" {
-				return p.OutboundHeld
-			}
-		}
-		return 0
-	}
-	waitFor(t, 10*time.Second, "most responses held, unwritten", func() bool { return held() > requests*answerSize/2 })
+	const requests, answerSize = deafRequests, deafAnswerSize
+	n, reader, held := deafRequester(t, 143)
 
 	st := laneStats(t, n, "deaf", routing.Small)
 	require.Less(t, st.MessagesSent, uint64(requests), "setup: responses wait")
@@ -69,4 +36,51 @@ func TestResponsesWaitingToBeWrittenArePending(t *testing.T) {
 	data := collect(t, reader)
 	assert.NotZero(t, sumWhere(data["internode.queue.pending_messages"], "peer", "deaf", "lane", "small"))
 	assert.NotZero(t, sumWhere(data["internode.queue.pending_bytes"], "peer", "deaf", "lane", "small"))
+}
+
+// deafRequests requests of deafRequester's, each answered with
+// deafAnswerSize bytes.
+const deafRequests, deafAnswerSize = 256, 4 << 10
+
+// deafRequester starts a node whose member "deaf" sends it deafRequests
+// requests for verb on the small lane, from a raw connection with a small
+// receive buffer, and reads none of the answers. It returns once every
+// request was handled and most of the answers are held, unwritten, with
+// the node's metric reader and a reading of what it holds for "deaf".
+func deafRequester(t *testing.T, verb transport.Verb) (*transport.Transport, *metric.ManualReader, func() int64) {
+	t.Helper()
+	reader := metric.NewManualReader()
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = time.Minute // the peer sends nothing once its requests are out
+		cfg.Timeouts.Write = time.Minute
+		cfg.Lanes.Sockets[routing.Small].SendBuffer = 8 << 10
+		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(reader))
+	})
+	n := c.Nodes[0]
+	c.Members.Add(cluster.Member{ID: "deaf", Addr: closedAddr(t)})
+	var handled atomic.Int64
+	answer := make([]byte, deafAnswerSize)
+	n.Handle(verb, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		handled.Add(1)
+		return answer, nil
+	}))
+
+	conn := dialAsWith(smallReadBuffer(4<<10), n.Addr().String(), "deaf", routing.Small)
+	require.NotNil(t, conn)
+	t.Cleanup(func() { conn.Close() })
+	for i := range deafRequests {
+		_, err := conn.Write(requestFrame(uint64(i+1), verb, []byte("hi")))
+		require.NoError(t, err)
+	}
+	waitFor(t, 10*time.Second, "every request handled", func() bool { return handled.Load() == deafRequests })
+	held := func() int64 {
+		for _, p := range n.Stats().Peers {
+			if p.Peer == "deaf" {
+				return p.OutboundHeld
+			}
+		}
+		return 0
+	}
+	waitFor(t, 10*time.Second, "most responses held, unwritten", func() bool { return held() > deafRequests*deafAnswerSize/2 })
+	return n, reader, held
 }

@@ -13,7 +13,9 @@ import (
 // Probe reads one socket's queue depths and TCP_INFO without allocating.
 // RawConn.Control takes a func(fd uintptr); a closure made per call would be
 // allocated per call, so each query owns its result fields and a method value
-// made once in NewProbe.
+// made once in NewProbe. TCP_INFO's buffer, larger than the rest of a Probe
+// and seldom read, is borrowed from a pool for each Info instead: every
+// connection keeps a Probe.
 //
 // A Probe is safe for concurrent use: the writer loop may call SendQueue
 // while the reader loop calls RecvQueue. Calls of the same method serialize.
@@ -21,7 +23,6 @@ type Probe struct {
 	raw  syscall.RawConn
 	send queueQuery
 	recv queueQuery
-	info infoQuery
 }
 
 // NewProbe makes a Probe for c, usually a *net.TCPConn; for a *tls.Conn pass
@@ -38,7 +39,6 @@ func newProbe(raw syscall.RawConn) *Probe {
 	p := &Probe{raw: raw}
 	p.send.init(unix.SIOCOUTQ, "SIOCOUTQ")
 	p.recv.init(unix.SIOCINQ, "SIOCINQ")
-	p.info.control = p.info.read
 	return p
 }
 
@@ -52,7 +52,11 @@ func (p *Probe) SendQueue() (int, error) { return p.send.query(p.raw) }
 func (p *Probe) RecvQueue() (int, error) { return p.recv.query(p.raw) }
 
 // Info returns the socket's TCP_INFO fields that TCPInfo describes.
-func (p *Probe) Info() (TCPInfo, error) { return p.info.query(p.raw) }
+func (p *Probe) Info() (TCPInfo, error) {
+	i := infoQueries.Get().(*infoQuery)
+	defer infoQueries.Put(i)
+	return i.query(p.raw)
+}
 
 // queueQuery is one ioctl that reads an int, with its result.
 type queueQuery struct {
@@ -84,9 +88,9 @@ func (q *queueQuery) query(raw syscall.RawConn) (int, error) {
 }
 
 // infoQuery is getsockopt(TCP_INFO) into a buffer it owns, because
-// unix.GetsockoptTCPInfo allocates its result.
+// unix.GetsockoptTCPInfo allocates its result; one Info at a time has it
+// (infoQueries).
 type infoQuery struct {
-	mu      sync.Mutex
 	control func(fd uintptr) // i.read, made once
 	buf     unix.TCPInfo
 	length  uint32 // the bytes of buf the kernel filled
@@ -104,9 +108,14 @@ func (i *infoQuery) read(fd uintptr) {
 		uintptr(unsafe.Pointer(&i.buf)), uintptr(unsafe.Pointer(&i.length)), 0)
 }
 
+// infoQueries lends infoQuery buffers to Probe.Info.
+var infoQueries = sync.Pool{New: func() any {
+	i := new(infoQuery)
+	i.control = i.read
+	return i
+}}
+
 func (i *infoQuery) query(raw syscall.RawConn) (TCPInfo, error) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
 	if err := raw.Control(i.control); err != nil {
 		return TCPInfo{}, fmt.Errorf("sockstat: TCP_INFO: %w", err)
 	}

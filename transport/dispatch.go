@@ -155,7 +155,7 @@ func (t *Transport) respond(ic *inConn, req *wire.Header, deadline int64, payloa
 		payload = wire.AppendFailure(nil, wire.Failure{Code: failureCode(herr), Message: herr.Error()})
 	}
 	h := wire.Header{Flags: flags, ID: req.ID, Verb: req.Verb}
-	if err := t.sendOn(t.ctx, ic.replies, &h, deadline, payload, false); err != nil {
+	if err := t.sendOn(t.ctx, ic.answerer(), &h, deadline, payload, false); err != nil {
 		t.log.Debug("internode: response not sent", "peer", ic.from, "err", err)
 		// Counted by sendOn; refused before it was queued, it was not
 		// handed to OnDropped there, as one that fails once queued is.
@@ -270,8 +270,8 @@ func (ic *inConn) answered() {
 // role first, if it can, to write the answers of the frame's Inline
 // handlers together once it has routed the frame (writeReplies).
 func (ic *inConn) runInline(w *work, onReader bool) {
-	if onReader && !ic.holdsReplies {
-		ic.holdsReplies = ic.replies.hold()
+	if onReader && !ic.holdsReplies && w.h.Flags&wire.FlagExpectsResponse != 0 {
+		ic.holdsReplies = ic.answerer().hold()
 	}
 	if ic.lane != routing.Large && !ic.inlineHeld {
 		// Only the reader runs them on these lanes. The frames behind
@@ -296,7 +296,7 @@ func (ic *inConn) runInline(w *work, onReader bool) {
 func (ic *inConn) writeReplies() {
 	if ic.holdsReplies {
 		ic.holdsReplies = false
-		ic.replies.writeFromCaller()
+		ic.replies.Load().writeFromCaller() // made for the hold
 	}
 }
 

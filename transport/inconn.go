@@ -87,7 +87,13 @@ type inConn struct {
 	writing bool
 
 	dispatch dispatchQueue
-	replies  *replyWriter // the responses to its requests, written back on it
+	// replies writes the responses to its requests back on it; made for
+	// the first (answerer), as a connection that carries only one-way
+	// messages needs none. repliesMu orders its making with setLimits
+	// and end: one made after end is closed at once (repliesEnded).
+	replies      atomic.Pointer[replyWriter]
+	repliesMu    sync.Mutex
+	repliesEnded bool
 	// answering counts its requests handed to their handlers and not yet
 	// answered (or dropped), for replies.gather.
 	answering atomic.Int32
@@ -142,15 +148,36 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wir
 		ic.arrivals.counted = true
 	}
 	ic.src = bufio.NewReaderSize(src, readBufferSize)
-	ic.replies = newReplyWriter(ic)
 	return ic
+}
+
+// answerer returns the connection's response writer, made on first use.
+func (ic *inConn) answerer() *replyWriter {
+	if w := ic.replies.Load(); w != nil {
+		return w
+	}
+	ic.repliesMu.Lock()
+	defer ic.repliesMu.Unlock()
+	if w := ic.replies.Load(); w != nil {
+		return w
+	}
+	w := newReplyWriter(ic) // under the limits in force (setLimits)
+	if ic.repliesEnded {
+		w.close() // refuses every response, as end's close would have
+	}
+	ic.replies.Store(w)
+	return w
 }
 
 // setLimits sets the connection's limits, inbound and for its responses,
 // to those in force.
 func (ic *inConn) setLimits() {
 	ic.account.SetLimit(ic.t.limitsIn.Load().forLane(ic.lane))
-	ic.replies.account.SetLimit(ic.t.limitsOut.Load().forLane(ic.lane))
+	ic.repliesMu.Lock()
+	defer ic.repliesMu.Unlock()
+	if w := ic.replies.Load(); w != nil {
+		w.account.SetLimit(ic.t.limitsOut.Load().forLane(ic.lane))
+	}
 }
 
 // serve runs the connection until it ends. A connection closed for bad
@@ -201,7 +228,13 @@ func (ic *inConn) end() {
 		ic.abandon(m, ic.t.endReason())
 	}
 	ic.peer.cancels.ended(ic)
-	ic.replies.close()
+	ic.repliesMu.Lock()
+	ic.repliesEnded = true
+	w := ic.replies.Load()
+	ic.repliesMu.Unlock()
+	if w != nil {
+		w.close()
+	}
 }
 
 // kill ends the connection: the reader returns, a wait for capacity gives
@@ -297,7 +330,11 @@ func (ic *inConn) backFailed(err error) {
 // limit bytes unacknowledged (see queueBound), counting what both its
 // writers wrote: sendBack and the reply writer. The caller holds backMu.
 func (ic *inConn) backQueueLow(limit int) bool {
-	return ic.backBound.low(limit, ic.backDirect+ic.replies.frames.written, ic.probe)
+	written := ic.backDirect
+	if w := ic.replies.Load(); w != nil {
+		written += w.frames.written
+	}
+	return ic.backBound.low(limit, written, ic.probe)
 }
 
 // renewReadDeadline gives the next frame Timeouts.Keepalive, header and

@@ -84,7 +84,7 @@ func (ic *inConn) read() error {
 		case wire.FrameLargeCancel:
 			err = ic.readLargeCancel(fh)
 		case wire.FrameGrant:
-			if !ic.replies.grant(backFrame{stream: fh.Stream}) {
+			if !ic.grant(backFrame{stream: fh.Stream}) {
 				err = errTooManyGrants
 			}
 		case wire.FrameRefuse:

@@ -656,13 +656,22 @@ func (m *largeIn) putPayload() {
 	m.payload = nil
 }
 
+// grant hands the response writer the requester's grant or refusal of a
+// large response; false: the requester sends more than it was asked
+// for. Without a writer no response was begun, and it is for none: a
+// late one is ignored, as the writer ignores it (largeWriter.deliver).
+func (ic *inConn) grant(f backFrame) bool {
+	w := ic.replies.Load()
+	return w == nil || w.grant(f)
+}
+
 // readRefusal reads the requester's refusal of a large response.
 func (ic *inConn) readRefusal(fh wire.FrameHeader) error {
 	f, err := ic.readFailure(fh)
 	if err != nil {
 		return err
 	}
-	if !ic.replies.grant(backFrame{stream: fh.Stream, refused: &f}) {
+	if !ic.grant(backFrame{stream: fh.Stream, refused: &f}) {
 		return errTooManyGrants
 	}
 	return nil

@@ -52,10 +52,21 @@ func newReplyWriter(ic *inConn) *replyWriter {
 	return w
 }
 
-// pending returns the responses queued or being written, and the bytes
-// they hold (Stats' PendingMessages and PendingBytes).
-func (w *replyWriter) pending() (messages, bytes int) {
+// pendingReplies returns the responses queued or being written, and the
+// bytes they hold (Stats' PendingMessages and PendingBytes).
+func (ic *inConn) pendingReplies() (messages, bytes int) {
+	w := ic.replies.Load()
+	if w == nil {
+		return 0, 0
+	}
 	return w.small.unfinished() + w.large.unfinished(), w.small.held() + w.large.held()
+}
+
+// repliesHeld reports whether responses hold capacity: queued, or being
+// written.
+func (ic *inConn) repliesHeld() bool {
+	w := ic.replies.Load()
+	return w != nil && (w.small.held() > 0 || w.large.held() > 0)
 }
 
 // enqueue queues one response. It never waits. Out of capacity, a small

@@ -60,7 +60,7 @@ func TestReplyLargeResponseWaitsForItsGrant(t *testing.T) {
 	assert.Equal(t, uint64(2), d.ID)
 	assert.Equal(t, ReasonOverloaded, d.Reason)
 	assert.EqualValues(t, 1, out.dropped[ReasonOverloaded].Load())
-	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
+	eventually(t, func() bool { return r.ic.answerer().account.Used() == 0 }, "its room given back")
 }
 
 // TestReplyEagerLargeResponse: with CapEagerResponses agreed, a large
@@ -84,9 +84,9 @@ func TestReplyEagerLargeResponse(t *testing.T) {
 	eventually(t, func() bool { return len(r.back) == cap(r.back) }, "the writer held")
 	r.write(anyFrame(wire.FrameRefuse, begin.stream, wire.AppendFailure(nil, wire.Failure{Code: wire.FailureExpired})))
 	eventually(t, func() bool { // delivered, or applied by a last look
-		r.ic.replies.parts.mu.Lock()
-		defer r.ic.replies.parts.mu.Unlock()
-		return len(r.ic.replies.parts.inbox) == 1 || len(r.drops) > 0
+		r.ic.answerer().parts.mu.Lock()
+		defer r.ic.answerer().parts.mu.Unlock()
+		return len(r.ic.answerer().parts.inbox) == 1 || len(r.drops) > 0
 	}, "the refusal delivered")
 	got := len(part.payload)
 	for {
@@ -102,7 +102,7 @@ func TestReplyEagerLargeResponse(t *testing.T) {
 	d := within(t, r.drops, 5*time.Second, "the refused response")
 	assert.Equal(t, ReasonExpired, d.Reason)
 	assert.Equal(t, uint64(1), d.ID)
-	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
+	eventually(t, func() bool { return r.ic.answerer().account.Used() == 0 }, "its room given back")
 }
 
 // TestReplyGrantsForNothingAreNotKept: grants and refusals the requester
@@ -122,9 +122,9 @@ func TestReplyGrantsForNothingAreNotKept(t *testing.T) {
 	}
 	r.write(batchFrame(message(wire.Header{ID: 1, Verb: 99}, nil))) // read after them all
 	eventually(t, func() bool { return r.in.dropped[ReasonUnknownVerb].Load() == 1 }, "the frames read")
-	r.ic.replies.parts.mu.Lock()
-	held := len(r.ic.replies.parts.inbox)
-	r.ic.replies.parts.mu.Unlock()
+	r.ic.answerer().parts.mu.Lock()
+	held := len(r.ic.answerer().parts.inbox)
+	r.ic.answerer().parts.mu.Unlock()
 	assert.Zero(t, held, "grants and refusals kept with no response in flight")
 
 	// With a response in flight (its writer held by unread frames), a
@@ -166,10 +166,10 @@ func TestReplyResponsesFailWithTheirConnection(t *testing.T) {
 	d := within(t, r.drops, 5*time.Second, "the response failed")
 	assert.Equal(t, ReasonConnectionReset, d.Reason)
 	assert.Equal(t, uint64(1), d.ID)
-	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
+	eventually(t, func() bool { return r.ic.answerer().account.Used() == 0 }, "its room given back")
 
 	h := wire.Header{ID: 3, Flags: wire.FlagResponse}
-	err := r.tr.sendOn(context.Background(), r.ic.replies, &h, 0, []byte("late"), false)
+	err := r.tr.sendOn(context.Background(), r.ic.answerer(), &h, 0, []byte("late"), false)
 	assert.ErrorIs(t, err, ErrConnectionReset)
 	assert.Empty(t, r.drops, "one outcome each")
 }
@@ -233,5 +233,5 @@ func TestReplyExpiredWhileWaitingForTheBackChannelIsNotWritten(t *testing.T) {
 	assert.Equal(t, ReasonExpired, d.Reason)
 	assert.Equal(t, uint64(1), d.ID)
 	assert.Zero(t, r.ic.peer.outbound[routing.Small].sent.Load(), "an expired response written")
-	eventually(t, func() bool { return r.ic.replies.account.Used() == 0 }, "its room given back")
+	eventually(t, func() bool { return r.ic.answerer().account.Used() == 0 }, "its room given back")
 }

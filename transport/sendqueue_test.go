@@ -43,15 +43,17 @@ func TestBackQueueBoundCountsWhatWasWritten(t *testing.T) {
 	const limit = 4 << 10
 	for name, write := range map[string]func(ic *inConn) error{
 		"reply writer": func(ic *inConn) error {
-			ic.replies.frames.reserve(1)
-			ic.replies.frames.add(wire.FrameBatch, 0, make([]byte, 1<<20))
-			return ic.replies.frames.flush(ic.conn)
+			w := ic.replies.Load()
+			w.frames.reserve(1)
+			w.frames.add(wire.FrameBatch, 0, make([]byte, 1<<20))
+			return w.frames.flush(ic.conn)
 		},
 		"sendBack": func(ic *inConn) error { return ic.sendBack(wire.FrameRefuse, 1, make([]byte, 1<<20)) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			client, probe := deafSocket(t)
-			ic := &inConn{t: &Transport{}, conn: client, probe: probe, backBound: newQueueBound(client), replies: &replyWriter{}}
+			ic := &inConn{t: &Transport{}, conn: client, probe: probe, backBound: newQueueBound(client)}
+			ic.replies.Store(&replyWriter{})
 			ic.backMu.Lock()
 			defer ic.backMu.Unlock()
 			assert.True(t, ic.backQueueLow(limit), "a new connection's queue is empty")

@@ -55,11 +55,12 @@ func TestSetLimitsReachesAnInboundConnectionMadeMeanwhile(t *testing.T) {
 	defer pc.Close()
 	defer pc.peer.Close()
 	ic := newInConn(tr, p, routing.Small, pc.Conn, tr.offers(uint8(routing.Small)))
+	replies := ic.answerer() // made before the change: SetLimits must reach it
 
 	out, in := doubledLimits(tr)
 	require.NoError(t, tr.SetLimits(out, in))
 	require.True(t, tr.trackInConn(ic, true))
 	defer tr.trackInConn(ic, false)
 	assert.Equal(t, in.forLane(routing.Small), ic.account.Limit(), "inbound")
-	assert.Equal(t, out.forLane(routing.Small), ic.replies.account.Limit(), "its responses")
+	assert.Equal(t, out.forLane(routing.Small), replies.account.Limit(), "its responses")
 }

@@ -255,7 +255,7 @@ func (t *Transport) Stats() Stats {
 	s.InboundConnections = len(t.inbound)
 	for ic := range t.inConns {
 		ic.countPause() // before the counters are read
-		if m, b := ic.replies.pending(); m > 0 || b > 0 {
+		if m, b := ic.pendingReplies(); m > 0 || b > 0 {
 			k := peerLane{ic.peer, ic.lane}
 			r := replies[k]
 			replies[k] = [2]int{r[0] + m, r[1] + b}

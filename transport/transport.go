@@ -485,7 +485,7 @@ func (t *Transport) inboundAnswered() bool {
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
 	for ic := range t.inConns {
-		if ic.answering.Load() > 0 || ic.waitingRoom.Load() || ic.replies.small.held() > 0 || ic.replies.large.held() > 0 || ic.requestArriving() {
+		if ic.answering.Load() > 0 || ic.waitingRoom.Load() || ic.repliesHeld() || ic.requestArriving() {
 			return false
 		}
 	}

@@ -25,7 +25,7 @@ func (c *outConn) readBack(conn *liveConn) {
 	why := rx.read()
 	rx.abandonAll()
 	conn.kill(why)
-	c.signal()
+	c.wakeWriter()
 }
 
 // responseReader reads one outbound connection's back channel. It never
@@ -203,7 +203,7 @@ func (rx *responseReader) frame(fh wire.FrameHeader) error {
 	case wire.FrameLargeCancel:
 		return rx.cancel(fh)
 	}
-	c.signal()
+	c.wakeWriter()
 	return nil
 }
 

@@ -37,6 +37,10 @@ func newBackRigAgreeing(t *testing.T, lane routing.Lane, caps wire.Capabilities,
 	p, err := r.tr.peerFor("n2", true)
 	require.NoError(t, err)
 	r.p, r.c = p, p.lane(lane)
+	// As if its writer were busy: the grants and refusals the reader asks
+	// for stay queued for the test to read (control), where the reader's
+	// wakeWriter would start a writer to take them.
+	r.c.running.Store(true)
 	pc := newPipeConn()
 	r.far = pc.peer
 	conn := &liveConn{Conn: pc.Conn, serial: backSerial, caps: caps}
@@ -52,6 +56,7 @@ func newBackRigAgreeing(t *testing.T, lane routing.Lane, caps wire.Capabilities,
 	t.Cleanup(func() {
 		r.far.Close()
 		within(t, r.ended, 5*time.Second, "the back-channel reader to end")
+		r.c.running.Store(false) // no writer for the transport's Close to wait for
 	})
 	return r
 }

@@ -314,7 +314,7 @@ func (c *outConn) dropIfSilent() {
 	}
 	if lc := c.live.Load(); lc != nil && time.Duration(monoNanos()-lc.heard.Load()) > max(2*wire.KeepaliveInterval, k/2) {
 		lc.kill("peer silent and back on a new connection")
-		c.signal()
+		c.wakeWriter()
 	}
 }
 
@@ -348,7 +348,7 @@ func (c *outConn) moved(addr string) {
 	c.dialMu.Unlock()
 	if lc := c.live.Load(); lc != nil && lc.addr != addr {
 		lc.movedAway("the peer moved to " + addr)
-		c.signal()
+		c.wakeWriter()
 	}
 }
 

@@ -74,7 +74,11 @@
 // when the peer connects to this node or rejoins the membership. A
 // connection that wrote no message for Config.Timeouts.Idle (pings do not
 // count) and awaits no response is closed, and the lane's writer goroutine
-// exits with it.
+// exits with it. A lane with nothing to write for 10 ms lets its writer
+// goroutine go before that, its connection left open: a timer starts a
+// writer when a ping or the idle close is due, as a message does, and
+// the connection's reader does when it needs one (a grant to write, the
+// connection's end).
 //
 // # The walk of a message
 //

@@ -157,3 +157,18 @@ func QueuedRequests(t *Transport, to cluster.NodeID, lane routing.Lane) int {
 	}
 	return n
 }
+
+// LaneWriter reports whether t's lane to peer has a writer goroutine,
+// and whether it has a connection open: a parked writer (parkIdle) has
+// none while its connection stays open.
+func LaneWriter(t *Transport, peer cluster.NodeID, lane routing.Lane) (running, connected bool) {
+	p := t.peerStats(peer)
+	if p == nil {
+		return false, false
+	}
+	c := p.lanes[lane].Load()
+	if c == nil {
+		return false, false
+	}
+	return c.running.Load(), c.live.Load() != nil
+}

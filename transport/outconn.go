@@ -20,9 +20,12 @@ import (
 // outConn is one lane of one peer: a queue and the goroutine that writes
 // it to a TCP connection (the writer), dialling lazily, reconnecting with
 // backoff while messages are pending, pinging while idle and closing the
-// socket after Timeouts.Idle. The writer runs while the lane has work or a
-// connection, and exits once the connection is closed and nothing is
-// queued; the next message starts it again.
+// socket after Timeouts.Idle. The writer runs while the lane has work,
+// and exits once nothing is queued: at once when the connection is
+// closed, after writerLinger quiet when it is open (parkIdle). The next
+// message starts it again, and so, on an open connection, do a timer when
+// a ping or the idle close is due, and the back channel when it needs the
+// writer (wakeWriter).
 //
 // Writing is a role, writeMu, that the writer goroutine holds except while
 // it waits idle. A producer that finds the role free takes it and writes
@@ -101,6 +104,10 @@ type outConn struct {
 
 	attrs     laneAttrs   // this lane's metric attributes (connAttrs)
 	waitTimer *time.Timer // coalescing waits; stopped when unused
+	// restart starts a writer that parked with its connection open
+	// (parkIdle) when its next ping or idle close is due, or at once
+	// for wakeWriter; stopped when unused.
+	restart *time.Timer
 	// Of coalesceWait, owned by the writer goroutine: how many of its runtime
 	// timers in a row fired late, the precise waits since it last tried a
 	// runtime timer, and the precise timer (made on first use, closed
@@ -154,6 +161,8 @@ func newOutConn(t *Transport, p *peer, lane routing.Lane) *outConn {
 	c.account = p.outAccount.Child(t.limitsOut.Load().forSends(lane, t.cfg.Memory.MaxMessageSize), true)
 	c.backoff = backoff.Backoff{Min: t.cfg.Reconnect.MinBackoff, Max: t.cfg.Reconnect.MaxBackoff}
 	c.random = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	c.restart = time.AfterFunc(time.Hour, func() { p.startWriter(c) })
+	c.restart.Stop()
 	return c
 }
 
@@ -264,7 +273,7 @@ func (c *outConn) control(kind wire.FrameKind, stream uint32, payload []byte, se
 	c.ctrl = append(c.ctrl, ctrlFrame{kind, stream, payload, serial})
 	c.ctrlPending.Store(true)
 	c.ctrlMu.Unlock()
-	c.signal()
+	c.wakeWriter()
 }
 
 // maxPendingControl bounds the grants and refusals a back-channel reader
@@ -364,6 +373,19 @@ func (c *outConn) signal() {
 	}
 }
 
+// wakeWriter signals the writer, and starts it if it parked (parkIdle):
+// the back channel's calls, for a grant or refusal to write or a
+// connection to close. Not startWriter itself, which takes peer.mu: the
+// restart timer's goroutine does, so that no caller, whatever it holds,
+// waits for it. A writer that is parking when this looks (running still
+// set) sees what the caller set before it (writerMayExit).
+func (c *outConn) wakeWriter() {
+	c.signal()
+	if !c.running.Load() {
+		c.restart.Reset(0)
+	}
+}
+
 // hasWork reports whether the writer has something to write.
 func (c *outConn) hasWork() bool {
 	if n, _ := c.queue.pending(); n > 0 {
@@ -376,8 +398,7 @@ func (c *outConn) hasWork() bool {
 func (c *outConn) run() {
 	defer c.t.wg.Done()
 	c.writeMu.Lock()
-	c.lastWrite = time.Now()
-	c.lastSent = c.lastWrite
+	c.quietSince.Store(0) // set by a writer that parked (parkIdle)
 	for {
 		select {
 		case <-c.stop:
@@ -405,7 +426,7 @@ func (c *outConn) run() {
 				c.hl.idle(time.Now())
 				c.closePreciseTimer() // made again if this writer goes on
 				c.writeMu.Unlock()
-				if c.peer.writerMayExit(c) {
+				if c.peer.writerMayExit(c, nil) {
 					// Its queue emptied without a write perhaps (a failed
 					// dial failed its requests, or they expired): a
 					// Shutdown waiting for it must look again, or it
@@ -416,6 +437,12 @@ func (c *outConn) run() {
 				c.writeMu.Lock()
 			}
 			c.t.signalDrained()
+			if c.parkIdle() {
+				return
+			}
+			if c.conn == nil || c.conn.dead.Load() {
+				continue // closed for being idle, or dead: seen to above
+			}
 			c.idle()
 			continue
 		}
@@ -456,14 +483,11 @@ func (c *outConn) run() {
 // on it awaits its response, and wakes when a large message waiting for a
 // grant expires, to withdraw it.
 func (c *outConn) idle() {
-	cfg := &c.t.cfg
 	wait := time.Hour
 	if c.conn != nil {
-		wait = max(wire.KeepaliveInterval-time.Since(c.lastWrite), 0)
-		// Past Idle, a connection kept open for its pending requests is
-		// looked at again when the next ping is due, not at once.
-		if left := cfg.Timeouts.Idle - time.Since(c.lastSent); cfg.Timeouts.Idle > 0 && c.large.idle() && left > 0 {
-			wait = min(wait, left)
+		wait = c.untilDue()
+		if linger := writerLinger - time.Since(c.lastSent); linger > 0 && c.large.idle() {
+			wait = min(wait, linger) // then parkIdle
 		}
 	}
 	if c.lane == routing.Large && !c.large.idle() {
@@ -494,6 +518,16 @@ func (c *outConn) idle() {
 	if c.lane == routing.Large && !c.large.idle() {
 		c.large.pruneExpired(&c.queue, monoNanos(), c) // begun ones: by the next step
 	}
+	c.doDue()
+}
+
+// doDue does what is due on the lane's connection, if it has one, while
+// it has nothing to write: it closes the connection once no message was
+// written for Timeouts.Idle and no request written on it awaits its
+// response, or else pings the peer when nothing was written for a
+// keepalive interval.
+func (c *outConn) doDue() {
+	cfg := &c.t.cfg
 	if c.conn == nil {
 		return
 	}
@@ -511,6 +545,59 @@ func (c *outConn) idle() {
 		c.lastWrite = time.Now()
 		c.hl.wrote(c.lastWrite)
 	}
+}
+
+// untilDue is how long the writer may wait, with conn open and nothing
+// to write, before a ping or the idle close is due.
+func (c *outConn) untilDue() time.Duration {
+	wait := max(wire.KeepaliveInterval-time.Since(c.lastWrite), 0)
+	// Past Idle, a connection kept open for its pending requests is
+	// looked at again when the next ping is due, not at once.
+	if left := c.t.cfg.Timeouts.Idle - time.Since(c.lastSent); c.t.cfg.Timeouts.Idle > 0 && c.large.idle() && left > 0 {
+		wait = min(wait, left)
+	}
+	return wait
+}
+
+// writerLinger is how long a writer with an open connection and nothing
+// to write waits idle before it parks (parkIdle): a lane busy in bursts
+// keeps its goroutine between them; one quiet for longer frees the
+// goroutine's stack, the most an idle lane costs.
+const writerLinger = 10 * time.Millisecond
+
+// parkIdle lets the writer goroutine exit while its connection stays
+// open, once the lane has had nothing to write for writerLinger and
+// nothing but a ping or the idle close is coming: an idle lane then
+// costs no goroutine. The restart timer starts a writer when the ping
+// or the close is due; a message, or the back channel (wakeWriter),
+// starts one before that. Producers may write from their goroutine
+// meanwhile, as while the writer waits idle (writeFromCaller). It
+// reports whether the writer exited; if not, it holds writeMu again.
+func (c *outConn) parkIdle() bool {
+	if c.conn == nil || c.conn.dead.Load() || !c.large.idle() || c.ctrlPending.Load() || time.Since(c.lastSent) < writerLinger {
+		return false
+	}
+	// What the restart timer started this writer for: the idle close,
+	// which then lets the writer exit for good, or a ping.
+	c.doDue()
+	conn := c.conn
+	if conn == nil || conn.dead.Load() {
+		return false
+	}
+	wait := c.untilDue()
+	if wait < writerLinger {
+		return false // idle waits for what is due, and does it
+	}
+	c.quietSince.Store(max(monoNanos(), 1))
+	c.closePreciseTimer() // made again if this writer goes on
+	c.restart.Reset(wait)
+	c.writeMu.Unlock()
+	if c.peer.writerMayExit(c, conn) {
+		return true
+	}
+	c.writeMu.Lock()
+	c.quietSince.Store(0)
+	return false
 }
 
 // setWriteDeadline bounds the next write: a peer that stops reading for

@@ -165,7 +165,9 @@ func (p *peer) lane(lane routing.Lane) *outConn {
 func (p *peer) startWriter(c *outConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c.running.Load() || p.stopped != nil {
+	if c.running.Load() || p.stopped != nil || p.lanes[c.lane].Load() != c {
+		// Not for a lane dropped for being idle either: its restart
+		// timer may fire late.
 		return
 	}
 	c.running.Store(true)
@@ -177,18 +179,22 @@ func (p *peer) startWriter(c *outConn) {
 // writerMayExit lets c's writer exit when, with running cleared, its
 // queue is still empty: a producer that queued meanwhile either saw
 // running set (and the writer sees its message here) or starts a new
-// writer once this one has gone. A lane whose connection was closed for
-// being idle is dropped altogether — its counters live in the peer — and
-// a message that comes later builds a new one.
-func (p *peer) writerMayExit(c *outConn) bool {
+// writer once this one has gone. With open, the connection it leaves
+// open (parkIdle), a grant or refusal asked for, or the connection's
+// death, keeps it too: the back channel sets them before it looks at
+// running (wakeWriter). A lane whose connection was closed for being
+// idle is dropped altogether — its counters live in the peer — and a
+// message that comes later builds a new one.
+func (p *peer) writerMayExit(c *outConn, open *liveConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c.running.Store(false)
-	if n, _ := c.queue.pending(); n > 0 && p.stopped == nil {
+	n, _ := c.queue.pending()
+	if (n > 0 || open != nil && (c.ctrlPending.Load() || open.dead.Load())) && p.stopped == nil {
 		c.running.Store(true)
 		return false
 	}
-	if c.idleClosed && p.stopped == nil && c.queue.retireIfEmpty(errRetired) {
+	if open == nil && c.idleClosed && p.stopped == nil && c.queue.retireIfEmpty(errRetired) {
 		p.coalMu.Lock()
 		c.strategyMu.Lock()
 		addCoalescing(&p.retiredCoalescing[c.lane], c.strategy.Stats())
@@ -292,7 +298,12 @@ func (p *peer) finishStop(conns []*outConn, running []chan struct{}) {
 			c.failBatch(b, reason, p.stopped)
 		}
 		c.large.failAll(&c.queue, reason, p.stopped, c)
+		c.restart.Stop()
+		// Under the writer's role: a writer that parked left its
+		// connection open, and a producer may be writing to it.
+		c.writeMu.Lock()
 		c.closeConn("stopped")
+		c.writeMu.Unlock()
 	}
 	// A Shutdown waiting for these queues (the peer left while its
 	// messages waited) must look again, or it waits out its context.
@@ -366,7 +377,7 @@ func (p *peer) retireIfQuiet(err error) bool {
 // message, no connection, no capacity, no open stream.
 func (p *peer) quiet() bool {
 	for i := range p.lanes {
-		if c := p.lanes[i].Load(); c != nil && (c.running.Load() || c.queue.held() > 0) {
+		if c := p.lanes[i].Load(); c != nil && (c.running.Load() || c.live.Load() != nil || c.queue.held() > 0) {
 			return false
 		}
 	}

@@ -398,6 +398,10 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 		return 0, err
 	}
 	var sent int64
+	// paidFor is the rest of a chunk whose write met its deadline part
+	// way: the limiter was charged for it with the chunk, so it goes next
+	// without a wait.
+	var paidFor int64
 	for sent < length {
 		n := min(t.fileChunk(), length-sent)
 		if whole && t.fileLimiter == nil && plain {
@@ -407,7 +411,9 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 			// longer than one Write to a receiver reading all along fails.
 			n = length - sent
 		}
-		if t.fileLimiter != nil {
+		if paidFor > 0 {
+			n, paidFor = paidFor, 0
+		} else if t.fileLimiter != nil {
 			if err := t.fileLimiter.WaitN(waitCtx, int(n)); err != nil {
 				if ctx.Err() == nil && answered.Err() != nil {
 					return sent, errAnswered
@@ -451,6 +457,7 @@ func (t *Transport) sendFileBytes(ctx context.Context, p *peer, conn net.Conn, f
 				if _, err := f.Seek(start+sent, io.SeekStart); err != nil {
 					return sent, err
 				}
+				paidFor = n - m
 				continue
 			}
 			if m > 0 {

@@ -413,7 +413,8 @@ const listenBacklog = 128
 
 // DialContext connects to address, "host:port". It fails at once if
 // nothing listens there (ECONNREFUSED), and waits for ctx while the two
-// hosts are partitioned.
+// hosts are partitioned. With ctx ended it returns ctx's error and
+// connects nothing, as a net.Dialer does.
 func (h *Host) DialContext(ctx context.Context, _, address string) (net.Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: networkName, Source: memAddr{h.name, 0}, Err: err}
@@ -423,6 +424,9 @@ func (h *Host) DialContext(ctx context.Context, _, address string) (net.Conn, er
 		return nil, opErr(err)
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, opErr(err)
+		}
 		c, partitioned, err := h.connect(to)
 		if partitioned == nil {
 			if err != nil {

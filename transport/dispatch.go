@@ -9,6 +9,8 @@ import (
 	"time"
 	"unsafe"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/wire"
 )
@@ -97,15 +99,32 @@ func (ic *inConn) handle(w *work) []byte {
 	if deadline != 0 {
 		m.ExpiresAt = expires
 	}
+	returned := false
+	defer func() {
+		if !returned {
+			// The handler ended its goroutine (runtime.Goexit): nothing
+			// stops that, but its message is answered on the way out,
+			// as a panic's is.
+			t.log.Error("internode: handler ended its goroutine", "peer", ic.from, "verb", w.verb.name)
+			ic.handled(w, span, nil, errHandlerExited)
+		}
+	}()
 	resp, err := ic.serveMessage(ctx, w.handler, m)
+	returned = true
+	return ic.handled(w, span, resp, err)
+}
+
+// handled ends w's handler's span and counts its outcome, answering a
+// request with resp or err; it returns the response it queued, if any.
+func (ic *inConn) handled(w *work, span trace.Span, resp []byte, err error) []byte {
 	endSpan(span, err)
-	*m = Message{}
-	if isRequest {
+	w.msg = Message{}
+	if w.h.Flags&wire.FlagExpectsResponse != 0 {
 		if ic.peer.cancels.finish(w) {
 			return nil // its caller no longer waits for an answer
 		}
 		resp = ownResponse(resp, w.f.buf, w.f.large != nil)
-		t.respond(ic, h, deadline, resp, handlerFailure(err))
+		ic.t.respond(ic, &w.h, w.deadline, resp, handlerFailure(err))
 		return resp
 	}
 	if err != nil {
@@ -125,6 +144,14 @@ func (ic *inConn) serveMessage(ctx context.Context, h Handler, m *Message) (resp
 	}()
 	return h.ServeMessage(ctx, m)
 }
+
+// errHandlerExited is the error of a handler that ended its goroutine
+// with runtime.Goexit (a test's t.FailNow, or a require, failing in it),
+// which a recover does not see. That goroutine ends all the same; the
+// deferred calls on its way out answer the message as a panic's is
+// answered, give back what it held, and hand the goroutine's other work
+// to a new one (runStage, runQueue), so that the verb goes on serving.
+var errHandlerExited = errors.New("handler ended its goroutine (runtime.Goexit)")
 
 // handlerFailure is err, a handler's (a FileHandler's too), as its
 // requester is told it: failureCode then sends the transport's failure
@@ -180,6 +207,7 @@ type work struct {
 	verb     *verbInfo
 	handler  Handler
 	whole    bool    // the whole frame: its messages, one-way and of one verb, run in turn
+	ran      int     // the whole frame's messages whose handlers have run, or run now
 	msg      Message // what the handler is given
 	// The requester's cancel (cancels): set while it runs, under the
 	// peer's cancels lock.
@@ -284,7 +312,22 @@ func (ic *inConn) runInline(w *work, onReader bool) {
 	}
 	ic.inlineMu.Lock()
 	defer ic.inlineMu.Unlock()
+	// Read first: work that is not a whole frame is let go of, to the
+	// pool, by the time the deferred call runs.
+	returned, whole := false, w.whole
+	defer func() {
+		if !returned && whole {
+			// The handler ended the reader's goroutine (a whole frame
+			// runs on no other): the reader that takes over runs the
+			// rest of the frame first (reading).
+			ic.resume = func() {
+				defer ic.inlineHoldEnds()
+				ic.runInline(w, false)
+			}
+		}
+	}()
 	ic.t.runWork(w)
+	returned = true
 }
 
 // writeReplies writes the responses of the Inline handlers the reader
@@ -324,20 +367,46 @@ func (ic *inConn) queueWhole(f *inFrame, verb uint32) bool {
 	return true
 }
 
-// runWork runs w's handler — for each of its frame's messages, if it is
-// the whole frame — and lets go of w.
+// runWork runs w's handler — for each of its frame's messages not yet
+// run, if it is the whole frame — and lets go of w. A handler that ends
+// its goroutine (runtime.Goexit) has w let go of on the way out, but a
+// whole frame's: the rest of its messages are for the goroutine that
+// takes over to run (runQueue, runInline).
 func (t *Transport) runWork(w *work) {
 	ic, f := w.ic, w.f
 	if w.whole {
+		i := 0
 		_ = forEachMessage(f.buf, uint32(t.maxFrame), &w.h, func(h *wire.Header, payload []byte) {
+			if i++; i <= w.ran {
+				return
+			}
+			// Before it runs: a handler that ends its goroutine has had
+			// its turn.
+			w.ran = i
 			w.payload, w.deadline = payload, h.Deadline(f.arrived) // checked when read: it decodes
 			ic.handle(w)
 		})
-	} else if resp := ic.handle(w); f.large != nil && aliases(resp, f.buf) {
-		// The response is the lent payload (an echo): the writer sends it
-		// from there, so it must not go back to the pool.
-		f.buf = nil
+	} else {
+		returned := false
+		defer func() {
+			if !returned {
+				t.doneWork(w) // the handler ended its goroutine
+			}
+		}()
+		if resp := ic.handle(w); f.large != nil && aliases(resp, f.buf) {
+			// The response is the lent payload (an echo): the writer sends it
+			// from there, so it must not go back to the pool.
+			f.buf = nil
+		}
+		returned = true
 	}
+	t.doneWork(w)
+}
+
+// doneWork lets go of w, its handlers run: its request is answered, and
+// its part of its frame given back.
+func (t *Transport) doneWork(w *work) {
+	ic, f := w.ic, w.f
 	if w.h.Flags&wire.FlagExpectsResponse != 0 {
 		ic.peer.cancels.forget(w)
 		ic.answered()
@@ -349,7 +418,12 @@ func (t *Transport) runWork(w *work) {
 
 // runStage is a stage's worker (see stage): it takes its turns until
 // none is left, then waits idle to be woken, and exits when it is not.
-func (t *Transport) runStage(s *stage) {
+func (t *Transport) runStage(s *stage) { t.runStageAfter(s, nil) }
+
+// runStageAfter is runStage for a worker that takes over from one whose
+// handler, for a message of done's, ended its goroutine: its first turn
+// gives back that handler's place.
+func (t *Transport) runStageAfter(s *stage, done *peer) {
 	defer t.wg.Done()
 	var timer *time.Timer
 	defer func() {
@@ -357,9 +431,17 @@ func (t *Transport) runStage(s *stage) {
 			timer.Stop()
 		}
 	}()
-	woken := true
+	running := false // a handler runs, for done's message
+	defer func() {
+		if running {
+			// It ended its goroutine (runtime.Goexit): another worker
+			// takes over, with the turns this one had.
+			t.wg.Add(1)
+			go t.runStageAfter(s, done)
+		}
+	}()
+	woken := done == nil
 	for {
-		var done *peer
 		for {
 			now := time.Now()
 			w, start := s.take(woken, done, now)
@@ -373,8 +455,11 @@ func (t *Transport) runStage(s *stage) {
 			}
 			t.tel.stages.recordWait(w.verb.name, stageWait(now, w.queuedAt))
 			done = w.ic.peer
+			running = true
 			t.runWork(w)
+			running = false
 		}
+		done = nil
 		if timer == nil {
 			timer = time.NewTimer(stageIdle)
 		} else {
@@ -431,13 +516,30 @@ func (ic *inConn) runOrdered(w *work) {
 	d.mu.Unlock()
 	if start {
 		ic.t.wg.Add(1)
-		go ic.runQueue(q)
+		go ic.runQueue(q, nil)
 	}
 }
 
-// runQueue runs q's work until it is empty.
-func (ic *inConn) runQueue(q *orderedQueue) {
+// runQueue runs q's work until it is empty, after the rest of whole
+// frame rest, if any: the work of a runQueue whose handler ended its
+// goroutine, which it takes over.
+func (ic *inConn) runQueue(q *orderedQueue, rest *work) {
 	defer ic.t.wg.Done()
+	var running *work // whole frame work, while its handlers run
+	returned := false
+	defer func() {
+		if !returned {
+			// A handler ended its goroutine (runtime.Goexit): another
+			// goroutine takes over, in order, from the next message.
+			ic.t.wg.Add(1)
+			go ic.runQueue(q, running)
+		}
+	}()
+	if rest != nil {
+		running = rest
+		ic.t.runWork(rest)
+		running = nil
+	}
 	d := &ic.dispatch
 	for {
 		d.mu.Lock()
@@ -451,6 +553,7 @@ func (ic *inConn) runQueue(q *orderedQueue) {
 				q.queue = q.queue[:0]
 			}
 			d.mu.Unlock()
+			returned = true
 			return
 		}
 		w := q.queue[q.next]
@@ -464,7 +567,11 @@ func (ic *inConn) runQueue(q *orderedQueue) {
 			q.queue, q.next = q.queue[:n], 0
 		}
 		d.mu.Unlock()
+		if w.whole {
+			running = w
+		}
 		ic.t.runWork(w)
+		running = nil
 	}
 }
 
@@ -485,7 +592,18 @@ func (d *dispatchQueue) busy() bool {
 func (ic *inConn) handOver(f *inFrame, onReader bool) {
 	ic.holdWork(f, 1)
 	f.refs.Store(1)
+	returned := false
+	defer func() {
+		if !returned {
+			ic.handedOver(f, onReader) // an Inline handler ended its goroutine (runInline)
+		}
+	}()
 	ic.route(f, f.large, f.deadline, f.buf, onReader)
+	returned = true
+	ic.handedOver(f, onReader)
+}
+
+func (ic *inConn) handedOver(f *inFrame, onReader bool) {
 	if onReader {
 		ic.writeReplies()
 	}

@@ -691,9 +691,26 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities, re
 		Unchecked: h.Flags&wire.FileUnchecked != 0, conn: conn,
 		chunk: minReceiveRead, maxChunk: int64(max(t.cfg.Files.Chunk, minReceiveRead)),
 		silence: max(t.cfg.Timeouts.Keepalive, 0)}
+	returned := false
+	defer func() {
+		if !returned {
+			// The handler ended its goroutine (runtime.Goexit): the
+			// transfer is answered on the way out, as a panic's is.
+			t.log.Error("internode: file handler ended its goroutine", "peer", ft.From, "verb", ft.Verb)
+			t.fileHandled(conn, p, ft, errHandlerExited, answer)
+		}
+	}()
+	herr := t.serveFileHandler(ctx, handler, ft)
+	returned = true
+	t.fileHandled(conn, p, ft, herr, answer)
+}
+
+// fileHandled answers transfer ft, received on conn from p, once its
+// handler has returned herr.
+func (t *Transport) fileHandled(conn net.Conn, p *peer, ft *FileTransfer, herr error, answer func(err error, bytesFollow bool)) {
 	// The handler's error, as the sender is to learn it; the checks
 	// below may still name what the transfer itself found.
-	err = handlerFailure(t.serveFileHandler(ctx, handler, ft))
+	err := handlerFailure(herr)
 	if ft.corrupt && !errors.Is(err, ErrCorrupt) {
 		// The handler dropped ReceiveTo's or Reader's ErrCorrupt, or
 		// wrapped it without %w: the sender still learns that the bytes

@@ -80,7 +80,11 @@ type Message struct {
 // ErrHandler, a wrapped context.Canceled or ErrUnknownVerb included: the
 // requester's cancel and a verb this node lacks are the transport's to
 // report. For a one-way message both are discarded. The returned
-// slice may be retained by the transport until it is written.
+// slice may be retained by the transport until it is written. A handler
+// that panics, or ends its goroutine with runtime.Goexit (a test's
+// t.FailNow or require failing in it), fails as if it had returned an
+// error; the verb and the connection go on serving. The same holds for
+// ReaderHandler, StreamHandler (its stream is cut short) and FileHandler.
 type Handler interface {
 	ServeMessage(ctx context.Context, m *Message) ([]byte, error)
 }

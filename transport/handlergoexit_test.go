@@ -40,7 +40,7 @@ func TestHandlerThatEndsItsGoroutineIsAnError(t *testing.T) {
 			defer c.Close()
 			var oneWay atomic.Int32
 			c.Nodes[1].Handle(verbGoexit, transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
-				if string(m.Payload) == "exit" {
+				if bytes.HasPrefix(m.Payload, []byte("exit")) {
 					runtime.Goexit()
 				}
 				if !m.IsRequest {
@@ -55,6 +55,13 @@ func TestHandlerThatEndsItsGoroutineIsAnError(t *testing.T) {
 				require.NoError(t, err, "the verb serves on")
 				assert.Equal(t, "ok", string(resp))
 			}
+			// A large request, handed over whole on the large lane.
+			large := bytes.Repeat([]byte{'x'}, 1<<20)
+			_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbGoexit, append([]byte("exit"), large...))
+			require.ErrorIs(t, err, transport.ErrHandler, "the large request of a handler that ended its goroutine")
+			resp, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbGoexit, large)
+			require.NoError(t, err, "the verb serves on")
+			assert.Equal(t, large, resp)
 			// One-way messages, in a frame of their own or not: the ones
 			// behind one whose handler ended its goroutine still run.
 			for _, p := range []string{"exit", "a", "exit", "b", "c"} {

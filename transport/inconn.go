@@ -112,6 +112,10 @@ type inConn struct {
 	// reader runs them, but for an empty large message granted late, run
 	// by the goroutine that granted it (see runInline).
 	inlineMu sync.Mutex
+	// resume is what an Inline handler that ended the reader's goroutine
+	// (runtime.Goexit) left of the frame it ran in, for the reader that
+	// takes over to do first (reading). The reader's.
+	resume func()
 }
 
 // readBufferSize is the read buffer of an accepted connection: enough for
@@ -187,7 +191,50 @@ func (ic *inConn) serve() {
 	ic.peer.cancels.opened() // ended by end
 	ic.startBeats()
 	defer ic.end()
+	// Deferred: if an Inline handler ends this goroutine, the reading
+	// goes on in another, and this one, on its way out, waits for it to
+	// end before it and its caller end the connection.
+	ended := make(chan error, 1)
+	defer func() { ic.readingEnded(<-ended) }()
+	ic.reading(nil, ended)
+}
+
+// reading does resume, if any, then reads the connection until it ends,
+// and sends read's error to ended. An Inline handler that ends its
+// goroutine (runtime.Goexit, which a recover does not stop) has its
+// message answered on the way out (handle), and a new goroutine takes
+// over: first the rest of the frame it ran in (ic.resume), then the
+// reading. The connection goes on, as it does past a handler's panic.
+func (ic *inConn) reading(resume func(), ended chan<- error) {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		if r := recover(); r != nil {
+			// Not a handler's (serveMessage recovers theirs): the
+			// transport's own, which ends the process as before, once
+			// serve no longer waits.
+			ended <- errReadingPanicked
+			panic(r)
+		}
+		next := ic.resume
+		ic.resume = nil
+		go ic.reading(next, ended) // serve waits for it, as Close waits for serve
+	}()
+	if resume != nil {
+		resume()
+	}
 	err := ic.read()
+	returned = true
+	ended <- err
+}
+
+var errReadingPanicked = errors.New("transport: the reader panicked")
+
+// readingEnded counts and logs the error that ended the connection's
+// reading, if it was bad input or silence.
+func (ic *inConn) readingEnded(err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, errWroteBack):

@@ -620,14 +620,36 @@ func (ic *inConn) handleBatch(buf []byte, held, arrived int64, rejecting, cancel
 	}
 	ic.holdWork(f, shape.handled)
 	f.refs.Store(1)
-	_ = forEachMessage(buf, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, payload []byte) {
-		if h.Flags&wire.FlagCancel == 0 && !tooLarge(h, ic.t.cfg.Memory.MaxMessageSize) {
+	ic.routeFrame(f, 0)
+	return nil
+}
+
+// routeFrame routes the messages of batch frame f after the first skip
+// routed, then writes the answers of its Inline handlers and lets go of
+// the reader's reference to f. An Inline handler that ends the reader's
+// goroutine (runtime.Goexit) leaves the rest of the frame to the reader
+// that takes over (reading).
+func (ic *inConn) routeFrame(f *inFrame, skip int) {
+	routed, returned := 0, false
+	defer func() {
+		if !returned {
+			ic.resume = func() {
+				defer ic.inlineHoldEnds()
+				ic.routeFrame(f, routed)
+			}
+		}
+	}()
+	_ = forEachMessage(f.buf, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, payload []byte) {
+		if h.Flags&wire.FlagCancel != 0 || tooLarge(h, ic.t.cfg.Memory.MaxMessageSize) {
+			return
+		}
+		if routed++; routed > skip { // counted first: one whose handler ends the goroutine was routed
 			ic.route(f, h, h.Deadline(f.arrived), payload, true)
 		}
 	})
+	returned = true
 	ic.writeReplies()
 	ic.doneWith(f)
-	return nil
 }
 
 // inlineHoldEnds ends the reader's hold that the frame's Inline handlers

@@ -300,13 +300,22 @@ type laterAnswer struct {
 	closing bool // refused as Shutdown began (refuseWaiting)
 }
 
-// answerLater writes the queued grants and refusals, then exits.
+// answerLater writes the queued grants and refusals, then exits. An
+// Inline handler of an empty message it hands over that ends its
+// goroutine (runtime.Goexit) ends this one: another takes over.
 func (ic *inConn) answerLater() {
+	returned := false
+	defer func() {
+		if !returned {
+			ic.t.wg.Go(ic.answerLater)
+		}
+	}()
 	for {
 		ic.mu.Lock()
 		if len(ic.later) == 0 {
 			ic.writing = false
 			ic.mu.Unlock()
+			returned = true
 			return
 		}
 		a := ic.later[0]
@@ -567,12 +576,10 @@ func (ic *inConn) largeDone(stream uint32, m *largeIn) error {
 	isRequest := m.header.Flags&wire.FlagExpectsResponse != 0
 	if isRequest {
 		ic.answering.Add(1)
+		defer ic.answered() // deferred: an Inline handler may end the reader's goroutine (reading)
 	}
 	ic.forget(stream)
 	ic.deliverLarge(m, true)
-	if isRequest {
-		ic.answered()
-	}
 	return nil
 }
 

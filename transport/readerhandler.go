@@ -130,15 +130,29 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 		}
 		ic.counters.receive(int(hdr.PayloadLength))
 		ctx, span := t.tel.handlerSpan(ctx, hdr.Params, ic.from, t.verbName(msg.Verb))
+		handled := func(resp []byte, err error) {
+			endSpan(span, err)
+			pr.CloseWithError(errHandlerReturned)
+			if err != nil && !isRequest {
+				ic.counters.handlerFailed()
+			}
+			if isRequest && !ic.peer.cancels.finish(w) { // else its caller no longer waits
+				t.respond(ic, &hdr, m.deadline, resp, handlerFailure(err))
+			}
+		}
+		returned := false
+		defer func() {
+			if !returned {
+				// The handler ended its goroutine (runtime.Goexit): the
+				// rest of the message is discarded and a request
+				// answered, as when it returns (errHandlerExited).
+				t.log.Error("internode: handler ended its goroutine", "peer", ic.from, "verb", t.verbName(msg.Verb))
+				handled(nil, errHandlerExited)
+			}
+		}()
 		resp, err := ic.serveReader(ctx, h, msg, pr)
-		endSpan(span, err)
-		pr.CloseWithError(errHandlerReturned)
-		if err != nil && !isRequest {
-			ic.counters.handlerFailed()
-		}
-		if isRequest && !ic.peer.cancels.finish(w) { // else its caller no longer waits
-			t.respond(ic, &hdr, m.deadline, resp, handlerFailure(err))
-		}
+		returned = true
+		handled(resp, err)
 	})
 	return pw
 }

@@ -24,7 +24,7 @@ const (
 	ReasonRefused                       // the peer refused the handshake
 	ReasonUnknownPeer                   // no address for a peer that is not a member (a request's cancel sent after its Leave); a Send or Request to one returns ErrUnknownPeer, counted nowhere
 	ReasonUnknownVerb                   // the receiver has no handler for it
-	ReasonHandlerError                  // the handler returned an error (or panicked)
+	ReasonHandlerError                  // the handler returned an error (or panicked, or ended its goroutine)
 	ReasonCanceled                      // the sender's context was cancelled
 	NumReasons                          // the number of reasons
 )

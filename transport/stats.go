@@ -63,8 +63,9 @@ type ConnStats struct {
 	// compressed.
 	CompressedFramesReceived uint64
 	// HandlerErrors counts the one-way messages of MessagesReceived whose
-	// handler returned an error or panicked (a request's error goes back
-	// to its sender instead); metric internode.messages.handler_errors.
+	// handler returned an error, panicked or ended its goroutine with
+	// runtime.Goexit (a request's error goes back to its sender
+	// instead); metric internode.messages.handler_errors.
 	HandlerErrors uint64
 	// DroppedInbound counts received messages that never reached a
 	// handler, by reason: each arriving message is counted once, in

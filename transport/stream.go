@@ -96,8 +96,9 @@ type Stream struct {
 	deadlineMu    sync.Mutex
 	writeDeadline time.Time
 	chunkBound    time.Time
-	// cut says the stream's handler panicked: Close writes no end
-	// marker, so the opener reads the stream cut short.
+	// cut says the stream's handler panicked or ended its goroutine
+	// (runtime.Goexit): Close writes no end marker, so the opener reads
+	// the stream cut short.
 	cut     atomic.Bool
 	scratch []byte // header and a small payload, written as one frame
 	// A Write that failed part-way through a chunk (its deadline passed)
@@ -1234,17 +1235,25 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func(), drain *sess
 	admitted = true // Stream.Close closes st, once
 	s := t.newStream(st, p, Verb(verb), release, drain)
 	defer s.Close()
+	returned := false
 	defer func() {
-		if r := recover(); r != nil {
+		r := recover()
+		switch {
+		case r != nil:
 			t.log.Error("internode: stream handler panicked", "peer", p.id, "verb", verb, "panic", r)
-			// No end marker: the opener reads the stream cut short. Not a
-			// wait for the write lock either: a Write of the handler's
-			// under way may wait for the opener's window until the
-			// stream closes, which is Close's to do, next.
-			s.cut.Store(true)
+		case !returned:
+			t.log.Error("internode: stream handler ended its goroutine", "peer", p.id, "verb", verb)
+		default:
+			return
 		}
+		// No end marker: the opener reads the stream cut short. Not a
+		// wait for the write lock either: a Write of the handler's
+		// under way may wait for the opener's window until the
+		// stream closes, which is Close's to do, next.
+		s.cut.Store(true)
 	}()
 	h.ServeStream(t.ctx, s)
+	returned = true
 }
 
 // byteReader reads one byte at a time, for wire.ReadStreamOpen: the verb

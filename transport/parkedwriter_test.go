@@ -29,7 +29,7 @@ func parked(n *transport.Transport, peer cluster.NodeID) bool {
 // keeps the connection through ten seconds of silence. The next request
 // starts a writer on the same connection, and it parks again.
 func TestAnIdleLaneParksItsWriterAndKeepsItsConnection(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	inBubble(t, time.Minute, func(t *testing.T) {
 		c := transporttest.New(t, 2, transporttest.Options{InMemory: true, Tweak: func(i int, cfg *transport.Config) {
 			cfg.Timeouts.Keepalive = 2 * time.Second
 			cfg.Timeouts.Idle = time.Minute
@@ -67,7 +67,7 @@ func TestAnIdleLaneParksItsWriterAndKeepsItsConnection(t *testing.T) {
 // then, not at the next ping (a second after the last write), which was
 // when it first looked.
 func TestAParkedLaneClosesAtItsIdleTimeout(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	inBubble(t, time.Minute, func(t *testing.T) {
 		c := transporttest.New(t, 2, transporttest.Options{InMemory: true, Tweak: func(i int, cfg *transport.Config) {
 			cfg.Timeouts.Idle = 300 * time.Millisecond
 		}})
@@ -92,7 +92,7 @@ func TestAParkedLaneClosesAtItsIdleTimeout(t *testing.T) {
 // end, starts a writer, which fails the request as reset at once — not
 // at the next ping, when the restart timer would have started one.
 func TestAParkedWritersConnectionDyingFailsItsRequest(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	inBubble(t, time.Minute, func(t *testing.T) {
 		c := transporttest.New(t, 2, transporttest.Options{InMemory: true})
 		entered := make(chan struct{})
 		c.HandleAll(verbEcho, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {

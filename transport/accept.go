@@ -316,7 +316,8 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 			_, _ = raw.Write(wire.AppendReply(nil, &reply))
 			return nil, wire.Hello{}, nil, &refusalError{RefusedTLS, errors.New("plain-text peer")}
 		}
-		raw = &prefixConn{Conn: raw, prefix: magic[:]}
+		pc := &prefixConn{Conn: raw, prefix: magic[:], handshaking: true, handshakeLeft: maxTLSHandshake - len(magic)}
+		raw = pc
 		tlsConn = tls.Server(raw, t.tls.server) // verifies the chain
 		ctx, cancel := context.WithDeadline(t.ctx, deadline)
 		err := tlsConn.HandshakeContext(ctx)
@@ -324,6 +325,7 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		if err != nil {
 			return nil, wire.Hello{}, nil, &refusalError{timeoutOr(err, RefusedTLS), err}
 		}
+		pc.handshaking = false // the peer is proven
 		conn = tlsConn
 	}
 	buf := make([]byte, wire.MaxHandshakeSize)
@@ -513,7 +515,21 @@ type prefixConn struct {
 	// one to read once the handshake is done.
 	arr *arrivals
 	rec tlsRecords
+	// handshakeLeft, while the TLS handshake runs (handshaking), is how
+	// many more bytes it may read from the peer (see maxTLSHandshake).
+	handshaking   bool
+	handshakeLeft int
 }
+
+// maxTLSHandshake bounds what an accepted connection's TLS handshake
+// reads from its peer, not yet proven: crypto/tls would buffer a client
+// Certificate message of up to 256 KiB, from each unfinished handshake
+// (MaxPendingHandshakes of them). A client's whole flight, its chain
+// included, is a few KiB.
+const maxTLSHandshake = 64 << 10
+
+// errTLSHandshakeTooLarge refuses a TLS handshake past maxTLSHandshake.
+var errTLSHandshakeTooLarge = fmt.Errorf("transport: TLS handshake larger than %d bytes", maxTLSHandshake)
 
 func (c *prefixConn) Read(b []byte) (int, error) {
 	if len(c.prefix) > 0 {
@@ -525,7 +541,16 @@ func (c *prefixConn) Read(b []byte) (int, error) {
 	if c.arr != nil && len(c.arr.marks) > 0 {
 		b = b[:c.rec.limit(len(b))]
 	}
+	if c.handshaking {
+		if c.handshakeLeft == 0 {
+			return 0, errTLSHandshakeTooLarge
+		}
+		b = b[:min(len(b), c.handshakeLeft)]
+	}
 	n, err := c.Conn.Read(b)
+	if c.handshaking {
+		c.handshakeLeft -= n
+	}
 	c.rec.advance(b[:n])
 	if c.arr != nil {
 		c.arr.read += int64(n)

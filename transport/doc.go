@@ -281,7 +281,10 @@
 //
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer
-// bound the connections); per large-lane connection, under OverloadPause,
+// bound the connections); per unfinished handshake (MaxPendingHandshakes
+// bounds them, Timeouts.Handshake their time) a 1 KiB buffer and, under
+// TLS, what crypto/tls holds of the peer's flight, which may be at most
+// 64 KiB (a larger one is refused, RefusedTLS); per large-lane connection, under OverloadPause,
 // the headers (parameter blocks of up to 4 KiB included) of at most 8
 // large messages waiting for room, as many as a sender begins at once:
 // one more begun meanwhile that finds no room is refused as overloaded;

@@ -26,7 +26,7 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 	if d, ok := ctx.Deadline(); ok {
 		expiresAt = monoDeadline(d)
 	}
-	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
+	lane := t.router.Route(uint32(verb), encodedSize(&h, payload))
 	if err := t.send(ctx, to, true, lane, &h, expiresAt, payload, t.cfg.Memory.WaitForCapacity, nil); err != nil {
 		return &OpError{Op: "send", Peer: to, Lane: lane, Err: err}
 	}
@@ -98,7 +98,7 @@ func withVerb(err error, verb string) error {
 func (t *Transport) request(ctx context.Context, to cluster.NodeID, verb Verb, payload, params []byte,
 	deadline time.Time, timeout time.Duration) ([]byte, error) {
 	h := wire.Header{Flags: wire.FlagExpectsResponse, ID: t.nextID.Add(1), Verb: uint32(verb), Params: params}
-	lane := t.router.Route(uint32(verb), len(payload)+headerOverhead)
+	lane := t.router.Route(uint32(verb), encodedSize(&h, payload))
 	c := t.calls.newCall(to, lane)
 	defer t.calls.free(c)
 	t.calls.add(h.ID, c)
@@ -271,3 +271,10 @@ func (t *Transport) sendOn(ctx context.Context, dst outLane, h *wire.Header, exp
 // headerOverhead bounds the encoded size of a message header without
 // parameters; routing counts it as part of the message's size.
 const headerOverhead = 40
+
+// encodedSize bounds the encoded size of a message of header h (its
+// parameters, a trace context, included) and payload, which routing
+// compares with the large threshold.
+func encodedSize(h *wire.Header, payload []byte) int {
+	return headerOverhead + len(h.Params) + len(payload)
+}

@@ -237,7 +237,11 @@ type SecurityConfig struct {
 	// transfers, which Files.MaxConcurrent also bounds); MaxConns bounds
 	// them in total. Beyond either a handshake is refused (RefusedTooMany).
 	// A peer needs one of each at a time, and a second while a broken
-	// one is noticed. Defaults 4 and 4096.
+	// one is noticed. MaxConns also bounds the entries kept for peers
+	// that are not members (AcceptUnknownPeers), which outlive their
+	// connections until they are found quiet: beyond it the handshake of
+	// a node that is not a member and has none is refused too, and the
+	// quiet ones are forgotten at once. Defaults 4 and 4096.
 	MaxConnsPerPeer int
 	MaxConns        int
 }

@@ -66,15 +66,37 @@ func (t *Transport) claimConnLocked(id cluster.NodeID, kind uint8, member bool, 
 		return nil, false, fmt.Errorf("this node has %d connections, its limit", t.established)
 	case p != nil && p.inConns[kind] >= t.cfg.Security.MaxConnsPerPeer:
 		return nil, false, fmt.Errorf("%q has %d connections of kind %d, the limit", id, p.inConns[kind], kind)
+	case p == nil && !member && t.strangerEntries >= t.cfg.Security.MaxConns:
+		// An entry outlives its connections until the janitor finds it
+		// quiet: a peer hanging up under a new ID each time would
+		// otherwise leave one for each, however few connections it held.
+		t.sweepSoon()
+		return nil, false, fmt.Errorf("this node has entries for %d nodes that are not members, its limit", t.strangerEntries)
 	}
 	if p == nil {
 		p, made = newPeer(t, id, member, m, member), true
-		t.peers[id] = p
-		t.publishPeers()
+		t.addPeerLocked(p)
 	}
 	p.inConns[kind]++
 	t.established++
 	return p, made, nil
+}
+
+// addPeerLocked publishes new entry p; peersMu must be held for writing.
+func (t *Transport) addPeerLocked(p *peer) {
+	t.peers[p.id] = p
+	if !p.member.Load() {
+		t.strangerEntries++
+	}
+	t.publishPeers()
+}
+
+// sweepSoon asks the janitor to forget the quiet strangers now.
+func (t *Transport) sweepSoon() {
+	select {
+	case t.sweepNow <- struct{}{}:
+	default:
+	}
 }
 
 // releaseConn gives back a claim of claimConn.
@@ -94,6 +116,8 @@ func (t *Transport) janitor() {
 		case <-t.closed:
 			return
 		case <-tick.C:
+			t.forgetQuietStrangers()
+		case <-t.sweepNow:
 			t.forgetQuietStrangers()
 		}
 	}
@@ -140,6 +164,7 @@ func (t *Transport) forgetQuietStrangers() {
 		}
 		// Folded in the same step, so that Stats never misses them.
 		t.strangers.add(p, false)
+		t.strangerEntries--
 	}
 	if len(gone) > 0 {
 		t.publishPeers()
@@ -170,6 +195,7 @@ func (t *Transport) promote(p *peer) {
 func (t *Transport) claimLocked(p *peer) {
 	t.strangers.add(p, true)
 	p.member.Store(true)
+	t.strangerEntries--
 }
 
 // BadInput says why an inbound connection was closed for what it sent.

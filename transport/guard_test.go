@@ -78,12 +78,18 @@ func TestForgetStrangersSparesOneThatJoined(t *testing.T) {
 	}
 	_, err := tr.peerFor("n3", false) // made while n3 is not a member
 	require.NoError(t, err)
+	tr.peersMu.RLock()
+	assert.Equal(t, 1, tr.strangerEntries, "n3's entry, a stranger's")
+	tr.peersMu.RUnlock()
 	members.Add(cluster.Member{ID: "n3", Addr: "127.0.0.1:1"})
 	sent := make(chan error, 1)
 	go func() { sent <- tr.Send(context.Background(), "n3", 1, make([]byte, 60<<10)) }()
 	require.Eventually(t, func() bool { return tr.outBudget.Waiting() == 1 }, 5*time.Second, time.Millisecond)
 	tr.forgetQuietStrangers() // what the janitor does every strangerSweep
 	assert.NotNil(t, tr.peerStats("n3"), "a member's entry is kept")
+	tr.peersMu.RLock()
+	assert.Zero(t, tr.strangerEntries, "n3's entry, a member's now")
+	tr.peersMu.RUnlock()
 	// Close may free the capacity the Send waits for before it stops n3's
 	// lane: the Send then succeeds, or fails as closed.
 	tr.Close()

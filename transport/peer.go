@@ -449,8 +449,7 @@ func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
 	made := p == nil
 	if made {
 		p = newPeer(t, id, known, m, known)
-		t.peers[id] = p
-		t.publishPeers()
+		t.addPeerLocked(p)
 	}
 	t.peersMu.Unlock()
 	if made {

@@ -62,6 +62,12 @@ type Transport struct {
 	// (under peersMu) whenever peers changes, which is rare.
 	peersView atomic.Pointer[map[cluster.NodeID]*peer]
 	departed  []*peer // peers that left; Stats keeps their counts (at most maxDepartedIDs gone for good)
+	// strangerEntries counts the entries in peers of peers that are not
+	// members, at most Security.MaxConns made by their handshakes (see
+	// claimConnLocked); under peersMu. sweepNow asks the janitor to
+	// forget the quiet ones before its next tick.
+	strangerEntries int
+	sweepNow        chan struct{}
 
 	inboundMu sync.Mutex
 	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
@@ -170,6 +176,7 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 		quietFor:      callerWriteIdle,
 		ln:            ln,
 		peers:         make(map[cluster.NodeID]*peer),
+		sweepNow:      make(chan struct{}, 1),
 		inbound:       make(map[net.Conn]struct{}),
 		inConns:       make(map[*inConn]struct{}),
 		pendingByHost: make(map[string]int),

@@ -148,7 +148,7 @@ func (s *Store) Bytes() int64 {
 	return s.bytes
 }
 
-// The data file, the unit a future Bootstrap will copy between nodes with
+// The data file, the unit Bootstrap copies between nodes with
 // SendFile: a sequence of records, each a uvarint length followed by that
 // many bytes of AppendMutation's encoding. Nothing else, so files can be
 // concatenated, and loading one merges it by timestamp.

@@ -51,7 +51,7 @@ func TestStoreNewestWins(t *testing.T) {
 	require.Equal(t, int64(4), s.Bytes())
 }
 
-// The data file a future Bootstrap will copy with SendFile: loading two
+// The data file Bootstrap copies with SendFile: loading two
 // peers' overlapping copies converges on the newest values.
 func TestDataFileMerges(t *testing.T) {
 	a, b := replication.NewStore(), replication.NewStore()

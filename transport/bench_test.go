@@ -75,7 +75,10 @@ func TestRequestAllocations(t *testing.T) {
 			}
 			allocs := testing.AllocsPerRun(5_000, request)
 			t.Logf("%.2f allocations per round trip", allocs)
-			bound := 5.0 // 4 measured, either way
+			// Measured: 4 Inline; 4 or 5 in a stage. The frame of a
+			// request costs its reader nothing (routeFrame): one more per
+			// round trip is a frame's allocation.
+			bound := map[string]float64{"stage": 5, "inline": 4}[e.name]
 			if raceEnabled {
 				bound = 10 // 7 measured: the race detector's sync.Pool drops a share of what it is given
 			}

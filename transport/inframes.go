@@ -633,9 +633,13 @@ func (ic *inConn) routeFrame(f *inFrame, skip int) {
 	routed, returned := 0, false
 	defer func() {
 		if !returned {
+			// A copy for the closure, which outlives the frame: routed
+			// itself, captured, would be moved to the heap for every
+			// frame.
+			skip := routed
 			ic.resume = func() {
 				defer ic.inlineHoldEnds()
-				ic.routeFrame(f, routed)
+				ic.routeFrame(f, skip)
 			}
 		}
 	}()

@@ -269,8 +269,10 @@ type TelemetryConfig struct {
 	// as one that collects nothing, whose counters Close unregisters at
 	// once.
 	MeterProvider metric.MeterProvider
-	// TracerProvider receives Request's client spans and handlers' server
-	// spans; trace context travels in the message header. Default:
+	// TracerProvider receives Request's client spans and the server spans
+	// of message handlers (Handler, ReaderHandler); trace context travels
+	// in the message header. Streams and file transfers carry none, and
+	// their handlers get no span. Default:
 	// otel.GetTracerProvider(). While it has nothing behind it (no SDK:
 	// the global provider before otel.SetTracerProvider, or a no-op one),
 	// its spans record nothing, and requests whose context carries no

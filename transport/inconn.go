@@ -220,7 +220,13 @@ func (ic *inConn) reading(resume func(), ended chan<- error) {
 		}
 		next := ic.resume
 		ic.resume = nil
-		go ic.reading(next, ended) // serve waits for it, as Close waits for serve
+		// serve waits for it, and Close too: its last act is to tell
+		// serve, which may then return before it has.
+		ic.t.wg.Add(1)
+		go func() {
+			defer ic.t.wg.Done()
+			ic.reading(next, ended)
+		}()
 	}()
 	if resume != nil {
 		resume()

@@ -403,8 +403,9 @@ type FileConfig struct {
 	// transfers send together, like Cassandra's stream throughput limit;
 	// under it each of the n transfers sending at once sends 1/n of a
 	// quarter of Timeouts.Keepalive's worth (of a second's, if less; at
-	// least 4 KiB, at most Chunk) at a time, so that its receiver hears
-	// from it well within its Keepalive. Default 0: unlimited.
+	// least 4 KiB where that is half a Keepalive's worth or less, at most
+	// Chunk) at a time, so that its receiver hears from it well within its
+	// Keepalive. Default 0: unlimited.
 	RateLimit int64
 	// MaxConcurrent is how many transfers this node receives at once;
 	// beyond it a transfer is refused with ErrOverloaded. Default 16.

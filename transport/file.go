@@ -596,12 +596,27 @@ func (t *Transport) fileChunk() int64 {
 	if k := t.cfg.Timeouts.Keepalive; k > 0 {
 		apart = min(apart, k/4)
 	}
-	sending := int64(max(t.filesSending.Load(), 1))
-	share := int64(float64(c.RateLimit)*apart.Seconds()) / sending
-	return min(rateLimitedChunk(c), max(share, minRateLimitedChunk))
+	sending := float64(max(t.filesSending.Load(), 1))
+	most := rateLimitedChunk(c)
+	// Bounded before the conversion: a rate near the largest int64 would
+	// overflow it.
+	share := most
+	if f := float64(c.RateLimit) * apart.Seconds() / sending; f < float64(most) {
+		share = int64(f)
+	}
+	// Not less than minRateLimitedChunk, to spare calls, while that much
+	// comes within twice apart, half the receiver's allowed silence; under
+	// a rate lower still, a 4 KiB chunk would come after the receiver
+	// has given up on its sender.
+	least := int64(minRateLimitedChunk)
+	if share < minRateLimitedChunk/2 {
+		least = max(2*share, 1)
+	}
+	return min(most, max(share, least))
 }
 
-// minRateLimitedChunk is the least fileChunk sends at once.
+// minRateLimitedChunk is the least fileChunk sends at once, but under a
+// rate too low to send it within half the receiver's Keepalive.
 const minRateLimitedChunk = 4 << 10
 
 // serveFile receives one transfer on an accepted file connection.

@@ -19,7 +19,7 @@ import (
 // prune its queue (the TcpExt TCPRcvCollapsed and RcvPruned counters; see
 // tcp_rmem in the kernel's Documentation/networking/ip-sysctl.rst).
 type SocketConfig struct {
-	SendBuffer int // SO_SNDBUF, bytes
+	SendBuffer int // SO_SNDBUF, bytes; above 2 GiB - 1, the most the option holds, it sets that
 	// ReceiveBuffer is SO_RCVBUF, bytes. It is set once a connection is
 	// open (the lanes share one listener, and an accepted connection's
 	// lane is known from its hello), where tcp(7) asks for it before
@@ -29,7 +29,8 @@ type SocketConfig struct {
 	// holds while this node does not read, and Linux drops what arrives
 	// past it, acknowledgments included (a test peer so set to 16 KiB
 	// stalled its own writes in 4 of about 320 runs under load). Keep it
-	// at 64 KiB or more, or 0 for the system's autotuning.
+	// at 64 KiB or more, or 0 for the system's autotuning. Above 2 GiB - 1,
+	// the most the option holds, it sets that.
 	ReceiveBuffer int
 	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails; at most about 24.8 days
 	KeepAlive     time.Duration // TCP keep-alive idle time, at most 32767 s (about 9.1 hours); negative disables keep-alive
@@ -85,13 +86,15 @@ func (s SocketConfig) applyOutbound(conn *net.TCPConn) error {
 
 // apply sets the options on conn.
 func (s SocketConfig) apply(conn *net.TCPConn) error {
+	// Sizes past what the options hold (a C int) ask for the largest:
+	// setsockopt would keep only their low 32 bits.
 	if s.SendBuffer > 0 {
-		if err := conn.SetWriteBuffer(s.SendBuffer); err != nil {
+		if err := conn.SetWriteBuffer(min(s.SendBuffer, math.MaxInt32)); err != nil {
 			return err
 		}
 	}
 	if s.ReceiveBuffer > 0 {
-		if err := conn.SetReadBuffer(s.ReceiveBuffer); err != nil {
+		if err := conn.SetReadBuffer(min(s.ReceiveBuffer, math.MaxInt32)); err != nil {
 			return err
 		}
 	}

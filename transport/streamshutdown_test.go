@@ -1,0 +1,75 @@
+package transport_test
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/transport"
+)
+
+// TestAStreamOpenedOnASessionOfANodeShuttingDownIsRefused: a node whose
+// Shutdown has begun refuses what would outlive it: requests ("shutting
+// down", ErrOverloaded), file transfers and stream connections (their
+// handshakes, ErrOverloaded). A stream opened in the stream session
+// already open was accepted instead, its handler started, and the
+// Shutdown's close then cut it off (Shutdown does not wait for streams):
+// its opener began a transfer on a node about to go, rather than being
+// told at once to try another. It is refused ErrOverloaded too.
+func TestAStreamOpenedOnASessionOfANodeShuttingDownIsRefused(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	held, release := make(chan struct{}), make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		close(held)
+		<-release
+		return []byte("done"), nil
+	}))
+	started := make(chan struct{}, 4)
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		started <- struct{}{}
+		_, _ = io.Copy(s, s)
+		_ = s.CloseWrite()
+	}))
+	// The session, open before the Shutdown.
+	first, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer first.Close()
+	<-started
+
+	// A request in hand keeps n2's Shutdown draining.
+	answered := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbData, []byte("in hand"))
+		answered <- err
+	}()
+	<-held
+	shut := make(chan error, 1)
+	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 10*time.Second)) }()
+	waitFor(t, 5*time.Second, "n2's Shutdown began", func() bool { return c.Nodes[1].Health().Closed })
+
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	if s != nil {
+		s.Close()
+	}
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "a stream opened in the session of a node shutting down")
+	select {
+	case <-started:
+		t.Error("its handler started on a node shutting down")
+	default:
+	}
+
+	close(release)
+	assert.NoError(t, <-answered, "the request in hand is answered")
+	assert.NoError(t, <-shut)
+}

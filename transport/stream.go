@@ -648,7 +648,8 @@ func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
 // Errors: ErrUnknownVerb (no handler there), ErrOverloaded (too many
 // streams, see StreamConfig.MaxPerPeer; or the peer refused the stream
 // connection: it holds as many of this node's as it allows, or has no
-// inbound capacity for its buffer), ErrUnknownPeer, ErrClosed, or the
+// inbound capacity for its buffer; or the peer is shutting down),
+// ErrUnknownPeer, ErrClosed, or the
 // dial's or the context's error; each in an *OpError.
 func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb, opts ...StreamOption) (*Stream, error) {
 	var o streamOptions
@@ -1205,6 +1206,13 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func(), drain *sess
 	h := (*t.streamHandlers.Load())[Verb(verb)]
 	if h == nil {
 		refuse(wire.FailureUnknownVerb)
+		return
+	}
+	if t.closing.Load() {
+		// Shutdown does not wait for streams: one accepted now would be
+		// cut off by its close. Refused as a new stream connection is
+		// (claimConn), so that its opener turns to another node at once.
+		refuse(wire.FailureOverloaded)
 		return
 	}
 	if int(p.streams.in.Add(1)) > t.cfg.Streams.MaxPerPeer {

@@ -385,7 +385,10 @@ func (t *Transport) signalDrained() {
 // meanwhile are answered with ErrOverloaded ("shutting down"), so their
 // callers can ask another node at once, and so are those waiting for
 // inbound capacity as it begins (OverloadPause), with the one-way
-// messages of their frames. If ctx ends first it closes at
+// messages of their frames. Streams and file transfers that peers begin
+// meanwhile are refused too (ErrOverloaded at their OpenStream and
+// SendFile); those under way are not waited for, and the close cuts
+// them off. If ctx ends first it closes at
 // once, failing what is left, and returns ctx.Err() once Close has
 // returned (which waits for the running handlers: see Close).
 func (t *Transport) Shutdown(ctx context.Context) error {

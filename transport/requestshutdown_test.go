@@ -1,0 +1,60 @@
+package transport_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/transport"
+)
+
+// TestARequestToANodeShuttingDownOnANewConnectionIsOverloaded: a node
+// whose Shutdown has begun answers the requests that reach it "shutting
+// down" (ErrOverloaded), so that their callers ask another node at once,
+// knowing the request did not run; OpenStream and SendFile read its
+// refusal of their connections' handshakes (wire.Busy) as ErrOverloaded
+// too. A request on a lane not yet connected (here the large lane) met the
+// same refusal at its dial, and failed ErrConnectionReset, whose callers
+// must take it that the request may have run.
+func TestARequestToANodeShuttingDownOnANewConnectionIsOverloaded(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	held, release := make(chan struct{}), make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		close(held)
+		<-release
+		return []byte("done"), nil
+	}))
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(payloadEcho))
+
+	// A request in hand keeps n2's Shutdown draining.
+	answered := make(chan error, 1)
+	go func() {
+		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbData, []byte("in hand"))
+		answered <- err
+	}()
+	<-held
+	shut := make(chan error, 1)
+	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 10*time.Second)) }()
+	waitFor(t, 5*time.Second, "n2's Shutdown began", func() bool { return c.Nodes[1].Health().Closed })
+
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("small lane, connected"))
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "a request on a connected lane")
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, make([]byte, 256<<10))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "a request on a lane whose dial the node shutting down refused")
+	assert.NotErrorIs(t, err, transport.ErrConnectionReset, "the request was not written: it did not run")
+
+	close(release)
+	assert.NoError(t, <-answered, "the request in hand is answered")
+	assert.NoError(t, <-shut)
+}

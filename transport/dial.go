@@ -430,7 +430,16 @@ func (c *outConn) connect() bool {
 		// to ask next) are better served by the dial's error than by
 		// their deadline.
 		c.pruneExpired()
-		c.failRequests(fmt.Errorf("cannot connect: %w", err))
+		reason := ReasonConnectionReset
+		if isBusy(err) {
+			// The peer answered, with no room for the connection or
+			// shutting down: none of them reached it, which overloaded
+			// says (as OpenStream and SendFile read the same refusal),
+			// where reset would leave their callers unsure whether they
+			// ran.
+			reason = ReasonOverloaded
+		}
+		c.failRequests(reason, fmt.Errorf("cannot connect: %w", err))
 	}
 	return false
 }
@@ -594,7 +603,7 @@ func (c *outConn) connDied() {
 		// so nothing else would fail them before their deadline, however
 		// many redials end this way.
 		c.pruneExpired()
-		c.failRequests(fmt.Errorf("cannot connect: the connection ended before anything was written: %s", why))
+		c.failRequests(ReasonConnectionReset, fmt.Errorf("cannot connect: the connection ended before anything was written: %s", why))
 	}
 }
 

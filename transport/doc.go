@@ -157,8 +157,9 @@
 // A request fails as soon as it cannot be answered: when the connection
 // it was written on breaks (ErrConnectionReset), and when the peer cannot
 // be dialled, at the first failed attempt after it was queued
-// (ErrConnectionReset wrapping the dial's error) — it was never written,
-// so the caller may try elsewhere. One-way messages wait for the peer
+// (ErrConnectionReset wrapping the dial's error; ErrOverloaded when the
+// peer refused the connection for want of room or because it is shutting
+// down) — it was never written, so the caller may try elsewhere. One-way messages wait for the peer
 // until they expire. A lane backing off between dials (up to
 // Config.Reconnect.MaxBackoff) dials again at once when the peer is seen
 // to be back: when it opens a connection to this node (unless it refused

@@ -19,7 +19,9 @@ var (
 	// errors.Is(err, net.ErrClosed).
 	ErrClosed = fmt.Errorf("transport: closed: %w", net.ErrClosed)
 	// ErrOverloaded: no capacity for the message, on this node (Send,
-	// Request) or on the receiver (Request's failure response).
+	// Request) or on the receiver (Request's failure response, or its
+	// refusal of the connection a request waited for: no room for it,
+	// or the receiver is shutting down).
 	ErrOverloaded = errors.New("transport: overloaded")
 	// ErrExpired: the message's deadline passed before it was written or
 	// handled.
@@ -45,7 +47,8 @@ var (
 	// dialled fails with it too, at the first failed dial after it was
 	// queued, wrapping the dial's error: that one was never written. A
 	// dial refused for good fails it with ErrRefused instead, or with
-	// ErrPeerLeft when the membership no longer has the peer.
+	// ErrPeerLeft when the membership no longer has the peer; one refused
+	// for want of room, or by a peer shutting down, with ErrOverloaded.
 	ErrConnectionReset = errors.New("transport: connection reset")
 	// ErrRefused: the peer refused the handshake (see the wrapped
 	// *HandshakeError for why).

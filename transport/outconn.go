@@ -830,16 +830,16 @@ func (c *outConn) writeTaken(b *batch, observed int, requested, waited time.Dura
 }
 
 // failRequests fails the queued requests, which were never written, with
-// ReasonConnectionReset and err; one-way messages and responses stay.
-// It runs when a dial failed.
-func (c *outConn) failRequests(err error) {
+// reason and err; one-way messages and responses stay. It runs when a
+// dial failed.
+func (c *outConn) failRequests(reason Reason, err error) {
 	if c.lane == routing.Large {
 		c.large.admit(&c.queue)
-		c.large.failWaitingRequests(&c.queue, ReasonConnectionReset, err, c)
+		c.large.failWaitingRequests(&c.queue, reason, err, c)
 	}
 	dropped, removed := c.queue.prune(func(it *outItem) bool { return it.isRequest })
 	for i := range dropped {
-		c.failed(&dropped[i], ReasonConnectionReset, err)
+		c.failed(&dropped[i], reason, err)
 	}
 	c.release(removed)
 }

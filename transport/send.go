@@ -51,7 +51,9 @@ func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payl
 // ErrConnectionReset or ErrPeerLeft when its response was lost on the way
 // (the peer may or may not have run the request) — at once when the connection it was written on breaks, and, when the peer
 // cannot be dialled, at the first failed attempt after the request was
-// queued, wrapping the dial's error; and the context's error on timeout or
+// queued, wrapping the dial's error (ErrOverloaded instead when the peer
+// refused the connection for want of room or because it is shutting
+// down: the request did not reach it); and the context's error on timeout or
 // cancellation (a timeout satisfies net.Error with Timeout() true). Each
 // is wrapped in an *OpError.
 func (t *Transport) Request(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) ([]byte, error) {

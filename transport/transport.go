@@ -649,7 +649,9 @@ func (t *Transport) SetCoalescing(factory func(routing.Lane) coalescing.Strategy
 // refused when it would leave less than the largest message's room, but
 // one accepted before the limits were lowered keeps its room, and a large
 // message from that peer that no longer fits beside it waits, first in
-// line at the peer, until a session closes.
+// line at the peer, until a session closes. Both sets are whole: a zero
+// field takes its default, as in Config, not the value in force, so a
+// caller changing one limit passes the others it configured too.
 func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	outbound.setDefaults()
 	inbound.setDefaults()

@@ -22,6 +22,15 @@ func parked(n *transport.Transport, peer cluster.NodeID) bool {
 	return connected && !running
 }
 
+// requireParked lets 50 ms pass in the test's bubble, past the writer's
+// 10 ms linger, and requires n's small lane to peer to be parked then.
+func requireParked(t *testing.T, n *transport.Transport, peer cluster.NodeID, why string) {
+	t.Helper()
+	time.Sleep(50 * time.Millisecond)
+	synctest.Wait()
+	require.True(t, parked(n, peer), why)
+}
+
 // TestAnIdleLaneParksItsWriterAndKeepsItsConnection: a lane with nothing
 // to write lets its writer goroutine go once quiet for a few milliseconds,
 // its connection left open, so that an idle pair costs no writer's
@@ -38,9 +47,7 @@ func TestAnIdleLaneParksItsWriterAndKeepsItsConnection(t *testing.T) {
 		n1, n2 := c.Nodes[0], c.ID(1)
 		_, err := n1.Request(context.Background(), n2, verbEcho, []byte("first"))
 		require.NoError(t, err)
-		time.Sleep(50 * time.Millisecond)
-		synctest.Wait()
-		require.True(t, parked(n1, n2), "the writer parked, its connection open")
+		requireParked(t, n1, n2, "the writer parked, its connection open")
 
 		since := time.Now()
 		time.Sleep(10 * time.Second)
@@ -56,9 +63,7 @@ func TestAnIdleLaneParksItsWriterAndKeepsItsConnection(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "second", string(resp))
 		assert.Equal(t, uint64(1), n1.Stats().Total().Connects, "the next request went on the same connection")
-		time.Sleep(50 * time.Millisecond)
-		synctest.Wait()
-		assert.True(t, parked(n1, n2), "it parks again")
+		requireParked(t, n1, n2, "it parks again")
 	})
 }
 
@@ -75,9 +80,7 @@ func TestAParkedLaneClosesAtItsIdleTimeout(t *testing.T) {
 		n1, n2 := c.Nodes[0], c.ID(1)
 		_, err := n1.Request(context.Background(), n2, verbEcho, []byte("x"))
 		require.NoError(t, err)
-		time.Sleep(50 * time.Millisecond)
-		synctest.Wait()
-		require.True(t, parked(n1, n2), "the writer parked")
+		requireParked(t, n1, n2, "the writer parked")
 		time.Sleep(300 * time.Millisecond)
 		synctest.Wait()
 		running, connected := transport.LaneWriter(n1, n2, routing.Small)
@@ -105,9 +108,7 @@ func TestAParkedWritersConnectionDyingFailsItsRequest(t *testing.T) {
 		n1, n2 := c.Nodes[0], c.ID(1)
 		_, err := n1.Request(context.Background(), n2, verbEcho, []byte("x"))
 		require.NoError(t, err)
-		time.Sleep(50 * time.Millisecond)
-		synctest.Wait()
-		require.True(t, parked(n1, n2), "the writer parked")
+		requireParked(t, n1, n2, "the writer parked")
 
 		failed := make(chan error, 1)
 		go func() {
@@ -115,9 +116,7 @@ func TestAParkedWritersConnectionDyingFailsItsRequest(t *testing.T) {
 			failed <- err
 		}()
 		<-entered
-		time.Sleep(50 * time.Millisecond)
-		synctest.Wait()
-		require.True(t, parked(n1, n2), "the writer parked with the request awaiting its response")
+		requireParked(t, n1, n2, "the writer parked with the request awaiting its response")
 		start := time.Now()
 		require.NoError(t, c.Nodes[1].Close())
 		err = <-failed

@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // TestARequestToANodeShuttingDownOnANewConnectionIsOverloaded: a node
@@ -21,22 +23,32 @@ import (
 // must take it that the request may have run.
 func TestARequestToANodeShuttingDownOnANewConnectionIsOverloaded(t *testing.T) {
 	c := newCluster(t, 2, nil)
+	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(payloadEcho))
+	finish := shutdownHeldOpen(t, c)
+
+	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("small lane, connected"))
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "a request on a connected lane")
+	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, make([]byte, 256<<10))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, transport.ErrOverloaded, "a request on a lane whose dial the node shutting down refused")
+	assert.NotErrorIs(t, err, transport.ErrConnectionReset, "the request was not written: it did not run")
+	finish()
+}
+
+// shutdownHeldOpen begins the Shutdown of c's second node while a request
+// of the first's is in its handler (verbData), which keeps the drain
+// going, and returns once the Shutdown has begun. finish lets the
+// handler return, and checks that the request was answered and the
+// Shutdown ended cleanly.
+func shutdownHeldOpen(t *testing.T, c *transporttest.Cluster) (finish func()) {
 	held, release := make(chan struct{}), make(chan struct{})
-	defer func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	}()
+	var released sync.Once
+	t.Cleanup(func() { released.Do(func() { close(release) }) })
 	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
 		close(held)
 		<-release
 		return []byte("done"), nil
 	}))
-	c.Nodes[1].Handle(verbEcho, transport.HandlerFunc(payloadEcho))
-
-	// A request in hand keeps n2's Shutdown draining.
 	answered := make(chan error, 1)
 	go func() {
 		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbData, []byte("in hand"))
@@ -46,15 +58,9 @@ func TestARequestToANodeShuttingDownOnANewConnectionIsOverloaded(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 10*time.Second)) }()
 	waitFor(t, 5*time.Second, "n2's Shutdown began", func() bool { return c.Nodes[1].Health().Closed })
-
-	_, err := c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, []byte("small lane, connected"))
-	assert.ErrorIs(t, err, transport.ErrOverloaded, "a request on a connected lane")
-	_, err = c.Nodes[0].Request(ctxTimeout(t, 5*time.Second), c.ID(1), verbEcho, make([]byte, 256<<10))
-	require.Error(t, err)
-	assert.ErrorIs(t, err, transport.ErrOverloaded, "a request on a lane whose dial the node shutting down refused")
-	assert.NotErrorIs(t, err, transport.ErrConnectionReset, "the request was not written: it did not run")
-
-	close(release)
-	assert.NoError(t, <-answered, "the request in hand is answered")
-	assert.NoError(t, <-shut)
+	return func() {
+		released.Do(func() { close(release) })
+		assert.NoError(t, <-answered, "the request in hand is answered")
+		assert.NoError(t, <-shut)
+	}
 }

@@ -22,19 +22,6 @@ import (
 // told at once to try another. It is refused ErrOverloaded too.
 func TestAStreamOpenedOnASessionOfANodeShuttingDownIsRefused(t *testing.T) {
 	c := newCluster(t, 2, nil)
-	held, release := make(chan struct{}), make(chan struct{})
-	defer func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	}()
-	c.Nodes[1].Handle(verbData, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		close(held)
-		<-release
-		return []byte("done"), nil
-	}))
 	started := make(chan struct{}, 4)
 	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
 		started <- struct{}{}
@@ -47,16 +34,7 @@ func TestAStreamOpenedOnASessionOfANodeShuttingDownIsRefused(t *testing.T) {
 	defer first.Close()
 	<-started
 
-	// A request in hand keeps n2's Shutdown draining.
-	answered := make(chan error, 1)
-	go func() {
-		_, err := c.Nodes[0].Request(ctxTimeout(t, 10*time.Second), c.ID(1), verbData, []byte("in hand"))
-		answered <- err
-	}()
-	<-held
-	shut := make(chan error, 1)
-	go func() { shut <- c.Nodes[1].Shutdown(ctxTimeout(t, 10*time.Second)) }()
-	waitFor(t, 5*time.Second, "n2's Shutdown began", func() bool { return c.Nodes[1].Health().Closed })
+	finish := shutdownHeldOpen(t, c)
 
 	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
 	if s != nil {
@@ -69,7 +47,5 @@ func TestAStreamOpenedOnASessionOfANodeShuttingDownIsRefused(t *testing.T) {
 	default:
 	}
 
-	close(release)
-	assert.NoError(t, <-answered, "the request in hand is answered")
-	assert.NoError(t, <-shut)
+	finish()
 }

@@ -248,6 +248,33 @@ func TestStreamSessionRefusedForCapacitySaysOverloaded(t *testing.T) {
 	assert.ErrorContains(t, err, "no inbound capacity")
 }
 
+// TestStreamConnectionThatCanNeverFitIsRefusedForGood: a node whose
+// inbound limits leave no room for a stream connection's buffer even with
+// none open — MaxMessageSize 60 MiB, whose buffer class takes all of the
+// default 64 MiB per peer — refused every stream connection as Busy, and
+// its openers got ErrOverloaded, which tells them to try again later, for
+// ever. It is refused for good under those limits: ErrRefused, not
+// ErrOverloaded, for a session and for a connection of its own alike.
+func TestStreamConnectionThatCanNeverFitIsRefusedForGood(t *testing.T) {
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i == 1 {
+			cfg.Memory.MaxMessageSize = 60 << 20
+		}
+	})
+	echoStreams(c)
+	for _, opts := range [][]transport.StreamOption{nil, {transport.OwnConnection()}} {
+		_, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, opts...)
+		require.Error(t, err)
+		t.Logf("OpenStream: %v", err)
+		assert.ErrorIs(t, err, transport.ErrRefused)
+		assert.NotErrorIs(t, err, transport.ErrOverloaded, "no wait makes room under these limits")
+		var he *transport.HandshakeError
+		if assert.ErrorAs(t, err, &he) {
+			assert.Equal(t, wire.Refused, he.Reason, "refused for good, not busy: %v", he)
+		}
+	}
+}
+
 // TestStreamCloseEndsCleanlyForASlowReader: a handler writes an answer
 // that fills its opener's window exactly and closes the stream; the
 // opener reads it only once Close has returned, more than a second later.

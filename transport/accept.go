@@ -389,7 +389,14 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		if p, err = t.claimConn(cluster.NodeID(hello.Node), hello.Lane); err != nil {
 			reply = wire.Reply{Reason: wire.Busy, Message: err.Error()}
 			why = RefusedTooMany
-		} else if held := t.streamConnHold(hello.Lane); held > 0 && !t.holdStreamConn(p, held) {
+		} else if held := t.streamConnHold(hello.Lane); held > 0 && !t.streamConnFits(held) {
+			// Under these limits no wait makes room: refused for good
+			// (ErrRefused), not Busy, which tells the opener to retry.
+			t.logs.warn(logKey{other: logNoStreamCapacity}, "internode: refusing stream connection: inbound limits cannot hold it",
+				"peer", hello.Node, "needs", held)
+			reply = wire.Reply{Reason: wire.Refused, Message: fmt.Sprintf("inbound limits cannot hold a stream connection's %d bytes beside the largest message's room", held)}
+			why = RefusedTooMany
+		} else if held > 0 && !t.holdStreamConn(p, held) {
 			// A stream connection's buffer, taken before the reply: a
 			// connection accepted and then closed for want of it left
 			// its opener with io.EOF; Busy tells it that this node is
@@ -458,6 +465,15 @@ func (t *Transport) holdStreamConn(p *peer, n int64) bool {
 		return false
 	}
 	return true
+}
+
+// streamConnFits reports whether the inbound limits could hold a stream
+// connection's n bytes beside the largest message's room with no other
+// stream connection open: if not, holdStreamConn never succeeds under them.
+func (t *Transport) streamConnFits(n int64) bool {
+	in := t.limitsIn.Load()
+	room := t.largestRoom(in)
+	return n <= in.PerPeer-room && n <= in.Node-room
 }
 
 // releaseStreamConn gives back what holdStreamConn took.

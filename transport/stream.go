@@ -648,8 +648,11 @@ func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
 // Errors: ErrUnknownVerb (no handler there), ErrOverloaded (too many
 // streams, see StreamConfig.MaxPerPeer; or the peer refused the stream
 // connection: it holds as many of this node's as it allows, or has no
-// inbound capacity for its buffer; or the peer is shutting down),
-// ErrUnknownPeer, ErrClosed, or the
+// inbound capacity for its buffer now; or the peer is shutting down),
+// ErrRefused (among others: the peer's inbound limits cannot hold a
+// stream connection's buffer beside its largest message's room even with
+// none open, so no retry helps until its limits change), ErrUnknownPeer,
+// ErrClosed, or the
 // dial's or the context's error; each in an *OpError.
 func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb, opts ...StreamOption) (*Stream, error) {
 	var o streamOptions

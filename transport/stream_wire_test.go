@@ -222,19 +222,23 @@ func TestStreamMalformedChunkStaysAnError(t *testing.T) {
 }
 
 // TestStreamSessionRefusedForCapacitySaysOverloaded: a node whose inbound
-// limits cannot hold a stream session's buffer (Streams.SessionBuffer,
-// taken from Memory.Inbound.PerPeer and Node) accepted the handshake and
-// then closed the connection: the opener got "EOF", which says nothing of
-// why, instead of ErrOverloaded.
+// limits have no room now for a stream session's buffer (Streams.
+// SessionBuffer, taken from Memory.Inbound.Node while another peer's
+// session holds it) accepted the handshake and then closed the
+// connection: the opener got "EOF", which says nothing of why, instead of
+// ErrOverloaded.
 func TestStreamSessionRefusedForCapacitySaysOverloaded(t *testing.T) {
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
-		if i == 1 {
+	c := newCluster(t, 3, func(i int, cfg *transport.Config) {
+		if i == 2 { // room for one session beside a 1 MiB message, not two
 			cfg.Memory.MaxMessageSize = 1 << 20
-			cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 2 << 20, Node: 8 << 20}
+			cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 8 << 20, Node: 6 << 20}
 		}
 	})
 	echoStreams(c)
-	_, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	first, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(2), verbRepair)
+	require.NoError(t, err)
+	defer first.Close()
+	_, err = c.Nodes[1].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(2), verbRepair)
 	require.Error(t, err)
 	t.Logf("OpenStream: %v", err)
 	assert.ErrorIs(t, err, transport.ErrOverloaded, "the opener is told why")
@@ -242,7 +246,7 @@ func TestStreamSessionRefusedForCapacitySaysOverloaded(t *testing.T) {
 	// connections (Security.MaxConnsPerPeer, 4): the tenth is refused for
 	// the same reason as the first.
 	for range 10 {
-		_, err = c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+		_, err = c.Nodes[1].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(2), verbRepair)
 	}
 	assert.ErrorIs(t, err, transport.ErrOverloaded)
 	assert.ErrorContains(t, err, "no inbound capacity")

@@ -253,7 +253,10 @@ func TestLargestMessageGetsThroughWhileAStreamIsOpen(t *testing.T) {
 			return receiver.Stats().InboundHeld >= 4<<20
 		})
 	}
-	require.ErrorIs(t, err, transport.ErrOverloaded, "a stream session that leaves no room for the largest message")
+	// Refused for good: under these limits it can never fit beside the
+	// largest message's room, whatever closes.
+	require.ErrorIs(t, err, transport.ErrRefused, "a stream session that leaves no room for the largest message")
+	require.NotErrorIs(t, err, transport.ErrOverloaded, "not a refusal to retry")
 
 	// 14 MiB: within MaxMessageSize and PerPeer, not beside the 4 MiB.
 	require.NoError(t, sender.Send(context.Background(), c.ID(1), verbBig, make([]byte, 14<<20)))

@@ -24,6 +24,9 @@ func parked(n *transport.Transport, peer cluster.NodeID) bool {
 
 // requireParked lets 50 ms pass in the test's bubble, past the writer's
 // 10 ms linger, and requires n's small lane to peer to be parked then.
+// Called only inside a synctest bubble (inBubble), as every Sleep in this
+// file is: the bubble's clock moves only once every goroutine in it is
+// blocked, so the sleep is exact, not a wait on the machine's load.
 func requireParked(t *testing.T, n *transport.Transport, peer cluster.NodeID, why string) {
 	t.Helper()
 	time.Sleep(50 * time.Millisecond)

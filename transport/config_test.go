@@ -26,6 +26,12 @@ func validConfig() transport.Config {
 // rule and must be reported, by a message naming the field.
 func TestConfigValidate(t *testing.T) {
 	require.NoError(t, validConfig().Validate())
+	ca := newCA(t, "test")
+	creds, err := transport.NewCredentials(issue(t, ca, "n1", time.Hour, time.Hour), ca.Pool())
+	require.NoError(t, err)
+	withTLS := validConfig()
+	withTLS.Security.TLS = &transport.TLSConfig{Credentials: creds, ReloadInterval: time.Millisecond}
+	require.NoError(t, withTLS.Validate())
 	tests := []struct {
 		name   string
 		change func(*transport.Config)
@@ -63,6 +69,11 @@ func TestConfigValidate(t *testing.T) {
 			c.ClusterName = "orders prod"
 			c.Security.TLS = &transport.TLSConfig{Credentials: &transport.Credentials{}}
 		}, "ClusterName is a certificate's URI host"},
+		// A reload interval of a microsecond spins a core re-reading the
+		// credential files, under the lock Reload takes.
+		{"TLS reloading more often than every millisecond", func(c *transport.Config) {
+			c.Security.TLS = &transport.TLSConfig{Credentials: creds, ReloadInterval: time.Microsecond}
+		}, "Security.TLS.ReloadInterval"},
 		{"stream window above the session's", func(c *transport.Config) { c.Streams.StreamBuffer = c.Streams.SessionBuffer * 2 }, "Streams"},
 		// One stream that stops reading would fill the session's buffer,
 		// and with it full smux reads nothing more: not even the window

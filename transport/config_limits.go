@@ -32,8 +32,13 @@ type SocketConfig struct {
 	// at 64 KiB or more, or 0 for the system's autotuning. Above 2 GiB - 1,
 	// the most the option holds, it sets that.
 	ReceiveBuffer int
-	UserTimeout   time.Duration // TCP_USER_TIMEOUT: how long unacknowledged data may wait before the connection fails; at most about 24.8 days
-	KeepAlive     time.Duration // TCP keep-alive idle time, at most 32767 s (about 9.1 hours); negative disables keep-alive
+	// UserTimeout is TCP_USER_TIMEOUT: how long unacknowledged data may
+	// wait before the connection fails; at most about 24.8 days. 0 takes
+	// Timeouts.Write on the connections this node opens and
+	// Timeouts.Keepalive on those it accepts, if positive; negative sets none (the
+	// system's retransmission limits decide).
+	UserTimeout time.Duration
+	KeepAlive   time.Duration // TCP keep-alive idle time, at most 32767 s (about 9.1 hours); negative disables keep-alive
 	// NotSentLowat is TCP_NOTSENT_LOWAT, bytes, on the connections this
 	// node opens on the lane: the socket takes more of the queue only
 	// while fewer bytes than this wait in it unsent. Bytes in the

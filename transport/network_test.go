@@ -405,7 +405,7 @@ func TestOutboundSocketsTakeWriteAsUserTimeout(t *testing.T) {
 		name string
 		set  time.Duration // Lanes.Sockets[Small].UserTimeout
 		want time.Duration
-	}{{"default", 0, write}, {"the lane's own", 3 * time.Second, 3 * time.Second}} {
+	}{{"default", 0, write}, {"the lane's own", 3 * time.Second, 3 * time.Second}, {"none", -1, 0}} {
 		t.Run(tt.name, func(t *testing.T) {
 			dialer := &recordingDialer{}
 			c := newCluster(t, 2, func(i int, cfg *transport.Config) {

@@ -66,8 +66,9 @@ type TLSConfig struct {
 	// ReloadInterval is how often the transport re-reads Credentials that
 	// came from files (LoadCredentials, MutualTLS), putting them in force
 	// if they changed, and checks how long its certificate has left.
-	// Default 1 minute; negative turns the polling and the periodic check
-	// off (Reload still works; the expiry metric still reports).
+	// Default 1 minute, at least 1 ms (Validate refuses less: every poll
+	// reads the three files); negative turns the polling and the periodic
+	// check off (Reload still works; the expiry metric still reports).
 	ReloadInterval time.Duration
 	// ExpiryWarning: when the node's own certificate expires within this,
 	// the transport logs a warning (at most once an hour). Default 7 days;
@@ -113,7 +114,12 @@ func NewMutualTLS(cert tls.Certificate, roots *x509.CertPool) (*TLSConfig, error
 	return &TLSConfig{Credentials: creds}, nil
 }
 
+// minTLSReloadInterval is the shortest positive TLSConfig.ReloadInterval.
+const minTLSReloadInterval = time.Millisecond
+
 func (c *TLSConfig) validate(k *checker, clusterName string) {
+	k.check(c.ReloadInterval <= 0 || c.ReloadInterval >= minTLSReloadInterval,
+		"Security.TLS.ReloadInterval %v is below %v", c.ReloadInterval, minTLSReloadInterval)
 	if err := validateIdentityCluster(clusterName); err != nil {
 		k.check(false, "with Security.TLS, the ClusterName is a certificate's URI host: %v", err)
 	}

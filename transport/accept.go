@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 
@@ -90,14 +91,17 @@ func (t *Transport) acceptLoop() {
 			return
 		}
 		delay = 0
-		host := remoteHost(conn)
-		if !t.startHandshake(host) {
+		h, cut := t.startHandshake(conn, remoteHost(conn))
+		if cut != nil {
+			cut.conn.Close() // its serveConn counts the refusal
+		}
+		if h == nil {
 			t.refuse(conn, RefusedTooMany, nil)
 			conn.Close()
 			continue
 		}
 		if !t.trackInbound(conn, true) {
-			t.endHandshake(host)
+			t.endHandshake(h)
 			conn.Close()
 			return
 		}
@@ -106,7 +110,7 @@ func (t *Transport) acceptLoop() {
 			defer t.wg.Done()
 			defer t.trackInbound(conn, false)
 			defer conn.Close()
-			t.serveConn(conn, host)
+			t.serveConn(conn, h)
 		}()
 	}
 }
@@ -168,34 +172,94 @@ func remoteHostOf(addr net.Addr) string {
 	return ip.String()
 }
 
-// startHandshake admits one more unfinished handshake from host, within
-// Config.Security.MaxPendingHandshakes and MaxPendingHandshakesPerHost, so that a
-// flood of idle sockets cannot exhaust the node.
-func (t *Transport) startHandshake(host string) bool {
-	t.inboundMu.Lock()
-	defer t.inboundMu.Unlock()
-	if t.pendingHandshakes >= t.cfg.Security.MaxPendingHandshakes || t.pendingByHost[host] >= t.cfg.Security.MaxPendingHandshakesPerHost {
-		return false
-	}
-	t.pendingHandshakes++
-	t.pendingByHost[host]++
-	return true
+// A pendingHandshake is an accepted connection whose handshake has not
+// finished, in Transport.pendingByHost.
+type pendingHandshake struct {
+	conn net.Conn
+	host string
+	seq  uint64 // admission order
+	cut  bool   // closed to make room for another host's (startHandshake)
 }
 
-func (t *Transport) endHandshake(host string) {
+// errHandshakeCut is why a handshake closed to make room for another
+// host's is counted RefusedTooMany.
+var errHandshakeCut = errors.New("unfinished handshake closed to make room for a host holding fewer")
+
+// startHandshake admits conn, one more unfinished handshake from host,
+// within Config.Security.MaxPendingHandshakes and
+// MaxPendingHandshakesPerHost, so that a flood of idle sockets cannot
+// exhaust the node. With MaxPendingHandshakes reached, the oldest of the
+// host holding the most makes room for it if that host holds at least two
+// more than host: the connection to close is returned as cut. So a few
+// hosts cannot keep every other peer out, and hosts holding as many as
+// one another do not trade places.
+func (t *Transport) startHandshake(conn net.Conn, host string) (h, cut *pendingHandshake) {
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
-	t.pendingHandshakes--
-	if t.pendingByHost[host]--; t.pendingByHost[host] == 0 {
-		delete(t.pendingByHost, host)
+	mine := len(t.pendingByHost[host])
+	if mine >= t.cfg.Security.MaxPendingHandshakesPerHost {
+		return nil, nil
 	}
+	if t.pendingHandshakes >= t.cfg.Security.MaxPendingHandshakes {
+		most := t.mostPendingLocked()
+		if len(most) < mine+2 {
+			return nil, nil
+		}
+		cut = most[0]
+		cut.cut = true
+		t.dropPendingLocked(cut)
+	}
+	t.pendingSeq++
+	h = &pendingHandshake{conn: conn, host: host, seq: t.pendingSeq}
+	t.pendingByHost[host] = append(t.pendingByHost[host], h)
+	t.pendingHandshakes++
+	return h, cut
+}
+
+// mostPendingLocked returns the unfinished handshakes of the host that
+// holds the most, of those the one whose oldest is oldest.
+func (t *Transport) mostPendingLocked() []*pendingHandshake {
+	var most []*pendingHandshake
+	for _, hs := range t.pendingByHost {
+		if len(hs) > len(most) || len(hs) == len(most) && hs[0].seq < most[0].seq {
+			most = hs
+		}
+	}
+	return most
+}
+
+func (t *Transport) dropPendingLocked(h *pendingHandshake) {
+	hs := slices.DeleteFunc(t.pendingByHost[h.host], func(o *pendingHandshake) bool { return o == h })
+	if len(hs) == 0 {
+		delete(t.pendingByHost, h.host)
+	} else {
+		t.pendingByHost[h.host] = hs
+	}
+	t.pendingHandshakes--
+}
+
+// endHandshake takes h out of the unfinished handshakes, and reports
+// whether startHandshake did already, closing its connection.
+func (t *Transport) endHandshake(h *pendingHandshake) (cut bool) {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	if h.cut {
+		return true
+	}
+	t.dropPendingLocked(h)
+	return false
 }
 
 // serveConn handshakes an accepted connection and serves it until it ends.
-func (t *Transport) serveConn(raw net.Conn, host string) {
+func (t *Transport) serveConn(raw net.Conn, h *pendingHandshake) {
 	conn, hello, p, err := t.acceptHandshake(raw)
-	t.endHandshake(host)
+	cut := t.endHandshake(h)
 	if err != nil {
+		if cut {
+			// Closed unfinished (startHandshake); a handshake that
+			// finished first is served, and ends at its first read.
+			err = &refusalError{RefusedTooMany, errHandshakeCut}
+		}
 		if t.ctx.Err() != nil {
 			// This node's Close cut the handshake short (it cancels the
 			// context before it closes the connections): no fault of the

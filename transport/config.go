@@ -229,7 +229,11 @@ type SecurityConfig struct {
 	// an IPv4 address or an IPv6 /64 (or, for a Listen whose connections
 	// report another kind of address, its part before the port); beyond
 	// them a new connection is closed at once and counted
-	// (RefusedTooMany).
+	// (RefusedTooMany). With MaxPendingHandshakes reached, a connection
+	// from a host holding at least two fewer than the host holding the
+	// most takes the place of that host's oldest, which is closed and
+	// counted the same way: a few hosts that never finish their
+	// handshakes cannot keep every other peer out.
 	MaxPendingHandshakes        int
 	MaxPendingHandshakesPerHost int
 	// MaxConnsPerPeer bounds the established inbound connections one peer

@@ -72,10 +72,11 @@ type Transport struct {
 	inboundMu sync.Mutex
 	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
 	inConns   map[*inConn]struct{}  // handshaken message connections
-	// Unfinished inbound handshakes, in total and by remote host, and
-	// established inbound connections of every kind.
+	// Unfinished inbound handshakes, in total and by remote host (oldest
+	// first), and established inbound connections of every kind.
 	pendingHandshakes int
-	pendingByHost     map[string]int
+	pendingByHost     map[string][]*pendingHandshake
+	pendingSeq        uint64 // the last pendingHandshake.seq given
 	established       int
 
 	tel   *telemetry
@@ -179,7 +180,7 @@ func newTransport(cfg Config, ln net.Listener) (*Transport, error) {
 		sweepNow:      make(chan struct{}, 1),
 		inbound:       make(map[net.Conn]struct{}),
 		inConns:       make(map[*inConn]struct{}),
-		pendingByHost: make(map[string]int),
+		pendingByHost: make(map[string][]*pendingHandshake),
 		closed:        make(chan struct{}),
 		draining:      make(chan struct{}),
 		drained:       make(chan struct{}, 1),

@@ -546,6 +546,7 @@ func TestSendFileBeyondThePeersConnectionLimitIsOverloaded(t *testing.T) {
 	}
 	require.Error(t, err)
 	assert.ErrorIs(t, err, transport.ErrOverloaded, "a fifth transfer at once: %v", err)
+	assert.NotErrorIs(t, err, transport.ErrRefused, "refused for the moment, not for good")
 }
 
 // TestFileReaderInTwoParts: a handler reads a small header of its own

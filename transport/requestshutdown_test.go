@@ -32,6 +32,7 @@ func TestARequestToANodeShuttingDownOnANewConnectionIsOverloaded(t *testing.T) {
 	require.Error(t, err)
 	assert.ErrorIs(t, err, transport.ErrOverloaded, "a request on a lane whose dial the node shutting down refused")
 	assert.NotErrorIs(t, err, transport.ErrConnectionReset, "the request was not written: it did not run")
+	assert.NotErrorIs(t, err, transport.ErrRefused, "refused for the moment, not for good")
 	finish()
 }
 

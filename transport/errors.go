@@ -147,5 +147,7 @@ func (e *HandshakeError) Error() string {
 	return fmt.Sprintf("handshake refused: %s: %s", e.Reason, e.Message)
 }
 
-// Is makes a HandshakeError match ErrRefused.
-func (e *HandshakeError) Is(target error) bool { return target == ErrRefused }
+// Is makes a HandshakeError match ErrRefused, except a wire.Busy one: a
+// peer with no room for the connection now, or shutting down, refuses it
+// for the moment, and the call that met it fails ErrOverloaded.
+func (e *HandshakeError) Is(target error) bool { return target == ErrRefused && e.Reason != wire.Busy }

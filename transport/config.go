@@ -83,8 +83,9 @@ type Config struct {
 	// response refused before it was queued, the goroutine that answered:
 	// its handler's or its connection's reader; for a small or urgent
 	// request withdrawn from its queue because its caller gave up, the
-	// caller's, before Request returns): it must be quick and
-	// must not call Send or Request to the same peer. The
+	// caller's, before Request returns): it must be quick, must not
+	// call Send or Request to the same peer, and must not call Close or
+	// Shutdown, which wait for the goroutine it runs on. The
 	// DroppedMessage and its Payload are valid only during the call.
 	OnDropped func(DroppedMessage)
 }

@@ -221,6 +221,34 @@ func TestShutdownGivesUpWithContext(t *testing.T) {
 	assert.NotZero(t, st.ConnectFailures)
 }
 
+// TestShutdownCutShortByCloseSaysSo: a Close while Shutdown drains fails
+// what is left, and Shutdown returned nil, as if everything had gone out.
+// It returns ErrClosed; Shutdowns that drain together both return nil.
+func TestShutdownCutShortByCloseSaysSo(t *testing.T) {
+	members := cluster.NewStatic(cluster.Member{ID: "ghost", Addr: "127.0.0.1:1"})
+	cfg := transport.DefaultConfig()
+	cfg.NodeID, cfg.ClusterName, cfg.ListenAddr, cfg.Membership, cfg.Telemetry.Logger = "n1", "test", "127.0.0.1:0", members, quietLogger
+	tr, err := transport.New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, tr.Send(context.Background(), "ghost", verbData, []byte("x"))) // never drains
+	shut := make(chan error, 1)
+	go func() { shut <- tr.Shutdown(ctxTimeout(t, 10*time.Second)) }()
+	waitFor(t, 5*time.Second, "the Shutdown began", func() bool { return tr.Health().Closed })
+	require.NoError(t, tr.Close())
+	assert.ErrorIs(t, within(t, shut, 10*time.Second, "Shutdown"), transport.ErrClosed)
+	assert.Equal(t, uint64(1), tr.Stats().Total().Dropped[transport.ReasonClosed])
+
+	c := newCluster(t, 2, nil)
+	require.NoError(t, c.Nodes[0].Send(context.Background(), c.ID(1), verbData, []byte("x")))
+	both := make(chan error, 2)
+	for range 2 {
+		go func() { both <- c.Nodes[0].Shutdown(ctxTimeout(t, 10*time.Second)) }()
+	}
+	for range 2 {
+		assert.NoError(t, within(t, both, 10*time.Second, "Shutdown"), "Shutdowns that drained together")
+	}
+}
+
 // TestPeerRestart: messages sent while the peer is down wait and are
 // delivered, in order, once it is back on the same address; requests with
 // a deadline fail with a reason. Nothing vanishes.

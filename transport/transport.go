@@ -121,17 +121,18 @@ type Transport struct {
 	malformed [numBadInputs]atomic.Uint64 // inbound connections closed on bad input, by kind
 	logs      rateLog
 
-	ctx       context.Context // handlers' base context; cancelled by Close
-	cancel    context.CancelFunc
-	closing   atomic.Bool   // Shutdown or Close began: refuse new messages
-	closed    chan struct{} // closed by Close
-	draining  chan struct{} // closed by Shutdown: writers stop waiting to coalesce
-	drainOnce sync.Once
-	closeOnce sync.Once
-	startOnce sync.Once
-	drained   chan struct{} // one slot: a writer found its queue empty
-	stopWatch func()
-	wg        sync.WaitGroup // every goroutine the transport owns
+	ctx        context.Context // handlers' base context; cancelled by Close
+	cancel     context.CancelFunc
+	closing    atomic.Bool   // Shutdown or Close began: refuse new messages
+	drainedAll atomic.Bool   // a Shutdown found everything drained before the transport closed
+	closed     chan struct{} // closed by Close
+	draining   chan struct{} // closed by Shutdown: writers stop waiting to coalesce
+	drainOnce  sync.Once
+	closeOnce  sync.Once
+	startOnce  sync.Once
+	drained    chan struct{} // one slot: a writer found its queue empty
+	stopWatch  func()
+	wg         sync.WaitGroup // every goroutine the transport owns
 	// streamsHeld is what every peer's accepted stream connections hold
 	// of the node's inbound capacity (holdStreamConn).
 	streamsHeld atomic.Int64
@@ -391,7 +392,9 @@ func (t *Transport) signalDrained() {
 // SendFile); those under way are not waited for, and the close cuts
 // them off. If ctx ends first it closes at
 // once, failing what is left, and returns ctx.Err() once Close has
-// returned (which waits for the running handlers: see Close).
+// returned (which waits for the running handlers: see Close); if a Close
+// (or another Shutdown's ctx ending) cuts the drain short, it returns
+// ErrClosed once that Close has returned.
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.closing.Store(true)
 	t.drainOnce.Do(func() { close(t.draining) })
@@ -399,15 +402,30 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 	// Nothing signals a socket's send queue emptying: it is polled.
 	poll := time.NewTicker(shutdownPoll)
 	defer poll.Stop()
+drain:
 	for !t.queuesEmpty() || !t.socketsSent() {
 		select {
 		case <-t.drained:
 		case <-poll.C:
+		case <-t.closed:
+			break drain
 		case <-ctx.Done():
 			t.Close()
 			return ctx.Err()
 		}
 	}
+	select {
+	case <-t.closed:
+		// A Close, or another Shutdown giving up, came first and failed
+		// what was left, unless another Shutdown had found it all gone.
+		t.Close() // returns once that one has
+		if !t.drainedAll.Load() {
+			return ErrClosed
+		}
+		return nil
+	default:
+	}
+	t.drainedAll.Store(true)
 	return t.Close()
 }
 

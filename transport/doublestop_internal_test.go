@@ -50,7 +50,9 @@ func TestCloseAndTheJanitorDoNotBothStopAnEntry(t *testing.T) {
 		if runCloseAndJanitor(t) {
 			return
 		}
-		require.Less(t, attempt, 20, "Close never reached a forgettable entry after the held one")
+		// An attempt shows nothing when Close reaches the entries before
+		// the janitor does, more often on a loaded machine.
+		require.Less(t, attempt, 100, "Close never reached a forgettable entry after the held one")
 	}
 }
 

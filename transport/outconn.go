@@ -757,7 +757,6 @@ func plainTCP(conn net.Conn) bool {
 // flush writes what is queued: on small lanes after the coalescing wait,
 // as batch frames; on the large lane, a round of the large writer.
 func (c *outConn) flush() error {
-	c.setWriteDeadline()
 	// A round that wrote nothing (a large lane's step that only withdrew
 	// messages, say) does not count as a write: it must not put off the
 	// ping the peer's keepalive waits for, nor the idle close.
@@ -769,6 +768,7 @@ func (c *outConn) flush() error {
 		}
 	}()
 	if c.lane == routing.Large {
+		c.setWriteDeadline()
 		defer c.t.waker.yieldAfterPart()
 		return c.large.step(c.conn.Conn, &c.frames, &c.queue, c.t.maxFrame, monoNanos(), c)
 	}
@@ -787,6 +787,8 @@ func (c *outConn) flush() error {
 			return nil
 		}
 	}
+	// Timeouts.Write bounds the write, not the wait before it.
+	c.setWriteDeadline()
 	return c.writeQueued(requested, waited)
 }
 

@@ -57,3 +57,22 @@ func TestMovingAverageStats(t *testing.T) {
 	assert.Equal(t, us(190), s.ObservedWait)
 	assert.Equal(t, uint64(1), s.EarlyFlushes)
 }
+
+// TestMovingAverageAfterTheClockSteppedBack: times that step back, as a
+// wall clock does when it is set back (times without Go's monotonic
+// reading), leave the average as it was, and once 16 gaps of the traffic
+// after the step have been seen it is theirs. Every message before the
+// clock caught up with the last one before the step counted as 1 ns after
+// it, so a sparse connection counted as dense for as long as the step, an
+// hour here, and waited half its window or more at every write.
+func TestMovingAverageAfterTheClockSteppedBack(t *testing.T) {
+	m := NewMovingAverage(us(200))
+	now := observeGaps(m, repeat(16, 10*time.Millisecond), 100)
+	now = now.Add(-time.Hour) // the clock is set back
+	for range 16 {
+		now = now.Add(10 * time.Millisecond)
+		m.Observe(now, 100)
+	}
+	assert.Equal(t, 10*time.Millisecond, m.Stats().AverageGap)
+	assert.Zero(t, m.Wait(now, 1, 100), "sparse: no wait")
+}

@@ -35,13 +35,21 @@ func (g *gapAverage) observe(t time.Time) {
 		return
 	}
 	gap := t.Sub(g.last)
-	if gap <= 0 {
+	switch {
+	case gap > 0:
+		g.last = t
+	case gap < -maxTrackedGap:
+		// Not a race but a clock set back (times without a monotonic
+		// reading): no gap is known, and the clock goes on from here.
+		// Counted as 1 ns gaps, every message until the clock came back
+		// to the last one made a sparse connection dense.
+		g.last = t
+		return
+	default:
 		// Producers race to enqueue, so a message may carry a time no later
 		// than its predecessor's. Like Cassandra, count it as a 1 ns gap: it
 		// arrived together with the previous one.
 		gap = time.Nanosecond
-	} else {
-		g.last = t
 	}
 	gap = min(gap, maxTrackedGap)
 	if g.filled < gapSamples {

@@ -130,3 +130,21 @@ func TestTimeHorizonStats(t *testing.T) {
 	assert.Equal(t, uint64(1), s.Waited)
 	assert.Equal(t, time.Duration(131072), s.RequestedWait)
 }
+
+// TestTimeHorizonAfterTheClockSteppedBack: times that step back, as a
+// wall clock does when it is set back (times without Go's monotonic
+// reading), start the horizon again. Every message after the step fell
+// before the horizon and was ignored until the clock caught up with it,
+// an hour here, with the average frozen where it was: a connection dense
+// before the step waited at every write for that hour, however sparse.
+func TestTimeHorizonAfterTheClockSteppedBack(t *testing.T) {
+	h := NewTimeHorizon(us(200))
+	now := observeEvery(h, 0, 16*1024, gap16)
+	now = now.Add(-time.Hour) // the clock is set back
+	for range 20 {
+		now = now.Add(100 * time.Millisecond)
+		h.Observe(now, 100)
+	}
+	assert.Greater(t, h.Stats().AverageGap, 50*time.Millisecond, "the sparse traffic's")
+	assert.Zero(t, h.Wait(now, 1, 100), "sparse: no wait")
+}

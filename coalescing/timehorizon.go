@@ -46,10 +46,16 @@ func NewTimeHorizon(window time.Duration) *TimeHorizon {
 }
 
 // Observe implements Strategy. A message older than the 16 periods held is
-// ignored, as Cassandra ignores samples from before its epoch.
+// ignored, as Cassandra ignores samples from before its epoch; one more
+// than about 2.1 s (maxTrackedGap) before the period being filled began
+// is a clock set back, and the horizon starts again from it.
 func (h *TimeHorizon) Observe(enqueuedAt time.Time, _ int) {
-	if !h.started {
-		h.origin, h.started = enqueuedAt, true
+	newestStart := h.origin.Add(time.Duration(h.newest) << horizonBucketShift)
+	if !h.started || newestStart.Sub(enqueuedAt) > maxTrackedGap {
+		// Ignored, every message until the clock came back to the
+		// period being filled left the average where the step found it.
+		h.origin, h.started, h.newest = enqueuedAt, true, 0
+		h.counts, h.complete = [horizonBuckets]uint32{}, 0
 	}
 	offset := enqueuedAt.Sub(h.origin)
 	if offset < 0 {

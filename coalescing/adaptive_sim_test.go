@@ -386,3 +386,32 @@ func TestAdaptiveTrialsIgnoreLulls(t *testing.T) {
 	assert.Empty(t, r.pins, "pins set")
 	assert.Equal(t, pinNone, r.pin)
 }
+
+// After the clock is set back (times without Go's monotonic reading), the
+// idle bound ends waits as before. The last arrival stayed at its time
+// before the step, an hour ahead of every message after it: none counted
+// as an arrival, and every wait ran out the window for that hour, a
+// closed loop's messages all come or not.
+func TestAdaptiveIdleBoundAfterTheClockSteppedBack(t *testing.T) {
+	a := NewAdaptive(AdaptiveConfig{})
+	a.trialInterval = math.MaxInt
+	burst := func(now time.Time) time.Time {
+		require.Positive(t, a.Wait(now, 1, 100))
+		for range 10 {
+			now = now.Add(us(1))
+			a.Observe(now, 100)
+			a.Wait(now, 2, 200)
+		}
+		return now
+	}
+	now := burst(observeGaps(a, repeat(16, us(1)), 100))
+	a.Flushed(now, 11, 1100, us(50), us(10))
+
+	now = now.Add(-time.Hour) // the clock is set back
+	for range 16 {
+		now = now.Add(us(1))
+		a.Observe(now, 100)
+	}
+	now = burst(now)
+	assert.Zero(t, a.Wait(now.Add(us(8)), 12, 1200), "silence: write now")
+}

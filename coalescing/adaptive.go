@@ -227,6 +227,12 @@ func (a *Adaptive) probeWindow() time.Duration { return a.cfg.MaxWindow / adapti
 // Observe implements Strategy.
 func (a *Adaptive) Observe(enqueuedAt time.Time, size int) {
 	a.gaps.observe(enqueuedAt)
+	if a.lastArrival.Sub(enqueuedAt) > maxTrackedGap {
+		// A clock set back (see gapAverage.observe): left ahead, the last
+		// arrival would have no message count as one, nor the idle bound
+		// end a wait, until the clock caught up.
+		a.lastArrival = enqueuedAt
+	}
 	if a.waiting && enqueuedAt.After(a.lastArrival) {
 		// Gaps that straddle the start of the wait count from its start.
 		a.observeWaitGap(enqueuedAt.Sub(later(a.lastArrival, a.waitStart)))

@@ -43,9 +43,15 @@
 // dead rather than left with Leave) for Config.ReconnectTimeout (24 h by
 // default) and, every Config.ReconnectInterval (5 s by default), tries to
 // join one of them again, and the Seeds when it knows no other live member.
-// A member that comes back is forgotten. To tell a graceful leave from a
-// failure (memberlist does not), Leave first gossips this node's metadata
-// with a leaving flag; see Membership.Leave.
+// A member that comes back is forgotten. A failed member's address is
+// joined only if the node there answers a ping by the member's name: a node
+// that took the address since is not joined. memberlist itself still
+// gossips to a dead member's address for GossipToTheDeadTime (30 s on a
+// LAN), and a seed may name another cluster's node: where clusters share a
+// network, give each its own Label or SecretKey in Config.Tune, so that
+// they never merge. To tell a graceful leave from a failure (memberlist
+// does not), Leave first gossips this node's metadata with a leaving flag;
+// see Membership.Leave.
 //
 // Members whose metadata is missing or malformed (for example a process
 // that speaks memberlist but is not internode) are left out and logged.

@@ -38,8 +38,12 @@ import (
 // preceded by the Seeds when this node's view holds no other live member. A
 // member is forgotten as soon as it is alive again. Each attempt is a
 // memberlist join, bounded by memberlist's TCPTimeout (ml.Config, see
-// Config.Tune) for the dial and again for the exchange. The goroutine stops
-// at Leave or Close.
+// Config.Tune) for the dial and again for the exchange; at a failed
+// member's address it follows a ping by the member's name, bounded by
+// ProbeTimeout, that only the member answers: a node that took the address
+// since (addresses are reused), perhaps of another cluster, is not joined,
+// which would merge the two clusters. The goroutine stops at Leave or
+// Close.
 //
 // Membership is safe for concurrent use.
 type Membership struct {
@@ -129,6 +133,14 @@ func Join(cfg Config) (*Membership, error) {
 	m.rc = newReconnector(cfg)
 	m.rc.join = func(addr string) error { // bounded by conf.TCPTimeout, twice
 		_, err := m.list.Join([]string{addr})
+		return err
+	}
+	m.rc.answers = func(id cluster.NodeID, addr string) error { // bounded by conf.ProbeTimeout
+		udp, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return err
+		}
+		_, err = m.list.Ping(string(id), udp) // a node under another name does not answer
 		return err
 	}
 	m.rc.alone = func() bool { return m.list.NumMembers() <= 1 }
@@ -433,9 +445,9 @@ func (m *Membership) gossipBound() time.Duration {
 // running watcher to return, and for the goroutines it owns to exit, which
 // includes a reconnection attempt in progress: up to memberlist's
 // TCPTimeout (10 s with the LAN defaults) for a peer that does not answer,
-// twice that at worst. Events not yet delivered are dropped. Afterwards
-// Members and Lookup keep returning the last view and watchers are never
-// called. It is safe to call more than once; later calls wait for the first
+// twice that plus its ProbeTimeout (500 ms) at worst. Events not yet
+// delivered are dropped. Afterwards Members and Lookup keep returning the
+// last view and watchers are never called. It is safe to call more than once; later calls wait for the first
 // and return its result.
 func (m *Membership) Close() error {
 	m.closeOnce.Do(func() {

@@ -17,11 +17,12 @@ import (
 // a partition longer than failure detection, each side has declared the other
 // dead and nothing ever makes them talk again. So a Membership remembers the
 // members that failed (left without Leave: declared dead) and a goroutine
-// periodically tries to join them again. A successful join is a push/pull of
-// full state: each side learns that the other believes it dead and refutes
-// with a higher incarnation, after which memberlist's own gossip and probes
-// spread the news; a member is forgotten when memberlist reports it alive
-// again, or after ReconnectTimeout.
+// periodically tries to join them again, once the node at a failed
+// member's address answers a ping by the member's name. A successful join
+// is a push/pull of full state: each side learns that the other believes
+// it dead and refutes with a higher incarnation, after which memberlist's
+// own gossip and probes spread the news; a member is forgotten when
+// memberlist reports it alive again, or after ReconnectTimeout.
 
 // reconnector holds a Membership's reconnection state. Its fields are set
 // before the loop starts and not changed afterwards, except failed, which
@@ -33,11 +34,15 @@ type reconnector struct {
 
 	// join makes one attempt to join through addr; Join binds it to
 	// memberlist's Join, which bounds it by ml.Config.TCPTimeout (dial, then
-	// the exchange). alone reports whether memberlist knows no other live
-	// node. intn returns a random index in [0, n). Tests replace them.
-	join  func(addr string) error
-	alone func() bool
-	intn  func(n int) int
+	// the exchange). answers returns nil if the node at addr answers to
+	// id's name; Join binds it to memberlist's Ping, bounded by
+	// ml.Config.ProbeTimeout, and nil skips the check. alone reports
+	// whether memberlist knows no other live node. intn returns a random
+	// index in [0, n). Tests replace them.
+	join    func(addr string) error
+	answers func(id cluster.NodeID, addr string) error
+	alone   func() bool
+	intn    func(n int) int
 
 	failed map[cluster.NodeID]failedMember // guarded by Membership.mu
 
@@ -145,6 +150,17 @@ func (m *Membership) reconnectRound() {
 		what := "seed " + target.addr
 		if target.id != "" {
 			what = "failed member " + string(target.id) + " at " + target.addr
+		}
+		// A failed member's address may now be another node's, even
+		// another cluster's (addresses are reused): joining it would
+		// merge the two clusters for good. Only the member answers a
+		// ping by its name (another node drops it), so the address is
+		// joined only when the member has just answered there.
+		if target.id != "" && m.rc.answers != nil {
+			if err := m.rc.answers(target.id, target.addr); err != nil {
+				m.logger.Printf("[DEBUG] memberlist: reconnect: no answer from %s under its name: %v", what, err)
+				continue
+			}
 		}
 		if err := m.rc.join(target.addr); err != nil {
 			// memberlist's errors span lines ("1 error occurred:\n\t* ...").

@@ -145,3 +145,42 @@ func TestServedLateCountsWritesHandedOverAfterTheirRequesterGaveUp(t *testing.T)
 	rep.writeText(&text, false)
 	require.Contains(t, text.String(), "; handed 1 replica writes after their requester gave up")
 }
+
+// A message the transport counted written that never arrived, and a
+// replica request whose handler ran and that was never answered, end
+// their requests as timed out, which the senders' accounts take for an
+// outcome: the check of both ends of each pair lane counts them lost.
+// On a pair lane whose connection broke (connected twice), what was on
+// the wire may have been lost with it, and is not.
+func TestAccountingFindsMessagesLostBetweenTheEnds(t *testing.T) {
+	o, err := parseOptions(nil, io.Discard)
+	require.NoError(t, err)
+	w := &world{opts: o, clusterName: clusterName}
+	n1, err := newSimNode(w, "n1", "")
+	require.NoError(t, err)
+	n2, err := newSimNode(w, "n2", "")
+	require.NoError(t, err)
+
+	// n1 wrote 5 requests to n2 on the small lane, one connection; n2
+	// had 4 (1 lost on the wire), ran their handler and answered 3 (1
+	// never answered), which n1 had.
+	h := n2.storeHandler(n2.store)
+	for range 4 {
+		_, _ = h.ServeMessage(t.Context(), &transport.Message{From: "n1", Lane: routing.Small, IsRequest: true, CreatedAt: time.Now()})
+	}
+	// On the large lane n1 connected twice: a message written and not
+	// arrived went with the connection that broke.
+	n1.past = []transport.Stats{{Conns: []transport.ConnStats{
+		{Peer: "n2", Lane: routing.Small, MessagesSent: 5, MessagesReceived: 3, Connects: 1},
+		{Peer: "n2", Lane: routing.Large, MessagesSent: 2, Connects: 2},
+	}}}
+	n2.past = []transport.Stats{{Conns: []transport.ConnStats{
+		{Peer: "n1", Lane: routing.Small, MessagesSent: 3, ResponsesSent: 3, MessagesReceived: 4},
+		{Peer: "n1", Lane: routing.Large, MessagesReceived: 1},
+	}}}
+
+	rep := &report{}
+	accountNodes(rep, []*simNode{n1, n2}, true)
+	require.Equal(t, int64(2), rep.Summary.Lost, rep.SummaryLine)
+	require.Equal(t, 1, verdict(rep, io.Discard))
+}

@@ -125,7 +125,9 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 	still, pairLanes := prog.settle(startGrace + o.stuckAfter + 2*time.Second)
 	stopGossip()
 	gossiping.Wait()
-	quiesce(nodes, 3*time.Second)
+	if !quiesce(nodes, 3*time.Second) {
+		r.InFlight = &flightReport{} // not checked: something may have been on the wire
+	}
 	stopAll()
 
 	end := time.Now()
@@ -143,8 +145,9 @@ func runCluster(ctx context.Context, o options, out, logs io.Writer) (*report, e
 
 // quiesce waits, at most max, until nothing is queued and the counters
 // have stopped moving: the messages written have been read, so that
-// closing the nodes does not cut off what was on the wire.
-func quiesce(nodes []*simNode, max time.Duration) {
+// closing the nodes does not cut off what was on the wire. It reports
+// whether they stopped.
+func quiesce(nodes []*simNode, max time.Duration) bool {
 	deadline := time.Now().Add(max)
 	var last [3]uint64
 	for time.Now().Before(deadline) {
@@ -156,11 +159,12 @@ func quiesce(nodes []*simNode, max time.Duration) {
 			now[2] += l.pendingBytes
 		}
 		if now == last && now[2] == 0 {
-			return
+			return true
 		}
 		last = now
 		time.Sleep(20 * time.Millisecond) // polling counters: there is nothing to wait on
 	}
+	return false
 }
 
 func memberIDs(members []cluster.Member) []cluster.NodeID {

@@ -51,6 +51,40 @@ type ledger struct {
 	// sent, by peer and lane, for the stuck detector.
 	requestsMu sync.Mutex
 	requestsTo map[peerLane]requestOutcomes
+
+	// answers counts, by peer and lane, the peers' replica requests this
+	// node's handler ran, and the responses to the peer the transport
+	// dropped (Config.OnDropped): each request handled is answered,
+	// written (Stats' ResponsesSent) or dropped (see inflight.go).
+	answersMu sync.Mutex
+	answers   map[peerLane]answers
+}
+
+// answers count the requests handled and the responses dropped.
+type answers struct{ handled, dropped uint64 }
+
+// answer records, for peer's request on lane, that its handler ran
+// (handled) or that its response was dropped.
+func (l *ledger) answer(peer cluster.NodeID, lane routing.Lane, handled bool) {
+	l.answersMu.Lock()
+	defer l.answersMu.Unlock()
+	if l.answers == nil {
+		l.answers = map[peerLane]answers{}
+	}
+	a := l.answers[peerLane{peer, lane}]
+	if handled {
+		a.handled++
+	} else {
+		a.dropped++
+	}
+	l.answers[peerLane{peer, lane}] = a
+}
+
+// answersTo returns a copy of the counts by peer and lane.
+func (l *ledger) answersTo() map[peerLane]answers {
+	l.answersMu.Lock()
+	defer l.answersMu.Unlock()
+	return maps.Clone(l.answers)
 }
 
 // peerLane is one lane toward one peer.
@@ -160,7 +194,10 @@ func (l *ledger) onGossipSend(err error) {
 // onDropped is the transport's OnDropped hook: a message it accepted and
 // then failed to write.
 func (l *ledger) onDropped(m transport.DroppedMessage) {
-	if m.Verb == gossip.Verb && !m.Response {
+	switch {
+	case m.Response:
+		l.answer(m.Peer, m.Lane, false)
+	case m.Verb == gossip.Verb:
 		l.gossipDropped.add(int(m.Reason))
 	}
 }

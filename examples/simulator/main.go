@@ -34,6 +34,18 @@
 // it returns; digests by the transport's Stats (written) and
 // Config.OnDropped (dropped after Send accepted them).
 //
+// A request whose message the transport wrote and never delivered, or
+// whose response it never sent, ends timed out: an outcome in those
+// counts. So lost also counts, from both ends of every pair lane once the
+// nodes have closed (the report's "in flight:" line), the messages the
+// sender wrote (Stats: MessagesSent) that the receiver never counted
+// (MessagesReceived, DroppedInbound, RemoteDropped) on a pair lane whose
+// connections never broke (no restart, each end connected once: a
+// connection that breaks may take what was on the wire with it), those
+// counted arriving more often than sent, and the replica requests a
+// handler ran that were never answered (ResponsesSent, or a response
+// dropped: Config.OnDropped).
+//
 // Nothing lost is not enough: a connection can hold its messages and move
 // none of them. stuck counts the pair lanes — a sender, a receiver and a
 // lane, urgent, small or large; 60 with 5 nodes — that were stuck at any

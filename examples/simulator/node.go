@@ -199,23 +199,28 @@ func (n *simNode) start(generation uint64) error {
 // storeHandler is the replica's write handler: the store, slowed down on
 // the slow node as by a struggling disk that every write must go through.
 //
-// In cluster mode, where the requester reads the same clock, it also
-// counts the writes it is handed after their requester gave up
-// (ledger.servedLate): after the message's creation plus the timeout.
+// It counts the requests it is handed, each of which the transport must
+// answer (ledger.answer, for the check in inflight.go); and in cluster
+// mode, where the requester reads the same clock, the writes it is handed
+// after their requester gave up (ledger.servedLate): after the message's
+// creation plus the timeout.
 func (n *simNode) storeHandler(store *replication.Store) transport.Handler {
-	countLate := func(m *transport.Message) {
+	count := func(m *transport.Message) {
+		if m.IsRequest {
+			n.ledger.answer(m.From, m.Lane, true) // the transport answers it once this returns
+		}
 		if n.w.opts.mode == "cluster" && time.Since(m.CreatedAt) > n.w.opts.timeout {
 			n.ledger.servedLate.Add(1)
 		}
 	}
 	if n.slow == 0 {
 		return transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-			countLate(m)
+			count(m)
 			return store.ServeMessage(ctx, m)
 		})
 	}
 	return transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
-		countLate(m)
+		count(m)
 		n.disk.Lock()
 		defer n.disk.Unlock()
 		timer := time.NewTimer(n.slow + time.Duration(len(m.Payload))*n.slowPerByte)

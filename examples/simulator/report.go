@@ -36,6 +36,7 @@ type report struct {
 	PerNode     []nodeReport    `json:"per_node"`
 	Series      []sample        `json:"series"`
 	Stuck       *stuckReport    `json:"stuck"`
+	InFlight    *flightReport   `json:"in_flight,omitempty"` // cluster mode: see flightReport
 	Notes       []string        `json:"notes,omitempty"`
 	Summary     summary         `json:"summary"`
 	SummaryLine string          `json:"summary_line"`
@@ -255,6 +256,9 @@ func accountNodes(r *report, nodes []*simNode, clusterMode bool) {
 			r.Summary.Lost += max(a.Lost, -a.Lost)
 		}
 	}
+	if clusterMode {
+		r.Summary.Lost += int64(checkFlights(r, nodes, stats))
+	}
 	if r.Stuck != nil {
 		r.Summary.Stuck = len(r.Stuck.Pairs)
 	}
@@ -340,6 +344,7 @@ func (r *report) writeText(w io.Writer, wide bool) {
 		fmt.Fprintf(w, "\n     requests %s\n     gossip %s\n", n.Requests.text("acked"), n.Gossip.text("written"))
 	}
 	r.Stuck.writeText(w)
+	r.InFlight.writeText(w)
 	for _, note := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", note)
 	}

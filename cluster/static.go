@@ -9,6 +9,8 @@ import (
 // notify watchers synchronously, in call order, before they return. A
 // watcher must therefore not call Add, Remove or any watcher's stop
 // function: they wait for the running notification, which waits for it.
+// Closing a transport stops its watcher, so a watcher must not close a
+// transport that watches the same Static either.
 //
 // Static is safe for concurrent use.
 type Static struct {

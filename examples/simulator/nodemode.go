@@ -141,10 +141,9 @@ func runNode(ctx context.Context, o options, out, logs io.Writer) (*report, erro
 }
 
 // departuresHidden is the membership the node's transport sees: memberlist's,
-// without Leave events. On a Leave the transport forgets the peer, and its
-// counters with it, but the node's summary must account for every message
-// it sent to that peer. The workload stops choosing a departed peer by
-// itself (it asks memberlist for the live members); what was queued for it
+// without Leave events: the transport keeps a departed peer as a member,
+// and goes on dialling it, as it does a member that failed. The workload
+// stops choosing a departed peer by itself (it asks memberlist for the live members); what was queued for it
 // expires or fails, and is counted.
 type departuresHidden struct{ cluster.Membership }
 

@@ -83,6 +83,34 @@ func TestStageServesPeersInTurn(t *testing.T) {
 	assert.Equal(t, []uint64{1, 11, 2, 12, 3, 13}, order)
 }
 
+// TestStagePeerQueueDoesNotGrowWhileItNeverEmpties: a peer whose next
+// message always waits in a stage (a steady backlog: a busy client, a
+// slow disk) kept a slot for every message it ever ran until its queue
+// emptied once — memory outside the inbound limits, growing with the
+// messages handled rather than those waiting, copied under the stage's
+// lock, which every reader and worker takes, each time the slice grew.
+// The slots already run are dropped once they are half of it, as an
+// ordered queue's are.
+func TestStagePeerQueueDoesNotGrowWhileItNeverEmpties(t *testing.T) {
+	s := newStage("read", 1, 0)
+	a := &peer{id: "a"}
+	item := func(id uint64) *work { return &work{ic: &inConn{peer: a}, h: wire.Header{ID: id}} }
+	s.submit(item(1))
+	s.submit(item(2))
+	w, _ := s.take(true, nil, time.Now())
+	require.Equal(t, uint64(1), w.h.ID)
+	const n = 5000
+	for i := uint64(3); i <= n; i++ {
+		s.submit(item(i)) // behind i-1, which waits
+		w, _ = s.take(false, a, time.Now())
+		require.Equal(t, i-1, w.h.ID)
+	}
+	pw := s.byPeer[a]
+	assert.Equal(t, 1, pw.waiting(), "one message waits")
+	assert.LessOrEqual(t, cap(pw.queue), 4*keptStageSlots,
+		"queue slots kept for %d messages run (len %d) while at most two waited", n, len(pw.queue))
+}
+
 // TestCancelsBeforeDuringAndAfter: a cancel that comes before its request
 // stops it at arrival; one that comes while it waits stops it from
 // starting; one that comes while it runs cancels its context; the

@@ -311,6 +311,13 @@ func (s *stage) next() *work {
 		switch {
 		case pw.waiting() > 0:
 			s.turn = append(s.turn, p)
+			if pw.head >= keptStageSlots && 2*pw.head >= len(pw.queue) {
+				// The slots already run are half the slice: drop them, or
+				// a queue that never empties keeps one for every message.
+				n := copy(pw.queue, pw.queue[pw.head:])
+				clear(pw.queue[n:])
+				pw.queue, pw.head = pw.queue[:n], 0
+			}
 		case cap(pw.queue) <= keptStageSlots:
 			pw.queue, pw.head = pw.queue[:0], 0
 		default:

@@ -125,6 +125,9 @@ func (ic *inConn) handled(w *work, span trace.Span, resp []byte, err error) []by
 		}
 		resp = ownResponse(resp, w.f.buf, w.f.large != nil)
 		ic.t.respond(ic, &w.h, w.deadline, resp, handlerFailure(err))
+		if !w.verb.inline {
+			ic.answerer().breakHold() // not to wait for the reader's Inline handlers
+		}
 		return resp
 	}
 	if err != nil {
@@ -339,7 +342,9 @@ func (ic *inConn) runInline(w *work, onReader bool) {
 func (ic *inConn) writeReplies() {
 	if ic.holdsReplies {
 		ic.holdsReplies = false
-		ic.replies.Load().writeFromCaller() // made for the hold
+		if w := ic.replies.Load(); w.unhold() { // made for the hold
+			w.writeFromCaller()
+		}
 	}
 }
 

@@ -138,6 +138,7 @@ func (ic *inConn) streamLarge(h ReaderHandler, m *largeIn) *io.PipeWriter {
 			}
 			if isRequest && !ic.peer.cancels.finish(w) { // else its caller no longer waits
 				t.respond(ic, &hdr, m.deadline, resp, handlerFailure(err))
+				ic.answerer().breakHold() // not to wait for the reader's Inline handlers
 			}
 		}
 		returned := false

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/internode/internode/internal/limit"
@@ -36,8 +37,11 @@ type replyWriter struct {
 
 	mu      sync.Mutex // guards running
 	running bool
-	wake    chan struct{} // one slot
-	timer   *time.Timer   // wakes a writer waiting for grants to withdraw what expired
+	// held says the role (running) is the reader's, taken by hold for
+	// its Inline handlers' answers, until unhold or breakHold ends it.
+	held  atomic.Bool
+	wake  chan struct{} // one slot
+	timer *time.Timer   // wakes a writer waiting for grants to withdraw what expired
 }
 
 func newReplyWriter(ic *inConn) *replyWriter {
@@ -302,8 +306,10 @@ func (w *replyWriter) waitForGrants() {
 // hold takes the writer's role for the connection's reader, which then
 // runs Inline handlers and writes their responses together after them
 // (inConn.writeReplies), and reports whether it did: not while a writer
-// goroutine, or another caller, has it. Responses queued meanwhile, by
-// any goroutine, see the role taken and leave them to the holder.
+// goroutine, or another caller, has it. Responses queued meanwhile see
+// the role taken and leave them to the holder; but a response of another
+// handler, running on a goroutine of its own, takes the role from it
+// (breakHold), so as not to wait for the reader's Inline handlers.
 func (w *replyWriter) hold() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -311,7 +317,24 @@ func (w *replyWriter) hold() bool {
 		return false
 	}
 	w.running = true
+	w.held.Store(true)
 	return true
+}
+
+// unhold ends the reader's hold, and reports whether the reader still
+// had the role: then it writes what it holds (writeFromCaller) and lets
+// the role go; otherwise a writer goroutine took it over (breakHold).
+func (w *replyWriter) unhold() bool { return w.held.Swap(false) }
+
+// breakHold is called once the response of a handler that is not the
+// reader's Inline one has been queued: if the reader holds the writer's
+// role, that response would wait for the reader's Inline handlers, a
+// slow one included, so a writer goroutine takes the role over at once.
+func (w *replyWriter) breakHold() {
+	if w.held.Load() && w.held.Swap(false) {
+		w.ic.t.wg.Add(1)
+		go w.run()
+	}
 }
 
 // mayExit lets the goroutine go when, under mu, nothing is queued: a

@@ -550,7 +550,8 @@ func (t *Transport) releaseStreamConn(p *peer, n int64) {
 // largestRoom is the most inbound capacity one message's frame or large
 // message may wait for under limits in: a large message waits for its
 // buffer's size class (bufpool.Cap), or for its length when the class
-// does not fit within the peer's and the node's limits.
+// does not fit within the peer's and the node's limits, and its parameter
+// block within this room (withParams).
 func (t *Transport) largestRoom(in *Limits) int64 {
 	size := t.cfg.Memory.MaxMessageSize
 	return int64(max(min(bufpool.Cap(size), int(min(in.PerPeer, in.Node))), size, wire.DefaultMaxFramePayload))

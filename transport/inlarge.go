@@ -113,7 +113,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	if h.PayloadLength == 0 {
 		m.need = 0
 	}
-	m.need = withParams(m, in)
+	m.need = withParams(m, ic.t.largestRoom(in))
 	ic.mu.Lock()
 	if h.Flags&wire.FlagExpectsResponse != 0 && ic.t.closing.Load() {
 		// Shutdown began since the look above, and its refuseWaiting,
@@ -263,7 +263,7 @@ func (ic *inConn) waitAtLength(stream uint32, m *largeIn) bool {
 		return false
 	}
 	m.need, m.exact = int64(m.header.PayloadLength), true
-	m.need = withParams(m, in)
+	m.need = withParams(m, ic.t.largestRoom(in))
 	ic.mu.Unlock()
 	w, ok := ic.account.WaitFunc(m.need, func(ok bool) { ic.grantLater(stream, m, ok) })
 	switch {
@@ -635,12 +635,14 @@ func (ic *inConn) deliverLarge(m *largeIn, onReader bool) {
 func (m *largeIn) paramsHeld() int64 { return int64(len(m.header.Params)) }
 
 // withParams is the room m takes with its parameter block, m.need being
-// its payload's: at most the room its peer and the node have, which
-// validated limits keep at or above MaxMessageSize, so a message of that
-// size with parameters still fits. The few KiB of parameters of a message
-// that fills the room alone go uncounted; nothing else fits beside it.
-func withParams(m *largeIn, in *Limits) int64 {
-	return min(m.need+m.paramsHeld(), min(in.PerPeer, in.Node))
+// its payload's: at most room, the largest room a message may need under
+// the limits (largestRoom), which validated limits keep at or above
+// MaxMessageSize and open stream connections leave free, so a message of
+// that size with parameters still fits, beside them too. Of a message
+// whose payload's room is within a parameter block of that room, up to
+// wire.MaxParamsSize (4 KiB) of its parameters go uncounted.
+func withParams(m *largeIn, room int64) int64 {
+	return min(m.need+m.paramsHeld(), room)
 }
 
 // expired reports whether m's deadline has passed.

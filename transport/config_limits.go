@@ -124,8 +124,9 @@ func (s SocketConfig) apply(conn *net.TCPConn) error {
 // lane never more than PerConnection. The large lane may hold what its
 // peer's other two lanes may not: PerPeer − 2×PerConnection (Node in
 // place of PerPeer when it is less), outbound less the eighth the node's
-// own sends leave to responses (see below), and at least PerConnection;
-// so a peer's large messages never take the room of its small ones. A
+// own sends leave to responses (see below), inbound less what the peer's
+// stream connections hold (OpenStream), and at least PerConnection; so a
+// peer's large messages never take the room of its small ones. A
 // connection holding nothing may take one message larger than its limit
 // (up to MaxMessageSize), so a large message always gets through.
 //

@@ -133,7 +133,7 @@ func newInConn(t *Transport, p *peer, lane routing.Lane, conn net.Conn, caps wir
 		counters:  &p.inbound[lane],
 		conn:      conn,
 		probe:     t.probeFor(conn),
-		account:   p.inAccount.Child(t.limitsIn.Load().forLane(lane), true),
+		account:   p.inAccount.Child(p.laneLimitIn(t.limitsIn.Load(), lane), true),
 		done:      make(chan struct{}),
 		streams:   make(map[uint32]*largeIn),
 		caps:      caps,
@@ -176,7 +176,7 @@ func (ic *inConn) answerer() *replyWriter {
 // setLimits sets the connection's limits, inbound and for its responses,
 // to those in force.
 func (ic *inConn) setLimits() {
-	ic.account.SetLimit(ic.t.limitsIn.Load().forLane(ic.lane))
+	ic.account.SetLimit(ic.peer.laneLimitIn(ic.t.limitsIn.Load(), ic.lane))
 	ic.repliesMu.Lock()
 	defer ic.repliesMu.Unlock()
 	if w := ic.replies.Load(); w != nil {

@@ -16,7 +16,9 @@ import (
 // data) holds one frame in memory, not the whole message.
 //
 // ServeReader reads the payload from body; body returns io.EOF after the
-// last byte, or ErrConnectionReset if the connection broke first. A large
+// last byte, ErrConnectionReset if the connection broke first, or, if the
+// sender withdrew the message midway (its caller gave up, or it expired),
+// an error wrapping the reason's (context.Canceled, ErrExpired, ...). A large
 // message's handler runs as soon as its first part arrives, on its own
 // goroutine, so large messages reach their handlers in the order their
 // first parts arrived; the connection is read no faster than the handler

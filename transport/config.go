@@ -172,7 +172,8 @@ type TimeoutConfig struct {
 	Handshake time.Duration
 	// Idle closes an outbound connection that wrote no message for this
 	// long (its pings do not count) once no request written on it awaits
-	// its response. Default 60 s; negative means never.
+	// its response, and a stream session (OpenStream) on which no stream
+	// was open for this long. Default 60 s; negative means never.
 	Idle time.Duration
 	// Keepalive is how long either end of a connection tolerates hearing
 	// nothing from the other before it judges the connection dead and
@@ -317,8 +318,9 @@ type StreamConfig struct {
 	// window, or one stream that stops reading stops its session
 	// (Validate refuses it). An accepted session takes it from the peer's
 	// and the node's inbound reserves for as long as it lives (a
-	// connection of its own, 32 KiB), and is refused (ErrOverloaded at
-	// OpenStream) when the stream connections would then hold so much
+	// connection of its own, 32 KiB), which is until its opener finds no
+	// stream open on it for Timeouts.Idle, and is refused (ErrOverloaded
+	// at OpenStream) when the stream connections would then hold so much
 	// that a message of MaxMessageSize could no longer find its room
 	// beside them. Default 4 MiB.
 	SessionBuffer int

@@ -52,7 +52,9 @@
 //
 // Byte streams (OpenStream) share one more connection per peer, a smux
 // session, unless opened with OwnConnection: then each has a connection
-// of its own, as each SendFile transfer does. A Write whose deadline
+// of its own, as each SendFile transfer does. A session on which no
+// stream was open for Config.Timeouts.Idle is closed, and the next
+// stream dials a new one. A Write whose deadline
 // passes (Timeouts.Write, or the caller's) ends the stream's writing,
 // and the peer reads the stream cut short, except on a connection of its
 // own in plain text, where a later Write goes on from where it stopped,

@@ -629,7 +629,10 @@ type streamState struct {
 	out, in atomic.Int32                 // open streams each way
 	// Of those, the ones in a session (sessionStreams bounds them).
 	sessionOut, sessionIn atomic.Int32
-	ahead                 aheadAllowance // the streams' read-ahead buffers, both ways
+	// sessionOutAt is when sessionOut last changed (UnixNano): the
+	// outbound session is idle once it has been 0 for Timeouts.Idle.
+	sessionOutAt atomic.Int64
+	ahead        aheadAllowance // the streams' read-ahead buffers, both ways
 }
 
 // HandleStream registers h for the streams peers open with verb. Safe to
@@ -683,8 +686,8 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 	if o.ownConnection {
 		st, err = t.openOwnStream(ctx, p, verb)
 	} else {
-		if int(p.streams.sessionOut.Add(1)) > t.cfg.Streams.sessionStreams(true) {
-			p.streams.sessionOut.Add(-1)
+		if int(p.streams.addSessionOut(1)) > t.cfg.Streams.sessionStreams(true) {
+			p.streams.addSessionOut(-1)
 			release()
 			return fail(ErrOverloaded)
 		}
@@ -773,7 +776,33 @@ func (t *Transport) openStreamOn(ctx context.Context, p *peer, session *smux.Ses
 // them in its session.
 func (st *streamState) holdSessionOut(n int32) int32 {
 	st.out.Add(n)
+	return st.addSessionOut(n)
+}
+
+// addSessionOut adds n to the peer's outbound streams in its session, and
+// notes when (closeIfIdle): first, so that a count closeIfIdle reads comes
+// with its time.
+func (st *streamState) addSessionOut(n int32) int32 {
+	st.sessionOutAt.Store(time.Now().UnixNano())
 	return st.sessionOut.Add(n)
+}
+
+// closeIfIdle closes session, the peer's outbound stream session, once no
+// stream was open on it for idle (Timeouts.Idle), as a lane's idle
+// connection is closed: an accepted session holds its acceptor's inbound
+// capacity (StreamConfig.SessionBuffer) for as long as it lives, which
+// other peers' sessions may be refused for. Under mu, which
+// streamSession takes after OpenStream counted its stream: a stream
+// counted before this looks keeps the session, and one counted after
+// finds it gone and dials a new one.
+func (st *streamState) closeIfIdle(session *smux.Session, idle time.Duration) {
+	st.mu.Lock()
+	idled := st.sessionOut.Load() == 0 && time.Since(time.Unix(0, st.sessionOutAt.Load())) >= idle &&
+		st.session.CompareAndSwap(session, nil)
+	st.mu.Unlock()
+	if idled {
+		session.Close() // not under mu: over TLS it writes a close_notify
+	}
 }
 
 // openDeadline is when opening a stream gives up: the handshake timeout
@@ -996,11 +1025,12 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 		return nil, "", err
 	}
 	drain := t.newSessionDrain(s)
-	go closeWhenBroken(s, drain) // ends with s, which every path closes
+	go t.closeWhenBroken(p, s, drain) // ends with s, which every path closes
 	return s, addr, nil
 }
 
-// closeWhenBroken closes session, a stream session this node dialled, once
+// closeWhenBroken closes session, a stream session this node dialled to p,
+// once no stream was open on it for Timeouts.Idle (closeIfIdle), and once
 // its connection fails — the peer's transport closed, say — as the accept
 // loop ends an accepted one (serveStreams). smux ends a Write waiting for
 // a stream's window when the session closes, not when its socket's read
@@ -1009,16 +1039,24 @@ func (t *Transport) dialStreamSession(ctx context.Context, p *peer) (*smux.Sessi
 // waited for the session's keep-alive to find it silent. AcceptStream is how smux tells of
 // the failure; the peer opens no streams on this session, and one it
 // opens is closed.
-func closeWhenBroken(session *smux.Session, drain *sessionDrain) {
+func (t *Transport) closeWhenBroken(p *peer, session *smux.Session, drain *sessionDrain) {
 	defer drain.forget()
+	idle := t.cfg.Timeouts.Idle
 	for {
+		if idle > 0 {
+			_ = session.SetDeadline(time.Now().Add(idle))
+		}
 		st, err := session.AcceptStream()
-		if err != nil {
+		switch {
+		case err == nil:
+			st.Close()
+		case isTimeout(err):
+			p.streams.closeIfIdle(session, idle)
+		default:
 			drain.wait(session) // the bytes smux holds, read before its close drops them
 			session.Close()
 			return
 		}
-		st.Close()
 	}
 }
 

@@ -1,0 +1,54 @@
+package transport_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/transport"
+)
+
+// TestStreamOfAClosedTransportFailsAsClosed: "a closed transport's errors
+// satisfy errors.Is(err, net.ErrClosed)" (see the package's Errors). A
+// stream on a connection of its own did, its socket closed; one in a
+// session failed with the error of a session that ended under it
+// (io.ErrUnexpectedEOF) alone, on either side, so that a caller could not
+// tell its own node's Close from a peer that failed. Its Reads and Writes
+// now say both.
+func TestStreamOfAClosedTransportFailsAsClosed(t *testing.T) {
+	for _, mode := range streamModes {
+		for _, closing := range []string{"acceptor", "opener"} {
+			t.Run(mode.name+"/"+closing, func(t *testing.T) {
+				c := newCluster(t, 2, nil)
+				handlerErrs := make(chan error, 2)
+				c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+					var b [1]byte
+					_, err := s.Read(b[:]) // until a transport closes
+					handlerErrs <- err
+					_, err = s.Write(b[:])
+					handlerErrs <- err
+				}))
+				s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, mode.opts...)
+				require.NoError(t, err)
+				defer s.Close()
+				waitFor(t, 5*time.Second, "the handler runs", func() bool { return c.Nodes[1].Health().Peers[0].StreamsIn == 1 })
+				if closing == "acceptor" {
+					require.NoError(t, c.Nodes[1].Close())
+					assert.ErrorIs(t, <-handlerErrs, net.ErrClosed, "the handler's Read as its transport closed")
+					assert.ErrorIs(t, <-handlerErrs, net.ErrClosed, "the handler's Write after its transport closed")
+					return
+				}
+				require.NoError(t, c.Nodes[0].Close())
+				var b [1]byte
+				_, err = s.Read(b[:])
+				assert.ErrorIs(t, err, net.ErrClosed, "the opener's Read after its transport closed")
+				_, err = s.Write(b[:])
+				assert.ErrorIs(t, err, net.ErrClosed, "the opener's Write after its transport closed")
+			})
+		}
+	}
+}

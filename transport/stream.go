@@ -197,12 +197,17 @@ func (s *Stream) Read(b []byte) (int, error) {
 
 // why returns err, an error of the stream's connection, marked
 // ErrPeerLeft when the peer's leaving the membership ended the stream
-// (see peer.stop).
+// (see peer.stop), and ErrClosed once the transport closed: its close
+// ends a session stream as a failed session does (errSessionEnded), which
+// alone would not say that this node closed.
 func (s *Stream) why(err error) error {
-	if s.peerCtx == nil {
-		return err
+	if s.peerCtx != nil {
+		err = leftErr(s.peerCtx, err)
 	}
-	return leftErr(s.peerCtx, err)
+	if err != nil && err != io.EOF && chanClosed(s.t.closed) && !errors.Is(err, net.ErrClosed) {
+		err = fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
 }
 
 // readRaw reads the stream's bytes as the peer wrote them: a session
@@ -263,7 +268,9 @@ func cutShort(err error) error {
 // session closed under it (the peer moved, the transport closed, the
 // session's keepalive gave up) fails as Read does then, cut short: with
 // an error wrapping io.ErrUnexpectedEOF, not io.ErrClosedPipe, the error
-// of a stream its caller closed.
+// of a stream its caller closed. Once this node's transport closed, Read
+// and Write fail with errors wrapping ErrClosed (net.ErrClosed), on
+// either kind of stream.
 func (s *Stream) Write(b []byte) (int, error) {
 	if s.isClosed() {
 		return 0, io.ErrClosedPipe // not behind the end marker's wait

@@ -24,7 +24,7 @@ func TestStreamReadDeadlineInsideAChunkHeader(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	s := &Stream{s: a, closed: make(chan struct{}), release: func() {}}
+	s := &Stream{t: &Transport{closed: make(chan struct{})}, s: a, closed: make(chan struct{}), release: func() {}}
 	go func() { _, _ = b.Write([]byte{0, 0}) }() // half a header
 	require.NoError(t, s.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
 	_, err := s.Read(make([]byte, 16))

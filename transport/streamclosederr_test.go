@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
 )
 
 // TestStreamOfAClosedTransportFailsAsClosed: "a closed transport's errors
@@ -48,6 +50,38 @@ func TestStreamOfAClosedTransportFailsAsClosed(t *testing.T) {
 				assert.ErrorIs(t, err, net.ErrClosed, "the opener's Read after its transport closed")
 				_, err = s.Write(b[:])
 				assert.ErrorIs(t, err, net.ErrClosed, "the opener's Write after its transport closed")
+			})
+		}
+	}
+}
+
+// TestStreamCloseWriteSaysWhyItFailed: CloseWrite, which writes the
+// stream's end, fails for the reasons Write does and says so as Write
+// does: with ErrPeerLeft once the peer left the membership, and with
+// ErrClosed once this node's transport closed. It returned the
+// connection's error alone (a session cut short, a closed socket).
+func TestStreamCloseWriteSaysWhyItFailed(t *testing.T) {
+	for _, mode := range streamModes {
+		for _, end := range []struct {
+			name string
+			do   func(c *transporttest.Cluster)
+			want error
+		}{
+			{"peer left", func(c *transporttest.Cluster) { c.Members.Remove(c.ID(1)) }, transport.ErrPeerLeft},
+			{"transport closed", func(c *transporttest.Cluster) { _ = c.Nodes[0].Close() }, net.ErrClosed},
+		} {
+			t.Run(mode.name+"/"+end.name, func(t *testing.T) {
+				c := newCluster(t, 2, nil)
+				c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+					_, _ = io.Copy(io.Discard, s)
+				}))
+				s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, mode.opts...)
+				require.NoError(t, err)
+				defer s.Close()
+				end.do(c)
+				_, err = s.Write([]byte("x"))
+				require.ErrorIs(t, err, end.want, "Write")
+				assert.ErrorIs(t, s.CloseWrite(), end.want, "CloseWrite")
 			})
 		}
 	}

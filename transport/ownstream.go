@@ -48,8 +48,9 @@ const lingerTimeout = time.Second
 type ownConn struct {
 	net.Conn
 	t        *Transport
-	stop     func() bool   // stops closing it when ctx ends (newOwnConn)
-	lingered chan struct{} // closed once the socket is closed
+	ctx      context.Context // its end closes the socket (newOwnConn)
+	stop     func() bool     // stops closing it when ctx ends
+	lingered chan struct{}   // closed once the socket is closed
 
 	readMu sync.Mutex // held by Read; Close's lingering takes it from readers
 	r      *bufio.Reader
@@ -62,7 +63,7 @@ type ownConn struct {
 // socket when ctx ends: the transport's, or for a stream this node opened
 // its peer's, which also ends when the peer leaves.
 func newOwnConn(ctx context.Context, t *Transport, conn net.Conn) *ownConn {
-	oc := &ownConn{Conn: conn, r: bufio.NewReaderSize(conn, ownStreamBuffer), t: t, lingered: make(chan struct{})}
+	oc := &ownConn{Conn: conn, r: bufio.NewReaderSize(conn, ownStreamBuffer), t: t, ctx: ctx, lingered: make(chan struct{})}
 	oc.stop = context.AfterFunc(ctx, func() { closeSocket(conn) })
 	return oc
 }
@@ -82,9 +83,24 @@ func (c *ownConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// Write writes b to the socket, unless the context that closes it ended:
+// the close runs in a goroutine of its own (context.AfterFunc), and a
+// Write after the transport's Close returned, or after the peer left,
+// would otherwise go into a socket about to close, and report it written.
+func (c *ownConn) Write(b []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
 // writeVectors writes a chunk header and its data in one vectored write
-// (writev on a plain TCP connection), and returns the bytes written.
+// (writev on a plain TCP connection), and returns the bytes written;
+// not once the context that closes it ended (Write).
 func (c *ownConn) writeVectors(header, data []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, net.ErrClosed
+	}
 	bufs := net.Buffers{header, data}
 	n, err := bufs.WriteTo(c.Conn)
 	return int(n), err

@@ -436,7 +436,7 @@ func (s *Stream) CloseWrite() error {
 	if peerErr := s.peerError(); err != nil && peerErr != nil {
 		err = peerErr
 	}
-	return err
+	return s.why(err)
 }
 
 // Close closes the stream both ways; the peer reads io.EOF after what was
@@ -652,8 +652,8 @@ func (t *Transport) HandleStream(verb Verb, h StreamHandler) {
 // registered for verb with HandleStream. The first stream to a peer dials
 // its stream connection; later ones share it. With OwnConnection, the
 // stream has a connection of its own instead. When the peer leaves the
-// membership the stream ends: its Reads and Writes under way and after
-// fail with an error that wraps ErrPeerLeft.
+// membership the stream ends: its Reads, Writes and CloseWrite under way
+// and after fail with an error that wraps ErrPeerLeft.
 //
 // Errors: ErrUnknownVerb (no handler there), ErrOverloaded (too many
 // streams, see StreamConfig.MaxPerPeer; or the peer refused the stream

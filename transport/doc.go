@@ -309,6 +309,9 @@
 // each), and counts the wait in ConnStats.Throttled; per session stream
 // a read-ahead buffer of 32 KiB, and per peer at most
 // StreamConfig.SessionBuffer more as they grow (Stream.Write); per
+// stream session this node opened, the peer's bytes that arrived and
+// are not yet read ahead, at most StreamConfig.SessionBuffer (a session
+// the peer opened takes those from the inbound limits); per
 // file transfer being sent or received, a 256 KiB checksum buffer
 // (FileConfig.MaxConcurrent bounds those received, the caller's SendFile
 // calls those sent); per

@@ -150,3 +150,61 @@ func TestDiallingAStreamOrAFileEndsWithTheTransportOrTheLeave(t *testing.T) {
 		}
 	}
 }
+
+// TestAStreamWhoseGreetingIsUnansweredEndsWithTheTransportOrTheLeave: a
+// stream's opening goes on after its connection's dial, with the verb
+// and the acceptor's answer to it; the peer leaving or the transport
+// closing then ended the opening with the error of the connection they
+// closed, which did not say why, where the same leave or close during the
+// dial fails it with ErrPeerLeft or ErrClosed
+// (TestDiallingAStreamOrAFileEndsWithTheTransportOrTheLeave).
+func TestAStreamWhoseGreetingIsUnansweredEndsWithTheTransportOrTheLeave(t *testing.T) {
+	for _, how := range []string{"close", "leave"} {
+		for _, mode := range streamModes {
+			t.Run(how+"/"+mode.name, func(t *testing.T) {
+				members := cluster.NewStatic()
+				n2 := startAlone(t, "n2", members)
+				n2.HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) { <-ctx.Done() }))
+				held := make(chan struct{})
+				// The acceptor's handshake reply passes, and nothing after
+				// it: the answer to the stream's verb never comes.
+				relay := relayProxy(t, n2.Addr().String(), nil, func(total int64, b []byte) ([]byte, bool) {
+					if total == 0 {
+						return b, true
+					}
+					<-held
+					return nil, false
+				})
+				t.Cleanup(func() { close(held) }) // registered after the relay's: runs before its
+				n1 := startAlone(t, "n1", members)
+				members.Add(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+				members.Add(cluster.Member{ID: "n2", Addr: relay})
+
+				opened := make(chan error, 1)
+				go func() {
+					s, err := n1.OpenStream(context.Background(), "n2", verbRepair, mode.opts...)
+					if err == nil {
+						s.Close()
+					}
+					opened <- err
+				}()
+				waitFor(t, 5*time.Second, "the verb answered, and the answer held", func() bool {
+					return len(n2.Health().Peers) == 1 && n2.Health().Peers[0].StreamsIn == 1
+				})
+				want := transport.ErrClosed
+				if how == "close" {
+					n1.Close()
+				} else {
+					members.Remove("n2")
+					want = transport.ErrPeerLeft
+				}
+				select {
+				case err := <-opened:
+					assert.ErrorIs(t, err, want)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("the opening still waits 10 s after the %s", how)
+				}
+			})
+		}
+	}
+}

@@ -707,6 +707,13 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 	}
 	if err != nil {
 		release()
+		if ctx.Err() == nil && p.ctx.Err() != nil {
+			// The peer stopped (it left, or the transport closed) while
+			// the stream opened, which ends its opening with the error of
+			// the connection that its stop closed: why, as its dial says
+			// (dialFor).
+			err = p.stopErr()
+		}
 		var he *HandshakeError
 		if errors.As(err, &he) && he.Reason == wire.Busy {
 			// The peer holds as many stream connections from this node

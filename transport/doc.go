@@ -339,7 +339,9 @@
 // when the sender must know. A large message whose connection broke before
 // a byte of its payload left is sent again on the next connection: its
 // receiver had not handed it to a handler (a ReaderHandler starts with the
-// first part), so it still reaches one once. A large message with no
+// first part), so it still reaches one once; one it had refused, the
+// refusal unread when the connection ended, it refuses again as it did,
+// counted once. A large message with no
 // payload at all is whole in its first frame, and its receiver hands it
 // over as it grants it room: once that frame went out, it is lost with
 // the connection (Dropped[ReasonConnectionReset]), whether or not it

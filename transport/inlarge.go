@@ -84,19 +84,27 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	case h.Flags&wire.FlagCancel != 0:
 		return fmt.Errorf("%w: a cancel on the large lane", wire.ErrMalformed)
 	}
+	if f, ok := ic.peer.refused.of(&h); ok {
+		// Begun again after its refusal went unread: counted already.
+		if err := ic.sendBack(wire.FrameRefuse, fh.Stream, wire.AppendFailure(nil, f)); err != nil {
+			ic.backFailed(err)
+			return fmt.Errorf("%w: %w", errWroteBack, err)
+		}
+		return nil
+	}
 	if h.PayloadLength > uint32(ic.t.cfg.Memory.MaxMessageSize) {
-		return ic.refuse(fh.Stream, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
+		return ic.refuse(fh.Stream, &h, ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", h.PayloadLength, ic.t.cfg.Memory.MaxMessageSize))
 	}
 	if h.Flags&wire.FlagExpectsResponse != 0 && ic.t.closing.Load() {
 		// As beginAnswer does: Shutdown waits for the requests being
 		// handled or arriving when it began, not for ones that keep
 		// coming. Granted, this one's payload came for nothing, and
 		// Shutdown waited for all of it.
-		return ic.refuseShuttingDown(fh.Stream)
+		return ic.refuseShuttingDown(fh.Stream, &h)
 	}
 	m := &largeIn{header: h, deadline: h.Deadline(arrived), need: int64(bufpool.Cap(int(h.PayloadLength)))}
 	if m.expired() {
-		return ic.refuse(fh.Stream, ReasonExpired, "")
+		return ic.refuse(fh.Stream, &h, ReasonExpired, "")
 	}
 	in := ic.t.limitsIn.Load()
 	if m.need+m.paramsHeld() > min(in.PerPeer, in.Node) {
@@ -119,7 +127,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 		// Shutdown began since the look above, and its refuseWaiting,
 		// which takes this lock, may have looked for waiting requests.
 		ic.mu.Unlock()
-		return ic.refuseShuttingDown(fh.Stream)
+		return ic.refuseShuttingDown(fh.Stream, &h)
 	}
 	ic.streams[fh.Stream] = m
 	ic.mu.Unlock()
@@ -135,7 +143,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 				return nil // refused as Shutdown began (refuseWaiting)
 			}
 			ic.abandon(m, uncounted)
-			return ic.refuse(fh.Stream, ReasonOverloaded, "")
+			return ic.refuse(fh.Stream, &h, ReasonOverloaded, "")
 		}
 		return ic.granted(fh.Stream, m)
 	}
@@ -148,7 +156,7 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 			return nil // refused as Shutdown began (refuseWaiting)
 		}
 		ic.abandon(m, uncounted)
-		return ic.refuse(fh.Stream, ReasonOverloaded, "larger than this node's inbound limits")
+		return ic.refuse(fh.Stream, &h, ReasonOverloaded, "larger than this node's inbound limits")
 	}
 	if largeWaitQueued != nil {
 		largeWaitQueued()
@@ -323,11 +331,11 @@ func (ic *inConn) answerLater() {
 		ic.later = ic.later[1:]
 		ic.mu.Unlock()
 		if a.closing {
-			_ = ic.refuseShuttingDown(a.stream) // ends the connection if it fails
+			_ = ic.refuseShuttingDown(a.stream, &a.m.header) // ends the connection if it fails
 			continue
 		}
 		if !a.granted {
-			_ = ic.refuse(a.stream, ReasonOverloaded, "larger than this node's inbound limits") // ends the connection if it fails
+			_ = ic.refuse(a.stream, &a.m.header, ReasonOverloaded, "larger than this node's inbound limits") // ends the connection if it fails
 			continue
 		}
 		if a.m.header.PayloadLength > 0 {
@@ -392,33 +400,36 @@ func (ic *inConn) startStreamed(m *largeIn) {
 // moment open.
 var streamedStarting func()
 
-// refuse tells the sender it will not get room for the message begun on
-// stream, and counts it once the refusal is written. One that could not
-// be written is not counted: the connection ends, and its sender, which
-// never saw the refusal, sends the message again on its next connection
-// (or counts it lost, an empty one), where it ends in its one outcome.
-// Counted before the write and taken back after a failed one, the count
-// could be seen to go down, a reset to a monotonic counter.
-func (ic *inConn) refuse(stream uint32, reason Reason, detail string) error {
-	err := ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, wire.Failure{Code: reasons[reason].code, Message: detail}))
-	if err != nil {
-		ic.backFailed(err)
-		return fmt.Errorf("%w: %w", errWroteBack, err)
-	}
-	ic.counters.drop(reason)
-	return nil
+// refuse tells the sender it will not get room for the message of header
+// h, begun on stream, and counts it once the refusal is written. One that
+// could not be written is not counted: the connection ends, and its
+// sender, which never saw the refusal, sends the message again on its
+// next connection (or counts it lost, an empty one), where it ends in its
+// one outcome. Counted before the write and taken back after a failed
+// one, the count could be seen to go down, a reset to a monotonic
+// counter. One written is remembered (largeRefusals): the connection may
+// end before its sender reads it.
+func (ic *inConn) refuse(stream uint32, h *wire.Header, reason Reason, detail string) error {
+	return ic.refuseWith(stream, h, reason, wire.Failure{Code: reasons[reason].code, Message: detail})
 }
 
-// refuseShuttingDown refuses the large request on stream, begun after
-// Shutdown began, as beginAnswer answers a small one: ErrOverloaded ("the
-// node is shutting down") to its caller, counted as ReasonClosed.
-func (ic *inConn) refuseShuttingDown(stream uint32) error {
-	f := wire.Failure{Code: failureCode(errShuttingDown), Message: errShuttingDown.Error()}
+// refuseShuttingDown refuses the large request of header h on stream,
+// begun after Shutdown began, as beginAnswer answers a small one:
+// ErrOverloaded ("the node is shutting down") to its caller, counted as
+// ReasonClosed.
+func (ic *inConn) refuseShuttingDown(stream uint32, h *wire.Header) error {
+	return ic.refuseWith(stream, h, ReasonClosed, wire.Failure{Code: failureCode(errShuttingDown), Message: errShuttingDown.Error()})
+}
+
+// refuseWith writes refusal f of the message of header h, counts it as
+// reason and remembers it.
+func (ic *inConn) refuseWith(stream uint32, h *wire.Header, reason Reason, f wire.Failure) error {
 	if err := ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, f)); err != nil {
 		ic.backFailed(err)
 		return fmt.Errorf("%w: %w", errWroteBack, err)
 	}
-	ic.counters.drop(ReasonClosed)
+	ic.peer.refused.add(h, f)
+	ic.counters.drop(reason)
 	return nil
 }
 

@@ -92,10 +92,13 @@ func TestLargeMessagesWaitingForRoomAreBoundedPerConnection(t *testing.T) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	begun := 0
-	for _, conn := range fresh {
+	for k, conn := range fresh {
 		var frames []byte
 		for s := uint32(2); s <= perConn; s++ {
-			h := wire.AppendHeader(nil, &wire.Header{ID: uint64(s), Verb: uint32(verbBlock), Params: params, PayloadLength: 1})
+			// IDs unique to the peer: a message begun again with a refused
+			// one's header is refused again, as begun again after its
+			// refusal went unread, and not counted a second time.
+			h := wire.AppendHeader(nil, &wire.Header{ID: uint64(k)<<32 | uint64(s), Verb: uint32(verbBlock), Params: params, PayloadLength: 1})
 			frames = append(frames, wire.AppendFrameHeader(nil, wire.FrameLargeBegin, s, h)...)
 			frames = append(frames, h...)
 			begun++

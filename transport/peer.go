@@ -84,6 +84,8 @@ type peer struct {
 
 	// cancels is the peer's requests to this node waiting or running.
 	cancels cancels
+	// refused is the peer's large messages this node refused lately.
+	refused largeRefusals
 	// urgentOver is set while a small urgent-lane frame of the peer's,
 	// taken beyond the inbound limits, is held (takeUrgentOverdraft).
 	urgentOver atomic.Bool

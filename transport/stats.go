@@ -71,7 +71,9 @@ type ConnStats struct {
 	// handler, by reason: each arriving message is counted once, in
 	// MessagesReceived or here. A large message whose connection ended
 	// before any part of it came is not counted: its sender sends it
-	// again on its next connection, or counts it in Dropped.
+	// again on its next connection, or counts it in Dropped. One begun
+	// again after a refusal its sender had not read when the connection
+	// ended is refused again as it was, and not counted again.
 	DroppedInbound [NumReasons]uint64
 	// Throttled counts the waits for inbound capacity (OverloadPause): a
 	// reader that stopped reading, or a large message whose grant waited

@@ -327,7 +327,12 @@
 //     or with a FrameRefuse carrying a Failure (FailureOverloaded,
 //     FailureTooLarge for a payload_len above its message size limit,
 //     FailureExpired for a message already expired). A refused stream
-//     number is free again (but see eager responses below).
+//     number is free again (but see eager responses below). An initiator
+//     whose connection ended before it read the answer to a message of
+//     which it wrote no payload may begin it again on a later connection,
+//     its header unchanged but for ttl; an acceptor that refused a
+//     message with that id, verb, created_at and payload_len lately
+//     refuses it again, as it did.
 //  3. Once granted, the initiator writes the payload in FrameLargeMore
 //     parts with that stream number, until payload_len bytes have gone;
 //     the stream number is then free again. An empty payload is complete

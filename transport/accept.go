@@ -523,7 +523,7 @@ func (t *Transport) holdStreamConn(p *peer, n int64) bool {
 	// Both counts raised before either is compared, as both are lowered
 	// on a refusal.
 	peerHeld, nodeHeld := p.streamsHeld.Add(n), t.streamsHeld.Add(n)
-	defer t.fitLargeLanesIn(p)
+	defer t.fitLargeLanesIn()
 	if peerHeld > in.PerPeer-room || nodeHeld > in.Node-room || !p.inAccount.TryTake(n) {
 		p.streamsHeld.Add(-n)
 		t.streamsHeld.Add(-n)
@@ -546,27 +546,30 @@ func (t *Transport) releaseStreamConn(p *peer, n int64) {
 	p.inAccount.Release(n)
 	p.streamsHeld.Add(-n)
 	t.streamsHeld.Add(-n)
-	t.fitLargeLanesIn(p)
+	t.fitLargeLanesIn()
 }
 
 // laneLimitIn is the limit of p's inbound connections of lane under in:
-// on the large lane, less what p's stream connections hold, which is of
-// the same PerPeer, so that its large messages still leave its urgent
-// and small lanes their room (see Limits).
+// on the large lane, less what stream connections hold of the same room,
+// p's of PerPeer and every peer's of Node, for as long as they are open,
+// so that its large messages still leave its urgent and small lanes
+// their room (see Limits).
 func (p *peer) laneLimitIn(in *Limits, lane routing.Lane) int64 {
 	if lane == routing.Large {
-		return max(in.PerConnection, in.forLane(lane)-p.streamsHeld.Load())
+		room := min(in.PerPeer-p.streamsHeld.Load(), in.Node-p.t.streamsHeld.Load())
+		return max(in.PerConnection, room-2*in.PerConnection)
 	}
 	return in.forLane(lane)
 }
 
-// fitLargeLanesIn sets the limits of p's inbound large-lane connections
-// anew once its stream connections took or gave back room.
-func (t *Transport) fitLargeLanesIn(p *peer) {
+// fitLargeLanesIn sets the limits of the inbound large-lane connections
+// anew once stream connections took or gave back room: every peer's,
+// since every peer's large lane shares Node with the streams.
+func (t *Transport) fitLargeLanesIn() {
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
 	for ic := range t.inConns {
-		if ic.peer == p && ic.lane == routing.Large {
+		if ic.lane == routing.Large {
 			ic.setLimits()
 		}
 	}

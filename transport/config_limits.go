@@ -124,11 +124,12 @@ func (s SocketConfig) apply(conn *net.TCPConn) error {
 // lane never more than PerConnection. The large lane may hold what its
 // peer's other two lanes may not: PerPeer − 2×PerConnection (Node in
 // place of PerPeer when it is less), outbound less the eighth the node's
-// own sends leave to responses (see below), inbound less what the peer's
-// stream connections hold (OpenStream), and at least PerConnection; so a
-// peer's large messages never take the room of its small ones. A
-// connection holding nothing may take one message larger than its limit
-// (up to MaxMessageSize), so a large message always gets through.
+// own sends leave to responses (see below), inbound less what stream
+// connections hold of that room (OpenStream: the peer's of PerPeer, every
+// peer's of Node), and at least PerConnection; so a peer's large messages
+// never take the room of its small ones. A connection holding nothing may
+// take one message larger than its limit (up to MaxMessageSize), so a
+// large message always gets through.
 //
 // Outbound, the bytes held are the encoded messages queued or being
 // written (a large message's payload is the caller's buffer, held until

@@ -97,17 +97,32 @@ func (c *cancels) forget(w *work) {
 	}
 }
 
-// cancel stops request id: marks it if it waits, cancels its context if it
-// runs, or remembers the cancel for when it comes.
+// cancel stops request id: drops it if it waits in a queue for its turn,
+// giving back the room it held at once (a slow handler ahead of it may
+// hold that turn for long, and the requests behind it wait for the
+// room); marks it if it is on its way to its handler, cancels its context
+// if it runs; or remembers the cancel for when it comes.
 func (c *cancels) cancel(id uint64) {
+	if w := c.stop(id); w != nil {
+		w.ic.t.dropWithdrawn(w)
+	}
+}
+
+// stop is cancel under the lock: it returns the request it withdrew from
+// its queue, if it did, for the caller to drop. The lock keeps the work
+// from being let go of (forget) and reused meanwhile.
+func (c *cancels) stop(id uint64) (withdrawn *work) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w := c.live[id]; w != nil {
 		w.canceled = true
-		if w.cancel != nil {
+		switch {
+		case w.cancel != nil:
 			w.cancel()
+		case w.withdraw():
+			return w
 		}
-		return
+		return nil
 	}
 	if c.tombs == nil {
 		c.tombs = make(map[uint64]int)
@@ -123,6 +138,7 @@ func (c *cancels) cancel(id uint64) {
 	c.tombs[id] = c.next
 	c.next = (c.next + 1) % maxTombstones
 	c.full = c.full || c.next == 0
+	return nil
 }
 
 // ended cancels the contexts of the running requests that came on ic,

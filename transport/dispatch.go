@@ -212,10 +212,27 @@ type work struct {
 	whole    bool    // the whole frame: its messages, one-way and of one verb, run in turn
 	ran      int     // the whole frame's messages whose handlers have run, or run now
 	msg      Message // what the handler is given
+	slot     int64   // its slot's number in the queue it waits in (workQueue)
 	// The requester's cancel (cancels): set while it runs, under the
 	// peer's cancels lock.
 	cancel   context.CancelFunc
 	canceled bool
+}
+
+// withdraw takes w, a request its caller cancelled, out of the queue it
+// waits in for its turn — its verb's stage, or its connection's ordered
+// queue — and reports whether it waited there. One taken for its turn
+// already is dropped as it starts (cancels.start); a streamed request's
+// (streamLarge) and an Inline verb's do not wait in a queue.
+func (w *work) withdraw() bool {
+	switch {
+	case w.verb == nil || w.verb.inline:
+		return false
+	case w.verb.runsOrdered(true):
+		return w.ic.dispatch.withdraw(w)
+	default:
+		return w.verb.stage.withdraw(w)
+	}
 }
 
 // workCost is the inbound capacity a message's work takes while it waits
@@ -408,6 +425,14 @@ func (t *Transport) runWork(w *work) {
 	t.doneWork(w)
 }
 
+// dropWithdrawn counts w, a request withdrawn from its queue as its
+// caller's cancel came (cancels.cancel), dropped as cancelled, and lets go
+// of it: its frame's room comes back with the frame's last message.
+func (t *Transport) dropWithdrawn(w *work) {
+	w.ic.counters.drop(ReasonCanceled)
+	t.doneWork(w)
+}
+
 // doneWork lets go of w, its handlers run: its request is answered, and
 // its part of its frame given back.
 func (t *Transport) doneWork(w *work) {
@@ -486,8 +511,7 @@ func (t *Transport) runStageAfter(s *stage, done *peer) {
 // orderedQueue is one verb's messages on one connection, run one at a
 // time in arrival order by a goroutine that runs while there are any.
 type orderedQueue struct {
-	queue   []*work
-	next    int // queue[next:] waits
+	queue   workQueue
 	running bool
 }
 
@@ -515,7 +539,7 @@ func (ic *inConn) runOrdered(w *work) {
 		q = &orderedQueue{}
 		d.byVerb[w.h.Verb] = q
 	}
-	q.queue = append(q.queue, w)
+	q.queue.push(w)
 	start := !q.running
 	q.running = true
 	d.mu.Unlock()
@@ -548,28 +572,12 @@ func (ic *inConn) runQueue(q *orderedQueue, rest *work) {
 	d := &ic.dispatch
 	for {
 		d.mu.Lock()
-		if q.next == len(q.queue) {
-			// Emptied: the slice is kept for the next burst unless a big
-			// one grew it.
-			q.running, q.next = false, 0
-			if cap(q.queue) > maxKeptQueue {
-				q.queue = nil
-			} else {
-				q.queue = q.queue[:0]
-			}
+		w := q.queue.pop(maxKeptQueue)
+		if w == nil {
+			q.running = false
 			d.mu.Unlock()
 			returned = true
 			return
-		}
-		w := q.queue[q.next]
-		q.queue[q.next] = nil
-		q.next++
-		if q.next >= 64 && 2*q.next >= len(q.queue) {
-			// The slots already run are half the slice: drop them, or a
-			// queue that never empties keeps one for every message.
-			n := copy(q.queue, q.queue[q.next:])
-			clear(q.queue[n:])
-			q.queue, q.next = q.queue[:n], 0
 		}
 		d.mu.Unlock()
 		if w.whole {
@@ -578,6 +586,15 @@ func (ic *inConn) runQueue(q *orderedQueue, rest *work) {
 		ic.t.runWork(w)
 		running = nil
 	}
+}
+
+// withdraw takes w, a request whose caller cancelled it, out of its
+// verb's ordered queue, and reports whether it waited there.
+func (d *dispatchQueue) withdraw(w *work) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q := d.byVerb[w.h.Verb]
+	return q != nil && q.queue.withdraw(w, maxKeptQueue)
 }
 
 // busy reports whether any of the connection's ordered queues has work.

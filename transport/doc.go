@@ -206,8 +206,11 @@
 // shows each stage's active handlers, queue and waits. A requester that cancels a Request's
 // context sends a cancel on the urgent lane: the handler's context is
 // cancelled if it runs, and if it waits it never starts (counted as
-// dropped, ReasonCanceled); one whose deadline passes needs none, as the
-// handler's context carries that deadline. A request still queued when
+// dropped, ReasonCanceled): it leaves its stage or ordered queue as the
+// cancel arrives, its part of its frame given back then, so that the
+// frame's bytes come back once none of its messages waits or runs. One
+// whose deadline passes needs none, as the handler's context carries that
+// deadline; waiting, it is dropped when its turn comes. A request still queued when
 // its caller gives up (cancelled, or past its deadline), not yet taken by
 // its lane's writer, is withdrawn: it is never written, no cancel is sent
 // (the peer has nothing to cancel), and its capacity comes back at once.

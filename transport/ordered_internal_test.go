@@ -46,7 +46,7 @@ func TestOrderedQueueDoesNotGrowWhileItNeverEmpties(t *testing.T) {
 	d := &r.ic.dispatch
 	d.mu.Lock()
 	q := d.byVerb[1]
-	waiting, length, capacity := len(q.queue)-q.next, len(q.queue), cap(q.queue)
+	waiting, length, capacity := q.queue.waiting, len(q.queue.items), cap(q.queue.items)
 	d.mu.Unlock()
 	assert.Zero(t, waiting, "nothing waits: the last message runs")
 	assert.LessOrEqual(t, capacity, maxKeptQueue,
@@ -61,5 +61,5 @@ func (d *dispatchQueue) waiting(verb uint32) int {
 	if q == nil {
 		return 0
 	}
-	return len(q.queue) - q.next
+	return q.queue.waiting
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -151,12 +152,11 @@ type stage struct {
 // peerWork is a peer's share of a stage.
 type peerWork struct {
 	running int
-	queue   []*work // queue[head:] waits
-	head    int
+	queue   workQueue
 }
 
 // waiting is how much of pw's work waits for a worker.
-func (pw *peerWork) waiting() int { return len(pw.queue) - pw.head }
+func (pw *peerWork) waiting() int { return pw.queue.waiting }
 
 // keptStageSlots is the most slots an emptied peer's queue keeps for its
 // next work: a request at a time would otherwise allocate them each time.
@@ -202,9 +202,33 @@ func (s *stage) submit(w *work) (start bool) {
 	if pw.waiting() == 0 {
 		s.turn = append(s.turn, w.ic.peer)
 	}
-	pw.queue = append(pw.queue, w)
+	pw.queue.push(w)
 	s.queued++
 	return s.wakeOneLocked()
+}
+
+// withdraw takes w, a request whose caller cancelled it, out of the
+// stage, and reports whether it waited there: one a worker has taken
+// already is dropped as it starts (cancels.start).
+func (s *stage) withdraw(w *work) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := w.ic.peer
+	pw := s.byPeer[p]
+	if pw == nil || !pw.queue.withdraw(w, keptStageSlots) {
+		return false
+	}
+	s.queued--
+	if pw.waiting() == 0 {
+		if i := slices.Index(s.turn, p); i >= 0 {
+			s.turn = slices.Delete(s.turn, i, i+1)
+		}
+		if pw.running == 0 {
+			delete(s.byPeer, p)
+			s.spare = pw
+		}
+	}
+	return true
 }
 
 // wakeOneLocked wakes an idle worker, or reports that one must be
@@ -302,26 +326,12 @@ func (s *stage) next() *work {
 		if s.perPeer > 0 && pw.running >= s.perPeer {
 			continue
 		}
-		w := pw.queue[pw.head]
-		pw.queue[pw.head] = nil
-		pw.head++
+		w := pw.queue.pop(keptStageSlots)
 		pw.running++
 		s.queued--
 		s.turn = append(s.turn[:i], s.turn[i+1:]...)
-		switch {
-		case pw.waiting() > 0:
+		if pw.waiting() > 0 {
 			s.turn = append(s.turn, p)
-			if pw.head >= keptStageSlots && 2*pw.head >= len(pw.queue) {
-				// The slots already run are half the slice: drop them, or
-				// a queue that never empties keeps one for every message.
-				n := copy(pw.queue, pw.queue[pw.head:])
-				clear(pw.queue[n:])
-				pw.queue, pw.head = pw.queue[:n], 0
-			}
-		case cap(pw.queue) <= keptStageSlots:
-			pw.queue, pw.head = pw.queue[:0], 0
-		default:
-			pw.queue, pw.head = nil, 0 // let a deep queue's array be reclaimed
 		}
 		return w
 	}
@@ -332,7 +342,8 @@ func (s *stage) next() *work {
 // counts in Started, WaitSum and MaxWait when its turn comes, whether its
 // handler then runs or it is dropped instead (expired, cancelled, its
 // connection or the transport gone: DroppedInbound says which): its wait
-// is the stage's either way.
+// is the stage's either way. A request withdrawn as its caller's cancel
+// arrives, dropped as cancelled, has no turn.
 type StageStats struct {
 	Verb    Verb
 	Name    string

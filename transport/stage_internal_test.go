@@ -107,8 +107,8 @@ func TestStagePeerQueueDoesNotGrowWhileItNeverEmpties(t *testing.T) {
 	}
 	pw := s.byPeer[a]
 	assert.Equal(t, 1, pw.waiting(), "one message waits")
-	assert.LessOrEqual(t, cap(pw.queue), 4*keptStageSlots,
-		"queue slots kept for %d messages run (len %d) while at most two waited", n, len(pw.queue))
+	assert.LessOrEqual(t, cap(pw.queue.items), 4*keptStageSlots,
+		"queue slots kept for %d messages run (len %d) while at most two waited", n, len(pw.queue.items))
 }
 
 // TestCancelsBeforeDuringAndAfter: a cancel that comes before its request
@@ -193,4 +193,70 @@ func TestARequestStartedAsItsConnectionEndsIsNotRun(t *testing.T) {
 	reason, ok := c.start(w, func() {})
 	assert.False(t, ok, "a request whose connection ended does not start")
 	assert.Equal(t, ReasonConnectionReset, reason)
+}
+
+// TestStageWithdrawLeavesTheRestInTurn: a request withdrawn from a
+// stage (its caller cancelled it) leaves its peer's queue and the stage's
+// count at once, wherever it waits, and the rest start in order and in
+// turn; one taken for its turn already, or withdrawn once, is not there.
+func TestStageWithdrawLeavesTheRestInTurn(t *testing.T) {
+	s := newStage("read", 1, 0)
+	a, b := &peer{id: "a"}, &peer{id: "b"}
+	item := func(p *peer, id uint64) *work { return &work{ic: &inConn{peer: p}, h: wire.Header{ID: id}} }
+	a1, a2, a3, b1 := item(a, 1), item(a, 2), item(a, 3), item(b, 4)
+	for _, w := range []*work{a1, a2, a3, b1} {
+		s.submit(w)
+	}
+	w, _ := s.take(true, nil, time.Now())
+	require.Same(t, a1, w)
+	assert.False(t, s.withdraw(a1), "running, not waiting")
+	assert.True(t, s.withdraw(a3), "the last of a's")
+	assert.True(t, s.withdraw(a2), "the first of a's")
+	assert.False(t, s.withdraw(a2), "withdrawn once")
+	st := s.stats(1)
+	assert.Equal(t, 1, st.Queued, "b's alone waits")
+	assert.Equal(t, []*peer{b}, s.turn, "a has nothing waiting: out of turn")
+	w, _ = s.take(false, a, time.Now())
+	require.Same(t, b1, w, "b's, next")
+	assert.Nil(t, s.byPeer[a], "a's share let go of: nothing of a's runs or waits")
+	assert.Nil(t, s.next(), "nothing else waits")
+	assert.False(t, s.withdraw(b1), "running")
+}
+
+// TestWorkQueuePassesOverWithdrawnSlots: work withdrawn from anywhere in
+// a queue is passed over, the rest taken in order, through the queue's
+// trimming of the slots already passed.
+func TestWorkQueuePassesOverWithdrawnSlots(t *testing.T) {
+	var q workQueue
+	const n = 1000
+	items := make([]*work, n)
+	for i := range items {
+		items[i] = &work{h: wire.Header{ID: uint64(i)}}
+		q.push(items[i])
+	}
+	var got []uint64
+	base := q.base
+	for i := range items {
+		if i%3 == 1 {
+			require.True(t, q.withdraw(items[i], 64), "item %d", i)
+		}
+		if i%2 == 0 { // behind the withdrawals: the queue trims its passed slots meanwhile
+			w := q.pop(64)
+			require.NotNil(t, w)
+			got = append(got, w.h.ID)
+		}
+	}
+	assert.Greater(t, q.base, base, "trimmed while withdrawals went on")
+	for w := q.pop(64); w != nil; w = q.pop(64) {
+		got = append(got, w.h.ID)
+	}
+	var want []uint64
+	for i := range uint64(n) {
+		if i%3 != 1 {
+			want = append(want, i)
+		}
+	}
+	assert.Equal(t, want, got)
+	assert.Zero(t, q.waiting)
+	assert.Empty(t, q.items, "emptied")
 }

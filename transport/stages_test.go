@@ -226,11 +226,15 @@ func TestCancelReachesTheRemoteHandler(t *testing.T) {
 	assert.ErrorIs(t, <-queued, context.Canceled)
 	waitFor(t, 5*time.Second, "the cancel received", func() bool { return cancels() == before+1 })
 	dropped := func() uint64 { return c.Nodes[1].Stats().Total().DroppedInbound[transport.ReasonCanceled] }
-	g.open() // the slot frees: the cancelled request is dropped when its turn comes
-	require.NoError(t, <-first)
+	// The slot still held: the cancelled request left the stage as its
+	// cancel came, counted then.
 	waitFor(t, 5*time.Second, "counted", func() bool { return dropped() == 1 })
+	assert.Zero(t, stage(c.Nodes[1], verbApply).Queued, "withdrawn from the stage")
+	g.open()
+	require.NoError(t, <-first)
 	assert.EqualValues(t, 1, ran.Load(), "the cancelled request never ran")
-	assert.EqualValues(t, 2, stage(c.Nodes[1], verbApply).Started, "its turn came, though its handler never started")
+	assert.EqualValues(t, 1, dropped(), "counted once")
+	assert.EqualValues(t, 1, stage(c.Nodes[1], verbApply).Started, "its turn never came")
 }
 
 // TestCancelReachesTheHandlersOfAFullNode: n1's and n3's requests run on

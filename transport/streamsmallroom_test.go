@@ -15,21 +15,36 @@ import (
 
 // TestALargeLaneBesideAStreamSessionLeavesTheSmallLanesTheirRoom: Limits
 // promises that a peer's large messages never take the room of its small
-// ones: the large lane holds at most PerPeer − 2×PerConnection. A stream
-// session accepted beside it holds its buffer of the same PerPeer for as
-// long as it is open, and was not subtracted: here the session holds 12
-// MiB of 20, the large lane's stalled handlers the other 8, and a small
-// request of the same peer finds no room at all.
+// ones: the large lane holds at most min(PerPeer, Node) − 2×PerConnection.
+// A stream session accepted beside it holds its buffer of the same
+// PerPeer (its own peer's) or Node (any peer's) for as long as it is
+// open, and was not subtracted: here the session holds 12 MiB of 20, the
+// large lane's stalled handlers the other 8, and a small request of the
+// large lane's peer finds no room at all.
 func TestALargeLaneBesideAStreamSessionLeavesTheSmallLanesTheirRoom(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		nodes  int
+		opener int // the node that opens the stream session to node 1
+		limits transport.Limits
+	}{
+		{"the peer's own session, PerPeer binding", 2, 0, transport.Limits{PerConnection: 1 << 20, PerPeer: 20 << 20, Node: 64 << 20}},
+		{"another peer's session, Node binding", 3, 2, transport.Limits{PerConnection: 1 << 20, PerPeer: 64 << 20, Node: 20 << 20}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { largeLaneBesideAStreamSession(t, tt.nodes, tt.opener, tt.limits) })
+	}
+}
+
+func largeLaneBesideAStreamSession(t *testing.T, nodes, opener int, inbound transport.Limits) {
 	const (
 		verbBulk   transport.Verb = 170 // one-way, on the large lane; its handler stalls
 		verbStream transport.Verb = 171
 	)
 	stalled := newGate()
 	defer stalled.open()
-	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+	c := newCluster(t, nodes, func(i int, cfg *transport.Config) {
 		cfg.Memory.MaxMessageSize = 8 << 20
-		cfg.Memory.Inbound = transport.Limits{PerConnection: 1 << 20, PerPeer: 20 << 20, Node: 64 << 20}
+		cfg.Memory.Inbound = inbound
 		cfg.Streams.SessionBuffer = 12 << 20
 		cfg.Lanes.Overrides = map[transport.Verb]routing.Lane{verbBulk: routing.Large}
 	})
@@ -45,7 +60,7 @@ func TestALargeLaneBesideAStreamSessionLeavesTheSmallLanesTheirRoom(t *testing.T
 		defer close(streamDone)
 		_, _ = io.Copy(io.Discard, s)
 	}))
-	s, err := sender.OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbStream)
+	s, err := c.Nodes[opener].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbStream)
 	require.NoError(t, err, "a session that leaves the largest message's room")
 	defer func() {
 		require.NoError(t, s.Close())

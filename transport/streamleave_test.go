@@ -132,20 +132,8 @@ func TestDiallingAStreamOrAFileEndsWithTheTransportOrTheLeave(t *testing.T) {
 					t.Fatalf("%s did not dial", what)
 				}
 				defer held.Close()
-				want := transport.ErrClosed
-				if how == "close" {
-					n1.Close()
-				} else {
-					members.Remove("n2")
-					want = transport.ErrPeerLeft
-				}
-				select {
-				case err := <-opened:
-					assert.ErrorIs(t, err, want)
-				case <-time.After(5 * time.Second):
-					t.Fatalf("%s still dialling 5 s after the %s", what, how)
-					// (it returns once its handshake times out)
-				}
+				// (still dialling, it returns once its handshake times out)
+				endOpening(t, how, n1, members, opened, 5*time.Second)
 			})
 		}
 	}
@@ -191,20 +179,28 @@ func TestAStreamWhoseGreetingIsUnansweredEndsWithTheTransportOrTheLeave(t *testi
 				waitFor(t, 5*time.Second, "the verb answered, and the answer held", func() bool {
 					return len(n2.Health().Peers) == 1 && n2.Health().Peers[0].StreamsIn == 1
 				})
-				want := transport.ErrClosed
-				if how == "close" {
-					n1.Close()
-				} else {
-					members.Remove("n2")
-					want = transport.ErrPeerLeft
-				}
-				select {
-				case err := <-opened:
-					assert.ErrorIs(t, err, want)
-				case <-time.After(10 * time.Second):
-					t.Fatalf("the opening still waits 10 s after the %s", how)
-				}
+				endOpening(t, how, n1, members, opened, 10*time.Second)
 			})
 		}
+	}
+}
+
+// endOpening closes n1 (how "close") or has n2 leave its membership
+// ("leave"), and requires the opening that reports on opened to end
+// within wait with ErrClosed or ErrPeerLeft.
+func endOpening(t *testing.T, how string, n1 *transport.Transport, members *cluster.Static, opened <-chan error, wait time.Duration) {
+	t.Helper()
+	want := transport.ErrClosed
+	if how == "close" {
+		n1.Close()
+	} else {
+		members.Remove("n2")
+		want = transport.ErrPeerLeft
+	}
+	select {
+	case err := <-opened:
+		assert.ErrorIs(t, err, want)
+	case <-time.After(wait):
+		t.Fatalf("the opening still waits %v after the %s", wait, how)
 	}
 }

@@ -88,20 +88,27 @@ func (c *frameDroppingConn) Write(b []byte) (int, error) {
 // and the requests timed out, both outcomes in the senders' own accounts,
 // and the run once ended lost=0 stuck=0.
 func TestMessagesLostOnTheWireAreLost(t *testing.T) {
+	r, stdout := runTwoThroughN1Dialer(t, &frameDroppingDialer{nth: 20}, "-duration", "2s", "-rate", "50")
+	require.NotZero(t, r.Summary.Lost, "n1 lost a batch frame on each of its connections to n2:\n%s", stdout.String())
+	require.Equal(t, 1, verdict(r, io.Discard))
+	require.Contains(t, stdout.String(), "n1->n2 small", "the report names the pair lane")
+}
+
+// runTwoThroughN1Dialer runs the simulator with two nodes, n1 dialling
+// through d, with args besides a 300 ms timeout and a stuck-after of 1 s.
+func runTwoThroughN1Dialer(t *testing.T, d transport.Dialer, args ...string) (*report, *bytes.Buffer) {
+	t.Helper()
 	testDialer = func(from cluster.NodeID) transport.Dialer {
 		if from == "n1" {
-			return &frameDroppingDialer{nth: 20}
+			return d
 		}
 		return nil
 	}
-	defer func() { testDialer = nil }()
-	o, err := parseOptions([]string{"-nodes", "2", "-duration", "2s", "-rate", "50", "-timeout", "300ms",
-		"-stuck-after", "1s"}, io.Discard)
+	t.Cleanup(func() { testDialer = nil })
+	o, err := parseOptions(append([]string{"-nodes", "2", "-timeout", "300ms", "-stuck-after", "1s"}, args...), io.Discard)
 	require.NoError(t, err)
 	var stdout, stderr bytes.Buffer
 	r, err := run(t.Context(), o, &stdout, &stderr)
 	require.NoError(t, err, stderr.String())
-	require.NotZero(t, r.Summary.Lost, "n1 lost a batch frame on each of its connections to n2:\n%s", stdout.String())
-	require.Equal(t, 1, verdict(r, io.Discard))
-	require.Contains(t, stdout.String(), "n1->n2 small", "the report names the pair lane")
+	return r, &stdout
 }

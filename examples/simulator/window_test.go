@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -9,9 +8,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/internode/internode/cluster"
-	"github.com/internode/internode/transport"
 )
 
 // wedgingDialer dials on loopback, lets each connection write its
@@ -58,19 +54,7 @@ func (c *wedgedConn) Close() error {
 // not judged then: the run ended, closing the nodes failed what the lane
 // held (counted, so lost=0), and the verdict was stuck=0.
 func TestWedgeAtTheEndIsStuck(t *testing.T) {
-	testDialer = func(from cluster.NodeID) transport.Dialer {
-		if from == "n1" {
-			return &wedgingDialer{}
-		}
-		return nil
-	}
-	defer func() { testDialer = nil }()
-	o, err := parseOptions([]string{"-nodes", "2", "-duration", "1s", "-rate", "20", "-timeout", "300ms",
-		"-stuck-after", "1s"}, io.Discard)
-	require.NoError(t, err)
-	var stdout, stderr bytes.Buffer
-	r, err := run(t.Context(), o, &stdout, &stderr)
-	require.NoError(t, err, stderr.String())
+	r, stdout := runTwoThroughN1Dialer(t, &wedgingDialer{}, "-duration", "1s", "-rate", "20")
 	require.NotZero(t, r.Summary.Stuck, "n1's lanes to n2 never moved a message:\n%s", stdout.String())
 	require.Equal(t, 1, verdict(r, io.Discard))
 	for _, p := range r.Stuck.Pairs {

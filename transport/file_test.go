@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
@@ -66,7 +67,10 @@ func receiveToFiles(t testing.TB, n *transport.Transport) chan string {
 }
 
 func TestSendFileRoundTrip(t *testing.T) {
-	c := newCluster(t, 2, nil)
+	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
+	})
 	got := receiveToFiles(t, c.Nodes[1])
 	src, data := tempFile(t, 3<<20+123)
 	for _, r := range []struct{ off, n int64 }{{0, int64(len(data))}, {4097, 1 << 20}, {0, 0}, {int64(len(data)) - 5, 5}} {
@@ -81,6 +85,8 @@ func TestSendFileRoundTrip(t *testing.T) {
 	st := c.Nodes[1].Stats()
 	assert.Equal(t, uint64(4), st.FilesReceived)
 	assert.Equal(t, uint64(4), c.Nodes[0].Stats().FilesSent)
+	streamAndFileMetricsAgree(t, c.Nodes[0], readers[0])
+	streamAndFileMetricsAgree(t, c.Nodes[1], readers[1])
 }
 
 func TestSendFileToReader(t *testing.T) {
@@ -661,7 +667,10 @@ func TestRateLimitedSendFilePastItsDeadline(t *testing.T) {
 // corrupt (BadInput): a transfer refused for its verb, failed by its
 // handler, or cut short left no trace in either node's counters.
 func TestFailedFileTransfersAreCounted(t *testing.T) {
-	c := newCluster(t, 2, nil)
+	readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
+	})
 	src, data := tempFile(t, 64<<10)
 	fail := errors.New("disk full")
 	for _, tt := range []struct {
@@ -687,6 +696,8 @@ func TestFailedFileTransfersAreCounted(t *testing.T) {
 			got := c.Nodes[1].Stats()
 			assert.Equal(t, receiver.FileReceiveFailures+1, got.FileReceiveFailures, "the receiver counts the transfer it failed")
 			assert.Equal(t, receiver.FilesReceived, got.FilesReceived)
+			streamAndFileMetricsAgree(t, c.Nodes[0], readers[0])
+			streamAndFileMetricsAgree(t, c.Nodes[1], readers[1])
 		})
 	}
 }

@@ -147,6 +147,20 @@ type Stats struct {
 	// every transfer received in FilesReceived or FileReceiveFailures.
 	// A header that is not valid wire format is counted in BadInput.
 	FileSendFailures, FileReceiveFailures uint64
+	// Streams: each OpenStream call is counted once, in StreamsOpened or
+	// StreamOpenFailures; each stream a peer opened, once, in
+	// StreamsAccepted (its handler ran) or StreamsRefused (unknown verb,
+	// over Streams.MaxPerPeer or the session's bound, shutting down, a
+	// peer that is not a member, or an opening that did not finish within
+	// Timeouts.Handshake), except an opening that is not valid wire
+	// format, counted in BadInput; a stream connection (a session, or a
+	// connection of its own) refused at its handshake is a refused
+	// connection (Refusals), its streams never opened. StreamBytesSent and
+	// StreamBytesReceived are the bytes the streams' Writes and Reads
+	// moved, on both kinds of stream.
+	StreamsOpened, StreamOpenFailures    uint64
+	StreamsAccepted, StreamsRefused      uint64
+	StreamBytesSent, StreamBytesReceived uint64
 	// Stages describes the stage of each verb handled with one (all but
 	// Ordered and Inline verbs), sorted by verb. A verb has one stage
 	// for as long as the transport runs: a new Handle keeps it, with the
@@ -242,6 +256,9 @@ func (t *Transport) Stats() Stats {
 	s.FilesSent, s.FilesReceived = t.filesSent.Load(), t.filesReceived.Load()
 	s.FileBytesSent, s.FileBytesReceived = t.fileBytesSent.Load(), t.fileBytesReceived.Load()
 	s.FileSendFailures, s.FileReceiveFailures = t.fileSendFailures.Load(), t.fileReceiveFailures.Load()
+	s.StreamsOpened, s.StreamOpenFailures = t.streamsOpened.Load(), t.streamOpenFailures.Load()
+	s.StreamsAccepted, s.StreamsRefused = t.streamsAccepted.Load(), t.streamsRefused.Load()
+	s.StreamBytesSent, s.StreamBytesReceived = t.streamBytesSent.Load(), t.streamBytesReceived.Load()
 	s.OutboundBytes = t.outBudget.Root().Used()
 	s.InboundHeld = t.inBudget.Root().Used()
 	s.InboundBytes = s.InboundHeld

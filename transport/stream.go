@@ -192,6 +192,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 	}
 	n, err := s.readRaw(b[:min(len(b), s.left)])
 	s.left -= n
+	s.t.streamBytesReceived.Add(uint64(n))
 	return n, s.why(cutShort(err))
 }
 
@@ -304,6 +305,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 	if err != nil && (s.session() || s.overTLS() && isTimeout(err)) {
 		s.writeFailed = err
 	}
+	s.t.streamBytesSent.Add(uint64(written))
 	return written, s.why(err)
 }
 
@@ -674,6 +676,7 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 		kind = laneOwnStream
 	}
 	fail := func(err error) (*Stream, error) {
+		t.streamOpenFailures.Add(1)
 		return nil, &OpError{Op: "open stream", Peer: to, Lane: kind, Err: err}
 	}
 	if t.closing.Load() {
@@ -726,6 +729,7 @@ func (t *Transport) OpenStream(ctx context.Context, to cluster.NodeID, verb Verb
 	}
 	s := t.newStream(st, p, verb, release, drain)
 	s.peerCtx = p.ctx
+	t.streamsOpened.Add(1)
 	return s, nil
 }
 
@@ -1192,6 +1196,7 @@ func (t *Transport) serveStreams(conn net.Conn, p *peer) {
 			// opens that many. Closed without a status byte, which the
 			// opener takes for its session failing.
 			st.Close()
+			t.streamsRefused.Add(1)
 		}
 	}
 }
@@ -1220,6 +1225,7 @@ type refusal struct {
 // accept loop, which a congested session's socket would.
 func (t *Transport) refuseStreams(refusals <-chan refusal) {
 	for r := range refusals {
+		t.streamsRefused.Add(1)
 		_ = r.st.SetDeadline(r.by)
 		if _, err := wire.ReadStreamOpen(byteReader{r.st}); err == nil {
 			_, _ = r.st.Write(wire.AppendStreamRefuse(nil, wire.FailureOverloaded))
@@ -1231,10 +1237,13 @@ func (t *Transport) refuseStreams(refusals <-chan refusal) {
 // serveStream reads a new stream's verb, admits it and runs its handler.
 // drain is st's session's, nil for a connection of its own.
 func (t *Transport) serveStream(p *peer, st net.Conn, opened func(), drain *sessionDrain) {
-	admitted := false
+	admitted, malformed := false, false
 	defer func() {
 		if !admitted {
 			st.Close()
+			if !malformed {
+				t.streamsRefused.Add(1)
+			}
 		}
 	}()
 	_ = st.SetDeadline(time.Now().Add(t.cfg.Timeouts.Handshake))
@@ -1246,6 +1255,7 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func(), drain *sess
 			// stream's end: on a connection of its own, the connection is
 			// closed for it.
 			t.badStreamInput(p.id, err)
+			malformed = true
 		}
 		return
 	}
@@ -1296,6 +1306,7 @@ func (t *Transport) serveStream(p *peer, st net.Conn, opened func(), drain *sess
 	}
 	_ = st.SetDeadline(time.Time{})
 	admitted = true // Stream.Close closes st, once
+	t.streamsAccepted.Add(1)
 	s := t.newStream(st, p, Verb(verb), release, drain)
 	defer s.Close()
 	returned := false

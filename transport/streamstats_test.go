@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/internode/internode/transport"
 )
@@ -25,6 +26,33 @@ func streamCountsOf(n *transport.Transport) streamCounts {
 		st.StreamBytesSent, st.StreamBytesReceived}
 }
 
+// streamAndFileMetricsAgree checks that the node's stream and file
+// metrics say what its Stats say.
+func streamAndFileMetricsAgree(t *testing.T, node *transport.Transport, reader *metric.ManualReader) {
+	t.Helper()
+	st := node.Stats()
+	got := collect(t, reader)
+	for _, m := range []struct {
+		name, key, value string
+		want             uint64
+	}{
+		{"internode.streams", "outcome", "opened", st.StreamsOpened},
+		{"internode.streams", "outcome", "open_failed", st.StreamOpenFailures},
+		{"internode.streams", "outcome", "accepted", st.StreamsAccepted},
+		{"internode.streams", "outcome", "refused", st.StreamsRefused},
+		{"internode.streams.bytes", "direction", "sent", st.StreamBytesSent},
+		{"internode.streams.bytes", "direction", "received", st.StreamBytesReceived},
+		{"internode.files", "outcome", "sent", st.FilesSent},
+		{"internode.files", "outcome", "send_failed", st.FileSendFailures},
+		{"internode.files", "outcome", "received", st.FilesReceived},
+		{"internode.files", "outcome", "receive_failed", st.FileReceiveFailures},
+		{"internode.files.bytes", "direction", "sent", st.FileBytesSent},
+		{"internode.files.bytes", "direction", "received", st.FileBytesReceived},
+	} {
+		assert.Equal(t, int64(m.want), sumWhere(got[m.name], m.key, m.value), "%s %s=%s", m.name, m.key, m.value)
+	}
+}
+
 // Every OpenStream is counted once, as opened or failed, on its node;
 // every stream a peer opens, once, as accepted or refused, on the peer's;
 // and the bytes the streams' users wrote and read, on both kinds of
@@ -37,7 +65,9 @@ func TestStreamsAreCountedOnceEach(t *testing.T) {
 			name, opts = "own connection", []transport.StreamOption{transport.OwnConnection()}
 		}
 		t.Run(name, func(t *testing.T) {
+			readers := []*metric.ManualReader{metric.NewManualReader(), metric.NewManualReader()}
 			c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+				cfg.Telemetry.MeterProvider = metric.NewMeterProvider(metric.WithReader(readers[i]))
 				cfg.Streams.MaxPerPeer = 2
 				if i == 1 {
 					cfg.Streams.MaxPerPeer = 1 // the receiver's limit below the opener's
@@ -78,6 +108,8 @@ func TestStreamsAreCountedOnceEach(t *testing.T) {
 			want1 := streamCounts{accepted: 1, refused: 2, bytesSent: n, bytesReceived: n}
 			waitFor(t, 5*time.Second, "the acceptor counts its streams", func() bool { return streamCountsOf(acceptor) == want1 })
 			assert.Equal(t, want1, streamCountsOf(acceptor))
+			streamAndFileMetricsAgree(t, opener, readers[0])
+			streamAndFileMetricsAgree(t, acceptor, readers[1])
 		})
 	}
 }

@@ -178,6 +178,7 @@ type observables struct {
 	pendingMessages, pendingBytes, sendPeak, recvPeak metric.Int64ObservableGauge
 	certificateExpiry                                 metric.Int64ObservableGauge
 	compressionBytes                                  metric.Int64ObservableCounter
+	streams, streamBytes, files, fileBytes            metric.Int64ObservableCounter
 }
 
 // observableSet makes observable instruments on a meter and keeps their
@@ -322,6 +323,10 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 	o.sendPeak = gauge("internode.socket.send_queue_peak_bytes", "Peak bytes in the socket send queue (written, not yet acknowledged) since the last collection, measured after every write while the queue builds up, after sampled writes otherwise, and at each collection", "By")
 	o.recvPeak = gauge("internode.socket.recv_queue_peak_bytes", "Peak unread bytes in the socket receive queue since the last collection, measured after every read while data waits, after sampled reads otherwise, while reading pauses, and at each collection", "By")
 	o.compressionBytes = counter("internode.compression.bytes", "Payload bytes of the batch frames sent compressed, before (stage=uncompressed) and after (stage=compressed) compression", "By")
+	o.streams = counter("internode.streams", "Streams opened by this node (outcome=opened or open_failed, one per OpenStream) and by its peers (outcome=accepted or refused)", "{stream}")
+	o.streamBytes = counter("internode.streams.bytes", "Bytes written to (direction=sent) and read from (direction=received) streams", "By")
+	o.files = counter("internode.files", "File transfers sent (outcome=sent or send_failed, one per SendFile) and received (outcome=received or receive_failed)", "{transfer}")
+	o.fileBytes = counter("internode.files.bytes", "Bytes of the file transfers completed and verified, by direction (sent, received)", "By")
 	o.certificateExpiry = gauge("internode.tls.certificate.expiry", "Seconds until this node's own TLS certificate expires, negative once it has (TLS only)", "s")
 	if err := set.err(); err != nil {
 		return nil, err
@@ -341,7 +346,7 @@ func registerObservables(m metric.Meter, t *Transport, tel *telemetry) (metric.R
 		return nil
 	}, o.sent, o.received, o.bytesSent, o.bytesReceived, o.dropped, o.handlerErrors, o.remoteDropped,
 		o.throttled, o.opened, o.failures, o.refused, o.probes, o.badInput, o.throttledTime, o.pendingMessages, o.pendingBytes, o.sendPeak, o.recvPeak,
-		o.certificateExpiry, o.compressionBytes)
+		o.certificateExpiry, o.compressionBytes, o.streams, o.streamBytes, o.files, o.fileBytes)
 }
 
 // observe reports every counter once per collection.
@@ -405,8 +410,25 @@ func (t *Transport) observe(obs metric.Observer, o *observables) {
 			obs.ObserveInt64(o.badInput, int64(n), metric.WithAttributes(attribute.String("reason", b.String())))
 		}
 	}
+	observeNonZero(obs, o.streams, "outcome", map[string]uint64{"opened": st.StreamsOpened, "open_failed": st.StreamOpenFailures,
+		"accepted": st.StreamsAccepted, "refused": st.StreamsRefused})
+	observeNonZero(obs, o.streamBytes, "direction", map[string]uint64{"sent": st.StreamBytesSent, "received": st.StreamBytesReceived})
+	observeNonZero(obs, o.files, "outcome", map[string]uint64{"sent": st.FilesSent, "send_failed": st.FileSendFailures,
+		"received": st.FilesReceived, "receive_failed": st.FileReceiveFailures})
+	observeNonZero(obs, o.fileBytes, "direction", map[string]uint64{"sent": st.FileBytesSent, "received": st.FileBytesReceived})
 	if left, ok := t.certificateExpiry(); ok && !t.closing.Load() { // a closed node's certificate serves no one
 		obs.ObserveInt64(o.certificateExpiry, int64(left/time.Second))
+	}
+}
+
+// observeNonZero reports each count of c that is not zero, under the
+// attribute key set to its name: a node that never used streams or files
+// reports no series for them.
+func observeNonZero(obs metric.Observer, c metric.Int64ObservableCounter, key string, counts map[string]uint64) {
+	for name, n := range counts {
+		if n > 0 {
+			obs.ObserveInt64(c, int64(n), metric.WithAttributes(attribute.String(key, name)))
+		}
 	}
 }
 

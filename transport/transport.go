@@ -116,6 +116,11 @@ type Transport struct {
 	fileSendFailures                 atomic.Uint64
 	fileReceiveFailures              atomic.Uint64
 
+	// Streams (Stats.StreamsOpened and the rest).
+	streamsOpened, streamOpenFailures    atomic.Uint64
+	streamsAccepted, streamsRefused      atomic.Uint64
+	streamBytesSent, streamBytesReceived atomic.Uint64
+
 	refusals  [NumRefusals]atomic.Uint64
 	probes    atomic.Uint64               // inbound connections closed before sending a byte
 	malformed [numBadInputs]atomic.Uint64 // inbound connections closed on bad input, by kind

@@ -176,7 +176,8 @@
 //     overloaded (sends refused with ErrOverloaded): overload only.
 //   - lost: sent − delivered − failed after the drain, summed over repeats.
 //     saturate: failed are internode's messages dropped with a reason
-//     (OnDropped at the sender, DroppedInbound at the receiver).
+//     (OnDropped at the sender, DroppedInbound at the receiver but on the
+//     large lane, whose refusals both ends count and the sender reports).
 //   - saturate: nodes; peak_rss_bytes and peak_heap_bytes (above);
 //     rss_bound_bytes, the bound N × 64 MiB + 64 MiB, set only for
 //     internode with Outbound.Node and Inbound.Node at most 32 MiB (else

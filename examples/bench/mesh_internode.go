@@ -79,13 +79,12 @@ func (m *internodeMesh) sendVerb(ctx context.Context, from, to int, verb transpo
 }
 
 // Failures implements FailureCounter: messages accepted and then dropped
-// by their sender (OnDropped) or by their receiver (DroppedInbound).
+// by their sender (OnDropped) or by their receiver (DroppedInbound), each
+// once (see inboundFailures).
 func (m *internodeMesh) Failures() uint64 {
 	failed := m.dropped.Load()
 	for _, t := range m.nodes {
-		for _, n := range t.Stats().Total().DroppedInbound {
-			failed += n
-		}
+		failed += inboundFailures(t)
 	}
 	return failed
 }

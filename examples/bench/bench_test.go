@@ -341,7 +341,7 @@ func TestTable(t *testing.T) {
 	assert.Regexp(t, `coalesce +writes/msg +internode / internode-disabled +0\.200× +≤ 0\.25× +pass`, text)
 	assert.Regexp(t, `coalesce +p99 µs +internode / internode-disabled +\+500\.0 +≤ baseline \+1000 +pass`, text)
 	assert.Regexp(t, `overload +peak inbound MiB / inbound limit MiB +internode / internode +0\.500× +≤ 1× +pass`, text)
-	assert.Regexp(t, `overload +lost +internode +1 +≤ 0 +SHORT`, text)
+	assert.Regexp(t, `overload +lost +internode +1 += 0 +SHORT`, text)
 	assert.Regexp(t, `hol +p99 µs / idle p99 µs +internode / internode +3\.000× +≤ 2× +SHORT`, text)
 	// The overload scenario's own columns, in MiB.
 	assert.Regexp(t, `overload +internode +10 +20 +64 +0`, text)

@@ -128,8 +128,11 @@ func (t Target) evaluate(scenario string, results []Result) (shown string, met, 
 		return "", false, false
 	}
 	if t.Absolute {
-		if t.Min > 0 {
+		switch {
+		case t.Min > 0:
 			return formatFigure(a), a >= t.Min, true
+		case t.Equal:
+			return formatFigure(a), a == t.Max, true
 		}
 		return formatFigure(a), a <= t.Max, true
 	}
@@ -175,6 +178,8 @@ func (t Target) wanted() string {
 	switch {
 	case t.Absolute && t.Min > 0:
 		return fmt.Sprintf("≥ %g", t.Min)
+	case t.Absolute && t.Equal:
+		return fmt.Sprintf("= %g", t.Max)
 	case t.Absolute:
 		return fmt.Sprintf("≤ %g", t.Max)
 	case t.Plus > 0:

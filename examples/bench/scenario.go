@@ -131,7 +131,8 @@ func mib(p *float64) (float64, bool) {
 // at most Max (when Max > 0). With Plus > 0 it is a difference instead:
 // System's figure must be at most Baseline's plus Plus. With Absolute, there
 // is no baseline: System's figure must be at most Max (0 included), or, when
-// Min > 0, at least Min.
+// Min > 0, at least Min, or, with Equal, exactly Max (lost = 0: below zero
+// is messages counted twice, which may hide as many lost).
 type Target struct {
 	Metric         Metric
 	System         string
@@ -140,6 +141,7 @@ type Target struct {
 	Min, Max       float64
 	Plus           float64
 	Absolute       bool
+	Equal          bool
 }
 
 // scenarioRegistry lists every scenario in run order. To add one, write a

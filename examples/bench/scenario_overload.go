@@ -39,7 +39,7 @@ var scenarioOverload = &Scenario{
 	Load:        loadOverload,
 	Targets: []Target{
 		{Metric: metricPeakIn, System: "internode", Baseline: "internode", BaselineMetric: &metricInLimit, Max: 1},
-		{Metric: metricLost, System: "internode", Absolute: true, Max: 0},
+		{Metric: metricLost, System: "internode", Absolute: true, Equal: true},
 	},
 	Columns:    []Metric{metricPeakIn, metricInLimit, metricPeakHeap, metricOverloaded},
 	Chart:      []Metric{metricPeakIn, metricInLimit, metricPeakHeap},

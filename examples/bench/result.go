@@ -51,7 +51,7 @@ type Result struct {
 	// (Stats.InboundHeld, polled every millisecond), the bound it must stay
 	// under, the process's peak heap (HeapAlloc), and the sends refused with
 	// ErrOverloaded (saturate: the peak heap and the refusals too). Peaks
-	// are the highest over repeats; null elsewhere.
+	// are the highest over repeats, the bound the lowest; null elsewhere.
 	PeakInboundBytes  *float64 `json:"peak_inbound_bytes"`
 	InboundLimitBytes *float64 `json:"inbound_limit_bytes"`
 	PeakHeapBytes     *float64 `json:"peak_heap_bytes"`
@@ -172,7 +172,7 @@ func quantiles(h *hdrhistogram.Histogram) (p50, p99, p999 *float64) {
 
 // median combines the repeats of one (scenario, system): each figure is the
 // median over repeats; counts (lost, sent...) are summed so that no loss is
-// averaged away, and peaks are the highest.
+// averaged away, peaks are the highest and overload's bound the lowest.
 func median(runs []Result) Result {
 	if len(runs) == 0 {
 		return Result{}
@@ -211,6 +211,14 @@ func median(runs []Result) Result {
 		m := slices.Max(vals)
 		return &m
 	}
+	minPtr := func(get func(Result) *float64) *float64 {
+		vals := present(get)
+		if len(vals) == 0 {
+			return nil
+		}
+		m := slices.Min(vals)
+		return &m
+	}
 	out.MsgsPerSec = med(func(r Result) float64 { return r.MsgsPerSec })
 	out.MBPerSec = med(func(r Result) float64 { return r.MBPerSec })
 	out.CPUusPerMsg = med(func(r Result) float64 { return r.CPUusPerMsg })
@@ -231,7 +239,9 @@ func median(runs []Result) Result {
 	out.VectoredWritesPerMsg = medPtr(func(r Result) *float64 { return r.VectoredWritesPerMsg })
 	out.CPUsPerGB = medPtr(func(r Result) *float64 { return r.CPUsPerGB })
 	out.PeakInboundBytes = maxPtr(func(r Result) *float64 { return r.PeakInboundBytes })
-	out.InboundLimitBytes = medPtr(func(r Result) *float64 { return r.InboundLimitBytes })
+	// The highest peak against the lowest bound: no repeat's peak passes
+	// for being set against a bound another repeat had.
+	out.InboundLimitBytes = minPtr(func(r Result) *float64 { return r.InboundLimitBytes })
 	out.PeakHeapBytes = maxPtr(func(r Result) *float64 { return r.PeakHeapBytes })
 	out.PeakRSSBytes = maxPtr(func(r Result) *float64 { return r.PeakRSSBytes })
 	out.RSSBoundBytes = medPtr(func(r Result) *float64 { return r.RSSBoundBytes })

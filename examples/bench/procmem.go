@@ -131,8 +131,9 @@ func (s *memSampler) sample() {
 	}
 }
 
-// stop takes a last sample and returns the peaks. The resident set's is
-// the highest of the samples and VmHWM: in a fresh child process whose
+// stop ends the sampling (it takes no sample of its own: the last is the
+// one before it, at most memPoll old) and returns the peaks. The resident
+// set's is the highest of the samples and VmHWM: in a fresh child process whose
 // VmHWM was reset before the run (or even if it was not: the process did
 // nothing else), VmHWM also catches peaks between samples.
 func (s *memSampler) stop() memPeaks {

@@ -99,7 +99,8 @@ var (
 	sourceFiles = map[int64]*os.File{}
 )
 
-// sourceFile returns an open file of size bytes, random, in the page cache.
+// sourceFile returns an open file of size bytes, random, in the page cache
+// and written back.
 func sourceFile(size int64) (*os.File, error) {
 	sourceMu.Lock()
 	defer sourceMu.Unlock()
@@ -120,6 +121,13 @@ func sourceFile(size int64) (*os.File, error) {
 		}
 		written += int64(n)
 		block[0]++ // no two blocks alike
+	}
+	// Written back before any transfer reads it: otherwise the first
+	// system measured (internode, in the first repeat) shares the disk
+	// and a core with the kernel's writeback of the whole file.
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("file scenario: syncing the temp file in %s: %w", os.TempDir(), err)
 	}
 	sourceFiles[size] = f
 	return f, nil

@@ -90,9 +90,10 @@ type Result struct {
 	ClosedBytesPerPair      *float64 `json:"closed_bytes_per_pair"`
 	ClosedStackBytesPerPair *float64 `json:"closed_stack_bytes_per_pair"`
 	ClosedGoroutinesPerPair *float64 `json:"closed_goroutines_per_pair"`
-	// CompressionRatio (compress) is the bytes of the sender's batch
-	// frames on the wire per byte they held (1: sent as they were); null
-	// elsewhere.
+	// CompressionRatio (compress) is the bytes on the wire of the
+	// sender's batch frames that went compressed, per byte they held
+	// (frames sent as they were do not count; 1 when none was
+	// compressed); null elsewhere.
 	CompressionRatio *float64 `json:"compression_ratio"`
 	// Lost is sent − delivered − failed after the drain, summed over
 	// repeats. Negative would mean duplicates.

@@ -63,7 +63,11 @@ const (
 	// is failing.
 	PeerUp
 	// PeerDown: a lane is failing — its last dial failed, or its
-	// connection was lost and has not been replaced since.
+	// connection was lost and has not been replaced since. A lane left
+	// idle by the loss (nothing to send) is not failing once another
+	// connection of this node's to the peer, on any lane, has heard it
+	// since: a peer back from a restart is up, though a lane it used
+	// before waits for something to send to connect again.
 	PeerDown
 )
 
@@ -155,10 +159,20 @@ type PeerHealth struct {
 // connection to it closed for being idle before the keepalive check
 // found it silent (Timeouts.Idle shorter than Timeouts.Keepalive, or the
 // checks off) ended without a failure, but says nothing of the peer.
-func statusOf(lanes []LaneHealth) PeerStatus {
+//
+// reached is when a connection of this node's to the peer, on any lane,
+// last heard it for the first time. A lane whose connection was lost with
+// nothing left to send stays idle, its failure on record, until something
+// is sent on it: a connection reached after that failure is over too, or
+// a peer back from a restart would stay down for as long as nothing went
+// on that lane. (Only this node's connections count: the peer's own to
+// this node say it can reach this node, not that this node can reach it.)
+func statusOf(lanes []LaneHealth, reached time.Time) PeerStatus {
 	status := PeerUnknown
 	for i := range lanes {
 		switch l := &lanes[i]; {
+		case l.failing() && l.State == LaneIdle && reached.After(l.LastErrorAt):
+			status = PeerUp
 		case l.failing():
 			return PeerDown
 		case l.State == LaneConnected,
@@ -248,14 +262,15 @@ func (t *Transport) Health() Health {
 			continue
 		}
 		ph := PeerHealth{Peer: m.ID, Addr: m.Addr}
+		var reached time.Time
 		if p := t.peerStats(m.ID); p != nil {
-			p.healthInto(&ph)
+			reached = p.healthInto(&ph)
 		} else {
 			for i := range ph.Lanes {
 				ph.Lanes[i].Lane = routing.Lane(i)
 			}
 		}
-		ph.Status = statusOf(ph.Lanes[:])
+		ph.Status = statusOf(ph.Lanes[:], reached)
 		switch ph.Status {
 		case PeerUp:
 			h.Up++
@@ -278,18 +293,23 @@ func (t *Transport) Ready(rule ReadyRule) bool {
 	return h.Ready(rule)
 }
 
-// healthInto fills ph's lanes and streams from the peer's records.
-func (p *peer) healthInto(ph *PeerHealth) {
+// healthInto fills ph's lanes and streams from the peer's records, and
+// returns when a connection of this node's to the peer last heard it first
+// (statusOf's reached).
+func (p *peer) healthInto(ph *PeerHealth) (reached time.Time) {
 	p.t.inboundMu.Lock()
 	inbound := p.inConns
 	p.t.inboundMu.Unlock()
+	var reachedNs int64
 	for i := range ph.Lanes {
+		reachedNs = max(reachedNs, p.health[i].answeredAt.Load())
 		ph.Lanes[i] = p.health[i].snapshot(routing.Lane(i))
 		ph.Lanes[i].Inbound = inbound[i] > 0
 	}
 	s := p.streams.session.Load()
 	ph.StreamSession = s != nil && !s.IsClosed()
 	ph.StreamsOut, ph.StreamsIn = p.streams.out.Load(), p.streams.in.Load()
+	return unixTime(reachedNs)
 }
 
 // laneHealth is what a lane's writer, its back-channel reader and the
@@ -306,8 +326,11 @@ type laneHealth struct {
 	retryAt   atomic.Int64
 	lastWrite atomic.Int64
 	lastRead  atomic.Int64
-	failures  atomic.Uint32
-	lastError atomic.Pointer[healthError]
+	// answeredAt is when a connection of the lane last heard its peer
+	// first (answered), Unix ns.
+	answeredAt atomic.Int64
+	failures   atomic.Uint32
+	lastError  atomic.Pointer[healthError]
 }
 
 type healthError struct {
@@ -342,6 +365,7 @@ func (h *laneHealth) answered(now int64) {
 	defer h.mu.Unlock()
 	if LaneState(h.state.Load()) == LaneDialing {
 		h.failures.Store(0)
+		h.answeredAt.Store(now)
 		h.setLocked(LaneConnected, time.Unix(0, now))
 	}
 }

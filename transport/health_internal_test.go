@@ -29,24 +29,38 @@ func TestPeerStatusFromLanes(t *testing.T) {
 	redial := LaneHealth{State: LaneDialing, Since: at, ConsecutiveFailures: 2}
 	backoff := LaneHealth{State: LaneBackoff, Since: at, ConsecutiveFailures: 1}
 	lost := LaneHealth{State: LaneIdle, Since: at, ConsecutiveFailures: 1}
+	// Lost with nothing to send at `at`; a connection of this node's
+	// reached the peer before, or after.
+	lostAt := LaneHealth{State: LaneIdle, Since: at, LastRead: at, ConsecutiveFailures: 1, LastErrorAt: at}
+	backoffAt := LaneHealth{State: LaneBackoff, Since: at, LastRead: at, ConsecutiveFailures: 1, LastErrorAt: at}
+	connectedSince := LaneHealth{State: LaneConnected, Since: at.Add(time.Second), LastRead: at.Add(2 * time.Second)}
+	idleSince := LaneHealth{State: LaneIdle, Since: at.Add(time.Minute), LastRead: at.Add(time.Minute)}
+	heardInbound := LaneHealth{LastRead: at.Add(time.Second), Inbound: true}
+	before, after := at.Add(-time.Second), at.Add(time.Second)
 	for _, tc := range []struct {
-		name  string
-		lanes []LaneHealth
-		want  PeerStatus
+		name    string
+		lanes   []LaneHealth
+		reached time.Time
+		want    PeerStatus
 	}{
-		{"never dialled", []LaneHealth{never, never, never}, PeerUnknown},
-		{"first dial in progress", []LaneHealth{firstDial, never, never}, PeerUnknown},
-		{"connected", []LaneHealth{never, connected, never}, PeerUp},
-		{"connected again after failures", []LaneHealth{never, reconnected, never}, PeerUp},
-		{"closed for idleness", []LaneHealth{idleAfterUse, never, never}, PeerUp},
-		{"closed for idleness, never heard", []LaneHealth{idleNeverHeard, never, never}, PeerUnknown},
-		{"redialled after idleness", []LaneHealth{redialAfterIdle, never, never}, PeerUp},
-		{"written to, never heard", []LaneHealth{muteDial, never, never}, PeerUnknown},
-		{"one lane backs off", []LaneHealth{connected, backoff, never}, PeerDown},
-		{"redialling after a failure", []LaneHealth{redial, never, never}, PeerDown},
-		{"lost and not replaced", []LaneHealth{connected, never, lost}, PeerDown},
+		{"never dialled", []LaneHealth{never, never, never}, time.Time{}, PeerUnknown},
+		{"first dial in progress", []LaneHealth{firstDial, never, never}, time.Time{}, PeerUnknown},
+		{"connected", []LaneHealth{never, connected, never}, time.Time{}, PeerUp},
+		{"connected again after failures", []LaneHealth{never, reconnected, never}, time.Time{}, PeerUp},
+		{"closed for idleness", []LaneHealth{idleAfterUse, never, never}, time.Time{}, PeerUp},
+		{"closed for idleness, never heard", []LaneHealth{idleNeverHeard, never, never}, time.Time{}, PeerUnknown},
+		{"redialled after idleness", []LaneHealth{redialAfterIdle, never, never}, time.Time{}, PeerUp},
+		{"written to, never heard", []LaneHealth{muteDial, never, never}, time.Time{}, PeerUnknown},
+		{"one lane backs off", []LaneHealth{connected, backoff, never}, time.Time{}, PeerDown},
+		{"redialling after a failure", []LaneHealth{redial, never, never}, time.Time{}, PeerDown},
+		{"lost and not replaced", []LaneHealth{connected, never, lost}, time.Time{}, PeerDown},
+		{"lost, nothing to send, reached before only", []LaneHealth{connected, never, lostAt}, before, PeerDown},
+		{"lost, nothing to send, reached since", []LaneHealth{connectedSince, never, lostAt}, after, PeerUp},
+		{"lost, nothing to send, reached since on a lane idle now", []LaneHealth{idleSince, never, lostAt}, after, PeerUp},
+		{"lost, nothing to send, heard since only on the peer's connections", []LaneHealth{heardInbound, never, lostAt}, time.Time{}, PeerDown},
+		{"lost, messages wait, reached since", []LaneHealth{connectedSince, never, backoffAt}, after, PeerDown},
 	} {
-		assert.Equal(t, tc.want, statusOf(tc.lanes), tc.name)
+		assert.Equal(t, tc.want, statusOf(tc.lanes, tc.reached), tc.name)
 	}
 }
 

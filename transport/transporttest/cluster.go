@@ -159,6 +159,8 @@ func (c *Cluster) HandleAll(verb transport.Verb, h transport.Handler) {
 
 // Restart closes node i and starts it again with the same config, on the
 // same address (its proxy, if any, stays), as a process that restarts.
+// Like a restarted process, the new transport has no handlers: register
+// them on the transport it returns (also c.Nodes[i] from then on).
 // After Close it returns ErrClosed and starts nothing.
 func (c *Cluster) Restart(i int) (*transport.Transport, error) {
 	if c.closed {

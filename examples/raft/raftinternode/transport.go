@@ -48,7 +48,9 @@ type Options struct {
 	// Default DefaultVerbBase.
 	VerbBase transport.Verb
 	// Timeout bounds each RPC (InstallSnapshot: each RPC per 256 KiB of
-	// snapshot, as NetworkTransport's TimeoutScale). Default 10 s.
+	// snapshot, as NetworkTransport's TimeoutScale, and on the follower
+	// too, whose read of the data fails with os.ErrDeadlineExceeded once
+	// that bound has passed since the request arrived). Default 10 s.
 	Timeout time.Duration
 	// MaxInFlight is how many AppendEntries one pipeline may have
 	// unanswered (raft.NetworkTransportConfig.MaxRPCsInFlight); below 2,
@@ -362,8 +364,7 @@ func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, 
 	if err := t.closedErr(); err != nil {
 		return err
 	}
-	timeout := t.opts.Timeout * time.Duration(args.Size/raft.DefaultTimeoutScale)
-	timeout = max(timeout, t.opts.Timeout)
+	timeout := t.snapshotTimeout(args.Size)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s, err := t.node.OpenStream(ctx, cluster.NodeID(target), t.opts.verb(offsetSnapshot), transport.OwnConnection())
@@ -395,6 +396,13 @@ func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, 
 		return err
 	}
 	return decodeFrame(status, body, resp)
+}
+
+// snapshotTimeout bounds an InstallSnapshot of size bytes, on both ends:
+// Options.Timeout per 256 KiB (raft.DefaultTimeoutScale), as
+// NetworkTransport's, and never less than Options.Timeout.
+func (t *Transport) snapshotTimeout(size int64) time.Duration {
+	return max(t.opts.Timeout*time.Duration(size/raft.DefaultTimeoutScale), t.opts.Timeout)
 }
 
 // snapshotWriter is the stream InstallSnapshot copies the data to; it
@@ -449,6 +457,12 @@ func (t *Transport) serveSnapshot(ctx context.Context, s *transport.Stream) {
 		_, _ = s.Write(appendErrorFrame(nil, err))
 		return
 	}
+	// raft reads the data in its follower loop: a leader that stalls
+	// mid-snapshot, or whose host went without a word, would hold that
+	// loop (no votes, no elections) until TCP keep-alive gave up. The
+	// leader's own bound on the transfer, counted from here, later than
+	// the leader counts it, ends the read with os.ErrDeadlineExceeded.
+	_ = s.SetReadDeadline(time.Now().Add(t.snapshotTimeout(req.Size)))
 	respCh := make(chan raft.RPCResponse, 1)
 	rpc := raft.RPC{Command: &req, Reader: io.LimitReader(r, req.Size), RespChan: respCh}
 	res, err := t.dispatch(ctx, rpc, respCh, false)

@@ -1,0 +1,162 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/routing"
+	"github.com/internode/internode/transport"
+	"github.com/internode/internode/transport/transporttest"
+)
+
+// TestExpiredQueuedRequestsGiveBackTheirRoom: a slow handler holds its
+// verb's only turn (a stage of one, or the verb's ordered queue), and
+// messages with a short deadline queued behind it fill n2's inbound room
+// for n1's small lane, reading paused (OverloadPause) or later ones
+// refused (OverloadReject). Their deadlines pass. The room they held
+// stayed held until the slow handler returned and their turns came, so
+// that a live request behind them, to another verb, waited on the paused
+// reader until its own deadline or was refused as overloaded: a replica
+// that stalled briefly then refused fresh reads for the thousands of
+// short ones that had expired in its queues. Now each leaves its queue at
+// its deadline, its room given back then: the live request is answered
+// while the slow handler still runs, each expired message is counted once
+// (withdrawn unwritten by n1, or dropped by n2 as expired, or refused as
+// overloaded before it expired), and none of them is handled.
+func TestExpiredQueuedRequestsGiveBackTheirRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		how    transport.HandleOption
+		policy transport.OverloadPolicy
+		oneWay bool // the expiring messages are one-way (whole frames of them, on an ordered queue)
+	}{
+		{"stage/pause", transport.Concurrent(1), transport.OverloadPause, false},
+		{"stage/reject", transport.Concurrent(1), transport.OverloadReject, false},
+		{"ordered/pause", transport.Ordered(), transport.OverloadPause, false},
+		{"ordered/reject", transport.Ordered(), transport.OverloadReject, false},
+		{"ordered-oneway/pause", transport.Ordered(), transport.OverloadPause, true},
+		{"ordered-oneway/reject", transport.Ordered(), transport.OverloadReject, true},
+		{"stage-oneway/pause", transport.Concurrent(1), transport.OverloadPause, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inBubble(t, time.Minute, func(t *testing.T) { testQueuedExpiry(t, tc.how, tc.policy, tc.oneWay) })
+		})
+	}
+}
+
+func testQueuedExpiry(t *testing.T, how transport.HandleOption, policy transport.OverloadPolicy, oneWay bool) {
+	const (
+		verbSlow  transport.Verb = 243
+		verbQuick transport.Verb = 244
+		queued                   = 32 // of 32 KiB: twice n2's room for the connection
+		ttl                      = 100 * time.Millisecond
+	)
+	c, err := transporttest.Start(2, transporttest.Options{InMemory: true, Tweak: func(i int, cfg *transport.Config) {
+		cfg.Telemetry.DisableSocketMeasurement = true
+		cfg.Memory.MaxMessageSize = 64 << 10
+		if i == 1 {
+			cfg.Memory.Inbound = transport.Limits{PerConnection: 512 << 10, PerPeer: 1 << 20, Node: 2 << 20}
+			cfg.Memory.InboundOverload = policy
+		}
+	}})
+	require.NoError(t, err)
+	defer c.Close()
+	release := make(chan struct{})
+	defer close(release) // before the cluster closes
+	var handled atomic.Int64
+	c.Nodes[1].Handle(verbSlow, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		handled.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	}), how)
+	c.Nodes[1].Handle(verbQuick, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		return []byte("ok"), nil
+	}))
+	n1, n2, to := c.Nodes[0], c.Nodes[1], c.ID(1)
+
+	slow := make(chan error, 1)
+	go func() {
+		_, err := n1.Request(ctxTimeout(t, time.Minute), to, verbSlow, []byte("slow"))
+		slow <- err
+	}()
+	synctest.Wait()
+	require.EqualValues(t, 1, handled.Load(), "the slow handler runs")
+
+	ctx, cancel := context.WithTimeout(context.Background(), ttl)
+	defer cancel()
+	results := make(chan error, queued)
+	for range queued {
+		go func() {
+			if oneWay {
+				results <- n1.Send(ctx, to, verbSlow, make([]byte, 32<<10))
+				return
+			}
+			_, err := n1.Request(ctx, to, verbSlow, make([]byte, 32<<10))
+			results <- err
+		}()
+	}
+	synctest.Wait()
+	switch policy {
+	case transport.OverloadPause:
+		require.Equal(t, 1, n2.Stats().InboundWaiters, "n2's reader paused for room")
+	case transport.OverloadReject:
+		require.NotZero(t, laneStats(t, n2, "n1", routing.Small).DroppedInbound[transport.ReasonOverloaded], "n2's room full")
+	}
+	// Past every deadline, n2's too: a frame n2 read as it was sent has
+	// n1's deadline. One that waited in the in-memory pipe while n2's
+	// reader paused is dated when read (there is no receive queue to
+	// sample), a ttl after the room came back, and so on: a few rounds.
+	time.Sleep(10 * ttl)
+	for range queued {
+		err := <-results
+		switch {
+		case oneWay && err == nil: // queued; expired or refused since
+		case !oneWay && errors.Is(err, context.DeadlineExceeded):
+		case !oneWay && policy == transport.OverloadReject && errors.Is(err, transport.ErrOverloaded):
+		default:
+			t.Errorf("a message whose deadline passed: %v", err)
+		}
+	}
+	synctest.Wait()
+
+	// The slow handler still runs. Each expired message was withdrawn by
+	// n1 unwritten, or dropped by n2 as expired (or refused as
+	// overloaded), and the room they held is back.
+	outcomes := func() (withdrawn, expired, refused uint64) {
+		in := laneStats(t, n2, "n1", routing.Small).DroppedInbound
+		return laneStats(t, n1, "n2", routing.Small).Dropped[transport.ReasonExpired],
+			in[transport.ReasonExpired], in[transport.ReasonOverloaded]
+	}
+	withdrawn, expired, refused := outcomes()
+	assert.Equal(t, uint64(queued), withdrawn+expired+refused,
+		"each expired message counted once, the slow handler still running: %d withdrawn by n1, %d dropped by n2 as expired, %d refused (n2 holds %d bytes)",
+		withdrawn, expired, refused, n2.Stats().InboundHeld)
+	assert.Zero(t, stage(n2, verbSlow).Queued, "none left in the stage")
+
+	quick := make(chan error, 1)
+	go func() {
+		_, err := n1.Request(ctxTimeout(t, 10*time.Second), to, verbQuick, make([]byte, 32<<10))
+		quick <- err
+	}()
+	assert.NoError(t, <-quick, "a request behind the expired ones, the slow handler still running (n2 holds %d bytes)", n2.Stats().InboundHeld)
+	assert.EqualValues(t, 1, handled.Load(), "no expired message handled")
+
+	release <- struct{}{}
+	require.NoError(t, <-slow)
+	synctest.Wait()
+	assert.Zero(t, n2.Stats().InboundHeld, "n2's room all back")
+	w, e, r := outcomes()
+	assert.Equal(t, [3]uint64{withdrawn, expired, refused}, [3]uint64{w, e, r}, "counted once: not again as their turns came")
+	assert.Equal(t, uint64(2), laneStats(t, n2, "n1", routing.Small).MessagesReceived, "the slow request and the one behind: no other handed to a handler")
+	assert.EqualValues(t, 1, handled.Load(), "no expired message handled")
+}

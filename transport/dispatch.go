@@ -213,6 +213,7 @@ type work struct {
 	ran      int     // the whole frame's messages whose handlers have run, or run now
 	msg      Message // what the handler is given
 	slot     int64   // its slot's number in the queue it waits in (workQueue)
+	expiry   int     // its index in its queue's expiries, plus one; 0: none
 	// The requester's cancel (cancels): set while it runs, under the
 	// peer's cancels lock.
 	cancel   context.CancelFunc
@@ -369,8 +370,10 @@ func (ic *inConn) writeReplies() {
 // message in it is a one-way message for verb, and verb runs those in
 // order: on its connection's ordered queue, or, Inline, on the reader
 // itself. The common case of a stream of one verb costs one piece of work
-// a frame, not one a message. It reports false when that does not hold.
-func (ic *inConn) queueWhole(f *inFrame, verb uint32) bool {
+// a frame, not one a message. deadline is the latest of the messages'
+// (monoNanos; 0 if one has none): past it, the frame, waiting, leaves its
+// queue (expiries). It reports false when that does not hold.
+func (ic *inConn) queueWhole(f *inFrame, verb uint32, deadline int64) bool {
 	handler, v := ic.t.handlerFor(Verb(verb))
 	if handler == nil || !v.inline && !v.runsOrdered(false) {
 		return false
@@ -385,6 +388,7 @@ func (ic *inConn) queueWhole(f *inFrame, verb uint32) bool {
 		return true
 	}
 	w.queuedAt = monoNanos()
+	w.deadline = deadline // until it runs: when the last of its messages expires
 	ic.runOrdered(w)
 	return true
 }
@@ -431,6 +435,26 @@ func (t *Transport) runWork(w *work) {
 func (t *Transport) dropWithdrawn(w *work) {
 	w.ic.counters.drop(ReasonCanceled)
 	t.doneWork(w)
+}
+
+// dropExpired counts the messages of expired, work withdrawn from its
+// queue as its deadline passed (expiries.rang, which holds t.wg for it),
+// dropped as expired, and lets go of it: its frame's room comes back with
+// the frame's last message.
+func (t *Transport) dropExpired(expired []*work) {
+	defer t.wg.Done()
+	for _, w := range expired {
+		n := 1
+		if w.whole { // its messages, one-way and for handlers, none run yet
+			n = 0
+			var h wire.Header
+			_ = forEachMessage(w.f.buf, uint32(t.maxFrame), &h, func(*wire.Header, []byte) { n++ })
+		}
+		for range n {
+			w.ic.counters.drop(ReasonExpired)
+		}
+		t.doneWork(w)
+	}
 }
 
 // doneWork lets go of w, its handlers run: its request is answered, and
@@ -524,6 +548,7 @@ const maxKeptQueue = 1024
 type dispatchQueue struct {
 	mu     sync.Mutex
 	byVerb map[uint32]*orderedQueue
+	expiry expiries // the queued work with a deadline
 }
 
 // runOrdered queues w on its verb's ordered queue, starting its goroutine
@@ -540,6 +565,9 @@ func (ic *inConn) runOrdered(w *work) {
 		d.byVerb[w.h.Verb] = q
 	}
 	q.queue.push(w)
+	if wait, arm := d.expiry.add(w, w.queuedAt); arm {
+		d.expiry.arm(wait, ic.expireOrdered)
+	}
 	start := !q.running
 	q.running = true
 	d.mu.Unlock()
@@ -579,6 +607,7 @@ func (ic *inConn) runQueue(q *orderedQueue, rest *work) {
 			returned = true
 			return
 		}
+		d.expiry.remove(w)
 		d.mu.Unlock()
 		if w.whole {
 			running = w
@@ -594,7 +623,28 @@ func (d *dispatchQueue) withdraw(w *work) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	q := d.byVerb[w.h.Verb]
-	return q != nil && q.queue.withdraw(w, maxKeptQueue)
+	if q == nil || !q.queue.withdraw(w, maxKeptQueue) {
+		return false
+	}
+	d.expiry.remove(w)
+	return true
+}
+
+// expireOrdered takes the work whose deadline passed while it waited out
+// of the connection's ordered queues, and drops it as expired
+// (dropExpired), its room given back: their timer rings for it
+// (expiries).
+func (ic *inConn) expireOrdered() {
+	d := &ic.dispatch
+	d.mu.Lock()
+	expired, t := d.expiry.rang(ic.expireOrdered)
+	for _, w := range expired {
+		d.byVerb[w.h.Verb].queue.withdraw(w, maxKeptQueue)
+	}
+	d.mu.Unlock()
+	if len(expired) > 0 {
+		t.dropExpired(expired)
+	}
 }
 
 // busy reports whether any of the connection's ordered queues has work.

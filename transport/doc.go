@@ -210,7 +210,11 @@
 // cancel arrives, its part of its frame given back then, so that the
 // frame's bytes come back once none of its messages waits or runs. One
 // whose deadline passes needs none, as the handler's context carries that
-// deadline; waiting, it is dropped when its turn comes. A request still queued when
+// deadline; waiting, it leaves its queue as its deadline passes, its part
+// of its frame given back then and counted as dropped (ReasonExpired),
+// rather than holding its room until its turn comes: a one-way message
+// too, and a frame of one verb's one-way messages, which waits whole, once
+// the last of their deadlines passes. A request still queued when
 // its caller gives up (cancelled, or past its deadline), not yet taken by
 // its lane's writer, is withdrawn: it is never written, no cancel is sent
 // (the peer has nothing to cancel), and its capacity comes back at once.

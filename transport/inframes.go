@@ -520,6 +520,10 @@ type batchShape struct {
 	handled, requests int
 	verb              uint32
 	oneVerb           bool
+	// latestTTL is the longest TTL of those for handlers; untimed says
+	// one of them has none.
+	latestTTL int64
+	untimed   bool
 }
 
 // checkBatch decodes every message of a batch frame and acts on none: a
@@ -550,6 +554,8 @@ func (ic *inConn) checkBatch(frame []byte, rejecting bool) (s batchShape, err er
 				s.requests++
 			}
 			s.handled++
+			s.latestTTL = max(s.latestTTL, h.TTL)
+			s.untimed = s.untimed || h.TTL == 0
 		}
 	})
 	return s, cmp.Or(err, bad)
@@ -598,8 +604,14 @@ func (ic *inConn) handleBatch(buf []byte, held, arrived int64, rejecting, cancel
 		ic.releaseFrame(f)
 		return err
 	}
-	if shape.handled == shape.count && shape.oneVerb && shape.requests == 0 && ic.queueWhole(f, shape.verb) {
-		return nil
+	if shape.handled == shape.count && shape.oneVerb && shape.requests == 0 {
+		deadline := int64(0)
+		if !shape.untimed {
+			deadline = (&wire.Header{TTL: shape.latestTTL}).Deadline(arrived)
+		}
+		if ic.queueWhole(f, shape.verb, deadline) {
+			return nil
+		}
 	}
 	if shape.handled < shape.count {
 		_ = forEachMessage(buf, uint32(ic.t.maxFrame), &ic.header, func(h *wire.Header, _ []byte) {

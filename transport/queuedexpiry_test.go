@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -159,4 +160,80 @@ func testQueuedExpiry(t *testing.T, how transport.HandleOption, policy transport
 	assert.Equal(t, [3]uint64{withdrawn, expired, refused}, [3]uint64{w, e, r}, "counted once: not again as their turns came")
 	assert.Equal(t, uint64(2), laneStats(t, n2, "n1", routing.Small).MessagesReceived, "the slow request and the one behind: no other handed to a handler")
 	assert.EqualValues(t, 1, handled.Load(), "no expired message handled")
+}
+
+// TestCancelsRaceTheExpiryOfQueuedRequests: requests queued behind a
+// slow handler (a stage of one, or the verb's ordered queue) whose
+// callers cancel them about as their deadlines pass, so that on n2 the
+// cancel's withdrawal races the queue's expiry (and the cancel may come
+// after the request left as expired, or before it arrived). Each request
+// ends in exactly one outcome, counted once: withdrawn by n1 unwritten,
+// or dropped by n2 as cancelled or as expired; none is handled, and none
+// is counted again once the slow handler returns.
+func TestCancelsRaceTheExpiryOfQueuedRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		how  transport.HandleOption
+	}{{"stage", transport.Concurrent(1)}, {"ordered", transport.Ordered()}} {
+		t.Run(tc.name, func(t *testing.T) { testCancelsRaceTheExpiry(t, tc.how) })
+	}
+}
+
+func testCancelsRaceTheExpiry(t *testing.T, how transport.HandleOption) {
+	const verbSlow transport.Verb = 245
+	const requests = 400
+	c := newCluster(t, 2, nil)
+	g := newGate()
+	defer g.open()
+	var handled atomic.Int64
+	c.Nodes[1].Handle(verbSlow, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		handled.Add(1)
+		return nil, g.wait(ctx)
+	}), how)
+	n1, n2, to := c.Nodes[0], c.Nodes[1], c.ID(1)
+	slow := make(chan error, 1)
+	go func() {
+		_, err := n1.Request(ctxTimeout(t, time.Minute), to, verbSlow, []byte("slow"))
+		slow <- err
+	}()
+	waitFor(t, 10*time.Second, "the slow handler running", func() bool { return handled.Load() == 1 })
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	results := make(chan error, requests)
+	for i := range requests {
+		ttl := time.Duration(5+rng.IntN(25)) * time.Millisecond
+		cancelAfter := ttl + time.Duration(rng.IntN(2000)-1000)*time.Microsecond
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), ttl)
+			defer cancel()
+			if i%2 == 0 {
+				stop := time.AfterFunc(cancelAfter, cancel)
+				defer stop.Stop()
+			}
+			_, err := n1.Request(ctx, to, verbSlow, []byte("queued"))
+			results <- err
+		}()
+	}
+	for range requests {
+		err := within(t, results, 10*time.Second, "a queued request's caller")
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a queued request: %v", err)
+		}
+	}
+	outcomes := func() uint64 {
+		out := laneStats(t, n1, "n2", routing.Small).Dropped
+		in := laneStats(t, n2, "n1", routing.Small).DroppedInbound
+		return out[transport.ReasonCanceled] + out[transport.ReasonExpired] +
+			in[transport.ReasonCanceled] + in[transport.ReasonExpired]
+	}
+	waitFor(t, 10*time.Second, "every queued request counted, the slow handler still running", func() bool {
+		return outcomes() >= requests
+	})
+	assert.Equal(t, uint64(requests), outcomes(), "counted once each")
+	g.open()
+	require.NoError(t, within(t, slow, 10*time.Second, "the slow request"))
+	waitFor(t, 10*time.Second, "n2's room all back", func() bool { return n2.Stats().InboundHeld == 0 })
+	assert.Equal(t, uint64(requests), outcomes(), "counted once each, not again as their turns came")
+	assert.EqualValues(t, 1, handled.Load(), "none of them handled")
+	assert.Zero(t, stage(n2, verbSlow).Queued)
 }

@@ -45,7 +45,8 @@ func Ordered() HandleOption {
 // waiting messages in turn, so one busy peer does not hold up the others'
 // first messages. Those beyond n wait in the stage, holding their bytes
 // against the inbound limits (so a full queue pauses or rejects reading,
-// as Config.Memory.InboundOverload says). n < 1 means 1.
+// as Config.Memory.InboundOverload says) until their turn comes, their
+// deadline passes or their caller cancels them. n < 1 means 1.
 func Concurrent(n int) HandleOption {
 	return func(v *verbInfo) { v.ordered, v.inline, v.limit, v.oneWayOrdered = false, false, max(n, 1), false }
 }
@@ -144,6 +145,7 @@ type stage struct {
 	byPeer  map[*peer]*peerWork // running and queued work per peer
 	spare   *peerWork           // the last peer's, emptied, for the next (peerWork)
 	turn    []*peer             // peers with queued work, in turn order
+	expiry  expiries            // the queued work with a deadline
 	started int64               // handlers started
 	waitSum time.Duration       // the time their messages waited, in total
 	maxWait time.Duration
@@ -204,6 +206,9 @@ func (s *stage) submit(w *work) (start bool) {
 	}
 	pw.queue.push(w)
 	s.queued++
+	if wait, arm := s.expiry.add(w, w.queuedAt); arm {
+		s.expiry.arm(wait, s.expire)
+	}
 	return s.wakeOneLocked()
 }
 
@@ -213,11 +218,32 @@ func (s *stage) submit(w *work) (start bool) {
 func (s *stage) withdraw(w *work) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.withdrawLocked(w)
+}
+
+// expire takes the work whose deadline passed while it waited out of the
+// stage, and drops it as expired (dropExpired), its room given back: the
+// stage's timer rings for it (expiries). Such work has no turn.
+func (s *stage) expire() {
+	s.mu.Lock()
+	expired, t := s.expiry.rang(s.expire)
+	for _, w := range expired {
+		s.withdrawLocked(w)
+	}
+	s.mu.Unlock()
+	if len(expired) > 0 {
+		t.dropExpired(expired)
+	}
+}
+
+// withdrawLocked is withdraw with the stage's lock held.
+func (s *stage) withdrawLocked(w *work) bool {
 	p := w.ic.peer
 	pw := s.byPeer[p]
 	if pw == nil || !pw.queue.withdraw(w, keptStageSlots) {
 		return false
 	}
+	s.expiry.remove(w)
 	s.queued--
 	if pw.waiting() == 0 {
 		if i := slices.Index(s.turn, p); i >= 0 {
@@ -327,6 +353,7 @@ func (s *stage) next() *work {
 			continue
 		}
 		w := pw.queue.pop(keptStageSlots)
+		s.expiry.remove(w)
 		pw.running++
 		s.queued--
 		s.turn = append(s.turn[:i], s.turn[i+1:]...)
@@ -343,7 +370,8 @@ func (s *stage) next() *work {
 // handler then runs or it is dropped instead (expired, cancelled, its
 // connection or the transport gone: DroppedInbound says which): its wait
 // is the stage's either way. A request withdrawn as its caller's cancel
-// arrives, dropped as cancelled, has no turn.
+// arrives, dropped as cancelled, and a message withdrawn as its deadline
+// passes, dropped as expired, have no turn.
 type StageStats struct {
 	Verb    Verb
 	Name    string

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -259,4 +260,80 @@ func TestWorkQueuePassesOverWithdrawnSlots(t *testing.T) {
 	assert.Equal(t, want, got)
 	assert.Zero(t, q.waiting)
 	assert.Empty(t, q.items, "emptied")
+}
+
+// TestExpiriesTakeWhatIsDue: work added to and removed from an expiries
+// at random, as queues take and withdraw it, with deadlines in any order:
+// due takes exactly the work whose deadline has passed, each once, and
+// reports the soonest deadline left for the timer; the heap's order and
+// each work's index in it hold throughout; work without a deadline is
+// not kept, and the timer is set again only for a deadline sooner than
+// the one it is set for.
+func TestExpiriesTakeWhatIsDue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var e expiries
+	waiting := map[*work]bool{}
+	check := func() {
+		t.Helper()
+		require.Len(t, e.heap, len(waiting))
+		for i, w := range e.heap {
+			require.Equal(t, i+1, w.expiry, "its index")
+			require.True(t, waiting[w])
+			if i > 0 {
+				require.LessOrEqual(t, e.heap[(i-1)/2].deadline, w.deadline, "heap order")
+			}
+		}
+	}
+	now := int64(1000)
+	for range 5000 {
+		switch r := rng.IntN(10); {
+		case r < 5:
+			w := &work{deadline: now + rng.Int64N(500) - 50, queuedAt: now}
+			if rng.IntN(8) == 0 {
+				w.deadline = 0
+			}
+			armedBefore := e.armed
+			d, arm := e.add(w, now)
+			switch {
+			case w.deadline == 0:
+				assert.False(t, arm, "no deadline")
+				assert.Zero(t, w.expiry, "not kept")
+				continue
+			case armedBefore == 0 || w.deadline < armedBefore:
+				assert.True(t, arm, "sooner than the timer")
+				assert.Equal(t, time.Duration(w.deadline-now), d)
+				assert.Equal(t, w.deadline, e.armed)
+			default:
+				assert.False(t, arm, "the timer rings sooner")
+			}
+			waiting[w] = true
+		case r < 8 && len(waiting) > 0:
+			w := e.heap[rng.IntN(len(e.heap))]
+			e.remove(w)
+			e.remove(w) // taken once
+			assert.Zero(t, w.expiry)
+			delete(waiting, w)
+		default:
+			now += rng.Int64N(100)
+			expired, d, rearm := e.due(now)
+			for _, w := range expired {
+				assert.LessOrEqual(t, w.deadline, now, "due")
+				assert.True(t, waiting[w], "taken once")
+				delete(waiting, w)
+			}
+			soonest := int64(0)
+			for w := range waiting {
+				assert.Greater(t, w.deadline, now, "left: not due")
+				if soonest == 0 || w.deadline < soonest {
+					soonest = w.deadline
+				}
+			}
+			assert.Equal(t, soonest != 0, rearm)
+			assert.Equal(t, soonest, e.armed)
+			if rearm {
+				assert.Equal(t, time.Duration(soonest-now), d)
+			}
+		}
+		check()
+	}
 }

@@ -1,5 +1,7 @@
 package transport
 
+import "time"
+
 // workQueue is a FIFO of messages waiting for their turn: one peer's in a
 // verb's stage, or one verb's on a connection (orderedQueue). A request
 // its caller cancels is withdrawn from where it waits (withdraw), so that
@@ -72,4 +74,153 @@ func (q *workQueue) trim(keep int) {
 		q.base += int64(q.head)
 		q.items, q.head = q.items[:n], 0
 	}
+}
+
+// expiries is the work with a deadline that waits in a set of queues — a
+// stage's, or a connection's ordered queues — soonest deadline first, so
+// that work whose deadline passes while it waits leaves its queue then,
+// its room given back, as a cancelled request's does (withdraw), rather
+// than holding that room until its turn comes only to be dropped: a slow
+// handler may hold that turn for long, and the live messages behind it
+// wait for the room, or are refused it. A timer rings at the soonest
+// deadline (expireStage, expireOrdered). The queues' lock guards it.
+type expiries struct {
+	heap  []*work // a binary min-heap by deadline; work.expiry is its index + 1
+	armed int64   // the deadline the timer is set for (monoNanos); 0: not set
+	timer *time.Timer
+}
+
+// keptExpirySlots is the most slots an emptied expiries keeps.
+const keptExpirySlots = 256
+
+// add records w, queued at now (monoNanos), if it has a deadline, and
+// reports the wait after which the timer must ring, if it must be set for
+// w (arm): the timer is set for the soonest deadline it has seen since it
+// last rang, which work taken meanwhile leaves in place, so that a burst
+// through a queue costs one setting, not one a message.
+func (e *expiries) add(w *work, now int64) (d time.Duration, arm bool) {
+	if w.deadline == 0 {
+		return 0, false
+	}
+	e.heap = append(e.heap, w)
+	w.expiry = len(e.heap)
+	e.up(len(e.heap) - 1)
+	if e.armed != 0 && e.armed <= w.deadline {
+		return 0, false
+	}
+	e.armed = w.deadline
+	return time.Duration(w.deadline - now), true
+}
+
+// arm sets the timer to ring after d, calling ring.
+func (e *expiries) arm(d time.Duration, ring func()) {
+	if e.timer == nil {
+		e.timer = time.AfterFunc(d, ring)
+	} else {
+		e.timer.Reset(d)
+	}
+}
+
+// remove forgets w, which no longer waits.
+func (e *expiries) remove(w *work) {
+	i := w.expiry - 1
+	if i < 0 {
+		return
+	}
+	w.expiry = 0
+	last := len(e.heap) - 1
+	if i != last {
+		e.heap[i] = e.heap[last]
+		e.heap[i].expiry = i + 1
+	}
+	e.heap[last] = nil
+	e.heap = e.heap[:last]
+	if i != last && !e.down(i) {
+		e.up(i)
+	}
+	if last == 0 && cap(e.heap) > keptExpirySlots {
+		e.heap = nil // let a deep queue's array be reclaimed
+	}
+}
+
+// due takes out of e the work whose deadline has passed at now
+// (monoNanos) — expired as handle finds it — and reports the wait after
+// which the timer must ring again, for the soonest deadline left, if
+// any. The timer has rung: the caller sets it (arm) if rearm.
+func (e *expiries) due(now int64) (expired []*work, d time.Duration, rearm bool) {
+	for len(e.heap) > 0 && now >= e.heap[0].deadline {
+		w := e.heap[0]
+		e.remove(w)
+		expired = append(expired, w)
+	}
+	e.armed = 0
+	if len(e.heap) == 0 {
+		return expired, 0, false
+	}
+	e.armed = e.heap[0].deadline
+	return expired, time.Duration(e.armed - now), true
+}
+
+// rang is due for the timer that rang, whose ring it sets again for the
+// soonest deadline left. It returns the transport of the expired work
+// with t.wg held for their drops (dropExpired): the timer's goroutine is
+// none that Close waits for, while one that it waits for takes the work
+// waiting, or is queueing it (a worker of the stage, a connection's
+// runQueue, its reader), so the count is above zero. Once the transport
+// has closed it takes nothing: the workers drop what waits as they take
+// it, counted as closed.
+func (e *expiries) rang(ring func()) (expired []*work, t *Transport) {
+	if len(e.heap) == 0 {
+		e.armed = 0
+		return nil, nil
+	}
+	t = e.heap[0].ic.t
+	select {
+	case <-t.closed:
+		e.armed = 0
+		return nil, nil
+	default:
+	}
+	expired, d, rearm := e.due(monoNanos())
+	if rearm {
+		e.arm(d, ring)
+	}
+	if len(expired) > 0 {
+		t.wg.Add(1)
+	}
+	return expired, t
+}
+
+func (e *expiries) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if e.heap[parent].deadline <= e.heap[i].deadline {
+			return
+		}
+		e.swap(i, parent)
+		i = parent
+	}
+}
+
+// down moves heap[i] down to its place, and reports whether it moved.
+func (e *expiries) down(i int) bool {
+	start := i
+	for {
+		least := i
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < len(e.heap) && e.heap[c].deadline < e.heap[least].deadline {
+				least = c
+			}
+		}
+		if least == i {
+			return i != start
+		}
+		e.swap(i, least)
+		i = least
+	}
+}
+
+func (e *expiries) swap(i, j int) {
+	e.heap[i], e.heap[j] = e.heap[j], e.heap[i]
+	e.heap[i].expiry, e.heap[j].expiry = i+1, j+1
 }

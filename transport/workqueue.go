@@ -1,6 +1,9 @@
 package transport
 
-import "time"
+import (
+	"container/heap"
+	"time"
+)
 
 // workQueue is a FIFO of messages waiting for their turn: one peer's in a
 // verb's stage, or one verb's on a connection (orderedQueue). A request
@@ -83,11 +86,35 @@ func (q *workQueue) trim(keep int) {
 // than holding that room until its turn comes only to be dropped: a slow
 // handler may hold that turn for long, and the live messages behind it
 // wait for the room, or are refused it. A timer rings at the soonest
-// deadline (expireStage, expireOrdered). The queues' lock guards it.
+// deadline (stage.expire, inConn.expireOrdered). The queues' lock guards it.
 type expiries struct {
-	heap  []*work // a binary min-heap by deadline; work.expiry is its index + 1
-	armed int64   // the deadline the timer is set for (monoNanos); 0: not set
+	heap  expiryHeap
+	armed int64 // the deadline the timer is set for (monoNanos); 0: not set
 	timer *time.Timer
+}
+
+// expiryHeap orders work by deadline, soonest first (container/heap);
+// work.expiry is its index + 1, for heap.Remove.
+type expiryHeap []*work
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].expiry, h[j].expiry = i+1, j+1
+}
+func (h *expiryHeap) Push(x any) {
+	w := x.(*work)
+	*h = append(*h, w)
+	w.expiry = len(*h)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	w.expiry = 0
+	return w
 }
 
 // keptExpirySlots is the most slots an emptied expiries keeps.
@@ -102,9 +129,7 @@ func (e *expiries) add(w *work, now int64) (d time.Duration, arm bool) {
 	if w.deadline == 0 {
 		return 0, false
 	}
-	e.heap = append(e.heap, w)
-	w.expiry = len(e.heap)
-	e.up(len(e.heap) - 1)
+	heap.Push(&e.heap, w)
 	if e.armed != 0 && e.armed <= w.deadline {
 		return 0, false
 	}
@@ -123,22 +148,11 @@ func (e *expiries) arm(d time.Duration, ring func()) {
 
 // remove forgets w, which no longer waits.
 func (e *expiries) remove(w *work) {
-	i := w.expiry - 1
-	if i < 0 {
+	if w.expiry == 0 {
 		return
 	}
-	w.expiry = 0
-	last := len(e.heap) - 1
-	if i != last {
-		e.heap[i] = e.heap[last]
-		e.heap[i].expiry = i + 1
-	}
-	e.heap[last] = nil
-	e.heap = e.heap[:last]
-	if i != last && !e.down(i) {
-		e.up(i)
-	}
-	if last == 0 && cap(e.heap) > keptExpirySlots {
+	heap.Remove(&e.heap, w.expiry-1)
+	if len(e.heap) == 0 && cap(e.heap) > keptExpirySlots {
 		e.heap = nil // let a deep queue's array be reclaimed
 	}
 }
@@ -189,38 +203,4 @@ func (e *expiries) rang(ring func()) (expired []*work, t *Transport) {
 		t.wg.Add(1)
 	}
 	return expired, t
-}
-
-func (e *expiries) up(i int) {
-	for i > 0 {
-		parent := (i - 1) / 2
-		if e.heap[parent].deadline <= e.heap[i].deadline {
-			return
-		}
-		e.swap(i, parent)
-		i = parent
-	}
-}
-
-// down moves heap[i] down to its place, and reports whether it moved.
-func (e *expiries) down(i int) bool {
-	start := i
-	for {
-		least := i
-		for _, c := range [2]int{2*i + 1, 2*i + 2} {
-			if c < len(e.heap) && e.heap[c].deadline < e.heap[least].deadline {
-				least = c
-			}
-		}
-		if least == i {
-			return i != start
-		}
-		e.swap(i, least)
-		i = least
-	}
-}
-
-func (e *expiries) swap(i, j int) {
-	e.heap[i], e.heap[j] = e.heap[j], e.heap[i]
-	e.heap[i].expiry, e.heap[j].expiry = i+1, j+1
 }

@@ -34,9 +34,15 @@ func sendPair(tb testing.TB, opts ...transport.HandleOption) (*transporttest.Clu
 }
 
 // TestSendAllocations pins the steady-state allocations of a small Send:
-// the message is encoded straight into a pooled buffer.
+// the message is encoded straight into a pooled buffer. n1's outbound
+// room holds every message the test sends: a Send refused as overloaded,
+// retried here, makes its error on the heap, and on a loaded machine,
+// where n2 falls behind, the retries (up to 70 000 in a run) counted as
+// the Sends' allocations.
 func TestSendAllocations(t *testing.T) {
 	c, got := sendPair(t)
+	room := transport.Limits{PerConnection: 64 << 20, PerPeer: 64 << 20, Node: 64 << 20} // 30 000 Sends of 128 B: about 5 MiB
+	require.NoError(t, c.Nodes[0].SetLimits(room, transport.Limits{}))
 	payload := make([]byte, 128)
 	ctx := context.Background()
 	send := func() {

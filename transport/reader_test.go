@@ -460,25 +460,37 @@ func FuzzReader(f *testing.F) {
 		return nil, err
 	}))
 	f.Fuzz(func(t *testing.T, lane uint8, input []byte) {
-		l := routing.Lane(lane % uint8(routing.NumLanes))
-		p, err := tr.claimConn("n2", uint8(l))
-		require.NoError(t, err)
-		defer tr.releaseConn(p, uint8(l))
-		pc := newPipeConn()
-		ic := newInConn(tr, p, l, pc.Conn, 0)
-		ended := make(chan struct{})
-		go func() { ic.serve(); close(ended) }()
-		go func() { _, _ = io.Copy(io.Discard, pc.peer) }() // the back channel
-		_ = pc.peer.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if _, err := pc.peer.Write(input); isTimeout(err) {
-			t.Fatal("the reader stopped reading")
-		}
-		pc.peer.Close()
-		within(t, ended, 5*time.Second, "the reader to end")
-		eventually(t, func() bool {
-			return !ic.dispatch.busy() && ic.account.Used() == 0 && p.inAccount.Used() == 0
-		}, "everything given back")
+		readFuzzed(t, tr, routing.Lane(lane%uint8(routing.NumLanes)), 0, 0, input)
 	})
+}
+
+// readFuzzed has a reader of a connection of lane, whose handshake agreed
+// caps, read input, and checks that it ends once the connection does and
+// gives back what it took; filled is what the test holds of the peer's
+// room meanwhile.
+func readFuzzed(t *testing.T, tr *Transport, lane routing.Lane, caps wire.Capabilities, filled int64, input []byte) {
+	p, err := tr.claimConn("n2", uint8(lane))
+	require.NoError(t, err)
+	defer tr.releaseConn(p, uint8(lane))
+	if filled > 0 {
+		require.True(t, p.inAccount.TryTake(filled))
+		defer p.inAccount.Release(filled)
+	}
+	pc := newPipeConn()
+	ic := newInConn(tr, p, lane, pc.Conn, caps)
+	ended := make(chan struct{})
+	go func() { ic.serve(); close(ended) }()
+	go func() { _, _ = io.Copy(io.Discard, pc.peer) }() // the back channel
+	_ = pc.peer.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := pc.peer.Write(input); isTimeout(err) {
+		t.Fatal("the reader stopped reading")
+	}
+	pc.peer.Close()
+	within(t, ended, 5*time.Second, "the reader to end")
+	eventually(t, func() bool {
+		return !ic.dispatch.busy() && ic.account.Used() == 0 && p.inAccount.Used() == filled &&
+			tr.rejectedS2.Root().Used() == 0 && tr.urgentOverdrafts.Load() == 0
+	}, "everything given back")
 }
 
 // TestReaderAnswersRequests: a request's handler result goes back as its

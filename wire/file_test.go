@@ -121,3 +121,30 @@ func FuzzFileHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFileResult: whatever the acceptor sends, ReadFileResult reads no
+// more than result_len says, and a result it accepts is the one encoding
+// of what it returned.
+func FuzzFileResult(f *testing.F) {
+	f.Add(AppendFileResult(nil, nil))
+	f.Add(AppendFileResult(nil, &Failure{Code: FailureCorrupt, Message: "checksum"}))
+	f.Add(AppendFileResult(nil, &Failure{Code: 200, Message: string(bytes.Repeat([]byte("é"), 600))}))
+	f.Add([]byte{0x04, 0x04, 0x07})
+	f.Add([]byte{0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		failure, err := ReadFileResult(r)
+		read := len(b) - r.Len()
+		if len(b) >= 2 {
+			if n := int(binary.BigEndian.Uint16(b)); read > 2+n {
+				t.Fatalf("read %d bytes of a result of %d", read, n)
+			}
+		}
+		if err != nil {
+			return
+		}
+		if again := AppendFileResult(nil, failure); !bytes.Equal(again, b[:read]) {
+			t.Fatalf("% x read as %+v, which encodes as % x", b[:read], failure, again)
+		}
+	})
+}

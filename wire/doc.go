@@ -149,9 +149,12 @@
 // cluster, the lane, the node ID (empty, its own), the TLS identity and
 // membership, and answers the first that fails; then Busy if it holds as
 // many connections of that lane from the initiator as it allows (4 by
-// default), or as many in all, or is shutting down. An acceptor waits
-// its handshake timeout (internode: 5 s) for the Hello, and an initiator
-// as long for the Reply.
+// default), or as many in all, or is shutting down. A stream connection
+// (lanes 3 and 5) holds a buffer of the acceptor's inbound room while it
+// is open: internode answers one Busy when that room is not free now,
+// and Refused when its limits could never hold the buffer. An acceptor
+// waits its handshake timeout (internode: 5 s) for the Hello, and an
+// initiator as long for the Reply.
 //
 // An acceptor that accepts a Hello offering CapAcceptorID, and has the
 // capability, answers with the bit and its own node ID as the message. The

@@ -131,6 +131,34 @@
 // packets and bytes per exchange for each run. The target is checked on
 // the light run. The test takes under 10 seconds.
 //
+// # Faults between hosts, in one process
+//
+// The tests of the *_linux_test.go files run every transport in the test
+// process, each one's sockets in its node's namespace of a lab (a socket
+// belongs to the namespace of the thread that made it: Config.Listen and
+// Config.Dialer make theirs on a thread that entered the node's namespace,
+// inproc_linux_test.go), with a static membership, so that they can read
+// Stats and Health directly. Each fault is made under the transports'
+// feet, and each test checks that every connection is found dead within
+// its documented bound, that traffic resumes once the fault ends, and
+// that every one-way message accepted meanwhile has one counted outcome:
+//
+//   - TestNetnsSilentBlackholeHeals: nft drops every frame between n1 and
+//     n2, both ways or one way only, for twice Timeouts.Keepalive.
+//   - TestNetnsPeerRebootedBehindADeadLinkIsReplaced: n2's link goes
+//     down, its transport closes and its sockets are destroyed (ss -K),
+//     their RSTs lost; a new n2 starts on the same address and the link
+//     comes back.
+//   - TestNetnsTrickleLinkKeepsSmallLanesMoving: tbf slows n1's link to
+//     64 kbit/s under large messages; urgent messages and
+//     requests must keep their bounds, and Close must not hang.
+//   - TestNetnsDeafListenerFailsRequestsThenRecovers: n2's address held
+//     by a listener that accepts and never reads.
+//   - TestNetnsShutdownDuringABlackhole, TestNetnsStreamAcrossABlackhole:
+//     Shutdown, and a session stream, across a blackhole.
+//
+// Each takes under 20 seconds; all of them together under a minute.
+//
 // # Running
 //
 // The test needs root (ip netns add) and iproute2, and runs only when asked:

@@ -297,6 +297,11 @@ func (t *Transport) serveConn(raw net.Conn, h *pendingHandshake) {
 		t.serveFile(conn, p, hello.Capabilities&t.offers(hello.Lane), release)
 		return
 	case laneOwnStream:
+		if tcp, ok := raw.(*net.TCPConn); ok {
+			if err := t.setOwnStreamUserTimeout(tcp); err != nil {
+				t.log.Warn("internode: socket options", "peer", p.id, "err", err)
+			}
+		}
 		t.serveOwnStream(conn, p)
 		return
 	}

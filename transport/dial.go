@@ -83,6 +83,12 @@ func (t *Transport) dialAgreeing(ctx context.Context, id cluster.NodeID, kind ui
 				return nil, 0, fmt.Errorf("socket options: %w", err)
 			}
 		}
+		if kind == laneOwnStream {
+			if err := t.setOwnStreamUserTimeout(tcp); err != nil {
+				nc.Close()
+				return nil, 0, fmt.Errorf("socket options: %w", err)
+			}
+		}
 	}
 	if kind < routing.NumLanes && watched(routing.Lane(kind)) {
 		nc = t.wrapForWaking(nc) // under TLS

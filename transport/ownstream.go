@@ -28,7 +28,9 @@ type streamOptions struct {
 // costs a dial and handshake per stream, a socket per open stream (within
 // the peer's Config.Security.MaxConnsPerPeer) and a read buffer on each
 // side (ownStreamBuffer, taken from the acceptor's inbound limits); flow
-// control is TCP's, liveness TCP keep-alive's. The bytes on it are those
+// control is TCP's, liveness TCP keep-alive's and, while bytes either end
+// wrote are unacknowledged, TCP_USER_TIMEOUT's: Timeouts.Write, after
+// which Read and Write fail. The bytes on it are those
 // of a stream in a session (see "Streams" in package wire).
 func OwnConnection() StreamOption {
 	return func(o *streamOptions) { o.ownConnection = true }
@@ -194,6 +196,17 @@ func (t *Transport) openOwnStream(ctx context.Context, p *peer, verb Verb) (net.
 		return nil, err
 	}
 	return oc, nil
+}
+
+// setOwnStreamUserTimeout sets TCP_USER_TIMEOUT on either end of a
+// stream's connection of its own: bytes it wrote unacknowledged for
+// Timeouts.Write mean the peer is gone, as on the lanes' connections.
+// TCP keep-alive, this connection's liveness otherwise, never probes
+// while bytes are outstanding: across a partition, a Read after a Write
+// waited for TCP's retransmissions to give up (net.ipv4.tcp_retries2,
+// about 15 minutes).
+func (t *Transport) setOwnStreamUserTimeout(tcp *net.TCPConn) error {
+	return SocketConfig{}.withUserTimeout(t.cfg.Timeouts.Write).apply(tcp)
 }
 
 // serveOwnStream serves an accepted stream connection of its own: one

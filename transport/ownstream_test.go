@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +142,33 @@ func TestOwnConnectionEndsWithTransport(t *testing.T) {
 	_, err = fromClosing.Read(make([]byte, 1))
 	require.Error(t, err)
 	assert.False(t, isTimeout(err), "the opener's close ended the stream: %v", err)
+}
+
+// A stream on its own connection whose connection fails under it — the
+// peer's socket closed with bytes unread, so it resets — was cut short:
+// Read says so with io.ErrUnexpectedEOF, as Stream.Read documents and as
+// a session stream's Read does, and as the socket's error (ECONNRESET)
+// too.
+func TestOwnConnectionResetIsCutShort(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	hold := newGate()
+	defer hold.open()
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		_ = hold.wait(ctx) // never reads
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, transport.OwnConnection())
+	require.NoError(t, err)
+	defer s.Close()
+	// Left unread in the peer's socket: on loopback they are there once
+	// Write returns.
+	_, err = s.Write(make([]byte, 16<<10))
+	require.NoError(t, err)
+	require.NoError(t, c.Nodes[1].Close())
+	_ = s.SetReadDeadline(time.Now().Add(promptly(2 * time.Second)))
+	_, err = s.Read(make([]byte, 1))
+	require.Error(t, err)
+	require.ErrorIs(t, err, syscall.ECONNRESET, "the peer's socket closed with bytes unread")
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the stream was cut short")
 }
 
 func isTimeout(err error) bool {

@@ -212,12 +212,19 @@ func (s *Stream) why(err error) error {
 }
 
 // readRaw reads the stream's bytes as the peer wrote them: a session
-// stream's from its read-ahead.
+// stream's from its read-ahead. A connection of its own that failed under
+// the stream (reset, or its bytes unacknowledged for Timeouts.Write) cut
+// it short, as a failed session does: its error is kept, marked
+// io.ErrUnexpectedEOF.
 func (s *Stream) readRaw(b []byte) (int, error) {
 	if s.ahead != nil {
 		return s.ahead.read(b)
 	}
-	return s.s.Read(b)
+	n, err := s.s.Read(b)
+	if err != nil && err != io.EOF && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", io.ErrUnexpectedEOF, err)
+	}
+	return n, err
 }
 
 // cutShort turns the end of the underlying stream before the end marker

@@ -195,8 +195,11 @@ type TimeoutConfig struct {
 	// after this long, and the write's messages fail with
 	// ReasonConnectionReset. It bounds, likewise, each chunk of a
 	// Stream's Write (see Stream.Write) and of SendFile. It is also the
-	// default TCP_USER_TIMEOUT of outbound sockets, at most about 24.8
-	// days (the most the kernel takes). Default 30 s; negative means
+	// default TCP_USER_TIMEOUT (SocketConfig.UserTimeout) of the lanes'
+	// outbound sockets and of both ends of a stream's connection of its
+	// own (OwnConnection), at most about 24.8 days (the most the kernel
+	// takes); a stream session's liveness is its keep-alive's, a file
+	// transfer's its own deadlines'. Default 30 s; negative means
 	// never.
 	Write time.Duration
 }

@@ -185,7 +185,11 @@ type TimeoutConfig struct {
 	// lived at least wire.KeepaliveInterval), else
 	// after its backoff, so that a peer that takes the handshake and
 	// hangs up is not redialled in a loop. It also bounds how long one frame may take to arrive, so a
-	// peer that trickles bytes is cut off. A stream session (OpenStream)
+	// peer that trickles bytes is cut off; a link must therefore carry
+	// one frame of wire.DefaultMaxFramePayload (256 KiB, a large
+	// message's part) within Keepalive: about 420 kbit/s at the default,
+	// below which every large message is cut off and dropped
+	// (ReasonConnectionReset). Raise Keepalive for slower links. A stream session (OpenStream)
 	// silent for Keepalive (2 s at least) is closed too, within twice
 	// that, and its streams end cut short. Default 5 s; at least 2 s;
 	// negative turns the checks off (pings and beats are still sent).

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -236,4 +238,34 @@ func testCancelsRaceTheExpiry(t *testing.T, how transport.HandleOption) {
 	assert.Equal(t, uint64(requests), outcomes(), "counted once each, not again as their turns came")
 	assert.EqualValues(t, 1, handled.Load(), "none of them handled")
 	assert.Zero(t, stage(n2, verbSlow).Queued)
+}
+
+// TestClosedNodeNotHeldByQueuedExpiryTimer: a one-way message with a long
+// deadline, handled at once, armed its connection's expiry timer for that
+// deadline. Once the node has closed, nothing of it may stay reachable: the
+// timer of a connection that ended held the connection, and through it
+// the whole closed transport, until that deadline passed — an hour here.
+func TestClosedNodeNotHeldByQueuedExpiryTimer(t *testing.T) {
+	const verb transport.Verb = 248
+	closed := func() weak.Pointer[transport.Transport] {
+		c, err := transporttest.Start(2, transporttest.Options{})
+		require.NoError(t, err)
+		defer c.Close()
+		var handled atomic.Int64
+		c.Nodes[1].Handle(verb, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+			handled.Add(1)
+			return nil, nil
+		})) // one-way messages in order: the connection's ordered queue
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		require.NoError(t, c.Nodes[0].Send(ctx, c.ID(1), verb, []byte("x")))
+		waitFor(t, 10*time.Second, "the message handled", func() bool { return handled.Load() == 1 })
+		return weak.Make(c.Nodes[1])
+	}()
+	// A timer of the node's own that rings soon may hold it a moment
+	// longer; the deadline's is an hour.
+	waitFor(t, 10*time.Second, "the closed node let go of", func() bool {
+		runtime.GC()
+		return closed.Value() == nil
+	})
 }

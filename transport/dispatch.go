@@ -549,6 +549,26 @@ type dispatchQueue struct {
 	mu     sync.Mutex
 	byVerb map[uint32]*orderedQueue
 	expiry expiries // the queued work with a deadline
+	ended  bool     // the connection ended: its timer stops once nothing it times waits
+}
+
+// taken forgets w's deadline, w no longer waiting: once the connection
+// has ended, the timer stops with the last work it times (end).
+func (d *dispatchQueue) taken(w *work) {
+	d.expiry.remove(w)
+	if d.ended {
+		d.expiry.stopIfIdle()
+	}
+}
+
+// end stops the timer of a connection that ended, once nothing it times
+// waits (taken): the timer holds the connection, and through it the
+// transport, until the deadline it is set for.
+func (d *dispatchQueue) end() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ended = true
+	d.expiry.stopIfIdle()
 }
 
 // runOrdered queues w on its verb's ordered queue, starting its goroutine
@@ -607,7 +627,7 @@ func (ic *inConn) runQueue(q *orderedQueue, rest *work) {
 			returned = true
 			return
 		}
-		d.expiry.remove(w)
+		d.taken(w)
 		d.mu.Unlock()
 		if w.whole {
 			running = w
@@ -626,7 +646,7 @@ func (d *dispatchQueue) withdraw(w *work) bool {
 	if q == nil || !q.queue.withdraw(w, maxKeptQueue) {
 		return false
 	}
-	d.expiry.remove(w)
+	d.taken(w)
 	return true
 }
 

@@ -281,6 +281,7 @@ func (ic *inConn) end() {
 		ic.abandon(m, ic.t.endReason())
 	}
 	ic.peer.cancels.ended(ic)
+	ic.dispatch.end()
 	ic.repliesMu.Lock()
 	ic.repliesEnded = true
 	w := ic.replies.Load()

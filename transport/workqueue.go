@@ -157,6 +157,17 @@ func (e *expiries) remove(w *work) {
 	}
 }
 
+// stopIfIdle stops the timer when no work with a deadline waits, for
+// queues that take no more (a connection that ended): set for the
+// deadline of work long gone, it would hold them, and all they reach,
+// until then. The next add sets it again.
+func (e *expiries) stopIfIdle() {
+	if len(e.heap) == 0 && e.timer != nil {
+		e.timer.Stop()
+		e.armed = 0
+	}
+}
+
 // due takes out of e the work whose deadline has passed at now
 // (monoNanos) — expired as handle finds it — and reports the wait after
 // which the timer must ring again, for the soonest deadline left, if

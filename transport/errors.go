@@ -51,9 +51,14 @@ var (
 	// for want of room, or by a peer shutting down, with ErrOverloaded.
 	ErrConnectionReset = errors.New("transport: connection reset")
 	// ErrRefused: the peer refused the handshake (see the wrapped
-	// *HandshakeError for why).
+	// *HandshakeError for why). A call to this node's own ID fails with it
+	// at once: the transport carries messages between nodes, not to the
+	// node that sends them.
 	ErrRefused = errors.New("transport: handshake refused")
 )
+
+// errOwnID fails a call to this node's own ID, before any dial.
+var errOwnID = fmt.Errorf("%w: the peer is this node's own ID", ErrRefused)
 
 // errRequestExpired fails a request whose deadline passed before it was
 // written: its expiry is its context's deadline.

@@ -165,7 +165,8 @@ func (t *Transport) HandleFile(verb Verb, h FileHandler) {
 // the connection ended early or the receiver stopped taking the bytes; the
 // context's error on cancellation, and context.DeadlineExceeded once the
 // rate limit cannot send the next chunk by the context's deadline;
-// ErrUnknownPeer, ErrPeerLeft, ErrClosed; each in an *OpError. Stats
+// ErrUnknownPeer, ErrRefused (to is this node's own ID), ErrPeerLeft,
+// ErrClosed; each in an *OpError. Stats
 // counts each call once, in FilesSent or FileSendFailures.
 func (t *Transport) SendFile(ctx context.Context, to cluster.NodeID, verb Verb, f *os.File, offset, length int64, opts ...FileOption) (int64, error) {
 	var o fileOptions

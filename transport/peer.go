@@ -430,6 +430,11 @@ func (p *peer) stopErr() error {
 // peerFor returns the peer's state, creating it. With mustExist it first
 // checks that the membership knows the peer.
 func (t *Transport) peerFor(id cluster.NodeID, mustExist bool) (*peer, error) {
+	if id == t.cfg.NodeID {
+		// Its own listener would refuse the handshake (RefusedSelf) after
+		// a dial, and a one-way message, accepted, would be dropped later.
+		return nil, errOwnID
+	}
 	if p := (*t.peersView.Load())[id]; p != nil {
 		if mustExist && !p.member.Load() && !t.isMember(id) {
 			// A stranger's entry (it connected to this node): no more a

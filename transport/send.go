@@ -18,8 +18,8 @@ import (
 // so the caller must not modify it after Send returns.
 //
 // Errors: ErrOverloaded (the lane's queue is full), ErrTooLarge,
-// ErrUnknownPeer, ErrClosed, or the context's error; each wrapped in an
-// *OpError.
+// ErrUnknownPeer, ErrRefused (to is this node's own ID), ErrClosed, or
+// the context's error; each wrapped in an *OpError.
 func (t *Transport) Send(ctx context.Context, to cluster.NodeID, verb Verb, payload []byte) error {
 	h := wire.Header{ID: t.nextID.Add(1), Verb: uint32(verb), Params: t.tel.traceParams(ctx)}
 	var expiresAt int64

@@ -54,9 +54,11 @@ func (s LaneState) MarshalText() ([]byte, error) { return []byte(s.String()), ni
 type PeerStatus uint8
 
 const (
-	// PeerUnknown: this node has not tried to connect to the peer (the
-	// lanes open on first use). A database that needs to know sends the
-	// peer something — its own heartbeat — and asks again.
+	// PeerUnknown: this node has not reached the peer yet: no lane was
+	// dialled (the lanes open on first use), or the first dials are still
+	// under way, or their connections have not heard the peer yet. A
+	// database that needs to know sends the peer something — its own
+	// heartbeat — and asks again.
 	PeerUnknown PeerStatus = iota
 	// PeerUp: a lane is connected, or the last connections ended cleanly
 	// (closed for being idle) with the peer heard on the lane, and no lane
@@ -67,7 +69,12 @@ const (
 	// idle by the loss (nothing to send) is not failing once another
 	// connection of this node's to the peer, on any lane, has heard it
 	// since: a peer back from a restart is up, though a lane it used
-	// before waits for something to send to connect again.
+	// before waits for something to send to connect again. Nothing but a
+	// message this node sends dials a peer again, and the peer's own
+	// connections to this node do not count: a peer that came back while
+	// this node sent it nothing stays down until it does. A database that
+	// waits for a peer to be up (to replay hints, say) sends it something
+	// — its own heartbeat — and asks again.
 	PeerDown
 )
 

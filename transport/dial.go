@@ -429,6 +429,11 @@ func (c *outConn) connect() bool {
 			reason, err = ReasonPeerLeft, fmt.Errorf("%w: the membership no longer has it", ErrPeerLeft)
 		}
 		c.failQueued(reason, err)
+	} else if c.t.closing.Load() {
+		// Shutdown waits for what is queued to be written: it cannot wait
+		// for a peer that may be away for good. It fails here as requests
+		// do, each to OnDropped (a hint to keep), so Shutdown drains.
+		c.failQueued(ReasonConnectionReset, fmt.Errorf("cannot connect while shutting down: %w", err))
 	} else {
 		// The peer may come back, or come to know this node: one-way
 		// messages wait for it until they expire. Requests fail now —

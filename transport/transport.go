@@ -392,7 +392,10 @@ func (t *Transport) signalDrained() {
 // meanwhile are answered with ErrOverloaded ("shutting down"), so their
 // callers can ask another node at once, and so are those waiting for
 // inbound capacity as it begins (OverloadPause), with the one-way
-// messages of their frames. Streams and file transfers that peers begin
+// messages of their frames. What is queued for a peer that cannot be
+// dialled, one-way messages too, fails at the next failed dial
+// (ReasonConnectionReset, to OnDropped) rather than wait for the peer.
+// Streams and file transfers that peers begin
 // meanwhile are refused too (ErrOverloaded at their OpenStream and
 // SendFile); those under way are not waited for, and the close cuts
 // them off. If ctx ends first it closes at

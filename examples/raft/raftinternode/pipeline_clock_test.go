@@ -9,8 +9,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/internode/internode/internal/clocktest"
-	"github.com/internode/internode/transport"
-	"github.com/internode/internode/transport/transporttest"
 )
 
 // steppedClock is the real clock, its wall reading stepped by step once
@@ -50,11 +48,7 @@ func TestPipelineWatchIgnoresWallClockSteps(t *testing.T) {
 	// and hands it to the test, unanswered.
 	start := func(t *testing.T, timeout time.Duration, clock *steppedClock) (*pipeline, <-chan raft.RPC) {
 		opts := Options{Timeout: timeout}
-		c := transporttest.New(t, 2, transporttest.Options{
-			Tweak: func(_ int, cfg *transport.Config) { opts.Configure(cfg) },
-		})
-		leader, follower := New(c.Nodes[0], opts), New(c.Nodes[1], opts)
-		t.Cleanup(func() { _ = leader.Close(); _ = follower.Close() })
+		_, leader, follower := leaderAndFollower(t, opts)
 		leader.now = clock.now
 		taken := make(chan raft.RPC, 1)
 		go func() { taken <- <-follower.Consumer() }()
@@ -132,11 +126,7 @@ func (c *heldClock) now() time.Time { return c.base.Add(time.Duration(c.off.Load
 func TestPipelineIdleThenBusyIsNotTimedOut(t *testing.T) {
 	const timeout = 40 * time.Millisecond
 	opts := Options{Timeout: timeout}
-	c := transporttest.New(t, 2, transporttest.Options{
-		Tweak: func(_ int, cfg *transport.Config) { opts.Configure(cfg) },
-	})
-	leader, follower := New(c.Nodes[0], opts), New(c.Nodes[1], opts)
-	t.Cleanup(func() { _ = leader.Close(); _ = follower.Close() })
+	_, leader, follower := leaderAndFollower(t, opts)
 	clock := &heldClock{base: time.Now()}
 	leader.now = clock.now
 	go func() {

@@ -23,11 +23,7 @@ import (
 // stream a leader opened to it is still served".
 func TestCloseEndsSnapshotsServedToALeader(t *testing.T) {
 	opts := Options{}
-	c := transporttest.New(t, 2, transporttest.Options{
-		Tweak: func(_ int, cfg *transport.Config) { opts.Configure(cfg) },
-	})
-	leader, follower := New(c.Nodes[0], opts), New(c.Nodes[1], opts)
-	t.Cleanup(func() { _ = leader.Close(); _ = follower.Close() })
+	c, leader, follower := leaderAndFollower(t, opts)
 	// A leader's InstallSnapshot that opened its stream and stalled
 	// before writing the request.
 	s, err := c.Nodes[0].OpenStream(context.Background(), "n2", leader.opts.verb(offsetSnapshot), transport.OwnConnection())
@@ -56,4 +52,15 @@ func TestCloseEndsSnapshotsServedToALeader(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("follower transport closed 5s ago; the snapshot stream a leader opened to it is still served")
 	}
+}
+
+// leaderAndFollower starts two nodes configured by opts, n1 and n2, and
+// an adapter on each; the test's cleanup closes the adapters.
+func leaderAndFollower(t *testing.T, opts Options) (c *transporttest.Cluster, leader, follower *Transport) {
+	c = transporttest.New(t, 2, transporttest.Options{
+		Tweak: func(_ int, cfg *transport.Config) { opts.Configure(cfg) },
+	})
+	leader, follower = New(c.Nodes[0], opts), New(c.Nodes[1], opts)
+	t.Cleanup(func() { _ = leader.Close(); _ = follower.Close() })
+	return c, leader, follower
 }

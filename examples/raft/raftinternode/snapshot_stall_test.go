@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/internode/internode/transport"
-	"github.com/internode/internode/transport/transporttest"
 )
 
 // TestASnapshotWhoseLeaderStallsEndsOnTheFollower: raft reads a
@@ -23,11 +22,7 @@ import (
 // The follower's read of the data now has that bound too.
 func TestASnapshotWhoseLeaderStallsEndsOnTheFollower(t *testing.T) {
 	opts := Options{Timeout: 100 * time.Millisecond}
-	c := transporttest.New(t, 2, transporttest.Options{
-		Tweak: func(_ int, cfg *transport.Config) { opts.Configure(cfg) },
-	})
-	leader, follower := New(c.Nodes[0], opts), New(c.Nodes[1], opts)
-	t.Cleanup(func() { _ = leader.Close(); _ = follower.Close() })
+	c, leader, follower := leaderAndFollower(t, opts)
 
 	// A leader's InstallSnapshot of 1 MiB that stalls after its first
 	// 64 KiB: its stream stays open, and nothing more comes.

@@ -196,30 +196,19 @@ func median(runs []Result) Result {
 		}
 		return vals
 	}
-	medPtr := func(get func(Result) *float64) *float64 {
-		vals := present(get)
-		if len(vals) == 0 {
-			return nil
+	// of combines the repeats' figures that are present with pick; nil
+	// when none is.
+	of := func(pick func([]float64) float64) func(get func(Result) *float64) *float64 {
+		return func(get func(Result) *float64) *float64 {
+			vals := present(get)
+			if len(vals) == 0 {
+				return nil
+			}
+			m := pick(vals)
+			return &m
 		}
-		m := medianOf(vals)
-		return &m
 	}
-	maxPtr := func(get func(Result) *float64) *float64 {
-		vals := present(get)
-		if len(vals) == 0 {
-			return nil
-		}
-		m := slices.Max(vals)
-		return &m
-	}
-	minPtr := func(get func(Result) *float64) *float64 {
-		vals := present(get)
-		if len(vals) == 0 {
-			return nil
-		}
-		m := slices.Min(vals)
-		return &m
-	}
+	medPtr, maxPtr, minPtr := of(medianOf), of(slices.Max[[]float64]), of(slices.Min[[]float64])
 	out.MsgsPerSec = med(func(r Result) float64 { return r.MsgsPerSec })
 	out.MBPerSec = med(func(r Result) float64 { return r.MBPerSec })
 	out.CPUusPerMsg = med(func(r Result) float64 { return r.CPUusPerMsg })

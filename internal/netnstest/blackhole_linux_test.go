@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,10 +180,7 @@ func peerStatus(from *transport.Transport, peer cluster.NodeID) transport.PeerSt
 // accepted meanwhile, written or dropped with a reason, nothing left
 // pending.
 func TestNetnsSilentBlackholeHeals(t *testing.T) {
-	requireNetns(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skipf("needs nft (Debian package nftables): %v", err)
-	}
+	requireNft(t)
 	for _, tc := range []struct {
 		name   string
 		script string // nft rules in the switch's bridge forward chain
@@ -206,25 +202,13 @@ func blackholeHeals(t *testing.T, rules string) {
 		faultConfig(cfg)
 		cfg.Timeouts.Write = 20 * time.Second
 	}
-	n1 := l.startTransport(1, tune)
-	n2 := l.startTransport(2, tune)
+	n1, n2 := l.startPair(tune)
 	var got1, got2 counter
 	got1.serve(n1)
 	got2.serve(n2)
 	id1, id2 := nodeID(1), nodeID(2)
 
-	// Both ways, every lane connected and heard.
-	for _, p := range []struct {
-		from *transport.Transport
-		to   cluster.NodeID
-	}{{n1, id2}, {n2, id1}} {
-		ld := startLoad(p.from, p.to, 20*time.Millisecond)
-		if _, ok := pollUntil(5*time.Second, func() bool { return peerStatus(p.from, p.to) == transport.PeerUp && ld.reqOK.Load() > 3 }); !ok {
-			ld.halt()
-			t.Fatalf("%v never up to %v: %v", p.from.Health(), p.to, ld.lastErr.Load())
-		}
-		ld.halt()
-	}
+	warmBothWays(t, n1, n2)
 	base := settled(t, n1, id2, 5*time.Second)
 	backBase := settled(t, n2, id1, 5*time.Second)
 	arrived := got2.oneWay.Load() + got2.urgent.Load()

@@ -3,7 +3,6 @@ package netnstest
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,10 +19,7 @@ import (
 // return by its context's deadline, every message accepted must end in
 // one counted outcome, and nothing may be left running.
 func TestNetnsShutdownDuringABlackhole(t *testing.T) {
-	requireNetns(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skipf("needs nft (Debian package nftables): %v", err)
-	}
+	requireNft(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	l := newLab(t, 2)
 	var hooked [routing.NumLanes]atomic.Uint64

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os/exec"
 	"runtime"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,6 +64,39 @@ func nsListen(ns string) func(network, address string) (net.Listener, error) {
 			return nil, nsErr
 		}
 		return l, err
+	}
+}
+
+// requireNft skips the test unless the netns tests run (requireNetns)
+// and nft is installed: it cuts the lab's traffic with nft rules.
+func requireNft(t *testing.T) {
+	t.Helper()
+	requireNetns(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skipf("needs nft (Debian package nftables): %v", err)
+	}
+}
+
+// startPair runs nodes 1 and 2 of l (startTransport), each tuned by tune.
+func (l *lab) startPair(tune func(*transport.Config)) (n1, n2 *transport.Transport) {
+	return l.startTransport(1, tune), l.startTransport(2, tune)
+}
+
+// warmBothWays sends n1's and n2's load (startLoad) to each other in
+// turn until each finds the other up and has had requests answered:
+// every lane connected and heard, both ways.
+func warmBothWays(t *testing.T, n1, n2 *transport.Transport) {
+	t.Helper()
+	for _, p := range []struct {
+		from *transport.Transport
+		to   cluster.NodeID
+	}{{n1, nodeID(2)}, {n2, nodeID(1)}} {
+		ld := startLoad(p.from, p.to, 20*time.Millisecond)
+		_, ok := pollUntil(5*time.Second, func() bool { return peerStatus(p.from, p.to) == transport.PeerUp && ld.reqOK.Load() > 3 })
+		ld.halt()
+		if !ok {
+			t.Fatalf("%v never up to %v: %v", p.from.Health(), p.to, ld.lastErr.Load())
+		}
 	}
 }
 

@@ -3,7 +3,6 @@ package netnstest
 import (
 	"context"
 	"io"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -20,13 +19,9 @@ import (
 // TCP_USER_TIMEOUT of outbound sockets), not wait for the retransmissions
 // to give up.
 func TestNetnsOwnConnectionStreamAcrossABlackhole(t *testing.T) {
-	requireNetns(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skipf("needs nft (Debian package nftables): %v", err)
-	}
+	requireNft(t)
 	l := newLab(t, 2)
-	n1 := l.startTransport(1, faultConfig)
-	n2 := l.startTransport(2, faultConfig)
+	n1, n2 := l.startPair(faultConfig)
 	// The acceptor answers each byte once 300 ms have passed: the answer
 	// to the last, sent as the path goes, goes into the blackhole.
 	served := make(chan error, 1)

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/internode/internode/cluster"
 	"github.com/internode/internode/transport"
 )
 
@@ -29,23 +28,12 @@ func TestNetnsPeerRebootedBehindADeadLinkIsReplaced(t *testing.T) {
 		faultConfig(cfg)
 		cfg.Timeouts.Keepalive = keepalive
 	}
-	n1 := l.startTransport(1, tune)
-	n2 := l.startTransport(2, tune)
+	n1, n2 := l.startPair(tune)
 	var got1, old counter
 	got1.serve(n1)
 	old.serve(n2)
 	id1, id2 := nodeID(1), nodeID(2)
-	for _, p := range []struct {
-		from *transport.Transport
-		to   cluster.NodeID
-	}{{n1, id2}, {n2, id1}} {
-		ld := startLoad(p.from, p.to, 20*time.Millisecond)
-		_, ok := pollUntil(5*time.Second, func() bool { return ld.reqOK.Load() > 3 })
-		ld.halt()
-		if !ok {
-			t.Fatalf("no requests to %s: %v", p.to, ld.lastErr.Load())
-		}
-	}
+	warmBothWays(t, n1, n2)
 
 	l.setPort(2, false)
 	down := time.Now()

@@ -3,7 +3,6 @@ package netnstest
 import (
 	"context"
 	"io"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -17,13 +16,9 @@ const verbFaultStream transport.Verb = 304 // a stream, echoed
 // must fail within twice Timeouts.Keepalive, a Write must not block past
 // Timeouts.Write; and once the path is back, a new stream works.
 func TestNetnsStreamAcrossABlackhole(t *testing.T) {
-	requireNetns(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skipf("needs nft (Debian package nftables): %v", err)
-	}
+	requireNft(t)
 	l := newLab(t, 2)
-	n1 := l.startTransport(1, faultConfig)
-	n2 := l.startTransport(2, faultConfig)
+	n1, n2 := l.startPair(faultConfig)
 	served := make(chan error, 4)
 	n2.HandleStream(verbFaultStream, transport.StreamHandlerFunc(func(_ context.Context, s *transport.Stream) {
 		_, err := io.Copy(s, s)

@@ -34,8 +34,7 @@ func TestNetnsTrickleLinkKeepsSmallLanesMoving(t *testing.T) {
 		faultConfig(cfg)
 		cfg.Timeouts.Keepalive = 5 * time.Second
 	}
-	n1 := l.startTransport(1, tune)
-	n2 := l.startTransport(2, tune)
+	n1, n2 := l.startPair(tune)
 	var got counter
 	got.serve(n2)
 	var urgentAt sync.Map // sequence number -> time sent

@@ -73,11 +73,13 @@ type Config struct {
 	Telemetry TelemetryConfig // metrics, traces, logs
 
 	// OnDropped, if set, is called for every message this node accepted for
-	// sending (Send or Request returned nil, or a response) and then
-	// failed to write: expired, connection reset, peer left, closed,
-	// refused, or overloaded (a response with no room even for its
-	// failure). With the payload it can, for example, store a hint to
-	// replay later. The transport's own cancels of requests whose callers
+	// sending (a one-way message Send returned nil for, a request Request
+	// queued, or a response) and then failed to write: expired,
+	// connection reset, peer left, closed, refused, or overloaded (a
+	// response with no room even for its failure). With the payload it
+	// can, for example, store a hint to replay later; a request's caller
+	// gets the failure from Request as well (DroppedMessage.Request). The
+	// transport's own cancels of requests whose callers
 	// gave up are counted, and not given to it. It runs on the lane's
 	// writer goroutine (or a Send caller's that wrote itself; for a
 	// response refused before it was queued, the goroutine that answered:

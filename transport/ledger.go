@@ -48,7 +48,7 @@ func (c *outConn) failed(m *outMsg, reason Reason, err error) {
 	}
 	if hook := c.t.cfg.OnDropped; hook != nil && !m.isCancel {
 		hook(DroppedMessage{Peer: c.peer.id, Lane: c.lane, Verb: Verb(m.verb), ID: m.id,
-			Response: m.isResponse, Reason: reason, Payload: m.payload})
+			Response: m.isResponse, Request: m.isRequest, Reason: reason, Payload: m.payload})
 	}
 }
 

@@ -75,8 +75,12 @@ type DroppedMessage struct {
 	Verb     Verb
 	ID       uint64
 	Response bool // the message was a response to the peer's request
-	Reason   Reason
-	Payload  []byte // valid only during the call
+	// Request: the message was this node's request, whose caller's
+	// Request returned the failure too; a hint store keeps only what no
+	// caller was told of (neither Request nor Response).
+	Request bool
+	Reason  Reason
+	Payload []byte // valid only during the call
 }
 
 // ReasonOf classifies an error returned by Send, Request, OpenStream or

@@ -69,49 +69,45 @@ type load struct {
 func startLoad(from *transport.Transport, to cluster.NodeID, every time.Duration) *load {
 	ld := &load{stop: make(chan struct{})}
 	small, large := make([]byte, 512), make([]byte, 256<<10)
-	oneWay := func(lane routing.Lane, verb transport.Verb, payload []byte) {
-		defer ld.wg.Done()
-		ticker := time.NewTicker(every)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ld.stop:
-				return
-			case <-ticker.C:
+	// ticking runs f every tick until halt, in a goroutine of its own.
+	ticking := func(f func()) {
+		ld.wg.Go(func() {
+			ticker := time.NewTicker(every)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ld.stop:
+					return
+				case <-ticker.C:
+				}
+				f()
 			}
+		})
+	}
+	oneWay := func(lane routing.Lane, verb transport.Verb, payload []byte) {
+		ticking(func() {
 			if err := from.Send(context.Background(), to, verb, payload); err != nil {
 				ld.refused[lane].Add(1)
 				ld.lastErr.Store(fmt.Sprintf("send on %v: %v", lane, err))
 			} else {
 				ld.accepted[lane].Add(1)
 			}
-		}
+		})
 	}
-	ld.wg.Add(4)
-	go oneWay(routing.Urgent, verbFaultUrgent, small[:64])
-	go oneWay(routing.Small, verbFaultOneWay, small)
-	go oneWay(routing.Large, verbFaultOneWay, large)
-	go func() {
-		defer ld.wg.Done()
-		ticker := time.NewTicker(every)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ld.stop:
-				return
-			case <-ticker.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			_, err := from.Request(ctx, to, verbFaultEcho, small[:100])
-			cancel()
-			if err != nil {
-				ld.reqErr.Add(1)
-				ld.lastErr.Store(fmt.Sprintf("request: %v", err))
-			} else {
-				ld.reqOK.Add(1)
-			}
+	oneWay(routing.Urgent, verbFaultUrgent, small[:64])
+	oneWay(routing.Small, verbFaultOneWay, small)
+	oneWay(routing.Large, verbFaultOneWay, large)
+	ticking(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, err := from.Request(ctx, to, verbFaultEcho, small[:100])
+		cancel()
+		if err != nil {
+			ld.reqErr.Add(1)
+			ld.lastErr.Store(fmt.Sprintf("request: %v", err))
+		} else {
+			ld.reqOK.Add(1)
 		}
-	}()
+	})
 	return ld
 }
 

@@ -111,6 +111,30 @@ func startLoad(from *transport.Transport, to cluster.NodeID, every time.Duration
 	return ld
 }
 
+// flowing reports whether every lane has taken a one-way message and a
+// request has been answered.
+func (ld *load) flowing() bool {
+	for lane := range ld.accepted {
+		if ld.accepted[lane].Load() == 0 {
+			return false
+		}
+	}
+	return ld.reqOK.Load() > 0
+}
+
+// redialling reports whether one of from's lanes to peer is dialling it,
+// or backing off after a failed dial, with messages waiting.
+func redialling(from *transport.Transport, peer cluster.NodeID) bool {
+	h := from.Health()
+	ph, _ := h.Peer(peer)
+	for _, l := range ph.Lanes {
+		if l.State == transport.LaneDialing || l.State == transport.LaneBackoff {
+			return true
+		}
+	}
+	return false
+}
+
 func (ld *load) halt() {
 	close(ld.stop)
 	ld.wg.Wait()
@@ -168,8 +192,8 @@ func peerStatus(from *transport.Transport, peer cluster.NodeID) transport.PeerSt
 }
 
 // TestNetnsSilentBlackholeHeals: packets between two hosts dropped, both
-// ways or one way only, no RST, for twice Timeouts.Keepalive, then
-// the path comes back. Both ends must find their connections dead within
+// ways or one way only, no RST, until both ends redial into the
+// blackhole, then the path comes back. Both ends must find their connections dead within
 // Keepalive (and 1.5 s of slack), say the peer is down, fail the
 // requests written with ErrConnectionReset, and once the path is back:
 // say it is up, answer requests, and account for every one-way message
@@ -211,7 +235,10 @@ func blackholeHeals(t *testing.T, rules string) {
 
 	ld := startLoad(n1, id2, 50*time.Millisecond)
 	back := startLoad(n2, id1, 50*time.Millisecond)
-	time.Sleep(300 * time.Millisecond) // traffic in flight on every connection
+	// Traffic in flight on every connection, both ways, before the cut.
+	if _, ok := pollUntil(5*time.Second, func() bool { return ld.flowing() && back.flowing() }); !ok {
+		t.Fatalf("load never flowed on every lane: %v; %v", ld.lastErr.Load(), back.lastErr.Load())
+	}
 	var script strings.Builder
 	fmt.Fprintf(&script, "add table bridge %[1]s\nadd chain bridge %[1]s forward { type filter hook forward priority 0; policy accept; }\n", partitionTable)
 	for _, rule := range strings.Split(fmt.Sprintf(rules, l.port(2)), "\n") {
@@ -258,7 +285,11 @@ func blackholeHeals(t *testing.T, rules string) {
 			t.Errorf("a request written into the blackhole still waits %v after the cut", time.Since(cut))
 		}
 	}
-	time.Sleep(time.Until(cut.Add(2 * faultKeepalive)))
+	// Held until both ends redial into it, so that the heal meets dials
+	// under way or backing off, not connections never tried again.
+	if _, ok := pollUntil(5*time.Second, func() bool { return redialling(n1, id2) && redialling(n2, id1) }); !ok {
+		t.Errorf("not redialling across the blackhole %v after the cut: %+v; %+v", time.Since(cut), n1.Health(), n2.Health())
+	}
 	l.nft(fmt.Sprintf("delete table bridge %s\n", partitionTable))
 	healed := time.Now()
 	t.Logf("healed after %v; n1's requests: %d ok, %d failed (%v)", healed.Sub(cut), ld.reqOK.Load(), ld.reqErr.Load(), ld.lastErr.Load())

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -365,6 +366,43 @@ func TestMedian(t *testing.T) {
 	assert.Equal(t, 3, m.Repeats)
 	assert.Equal(t, 7.0, *m.PeakInboundBytes, "peaks are the highest")
 	assert.EqualValues(t, 5, *m.Overloaded, "refusals add up")
+}
+
+// TestMedianCombinesEveryFigure gives every optional figure of a Result a
+// different value in each of four repeats, the first repeat's value being
+// none of their median (2.5), highest (4), lowest (1) or sum (10), and
+// checks that median combined each: a figure added to Result but not to
+// median would report the first repeat's value as the median's. The mesh's
+// size (Nodes, Pairs) is the same in every repeat and taken from the first.
+func TestMedianCombinesEveryFigure(t *testing.T) {
+	values := []float64{2, 1, 4, 3}
+	runs := make([]Result, len(values))
+	for i, v := range values {
+		rv := reflect.ValueOf(&runs[i]).Elem()
+		for f := range rv.NumField() {
+			switch p := rv.Field(f).Addr().Interface().(type) {
+			case **float64:
+				*p = &v
+			case **uint64:
+				u := uint64(v)
+				*p = &u
+			case **int:
+				n := int(v)
+				*p = &n
+			}
+		}
+	}
+	m := reflect.ValueOf(median(runs))
+	for f := range m.NumField() {
+		name, field := m.Type().Field(f).Name, m.Field(f)
+		if field.Kind() != reflect.Pointer || name == "Nodes" || name == "Pairs" {
+			continue
+		}
+		if assert.False(t, field.IsNil(), "%s is not combined over repeats", name) {
+			assert.NotEqual(t, 2.0, field.Elem().Convert(reflect.TypeFor[float64]()).Interface(),
+				"%s is the first repeat's, not combined over repeats", name)
+		}
+	}
 }
 
 func TestSelect(t *testing.T) {

@@ -160,6 +160,9 @@
 //     none; p50_idle_us, p99_idle_us: hol's idle phase. start_p50_us,
 //     start_p99_us (start_p99_idle_us in the idle phase): the part of the
 //     latency before the call, how late the open-loop pacer's timer fired.
+//     service_p50_us, service_p99_us, service_p999_us
+//     (service_p99_idle_us in the idle phase): the call alone, from the
+//     Request or Send call to its response or its receiving handler.
 //   - writes_per_msg: write system calls per message, as the kernel counts
 //     them for the whole process (/proc/self/io syscw: write(2), writev(2);
 //     both ends' socket writes and the Go runtime's rare eventfd wake-ups),

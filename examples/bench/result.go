@@ -27,6 +27,10 @@ type Result struct {
 	// before the large ones start); null for scenarios without one.
 	P50IdleUs *float64 `json:"p50_idle_us"`
 	P99IdleUs *float64 `json:"p99_idle_us"`
+	// The idle phase's service p99: with ServiceP99us, the requests' own
+	// time under the load against alone, which the pacer's lateness
+	// (StartP99us) does not enter.
+	ServiceP99IdleUs *float64 `json:"service_p99_idle_us"`
 	// Start delay: from an operation's intended start to its call, which
 	// the above latency includes — how late an open-loop scenario's pacer
 	// (a timer) fired; null for scenarios without latency.
@@ -142,8 +146,9 @@ func (r *Run) result(sc *Scenario, system string, begin, end snapshot) Result {
 		res.ServiceP50us, res.ServiceP99us, res.ServiceP999us = quantiles(service)
 		res.StartP50us, res.StartP99us, _ = quantiles(start)
 	}
-	if idle, _, start := r.latencies(&r.idle); idle.TotalCount() > 0 {
+	if idle, service, start := r.latencies(&r.idle); idle.TotalCount() > 0 {
 		res.P50IdleUs, res.P99IdleUs, _ = quantiles(idle)
+		_, res.ServiceP99IdleUs, _ = quantiles(service)
 		_, res.StartP99IdleUs, _ = quantiles(start)
 	}
 	res.Sent, res.Delivered, res.Failed = r.accounting()
@@ -221,6 +226,7 @@ func median(runs []Result) Result {
 	out.ServiceP999us = medPtr(func(r Result) *float64 { return r.ServiceP999us })
 	out.P50IdleUs = medPtr(func(r Result) *float64 { return r.P50IdleUs })
 	out.P99IdleUs = medPtr(func(r Result) *float64 { return r.P99IdleUs })
+	out.ServiceP99IdleUs = medPtr(func(r Result) *float64 { return r.ServiceP99IdleUs })
 	out.StartP50us = medPtr(func(r Result) *float64 { return r.StartP50us })
 	out.StartP99us = medPtr(func(r Result) *float64 { return r.StartP99us })
 	out.StartP99IdleUs = medPtr(func(r Result) *float64 { return r.StartP99IdleUs })

@@ -91,6 +91,7 @@ var (
 	metricP50Idle    = Metric{Key: "p50_idle_us", Label: "idle p50 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P50IdleUs) }}
 	metricP99Idle    = Metric{Key: "p99_idle_us", Label: "idle p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.P99IdleUs) }}
 	metricServiceP99 = Metric{Key: "service_p99_us", Label: "svc p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.ServiceP99us) }}
+	metricSvcP99Idle = Metric{Key: "service_p99_idle_us", Label: "idle svc p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.ServiceP99IdleUs) }}
 	metricStartP99   = Metric{Key: "start_p99_us", Label: "start p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.StartP99us) }}
 	metricStartIdle  = Metric{Key: "start_p99_idle_us", Label: "idle start p99 µs", Lower: true, Value: func(r Result) (float64, bool) { return deref(r.StartP99IdleUs) }}
 	metricCPUPerMsg  = Metric{Key: "cpu_us_per_msg", Label: "CPU µs/msg", Lower: true, Value: func(r Result) (float64, bool) { return r.CPUusPerMsg, r.CPUusPerMsg > 0 }}

@@ -16,6 +16,20 @@
 // A role that is runnable for much of its life is short of processors: in
 // a pipeline, the stage that limits the rest. It reads traces of Go 1.22
 // and later (golang.org/x/exp/trace).
+//
+// With -caller, -server and -client it times the hops of each round trip
+// instead (see roundTrips): the caller's work before and after its write,
+// how long after that write the server's reader was woken, its work
+// before its own write, and so on back to the caller. For the latency
+// scenario, one request every 2 ms so that requests do not come in pairs:
+//
+//	go -C examples/bench run . -scenario latency -systems internode -rate 500 -repeat 1 -duration 2s -warmup 300ms -trace /tmp/l.trace
+//	go -C examples/bench run ./tracestat -caller 'main.(*Run).Go.func1' \
+//		-server 'github.com/internode/internode/transport.(*Transport).acceptLoop.func1' \
+//		-client 'github.com/internode/internode/transport.(*outConn).readBack' /tmp/l.trace
+//
+// and for -systems raw-tcp-naive, -server 'main.(*rawTCP).Start.func1'
+// -client 'main.(*rawTCP).Start.func2'.
 package main
 
 import (
@@ -35,8 +49,13 @@ import (
 
 func main() {
 	top := flag.Int("top", 12, "roles to print, most running time first")
+	var roles pathRoles
+	flag.StringVar(&roles.caller, "caller", "", "with -server and -client: time the hops of round trips instead, each made by a goroutine started with this function (main.(*Run).Go.func1 in the bench)")
+	flag.StringVar(&roles.server, "server", "", "the function the server's reader was started with")
+	flag.StringVar(&roles.client, "client", "", "the function the client's reader was started with")
+	isolation := flag.Duration("isolation", 300*time.Microsecond, "round trips timed: those whose caller started at least this long after the one before and before the one after")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: tracestat [-top N] trace.out")
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: tracestat [-top N] trace.out\n       tracestat -caller F -server F -client F [-isolation D] trace.out")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -49,6 +68,14 @@ func main() {
 		log.Fatal(err)
 	}
 	defer f.Close()
+	if roles != (pathRoles{}) {
+		p, err := roundTrips(f, roles, *isolation)
+		if err != nil {
+			log.Fatal(err)
+		}
+		p.print(os.Stdout)
+		return
+	}
 	s, err := summarize(f)
 	if err != nil {
 		log.Fatal(err)

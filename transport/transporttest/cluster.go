@@ -159,10 +159,17 @@ func (c *Cluster) HandleAll(verb transport.Verb, h transport.Handler) {
 
 // Restart closes node i and starts it again with the same config, on the
 // same address (its proxy, if any, stays), as a process that restarts.
-// Like a restarted process, the new transport has no handlers: register
-// them on the transport it returns (also c.Nodes[i] from then on).
-// After Close it returns ErrClosed and starts nothing.
-func (c *Cluster) Restart(i int) (*transport.Transport, error) {
+// The new transport has no handlers: register them on the transport it
+// returns (also c.Nodes[i] from then on), or with RestartWith, before it
+// starts. After Close it returns ErrClosed and starts nothing.
+func (c *Cluster) Restart(i int) (*transport.Transport, error) { return c.RestartWith(i, nil) }
+
+// RestartWith is Restart, calling setup, if not nil, with the new
+// transport before it starts, as a restarting process registers its
+// handlers before it serves: what its peers queued for it meanwhile, or
+// send as it comes up, then finds them, where after Restart a message that
+// arrives before the test registers them is dropped (ReasonUnknownVerb).
+func (c *Cluster) RestartWith(i int, setup func(*transport.Transport)) (*transport.Transport, error) {
 	if c.closed {
 		return nil, ErrClosed
 	}
@@ -175,6 +182,9 @@ func (c *Cluster) Restart(i int) (*transport.Transport, error) {
 	tr, err := transport.New(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if setup != nil {
+		setup(tr)
 	}
 	tr.Start()
 	c.Nodes[i] = tr

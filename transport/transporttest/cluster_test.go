@@ -90,6 +90,53 @@ func TestStartWithoutATest(t *testing.T) {
 	assert.Error(t, err, "a bad config fails Start")
 }
 
+// TestRestartWithHandlersBeforeStart: messages queued for a node while it
+// was down reach it as it comes back, and with RestartWith its handlers
+// are there for them: none is dropped for want of a handler.
+func TestRestartWithHandlersBeforeStart(t *testing.T) {
+	c := transporttest.New(t, 2, transporttest.Options{})
+	got := make(chan string, 16)
+	take := transport.HandlerFunc(func(_ context.Context, m *transport.Message) ([]byte, error) {
+		got <- string(m.Payload)
+		return nil, nil
+	})
+	c.HandleAll(verbEcho, take)
+	require.NoError(t, c.Nodes[0].Send(ctxFor(t), c.ID(1), verbEcho, []byte("before")))
+	assert.Equal(t, "before", <-got)
+
+	require.NoError(t, c.Nodes[1].Close())
+	// Once n1 has seen its connection end: what it wrote before then went
+	// into a socket the closed n2 no longer read.
+	require.Eventually(t, func() bool {
+		for _, cs := range c.Nodes[0].Stats().Conns {
+			if cs.Peer == c.ID(1) && cs.Connected {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond)
+	for _, m := range []string{"queued 1", "queued 2", "queued 3"} {
+		require.NoError(t, c.Nodes[0].Send(ctxFor(t), c.ID(1), verbEcho, []byte(m)))
+	}
+	started := false
+	n2, err := c.RestartWith(1, func(tr *transport.Transport) {
+		started = true
+		tr.Handle(verbEcho, take)
+	})
+	require.NoError(t, err)
+	require.True(t, started)
+	assert.Same(t, n2, c.Nodes[1])
+	for _, want := range []string{"queued 1", "queued 2", "queued 3"} {
+		select {
+		case m := <-got:
+			assert.Equal(t, want, m)
+		case <-ctxFor(t).Done():
+			t.Fatalf("%q never arrived", want)
+		}
+	}
+	assert.Zero(t, n2.Stats().Total().DroppedInbound[transport.ReasonUnknownVerb])
+}
+
 // TestRestartAfterClose: Restart after Close started a node on the
 // closed cluster's address that nothing closed (its goroutines leaked
 // past the test); it now fails with ErrClosed and starts nothing.

@@ -253,11 +253,11 @@ func startClusterWith(net string, maxInFlight int, trailingLogs uint64, newFSM f
 		}
 		c.restart = func(i int) (raft.Transport, error) {
 			c.closeTransport[i]()
-			node, err := tc.Restart(i)
-			if err != nil {
+			var tr *raftinternode.Transport
+			// Its handlers before it starts, as a restarting process.
+			if _, err := tc.RestartWith(i, func(node *transport.Transport) { tr = raftinternode.New(node, opts) }); err != nil {
 				return nil, err
 			}
-			tr := raftinternode.New(node, opts)
 			c.closeTransport[i] = func() { _ = tr.Close() }
 			return tr, nil
 		}

@@ -26,8 +26,9 @@ func TestStreamOfAClosedTransportFailsAsClosed(t *testing.T) {
 		for _, closing := range []string{"acceptor", "opener"} {
 			t.Run(mode.name+"/"+closing, func(t *testing.T) {
 				c := newCluster(t, 2, nil)
-				handlerErrs := make(chan error, 2)
+				handlerErrs, running := make(chan error, 2), make(chan struct{})
 				c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+					close(running)
 					var b [1]byte
 					_, err := s.Read(b[:]) // until a transport closes
 					handlerErrs <- err
@@ -37,11 +38,13 @@ func TestStreamOfAClosedTransportFailsAsClosed(t *testing.T) {
 				s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair, mode.opts...)
 				require.NoError(t, err)
 				defer s.Close()
-				waitFor(t, 5*time.Second, "the handler runs", func() bool { return c.Nodes[1].Health().Peers[0].StreamsIn == 1 })
+				// Not StreamsIn, which counts the stream before its
+				// acceptance is written: a Close then ends it unserved.
+				within(t, running, 5*time.Second, "the handler runs")
 				if closing == "acceptor" {
 					require.NoError(t, c.Nodes[1].Close())
-					assert.ErrorIs(t, <-handlerErrs, net.ErrClosed, "the handler's Read as its transport closed")
-					assert.ErrorIs(t, <-handlerErrs, net.ErrClosed, "the handler's Write after its transport closed")
+					assert.ErrorIs(t, within(t, handlerErrs, 5*time.Second, "the handler's Read"), net.ErrClosed, "the handler's Read as its transport closed")
+					assert.ErrorIs(t, within(t, handlerErrs, 5*time.Second, "the handler's Write"), net.ErrClosed, "the handler's Write after its transport closed")
 					return
 				}
 				require.NoError(t, c.Nodes[0].Close())

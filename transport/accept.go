@@ -77,6 +77,9 @@ func (t *Transport) acceptLoop() {
 				return
 			default:
 			}
+			if t.finishing.Load() {
+				return // a finishing Shutdown closed the listener (finishInbound)
+			}
 			if acceptRetryable(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				t.log.Warn("internode: accept failed; retrying", "err", err, "delay", delay)

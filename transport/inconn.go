@@ -69,6 +69,9 @@ type inConn struct {
 
 	backMu  sync.Mutex // serialises back-channel writes
 	backBuf []byte
+	// backClosed: a finishing Shutdown closed the back channel
+	// (closeBack); the reader reads on until the peer closes its side.
+	backClosed atomic.Bool
 	// Under backMu: the bytes sendBack wrote, and a bound on the back
 	// channel's send queue (see backQueueLow).
 	backDirect int64
@@ -332,15 +335,45 @@ func (ic *inConn) beat() {
 		ic.backFailed(err)
 		return
 	}
+	if ic.backClosed.Load() {
+		return // no beat goes after the end of the back channel
+	}
 	ic.beatTimer.Reset(wire.KeepaliveInterval)
+}
+
+// closeBack closes the connection's sending side, its back channel, for a
+// finishing Shutdown (finishInbound), if the connection can close it
+// alone: no beat goes after it, a grant or refusal is not written, and a
+// response's write fails (counted), while the reader reads on until the
+// peer, having read the end, closes its side.
+func (ic *inConn) closeBack() {
+	ic.backMu.Lock()
+	defer ic.backMu.Unlock()
+	cw, ok := ic.conn.(interface{ CloseWrite() error })
+	if !ok || ic.backClosed.Load() {
+		return
+	}
+	ic.beatTimer.Stop()
+	// Set before the close: a write that fails for it is not the peer's
+	// doing (backFailed).
+	ic.backClosed.Store(true)
+	if err := cw.CloseWrite(); err != nil {
+		ic.backClosed.Store(false)
+		ic.kill()
+	}
 }
 
 // sendBack writes one back-channel frame, within the keepalive timeout
 // (Timeouts.Write with the checks off): a sender that does not read its
-// back channel is cut off.
+// back channel is cut off. Once closeBack has closed the back channel it
+// writes nothing, and the reader goes on as if it had: the peer, which
+// reads the end, never gets the frame.
 func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) error {
 	ic.backMu.Lock()
 	defer ic.backMu.Unlock()
+	if ic.backClosed.Load() {
+		return nil
+	}
 	ic.backBuf = wire.AppendFrameHeader(ic.backBuf[:0], kind, stream, payload)
 	ic.backBuf = append(ic.backBuf, payload...)
 	// Always set: the socket keeps the deadline of the last write, a
@@ -369,6 +402,11 @@ var errWroteBack = errors.New("writing back to the peer")
 // carrying, and it is cut off and said so; a connection that broke is not
 // reported, as a read that finds it broken is not.
 func (ic *inConn) backFailed(err error) {
+	if ic.backClosed.Load() {
+		// closeBack closed it: the reader reads on until the peer ends
+		// the connection.
+		return
+	}
 	select {
 	case <-ic.done: // closed here: its writes fail for that
 	default:

@@ -207,14 +207,17 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte) error, reject func(a
 	arrived := ic.arrival()
 	held := int64(bufpool.Cap(n))
 	took := ic.account.TryTake(held)
-	if !took && ic.t.cfg.Memory.InboundOverload == OverloadPause {
+	// Once the back channel is closed (finishInbound) a refusal reaches
+	// no one, and the frame waits for its room instead (roomWaitStop).
+	pause := ic.t.cfg.Memory.InboundOverload == OverloadPause || ic.backClosed.Load()
+	if !took && pause {
 		// Set before it waits, cleared once its messages are handed on
 		// or answered: Shutdown waits for it (inboundAnswered), and its
 		// wait ends as Shutdown begins (waitRoom).
 		ic.waitingRoom.Store(true)
 		defer ic.waitingRoom.Store(false)
 	}
-	if !took && n <= maxUnadmittedFrame && ic.t.cfg.Memory.InboundOverload == OverloadPause {
+	if !took && n <= maxUnadmittedFrame && pause {
 		buf := bufpool.Get(n)
 		if err := read(buf); err != nil {
 			bufpool.Put(buf)
@@ -244,7 +247,7 @@ func (ic *inConn) readAdmitted(n int, read func(buf []byte) error, reject func(a
 		ic.actOnCancels(buf)
 		// On the urgent lane it waits for room or for the allowance, given
 		// back, whichever it gets first.
-		over, err := ic.waitRoom(ic.account, held, freed, tryOver, ic.t.draining)
+		over, err := ic.waitRoom(ic.account, held, freed, tryOver, ic.roomWaitStop())
 		if err == errShutdownBegan {
 			// Its requests are answered "shutting down", its other
 			// messages refused likewise (refuseMessage), with no room.
@@ -737,14 +740,27 @@ func (ic *inConn) admit(n int64) (rejecting bool, err error) {
 	if ic.account.TryTake(n) {
 		return false, nil
 	}
-	if ic.t.cfg.Memory.InboundOverload == OverloadReject {
+	if ic.t.cfg.Memory.InboundOverload == OverloadReject && !ic.backClosed.Load() {
 		return true, nil
 	}
-	_, err = ic.waitRoom(ic.account, n, nil, nil, ic.t.draining)
+	_, err = ic.waitRoom(ic.account, n, nil, nil, ic.roomWaitStop())
 	if err == errShutdownBegan {
 		return true, nil
 	}
 	return false, err
+}
+
+// roomWaitStop is what ends a wait for inbound room before the room
+// comes: Shutdown's beginning (draining), after which a frame without
+// room is refused and its requests answered "shutting down"; but once
+// the back channel is closed (finishInbound), no refusal or answer
+// reaches the peer, which counted its one-way messages sent, and the
+// frame waits for the room its handlers give back, until Close.
+func (ic *inConn) roomWaitStop() <-chan struct{} {
+	if ic.backClosed.Load() {
+		return ic.t.closed
+	}
+	return ic.t.draining
 }
 
 // errShutdownBegan: a wait for room (waitRoom) ended as Shutdown began.

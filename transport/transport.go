@@ -130,6 +130,7 @@ type Transport struct {
 	cancel     context.CancelFunc
 	closing    atomic.Bool   // Shutdown or Close began: refuse new messages
 	drainedAll atomic.Bool   // a Shutdown found everything drained before the transport closed
+	finishing  atomic.Bool   // a drained Shutdown closed the listener and reads on until peers close (finishInbound)
 	closed     chan struct{} // closed by Close
 	draining   chan struct{} // closed by Shutdown: writers stop waiting to coalesce
 	drainOnce  sync.Once
@@ -398,7 +399,13 @@ func (t *Transport) signalDrained() {
 // Streams and file transfers that peers begin
 // meanwhile are refused too (ErrOverloaded at their OpenStream and
 // SendFile); those under way are not waited for, and the close cuts
-// them off. If ctx ends first it closes at
+// them off. Drained, it stops listening and closes its side of each
+// inbound message connection, and reads on until the peer, which reads
+// that as the connection's end, has closed its own (a few keepalive
+// intervals at most): what a peer wrote before then — one-way messages
+// it counted sent — is handled here, or counted dropped, not thrown away
+// unread; what it had not written waits in its queue for this node's
+// return, or fails there. If ctx ends first it closes at
 // once, failing what is left, and returns ctx.Err() once Close has
 // returned (which waits for the running handlers: see Close); if a Close
 // (or another Shutdown's ctx ending) cuts the drain short, it returns
@@ -434,7 +441,66 @@ drain:
 	default:
 	}
 	t.drainedAll.Store(true)
+	if err := t.finishInbound(ctx); err != nil {
+		t.Close()
+		return err
+	}
 	return t.Close()
+}
+
+// finishInbound ends the inbound message connections gracefully, once
+// Shutdown has drained: it closes this node's sending side of each (a
+// TCP FIN, or TLS's close_notify), which its peer reads as the end of
+// the back channel, closing the connection from its side in turn; and
+// until it has, this node reads on. What the peer wrote before it saw the
+// end — one-way messages it counted sent — is read and handled here (or
+// counted dropped), not thrown away unread with the socket by Close. The
+// listener closes first: a peer's redial is refused, and what it has
+// queued waits there. It waits at most finishWait, or until ctx ends
+// (ctx.Err()), for peers that do not close; Close cuts those off.
+func (t *Transport) finishInbound(ctx context.Context) error {
+	t.finishing.Store(true)
+	t.ln.Close()
+	t.inboundMu.Lock()
+	conns := slices.Collect(maps.Keys(t.inConns))
+	t.inboundMu.Unlock()
+	for _, ic := range conns {
+		ic.closeBack()
+	}
+	bound := time.NewTimer(finishWait)
+	defer bound.Stop()
+	for t.inboundOpen() {
+		select {
+		case <-t.drained: // an inbound connection ended (trackInConn)
+		case <-bound.C:
+			return nil
+		case <-t.closed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// finishWait bounds finishInbound's wait for peers to close their side:
+// one that has seen the end of its back channel closes at once; one that
+// has not within a few keepalive intervals is cut off.
+const finishWait = 3 * wire.KeepaliveInterval
+
+// inboundOpen reports whether an inbound message connection that
+// finishInbound waits for is still open: one whose sending side it
+// closed. A connection whose side cannot be closed alone (the in-memory
+// network's) is left to Close.
+func (t *Transport) inboundOpen() bool {
+	t.inboundMu.Lock()
+	defer t.inboundMu.Unlock()
+	for ic := range t.inConns {
+		if ic.backClosed.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // refuseWaitingRequests answers "shutting down" the large requests that
@@ -629,6 +695,11 @@ func (t *Transport) trackInConn(ic *inConn, add bool) bool {
 	}
 	t.inConns[ic] = struct{}{}
 	ic.setLimits() // made before a SetLimits that has looked at inConns
+	if t.finishing.Load() {
+		// Accepted just before the listener closed: finishInbound
+		// waits for it too.
+		ic.closeBack()
+	}
 	return true
 }
 

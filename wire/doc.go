@@ -787,6 +787,11 @@
 //     FrameLargeBegin arrives (with CapEagerResponses agreed, no grant,
 //     and the parts of a refused one are read and discarded); and on the
 //     large lane the FrameGrant and FrameRefuse of its own large messages.
+//  6. When the back channel ends (the stream's end, or TLS close_notify),
+//     stops writing and closes the connection: an acceptor that shuts down
+//     ends its side first and reads what was written until then (step 7
+//     below); what the initiator has not written goes on another
+//     connection, or to another node.
 //
 // The acceptor:
 //
@@ -821,6 +826,11 @@
 //     arrives, or right after its FrameLargeBegin if the handshake agreed
 //     CapEagerResponses.
 //  6. Closes the connection on any error from steps 1 to 5.
+//  7. To shut down without losing what the initiator has written, writes
+//     what it owes, then closes its sending side (shutdown(SHUT_WR), or
+//     TLS close_notify), writes nothing more, and reads and acts on what
+//     arrives until the initiator closes the connection (internode waits
+//     3 KeepaliveIntervals at most).
 //
 // The examples show a batch frame being written and read.
 package wire

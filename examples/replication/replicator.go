@@ -45,7 +45,10 @@ type Config struct {
 	// Timeout bounds each replica's request, including those still running
 	// after Write returned. Default 2 s.
 	Timeout time.Duration
-	// Now stamps writes. Default time.Now.
+	// Now stamps writes. Default time.Now. A reading no later than the
+	// previous write's stamp is stamped one nanosecond after it, so that
+	// a coordinator's later write of a key wins over its earlier one on a
+	// clock that stands still or steps back.
 	Now func() time.Time
 	// OnReply, if set, is called once for every replica of every write,
 	// with its outcome, including replicas that answer after Write
@@ -86,6 +89,7 @@ type Replicator struct {
 	idle     chan struct{} // closed when inflight falls to 0
 
 	requests, acked, failed, local atomic.Uint64
+	lastStamp                      atomic.Uint64 // the latest write's timestamp
 }
 
 // New returns a Replicator for cfg, with defaults filled into its own copy.
@@ -132,7 +136,7 @@ func (r *Replicator) Write(ctx context.Context, members []cluster.NodeID, key st
 	if len(replicas) < r.cfg.Quorum {
 		return ErrUnavailable
 	}
-	m := Mutation{Timestamp: uint64(r.cfg.Now().UnixNano()), Key: key, Value: value}
+	m := Mutation{Timestamp: r.stamp(), Key: key, Value: value}
 	payload := AppendMutation(nil, m) // shared by the replicas, never modified
 	// The replicas' requests outlive Write when the quorum answers first:
 	// they must not be cancelled by the caller's return, only bounded.
@@ -142,6 +146,22 @@ func (r *Replicator) Write(ctx context.Context, members []cluster.NodeID, key st
 		defer r.finished()
 		return r.replicate(detached, replica, m, payload)
 	})
+}
+
+// stamp returns a timestamp for a new write: the clock's reading, or one
+// nanosecond after the previous write's if the clock has not moved past
+// it. Of two writes with the same timestamp the larger value wins, and of
+// two with different ones the later stamped: without this a key written
+// twice within the clock's tick, or across a step back, kept the first.
+func (r *Replicator) stamp() uint64 {
+	now := uint64(r.cfg.Now().UnixNano())
+	for {
+		last := r.lastStamp.Load()
+		next := max(now, last+1)
+		if r.lastStamp.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
 
 // replicate sends one write to one replica, or applies it locally.

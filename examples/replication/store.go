@@ -24,7 +24,9 @@ var ErrMalformed = errors.New("replication: malformed write")
 // Mutation is one write of one key, as sent to every replica.
 type Mutation struct {
 	// Timestamp orders writes of the same key: the largest wins. The
-	// coordinator's clock in nanoseconds.
+	// coordinator's clock in nanoseconds, moved on where needed so that
+	// each coordinator's stamps increase (see Config.Now); writes of one
+	// key from two coordinators are ordered by their clocks.
 	Timestamp uint64
 	Key       string
 	Value     []byte

@@ -112,6 +112,44 @@ func TestWriteBatchFailsEverythingOnAWriteError(t *testing.T) {
 	assert.Empty(t, sink.requests, "no request counts as written")
 }
 
+// TestWriteBatchCountsTheFramesAWriteCutShortTookWhole: a write that
+// fails after the socket took some of its frames whole (a peer that
+// stopped reading, cut off by Timeouts.Write) failed every message it
+// carried, and OnDropped handed them all back for a hint to replay; but
+// the peer reads the frames it got whole, and runs their messages: a
+// replayed hint ran twice. A message counts as sent once written to its
+// socket, so those frames' messages count as written now, as a write's
+// that succeeded do, and only the rest fail.
+func TestWriteBatchCountsTheFramesAWriteCutShortTookWhole(t *testing.T) {
+	var q outQueue
+	// One-way, request, response, one-way: two per frame of 700 bytes.
+	ids := queueMessages(t, &q, []int{300, 300, 300, 300}, nil, true)
+	b, _ := q.take()
+	var whole bytes.Buffer
+	var fw frameWriter
+	_, _, err := fw.writeBatch(&whole, b, 700, 0, newRecordingSink(1<<20))
+	require.NoError(t, err)
+	frames := readFrames(t, whole.Bytes())
+	require.Len(t, frames, 2)
+	firstFrame := wire.FrameHeaderSize + len(frames[0].payload)
+
+	q = outQueue{}
+	queueMessages(t, &q, []int{300, 300, 300, 300}, nil, true)
+	b, _ = q.take()
+	sink := newRecordingSink(1 << 20)
+	cut := &cutWriter{limit: firstFrame + 10} // the first frame and a bit of the second
+	_, _, err = fw.writeBatch(cut, b, 700, 0, sink)
+	require.Error(t, err)
+	got, _ := messagesIn(t, readFrames(t, cut.got.Bytes()[:firstFrame])[0])
+	require.Equal(t, ids[:2], got, "setup: the socket took the first frame whole")
+	assert.NotContains(t, sink.fails, ids[0], "the one-way message of the frame written whole failed: OnDropped replays it")
+	assert.NotContains(t, sink.fails, ids[1], "the request of the frame written whole failed at the write, not with its connection")
+	assert.Equal(t, []uint64{ids[1]}, sink.requests, "the request written whole is the connection's to fail")
+	assert.Equal(t, 2, sink.messages, "messages counted written")
+	assert.Equal(t, ReasonConnectionReset, sink.fails[ids[2]], "the response cut short")
+	assert.Equal(t, ReasonConnectionReset, sink.fails[ids[3]], "the one-way message cut short")
+}
+
 // TestWriteBatchRecordsRequests: written requests are reported, so that a
 // connection that dies can fail them.
 func TestWriteBatchRecordsRequests(t *testing.T) {

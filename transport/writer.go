@@ -59,6 +59,12 @@ type frameWriter struct {
 	// written counts every byte written, for bounds on the socket's send
 	// queue (outConn.sendQueueLow).
 	written int64
+	// frameEnds is where each frame gathered for the next write ends, in
+	// bytes from the write's start; itemFrame, the frame each message of
+	// the batch being written went into (-1: none). A write cut short
+	// took the frames that end within it whole (writeBatch).
+	frameEnds []int
+	itemFrame []int
 }
 
 // slowWrite is how long a write must take to be measured whatever the
@@ -73,6 +79,7 @@ func (fw *frameWriter) reserve(n int) {
 	}
 	fw.headers = fw.headers[:0]
 	fw.vec = fw.vec[:0]
+	fw.frameEnds = fw.frameEnds[:0]
 }
 
 // add appends a frame of kind over parts (empty parts are left out of the
@@ -80,11 +87,17 @@ func (fw *frameWriter) reserve(n int) {
 func (fw *frameWriter) add(kind wire.FrameKind, stream uint32, parts ...[]byte) {
 	fw.headers = wire.AppendFrameHeader(fw.headers, kind, stream, parts...)
 	fw.vec = append(fw.vec, fw.headers[len(fw.headers)-wire.FrameHeaderSize:])
+	end := wire.FrameHeaderSize
+	if n := len(fw.frameEnds); n > 0 {
+		end += fw.frameEnds[n-1]
+	}
 	for _, p := range parts {
 		if len(p) > 0 {
 			fw.vec = append(fw.vec, p)
+			end += len(p)
 		}
 	}
+	fw.frameEnds = append(fw.frameEnds, end)
 }
 
 func (fw *frameWriter) empty() bool { return len(fw.vec) == 0 }
@@ -127,12 +140,18 @@ func (fw *frameWriter) writePing(dst io.Writer) error {
 
 // writeBatch frames the live messages of b — a segment of a small lane's
 // queue — as batch frames of at most maxFrame bytes and writes them with
-// one vectored write. Messages expired at now fail (ReasonExpired); if the
-// write fails, the others fail with ReasonConnectionReset (the peer may or
-// may not have them). It returns what it wrote.
+// one vectored write. Messages expired at now fail (ReasonExpired). If the
+// write fails, the messages of the frames it wrote whole count as written,
+// as a message does once written to its socket (the peer may or may not
+// get them: handed to OnDropped, a hint replayed would run twice), and the
+// others fail with ReasonConnectionReset. It returns what it wrote.
 func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int64, sink outSink) (messages, bytes int, err error) {
 	buf := b.buf.B
 	fw.reserve(len(b.items) + len(buf)/maxFrame + 1)
+	if cap(fw.itemFrame) < len(b.items) {
+		fw.itemFrame = make([]int, len(b.items))
+	}
+	fw.itemFrame = fw.itemFrame[:len(b.items)]
 	responses, inFrame := 0, 0
 	frameStart, frameEnd := -1, -1
 	// Cancels go in frames of their own, of at most maxUnadmittedFrame
@@ -164,6 +183,7 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 				closeFrame()
 				m := it.msg(buf)
 				sink.failed(&m, ReasonExpired, nil)
+				fw.itemFrame[i] = -1
 				continue
 			}
 			start, end := int(it.start), int(it.end)
@@ -175,6 +195,7 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 			if frameStart < 0 {
 				frameStart = start
 			}
+			fw.itemFrame[i] = len(fw.frameEnds) // the frame closeFrame adds next
 			frameEnd = end
 			if it.expiresAt != 0 {
 				// The time it waited here is not given to it again there.
@@ -192,13 +213,33 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 		return 0, 0, nil
 	}
 	if err := fw.flush(dst); err != nil {
+		whole := 0 // frames written whole
+		for whole < len(fw.frameEnds) && fw.frameEnds[whole] <= fw.lastBytes {
+			whole++
+		}
+		messages, bytes, responses = 0, 0, 0
 		for i := range b.items {
-			if it := &b.items[i]; !it.expired(now) {
+			it := &b.items[i]
+			switch frame := fw.itemFrame[i]; {
+			case frame < 0: // expired, failed above
+			case frame < whole:
+				if it.isRequest {
+					sink.requestWritten(it.id) // its connection's end fails it
+				}
+				if it.isResponse {
+					responses++
+				}
+				messages++
+				bytes += int(it.end - it.start)
+			default:
 				m := it.msg(buf)
 				sink.failed(&m, ReasonConnectionReset, err)
 			}
 		}
-		return 0, 0, err
+		if messages > 0 {
+			sink.wrote(messages, bytes, responses)
+		}
+		return messages, bytes, err
 	}
 	for i := range b.items {
 		if it := &b.items[i]; it.isRequest && !it.expired(now) {

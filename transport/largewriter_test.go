@@ -264,6 +264,31 @@ func TestLargeWriterFailedPartWrite(t *testing.T) {
 	}
 }
 
+// TestLargeWriterCountsAMessageWhoseLastPartWentWhole: a write cut short
+// after the whole frame of a message's last part (a peer that stopped
+// reading, cut off by Timeouts.Write) failed that message too, and
+// OnDropped handed it back for a hint to replay; but its receiver has all
+// of it, and runs it: a replayed hint ran twice. It counts as written
+// now; the message cut short in the same write fails.
+func TestLargeWriterCountsAMessageWhoseLastPartWentWhole(t *testing.T) {
+	r := newLargeRig(t)
+	ids := r.queue([]int{100 << 10, 200 << 10}, nil)
+	for _, f := range r.step(0, 64<<10) {
+		r.w.deliver(backFrame{stream: f.stream})
+	}
+	require.Len(t, r.step(0, 64<<10), 2, "setup: the first part of each")
+	lastPart := wire.FrameHeaderSize + 36<<10 // the first message's
+	dst := &cutWriter{limit: lastPart + 100}
+	require.ErrorIs(t, r.w.step(dst, &r.fw, &r.q, 64<<10, 0, r.sink), errCutWrite)
+	f := readFrames(t, dst.got.Bytes()[:lastPart])
+	require.Len(t, f, 1)
+	require.Len(t, f[0].payload, 36<<10, "setup: the socket took the first message's last part whole")
+	assert.NotContains(t, r.sink.fails, ids[0], "the message its receiver got whole failed: OnDropped replays it")
+	assert.Equal(t, 1, r.sink.messages, "messages counted written")
+	assert.Equal(t, ReasonConnectionReset, r.sink.fails[ids[1]], "the message cut short")
+	assert.Zero(t, r.sink.account.Used())
+}
+
 // TestLargeWriterBeginsAtMostItsShare: no more than maxBegunLarge messages
 // are begun at once; the rest wait their turn.
 func TestLargeWriterBeginsAtMostItsShare(t *testing.T) {

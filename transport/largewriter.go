@@ -44,6 +44,7 @@ func (ls *largeSend) answerOnly() bool { return ls.begunOut && len(ls.payload) =
 type partWrite struct {
 	ls           *largeSend
 	start, prior int
+	end          int // where its frame ends in the write
 }
 
 // backFrame is a FrameGrant or FrameRefuse the connection's back-channel
@@ -288,8 +289,9 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 			continue
 		}
 		n := min(maxFrame, len(ls.payload)-ls.sent)
-		w.parts = append(w.parts, partWrite{ls: ls, start: fw.buffered(), prior: ls.sent})
+		start := fw.buffered()
 		fw.add(wire.FrameLargeMore, ls.stream, ls.payload[ls.sent:ls.sent+n])
+		w.parts = append(w.parts, partWrite{ls: ls, start: start, prior: ls.sent, end: fw.buffered()})
 		ls.sent += n
 	}
 	parts := len(w.parts)
@@ -301,10 +303,21 @@ func (w *largeWriter) step(dst io.Writer, fw *frameWriter, q *outQueue, maxFrame
 		// A part of which not one byte went out was not sent: a message
 		// none of whose payload left is sent again on the next
 		// connection (reset). Once any byte of a part's frame went, its
-		// receiver may have counted the message, so it fails.
+		// receiver may have counted the message, so it fails; but one
+		// whose last part's frame went whole was written, as a message
+		// is once written to its socket (handed to OnDropped, a hint
+		// replayed would run twice).
 		for _, p := range w.parts {
-			if fw.lastBytes <= p.start {
-				p.ls.sent = p.prior
+			switch ls := p.ls; {
+			case fw.lastBytes <= p.start:
+				ls.sent = p.prior
+			case fw.lastBytes >= p.end && ls.sent == len(ls.payload):
+				if ls.isRequest {
+					sink.requestWritten(ls.id) // its connection's end fails it
+				}
+				sink.wrote(1, len(ls.header)+len(ls.payload), btoi(ls.isResponse))
+				w.forget(q, ls, sink)
+				w.begun = slices.DeleteFunc(w.begun, func(b *largeSend) bool { return b == ls })
 			}
 		}
 		for _, ls := range w.begun {

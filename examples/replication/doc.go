@@ -11,8 +11,10 @@
 // Quorum returns as soon as that happens, or fails with every replica's
 // error as soon as it can no longer happen.
 //
-// Values may be of any size up to the transport's Config.Memory.MaxMessageSize.
-// The transport routes each request by its encoded size: up to 64 KiB on
+// Values may be of any size up to the transport's Config.Memory.MaxMessageSize
+// less the encoding's (AppendMutation's) key and at most 14 bytes: a
+// larger write fails at every remote replica with transport.ErrTooLarge,
+// though a local replica (Config.Local) applied it. The transport routes each request by its encoded size: up to 64 KiB on
 // the small lane, where it is coalesced with others, above that on the
 // large lane, written from the value's own buffer in parts, so a 1 MiB
 // value never delays the small writes behind it.

@@ -86,8 +86,10 @@
 // Both handshake messages start with the magic and a body length, and end
 // with a CRC32C (Castagnoli) of every byte before it. body_len counts the
 // bytes after it, checksum included. An encoded message is at most
-// MaxHandshakeSize (1024) bytes; a reader refuses a larger body_len before
-// reading the body.
+// MaxHandshakeSize (1024) bytes, body_len at most 1018 of them: a reader
+// refuses a body_len above that, or below 4 (no room for the checksum),
+// before reading the body, and reads any other body_len bytes before it
+// checks them (a Hello's fields need at least 14).
 //
 // Hello, from the initiator (20 to 529 bytes; 19 with the empty node ID
 // every acceptor refuses):
@@ -217,7 +219,8 @@
 // internode's limit is always that) from the header alone, before it
 // allocates or reads the payload; writers never write larger frames.
 //
-// A FrameBatch payload is one or more whole messages back to back, at most
+// A FrameBatch payload is one or more whole messages back to back (an
+// empty one is malformed), at most
 // MaxBatchMessages (1024) of them, each a message header immediately
 // followed by payload_len bytes of payload:
 //
@@ -400,8 +403,8 @@
 // FrameLargeCancel if parts of it are still to be written, and otherwise
 // ignores it. Since a refusal may
 // come after the response it refused was whole, the acceptor uses stream
-// numbers in turn, as an initiator does, and ignores a refusal for a
-// stream it is not sending.
+// numbers in turn, as an initiator does, and ignores a refusal or a
+// grant for a stream it is not sending, on any lane.
 //
 // A reader (package transport; this package keeps no such state) closes the
 // connection on a FrameLargeBegin for a stream already in flight, a
@@ -476,7 +479,9 @@
 // with their whole ttl however long they waited. A receiver drops a message whose deadline passed before its
 // handler started, and a request that expired gets no response; its
 // sender's own deadline ends it. A response carries what is left of its
-// request's deadline.
+// request's deadline as its ttl, and none when its request had none; its
+// requester waits by its own deadline, and reads a response with a ttl or
+// without one alike (internode does not drop a response for its ttl).
 //
 // A cancel (FlagCancel, no payload, the ID and verb of a request its
 // sender wrote earlier; the receiver matches it by ID alone) says the
@@ -498,10 +503,12 @@
 // an urgent lane, one that holds more may be taken beyond the limits
 // (internode: one at a time per peer, 16 node-wide), so it reads on;
 // otherwise the frame's cancels act before it waits for its room, and
-// nothing behind it is read meanwhile. A cancel in a larger frame waits with it. A
-// sender that wants its cancels to reach a full receiver puts them in
-// frames of their own of at most 4 KiB, ahead of its other frames, as
-// internode does.
+// nothing behind it is read meanwhile. A cancel in a larger frame waits
+// with it. A sender that wants its cancels to reach a full receiver puts
+// them in frames of their own of at most 4 KiB, ahead of its other
+// frames, as internode does. internode gives a frame's room back once
+// the last of its messages is done, so a cancel that stops one request of
+// a frame frees that room only with the others.
 //
 // # Parameters
 //

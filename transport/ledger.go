@@ -52,13 +52,12 @@ func (c *outConn) failed(m *outMsg, reason Reason, err error) {
 	}
 }
 
-// failQueued fails every message queued or in flight with reason.
+// failQueued fails every message queued or in flight with reason. It
+// takes what is queued before it fails any: a failure returns to its
+// caller (and OnDropped), who may queue more at once, and what comes
+// then is for the next dial, not this one's error.
 func (c *outConn) failQueued(reason Reason, err error) {
-	for {
-		b, _ := c.queue.take()
-		if b == nil {
-			break
-		}
+	for _, b := range c.queue.drain() {
 		c.failBatch(b, reason, err)
 	}
 	c.large.failAll(&c.queue, reason, err, c)

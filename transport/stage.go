@@ -356,7 +356,11 @@ func (s *stage) next() *work {
 		s.expiry.remove(w)
 		pw.running++
 		s.queued--
-		s.turn = append(s.turn[:i], s.turn[i+1:]...)
+		// slices.Delete clears the slot past the new end: left there, the
+		// last peer served stayed reachable from the stage after it left
+		// or was forgotten, and from the stage's expiry timer, set until
+		// the last deadline seen, after the transport closed.
+		s.turn = slices.Delete(s.turn, i, i+1)
 		if pw.waiting() > 0 {
 			s.turn = append(s.turn, p)
 		}

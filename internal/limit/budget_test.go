@@ -3,11 +3,13 @@ package limit
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -270,6 +272,33 @@ func TestBudgetWaitFunc(t *testing.T) {
 	w, ok = a.WaitFunc(11, nil)
 	assert.Nil(t, w)
 	assert.False(t, ok, "never fits")
+}
+
+// TestBudgetLetsGoOfACancelledWaiter: a waiter cancelled while others
+// wait is not kept by the budget. Taken out of the queue by shifting the
+// ones behind it down, it stayed in the slot past the queue's new end,
+// and with it its onReady and all that reaches (the transport's: a large
+// message waiting for room, its connection, its peer's entry), until a
+// longer queue wrote over that slot.
+func TestBudgetLetsGoOfACancelledWaiter(t *testing.T) {
+	b := NewBudget(10)
+	a := b.Root().Child(10, false)
+	require.True(t, a.TryTake(10))
+	first, ok := a.WaitFunc(5, nil)
+	require.False(t, ok)
+	kept := func() weak.Pointer[byte] {
+		held := make([]byte, 1<<20) // what the waiter's onReady reaches
+		last, ok := a.WaitFunc(5, func(bool) { _ = held })
+		require.False(t, ok)
+		require.True(t, last.Cancel())
+		return weak.Make(&held[0])
+	}()
+	for range 10 {
+		runtime.GC()
+	}
+	assert.Nil(t, kept.Value(), "the cancelled waiter's onReady is still reachable")
+	assert.Equal(t, 1, b.Waiting())
+	require.True(t, first.Cancel())
 }
 
 // TestBudgetProperty runs random allocations, waits, cancellations,

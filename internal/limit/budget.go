@@ -1,6 +1,7 @@
 package limit
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -417,7 +418,9 @@ func (w *Waiter) Cancel() bool {
 	w.settled = true
 	for i, x := range b.waiters {
 		if x == w {
-			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			// Delete clears the slot past the new end, which would keep
+			// w, and what its onReady reaches, until written over.
+			b.waiters = slices.Delete(b.waiters, i, i+1)
 			b.queued.Add(-1)
 			break
 		}

@@ -1,0 +1,68 @@
+package transport
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/cluster"
+)
+
+// TestSetLimitsGrantsNothingAfterCloseReturned: SetLimits grants the
+// waiters its new limits let in, and calls their grants on its caller's
+// goroutine, which Close did not wait for: a large message's grant ran
+// after Close had returned, and gave its room back then, so the figures
+// Close left behind were not final. Here a waiter of the test's, queued
+// ahead of the message, holds SetLimits between the grants and the
+// message's. Close now waits for a SetLimits under way, and a SetLimits
+// after Close began changes nothing.
+func TestSetLimitsGrantsNothingAfterCloseReturned(t *testing.T) {
+	in := Limits{PerConnection: 256 << 10, PerPeer: 1 << 20, Node: 1 << 20}
+	tweak := func(c *Config) {
+		c.Memory.MaxMessageSize = 256 << 10
+		c.Memory.Inbound = in
+	}
+	static2 := cluster.NewStatic()
+	n2 := startNode(t, "n2", static2, tweak)
+	n2.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) { return nil, nil }))
+	n1 := startNode(t, "n1", cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()}), tweak)
+	static2.Add(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+
+	root := n2.inBudget.Root()
+	root.Child(math.MaxInt64, false).Overdraw(in.Node) // n2's inbound room, all taken
+	entered, release := make(chan struct{}), make(chan struct{})
+	w, _ := root.Child(math.MaxInt64, false).WaitFunc(1, func(bool) {
+		close(entered)
+		<-release
+	})
+	require.NotNil(t, w, "the test's waiter queues")
+	require.NoError(t, n1.Send(context.Background(), "n2", 1, make([]byte, 200<<10))) // large: waits for its grant
+	eventually(t, func() bool { return n2.inBudget.Waiting() == 2 }, "the message waits behind the test's waiter")
+
+	roomier := in
+	roomier.Node = 4 << 20
+	set := make(chan error, 1)
+	go func() { set <- n2.SetLimits(Limits{}, roomier) }()
+	within(t, entered, 5*time.Second, "SetLimits to call the first grant")
+
+	var heldAtClose int64
+	closed := make(chan struct{})
+	go func() {
+		n2.Close()
+		heldAtClose = root.Used()
+		close(closed)
+	}()
+	select {
+	case <-closed: // Close did not wait for the grants SetLimits has still to call
+	case <-time.After(time.Second): // or it waits for them
+	}
+	close(release)
+	require.NoError(t, <-set)
+	within(t, closed, 5*time.Second, "Close to return")
+	assert.Equal(t, in.Node+1, heldAtClose, "bytes held once Close returned: the test's, and no message's")
+	assert.ErrorIs(t, n2.SetLimits(Limits{}, in), ErrClosed, "SetLimits after Close")
+}

@@ -612,6 +612,13 @@ func (t *Transport) Close() error {
 		t.closing.Store(true)
 		t.stopWatch()
 		close(t.closed)
+		// A SetLimits under way calls the grants its new limits made on
+		// its caller's goroutine, which t.wg does not count: waited for
+		// here, while the connections they are for still run. One that
+		// begins later sees t.closed and changes nothing.
+		t.limitsMu.Lock()
+		//lint:ignore SA2001 the wait for a SetLimits under way is the point
+		t.limitsMu.Unlock()
 		t.cancel()
 		t.ln.Close()
 		t.inboundMu.Lock()
@@ -749,7 +756,8 @@ func (t *Transport) SetCoalescing(factory func(routing.Lane) coalescing.Strategy
 // message from that peer that no longer fits beside it waits, first in
 // line at the peer, until a session closes. Both sets are whole: a zero
 // field takes its default, as in Config, not the value in force, so a
-// caller changing one limit passes the others it configured too.
+// caller changing one limit passes the others it configured too. Once
+// Close has begun it changes nothing and returns ErrClosed.
 func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	outbound.setDefaults()
 	inbound.setDefaults()
@@ -759,6 +767,11 @@ func (t *Transport) SetLimits(outbound, inbound Limits) error {
 	}
 	t.limitsMu.Lock()
 	defer t.limitsMu.Unlock()
+	select {
+	case <-t.closed: // Close waits for no grant made from here on
+		return ErrClosed
+	default:
+	}
 	// Stored before the scans, each under the lock that what it scans is
 	// made or published under, so that nothing made meanwhile misses them:
 	// peers under peersMu, lanes under their peer's mu, inbound

@@ -66,3 +66,62 @@ func TestSetLimitsGrantsNothingAfterCloseReturned(t *testing.T) {
 	assert.Equal(t, in.Node+1, heldAtClose, "bytes held once Close returned: the test's, and no message's")
 	assert.ErrorIs(t, n2.SetLimits(Limits{}, in), ErrClosed, "SetLimits after Close")
 }
+
+// TestShutdownGrantsNothingAfterACloseReturned: as
+// TestSetLimitsGrantsNothingAfterCloseReturned, for Shutdown, which
+// refuses the large requests waiting for room as it begins: a refused
+// request's waiter withdrawn lets the waiters behind it in, whose grants
+// ran on Shutdown's goroutine, which a Close meanwhile did not wait for.
+// A one-way large message behind the request was granted after Close had
+// returned.
+func TestShutdownGrantsNothingAfterACloseReturned(t *testing.T) {
+	in := Limits{PerConnection: 256 << 10, PerPeer: 1 << 20, Node: 1 << 20}
+	tweak := func(c *Config) {
+		c.Memory.MaxMessageSize = 256 << 10
+		c.Memory.Inbound = in
+	}
+	static2 := cluster.NewStatic()
+	n2 := startNode(t, "n2", static2, tweak)
+	n2.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) { return nil, nil }))
+	n1 := startNode(t, "n1", cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()}), tweak)
+	static2.Add(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+
+	root := n2.inBudget.Root()
+	filler := in.Node - 200<<10
+	root.Child(math.MaxInt64, false).Overdraw(filler) // 200 KiB left: the request does not fit, what is behind it does
+	requested := make(chan error, 1)
+	go func() {
+		_, err := n1.Request(context.Background(), "n2", 1, make([]byte, 250<<10))
+		requested <- err
+	}()
+	eventually(t, func() bool { return n2.inBudget.Waiting() == 1 }, "the request waits for room")
+	entered, release := make(chan struct{}), make(chan struct{})
+	w, _ := root.Child(math.MaxInt64, false).WaitFunc(1, func(bool) {
+		close(entered)
+		<-release
+	})
+	require.NotNil(t, w, "the test's waiter queues behind the request")
+	require.NoError(t, n1.Send(context.Background(), "n2", 1, make([]byte, 70<<10))) // large: waits behind both
+	eventually(t, func() bool { return n2.inBudget.Waiting() == 3 }, "the one-way message waits behind them")
+
+	shut := make(chan error, 1)
+	go func() { shut <- n2.Shutdown(context.Background()) }()
+	within(t, entered, 5*time.Second, "Shutdown to call the first grant")
+
+	var heldAtClose int64
+	closed := make(chan struct{})
+	go func() {
+		n2.Close()
+		heldAtClose = root.Used()
+		close(closed)
+	}()
+	select {
+	case <-closed: // Close did not wait for the grants Shutdown has still to call
+	case <-time.After(time.Second): // or it waits for them
+	}
+	close(release)
+	within(t, closed, 5*time.Second, "Close to return")
+	within(t, shut, 5*time.Second, "Shutdown to return")
+	assert.Equal(t, filler+1, heldAtClose, "bytes held once Close returned: the test's, and no message's")
+	within(t, requested, 5*time.Second, "the request to end")
+}

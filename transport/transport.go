@@ -101,7 +101,10 @@ type Transport struct {
 	// blocks and decoded batches (see rejectedS2Budget).
 	rejectedS2          *limit.Budget
 	limitsOut, limitsIn atomic.Pointer[Limits]
-	limitsMu            sync.Mutex // one SetLimits at a time
+	// limitsMu is held by SetLimits, one at a time, and by Shutdown
+	// refusing the requests waiting for room: both grant waiters on
+	// their caller's goroutine, which Close waits for by taking it.
+	limitsMu sync.Mutex
 	// strangers sums the counters of peers that were not members and were
 	// forgotten once quiet; departedTotals those of departed entries
 	// dropped beyond maxDepartedIDs (capDeparted).
@@ -507,6 +510,13 @@ func (t *Transport) inboundOpen() bool {
 // wait for inbound room as Shutdown begins (inConn.refuseWaiting). Those
 // that begin later are refused as they begin (readLargeBegin).
 func (t *Transport) refuseWaitingRequests() {
+	t.limitsMu.Lock() // Close waits for the grants made here (see Close)
+	defer t.limitsMu.Unlock()
+	select {
+	case <-t.closed: // Close fails them
+		return
+	default:
+	}
 	t.inboundMu.Lock()
 	conns := slices.Collect(maps.Keys(t.inConns))
 	t.inboundMu.Unlock()
@@ -612,10 +622,11 @@ func (t *Transport) Close() error {
 		t.closing.Store(true)
 		t.stopWatch()
 		close(t.closed)
-		// A SetLimits under way calls the grants its new limits made on
-		// its caller's goroutine, which t.wg does not count: waited for
-		// here, while the connections they are for still run. One that
-		// begins later sees t.closed and changes nothing.
+		// A SetLimits under way, or Shutdown refusing the requests that
+		// wait for room, calls the grants it made on its caller's
+		// goroutine, which t.wg does not count: waited for here, while
+		// the connections they are for still run. One that begins later
+		// sees t.closed and does nothing.
 		t.limitsMu.Lock()
 		//lint:ignore SA2001 the wait for a SetLimits under way is the point
 		t.limitsMu.Unlock()

@@ -428,6 +428,30 @@ func TestReaderWaitsAtItsLengthWhenLimitsAreLowered(t *testing.T) {
 	assert.Equal(t, uint32(3), grant.stream)
 }
 
+// TestReaderWaitsAtItsLengthWhenLimitsAreLoweredAsItBegins: as
+// TestReaderWaitsAtItsLengthWhenLimitsAreLowered, with the limits lowered
+// after its room was reckoned under the old ones (its buffer pool's size
+// class) and before it asked for that room: the class can never fit any
+// more, its length can, and it is granted at its length. It was refused
+// as larger than the node's inbound limits.
+func TestReaderWaitsAtItsLengthWhenLimitsAreLoweredAsItBegins(t *testing.T) {
+	r := newReaderRig(t, routing.Large, limitedTo(300<<10, 640<<10+workCost))
+	h := newRecorder(false)
+	r.tr.Handle(1, h)
+	small := Limits{PerConnection: 310 << 10, PerPeer: 310 << 10, Node: 310 << 10}
+	largeBeginRecorded = func() {
+		largeBeginRecorded = nil // the reader's goroutine alone runs it
+		assert.NoError(t, r.tr.SetLimits(Limits{}, small))
+	}
+	t.Cleanup(func() { largeBeginRecorded = nil })
+	r.write(largeBegin(1, wire.Header{ID: 1, Verb: 1}, 300<<10))
+	answer := within(t, r.back, 5*time.Second, "the answer")
+	require.Equal(t, wire.FrameGrant, answer.kind, "not refused: %s", answer.payload)
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 150<<10)))
+	r.write(anyFrame(wire.FrameLargeMore, 1, make([]byte, 150<<10)))
+	within(t, h.got, 5*time.Second, "the message")
+}
+
 // TestReaderStreamedMessageWithdrawn: the handler of a streamed message
 // its sender withdraws reads an error, not a short body.
 func TestReaderStreamedMessageWithdrawn(t *testing.T) {

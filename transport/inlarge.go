@@ -152,6 +152,11 @@ func (ic *inConn) readLargeBegin(fh wire.FrameHeader) error {
 	case w == nil && ok:
 		return ic.granted(fh.Stream, m)
 	case w == nil:
+		if ic.waitAtLength(fh.Stream, m) {
+			// The limits were lowered since in was read: its size
+			// class no longer fits, its length may.
+			return nil
+		}
 		if !ic.forgetOwn(fh.Stream, m) {
 			return nil // refused as Shutdown began (refuseWaiting)
 		}
@@ -261,8 +266,9 @@ func (ic *inConn) grantLater(stream uint32, m *largeIn, ok bool) {
 
 // waitAtLength waits again for room for m at its length, not its buffer
 // pool's size class, when the limits were lowered (SetLimits) while it
-// waited so that the class no longer fits and the length does, as it
-// would be had it begun after the change; it reports whether it did.
+// waited, or since its room was reckoned as it began, so that the class
+// no longer fits and the length does, as it would be had it begun after
+// the change; it reports whether it did.
 func (ic *inConn) waitAtLength(stream uint32, m *largeIn) bool {
 	in := ic.t.limitsIn.Load()
 	ic.mu.Lock()

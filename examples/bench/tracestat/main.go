@@ -134,32 +134,9 @@ type summary struct {
 
 // summarize reads a trace and sums it by role.
 func summarize(r io.Reader) (*summary, error) {
-	tr, err := trace.NewReader(r)
-	if err != nil {
-		return nil, err
-	}
 	s := &summary{roles: map[string]*role{}}
 	gs := map[trace.GoID]*goroutine{}
-	var first, last trace.Time
-	for {
-		ev, err := tr.ReadEvent()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if first == 0 {
-			first = ev.Time()
-		}
-		last = ev.Time()
-		if ev.Kind() != trace.EventStateTransition {
-			continue
-		}
-		st := ev.StateTransition()
-		if st.Resource.Kind != trace.ResourceGoroutine {
-			continue
-		}
+	first, last, err := goTransitions(r, func(now trace.Time, st trace.StateTransition) {
 		id := st.Resource.Goroutine()
 		from, to := st.Goroutine()
 		g := gs[id]
@@ -179,17 +156,17 @@ func summarize(r io.Reader) (*summary, error) {
 				s.roles[name] = rl
 			}
 			rl.goroutines++
-			g = &goroutine{role: rl, state: from, since: ev.Time()}
+			g = &goroutine{role: rl, state: from, since: now}
 			gs[id] = g
 		}
-		d := time.Duration(ev.Time() - g.since)
+		d := time.Duration(now - g.since)
 		if i := stateOf(g.state); i >= 0 {
 			g.role.time[i] += d
 		}
 		if g.state == trace.GoRunnable && to == trace.GoRunning {
 			g.role.waits = append(g.role.waits, d)
 			if !g.inTurn {
-				g.inTurn, g.turnStart, g.turnSys = true, ev.Time(), 0
+				g.inTurn, g.turnStart, g.turnSys = true, now, 0
 			}
 		}
 		if g.state == trace.GoSyscall && g.inTurn {
@@ -197,16 +174,48 @@ func summarize(r io.Reader) (*summary, error) {
 		}
 		if g.inTurn && (to == trace.GoWaiting || to == trace.GoNotExist) {
 			g.inTurn = false
-			g.role.turns = append(g.role.turns, time.Duration(ev.Time()-g.turnStart))
+			g.role.turns = append(g.role.turns, time.Duration(now-g.turnStart))
 			g.role.turnSys = append(g.role.turnSys, g.turnSys)
 		}
-		g.state, g.since = to, ev.Time()
+		g.state, g.since = to, now
 		if to == trace.GoNotExist {
 			delete(gs, id)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.span = time.Duration(last - first)
 	return s, nil
+}
+
+// goTransitions reads a trace and calls each with every state transition
+// of a goroutine, in time order, and the time it happened; it returns the
+// times of the trace's first and last events.
+func goTransitions(r io.Reader, each func(now trace.Time, st trace.StateTransition)) (first, last trace.Time, err error) {
+	tr, err := trace.NewReader(r)
+	if err != nil {
+		return 0, 0, err
+	}
+	for {
+		ev, err := tr.ReadEvent()
+		if errors.Is(err, io.EOF) {
+			return first, last, nil
+		}
+		if err != nil {
+			return first, last, err
+		}
+		if first == 0 {
+			first = ev.Time()
+		}
+		last = ev.Time()
+		if ev.Kind() != trace.EventStateTransition {
+			continue
+		}
+		if st := ev.StateTransition(); st.Resource.Kind == trace.ResourceGoroutine {
+			each(ev.Time(), st)
+		}
+	}
 }
 
 func (s *summary) print(w io.Writer, top int) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -69,27 +68,9 @@ type pathEvent struct {
 // its work after the write, blocks and its processor polls the network:
 // what the caller does after its write then delays the server as well.
 func roundTrips(r io.Reader, roles pathRoles, isolation time.Duration) (*paths, error) {
-	tr, err := trace.NewReader(r)
-	if err != nil {
-		return nil, err
-	}
 	roleOf := map[trace.GoID]string{}
 	var evs []pathEvent
-	for {
-		ev, err := tr.ReadEvent()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if ev.Kind() != trace.EventStateTransition {
-			continue
-		}
-		st := ev.StateTransition()
-		if st.Resource.Kind != trace.ResourceGoroutine {
-			continue
-		}
+	_, _, err := goTransitions(r, func(now trace.Time, st trace.StateTransition) {
 		id := st.Resource.Goroutine()
 		from, to := st.Goroutine()
 		if from == trace.GoNotExist {
@@ -107,9 +88,9 @@ func roundTrips(r io.Reader, roles pathRoles, isolation time.Duration) (*paths, 
 		}
 		rl := roleOf[id]
 		if rl == "" {
-			continue
+			return
 		}
-		e := pathEvent{t: ev.Time(), g: id, role: rl, from: from, to: to}
+		e := pathEvent{t: now, g: id, role: rl, from: from, to: to}
 		if to == trace.GoSyscall {
 			for fr := range st.Stack.Frames() {
 				if strings.Contains(strings.ToLower(fr.Func), "write") {
@@ -122,6 +103,9 @@ func roundTrips(r io.Reader, roles pathRoles, isolation time.Duration) (*paths, 
 		if to == trace.GoNotExist {
 			delete(roleOf, id)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return timeTrips(evs, isolation), nil
 }

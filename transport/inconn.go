@@ -353,9 +353,9 @@ func (ic *inConn) closeBack() {
 	if !ok || ic.backClosed.Load() {
 		return
 	}
-	ic.beatTimer.Stop()
 	// Set before the close: a write that fails for it is not the peer's
-	// doing (backFailed).
+	// doing (backFailed). The beats, which may not have started yet
+	// (trackInConn comes before serve), stop at the next (beat).
 	ic.backClosed.Store(true)
 	if err := cw.CloseWrite(); err != nil {
 		ic.backClosed.Store(false)

@@ -180,11 +180,17 @@ func (l *loopback) clock() time.Time { return time.Unix(0, l.now.Load()) }
 
 // attach runs a gossiper of the given generation on node i.
 func (l *loopback) attach(i int, generation uint64) *node {
+	return l.attachWithClock(i, generation, l.clock)
+}
+
+// attachWithClock is attach with the node's own clock; generation 0 is
+// the default, the clock's time at New.
+func (l *loopback) attachWithClock(i int, generation uint64, now func() time.Time) *node {
 	id, tr := l.cluster.ID(i), l.cluster.Nodes[i]
 	n := &node{t: tr}
 	var err error
 	n.g, err = gossip.New(gossip.Config{
-		Self: id, Sender: tr, Generation: generation, Now: l.clock,
+		Self: id, Sender: tr, Generation: generation, Now: now,
 		// Gossip with everyone else: Fanout 3 of the (at most 3) others.
 		Peers: func() []cluster.NodeID {
 			var ids []cluster.NodeID

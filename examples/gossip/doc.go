@@ -15,7 +15,9 @@
 // An Entry is a version of its node's state: (Generation, Heartbeat),
 // compared in that order. A restarted node picks a new, larger Generation
 // (its start time), so its fresh heartbeat of 0 still beats what the others
-// remember from before the restart.
+// remember from before the restart. Should its clock be behind its previous
+// run's, the others' digests show it a larger generation of its own ID, and
+// it moves to one above that.
 //
 // # Using it
 //

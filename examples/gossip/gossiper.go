@@ -68,8 +68,10 @@ type Config struct {
 	// passed to Stale, as a forgotten node is no longer reported stale.
 	// Default 1 minute.
 	ForgetAfter time.Duration
-	// Generation is this run's generation (see Entry). Default: Now() in
-	// nanoseconds, so that a restarted node's generation is larger.
+	// Generation is this run's first generation (see Entry). Default: Now()
+	// in nanoseconds, so that a restarted node's generation is larger. If
+	// gossip shows a previous run of Self at a larger one (its clock was
+	// ahead), the Gossiper moves to a generation above that.
 	Generation uint64
 	// Rand picks the peers. Default: a PCG source seeded from Generation
 	// and Self.
@@ -210,5 +212,10 @@ func (g *Gossiper) Stale(after time.Duration) []cluster.NodeID {
 	return g.state.Stale(now, after)
 }
 
-// Generation returns this run's generation.
-func (g *Gossiper) Generation() uint64 { return g.cfg.Generation }
+// Generation returns this run's current generation: Config.Generation, or
+// above a previous run's if gossip showed a larger one.
+func (g *Gossiper) Generation() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state.entries[g.cfg.Self].Generation
+}

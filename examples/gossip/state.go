@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -68,12 +69,20 @@ func (s *State) Beat(now time.Time) {
 }
 
 // Merge takes every entry of a received digest that is newer than the one
-// known, and returns how many it took. An entry for this node itself is
-// ignored: only the node moves its own heartbeat. So is the entry of a node
-// forgotten (see Forget) unless it is newer than the last one known.
+// known, and returns how many it took. Only this node moves its own entry:
+// an entry for it that is newer than its own is from a previous run of the
+// same ID (whose clock was ahead, say), which the others would keep taking
+// over this run's; so this node starts a generation above it instead. The
+// entry of a node forgotten (see Forget) is ignored unless it is newer than
+// the last one known.
 func (s *State) Merge(digest map[cluster.NodeID]Entry, now time.Time) (updated int) {
 	for id, e := range digest {
 		if id == s.self {
+			if e.Newer(s.entries[s.self]) && e.Generation < math.MaxUint64 {
+				s.entries[s.self] = Entry{Generation: e.Generation + 1}
+				s.changed[s.self] = now
+				updated++
+			}
 			continue
 		}
 		if f, ok := s.forgotten[id]; ok {

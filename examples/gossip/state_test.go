@@ -26,7 +26,7 @@ func TestStateMergeKeepsTheNewer(t *testing.T) {
 	s := gossip.NewState("n1", 10, t0)
 	s.Beat(t0)
 	updated := s.Merge(map[cluster.NodeID]gossip.Entry{
-		"n1": {Generation: 99, Heartbeat: 99}, // about us: only we move it
+		"n1": {Generation: 9, Heartbeat: 99}, // about us: only we move it
 		"n2": {Generation: 5, Heartbeat: 3},
 	}, t0)
 	require.Equal(t, 1, updated)
@@ -34,6 +34,10 @@ func TestStateMergeKeepsTheNewer(t *testing.T) {
 		"n1": {Generation: 10, Heartbeat: 1},
 		"n2": {Generation: 5, Heartbeat: 3},
 	}, s.Entries())
+	// A previous run of ours at a larger generation: we start one above it.
+	require.Equal(t, 1, s.Merge(map[cluster.NodeID]gossip.Entry{"n1": {Generation: 99, Heartbeat: 99}}, t0))
+	require.Equal(t, gossip.Entry{Generation: 100}, s.Entries()["n1"])
+	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n1": {Generation: 100}}, t0))
 
 	// Older news changes nothing; newer news and a restart do.
 	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {Generation: 5, Heartbeat: 2}}, t0))

@@ -39,8 +39,9 @@ type State struct {
 	// a node is suspect when its entry stops changing.
 	changed map[cluster.NodeID]time.Time
 	// forgotten holds, for each node dropped by Forget, its last entry and
-	// when it was dropped: Merge refuses that entry and older ones, which
-	// the nodes that have not dropped it yet still gossip.
+	// when it was dropped or last heard of in a digest: Merge refuses that
+	// entry and older ones, which the nodes that have not dropped it yet
+	// still gossip.
 	forgotten map[cluster.NodeID]forgottenEntry
 }
 
@@ -87,6 +88,12 @@ func (s *State) Merge(digest map[cluster.NodeID]Entry, now time.Time) (updated i
 		}
 		if f, ok := s.forgotten[id]; ok {
 			if !e.Newer(f.last) {
+				if e == f.last {
+					// A peer still holds the departed node's last entry:
+					// refuse it for after again, or it comes back from
+					// that peer once this node's memory of it expires.
+					s.forgotten[id] = forgottenEntry{last: f.last, at: now}
+				}
 				continue // old news of a departed node
 			}
 			delete(s.forgotten, id) // it restarted or came back
@@ -128,8 +135,9 @@ func (s *State) Stale(now time.Time, after time.Duration) []cluster.NodeID {
 // table that kept them would grow for ever as nodes come and go. This node
 // is never forgotten. Other nodes drop the same entry at about the same
 // time, but until they do their digests still carry it: so each forgotten
-// node's last entry is remembered for after again, during which Merge takes
-// only a newer one (the node restarted or came back), then dropped too.
+// node's last entry is remembered until no digest has carried it for after,
+// during which Merge takes only a newer one (the node restarted or came
+// back), then dropped too.
 func (s *State) Forget(now time.Time, after time.Duration) []cluster.NodeID {
 	for id, f := range s.forgotten {
 		if now.Sub(f.at) > after {

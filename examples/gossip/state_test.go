@@ -72,7 +72,7 @@ func TestStateForget(t *testing.T) {
 	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n3": {1, 0}}, now))
 	require.Equal(t, 1, s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {1, 3}}, t0.Add(2*time.Second)))
 	require.Empty(t, s.Forget(t0.Add(2500*time.Millisecond), time.Second))
-	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n3": {1, 1}}, t0.Add(2500*time.Millisecond)))
+	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n3": {1, 0}}, t0.Add(2500*time.Millisecond)))
 	// Then it is forgotten for good: whatever comes is new.
 	require.Empty(t, s.Forget(t0.Add(2600*time.Millisecond), time.Second))
 	require.Equal(t, 1, s.Merge(map[cluster.NodeID]gossip.Entry{"n3": {1, 1}}, t0.Add(2600*time.Millisecond)))
@@ -81,6 +81,15 @@ func TestStateForget(t *testing.T) {
 	require.Equal(t, []cluster.NodeID{"n2", "n3"}, s.Forget(t0.Add(4*time.Second), time.Second))
 	require.Equal(t, 1, s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {2, 0}}, t0.Add(4*time.Second)))
 	require.Equal(t, map[cluster.NodeID]gossip.Entry{"n1": {1, 0}, "n2": {2, 0}}, s.Entries())
+
+	// A digest that still carries a forgotten node's last entry (an older
+	// one does not) keeps it refused for another second.
+	require.Equal(t, []cluster.NodeID{"n2"}, s.Forget(t0.Add(6*time.Second), time.Second))
+	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {2, 0}}, t0.Add(6800*time.Millisecond)))
+	require.Empty(t, s.Forget(t0.Add(7500*time.Millisecond), time.Second))
+	require.Zero(t, s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {2, 0}}, t0.Add(7500*time.Millisecond)))
+	require.Empty(t, s.Forget(t0.Add(8600*time.Millisecond), time.Second))
+	require.Equal(t, 1, s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {2, 0}}, t0.Add(8600*time.Millisecond)))
 }
 
 func TestPickPeers(t *testing.T) {

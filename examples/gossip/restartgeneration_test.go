@@ -55,3 +55,31 @@ func TestGossipRestartWithClockBehind(t *testing.T) {
 	require.Greater(t, must(replacement.g.Known("n3")).Generation, predecessor)
 	require.Equal(t, must(replacement.g.Known("n3")).Generation, replacement.g.Generation())
 }
+
+// The same, when the replacement starts after the others have forgotten
+// its predecessor: its smaller generation is a new run, not old news of
+// the departed one, and is taken at once.
+func TestStateTakesARestartWithASmallerGenerationAfterForgetting(t *testing.T) {
+	const forgetAfter = 10 * time.Second
+	s := gossip.NewState("n1", 1, t0)
+	s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {Generation: 200, Heartbeat: 50}}, t0)
+	now := t0.Add(forgetAfter + time.Second)
+	require.Equal(t, []cluster.NodeID{"n2"}, s.Forget(now, forgetAfter))
+
+	// n2 restarts with its clock behind: generation 100. None of n1's
+	// digests mentions n2 any more, so n2 cannot learn of generation 200.
+	for beat := uint64(1); beat <= 3; beat++ {
+		now = now.Add(100 * time.Millisecond)
+		s.Forget(now, forgetAfter)
+		s.Merge(map[cluster.NodeID]gossip.Entry{"n2": {Generation: 100, Heartbeat: beat}}, now)
+	}
+	e, ok := s.Entries()["n2"]
+	require.True(t, ok, "the restarted n2 is refused as old news of its predecessor")
+	require.Equal(t, gossip.Entry{Generation: 100, Heartbeat: 3}, e)
+
+	// Old news of the predecessor's run is still refused.
+	s2 := gossip.NewState("n1", 1, t0)
+	s2.Merge(map[cluster.NodeID]gossip.Entry{"n2": {Generation: 200, Heartbeat: 50}}, t0)
+	s2.Forget(t0.Add(forgetAfter+time.Second), forgetAfter)
+	require.Zero(t, s2.Merge(map[cluster.NodeID]gossip.Entry{"n2": {Generation: 200, Heartbeat: 49}}, t0.Add(forgetAfter+time.Second)))
+}

@@ -74,8 +74,9 @@ func (s *State) Beat(now time.Time) {
 // an entry for it that is newer than its own is from a previous run of the
 // same ID (whose clock was ahead, say), which the others would keep taking
 // over this run's; so this node starts a generation above it instead. The
-// entry of a node forgotten (see Forget) is ignored unless it is newer than
-// the last one known.
+// entry of a node forgotten (see Forget) is ignored if it is its last one
+// known or an older one of the same generation: a newer entry, or one of
+// another generation, is a restart or a return.
 func (s *State) Merge(digest map[cluster.NodeID]Entry, now time.Time) (updated int) {
 	for id, e := range digest {
 		if id == s.self {
@@ -87,7 +88,10 @@ func (s *State) Merge(digest map[cluster.NodeID]Entry, now time.Time) (updated i
 			continue
 		}
 		if f, ok := s.forgotten[id]; ok {
-			if !e.Newer(f.last) {
+			// A smaller generation is not old news: the departed run's
+			// own entries superseded its predecessors' long ago. It is a
+			// restart whose clock is behind.
+			if !e.Newer(f.last) && e.Generation == f.last.Generation {
 				if e == f.last {
 					// A peer still holds the departed node's last entry:
 					// refuse it for after again, or it comes back from
@@ -136,8 +140,8 @@ func (s *State) Stale(now time.Time, after time.Duration) []cluster.NodeID {
 // is never forgotten. Other nodes drop the same entry at about the same
 // time, but until they do their digests still carry it: so each forgotten
 // node's last entry is remembered until no digest has carried it for after,
-// during which Merge takes only a newer one (the node restarted or came
-// back), then dropped too.
+// during which Merge takes only a newer one or one of another generation
+// (the node restarted or came back), then dropped too.
 func (s *State) Forget(now time.Time, after time.Duration) []cluster.NodeID {
 	for id, f := range s.forgotten {
 		if now.Sub(f.at) > after {

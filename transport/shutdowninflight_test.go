@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/internode/internode/routing"
 	"github.com/internode/internode/transport"
+	"github.com/internode/internode/wire"
 )
 
 // TestShutdownReadsWhatPeersWrote: n1 has written one-way messages that
@@ -124,4 +126,42 @@ func testShutdownAmidTraffic(t *testing.T, tweak func(*transport.Config)) {
 			"round %d: of %d messages n1 sent, n2 received %d and dropped %d", round, sent, in.MessagesReceived, dropped)
 		c.Close()
 	}
+}
+
+// TestShutdownFinishCountsNoBadInputForACutFrame: the peer of a
+// connection whose back channel a drained Shutdown has closed stops
+// writing and closes the connection, as wire/doc.go asks, where it is:
+// a frame it was writing is cut short. That is the end Shutdown asked
+// for, not bad input: nothing is counted malformed or logged so (before,
+// one connection in two of a Shutdown amid traffic was).
+func TestShutdownFinishCountsNoBadInputForACutFrame(t *testing.T) {
+	const verbPut transport.Verb = 245
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) { cfg.Security.AcceptUnknownPeers = true })
+	node := c.Nodes[0]
+	handled := make(chan struct{}, 1)
+	node.Handle(verbPut, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		handled <- struct{}{}
+		return nil, nil
+	}))
+	peer := dialAs(node.Addr().String(), "peer", routing.Small)
+	require.NotNil(t, peer)
+	defer peer.Close()
+	require.NoError(t, peer.SetDeadline(time.Now().Add(10*time.Second)))
+	msg := wire.AppendHeader(nil, &wire.Header{Verb: uint32(verbPut), PayloadLength: 1 << 10})
+	msg = append(msg, make([]byte, 1<<10)...)
+	frame := append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...)
+	_, err := peer.Write(frame)
+	require.NoError(t, err)
+	within(t, handled, 10*time.Second, "the first message") // the connection is served
+	_, err = peer.Write(frame[:len(frame)/2])
+	require.NoError(t, err)
+
+	shut := make(chan error, 1)
+	go func() { shut <- node.Shutdown(ctxTimeout(t, 10*time.Second)) }()
+	_, err = io.Copy(io.Discard, peer)
+	require.NoError(t, err, "the back channel ends")
+	peer.Close() // the rest of the frame unwritten
+	require.NoError(t, within(t, shut, 10*time.Second, "Shutdown"))
+	s := node.Stats()
+	assert.Zero(t, s.InboundMalformed, "bad input counted: %v", s.BadInput)
 }

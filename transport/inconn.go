@@ -248,6 +248,10 @@ func (ic *inConn) readingEnded(err error) {
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, errWroteBack):
 		return // errWroteBack: reported by backFailed
+	case ic.backClosed.Load() && badInputOf(err) == BadInputTruncated:
+		// closeBack asked the peer to close, which it does where it is,
+		// its last frame cut short or not (wire/doc.go, initiator step 6).
+		return
 	case isTimeout(err):
 		select {
 		case <-ic.done:

@@ -3,6 +3,8 @@ package transport_test
 import (
 	"context"
 	"io"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,4 +166,95 @@ func TestShutdownFinishCountsNoBadInputForACutFrame(t *testing.T) {
 	require.NoError(t, within(t, shut, 10*time.Second, "Shutdown"))
 	s := node.Stats()
 	assert.Zero(t, s.InboundMalformed, "bad input counted: %v", s.BadInput)
+}
+
+// TestShutdownReadsAConnectionAnsweredAsItBegan: a connection whose
+// handshake's reply went out as Shutdown began, and whose peer wrote a
+// one-way message once it read it, is read as the others are, not
+// closed unread because it was not yet among the served connections
+// when Shutdown, drained, looked for those to read on: the message is
+// received.
+func TestShutdownReadsAConnectionAnsweredAsItBegan(t *testing.T) {
+	const verbPut transport.Verb = 246
+	cleared, closed, clear := make(chan struct{}), make(chan struct{}), newGate()
+	defer clear.open()
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Security.AcceptUnknownPeers = true
+		cfg.Listen = func(network, addr string) (net.Listener, error) {
+			ln, err := net.Listen(network, addr)
+			return &clearGatedListener{Listener: ln, clearing: cleared, closed: closed, clear: clear}, err
+		}
+	})
+	node := c.Nodes[0]
+	node.Handle(verbPut, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) { return nil, nil }))
+	peer := rawConn(t, node)
+	reply := handshake(t, peer, validHello(routing.Small))
+	require.Equal(t, wire.Accepted, reply.Reason)
+	msg := wire.AppendHeader(nil, &wire.Header{Verb: uint32(verbPut), PayloadLength: 100})
+	msg = append(msg, make([]byte, 100)...)
+	_, err := peer.Write(append(wire.AppendFrameHeader(nil, wire.FrameBatch, 0, msg), msg...))
+	require.NoError(t, err)
+	// The node is between its reply and serving the connection.
+	within(t, cleared, 10*time.Second, "the handshake's end")
+
+	shut := make(chan error, 1)
+	go func() { shut <- node.Shutdown(ctxTimeout(t, 10*time.Second)) }()
+	// A Shutdown that does not wait for the connection closes it at
+	// once; one that does waits for it for longer than this.
+	select {
+	case <-closed:
+	case <-time.After(time.Second):
+	}
+	clear.open()
+	_, _ = io.Copy(io.Discard, peer) // to the end of the back channel
+	peer.Close()
+	require.NoError(t, within(t, shut, 10*time.Second, "Shutdown"))
+	in := node.Stats().Total()
+	var dropped uint64
+	for _, d := range in.DroppedInbound {
+		dropped += d
+	}
+	assert.Equal(t, uint64(1), in.MessagesReceived+dropped,
+		"of 1 message written: %d received, %d dropped", in.MessagesReceived, dropped)
+}
+
+// clearGatedListener is a listener whose first connection's clearing of
+// its deadlines, at the end of its handshake, waits for clear once it
+// has said so (clearing); its Close says so (closed).
+type clearGatedListener struct {
+	net.Listener
+	accepted bool
+	clearing chan struct{}
+	closed   chan struct{}
+	clear    *gate
+}
+
+func (l *clearGatedListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil || l.accepted {
+		return conn, err
+	}
+	l.accepted = true // one accept loop
+	return &clearGatedConn{TCPConn: conn.(*net.TCPConn), l: l}, nil
+}
+
+type clearGatedConn struct {
+	*net.TCPConn
+	l                *clearGatedListener
+	clearOnce, close sync.Once
+}
+
+func (c *clearGatedConn) SetDeadline(d time.Time) error {
+	if d.IsZero() {
+		c.clearOnce.Do(func() {
+			close(c.l.clearing)
+			_ = c.l.clear.wait(context.Background())
+		})
+	}
+	return c.TCPConn.SetDeadline(d)
+}
+
+func (c *clearGatedConn) Close() error {
+	c.close.Do(func() { close(c.l.closed) })
+	return c.TCPConn.Close()
 }

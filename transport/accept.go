@@ -325,7 +325,9 @@ func (t *Transport) serveConn(raw net.Conn, h *pendingHandshake) {
 		}
 	}
 	ic := newInConn(t, p, lane, conn, hello.Capabilities&t.offers(hello.Lane))
-	if !t.trackInConn(ic, true) {
+	tracked := t.trackInConn(ic, true)
+	t.answeredEnd(true) // in inConns now, or the transport closed
+	if !tracked {
 		return
 	}
 	defer t.trackInConn(ic, false)
@@ -481,13 +483,20 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		}
 	}
 	out := wire.AppendReply(buf[:0], &reply)
-	if reply.Reason == wire.Accepted && routing.Lane(hello.Lane).Valid() {
+	answered := reply.Reason == wire.Accepted && routing.Lane(hello.Lane).Valid()
+	if answered {
 		// The first beat, with the reply: the initiator counts its lane
 		// as connected once it hears this node on it, within a round
 		// trip of a live one.
 		out = wire.AppendFrameHeader(out, wire.FrameBeat, 0, nil)
+		// From the reply on, the peer may write messages: a finishing
+		// Shutdown reads them too (serveConn ends the count).
+		t.inboundMu.Lock()
+		t.answered++
+		t.inboundMu.Unlock()
 	}
 	if _, err := conn.Write(out); err != nil {
+		t.answeredEnd(answered)
 		if reply.Reason == wire.Accepted {
 			t.releaseStreamConn(p, t.streamConnHold(hello.Lane)) // not served: its buffer goes back
 		}
@@ -497,10 +506,23 @@ func (t *Transport) acceptHello(raw net.Conn) (net.Conn, wire.Hello, *peer, erro
 		return nil, hello, p, &refusalError{why, &HandshakeError{Reason: reply.Reason, Message: reply.Message}}
 	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
+		t.answeredEnd(answered)
 		t.releaseStreamConn(p, t.streamConnHold(hello.Lane)) // not served: its buffer goes back
 		return conn, hello, p, err
 	}
 	return conn, hello, p, nil
+}
+
+// answeredEnd ends the count in answered of a message connection
+// answered, if it was: served now (serveConn), or its handshake failed
+// after all.
+func (t *Transport) answeredEnd(answered bool) {
+	if answered {
+		t.inboundMu.Lock()
+		defer t.inboundMu.Unlock()
+		t.answered--
+		t.signalDrained() // finishInbound may be waiting for it
+	}
 }
 
 // streamConnHold is what an accepted stream connection of kind holds of

@@ -72,6 +72,10 @@ type Transport struct {
 	inboundMu sync.Mutex
 	inbound   map[net.Conn]struct{} // accepted connections, handshaken or not
 	inConns   map[*inConn]struct{}  // handshaken message connections
+	// answered counts the message connections answered Accepted (or
+	// being answered), whose peers may write from then on, and not yet
+	// in inConns: finishInbound waits for them too (answeredEnd).
+	answered int
 	// Unfinished inbound handshakes, in total and by remote host (oldest
 	// first), and established inbound connections of every kind.
 	pendingHandshakes int
@@ -493,11 +497,15 @@ const finishWait = 3 * wire.KeepaliveInterval
 
 // inboundOpen reports whether an inbound message connection that
 // finishInbound waits for is still open: one whose sending side it
-// closed. A connection whose side cannot be closed alone (the in-memory
-// network's) is left to Close.
+// closed, or one answered and about to be served (answered), whose side
+// trackInConn closes. A connection whose side cannot be closed alone (a
+// net.Conn without CloseWrite) is left to Close.
 func (t *Transport) inboundOpen() bool {
 	t.inboundMu.Lock()
 	defer t.inboundMu.Unlock()
+	if t.answered > 0 {
+		return true
+	}
 	for ic := range t.inConns {
 		if ic.backClosed.Load() {
 			return true

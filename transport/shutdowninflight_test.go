@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,4 +258,39 @@ func (c *clearGatedConn) SetDeadline(d time.Time) error {
 func (c *clearGatedConn) Close() error {
 	c.close.Do(func() { close(c.l.closed) })
 	return c.TCPConn.Close()
+}
+
+// TestShutdownClosesTheListenerOnce: the transport owns the listener
+// Config.Listen returns and closes it, once: the second Close of an
+// io.Closer is undefined, and a listener of the application's may panic
+// at it (closing a channel twice). A drained Shutdown, which stops
+// listening before it reads on, and the Close it ends with, close it once
+// between them, however many Shutdowns there are.
+func TestShutdownClosesTheListenerOnce(t *testing.T) {
+	var closes atomic.Int32
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Listen = func(network, addr string) (net.Listener, error) {
+			ln, err := net.Listen(network, addr)
+			return &countingCloseListener{Listener: ln, closes: &closes}, err
+		}
+	})
+	node := c.Nodes[0]
+	done := make(chan error, 2)
+	for range 2 {
+		go func() { done <- node.Shutdown(ctxTimeout(t, 10*time.Second)) }()
+	}
+	require.NoError(t, within(t, done, 10*time.Second, "Shutdown"))
+	require.NoError(t, within(t, done, 10*time.Second, "Shutdown"))
+	require.NoError(t, node.Close())
+	assert.Equal(t, int32(1), closes.Load(), "listener closed %d times", closes.Load())
+}
+
+type countingCloseListener struct {
+	net.Listener
+	closes *atomic.Int32
+}
+
+func (l *countingCloseListener) Close() error {
+	l.closes.Add(1)
+	return l.Listener.Close()
 }

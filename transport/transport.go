@@ -138,6 +138,7 @@ type Transport struct {
 	closing    atomic.Bool   // Shutdown or Close began: refuse new messages
 	drainedAll atomic.Bool   // a Shutdown found everything drained before the transport closed
 	finishing  atomic.Bool   // a drained Shutdown closed the listener and reads on until peers close (finishInbound)
+	lnOnce     sync.Once     // closes ln (closeListener)
 	closed     chan struct{} // closed by Close
 	draining   chan struct{} // closed by Shutdown: writers stop waiting to coalesce
 	drainOnce  sync.Once
@@ -467,7 +468,7 @@ drain:
 // (ctx.Err()), for peers that do not close; Close cuts those off.
 func (t *Transport) finishInbound(ctx context.Context) error {
 	t.finishing.Store(true)
-	t.ln.Close()
+	t.closeListener()
 	t.inboundMu.Lock()
 	conns := slices.Collect(maps.Keys(t.inConns))
 	t.inboundMu.Unlock()
@@ -489,6 +490,10 @@ func (t *Transport) finishInbound(ctx context.Context) error {
 	}
 	return nil
 }
+
+// closeListener closes the listener, once: a second Close of an
+// io.Closer is undefined, and Config.Listen's may be the application's.
+func (t *Transport) closeListener() { t.lnOnce.Do(func() { t.ln.Close() }) }
 
 // finishWait bounds finishInbound's wait for peers to close their side:
 // one that has seen the end of its back channel closes at once; one that
@@ -639,7 +644,7 @@ func (t *Transport) Close() error {
 		//lint:ignore SA2001 the wait for a SetLimits under way is the point
 		t.limitsMu.Unlock()
 		t.cancel()
-		t.ln.Close()
+		t.closeListener()
 		t.inboundMu.Lock()
 		for conn := range t.inbound {
 			conn.Close()

@@ -413,7 +413,10 @@ func (t *Transport) signalDrained() {
 // intervals at most): what a peer wrote before then — one-way messages
 // it counted sent — is handled here, or counted dropped, not thrown away
 // unread; what it had not written waits in its queue for this node's
-// return, or fails there. If ctx ends first it closes at
+// return, or fails there. A request that arrives on a connection whose
+// side is closed is refused all the same, but its answer cannot go back:
+// its call fails with ErrConnectionReset as the peer closes, though it
+// did not run. If ctx ends first it closes at
 // once, failing what is left, and returns ctx.Err() once Close has
 // returned (which waits for the running handlers: see Close); if a Close
 // (or another Shutdown's ctx ending) cuts the drain short, it returns

@@ -273,6 +273,7 @@ func (ic *inConn) route(f *inFrame, h *wire.Header, deadline int64, payload []by
 		return
 	}
 	f.refs.Add(1)
+	t.working.Add(1)
 	switch {
 	case v.inline:
 		ic.runInline(w, onReader)
@@ -383,6 +384,7 @@ func (ic *inConn) queueWhole(f *inFrame, verb uint32, deadline int64) bool {
 	w.h.Verb = verb
 	ic.holdWork(f, 1)
 	f.refs.Store(1)
+	ic.t.working.Add(1)
 	if v.inline {
 		ic.runInline(w, false) // one-way messages: no responses to hold
 		return true
@@ -468,6 +470,9 @@ func (t *Transport) doneWork(w *work) {
 	*w = work{}
 	workPool.Put(w)
 	ic.doneWith(f)
+	if t.working.Add(-1) == 0 {
+		t.signalDrained()
+	}
 }
 
 // runStage is a stage's worker (see stage): it takes its turns until

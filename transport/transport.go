@@ -139,6 +139,7 @@ type Transport struct {
 	drainedAll atomic.Bool   // a Shutdown found everything drained before the transport closed
 	finishing  atomic.Bool   // a drained Shutdown closed the listener and reads on until peers close (finishInbound)
 	lnOnce     sync.Once     // closes ln (closeListener)
+	working    atomic.Int64  // messages routed to their handlers and not yet done with (route, doneWork)
 	closed     chan struct{} // closed by Close
 	draining   chan struct{} // closed by Shutdown: writers stop waiting to coalesce
 	drainOnce  sync.Once
@@ -416,9 +417,12 @@ func (t *Transport) signalDrained() {
 // return, or fails there. A request that arrives on a connection whose
 // side is closed is refused all the same, but its answer cannot go back:
 // its call fails with ErrConnectionReset as the peer closes, though it
-// did not run. If ctx ends first it closes at
-// once, failing what is left, and returns ctx.Err() once Close has
-// returned (which waits for the running handlers: see Close); if a Close
+// did not run. Once those connections have ended, it waits for the
+// one-way messages it read to be handled, as for the requests, so that
+// Close does not drop them (ReasonClosed) unknown to their senders. If
+// ctx ends first it closes at once, failing what is left, and returns
+// ctx.Err() once Close has returned (which waits for the running
+// handlers: see Close); if a Close
 // (or another Shutdown's ctx ending) cuts the drain short, it returns
 // ErrClosed once that Close has returned.
 func (t *Transport) Shutdown(ctx context.Context) error {
@@ -456,7 +460,31 @@ drain:
 		t.Close()
 		return err
 	}
+	if err := t.finishWork(ctx, poll.C); err != nil {
+		t.Close()
+		return err
+	}
 	return t.Close()
+}
+
+// finishWork waits, once finishInbound has ended the inbound connections,
+// for the messages they brought to be done with: the one-way messages
+// queued for their handlers run, not dropped by Close as closed, which
+// their senders, having counted them sent, would never hear of. With a
+// connection still open (a peer that did not close its side in time) it
+// does not wait: what that one brings would keep it waiting.
+func (t *Transport) finishWork(ctx context.Context, poll <-chan time.Time) error {
+	for t.working.Load() > 0 && !t.inboundOpen() {
+		select {
+		case <-t.drained: // the last message was done with (doneWork)
+		case <-poll:
+		case <-t.closed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // finishInbound ends the inbound message connections gracefully, once

@@ -202,8 +202,16 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 			}
 		}
 	}
+	appliedAll := func() (n int) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		for _, times := range st.applied {
+			n += times
+		}
+		return n
+	}
 	settle()
-	time.Sleep(300 * time.Millisecond) // load runs before the first restart
+	waitFor(t, 10*time.Second, "load before the first restart", func() bool { return appliedAll() >= 1000 })
 	for i := range nodes {
 		old := current[i].Load()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -217,7 +225,9 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 		require.NoError(t, err)
 		current[i].Store(tr)
 		settle()
-		time.Sleep(300 * time.Millisecond) // load runs with the node back
+		waitFor(t, 10*time.Second, "load with the node back", func() bool {
+			return tr.Stats().Total().MessagesReceived >= 500
+		})
 	}
 	close(stop)
 	load.Wait()

@@ -418,8 +418,9 @@ func (w *Waiter) Cancel() bool {
 	w.settled = true
 	for i, x := range b.waiters {
 		if x == w {
-			// Delete clears the slot past the new end, which would keep
-			// w, and what its onReady reaches, until written over.
+			// slices.Delete clears the slot left past the new end,
+			// which would otherwise keep w, and what its onReady
+			// reaches, until written over.
 			b.waiters = slices.Delete(b.waiters, i, i+1)
 			b.queued.Add(-1)
 			break

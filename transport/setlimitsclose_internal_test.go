@@ -49,20 +49,7 @@ func TestSetLimitsGrantsNothingAfterCloseReturned(t *testing.T) {
 	go func() { set <- n2.SetLimits(Limits{}, roomier) }()
 	within(t, entered, 5*time.Second, "SetLimits to call the first grant")
 
-	var heldAtClose int64
-	closed := make(chan struct{})
-	go func() {
-		n2.Close()
-		heldAtClose = root.Used()
-		close(closed)
-	}()
-	select {
-	case <-closed: // Close did not wait for the grants SetLimits has still to call
-	case <-time.After(time.Second): // or it waits for them
-	}
-	close(release)
-	require.NoError(t, <-set)
-	within(t, closed, 5*time.Second, "Close to return")
+	heldAtClose := closeWhileGranting(t, n2, release, func() { require.NoError(t, <-set) })
 	assert.Equal(t, in.Node+1, heldAtClose, "bytes held once Close returned: the test's, and no message's")
 	assert.ErrorIs(t, n2.SetLimits(Limits{}, in), ErrClosed, "SetLimits after Close")
 }
@@ -108,20 +95,31 @@ func TestShutdownGrantsNothingAfterACloseReturned(t *testing.T) {
 	go func() { shut <- n2.Shutdown(context.Background()) }()
 	within(t, entered, 5*time.Second, "Shutdown to call the first grant")
 
+	heldAtClose := closeWhileGranting(t, n2, release, func() { within(t, shut, 5*time.Second, "Shutdown to return") })
+	assert.Equal(t, filler+1, heldAtClose, "bytes held once Close returned: the test's, and no message's")
+	within(t, requested, 5*time.Second, "the request to end")
+}
+
+// closeWhileGranting closes n while a grant holds up its caller (until
+// release is closed), then releases it, calls granted, and returns the
+// inbound bytes n held as Close returned. Close is given a second to
+// return early, as it did before it waited for the grants; no signal
+// tells that it waits instead, so after that second the grants go on.
+func closeWhileGranting(t *testing.T, n *Transport, release chan struct{}, granted func()) int64 {
+	t.Helper()
 	var heldAtClose int64
 	closed := make(chan struct{})
 	go func() {
-		n2.Close()
-		heldAtClose = root.Used()
+		n.Close()
+		heldAtClose = n.inBudget.Root().Used()
 		close(closed)
 	}()
 	select {
-	case <-closed: // Close did not wait for the grants Shutdown has still to call
+	case <-closed: // Close did not wait for the grants still to be called
 	case <-time.After(time.Second): // or it waits for them
 	}
 	close(release)
+	granted()
 	within(t, closed, 5*time.Second, "Close to return")
-	within(t, shut, 5*time.Second, "Shutdown to return")
-	assert.Equal(t, filler+1, heldAtClose, "bytes held once Close returned: the test's, and no message's")
-	within(t, requested, 5*time.Second, "the request to end")
+	return heldAtClose
 }

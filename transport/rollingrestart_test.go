@@ -93,6 +93,14 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 		}))
 	}
 	var current [nodes]atomic.Pointer[transport.Transport]
+	// back[i] is closed once node i's next run is current: a caller that
+	// found its node closed waits for it.
+	var back [nodes]atomic.Pointer[chan struct{}]
+	for i := range nodes {
+		ch := make(chan struct{})
+		close(ch)
+		back[i].Store(&ch)
+	}
 	for i, n := range c.Nodes {
 		setup(n)
 		current[i].Store(n)
@@ -182,7 +190,10 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 				if err != nil {
 					requestsFailed.Add(1)
 					if errors.Is(err, net.ErrClosed) { // this node is restarting
-						time.Sleep(time.Millisecond) // pace the retries, waits for nothing
+						select {
+						case <-*back[i].Load(): // its next run is current
+						case <-stop:
+						}
 					}
 					continue
 				}
@@ -213,6 +224,8 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 	settle()
 	waitFor(t, 10*time.Second, "load before the first restart", func() bool { return appliedAll() >= 1000 })
 	for i := range nodes {
+		restarted := make(chan struct{})
+		back[i].Store(&restarted)
 		old := current[i].Load()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		begun := time.Now()
@@ -224,6 +237,7 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 		tr, err := c.RestartWith(i, setup)
 		require.NoError(t, err)
 		current[i].Store(tr)
+		close(restarted)
 		settle()
 		waitFor(t, 10*time.Second, "load with the node back", func() bool {
 			return tr.Stats().Total().MessagesReceived >= 500

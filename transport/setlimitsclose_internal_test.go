@@ -22,15 +22,7 @@ import (
 // after Close began changes nothing.
 func TestSetLimitsGrantsNothingAfterCloseReturned(t *testing.T) {
 	in := Limits{PerConnection: 256 << 10, PerPeer: 1 << 20, Node: 1 << 20}
-	tweak := func(c *Config) {
-		c.Memory.MaxMessageSize = 256 << 10
-		c.Memory.Inbound = in
-	}
-	static2 := cluster.NewStatic()
-	n2 := startNode(t, "n2", static2, tweak)
-	n2.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) { return nil, nil }))
-	n1 := startNode(t, "n1", cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()}), tweak)
-	static2.Add(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+	n1, n2 := grantingPair(t, in)
 
 	root := n2.inBudget.Root()
 	root.Child(math.MaxInt64, false).Overdraw(in.Node) // n2's inbound room, all taken
@@ -63,15 +55,7 @@ func TestSetLimitsGrantsNothingAfterCloseReturned(t *testing.T) {
 // returned.
 func TestShutdownGrantsNothingAfterACloseReturned(t *testing.T) {
 	in := Limits{PerConnection: 256 << 10, PerPeer: 1 << 20, Node: 1 << 20}
-	tweak := func(c *Config) {
-		c.Memory.MaxMessageSize = 256 << 10
-		c.Memory.Inbound = in
-	}
-	static2 := cluster.NewStatic()
-	n2 := startNode(t, "n2", static2, tweak)
-	n2.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) { return nil, nil }))
-	n1 := startNode(t, "n1", cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()}), tweak)
-	static2.Add(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+	n1, n2 := grantingPair(t, in)
 
 	root := n2.inBudget.Root()
 	filler := in.Node - 200<<10
@@ -122,4 +106,21 @@ func closeWhileGranting(t *testing.T, n *Transport, release chan struct{}, grant
 	granted()
 	within(t, closed, 5*time.Second, "Close to return")
 	return heldAtClose
+}
+
+// grantingPair starts n1 and n2, members of each other, with inbound
+// limits in and messages of up to 256 KiB (those above 64 KiB go on the
+// large lane and wait for grants), n2 answering verb 1.
+func grantingPair(t *testing.T, in Limits) (n1, n2 *Transport) {
+	t.Helper()
+	tweak := func(c *Config) {
+		c.Memory.MaxMessageSize = 256 << 10
+		c.Memory.Inbound = in
+	}
+	static2 := cluster.NewStatic()
+	n2 = startNode(t, "n2", static2, tweak)
+	n2.Handle(1, HandlerFunc(func(context.Context, *Message) ([]byte, error) { return nil, nil }))
+	n1 = startNode(t, "n1", cluster.NewStatic(cluster.Member{ID: "n2", Addr: n2.Addr().String()}), tweak)
+	static2.Add(cluster.Member{ID: "n1", Addr: n1.Addr().String()})
+	return n1, n2
 }

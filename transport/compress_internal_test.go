@@ -428,6 +428,45 @@ func TestWriteBatchCountsOnlyCompressedFramesSent(t *testing.T) {
 	assert.Positive(t, counters.compressIn.Load())
 }
 
+// TestWriteBatchCountsTheCompressedFramesOfACutWrite: a write cut short
+// after some of its frames went whole counts those frames' messages as
+// sent (writeBatch), and so must count those frames as sent compressed,
+// their bytes before and after, and the frames among them that went as
+// they were: the compression counters (and the internode.compression.bytes
+// metric) counted none of them, as if nothing had been sent.
+func TestWriteBatchCountsTheCompressedFramesOfACutWrite(t *testing.T) {
+	counters := &connCounters{}
+	fw := frameWriter{comp: &compressor{counters: counters}}
+	payloads := [][]byte{jsonPayload(1, 4<<10), randomPayload(2, 4<<10), jsonPayload(3, 4<<10), jsonPayload(4, 4<<10)}
+	var q outQueue
+	queuePayloads(t, &q, payloads)
+	b, _ := q.take()
+	var whole bytes.Buffer
+	_, _, err := (&frameWriter{comp: &compressor{counters: &connCounters{}}}).writeBatch(&whole, b, 5<<10, 1, newRecordingSink(1<<30))
+	require.NoError(t, err)
+	frames := readFrames(t, whole.Bytes())
+	require.Len(t, frames, 4, "a frame a message")
+	require.Equal(t, []wire.FrameKind{wire.FrameBatchS2, wire.FrameBatch, wire.FrameBatchS2, wire.FrameBatchS2},
+		[]wire.FrameKind{frames[0].kind, frames[1].kind, frames[2].kind, frames[3].kind})
+	// The first three frames whole, and one byte of the fourth.
+	cut := 3*wire.FrameHeaderSize + len(frames[0].payload) + len(frames[1].payload) + len(frames[2].payload) + 1
+
+	sink := newRecordingSink(1 << 30)
+	sent, _, err := fw.writeBatch(&cutWriter{limit: cut}, b, 5<<10, 1, sink)
+	q.release(b)
+	require.ErrorIs(t, err, errCutWrite)
+	require.Equal(t, 3, sent, "the messages of the frames written whole")
+	require.Len(t, sink.fails, 1)
+	assert.Empty(t, fw.comp.held, "block buffers given back")
+	_, first := decodeFrames(t, frames[:1])
+	_, third := decodeFrames(t, frames[2:3])
+	assert.EqualValues(t, 2, counters.compressedFrames.Load(), "frames sent compressed")
+	assert.EqualValues(t, len(first[0].payload)+len(third[0].payload), counters.compressIn.Load(), "bytes before")
+	assert.EqualValues(t, len(frames[0].payload)+len(frames[2].payload), counters.compressOut.Load(), "bytes after")
+	assert.EqualValues(t, 1, counters.compressSkipped.Load(), "frames sent as they were")
+	assert.EqualValues(t, 1, counters.compressMisses.Load(), "of those, tried in vain")
+}
+
 // TestReaderRefusesAnOverlongCompressedBlockFromItsHeader: a block longer
 // than any S2 block that decodes to its plain_len can be
 // (wire.MaxBatchS2Block) is malformed, and is refused from the frame

@@ -118,11 +118,18 @@ type compressor struct {
 	// held are the pooled buffers of the compressed frames gathered for
 	// the next write; the frameWriter gives them back once it is written.
 	held []*bytebufferpool.ByteBuffer
-	// Of the frames gathered for the next write: those compressed, their
-	// bytes before and after, those going as they are, and of those the
-	// ones tried in vain. They reach counters only if the write succeeds,
-	// as its messages do: a frame of a failed write was not sent.
-	frames, in, out, skipped, misses uint64
+	// gathered says what became of each batch frame gathered for the
+	// next write. A frame reaches counters only if the write took it
+	// whole, as its messages do (writeBatch): a frame a failed write did
+	// not take whole was not sent.
+	gathered []gatheredFrame
+}
+
+// gatheredFrame is one batch frame gathered for the next write.
+type gatheredFrame struct {
+	frame   int  // its place among the write's frames (frameWriter.frameEnds)
+	in, out int  // its bytes before and after compression; out 0: sent as it was
+	tried   bool // sent as it was after a try that did not shrink it enough
 }
 
 // newCompressor returns the compressor for a connection of lane whose
@@ -185,57 +192,69 @@ func (t *Transport) offers(kind uint8) wire.Capabilities {
 // A compressed body lives in a pooled buffer that flush gives back.
 func (fw *frameWriter) addBatch(body []byte) {
 	if c := fw.comp; c != nil {
-		if block := c.compress(body); block != nil {
+		if block := c.compress(len(fw.frameEnds), body); block != nil {
 			fw.add(wire.FrameBatchS2, 0, block)
 			return
 		}
-		c.skipped++
 	}
 	fw.add(wire.FrameBatch, 0, body)
 }
 
-// compress returns body as one S2 block in a pooled buffer it holds, or
-// nil when the policy says to send body as it is.
-func (c *compressor) compress(body []byte) []byte {
+// compress returns body, the write's frame-th frame, as one S2 block in
+// a pooled buffer it holds, or nil when the policy says to send body as
+// it is.
+func (c *compressor) compress(frame int, body []byte) []byte {
 	if !c.policy.try(len(body)) {
+		c.gathered = append(c.gathered, gatheredFrame{frame: frame})
 		return nil
 	}
 	buf := bytebufferpool.Get()
 	buf.B = wire.AppendBatchS2(buf.B[:0], body)
 	block := buf.B
 	if !c.policy.result(len(body), len(block)) {
-		c.misses++
+		c.gathered = append(c.gathered, gatheredFrame{frame: frame, tried: true})
 		bytebufferpool.Put(buf)
 		return nil
 	}
 	c.held = append(c.held, buf)
-	c.frames++
-	c.in += uint64(len(body))
-	c.out += uint64(len(block))
+	c.gathered = append(c.gathered, gatheredFrame{frame: frame, in: len(body), out: len(block)})
 	return block
 }
 
 // releaseHeld gives back the buffers of the frames just written, and
-// counts them if the write succeeded (sent).
-func (c *compressor) releaseHeld(sent bool) {
+// counts the first whole of them: those the write took whole.
+func (c *compressor) releaseHeld(whole int) {
 	for i, buf := range c.held {
 		bytebufferpool.Put(buf)
 		c.held[i] = nil
 	}
 	c.held = c.held[:0]
-	if sent {
-		add := func(counter *atomic.Uint64, n uint64) {
-			if n > 0 {
-				counter.Add(n)
-			}
+	var frames, in, out, skipped, misses uint64
+	for _, f := range c.gathered {
+		switch {
+		case f.frame >= whole:
+		case f.out > 0:
+			frames++
+			in += uint64(f.in)
+			out += uint64(f.out)
+		case f.tried:
+			misses++
+			fallthrough
+		default:
+			skipped++
 		}
-		add(&c.counters.compressedFrames, c.frames)
-		add(&c.counters.compressIn, c.in)
-		add(&c.counters.compressOut, c.out)
-		add(&c.counters.compressSkipped, c.skipped)
-		add(&c.counters.compressMisses, c.misses)
 	}
-	c.frames, c.in, c.out, c.skipped, c.misses = 0, 0, 0, 0, 0
+	c.gathered = c.gathered[:0]
+	add := func(counter *atomic.Uint64, n uint64) {
+		if n > 0 {
+			counter.Add(n)
+		}
+	}
+	add(&c.counters.compressedFrames, frames)
+	add(&c.counters.compressIn, in)
+	add(&c.counters.compressOut, out)
+	add(&c.counters.compressSkipped, skipped)
+	add(&c.counters.compressMisses, misses)
 }
 
 // errCompressedBatch wraps what is wrong with a compressed batch frame.

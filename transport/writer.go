@@ -126,9 +126,19 @@ func (fw *frameWriter) flush(dst io.Writer) error {
 	clear(vec) // no reference to payloads survives the write
 	fw.vec, fw.writing = vec[:0], nil
 	if fw.comp != nil {
-		fw.comp.releaseHeld(err == nil)
+		fw.comp.releaseHeld(fw.wholeFrames())
 	}
 	return err
+}
+
+// wholeFrames returns how many of the frames gathered for the last write
+// it took whole: all of them, unless it was cut short.
+func (fw *frameWriter) wholeFrames() int {
+	whole := 0
+	for whole < len(fw.frameEnds) && fw.frameEnds[whole] <= fw.lastBytes {
+		whole++
+	}
+	return whole
 }
 
 // writePing writes one FramePing.
@@ -213,10 +223,7 @@ func (fw *frameWriter) writeBatch(dst io.Writer, b *batch, maxFrame int, now int
 		return 0, 0, nil
 	}
 	if err := fw.flush(dst); err != nil {
-		whole := 0 // frames written whole
-		for whole < len(fw.frameEnds) && fw.frameEnds[whole] <= fw.lastBytes {
-			whole++
-		}
+		whole := fw.wholeFrames()
 		messages, bytes, responses = 0, 0, 0
 		for i := range b.items {
 			it := &b.items[i]

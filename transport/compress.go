@@ -360,15 +360,15 @@ func rejectedS2Budget(maxFrame int) int64 {
 // decompressed batch is taken (or waited for) before anything is
 // allocated — its length is read from the block's first bytes and checked
 // against the frame limit — as for a plain frame of that size. The
-// compressed block, held only while it is decoded, is counted beyond the
-// limits (at most one frame per connection) rather than waited for: a
-// batch that fills the limit could otherwise never be read. A frame that
-// OverloadReject rejects holds the same while its block is read, and its
-// decompressed batch, outside the limits, only once the block has come,
-// while its messages are answered; before it holds either it takes a
-// share of the node's room for such frames (rejectedS2Budget), both
-// buffers' worth, and waits for it, reading paused, while other rejected
-// frames hold that room. Each holder gives its share back once its frame
+// compressed block, held while it arrives and is decoded, is counted
+// beyond the limits (at most one frame per connection) rather than
+// waited for: a batch that fills the limit could otherwise never be
+// read. A frame that OverloadReject rejects holds the same while its
+// block is read, and its decompressed batch, outside the limits, only
+// once the block has come, while its messages are answered; before it
+// holds either it takes a share of the node's room for such frames
+// (rejectedS2Budget), both buffers' worth, and waits for it, reading
+// paused, while other rejected frames hold that room. Each holder gives its share back once its frame
 // is answered, or its connection ends: Keepalive bounds the reading of
 // each frame, so a wait ends.
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {

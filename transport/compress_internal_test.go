@@ -352,7 +352,7 @@ func (pipeAddr) String() string  { return "pipe" }
 
 // TestReaderReadsACompressedFrameAtTheLimit: a compressed frame whose
 // decoded batch takes all the inbound capacity there is is still read —
-// its compressed bytes, held only while it is decoded, are counted
+// its compressed bytes, held while it arrives and is decoded, are counted
 // beyond the limit rather than waited for, which could never come.
 func TestReaderReadsACompressedFrameAtTheLimit(t *testing.T) {
 	r := newReaderRig(t, routing.Small, limitedTo(250<<10, 256<<10))

@@ -285,9 +285,10 @@
 // wire.MaxBatchMessages messages' worth (about 300 KiB) per connection.
 //
 // A compressed batch frame waits for room for its decompressed batch, the
-// bytes its messages hold; its compressed bytes, held only while they are
-// decoded, are counted beyond the limits, by at most one frame per
-// connection.
+// bytes its messages hold; its compressed bytes, held from its header
+// until they have all arrived (Keepalive bounds that) and been decoded,
+// are counted beyond the limits, by at most one frame per connection,
+// and other frames wait for the room they hold.
 //
 // Outside the limits, and bounded otherwise: per connection a 1 KiB read
 // buffer and the goroutines' stacks (Config.Security.MaxConns and MaxConnsPerPeer

@@ -388,3 +388,31 @@ func TestReconnectSeedThatIsThisNode(t *testing.T) {
 	waitMembers(t, n1, member("n1"), member("n3"))
 	waitMembers(t, n3, member("n1"), member("n3"))
 }
+
+// TestReconnectTriesEveryAddressThatClaimedAFailedMemberSynctest: n2
+// crashes and restarts at once at a new gossip address; this node, which
+// still takes the old process for alive, hears the new one claim n2's ID
+// (a conflict) and keeps the address, to join it once the old process is
+// declared dead. Under churn, a late alive message about an earlier
+// process of n2, at another address, gossiped by a member whose view was
+// behind, is a conflict too. Only the last claim was kept: the restarted
+// process, which had believed since its Join that it was a member, was
+// never tried, and was taken only at memberlist's next push/pull (30 s on
+// a LAN), the others' transports refusing it meanwhile (seen on loopback
+// with real memberlist: n1 tried the dead addresses for 30 s).
+func TestReconnectTriesEveryAddressThatClaimedAFailedMemberSynctest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var alone atomic.Bool
+		_, d, joins := reconnectBubble(t, Config{ReconnectInterval: time.Second}, &alone)
+		old := gossipNode("n2", 7942)
+		d.NotifyJoin(old)
+		d.NotifyConflict(old, gossipNode("n2", 7952)) // n2 restarted there
+		d.NotifyConflict(old, gossipNode("n2", 7962)) // an earlier process's address, gossiped late
+		d.NotifyLeave(old)                            // the old process declared dead
+		joins.setFail("127.0.0.1:7942", "127.0.0.1:7962")
+
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Contains(t, joins.takeTried(), "127.0.0.1:7952", "the restarted process is tried")
+	})
+}

@@ -1,6 +1,8 @@
 package memberlist
 
 import (
+	"slices"
+
 	ml "github.com/hashicorp/memberlist"
 
 	"github.com/internode/internode/cluster"
@@ -14,6 +16,11 @@ import (
 // its node lock: they must not block or call back into memberlist. They
 // update the member map and queue an event; the dispatcher does the rest.
 type delegate Membership
+
+// maxClaims is how many addresses that claimed a member's ID are kept
+// (Membership.claimed): each costs a failed member's reconnection round
+// up to a ping's ProbeTimeout when nothing answers there.
+const maxClaims = 3
 
 var (
 	_ ml.Delegate         = (*delegate)(nil)
@@ -30,6 +37,9 @@ var (
 // tells the new process to refute it until a periodic push/pull
 // (PushPullInterval, 30 s on a LAN). The other address is kept, so that
 // the reconnection loop tries it as soon as existing has failed (observe).
+// So are the last few before it: under churn, a member whose view is
+// behind may gossip an alive message about an earlier process, at an
+// address nothing answers, after the restarted process claimed the ID.
 // Called under memberlist's node lock, like the EventDelegate methods.
 func (d *delegate) NotifyConflict(existing, other *ml.Node) {
 	id := cluster.NodeID(existing.Name)
@@ -39,7 +49,10 @@ func (d *delegate) NotifyConflict(existing, other *ml.Node) {
 	} else {
 		d.mu.Lock()
 		if _, ok := d.members[id]; ok && !d.closed {
-			d.claimed[id] = other.Address()
+			addr := other.Address()
+			claims := slices.DeleteFunc(slices.Clone(d.claimed[id]), func(a string) bool { return a == addr })
+			claims = slices.Insert(claims, 0, addr)
+			d.claimed[id] = claims[:min(len(claims), maxClaims)]
 		}
 		d.mu.Unlock()
 	}
@@ -113,12 +126,12 @@ func (d *delegate) observe(node *ml.Node, up bool) {
 		d.mu.Unlock()
 		return
 	}
-	claimedAt := d.claimed[id]
-	if !up || claimedAt == node.Address() {
-		delete(d.claimed, id) // settled: gone, or the claimant taken
+	claims := d.claimed[id]
+	if !up || slices.Contains(claims, node.Address()) {
+		delete(d.claimed, id) // settled: gone, or a claimant taken
 	}
 	if failed {
-		d.rc.rememberLocked(id, node.Address(), claimedAt)
+		d.rc.rememberLocked(id, node.Address(), claims)
 	} else {
 		d.rc.forgetLocked(id) // alive again, or gone gracefully
 	}

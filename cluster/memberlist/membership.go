@@ -62,11 +62,13 @@ type Membership struct {
 	mu      sync.Mutex // guards members, claimed, queue, watchers, closed and rc.failed
 	rc      reconnector
 	members map[cluster.NodeID]cluster.Member
-	// claimed holds, for members other than this node, the gossip address
-	// at which another process claimed the member's ID while memberlist
-	// took the member for alive (delegate.NotifyConflict): a restart on a
-	// new address not yet noticed. At most one entry a member.
-	claimed  map[cluster.NodeID]string
+	// claimed holds, for members other than this node, the gossip
+	// addresses at which another process claimed the member's ID while
+	// memberlist took the member for alive (delegate.NotifyConflict): a
+	// restart on a new address not yet noticed, or a late alive message
+	// about an earlier process. The latest first, at most maxClaims a
+	// member.
+	claimed  map[cluster.NodeID][]string
 	queue    eventQueue
 	watchers map[*watcher]struct{}
 	closed   bool // memberlist's late callbacks are ignored
@@ -239,7 +241,7 @@ func newMembership(logger *log.Logger, transportAddr string) *Membership {
 		transportAddr: transportAddr,
 		rc:            newReconnector(Config{}), // disabled
 		members:       make(map[cluster.NodeID]cluster.Member),
-		claimed:       make(map[cluster.NodeID]string),
+		claimed:       make(map[cluster.NodeID][]string),
 		watchers:      make(map[*watcher]struct{}),
 		wake:          make(chan struct{}, 1),
 		closing:       make(chan struct{}),

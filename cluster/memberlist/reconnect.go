@@ -56,10 +56,10 @@ type reconnector struct {
 type failedMember struct {
 	addr  string    // its gossip address, "ip:port"
 	since time.Time // when it was declared failed
-	// claimed is the gossip address at which another process claimed the
-	// member's ID before it failed (Membership.claimed), or "": most
-	// likely the member itself, restarted there.
-	claimed string
+	// claimed is the gossip addresses at which other processes claimed
+	// the member's ID before it failed (Membership.claimed), the latest
+	// first: most likely one is the member itself, restarted there.
+	claimed []string
 }
 
 // reconnectTarget is one address to join through: a failed member (id set)
@@ -87,9 +87,9 @@ func newReconnector(cfg Config) reconnector {
 func (r *reconnector) enabled() bool { return r.interval > 0 }
 
 // rememberLocked records that member id, gossiping on addr, failed now;
-// claimed is where another process claimed its ID meanwhile, or "".
+// claimed is where other processes claimed its ID meanwhile, if anywhere.
 // Membership.mu must be held.
-func (r *reconnector) rememberLocked(id cluster.NodeID, addr, claimed string) {
+func (r *reconnector) rememberLocked(id cluster.NodeID, addr string, claimed []string) {
 	if r.enabled() {
 		r.failed[id] = failedMember{addr: addr, since: time.Now(), claimed: claimed}
 	}
@@ -182,8 +182,8 @@ func (m *Membership) reconnectRound() {
 
 // reconnectTargets forgets the failed members remembered for longer than
 // the timeout and returns the round's targets: the seeds, if this node is
-// alone, then one remembered member chosen at random: the address where
-// another process claimed its ID before it failed, if any, then its own.
+// alone, then one remembered member chosen at random: the addresses where
+// other processes claimed its ID before it failed, if any, then its own.
 func (m *Membership) reconnectTargets(now time.Time) []reconnectTarget {
 	var targets []reconnectTarget
 	if len(m.rc.seeds) > 0 && m.rc.alone() { // not under mu: it takes memberlist's lock
@@ -207,9 +207,12 @@ func (m *Membership) reconnectTargets(now time.Time) []reconnectTarget {
 		slices.Sort(ids) // map order is random already, but intn alone decides
 		id := ids[m.rc.intn(len(ids))]
 		f := m.rc.failed[id]
-		if f.claimed != "" && f.claimed != f.addr {
-			// The process that claimed its ID, probably it restarted.
-			targets = append(targets, reconnectTarget{id: id, addr: f.claimed})
+		for _, claimed := range f.claimed {
+			if claimed != f.addr {
+				// A process that claimed its ID: probably it restarted
+				// there. Only the one that answers by its name is joined.
+				targets = append(targets, reconnectTarget{id: id, addr: claimed})
+			}
 		}
 		targets = append(targets, reconnectTarget{id: id, addr: f.addr})
 	}

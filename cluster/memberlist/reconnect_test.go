@@ -416,3 +416,30 @@ func TestReconnectTriesEveryAddressThatClaimedAFailedMemberSynctest(t *testing.T
 		assert.Contains(t, joins.takeTried(), "127.0.0.1:7952", "the restarted process is tried")
 	})
 }
+
+// TestReconnectKeepsTheClaimsOfAMemberBackAtAStaleAddressSynctest: as
+// above, n2's restarted process claimed its ID while this node took the
+// old one for alive; the old one is then declared dead. Before a
+// reconnection round, a late alive message about an earlier process of
+// n2 arrives: memberlist takes a dead node's new address at once
+// (DeadNodeReclaimTime), so n2 is back, there, where nothing answers,
+// and fails again. The restarted process's address, forgotten when n2
+// came back, was never tried.
+func TestReconnectKeepsTheClaimsOfAMemberBackAtAStaleAddressSynctest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var alone atomic.Bool
+		_, d, joins := reconnectBubble(t, Config{ReconnectInterval: time.Second}, &alone)
+		old := gossipNode("n2", 7942)
+		d.NotifyJoin(old)
+		d.NotifyConflict(old, gossipNode("n2", 7952)) // n2 restarted there
+		d.NotifyLeave(old)                            // the old process declared dead
+		stale := gossipNode("n2", 7962)               // an earlier process's address, gossiped late
+		d.NotifyJoin(stale)
+		d.NotifyLeave(stale)
+		joins.setFail("127.0.0.1:7942", "127.0.0.1:7962")
+
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Contains(t, joins.takeTried(), "127.0.0.1:7952", "the restarted process is tried")
+	})
+}

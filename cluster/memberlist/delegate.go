@@ -133,6 +133,13 @@ func (d *delegate) observe(node *ml.Node, up bool) {
 	if failed {
 		d.rc.rememberLocked(id, node.Address(), claims)
 	} else {
+		if f, ok := d.rc.failed[id]; ok && member && len(f.claimed) > 0 && !slices.Contains(f.claimed, node.Address()) {
+			// Back, but perhaps only by a late alive message about an
+			// earlier process (memberlist takes a dead node's new address
+			// at once): should it fail again, where its ID was claimed
+			// is still where it most likely restarted.
+			d.claimed[id] = f.claimed
+		}
 		d.rc.forgetLocked(id) // alive again, or gone gracefully
 	}
 	old, known := d.members[id]

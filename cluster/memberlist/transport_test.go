@@ -188,20 +188,24 @@ func TestEveryMessageHasOneOutcomeAcrossRestarts(t *testing.T) {
 	close(stop)
 	senders.Wait()
 
-	var written, dropped, pending uint64
+	// A message the writer has taken from the queue is no longer in
+	// PendingMessages but not yet in MessagesSent: until it is written,
+	// only PendingBytes counts it.
+	var written, dropped, pending, pendingBytes uint64
 	require.Eventually(t, func() bool {
-		written, dropped, pending = 0, 0, 0
+		written, dropped, pending, pendingBytes = 0, 0, 0, 0
 		for _, cs := range n1.tr.Stats().Conns {
 			if cs.Peer != "n2" && cs.Peer != transport.DepartedPeer {
 				continue
 			}
 			written += cs.MessagesSent - cs.ResponsesSent
 			pending += cs.PendingMessages
+			pendingBytes += cs.PendingBytes
 			for _, n := range cs.Dropped {
 				dropped += n
 			}
 		}
-		return pending == 0
+		return pending == 0 && pendingBytes == 0
 	}, waitLimit, 5*time.Millisecond, "n1 still holds messages for n2")
 	assert.Equal(t, accepted.Load(), written+dropped, "messages accepted vs written + dropped")
 }

@@ -5,12 +5,13 @@
 // It is meant to be read and copied. Each node keeps a table of heartbeats,
 // one Entry per node it has heard of. Every round (DefaultInterval, 100 ms)
 // the node increments its own heartbeat and sends its whole table, the
-// digest, to Fanout (3) peers picked at random. A node receiving a digest
-// keeps, for every node, the newer of the two entries. News therefore
-// spreads in O(log n) rounds, and a node whose heartbeat stops moving is
-// suspect (Gossiper.Stale). One that stands still for Config.ForgetAfter
-// (a minute) has departed and is dropped from the table, so that the table
-// does not grow for ever as nodes come and go.
+// digest, to Fanout (3) peers picked at random (a table larger than
+// MaxDigestEntries goes out that many entries a round, in turns). A node
+// receiving a digest keeps, for every node, the newer of the two entries.
+// News therefore spreads in O(log n) rounds, and a node whose heartbeat
+// stops moving is suspect (Gossiper.Stale). One that stands still for
+// Config.ForgetAfter (a minute) has departed and is dropped from the table,
+// so that the table does not grow for ever as nodes come and go.
 //
 // An Entry is a version of its node's state: (Generation, Heartbeat),
 // compared in that order. A restarted node picks a new, larger Generation

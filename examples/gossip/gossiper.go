@@ -125,7 +125,8 @@ func New(cfg Config) (*Gossiper, error) {
 }
 
 // Round runs one gossip round: it forgets the nodes departed (ForgetAfter),
-// beats this node's heartbeat and sends the digest to Fanout random peers.
+// beats this node's heartbeat and sends the digest (at most
+// MaxDigestEntries entries: see State.Digest) to Fanout random peers.
 // It returns how many digests were queued and the errors of those that
 // were not (joined).
 func (g *Gossiper) Round(ctx context.Context) (queued int, err error) {
@@ -137,7 +138,9 @@ func (g *Gossiper) Round(ctx context.Context) (queued int, err error) {
 	// Before the digest, so as not to spread what this node forgets.
 	g.state.Forget(now, g.cfg.ForgetAfter)
 	g.state.Beat(now)
-	digest := AppendDigest(nil, g.state.entries)
+	// A receiver refuses a digest past MaxDigestEntries: a larger table
+	// goes out over several rounds.
+	digest := AppendDigest(nil, g.state.Digest(MaxDigestEntries))
 	peers := PickPeers(g.cfg.Rand, candidates, g.cfg.Self, g.cfg.Fanout)
 	g.mu.Unlock()
 

@@ -43,6 +43,9 @@ type State struct {
 	// entry and older ones, which the nodes that have not dropped it yet
 	// still gossip.
 	forgotten map[cluster.NodeID]forgottenEntry
+	// digestAfter is the last node ID of the previous partial digest: the
+	// next one goes on from the ID after it (see Digest).
+	digestAfter cluster.NodeID
 }
 
 type forgottenEntry struct {
@@ -121,6 +124,36 @@ func (s *State) Entries() map[cluster.NodeID]Entry {
 	return out
 }
 
+// Digest returns the entries to gossip this round, at most limit (which
+// must be at least 1): the whole table if it fits, else this node's own
+// entry and the next limit-1 others in ID order, going on each call from
+// where the previous one stopped and wrapping around, so that a table
+// larger than a digest goes out whole every few rounds.
+func (s *State) Digest(limit int) map[cluster.NodeID]Entry {
+	if len(s.entries) <= limit {
+		return s.Entries()
+	}
+	others := make([]cluster.NodeID, 0, len(s.entries)-1)
+	for id := range s.entries {
+		if id != s.self {
+			others = append(others, id)
+		}
+	}
+	slices.Sort(others)
+	start, found := slices.BinarySearch(others, s.digestAfter)
+	if found {
+		start++
+	}
+	out := make(map[cluster.NodeID]Entry, limit)
+	out[s.self] = s.entries[s.self]
+	for i := range limit - 1 {
+		id := others[(start+i)%len(others)]
+		out[id] = s.entries[id]
+		s.digestAfter = id
+	}
+	return out
+}
+
 // Stale returns, sorted, the nodes whose entry has not changed for longer
 // than after: the ones a failure detector would suspect.
 func (s *State) Stale(now time.Time, after time.Duration) []cluster.NodeID {
@@ -195,7 +228,9 @@ const (
 // handler) for bytes that are not a digest.
 var ErrMalformed = errors.New("gossip: malformed digest")
 
-// AppendDigest appends the encoding of entries to dst.
+// AppendDigest appends the encoding of entries to dst. DecodeDigest
+// refuses more than MaxDigestEntries: take a larger table's entries a
+// digest at a time with State.Digest.
 func AppendDigest(dst []byte, entries map[cluster.NodeID]Entry) []byte {
 	ids := make([]cluster.NodeID, 0, len(entries))
 	for id := range entries {

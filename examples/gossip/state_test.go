@@ -169,3 +169,15 @@ func FuzzDecodeDigest(f *testing.F) {
 		require.Equal(t, entries, again)
 	})
 }
+
+// A table larger than the limit goes out in turns: each digest holds this
+// node's entry and the next others in ID order, wrapping around.
+func TestStateDigestTakesTurns(t *testing.T) {
+	s := gossip.NewState("n0", 1, t0)
+	s.Merge(map[cluster.NodeID]gossip.Entry{"n1": {1, 1}, "n2": {1, 2}, "n3": {1, 3}, "n4": {1, 4}, "n5": {1, 5}}, t0)
+	self := gossip.Entry{Generation: 1}
+	require.Equal(t, map[cluster.NodeID]gossip.Entry{"n0": self, "n1": {1, 1}, "n2": {1, 2}}, s.Digest(3))
+	require.Equal(t, map[cluster.NodeID]gossip.Entry{"n0": self, "n3": {1, 3}, "n4": {1, 4}}, s.Digest(3))
+	require.Equal(t, map[cluster.NodeID]gossip.Entry{"n0": self, "n5": {1, 5}, "n1": {1, 1}}, s.Digest(3))
+	require.Len(t, s.Digest(6), 6, "a table that fits goes out whole")
+}

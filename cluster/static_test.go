@@ -60,7 +60,7 @@ func TestStaticMembersSorted(t *testing.T) {
 		{"empty", nil, []Member{}},
 		{"one", []Member{n2}, []Member{n2}},
 		{"unsorted input", []Member{n3, n1, n2}, []Member{n1, n2, n3}},
-		{"duplicate ID, last wins", []Member{n1, {ID: "n1", Addr: "127.0.0.1:9"}}, []Member{{ID: "n1", Addr: "127.0.0.1:9"}}},
+		{"same member twice", []Member{n1, n1}, []Member{n1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

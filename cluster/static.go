@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"sync"
 )
@@ -27,8 +29,41 @@ type Static struct {
 
 var _ Membership = (*Static)(nil)
 
-// NewStatic returns a membership holding the given members.
+// ErrInvalidMember is returned, wrapped with the entry at fault, by
+// CheckMembers and Static.Add for a member no cluster can hold: one with
+// an empty ID, or one ID listed at two addresses.
+var ErrInvalidMember = errors.New("cluster: invalid member")
+
+// CheckMembers returns an error, matching ErrInvalidMember and naming the
+// first entry at fault, if a member has an empty ID or an ID is listed
+// twice with different addresses; nil otherwise. The same member listed
+// twice is allowed. Call it on a member list read from configuration
+// before NewStatic, which panics on such a list.
+func CheckMembers(members []Member) error {
+	first := make(map[NodeID]int, len(members))
+	for i, m := range members {
+		if m.ID == "" {
+			return fmt.Errorf("%w: entry %d (at %q) has an empty ID", ErrInvalidMember, i, m.Addr)
+		}
+		j, seen := first[m.ID]
+		switch {
+		case !seen:
+			first[m.ID] = i
+		case members[j] != m:
+			return fmt.Errorf("%w: entry %d: %q is at %q and, in entry %d, at %q",
+				ErrInvalidMember, i, m.ID, m.Addr, j, members[j].Addr)
+		}
+	}
+	return nil
+}
+
+// NewStatic returns a membership holding the given members. Like
+// regexp.MustCompile it is meant for members written in the code: it
+// panics with CheckMembers' error if that refuses them.
 func NewStatic(members ...Member) *Static {
+	if err := CheckMembers(members); err != nil {
+		panic(err)
+	}
 	s := &Static{
 		members:   make(map[NodeID]Member),
 		watchers:  make(map[int]func(Event)),
@@ -61,8 +96,12 @@ func (s *Static) Lookup(id NodeID) (Member, bool) {
 }
 
 // Add adds m, or updates it if a member with its ID exists, and notifies
-// watchers with Join or Update.
-func (s *Static) Add(m Member) {
+// watchers with Join or Update. It returns an error matching
+// ErrInvalidMember, and changes nothing, if m has an empty ID.
+func (s *Static) Add(m Member) error {
+	if m.ID == "" {
+		return fmt.Errorf("%w: Add of a member (at %q) with an empty ID", ErrInvalidMember, m.Addr)
+	}
 	s.notifying <- struct{}{}
 	defer func() { <-s.notifying }()
 	s.mu.Lock()
@@ -75,6 +114,7 @@ func (s *Static) Add(m Member) {
 	case old != m:
 		s.notify(Event{Type: Update, Member: m})
 	}
+	return nil
 }
 
 // Remove removes the member with the given ID and notifies watchers with

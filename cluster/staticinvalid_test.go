@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/internode/internode/wire"
 )
 
 // A member list read from configuration may name a node with no ID, or
@@ -44,4 +47,22 @@ func TestStaticAddRefusesEmptyID(t *testing.T) {
 	require.Empty(t, rec.get())
 	require.Equal(t, []Member{n1}, s.Members())
 	require.NoError(t, s.Add(n2))
+}
+
+// No node has an ID longer than a handshake carries (wire.MaxNameLength):
+// a transport refuses one as its own NodeID. Such a member is refused
+// like one with no ID.
+func TestStaticRefusesAnIDLongerThanAHandshakeCarries(t *testing.T) {
+	long := Member{ID: NodeID(strings.Repeat("x", wire.MaxNameLength+1)), Addr: "127.0.0.1:7009"}
+	require.NoError(t, CheckMembers([]Member{{ID: NodeID(strings.Repeat("x", wire.MaxNameLength))}}))
+
+	err := CheckMembers([]Member{n1, long})
+	require.ErrorIs(t, err, ErrInvalidMember)
+	require.EqualError(t, err, `cluster: invalid member: entry 1 (at "127.0.0.1:7009") has an ID of 256 bytes, limit 255`)
+
+	s := NewStatic(n1)
+	err = s.Add(long)
+	require.ErrorIs(t, err, ErrInvalidMember)
+	require.EqualError(t, err, `cluster: invalid member: Add of a member (at "127.0.0.1:7009") with an ID of 256 bytes, limit 255`)
+	require.Equal(t, []Member{n1}, s.Members())
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/internode/internode/wire"
 )
 
 // Static is a Membership whose members are set by hand. Add and Remove
@@ -31,19 +33,21 @@ var _ Membership = (*Static)(nil)
 
 // ErrInvalidMember is returned, wrapped with the entry at fault, by
 // CheckMembers and Static.Add for a member no cluster can hold: one with
-// an empty ID, or one ID listed at two addresses.
+// an empty ID or one longer than wire.MaxNameLength (255 bytes, what a
+// handshake carries), or one ID listed at two addresses.
 var ErrInvalidMember = errors.New("cluster: invalid member")
 
 // CheckMembers returns an error, matching ErrInvalidMember and naming the
-// first entry at fault, if a member has an empty ID or an ID is listed
-// twice with different addresses; nil otherwise. The same member listed
-// twice is allowed. Call it on a member list read from configuration
-// before NewStatic, which panics on such a list.
+// first entry at fault, if a member's ID is empty or longer than
+// wire.MaxNameLength, or an ID is listed twice with different addresses;
+// nil otherwise. The same member listed twice is allowed. Call it on a
+// member list read from configuration before NewStatic, which panics on
+// such a list.
 func CheckMembers(members []Member) error {
 	first := make(map[NodeID]int, len(members))
 	for i, m := range members {
-		if m.ID == "" {
-			return fmt.Errorf("%w: entry %d (at %q) has an empty ID", ErrInvalidMember, i, m.Addr)
+		if problem := badID(m.ID); problem != "" {
+			return fmt.Errorf("%w: entry %d (at %q) has %s", ErrInvalidMember, i, m.Addr, problem)
 		}
 		j, seen := first[m.ID]
 		switch {
@@ -55,6 +59,17 @@ func CheckMembers(members []Member) error {
 		}
 	}
 	return nil
+}
+
+// badID says what is wrong with id as a node's ID, or returns "".
+func badID(id NodeID) string {
+	switch {
+	case id == "":
+		return "an empty ID"
+	case len(id) > wire.MaxNameLength: // a transport refuses it as its NodeID
+		return fmt.Sprintf("an ID of %d bytes, limit %d", len(id), wire.MaxNameLength)
+	}
+	return ""
 }
 
 // NewStatic returns a membership holding the given members. Like
@@ -97,10 +112,11 @@ func (s *Static) Lookup(id NodeID) (Member, bool) {
 
 // Add adds m, or updates it if a member with its ID exists, and notifies
 // watchers with Join or Update. It returns an error matching
-// ErrInvalidMember, and changes nothing, if m has an empty ID.
+// ErrInvalidMember, and changes nothing, if m's ID is empty or longer than
+// wire.MaxNameLength.
 func (s *Static) Add(m Member) error {
-	if m.ID == "" {
-		return fmt.Errorf("%w: Add of a member (at %q) with an empty ID", ErrInvalidMember, m.Addr)
+	if problem := badID(m.ID); problem != "" {
+		return fmt.Errorf("%w: Add of a member (at %q) with %s", ErrInvalidMember, m.Addr, problem)
 	}
 	s.notifying <- struct{}{}
 	defer func() { <-s.notifying }()

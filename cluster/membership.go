@@ -74,6 +74,11 @@ type Membership interface {
 // handling. Without this interface the transport cannot ask, since a
 // Membership may tell its watchers under the lock its Lookup takes.
 //
+// Knowing that a dialling writer may ask Lookup meanwhile, the transport
+// also waits, while told of a Leave, for the member's writers to stop and
+// its dropped messages to be handed to OnDropped, so that they are told
+// before a Join of the member that follows.
+//
 // Implement it only if Lookup reads the member map the events describe,
 // changed before each event is queued, and every later removal is told
 // as a Leave: a Lookup that lags its events, or reads another source,

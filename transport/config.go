@@ -85,10 +85,14 @@ type Config struct {
 	// response refused before it was queued, the goroutine that answered:
 	// its handler's or its connection's reader; for a small or urgent
 	// request withdrawn from its queue because its caller gave up, the
-	// caller's, before Request returns): it must be quick, must not
-	// call Send or Request to the same peer, and must not call Close or
-	// Shutdown, which wait for the goroutine it runs on. The
-	// DroppedMessage and its Payload are valid only during the call.
+	// caller's, before Request returns; for the messages of a peer that
+	// left, where the Membership is a cluster.LookupFromWatch that lets
+	// its watchers look up, the goroutine telling of the Leave, before
+	// the peer can be told as joined again): it must be quick, must not
+	// call Send or Request to the same peer, must not change the
+	// Membership, and must not call Close or Shutdown, which wait for the
+	// goroutine it runs on. The DroppedMessage and its Payload are valid
+	// only during the call.
 	OnDropped func(DroppedMessage)
 }
 

@@ -239,9 +239,10 @@ func (p *peer) stop(err error) {
 // stopThen is stop for a caller that must not wait for the writers: it
 // tells them to exit, and ends the peer's transfers and streams, at once;
 // a goroutine of the transport's waits for the writers, fails what they
-// held, and calls then. A Leave stops its peer so: a membership may tell
-// its watchers while holding the lock its Lookup takes, and a writer that
-// is dialling asks Lookup for the address.
+// held, and calls then. A Leave stops its peer so unless the membership
+// is a cluster.LookupFromWatch that lets watchers look up: a membership
+// may tell its watchers while holding the lock its Lookup takes, and a
+// writer that is dialling asks Lookup for the address.
 func (p *peer) stopThen(err error, then func()) {
 	p.stopOnce.Do(func() {
 		conns, running := p.beginStop(err)
@@ -556,12 +557,23 @@ func (t *Transport) membershipChanged(ev cluster.Event) {
 	// having joined again meanwhile, its new entry, which takes it. Once
 	// more after the stop, for a request queued meanwhile and written
 	// before the stop took the lane's queue: its connection ended with
-	// the stop, its response with it. The writers are not waited for
-	// here (stopThen): one may be asking the membership, which may hold
-	// the lock it asks under while it tells of this Leave.
+	// the stop, its response with it.
 	if p != nil {
 		t.calls.failEntry(p, ErrPeerLeft)
-		p.stopThen(ErrPeerLeft, func() { t.calls.failEntry(p, ErrPeerLeft) })
+		if lf, ok := t.cfg.Membership.(cluster.LookupFromWatch); ok && lf.WatchersMayLookup() {
+			// The writers are waited for, so that OnDropped has been told
+			// of every message dropped for the Leave before the member
+			// may be told as joined again (a user replaying hints on a
+			// Join would miss those told after it). A writer dialling
+			// asks Lookup, which this membership answers while it tells.
+			p.stop(ErrPeerLeft)
+			t.calls.failEntry(p, ErrPeerLeft)
+		} else {
+			// Not waited for: a writer may be asking the membership,
+			// which may hold the lock it asks under while it tells of
+			// this Leave.
+			p.stopThen(ErrPeerLeft, func() { t.calls.failEntry(p, ErrPeerLeft) })
+		}
 	}
 	t.closeInboundFrom(id)
 }

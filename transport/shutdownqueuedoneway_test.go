@@ -65,3 +65,38 @@ func TestShutdownRunsTheOneWayMessagesItRead(t *testing.T) {
 		assert.Equal(t, uint64(2), n1.Stats().Total().MessagesSent)
 	})
 }
+
+// TestShutdownCutShortWhileItHandlesWhatItReadSaysSo: n2's Shutdown has
+// drained and waits for the one-way messages it read to be handled, the
+// first in its handler, the second queued behind it, when a Close cuts
+// it short and drops the second (ReasonClosed). Shutdown returned nil,
+// as if everything had been handled; a Close that cuts the drain short
+// makes it return ErrClosed.
+func TestShutdownCutShortWhileItHandlesWhatItReadSaysSo(t *testing.T) {
+	inBubble(t, time.Minute, func(t *testing.T) {
+		const verbPut transport.Verb = 245
+		c, err := transporttest.Start(2, transporttest.Options{InMemory: true, Tweak: func(_ int, cfg *transport.Config) {
+			cfg.Telemetry.DisableSocketMeasurement = true
+		}})
+		require.NoError(t, err)
+		defer c.Close()
+		n1, n2 := c.Nodes[0], c.Nodes[1]
+		n2.Handle(verbPut, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+			if string(m.Payload) == "first" {
+				<-ctx.Done() // Close ends it
+			}
+			return nil, nil
+		}))
+
+		require.NoError(t, n1.Send(context.Background(), c.ID(1), verbPut, []byte("first")))
+		require.NoError(t, n1.Send(context.Background(), c.ID(1), verbPut, []byte("second")))
+		synctest.Wait() // both read: the first in its handler, the second queued
+
+		shut := make(chan error, 1)
+		go func() { shut <- n2.Shutdown(context.Background()) }()
+		synctest.Wait() // drained, waiting for the handler
+		require.NoError(t, n2.Close())
+		require.Equal(t, uint64(1), n2.Stats().Total().DroppedInbound[transport.ReasonClosed], "the second, dropped by the Close")
+		assert.ErrorIs(t, <-shut, transport.ErrClosed, "Shutdown cut short by a Close")
+	})
+}

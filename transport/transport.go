@@ -136,7 +136,7 @@ type Transport struct {
 	ctx        context.Context // handlers' base context; cancelled by Close
 	cancel     context.CancelFunc
 	closing    atomic.Bool   // Shutdown or Close began: refuse new messages
-	drainedAll atomic.Bool   // a Shutdown found everything drained before the transport closed
+	drainedAll atomic.Bool   // a Shutdown finished its drain, reads and handling before the transport closed
 	finishing  atomic.Bool   // a drained Shutdown closed the listener and reads on until peers close (finishInbound)
 	lnOnce     sync.Once     // closes ln (closeListener)
 	working    atomic.Int64  // messages routed to their handlers and not yet done with (route, doneWork)
@@ -423,8 +423,9 @@ func (t *Transport) signalDrained() {
 // ctx ends first it closes at once, failing what is left, and returns
 // ctx.Err() once Close has returned (which waits for the running
 // handlers: see Close); if a Close
-// (or another Shutdown's ctx ending) cuts the drain short, it returns
-// ErrClosed once that Close has returned.
+// (or another Shutdown's ctx ending) cuts it short — the drain, or the
+// reading and handling that follow it — it returns ErrClosed once that
+// Close has returned.
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.closing.Store(true)
 	t.drainOnce.Do(func() { close(t.draining) })
@@ -432,39 +433,39 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 	// Nothing signals a socket's send queue emptying: it is polled.
 	poll := time.NewTicker(shutdownPoll)
 	defer poll.Stop()
+	var err error
 drain:
 	for !t.queuesEmpty() || !t.socketsSent() {
 		select {
 		case <-t.drained:
 		case <-poll.C:
 		case <-t.closed:
+			// A Close, or another Shutdown giving up, came first and
+			// failed what was left.
+			err = ErrClosed
 			break drain
 		case <-ctx.Done():
 			t.Close()
 			return ctx.Err()
 		}
 	}
-	select {
-	case <-t.closed:
-		// A Close, or another Shutdown giving up, came first and failed
-		// what was left, unless another Shutdown had found it all gone.
-		t.Close() // returns once that one has
-		if !t.drainedAll.Load() {
-			return ErrClosed
-		}
-		return nil
-	default:
+	if err == nil {
+		err = t.finishInbound(ctx)
 	}
-	t.drainedAll.Store(true)
-	if err := t.finishInbound(ctx); err != nil {
-		t.Close()
-		return err
+	if err == nil {
+		err = t.finishWork(ctx, poll.C)
 	}
-	if err := t.finishWork(ctx, poll.C); err != nil {
-		t.Close()
-		return err
+	if err == nil && chanClosed(t.closed) {
+		err = ErrClosed // a Close came as it finished
 	}
-	return t.Close()
+	if err == nil {
+		t.drainedAll.Store(true)
+	}
+	t.Close() // returns once any Close under way has
+	if errors.Is(err, ErrClosed) && t.drainedAll.Load() {
+		return nil // another Shutdown had it all done
+	}
+	return err
 }
 
 // finishWork waits, once finishInbound has ended the inbound connections,
@@ -472,14 +473,15 @@ drain:
 // queued for their handlers run, not dropped by Close as closed, which
 // their senders, having counted them sent, would never hear of. With a
 // connection still open (a peer that did not close its side in time) it
-// does not wait: what that one brings would keep it waiting.
+// does not wait: what that one brings would keep it waiting. A Close
+// that cuts it short makes it return ErrClosed.
 func (t *Transport) finishWork(ctx context.Context, poll <-chan time.Time) error {
 	for t.working.Load() > 0 && !t.inboundOpen() {
 		select {
 		case <-t.drained: // the last message was done with (doneWork)
 		case <-poll:
 		case <-t.closed:
-			return nil
+			return ErrClosed
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -496,7 +498,8 @@ func (t *Transport) finishWork(ctx context.Context, poll <-chan time.Time) error
 // counted dropped), not thrown away unread with the socket by Close. The
 // listener closes first: a peer's redial is refused, and what it has
 // queued waits there. It waits at most finishWait, or until ctx ends
-// (ctx.Err()), for peers that do not close; Close cuts those off.
+// (ctx.Err()), for peers that do not close; Close cuts those off. A Close
+// that cuts it short makes it return ErrClosed.
 func (t *Transport) finishInbound(ctx context.Context) error {
 	t.finishing.Store(true)
 	t.closeListener()
@@ -514,7 +517,7 @@ func (t *Transport) finishInbound(ctx context.Context) error {
 		case <-bound.C:
 			return nil
 		case <-t.closed:
-			return nil
+			return ErrClosed
 		case <-ctx.Done():
 			return ctx.Err()
 		}

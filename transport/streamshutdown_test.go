@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -48,4 +49,53 @@ func TestAStreamOpenedOnASessionOfANodeShuttingDownIsRefused(t *testing.T) {
 	}
 
 	finish()
+}
+
+// TestAStreamWhoseHandlerEndsForTheCloseIsCutShort: n2's Close ends its
+// stream handlers' contexts, and a handler that stops for it, its
+// stream's data unfinished, and closes its stream wrote the stream's end
+// marker into the session, which Close had not closed yet: the opener
+// read a clean io.EOF after a stream cut short. (n2's listener, closed
+// between the two, holds its close until the handler's is done, so that
+// it is seen every time.) Once its transport's Close has begun, a stream
+// ends without its end marker: the opener reads it cut short.
+func TestAStreamWhoseHandlerEndsForTheCloseIsCutShort(t *testing.T) {
+	handlerClosed := make(chan struct{})
+	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		if i != 1 {
+			return
+		}
+		cfg.Listen = func(network, addr string) (net.Listener, error) {
+			ln, err := net.Listen(network, addr)
+			return &heldCloseListener{Listener: ln, until: handlerClosed}, err
+		}
+	})
+	c.Nodes[1].HandleStream(verbRepair, transport.StreamHandlerFunc(func(ctx context.Context, s *transport.Stream) {
+		defer close(handlerClosed)
+		_, _ = s.Write([]byte("the first half"))
+		<-ctx.Done() // the close: the second half never comes
+		_ = s.Close()
+	}))
+	s, err := c.Nodes[0].OpenStream(ctxTimeout(t, 5*time.Second), c.ID(1), verbRepair)
+	require.NoError(t, err)
+	defer s.Close()
+	first := make([]byte, len("the first half"))
+	_, err = io.ReadFull(s, first)
+	require.NoError(t, err)
+
+	require.NoError(t, c.Nodes[1].Close())
+	require.NoError(t, s.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = s.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "a stream whose handler the close cut off")
+}
+
+// heldCloseListener's Close waits until until is closed.
+type heldCloseListener struct {
+	net.Listener
+	until <-chan struct{}
+}
+
+func (l *heldCloseListener) Close() error {
+	<-l.until
+	return l.Listener.Close()
 }

@@ -22,8 +22,10 @@ import (
 // StreamHandler serves the streams a peer opens with one verb.
 type StreamHandler interface {
 	// ServeStream owns s until it returns; the transport then closes it.
-	// ctx is cancelled when the transport closes. A panic is recovered
-	// and logged, and the stream ends cut short.
+	// ctx is cancelled when the transport closes; the stream then ends
+	// cut short, however the handler ends it, so that its opener does not
+	// take what was written for the whole. A panic is recovered and
+	// logged, and the stream ends cut short too.
 	ServeStream(ctx context.Context, s *Stream)
 }
 
@@ -412,9 +414,16 @@ func (s *Stream) writeChunk(chunk []byte) (int, error) {
 }
 
 // endMarker writes the end of the writer's data, unless a chunk is left
-// unfinished or a Write failed that ended the stream's writing (the peer
-// then sees the stream cut short). writeMu held.
+// unfinished, a Write failed that ended the stream's writing, or the
+// transport's Close has begun (the peer then sees the stream cut short).
+// Close ends the handlers' contexts before it closes their connections:
+// a handler that stops for it, its data unfinished, and closes its
+// stream would otherwise end it cleanly, and its opener read a stream
+// cut short as whole. writeMu held.
 func (s *Stream) endMarker() error {
+	if chanClosed(s.t.closed) {
+		return fmt.Errorf("transport: the stream's end is not written once the transport closed: %w", ErrClosed)
+	}
 	if s.writeFailed != nil {
 		return s.failedBefore()
 	}
@@ -426,7 +435,9 @@ func (s *Stream) endMarker() error {
 }
 
 // CloseWrite half-closes the stream: the peer reads io.EOF after the bytes
-// written so far, and can still write. Safe to call more than once.
+// written so far, and can still write. Once this node's transport has
+// begun to close it fails with ErrClosed, and the peer reads the stream
+// cut short. Safe to call more than once.
 func (s *Stream) CloseWrite() error {
 	if s.isClosed() {
 		return nil
@@ -449,7 +460,8 @@ func (s *Stream) CloseWrite() error {
 }
 
 // Close closes the stream both ways; the peer reads io.EOF after what was
-// written. A Read or Write under way in another goroutine fails: Close
+// written (cut short, io.ErrUnexpectedEOF, once this node's transport has
+// begun to close). A Read or Write under way in another goroutine fails: Close
 // does not wait for it, not even for a Write waiting for a peer that does
 // not read (the peer then sees the stream end without its end marker).
 // Close returns within about a second: the stream's end that is still

@@ -196,7 +196,10 @@ func statusOf(lanes []LaneHealth, reached time.Time) PeerStatus {
 type Health struct {
 	Node cluster.NodeID `json:"node"`
 	At   time.Time      `json:"at"`
-	// Closed says the transport was closed: it is never ready.
+	// Closed says the transport was closed, or is shutting down (its
+	// Shutdown has begun, and it refuses new messages): it is never
+	// ready, so that a load balancer's probe turns away from it as it
+	// begins to drain.
 	Closed bool `json:"closed"`
 	// Members counts the membership's members and this node (whether or
 	// not the membership lists it): len(Peers) + 1.
@@ -231,8 +234,8 @@ func (r ReadyRule) String() string {
 	return "ReadyRule(" + strconv.Itoa(int(r)) + ")"
 }
 
-// Ready applies rule to the snapshot. A closed transport is never ready;
-// a node without peers is.
+// Ready applies rule to the snapshot. A closed transport, or one shutting
+// down, is never ready; a node without peers is.
 func (h *Health) Ready(rule ReadyRule) bool {
 	if h.Closed {
 		return false

@@ -687,6 +687,12 @@ func (t *Transport) serveFile(conn net.Conn, p *peer, caps wire.Capabilities, re
 	case handler == nil:
 		answer(fmt.Errorf("%w %d", ErrUnknownVerb, h.Verb), false)
 		return
+	case t.closing.Load():
+		// Shutdown does not wait for transfers: one begun now would be
+		// cut off by its close. Refused as a new file connection is
+		// (claimConn), so that its sender turns to another node at once.
+		answer(errShuttingDown, false)
+		return
 	case deadline != 0 && monoNanos() >= deadline:
 		answer(ErrExpired, false)
 		return

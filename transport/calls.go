@@ -14,10 +14,14 @@ type call struct {
 	peer cluster.NodeID
 	lane routing.Lane    // the lane the request travels on, for errors
 	done chan callResult // one slot: completion never blocks
+	id   uint64          // the request's, while in the table
 	// sentOn is the serial of the connection the request was written
-	// on, 0 until it is written; guarded by its shard's lock.
-	sentOn uint64
-	timer  *time.Timer // the caller's, for a default timeout (startTimer)
+	// on, 0 until it is written, and prevOnConn and nextOnConn link it
+	// among the shard's other calls written on that connection
+	// (callShard.onConn); guarded by its shard's lock.
+	sentOn                 uint64
+	prevOnConn, nextOnConn *call
+	timer                  *time.Timer // the caller's, for a default timeout (startTimer)
 	// entry is the peer entry the request was last handed to (send), nil
 	// before: a Leave fails the calls of the entry it ends (failEntry),
 	// not those still on their way to one: they meet the stopped entry
@@ -82,17 +86,20 @@ const callShards = 32
 // callTable holds the requests in flight, sharded by ID to keep the lock
 // cold under many concurrent requests.
 type callTable struct {
-	shards [callShards]struct {
-		mu    sync.Mutex
-		calls map[uint64]*call
-	}
-	pool sync.Pool // finished calls (newCall)
+	shards [callShards]callShard
+	pool   sync.Pool // finished calls (newCall)
 }
 
-func (t *callTable) shard(id uint64) *struct {
-	mu    sync.Mutex
-	calls map[uint64]*call
-} {
+// callShard is one shard of the table: its calls by ID and, for each
+// connection, those written on it, so that a connection's end fails its
+// own calls without a look at every call in flight to every peer.
+type callShard struct {
+	mu     sync.Mutex
+	calls  map[uint64]*call
+	onConn map[uint64]*call // connection serial → first of its calls (nextOnConn)
+}
+
+func (t *callTable) shard(id uint64) *callShard {
 	return &t.shards[id%callShards]
 }
 
@@ -102,8 +109,48 @@ func (t *callTable) add(id uint64, c *call) {
 	if s.calls == nil {
 		s.calls = make(map[uint64]*call)
 	}
+	c.id = id
 	s.calls[id] = c
 	s.mu.Unlock()
+}
+
+// drop takes c out of the shard. s.mu must be held.
+func (s *callShard) drop(c *call) {
+	delete(s.calls, c.id)
+	s.unlink(c)
+}
+
+// link lists c among the calls written on connection serial. s.mu must
+// be held.
+func (s *callShard) link(c *call, serial uint64) {
+	if s.onConn == nil {
+		s.onConn = make(map[uint64]*call)
+	}
+	c.sentOn, c.prevOnConn, c.nextOnConn = serial, nil, s.onConn[serial]
+	if c.nextOnConn != nil {
+		c.nextOnConn.prevOnConn = c
+	}
+	s.onConn[serial] = c
+}
+
+// unlink takes c off the list of its connection, if it was written on
+// one. s.mu must be held.
+func (s *callShard) unlink(c *call) {
+	if c.sentOn == 0 {
+		return
+	}
+	switch {
+	case c.prevOnConn != nil:
+		c.prevOnConn.nextOnConn = c.nextOnConn
+	case c.nextOnConn != nil:
+		s.onConn[c.sentOn] = c.nextOnConn
+	default:
+		delete(s.onConn, c.sentOn)
+	}
+	if c.nextOnConn != nil {
+		c.nextOnConn.prevOnConn = c.prevOnConn
+	}
+	c.sentOn, c.prevOnConn, c.nextOnConn = 0, nil, nil
 }
 
 // remove takes the call out of the table; false if it was already finished.
@@ -112,7 +159,7 @@ func (t *callTable) remove(id uint64) (*call, bool) {
 	s.mu.Lock()
 	c, ok := s.calls[id]
 	if ok {
-		delete(s.calls, id)
+		s.drop(c)
 	}
 	s.mu.Unlock()
 	return c, ok
@@ -150,7 +197,7 @@ func (t *callTable) take(id uint64, from cluster.NodeID) (*call, bool) {
 	if !ok || c.peer != from {
 		return nil, false
 	}
-	delete(s.calls, id)
+	s.drop(c)
 	return c, true
 }
 
@@ -166,13 +213,11 @@ func (t *callTable) pendingOn(serial uint64) bool {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		for _, c := range s.calls {
-			if c.sentOn == serial {
-				s.mu.Unlock()
-				return true
-			}
-		}
+		pending := s.onConn[serial] != nil
 		s.mu.Unlock()
+		if pending {
+			return true
+		}
 	}
 	return false
 }
@@ -181,24 +226,24 @@ func (t *callTable) pendingOn(serial uint64) bool {
 func (t *callTable) written(id, serial uint64) {
 	s := t.shard(id)
 	s.mu.Lock()
-	if c, ok := s.calls[id]; ok {
-		c.sentOn = serial
+	if c, ok := s.calls[id]; ok && c.sentOn != serial {
+		s.unlink(c)
+		s.link(c, serial)
 	}
 	s.mu.Unlock()
 }
 
 // failConn fails the calls whose request was written on connection
 // serial, which broke: their response will not come on it, and a request
-// cannot be resent blindly, so the caller hears at once.
+// cannot be resent blindly, so the caller hears at once. It looks at
+// those calls only, however many others are in flight.
 func (t *callTable) failConn(serial uint64, err error) {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		for id, c := range s.calls {
-			if c.sentOn == serial {
-				delete(s.calls, id)
-				c.done <- callResult{err: &OpError{Op: "request", Peer: c.peer, Lane: c.lane, Err: err}}
-			}
+		for c := s.onConn[serial]; c != nil; c = s.onConn[serial] {
+			s.drop(c)
+			c.done <- callResult{err: &OpError{Op: "request", Peer: c.peer, Lane: c.lane, Err: err}}
 		}
 		s.mu.Unlock()
 	}
@@ -207,28 +252,24 @@ func (t *callTable) failConn(serial uint64, err error) {
 // failEntry fails every call whose request was handed to entry p with an
 // *OpError wrapping err.
 func (t *callTable) failEntry(p *peer, err error) {
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		for id, c := range s.calls {
-			if c.entry.Load() == p {
-				delete(s.calls, id)
-				c.done <- callResult{err: &OpError{Op: "request", Peer: c.peer, Lane: c.lane, Err: err}}
-			}
-		}
-		s.mu.Unlock()
-	}
+	t.failEach(func(c *call) bool { return c.entry.Load() == p }, err)
 }
 
 // failPeer fails every call waiting on peer (nil peer: every call) with
 // an *OpError wrapping err.
 func (t *callTable) failPeer(peer *cluster.NodeID, err error) {
+	t.failEach(func(c *call) bool { return peer == nil || c.peer == *peer }, err)
+}
+
+// failEach fails every call that match says to with an *OpError wrapping
+// err.
+func (t *callTable) failEach(match func(*call) bool, err error) {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		for id, c := range s.calls {
-			if peer == nil || c.peer == *peer {
-				delete(s.calls, id)
+		for _, c := range s.calls {
+			if match(c) {
+				s.drop(c)
 				c.done <- callResult{err: &OpError{Op: "request", Peer: c.peer, Lane: c.lane, Err: err}}
 			}
 		}

@@ -103,6 +103,33 @@ func TestAConnectionsEndLooksOnlyAtItsOwnCalls(t *testing.T) {
 	require.Equal(t, others+callShards, n, "the calls of other connections stay in flight")
 }
 
+// TestTheCallsOfAConnectionAreForgottenWithThem: however a call ends —
+// its response, its caller giving up, its peer leaving, its connection
+// ending — it leaves nothing in the index of calls by connection, which
+// would otherwise grow with every connection a long-running node made.
+func TestTheCallsOfAConnectionAreForgottenWithThem(t *testing.T) {
+	var tab callTable
+	fillCalls(&tab, 1, 1_000, 50)
+	for id := uint64(1); id <= 1_000; id++ {
+		switch id % 4 {
+		case 0:
+			_, ok := tab.take(id, "n2")
+			require.True(t, ok)
+		case 1:
+			_, ok := tab.remove(id)
+			require.True(t, ok)
+		case 2:
+			tab.written(id, 10_000+id) // written again on another connection
+		}
+	}
+	tab.failConn(3, errors.New("reset"))
+	tab.failPeer(nil, errors.New("closed"))
+	for i := range tab.shards {
+		require.Empty(t, tab.shards[i].calls)
+		require.Empty(t, tab.shards[i].onConn, "shard %d", i)
+	}
+}
+
 // BenchmarkFailConn measures what a connection's end costs the calls
 // table, with few calls of its own (10) among many in flight on other
 // connections: its work, done under the locks every Request takes, should

@@ -230,8 +230,11 @@ const (
 	// OverloadPause stops reading the connection until capacity is free.
 	OverloadPause OverloadPolicy = iota
 	// OverloadReject drops the message and answers ErrOverloaded: a
-	// request fails with it; a one-way sender counts it in
-	// ConnStats.RemoteDropped. A rejected batch frame is answered once it
+	// request fails with it; a one-way message's sender counts it, one
+	// of a batch frame (urgent and small lanes) written already, in
+	// ConnStats.RemoteDropped, and a large one, refused at its header
+	// before its payload is written, in ConnStats.Dropped, handing it to
+	// Config.OnDropped. A rejected batch frame is answered once it
 	// has come whole; a compressed one, held whole while it comes, waits,
 	// reading paused, while other rejected compressed frames hold the
 	// 2 MiB the node gives them (see the package documentation).

@@ -85,8 +85,10 @@ type ConnStats struct {
 	Throttled     uint64
 	ThrottledTime time.Duration
 	// RemoteDropped counts failures the peer reported for messages no
-	// call was waiting for: one-way messages it rejected as overloaded, or
-	// requests whose caller had already given up; metric
+	// call was waiting for: one-way messages of batch frames (urgent and
+	// small lanes) it rejected as overloaded, or requests whose caller
+	// had already given up; a large one-way message the peer refuses is
+	// never written, and is counted in Dropped instead; metric
 	// internode.messages.remote_dropped.
 	RemoteDropped [NumReasons]uint64
 }

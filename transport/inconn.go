@@ -373,10 +373,17 @@ func (ic *inConn) closeBack() {
 // writes nothing, and the reader goes on as if it had: the peer, which
 // reads the end, never gets the frame.
 func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) error {
+	_, err := ic.writeBack(kind, stream, payload)
+	return err
+}
+
+// writeBack is sendBack, and reports whether the frame was written: not
+// once closeBack has closed the back channel.
+func (ic *inConn) writeBack(kind wire.FrameKind, stream uint32, payload []byte) (written bool, err error) {
 	ic.backMu.Lock()
 	defer ic.backMu.Unlock()
 	if ic.backClosed.Load() {
-		return nil
+		return false, nil
 	}
 	ic.backBuf = wire.AppendFrameHeader(ic.backBuf[:0], kind, stream, payload)
 	ic.backBuf = append(ic.backBuf, payload...)
@@ -391,7 +398,7 @@ func (ic *inConn) sendBack(kind wire.FrameKind, stream uint32, payload []byte) e
 	_ = ic.conn.SetWriteDeadline(deadline)
 	n, err := ic.conn.Write(ic.backBuf)
 	ic.backDirect += int64(n)
-	return err
+	return true, err
 }
 
 // errWroteBack wraps the error of a back-channel write made by the

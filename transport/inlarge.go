@@ -428,11 +428,18 @@ func (ic *inConn) refuseShuttingDown(stream uint32, h *wire.Header) error {
 }
 
 // refuseWith writes refusal f of the message of header h, counts it as
-// reason and remembers it.
+// reason and remembers it. One not written because a finishing Shutdown
+// has closed the back channel (closeBack) is not counted either: its
+// sender, which reads the end and not the refusal, counts the message or
+// sends it again, as refuse says of one whose write failed.
 func (ic *inConn) refuseWith(stream uint32, h *wire.Header, reason Reason, f wire.Failure) error {
-	if err := ic.sendBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, f)); err != nil {
+	written, err := ic.writeBack(wire.FrameRefuse, stream, wire.AppendFailure(nil, f))
+	if err != nil {
 		ic.backFailed(err)
 		return fmt.Errorf("%w: %w", errWroteBack, err)
+	}
+	if !written {
+		return nil
 	}
 	ic.peer.refused.add(h, f)
 	ic.counters.drop(reason)

@@ -86,3 +86,42 @@ func TestALargeMessageBegunAfterTheBackChannelClosedIsNotCounted(t *testing.T) {
 		"a large message whose refusal could not be written is counted dropped")
 	assert.Equal(t, outcomes{}, st)
 }
+
+// TestAnEmptyLargeMessageBegunAfterTheBackChannelClosedIsNotDelivered: an
+// empty large message is complete once its grant is written, and its
+// sender counts it sent once it reads the grant. Begun after a finishing
+// Shutdown closed the back channel, its grant is not written, and its
+// sender, which reads the end instead, counts it dropped (connection
+// reset) and hands it to OnDropped; the node delivered it all the same:
+// two outcomes, and a hint replayed from OnDropped runs it twice.
+func TestAnEmptyLargeMessageBegunAfterTheBackChannelClosedIsNotDelivered(t *testing.T) {
+	const verbEmpty transport.Verb = 242
+	c := newCluster(t, 1, func(_ int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = time.Minute
+	})
+	node := c.Nodes[0]
+	ran := make(chan struct{}, 1)
+	node.Handle(verbEmpty, transport.HandlerFunc(func(context.Context, *transport.Message) ([]byte, error) {
+		ran <- struct{}{}
+		return nil, nil
+	}))
+	c.Members.Add(cluster.Member{ID: "mallory", Addr: "127.0.0.1:1"})
+	conn := dialAs(node.Addr().String(), "mallory", routing.Large)
+	require.NotNil(t, conn)
+	defer conn.Close()
+
+	shut := make(chan error, 1)
+	go func() { shut <- node.Shutdown(ctxTimeout(t, 20*time.Second)) }()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.Copy(io.Discard, bufio.NewReader(conn))
+	require.NoError(t, err, "the back channel ends")
+
+	h := wire.AppendHeader(nil, &wire.Header{ID: 1, Verb: uint32(verbEmpty)})
+	_, err = conn.Write(append(wire.AppendFrameHeader(nil, wire.FrameLargeBegin, 1, h), h...))
+	require.NoError(t, err)
+	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+	require.NoError(t, within(t, shut, 30*time.Second, "Shutdown"))
+
+	assert.Zero(t, len(ran), "the handler ran for a message whose grant its sender never read")
+	assert.Equal(t, outcomes{}, outcomesOf(node.Stats(), "mallory"))
+}

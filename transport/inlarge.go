@@ -206,8 +206,11 @@ var largeBeginRecorded func()
 var largeWaitQueued func()
 
 // granted tells the sender that m, on stream, has room; an empty message
-// is complete at once. A request that Shutdown refused while it was given
-// room (refuseWaiting took it from streams) gives the room back instead.
+// is complete at once, once its grant is written: one whose grant a
+// finishing Shutdown's closed back channel kept from its sender, which
+// counts it lost with the connection, stays to end with the connection,
+// uncounted. A request that Shutdown refused while it was given room
+// (refuseWaiting took it from streams) gives the room back instead.
 func (ic *inConn) granted(stream uint32, m *largeIn) error {
 	ic.mu.Lock()
 	if ic.streams[stream] != m {
@@ -217,11 +220,12 @@ func (ic *inConn) granted(stream uint32, m *largeIn) error {
 	}
 	m.granted = true
 	ic.mu.Unlock()
-	if err := ic.sendBack(wire.FrameGrant, stream, nil); err != nil {
+	written, err := ic.writeBack(wire.FrameGrant, stream, nil)
+	if err != nil {
 		ic.backFailed(err)
 		return fmt.Errorf("%w: %w", errWroteBack, err)
 	}
-	if m.header.PayloadLength == 0 {
+	if m.header.PayloadLength == 0 && written {
 		return ic.largeDone(stream, m)
 	}
 	return nil
@@ -365,11 +369,15 @@ func (ic *inConn) answerLater() {
 		if !taken {
 			continue // its connection ended meanwhile: its sender counts it
 		}
-		if err := ic.sendBack(wire.FrameGrant, a.stream, nil); err != nil {
-			// Its sender never saw the grant: not delivered, as one
-			// granted at once is not; its sender counts it lost with the
-			// connection. It holds the room of its parameters alone.
-			ic.backFailed(err)
+		if written, err := ic.writeBack(wire.FrameGrant, a.stream, nil); err != nil || !written {
+			// Its sender never saw the grant (the write failed, or a
+			// finishing Shutdown closed the back channel): not delivered,
+			// as one granted at once is not; its sender counts it lost
+			// with the connection. It holds the room of its parameters
+			// alone.
+			if err != nil {
+				ic.backFailed(err)
+			}
 			ic.account.Release(a.m.need)
 			continue
 		}

@@ -44,6 +44,12 @@ const (
 	rollBurst      = 4
 	rollLargeEvery = 5
 	rollApply      = 100 * time.Microsecond
+	// rollTTL is a mutation's: long enough that none expires queued for
+	// a node that shuts down and starts again, or behind handlers slowed
+	// by a loaded machine. One that expires at its receiver is counted
+	// there and not told to its sender, which wrote it (Config.OnDropped):
+	// not what this test is about.
+	rollTTL = 20 * time.Second
 )
 
 func mutationID(payload []byte) uint64 { return binary.BigEndian.Uint64(payload) }
@@ -128,6 +134,9 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 	}
 
 	stop := make(chan struct{})
+	// loadCtx ends with the load: a Send still waiting for room then.
+	loadCtx, endLoad := context.WithCancel(context.Background())
+	defer endLoad()
 	var load sync.WaitGroup
 	var sendErrs, requestsOK, requestsFailed, replayed atomic.Int64
 	for i := range nodes {
@@ -153,7 +162,7 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 				id := uint64(i)<<32 | seq
 				binary.BigEndian.PutUint64(payload, id)
 				tr := current[i].Load()
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				ctx, cancel := context.WithTimeout(loadCtx, rollTTL)
 				// Recorded before Send, which may fail it to OnDropped
 				// before it returns.
 				st.mu.Lock()
@@ -244,6 +253,7 @@ func TestRollingRestartLosesNoMutation(t *testing.T) {
 		})
 	}
 	close(stop)
+	endLoad()
 	load.Wait()
 
 	// Replay what is left until every accepted mutation was applied:
@@ -333,7 +343,7 @@ func replayHints(st *rollingStore, i int, tr *transport.Transport) int {
 	st.mu.Unlock()
 	n := 0
 	for id, h := range hints {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), rollTTL)
 		err := tr.Send(ctx, h.to, verbRollMutation, h.payload)
 		cancel()
 		if err != nil {

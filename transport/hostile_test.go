@@ -1017,10 +1017,17 @@ func TestStreamsThatNeverSayTheirVerbAreBounded(t *testing.T) {
 // the failures grew without bound (10.6 MB against a 1 MiB Node limit
 // after 100 000 requests) for as long as the blocked write lasted. They
 // now stay within 64 KiB beyond the limits (here the connection's 256
-// KiB), past which responses are dropped, counted.
+// KiB), past which responses are dropped, counted. The victim's checks
+// for a peer that does not read (Timeouts.Keepalive, the acceptor's
+// TCP_USER_TIMEOUT, and Timeouts.Write) are off: the blocked write lasts
+// until every request is handled, however long that takes, rather than
+// ending with the connection, and the last requests unread, when it
+// takes longer than Keepalive.
 func TestUnreadResponsesStayWithinTheOutboundLimit(t *testing.T) {
 	outbound := transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}
 	c := newCluster(t, 2, func(i int, cfg *transport.Config) {
+		cfg.Timeouts.Keepalive = -1
+		cfg.Timeouts.Write = -1
 		cfg.Memory.Outbound = outbound
 		cfg.Memory.MaxMessageSize = 256 << 10
 		cfg.Memory.Inbound = transport.Limits{PerConnection: 256 << 10, PerPeer: 512 << 10, Node: 1 << 20}

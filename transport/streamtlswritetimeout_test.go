@@ -18,8 +18,8 @@ import (
 )
 
 // TestOwnConnectionWriteAfterATimeout: a stream on a connection of its
-// own whose peer stops reading for Timeouts.Write fails its Write with
-// os.ErrDeadlineExceeded; the peer then reads again. In plain text the
+// own whose peer stops reading until its write deadline passes fails its
+// Write with os.ErrDeadlineExceeded; the peer then reads again. In plain text the
 // next Write goes on from where the timed-out one stopped, as on TCP, and
 // the peer reads every byte once, in order. Over TLS it cannot: the
 // timed-out Write may have left a TLS record half written, and crypto/tls
@@ -31,6 +31,12 @@ import (
 // session stream's after a failed Write), not a timeout; CloseWrite
 // fails too; the peer reads the stream cut short, never as a clean end;
 // and Close gives back the stream's places on both sides.
+//
+// The deadline is the caller's (SetWriteDeadline), which a Write meets as
+// it does Timeouts.Write's: Timeouts.Write is also the sockets'
+// TCP_USER_TIMEOUT, and set as short, a peer reading again that a loaded
+// machine kept from reading for about that long timed its chunk out, or
+// its kernel reset the connection, under the Write that was to go on.
 func TestOwnConnectionWriteAfterATimeout(t *testing.T) {
 	const write = 500 * time.Millisecond
 	for _, overTLS := range []bool{false, true} {
@@ -39,7 +45,7 @@ func TestOwnConnectionWriteAfterATimeout(t *testing.T) {
 			name = "TLS"
 		}
 		t.Run(name, func(t *testing.T) {
-			opts := transporttest.Options{Tweak: func(_ int, cfg *transport.Config) { cfg.Timeouts.Write = write }}
+			var opts transporttest.Options
 			if overTLS {
 				ca, err := transporttest.NewCA("test")
 				require.NoError(t, err)
@@ -67,9 +73,11 @@ func TestOwnConnectionWriteAfterATimeout(t *testing.T) {
 			for i := range data {
 				data[i] = byte(i * 7)
 			}
+			require.NoError(t, s.SetWriteDeadline(time.Now().Add(write)))
 			n, err := s.Write(data)
-			require.ErrorIs(t, err, os.ErrDeadlineExceeded, "the peer reads nothing for Timeouts.Write")
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded, "the peer reads nothing until the deadline")
 			require.Less(t, n, len(data))
+			require.NoError(t, s.SetWriteDeadline(time.Time{}))
 			read.open()
 
 			type written struct {

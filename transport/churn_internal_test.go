@@ -102,31 +102,42 @@ func TestChurningPeersLeaveNoState(t *testing.T) {
 
 	eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines }, fmt.Sprintf("goroutines back to %d", goroutines))
 	n1.forgetQuietStrangers() // the janitor
+	// Each figure is read under its lock and checked once the lock is
+	// let go: a check that fails ends the test, and a lock it held
+	// wedged the nodes' Close in the cleanup, the failure never shown.
 	n1.peersMu.RLock()
-	require.Empty(t, n1.peers)
-	require.LessOrEqual(t, len(n1.departed), maxDepartedIDs+1, "departed entries")
+	peers, departed := len(n1.peers), len(n1.departed)
 	n1.peersMu.RUnlock()
+	require.Zero(t, peers, "peers")
+	require.LessOrEqual(t, departed, maxDepartedIDs+1, "departed entries")
 	for _, tr := range []*Transport{n1, n2} {
 		tr.inboundMu.Lock()
-		require.Empty(t, tr.pendingByHost, "handshakes")
-		require.Equal(t, 0, tr.pendingHandshakes)
+		byHost, pending := len(tr.pendingByHost), tr.pendingHandshakes
 		tr.inboundMu.Unlock()
+		require.Zero(t, byHost, "handshakes")
+		require.Equal(t, 0, pending)
 		for i := range tr.calls.shards {
 			s := &tr.calls.shards[i]
 			s.mu.Lock()
-			require.Empty(t, s.calls, "calls in flight")
+			calls := len(s.calls)
 			s.mu.Unlock()
+			require.Zero(t, calls, "calls in flight")
 		}
+		byPeer := map[Verb]int{}
 		tr.handlersMu.Lock()
 		for verb, st := range tr.stages {
 			st.mu.Lock()
-			require.Empty(t, st.byPeer, "stage of verb %d", verb)
+			if len(st.byPeer) > 0 {
+				byPeer[verb] = len(st.byPeer)
+			}
 			st.mu.Unlock()
 		}
 		tr.handlersMu.Unlock()
+		require.Empty(t, byPeer, "stages' peers, by verb")
 	}
 	p := n2.peerStats("n1")
 	p.cancels.mu.Lock()
-	require.Empty(t, p.cancels.live, "n2's cancels of n1's requests")
+	live := len(p.cancels.live)
 	p.cancels.mu.Unlock()
+	require.Zero(t, live, "n2's cancels of n1's requests")
 }

@@ -368,9 +368,9 @@ func rejectedS2Budget(maxFrame int) int64 {
 // once the block has come, while its messages are answered; before it
 // holds either it takes a share of the node's room for such frames
 // (rejectedS2Budget), both buffers' worth, and waits for it, reading
-// paused, while other rejected frames hold that room. Each holder gives its share back once its frame
-// is answered, or its connection ends: Keepalive bounds the reading of
-// each frame, so a wait ends.
+// paused, while other rejected frames hold that room. Each holder gives
+// its share back once its frame is answered, or its connection ends:
+// Keepalive bounds the reading of each frame, so a wait ends.
 func (ic *inConn) readBatchS2(fh wire.FrameHeader) error {
 	n, err := peekBatchS2Len(ic.src, fh, ic.t.maxFrame)
 	for err != nil && ic.deadlineEarly(err, ic.frameStart) {

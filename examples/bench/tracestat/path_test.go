@@ -57,7 +57,7 @@ func TestRoundTripHops(t *testing.T) {
 	served := make(chan struct{})
 	go func() { pathServer(reqR, respW); close(served) }()
 	go pathClient(respR, callers)
-	const trips = 20
+	const trips = 100
 	done := make(chan struct{})
 	for range trips {
 		go pathCaller(reqW, callers, done)
@@ -79,8 +79,9 @@ func TestRoundTripHops(t *testing.T) {
 	require.NoError(t, err)
 	// A trip whose request the server found without blocking (it had not
 	// yet gone back to its read) has no wake of the server to time, and
-	// is left out; most are timed.
-	assert.GreaterOrEqual(t, p.trips, trips/2)
+	// is left out: how many, the scheduler decides (11 of 20 in one run
+	// on a quiet 2-core machine), so the bound is loose.
+	assert.GreaterOrEqual(t, p.trips, trips/10)
 	for h := range numHops {
 		require.Len(t, p.hops[h], p.trips, hopNames[h])
 	}

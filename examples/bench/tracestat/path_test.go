@@ -79,8 +79,8 @@ func TestRoundTripHops(t *testing.T) {
 	require.NoError(t, err)
 	// A trip whose request the server found without blocking (it had not
 	// yet gone back to its read) has no wake of the server to time, and
-	// is left out: how many, the scheduler decides (11 of 20 in one run
-	// on a quiet 2-core machine), so the bound is loose.
+	// is left out: how many, the scheduler decides (9 of 20 in one CI run
+	// on 2 cores), so the bound is loose.
 	assert.GreaterOrEqual(t, p.trips, trips/10)
 	for h := range numHops {
 		require.Len(t, p.hops[h], p.trips, hopNames[h])

@@ -24,17 +24,10 @@ import (
 // to be handled, as it waits for the requests.
 func TestShutdownRunsTheOneWayMessagesItRead(t *testing.T) {
 	inBubble(t, time.Minute, func(t *testing.T) {
-		const verbPut transport.Verb = 245
-		c, err := transporttest.Start(2, transporttest.Options{InMemory: true, Tweak: func(_ int, cfg *transport.Config) {
-			cfg.Telemetry.DisableSocketMeasurement = true
-		}})
-		require.NoError(t, err)
-		defer c.Close()
-		n1, n2 := c.Nodes[0], c.Nodes[1]
 		release := make(chan struct{})
 		var mu sync.Mutex
 		var handled []string
-		n2.Handle(verbPut, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		c, n1, n2 := twoPutsRead(t, func(ctx context.Context, m *transport.Message) ([]byte, error) {
 			if string(m.Payload) == "first" {
 				select {
 				case <-release:
@@ -45,11 +38,8 @@ func TestShutdownRunsTheOneWayMessagesItRead(t *testing.T) {
 			defer mu.Unlock()
 			handled = append(handled, string(m.Payload))
 			return nil, nil
-		}))
-
-		require.NoError(t, n1.Send(context.Background(), c.ID(1), verbPut, []byte("first")))
-		require.NoError(t, n1.Send(context.Background(), c.ID(1), verbPut, []byte("second")))
-		synctest.Wait() // both read: the first in its handler, the second queued
+		})
+		defer c.Close()
 
 		shut := make(chan error, 1)
 		go func() { shut <- n2.Shutdown(context.Background()) }()
@@ -74,23 +64,13 @@ func TestShutdownRunsTheOneWayMessagesItRead(t *testing.T) {
 // makes it return ErrClosed.
 func TestShutdownCutShortWhileItHandlesWhatItReadSaysSo(t *testing.T) {
 	inBubble(t, time.Minute, func(t *testing.T) {
-		const verbPut transport.Verb = 245
-		c, err := transporttest.Start(2, transporttest.Options{InMemory: true, Tweak: func(_ int, cfg *transport.Config) {
-			cfg.Telemetry.DisableSocketMeasurement = true
-		}})
-		require.NoError(t, err)
-		defer c.Close()
-		n1, n2 := c.Nodes[0], c.Nodes[1]
-		n2.Handle(verbPut, transport.HandlerFunc(func(ctx context.Context, m *transport.Message) ([]byte, error) {
+		c, _, n2 := twoPutsRead(t, func(ctx context.Context, m *transport.Message) ([]byte, error) {
 			if string(m.Payload) == "first" {
 				<-ctx.Done() // Close ends it
 			}
 			return nil, nil
-		}))
-
-		require.NoError(t, n1.Send(context.Background(), c.ID(1), verbPut, []byte("first")))
-		require.NoError(t, n1.Send(context.Background(), c.ID(1), verbPut, []byte("second")))
-		synctest.Wait() // both read: the first in its handler, the second queued
+		})
+		defer c.Close()
 
 		shut := make(chan error, 1)
 		go func() { shut <- n2.Shutdown(context.Background()) }()
@@ -99,4 +79,23 @@ func TestShutdownCutShortWhileItHandlesWhatItReadSaysSo(t *testing.T) {
 		require.Equal(t, uint64(1), n2.Stats().Total().DroppedInbound[transport.ReasonClosed], "the second, dropped by the Close")
 		assert.ErrorIs(t, <-shut, transport.ErrClosed, "Shutdown cut short by a Close")
 	})
+}
+
+// twoPutsRead starts two nodes, in a synctest bubble, whose n2 handles an
+// ordered verb with handle, and has n1 send it "first" and "second": it
+// returns once n2 has read both, the first in its handler (which handle
+// holds there) and the second queued behind it.
+func twoPutsRead(t *testing.T, handle transport.HandlerFunc) (c *transporttest.Cluster, n1, n2 *transport.Transport) {
+	t.Helper()
+	const verbPut transport.Verb = 245
+	c, err := transporttest.Start(2, transporttest.Options{InMemory: true, Tweak: func(_ int, cfg *transport.Config) {
+		cfg.Telemetry.DisableSocketMeasurement = true
+	}})
+	require.NoError(t, err)
+	n1, n2 = c.Nodes[0], c.Nodes[1]
+	n2.Handle(verbPut, handle)
+	require.NoError(t, n1.Send(context.Background(), c.ID(1), verbPut, []byte("first")))
+	require.NoError(t, n1.Send(context.Background(), c.ID(1), verbPut, []byte("second")))
+	synctest.Wait() // both read: the first in its handler, the second queued
+	return c, n1, n2
 }
